@@ -1,0 +1,30 @@
+# Mura's commands. `make test` and `make testnet` do all set-up on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+TESTNET_DIR ?= testnet
+VALIDATORS ?= 4
+
+.PHONY: test testnet testnet-reset bench-ledger clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+testnet: $(STAMP)
+	$(PY) -m mura.genesis.testnet --out $(TESTNET_DIR) --validators $(VALIDATORS) --if-missing
+
+testnet-reset:
+	rm -rf $(TESTNET_DIR)
+
+bench-ledger: $(STAMP)
+	$(PY) -m mura.chain.bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

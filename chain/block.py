@@ -1,0 +1,236 @@
+"""Blocks, their headers, the transaction Merkle root and commit certificates.
+
+A block is ``[header, [transaction bytes, ...]]``: transactions travel as their
+own canonical bytes, so a transaction's hash is the same inside and outside a
+block. The block hash is the SHA-256 of the encoded header; the header commits
+to the transactions (``transaction_root``) and to the post-state (``state_root``).
+
+A commit certificate is a quorum of validators' signatures over
+``commit_vote_payload(chain_id, height, view, block_hash)``: anyone holding the
+validator set can check that a block is final without trusting who served it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from mura.chain import codec
+from mura.chain.errors import DecodeError, InvalidCertificate
+from mura.chain.keys import HASH_SIZE, PUBLIC_KEY_SIZE, SIGNATURE_SIZE, sha256, verify_signature
+from mura.chain.transaction import MAX_CHAIN_ID_LENGTH, MAX_TRANSACTION_BYTES, Transaction
+
+#: Limits every node enforces on a block.
+MAX_BLOCK_BYTES = 8 * 1024 * 1024
+MAX_BLOCK_TRANSACTIONS = 20_000
+MAX_VALIDATORS = 256
+
+ZERO_HASH = bytes(HASH_SIZE)
+_COMMIT_DOMAIN = "mura/commit/v1"
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """What a block commits to; its hash is the block's identity."""
+
+    #: The network this block belongs to.
+    chain_id: str
+    #: Position in the chain; genesis is 0. Also PBFT's sequence number.
+    height: int
+    #: Hash of the block at ``height - 1`` (zeros for genesis).
+    parent_hash: bytes
+    #: Milliseconds since the Unix epoch, as the proposer saw it.
+    timestamp_ms: int
+    #: Public key of the validator that proposed the block (zeros for genesis).
+    proposer: bytes
+    #: Merkle root of the block's transaction hashes.
+    transaction_root: bytes
+    #: Commitment to the full state after applying this block.
+    state_root: bytes
+    #: The canonical encoding (derived).
+    encoded: bytes = field(init=False, repr=False, compare=False)
+    #: SHA-256 of ``encoded``: the block hash (derived).
+    hash: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        encoded = codec.encode(self.to_fields())
+        object.__setattr__(self, "encoded", encoded)
+        object.__setattr__(self, "hash", sha256(encoded))
+
+    def to_fields(self) -> list[Any]:
+        return [
+            self.chain_id,
+            self.height,
+            self.parent_hash,
+            self.timestamp_ms,
+            self.proposer,
+            self.transaction_root,
+            self.state_root,
+        ]
+
+    @classmethod
+    def from_fields(cls, value: Any, what: str) -> Header:
+        chain_id, height, parent, timestamp, proposer, transaction_root, state_root = codec.read_fields(value, what, 7)
+        return cls(
+            codec.read_str(chain_id, f"{what}.chain_id", max_length=MAX_CHAIN_ID_LENGTH),
+            codec.read_int(height, f"{what}.height"),
+            codec.read_bytes(parent, f"{what}.parent_hash", length=HASH_SIZE),
+            codec.read_int(timestamp, f"{what}.timestamp_ms"),
+            codec.read_bytes(proposer, f"{what}.proposer", length=PUBLIC_KEY_SIZE),
+            codec.read_bytes(transaction_root, f"{what}.transaction_root", length=HASH_SIZE),
+            codec.read_bytes(state_root, f"{what}.state_root", length=HASH_SIZE),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """A header and the transactions it orders."""
+
+    header: Header
+    transactions: tuple[Transaction, ...]
+
+    @property
+    def hash(self) -> bytes:
+        return self.header.hash
+
+    @property
+    def height(self) -> int:
+        return self.header.height
+
+    def encode(self) -> bytes:
+        return codec.encode([self.header.to_fields(), [tx.encoded for tx in self.transactions]])
+
+    @classmethod
+    def decode(cls, data: bytes) -> Block:
+        """Decode an encoded block; refuses anything but canonical bytes within the limits."""
+        value = codec.decode(data, max_size=MAX_BLOCK_BYTES)
+        header, transactions = codec.read_fields(value, "block", 2)
+        items = codec.read_list(transactions, "block.transactions", max_length=MAX_BLOCK_TRANSACTIONS)
+        decoded = []
+        for index, item in enumerate(items):
+            what = f"block.transactions[{index}]"
+            raw = codec.read_bytes(item, what, max_length=MAX_TRANSACTION_BYTES)
+            try:
+                decoded.append(Transaction.decode(raw))
+            except DecodeError as error:
+                raise DecodeError(f"{what}: {error.message}") from None
+        return cls(Header.from_fields(header, "block.header"), tuple(decoded))
+
+
+# --- the transaction root ----------------------------------------------------
+
+
+def merkle_root(leaves: Sequence[bytes]) -> bytes:
+    """RFC 6962 Merkle tree hash of ``leaves`` (the hash of nothing for none).
+
+    Leaves and inner nodes are hashed with distinct prefixes, and an odd node is
+    promoted rather than duplicated, so no two different lists share a root.
+    """
+    if not leaves:
+        return sha256(b"")
+    level = [sha256(b"\x00" + leaf) for leaf in leaves]
+    while len(level) > 1:
+        paired = [sha256(b"\x01" + level[i] + level[i + 1]) for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            paired.append(level[-1])
+        level = paired
+    return level[0]
+
+
+def transaction_root(transactions: Sequence[Transaction]) -> bytes:
+    """The Merkle root of the transactions' hashes, in block order."""
+    return merkle_root([tx.hash for tx in transactions])
+
+
+# --- commit certificates -----------------------------------------------------
+
+
+def quorum_size(validator_count: int) -> int:
+    """The smallest vote count any two of which share an honest validator.
+
+    With f = (n - 1) // 3 faulty validators tolerated, two quorums of size q
+    overlap in at least 2q - n validators, which must exceed f.
+    """
+    if validator_count < 1:
+        raise ValueError("a network needs at least one validator")
+    faulty = (validator_count - 1) // 3
+    return (validator_count + faulty) // 2 + 1
+
+
+def commit_vote_payload(chain_id: str, height: int, view: int, block_hash: bytes) -> bytes:
+    """The bytes a validator signs to commit ``block_hash`` at ``height`` in ``view``."""
+    return codec.encode([_COMMIT_DOMAIN, chain_id, height, view, block_hash])
+
+
+@dataclass(frozen=True, slots=True)
+class CommitCertificate:
+    """A quorum of COMMIT signatures proving a block final."""
+
+    #: Height of the certified block.
+    height: int
+    #: The PBFT view in which the commits were cast.
+    view: int
+    #: Hash of the certified block.
+    block_hash: bytes
+    #: ``(validator index, signature)`` pairs, strictly increasing by index.
+    signatures: tuple[tuple[int, bytes], ...]
+
+    def encode(self) -> bytes:
+        return codec.encode(
+            [self.height, self.view, self.block_hash, [[index, signature] for index, signature in self.signatures]]
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> CommitCertificate:
+        value = codec.decode(data, max_size=64 + MAX_VALIDATORS * (SIGNATURE_SIZE + 8))
+        height, view, block_hash, signatures = codec.read_fields(value, "certificate", 4)
+        pairs = []
+        for position, item in enumerate(codec.read_list(signatures, "certificate.signatures", max_length=MAX_VALIDATORS)):
+            what = f"certificate.signatures[{position}]"
+            index, signature = codec.read_fields(item, what, 2)
+            pairs.append(
+                (
+                    codec.read_int(index, f"{what}.validator", maximum=MAX_VALIDATORS - 1),
+                    codec.read_bytes(signature, f"{what}.signature", length=SIGNATURE_SIZE),
+                )
+            )
+        return cls(
+            codec.read_int(height, "certificate.height"),
+            codec.read_int(view, "certificate.view"),
+            codec.read_bytes(block_hash, "certificate.block_hash", length=HASH_SIZE),
+            tuple(pairs),
+        )
+
+
+def verify_certificate(
+    certificate: CommitCertificate,
+    *,
+    chain_id: str,
+    height: int,
+    block_hash: bytes,
+    validators: Sequence[bytes],
+) -> None:
+    """Raise ``InvalidCertificate`` unless ``certificate`` proves ``block_hash`` final at ``height``.
+
+    Checks: the certificate names this block and height; validator indexes are
+    strictly increasing (so no validator counts twice) and inside the set; there
+    are at least a quorum of them; every signature verifies.
+    """
+    if certificate.height != height or certificate.block_hash != block_hash:
+        raise InvalidCertificate(
+            f"certificate is for height {certificate.height} block {certificate.block_hash.hex()[:16]}, "
+            f"expected height {height} block {block_hash.hex()[:16]}"
+        )
+    indexes = [index for index, _ in certificate.signatures]
+    if any(later <= earlier for earlier, later in zip(indexes, indexes[1:])):
+        raise InvalidCertificate("certificate validator indexes must be strictly increasing (no duplicates)")
+    if indexes and indexes[-1] >= len(validators):
+        raise InvalidCertificate(f"certificate names validator {indexes[-1]}, the set has {len(validators)}")
+    needed = quorum_size(len(validators))
+    if len(indexes) < needed:
+        raise InvalidCertificate(f"certificate has {len(indexes)} signatures, a quorum is {needed}")
+    payload = commit_vote_payload(chain_id, height, certificate.view, block_hash)
+    for index, signature in certificate.signatures:
+        if not verify_signature(validators[index], signature, payload):
+            raise InvalidCertificate(f"signature of validator {index} does not verify", validator=index)

@@ -1,0 +1,135 @@
+"""Canonical msgpack: one encoding per value, strict decoding.
+
+Wire types are msgpack arrays of fields in a fixed order. Only integers, byte
+strings, text strings, booleans and arrays appear on the wire; maps, floats and
+extension types never do. ``decode`` accepts exactly the bytes ``encode``
+produces for the decoded value: a non-minimal integer, trailing bytes or an
+oversized input is refused with ``DecodeError`` and nothing else.
+
+The ``read_*`` helpers check one field each; wire types build their decoders
+from them so every complaint names the field (``transaction.nonce: ...``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+from mura.chain.errors import DecodeError
+
+#: Largest input ``decode`` accepts unless a caller asks for less.
+DEFAULT_MAX_SIZE = 16 * 1024 * 1024
+
+MIN_INT = -(2**63)
+MAX_INT = 2**64 - 1
+
+_packer_options = {"use_bin_type": True, "strict_types": False}
+
+
+def encode(value: Any) -> bytes:
+    """The canonical msgpack encoding of ``value`` (tuples encode as arrays)."""
+    return msgpack.packb(value, **_packer_options)  # type: ignore[no-any-return]
+
+
+def _refuse_map(pairs: Any) -> Any:
+    raise DecodeError("maps are not allowed on the wire")
+
+
+def _refuse_extension(code: int, data: bytes) -> Any:
+    raise DecodeError(f"extension type {code} is not allowed on the wire")
+
+
+def decode(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> Any:
+    """Decode one canonical value from ``data``, which must hold nothing else."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise DecodeError(f"expected bytes, got {type(data).__name__}")
+    if len(data) > max_size:
+        raise DecodeError(f"input is {len(data)} bytes, the limit is {max_size}")
+    if len(data) == 0:
+        raise DecodeError("input is empty")
+    try:
+        value = msgpack.unpackb(
+            data,
+            raw=False,
+            use_list=True,
+            strict_map_key=True,
+            object_pairs_hook=_refuse_map,
+            ext_hook=_refuse_extension,
+            max_buffer_size=max_size,
+        )
+    except DecodeError:
+        raise
+    except msgpack.ExtraData:
+        raise DecodeError("trailing bytes after the value") from None
+    except (ValueError, TypeError, UnicodeDecodeError, RecursionError, msgpack.UnpackException) as error:
+        raise DecodeError(f"not valid msgpack: {error}") from None
+    if _contains_float(value):
+        raise DecodeError("floats are not allowed on the wire")
+    if encode(value) != bytes(data):
+        raise DecodeError("not the canonical encoding (a value is encoded in a longer form than needed)")
+    return value
+
+
+def _contains_float(value: Any) -> bool:
+    if isinstance(value, float):
+        return True
+    if isinstance(value, list):
+        return any(_contains_float(item) for item in value)
+    return False
+
+
+# --- field readers ----------------------------------------------------------
+
+
+def read_fields(value: Any, what: str, count: int) -> list[Any]:
+    """``value`` must be an array of exactly ``count`` fields."""
+    if not isinstance(value, list):
+        raise DecodeError(f"{what}: expected an array of {count} fields, got {_kind(value)}")
+    if len(value) != count:
+        problem = "missing fields" if len(value) < count else "unknown extra fields"
+        raise DecodeError(f"{what}: expected {count} fields, got {len(value)} ({problem})")
+    return value
+
+
+def read_list(value: Any, what: str, *, max_length: int) -> list[Any]:
+    """``value`` must be an array of at most ``max_length`` items."""
+    if not isinstance(value, list):
+        raise DecodeError(f"{what}: expected an array, got {_kind(value)}")
+    if len(value) > max_length:
+        raise DecodeError(f"{what}: {len(value)} items, the limit is {max_length}")
+    return value
+
+
+def read_int(value: Any, what: str, *, minimum: int = 0, maximum: int = MAX_INT) -> int:
+    """``value`` must be an integer (not a boolean) within ``[minimum, maximum]``."""
+    if type(value) is not int:
+        raise DecodeError(f"{what}: expected an integer, got {_kind(value)}")
+    if not minimum <= value <= maximum:
+        raise DecodeError(f"{what}: {value} is outside {minimum}..{maximum}")
+    return value
+
+
+def read_bytes(value: Any, what: str, *, length: int | None = None, max_length: int | None = None) -> bytes:
+    """``value`` must be a byte string, of exactly ``length`` or at most ``max_length`` bytes."""
+    if not isinstance(value, bytes):
+        raise DecodeError(f"{what}: expected bytes, got {_kind(value)}")
+    if length is not None and len(value) != length:
+        raise DecodeError(f"{what}: expected {length} bytes, got {len(value)}")
+    if max_length is not None and len(value) > max_length:
+        raise DecodeError(f"{what}: {len(value)} bytes, the limit is {max_length}")
+    return value
+
+
+def read_str(value: Any, what: str, *, max_length: int) -> str:
+    """``value`` must be a text string of at most ``max_length`` characters."""
+    if not isinstance(value, str):
+        raise DecodeError(f"{what}: expected text, got {_kind(value)}")
+    if len(value) > max_length:
+        raise DecodeError(f"{what}: {len(value)} characters, the limit is {max_length}")
+    return value
+
+
+def _kind(value: Any) -> str:
+    names = {bool: "a boolean", int: "an integer", bytes: "bytes", str: "text", list: "an array"}
+    return names.get(type(value), type(value).__name__)

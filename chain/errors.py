@@ -1,0 +1,224 @@
+"""Every rejection of untrusted input is a typed exception under ``Invalid``.
+
+Each class names the rule it enforces (``rule``) and carries the facts that
+explain the refusal (``details``), so an RPC answer or a log line can say
+exactly what was wrong.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class Invalid(Exception):
+    """Root of every rejection: the input broke a rule and was refused."""
+
+    rule: ClassVar[str] = "invalid"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class DecodeError(Invalid):
+    """Bytes that are not the canonical encoding of a valid value."""
+
+    rule = "malformed"
+
+
+class InvalidAddress(Invalid):
+    """A text address with the wrong prefix, characters, length or checksum."""
+
+    rule = "invalid_address"
+
+
+class InvalidKeyFile(Invalid):
+    """A key file that is missing, unreadable or not an Ed25519 key."""
+
+    rule = "invalid_key_file"
+
+
+class InvalidGenesis(Invalid):
+    """A genesis file with one or more problems, each named by its field path."""
+
+    rule = "invalid_genesis"
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("invalid genesis: " + "; ".join(problems), problems=problems)
+        self.problems = problems
+
+
+# --- transactions ---------------------------------------------------------
+
+
+class InvalidTransaction(Invalid):
+    """A transaction that may not be applied to the current state."""
+
+    rule = "invalid_transaction"
+
+
+class BadSignature(InvalidTransaction):
+    """The signature does not verify against the sender's key."""
+
+    rule = "bad_signature"
+
+
+class WrongChainId(InvalidTransaction):
+    """The transaction was signed for another network."""
+
+    rule = "wrong_chain_id"
+
+
+class NonceTooLow(InvalidTransaction):
+    """The nonce was already used: a replay or a duplicate."""
+
+    rule = "nonce_too_low"
+
+
+class NonceTooHigh(InvalidTransaction):
+    """The nonce skips ahead of the sender's next nonce."""
+
+    rule = "nonce_too_high"
+
+
+class InsufficientBalance(InvalidTransaction):
+    """The sender's balance does not cover the amount."""
+
+    rule = "insufficient_balance"
+
+
+class NotAnIssuer(InvalidTransaction):
+    """Only issuers may mint or burn."""
+
+    rule = "not_an_issuer"
+
+
+class NonPositiveAmount(InvalidTransaction):
+    """Amounts must be at least one smallest unit."""
+
+    rule = "non_positive_amount"
+
+
+class SupplyOverflow(InvalidTransaction):
+    """Minting would push the total supply past the largest encodable amount."""
+
+    rule = "supply_overflow"
+
+
+class UnknownKind(DecodeError, InvalidTransaction):
+    """A transaction kind this node does not know."""
+
+    rule = "unknown_kind"
+
+
+# --- blocks ---------------------------------------------------------------
+
+
+class InvalidBlock(Invalid):
+    """A block that may not be appended to the chain."""
+
+    rule = "invalid_block"
+
+
+class BlockTooLarge(InvalidBlock):
+    """The block exceeds the byte or transaction-count limit."""
+
+    rule = "block_too_large"
+
+
+class WrongHeight(InvalidBlock):
+    """The block's height is not the parent's height plus one."""
+
+    rule = "wrong_height"
+
+
+class WrongParent(InvalidBlock):
+    """The block does not extend the current head."""
+
+    rule = "wrong_parent"
+
+
+class WrongBlockChainId(InvalidBlock):
+    """The block header names another network."""
+
+    rule = "wrong_chain_id"
+
+
+class TimestampBeforeParent(InvalidBlock):
+    """Block timestamps never go backwards."""
+
+    rule = "timestamp_before_parent"
+
+
+class UnknownProposer(InvalidBlock):
+    """The proposer is not a validator."""
+
+    rule = "unknown_proposer"
+
+
+class TransactionRootMismatch(InvalidBlock):
+    """The header's transaction root is not the root of the block's transactions."""
+
+    rule = "transaction_root_mismatch"
+
+
+class DuplicateTransactionInBlock(InvalidBlock):
+    """The same transaction appears twice in one block."""
+
+    rule = "duplicate_transaction"
+
+
+class InvalidBlockTransaction(InvalidBlock):
+    """A transaction inside the block is invalid; ``cause`` says which rule."""
+
+    rule = "invalid_block_transaction"
+
+    def __init__(self, index: int, cause: InvalidTransaction) -> None:
+        super().__init__(
+            f"transaction {index} is invalid: {cause.message}",
+            index=index,
+            cause=cause.rule,
+            **cause.details,
+        )
+        self.index = index
+        self.cause = cause
+
+
+class StateRootMismatch(InvalidBlock):
+    """The post-state this node computed differs from the header's state root."""
+
+    rule = "state_root_mismatch"
+
+
+class InvalidCertificate(Invalid):
+    """A commit certificate that does not prove the block final."""
+
+    rule = "invalid_certificate"
+
+
+# --- mempool --------------------------------------------------------------
+
+
+class MempoolRejection(Invalid):
+    """The mempool refused a transaction that may be valid in itself."""
+
+    rule = "mempool_rejected"
+
+
+class MempoolFull(MempoolRejection):
+    """The mempool is at its count or byte limit."""
+
+    rule = "mempool_full"
+
+
+class DuplicateTransaction(MempoolRejection):
+    """The transaction is already pending or already final."""
+
+    rule = "duplicate_transaction"
+
+
+class NonceAlreadyPending(MempoolRejection):
+    """Another transaction from this sender with this nonce is pending."""
+
+    rule = "nonce_already_pending"

@@ -1,0 +1,120 @@
+"""Ed25519 keys, signatures, hashing and key files.
+
+An account is an Ed25519 public key (32 raw bytes). Key files are JSON and are
+written with owner-only permissions (0600), since they hold the private key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from mura.chain.errors import InvalidKeyFile
+
+PUBLIC_KEY_SIZE = 32
+SIGNATURE_SIZE = 64
+HASH_SIZE = 32
+
+
+def sha256(data: bytes) -> bytes:
+    """The hash used for transactions, blocks and Merkle trees."""
+    return hashlib.sha256(data).digest()
+
+
+def verify_signature(public_key: bytes, signature: bytes, message: bytes) -> bool:
+    """True when ``signature`` is ``public_key``'s Ed25519 signature of ``message``."""
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    """An Ed25519 private key together with its public key."""
+
+    private_key: Ed25519PrivateKey
+    #: The raw 32-byte public key: the account this key controls.
+    public_key: bytes
+
+    @classmethod
+    def generate(cls) -> SigningKey:
+        return cls.from_private_bytes(Ed25519PrivateKey.generate().private_bytes_raw())
+
+    @classmethod
+    def from_private_bytes(cls, seed: bytes) -> SigningKey:
+        private_key = Ed25519PrivateKey.from_private_bytes(seed)
+        return cls(private_key, private_key.public_key().public_bytes_raw())
+
+    def private_bytes(self) -> bytes:
+        return self.private_key.private_bytes_raw()
+
+    def sign(self, message: bytes) -> bytes:
+        return self.private_key.sign(message)
+
+
+def save_key(path: Path | str, key: SigningKey, *, label: str = "") -> None:
+    """Write ``key`` to ``path`` readable by the owner only; refuses to overwrite."""
+    document = {
+        "type": "ed25519",
+        "label": label,
+        "public_key": key.public_key.hex(),
+        "private_key": key.private_bytes().hex(),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        json.dump(document, file, indent=2)
+        file.write("\n")
+
+
+def load_key(path: Path | str) -> SigningKey:
+    """Read a key file written by ``save_key``; any problem is an ``InvalidKeyFile``."""
+    path = Path(path)
+    try:
+        document = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InvalidKeyFile(f"key file {path} does not exist", path=str(path)) from None
+    except (OSError, ValueError) as error:
+        raise InvalidKeyFile(f"key file {path} is unreadable: {error}", path=str(path)) from None
+    if not isinstance(document, dict) or document.get("type") != "ed25519":
+        raise InvalidKeyFile(f"key file {path} is not an ed25519 key file", path=str(path))
+    try:
+        key = SigningKey.from_private_bytes(bytes.fromhex(document["private_key"]))
+    except (KeyError, TypeError, ValueError):
+        raise InvalidKeyFile(f"key file {path}: private_key must be 64 hex characters", path=str(path)) from None
+    if document.get("public_key") not in (None, key.public_key.hex()):
+        raise InvalidKeyFile(f"key file {path}: public_key does not match private_key", path=str(path))
+    return key
+
+
+class SignatureCache:
+    """Remembers which transactions this node has already verified.
+
+    A transaction is verified once per node: when the mempool admits it, or when
+    a block brings one the mempool never saw. Bounded: the oldest entries go first.
+    """
+
+    def __init__(self, *, capacity: int = 500_000) -> None:
+        self._capacity = capacity
+        self._verified: OrderedDict[bytes, None] = OrderedDict()
+
+    def __contains__(self, transaction_hash: bytes) -> bool:
+        return transaction_hash in self._verified
+
+    def __len__(self) -> int:
+        return len(self._verified)
+
+    def add(self, transaction_hash: bytes) -> None:
+        self._verified[transaction_hash] = None
+        if len(self._verified) > self._capacity:
+            self._verified.popitem(last=False)

@@ -1,0 +1,278 @@
+"""The chain's durable store: LevelDB through plyvel.
+
+Tables are key prefixes in one database:
+
+==========  ===================================  ============================
+prefix      key                                  value
+==========  ===================================  ============================
+``B``       height (8 bytes, big-endian)         encoded block
+``C``       height                               encoded commit certificate
+``H``       block hash                           height
+``T``       transaction hash                     height + index (4 bytes)
+``S``       state entry key (``a``+key, ``s``,   state entry value
+            ``v``)
+``M``       ``head``, ``lattice``, ``genesis``   head height + hash, lattice
+                                                 hash, genesis block hash
+==========  ===================================  ============================
+
+Each committed block is one ``write_batch(transaction=True, sync=True)``
+holding the block, its certificate, both indexes, the state changes, the new
+lattice hash and the head: a crash leaves the block wholly in or wholly out,
+and opening the store finds the head again.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import OrderedDict
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+
+import plyvel
+
+from mura.chain.block import Block, CommitCertificate, Header
+from mura.chain.state import (
+    ACCOUNT_PREFIX,
+    SUPPLY_KEY,
+    VALIDATORS_KEY,
+    Account,
+    StateChanges,
+    account_entry,
+    account_key,
+    decode_validators,
+    supply_entry,
+    validators_entry,
+)
+from mura.chain import codec
+from mura.chain.state_root import LatticeHash, update_lattice
+
+BLOCKS = b"B"
+CERTIFICATES = b"C"
+HEIGHT_BY_HASH = b"H"
+TRANSACTION_LOCATIONS = b"T"
+STATE = b"S"
+META = b"M"
+
+_HEAD = META + b"head"
+_LATTICE = META + b"lattice"
+_GENESIS = META + b"genesis"
+
+
+class StoreError(Exception):
+    """The store cannot be used: locked, corrupted, or holding another chain."""
+
+
+def _height_key(prefix: bytes, height: int) -> bytes:
+    return prefix + height.to_bytes(8, "big")
+
+
+class Store:
+    """Blocks, certificates, indexes and state of one chain, in one LevelDB."""
+
+    def __init__(self, path: Path | str, *, account_cache_size: int = 200_000) -> None:
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db: plyvel.DB | None = plyvel.DB(str(self.path), create_if_missing=True)
+        except plyvel.IOError as error:
+            raise StoreError(f"cannot open the store at {self.path}: {error} (is another node using it?)") from None
+        except plyvel.CorruptionError as error:
+            raise StoreError(f"the store at {self.path} is corrupted: {error}") from None
+        self._account_cache: OrderedDict[bytes, Account] = OrderedDict()
+        self._account_cache_size = account_cache_size
+        self._head: Header | None = None
+        self._lattice: LatticeHash | None = None
+        self._validators: tuple[bytes, ...] | None = None
+        self._supply: int | None = None
+        self._recover()
+
+    def _recover(self) -> None:
+        head = self.db.get(_HEAD)
+        if head is None:
+            return
+        height = int.from_bytes(head[:8], "big")
+        block = self.load_block(height)
+        if block is None or block.hash != head[8:]:
+            raise StoreError(f"the store's head names block {height}, which it does not hold intact")
+        self._head = block.header
+        self._lattice = LatticeHash.from_bytes(self._get_required(_LATTICE))
+
+    @property
+    def db(self) -> plyvel.DB:
+        if self._db is None:
+            raise StoreError("the store is closed")
+        return self._db
+
+    def close(self) -> None:
+        """Close the database; closing twice is harmless."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+        self.close()
+
+    def _get_required(self, key: bytes) -> bytes:
+        value = self.db.get(key)
+        if value is None:
+            raise StoreError(f"the store is missing {key!r}")
+        return value  # type: ignore[no-any-return]
+
+    # --- head and genesis ------------------------------------------------------
+
+    @property
+    def initialized(self) -> bool:
+        return self._head is not None
+
+    @property
+    def head(self) -> Header:
+        """The header of the last final block."""
+        if self._head is None:
+            raise StoreError("the store holds no chain yet; initialize it with a genesis")
+        return self._head
+
+    @property
+    def height(self) -> int:
+        return self.head.height
+
+    def load_genesis_hash(self) -> bytes | None:
+        return self.db.get(_GENESIS)  # type: ignore[no-any-return]
+
+    def initialize(self, genesis: Block, changes: StateChanges) -> None:
+        """Write the genesis block and state; on an existing store, check it is the same chain."""
+        existing = self.load_genesis_hash()
+        if existing is not None:
+            if existing != genesis.hash:
+                raise StoreError(
+                    f"the store at {self.path} holds chain with genesis {existing.hex()}, "
+                    f"not {genesis.hash.hex()}; use another data directory"
+                )
+            return
+        with self.db.write_batch(transaction=True, sync=True) as batch:
+            batch.put(_GENESIS, genesis.hash)
+            self._write_block(batch, genesis, None, changes)
+        self._after_commit(genesis, changes)
+
+    # --- committing ---------------------------------------------------------------
+
+    def save_block(self, block: Block, certificate: CommitCertificate, changes: StateChanges) -> None:
+        """Append a final block with its certificate and state changes, atomically."""
+        head = self.head
+        if block.height != head.height + 1 or block.header.parent_hash != head.hash:
+            raise StoreError(f"block {block.height} does not extend the head at {head.height}")
+        if certificate.block_hash != block.hash or certificate.height != block.height:
+            raise StoreError(f"certificate does not belong to block {block.height}")
+        with self.db.write_batch(transaction=True, sync=True) as batch:
+            self._write_block(batch, block, certificate, changes)
+        self._after_commit(block, changes)
+
+    def _write_block(
+        self, batch: plyvel.WriteBatch, block: Block, certificate: CommitCertificate | None, changes: StateChanges
+    ) -> None:
+        height = block.height
+        batch.put(_height_key(BLOCKS, height), block.encode())
+        if certificate is not None:
+            batch.put(_height_key(CERTIFICATES, height), certificate.encode())
+        batch.put(HEIGHT_BY_HASH + block.hash, height.to_bytes(8, "big"))
+        for index, transaction in enumerate(block.transactions):
+            batch.put(TRANSACTION_LOCATIONS + transaction.hash, struct.pack(">QI", height, index))
+        for address, account in changes.accounts.items():
+            self._write_entry(batch, account_key(address), account_entry(account))
+        self._write_entry(batch, SUPPLY_KEY, supply_entry(changes.supply))
+        self._write_entry(batch, VALIDATORS_KEY, validators_entry(changes.validators))
+        batch.put(_LATTICE, changes.lattice.to_bytes())
+        batch.put(_HEAD, height.to_bytes(8, "big") + block.hash)
+
+    @staticmethod
+    def _write_entry(batch: plyvel.WriteBatch, key: bytes, value: bytes | None) -> None:
+        if value is None:
+            batch.delete(STATE + key)
+        else:
+            batch.put(STATE + key, value)
+
+    def _after_commit(self, block: Block, changes: StateChanges) -> None:
+        self._head = block.header
+        self._lattice = changes.lattice
+        self._supply = changes.supply
+        self._validators = changes.validators
+        for address, account in changes.accounts.items():
+            self._cache_account(address, account)
+
+    # --- state (the StateReader protocol) --------------------------------------------
+
+    def load_account(self, address: bytes) -> Account:
+        account = self._account_cache.get(address)
+        if account is not None:
+            self._account_cache.move_to_end(address)
+            return account
+        value = self.db.get(STATE + account_key(address))
+        account = Account() if value is None else Account.decode(value)
+        self._cache_account(address, account)
+        return account
+
+    def _cache_account(self, address: bytes, account: Account) -> None:
+        self._account_cache[address] = account
+        self._account_cache.move_to_end(address)
+        if len(self._account_cache) > self._account_cache_size:
+            self._account_cache.popitem(last=False)
+
+    def load_supply(self) -> int:
+        if self._supply is None:
+            value = self.db.get(STATE + SUPPLY_KEY)
+            self._supply = 0 if value is None else codec.read_int(codec.decode(value), "supply")
+        return self._supply
+
+    def load_validators(self) -> tuple[bytes, ...]:
+        if self._validators is None:
+            value = self.db.get(STATE + VALIDATORS_KEY)
+            self._validators = () if value is None else decode_validators(value)
+        return self._validators
+
+    def load_lattice(self) -> LatticeHash:
+        return self._lattice if self._lattice is not None else LatticeHash()
+
+    def iterate_state(self) -> Iterator[tuple[bytes, bytes]]:
+        """Every state entry as ``(key, value)``."""
+        for key, value in self.db.iterator(prefix=STATE):
+            yield key[len(STATE) :], value
+
+    def iterate_accounts(self) -> Iterator[tuple[bytes, Account]]:
+        for key, value in self.db.iterator(prefix=STATE + ACCOUNT_PREFIX):
+            yield key[len(STATE) + len(ACCOUNT_PREFIX) :], Account.decode(value)
+
+    def recompute_lattice(self) -> LatticeHash:
+        """The lattice hash rebuilt from every stored entry (for audits and tests)."""
+        return update_lattice(LatticeHash(), [(key, None, value) for key, value in self.iterate_state()])
+
+    # --- blocks and indexes ------------------------------------------------------------
+
+    def load_block(self, height: int) -> Block | None:
+        data = self.db.get(_height_key(BLOCKS, height))
+        return None if data is None else Block.decode(data)
+
+    def load_block_bytes(self, height: int) -> bytes | None:
+        return self.db.get(_height_key(BLOCKS, height))  # type: ignore[no-any-return]
+
+    def load_height(self, block_hash: bytes) -> int | None:
+        value = self.db.get(HEIGHT_BY_HASH + block_hash)
+        return None if value is None else int.from_bytes(value, "big")
+
+    def load_block_by_hash(self, block_hash: bytes) -> Block | None:
+        height = self.load_height(block_hash)
+        return None if height is None else self.load_block(height)
+
+    def load_certificate(self, height: int) -> CommitCertificate | None:
+        data = self.db.get(_height_key(CERTIFICATES, height))
+        return None if data is None else CommitCertificate.decode(data)
+
+    def load_transaction_location(self, transaction_hash: bytes) -> tuple[int, int] | None:
+        """``(height, index)`` of a final transaction, or None."""
+        value = self.db.get(TRANSACTION_LOCATIONS + transaction_hash)
+        if value is None:
+            return None
+        height, index = struct.unpack(">QI", value)
+        return height, index
