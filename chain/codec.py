@@ -56,13 +56,12 @@ def decode(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> Any:
             strict_map_key=True,
             object_pairs_hook=_refuse_map,
             ext_hook=_refuse_extension,
-            max_buffer_size=max_size,
         )
     except DecodeError:
         raise
     except msgpack.ExtraData:
         raise DecodeError("trailing bytes after the value") from None
-    except (ValueError, TypeError, UnicodeDecodeError, RecursionError, msgpack.UnpackException) as error:
+    except (ValueError, RecursionError, msgpack.UnpackException) as error:
         raise DecodeError(f"not valid msgpack: {error}") from None
     if _contains_float(value):
         raise DecodeError("floats are not allowed on the wire")

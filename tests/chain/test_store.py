@@ -1,0 +1,168 @@
+"""The LevelDB store: commits, indexes, recovery on open, refusals."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ledger_fixtures import ACCOUNTS, CHAIN_ID, ISSUER, RULES, VALIDATORS, certify, genesis, seal
+from mura.chain.block import Block
+from mura.chain.keys import SignatureCache
+from mura.chain.state import Account, Role, StateChanges, apply_block
+from mura.chain.store import Store, StoreError
+from mura.chain.transaction import Transfer, sign_transaction
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    store = Store(tmp_path / "data")
+    genesis_block, changes = genesis()
+    store.initialize(genesis_block, changes)
+    yield store
+    store.close()
+
+
+def transfer(sender_index: int, nonce: int, amount: int = 10, recipient_index: int = 0) -> object:
+    return sign_transaction(
+        ACCOUNTS[sender_index],
+        chain_id=CHAIN_ID,
+        nonce=nonce,
+        body=Transfer(ACCOUNTS[recipient_index].public_key, amount),
+    )
+
+
+def commit_next(store: Store, transactions: list) -> tuple[Block, StateChanges]:  # type: ignore[type-arg]
+    parent = store.load_block(store.height)
+    assert parent is not None
+    block, changes = seal(store, parent, transactions)
+    store.save_block(block, certify(block), changes)
+    return block, changes
+
+
+def test_initialize_writes_genesis(store: Store) -> None:
+    genesis_block, _ = genesis()
+    assert store.height == 0
+    assert store.head.hash == genesis_block.hash
+    assert store.load_genesis_hash() == genesis_block.hash
+    assert store.load_account(ISSUER.public_key).roles == Role.ISSUER
+    assert store.load_validators() == tuple(v.public_key for v in VALIDATORS)
+    assert store.load_certificate(0) is None
+
+
+def test_initialize_again_with_same_genesis_is_accepted(store: Store) -> None:
+    genesis_block, changes = genesis()
+    store.initialize(genesis_block, changes)
+    assert store.height == 0
+
+
+def test_invalid_initialize_with_another_genesis(tmp_path: Path) -> None:
+    from mura.chain.state import build_genesis
+
+    with Store(tmp_path / "data") as store:
+        store.initialize(*genesis())
+        other = build_genesis(chain_id="other", timestamp_ms=1, validators=[VALIDATORS[0].public_key], issuers=[], allocations=[])
+        with pytest.raises(StoreError, match="another data directory"):
+            store.initialize(*other)
+
+
+def test_save_block_writes_block_certificate_indexes_and_state(store: Store) -> None:
+    transactions = [transfer(1, 0, 25), transfer(2, 0, 5, recipient_index=1)]
+    block, changes = commit_next(store, transactions)
+    assert store.height == 1
+    assert store.head == block.header
+    assert store.load_block(1) == block
+    assert store.load_block_by_hash(block.hash) == block
+    assert store.load_height(block.hash) == 1
+    certificate = store.load_certificate(1)
+    assert certificate is not None and certificate.block_hash == block.hash
+    assert store.load_transaction_location(transactions[1].hash) == (1, 1)  # type: ignore[attr-defined]
+    assert store.load_account(ACCOUNTS[1].public_key) == Account(1_000_000 - 25 + 5, 1)
+    assert store.load_lattice() == changes.lattice
+
+
+def test_reopen_recovers_head_and_state(tmp_path: Path) -> None:
+    with Store(tmp_path / "data") as store:
+        store.initialize(*genesis())
+        commit_next(store, [transfer(1, 0, 40)])
+        block, _ = commit_next(store, [transfer(1, 1, 2)])
+    with Store(tmp_path / "data") as reopened:
+        assert reopened.height == 2
+        assert reopened.head == block.header
+        assert reopened.load_account(ACCOUNTS[1].public_key) == Account(1_000_000 - 42, 2)
+        assert reopened.recompute_lattice().root() == block.header.state_root
+
+
+def test_recomputed_lattice_matches_after_blocks(store: Store) -> None:
+    for nonce in range(3):
+        commit_next(store, [transfer(i, nonce, 7 + i, recipient_index=(i + 1) % 5) for i in range(5)])
+    assert store.recompute_lattice() == store.load_lattice()
+    assert store.load_lattice().root() == store.head.state_root
+
+
+def test_account_leaving_the_state_is_deleted(store: Store) -> None:
+    everything = 1_000_000
+    commit_next(store, [transfer(3, 0, everything, recipient_index=4)])
+    # Account 3 still exists (its nonce is 1), so only a never-used account is absent.
+    assert store.load_account(ACCOUNTS[3].public_key) == Account(0, 1)
+    assert store.recompute_lattice().root() == store.head.state_root
+
+
+def test_invalid_save_block_not_extending_head(store: Store) -> None:
+    block, changes = commit_next(store, [transfer(1, 0)])
+    with pytest.raises(StoreError, match="does not extend"):
+        store.save_block(block, certify(block), changes)
+    assert store.height == 1
+
+
+def test_invalid_save_block_with_foreign_certificate(store: Store) -> None:
+    parent = store.load_block(0)
+    assert parent is not None
+    block, changes = seal(store, parent, [transfer(1, 0)])
+    other, _ = seal(store, parent, [transfer(2, 0)])
+    with pytest.raises(StoreError, match="certificate"):
+        store.save_block(block, certify(other), changes)
+    assert store.height == 0
+
+
+def test_invalid_open_while_another_holds_the_lock(store: Store) -> None:
+    with pytest.raises(StoreError, match="another node"):
+        Store(store.path)
+
+
+def test_close_is_idempotent_and_closed_store_refuses(tmp_path: Path) -> None:
+    store = Store(tmp_path / "data")
+    store.close()
+    store.close()
+    with pytest.raises(StoreError, match="closed"):
+        store.load_block(0)
+
+
+def test_uninitialized_store_has_no_head(tmp_path: Path) -> None:
+    with Store(tmp_path / "data") as store:
+        assert not store.initialized
+        with pytest.raises(StoreError, match="genesis"):
+            _ = store.head
+
+
+def test_account_cache_is_bounded_and_consistent(tmp_path: Path) -> None:
+    with Store(tmp_path / "data", account_cache_size=2) as store:
+        store.initialize(*genesis())
+        commit_next(store, [transfer(i, 0, 1, recipient_index=0) for i in range(1, 5)])
+        assert len(store._account_cache) <= 2
+        for index in range(1, 5):
+            assert store.load_account(ACCOUNTS[index].public_key) == Account(1_000_000 - 1, 1)
+
+
+def test_blocks_replay_into_a_fresh_store(store: Store, tmp_path: Path) -> None:
+    for nonce in range(3):
+        commit_next(store, [transfer(1, nonce, 3), transfer(2, nonce, 4, recipient_index=3)])
+    with Store(tmp_path / "replay") as replay:
+        replay.initialize(*genesis())
+        for height in range(1, store.height + 1):
+            block = store.load_block(height)
+            assert block is not None
+            changes = apply_block(replay, replay.head, block, rules=RULES, signatures=SignatureCache())
+            replay.save_block(block, certify(block), changes)
+        assert replay.head == store.head
