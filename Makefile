@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 TESTNET_DIR ?= testnet
 VALIDATORS ?= 4
 
-.PHONY: test testnet testnet-reset bench-ledger clean
+.PHONY: test testnet testnet-reset bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,8 +23,11 @@ testnet: $(STAMP)
 testnet-reset:
 	rm -rf $(TESTNET_DIR)
 
-bench-ledger: $(STAMP)
-	$(PY) -m mura.chain.bench
+bench: $(STAMP)
+	$(PY) -m mura.chain.bench --json bench-results/ledger.json
+
+bench-quick: $(STAMP)
+	$(PY) -m mura.chain.bench --quick
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

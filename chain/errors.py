@@ -142,7 +142,7 @@ class WrongParent(InvalidBlock):
 class WrongBlockChainId(InvalidBlock):
     """The block header names another network."""
 
-    rule = "wrong_chain_id"
+    rule = "block_wrong_chain_id"
 
 
 class TimestampBeforeParent(InvalidBlock):
@@ -166,7 +166,7 @@ class TransactionRootMismatch(InvalidBlock):
 class DuplicateTransactionInBlock(InvalidBlock):
     """The same transaction appears twice in one block."""
 
-    rule = "duplicate_transaction"
+    rule = "duplicate_transaction_in_block"
 
 
 class InvalidBlockTransaction(InvalidBlock):
@@ -213,9 +213,15 @@ class MempoolFull(MempoolRejection):
 
 
 class DuplicateTransaction(MempoolRejection):
-    """The transaction is already pending or already final."""
+    """The transaction is already pending (a final one is refused as ``NonceTooLow``)."""
 
     rule = "duplicate_transaction"
+
+
+class PendingSpendExceedsBalance(MempoolRejection):
+    """The sender's pending transactions would spend more than its committed balance."""
+
+    rule = "pending_spend_exceeds_balance"
 
 
 class NonceAlreadyPending(MempoolRejection):

@@ -361,18 +361,18 @@ def validate_amount(amount: int) -> None:
         raise SupplyOverflow(f"amount {amount} exceeds the largest possible supply {MAX_SUPPLY}", amount=amount)
 
 
-def validate_funds(pending: PendingState, address: bytes, amount: int) -> None:
+def validate_funds(account: Account, amount: int) -> None:
     """An account spends at most its balance."""
-    balance = pending.account(address).balance
+    balance = account.balance
     if balance < amount:
         raise InsufficientBalance(
             f"balance {balance} does not cover amount {amount}", balance=balance, amount=amount
         )
 
 
-def validate_issuer(pending: PendingState, address: bytes) -> None:
+def validate_issuer(account: Account) -> None:
     """Only accounts with the issuer role mint or burn."""
-    if Role.ISSUER not in pending.account(address).roles:
+    if Role.ISSUER not in account.roles:
         raise NotAnIssuer("only an issuer may mint or burn")
 
 
@@ -380,7 +380,7 @@ def validate_transfer(pending: PendingState, transaction: Transaction) -> None:
     """A transfer moves a positive amount the sender holds."""
     body = cast(Transfer, transaction.body)
     validate_amount(body.amount)
-    validate_funds(pending, transaction.sender, body.amount)
+    validate_funds(pending.account(transaction.sender), body.amount)
 
 
 def process_transfer(pending: PendingState, transaction: Transaction) -> None:
@@ -394,7 +394,7 @@ def process_transfer(pending: PendingState, transaction: Transaction) -> None:
 def validate_mint(pending: PendingState, transaction: Transaction) -> None:
     """An issuer mints a positive amount that keeps the supply within bounds."""
     body = cast(Mint, transaction.body)
-    validate_issuer(pending, transaction.sender)
+    validate_issuer(pending.account(transaction.sender))
     validate_amount(body.amount)
     if pending.supply + body.amount > MAX_SUPPLY:
         raise SupplyOverflow(
@@ -412,9 +412,9 @@ def process_mint(pending: PendingState, transaction: Transaction) -> None:
 def validate_burn(pending: PendingState, transaction: Transaction) -> None:
     """An issuer burns a positive amount from its own balance."""
     body = cast(Burn, transaction.body)
-    validate_issuer(pending, transaction.sender)
+    validate_issuer(pending.account(transaction.sender))
     validate_amount(body.amount)
-    validate_funds(pending, transaction.sender, body.amount)
+    validate_funds(pending.account(transaction.sender), body.amount)
 
 
 def process_burn(pending: PendingState, transaction: Transaction) -> None:
