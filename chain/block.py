@@ -21,9 +21,12 @@ from mura.chain.errors import DecodeError, InvalidCertificate
 from mura.chain.keys import HASH_SIZE, PUBLIC_KEY_SIZE, SIGNATURE_SIZE, sha256, verify_signature
 from mura.chain.transaction import MAX_CHAIN_ID_LENGTH, MAX_TRANSACTION_BYTES, Transaction
 
-#: Limits every node enforces on a block.
+#: Limits every node enforces on a block: the total size of its transactions,
+#: their count, and the size of the whole encoded block (transactions, their
+#: framing of at most 5 bytes each, and the header), which decoding caps.
 MAX_BLOCK_BYTES = 8 * 1024 * 1024
 MAX_BLOCK_TRANSACTIONS = 20_000
+MAX_ENCODED_BLOCK_BYTES = MAX_BLOCK_BYTES + 5 * MAX_BLOCK_TRANSACTIONS + 4096
 MAX_VALIDATORS = 256
 
 ZERO_HASH = bytes(HASH_SIZE)
@@ -104,7 +107,7 @@ class Block:
     @classmethod
     def decode(cls, data: bytes) -> Block:
         """Decode an encoded block; refuses anything but canonical bytes within the limits."""
-        value = codec.decode(data, max_size=MAX_BLOCK_BYTES)
+        value = codec.decode(data, max_size=MAX_ENCODED_BLOCK_BYTES)
         header, transactions = codec.read_fields(value, "block", 2)
         items = codec.read_list(transactions, "block.transactions", max_length=MAX_BLOCK_TRANSACTIONS)
         decoded = []
@@ -114,7 +117,8 @@ class Block:
             try:
                 decoded.append(Transaction.decode(raw))
             except DecodeError as error:
-                raise DecodeError(f"{what}: {error.message}") from None
+                # Keep the precise type (e.g. UnknownKind), with the position added.
+                raise type(error)(f"{what}: {error.message}", **error.details) from None
         return cls(Header.from_fields(header, "block.header"), tuple(decoded))
 
 
@@ -225,8 +229,8 @@ def verify_certificate(
     indexes = [index for index, _ in certificate.signatures]
     if any(later <= earlier for earlier, later in zip(indexes, indexes[1:])):
         raise InvalidCertificate("certificate validator indexes must be strictly increasing (no duplicates)")
-    if indexes and indexes[-1] >= len(validators):
-        raise InvalidCertificate(f"certificate names validator {indexes[-1]}, the set has {len(validators)}")
+    if indexes and (indexes[0] < 0 or indexes[-1] >= len(validators)):
+        raise InvalidCertificate(f"certificate names validators {indexes[0]}..{indexes[-1]}, the set has {len(validators)}")
     needed = quorum_size(len(validators))
     if len(indexes) < needed:
         raise InvalidCertificate(f"certificate has {len(indexes)} signatures, a quorum is {needed}")

@@ -21,6 +21,9 @@ from mura.chain.errors import DecodeError
 #: Largest input ``decode`` accepts unless a caller asks for less.
 DEFAULT_MAX_SIZE = 16 * 1024 * 1024
 
+#: Deepest nesting of arrays any wire type needs, with room to spare.
+MAX_DEPTH = 16
+
 MIN_INT = -(2**63)
 MAX_INT = 2**64 - 1
 
@@ -63,19 +66,28 @@ def decode(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> Any:
         raise DecodeError("trailing bytes after the value") from None
     except (ValueError, RecursionError, msgpack.UnpackException) as error:
         raise DecodeError(f"not valid msgpack: {error}") from None
-    if _contains_float(value):
-        raise DecodeError("floats are not allowed on the wire")
+    _check_shape(value)
     if encode(value) != bytes(data):
         raise DecodeError("not the canonical encoding (a value is encoded in a longer form than needed)")
     return value
 
 
-def _contains_float(value: Any) -> bool:
-    if isinstance(value, float):
-        return True
-    if isinstance(value, list):
-        return any(_contains_float(item) for item in value)
-    return False
+_SCALARS = (int, bytes, str, bool, type(None))
+
+
+def _check_shape(value: Any) -> None:
+    """Only integers, bytes, text, booleans, nil and arrays (no floats, no
+    timestamps or other extension types), nested at most ``MAX_DEPTH`` deep."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, _SCALARS):
+            continue
+        if not isinstance(item, list):
+            raise DecodeError(f"{type(item).__name__} values are not allowed on the wire")
+        if depth >= MAX_DEPTH:
+            raise DecodeError(f"arrays nested more than {MAX_DEPTH} deep")
+        stack.extend((child, depth + 1) for child in item)
 
 
 # --- field readers ----------------------------------------------------------

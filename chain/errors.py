@@ -179,7 +179,7 @@ class InvalidBlockTransaction(InvalidBlock):
             f"transaction {index} is invalid: {cause.message}",
             index=index,
             cause=cause.rule,
-            **cause.details,
+            cause_details=cause.details,
         )
         self.index = index
         self.cause = cause

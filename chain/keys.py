@@ -41,6 +41,7 @@ def verify_signature(public_key: bytes, signature: bytes, message: bytes) -> boo
 class SigningKey:
     """An Ed25519 private key together with its public key."""
 
+    #: The private key; never leaves this process except through ``save_key``.
     private_key: Ed25519PrivateKey
     #: The raw 32-byte public key: the account this key controls.
     public_key: bytes
@@ -71,10 +72,26 @@ def save_key(path: Path | str, key: SigningKey, *, label: str = "") -> None:
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as file:
-        json.dump(document, file, indent=2)
-        file.write("\n")
+    if path.exists():
+        raise FileExistsError(f"key file {path} already exists; refusing to overwrite a key")
+    # Written whole to a private temporary file, synced, then linked into place:
+    # a crash leaves either no key file or a complete one, never a torn key.
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(descriptor, "w") as file:
+            json.dump(document, file, indent=2)
+            file.write("\n")
+            file.flush()
+            os.fsync(file.fileno())
+        os.link(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
 
 
 def load_key(path: Path | str) -> SigningKey:

@@ -20,7 +20,15 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol, cast
 
 from mura.chain import codec
-from mura.chain.block import MAX_BLOCK_BYTES, MAX_BLOCK_TRANSACTIONS, ZERO_HASH, Block, Header, transaction_root
+from mura.chain.block import (
+    MAX_BLOCK_BYTES,
+    MAX_BLOCK_TRANSACTIONS,
+    MAX_VALIDATORS,
+    ZERO_HASH,
+    Block,
+    Header,
+    transaction_root,
+)
 from mura.chain.errors import (
     BadSignature,
     BlockTooLarge,
@@ -45,7 +53,7 @@ from mura.chain.errors import (
 )
 from mura.chain.keys import PUBLIC_KEY_SIZE, SignatureCache, verify_signature
 from mura.chain.state_root import LatticeHash, update_lattice
-from mura.chain.transaction import KINDS, Burn, Mint, Transaction, Transfer
+from mura.chain.transaction import KINDS, MAX_CHAIN_ID_LENGTH, Burn, Mint, Transaction, Transfer
 
 #: The largest total supply (and so the largest balance) that can exist.
 MAX_SUPPLY = codec.MAX_INT
@@ -99,7 +107,7 @@ def encode_validators(validators: Sequence[bytes]) -> bytes:
 
 
 def decode_validators(data: bytes) -> tuple[bytes, ...]:
-    items = codec.read_list(codec.decode(data), "validators", max_length=256)
+    items = codec.read_list(codec.decode(data), "validators", max_length=MAX_VALIDATORS)
     return tuple(codec.read_bytes(item, "validators[]", length=PUBLIC_KEY_SIZE) for item in items)
 
 
@@ -499,8 +507,19 @@ def build_genesis(
     validators: Sequence[bytes],
     issuers: Iterable[bytes],
     allocations: Iterable[tuple[bytes, int]],
+    document_hash: bytes = ZERO_HASH,
 ) -> tuple[Block, StateChanges]:
-    """The genesis block (height 0) and the state it starts the chain with."""
+    """The genesis block (height 0) and the state it starts the chain with.
+
+    ``document_hash`` (the hash of the whole genesis document) stands in the
+    parent hash, so the genesis block hash commits to every setting of the
+    network, not only to the state. Inputs are trusted here: the genesis
+    loader reports a user's mistakes field by field before this runs.
+    """
+    if not 1 <= len(validators) <= MAX_VALIDATORS or len(set(validators)) != len(validators):
+        raise ValueError(f"genesis needs 1 to {MAX_VALIDATORS} distinct validators, got {len(validators)}")
+    if not 0 < len(chain_id) <= MAX_CHAIN_ID_LENGTH:
+        raise ValueError(f"chain id must be 1 to {MAX_CHAIN_ID_LENGTH} characters")
     pending = PendingState(MemoryState())
     for address in validators:
         account = pending.account(address)
@@ -509,18 +528,19 @@ def build_genesis(
         account = pending.account(address)
         pending.set_account(address, replace(account, roles=account.roles | Role.ISSUER))
     for address, amount in allocations:
-        validate_amount(amount)
+        if amount <= 0:
+            raise ValueError(f"genesis allocation of {amount} is not positive")
         account = pending.account(address)
         pending.set_account(address, replace(account, balance=account.balance + amount))
         pending.supply += amount
     if pending.supply > MAX_SUPPLY:
-        raise SupplyOverflow(f"genesis allocations total {pending.supply}, more than {MAX_SUPPLY}")
+        raise ValueError(f"genesis allocations total {pending.supply}, more than {MAX_SUPPLY}")
     pending.validators = tuple(validators)
     changes = pending.finish()
     header = Header(
         chain_id=chain_id,
         height=0,
-        parent_hash=ZERO_HASH,
+        parent_hash=document_hash,
         timestamp_ms=timestamp_ms,
         proposer=bytes(PUBLIC_KEY_SIZE),
         transaction_root=transaction_root(()),

@@ -1,0 +1,497 @@
+"""The genesis file: its JSON format, the loader that checks it, and the genesis block.
+
+A genesis file names the network (chain id, address prefix, token), its
+ordered validators, its issuers and its opening balances. Every node builds
+block 0 from it, and the hash of that block identifies the chain.
+
+``parse_genesis`` reports every problem at once, each named by its field path
+(``validators[2].public_key: expected 64 hex characters, got 10``), so an
+operator fixes a file in one pass instead of one error per attempt.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+from mura.chain.address import decode_address, encode_address, validate_prefix
+from mura.chain.block import MAX_BLOCK_BYTES, MAX_BLOCK_TRANSACTIONS, MAX_VALIDATORS, Block
+from mura.chain.errors import InvalidAddress, InvalidGenesis
+from mura.chain.keys import PUBLIC_KEY_SIZE
+from mura.chain.keys import sha256
+from mura.chain.state import MAX_SUPPLY, ChainRules, StateChanges, build_genesis
+
+_T = TypeVar("_T")
+_HEX_KEY = re.compile(r"[0-9a-fA-F]{64}")
+_PORT = re.compile(r"[0-9]{1,5}")
+_TIME = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,3}))?(?:[Zz]|\+00:00)"
+)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_DEFAULT_RULES = ChainRules(chain_id="")
+MAX_DECIMALS = 18
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    """The asset balances are counted in; for wallets and explorers to display."""
+
+    #: Full name, e.g. ``Nishiawakura Coin``.
+    name: str
+    #: Ticker, e.g. ``NAC``: 1 to 12 uppercase letters or digits.
+    symbol: str
+    #: Digits after the decimal point: 2 means 100 smallest units make one coin.
+    decimals: int
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatorInfo:
+    """One validator: who it is, its consensus key and where its peers reach it."""
+
+    #: Operator's name, e.g. ``village-office``; also names its key file.
+    name: str
+    #: Raw 32-byte Ed25519 public key that signs its votes.
+    public_key: bytes
+    #: ``host:port`` of its peer endpoint.
+    peer_address: str
+
+
+@dataclass(frozen=True, slots=True)
+class Allocation:
+    """A balance the chain starts with."""
+
+    #: Public key of the account credited.
+    address: bytes
+    #: Smallest units credited.
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class Genesis:
+    """A network's starting point, as read from its genesis file."""
+
+    #: The network's name; every transaction and block carries it.
+    chain_id: str
+    #: The part of this network's text addresses before the ``1``.
+    address_prefix: str
+    #: The genesis block's timestamp, in milliseconds since the Unix epoch.
+    timestamp_ms: int
+    #: The asset balances are counted in.
+    token: TokenInfo
+    #: The validators in PBFT order: the primary of view v is ``validators[v mod n]``.
+    validators: tuple[ValidatorInfo, ...]
+    #: Public keys of the accounts that may mint and burn.
+    issuers: tuple[bytes, ...]
+    #: The balances the chain starts with.
+    allocations: tuple[Allocation, ...]
+    #: Largest total size of a block's encoded transactions.
+    max_block_bytes: int
+    #: Most transactions in one block.
+    max_block_transactions: int
+
+    def rules(self) -> ChainRules:
+        """The parameters every validator applies to every block."""
+        return ChainRules(
+            chain_id=self.chain_id,
+            max_block_bytes=self.max_block_bytes,
+            max_block_transactions=self.max_block_transactions,
+        )
+
+    def validator_keys(self) -> tuple[bytes, ...]:
+        """The validators' public keys, in PBFT order."""
+        return tuple(validator.public_key for validator in self.validators)
+
+    def to_document(self) -> dict[str, Any]:
+        """The JSON value of this genesis, fields in the documented order."""
+        return {
+            "chain_id": self.chain_id,
+            "address_prefix": self.address_prefix,
+            "genesis_time": format_genesis_time(self.timestamp_ms),
+            "token": {"name": self.token.name, "symbol": self.token.symbol, "decimals": self.token.decimals},
+            "validators": [
+                {"name": v.name, "public_key": v.public_key.hex(), "peer_address": v.peer_address}
+                for v in self.validators
+            ],
+            "issuers": [encode_address(issuer, self.address_prefix) for issuer in self.issuers],
+            "allocations": [
+                {"address": encode_address(a.address, self.address_prefix), "amount": a.amount}
+                for a in self.allocations
+            ],
+            "limits": {
+                "max_block_bytes": self.max_block_bytes,
+                "max_block_transactions": self.max_block_transactions,
+            },
+        }
+
+    def to_json(self) -> str:
+        """The genesis file's text: the same genesis always gives the same bytes."""
+        return json.dumps(self.to_document(), indent=2, ensure_ascii=False) + "\n"
+
+    def document_hash(self) -> bytes:
+        """SHA-256 of the canonical JSON (sorted keys, no spaces): every setting, not only the state."""
+        canonical = json.dumps(self.to_document(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return sha256(canonical.encode())
+
+
+def genesis_block(genesis: Genesis) -> tuple[Block, StateChanges]:
+    """Block 0 and the state it starts the chain with; one genesis, one block hash."""
+    return build_genesis(
+        chain_id=genesis.chain_id,
+        timestamp_ms=genesis.timestamp_ms,
+        validators=genesis.validator_keys(),
+        issuers=genesis.issuers,
+        allocations=[(allocation.address, allocation.amount) for allocation in genesis.allocations],
+        document_hash=genesis.document_hash(),
+    )
+
+
+# --- loading -----------------------------------------------------------------
+
+
+class _NotStrictJson(ValueError):
+    """JSON that Python would accept but another parser might read differently."""
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Parsers disagree on which of two equal keys wins; two nodes must never
+    # read one file as two different genesis documents.
+    document: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in document:
+            raise _NotStrictJson(f"key {key!r} appears twice in one object")
+        document[key] = value
+    return document
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NotStrictJson(f"{name} is not a JSON number")
+
+
+def load_genesis(path: Path | str) -> Genesis:
+    """Read and check the genesis file at ``path``; any problem raises ``InvalidGenesis``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidGenesis([f"{path}: file does not exist"]) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise InvalidGenesis([f"{path}: cannot be read: {error}"]) from None
+    try:
+        document = json.loads(text, object_pairs_hook=_refuse_duplicate_keys, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as error:
+        raise InvalidGenesis(
+            [f"{path}: invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}"]
+        ) from None
+    except _NotStrictJson as error:
+        raise InvalidGenesis([f"{path}: invalid JSON: {error}"]) from None
+    return parse_genesis(document)
+
+
+def parse_genesis(document: object) -> Genesis:
+    """Check a decoded genesis document and return it; raises ``InvalidGenesis``
+    listing every problem found, each prefixed by its field path."""
+    report = _Report()
+    # Addresses are checked against the prefix, so it is read first, quietly:
+    # its own problems are reported once, with the other top-level fields.
+    prefix = _read_prefix(document.get("address_prefix"), "", _Report()) if isinstance(document, dict) else None
+    top = _read_record(document, "", report, _top_level_readers(prefix), optional=("limits",))
+    if top is None or report.problems:
+        raise InvalidGenesis(report.problems)
+    # No problem was reported, so every reader returned a value.
+    limits = top.get("limits") or _read_limits({}, "limits", report)
+    return Genesis(
+        chain_id=top["chain_id"],
+        address_prefix=top["address_prefix"],
+        timestamp_ms=top["genesis_time"],
+        token=top["token"],
+        validators=top["validators"],
+        issuers=top["issuers"],
+        allocations=top["allocations"],
+        max_block_bytes=limits["max_block_bytes"],
+        max_block_transactions=limits["max_block_transactions"],
+    )
+
+
+# --- genesis time --------------------------------------------------------------
+
+
+def parse_genesis_time(text: str) -> int:
+    """Milliseconds since the epoch of an RFC 3339 UTC time such as
+    ``2026-11-23T00:00:00Z``; raises ``ValueError`` saying what is wrong."""
+    match = _TIME.fullmatch(text)
+    if match is None:
+        raise ValueError(f"expected an RFC 3339 UTC time like 2026-11-23T00:00:00Z, got {_shown(text)}")
+    year, month, day, hour, minute, second = (int(part) for part in match.groups()[:6])
+    try:
+        moment = datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+    except ValueError as error:
+        raise ValueError(f"not a real date and time: {error}") from None
+    if moment < _EPOCH:
+        raise ValueError("must not be before 1970-01-01T00:00:00Z")
+    milliseconds = int((match.group(7) or "").ljust(3, "0"))
+    return (moment - _EPOCH) // timedelta(milliseconds=1) + milliseconds
+
+
+def format_genesis_time(timestamp_ms: int) -> str:
+    """The RFC 3339 UTC text of ``timestamp_ms``; ``parse_genesis_time`` reads it back."""
+    moment = _EPOCH + timedelta(milliseconds=timestamp_ms)
+    fraction = f".{timestamp_ms % 1000:03d}" if timestamp_ms % 1000 else ""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") + fraction + "Z"
+
+
+# --- checking fields -------------------------------------------------------------
+
+
+class _Report:
+    """The problems found so far, each prefixed by the path of its field."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def problem(self, path: str, message: str) -> None:
+        self.problems.append(f"{path or 'genesis'}: {message}")
+
+
+#: Reads one field: returns its value, or reports why it is wrong and returns None.
+_Reader = Callable[[object, str, _Report], Any]
+
+
+def _kind(value: object) -> str:
+    names = {dict: "an object", list: "an array", str: "text", bool: "a boolean", int: "a number", float: "a number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def _shown(value: object) -> str:
+    """``value`` as JSON, cut short so that a problem stays on one line."""
+    text = json.dumps(value, ensure_ascii=False, default=repr)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _complete(record: dict[str, Any] | None) -> bool:
+    return record is not None and None not in record.values()
+
+
+def _read_record(
+    value: object, path: str, report: _Report, readers: dict[str, _Reader], *, optional: Sequence[str] = ()
+) -> dict[str, Any] | None:
+    """An object with the fields of ``readers`` (all required but ``optional``)
+    and no others. Returns each present field as read (None where invalid),
+    or None when ``value`` is not an object."""
+    if not isinstance(value, dict):
+        report.problem(path, f"expected an object, got {_kind(value)}")
+        return None
+    parent = f"{path}." if path else ""
+    for name in value:
+        if name not in readers:
+            report.problem(f"{parent}{name}", "unknown field")
+    record: dict[str, Any] = {}
+    for name, reader in readers.items():
+        if name in value:
+            record[name] = reader(value[name], parent + name, report)
+        elif name not in optional:
+            report.problem(parent + name, "missing")
+            record[name] = None
+    return record
+
+
+def _read_list(
+    value: object, path: str, report: _Report, *, minimum: int = 0, maximum: int | None = None
+) -> list[Any] | None:
+    if not isinstance(value, list):
+        report.problem(path, f"expected an array, got {_kind(value)}")
+        return None
+    if maximum is not None and not minimum <= len(value) <= maximum:
+        report.problem(path, f"must hold {minimum} to {maximum} entries, got {len(value)}")
+        return None
+    return value
+
+
+def _report_duplicates(values: Sequence[object], path_template: str, report: _Report) -> None:
+    """Each value may appear once; a repeat names where it first appeared.
+    ``path_template`` is a field path with ``{index}`` for the entry's index."""
+    first: dict[object, int] = {}
+    for index, value in enumerate(values):
+        if value is not None and value in first:
+            earlier = path_template.format(index=first[value])
+            report.problem(path_template.format(index=index), f"duplicate of {earlier}")
+        elif value is not None:
+            first[value] = index
+
+
+def _matching(pattern: str, rule: str) -> _Reader:
+    """A reader of text that matches ``pattern`` entirely; ``rule`` says so in words."""
+    compiled = re.compile(pattern, re.ASCII | re.DOTALL)
+
+    def read(value: object, path: str, report: _Report) -> str | None:
+        if isinstance(value, str) and compiled.fullmatch(value):
+            return value
+        report.problem(path, f"must be {rule}, got {_shown(value)}")
+        return None
+
+    return read
+
+
+def _integer(minimum: int, maximum: int, rule: str) -> _Reader:
+    """A reader of an integer within ``[minimum, maximum]``."""
+
+    def read(value: object, path: str, report: _Report) -> int | None:
+        # bool is a subclass of int, and JSON's true must not pass for 1.
+        if type(value) is int and minimum <= value <= maximum:
+            return value
+        report.problem(path, f"must be {rule}, got {_shown(value)}")
+        return None
+
+    return read
+
+
+def _checked_text(check: Callable[[str], _T]) -> _Reader:
+    """A reader of text that ``check`` accepts; its error message is the problem."""
+
+    def read(value: object, path: str, report: _Report) -> _T | None:
+        if not isinstance(value, str):
+            report.problem(path, f"expected text, got {_kind(value)}")
+            return None
+        try:
+            return check(value)
+        except (InvalidAddress, ValueError) as error:
+            report.problem(path, str(error))
+            return None
+
+    return read
+
+
+def _valid_prefix(prefix: str) -> str:
+    validate_prefix(prefix)
+    return prefix
+
+
+_read_prefix = _checked_text(_valid_prefix)
+
+
+def _read_public_key(value: object, path: str, report: _Report) -> bytes | None:
+    if isinstance(value, str) and _HEX_KEY.fullmatch(value):
+        return bytes.fromhex(value)
+    if not isinstance(value, str):
+        got = _kind(value)
+    elif len(value) != PUBLIC_KEY_SIZE * 2:
+        got = str(len(value))
+    else:
+        got = "non-hex characters"
+    report.problem(path, f"expected {PUBLIC_KEY_SIZE * 2} hex characters, got {got}")
+    return None
+
+
+def _read_peer_address(value: object, path: str, report: _Report) -> str | None:
+    if not isinstance(value, str):
+        report.problem(path, f"expected host:port as text, got {_kind(value)}")
+        return None
+    host, _, port = value.rpartition(":")
+    if not host or any(character.isspace() for character in host):
+        report.problem(path, f"expected host:port, got {_shown(value)}")
+    elif not _PORT.fullmatch(port) or not 1 <= int(port) <= 65535:
+        report.problem(path, f"port must be 1 to 65535, got {_shown(port)}")
+    else:
+        return value
+    return None
+
+
+def _read_token(value: object, path: str, report: _Report) -> TokenInfo | None:
+    record = _read_record(value, path, report, _TOKEN_FIELDS)
+    return TokenInfo(**record) if record and _complete(record) else None
+
+
+def _read_records(
+    items: list[Any] | None, path: str, report: _Report, readers: dict[str, _Reader], *, unique: Sequence[str]
+) -> list[dict[str, Any] | None] | None:
+    """Objects with the fields of ``readers``; the ``unique`` fields may not repeat."""
+    if items is None:
+        return None
+    records = [_read_record(item, f"{path}[{index}]", report, readers) for index, item in enumerate(items)]
+    for field in unique:
+        values = [record.get(field) if record else None for record in records]
+        _report_duplicates(values, f"{path}[{{index}}].{field}", report)
+    return records
+
+
+def _read_validators(value: object, path: str, report: _Report) -> tuple[ValidatorInfo, ...] | None:
+    """1 to 256 validators, in PBFT order, with distinct names and keys."""
+    items = _read_list(value, path, report, minimum=1, maximum=MAX_VALIDATORS)
+    records = _read_records(items, path, report, _VALIDATOR_FIELDS, unique=("name", "public_key"))
+    if records is None or not all(_complete(record) for record in records):
+        return None
+    return tuple(ValidatorInfo(**record) for record in records if record is not None)
+
+
+def _read_issuers(value: object, path: str, report: _Report, *, prefix: str | None) -> tuple[bytes, ...] | None:
+    """Distinct addresses of this network."""
+    items = _read_list(value, path, report)
+    if items is None:
+        return None
+    read_address = _address_reader(prefix)
+    issuers = [read_address(item, f"{path}[{index}]", report) for index, item in enumerate(items)]
+    _report_duplicates(issuers, f"{path}[{{index}}]", report)
+    return None if None in issuers else tuple(issuers)
+
+
+def _read_allocations(
+    value: object, path: str, report: _Report, *, prefix: str | None
+) -> tuple[Allocation, ...] | None:
+    """Positive amounts to distinct addresses, totalling at most the largest supply."""
+    readers = {"address": _address_reader(prefix), "amount": _integer(1, MAX_SUPPLY, "a positive integer")}
+    records = _read_records(_read_list(value, path, report), path, report, readers, unique=("address",))
+    if records is None:
+        return None
+    total = sum(record.get("amount") or 0 for record in records if record)
+    if total > MAX_SUPPLY:
+        report.problem(path, f"amounts total {total}, more than the largest possible supply {MAX_SUPPLY}")
+    if not all(_complete(record) for record in records):
+        return None
+    return tuple(Allocation(**record) for record in records if record is not None)
+
+
+def _address_reader(prefix: str | None) -> _Reader:
+    if prefix is None:
+        # The prefix is invalid and already reported: there is nothing to check against.
+        return _checked_text(lambda address: None)
+    return _checked_text(lambda address: decode_address(address, prefix))
+
+
+def _read_limits(value: object, path: str, report: _Report) -> dict[str, int]:
+    """Block limits, each defaulting to ``ChainRules``'s, and at most what the
+    wire format carries so that any block within them can be decoded."""
+    limits = {"max_block_bytes": MAX_BLOCK_BYTES, "max_block_transactions": MAX_BLOCK_TRANSACTIONS}
+    readers = {name: _integer(1, most, f"a positive integer at most {most}") for name, most in limits.items()}
+    record = _read_record(value, path, report, readers, optional=tuple(readers)) or {}
+    return {name: record.get(name) or getattr(_DEFAULT_RULES, name) for name in limits}
+
+
+_read_slug = _matching("[a-z0-9-]{1,64}", "1 to 64 lowercase letters, digits or '-'")
+_TOKEN_FIELDS: dict[str, _Reader] = {
+    "name": _matching(r"(?=.*\S)[^\x00-\x1f\x7f]{1,64}", "1 to 64 characters of text"),
+    "symbol": _matching("[A-Z0-9]{1,12}", "1 to 12 uppercase letters or digits"),
+    "decimals": _integer(0, MAX_DECIMALS, f"an integer from 0 to {MAX_DECIMALS}"),
+}
+_VALIDATOR_FIELDS: dict[str, _Reader] = {
+    "name": _read_slug,
+    "public_key": _read_public_key,
+    "peer_address": _read_peer_address,
+}
+
+
+def _top_level_readers(prefix: str | None) -> dict[str, _Reader]:
+    return {
+        "chain_id": _read_slug,
+        "address_prefix": _read_prefix,
+        "genesis_time": _checked_text(parse_genesis_time),
+        "token": _read_token,
+        "validators": _read_validators,
+        "issuers": partial(_read_issuers, prefix=prefix),
+        "allocations": partial(_read_allocations, prefix=prefix),
+        "limits": _read_limits,
+    }

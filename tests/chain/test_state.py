@@ -1,0 +1,833 @@
+"""Tests for chain/state.py: every rule of the state transition, accepted and refused.
+
+Each rule has ``test_<rule>`` (a valid case is accepted with the expected effect)
+and ``test_invalid_<rule>`` (the typed exception is raised and nothing changes).
+Blocks are applied with a fresh ``SignatureCache``, as by a validator that has
+not seen their transactions, so every signature is really checked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any, ClassVar
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import mura.chain.state as state_module
+from mura.chain import codec
+from mura.chain.block import Block, Header, transaction_root
+from mura.chain.errors import (
+    BadSignature,
+    BlockTooLarge,
+    DecodeError,
+    DuplicateTransactionInBlock,
+    InsufficientBalance,
+    InvalidBlock,
+    InvalidBlockTransaction,
+    InvalidTransaction,
+    NonceTooHigh,
+    NonceTooLow,
+    NonPositiveAmount,
+    NotAnIssuer,
+    StateRootMismatch,
+    SupplyOverflow,
+    TimestampBeforeParent,
+    TransactionRootMismatch,
+    UnknownKind,
+    UnknownProposer,
+    WrongBlockChainId,
+    WrongChainId,
+    WrongHeight,
+    WrongParent,
+)
+from mura.chain.keys import SignatureCache, SigningKey
+from mura.chain.state import (
+    MAX_SUPPLY,
+    SUPPLY_KEY,
+    VALIDATORS_KEY,
+    Account,
+    BuiltBlock,
+    ChainRules,
+    MemoryState,
+    PendingState,
+    Role,
+    StateChanges,
+    account_key,
+    apply_block,
+    apply_transaction,
+    build_genesis,
+    encode_validators,
+    validate_kind,
+)
+from mura.chain.state_root import LatticeHash
+from mura.chain.transaction import Burn, Mint, Transaction, Transfer, sign_transaction
+
+CHAIN_ID = "mura-test"
+Sign = Callable[..., Transaction]
+MakeBlock = Callable[..., BuiltBlock]
+
+
+# --- helpers ----------------------------------------------------------------------
+
+
+def _apply(chain: Any, block: Block, *, rules: ChainRules | None = None) -> StateChanges:
+    """Apply ``block`` on ``chain.head`` as a validator that never saw its transactions."""
+    return apply_block(chain.state, chain.head, block, rules=rules or chain.rules, signatures=SignatureCache())
+
+
+def _raw_block(chain: Any, transactions: Sequence[Transaction], **header_changes: Any) -> Block:
+    """The next block with ``transactions`` and a correct transaction root but a zero state root."""
+    header = Header(
+        chain_id=CHAIN_ID,
+        height=chain.head.height + 1,
+        parent_hash=chain.head.hash,
+        timestamp_ms=chain.head.timestamp_ms + 1_000,
+        proposer=chain.validators[0].public_key,
+        transaction_root=transaction_root(transactions),
+        state_root=bytes(32),
+    )
+    return Block(replace(header, **header_changes), tuple(transactions))
+
+
+def _with_header(block: Block, **header_changes: Any) -> Block:
+    return Block(replace(block.header, **header_changes), block.transactions)
+
+
+def _accept(chain: Any, built: BuiltBlock) -> StateChanges:
+    """Check ``built`` as another validator would, then commit it."""
+    changes = _apply(chain, built.block)
+    assert changes == built.changes
+    chain.commit((built.block, changes))
+    return changes
+
+
+def _refuse_block(chain: Any, block: Block, error: type[InvalidBlock], *, rules: ChainRules | None = None) -> InvalidBlock:
+    """``apply_block`` raises exactly ``error`` and the committed state is untouched."""
+    before = chain.snapshot()
+    with pytest.raises(InvalidBlock) as caught:
+        _apply(chain, block, rules=rules)
+    assert type(caught.value) is error, caught.value
+    assert chain.snapshot() == before
+    return caught.value
+
+
+def _refuse_transaction(
+    chain: Any,
+    make_block: MakeBlock,
+    transaction: Transaction,
+    error: type[InvalidTransaction],
+    *,
+    before: Sequence[Transaction] = (),
+) -> InvalidTransaction:
+    """A block holding ``transaction`` (after the valid ``before``) is refused with
+    ``InvalidBlockTransaction`` caused by exactly ``error``; nothing changes; and
+    ``build_block`` leaves the transaction out, reporting the same rule."""
+    refused = _refuse_block(chain, _raw_block(chain, [*before, transaction]), InvalidBlockTransaction)
+    assert isinstance(refused, InvalidBlockTransaction)
+    assert type(refused.cause) is error, refused.cause
+    assert refused.index == len(before)
+    assert refused.details["cause"] == error.rule
+    snapshot = chain.snapshot()
+    built = make_block(chain, [*before, transaction], signatures=SignatureCache())
+    assert built.block.transactions == tuple(before)
+    assert [(tx, type(reason)) for tx, reason in built.refused] == [(transaction, error)]
+    assert chain.snapshot() == snapshot
+    return refused.cause
+
+
+def _entries_from_scratch(state: MemoryState) -> LatticeHash:
+    """The lattice hash recomputed from every entry of ``state``."""
+    lattice = LatticeHash()
+    for address, account in state.accounts.items():
+        lattice = lattice.add(LatticeHash.of_entry(account_key(address), account.encode()))
+    if state.supply:
+        lattice = lattice.add(LatticeHash.of_entry(SUPPLY_KEY, codec.encode(state.supply)))
+    if state.validators:
+        lattice = lattice.add(LatticeHash.of_entry(VALIDATORS_KEY, encode_validators(state.validators)))
+    return lattice
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Stake:
+    """A body kind this network does not know."""
+
+    KIND: ClassVar[str] = "stake"
+    amount: int
+
+    def to_fields(self) -> list[Any]:
+        return [self.amount]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ImpostorTransfer:
+    """A body that claims the ``transfer`` kind but is not the registered class."""
+
+    KIND: ClassVar[str] = "transfer"
+    recipient: bytes
+    amount: int
+
+    def to_fields(self) -> list[Any]:
+        return [self.recipient, self.amount]
+
+
+# --- genesis ----------------------------------------------------------------------
+
+
+def test_genesis(chain: Any) -> None:
+    header = chain.genesis.header
+    assert header.height == 0 and header.parent_hash == bytes(32) and chain.genesis.transactions == ()
+    assert chain.state.supply == 1_001_000
+    assert chain.balance(chain.issuer) == 1_000_000 and chain.balance(chain.alice) == 1_000
+    assert chain.account(chain.issuer).roles == Role.ISSUER
+    assert all(chain.account(key).roles == Role.VALIDATOR for key in chain.validators)
+    assert chain.state.validators == tuple(key.public_key for key in chain.validators)
+    assert header.state_root == chain.state.lattice.root() == _entries_from_scratch(chain.state).root()
+
+
+def test_genesis_commits_to_the_document(keys: Callable[[str], SigningKey]) -> None:
+    arguments: dict[str, Any] = {
+        "chain_id": CHAIN_ID,
+        "timestamp_ms": 0,
+        "validators": [keys("v").public_key],
+        "issuers": [],
+        "allocations": [(keys("a").public_key, 5)],
+    }
+    document_hash = b"\x42" * 32
+    block, changes = build_genesis(**arguments, document_hash=document_hash)
+    assert block.header.parent_hash == document_hash
+    plain, plain_changes = build_genesis(**arguments)
+    assert plain.header.parent_hash == bytes(32) and plain.hash != block.hash
+    assert plain_changes == changes  # the document changes the block hash, not the state
+
+
+# Genesis input is trusted (the genesis loader reports a user's mistakes field by
+# field), so build_genesis refuses a broken one with ValueError.
+
+
+def test_invalid_genesis_supply_overflow(keys: Callable[[str], SigningKey]) -> None:
+    with pytest.raises(ValueError, match="more than"):
+        build_genesis(
+            chain_id=CHAIN_ID,
+            timestamp_ms=0,
+            validators=[keys("v").public_key],
+            issuers=[],
+            allocations=[(keys("a").public_key, MAX_SUPPLY), (keys("b").public_key, 1)],
+        )
+
+
+@pytest.mark.parametrize("amount", [0, -5])
+def test_invalid_genesis_allocation_amount(keys: Callable[[str], SigningKey], amount: int) -> None:
+    with pytest.raises(ValueError, match="not positive"):
+        build_genesis(
+            chain_id=CHAIN_ID,
+            timestamp_ms=0,
+            validators=[keys("v").public_key],
+            issuers=[],
+            allocations=[(keys("a").public_key, amount)],
+        )
+
+
+@pytest.mark.parametrize("validators", [[], ["v", "v"]])
+def test_invalid_genesis_validators(keys: Callable[[str], SigningKey], validators: list[str]) -> None:
+    with pytest.raises(ValueError, match="distinct validators"):
+        build_genesis(
+            chain_id=CHAIN_ID,
+            timestamp_ms=0,
+            validators=[keys(name).public_key for name in validators],
+            issuers=[],
+            allocations=[],
+        )
+
+
+# --- signature --------------------------------------------------------------------
+
+
+def test_signature(chain: Any, sign: Sign, make_block: MakeBlock) -> None:
+    tx = sign(chain.alice, Transfer(chain.bob.public_key, 10))
+    built = make_block(chain, [tx])
+    assert built.block.transactions == (tx,) and built.refused == []
+    _accept(chain, built)
+    assert chain.balance(chain.alice) == 990 and chain.balance(chain.bob) == 10
+
+
+def test_invalid_signature(chain: Any, sign: Sign, make_block: MakeBlock) -> None:
+    tx = sign(chain.alice, Transfer(chain.bob.public_key, 10))
+    flipped = bytes([tx.signature[0] ^ 1]) + tx.signature[1:]
+    _refuse_transaction(chain, make_block, replace(tx, signature=flipped), BadSignature)
+
+
+def test_invalid_signature_by_another_key(chain: Any, make_block: MakeBlock) -> None:
+    body = Transfer(chain.bob.public_key, 10)
+    by_bob = sign_transaction(chain.bob, chain_id=CHAIN_ID, nonce=0, body=body)
+    forged = Transaction(CHAIN_ID, chain.alice.public_key, 0, body, by_bob.signature)
+    _refuse_transaction(chain, make_block, forged, BadSignature)
+
+
+def test_invalid_signature_over_other_fields(chain: Any, sign: Sign, make_block: MakeBlock) -> None:
+    tx = sign(chain.alice, Transfer(chain.bob.public_key, 10))
+    _refuse_transaction(chain, make_block, replace(tx, body=Transfer(chain.bob.public_key, 999)), BadSignature)
+
+
+def test_signature_cache_verifies_a_transaction_once(
+    chain: Any, sign: Sign, make_block: MakeBlock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[bytes] = []
+    real_verify = state_module.verify_signature
+
+    def counting_verify(public_key: bytes, signature: bytes, message: bytes) -> bool:
+        calls.append(signature)
+        return real_verify(public_key, signature, message)
+
+    monkeypatch.setattr(state_module, "verify_signature", counting_verify)
+    tx = sign(chain.alice, Transfer(chain.bob.public_key, 10))
+    cache = SignatureCache()
+    built = make_block(chain, [tx], signatures=cache)
+    assert calls == [tx.signature]
+    assert tx.hash in cache
+    apply_block(chain.state, chain.head, built.block, rules=chain.rules, signatures=cache)
+    assert calls == [tx.signature]  # already verified: not verified again
+    apply_block(chain.state, chain.head, built.block, rules=chain.rules, signatures=SignatureCache())
+    assert calls == [tx.signature, tx.signature]  # a node that never saw it verifies it
+
+
+def test_invalid_signature_is_not_cached(
+    chain: Any, sign: Sign, make_block: MakeBlock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[bytes] = []
+    real_verify = state_module.verify_signature
+
+    def counting_verify(public_key: bytes, signature: bytes, message: bytes) -> bool:
+        calls.append(signature)
+        return real_verify(public_key, signature, message)
+
+    monkeypatch.setattr(state_module, "verify_signature", counting_verify)
+    tx = sign(chain.alice, Transfer(chain.bob.public_key, 10))
+    bad = replace(tx, signature=bytes(64))
+    cache = SignatureCache()
+    for _ in range(2):
+        built = make_block(chain, [bad], signatures=cache)
+        assert [type(reason) for _, reason in built.refused] == [BadSignature]
+    assert bad.hash not in cache and len(calls) == 2
+
+
+# --- chain id ----------------------------------------------------------------------
+
+
+def test_chain_id(chain: Any, sign: Sign, make_block: MakeBlock) -> None:
+    tx = sign(chain.alice, Burn(1), chain_id=CHAIN_ID)
+    assert tx.chain_id == chain.rules.chain_id
+    mint = sign(chain.issuer, Mint(chain.bob.public_key, 3), chain_id=CHAIN_ID)
+    _accept(chain, make_block(chain, [mint]))
+    assert chain.balance(chain.bob) == 3
+
+
+def test_invalid_chain_id(chain: Any, sign: Sign, make_block: MakeBlock) -> None:
+    tx = sign(chain.alice, Transfer(chain.bob.public_key, 10), chain_id="mura-other")
+    cause = _refuse_transaction(chain, make_block, tx, WrongChainId)
+    assert cause.details == {"expected": CHAIN_ID, "got": "mura-other"}
+
+
+def test_block_chain_id(chain: Any, make_block: MakeBlock) -> None:
+    built = make_block(chain, [])
+    assert built.block.header.chain_id == CHAIN_ID
+    _accept(chain, built)
+    assert chain.head.height == 1
+
+
+def test_invalid_block_chain_id(chain: Any, make_block: MakeBlock) -> None:
+    block = make_block(chain, []).block
+    _refuse_block(chain, _with_header(block, chain_id="mura-other"), WrongBlockChainId)
+    # A correct block is refused by a node that runs another network.
+    _refuse_block(chain, block, WrongBlockChainId, rules=ChainRules(chain_id="mura-other"))
+
+
+# --- nonce ------------------------------------------------------------------------
+
+
+def test_nonce(chain: Any, sign: Sign, make_block: MakeBlock) -> None:
+    first = [sign(chain.alice, Transfer(chain.bob.public_key, 1), nonce=n) for n in range(3)]
+    _accept(chain, make_block(chain, first))
+    assert chain.nonce(chain.alice) == 3
+    _accept(chain, make_block(chain, [sign(chain.alice, Transfer(chain.bob.public_key, 1), nonce=3)]))
+    assert chain.nonce(chain.alice) == 4 and chain.balance(chain.bob) == 4
+    assert chain.nonce(chain.bob) == 0  # receiving does not use a nonce
+
+
+def test_invalid_nonce_too_low(chain: Any, sign: Sign, make_block: MakeBlock) -> None:
+    tx = sign(chain.alice, Transfer(chain.bob.public_key, 10))
+    _accept(chain, make_block(chain, [tx]))
+    cause = _refuse_transaction(chain, make_block, tx, NonceTooLow)  # the replay of a committed transaction
+    assert cause.details == {"expected": 1, "got": 0}
+    _refuse_transaction(chain, make_block, sign(chain.alice, Transfer(chain.bob.public_key, 5), nonce=0), NonceTooLow)
+    assert chain.balance(chain.bob) == 10
+
+
+def test_invalid_nonce_too_low_within_a_block(chain: Any, sign: Sign, make_block: MakeBlock) -> None:
+    first = sign(chain.alice, Transfer(chain.bob.public_key, 10))
+    again = sign(chain.alice, Transfer(chain.bob.public_key, 11))  # same nonce, another transaction
+    _refuse_transaction(chain, make_block, again, NonceTooLow, before=[first])
+
+
+def test_invalid_nonce_too_high(chain: Any, sign: Sign, make_block: MakeBlock) -> None:
+    tx = sign(chain.alice, Transfer(chain.bob.public_key, 10), nonce=1)
+    cause = _refuse_transaction(chain, make_block, tx, NonceTooHigh)
+    assert cause.details == {"expected": 0, "got": 1}
+
+
+# --- balances ------------------------------------------------------------------------
+
+
+def test_balance(chain: Any, sign: Sign, make_block: MakeBlock) -> None:
+    supply = chain.state.supply
+    _accept(chain, make_block(chain, [sign(chain.alice, Transfer(chain.bob.public_key, 1_000))]))
+    assert chain.balance(chain.alice) == 0 and chain.balance(chain.bob) == 1_000
+    assert chain.state.supply == supply
+
+
+def test_invalid_insufficient_balance(chain: Any, sign: Sign, make_block: MakeBlock) -> None:
+    tx = sign(chain.alice, Transfer(chain.bob.public_key, 1_001))
+    cause = _refuse_transaction(chain, make_block, tx, InsufficientBalance)
+    assert cause.details == {"balance": 1_000, "amount": 1_001}
+    _refuse_transaction(chain, make_block, sign(chain.bob, Transfer(chain.alice.public_key, 1)), InsufficientBalance)
+
+
+def test_invalid_insufficient_balance_after_an_earlier_spend(chain: Any, sign: Sign, make_block: MakeBlock) -> None:
+    spend = sign(chain.alice, Transfer(chain.bob.public_key, 600))
+    overspend = sign(chain.alice, Transfer(chain.bob.public_key, 600), nonce=1)
+    _refuse_transaction(chain, make_block, overspend, InsufficientBalance, before=[spend])
+
+
+def test_burn_balance(chain: Any, sign: Sign, make_block: MakeBlock) -> None:
+    _accept(chain, make_block(chain, [sign(chain.issuer, Burn(1_000_000))]))
+    assert chain.balance(chain.issuer) == 0
+    assert chain.state.supply == 1_000
+
+
+def test_invalid_burn_insufficient_balance(chain: Any, sign: Sign, make_block: MakeBlock) -> None:
+    _refuse_transaction(chain, make_block, sign(chain.issuer, Burn(1_000_001)), InsufficientBalance)
+
+
+def test_transfer_to_self(chain: Any, sign: Sign, make_block: MakeBlock) -> None:
+    root = chain.state.lattice.root()
+    _accept(chain, make_block(chain, [sign(chain.alice, Transfer(chain.alice.public_key, 1_000))]))
+    assert chain.balance(chain.alice) == 1_000
+    assert chain.nonce(chain.alice) == 1
+    assert chain.state.supply == 1_001_000
+    assert chain.state.lattice.root() != root  # the nonce changed
+    assert chain.state.lattice == _entries_from_scratch(chain.state)
+
+
+def test_invalid_transfer_to_self_beyond_balance(chain: Any, sign: Sign, make_block: MakeBlock) -> None:
+    tx = sign(chain.alice, Transfer(chain.alice.public_key, 1_001))
+    _refuse_transaction(chain, make_block, tx, InsufficientBalance)
+
+
+# --- issuers --------------------------------------------------------------------------
+
+
+def test_mint(chain: Any, sign: Sign, make_block: MakeBlock) -> None:
+    _accept(chain, make_block(chain, [sign(chain.issuer, Mint(chain.bob.public_key, 500))]))
+    assert chain.balance(chain.bob) == 500
+    assert chain.balance(chain.issuer) == 1_000_000
+    assert chain.state.supply == 1_001_500
+    assert chain.nonce(chain.issuer) == 1
+
+
+def test_invalid_mint_by_non_issuer(chain: Any, sign: Sign, make_block: MakeBlock) -> None:
+    _refuse_transaction(chain, make_block, sign(chain.alice, Mint(chain.alice.public_key, 500)), NotAnIssuer)
+    validator = chain.validators[0]
+    _refuse_transaction(chain, make_block, sign(validator, Mint(validator.public_key, 500)), NotAnIssuer)
+
+
+def test_burn(chain: Any, sign: Sign, make_block: MakeBlock) -> None:
+    _accept(chain, make_block(chain, [sign(chain.issuer, Burn(400))]))
+    assert chain.balance(chain.issuer) == 999_600
+    assert chain.state.supply == 1_000_600
+
+
+def test_invalid_burn_by_non_issuer(chain: Any, sign: Sign, make_block: MakeBlock) -> None:
+    _refuse_transaction(chain, make_block, sign(chain.alice, Burn(400)), NotAnIssuer)
+    assert chain.balance(chain.alice) == 1_000
+
+
+# --- amounts ----------------------------------------------------------------------------
+
+
+def _body(kind: str, recipient: bytes, amount: int) -> Transfer | Mint | Burn:
+    return {"transfer": Transfer(recipient, amount), "mint": Mint(recipient, amount), "burn": Burn(amount)}[kind]
+
+
+@pytest.mark.parametrize("kind", ["transfer", "mint", "burn"])
+def test_amount(chain: Any, sign: Sign, make_block: MakeBlock, kind: str) -> None:
+    supply = chain.state.supply
+    _accept(chain, make_block(chain, [sign(chain.issuer, _body(kind, chain.bob.public_key, 1))]))
+    assert chain.balance(chain.bob) == (0 if kind == "burn" else 1)
+    assert chain.state.supply == supply + {"transfer": 0, "mint": 1, "burn": -1}[kind]
+
+
+@pytest.mark.parametrize("kind", ["transfer", "mint", "burn"])
+@pytest.mark.parametrize("amount", [0, -1, -1_000, codec.MIN_INT])
+def test_invalid_amount(chain: Any, sign: Sign, make_block: MakeBlock, kind: str, amount: int) -> None:
+    tx = sign(chain.issuer, _body(kind, chain.bob.public_key, amount))
+    cause = _refuse_transaction(chain, make_block, tx, NonPositiveAmount)
+    assert cause.details == {"amount": amount}
+
+
+# --- supply overflow ---------------------------------------------------------------------
+
+
+def test_supply_at_the_limit(make_chain: Callable[..., Any], sign: Sign, make_block: MakeBlock) -> None:
+    chain = make_chain(allocations=[("issuer", MAX_SUPPLY - 10)])
+    _accept(chain, make_block(chain, [sign(chain.issuer, Mint(chain.issuer.public_key, 10))]))
+    assert chain.state.supply == MAX_SUPPLY
+    assert chain.balance(chain.issuer) == MAX_SUPPLY
+    _accept(chain, make_block(chain, [sign(chain.issuer, Transfer(chain.bob.public_key, MAX_SUPPLY), nonce=1)]))
+    assert chain.balance(chain.bob) == MAX_SUPPLY
+
+
+def test_invalid_supply_overflow(make_chain: Callable[..., Any], sign: Sign, make_block: MakeBlock) -> None:
+    chain = make_chain(allocations=[("issuer", MAX_SUPPLY - 10)])
+    tx = sign(chain.issuer, Mint(chain.bob.public_key, 11))
+    cause = _refuse_transaction(chain, make_block, tx, SupplyOverflow)
+    assert cause.details == {"amount": 11, "supply": MAX_SUPPLY - 10}
+    _refuse_transaction(chain, make_block, sign(chain.issuer, Mint(chain.bob.public_key, MAX_SUPPLY)), SupplyOverflow)
+
+
+# --- kinds --------------------------------------------------------------------------------
+
+
+def test_known_kinds(chain: Any, sign: Sign, make_block: MakeBlock) -> None:
+    txs = [
+        sign(chain.issuer, Mint(chain.alice.public_key, 5), nonce=0),
+        sign(chain.issuer, Burn(5), nonce=1),
+        sign(chain.alice, Transfer(chain.bob.public_key, 5)),
+    ]
+    for tx in txs:
+        validate_kind(tx)
+    built = make_block(chain, txs)
+    assert built.block.transactions == tuple(txs)
+    _accept(chain, built)
+    assert (chain.balance(chain.alice), chain.balance(chain.bob), chain.balance(chain.issuer)) == (1_000, 5, 999_995)
+
+
+def test_invalid_unknown_kind_decoded(chain: Any) -> None:
+    tx = sign_transaction(chain.alice, chain_id=CHAIN_ID, nonce=0, body=Stake(5))  # type: ignore[arg-type]
+    with pytest.raises(UnknownKind) as caught:
+        Transaction.decode(tx.encoded)
+    assert isinstance(caught.value, DecodeError) and isinstance(caught.value, InvalidTransaction)
+    assert caught.value.details == {"kind": "stake"}
+
+
+@pytest.mark.parametrize("body", [Stake(5), ImpostorTransfer(b"\x01" * 32, 5)])
+def test_invalid_unknown_kind(chain: Any, make_block: MakeBlock, body: Any) -> None:
+    tx = sign_transaction(chain.alice, chain_id=CHAIN_ID, nonce=0, body=body)
+    with pytest.raises(UnknownKind):
+        validate_kind(tx)
+    _refuse_transaction(chain, make_block, tx, UnknownKind)
+
+
+# --- block size -----------------------------------------------------------------------------
+
+
+def _three_transfers(chain: Any, sign: Sign) -> list[Transaction]:
+    return [sign(chain.alice, Transfer(chain.bob.public_key, 1), nonce=n) for n in range(3)]
+
+
+def test_block_size_count(chain: Any, sign: Sign, make_block: MakeBlock) -> None:
+    rules = ChainRules(chain_id=CHAIN_ID, max_block_transactions=3)
+    built = make_block(chain, _three_transfers(chain, sign), rules=rules)
+    assert len(built.block.transactions) == 3
+    chain.commit((built.block, _apply(chain, built.block, rules=rules)))
+    assert chain.balance(chain.bob) == 3
+
+
+def test_invalid_block_size_count(chain: Any, sign: Sign, make_block: MakeBlock) -> None:
+    block = make_block(chain, _three_transfers(chain, sign)).block
+    error = _refuse_block(chain, block, BlockTooLarge, rules=ChainRules(chain_id=CHAIN_ID, max_block_transactions=2))
+    assert error.details["transactions"] == 3
+
+
+def test_block_size_bytes(chain: Any, sign: Sign, make_block: MakeBlock) -> None:
+    txs = _three_transfers(chain, sign)
+    rules = ChainRules(chain_id=CHAIN_ID, max_block_bytes=sum(len(tx.encoded) for tx in txs))
+    built = make_block(chain, txs, rules=rules)
+    assert built.block.transactions == tuple(txs)
+    chain.commit((built.block, _apply(chain, built.block, rules=rules)))
+    assert chain.nonce(chain.alice) == 3
+
+
+def test_invalid_block_size_bytes(chain: Any, sign: Sign, make_block: MakeBlock) -> None:
+    txs = _three_transfers(chain, sign)
+    size = sum(len(tx.encoded) for tx in txs)
+    block = make_block(chain, txs).block
+    error = _refuse_block(chain, block, BlockTooLarge, rules=ChainRules(chain_id=CHAIN_ID, max_block_bytes=size - 1))
+    assert error.details["bytes"] == size
+
+
+def test_build_block_stops_at_the_limits(chain: Any, sign: Sign, make_block: MakeBlock) -> None:
+    txs = _three_transfers(chain, sign)
+    by_count = make_block(chain, txs, rules=ChainRules(chain_id=CHAIN_ID, max_block_transactions=2))
+    assert by_count.block.transactions == tuple(txs[:2]) and by_count.refused == []
+    size = sum(len(tx.encoded) for tx in txs)
+    by_bytes = make_block(chain, txs, rules=ChainRules(chain_id=CHAIN_ID, max_block_bytes=size - 1))
+    assert by_bytes.block.transactions == tuple(txs[:2]) and by_bytes.refused == []
+    _accept(chain, by_bytes)
+    assert chain.nonce(chain.alice) == 2
+
+
+# --- header ---------------------------------------------------------------------------------
+
+
+def test_height(chain: Any, make_block: MakeBlock) -> None:
+    for expected in (1, 2, 3):
+        built = make_block(chain, [])
+        assert built.block.height == expected
+        _accept(chain, built)
+    assert chain.head.height == 3
+
+
+@pytest.mark.parametrize("height", [0, 1, 3, 1_000])
+def test_invalid_height(chain: Any, make_block: MakeBlock, height: int) -> None:
+    _accept(chain, make_block(chain, []))  # the head is now height 1, so 2 is expected
+    block = make_block(chain, []).block
+    error = _refuse_block(chain, _with_header(block, height=height), WrongHeight)
+    assert error.details == {"expected": 2, "got": height}
+
+
+def test_parent(chain: Any, make_block: MakeBlock) -> None:
+    built = make_block(chain, [])
+    assert built.block.header.parent_hash == chain.genesis.hash
+    _accept(chain, built)
+    assert make_block(chain, []).block.header.parent_hash == built.block.hash
+
+
+def test_invalid_parent(chain: Any, make_block: MakeBlock) -> None:
+    block = make_block(chain, []).block
+    _refuse_block(chain, _with_header(block, parent_hash=b"\x01" * 32), WrongParent)
+    # A block built on another fork of the same height is refused too.
+    fork = make_block(chain, [], timestamp_ms=chain.head.timestamp_ms + 5).block
+    _accept(chain, make_block(chain, []))
+    _refuse_block(chain, _with_header(fork, height=2), WrongParent)
+
+
+def test_timestamp(chain: Any, make_block: MakeBlock) -> None:
+    same_time = make_block(chain, [], timestamp_ms=chain.head.timestamp_ms)
+    _accept(chain, same_time)
+    assert chain.head.timestamp_ms == chain.genesis.header.timestamp_ms
+    # build_block never goes back in time, whatever clock the proposer has.
+    late_clock = make_block(chain, [], timestamp_ms=chain.head.timestamp_ms - 60_000)
+    assert late_clock.block.header.timestamp_ms == chain.head.timestamp_ms
+
+
+def test_invalid_timestamp_before_parent(chain: Any, make_block: MakeBlock) -> None:
+    block = make_block(chain, []).block
+    _refuse_block(chain, _with_header(block, timestamp_ms=chain.head.timestamp_ms - 1), TimestampBeforeParent)
+
+
+def test_proposer(chain: Any, make_block: MakeBlock) -> None:
+    for validator in chain.validators:
+        built = make_block(chain, [], proposer=validator.public_key)
+        _accept(chain, built)
+        assert chain.head.proposer == validator.public_key
+
+
+@pytest.mark.parametrize("who", ["issuer", "alice", "zeros"])
+def test_invalid_unknown_proposer(chain: Any, make_block: MakeBlock, who: str) -> None:
+    proposer = bytes(32) if who == "zeros" else getattr(chain, who).public_key
+    block = make_block(chain, [], proposer=proposer).block
+    _refuse_block(chain, block, UnknownProposer)
+
+
+# --- transaction root and duplicates ----------------------------------------------------------
+
+
+def test_transaction_root(chain: Any, sign: Sign, make_block: MakeBlock) -> None:
+    txs = _three_transfers(chain, sign)
+    built = make_block(chain, txs)
+    assert built.block.header.transaction_root == transaction_root(txs)
+    _accept(chain, built)
+
+
+def test_invalid_transaction_root(chain: Any, sign: Sign, make_block: MakeBlock) -> None:
+    txs = _three_transfers(chain, sign)
+    block = make_block(chain, txs).block
+    _refuse_block(chain, Block(block.header, block.transactions[:2]), TransactionRootMismatch)
+    _refuse_block(chain, Block(block.header, ()), TransactionRootMismatch)
+    _refuse_block(chain, Block(block.header, (txs[1], txs[0], txs[2])), TransactionRootMismatch)
+    _refuse_block(chain, _with_header(block, transaction_root=transaction_root(txs[:2])), TransactionRootMismatch)
+
+
+def test_unique_transactions(chain: Any, sign: Sign, make_block: MakeBlock) -> None:
+    tx = sign(chain.alice, Transfer(chain.bob.public_key, 1))
+    built = make_block(chain, [tx, tx])  # build_block drops the repeat
+    assert built.block.transactions == (tx,) and built.refused == []
+    _accept(chain, built)
+    assert chain.balance(chain.bob) == 1
+
+
+def test_invalid_duplicate_transaction_in_block(chain: Any, sign: Sign, make_block: MakeBlock) -> None:
+    tx = sign(chain.alice, Transfer(chain.bob.public_key, 1))
+    other = sign(chain.alice, Transfer(chain.bob.public_key, 2), nonce=1)
+    _refuse_block(chain, _raw_block(chain, [tx, tx]), DuplicateTransactionInBlock)
+    _refuse_block(chain, _raw_block(chain, [tx, other, tx]), DuplicateTransactionInBlock)
+
+
+# --- state root -----------------------------------------------------------------------------
+
+
+def test_state_root(chain: Any, sign: Sign, make_block: MakeBlock) -> None:
+    built = make_block(chain, [sign(chain.alice, Transfer(chain.bob.public_key, 7))])
+    changes = _apply(chain, built.block)
+    assert changes.state_root == built.block.header.state_root == built.changes.state_root
+    assert changes.state_root == changes.lattice.root()
+    chain.commit((built.block, changes))
+    assert chain.state.lattice == _entries_from_scratch(chain.state)
+
+
+def test_invalid_state_root(chain: Any, sign: Sign, make_block: MakeBlock) -> None:
+    built = make_block(chain, [sign(chain.alice, Transfer(chain.bob.public_key, 7))])
+    tampered = _with_header(built.block, state_root=bytes(32))
+    error = _refuse_block(chain, tampered, StateRootMismatch)
+    assert error.details == {"expected": built.changes.state_root.hex(), "got": bytes(32).hex()}
+    # A block that claims the pre-state root (as if the transfer did nothing) is refused too.
+    _refuse_block(chain, _with_header(built.block, state_root=chain.head.state_root), StateRootMismatch)
+
+
+def test_empty_block_keeps_the_state_root(chain: Any, make_block: MakeBlock) -> None:
+    built = make_block(chain, [])
+    assert built.block.header.state_root == chain.genesis.header.state_root
+    assert built.changes.accounts == {}
+    _accept(chain, built)
+
+
+# --- building blocks -------------------------------------------------------------------------
+
+
+def test_build_block_leaves_out_and_reports_refused(chain: Any, sign: Sign, make_block: MakeBlock) -> None:
+    good = sign(chain.alice, Transfer(chain.bob.public_key, 10))
+    bad_signature = replace(sign(chain.bob, Transfer(chain.alice.public_key, 1)), signature=bytes(64))
+    skips_nonce = sign(chain.alice, Transfer(chain.bob.public_key, 10), nonce=5)
+    good_next = sign(chain.alice, Transfer(chain.bob.public_key, 20), nonce=1)
+    not_issuer = sign(chain.bob, Mint(chain.bob.public_key, 1))
+    built = make_block(chain, [good, bad_signature, skips_nonce, good_next, not_issuer])
+    assert built.block.transactions == (good, good_next)
+    assert [(tx, type(error)) for tx, error in built.refused] == [
+        (bad_signature, BadSignature),
+        (skips_nonce, NonceTooHigh),
+        (not_issuer, NotAnIssuer),
+    ]
+    _accept(chain, built)
+    assert chain.balance(chain.bob) == 30 and chain.nonce(chain.alice) == 2 and chain.nonce(chain.bob) == 0
+
+
+def test_apply_block_reproduces_the_built_state_root(chain: Any, sign: Sign, make_block: MakeBlock) -> None:
+    txs = [
+        sign(chain.issuer, Mint(chain.bob.public_key, 50), nonce=0),
+        sign(chain.issuer, Burn(25), nonce=1),
+        sign(chain.alice, Transfer(chain.bob.public_key, 5)),
+        sign(chain.bob, Transfer(chain.alice.public_key, 30)),  # spends what it received earlier in the block
+    ]
+    built = make_block(chain, txs)
+    assert built.block.transactions == tuple(txs)
+    changes = _apply(chain, built.block)
+    assert changes == built.changes
+    assert changes.state_root == built.block.header.state_root
+    chain.commit((built.block, changes))
+    assert chain.state.lattice == _entries_from_scratch(chain.state)
+    assert chain.state.supply == sum(account.balance for account in chain.state.accounts.values())
+
+
+def test_refused_transaction_leaves_pending_state_unchanged(chain: Any, sign: Sign) -> None:
+    pending = PendingState(chain.state)
+    cache = SignatureCache()
+    apply_transaction(pending, sign(chain.alice, Transfer(chain.bob.public_key, 100)), rules=chain.rules, signatures=cache)
+    before = pending.finish()
+    refusals = [
+        (sign(chain.alice, Transfer(chain.bob.public_key, 901), nonce=1), InsufficientBalance),
+        (sign(chain.alice, Mint(chain.bob.public_key, 5), nonce=1), NotAnIssuer),
+        (sign(chain.alice, Transfer(chain.bob.public_key, 1), nonce=0), NonceTooLow),
+        (sign(chain.alice, Transfer(chain.bob.public_key, 0), nonce=1), NonPositiveAmount),
+        (replace(sign(chain.alice, Transfer(chain.bob.public_key, 1), nonce=1), signature=bytes(64)), BadSignature),
+        (sign(chain.alice, Transfer(chain.bob.public_key, 1), nonce=1, chain_id="x"), WrongChainId),
+    ]
+    for tx, error in refusals:
+        with pytest.raises(InvalidTransaction) as caught:
+            apply_transaction(pending, tx, rules=chain.rules, signatures=cache)
+        assert type(caught.value) is error
+        assert pending.finish() == before
+        assert pending.account(chain.alice.public_key) == Account(900, 1, Role.NONE)
+    assert before.accounts == {chain.alice.public_key: Account(900, 1), chain.bob.public_key: Account(100, 0)}
+
+
+def test_refused_block_leaves_committed_state_unchanged(chain: Any, sign: Sign) -> None:
+    # Two valid transactions precede the bad one: none of their effects may stay.
+    txs = [
+        sign(chain.alice, Transfer(chain.bob.public_key, 100)),
+        sign(chain.issuer, Mint(chain.bob.public_key, 100)),
+        sign(chain.bob, Transfer(chain.alice.public_key, 500)),
+    ]
+    before = chain.snapshot()
+    with pytest.raises(InvalidBlockTransaction) as caught:
+        _apply(chain, _raw_block(chain, txs))
+    assert caught.value.index == 2 and type(caught.value.cause) is InsufficientBalance
+    assert chain.snapshot() == before
+
+
+# --- the ledger as a whole (property) ---------------------------------------------------------
+
+operations = st.lists(
+    st.tuples(
+        st.sampled_from(["issuer", "alice", "bob"]),
+        st.sampled_from(["transfer", "transfer", "mint", "burn"]),
+        st.sampled_from(["issuer", "alice", "bob"]),
+        st.integers(min_value=1, max_value=300) | st.integers(min_value=-2, max_value=1_500),
+        st.booleans(),  # the block ends after this operation
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(operations)
+def test_ledger_invariants(make_chain: Callable[..., Any], make_block: MakeBlock, ops: list[Any]) -> None:
+    chain = make_chain()
+    keys = {"issuer": chain.issuer, "alice": chain.alice, "bob": chain.bob}
+    replay = MemoryState()
+    replay.commit(build_genesis(
+        chain_id=CHAIN_ID,
+        timestamp_ms=chain.genesis.header.timestamp_ms,
+        validators=chain.state.validators,
+        issuers=[chain.issuer.public_key],
+        allocations=[(chain.issuer.public_key, 1_000_000), (chain.alice.public_key, 1_000)],
+    )[1])
+    replay_head: Header = chain.genesis.header
+    nonces = {name: 0 for name in keys}
+    pending: list[Transaction] = []
+    blocks: list[Block] = []
+    for sender, kind, recipient, amount, ends_block in ops:
+        body = _body(kind, keys[recipient].public_key, amount)
+        pending.append(sign_transaction(keys[sender], chain_id=CHAIN_ID, nonce=nonces[sender], body=body))
+        if not ends_block and len(pending) < 5:
+            continue
+        built = make_block(chain, pending)
+        for tx in built.block.transactions:
+            nonces[next(name for name, key in keys.items() if key.public_key == tx.sender)] += 1
+        previous = [chain.nonce(key) for key in keys.values()]
+        _accept(chain, built)
+        blocks.append(built.block)
+        assert all(chain.nonce(key) >= before for key, before in zip(keys.values(), previous))
+        assert all(account.balance >= 0 for account in chain.state.accounts.values())
+        assert chain.state.supply == sum(account.balance for account in chain.state.accounts.values())
+        assert chain.state.lattice == _entries_from_scratch(chain.state)
+        pending = []
+    # Replaying every block from genesis reproduces every state root.
+    for block in blocks:
+        changes = apply_block(replay, replay_head, block, rules=chain.rules, signatures=SignatureCache())
+        assert changes.state_root == block.header.state_root
+        replay.commit(changes)
+        replay_head = block.header
+    assert replay.accounts == chain.state.accounts and replay.lattice == chain.state.lattice

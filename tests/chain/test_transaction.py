@@ -1,0 +1,148 @@
+"""Tests for chain/transaction.py: the signed envelope and the body kinds."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import pytest
+
+from mura.chain import codec
+from mura.chain.block import commit_vote_payload
+from mura.chain.errors import DecodeError, UnknownKind
+from mura.chain.keys import SigningKey, sha256, verify_signature
+from mura.chain.transaction import (
+    KINDS,
+    Burn,
+    Mint,
+    Transaction,
+    Transfer,
+    decode_transaction_hex,
+    sign_transaction,
+    signing_payload,
+)
+
+CHAIN_ID = "mura-test"
+RECIPIENT = b"\x07" * 32
+
+
+@pytest.fixture
+def alice(keys: Callable[[str], SigningKey]) -> SigningKey:
+    return keys("alice")
+
+
+def test_kinds_registry() -> None:
+    assert KINDS == {"transfer": Transfer, "mint": Mint, "burn": Burn}
+    assert all(kind.KIND == name for name, kind in KINDS.items())
+
+
+@pytest.mark.parametrize("body", [Transfer(RECIPIENT, 5), Mint(RECIPIENT, 5), Burn(5)])
+def test_sign_transaction_verifies(alice: SigningKey, body: Transfer | Mint | Burn) -> None:
+    tx = sign_transaction(alice, chain_id=CHAIN_ID, nonce=4, body=body)
+    assert tx.sender == alice.public_key
+    assert tx.nonce == 4 and tx.chain_id == CHAIN_ID and tx.body == body
+    assert tx.kind == body.KIND
+    assert verify_signature(alice.public_key, tx.signature, tx.signing_payload())
+
+
+def test_signing_payload_is_domain_tagged_fields(alice: SigningKey) -> None:
+    body = Transfer(RECIPIENT, 5)
+    expected = codec.encode(["mura/transaction/v1", CHAIN_ID, alice.public_key, 4, "transfer", [RECIPIENT, 5]])
+    assert signing_payload(CHAIN_ID, alice.public_key, 4, body) == expected
+    tx = sign_transaction(alice, chain_id=CHAIN_ID, nonce=4, body=body)
+    assert tx.signing_payload() == expected
+    assert tx.signature not in tx.signing_payload()
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        {"chain_id": "other-chain"},
+        {"nonce": 5},
+        {"body": Transfer(b"\x08" * 32, 5)},
+        {"body": Transfer(RECIPIENT, 6)},
+        {"body": Mint(RECIPIENT, 5)},  # same fields, other kind
+    ],
+)
+def test_signing_payload_covers_every_field(alice: SigningKey, other: dict[str, object]) -> None:
+    fields: dict[str, object] = {"chain_id": CHAIN_ID, "nonce": 4, "body": Transfer(RECIPIENT, 5)}
+    changed = {**fields, **other}
+    assert signing_payload(sender=alice.public_key, **fields) != signing_payload(  # type: ignore[arg-type]
+        sender=alice.public_key, **changed  # type: ignore[arg-type]
+    )
+    tx = sign_transaction(alice, **fields)  # type: ignore[arg-type]
+    moved = dataclasses.replace(tx, **other)  # type: ignore[arg-type]
+    assert not verify_signature(alice.public_key, moved.signature, moved.signing_payload())
+
+
+def test_signing_payload_differs_from_a_commit_vote(alice: SigningKey) -> None:
+    # A vote and a transaction are signed under different domain tags.
+    vote = commit_vote_payload(CHAIN_ID, 4, 0, RECIPIENT)
+    tx = sign_transaction(alice, chain_id=CHAIN_ID, nonce=4, body=Burn(5))
+    assert codec.decode(vote)[0] != codec.decode(tx.signing_payload())[0]
+
+
+def test_hash_and_encoding_are_derived(alice: SigningKey) -> None:
+    tx = sign_transaction(alice, chain_id=CHAIN_ID, nonce=0, body=Burn(5))
+    assert tx.encoded == codec.encode([CHAIN_ID, alice.public_key, 0, "burn", [5], tx.signature])
+    assert tx.hash == sha256(tx.encoded)
+    other_signature = dataclasses.replace(tx, signature=bytes(64))
+    assert other_signature.hash != tx.hash
+    assert other_signature != tx
+
+
+def test_transactions_are_frozen(alice: SigningKey) -> None:
+    tx = sign_transaction(alice, chain_id=CHAIN_ID, nonce=0, body=Burn(5))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        tx.nonce = 1  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        tx.body.amount = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("amount", [0, -1, codec.MIN_INT, codec.MAX_INT])
+def test_amounts_outside_the_rules_still_decode(alice: SigningKey, amount: int) -> None:
+    # Zero and negative amounts are refused by the state transition under their
+    # own rule, so the decoder must let them through.
+    tx = sign_transaction(alice, chain_id=CHAIN_ID, nonce=0, body=Transfer(RECIPIENT, amount))
+    assert Transaction.decode(tx.encoded).body == Transfer(RECIPIENT, amount)
+
+
+def test_decode_round_trip_each_kind(alice: SigningKey) -> None:
+    for nonce, body in enumerate([Transfer(RECIPIENT, 5), Mint(RECIPIENT, 6), Burn(7)]):
+        tx = sign_transaction(alice, chain_id=CHAIN_ID, nonce=nonce, body=body)
+        decoded = Transaction.decode(tx.encoded)
+        assert decoded == tx and type(decoded.body) is type(body)
+        assert decode_transaction_hex(tx.encoded.hex()) == tx
+
+
+def test_invalid_unknown_kind(alice: SigningKey) -> None:
+    fields = codec.decode(sign_transaction(alice, chain_id=CHAIN_ID, nonce=0, body=Burn(5)).encoded)
+    fields[3] = "stake"
+    with pytest.raises(UnknownKind, match="'stake'") as caught:
+        Transaction.decode(codec.encode(fields))
+    assert isinstance(caught.value, DecodeError)
+
+
+@pytest.mark.parametrize(
+    ("kind", "body", "message"),
+    [
+        ("burn", [5, 6], "unknown extra fields"),
+        ("burn", [], "missing fields"),
+        ("transfer", [RECIPIENT], "missing fields"),
+        ("transfer", [RECIPIENT[:31], 5], r"transaction\.body\.recipient"),
+        ("mint", [RECIPIENT, "5"], r"transaction\.body\.amount"),
+        ("mint", RECIPIENT, r"transaction\.body"),
+    ],
+)
+def test_invalid_body(alice: SigningKey, kind: str, body: object, message: str) -> None:
+    fields = codec.decode(sign_transaction(alice, chain_id=CHAIN_ID, nonce=0, body=Burn(5)).encoded)
+    fields[3], fields[4] = kind, body
+    with pytest.raises(DecodeError, match=message):
+        Transaction.decode(codec.encode(fields))
+
+
+def test_invalid_chain_id_too_long(alice: SigningKey) -> None:
+    tx = sign_transaction(alice, chain_id="c" * 65, nonce=0, body=Burn(5))
+    with pytest.raises(DecodeError, match=r"transaction\.chain_id"):
+        Transaction.decode(tx.encoded)
+    assert Transaction.decode(sign_transaction(alice, chain_id="c" * 64, nonce=0, body=Burn(5)).encoded)

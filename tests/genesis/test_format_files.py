@@ -1,0 +1,177 @@
+"""Tests for genesis/format.py: loading files, round trips, the genesis block and
+the shipped example (the document rules are in test_format.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mura.chain.errors import InvalidGenesis
+from mura.chain.state import Account, MemoryState, Role
+from mura.genesis import example_genesis_path
+from mura.genesis.format import Allocation, Genesis, TokenInfo, genesis_block, load_genesis, parse_genesis
+
+FOUNDERS = ["village-office", "token-association", "regional-chain-partner", "forestry-cooperative"]
+
+
+def example_document() -> dict[str, Any]:
+    """A fresh copy of the shipped example as a JSON value."""
+    document: dict[str, Any] = json.loads(example_genesis_path().read_text(encoding="utf-8"))
+    return document
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "genesis.json"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def problems_loading(path: Path) -> list[str]:
+    with pytest.raises(InvalidGenesis) as caught:
+        load_genesis(path)
+    return caught.value.problems
+
+
+# --- files ----------------------------------------------------------------------
+
+
+def test_load_genesis(tmp_path: Path) -> None:
+    path = write(tmp_path, json.dumps(example_document()))
+    assert load_genesis(path) == parse_genesis(example_document())
+    assert load_genesis(str(path)) == load_genesis(path)
+
+
+def test_invalid_file_missing(tmp_path: Path) -> None:
+    assert problems_loading(tmp_path / "absent.json") == [f"{tmp_path / 'absent.json'}: file does not exist"]
+
+
+def test_invalid_file_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "genesis.json"
+    path.write_bytes(b'{"chain_id": "\xff"}')
+    [problem] = problems_loading(path)
+    assert problem.startswith(f"{path}: cannot be read: ")
+
+
+def test_invalid_json_reports_line_and_column(tmp_path: Path) -> None:
+    path = write(tmp_path, '{\n  "chain_id": "x",\n  "address_prefix": tnac\n}\n')
+    [problem] = problems_loading(path)
+    assert problem.startswith(f"{path}: invalid JSON at line 3, column 21: ")
+
+
+def test_invalid_json_truncated_file(tmp_path: Path) -> None:
+    text = json.dumps(example_document(), indent=2)
+    path = write(tmp_path, text[: len(text) // 2])
+    [problem] = problems_loading(path)
+    assert problem.startswith(f"{path}: invalid JSON at line ")
+
+
+def test_invalid_json_duplicate_key(tmp_path: Path) -> None:
+    # Another parser might keep the first chain id where Python keeps the last.
+    text = json.dumps(example_document())[:-1] + ', "chain_id": "other-chain"}'
+    problems = problems_loading(write(tmp_path, text))
+    assert problems == [f"{tmp_path / 'genesis.json'}: invalid JSON: key 'chain_id' appears twice in one object"]
+
+
+def test_invalid_json_nan(tmp_path: Path) -> None:
+    text = json.dumps(example_document()).replace("100000000", "NaN")
+    [problem] = problems_loading(write(tmp_path, text))
+    assert problem.endswith("invalid JSON: NaN is not a JSON number")
+
+
+def test_invalid_file_problems_come_from_the_document(tmp_path: Path) -> None:
+    document = example_document()
+    document["validators"][2]["public_key"] = "0123456789"
+    document["colour"] = "green"
+    problems = problems_loading(write(tmp_path, json.dumps(document)))
+    assert problems == ["colour: unknown field", "validators[2].public_key: expected 64 hex characters, got 10"]
+
+
+def test_to_json_round_trips() -> None:
+    genesis = dataclasses.replace(
+        load_genesis(example_genesis_path()),
+        timestamp_ms=1_795_392_000_250,
+        max_block_bytes=4096,
+        max_block_transactions=10,
+    )
+    text = genesis.to_json()
+    assert parse_genesis(json.loads(text)) == genesis
+    assert parse_genesis(json.loads(text)).to_json() == text
+    document = json.loads(text)
+    assert document["genesis_time"] == "2026-11-23T00:00:00.250Z"
+    assert document["limits"] == {"max_block_bytes": 4096, "max_block_transactions": 10}
+    assert list(document) == [
+        "chain_id",
+        "address_prefix",
+        "genesis_time",
+        "token",
+        "validators",
+        "issuers",
+        "allocations",
+        "limits",
+    ]
+
+
+# --- the genesis block ----------------------------------------------------------
+
+
+def test_genesis_block_is_deterministic(tmp_path: Path) -> None:
+    path = write(tmp_path, example_genesis_path().read_text(encoding="utf-8"))
+    first_block, first_changes = genesis_block(load_genesis(path))
+    second_block, second_changes = genesis_block(load_genesis(path))
+    assert first_block.hash == second_block.hash
+    assert first_changes.state_root == second_changes.state_root
+    assert first_block.header.state_root == first_changes.state_root
+    assert first_block.height == 0 and first_block.transactions == ()
+    assert first_block.header.chain_id == "nishiawakura-testnet-1"
+    assert first_block.header.timestamp_ms == load_genesis(path).timestamp_ms
+
+
+def test_genesis_block_differs_with_any_committed_field() -> None:
+    genesis = load_genesis(example_genesis_path())
+    variants = [
+        genesis,
+        dataclasses.replace(genesis, chain_id="other-chain"),
+        dataclasses.replace(genesis, timestamp_ms=genesis.timestamp_ms + 1),
+        dataclasses.replace(genesis, allocations=(Allocation(genesis.issuers[0], 99),)),
+        dataclasses.replace(genesis, issuers=()),
+        dataclasses.replace(genesis, validators=genesis.validators[::-1]),
+    ]
+    assert len({genesis_block(variant)[0].hash for variant in variants}) == len(variants)
+
+
+def test_genesis_state_holds_allocations_and_roles() -> None:
+    genesis = load_genesis(example_genesis_path())
+    treasury = genesis.issuers[0]
+    _, changes = genesis_block(genesis)
+    state = MemoryState()
+    state.commit(changes)
+    assert state.load_account(treasury) == Account(balance=100_000_000, nonce=0, roles=Role.ISSUER)
+    for validator in genesis.validator_keys():
+        assert state.load_account(validator) == Account(roles=Role.VALIDATOR)
+    assert state.load_supply() == 100_000_000
+    assert state.load_validators() == genesis.validator_keys()
+    assert state.load_lattice().root() == changes.state_root
+
+
+# --- the shipped example --------------------------------------------------------
+
+
+def test_example_genesis_loads() -> None:
+    genesis = load_genesis(example_genesis_path())
+    assert isinstance(genesis, Genesis)
+    assert genesis.chain_id == "nishiawakura-testnet-1" and genesis.address_prefix == "tnac"
+    assert [v.name for v in genesis.validators] == FOUNDERS
+    assert [v.peer_address for v in genesis.validators] == [f"127.0.0.1:{9700 + i}" for i in range(4)]
+    assert len(genesis.issuers) == 1 and genesis.issuers[0] not in genesis.validator_keys()
+    assert genesis.allocations == (Allocation(genesis.issuers[0], 100_000_000),)
+    assert genesis.token == TokenInfo("Nishiawakura Coin", "NAC", 2)
+
+
+def test_example_genesis_holds_no_private_key() -> None:
+    text = example_genesis_path().read_text(encoding="utf-8")
+    assert "private" not in text.lower()
+    assert text == load_genesis(example_genesis_path()).to_json()
