@@ -13,6 +13,9 @@ prefix      key                                  value
             ``v``)
 ``M``       ``head``, ``lattice``, ``genesis``   head height + hash, lattice
                                                  hash, genesis block hash
+``V``       height + sequence (4 bytes)          an encoded vote this node
+                                                 signed (persist before you
+                                                 speak)
 ==========  ===================================  ============================
 
 Each committed block is one ``write_batch(transaction=True, sync=True)``
@@ -53,6 +56,7 @@ HEIGHT_BY_HASH = b"H"
 TRANSACTION_LOCATIONS = b"T"
 STATE = b"S"
 META = b"M"
+VOTES = b"V"
 
 _HEAD = META + b"head"
 _LATTICE = META + b"lattice"
@@ -276,3 +280,22 @@ class Store:
             return None
         height, index = struct.unpack(">QI", value)
         return height, index
+
+    # --- the vote record (persist before you speak) ---------------------------------
+
+    def save_vote(self, height: int, encoded_vote: bytes) -> None:
+        """Durably append a vote this node signed at ``height``; returns once it is on disk."""
+        prefix = _height_key(VOTES, height)
+        last = next(self.db.iterator(prefix=prefix, reverse=True, include_value=False), None)
+        sequence = 0 if last is None else int.from_bytes(last[len(prefix) :], "big") + 1
+        self.db.put(prefix + sequence.to_bytes(4, "big"), encoded_vote, sync=True)
+
+    def load_votes(self, height: int) -> list[bytes]:
+        """The votes recorded at ``height``, in the order they were saved."""
+        return [value for _, value in self.db.iterator(prefix=_height_key(VOTES, height))]
+
+    def prune_votes(self, below_height: int) -> None:
+        """Forget votes below ``below_height``; those heights are final."""
+        with self.db.write_batch() as batch:
+            for key in self.db.iterator(start=VOTES, stop=_height_key(VOTES, below_height), include_value=False):
+                batch.delete(key)

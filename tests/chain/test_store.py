@@ -166,3 +166,22 @@ def test_blocks_replay_into_a_fresh_store(store: Store, tmp_path: Path) -> None:
             changes = apply_block(replay, replay.head, block, rules=RULES, signatures=SignatureCache())
             replay.save_block(block, certify(block), changes)
         assert replay.head == store.head
+
+
+def test_votes_are_kept_in_order_per_height_and_survive_reopening(tmp_path: Path) -> None:
+    with Store(tmp_path / "data") as store:
+        store.save_vote(5, b"prepare")
+        store.save_vote(5, b"commit")
+        store.save_vote(6, b"view-change")
+    with Store(tmp_path / "data") as reopened:
+        assert reopened.load_votes(5) == [b"prepare", b"commit"]
+        assert reopened.load_votes(6) == [b"view-change"]
+        assert reopened.load_votes(7) == []
+
+
+def test_prune_votes_forgets_final_heights_only(store: Store) -> None:
+    for height in (1, 2, 3):
+        store.save_vote(height, b"vote-%d" % height)
+    store.prune_votes(below_height=3)
+    assert store.load_votes(1) == [] and store.load_votes(2) == []
+    assert store.load_votes(3) == [b"vote-3"]
