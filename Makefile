@@ -5,8 +5,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 TESTNET_DIR ?= testnet
 VALIDATORS ?= 4
+SEEDS ?= 200
 
-.PHONY: test testnet testnet-reset bench bench-quick clean
+.PHONY: test testnet testnet-reset sim bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +20,9 @@ test: $(STAMP)
 
 testnet: $(STAMP)
 	$(PY) -m mura.genesis.testnet --out $(TESTNET_DIR) --validators $(VALIDATORS) --if-missing
+
+sim: $(STAMP)
+	$(PY) -m mura.tests.sim.campaign --seeds $(SEEDS)
 
 testnet-reset:
 	rm -rf $(TESTNET_DIR)

@@ -1,0 +1,35 @@
+"""The application a replica orders blocks for.
+
+The replica asks it to build a proposal, to validate a proposed block against
+the last final state, and to load final blocks for peers that are behind.
+When a block is final the replica emits ``CommitBlock``; the driver applies it
+(store, mempool) and then tells the replica with ``Replica.committed``. The
+node implements this over the LevelDB store and the mempool; the simulator over
+``MemoryState``. Both use the chain's own ``build_block`` and ``apply_block``.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from mura.chain.block import Block
+from mura.chain.state import BuiltBlock, StateChanges
+from mura.consensus.messages import FinalBlock
+
+
+class Application(Protocol):
+    """The ledger as consensus sees it."""
+
+    def final_height(self) -> int:
+        """Height of the last final block (0 when only genesis exists)."""
+
+    def load_final_block(self, height: int) -> FinalBlock | None:
+        """The final block at ``height`` with its commit certificate; None for genesis
+        or a height not final here."""
+
+    def build_proposal(self, height: int, *, proposer: bytes, timestamp_ms: int) -> BuiltBlock:
+        """A block for ``height`` (the next one) on top of the last final block."""
+
+    def validate_block(self, block: Block) -> StateChanges:
+        """The changes ``block`` makes on top of the last final block; raises an
+        ``Invalid`` subclass if any rule refuses it."""

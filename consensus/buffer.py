@@ -1,0 +1,68 @@
+"""Bounded holding of messages that arrived before their height.
+
+A replica deciding height h keeps signed messages for heights h+1 .. h+window
+(after checking their signatures, so nobody can fill another validator's
+share) and verified final blocks for those heights. Each sender may hold at
+most ``per_sender`` messages; what does not fit is dropped and counted, and
+the protocol's timers and catch-up recover it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from mura.consensus.messages import Commit, FinalBlock, NewView, PrePrepare, Prepare, ViewChange
+
+Held = PrePrepare | Prepare | Commit | ViewChange | NewView
+
+
+class FutureBuffer:
+    """Messages and final blocks for later heights, bounded per sender."""
+
+    def __init__(self, *, per_sender: int, heights: int) -> None:
+        self.per_sender = per_sender
+        self.heights = heights
+        self._messages: list[Held] = []
+        self._counts: Counter[int] = Counter()
+        self._final_blocks: dict[int, FinalBlock] = {}
+        #: Messages refused because their sender's share was full.
+        self.dropped = 0
+
+    def __len__(self) -> int:
+        return len(self._messages) + len(self._final_blocks)
+
+    def hold(self, message: Held) -> bool:
+        """Keep ``message`` for later; False when its sender's share is full."""
+        if self._counts[message.sender] >= self.per_sender:
+            self.dropped += 1
+            return False
+        self._counts[message.sender] += 1
+        self._messages.append(message)
+        return True
+
+    def hold_final_block(self, final: FinalBlock) -> None:
+        """Keep one verified final block per height (more would prove the same thing)."""
+        if len(self._final_blocks) < self.heights:
+            self._final_blocks.setdefault(final.height, final)
+
+    def take_final_block(self, height: int) -> FinalBlock | None:
+        return self._final_blocks.pop(height, None)
+
+    def take(self, height: int) -> Held | None:
+        """The oldest held message for ``height``; messages for lower heights are dropped."""
+        self._drop_below(height)
+        for position, message in enumerate(self._messages):
+            if message.height == height:
+                del self._messages[position]
+                self._counts[message.sender] -= 1
+                return message
+        return None
+
+    def _drop_below(self, height: int) -> None:
+        stale = [message for message in self._messages if message.height < height]
+        for message in stale:
+            self._counts[message.sender] -= 1
+        if stale:
+            self._messages = [message for message in self._messages if message.height >= height]
+        for old in [h for h in self._final_blocks if h < height]:
+            del self._final_blocks[old]

@@ -1,0 +1,46 @@
+"""Replica settings: timers, windows and bounds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplicaConfig:
+    """Everything a replica needs besides its key, validators and application."""
+
+    #: The network's name; every signature covers it.
+    chain_id: str
+    #: How long a view may last before a replica asks for the next one.
+    base_timeout_ms: int = 2_000
+    #: The ceiling on view timeouts, which double with each failed view at a height.
+    max_timeout_ms: int = 30_000
+    #: How long the primary waits after a height starts before proposing.
+    proposal_delay_ms: int = 0
+    #: Votes are kept for views this far from the replica's own.
+    view_window: int = 32
+    #: Messages for heights this far ahead are held; farther ones are dropped.
+    height_window: int = 8
+    #: Most held messages per sender.
+    held_per_sender: int = 64
+    #: Most messages deferred while a ``CommitBlock`` is being made durable.
+    max_deferred: int = 4_096
+    #: A height is requested again from peers, or served again to one, after this long.
+    catch_up_retry_ms: int = 1_000
+    #: Final blocks sent in answer to one request.
+    catch_up_batch: int = 8
+    #: Equivocation evidence kept for the node to report.
+    max_evidence: int = 1_024
+
+    def __post_init__(self) -> None:
+        if not 0 < self.base_timeout_ms <= self.max_timeout_ms:
+            raise ValueError("timeouts must satisfy 0 < base_timeout_ms <= max_timeout_ms")
+        if self.view_window < 1 or self.height_window < 1 or self.held_per_sender < 1:
+            raise ValueError("windows and bounds must be positive")
+
+
+def view_timeout_ms(config: ReplicaConfig, failed_views: int) -> int:
+    """The timeout of a view after ``failed_views`` failures at this height: it doubles
+    with each failure and never exceeds ``max_timeout_ms``."""
+    doublings = min(failed_views, 40)
+    return min(config.base_timeout_ms << doublings, config.max_timeout_ms)

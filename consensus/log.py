@@ -1,0 +1,121 @@
+"""The message log of one height: proposals, votes and view changes.
+
+A replica keeps one ``HeightLog`` for the height it is deciding. Once that
+height is final the whole log is dropped: every final block carries its commit
+certificate, so it is a stable checkpoint and nothing below it is needed.
+
+Votes are counted per validator, never per message: a validator's second,
+different vote for the same view and phase is equivocation and is kept as
+evidence instead of being counted; a repeated identical vote counts once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mura.chain.block import Block
+from mura.chain.errors import Invalid
+from mura.chain.state import StateChanges
+from mura.consensus.evidence import Equivocation
+from mura.consensus.messages import NewView, PrePrepare, ViewChange, Vote
+
+
+@dataclass(frozen=True, slots=True)
+class Added:
+    """A vote that was new and now counts."""
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """A vote already counted (the network repeats messages)."""
+
+
+ADDED = Added()
+DUPLICATE = Duplicate()
+
+
+class VoteTally:
+    """One phase's votes at one height: at most one vote per validator per view."""
+
+    def __init__(self) -> None:
+        self._by_sender: dict[tuple[int, int], Vote] = {}
+        self._signatures: dict[tuple[int, bytes], dict[int, bytes]] = {}
+
+    def add(self, vote: Vote) -> Added | Duplicate | Equivocation:
+        """Count ``vote`` unless its sender already voted in its view."""
+        earlier = self._by_sender.get((vote.view, vote.sender))
+        if earlier is not None:
+            return DUPLICATE if earlier.block_hash == vote.block_hash else Equivocation(earlier, vote)
+        self._by_sender[(vote.view, vote.sender)] = vote
+        self._signatures.setdefault((vote.view, vote.block_hash), {})[vote.sender] = vote.signature
+        return ADDED
+
+    def signatures(self, view: int, block_hash: bytes) -> tuple[tuple[int, bytes], ...]:
+        """``(validator, signature)`` pairs for ``block_hash`` in ``view``, by validator index."""
+        return tuple(sorted(self._signatures.get((view, block_hash), {}).items()))
+
+
+@dataclass(slots=True)
+class HeightLog:
+    """Everything a replica heard about one height that it still needs."""
+
+    height: int
+    #: Accepted PRE-PREPAREs, one per view.
+    proposals: dict[int, PrePrepare] = field(default_factory=dict)
+    #: Blocks seen at this height by hash (from proposals and view changes); not all valid.
+    blocks: dict[bytes, Block] = field(default_factory=dict)
+    #: The first signed proposal's block of each other view, kept in case it is certified.
+    other_views: dict[int, Block] = field(default_factory=dict)
+    #: Blocks the application accepted, with the changes they make.
+    validated: dict[bytes, StateChanges] = field(default_factory=dict)
+    #: Blocks the application refused, with why.
+    refused: dict[bytes, Invalid] = field(default_factory=dict)
+    prepares: VoteTally = field(default_factory=VoteTally)
+    commits: VoteTally = field(default_factory=VoteTally)
+    #: Each validator's view change for its highest view.
+    view_changes: dict[int, ViewChange] = field(default_factory=dict)
+    #: NEW-VIEWs sent or accepted, by view.
+    new_views: dict[int, NewView] = field(default_factory=dict)
+    #: (validator, view) pairs already helped along, so each is answered once.
+    helped: set[tuple[int, int]] = field(default_factory=set)
+    #: (validator, view, phase) of equivocations already reported.
+    reported: set[tuple[int, int, int]] = field(default_factory=set)
+
+    def add_proposal(self, proposal: PrePrepare) -> Added | Duplicate | Equivocation:
+        """Keep the first proposal of a view; a different second one is equivocation."""
+        earlier = self.proposals.get(proposal.view)
+        if earlier is not None:
+            return DUPLICATE if earlier.block_hash == proposal.block_hash else Equivocation(earlier, proposal)
+        self.proposals[proposal.view] = proposal
+        self.blocks[proposal.block_hash] = proposal.block
+        return ADDED
+
+    def add_view_change(self, change: ViewChange) -> Added | Duplicate | Equivocation:
+        """Keep each validator's highest view change; two different ones for one view
+        are equivocation."""
+        earlier = self.view_changes.get(change.sender)
+        if earlier is not None and earlier.view > change.view:
+            return DUPLICATE
+        if earlier is not None and earlier.view == change.view:
+            same = _prepared_summary(earlier) == _prepared_summary(change)
+            return DUPLICATE if same else Equivocation(earlier, change)
+        self.view_changes[change.sender] = change
+        if change.prepared_block is not None:
+            self.blocks.setdefault(change.prepared_block.hash, change.prepared_block)
+        return ADDED
+
+    def find_block(self, block_hash: bytes) -> Block | None:
+        """A block of this height by hash, from any view."""
+        block = self.blocks.get(block_hash)
+        if block is not None:
+            return block
+        return next((block for block in self.other_views.values() if block.hash == block_hash), None)
+
+    def view_changes_for(self, view: int) -> list[ViewChange]:
+        """The view changes for exactly ``view``, by sender index."""
+        return [change for _, change in sorted(self.view_changes.items()) if change.view == view]
+
+
+def _prepared_summary(change: ViewChange) -> tuple[int, bytes] | None:
+    prepared = change.prepared
+    return None if prepared is None else (prepared.view, prepared.block_hash)

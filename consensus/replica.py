@@ -1,0 +1,475 @@
+"""The PBFT replica: a sans-I/O state machine over one height at a time.
+
+Messages and the current time (integer milliseconds) go in through
+``receive``, ``timeout`` and ``committed``; an ordered list of actions comes
+out. The replica never reads a clock, sleeps, touches a socket or a disk.
+
+Rules of the normal case, at height h (the sequence number) in view v:
+
+- The primary of v proposes one block with PRE-PREPARE; a replica accepts at
+  most one proposal per view, from the primary, and only if the application
+  validates the block on top of the last final block.
+- A replica that accepts the proposal signs PREPARE; with a quorum of PREPAREs
+  for the proposal it is *prepared* and signs COMMIT.
+- A quorum of COMMITs for one block, in any view, makes it final; those
+  signatures are its commit certificate. The replica emits ``CommitBlock`` and
+  waits for ``committed`` before starting height h+1, dropping h's log.
+- Height h+1 starts in the view of h's certificate. That view is established
+  below h+1, so its primary may propose at once (see ``view_change.py`` for the
+  rules that leave a view).
+
+Every vote is recorded (``PersistVote``) before it is sent, and never signed
+twice differently (``SignedVotes``). A lagging replica fetches final blocks
+from peers (``catch_up.py``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+
+from mura.chain.block import Block, CommitCertificate, verify_certificate
+from mura.chain.errors import DecodeError, Invalid
+from mura.chain.keys import SignatureCache, SigningKey
+from mura.chain.state import StateChanges
+from mura.consensus.actions import (
+    Action,
+    Broadcast,
+    CommitBlock,
+    PersistVote,
+    PruneVotes,
+    ReportEquivocation,
+    ScheduleTimeout,
+    Send,
+)
+from mura.consensus.application import Application
+from mura.consensus.buffer import FutureBuffer, Held
+from mura.consensus.catch_up import CatchUpLimits
+from mura.consensus.config import ReplicaConfig, view_timeout_ms
+from mura.consensus.errors import ConflictingVote, OutsideWindow
+from mura.consensus.evidence import Equivocation
+from mura.consensus.log import Added, HeightLog
+from mura.consensus.messages import (
+    BlockRequest,
+    Commit,
+    FinalBlock,
+    Message,
+    NewView,
+    Phase,
+    PrePrepare,
+    Prepare,
+    PreparedCertificate,
+    ViewChange,
+    decode_message,
+)
+from mura.consensus.quorum import ValidatorSet
+from mura.consensus.verify import MessageVerifier
+from mura.consensus.view_change import ViewChangeRules
+from mura.consensus.votes import RecordedVote, SignedVotes
+
+
+class Replica(ViewChangeRules):
+    """One validator's PBFT state machine. See the module docstring for its rules."""
+
+    #: The verifier and log classes; a test harness may swap in deliberately broken ones.
+    verifier_class: type[MessageVerifier] = MessageVerifier
+    log_class: type[HeightLog] = HeightLog
+
+    def __init__(
+        self,
+        *,
+        key: SigningKey,
+        validators: Sequence[bytes],
+        application: Application,
+        config: ReplicaConfig,
+        recorded_votes: Iterable[RecordedVote] = (),
+        signature_cache: SignatureCache | None = None,
+    ) -> None:
+        self.key = key
+        self.validators = ValidatorSet.of(validators)
+        index = self.validators.indexes.get(key.public_key)
+        if index is None:
+            raise ValueError("the replica's key is not in the validator set")
+        #: This replica's position in the validator set.
+        self.index = index
+        self.config = config
+        self.application = application
+        self.verifier = self.verifier_class(self.validators, config.chain_id, cache=signature_cache)
+        #: Distinct votes that prepare or commit a block.
+        self.quorum = self.validators.quorum
+        self.height = application.final_height() + 1
+        self.view = self._certified_view(self.height - 1)
+        #: True once this replica may accept its view's proposal: the view began with
+        #: the height, or a valid NEW-VIEW started it. False while changing views.
+        self.active = True
+        #: Views given up at this height (the timeout doubles with each).
+        self.failed_views = 0
+        self.log = self.log_class(self.height)
+        self.signed = SignedVotes(self.height)
+        #: The highest prepared certificate at this height.
+        self.prepared: PreparedCertificate | None = None
+        #: When the current view times out (None while waiting for a view-change quorum).
+        self.view_deadline_ms: int | None = None
+        self.proposal_due_ms: int | None = None
+        #: When to repeat our VIEW-CHANGE while waiting for a quorum or a NEW-VIEW.
+        self.resend_due_ms: int | None = None
+        #: The block handed to the driver in ``CommitBlock`` and not yet confirmed.
+        self.pending: FinalBlock | None = None
+        self.deferred: list[Message] = []
+        self.held = FutureBuffer(per_sender=config.held_per_sender, heights=config.height_window)
+        self.catch_up = CatchUpLimits(retry_ms=config.catch_up_retry_ms)
+        #: Equivocations seen, newest last (bounded).
+        self.evidence: deque[Equivocation] = deque(maxlen=config.max_evidence)
+        #: Dropped messages by the rule they broke.
+        self.rejected: Counter[str] = Counter()
+        #: View changes this replica started (a figure for metrics and the simulator).
+        self.view_changes_started = 0
+        self._restore(recorded_votes)
+
+    # --- driver interface ----------------------------------------------------------
+
+    def start(self, now_ms: int) -> list[Action]:
+        """Begin the current height: arm its timer and propose if primary."""
+        return self._enter_view_timer(now_ms) + self._schedule_proposal(now_ms)
+
+    def receive(self, message: Message, now_ms: int) -> list[Action]:
+        """Handle one message from the network; invalid ones are dropped and counted."""
+        if self.pending is not None:
+            return self._defer(message, now_ms)
+        return self._checked(self._handle(message, now_ms))
+
+    def receive_bytes(self, data: bytes, now_ms: int) -> list[Action]:
+        """Decode and handle raw bytes; anything malformed is dropped and counted."""
+        try:
+            message = decode_message(data)
+        except DecodeError as error:
+            self.rejected[error.rule] += 1
+            return []
+        return self.receive(message, now_ms)
+
+    def timeout(self, now_ms: int) -> list[Action]:
+        """The clock reached a time this replica asked for; early or stale calls do nothing."""
+        if self.pending is not None:
+            return []
+        actions: list[Action] = []
+        if self.proposal_due_ms is not None and now_ms >= self.proposal_due_ms:
+            self.proposal_due_ms = None
+            actions += self._propose(now_ms)
+        if self.pending is None and self.view_deadline_ms is not None and now_ms >= self.view_deadline_ms:
+            actions += self.change_view(self.view + 1, now_ms)
+        elif self.resend_due_ms is not None and now_ms >= self.resend_due_ms:
+            actions += self.resend_view_change(now_ms)
+        return self._checked(actions)
+
+    def committed(self, now_ms: int) -> list[Action]:
+        """The driver made the last ``CommitBlock`` durable: start the next height."""
+        final = self.pending
+        if final is None:
+            raise RuntimeError("committed() called with no CommitBlock outstanding")
+        self.pending = None
+        self._start_height(final.height + 1, final.certificate.view)
+        actions: list[Action] = [PruneVotes(self.height)]
+        actions += self.start(now_ms)
+        actions += self._replay_held(now_ms)
+        actions += self._after_catch_up(now_ms)
+        deferred, self.deferred = self.deferred, []
+        for message in deferred:
+            actions += self.receive(message, now_ms)
+        return self._checked(actions)
+
+    # --- dispatch ------------------------------------------------------------------------
+
+    def _handle(self, message: Message, now_ms: int) -> list[Action]:
+        try:
+            if isinstance(message, PrePrepare):
+                return self._on_pre_prepare(message, now_ms)
+            if isinstance(message, (Prepare, Commit)):
+                return self._on_vote(message, now_ms)
+            if isinstance(message, ViewChange):
+                return self.on_view_change(message, now_ms)
+            if isinstance(message, NewView):
+                return self.on_new_view(message, now_ms)
+            if isinstance(message, BlockRequest):
+                return self._serve(message.requester, message.height, now_ms)
+            return self._on_final_block(message)
+        except Invalid as error:
+            self.rejected[error.rule] += 1
+            return []
+
+    def _checked(self, actions: list[Action]) -> list[Action]:
+        """A ``CommitBlock`` is the last action of its list: the driver must confirm it first."""
+        for position, action in enumerate(actions):
+            if isinstance(action, CommitBlock) and position != len(actions) - 1:
+                raise AssertionError("CommitBlock must be the last action")
+        return actions
+
+    def _defer(self, message: Message, now_ms: int) -> list[Action]:
+        if isinstance(message, BlockRequest):
+            return self._serve(message.requester, message.height, now_ms)
+        if len(self.deferred) < self.config.max_deferred:
+            self.deferred.append(message)
+        return []
+
+    # --- the normal case ---------------------------------------------------------------
+
+    def _on_pre_prepare(self, message: PrePrepare, now_ms: int) -> list[Action]:
+        """Accept the current view's proposal from its primary; keep a later one's block."""
+        if message.height < self.height:
+            return []
+        self.verifier.check_pre_prepare(message)
+        if message.height > self.height:
+            return self._hold(message, now_ms)
+        if message.view != self.view or not self.active:
+            self._keep_block_of(message)
+            return []
+        return self.accept_proposal(message, now_ms)
+
+    def _keep_block_of(self, message: PrePrepare) -> None:
+        """A signed proposal of another view: its block may yet be certified (one per view)."""
+        if abs(message.view - self.view) <= self.config.view_window:
+            self.log.other_views.setdefault(message.view, message.block)
+
+    def accept_proposal(self, proposal: PrePrepare, now_ms: int) -> list[Action]:
+        """Validate the proposal of the current view and PREPARE it."""
+        if self.log.proposals.get(proposal.view) is None:
+            try:
+                self.validate(proposal.block)
+            except Invalid as error:
+                self.rejected[error.rule] += 1
+                return []
+        outcome = self.log.add_proposal(proposal)
+        if not isinstance(outcome, Added):
+            return self._report(outcome)
+        vote = self._claim(Phase.PREPARE, proposal.view, proposal.block_hash)
+        if vote is None:
+            return []
+        chain_id, block_hash = self.config.chain_id, proposal.block_hash
+        prepare = Prepare.sign(self.key, self.index, chain_id, proposal.view, self.height, block_hash)
+        self.log.prepares.add(prepare)
+        return self.speak(vote, prepare) + self._check_prepared(now_ms)
+
+    def validate(self, block: Block) -> StateChanges:
+        """The application's verdict on a block, asked once per block per height."""
+        changes = self.log.validated.get(block.hash)
+        if changes is not None:
+            return changes
+        refusal = self.log.refused.get(block.hash)
+        if refusal is not None:
+            raise refusal
+        try:
+            changes = self.application.validate_block(block)
+        except Invalid as error:
+            self.log.refused[block.hash] = error
+            raise
+        self.log.validated[block.hash] = changes
+        self.log.blocks[block.hash] = block
+        return changes
+
+    def _on_vote(self, vote: Prepare | Commit, now_ms: int) -> list[Action]:
+        """Count a PREPARE or COMMIT for this height within the view window."""
+        if vote.height < self.height:
+            return []
+        self.verifier.check_vote(vote)
+        if vote.height > self.height:
+            return self._hold(vote, now_ms)
+        if abs(vote.view - self.view) > self.config.view_window:
+            raise OutsideWindow(f"vote for view {vote.view}, this replica is in view {self.view}")
+        tally = self.log.prepares if isinstance(vote, Prepare) else self.log.commits
+        outcome = tally.add(vote)
+        if not isinstance(outcome, Added):
+            return self._report(outcome)
+        if isinstance(vote, Prepare):
+            return self._check_prepared(now_ms)
+        return self._check_final(vote.view, vote.block_hash, vote.sender, now_ms)
+
+    def _check_prepared(self, now_ms: int) -> list[Action]:
+        """With the view's proposal and a quorum of PREPAREs for it, sign COMMIT."""
+        proposal = self.log.proposals.get(self.view)
+        if proposal is None or not self.active:
+            return []
+        signatures = self.log.prepares.signatures(self.view, proposal.block_hash)
+        if len(signatures) < self.quorum or self.signed.signed(Phase.COMMIT, self.view) is not None:
+            return []
+        certificate = PreparedCertificate(self.view, self.height, proposal.block_hash, proposal.signature, signatures)
+        claimed = self._claim(Phase.COMMIT, self.view, proposal.block_hash)
+        if claimed is None:
+            return []
+        vote = replace(claimed, prepared=certificate, block=proposal.block)
+        self.prepared = certificate
+        commit = Commit.sign(self.key, self.index, self.config.chain_id, self.view, self.height, proposal.block_hash)
+        self.log.commits.add(commit)
+        return self.speak(vote, commit) + self._check_final(self.view, proposal.block_hash, self.index, now_ms)
+
+    def _check_final(self, view: int, block_hash: bytes, signer: int, now_ms: int) -> list[Action]:
+        """A quorum of COMMITs for one block in one view makes it final."""
+        signatures = self.log.commits.signatures(view, block_hash)
+        if len(signatures) < self.quorum:
+            return []
+        block = self.log.find_block(block_hash)
+        if block is None:
+            return self._request_blocks(signer, now_ms)
+        certificate = CommitCertificate(self.height, view, block_hash, signatures)
+        return self._accept_final(FinalBlock(block, certificate))
+
+    def _finalize(self, final: FinalBlock, changes: StateChanges) -> list[Action]:
+        self.pending = final
+        self.view_deadline_ms = None
+        self.proposal_due_ms = None
+        return [CommitBlock(final.block, final.certificate, changes)]
+
+    def _propose(self, now_ms: int) -> list[Action]:
+        """As primary of an active view with no proposal yet, propose a fresh block."""
+        if not self.active or self.validators.primary(self.view) != self.index or self.view in self.log.proposals:
+            return []
+        built = self.application.build_proposal(self.height, proposer=self.key.public_key, timestamp_ms=now_ms)
+        self.log.validated[built.block.hash] = built.changes
+        self.log.blocks[built.block.hash] = built.block
+        vote = self._claim(Phase.PRE_PREPARE, self.view, built.block.hash)
+        if vote is None:
+            return []
+        proposal = PrePrepare.sign(self.key, self.index, self.config.chain_id, self.view, built.block)
+        return self.speak(vote, proposal) + self.accept_proposal(proposal, now_ms)
+
+    def _schedule_proposal(self, now_ms: int) -> list[Action]:
+        if not self.active or self.validators.primary(self.view) != self.index:
+            return []
+        if self.config.proposal_delay_ms <= 0:
+            return self._propose(now_ms)
+        self.proposal_due_ms = now_ms + self.config.proposal_delay_ms
+        return [ScheduleTimeout(self.proposal_due_ms)]
+
+    # --- signing: persist before you speak -------------------------------------------------
+
+    def _claim(self, phase: Phase, view: int, digest: bytes) -> RecordedVote | None:
+        """Reserve a vote in the guard, or None if it conflicts with one already signed."""
+        try:
+            return self.signed.claim(phase, view, digest)
+        except ConflictingVote:
+            self.rejected["conflicting_vote_refused"] += 1
+            return None
+
+    def speak(self, vote: RecordedVote, message: Message) -> list[Action]:
+        """Persist before you speak: the vote is recorded before it is broadcast."""
+        return [PersistVote(vote), Broadcast(message)]
+
+    def _report(self, outcome: object) -> list[Action]:
+        """Keep equivocation evidence once per offence; duplicates are ignored."""
+        if not isinstance(outcome, Equivocation):
+            return []
+        key = (outcome.validator, outcome.view, int(outcome.phase))
+        if key in self.log.reported:
+            return []
+        self.log.reported.add(key)
+        self.evidence.append(outcome)
+        return [ReportEquivocation(outcome)]
+
+    # --- heights ---------------------------------------------------------------------------------
+
+    def _start_height(self, height: int, view: int) -> None:
+        self.height = height
+        self.view = view
+        self.active = True
+        self.resend_due_ms = None
+        self.failed_views = 0
+        self.prepared = None
+        self.log = self.log_class(height)
+        self.signed = SignedVotes(height)
+
+    def _certified_view(self, height: int) -> int:
+        """The view of the certificate that made ``height`` final (0 for genesis)."""
+        final = self.application.load_final_block(height) if height > 0 else None
+        return 0 if final is None else final.certificate.view
+
+    def _restore(self, recorded_votes: Iterable[RecordedVote]) -> None:
+        """After a restart: refuse what conflicts with recorded votes, recover the highest
+        prepared certificate, and resume in the highest view voted in. A view above the
+        height's first view (or one left by a view change) waits for a NEW-VIEW."""
+        recorded = [vote for vote in recorded_votes if vote.height == self.height]
+        self.signed = SignedVotes(self.height, recorded)
+        with_certificates = [vote for vote in recorded if vote.prepared is not None]
+        highest = max(with_certificates, key=lambda vote: vote.view, default=None)
+        if highest is not None:
+            self.prepared = highest.prepared
+            if highest.block is not None:
+                self.log.blocks[highest.block.hash] = highest.block
+        last_view = self.signed.highest_view()
+        if last_view is not None and (last_view > self.view or self.signed.has_view_change(last_view)):
+            self.view = last_view
+            self.active = False
+
+    def _enter_view_timer(self, now_ms: int) -> list[Action]:
+        self.view_deadline_ms = now_ms + view_timeout_ms(self.config, self.failed_views)
+        return [ScheduleTimeout(self.view_deadline_ms)]
+
+    # --- holding and catching up ------------------------------------------------------------------
+
+    def _hold(self, message: Held, now_ms: int) -> list[Action]:
+        """A signed message for a later height: keep it if near, and fetch what we lack."""
+        if message.height <= self.height + self.config.height_window:
+            self.held.hold(message)
+        else:
+            self.rejected[OutsideWindow.rule] += 1
+        self.catch_up.note_ahead(message.sender, message.height)
+        return self._request_blocks(message.sender, now_ms)
+
+    def _request_blocks(self, peer: int, now_ms: int) -> list[Action]:
+        if peer == self.index or not self.catch_up.may_request(self.height, now_ms):
+            return []
+        return [Send(peer, BlockRequest(self.height, self.index))]
+
+    def _after_catch_up(self, now_ms: int) -> list[Action]:
+        """Still behind a peer after the held blocks ran out: ask it for the next ones."""
+        peer = self.catch_up.ahead_peer
+        if self.pending is not None or peer is None or self.catch_up.highest_seen <= self.height:
+            return []
+        return self._request_blocks(peer, now_ms)
+
+    def _serve(self, peer: int, height: int, now_ms: int) -> list[Action]:
+        """Answer a peer that is behind with final blocks from ``height`` on."""
+        final_height = self.height - 1
+        if not 1 <= height <= final_height or peer == self.index or not self.validators.contains(peer):
+            return []
+        if not self.catch_up.may_serve(peer, height, now_ms):
+            return []
+        last = min(final_height, height + self.config.catch_up_batch - 1)
+        answers = (self.application.load_final_block(h) for h in range(height, last + 1))
+        return [Send(peer, final) for final in answers if final is not None]
+
+    def _on_final_block(self, final: FinalBlock) -> list[Action]:
+        """A final block from a peer counts once its certificate verifies."""
+        if final.height < self.height or final.height > self.height + self.config.height_window:
+            return []
+        verify_certificate(
+            final.certificate,
+            chain_id=self.config.chain_id,
+            height=final.height,
+            block_hash=final.block.hash,
+            validators=self.validators.keys,
+        )
+        if final.height > self.height:
+            self.held.hold_final_block(final)
+            return []
+        return self._accept_final(final)
+
+    def _accept_final(self, final: FinalBlock) -> list[Action]:
+        try:
+            changes = self.validate(final.block)
+        except Invalid as error:
+            self.rejected["certified_block_" + error.rule] += 1
+            return []
+        return self._finalize(final, changes)
+
+    def _replay_held(self, now_ms: int) -> list[Action]:
+        """Handle what was held for the height just entered, until one makes it final."""
+        actions: list[Action] = []
+        while self.pending is None:
+            final = self.held.take_final_block(self.height)
+            if final is not None:
+                actions += self._accept_final(final)
+                continue
+            message = self.held.take(self.height)
+            if message is None:
+                break
+            actions += self._handle(message, now_ms)
+        return actions

@@ -1,0 +1,121 @@
+"""Persist before you speak: the vote record and the guard built on it.
+
+A replica records every vote it signs, through a ``PersistVote`` action that
+comes before any ``Broadcast`` or ``Send`` of that vote. After a restart it
+reloads the record for its current height and refuses to sign anything that
+conflicts: the same (height, view, phase) for a different digest. A COMMIT is
+recorded with the prepared certificate that justified it and the block, so a
+restarted replica still reports what it prepared in its view changes and can
+hand that block to the next primary (no one else may have kept it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from mura.chain import codec
+from mura.chain.block import Block
+from mura.chain.keys import HASH_SIZE
+from mura.consensus.errors import ConflictingVote
+from mura.consensus.messages import MAX_MESSAGE_BYTES, Phase, PreparedCertificate
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedVote:
+    """One statement this replica signed."""
+
+    height: int
+    view: int
+    phase: Phase
+    #: The block hash voted for; for a VIEW-CHANGE, the hash of its signed payload.
+    digest: bytes
+    #: With a COMMIT: the prepared certificate the replica committed on.
+    prepared: PreparedCertificate | None = None
+    #: With a COMMIT: the prepared block itself.
+    block: Block | None = None
+
+    def encode(self) -> bytes:
+        prepared = [] if self.prepared is None else self.prepared.to_fields()
+        block = b"" if self.block is None else self.block.encode()
+        return codec.encode([self.height, self.view, int(self.phase), self.digest, prepared, block])
+
+    @classmethod
+    def decode(cls, data: bytes) -> RecordedVote:
+        """Decode a stored vote (the node's own record; still decoded strictly)."""
+        height, view, phase, digest, prepared, block = codec.read_fields(
+            codec.decode(data, max_size=MAX_MESSAGE_BYTES), "vote", 6
+        )
+        return cls(
+            codec.read_int(height, "vote.height"),
+            codec.read_int(view, "vote.view"),
+            Phase(codec.read_int(phase, "vote.phase", minimum=min(Phase), maximum=max(Phase))),
+            codec.read_bytes(digest, "vote.digest", length=HASH_SIZE),
+            None if prepared == [] else PreparedCertificate.from_fields(prepared, "vote.prepared"),
+            None if block == b"" else Block.decode(codec.read_bytes(block, "vote.block")),
+        )
+
+
+class VoteRecord(Protocol):
+    """Durable storage of signed votes (in memory here; LevelDB with sync in the node)."""
+
+    def save_vote(self, vote: RecordedVote) -> None:
+        """Store ``vote`` durably before returning."""
+
+    def load_votes(self, height: int) -> list[RecordedVote]:
+        """Every vote recorded at ``height``, in the order they were saved."""
+
+    def prune(self, below_height: int) -> None:
+        """Forget votes below ``below_height``: those heights are final."""
+
+
+class MemoryVoteRecord:
+    """A ``VoteRecord`` held in memory: it survives a simulated crash, not a real one."""
+
+    def __init__(self) -> None:
+        self._votes: dict[int, list[RecordedVote]] = {}
+
+    def save_vote(self, vote: RecordedVote) -> None:
+        votes = self._votes.setdefault(vote.height, [])
+        if vote not in votes:
+            votes.append(vote)
+
+    def load_votes(self, height: int) -> list[RecordedVote]:
+        return list(self._votes.get(height, ()))
+
+    def prune(self, below_height: int) -> None:
+        for height in [height for height in self._votes if height < below_height]:
+            del self._votes[height]
+
+
+class SignedVotes:
+    """What this replica signed at one height: the guard consulted before every signature."""
+
+    def __init__(self, height: int, recorded: Iterable[RecordedVote] = ()) -> None:
+        self.height = height
+        self._digests: dict[tuple[Phase, int], bytes] = {}
+        for vote in recorded:
+            if vote.height == height:
+                self._digests[(vote.phase, vote.view)] = vote.digest
+
+    def signed(self, phase: Phase, view: int) -> bytes | None:
+        return self._digests.get((phase, view))
+
+    def highest_view(self) -> int | None:
+        return max((view for _, view in self._digests), default=None)
+
+    def has_view_change(self, view: int) -> bool:
+        return (Phase.VIEW_CHANGE, view) in self._digests
+
+    def claim(self, phase: Phase, view: int, digest: bytes) -> RecordedVote:
+        """Mark ``digest`` signed at (phase, view); raise ``ConflictingVote`` if another was.
+
+        Signing the same digest again is allowed: Ed25519 signatures are
+        deterministic, so the repeated vote is the same bytes.
+        """
+        recorded = self._digests.get((phase, view))
+        if recorded is not None and recorded != digest:
+            raise ConflictingVote(self.height, view, phase.name, recorded, digest)
+        self._digests[(phase, view)] = digest
+        return RecordedVote(self.height, view, phase, digest)

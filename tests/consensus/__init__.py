@@ -1,0 +1,1 @@
+"""Unit tests of consensus/: messages, quorums, votes, verification and replica rules."""

@@ -1,0 +1,128 @@
+"""A small in-process cluster for replica rule tests: no network, no randomness.
+
+Messages are delivered in order, unless a test filters them; the clock only
+moves when a test says so. Ledgers are the simulator's (real state transition).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from mura.chain.keys import SignatureCache
+from mura.consensus.actions import Action, Broadcast, CommitBlock, PersistVote, PruneVotes, ScheduleTimeout, Send
+from mura.consensus.config import ReplicaConfig
+from mura.consensus.messages import Message
+from mura.consensus.replica import Replica
+from mura.consensus.votes import MemoryVoteRecord
+from mura.tests.sim.ledger import CHAIN_ID, SimLedger, TransactionSigner, make_genesis, validator_keys
+
+#: Decides whether a message from ``sender`` to ``receiver`` is lost.
+Filter = Callable[[int, int, Message], bool]
+
+
+def keep_all(sender: int, receiver: int, message: Message) -> bool:
+    return False
+
+
+@dataclass
+class Cluster:
+    """``size`` replicas wired to each other through an in-order queue."""
+
+    size: int = 4
+    config: ReplicaConfig = field(default_factory=lambda: ReplicaConfig(chain_id=CHAIN_ID, proposal_delay_ms=100))
+    now: int = 0
+    lose: Filter = keep_all
+
+    def __post_init__(self) -> None:
+        self.keys = validator_keys(self.size)
+        self.genesis = make_genesis([key.public_key for key in self.keys])
+        self.signer = TransactionSigner()
+        self.signatures = SignatureCache()
+        self.ledgers = [SimLedger(self.genesis, signer=self.signer, signatures=self.signatures) for _ in self.keys]
+        self.records = [MemoryVoteRecord() for _ in self.keys]
+        self.replicas = [self.boot(index) for index in range(self.size)]
+        self.queue: list[tuple[int, int, Message]] = []
+        #: Every action list each replica returned, in order.
+        self.history: list[list[tuple[int, list[Action]]]] = [[] for _ in self.keys]
+        self.timers: list[list[int]] = [[] for _ in self.keys]
+        self.down: set[int] = set()
+
+    def boot(self, index: int) -> Replica:
+        ledger = self.ledgers[index]
+        return Replica(
+            key=self.keys[index],
+            validators=self.genesis.validators,
+            application=ledger,
+            config=self.config,
+            recorded_votes=self.records[index].load_votes(ledger.final_height() + 1),
+        )
+
+    def restart(self, index: int) -> None:
+        self.replicas[index] = self.boot(index)
+        self.down.discard(index)
+        self.execute(index, self.replicas[index].start(self.now))
+
+    def start(self) -> None:
+        for index, replica in enumerate(self.replicas):
+            self.execute(index, replica.start(self.now))
+
+    def execute(self, index: int, actions: list[Action]) -> None:
+        self.history[index].append((self.now, actions))
+        for action in actions:
+            if isinstance(action, PersistVote):
+                self.records[index].save_vote(action.vote)
+            elif isinstance(action, Broadcast):
+                self.queue += [(index, other, action.message) for other in range(self.size) if other != index]
+            elif isinstance(action, Send):
+                self.queue.append((index, action.to, action.message))
+            elif isinstance(action, ScheduleTimeout):
+                self.timers[index].append(action.at_ms)
+            elif isinstance(action, PruneVotes):
+                self.records[index].prune(action.below_height)
+            elif isinstance(action, CommitBlock):
+                self.ledgers[index].commit(action.block, action.certificate, action.changes)
+                self.execute(index, self.replicas[index].committed(self.now))
+
+    def deliver(self, receiver: int, message: Message) -> list[Action]:
+        actions = self.replicas[receiver].receive(message, self.now)
+        self.execute(receiver, actions)
+        return actions
+
+    def flow(self, limit: int = 100_000) -> None:
+        """Deliver queued messages in order until none are left."""
+        for _ in range(limit):
+            if not self.queue:
+                return
+            sender, receiver, message = self.queue.pop(0)
+            if receiver in self.down or self.lose(sender, receiver, message):
+                continue
+            self.deliver(receiver, message)
+        raise AssertionError("messages kept flowing")
+
+    def advance(self, to_ms: int) -> None:
+        """Move the clock, firing due timers, and let the messages flow."""
+        while True:
+            due = [(at, index) for index, timers in enumerate(self.timers) for at in timers if at <= to_ms]
+            if not due:
+                break
+            at, index = min(due)
+            self.timers[index].remove(at)
+            self.now = max(self.now, at)
+            if index not in self.down:
+                self.execute(index, self.replicas[index].timeout(self.now))
+            self.flow()
+        self.now = to_ms
+        self.flow()
+
+    def heights(self) -> list[int]:
+        return [ledger.final_height() for ledger in self.ledgers]
+
+    def sent(self, index: int, kind: type) -> list[Message]:
+        """Messages of ``kind`` that replica ``index`` broadcast or sent."""
+        return [
+            action.message
+            for _, actions in self.history[index]
+            for action in actions
+            if isinstance(action, (Broadcast, Send)) and isinstance(action.message, kind)
+        ]

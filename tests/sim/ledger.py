@@ -1,0 +1,144 @@
+"""The simulator's ``Application``: ``MemoryState`` and the chain's real state transition.
+
+Blocks carry real signed transfers between a few funded accounts, so every
+final block is checked by ``apply_block`` exactly as the node will check it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from mura.chain.block import Block, CommitCertificate, Header
+from mura.chain.keys import SignatureCache, SigningKey, sha256
+from mura.chain.state import BuiltBlock, ChainRules, MemoryState, StateChanges, apply_block, build_block, build_genesis
+from mura.chain.transaction import Transaction, Transfer, sign_transaction
+from mura.consensus.messages import FinalBlock
+
+CHAIN_ID = "mura-sim"
+CLIENT_COUNT = 4
+CLIENT_BALANCE = 10**12
+
+
+def derive_key(label: str) -> SigningKey:
+    """A fixed key per label, so runs are reproducible and signatures cacheable."""
+    return SigningKey.from_private_bytes(sha256(label.encode()))
+
+
+_VALIDATOR_KEYS: dict[int, tuple[SigningKey, ...]] = {}
+
+
+def validator_keys(count: int) -> tuple[SigningKey, ...]:
+    if count not in _VALIDATOR_KEYS:
+        _VALIDATOR_KEYS[count] = tuple(derive_key(f"sim-validator-{count}-{index}") for index in range(count))
+    return _VALIDATOR_KEYS[count]
+
+
+CLIENT_KEYS = tuple(derive_key(f"sim-client-{index}") for index in range(CLIENT_COUNT))
+
+
+@dataclass
+class Genesis:
+    """One network's starting point, shared by every node of a run."""
+
+    validators: tuple[bytes, ...]
+    block: Block
+    changes: StateChanges
+    rules: ChainRules = field(default_factory=lambda: ChainRules(chain_id=CHAIN_ID))
+
+
+def make_genesis(validators: Sequence[bytes]) -> Genesis:
+    block, changes = build_genesis(
+        chain_id=CHAIN_ID,
+        timestamp_ms=0,
+        validators=validators,
+        issuers=(),
+        allocations=[(key.public_key, CLIENT_BALANCE) for key in CLIENT_KEYS],
+    )
+    return Genesis(tuple(validators), block, changes)
+
+
+class TransactionSigner:
+    """Signs client transfers once per run: Ed25519 is deterministic, so a repeated
+    transfer is the same transaction and needs no second signature."""
+
+    def __init__(self) -> None:
+        self._signed: dict[tuple[int, int, int], Transaction] = {}
+
+    def transfer(self, client: int, nonce: int, amount: int) -> Transaction:
+        key = (client, nonce, amount)
+        if key not in self._signed:
+            recipient = CLIENT_KEYS[(client + 1) % CLIENT_COUNT].public_key
+            body = Transfer(recipient, amount)
+            self._signed[key] = sign_transaction(CLIENT_KEYS[client], chain_id=CHAIN_ID, nonce=nonce, body=body)
+        return self._signed[key]
+
+
+class SimLedger:
+    """A node's ledger: the ``Application`` the replica drives, over ``MemoryState``."""
+
+    def __init__(self, genesis: Genesis, *, signer: TransactionSigner, signatures: SignatureCache) -> None:
+        self.genesis = genesis
+        self.state = MemoryState()
+        self.state.commit(genesis.changes)
+        self.head: Header = genesis.block.header
+        self.finals: list[FinalBlock] = []
+        self._signer = signer
+        self._signatures = signatures
+
+    # --- Application ---------------------------------------------------------------
+
+    def final_height(self) -> int:
+        return self.head.height
+
+    def load_final_block(self, height: int) -> FinalBlock | None:
+        if not 1 <= height <= len(self.finals):
+            return None
+        return self.finals[height - 1]
+
+    def build_proposal(self, height: int, *, proposer: bytes, timestamp_ms: int) -> BuiltBlock:
+        return self.build_on(self.state, self.head, proposer=proposer, timestamp_ms=timestamp_ms)
+
+    def validate_block(self, block: Block) -> StateChanges:
+        return apply_block(self.state, self.head, block, rules=self.genesis.rules, signatures=self._signatures)
+
+    # --- the driver's side -------------------------------------------------------------
+
+    def build_on(self, state: MemoryState, parent: Header, *, proposer: bytes, timestamp_ms: int) -> BuiltBlock:
+        """A block on ``parent`` with what a mempool would offer: one transfer per client at
+        its next nonce, the amount varying with the time so that proposals made at
+        different times differ."""
+        candidates = []
+        for client, key in enumerate(CLIENT_KEYS):
+            nonce = state.load_account(key.public_key).nonce
+            candidates.append(self._signer.transfer(client, nonce, 1 + (timestamp_ms + client) % 97))
+        return build_block(
+            state,
+            parent,
+            candidates,
+            proposer=proposer,
+            timestamp_ms=timestamp_ms,
+            rules=self.genesis.rules,
+            signatures=self._signatures,
+        )
+
+    def commit(self, block: Block, certificate: CommitCertificate, changes: StateChanges) -> None:
+        """Make a final block part of this ledger (what the store does in the node)."""
+        if block.height != self.head.height + 1:
+            raise AssertionError(f"commit of height {block.height} on head {self.head.height}")
+        self.state.commit(changes)
+        self.head = block.header
+        self.finals.append(FinalBlock(block, certificate))
+
+
+def replay_chain(genesis: Genesis, blocks: Sequence[Block]) -> None:
+    """Apply ``blocks`` in order from genesis with a fresh state and cache: every final
+    block must pass the state transition (raises ``Invalid`` otherwise)."""
+    state = MemoryState()
+    state.commit(genesis.changes)
+    head = genesis.block.header
+    signatures = SignatureCache()
+    for block in blocks:
+        changes = apply_block(state, head, block, rules=genesis.rules, signatures=signatures)
+        state.commit(changes)
+        head = block.header

@@ -1,0 +1,121 @@
+"""Simulated nodes: a replica with the parts that survive a crash.
+
+A node owns its ledger (the committed chain and state) and its vote record;
+a crash throws away the replica and everything in its memory, and a restart
+builds a new replica from those two, as the node process will. The node's
+clock runs ahead of the simulation's by a fixed skew.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+from mura.chain.block import Block, CommitCertificate, Header
+from mura.chain.keys import SignatureCache, SigningKey
+from mura.chain.state import MemoryState, StateChanges
+from mura.consensus.config import ReplicaConfig
+from mura.consensus.messages import Message
+from mura.consensus.replica import Replica
+from mura.consensus.votes import MemoryVoteRecord
+from mura.tests.sim.ledger import Genesis, SimLedger, TransactionSigner
+
+
+#: Where a message goes: node ids, or None for every other node.
+Destination = tuple[int, ...] | None
+
+
+class SimNode:
+    """An honest node: one replica instance, restartable."""
+
+    def __init__(
+        self,
+        *,
+        node_id: int,
+        validator: int,
+        key: SigningKey,
+        genesis: Genesis,
+        config: ReplicaConfig,
+        replica_class: type[Replica],
+        skew_ms: int,
+        signer: TransactionSigner,
+        signatures: SignatureCache,
+    ) -> None:
+        self.node_id = node_id
+        self.validator = validator
+        self.key = key
+        self.config = config
+        self.replica_class = replica_class
+        self.skew_ms = skew_ms
+        self.signatures = signatures
+        self.ledger = self.make_ledger(genesis, signer, signatures)
+        self.votes = MemoryVoteRecord()
+        self.replica: Replica | None = None
+        #: Bumped at each crash, so timers set by a dead incarnation are ignored.
+        self.incarnation = 0
+        #: A crash is due: it strikes inside the next list of actions that records a vote.
+        self.crash_armed = False
+        #: How long the armed crash keeps the node down.
+        self.down_ms = 0
+        #: View changes started by earlier incarnations.
+        self.past_view_changes = 0
+        #: Node ids by validator index (twins have two), set by the simulation.
+        self.instances: dict[int, tuple[int, ...]] = {}
+
+    def make_ledger(self, genesis: Genesis, signer: TransactionSigner, signatures: SignatureCache) -> SimLedger:
+        return SimLedger(genesis, signer=signer, signatures=signatures)
+
+    @property
+    def running(self) -> bool:
+        return self.replica is not None
+
+    def clock(self, now_ms: int) -> int:
+        return now_ms + self.skew_ms
+
+    def boot(self) -> Replica:
+        """Build a replica from what survived: the ledger and the votes at the next height."""
+        self.replica = self.replica_class(
+            key=self.key,
+            validators=self.ledger.genesis.validators,
+            application=self.ledger,
+            config=self.config,
+            recorded_votes=self.votes.load_votes(self.ledger.final_height() + 1),
+            signature_cache=self.signatures,
+        )
+        return self.replica
+
+    def crash(self) -> None:
+        if self.replica is not None:
+            self.past_view_changes += self.replica.view_changes_started
+        self.replica = None
+        self.incarnation += 1
+        self.crash_armed = False
+
+    def view_changes(self) -> int:
+        current = 0 if self.replica is None else self.replica.view_changes_started
+        return self.past_view_changes + current
+
+    def commit(self, block: Block, certificate: CommitCertificate, changes: StateChanges) -> None:
+        self.ledger.commit(block, certificate, changes)
+
+    def route(self, message: Message, to: int | None, now_ms: int) -> Sequence[tuple[Destination, Message]]:
+        """What actually leaves this node for a Broadcast (``to`` None) or a Send to a
+        validator: honest nodes send exactly what the replica said."""
+        return ((None if to is None else self.instances[to], message),)
+
+    def observe(self, message: Message, now_ms: int) -> Sequence[tuple[Destination, Message]]:
+        """Extra messages a byzantine node sends on seeing ``message``; none for honest ones."""
+        return ()
+
+
+class ForkingLedger(SimLedger):
+    """A ledger that keeps the state below each height, so a byzantine node can build
+    a conflicting block for a height that is already final."""
+
+    def __init__(self, genesis: Genesis, *, signer: TransactionSigner, signatures: SignatureCache) -> None:
+        super().__init__(genesis, signer=signer, signatures=signatures)
+        self.snapshots: dict[int, tuple[MemoryState, Header]] = {1: (copy.deepcopy(self.state), self.head)}
+
+    def commit(self, block: Block, certificate: CommitCertificate, changes: StateChanges) -> None:
+        super().commit(block, certificate, changes)
+        self.snapshots[block.height + 1] = (copy.deepcopy(self.state), self.head)

@@ -1,0 +1,206 @@
+"""What one simulated run does, drawn from its seed.
+
+A scenario fixes the validator count, which validators are byzantine and how,
+the network's delays, losses and duplicates, the partitions and crashes of
+the fault phase, and the replica settings. Everything heals at ``heal_at_ms``;
+from then on at most f validators are faulty and the network delivers every
+message, so new heights must become final within ``liveness_bound_ms``.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from dataclasses import dataclass, field, replace
+
+from mura.consensus.quorum import max_faulty
+
+
+class Byzantine(enum.Enum):
+    """How a faulty validator misbehaves."""
+
+    #: Never sends anything.
+    SILENT = "silent"
+    #: As primary, proposes different blocks to different halves and votes for both;
+    #: as new primary, ignores the prepared block its view changes force; withholds commits.
+    EQUIVOCATOR = "equivocator"
+    #: Sends malformed bytes, badly signed messages and messages for far-future views and heights.
+    GARBAGE = "garbage"
+    #: Two honest-code instances share its key, one on each side of a partition.
+    TWIN = "twin"
+
+
+@dataclass(frozen=True)
+class Partition:
+    """From ``start_ms`` to ``end_ms`` messages between the two sides are lost."""
+
+    start_ms: int
+    end_ms: int
+    #: Node ids on one side; every other node is on the other.
+    side: frozenset[int]
+
+
+@dataclass(frozen=True)
+class Crash:
+    """Node ``node`` crashes at ``at_ms`` (possibly in the middle of executing actions)
+    and restarts ``down_ms`` later with only its ledger and vote record."""
+
+    node: int
+    at_ms: int
+    down_ms: int
+
+
+@dataclass(frozen=True)
+class Scenario:
+    seed: int
+    validators: int
+    #: Faulty validators by index, and how they fail.
+    byzantine: dict[int, Byzantine] = field(default_factory=dict)
+    min_delay_ms: int = 2
+    max_delay_ms: int = 60
+    drop_rate: float = 0.0
+    duplicate_rate: float = 0.0
+    #: Extra loss for COMMIT messages: an adversarial scheduler that leaves heights
+    #: final at some replicas only, so view changes must carry prepared blocks.
+    commit_loss: float = 0.0
+    #: When the extra COMMIT loss stops (None: at healing).
+    commit_loss_until_ms: int | None = None
+    partitions: tuple[Partition, ...] = ()
+    crashes: tuple[Crash, ...] = ()
+    heal_at_ms: int = 8_000
+    base_timeout_ms: int = 1_000
+    max_timeout_ms: int = 4_000
+    proposal_delay_ms: int = 150
+    #: Largest clock offset of a node (each node's clock runs ahead by up to this).
+    max_clock_skew_ms: int = 20
+    #: A deliberately injected bug (see ``bugs.py``), or None for the real replica.
+    bug: str | None = None
+
+    @property
+    def faulty(self) -> int:
+        return max_faulty(self.validators)
+
+    @property
+    def liveness_bound_ms(self) -> int:
+        """After healing, new heights must be final within this long: enough for every
+        honest replica to time out through f+2 views at the ceiling, twice, and catch up."""
+        return 2 * (self.faulty + 2) * self.max_timeout_ms + 5_000
+
+    def node_count(self) -> int:
+        return self.validators + sum(1 for kind in self.byzantine.values() if kind is Byzantine.TWIN)
+
+    def node_validators(self) -> list[int]:
+        """The validator index each node id runs: validators in order, then the twins' second instances."""
+        twins = [index for index, kind in sorted(self.byzantine.items()) if kind is Byzantine.TWIN]
+        return list(range(self.validators)) + twins
+
+    def with_bug(self, bug: str | None) -> Scenario:
+        return replace(self, bug=bug)
+
+
+def draw_scenario(seed: int, *, validators: int | None = None, bug: str | None = None) -> Scenario:
+    """The scenario of ``seed``: n alternates 4 and 7 unless given; up to f byzantine."""
+    rng = random.Random(seed)
+    n = validators if validators is not None else (4 if seed % 2 == 0 else 7)
+    f = max_faulty(n)
+    byzantine = _draw_byzantine(rng, n, f)
+    nodes = n + sum(1 for kind in byzantine.values() if kind is Byzantine.TWIN)
+    heal_at = rng.randrange(4_000, 9_000)
+    max_timeout = rng.choice((2_000, 4_000, 8_000))
+    return Scenario(
+        seed=seed,
+        validators=n,
+        byzantine=byzantine,
+        min_delay_ms=rng.randrange(1, 10),
+        max_delay_ms=rng.randrange(20, 200),
+        drop_rate=rng.choice((0.0, 0.0, 0.01, 0.05, 0.15)),
+        duplicate_rate=rng.choice((0.0, 0.02, 0.1, 0.3)),
+        commit_loss=rng.choice((0.0, 0.0, 0.2, 0.5)),
+        partitions=_draw_partitions(rng, nodes, heal_at, byzantine, n),
+        crashes=_draw_crashes(rng, n, heal_at, byzantine),
+        heal_at_ms=heal_at,
+        base_timeout_ms=rng.choice((500, 1_000)),
+        max_timeout_ms=max_timeout,
+        proposal_delay_ms=rng.randrange(50, 400),
+        max_clock_skew_ms=rng.randrange(0, 50),
+        bug=bug,
+    )
+
+
+def _draw_byzantine(rng: random.Random, n: int, f: int) -> dict[int, Byzantine]:
+    count = rng.randint(0, f)
+    chosen = rng.sample(range(n), count)
+    kinds = [Byzantine.SILENT, Byzantine.EQUIVOCATOR, Byzantine.EQUIVOCATOR, Byzantine.GARBAGE, Byzantine.TWIN]
+    return {index: rng.choice(kinds) for index in sorted(chosen)}
+
+
+def _draw_partitions(
+    rng: random.Random, nodes: int, heal_at: int, byzantine: dict[int, Byzantine], n: int
+) -> tuple[Partition, ...]:
+    partitions = []
+    twins = [index for index, kind in sorted(byzantine.items()) if kind is Byzantine.TWIN]
+    if twins:
+        # Each twin's two instances on opposite sides, from the start.
+        others = [node for node in range(n) if node not in twins]
+        twin_side = frozenset(twins) | frozenset(rng.sample(others, rng.randint(0, len(others))))
+        partitions.append(Partition(0, rng.randrange(heal_at // 2, heal_at), twin_side))
+    for _ in range(rng.choice((0, 1, 1, 2))):
+        start = rng.randrange(0, heal_at - 500)
+        end = rng.randrange(start + 100, heal_at)
+        side = frozenset(rng.sample(range(nodes), rng.randint(1, nodes - 1)))
+        partitions.append(Partition(start, end, side))
+    return tuple(partitions)
+
+
+def _draw_crashes(rng: random.Random, n: int, heal_at: int, byzantine: dict[int, Byzantine]) -> tuple[Crash, ...]:
+    honest = [index for index in range(n) if index not in byzantine]
+    crashes = []
+    for _ in range(rng.choice((0, 1, 1, 2, 3))):
+        at = rng.randrange(0, heal_at - 300)
+        down = rng.randrange(50, min(3_000, heal_at - at))
+        crashes.append(Crash(rng.choice(honest), at, down))
+    return tuple(crashes)
+
+
+def twins_scenario(seed: int, *, validators: int, twins: int, bug: str | None = None) -> Scenario:
+    """``twins`` validators run two instances each, split by a partition that lasts the
+    whole fault phase, with the honest validators divided evenly between the sides.
+    With f twins the run must stay safe; with f+1 both sides can gather a quorum."""
+    rng = random.Random(seed)
+    honest = list(range(twins, validators))
+    side = frozenset(range(twins)) | frozenset(honest[: len(honest) // 2])
+    heal_at = rng.randrange(3_000, 6_000)
+    return Scenario(
+        seed=seed,
+        validators=validators,
+        byzantine={index: Byzantine.TWIN for index in range(twins)},
+        max_delay_ms=rng.randrange(20, 100),
+        partitions=(Partition(0, heal_at, side),),
+        heal_at_ms=heal_at,
+        proposal_delay_ms=rng.randrange(50, 300),
+        max_clock_skew_ms=50,
+        bug=bug,
+    )
+
+
+def new_view_attack_scenario(seed: int, *, bug: str | None = None) -> Scenario:
+    """A family aimed at the NEW-VIEW rule: n=4 with an equivocating validator 1 (the
+    primary of view 1) and an adversarial scheduler that loses most COMMITs of the first
+    height, then cuts one honest replica off: when that replica was the only one to see
+    the height final, the others change views to view 1 with the block prepared, and
+    nobody can tell them it is final."""
+    rng = random.Random(seed)
+    victim = rng.choice((0, 2, 3))
+    return Scenario(
+        seed=seed,
+        validators=4,
+        byzantine={1: Byzantine.EQUIVOCATOR},
+        commit_loss=0.6,
+        commit_loss_until_ms=450,
+        partitions=(Partition(400, 3_000, frozenset({victim})),),
+        max_delay_ms=rng.randrange(20, 150),
+        heal_at_ms=6_000,
+        base_timeout_ms=500,
+        max_timeout_ms=2_000,
+        bug=bug,
+    )

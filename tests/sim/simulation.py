@@ -1,0 +1,375 @@
+"""One seeded run: a virtual clock, a virtual network and the nodes on it.
+
+Every event (a delivery, a timer, a crash, a restart, a byzantine tick) sits
+in one priority queue ordered by virtual time and then by the order it was
+scheduled, and every random choice comes from one ``random.Random(seed)``:
+the same scenario always produces the same trace hash.
+
+The network delays each message independently (so it reorders), drops and
+duplicates some, loses COMMITs more often when the scenario asks for an
+adversarial scheduler, and loses everything across a partition while it
+lasts. At ``heal_at_ms`` partitions and losses end and every crashed node has
+restarted; the checker then expects new heights within the liveness bound.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import random
+import struct
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
+
+from mura.chain.errors import DecodeError
+from mura.chain.keys import SignatureCache
+from mura.consensus.actions import (
+    Action,
+    Broadcast,
+    CommitBlock,
+    PersistVote,
+    PruneVotes,
+    ReportEquivocation,
+    ScheduleTimeout,
+    Send,
+)
+from mura.consensus.config import ReplicaConfig
+from mura.consensus.messages import Commit, Message, decode_message, encode_message
+from mura.consensus.replica import Replica
+from mura.tests.sim.bugs import replica_class_for
+from mura.tests.sim.byzantine import EquivocatorNode, GarbageNode
+from mura.tests.sim.checks import Checker, Violation
+from mura.tests.sim.ledger import CHAIN_ID, TransactionSigner, make_genesis, validator_keys
+from mura.tests.sim.nodes import Destination, SimNode
+from mura.tests.sim.scenario import Byzantine, Scenario
+
+DELIVER, TIMER, CRASH, CRASH_NOW, RESTART, GARBAGE, HEAL, DEADLINE = range(8)
+GARBAGE_INTERVAL_MS = 40
+
+
+@dataclass
+class RunResult:
+    """What one run did and whether it kept every property."""
+
+    scenario: Scenario
+    trace_hash: str
+    #: Highest height every honest node reached.
+    heights: int
+    view_changes: int
+    violations: list[Violation]
+    #: Faults injected, by kind.
+    faults: Counter[str] = field(default_factory=Counter)
+    #: Virtual time from healing to the liveness target (None if not reached).
+    recovery_ms: int | None = None
+    end_ms: int = 0
+
+
+class Simulation:
+    """The nodes of one scenario on one virtual network."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        self.rng = random.Random(scenario.seed)
+        self.now = 0
+        self._queue: list[tuple[int, int, int, int, object]] = []
+        self._sequence = 0
+        self.faults: Counter[str] = Counter()
+        self.trace = hashlib.sha256()
+        self._decoded: dict[bytes, Message | None] = {}
+        keys = validator_keys(scenario.validators)
+        self.genesis = make_genesis([key.public_key for key in keys])
+        honest = frozenset(index for index in range(scenario.validators) if index not in scenario.byzantine)
+        self.checker = Checker(self.genesis, honest)
+        self.nodes: list[SimNode] = []
+        self.garbage: dict[int, GarbageNode] = {}
+        self._build_nodes(keys)
+        self.healed = False
+        self.liveness_target: int | None = None
+        self.recovery_ms: int | None = None
+        self.stopped = False
+
+    # --- set-up ---------------------------------------------------------------------
+
+    def _build_nodes(self, keys: tuple) -> None:  # type: ignore[type-arg]
+        scenario = self.scenario
+        config = ReplicaConfig(
+            chain_id=CHAIN_ID,
+            base_timeout_ms=scenario.base_timeout_ms,
+            max_timeout_ms=scenario.max_timeout_ms,
+            proposal_delay_ms=scenario.proposal_delay_ms,
+        )
+        replica_class = replica_class_for(scenario.bug)
+        signer, signatures = TransactionSigner(), SignatureCache()
+        instances: dict[int, list[int]] = {}
+        for node_id, validator in enumerate(scenario.node_validators()):
+            kind = scenario.byzantine.get(validator)
+            node_class = EquivocatorNode if kind is Byzantine.EQUIVOCATOR else SimNode
+            node = node_class(
+                node_id=node_id,
+                validator=validator,
+                key=keys[validator],
+                genesis=self.genesis,
+                config=config,
+                replica_class=Replica if kind is not None else replica_class,
+                skew_ms=self.rng.randrange(0, scenario.max_clock_skew_ms + 1),
+                signer=signer,
+                signatures=signatures,
+            )
+            if isinstance(node, EquivocatorNode):
+                node.set_up_attack(random.Random(self.rng.random()))
+            if kind is Byzantine.GARBAGE:
+                rng = random.Random(self.rng.random())
+                self.garbage[node_id] = GarbageNode(
+                    node_id=node_id, validator=validator, key=keys[validator], genesis=self.genesis, rng=rng
+                )
+            self.nodes.append(node)
+            instances.setdefault(validator, []).append(node_id)
+        frozen = {validator: tuple(ids) for validator, ids in instances.items()}
+        for node in self.nodes:
+            node.instances = frozen
+
+    def honest_nodes(self) -> list[SimNode]:
+        return [node for node in self.nodes if node.validator not in self.scenario.byzantine]
+
+    # --- the event queue ----------------------------------------------------------------
+
+    def schedule(self, at_ms: int, kind: int, node: int, payload: object = None) -> None:
+        self._sequence += 1
+        heapq.heappush(self._queue, (max(at_ms, self.now), self._sequence, kind, node, payload))
+
+    def run(self) -> RunResult:
+        self._schedule_faults()
+        for node in self.nodes:
+            if self.scenario.byzantine.get(node.validator) in (Byzantine.SILENT, Byzantine.GARBAGE):
+                continue
+            self.execute(node, node.boot().start(node.clock(0)))
+        while self._queue and not self.stopped:
+            at, _, event, node_id, payload = heapq.heappop(self._queue)
+            self.now = at
+            self.trace.update(struct.pack(">qbh", at, event, node_id))
+            self._dispatch(event, node_id, payload)
+        self.checker.check_validity(self.now)
+        return self._result()
+
+    def _dispatch(self, kind: int, node_id: int, payload: object) -> None:
+        node = self.nodes[node_id]
+        if kind == DELIVER:
+            self._deliver(node, payload)  # type: ignore[arg-type]
+        elif kind == TIMER:
+            if node.replica is not None and payload == node.incarnation:
+                self.execute(node, node.replica.timeout(node.clock(self.now)))
+        elif kind == CRASH:
+            self._arm_crash(node, payload)  # type: ignore[arg-type]
+        elif kind == CRASH_NOW:
+            if node.crash_armed:
+                self._crash(node)
+        elif kind == RESTART:
+            if node.replica is None:
+                self.execute(node, node.boot().start(node.clock(self.now)))
+        elif kind == GARBAGE:
+            self._send_garbage(node_id)
+        elif kind == HEAL:
+            self._heal()
+        elif kind == DEADLINE:
+            self._check_liveness_deadline()
+
+    def _schedule_faults(self) -> None:
+        for crash in self.scenario.crashes:
+            self.schedule(crash.at_ms, CRASH, crash.node, crash.down_ms)
+        for node_id in self.garbage:
+            self.schedule(self.rng.randrange(0, GARBAGE_INTERVAL_MS), GARBAGE, node_id)
+        self.schedule(self.scenario.heal_at_ms, HEAL, 0)
+
+    # --- nodes ------------------------------------------------------------------------------
+
+    def execute(self, node: SimNode, actions: list[Action]) -> None:
+        """Carry out a replica's actions in order. An armed crash strikes inside the next
+        list that records a vote, before a random one of its actions: the worst moment
+        for persist-before-you-speak."""
+        strike = len(actions)
+        if node.crash_armed and any(isinstance(action, PersistVote) for action in actions):
+            strike = self.rng.randrange(len(actions))
+        for position, action in enumerate(actions):
+            if position == strike:
+                self._crash(node)
+                return
+            if not self._perform(node, action):
+                return
+
+    def _perform(self, node: SimNode, action: Action) -> bool:
+        if isinstance(action, PersistVote):
+            node.votes.save_vote(action.vote)
+        elif isinstance(action, Broadcast):
+            self._emit(node, action.message, None)
+        elif isinstance(action, Send):
+            self._emit(node, action.message, action.to)
+        elif isinstance(action, CommitBlock):
+            self._commit(node, action)
+            return False
+        elif isinstance(action, ScheduleTimeout):
+            self.schedule(action.at_ms - node.skew_ms, TIMER, node.node_id, node.incarnation)
+        elif isinstance(action, PruneVotes):
+            node.votes.prune(action.below_height)
+        elif isinstance(action, ReportEquivocation):
+            self.faults["equivocations_reported"] += 1
+        return True
+
+    def _commit(self, node: SimNode, action: CommitBlock) -> None:
+        node.commit(action.block, action.certificate, action.changes)
+        honest = node.validator not in self.scenario.byzantine
+        self.checker.on_commit(node.node_id, honest, action.block, action.certificate, self.now)
+        self.trace.update(action.block.hash)
+        if self.checker.violations:
+            self.stopped = True
+            return
+        replica = node.replica
+        assert replica is not None
+        self.execute(node, replica.committed(node.clock(self.now)))
+        self._check_liveness_target()
+
+    def _arm_crash(self, node: SimNode, down_ms: int) -> None:
+        """Crash within the node's next few actions, or soon if it stays idle."""
+        if node.replica is None or node.crash_armed:
+            return
+        node.crash_armed = True
+        node.down_ms = down_ms
+        self.schedule(self.now + self.rng.randrange(1, 200), CRASH_NOW, node.node_id)
+
+    def _crash(self, node: SimNode) -> None:
+        self.faults["crashes"] += 1
+        node.crash()
+        self.schedule(self.now + node.down_ms, RESTART, node.node_id)
+
+    def _deliver(self, node: SimNode, data: bytes) -> None:
+        if node.replica is None:
+            return
+        message = self._decode(data)
+        if message is None:
+            self.execute(node, node.replica.receive_bytes(data, node.clock(self.now)))
+            return
+        for destination, extra in node.observe(message, self.now):
+            self._transmit(node, destination, extra)
+        if node.replica is not None:
+            self.execute(node, node.replica.receive(message, node.clock(self.now)))
+
+    def _decode(self, data: bytes) -> Message | None:
+        if data not in self._decoded:
+            try:
+                self._decoded[data] = decode_message(data)
+            except DecodeError:
+                self._decoded[data] = None
+        return self._decoded[data]
+
+    # --- the network ----------------------------------------------------------------------------
+
+    def _emit(self, node: SimNode, message: Message, to: int | None) -> None:
+        for destination, routed in node.route(message, to, self.now):
+            self._transmit(node, destination, routed)
+
+    def _transmit(self, node: SimNode, destination: Destination, message: Message) -> None:
+        if node.validator not in self.scenario.byzantine:
+            self.checker.on_signed(message, self.now)
+        data = encode_message(message)
+        self._decoded.setdefault(data, message)
+        targets = [other.node_id for other in self.nodes if other is not node] if destination is None else destination
+        loss = self._loss(message)
+        for target in targets:
+            self._send_bytes(node.node_id, target, data, loss)
+
+    def _loss(self, message: Message) -> float:
+        if self.healed:
+            return 0.0
+        until = self.scenario.commit_loss_until_ms
+        commit_loss = self.scenario.commit_loss if until is None or self.now < until else 0.0
+        extra = commit_loss if isinstance(message, Commit) else 0.0
+        return 1 - (1 - self.scenario.drop_rate) * (1 - extra)
+
+    def _send_bytes(self, source: int, target: int, data: bytes, loss: float) -> None:
+        if target == source:
+            return
+        if self._partitioned(source, target):
+            self.faults["partitioned_messages"] += 1
+            return
+        if loss and self.rng.random() < loss:
+            self.faults["dropped_messages"] += 1
+            return
+        copies = 1
+        if self.scenario.duplicate_rate and self.rng.random() < self.scenario.duplicate_rate:
+            self.faults["duplicated_messages"] += 1
+            copies = 2
+        for _ in range(copies):
+            delay = self.rng.randint(self.scenario.min_delay_ms, self.scenario.max_delay_ms)
+            self.schedule(self.now + delay, DELIVER, target, data)
+        self.trace.update(struct.pack(">hhI", source, target, zlib.crc32(data)))
+
+    def _partitioned(self, source: int, target: int) -> bool:
+        for partition in self.scenario.partitions:
+            if partition.start_ms <= self.now < partition.end_ms:
+                if (source in partition.side) != (target in partition.side):
+                    return True
+        return False
+
+    def _send_garbage(self, node_id: int) -> None:
+        height = max(node.ledger.final_height() for node in self.honest_nodes()) + 1
+        data = self.garbage[node_id].garbage(height)
+        self.faults["garbage_messages"] += 1
+        for target in range(len(self.nodes)):
+            self._send_bytes(node_id, target, data, 0.0)
+        self.schedule(self.now + self.rng.randrange(1, 2 * GARBAGE_INTERVAL_MS), GARBAGE, node_id)
+
+    # --- healing and liveness ---------------------------------------------------------------------
+
+    def _heal(self) -> None:
+        """Partitions and losses end; crashed nodes are back; progress is now owed."""
+        self.healed = True
+        for node in self.nodes:
+            if node.replica is None and node.incarnation > 0:
+                self.execute(node, node.boot().start(node.clock(self.now)))
+        reached = max(node.ledger.final_height() for node in self.honest_nodes())
+        self.liveness_target = reached + 2
+        self.schedule(self.now + self.scenario.liveness_bound_ms, DEADLINE, 0)
+        self._check_liveness_target()
+
+    def _check_liveness_target(self) -> None:
+        if self.liveness_target is None or self.recovery_ms is not None:
+            return
+        if all(node.ledger.final_height() >= self.liveness_target for node in self.honest_nodes()):
+            self.recovery_ms = self.now - self.scenario.heal_at_ms
+            self.stopped = True
+
+    def _check_liveness_deadline(self) -> None:
+        if self.recovery_ms is None:
+            heights = [node.ledger.final_height() for node in self.honest_nodes()]
+            self.checker.fail(
+                "liveness",
+                self.now,
+                f"honest heights {heights} short of {self.liveness_target} "
+                f"{self.scenario.liveness_bound_ms} ms after healing",
+            )
+            self.stopped = True
+
+    def _result(self) -> RunResult:
+        faults = self.faults.copy()
+        for kind in self.scenario.byzantine.values():
+            faults[f"byzantine_{kind.value}"] += 1
+        faults["partitions"] += len(self.scenario.partitions)
+        honest = self.honest_nodes()
+        return RunResult(
+            scenario=self.scenario,
+            trace_hash=self.trace.hexdigest(),
+            heights=min(node.ledger.final_height() for node in honest),
+            view_changes=sum(node.view_changes() for node in honest),
+            violations=list(self.checker.violations),
+            faults=faults,
+            recovery_ms=self.recovery_ms,
+            end_ms=self.now,
+        )
+
+
+def run_scenario(scenario: Scenario, *, check_certificates: bool = True) -> RunResult:
+    """Run ``scenario``; with ``check_certificates`` False, a bad certificate on an honest
+    commit is not itself a violation (to measure how soon a bug forks the chain)."""
+    simulation = Simulation(scenario)
+    simulation.checker.check_certificates = check_certificates
+    return simulation.run()

@@ -1,0 +1,121 @@
+"""The simulator as CI runs it: a slice of seeds, determinism, and proof that the
+checker sees violations (injected bugs, f+1 twins, more faults than tolerated)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from mura.consensus.quorum import max_faulty
+from mura.tests.sim.campaign import SAFETY, Totals, main, outcomes, replay_command
+from mura.tests.sim.scenario import Byzantine, Scenario, draw_scenario, new_view_attack_scenario, twins_scenario
+from mura.tests.sim.simulation import run_scenario
+
+#: Seeds per validator count in CI: 2 x 100 = 200 seeds.
+CI_SEEDS = 100
+
+
+@pytest.mark.parametrize("validators", [4, 7])
+def test_ci_slice_keeps_every_property(validators: int) -> None:
+    totals = Totals()
+    for outcome in outcomes(range(CI_SEEDS), bug=None, validators=validators, jobs=1):
+        assert not outcome.violations, f"{outcome.violations}; replay: {replay_command(outcome.seed, None, validators)}"
+        totals.add(outcome)
+    assert totals.seeds == CI_SEEDS
+    assert totals.heights >= 3 * CI_SEEDS
+    assert totals.view_changes > CI_SEEDS
+    for fault in ("crashes", "dropped_messages", "duplicated_messages", "partitioned_messages", "garbage_messages"):
+        assert totals.faults[fault] > 0, fault
+    for kind in Byzantine:
+        assert totals.faults[f"byzantine_{kind.value}"] > 0, kind
+
+
+def test_same_seed_gives_the_same_trace() -> None:
+    first = run_scenario(draw_scenario(11))
+    again = run_scenario(draw_scenario(11))
+    other = run_scenario(draw_scenario(13))
+    assert first.trace_hash == again.trace_hash
+    assert (first.heights, first.view_changes) == (again.heights, again.view_changes)
+    assert other.trace_hash != first.trace_hash
+
+
+def test_trace_does_not_depend_on_the_process() -> None:
+    traces = set()
+    for hash_seed in ("1", "2"):
+        environment = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        command = [sys.executable, "-m", "mura.tests.sim.campaign", "--replay", "5"]
+        output = subprocess.run(command, env=environment, capture_output=True, text=True, check=True).stdout
+        traces.add(re.search(r"trace=(\w+)", output).group(1))  # type: ignore[union-attr]
+    assert len(traces) == 1
+
+
+def first_caught(bug: str, scenarios: list[Scenario], *, safety_only: bool = False) -> int | None:
+    for index, scenario in enumerate(scenarios):
+        result = run_scenario(scenario, check_certificates=not safety_only)
+        if any(not safety_only or violation.kind in SAFETY for violation in result.violations):
+            return index
+    return None
+
+
+@pytest.mark.parametrize(
+    "bug, within, safety_only",
+    [
+        ("quorum_2f", 2, False),
+        ("quorum_2f", 30, True),
+        ("no_vote_dedup", 5, False),
+        ("no_vote_dedup", 60, True),
+        ("speak_before_persist", 60, False),
+    ],
+)
+def test_injected_bug_is_caught(bug: str, within: int, safety_only: bool) -> None:
+    scenarios = [draw_scenario(seed, bug=bug) for seed in range(within)]
+    assert first_caught(bug, scenarios, safety_only=safety_only) is not None
+
+
+def test_skipped_new_view_check_is_caught() -> None:
+    scenarios = [new_view_attack_scenario(seed, bug="skip_new_view_check") for seed in range(150)]
+    assert first_caught("skip_new_view_check", scenarios, safety_only=True) is not None
+
+
+def test_new_view_attack_fails_against_the_real_replica() -> None:
+    for seed in range(40):
+        assert run_scenario(new_view_attack_scenario(seed)).violations == []
+
+
+@pytest.mark.parametrize("validators", [4, 7])
+def test_f_plus_one_twins_are_caught(validators: int) -> None:
+    result = run_scenario(twins_scenario(0, validators=validators, twins=max_faulty(validators) + 1))
+    assert {violation.kind for violation in result.violations} & {"agreement", "conflicting_certificates"}
+
+
+@pytest.mark.parametrize("validators", [4, 7])
+def test_f_twins_are_tolerated(validators: int) -> None:
+    for seed in range(10):
+        result = run_scenario(twins_scenario(seed, validators=validators, twins=max_faulty(validators)))
+        assert result.violations == []
+        assert result.recovery_ms is not None
+
+
+def test_more_silent_validators_than_tolerated_stall_and_are_reported() -> None:
+    silent = {0: Byzantine.SILENT, 1: Byzantine.SILENT}
+    result = run_scenario(Scenario(seed=1, validators=4, byzantine=silent, heal_at_ms=2_000))
+    assert [violation.kind for violation in result.violations] == ["liveness"]
+
+
+def test_campaign_ends_with_one_summary_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--seeds", "4", "--jobs", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1
+    assert re.fullmatch(r"seeds=4 heights=\d+ view_changes=\d+ violations=0", lines[0])
+
+
+def test_campaign_reports_a_violation_with_its_replay_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--seeds", "2", "--jobs", "1", "--bug", "quorum_2f"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("violation in seed 0 (n=4): ")
+    assert lines[1] == "replay: python -m mura.tests.sim.campaign --replay 0 --bug quorum_2f"
+    assert re.fullmatch(r"seeds=2 heights=\d+ view_changes=\d+ violations=2", lines[-1])
