@@ -394,9 +394,9 @@ def validate_transfer(pending: PendingState, transaction: Transaction) -> None:
 def process_transfer(pending: PendingState, transaction: Transaction) -> None:
     body = cast(Transfer, transaction.body)
     sender = pending.account(transaction.sender)
-    pending.set_account(transaction.sender, replace(sender, balance=sender.balance - body.amount))
+    pending.set_account(transaction.sender, Account(sender.balance - body.amount, sender.nonce, sender.roles))
     recipient = pending.account(body.recipient)
-    pending.set_account(body.recipient, replace(recipient, balance=recipient.balance + body.amount))
+    pending.set_account(body.recipient, Account(recipient.balance + body.amount, recipient.nonce, recipient.roles))
 
 
 def validate_mint(pending: PendingState, transaction: Transaction) -> None:
@@ -413,7 +413,7 @@ def validate_mint(pending: PendingState, transaction: Transaction) -> None:
 def process_mint(pending: PendingState, transaction: Transaction) -> None:
     body = cast(Mint, transaction.body)
     recipient = pending.account(body.recipient)
-    pending.set_account(body.recipient, replace(recipient, balance=recipient.balance + body.amount))
+    pending.set_account(body.recipient, Account(recipient.balance + body.amount, recipient.nonce, recipient.roles))
     pending.supply += body.amount
 
 
@@ -428,13 +428,13 @@ def validate_burn(pending: PendingState, transaction: Transaction) -> None:
 def process_burn(pending: PendingState, transaction: Transaction) -> None:
     body = cast(Burn, transaction.body)
     sender = pending.account(transaction.sender)
-    pending.set_account(transaction.sender, replace(sender, balance=sender.balance - body.amount))
+    pending.set_account(transaction.sender, Account(sender.balance - body.amount, sender.nonce, sender.roles))
     pending.supply -= body.amount
 
 
 def process_nonce(pending: PendingState, transaction: Transaction) -> None:
     sender = pending.account(transaction.sender)
-    pending.set_account(transaction.sender, replace(sender, nonce=sender.nonce + 1))
+    pending.set_account(transaction.sender, Account(sender.balance, sender.nonce + 1, sender.roles))
 
 
 _Handler = Callable[[PendingState, Transaction], None]
