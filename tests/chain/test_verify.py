@@ -1,0 +1,66 @@
+"""Parallel signature verification, recorded once in the signature cache."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from mura.chain.keys import SignatureCache, SigningKey
+from mura.chain.transaction import Transaction, Transfer, sign_transaction
+from mura.chain.verify import SignatureVerifier
+
+KEYS = [SigningKey.generate() for _ in range(3)]
+
+
+def transfers(count: int) -> list[Transaction]:
+    return [
+        sign_transaction(KEYS[i % 3], chain_id="mura-test", nonce=i, body=Transfer(KEYS[0].public_key, 1 + i))
+        for i in range(count)
+    ]
+
+
+def forged(transaction: Transaction) -> Transaction:
+    other = sign_transaction(KEYS[2], chain_id="mura-test", nonce=99, body=Transfer(KEYS[1].public_key, 1))
+    return Transaction(transaction.chain_id, transaction.sender, transaction.nonce, transaction.body, other.signature)
+
+
+@pytest.fixture
+def verifier() -> Iterator[SignatureVerifier]:
+    verifier = SignatureVerifier(SignatureCache(), threads=2)
+    yield verifier
+    verifier.close()
+
+
+@pytest.mark.parametrize("count", [1, 40])
+def test_verify_records_valid_signatures(verifier: SignatureVerifier, count: int) -> None:
+    batch = transfers(count)
+    assert verifier.verify(batch) == set()
+    assert all(tx.hash in verifier.cache for tx in batch)
+
+
+@pytest.mark.parametrize("count", [1, 40])
+def test_invalid_signatures_are_reported_and_not_cached(verifier: SignatureVerifier, count: int) -> None:
+    batch = transfers(count)
+    bad = [forged(batch[index]) for index in range(0, count, 7)]
+    mixed = batch + bad
+    assert verifier.verify(mixed) == {tx.hash for tx in bad}
+    assert not any(tx.hash in verifier.cache for tx in bad)
+    assert all(tx.hash in verifier.cache for tx in batch)
+
+
+def test_cached_transactions_are_not_verified_again(verifier: SignatureVerifier, monkeypatch: pytest.MonkeyPatch) -> None:
+    batch = transfers(30)
+    verifier.verify(batch)
+    calls = []
+    monkeypatch.setattr("mura.chain.verify.verify_signature", lambda *args: calls.append(args) or True)
+    assert verifier.verify(batch) == set()
+    assert calls == []
+
+
+async def test_verify_async_matches_verify(verifier: SignatureVerifier) -> None:
+    batch = transfers(50)
+    bad = forged(batch[3])
+    assert await verifier.verify_async([*batch, bad]) == {bad.hash}
+    assert all(tx.hash in verifier.cache for tx in batch)
+    assert await verifier.verify_async(batch) == set()
