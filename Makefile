@@ -19,7 +19,7 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 testnet: $(STAMP)
-	$(PY) -m mura.genesis.testnet --out $(TESTNET_DIR) --validators $(VALIDATORS) --if-missing
+	$(VENV)/bin/mura testnet --dir $(TESTNET_DIR) --validators $(VALIDATORS)
 
 sim: $(STAMP)
 	$(PY) -m mura.tests.sim.campaign --seeds $(SEEDS)

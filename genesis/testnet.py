@@ -1,16 +1,21 @@
-"""The testnet generator: fresh keys for each validator and a treasury, and a genesis naming them.
+"""The local testnet: fresh keys for each validator and a treasury, a genesis
+naming them, a node config per validator, and a launcher that runs them.
 
 ``python -m mura.genesis.testnet --out testnet --validators 4`` writes
-``keys/<validator-name>.key`` and ``keys/treasury.key`` (owner-only, 0600)
-and ``genesis.json``. It never overwrites anything: a directory that already
-holds a genesis is refused or, with ``--if-missing``, left exactly as it is,
-so ``make testnet`` may run any number of times without replacing a network's
-keys.
+``keys/<validator-name>.key`` and ``keys/treasury.key`` (owner-only, 0600),
+``genesis.json`` and ``nodes/<validator-name>/node.toml`` (validator i serves
+JSON-RPC on 127.0.0.1:870i and peers on 127.0.0.1:970i). It never overwrites
+anything: a directory that already holds a genesis is refused or, with
+``--if-missing``, left as it is (only missing node configs are added), so
+``make testnet`` may run any number of times without replacing a network's
+keys. ``--run`` then starts every node as its own process, prefixes each
+line of their logs with the validator's name, and stops them all on Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 import time
 from collections.abc import Sequence
@@ -22,6 +27,7 @@ from mura.chain.address import encode_address, validate_prefix
 from mura.chain.block import MAX_VALIDATORS
 from mura.chain.errors import Invalid
 from mura.chain.keys import SigningKey, save_key
+from mura.genesis.launch import run_nodes
 from mura.genesis.format import Genesis, format_genesis_time, load_genesis, parse_genesis, parse_genesis_time
 
 GENESIS_FILE = "genesis.json"
@@ -30,6 +36,8 @@ TREASURY_NAME = "treasury"
 DEFAULT_CHAIN_ID = "nishiawakura-testnet-1"
 DEFAULT_PREFIX = "tnac"
 DEFAULT_BASE_PEER_PORT = 9700
+DEFAULT_BASE_RPC_PORT = 8700
+NODES_DIRECTORY = "nodes"
 #: 1,000,000 NAC at 2 decimals.
 DEFAULT_TREASURY_AMOUNT = 100_000_000
 TOKEN = {"name": "Nishiawakura Coin", "symbol": "NAC", "decimals": 2}
@@ -91,7 +99,9 @@ def generate_testnet(
     _check_arguments(validators, base_peer_port, prefix)
     if genesis_path.exists():
         if if_missing:
-            return _existing_layout(directory)
+            layout = _existing_layout(directory)
+            write_node_configs(layout)
+            return layout
         raise TestnetError(
             f"{genesis_path} already exists; refusing to replace a network's genesis (use --if-missing to keep it)"
         )
@@ -113,7 +123,34 @@ def generate_testnet(
     with open(genesis_path, "x", encoding="utf-8") as file:
         file.write(genesis.to_json())
     treasury = keys[TREASURY_NAME].public_key
-    return TestnetLayout(directory, genesis_path, key_paths, genesis, treasury, created=True)
+    layout = TestnetLayout(directory, genesis_path, key_paths, genesis, treasury, created=True)
+    write_node_configs(layout)
+    return layout
+
+
+def node_config_path(directory: Path, name: str) -> Path:
+    return directory / NODES_DIRECTORY / name / "node.toml"
+
+
+def write_node_configs(layout: TestnetLayout, *, base_rpc_port: int = DEFAULT_BASE_RPC_PORT) -> list[Path]:
+    """A config for each validator that has none yet; returns the files written."""
+    written = []
+    for index, validator in enumerate(layout.genesis.validators):
+        path = node_config_path(layout.directory, validator.name)
+        if path.exists():
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(
+            f"# Validator {index} of the local testnet: {validator.name}.\n"
+            "# Every setting and its default: python -m mura.node --help\n"
+            'data_dir = "data"\n'
+            f'key_file = "../../{KEYS_DIRECTORY}/{validator.name}.key"\n'
+            f'genesis_file = "../../{GENESIS_FILE}"\n\n'
+            f'[p2p]\nlisten = "{validator.peer_address}"\n\n'
+            f'[rpc]\nlisten = "127.0.0.1:{base_rpc_port + index}"\n'
+        )
+        written.append(path)
+    return written
 
 
 def _check_arguments(validators: int, base_peer_port: int, prefix: str) -> None:
@@ -204,6 +241,7 @@ def _argument_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--if-missing", action="store_true", help="leave an existing testnet untouched instead of refusing"
     )
+    parser.add_argument("--run", action="store_true", help="then run every node in the foreground until Ctrl-C")
     return parser
 
 
@@ -224,8 +262,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (_UsageError, TestnetError, Invalid, OSError) as error:
         print(f"testnet: {error}", file=sys.stderr)
         return 2
-    print("\n".join(describe_layout(layout)))
-    return 0
+    print("\n".join(describe_layout(layout)), flush=True)
+    if not arguments.run:
+        return 0
+    nodes = [(v.name, node_config_path(layout.directory, v.name)) for v in layout.genesis.validators]
+    return asyncio.run(run_nodes(nodes))
 
 
 def describe_layout(layout: TestnetLayout) -> list[str]:

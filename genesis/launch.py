@@ -1,0 +1,68 @@
+"""Runs the nodes of a local testnet, each as its own process, in the foreground.
+
+Every line a node logs is printed with the validator's name in front. Ctrl-C
+(or SIGTERM) stops every node with SIGTERM, which they answer by shutting
+down in order; a node that has not exited after ``grace_seconds`` is killed.
+A node that exits on its own is reported and the others keep running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+async def _relay(name: str, width: int, stream: asyncio.StreamReader) -> None:
+    async for line in stream:
+        sys.stdout.write(f"{name:>{width}} | {line.decode(errors='replace')}")
+        sys.stdout.flush()
+
+
+async def _watch(name: str, process: asyncio.subprocess.Process, stopping: asyncio.Event) -> None:
+    code = await process.wait()
+    if not stopping.is_set():
+        print(f"{name} exited with code {code}", file=sys.stderr)
+
+
+async def run_nodes(nodes: Sequence[tuple[str, Path]], *, grace_seconds: float = 15.0) -> int:
+    """Run ``(name, config path)`` nodes until a signal or until every one has exited."""
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signal_number, stopping.set)
+    width = max(len(name) for name, _ in nodes)
+    processes = []
+    tasks = []
+    for name, config in nodes:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "mura.node", "--config", str(config),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )
+        assert process.stdout is not None
+        processes.append(process)
+        tasks.append(asyncio.create_task(_relay(name, width, process.stdout)))
+        tasks.append(asyncio.create_task(_watch(name, process, stopping)))
+    all_exited = asyncio.gather(*(process.wait() for process in processes))
+    signalled = asyncio.ensure_future(stopping.wait())
+    await asyncio.wait([all_exited, signalled], return_when=asyncio.FIRST_COMPLETED)
+    stopping.set()
+    await _stop(processes, grace_seconds)
+    await asyncio.gather(*tasks, return_exceptions=True)
+    signalled.cancel()
+    return 0 if all(process.returncode in (0, -signal.SIGTERM) for process in processes) else 1
+
+
+async def _stop(processes: list[asyncio.subprocess.Process], grace_seconds: float) -> None:
+    for process in processes:
+        if process.returncode is None:
+            process.terminate()
+    try:
+        await asyncio.wait_for(asyncio.gather(*(process.wait() for process in processes)), grace_seconds)
+    except TimeoutError:
+        for process in processes:
+            if process.returncode is None:
+                process.kill()
+        await asyncio.gather(*(process.wait() for process in processes))

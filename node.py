@@ -1,0 +1,611 @@
+"""The composition root: config -> store -> application -> replica -> p2p -> rpc.
+
+``python node.py --config node.toml`` (or ``python -m mura.node``) runs one
+validator until SIGINT or SIGTERM. Everything the node does is decided by the
+packages it wires together; this module owns only configuration, logging,
+the order things start and stop in, and the execution of the replica's
+actions over asyncio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+import time
+import tomllib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mura.chain import codec
+from mura.chain.block import Block, quorum_size
+from mura.chain.errors import BadSignature, Invalid
+from mura.chain.keys import SignatureCache, load_key
+from mura.chain.mempool import Mempool
+from mura.chain.state import BuiltBlock, ChainRules, StateChanges, apply_block, build_block
+from mura.chain.store import Store, StoreError
+from mura.chain.transaction import Transaction
+from mura.consensus.actions import (
+    Action,
+    Broadcast,
+    CommitBlock,
+    PersistVote,
+    PruneVotes,
+    ReportEquivocation,
+    ScheduleTimeout,
+    Send,
+)
+from mura.consensus.config import ReplicaConfig
+from mura.consensus.messages import FinalBlock, encode_message
+from mura.consensus.replica import Replica
+from mura.consensus.votes import RecordedVote
+from mura.genesis.format import genesis_block, load_genesis
+from mura.p2p.gossip import TransactionGossip, decode_transaction_batch
+from mura.p2p.network import Network
+from mura.p2p.settings import NetworkLimits, PeerAddress
+from mura.rpc.finality import FinalityWatch
+from mura.rpc.methods import API_DESCRIPTION, node_methods
+from mura.rpc.metrics import Metrics
+from mura.rpc.node_view import ChainInfo, NodeStatus, TokenInfo, read_figures, read_sync_facts
+from mura.rpc.readiness import ReadinessPolicy
+from mura.rpc.server import RpcLimits, RpcServer
+
+LOG = logging.getLogger("mura.node")
+
+
+# --- configuration --------------------------------------------------------------------
+
+
+class ConfigError(Exception):
+    """A configuration the node cannot start with; the message names the field."""
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """One configuration field: its TOML path, type, default and meaning."""
+
+    #: Dotted TOML path, e.g. ``p2p.listen``; the command-line flag is ``--p2p-listen``.
+    path: str
+    #: ``str``, ``int``, ``bool``, or ``list`` (of strings).
+    kind: type
+    default: Any
+    help: str
+    #: Further check on the value; returns a problem or None.
+    check: Callable[[Any], str | None] | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.path.replace(".", "-").replace("_", "-")
+
+
+def _positive(value: Any) -> str | None:
+    return None if value > 0 else "must be positive"
+
+
+def _host_port(value: Any) -> str | None:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        return "must be host:port with a port from 0 to 65535"
+    return None
+
+
+def _choice(*options: str) -> Callable[[Any], str | None]:
+    return lambda value: None if value in options else f"must be one of {', '.join(options)}"
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("data_dir", str, "data", "directory of the node's LevelDB (relative to the config file)"),
+    Setting("key_file", str, "node.key", "the validator's key file (relative to the config file)"),
+    Setting("genesis_file", str, "genesis.json", "the network's genesis file (relative to the config file)"),
+    Setting("p2p.listen", str, "127.0.0.1:9700", "address peers connect to", _host_port),
+    Setting("p2p.peers", list, [], "peers to dial as KEYHEX@host:port; empty: every other validator in genesis"),
+    Setting("p2p.observers", list, [], "public keys (hex) of non-validator nodes admitted as peers"),
+    Setting("p2p.max_frame_bytes", int, 16 * 1024 * 1024, "largest peer frame accepted", _positive),
+    Setting("rpc.listen", str, "127.0.0.1:8700", "JSON-RPC address", _host_port),
+    Setting("rpc.max_body_bytes", int, 1024 * 1024, "largest JSON-RPC request body", _positive),
+    Setting("rpc.max_batch", int, 100, "most requests in one JSON-RPC batch", _positive),
+    Setting("rpc.max_wait_seconds", int, 60, "longest a tx_wait call may wait for finality", _positive),
+    Setting("consensus.base_timeout_ms", int, 2_000, "first view timeout at a height", _positive),
+    Setting("consensus.max_timeout_ms", int, 30_000, "ceiling on view timeouts, which double per failed view", _positive),
+    Setting("consensus.block_interval_ms", int, 200, "how long the primary gathers transactions for a block", _positive),
+    Setting("mempool.max_transactions", int, 50_000, "most pending transactions", _positive),
+    Setting("mempool.max_bytes", int, 32 * 1024 * 1024, "most pending transaction bytes", _positive),
+    Setting("log.level", str, "info", "debug, info, warning or error", _choice("debug", "info", "warning", "error")),
+    Setting("log.format", str, "text", "text (one human-readable line per event) or json", _choice("text", "json")),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """Resolved settings: every path absolute, every value checked."""
+
+    #: Values by dotted path (see ``SETTINGS``).
+    values: dict[str, Any]
+    #: Directory relative paths are resolved against.
+    base_dir: Path = field(default=Path("."))
+
+    def __getitem__(self, path: str) -> Any:
+        return self.values[path]
+
+    def path(self, name: str) -> Path:
+        return (self.base_dir / self.values[name]).resolve()
+
+    @staticmethod
+    def split_address(address: str) -> tuple[str, int]:
+        host, _, port = address.rpartition(":")
+        return host, int(port)
+
+
+def _flatten(document: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in document.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat |= _flatten(value, path + ".")
+        else:
+            flat[path] = value
+    return flat
+
+
+def _check_value(setting: Setting, value: Any) -> str | None:
+    if setting.kind is int and (type(value) is not int):
+        return f"expected an integer, got {value!r}"
+    if setting.kind is str and not isinstance(value, str):
+        return f"expected text, got {value!r}"
+    if setting.kind is list and not (isinstance(value, list) and all(isinstance(item, str) for item in value)):
+        return f"expected a list of strings, got {value!r}"
+    return setting.check(value) if setting.check else None
+
+
+def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> NodeConfig:
+    """Read the TOML file at ``path`` (or only defaults), apply ``overrides`` from the
+    command line, and check every field; the first problem raises ``ConfigError``."""
+    document: dict[str, Any] = {}
+    if path is not None:
+        try:
+            document = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+    flat = _flatten(document) | {key: value for key, value in (overrides or {}).items() if value is not None}
+    known = {setting.path: setting for setting in SETTINGS}
+    unknown = sorted(set(flat) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown setting {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    values = {}
+    for setting in SETTINGS:
+        value = flat.get(setting.path, setting.default)
+        problem = _check_value(setting, value)
+        if problem:
+            raise ConfigError(f"setting {setting.path}: {problem}")
+        values[setting.path] = value
+    base_dir = path.parent if path is not None else Path.cwd()
+    return NodeConfig(values, base_dir)
+
+
+def add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    """One command-line flag per setting, e.g. ``--rpc-listen 127.0.0.1:8701``."""
+    for setting in SETTINGS:
+        metavar = setting.path.rpartition(".")[2].upper()
+        if setting.kind is list:
+            parser.add_argument(setting.flag, dest=setting.path, action="append", metavar=metavar, help=setting.help)
+        else:
+            parser.add_argument(setting.flag, dest=setting.path, type=setting.kind, metavar=metavar, help=setting.help)
+
+
+# --- logging --------------------------------------------------------------------------
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and any ``extra`` fields."""
+
+    _standard = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry |= {key: value for key, value in vars(record).items() if key not in self._standard}
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(*, level: str, json_format: bool, name: str = "") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    prefix = f"{name} " if name else ""
+    handler.setFormatter(
+        JsonFormatter() if json_format else logging.Formatter(f"%(asctime)s {prefix}%(levelname)-7s %(name)s: %(message)s")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+# --- the application consensus orders blocks for ---------------------------------------
+
+
+class LedgerApplication:
+    """``consensus.Application`` over the LevelDB store and the mempool."""
+
+    def __init__(self, *, store: Store, mempool: Mempool, rules: ChainRules, signatures: SignatureCache) -> None:
+        self.store = store
+        self.mempool = mempool
+        self.rules = rules
+        self.signatures = signatures
+
+    def final_height(self) -> int:
+        return self.store.height
+
+    def load_final_block(self, height: int) -> FinalBlock | None:
+        block = self.store.load_block(height)
+        certificate = self.store.load_certificate(height)
+        return None if block is None or certificate is None else FinalBlock(block, certificate)
+
+    def build_proposal(self, height: int, *, proposer: bytes, timestamp_ms: int) -> BuiltBlock:
+        candidates = self.mempool.select(
+            self.store, max_transactions=self.rules.max_block_transactions, max_bytes=self.rules.max_block_bytes
+        )
+        built = build_block(
+            self.store,
+            self.store.head,
+            candidates,
+            proposer=proposer,
+            timestamp_ms=timestamp_ms,
+            rules=self.rules,
+            signatures=self.signatures,
+        )
+        # A refused candidate can never apply on this state (its nonce is next in line),
+        # except one that waits for another sender's funds; both are dropped, wallets resubmit.
+        self.mempool.discard(transaction for transaction, _ in built.refused)
+        return built
+
+    def validate_block(self, block: Block) -> StateChanges:
+        return apply_block(self.store, self.store.head, block, rules=self.rules, signatures=self.signatures)
+
+
+# --- the node ---------------------------------------------------------------------------
+
+
+CONSENSUS_KIND = "consensus"
+TRANSACTIONS_KIND = "transactions"
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def parse_peer(text: str) -> PeerAddress:
+    """``KEYHEX@host:port`` as a peer address."""
+    key, _, address = text.partition("@")
+    host, _, port = address.rpartition(":")
+    try:
+        public_key = bytes.fromhex(key)
+        if len(public_key) != 32 or not host or not port.isdigit():
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"setting p2p.peers: {text!r} is not KEYHEX@host:port") from None
+    return PeerAddress(public_key, host, int(port))
+
+
+class Node:
+    """One validator: store, mempool, replica, peer network and RPC, started in that order."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        try:
+            self.genesis = load_genesis(config.path("genesis_file"))
+            self.key = load_key(config.path("key_file"))
+        except Invalid as error:
+            raise ConfigError(error.message) from None
+        self.validators = self.genesis.validator_keys()
+        if self.key.public_key not in self.validators:
+            raise ConfigError(f"key_file: {config.path('key_file')} is not the key of a validator in the genesis")
+        self.name = self.genesis.validators[self.validators.index(self.key.public_key)].name
+        self.rules = self.genesis.rules()
+        self.address_prefix = self.genesis.address_prefix
+        token = self.genesis.token
+        self.chain_info = ChainInfo(
+            chain_id=self.genesis.chain_id,
+            address_prefix=self.address_prefix,
+            token=TokenInfo(token.name, token.symbol, token.decimals),
+            validator_names={validator.public_key: validator.name for validator in self.genesis.validators},
+        )
+        #: Told of every final block, so that tx_wait calls wake without polling.
+        self.finality = FinalityWatch()
+        #: This node's Prometheus registry, served on the RPC's /metrics.
+        self.metrics = Metrics()
+        self.store: Store | None = None
+        self.replica: Replica | None = None
+        self.network: Network | None = None
+        self.gossip: TransactionGossip | None = None
+        self.rpc: RpcServer | None = None
+        self._events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=100_000)
+        self._consensus_task: asyncio.Task[None] | None = None
+        self._timers: dict[int, asyncio.TimerHandle] = {}
+        self._commit_started: dict[int, int] = {}
+        self.evidence: list[Any] = []
+        self._stop_requested = asyncio.Event()
+        self._stopped = False
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        genesis, changes = genesis_block(self.genesis)
+        try:
+            self.store = Store(self.config.path("data_dir"))
+            self.store.initialize(genesis, changes)
+        except StoreError as error:
+            raise ConfigError(f"data_dir: {error}") from None
+        self.signatures = SignatureCache()
+        self.mempool = Mempool(
+            rules=self.rules,
+            signatures=self.signatures,
+            max_transactions=self.config["mempool.max_transactions"],
+            max_bytes=self.config["mempool.max_bytes"],
+        )
+        application = LedgerApplication(store=self.store, mempool=self.mempool, rules=self.rules, signatures=self.signatures)
+        recorded = [RecordedVote.decode(vote) for vote in self.store.load_votes(self.store.height + 1)]
+        self.replica = Replica(
+            key=self.key,
+            validators=self.validators,
+            application=application,
+            config=ReplicaConfig(
+                chain_id=self.rules.chain_id,
+                base_timeout_ms=self.config["consensus.base_timeout_ms"],
+                max_timeout_ms=self.config["consensus.max_timeout_ms"],
+                proposal_delay_ms=self.config["consensus.block_interval_ms"],
+            ),
+            recorded_votes=recorded,
+        )
+        LOG.info(
+            "starting %s at height %d (head %s), %d recorded votes",
+            self.name, self.store.height, self.store.head.hash.hex()[:16], len(recorded),
+        )
+        await self._start_network(genesis.hash)
+        await self._start_rpc()
+        self._consensus_task = asyncio.create_task(self._run_consensus(), name="consensus")
+        self._events.put_nowait(("start", None))
+
+    async def _start_network(self, genesis_hash: bytes) -> None:
+        host, port = NodeConfig.split_address(self.config["p2p.listen"])
+        if self.config["p2p.peers"]:
+            peers = [parse_peer(text) for text in self.config["p2p.peers"]]
+        else:
+            peers = [
+                PeerAddress(validator.public_key, *NodeConfig.split_address(validator.peer_address))
+                for validator in self.genesis.validators
+                if validator.public_key != self.key.public_key
+            ]
+        observers = [bytes.fromhex(key) for key in self.config["p2p.observers"]]
+        self.network = Network(
+            key=self.key,
+            chain_id=self.rules.chain_id,
+            genesis_hash=genesis_hash,
+            listen_host=host,
+            listen_port=port,
+            peers=peers,
+            admitted=[*self.validators, *observers],
+            handlers={CONSENSUS_KIND: self._on_consensus_frame, TRANSACTIONS_KIND: self._on_transactions_frame},
+            limits=NetworkLimits(max_frame_size=self.config["p2p.max_frame_bytes"]),
+        )
+        await self.network.start()
+        self.gossip = TransactionGossip(self.network, kind=TRANSACTIONS_KIND)
+        await self.gossip.start()
+
+    async def _start_rpc(self) -> None:
+        host, port = NodeConfig.split_address(self.config["rpc.listen"])
+        self.metrics.watch(lambda: read_figures(self))
+        self.rpc = RpcServer(
+            host=host,
+            port=port,
+            methods=node_methods(self, max_wait_seconds=self.config["rpc.max_wait_seconds"]),
+            sync_facts=lambda: read_sync_facts(self),
+            # Ready by default once linked to enough validators to reach a quorum with this one.
+            readiness=ReadinessPolicy(min_peers=quorum_size(len(self.validators)) - 1, max_behind=2),
+            metrics=self.metrics,
+            description=API_DESCRIPTION,
+            limits=RpcLimits(
+                max_body_bytes=self.config["rpc.max_body_bytes"], max_batch_length=self.config["rpc.max_batch"]
+            ),
+        )
+        await self.rpc.start()
+        LOG.info("serving JSON-RPC on %s:%d and peers on %s", host, self.rpc.port, self.config["p2p.listen"])
+
+    async def stop(self) -> None:
+        """Stop RPC, consensus, gossip and the network, then close the store; idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        self.finality.close()
+        if self.rpc is not None:
+            await self.rpc.stop()
+        if self._consensus_task is not None:
+            self._consensus_task.cancel()
+            await asyncio.gather(self._consensus_task, return_exceptions=True)
+        if self.gossip is not None:
+            await self.gossip.stop()
+        if self.network is not None:
+            await self.network.stop()
+        if self.store is not None:
+            self.store.close()
+        LOG.info("stopped")
+
+    # --- consensus: one task executes the replica's actions in order ---------------------
+
+    async def _run_consensus(self) -> None:
+        while True:
+            event, argument = await self._events.get()
+            replica = self._replica
+            now = now_ms()
+            try:
+                if event == "message":
+                    actions = replica.receive_bytes(argument, now)
+                elif event == "timeout":
+                    actions = replica.timeout(now)
+                else:
+                    actions = replica.start(now)
+                view = replica.view
+                await self._execute(actions)
+                self._log_view_change(view)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # A bug here must not pass silently, nor leave a half-applied block behind.
+                LOG.critical("consensus failed; stopping the node", exc_info=True)
+                self._stop_requested.set()
+                return
+
+    def _log_view_change(self, before: int) -> None:
+        replica = self._replica
+        if replica.view > before:
+            primary = self.genesis.validators[replica.view % len(self.validators)].name
+            LOG.info("view change at height %d: view %d -> %d, primary now %s", replica.height, before, replica.view, primary)
+
+    @property
+    def _replica(self) -> Replica:
+        assert self.replica is not None
+        return self.replica
+
+    async def _execute(self, actions: list[Action]) -> None:
+        assert self.store is not None and self.network is not None
+        for action in actions:
+            if isinstance(action, PersistVote):
+                self.store.save_vote(action.vote.height, action.vote.encode())
+            elif isinstance(action, Broadcast):
+                await self.network.broadcast(CONSENSUS_KIND, encode_message(action.message))
+            elif isinstance(action, Send):
+                await self.network.send(self.validators[action.to], CONSENSUS_KIND, encode_message(action.message))
+            elif isinstance(action, CommitBlock):
+                self._commit(action)
+                await self._execute(self._replica.committed(now_ms()))
+            elif isinstance(action, ScheduleTimeout):
+                self._schedule(action.at_ms)
+            elif isinstance(action, PruneVotes):
+                self.store.prune_votes(action.below_height)
+            elif isinstance(action, ReportEquivocation):
+                self.evidence.append(action.evidence)
+                LOG.warning("equivocation by validator %s", action.evidence)
+
+    def _commit(self, action: CommitBlock) -> None:
+        assert self.store is not None
+        block = action.block
+        parent_timestamp_ms = self.store.head.timestamp_ms
+        self.store.save_block(block, action.certificate, action.changes)
+        self.mempool.remove_committed(block.transactions, self.store)
+        # Synchronously after the save: a tx_wait that found nothing in the store is already registered.
+        self.finality.block_committed(block)
+        self.metrics.observe_block(block, parent_timestamp_ms)
+        proposed = block.header.timestamp_ms
+        behind = self._replica.catch_up.highest_seen - block.height
+        LOG.info(
+            "final block %d: %d transactions, view %d, %d ms after its proposal%s",
+            block.height, len(block.transactions), action.certificate.view, max(0, now_ms() - proposed),
+            f" (syncing, {behind} behind)" if behind > 1 else "",
+        )
+
+    def _schedule(self, at_ms: int) -> None:
+        if at_ms in self._timers:
+            return
+        delay = max(0.0, (at_ms - now_ms()) / 1000)
+
+        def fire() -> None:
+            self._timers.pop(at_ms, None)
+            self._post(("timeout", None))
+
+        self._timers[at_ms] = asyncio.get_running_loop().call_later(delay, fire)
+
+    def _post(self, event: tuple[str, Any]) -> None:
+        try:
+            self._events.put_nowait(event)
+        except asyncio.QueueFull:
+            # Consensus recovers lost messages through view change; memory stays bounded.
+            LOG.warning("consensus queue full; dropped a %s", event[0])
+
+    # --- peer frames ---------------------------------------------------------------
+
+    async def _on_consensus_frame(self, peer: bytes, payload: Any) -> None:
+        self._post(("message", codec.read_bytes(payload, "consensus", max_length=self.config["p2p.max_frame_bytes"])))
+
+    async def _on_transactions_frame(self, peer: bytes, payload: Any) -> None:
+        assert self.store is not None
+        for encoded in decode_transaction_batch(payload):
+            transaction = Transaction.decode(encoded)
+            try:
+                self.mempool.add(transaction, self.store)
+            except BadSignature:
+                raise
+            except Invalid:
+                # Already pending, already final, or the pool is full: normal in gossip.
+                continue
+
+    # --- what the RPC sees (rpc.methods.NodeView) ------------------------------------------
+
+    async def submit_transaction(self, transaction: Transaction) -> bytes:
+        assert self.store is not None and self.gossip is not None
+        self.mempool.add(transaction, self.store)
+        self.gossip.submit(transaction.encoded)
+        return transaction.hash
+
+    def status(self) -> NodeStatus:
+        assert self.store is not None and self.network is not None
+        replica = self._replica
+        return NodeStatus(
+            height=self.store.height,
+            head_hash=self.store.head.hash,
+            view=replica.view,
+            validators=self.validators,
+            peers=len(self.network.connected_peers()),
+            syncing=replica.catch_up.highest_seen > self.store.height + 1,
+            # A validator seen working on height h means h - 1 is final somewhere.
+            highest_known_height=max(self.store.height, replica.catch_up.highest_seen - 1),
+            view_changes_started=replica.view_changes_started,
+        )
+
+    async def run_until_signalled(self) -> None:
+        """Run until SIGINT or SIGTERM (or a fatal consensus error), then stop in order."""
+        loop = asyncio.get_running_loop()
+        for signal_number in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signal_number, self._stop_requested.set)
+        try:
+            await self.start()
+            await self._stop_requested.wait()
+        finally:
+            await self.stop()
+
+
+# --- the command line ----------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mura-node", description="Run a Mura validator node.")
+    parser.add_argument("--config", type=Path, help="TOML config file (settings below override it)")
+    add_setting_flags(parser)
+    options = parser.parse_args(argv)
+    overrides = {setting.path: getattr(options, setting.path) for setting in SETTINGS}
+    try:
+        config = load_config(options.config, overrides)
+        configure_logging(level=config["log.level"], json_format=config["log.format"] == "json")
+        node = Node(config)
+        asyncio.run(node.run_until_signalled())
+    except ConfigError as error:
+        print(f"mura-node: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

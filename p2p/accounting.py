@@ -1,0 +1,131 @@
+"""Traffic counters and misbehaviour accounting.
+
+Counters are kept per peer public key (only authenticated peers get one, so
+the table is bounded by the admitted set) and in total; ``NetworkStats`` is a
+frozen snapshot for RPC metrics and tests.
+
+A peer that sends more than ``threshold`` malformed frames within ``window``
+seconds is banned for ``ban_seconds``: disconnected, refused after its next
+handshakes and not dialed until the ban ends.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficStats:
+    """Counters for one peer or for the whole node."""
+
+    #: Websocket messages received after the handshake.
+    frames_in: int = 0
+    #: Frames written to the peer.
+    frames_out: int = 0
+    #: Bytes of the frames received.
+    bytes_in: int = 0
+    #: Bytes of the frames written.
+    bytes_out: int = 0
+    #: Frames dropped as malformed: undecodable, of an unknown kind, or refused by their handler.
+    malformed: int = 0
+    #: Outgoing frames discarded by the queue policy (see ``mura.p2p.outbox``).
+    dropped: int = 0
+    #: Times the peer's live link ended.
+    disconnects: int = 0
+    #: Times the peer was banned for malformed frames.
+    bans: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkStats:
+    """A snapshot of the node's network counters."""
+
+    #: Sums over all peers.
+    total: TrafficStats
+    #: Counters per peer public key, for every peer that ever completed a handshake.
+    peers: Mapping[bytes, TrafficStats]
+    #: Peers with a live link now.
+    connected: int
+    #: Connections being opened or authenticated now, in either direction.
+    connecting: int
+    #: Connections, in either direction, refused during the handshake.
+    handshake_failures: int
+    #: Dial attempts that did not reach the point of a handshake.
+    dial_failures: int
+
+
+class Counters:
+    """The mutable twin of ``TrafficStats``."""
+
+    __slots__ = tuple(field.name for field in fields(TrafficStats))
+
+    def __init__(self) -> None:
+        for name in self.__slots__:
+            setattr(self, name, 0)
+
+    def snapshot(self) -> TrafficStats:
+        return TrafficStats(**{name: getattr(self, name) for name in self.__slots__})
+
+
+class Accounting:
+    """Counters for every peer and their total."""
+
+    def __init__(self) -> None:
+        self._total = Counters()
+        self._peers: dict[bytes, Counters] = {}
+        self.handshake_failures = 0
+        self.dial_failures = 0
+
+    def add(self, peer: bytes, counter: str, amount: int = 1) -> None:
+        """Add ``amount`` to ``counter`` of ``peer`` and of the total."""
+        peer_counters = self._peers.get(peer)
+        if peer_counters is None:
+            peer_counters = self._peers[peer] = Counters()
+        setattr(peer_counters, counter, getattr(peer_counters, counter) + amount)
+        setattr(self._total, counter, getattr(self._total, counter) + amount)
+
+    def snapshot(self, *, connected: int, connecting: int) -> NetworkStats:
+        return NetworkStats(
+            total=self._total.snapshot(),
+            peers={peer: counters.snapshot() for peer, counters in self._peers.items()},
+            connected=connected,
+            connecting=connecting,
+            handshake_failures=self.handshake_failures,
+            dial_failures=self.dial_failures,
+        )
+
+
+class Misbehaviour:
+    """Malformed-frame windows and the bans they lead to, per peer."""
+
+    def __init__(self, *, threshold: int, window: float, ban_seconds: float) -> None:
+        self._threshold = threshold
+        self._window = window
+        self._ban_seconds = ban_seconds
+        self._recent: dict[bytes, deque[float]] = {}
+        self._banned_until: dict[bytes, float] = {}
+
+    def record_malformed(self, peer: bytes, now: float) -> bool:
+        """Note one malformed frame; True when it takes the peer over the threshold,
+        in which case the peer is now banned."""
+        recent = self._recent.setdefault(peer, deque())
+        recent.append(now)
+        while recent and recent[0] <= now - self._window:
+            recent.popleft()
+        if len(recent) <= self._threshold:
+            return False
+        del self._recent[peer]
+        self._banned_until[peer] = now + self._ban_seconds
+        return True
+
+    def ban_remaining(self, peer: bytes, now: float) -> float:
+        """Seconds until ``peer``'s ban ends; 0 when it is not banned."""
+        until = self._banned_until.get(peer)
+        if until is None:
+            return 0.0
+        if until <= now:
+            del self._banned_until[peer]
+            return 0.0
+        return until - now

@@ -1,0 +1,407 @@
+"""The node's peer network: a websocket server, a dialer per configured peer,
+one authenticated link per peer (see ``mura.p2p.registry`` for the dedupe
+rule), frame dispatch and misbehaviour bans.
+
+Frames are dispatched to ``handlers[kind](peer_public_key, payload)`` in the
+task that reads the link: frames from one peer are handled in order, and a
+handler must hand long work off rather than hold up its peer's link. An
+unknown kind, an undecodable frame or a handler raising ``Invalid`` is
+*malformed*; any other exception is a bug in this node and is logged with its
+traceback, keeping the link.
+
+Sending only queues (see ``mura.p2p.outbox`` for the policy when a peer's
+queue is full), so it never waits on the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from typing import Any, Literal
+
+import aiohttp
+from aiohttp import web
+from yarl import URL
+
+from mura.chain.errors import DecodeError, Invalid
+from mura.chain.keys import SigningKey
+from mura.p2p.accounting import Accounting, Misbehaviour, NetworkStats
+from mura.p2p.backoff import Backoff
+from mura.p2p.frames import decode_frame, encode_frame
+from mura.p2p.handshake import HandshakeFailed, Identity, WebSocket, perform_handshake
+from mura.p2p.link import Link, short_key
+from mura.p2p.outbox import Outbox, OutboxOverflow
+from mura.p2p.registry import LinkRegistry
+from mura.p2p.settings import NetworkLimits, PeerAddress, PeerLink
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[bytes, Any], Awaitable[None]]
+
+#: The HTTP path peers open their websocket on.
+PATH = "/p2p"
+
+State = Literal["new", "running", "stopping", "stopped"]
+
+
+class Network:
+    """Authenticated links to the admitted peers; ``start()`` it, ``stop()`` it once done.
+
+    A stopped network cannot be started again: build a new one.
+    """
+
+    def __init__(
+        self,
+        *,
+        key: SigningKey,
+        chain_id: str,
+        genesis_hash: bytes,
+        listen_host: str,
+        listen_port: int,
+        peers: Sequence[PeerAddress],
+        admitted: Collection[bytes],
+        handlers: Mapping[str, Handler],
+        on_peer_change: Callable[[bytes, bool], None] | None = None,
+        limits: NetworkLimits = NetworkLimits(),
+    ) -> None:
+        self._identity = Identity(key, chain_id, genesis_hash, frozenset(admitted))
+        self._listen_host = listen_host
+        self._listen_port = listen_port
+        self._peers = _check_peers(peers, self._identity)
+        self._handlers = dict(handlers)
+        self._limits = limits
+        self._accounting = Accounting()
+        self._misbehaviour = Misbehaviour(
+            threshold=limits.malformed_threshold, window=limits.malformed_window, ban_seconds=limits.ban_seconds
+        )
+        self._registry = LinkRegistry(
+            own_public_key=key.public_key,
+            accounting=self._accounting,
+            misbehaviour=self._misbehaviour,
+            on_peer_change=on_peer_change,
+        )
+        self._handshaking: set[web.WebSocketResponse] = set()
+        self._dialers: list[asyncio.Task[None]] = []
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._bound_port: int | None = None
+        self._unreachable: set[bytes] = set()
+        self._dialing: set[bytes] = set()
+        self._state: State = "new"
+        self._stopped = asyncio.Event()
+
+    @property
+    def public_key(self) -> bytes:
+        return self._identity.key.public_key
+
+    @property
+    def listen_port(self) -> int:
+        """The port the server listens on (the chosen one when configured as 0)."""
+        if self._bound_port is None:
+            raise RuntimeError("the network is not started")
+        return self._bound_port
+
+    @property
+    def stats(self) -> NetworkStats:
+        return self._accounting.snapshot(
+            connected=len(self.connected_peers()), connecting=len(self._handshaking) + len(self._dialing)
+        )
+
+    # --- lifecycle ------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Serve ``/p2p`` on the listen address and start dialing every configured peer."""
+        if self._state != "new":
+            raise RuntimeError(f"a network can be started once; this one is {self._state}")
+        self._state = "running"
+        try:
+            await self._start_server()
+        except BaseException:
+            await self.stop()
+            raise
+        self._session = aiohttp.ClientSession()
+        for address in self._peers:
+            name = f"p2p-dialer-{short_key(address.public_key)}"
+            self._dialers.append(asyncio.create_task(self._dial_forever(address), name=name))
+        log.info("p2p listening on %s:%d as %s", self._listen_host, self.listen_port, short_key(self.public_key))
+
+    async def _start_server(self) -> None:
+        app = web.Application()
+        app.router.add_get(PATH, self._accept)
+        self._runner = web.AppRunner(
+            app, handle_signals=False, access_log=None, shutdown_timeout=self._limits.close_timeout
+        )
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self._listen_host, self._listen_port).start()
+        self._bound_port = self._runner.addresses[0][1]
+
+    async def stop(self) -> None:
+        """Close every link and the server, cancel every task; idempotent."""
+        if self._state in ("new", "stopped"):
+            self._state = "stopped"
+            return
+        if self._state == "stopping":
+            await self._stopped.wait()
+            return
+        self._state = "stopping"
+        try:
+            await self._close_everything()
+        finally:
+            self._state = "stopped"
+            self._stopped.set()
+
+    async def _close_everything(self) -> None:
+        links = self._registry.registered()
+        for link in links:
+            link.close_soon("the node is shutting down")
+        closing = [asyncio.ensure_future(link.wait_closed()) for link in links]
+        closing += [
+            asyncio.ensure_future(self._close_quietly(websocket, "the node is shutting down"))
+            for websocket in self._handshaking
+        ]
+        if closing:
+            # Links stuck writing to a peer that reads nothing are cut off below.
+            await asyncio.wait(closing, timeout=self._limits.close_timeout)
+        for task in self._dialers + closing:
+            task.cancel()
+        await asyncio.gather(*self._dialers, *closing, return_exceptions=True)
+        self._dialers.clear()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._session is not None:
+            await self._session.close()
+
+    # --- sending ---------------------------------------------------------------
+
+    def connected_peers(self) -> list[bytes]:
+        """Public keys of the peers with a live link."""
+        return [link.peer_public_key for link in self._registry.live()]
+
+    def peer_links(self) -> list[PeerLink]:
+        """The live links, with their remote address and direction."""
+        return [
+            PeerLink(link.peer_public_key, link.remote, link.initiator == self.public_key)
+            for link in self._registry.live()
+        ]
+
+    async def send(self, peer_public_key: bytes, kind: str, payload: Any) -> bool:
+        """Queue a frame for one peer; False when it is not connected or cannot keep up.
+
+        Returns at once. Raises ``FrameTooLarge`` for a frame above the cap.
+        """
+        data = encode_frame(kind, payload, max_size=self._limits.max_frame_size)
+        link = self._registry.get(peer_public_key)
+        if link is None:
+            return False
+        return self._enqueue(link, kind, data)
+
+    async def broadcast(self, kind: str, payload: Any, *, exclude: Collection[bytes] = ()) -> int:
+        """Queue a frame for every connected peer but ``exclude``; returns how many took it."""
+        data = encode_frame(kind, payload, max_size=self._limits.max_frame_size)
+        links = [link for link in self._registry.live() if link.peer_public_key not in exclude]
+        return sum(self._enqueue(link, kind, data) for link in links)
+
+    def _enqueue(self, link: Link, kind: str, data: bytes) -> bool:
+        try:
+            link.enqueue(data, droppable=kind in self._limits.droppable_kinds)
+        except OutboxOverflow as error:
+            log.warning("peer %s at %s cannot keep up, disconnecting: %s", short_key(link.peer_public_key),
+                        link.remote, error)
+            link.close_soon("too slow to take this node's frames", code=aiohttp.WSCloseCode.TRY_AGAIN_LATER)
+            return False
+        return True
+
+    # --- receiving -------------------------------------------------------------
+
+    async def _on_frame(self, link: Link, data: bytes) -> None:
+        if self._misbehaviour.ban_remaining(link.peer_public_key, _now()):
+            return
+        try:
+            frame = decode_frame(data, max_size=self._limits.max_frame_size)
+        except DecodeError as error:
+            self._on_malformed(link, str(error))
+            return
+        handler = self._handlers.get(frame.kind)
+        if handler is None:
+            self._on_malformed(link, f"unknown frame kind {frame.kind!r}")
+            return
+        try:
+            await handler(link.peer_public_key, frame.payload)
+        except Invalid as error:
+            self._on_malformed(link, f"{frame.kind} refused: {error}")
+        except Exception:
+            log.exception("the %r handler failed on a frame from peer %s; the link stays open", frame.kind,
+                           short_key(link.peer_public_key))
+
+    def _on_malformed(self, link: Link, reason: str) -> None:
+        peer = link.peer_public_key
+        self._accounting.add(peer, "malformed")
+        log.warning("dropped a malformed frame from peer %s at %s: %s", short_key(peer), link.remote, reason)
+        if self._misbehaviour.record_malformed(peer, _now()):
+            self._accounting.add(peer, "bans")
+            limits = self._limits
+            log.warning("banning peer %s at %s for %g s: more than %d malformed frames within %g s",
+                        short_key(peer), link.remote, limits.ban_seconds, limits.malformed_threshold,
+                        limits.malformed_window)
+            link.close_soon("banned: too many malformed frames", code=aiohttp.WSCloseCode.POLICY_VIOLATION)
+
+    # --- links -----------------------------------------------------------------
+
+    def _new_link(self, websocket: WebSocket, peer: bytes, *, initiator: bytes, remote: str) -> Link:
+        limits = self._limits
+        return Link(
+            websocket,
+            peer_public_key=peer,
+            initiator=initiator,
+            remote=remote,
+            outbox=Outbox(max_frames=limits.outbox_frames, max_bytes=limits.outbox_bytes),
+            accounting=self._accounting,
+            send_timeout=limits.send_timeout,
+            close_timeout=limits.close_timeout,
+        )
+
+    async def _run_link(self, link: Link) -> bool:
+        """Serve ``link`` until it ends; False when it was refused at once."""
+        refusal = "the node is shutting down" if self._state != "running" else self._registry.admit(link)
+        if refusal is not None:
+            await link.refuse(refusal)
+            return False
+        try:
+            await link.serve(self._on_frame, self._on_malformed)
+        finally:
+            self._registry.forget(link)
+        return True
+
+    async def _close_quietly(self, websocket: WebSocket, reason: str) -> None:
+        """Close a websocket that never became a link, telling the peer why."""
+        try:
+            async with asyncio.timeout(self._limits.close_timeout):
+                await websocket.close(code=aiohttp.WSCloseCode.POLICY_VIOLATION, message=reason.encode()[:123])
+        except (TimeoutError, ConnectionError, RuntimeError, aiohttp.ClientError):
+            pass  # the connection is dropped either way
+
+    def _handshake_failed(self, remote: str, error: HandshakeFailed) -> None:
+        self._accounting.handshake_failures += 1
+        level = logging.WARNING if self._state == "running" else logging.DEBUG
+        log.log(level, "handshake with %s failed: %s", remote, error)
+
+    # --- incoming --------------------------------------------------------------
+
+    async def _accept(self, request: web.Request) -> web.StreamResponse:
+        if self._state != "running" or len(self._handshaking) >= self._limits.max_pending_handshakes:
+            raise web.HTTPServiceUnavailable(text="not accepting peer connections now")
+        websocket = web.WebSocketResponse(
+            heartbeat=self._limits.heartbeat,
+            max_msg_size=self._limits.max_frame_size,
+            timeout=self._limits.close_timeout,
+            compress=False,
+        )
+        await websocket.prepare(request)
+        remote = _remote_of(request)
+        self._handshaking.add(websocket)
+        try:
+            peer = await perform_handshake(websocket, self._identity, timeout=self._limits.handshake_timeout)
+        except HandshakeFailed as error:
+            self._handshake_failed(remote, error)
+            await self._close_quietly(websocket, str(error))
+            return websocket
+        finally:
+            self._handshaking.discard(websocket)
+        await self._run_link(self._new_link(websocket, peer, initiator=peer, remote=remote))
+        return websocket
+
+    # --- outgoing --------------------------------------------------------------
+
+    async def _dial_forever(self, address: PeerAddress) -> None:
+        backoff = Backoff(initial=self._limits.backoff_initial, maximum=self._limits.backoff_max)
+        while True:
+            await self._registry.wait_until_dialable(address.public_key)
+            started = _now()
+            try:
+                established = await self._dial_once(address)
+            except Exception:
+                log.exception("dialing peer %s failed unexpectedly", short_key(address.public_key))
+                established = False
+            if established and _now() - started >= self._limits.backoff_max:
+                backoff.reset()
+            await asyncio.sleep(backoff.next_delay())
+
+    async def _dial_once(self, address: PeerAddress) -> bool:
+        """Connect, authenticate and serve one link; True when the link was established."""
+        self._dialing.add(address.public_key)
+        try:
+            return await self._connect_and_serve(address)
+        finally:
+            self._dialing.discard(address.public_key)
+
+    async def _connect_and_serve(self, address: PeerAddress) -> bool:
+        try:
+            websocket = await self._connect(address)
+        except (aiohttp.ClientError, OSError, TimeoutError) as error:
+            self._dial_failed(address, error)
+            return False
+        self._unreachable.discard(address.public_key)
+        remote = f"{address.host}:{address.port}"
+        try:
+            peer = await perform_handshake(
+                websocket,
+                self._identity,
+                timeout=self._limits.handshake_timeout,
+                expected_public_key=address.public_key,
+            )
+            self._dialing.discard(address.public_key)
+            return await self._run_link(self._new_link(websocket, peer, initiator=self.public_key, remote=remote))
+        except HandshakeFailed as error:
+            self._handshake_failed(remote, error)
+            await self._close_quietly(websocket, str(error))
+            return False
+        finally:
+            if not websocket.closed:  # cancelled by stop() before the link took over
+                await self._close_quietly(websocket, "the node is shutting down")
+
+    def _dial_failed(self, address: PeerAddress, error: Exception) -> None:
+        self._accounting.dial_failures += 1
+        # Said once per outage at INFO; the retries that follow go to DEBUG.
+        level = logging.DEBUG if address.public_key in self._unreachable else logging.INFO
+        self._unreachable.add(address.public_key)
+        log.log(level, "cannot reach peer %s at %s:%d: %s (retrying with backoff)", short_key(address.public_key),
+                address.host, address.port, str(error) or type(error).__name__)
+
+    async def _connect(self, address: PeerAddress) -> aiohttp.ClientWebSocketResponse:
+        assert self._session is not None
+        url = URL.build(scheme="http", host=address.host, port=address.port, path=PATH)
+        async with asyncio.timeout(self._limits.connect_timeout):
+            return await self._session.ws_connect(
+                url,
+                heartbeat=self._limits.heartbeat,
+                max_msg_size=self._limits.max_frame_size,
+                timeout=aiohttp.ClientWSTimeout(ws_close=self._limits.close_timeout),
+                autoping=True,
+            )
+
+
+def _check_peers(peers: Sequence[PeerAddress], identity: Identity) -> tuple[PeerAddress, ...]:
+    """Configured peers must be admitted, distinct and not this node itself."""
+    seen: set[bytes] = set()
+    for address in peers:
+        key = short_key(address.public_key)
+        if address.public_key == identity.key.public_key:
+            raise ValueError(f"peer {key} at {address.host}:{address.port} is this node's own key")
+        if address.public_key not in identity.admitted:
+            raise ValueError(f"peer {key} at {address.host}:{address.port} is not admitted")
+        if address.public_key in seen:
+            raise ValueError(f"peer {key} is configured twice")
+        seen.add(address.public_key)
+    return tuple(peers)
+
+
+def _remote_of(request: web.Request) -> str:
+    peername = request.transport.get_extra_info("peername") if request.transport else None
+    if isinstance(peername, tuple) and len(peername) >= 2:
+        return f"{peername[0]}:{peername[1]}"
+    return request.remote or "unknown"
+
+
+def _now() -> float:
+    return asyncio.get_running_loop().time()

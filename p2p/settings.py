@@ -1,0 +1,83 @@
+"""The plain values a ``Network`` is configured with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mura.p2p.frames import DEFAULT_MAX_FRAME_SIZE
+
+
+@dataclass(frozen=True, slots=True)
+class PeerAddress:
+    """A peer this node dials and keeps a link to."""
+
+    #: The key the peer must prove in the handshake.
+    public_key: bytes
+    #: Host name or IP address of its peer endpoint.
+    host: str
+    #: TCP port of its peer endpoint.
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class PeerLink:
+    """A live link, as reported by ``Network.peer_links``."""
+
+    #: The peer's public key.
+    public_key: bytes
+    #: ``host:port`` of the other end.
+    remote: str
+    #: True when this node dialed the peer.
+    outgoing: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkLimits:
+    """Sizes, timeouts and misbehaviour thresholds; the defaults suit production."""
+
+    #: Largest frame sent or received, in bytes (aiohttp's ``max_msg_size`` on both ends).
+    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
+    #: Seconds a handshake may take from the websocket opening to the last proof.
+    handshake_timeout: float = 5.0
+    #: Seconds a dial may take to open the websocket.
+    connect_timeout: float = 5.0
+    #: Seconds between websocket pings; a link with no pong within half of it is dead.
+    heartbeat: float = 10.0
+    #: Seconds a peer may take to accept one frame before the link is cut.
+    send_timeout: float = 10.0
+    #: Seconds the websocket close handshake may take before the connection is dropped.
+    close_timeout: float = 2.0
+    #: First delay before redialing a peer; it doubles per failure.
+    backoff_initial: float = 0.2
+    #: Cap of the redial delay; a link that lived this long resets the delay.
+    backoff_max: float = 10.0
+    #: Frames that may wait for one peer.
+    outbox_frames: int = 4096
+    #: Bytes that may wait for one peer; at least ``max_frame_size``.
+    outbox_bytes: int = 64 * 1024 * 1024
+    #: Frame kinds the outbox may discard under pressure (see ``mura.p2p.outbox``).
+    droppable_kinds: frozenset[str] = field(default_factory=lambda: frozenset({"transactions"}))
+    #: Malformed frames a peer may send within ``malformed_window`` before it is banned.
+    malformed_threshold: int = 20
+    #: Seconds over which malformed frames are counted.
+    malformed_window: float = 60.0
+    #: Seconds a banned peer is disconnected and refused.
+    ban_seconds: float = 60.0
+    #: Incoming connections that may be in their handshake at once; each may
+    #: buffer up to ``max_frame_size`` before it is authenticated.
+    max_pending_handshakes: int = 16
+
+    def __post_init__(self) -> None:
+        for name in ("max_frame_size", "outbox_frames", "outbox_bytes", "max_pending_handshakes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"limits.{name} must be at least 1")
+        for name in ("handshake_timeout", "connect_timeout", "heartbeat", "send_timeout", "close_timeout",
+                     "backoff_initial", "backoff_max", "malformed_window"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"limits.{name} must be positive")
+        if self.outbox_bytes < self.max_frame_size:
+            raise ValueError("limits.outbox_bytes must hold at least one frame of max_frame_size")
+        if self.backoff_max < self.backoff_initial:
+            raise ValueError("limits.backoff_max must not be below limits.backoff_initial")
+        if self.malformed_threshold < 0 or self.ban_seconds < 0:
+            raise ValueError("limits.malformed_threshold and limits.ban_seconds must not be negative")

@@ -1,0 +1,190 @@
+"""The ``chain_*`` methods: status, blocks, transactions, commit certificates and validators.
+
+They read only final data, through ``NodeView``; a block, transaction or
+certificate that is not (yet) there is an application error whose ``data``
+says what was asked for and how far the chain reaches.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mura.chain.address import encode_address
+from mura.chain.block import Block, quorum_size
+from mura.chain.transaction import Transaction
+from mura.rpc.declarations import BOOLEAN, Method, Param, Result
+from mura.rpc.errors import BLOCK_NOT_FOUND, NO_CERTIFICATE, TRANSACTION_NOT_FOUND
+from mura.rpc.finality import FinalLocation
+from mura.rpc.node_view import NodeView
+from mura.rpc.params import BLOCK_ID, HASH, HASH_SCHEMA, BlockId, to_hex
+from mura.rpc.render import (
+    BLOCK_SCHEMA,
+    CERTIFICATE_SCHEMA,
+    TRANSACTION_SCHEMA,
+    VALIDATORS_SCHEMA,
+    render_block,
+    render_certificate,
+    render_transaction,
+    render_validators,
+)
+
+_COUNT = {"type": "integer", "minimum": 0}
+
+STATUS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": [
+        "chain_id", "address_prefix", "token", "height", "head_hash", "view", "validators", "peers",
+        "syncing", "highest_known_height",
+    ],
+    "properties": {
+        "chain_id": {"type": "string", "description": "The network's name; transactions must carry it."},
+        "address_prefix": {"type": "string", "description": "The prefix of this network's addresses."},
+        "token": {
+            "type": "object",
+            "required": ["name", "symbol", "decimals"],
+            "properties": {"name": {"type": "string"}, "symbol": {"type": "string"}, "decimals": _COUNT},
+            "description": "The asset: decimals 2 means 100 smallest units make one token.",
+        },
+        "height": {**_COUNT, "description": "Height of the last final block."},
+        "head_hash": {**HASH_SCHEMA, "description": "Hash of the last final block."},
+        "view": {**_COUNT, "description": "The PBFT view the node is in."},
+        "validators": {"type": "array", "items": {"type": "string"}, "description": "Validator addresses, in order."},
+        "peers": {**_COUNT, "description": "Peers connected now."},
+        "syncing": {"type": "boolean", "description": "True while the node catches up."},
+        "highest_known_height": {**_COUNT, "description": "The highest final height the node knows exists."},
+    },
+}
+
+_BLOCK_PARAM = Param("block", BLOCK_ID, "The block's height (integer) or hash (0x and 64 hex digits).")
+
+
+class ChainMethods:
+    """The ``chain_*`` handlers, reading through one ``NodeView``."""
+
+    def __init__(self, node: NodeView) -> None:
+        self._node = node
+
+    @property
+    def _prefix(self) -> str:
+        return self._node.address_prefix
+
+    async def status(self) -> dict[str, Any]:
+        """The node's status, with the network's identity a wallet needs to sign."""
+        status = self._node.status()
+        info = self._node.chain_info
+        token = info.token
+        return {
+            "chain_id": info.chain_id,
+            "address_prefix": info.address_prefix,
+            "token": {"name": token.name, "symbol": token.symbol, "decimals": token.decimals},
+            "height": status.height,
+            "head_hash": to_hex(status.head_hash),
+            "view": status.view,
+            "validators": [encode_address(validator, self._prefix) for validator in status.validators],
+            "peers": status.peers,
+            "syncing": status.syncing,
+            "highest_known_height": status.highest_known_height,
+        }
+
+    def load_block(self, block_id: BlockId) -> Block:
+        """The final block ``block_id`` names, or ``BLOCK_NOT_FOUND``."""
+        store = self._node.store
+        if block_id.hash is not None:
+            block = store.load_block_by_hash(block_id.hash)
+        else:
+            assert block_id.height is not None
+            block = store.load_block(block_id.height)
+        if block is None:
+            raise BLOCK_NOT_FOUND.error({**block_id.describe(), "head": store.height})
+        return block
+
+    async def get_block(self, block_id: BlockId, full_transactions: bool) -> dict[str, Any]:
+        return render_block(self.load_block(block_id), self._prefix, full_transactions=full_transactions)
+
+    def find_transaction(self, transaction_hash: bytes) -> tuple[Transaction, FinalLocation] | None:
+        """A final transaction and where it sits, or None."""
+        location = self._node.store.load_transaction_location(transaction_hash)
+        if location is None:
+            return None
+        height, index = location
+        block = self._node.store.load_block(height)
+        assert block is not None, f"the store indexes a transaction in block {height}, which it lacks"
+        return block.transactions[index], FinalLocation(height, index, block.hash)
+
+    async def get_transaction(self, transaction_hash: bytes) -> dict[str, Any]:
+        found = self.find_transaction(transaction_hash)
+        if found is None:
+            raise TRANSACTION_NOT_FOUND.error(
+                {"transaction_hash": to_hex(transaction_hash), "pending": transaction_hash in self._node.mempool}
+            )
+        transaction, location = found
+        return render_transaction(transaction, self._prefix, location)
+
+    async def get_certificate(self, block_id: BlockId) -> dict[str, Any]:
+        block = self.load_block(block_id)
+        certificate = self._node.store.load_certificate(block.height)
+        if certificate is None:
+            reason = "the genesis block is final by the genesis file, not by votes" if block.height == 0 else (
+                "this node holds no certificate for the block"
+            )
+            raise NO_CERTIFICATE.error({"height": block.height, "reason": reason})
+        validators = self._node.store.load_validators()
+        names = self._node.chain_info.validator_names
+        return render_certificate(certificate, validators, names, self._prefix, quorum_size(len(validators)))
+
+    async def validators(self) -> dict[str, Any]:
+        validators = self._node.store.load_validators()
+        names = self._node.chain_info.validator_names
+        return render_validators(validators, names, self._prefix, quorum_size(len(validators)))
+
+    def declarations(self) -> list[Method]:
+        """The ``chain_*`` methods, declared for the engine and for ``rpc.discover``."""
+        return [
+            Method(
+                name="chain_status",
+                handler=self.status,
+                summary="Chain id, address prefix, token, height, head hash, view, validators, peers and sync state.",
+                result=Result("status", STATUS_SCHEMA, "The network's identity and the node's chain and network status."),
+                description="A wallet reads chain_id and address_prefix here to sign and check addresses "
+                "for whichever network the node runs.",
+            ),
+            Method(
+                name="chain_getBlock",
+                handler=self.get_block,
+                summary="A final block by height or hash, with transaction hashes or whole transactions.",
+                params=(
+                    _BLOCK_PARAM,
+                    Param(
+                        "full_transactions", BOOLEAN, "True for whole transactions instead of their hashes.",
+                        required=False, default=False,
+                    ),
+                ),
+                result=Result("block", BLOCK_SCHEMA, "The block's header fields and its transactions."),
+                errors=(BLOCK_NOT_FOUND,),
+            ),
+            Method(
+                name="chain_getTransaction",
+                handler=self.get_transaction,
+                summary="A final transaction by hash, with its block height and index.",
+                params=(Param("transaction_hash", HASH, "The transaction's hash, as tx_submit returned it."),),
+                result=Result("transaction", TRANSACTION_SCHEMA, "The transaction, its kind's fields and its place."),
+                errors=(TRANSACTION_NOT_FOUND,),
+                description="A transaction still in the mempool is not found; the error's data says pending: true.",
+            ),
+            Method(
+                name="chain_getCertificate",
+                handler=self.get_certificate,
+                summary="The commit certificate of a final block: the quorum of validator signatures.",
+                params=(_BLOCK_PARAM,),
+                result=Result("certificate", CERTIFICATE_SCHEMA, "The signatures that make the block final."),
+                errors=(BLOCK_NOT_FOUND, NO_CERTIFICATE),
+                description="Each signature is over (chain id, height, view, block hash); anyone holding the "
+                "validator set can check it. Validators are named from the set in force now.",
+            ),
+            Method(
+                name="chain_validators",
+                handler=self.validators,
+                summary="The validator set in PBFT order, with names, addresses and public keys.",
+                result=Result("validators", VALIDATORS_SCHEMA, "The validators, the quorum and the faults tolerated."),
+            ),
+        ]

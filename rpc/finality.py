@@ -1,0 +1,108 @@
+"""Waiting for transactions to become final, without polling.
+
+The node tells a ``FinalityWatch`` of every block it commits; ``tx_wait``
+parks one future per call on the transaction's hash and is woken by that
+notice, or by its timeout. The caller checks the store first and registers
+without awaiting in between, and the node saves a block and notifies without
+awaiting in between, so on one event loop no commit can slip through unseen.
+
+The number of parked waits is bounded (``max_waiting``); ``close`` wakes
+every one of them when the node stops, so shutting down never waits on a
+wallet's timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from mura.chain.block import Block
+
+DEFAULT_MAX_WAITING = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class FinalLocation:
+    """Where a final transaction sits in the chain."""
+
+    #: Height of the block that holds it.
+    height: int
+    #: Its position in that block.
+    index: int
+    #: Hash of that block.
+    block_hash: bytes
+
+
+class WatchClosed(Exception):
+    """The node is stopping; no transaction will become final here any more."""
+
+
+class TooManyWaiting(Exception):
+    """``max_waiting`` calls already wait; the new one is refused instead of queued."""
+
+    def __init__(self, max_waiting: int) -> None:
+        super().__init__(f"{max_waiting} calls are already waiting")
+        self.max_waiting = max_waiting
+
+
+class FinalityWatch:
+    """Futures waiting for transaction hashes, resolved when a block holding them is committed."""
+
+    def __init__(self, *, max_waiting: int = DEFAULT_MAX_WAITING) -> None:
+        if max_waiting < 1:
+            raise ValueError("max_waiting must be at least 1")
+        self.max_waiting = max_waiting
+        self._waiters: dict[bytes, list[asyncio.Future[FinalLocation]]] = {}
+        self._waiting = 0
+        self._closed = False
+
+    @property
+    def waiting(self) -> int:
+        """Calls waiting now."""
+        return self._waiting
+
+    def block_committed(self, block: Block) -> None:
+        """Wake every call waiting for one of ``block``'s transactions."""
+        if not self._waiters:
+            return
+        for index, transaction in enumerate(block.transactions):
+            for future in self._waiters.pop(transaction.hash, ()):
+                if not future.done():
+                    future.set_result(FinalLocation(block.height, index, block.hash))
+
+    async def wait(self, transaction_hash: bytes, timeout_seconds: float) -> FinalLocation | None:
+        """Where the transaction became final, or None if ``timeout_seconds`` passed first.
+
+        Call it only after checking that the transaction is not final yet, with
+        no await in between. Raises ``TooManyWaiting`` or ``WatchClosed``.
+        """
+        if self._closed:
+            raise WatchClosed("the node is stopping")
+        if self._waiting >= self.max_waiting:
+            raise TooManyWaiting(self.max_waiting)
+        future: asyncio.Future[FinalLocation] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(transaction_hash, []).append(future)
+        self._waiting += 1
+        try:
+            return await asyncio.wait_for(future, timeout_seconds)
+        except TimeoutError:
+            return None
+        finally:
+            self._waiting -= 1
+            self._forget(transaction_hash, future)
+
+    def _forget(self, transaction_hash: bytes, future: asyncio.Future[FinalLocation]) -> None:
+        futures = self._waiters.get(transaction_hash)
+        if futures is not None and future in futures:
+            futures.remove(future)
+            if not futures:
+                del self._waiters[transaction_hash]
+
+    def close(self) -> None:
+        """Wake every waiting call with ``WatchClosed`` and refuse new ones; closing twice is harmless."""
+        self._closed = True
+        waiters, self._waiters = self._waiters, {}
+        for futures in waiters.values():
+            for future in futures:
+                if not future.done():
+                    future.set_exception(WatchClosed("the node is stopping"))

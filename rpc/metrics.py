@@ -1,0 +1,146 @@
+"""The node's Prometheus metrics, served as text on GET ``/metrics``.
+
+Each node has its own ``CollectorRegistry`` (never prometheus-client's global
+one), so several nodes in one process, as in the tests, keep their figures
+apart. Two kinds of series live in it:
+
+- events, counted as they happen: blocks committed (the interval between
+  their proposer timestamps), transactions finalized, and every JSON-RPC
+  call by method with its outcome and latency;
+- state, read from the node at scrape time: height, view, view changes
+  started, peers connected, validators missing from the last commit
+  certificate, and the mempool's size in transactions and bytes.
+
+The ``method`` label is a served method's name, ``unknown`` for any other
+name and ``invalid`` for requests that are not JSON-RPC at all, so a client
+cannot grow the label set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+
+from mura.chain.block import Block
+
+#: The content type of ``exposition()``.
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+_BLOCK_INTERVAL_BUCKETS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)
+_RPC_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0, 60.0)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeFigures:
+    """The node's state at one moment, as the gauges show it."""
+
+    #: Height of the last final block.
+    height: int
+    #: The PBFT view the node is in.
+    view: int
+    #: View changes this node has started since it began.
+    view_changes_started: int
+    #: Peers with a live link.
+    peers: int
+    #: Validators whose signature the last final block's certificate lacks.
+    missing_validators: int
+    #: Transactions in the mempool.
+    mempool_transactions: int
+    #: Encoded bytes in the mempool.
+    mempool_bytes: int
+
+
+def _gauge(name: str, documentation: str, value: float | None) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, value=value)
+
+
+class _FiguresCollector:
+    """Turns ``NodeFigures`` read at scrape time into metric families."""
+
+    def __init__(self, read: Callable[[], NodeFigures]) -> None:
+        self._read = read
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families(None)
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families(self._read())
+
+    @staticmethod
+    def _families(figures: NodeFigures | None) -> list[Metric]:
+        def value(name: str) -> float | None:
+            return None if figures is None else float(getattr(figures, name))
+
+        view_changes = CounterMetricFamily(
+            "mura_consensus_view_changes", "View changes this node started.", value=value("view_changes_started")
+        )
+        return [
+            _gauge("mura_chain_height", "Height of the last final block.", value("height")),
+            _gauge("mura_consensus_view", "The PBFT view this node is in.", value("view")),
+            view_changes,
+            _gauge("mura_p2p_peers_connected", "Peers with a live link.", value("peers")),
+            _gauge(
+                "mura_consensus_missing_validators",
+                "Validators whose signature the last final block's commit certificate lacks.",
+                value("missing_validators"),
+            ),
+            _gauge("mura_mempool_transactions", "Transactions waiting in the mempool.", value("mempool_transactions")),
+            _gauge("mura_mempool_bytes", "Encoded bytes waiting in the mempool.", value("mempool_bytes")),
+        ]
+
+
+class Metrics:
+    """One node's registry and the series the node and the RPC server feed."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.transactions_finalized = Counter(
+            "mura_transactions_finalized", "Transactions in blocks this node committed.", registry=self.registry
+        )
+        self.blocks_committed = Counter("mura_blocks_committed", "Blocks this node committed.", registry=self.registry)
+        self.block_interval = Histogram(
+            "mura_block_interval_seconds",
+            "Time between a committed block's proposer timestamp and its parent's.",
+            buckets=_BLOCK_INTERVAL_BUCKETS,
+            registry=self.registry,
+        )
+        self.rpc_requests = Counter(
+            "mura_rpc_requests",
+            "JSON-RPC requests answered, by method and outcome (ok or error).",
+            ["method", "outcome"],
+            registry=self.registry,
+        )
+        self.rpc_duration = Histogram(
+            "mura_rpc_request_duration_seconds",
+            "Time to answer one JSON-RPC request, by method.",
+            ["method"],
+            buckets=_RPC_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self._watching = False
+
+    def watch(self, read: Callable[[], NodeFigures]) -> None:
+        """Show the node's state, read by ``read`` at every scrape; only once per registry."""
+        if self._watching:
+            raise RuntimeError("the metrics already watch a node")
+        self.registry.register(_FiguresCollector(read))
+        self._watching = True
+
+    def observe_block(self, block: Block, parent_timestamp_ms: int) -> None:
+        """Count a committed block, its transactions and its interval after its parent."""
+        self.blocks_committed.inc()
+        self.transactions_finalized.inc(len(block.transactions))
+        self.block_interval.observe(max(0, block.header.timestamp_ms - parent_timestamp_ms) / 1000)
+
+    def observe_call(self, method: str, seconds: float, *, ok: bool) -> None:
+        """Count one answered request; ``method`` must come from a bounded set (see the module)."""
+        self.rpc_requests.labels(method, "ok" if ok else "error").inc()
+        self.rpc_duration.labels(method).observe(seconds)
+
+    def exposition(self) -> bytes:
+        """Every series in the Prometheus text format."""
+        return generate_latest(self.registry)

@@ -1,0 +1,188 @@
+"""What the RPC reads and writes of a running node: the ``NodeView`` interface.
+
+The methods reach the node only through this small interface, which
+``mura.node.Node`` implements over its store, mempool, replica and network.
+Everything in it is a plain value or a read of final data; nothing here lets
+a client reach into consensus.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from mura.chain.block import Block, CommitCertificate, Header
+from mura.chain.mempool import MempoolStatus
+from mura.chain.state import Account
+from mura.chain.transaction import Transaction
+from mura.rpc.finality import FinalityWatch
+from mura.rpc.metrics import NodeFigures
+from mura.rpc.readiness import SyncFacts
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatus:
+    """The node's view of the chain and the network, as ``chain_status`` and ``/ready`` report it."""
+
+    #: Height of the last final block.
+    height: int
+    #: Hash of the last final block.
+    head_hash: bytes
+    #: The PBFT view this node is in.
+    view: int
+    #: Public keys of the validators, in order.
+    validators: tuple[bytes, ...]
+    #: Peers connected now.
+    peers: int
+    #: True while the node is catching up and not yet in consensus.
+    syncing: bool
+    #: The highest final height this node knows of: its own, or one below a height a
+    #: validator was seen working on. ``highest_known_height - height`` is how far behind it is.
+    highest_known_height: int = 0
+    #: View changes this node has started since it began (a figure for metrics).
+    view_changes_started: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    """The asset balances are counted in, for wallets to display amounts."""
+
+    #: Full name, e.g. ``Nishiawakura Coin``.
+    name: str
+    #: Ticker, e.g. ``NAC``.
+    symbol: str
+    #: Digits after the decimal point: 2 means 100 smallest units make one token.
+    decimals: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChainInfo:
+    """The network's fixed identity, from its genesis."""
+
+    #: The network's name; every transaction must carry it.
+    chain_id: str
+    #: The part of the network's text addresses before the ``1``, e.g. ``tnac``.
+    address_prefix: str
+    #: The asset balances are counted in.
+    token: TokenInfo
+    #: Validator names from genesis, by public key.
+    validator_names: Mapping[bytes, str] = field(default_factory=dict)
+
+
+class ChainReader(Protocol):
+    """Read access to the final chain; ``mura.chain.store.Store`` is one."""
+
+    @property
+    def head(self) -> Header:
+        """The header of the last final block."""
+        ...
+
+    @property
+    def height(self) -> int:
+        """The height of the last final block."""
+        ...
+
+    def load_account(self, address: bytes) -> Account:
+        """The account of a public key; an empty ``Account`` if it never held anything."""
+        ...
+
+    def load_validators(self) -> tuple[bytes, ...]:
+        """The validator set now, in PBFT order."""
+        ...
+
+    def load_block(self, height: int) -> Block | None:
+        """The final block at ``height``, if there is one."""
+        ...
+
+    def load_block_by_hash(self, block_hash: bytes) -> Block | None:
+        """The final block with this hash, if there is one."""
+        ...
+
+    def load_certificate(self, height: int) -> CommitCertificate | None:
+        """The commit certificate of the block at ``height`` (none for genesis)."""
+        ...
+
+    def load_transaction_location(self, transaction_hash: bytes) -> tuple[int, int] | None:
+        """``(height, index)`` of a final transaction, or None."""
+        ...
+
+
+class MempoolReader(Protocol):
+    """Read access to the pending transactions; ``mura.chain.mempool.Mempool`` is one."""
+
+    def __contains__(self, transaction_hash: object) -> bool:
+        """Whether a transaction with this hash is pending."""
+        ...
+
+    def pending_for(self, sender: bytes) -> list[Transaction]:
+        """``sender``'s pending transactions in nonce order."""
+        ...
+
+    def status(self) -> MempoolStatus:
+        """How full the pool is and its limits."""
+        ...
+
+
+class NodeView(Protocol):
+    """What the RPC methods, ``/ready`` and ``/metrics`` need from a running node."""
+
+    @property
+    def address_prefix(self) -> str:
+        """The network's text address prefix, e.g. ``tnac``."""
+        ...
+
+    @property
+    def chain_info(self) -> ChainInfo:
+        """The network's identity: chain id, prefix, token and validator names."""
+        ...
+
+    @property
+    def store(self) -> ChainReader:
+        """The final chain and its state."""
+        ...
+
+    @property
+    def mempool(self) -> MempoolReader:
+        """The transactions waiting for a block."""
+        ...
+
+    @property
+    def finality(self) -> FinalityWatch:
+        """Told by the node of every final block; ``tx_wait`` waits on it."""
+        ...
+
+    def submit_transaction(self, transaction: Transaction) -> Awaitable[bytes]:
+        """Admit ``transaction`` to the mempool and gossip it; its hash, or ``Invalid`` saying why not.
+
+        ``MempoolRejection`` means the pool cannot take it now; any other
+        ``Invalid`` means it breaks a chain rule.
+        """
+        ...
+
+    def status(self) -> NodeStatus:
+        """A snapshot of the node's chain and network status."""
+        ...
+
+
+def read_sync_facts(node: NodeView) -> SyncFacts:
+    """What ``/ready`` judges, read from ``node`` now."""
+    status = node.status()
+    return SyncFacts(peers=status.peers, height=status.height, highest_known_height=status.highest_known_height)
+
+
+def read_figures(node: NodeView) -> NodeFigures:
+    """What the ``/metrics`` gauges show, read from ``node`` now."""
+    status = node.status()
+    mempool = node.mempool.status()
+    certificate = node.store.load_certificate(status.height) if status.height > 0 else None
+    missing = 0 if certificate is None else max(0, len(status.validators) - len(certificate.signatures))
+    return NodeFigures(
+        height=status.height,
+        view=status.view,
+        view_changes_started=status.view_changes_started,
+        peers=status.peers,
+        missing_validators=missing,
+        mempool_transactions=mempool.transactions,
+        mempool_bytes=mempool.bytes,
+    )

@@ -1,0 +1,258 @@
+"""Chain objects as the RPC answers them, each renderer next to the JSON Schema of its output.
+
+Hashes, keys and signatures are ``0x`` hex; accounts are text addresses with
+the network's prefix; amounts, heights and nonces are JSON integers. Amounts
+can exceed 2^53, past which a JavaScript ``Number`` loses digits: parse
+responses with a big-integer-aware JSON reader there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from mura.chain.address import encode_address
+from mura.chain.block import ZERO_HASH, Block, CommitCertificate
+from mura.chain.keys import PUBLIC_KEY_SIZE
+from mura.chain.state import Account, Role
+from mura.chain.transaction import Body, Transaction
+from mura.rpc.finality import FinalLocation
+from mura.rpc.params import HASH_SCHEMA, to_hex
+
+_ADDRESS_SCHEMA: dict[str, Any] = {"type": "string", "description": "A text address, e.g. tnac1..."}
+_COUNT_SCHEMA: dict[str, Any] = {"type": "integer", "minimum": 0}
+_HEX_SCHEMA: dict[str, Any] = {"type": "string", "pattern": "^0x([0-9a-f]{2})*$"}
+
+
+def _object(properties: Mapping[str, Any], *, optional: Sequence[str] = ()) -> dict[str, Any]:
+    """The schema of an object with these properties, all required but ``optional``."""
+    return {
+        "type": "object",
+        "required": [name for name in properties if name not in optional],
+        "properties": dict(properties),
+    }
+
+
+# --- transactions -----------------------------------------------------------------------
+
+LOCATION_PROPERTIES: dict[str, Any] = {
+    "block_height": {**_COUNT_SCHEMA, "description": "Height of the block that holds it."},
+    "block_hash": {**HASH_SCHEMA, "description": "Hash of that block."},
+    "index": {**_COUNT_SCHEMA, "description": "Its position in that block."},
+}
+
+TRANSACTION_SCHEMA = _object(
+    {
+        "hash": HASH_SCHEMA,
+        "chain_id": {"type": "string"},
+        "sender": _ADDRESS_SCHEMA,
+        "nonce": _COUNT_SCHEMA,
+        "kind": {"type": "string", "enum": ["transfer", "mint", "burn"]},
+        "body": {
+            "type": "object",
+            "description": "The kind's fields: accounts as addresses, amounts as integers in smallest units "
+            "(transfer and mint: recipient, amount; burn: amount).",
+        },
+        "signature": _HEX_SCHEMA,
+        "size": {**_COUNT_SCHEMA, "description": "Bytes of the encoded transaction."},
+        "raw": {**_HEX_SCHEMA, "description": "The encoded transaction, as tx_submit takes it."},
+        **LOCATION_PROPERTIES,
+    }
+)
+
+
+def render_value(value: object, prefix: str) -> Any:
+    """One body field: a 32-byte value is an account (shown as its address), other bytes hex."""
+    if isinstance(value, bytes):
+        return encode_address(value, prefix) if len(value) == PUBLIC_KEY_SIZE else to_hex(value)
+    return value
+
+
+def render_body(body: Body, prefix: str) -> dict[str, Any]:
+    """A transaction's kind-specific fields, by name."""
+    assert dataclasses.is_dataclass(body)
+    return {field.name: render_value(getattr(body, field.name), prefix) for field in dataclasses.fields(body)}
+
+
+def render_transaction(transaction: Transaction, prefix: str, location: FinalLocation) -> dict[str, Any]:
+    """A final transaction with where it sits in the chain."""
+    return {
+        "hash": to_hex(transaction.hash),
+        "chain_id": transaction.chain_id,
+        "sender": encode_address(transaction.sender, prefix),
+        "nonce": transaction.nonce,
+        "kind": transaction.kind,
+        "body": render_body(transaction.body, prefix),
+        "signature": to_hex(transaction.signature),
+        "size": len(transaction.encoded),
+        "raw": to_hex(transaction.encoded),
+        **render_location(location),
+    }
+
+
+def render_location(location: FinalLocation) -> dict[str, Any]:
+    return {"block_height": location.height, "block_hash": to_hex(location.block_hash), "index": location.index}
+
+
+# --- blocks and certificates ------------------------------------------------------------------
+
+BLOCK_SCHEMA = _object(
+    {
+        "height": _COUNT_SCHEMA,
+        "hash": HASH_SCHEMA,
+        "chain_id": {"type": "string"},
+        "parent_hash": HASH_SCHEMA,
+        "timestamp_ms": {"type": "integer", "description": "Milliseconds since the Unix epoch, as the proposer saw it."},
+        "proposer": {"oneOf": [_ADDRESS_SCHEMA, {"type": "null"}], "description": "Null for the genesis block."},
+        "transaction_root": HASH_SCHEMA,
+        "state_root": HASH_SCHEMA,
+        "transaction_count": _COUNT_SCHEMA,
+        "transactions": {
+            "type": "array",
+            "description": "Transaction hashes, or whole transactions (as chain_getTransaction) when asked for.",
+            "items": {"oneOf": [HASH_SCHEMA, TRANSACTION_SCHEMA]},
+        },
+    }
+)
+
+
+def render_block(block: Block, prefix: str, *, full_transactions: bool) -> dict[str, Any]:
+    """A block's header and its transactions, as hashes or in full."""
+    header = block.header
+    transactions: list[Any] = [
+        render_transaction(transaction, prefix, FinalLocation(block.height, index, block.hash))
+        if full_transactions
+        else to_hex(transaction.hash)
+        for index, transaction in enumerate(block.transactions)
+    ]
+    return {
+        "height": header.height,
+        "hash": to_hex(block.hash),
+        "chain_id": header.chain_id,
+        "parent_hash": to_hex(header.parent_hash),
+        "timestamp_ms": header.timestamp_ms,
+        "proposer": None if header.proposer == ZERO_HASH else encode_address(header.proposer, prefix),
+        "transaction_root": to_hex(header.transaction_root),
+        "state_root": to_hex(header.state_root),
+        "transaction_count": len(block.transactions),
+        "transactions": transactions,
+    }
+
+
+_SIGNER_SCHEMA = _object(
+    {
+        "validator_index": _COUNT_SCHEMA,
+        "validator": {"oneOf": [_ADDRESS_SCHEMA, {"type": "null"}]},
+        "name": {"oneOf": [{"type": "string"}, {"type": "null"}]},
+        "signature": _HEX_SCHEMA,
+    }
+)
+
+CERTIFICATE_SCHEMA = _object(
+    {
+        "height": _COUNT_SCHEMA,
+        "view": {**_COUNT_SCHEMA, "description": "The PBFT view the commits were cast in."},
+        "block_hash": HASH_SCHEMA,
+        "quorum": {**_COUNT_SCHEMA, "description": "Signatures needed for the validator set now."},
+        "signatures": {"type": "array", "items": _SIGNER_SCHEMA},
+    }
+)
+
+
+def render_certificate(
+    certificate: CommitCertificate, validators: Sequence[bytes], names: Mapping[bytes, str], prefix: str, quorum: int
+) -> dict[str, Any]:
+    """A commit certificate, each signature with its validator's address and name."""
+
+    def signer(index: int, signature: bytes) -> dict[str, Any]:
+        key = validators[index] if index < len(validators) else None
+        return {
+            "validator_index": index,
+            "validator": None if key is None else encode_address(key, prefix),
+            "name": None if key is None else names.get(key),
+            "signature": to_hex(signature),
+        }
+
+    return {
+        "height": certificate.height,
+        "view": certificate.view,
+        "block_hash": to_hex(certificate.block_hash),
+        "quorum": quorum,
+        "signatures": [signer(index, signature) for index, signature in certificate.signatures],
+    }
+
+
+# --- validators and accounts --------------------------------------------------------------------
+
+VALIDATORS_SCHEMA = _object(
+    {
+        "quorum": {**_COUNT_SCHEMA, "description": "Distinct validators whose votes make a block final."},
+        "fault_tolerance": {**_COUNT_SCHEMA, "description": "Faulty validators the set tolerates (f of 3f+1)."},
+        "validators": {
+            "type": "array",
+            "items": _object(
+                {
+                    "index": _COUNT_SCHEMA,
+                    "name": {"oneOf": [{"type": "string"}, {"type": "null"}], "description": "From genesis."},
+                    "address": _ADDRESS_SCHEMA,
+                    "public_key": HASH_SCHEMA,
+                }
+            ),
+        },
+    }
+)
+
+
+def render_validators(
+    validators: Sequence[bytes], names: Mapping[bytes, str], prefix: str, quorum: int
+) -> dict[str, Any]:
+    """The validator set in PBFT order, with names from genesis."""
+    return {
+        "quorum": quorum,
+        "fault_tolerance": (len(validators) - 1) // 3,
+        "validators": [
+            {"index": index, "name": names.get(key), "address": encode_address(key, prefix), "public_key": to_hex(key)}
+            for index, key in enumerate(validators)
+        ],
+    }
+
+
+ACCOUNT_SCHEMA = _object(
+    {
+        "address": _ADDRESS_SCHEMA,
+        "public_key": HASH_SCHEMA,
+        "balance": {**_COUNT_SCHEMA, "description": "Final balance in smallest units."},
+        "nonce": {**_COUNT_SCHEMA, "description": "The nonce the account's next final transaction carries."},
+        "pending": {**_COUNT_SCHEMA, "description": "Its transactions waiting in this node's mempool."},
+        "next_nonce": {
+            **_COUNT_SCHEMA,
+            "description": "The nonce to sign a new transaction with: past those pending here in order.",
+        },
+        "roles": {"type": "array", "items": {"type": "string", "enum": ["issuer", "validator"]}},
+    }
+)
+
+
+def role_names(roles: Role) -> list[str]:
+    """``Role`` flags as lowercase names, e.g. ``["issuer"]``."""
+    return [role.name.lower() for role in Role if role and role.name and role in roles]
+
+
+def render_account(
+    public_key: bytes, account: Account, pending_nonces: Sequence[int], prefix: str
+) -> dict[str, Any]:
+    """An account's final state and what this node holds pending for it."""
+    next_nonce = account.nonce
+    waiting = set(pending_nonces)
+    while next_nonce in waiting:
+        next_nonce += 1
+    return {
+        "address": encode_address(public_key, prefix),
+        "public_key": to_hex(public_key),
+        "balance": account.balance,
+        "nonce": account.nonce,
+        "pending": len(pending_nonces),
+        "next_nonce": next_nonce,
+        "roles": role_names(account.roles),
+    }

@@ -1,0 +1,264 @@
+"""The RPC's HTTP server (aiohttp): JSON-RPC on POST ``/``, GET ``/health``, ``/ready`` and ``/metrics``.
+
+The server carries the JSON-RPC engine over HTTP and keeps it hard to knock
+over: a body over ``max_body_bytes`` is refused before it is read in full
+(HTTP 413), a batch over ``max_batch_length`` is one -32600 error, and past
+``max_concurrent_requests`` requests in flight a new one is answered at once
+with -32000 "server busy" (HTTP 503) instead of queueing. Every refusal is a
+JSON-RPC error body whose ``data`` names the limit.
+
+HTTP status: 200 with the response body; 204 with no body when the request
+was a notification or a batch of notifications only; 413 and 503 as above.
+A parse error or an invalid request is still HTTP 200, as JSON-RPC errors are.
+Responses are ``application/json``; the request's Content-Type is not checked,
+so ``curl -d`` works as well as a JSON-RPC library.
+
+GET ``/health`` is 200 while the node runs; GET ``/ready`` is 200 only while
+the node meets its ``ReadinessPolicy`` (query parameters may override it), else
+503 with the reasons, and 400 for a bad query parameter; GET ``/metrics`` is the
+server's ``Metrics`` registry in the Prometheus text format, including every
+JSON-RPC call by method.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+
+from mura.rpc.declarations import Method
+from mura.rpc.errors import INVALID_REQUEST, SERVER_BUSY, RpcError, standard_error
+from mura.rpc.jsonrpc import DEFAULT_MAX_BATCH_LENGTH, JsonRpcEngine, encode_error
+from mura.rpc.metrics import CONTENT_TYPE, Metrics
+from mura.rpc.readiness import ReadinessPolicy, SyncFacts, assess
+
+logger = logging.getLogger(__name__)
+
+_JSON = "application/json"
+
+
+@dataclass(frozen=True, slots=True)
+class RpcLimits:
+    """What one RPC server accepts before it refuses."""
+
+    #: Largest request body, in bytes.
+    max_body_bytes: int = 1024 * 1024
+    #: Most requests in one batch.
+    max_batch_length: int = DEFAULT_MAX_BATCH_LENGTH
+    #: Most HTTP requests handled at once; more are answered "server busy".
+    max_concurrent_requests: int = 64
+    #: Connections the kernel queues before the server accepts them.
+    backlog: int = 128
+
+    def __post_init__(self) -> None:
+        for name in ("max_body_bytes", "max_batch_length", "max_concurrent_requests", "backlog"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"RpcLimits.{name} must be at least 1")
+
+
+@dataclass(frozen=True, slots=True)
+class HealthReport:
+    """What GET ``/health`` answers: 200 when healthy, else 503, with the details."""
+
+    #: Whether the node is running normally.
+    healthy: bool = True
+    #: Extra JSON facts to show (e.g. height); must not contain ``status``.
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+def always_healthy() -> HealthReport:
+    """The health of a server with nothing more to report than that it runs."""
+    return HealthReport()
+
+
+class RpcServer:
+    """JSON-RPC 2.0, health, readiness and metrics over HTTP on ``host:port`` (port 0 picks a free port).
+
+    Without ``sync_facts`` the server has nothing to judge readiness on and
+    ``/ready`` answers as ``/health`` does.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        methods: Iterable[Method],
+        health: Callable[[], HealthReport] = always_healthy,
+        sync_facts: Callable[[], SyncFacts] | None = None,
+        readiness: ReadinessPolicy = ReadinessPolicy(),
+        metrics: Metrics | None = None,
+        limits: RpcLimits = RpcLimits(),
+        shutdown_timeout: float = 5.0,
+        description: str = "",
+    ) -> None:
+        self._host = host
+        self._requested_port = port
+        self._health = health
+        self._sync_facts = sync_facts
+        self._readiness = readiness
+        self.metrics = metrics if metrics is not None else Metrics()
+        self._limits = limits
+        self._shutdown_timeout = shutdown_timeout
+        self.engine = JsonRpcEngine(
+            methods, max_batch_length=limits.max_batch_length, observer=self.metrics, description=description
+        )
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+        self._in_flight = 0
+
+    @property
+    def limits(self) -> RpcLimits:
+        return self._limits
+
+    @property
+    def port(self) -> int:
+        """The port actually listened on; known once started."""
+        if self._port is None:
+            raise RuntimeError("the RPC server is not started")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """The JSON-RPC endpoint, e.g. ``http://127.0.0.1:8700/``."""
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self.port}/"
+
+    @property
+    def in_flight(self) -> int:
+        """HTTP requests being handled right now."""
+        return self._in_flight
+
+    # --- lifecycle --------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind and start serving; raises if already started or the address is taken."""
+        if self._runner is not None:
+            raise RuntimeError("the RPC server is already started")
+        app = web.Application(client_max_size=self._limits.max_body_bytes)
+        app.router.add_post("/", self._handle_rpc)
+        app.router.add_get("/health", self._handle_health)
+        app.router.add_get("/ready", self._handle_ready)
+        app.router.add_get("/metrics", self._handle_metrics)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=self._shutdown_timeout)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self._host, self._requested_port, backlog=self._limits.backlog)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self._port = int(runner.addresses[0][1])
+        logger.info("JSON-RPC listening on %s", self.url)
+
+    async def stop(self) -> None:
+        """Stop listening and finish or cancel requests in flight; stopping twice is harmless."""
+        runner, self._runner = self._runner, None
+        if runner is None:
+            return
+        await runner.cleanup()
+        logger.info("JSON-RPC on port %s stopped", self._port)
+        self._port = None
+
+    async def __aenter__(self) -> RpcServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    # --- handlers -------------------------------------------------------------------
+
+    async def _handle_rpc(self, request: web.Request) -> web.Response:
+        """POST ``/``: one JSON-RPC request or batch."""
+        if self._in_flight >= self._limits.max_concurrent_requests:
+            return self._busy()
+        self._in_flight += 1
+        try:
+            body = await self._read_body(request)
+            if body is None:
+                return self._too_large(request.content_length)
+            answer = await self.engine.handle(body)
+        finally:
+            self._in_flight -= 1
+        if answer is None:
+            return web.Response(status=204)
+        return web.Response(status=200, text=answer, content_type=_JSON)
+
+    async def _read_body(self, request: web.Request) -> bytes | None:
+        """The request body, or None once it is known to exceed ``max_body_bytes``."""
+        limit = self._limits.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.content.iter_any():
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _too_large(self, content_length: int | None) -> web.Response:
+        limit = self._limits.max_body_bytes
+        data: dict[str, Any] = {
+            "reason": f"request body exceeds the limit of {limit} bytes",
+            "limit": "max_body_bytes",
+            "max_body_bytes": limit,
+        }
+        if content_length is not None:
+            data["got"] = content_length
+        return self._error_response(standard_error(INVALID_REQUEST, **data), status=413)
+
+    def _busy(self) -> web.Response:
+        limit = self._limits.max_concurrent_requests
+        data = {"limit": "max_concurrent_requests", "max_concurrent_requests": limit}
+        return self._error_response(SERVER_BUSY.error(data), status=503)
+
+    @staticmethod
+    def _error_response(error: RpcError, *, status: int) -> web.Response:
+        return web.Response(status=status, text=encode_error(error), content_type=_JSON)
+
+    async def _handle_health(self, request: web.Request) -> web.Response:
+        """GET ``/health``: 200 ``{"status": "ok"}`` while the node runs normally."""
+        try:
+            report = self._health()
+        except Exception:
+            logger.exception("the health check failed")
+            return web.json_response({"status": "error"}, status=503)
+        status = "ok" if report.healthy else "unhealthy"
+        return web.json_response({**report.details, "status": status}, status=200 if report.healthy else 503)
+
+    async def _handle_ready(self, request: web.Request) -> web.Response:
+        """GET ``/ready``: 200 when the node meets the readiness thresholds, else 503 saying why."""
+        try:
+            policy = self._readiness.with_query(request.query)
+        except ValueError as error:
+            return web.json_response({"status": "error", "reason": str(error)}, status=400)
+        if self._sync_facts is None:
+            return await self._handle_health(request)
+        try:
+            facts = self._sync_facts()
+        except Exception:
+            logger.exception("the readiness check failed")
+            return web.json_response({"status": "error", "reason": "the readiness check failed"}, status=503)
+        ready, body = assess(facts, policy)
+        return web.json_response(body, status=200 if ready else 503)
+
+    async def _handle_metrics(self, request: web.Request) -> web.Response:
+        """GET ``/metrics``: every series in the Prometheus text format."""
+        try:
+            text = self.metrics.exposition()
+        except Exception:
+            logger.exception("collecting metrics failed")
+            return web.Response(status=500, text="collecting metrics failed\n")
+        response = web.Response(status=200, body=text)
+        response.headers["Content-Type"] = CONTENT_TYPE
+        return response

@@ -1,0 +1,166 @@
+"""Real validator processes on loopback, for the process tests.
+
+A ``Cluster`` generates a testnet in a temporary directory (free ports, fresh
+keys), starts each validator as ``python -m mura.node``, and talks to them
+only as an operator or a wallet would: JSON-RPC over HTTP, signals, and the
+files in their data directories.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mura.chain.address import encode_address
+from mura.chain.keys import SigningKey, load_key
+from mura.chain.transaction import Body, Transaction, sign_transaction
+from mura.genesis.testnet import TestnetLayout, generate_testnet, node_config_path, write_node_configs
+
+#: Fast timers, so a dead primary is replaced within about a second.
+FAST_CONSENSUS = ["--consensus-base-timeout-ms", "600", "--consensus-max-timeout-ms", "3000"]
+
+
+def free_port_range(count: int) -> int:
+    """A base port such that ``base .. base + count - 1`` are free on 127.0.0.1 now."""
+    for base in range(21000, 60000, 97):
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                listener = socket.socket()
+                sockets.append(listener)
+                listener.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for listener in sockets:
+                listener.close()
+    raise RuntimeError("no free port range")
+
+
+def wait_for(predicate: Callable[[], Any], what: str, *, timeout: float = 30.0) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail naming ``what`` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = predicate()
+        except (OSError, urllib.error.URLError, KeyError):
+            result = None
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.05)
+
+
+class Cluster:
+    """A testnet of real node processes; ``close()`` stops them all."""
+
+    def __init__(self, directory: Path, *, validators: int = 4) -> None:
+        self.directory = directory
+        base = free_port_range(2 * validators)
+        self.layout: TestnetLayout = generate_testnet(directory, validators=validators, base_peer_port=base)
+        self.rpc_ports = [base + validators + index for index in range(validators)]
+        self._use_rpc_ports()
+        self.names = [validator.name for validator in self.layout.genesis.validators]
+        self.processes: dict[int, subprocess.Popen[bytes]] = {}
+        self.treasury = load_key(directory / "keys" / "treasury.key")
+        self.chain_id = self.layout.genesis.chain_id
+        self.prefix = self.layout.genesis.address_prefix
+        self._nonces: dict[bytes, int] = {}
+
+    def _use_rpc_ports(self) -> None:
+        """Configs on free ports instead of the fixed 870i, so tests never meet a running testnet."""
+        for validator in self.layout.genesis.validators:
+            node_config_path(self.directory, validator.name).unlink()
+        write_node_configs(self.layout, base_rpc_port=self.rpc_ports[0])
+
+    # --- processes ----------------------------------------------------------------
+
+    def data_dir(self, index: int) -> Path:
+        return node_config_path(self.directory, self.names[index]).parent / "data"
+
+    def start(self, index: int) -> None:
+        config = node_config_path(self.directory, self.names[index])
+        log = open(config.parent / "node.log", "ab")
+        self.processes[index] = subprocess.Popen(
+            [sys.executable, "-m", "mura.node", "--config", str(config), *FAST_CONSENSUS],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+
+    def start_all(self) -> None:
+        for index in range(len(self.names)):
+            self.start(index)
+        for index in range(len(self.names)):
+            wait_for(lambda index=index: self.status(index)["peers"] == len(self.names) - 1, f"node {index} to connect")
+
+    def kill(self, index: int) -> None:
+        """kill -9: no chance to flush or close anything."""
+        process = self.processes.pop(index)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+
+    def stop(self, index: int) -> int:
+        process = self.processes.pop(index)
+        process.send_signal(signal.SIGTERM)
+        return process.wait(timeout=20)
+
+    def wipe(self, index: int) -> None:
+        shutil.rmtree(self.data_dir(index))
+
+    def close(self) -> None:
+        for index in list(self.processes):
+            process = self.processes.pop(index)
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=10)
+
+    def log(self, index: int) -> str:
+        return (node_config_path(self.directory, self.names[index]).parent / "node.log").read_text(errors="replace")
+
+    # --- JSON-RPC -------------------------------------------------------------------
+
+    def call(self, index: int, method: str, *params: Any) -> Any:
+        request = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}).encode()
+        http = urllib.request.Request(f"http://127.0.0.1:{self.rpc_ports[index]}/", request)
+        with urllib.request.urlopen(http, timeout=5) as answer:
+            response = json.load(answer)
+        if "error" in response:
+            raise RpcFailure(response["error"])
+        return response["result"]
+
+    def status(self, index: int) -> dict[str, Any]:
+        return self.call(index, "chain_status")  # type: ignore[no-any-return]
+
+    def height(self, index: int) -> int:
+        return self.status(index)["height"]  # type: ignore[no-any-return]
+
+    def balance(self, index: int, public_key: bytes) -> int:
+        return self.call(index, "account_getBalance", encode_address(public_key, self.prefix))  # type: ignore[no-any-return]
+
+    def sign(self, key: SigningKey, body: Body) -> Transaction:
+        nonce = self._nonces.get(key.public_key, 0)
+        self._nonces[key.public_key] = nonce + 1
+        return sign_transaction(key, chain_id=self.chain_id, nonce=nonce, body=body)
+
+    def submit(self, index: int, transaction: Transaction) -> str:
+        return self.call(index, "tx_submit", transaction.encoded.hex())  # type: ignore[no-any-return]
+
+
+class RpcFailure(Exception):
+    """A JSON-RPC error answer."""
+
+    def __init__(self, error: dict[str, Any]) -> None:
+        super().__init__(f"{error.get('code')}: {error.get('message')} {error.get('data')}")
+        self.error = error

@@ -1,0 +1,287 @@
+"""Tests for p2p/network.py (with p2p/registry.py and p2p/link.py): real nodes
+on 127.0.0.1 linking, deduplicating, reconnecting, dispatching, and dealing
+with peers that misbehave or cannot keep up."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from typing import Any
+
+import aiohttp
+import pytest
+
+from mura.chain.errors import DecodeError
+from mura.p2p.frames import FrameTooLarge, encode_frame
+from mura.p2p.network import Network
+
+from .conftest import (
+    FAST_LIMITS,
+    Cluster,
+    Node,
+    complete_handshake,
+    key_named,
+    limits,
+    next_close,
+    raw_websocket,
+    wait_for,
+)
+
+MiB = 1024 * 1024
+
+
+def linked(*nodes: Node) -> bool:
+    """Every node has a live link to every other one, and to nothing else."""
+    return all(
+        sorted(node.network.connected_peers()) == sorted(other.public_key for other in nodes if other is not node)
+        for node in nodes
+    )
+
+
+def settled(*nodes: Node) -> bool:
+    """``linked``, both ends of every link agree on who dialed it, and no connection
+    is being opened: from here on no link can be replaced (losing frames in flight)."""
+    if not linked(*nodes) or any(node.network.stats.connecting for node in nodes):
+        return False
+    dialed = {(node.public_key, link.public_key): link.outgoing for node in nodes for link in node.network.peer_links()}
+    return all(outgoing != dialed[(peer, node)] for (node, peer), outgoing in dialed.items())
+
+
+async def test_two_nodes_exchange_frames_both_ways(cluster: Cluster) -> None:
+    a = await cluster.start("a", peers="b")
+    b = await cluster.start("b", peers="a")
+    await wait_for(lambda: settled(a, b), "a and b to link")
+    assert await a.network.send(b.public_key, "data", b"from a")
+    assert await b.network.send(a.public_key, "data", [b"from b", 2])
+    await wait_for(lambda: b.payloads("data") == [b"from a"], "b to receive")
+    await wait_for(lambda: a.payloads("data") == [[b"from b", 2]], "a to receive")
+    assert a.peer_events[-1] == (b.public_key, True)
+    assert a.network.stats.total.frames_out == 1 and a.network.stats.total.frames_in == 1
+
+
+async def test_four_nodes_form_a_full_mesh_and_broadcast(cluster: Cluster) -> None:
+    names = "abcd"
+    nodes = [await cluster.start(name, peers=[other for other in names if other != name]) for name in names]
+    await wait_for(lambda: settled(*nodes), "a full mesh of four")
+    for node in nodes:
+        assert await node.network.broadcast("data", node.name.encode()) == 3
+    for node in nodes:
+        expected = sorted(other.name.encode() for other in nodes if other is not node)
+        await wait_for(lambda: sorted(node.payloads("data")) == expected, f"{node.name} to hear everyone")
+    assert await nodes[0].network.broadcast("data", b"not c", exclude=[nodes[2].public_key]) == 2
+    await wait_for(lambda: b"not c" in nodes[3].payloads("data"), "d to receive")
+    assert b"not c" not in nodes[2].payloads("data")
+
+
+@pytest.mark.parametrize("pair", ["ab", "cd", "ef", "gh"])
+async def test_simultaneous_dialing_keeps_one_link_per_pair(cluster: Cluster, pair: str) -> None:
+    first, second = await asyncio.gather(
+        cluster.start(pair[0], peers=pair[1]), cluster.start(pair[1], peers=pair[0])
+    )
+    await wait_for(lambda: settled(first, second), "both ends to settle on one link")
+    settled_events = (list(first.peer_events), list(second.peer_events))
+    disconnects = (first.network.stats.total.disconnects, second.network.stats.total.disconnects)
+    for round_trip in range(20):
+        assert await first.network.send(second.public_key, "data", round_trip)
+        await wait_for(lambda: len(second.payloads("data")) == round_trip + 1, "the frame")
+        assert await second.network.send(first.public_key, "data", round_trip)
+        await wait_for(lambda: len(first.payloads("data")) == round_trip + 1, "the reply")
+    assert (first.peer_events, second.peer_events) == settled_events, "the link did not flap"
+    assert (first.network.stats.total.disconnects, second.network.stats.total.disconnects) == disconnects
+    assert first.peer_events[-1] == (second.public_key, True) and second.peer_events[-1] == (first.public_key, True)
+    assert settled(first, second) and len(first.network.peer_links()) == 1
+
+
+async def test_a_late_node_is_reached_by_the_reconnect_loop(cluster: Cluster) -> None:
+    a = await cluster.start("a", peers="b")
+    await wait_for(lambda: a.network.stats.dial_failures >= 3, "a to fail dialing b a few times")
+    b = await cluster.start("b")  # b dials nobody: only a's loop can link them
+    await wait_for(lambda: linked(a, b), "a's reconnect loop to reach b")
+    assert b.network.peer_links()[0].outgoing is False
+
+
+async def test_a_stopped_node_is_reconnected_when_it_comes_back(cluster: Cluster) -> None:
+    a = await cluster.start("a", peers="b")
+    b = await cluster.start("b")
+    await wait_for(lambda: linked(a, b), "a and b to link")
+    await b.network.stop()
+    await wait_for(lambda: a.network.connected_peers() == [], "a to notice b left")
+    assert a.peer_events == [(b.public_key, True), (b.public_key, False)]
+    b_again = await cluster.start("b")
+    await wait_for(lambda: linked(a, b_again), "a to reconnect to b")
+    assert await a.network.send(b.public_key, "data", b"welcome back")
+    await wait_for(lambda: b_again.payloads("data") == [b"welcome back"], "b to receive")
+    assert a.network.stats.peers[b.public_key].disconnects == 1
+
+
+async def test_malformed_frames_are_counted_then_the_peer_is_banned(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="mura.p2p")
+    a = await cluster.start("a", limits=limits(malformed_threshold=5))
+    honest = await cluster.start("c", peers="a")
+    await wait_for(lambda: linked(a, honest), "the honest peer to link")
+    mallory = key_named("b")  # admitted, but sends garbage
+    async with raw_websocket(a.network.listen_port) as websocket:
+        await complete_handshake(websocket, mallory)
+        await websocket.send_bytes(b"\xc1 garbage")
+        await websocket.send_bytes(encode_frame("no-such-kind", b""))
+        await websocket.send_str("text is not a frame")
+        await websocket.send_bytes(encode_frame("data", b"a good frame still counts"))
+        await wait_for(lambda: a.traffic(mallory.public_key).malformed == 3, "three malformed frames")
+        assert mallory.public_key in a.network.connected_peers()
+        assert a.payloads("data", sender=Node("b", mallory, a.network)) == [b"a good frame still counts"]
+        for _ in range(3):
+            await websocket.send_bytes(b"\x00\x01 more garbage")
+        await next_close(websocket)
+        assert websocket.close_code == aiohttp.WSCloseCode.POLICY_VIOLATION
+    await wait_for(lambda: a.traffic(mallory.public_key).disconnects == 1, "a to drop mallory")
+    assert (a.traffic(mallory.public_key).malformed, a.traffic(mallory.public_key).bans) == (6, 1)
+    async with raw_websocket(a.network.listen_port) as websocket:
+        await complete_handshake(websocket, mallory)
+        await next_close(websocket)
+    assert mallory.public_key not in a.network.connected_peers()
+    assert any("refused banned peer" in record.getMessage() for record in caplog.records)
+    assert await honest.network.send(a.public_key, "data", b"still served")
+    await wait_for(lambda: b"still served" in a.payloads("data"), "the honest peer to be served")
+    assert a.network.stats.peers[honest.public_key].malformed == 0
+
+
+async def test_a_ban_ends_and_the_dialer_reconnects(cluster: Cluster) -> None:
+    a = await cluster.start("a", peers="b", limits=limits(malformed_threshold=2, ban_seconds=0.3))
+    b = await cluster.start("b")
+    await wait_for(lambda: linked(a, b), "a and b to link")
+    for _ in range(3):
+        await b.network.send(a.public_key, "no-such-kind", b"")
+    await wait_for(lambda: a.network.stats.total.bans == 1, "a to ban b")
+    await wait_for(lambda: a.network.connected_peers() == [], "a to drop b")
+    await wait_for(lambda: linked(a, b), "a to redial b once the ban ends")
+
+
+async def test_handler_errors(cluster: Cluster, caplog: pytest.LogCaptureFixture) -> None:
+    async def refuse(peer: bytes, payload: Any) -> None:
+        raise DecodeError("not a vote")
+
+    async def crash(peer: bytes, payload: Any) -> None:
+        raise RuntimeError("a bug in this node")
+
+    a = await cluster.start("a", handlers={"refuse": refuse, "crash": crash})
+    b = await cluster.start("b", peers="a")
+    await wait_for(lambda: linked(a, b), "a and b to link")
+    for kind in ("crash", "refuse", "data"):
+        assert await b.network.send(a.public_key, kind, b"")
+    await wait_for(lambda: a.payloads("data") == [b""], "the frame after the crash to arrive")
+    assert linked(a, b), "a handler bug keeps the link"
+    assert a.network.stats.peers[b.public_key].malformed == 1, "only the Invalid counts as malformed"
+    (bug,) = [record for record in caplog.records if record.exc_info and "handler failed" in record.getMessage()]
+    assert "a bug in this node" in str(bug.exc_info[1])  # type: ignore[index]
+
+
+async def test_an_oversized_frame_is_malformed_and_ends_the_link(cluster: Cluster) -> None:
+    small = limits(max_frame_size=64 * 1024)
+    a = await cluster.start("a", limits=small)
+    b = key_named("b")
+    async with raw_websocket(a.network.listen_port) as websocket:
+        await complete_handshake(websocket, b)
+        await websocket.send_bytes(encode_frame("data", b"x" * 100_000))
+        await next_close(websocket)
+    await wait_for(lambda: a.network.stats.total.disconnects == 1, "a to drop the link")
+    assert a.network.stats.peers[b.public_key].malformed == 1
+    with pytest.raises(FrameTooLarge):
+        await a.network.send(b.public_key, "data", b"x" * 100_000)
+
+
+async def test_send_to_a_peer_without_a_link(cluster: Cluster) -> None:
+    a = await cluster.start("a")
+    assert await a.network.send(key_named("b").public_key, "data", b"") is False
+    assert await a.network.broadcast("data", b"") == 0
+
+
+async def test_a_peer_that_stops_reading_is_cut_off_without_holding_up_others(cluster: Cluster) -> None:
+    tight = limits(max_frame_size=MiB + 64, outbox_bytes=4 * MiB, outbox_frames=4, send_timeout=0.5, heartbeat=30.0)
+    a = await cluster.start("a", limits=tight)
+    fast = await cluster.start("c", peers="a")
+    await wait_for(lambda: linked(a, fast), "the fast peer to link")
+    slow = key_named("b")
+    block = b"x" * MiB
+    async with raw_websocket(a.network.listen_port) as websocket:
+        await complete_handshake(websocket, slow)
+        await wait_for(lambda: slow.public_key in a.network.connected_peers(), "the slow peer to link")
+        for sent in range(50):  # gossip is dropped under pressure, never a reason to disconnect
+            assert await a.network.send(slow.public_key, "transactions", block)
+        assert a.network.stats.peers[slow.public_key].dropped > 0
+        accepted = 0
+        for sent in itertools.count():  # consensus frames may not be dropped: the peer is cut off
+            assert sent < 200, "a peer that reads nothing was never cut off"
+            if not await a.network.send(slow.public_key, "data", block):
+                break
+            accepted += 1
+            assert await a.network.send(fast.public_key, "data", sent)
+        assert slow.public_key not in a.network.connected_peers()
+        await wait_for(lambda: a.traffic(slow.public_key).disconnects == 1, "the stuck link to be torn down")
+    await wait_for(lambda: fast.payloads("data") == list(range(accepted)), "the fast peer to get every frame")
+    assert linked(a, fast)
+
+
+async def test_heartbeat_detects_a_dead_link(cluster: Cluster) -> None:
+    a = await cluster.start("a", limits=limits(heartbeat=0.2))
+    b = key_named("b")
+    async with raw_websocket(a.network.listen_port, autoping=False) as websocket:
+        await complete_handshake(websocket, b)
+        await wait_for(lambda: a.network.connected_peers() == [b.public_key], "the link")
+        await wait_for(lambda: a.peer_events == [(b.public_key, True), (b.public_key, False)],
+                       "the heartbeat to drop the silent peer")
+
+
+async def test_stop_is_idempotent_and_leaves_no_tasks(cluster: Cluster) -> None:
+    before = asyncio.all_tasks()
+    a = await cluster.start("a", peers="bc")  # c never starts: a keeps redialing it
+    b = await cluster.start("b", peers="a")
+    await wait_for(lambda: linked(a, b), "a and b to link")
+    async with raw_websocket(a.network.listen_port) as half_open:  # stays in its handshake
+        await asyncio.gather(a.network.stop(), a.network.stop())
+        await a.network.stop()
+        await next_close(half_open)
+    await b.network.stop()
+    await b.network.stop()
+    assert asyncio.all_tasks() == before
+    assert a.network.connected_peers() == [] and await a.network.send(b.public_key, "data", b"") is False
+    with pytest.raises(RuntimeError):
+        await a.network.start()
+
+
+async def test_stop_before_start_and_bad_configuration() -> None:
+    network = Network(
+        key=key_named("a"), chain_id="c", genesis_hash=bytes(32), listen_host="127.0.0.1", listen_port=0,
+        peers=[], admitted=[], handlers={}, limits=FAST_LIMITS,
+    )
+    await network.stop()
+    with pytest.raises(ValueError, match="not admitted"):
+        Network(
+            key=key_named("a"), chain_id="c", genesis_hash=bytes(32), listen_host="127.0.0.1", listen_port=0,
+            peers=[cluster_address("b")], admitted=[], handlers={},
+        )
+    with pytest.raises(ValueError, match="outbox_bytes"):
+        limits(max_frame_size=2 * MiB, outbox_bytes=MiB)
+
+
+def cluster_address(name: str) -> Any:
+    return Cluster().address(name)
+
+
+async def test_stop_cuts_off_a_peer_that_reads_nothing(cluster: Cluster) -> None:
+    before = asyncio.all_tasks()
+    stuck = limits(max_frame_size=MiB + 64, outbox_bytes=8 * MiB, send_timeout=60.0, close_timeout=0.2, heartbeat=60.0)
+    a = await cluster.start("a", limits=stuck)
+    slow = key_named("b")
+    async with raw_websocket(a.network.listen_port) as websocket:
+        await complete_handshake(websocket, slow)
+        await wait_for(lambda: a.network.connected_peers() == [slow.public_key], "the link")
+        for _ in range(40):
+            await a.network.send(slow.public_key, "transactions", b"x" * MiB)
+        await wait_for(lambda: a.traffic(slow.public_key).dropped > 0, "a's writer to be stuck")
+        async with asyncio.timeout(3):
+            await a.network.stop()
+        assert a.peer_events == [(slow.public_key, True), (slow.public_key, False)]
+    assert asyncio.all_tasks() == before

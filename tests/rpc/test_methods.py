@@ -1,0 +1,284 @@
+"""``tx_submit``, ``tx_wait``, ``account_getBalance``, ``account_get`` and ``mempool_status``
+against a real node: real store, mempool, replica and HTTP server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from mura.chain import codec
+from mura.chain.address import encode_address
+from mura.chain.keys import SigningKey
+from mura.chain.transaction import Burn, Mint, Transaction, Transfer, sign_transaction
+from mura.genesis.testnet import DEFAULT_TREASURY_AMOUNT
+
+from .conftest import StartNode
+from .support import DEADLINE, PAUSED, TestNode, wait_until
+
+ALICE = SigningKey.from_private_bytes(bytes(range(32)))
+NOBODY = SigningKey.from_private_bytes(bytes(range(1, 33)))
+
+
+def as_hex(transaction: Transaction) -> str:
+    return "0x" + transaction.encoded.hex()
+
+
+def mistype(address: str) -> str:
+    """``address`` with one character changed, which its checksum catches."""
+    position = len(address) - 10
+    return address[:position] + ("q" if address[position] != "q" else "p") + address[position + 1 :]
+
+
+# --- tx_submit ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("by_name", [False, True], ids=["by-position", "by-name"])
+async def test_tx_submit_admits_and_the_transfer_becomes_final(node: TestNode, by_name: bool) -> None:
+    transaction = node.sign(Transfer(ALICE.public_key, 250))
+    params: Any = {"raw_transaction_hex": as_hex(transaction)} if by_name else [as_hex(transaction)]
+    transaction_hash = await node.rpc.result("tx_submit", params)
+    assert transaction_hash == "0x" + transaction.hash.hex()
+
+    final = await node.rpc.result("tx_wait", [transaction_hash])
+    assert final["hash"] == transaction_hash and final["block_height"] >= 1
+    assert await node.rpc.result("account_getBalance", [node.address(ALICE)]) == 250
+    assert await node.rpc.result("account_getBalance", {"address": node.address(node.treasury)}) == (
+        DEFAULT_TREASURY_AMOUNT - 250
+    )
+
+
+async def test_tx_submit_accepts_hex_without_prefix(paused: TestNode) -> None:
+    transaction = paused.sign(Transfer(ALICE.public_key, 1))
+    assert await paused.rpc.result("tx_submit", [transaction.encoded.hex()]) == "0x" + transaction.hash.hex()
+    assert transaction.hash in paused.node.mempool
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("zz", "transaction is not hex text"),
+        ("0x00", None),
+        ("0x" + codec.encode(["x", bytes(32), 0, "steal", [], bytes(64)]).hex(),
+         "transaction.kind: unknown transaction kind 'steal'"),
+        ("0x" + "00" * 3000, None),
+    ],
+    ids=["not-hex", "not-a-transaction", "unknown-kind", "too-large"],
+)
+async def test_tx_submit_malformed_is_invalid_params(paused: TestNode, raw: str, reason: str | None) -> None:
+    error = await paused.rpc.error("tx_submit", [raw])
+    assert error["code"] == -32602 and error["data"]["param"] == "raw_transaction_hex"
+    assert error["data"]["rule"] in ("malformed", "unknown_kind")
+    assert error["data"]["reason"] == reason if reason else error["data"]["reason"]
+    assert len(paused.node.mempool) == 0
+
+
+async def test_tx_submit_truncated_and_non_string(paused: TestNode) -> None:
+    truncated = as_hex(paused.sign(Transfer(ALICE.public_key, 1)))[:-2]
+    assert (await paused.rpc.error("tx_submit", [truncated]))["data"]["rule"] == "malformed"
+    error = await paused.rpc.error("tx_submit", [5])
+    assert error["data"] == {"param": "raw_transaction_hex", "reason": "expected a string, got integer"}
+
+
+@pytest.mark.parametrize(
+    ("build", "rule", "facts"),
+    [
+        (lambda node: Transaction(node.chain_id, node.treasury.public_key, 0, Transfer(ALICE.public_key, 5), bytes(64)),
+         "bad_signature", {}),
+        (lambda node: sign_transaction(node.treasury, chain_id="another-net", nonce=0, body=Transfer(ALICE.public_key, 5)),
+         "wrong_chain_id", {"got": "another-net"}),
+        (lambda node: node.sign(Transfer(ALICE.public_key, 5), nonce=65), "nonce_too_high",
+         {"expected": 0, "got": 65, "max_gap": 64}),
+        (lambda node: node.sign(Transfer(ALICE.public_key, 0)), "non_positive_amount", {"amount": 0}),
+        (lambda node: node.sign(Mint(ALICE.public_key, 5), key=node.validator), "not_an_issuer", {}),
+    ],
+    ids=["bad-signature", "wrong-chain", "nonce-too-high", "zero-amount", "not-an-issuer"],
+)
+async def test_tx_submit_refused_by_a_rule(
+    paused: TestNode, build: Callable[[TestNode], Transaction], rule: str, facts: dict[str, Any]
+) -> None:
+    error = await paused.rpc.error("tx_submit", [as_hex(build(paused))])
+    assert (error["code"], error["message"], error["data"]["rule"]) == (-32010, "Transaction refused", rule)
+    assert error["data"]["message"]
+    assert {name: error["data"][name] for name in facts} == facts
+    assert len(paused.node.mempool) == 0
+
+
+async def test_tx_submit_nonce_too_low_says_the_expected_nonce(node: TestNode) -> None:
+    for _ in range(7):
+        await node.finalize(node.sign(Transfer(ALICE.public_key, 1)))
+    error = await node.rpc.error("tx_submit", [as_hex(node.sign(Transfer(ALICE.public_key, 99), nonce=5))])
+    assert error == {
+        "code": -32010,
+        "message": "Transaction refused",
+        "data": {"rule": "nonce_too_low", "expected": 7, "got": 5, "message": "nonce 5 was already used; the next is 7"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("second", "rule"),
+    [
+        (lambda node, first: first, "duplicate_transaction"),
+        (lambda node, first: node.sign(Transfer(ALICE.public_key, 2), nonce=0), "nonce_already_pending"),
+        (lambda node, first: node.sign(Transfer(ALICE.public_key, DEFAULT_TREASURY_AMOUNT)),
+         "pending_spend_exceeds_balance"),
+    ],
+    ids=["duplicate", "nonce-pending", "pending-spend"],
+)
+async def test_tx_submit_refused_by_the_mempool(
+    paused: TestNode, second: Callable[[TestNode, Transaction], Transaction], rule: str
+) -> None:
+    first = paused.sign(Transfer(ALICE.public_key, 1))
+    await paused.submit(first)
+    error = await paused.rpc.error("tx_submit", [as_hex(second(paused, first))])
+    assert (error["code"], error["message"], error["data"]["rule"]) == (-32011, "Mempool refused", rule)
+
+
+async def test_tx_submit_mempool_full(start_node: StartNode) -> None:
+    node = await start_node({**PAUSED, "mempool.max_transactions": 1})
+    await node.submit(node.sign(Transfer(ALICE.public_key, 1)))
+    error = await node.rpc.error("tx_submit", [as_hex(node.sign(Transfer(ALICE.public_key, 1)))])
+    assert error["code"] == -32011
+    assert (error["data"]["rule"], error["data"]["transactions"]) == ("mempool_full", 1)
+
+
+# --- tx_wait ------------------------------------------------------------------------------------
+
+
+async def test_tx_wait_wakes_when_the_block_is_committed(node: TestNode) -> None:
+    transaction = node.sign(Transfer(ALICE.public_key, 7))
+    transaction_hash = "0x" + transaction.hash.hex()
+    waiting = asyncio.create_task(node.rpc.result("tx_wait", [transaction_hash, 30]))
+    await wait_until(lambda: node.node.finality.waiting == 1, "tx_wait to register")
+    await node.submit(transaction)
+    final = await asyncio.wait_for(waiting, DEADLINE)
+    assert final["hash"] == transaction_hash and final["body"]["amount"] == 7
+    assert node.node.finality.waiting == 0
+
+
+async def test_tx_wait_answers_at_once_for_a_final_transaction(node: TestNode) -> None:
+    first = await node.finalize(node.sign(Transfer(ALICE.public_key, 3)))
+    again = await node.rpc.result("tx_wait", {"transaction_hash": first["hash"], "timeout_seconds": 0.001})
+    assert again == first
+
+
+async def test_tx_wait_times_out_saying_whether_it_is_pending(paused: TestNode) -> None:
+    transaction = paused.sign(Transfer(ALICE.public_key, 1))
+    await paused.submit(transaction)
+    error = await paused.rpc.error("tx_wait", ["0x" + transaction.hash.hex(), 0.05])
+    assert (error["code"], error["message"]) == (-32030, "Wait timed out")
+    assert error["data"] == {"transaction_hash": "0x" + transaction.hash.hex(), "timeout_seconds": 0.05, "pending": True}
+    unknown = await paused.rpc.error("tx_wait", ["0x" + "ab" * 32, 0.01])
+    assert unknown["code"] == -32030 and unknown["data"]["pending"] is False
+    assert paused.node.finality.waiting == 0
+
+
+@pytest.mark.parametrize(
+    ("params", "reason"),
+    [
+        (["0x" + "ab" * 32, 61], "must be at most 60, got 61"),
+        (["0x" + "ab" * 32, 0], "must be greater than 0, got 0"),
+        (["0x" + "ab" * 32, "5"], "expected a number, got string"),
+        (["0xab", 1], "expected 0x and 64 hex digits, got 4 characters"),
+    ],
+    ids=["over-the-ceiling", "zero", "not-a-number", "short-hash"],
+)
+async def test_tx_wait_invalid_params(paused: TestNode, params: list[Any], reason: str) -> None:
+    error = await paused.rpc.error("tx_wait", params)
+    assert error["code"] == -32602 and error["data"]["reason"] == reason
+
+
+async def test_tx_wait_ceiling_is_configurable(start_node: StartNode) -> None:
+    node = await start_node({**PAUSED, "rpc.max_wait_seconds": 2})
+    error = await node.rpc.error("tx_wait", ["0x" + "ab" * 32, 3])
+    assert error["data"] == {"param": "timeout_seconds", "reason": "must be at most 2, got 3", "maximum": 2.0}
+
+
+async def test_tx_wait_over_the_waiting_limit_is_server_busy(paused: TestNode) -> None:
+    paused.node.finality.max_waiting = 1
+    held = asyncio.create_task(paused.rpc.call("tx_wait", ["0x" + "ab" * 32, 30]))
+    await wait_until(lambda: paused.node.finality.waiting == 1, "the first tx_wait to register")
+    error = await paused.rpc.error("tx_wait", ["0x" + "cd" * 32, 30])
+    assert error == {"code": -32000, "message": "Server busy", "data": {"limit": "max_waiting", "max_waiting": 1}}
+    await paused.node.stop()
+    stopped = await asyncio.wait_for(held, DEADLINE)
+    assert stopped["error"]["code"] == -32001 and stopped["error"]["message"] == "Node stopping"
+
+
+# --- accounts ------------------------------------------------------------------------------------
+
+
+async def test_balance_of_a_funded_and_an_unknown_account(paused: TestNode) -> None:
+    treasury = paused.address(paused.treasury)
+    assert await paused.rpc.result("account_getBalance", [treasury]) == DEFAULT_TREASURY_AMOUNT
+    assert await paused.rpc.result("account_getBalance", [treasury.upper()]) == DEFAULT_TREASURY_AMOUNT
+    assert await paused.rpc.result("account_getBalance", {"address": paused.address(NOBODY)}) == 0
+
+
+@pytest.mark.parametrize("method", ["account_getBalance", "account_get"])
+@pytest.mark.parametrize(
+    ("value", "reason", "rule"),
+    [
+        (mistype(encode_address(ALICE.public_key, "tnac")), "address checksum does not match: it has a typo",
+         "invalid_address"),
+        (encode_address(ALICE.public_key, "nac"), "address is for network 'nac', this network uses 'tnac'",
+         "invalid_address"),
+        ("tnac1bio", "address contains characters that cannot appear in an address: 'bio'", "invalid_address"),
+        (12, "expected a string, got integer", None),
+    ],
+    ids=["typo", "other-network", "bad-characters", "not-a-string"],
+)
+async def test_a_mistyped_address_is_invalid_params(
+    paused: TestNode, method: str, value: Any, reason: str, rule: str | None
+) -> None:
+    error = await paused.rpc.error(method, [value])
+    expected: dict[str, Any] = {"param": "address", "reason": reason}
+    if rule is not None:
+        expected["rule"] = rule
+    assert error == {"code": -32602, "message": "Invalid params", "data": expected}
+
+
+async def test_account_get_reports_roles_and_the_next_nonce_past_pending(paused: TestNode) -> None:
+    for _ in range(2):
+        await paused.submit(paused.sign(Transfer(ALICE.public_key, 1)))
+    account = await paused.rpc.result("account_get", [paused.address(paused.treasury)])
+    assert account == {
+        "address": paused.address(paused.treasury),
+        "public_key": "0x" + paused.treasury.public_key.hex(),
+        "balance": DEFAULT_TREASURY_AMOUNT,
+        "nonce": 0,
+        "pending": 2,
+        "next_nonce": 2,
+        "roles": ["issuer"],
+    }
+    validator = await paused.rpc.result("account_get", [paused.address(paused.validator)])
+    assert validator["roles"] == ["validator"] and validator["balance"] == 0
+    nobody = await paused.rpc.result("account_get", {"address": paused.address(NOBODY)})
+    assert (nobody["balance"], nobody["nonce"], nobody["next_nonce"], nobody["roles"]) == (0, 0, 0, [])
+
+
+async def test_account_get_after_mint_and_burn(node: TestNode) -> None:
+    await node.finalize(node.sign(Mint(ALICE.public_key, 500)))
+    await node.finalize(node.sign(Burn(100)))
+    alice = await node.rpc.result("account_get", [node.address(ALICE)])
+    treasury = await node.rpc.result("account_get", [node.address(node.treasury)])
+    assert alice["balance"] == 500
+    assert (treasury["balance"], treasury["nonce"], treasury["pending"]) == (DEFAULT_TREASURY_AMOUNT - 100, 2, 0)
+
+
+# --- mempool_status --------------------------------------------------------------------------------
+
+
+async def test_mempool_status_counts_pending_transactions_and_shows_limits(start_node: StartNode) -> None:
+    node = await start_node({**PAUSED, "mempool.max_transactions": 10, "mempool.max_bytes": 100_000})
+    assert await node.rpc.result("mempool_status") == {
+        "transactions": 0, "bytes": 0, "senders": 0, "max_transactions": 10, "max_bytes": 100_000, "max_nonce_gap": 64,
+    }
+    transactions = [node.sign(Transfer(ALICE.public_key, 1), nonce=0), node.sign(Transfer(NOBODY.public_key, 1), nonce=1)]
+    for transaction in transactions:
+        await node.submit(transaction)
+    status = await node.rpc.result("mempool_status", [])
+    assert (status["transactions"], status["senders"]) == (2, 1)
+    assert status["bytes"] == sum(len(transaction.encoded) for transaction in transactions)

@@ -1,0 +1,213 @@
+"""The HTTP server: lifecycle, health, and the limits on body size, batch length and
+requests in flight."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from mura.rpc.declarations import Method, Result
+from mura.rpc.server import HealthReport, RpcLimits, RpcServer
+
+from .support import Endpoint, Serve
+
+DEADLINE = 5.0
+
+
+class Gate:
+    """A method that holds each call until released, and reports how many are held."""
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.held = 0
+        self.all_held = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def wait(self) -> str:
+        self.held += 1
+        if self.held >= self.expected:
+            self.all_held.set()
+        await self.release.wait()
+        return "released"
+
+    async def ping(self) -> str:
+        return "pong"
+
+    def methods(self) -> list[Method]:
+        result = Result("word", {"type": "string"}, "A word.")
+        return [
+            Method(name="test_wait", handler=self.wait, summary="Wait for the gate.", result=result),
+            Method(name="test_ping", handler=self.ping, summary="Answer at once.", result=result),
+        ]
+
+
+def ping(request_id: int = 1) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "method": "test_ping", "id": request_id}
+
+
+# --- lifecycle and health ---------------------------------------------------------------------
+
+
+async def test_port_zero_picks_a_port_and_stop_is_idempotent(http: aiohttp.ClientSession) -> None:
+    server = RpcServer(host="127.0.0.1", port=0, methods=Gate(1).methods())
+    with pytest.raises(RuntimeError, match="not started"):
+        server.port
+    await server.start()
+    try:
+        assert server.port > 0 and server.url == f"http://127.0.0.1:{server.port}/"
+        with pytest.raises(RuntimeError, match="already started"):
+            await server.start()
+        assert await Endpoint(server, http).post(ping()) == (200, {"jsonrpc": "2.0", "result": "pong", "id": 1})
+        url = server.url
+    finally:
+        await server.stop()
+    await server.stop()
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await http.post(url, json=ping())
+
+
+async def test_async_context_manager_starts_and_stops(http: aiohttp.ClientSession) -> None:
+    async with RpcServer(host="127.0.0.1", port=0, methods=[]) as server:
+        status, response = await Endpoint(server, http).post({"jsonrpc": "2.0", "method": "rpc.discover", "id": 1})
+        assert status == 200 and response["result"]["methods"][0]["name"] == "rpc.discover"
+    with pytest.raises(RuntimeError):
+        server.port
+
+
+async def test_health_is_ok_while_running(serve: Serve, http: aiohttp.ClientSession) -> None:
+    endpoint = await serve(Gate(1).methods())
+    async with http.get(endpoint.server.url + "health") as response:
+        assert response.status == 200
+        assert await response.json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize(
+    ("report", "status", "body"),
+    [
+        (HealthReport(details={"height": 4}), 200, {"status": "ok", "height": 4}),
+        (HealthReport(healthy=False, details={"reason": "store closed"}), 503,
+         {"status": "unhealthy", "reason": "store closed"}),
+        (None, 503, {"status": "error"}),
+    ],
+    ids=["details", "unhealthy", "check-raises"],
+)
+async def test_health_reports_the_node(
+    serve: Serve, http: aiohttp.ClientSession, report: HealthReport | None, status: int, body: dict[str, Any]
+) -> None:
+    def health() -> HealthReport:
+        if report is None:
+            raise RuntimeError("health check bug")
+        return report
+
+    endpoint = await serve([], health=health)
+    async with http.get(endpoint.server.url + "health") as response:
+        assert (response.status, await response.json()) == (status, body)
+
+
+async def test_only_post_speaks_json_rpc(serve: Serve, http: aiohttp.ClientSession) -> None:
+    endpoint = await serve([])
+    async with http.get(endpoint.server.url) as response:
+        assert response.status == 405
+
+
+# --- body and batch limits ---------------------------------------------------------------------
+
+
+@pytest.fixture
+async def small(serve: Serve) -> Endpoint:
+    return await serve(Gate(1).methods(), limits=RpcLimits(max_body_bytes=1024, max_batch_length=3))
+
+
+async def test_oversized_body_is_refused_with_the_limit(small: Endpoint) -> None:
+    padded = {**ping(), "params": {}, "padding": "x" * 2000}
+    status, response = await small.post(padded)
+    assert status == 413
+    assert response["id"] is None
+    assert response["error"]["code"] == -32600
+    data = response["error"]["data"]
+    assert data["limit"] == "max_body_bytes" and data["max_body_bytes"] == 1024 and data["got"] > 1024
+    assert await small.post(ping()) == (200, {"jsonrpc": "2.0", "result": "pong", "id": 1})
+
+
+async def test_oversized_chunked_body_is_refused_while_reading(small: Endpoint) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(8):
+            yield b" " * 512
+        yield json.dumps(ping()).encode()
+
+    async with small.session.post(small.server.url, data=chunks()) as response:
+        assert response.status == 413
+        error = (await response.json())["error"]
+    assert error["code"] == -32600 and error["data"]["limit"] == "max_body_bytes" and "got" not in error["data"]
+    assert await small.post(ping()) == (200, {"jsonrpc": "2.0", "result": "pong", "id": 1})
+
+
+async def test_body_at_the_limit_is_accepted(small: Endpoint) -> None:
+    raw = json.dumps(ping()).encode()
+    raw += b" " * (1024 - len(raw))
+    assert await small.post(raw=raw) == (200, {"jsonrpc": "2.0", "result": "pong", "id": 1})
+
+
+async def test_oversized_batch_is_one_invalid_request_naming_the_limit(small: Endpoint) -> None:
+    status, response = await small.post([ping(n) for n in range(4)])
+    assert status == 200
+    assert response["id"] is None and response["error"]["code"] == -32600
+    data = response["error"]["data"]
+    assert (data["limit"], data["max_batch_length"], data["got"]) == ("max_batch_length", 3, 4)
+    status, responses = await small.post([ping(n) for n in range(3)])
+    assert status == 200 and sorted(r["id"] for r in responses) == [0, 1, 2]
+
+
+# --- requests in flight ------------------------------------------------------------------------
+
+
+async def test_requests_over_the_concurrency_limit_are_told_server_busy(
+    serve: Serve, http: aiohttp.ClientSession
+) -> None:
+    gate = Gate(expected=2)
+    endpoint = await serve(gate.methods(), limits=RpcLimits(max_concurrent_requests=2))
+    held = [
+        asyncio.create_task(endpoint.post({"jsonrpc": "2.0", "method": "test_wait", "id": n})) for n in range(2)
+    ]
+    try:
+        await asyncio.wait_for(gate.all_held.wait(), DEADLINE)
+        assert endpoint.server.in_flight == 2
+
+        status, response = await endpoint.post(ping(7))
+        assert status == 503
+        assert response["error"] == {
+            "code": -32000,
+            "message": "Server busy",
+            "data": {"limit": "max_concurrent_requests", "max_concurrent_requests": 2},
+        }
+        async with http.get(endpoint.server.url + "health") as health:
+            assert health.status == 200, "health is not counted against the limit"
+    finally:
+        gate.release.set()
+    answers = await asyncio.wait_for(asyncio.gather(*held), DEADLINE)
+    assert sorted(response["id"] for status, response in answers) == [0, 1]
+    assert all(status == 200 and response["result"] == "released" for status, response in answers)
+    assert endpoint.server.in_flight == 0
+    assert await endpoint.post(ping(8)) == (200, {"jsonrpc": "2.0", "result": "pong", "id": 8})
+
+
+async def test_stop_ends_requests_still_in_flight(http: aiohttp.ClientSession) -> None:
+    gate = Gate(expected=1)
+    server = RpcServer(host="127.0.0.1", port=0, methods=gate.methods(), shutdown_timeout=0.05)
+    await server.start()
+    held = asyncio.create_task(Endpoint(server, http).post({"jsonrpc": "2.0", "method": "test_wait", "id": 1}))
+    await asyncio.wait_for(gate.all_held.wait(), DEADLINE)
+    await asyncio.wait_for(server.stop(), DEADLINE)
+    with pytest.raises(aiohttp.ClientError):
+        await held
+    assert server.in_flight == 0
+
+
+def test_limits_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_batch_length"):
+        RpcLimits(max_batch_length=0)
