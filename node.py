@@ -30,6 +30,7 @@ from mura.chain.mempool import Mempool
 from mura.chain.state import BuiltBlock, ChainRules, StateChanges, apply_block, build_block
 from mura.chain.store import Store, StoreError
 from mura.chain.transaction import Transaction
+from mura.chain.verify import SignatureVerifier
 from mura.consensus.actions import (
     Action,
     Broadcast,
@@ -238,11 +239,12 @@ def configure_logging(*, level: str, json_format: bool, name: str = "") -> None:
 class LedgerApplication:
     """``consensus.Application`` over the LevelDB store and the mempool."""
 
-    def __init__(self, *, store: Store, mempool: Mempool, rules: ChainRules, signatures: SignatureCache) -> None:
+    def __init__(self, *, store: Store, mempool: Mempool, rules: ChainRules, verifier: SignatureVerifier) -> None:
         self.store = store
         self.mempool = mempool
         self.rules = rules
-        self.signatures = signatures
+        self.verifier = verifier
+        self.signatures = verifier.cache
 
     def final_height(self) -> int:
         return self.store.height
@@ -271,6 +273,9 @@ class LedgerApplication:
         return built
 
     def validate_block(self, block: Block) -> StateChanges:
+        # Signatures gossip did not bring (catch-up, a proposal that raced its gossip)
+        # are verified on every core first; a bad one is refused by apply_block itself.
+        self.verifier.verify(block.transactions)
         return apply_block(self.store, self.store.head, block, rules=self.rules, signatures=self.signatures)
 
 
@@ -326,6 +331,7 @@ class Node:
         #: This node's Prometheus registry, served on the RPC's /metrics.
         self.metrics = Metrics()
         self.store: Store | None = None
+        self.verifier: SignatureVerifier | None = None
         self.replica: Replica | None = None
         self.network: Network | None = None
         self.gossip: TransactionGossip | None = None
@@ -348,13 +354,14 @@ class Node:
         except StoreError as error:
             raise ConfigError(f"data_dir: {error}") from None
         self.signatures = SignatureCache()
+        self.verifier = SignatureVerifier(self.signatures)
         self.mempool = Mempool(
             rules=self.rules,
             signatures=self.signatures,
             max_transactions=self.config["mempool.max_transactions"],
             max_bytes=self.config["mempool.max_bytes"],
         )
-        application = LedgerApplication(store=self.store, mempool=self.mempool, rules=self.rules, signatures=self.signatures)
+        application = LedgerApplication(store=self.store, mempool=self.mempool, rules=self.rules, verifier=self.verifier)
         recorded = [RecordedVote.decode(vote) for vote in self.store.load_votes(self.store.height + 1)]
         self.replica = Replica(
             key=self.key,
@@ -442,6 +449,8 @@ class Node:
             await self.network.stop()
         if self.store is not None:
             self.store.close()
+        if self.verifier is not None:
+            self.verifier.close()
         LOG.info("stopped")
 
     # --- consensus: one task executes the replica's actions in order ---------------------
@@ -541,21 +550,38 @@ class Node:
         self._post(("message", codec.read_bytes(payload, "consensus", max_length=self.config["p2p.max_frame_bytes"])))
 
     async def _on_transactions_frame(self, peer: bytes, payload: Any) -> None:
+        """Admit a peer's batch; only bytes that do not decode or a forged signature
+        count against the peer, anything else is normal in gossip (already pending,
+        already final, pool full) and is skipped."""
         assert self.store is not None
+        candidates = []
         for encoded in decode_transaction_batch(payload):
             transaction = Transaction.decode(encoded)
             try:
-                self.mempool.add(transaction, self.store)
-            except BadSignature:
-                raise
+                self.mempool.check(transaction, self.store)
             except Invalid:
-                # Already pending, already final, or the pool is full: normal in gossip.
+                continue
+            candidates.append(transaction)
+        assert self.verifier is not None
+        forged = await self.verifier.verify_async(candidates)
+        for transaction in candidates:
+            if transaction.hash in forged:
+                raise BadSignature(f"peer forwarded transaction {transaction.hash.hex()} with a bad signature")
+            try:
+                self.mempool.add(transaction, self.store)
+            except Invalid:
                 continue
 
     # --- what the RPC sees (rpc.methods.NodeView) ------------------------------------------
 
     async def submit_transaction(self, transaction: Transaction) -> bytes:
         assert self.store is not None and self.gossip is not None
+        # The cheap rules first, then the signature on the verifier's threads (together
+        # with the rest of an RPC batch), then admission, which finds it verified.
+        self.mempool.check(transaction, self.store)
+        assert self.verifier is not None
+        if await self.verifier.verify_async([transaction]):
+            raise BadSignature("signature does not verify against the sender's key")
         self.mempool.add(transaction, self.store)
         self.gossip.submit(transaction.encoded)
         return transaction.hash

@@ -224,6 +224,12 @@ class PendingSpendExceedsBalance(MempoolRejection):
     rule = "pending_spend_exceeds_balance"
 
 
+class TooManyPending(MempoolRejection):
+    """The sender already has as many transactions pending as one sender may."""
+
+    rule = "too_many_pending"
+
+
 class NonceAlreadyPending(MempoolRejection):
     """Another transaction from this sender with this nonce is pending."""
 

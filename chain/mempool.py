@@ -23,6 +23,7 @@ from mura.chain.errors import (
     NonceTooHigh,
     NonceTooLow,
     PendingSpendExceedsBalance,
+    TooManyPending,
 )
 from mura.chain.keys import SignatureCache
 from mura.chain.state import (
@@ -39,6 +40,7 @@ from mura.chain.transaction import Burn, Mint, Transaction, Transfer
 DEFAULT_MAX_TRANSACTIONS = 50_000
 DEFAULT_MAX_BYTES = 32 * 1024 * 1024
 DEFAULT_MAX_NONCE_GAP = 64
+DEFAULT_MAX_PER_SENDER = 1_000
 
 #: One sender's pending transactions by nonce.
 _SenderQueue = dict[int, Transaction]
@@ -58,8 +60,10 @@ class MempoolStatus:
     max_transactions: int
     #: Most encoded bytes the pool holds.
     max_bytes: int
-    #: Furthest a nonce may reach beyond its sender's committed nonce.
+    #: Furthest a nonce may reach beyond its sender's next nonce (committed and pending).
     max_nonce_gap: int
+    #: Most transactions pending from one sender.
+    max_per_sender: int
 
 
 class Mempool:
@@ -78,14 +82,21 @@ class Mempool:
         max_transactions: int = DEFAULT_MAX_TRANSACTIONS,
         max_bytes: int = DEFAULT_MAX_BYTES,
         max_nonce_gap: int = DEFAULT_MAX_NONCE_GAP,
+        max_per_sender: int = DEFAULT_MAX_PER_SENDER,
     ) -> None:
-        if max_transactions < 1 or max_bytes < 1 or max_nonce_gap < 0:
+        if max_transactions < 1 or max_bytes < 1 or max_nonce_gap < 0 or max_per_sender < 1:
             raise ValueError("mempool limits must be positive (the nonce gap may be zero)")
         self._rules = rules
         self._signatures = signatures
         self._max_transactions = max_transactions
         self._max_bytes = max_bytes
         self._max_nonce_gap = max_nonce_gap
+        self._max_per_sender = max_per_sender
+        # Per sender, a nonce up to which every nonce from the committed one is pending:
+        # where the search for the sender's next nonce resumes.
+        self._run_end: dict[bytes, int] = {}
+        #: What each sender's pending transfers and burns take from its balance.
+        self._pending_spend: dict[bytes, int] = {}
         self._by_hash: dict[bytes, Transaction] = {}
         # Insertion order is arrival order, which ``select`` takes turns in.
         self._by_sender: dict[bytes, _SenderQueue] = {}
@@ -120,6 +131,7 @@ class Mempool:
             max_transactions=self._max_transactions,
             max_bytes=self._max_bytes,
             max_nonce_gap=self._max_nonce_gap,
+            max_per_sender=self._max_per_sender,
         )
 
     # --- admission ----------------------------------------------------------
@@ -130,6 +142,13 @@ class Mempool:
         The rules run cheapest first and the signature last, so a refused
         transaction seldom costs a verification. A refusal leaves the pool as it was.
         """
+        self.check(transaction, state)
+        validate_signature(transaction, self._signatures)
+        self._insert(transaction)
+
+    def check(self, transaction: Transaction, state: StateReader) -> None:
+        """Every admission rule but the signature, which a caller may verify off the
+        event loop in between (``add`` then finds it in the cache)."""
         self._validate_not_pending(transaction)
         validate_chain_id(transaction, self._rules)
         validate_kind(transaction)
@@ -138,8 +157,6 @@ class Mempool:
         self._validate_nonce_free(transaction)
         self._validate_affordable(transaction, state)
         self._validate_room(transaction)
-        validate_signature(transaction, self._signatures)
-        self._insert(transaction)
 
     def _validate_not_pending(self, transaction: Transaction) -> None:
         """A transaction is admitted once."""
@@ -147,17 +164,21 @@ class Mempool:
             raise DuplicateTransaction(f"transaction {transaction.hash.hex()} is already pending")
 
     def _validate_nonce_window(self, transaction: Transaction, state: StateReader) -> None:
-        """A nonce is not yet used, and at most ``max_nonce_gap`` beyond the sender's next nonce.
+        """A nonce is not yet used, and at most ``max_nonce_gap`` beyond the sender's next
+        nonce counting its pending transactions; a sender has at most ``max_per_sender``
+        pending.
 
-        The window bounds what one sender can park in the pool.
+        A treasury paying a thousand residents may queue a thousand consecutive
+        nonces; what the window bounds is how far ahead of them it may park.
         """
-        expected = state.load_account(transaction.sender).nonce
-        if transaction.nonce < expected:
+        committed = state.load_account(transaction.sender).nonce
+        if transaction.nonce < committed:
             raise NonceTooLow(
-                f"nonce {transaction.nonce} was already used; the next is {expected}",
-                expected=expected,
+                f"nonce {transaction.nonce} was already used; the next is {committed}",
+                expected=committed,
                 got=transaction.nonce,
             )
+        expected = self._next_nonce(transaction.sender, committed)
         if transaction.nonce - expected > self._max_nonce_gap:
             raise NonceTooHigh(
                 f"nonce {transaction.nonce} is more than {self._max_nonce_gap} beyond the next nonce {expected}",
@@ -165,6 +186,22 @@ class Mempool:
                 got=transaction.nonce,
                 max_gap=self._max_nonce_gap,
             )
+        pending = len(self._by_sender.get(transaction.sender, ()))
+        if pending >= self._max_per_sender:
+            raise TooManyPending(
+                f"this sender already has {pending} transactions pending, the limit is {self._max_per_sender}",
+                pending=pending,
+                limit=self._max_per_sender,
+            )
+
+    def _next_nonce(self, sender: bytes, committed: int) -> int:
+        """The first nonce from ``committed`` on that is not pending."""
+        queue = self._by_sender.get(sender, {})
+        end = max(self._run_end.get(sender, committed), committed)
+        while end in queue:
+            end += 1
+        self._run_end[sender] = end
+        return end
 
     def _validate_nonce_free(self, transaction: Transaction) -> None:
         """No other transaction from the sender with the same nonce is pending."""
@@ -184,8 +221,7 @@ class Mempool:
         account = state.load_account(transaction.sender)
         if isinstance(transaction.body, (Mint, Burn)):
             validate_issuer(account)
-        pending = self._by_sender.get(transaction.sender, {}).values()
-        spend = _spend(transaction) + sum(_spend(other) for other in pending)
+        spend = _spend(transaction) + self._pending_spend.get(transaction.sender, 0)
         if spend > account.balance:
             raise PendingSpendExceedsBalance(
                 f"pending transactions would spend {spend}, the committed balance is {account.balance}",
@@ -208,6 +244,7 @@ class Mempool:
         self._by_hash[transaction.hash] = transaction
         self._by_sender.setdefault(transaction.sender, {})[transaction.nonce] = transaction
         self._size_bytes += len(transaction.encoded)
+        self._pending_spend[transaction.sender] = self._pending_spend.get(transaction.sender, 0) + _spend(transaction)
 
     # --- proposing ----------------------------------------------------------
 
@@ -268,6 +305,8 @@ class Mempool:
             pending = self._by_hash.get(transaction.hash)
             if pending is not None:
                 self._discard(pending)
+                # A hole may now break the sender's run of pending nonces.
+                self._run_end.pop(transaction.sender, None)
 
     def _drop_stale(self, sender: bytes, next_nonce: int) -> None:
         queue = self._by_sender.get(sender, {})
@@ -278,9 +317,12 @@ class Mempool:
         del self._by_hash[transaction.hash]
         queue = self._by_sender[transaction.sender]
         del queue[transaction.nonce]
+        self._size_bytes -= len(transaction.encoded)
+        self._pending_spend[transaction.sender] -= _spend(transaction)
         if not queue:
             del self._by_sender[transaction.sender]
-        self._size_bytes -= len(transaction.encoded)
+            del self._pending_spend[transaction.sender]
+            self._run_end.pop(transaction.sender, None)
 
 
 def _spend(transaction: Transaction) -> int:

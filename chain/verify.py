@@ -5,6 +5,9 @@ transaction once. The cryptography library releases the GIL while it
 verifies, so a thread per core multiplies the rate; ``SignatureVerifier``
 splits a batch across a thread pool and records each success in the
 ``SignatureCache``, so the state transition never verifies it again.
+Transactions handed to ``verify_async`` one at a time (each RPC request of a
+batch, each gossip frame) in the same turn of the event loop are verified as
+one batch, so single submissions also use every core.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import asyncio
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 from mura.chain.keys import SignatureCache, verify_signature
 from mura.chain.transaction import Transaction
@@ -26,6 +30,14 @@ def _verify_chunk(transactions: Sequence[Transaction]) -> list[bool]:
     return [verify_signature(tx.sender, tx.signature, tx.signing_payload()) for tx in transactions]
 
 
+@dataclass(slots=True)
+class _Batch:
+    """Transactions gathered during one turn of the event loop, and their verdict."""
+
+    future: asyncio.Future[set[bytes]]
+    transactions: list[Transaction] = field(default_factory=list)
+
+
 class SignatureVerifier:
     """Verifies batches of transactions on a thread pool; ``close()`` when done."""
 
@@ -33,6 +45,7 @@ class SignatureVerifier:
         self.cache = cache
         self.threads = threads or os.cpu_count() or 1
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="verify")
+        self._open_batch: _Batch | None = None
 
     def close(self) -> None:
         """Stop the pool's threads; idempotent."""
@@ -64,11 +77,34 @@ class SignatureVerifier:
         return self._record(pending, results)
 
     async def verify_async(self, transactions: Sequence[Transaction]) -> set[bytes]:
-        """As ``verify``, without holding up the event loop."""
+        """As ``verify``, off the event loop, together with whatever else is submitted
+        in the same turn of the loop; the hashes of those given here that fail."""
         pending = self._unverified(transactions)
         if not pending:
             return set()
+        batch = self._open_batch
+        if batch is None:
+            loop = asyncio.get_running_loop()
+            batch = self._open_batch = _Batch(loop.create_future())
+            # Runs after the callbacks already queued: every caller of this turn joins.
+            loop.call_soon(self._close_batch, batch)
+        batch.transactions.extend(pending)
+        bad = await asyncio.shield(batch.future)
+        return {tx.hash for tx in pending if tx.hash in bad}
+
+    def _close_batch(self, batch: _Batch) -> None:
+        self._open_batch = None
+        task = asyncio.get_running_loop().create_task(self._verify_batch(batch))
+        task.add_done_callback(lambda done: None if done.cancelled() else done.exception())
+
+    async def _verify_batch(self, batch: _Batch) -> None:
         loop = asyncio.get_running_loop()
-        futures = [loop.run_in_executor(self._pool, _verify_chunk, chunk) for chunk in self._chunks(pending)]
-        results = [valid for chunk in await asyncio.gather(*futures) for valid in chunk]
-        return self._record(pending, results)
+        try:
+            chunks = self._chunks(batch.transactions)
+            futures = [loop.run_in_executor(self._pool, _verify_chunk, chunk) for chunk in chunks]
+            results = [valid for chunk in await asyncio.gather(*futures) for valid in chunk]
+            batch.future.set_result(self._record(batch.transactions, results))
+        except BaseException as error:
+            if not batch.future.done():
+                batch.future.set_exception(error)
+            raise

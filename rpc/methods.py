@@ -46,7 +46,8 @@ DEFAULT_WAIT_SECONDS = 10.0
 _COUNT = {"type": "integer", "minimum": 0}
 _MEMPOOL_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "required": ["transactions", "bytes", "senders", "max_transactions", "max_bytes", "max_nonce_gap"],
+    "required": ["transactions", "bytes", "senders", "max_transactions", "max_bytes", "max_nonce_gap",
+                 "max_per_sender"],
     "properties": {
         "transactions": {**_COUNT, "description": "Transactions pending."},
         "bytes": {**_COUNT, "description": "Total size of their encodings."},
@@ -54,6 +55,7 @@ _MEMPOOL_SCHEMA: dict[str, Any] = {
         "max_transactions": {**_COUNT, "description": "Most transactions the pool holds."},
         "max_bytes": {**_COUNT, "description": "Most encoded bytes the pool holds."},
         "max_nonce_gap": {**_COUNT, "description": "Furthest a nonce may reach past its sender's next nonce."},
+        "max_per_sender": {**_COUNT, "description": "Most transactions pending from one sender."},
     },
 }
 

@@ -21,6 +21,7 @@ from mura.chain.errors import (
     NonceTooLow,
     NonPositiveAmount,
     NotAnIssuer,
+    TooManyPending,
     PendingSpendExceedsBalance,
     UnknownKind,
     WrongChainId,
@@ -244,6 +245,34 @@ def test_invalid_nonce_gap(make_mempool: Callable[..., Mempool], ledger: Ledger)
     assert_refused(mempool, ledger, ledger.transfer(1, 1 + 4), NonceTooHigh)
 
 
+def test_nonce_gap_counts_from_the_pending_run(make_mempool: Callable[..., Mempool], ledger: Ledger) -> None:
+    mempool = make_mempool(max_nonce_gap=3)
+    add_all(mempool, ledger, [ledger.transfer(1, nonce) for nonce in range(20)])
+    mempool.add(ledger.transfer(1, 20 + 3), ledger.state)
+    assert len(mempool) == 21
+
+
+def test_invalid_nonce_gap_counts_from_the_pending_run(make_mempool: Callable[..., Mempool], ledger: Ledger) -> None:
+    mempool = make_mempool(max_nonce_gap=3)
+    add_all(mempool, ledger, [ledger.transfer(1, nonce) for nonce in range(20)])
+    assert_refused(mempool, ledger, ledger.transfer(1, 20 + 4), NonceTooHigh)
+    # A hole left by a discarded transaction ends the run again.
+    mempool.discard([mempool.pending_for(ledger.sender(1))[10]])
+    assert_refused(mempool, ledger, ledger.transfer(1, 20 + 3), NonceTooHigh)
+
+
+def test_per_sender_limit(make_mempool: Callable[..., Mempool], ledger: Ledger) -> None:
+    mempool = make_mempool(max_per_sender=5)
+    add_all(mempool, ledger, [ledger.transfer(1, nonce) for nonce in range(5)] + [ledger.transfer(2, 0)])
+    assert len(mempool) == 6
+
+
+def test_invalid_per_sender_limit(make_mempool: Callable[..., Mempool], ledger: Ledger) -> None:
+    mempool = make_mempool(max_per_sender=5)
+    add_all(mempool, ledger, [ledger.transfer(1, nonce) for nonce in range(5)])
+    assert_refused(mempool, ledger, ledger.transfer(1, 5), TooManyPending)
+
+
 def test_nonce_free(mempool: Mempool, ledger: Ledger) -> None:
     add_all(mempool, ledger, [ledger.transfer(1, 0), ledger.transfer(2, 0)])
     assert len(mempool) == 2
@@ -375,6 +404,7 @@ def test_status(make_mempool: Callable[..., Mempool], ledger: Ledger) -> None:
         max_transactions=10,
         max_bytes=10_000,
         max_nonce_gap=5,
+        max_per_sender=1_000,
     )
 
 

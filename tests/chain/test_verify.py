@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
@@ -64,3 +65,24 @@ async def test_verify_async_matches_verify(verifier: SignatureVerifier) -> None:
     assert await verifier.verify_async([*batch, bad]) == {bad.hash}
     assert all(tx.hash in verifier.cache for tx in batch)
     assert await verifier.verify_async(batch) == set()
+
+
+async def test_transactions_submitted_in_one_turn_are_verified_as_one_batch(
+    verifier: SignatureVerifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mura.chain.verify as verify_module
+
+    chunk_sizes: list[int] = []
+    real = verify_module._verify_chunk
+
+    def counting(chunk: list[Transaction]) -> list[bool]:
+        chunk_sizes.append(len(chunk))
+        return real(chunk)
+
+    monkeypatch.setattr(verify_module, "_verify_chunk", counting)
+    batch = transfers(40)
+    bad = forged(batch[5])
+    results = await asyncio.gather(*(verifier.verify_async([tx]) for tx in [*batch, bad]))
+    assert results[-1] == {bad.hash} and all(result == set() for result in results[:-1])
+    # 41 single submissions, verified as two chunks (one per thread), not 41 hand-offs.
+    assert sorted(chunk_sizes) == [20, 21]
