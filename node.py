@@ -114,6 +114,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("consensus.base_timeout_ms", int, 2_000, "first view timeout at a height", _positive),
     Setting("consensus.max_timeout_ms", int, 30_000, "ceiling on view timeouts, which double per failed view", _positive),
     Setting("consensus.block_interval_ms", int, 200, "how long the primary gathers transactions for a block", _positive),
+    Setting(
+        "consensus.empty_block_interval_ms", int, 1_000,
+        "with no transactions pending, how long the primary waits before an empty block (below base_timeout_ms)",
+        _positive,
+    ),
     Setting("mempool.max_transactions", int, 50_000, "most pending transactions", _positive),
     Setting("mempool.max_bytes", int, 32 * 1024 * 1024, "most pending transaction bytes", _positive),
     Setting("log.level", str, "info", "debug, info, warning or error", _choice("debug", "info", "warning", "error")),
@@ -272,6 +277,9 @@ class LedgerApplication:
         self.mempool.discard(transaction for transaction, _ in built.refused)
         return built
 
+    def has_pending_transactions(self) -> bool:
+        return len(self.mempool) > 0
+
     def validate_block(self, block: Block) -> StateChanges:
         # Signatures gossip did not bring (catch-up, a proposal that raced its gossip)
         # are verified on every core first; a bad one is refused by apply_block itself.
@@ -367,12 +375,7 @@ class Node:
             key=self.key,
             validators=self.validators,
             application=application,
-            config=ReplicaConfig(
-                chain_id=self.rules.chain_id,
-                base_timeout_ms=self.config["consensus.base_timeout_ms"],
-                max_timeout_ms=self.config["consensus.max_timeout_ms"],
-                proposal_delay_ms=self.config["consensus.block_interval_ms"],
-            ),
+            config=self._replica_config(),
             recorded_votes=recorded,
         )
         LOG.info(
@@ -383,6 +386,18 @@ class Node:
         await self._start_rpc()
         self._consensus_task = asyncio.create_task(self._run_consensus(), name="consensus")
         self._events.put_nowait(("start", None))
+
+    def _replica_config(self) -> ReplicaConfig:
+        try:
+            return ReplicaConfig(
+                chain_id=self.rules.chain_id,
+                base_timeout_ms=self.config["consensus.base_timeout_ms"],
+                max_timeout_ms=self.config["consensus.max_timeout_ms"],
+                proposal_delay_ms=self.config["consensus.block_interval_ms"],
+                empty_proposal_delay_ms=self.config["consensus.empty_block_interval_ms"],
+            )
+        except ValueError as error:
+            raise ConfigError(f"settings consensus.*: {error}") from None
 
     async def _start_network(self, genesis_hash: bytes) -> None:
         host, port = NodeConfig.split_address(self.config["p2p.listen"])
@@ -465,6 +480,8 @@ class Node:
                     actions = replica.receive_bytes(argument, now)
                 elif event == "timeout":
                     actions = replica.timeout(now)
+                elif event == "transactions":
+                    actions = replica.transactions_arrived(now)
                 else:
                     actions = replica.start(now)
                 view = replica.view
@@ -564,6 +581,7 @@ class Node:
             candidates.append(transaction)
         assert self.verifier is not None
         forged = await self.verifier.verify_async(candidates)
+        was_empty = len(self.mempool) == 0
         for transaction in candidates:
             if transaction.hash in forged:
                 raise BadSignature(f"peer forwarded transaction {transaction.hash.hex()} with a bad signature")
@@ -571,6 +589,12 @@ class Node:
                 self.mempool.add(transaction, self.store)
             except Invalid:
                 continue
+        self._after_admission(was_empty)
+
+    def _after_admission(self, was_empty: bool) -> None:
+        """Wake a primary that waits out the idle interval: there is something to propose."""
+        if was_empty and len(self.mempool) > 0:
+            self._post(("transactions", None))
 
     # --- what the RPC sees (rpc.methods.NodeView) ------------------------------------------
 
@@ -582,7 +606,9 @@ class Node:
         assert self.verifier is not None
         if await self.verifier.verify_async([transaction]):
             raise BadSignature("signature does not verify against the sender's key")
+        was_empty = len(self.mempool) == 0
         self.mempool.add(transaction, self.store)
+        self._after_admission(was_empty)
         self.gossip.submit(transaction.encoded)
         return transaction.hash
 

@@ -30,6 +30,9 @@ class Application(Protocol):
     def build_proposal(self, height: int, *, proposer: bytes, timestamp_ms: int) -> BuiltBlock:
         """A block for ``height`` (the next one) on top of the last final block."""
 
+    def has_pending_transactions(self) -> bool:
+        """True when a proposal would carry transactions (the mempool is not empty)."""
+
     def validate_block(self, block: Block) -> StateChanges:
         """The changes ``block`` makes on top of the last final block; raises an
         ``Invalid`` subclass if any rule refuses it."""

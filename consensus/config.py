@@ -17,6 +17,10 @@ class ReplicaConfig:
     max_timeout_ms: int = 30_000
     #: How long the primary waits after a height starts before proposing.
     proposal_delay_ms: int = 0
+    #: With no transactions pending, how long the primary waits before proposing an
+    #: empty block (None: as ``proposal_delay_ms``). Arriving transactions cut it
+    #: short. Below ``base_timeout_ms``, so an idle chain never changes views.
+    empty_proposal_delay_ms: int | None = None
     #: Votes are kept for views this far from the replica's own.
     view_window: int = 32
     #: Messages for heights this far ahead are held; farther ones are dropped.
@@ -35,6 +39,8 @@ class ReplicaConfig:
     def __post_init__(self) -> None:
         if not 0 < self.base_timeout_ms <= self.max_timeout_ms:
             raise ValueError("timeouts must satisfy 0 < base_timeout_ms <= max_timeout_ms")
+        if self.empty_proposal_delay_ms is not None and not 0 <= self.empty_proposal_delay_ms < self.base_timeout_ms:
+            raise ValueError("empty_proposal_delay_ms must be below base_timeout_ms, or replicas change views when idle")
         if self.view_window < 1 or self.height_window < 1 or self.held_per_sender < 1:
             raise ValueError("windows and bounds must be positive")
 

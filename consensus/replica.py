@@ -334,10 +334,28 @@ class Replica(ViewChangeRules):
     def _schedule_proposal(self, now_ms: int) -> list[Action]:
         if not self.active or self.validators.primary(self.view) != self.index:
             return []
-        if self.config.proposal_delay_ms <= 0:
+        delay = self._proposal_delay()
+        if delay <= 0:
             return self._propose(now_ms)
-        self.proposal_due_ms = now_ms + self.config.proposal_delay_ms
+        self.proposal_due_ms = now_ms + delay
         return [ScheduleTimeout(self.proposal_due_ms)]
+
+    def _proposal_delay(self) -> int:
+        """A primary gathers transactions for ``proposal_delay_ms``; with none pending it
+        waits ``empty_proposal_delay_ms``, so an idle chain grows slowly."""
+        idle = self.config.empty_proposal_delay_ms
+        if idle is not None and not self.application.has_pending_transactions():
+            return idle
+        return self.config.proposal_delay_ms
+
+    def transactions_arrived(self, now_ms: int) -> list[Action]:
+        """The application has transactions again: a primary waiting out the idle delay
+        proposes ``proposal_delay_ms`` from now instead."""
+        due = now_ms + self.config.proposal_delay_ms
+        if self.pending is not None or self.proposal_due_ms is None or self.proposal_due_ms <= due:
+            return []
+        self.proposal_due_ms = due
+        return [ScheduleTimeout(due)]
 
     # --- signing: persist before you speak -------------------------------------------------
 

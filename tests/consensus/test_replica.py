@@ -289,3 +289,47 @@ def test_block_request_is_answered_with_final_blocks() -> None:
     answers = [action.message for action in actions if isinstance(action, Send)]
     assert [final.height for final in answers if isinstance(final, FinalBlock)] == [1, 2, 3]
     assert cluster.replicas[0].receive(BlockRequest(1, 3), cluster.now) == []
+
+
+# --- idle chains ----------------------------------------------------------------------
+
+
+def idle_primary() -> tuple[Cluster, list[bool]]:
+    """A cluster whose ledgers report no pending transactions until the test says so."""
+    pending = [False]
+    config = ReplicaConfig(chain_id=CHAIN_ID, proposal_delay_ms=100, empty_proposal_delay_ms=900)
+    cluster = Cluster(config=config)
+    for ledger in cluster.ledgers:
+        ledger.has_pending_transactions = lambda: pending[0]  # type: ignore[method-assign]
+    return cluster, pending
+
+
+def test_empty_proposal_waits_the_idle_delay() -> None:
+    cluster, _ = idle_primary()
+    cluster.start()
+    cluster.advance(800)
+    assert cluster.heights() == [0, 0, 0, 0]
+    cluster.advance(1000)
+    assert cluster.heights() == [1, 1, 1, 1]
+
+
+def test_arriving_transactions_cut_the_idle_delay_short() -> None:
+    cluster, pending = idle_primary()
+    cluster.start()
+    cluster.advance(50)
+    pending[0] = True
+    primary = cluster.replicas[0]
+    actions = primary.transactions_arrived(cluster.now)
+    assert [action.at_ms for action in actions] == [cluster.now + 100]  # type: ignore[union-attr]
+    cluster.execute(0, actions)
+    cluster.advance(149)
+    assert cluster.heights() == [0, 0, 0, 0]
+    cluster.advance(160)
+    assert cluster.heights() == [1, 1, 1, 1]
+
+
+def test_invalid_idle_delay_at_or_above_the_view_timeout() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="below base_timeout_ms"):
+        ReplicaConfig(chain_id=CHAIN_ID, base_timeout_ms=1000, empty_proposal_delay_ms=1000)

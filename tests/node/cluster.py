@@ -27,7 +27,11 @@ from mura.chain.transaction import Body, Transaction, sign_transaction
 from mura.genesis.testnet import TestnetLayout, generate_testnet, node_config_path, write_node_configs
 
 #: Fast timers, so a dead primary is replaced within about a second.
-FAST_CONSENSUS = ["--consensus-base-timeout-ms", "600", "--consensus-max-timeout-ms", "3000"]
+FAST_CONSENSUS = [
+    "--consensus-base-timeout-ms", "600",
+    "--consensus-max-timeout-ms", "3000",
+    "--consensus-empty-block-interval-ms", "200",
+]
 
 
 def free_port_range(count: int) -> int:

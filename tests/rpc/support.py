@@ -29,10 +29,16 @@ from mura.node import Node, load_config
 from mura.rpc.server import RpcServer
 
 #: Settings every test node runs with: free ports, blocks every 20 ms.
-FAST: dict[str, Any] = {"rpc.listen": "127.0.0.1:0", "p2p.listen": "127.0.0.1:0", "consensus.block_interval_ms": 20}
+FAST: dict[str, Any] = {
+    "rpc.listen": "127.0.0.1:0",
+    "p2p.listen": "127.0.0.1:0",
+    "consensus.block_interval_ms": 20,
+    "consensus.empty_block_interval_ms": 20,
+}
 #: A node whose primary never proposes within a test: transactions stay pending.
 PAUSED: dict[str, Any] = {
     "consensus.block_interval_ms": 3_600_000,
+    "consensus.empty_block_interval_ms": 3_599_999,
     "consensus.base_timeout_ms": 3_600_000,
     "consensus.max_timeout_ms": 3_600_000,
 }

@@ -99,6 +99,10 @@ class SimLedger:
     def build_proposal(self, height: int, *, proposer: bytes, timestamp_ms: int) -> BuiltBlock:
         return self.build_on(self.state, self.head, proposer=proposer, timestamp_ms=timestamp_ms)
 
+    def has_pending_transactions(self) -> bool:
+        # The simulated clients always have a transfer waiting (see ``build_on``).
+        return True
+
     def validate_block(self, block: Block) -> StateChanges:
         return apply_block(self.state, self.head, block, rules=self.genesis.rules, signatures=self._signatures)
 
