@@ -139,7 +139,7 @@ class NodeConfig:
         return self.values[path]
 
     def path(self, name: str) -> Path:
-        return (self.base_dir / self.values[name]).resolve()
+        return (self.base_dir / str(self.values[name])).resolve()
 
     @staticmethod
     def split_address(address: str) -> tuple[str, int]:
@@ -338,7 +338,7 @@ class Node:
         self.finality = FinalityWatch()
         #: This node's Prometheus registry, served on the RPC's /metrics.
         self.metrics = Metrics()
-        self.store: Store | None = None
+        self._store: Store | None = None
         self.verifier: SignatureVerifier | None = None
         self.replica: Replica | None = None
         self.network: Network | None = None
@@ -352,12 +352,19 @@ class Node:
         self._stop_requested = asyncio.Event()
         self._stopped = False
 
+    @property
+    def store(self) -> Store:
+        """The node's store; there is none before ``start()``."""
+        if self._store is None:
+            raise RuntimeError("the node is not started")
+        return self._store
+
     # --- lifecycle ------------------------------------------------------------------
 
     async def start(self) -> None:
         genesis, changes = genesis_block(self.genesis)
         try:
-            self.store = Store(self.config.path("data_dir"))
+            self._store = Store(self.config.path("data_dir"))
             self.store.initialize(genesis, changes)
         except StoreError as error:
             raise ConfigError(f"data_dir: {error}") from None
@@ -462,8 +469,8 @@ class Node:
             await self.gossip.stop()
         if self.network is not None:
             await self.network.stop()
-        if self.store is not None:
-            self.store.close()
+        if self._store is not None:
+            self._store.close()
         if self.verifier is not None:
             self.verifier.close()
         LOG.info("stopped")
@@ -507,7 +514,7 @@ class Node:
         return self.replica
 
     async def _execute(self, actions: list[Action]) -> None:
-        assert self.store is not None and self.network is not None
+        assert self.network is not None
         for action in actions:
             if isinstance(action, PersistVote):
                 self.store.save_vote(action.vote.height, action.vote.encode())
@@ -527,7 +534,6 @@ class Node:
                 LOG.warning("equivocation by validator %s", action.evidence)
 
     def _commit(self, action: CommitBlock) -> None:
-        assert self.store is not None
         block = action.block
         parent_timestamp_ms = self.store.head.timestamp_ms
         self.store.save_block(block, action.certificate, action.changes)
@@ -570,7 +576,6 @@ class Node:
         """Admit a peer's batch; only bytes that do not decode or a forged signature
         count against the peer, anything else is normal in gossip (already pending,
         already final, pool full) and is skipped."""
-        assert self.store is not None
         candidates = []
         for encoded in decode_transaction_batch(payload):
             transaction = Transaction.decode(encoded)
@@ -599,7 +604,7 @@ class Node:
     # --- what the RPC sees (rpc.methods.NodeView) ------------------------------------------
 
     async def submit_transaction(self, transaction: Transaction) -> bytes:
-        assert self.store is not None and self.gossip is not None
+        assert self.gossip is not None
         # The cheap rules first, then the signature on the verifier's threads (together
         # with the rest of an RPC batch), then admission, which finds it verified.
         self.mempool.check(transaction, self.store)
@@ -613,7 +618,7 @@ class Node:
         return transaction.hash
 
     def status(self) -> NodeStatus:
-        assert self.store is not None and self.network is not None
+        assert self.network is not None
         replica = self._replica
         return NodeStatus(
             height=self.store.height,

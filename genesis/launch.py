@@ -45,14 +45,20 @@ async def run_nodes(nodes: Sequence[tuple[str, Path]], *, grace_seconds: float =
         processes.append(process)
         tasks.append(asyncio.create_task(_relay(name, width, process.stdout)))
         tasks.append(asyncio.create_task(_watch(name, process, stopping)))
-    all_exited = asyncio.gather(*(process.wait() for process in processes))
+    all_exited = asyncio.ensure_future(_wait_all(processes))
     signalled = asyncio.ensure_future(stopping.wait())
     await asyncio.wait([all_exited, signalled], return_when=asyncio.FIRST_COMPLETED)
     stopping.set()
     await _stop(processes, grace_seconds)
     await asyncio.gather(*tasks, return_exceptions=True)
     signalled.cancel()
+    all_exited.cancel()
     return 0 if all(process.returncode in (0, -signal.SIGTERM) for process in processes) else 1
+
+
+async def _wait_all(processes: list[asyncio.subprocess.Process]) -> bool:
+    await asyncio.gather(*(process.wait() for process in processes))
+    return True
 
 
 async def _stop(processes: list[asyncio.subprocess.Process], grace_seconds: float) -> None:
