@@ -7,7 +7,7 @@ TESTNET_DIR ?= testnet
 VALIDATORS ?= 4
 SEEDS ?= 200
 
-.PHONY: test testnet testnet-reset sim bench bench-quick clean
+.PHONY: test testnet testnet-reset sim bench bench-full clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,10 +28,12 @@ testnet-reset:
 	rm -rf $(TESTNET_DIR)
 
 bench: $(STAMP)
-	$(PY) -m mura.chain.bench --json bench-results/ledger.json
+	$(PY) -m mura.chain.bench --quick --json bench-results/ledger.json
+	$(PY) -m mura.tests.bench.network --quick --json bench-results/network.json
 
-bench-quick: $(STAMP)
-	$(PY) -m mura.chain.bench --quick
+bench-full: $(STAMP)
+	$(PY) -m mura.chain.bench --json bench-results/ledger.json
+	$(PY) -m mura.tests.bench.network --full --json bench-results/network.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
