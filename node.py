@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from collections import deque
 import json
 import logging
 import signal
@@ -42,7 +43,7 @@ from mura.consensus.actions import (
     Send,
 )
 from mura.consensus.config import ReplicaConfig
-from mura.consensus.messages import FinalBlock, encode_message
+from mura.consensus.messages import BlockRequest, FinalBlock, decode_message, encode_message
 from mura.consensus.replica import Replica
 from mura.consensus.votes import RecordedVote
 from mura.genesis.format import genesis_block, load_genesis
@@ -291,6 +292,14 @@ class LedgerApplication:
 
 
 CONSENSUS_KIND = "consensus"
+#: Peer messages waiting for the replica; more are dropped (view change recovers).
+MAX_QUEUED_MESSAGES = 20_000
+
+
+class InvalidMessageSender(Invalid):
+    """A consensus message whose claimed sender is not the peer that sent it."""
+
+    rule = "invalid_message_sender"
 TRANSACTIONS_KIND = "transactions"
 
 
@@ -344,11 +353,15 @@ class Node:
         self.network: Network | None = None
         self.gossip: TransactionGossip | None = None
         self.rpc: RpcServer | None = None
-        self._events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=100_000)
+        # Unbounded for the node's own events (timeouts must never be lost); peer messages
+        # are bounded by ``MAX_QUEUED_MESSAGES`` in ``_post``.
+        self._events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self._queued_messages = 0
         self._consensus_task: asyncio.Task[None] | None = None
         self._timers: dict[int, asyncio.TimerHandle] = {}
         self._commit_started: dict[int, int] = {}
-        self.evidence: list[Any] = []
+        #: Equivocations this node saw, newest last (bounded like the replica's).
+        self.evidence: deque[Any] = deque(maxlen=1_024)
         self._stop_requested = asyncio.Event()
         self._stopped = False
 
@@ -484,7 +497,8 @@ class Node:
             now = now_ms()
             try:
                 if event == "message":
-                    actions = replica.receive_bytes(argument, now)
+                    self._queued_messages -= 1
+                    actions = replica.receive(argument, now)
                 elif event == "timeout":
                     actions = replica.timeout(now)
                 elif event == "transactions":
@@ -518,10 +532,8 @@ class Node:
         for action in actions:
             if isinstance(action, PersistVote):
                 self.store.save_vote(action.vote.height, action.vote.encode())
-            elif isinstance(action, Broadcast):
-                await self.network.broadcast(CONSENSUS_KIND, encode_message(action.message))
-            elif isinstance(action, Send):
-                await self.network.send(self.validators[action.to], CONSENSUS_KIND, encode_message(action.message))
+            elif isinstance(action, (Broadcast, Send)):
+                await self._send(action)
             elif isinstance(action, CommitBlock):
                 self._commit(action)
                 await self._execute(self._replica.committed(now_ms()))
@@ -531,7 +543,22 @@ class Node:
                 self.store.prune_votes(action.below_height)
             elif isinstance(action, ReportEquivocation):
                 self.evidence.append(action.evidence)
-                LOG.warning("equivocation by validator %s", action.evidence)
+                evidence = action.evidence
+                LOG.warning(
+                    "equivocation by validator %d at view %d (%s)", evidence.validator, evidence.view, evidence.phase.name
+                )
+
+    async def _send(self, action: Broadcast | Send) -> None:
+        assert self.network is not None
+        try:
+            if isinstance(action, Broadcast):
+                await self.network.broadcast(CONSENSUS_KIND, encode_message(action.message))
+            else:
+                await self.network.send(self.validators[action.to], CONSENSUS_KIND, encode_message(action.message))
+        except ValueError as error:
+            # A message above p2p.max_frame_bytes: peers would refuse it anyway; consensus
+            # recovers through view change, the node keeps running.
+            LOG.error("could not send a %s: %s", type(action.message).__name__, error)
 
     def _commit(self, action: CommitBlock) -> None:
         block = action.block
@@ -555,22 +582,37 @@ class Node:
         delay = max(0.0, (at_ms - now_ms()) / 1000)
 
         def fire() -> None:
+            remaining = at_ms - now_ms()
+            if remaining > 0:
+                # The wall clock stepped back: an early call would be ignored and the timer lost.
+                self._timers[at_ms] = asyncio.get_running_loop().call_later(remaining / 1000, fire)
+                return
             self._timers.pop(at_ms, None)
             self._post(("timeout", None))
 
         self._timers[at_ms] = asyncio.get_running_loop().call_later(delay, fire)
 
     def _post(self, event: tuple[str, Any]) -> None:
-        try:
-            self._events.put_nowait(event)
-        except asyncio.QueueFull:
-            # Consensus recovers lost messages through view change; memory stays bounded.
-            LOG.warning("consensus queue full; dropped a %s", event[0])
+        if event[0] == "message":
+            if self._queued_messages >= MAX_QUEUED_MESSAGES:
+                # Consensus recovers lost messages through view change; memory stays bounded.
+                LOG.warning("consensus queue full; dropped a peer message")
+                return
+            self._queued_messages += 1
+        self._events.put_nowait(event)
 
     # --- peer frames ---------------------------------------------------------------
 
     async def _on_consensus_frame(self, peer: bytes, payload: Any) -> None:
-        self._post(("message", codec.read_bytes(payload, "consensus", max_length=self.config["p2p.max_frame_bytes"])))
+        """Decode here, in the peer's link task, so garbage counts against that peer (and
+        gets it banned) instead of vanishing inside the replica."""
+        raw = codec.read_bytes(payload, "consensus", max_length=self.config["p2p.max_frame_bytes"])
+        message = decode_message(raw)
+        requester = message.requester if isinstance(message, BlockRequest) else None
+        if requester is not None and (requester >= len(self.validators) or self.validators[requester] != peer):
+            # Final blocks go to the requester named inside; only that validator may ask.
+            raise InvalidMessageSender(f"block request names validator {requester}, sent by another peer")
+        self._post(("message", message))
 
     async def _on_transactions_frame(self, peer: bytes, payload: Any) -> None:
         """Admit a peer's batch; only bytes that do not decode or a forged signature

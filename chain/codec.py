@@ -21,6 +21,8 @@ from mura.chain.errors import DecodeError
 #: Largest input ``decode`` accepts unless a caller asks for less.
 DEFAULT_MAX_SIZE = 16 * 1024 * 1024
 
+#: Longest array any wire type needs (a block's 20,000 transactions), with room to spare.
+MAX_ARRAY_LENGTH = 65_536
 #: Deepest nesting of arrays any wire type needs, with room to spare.
 MAX_DEPTH = 16
 
@@ -59,6 +61,8 @@ def decode(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> Any:
             strict_map_key=True,
             object_pairs_hook=_refuse_map,
             ext_hook=_refuse_extension,
+            # Refused by the C unpacker before any Python object is built for them.
+            max_array_len=MAX_ARRAY_LENGTH,
         )
     except DecodeError:
         raise
