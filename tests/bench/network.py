@@ -51,7 +51,7 @@ MODES: dict[str, dict[str, Any]] = {
         "budget_seconds": 120.0, "verify_seconds": 1.0,
     },
     "full": {
-        "transactions": 100_000, "compare_transactions": 60_000, "warmup": 10_000, "min_window": 10_000,
+        "transactions": 100_000, "compare_transactions": 100_000, "warmup": 10_000, "min_window": 10_000,
         "accounts": 2_000, "latency_seconds": 20.0, "query_seconds": 5.0, "soak_transactions": 1_000_000,
         "budget_seconds": 840.0, "verify_seconds": 2.0,
     },
@@ -75,7 +75,7 @@ def parse_options(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--transactions", type=int, help="max-load transfers on the main network (quick 40,000, full 100,000)")
     parser.add_argument("--compare-transactions", type=int, help="max-load transfers on the comparison network")
     parser.add_argument("--warmup", type=int, help="final transactions before the max-load window opens")
-    parser.add_argument("--min-window", type=int, help="smallest max-load window before it may include the drain")
+    parser.add_argument("--min-window", type=int, help="smallest max-load window under load; below it, the whole phase is measured")
     parser.add_argument("--accounts", type=int, help="funded sender accounts (at most 3,600)")
     parser.add_argument("--rate", type=float, default=1000.0, help="offered tx/s of the latency phase (default 1,000)")
     parser.add_argument("--latency-seconds", type=float, help="length of the latency phase")

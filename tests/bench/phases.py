@@ -29,6 +29,8 @@ from mura.tests.bench.workload import SignedTransfer, Workload, write_addresses,
 
 #: By default a phase fails when none of its missing transactions becomes final for this long.
 STALL_SECONDS = 60.0
+#: Fewest blocks a max-load window may span.
+MIN_WINDOW_BLOCKS = 3
 #: The largest JSON-RPC batch the nodes accept by default.
 MAX_BATCH = 100
 
@@ -80,40 +82,39 @@ class Window:
     transactions: int
     #: From the opening block's sighting to the closing block's.
     seconds: float
-    #: Blocks counted (0: too few blocks for a window).
+    #: Blocks counted.
     blocks: int
-    #: "under load", or "includes drain" when it had to stretch past the load's end.
-    kind: str
 
     @property
     def rate(self) -> float:
         return self.transactions / self.seconds if self.seconds > 0 else 0.0
 
 
-def sustained_window(blocks: Sequence[SeenBlock], *, warmup: int, min_window: int, load_finished: float) -> Window:
-    """The window of a max-load phase's non-empty blocks.
+def sustained_window(blocks: Sequence[SeenBlock], *, warmup: int, min_window: int, load_finished: float) -> Window | None:
+    """The window of a max-load phase's non-empty blocks, or None if too short.
 
     It opens at the block that completes the warm-up and closes at the last
-    block seen while the load process was still submitting, so the figure is
-    not flattered by the drain, when the load process no longer competes for
-    the cores; only when that would hold fewer than ``min_window`` transactions
-    does it stretch to the last block.
+    block seen while the load process was still submitting. Blocks after that
+    are left out: they carry transactions admitted (and verified) earlier, so
+    the drain would flatter the rate, even past the verification ceiling.
+    A window of fewer than ``min_window`` transactions or ``MIN_WINDOW_BLOCKS``
+    blocks is None: a rate between the sightings of one or two large blocks says
+    more about where they fell than about the network.
     """
     cumulative = 0
-    opening = len(blocks) - 1
+    opening = len(blocks)
     for index, block in enumerate(blocks):
         cumulative += block.transactions
         if cumulative >= warmup:
             opening = index
             break
     closing = max((index for index, block in enumerate(blocks) if block.seen <= load_finished), default=-1)
-    kind = "under load"
-    if closing <= opening or sum(block.transactions for block in blocks[opening + 1 : closing + 1]) < min_window:
-        closing, kind = len(blocks) - 1, "includes drain"
     if closing <= opening:
-        return Window(0, 0.0, 0, kind)
+        return None
     transactions = sum(block.transactions for block in blocks[opening + 1 : closing + 1])
-    return Window(transactions, blocks[closing].seen - blocks[opening].seen, closing - opening, kind)
+    if transactions < min_window or closing - opening < MIN_WINDOW_BLOCKS:
+        return None
+    return Window(transactions, blocks[closing].seen - blocks[opening].seen, closing - opening)
 
 
 class NetworkBench:
@@ -206,7 +207,11 @@ class NetworkBench:
     # --- the phases ------------------------------------------------------------------
 
     async def max_load(self, count: int, *, warmup: int, min_window: int, batch_size: int, connections: int) -> dict[str, Any]:
-        """Sustained final tx/s while a closed-loop load keeps the nodes busy (see ``sustained_window``)."""
+        """Sustained final tx/s while a closed-loop load keeps the nodes busy (see ``sustained_window``).
+
+        When the window under load is too short, the figure is the whole phase's:
+        every accepted transaction over the time from the first submission to the last final.
+        """
         transfers = self.workload.sign_transfers(count)
         view_before = await self.view()
         outcome = await self.submit_and_finalize(transfers, rate=None, batch_size=batch_size, connections=connections)
@@ -214,15 +219,18 @@ class NetworkBench:
         last_final = blocks[-1].seen if blocks else outcome.finished
         all_final_rate = len(outcome.accepted) / max(1e-9, last_final - outcome.started)
         window = sustained_window(blocks, warmup=warmup, min_window=min_window, load_finished=outcome.finished)
+        kind = "under load"
+        if window is None:  # too few blocks under load: the whole phase, first submission to last final
+            window, kind = Window(len(outcome.accepted), last_final - outcome.started, len(blocks)), "whole phase"
         self.watcher.forget()
         return {
             "transactions": count,
             "accepted": len(outcome.accepted),
             "refused": len(outcome.refused),
-            "final_tx_per_second": window.rate if window.blocks else all_final_rate,
-            "window_kind": window.kind if window.blocks else "whole phase",
-            "window_transactions": window.transactions if window.blocks else len(outcome.accepted),
-            "window_seconds": window.seconds if window.blocks else last_final - outcome.started,
+            "final_tx_per_second": window.rate,
+            "window_kind": kind,
+            "window_transactions": window.transactions,
+            "window_seconds": window.seconds,
             "window_blocks": window.blocks,
             "warmup_transactions": warmup,
             "offered_tx_per_second": len(outcome.accepted) / max(1e-9, outcome.finished - outcome.started),

@@ -36,10 +36,11 @@ def _max_load_rows(network: dict[str, Any], main_rate: float | None) -> Iterator
     yield f"verification ceiling, {count} validators", _number(network["ceiling_tx_per_second"], "tx/s"), ""
     yield f"max load, {count} validators: final tx/s", _number(load["final_tx_per_second"], "tx/s"), target
     yield "  achieved / ceiling", f"{load['achieved_over_ceiling']:.1%}", ""
-    yield "  window", (
-        f"{load['window_transactions']:,} tx, {load['window_blocks']} blocks, {load['window_seconds']:.1f} s, "
-        f"after {load['warmup_transactions']:,}, {load['window_kind']}"
-    ), ""
+    span = f"{load['window_transactions']:,} tx, {load['window_blocks']} blocks, {load['window_seconds']:.1f} s"
+    if load["window_kind"] == "under load":
+        yield "  window (under load)", f"{span}, after {load['warmup_transactions']:,} warm-up", ""
+    else:
+        yield "  window (whole phase)", span, "too few blocks under load for a window"
     yield "  offered (load process)", _number(load["offered_tx_per_second"], "tx/s"), ""
     yield "  blocks / largest / view changes", f"{load['blocks']} / {load['largest_block']:,} / {load['view_changes']}", ""
     yield "  CPU per tx per validator / load process", (

@@ -80,7 +80,6 @@ def test_memory_is_read_for_every_validator(results: dict[str, Any]) -> None:
 def test_the_window_stops_at_the_end_of_the_load() -> None:
     blocks = [SeenBlock(height, float(height), 100) for height in range(1, 11)]
     window = sustained_window(blocks, warmup=200, min_window=0, load_finished=6.5)
-    assert (window.transactions, window.seconds, window.blocks, window.kind) == (400, 4.0, 4, "under load")
-    stretched = sustained_window(blocks, warmup=200, min_window=500, load_finished=6.5)
-    assert (stretched.transactions, stretched.kind) == (800, "includes drain")
-    assert sustained_window(blocks[:1], warmup=50, min_window=0, load_finished=9.0).blocks == 0
+    assert window is not None and (window.transactions, window.seconds, window.blocks) == (400, 4.0, 4)
+    assert sustained_window(blocks, warmup=200, min_window=500, load_finished=6.5) is None
+    assert sustained_window(blocks[:1], warmup=50, min_window=0, load_finished=9.0) is None
