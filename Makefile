@@ -6,6 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 TESTNET_DIR ?= testnet
 VALIDATORS ?= 4
 SEEDS ?= 200
+BENCH_ARGS ?=
 
 .PHONY: test testnet testnet-reset sim bench bench-full clean
 
@@ -29,11 +30,11 @@ testnet-reset:
 
 bench: $(STAMP)
 	$(PY) -m mura.chain.bench --quick --json bench-results/ledger.json
-	$(PY) -m mura.tests.bench.network --quick --json bench-results/network.json
+	$(PY) -m mura.tests.bench.network --quick --json bench-results/network.json $(BENCH_ARGS)
 
 bench-full: $(STAMP)
 	$(PY) -m mura.chain.bench --json bench-results/ledger.json
-	$(PY) -m mura.tests.bench.network --full --json bench-results/network.json
+	$(PY) -m mura.tests.bench.network --full --json bench-results/network.json $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
