@@ -26,7 +26,7 @@ from typing import Any
 from mura.chain import codec
 from mura.chain.block import Block, quorum_size
 from mura.chain.errors import BadSignature, Invalid
-from mura.chain.keys import SignatureCache, load_key
+from mura.chain.keys import AttestedSignatures, SignatureCache, load_key
 from mura.chain.mempool import Mempool
 from mura.chain.state import BuiltBlock, ChainRules, StateChanges, apply_block, build_block
 from mura.chain.store import Store, StoreError
@@ -47,7 +47,7 @@ from mura.consensus.messages import BlockRequest, FinalBlock, decode_message, en
 from mura.consensus.replica import Replica
 from mura.consensus.votes import RecordedVote
 from mura.genesis.format import genesis_block, load_genesis
-from mura.p2p.gossip import TransactionGossip, decode_transaction_batch
+from mura.p2p.gossip import StalledRuns, TransactionGossip, decode_transaction_batch
 from mura.p2p.network import Network
 from mura.p2p.settings import NetworkLimits, PeerAddress
 from mura.rpc.finality import FinalityWatch
@@ -120,7 +120,24 @@ SETTINGS: tuple[Setting, ...] = (
         "with no transactions pending, how long the primary waits before an empty block (below base_timeout_ms)",
         _positive,
     ),
+    Setting(
+        "consensus.max_block_transactions", int, 5_000,
+        "most transactions this node puts in a block it proposes (at most the genesis limit), so that "
+        "every validator checks a block well within base_timeout_ms even with a backlog",
+        _positive,
+    ),
+    Setting(
+        "sync.verify_signatures", bool, False,
+        "check every transaction signature of final blocks fetched from peers; off, their commit "
+        "certificates vouch for them (a quorum checked each one) and the state root for the result",
+    ),
     Setting("mempool.max_transactions", int, 50_000, "most pending transactions", _positive),
+    Setting(
+        "mempool.rebroadcast_after_ms", int, 3_000,
+        "a sender whose next transaction stays pending this long, while blocks are made without it, "
+        "has its ready run gossiped again (a dropped gossip frame must not hold it back forever)",
+        _positive,
+    ),
     Setting("mempool.max_bytes", int, 32 * 1024 * 1024, "most pending transaction bytes", _positive),
     Setting("log.level", str, "info", "debug, info, warning or error", _choice("debug", "info", "warning", "error")),
     Setting("log.format", str, "text", "text (one human-readable line per event) or json", _choice("text", "json")),
@@ -162,6 +179,8 @@ def _flatten(document: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def _check_value(setting: Setting, value: Any) -> str | None:
     if setting.kind is int and (type(value) is not int):
         return f"expected an integer, got {value!r}"
+    if setting.kind is bool and type(value) is not bool:
+        return f"expected true or false, got {value!r}"
     if setting.kind is str and not isinstance(value, str):
         return f"expected text, got {value!r}"
     if setting.kind is list and not (isinstance(value, list) and all(isinstance(item, str) for item in value)):
@@ -202,6 +221,8 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
         metavar = setting.path.rpartition(".")[2].upper()
         if setting.kind is list:
             parser.add_argument(setting.flag, dest=setting.path, action="append", metavar=metavar, help=setting.help)
+        elif setting.kind is bool:
+            parser.add_argument(setting.flag, dest=setting.path, action=argparse.BooleanOptionalAction, help=setting.help)
         else:
             parser.add_argument(setting.flag, dest=setting.path, type=setting.kind, metavar=metavar, help=setting.help)
 
@@ -245,12 +266,25 @@ def configure_logging(*, level: str, json_format: bool, name: str = "") -> None:
 class LedgerApplication:
     """``consensus.Application`` over the LevelDB store and the mempool."""
 
-    def __init__(self, *, store: Store, mempool: Mempool, rules: ChainRules, verifier: SignatureVerifier) -> None:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        mempool: Mempool,
+        rules: ChainRules,
+        verifier: SignatureVerifier,
+        max_proposal_transactions: int | None = None,
+        verify_certified_signatures: bool = False,
+    ) -> None:
         self.store = store
         self.mempool = mempool
         self.rules = rules
         self.verifier = verifier
         self.signatures = verifier.cache
+        self.max_proposal_transactions = min(
+            rules.max_block_transactions, max_proposal_transactions or rules.max_block_transactions
+        )
+        self.verify_certified_signatures = verify_certified_signatures
 
     def final_height(self) -> int:
         return self.store.height
@@ -262,7 +296,7 @@ class LedgerApplication:
 
     def build_proposal(self, height: int, *, proposer: bytes, timestamp_ms: int) -> BuiltBlock:
         candidates = self.mempool.select(
-            self.store, max_transactions=self.rules.max_block_transactions, max_bytes=self.rules.max_block_bytes
+            self.store, max_transactions=self.max_proposal_transactions, max_bytes=self.rules.max_block_bytes
         )
         built = build_block(
             self.store,
@@ -281,17 +315,22 @@ class LedgerApplication:
     def has_pending_transactions(self) -> bool:
         return len(self.mempool) > 0
 
-    def validate_block(self, block: Block) -> StateChanges:
-        # Signatures gossip did not bring (catch-up, a proposal that raced its gossip)
-        # are verified on every core first; a bad one is refused by apply_block itself.
-        self.verifier.verify(block.transactions)
-        return apply_block(self.store, self.store.head, block, rules=self.rules, signatures=self.signatures)
+    def validate_block(self, block: Block, *, certified: bool = False) -> StateChanges:
+        if certified and not self.verify_certified_signatures:
+            signatures: SignatureCache = AttestedSignatures()
+        else:
+            # Signatures gossip did not bring (catch-up, a proposal that raced its gossip)
+            # are verified on every core first; a bad one is refused by apply_block itself.
+            self.verifier.verify(block.transactions)
+            signatures = self.signatures
+        return apply_block(self.store, self.store.head, block, rules=self.rules, signatures=signatures)
 
 
 # --- the node ---------------------------------------------------------------------------
 
 
 CONSENSUS_KIND = "consensus"
+TRANSACTIONS_KIND = "transactions"
 #: Peer messages waiting for the replica; more are dropped (view change recovers).
 MAX_QUEUED_MESSAGES = 20_000
 
@@ -300,7 +339,6 @@ class InvalidMessageSender(Invalid):
     """A consensus message whose claimed sender is not the peer that sent it."""
 
     rule = "invalid_message_sender"
-TRANSACTIONS_KIND = "transactions"
 
 
 def now_ms() -> int:
@@ -335,6 +373,11 @@ class Node:
             raise ConfigError(f"key_file: {config.path('key_file')} is not the key of a validator in the genesis")
         self.name = self.genesis.validators[self.validators.index(self.key.public_key)].name
         self.rules = self.genesis.rules()
+        if config["consensus.max_block_transactions"] > self.rules.max_block_transactions:
+            raise ConfigError(
+                f"setting consensus.max_block_transactions: {config['consensus.max_block_transactions']} "
+                f"is above the genesis limit of {self.rules.max_block_transactions}"
+            )
         self.address_prefix = self.genesis.address_prefix
         token = self.genesis.token
         self.chain_info = ChainInfo(
@@ -358,6 +401,8 @@ class Node:
         self._events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._queued_messages = 0
         self._consensus_task: asyncio.Task[None] | None = None
+        self._rebroadcast_task: asyncio.Task[None] | None = None
+        self.stalled = StalledRuns(after=config["mempool.rebroadcast_after_ms"] / 1000)
         self._timers: dict[int, asyncio.TimerHandle] = {}
         self._commit_started: dict[int, int] = {}
         #: Equivocations this node saw, newest last (bounded like the replica's).
@@ -381,7 +426,10 @@ class Node:
             self.store.initialize(genesis, changes)
         except StoreError as error:
             raise ConfigError(f"data_dir: {error}") from None
-        self.signatures = SignatureCache()
+        # Room for every pending transaction and two full blocks beyond them.
+        self.signatures = SignatureCache(
+            capacity=self.config["mempool.max_transactions"] + 2 * self.rules.max_block_transactions
+        )
         self.verifier = SignatureVerifier(self.signatures)
         self.mempool = Mempool(
             rules=self.rules,
@@ -389,7 +437,14 @@ class Node:
             max_transactions=self.config["mempool.max_transactions"],
             max_bytes=self.config["mempool.max_bytes"],
         )
-        application = LedgerApplication(store=self.store, mempool=self.mempool, rules=self.rules, verifier=self.verifier)
+        application = LedgerApplication(
+            store=self.store,
+            mempool=self.mempool,
+            rules=self.rules,
+            verifier=self.verifier,
+            max_proposal_transactions=self.config["consensus.max_block_transactions"],
+            verify_certified_signatures=self.config["sync.verify_signatures"],
+        )
         recorded = [RecordedVote.decode(vote) for vote in self.store.load_votes(self.store.height + 1)]
         self.replica = Replica(
             key=self.key,
@@ -405,6 +460,7 @@ class Node:
         await self._start_network(genesis.hash)
         await self._start_rpc()
         self._consensus_task = asyncio.create_task(self._run_consensus(), name="consensus")
+        self._rebroadcast_task = asyncio.create_task(self._rebroadcast_stalled(), name="rebroadcast")
         self._events.put_nowait(("start", None))
 
     def _replica_config(self) -> ReplicaConfig:
@@ -475,9 +531,10 @@ class Node:
         self.finality.close()
         if self.rpc is not None:
             await self.rpc.stop()
-        if self._consensus_task is not None:
-            self._consensus_task.cancel()
-            await asyncio.gather(self._consensus_task, return_exceptions=True)
+        for task in (self._consensus_task, self._rebroadcast_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self.gossip is not None:
             await self.gossip.stop()
         if self.network is not None:
@@ -600,6 +657,17 @@ class Node:
                 return
             self._queued_messages += 1
         self._events.put_nowait(event)
+
+    async def _rebroadcast_stalled(self) -> None:
+        """Every third of ``mempool.rebroadcast_after_ms``, gossip stalled senders' runs again."""
+        assert self.gossip is not None
+        while True:
+            await asyncio.sleep(self.stalled.after / 3)
+            due = self.stalled.due(self.mempool, self.store, time.monotonic(), self.store.height)
+            for transaction in due:
+                self.gossip.submit(transaction.encoded)
+            if due:
+                LOG.debug("gossiping %d stalled transactions again", len(due))
 
     # --- peer frames ---------------------------------------------------------------
 

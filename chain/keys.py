@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,10 +119,14 @@ class SignatureCache:
     """Remembers which transactions this node has already verified.
 
     A transaction is verified once per node: when the mempool admits it, or when
-    a block brings one the mempool never saw. Bounded: the oldest entries go first.
+    a block brings one the mempool never saw. Once its block is final the node
+    ``forget``s it (the transaction index refuses it from then on), so the cache
+    holds about what is pending; it is also bounded, the oldest entries going first.
     """
 
-    def __init__(self, *, capacity: int = 500_000) -> None:
+    def __init__(self, *, capacity: int = 100_000) -> None:
+        if capacity < 1:
+            raise ValueError("a signature cache holds at least one entry")
         self._capacity = capacity
         self._verified: OrderedDict[bytes, None] = OrderedDict()
 
@@ -135,3 +140,26 @@ class SignatureCache:
         self._verified[transaction_hash] = None
         if len(self._verified) > self._capacity:
             self._verified.popitem(last=False)
+
+    def forget(self, transaction_hashes: Iterable[bytes]) -> None:
+        """Drop entries no longer needed (their transactions are final)."""
+        for transaction_hash in transaction_hashes:
+            self._verified.pop(transaction_hash, None)
+
+
+class AttestedSignatures(SignatureCache):
+    """The signatures of a block with a verified commit certificate.
+
+    A quorum of validators (at least f+1 of them honest) checked every signature
+    before they committed the block, so a node replaying final blocks need not
+    check them again; the state root still proves that it computed the same state.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(capacity=1)
+
+    def __contains__(self, transaction_hash: bytes) -> bool:
+        return True
+
+    def add(self, transaction_hash: bytes) -> None:
+        pass

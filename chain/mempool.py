@@ -273,6 +273,16 @@ class Mempool:
                 turns.append((queue, nonce + 1))
         return chosen
 
+    def ready_runs(self, state: StateReader, *, max_run: int) -> Iterator[list[Transaction]]:
+        """Each sender's run of consecutive pending nonces from its committed nonce (the
+        transactions a block could take next), at most ``max_run`` long, in arrival order."""
+        for queue, nonce in self._ready_runs(state):
+            run = []
+            while nonce in queue and len(run) < max_run:
+                run.append(queue[nonce])
+                nonce += 1
+            yield run
+
     def _ready_runs(self, state: StateReader) -> Iterator[tuple[_SenderQueue, int]]:
         """Each sender whose committed nonce is pending, with that nonce, in arrival order."""
         for sender, queue in self._by_sender.items():
@@ -283,7 +293,8 @@ class Mempool:
     # --- after a commit -----------------------------------------------------
 
     def remove_committed(self, transactions: Iterable[Transaction], state: StateReader) -> None:
-        """Forget the transactions of a final block, and what they made stale.
+        """Forget the transactions of a final block (and their verified signatures), and
+        what they made stale.
 
         ``state`` is the state after the block. For every sender the block
         touched, a pending transaction whose nonce is now below the sender's
@@ -291,7 +302,10 @@ class Mempool:
         different transaction) and is dropped; the rest stay.
         """
         senders: set[bytes] = set()
-        for transaction in transactions:
+        final = list(transactions)
+        # The transaction index refuses these from now on; their signatures need no memory.
+        self._signatures.forget(transaction.hash for transaction in final)
+        for transaction in final:
             senders.add(transaction.sender)
             pending = self._by_hash.get(transaction.hash)
             if pending is not None:

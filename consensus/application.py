@@ -33,6 +33,8 @@ class Application(Protocol):
     def has_pending_transactions(self) -> bool:
         """True when a proposal would carry transactions (the mempool is not empty)."""
 
-    def validate_block(self, block: Block) -> StateChanges:
+    def validate_block(self, block: Block, *, certified: bool = False) -> StateChanges:
         """The changes ``block`` makes on top of the last final block; raises an
-        ``Invalid`` subclass if any rule refuses it."""
+        ``Invalid`` subclass if any rule refuses it. A ``certified`` block carries a
+        verified commit certificate: a quorum already checked its transactions'
+        signatures, so the application may skip them (the state root still binds it)."""

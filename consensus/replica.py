@@ -249,7 +249,7 @@ class Replica(ViewChangeRules):
         self.log.prepares.add(prepare)
         return self.speak(vote, prepare) + self._check_prepared(now_ms)
 
-    def validate(self, block: Block) -> StateChanges:
+    def validate(self, block: Block, *, certified: bool = False) -> StateChanges:
         """The application's verdict on a block, asked once per block per height."""
         changes = self.log.validated.get(block.hash)
         if changes is not None:
@@ -258,7 +258,7 @@ class Replica(ViewChangeRules):
         if refusal is not None:
             raise refusal
         try:
-            changes = self.application.validate_block(block)
+            changes = self.application.validate_block(block, certified=certified)
         except Invalid as error:
             self.log.refused[block.hash] = error
             raise
@@ -472,7 +472,7 @@ class Replica(ViewChangeRules):
 
     def _accept_final(self, final: FinalBlock) -> list[Action]:
         try:
-            changes = self.validate(final.block)
+            changes = self.validate(final.block, certified=True)
         except Invalid as error:
             self.rejected["certified_block_" + error.rule] += 1
             return []

@@ -54,7 +54,7 @@ class MessageVerifier:
         self.chain_id = chain_id
         #: Distinct signers that make a prepared certificate or a NEW-VIEW.
         self.quorum = validators.quorum
-        self._cache = cache if cache is not None else SignatureCache(capacity=200_000)
+        self._cache = cache if cache is not None else SignatureCache(capacity=20_000)
 
     def check_signature(self, sender: int, payload: bytes, signature: bytes) -> None:
         """The sender is a validator and ``signature`` is its signature of ``payload``."""

@@ -8,8 +8,10 @@ mesh, so a transaction received by gossip is not gossiped again.
 
 Pending transactions are bounded: ``submit`` refuses when ``max_pending`` are
 waiting. Gossip frames are droppable under queue pressure (see
-``mura.p2p.outbox``); a lost transaction still reaches a block through the
-mempool of the node that received it.
+``mura.p2p.outbox``), so a primary may lack a transaction that other mempools
+hold, and with it every later nonce of that sender. ``StalledRuns`` finds such
+senders (their next transaction stays pending while blocks are made without
+it) and the node gossips their ready run again, from every mempool that holds it.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from collections import deque
 from typing import Any
 
 from mura.chain import codec
-from mura.chain.transaction import MAX_TRANSACTION_BYTES
+from mura.chain.mempool import Mempool
+from mura.chain.state import StateReader
+from mura.chain.transaction import MAX_TRANSACTION_BYTES, Transaction
 from mura.p2p.network import Network
 
 log = logging.getLogger(__name__)
@@ -47,6 +51,50 @@ def decode_transaction_batch(
         codec.read_bytes(item, f"transactions[{index}]", max_length=max_transaction_bytes)
         for index, item in enumerate(items)
     ]
+
+
+class StalledRuns:
+    """Senders whose next pending transaction stays behind while blocks go by.
+
+    ``due`` is called periodically with the time and the final height. A sender's
+    ready run is stalled when it starts with the same transaction as ``after``
+    seconds ago although at least ``min_blocks`` blocks became final meanwhile:
+    most likely the primaries never got that transaction. (While no block is made,
+    gossiping again would not help and would only add to the load.) A stalled run
+    (up to ``max_run``) is due to be gossiped again, and again each time the same
+    condition holds anew; at most ``max_transactions`` per call, longest stalled first.
+    """
+
+    def __init__(self, *, after: float, min_blocks: int = 2, max_run: int = 64, max_transactions: int = 2_000) -> None:
+        self.after = after
+        self.min_blocks = min_blocks
+        self.max_run = max_run
+        self.max_transactions = max_transactions
+        # Per sender: the first transaction of its ready run, and the time and height since it is.
+        self._heads: dict[bytes, tuple[bytes, float, int]] = {}
+        #: Transactions handed out for gossiping again.
+        self.rebroadcast = 0
+
+    def due(self, mempool: Mempool, state: StateReader, now: float, height: int) -> list[Transaction]:
+        heads: dict[bytes, tuple[bytes, float, int]] = {}
+        stalled: list[tuple[float, list[Transaction]]] = []
+        for run in mempool.ready_runs(state, max_run=self.max_run):
+            head = run[0]
+            seen = self._heads.get(head.sender)
+            since, since_height = (seen[1], seen[2]) if seen is not None and seen[0] == head.hash else (now, height)
+            if now - since >= self.after and height - since_height >= self.min_blocks:
+                stalled.append((since, run))
+            heads[head.sender] = (head.hash, since, since_height)
+        stalled.sort(key=lambda item: item[0])
+        chosen: list[Transaction] = []
+        for _, run in stalled:
+            if len(chosen) + len(run) > self.max_transactions:
+                break
+            chosen += run
+            heads[run[0].sender] = (run[0].hash, now, height)
+        self._heads = heads
+        self.rebroadcast += len(chosen)
+        return chosen
 
 
 class TransactionGossip:

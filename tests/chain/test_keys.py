@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mura.chain.errors import InvalidKeyFile
-from mura.chain.keys import SignatureCache, SigningKey, load_key, save_key, sha256, verify_signature
+from mura.chain.keys import AttestedSignatures, SignatureCache, SigningKey, load_key, save_key, sha256, verify_signature
 
 
 def test_sign_and_verify(keys: Callable[[str], SigningKey]) -> None:
@@ -159,3 +159,24 @@ def test_signature_cache_is_bounded_oldest_evicted() -> None:
     assert len(cache) == 3
     assert b"d" not in cache
     assert all(bytes([index]) * 32 in cache for index in (97, 98, 99))
+
+
+def test_signature_cache_forgets() -> None:
+    cache = SignatureCache(capacity=10)
+    for item in (b"a", b"b", b"c"):
+        cache.add(item)
+    cache.forget([b"a", b"c", b"never added"])
+    assert len(cache) == 1
+    assert b"b" in cache and b"a" not in cache
+
+
+def test_invalid_signature_cache_capacity() -> None:
+    with pytest.raises(ValueError):
+        SignatureCache(capacity=0)
+
+
+def test_attested_signatures_vouch_for_any_transaction_and_keep_nothing() -> None:
+    attested = AttestedSignatures()
+    attested.add(b"a")
+    assert b"anything" in attested
+    assert len(attested) == 0

@@ -505,6 +505,28 @@ def test_remove_committed_drops_stale(mempool: Mempool, ledger: Ledger) -> None:
     assert [tx.nonce for tx in select_all(mempool, ledger) if tx.sender == ledger.sender(1)] == [1]
 
 
+def test_remove_committed_forgets_their_signatures(mempool: Mempool, ledger: Ledger) -> None:
+    committed, waiting = ledger.transfer(1, 0), ledger.transfer(2, 0)
+    add_all(mempool, ledger, [committed, waiting])
+    block = ledger.commit([committed])
+    mempool.remove_committed(block.transactions, ledger.state)
+    assert committed.hash not in ledger.signatures
+    assert waiting.hash in ledger.signatures
+
+
+def test_ready_runs(mempool: Mempool, ledger: Ledger) -> None:
+    add_all(mempool, ledger, [ledger.transfer(1, 0), ledger.transfer(1, 1), ledger.transfer(1, 3), ledger.transfer(2, 0)])
+    add_all(mempool, ledger, [ledger.transfer(3, 1)])
+    runs = [[(tx.sender, tx.nonce) for tx in run] for run in mempool.ready_runs(ledger.state, max_run=10)]
+    # Sender 1 stops at its gap; sender 3 lacks its committed nonce and has no ready run.
+    assert runs == [[(ledger.sender(1), 0), (ledger.sender(1), 1)], [(ledger.sender(2), 0)]]
+
+
+def test_ready_runs_are_capped(mempool: Mempool, ledger: Ledger) -> None:
+    add_all(mempool, ledger, [ledger.transfer(1, nonce) for nonce in range(5)])
+    assert [[tx.nonce for tx in run] for run in mempool.ready_runs(ledger.state, max_run=2)] == [[0, 1]]
+
+
 # --- a property over random histories ----------------------------------------------
 
 SENDERS = 4

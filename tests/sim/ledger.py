@@ -103,7 +103,9 @@ class SimLedger:
         # The simulated clients always have a transfer waiting (see ``build_on``).
         return True
 
-    def validate_block(self, block: Block) -> StateChanges:
+    def validate_block(self, block: Block, *, certified: bool = False) -> StateChanges:
+        # Signatures are checked here even in certified blocks, so that the simulation's
+        # validity check covers blocks that reached a replica through catch-up too.
         return apply_block(self.state, self.head, block, rules=self.genesis.rules, signatures=self._signatures)
 
     # --- the driver's side -------------------------------------------------------------
