@@ -19,12 +19,16 @@ Held = PrePrepare | Prepare | Commit | ViewChange | NewView
 class FutureBuffer:
     """Messages and final blocks for later heights, bounded per sender."""
 
-    def __init__(self, *, per_sender: int, heights: int) -> None:
+    def __init__(self, *, per_sender: int, heights: int, final_block_bytes: int = 64 * 1024 * 1024) -> None:
         self.per_sender = per_sender
+        #: Most final blocks held.
         self.heights = heights
+        #: Most transaction bytes in the final blocks held (beyond one block).
+        self.final_block_bytes = final_block_bytes
         self._messages: list[Held] = []
         self._counts: Counter[int] = Counter()
         self._final_blocks: dict[int, FinalBlock] = {}
+        self._final_bytes = 0
         #: Messages refused because their sender's share was full.
         self.dropped = 0
 
@@ -41,12 +45,24 @@ class FutureBuffer:
         return True
 
     def hold_final_block(self, final: FinalBlock) -> None:
-        """Keep one verified final block per height (more would prove the same thing)."""
-        if len(self._final_blocks) < self.heights:
-            self._final_blocks.setdefault(final.height, final)
+        """Keep one verified final block per height (more would prove the same thing),
+        within ``heights`` blocks and ``final_block_bytes``."""
+        size = _size(final)
+        if final.height in self._final_blocks or len(self._final_blocks) >= self.heights:
+            return
+        if self._final_blocks and self._final_bytes + size > self.final_block_bytes:
+            return
+        self._final_blocks[final.height] = final
+        self._final_bytes += size
+
+    def has_final_block(self, height: int) -> bool:
+        return height in self._final_blocks
 
     def take_final_block(self, height: int) -> FinalBlock | None:
-        return self._final_blocks.pop(height, None)
+        final = self._final_blocks.pop(height, None)
+        if final is not None:
+            self._final_bytes -= _size(final)
+        return final
 
     def take(self, height: int) -> Held | None:
         """The oldest held message for ``height``; messages for lower heights are dropped."""
@@ -65,4 +81,8 @@ class FutureBuffer:
         if stale:
             self._messages = [message for message in self._messages if message.height >= height]
         for old in [h for h in self._final_blocks if h < height]:
-            del self._final_blocks[old]
+            self._final_bytes -= _size(self._final_blocks.pop(old))
+
+
+def _size(final: FinalBlock) -> int:
+    return sum(len(transaction.encoded) for transaction in final.block.transactions)

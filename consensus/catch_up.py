@@ -1,40 +1,75 @@
 """Catching up: fetching final blocks from peers, and serving them.
 
 A replica learns it is behind when a validator signs something for a later
-height (or a view change whose last final height is at least its own). It
-then asks that validator with a ``BlockRequest`` for its next height; the
-answer is a batch of ``FinalBlock``s, each checked with ``verify_certificate``
-and the state transition before it is committed. Requests and answers are rate
-limited per height and per peer, so a lying or repeating peer costs little.
+height. It then asks a validator that is ahead with a ``BlockRequest`` for the
+first height it lacks; the answer is a batch of up to ``batch`` ``FinalBlock``s,
+each checked with ``verify_certificate`` and the state transition before it is
+committed. Requests are pipelined: while one batch is being applied, the next
+is already asked for, so a replica that is far behind never waits a round trip
+between batches. What is requested and not answered within ``retry_ms`` is
+asked for again, from another validator that is ahead. Answers are rate limited
+per peer and height, so a lying or repeating peer costs little.
+
+How far behind a replica is comes from the height the validators are seen
+working on. One faulty validator could claim any height, so the height the
+replica reports is the (f+1)-th highest: at least one honest validator is there.
 """
 
 from __future__ import annotations
 
 
-class CatchUpLimits:
-    """When to ask for a height again, and when to answer a peer again."""
+class CatchUp:
+    """What this replica has asked for, and when to answer a peer again."""
 
-    def __init__(self, *, retry_ms: int) -> None:
+    def __init__(self, *, retry_ms: int, batch: int, faulty: int) -> None:
         self.retry_ms = retry_ms
-        self._last_request: tuple[int, int] | None = None
+        self.batch = batch
+        self.faulty = faulty
+        #: The highest height each other validator was seen working on.
+        self.seen: dict[int, int] = {}
+        # Heights below ``_requested_until`` were asked for at ``_requested_at``, of ``_asked``.
+        self._requested_until = 0
+        self._requested_at: int | None = None
+        self._asked: int | None = None
         self._last_served: dict[int, tuple[int, int]] = {}
-        #: The highest height a validator was seen working on.
-        self.highest_seen = 0
-        #: The validator that was seen at ``highest_seen``.
-        self.ahead_peer: int | None = None
 
     def note_ahead(self, peer: int, height: int) -> None:
-        if height > self.highest_seen:
-            self.highest_seen = height
-            self.ahead_peer = peer
+        if height > self.seen.get(peer, 0):
+            self.seen[peer] = height
 
-    def may_request(self, height: int, now_ms: int) -> bool:
-        """One request per height per retry interval."""
-        last = self._last_request
-        if last is not None and last[0] == height and now_ms - last[1] < self.retry_ms:
-            return False
-        self._last_request = (height, now_ms)
-        return True
+    @property
+    def highest_seen(self) -> int:
+        """A height some honest validator works on: the (f+1)-th highest seen (0 if unknown)."""
+        heights = sorted(self.seen.values(), reverse=True)
+        return heights[self.faulty] if len(heights) > self.faulty else 0
+
+    def next_request(self, height: int, missing_from: int, now_ms: int) -> tuple[int, int] | None:
+        """The validator to ask and the height to ask it for, or None.
+
+        ``height`` is the replica's height; ``missing_from`` the first height at or
+        above it with no final block in hand. A new batch is asked for once the
+        outstanding ones are half used; the same heights again after ``retry_ms``.
+        """
+        expired = self._requested_at is None or now_ms - self._requested_at >= self.retry_ms
+        start = missing_from if expired else max(missing_from, self._requested_until)
+        if not expired and self._requested_until - missing_from > self.batch // 2:
+            return None
+        peer = self._peer_ahead_of(start, avoid=self._asked if expired else None)
+        if peer is None:
+            return None
+        self._requested_until = start + self.batch
+        self._requested_at = now_ms
+        self._asked = peer
+        return peer, start
+
+    def _peer_ahead_of(self, start: int, *, avoid: int | None) -> int | None:
+        """A validator seen working above ``start`` (so it has ``start`` final): the
+        highest, other than ``avoid`` when there is a choice."""
+        ahead = sorted((peer for peer, seen in self.seen.items() if seen > start), key=lambda peer: -self.seen[peer])
+        others = [peer for peer in ahead if peer != avoid]
+        if others:
+            return others[0]
+        return ahead[0] if ahead else None
 
     def may_serve(self, peer: int, height: int, now_ms: int) -> bool:
         """One answer per peer and height per retry interval."""

@@ -31,8 +31,11 @@ class ReplicaConfig:
     max_deferred: int = 4_096
     #: A height is requested again from peers, or served again to one, after this long.
     catch_up_retry_ms: int = 1_000
-    #: Final blocks sent in answer to one request.
-    catch_up_batch: int = 8
+    #: Final blocks sent in answer to one request; twice as many are held while applying.
+    catch_up_batch: int = 16
+    #: Most transaction bytes in one answer (at least one block is always sent), so
+    #: that an answer fits the peer link's queue.
+    catch_up_answer_bytes: int = 16 * 1024 * 1024
     #: Equivocation evidence kept for the node to report.
     max_evidence: int = 1_024
 
@@ -41,7 +44,7 @@ class ReplicaConfig:
             raise ValueError("timeouts must satisfy 0 < base_timeout_ms <= max_timeout_ms")
         if self.empty_proposal_delay_ms is not None and not 0 <= self.empty_proposal_delay_ms < self.base_timeout_ms:
             raise ValueError("empty_proposal_delay_ms must be below base_timeout_ms, or replicas change views when idle")
-        if self.view_window < 1 or self.height_window < 1 or self.held_per_sender < 1:
+        if self.view_window < 1 or self.height_window < 1 or self.held_per_sender < 1 or self.catch_up_batch < 1:
             raise ValueError("windows and bounds must be positive")
 
 

@@ -45,7 +45,7 @@ from mura.consensus.actions import (
 )
 from mura.consensus.application import Application
 from mura.consensus.buffer import FutureBuffer, Held
-from mura.consensus.catch_up import CatchUpLimits
+from mura.consensus.catch_up import CatchUp
 from mura.consensus.config import ReplicaConfig, view_timeout_ms
 from mura.consensus.errors import ConflictingVote, OutsideWindow
 from mura.consensus.evidence import Equivocation
@@ -117,8 +117,10 @@ class Replica(ViewChangeRules):
         #: The block handed to the driver in ``CommitBlock`` and not yet confirmed.
         self.pending: FinalBlock | None = None
         self.deferred: list[Message] = []
-        self.held = FutureBuffer(per_sender=config.held_per_sender, heights=config.height_window)
-        self.catch_up = CatchUpLimits(retry_ms=config.catch_up_retry_ms)
+        self.held = FutureBuffer(per_sender=config.held_per_sender, heights=self._final_block_window)
+        self.catch_up = CatchUp(
+            retry_ms=config.catch_up_retry_ms, batch=config.catch_up_batch, faulty=self.validators.faulty
+        )
         #: Equivocations seen, newest last (bounded).
         self.evidence: deque[Equivocation] = deque(maxlen=config.max_evidence)
         #: Dropped messages by the rule they broke.
@@ -171,8 +173,9 @@ class Replica(ViewChangeRules):
         self._start_height(final.height + 1, final.certificate.view)
         actions: list[Action] = [PruneVotes(self.height)]
         actions += self.start(now_ms)
+        # Ask for what is missing first: a CommitBlock from the held blocks must come last.
+        actions += self._sync(now_ms)
         actions += self._replay_held(now_ms)
-        actions += self._after_catch_up(now_ms)
         deferred, self.deferred = self.deferred, []
         for message in deferred:
             actions += self.receive(message, now_ms)
@@ -247,7 +250,7 @@ class Replica(ViewChangeRules):
         chain_id, block_hash = self.config.chain_id, proposal.block_hash
         prepare = Prepare.sign(self.key, self.index, chain_id, proposal.view, self.height, block_hash)
         self.log.prepares.add(prepare)
-        return self.speak(vote, prepare) + self._check_prepared(now_ms)
+        return self.speak(vote, prepare) + self._progress(now_ms) + self._check_prepared(now_ms)
 
     def validate(self, block: Block, *, certified: bool = False) -> StateChanges:
         """The application's verdict on a block, asked once per block per height."""
@@ -308,7 +311,9 @@ class Replica(ViewChangeRules):
             return []
         block = self.log.find_block(block_hash)
         if block is None:
-            return self._request_blocks(signer, now_ms)
+            # A quorum committed a block this replica never got: the signer has it.
+            self.catch_up.note_ahead(signer, self.height + 1)
+            return self._sync(now_ms)
         certificate = CommitCertificate(self.height, view, block_hash, signatures)
         return self._accept_final(FinalBlock(block, certificate))
 
@@ -416,6 +421,19 @@ class Replica(ViewChangeRules):
             self.view = last_view
             self.active = False
 
+    def _progress(self, now_ms: int) -> list[Action]:
+        """The view made progress (this replica checked the proposal and PREPAREd it):
+        its timer starts afresh, so a block that takes long to check (a backlog on busy
+        machines) is not mistaken for a failed primary. Once per view, so a faulty
+        primary still costs a bounded time."""
+        if self.view_deadline_ms is None:
+            return []
+        deadline = now_ms + view_timeout_ms(self.config, self.failed_views)
+        if deadline <= self.view_deadline_ms:
+            return []
+        self.view_deadline_ms = deadline
+        return [ScheduleTimeout(deadline)]
+
     def _enter_view_timer(self, now_ms: int) -> list[Action]:
         self.view_deadline_ms = now_ms + view_timeout_ms(self.config, self.failed_views)
         return [ScheduleTimeout(self.view_deadline_ms)]
@@ -428,35 +446,52 @@ class Replica(ViewChangeRules):
             self.held.hold(message)
         else:
             self.rejected[OutsideWindow.rule] += 1
-        self.catch_up.note_ahead(message.sender, message.height)
-        return self._request_blocks(message.sender, now_ms)
+        if message.sender != self.index:
+            self.catch_up.note_ahead(message.sender, message.height)
+        return self._sync(now_ms)
 
-    def _request_blocks(self, peer: int, now_ms: int) -> list[Action]:
-        if peer == self.index or not self.catch_up.may_request(self.height, now_ms):
-            return []
-        return [Send(peer, BlockRequest(self.height, self.index))]
+    @property
+    def _final_block_window(self) -> int:
+        """Final blocks are taken this far ahead: two answers' worth, so one can be
+        applied while the next is on its way."""
+        return max(self.config.height_window, 2 * self.config.catch_up_batch)
 
-    def _after_catch_up(self, now_ms: int) -> list[Action]:
-        """Still behind a peer after the held blocks ran out: ask it for the next ones."""
-        peer = self.catch_up.ahead_peer
-        if self.pending is not None or peer is None or self.catch_up.highest_seen <= self.height:
+    def _sync(self, now_ms: int) -> list[Action]:
+        """Behind the validators: ask for the first final blocks not in hand (see ``catch_up``)."""
+        missing_from = self.height if self.pending is None else self.height + 1
+        while self.held.has_final_block(missing_from):
+            missing_from += 1
+        if missing_from >= self.height + self._final_block_window:
             return []
-        return self._request_blocks(peer, now_ms)
+        request = self.catch_up.next_request(self.height, missing_from, now_ms)
+        if request is None:
+            return []
+        peer, start = request
+        return [Send(peer, BlockRequest(start, self.index))]
 
     def _serve(self, peer: int, height: int, now_ms: int) -> list[Action]:
-        """Answer a peer that is behind with final blocks from ``height`` on."""
+        """Answer a peer that is behind with final blocks from ``height`` on, up to a
+        batch and ``catch_up_answer_bytes`` (always at least one block)."""
         final_height = self.height - 1
         if not 1 <= height <= final_height or peer == self.index or not self.validators.contains(peer):
             return []
         if not self.catch_up.may_serve(peer, height, now_ms):
             return []
-        last = min(final_height, height + self.config.catch_up_batch - 1)
-        answers = (self.application.load_final_block(h) for h in range(height, last + 1))
-        return [Send(peer, final) for final in answers if final is not None]
+        answers: list[Action] = []
+        size = 0
+        for h in range(height, min(final_height, height + self.config.catch_up_batch - 1) + 1):
+            final = self.application.load_final_block(h)
+            if final is None:
+                break
+            size += sum(len(transaction.encoded) for transaction in final.block.transactions)
+            if answers and size > self.config.catch_up_answer_bytes:
+                break
+            answers.append(Send(peer, final))
+        return answers
 
     def _on_final_block(self, final: FinalBlock) -> list[Action]:
         """A final block from a peer counts once its certificate verifies."""
-        if final.height < self.height or final.height > self.height + self.config.height_window:
+        if final.height < self.height or final.height >= self.height + self._final_block_window:
             return []
         verify_certificate(
             final.certificate,

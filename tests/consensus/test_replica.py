@@ -291,6 +291,16 @@ def test_block_request_is_answered_with_final_blocks() -> None:
     assert cluster.replicas[0].receive(BlockRequest(1, 3), cluster.now) == []
 
 
+def test_block_request_answer_is_bounded_in_bytes_but_never_empty() -> None:
+    cluster = Cluster(config=replace(Cluster().config, catch_up_answer_bytes=1))
+    cluster.start()
+    cluster.advance(300)
+    block = cluster.ledgers[0].load_final_block(1)
+    assert block is not None and block.block.transactions
+    actions = cluster.replicas[0].receive(BlockRequest(1, 3), cluster.now)
+    assert [action.message.height for action in actions if isinstance(action, Send)] == [1]
+
+
 # --- idle chains ----------------------------------------------------------------------
 
 

@@ -95,7 +95,8 @@ def test_new_view_re_proposes_the_prepared_block() -> None:
     prepared = [replica.prepared for replica in cluster.replicas]
     assert all(certificate is not None for certificate in prepared) and cluster.heights() == [0, 0, 0, 0]
     cluster.lose = lambda sender, receiver, message: False
-    cluster.advance(2_000)
+    # The view's timer started afresh when each replica PREPAREd (before 100 ms).
+    cluster.advance(2_100)
     assert cluster.heights() == [1, 1, 1, 1]
     final = cluster.ledgers[0].load_final_block(1)
     assert final is not None and prepared[0] is not None

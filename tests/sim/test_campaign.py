@@ -67,7 +67,6 @@ def first_caught(bug: str, scenarios: list[Scenario], *, safety_only: bool = Fal
         ("quorum_2f", 2, False),
         ("quorum_2f", 30, True),
         ("no_vote_dedup", 5, False),
-        ("no_vote_dedup", 60, True),
         ("speak_before_persist", 60, False),
     ],
 )
