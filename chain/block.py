@@ -106,7 +106,17 @@ class Block:
 
     @classmethod
     def decode(cls, data: bytes) -> Block:
-        """Decode an encoded block; refuses anything but canonical bytes within the limits."""
+        """Decode an encoded block; refuses anything but canonical bytes within the limits.
+        Bytes decoded lately (a proposal again inside VIEW-CHANGEs) give the same object."""
+        digest = sha256(data)
+        block = _RECENT_BLOCKS.get(digest)
+        if block is None:
+            block = cls._decode(data)
+            _RECENT_BLOCKS.put(digest, block)
+        return block
+
+    @classmethod
+    def _decode(cls, data: bytes) -> Block:
         value = codec.decode(data, max_size=MAX_ENCODED_BLOCK_BYTES)
         header, transactions = codec.read_fields(value, "block", 2)
         items = codec.read_list(transactions, "block.transactions", max_length=MAX_BLOCK_TRANSACTIONS)
@@ -120,6 +130,10 @@ class Block:
                 # Keep the precise type (e.g. UnknownKind), with the position added.
                 raise type(error)(f"{what}: {error.message}", **error.details) from None
         return cls(Header.from_fields(header, "block.header"), tuple(decoded))
+
+
+#: Blocks decoded lately: the proposals of the last few views.
+_RECENT_BLOCKS: codec.RecentlyDecoded[Block] = codec.RecentlyDecoded(capacity=8)
 
 
 # --- the transaction root ----------------------------------------------------

@@ -12,7 +12,8 @@ from them so every complaint names the field (``transaction.nonce: ...``).
 
 from __future__ import annotations
 
-from typing import Any
+from collections import OrderedDict
+from typing import Any, Generic, TypeVar
 
 import msgpack
 
@@ -148,3 +149,34 @@ def read_str(value: Any, what: str, *, max_length: int) -> str:
 def _kind(value: Any) -> str:
     names = {bool: "a boolean", int: "an integer", bytes: "bytes", str: "text", list: "an array"}
     return names.get(type(value), type(value).__name__)
+
+
+_Value = TypeVar("_Value")
+
+
+class RecentlyDecoded(Generic[_Value]):
+    """Values decoded lately, by the SHA-256 of their canonical bytes.
+
+    The same bytes reach a node several times (a transaction by gossip, then in a
+    proposal, then in the VIEW-CHANGEs and NEW-VIEW that carry that proposal).
+    Decoding is deterministic and the decoded types are immutable, so the same
+    bytes may share one decoded value. Bounded: the least recently used go first.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._values: OrderedDict[bytes, _Value] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def get(self, digest: bytes) -> _Value | None:
+        value = self._values.get(digest)
+        if value is not None:
+            self._values.move_to_end(digest)
+        return value
+
+    def put(self, digest: bytes, value: _Value) -> None:
+        self._values[digest] = value
+        if len(self._values) > self._capacity:
+            self._values.popitem(last=False)

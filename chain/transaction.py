@@ -135,8 +135,14 @@ class Transaction:
 
     @classmethod
     def decode(cls, data: bytes) -> Transaction:
-        """Decode an encoded transaction; refuses anything but canonical bytes."""
-        return cls.from_fields(codec.decode(data, max_size=MAX_TRANSACTION_BYTES), "transaction")
+        """Decode an encoded transaction; refuses anything but canonical bytes. Bytes
+        decoded lately give the same object again (the hash is the cache key)."""
+        digest = sha256(data)
+        transaction = _RECENT.get(digest)
+        if transaction is None:
+            transaction = cls.from_fields(codec.decode(data, max_size=MAX_TRANSACTION_BYTES), "transaction")
+            _RECENT.put(digest, transaction)
+        return transaction
 
     @classmethod
     def from_fields(cls, value: Any, what: str) -> Transaction:
@@ -152,6 +158,10 @@ class Transaction:
             body_type.from_fields(body, f"{what}.body"),
             codec.read_bytes(signature, f"{what}.signature", length=SIGNATURE_SIZE),
         )
+
+
+#: Transactions decoded lately: about a mempool's worth of blocks in flight.
+_RECENT: codec.RecentlyDecoded[Transaction] = codec.RecentlyDecoded(capacity=20_000)
 
 
 def signing_payload(chain_id: str, sender: bytes, nonce: int, body: Body) -> bytes:

@@ -487,3 +487,13 @@ def test_codec_decode_of_random_bytes_returns_wire_values_or_refuses(data: bytes
         if isinstance(item, list):
             stack.extend(item)
     assert codec.encode(value) == data
+
+
+def test_recently_decoded_is_bounded_least_recently_used_first() -> None:
+    recent: codec.RecentlyDecoded[str] = codec.RecentlyDecoded(capacity=2)
+    recent.put(b"a", "A")
+    recent.put(b"b", "B")
+    assert recent.get(b"a") == "A"
+    recent.put(b"c", "C")
+    assert recent.get(b"b") is None
+    assert (recent.get(b"a"), recent.get(b"c"), len(recent)) == ("A", "C", 2)

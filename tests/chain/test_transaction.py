@@ -146,3 +146,11 @@ def test_invalid_chain_id_too_long(alice: SigningKey) -> None:
     with pytest.raises(DecodeError, match=r"transaction\.chain_id"):
         Transaction.decode(tx.encoded)
     assert Transaction.decode(sign_transaction(alice, chain_id="c" * 64, nonce=0, body=Burn(5)).encoded)
+
+
+def test_the_same_bytes_decode_to_the_same_transaction() -> None:
+    key = SigningKey.from_private_bytes(b"\x05" * 32)
+    encoded = sign_transaction(key, chain_id="mura-test", nonce=3, body=Transfer(b"\x01" * 32, 9)).encoded
+    first = Transaction.decode(encoded)
+    assert Transaction.decode(bytes(encoded)) is first
+    assert first.encoded == encoded
