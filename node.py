@@ -112,6 +112,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("rpc.max_body_bytes", int, 1024 * 1024, "largest JSON-RPC request body", _positive),
     Setting("rpc.max_batch", int, 100, "most requests in one JSON-RPC batch", _positive),
     Setting("rpc.max_wait_seconds", int, 60, "longest a tx_wait call may wait for finality", _positive),
+    Setting(
+        "rpc.body_timeout_seconds", int, 10,
+        "a request body must arrive within this long (HTTP 408 otherwise); it holds no request slot meanwhile",
+        _positive,
+    ),
+    Setting("rpc.max_waiting", int, 256, "most tx_wait calls waiting at once, apart from requests in flight", _positive),
     Setting("consensus.base_timeout_ms", int, 2_000, "first view timeout at a height", _positive),
     Setting("consensus.max_timeout_ms", int, 30_000, "ceiling on view timeouts, which double per failed view", _positive),
     Setting("consensus.block_interval_ms", int, 200, "how long the primary gathers transactions for a block", _positive),
@@ -315,6 +321,9 @@ class LedgerApplication:
     def has_pending_transactions(self) -> bool:
         return len(self.mempool) > 0
 
+    def has_full_block(self) -> bool:
+        return len(self.mempool) >= self.max_proposal_transactions
+
     def validate_block(self, block: Block, *, certified: bool = False) -> StateChanges:
         if certified and not self.verify_certified_signatures:
             signatures: SignatureCache = AttestedSignatures()
@@ -514,7 +523,10 @@ class Node:
             metrics=self.metrics,
             description=API_DESCRIPTION,
             limits=RpcLimits(
-                max_body_bytes=self.config["rpc.max_body_bytes"], max_batch_length=self.config["rpc.max_batch"]
+                max_body_bytes=self.config["rpc.max_body_bytes"],
+                max_batch_length=self.config["rpc.max_batch"],
+                body_timeout_seconds=self.config["rpc.body_timeout_seconds"],
+                max_waiting=self.config["rpc.max_waiting"],
             ),
         )
         await self.rpc.start()

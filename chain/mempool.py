@@ -277,7 +277,7 @@ class Mempool:
         """Each sender's run of consecutive pending nonces from its committed nonce (the
         transactions a block could take next), at most ``max_run`` long, in arrival order."""
         for queue, nonce in self._ready_runs(state):
-            run = []
+            run: list[Transaction] = []
             while nonce in queue and len(run) < max_run:
                 run.append(queue[nonce])
                 nonce += 1

@@ -33,6 +33,10 @@ class Application(Protocol):
     def has_pending_transactions(self) -> bool:
         """True when a proposal would carry transactions (the mempool is not empty)."""
 
+    def has_full_block(self) -> bool:
+        """True when enough transactions wait to fill a proposal: nothing is gained by
+        gathering more first."""
+
     def validate_block(self, block: Block, *, certified: bool = False) -> StateChanges:
         """The changes ``block`` makes on top of the last final block; raises an
         ``Invalid`` subclass if any rule refuses it. A ``certified`` block carries a

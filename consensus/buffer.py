@@ -29,6 +29,7 @@ class FutureBuffer:
         self._counts: Counter[int] = Counter()
         self._final_blocks: dict[int, FinalBlock] = {}
         self._final_bytes = 0
+        self._identities: set[tuple[str, int, int, int, bytes]] = set()
         #: Messages refused because their sender's share was full.
         self.dropped = 0
 
@@ -36,12 +37,18 @@ class FutureBuffer:
         return len(self._messages) + len(self._final_blocks)
 
     def hold(self, message: Held) -> bool:
-        """Keep ``message`` for later; False when its sender's share is full."""
+        """Keep ``message`` for later; False when its sender's share is full. A copy of
+        a message already held (the network repeats) is not kept twice, so repeats
+        cannot use up an honest sender's share."""
+        identity = _identity(message)
+        if identity in self._identities:
+            return True
         if self._counts[message.sender] >= self.per_sender:
             self.dropped += 1
             return False
         self._counts[message.sender] += 1
         self._messages.append(message)
+        self._identities.add(identity)
         return True
 
     def hold_final_block(self, final: FinalBlock) -> None:
@@ -71,6 +78,7 @@ class FutureBuffer:
             if message.height == height:
                 del self._messages[position]
                 self._counts[message.sender] -= 1
+                self._identities.discard(_identity(message))
                 return message
         return None
 
@@ -78,6 +86,7 @@ class FutureBuffer:
         stale = [message for message in self._messages if message.height < height]
         for message in stale:
             self._counts[message.sender] -= 1
+            self._identities.discard(_identity(message))
         if stale:
             self._messages = [message for message in self._messages if message.height >= height]
         for old in [h for h in self._final_blocks if h < height]:
@@ -86,3 +95,10 @@ class FutureBuffer:
 
 def _size(final: FinalBlock) -> int:
     return sum(len(transaction.encoded) for transaction in final.block.transactions)
+
+
+def _identity(message: Held) -> tuple[str, int, int, int, bytes]:
+    """What tells two held messages apart: a signed message by its signature (a
+    NEW-VIEW, which has none of its own, by its proposal's)."""
+    signature = message.pre_prepare.signature if isinstance(message, NewView) else message.signature
+    return type(message).__name__, message.sender, message.view, message.height, signature

@@ -21,6 +21,10 @@ class ReplicaConfig:
     #: empty block (None: as ``proposal_delay_ms``). Arriving transactions cut it
     #: short. Below ``base_timeout_ms``, so an idle chain never changes views.
     empty_proposal_delay_ms: int | None = None
+    #: A proposal's block may claim a time at most this far past the replica's clock:
+    #: block times never go back, so one far in the future would hold the chain's
+    #: clock there. (Certified blocks from peers are final and are not judged by it.)
+    max_clock_drift_ms: int = 15_000
     #: Votes are kept for views this far from the replica's own.
     view_window: int = 32
     #: Messages for heights this far ahead are held; farther ones are dropped.

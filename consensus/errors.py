@@ -39,6 +39,12 @@ class OutsideWindow(InvalidMessage):
     rule = "outside_window"
 
 
+class TimestampInFuture(InvalidMessage):
+    """A proposal whose block claims a time too far past the replica's own clock."""
+
+    rule = "timestamp_in_future"
+
+
 class DigestMismatch(InvalidMessage):
     """A block, vote or certificate names a different block than it carries or claims."""
 

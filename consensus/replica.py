@@ -47,7 +47,7 @@ from mura.consensus.application import Application
 from mura.consensus.buffer import FutureBuffer, Held
 from mura.consensus.catch_up import CatchUp
 from mura.consensus.config import ReplicaConfig, view_timeout_ms
-from mura.consensus.errors import ConflictingVote, OutsideWindow
+from mura.consensus.errors import ConflictingVote, OutsideWindow, TimestampInFuture
 from mura.consensus.evidence import Equivocation
 from mura.consensus.log import Added, HeightLog
 from mura.consensus.messages import (
@@ -235,6 +235,9 @@ class Replica(ViewChangeRules):
 
     def accept_proposal(self, proposal: PrePrepare, now_ms: int) -> list[Action]:
         """Validate the proposal of the current view and PREPARE it."""
+        if proposal.block.header.timestamp_ms > now_ms + self.config.max_clock_drift_ms:
+            self.rejected[TimestampInFuture.rule] += 1
+            return []
         if self.log.proposals.get(proposal.view) is None:
             try:
                 self.validate(proposal.block)
@@ -347,10 +350,13 @@ class Replica(ViewChangeRules):
 
     def _proposal_delay(self) -> int:
         """A primary gathers transactions for ``proposal_delay_ms``; with none pending it
-        waits ``empty_proposal_delay_ms``, so an idle chain grows slowly."""
+        waits ``empty_proposal_delay_ms``, so an idle chain grows slowly; with a full
+        block's worth waiting (a backlog) it proposes at once."""
         idle = self.config.empty_proposal_delay_ms
         if idle is not None and not self.application.has_pending_transactions():
             return idle
+        if self.application.has_full_block():
+            return 0
         return self.config.proposal_delay_ms
 
     def transactions_arrived(self, now_ms: int) -> list[Action]:

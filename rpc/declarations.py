@@ -21,6 +21,8 @@ from mura.rpc.errors import ApplicationError, InvalidParams
 Handler = Callable[..., Awaitable[Any]]
 
 _METHOD_NAME = re.compile(r"^(rpc\.)?[A-Za-z][A-Za-z0-9]*(_[A-Za-z][A-Za-z0-9]*)*$")
+#: Longer integers are named by their length in error messages, which stay short.
+_MAX_SHOWN_DIGITS = 24
 
 
 class ParamInvalid(Exception):
@@ -75,6 +77,21 @@ STRING = ParamType({"type": "string"}, _check_string)
 BOOLEAN = ParamType({"type": "boolean"}, _check_boolean)
 
 
+def format_number(value: int | float) -> str:
+    """A JSON number as an error message shows it: a fraction by ``%g``, an integer in full
+    unless it has more than ``_MAX_SHOWN_DIGITS`` digits, then by its length.
+
+    Unlike ``%g``, which overflows on an integer past the float range, it takes any integer
+    JSON can carry.
+    """
+    if isinstance(value, float):
+        return f"{value:g}"
+    digits = str(abs(value))
+    if len(digits) <= _MAX_SHOWN_DIGITS:
+        return str(value)
+    return f"{'a negative' if value < 0 else 'an'} integer of {len(digits)} digits"
+
+
 def integer(*, minimum: int | None = None, maximum: int | None = None) -> ParamType:
     """Whole numbers (never booleans or 1.0) within the optional bounds."""
 
@@ -82,9 +99,9 @@ def integer(*, minimum: int | None = None, maximum: int | None = None) -> ParamT
         if not isinstance(value, int) or isinstance(value, bool):
             raise ParamInvalid(f"expected an integer, got {json_type_name(value)}")
         if minimum is not None and value < minimum:
-            raise ParamInvalid(f"must be at least {minimum}, got {value}")
+            raise ParamInvalid(f"must be at least {minimum}, got {format_number(value)}")
         if maximum is not None and value > maximum:
-            raise ParamInvalid(f"must be at most {maximum}, got {value}")
+            raise ParamInvalid(f"must be at most {maximum}, got {format_number(value)}")
         return value
 
     schema: dict[str, Any] = {"type": "integer"}
@@ -101,10 +118,12 @@ def number(*, above: float, maximum: float) -> ParamType:
     def check(value: Any) -> float:
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             raise ParamInvalid(f"expected a number, got {json_type_name(value)}")
+        # An int of any size compares exactly with a float; only float() of one past the float
+        # range overflows, and the bounds have refused those before the conversion.
         if not value > above:
-            raise ParamInvalid(f"must be greater than {above:g}, got {value:g}")
+            raise ParamInvalid(f"must be greater than {above:g}, got {format_number(value)}")
         if value > maximum:
-            raise ParamInvalid(f"must be at most {maximum:g}, got {value:g}", maximum=maximum)
+            raise ParamInvalid(f"must be at most {maximum:g}, got {format_number(value)}", maximum=maximum)
         return float(value)
 
     return ParamType({"type": "number", "exclusiveMinimum": above, "maximum": maximum}, check)
@@ -156,6 +175,9 @@ class Method:
     errors: tuple[ApplicationError, ...] = ()
     #: A longer explanation, for OpenRPC.
     description: str = ""
+    #: True when a call may wait long for the chain (``tx_wait``): the engine runs it
+    #: in the transport's wait slot, bounded apart from the quick calls (see ``jsonrpc.WaitSlot``).
+    waits: bool = False
     _by_name: Mapping[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -10,13 +10,16 @@ code        name                   ``data``
 ==========  =====================  ================================================
 -32700      parse error            ``{"reason"}``: why the body is not JSON
 -32600      invalid request        ``{"reason"}``, and ``{"limit", <limit>: n,
-                                   "got"}`` for body size and batch length
+                                   "got"}`` for body size and batch length, or
+                                   ``{"limit", "body_timeout_seconds"}`` for a
+                                   body too slow to arrive (HTTP 408)
 -32601      method not found       ``{"method"}``
 -32602      invalid params         ``{"param"`` or ``"position", "reason"}``, plus
                                    ``"rule"`` when a chain rule refused the value
 -32603      internal error         ``{"method"}``; the traceback is only logged
--32000      server busy            ``{"limit", <limit>: n}``: concurrent requests
-                                   or transactions waited on
+-32000      server busy            ``{"limit", <limit>: n}``: requests in flight
+                                   (``max_concurrent_requests``, HTTP 503) or
+                                   ``tx_wait`` calls waiting (``max_waiting``)
 -32001      node stopping          ``{"reason"}``
 -32010      transaction refused    ``{"rule", "message", ...details}``
 -32011      mempool refused        ``{"rule", "message", ...details}``

@@ -6,9 +6,9 @@ notice, or by its timeout. The caller checks the store first and registers
 without awaiting in between, and the node saves a block and notifies without
 awaiting in between, so on one event loop no commit can slip through unseen.
 
-The number of parked waits is bounded (``max_waiting``); ``close`` wakes
-every one of them when the node stops, so shutting down never waits on a
-wallet's timeout.
+``close`` wakes every parked wait when the node stops, so shutting down
+never waits on a wallet's timeout. How many calls may wait at once is the
+RPC server's limit (``RpcLimits.max_waiting``), not the watch's.
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ import asyncio
 from dataclasses import dataclass
 
 from mura.chain.block import Block
-
-DEFAULT_MAX_WAITING = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,21 +35,10 @@ class WatchClosed(Exception):
     """The node is stopping; no transaction will become final here any more."""
 
 
-class TooManyWaiting(Exception):
-    """``max_waiting`` calls already wait; the new one is refused instead of queued."""
-
-    def __init__(self, max_waiting: int) -> None:
-        super().__init__(f"{max_waiting} calls are already waiting")
-        self.max_waiting = max_waiting
-
-
 class FinalityWatch:
     """Futures waiting for transaction hashes, resolved when a block holding them is committed."""
 
-    def __init__(self, *, max_waiting: int = DEFAULT_MAX_WAITING) -> None:
-        if max_waiting < 1:
-            raise ValueError("max_waiting must be at least 1")
-        self.max_waiting = max_waiting
+    def __init__(self) -> None:
         self._waiters: dict[bytes, list[asyncio.Future[FinalLocation]]] = {}
         self._waiting = 0
         self._closed = False
@@ -74,12 +61,10 @@ class FinalityWatch:
         """Where the transaction became final, or None if ``timeout_seconds`` passed first.
 
         Call it only after checking that the transaction is not final yet, with
-        no await in between. Raises ``TooManyWaiting`` or ``WatchClosed``.
+        no await in between. Raises ``WatchClosed`` once the node is stopping.
         """
         if self._closed:
             raise WatchClosed("the node is stopping")
-        if self._waiting >= self.max_waiting:
-            raise TooManyWaiting(self.max_waiting)
         future: asyncio.Future[FinalLocation] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(transaction_hash, []).append(future)
         self._waiting += 1

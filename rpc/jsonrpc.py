@@ -10,6 +10,11 @@ method's params are validated against its declaration before its handler
 runs. A handler that fails unexpectedly is answered with -32603 and logged
 with its traceback here, never sent to the client.
 
+A call to a method declared ``waits`` (``tx_wait``) runs inside the
+``WaitSlot`` the transport passes with the body, if any: the HTTP server
+counts such calls against their own limit, and refuses one with an
+``RpcError`` when too many wait.
+
 An optional ``CallObserver`` is told of every request answered: its method
 name (``unknown`` when not served, ``invalid`` when the request is not
 JSON-RPC at all, so the set of names stays bounded), its latency and whether
@@ -19,10 +24,12 @@ it succeeded. The node's metrics are one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Protocol
@@ -49,6 +56,9 @@ DEFAULT_MAX_BATCH_LENGTH = 100
 UNKNOWN_METHOD = "unknown"
 #: The observed method name of a body or batch entry that is not a valid request.
 INVALID_REQUEST_METHOD = "invalid"
+#: Entered around each call to a method that ``waits``, for as long as it runs;
+#: raises ``RpcError`` to refuse the call instead.
+WaitSlot = Callable[[], AbstractContextManager[None]]
 
 
 class CallObserver(Protocol):
@@ -170,25 +180,28 @@ class JsonRpcEngine:
         """The OpenRPC document ``rpc.discover`` returns."""
         return self._document
 
-    async def handle(self, body: bytes | str) -> str | None:
-        """The response body for a request body, or None when no response is due."""
+    async def handle(self, body: bytes | str, *, wait_slot: WaitSlot | None = None) -> str | None:
+        """The response body for a request body, or None when no response is due.
+
+        Calls to methods that wait run inside ``wait_slot()`` when one is given.
+        """
         try:
             payload = parse_body(body)
         except RpcError as error:
             self._observe(INVALID_REQUEST_METHOD, time.perf_counter(), ok=False)
             return encode_error(error)
         if isinstance(payload, list):
-            return await self._answer_batch(payload)
-        return await self._answer(payload)
+            return await self._answer_batch(payload, wait_slot)
+        return await self._answer(payload, wait_slot)
 
-    async def _answer_batch(self, entries: list[Any]) -> str | None:
+    async def _answer_batch(self, entries: list[Any], wait_slot: WaitSlot | None) -> str | None:
         """One response per request that is due one, or a single error for the batch itself."""
         refusal = self._refuse_batch(len(entries))
         if refusal is not None:
             self._observe(INVALID_REQUEST_METHOD, time.perf_counter(), ok=False)
             return encode_error(refusal)
         # The specification lets a batch run concurrently and answer in any order.
-        responses = await asyncio.gather(*(self._answer(entry) for entry in entries))
+        responses = await asyncio.gather(*(self._answer(entry, wait_slot) for entry in entries))
         parts = [response for response in responses if response is not None]
         return "[" + ",".join(parts) + "]" if parts else None
 
@@ -206,7 +219,7 @@ class JsonRpcEngine:
             )
         return None
 
-    async def _answer(self, entry: Any) -> str | None:
+    async def _answer(self, entry: Any, wait_slot: WaitSlot | None) -> str | None:
         """The response to one request, or None for a notification."""
         started = time.perf_counter()
         try:
@@ -216,7 +229,7 @@ class JsonRpcEngine:
             return encode_error(standard_error(INVALID_REQUEST, reason=error.reason), error.request_id)
         label = call.method if call.method in self._methods else UNKNOWN_METHOD
         try:
-            result = await self._invoke(call)
+            result = await self._invoke(call, wait_slot)
         except RpcError as error:
             self._observe(label, started, ok=False)
             return None if call.is_notification else encode_error(error, call.id)
@@ -233,14 +246,16 @@ class JsonRpcEngine:
         if self._observer is not None:
             self._observer.observe_call(method, time.perf_counter() - started, ok=ok)
 
-    async def _invoke(self, call: Call) -> Any:
+    async def _invoke(self, call: Call, wait_slot: WaitSlot | None) -> Any:
         """The handler's result, or the ``RpcError`` to answer with."""
         method = self._methods.get(call.method)
         if method is None:
             raise standard_error(METHOD_NOT_FOUND, method=call.method)
         try:
             arguments = method.bind(call.params)
-            return await method.handler(*arguments)
+            slot = wait_slot() if method.waits and wait_slot is not None else contextlib.nullcontext()
+            with slot:
+                return await method.handler(*arguments)
         except RpcError:
             raise
         except Exception:

@@ -23,7 +23,7 @@ from mura.rpc.errors import (
     WAIT_TIMED_OUT,
     invalid_data,
 )
-from mura.rpc.finality import TooManyWaiting, WatchClosed
+from mura.rpc.finality import WatchClosed
 from mura.rpc.node_view import NodeView
 from mura.rpc.params import HASH, HASH_SCHEMA, TRANSACTION_HEX, address_type, to_hex
 from mura.rpc.render import ACCOUNT_SCHEMA, TRANSACTION_SCHEMA, render_account, render_transaction
@@ -34,9 +34,9 @@ API_DESCRIPTION = (
     "(chain_status gives it), amounts JSON integers in the token's smallest unit: above 2^53 a JavaScript "
     "Number loses digits, so parse with a big-integer-aware JSON reader there. Besides each method's "
     "application errors (-32000..-32099, each with data saying why), any call may be answered with the "
-    "standard errors -32700 parse error, -32600 invalid request (also a body or batch over the limits), "
-    "-32601 method not found, -32602 invalid params (data names the param and the reason) and "
-    "-32603 internal error."
+    "standard errors -32700 parse error, -32600 invalid request (also a body or batch over the limits, or "
+    "a body too slow to arrive), -32601 method not found, -32602 invalid params (data names the param and "
+    "the reason) and -32603 internal error."
 )
 #: The longest ``tx_wait`` may wait unless the node is configured otherwise.
 DEFAULT_MAX_WAIT_SECONDS = 60.0
@@ -87,8 +87,6 @@ class NodeMethods:
         if found is None:
             try:
                 location = await self._node.finality.wait(transaction_hash, timeout_seconds)
-            except TooManyWaiting as error:
-                raise SERVER_BUSY.error({"limit": "max_waiting", "max_waiting": error.max_waiting}) from None
             except WatchClosed:
                 raise NODE_STOPPING.error({"reason": "the node stopped while the call waited"}) from None
             if location is None:
@@ -167,7 +165,10 @@ class NodeMethods:
                 result=Result("transaction", TRANSACTION_SCHEMA, "The final transaction, as chain_getTransaction."),
                 errors=(WAIT_TIMED_OUT, SERVER_BUSY, NODE_STOPPING),
                 description="Answers at once for a final transaction. A timeout above the ceiling is invalid "
-                "params (-32602) naming the maximum. The call holds its HTTP request open while it waits.",
+                "params (-32602) naming the maximum. The call holds its HTTP request open while it waits, "
+                "counted against the server's limit of waiting calls rather than of requests in flight; "
+                "past it the call is server busy (-32000) with data limit 'max_waiting'.",
+                waits=True,
             ),
             Method(
                 name="mempool_status",

@@ -15,7 +15,7 @@ from typing import Any
 from mura.chain.address import decode_address
 from mura.chain.errors import Invalid
 from mura.chain.transaction import MAX_TRANSACTION_BYTES, Transaction, decode_transaction_hex
-from mura.rpc.declarations import STRING, ParamInvalid, ParamType, json_type_name
+from mura.rpc.declarations import STRING, ParamInvalid, ParamType, format_number, json_type_name
 
 _ADDRESS_CHARACTERS = "023456789acdefghjklmnpqrstuvwxyz"
 _HASH_TEXT = re.compile(r"0x[0-9a-fA-F]{64}")
@@ -71,7 +71,7 @@ class BlockId:
 def _check_block_id(value: Any) -> BlockId:
     if isinstance(value, int) and not isinstance(value, bool):
         if not 0 <= value <= MAX_HEIGHT:
-            raise ParamInvalid(f"a height is from 0 to {MAX_HEIGHT}, got {value}")
+            raise ParamInvalid(f"a height is from 0 to {MAX_HEIGHT}, got {format_number(value)}")
         return BlockId(height=value)
     if isinstance(value, str):
         return BlockId(hash=_check_hash(value))

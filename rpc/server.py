@@ -2,13 +2,21 @@
 
 The server carries the JSON-RPC engine over HTTP and keeps it hard to knock
 over: a body over ``max_body_bytes`` is refused before it is read in full
-(HTTP 413), a batch over ``max_batch_length`` is one -32600 error, and past
-``max_concurrent_requests`` requests in flight a new one is answered at once
-with -32000 "server busy" (HTTP 503) instead of queueing. Every refusal is a
-JSON-RPC error body whose ``data`` names the limit.
+(HTTP 413), a body that has not arrived within ``body_timeout_seconds`` is
+refused (HTTP 408), a batch over ``max_batch_length`` is one -32600 error,
+and past ``max_concurrent_requests`` requests in flight a new one is
+answered at once with -32000 "server busy" (HTTP 503) instead of queueing.
+Every refusal is a JSON-RPC error body whose ``data`` names the limit.
+
+A request takes one of the ``max_concurrent_requests`` slots only once its
+body is read, so clients that send slowly hold a connection but no slot.
+A call that waits for the chain (``tx_wait``) counts against ``max_waiting``
+instead: once one starts, its request gives its slot up for good, so clients
+waiting for finality never crowd out the others. Past ``max_waiting`` such a
+call is answered -32000 "server busy" in its JSON-RPC response.
 
 HTTP status: 200 with the response body; 204 with no body when the request
-was a notification or a batch of notifications only; 413 and 503 as above.
+was a notification or a batch of notifications only; 408, 413 and 503 as above.
 A parse error or an invalid request is still HTTP 200, as JSON-RPC errors are.
 Responses are ``application/json``; the request's Content-Type is not checked,
 so ``curl -d`` works as well as a JSON-RPC library.
@@ -22,8 +30,10 @@ JSON-RPC call by method.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -41,23 +51,30 @@ logger = logging.getLogger(__name__)
 _JSON = "application/json"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RpcLimits:
     """What one RPC server accepts before it refuses."""
 
     #: Largest request body, in bytes.
     max_body_bytes: int = 1024 * 1024
+    #: Longest a client may take to send its request body, in seconds; then HTTP 408.
+    body_timeout_seconds: float = 10.0
     #: Most requests in one batch.
     max_batch_length: int = DEFAULT_MAX_BATCH_LENGTH
-    #: Most HTTP requests handled at once; more are answered "server busy".
+    #: Most HTTP requests handled at once, besides those waiting in ``tx_wait``;
+    #: more are answered "server busy".
     max_concurrent_requests: int = 64
+    #: Most ``tx_wait`` calls waiting at once; more are answered "server busy".
+    max_waiting: int = 256
     #: Connections the kernel queues before the server accepts them.
     backlog: int = 128
 
     def __post_init__(self) -> None:
-        for name in ("max_body_bytes", "max_batch_length", "max_concurrent_requests", "backlog"):
+        for name in ("max_body_bytes", "max_batch_length", "max_concurrent_requests", "max_waiting", "backlog"):
             if getattr(self, name) < 1:
                 raise ValueError(f"RpcLimits.{name} must be at least 1")
+        if not self.body_timeout_seconds > 0:
+            raise ValueError("RpcLimits.body_timeout_seconds must be positive")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +90,56 @@ class HealthReport:
 def always_healthy() -> HealthReport:
     """The health of a server with nothing more to report than that it runs."""
     return HealthReport()
+
+
+class _Occupancy:
+    """Requests holding a slot and calls waiting, counted against their limits."""
+
+    def __init__(self, limits: RpcLimits) -> None:
+        self._limits = limits
+        self.in_flight = 0
+        self.waiting = 0
+
+    def take_slot(self) -> _RequestSlot | None:
+        """One of the ``max_concurrent_requests`` slots for a new request, or None when all are taken."""
+        if self.in_flight >= self._limits.max_concurrent_requests:
+            return None
+        self.in_flight += 1
+        return _RequestSlot(self)
+
+    @contextlib.contextmanager
+    def wait(self) -> Iterator[None]:
+        """Counts one waiting call while held; past ``max_waiting`` raises -32000 "server busy"."""
+        limit = self._limits.max_waiting
+        if self.waiting >= limit:
+            raise SERVER_BUSY.error({"limit": "max_waiting", "max_waiting": limit})
+        self.waiting += 1
+        try:
+            yield
+        finally:
+            self.waiting -= 1
+
+
+class _RequestSlot:
+    """One request's hold on a slot, until it ends or one of its calls starts to wait."""
+
+    def __init__(self, occupancy: _Occupancy) -> None:
+        self._occupancy = occupancy
+        self._held = True
+
+    def release(self) -> None:
+        """Give the slot back; releasing twice is harmless."""
+        if self._held:
+            self._held = False
+            self._occupancy.in_flight -= 1
+
+    @contextlib.contextmanager
+    def waiting(self) -> Iterator[None]:
+        """The engine's ``WaitSlot``: a call that waits counts against ``max_waiting``, and the
+        request gives its slot up for good (what is left of it is waiting and answering)."""
+        with self._occupancy.wait():
+            self.release()
+            yield
 
 
 class RpcServer:
@@ -109,7 +176,8 @@ class RpcServer:
         )
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
-        self._in_flight = 0
+        self._occupancy = _Occupancy(limits)
+        self._reading = 0
 
     @property
     def limits(self) -> RpcLimits:
@@ -130,8 +198,18 @@ class RpcServer:
 
     @property
     def in_flight(self) -> int:
-        """HTTP requests being handled right now."""
-        return self._in_flight
+        """HTTP requests holding a slot right now: read in full, and not waiting in ``tx_wait``."""
+        return self._occupancy.in_flight
+
+    @property
+    def waiting(self) -> int:
+        """Calls to methods that wait (``tx_wait``) running right now, counted against ``max_waiting``."""
+        return self._occupancy.waiting
+
+    @property
+    def reading(self) -> int:
+        """HTTP requests whose body is being read right now; they hold no slot yet."""
+        return self._reading
 
     # --- lifecycle --------------------------------------------------------------
 
@@ -177,20 +255,32 @@ class RpcServer:
     # --- handlers -------------------------------------------------------------------
 
     async def _handle_rpc(self, request: web.Request) -> web.Response:
-        """POST ``/``: one JSON-RPC request or batch."""
-        if self._in_flight >= self._limits.max_concurrent_requests:
-            return self._busy()
-        self._in_flight += 1
+        """POST ``/``: one JSON-RPC request or batch, read in full before it takes a slot."""
         try:
-            body = await self._read_body(request)
-            if body is None:
-                return self._too_large(request.content_length)
-            answer = await self.engine.handle(body)
+            body = await self._read_body_in_time(request)
+        except TimeoutError:
+            return self._too_slow()
+        if body is None:
+            return self._too_large(request.content_length)
+        slot = self._occupancy.take_slot()
+        if slot is None:
+            return self._busy()
+        try:
+            answer = await self.engine.handle(body, wait_slot=slot.waiting)
         finally:
-            self._in_flight -= 1
+            slot.release()
         if answer is None:
             return web.Response(status=204)
         return web.Response(status=200, text=answer, content_type=_JSON)
+
+    async def _read_body_in_time(self, request: web.Request) -> bytes | None:
+        """The body as ``_read_body`` reads it; ``TimeoutError`` past ``body_timeout_seconds``."""
+        self._reading += 1
+        try:
+            async with asyncio.timeout(self._limits.body_timeout_seconds):
+                return await self._read_body(request)
+        finally:
+            self._reading -= 1
 
     async def _read_body(self, request: web.Request) -> bytes | None:
         """The request body, or None once it is known to exceed ``max_body_bytes``."""
@@ -216,6 +306,18 @@ class RpcServer:
         if content_length is not None:
             data["got"] = content_length
         return self._error_response(standard_error(INVALID_REQUEST, **data), status=413)
+
+    def _too_slow(self) -> web.Response:
+        timeout = self._limits.body_timeout_seconds
+        error = standard_error(
+            INVALID_REQUEST,
+            reason=f"the request body did not arrive within {timeout:g} seconds",
+            limit="body_timeout_seconds",
+            body_timeout_seconds=timeout,
+        )
+        response = self._error_response(error, status=408)
+        response.force_close()  # RFC 9110: a 408 closes the connection, whose body is cut short.
+        return response
 
     def _busy(self) -> web.Response:
         limit = self._limits.max_concurrent_requests

@@ -118,6 +118,20 @@ def test_invalid_block_is_not_prepared() -> None:
     assert cluster.replicas[1].rejected["state_root_mismatch"] == 1
 
 
+def test_proposal_timestamp_within_the_clock_drift_is_prepared() -> None:
+    cluster = Cluster()
+    drift = cluster.config.max_clock_drift_ms
+    actions = cluster.deliver(1, proposal_for(cluster, timestamp_ms=cluster.now + drift))
+    assert any(isinstance(action, Broadcast) and isinstance(action.message, Prepare) for action in actions)
+
+
+def test_invalid_proposal_timestamp_in_the_future() -> None:
+    cluster = Cluster()
+    drift = cluster.config.max_clock_drift_ms
+    assert cluster.deliver(1, proposal_for(cluster, timestamp_ms=cluster.now + drift + 1)) == []
+    assert cluster.replicas[1].rejected["timestamp_in_future"] == 1
+
+
 def test_valid_pre_prepare_is_prepared_after_recording() -> None:
     cluster = Cluster()
     actions = cluster.deliver(1, proposal_for(cluster))
@@ -237,6 +251,18 @@ def test_future_height_messages_are_held_per_sender() -> None:
     assert cluster.replicas[1].held.dropped == 15
 
 
+def test_repeated_future_height_messages_do_not_use_up_the_share() -> None:
+    config = ReplicaConfig(chain_id=CHAIN_ID, held_per_sender=5, proposal_delay_ms=100)
+    cluster = Cluster(config=config)
+    repeated = Prepare.sign(cluster.keys[2], 2, CHAIN_ID, 0, 2, bytes(32))
+    for _ in range(20):
+        cluster.deliver(1, repeated)
+    for view in range(1, 5):
+        cluster.deliver(1, Prepare.sign(cluster.keys[2], 2, CHAIN_ID, view, 2, bytes(32)))
+    assert len(cluster.replicas[1].held) == 5
+    assert cluster.replicas[1].held.dropped == 0
+
+
 def test_invalid_far_future_height_is_not_held() -> None:
     cluster = Cluster()
     height = 2 + cluster.config.height_window
@@ -336,6 +362,23 @@ def test_arriving_transactions_cut_the_idle_delay_short() -> None:
     assert cluster.heights() == [0, 0, 0, 0]
     cluster.advance(160)
     assert cluster.heights() == [1, 1, 1, 1]
+
+
+def test_proposal_waits_the_block_interval_to_gather_transactions() -> None:
+    cluster, pending = idle_primary()
+    pending[0] = True
+    cluster.start()
+    cluster.advance(99)
+    assert cluster.heights() == [0, 0, 0, 0]
+
+
+def test_a_full_block_waiting_is_proposed_at_once() -> None:
+    cluster, pending = idle_primary()
+    pending[0] = True
+    for ledger in cluster.ledgers:
+        ledger.has_full_block = lambda: True  # type: ignore[method-assign]
+    actions = cluster.replicas[0].start(cluster.now)
+    assert any(isinstance(action, Broadcast) and isinstance(action.message, PrePrepare) for action in actions)
 
 
 def test_invalid_idle_delay_at_or_above_the_view_timeout() -> None:

@@ -1,5 +1,5 @@
 """FinalityWatch: calls waiting for a transaction wake when its block is committed, time
-out, are bounded, and are all woken when the node stops."""
+out, and are all woken when the node stops. (The RPC server bounds how many wait.)"""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from mura.chain.block import Block, Header
 from mura.chain.keys import SigningKey
 from mura.chain.transaction import Transaction, Transfer, sign_transaction
-from mura.rpc.finality import FinalityWatch, FinalLocation, TooManyWaiting, WatchClosed
+from mura.rpc.finality import FinalityWatch, FinalLocation, WatchClosed
 
 from .support import DEADLINE, wait_until
 
@@ -47,17 +47,6 @@ async def test_a_wait_that_times_out_returns_none_and_is_forgotten() -> None:
     watch.block_committed(block(1, transfer(0)))
 
 
-async def test_waits_past_the_limit_are_refused() -> None:
-    watch = FinalityWatch(max_waiting=1)
-    held = asyncio.create_task(watch.wait(transfer(0).hash, DEADLINE))
-    await wait_until(lambda: watch.waiting == 1, "the first wait")
-    with pytest.raises(TooManyWaiting):
-        await watch.wait(transfer(1).hash, DEADLINE)
-    watch.block_committed(block(1, transfer(0)))
-    assert (await held) is not None
-    assert await watch.wait(transfer(1).hash, 0.001) is None, "room again once the first wait ended"
-
-
 async def test_close_wakes_every_wait_and_refuses_new_ones() -> None:
     watch = FinalityWatch()
     held = asyncio.create_task(watch.wait(transfer(0).hash, DEADLINE))
@@ -69,8 +58,3 @@ async def test_close_wakes_every_wait_and_refuses_new_ones() -> None:
         await watch.wait(transfer(0).hash, DEADLINE)
     watch.close()
     assert watch.waiting == 0
-
-
-def test_the_limit_must_be_positive() -> None:
-    with pytest.raises(ValueError):
-        FinalityWatch(max_waiting=0)

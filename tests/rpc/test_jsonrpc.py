@@ -177,9 +177,13 @@ async def test_absent_params_member_means_no_params(rpc: Endpoint) -> None:
         ([1.0, 2], {"param": "a", "reason": "expected an integer, got number"}),
         ([None, 2], {"param": "a", "reason": "expected an integer, got null"}),
         ({"a": 1, "b": -1}, {"param": "b", "reason": "must be at least 0, got -1"}),
+        ({"a": 1, "b": -(10**400)}, {"param": "b", "reason": "must be at least 0, got a negative integer of 401 digits"}),
         ([1, 2, [3]], {"param": "c", "reason": "expected an integer, got array"}),
     ],
-    ids=["missing", "missing-named", "extra", "extra-named", "string", "boolean", "float", "null", "bound", "array"],
+    ids=[
+        "missing", "missing-named", "extra", "extra-named", "string", "boolean", "float", "null", "bound",
+        "far-out-of-bounds", "array",
+    ],
 )
 async def test_invalid_params_name_the_param(rpc: Endpoint, params: Any, data: dict[str, Any]) -> None:
     assert await rpc.error("math_add", params) == {"code": -32602, "message": "Invalid params", "data": data}

@@ -4,8 +4,10 @@ against a real node: real store, mempool, replica and HTTP server."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import Any
+import json
+from collections.abc import Callable, Mapping
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 
@@ -15,8 +17,14 @@ from mura.chain.keys import SigningKey
 from mura.chain.transaction import Burn, Mint, Transaction, Transfer, sign_transaction
 from mura.genesis.testnet import DEFAULT_TREASURY_AMOUNT
 
+from mura.rpc.declarations import Method
+from mura.rpc.jsonrpc import JsonRpcEngine
+from mura.rpc.methods import node_methods
+from mura.rpc.node_view import NodeView
+from mura.rpc.server import RpcLimits
+
 from .conftest import StartNode
-from .support import DEADLINE, PAUSED, TestNode, wait_until
+from .support import DEADLINE, PAUSED, Serve, TestNode, wait_until
 
 ALICE = SigningKey.from_private_bytes(bytes(range(32)))
 NOBODY = SigningKey.from_private_bytes(bytes(range(1, 33)))
@@ -196,15 +204,21 @@ async def test_tx_wait_ceiling_is_configurable(start_node: StartNode) -> None:
     assert error["data"] == {"param": "timeout_seconds", "reason": "must be at most 2, got 3", "maximum": 2.0}
 
 
-async def test_tx_wait_over_the_waiting_limit_is_server_busy(paused: TestNode) -> None:
-    paused.node.finality.max_waiting = 1
-    held = asyncio.create_task(paused.rpc.call("tx_wait", ["0x" + "ab" * 32, 30]))
+async def test_tx_wait_holds_no_request_slot_and_over_the_waiting_limit_is_server_busy(
+    paused: TestNode, serve: Serve
+) -> None:
+    rpc = await serve(node_methods(paused.node), limits=RpcLimits(max_concurrent_requests=1, max_waiting=1))
+    held = asyncio.create_task(rpc.call("tx_wait", ["0x" + "ab" * 32, 30]))
     await wait_until(lambda: paused.node.finality.waiting == 1, "the first tx_wait to register")
-    error = await paused.rpc.error("tx_wait", ["0x" + "cd" * 32, 30])
+    assert (rpc.server.waiting, rpc.server.in_flight) == (1, 0)
+    status = await rpc.result("chain_status")
+    assert status["height"] == paused.height, "the one request slot is free while tx_wait waits"
+    error = await rpc.error("tx_wait", ["0x" + "cd" * 32, 30])
     assert error == {"code": -32000, "message": "Server busy", "data": {"limit": "max_waiting", "max_waiting": 1}}
     await paused.node.stop()
     stopped = await asyncio.wait_for(held, DEADLINE)
     assert stopped["error"]["code"] == -32001 and stopped["error"]["message"] == "Node stopping"
+    assert (rpc.server.waiting, rpc.server.in_flight) == (0, 0)
 
 
 # --- accounts ------------------------------------------------------------------------------------
@@ -282,3 +296,48 @@ async def test_mempool_status_counts_pending_transactions_and_shows_limits(start
     status = await node.rpc.result("mempool_status", [])
     assert (status["transactions"], status["senders"]) == (2, 1)
     assert status["bytes"] == sum(len(transaction.encoded) for transaction in transactions)
+
+
+# --- numbers out of every range -------------------------------------------------------------------
+
+
+def method_table() -> list[Method]:
+    """The node's methods, declared without a node: declaring reads nothing of it but the address prefix."""
+    return node_methods(cast(NodeView, SimpleNamespace(address_prefix="tnac")))
+
+
+def accepts_numbers(schema: Mapping[str, Any]) -> bool:
+    kinds = [schema, *schema.get("oneOf", ())]
+    return any(kind.get("type") in ("integer", "number") for kind in kinds)
+
+
+#: ``(method, param)`` for every param of the method table that accepts a JSON number.
+NUMERIC_PARAMS = [
+    (method.name, param.name)
+    for method in method_table()
+    for param in method.params
+    if accepts_numbers(param.type.schema)
+]
+#: A valid value for each param a call needs besides the one under test.
+VALID_PARAMS: dict[str, Any] = {"transaction_hash": "0x" + "ab" * 32, "block": 1}
+#: JSON number literals past the range of any param, and of a float (1e400 reads as infinity).
+OUT_OF_RANGE = {"huge": "1" + "0" * 400, "huge-negative": "-1" + "0" * 400, "1e400": "1e400", "-1e400": "-1e400"}
+
+
+def test_the_numeric_params_are_found() -> None:
+    assert {("tx_wait", "timeout_seconds"), ("chain_getBlock", "block")} <= set(NUMERIC_PARAMS)
+
+
+@pytest.mark.parametrize("literal", list(OUT_OF_RANGE.values()), ids=list(OUT_OF_RANGE))
+@pytest.mark.parametrize(("method", "param"), NUMERIC_PARAMS, ids=[".".join(pair) for pair in NUMERIC_PARAMS])
+async def test_numbers_out_of_range_are_invalid_params_naming_the_param(
+    method: str, param: str, literal: str
+) -> None:
+    engine = JsonRpcEngine(method_table())
+    required = {other.name: VALID_PARAMS[other.name] for other in engine.methods[method].params if other.required}
+    request = {"jsonrpc": "2.0", "method": method, "params": {**required, param: "NUMBER"}, "id": 1}
+    answer = await engine.handle(json.dumps(request).replace('"NUMBER"', literal))
+    assert answer is not None
+    error = json.loads(answer)["error"]
+    assert (error["code"], error["data"]["param"]) == (-32602, param), error
+    assert len(error["data"]["reason"]) < 100, "the reason stays short whatever the number"

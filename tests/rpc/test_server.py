@@ -1,5 +1,5 @@
-"""The HTTP server: lifecycle, health, and the limits on body size, batch length and
-requests in flight."""
+"""The HTTP server: lifecycle, health, and the limits on body size and time, batch length,
+requests in flight and calls waiting."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from mura.rpc.declarations import Method, Result
 from mura.rpc.server import HealthReport, RpcLimits, RpcServer
 
-from .support import Endpoint, Serve
+from .support import Endpoint, Serve, wait_until
 
 DEADLINE = 5.0
 
@@ -45,9 +45,48 @@ class Gate:
             Method(name="test_ping", handler=self.ping, summary="Answer at once.", result=result),
         ]
 
+    def methods_that_wait_long(self) -> list[Method]:
+        """``methods()`` and ``test_waitLong``, which waits for the gate as ``tx_wait`` waits for the chain."""
+        result = Result("word", {"type": "string"}, "A word.")
+        wait_long = Method(name="test_waitLong", handler=self.wait, summary="Wait long.", result=result, waits=True)
+        return [*self.methods(), wait_long]
+
 
 def ping(request_id: int = 1) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "method": "test_ping", "id": request_id}
+
+
+def wait_long(request_id: int) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "method": "test_waitLong", "id": request_id}
+
+
+PONG = {"jsonrpc": "2.0", "result": "pong", "id": 1}
+
+
+Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+async def post_part_of_a_body(server: RpcServer, *, declared: int, sent: bytes) -> Connection:
+    """A raw connection that has POSTed headers declaring ``declared`` body bytes, and only ``sent``."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    head = (
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {declared}\r\n\r\n"
+    )
+    writer.write(head.encode() + sent)
+    await writer.drain()
+    return reader, writer
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], Any]:
+    """The status, headers (lower-case names) and decoded JSON body of one HTTP response."""
+    status_line = await reader.readline()
+    headers: dict[str, str] = {}
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode().partition(":")
+        headers[name.strip().lower()] = value.strip()
+    body = await reader.readexactly(int(headers["content-length"]))
+    return int(status_line.split()[1]), headers, json.loads(body)
 
 
 # --- lifecycle and health ---------------------------------------------------------------------
@@ -163,6 +202,49 @@ async def test_oversized_batch_is_one_invalid_request_naming_the_limit(small: En
     assert status == 200 and sorted(r["id"] for r in responses) == [0, 1, 2]
 
 
+# --- bodies slow to arrive ----------------------------------------------------------------------
+
+
+async def test_slow_bodies_hold_no_slot_and_other_clients_are_served(serve: Serve) -> None:
+    endpoint = await serve(Gate(1).methods(), limits=RpcLimits(max_concurrent_requests=2, body_timeout_seconds=60))
+    server = endpoint.server
+    slow = [await post_part_of_a_body(server, declared=100, sent=b'{"jsonrpc": ') for _ in range(3)]
+    try:
+        await wait_until(lambda: server.reading == 3, "three slow bodies, one more than the slots, being read")
+        assert server.in_flight == 0
+        assert await asyncio.gather(*(endpoint.post(ping()) for _ in range(2))) == [(200, PONG)] * 2
+        assert server.reading == 3, "the slow clients still hold their connections"
+    finally:
+        for _, writer in slow:
+            writer.close()
+    await wait_until(lambda: server.reading == 0, "the slow bodies to be given up when their clients leave")
+
+
+async def test_a_body_that_does_not_arrive_in_time_is_refused_with_408(serve: Serve) -> None:
+    endpoint = await serve(Gate(1).methods(), limits=RpcLimits(body_timeout_seconds=0.1))
+    reader, writer = await post_part_of_a_body(endpoint.server, declared=100, sent=b'{"jsonrpc": ')
+    try:
+        status, headers, response = await asyncio.wait_for(read_response(reader), DEADLINE)
+    finally:
+        writer.close()
+    assert status == 408 and headers["connection"].lower() == "close"
+    assert response == {
+        "jsonrpc": "2.0",
+        "error": {
+            "code": -32600,
+            "message": "Invalid Request",
+            "data": {
+                "reason": "the request body did not arrive within 0.1 seconds",
+                "limit": "body_timeout_seconds",
+                "body_timeout_seconds": 0.1,
+            },
+        },
+        "id": None,
+    }
+    assert (endpoint.server.reading, endpoint.server.in_flight) == (0, 0)
+    assert await endpoint.post(ping()) == (200, PONG)
+
+
 # --- requests in flight ------------------------------------------------------------------------
 
 
@@ -208,6 +290,49 @@ async def test_stop_ends_requests_still_in_flight(http: aiohttp.ClientSession) -
     assert server.in_flight == 0
 
 
-def test_limits_must_be_positive() -> None:
-    with pytest.raises(ValueError, match="max_batch_length"):
-        RpcLimits(max_batch_length=0)
+async def test_waiting_calls_hold_no_slot_and_have_their_own_limit(serve: Serve) -> None:
+    gate = Gate(expected=2)
+    endpoint = await serve(gate.methods_that_wait_long(), limits=RpcLimits(max_concurrent_requests=1, max_waiting=2))
+    held = [asyncio.create_task(endpoint.post(wait_long(n))) for n in range(2)]
+    try:
+        await asyncio.wait_for(gate.all_held.wait(), DEADLINE)
+        assert (endpoint.server.waiting, endpoint.server.in_flight) == (2, 0)
+        assert await endpoint.post(ping()) == (200, PONG), "the one request slot is free"
+        status, response = await endpoint.post(wait_long(3))
+        assert status == 200
+        assert response["error"] == {
+            "code": -32000,
+            "message": "Server busy",
+            "data": {"limit": "max_waiting", "max_waiting": 2},
+        }
+    finally:
+        gate.release.set()
+    answers = await asyncio.wait_for(asyncio.gather(*held), DEADLINE)
+    assert [(status, response["result"]) for status, response in answers] == [(200, "released")] * 2
+    assert (endpoint.server.waiting, endpoint.server.in_flight) == (0, 0)
+
+
+async def test_each_waiting_call_of_a_batch_counts_against_the_waiting_limit(serve: Serve) -> None:
+    gate = Gate(expected=2)
+    endpoint = await serve(gate.methods_that_wait_long(), limits=RpcLimits(max_concurrent_requests=1, max_waiting=2))
+    batch = asyncio.create_task(endpoint.post([wait_long(n) for n in range(3)] + [ping(3)]))
+    try:
+        await asyncio.wait_for(gate.all_held.wait(), DEADLINE)
+        assert (endpoint.server.waiting, endpoint.server.in_flight) == (2, 0)
+        assert await endpoint.post(ping()) == (200, PONG), "the batch gave its slot up once a call waited"
+    finally:
+        gate.release.set()
+    status, responses = await asyncio.wait_for(batch, DEADLINE)
+    assert status == 200
+    answers = sorted(response.get("result") or response["error"]["message"] for response in responses)
+    assert answers == ["Server busy", "pong", "released", "released"]
+    assert (endpoint.server.waiting, endpoint.server.in_flight) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    "limit",
+    ["max_body_bytes", "body_timeout_seconds", "max_batch_length", "max_concurrent_requests", "max_waiting", "backlog"],
+)
+def test_limits_must_be_positive(limit: str) -> None:
+    with pytest.raises(ValueError, match=limit):
+        RpcLimits(**{limit: 0})

@@ -103,6 +103,10 @@ class SimLedger:
         # The simulated clients always have a transfer waiting (see ``build_on``).
         return True
 
+    def has_full_block(self) -> bool:
+        # One transfer per client is far from a full block.
+        return False
+
     def validate_block(self, block: Block, *, certified: bool = False) -> StateChanges:
         # Signatures are checked here even in certified blocks, so that the simulation's
         # validity check covers blocks that reached a replica through catch-up too.
