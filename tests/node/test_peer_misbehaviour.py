@@ -1,0 +1,190 @@
+"""What node.py does with frames a validator peer should not send: consensus
+payloads that do not decode get the peer banned, and a ``BlockRequest`` that
+names another validator as its requester is refused (the answer would go to
+that validator, so only it may ask). The node goes on serving peers and RPC.
+
+One real ``Node`` (validator 0 of a four-validator testnet) runs in the test's
+event loop; the test speaks to it as other validators of that testnet, with
+their real keys, over a real ``Network``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from cluster import free_port_range
+from mura.chain.keys import SigningKey, load_key
+from mura.consensus.messages import BlockRequest, Message, decode_message, encode_message
+from mura.genesis.format import genesis_block
+from mura.genesis.testnet import TestnetLayout, generate_testnet
+from mura.node import CONSENSUS_KIND, TRANSACTIONS_KIND
+from mura.p2p.accounting import TrafficStats
+from mura.p2p.network import Network
+from mura.p2p.settings import NetworkLimits, PeerAddress
+from rpc.support import TestNode, start_test_node, wait_until
+
+#: The node runs with the production limits: a peer is banned after this many
+#: malformed frames within a minute, plus one.
+MALFORMED_THRESHOLD = NetworkLimits().malformed_threshold
+
+
+@dataclass
+class PeerValidator:
+    """Another validator of the node's testnet, linked to the node through a real ``Network``."""
+
+    index: int
+    key: SigningKey
+    network: Network
+    #: Consensus messages the node sent to this validator.
+    received: list[Message]
+
+    @property
+    def public_key(self) -> bytes:
+        return self.key.public_key
+
+    async def send_consensus(self, node: TestNode, payload: Any) -> None:
+        assert await self.network.send(node.node.key.public_key, CONSENSUS_KIND, payload)
+
+
+ConnectPeer = Callable[[int], Awaitable[PeerValidator]]
+
+
+@pytest.fixture(scope="module")
+def testnet(tmp_path_factory: pytest.TempPathFactory) -> TestnetLayout:
+    # Free peer ports: the node dials its three peers there and must not reach a testnet running on this machine.
+    return generate_testnet(tmp_path_factory.mktemp("testnet4"), validators=4, base_peer_port=free_port_range(4))
+
+
+@pytest.fixture
+async def node(testnet: TestnetLayout, tmp_path: Path) -> AsyncIterator[TestNode]:
+    """Validator 0, running with the production network limits; stopped at teardown.
+
+    Alone it makes no blocks; its short view timeout has it send VIEW-CHANGEs to its peers soon.
+    """
+    async with aiohttp.ClientSession() as session:
+        started = await start_test_node(testnet, tmp_path / "node", session, {"consensus.base_timeout_ms": 200})
+        try:
+            yield started
+        finally:
+            await started.node.stop()
+
+
+@pytest.fixture
+async def connect_peer(testnet: TestnetLayout, node: TestNode) -> AsyncIterator[ConnectPeer]:
+    """``await connect_peer(index)``: validator ``index`` linked to the node; its network is stopped at teardown."""
+    genesis_hash = genesis_block(testnet.genesis)[0].hash
+    node_key = node.node.key.public_key
+    node_address = PeerAddress(node_key, "127.0.0.1", network_of(node).listen_port)
+    peers: list[PeerValidator] = []
+
+    async def connect(index: int) -> PeerValidator:
+        name = testnet.genesis.validators[index].name
+        key = load_key(testnet.directory / "keys" / f"{name}.key")
+        received: list[Message] = []
+
+        async def record(sender: bytes, payload: Any) -> None:
+            received.append(decode_message(payload))
+
+        async def ignore(sender: bytes, payload: Any) -> None:
+            pass
+
+        network = Network(
+            key=key,
+            chain_id=testnet.genesis.chain_id,
+            genesis_hash=genesis_hash,
+            listen_host="127.0.0.1",
+            listen_port=0,
+            peers=[node_address],
+            admitted=testnet.genesis.validator_keys(),
+            handlers={CONSENSUS_KIND: record, TRANSACTIONS_KIND: ignore},
+        )
+        peer = PeerValidator(index, key, network, received)
+        peers.append(peer)
+        await network.start()
+        await wait_until(
+            lambda: key.public_key in network_of(node).connected_peers() and network.connected_peers() == [node_key],
+            f"validator {index} to link to the node",
+        )
+        return peer
+
+    yield connect
+    for peer in peers:
+        await peer.network.stop()
+
+
+def network_of(node: TestNode) -> Network:
+    assert node.node.network is not None
+    return node.node.network
+
+
+def traffic(node: TestNode, peer: PeerValidator) -> TrafficStats:
+    """The node's counters for ``peer``."""
+    return network_of(node).stats.peers.get(peer.public_key, TrafficStats())
+
+
+async def assert_answers_rpc(node: TestNode, *, peers: int) -> None:
+    status = await node.rpc.result("chain_status")
+    assert status["height"] == 0  # one validator of four makes no blocks
+    assert status["peers"] == peers
+
+
+async def test_a_validator_sending_undecodable_consensus_frames_is_banned_and_the_node_goes_on(
+    node: TestNode, connect_peer: ConnectPeer
+) -> None:
+    garbler = await connect_peer(1)
+    for index in range(MALFORMED_THRESHOLD + 1):
+        await garbler.send_consensus(node, b"\xff not a consensus message %d" % index)
+
+    await wait_until(lambda: traffic(node, garbler).bans == 1, "the node to ban the validator")
+    assert traffic(node, garbler).malformed == MALFORMED_THRESHOLD + 1
+    await wait_until(lambda: traffic(node, garbler).disconnects == 1, "the node to close the banned validator's link")
+    # Its dialer comes back and authenticates, and the node closes each such link before
+    # admitting it while the ban lasts.
+    node_key = node.node.key.public_key
+    await wait_until(
+        lambda: garbler.network.stats.peers[node_key].disconnects >= 2, "the banned validator to be refused again"
+    )
+    assert traffic(node, garbler).disconnects == 1
+    assert garbler.public_key not in network_of(node).connected_peers()
+    await assert_answers_rpc(node, peers=0)
+
+    honest = await connect_peer(2)
+    await wait_until(lambda: honest.received, "consensus traffic from the node to a validator that behaves")
+    assert (traffic(node, honest).malformed, traffic(node, honest).bans) == (0, 0)
+    await assert_answers_rpc(node, peers=1)
+    assert network_of(node).connected_peers() == [honest.public_key]
+
+
+async def test_a_consensus_payload_that_is_not_bytes_counts_as_malformed(
+    node: TestNode, connect_peer: ConnectPeer
+) -> None:
+    peer = await connect_peer(1)
+    await peer.send_consensus(node, [1, 2, 3])
+    await wait_until(lambda: traffic(node, peer).malformed == 1, "the frame to count as malformed")
+    assert traffic(node, peer).bans == 0
+    assert peer.public_key in network_of(node).connected_peers()
+
+
+@pytest.mark.parametrize(("requester", "who"), [(2, "another validator"), (0, "the node itself")])
+async def test_a_block_request_naming_another_requester_is_refused(
+    node: TestNode, connect_peer: ConnectPeer, requester: int, who: str
+) -> None:
+    peer = await connect_peer(1)
+    before = traffic(node, peer)
+    # A peer's frames are handled in order, each before the next is read: once the node
+    # has read the third frame, the first two are handled and counted.
+    await peer.send_consensus(node, encode_message(BlockRequest(height=1, requester=peer.index)))
+    await peer.send_consensus(node, encode_message(BlockRequest(height=1, requester=requester)))
+    await peer.send_consensus(node, encode_message(BlockRequest(height=1, requester=peer.index)))
+    await wait_until(lambda: traffic(node, peer).frames_in >= before.frames_in + 3, "the node to read the requests")
+
+    after = traffic(node, peer)
+    assert after.malformed - before.malformed == 1, f"a block request naming {who} must be refused, and only that one"
+    assert after.bans == 0
+    await assert_answers_rpc(node, peers=1)
