@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections import deque
+from collections import Counter, deque
 import json
 import logging
+import math
 import signal
 import sys
 import time
@@ -43,7 +44,7 @@ from mura.consensus.actions import (
     Send,
 )
 from mura.consensus.config import ReplicaConfig
-from mura.consensus.messages import BlockRequest, FinalBlock, decode_message, encode_message
+from mura.consensus.messages import BlockRequest, FinalBlock, Message, decode_message, encode_message
 from mura.consensus.replica import Replica
 from mura.consensus.votes import RecordedVote
 from mura.genesis.format import genesis_block, load_genesis
@@ -342,6 +343,8 @@ CONSENSUS_KIND = "consensus"
 TRANSACTIONS_KIND = "transactions"
 #: Peer messages waiting for the replica; more are dropped (view change recovers).
 MAX_QUEUED_MESSAGES = 20_000
+#: Of those, from one peer: a validator flooding well-formed messages cannot crowd out the rest.
+MAX_QUEUED_PER_PEER = 4_096
 
 
 class InvalidMessageSender(Invalid):
@@ -406,9 +409,12 @@ class Node:
         self.gossip: TransactionGossip | None = None
         self.rpc: RpcServer | None = None
         # Unbounded for the node's own events (timeouts must never be lost); peer messages
-        # are bounded by ``MAX_QUEUED_MESSAGES`` in ``_post``.
+        # are bounded by ``MAX_QUEUED_MESSAGES`` and ``MAX_QUEUED_PER_PEER`` in ``_post_message``.
         self._events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._queued_messages = 0
+        self._queued_by_peer: Counter[bytes] = Counter()
+        #: Peer messages dropped because the queue or the peer's share of it was full.
+        self.dropped_messages = 0
         self._consensus_task: asyncio.Task[None] | None = None
         self._rebroadcast_task: asyncio.Task[None] | None = None
         self.stalled = StalledRuns(after=config["mempool.rebroadcast_after_ms"] / 1000)
@@ -566,8 +572,10 @@ class Node:
             now = now_ms()
             try:
                 if event == "message":
+                    peer, message = argument
                     self._queued_messages -= 1
-                    actions = replica.receive(argument, now)
+                    self._queued_by_peer[peer] -= 1
+                    actions = replica.receive(message, now)
                 elif event == "timeout":
                     actions = replica.timeout(now)
                 elif event == "transactions":
@@ -662,13 +670,22 @@ class Node:
         self._timers[at_ms] = asyncio.get_running_loop().call_later(delay, fire)
 
     def _post(self, event: tuple[str, Any]) -> None:
-        if event[0] == "message":
-            if self._queued_messages >= MAX_QUEUED_MESSAGES:
-                # Consensus recovers lost messages through view change; memory stays bounded.
-                LOG.warning("consensus queue full; dropped a peer message")
-                return
-            self._queued_messages += 1
         self._events.put_nowait(event)
+
+    def _post_message(self, peer: bytes, message: Message) -> None:
+        """Queue a peer's message for the replica, within the queue's bound and the peer's
+        share of it; what does not fit is dropped (view change and catch-up recover it)."""
+        if self._queued_messages >= MAX_QUEUED_MESSAGES or self._queued_by_peer[peer] >= MAX_QUEUED_PER_PEER:
+            self.dropped_messages += 1
+            if math.log10(self.dropped_messages).is_integer():
+                LOG.warning(
+                    "consensus queue full (%d queued, %d from peer %s); %d peer messages dropped so far",
+                    self._queued_messages, self._queued_by_peer[peer], peer.hex()[:16], self.dropped_messages,
+                )
+            return
+        self._queued_messages += 1
+        self._queued_by_peer[peer] += 1
+        self._events.put_nowait(("message", (peer, message)))
 
     async def _rebroadcast_stalled(self) -> None:
         """Every third of ``mempool.rebroadcast_after_ms``, gossip stalled senders' runs again."""
@@ -692,7 +709,7 @@ class Node:
         if requester is not None and (requester >= len(self.validators) or self.validators[requester] != peer):
             # Final blocks go to the requester named inside; only that validator may ask.
             raise InvalidMessageSender(f"block request names validator {requester}, sent by another peer")
-        self._post(("message", message))
+        self._post_message(peer, message)
 
     async def _on_transactions_frame(self, peer: bytes, payload: Any) -> None:
         """Admit a peer's batch; only bytes that do not decode or a forged signature
