@@ -160,8 +160,8 @@ class Transaction:
         )
 
 
-#: Transactions decoded lately: about a mempool's worth of blocks in flight.
-_RECENT: codec.RecentlyDecoded[Transaction] = codec.RecentlyDecoded(capacity=20_000)
+#: Transactions decoded lately: two blocks of the default proposal cap.
+_RECENT: codec.RecentlyDecoded[Transaction] = codec.RecentlyDecoded(capacity=10_000)
 
 
 def signing_payload(chain_id: str, sender: bytes, nonce: int, body: Body) -> bytes:
