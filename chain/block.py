@@ -98,6 +98,11 @@ class Block:
         return self.header.hash
 
     @property
+    def transaction_bytes(self) -> int:
+        """Total size of the transactions' encodings (what block size limits count)."""
+        return sum(len(transaction.encoded) for transaction in self.transactions)
+
+    @property
     def height(self) -> int:
         return self.header.height
 

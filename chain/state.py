@@ -246,7 +246,7 @@ def apply_block(
 def validate_block_size(block: Block, rules: ChainRules) -> None:
     """A block holds at most ``max_block_transactions`` transactions of at most ``max_block_bytes`` in all."""
     count = len(block.transactions)
-    size = sum(len(tx.encoded) for tx in block.transactions)
+    size = block.transaction_bytes
     if count > rules.max_block_transactions or size > rules.max_block_bytes:
         raise BlockTooLarge(
             f"block has {count} transactions in {size} bytes; the limits are "

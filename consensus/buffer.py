@@ -54,7 +54,7 @@ class FutureBuffer:
     def hold_final_block(self, final: FinalBlock) -> None:
         """Keep one verified final block per height (more would prove the same thing),
         within ``heights`` blocks and ``final_block_bytes``."""
-        size = _size(final)
+        size = final.block.transaction_bytes
         if final.height in self._final_blocks or len(self._final_blocks) >= self.heights:
             return
         if self._final_blocks and self._final_bytes + size > self.final_block_bytes:
@@ -68,7 +68,7 @@ class FutureBuffer:
     def take_final_block(self, height: int) -> FinalBlock | None:
         final = self._final_blocks.pop(height, None)
         if final is not None:
-            self._final_bytes -= _size(final)
+            self._final_bytes -= final.block.transaction_bytes
         return final
 
     def take(self, height: int) -> Held | None:
@@ -90,11 +90,8 @@ class FutureBuffer:
         if stale:
             self._messages = [message for message in self._messages if message.height >= height]
         for old in [h for h in self._final_blocks if h < height]:
-            self._final_bytes -= _size(self._final_blocks.pop(old))
+            self._final_bytes -= self._final_blocks.pop(old).block.transaction_bytes
 
-
-def _size(final: FinalBlock) -> int:
-    return sum(len(transaction.encoded) for transaction in final.block.transactions)
 
 
 def _identity(message: Held) -> tuple[str, int, int, int, bytes]:

@@ -43,11 +43,11 @@ class CatchUp:
         heights = sorted(self.seen.values(), reverse=True)
         return heights[self.faulty] if len(heights) > self.faulty else 0
 
-    def next_request(self, height: int, missing_from: int, now_ms: int) -> tuple[int, int] | None:
+    def next_request(self, missing_from: int, now_ms: int) -> tuple[int, int] | None:
         """The validator to ask and the height to ask it for, or None.
 
-        ``height`` is the replica's height; ``missing_from`` the first height at or
-        above it with no final block in hand. A new batch is asked for once the
+        ``missing_from`` is the first height at or above the replica's with no final
+        block in hand. A new batch is asked for once the
         outstanding ones are half used; the same heights again after ``retry_ms``.
         """
         expired = self._requested_at is None or now_ms - self._requested_at >= self.retry_ms

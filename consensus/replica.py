@@ -469,7 +469,7 @@ class Replica(ViewChangeRules):
             missing_from += 1
         if missing_from >= self.height + self._final_block_window:
             return []
-        request = self.catch_up.next_request(self.height, missing_from, now_ms)
+        request = self.catch_up.next_request(missing_from, now_ms)
         if request is None:
             return []
         peer, start = request
@@ -489,7 +489,7 @@ class Replica(ViewChangeRules):
             final = self.application.load_final_block(h)
             if final is None:
                 break
-            size += sum(len(transaction.encoded) for transaction in final.block.transactions)
+            size += final.block.transaction_bytes
             if answers and size > self.config.catch_up_answer_bytes:
                 break
             answers.append(Send(peer, final))

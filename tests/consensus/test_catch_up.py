@@ -32,42 +32,42 @@ def test_first_request_asks_the_highest_validator_for_the_first_missing_height()
     state = catch_up()
     state.note_ahead(1, 30)
     state.note_ahead(2, 50)
-    assert state.next_request(5, 5, now_ms=0) == (2, 5)
+    assert state.next_request(5, now_ms=0) == (2, 5)
 
 
 def test_nothing_to_ask_for_when_nobody_is_ahead() -> None:
     state = catch_up()
     state.note_ahead(1, 5)
     # Validator 1 works on height 5: height 5 is not final anywhere yet.
-    assert state.next_request(5, 5, now_ms=0) is None
+    assert state.next_request(5, now_ms=0) is None
 
 
 def test_requests_are_pipelined_once_half_the_batch_is_in_hand() -> None:
     state = catch_up(batch=16)
     state.note_ahead(1, 100)
-    assert state.next_request(1, 1, now_ms=0) == (1, 1)
+    assert state.next_request(1, now_ms=0) == (1, 1)
     # Heights 1..16 are on their way; while fewer than half have arrived, wait.
-    assert state.next_request(1, 1, now_ms=10) is None
-    assert state.next_request(8, 8, now_ms=20) is None
+    assert state.next_request(1, now_ms=10) is None
+    assert state.next_request(8, now_ms=20) is None
     # Half in hand: the next batch is asked for before this one runs out.
-    assert state.next_request(9, 9, now_ms=30) == (1, 17)
-    assert state.next_request(10, 10, now_ms=40) is None
+    assert state.next_request(9, now_ms=30) == (1, 17)
+    assert state.next_request(10, now_ms=40) is None
 
 
 def test_an_unanswered_request_is_repeated_to_another_validator_after_the_retry_interval() -> None:
     state = catch_up(retry_ms=1_000)
     state.note_ahead(1, 100)
     state.note_ahead(2, 90)
-    assert state.next_request(1, 1, now_ms=0) == (1, 1)
-    assert state.next_request(1, 1, now_ms=999) is None
-    assert state.next_request(1, 1, now_ms=1_000) == (2, 1)
+    assert state.next_request(1, now_ms=0) == (1, 1)
+    assert state.next_request(1, now_ms=999) is None
+    assert state.next_request(1, now_ms=1_000) == (2, 1)
 
 
 def test_the_only_validator_ahead_is_asked_again() -> None:
     state = catch_up(retry_ms=1_000)
     state.note_ahead(1, 100)
-    assert state.next_request(1, 1, now_ms=0) == (1, 1)
-    assert state.next_request(1, 1, now_ms=1_000) == (1, 1)
+    assert state.next_request(1, now_ms=0) == (1, 1)
+    assert state.next_request(1, now_ms=1_000) == (1, 1)
 
 
 def test_an_answer_is_given_once_per_peer_and_height_per_interval() -> None:
