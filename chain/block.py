@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mura.chain import codec
-from mura.chain.errors import DecodeError, InvalidCertificate
+from mura.chain.errors import DecodeError, InvalidCertificate, TransactionRootMismatch
 from mura.chain.keys import HASH_SIZE, PUBLIC_KEY_SIZE, SIGNATURE_SIZE, sha256, verify_signature
 from mura.chain.transaction import MAX_CHAIN_ID_LENGTH, MAX_TRANSACTION_BYTES, Transaction
 
@@ -88,14 +88,36 @@ class Header:
 
 @dataclass(frozen=True, slots=True)
 class Block:
-    """A header and the transactions it orders."""
+    """A header and the transactions it orders.
+
+    The block hash covers the header only; the header covers the transactions
+    through ``transaction_root``. So a block is what its hash names only once its
+    body is checked against that root: ``decode`` checks it before returning,
+    ``build_block`` computes the root from the body, and anything else calls
+    ``check_body``. Blocks from the network arrive as ``UncheckedBlock`` and become a
+    ``Block`` only through that check.
+    """
 
     header: Header
     transactions: tuple[Transaction, ...]
+    #: Set once the body was checked against the header (derived, cached).
+    body_checked: bool = field(default=False, init=False, repr=False, compare=False)
 
     @property
     def hash(self) -> bytes:
         return self.header.hash
+
+    def check_body(self) -> None:
+        """Raise ``TransactionRootMismatch`` unless the transactions are exactly those the
+        header's transaction root commits to (computed once per block object)."""
+        if not self.body_checked:
+            check_transaction_root(self.header, [transaction.hash for transaction in self.transactions])
+            object.__setattr__(self, "body_checked", True)
+
+    def check(self) -> Block:
+        """This block, once its body is checked (see ``UncheckedBlock.check``)."""
+        self.check_body()
+        return self
 
     @property
     def transaction_bytes(self) -> int:
@@ -122,23 +144,93 @@ class Block:
 
     @classmethod
     def _decode(cls, data: bytes) -> Block:
+        """Header first, then the body checked against it from the transactions' raw
+        bytes (a transaction's hash is the SHA-256 of its bytes), and only then the
+        costly decoding of each transaction."""
         value = codec.decode(data, max_size=MAX_ENCODED_BLOCK_BYTES)
-        header, transactions = codec.read_fields(value, "block", 2)
+        header_fields, transactions = codec.read_fields(value, "block", 2)
+        header = Header.from_fields(header_fields, "block.header")
         items = codec.read_list(transactions, "block.transactions", max_length=MAX_BLOCK_TRANSACTIONS)
+        raws = [
+            codec.read_bytes(item, f"block.transactions[{index}]", max_length=MAX_TRANSACTION_BYTES)
+            for index, item in enumerate(items)
+        ]
+        cls._check_raw_body(header, raws)
         decoded = []
-        for index, item in enumerate(items):
-            what = f"block.transactions[{index}]"
-            raw = codec.read_bytes(item, what, max_length=MAX_TRANSACTION_BYTES)
+        for index, raw in enumerate(raws):
             try:
                 decoded.append(Transaction.decode(raw))
             except DecodeError as error:
                 # Keep the precise type (e.g. UnknownKind), with the position added.
-                raise type(error)(f"{what}: {error.message}", **error.details) from None
-        return cls(Header.from_fields(header, "block.header"), tuple(decoded))
+                raise type(error)(f"block.transactions[{index}]: {error.message}", **error.details) from None
+        block = cls(header, tuple(decoded))
+        object.__setattr__(block, "body_checked", True)
+        return block
+
+    @staticmethod
+    def _check_raw_body(header: Header, raw_transactions: Sequence[bytes]) -> None:
+        # A transaction's hash is the SHA-256 of its bytes: the body is checked before a
+        # single transaction is decoded.
+        check_transaction_root(header, [sha256(raw) for raw in raw_transactions])
+
+
+@dataclass(frozen=True, slots=True)
+class UncheckedBlock:
+    """A block as it arrived in a message: its header read, its body still the bytes it
+    came in, not yet checked against the header.
+
+    Reading the header costs little, so a message's sender, signature, height and
+    view are checked before anything costly. ``check`` then checks the body against
+    the header and decodes the transactions; only the ``Block`` it returns has
+    transactions, so nothing can use, keep or key by hash a body nobody checked.
+    """
+
+    #: The header, which the block hash covers.
+    header: Header
+    #: The block's bytes as received (canonical if ``check`` accepts them).
+    encoded: bytes = field(repr=False)
+
+    @property
+    def hash(self) -> bytes:
+        return self.header.hash
+
+    @property
+    def height(self) -> int:
+        return self.header.height
+
+    @property
+    def transaction_bytes(self) -> int:
+        """An upper bound of the transactions' size (what memory bounds count)."""
+        return len(self.encoded)
+
+    def encode(self) -> bytes:
+        return self.encoded
+
+    def check(self) -> Block:
+        """The block, with its body checked against its header and decoded; raises
+        ``TransactionRootMismatch`` for a body the header does not commit to, or another
+        ``DecodeError``."""
+        return Block.decode(self.encoded)
+
+    @classmethod
+    def decode(cls, data: bytes) -> UncheckedBlock:
+        """Read the header of an encoded block (within the size limit), nothing more."""
+        fields = codec.decode_head(data, count=2, max_size=MAX_ENCODED_BLOCK_BYTES)
+        return cls(Header.from_fields(fields, "block.header"), bytes(data))
+
+
+#: A block inside a consensus message: checked when this node made it, unchecked when it
+#: arrived from a peer. Either has a header, a hash, ``encode`` and ``check``.
+MessageBlock = Block | UncheckedBlock
 
 
 #: Blocks decoded lately: the proposals of the last few views.
 _RECENT_BLOCKS: codec.RecentlyDecoded[Block] = codec.RecentlyDecoded(capacity=8)
+
+
+def forget_decoded_blocks() -> None:
+    """Empty the cache of blocks decoded lately (for a test harness that changes decoding)."""
+    _RECENT_BLOCKS.clear()
 
 
 # --- the transaction root ----------------------------------------------------
@@ -164,6 +256,22 @@ def merkle_root(leaves: Sequence[bytes]) -> bytes:
 def transaction_root(transactions: Sequence[Transaction]) -> bytes:
     """The Merkle root of the transactions' hashes, in block order."""
     return merkle_root([tx.hash for tx in transactions])
+
+
+def check_transaction_root(header: Header, transaction_hashes: Sequence[bytes]) -> None:
+    """The body with these transaction hashes is the one ``header`` commits to."""
+    if merkle_root(transaction_hashes) != header.transaction_root:
+        raise TransactionRootMismatch(
+            f"block {header.height}: its {len(transaction_hashes)} transactions are not those its header commits to",
+            height=header.height,
+        )
+
+
+def assembled_block(header: Header, transactions: tuple[Transaction, ...]) -> Block:
+    """A block whose ``header`` the caller has just built with ``transaction_root(transactions)``."""
+    block = Block(header, transactions)
+    object.__setattr__(block, "body_checked", True)
+    return block
 
 
 # --- commit certificates -----------------------------------------------------

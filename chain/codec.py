@@ -77,6 +77,40 @@ def decode(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> Any:
     return value
 
 
+def decode_head(data: bytes, *, count: int, max_size: int = DEFAULT_MAX_SIZE) -> Any:
+    """The first of the ``count`` fields of the array encoded in ``data``, read without
+    parsing the others (a block's header without its transactions). The field must be
+    canonical; the rest is left for a full ``decode`` to check."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise DecodeError(f"expected bytes, got {type(data).__name__}")
+    if len(data) > max_size:
+        raise DecodeError(f"input is {len(data)} bytes, the limit is {max_size}")
+    unpacker = msgpack.Unpacker(
+        raw=False,
+        use_list=True,
+        strict_map_key=True,
+        object_pairs_hook=_refuse_map,
+        ext_hook=_refuse_extension,
+        max_array_len=MAX_ARRAY_LENGTH,
+        max_buffer_size=max(len(data), 1),
+    )
+    unpacker.feed(data)
+    try:
+        length = unpacker.read_array_header()
+        start = unpacker.tell()
+        first = unpacker.unpack()
+    except DecodeError:
+        raise
+    except (ValueError, RecursionError, msgpack.UnpackException, msgpack.OutOfData) as error:
+        raise DecodeError(f"not valid msgpack: {error!r}") from None
+    if length != count:
+        raise DecodeError(f"expected an array of {count} fields, got {length}")
+    _check_shape(first)
+    if encode(first) != bytes(data[start : unpacker.tell()]) or encode([None] * count)[:start] != bytes(data[:start]):
+        raise DecodeError("not the canonical encoding (a value is encoded in a longer form than needed)")
+    return first
+
+
 _SCALARS = (int, bytes, str, bool, type(None))
 
 
@@ -175,6 +209,9 @@ class RecentlyDecoded(Generic[_Value]):
         if value is not None:
             self._values.move_to_end(digest)
         return value
+
+    def clear(self) -> None:
+        self._values.clear()
 
     def put(self, digest: bytes, value: _Value) -> None:
         self._values[digest] = value

@@ -157,8 +157,10 @@ class UnknownProposer(InvalidBlock):
     rule = "unknown_proposer"
 
 
-class TransactionRootMismatch(InvalidBlock):
-    """The header's transaction root is not the root of the block's transactions."""
+class TransactionRootMismatch(DecodeError, InvalidBlock):
+    """The header's transaction root is not the root of the block's transactions: the
+    body is not the one the header (and so the block hash) commits to. Refused wherever
+    a block is decoded, checked or stored."""
 
     rule = "transaction_root_mismatch"
 

@@ -27,6 +27,7 @@ from mura.chain.block import (
     ZERO_HASH,
     Block,
     Header,
+    assembled_block,
     transaction_root,
 )
 from mura.chain.errors import (
@@ -43,7 +44,6 @@ from mura.chain.errors import (
     StateRootMismatch,
     SupplyOverflow,
     TimestampBeforeParent,
-    TransactionRootMismatch,
     UnknownKind,
     UnknownProposer,
     WrongBlockChainId,
@@ -283,8 +283,7 @@ def validate_header(parent: Header, header: Header, rules: ChainRules, validator
 
 def validate_transaction_root(block: Block) -> None:
     """The header's transaction root is the Merkle root of the block's transactions."""
-    if block.header.transaction_root != transaction_root(block.transactions):
-        raise TransactionRootMismatch("header transaction root does not match the block's transactions")
+    block.check_body()
 
 
 def validate_unique_transactions(block: Block) -> None:
@@ -497,7 +496,7 @@ def build_block(
         transaction_root=transaction_root(included),
         state_root=changes.state_root,
     )
-    return BuiltBlock(Block(header, tuple(included)), changes, refused)
+    return BuiltBlock(assembled_block(header, tuple(included)), changes, refused)
 
 
 def build_genesis(

@@ -48,6 +48,7 @@ from mura.chain.state import (
     validators_entry,
 )
 from mura.chain import codec
+from mura.chain.errors import TransactionRootMismatch
 from mura.chain.state_root import LatticeHash, update_lattice
 
 BLOCKS = b"B"
@@ -170,6 +171,12 @@ class Store:
             raise StoreError(f"block {block.height} does not extend the head at {head.height}")
         if certificate.block_hash != block.hash or certificate.height != block.height:
             raise StoreError(f"certificate does not belong to block {block.height}")
+        try:
+            block.check_body()
+        except TransactionRootMismatch as error:
+            # Indexing transactions the header does not commit to would serve a forgery
+            # under a valid certificate.
+            raise StoreError(f"refusing to store block {block.height}: {error.message}") from None
         with self.db.write_batch(transaction=True, sync=True) as batch:
             self._write_block(batch, block, certificate, changes)
         self._after_commit(block, changes)

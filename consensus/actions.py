@@ -71,4 +71,43 @@ class ReportEquivocation:
     evidence: Equivocation
 
 
-Action = PersistVote | Broadcast | Send | CommitBlock | PruneVotes | ScheduleTimeout | ReportEquivocation
+@dataclass(frozen=True, slots=True)
+class Relay:
+    """Forward ``message``, which this replica checked and took for the first time, to
+    every other validator but those in ``exclude`` (who sent or signed it): a
+    validator cut off from the signer still hears it through the others."""
+
+    message: Message
+    exclude: frozenset[int]
+
+
+@dataclass(frozen=True, slots=True)
+class ServeBlocks:
+    """Validator ``to`` is behind: send it final blocks from ``from_height`` on, within the
+    share of this node's bandwidth the driver allows it (``mura.consensus.serving``)."""
+
+    to: int
+    from_height: int
+
+
+@dataclass(frozen=True, slots=True)
+class Misbehaviour:
+    """``validator`` delivered a message refused for cause (``rule``), or signed one that
+    conflicts with its own: the driver counts it against that validator's link."""
+
+    validator: int
+    rule: str
+
+
+Action = (
+    PersistVote
+    | Broadcast
+    | Send
+    | CommitBlock
+    | PruneVotes
+    | ScheduleTimeout
+    | ReportEquivocation
+    | Relay
+    | ServeBlocks
+    | Misbehaviour
+)

@@ -1,4 +1,4 @@
-"""Catching up: fetching final blocks from peers, and serving them.
+"""Catching up: fetching final blocks from peers.
 
 A replica learns it is behind when a validator signs something for a later
 height. It then asks a validator that is ahead with a ``BlockRequest`` for the
@@ -7,12 +7,15 @@ each checked with ``verify_certificate`` and the state transition before it is
 committed. Requests are pipelined: while one batch is being applied, the next
 is already asked for, so a replica that is far behind never waits a round trip
 between batches. What is requested and not answered within ``retry_ms`` is
-asked for again, from another validator that is ahead. Answers are rate limited
-per peer and height, so a lying or repeating peer costs little.
+asked for again, from another validator that is ahead. (Serving is the
+driver's business, within a budget per peer: see ``serving.py``.)
 
 How far behind a replica is comes from the height the validators are seen
 working on. One faulty validator could claim any height, so the height the
 replica reports is the (f+1)-th highest: at least one honest validator is there.
+For the same reason a request goes first to a validator whose claim is no higher
+than that: a faulty validator that signs votes for a far-off height is not the
+one asked for blocks while others can answer.
 """
 
 from __future__ import annotations
@@ -31,7 +34,6 @@ class CatchUp:
         self._requested_until = 0
         self._requested_at: int | None = None
         self._asked: int | None = None
-        self._last_served: dict[int, tuple[int, int]] = {}
 
     def note_ahead(self, peer: int, height: int) -> None:
         if height > self.seen.get(peer, 0):
@@ -63,18 +65,13 @@ class CatchUp:
         return peer, start
 
     def _peer_ahead_of(self, start: int, *, avoid: int | None) -> int | None:
-        """A validator seen working above ``start`` (so it has ``start`` final): the
-        highest, other than ``avoid`` when there is a choice."""
-        ahead = sorted((peer for peer, seen in self.seen.items() if seen > start), key=lambda peer: -self.seen[peer])
+        """A validator seen working above ``start`` (so it has ``start`` final), other
+        than ``avoid`` when there is a choice: first those whose claim f+1 validators
+        corroborate (no higher than ``highest_seen``), the highest of them first."""
+        corroborated = self.highest_seen
+        ahead = [peer for peer, seen in self.seen.items() if seen > start]
+        ahead.sort(key=lambda peer: (self.seen[peer] > corroborated, -self.seen[peer], peer))
         others = [peer for peer in ahead if peer != avoid]
         if others:
             return others[0]
         return ahead[0] if ahead else None
-
-    def may_serve(self, peer: int, height: int, now_ms: int) -> bool:
-        """One answer per peer and height per retry interval."""
-        last = self._last_served.get(peer)
-        if last is not None and last[0] == height and now_ms - last[1] < self.retry_ms:
-            return False
-        self._last_served[peer] = (height, now_ms)
-        return True

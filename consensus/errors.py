@@ -2,17 +2,32 @@
 
 Every refusal of untrusted input is an ``Invalid`` (the ledger's root), so the
 node counts and logs consensus rejections the same way as ledger ones.
+
+A refusal is *for cause* unless an honest validator could have sent the message
+(``penalized`` is False: a view or height out of this replica's window, a block
+dated ahead of this replica's clock). A refusal for cause counts against the
+validator whose link delivered the message: honest validators forward only
+messages they have checked themselves, so they never deliver one.
 """
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from mura.chain.errors import Invalid
+
+
+def penalized(error: Invalid) -> bool:
+    """Whether refusing a message for ``error`` counts against whoever delivered it."""
+    return getattr(error, "penalized", True)
 
 
 class InvalidMessage(Invalid):
     """A consensus message that breaks a rule and is dropped."""
 
     rule = "invalid_message"
+    #: Whether the refusal counts against the validator that delivered the message.
+    penalized: ClassVar[bool] = True
 
 
 class UnknownValidator(InvalidMessage):
@@ -33,16 +48,26 @@ class NotPrimary(InvalidMessage):
     rule = "not_primary"
 
 
+class WrongProposer(InvalidMessage):
+    """A proposal whose block names another proposer than the primary of the view it
+    was first proposed in."""
+
+    rule = "wrong_proposer"
+
+
 class OutsideWindow(InvalidMessage):
     """A view or height too far from the replica's own to be kept."""
 
     rule = "outside_window"
+    penalized = False
 
 
 class TimestampInFuture(InvalidMessage):
     """A proposal whose block claims a time too far past the replica's own clock."""
 
     rule = "timestamp_in_future"
+    # The primary's clock may simply be ahead of this replica's.
+    penalized = False
 
 
 class DigestMismatch(InvalidMessage):

@@ -7,14 +7,18 @@ certificate, so it is a stable checkpoint and nothing below it is needed.
 Votes are counted per validator, never per message: a validator's second,
 different vote for the same view and phase is equivocation and is kept as
 evidence instead of being counted; a repeated identical vote counts once.
+
+Blocks are kept by hash only once their body is checked against their header
+(a ``Block``, never an ``UncheckedBlock``): a hash names a header, and only a
+checked body is the one that header commits to.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mura.chain.block import Block
-from mura.chain.errors import Invalid
+from mura.chain.block import Block, MessageBlock
+from mura.chain.errors import DecodeError, Invalid
 from mura.chain.state import StateChanges
 from mura.consensus.evidence import Equivocation
 from mura.consensus.messages import NewView, PrePrepare, ViewChange, Vote
@@ -45,10 +49,14 @@ class VoteTally:
         """Count ``vote`` unless its sender already voted in its view."""
         earlier = self._by_sender.get((vote.view, vote.sender))
         if earlier is not None:
-            return DUPLICATE if earlier.block_hash == vote.block_hash else Equivocation(earlier, vote)
+            return DUPLICATE if earlier.block_hash == vote.block_hash else Equivocation.between(earlier, vote)
         self._by_sender[(vote.view, vote.sender)] = vote
         self._signatures.setdefault((vote.view, vote.block_hash), {})[vote.sender] = vote.signature
         return ADDED
+
+    def vote_of(self, view: int, sender: int) -> Vote | None:
+        """``sender``'s vote in ``view``, if counted."""
+        return self._by_sender.get((view, sender))
 
     def signatures(self, view: int, block_hash: bytes) -> tuple[tuple[int, bytes], ...]:
         """``(validator, signature)`` pairs for ``block_hash`` in ``view``, by validator index."""
@@ -60,12 +68,14 @@ class HeightLog:
     """Everything a replica heard about one height that it still needs."""
 
     height: int
-    #: Accepted PRE-PREPAREs, one per view.
+    #: Accepted PRE-PREPAREs, one per view, with their blocks checked.
     proposals: dict[int, PrePrepare] = field(default_factory=dict)
-    #: Blocks seen at this height by hash (from proposals and view changes); not all valid.
+    #: Blocks seen at this height by hash (from proposals and view changes), their bodies
+    #: checked against their headers; not all valid.
     blocks: dict[bytes, Block] = field(default_factory=dict)
-    #: The first signed proposal's block of each other view, kept in case it is certified.
-    other_views: dict[int, Block] = field(default_factory=dict)
+    #: The first signed proposal's block of each other view, kept in case it is certified;
+    #: its body is checked only if it is ever needed.
+    other_views: dict[int, MessageBlock] = field(default_factory=dict)
     #: Blocks the application accepted, with the changes they make.
     validated: dict[bytes, StateChanges] = field(default_factory=dict)
     #: Blocks the application refused, with why.
@@ -81,35 +91,58 @@ class HeightLog:
     #: (validator, view, phase) of equivocations already reported.
     reported: set[tuple[int, int, int]] = field(default_factory=set)
 
-    def add_proposal(self, proposal: PrePrepare) -> Added | Duplicate | Equivocation:
-        """Keep the first proposal of a view; a different second one is equivocation."""
+    def compare_proposal(self, proposal: PrePrepare) -> Duplicate | Equivocation | None:
+        """What a proposal is next to the one accepted for its view (None if there is none)."""
         earlier = self.proposals.get(proposal.view)
-        if earlier is not None:
-            return DUPLICATE if earlier.block_hash == proposal.block_hash else Equivocation(earlier, proposal)
-        self.proposals[proposal.view] = proposal
-        self.blocks[proposal.block_hash] = proposal.block
+        if earlier is None:
+            return None
+        return DUPLICATE if earlier.block_hash == proposal.block_hash else Equivocation.between(earlier, proposal)
+
+    def add_proposal(self, proposal: PrePrepare, block: Block) -> Added | Duplicate | Equivocation:
+        """Keep the first proposal of a view, with its checked ``block``; a different
+        second one is equivocation."""
+        if block.hash != proposal.block_hash or not block.body_checked:
+            raise ValueError("a proposal is kept with its own block, checked")
+        outcome = self.compare_proposal(proposal)
+        if outcome is not None:
+            return outcome
+        self.proposals[proposal.view] = PrePrepare(proposal.view, block, proposal.sender, proposal.signature)
+        self.blocks.setdefault(block.hash, block)
         return ADDED
 
-    def add_view_change(self, change: ViewChange) -> Added | Duplicate | Equivocation:
-        """Keep each validator's highest view change; two different ones for one view
-        are equivocation."""
+    def add_view_change(self, change: ViewChange, block: Block | None = None) -> Added | Duplicate | Equivocation:
+        """Keep each validator's highest view change (with the prepared ``block`` it
+        carried, checked); two different ones for one view are equivocation."""
         earlier = self.view_changes.get(change.sender)
         if earlier is not None and earlier.view > change.view:
             return DUPLICATE
         if earlier is not None and earlier.view == change.view:
             same = _prepared_summary(earlier) == _prepared_summary(change)
-            return DUPLICATE if same else Equivocation(earlier, change)
+            return DUPLICATE if same else Equivocation.between(earlier, change)
         self.view_changes[change.sender] = change
-        if change.prepared_block is not None:
-            self.blocks.setdefault(change.prepared_block.hash, change.prepared_block)
+        if block is not None:
+            if change.prepared is None or block.hash != change.prepared.block_hash or not block.body_checked:
+                raise ValueError("a view change is kept with its own prepared block, checked")
+            self.blocks.setdefault(block.hash, block)
         return ADDED
 
     def find_block(self, block_hash: bytes) -> Block | None:
-        """A block of this height by hash, from any view."""
+        """A block of this height by hash, from any view; a kept proposal of another view
+        is checked now, and forgotten if its body is not its header's."""
         block = self.blocks.get(block_hash)
         if block is not None:
             return block
-        return next((block for block in self.other_views.values() if block.hash == block_hash), None)
+        for view, candidate in list(self.other_views.items()):
+            if candidate.hash != block_hash:
+                continue
+            try:
+                checked = candidate.check()
+            except DecodeError:
+                del self.other_views[view]
+                continue
+            self.blocks[block_hash] = checked
+            return checked
+        return None
 
     def view_changes_for(self, view: int) -> list[ViewChange]:
         """The view changes for exactly ``view``, by sender index."""

@@ -5,6 +5,11 @@ On the wire every message is a msgpack array ``[tag, field, ...]`` built with
 types below or raises ``DecodeError`` and nothing else. Blocks and commit
 certificates travel as their own canonical bytes.
 
+Decoding is cheap on purpose: a block inside a message is read up to its header
+(an ``UncheckedBlock``), so the replica checks the sender, the signatures, the
+height and the view first, and pays for checking and decoding the block's body
+(``UncheckedBlock.check``) only for a message it is going to use.
+
 Validators are named by their index in the validator set. Each vote is signed
 over a domain-separated payload that names the chain, so a vote can never be
 replayed on another network or taken for a transaction. COMMIT is signed over
@@ -19,12 +24,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from mura.chain import codec
-from mura.chain.block import MAX_BLOCK_BYTES, MAX_VALIDATORS, Block, CommitCertificate, commit_vote_payload
+from mura.chain.block import (
+    MAX_ENCODED_BLOCK_BYTES,
+    MAX_VALIDATORS,
+    Block,
+    CommitCertificate,
+    MessageBlock,
+    UncheckedBlock,
+    commit_vote_payload,
+)
 from mura.chain.errors import DecodeError
 from mura.chain.keys import HASH_SIZE, SIGNATURE_SIZE, SigningKey
 
 #: Largest encoded message: one block plus the votes and view changes around it.
-MAX_MESSAGE_BYTES = MAX_BLOCK_BYTES + 1024 * 1024
+MAX_MESSAGE_BYTES = MAX_ENCODED_BLOCK_BYTES + 1024 * 1024
 
 _MAX_CERTIFICATE_BYTES = 64 + MAX_VALIDATORS * (SIGNATURE_SIZE + 8)
 _PROPOSAL_DOMAIN = "mura/pre-prepare/v1"
@@ -97,10 +110,10 @@ def _read_signature(value: Any, what: str) -> bytes:
     return codec.read_bytes(value, what, length=SIGNATURE_SIZE)
 
 
-def _read_block(value: Any, what: str) -> Block:
-    raw = codec.read_bytes(value, what, max_length=MAX_BLOCK_BYTES)
+def _read_block(value: Any, what: str) -> UncheckedBlock:
+    raw = codec.read_bytes(value, what, max_length=MAX_ENCODED_BLOCK_BYTES)
     try:
-        return Block.decode(raw)
+        return UncheckedBlock.decode(raw)
     except DecodeError as error:
         raise DecodeError(f"{what}: {error.message}") from None
 
@@ -123,8 +136,8 @@ class PrePrepare:
 
     #: The view the proposal is made in.
     view: int
-    #: The proposed block; its height is the sequence number.
-    block: Block
+    #: The proposed block; its height is the sequence number. Unchecked as decoded.
+    block: MessageBlock
     #: Index of the signing validator (must be the primary of ``view``).
     sender: int
     #: Signature over ``proposal_payload(chain_id, view, height, block.hash)``.
@@ -285,7 +298,7 @@ class ViewChange:
     prepared: PreparedCertificate | None
     #: The prepared block itself, so the new primary can re-propose it. Not signed
     #: (the certificate names its hash) and left out inside a NEW-VIEW.
-    prepared_block: Block | None
+    prepared_block: MessageBlock | None
     sender: int
     #: Signature over ``view_change_payload(chain_id, view, height, prepared)``.
     signature: bytes
@@ -362,6 +375,11 @@ class NewView:
     def from_fields(cls, value: Any, what: str) -> NewView:
         view, height, changes, pre_prepare = codec.read_fields(value, what, 4)
         items = codec.read_list(changes, f"{what}.view_changes", max_length=MAX_VALIDATORS)
+        for index, item in enumerate(items):
+            # The proposal carries the one block that matters; blocks inside the view
+            # changes would only multiply what a NEW-VIEW costs to receive.
+            if isinstance(item, list) and len(item) == 6 and item[3] != b"":
+                raise DecodeError(f"{what}.view_changes[{index}]: carries a block (a NEW-VIEW's view changes must not)")
         return cls(
             codec.read_int(view, f"{what}.view"),
             codec.read_int(height, f"{what}.height"),
@@ -395,7 +413,8 @@ class FinalBlock:
     """A final block with its commit certificate; anyone can check it with
     ``verify_certificate``, so it needs no signature and no trusted sender."""
 
-    block: Block
+    #: Unchecked as decoded; the certificate names its hash.
+    block: MessageBlock
     certificate: CommitCertificate
 
     @property
@@ -435,6 +454,20 @@ _TYPES: dict[int, Any] = {int(tag): kind for kind, tag in _TAGS.items()}
 def encode_message(message: Message) -> bytes:
     """The canonical bytes of ``message``: ``[tag, field, ...]``."""
     return codec.encode([int(_TAGS[type(message)]), *message.to_fields()])
+
+
+def encode_final_block(block: bytes, certificate: bytes) -> bytes:
+    """The bytes of a ``FinalBlock`` built from a stored block's and certificate's own
+    bytes, so that serving a block costs no decoding."""
+    return codec.encode([int(Tag.FINAL_BLOCK), block, certificate])
+
+
+def message_tag(data: bytes) -> Tag | None:
+    """The tag of an encoded message, read from its first bytes only (None if it has
+    none): enough to route it before decoding."""
+    if len(data) < 2 or not 0x91 <= data[0] <= 0x9F or data[1] not in _TYPES:
+        return None
+    return Tag(data[1])
 
 
 def decode_message(data: bytes) -> Message:

@@ -21,6 +21,16 @@ Rules of the normal case, at height h (the sequence number) in view v:
 Every vote is recorded (``PersistVote``) before it is sent, and never signed
 twice differently (``SignedVotes``). A lagging replica fetches final blocks
 from peers (``catch_up.py``).
+
+Untrusted input, cheapest check first: a message arrives with its blocks
+unchecked (``UncheckedBlock``); the sender, the signatures, the height and
+the view are checked before a block's body is checked against its header and
+decoded, and that happens only for a block the replica is about to use. A
+refusal for cause (``errors.penalized``) comes out as a ``Misbehaviour``
+against the validator that delivered the message (its ``origin``, which the
+driver names), and equivocation as one against its signer. A message taken
+for the first time is relayed (``Relay``) to the validators that did not send
+or sign it, so a validator cut off from a signer still hears it.
 """
 
 from __future__ import annotations
@@ -37,17 +47,20 @@ from mura.consensus.actions import (
     Action,
     Broadcast,
     CommitBlock,
+    Misbehaviour,
     PersistVote,
     PruneVotes,
+    Relay,
     ReportEquivocation,
     ScheduleTimeout,
     Send,
+    ServeBlocks,
 )
 from mura.consensus.application import Application
 from mura.consensus.buffer import FutureBuffer, Held
 from mura.consensus.catch_up import CatchUp
 from mura.consensus.config import ReplicaConfig, view_timeout_ms
-from mura.consensus.errors import ConflictingVote, OutsideWindow, TimestampInFuture
+from mura.consensus.errors import ConflictingVote, OutsideWindow, TimestampInFuture, WrongProposer, penalized
 from mura.consensus.evidence import Equivocation
 from mura.consensus.log import Added, HeightLog
 from mura.consensus.messages import (
@@ -116,7 +129,7 @@ class Replica(ViewChangeRules):
         self.resend_due_ms: int | None = None
         #: The block handed to the driver in ``CommitBlock`` and not yet confirmed.
         self.pending: FinalBlock | None = None
-        self.deferred: list[Message] = []
+        self.deferred: list[tuple[Message, int | None]] = []
         self.held = FutureBuffer(per_sender=config.held_per_sender, heights=self._final_block_window)
         self.catch_up = CatchUp(
             retry_ms=config.catch_up_retry_ms, batch=config.catch_up_batch, faulty=self.validators.faulty
@@ -135,20 +148,45 @@ class Replica(ViewChangeRules):
         """Begin the current height: arm its timer and propose if primary."""
         return self._enter_view_timer(now_ms) + self._schedule_proposal(now_ms)
 
-    def receive(self, message: Message, now_ms: int) -> list[Action]:
-        """Handle one message from the network; invalid ones are dropped and counted."""
+    def receive(self, message: Message, now_ms: int, *, origin: int | None = None) -> list[Action]:
+        """Handle one message that validator ``origin`` delivered (None: unknown); invalid
+        ones are dropped and counted, and those refused for cause come back as a
+        ``Misbehaviour`` against ``origin``."""
         if self.pending is not None:
-            return self._defer(message, now_ms)
-        return self._checked(self._handle(message, now_ms))
+            return self._defer(message, now_ms, origin)
+        return self._checked(self._handle(message, now_ms, origin))
 
-    def receive_bytes(self, data: bytes, now_ms: int) -> list[Action]:
-        """Decode and handle raw bytes; anything malformed is dropped and counted."""
+    def receive_bytes(self, data: bytes, now_ms: int, *, origin: int | None = None) -> list[Action]:
+        """Decode and handle raw bytes delivered by ``origin``; anything malformed is
+        dropped, counted and held against ``origin``."""
         try:
             message = decode_message(data)
         except DecodeError as error:
-            self.rejected[error.rule] += 1
+            return self._refused(error, origin)
+        return self.receive(message, now_ms, origin=origin)
+
+    def peer_connected(self, peer: int, now_ms: int) -> list[Action]:
+        """A link to validator ``peer`` opened (again): send it what it may have missed of
+        this height, so that replicas meet again as soon as a partition heals rather than
+        when their timers fire: this replica's VIEW-CHANGE while it changes views, else
+        the NEW-VIEW that started its view, the view's proposal and its own votes in it."""
+        if self.pending is not None or peer == self.index or not self.validators.contains(peer):
             return []
-        return self.receive(message, now_ms)
+        if not self.active:
+            own = self.log.view_changes.get(self.index)
+            return [] if own is None or own.view != self.view else [Send(peer, own)]
+        messages: list[Message] = []
+        new_view = self.log.new_views.get(self.view)
+        proposal = self.log.proposals.get(self.view)
+        if new_view is not None:
+            messages.append(new_view)
+        elif proposal is not None:
+            messages.append(proposal)
+        for tally in (self.log.prepares, self.log.commits):
+            vote = tally.vote_of(self.view, self.index)
+            if vote is not None:
+                messages.append(vote)
+        return [Send(peer, message) for message in messages]
 
     def timeout(self, now_ms: int) -> list[Action]:
         """The clock reached a time this replica asked for; early or stale calls do nothing."""
@@ -177,28 +215,39 @@ class Replica(ViewChangeRules):
         actions += self._sync(now_ms)
         actions += self._replay_held(now_ms)
         deferred, self.deferred = self.deferred, []
-        for message in deferred:
-            actions += self.receive(message, now_ms)
+        for message, origin in deferred:
+            actions += self.receive(message, now_ms, origin=origin)
         return self._checked(actions)
 
     # --- dispatch ------------------------------------------------------------------------
 
-    def _handle(self, message: Message, now_ms: int) -> list[Action]:
+    def _handle(self, message: Message, now_ms: int, origin: int | None) -> list[Action]:
         try:
             if isinstance(message, PrePrepare):
-                return self._on_pre_prepare(message, now_ms)
+                return self._on_pre_prepare(message, now_ms, origin)
             if isinstance(message, (Prepare, Commit)):
-                return self._on_vote(message, now_ms)
+                return self._on_vote(message, now_ms, origin)
             if isinstance(message, ViewChange):
-                return self.on_view_change(message, now_ms)
+                return self.on_view_change(message, now_ms, origin)
             if isinstance(message, NewView):
-                return self.on_new_view(message, now_ms)
+                return self.on_new_view(message, now_ms, origin)
             if isinstance(message, BlockRequest):
-                return self._serve(message.requester, message.height, now_ms)
+                return self._serve(message.requester, message.height)
             return self._on_final_block(message)
         except Invalid as error:
-            self.rejected[error.rule] += 1
+            return self._refused(error, origin)
+
+    def _refused(self, error: Invalid, origin: int | None) -> list[Action]:
+        """Count a refusal; one for cause counts against the validator that delivered it."""
+        self.rejected[error.rule] += 1
+        if origin is None or origin == self.index or not penalized(error):
             return []
+        return [Misbehaviour(origin, error.rule)]
+
+    def relay(self, message: Message, origin: int | None) -> list[Action]:
+        """Pass on a message taken for the first time to those who did not send or sign it."""
+        exclude = {self.index, message.sender} | ({origin} if origin is not None else set())
+        return [Relay(message, frozenset(exclude))]
 
     def _checked(self, actions: list[Action]) -> list[Action]:
         """A ``CommitBlock`` is the last action of its list: the driver must confirm it first."""
@@ -207,44 +256,53 @@ class Replica(ViewChangeRules):
                 raise AssertionError("CommitBlock must be the last action")
         return actions
 
-    def _defer(self, message: Message, now_ms: int) -> list[Action]:
+    def _defer(self, message: Message, now_ms: int, origin: int | None) -> list[Action]:
         if isinstance(message, BlockRequest):
-            return self._serve(message.requester, message.height, now_ms)
+            return self._serve(message.requester, message.height)
         if len(self.deferred) < self.config.max_deferred:
-            self.deferred.append(message)
+            self.deferred.append((message, origin))
         return []
 
     # --- the normal case ---------------------------------------------------------------
 
-    def _on_pre_prepare(self, message: PrePrepare, now_ms: int) -> list[Action]:
+    def _on_pre_prepare(self, message: PrePrepare, now_ms: int, origin: int | None) -> list[Action]:
         """Accept the current view's proposal from its primary; keep a later one's block."""
         if message.height < self.height:
             return []
         self.verifier.check_pre_prepare(message)
         if message.height > self.height:
-            return self._hold(message, now_ms)
+            return self._hold(message, now_ms, origin)
         if message.view != self.view or not self.active:
             self._keep_block_of(message)
             return []
         return self.accept_proposal(message, now_ms)
 
     def _keep_block_of(self, message: PrePrepare) -> None:
-        """A signed proposal of another view: its block may yet be certified (one per view)."""
+        """A signed proposal of another view: its block may yet be certified (one per view,
+        kept unchecked until then)."""
         if abs(message.view - self.view) <= self.config.view_window:
             self.log.other_views.setdefault(message.view, message.block)
 
-    def accept_proposal(self, proposal: PrePrepare, now_ms: int) -> list[Action]:
-        """Validate the proposal of the current view and PREPARE it."""
-        if proposal.block.header.timestamp_ms > now_ms + self.config.max_clock_drift_ms:
-            self.rejected[TimestampInFuture.rule] += 1
-            return []
-        if self.log.proposals.get(proposal.view) is None:
-            try:
-                self.validate(proposal.block)
-            except Invalid as error:
-                self.rejected[error.rule] += 1
-                return []
-        outcome = self.log.add_proposal(proposal)
+    def accept_proposal(self, proposal: PrePrepare, now_ms: int, *, fresh: bool = True) -> list[Action]:
+        """Check the proposal of the current view and PREPARE it. A block is accepted when
+        its time is at most ``max_clock_drift_ms`` ahead, its body is its header's, the
+        application accepts it, and, for a ``fresh`` block (not one a NEW-VIEW must
+        re-propose), its proposer is the primary of this view. (A re-proposed block was
+        prepared by a quorum, whose honest members checked its proposer when it was
+        fresh.) The proposal's signature was checked before."""
+        earlier = self.log.compare_proposal(proposal)
+        if earlier is not None:
+            return self._report(earlier)
+        header = proposal.block.header
+        if header.timestamp_ms > now_ms + self.config.max_clock_drift_ms:
+            raise TimestampInFuture(f"block {header.height} is dated {header.timestamp_ms - now_ms} ms ahead")
+        if fresh and header.proposer != self.validators.keys[self.validators.primary(proposal.view)]:
+            raise WrongProposer(
+                f"block {header.height} names proposer {header.proposer.hex()[:16]}, not the primary of view {proposal.view}"
+            )
+        block = proposal.block.check()
+        self.validate(block)
+        outcome = self.log.add_proposal(proposal, block)
         if not isinstance(outcome, Added):
             return self._report(outcome)
         vote = self._claim(Phase.PREPARE, proposal.view, proposal.block_hash)
@@ -256,7 +314,9 @@ class Replica(ViewChangeRules):
         return self.speak(vote, prepare) + self._progress(now_ms) + self._check_prepared(now_ms)
 
     def validate(self, block: Block, *, certified: bool = False) -> StateChanges:
-        """The application's verdict on a block, asked once per block per height."""
+        """The application's verdict on a block, asked once per block per height. Verdicts
+        are kept by block hash, which names the body only once the body is checked."""
+        block.check_body()
         changes = self.log.validated.get(block.hash)
         if changes is not None:
             return changes
@@ -269,25 +329,26 @@ class Replica(ViewChangeRules):
             self.log.refused[block.hash] = error
             raise
         self.log.validated[block.hash] = changes
-        self.log.blocks[block.hash] = block
+        self.log.blocks.setdefault(block.hash, block)
         return changes
 
-    def _on_vote(self, vote: Prepare | Commit, now_ms: int) -> list[Action]:
+    def _on_vote(self, vote: Prepare | Commit, now_ms: int, origin: int | None) -> list[Action]:
         """Count a PREPARE or COMMIT for this height within the view window."""
         if vote.height < self.height:
             return []
+        if vote.height == self.height and abs(vote.view - self.view) > self.config.view_window:
+            raise OutsideWindow(f"vote for view {vote.view}, this replica is in view {self.view}")
         self.verifier.check_vote(vote)
         if vote.height > self.height:
-            return self._hold(vote, now_ms)
-        if abs(vote.view - self.view) > self.config.view_window:
-            raise OutsideWindow(f"vote for view {vote.view}, this replica is in view {self.view}")
+            return self._hold(vote, now_ms, origin)
         tally = self.log.prepares if isinstance(vote, Prepare) else self.log.commits
         outcome = tally.add(vote)
         if not isinstance(outcome, Added):
             return self._report(outcome)
+        relay = self.relay(vote, origin)
         if isinstance(vote, Prepare):
-            return self._check_prepared(now_ms)
-        return self._check_final(vote.view, vote.block_hash, vote.sender, now_ms)
+            return relay + self._check_prepared(now_ms)
+        return relay + self._check_final(vote.view, vote.block_hash, vote.sender, now_ms)
 
     def _check_prepared(self, now_ms: int) -> list[Action]:
         """With the view's proposal and a quorum of PREPAREs for it, sign COMMIT."""
@@ -383,7 +444,8 @@ class Replica(ViewChangeRules):
         return [PersistVote(vote), Broadcast(message)]
 
     def _report(self, outcome: object) -> list[Action]:
-        """Keep equivocation evidence once per offence; duplicates are ignored."""
+        """Keep equivocation evidence once per offence, and count it against the signer;
+        duplicates are ignored."""
         if not isinstance(outcome, Equivocation):
             return []
         key = (outcome.validator, outcome.view, int(outcome.phase))
@@ -391,7 +453,7 @@ class Replica(ViewChangeRules):
             return []
         self.log.reported.add(key)
         self.evidence.append(outcome)
-        return [ReportEquivocation(outcome)]
+        return [ReportEquivocation(outcome), Misbehaviour(outcome.validator, "equivocation")]
 
     # --- heights ---------------------------------------------------------------------------------
 
@@ -446,10 +508,10 @@ class Replica(ViewChangeRules):
 
     # --- holding and catching up ------------------------------------------------------------------
 
-    def _hold(self, message: Held, now_ms: int) -> list[Action]:
+    def _hold(self, message: Held, now_ms: int, origin: int | None) -> list[Action]:
         """A signed message for a later height: keep it if near, and fetch what we lack."""
         if message.height <= self.height + self.config.height_window:
-            self.held.hold(message)
+            self.held.hold(message, origin)
         else:
             self.rejected[OutsideWindow.rule] += 1
         if message.sender != self.index:
@@ -475,29 +537,19 @@ class Replica(ViewChangeRules):
         peer, start = request
         return [Send(peer, BlockRequest(start, self.index))]
 
-    def _serve(self, peer: int, height: int, now_ms: int) -> list[Action]:
-        """Answer a peer that is behind with final blocks from ``height`` on, up to a
-        batch and ``catch_up_answer_bytes`` (always at least one block)."""
-        final_height = self.height - 1
-        if not 1 <= height <= final_height or peer == self.index or not self.validators.contains(peer):
+    def _serve(self, peer: int, height: int) -> list[Action]:
+        """A peer is behind, at ``height``: the driver sends it final blocks from there on,
+        from its store and within that peer's budget (``serving.py``)."""
+        if not 1 <= height < self.height or peer == self.index or not self.validators.contains(peer):
             return []
-        if not self.catch_up.may_serve(peer, height, now_ms):
-            return []
-        answers: list[Action] = []
-        size = 0
-        for h in range(height, min(final_height, height + self.config.catch_up_batch - 1) + 1):
-            final = self.application.load_final_block(h)
-            if final is None:
-                break
-            size += final.block.transaction_bytes
-            if answers and size > self.config.catch_up_answer_bytes:
-                break
-            answers.append(Send(peer, final))
-        return answers
+        return [ServeBlocks(peer, height)]
 
     def _on_final_block(self, final: FinalBlock) -> list[Action]:
-        """A final block from a peer counts once its certificate verifies."""
+        """A final block from a peer counts once its certificate verifies and its body is
+        the one its header commits to."""
         if final.height < self.height or final.height >= self.height + self._final_block_window:
+            return []
+        if final.height > self.height and self.held.has_final_block(final.height):
             return []
         verify_certificate(
             final.certificate,
@@ -506,18 +558,21 @@ class Replica(ViewChangeRules):
             block_hash=final.block.hash,
             validators=self.validators.keys,
         )
+        checked = FinalBlock(final.block.check(), final.certificate)
         if final.height > self.height:
-            self.held.hold_final_block(final)
+            self.held.hold_final_block(checked)
             return []
-        return self._accept_final(final)
+        return self._accept_final(checked)
 
     def _accept_final(self, final: FinalBlock) -> list[Action]:
+        block = final.block.check()
         try:
-            changes = self.validate(final.block, certified=True)
+            changes = self.validate(block, certified=True)
         except Invalid as error:
+            # A quorum certified it: this replica's own state is at odds, not the sender.
             self.rejected["certified_block_" + error.rule] += 1
             return []
-        return self._finalize(final, changes)
+        return self._finalize(FinalBlock(block, final.certificate), changes)
 
     def _replay_held(self, now_ms: int) -> list[Action]:
         """Handle what was held for the height just entered, until one makes it final."""
@@ -527,8 +582,9 @@ class Replica(ViewChangeRules):
             if final is not None:
                 actions += self._accept_final(final)
                 continue
-            message = self.held.take(self.height)
-            if message is None:
+            held = self.held.take(self.height)
+            if held is None:
                 break
-            actions += self._handle(message, now_ms)
+            message, origin = held
+            actions += self._handle(message, now_ms, origin)
         return actions

@@ -33,7 +33,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from mura.chain.block import Block
-from mura.chain.errors import Invalid
+from mura.chain.errors import DecodeError, Invalid
 from mura.chain.keys import SigningKey, sha256
 from mura.chain.state import StateChanges
 from mura.consensus.actions import Action, Broadcast, ScheduleTimeout, Send
@@ -80,12 +80,14 @@ class ViewChangeRules:
     if TYPE_CHECKING:  # implemented by Replica
 
         def speak(self, vote: RecordedVote, message: Message) -> list[Action]: ...
-        def validate(self, block: Block) -> StateChanges: ...
-        def accept_proposal(self, proposal: PrePrepare, now_ms: int) -> list[Action]: ...
+        def validate(self, block: Block, *, certified: bool = False) -> StateChanges: ...
+        def accept_proposal(self, proposal: PrePrepare, now_ms: int, *, fresh: bool = True) -> list[Action]: ...
+        def relay(self, message: Message, origin: int | None) -> list[Action]: ...
+        def _refused(self, error: Invalid, origin: int | None) -> list[Action]: ...
         def _claim(self, phase: Phase, view: int, digest: bytes) -> RecordedVote | None: ...
         def _enter_view_timer(self, now_ms: int) -> list[Action]: ...
-        def _serve(self, peer: int, height: int, now_ms: int) -> list[Action]: ...
-        def _hold(self, message: Held, now_ms: int) -> list[Action]: ...
+        def _serve(self, peer: int, height: int) -> list[Action]: ...
+        def _hold(self, message: Held, now_ms: int, origin: int | None) -> list[Action]: ...
         def _report(self, outcome: object) -> list[Action]: ...
 
     def change_view(self, view: int, now_ms: int) -> list[Action]:
@@ -106,18 +108,34 @@ class ViewChangeRules:
             actions += self.speak(vote, change)
         return actions + self._on_view_change_quorum(now_ms)
 
-    def on_view_change(self, change: ViewChange, now_ms: int) -> list[Action]:
+    def on_view_change(self, change: ViewChange, now_ms: int, origin: int | None = None) -> list[Action]:
         """Record a peer's VIEW-CHANGE; serve it blocks if it is behind, follow f+1, lead a quorum."""
         if change.height < self.height:
             self.verifier.check_signature(change.sender, change.signing_payload(self.config.chain_id), change.signature)
-            return self._serve(change.sender, change.height, now_ms)
+            return self._serve(change.sender, change.height)
         self.verifier.check_view_change(change)
         if change.height > self.height:
-            return self._hold(change, now_ms)
-        outcome = self.log.add_view_change(change)
-        if not isinstance(outcome, (Added, Duplicate)):
-            return self._report(outcome)
-        return self._help(change) + self._pull_along(now_ms) + self._on_view_change_quorum(now_ms)
+            return self._hold(change, now_ms, origin)
+        actions, block = self._checked_prepared_block(change, origin)
+        if change.prepared_block is not None and block is None:
+            change = change.without_block()
+        outcome = self.log.add_view_change(change, block)
+        if isinstance(outcome, Added):
+            actions += self.relay(change, origin)
+        elif not isinstance(outcome, Duplicate):
+            return actions + self._report(outcome)
+        return actions + self._help(change) + self._pull_along(now_ms) + self._on_view_change_quorum(now_ms)
+
+    def _checked_prepared_block(self, change: ViewChange, origin: int | None) -> tuple[list[Action], Block | None]:
+        """The block a view change carries, checked against its header. The signature does
+        not cover it (the certificate names its hash), so a body that is not the header's
+        is dropped and held against whoever delivered it; the view change still counts."""
+        if change.prepared_block is None:
+            return [], None
+        try:
+            return [], change.prepared_block.check()
+        except DecodeError as error:
+            return self._refused(error, origin), None
 
     def _pull_along(self, now_ms: int) -> list[Action]:
         """f+1 validators want views above ours: move to the smallest of the f+1 highest."""
@@ -171,7 +189,7 @@ class ViewChangeRules:
         self.active = True
         self.resend_due_ms = None
         actions = self.speak(vote, new_view) + self._enter_view_timer(now_ms)
-        return actions + self.accept_proposal(proposal, now_ms)
+        return actions + self.accept_proposal(proposal, now_ms, fresh=highest_prepared(changes) is None)
 
     def _new_view_block(self, changes: list[ViewChange], now_ms: int) -> Block | None:
         """The block the view changes force, if this replica has it and it is valid;
@@ -192,7 +210,7 @@ class ViewChangeRules:
             return None
         return block
 
-    def on_new_view(self, message: NewView, now_ms: int) -> list[Action]:
+    def on_new_view(self, message: NewView, now_ms: int, origin: int | None = None) -> list[Action]:
         """Enter a view started by a valid NEW-VIEW at least as high as ours."""
         if message.height < self.height:
             return []
@@ -200,12 +218,25 @@ class ViewChangeRules:
             return []
         self.verifier.check_new_view(message)
         if message.height > self.height:
-            return self._hold(message, now_ms)
+            return self._hold(message, now_ms, origin)
+        # The proposal's signature covers its header only: a body that is not the header's
+        # (forged on the way) is refused before this replica enters the view or keeps the
+        # NEW-VIEW to hand to others.
+        proposal = message.pre_prepare
+        checked = PrePrepare(proposal.view, proposal.block.check(), proposal.sender, proposal.signature)
+        message = NewView(message.view, message.height, message.view_changes, checked)
         self.view = message.view
         self.active = True
         self.resend_due_ms = None
         self.log.new_views[message.view] = message
-        return self._enter_view_timer(now_ms) + self.accept_proposal(message.pre_prepare, now_ms)
+        fresh = highest_prepared(message.view_changes) is None
+        actions = self._enter_view_timer(now_ms)
+        try:
+            accepted = self.accept_proposal(checked, now_ms, fresh=fresh)
+        except Invalid as error:
+            # In the view now, with its timer running; the refused proposal is not passed on.
+            return actions + self._refused(error, origin)
+        return actions + self.relay(message, origin) + accepted
 
     def _help(self, change: ViewChange) -> list[Action]:
         """Answer a validator asking for a view we already reached, once per view."""
@@ -222,3 +253,4 @@ class ViewChangeRules:
             return []
         self.log.helped.add(key)
         return [Send(change.sender, answer)]
+

@@ -1,4 +1,5 @@
-"""Tests for chain/block.py: the Merkle root, quorums and commit certificates."""
+"""Tests for chain/block.py: the Merkle root, a block's body bound to its header,
+quorums and commit certificates."""
 
 from __future__ import annotations
 
@@ -19,9 +20,10 @@ from mura.chain.block import (
     transaction_root,
     verify_certificate,
 )
-from mura.chain.errors import InvalidCertificate
+from mura.chain import codec
+from mura.chain.errors import DecodeError, InvalidCertificate, TransactionRootMismatch
 from mura.chain.keys import SigningKey, sha256
-from mura.chain.transaction import Transfer, sign_transaction
+from mura.chain.transaction import Transaction, Transfer, sign_transaction
 
 CHAIN_ID = "mura-test"
 HEIGHT = 7
@@ -113,6 +115,66 @@ def test_block_hash_is_the_header_hash() -> None:
     header = _header()
     assert Block(header, ()).hash == header.hash == sha256(header.encoded)
     assert Block(header, ()).height == 1
+
+
+def _transfers(count: int, *, amount: int = 1) -> list[Transaction]:
+    key = SigningKey.from_private_bytes(bytes(32))
+    body = Transfer(bytes(32), amount)
+    return [sign_transaction(key, chain_id=CHAIN_ID, nonce=n, body=body) for n in range(count)]
+
+
+def _swapped_body(header_of: Sequence[Transaction], body: Sequence[Transaction]) -> bytes:
+    """The bytes of a block whose header commits to ``header_of`` but which carries ``body``."""
+    header = _header(transaction_root=transaction_root(header_of))
+    return codec.encode([header.to_fields(), [transaction.encoded for transaction in body]])
+
+
+def test_block_decodes_when_its_body_matches_its_header() -> None:
+    transactions = _transfers(3)
+    data = _swapped_body(transactions, transactions)
+    block = Block.decode(data)
+    assert block.transactions == tuple(transactions)
+    assert block.encode() == data
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        lambda txs: [*txs[:2], _transfers(3, amount=2)[2]],  # one transaction forged
+        lambda txs: txs[:2],  # one left out
+        lambda txs: [txs[1], txs[0], txs[2]],  # reordered
+        lambda txs: [],  # emptied
+        lambda txs: [*txs, _transfers(4, amount=3)[3]],  # one added
+    ],
+    ids=["forged", "dropped", "reordered", "emptied", "added"],
+)
+def test_invalid_block_whose_body_is_not_its_headers(body: Callable[[list[Transaction]], list[Transaction]]) -> None:
+    transactions = _transfers(3)
+    with pytest.raises(TransactionRootMismatch) as refused:
+        Block.decode(_swapped_body(transactions, body(transactions)))
+    assert isinstance(refused.value, DecodeError)
+    assert refused.value.rule == "transaction_root_mismatch"
+
+
+def test_invalid_body_is_refused_before_its_transactions_are_decoded() -> None:
+    """A forged body is refused from its raw bytes: even undecodable transactions do not
+    cost a decode (and do not change the answer)."""
+    transactions = _transfers(2)
+    header = _header(transaction_root=transaction_root(transactions))
+    data = codec.encode([header.to_fields(), [b"not a transaction", b"nor this"]])
+    with pytest.raises(TransactionRootMismatch):
+        Block.decode(data)
+
+
+def test_block_built_in_memory_checks_its_body_once() -> None:
+    transactions = _transfers(2)
+    good = Block(_header(transaction_root=transaction_root(transactions)), tuple(transactions))
+    good.check_body()
+    assert good.body_checked
+    forged = Block(good.header, tuple(_transfers(2, amount=5)))
+    with pytest.raises(TransactionRootMismatch):
+        forged.check_body()
+    assert not forged.body_checked
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ those bytes, or raises ``DecodeError``: nothing else ever escapes.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mura.chain import codec
-from mura.chain.block import Block, CommitCertificate, Header
+from mura.chain.block import Block, CommitCertificate, Header, transaction_root
 from mura.chain.errors import DecodeError, UnknownKind
 from mura.chain.keys import SigningKey
 from mura.chain.state import Account, Role
@@ -54,7 +55,12 @@ def transactions_of(body_strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[
 
 transactions = transactions_of(bodies)
 headers = st.builds(Header, chain_ids, unsigned, hashes, unsigned, public_keys, hashes, hashes)
-blocks = st.builds(Block, headers, st.lists(transactions, max_size=4).map(tuple))
+def _block_of(header: Header, body: list[Transaction]) -> Block:
+    """A block whose header commits to ``body`` (any other is refused by decoding)."""
+    return Block(replace(header, transaction_root=transaction_root(body)), tuple(body))
+
+
+blocks = st.builds(_block_of, headers, st.lists(transactions, max_size=4))
 certificates = st.builds(
     CommitCertificate,
     unsigned,

@@ -126,6 +126,21 @@ def test_invalid_save_block_with_foreign_certificate(store: Store) -> None:
     assert store.height == 0
 
 
+def test_invalid_save_block_whose_body_is_not_its_headers(store: Store) -> None:
+    """A block with a valid certificate but a swapped body is never stored: its
+    transactions would be indexed and served as final under that certificate."""
+    parent = store.load_block(0)
+    assert parent is not None
+    block, changes = seal(store, parent, [transfer(1, 0)])
+    forged = Block(block.header, (transfer(2, 0),))
+    with pytest.raises(StoreError, match="not those its header commits to"):
+        store.save_block(forged, certify(block), changes)
+    assert store.height == 0
+    assert store.load_transaction_location(forged.transactions[0].hash) is None
+    store.save_block(block, certify(block), changes)
+    assert store.height == 1
+
+
 def test_invalid_open_while_another_holds_the_lock(store: Store) -> None:
     with pytest.raises(StoreError, match="another node"):
         Store(store.path)

@@ -2,6 +2,8 @@
 
 Messages are delivered in order, unless a test filters them; the clock only
 moves when a test says so. Ledgers are the simulator's (real state transition).
+Every message travels as its bytes, as it does between nodes: a block in it
+arrives unchecked, and a replica is told which validator delivered it.
 """
 
 from __future__ import annotations
@@ -10,10 +12,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mura.chain.keys import SignatureCache
-from mura.consensus.actions import Action, Broadcast, CommitBlock, PersistVote, PruneVotes, ScheduleTimeout, Send
+from mura.consensus.actions import (
+    Action,
+    Broadcast,
+    CommitBlock,
+    Misbehaviour,
+    PersistVote,
+    PruneVotes,
+    Relay,
+    ScheduleTimeout,
+    Send,
+    ServeBlocks,
+)
 from mura.consensus.config import ReplicaConfig
-from mura.consensus.messages import Message
+from mura.consensus.messages import Message, encode_message
 from mura.consensus.replica import Replica
+from mura.consensus.serving import BlockServer
 from mura.consensus.votes import MemoryVoteRecord
 from mura.tests.sim.ledger import CHAIN_ID, SimLedger, TransactionSigner, make_genesis, validator_keys
 
@@ -47,6 +61,9 @@ class Cluster:
         self.history: list[list[tuple[int, list[Action]]]] = [[] for _ in self.keys]
         self.timers: list[list[int]] = [[] for _ in self.keys]
         self.down: set[int] = set()
+        #: Misbehaviour each replica reported, as (reporter, culprit, rule).
+        self.misbehaviour: list[tuple[int, int, str]] = []
+        self.servers = [BlockServer() for _ in self.keys]
 
     def boot(self, index: int) -> Replica:
         ledger = self.ledgers[index]
@@ -76,6 +93,13 @@ class Cluster:
                 self.queue += [(index, other, action.message) for other in range(self.size) if other != index]
             elif isinstance(action, Send):
                 self.queue.append((index, action.to, action.message))
+            elif isinstance(action, Relay):
+                others = [other for other in range(self.size) if other not in action.exclude]
+                self.queue += [(index, other, action.message) for other in others]
+            elif isinstance(action, ServeBlocks):
+                self.serve(index, action.to, action.from_height)
+            elif isinstance(action, Misbehaviour):
+                self.misbehaviour.append((index, action.validator, action.rule))
             elif isinstance(action, ScheduleTimeout):
                 self.timers[index].append(action.at_ms)
             elif isinstance(action, PruneVotes):
@@ -84,8 +108,22 @@ class Cluster:
                 self.ledgers[index].commit(action.block, action.certificate, action.changes)
                 self.execute(index, self.replicas[index].committed(self.now))
 
-    def deliver(self, receiver: int, message: Message) -> list[Action]:
-        actions = self.replicas[receiver].receive(message, self.now)
+    def serve(self, index: int, peer: int, start: int) -> None:
+        """What a node's driver does for a peer that is behind: final blocks, within budget."""
+        ledger, server = self.ledgers[index], self.servers[index]
+        sent = 0
+        for height in server.heights(peer, start, ledger.final_height(), self.now):
+            final = ledger.load_final_block(height)
+            assert final is not None
+            size = len(final.block.encode())
+            if not server.take(peer, size, sent_in_answer=sent, now_ms=self.now):
+                break
+            sent += size
+            self.queue.append((index, peer, final))
+
+    def deliver(self, receiver: int, message: Message, *, sender: int | None = None) -> list[Action]:
+        """Hand ``message`` to ``receiver`` as its bytes, delivered by ``sender`` (None: unknown)."""
+        actions = self.replicas[receiver].receive_bytes(encode_message(message), self.now, origin=sender)
         self.execute(receiver, actions)
         return actions
 
@@ -97,7 +135,7 @@ class Cluster:
             sender, receiver, message = self.queue.pop(0)
             if receiver in self.down or self.lose(sender, receiver, message):
                 continue
-            self.deliver(receiver, message)
+            self.deliver(receiver, message, sender=sender)
         raise AssertionError("messages kept flowing")
 
     def advance(self, to_ms: int) -> None:

@@ -29,10 +29,29 @@ def test_highest_seen_never_goes_down() -> None:
 
 
 def test_first_request_asks_the_highest_validator_for_the_first_missing_height() -> None:
-    state = catch_up()
+    state = catch_up(faulty=0)
     state.note_ahead(1, 30)
     state.note_ahead(2, 50)
     assert state.next_request(5, now_ms=0) == (2, 5)
+
+
+def test_a_claim_nobody_corroborates_is_asked_last() -> None:
+    """A faulty validator signing votes for a far-off height is not the one asked for
+    blocks while validators whose heights f+1 of them reached can answer."""
+    state = catch_up(faulty=1)
+    state.note_ahead(3, 1_000_000)
+    state.note_ahead(1, 30)
+    state.note_ahead(2, 31)
+    assert state.highest_seen == 31
+    assert state.next_request(5, now_ms=0) == (2, 5)
+    # Unanswered: the next corroborated validator, still not the outlier.
+    assert state.next_request(5, now_ms=1_000) == (1, 5)
+
+
+def test_an_outlier_is_asked_when_no_one_else_is_ahead() -> None:
+    state = catch_up(faulty=1)
+    state.note_ahead(3, 1_000)
+    assert state.next_request(5, now_ms=0) == (3, 5)
 
 
 def test_nothing_to_ask_for_when_nobody_is_ahead() -> None:
@@ -58,9 +77,10 @@ def test_an_unanswered_request_is_repeated_to_another_validator_after_the_retry_
     state = catch_up(retry_ms=1_000)
     state.note_ahead(1, 100)
     state.note_ahead(2, 90)
-    assert state.next_request(1, now_ms=0) == (1, 1)
+    # Validator 2's height is corroborated (f+1 = 2 validators reached it), 1's is not.
+    assert state.next_request(1, now_ms=0) == (2, 1)
     assert state.next_request(1, now_ms=999) is None
-    assert state.next_request(1, now_ms=1_000) == (2, 1)
+    assert state.next_request(1, now_ms=1_000) == (1, 1)
 
 
 def test_the_only_validator_ahead_is_asked_again() -> None:
@@ -68,11 +88,3 @@ def test_the_only_validator_ahead_is_asked_again() -> None:
     state.note_ahead(1, 100)
     assert state.next_request(1, now_ms=0) == (1, 1)
     assert state.next_request(1, now_ms=1_000) == (1, 1)
-
-
-def test_an_answer_is_given_once_per_peer_and_height_per_interval() -> None:
-    state = catch_up(retry_ms=1_000)
-    assert state.may_serve(3, 1, now_ms=0)
-    assert not state.may_serve(3, 1, now_ms=500)
-    assert state.may_serve(3, 2, now_ms=500)
-    assert state.may_serve(3, 2, now_ms=1_500)

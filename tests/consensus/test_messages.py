@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mura.chain import codec
-from mura.chain.block import CommitCertificate, commit_vote_payload
+from mura.chain.block import CommitCertificate, UncheckedBlock, commit_vote_payload
 from mura.chain.errors import DecodeError
 from mura.chain.keys import verify_signature
 from mura.consensus.messages import (
@@ -16,10 +18,13 @@ from mura.consensus.messages import (
     FinalBlock,
     Message,
     NewView,
+    PrePrepare,
     PreparedCertificate,
+    Tag,
     ViewChange,
     decode_message,
     encode_message,
+    message_tag,
     prepare_payload,
     proposal_payload,
     view_change_payload,
@@ -53,11 +58,55 @@ def samples() -> list[Message]:
 SAMPLES = samples()
 
 
+def with_checked_blocks(message: Message) -> Message:
+    """``message`` with the blocks it carries checked (decoding leaves them unchecked)."""
+    if isinstance(message, (PrePrepare, FinalBlock)):
+        return replace(message, block=message.block.check())
+    if isinstance(message, ViewChange) and message.prepared_block is not None:
+        return replace(message, prepared_block=message.prepared_block.check())
+    if isinstance(message, NewView):
+        pre_prepare = with_checked_blocks(message.pre_prepare)
+        assert isinstance(pre_prepare, PrePrepare)
+        return replace(message, pre_prepare=pre_prepare)
+    return message
+
+
 @pytest.mark.parametrize("message", SAMPLES, ids=lambda message: type(message).__name__)
 def test_round_trip(message: Message) -> None:
     data = encode_message(message)
-    assert decode_message(data) == message
+    assert with_checked_blocks(decode_message(data)) == message
     assert encode_message(decode_message(data)) == data
+
+
+@pytest.mark.parametrize("message", SAMPLES, ids=lambda message: type(message).__name__)
+def test_blocks_arrive_unchecked(message: Message) -> None:
+    """Decoding reads a block up to its header: its body is checked only when used."""
+    decoded = decode_message(encode_message(message))
+    blocks = [getattr(decoded, "block", None), getattr(decoded, "prepared_block", None)]
+    if isinstance(decoded, NewView):
+        blocks.append(decoded.pre_prepare.block)
+    assert all(block is None or isinstance(block, UncheckedBlock) for block in blocks)
+
+
+def test_invalid_new_view_whose_view_changes_carry_blocks() -> None:
+    """A NEW-VIEW's view changes travel without their blocks; one that carries them is
+    refused before any of them is read."""
+    cluster = Cluster()
+    proposal = proposal_for(cluster)
+    signatures = tuple((index, prepare_from(cluster, index, proposal).signature) for index in (0, 1, 2))
+    prepared = PreparedCertificate(0, 1, proposal.block_hash, proposal.signature, signatures)
+    change = ViewChange.sign(cluster.keys[2], 2, CHAIN_ID, 1, 1, prepared, proposal.block)
+    heavy = NewView(1, 1, (change,), proposal_for(cluster, view=1))
+    with pytest.raises(DecodeError, match="carries a block"):
+        decode_message(encode_message(heavy))
+
+
+def test_message_tag_is_read_from_the_first_bytes() -> None:
+    for message in SAMPLES:
+        assert message_tag(encode_message(message)) is not None
+    assert message_tag(encode_message(BlockRequest(7, 3))) is Tag.BLOCK_REQUEST
+    assert message_tag(b"") is None
+    assert message_tag(b"\x92\x09") is None
 
 
 def test_commit_is_signed_over_the_certificate_payload() -> None:

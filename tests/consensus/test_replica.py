@@ -5,8 +5,18 @@ from __future__ import annotations
 from dataclasses import replace
 
 from mura.chain.block import Block, CommitCertificate, verify_certificate
-from mura.consensus.actions import Broadcast, CommitBlock, PersistVote, ReportEquivocation, Send
+from mura.consensus.actions import (
+    Broadcast,
+    CommitBlock,
+    Misbehaviour,
+    PersistVote,
+    Relay,
+    ReportEquivocation,
+    Send,
+    ServeBlocks,
+)
 from mura.consensus.config import ReplicaConfig
+from mura.consensus.evidence import SignedProposal
 from mura.consensus.messages import (
     BlockRequest,
     Commit,
@@ -144,20 +154,25 @@ def test_equivocating_primary_is_reported_and_not_followed() -> None:
     first = proposal_for(cluster, timestamp_ms=100)
     second = proposal_for(cluster, timestamp_ms=101)
     assert first.block_hash != second.block_hash
-    cluster.deliver(1, first)
-    actions = cluster.deliver(1, second)
-    assert [type(action) for action in actions] == [ReportEquivocation]
+    cluster.deliver(1, first, sender=0)
+    actions = cluster.deliver(1, second, sender=0)
+    assert [type(action) for action in actions] == [ReportEquivocation, Misbehaviour]
+    assert actions[1] == Misbehaviour(0, "equivocation")
     evidence = cluster.replicas[1].evidence[0]
     assert (evidence.validator, evidence.height, evidence.view) == (0, 1, 0)
-    assert (evidence.first, evidence.second) == (first, second)
+    # Kept as what was signed: the block hash stands for each block.
+    assert (evidence.first, evidence.second) == (SignedProposal.of(first), SignedProposal.of(second))
 
 
 def test_votes_count_once_per_validator() -> None:
     cluster = Cluster()
     proposal = proposal_for(cluster)
     cluster.deliver(1, proposal)
-    for _ in range(3):
-        assert cluster.deliver(1, prepare_from(cluster, 2, proposal)) == []
+    # The first copy counts (and is passed on); repeats do nothing.
+    first = cluster.deliver(1, prepare_from(cluster, 2, proposal), sender=2)
+    assert first == [Relay(prepare_from(cluster, 2, proposal), frozenset({1, 2}))]
+    for _ in range(2):
+        assert cluster.deliver(1, prepare_from(cluster, 2, proposal), sender=2) == []
     assert cluster.replicas[1].signed.signed(Commit.phase, 0) is None
     actions = cluster.deliver(1, prepare_from(cluster, 3, proposal))
     assert any(isinstance(action, Broadcast) and isinstance(action.message, Commit) for action in actions)
@@ -169,7 +184,7 @@ def test_quorum_of_commits_makes_final() -> None:
     cluster.deliver(1, proposal)
     cluster.deliver(1, commit_from(cluster, 0, proposal))
     actions = cluster.deliver(1, commit_from(cluster, 2, proposal))
-    assert actions == []
+    assert not any(isinstance(action, CommitBlock) for action in actions)
     actions = cluster.deliver(1, commit_from(cluster, 3, proposal))
     assert isinstance(actions[-1], CommitBlock)
     assert [index for index, _ in actions[-1].certificate.signatures] == [0, 2, 3]
@@ -307,24 +322,24 @@ def test_final_block_with_a_valid_certificate_commits() -> None:
     assert cluster.heights()[3] == 1
 
 
-def test_block_request_is_answered_with_final_blocks() -> None:
+def test_block_request_is_left_to_the_driver_to_serve() -> None:
+    """The replica only says who is behind and from where: the driver serves stored
+    blocks within that peer's budget (``serving.py``), off the replica's path."""
     cluster = Cluster()
     cluster.start()
     cluster.advance(300)
-    actions = cluster.replicas[0].receive(BlockRequest(1, 3), cluster.now)
-    answers = [action.message for action in actions if isinstance(action, Send)]
-    assert [final.height for final in answers if isinstance(final, FinalBlock)] == [1, 2, 3]
-    assert cluster.replicas[0].receive(BlockRequest(1, 3), cluster.now) == []
+    assert cluster.replicas[0].receive(BlockRequest(1, 3), cluster.now) == [ServeBlocks(3, 1)]
+    final = cluster.heights()[0]
+    assert cluster.replicas[0].receive(BlockRequest(final + 1, 3), cluster.now) == []
+    assert cluster.replicas[0].receive(BlockRequest(1, 0), cluster.now) == []
 
 
-def test_block_request_answer_is_bounded_in_bytes_but_never_empty() -> None:
-    cluster = Cluster(config=replace(Cluster().config, catch_up_answer_bytes=1))
+def test_view_change_from_a_replica_behind_is_answered_with_blocks() -> None:
+    cluster = Cluster()
     cluster.start()
     cluster.advance(300)
-    block = cluster.ledgers[0].load_final_block(1)
-    assert block is not None and block.block.transactions
-    actions = cluster.replicas[0].receive(BlockRequest(1, 3), cluster.now)
-    assert [action.message.height for action in actions if isinstance(action, Send)] == [1]
+    behind = ViewChange.sign(cluster.keys[3], 3, CHAIN_ID, 1, 1, None, None)
+    assert cluster.replicas[0].receive(behind, cluster.now, origin=3) == [ServeBlocks(3, 1)]
 
 
 # --- idle chains ----------------------------------------------------------------------

@@ -10,13 +10,19 @@ one by name for a scenario (honest nodes run it; byzantine ones do not).
   prepared block its view changes force.
 - ``speak_before_persist``: a vote is broadcast before it is recorded, so a
   crash between the two lets the restarted replica sign a conflicting one.
+- ``skip_body_check``: the block decoder does not check a block's transactions
+  against its header's transaction root (the replica is the real one): a body
+  swapped under a known header then passes for the block its hash names.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
+from mura.chain import block as block_module
+from mura.chain.block import Block, Header
 from mura.consensus.actions import Action, Broadcast, PersistVote
 from mura.consensus.evidence import Equivocation
 from mura.consensus.log import ADDED, Added, Duplicate, HeightLog, VoteTally
@@ -79,7 +85,29 @@ BUGS: dict[str, type[Replica]] = {
     "no_vote_dedup": NoVoteDedup,
     "skip_new_view_check": SkipNewViewCheck,
     "speak_before_persist": SpeakBeforePersist,
+    "skip_body_check": Replica,
 }
+
+
+def _unchecked_body(header: Header, raw_transactions: Sequence[bytes]) -> None:
+    return None
+
+
+@contextmanager
+def injected(bug: str | None) -> Iterator[None]:
+    """Break what ``bug`` breaks outside the replica for the length of one run. Blocks
+    decoded meanwhile are forgotten afterwards, so no other run meets one."""
+    if bug != "skip_body_check":
+        yield
+        return
+    block_module.forget_decoded_blocks()
+    original = Block.__dict__["_check_raw_body"]
+    setattr(Block, "_check_raw_body", staticmethod(_unchecked_body))
+    try:
+        yield
+    finally:
+        setattr(Block, "_check_raw_body", original)
+        block_module.forget_decoded_blocks()
 
 
 def replica_class_for(bug: str | None) -> type[Replica]:

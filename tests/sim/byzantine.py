@@ -6,6 +6,12 @@
   sends a NEW-VIEW that ignores the prepared block its view changes force,
   even for heights it already saw final; it withholds its commits from some
   and never helps a lagging replica catch up.
+- ``SwapperNode`` runs the honest replica but hands out genuine headers with
+  forged bodies (a reordered, shortened or lengthened list of transactions):
+  in its proposals to half the validators, in NEW-VIEW re-proposals, in final
+  blocks it pushes the moment it commits them, and in catch-up answers. A
+  reordering of independent transfers even leaves the state root unchanged,
+  so only the transaction root tells the forgery apart.
 - ``GarbageNode`` runs no replica; it sends malformed bytes, badly signed
   messages, and validly signed messages for far-future views and heights.
 - A silent validator is a node that never boots; twins are two honest nodes
@@ -17,7 +23,8 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 
-from mura.chain.block import Block, CommitCertificate, Header
+from mura.chain import codec
+from mura.chain.block import Block, CommitCertificate, Header, UncheckedBlock
 from mura.chain.keys import HASH_SIZE, SIGNATURE_SIZE, SigningKey
 from mura.consensus.messages import (
     BlockRequest,
@@ -28,6 +35,7 @@ from mura.consensus.messages import (
     PrePrepare,
     Prepare,
     ViewChange,
+    encode_final_block,
     encode_message,
 )
 from mura.consensus.quorum import ValidatorSet
@@ -127,6 +135,59 @@ class EquivocatorNode(SimNode):
     def _some_others(self) -> tuple[int, ...]:
         others = self._others()
         return tuple(sorted(self.rng.sample(others, self.rng.randint(1, len(others)))))
+
+
+class SwapperNode(SimNode):
+    """Honest code underneath; every block it hands out has a forged body."""
+
+    rng: random.Random
+
+    def set_up_attack(self, rng: random.Random) -> None:
+        self.rng = rng
+        self._signer = TransactionSigner()
+
+    def forged(self, block: Block) -> UncheckedBlock:
+        """``block``'s header over other transactions: two swapped, the only one dropped,
+        or one added to an empty block."""
+        transactions = list(block.transactions)
+        if len(transactions) >= 2:
+            first, second = self.rng.sample(range(len(transactions)), 2)
+            transactions[first], transactions[second] = transactions[second], transactions[first]
+        elif transactions:
+            transactions = []
+        else:
+            transactions = [self._signer.transfer(0, 0, 1)]
+        data = codec.encode([block.header.to_fields(), [transaction.encoded for transaction in transactions]])
+        return UncheckedBlock(block.header, data)
+
+    def route(self, message: Message, to: int | None, now_ms: int) -> Sequence[tuple[Destination, Message]]:
+        if to is None and isinstance(message, PrePrepare) and isinstance(message.block, Block):
+            first, second = self._halves()
+            swapped = PrePrepare(message.view, self.forged(message.block), message.sender, message.signature)
+            return ((first, message), (second, swapped))
+        if to is None and isinstance(message, NewView) and isinstance(message.pre_prepare.block, Block):
+            proposal = message.pre_prepare
+            swapped = PrePrepare(proposal.view, self.forged(message.pre_prepare.block), proposal.sender, proposal.signature)
+            return ((None, NewView(message.view, message.height, message.view_changes, swapped)),)
+        return super().route(message, to, now_ms)
+
+    def serve(self, to: int, start: int, now_ms: int) -> list[tuple[Destination, bytes]]:
+        answers = []
+        for height in range(start, min(self.ledger.final_height(), start + 15) + 1):
+            final = self.ledger.load_final_block(height)
+            assert final is not None and isinstance(final.block, Block)
+            answers.append((self.instances[to], encode_final_block(self.forged(final.block).encode(), final.certificate.encode())))
+        return answers
+
+    def after_commit(self, block: Block, certificate: CommitCertificate) -> list[tuple[Destination, bytes]]:
+        """Push the block just made final, forged, before the others have it."""
+        return [(None, encode_final_block(self.forged(block).encode(), certificate.encode()))]
+
+    def _halves(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        others = [node for nodes in self.instances.values() for node in nodes if node != self.node_id]
+        self.rng.shuffle(others)
+        middle = len(others) // 2
+        return tuple(sorted(others[:middle])), tuple(sorted(others[middle:]))
 
 
 class GarbageNode:

@@ -31,7 +31,7 @@ from mura.tests.sim.simulation import RunResult, run_scenario
 
 COMMAND = "python -m mura.tests.sim.campaign"
 #: Violations that show a fork or a double signature, not merely a stall or a bad certificate.
-SAFETY = frozenset({"agreement", "conflicting_certificates", "honest_equivocation", "validity"})
+SAFETY = frozenset({"agreement", "conflicting_certificates", "honest_equivocation", "validity", "forged_body"})
 
 
 @dataclass(frozen=True)

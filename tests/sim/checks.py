@@ -7,6 +7,11 @@
 - Persist before you speak: no honest validator ever signs two different
   statements for the same height, view and phase (even across a restart).
 - Validity: the final chain replays from genesis through ``apply_block``.
+- Bodies: every block an honest node commits carries the transactions its header
+  commits to (checked here from the transactions' hashes, not through the code
+  under test), and every honest node's own stored chain replays from genesis.
+- Blame: no honest node ever counts a refusal for cause against an honest
+  validator (honest validators deliver only messages they checked).
 - Liveness: after healing, new heights become final within the scenario's bound.
 """
 
@@ -14,7 +19,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mura.chain.block import Block, CommitCertificate, verify_certificate
+from collections.abc import Sequence
+
+from mura.chain.block import Block, CommitCertificate, merkle_root, verify_certificate
 from mura.chain.errors import Invalid
 from mura.consensus.messages import Commit, Message, NewView, PrePrepare, Prepare, ViewChange
 from mura.tests.sim.ledger import CHAIN_ID, Genesis, replay_chain
@@ -60,6 +67,8 @@ class Checker:
         valid = self.check_certificate(block, certificate, now_ms)
         if not honest:
             return
+        if not _body_matches(block):
+            self.fail("forged_body", now_ms, f"node {node} committed height {block.height} with a body its header does not commit to")
         if not valid and self.check_certificates:
             detail = f"node {node} committed height {block.height} with a bad certificate"
             self.fail("invalid_certificate", now_ms, detail)
@@ -122,6 +131,30 @@ class Checker:
             replay_chain(self.genesis, [self.blocks[height] for height in heights])
         except Invalid as error:
             self.fail("validity", now_ms, f"final chain does not replay: {error}")
+
+
+    def on_misbehaviour(self, reporter: int, honest: bool, culprit: int, rule: str, now_ms: int) -> None:
+        """An honest validator counted a refusal against ``culprit``: it must not be honest."""
+        if honest and culprit in self.honest:
+            self.fail("honest_penalized", now_ms, f"validator {reporter} held {rule} against honest validator {culprit}")
+
+    def check_stored_chains(self, chains: Sequence[Sequence[Block]], now_ms: int) -> None:
+        """Each honest node's own chain, as stored, replays from genesis."""
+        for node, blocks in enumerate(chains):
+            forged = [block.height for block in blocks if not _body_matches(block)]
+            if forged:
+                self.fail("forged_body", now_ms, f"honest node {node} stores forged bodies at heights {forged[:5]}")
+                continue
+            try:
+                replay_chain(self.genesis, blocks)
+            except Invalid as error:
+                self.fail("validity", now_ms, f"honest node {node}'s stored chain does not replay: {error}")
+
+
+def _body_matches(block: Block) -> bool:
+    """The transactions are those the header commits to, computed independently of
+    ``Block.check_body`` (whose decoder an injected bug may skip)."""
+    return merkle_root([transaction.hash for transaction in block.transactions]) == block.header.transaction_root
 
 
 def _statement(message: PrePrepare | Prepare | Commit | ViewChange) -> object:

@@ -132,6 +132,10 @@ class SimLedger:
             signatures=self._signatures,
         )
 
+    def final_blocks(self) -> list[Block]:
+        """The blocks this ledger committed, in height order (what the node's store holds)."""
+        return [final.block for final in self.finals]
+
     def commit(self, block: Block, certificate: CommitCertificate, changes: StateChanges) -> None:
         """Make a final block part of this ledger (what the store does in the node)."""
         if block.height != self.head.height + 1:

@@ -15,8 +15,9 @@ from mura.chain.block import Block, CommitCertificate, Header
 from mura.chain.keys import SignatureCache, SigningKey
 from mura.chain.state import MemoryState, StateChanges
 from mura.consensus.config import ReplicaConfig
-from mura.consensus.messages import Message
+from mura.consensus.messages import Message, encode_final_block
 from mura.consensus.replica import Replica
+from mura.consensus.serving import BlockServer
 from mura.consensus.votes import MemoryVoteRecord
 from mura.tests.sim.ledger import Genesis, SimLedger, TransactionSigner
 
@@ -61,6 +62,8 @@ class SimNode:
         self.past_view_changes = 0
         #: Node ids by validator index (twins have two), set by the simulation.
         self.instances: dict[int, tuple[int, ...]] = {}
+        #: What the node's driver serves peers that are behind (its budget is in memory).
+        self.server = BlockServer()
 
     def make_ledger(self, genesis: Genesis, signer: TransactionSigner, signatures: SignatureCache) -> SimLedger:
         return SimLedger(genesis, signer=signer, signatures=signatures)
@@ -90,6 +93,7 @@ class SimNode:
         self.replica = None
         self.incarnation += 1
         self.crash_armed = False
+        self.server = BlockServer()
 
     def view_changes(self) -> int:
         current = 0 if self.replica is None else self.replica.view_changes_started
@@ -98,10 +102,29 @@ class SimNode:
     def commit(self, block: Block, certificate: CommitCertificate, changes: StateChanges) -> None:
         self.ledger.commit(block, certificate, changes)
 
+    def serve(self, to: int, start: int, now_ms: int) -> list[tuple[Destination, bytes]]:
+        """What the driver sends validator ``to``, behind at ``start``: stored final blocks
+        as their own bytes, within ``to``'s budget, as the node does."""
+        answers: list[tuple[Destination, bytes]] = []
+        sent = 0
+        for height in self.server.heights(to, start, self.ledger.final_height(), now_ms):
+            final = self.ledger.load_final_block(height)
+            assert final is not None
+            data = encode_final_block(final.block.encode(), final.certificate.encode())
+            if not self.server.take(to, len(data), sent_in_answer=sent, now_ms=now_ms):
+                break
+            sent += len(data)
+            answers.append((self.instances[to], data))
+        return answers
+
     def route(self, message: Message, to: int | None, now_ms: int) -> Sequence[tuple[Destination, Message]]:
         """What actually leaves this node for a Broadcast (``to`` None) or a Send to a
         validator: honest nodes send exactly what the replica said."""
         return ((None if to is None else self.instances[to], message),)
+
+    def after_commit(self, block: Block, certificate: CommitCertificate) -> list[tuple[Destination, bytes]]:
+        """Extra bytes a byzantine node sends once it made a block final; none for honest ones."""
+        return []
 
     def observe(self, message: Message, now_ms: int) -> Sequence[tuple[Destination, Message]]:
         """Extra messages a byzantine node sends on seeing ``message``; none for honest ones."""

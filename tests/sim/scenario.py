@@ -28,6 +28,10 @@ class Byzantine(enum.Enum):
     GARBAGE = "garbage"
     #: Two honest-code instances share its key, one on each side of a partition.
     TWIN = "twin"
+    #: Hands out genuine headers with forged bodies: in its proposals (to half the
+    #: validators), its NEW-VIEW re-proposals, final blocks it pushes the moment it
+    #: has them, and its answers to replicas catching up.
+    SWAPPER = "swapper"
 
 
 @dataclass(frozen=True)
@@ -130,7 +134,15 @@ def draw_scenario(seed: int, *, validators: int | None = None, bug: str | None =
 def _draw_byzantine(rng: random.Random, n: int, f: int) -> dict[int, Byzantine]:
     count = rng.randint(0, f)
     chosen = rng.sample(range(n), count)
-    kinds = [Byzantine.SILENT, Byzantine.EQUIVOCATOR, Byzantine.EQUIVOCATOR, Byzantine.GARBAGE, Byzantine.TWIN]
+    kinds = [
+        Byzantine.SILENT,
+        Byzantine.EQUIVOCATOR,
+        Byzantine.EQUIVOCATOR,
+        Byzantine.GARBAGE,
+        Byzantine.TWIN,
+        Byzantine.SWAPPER,
+        Byzantine.SWAPPER,
+    ]
     return {index: rng.choice(kinds) for index in sorted(chosen)}
 
 
@@ -179,6 +191,29 @@ def twins_scenario(seed: int, *, validators: int, twins: int, bug: str | None = 
         heal_at_ms=heal_at,
         proposal_delay_ms=rng.randrange(50, 300),
         max_clock_skew_ms=50,
+        bug=bug,
+    )
+
+
+def body_swap_scenario(seed: int, *, bug: str | None = None) -> Scenario:
+    """A family aimed at a block's body: n=4 with validator 1 a swapper (the primary of
+    view 1), an adversarial scheduler that loses COMMITs at first (so views change and
+    its NEW-VIEW re-proposes a prepared header with a forged body), and one honest
+    replica cut off for a while (so it catches up, from the swapper among others)."""
+    rng = random.Random(seed)
+    victim = rng.choice((0, 2, 3))
+    return Scenario(
+        seed=seed,
+        validators=4,
+        byzantine={1: Byzantine.SWAPPER},
+        commit_loss=0.6,
+        commit_loss_until_ms=rng.randrange(400, 1_500),
+        partitions=(Partition(rng.randrange(0, 1_000), rng.randrange(1_500, 4_000), frozenset({victim})),),
+        max_delay_ms=rng.randrange(20, 150),
+        duplicate_rate=rng.choice((0.0, 0.1)),
+        heal_at_ms=6_000,
+        base_timeout_ms=500,
+        max_timeout_ms=2_000,
         bug=bug,
     )
 

@@ -28,17 +28,20 @@ from mura.consensus.actions import (
     Action,
     Broadcast,
     CommitBlock,
+    Misbehaviour,
     PersistVote,
     PruneVotes,
+    Relay,
     ReportEquivocation,
     ScheduleTimeout,
     Send,
+    ServeBlocks,
 )
 from mura.consensus.config import ReplicaConfig
 from mura.consensus.messages import Commit, Message, decode_message, encode_message
 from mura.consensus.replica import Replica
-from mura.tests.sim.bugs import replica_class_for
-from mura.tests.sim.byzantine import EquivocatorNode, GarbageNode
+from mura.tests.sim.bugs import injected, replica_class_for
+from mura.tests.sim.byzantine import EquivocatorNode, GarbageNode, SwapperNode
 from mura.tests.sim.checks import Checker, Violation
 from mura.tests.sim.ledger import CHAIN_ID, TransactionSigner, make_genesis, validator_keys
 from mura.tests.sim.nodes import Destination, SimNode
@@ -104,7 +107,7 @@ class Simulation:
         instances: dict[int, list[int]] = {}
         for node_id, validator in enumerate(scenario.node_validators()):
             kind = scenario.byzantine.get(validator)
-            node_class = EquivocatorNode if kind is Byzantine.EQUIVOCATOR else SimNode
+            node_class = _NODE_CLASSES.get(kind, SimNode)
             node = node_class(
                 node_id=node_id,
                 validator=validator,
@@ -116,7 +119,7 @@ class Simulation:
                 signer=signer,
                 signatures=signatures,
             )
-            if isinstance(node, EquivocatorNode):
+            if isinstance(node, (EquivocatorNode, SwapperNode)):
                 node.set_up_attack(random.Random(self.rng.random()))
             if kind is Byzantine.GARBAGE:
                 rng = random.Random(self.rng.random())
@@ -139,6 +142,10 @@ class Simulation:
         heapq.heappush(self._queue, (max(at_ms, self.now), self._sequence, kind, node, payload))
 
     def run(self) -> RunResult:
+        with injected(self.scenario.bug):
+            return self._run()
+
+    def _run(self) -> RunResult:
         self._schedule_faults()
         for node in self.nodes:
             if self.scenario.byzantine.get(node.validator) in (Byzantine.SILENT, Byzantine.GARBAGE):
@@ -150,6 +157,7 @@ class Simulation:
             self.trace.update(struct.pack(">qbh", at, event, node_id))
             self._dispatch(event, node_id, payload)
         self.checker.check_validity(self.now)
+        self.checker.check_stored_chains([node.ledger.final_blocks() for node in self.honest_nodes()], self.now)
         return self._result()
 
     def _dispatch(self, kind: int, node_id: int, payload: object) -> None:
@@ -213,10 +221,27 @@ class Simulation:
             node.votes.prune(action.below_height)
         elif isinstance(action, ReportEquivocation):
             self.faults["equivocations_reported"] += 1
+        elif isinstance(action, Relay):
+            targets = tuple(
+                other.node_id
+                for other in self.nodes
+                if other is not node and other.validator not in action.exclude
+            )
+            self._transmit(node, targets, action.message)
+            self.faults["relayed_messages"] += len(targets)
+        elif isinstance(action, ServeBlocks):
+            for destination, data in node.serve(action.to, action.from_height, self.now):
+                self._transmit_bytes(node, destination, data)
+        elif isinstance(action, Misbehaviour):
+            self.faults["misbehaviour_reported"] += 1
+            honest = node.validator not in self.scenario.byzantine
+            self.checker.on_misbehaviour(node.validator, honest, action.validator, action.rule, self.now)
         return True
 
     def _commit(self, node: SimNode, action: CommitBlock) -> None:
         node.commit(action.block, action.certificate, action.changes)
+        for destination, data in node.after_commit(action.block, action.certificate):
+            self._transmit_bytes(node, destination, data)
         honest = node.validator not in self.scenario.byzantine
         self.checker.on_commit(node.node_id, honest, action.block, action.certificate, self.now)
         self.trace.update(action.block.hash)
@@ -241,17 +266,21 @@ class Simulation:
         node.crash()
         self.schedule(self.now + node.down_ms, RESTART, node.node_id)
 
-    def _deliver(self, node: SimNode, data: bytes) -> None:
+    def _deliver(self, node: SimNode, payload: tuple[int, bytes]) -> None:
+        """Bytes from node ``source`` reach ``node``: decoded as a node decodes them (blocks
+        unchecked), and handed to the replica with the validator that delivered them."""
+        source, data = payload
         if node.replica is None:
             return
+        origin = self.nodes[source].validator
         message = self._decode(data)
         if message is None:
-            self.execute(node, node.replica.receive_bytes(data, node.clock(self.now)))
+            self.execute(node, node.replica.receive_bytes(data, node.clock(self.now), origin=origin))
             return
         for destination, extra in node.observe(message, self.now):
             self._transmit(node, destination, extra)
         if node.replica is not None:
-            self.execute(node, node.replica.receive(message, node.clock(self.now)))
+            self.execute(node, node.replica.receive(message, node.clock(self.now), origin=origin))
 
     def _decode(self, data: bytes) -> Message | None:
         if data not in self._decoded:
@@ -270,14 +299,17 @@ class Simulation:
     def _transmit(self, node: SimNode, destination: Destination, message: Message) -> None:
         if node.validator not in self.scenario.byzantine:
             self.checker.on_signed(message, self.now)
-        data = encode_message(message)
-        self._decoded.setdefault(data, message)
+        self._transmit_bytes(node, destination, encode_message(message), loss=self._loss(message))
+
+    def _transmit_bytes(self, node: SimNode, destination: Destination, data: bytes, *, loss: float | None = None) -> None:
+        """Send encoded bytes; receivers decode them afresh (a byzantine node's bytes need
+        not be what any honest encoder would produce)."""
         targets = [other.node_id for other in self.nodes if other is not node] if destination is None else destination
-        loss = self._loss(message)
+        loss = self._loss(None) if loss is None else loss
         for target in targets:
             self._send_bytes(node.node_id, target, data, loss)
 
-    def _loss(self, message: Message) -> float:
+    def _loss(self, message: Message | None) -> float:
         if self.healed:
             return 0.0
         until = self.scenario.commit_loss_until_ms
@@ -300,7 +332,7 @@ class Simulation:
             copies = 2
         for _ in range(copies):
             delay = self.rng.randint(self.scenario.min_delay_ms, self.scenario.max_delay_ms)
-            self.schedule(self.now + delay, DELIVER, target, data)
+            self.schedule(self.now + delay, DELIVER, target, (source, data))
         self.trace.update(struct.pack(">hhI", source, target, zlib.crc32(data)))
 
     def _partitioned(self, source: int, target: int) -> bool:
@@ -365,6 +397,12 @@ class Simulation:
             recovery_ms=self.recovery_ms,
             end_ms=self.now,
         )
+
+
+_NODE_CLASSES: dict[Byzantine | None, type[SimNode]] = {
+    Byzantine.EQUIVOCATOR: EquivocatorNode,
+    Byzantine.SWAPPER: SwapperNode,
+}
 
 
 def run_scenario(scenario: Scenario, *, check_certificates: bool = True) -> RunResult:

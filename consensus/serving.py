@@ -1,0 +1,108 @@
+"""Serving final blocks to validators that are behind, within a budget per peer.
+
+A validator that is behind asks for final blocks from a height on
+(``BlockRequest``), or shows it is behind by a VIEW-CHANGE for a height this
+replica has already finalized (``ServeBlocks``). Answers are the stored bytes of
+each block and its certificate, never decoded again, sent by the driver outside
+the replica's path; this module decides how much each peer may have:
+
+- an answer covers at most ``batch`` blocks and ``answer_bytes`` (at least one
+  block, however large);
+- the same request (peer and start height) is answered once per ``repeat_ms``:
+  an honest replica asks again only after its retry interval;
+- each peer has a token bucket of ``bytes_per_second``, holding at most
+  ``burst_bytes``: blocks beyond it are refused, and the peer asks again later.
+  An honest replica catching up needs far less than the bucket allows; a faulty
+  one asking for a new start height many times a second cannot make this node
+  read and send more than that.
+
+Refusals are counted, never penalized: an honest replica far behind may ask
+faster than its share for a while.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServingLimits:
+    """How much of this node's effort one peer that is behind may have."""
+
+    #: Most blocks in one answer.
+    batch: int = 16
+    #: Most block bytes in one answer (at least one block is always sent).
+    answer_bytes: int = 16 * 1024 * 1024
+    #: The same request is answered again only after this long.
+    repeat_ms: int = 1_000
+    #: Bytes per second each peer's bucket refills with.
+    bytes_per_second: int = 8 * 1024 * 1024
+    #: Most bytes a peer's bucket holds (two full answers).
+    burst_bytes: int = 32 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if min(self.batch, self.answer_bytes, self.repeat_ms, self.bytes_per_second, self.burst_bytes) < 1:
+            raise ValueError("serving limits must be positive")
+
+
+class _Bucket:
+    """A token bucket of bytes."""
+
+    __slots__ = ("tokens", "updated_ms")
+
+    def __init__(self, tokens: float, updated_ms: int) -> None:
+        self.tokens = tokens
+        self.updated_ms = updated_ms
+
+
+class BlockServer:
+    """Which final blocks each peer that asks may have now."""
+
+    def __init__(self, limits: ServingLimits = ServingLimits()) -> None:
+        self.limits = limits
+        self._buckets: dict[int, _Bucket] = {}
+        self._last_request: dict[int, tuple[int, int]] = {}
+        #: Requests and blocks refused, by reason (``repeated``, ``over_budget``, ``nothing_to_send``).
+        self.refused: Counter[str] = Counter()
+        #: Blocks and bytes sent.
+        self.served_blocks = 0
+        self.served_bytes = 0
+
+    def heights(self, peer: int, start: int, final_height: int, now_ms: int) -> range:
+        """The heights to offer ``peer``, which asks from ``start`` on; empty when the
+        request repeats one answered lately or there is nothing final to send."""
+        if not 1 <= start <= final_height:
+            self.refused["nothing_to_send"] += 1
+            return range(0)
+        last = self._last_request.get(peer)
+        if last is not None and last[0] == start and now_ms - last[1] < self.limits.repeat_ms:
+            self.refused["repeated"] += 1
+            return range(0)
+        self._last_request[peer] = (start, now_ms)
+        return range(start, min(final_height, start + self.limits.batch - 1) + 1)
+
+    def take(self, peer: int, size: int, *, sent_in_answer: int, now_ms: int) -> bool:
+        """Whether a block of ``size`` bytes may go to ``peer`` now, as the next of an answer
+        that already holds ``sent_in_answer`` bytes; spends the peer's budget if so."""
+        if sent_in_answer and sent_in_answer + size > self.limits.answer_bytes:
+            return False
+        bucket = self._refill(peer, now_ms)
+        if bucket.tokens < size and not (bucket.tokens >= self.limits.burst_bytes and sent_in_answer == 0):
+            # A block larger than the whole burst still goes out when the bucket is full.
+            self.refused["over_budget"] += 1
+            return False
+        bucket.tokens -= size
+        self.served_blocks += 1
+        self.served_bytes += size
+        return True
+
+    def _refill(self, peer: int, now_ms: int) -> _Bucket:
+        limits = self.limits
+        bucket = self._buckets.get(peer)
+        if bucket is None:
+            bucket = self._buckets[peer] = _Bucket(float(limits.burst_bytes), now_ms)
+        elapsed_ms = max(0, now_ms - bucket.updated_ms)
+        bucket.tokens = min(float(limits.burst_bytes), bucket.tokens + elapsed_ms * limits.bytes_per_second / 1000)
+        bucket.updated_ms = now_ms
+        return bucket
