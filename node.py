@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections import Counter, deque
+from collections import deque
 import json
 import logging
 import math
@@ -37,18 +37,24 @@ from mura.consensus.actions import (
     Action,
     Broadcast,
     CommitBlock,
+    Misbehaviour,
     PersistVote,
     PruneVotes,
+    Relay,
     ReportEquivocation,
     ScheduleTimeout,
     Send,
+    ServeBlocks,
 )
 from mura.consensus.config import ReplicaConfig
-from mura.consensus.messages import BlockRequest, FinalBlock, Message, decode_message, encode_message
+from mura.consensus.messages import BlockRequest, FinalBlock, Message, Tag, decode_message, encode_message, message_tag
+from mura.consensus.serving import BlockServer
 from mura.consensus.replica import Replica
 from mura.consensus.votes import RecordedVote
 from mura.genesis.format import genesis_block, load_genesis
+from mura.p2p.block_service import BlockService
 from mura.p2p.gossip import StalledRuns, TransactionGossip, decode_transaction_batch
+from mura.p2p.inbox import ConsensusInbox
 from mura.p2p.network import Network
 from mura.p2p.settings import NetworkLimits, PeerAddress
 from mura.rpc.finality import FinalityWatch
@@ -341,10 +347,6 @@ class LedgerApplication:
 
 CONSENSUS_KIND = "consensus"
 TRANSACTIONS_KIND = "transactions"
-#: Peer messages waiting for the replica; more are dropped (view change recovers).
-MAX_QUEUED_MESSAGES = 20_000
-#: Of those, from one peer: a validator flooding well-formed messages cannot crowd out the rest.
-MAX_QUEUED_PER_PEER = 4_096
 
 
 class InvalidMessageSender(Invalid):
@@ -381,6 +383,7 @@ class Node:
         except Invalid as error:
             raise ConfigError(error.message) from None
         self.validators = self.genesis.validator_keys()
+        self._validator_index = {key: index for index, key in enumerate(self.validators)}
         if self.key.public_key not in self.validators:
             raise ConfigError(f"key_file: {config.path('key_file')} is not the key of a validator in the genesis")
         self.name = self.genesis.validators[self.validators.index(self.key.public_key)].name
@@ -409,12 +412,10 @@ class Node:
         self.gossip: TransactionGossip | None = None
         self.rpc: RpcServer | None = None
         # Unbounded for the node's own events (timeouts must never be lost); peer messages
-        # are bounded by ``MAX_QUEUED_MESSAGES`` and ``MAX_QUEUED_PER_PEER`` in ``_post_message``.
+        # are bounded in all and per peer by ``inbox`` (see ``mura.p2p.inbox``).
         self._events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-        self._queued_messages = 0
-        self._queued_by_peer: Counter[bytes] = Counter()
-        #: Peer messages dropped because the queue or the peer's share of it was full.
-        self.dropped_messages = 0
+        self.inbox = ConsensusInbox()
+        self._dropped_logged = 0
         self._consensus_task: asyncio.Task[None] | None = None
         self._rebroadcast_task: asyncio.Task[None] | None = None
         self.stalled = StalledRuns(after=config["mempool.rebroadcast_after_ms"] / 1000)
@@ -510,9 +511,16 @@ class Node:
             peers=peers,
             admitted=[*self.validators, *observers],
             handlers={CONSENSUS_KIND: self._on_consensus_frame, TRANSACTIONS_KIND: self._on_transactions_frame},
+            on_peer_change=self._on_peer_change,
             limits=NetworkLimits(max_frame_size=self.config["p2p.max_frame_bytes"]),
         )
         await self.network.start()
+        network = self.network
+
+        async def send(peer: bytes, data: bytes) -> bool:
+            return await network.send(peer, CONSENSUS_KIND, data)
+
+        self.block_service = BlockService(source=self.store, send=send, server=BlockServer())
         self.gossip = TransactionGossip(self.network, kind=TRANSACTIONS_KIND)
         await self.gossip.start()
 
@@ -572,10 +580,11 @@ class Node:
             now = now_ms()
             try:
                 if event == "message":
-                    peer, message = argument
-                    self._queued_messages -= 1
-                    self._queued_by_peer[peer] -= 1
-                    actions = replica.receive(message, now)
+                    peer, message, size = argument
+                    self.inbox.release(peer, size)
+                    actions = replica.receive(message, now, origin=self._validator_index.get(peer))
+                elif event == "peer":
+                    actions = replica.peer_connected(argument, now)
                 elif event == "timeout":
                     actions = replica.timeout(now)
                 elif event == "transactions":
@@ -619,17 +628,27 @@ class Node:
             elif isinstance(action, PruneVotes):
                 self.store.prune_votes(action.below_height)
             elif isinstance(action, ReportEquivocation):
-                self.evidence.append(action.evidence)
-                evidence = action.evidence
-                LOG.warning(
-                    "equivocation by validator %d at view %d (%s)", evidence.validator, evidence.view, evidence.phase.name
-                )
+                self._report_equivocation(action)
+            elif isinstance(action, Relay):
+                await self._send(action)
+            elif isinstance(action, ServeBlocks):
+                await self.block_service.serve(self.validators[action.to], action.to, action.from_height, now_ms())
+            elif isinstance(action, Misbehaviour):
+                self.network.penalize(self.validators[action.validator], f"consensus message refused: {action.rule}")
 
-    async def _send(self, action: Broadcast | Send) -> None:
+    def _report_equivocation(self, action: ReportEquivocation) -> None:
+        self.evidence.append(action.evidence)
+        evidence = action.evidence
+        LOG.warning("equivocation by validator %d at view %d (%s)", evidence.validator, evidence.view, evidence.phase.name)
+
+    async def _send(self, action: Broadcast | Send | Relay) -> None:
         assert self.network is not None
         try:
             if isinstance(action, Broadcast):
                 await self.network.broadcast(CONSENSUS_KIND, encode_message(action.message))
+            elif isinstance(action, Relay):
+                exclude = [self.validators[index] for index in action.exclude]
+                await self.network.broadcast(CONSENSUS_KIND, encode_message(action.message), exclude=exclude)
             else:
                 await self.network.send(self.validators[action.to], CONSENSUS_KIND, encode_message(action.message))
         except ValueError as error:
@@ -672,20 +691,20 @@ class Node:
     def _post(self, event: tuple[str, Any]) -> None:
         self._events.put_nowait(event)
 
-    def _post_message(self, peer: bytes, message: Message) -> None:
-        """Queue a peer's message for the replica, within the queue's bound and the peer's
-        share of it; what does not fit is dropped (view change and catch-up recover it)."""
-        if self._queued_messages >= MAX_QUEUED_MESSAGES or self._queued_by_peer[peer] >= MAX_QUEUED_PER_PEER:
-            self.dropped_messages += 1
-            if math.log10(self.dropped_messages).is_integer():
+    def _post_message(self, peer: bytes, message: Message, size: int) -> None:
+        """Queue a peer's message of ``size`` bytes for the replica, within the queue's bound
+        and the peer's share of it; what does not fit is dropped (view change and catch-up
+        recover it)."""
+        if not self.inbox.admit(peer, size):
+            dropped = self.inbox.dropped["full"]
+            if math.log10(dropped).is_integer():
+                messages, queued_bytes = self.inbox.queued_by(peer)
                 LOG.warning(
-                    "consensus queue full (%d queued, %d from peer %s); %d peer messages dropped so far",
-                    self._queued_messages, self._queued_by_peer[peer], peer.hex()[:16], self.dropped_messages,
+                    "consensus queue full (%d queued, %d messages and %d bytes from peer %s); %d dropped so far",
+                    len(self.inbox), messages, queued_bytes, peer.hex()[:16], dropped,
                 )
             return
-        self._queued_messages += 1
-        self._queued_by_peer[peer] += 1
-        self._events.put_nowait(("message", (peer, message)))
+        self._events.put_nowait(("message", (peer, message, size)))
 
     async def _rebroadcast_stalled(self) -> None:
         """Every third of ``mempool.rebroadcast_after_ms``, gossip stalled senders' runs again."""
@@ -701,15 +720,32 @@ class Node:
     # --- peer frames ---------------------------------------------------------------
 
     async def _on_consensus_frame(self, peer: bytes, payload: Any) -> None:
-        """Decode here, in the peer's link task, so garbage counts against that peer (and
-        gets it banned) instead of vanishing inside the replica."""
+        """Take a peer's consensus message in its link task: block requests are answered
+        here, off the replica's path; the same bytes seen lately (relayed copies) are
+        dropped before decoding; the rest is decoded (cheaply: blocks up to their
+        headers), so garbage counts against the peer, and queued for the replica."""
         raw = codec.read_bytes(payload, "consensus", max_length=self.config["p2p.max_frame_bytes"])
-        message = decode_message(raw)
-        requester = message.requester if isinstance(message, BlockRequest) else None
-        if requester is not None and (requester >= len(self.validators) or self.validators[requester] != peer):
+        if message_tag(raw) is Tag.BLOCK_REQUEST:
+            await self._on_block_request(peer, decode_message(raw))
+            return
+        if self.inbox.seen_lately(raw, time.monotonic()):
+            return
+        self._post_message(peer, decode_message(raw), len(raw))
+
+    async def _on_block_request(self, peer: bytes, message: Message) -> None:
+        if not isinstance(message, BlockRequest):
+            raise InvalidMessageSender("a block request frame holds another message")
+        requester = message.requester
+        if requester >= len(self.validators) or self.validators[requester] != peer:
             # Final blocks go to the requester named inside; only that validator may ask.
             raise InvalidMessageSender(f"block request names validator {requester}, sent by another peer")
-        self._post_message(peer, message)
+        await self.block_service.serve(peer, requester, message.height, now_ms())
+
+    def _on_peer_change(self, peer: bytes, connected: bool) -> None:
+        """A validator's link opened: the replica sends it what it may have missed."""
+        index = self._validator_index.get(peer)
+        if connected and index is not None:
+            self._post(("peer", index))
 
     async def _on_transactions_frame(self, peer: bytes, payload: Any) -> None:
         """Admit a peer's batch; only bytes that do not decode or a forged signature

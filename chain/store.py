@@ -280,6 +280,9 @@ class Store:
         data = self.db.get(_height_key(CERTIFICATES, height))
         return None if data is None else CommitCertificate.decode(data)
 
+    def load_certificate_bytes(self, height: int) -> bytes | None:
+        return self.db.get(_height_key(CERTIFICATES, height))  # type: ignore[no-any-return]
+
     def load_transaction_location(self, transaction_hash: bytes) -> tuple[int, int] | None:
         """``(height, index)`` of a final transaction, or None."""
         value = self.db.get(TRANSACTION_LOCATIONS + transaction_hash)

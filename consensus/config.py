@@ -35,11 +35,9 @@ class ReplicaConfig:
     max_deferred: int = 4_096
     #: A height is requested again from peers, or served again to one, after this long.
     catch_up_retry_ms: int = 1_000
-    #: Final blocks sent in answer to one request; twice as many are held while applying.
+    #: Final blocks a peer sends in answer to one request (see ``serving.py``); twice
+    #: as many are held while applying.
     catch_up_batch: int = 16
-    #: Most transaction bytes in one answer (at least one block is always sent), so
-    #: that an answer fits the peer link's queue.
-    catch_up_answer_bytes: int = 16 * 1024 * 1024
     #: Equivocation evidence kept for the node to report.
     max_evidence: int = 1_024
 

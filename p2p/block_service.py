@@ -1,0 +1,62 @@
+"""Serving stored final blocks to validators that are behind.
+
+A ``BlockRequest`` is answered in the link task of the peer that sent it, never
+on the replica's path, from the store's own bytes of each block and its
+certificate (no decoding), within that peer's budget (``BlockServer``). The
+replica's ``ServeBlocks`` actions (a peer's VIEW-CHANGE shows it is behind)
+take the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from mura.consensus.messages import encode_final_block
+from mura.consensus.serving import BlockServer
+
+log = logging.getLogger(__name__)
+
+
+class FinalBlockSource(Protocol):
+    """The store, as serving sees it."""
+
+    @property
+    def height(self) -> int: ...
+
+    def load_block_bytes(self, height: int) -> bytes | None: ...
+
+    def load_certificate_bytes(self, height: int) -> bytes | None: ...
+
+
+#: Queues a consensus message's bytes for one peer; False when it could not.
+SendBytes = Callable[[bytes, bytes], Awaitable[bool]]
+
+
+class BlockService:
+    """Answers for validators that are behind, within each one's budget."""
+
+    def __init__(self, *, source: FinalBlockSource, send: SendBytes, server: BlockServer) -> None:
+        self._source = source
+        self._send = send
+        self.server = server
+
+    async def serve(self, peer: bytes, peer_index: int, start: int, now_ms: int) -> int:
+        """Send ``peer`` (validator ``peer_index``) final blocks from ``start`` on; returns
+        how many went out (0 when the request repeats, is out of range or over budget)."""
+        sent_bytes = 0
+        sent = 0
+        for height in self.server.heights(peer_index, start, self._source.height, now_ms):
+            block = self._source.load_block_bytes(height)
+            certificate = self._source.load_certificate_bytes(height)
+            if block is None or certificate is None:
+                break
+            data = encode_final_block(block, certificate)
+            if not self.server.take(peer_index, len(data), sent_in_answer=sent_bytes, now_ms=now_ms):
+                break
+            if not await self._send(peer, data):
+                break
+            sent_bytes += len(data)
+            sent += 1
+        return sent

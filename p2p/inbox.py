@@ -1,0 +1,91 @@
+"""Admission of peers' consensus messages into the node's queue for the replica.
+
+Every message a peer sends costs the node a place in the queue until the replica
+takes it. So that one validator cannot crowd out the others or fill memory:
+
+- the queue holds at most ``max_messages`` in all, and each peer at most
+  ``max_per_peer`` messages and ``max_bytes_per_peer`` bytes of them;
+- the same bytes arriving again within ``repeat_seconds`` (the copies relaying
+  brings from several peers) are dropped before they are decoded or queued.
+
+What does not fit is dropped and counted; the protocol's timers, retransmissions
+and catch-up recover it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+from dataclasses import dataclass
+
+from mura.chain.keys import sha256
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InboxLimits:
+    """Bounds of the queue of peers' messages waiting for the replica."""
+
+    #: Most messages queued from all peers.
+    max_messages: int = 20_000
+    #: Most messages queued from one peer.
+    max_per_peer: int = 4_096
+    #: Most bytes of messages queued from one peer (a few of the largest blocks).
+    max_bytes_per_peer: int = 64 * 1024 * 1024
+    #: Identical bytes within this long are taken once.
+    repeat_seconds: float = 2.0
+    #: Most recent message digests remembered for that.
+    remembered: int = 65_536
+
+
+class ConsensusInbox:
+    """Counts what each peer has queued and remembers what was taken lately."""
+
+    def __init__(self, limits: InboxLimits = InboxLimits()) -> None:
+        self.limits = limits
+        self._messages = 0
+        self._counts: Counter[bytes] = Counter()
+        self._bytes: Counter[bytes] = Counter()
+        self._recent: OrderedDict[bytes, float] = OrderedDict()
+        #: Messages dropped, by reason (``repeated``, ``full``).
+        self.dropped: Counter[str] = Counter()
+
+    def __len__(self) -> int:
+        return self._messages
+
+    def queued_by(self, peer: bytes) -> tuple[int, int]:
+        """Messages and bytes ``peer`` has queued."""
+        return self._counts[peer], self._bytes[peer]
+
+    def seen_lately(self, data: bytes, now: float) -> bool:
+        """True when these bytes were taken within ``repeat_seconds`` (drop them); otherwise
+        remember them as taken now. Cheap: one hash, before any decoding."""
+        digest = sha256(data)
+        taken = self._recent.get(digest)
+        if taken is not None and now - taken < self.limits.repeat_seconds:
+            self.dropped["repeated"] += 1
+            return True
+        self._recent[digest] = now
+        self._recent.move_to_end(digest)
+        while len(self._recent) > self.limits.remembered:
+            self._recent.popitem(last=False)
+        return False
+
+    def admit(self, peer: bytes, size: int) -> bool:
+        """Take a place for a message of ``size`` bytes from ``peer``; False when the queue
+        or the peer's share of it is full."""
+        limits = self.limits
+        full = self._messages >= limits.max_messages or self._counts[peer] >= limits.max_per_peer
+        if full or (self._counts[peer] and self._bytes[peer] + size > limits.max_bytes_per_peer):
+            self.dropped["full"] += 1
+            return False
+        self._messages += 1
+        self._counts[peer] += 1
+        self._bytes[peer] += size
+        return True
+
+    def release(self, peer: bytes, size: int) -> None:
+        """The replica took a message of ``size`` bytes from ``peer``."""
+        self._messages -= 1
+        self._counts[peer] -= 1
+        self._bytes[peer] -= size
+        if not self._counts[peer]:
+            del self._counts[peer], self._bytes[peer]
