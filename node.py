@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from mura.chain import codec
-from mura.chain.block import Block, quorum_size
+from mura.chain.block import Block, CommitCertificate, quorum_size
 from mura.chain.errors import BadSignature, Invalid
 from mura.chain.keys import AttestedSignatures, SignatureCache, load_key
 from mura.chain.mempool import Mempool
 from mura.chain.state import BuiltBlock, ChainRules, StateChanges, apply_block, build_block
-from mura.chain.store import Store, StoreError
+from mura.chain.store import Store, StoreError, VoteStore
 from mura.chain.transaction import Transaction
 from mura.chain.verify import SignatureVerifier
 from mura.consensus.actions import (
@@ -110,6 +110,11 @@ def _choice(*options: str) -> Callable[[Any], str | None]:
 SETTINGS: tuple[Setting, ...] = (
     Setting("data_dir", str, "data", "directory of the node's LevelDB (relative to the config file)"),
     Setting("key_file", str, "node.key", "the validator's key file (relative to the config file)"),
+    Setting(
+        "vote_record", str, "",
+        "directory of the validator's vote record, kept apart from data_dir so that wiping the chain's "
+        "data never lets the validator sign twice; empty: beside key_file, as <key name>.votes",
+    ),
     Setting("genesis_file", str, "genesis.json", "the network's genesis file (relative to the config file)"),
     Setting("p2p.listen", str, "127.0.0.1:9700", "address peers connect to", _host_port),
     Setting("p2p.peers", list, [], "peers to dial as KEYHEX@host:port; empty: every other validator in genesis"),
@@ -126,6 +131,12 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("rpc.max_waiting", int, 256, "most tx_wait calls waiting at once, apart from requests in flight", _positive),
     Setting("consensus.base_timeout_ms", int, 2_000, "first view timeout at a height", _positive),
+    Setting(
+        "consensus.double_sign_check_heights", int, 3,
+        "with a new (empty) vote record, sign nothing at a height while any of the certificates of this "
+        "many heights below carries this validator's signature (0: no check)",
+        lambda value: None if value >= 0 else "must not be negative",
+    ),
     Setting("consensus.max_timeout_ms", int, 30_000, "ceiling on view timeouts, which double per failed view", _positive),
     Setting("consensus.block_interval_ms", int, 200, "how long the primary gathers transactions for a block", _positive),
     Setting(
@@ -171,6 +182,12 @@ class NodeConfig:
 
     def path(self, name: str) -> Path:
         return (self.base_dir / str(self.values[name])).resolve()
+
+    def vote_record_path(self) -> Path:
+        """Where the vote record lives: as configured, or beside the key file."""
+        if self.values["vote_record"]:
+            return self.path("vote_record")
+        return self.path("key_file").with_suffix(".votes")
 
     @staticmethod
     def split_address(address: str) -> tuple[str, int]:
@@ -307,6 +324,9 @@ class LedgerApplication:
         certificate = self.store.load_certificate(height)
         return None if block is None or certificate is None else FinalBlock(block, certificate)
 
+    def load_certificate(self, height: int) -> CommitCertificate | None:
+        return self.store.load_certificate(height)
+
     def build_proposal(self, height: int, *, proposer: bytes, timestamp_ms: int) -> BuiltBlock:
         candidates = self.mempool.select(
             self.store, max_transactions=self.max_proposal_transactions, max_bytes=self.rules.max_block_bytes
@@ -372,6 +392,31 @@ def parse_peer(text: str) -> PeerAddress:
     return PeerAddress(public_key, host, int(port))
 
 
+class StoredVotes:
+    """The replica's ``VoteReader`` over the validator's ``VoteStore``."""
+
+    def __init__(self, store: VoteStore) -> None:
+        self.store = store
+        self.new = store.new
+
+    def load_votes(self, height: int) -> list[RecordedVote]:
+        return [RecordedVote.decode(vote) for vote in self.store.load_votes(height)]
+
+    def highest_height(self) -> int:
+        return self.store.highest_height()
+
+    def carry_over(self, chain: Store) -> int:
+        """Votes an earlier version kept in the chain's data, at the height in progress,
+        moved into this new record (then it is no longer new)."""
+        height = chain.height + 1
+        votes = chain.load_votes(height)
+        for vote in votes:
+            self.store.save_vote(height, vote)
+        if votes:
+            self.new = False
+        return len(votes)
+
+
 class Node:
     """One validator: store, mempool, replica, peer network and RPC, started in that order."""
 
@@ -406,6 +451,7 @@ class Node:
         #: This node's Prometheus registry, served on the RPC's /metrics.
         self.metrics = Metrics()
         self._store: Store | None = None
+        self._votes: VoteStore | None = None
         self.verifier: SignatureVerifier | None = None
         self.replica: Replica | None = None
         self.network: Network | None = None
@@ -425,6 +471,13 @@ class Node:
         self.evidence: deque[Any] = deque(maxlen=1_024)
         self._stop_requested = asyncio.Event()
         self._stopped = False
+
+    @property
+    def votes(self) -> VoteStore:
+        """The validator's vote record; there is none before ``start()``."""
+        if self._votes is None:
+            raise RuntimeError("the node is not started")
+        return self._votes
 
     @property
     def store(self) -> Store:
@@ -461,23 +514,36 @@ class Node:
             max_proposal_transactions=self.config["consensus.max_block_transactions"],
             verify_certified_signatures=self.config["sync.verify_signatures"],
         )
-        recorded = [RecordedVote.decode(vote) for vote in self.store.load_votes(self.store.height + 1)]
+        votes = self._open_vote_record()
         self.replica = Replica(
             key=self.key,
             validators=self.validators,
             application=application,
             config=self._replica_config(),
-            recorded_votes=recorded,
+            vote_record=votes,
+            vote_record_new=votes.new,
         )
         LOG.info(
-            "starting %s at height %d (head %s), %d recorded votes",
-            self.name, self.store.height, self.store.head.hash.hex()[:16], len(recorded),
+            "starting %s at height %d (head %s); vote record %s%s",
+            self.name, self.store.height, self.store.head.hash.hex()[:16], votes.store.path,
+            " (new: the double-sign check applies)" if votes.new else f", highest height voted {votes.highest_height()}",
         )
         await self._start_network(genesis.hash)
         await self._start_rpc()
         self._consensus_task = asyncio.create_task(self._run_consensus(), name="consensus")
         self._rebroadcast_task = asyncio.create_task(self._rebroadcast_stalled(), name="rebroadcast")
         self._events.put_nowait(("start", None))
+
+    def _open_vote_record(self) -> StoredVotes:
+        try:
+            self._votes = VoteStore(self.config.vote_record_path())
+        except StoreError as error:
+            raise ConfigError(f"vote_record: {error}") from None
+        votes = StoredVotes(self._votes)
+        carried = votes.carry_over(self.store) if votes.new else 0
+        if carried:
+            LOG.info("carried %d votes over from the chain's data into the vote record", carried)
+        return votes
 
     def _replica_config(self) -> ReplicaConfig:
         try:
@@ -487,6 +553,7 @@ class Node:
                 max_timeout_ms=self.config["consensus.max_timeout_ms"],
                 proposal_delay_ms=self.config["consensus.block_interval_ms"],
                 empty_proposal_delay_ms=self.config["consensus.empty_block_interval_ms"],
+                double_sign_check_heights=self.config["consensus.double_sign_check_heights"],
             )
         except ValueError as error:
             raise ConfigError(f"settings consensus.*: {error}") from None
@@ -567,6 +634,8 @@ class Node:
             await self.network.stop()
         if self._store is not None:
             self._store.close()
+        if self._votes is not None:
+            self._votes.close()
         if self.verifier is not None:
             self.verifier.close()
         LOG.info("stopped")
@@ -591,9 +660,10 @@ class Node:
                     actions = replica.transactions_arrived(now)
                 else:
                     actions = replica.start(now)
-                view = replica.view
+                view, held = replica.view, replica.signing_held_at
                 await self._execute(actions)
                 self._log_view_change(view)
+                self._log_signing_held(held)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -608,6 +678,19 @@ class Node:
             primary = self.genesis.validators[replica.view % len(self.validators)].name
             LOG.info("view change at height %d: view %d -> %d, primary now %s", replica.height, before, replica.view, primary)
 
+    def _log_signing_held(self, before: tuple[int, int] | None) -> None:
+        held = self._replica.signing_held_at
+        if held == before:
+            return
+        if held is not None:
+            LOG.warning(
+                "not signing at height %d: the vote record is new and this validator's signature is in the "
+                "certificate of height %d, so it may have voted at this height before (waiting for the others "
+                "to decide it; consensus.double_sign_check_heights)", held[0], held[1],
+            )
+        else:
+            LOG.info("double-sign check passed: signing from height %d", self._replica.height)
+
     @property
     def _replica(self) -> Replica:
         assert self.replica is not None
@@ -617,7 +700,7 @@ class Node:
         assert self.network is not None
         for action in actions:
             if isinstance(action, PersistVote):
-                self.store.save_vote(action.vote.height, action.vote.encode())
+                self.votes.save_vote(action.vote.height, action.vote.encode())
             elif isinstance(action, (Broadcast, Send)):
                 await self._send(action)
             elif isinstance(action, CommitBlock):
@@ -626,7 +709,7 @@ class Node:
             elif isinstance(action, ScheduleTimeout):
                 self._schedule(action.at_ms)
             elif isinstance(action, PruneVotes):
-                self.store.prune_votes(action.below_height)
+                self.votes.prune_votes(action.below_height)
             elif isinstance(action, ReportEquivocation):
                 self._report_equivocation(action)
             elif isinstance(action, Relay):

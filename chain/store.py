@@ -14,9 +14,15 @@ prefix      key                                  value
 ``M``       ``head``, ``lattice``, ``genesis``   head height + hash, lattice
                                                  hash, genesis block hash
 ``V``       height + sequence (4 bytes)          an encoded vote this node
-                                                 signed (persist before you
-                                                 speak)
+                                                 signed (only in a
+                                                 ``VoteStore`` now; read
+                                                 here to carry old records
+                                                 over)
 ==========  ===================================  ============================
+
+The validator's vote record is a ``VoteStore``: the same ``V`` table in a
+LevelDB of its own beside the validator's key, so that wiping the chain's data
+never loses what the validator signed.
 
 Each committed block is one ``write_batch(transaction=True, sync=True)``
 holding the block, its certificate, both indexes, the state changes, the new
@@ -59,6 +65,8 @@ STATE = b"S"
 META = b"M"
 VOTES = b"V"
 
+_CREATED = META + b"created"
+_HIGHEST_VOTED = META + b"highest-voted"
 _HEAD = META + b"head"
 _LATTICE = META + b"lattice"
 _GENESIS = META + b"genesis"
@@ -77,13 +85,7 @@ class Store:
 
     def __init__(self, path: Path | str, *, account_cache_size: int = 200_000) -> None:
         self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
-        try:
-            self._db: plyvel.DB | None = plyvel.DB(str(self.path), create_if_missing=True)
-        except plyvel.IOError as error:
-            raise StoreError(f"cannot open the store at {self.path}: {error} (is another node using it?)") from None
-        except plyvel.CorruptionError as error:
-            raise StoreError(f"the store at {self.path} is corrupted: {error}") from None
+        self._db: plyvel.DB | None = _open(self.path, "store")
         self._account_cache: OrderedDict[bytes, Account] = OrderedDict()
         self._account_cache_size = account_cache_size
         self._head: Header | None = None
@@ -291,18 +293,77 @@ class Store:
         height, index = struct.unpack(">QI", value)
         return height, index
 
-    # --- the vote record (persist before you speak) ---------------------------------
+    # --- votes recorded here by earlier versions ---------------------------------------
+
+    def load_votes(self, height: int) -> list[bytes]:
+        """Votes an earlier version recorded at ``height`` in the chain's own database (the
+        record now lives apart, in a ``VoteStore``): read once, to carry them over."""
+        return [value for _, value in self.db.iterator(prefix=_height_key(VOTES, height))]
+
+
+def _open(path: Path, what: str) -> plyvel.DB:
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        return plyvel.DB(str(path), create_if_missing=True)
+    except plyvel.IOError as error:
+        raise StoreError(f"cannot open the {what} at {path}: {error} (is another node using it?)") from None
+    except plyvel.CorruptionError as error:
+        raise StoreError(f"the {what} at {path} is corrupted: {error}") from None
+
+
+class VoteStore:
+    """The validator's vote record (persist before you speak), in a LevelDB of its own.
+
+    It lives beside the validator's key, apart from the chain's data: wiping the
+    chain's data to resync never loses what the validator signed, so it never signs
+    twice. Each vote is appended with ``sync``; ``new`` says the record was created
+    by this opening (nothing it ever signed is known).
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._db: plyvel.DB | None = _open(self.path, "vote record")
+        #: True when this opening created the record.
+        self.new = self.db.get(_CREATED) is None
+        if self.new:
+            self.db.put(_CREATED, b"1", sync=True)
+
+    @property
+    def db(self) -> plyvel.DB:
+        if self._db is None:
+            raise StoreError("the vote record is closed")
+        return self._db
+
+    def close(self) -> None:
+        """Close the database; closing twice is harmless."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def __enter__(self) -> VoteStore:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+        self.close()
 
     def save_vote(self, height: int, encoded_vote: bytes) -> None:
         """Durably append a vote this node signed at ``height``; returns once it is on disk."""
         prefix = _height_key(VOTES, height)
         last = next(self.db.iterator(prefix=prefix, reverse=True, include_value=False), None)
         sequence = 0 if last is None else int.from_bytes(last[len(prefix) :], "big") + 1
-        self.db.put(prefix + sequence.to_bytes(4, "big"), encoded_vote, sync=True)
+        with self.db.write_batch(transaction=True, sync=True) as batch:
+            batch.put(prefix + sequence.to_bytes(4, "big"), encoded_vote)
+            if height > self.highest_height():
+                batch.put(_HIGHEST_VOTED, height.to_bytes(8, "big"))
 
     def load_votes(self, height: int) -> list[bytes]:
         """The votes recorded at ``height``, in the order they were saved."""
         return [value for _, value in self.db.iterator(prefix=_height_key(VOTES, height))]
+
+    def highest_height(self) -> int:
+        """The highest height a vote was ever saved at (0 if none); pruning keeps it."""
+        value = self.db.get(_HIGHEST_VOTED)
+        return 0 if value is None else int.from_bytes(value, "big")
 
     def prune_votes(self, below_height: int) -> None:
         """Forget votes below ``below_height``; those heights are final."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from mura.chain.block import Block
+from mura.chain.block import Block, CommitCertificate
 from mura.chain.state import BuiltBlock, StateChanges
 from mura.consensus.messages import FinalBlock
 
@@ -26,6 +26,10 @@ class Application(Protocol):
     def load_final_block(self, height: int) -> FinalBlock | None:
         """The final block at ``height`` with its commit certificate; None for genesis
         or a height not final here."""
+
+    def load_certificate(self, height: int) -> CommitCertificate | None:
+        """The commit certificate of the final block at ``height`` (None for genesis or a
+        height not final here), without loading the block."""
 
     def build_proposal(self, height: int, *, proposer: bytes, timestamp_ms: int) -> BuiltBlock:
         """A block for ``height`` (the next one) on top of the last final block."""

@@ -40,6 +40,9 @@ class ReplicaConfig:
     catch_up_batch: int = 16
     #: Equivocation evidence kept for the node to report.
     max_evidence: int = 1_024
+    #: A replica whose vote record is new signs nothing at a height while any of the
+    #: certificates of this many heights below carries its signature (0: no check).
+    double_sign_check_heights: int = 3
 
     def __post_init__(self) -> None:
         if not 0 < self.base_timeout_ms <= self.max_timeout_ms:
@@ -48,6 +51,8 @@ class ReplicaConfig:
             raise ValueError("empty_proposal_delay_ms must be below base_timeout_ms, or replicas change views when idle")
         if self.view_window < 1 or self.height_window < 1 or self.held_per_sender < 1 or self.catch_up_batch < 1:
             raise ValueError("windows and bounds must be positive")
+        if self.double_sign_check_heights < 0:
+            raise ValueError("double_sign_check_heights must not be negative")
 
 
 def view_timeout_ms(config: ReplicaConfig, failed_views: int) -> int:

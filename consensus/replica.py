@@ -36,7 +36,7 @@ or sign it, so a validator cut off from a signer still hears it.
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 
 from mura.chain.block import Block, CommitCertificate, verify_certificate
@@ -79,7 +79,7 @@ from mura.consensus.messages import (
 from mura.consensus.quorum import ValidatorSet
 from mura.consensus.verify import MessageVerifier
 from mura.consensus.view_change import ViewChangeRules
-from mura.consensus.votes import RecordedVote, SignedVotes
+from mura.consensus.votes import RecordedVote, SignedVotes, VoteReader
 
 
 class Replica(ViewChangeRules):
@@ -96,8 +96,9 @@ class Replica(ViewChangeRules):
         validators: Sequence[bytes],
         application: Application,
         config: ReplicaConfig,
-        recorded_votes: Iterable[RecordedVote] = (),
+        vote_record: VoteReader,
         signature_cache: SignatureCache | None = None,
+        vote_record_new: bool = False,
     ) -> None:
         self.key = key
         self.validators = ValidatorSet.of(validators)
@@ -140,7 +141,14 @@ class Replica(ViewChangeRules):
         self.rejected: Counter[str] = Counter()
         #: View changes this replica started (a figure for metrics and the simulator).
         self.view_changes_started = 0
-        self._restore(recorded_votes)
+        #: The vote record was created just now: what this validator signed before (if
+        #: anything, with a lost record) is unknown, so the double-sign check applies.
+        self.vote_record_new = vote_record_new
+        #: The height signing was last found held back at, and the certificate height with
+        #: this replica's signature that held it (see ``signing_held``).
+        self.signing_held_at: tuple[int, int] | None = None
+        self.vote_record = vote_record
+        self._restore()
 
     # --- driver interface ----------------------------------------------------------
 
@@ -431,8 +439,37 @@ class Replica(ViewChangeRules):
 
     # --- signing: persist before you speak -------------------------------------------------
 
+    def signing_held(self) -> bool:
+        """The double-sign check (CometBFT's): with a new vote record, this replica may have
+        signed at its height before the record was lost, if its signature is in any of the
+        last ``double_sign_check_heights`` certificates (it was voting then). It signs
+        nothing at such a height, and waits for the others to decide it; from the first
+        height with no such signature on, its own record holds all it signs."""
+        if not self.vote_record_new:
+            return False
+        if self.signing_held_at is not None and self.signing_held_at[0] == self.height:
+            return True
+        depth = self.config.double_sign_check_heights
+        for height in range(self.height - 1, max(0, self.height - 1 - depth), -1):
+            certificate = self.application.load_certificate(height)
+            if certificate is not None and any(index == self.index for index, _ in certificate.signatures):
+                self.signing_held_at = (self.height, height)
+                return True
+        self.vote_record_new = False
+        self.signing_held_at = None
+        return False
+
     def _claim(self, phase: Phase, view: int, digest: bytes) -> RecordedVote | None:
-        """Reserve a vote in the guard, or None if it conflicts with one already signed."""
+        """Reserve a vote in the guard, or None if it conflicts with one already signed, if
+        this height is below one this validator has voted at (it voted here before; those
+        votes were pruned once the height was final, and a replica whose chain data was
+        wiped starts from the bottom again), or if the double-sign check holds it back."""
+        if self.height < self.vote_record.highest_height():
+            self.rejected["below_recorded_height"] += 1
+            return None
+        if self.signing_held():
+            self.rejected["double_sign_check"] += 1
+            return None
         try:
             return self.signed.claim(phase, view, digest)
         except ConflictingVote:
@@ -465,18 +502,21 @@ class Replica(ViewChangeRules):
         self.failed_views = 0
         self.prepared = None
         self.log = self.log_class(height)
-        self.signed = SignedVotes(height)
+        self._restore()
 
     def _certified_view(self, height: int) -> int:
         """The view of the certificate that made ``height`` final (0 for genesis)."""
-        final = self.application.load_final_block(height) if height > 0 else None
-        return 0 if final is None else final.certificate.view
+        certificate = self.application.load_certificate(height) if height > 0 else None
+        return 0 if certificate is None else certificate.view
 
-    def _restore(self, recorded_votes: Iterable[RecordedVote]) -> None:
-        """After a restart: refuse what conflicts with recorded votes, recover the highest
-        prepared certificate, and resume in the highest view voted in. A view above the
-        height's first view (or one left by a view change) waits for a NEW-VIEW."""
-        recorded = [vote for vote in recorded_votes if vote.height == self.height]
+    def _restore(self) -> None:
+        """On starting a height: refuse what conflicts with the votes recorded at it,
+        recover the highest prepared certificate, and resume in the highest view voted in.
+        A view above the height's first view (or one left by a view change) waits for a
+        NEW-VIEW. Votes are found at a height being started after a restart, and also after
+        catching up to a height this validator voted at before its chain data was wiped
+        (its vote record is kept apart)."""
+        recorded = [vote for vote in self.vote_record.load_votes(self.height) if vote.height == self.height]
         self.signed = SignedVotes(self.height, recorded)
         with_certificates = [vote for vote in recorded if vote.prepared is not None]
         highest = max(with_certificates, key=lambda vote: vote.view, default=None)

@@ -57,6 +57,18 @@ class RecordedVote:
         )
 
 
+class VoteReader(Protocol):
+    """What a replica reads of its vote record: it starts every height from the votes
+    recorded at it, and signs nothing below the highest height it ever voted at
+    (writes go through ``PersistVote`` actions)."""
+
+    def load_votes(self, height: int) -> list[RecordedVote]:
+        """Every vote recorded at ``height``, in the order they were saved."""
+
+    def highest_height(self) -> int:
+        """The highest height any vote was ever recorded at (0 if none); pruning keeps it."""
+
+
 class VoteRecord(Protocol):
     """Durable storage of signed votes (in memory here; LevelDB with sync in the node)."""
 
@@ -75,11 +87,16 @@ class MemoryVoteRecord:
 
     def __init__(self) -> None:
         self._votes: dict[int, list[RecordedVote]] = {}
+        self._highest = 0
 
     def save_vote(self, vote: RecordedVote) -> None:
         votes = self._votes.setdefault(vote.height, [])
         if vote not in votes:
             votes.append(vote)
+        self._highest = max(self._highest, vote.height)
+
+    def highest_height(self) -> int:
+        return self._highest
 
     def load_votes(self, height: int) -> list[RecordedVote]:
         return list(self._votes.get(height, ()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from ledger_fixtures import ACCOUNTS, CHAIN_ID, ISSUER, RULES, VALIDATORS, certi
 from mura.chain.block import Block
 from mura.chain.keys import SignatureCache
 from mura.chain.state import Account, Role, StateChanges, apply_block
-from mura.chain.store import Store, StoreError
+from mura.chain.store import Store, StoreError, VoteStore
 from mura.chain.transaction import Transfer, sign_transaction
 
 
@@ -184,19 +185,39 @@ def test_blocks_replay_into_a_fresh_store(store: Store, tmp_path: Path) -> None:
 
 
 def test_votes_are_kept_in_order_per_height_and_survive_reopening(tmp_path: Path) -> None:
-    with Store(tmp_path / "data") as store:
-        store.save_vote(5, b"prepare")
-        store.save_vote(5, b"commit")
-        store.save_vote(6, b"view-change")
-    with Store(tmp_path / "data") as reopened:
+    with VoteStore(tmp_path / "votes") as record:
+        assert record.new
+        record.save_vote(5, b"prepare")
+        record.save_vote(5, b"commit")
+        record.save_vote(6, b"view-change")
+    with VoteStore(tmp_path / "votes") as reopened:
+        assert not reopened.new
         assert reopened.load_votes(5) == [b"prepare", b"commit"]
         assert reopened.load_votes(6) == [b"view-change"]
         assert reopened.load_votes(7) == []
 
 
-def test_prune_votes_forgets_final_heights_only(store: Store) -> None:
-    for height in (1, 2, 3):
-        store.save_vote(height, b"vote-%d" % height)
-    store.prune_votes(below_height=3)
-    assert store.load_votes(1) == [] and store.load_votes(2) == []
-    assert store.load_votes(3) == [b"vote-3"]
+def test_prune_votes_forgets_final_heights_only(tmp_path: Path) -> None:
+    with VoteStore(tmp_path / "votes") as record:
+        for height in (1, 2, 3):
+            record.save_vote(height, b"vote-%d" % height)
+        record.prune_votes(below_height=3)
+        assert record.load_votes(1) == [] and record.load_votes(2) == []
+        assert record.load_votes(3) == [b"vote-3"]
+
+
+def test_vote_record_is_apart_from_the_chain_data(tmp_path: Path) -> None:
+    """Wiping the chain's data leaves the record of what the validator signed."""
+    with Store(tmp_path / "data") as store, VoteStore(tmp_path / "node.votes") as record:
+        store.initialize(*genesis())
+        record.save_vote(1, b"prepare")
+    shutil.rmtree(tmp_path / "data")
+    with VoteStore(tmp_path / "node.votes") as record:
+        assert not record.new and record.load_votes(1) == [b"prepare"]
+
+
+def test_invalid_second_opening_of_a_vote_record(tmp_path: Path) -> None:
+    """Two nodes with one key on one machine cannot share a record: the second refuses to start."""
+    with VoteStore(tmp_path / "votes"):
+        with pytest.raises(StoreError, match="another node"):
+            VoteStore(tmp_path / "votes")

@@ -72,7 +72,7 @@ class Cluster:
             validators=self.genesis.validators,
             application=ledger,
             config=self.config,
-            recorded_votes=self.records[index].load_votes(ledger.final_height() + 1),
+            vote_record=self.records[index],
         )
 
     def restart(self, index: int) -> None:

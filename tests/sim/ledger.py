@@ -96,6 +96,10 @@ class SimLedger:
             return None
         return self.finals[height - 1]
 
+    def load_certificate(self, height: int) -> CommitCertificate | None:
+        final = self.load_final_block(height)
+        return None if final is None else final.certificate
+
     def build_proposal(self, height: int, *, proposer: bytes, timestamp_ms: int) -> BuiltBlock:
         return self.build_on(self.state, self.head, proposer=proposer, timestamp_ms=timestamp_ms)
 

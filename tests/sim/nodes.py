@@ -49,6 +49,7 @@ class SimNode:
         self.replica_class = replica_class
         self.skew_ms = skew_ms
         self.signatures = signatures
+        self._signer = signer
         self.ledger = self.make_ledger(genesis, signer, signatures)
         self.votes = MemoryVoteRecord()
         self.replica: Replica | None = None
@@ -58,6 +59,8 @@ class SimNode:
         self.crash_armed = False
         #: How long the armed crash keeps the node down.
         self.down_ms = 0
+        #: Whether the armed crash also wipes the chain data (the vote record stays).
+        self.wipe_on_crash = False
         #: View changes started by earlier incarnations.
         self.past_view_changes = 0
         #: Node ids by validator index (twins have two), set by the simulation.
@@ -82,7 +85,7 @@ class SimNode:
             validators=self.ledger.genesis.validators,
             application=self.ledger,
             config=self.config,
-            recorded_votes=self.votes.load_votes(self.ledger.final_height() + 1),
+            vote_record=self.votes,
             signature_cache=self.signatures,
         )
         return self.replica
@@ -94,6 +97,10 @@ class SimNode:
         self.incarnation += 1
         self.crash_armed = False
         self.server = BlockServer()
+        if self.wipe_on_crash:
+            # The data directory is gone; the vote record, kept beside the key, is not.
+            self.ledger = self.make_ledger(self.ledger.genesis, self._signer, self.signatures)
+            self.wipe_on_crash = False
 
     def view_changes(self) -> int:
         current = 0 if self.replica is None else self.replica.view_changes_started

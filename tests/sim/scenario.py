@@ -47,11 +47,13 @@ class Partition:
 @dataclass(frozen=True)
 class Crash:
     """Node ``node`` crashes at ``at_ms`` (possibly in the middle of executing actions)
-    and restarts ``down_ms`` later with only its ledger and vote record."""
+    and restarts ``down_ms`` later with only its ledger and vote record; with ``wipe``,
+    with its vote record only (its chain data wiped: it resyncs from its peers)."""
 
     node: int
     at_ms: int
     down_ms: int
+    wipe: bool = False
 
 
 @dataclass(frozen=True)
@@ -170,7 +172,7 @@ def _draw_crashes(rng: random.Random, n: int, heal_at: int, byzantine: dict[int,
     for _ in range(rng.choice((0, 1, 1, 2, 3))):
         at = rng.randrange(0, heal_at - 300)
         down = rng.randrange(50, min(3_000, heal_at - at))
-        crashes.append(Crash(rng.choice(honest), at, down))
+        crashes.append(Crash(rng.choice(honest), at, down, wipe=rng.random() < 0.3))
     return tuple(crashes)
 
 

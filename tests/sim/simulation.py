@@ -45,7 +45,7 @@ from mura.tests.sim.byzantine import EquivocatorNode, GarbageNode, SwapperNode
 from mura.tests.sim.checks import Checker, Violation
 from mura.tests.sim.ledger import CHAIN_ID, TransactionSigner, make_genesis, validator_keys
 from mura.tests.sim.nodes import Destination, SimNode
-from mura.tests.sim.scenario import Byzantine, Scenario
+from mura.tests.sim.scenario import Byzantine, Crash, Scenario
 
 DELIVER, TIMER, CRASH, CRASH_NOW, RESTART, GARBAGE, HEAL, DEADLINE = range(8)
 GARBAGE_INTERVAL_MS = 40
@@ -184,7 +184,7 @@ class Simulation:
 
     def _schedule_faults(self) -> None:
         for crash in self.scenario.crashes:
-            self.schedule(crash.at_ms, CRASH, crash.node, crash.down_ms)
+            self.schedule(crash.at_ms, CRASH, crash.node, crash)
         for node_id in self.garbage:
             self.schedule(self.rng.randrange(0, GARBAGE_INTERVAL_MS), GARBAGE, node_id)
         self.schedule(self.scenario.heal_at_ms, HEAL, 0)
@@ -253,16 +253,19 @@ class Simulation:
         self.execute(node, replica.committed(node.clock(self.now)))
         self._check_liveness_target()
 
-    def _arm_crash(self, node: SimNode, down_ms: int) -> None:
+    def _arm_crash(self, node: SimNode, crash: Crash) -> None:
         """Crash within the node's next few actions, or soon if it stays idle."""
         if node.replica is None or node.crash_armed:
             return
         node.crash_armed = True
-        node.down_ms = down_ms
+        node.down_ms = crash.down_ms
+        node.wipe_on_crash = crash.wipe
         self.schedule(self.now + self.rng.randrange(1, 200), CRASH_NOW, node.node_id)
 
     def _crash(self, node: SimNode) -> None:
         self.faults["crashes"] += 1
+        if node.wipe_on_crash:
+            self.faults["wipes"] += 1
         node.crash()
         self.schedule(self.now + node.down_ms, RESTART, node.node_id)
 
