@@ -26,7 +26,7 @@ from typing import Any
 
 from mura.chain import codec
 from mura.chain.block import Block, CommitCertificate, quorum_size
-from mura.chain.errors import BadSignature, Invalid
+from mura.chain.errors import BadSignature, Invalid, NonPositiveAmount, NotAnIssuer, WrongChainId
 from mura.chain.keys import AttestedSignatures, SignatureCache, load_key
 from mura.chain.mempool import Mempool
 from mura.chain.state import BuiltBlock, ChainRules, StateChanges, apply_block, build_block
@@ -367,6 +367,10 @@ class LedgerApplication:
 
 CONSENSUS_KIND = "consensus"
 TRANSACTIONS_KIND = "transactions"
+#: Refusals of gossiped transactions that no honest node forwards: it checks these rules
+#: before it admits a transaction, whatever the state (signatures and bytes are checked
+#: apart). Anything else may be refused here because this node's state differs.
+GOSSIP_REFUSALS_FOR_CAUSE = (WrongChainId, NonPositiveAmount, NotAnIssuer)
 
 
 class InvalidMessageSender(Invalid):
@@ -469,6 +473,8 @@ class Node:
         self._commit_started: dict[int, int] = {}
         #: Equivocations this node saw, newest last (bounded like the replica's).
         self.evidence: deque[Any] = deque(maxlen=1_024)
+        #: Equivocations counted per (validator, height), for the log.
+        self._equivocations: dict[tuple[int, int], int] = {}
         self._stop_requested = asyncio.Event()
         self._stopped = False
 
@@ -720,9 +726,28 @@ class Node:
                 self.network.penalize(self.validators[action.validator], f"consensus message refused: {action.rule}")
 
     def _report_equivocation(self, action: ReportEquivocation) -> None:
+        """Keep the evidence; say it once per validator and height at WARNING (a validator
+        that equivocates in every view and phase would otherwise write a line for each)."""
         self.evidence.append(action.evidence)
         evidence = action.evidence
-        LOG.warning("equivocation by validator %d at view %d (%s)", evidence.validator, evidence.view, evidence.phase.name)
+        offence = (evidence.validator, evidence.height)
+        self._equivocations[offence] = self._equivocations.get(offence, 0) + 1
+        if self._equivocations[offence] == 1:
+            LOG.warning(
+                "equivocation by validator %d at height %d view %d (%s); evidence kept, further ones at this "
+                "height are counted", evidence.validator, evidence.height, evidence.view, evidence.phase.name,
+            )
+            # Only the heights in progress matter: older offences are forgotten.
+            for stale in [key for key in self._equivocations if key[1] < evidence.height - 1]:
+                self._log_equivocations_at(stale)
+        else:
+            LOG.debug("equivocation by validator %d at height %d view %d (%s)", evidence.validator, evidence.height,
+                      evidence.view, evidence.phase.name)
+
+    def _log_equivocations_at(self, offence: tuple[int, int]) -> None:
+        count = self._equivocations.pop(offence)
+        if count > 1:
+            LOG.warning("validator %d equivocated %d times in all at height %d", offence[0], count, offence[1])
 
     async def _send(self, action: Broadcast | Send | Relay) -> None:
         assert self.network is not None
@@ -831,14 +856,20 @@ class Node:
             self._post(("peer", index))
 
     async def _on_transactions_frame(self, peer: bytes, payload: Any) -> None:
-        """Admit a peer's batch; only bytes that do not decode or a forged signature
-        count against the peer, anything else is normal in gossip (already pending,
-        already final, pool full) and is skipped."""
+        """Admit a peer's batch. What depends on the state (already pending or final, a
+        balance or nonce that moved on, a full pool) is normal in gossip and skipped; what
+        an honest node checks before it forwards anything (the bytes, the signature, the
+        chain, the amount, the issuer role) counts against the peer, once per batch,
+        after the batch's good transactions are admitted."""
         candidates = []
+        refused: list[Invalid] = []
         for encoded in decode_transaction_batch(payload):
             transaction = Transaction.decode(encoded)
             try:
                 self.mempool.check(transaction, self.store)
+            except GOSSIP_REFUSALS_FOR_CAUSE as error:
+                refused.append(error)
+                continue
             except Invalid:
                 continue
             candidates.append(transaction)
@@ -854,8 +885,9 @@ class Node:
                 continue
         self._after_admission(was_empty)
         if forged:
-            # The good ones are admitted (and the primary woken); the forgery counts against the peer.
             raise BadSignature(f"peer forwarded transaction {next(iter(forged)).hex()} with a bad signature")
+        if refused:
+            raise type(refused[0])(f"peer forwarded {len(refused)} transactions no node admits: {refused[0].message}")
 
     def _after_admission(self, was_empty: bool) -> None:
         """Wake a primary that waits out the idle interval: there is something to propose."""

@@ -195,8 +195,12 @@ class Mempool:
             )
 
     def _next_nonce(self, sender: bytes, committed: int) -> int:
-        """The first nonce from ``committed`` on that is not pending."""
-        queue = self._by_sender.get(sender, {})
+        """The first nonce from ``committed`` on that is not pending. Remembered only for a
+        sender with pending transactions: checking a transaction that is then refused
+        leaves nothing behind."""
+        queue = self._by_sender.get(sender)
+        if not queue:
+            return committed
         end = max(self._run_end.get(sender, committed), committed)
         while end in queue:
             end += 1

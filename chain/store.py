@@ -223,7 +223,10 @@ class Store:
             self._account_cache.move_to_end(address)
             return account
         value = self.db.get(STATE + account_key(address))
-        account = Account() if value is None else Account.decode(value)
+        if value is None:
+            # Not cached: anyone can name accounts that do not exist, as many as they like.
+            return Account()
+        account = Account.decode(value)
         self._cache_account(address, account)
         return account
 

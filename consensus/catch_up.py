@@ -66,12 +66,14 @@ class CatchUp:
 
     def _peer_ahead_of(self, start: int, *, avoid: int | None) -> int | None:
         """A validator seen working above ``start`` (so it has ``start`` final), other
-        than ``avoid`` when there is a choice: first those whose claim f+1 validators
-        corroborate (no higher than ``highest_seen``), the highest of them first."""
+        than ``avoid`` when there is a choice: one whose claim f+1 validators corroborate
+        (no higher than ``highest_seen``), the highest first; a claim nobody corroborates
+        only when no corroborated validator is ahead."""
         corroborated = self.highest_seen
         ahead = [peer for peer, seen in self.seen.items() if seen > start]
-        ahead.sort(key=lambda peer: (self.seen[peer] > corroborated, -self.seen[peer], peer))
-        others = [peer for peer in ahead if peer != avoid]
+        trusted = [peer for peer in ahead if self.seen[peer] <= corroborated]
+        candidates = sorted(trusted or ahead, key=lambda peer: (-self.seen[peer], peer))
+        others = [peer for peer in candidates if peer != avoid]
         if others:
             return others[0]
-        return ahead[0] if ahead else None
+        return candidates[0] if candidates else None

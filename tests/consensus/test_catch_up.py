@@ -44,8 +44,9 @@ def test_a_claim_nobody_corroborates_is_asked_last() -> None:
     state.note_ahead(2, 31)
     assert state.highest_seen == 31
     assert state.next_request(5, now_ms=0) == (2, 5)
-    # Unanswered: the next corroborated validator, still not the outlier.
+    # Unanswered: the next corroborated validator, never the outlier while one is ahead.
     assert state.next_request(5, now_ms=1_000) == (1, 5)
+    assert state.next_request(5, now_ms=2_000) == (2, 5)
 
 
 def test_an_outlier_is_asked_when_no_one_else_is_ahead() -> None:
@@ -77,10 +78,11 @@ def test_an_unanswered_request_is_repeated_to_another_validator_after_the_retry_
     state = catch_up(retry_ms=1_000)
     state.note_ahead(1, 100)
     state.note_ahead(2, 90)
-    # Validator 2's height is corroborated (f+1 = 2 validators reached it), 1's is not.
-    assert state.next_request(1, now_ms=0) == (2, 1)
+    state.note_ahead(3, 95)
+    # Validators 2's and 3's heights are corroborated (f+1 = 2 validators reached them), 1's is not.
+    assert state.next_request(1, now_ms=0) == (3, 1)
     assert state.next_request(1, now_ms=999) is None
-    assert state.next_request(1, now_ms=1_000) == (1, 1)
+    assert state.next_request(1, now_ms=1_000) == (2, 1)
 
 
 def test_the_only_validator_ahead_is_asked_again() -> None:

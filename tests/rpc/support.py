@@ -151,7 +151,9 @@ async def start_test_node(
 ) -> TestNode:
     """Start validator 0 of ``layout`` with its data in ``data_dir``; the caller stops ``node``."""
     validator = layout.genesis.validators[0]
-    config = load_config(node_config_path(layout.directory, validator.name), {**FAST, "data_dir": str(data_dir), **settings})
+    # Each test node is its own validator as far as signing goes: a vote record beside its data.
+    own = {"data_dir": str(data_dir), "vote_record": str(data_dir.with_name(data_dir.name + ".votes"))}
+    config = load_config(node_config_path(layout.directory, validator.name), {**FAST, **own, **settings})
     node = Node(config)
     try:
         await node.start()

@@ -1,0 +1,121 @@
+"""Penalties for what a validator peer sends that is refused for cause, and none for
+what an honest validator may send.
+
+Consensus messages with bad signatures, or signed but provably wrong, count
+against the validator whose link delivered them, as malformed frames do: enough
+of them get it banned. Gossiped transactions count against it when they break a
+rule every node checks before forwarding (wrong chain, non-positive amount, mint
+by a non-issuer); refusals that depend on the state (a balance spent meanwhile,
+a nonce already used) happen in honest gossip and cost nothing.
+
+One real ``Node`` (validator 0 of four) runs in the test's event loop; the test
+speaks to it as validators of its testnet, with their keys, over real links.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from mura.chain.keys import SigningKey, load_key
+from mura.chain.transaction import Mint, Transfer, sign_transaction
+from mura.consensus.messages import Commit, Prepare, encode_message
+from mura.node import TRANSACTIONS_KIND
+from rpc.support import TestNode, wait_until
+from test_peer_misbehaviour import (  # noqa: F401  (fixtures)
+    MALFORMED_THRESHOLD,
+    ConnectPeer,
+    connect_peer,
+    network_of,
+    node,
+    testnet,
+    traffic,
+)
+
+
+async def test_a_validator_whose_votes_do_not_verify_is_banned(node: TestNode, connect_peer: ConnectPeer) -> None:
+    """Honest validators forward only messages they checked: bad signatures on a link
+    are that link's peer's doing, whatever validator the messages claim as sender."""
+    liar = await connect_peer(1)
+    for view in range(MALFORMED_THRESHOLD + 1):
+        claimed = 2 if view % 2 else 1  # some claim another validator as their sender
+        forged = Prepare(view, 1, bytes(32), claimed, bytes(64))
+        await liar.send_consensus(node, encode_message(forged))
+    await wait_until(lambda: traffic(node, liar).bans == 1, "the node to ban the validator")
+    assert liar.public_key not in network_of(node).connected_peers()
+    replica = node.node.replica
+    assert replica is not None and replica.rejected["bad_message_signature"] >= MALFORMED_THRESHOLD
+
+
+async def test_votes_for_views_out_of_the_window_cost_the_sender_nothing(
+    node: TestNode, connect_peer: ConnectPeer
+) -> None:
+    """An honest validator far off in views is not misbehaving: its votes are dropped,
+    not held against it."""
+    peer = await connect_peer(1)
+    window = 32
+    for offset in range(MALFORMED_THRESHOLD + 5):
+        vote = Commit.sign(peer.key, 1, node.node.rules.chain_id, 1_000 + window + offset, 1, bytes(32))
+        await peer.send_consensus(node, encode_message(vote))
+    replica = node.node.replica
+    assert replica is not None
+    await wait_until(lambda: replica.rejected["outside_window"] >= MALFORMED_THRESHOLD + 5, "the votes to be dropped")
+    assert (traffic(node, peer).malformed, traffic(node, peer).bans) == (0, 0)
+    assert peer.public_key in network_of(node).connected_peers()
+
+
+async def test_gossip_no_honest_node_would_forward_counts_against_the_peer(
+    node: TestNode, connect_peer: ConnectPeer, testnet
+) -> None:
+    peer = await connect_peer(1)
+    chain_id = node.node.rules.chain_id
+    stranger = SigningKey.generate()
+    treasury = load_key(testnet.directory / "keys" / "treasury.key")
+    batches = [
+        [sign_transaction(treasury, chain_id="another-chain", nonce=0, body=Transfer(bytes(32), 1)).encoded],
+        [sign_transaction(stranger, chain_id=chain_id, nonce=0, body=Mint(bytes(32), 5)).encoded],
+    ]
+    for batch in batches:
+        assert await peer.network.send(node.node.key.public_key, TRANSACTIONS_KIND, batch)
+    await wait_until(lambda: traffic(node, peer).malformed == len(batches), "both batches to count against the peer")
+    assert len(node.node.mempool) == 0
+
+
+async def test_gossip_refused_for_the_state_costs_the_peer_nothing(
+    node: TestNode, connect_peer: ConnectPeer, testnet
+) -> None:
+    """A transfer from an account this node sees without funds may be funded where the
+    peer stands: refused, not held against the peer."""
+    peer = await connect_peer(1)
+    chain_id = node.node.rules.chain_id
+    treasury = load_key(testnet.directory / "keys" / "treasury.key")
+    poor = [sign_transaction(SigningKey.generate(), chain_id=chain_id, nonce=0, body=Transfer(bytes(32), 5)) for _ in range(50)]
+    good = sign_transaction(treasury, chain_id=chain_id, nonce=0, body=Transfer(bytes(32), 5))
+    batch = [transaction.encoded for transaction in poor] + [good.encoded]
+    assert await peer.network.send(node.node.key.public_key, TRANSACTIONS_KIND, batch)
+    await wait_until(lambda: good.hash in node.node.mempool, "the good transaction to be admitted")
+    assert (traffic(node, peer).malformed, traffic(node, peer).bans) == (0, 0)
+    assert len(node.node.mempool) == 1
+
+
+async def test_equivocation_is_logged_once_per_validator_and_height_and_counts_against_it(
+    node: TestNode, connect_peer: ConnectPeer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A validator signing two votes in every view and phase leaves evidence of each, one
+    WARNING line for the height, and a ban once it is over the threshold."""
+    equivocator = await connect_peer(1)
+    chain_id = node.node.rules.chain_id
+    caplog.set_level(logging.DEBUG, logger="mura.node")
+    for view in range(6):
+        for phase in (Prepare, Commit):
+            for block_hash in (b"a" * 32, b"b" * 32):
+                vote = phase.sign(equivocator.key, 1, chain_id, view, 1, block_hash)
+                await equivocator.send_consensus(node, encode_message(vote))
+    replica = node.node.replica
+    assert replica is not None
+    await wait_until(lambda: len(replica.evidence) == 12, "evidence of every equivocation")
+    node_log = [r for r in caplog.records if r.name == "mura.node"]
+    warnings = [r for r in node_log if r.levelno == logging.WARNING and "equivocation" in r.getMessage()]
+    assert len(warnings) == 1
+    assert traffic(node, equivocator).malformed == 12
