@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from mura.chain.block import Block
+from mura.chain.block import Block, MessageBlock
 from mura.consensus.messages import Commit, FinalBlock, NewView, PrePrepare, Prepare, ViewChange
 
 Held = PrePrepare | Prepare | Commit | ViewChange | NewView
@@ -24,6 +24,7 @@ _MESSAGE_BYTES = 256
 
 def held_size(message: Held) -> int:
     """The bytes a held message takes: the block it carries, if any, and a little more."""
+    block: MessageBlock | None
     if isinstance(message, PrePrepare):
         block = message.block
     elif isinstance(message, NewView):

@@ -252,7 +252,7 @@ class Replica(ViewChangeRules):
             return []
         return [Misbehaviour(origin, error.rule)]
 
-    def relay(self, message: Message, origin: int | None) -> list[Action]:
+    def relay(self, message: Prepare | Commit | ViewChange | NewView, origin: int | None) -> list[Action]:
         """Pass on a message taken for the first time to those who did not send or sign it."""
         exclude = {self.index, message.sender} | ({origin} if origin is not None else set())
         return [Relay(message, frozenset(exclude))]
@@ -370,7 +370,7 @@ class Replica(ViewChangeRules):
         claimed = self._claim(Phase.COMMIT, self.view, proposal.block_hash)
         if claimed is None:
             return []
-        vote = replace(claimed, prepared=certificate, block=proposal.block)
+        vote = replace(claimed, prepared=certificate, block=proposal.block.check())
         self.prepared = certificate
         commit = Commit.sign(self.key, self.index, self.config.chain_id, self.view, self.height, proposal.block_hash)
         self.log.commits.add(commit)
@@ -389,11 +389,11 @@ class Replica(ViewChangeRules):
         certificate = CommitCertificate(self.height, view, block_hash, signatures)
         return self._accept_final(FinalBlock(block, certificate))
 
-    def _finalize(self, final: FinalBlock, changes: StateChanges) -> list[Action]:
-        self.pending = final
+    def _finalize(self, block: Block, certificate: CommitCertificate, changes: StateChanges) -> list[Action]:
+        self.pending = FinalBlock(block, certificate)
         self.view_deadline_ms = None
         self.proposal_due_ms = None
-        return [CommitBlock(final.block, final.certificate, changes)]
+        return [CommitBlock(block, certificate, changes)]
 
     def _propose(self, now_ms: int) -> list[Action]:
         """As primary of an active view with no proposal yet, propose a fresh block."""
@@ -612,7 +612,7 @@ class Replica(ViewChangeRules):
             # A quorum certified it: this replica's own state is at odds, not the sender.
             self.rejected["certified_block_" + error.rule] += 1
             return []
-        return self._finalize(FinalBlock(block, final.certificate), changes)
+        return self._finalize(block, final.certificate, changes)
 
     def _replay_held(self, now_ms: int) -> list[Action]:
         """Handle what was held for the height just entered, until one makes it final."""
