@@ -18,9 +18,19 @@ import logging
 
 import pytest
 
-from mura.chain.keys import SigningKey, load_key
+from mura.chain import codec
+from mura.chain.block import Header, UncheckedBlock
+from mura.chain.keys import SigningKey, load_key, sha256
 from mura.chain.transaction import Mint, Transfer, sign_transaction
-from mura.consensus.messages import Commit, Prepare, encode_message
+from mura.consensus.messages import (
+    Commit,
+    NewView,
+    PrePrepare,
+    Prepare,
+    ViewChange,
+    encode_message,
+    proposal_payload,
+)
 from mura.node import TRANSACTIONS_KIND
 from rpc.support import TestNode, wait_until
 from test_peer_misbehaviour import (  # noqa: F401  (fixtures)
@@ -119,3 +129,28 @@ async def test_equivocation_is_logged_once_per_validator_and_height_and_counts_a
     warnings = [r for r in node_log if r.levelno == logging.WARNING and "equivocation" in r.getMessage()]
     assert len(warnings) == 1
     assert traffic(node, equivocator).malformed == 12
+
+
+async def test_a_heavy_new_view_is_refused_on_its_cheap_checks(node: TestNode, connect_peer: ConnectPeer) -> None:
+    """A NEW-VIEW frame of several megabytes whose proposal is not its primary's: refused
+    on the sender and the signature, its block's body never looked at (a NEW-VIEW was once
+    decoded down to every transaction before any check: one frame cost seconds of CPU)."""
+    attacker = await connect_peer(1)
+    chain_id = node.node.rules.chain_id
+    junk = [bytes([index % 251]) * 300 for index in range(20_000)]
+    header = Header(chain_id, 1, bytes(32), 0, attacker.public_key, sha256(b"not these"), bytes(32))
+    block = UncheckedBlock(header, codec.encode([header.to_fields(), junk]))
+    view = 5  # its primary is validator 1 of 4: the attacker, so the proposal's signature is checked
+    signature = attacker.key.sign(proposal_payload(chain_id, view, 1, header.hash))
+    changes = (ViewChange.sign(attacker.key, 1, chain_id, view, 1, None, None),)
+    heavy = encode_message(NewView(view, 1, changes, PrePrepare(view, block, 1, signature)))
+    assert len(heavy) > 6_000_000
+    replica = node.node.replica
+    assert replica is not None
+    for _ in range(3):
+        await attacker.send_consensus(node, heavy)
+    await wait_until(lambda: replica.rejected["invalid_new_view"] >= 1, "the NEW-VIEW to be refused")
+    # One copy reached the replica (the repeats are the same bytes); refused for its single
+    # view change, before its block's body was checked or a transaction decoded.
+    assert replica.rejected["transaction_root_mismatch"] == 0
+    assert traffic(node, attacker).malformed == 1
