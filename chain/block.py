@@ -12,7 +12,7 @@ validator set can check that a block is final without trusting who served it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -341,12 +341,15 @@ def verify_certificate(
     height: int,
     block_hash: bytes,
     validators: Sequence[bytes],
+    signature_ok: Callable[[int, bytes, bytes], bool] | None = None,
 ) -> None:
     """Raise ``InvalidCertificate`` unless ``certificate`` proves ``block_hash`` final at ``height``.
 
     Checks: the certificate names this block and height; validator indexes are
     strictly increasing (so no validator counts twice) and inside the set; there
-    are at least a quorum of them; every signature verifies.
+    are at least a quorum of them; every signature verifies (through
+    ``signature_ok(validator index, signature, payload)`` when given: a verifier that
+    remembers the COMMIT signatures it has already checked).
     """
     if certificate.height != height or certificate.block_hash != block_hash:
         raise InvalidCertificate(
@@ -363,5 +366,6 @@ def verify_certificate(
         raise InvalidCertificate(f"certificate has {len(indexes)} signatures, a quorum is {needed}")
     payload = commit_vote_payload(chain_id, height, certificate.view, block_hash)
     for index, signature in certificate.signatures:
-        if not verify_signature(validators[index], signature, payload):
+        valid = signature_ok(index, signature, payload) if signature_ok else verify_signature(validators[index], signature, payload)
+        if not valid:
             raise InvalidCertificate(f"signature of validator {index} does not verify", validator=index)

@@ -597,6 +597,7 @@ class Replica(ViewChangeRules):
             height=final.height,
             block_hash=final.block.hash,
             validators=self.validators.keys,
+            signature_ok=self.verifier.signature_ok,
         )
         checked = FinalBlock(final.block.check(), final.certificate)
         if final.height > self.height:

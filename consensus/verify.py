@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from mura.chain.keys import SignatureCache, sha256, verify_signature
 from mura.consensus.errors import (
     BadMessageSignature,
+    InvalidMessage,
     DigestMismatch,
     InvalidNewView,
     InvalidPreparedCertificate,
@@ -66,6 +67,15 @@ class MessageVerifier:
         if not verify_signature(self.validators.keys[sender], signature, payload):
             raise BadMessageSignature(f"signature of validator {sender} does not verify", sender=sender)
         self._cache.add(key)
+
+    def signature_ok(self, sender: int, signature: bytes, payload: bytes) -> bool:
+        """Whether ``signature`` is validator ``sender``'s over ``payload`` (remembered as
+        ``check_signature`` does: a certificate's COMMITs are mostly known already)."""
+        try:
+            self.check_signature(sender, payload, signature)
+        except InvalidMessage:
+            return False
+        return True
 
     def check_pre_prepare(self, message: PrePrepare) -> None:
         """A proposal is signed by the primary of its view."""

@@ -197,6 +197,28 @@ def twins_scenario(seed: int, *, validators: int, twins: int, bug: str | None = 
     )
 
 
+def crash_scenario(seed: int, *, bug: str | None = None) -> Scenario:
+    """A family aimed at persist-before-you-speak: n=4, no byzantine validator, and many
+    short crashes, most of them of the primary of view 0, so that crashes strike between
+    a vote's recording and its sending (and some wipe the chain data too)."""
+    rng = random.Random(seed)
+    crashes = tuple(
+        Crash(rng.choice((0, 0, 0, 1, 2, 3)), rng.randrange(0, 4_000), rng.randrange(50, 600), wipe=rng.random() < 0.3)
+        for _ in range(6)
+    )
+    return Scenario(
+        seed=seed,
+        validators=4,
+        crashes=crashes,
+        max_delay_ms=rng.randrange(20, 100),
+        heal_at_ms=5_000,
+        base_timeout_ms=500,
+        max_timeout_ms=2_000,
+        proposal_delay_ms=rng.randrange(50, 200),
+        bug=bug,
+    )
+
+
 def body_swap_scenario(seed: int, *, bug: str | None = None) -> Scenario:
     """A family aimed at a block's body: n=4 with validator 1 a swapper (the primary of
     view 1), an adversarial scheduler that loses COMMITs at first (so views change and
