@@ -356,7 +356,10 @@ class Network:
 
     def _handshake_failed(self, remote: str, error: HandshakeFailed) -> None:
         self._accounting.handshake_failures += 1
-        level = logging.WARNING if self._state == "running" else logging.DEBUG
+        # A peer that hangs up or goes quiet may be restarting; one that fails a check is not.
+        level = logging.INFO if error.kind in ("closed", "timeout") else logging.WARNING
+        if self._state != "running":
+            level = logging.DEBUG
         self._log.log(level, ("handshake", error.kind), "handshake with %s failed: %s", remote, error)
 
     # --- incoming --------------------------------------------------------------

@@ -224,7 +224,10 @@ class Proxy:
         self.alter: dict[str, Callable[[bytes], bytes]] = {}
         self.refusing = False
         self.connections = 0
+        #: Loop time of each relayed connection.
+        self.connected_at: list[float] = []
         self._writers: set[asyncio.StreamWriter] = set()
+        self._ends: dict[str, list[asyncio.StreamWriter]] = {"out": [], "in": []}
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
 
@@ -239,6 +242,11 @@ class Proxy:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def inject(self, direction: str, data: bytes) -> None:
+        """Write ``data`` into every relayed connection, towards the target (``"out"``) or back."""
+        for writer in self._ends[direction]:
+            writer.write(data)
 
     def cut(self) -> None:
         """Drop every relayed connection at once (both ends see it reset)."""
@@ -256,7 +264,10 @@ class Proxy:
             client_writer.transport.abort()
             return
         self.connections += 1
+        self.connected_at.append(asyncio.get_running_loop().time())
         self._writers |= {client_writer, target_writer}
+        self._ends["out"].append(target_writer)
+        self._ends["in"].append(client_writer)
         pumps = [self._pump(client_reader, target_writer, "out"), self._pump(target_reader, client_writer, "in")]
         tasks = [asyncio.ensure_future(pump) for pump in pumps]
         self._tasks.update(tasks)
@@ -264,6 +275,8 @@ class Proxy:
         for writer in (client_writer, target_writer):
             writer.transport.abort()
             self._writers.discard(writer)
+        self._ends["out"].remove(target_writer)
+        self._ends["in"].remove(client_writer)
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, direction: str) -> None:
         try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -20,6 +21,7 @@ from .conftest import (
     FAST_LIMITS,
     Cluster,
     Node,
+    Proxy,
     closed_by_node,
     key_named,
     limits,
@@ -114,6 +116,37 @@ async def test_a_stopped_node_is_reconnected_when_it_comes_back(cluster: Cluster
     assert await a.network.send(b.public_key, "data", b"welcome back")
     await wait_for(lambda: b_again.payloads("data") == [b"welcome back"], "b to receive")
     assert a.network.stats.peers[b.public_key].disconnects == 1
+
+
+async def test_a_link_that_worked_is_redialed_at_once_however_often_it_drops(
+    cluster: Cluster, proxies: Callable[[int], Awaitable[Proxy]]
+) -> None:
+    """Flaky links: each drop of a link that authenticated resets the redial delay, so the
+    tenth drop is redialed as fast as the first (the delay once grew to backoff_max)."""
+    b = await cluster.start("b")
+    proxy = await proxies(b.network.listen_port)
+    flaky = limits(backoff_initial=0.02, backoff_max=30.0, stable_link_seconds=0.0)
+    a = await cluster.start("a", peers="b", via={"b": proxy.port}, limits=flaky)
+    for drop in range(10):
+        await wait_for(lambda: linked(a, b), f"a to redial b after drop {drop}", timeout=3.0)
+        proxy.cut()
+        await wait_for(lambda: not a.network.connected_peers(), "a to notice the drop")
+    await wait_for(lambda: linked(a, b), "a to redial b after the last drop", timeout=3.0)
+
+
+async def test_a_peer_that_drops_every_link_at_once_is_redialed_ever_more_slowly(
+    cluster: Cluster, proxies: Callable[[int], Awaitable[Proxy]]
+) -> None:
+    b = await cluster.start("b")
+    proxy = await proxies(b.network.listen_port)
+    quick = limits(backoff_initial=0.05, backoff_max=0.4, stable_link_seconds=60.0)
+    a = await cluster.start("a", peers="b", via={"b": proxy.port}, limits=quick)
+    for drop in range(7):
+        await wait_for(lambda: linked(a, b), f"link {drop}")
+        proxy.cut()
+        await wait_for(lambda: not a.network.connected_peers(), "a to notice the drop")
+    gaps = [later - earlier for earlier, later in itertools.pairwise(proxy.connected_at)]
+    assert min(gaps[4:]) >= 0.15, f"redials after links that lived no time were not held back: {gaps}"
 
 
 async def test_malformed_frames_are_counted_then_the_peer_is_banned(
