@@ -159,8 +159,8 @@ class ClientErrorLog(logging.LoggerAdapter):  # type: ignore[type-arg]
 
     aiohttp logs a full ERROR traceback for every request it cannot parse and
     for clients that hang up mid-request. Those say nothing about this node and
-    anyone can cause them by the thousand, so each becomes one DEBUG line; an
-    error of any other type (a bug in a handler) keeps its traceback.
+    anyone can cause them by the thousand, so each becomes one DEBUG line without a traceback;
+    an error of any other type (a bug in a handler) keeps its traceback.
     """
 
     def __init__(self, logger: logging.Logger) -> None:
@@ -168,9 +168,9 @@ class ClientErrorLog(logging.LoggerAdapter):  # type: ignore[type-arg]
 
     def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
         error = _exception_of(kwargs.get("exc_info"))
-        if level > logging.DEBUG and isinstance(error, CLIENT_ERRORS):
+        if isinstance(error, CLIENT_ERRORS):
             if self.logger.isEnabledFor(logging.DEBUG):
-                text = str(error).replace("\n", " ").strip() or type(error).__name__
+                text = " ".join(str(error).split()) or type(error).__name__
                 self.logger.debug("%s: %s", str(msg) % args if args else msg, text)
             return
         super().log(level, msg, *args, **kwargs)

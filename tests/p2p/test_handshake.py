@@ -205,7 +205,7 @@ async def version_one_hello(websocket: aiohttp.ClientWebSocketResponse) -> None:
 async def test_invalid_handshake_is_refused_and_logged(
     cluster: Cluster, caplog: pytest.LogCaptureFixture, script: Script, reason: str
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="mura.p2p")
+    caplog.set_level(logging.INFO, logger="mura.p2p")
     node = await cluster.start("a", limits=limits(hello_timeout=0.3, handshake_timeout=1.0))
     async with raw_websocket(node.network.listen_port) as websocket:
         await script(websocket)
