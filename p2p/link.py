@@ -140,28 +140,30 @@ class Link:
     ) -> None:
         while True:
             message = await self._websocket.receive()
-            if message.type is aiohttp.WSMsgType.BINARY:
-                try:
-                    frame = self._channel.open(message.data)
-                except FrameNotAuthentic as error:
-                    self._end_not_authentic(on_not_authentic, str(error))
-                    return
-                self._accounting.add(self.peer_public_key, "frames_in")
-                self._accounting.add(self.peer_public_key, "bytes_in", len(frame))
-                await on_frame(self, frame)
-            elif message.type is aiohttp.WSMsgType.TEXT:
-                self._end_not_authentic(on_not_authentic, "a text message (every frame is sealed binary)")
+            if message.type is not aiohttp.WSMsgType.BINARY:
+                self._end_on(message, on_not_authentic)
                 return
-            elif message.type is aiohttp.WSMsgType.ERROR:
-                error = message.data
-                if getattr(error, "code", None) == aiohttp.WSCloseCode.MESSAGE_TOO_BIG:
-                    self._end_not_authentic(on_not_authentic, f"an oversized message: {error}")
-                    return
-                self._note_end(f"connection error: {error or type(error).__name__}")
+            try:
+                frame = self._channel.open(message.data)
+            except FrameNotAuthentic as problem:
+                self._end_not_authentic(on_not_authentic, str(problem))
                 return
+            self._accounting.add(self.peer_public_key, "frames_in")
+            self._accounting.add(self.peer_public_key, "bytes_in", len(frame))
+            await on_frame(self, frame)
+
+    def _end_on(self, message: aiohttp.WSMessage, on_not_authentic: Callable[[Link, str], None]) -> None:
+        """The link ends on ``message``, which is not a frame."""
+        if message.type is aiohttp.WSMsgType.TEXT:
+            self._end_not_authentic(on_not_authentic, "a text message (every frame is sealed binary)")
+        elif message.type is aiohttp.WSMsgType.ERROR:
+            error = message.data
+            if getattr(error, "code", None) == aiohttp.WSCloseCode.MESSAGE_TOO_BIG:
+                self._end_not_authentic(on_not_authentic, f"an oversized message: {error}")
             else:
-                self._note_end(_describe_close(message))
-                return
+                self._note_end(f"connection error: {error or type(error).__name__}")
+        else:
+            self._note_end(_describe_close(message))
 
     def _end_not_authentic(self, on_not_authentic: Callable[[Link, str], None], reason: str) -> None:
         self._accounting.add(self.peer_public_key, "not_authentic")

@@ -381,7 +381,7 @@ class Network:
             compress=False,
         )
         try:
-            authenticated = await self._authenticate_incoming(request, websocket, remote)
+            authenticated = await self._authenticate_incoming(request, websocket)
         except HandshakeFailed as error:
             slot.release()
             self._handshake_failed(remote, error)
@@ -397,9 +397,8 @@ class Network:
         await self._run_link(link)
         return websocket
 
-    async def _authenticate_incoming(
-        self, request: web.Request, websocket: web.WebSocketResponse, remote: str
-    ) -> Authenticated:
+    async def _authenticate_incoming(self, request: web.Request, websocket: web.WebSocketResponse) -> Authenticated:
+        """Upgrade to a websocket (``ConnectionError`` if the client is gone) and run the handshake."""
         await websocket.prepare(request)
         gate = gate_server_reads(request, websocket, budget=PRE_AUTHENTICATION_BYTES)
         self._handshaking.add(websocket)

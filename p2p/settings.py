@@ -44,8 +44,9 @@ class NetworkLimits:
     handshake_timeout: float = 5.0
     #: Seconds a connection to the peer port may take to send a complete HTTP request head.
     header_timeout: float = 10.0
-    #: Seconds a dial may take to open the websocket.
-    connect_timeout: float = 5.0
+    #: Seconds a dial may take to open the websocket: room for one lost SYN (resent after
+    #: 1 s), short enough that an attempt stuck in a partition is soon given up and retried.
+    connect_timeout: float = 3.0
     #: Seconds between websocket pings; a link with no pong within half of it is dead.
     heartbeat: float = 10.0
     #: Seconds a peer may take to accept one frame before the link is cut.
