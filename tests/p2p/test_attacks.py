@@ -21,10 +21,8 @@ import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from mura.p2p.channel import FrameNotAuthentic
 from mura.p2p.frames import decode_frame, encode_frame
 from mura.p2p.handshake import (
-    PRE_AUTHENTICATION_BYTES,
     PROTOCOL_VERSION,
     Auth,
     Hello,
