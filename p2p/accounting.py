@@ -4,9 +4,13 @@ Counters are kept per peer public key (only authenticated peers get one, so
 the table is bounded by the admitted set) and in total; ``NetworkStats`` is a
 frozen snapshot for RPC metrics and tests.
 
-A peer that sends more than ``threshold`` malformed frames within ``window``
-seconds is banned for ``ban_seconds``: disconnected, refused after its next
-handshakes and not dialed until the ban ends.
+An *offence* is a frame that opened under the peer's link key and was then
+refused: malformed (undecodable, of an unknown kind, refused by its handler)
+or penalized by the node (``Network.penalize``). A peer with more than
+``threshold`` offences within ``window`` seconds is banned for
+``ban_seconds``: disconnected, refused after its next handshakes and not
+dialed until the ban ends. Nothing that did not open under the peer's key
+counts, so no one can get an honest key banned by sending garbage in its name.
 """
 
 from __future__ import annotations
@@ -30,11 +34,16 @@ class TrafficStats:
     bytes_out: int = 0
     #: Frames dropped as malformed: undecodable, of an unknown kind, or refused by their handler.
     malformed: int = 0
+    #: Frames the node refused for cause after handling them (``Network.penalize``).
+    refused: int = 0
+    #: Messages that did not open under the link key (tampering on the path); each
+    #: ended its link and none counts towards a ban.
+    not_authentic: int = 0
     #: Outgoing frames discarded by the queue policy (see ``mura.p2p.outbox``).
     dropped: int = 0
     #: Times the peer's live link ended.
     disconnects: int = 0
-    #: Times the peer was banned for malformed frames.
+    #: Times the peer was banned for malformed or refused frames.
     bans: int = 0
 
 
@@ -54,6 +63,9 @@ class NetworkStats:
     handshake_failures: int
     #: Dial attempts that did not reach the point of a handshake.
     dial_failures: int
+    #: Incoming connections turned away before their handshake because their
+    #: source, or the node, had too many handshakes under way.
+    handshakes_turned_away: int
 
 
 class Counters:
@@ -77,6 +89,7 @@ class Accounting:
         self._peers: dict[bytes, Counters] = {}
         self.handshake_failures = 0
         self.dial_failures = 0
+        self.handshakes_turned_away = 0
 
     def add(self, peer: bytes, counter: str, amount: int = 1) -> None:
         """Add ``amount`` to ``counter`` of ``peer`` and of the total."""
@@ -94,11 +107,12 @@ class Accounting:
             connecting=connecting,
             handshake_failures=self.handshake_failures,
             dial_failures=self.dial_failures,
+            handshakes_turned_away=self.handshakes_turned_away,
         )
 
 
 class Misbehaviour:
-    """Malformed-frame windows and the bans they lead to, per peer."""
+    """Offence windows and the bans they lead to, per peer."""
 
     def __init__(self, *, threshold: int, window: float, ban_seconds: float) -> None:
         self._threshold = threshold
@@ -107,9 +121,9 @@ class Misbehaviour:
         self._recent: dict[bytes, deque[float]] = {}
         self._banned_until: dict[bytes, float] = {}
 
-    def record_malformed(self, peer: bytes, now: float) -> bool:
-        """Note one malformed frame; True when it takes the peer over the threshold,
-        in which case the peer is now banned."""
+    def record_offence(self, peer: bytes, now: float) -> bool:
+        """Note one offence; True when it takes the peer over the threshold, in which
+        case the peer is now banned."""
         recent = self._recent.setdefault(peer, deque())
         recent.append(now)
         while recent and recent[0] <= now - self._window:

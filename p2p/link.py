@@ -1,9 +1,15 @@
-"""One authenticated websocket connection to a peer.
+"""One authenticated, encrypted websocket connection to a peer.
 
 A link reads frames in the task that serves it (so frames from one peer are
 handled in order, and a slow handler slows only that peer) and writes them
 from its own writer task, fed by a bounded ``Outbox`` (so queueing a frame
-never waits on the network).
+never waits on the network). Frames are queued in the clear and sealed by the
+writer as they go out, so the channel's counter follows the order on the wire.
+
+Every message read must open under the link's ``SecureChannel``. One that
+does not (altered, replayed or injected on the path), a text message or an
+oversized one cannot be attributed to the peer: the link ends, and the
+message never counts towards the peer's ban.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 
 from mura.p2p.accounting import Accounting
+from mura.p2p.channel import FrameNotAuthentic, SecureChannel
 from mura.p2p.handshake import WebSocket
 from mura.p2p.outbox import Outbox
 
@@ -36,6 +43,7 @@ class Link:
         self,
         websocket: WebSocket,
         *,
+        channel: SecureChannel,
         peer_public_key: bytes,
         initiator: bytes,
         remote: str,
@@ -50,6 +58,7 @@ class Link:
         #: ``host:port`` of the other end, for log lines.
         self.remote = remote
         self._websocket = websocket
+        self._channel = channel
         self._outbox = outbox
         self._accounting = accounting
         self._send_timeout = send_timeout
@@ -100,12 +109,16 @@ class Link:
     async def serve(
         self,
         on_frame: Callable[[Link, bytes], Awaitable[None]],
-        on_malformed: Callable[[Link, str], None],
+        on_not_authentic: Callable[[Link, str], None],
     ) -> None:
-        """Read and dispatch frames until the link ends, then close it."""
+        """Read and dispatch frames until the link ends, then close it.
+
+        ``on_frame`` gets each opened frame; ``on_not_authentic`` is told why a
+        message that could not be attributed to the peer ended the link.
+        """
         writer = asyncio.create_task(self._write_loop(), name=f"p2p-writer-{short_key(self.peer_public_key)}")
         try:
-            await self._read_loop(on_frame, on_malformed)
+            await self._read_loop(on_frame, on_not_authentic)
         finally:
             try:
                 await self._shut_down(writer)
@@ -123,32 +136,45 @@ class Link:
     async def _read_loop(
         self,
         on_frame: Callable[[Link, bytes], Awaitable[None]],
-        on_malformed: Callable[[Link, str], None],
+        on_not_authentic: Callable[[Link, str], None],
     ) -> None:
         while True:
             message = await self._websocket.receive()
-            if message.type is aiohttp.WSMsgType.BINARY:
-                self._accounting.add(self.peer_public_key, "frames_in")
-                self._accounting.add(self.peer_public_key, "bytes_in", len(message.data))
-                await on_frame(self, message.data)
-            elif message.type is aiohttp.WSMsgType.TEXT:
-                self._accounting.add(self.peer_public_key, "frames_in")
-                on_malformed(self, "a text message (frames are binary)")
-            elif message.type is aiohttp.WSMsgType.ERROR:
-                error = message.data
-                if getattr(error, "code", None) == aiohttp.WSCloseCode.MESSAGE_TOO_BIG:
-                    on_malformed(self, f"an oversized message: {error}")
-                self._note_end(f"connection error: {error or type(error).__name__}")
+            if message.type is not aiohttp.WSMsgType.BINARY:
+                self._end_on(message, on_not_authentic)
                 return
+            try:
+                frame = self._channel.open(message.data)
+            except FrameNotAuthentic as problem:
+                self._end_not_authentic(on_not_authentic, str(problem))
+                return
+            self._accounting.add(self.peer_public_key, "frames_in")
+            self._accounting.add(self.peer_public_key, "bytes_in", len(frame))
+            await on_frame(self, frame)
+
+    def _end_on(self, message: aiohttp.WSMessage, on_not_authentic: Callable[[Link, str], None]) -> None:
+        """The link ends on ``message``, which is not a frame."""
+        if message.type is aiohttp.WSMsgType.TEXT:
+            self._end_not_authentic(on_not_authentic, "a text message (every frame is sealed binary)")
+        elif message.type is aiohttp.WSMsgType.ERROR:
+            error = message.data
+            if getattr(error, "code", None) == aiohttp.WSCloseCode.MESSAGE_TOO_BIG:
+                self._end_not_authentic(on_not_authentic, f"an oversized message: {error}")
             else:
-                self._note_end(_describe_close(message))
-                return
+                self._note_end(f"connection error: {error or type(error).__name__}")
+        else:
+            self._note_end(_describe_close(message))
+
+    def _end_not_authentic(self, on_not_authentic: Callable[[Link, str], None], reason: str) -> None:
+        self._accounting.add(self.peer_public_key, "not_authentic")
+        self._note_end(f"not authentic: {reason}", code=aiohttp.WSCloseCode.POLICY_VIOLATION)
+        on_not_authentic(self, reason)
 
     async def _write_loop(self) -> None:
         while (data := await self._outbox.get()) is not None:
             try:
                 async with asyncio.timeout(self._send_timeout):
-                    await self._websocket.send_bytes(data)
+                    await self._websocket.send_bytes(self._channel.seal(data))
             except TimeoutError:
                 self._note_end(f"the peer did not take a frame within {self._send_timeout:g} s")
                 break

@@ -1,13 +1,22 @@
 """The node's peer network: a websocket server, a dialer per configured peer,
-one authenticated link per peer (see ``mura.p2p.registry`` for the dedupe
-rule), frame dispatch and misbehaviour bans.
+one authenticated, encrypted link per peer (see ``mura.p2p.registry`` for the
+dedupe rule), frame dispatch, and the bans of peers that misbehave.
 
 Frames are dispatched to ``handlers[kind](peer_public_key, payload)`` in the
 task that reads the link: frames from one peer are handled in order, and a
 handler must hand long work off rather than hold up its peer's link. An
 unknown kind, an undecodable frame or a handler raising ``Invalid`` is
 *malformed*; any other exception is a bug in this node and is logged with its
-traceback, keeping the link.
+traceback, keeping the link. A frame the node refuses later, for cause (a
+consensus message or a transaction that fails its checks), is reported with
+``penalize``. Malformed and penalized frames count towards the same ban.
+
+What one stranger can cost the node is bounded before it proves a key: a
+complete HTTP request head within ``header_timeout``, a handshake slot (see
+``mura.p2p.slots``), a HELLO within ``hello_timeout`` and the whole handshake
+within ``handshake_timeout``, and at most ``PRE_AUTHENTICATION_BYTES`` read
+(see ``mura.p2p.read_gate``). Repeated warnings are rate-limited per kind
+(``mura.p2p.logs``).
 
 Sending only queues (see ``mura.p2p.outbox`` for the policy when a peer's
 queue is full), so it never waits on the network.
@@ -28,12 +37,24 @@ from mura.chain.errors import DecodeError, Invalid
 from mura.chain.keys import SigningKey
 from mura.p2p.accounting import Accounting, Misbehaviour, NetworkStats
 from mura.p2p.backoff import Backoff
+from mura.p2p.channel import SEAL_OVERHEAD
 from mura.p2p.frames import decode_frame, encode_frame
-from mura.p2p.handshake import HandshakeFailed, Identity, WebSocket, perform_handshake
+from mura.p2p.handshake import (
+    PRE_AUTHENTICATION_BYTES,
+    Authenticated,
+    HandshakeFailed,
+    Identity,
+    WebSocket,
+    handshake_as_dialer,
+    handshake_as_listener,
+)
 from mura.p2p.link import Link, short_key
+from mura.p2p.logs import ClientErrorLog, RateLimitedLog
 from mura.p2p.outbox import Outbox, OutboxOverflow
+from mura.p2p.read_gate import ReadGate, gate_client_reads, gate_server_reads
 from mura.p2p.registry import LinkRegistry
 from mura.p2p.settings import NetworkLimits, PeerAddress, PeerLink
+from mura.p2p.slots import HandshakeSlots
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +93,7 @@ class Network:
         self._handlers = dict(handlers)
         self._limits = limits
         self._accounting = Accounting()
+        self._log = RateLimitedLog(log, interval=limits.log_interval)
         self._misbehaviour = Misbehaviour(
             threshold=limits.malformed_threshold, window=limits.malformed_window, ban_seconds=limits.ban_seconds
         )
@@ -80,6 +102,13 @@ class Network:
             accounting=self._accounting,
             misbehaviour=self._misbehaviour,
             on_peer_change=on_peer_change,
+            log_interval=limits.log_interval,
+        )
+        self._slots = HandshakeSlots(
+            total=limits.max_pending_handshakes,
+            per_source=limits.max_handshakes_per_source,
+            reserved=limits.reserved_peer_handshakes,
+            known_sources=[address.host for address in self._peers],
         )
         self._handshaking: set[web.WebSocketResponse] = set()
         self._dialers: list[asyncio.Task[None]] = []
@@ -130,7 +159,14 @@ class Network:
         app = web.Application()
         app.router.add_get(PATH, self._accept)
         self._runner = web.AppRunner(
-            app, handle_signals=False, access_log=None, shutdown_timeout=self._limits.close_timeout
+            app,
+            handle_signals=False,
+            access_log=None,
+            shutdown_timeout=self._limits.close_timeout,
+            # aiohttp closes a connection that has not sent a complete request head this
+            # long after it opened: the header timeout (a websocket turns it off on upgrade).
+            keepalive_timeout=self._limits.header_timeout,
+            logger=ClientErrorLog(logging.getLogger("aiohttp.server")),
         )
         await self._runner.setup()
         await web.TCPSite(self._runner, self._listen_host, self._listen_port).start()
@@ -148,6 +184,7 @@ class Network:
         try:
             await self._close_everything()
         finally:
+            self._log.flush()
             self._state = "stopped"
             self._stopped.set()
 
@@ -232,7 +269,7 @@ class Network:
             self._on_malformed(link, f"{frame.kind} refused: {error}")
         except Exception:
             log.exception("the %r handler failed on a frame from peer %s; the link stays open", frame.kind,
-                           short_key(link.peer_public_key))
+                          short_key(link.peer_public_key))
 
     def penalize(self, peer_public_key: bytes, reason: str) -> None:
         """Count a message of ``peer_public_key``'s refused for cause (by consensus or
@@ -246,22 +283,58 @@ class Network:
     def _on_malformed(self, link: Link, reason: str) -> None:
         peer = link.peer_public_key
         self._accounting.add(peer, "malformed")
-        log.warning("dropped a malformed frame from peer %s at %s: %s", short_key(peer), link.remote, reason)
-        if self._misbehaviour.record_malformed(peer, _now()):
-            self._accounting.add(peer, "bans")
-            limits = self._limits
-            log.warning("banning peer %s at %s for %g s: more than %d malformed frames within %g s",
-                        short_key(peer), link.remote, limits.ban_seconds, limits.malformed_threshold,
-                        limits.malformed_window)
-            link.close_soon("banned: too many malformed frames", code=aiohttp.WSCloseCode.POLICY_VIOLATION)
+        self._log.warning(("malformed", peer), "dropped a malformed frame from peer %s at %s: %s", short_key(peer),
+                          link.remote, reason)
+        self._count_offence(peer)
+
+    def penalize(self, peer_public_key: bytes, reason: str) -> None:
+        """Count a frame this node refused for cause against ``peer_public_key``.
+
+        For refusals found after the handler returned, e.g. a consensus message
+        whose signature or content fails the replica's checks, or a gossiped
+        transaction with a forged signature; never for what is normal between
+        honest peers (a duplicate, a message for a height already final). It
+        counts towards the same ban as malformed frames (``malformed_threshold``
+        within ``malformed_window``: the link is closed and the key refused for
+        ``ban_seconds``), shows in ``stats`` as ``refused``, and is logged at
+        WARNING, rate-limited per peer. Raises ``ValueError`` for a key that is
+        not admitted (no frame can have come from it).
+        """
+        if peer_public_key not in self._identity.admitted:
+            raise ValueError(f"penalize: key {short_key(peer_public_key)} is not an admitted peer")
+        link = self._registry.get(peer_public_key)
+        self._accounting.add(peer_public_key, "refused")
+        self._log.warning(("refused", peer_public_key), "refused a frame from peer %s at %s: %s",
+                          short_key(peer_public_key), link.remote if link else "(no link)", reason)
+        self._count_offence(peer_public_key)
+
+    def _count_offence(self, peer: bytes) -> None:
+        if not self._misbehaviour.record_offence(peer, _now()):
+            return
+        self._accounting.add(peer, "bans")
+        limits = self._limits
+        link = self._registry.get(peer)
+        log.warning("banning peer %s at %s for %g s: more than %d malformed or refused frames within %g s",
+                    short_key(peer), link.remote if link else "(no link)", limits.ban_seconds,
+                    limits.malformed_threshold, limits.malformed_window)
+        if link is not None:
+            link.close_soon("banned: too many malformed or refused frames", code=aiohttp.WSCloseCode.POLICY_VIOLATION)
+
+    def _on_not_authentic(self, link: Link, reason: str) -> None:
+        """A message on ``link`` did not open: anyone on the path may have sent it, so the
+        link ends (the peer redials) and nothing counts against the peer."""
+        self._log.warning(("not authentic", link.peer_public_key),
+                          "closed the link to peer %s at %s: %s (altered on the path?)",
+                          short_key(link.peer_public_key), link.remote, reason)
 
     # --- links -----------------------------------------------------------------
 
-    def _new_link(self, websocket: WebSocket, peer: bytes, *, initiator: bytes, remote: str) -> Link:
+    def _new_link(self, websocket: WebSocket, authenticated: Authenticated, *, initiator: bytes, remote: str) -> Link:
         limits = self._limits
         return Link(
             websocket,
-            peer_public_key=peer,
+            channel=authenticated.channel,
+            peer_public_key=authenticated.peer_public_key,
             initiator=initiator,
             remote=remote,
             outbox=Outbox(max_frames=limits.outbox_frames, max_bytes=limits.outbox_bytes),
@@ -277,7 +350,7 @@ class Network:
             await link.refuse(refusal)
             return False
         try:
-            await link.serve(self._on_frame, self._on_malformed)
+            await link.serve(self._on_frame, self._on_not_authentic)
         finally:
             self._registry.forget(link)
         return True
@@ -292,33 +365,64 @@ class Network:
 
     def _handshake_failed(self, remote: str, error: HandshakeFailed) -> None:
         self._accounting.handshake_failures += 1
-        level = logging.WARNING if self._state == "running" else logging.DEBUG
-        log.log(level, "handshake with %s failed: %s", remote, error)
+        # A peer that hangs up or goes quiet may be restarting; one that fails a check is not.
+        level = logging.INFO if error.kind in ("closed", "timeout") else logging.WARNING
+        if self._state != "running":
+            level = logging.DEBUG
+        self._log.log(level, ("handshake", error.kind), "handshake with %s failed: %s", remote, error)
 
     # --- incoming --------------------------------------------------------------
 
     async def _accept(self, request: web.Request) -> web.StreamResponse:
-        if self._state != "running" or len(self._handshaking) >= self._limits.max_pending_handshakes:
-            raise web.HTTPServiceUnavailable(text="not accepting peer connections now")
+        source, remote = _source_of(request)
+        if self._state != "running":
+            return _refusal("not accepting peer connections now")
+        slot = self._slots.take(source)
+        if slot is None:
+            self._accounting.handshakes_turned_away += 1
+            self._log.info(("turned away",), "turned away a peer connection from %s: too many handshakes under way",
+                           remote)
+            return _refusal("too many handshakes under way; try again later")
         websocket = web.WebSocketResponse(
             heartbeat=self._limits.heartbeat,
-            max_msg_size=self._limits.max_frame_size,
+            max_msg_size=self._limits.max_frame_size + SEAL_OVERHEAD,
             timeout=self._limits.close_timeout,
             compress=False,
         )
-        await websocket.prepare(request)
-        remote = _remote_of(request)
-        self._handshaking.add(websocket)
         try:
-            peer = await perform_handshake(websocket, self._identity, timeout=self._limits.handshake_timeout)
+            authenticated = await self._authenticate_incoming(request, websocket)
         except HandshakeFailed as error:
+            slot.release()
             self._handshake_failed(remote, error)
             await self._close_quietly(websocket, str(error))
             return websocket
+        except ConnectionError as error:  # raised by the upgrade, before any handshake
+            log.debug("peer connection from %s dropped during the websocket upgrade: %s", remote, error)
+            return web.Response(status=400)  # never written: the connection is gone
+        finally:
+            slot.release()
+        self._slots.learn(authenticated.peer_public_key, source)
+        link = self._new_link(websocket, authenticated, initiator=authenticated.peer_public_key, remote=remote)
+        await self._run_link(link)
+        return websocket
+
+    async def _authenticate_incoming(self, request: web.Request, websocket: web.WebSocketResponse) -> Authenticated:
+        """Upgrade to a websocket (``ConnectionError`` if the client is gone) and run the handshake."""
+        await websocket.prepare(request)
+        gate = gate_server_reads(request, websocket, budget=PRE_AUTHENTICATION_BYTES)
+        self._handshaking.add(websocket)
+        try:
+            return await handshake_as_listener(
+                websocket,
+                self._identity,
+                hello_timeout=self._limits.hello_timeout,
+                timeout=self._limits.handshake_timeout,
+                on_authenticated=gate.open,
+            )
+        except HandshakeFailed as error:
+            raise _oversized(error, gate) from None
         finally:
             self._handshaking.discard(websocket)
-        await self._run_link(self._new_link(websocket, peer, initiator=peer, remote=remote))
-        return websocket
 
     # --- outgoing --------------------------------------------------------------
 
@@ -326,48 +430,61 @@ class Network:
         backoff = Backoff(initial=self._limits.backoff_initial, maximum=self._limits.backoff_max)
         while True:
             await self._registry.wait_until_dialable(address.public_key)
-            started = _now()
             try:
-                established = await self._dial_once(address)
+                lived = await self._dial_once(address)
             except Exception:
                 log.exception("dialing peer %s failed unexpectedly", short_key(address.public_key))
-                established = False
-            if established and _now() - started >= self._limits.backoff_max:
+                lived = None
+            # A link that worked resets the delay, so a flaky link is back within
+            # ``backoff_initial``; one dropped at once keeps it growing.
+            if lived is not None and lived >= self._limits.stable_link_seconds:
                 backoff.reset()
             await asyncio.sleep(backoff.next_delay())
 
-    async def _dial_once(self, address: PeerAddress) -> bool:
-        """Connect, authenticate and serve one link; True when the link was established."""
+    async def _dial_once(self, address: PeerAddress) -> float | None:
+        """Connect, authenticate and serve one link; how long it lived once
+        authenticated, or None when it never was."""
         self._dialing.add(address.public_key)
         try:
             return await self._connect_and_serve(address)
         finally:
             self._dialing.discard(address.public_key)
 
-    async def _connect_and_serve(self, address: PeerAddress) -> bool:
+    async def _connect_and_serve(self, address: PeerAddress) -> float | None:
         try:
-            websocket = await self._connect(address)
+            websocket, gate = await self._connect(address)
         except (aiohttp.ClientError, OSError, TimeoutError) as error:
             self._dial_failed(address, error)
-            return False
+            return None
         self._unreachable.discard(address.public_key)
         remote = f"{address.host}:{address.port}"
         try:
-            peer = await perform_handshake(
+            authenticated = await handshake_as_dialer(
                 websocket,
                 self._identity,
-                timeout=self._limits.handshake_timeout,
                 expected_public_key=address.public_key,
+                timeout=self._limits.handshake_timeout,
+                on_authenticated=gate.open,
             )
             self._dialing.discard(address.public_key)
-            return await self._run_link(self._new_link(websocket, peer, initiator=self.public_key, remote=remote))
+            self._learn_address(authenticated.peer_public_key, websocket)
+            started = _now()
+            link = self._new_link(websocket, authenticated, initiator=self.public_key, remote=remote)
+            served = await self._run_link(link)
+            return _now() - started if served else 0.0
         except HandshakeFailed as error:
-            self._handshake_failed(remote, error)
+            self._handshake_failed(remote, _oversized(error, gate))
             await self._close_quietly(websocket, str(error))
-            return False
+            return None
         finally:
             if not websocket.closed:  # cancelled by stop() before the link took over
                 await self._close_quietly(websocket, "the node is shutting down")
+
+    def _learn_address(self, peer: bytes, websocket: aiohttp.ClientWebSocketResponse) -> None:
+        """The address a peer was reached at is a known peer address (see ``mura.p2p.slots``)."""
+        peername = websocket.get_extra_info("peername")
+        if isinstance(peername, tuple) and peername:
+            self._slots.learn(peer, str(peername[0]))
 
     def _dial_failed(self, address: PeerAddress, error: Exception) -> None:
         self._accounting.dial_failures += 1
@@ -377,17 +494,19 @@ class Network:
         log.log(level, "cannot reach peer %s at %s:%d: %s (retrying with backoff)", short_key(address.public_key),
                 address.host, address.port, str(error) or type(error).__name__)
 
-    async def _connect(self, address: PeerAddress) -> aiohttp.ClientWebSocketResponse:
+    async def _connect(self, address: PeerAddress) -> tuple[aiohttp.ClientWebSocketResponse, ReadGate]:
         assert self._session is not None
         url = URL.build(scheme="http", host=address.host, port=address.port, path=PATH)
         async with asyncio.timeout(self._limits.connect_timeout):
-            return await self._session.ws_connect(
+            websocket = await self._session.ws_connect(
                 url,
                 heartbeat=self._limits.heartbeat,
-                max_msg_size=self._limits.max_frame_size,
+                max_msg_size=self._limits.max_frame_size + SEAL_OVERHEAD,
                 timeout=aiohttp.ClientWSTimeout(ws_close=self._limits.close_timeout),
                 autoping=True,
             )
+            # At once, before anything else can run and feed the parser.
+            return websocket, gate_client_reads(websocket, budget=PRE_AUTHENTICATION_BYTES)
 
 
 def _check_peers(peers: Sequence[PeerAddress], identity: Identity) -> tuple[PeerAddress, ...]:
@@ -405,11 +524,28 @@ def _check_peers(peers: Sequence[PeerAddress], identity: Identity) -> tuple[Peer
     return tuple(peers)
 
 
-def _remote_of(request: web.Request) -> str:
+def _source_of(request: web.Request) -> tuple[str, str]:
+    """The source address of a request, and ``address:port`` for log lines."""
     peername = request.transport.get_extra_info("peername") if request.transport else None
     if isinstance(peername, tuple) and len(peername) >= 2:
-        return f"{peername[0]}:{peername[1]}"
-    return request.remote or "unknown"
+        return str(peername[0]), f"{peername[0]}:{peername[1]}"
+    address = request.remote or "unknown"
+    return address, address
+
+
+def _refusal(reason: str) -> web.Response:
+    """HTTP 503 for a connection turned away before its upgrade; the connection is closed."""
+    response = web.Response(status=503, text=reason + "\n")
+    response.force_close()
+    return response
+
+
+def _oversized(error: HandshakeFailed, gate: ReadGate) -> HandshakeFailed:
+    """Name the real reason when the read gate ended the handshake."""
+    if not gate.exceeded or error.kind == "oversized":
+        return error
+    return HandshakeFailed(f"more than {PRE_AUTHENTICATION_BYTES} bytes before the handshake completed",
+                           kind="oversized")
 
 
 def _now() -> float:

@@ -1,9 +1,12 @@
 """The live link per peer, and the rule that keeps it to exactly one.
 
+Only links whose both ends proved their keys in the handshake reach the
+registry, so a connection can never displace a peer's link on a claim alone.
 When both sides dial each other, both keep the connection dialed by the side
 with the smaller public key and close the other, so the two ends agree without
 talking about it. A second link dialed by the *same* side replaces the first
-(a dialer only redials once its link ended, so the old one is stale). Dialers
+(a dialer only redials once its link ended, so the old one is stale; and only
+the holder of that key can dial as it). Dialers
 wait in ``wait_until_dialable`` while a link to their peer is live, so the side
 whose link lost does not redial in a loop.
 
@@ -19,6 +22,7 @@ from collections.abc import Callable
 
 from mura.p2p.accounting import Accounting, Misbehaviour
 from mura.p2p.link import Link, short_key
+from mura.p2p.logs import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +37,10 @@ class LinkRegistry:
         accounting: Accounting,
         misbehaviour: Misbehaviour,
         on_peer_change: Callable[[bytes, bool], None] | None,
+        log_interval: float = 10.0,
     ) -> None:
         self._own_public_key = own_public_key
+        self._log = RateLimitedLog(log, interval=log_interval)
         self._accounting = accounting
         self._misbehaviour = misbehaviour
         self._on_peer_change = on_peer_change
@@ -58,8 +64,9 @@ class LinkRegistry:
         peer = link.peer_public_key
         remaining = self._misbehaviour.ban_remaining(peer, _now())
         if remaining:
-            log.warning("refused banned peer %s at %s for another %.1f s", short_key(peer), link.remote, remaining)
-            return "banned: too many malformed frames"
+            self._log.warning(("banned", peer), "refused banned peer %s at %s for another %.1f s", short_key(peer),
+                              link.remote, remaining)
+            return "banned: too many malformed or refused frames"
         existing = self._links.get(peer)
         if existing is not None:
             if self._preferred(existing, link) is existing:

@@ -35,49 +35,68 @@ class PeerLink:
 class NetworkLimits:
     """Sizes, timeouts and misbehaviour thresholds; the defaults suit production."""
 
-    #: Largest frame sent or received, in bytes (aiohttp's ``max_msg_size`` on both ends).
+    #: Largest frame sent or received once a link is authenticated, in bytes
+    #: (before sealing; the websocket message is ``SEAL_OVERHEAD`` bytes longer).
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
-    #: Seconds a handshake may take from the websocket opening to the last proof.
+    #: Seconds an incoming connection may take to send its HELLO after the websocket upgrade.
+    hello_timeout: float = 2.0
+    #: Seconds a handshake may take from the websocket opening to READY.
     handshake_timeout: float = 5.0
-    #: Seconds a dial may take to open the websocket.
-    connect_timeout: float = 5.0
+    #: Seconds a connection to the peer port may take to send a complete HTTP request head.
+    header_timeout: float = 10.0
+    #: Seconds a dial may take to open the websocket: room for one lost SYN (resent after
+    #: 1 s), short enough that an attempt stuck in a partition is soon given up and retried.
+    connect_timeout: float = 3.0
     #: Seconds between websocket pings; a link with no pong within half of it is dead.
     heartbeat: float = 10.0
     #: Seconds a peer may take to accept one frame before the link is cut.
     send_timeout: float = 10.0
     #: Seconds the websocket close handshake may take before the connection is dropped.
     close_timeout: float = 2.0
-    #: First delay before redialing a peer; it doubles per failure.
+    #: First delay before redialing a peer; it doubles per failed attempt.
     backoff_initial: float = 0.2
-    #: Cap of the redial delay; a link that lived this long resets the delay.
-    backoff_max: float = 10.0
+    #: Cap of the redial delay: how long a peer may wait to be redialed once reachable again.
+    backoff_max: float = 2.0
+    #: Seconds an authenticated link must have lived for its end to reset the redial
+    #: delay; a peer that accepts and drops at once is not redialed in a tight loop.
+    stable_link_seconds: float = 0.5
     #: Frames that may wait for one peer.
     outbox_frames: int = 4096
     #: Bytes that may wait for one peer; at least ``max_frame_size``.
     outbox_bytes: int = 64 * 1024 * 1024
     #: Frame kinds the outbox may discard under pressure (see ``mura.p2p.outbox``).
     droppable_kinds: frozenset[str] = field(default_factory=lambda: frozenset({"transactions"}))
-    #: Malformed frames a peer may send within ``malformed_window`` before it is banned.
+    #: Malformed or refused frames a peer may send within ``malformed_window`` before it is banned.
     malformed_threshold: int = 20
-    #: Seconds over which malformed frames are counted.
+    #: Seconds over which malformed and refused frames are counted.
     malformed_window: float = 60.0
     #: Seconds a banned peer is disconnected and refused.
     ban_seconds: float = 60.0
-    #: Incoming connections that may be in their handshake at once; each may
-    #: buffer up to ``max_frame_size`` before it is authenticated.
+    #: Incoming connections that may be in their handshake at once (see ``mura.p2p.slots``);
+    #: each may buffer at most ``PRE_AUTHENTICATION_BYTES`` before it is authenticated.
     max_pending_handshakes: int = 16
+    #: Handshakes one source address that is not a known peer may have under way.
+    max_handshakes_per_source: int = 4
+    #: Of ``max_pending_handshakes``, how many only known peers' addresses may take.
+    reserved_peer_handshakes: int = 8
+    #: Seconds over which repeated warnings of one kind are folded into one line.
+    log_interval: float = 10.0
 
     def __post_init__(self) -> None:
-        for name in ("max_frame_size", "outbox_frames", "outbox_bytes", "max_pending_handshakes"):
+        for name in ("max_frame_size", "outbox_frames", "outbox_bytes", "max_pending_handshakes",
+                     "max_handshakes_per_source"):
             if getattr(self, name) < 1:
                 raise ValueError(f"limits.{name} must be at least 1")
-        for name in ("handshake_timeout", "connect_timeout", "heartbeat", "send_timeout", "close_timeout",
-                     "backoff_initial", "backoff_max", "malformed_window"):
+        for name in ("hello_timeout", "handshake_timeout", "header_timeout", "connect_timeout", "heartbeat",
+                     "send_timeout", "close_timeout", "backoff_initial", "backoff_max", "malformed_window",
+                     "log_interval"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"limits.{name} must be positive")
         if self.outbox_bytes < self.max_frame_size:
             raise ValueError("limits.outbox_bytes must hold at least one frame of max_frame_size")
         if self.backoff_max < self.backoff_initial:
             raise ValueError("limits.backoff_max must not be below limits.backoff_initial")
-        if self.malformed_threshold < 0 or self.ban_seconds < 0:
-            raise ValueError("limits.malformed_threshold and limits.ban_seconds must not be negative")
+        if self.malformed_threshold < 0 or self.ban_seconds < 0 or self.stable_link_seconds < 0:
+            raise ValueError("limits.malformed_threshold, ban_seconds and stable_link_seconds must not be negative")
+        if not 0 <= self.reserved_peer_handshakes < self.max_pending_handshakes:
+            raise ValueError("limits.reserved_peer_handshakes must be below limits.max_pending_handshakes")

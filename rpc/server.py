@@ -15,11 +15,19 @@ instead: once one starts, its request gives its slot up for good, so clients
 waiting for finality never crowd out the others. Past ``max_waiting`` such a
 call is answered -32000 "server busy" in its JSON-RPC response.
 
+The server is as careful with HTTP itself: a connection must send a complete
+request head within ``header_timeout_seconds`` of opening (or of its previous
+response, so an idle keep-alive connection is closed after as long); a body
+with a ``Content-Encoding`` other than ``identity`` is refused with HTTP 415
+(JSON-RPC bodies are small, and decompressing what strangers send is a cost
+for nothing); a body that is cut short or malformed on the wire gets 400. None
+of these, nor a client hanging up mid-request, logs more than one DEBUG line.
+
 HTTP status: 200 with the response body; 204 with no body when the request
-was a notification or a batch of notifications only; 408, 413 and 503 as above.
-A parse error or an invalid request is still HTTP 200, as JSON-RPC errors are.
-Responses are ``application/json``; the request's Content-Type is not checked,
-so ``curl -d`` works as well as a JSON-RPC library.
+was a notification or a batch of notifications only; 400, 408, 413, 415 and
+503 as above. A parse error or an invalid request is still HTTP 200, as
+JSON-RPC errors are. Responses are ``application/json``; the request's
+Content-Type is not checked, so ``curl -d`` works as well as a JSON-RPC library.
 
 GET ``/health`` is 200 while the node runs; GET ``/ready`` is 200 only while
 the node meets its ``ReadinessPolicy`` (query parameters may override it), else
@@ -33,12 +41,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from mura.rpc.declarations import Method
 from mura.rpc.errors import INVALID_REQUEST, SERVER_BUSY, RpcError, standard_error
@@ -59,6 +69,9 @@ class RpcLimits:
     max_body_bytes: int = 1024 * 1024
     #: Longest a client may take to send its request body, in seconds; then HTTP 408.
     body_timeout_seconds: float = 10.0
+    #: Longest a connection may take to send a complete request head, in seconds,
+    #: counted from its opening or its previous response; then it is closed.
+    header_timeout_seconds: float = 10.0
     #: Most requests in one batch.
     max_batch_length: int = DEFAULT_MAX_BATCH_LENGTH
     #: Most HTTP requests handled at once, besides those waiting in ``tx_wait``;
@@ -73,8 +86,9 @@ class RpcLimits:
         for name in ("max_body_bytes", "max_batch_length", "max_concurrent_requests", "max_waiting", "backlog"):
             if getattr(self, name) < 1:
                 raise ValueError(f"RpcLimits.{name} must be at least 1")
-        if not self.body_timeout_seconds > 0:
-            raise ValueError("RpcLimits.body_timeout_seconds must be positive")
+        for name in ("body_timeout_seconds", "header_timeout_seconds"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"RpcLimits.{name} must be positive")
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +236,16 @@ class RpcServer:
         app.router.add_get("/health", self._handle_health)
         app.router.add_get("/ready", self._handle_ready)
         app.router.add_get("/metrics", self._handle_metrics)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=self._shutdown_timeout)
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            shutdown_timeout=self._shutdown_timeout,
+            # aiohttp's keep-alive timer also runs from a connection's opening until its
+            # first request head is complete: it is the header timeout.
+            keepalive_timeout=self._limits.header_timeout_seconds,
+            auto_decompress=False,
+            logger=_ClientErrorLog(logging.getLogger("aiohttp.server")),
+        )
         await runner.setup()
         try:
             site = web.TCPSite(runner, self._host, self._requested_port, backlog=self._limits.backlog)
@@ -256,10 +279,18 @@ class RpcServer:
 
     async def _handle_rpc(self, request: web.Request) -> web.Response:
         """POST ``/``: one JSON-RPC request or batch, read in full before it takes a slot."""
+        encoding = request.headers.get(hdrs.CONTENT_ENCODING, "identity").strip().lower()
+        if encoding != "identity":
+            return self._encoded(encoding)
         try:
             body = await self._read_body_in_time(request)
         except TimeoutError:
             return self._too_slow()
+        except ConnectionError as error:
+            logger.debug("a client at %s hung up while sending its request: %s", request.remote, error)
+            return web.Response(status=400)  # never written: the connection is gone
+        except (web.RequestPayloadError, HttpProcessingError) as error:
+            return self._malformed_body(request, error)
         if body is None:
             return self._too_large(request.content_length)
         slot = self._occupancy.take_slot()
@@ -306,6 +337,21 @@ class RpcServer:
         if content_length is not None:
             data["got"] = content_length
         return self._error_response(standard_error(INVALID_REQUEST, **data), status=413)
+
+    def _encoded(self, encoding: str) -> web.Response:
+        error = standard_error(
+            INVALID_REQUEST,
+            reason=f"request bodies are not accepted with Content-Encoding {encoding[:40]!r}; send them uncompressed",
+        )
+        return self._error_response(error, status=415)
+
+    def _malformed_body(self, request: web.Request, problem: Exception) -> web.Response:
+        text = " ".join(str(problem).split()) or type(problem).__name__
+        logger.debug("a malformed request body from %s: %s", request.remote, text)
+        response = self._error_response(standard_error(INVALID_REQUEST, reason=f"malformed request body: {text}"),
+                                        status=400)
+        response.force_close()  # what is left of the body cannot be told from the next request
+        return response
 
     def _too_slow(self) -> web.Response:
         timeout = self._limits.body_timeout_seconds
@@ -364,3 +410,35 @@ class RpcServer:
         response = web.Response(status=200, body=text)
         response.headers["Content-Type"] = CONTENT_TYPE
         return response
+
+
+class _ClientErrorLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """aiohttp's server logger for this server.
+
+    aiohttp logs a full ERROR traceback for every request it cannot parse and
+    for clients that hang up mid-request. Those say nothing about this node and
+    anyone can cause them by the thousand, so each becomes one DEBUG line without a traceback;
+    an error of any other type (a bug in a handler) keeps its traceback.
+    """
+
+    def __init__(self, logger: logging.Logger) -> None:
+        super().__init__(logger, {})
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        error = _exception_of(kwargs.get("exc_info"))
+        if isinstance(error, (HttpProcessingError, web.RequestPayloadError, ConnectionError)):
+            if self.logger.isEnabledFor(logging.DEBUG):
+                text = " ".join(str(error).split()) or type(error).__name__
+                self.logger.debug("%s: %s", str(msg) % args if args else msg, text)
+            return
+        super().log(level, msg, *args, **kwargs)
+
+
+def _exception_of(exc_info: Any) -> BaseException | None:
+    if isinstance(exc_info, BaseException):
+        return exc_info
+    if isinstance(exc_info, tuple) and len(exc_info) == 3 and isinstance(exc_info[1], BaseException):
+        return exc_info[1]
+    if exc_info is True:
+        return sys.exc_info()[1]
+    return None

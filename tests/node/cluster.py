@@ -9,6 +9,7 @@ files in their data directories.
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import signal
 import socket
@@ -35,8 +36,14 @@ FAST_CONSENSUS = [
 
 
 def free_port_range(count: int) -> int:
-    """A base port such that ``base .. base + count - 1`` are free on 127.0.0.1 now."""
-    for base in range(21000, 60000, 97):
+    """A base port such that ``base .. base + count - 1`` are free on 127.0.0.1 now.
+
+    The scan starts at a random place: test runs sharing the machine would otherwise
+    all probe the same ranges at once and each start nodes on the other's ports.
+    """
+    bases = list(range(21000, 60000, 97))
+    start = random.randrange(len(bases))
+    for base in bases[start:] + bases[:start]:
         sockets = []
         try:
             for port in range(base, base + count):

@@ -21,8 +21,9 @@ from mura.chain.keys import SigningKey
 from mura.chain.store import Store
 from mura.chain.transaction import Transfer
 from mura.genesis.format import genesis_block
+from mura.p2p.client import open_link
 from mura.p2p.frames import encode_frame
-from mura.p2p.handshake import HandshakeFailed, Identity, perform_handshake
+from mura.p2p.handshake import HandshakeFailed, Identity
 
 pytestmark = pytest.mark.processes
 
@@ -178,17 +179,19 @@ def test_wiped_node_resyncs_to_the_same_state(cluster: Cluster) -> None:
 def test_intruder_key_is_refused_and_garbage_does_not_stop_a_node(cluster: Cluster) -> None:
     genesis, _ = genesis_block(cluster.layout.genesis)
     intruder = Identity(SigningKey.generate(), cluster.chain_id, genesis.hash, frozenset(cluster.layout.genesis.validator_keys()))
-    peer_port = int(cluster.layout.genesis.validators[0].peer_address.rpartition(":")[2])
+    validator = cluster.layout.genesis.validators[0]
+    peer_port = int(validator.peer_address.rpartition(":")[2])
 
     async def intrude() -> str:
+        url = f"http://127.0.0.1:{peer_port}/p2p"
+        try:
+            link = await open_link(url, intruder, expected_public_key=validator.public_key, timeout=5)
+        except HandshakeFailed as error:
+            refusal = str(error)
+        else:
+            await link.close()
+            refusal = ""
         async with aiohttp.ClientSession() as session:
-            async with session.ws_connect(f"http://127.0.0.1:{peer_port}/p2p") as websocket:
-                try:
-                    await perform_handshake(websocket, intruder, timeout=5)
-                except HandshakeFailed as error:
-                    refusal = str(error)
-                else:
-                    refusal = ""
             for junk in (b"\x00garbage", encode_frame("hello", [1, 2, 3]), bytes(range(256))):
                 async with session.ws_connect(f"http://127.0.0.1:{peer_port}/p2p") as websocket:
                     await websocket.send_bytes(junk)

@@ -1,15 +1,15 @@
 """Factories for the p2p tests: keys by name, free loopback ports, real networks
-with teardown, a raw websocket client, and ``wait_for`` (poll a condition with
-a deadline; never sleep a fixed time).
+with teardown, a raw websocket client, links opened as a given key
+(``link_as``), a TCP proxy that records, alters or cuts what passes, and
+``wait_for`` (poll a condition with a deadline; never sleep a fixed time).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import socket
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -19,8 +19,8 @@ import pytest
 
 from mura.chain.keys import SigningKey, sha256
 from mura.p2p.accounting import TrafficStats
-from mura.p2p.frames import decode_frame, encode_frame
-from mura.p2p.handshake import PROOF, PROTOCOL_VERSION, Hello, proof_message
+from mura.p2p.client import ClientLink, LinkClosed, open_link
+from mura.p2p.handshake import Identity
 from mura.p2p.network import Handler, Network
 from mura.p2p.settings import NetworkLimits, PeerAddress
 
@@ -120,8 +120,10 @@ class Cluster:
         limits: NetworkLimits = FAST_LIMITS,
         chain_id: str = CHAIN_ID,
         genesis_hash: bytes = GENESIS_HASH,
+        via: dict[str, int] | None = None,
     ) -> Node:
-        """Start node ``name`` with a recording handler for each of ``kinds``."""
+        """Start node ``name`` with a recording handler for each of ``kinds``; ``via``
+        names the port to dial some peers at instead of their own (e.g. a proxy's)."""
         node = Node(name, key_named(name), network=None)  # type: ignore[arg-type]
         all_handlers: dict[str, Handler] = {kind: _recorder(node, kind) for kind in kinds}
         all_handlers.update(handlers or {})
@@ -131,7 +133,8 @@ class Cluster:
             genesis_hash=genesis_hash,
             listen_host=HOST,
             listen_port=self.port(name),
-            peers=[self.address(peer) for peer in peers],
+            peers=[PeerAddress(key_named(peer).public_key, HOST, (via or {}).get(peer) or self.port(peer))
+                   for peer in peers],
             admitted=[key_named(other).public_key for other in admitted],
             handlers=all_handlers,
             on_peer_change=lambda peer, connected: node.peer_events.append((peer, connected)),
@@ -182,43 +185,121 @@ async def next_close(websocket: aiohttp.ClientWebSocketResponse) -> aiohttp.WSMe
                 return message
 
 
+def identity(name: str, *, admitted: Iterable[str] = "abcdefgh", chain_id: str = CHAIN_ID,
+             genesis_hash: bytes = GENESIS_HASH) -> Identity:
+    """Who node ``name`` is on the test chain."""
+    return Identity(key_named(name), chain_id, genesis_hash, frozenset(key_named(other).public_key for other in admitted))
 
 
-def hello_from(key: SigningKey, **changes: Any) -> Hello:
-    """A HELLO as ``key`` on the test chain, with ``changes`` applied."""
-    return replace(Hello(PROTOCOL_VERSION, CHAIN_ID, GENESIS_HASH, key.public_key, os.urandom(32)), **changes)
-
-
-async def exchange_hello(websocket: aiohttp.ClientWebSocketResponse, hello: Hello) -> Hello:
-    """Send ``hello``, return the node's."""
-    await websocket.send_bytes(hello.encode())
-    message = await websocket.receive()
-    return Hello.decode(decode_frame(message.data).payload)
-
-
-async def send_proof(
-    websocket: aiohttp.ClientWebSocketResponse,
-    key: SigningKey,
-    ours: Hello,
-    theirs: Hello,
-    *,
-    nonce: bytes | None = None,
-) -> None:
-    """Sign the proof for ``theirs`` (or over ``nonce``, to forge one) and send it."""
-    message = proof_message(
-        chain_id=CHAIN_ID,
-        genesis_hash=GENESIS_HASH,
-        nonce=nonce or theirs.nonce,
-        signer=ours.public_key,
-        verifier=theirs.public_key,
+@asynccontextmanager
+async def link_as(node: Node, name: str, **options: Any) -> AsyncIterator[ClientLink]:
+    """An authenticated link to ``node`` opened as ``key_named(name)``; closed at the end."""
+    link = await open_link(
+        f"http://{HOST}:{node.network.listen_port}/p2p", identity(name), expected_public_key=node.public_key, **options
     )
-    await websocket.send_bytes(encode_frame(PROOF, key.sign(message)))
+    async with link:
+        yield link
 
 
-async def complete_handshake(websocket: aiohttp.ClientWebSocketResponse, key: SigningKey) -> None:
-    """Authenticate a raw client as ``key``, then leave the websocket to the test."""
-    ours = hello_from(key)
-    theirs = await exchange_hello(websocket, ours)
-    await send_proof(websocket, key, ours, theirs)
-    message = await websocket.receive()
-    assert decode_frame(message.data).kind == PROOF, message
+async def closed_by_node(link: ClientLink) -> None:
+    """Read frames until the node ends the link (within 5 s)."""
+    async with asyncio.timeout(5):
+        while True:
+            try:
+                await link.receive_frame()
+            except LinkClosed:
+                return
+
+
+class Proxy:
+    """A TCP relay on a free loopback port to ``target_port``: it records the bytes of each
+    direction, may alter them (``alter``), and can cut every connection or refuse new ones."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = free_port()
+        #: Every byte relayed, per direction (``"out"``: client to target, ``"in"``: back).
+        self.recorded: dict[str, bytearray] = {"out": bytearray(), "in": bytearray()}
+        #: ``alter[direction](chunk)`` may return changed bytes.
+        self.alter: dict[str, Callable[[bytes], bytes]] = {}
+        self.refusing = False
+        self.connections = 0
+        #: Loop time of each relayed connection.
+        self.connected_at: list[float] = []
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._ends: dict[str, list[asyncio.StreamWriter]] = {"out": [], "in": []}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._relay, HOST, self.port)
+
+    async def stop(self) -> None:
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def inject(self, direction: str, data: bytes) -> None:
+        """Write ``data`` into every relayed connection, towards the target (``"out"``) or back."""
+        for writer in self._ends[direction]:
+            writer.write(data)
+
+    def cut(self) -> None:
+        """Drop every relayed connection at once (both ends see it reset)."""
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def _relay(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        if self.refusing:
+            client_writer.transport.abort()
+            return
+        try:
+            target_reader, target_writer = await asyncio.open_connection(HOST, self.target_port)
+        except OSError:
+            client_writer.transport.abort()
+            return
+        self.connections += 1
+        self.connected_at.append(asyncio.get_running_loop().time())
+        self._writers |= {client_writer, target_writer}
+        self._ends["out"].append(target_writer)
+        self._ends["in"].append(client_writer)
+        pumps = [self._pump(client_reader, target_writer, "out"), self._pump(target_reader, client_writer, "in")]
+        tasks = [asyncio.ensure_future(pump) for pump in pumps]
+        self._tasks.update(tasks)
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for writer in (client_writer, target_writer):
+            writer.transport.abort()
+            self._writers.discard(writer)
+        self._ends["out"].remove(target_writer)
+        self._ends["in"].remove(client_writer)
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, direction: str) -> None:
+        try:
+            while chunk := await reader.read(65536):
+                self.recorded[direction] += chunk
+                alter = self.alter.get(direction)
+                writer.write(alter(chunk) if alter else chunk)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+
+
+@pytest.fixture
+async def proxies() -> AsyncIterator[Callable[[int], Awaitable[Proxy]]]:
+    """``await proxies(port)``: a started ``Proxy`` to ``port``, stopped at teardown."""
+    started: list[Proxy] = []
+
+    async def make(port: int) -> Proxy:
+        proxy = Proxy(port)
+        await proxy.start()
+        started.append(proxy)
+        return proxy
+
+    yield make
+    for proxy in started:
+        await proxy.stop()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -20,9 +21,11 @@ from .conftest import (
     FAST_LIMITS,
     Cluster,
     Node,
-    complete_handshake,
+    Proxy,
+    closed_by_node,
     key_named,
     limits,
+    link_as,
     next_close,
     raw_websocket,
     wait_for,
@@ -115,6 +118,37 @@ async def test_a_stopped_node_is_reconnected_when_it_comes_back(cluster: Cluster
     assert a.network.stats.peers[b.public_key].disconnects == 1
 
 
+async def test_a_link_that_worked_is_redialed_at_once_however_often_it_drops(
+    cluster: Cluster, proxies: Callable[[int], Awaitable[Proxy]]
+) -> None:
+    """Flaky links: each drop of a link that authenticated resets the redial delay, so the
+    tenth drop is redialed as fast as the first (the delay once grew to backoff_max)."""
+    b = await cluster.start("b")
+    proxy = await proxies(b.network.listen_port)
+    flaky = limits(backoff_initial=0.02, backoff_max=30.0, stable_link_seconds=0.0)
+    a = await cluster.start("a", peers="b", via={"b": proxy.port}, limits=flaky)
+    for drop in range(10):
+        await wait_for(lambda: linked(a, b), f"a to redial b after drop {drop}", timeout=3.0)
+        proxy.cut()
+        await wait_for(lambda: not a.network.connected_peers(), "a to notice the drop")
+    await wait_for(lambda: linked(a, b), "a to redial b after the last drop", timeout=3.0)
+
+
+async def test_a_peer_that_drops_every_link_at_once_is_redialed_ever_more_slowly(
+    cluster: Cluster, proxies: Callable[[int], Awaitable[Proxy]]
+) -> None:
+    b = await cluster.start("b")
+    proxy = await proxies(b.network.listen_port)
+    quick = limits(backoff_initial=0.05, backoff_max=0.4, stable_link_seconds=60.0)
+    a = await cluster.start("a", peers="b", via={"b": proxy.port}, limits=quick)
+    for drop in range(7):
+        await wait_for(lambda: linked(a, b), f"link {drop}")
+        proxy.cut()
+        await wait_for(lambda: not a.network.connected_peers(), "a to notice the drop")
+    gaps = [later - earlier for earlier, later in itertools.pairwise(proxy.connected_at)]
+    assert min(gaps[4:]) >= 0.15, f"redials after links that lived no time were not held back: {gaps}"
+
+
 async def test_malformed_frames_are_counted_then_the_peer_is_banned(
     cluster: Cluster, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -123,29 +157,45 @@ async def test_malformed_frames_are_counted_then_the_peer_is_banned(
     honest = await cluster.start("c", peers="a")
     await wait_for(lambda: linked(a, honest), "the honest peer to link")
     mallory = key_named("b")  # admitted, but sends garbage
-    async with raw_websocket(a.network.listen_port) as websocket:
-        await complete_handshake(websocket, mallory)
-        await websocket.send_bytes(b"\xc1 garbage")
-        await websocket.send_bytes(encode_frame("no-such-kind", b""))
-        await websocket.send_str("text is not a frame")
-        await websocket.send_bytes(encode_frame("data", b"a good frame still counts"))
-        await wait_for(lambda: a.traffic(mallory.public_key).malformed == 3, "three malformed frames")
+    async with link_as(a, "b") as link:
+        await link.send_frame(b"\xc1 garbage")
+        await link.send_frame(encode_frame("no-such-kind", b""))
+        await link.send_frame(encode_frame("data", b"a good frame still counts"))
+        await wait_for(lambda: a.traffic(mallory.public_key).malformed == 2, "two malformed frames")
         assert mallory.public_key in a.network.connected_peers()
         assert a.payloads("data", sender=Node("b", mallory, a.network)) == [b"a good frame still counts"]
-        for _ in range(3):
-            await websocket.send_bytes(b"\x00\x01 more garbage")
-        await next_close(websocket)
-        assert websocket.close_code == aiohttp.WSCloseCode.POLICY_VIOLATION
+        for _ in range(4):
+            await link.send_frame(b"\x00\x01 more garbage")
+        await closed_by_node(link)
+        assert link.close_code == aiohttp.WSCloseCode.POLICY_VIOLATION
     await wait_for(lambda: a.traffic(mallory.public_key).disconnects == 1, "a to drop mallory")
     assert (a.traffic(mallory.public_key).malformed, a.traffic(mallory.public_key).bans) == (6, 1)
-    async with raw_websocket(a.network.listen_port) as websocket:
-        await complete_handshake(websocket, mallory)
-        await next_close(websocket)
+    async with link_as(a, "b") as link:  # proven again, and refused while the ban lasts
+        await closed_by_node(link)
     assert mallory.public_key not in a.network.connected_peers()
     assert any("refused banned peer" in record.getMessage() for record in caplog.records)
     assert await honest.network.send(a.public_key, "data", b"still served")
     await wait_for(lambda: b"still served" in a.payloads("data"), "the honest peer to be served")
     assert a.network.stats.peers[honest.public_key].malformed == 0
+
+
+async def test_penalties_count_towards_the_same_ban(cluster: Cluster, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="mura.p2p")
+    a = await cluster.start("a", limits=limits(malformed_threshold=3))
+    b = await cluster.start("b", peers="a")
+    await wait_for(lambda: linked(a, b), "a and b to link")
+    for index in range(3):
+        a.network.penalize(b.public_key, f"consensus message {index} refused: bad signature")
+    assert await b.network.send(a.public_key, "no-such-kind", b"")
+    await wait_for(lambda: a.network.stats.total.bans == 1, "a to ban b")
+    stats = a.traffic(b.public_key)
+    assert (stats.refused, stats.malformed, stats.bans) == (3, 1, 1)
+    await wait_for(lambda: a.network.connected_peers() == [], "a to drop b")
+    refusals = [record.getMessage() for record in caplog.records if "refused a frame from peer" in record.getMessage()]
+    assert refusals[0].endswith("consensus message 0 refused: bad signature"), refusals
+    assert len(refusals) == 1, "later penalties within the interval are folded into a summary"
+    with pytest.raises(ValueError, match="not an admitted peer"):
+        a.network.penalize(key_named("mallory").public_key, "no frame can come from this key")
 
 
 async def test_a_ban_ends_and_the_dialer_reconnects(cluster: Cluster) -> None:
@@ -178,18 +228,39 @@ async def test_handler_errors(cluster: Cluster, caplog: pytest.LogCaptureFixture
     assert "a bug in this node" in str(bug.exc_info[1])  # type: ignore[index]
 
 
-async def test_an_oversized_frame_is_malformed_and_ends_the_link(cluster: Cluster) -> None:
+async def test_an_oversized_message_ends_the_link_without_counting_against_the_key(cluster: Cluster) -> None:
     small = limits(max_frame_size=64 * 1024)
     a = await cluster.start("a", limits=small)
     b = key_named("b")
-    async with raw_websocket(a.network.listen_port) as websocket:
-        await complete_handshake(websocket, b)
-        await websocket.send_bytes(encode_frame("data", b"x" * 100_000))
-        await next_close(websocket)
+    async with link_as(a, "b") as link:
+        await link.send_frame(encode_frame("data", b"x" * 100_000))
+        await closed_by_node(link)
     await wait_for(lambda: a.network.stats.total.disconnects == 1, "a to drop the link")
-    assert a.network.stats.peers[b.public_key].malformed == 1
+    assert (a.traffic(b.public_key).malformed, a.traffic(b.public_key).not_authentic) == (0, 1)
     with pytest.raises(FrameTooLarge):
         await a.network.send(b.public_key, "data", b"x" * 100_000)
+
+
+@pytest.mark.parametrize("how", ["unsealed", "text", "replayed"])
+async def test_a_message_that_does_not_open_ends_the_link_without_counting(cluster: Cluster, how: str) -> None:
+    a = await cluster.start("a", limits=limits(malformed_threshold=0))  # one offence would ban
+    b = key_named("b")
+    async with link_as(a, "b") as link:
+        sealed = link.channel.seal(encode_frame("data", b"first"))
+        await link.send_unsealed(sealed)
+        await wait_for(lambda: a.payloads("data") == [b"first"], "the first frame")
+        if how == "unsealed":
+            await link.send_unsealed(encode_frame("data", b"in the clear"))
+        elif how == "text":
+            await link.websocket.send_str("text is never sealed")
+        else:
+            await link.send_unsealed(sealed)
+        await closed_by_node(link)
+        assert link.close_code == aiohttp.WSCloseCode.POLICY_VIOLATION
+    await wait_for(lambda: a.traffic(b.public_key).disconnects == 1, "a to drop the link")
+    stats = a.traffic(b.public_key)
+    assert (stats.not_authentic, stats.malformed, stats.bans) == (1, 0, 0)
+    assert a.payloads("data") == [b"first"]
 
 
 async def test_send_to_a_peer_without_a_link(cluster: Cluster) -> None:
@@ -205,8 +276,7 @@ async def test_a_peer_that_stops_reading_is_cut_off_without_holding_up_others(cl
     await wait_for(lambda: linked(a, fast), "the fast peer to link")
     slow = key_named("b")
     block = b"x" * MiB
-    async with raw_websocket(a.network.listen_port) as websocket:
-        await complete_handshake(websocket, slow)
+    async with link_as(a, "b"):  # reads nothing
         await wait_for(lambda: slow.public_key in a.network.connected_peers(), "the slow peer to link")
         for sent in range(50):  # gossip is dropped under pressure, never a reason to disconnect
             assert await a.network.send(slow.public_key, "transactions", block)
@@ -227,8 +297,7 @@ async def test_a_peer_that_stops_reading_is_cut_off_without_holding_up_others(cl
 async def test_heartbeat_detects_a_dead_link(cluster: Cluster) -> None:
     a = await cluster.start("a", limits=limits(heartbeat=0.2))
     b = key_named("b")
-    async with raw_websocket(a.network.listen_port, autoping=False) as websocket:
-        await complete_handshake(websocket, b)
+    async with link_as(a, "b", autoping=False):
         await wait_for(lambda: a.network.connected_peers() == [b.public_key], "the link")
         await wait_for(lambda: a.peer_events == [(b.public_key, True), (b.public_key, False)],
                        "the heartbeat to drop the silent peer")
@@ -275,8 +344,7 @@ async def test_stop_cuts_off_a_peer_that_reads_nothing(cluster: Cluster) -> None
     stuck = limits(max_frame_size=MiB + 64, outbox_bytes=8 * MiB, send_timeout=60.0, close_timeout=0.2, heartbeat=60.0)
     a = await cluster.start("a", limits=stuck)
     slow = key_named("b")
-    async with raw_websocket(a.network.listen_port) as websocket:
-        await complete_handshake(websocket, slow)
+    async with link_as(a, "b"):
         await wait_for(lambda: a.network.connected_peers() == [slow.public_key], "the link")
         for _ in range(40):
             await a.network.send(slow.public_key, "transactions", b"x" * MiB)

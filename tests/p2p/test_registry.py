@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from mura.p2p.accounting import Accounting, Misbehaviour
+from mura.p2p.channel import SecureChannel
 from mura.p2p.link import Link
 from mura.p2p.outbox import Outbox
 from mura.p2p.registry import LinkRegistry
@@ -36,6 +37,7 @@ class End:
         """This end's side of a connection (never served: no I/O happens here)."""
         return Link(
             _NoWebSocket(),
+            channel=SecureChannel(send_key=b"s" * 32, receive_key=b"r" * 32),
             peer_public_key=self.peer,
             initiator=dialed_by,
             remote="test",
@@ -92,6 +94,6 @@ async def test_a_redial_by_the_same_side_replaces_the_stale_link() -> None:
 
 async def test_invalid_link_from_a_banned_peer() -> None:
     end = End(SMALL, ban_threshold=0)
-    assert end.misbehaviour.record_malformed(LARGE, now=asyncio.get_running_loop().time())
-    assert end.registry.admit(end.link(dialed_by=LARGE)) == "banned: too many malformed frames"
+    assert end.misbehaviour.record_offence(LARGE, now=asyncio.get_running_loop().time())
+    assert end.registry.admit(end.link(dialed_by=LARGE)) == "banned: too many malformed or refused frames"
     assert end.events == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -245,6 +246,93 @@ async def test_a_body_that_does_not_arrive_in_time_is_refused_with_408(serve: Se
     assert await endpoint.post(ping()) == (200, PONG)
 
 
+# --- malformed HTTP --------------------------------------------------------------------------
+
+
+def server_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    """What the server and aiohttp logged above DEBUG, or with a traceback at any level."""
+    return [
+        record for record in caplog.records
+        if record.name.startswith(("aiohttp", "mura.rpc")) and (record.levelno > logging.DEBUG or record.exc_info)
+        and "listening on" not in record.getMessage()
+    ]
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "zstd", "x-unknown"])
+async def test_a_compressed_body_is_refused_with_415_and_logs_nothing(
+    serve: Serve, caplog: pytest.LogCaptureFixture, encoding: str
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    endpoint = await serve(Gate(1).methods())
+    body = json.dumps(ping()).encode()  # not actually compressed: it is refused before it is read
+    reader, writer = await asyncio.open_connection("127.0.0.1", endpoint.server.port)
+    writer.write(f"POST / HTTP/1.1\r\nHost: x\r\nContent-Encoding: {encoding}\r\n"
+                 f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    try:
+        status, _, response = await asyncio.wait_for(read_response(reader), DEADLINE)
+    finally:
+        writer.close()
+    assert status == 415 and response["error"]["code"] == -32600
+    assert "Content-Encoding" in response["error"]["data"]["reason"]
+    assert server_lines(caplog) == []
+    assert await endpoint.post(ping()) == (200, PONG)
+
+
+@pytest.mark.parametrize(
+    "request_head",
+    [
+        b"POST / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"\x16\x03\x01\x00\xa5 a TLS hello\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+    ],
+)
+async def test_a_malformed_request_gets_400_and_at_most_one_debug_line(
+    serve: Serve, caplog: pytest.LogCaptureFixture, request_head: bytes
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    endpoint = await serve(Gate(1).methods())
+    reader, writer = await asyncio.open_connection("127.0.0.1", endpoint.server.port)
+    writer.write(request_head)
+    try:
+        status_line = await asyncio.wait_for(reader.readline(), DEADLINE)
+    finally:
+        writer.close()
+    assert status_line.split()[1] == b"400", status_line
+    assert server_lines(caplog) == []
+    aiohttp_lines = [record for record in caplog.records if record.name.startswith("aiohttp.server")]
+    assert len(aiohttp_lines) <= 1 and all("\n" not in record.getMessage() for record in aiohttp_lines)
+
+
+async def test_a_client_hanging_up_mid_body_logs_one_debug_line(
+    serve: Serve, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    endpoint = await serve(Gate(1).methods())
+    _, writer = await post_part_of_a_body(endpoint.server, declared=100, sent=b'{"jsonrpc": ')
+    await wait_until(lambda: endpoint.server.reading == 1, "the server to read the body")
+    writer.transport.abort()
+    await wait_until(lambda: endpoint.server.reading == 0, "the server to give the body up")
+    assert server_lines(caplog) == []
+    assert [record.getMessage() for record in caplog.records if "hung up" in record.getMessage()] != []
+    assert await endpoint.post(ping()) == (200, PONG)
+
+
+async def test_a_request_head_that_never_completes_is_closed(serve: Serve) -> None:
+    endpoint = await serve(Gate(1).methods(), limits=RpcLimits(header_timeout_seconds=0.3))
+    connections = [await asyncio.open_connection("127.0.0.1", endpoint.server.port) for _ in range(20)]
+    try:
+        for _, writer in connections:
+            writer.write(b"POST / HTT")
+        async with asyncio.timeout(DEADLINE):
+            closed = await asyncio.gather(*(reader.read() for reader, _ in connections))
+    finally:
+        for _, writer in connections:
+            writer.close()
+    assert closed == [b""] * 20
+    assert await endpoint.post(ping()) == (200, PONG)
+
+
 # --- requests in flight ------------------------------------------------------------------------
 
 
@@ -331,7 +419,8 @@ async def test_each_waiting_call_of_a_batch_counts_against_the_waiting_limit(ser
 
 @pytest.mark.parametrize(
     "limit",
-    ["max_body_bytes", "body_timeout_seconds", "max_batch_length", "max_concurrent_requests", "max_waiting", "backlog"],
+    ["max_body_bytes", "body_timeout_seconds", "header_timeout_seconds", "max_batch_length",
+     "max_concurrent_requests", "max_waiting", "backlog"],
 )
 def test_limits_must_be_positive(limit: str) -> None:
     with pytest.raises(ValueError, match=limit):
