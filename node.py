@@ -650,6 +650,9 @@ class Node:
 
     async def _run_consensus(self) -> None:
         while True:
+            # ``get`` does not suspend while events are queued: without this a full queue
+            # would run back to back and starve RPC, links and their heartbeats.
+            await asyncio.sleep(0)
             event, argument = await self._events.get()
             replica = self._replica
             now = now_ms()

@@ -271,15 +271,6 @@ class Network:
             log.exception("the %r handler failed on a frame from peer %s; the link stays open", frame.kind,
                           short_key(link.peer_public_key))
 
-    def penalize(self, peer_public_key: bytes, reason: str) -> None:
-        """Count a message of ``peer_public_key``'s refused for cause (by consensus or
-        admission) like a malformed frame: enough of them get the peer banned."""
-        link = self._registry.get(peer_public_key)
-        if link is not None:
-            self._on_malformed(link, reason)
-        elif self._misbehaviour.record_malformed(peer_public_key, _now()):
-            self._accounting.add(peer_public_key, "bans")
-
     def _on_malformed(self, link: Link, reason: str) -> None:
         peer = link.peer_public_key
         self._accounting.add(peer, "malformed")

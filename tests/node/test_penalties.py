@@ -71,7 +71,7 @@ async def test_votes_for_views_out_of_the_window_cost_the_sender_nothing(
     replica = node.node.replica
     assert replica is not None
     await wait_until(lambda: replica.rejected["outside_window"] >= MALFORMED_THRESHOLD + 5, "the votes to be dropped")
-    assert (traffic(node, peer).malformed, traffic(node, peer).bans) == (0, 0)
+    assert (traffic(node, peer).malformed, traffic(node, peer).refused, traffic(node, peer).bans) == (0, 0, 0)
     assert peer.public_key in network_of(node).connected_peers()
 
 
@@ -105,7 +105,7 @@ async def test_gossip_refused_for_the_state_costs_the_peer_nothing(
     batch = [transaction.encoded for transaction in poor] + [good.encoded]
     assert await peer.network.send(node.node.key.public_key, TRANSACTIONS_KIND, batch)
     await wait_until(lambda: good.hash in node.node.mempool, "the good transaction to be admitted")
-    assert (traffic(node, peer).malformed, traffic(node, peer).bans) == (0, 0)
+    assert (traffic(node, peer).malformed, traffic(node, peer).refused, traffic(node, peer).bans) == (0, 0, 0)
     assert len(node.node.mempool) == 1
 
 
@@ -128,7 +128,7 @@ async def test_equivocation_is_logged_once_per_validator_and_height_and_counts_a
     node_log = [r for r in caplog.records if r.name == "mura.node"]
     warnings = [r for r in node_log if r.levelno == logging.WARNING and "equivocation" in r.getMessage()]
     assert len(warnings) == 1
-    assert traffic(node, equivocator).malformed == 12
+    assert traffic(node, equivocator).refused == 12
 
 
 async def test_a_heavy_new_view_is_refused_on_its_cheap_checks(node: TestNode, connect_peer: ConnectPeer) -> None:
@@ -153,4 +153,4 @@ async def test_a_heavy_new_view_is_refused_on_its_cheap_checks(node: TestNode, c
     # One copy reached the replica (the repeats are the same bytes); refused for its single
     # view change, before its block's body was checked or a transaction decoded.
     assert replica.rejected["transaction_root_mismatch"] == 0
-    assert traffic(node, attacker).malformed == 1
+    assert traffic(node, attacker).refused == 1
