@@ -215,7 +215,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = _names(options.attack)
     workdir = Path(tempfile.mkdtemp(prefix="mura-attacks-"))
     started = time.monotonic()
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as on Ctrl-C, through every finally
+    # Stop as on Ctrl-C, through every finally, also when started with SIGINT ignored (in the background).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         rows = asyncio.run(campaign(names, Scale(options.scale), workdir, options.node_arg, options.json))
     except KeyboardInterrupt:

@@ -95,6 +95,7 @@ _NUMBERS = re.compile(r"\b(?:0x)?[0-9a-f]{6,}\b|\b\d+(?:\.\d+)?\b")
 _BANNING = re.compile(r"banning peer ([0-9a-f]{8}) at (\S+)")
 _DISCONNECTED = re.compile(r"disconnected from peer ([0-9a-f]{8}) at (\S+): (.*)")
 _REFUSED_BANNED = re.compile(r"refused banned peer ([0-9a-f]{8})")
+_CANNOT_KEEP_UP = re.compile(r"peer ([0-9a-f]{8}) at \S+ cannot keep up, disconnecting: (\d+) frames \((\d+) bytes\)")
 
 
 @dataclass(slots=True)
@@ -112,6 +113,8 @@ class LogStats:
     disconnects: list[tuple[str, str]] = field(default_factory=list)
     #: Keys refused at a handshake because they are banned.
     refused_banned: Counter[str] = field(default_factory=Counter)
+    #: (key, frames, bytes) waiting for a peer when it was cut for not keeping up.
+    overflows: list[tuple[str, int, int]] = field(default_factory=list)
 
     def count(self, needle: str) -> int:
         return sum(number for shape, number in self.shapes.items() if needle in shape)
@@ -143,6 +146,8 @@ def read_log(path: Path, start: int) -> tuple[LogStats, int]:
             stats.disconnects.append((found[1], found[3][:100]))
         if found := _REFUSED_BANNED.search(rest):
             stats.refused_banned[found[1]] += 1
+        if found := _CANNOT_KEEP_UP.search(rest):
+            stats.overflows.append((found[1], int(found[2]), int(found[3])))
     return stats, start + len(data)
 
 

@@ -24,8 +24,11 @@ BATCH = 100
 CONNECTIONS = 2
 
 
-async def submit(rpc: Rpc, cluster: AttackCluster, transfers: Sequence[SignedTransfer]) -> Counter[str]:
-    """Submit every transfer to its validator in batches; the refusals by rule."""
+async def submit(
+    rpc: Rpc, cluster: AttackCluster, transfers: Sequence[SignedTransfer], *, rate: float | None = None
+) -> Counter[str]:
+    """Submit every transfer to its validator in batches, at most ``rate`` a second over all
+    validators if given; the refusals by rule."""
     refused: Counter[str] = Counter()
     queues: dict[int, list[list[SignedTransfer]]] = {index: [] for index in HONEST}
     by_node: dict[int, list[SignedTransfer]] = {index: [] for index in HONEST}
@@ -34,10 +37,16 @@ async def submit(rpc: Rpc, cluster: AttackCluster, transfers: Sequence[SignedTra
     for index, mine in by_node.items():
         queues[index] = [mine[start : start + BATCH] for start in range(0, len(mine), BATCH)]
 
+    next_due = time.monotonic()
+
     async def worker(index: int) -> None:
+        nonlocal next_due
         queue = queues[index]
         while queue:
             batch = queue.pop(0)
+            if rate is not None:
+                due, next_due = next_due, next_due + len(batch) / rate
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
             answers = await rpc.batch(cluster.url(index), [("tx_submit", [transfer.raw]) for transfer in batch])
             for answer in answers:
                 if "error" in answer:
@@ -60,8 +69,11 @@ async def wait_drained(rpc: Rpc, cluster: AttackCluster, *, timeout: float) -> N
         await asyncio.sleep(0.2)
 
 
-async def load_chain(rpc: Rpc, cluster: AttackCluster, *, transactions: int, accounts: int) -> dict[str, Any]:
-    """Fund ``accounts`` accounts and make ``transactions`` transfers between them final."""
+async def load_chain(
+    rpc: Rpc, cluster: AttackCluster, *, transactions: int, accounts: int, rate: float
+) -> dict[str, Any]:
+    """Fund ``accounts`` accounts and make ``transactions`` transfers between them final, submitted
+    at ``rate`` a second (so that they spread over many blocks instead of filling a few)."""
     started = time.monotonic()
     workload = Workload(chain_id=cluster.chain_id, accounts=accounts, nodes=len(HONEST), seed=11)
     amount_each = DEFAULT_TREASURY_AMOUNT * 9 // 10 // accounts
@@ -72,12 +84,13 @@ async def load_chain(rpc: Rpc, cluster: AttackCluster, *, transactions: int, acc
     transfers = workload.sign_transfers(transactions)
     height_before = (await rpc.call(cluster.url(0), "chain_status"))["height"]
     submitted = time.monotonic()
-    refused += await submit(rpc, cluster, transfers)
+    refused += await submit(rpc, cluster, transfers, rate=rate)
     await wait_drained(rpc, cluster, timeout=300)
     height_after = (await rpc.call(cluster.url(0), "chain_status"))["height"]
     return {
         "loaded_transactions": transactions - sum(refused.values()),
         "loaded_blocks": height_after - height_before,
+        "transactions_per_block": round((transactions - sum(refused.values())) / max(1, height_after - height_before)),
         "load_refused": dict(refused),
         "load_seconds": round(time.monotonic() - started, 1),
         "load_rate_tx_s": round(transactions / max(1e-9, time.monotonic() - submitted)),

@@ -108,7 +108,9 @@ async def new_view_flood(context: Context) -> None:
 async def block_request_flood(context: Context) -> None:
     """BlockRequests for a new start height each time, ~40 a second, on a chain of full blocks."""
     scale = context.scale
-    loaded = await load_chain(context.rpc, context.cluster, transactions=scale.count(3_000, 100_000), accounts=1_200)
+    # Paced so that the chain grows by a few hundred blocks of a few hundred transactions.
+    loaded = await load_chain(context.rpc, context.cluster, transactions=scale.count(3_000, 100_000), accounts=1_200,
+                              rate=1_000)
     context.figures.update(loaded)
     head = (await context.status())["height"]
     links = await links_to_honest(context)
@@ -130,11 +132,17 @@ async def block_request_flood(context: Context) -> None:
         # Answers already queued keep arriving for a while; what came by the window's end counts.
         await asyncio.sleep(2)
         received = sum(link.bytes_in for link in links) - received_before
+    received_by_close = sum(link.bytes_in for link in links) - received_before
+    attacker = context.cluster.short_key(ATTACKER)
+    # What the nodes had queued for the attacker when they cut it for not reading fast enough.
+    queued = sum(size for index in HONEST for key, _, size in context.logs[index].overflows if key == attacker)
     context.figures.update({
         "chain_height": head,
         "requests": requests,
         "requested_kb": round(requested / 1024, 1),
         "received_mb": round(received / 1e6, 1),
+        "received_mb_by_window_close": round(received_by_close / 1e6, 1),
+        "queued_mb_when_cut": round(queued / 1e6, 1),
         "amplification": round(received / requested) if requested else None,
     })
 
