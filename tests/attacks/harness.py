@@ -261,10 +261,10 @@ class Drained:
                     self.on_frame(frame)
 
     async def send(self, frame: bytes, *, timeout: float = 30.0) -> bool:
-        """Write a frame; False once the link has ended."""
+        """Write a frame; False once the link has ended or when the node took nothing for ``timeout``."""
         try:
             await self.link.send(frame, timeout=timeout)
-        except LinkClosed:
+        except (LinkClosed, TimeoutError):
             return False
         return True
 
@@ -276,6 +276,36 @@ class Drained:
         await self.link.close()
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Moment:
+    """The targets and the chain at one moment of a window."""
+
+    #: ``time.monotonic()``, the clock the observer uses.
+    time: float
+    #: ``time.time()``, the clock of block timestamps.
+    wall_time: float
+    #: Final height by honest node index (those that answered).
+    heights: dict[int, int]
+    #: VmRSS, VmHWM (the peak so far) and CPU seconds by target index (None: the process is gone).
+    rss_kb: dict[int, int | None]
+    peak_rss_kb: dict[int, int | None]
+    cpu_s: dict[int, float | None]
+    #: The machine's load averages over 1, 5 and 15 minutes.
+    load_average: list[float]
+
+    @classmethod
+    def take(cls, pids: dict[int, int], heights: dict[int, int]) -> Moment:
+        return cls(
+            time.monotonic(),
+            time.time(),
+            heights,
+            {index: read_status_kb(pid, "VmRSS") for index, pid in pids.items()},
+            {index: read_status_kb(pid, "VmHWM") for index, pid in pids.items()},
+            {index: read_cpu_seconds(pid) for index, pid in pids.items()},
+            [round(value, 2) for value in os.getloadavg()],
+        )
 
 
 # --- the context -----------------------------------------------------------------------
@@ -345,54 +375,55 @@ class Context:
         try:
             await observer.ready()
             offsets = log_offsets(cluster, set(log_targets) | set(HONEST))
-            rss_before = {index: read_status_kb(pid, "VmRSS") for index, pid in pids.items()}
-            hwm_before = {index: read_status_kb(pid, "VmHWM") for index, pid in pids.items()}
-            cpu_before = {index: read_cpu_seconds(pid) for index, pid in pids.items()}
-            load_before = os.getloadavg()
-            start, wall_start = time.monotonic(), time.time()
-            heights_before = await self.heights()
+            before = Moment.take(pids, await self.heights())
             yield
             attack_end = time.monotonic()
             settled = await self._settle()
-            end, wall_end = time.monotonic(), time.time()
-            cpu_after = {index: read_cpu_seconds(pid) for index, pid in pids.items()}
-            rss_after = {index: read_status_kb(pid, "VmRSS") for index, pid in pids.items()}
-            hwm_after = {index: read_status_kb(pid, "VmHWM") for index, pid in pids.items()}
-            heights_after = await self.heights()
+            after = Moment.take(pids, await self.heights())
             observed = await observer.stop()
         finally:
             observer.kill()
             self._observer = None
-        stall, stall_began = longest_stall(observed["calls"], start, end)
-        slowest, failures = slowest_call(observed["calls"], start, end, observed["stopped"])
-        peaks = {
-            index: max([kb for t, kb in observed["memory"].get(str(pid), []) if start <= t <= end] + [0])
-            for index, pid in pids.items()
-        }
-        for index in pids:
-            if hwm_after[index] and hwm_before[index] and hwm_after[index] > hwm_before[index]:
-                peaks[index] = max(peaks[index], hwm_after[index])
-        logs = {index: read_log(cluster.log_path(index), offsets[index])[0] for index in offsets}
-        self.logs = logs
+        self.logs = {index: read_log(cluster.log_path(index), offsets[index])[0] for index in offsets}
         self.measured = {
-            "load_average": [round(value, 2) for value in load_before],
-            "load_average_after": [round(value, 2) for value in os.getloadavg()],
-            "attack_seconds": round(attack_end - start, 2),
-            "window_seconds": round(end - start, 2),
+            "load_average": before.load_average,
+            "load_average_after": after.load_average,
+            "attack_seconds": round(attack_end - before.time, 2),
+            "window_seconds": round(after.time - before.time, 2),
             "recovered": settled,
+            **await self._chain_figures(observed, before, after),
+            **self._process_figures(observed, pids, before, after),
+            **self._log_figures(self.logs, log_targets, after.time - before.time),
+        }
+
+    async def _chain_figures(self, observed: dict[str, Any], before: Moment, after: Moment) -> dict[str, Any]:
+        stall, stall_began = longest_stall(observed["calls"], before.time, after.time)
+        slowest, failures = slowest_call(observed["calls"], before.time, after.time, observed["stopped"])
+        return {
             "stall_s": round(stall, 2),
             "stall_began_s": round(stall_began, 2),
-            "stall_blocks_s": await self._block_gap(heights_before, wall_start, wall_end),
+            "stall_blocks_s": await self._block_gap(before.heights, before.wall_time, after.wall_time),
             "rpc_max_s": round(slowest, 2),
             "rpc_failures": failures,
-            "heights": [heights_before, heights_after],
-            "rss_before_mb": _mb(rss_before),
-            "rss_after_mb": _mb(rss_after),
-            "rss_peak_mb": _mb(peaks),
-            "cpu_s": {cluster.names[i]: round((cpu_after[i] or 0) - (cpu_before[i] or 0), 2) for i in pids
-                      if cpu_before[i] is not None and cpu_after[i] is not None},
-            **self._log_figures(logs, log_targets, end - start),
+            "heights": [before.heights, after.heights],
         }
+
+    def _process_figures(self, observed: dict[str, Any], pids: dict[int, int], before: Moment, after: Moment) -> dict[str, Any]:
+        """Memory before, after and at its peak (the observer's samples, or VmHWM if it rose), and CPU seconds."""
+        peaks: dict[int, int | None] = {}
+        for index, pid in pids.items():
+            samples = [kb for moment, kb in observed["memory"].get(str(pid), []) if before.time <= moment <= after.time]
+            high_before, high_after = before.peak_rss_kb.get(index), after.peak_rss_kb.get(index)
+            if high_before is not None and high_after is not None and high_after > high_before:
+                samples.append(high_after)
+            peaks[index] = max(samples, default=None)
+        cpu = {}
+        for index in pids:
+            used_before, used_after = before.cpu_s.get(index), after.cpu_s.get(index)
+            if used_before is not None and used_after is not None:
+                cpu[self.cluster.names[index]] = round(used_after - used_before, 2)
+        return {"rss_before_mb": _mb(before.rss_kb), "rss_after_mb": _mb(after.rss_kb), "rss_peak_mb": _mb(peaks),
+                "cpu_s": cpu}
 
     async def _settle(self) -> bool:
         """Wait until every honest node gained ``SETTLE_HEIGHTS`` heights; False if the bound passed."""

@@ -96,7 +96,7 @@ ENCODINGS: tuple[tuple[str, str, bytes], ...] = (
 )
 
 
-async def _log_quiet(context: Context, marks: dict[int, int], *, quiet: float = 0.3, bound: float = 3.0) -> None:
+async def _log_quiet(context: Context, *, quiet: float = 0.3, bound: float = 3.0) -> None:
     """Until the target's log has not grown for ``quiet`` seconds (at most ``bound``)."""
     deadline = time.monotonic() + bound
     size = -1
@@ -106,7 +106,6 @@ async def _log_quiet(context: Context, marks: dict[int, int], *, quiet: float = 
             return
         size = now
         await asyncio.sleep(quiet)
-    del marks
 
 
 async def content_encoding(context: Context) -> None:
@@ -129,7 +128,7 @@ async def content_encoding(context: Context) -> None:
                     except aiohttp.ClientError as error:
                         statuses[0] += 1
                         answer = f"{type(error).__name__}: {error}"[:90]
-                await _log_quiet(context, marks)
+                await _log_quiet(context)
                 logged = context.log_since(marks)[TARGET]
                 results[name] = {
                     "status": dict(statuses),

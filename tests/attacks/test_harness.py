@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from mura.tests.attacks.harness import Scale, longest_stall, read_log, slowest_call
 
 
-def calls(*samples: tuple[float, float | None, int | None]) -> list[list[object]]:
+def calls(*samples: tuple[float, float | None, int | None]) -> list[list[Any]]:
     return [[sent, answered, height, None] for sent, answered, height in samples]
 
 
@@ -28,7 +29,8 @@ def test_a_chain_that_never_moves_stalls_for_the_whole_window() -> None:
 
 
 def test_an_unanswered_call_counts_with_the_time_it_waited() -> None:
-    observed = {"a": calls((1.0, 1.2, 5), (2.0, None, None)), "b": [[1.5, 1.6, None, "ClientError"]]}
+    observed: dict[str, list[list[Any]]] = {"a": calls((1.0, 1.2, 5), (2.0, None, None)),
+                                            "b": [[1.5, 1.6, None, "ClientError"]]}
     slowest, failures = slowest_call(observed, start=0.0, end=3.0, stopped=9.0)
     assert (slowest, failures) == (7.0, 1)
 

@@ -7,6 +7,7 @@ import asyncio
 import os
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from mura.chain.block import Block, Header
@@ -27,8 +28,9 @@ from mura.tests.attacks.peer import CONSENSUS_KIND, consensus_frame, frame_paylo
 from mura.tests.attacks.testnet import ATTACKER, HONEST
 
 
-async def links_to_honest(context: Context, on_frame: Any = None) -> list[Drained]:
-    return [await context.link_as_attacker(index, on_frame) for index in HONEST]
+async def links_to_honest(context: Context) -> list[Drained]:
+    """The attacker's links to every honest node."""
+    return [await context.link_as_attacker(index) for index in HONEST]
 
 
 def _header(chain_id: str, height: int, stamp: int, proposer: bytes) -> Header:
@@ -80,10 +82,7 @@ async def new_view_flood(context: Context) -> None:
             remaining = until - time.monotonic()
             if remaining <= 0 or number >= frames:
                 return
-            try:
-                if not await link.send(prepared[number], timeout=remaining):
-                    return
-            except TimeoutError:
+            if not await link.send(prepared[number], timeout=remaining):
                 return
             delivered[link.name] += 1
             number += 1
@@ -252,7 +251,7 @@ async def far_future_votes(context: Context) -> None:
     duration = context.scale.grow(3, 20)
     requests: Counter[str] = Counter()
 
-    def counter(name: str) -> Any:
+    def counter(name: str) -> Callable[[bytes], None]:
         def on_frame(frame: bytes) -> None:
             payload = frame_payload(frame, CONSENSUS_KIND)
             if isinstance(payload, bytes):
