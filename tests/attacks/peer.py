@@ -11,7 +11,7 @@ Everything that speaks to a node's ``/p2p`` endpoint goes through here:
   authenticates), ``fail_handshake`` (a handshake that is refused, several ways),
   ``upgrade_and_drop`` (a connection dropped during the websocket upgrade);
 - ``relay_impersonation``: one client with no key relays one validator's proof
-  to another, against the handshake as it is today.
+  to another, against handshake protocol 1 (each side signs the nonce the other chose).
 
 When the handshake changes, this module is rewritten and the attacks are not.
 """
@@ -332,7 +332,7 @@ async def relay_impersonation(
 ) -> PeerLink:
     """A link to ``victim`` on which it believes it speaks to ``signer``, opened with no key.
 
-    Today's handshake has each side sign the other's nonce: the client reads the
+    Handshake protocol 1 has each side sign the other's nonce: the client reads the
     victim's HELLO nonce, presents it to the signer as if it were the victim, lets the
     signer sign its proof for the victim, and hands that proof to the victim under the
     signer's name. ``Refused`` when either node will not play along (a handshake that
