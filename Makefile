@@ -7,8 +7,11 @@ TESTNET_DIR ?= testnet
 VALIDATORS ?= 4
 SEEDS ?= 200
 BENCH_ARGS ?=
+# make attacks: which attacks (comma-separated; empty: all) and how hard (1 quick, 10 full strength).
+ATTACK ?=
+SCALE ?= 1
 
-.PHONY: test testnet testnet-reset sim bench bench-full clean
+.PHONY: test testnet testnet-reset sim bench bench-full attacks clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +38,10 @@ bench: $(STAMP)
 bench-full: $(STAMP)
 	$(PY) -m mura.chain.bench --json bench-results/ledger.json
 	$(PY) -m mura.tests.bench.network --full --json bench-results/network.json $(BENCH_ARGS)
+
+# Attacks on real node processes and what they cost the honest nodes (a measuring tool, not part of test).
+attacks: $(STAMP)
+	$(PY) -m mura.tests.attacks.campaign $(if $(ATTACK),--attack '$(ATTACK)') --scale $(SCALE) --json attack-results/attacks-scale-$(SCALE).json
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
