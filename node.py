@@ -120,6 +120,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("p2p.peers", list, [], "peers to dial as KEYHEX@host:port; empty: every other validator in genesis"),
     Setting("p2p.observers", list, [], "public keys (hex) of non-validator nodes admitted as peers"),
     Setting("p2p.max_frame_bytes", int, 16 * 1024 * 1024, "largest peer frame accepted", _positive),
+    Setting(
+        "p2p.max_pending_handshakes", int, 16,
+        "incoming peer connections that may be in their handshake at once (some kept for known peers)", _positive,
+    ),
+    Setting(
+        "p2p.max_handshakes_per_source", int, 4,
+        "of those, from one address that is not a known peer's (raise it for validators behind one NAT)", _positive,
+    ),
     Setting("rpc.listen", str, "127.0.0.1:8700", "JSON-RPC address", _host_port),
     Setting("rpc.max_body_bytes", int, 1024 * 1024, "largest JSON-RPC request body", _positive),
     Setting("rpc.max_batch", int, 100, "most requests in one JSON-RPC batch", _positive),
@@ -130,6 +138,11 @@ SETTINGS: tuple[Setting, ...] = (
         _positive,
     ),
     Setting("rpc.max_waiting", int, 256, "most tx_wait calls waiting at once, apart from requests in flight", _positive),
+    Setting(
+        "rpc.header_timeout_seconds", int, 10,
+        "a request's head must arrive within this long of the connection opening or its previous answer",
+        _positive,
+    ),
     Setting("consensus.base_timeout_ms", int, 2_000, "first view timeout at a height", _positive),
     Setting(
         "consensus.double_sign_check_heights", int, 3,
@@ -585,7 +598,7 @@ class Node:
             admitted=[*self.validators, *observers],
             handlers={CONSENSUS_KIND: self._on_consensus_frame, TRANSACTIONS_KIND: self._on_transactions_frame},
             on_peer_change=self._on_peer_change,
-            limits=NetworkLimits(max_frame_size=self.config["p2p.max_frame_bytes"]),
+            limits=self._network_limits(),
         )
         await self.network.start()
         network = self.network
@@ -596,6 +609,18 @@ class Node:
         self.block_service = BlockService(source=self.store, send=send, server=BlockServer())
         self.gossip = TransactionGossip(self.network, kind=TRANSACTIONS_KIND)
         await self.gossip.start()
+
+    def _network_limits(self) -> NetworkLimits:
+        pending = self.config["p2p.max_pending_handshakes"]
+        try:
+            return NetworkLimits(
+                max_frame_size=self.config["p2p.max_frame_bytes"],
+                max_pending_handshakes=pending,
+                max_handshakes_per_source=min(self.config["p2p.max_handshakes_per_source"], pending),
+                reserved_peer_handshakes=pending // 2,
+            )
+        except ValueError as error:
+            raise ConfigError(f"settings p2p.*: {error}") from None
 
     async def _start_rpc(self) -> None:
         host, port = NodeConfig.split_address(self.config["rpc.listen"])
@@ -614,6 +639,7 @@ class Node:
                 max_batch_length=self.config["rpc.max_batch"],
                 body_timeout_seconds=self.config["rpc.body_timeout_seconds"],
                 max_waiting=self.config["rpc.max_waiting"],
+                header_timeout_seconds=self.config["rpc.header_timeout_seconds"],
             ),
         )
         await self.rpc.start()
