@@ -40,6 +40,12 @@ class ReplicaConfig:
     catch_up_batch: int = 16
     #: Equivocation evidence kept for the node to report.
     max_evidence: int = 1_024
+    #: Votes are kept this many heights below the height being decided. A height is
+    #: final at this replica once it moves on, but perhaps nowhere else yet (the other
+    #: validators may not have seen the COMMITs it saw): if this replica's chain data is
+    #: wiped, it meets that height again and must still know what it signed there. It
+    #: signs nothing at a height this far below the highest it voted at.
+    vote_retention_heights: int = 16
     #: A replica whose vote record is new signs nothing at a height while any of the
     #: certificates of this many heights below carries its signature (0: no check).
     double_sign_check_heights: int = 3
@@ -51,6 +57,8 @@ class ReplicaConfig:
             raise ValueError("empty_proposal_delay_ms must be below base_timeout_ms, or replicas change views when idle")
         if self.view_window < 1 or self.height_window < 1 or self.held_per_sender < 1 or self.catch_up_batch < 1:
             raise ValueError("windows and bounds must be positive")
+        if self.vote_retention_heights < 2:
+            raise ValueError("vote_retention_heights must be at least 2")
         if self.double_sign_check_heights < 0:
             raise ValueError("double_sign_check_heights must not be negative")
 

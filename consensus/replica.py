@@ -217,7 +217,7 @@ class Replica(ViewChangeRules):
             raise RuntimeError("committed() called with no CommitBlock outstanding")
         self.pending = None
         self._start_height(final.height + 1, final.certificate.view)
-        actions: list[Action] = [PruneVotes(self.height)]
+        actions: list[Action] = [PruneVotes(max(0, self.height - self.config.vote_retention_heights))]
         actions += self.start(now_ms)
         # Ask for what is missing first: a CommitBlock from the held blocks must come last.
         actions += self._sync(now_ms)
@@ -356,7 +356,7 @@ class Replica(ViewChangeRules):
         relay = self.relay(vote, origin)
         if isinstance(vote, Prepare):
             return relay + self._check_prepared(now_ms)
-        return relay + self._check_final(vote.view, vote.block_hash, vote.sender, now_ms)
+        return relay + self._check_final(vote.view, vote.block_hash, now_ms)
 
     def _check_prepared(self, now_ms: int) -> list[Action]:
         """With the view's proposal and a quorum of PREPAREs for it, sign COMMIT."""
@@ -374,17 +374,20 @@ class Replica(ViewChangeRules):
         self.prepared = certificate
         commit = Commit.sign(self.key, self.index, self.config.chain_id, self.view, self.height, proposal.block_hash)
         self.log.commits.add(commit)
-        return self.speak(vote, commit) + self._check_final(self.view, proposal.block_hash, self.index, now_ms)
+        return self.speak(vote, commit) + self._check_final(self.view, proposal.block_hash, now_ms)
 
-    def _check_final(self, view: int, block_hash: bytes, signer: int, now_ms: int) -> list[Action]:
+    def _check_final(self, view: int, block_hash: bytes, now_ms: int) -> list[Action]:
         """A quorum of COMMITs for one block in one view makes it final."""
         signatures = self.log.commits.signatures(view, block_hash)
         if len(signatures) < self.quorum:
             return []
         block = self.log.find_block(block_hash)
         if block is None:
-            # A quorum committed a block this replica never got: the signer has it.
-            self.catch_up.note_ahead(signer, self.height + 1)
+            # A quorum committed a block this replica never got: every one of them has it
+            # (the signer of the last COMMIT may be one this replica has no link to).
+            for index, _ in signatures:
+                if index != self.index:
+                    self.catch_up.note_ahead(index, self.height + 1)
             return self._sync(now_ms)
         certificate = CommitCertificate(self.height, view, block_hash, signatures)
         return self._accept_final(FinalBlock(block, certificate))
@@ -461,10 +464,11 @@ class Replica(ViewChangeRules):
 
     def _claim(self, phase: Phase, view: int, digest: bytes) -> RecordedVote | None:
         """Reserve a vote in the guard, or None if it conflicts with one already signed, if
-        this height is below one this validator has voted at (it voted here before; those
-        votes were pruned once the height was final, and a replica whose chain data was
-        wiped starts from the bottom again), or if the double-sign check holds it back."""
-        if self.height < self.vote_record.highest_height():
+        this height's votes may have been pruned from the record (it lies
+        ``vote_retention_heights`` or more below the highest height this validator voted
+        at: a replica whose chain data was wiped starts from the bottom again), or if the
+        double-sign check holds it back."""
+        if self.height <= self.vote_record.highest_height() - self.config.vote_retention_heights:
             self.rejected["below_recorded_height"] += 1
             return None
         if self.signing_held():

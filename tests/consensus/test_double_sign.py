@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from mura.consensus.actions import Broadcast, CommitBlock
 from mura.consensus.config import ReplicaConfig
-from mura.consensus.messages import Prepare
+from mura.consensus.messages import Commit, FinalBlock, Prepare
 from mura.consensus.replica import Replica
 from mura.tests.consensus.cluster import Cluster
 from mura.tests.consensus.test_replica import proposal_for
@@ -50,10 +50,10 @@ def test_wiped_replica_meets_its_recorded_vote_again_when_it_catches_up() -> Non
     assert cluster.replicas[3].rejected["conflicting_vote_refused"] == 1
 
 
-def test_wiped_replica_signs_nothing_below_the_highest_height_it_voted_at() -> None:
-    """Below that height its votes were pruned (the heights were final): signing there
-    again could contradict them."""
-    cluster = Cluster()
+def test_wiped_replica_signs_nothing_where_its_votes_were_pruned() -> None:
+    """Votes more than ``vote_retention_heights`` below the highest height it voted at were
+    pruned: signing there again could contradict them."""
+    cluster = Cluster(config=ReplicaConfig(chain_id=CHAIN_ID, proposal_delay_ms=100, vote_retention_heights=2))
     cluster.start()
     cluster.advance(1_000)
     voted = cluster.records[0].highest_height()
@@ -129,3 +129,32 @@ def test_commit_after_a_wipe_is_not_blocked_by_the_record() -> None:
     assert final is not None
     actions = cluster.deliver(2, final, sender=0)
     assert isinstance(actions[0], CommitBlock)
+
+
+def test_wiped_replica_that_alone_saw_a_height_final_still_takes_part_in_it() -> None:
+    """Validator 0 alone saw the COMMITs that make height 1 final, moved on to height 2 and
+    voted there; the others wait at height 1. Its chain data is wiped, and validator 3 is
+    down, so height 1 needs it: its record still holds what it signed at height 1, and it
+    takes part again instead of refusing to sign below height 2."""
+    cut = [True]
+
+    def lose(sender: int, receiver: int, message: object) -> bool:
+        """Until the wipe: the others never learn that height 1 is final."""
+        if not cut[0] or receiver == 0:
+            return False
+        if isinstance(message, Commit) and message.height == 1:
+            return True
+        return sender == 0 and (isinstance(message, FinalBlock) or getattr(message, "height", 0) >= 2)
+
+    cluster = Cluster(lose=lose)
+    cluster.down = {3}
+    cluster.start()
+    cluster.advance(400)
+    assert cluster.heights() == [1, 0, 0, 0]
+    assert cluster.records[0].highest_height() == 2
+    wipe(cluster, 0)
+    cut[0] = False
+    cluster.execute(0, cluster.replicas[0].start(cluster.now))
+    cluster.advance(cluster.now + 8_000)
+    assert min(cluster.heights()[:3]) >= 2
+    assert cluster.replicas[0].rejected["below_recorded_height"] == 0

@@ -45,6 +45,17 @@ class Partition:
 
 
 @dataclass(frozen=True)
+class LinkCut:
+    """From ``start_ms`` to ``end_ms`` messages from node ``source`` to node ``target`` are
+    lost (one direction of one link; cut both for a link that is down)."""
+
+    start_ms: int
+    end_ms: int
+    source: int
+    target: int
+
+
+@dataclass(frozen=True)
 class Crash:
     """Node ``node`` crashes at ``at_ms`` (possibly in the middle of executing actions)
     and restarts ``down_ms`` later with only its ledger and vote record; with ``wipe``,
@@ -72,6 +83,12 @@ class Scenario:
     #: When the extra COMMIT loss stops (None: at healing).
     commit_loss_until_ms: int | None = None
     partitions: tuple[Partition, ...] = ()
+    #: Single links (or one direction of them) down for a while.
+    link_cuts: tuple[LinkCut, ...] = ()
+    #: If set, the longest wait between two new final heights during the fault phase
+    #: must stay within this: for faults that leave a quorum connected, which must not
+    #: stop the chain.
+    max_stall_ms: int | None = None
     crashes: tuple[Crash, ...] = ()
     heal_at_ms: int = 8_000
     base_timeout_ms: int = 1_000
@@ -123,6 +140,7 @@ def draw_scenario(seed: int, *, validators: int | None = None, bug: str | None =
         duplicate_rate=rng.choice((0.0, 0.02, 0.1, 0.3)),
         commit_loss=rng.choice((0.0, 0.0, 0.2, 0.5)),
         partitions=_draw_partitions(rng, nodes, heal_at, byzantine, n),
+        link_cuts=_draw_link_cuts(rng, nodes, heal_at),
         crashes=_draw_crashes(rng, n, heal_at, byzantine),
         heal_at_ms=heal_at,
         base_timeout_ms=rng.choice((500, 1_000)),
@@ -166,6 +184,19 @@ def _draw_partitions(
     return tuple(partitions)
 
 
+def _draw_link_cuts(rng: random.Random, nodes: int, heal_at: int) -> tuple[LinkCut, ...]:
+    """Up to two links down for a while, some in one direction only."""
+    cuts = []
+    for _ in range(rng.choice((0, 0, 1, 2))):
+        source, target = rng.sample(range(nodes), 2)
+        start = rng.randrange(0, heal_at - 500)
+        end = rng.randrange(start + 100, heal_at)
+        cuts.append(LinkCut(start, end, source, target))
+        if rng.random() < 0.7:
+            cuts.append(LinkCut(start, end, target, source))
+    return tuple(cuts)
+
+
 def _draw_crashes(rng: random.Random, n: int, heal_at: int, byzantine: dict[int, Byzantine]) -> tuple[Crash, ...]:
     honest = [index for index in range(n) if index not in byzantine]
     crashes = []
@@ -193,6 +224,41 @@ def twins_scenario(seed: int, *, validators: int, twins: int, bug: str | None = 
         heal_at_ms=heal_at,
         proposal_delay_ms=rng.randrange(50, 300),
         max_clock_skew_ms=50,
+        bug=bug,
+    )
+
+
+def link_fault_scenario(seed: int, *, validators: int = 4, bug: str | None = None) -> Scenario:
+    """Faults that leave a quorum connected and so must not stop the chain: one link down
+    both ways, one link down one way, a bridge (two validators that cannot hear each
+    other, both linked to the rest), or one validator cut off from everyone (when it is
+    the primary, one view change is owed). The longest wait between two final heights
+    is bounded by a view change and its proposal."""
+    rng = random.Random(seed)
+    kind = rng.choice(("link", "one_way", "bridge", "isolated"))
+    first, second = rng.sample(range(validators), 2)
+    heal_at = rng.randrange(5_000, 8_000)
+    if kind == "isolated":
+        pairs = [(first, other) for other in range(validators) if other != first]
+        pairs += [(other, first) for other in range(validators) if other != first]
+    elif kind == "one_way":
+        pairs = [(first, second)]
+    else:
+        pairs = [(first, second), (second, first)]
+    base, proposal = 500, rng.randrange(50, 200)
+    return Scenario(
+        seed=seed,
+        validators=validators,
+        link_cuts=tuple(LinkCut(0, heal_at, source, target) for source, target in pairs),
+        min_delay_ms=rng.randrange(1, 10),
+        max_delay_ms=rng.randrange(20, 80),
+        heal_at_ms=heal_at,
+        base_timeout_ms=base,
+        max_timeout_ms=2_000,
+        proposal_delay_ms=proposal,
+        # One view change (its timeout, the view-change round, the new proposal) and a
+        # round of catching up, with room for the slowest deliveries.
+        max_stall_ms=2 * base + proposal + 600,
         bug=bug,
     )
 

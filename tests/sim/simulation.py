@@ -88,6 +88,10 @@ class Simulation:
         self.garbage: dict[int, GarbageNode] = {}
         self._build_nodes(keys)
         self.healed = False
+        #: The highest height an honest node finalized, when, and the longest wait between two.
+        self.highest_final = 0
+        self.last_progress_ms = 0
+        self.longest_stall_ms = 0
         self.liveness_target: int | None = None
         self.recovery_ms: int | None = None
         self.stopped = False
@@ -244,6 +248,8 @@ class Simulation:
             self._transmit_bytes(node, destination, data)
         honest = node.validator not in self.scenario.byzantine
         self.checker.on_commit(node.node_id, honest, action.block, action.certificate, self.now)
+        if honest and not self.healed:
+            self._note_progress(action.block.height)
         self.trace.update(action.block.hash)
         if self.checker.violations:
             self.stopped = True
@@ -252,6 +258,18 @@ class Simulation:
         assert replica is not None
         self.execute(node, replica.committed(node.clock(self.now)))
         self._check_liveness_target()
+
+    def _note_progress(self, height: int) -> None:
+        """The first honest commit of each height, during the fault phase: the longest wait
+        between two must stay within ``max_stall_ms`` when the scenario owes it."""
+        if height <= self.highest_final:
+            return
+        stall = self.now - self.last_progress_ms
+        self.highest_final, self.last_progress_ms = height, self.now
+        self.longest_stall_ms = max(self.longest_stall_ms, stall)
+        bound = self.scenario.max_stall_ms
+        if bound is not None and stall > bound:
+            self.checker.fail("stall", self.now, f"{stall} ms without a new final height before height {height}, bound {bound} ms")
 
     def _arm_crash(self, node: SimNode, crash: Crash) -> None:
         """Crash within the node's next few actions, or soon if it stays idle."""
@@ -339,6 +357,9 @@ class Simulation:
         self.trace.update(struct.pack(">hhI", source, target, zlib.crc32(data)))
 
     def _partitioned(self, source: int, target: int) -> bool:
+        for cut in self.scenario.link_cuts:
+            if cut.start_ms <= self.now < cut.end_ms and (cut.source, cut.target) == (source, target):
+                return True
         for partition in self.scenario.partitions:
             if partition.start_ms <= self.now < partition.end_ms:
                 if (source in partition.side) != (target in partition.side):
@@ -389,6 +410,7 @@ class Simulation:
         for kind in self.scenario.byzantine.values():
             faults[f"byzantine_{kind.value}"] += 1
         faults["partitions"] += len(self.scenario.partitions)
+        faults["link_cuts"] += len(self.scenario.link_cuts)
         honest = self.honest_nodes()
         return RunResult(
             scenario=self.scenario,
