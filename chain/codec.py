@@ -46,6 +46,17 @@ def _refuse_extension(code: int, data: bytes) -> Any:
     raise DecodeError(f"extension type {code} is not allowed on the wire")
 
 
+_UNPACKER_OPTIONS: dict[str, Any] = {
+    "raw": False,
+    "use_list": True,
+    "strict_map_key": True,
+    "object_pairs_hook": _refuse_map,
+    "ext_hook": _refuse_extension,
+    # Refused by the C unpacker before any Python object is built for them.
+    "max_array_len": MAX_ARRAY_LENGTH,
+}
+
+
 def decode(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> Any:
     """Decode one canonical value from ``data``, which must hold nothing else."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -55,16 +66,7 @@ def decode(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> Any:
     if len(data) == 0:
         raise DecodeError("input is empty")
     try:
-        value = msgpack.unpackb(
-            data,
-            raw=False,
-            use_list=True,
-            strict_map_key=True,
-            object_pairs_hook=_refuse_map,
-            ext_hook=_refuse_extension,
-            # Refused by the C unpacker before any Python object is built for them.
-            max_array_len=MAX_ARRAY_LENGTH,
-        )
+        value = msgpack.unpackb(data, **_UNPACKER_OPTIONS)
     except DecodeError:
         raise
     except msgpack.ExtraData:
@@ -85,15 +87,7 @@ def decode_head(data: bytes, *, count: int, max_size: int = DEFAULT_MAX_SIZE) ->
         raise DecodeError(f"expected bytes, got {type(data).__name__}")
     if len(data) > max_size:
         raise DecodeError(f"input is {len(data)} bytes, the limit is {max_size}")
-    unpacker = msgpack.Unpacker(
-        raw=False,
-        use_list=True,
-        strict_map_key=True,
-        object_pairs_hook=_refuse_map,
-        ext_hook=_refuse_extension,
-        max_array_len=MAX_ARRAY_LENGTH,
-        max_buffer_size=max(len(data), 1),
-    )
+    unpacker = msgpack.Unpacker(max_buffer_size=max(len(data), 1), **_UNPACKER_OPTIONS)
     unpacker.feed(data)
     try:
         length = unpacker.read_array_header()
