@@ -53,7 +53,7 @@ from mura.consensus.replica import Replica
 from mura.consensus.votes import RecordedVote
 from mura.genesis.format import genesis_block, load_genesis
 from mura.p2p.block_service import BlockService
-from mura.p2p.gossip import StalledRuns, TransactionGossip, decode_transaction_batch
+from mura.p2p.gossip import DEFAULT_MAX_BATCH, StalledRuns, TransactionGossip, decode_transaction_batch
 from mura.p2p.inbox import ConsensusInbox
 from mura.p2p.network import Network
 from mura.p2p.settings import NetworkLimits, PeerAddress
@@ -380,6 +380,10 @@ class LedgerApplication:
 
 CONSENSUS_KIND = "consensus"
 TRANSACTIONS_KIND = "transactions"
+#: A peer whose link opens is offered up to this many pending transactions (each
+#: sender's run of ready nonces, at most ``MAX_OFFERED_RUN`` of it), in gossip frames.
+MAX_OFFERED_TRANSACTIONS = 2_000
+MAX_OFFERED_RUN = 256
 #: Refusals of gossiped transactions that no honest node forwards: it checks these rules
 #: before it admits a transaction, whatever the state (signatures and bytes are checked
 #: apart). Anything else may be refused here because this node's state differs.
@@ -481,6 +485,8 @@ class Node:
         self._dropped_logged = 0
         self._consensus_task: asyncio.Task[None] | None = None
         self._rebroadcast_task: asyncio.Task[None] | None = None
+        #: Pending transactions being offered to peers whose links just opened.
+        self._offers: set[asyncio.Task[None]] = set()
         self.stalled = StalledRuns(after=config["mempool.rebroadcast_after_ms"] / 1000)
         self._timers: dict[int, asyncio.TimerHandle] = {}
         self._commit_started: dict[int, int] = {}
@@ -600,7 +606,10 @@ class Node:
             on_peer_change=self._on_peer_change,
             limits=self._network_limits(),
         )
-        await self.network.start()
+        try:
+            await self.network.start()
+        except OSError as error:
+            raise ConfigError(f"p2p.listen: cannot listen on {host}:{port}: {error.strerror or error}") from None
         network = self.network
 
         async def send(peer: bytes, data: bytes) -> bool:
@@ -642,7 +651,10 @@ class Node:
                 header_timeout_seconds=self.config["rpc.header_timeout_seconds"],
             ),
         )
-        await self.rpc.start()
+        try:
+            await self.rpc.start()
+        except OSError as error:
+            raise ConfigError(f"rpc.listen: cannot listen on {host}:{port}: {error.strerror or error}") from None
         LOG.info("serving JSON-RPC on %s:%d and peers on %s", host, self.rpc.port, self.config["p2p.listen"])
 
     async def stop(self) -> None:
@@ -656,7 +668,7 @@ class Node:
         self.finality.close()
         if self.rpc is not None:
             await self.rpc.stop()
-        for task in (self._consensus_task, self._rebroadcast_task):
+        for task in (self._consensus_task, self._rebroadcast_task, *self._offers):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -682,6 +694,7 @@ class Node:
             event, argument = await self._events.get()
             replica = self._replica
             now = now_ms()
+            height, view, held = replica.height, replica.view, replica.signing_held_at
             try:
                 if event == "message":
                     peer, message, size = argument
@@ -695,9 +708,9 @@ class Node:
                     actions = replica.transactions_arrived(now)
                 else:
                     actions = replica.start(now)
-                view, held = replica.view, replica.signing_held_at
+                if replica.height == height and replica.view > view:
+                    self._log_view_change(view, "its timer ran out" if event == "timeout" else "other validators moved")
                 await self._execute(actions)
-                self._log_view_change(view)
                 self._log_signing_held(held)
             except asyncio.CancelledError:
                 raise
@@ -707,11 +720,13 @@ class Node:
                 self._stop_requested.set()
                 return
 
-    def _log_view_change(self, before: int) -> None:
+    def _log_view_change(self, before: int, reason: str) -> None:
         replica = self._replica
-        if replica.view > before:
-            primary = self.genesis.validators[replica.view % len(self.validators)].name
-            LOG.info("view change at height %d: view %d -> %d, primary now %s", replica.height, before, replica.view, primary)
+        primary = self.genesis.validators[replica.view % len(self.validators)].name
+        LOG.info(
+            "view change at height %d: view %d -> %d (%s), primary now %s",
+            replica.height, before, replica.view, reason, primary,
+        )
 
     def _log_signing_held(self, before: tuple[int, int] | None) -> None:
         held = self._replica.signing_held_at
@@ -879,10 +894,30 @@ class Node:
         await self.block_service.serve(peer, requester, message.height, now_ms())
 
     def _on_peer_change(self, peer: bytes, connected: bool) -> None:
-        """A validator's link opened: the replica sends it what it may have missed."""
+        """A validator's link opened: the replica sends it what it may have missed of the
+        height in progress, and the pending transactions a block could take next go to it
+        too (gossip lost while the link was down is not otherwise sent again until its
+        senders stall)."""
         index = self._validator_index.get(peer)
-        if connected and index is not None:
-            self._post(("peer", index))
+        if not connected or index is None:
+            return
+        self._post(("peer", index))
+        if self._stopped or len(self.mempool) == 0:
+            return
+        task = asyncio.create_task(self._offer_pending(peer), name=f"offer-pending-{peer.hex()[:8]}")
+        self._offers.add(task)
+        task.add_done_callback(self._offers.discard)
+
+    async def _offer_pending(self, peer: bytes) -> None:
+        assert self.network is not None
+        offered: list[bytes] = []
+        for run in self.mempool.ready_runs(self.store, max_run=MAX_OFFERED_RUN):
+            offered += [transaction.encoded for transaction in run]
+            if len(offered) >= MAX_OFFERED_TRANSACTIONS:
+                break
+        for start in range(0, min(len(offered), MAX_OFFERED_TRANSACTIONS), DEFAULT_MAX_BATCH):
+            if not await self.network.send(peer, TRANSACTIONS_KIND, offered[start : start + DEFAULT_MAX_BATCH]):
+                return
 
     async def _on_transactions_frame(self, peer: bytes, payload: Any) -> None:
         """Admit a peer's batch. What depends on the state (already pending or final, a

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,35 @@ def test_invalid_proposal_cap_above_the_genesis_limit(layout: TestnetLayout) -> 
     path = node_config_path(layout.directory, layout.genesis.validators[0].name)
     with pytest.raises(ConfigError, match=f"consensus.max_block_transactions: {limit + 1} is above the genesis limit of {limit}"):
         Node(load_config(path, {"consensus.max_block_transactions": limit + 1}))
+
+
+@pytest.mark.parametrize("setting", ["p2p.listen", "rpc.listen"])
+async def test_invalid_listen_address_in_use_names_the_setting(
+    layout: TestnetLayout, tmp_path: Path, setting: str
+) -> None:
+    """A port another program holds stops the node with one line naming the setting."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        overrides = {
+            "data_dir": str(tmp_path / "data"),
+            "vote_record": str(tmp_path / "votes"),
+            "p2p.listen": "127.0.0.1:0",
+            "rpc.listen": "127.0.0.1:0",
+            setting: f"127.0.0.1:{port}",
+        }
+        node = Node(load_config(node_config_path(layout.directory, layout.genesis.validators[0].name), overrides))
+        try:
+            with pytest.raises(ConfigError, match=f"{setting}: cannot listen on 127.0.0.1:{port}"):
+                await node.start()
+        finally:
+            await node.stop()
+
+
+def test_vote_record_lives_beside_the_key_unless_configured(layout: TestnetLayout, tmp_path: Path) -> None:
+    path = node_config_path(layout.directory, layout.genesis.validators[0].name)
+    config = load_config(path)
+    assert config.vote_record_path() == config.path("key_file").with_suffix(".votes")
+    assert config.vote_record_path().parent != config.path("data_dir").parent / "data"
+    assert load_config(path, {"vote_record": str(tmp_path / "v")}).vote_record_path() == tmp_path / "v"

@@ -31,7 +31,12 @@ from mura.consensus.messages import (
     encode_message,
     proposal_payload,
 )
+from mura.genesis.format import genesis_block
+from mura.genesis.testnet import TestnetLayout
 from mura.node import TRANSACTIONS_KIND
+from mura.p2p.client import open_link
+from mura.p2p.frames import decode_frame
+from mura.p2p.handshake import Identity
 from rpc.support import TestNode, wait_until
 from test_peer_misbehaviour import (  # noqa: F401  (fixtures)
     MALFORMED_THRESHOLD,
@@ -76,7 +81,7 @@ async def test_votes_for_views_out_of_the_window_cost_the_sender_nothing(
 
 
 async def test_gossip_no_honest_node_would_forward_counts_against_the_peer(
-    node: TestNode, connect_peer: ConnectPeer, testnet
+    node: TestNode, connect_peer: ConnectPeer, testnet: TestnetLayout
 ) -> None:
     peer = await connect_peer(1)
     chain_id = node.node.rules.chain_id
@@ -93,7 +98,7 @@ async def test_gossip_no_honest_node_would_forward_counts_against_the_peer(
 
 
 async def test_gossip_refused_for_the_state_costs_the_peer_nothing(
-    node: TestNode, connect_peer: ConnectPeer, testnet
+    node: TestNode, connect_peer: ConnectPeer, testnet: TestnetLayout
 ) -> None:
     """A transfer from an account this node sees without funds may be funded where the
     peer stands: refused, not held against the peer."""
@@ -154,3 +159,28 @@ async def test_a_heavy_new_view_is_refused_on_its_cheap_checks(node: TestNode, c
     # view change, before its block's body was checked or a transaction decoded.
     assert replica.rejected["transaction_root_mismatch"] == 0
     assert traffic(node, attacker).refused == 1
+
+
+async def test_a_peer_whose_link_opens_is_offered_the_pending_transactions(
+    node: TestNode, testnet: TestnetLayout
+) -> None:
+    """Gossip lost while a link was down is not lost for good: the transactions a block
+    could take next go to the peer as soon as its link opens."""
+    chain_id = node.node.rules.chain_id
+    treasury = load_key(testnet.directory / "keys" / "treasury.key")
+    pending = [
+        sign_transaction(treasury, chain_id=chain_id, nonce=nonce, body=Transfer(bytes(32), 1)) for nonce in range(5)
+    ]
+    for transaction in pending:
+        await node.rpc.result("tx_submit", [transaction.encoded.hex()])
+    name = testnet.genesis.validators[1].name
+    key = load_key(testnet.directory / "keys" / f"{name}.key")
+    identity = Identity(key, chain_id, genesis_block(testnet.genesis)[0].hash, frozenset(testnet.genesis.validator_keys()))
+    url = f"http://127.0.0.1:{network_of(node).listen_port}/p2p"
+    async with await open_link(url, identity, expected_public_key=node.node.key.public_key) as link:
+        offered: set[bytes] = set()
+        while len(offered) < len(pending):
+            frame = decode_frame(await link.receive_frame(timeout=10))
+            if frame.kind == TRANSACTIONS_KIND:
+                offered |= set(frame.payload)
+    assert offered == {transaction.encoded for transaction in pending}
