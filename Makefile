@@ -6,9 +6,11 @@ STAMP := $(VENV)/.installed-stamp
 TESTNET_DIR ?= testnet
 VALIDATORS ?= 4
 SEEDS ?= 200
+MINUTES ?= 5
+CHAOS_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: test testnet testnet-reset sim bench bench-full clean
+.PHONY: test testnet testnet-reset sim chaos bench bench-full clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +26,12 @@ testnet: $(STAMP)
 
 sim: $(STAMP)
 	$(PY) -m mura.tests.sim.campaign --seeds $(SEEDS)
+
+# Real network faults between validator processes (see tests/chaos/campaign.py). Real packet
+# loss needs iptables and clock skew needs libfaketime (apt-get install iptables faketime);
+# without them those faults are skipped with a line saying so.
+chaos: $(STAMP)
+	$(PY) -m mura.tests.chaos.campaign --minutes $(MINUTES) $(CHAOS_ARGS)
 
 testnet-reset:
 	rm -rf $(TESTNET_DIR)

@@ -82,6 +82,8 @@ class CampaignOptions:
     recovery_bound: float = 30.0
     #: Also fail the run when a liveness target is missed.
     strict: bool = False
+    #: The nodes' log level ("debug" adds redials and rebroadcasts, useful with ``timeline``).
+    log_level: str = "info"
     #: Keep the testnet, logs and figures in this directory (default: a temporary one, removed).
     keep: Path | None = None
     #: Write the figures as JSON here.
@@ -104,10 +106,22 @@ class CampaignResult:
     target_misses: list[str] = field(default_factory=list)
     #: Heals the network did not recover from within the bound.
     slow_recoveries: list[str] = field(default_factory=list)
+    #: Transfers the nodes refused (and the traffic submitted again), by rule.
+    refusals: dict[str, int] = field(default_factory=dict)
     #: Node exit statuses at the end (0: a clean stop).
     exit_statuses: dict[int, int] = field(default_factory=dict)
     passed: bool = False
     directory: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Running:
+    """What exists while the network runs: the RPC client, the load and the observer."""
+
+    rpc: Rpc
+    urls: list[str]
+    traffic: Traffic
+    observer: Observer
 
 
 class Campaign:
@@ -118,15 +132,15 @@ class Campaign:
         self.directory = directory
         self.out = out
         self.result = CampaignResult(directory=directory)
-        self.cluster = ChaosCluster(directory / "testnet", validators=options.validators, timers=options.timers)
+        self.cluster = ChaosCluster(directory / "testnet", validators=options.validators, timers=options.timers,
+                                    log_level=options.log_level)
         self.proxy = ProxyProcess(self.cluster.peer_targets(), seed=options.seed,
                                   events_path=str(directory / "proxy-events.log"))
         self.loss: PacketLoss | None = None
         self.skew: ClockSkew | None = None
         self.skewed_node: int | None = None
         self.real_loss = False
-        self.traffic: Traffic | None = None
-        self.observer: Observer | None = None
+        self.running: Running | None = None
         self.kinds = self._available_kinds()
         self.windows: list[FaultWindow] = []
         self.placements: list[Placement] = []
@@ -201,7 +215,7 @@ class Campaign:
             traffic = Traffic(rpc, urls, treasury=self.cluster.treasury, chain_id=self.cluster.chain_id,
                               rate=self.options.rate, seed=self.options.seed)
             observer = Observer(rpc, urls, on_final=traffic.on_final, seed=self.options.seed)
-            self.traffic, self.observer, self.rpc, self.urls = traffic, observer, rpc, urls
+            running = self.running = Running(rpc, urls, traffic, observer)
             await observer.start()
             try:
                 for answer in await traffic.fund():
@@ -210,15 +224,15 @@ class Campaign:
                 await traffic.start()
                 self.say(f"load: {self.options.rate:g} transfers/s from {len(traffic.senders)} senders")
                 await asyncio.sleep(self.options.warmup)
-                await self._inject_all()
+                await self._inject_all(running)
                 await traffic.stop()
-                await self._drain()
+                await self._drain(running)
             finally:
                 await traffic.stop()
                 await observer.stop()
                 self.placements += observer.placements
 
-    async def _inject_all(self) -> None:
+    async def _inject_all(self, running: Running) -> None:
         options = self.options
         count = options.max_faults if options.max_faults is not None else 1000
         plans = draw_plans(options.seed, self.kinds, count=count, hold=options.hold)
@@ -227,29 +241,30 @@ class Campaign:
             needed = plan.hold + options.settle + 10
             if self.windows and time.monotonic() + needed > deadline:
                 break
-            await self._inject(plan)
+            await self._inject(plan, running)
 
-    async def _inject(self, plan: FaultPlan) -> None:
-        fault = resolve(plan, validators=self.options.validators, primary=self.observer.primary(),
+    async def _inject(self, plan: FaultPlan, running: Running) -> None:
+        observer = running.observer
+        fault = resolve(plan, validators=self.options.validators, primary=observer.primary(),
                         cut=self.options.cut, skewed_node=self.skewed_node, real_loss=self.real_loss)
         load = os.getloadavg()[0]
         await self._apply(fault)
         applied, applied_wall = time.monotonic(), time.time()
-        height_at_apply = await self._fresh_height()
-        self.say(f"apply {fault.kind}: {fault.description} (primary {fault.primary}, heights {self.observer.heights()})")
+        height_at_apply = await self._fresh_height(running)
+        self.say(f"apply {fault.kind}: {fault.description} (primary {fault.primary}, heights {observer.heights()})")
         await asyncio.sleep(plan.hold)
         await self._heal(fault)
         healed, healed_wall = time.monotonic(), time.time()
-        height_at_heal = await self._fresh_height()
-        self.say(f"heal {fault.kind} (heights {self.observer.heights()}, views "
-                 f"{[timeline.view for timeline in self.observer.timelines]})")
+        height_at_heal = await self._fresh_height(running)
+        self.say(f"heal {fault.kind} (heights {observer.heights()}, views "
+                 f"{[timeline.view for timeline in observer.timelines]})")
         bound = max(self.options.recovery_bound, 60.0)
-        recovered = await self.observer.wait_until(lambda: min(self.observer.heights()) > height_at_heal, timeout=bound)
+        recovered = await observer.wait_until(lambda: min(observer.heights()) > height_at_heal, timeout=bound)
         window = FaultWindow(fault, applied, healed, height_at_apply, height_at_heal, applied_wall, healed_wall,
                              gave_up_after=None if recovered else bound, load_average=load)
         self.windows.append(window)
         self.say(f"recovered from {fault.kind} in {time.monotonic() - healed:.1f} s" if recovered
-                 else f"NOT recovered from {fault.kind} within {bound:.0f} s (heights {self.observer.heights()})")
+                 else f"NOT recovered from {fault.kind} within {bound:.0f} s (heights {observer.heights()})")
         await asyncio.sleep(self.options.settle)
 
     async def _apply(self, fault: Fault) -> None:
@@ -269,16 +284,16 @@ class Campaign:
         if self.skew is not None and fault.skew:
             self.skew.set_offset(0)
 
-    async def _fresh_height(self) -> int:
+    async def _fresh_height(self, running: Running) -> int:
         """The highest final height any node reports now (asked afresh, not from the last poll)."""
-        answers = await asyncio.gather(*(self.rpc.call(url, "chain_status") for url in self.urls),
+        answers = await asyncio.gather(*(running.rpc.call(url, "chain_status") for url in running.urls),
                                        return_exceptions=True)
-        heights = [answer["height"] for answer in answers if isinstance(answer, dict)]
-        return max([*heights, *self.observer.heights()])
+        heights = [int(answer["height"]) for answer in answers if isinstance(answer, dict)]
+        return max([*heights, *running.observer.heights()])
 
-    async def _drain(self) -> None:
+    async def _drain(self, running: Running) -> None:
         """Wait until every accepted transfer is final and every node at one height."""
-        observer, traffic = self.observer, self.traffic
+        observer, traffic = running.observer, running.traffic
 
         def settled() -> bool:
             heights = observer.heights()
@@ -297,22 +312,33 @@ class Campaign:
 
     # --- after the run -------------------------------------------------------------------
 
+    def _write_files(self, result: CampaignResult) -> None:
+        """What ``timeline`` and later analysis read: faults, the observer's series, every transfer."""
+        assert self.running is not None
+        with open(self.directory / "faults.jsonl", "w") as file:
+            for figures in result.figures:
+                file.write(json.dumps(fault_document(figures)) + "\n")
+        self.running.observer.dump(self.directory / "observer.jsonl")
+        self.running.traffic.dump(self.directory / "transfers.csv")
+
     def _check(self) -> None:
         result, options = self.result, self.options
-        traffic, observer = self.traffic, self.observer
-        assert traffic is not None and observer is not None, "the run ended before its load started"
+        assert self.running is not None, "the run ended before its load started"
+        traffic, observer = self.running.traffic, self.running.observer
         result.safety = check_stores([self.cluster.data_dir(index) for index in range(options.validators)],
                                      self.cluster.layout.genesis, self.placements, traffic.records)
         for window in self.windows:
-            if window.fault.kind == "split_2_2" and window.height_at_heal > window.height_at_apply + 1:
+            if not window.fault.healthy and window.height_at_heal > window.height_at_apply + 1:
                 result.safety.problem(f"{window.height_at_heal - window.height_at_apply} heights became final "
-                                      f"during a 2|2 split ({window.fault.description})")
+                                      f"with no quorum connected ({window.fault.description})")
         result.figures = [
             figures_of(window, observer.timelines, traffic.latencies(window.applied, window.healed),
                        settle=options.settle)
             for window in self.windows
         ]
+        self._write_files(result)
         result.not_final = len(traffic.accepted_not_final())
+        result.refusals = dict(sorted(traffic.refusals.items()))
         result.transfers = len(traffic.records)
         result.final_latencies = traffic.latencies(0.0, float("inf"))
         targets = Targets.for_base_timeout(base_timeout_ms(options.timers))
@@ -334,6 +360,8 @@ def print_report(result: CampaignResult, options: CampaignOptions, out: Callable
     out("per kind (seconds; stall = longest gap between final blocks on healthy nodes during the fault):")
     print_lines(table(result.figures), out)
     latencies = result.final_latencies
+    refusals = ", ".join(f"{rule} {count}" for rule, count in result.refusals.items()) or "none"
+    out(f"refusals met (each submitted again): {refusals}")
     out(f"all transfers: {result.transfers} signed, finality p50 {seconds(percentile(latencies, 0.5))} s, "
         f"p90 {seconds(percentile(latencies, 0.9))} s, p99 {seconds(percentile(latencies, 0.99))} s, "
         f"max {seconds(latencies[-1] if latencies else None)} s")
@@ -350,7 +378,7 @@ def print_report(result: CampaignResult, options: CampaignOptions, out: Callable
     out(f"targets once fixed: no stall above {targets.no_stall:.1f} s unless the primary is cut off, then one view "
         f"change ({targets.one_view_change:.1f} s); recovery within {targets.recovery:.1f} s of every heal")
     met = len(result.figures) - len(result.target_misses)
-    out(f"targets: {'MET' if not result.target_misses else 'MISSED'} by {met} of {len(result.figures)} faults")
+    out(f"targets: {'MET' if not result.target_misses else 'MISSED'}: met by {met} of {len(result.figures)} faults")
     for miss in result.target_misses:
         out(f"  {miss}")
     for line in result.skipped:
@@ -365,30 +393,32 @@ def print_report(result: CampaignResult, options: CampaignOptions, out: Callable
         f"{'; targets required' if options.strict else ''})")
 
 
+def fault_document(figures: FaultFigures) -> dict[str, object]:
+    window = figures.window
+    return {
+        "kind": window.fault.kind,
+        "description": window.fault.description,
+        "primary": window.fault.primary,
+        "held": figures.held,
+        "chain_stall": figures.chain_stall,
+        "worst_node_stall": figures.worst_node_stall,
+        "first_block": figures.first_block,
+        "recovery": figures.recovery,
+        "rate_before": figures.rate_before,
+        "rate_during": figures.rate_during,
+        "latency_p50": percentile(figures.latencies, 0.5),
+        "latency_p99": percentile(figures.latencies, 0.99),
+        "view_changes": figures.view_changes,
+        "applied_wall": window.applied_wall,
+        "healed_wall": window.healed_wall,
+        "load_average": window.load_average,
+    }
+
+
 def write_json(result: CampaignResult, options: CampaignOptions, path: Path) -> None:
     document = {
         "options": {key: str(value) if isinstance(value, Path) else value for key, value in asdict(options).items()},
-        "faults": [
-            {
-                "kind": figures.window.fault.kind,
-                "description": figures.window.fault.description,
-                "primary": figures.window.fault.primary,
-                "held": figures.held,
-                "chain_stall": figures.chain_stall,
-                "worst_node_stall": figures.worst_node_stall,
-                "first_block": figures.first_block,
-                "recovery": figures.recovery,
-                "rate_before": figures.rate_before,
-                "rate_during": figures.rate_during,
-                "latency_p50": percentile(figures.latencies, 0.5),
-                "latency_p99": percentile(figures.latencies, 0.99),
-                "view_changes": figures.view_changes,
-                "applied_wall": figures.window.applied_wall,
-                "healed_wall": figures.window.healed_wall,
-                "load_average": figures.window.load_average,
-            }
-            for figures in result.figures
-        ],
+        "faults": [fault_document(figures) for figures in result.figures],
         "safety_ok": result.safety.ok,
         "safety_problems": result.safety.problems,
         "not_final": result.not_final,
@@ -431,6 +461,7 @@ def parse_options(argv: Sequence[str] | None) -> CampaignOptions:
     parser.add_argument("--timers", choices=sorted(TIMERS), default="production", help="nodes' consensus timers")
     parser.add_argument("--recovery-bound", type=float, default=30.0, help="seconds within which a heal must recover")
     parser.add_argument("--strict", action="store_true", help="fail when a liveness target is missed")
+    parser.add_argument("--log-level", choices=("debug", "info"), default="info", help="the nodes' log level")
     parser.add_argument("--keep", type=Path, help="keep the testnet, node logs and timelines in this directory")
     parser.add_argument("--json", type=Path, help="write the figures as JSON to this file")
     options = parser.parse_args(argv)
@@ -443,7 +474,7 @@ def parse_options(argv: Sequence[str] | None) -> CampaignOptions:
         minutes=options.minutes, seed=options.seed, validators=options.validators, kinds=kinds,
         max_faults=options.faults, hold=(float(low), float(high or low)), settle=options.settle, rate=options.rate,
         cut=options.cut, timers=options.timers, recovery_bound=options.recovery_bound, strict=options.strict,
-        keep=options.keep, json_path=options.json,
+        log_level=options.log_level, keep=options.keep, json_path=options.json,
     )
 
 

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import permutations
 
-from mura.tests.chaos.proxy import Rule
+from mura.chain.block import quorum_size
+from mura.tests.chaos.proxy import Rule, cut_mode
 
 Pair = tuple[int, int]
 
@@ -40,7 +41,7 @@ KIND_HELP = {
     "bridge": "the primary and one backup cannot hear each other; the other two hear both",
     "isolate_primary": "the primary cut off from everyone (a 1|3 partition)",
     "isolate_backup": "one backup cut off from everyone (a 1|3 partition)",
-    "split_2_2": "two halves of two (no quorum anywhere), then healed",
+    "split_2_2": "two halves (2|2 of four: no quorum anywhere), then healed",
     "wan": "every link delayed 50 ms + up to 50 ms jitter, with loss (real, or as latency spikes)",
     "packet_loss": "5% real packet loss on every link (iptables)",
     "flaky": "every connection reset after a random 1-5 s lifetime, mid-frame",
@@ -104,13 +105,13 @@ def resolve(
     chooser = random.Random(plan.choice)
     everyone = frozenset(range(validators))
     backups = sorted(everyone - {primary})
-    cut_rule = Rule(cut=cut)  # type: ignore[arg-type]
-    common = {"kind": plan.kind, "primary": primary}
-    if plan.kind == "cut_one_way":
+    cut_rule = Rule(cut=cut_mode(cut))
+    kind = plan.kind
+    if kind == "cut_one_way":
         sender, receiver = chooser.choice(list(permutations(range(validators), 2)))
         return Fault(
-            **common, description=f"{sender}->{receiver} cut ({cut}), {receiver}->{sender} passes",
-            rules={(sender, receiver): cut_rule}, healthy=everyone, touches_primary=primary in (sender, receiver),
+            kind, f"{sender}->{receiver} cut ({cut}), {receiver}->{sender} passes",
+            rules={(sender, receiver): cut_rule}, healthy=everyone, touches_primary=primary in (sender, receiver), primary=primary,
         )
     if plan.kind in ("cut_both_ways", "bridge"):
         if plan.kind == "bridge":
@@ -118,59 +119,63 @@ def resolve(
         else:
             first, second = chooser.sample(backups, 2)
         return Fault(
-            **common, description=f"{first}<->{second} cut ({cut}); the others hear both",
+            kind, f"{first}<->{second} cut ({cut}); the others hear both",
             rules={(first, second): cut_rule, (second, first): cut_rule}, healthy=everyone,
-            touches_primary=primary in (first, second),
+            touches_primary=primary in (first, second), primary=primary,
         )
     if plan.kind in ("isolate_primary", "isolate_backup"):
         alone = primary if plan.kind == "isolate_primary" else chooser.choice(backups)
         return Fault(
-            **common, description=f"{alone} isolated ({cut}), {validators - 1} others connected",
+            kind, f"{alone} isolated ({cut}), {validators - 1} others connected",
             rules=_cut_between({alone}, everyone - {alone}, cut_rule), healthy=everyone - {alone},
-            touches_primary=alone == primary,
+            touches_primary=alone == primary, primary=primary,
         )
     if plan.kind == "split_2_2":
-        partner = chooser.choice(backups)
-        half = {primary, partner}
+        # Halves (2|2 of four, 3|4 of seven): neither holds a quorum.
+        half = {primary, *chooser.sample(backups, validators // 2 - 1)}
+        rest = everyone - half
         return Fault(
-            **common, description=f"{sorted(half)} | {sorted(everyone - half)} ({cut})",
-            rules=_cut_between(half, everyone - half, cut_rule), healthy=frozenset(), touches_primary=True,
+            kind, f"{sorted(half)} | {sorted(rest)} ({cut})",
+            rules=_cut_between(half, rest, cut_rule), touches_primary=True,
+            healthy=rest if len(rest) >= quorum_size(validators) else frozenset(), primary=primary,
         )
-    return _degrade(plan, chooser, validators=validators, primary=primary, skewed_node=skewed_node, real_loss=real_loss)
+    return _degrade(plan, validators=validators, primary=primary, skewed_node=skewed_node, real_loss=real_loss)
 
 
 def _degrade(
-    plan: FaultPlan, chooser: random.Random, *, validators: int, primary: int, skewed_node: int | None, real_loss: bool
+    plan: FaultPlan, *, validators: int, primary: int, skewed_node: int | None, real_loss: bool
 ) -> Fault:
     """Kinds that slow or disturb links or clocks without cutting anyone off."""
     everyone = frozenset(range(validators))
     links = list(permutations(range(validators), 2))
-    common = {"kind": plan.kind, "primary": primary, "healthy": everyone}
-    if plan.kind == "wan":
+    kind = plan.kind
+
+    def fault(description: str, *, rules: dict[Pair, Rule] | None = None, loss: dict[Pair, float] | None = None,
+              skew: int = 0, touches_primary: bool = True) -> Fault:
+        return Fault(kind, description, rules=rules or {}, loss=loss or {}, skew=skew, healthy=everyone,
+                     touches_primary=touches_primary, primary=primary)
+
+    if kind == "wan":
         if real_loss:
-            rule = Rule(delay_ms=50, jitter_ms=50)
-            return Fault(**common, description="delay 50+0..50 ms and 2% real loss on every link",
-                         rules=dict.fromkeys(links, rule), loss=dict.fromkeys(links, 0.02), touches_primary=True)
-        rule = Rule(delay_ms=50, jitter_ms=50, spike_probability=0.02, spike_ms=300)
-        return Fault(**common, description="delay 50+0..50 ms and 2% of chunks held 300 ms (loss as latency spikes)",
-                     rules=dict.fromkeys(links, rule), touches_primary=True)
-    if plan.kind == "packet_loss":
-        return Fault(**common, description="5% real packet loss on every link", loss=dict.fromkeys(links, 0.05),
-                     touches_primary=True)
-    if plan.kind in ("flaky", "flaky_fast"):
-        lifetime = (1.0, 5.0) if plan.kind == "flaky" else (0.5, 1.5)
-        return Fault(**common, description=f"every connection reset after {lifetime[0]:g}-{lifetime[1]:g} s",
-                     rules=dict.fromkeys(links, Rule(lifetime=lifetime)), touches_primary=True)
-    if plan.kind == "throttle_primary":
-        rule = Rule(rate=24_000)
+            return fault("delay 50+0..50 ms and 2% real loss on every link",
+                         rules=dict.fromkeys(links, Rule(delay_ms=50, jitter_ms=50)), loss=dict.fromkeys(links, 0.02))
+        spiky = Rule(delay_ms=50, jitter_ms=50, spike_probability=0.02, spike_ms=300)
+        return fault("delay 50+0..50 ms and 2% of chunks held 300 ms (loss as latency spikes)",
+                     rules=dict.fromkeys(links, spiky))
+    if kind == "packet_loss":
+        return fault("5% real packet loss on every link", loss=dict.fromkeys(links, 0.05))
+    if kind in ("flaky", "flaky_fast"):
+        lifetime = (1.0, 5.0) if kind == "flaky" else (0.5, 1.5)
+        return fault(f"every connection reset after {lifetime[0]:g}-{lifetime[1]:g} s",
+                     rules=dict.fromkeys(links, Rule(lifetime=lifetime)))
+    if kind == "throttle_primary":
         touched = [link for link in links if primary in link]
-        return Fault(**common, description=f"every link of {primary} at 24 kB/s each way",
-                     rules=dict.fromkeys(touched, rule), touches_primary=True)
-    if plan.kind == "clock_skew":
+        return fault(f"every link of {primary} at 24 kB/s each way", rules=dict.fromkeys(touched, Rule(rate=24_000)))
+    if kind == "clock_skew":
         assert skewed_node is not None, "clock_skew needs a node started under libfaketime"
-        return Fault(**common, description=f"{skewed_node}'s wall clock {SKEW_SECONDS:+d} s",
-                     skew=SKEW_SECONDS, touches_primary=skewed_node == primary)
-    raise ValueError(f"unknown fault kind {plan.kind!r}")
+        return fault(f"{skewed_node}'s wall clock {SKEW_SECONDS:+d} s", skew=SKEW_SECONDS,
+                     touches_primary=skewed_node == primary)
+    raise ValueError(f"unknown fault kind {kind!r}")
 
 
 def _cut_between(side: set[int] | frozenset[int], other: set[int] | frozenset[int], rule: Rule) -> dict[Pair, Rule]:

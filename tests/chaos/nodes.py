@@ -34,9 +34,10 @@ def base_timeout_ms(timers: str) -> int:
 class ChaosCluster(Cluster):
     """A ``Cluster`` whose nodes dial each other at ``proxy_port(dialer, target)``."""
 
-    def __init__(self, directory: Path, *, validators: int, timers: str = "production") -> None:
+    def __init__(self, directory: Path, *, validators: int, timers: str = "production", log_level: str = "info") -> None:
         super().__init__(directory, validators=validators)
         self.timers = timers
+        self.log_level = log_level
         self.proxy_port: Callable[[int, int], int] | None = None
         self.environments: dict[int, dict[str, str]] = {}
 
@@ -62,7 +63,7 @@ class ChaosCluster(Cluster):
     def start(self, index: int) -> None:
         config = node_config_path(self.directory, self.names[index])
         command = [sys.executable, "-m", "mura.node", "--config", str(config), *TIMERS[self.timers],
-                   *self.peer_flags(index)]
+                   "--log-level", self.log_level, *self.peer_flags(index)]
         environment: Mapping[str, str] = {**os.environ, **self.environments.get(index, {})}
         with open(self.log_path(index), "ab") as log:
             self.processes[index] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment)

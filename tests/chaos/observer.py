@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 
@@ -28,6 +30,8 @@ from mura.tests.bench.rpc import Rpc, RpcFailure
 POLL_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError, RpcFailure)
 #: One in this many final transactions is also asked of another node with ``chain_getTransaction``.
 SAMPLE_EVERY = 20
+#: Seconds between ``mempool_status`` polls of a node.
+MEMPOOL_INTERVAL = 1.0
 
 
 @dataclass(slots=True)
@@ -40,6 +44,8 @@ class NodeTimeline:
     views: list[tuple[float, int]] = field(default_factory=list)
     #: Its count of connected peers each time it changed.
     peers: list[tuple[float, int]] = field(default_factory=list)
+    #: Transactions in its mempool, about once a second.
+    mempool: list[tuple[float, int]] = field(default_factory=list)
     #: Polls that failed (no answer within the client's timeout, or an error).
     failed_polls: int = 0
 
@@ -138,7 +144,9 @@ class Observer:
     async def start(self) -> None:
         if self._tasks:
             return
-        self._tasks = [asyncio.create_task(self._poll(index), name=f"poll-{index}") for index in range(len(self.urls))]
+        count = len(self.urls)
+        self._tasks = [asyncio.create_task(self._poll(index), name=f"poll-{index}") for index in range(count)]
+        self._tasks += [asyncio.create_task(self._poll_mempool(index), name=f"mempool-{index}") for index in range(count)]
         self._tasks.append(asyncio.create_task(self._fetch_blocks(), name="fetch-blocks"))
 
     async def stop(self) -> None:
@@ -199,6 +207,24 @@ class Observer:
                 await asyncio.sleep(delay)
             else:
                 next_poll = time.monotonic()
+
+    async def _poll_mempool(self, index: int) -> None:
+        while True:
+            with contextlib.suppress(*POLL_ERRORS):
+                status = await self.rpc.call(self.urls[index], "mempool_status")
+                self.timelines[index].mempool.append((time.monotonic(), int(status["transactions"])))
+            await asyncio.sleep(MEMPOOL_INTERVAL)
+
+    def dump(self, path: Path) -> None:
+        """Every node's series with wall-clock times (``time.time()``), one JSON object per node."""
+        offset = time.time() - time.monotonic()
+        with open(path, "w") as file:
+            for index, timeline in enumerate(self.timelines):
+                series = {
+                    name: [[round(moment + offset, 3), value] for moment, value in getattr(timeline, name)]
+                    for name in ("heights", "views", "peers", "mempool")
+                }
+                file.write(json.dumps({"node": index, **series}) + "\n")
 
     def _record(self, index: int, timeline: NodeTimeline, status: dict[str, object], moment: float) -> None:
         height, view, peers = status["height"], status["view"], status["peers"]

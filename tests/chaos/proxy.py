@@ -43,7 +43,7 @@ import struct
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -107,6 +107,15 @@ class Rule:
 PASS = Rule()
 
 
+def cut_mode(text: str) -> CutMode:
+    """``text`` as a cut mode, or ValueError."""
+    if text == "blackhole":
+        return "blackhole"
+    if text == "reset":
+        return "reset"
+    raise ValueError(f"a cut is blackhole or reset, not {text!r}")
+
+
 @dataclass(slots=True)
 class ProxyStats:
     """Counters of one proxy, for reports and for diagnosing a run."""
@@ -155,9 +164,7 @@ class FaultProxy:
             for target in self._targets:
                 if dialer != target:
                     pair = (dialer, target)
-                    self._servers[pair] = await asyncio.start_server(
-                        lambda reader, writer, pair=pair: self._accept(pair, reader, writer), self._host, 0
-                    )
+                    self._servers[pair] = await asyncio.start_server(self._acceptor(pair), self._host, 0)
 
     async def stop(self) -> None:
         """Close every listener and reset every connection; idempotent."""
@@ -220,6 +227,12 @@ class FaultProxy:
         return delay / 1000
 
     # --- connections ---------------------------------------------------------------------
+
+    def _acceptor(self, pair: Pair) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
+        async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await self._accept(pair, reader, writer)
+
+        return accept
 
     async def _accept(self, pair: Pair, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.stats.add(self.stats.accepted, pair)

@@ -21,6 +21,7 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from mura.chain.keys import SigningKey
@@ -187,6 +188,22 @@ class Traffic:
 
     def accepted_not_final(self) -> list[TransferRecord]:
         return [record for record in self.records.values() if record.accepted is not None and record.final is None]
+
+    def dump(self, path: Path) -> None:
+        """Every transfer as a CSV row, times as ``time.time()``."""
+        offset = time.time() - time.monotonic()
+        senders = {sender.public_key: index for index, sender in enumerate(self.senders)}
+
+        def wall(moment: float | None) -> str:
+            return "" if moment is None else f"{moment + offset:.3f}"
+
+        with open(path, "w") as file:
+            file.write("hash,sender,nonce,node,submitted,accepted,final,height,refusals\n")
+            for name, record in self.records.items():
+                transaction = record.transaction
+                file.write(f"{name},{senders.get(transaction.sender, 'treasury')},{transaction.nonce},{record.node},"
+                           f"{wall(record.submitted)},{wall(record.accepted)},{wall(record.final)},"
+                           f"{'' if record.height is None else record.height},{record.attempts}\n")
 
     def latencies(self, start: float, end: float) -> list[float]:
         """Finality latencies (seconds, from acceptance) of transfers accepted within [start, end)."""
