@@ -456,6 +456,7 @@ def parse_options(argv: Sequence[str] | None) -> CampaignOptions:
     parser.add_argument("--faults", type=int, help="run at most this many faults")
     parser.add_argument("--hold", default="15,20", help="seconds a fault is held: LOW,HIGH (default 15,20)")
     parser.add_argument("--settle", type=float, default=8.0, help="steady seconds after each recovery (default 8)")
+    parser.add_argument("--warmup", type=float, default=8.0, help="steady seconds before the first fault (default 8)")
     parser.add_argument("--rate", type=float, default=100.0, help="transfers per second (default 100)")
     parser.add_argument("--cut", choices=("blackhole", "reset"), default="blackhole", help="how cut links behave")
     parser.add_argument("--timers", choices=sorted(TIMERS), default="production", help="nodes' consensus timers")
@@ -472,7 +473,7 @@ def parse_options(argv: Sequence[str] | None) -> CampaignOptions:
     low, _, high = options.hold.partition(",")
     return CampaignOptions(
         minutes=options.minutes, seed=options.seed, validators=options.validators, kinds=kinds,
-        max_faults=options.faults, hold=(float(low), float(high or low)), settle=options.settle, rate=options.rate,
+        max_faults=options.faults, hold=(float(low), float(high or low)), settle=options.settle, warmup=options.warmup, rate=options.rate,
         cut=options.cut, timers=options.timers, recovery_bound=options.recovery_bound, strict=options.strict,
         log_level=options.log_level, keep=options.keep, json_path=options.json,
     )

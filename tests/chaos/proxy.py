@@ -11,10 +11,13 @@ What a rule can do to a direction (see ``Rule``):
 
 - cut, as a *blackhole*: nothing arrives and nothing is refused; the proxy
   stops reading, so the sender's bytes wait in TCP buffers and its connection
-  stays open, as across a real outage (a dead route, a pulled cable). New
-  connections open (the proxy accepts them) but their handshake never
-  completes. Once healed, what waited flows on, as TCP retransmission would
-  deliver it if the connection outlived the outage.
+  stays open, as across a real outage (a dead route, a pulled cable). Once
+  healed, what waited flows on, as TCP retransmission would deliver it if the
+  connection outlived the outage. A connection dialed into a blackhole (in
+  either direction) is accepted by the proxy, since it must be, but goes no
+  further: it reaches the target only at the first moment after the heal that
+  the dialer's kernel would send its SYN again (1, 3, 7, 15 s... after the
+  dial), and not at all if the dialer gave up first.
 - cut, as a *reset*: every connection carrying the direction is reset at once
   and new ones are reset on arrival, as a firewall that rejects would.
 - delay: a fixed delay plus jitter per chunk, never reordering bytes.
@@ -55,6 +58,9 @@ CHUNK = 16 * 1024
 MAX_HELD_BYTES = 4 * 1024 * 1024
 #: Seconds to connect on to the target before the dialer's connection is reset.
 CONNECT_TIMEOUT = 5.0
+#: Seconds after a first SYN at which Linux sends it again (initial RTO 1 s, doubling): a
+#: connection dialed into a blackhole completes at the first of these after the heal.
+SYN_RETRANSMITS = (1.0, 3.0, 7.0, 15.0, 31.0, 63.0)
 
 CutMode = Literal["blackhole", "reset"]
 Pair = tuple[int, int]
@@ -126,6 +132,8 @@ class ProxyStats:
     reset: dict[Pair, int] = field(default_factory=dict)
     #: Bytes delivered, per direction.
     delivered: dict[Pair, int] = field(default_factory=dict)
+    #: Dials into a blackhole that the dialer gave up before the heal, per directed pair.
+    abandoned: dict[Pair, int] = field(default_factory=dict)
 
     def add(self, table: dict[Pair, int], pair: Pair, count: int = 1) -> None:
         table[pair] = table.get(pair, 0) + count
@@ -243,6 +251,15 @@ class FaultProxy:
             self._event(f"refused {dialer}->{target}: the link is cut (reset)")
             _reset(writer)
             return
+        early = b""
+        if self._blackholed(pair):
+            held = await self._hold_dial(pair, reader)
+            if held is None:
+                self.stats.add(self.stats.abandoned, pair)
+                self._event(f"dial {dialer}->{target} given up in a blackhole")
+                writer.close()
+                return
+            early = held
         host, port = self._targets[target]
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT):
@@ -251,13 +268,38 @@ class FaultProxy:
             self._event(f"cannot reach {target} for {dialer}: {error or type(error).__name__}")
             _reset(writer)
             return
-        connection = _Connection(self, pair, (reader, writer), (upstream_reader, upstream_writer))
+        connection = _Connection(self, pair, (reader, writer), (upstream_reader, upstream_writer), early=early)
         self._connections.add(connection)
         self._event(f"accepted {dialer}->{target} #{connection.number}")
         try:
             await connection.run()
         finally:
             self._connections.discard(connection)
+
+    def _blackholed(self, pair: Pair) -> bool:
+        dialer, target = pair
+        return "blackhole" in (self.rule(pair).cut, self.rule((target, dialer)).cut)
+
+    async def _hold_dial(self, pair: Pair, reader: asyncio.StreamReader) -> bytes | None:
+        """Hold a connection dialed into a blackhole until its next SYN after the heal; the
+        dialer's first bytes meanwhile, or None when it closed first (it gave up)."""
+        started = time.monotonic()
+        received = bytearray()
+        collecting = asyncio.create_task(_collect(reader, received))
+        try:
+            while self._blackholed(pair):
+                change = asyncio.create_task(self.wait_for_change())
+                await asyncio.wait({collecting, change}, return_when=asyncio.FIRST_COMPLETED)
+                change.cancel()
+                if collecting.done():
+                    return None
+            elapsed = time.monotonic() - started
+            retransmit = next((moment for moment in SYN_RETRANSMITS if moment >= elapsed), elapsed)
+            await asyncio.wait({collecting}, timeout=retransmit - elapsed)
+            return None if collecting.done() else bytes(received)
+        finally:
+            collecting.cancel()
+            await asyncio.gather(collecting, return_exceptions=True)
 
     def connection_reset(self, connection: _Connection, reason: str) -> None:
         self.stats.add(self.stats.reset, connection.pair)
@@ -279,6 +321,8 @@ class _Connection:
         pair: Pair,
         downstream: tuple[asyncio.StreamReader, asyncio.StreamWriter],
         upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+        *,
+        early: bytes = b"",
     ) -> None:
         _Connection._numbers += 1
         self.number = _Connection._numbers
@@ -290,6 +334,8 @@ class _Connection:
             _Pump(self, (dialer, target), downstream[0], upstream[1]),
             _Pump(self, (target, dialer), upstream[0], downstream[1]),
         )
+        if early:
+            self._pumps[0].preload(early)
         self._death: asyncio.TimerHandle | None = None
         self._notice: asyncio.Task[None] | None = None
         self._done = asyncio.Event()
@@ -387,6 +433,11 @@ class _Pump:
         self._stopped = False
         self._tasks: list[asyncio.Task[None]] = []
 
+    def preload(self, data: bytes) -> None:
+        """Bytes read before the pump started (while a dial was held), delivered first."""
+        self._queue.append((time.monotonic(), data))
+        self._held_bytes += len(data)
+
     async def run(self) -> None:
         self._tasks = [asyncio.create_task(self._read()), asyncio.create_task(self._write())]
         try:
@@ -463,6 +514,15 @@ class _Pump:
                 await asyncio.sleep(len(data) / rule.rate)
 
 
+async def _collect(reader: asyncio.StreamReader, into: bytearray) -> None:
+    """Read into ``into`` until the other side closes (or resets)."""
+    try:
+        while data := await reader.read(CHUNK):
+            into += data
+    except (ConnectionError, OSError):
+        return
+
+
 def _reset(writer: asyncio.StreamWriter) -> None:
     """Abort a connection with an RST rather than a FIN, as a reset link does."""
     sock = writer.get_extra_info("socket")
@@ -504,7 +564,7 @@ async def serve_commands(proxy: FaultProxy, reader: asyncio.StreamReader, write:
                 stats = proxy.stats
                 answer["stats"] = {
                     name: [[*pair, count] for pair, count in getattr(stats, name).items()]
-                    for name in ("accepted", "reset", "delivered")
+                    for name in ("accepted", "reset", "delivered", "abandoned")
                 }
             answer["ok"] = True
         except (KeyError, TypeError, ValueError) as error:

@@ -185,3 +185,34 @@ async def test_the_proxy_process_takes_rules_over_its_pipe() -> None:
     finally:
         await process.stop()
         await endpoint.stop()
+
+
+async def test_a_dial_into_a_blackhole_arrives_at_its_next_syn_after_the_heal(proxy: tuple[FaultProxy, Endpoint]) -> None:
+    fault_proxy, endpoint = proxy
+    fault_proxy.set_rules({(1, 0): Rule(cut="blackhole")})
+    dialed = time.monotonic()
+    reader, writer = await asyncio.open_connection("127.0.0.1", fault_proxy.port(0, 1))
+    writer.write(b"hello")
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(endpoint.connections.get(), 0.3)
+    fault_proxy.heal()
+    far_reader, far_writer = await asyncio.wait_for(endpoint.connections.get(), ARRIVAL_SECONDS)
+    assert time.monotonic() - dialed >= 1.0  # the first SYN retransmission
+    assert await asyncio.wait_for(far_reader.readexactly(5), ARRIVAL_SECONDS) == b"hello"
+    far_writer.write(b"back")
+    assert await asyncio.wait_for(reader.readexactly(4), ARRIVAL_SECONDS) == b"back"
+
+
+async def test_a_dial_given_up_in_a_blackhole_never_arrives(proxy: tuple[FaultProxy, Endpoint]) -> None:
+    fault_proxy, endpoint = proxy
+    fault_proxy.set_rules({(0, 1): Rule(cut="blackhole")})
+    reader, writer = await asyncio.open_connection("127.0.0.1", fault_proxy.port(0, 1))
+    writer.write(b"GET /p2p")
+    writer.close()
+    deadline = time.monotonic() + ARRIVAL_SECONDS
+    while not fault_proxy.stats.abandoned and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert fault_proxy.stats.abandoned == {(0, 1): 1}
+    fault_proxy.heal()
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(endpoint.connections.get(), 1.5)
