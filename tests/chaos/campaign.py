@@ -244,6 +244,7 @@ class Campaign:
             await self._inject(plan, running)
 
     async def _inject(self, plan: FaultPlan, running: Running) -> None:
+        self.cluster.check_alive()
         observer = running.observer
         fault = resolve(plan, validators=self.options.validators, primary=observer.primary(),
                         cut=self.options.cut, skewed_node=self.skewed_node, real_loss=self.real_loss)
@@ -300,6 +301,7 @@ class Campaign:
             return not traffic.accepted_not_final() and len(set(heights)) == 1
 
         drained = await observer.wait_until(settled, timeout=DRAIN_SECONDS)
+        self.cluster.check_alive()
         self.say(f"load stopped; {'drained' if drained else 'NOT drained'}: "
                  f"{len(traffic.accepted_not_final())} accepted transfers not final, heights {observer.heights()}")
 

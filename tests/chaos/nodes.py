@@ -9,13 +9,15 @@ consensus timers, and optional extra environment per node (libfaketime).
 from __future__ import annotations
 
 import os
+from functools import partial
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from mura.chain.address import encode_address
 from mura.genesis.testnet import node_config_path
-from mura.tests.node.cluster import FAST_CONSENSUS, Cluster
+from mura.tests.node.cluster import FAST_CONSENSUS, Cluster, wait_for
 
 #: The node's own defaults, spelled out so a run states what it measured.
 PRODUCTION_CONSENSUS = [
@@ -68,6 +70,35 @@ class ChaosCluster(Cluster):
         with open(self.log_path(index), "ab") as log:
             self.processes[index] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment)
 
+    def start_all(self) -> None:
+        """Start every node and wait until each is this network's node (not another process
+        that holds its port) and linked to all the others."""
+        for index in range(len(self.names)):
+            self.start(index)
+        for index in range(len(self.names)):
+            wait_for(partial(self.linked, index), f"node {index} to start and connect")
+
+    def linked(self, index: int) -> bool:
+        self.check_alive()
+        status = self.status(index)
+        return bool(status["validators"] == self.validator_addresses and status["peers"] == len(self.names) - 1)
+
+    @property
+    def validator_addresses(self) -> list[str]:
+        return [encode_address(validator.public_key, self.prefix) for validator in self.layout.genesis.validators]
+
+    def check_alive(self) -> None:
+        """Raise ``NodeExited`` naming the first node process that is gone."""
+        for index, process in self.processes.items():
+            status = process.poll()
+            if status is not None:
+                last = self.log_path(index).read_text(errors="replace").strip().splitlines()[-1:]
+                raise NodeExited(f"node {index} exited with status {status}: {last[0] if last else 'no log'}")
+
     def stop_all(self) -> dict[int, int]:
         """SIGTERM every node and wait: the exit status of each."""
         return {index: self.stop(index) for index in list(self.processes)}
+
+
+class NodeExited(Exception):
+    """A node process ended while the network was meant to run."""

@@ -9,6 +9,7 @@ files in their data directories.
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import signal
 import socket
@@ -35,8 +36,14 @@ FAST_CONSENSUS = [
 
 
 def free_port_range(count: int) -> int:
-    """A base port such that ``base .. base + count - 1`` are free on 127.0.0.1 now."""
-    for base in range(21000, 60000, 97):
+    """A base port such that ``base .. base + count - 1`` are free on 127.0.0.1 now.
+
+    Bases are tried from a random start below the kernel's ephemeral ports (32768 on), so
+    that clusters started at the same moment by other processes on this machine rarely
+    pick the same ports in the instant between this check and the nodes binding them."""
+    bases = list(range(20000, 32768 - count, 97))
+    start = random.randrange(len(bases))
+    for base in bases[start:] + bases[:start]:
         sockets = []
         try:
             for port in range(base, base + count):
