@@ -434,6 +434,7 @@ def run_campaign(options: CampaignOptions, *, out: Callable[[str], None] = print
     """Run a whole campaign and print its report; the directory is removed unless kept."""
     directory = options.keep or Path(tempfile.mkdtemp(prefix="mura-chaos-"))
     directory.mkdir(parents=True, exist_ok=True)
+    keep = options.keep is not None
     try:
         campaign = Campaign(options, directory, out)
         out(f"chaos campaign: seed {options.seed}, {options.minutes:g} min, kinds {', '.join(campaign.kinds)}; "
@@ -442,9 +443,15 @@ def run_campaign(options: CampaignOptions, *, out: Callable[[str], None] = print
         print_report(result, options, out)
         if options.json_path is not None:
             write_json(result, options, options.json_path)
+        keep = keep or not result.passed
         return result
+    except BaseException:
+        keep = True
+        raise
     finally:
-        if options.keep is None:
+        if keep:
+            out(f"node logs, proxy events and figures kept in {directory}")
+        else:
             shutil.rmtree(directory, ignore_errors=True)
 
 
