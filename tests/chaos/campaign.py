@@ -211,7 +211,7 @@ class Campaign:
 
     async def _drive(self) -> None:
         urls = [f"http://127.0.0.1:{port}/" for port in self.cluster.rpc_ports]
-        async with Rpc(timeout_seconds=5.0, connections=8) as rpc:
+        async with Rpc(timeout_seconds=5.0, connections=32) as rpc:
             traffic = Traffic(rpc, urls, treasury=self.cluster.treasury, chain_id=self.cluster.chain_id,
                               rate=self.options.rate, seed=self.options.seed)
             observer = Observer(rpc, urls, on_final=traffic.on_final, seed=self.options.seed)

@@ -115,7 +115,16 @@ class Cluster:
         for index in range(len(self.names)):
             self.start(index)
         for index in range(len(self.names)):
-            wait_for(lambda index=index: self.status(index)["peers"] == len(self.names) - 1, f"node {index} to connect")
+            wait_for(lambda index=index: self.is_ours(index) and self.status(index)["peers"] == len(self.names) - 1,
+                     f"node {index} to connect")
+
+    def is_ours(self, index: int) -> bool:
+        """The node answering on ``index``'s RPC port is this testnet's (its validators are), not
+        another cluster's that took the port between the check for free ports and the bind."""
+        validators = [encode_address(validator.public_key, self.prefix) for validator in self.layout.genesis.validators]
+        if self.status(index)["validators"] != validators:
+            raise AssertionError(f"another network's node answers on node {index}'s port {self.rpc_ports[index]}")
+        return True
 
     def kill(self, index: int) -> None:
         """kill -9: no chance to flush or close anything."""
