@@ -6,12 +6,14 @@ STAMP := $(VENV)/.installed-stamp
 TESTNET_DIR ?= testnet
 VALIDATORS ?= 4
 SEEDS ?= 200
+MINUTES ?= 5
+CHAOS_ARGS ?=
 BENCH_ARGS ?=
 # make attacks: which attacks (comma-separated; empty: all) and how hard (1 quick, 10 full strength).
 ATTACK ?=
 SCALE ?= 1
 
-.PHONY: test testnet testnet-reset sim bench bench-full attacks clean
+.PHONY: test testnet testnet-reset sim chaos bench bench-full attacks clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +29,12 @@ testnet: $(STAMP)
 
 sim: $(STAMP)
 	$(PY) -m mura.tests.sim.campaign --seeds $(SEEDS)
+
+# Real network faults between validator processes (see tests/chaos/campaign.py). Real packet
+# loss needs iptables and clock skew needs libfaketime (apt-get install iptables faketime);
+# without them those faults are skipped with a line saying so.
+chaos: $(STAMP)
+	$(PY) -m mura.tests.chaos.campaign --minutes $(MINUTES) $(CHAOS_ARGS)
 
 testnet-reset:
 	rm -rf $(TESTNET_DIR)

@@ -38,10 +38,10 @@ FAST_CONSENSUS = [
 def free_port_range(count: int) -> int:
     """A base port such that ``base .. base + count - 1`` are free on 127.0.0.1 now.
 
-    The scan starts at a random place: test runs sharing the machine would otherwise
-    all probe the same ranges at once and each start nodes on the other's ports.
-    """
-    bases = list(range(21000, 60000, 97))
+    Bases are tried from a random start below the kernel's ephemeral ports (32768 on), so
+    that clusters started at the same moment by other processes on this machine rarely
+    pick the same ports in the instant between this check and the nodes binding them."""
+    bases = list(range(20000, 32768 - count, 97))
     start = random.randrange(len(bases))
     for base in bases[start:] + bases[:start]:
         sockets = []
@@ -115,7 +115,16 @@ class Cluster:
         for index in range(len(self.names)):
             self.start(index)
         for index in range(len(self.names)):
-            wait_for(lambda index=index: self.status(index)["peers"] == len(self.names) - 1, f"node {index} to connect")
+            wait_for(lambda index=index: self.is_ours(index) and self.status(index)["peers"] == len(self.names) - 1,
+                     f"node {index} to connect")
+
+    def is_ours(self, index: int) -> bool:
+        """The node answering on ``index``'s RPC port is this testnet's (its validators are), not
+        another cluster's that took the port between the check for free ports and the bind."""
+        validators = [encode_address(validator.public_key, self.prefix) for validator in self.layout.genesis.validators]
+        if self.status(index)["validators"] != validators:
+            raise AssertionError(f"another network's node answers on node {index}'s port {self.rpc_ports[index]}")
+        return True
 
     def kill(self, index: int) -> None:
         """kill -9: no chance to flush or close anything."""
