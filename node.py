@@ -487,7 +487,11 @@ class Node:
         self._rebroadcast_task: asyncio.Task[None] | None = None
         #: Pending transactions being offered to peers whose links just opened.
         self._offers: set[asyncio.Task[None]] = set()
-        self.stalled = StalledRuns(after=config["mempool.rebroadcast_after_ms"] / 1000)
+        # A stalled sender's whole backlog may be behind one lost frame: send enough of its run
+        # to drain it well faster than a busy sender adds to it.
+        self.stalled = StalledRuns(
+            after=config["mempool.rebroadcast_after_ms"] / 1000, max_run=MAX_OFFERED_RUN, max_transactions=5_000
+        )
         self._timers: dict[int, asyncio.TimerHandle] = {}
         self._commit_started: dict[int, int] = {}
         #: Equivocations this node saw, newest last (bounded like the replica's).
