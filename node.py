@@ -38,6 +38,7 @@ from mura.consensus.actions import (
     Broadcast,
     CommitBlock,
     Misbehaviour,
+    PersistGuard,
     PersistVote,
     PruneVotes,
     Relay,
@@ -50,7 +51,7 @@ from mura.consensus.config import ReplicaConfig
 from mura.consensus.messages import BlockRequest, FinalBlock, Message, Tag, decode_message, encode_message, message_tag
 from mura.consensus.serving import BlockServer
 from mura.consensus.replica import Replica
-from mura.consensus.votes import RecordedVote
+from mura.consensus.votes import RecordedVote, SigningGuard
 from mura.genesis.format import genesis_block, load_genesis
 from mura.p2p.block_service import BlockService
 from mura.p2p.gossip import DEFAULT_MAX_BATCH, StalledRuns, TransactionGossip, decode_transaction_batch
@@ -418,7 +419,6 @@ class StoredVotes:
 
     def __init__(self, store: VoteStore) -> None:
         self.store = store
-        self.new = store.new
 
     def load_votes(self, height: int) -> list[RecordedVote]:
         return [RecordedVote.decode(vote) for vote in self.store.load_votes(height)]
@@ -426,15 +426,19 @@ class StoredVotes:
     def highest_height(self) -> int:
         return self.store.highest_height()
 
+    def signing_guard(self) -> SigningGuard:
+        pending, until_height = self.store.load_guard()
+        return SigningGuard(pending=pending, until_height=until_height)
+
     def carry_over(self, chain: Store) -> int:
         """Votes an earlier version kept in the chain's data, at the height in progress,
-        moved into this new record (then it is no longer new)."""
+        moved into this new record (which then holds what its validator signed: no check)."""
         height = chain.height + 1
         votes = chain.load_votes(height)
         for vote in votes:
             self.store.save_vote(height, vote)
         if votes:
-            self.new = False
+            self.store.save_guard(0)
         return len(votes)
 
 
@@ -485,8 +489,12 @@ class Node:
         self._dropped_logged = 0
         self._consensus_task: asyncio.Task[None] | None = None
         self._rebroadcast_task: asyncio.Task[None] | None = None
-        #: Pending transactions being offered to peers whose links just opened.
-        self._offers: set[asyncio.Task[None]] = set()
+        #: Pending transactions being offered to peers whose links just opened, by validator.
+        self._offers: dict[int, asyncio.Task[None]] = {}
+        #: When each validator was last sent what it may have missed (link opened).
+        self._last_offered: dict[int, float] = {}
+        #: Final blocks being served to validators that are behind, by validator.
+        self._serving: dict[int, asyncio.Task[int]] = {}
         # A stalled sender's whole backlog may be behind one lost frame: send enough of its run
         # to drain it well faster than a busy sender adds to it.
         self.stalled = StalledRuns(
@@ -543,33 +551,38 @@ class Node:
             max_proposal_transactions=self.config["consensus.max_block_transactions"],
             verify_certified_signatures=self.config["sync.verify_signatures"],
         )
-        votes = self._open_vote_record()
+        votes = self._open_vote_record(genesis.hash)
         self.replica = Replica(
             key=self.key,
             validators=self.validators,
             application=application,
             config=self._replica_config(),
             vote_record=votes,
-            vote_record_new=votes.new,
         )
         LOG.info(
-            "starting %s at height %d (head %s); vote record %s%s",
-            self.name, self.store.height, self.store.head.hash.hex()[:16], votes.store.path,
-            " (new: the double-sign check applies)" if votes.new else f", highest height voted {votes.highest_height()}",
+            "starting %s at height %d (head %s); vote record %s, highest height voted %d",
+            self.name, self.store.height, self.store.head.hash.hex()[:16], votes.store.path, votes.highest_height(),
         )
+        if self.replica.guard.pending:
+            LOG.warning(
+                "the vote record is new (a key on a new machine, or a record lost): this validator signs nothing "
+                "until it has heard where the network stands, and then nothing for %d heights more, in case it "
+                "voted there before (consensus.double_sign_check_heights)",
+                self.config["consensus.double_sign_check_heights"],
+            )
         await self._start_network(genesis.hash)
         await self._start_rpc()
         self._consensus_task = asyncio.create_task(self._run_consensus(), name="consensus")
         self._rebroadcast_task = asyncio.create_task(self._rebroadcast_stalled(), name="rebroadcast")
         self._events.put_nowait(("start", None))
 
-    def _open_vote_record(self) -> StoredVotes:
+    def _open_vote_record(self, genesis_hash: bytes) -> StoredVotes:
         try:
-            self._votes = VoteStore(self.config.vote_record_path())
+            self._votes = VoteStore(self.config.vote_record_path(), chain=genesis_hash, validator=self.key.public_key)
         except StoreError as error:
             raise ConfigError(f"vote_record: {error}") from None
         votes = StoredVotes(self._votes)
-        carried = votes.carry_over(self.store) if votes.new else 0
+        carried = votes.carry_over(self.store) if self._votes.new else 0
         if carried:
             LOG.info("carried %d votes over from the chain's data into the vote record", carried)
         return votes
@@ -672,7 +685,7 @@ class Node:
         self.finality.close()
         if self.rpc is not None:
             await self.rpc.stop()
-        for task in (self._consensus_task, self._rebroadcast_task, *self._offers):
+        for task in (self._consensus_task, self._rebroadcast_task, *self._offers.values(), *self._serving.values()):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -698,7 +711,7 @@ class Node:
             event, argument = await self._events.get()
             replica = self._replica
             now = now_ms()
-            height, view, held = replica.height, replica.view, replica.signing_held_at
+            height, view = replica.height, replica.view
             try:
                 if event == "message":
                     peer, message, size = argument
@@ -715,7 +728,6 @@ class Node:
                 if replica.height == height and replica.view > view:
                     self._log_view_change(view, "its timer ran out" if event == "timeout" else "other validators moved")
                 await self._execute(actions)
-                self._log_signing_held(held)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -731,19 +743,6 @@ class Node:
             "view change at height %d: view %d -> %d (%s), primary now %s",
             replica.height, before, replica.view, reason, primary,
         )
-
-    def _log_signing_held(self, before: tuple[int, int] | None) -> None:
-        held = self._replica.signing_held_at
-        if held == before:
-            return
-        if held is not None:
-            LOG.warning(
-                "not signing at height %d: the vote record is new and this validator's signature is in the "
-                "certificate of height %d, so it may have voted at this height before (waiting for the others "
-                "to decide it; consensus.double_sign_check_heights)", held[0], held[1],
-            )
-        else:
-            LOG.info("double-sign check passed: signing from height %d", self._replica.height)
 
     @property
     def _replica(self) -> Replica:
@@ -769,7 +768,14 @@ class Node:
             elif isinstance(action, Relay):
                 await self._send(action)
             elif isinstance(action, ServeBlocks):
-                await self.block_service.serve(self.validators[action.to], action.to, action.from_height, now_ms())
+                self._serve_soon(action.to, action.from_height)
+            elif isinstance(action, PersistGuard):
+                self.votes.save_guard(action.until_height)
+                LOG.warning(
+                    "double-sign check: the network works on height %d or so; signing nothing up to height %d",
+                    max(1, action.until_height - self.config["consensus.double_sign_check_heights"] + 1),
+                    action.until_height,
+                )
             elif isinstance(action, Misbehaviour):
                 self.network.penalize(self.validators[action.validator], f"consensus message refused: {action.rule}")
 
@@ -847,10 +853,10 @@ class Node:
     def _post(self, event: tuple[str, Any]) -> None:
         self._events.put_nowait(event)
 
-    def _post_message(self, peer: bytes, message: Message, size: int) -> None:
+    def _post_message(self, peer: bytes, message: Message, size: int) -> bool:
         """Queue a peer's message of ``size`` bytes for the replica, within the queue's bound
         and the peer's share of it; what does not fit is dropped (view change and catch-up
-        recover it)."""
+        recover it). True when queued."""
         if not self.inbox.admit(peer, size):
             dropped = self.inbox.dropped["full"]
             if math.log10(dropped).is_integer():
@@ -859,8 +865,9 @@ class Node:
                     "consensus queue full (%d queued, %d messages and %d bytes from peer %s); %d dropped so far",
                     len(self.inbox), messages, queued_bytes, peer.hex()[:16], dropped,
                 )
-            return
+            return False
         self._events.put_nowait(("message", (peer, message, size)))
+        return True
 
     async def _rebroadcast_stalled(self) -> None:
         """Every third of ``mempool.rebroadcast_after_ms``, gossip stalled senders' runs again."""
@@ -880,13 +887,19 @@ class Node:
         here, off the replica's path; the same bytes seen lately (relayed copies) are
         dropped before decoding; the rest is decoded (cheaply: blocks up to their
         headers), so garbage counts against the peer, and queued for the replica."""
+        if peer not in self._validator_index:
+            # An observer follows final blocks; it has no part in consensus.
+            raise InvalidMessageSender("consensus messages are taken from validators only")
         raw = codec.read_bytes(payload, "consensus", max_length=self.config["p2p.max_frame_bytes"])
         if message_tag(raw) is Tag.BLOCK_REQUEST:
             await self._on_block_request(peer, decode_message(raw))
             return
-        if self.inbox.seen_lately(raw, time.monotonic()):
+        now = time.monotonic()
+        digest = self.inbox.repeated(raw, now)
+        if digest is None:
             return
-        self._post_message(peer, decode_message(raw), len(raw))
+        if self._post_message(peer, decode_message(raw), len(raw)):
+            self.inbox.remember(digest, now)
 
     async def _on_block_request(self, peer: bytes, message: Message) -> None:
         if not isinstance(message, BlockRequest):
@@ -897,20 +910,36 @@ class Node:
             raise InvalidMessageSender(f"block request names validator {requester}, sent by another peer")
         await self.block_service.serve(peer, requester, message.height, now_ms())
 
+    def _serve_soon(self, index: int, start: int) -> None:
+        """Serve a validator that is behind in a task of its own, off the consensus task:
+        one at a time per validator (a request while one runs is dropped; it asks again)."""
+        if index in self._serving:
+            return
+        peer = self.validators[index]
+        task = asyncio.create_task(self.block_service.serve(peer, index, start, now_ms()), name=f"serve-{index}")
+        self._serving[index] = task
+        task.add_done_callback(lambda _: self._serving.pop(index, None))
+
     def _on_peer_change(self, peer: bytes, connected: bool) -> None:
         """A validator's link opened: the replica sends it what it may have missed of the
         height in progress, and the pending transactions a block could take next go to it
         too (gossip lost while the link was down is not otherwise sent again until its
         senders stall)."""
         index = self._validator_index.get(peer)
-        if not connected or index is None:
+        if not connected or index is None or self._stopped:
             return
+        # At most once per base timeout per peer: a validator flapping its link hundreds of
+        # times a second must not have this node resend proposals and transactions as often.
+        now = time.monotonic()
+        if now - self._last_offered.get(index, -math.inf) < self.config["consensus.base_timeout_ms"] / 1000:
+            return
+        self._last_offered[index] = now
         self._post(("peer", index))
-        if self._stopped or len(self.mempool) == 0:
+        if len(self.mempool) == 0 or index in self._offers:
             return
-        task = asyncio.create_task(self._offer_pending(peer), name=f"offer-pending-{peer.hex()[:8]}")
-        self._offers.add(task)
-        task.add_done_callback(self._offers.discard)
+        task = asyncio.create_task(self._offer_pending(peer), name=f"offer-pending-{index}")
+        self._offers[index] = task
+        task.add_done_callback(lambda _: self._offers.pop(index, None))
 
     async def _offer_pending(self, peer: bytes) -> None:
         assert self.network is not None

@@ -65,7 +65,9 @@ STATE = b"S"
 META = b"M"
 VOTES = b"V"
 
-_CREATED = META + b"created"
+_CHAIN = META + b"chain"
+_VALIDATOR = META + b"validator"
+_GUARD = META + b"guard"
 _HIGHEST_VOTED = META + b"highest-voted"
 _HEAD = META + b"head"
 _LATTICE = META + b"lattice"
@@ -319,17 +321,48 @@ class VoteStore:
 
     It lives beside the validator's key, apart from the chain's data: wiping the
     chain's data to resync never loses what the validator signed, so it never signs
-    twice. Each vote is appended with ``sync``; ``new`` says the record was created
-    by this opening (nothing it ever signed is known).
+    twice. Each vote is appended with ``sync``. A record belongs to one validator
+    key on one chain (its genesis hash), and refuses to open for another. It also
+    keeps the double-sign check's state (``load_guard``), so that a restart cannot
+    skip the check: a record created by this opening (``new``) starts with the check
+    pending.
     """
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, chain: bytes, validator: bytes) -> None:
         self.path = Path(path)
         self._db: plyvel.DB | None = _open(self.path, "vote record")
+        stored_chain, stored_validator = self.db.get(_CHAIN), self.db.get(_VALIDATOR)
         #: True when this opening created the record.
-        self.new = self.db.get(_CREATED) is None
+        self.new = stored_chain is None
         if self.new:
-            self.db.put(_CREATED, b"1", sync=True)
+            with self.db.write_batch(transaction=True, sync=True) as batch:
+                batch.put(_CHAIN, chain)
+                batch.put(_VALIDATOR, validator)
+                batch.put(_GUARD, b"")
+            return
+        if stored_chain != chain or stored_validator != validator:
+            self.close()
+            whose = "another chain" if stored_chain != chain else "another validator key"
+            raise StoreError(
+                f"the vote record at {self.path} belongs to {whose} "
+                f"(genesis {bytes(stored_chain).hex()[:16]}, key {bytes(stored_validator or b'').hex()[:16]}); "
+                "it is what that validator signed: move it away only if that chain is gone"
+            )
+
+    def load_guard(self) -> tuple[bool, int]:
+        """The double-sign check's state: (pending, until height). Pending: the height the
+        network works on is not known yet, sign nothing. Otherwise sign nothing at heights
+        up to and including ``until height`` (0: no check)."""
+        value = self.db.get(_GUARD)
+        if value is None:
+            return False, 0
+        if value == b"":
+            return True, 0
+        return False, int.from_bytes(value, "big")
+
+    def save_guard(self, until_height: int) -> None:
+        """The check is resolved: sign nothing up to ``until_height``. Synced."""
+        self.db.put(_GUARD, until_height.to_bytes(8, "big"), sync=True)
 
     @property
     def db(self) -> plyvel.DB:

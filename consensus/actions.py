@@ -91,6 +91,14 @@ class ServeBlocks:
 
 
 @dataclass(frozen=True, slots=True)
+class PersistGuard:
+    """The double-sign check is resolved: record durably that nothing is signed at heights
+    up to and including ``until_height`` (see ``votes.SigningGuard``)."""
+
+    until_height: int
+
+
+@dataclass(frozen=True, slots=True)
 class Misbehaviour:
     """``validator`` delivered a message refused for cause (``rule``), or signed one that
     conflicts with its own: the driver counts it against that validator's link."""
@@ -110,4 +118,5 @@ Action = (
     | Relay
     | ServeBlocks
     | Misbehaviour
+    | PersistGuard
 )

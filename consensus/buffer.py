@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import Counter
 
 from mura.chain.block import Block, MessageBlock
+from mura.chain.keys import sha256
 from mura.consensus.messages import Commit, FinalBlock, NewView, PrePrepare, Prepare, ViewChange
 
 Held = PrePrepare | Prepare | Commit | ViewChange | NewView
@@ -22,17 +23,19 @@ Held = PrePrepare | Prepare | Commit | ViewChange | NewView
 _MESSAGE_BYTES = 256
 
 
+def _carried_block(message: Held) -> MessageBlock | None:
+    if isinstance(message, PrePrepare):
+        return message.block
+    if isinstance(message, NewView):
+        return message.pre_prepare.block
+    if isinstance(message, ViewChange):
+        return message.prepared_block
+    return None
+
+
 def held_size(message: Held) -> int:
     """The bytes a held message takes: the block it carries, if any, and a little more."""
-    block: MessageBlock | None
-    if isinstance(message, PrePrepare):
-        block = message.block
-    elif isinstance(message, NewView):
-        block = message.pre_prepare.block
-    elif isinstance(message, ViewChange):
-        block = message.prepared_block
-    else:
-        block = None
+    block = _carried_block(message)
     return _MESSAGE_BYTES + (0 if block is None else block.transaction_bytes)
 
 
@@ -134,8 +137,12 @@ class FutureBuffer:
 
 
 
-def _identity(message: Held) -> tuple[str, int, int, int, bytes]:
+def _identity(message: Held) -> tuple[str, int, int, int, bytes, bytes]:
     """What tells two held messages apart: a signed message by its signature (a
-    NEW-VIEW, which has none of its own, by its proposal's)."""
+    NEW-VIEW, which has none of its own, by its proposal's) and by the bytes of the
+    block it carries, which no signature covers: a copy with a forged body must not
+    pass for the genuine one and push it out."""
     signature = message.pre_prepare.signature if isinstance(message, NewView) else message.signature
-    return type(message).__name__, message.sender, message.view, message.height, signature
+    block = _carried_block(message)
+    body = b"" if block is None else sha256(block.encode())
+    return type(message).__name__, message.sender, message.view, message.height, signature, body

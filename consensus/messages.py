@@ -64,6 +64,7 @@ class Tag(enum.IntEnum):
     NEW_VIEW = 5
     BLOCK_REQUEST = 6
     FINAL_BLOCK = 7
+    STATUS = 8
 
 
 # --- signing payloads ---------------------------------------------------------
@@ -435,9 +436,27 @@ class FinalBlock:
         return cls(_read_block(block, f"{what}.block"), decoded)
 
 
+@dataclass(frozen=True, slots=True)
+class Status:
+    """The height ``sender`` works on, from a validator that signs nothing yet (its vote
+    record is new: see ``votes.SigningGuard``). Unsigned: it is taken only from the
+    link ``sender`` authenticated, and it only tells where that validator stands."""
+
+    height: int
+    sender: int
+
+    def to_fields(self) -> list[Any]:
+        return [self.height, self.sender]
+
+    @classmethod
+    def from_fields(cls, value: Any, what: str) -> Status:
+        height, sender = codec.read_fields(value, what, 2)
+        return cls(codec.read_int(height, f"{what}.height"), _read_index(sender, f"{what}.sender"))
+
+
 # --- the envelope ----------------------------------------------------------------------
 
-Message = PrePrepare | Prepare | Commit | ViewChange | NewView | BlockRequest | FinalBlock
+Message = PrePrepare | Prepare | Commit | ViewChange | NewView | BlockRequest | FinalBlock | Status
 
 _TAGS: dict[type[Any], Tag] = {
     PrePrepare: Tag.PRE_PREPARE,
@@ -447,6 +466,7 @@ _TAGS: dict[type[Any], Tag] = {
     NewView: Tag.NEW_VIEW,
     BlockRequest: Tag.BLOCK_REQUEST,
     FinalBlock: Tag.FINAL_BLOCK,
+    Status: Tag.STATUS,
 }
 _TYPES: dict[int, Any] = {int(tag): kind for kind, tag in _TAGS.items()}
 

@@ -48,6 +48,7 @@ from mura.consensus.actions import (
     Broadcast,
     CommitBlock,
     Misbehaviour,
+    PersistGuard,
     PersistVote,
     PruneVotes,
     Relay,
@@ -60,7 +61,14 @@ from mura.consensus.application import Application
 from mura.consensus.buffer import FutureBuffer, Held
 from mura.consensus.catch_up import CatchUp
 from mura.consensus.config import ReplicaConfig, view_timeout_ms
-from mura.consensus.errors import ConflictingVote, OutsideWindow, TimestampInFuture, WrongProposer, penalized
+from mura.consensus.errors import (
+    ConflictingVote,
+    InvalidMessage,
+    OutsideWindow,
+    TimestampInFuture,
+    WrongProposer,
+    penalized,
+)
 from mura.consensus.evidence import Equivocation
 from mura.consensus.log import Added, HeightLog
 from mura.consensus.messages import (
@@ -73,13 +81,18 @@ from mura.consensus.messages import (
     PrePrepare,
     Prepare,
     PreparedCertificate,
+    Status,
     ViewChange,
     decode_message,
 )
 from mura.consensus.quorum import ValidatorSet
 from mura.consensus.verify import MessageVerifier
 from mura.consensus.view_change import ViewChangeRules
-from mura.consensus.votes import RecordedVote, SignedVotes, VoteReader
+from mura.consensus.votes import NO_GUARD, RecordedVote, SignedVotes, SigningGuard, VoteReader
+
+
+#: Proposals of views this close to the replica's own are kept in case they are certified.
+OTHER_VIEW_BLOCKS = 2
 
 
 class Replica(ViewChangeRules):
@@ -98,7 +111,6 @@ class Replica(ViewChangeRules):
         config: ReplicaConfig,
         vote_record: VoteReader,
         signature_cache: SignatureCache | None = None,
-        vote_record_new: bool = False,
     ) -> None:
         self.key = key
         self.validators = ValidatorSet.of(validators)
@@ -141,20 +153,27 @@ class Replica(ViewChangeRules):
         self.rejected: Counter[str] = Counter()
         #: View changes this replica started (a figure for metrics and the simulator).
         self.view_changes_started = 0
-        #: The vote record was created just now: what this validator signed before (if
-        #: anything, with a lost record) is unknown, so the double-sign check applies.
-        self.vote_record_new = vote_record_new
-        #: The height signing was last found held back at, and the certificate height with
-        #: this replica's signature that held it (see ``signing_held``).
-        self.signing_held_at: tuple[int, int] | None = None
+        #: The double-sign check (see ``votes.SigningGuard``), as the vote record keeps it.
+        self.guard = vote_record.signing_guard() if config.double_sign_check_heights else NO_GUARD
+        #: While the check is pending: the highest height each validator was heard (with a
+        #: valid signature, or by its own ``Status``) working on.
+        self.heard: dict[int, int] = {}
         self.vote_record = vote_record
         self._restore()
 
     # --- driver interface ----------------------------------------------------------
 
     def start(self, now_ms: int) -> list[Action]:
-        """Begin the current height: arm its timer and propose if primary."""
-        return self._enter_view_timer(now_ms) + self._schedule_proposal(now_ms)
+        """Begin the current height: arm its timer and propose if primary (or, while the
+        double-sign check is pending, say where this replica stands)."""
+        status: list[Action] = []
+        if self.guard.pending and self.validators.size == 1:
+            # Nobody else to hear from, or to decide a height without it: no check.
+            self.guard = NO_GUARD
+            status = [PersistGuard(0)]
+        elif self.guard.pending:
+            status = [Broadcast(self._status())]
+        return status + self._enter_view_timer(now_ms) + self._schedule_proposal(now_ms)
 
     def receive(self, message: Message, now_ms: int, *, origin: int | None = None) -> list[Action]:
         """Handle one message that validator ``origin`` delivered (None: unknown); invalid
@@ -180,6 +199,8 @@ class Replica(ViewChangeRules):
         the NEW-VIEW that started its view, the view's proposal and its own votes in it."""
         if self.pending is not None or peer == self.index or not self.validators.contains(peer):
             return []
+        if self.guard.pending:
+            return [Send(peer, self._status())]
         if not self.active:
             own = self.log.view_changes.get(self.index)
             return [] if own is None or own.view != self.view else [Send(peer, own)]
@@ -241,9 +262,17 @@ class Replica(ViewChangeRules):
                 return self.on_new_view(message, now_ms, origin)
             if isinstance(message, BlockRequest):
                 return self._serve(message.requester, message.height)
+            if isinstance(message, Status):
+                return self._on_status(message, now_ms, origin)
             return self._on_final_block(message)
         except Invalid as error:
             return self._refused(error, origin)
+
+    def _on_status(self, status: Status, now_ms: int, origin: int | None) -> list[Action]:
+        """An unsigned ``Status`` counts only from the link of the validator it names."""
+        if origin != status.sender:
+            raise InvalidMessage(f"a status naming validator {status.sender} came from validator {origin}")
+        return self._hear(status.sender, status.height, now_ms)
 
     def _refused(self, error: Invalid, origin: int | None) -> list[Action]:
         """Count a refusal; one for cause counts against the validator that delivered it."""
@@ -278,17 +307,19 @@ class Replica(ViewChangeRules):
         if message.height < self.height:
             return []
         self.verifier.check_pre_prepare(message)
+        heard = self._hear(message.sender, message.height, now_ms)
         if message.height > self.height:
-            return self._hold(message, now_ms, origin)
+            return heard + self._hold(message, now_ms, origin)
         if message.view != self.view or not self.active:
             self._keep_block_of(message)
-            return []
-        return self.accept_proposal(message, now_ms)
+            return heard
+        return heard + self.accept_proposal(message, now_ms)
 
     def _keep_block_of(self, message: PrePrepare) -> None:
-        """A signed proposal of another view: its block may yet be certified (one per view,
-        kept unchecked until then)."""
-        if abs(message.view - self.view) <= self.config.view_window:
+        """A signed proposal of a neighbouring view: its block may yet be certified (one per
+        view, kept unchecked until then; a few views only, so that a primary of many views
+        cannot make this replica hold many blocks)."""
+        if abs(message.view - self.view) <= OTHER_VIEW_BLOCKS:
             self.log.other_views.setdefault(message.view, message.block)
 
     def accept_proposal(self, proposal: PrePrepare, now_ms: int, *, fresh: bool = True) -> list[Action]:
@@ -347,13 +378,14 @@ class Replica(ViewChangeRules):
         if vote.height == self.height and abs(vote.view - self.view) > self.config.view_window:
             raise OutsideWindow(f"vote for view {vote.view}, this replica is in view {self.view}")
         self.verifier.check_vote(vote)
+        heard = self._hear(vote.sender, vote.height, now_ms)
         if vote.height > self.height:
-            return self._hold(vote, now_ms, origin)
+            return heard + self._hold(vote, now_ms, origin)
         tally = self.log.prepares if isinstance(vote, Prepare) else self.log.commits
         outcome = tally.add(vote)
         if not isinstance(outcome, Added):
-            return self._report(outcome)
-        relay = self.relay(vote, origin)
+            return heard + self._report(outcome)
+        relay = heard + self.relay(vote, origin)
         if isinstance(vote, Prepare):
             return relay + self._check_prepared(now_ms)
         return relay + self._check_final(vote.view, vote.block_hash, now_ms)
@@ -443,24 +475,33 @@ class Replica(ViewChangeRules):
     # --- signing: persist before you speak -------------------------------------------------
 
     def signing_held(self) -> bool:
-        """The double-sign check (CometBFT's): with a new vote record, this replica may have
-        signed at its height before the record was lost, if its signature is in any of the
-        last ``double_sign_check_heights`` certificates (it was voting then). It signs
-        nothing at such a height, and waits for the others to decide it; from the first
-        height with no such signature on, its own record holds all it signs."""
-        if not self.vote_record_new:
-            return False
-        if self.signing_held_at is not None and self.signing_held_at[0] == self.height:
-            return True
-        depth = self.config.double_sign_check_heights
-        for height in range(self.height - 1, max(0, self.height - 1 - depth), -1):
-            certificate = self.application.load_certificate(height)
-            if certificate is not None and any(index == self.index for index, _ in certificate.signatures):
-                self.signing_held_at = (self.height, height)
-                return True
-        self.vote_record_new = False
-        self.signing_held_at = None
-        return False
+        """Whether the double-sign check holds this replica's signatures back at its height."""
+        return self.guard.pending or self.height <= self.guard.until_height
+
+    def _hear(self, validator: int, height: int, now_ms: int) -> list[Action]:
+        """Validator ``validator`` works on ``height`` (its signature checked, or its own
+        ``Status``). While the double-sign check is pending, this is how the replica learns
+        where the network stands: once f+1 other validators are heard, it signs nothing up
+        to ``double_sign_check_heights - 1`` heights past the highest of their heights that
+        f+1 of them corroborate within ``height_window`` (a faulty one claiming a far-off
+        height is not believed, one claiming a lower one changes nothing). A network where
+        no one is past height 1 has nothing final: the check passes at once."""
+        if not self.guard.pending or validator == self.index:
+            return []
+        self.heard[validator] = max(height, self.heard.get(validator, 0))
+        if len(self.heard) < self.validators.weak_quorum:
+            return []
+        heights = sorted(self.heard.values(), reverse=True)
+        corroborated = heights[self.validators.faulty]
+        network = max(self.height, *(h for h in heights if h <= corroborated + self.config.height_window))
+        until = 0 if network <= 1 else network + self.config.double_sign_check_heights - 1
+        self.guard = SigningGuard(until_height=until)
+        # A primary held back may propose now.
+        proposal = [] if self.signing_held() or self.view in self.log.proposals else self._schedule_proposal(now_ms)
+        return [PersistGuard(until), *proposal]
+
+    def _status(self) -> Status:
+        return Status(self.height, self.index)
 
     def _claim(self, phase: Phase, view: int, digest: bytes) -> RecordedVote | None:
         """Reserve a vote in the guard, or None if it conflicts with one already signed, if

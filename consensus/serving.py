@@ -11,7 +11,8 @@ the replica's path; this module decides how much each peer may have:
 - the same request (peer and start height) is answered once per ``repeat_ms``:
   an honest replica asks again only after its retry interval;
 - each peer has a token bucket of ``bytes_per_second``, holding at most
-  ``burst_bytes``: blocks beyond it are refused, and the peer asks again later.
+  ``burst_bytes``, from which every block read for it is paid (sent or not):
+  once it is empty nothing more is read for that peer, and it asks again later.
   An honest replica catching up needs far less than the bucket allows; a faulty
   one asking for a new start height many times a second cannot make this node
   read and send more than that.
@@ -82,17 +83,23 @@ class BlockServer:
         self._last_request[peer] = (start, now_ms)
         return range(start, min(final_height, start + self.limits.batch - 1) + 1)
 
+    def has_budget(self, peer: int, now_ms: int) -> bool:
+        """Whether ``peer`` may have anything now: checked before a block is even read, so
+        that a peer over its budget costs no reading either."""
+        if self._refill(peer, now_ms).tokens > 0:
+            return True
+        self.refused["over_budget"] += 1
+        return False
+
     def take(self, peer: int, size: int, *, sent_in_answer: int, now_ms: int) -> bool:
-        """Whether a block of ``size`` bytes may go to ``peer`` now, as the next of an answer
-        that already holds ``sent_in_answer`` bytes; spends the peer's budget if so."""
+        """Whether a block of ``size`` bytes, read for ``peer``, may go as the next of an
+        answer that already holds ``sent_in_answer`` bytes. Reading it spent the peer's
+        budget whatever the answer (the budget may go below zero by one block, and the peer
+        then waits for it to refill)."""
+        bucket = self._refill(peer, now_ms)
+        bucket.tokens -= size
         if sent_in_answer and sent_in_answer + size > self.limits.answer_bytes:
             return False
-        bucket = self._refill(peer, now_ms)
-        if bucket.tokens < size and not (bucket.tokens >= self.limits.burst_bytes and sent_in_answer == 0):
-            # A block larger than the whole burst still goes out when the bucket is full.
-            self.refused["over_budget"] += 1
-            return False
-        bucket.tokens -= size
         self.served_blocks += 1
         self.served_bytes += size
         return True

@@ -39,6 +39,7 @@ from mura.chain.state import StateChanges
 from mura.consensus.actions import Action, Broadcast, ScheduleTimeout, Send
 from mura.consensus.application import Application
 from mura.consensus.buffer import Held
+from mura.consensus.errors import OutsideWindow
 from mura.consensus.config import ReplicaConfig
 from mura.consensus.log import Added, Duplicate, HeightLog
 from mura.consensus.messages import (
@@ -86,6 +87,7 @@ class ViewChangeRules:
         def accept_proposal(self, proposal: PrePrepare, now_ms: int, *, fresh: bool = True) -> list[Action]: ...
         def relay(self, message: Prepare | Commit | ViewChange | NewView, origin: int | None) -> list[Action]: ...
         def _refused(self, error: Invalid, origin: int | None) -> list[Action]: ...
+        def _hear(self, validator: int, height: int, now_ms: int) -> list[Action]: ...
         def _claim(self, phase: Phase, view: int, digest: bytes) -> RecordedVote | None: ...
         def _enter_view_timer(self, now_ms: int) -> list[Action]: ...
         def _serve(self, peer: int, height: int) -> list[Action]: ...
@@ -113,17 +115,26 @@ class ViewChangeRules:
     def on_view_change(self, change: ViewChange, now_ms: int, origin: int | None = None) -> list[Action]:
         """Record a peer's VIEW-CHANGE; serve it blocks if it is behind, follow f+1, lead a quorum."""
         if change.height < self.height:
+            if origin != change.sender:
+                # Relayed or replayed: it says nothing of where its signer is now.
+                return []
             self.verifier.check_signature(change.sender, change.signing_payload(self.config.chain_id), change.signature)
             return self._serve(change.sender, change.height)
+        if change.height == self.height and change.view > self.view + self.config.view_window:
+            raise OutsideWindow(f"view change for view {change.view}, this replica is in view {self.view}")
         self.verifier.check_view_change(change)
+        heard = self._hear(change.sender, change.height, now_ms)
         if change.height > self.height:
-            return self._hold(change, now_ms, origin)
+            return heard + self._hold(change, now_ms, origin)
         actions, block = self._checked_prepared_block(change, origin)
+        actions = heard + actions
         if change.prepared_block is not None and block is None:
             change = change.without_block()
         outcome = self.log.add_view_change(change, block)
         if isinstance(outcome, Added):
-            actions += self.relay(change, origin)
+            # Without its block: the next primary most likely has it (it was proposed to
+            # all), and relaying blocks would multiply what one view change costs.
+            actions += self.relay(change.without_block(), origin)
         elif not isinstance(outcome, Duplicate):
             return actions + self._report(outcome)
         return actions + self._help(change) + self._pull_along(now_ms) + self._on_view_change_quorum(now_ms)
@@ -219,8 +230,9 @@ class ViewChangeRules:
         if message.height == self.height and (message.view < self.view or (message.view == self.view and self.active)):
             return []
         self.verifier.check_new_view(message)
+        heard = self._hear(message.sender, message.height, now_ms)
         if message.height > self.height:
-            return self._hold(message, now_ms, origin)
+            return heard + self._hold(message, now_ms, origin)
         # The proposal's signature covers its header only: a body that is not the header's
         # (forged on the way) is refused before this replica enters the view or keeps the
         # NEW-VIEW to hand to others.
@@ -230,14 +242,16 @@ class ViewChangeRules:
         self.view = message.view
         self.active = True
         self.resend_due_ms = None
-        self.log.new_views[message.view] = message
         fresh = highest_prepared(message.view_changes) is None
-        actions = self._enter_view_timer(now_ms)
+        actions = heard + self._enter_view_timer(now_ms)
         try:
             accepted = self.accept_proposal(checked, now_ms, fresh=fresh)
         except Invalid as error:
-            # In the view now, with its timer running; the refused proposal is not passed on.
+            # In the view now, with its timer running; a NEW-VIEW whose proposal this replica
+            # refused is neither passed on nor kept to help others with (they would refuse
+            # it as well, and hold it against this replica).
             return actions + self._refused(error, origin)
+        self.log.new_views[message.view] = message
         return actions + self.relay(message, origin) + accepted
 
     def _help(self, change: ViewChange) -> list[Action]:

@@ -57,6 +57,27 @@ class RecordedVote:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class SigningGuard:
+    """The double-sign check's state, kept with the vote record so a restart cannot skip it.
+
+    A vote record that is new knows nothing of what its validator signed before (a
+    key moved to a new machine, a record lost). Until the replica has heard where the
+    network stands the check is ``pending`` and it signs nothing; then it signs nothing
+    up to ``until_height``, a few heights past where the network was: any vote it may
+    have cast before the record was lost is at a height the others decide without it.
+    """
+
+    #: Where the network stands is not known yet: sign nothing.
+    pending: bool = False
+    #: Sign nothing at heights up to and including this one (0: no check).
+    until_height: int = 0
+
+
+#: A record that holds everything its validator signed: no check.
+NO_GUARD = SigningGuard()
+
+
 class VoteReader(Protocol):
     """What a replica reads of its vote record: it starts every height from the votes
     recorded at it, and signs nothing below the highest height it ever voted at
@@ -67,6 +88,9 @@ class VoteReader(Protocol):
 
     def highest_height(self) -> int:
         """The highest height any vote was ever recorded at (0 if none); pruning keeps it."""
+
+    def signing_guard(self) -> SigningGuard:
+        """The double-sign check's state, as last saved."""
 
 
 class VoteRecord(Protocol):
@@ -81,13 +105,18 @@ class VoteRecord(Protocol):
     def prune(self, below_height: int) -> None:
         """Forget votes below ``below_height``: those heights are final."""
 
+    def save_guard(self, until_height: int) -> None:
+        """The double-sign check is resolved: store ``until_height`` durably."""
+
 
 class MemoryVoteRecord:
-    """A ``VoteRecord`` held in memory: it survives a simulated crash, not a real one."""
+    """A ``VoteRecord`` held in memory: it survives a simulated crash, not a real one.
+    ``new`` makes one that knows nothing of its validator's past (the check is pending)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, new: bool = False) -> None:
         self._votes: dict[int, list[RecordedVote]] = {}
         self._highest = 0
+        self._guard = SigningGuard(pending=True) if new else NO_GUARD
 
     def save_vote(self, vote: RecordedVote) -> None:
         votes = self._votes.setdefault(vote.height, [])
@@ -97,6 +126,12 @@ class MemoryVoteRecord:
 
     def highest_height(self) -> int:
         return self._highest
+
+    def signing_guard(self) -> SigningGuard:
+        return self._guard
+
+    def save_guard(self, until_height: int) -> None:
+        self._guard = SigningGuard(until_height=until_height)
 
     def load_votes(self, height: int) -> list[RecordedVote]:
         return list(self._votes.get(height, ()))

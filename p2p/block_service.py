@@ -48,6 +48,8 @@ class BlockService:
         sent_bytes = 0
         sent = 0
         for height in self.server.heights(peer_index, start, self._source.height, now_ms):
+            if not self.server.has_budget(peer_index, now_ms):
+                break
             block = self._source.load_block_bytes(height)
             certificate = self._source.load_certificate_bytes(height)
             if block is None or certificate is None:

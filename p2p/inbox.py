@@ -55,19 +55,24 @@ class ConsensusInbox:
         """Messages and bytes ``peer`` has queued."""
         return self._counts[peer], self._bytes[peer]
 
-    def seen_lately(self, data: bytes, now: float) -> bool:
-        """True when these bytes were taken within ``repeat_seconds`` (drop them); otherwise
-        remember them as taken now. Cheap: one hash, before any decoding."""
+    def repeated(self, data: bytes, now: float) -> bytes | None:
+        """None when these bytes were taken within ``repeat_seconds`` (drop them); else their
+        digest, for ``remember`` once they are admitted. Cheap: one hash, before decoding."""
         digest = sha256(data)
         taken = self._recent.get(digest)
         if taken is not None and now - taken < self.limits.repeat_seconds:
             self.dropped["repeated"] += 1
-            return True
+            return None
+        return digest
+
+    def remember(self, digest: bytes, now: float) -> None:
+        """The message with this digest was admitted: copies within ``repeat_seconds`` are
+        repeats. (Only admitted ones: a copy dropped because its deliverer's share was full
+        must not make the next copy, from another peer, pass for a repeat.)"""
         self._recent[digest] = now
         self._recent.move_to_end(digest)
         while len(self._recent) > self.limits.remembered:
             self._recent.popitem(last=False)
-        return False
 
     def admit(self, peer: bytes, size: int) -> bool:
         """Take a place for a message of ``size`` bytes from ``peer``; False when the queue

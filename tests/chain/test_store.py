@@ -184,13 +184,20 @@ def test_blocks_replay_into_a_fresh_store(store: Store, tmp_path: Path) -> None:
         assert replay.head == store.head
 
 
+CHAIN, VALIDATOR = b"g" * 32, b"k" * 32
+
+
+def record_at(path: Path, *, chain: bytes = CHAIN, validator: bytes = VALIDATOR) -> VoteStore:
+    return VoteStore(path, chain=chain, validator=validator)
+
+
 def test_votes_are_kept_in_order_per_height_and_survive_reopening(tmp_path: Path) -> None:
-    with VoteStore(tmp_path / "votes") as record:
+    with record_at(tmp_path / "votes") as record:
         assert record.new
         record.save_vote(5, b"prepare")
         record.save_vote(5, b"commit")
         record.save_vote(6, b"view-change")
-    with VoteStore(tmp_path / "votes") as reopened:
+    with record_at(tmp_path / "votes") as reopened:
         assert not reopened.new
         assert reopened.load_votes(5) == [b"prepare", b"commit"]
         assert reopened.load_votes(6) == [b"view-change"]
@@ -198,7 +205,7 @@ def test_votes_are_kept_in_order_per_height_and_survive_reopening(tmp_path: Path
 
 
 def test_prune_votes_forgets_final_heights_only(tmp_path: Path) -> None:
-    with VoteStore(tmp_path / "votes") as record:
+    with record_at(tmp_path / "votes") as record:
         for height in (1, 2, 3):
             record.save_vote(height, b"vote-%d" % height)
         record.prune_votes(below_height=3)
@@ -208,16 +215,36 @@ def test_prune_votes_forgets_final_heights_only(tmp_path: Path) -> None:
 
 def test_vote_record_is_apart_from_the_chain_data(tmp_path: Path) -> None:
     """Wiping the chain's data leaves the record of what the validator signed."""
-    with Store(tmp_path / "data") as store, VoteStore(tmp_path / "node.votes") as record:
+    with Store(tmp_path / "data") as store, record_at(tmp_path / "node.votes") as record:
         store.initialize(*genesis())
         record.save_vote(1, b"prepare")
     shutil.rmtree(tmp_path / "data")
-    with VoteStore(tmp_path / "node.votes") as record:
+    with record_at(tmp_path / "node.votes") as record:
         assert not record.new and record.load_votes(1) == [b"prepare"]
 
 
 def test_invalid_second_opening_of_a_vote_record(tmp_path: Path) -> None:
     """Two nodes with one key on one machine cannot share a record: the second refuses to start."""
-    with VoteStore(tmp_path / "votes"):
+    with record_at(tmp_path / "votes"):
         with pytest.raises(StoreError, match="another node"):
-            VoteStore(tmp_path / "votes")
+            record_at(tmp_path / "votes")
+
+
+def test_new_vote_record_starts_with_the_double_sign_check_pending_and_keeps_its_state(tmp_path: Path) -> None:
+    with record_at(tmp_path / "votes") as record:
+        assert record.load_guard() == (True, 0)
+        record.save_guard(41)
+    with record_at(tmp_path / "votes") as reopened:
+        assert reopened.load_guard() == (False, 41)
+
+
+@pytest.mark.parametrize(("chain", "validator", "whose"), [(b"o" * 32, VALIDATOR, "another chain"), (CHAIN, b"o" * 32, "another validator key")])
+def test_invalid_vote_record_of_another_chain_or_key(tmp_path: Path, chain: bytes, validator: bytes, whose: str) -> None:
+    """A network reset (data wiped, a new genesis) or a key swapped must not meet a record
+    that would keep the validator from signing, or let it sign, by another's history."""
+    with record_at(tmp_path / "votes") as record:
+        record.save_vote(30, b"prepare")
+    with pytest.raises(StoreError, match=whose):
+        record_at(tmp_path / "votes", chain=chain, validator=validator)
+    with record_at(tmp_path / "votes") as again:
+        assert again.load_votes(30) == [b"prepare"]

@@ -17,6 +17,7 @@ from mura.consensus.actions import (
     Broadcast,
     CommitBlock,
     Misbehaviour,
+    PersistGuard,
     PersistVote,
     PruneVotes,
     Relay,
@@ -100,6 +101,8 @@ class Cluster:
                 self.serve(index, action.to, action.from_height)
             elif isinstance(action, Misbehaviour):
                 self.misbehaviour.append((index, action.validator, action.rule))
+            elif isinstance(action, PersistGuard):
+                self.records[index].save_guard(action.until_height)
             elif isinstance(action, ScheduleTimeout):
                 self.timers[index].append(action.at_ms)
             elif isinstance(action, PruneVotes):
@@ -113,6 +116,8 @@ class Cluster:
         ledger, server = self.ledgers[index], self.servers[index]
         sent = 0
         for height in server.heights(peer, start, ledger.final_height(), self.now):
+            if not server.has_budget(peer, self.now):
+                break
             final = ledger.load_final_block(height)
             assert final is not None
             size = len(final.block.encode())

@@ -10,10 +10,11 @@ double-sign check).
 
 from __future__ import annotations
 
-from mura.consensus.actions import Broadcast, CommitBlock
+from mura.consensus.actions import Broadcast, CommitBlock, Misbehaviour
 from mura.consensus.config import ReplicaConfig
-from mura.consensus.messages import Commit, FinalBlock, Prepare
+from mura.consensus.messages import Commit, FinalBlock, Prepare, Status
 from mura.consensus.replica import Replica
+from mura.consensus.votes import MemoryVoteRecord
 from mura.tests.consensus.cluster import Cluster
 from mura.tests.consensus.test_replica import proposal_for
 from mura.tests.sim.ledger import CHAIN_ID, SimLedger
@@ -71,53 +72,88 @@ def test_wiped_replica_signs_nothing_where_its_votes_were_pruned() -> None:
     assert cluster.records[0].highest_height() > voted
 
 
-def test_new_vote_record_waits_out_heights_it_may_have_voted_at() -> None:
-    """A record that is new, on a chain whose recent certificates carry this validator's
-    signature: it signs nothing until those certificates are behind it."""
-    config = ReplicaConfig(chain_id=CHAIN_ID, proposal_delay_ms=100, double_sign_check_heights=2)
+def lose_record(cluster: Cluster, index: int, *, wipe_data: bool = False) -> Replica:
+    """Validator ``index`` restarts with a new vote record (a key moved to a new machine,
+    a record lost), and with its chain data too if ``wipe_data``."""
+    cluster.records[index] = MemoryVoteRecord(new=True)
+    if wipe_data:
+        cluster.ledgers[index] = SimLedger(cluster.genesis, signer=cluster.signer, signatures=cluster.signatures)
+    cluster.replicas[index] = cluster.boot(index)
+    return cluster.replicas[index]
+
+
+def test_new_vote_record_signs_nothing_until_the_network_has_moved_on() -> None:
+    """Validator 1 PREPAREd a block at height h, then lost its record (and its data): it
+    hears where the network stands, and signs nothing up to a few heights past it."""
+    config = ReplicaConfig(chain_id=CHAIN_ID, proposal_delay_ms=100, double_sign_check_heights=3)
     cluster = Cluster(config=config)
     cluster.start()
     cluster.advance(400)
-    height = cluster.heights()[1]
-    assert height >= 2
-    certificate = cluster.ledgers[1].load_certificate(height)
-    assert certificate is not None and 1 in {index for index, _ in certificate.signatures}
-    # Validator 1 restarts with its record lost.
-    cluster.records[1] = type(cluster.records[1])()
-    cluster.replicas[1] = Replica(
-        key=cluster.keys[1],
-        validators=cluster.genesis.validators,
-        application=cluster.ledgers[1],
-        config=config,
-        vote_record=cluster.records[1],
-        vote_record_new=True,
-    )
-    replica = cluster.replicas[1]
-    replica.start(cluster.now)
-    proposal = proposal_for(cluster, view=replica.view, timestamp_ms=cluster.now)
-    assert not prepared(cluster.deliver(1, proposal, sender=0))
-    assert replica.signing_held_at == (height + 1, height)
-    # The others decide without it; two heights on, its signature is no longer in the last
-    # two certificates and it signs again.
-    cluster.advance(cluster.now + 1_500)
-    assert replica.signing_held_at is None and not replica.vote_record_new
-    assert cluster.records[1].highest_height() > height + 1
-    assert min(cluster.heights()) > height + 2
+    voted = cluster.records[1].highest_height()
+    replica = lose_record(cluster, 1, wipe_data=True)
+    assert replica.guard.pending and replica.signing_held()
+    cluster.execute(1, replica.start(cluster.now))
+    cluster.advance(cluster.now + 100)
+    # Heard from f+1 others: the check is resolved and kept in the record.
+    assert not replica.guard.pending
+    network = max(cluster.heights()) + 1
+    assert replica.guard.until_height >= max(voted, network - 1) + 2
+    assert cluster.records[1].signing_guard() == replica.guard
+    signed_before = cluster.records[1].highest_height()
+    until = replica.guard.until_height
+    cluster.advance(cluster.now + 3_000)
+    assert min(cluster.heights()) > until
+    assert signed_before == 0 and cluster.records[1].highest_height() > until
+    assert all(not cluster.records[1].load_votes(height) for height in range(1, until + 1))
 
 
-def test_new_vote_record_at_genesis_signs_at_once() -> None:
+def test_a_restart_does_not_skip_a_pending_check() -> None:
+    """The check's state is the record's: restarting before it is resolved keeps it pending,
+    and after, keeps the height it holds up to."""
+    record = MemoryVoteRecord(new=True)
     cluster = Cluster()
-    replica = Replica(
-        key=cluster.keys[1],
-        validators=cluster.genesis.validators,
-        application=cluster.ledgers[1],
-        config=cluster.config,
-        vote_record=cluster.records[1],
-        vote_record_new=True,
-    )
-    cluster.replicas[1] = replica
-    assert prepared(cluster.deliver(1, proposal_for(cluster), sender=0))
-    assert not replica.signing_held()
+    cluster.records[2] = record
+    assert cluster.boot(2).guard.pending
+    record.save_guard(12)
+    again = cluster.boot(2)
+    assert not again.guard.pending and again.guard.until_height == 12 and again.signing_held()
+
+
+def test_new_network_whose_records_are_all_new_starts() -> None:
+    """Nobody has signed anything: every replica hears the others at height 1 (their
+    ``Status``) and the check passes at once."""
+    cluster = Cluster()
+    cluster.records = [MemoryVoteRecord(new=True) for _ in range(cluster.size)]
+    cluster.replicas = [cluster.boot(index) for index in range(cluster.size)]
+    cluster.start()
+    cluster.advance(300)
+    assert min(cluster.heights()) >= 1
+    assert all(replica.guard.until_height == 0 and not replica.guard.pending for replica in cluster.replicas)
+
+
+def test_invalid_status_from_another_validators_link() -> None:
+    cluster = Cluster()
+    replica = lose_record(cluster, 1)
+    assert cluster.deliver(1, Status(50, 2), sender=3) == [Misbehaviour(3, "invalid_message")]
+    assert 2 not in replica.heard
+
+
+def test_a_far_off_height_one_validator_claims_is_not_believed() -> None:
+    """A faulty validator signs a vote for a far-off height: the check takes the heights f+1
+    validators corroborate, within the height window."""
+    cluster = Cluster()
+    replica = lose_record(cluster, 1)
+    far = Prepare.sign(cluster.keys[3], 3, CHAIN_ID, 0, 1_000_000, bytes(32))
+    cluster.deliver(1, far, sender=3)
+    cluster.deliver(1, Status(1, 2), sender=2)
+    assert not replica.guard.pending and replica.guard.until_height == 0
+
+
+def test_no_check_when_it_is_switched_off() -> None:
+    config = ReplicaConfig(chain_id=CHAIN_ID, proposal_delay_ms=100, double_sign_check_heights=0)
+    cluster = Cluster(config=config)
+    cluster.records[1] = MemoryVoteRecord(new=True)
+    assert not cluster.boot(1).signing_held()
 
 
 def test_commit_after_a_wipe_is_not_blocked_by_the_record() -> None:

@@ -13,6 +13,8 @@ def answer(server: BlockServer, peer: int, start: int, final: int, now_ms: int, 
     """The heights a driver would send, blocks of ``size`` bytes each."""
     sent, heights = 0, []
     for height in server.heights(peer, start, final, now_ms):
+        if not server.has_budget(peer, now_ms):
+            break
         if not server.take(peer, size, sent_in_answer=sent, now_ms=now_ms):
             break
         sent += size
@@ -61,16 +63,26 @@ def test_a_peer_asking_for_new_heights_many_times_a_second_gets_its_budget_only(
         asked += 16 * block
         served += len(heights) * block
     assert asked > 700 * MIB
-    assert served <= limits.burst_bytes + 30 * limits.bytes_per_second
+    # The budget, overdrawn by at most one block.
+    assert served <= limits.burst_bytes + 30 * limits.bytes_per_second + block
     assert server.refused["over_budget"] > 0
     # Another peer's budget is its own.
     assert answer(server, 2, 1, final=10_000, now_ms=30_000, size=block)
 
 
-def test_a_block_larger_than_the_burst_still_goes_out_with_a_full_bucket() -> None:
+def test_a_block_larger_than_the_burst_still_goes_out_and_the_peer_then_waits() -> None:
     server = BlockServer(ServingLimits(burst_bytes=MIB, bytes_per_second=MIB))
     assert answer(server, 1, 1, final=10, now_ms=0, size=4 * MIB) == [1]
-    assert answer(server, 1, 2, final=10, now_ms=100, size=4 * MIB) == []
+    assert answer(server, 1, 2, final=10, now_ms=2_000, size=4 * MIB) == []
+    assert answer(server, 1, 3, final=10, now_ms=3_100, size=4 * MIB) == [3]
+
+
+def test_a_peer_over_its_budget_costs_no_reading() -> None:
+    """Every block read is paid for, sent or not; an empty bucket refuses before reading."""
+    server = BlockServer(ServingLimits(burst_bytes=MIB, bytes_per_second=MIB, answer_bytes=MIB))
+    assert answer(server, 1, 1, final=10, now_ms=0, size=MIB) == [1]
+    assert not server.has_budget(1, now_ms=0)
+    assert server.refused["over_budget"] == 2  # the answer stopped there, and this refusal
 
 
 @pytest.mark.parametrize("field", ["batch", "answer_bytes", "repeat_ms", "bytes_per_second", "burst_bytes"])

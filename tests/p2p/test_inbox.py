@@ -32,19 +32,35 @@ def test_the_whole_queue_is_bounded() -> None:
     assert len(inbox) == 3
 
 
+def taken(inbox: ConsensusInbox, data: bytes, now: float, *, admitted: bool = True) -> bool:
+    """What the node does with a message: drop a repeat, else remember it once admitted."""
+    digest = inbox.repeated(data, now)
+    if digest is None:
+        return False
+    if admitted:
+        inbox.remember(digest, now)
+    return True
+
+
 def test_the_same_bytes_are_taken_once_within_the_repeat_window() -> None:
     inbox = ConsensusInbox(InboxLimits(repeat_seconds=2.0))
-    assert not inbox.seen_lately(b"vote", now=10.0)
-    assert inbox.seen_lately(b"vote", now=11.0)
-    assert not inbox.seen_lately(b"other vote", now=11.0)
+    assert taken(inbox, b"vote", now=10.0)
+    assert not taken(inbox, b"vote", now=11.0)
+    assert taken(inbox, b"other vote", now=11.0)
     # A copy sent again later (a view change repeated while waiting) is taken again.
-    assert not inbox.seen_lately(b"vote", now=12.5)
+    assert taken(inbox, b"vote", now=12.5)
     assert inbox.dropped["repeated"] == 1
+
+
+def test_a_copy_that_was_not_admitted_does_not_shadow_the_next() -> None:
+    inbox = ConsensusInbox()
+    assert taken(inbox, b"vote", now=0.0, admitted=False)  # its deliverer's share was full
+    assert taken(inbox, b"vote", now=0.1)  # the signer's own copy still gets in
 
 
 def test_remembered_digests_are_bounded() -> None:
     inbox = ConsensusInbox(InboxLimits(remembered=3))
     for number in range(10):
-        inbox.seen_lately(bytes([number]), now=0.0)
-    assert not inbox.seen_lately(bytes([0]), now=0.0)  # forgotten: bounded memory
-    assert inbox.seen_lately(bytes([9]), now=0.0)
+        taken(inbox, bytes([number]), now=0.0)
+    assert taken(inbox, bytes([0]), now=0.0)  # forgotten: bounded memory
+    assert not taken(inbox, bytes([9]), now=0.0)

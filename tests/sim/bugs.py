@@ -10,6 +10,7 @@ one by name for a scenario (honest nodes run it; byzantine ones do not).
   prepared block its view changes force.
 - ``speak_before_persist``: a vote is broadcast before it is recorded, so a
   crash between the two lets the restarted replica sign a conflicting one.
+- ``no_double_sign_check``: a replica whose vote record is new signs at once.
 - ``skip_body_check``: the block decoder does not check a block's transactions
   against its header's transaction root (the replica is the real one): a body
   swapped under a known header then passes for the block its hash names.
@@ -75,6 +76,11 @@ class SkipNewViewCheck(Replica):
     verifier_class = LaxVerifier
 
 
+class NoDoubleSignCheck(Replica):
+    def signing_held(self) -> bool:
+        return False
+
+
 class SpeakBeforePersist(Replica):
     def speak(self, vote: RecordedVote, message: Message) -> list[Action]:
         return [Broadcast(message), PersistVote(vote)]
@@ -86,6 +92,7 @@ BUGS: dict[str, type[Replica]] = {
     "skip_new_view_check": SkipNewViewCheck,
     "speak_before_persist": SpeakBeforePersist,
     "skip_body_check": Replica,
+    "no_double_sign_check": NoDoubleSignCheck,
 }
 
 

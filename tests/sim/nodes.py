@@ -61,6 +61,8 @@ class SimNode:
         self.down_ms = 0
         #: Whether the armed crash also wipes the chain data (the vote record stays).
         self.wipe_on_crash = False
+        #: Whether it loses the vote record as well.
+        self.lose_record_on_crash = False
         #: View changes started by earlier incarnations.
         self.past_view_changes = 0
         #: Node ids by validator index (twins have two), set by the simulation.
@@ -98,9 +100,13 @@ class SimNode:
         self.crash_armed = False
         self.server = BlockServer()
         if self.wipe_on_crash:
-            # The data directory is gone; the vote record, kept beside the key, is not.
+            # The data directory is gone; the vote record, kept beside the key, is not...
             self.ledger = self.make_ledger(self.ledger.genesis, self._signer, self.signatures)
             self.wipe_on_crash = False
+        if self.lose_record_on_crash:
+            # ...unless it is lost too: the key alone on a new machine.
+            self.votes = MemoryVoteRecord(new=True)
+            self.lose_record_on_crash = False
 
     def view_changes(self) -> int:
         current = 0 if self.replica is None else self.replica.view_changes_started
@@ -115,6 +121,8 @@ class SimNode:
         answers: list[tuple[Destination, bytes]] = []
         sent = 0
         for height in self.server.heights(to, start, self.ledger.final_height(), now_ms):
+            if not self.server.has_budget(to, now_ms):
+                break
             final = self.ledger.load_final_block(height)
             assert final is not None
             data = encode_final_block(final.block.encode(), final.certificate.encode())

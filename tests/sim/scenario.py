@@ -59,12 +59,15 @@ class LinkCut:
 class Crash:
     """Node ``node`` crashes at ``at_ms`` (possibly in the middle of executing actions)
     and restarts ``down_ms`` later with only its ledger and vote record; with ``wipe``,
-    with its vote record only (its chain data wiped: it resyncs from its peers)."""
+    with its vote record only (its chain data wiped: it resyncs from its peers); with
+    ``lose_record`` as well, with neither."""
 
     node: int
     at_ms: int
     down_ms: int
     wipe: bool = False
+    #: The vote record is lost too (a key moved to a new machine): the double-sign check.
+    lose_record: bool = False
 
 
 @dataclass(frozen=True)
@@ -198,12 +201,22 @@ def _draw_link_cuts(rng: random.Random, nodes: int, heal_at: int) -> tuple[LinkC
 
 
 def _draw_crashes(rng: random.Random, n: int, heal_at: int, byzantine: dict[int, Byzantine]) -> tuple[Crash, ...]:
+    """Crashes of honest validators, some wiping the chain data. A validator that loses its
+    vote record signs nothing until the others have moved on without it, so for liveness
+    it counts as a fault: records are lost only within the faults the byzantine leave."""
     honest = [index for index in range(n) if index not in byzantine]
-    crashes = []
+    spare = max_faulty(n) - len(byzantine)
+    crashes: list[Crash] = []
+    losers: set[int] = set()
     for _ in range(rng.choice((0, 1, 1, 2, 3))):
         at = rng.randrange(0, heal_at - 300)
         down = rng.randrange(50, min(3_000, heal_at - at))
-        crashes.append(Crash(rng.choice(honest), at, down, wipe=rng.random() < 0.3))
+        node = rng.choice(honest)
+        wipe = rng.random() < 0.3
+        lose = wipe and rng.random() < 0.4 and (node in losers or len(losers) < spare)
+        if lose:
+            losers.add(node)
+        crashes.append(Crash(node, at, down, wipe=wipe, lose_record=lose))
     return tuple(crashes)
 
 
@@ -268,9 +281,17 @@ def crash_scenario(seed: int, *, bug: str | None = None) -> Scenario:
     short crashes, most of them of the primary of view 0, so that crashes strike between
     a vote's recording and its sending (and some wipe the chain data too)."""
     rng = random.Random(seed)
+    loser = rng.randrange(4)
     crashes = tuple(
-        Crash(rng.choice((0, 0, 0, 1, 2, 3)), rng.randrange(0, 4_000), rng.randrange(50, 600), wipe=rng.random() < 0.3)
-        for _ in range(6)
+        Crash(
+            node,
+            rng.randrange(0, 4_000),
+            rng.randrange(50, 600),
+            wipe=rng.random() < 0.3,
+            # One validator may lose its record (it counts as the one fault tolerated).
+            lose_record=node == loser and rng.random() < 0.3,
+        )
+        for node in (rng.choice((0, 0, 0, 1, 2, 3)) for _ in range(6))
     )
     return Scenario(
         seed=seed,

@@ -29,6 +29,7 @@ from mura.consensus.actions import (
     Broadcast,
     CommitBlock,
     Misbehaviour,
+    PersistGuard,
     PersistVote,
     PruneVotes,
     Relay,
@@ -236,6 +237,8 @@ class Simulation:
         elif isinstance(action, ServeBlocks):
             for destination, data in node.serve(action.to, action.from_height, self.now):
                 self._transmit_bytes(node, destination, data)
+        elif isinstance(action, PersistGuard):
+            node.votes.save_guard(action.until_height)
         elif isinstance(action, Misbehaviour):
             self.faults["misbehaviour_reported"] += 1
             honest = node.validator not in self.scenario.byzantine
@@ -277,13 +280,16 @@ class Simulation:
             return
         node.crash_armed = True
         node.down_ms = crash.down_ms
-        node.wipe_on_crash = crash.wipe
+        node.wipe_on_crash = crash.wipe or crash.lose_record
+        node.lose_record_on_crash = crash.lose_record
         self.schedule(self.now + self.rng.randrange(1, 200), CRASH_NOW, node.node_id)
 
     def _crash(self, node: SimNode) -> None:
         self.faults["crashes"] += 1
         if node.wipe_on_crash:
             self.faults["wipes"] += 1
+        if node.lose_record_on_crash:
+            self.faults["records_lost"] += 1
         node.crash()
         self.schedule(self.now + node.down_ms, RESTART, node.node_id)
 

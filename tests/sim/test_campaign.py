@@ -40,6 +40,7 @@ def test_ci_slice_keeps_every_property(validators: int) -> None:
     faults = (
         "crashes",
         "wipes",
+        "records_lost",
         "dropped_messages",
         "duplicated_messages",
         "partitioned_messages",
@@ -103,6 +104,13 @@ def test_vote_sent_before_it_is_recorded_is_caught() -> None:
     """Crashes aimed at the moment between recording a vote and sending it."""
     scenarios = [crash_scenario(seed, bug="speak_before_persist") for seed in range(20)]
     assert first_caught("speak_before_persist", scenarios, safety_only=True) is not None
+
+
+def test_a_new_vote_record_signing_at_once_is_caught() -> None:
+    """Without the double-sign check, a validator that lost its vote record signs again
+    where it had signed before it lost it."""
+    scenarios = [crash_scenario(seed, bug="no_double_sign_check") for seed in range(20)]
+    assert first_caught("no_double_sign_check", scenarios, safety_only=True) is not None
 
 
 def test_crashes_and_wipes_against_the_real_replica() -> None:
