@@ -18,6 +18,7 @@ from mura.tests.attacks.peer import (
     RELAY_VARIANTS,
     PeerLink,
     Refused,
+    RelayRefused,
     Unauthenticated,
     fail_handshake,
     open_unauthenticated,
@@ -291,6 +292,8 @@ async def _impersonate(context: Context, victim: int, signer: int, variant: str,
                                          variant=variant, source_host=OUTSIDER)
     except Refused as refusal:
         record["outcome"] = f"refused: {str(refusal)[:300]}"
+        if isinstance(refusal, RelayRefused):
+            record["endings"] = refusal.endings
         return None
     for number in range(NetworkLimits().malformed_threshold + 5):
         try:
@@ -308,14 +311,15 @@ async def _impersonate(context: Context, victim: int, signer: int, variant: str,
 
 
 def _refusal_digest(outcomes: list[dict[str, Any]]) -> dict[str, int]:
-    """How many attempts of each variant the victim refused, and why (numbers and keys left out)."""
+    """Refused attempts by variant and by which node refused and why (the victim's word
+    first; numbers and keys left out)."""
     digest: Counter[str] = Counter()
     for outcome in outcomes:
-        text = outcome["outcome"]
-        if not text.startswith("refused: "):
+        endings = outcome.get("endings")
+        if endings is None:
             continue
-        victim_said = text.removeprefix("refused: victim: ").split("; signer: ")[0]
-        digest[f"{outcome['variant']}: {_NUMBERS.sub('#', victim_said)[:70]}"] += 1
+        side = "victim" if endings["victim"].startswith("closed (") else "signer"
+        digest[f"{outcome['variant']}: {side} {_NUMBERS.sub('#', endings[side])[:70]}"] += 1
     return dict(digest)
 
 

@@ -99,6 +99,15 @@ class Refused(Exception):
     """The node did not let this client in; the message says how it ended."""
 
 
+class RelayRefused(Refused):
+    """The victim did not admit the relay; ``endings`` says how each side's connection ended."""
+
+    def __init__(self, message: str, *, endings: dict[str, str]) -> None:
+        super().__init__(message)
+        #: By side (``victim``, ``signer``): how the node ended the connection, or how the relay did.
+        self.endings = endings
+
+
 class LinkClosed(Exception):
     """The link ended; the message is the reason the node gave, if any."""
 
@@ -377,10 +386,11 @@ class _Relayed:
         #: Websocket messages carried across, by the side that sent them.
         self.forwarded = {"victim": 0, "signer": 0}
 
-    def refused(self) -> Refused:
-        endings = "; ".join(f"{side}: {self.endings.get(side, 'still open')}" for side in ("victim", "signer"))
-        return Refused(f"{endings} (forwarded {self.forwarded['signer']} to the victim, "
-                       f"{self.forwarded['victim']} to the signer)")
+    def refused(self) -> RelayRefused:
+        endings = {side: self.endings.get(side, "still open") for side in ("victim", "signer")}
+        said = "; ".join(f"{side}: {ending}" for side, ending in endings.items())
+        return RelayRefused(f"{said} (forwarded {self.forwarded['signer']} to the victim, "
+                            f"{self.forwarded['victim']} to the signer)", endings=endings)
 
 
 def _fresh_hello(testnet: Testnet) -> tuple[X25519PrivateKey, bytes]:
@@ -504,7 +514,7 @@ async def relay_impersonation(
     the way ``variant`` (one of ``RELAY_VARIANTS``) says.
 
     Only ``substitute`` could yield a link the relay can use; a forwarding relay can
-    at best carry a link it cannot read. ``Refused``, saying how each side ended, when
+    at best carry a link it cannot read. ``RelayRefused``, saying how each side ended, when
     the victim does not admit the relay (protocol 2 refuses every variant: neither
     validator signs anything until its dialer proved itself, and a proof is bound to
     the ephemeral keys, roles and node keys of the connection it was made on).
