@@ -56,7 +56,7 @@ ATTACKS: dict[str, Entry] = {
     "block_request_flood": Entry(validator_attacks.block_request_flood, 200, 900, "40 BlockRequests/s on full blocks"),
     "refused_submissions": Entry(rpc_attacks.refused_submissions, 120, 600, "tx_submit from zero-balance keys"),
     "refused_gossip": Entry(validator_attacks.refused_gossip, 90, 250, "gossip of refused and forged transactions"),
-    "pre_handshake_frames": Entry(keyless_attacks.pre_handshake_frames, 90, 200, "16 MB frames before the handshake"),
+    "pre_handshake_frames": Entry(keyless_attacks.pre_handshake_frames, 90, 200, "16 MB frames before the handshake, from 4 addresses"),
     "handshake_slots": Entry(keyless_attacks.handshake_slots, 90, 250, "idle websockets in the handshake slots"),
     "slow_headers": Entry(keyless_attacks.slow_headers, 90, 250, "request heads a byte every 2 s"),
     "content_encoding": Entry(rpc_attacks.content_encoding, 60, 150, "RPC bodies with Content-Encoding"),
@@ -64,7 +64,7 @@ ATTACKS: dict[str, Entry] = {
     "equivocation_log": Entry(validator_attacks.equivocation_log, 90, 200, "conflicting votes in every view"),
     "far_future_votes": Entry(validator_attacks.far_future_votes, 90, 200, "votes for height + 1,000,000"),
     "bad_signature_votes": Entry(validator_attacks.bad_signature_votes, 90, 200, "votes that do not verify"),
-    "relay_impersonation": Entry(keyless_attacks.relay_impersonation_attack, 90, 400, "keyless relay of handshake proofs"),
+    "relay_impersonation": Entry(keyless_attacks.relay_impersonation_attack, 90, 400, "keyless relay of handshakes, forwarded or re-keyed"),
 }
 
 

@@ -11,7 +11,7 @@ stops the observer and computes the common figures:
   to its end (the settling included), as the honest nodes' ``chain_status``
   answers show it (polled every 50 ms on each); ``stall_blocks_s`` is the same
   from the blocks' own timestamps;
-- ``rpc_max_s``: the slowest of those ``chain_status`` calls (a call still
+- ``rpc_max_s``: the slowest of those ``chain_status`` calls, to the millisecond (a call still
   unanswered at the end counts with the time it has waited);
 - memory (VmRSS before, after, peak) and CPU seconds of the target processes;
 - log lines the targets wrote, how many of them start a traceback, and a digest;
@@ -403,7 +403,7 @@ class Context:
             "stall_s": round(stall, 2),
             "stall_began_s": round(stall_began, 2),
             "stall_blocks_s": await self._block_gap(before.heights, before.wall_time, after.wall_time),
-            "rpc_max_s": round(slowest, 2),
+            "rpc_max_s": round(slowest, 3),
             "rpc_failures": failures,
             "heights": [before.heights, after.heights],
         }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import statistics
 import time
 from collections import Counter
@@ -14,8 +15,10 @@ from mura.p2p.settings import NetworkLimits
 from mura.tests.attacks.harness import Context, every
 from mura.tests.attacks.peer import (
     HANDSHAKE_FAILURES,
+    RELAY_VARIANTS,
     PeerLink,
     Refused,
+    RelayRefused,
     Unauthenticated,
     fail_handshake,
     open_unauthenticated,
@@ -27,6 +30,8 @@ from mura.tests.attacks.testnet import HONEST
 
 #: The address keyless clients connect from, so the nodes' logs tell them from the validators.
 OUTSIDER = "127.0.0.2"
+#: Addresses for an attack that needs more handshake slots than one source is given.
+OUTSIDERS = ("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5")
 TARGET = 0
 
 
@@ -34,7 +39,8 @@ TARGET = 0
 
 
 async def pre_handshake_frames(context: Context) -> None:
-    """Sixteen websockets to /p2p, each sending one 16 MB frame instead of a HELLO."""
+    """Sixteen websockets to /p2p, each sending one 16 MB frame instead of a HELLO, from four
+    addresses (a node gives one stranger's address only a few handshake slots at a time)."""
     limits = NetworkLimits()
     connections = limits.max_pending_handshakes
     size = limits.max_frame_size - 1024
@@ -46,7 +52,8 @@ async def pre_handshake_frames(context: Context) -> None:
         for _ in range(rounds):
             opened: list[Unauthenticated] = []
             for result in await asyncio.gather(
-                *(open_unauthenticated(context.cluster.endpoint(TARGET), source_host=OUTSIDER) for _ in range(connections)),
+                *(open_unauthenticated(context.cluster.endpoint(TARGET), source_host=OUTSIDERS[number % len(OUTSIDERS)])
+                  for number in range(connections)),
                 return_exceptions=True,
             ):
                 if isinstance(result, Unauthenticated):
@@ -66,6 +73,7 @@ async def pre_handshake_frames(context: Context) -> None:
     before = context.measured["rss_before_mb"][str(TARGET)]
     context.figures.update({
         "frames_sent": sent,
+        "connections_turned_away": sum(count for ending, count in endings.items() if ending.startswith("not opened")),
         "frame_mb": round(size / 1e6, 1),
         "rss_peak_mb": peak,
         "rss_peak_growth_mb": None if peak is None or before is None else round(peak - before, 1),
@@ -272,17 +280,20 @@ _ENDINGS = (
 )
 
 
-async def _impersonate(context: Context, victim: int, signer: int, outcomes: list[dict[str, Any]]) -> PeerLink | None:
+async def _impersonate(context: Context, victim: int, signer: int, variant: str,
+                       outcomes: list[dict[str, Any]]) -> PeerLink | None:
     """One relay: a link to ``victim`` posing as ``signer``, and at once enough malformed frames
     on it for a ban (the real validator redials within a fraction of a second)."""
     cluster = context.cluster
-    record: dict[str, Any] = {"victim": cluster.names[victim], "as": cluster.names[signer]}
+    record: dict[str, Any] = {"victim": cluster.names[victim], "as": cluster.names[signer], "variant": variant}
     outcomes.append(record)
     try:
         link = await relay_impersonation(cluster.endpoint(victim), cluster.endpoint(signer), testnet=cluster.testnet,
-                                         source_host=OUTSIDER)
+                                         variant=variant, source_host=OUTSIDER)
     except Refused as refusal:
-        record["outcome"] = f"refused: {str(refusal)[:100]}"
+        record["outcome"] = f"refused: {str(refusal)[:300]}"
+        if isinstance(refusal, RelayRefused):
+            record["endings"] = refusal.endings
         return None
     for number in range(NetworkLimits().malformed_threshold + 5):
         try:
@@ -299,12 +310,29 @@ async def _impersonate(context: Context, victim: int, signer: int, outcomes: lis
     return None
 
 
+def _refusal_digest(outcomes: list[dict[str, Any]]) -> dict[str, int]:
+    """Refused attempts by variant and by which node refused and why (the victim's word
+    first; numbers and keys left out)."""
+    digest: Counter[str] = Counter()
+    for outcome in outcomes:
+        endings = outcome.get("endings")
+        if endings is None:
+            continue
+        side = "victim" if endings["victim"].startswith("closed (") else "signer"
+        digest[f"{outcome['variant']}: {side} {_NUMBERS.sub('#', endings[side])[:70]}"] += 1
+    return dict(digest)
+
+
+_NUMBERS = re.compile(r"\b[0-9a-f]{8,}\b|\b\d+(?:\.\d+)?\b")
+
+
 async def relay_impersonation_attack(context: Context) -> None:
-    """A keyless client relays handshakes to pose as one honest validator to another and
-    gets the impersonated key banned, across every pair of honest validators."""
+    """A keyless client relays handshakes to pose as one honest validator to another, and
+    would get the impersonated key banned, across every pair of honest validators and
+    every relay variant (forwarding both ways, or with its own ephemeral keys)."""
     cluster = context.cluster
     # The link between two validators is the one the smaller key dialed; a link posing as
-    # that dialer replaces it. Those pairs first; the rest once their links are gone.
+    # that dialer would replace it. Those pairs first; the rest once their links are gone.
     by_key = sorted(HONEST, key=lambda index: cluster.testnet.validators[index])
     dialer_first = [(victim, signer) for position, victim in enumerate(by_key) for signer in by_key[:position]]
     pairs = dialer_first + [(signer, victim) for victim, signer in dialer_first]
@@ -320,17 +348,23 @@ async def relay_impersonation_attack(context: Context) -> None:
                 await asyncio.sleep(max(0.0, ban_seconds + 1 - (time.monotonic() - round_started)))
             round_started = time.monotonic()
             for victim, signer in pairs:
-                link = await _impersonate(context, victim, signer, outcomes)
-                if link is not None:
-                    links.append(link)
+                for variant in RELAY_VARIANTS:
+                    link = await _impersonate(context, victim, signer, variant, outcomes)
+                    if link is not None:
+                        links.append(link)
         await asyncio.sleep(max(0.0, hold - (time.monotonic() - round_started)))
         await asyncio.gather(*(link.close() for link in links), return_exceptions=True)
     admitted_count = sum(1 for outcome in outcomes if outcome["outcome"].startswith("admitted"))
+    # The nodes' own word: a link admitted from the relay's address (no one else connects from it).
+    admitted_from_relay = re.compile(rf"connected to peer \w+ at {re.escape(OUTSIDER)}:")
+    admitted_in_logs = sum(len(admitted_from_relay.findall(cluster.log(index))) for index in HONEST)
     context.figures.update({
         "rounds": rounds,
         "impersonations_admitted": f"{admitted_count}/{len(outcomes)}",
+        "links_from_relay_in_logs": admitted_in_logs,
         "honest_keys_banned": len(context.measured["honest_bans"]),
+        "refusals": _refusal_digest(outcomes),
         "attempts": outcomes,
     })
-    if admitted_count == 0:
+    if admitted_count == 0 and admitted_in_logs == 0:
         context.figures["verdict"] = "refused"
