@@ -48,14 +48,23 @@ from mura.consensus.actions import (
     ServeBlocks,
 )
 from mura.consensus.config import ReplicaConfig
-from mura.consensus.messages import BlockRequest, FinalBlock, Message, Tag, decode_message, encode_message, message_tag
+from mura.consensus.messages import (
+    MAX_MESSAGE_BYTES,
+    BlockRequest,
+    FinalBlock,
+    Message,
+    Tag,
+    decode_message,
+    encode_message,
+    message_tag,
+)
 from mura.consensus.serving import BlockServer
 from mura.consensus.replica import Replica
 from mura.consensus.votes import RecordedVote, SigningGuard
 from mura.genesis.format import genesis_block, load_genesis
 from mura.p2p.block_service import BlockService
 from mura.p2p.gossip import DEFAULT_MAX_BATCH, StalledRuns, TransactionGossip, decode_transaction_batch
-from mura.p2p.inbox import ConsensusInbox
+from mura.p2p.inbox import ConsensusInbox, GossipBudget
 from mura.p2p.network import Network
 from mura.p2p.settings import NetworkLimits, PeerAddress
 from mura.rpc.finality import FinalityWatch
@@ -120,7 +129,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("p2p.listen", str, "127.0.0.1:9700", "address peers connect to", _host_port),
     Setting("p2p.peers", list, [], "peers to dial as KEYHEX@host:port; empty: every other validator in genesis"),
     Setting("p2p.observers", list, [], "public keys (hex) of non-validator nodes admitted as peers"),
-    Setting("p2p.max_frame_bytes", int, 16 * 1024 * 1024, "largest peer frame accepted", _positive),
+    Setting(
+        "p2p.max_frame_bytes", int, 10 * 1024 * 1024,
+        "largest peer frame accepted (the largest message is a block of at most 8 MiB with the votes "
+        "around it; a frame costs a few times its size in memory while it is read)",
+        lambda value: None if value >= MAX_MESSAGE_BYTES + 4096 else f"must be at least {MAX_MESSAGE_BYTES + 4096}",
+    ),
     Setting(
         "p2p.max_pending_handshakes", int, 16,
         "incoming peer connections that may be in their handshake at once (some kept for known peers)", _positive,
@@ -486,6 +500,8 @@ class Node:
         # are bounded in all and per peer by ``inbox`` (see ``mura.p2p.inbox``).
         self._events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self.inbox = ConsensusInbox()
+        #: Gossiped transactions each peer may have this node look at.
+        self.gossip_budget = GossipBudget()
         self._dropped_logged = 0
         self._consensus_task: asyncio.Task[None] | None = None
         self._rebroadcast_task: asyncio.Task[None] | None = None
@@ -890,6 +906,7 @@ class Node:
         if peer not in self._validator_index:
             # An observer follows final blocks; it has no part in consensus.
             raise InvalidMessageSender("consensus messages are taken from validators only")
+        await asyncio.sleep(0)  # fair to the other links, as for gossip
         raw = codec.read_bytes(payload, "consensus", max_length=self.config["p2p.max_frame_bytes"])
         if message_tag(raw) is Tag.BLOCK_REQUEST:
             await self._on_block_request(peer, decode_message(raw))
@@ -958,9 +975,15 @@ class Node:
         an honest node checks before it forwards anything (the bytes, the signature, the
         chain, the amount, the issuer role) counts against the peer, once per batch,
         after the batch's good transactions are admitted."""
+        batch = decode_transaction_batch(payload)
+        # Fair to the other links: a peer's frames are handled one after another without
+        # this node's other work waiting behind a run of them.
+        await asyncio.sleep(0)
+        if not self.gossip_budget.take(peer, len(batch), time.monotonic()):
+            return
         candidates = []
         refused: list[Invalid] = []
-        for encoded in decode_transaction_batch(payload):
+        for encoded in batch:
             transaction = Transaction.decode(encoded)
             try:
                 self.mempool.check(transaction, self.store)

@@ -94,3 +94,33 @@ class ConsensusInbox:
         self._bytes[peer] -= size
         if not self._counts[peer]:
             del self._counts[peer], self._bytes[peer]
+
+
+class GossipBudget:
+    """How many gossiped transactions each peer may have this node look at, per second.
+
+    Looking at one costs a decode and the admission rules even when it is refused, and
+    refusals that depend on the state (a sender without funds here, a nonce used) are
+    not held against the peer: an honest one may send them when its state differs by a
+    block. So a peer gets a bucket of ``per_second`` transactions, holding at most
+    ``burst`` (room for a link-open offer and a round of stalled runs); a batch beyond it
+    is dropped unread, as a full queue drops gossip, and counted.
+    """
+
+    def __init__(self, *, per_second: float = 10_000, burst: float = 20_000) -> None:
+        self.per_second = per_second
+        self.burst = burst
+        self._tokens: dict[bytes, tuple[float, float]] = {}
+        #: Transactions dropped unread because their peer was over its budget.
+        self.dropped = 0
+
+    def take(self, peer: bytes, count: int, now: float) -> bool:
+        """Whether ``peer`` may have ``count`` more transactions looked at now."""
+        tokens, updated = self._tokens.get(peer, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - updated) * self.per_second)
+        if tokens < count:
+            self._tokens[peer] = (tokens, now)
+            self.dropped += count
+            return False
+        self._tokens[peer] = (tokens - count, now)
+        return True

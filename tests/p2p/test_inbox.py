@@ -3,7 +3,7 @@ per peer and in bytes per peer."""
 
 from __future__ import annotations
 
-from mura.p2p.inbox import ConsensusInbox, InboxLimits
+from mura.p2p.inbox import ConsensusInbox, GossipBudget, InboxLimits
 
 FLOODER, HONEST = b"f" * 32, b"h" * 32
 
@@ -64,3 +64,12 @@ def test_remembered_digests_are_bounded() -> None:
         taken(inbox, bytes([number]), now=0.0)
     assert taken(inbox, bytes([0]), now=0.0)  # forgotten: bounded memory
     assert not taken(inbox, bytes([9]), now=0.0)
+
+
+def test_gossip_budget_per_peer() -> None:
+    budget = GossipBudget(per_second=100, burst=200)
+    assert budget.take(FLOODER, 150, now=0.0)
+    assert not budget.take(FLOODER, 100, now=0.0)
+    assert budget.take(HONEST, 200, now=0.0)  # another peer's budget is its own
+    assert budget.take(FLOODER, 100, now=0.5)  # refilled at 100 a second
+    assert budget.dropped == 100
