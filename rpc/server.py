@@ -15,6 +15,14 @@ instead: once one starts, its request gives its slot up for good, so clients
 waiting for finality never crowd out the others. Past ``max_waiting`` such a
 call is answered -32000 "server busy" in its JSON-RPC response.
 
+Before HTTP, connections themselves are counted: one source address (an IPv6
+address counts as its /64) may have ``max_connections_per_source`` open at
+once, counted from the moment each is accepted; one more is answered at once
+with HTTP 503 and a -32000 "server busy" body naming the limit, and closed,
+before it has sent anything. Each open connection holds a file descriptor, so
+without this one address with idle sockets could use up the process's. What is
+turned away is logged at most once per ``refusal_log_interval`` seconds.
+
 The server is as careful with HTTP itself: a connection must send a complete
 request head within ``header_timeout_seconds`` of opening (or of its previous
 response, so an idle keep-alive connection is closed after as long); a body
@@ -40,8 +48,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import sys
+import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -81,12 +92,19 @@ class RpcLimits:
     max_waiting: int = 256
     #: Connections the kernel queues before the server accepts them.
     backlog: int = 128
+    #: Connections one source address (an IPv6 one: its /64) may have open at once, idle
+    #: keep-alive ones included; one more is answered 503 and closed. Generous: a wallet
+    #: service may keep many keep-alive connections from one address.
+    max_connections_per_source: int = 256
+    #: Seconds between two log lines about connections turned away (the count is carried).
+    refusal_log_interval: float = 10.0
 
     def __post_init__(self) -> None:
-        for name in ("max_body_bytes", "max_batch_length", "max_concurrent_requests", "max_waiting", "backlog"):
+        for name in ("max_body_bytes", "max_batch_length", "max_concurrent_requests", "max_waiting", "backlog",
+                     "max_connections_per_source"):
             if getattr(self, name) < 1:
                 raise ValueError(f"RpcLimits.{name} must be at least 1")
-        for name in ("body_timeout_seconds", "header_timeout_seconds"):
+        for name in ("body_timeout_seconds", "header_timeout_seconds", "refusal_log_interval"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"RpcLimits.{name} must be positive")
 
@@ -189,6 +207,7 @@ class RpcServer:
             methods, max_batch_length=limits.max_batch_length, observer=self.metrics, description=description
         )
         self._runner: web.AppRunner | None = None
+        self._site: _CappedSite | None = None
         self._port: int | None = None
         self._occupancy = _Occupancy(limits)
         self._reading = 0
@@ -221,6 +240,16 @@ class RpcServer:
         return self._occupancy.waiting
 
     @property
+    def connections_turned_away(self) -> int:
+        """Connections closed as soon as they were accepted: their source had
+        ``max_connections_per_source`` open already."""
+        return self._site.refused if self._site is not None else 0
+
+    def connections_from(self, address: str) -> int:
+        """Connections open now from ``address``'s source."""
+        return self._site.open_from(address) if self._site is not None else 0
+
+    @property
     def reading(self) -> int:
         """HTTP requests whose body is being read right now; they hold no slot yet."""
         return self._reading
@@ -248,12 +277,13 @@ class RpcServer:
         )
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self._host, self._requested_port, backlog=self._limits.backlog)
+            site = _CappedSite(runner, self._host, self._requested_port, limits=self._limits)
             await site.start()
         except BaseException:
             await runner.cleanup()
             raise
         self._runner = runner
+        self._site = site
         self._port = int(runner.addresses[0][1])
         logger.info("JSON-RPC listening on %s", self.url)
 
@@ -264,6 +294,7 @@ class RpcServer:
             return
         await runner.cleanup()
         logger.info("JSON-RPC on port %s stopped", self._port)
+        self._site = None
         self._port = None
 
     async def __aenter__(self) -> RpcServer:
@@ -442,3 +473,143 @@ def _exception_of(exc_info: Any) -> BaseException | None:
     if exc_info is True:
         return sys.exc_info()[1]
     return None
+
+
+# --- connections per source ---------------------------------------------------------------
+
+
+class _CappedSite(web.BaseSite):
+    """A TCP site that lets each source hold at most ``limits.max_connections_per_source``
+    open connections: one more gets a 503 "server busy" and is closed as soon as it is
+    accepted, before aiohttp sees it."""
+
+    __slots__ = ("_host", "_port", "_limit", "_open", "_refusals", "refused")
+
+    def __init__(self, runner: web.BaseRunner, host: str, port: int, *, limits: RpcLimits) -> None:
+        super().__init__(runner, backlog=limits.backlog)
+        self._host = host
+        self._port = port
+        self._limit = limits.max_connections_per_source
+        self._open: Counter[str] = Counter()
+        self._refusals = _RefusalLog(interval=limits.refusal_log_interval)
+        #: Connections turned away so far.
+        self.refused = 0
+
+    @property
+    def name(self) -> str:
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self._port}"
+
+    def open_from(self, address: str) -> int:
+        return self._open[_source_of(address)]
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        assert server is not None  # BaseSite checks the runner is set up
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _Counted(self, server), self._host, self._port, backlog=self._backlog
+        )
+
+    def admit(self, transport: asyncio.Transport) -> str | None:
+        """The source of a connection just accepted, or None once it is turned away."""
+        peername = transport.get_extra_info("peername")
+        address = str(peername[0]) if isinstance(peername, tuple) and peername else "unknown"
+        source = _source_of(address)
+        if self._open[source] < self._limit:
+            self._open[source] += 1
+            return source
+        self.refused += 1
+        self._refusals.note(address, self._limit)
+        transport.write(_busy_answer(self._limit))
+        transport.close()  # once the answer is written
+        return None
+
+    def release(self, source: str) -> None:
+        self._open[source] -= 1
+        if not self._open[source]:
+            del self._open[source]
+
+
+class _Counted(asyncio.Protocol):
+    """Counts one accepted connection against its source while it is open, and passes
+    every event on to the aiohttp protocol made for it once it was admitted."""
+
+    def __init__(self, site: _CappedSite, factory: Callable[[], asyncio.Protocol]) -> None:
+        self._site = site
+        self._factory = factory
+        self._inner: asyncio.Protocol | None = None
+        self._source: str | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._source = self._site.admit(transport)
+        if self._source is not None:
+            self._inner = self._factory()
+            self._inner.connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._source is not None:
+            self._site.release(self._source)
+            self._source = None
+        if self._inner is not None:
+            self._inner.connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._inner is not None:
+            self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received() if self._inner is not None else None
+
+    def pause_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.resume_writing()
+
+
+class _RefusalLog:
+    """One WARNING line per ``interval`` about connections turned away; the ones held back
+    are counted in the next line."""
+
+    def __init__(self, *, interval: float) -> None:
+        self._interval = interval
+        self._last = -float("inf")
+        self._held = 0
+
+    def note(self, address: str, limit: int) -> None:
+        now = time.monotonic()
+        if now - self._last < self._interval:
+            self._held += 1
+            return
+        held, self._held, self._last = self._held, 0, now
+        logger.warning("turned away a JSON-RPC connection from %s: %d connections open from that source (the "
+                       "limit, rpc max_connections_per_source)%s", address, limit,
+                       f"; {held} more turned away since the last such line" if held else "")
+
+
+def _busy_answer(limit: int) -> bytes:
+    """The whole HTTP answer to a connection turned away: 503 with a JSON-RPC "server busy" body."""
+    error = SERVER_BUSY.error({"limit": "max_connections_per_source", "max_connections_per_source": limit})
+    body = encode_error(error).encode()
+    head = (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: {_JSON}\r\nContent-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n")
+    return head.encode() + body
+
+
+def _source_of(address: str) -> str:
+    """The source an address counts as: an IPv4 address (also mapped into IPv6), or the
+    /64 of an IPv6 address (a host can usually pick any address of its /64)."""
+    try:
+        parsed = ipaddress.ip_address(address.strip("[]"))
+    except ValueError:
+        return address.lower()
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.IPv6Network((parsed, 64), strict=False))
+    return str(parsed)
