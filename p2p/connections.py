@@ -206,6 +206,8 @@ class AcceptErrorLog:
         self.then = then
         #: Failed accepts seen so far.
         self.failures = 0
+        #: Installations not yet removed (several networks may share a loop).
+        self.users = 0
 
     def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         error = context.get("exception")
@@ -224,18 +226,20 @@ class AcceptErrorLog:
 def install_accept_error_log(loop: asyncio.AbstractEventLoop | None = None, *,
                              interval: float = 10.0) -> AcceptErrorLog:
     """Make ``loop`` (the running one by default) report accept failures as ``AcceptErrorLog``
-    does; idempotent: an ``AcceptErrorLog`` already in place is returned as it is."""
+    does. An ``AcceptErrorLog`` already in place is shared: each installation is undone by
+    one ``remove_accept_error_log``, and the last puts back the handler it replaced."""
     loop = loop or asyncio.get_running_loop()
-    current = loop.get_exception_handler()
-    if isinstance(current, AcceptErrorLog):
-        return current
-    handler = AcceptErrorLog(interval=interval, then=current)
-    loop.set_exception_handler(handler)
+    handler = loop.get_exception_handler()
+    if not isinstance(handler, AcceptErrorLog):
+        handler = AcceptErrorLog(interval=interval, then=handler)
+        loop.set_exception_handler(handler)
+    handler.users += 1
     return handler
 
 
 def remove_accept_error_log(loop: asyncio.AbstractEventLoop, handler: AcceptErrorLog) -> None:
-    """Put back the handler ``handler`` replaced, if ``handler`` is still in place."""
-    if loop.get_exception_handler() is handler:
+    """Undo one ``install_accept_error_log`` that returned ``handler``."""
+    handler.users -= 1
+    if handler.users <= 0 and loop.get_exception_handler() is handler:
         handler._log.flush()
         loop.set_exception_handler(handler.then)

@@ -3,7 +3,8 @@ sockets do not count against the open-file limit of the process under test.
 
     python socket_holder.py SOURCE_HOST HOST:PORT:COUNT [HOST:PORT:COUNT ...]
 
-opens COUNT connections to each HOST:PORT from SOURCE_HOST, sends nothing, prints
+waits for a line on its standard input, then opens COUNT connections to each HOST:PORT
+from SOURCE_HOST, sends nothing, prints
 one line ``held <n>`` (how many were still open a moment after the last one was
 opened), and keeps them until its standard input closes.
 """
@@ -56,6 +57,7 @@ def still_open(sockets: list[socket.socket], *, settle: float = 0.5) -> int:
 def main(arguments: list[str]) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (20_000, max(20_000, resource.getrlimit(resource.RLIMIT_NOFILE)[1])))
     source, targets = arguments[0], arguments[1:]
+    sys.stdin.readline()
     sockets = []
     for target in targets:
         host, port, count = target.rsplit(":", 2)

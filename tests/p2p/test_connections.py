@@ -14,13 +14,19 @@ import resource
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, nullcontext
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 
-from mura.p2p.connections import AcceptErrorLog, install_accept_error_log, raise_open_file_limit
+from mura.p2p.connections import (
+    AcceptErrorLog,
+    install_accept_error_log,
+    raise_open_file_limit,
+    remove_accept_error_log,
+)
 from mura.rpc.server import RpcServer
 
 from .conftest import HOST, Cluster, limits, link_as, wait_for
@@ -45,19 +51,22 @@ def open_files() -> int:
 
 
 @asynccontextmanager
-async def holder(*targets: tuple[int, int]) -> AsyncIterator[int]:
+async def holder(*targets: tuple[int, int], spare_files: int | None = None) -> AsyncIterator[int]:
     """A process holding ``count`` idle connections from ``STRANGER`` to each ``(port, count)``;
-    yields how many it still held a moment after opening them all."""
+    yields how many it still held a moment after opening them all. With ``spare_files``,
+    this process may open only that many more files while they are held."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, str(HOLDER), STRANGER, *(f"{HOST}:{port}:{count}" for port, count in targets),
         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
     )
     assert process.stdin is not None and process.stdout is not None
     try:
-        async with asyncio.timeout(30):
-            line = (await process.stdout.readline()).decode()
-        assert line.startswith("held "), f"the holder said {line!r}"
-        yield int(line.split()[1])
+        with soft_open_file_limit(open_files() + spare_files) if spare_files is not None else nullcontext():
+            process.stdin.write(b"go\n")
+            async with asyncio.timeout(30):
+                line = (await process.stdout.readline()).decode()
+            assert line.startswith("held "), f"the holder said {line!r}"
+            yield int(line.split()[1])
     finally:
         process.stdin.close()
         try:
@@ -117,10 +126,9 @@ async def test_accept_failures_for_want_of_descriptors_are_one_line_per_interval
     a = await cluster.start("a", limits=limits(log_interval=60.0))
     handler = asyncio.get_running_loop().get_exception_handler()
     assert isinstance(handler, AcceptErrorLog), "the network installs it while it runs"
-    with soft_open_file_limit(open_files() + 4):
-        async with holder((a.network.listen_port, 20)):
-            # asyncio retries accept() once a second; each failure reaches the handler.
-            await wait_for(lambda: handler.failures >= 2, "accept() to fail twice", timeout=10)
+    async with holder((a.network.listen_port, 20), spare_files=4):
+        # asyncio retries accept() once a second; each failure reaches the handler.
+        await wait_for(lambda: handler.failures >= 2, "accept() to fail twice", timeout=10)
     lines = [record for record in caplog.records if record.name == "mura.p2p.connections"]
     assert [record.levelno for record in lines] == [logging.WARNING], [record.getMessage() for record in lines]
     assert "cannot accept connections" in lines[0].getMessage() and "EMFILE" in lines[0].getMessage()
@@ -133,14 +141,22 @@ async def test_accept_failures_for_want_of_descriptors_are_one_line_per_interval
 async def test_other_loop_errors_go_to_the_handler_that_was_there() -> None:
     loop = asyncio.get_running_loop()
     seen: list[str] = []
-    loop.set_exception_handler(lambda loop, context: seen.append(context["message"]))
+
+    def before(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        seen.append(context["message"])
+
+    loop.set_exception_handler(before)
     try:
         handler = install_accept_error_log()
-        assert install_accept_error_log() is handler, "installing twice keeps one"
+        assert install_accept_error_log() is handler, "two networks on one loop share it"
         loop.call_exception_handler({"message": "something else", "exception": ValueError("x")})
         loop.call_exception_handler({"message": "socket.accept() out of system resource",
                                      "exception": OSError(24, "Too many open files")})
         assert seen == ["something else"] and handler.failures == 1
+        remove_accept_error_log(loop, handler)
+        assert loop.get_exception_handler() is handler, "one network still runs"
+        remove_accept_error_log(loop, handler)
+        assert loop.get_exception_handler() is before
     finally:
         loop.set_exception_handler(None)
 
