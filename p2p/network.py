@@ -149,6 +149,10 @@ class Network:
             connections_turned_away=self._site.refused if self._site is not None else 0,
         )
 
+    def connections_from(self, address: str) -> int:
+        """Connections to the peer port open now from ``address``'s source (see ``mura.p2p.connections``)."""
+        return self._site.open_from(address) if self._site is not None else 0
+
     # --- lifecycle ------------------------------------------------------------
 
     async def start(self) -> None:
@@ -229,10 +233,6 @@ class Network:
             await self._session.close()
 
     # --- sending ---------------------------------------------------------------
-
-    def connections_from(self, address: str) -> int:
-        """Connections to the peer port open now from ``address``'s source (see ``mura.p2p.connections``)."""
-        return self._site.open_from(address) if self._site is not None else 0
 
     def connected_peers(self) -> list[bytes]:
         """Public keys of the peers with a live link."""

@@ -48,11 +48,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import sys
-import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -61,6 +58,7 @@ from typing import Any
 from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from mura.rpc.connections import CappedSite
 from mura.rpc.declarations import Method
 from mura.rpc.errors import INVALID_REQUEST, SERVER_BUSY, RpcError, standard_error
 from mura.rpc.jsonrpc import DEFAULT_MAX_BATCH_LENGTH, JsonRpcEngine, encode_error
@@ -207,7 +205,7 @@ class RpcServer:
             methods, max_batch_length=limits.max_batch_length, observer=self.metrics, description=description
         )
         self._runner: web.AppRunner | None = None
-        self._site: _CappedSite | None = None
+        self._site: CappedSite | None = None
         self._port: int | None = None
         self._occupancy = _Occupancy(limits)
         self._reading = 0
@@ -277,7 +275,9 @@ class RpcServer:
         )
         await runner.setup()
         try:
-            site = _CappedSite(runner, self._host, self._requested_port, limits=self._limits)
+            site = CappedSite(runner, self._host, self._requested_port, backlog=self._limits.backlog,
+                              max_per_source=self._limits.max_connections_per_source,
+                              log_interval=self._limits.refusal_log_interval)
             await site.start()
         except BaseException:
             await runner.cleanup()
@@ -473,143 +473,3 @@ def _exception_of(exc_info: Any) -> BaseException | None:
     if exc_info is True:
         return sys.exc_info()[1]
     return None
-
-
-# --- connections per source ---------------------------------------------------------------
-
-
-class _CappedSite(web.BaseSite):
-    """A TCP site that lets each source hold at most ``limits.max_connections_per_source``
-    open connections: one more gets a 503 "server busy" and is closed as soon as it is
-    accepted, before aiohttp sees it."""
-
-    __slots__ = ("_host", "_port", "_limit", "_open", "_refusals", "refused")
-
-    def __init__(self, runner: web.BaseRunner, host: str, port: int, *, limits: RpcLimits) -> None:
-        super().__init__(runner, backlog=limits.backlog)
-        self._host = host
-        self._port = port
-        self._limit = limits.max_connections_per_source
-        self._open: Counter[str] = Counter()
-        self._refusals = _RefusalLog(interval=limits.refusal_log_interval)
-        #: Connections turned away so far.
-        self.refused = 0
-
-    @property
-    def name(self) -> str:
-        host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"http://{host}:{self._port}"
-
-    def open_from(self, address: str) -> int:
-        return self._open[_source_of(address)]
-
-    async def start(self) -> None:
-        await super().start()
-        server = self._runner.server
-        assert server is not None  # BaseSite checks the runner is set up
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: _Counted(self, server), self._host, self._port, backlog=self._backlog
-        )
-
-    def admit(self, transport: asyncio.Transport) -> str | None:
-        """The source of a connection just accepted, or None once it is turned away."""
-        peername = transport.get_extra_info("peername")
-        address = str(peername[0]) if isinstance(peername, tuple) and peername else "unknown"
-        source = _source_of(address)
-        if self._open[source] < self._limit:
-            self._open[source] += 1
-            return source
-        self.refused += 1
-        self._refusals.note(address, self._limit)
-        transport.write(_busy_answer(self._limit))
-        transport.close()  # once the answer is written
-        return None
-
-    def release(self, source: str) -> None:
-        self._open[source] -= 1
-        if not self._open[source]:
-            del self._open[source]
-
-
-class _Counted(asyncio.Protocol):
-    """Counts one accepted connection against its source while it is open, and passes
-    every event on to the aiohttp protocol made for it once it was admitted."""
-
-    def __init__(self, site: _CappedSite, factory: Callable[[], asyncio.Protocol]) -> None:
-        self._site = site
-        self._factory = factory
-        self._inner: asyncio.Protocol | None = None
-        self._source: str | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._source = self._site.admit(transport)
-        if self._source is not None:
-            self._inner = self._factory()
-            self._inner.connection_made(transport)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._source is not None:
-            self._site.release(self._source)
-            self._source = None
-        if self._inner is not None:
-            self._inner.connection_lost(exc)
-
-    def data_received(self, data: bytes) -> None:
-        if self._inner is not None:
-            self._inner.data_received(data)
-
-    def eof_received(self) -> bool | None:
-        return self._inner.eof_received() if self._inner is not None else None
-
-    def pause_writing(self) -> None:
-        if self._inner is not None:
-            self._inner.pause_writing()
-
-    def resume_writing(self) -> None:
-        if self._inner is not None:
-            self._inner.resume_writing()
-
-
-class _RefusalLog:
-    """One WARNING line per ``interval`` about connections turned away; the ones held back
-    are counted in the next line."""
-
-    def __init__(self, *, interval: float) -> None:
-        self._interval = interval
-        self._last = -float("inf")
-        self._held = 0
-
-    def note(self, address: str, limit: int) -> None:
-        now = time.monotonic()
-        if now - self._last < self._interval:
-            self._held += 1
-            return
-        held, self._held, self._last = self._held, 0, now
-        logger.warning("turned away a JSON-RPC connection from %s: %d connections open from that source (the "
-                       "limit, rpc max_connections_per_source)%s", address, limit,
-                       f"; {held} more turned away since the last such line" if held else "")
-
-
-def _busy_answer(limit: int) -> bytes:
-    """The whole HTTP answer to a connection turned away: 503 with a JSON-RPC "server busy" body."""
-    error = SERVER_BUSY.error({"limit": "max_connections_per_source", "max_connections_per_source": limit})
-    body = encode_error(error).encode()
-    head = (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: {_JSON}\r\nContent-Length: {len(body)}\r\n"
-            "Connection: close\r\n\r\n")
-    return head.encode() + body
-
-
-def _source_of(address: str) -> str:
-    """The source an address counts as: an IPv4 address (also mapped into IPv6), or the
-    /64 of an IPv6 address (a host can usually pick any address of its /64)."""
-    try:
-        parsed = ipaddress.ip_address(address.strip("[]"))
-    except ValueError:
-        return address.lower()
-    if isinstance(parsed, ipaddress.IPv6Address):
-        if parsed.ipv4_mapped is not None:
-            return str(parsed.ipv4_mapped)
-        return str(ipaddress.IPv6Network((parsed, 64), strict=False))
-    return str(parsed)
