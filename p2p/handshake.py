@@ -34,7 +34,12 @@ large until the other has seen its proof and opened its ``ReadGate``
 gate, and waits for READY, which the dialer sends once it opened its own.
 
 Every refusal is a ``HandshakeFailed`` whose message says why and whose
-``kind`` groups it for rate-limited logging; the caller closes the connection.
+``kind`` groups it for rate-limited logging; the caller closes the connection
+with its ``told`` reason, which repeats only what the peer sent or proved: a
+stranger learns neither this node's chain id nor its genesis hash nor its
+protocol version from a refusal. A listener refuses a proven key it will not
+take now (a banned one) as soon as its proof verifies, before it opens its
+read gate or signs anything (``check_admissible``).
 """
 
 from __future__ import annotations
@@ -75,14 +80,18 @@ _T = TypeVar("_T")
 
 
 class HandshakeFailed(Invalid):
-    """The peer did not complete a valid handshake; the message says which check failed."""
+    """The peer did not complete a valid handshake; the message says which check failed,
+    for this node's log, and ``told`` is what the peer is told."""
 
     rule = "handshake_failed"
 
-    def __init__(self, message: str, *, kind: str) -> None:
+    def __init__(self, message: str, *, kind: str, told: str | None = None) -> None:
         super().__init__(message, kind=kind)
         #: A short fixed name of the check that failed (``timeout``, ``not admitted``, ...).
         self.kind = kind
+        #: The close reason sent to the peer: nothing it did not send or prove itself (never
+        #: this node's chain id, genesis hash or protocol version); the message when None.
+        self.told = message if told is None else told
 
 
 class WebSocket(Protocol):
@@ -132,7 +141,8 @@ class Hello:
         fields = codec.read_list(payload, "hello", max_length=16)
         version = codec.read_int(fields[0] if fields else None, "hello.protocol_version")
         if version != PROTOCOL_VERSION:
-            raise HandshakeFailed(f"protocol version {version}, this node speaks {PROTOCOL_VERSION}", kind="version")
+            raise HandshakeFailed(f"protocol version {version}, this node speaks {PROTOCOL_VERSION}", kind="version",
+                                  told=f"protocol version {version} is not spoken here")
         _, chain_id, genesis_hash, ephemeral_key = codec.read_fields(fields, "hello", 4)
         return cls(
             version,
@@ -222,10 +232,15 @@ async def handshake_as_listener(
     hello_timeout: float,
     timeout: float,
     on_authenticated: Callable[[], None] = lambda: None,
+    check_admissible: Callable[[bytes], None] = lambda key: None,
 ) -> Authenticated:
     """Authenticate the dialer at the other end of ``websocket``: its HELLO must come
-    within ``hello_timeout``, the whole handshake within ``timeout``."""
-    return await _within(timeout, _listen(websocket, identity, hello_timeout, on_authenticated))
+    within ``hello_timeout``, the whole handshake within ``timeout``.
+
+    ``check_admissible(key)`` runs as soon as the dialer's proof of ``key`` verified,
+    before this side does anything more (open its read gate, sign, send): it raises
+    ``HandshakeFailed`` for a proven key this node refuses for now, e.g. a banned one."""
+    return await _within(timeout, _listen(websocket, identity, hello_timeout, on_authenticated, check_admissible))
 
 
 async def _within(timeout: float, exchange: Any) -> Authenticated:
@@ -253,7 +268,8 @@ async def _dial(
     auth = await _receive_sealed(websocket, channel, AUTH, Auth.decode)
     if auth.public_key != expected:
         raise HandshakeFailed(
-            f"expected peer {expected.hex()[:16]}, reached {auth.public_key.hex()[:16]}", kind="unexpected key"
+            f"expected peer {expected.hex()[:16]}, reached {auth.public_key.hex()[:16]}", kind="unexpected key",
+            told="not the peer this node dialed",
         )
     check_auth(auth, identity, transcript, role="listener", other=identity.key.public_key)
     on_authenticated()
@@ -262,7 +278,11 @@ async def _dial(
 
 
 async def _listen(
-    websocket: WebSocket, identity: Identity, hello_timeout: float, on_authenticated: Callable[[], None]
+    websocket: WebSocket,
+    identity: Identity,
+    hello_timeout: float,
+    on_authenticated: Callable[[], None],
+    check_admissible: Callable[[bytes], None],
 ) -> Authenticated:
     peer_hello_bytes, peer_hello = await _receive_hello(websocket, timeout=hello_timeout)
     check_hello(peer_hello, identity)
@@ -274,6 +294,7 @@ async def _listen(
     auth = await _receive_sealed(websocket, channel, AUTH, Auth.decode)
     check_peer_key(auth.public_key, identity)
     check_auth(auth, identity, transcript, role="dialer", other=identity.key.public_key)
+    check_admissible(auth.public_key)
     on_authenticated()
     await websocket.send_bytes(channel.seal(_auth(identity, transcript, "listener", other=auth.public_key).encode()))
     await _receive_sealed(websocket, channel, READY, _decode_ready)
@@ -301,12 +322,20 @@ def _auth(identity: Identity, transcript: bytes, role: Role, *, other: bytes) ->
 # --- checks -------------------------------------------------------------------------
 
 
+#: What a peer on another chain is told: the same words for either field, so that a
+#: stranger cannot find the chain id by trying names.
+OTHER_CHAIN = "wrong chain id or genesis hash"
+
+
 def check_hello(hello: Hello, identity: Identity) -> None:
     """The peer runs our chain (its protocol version was checked while decoding)."""
     if hello.chain_id != identity.chain_id:
-        raise HandshakeFailed(f"wrong chain id {hello.chain_id!r}, this node runs {identity.chain_id!r}", kind="chain")
+        raise HandshakeFailed(f"wrong chain id {hello.chain_id!r}, this node runs {identity.chain_id!r}", kind="chain",
+                              told=OTHER_CHAIN)
     if hello.genesis_hash != identity.genesis_hash:
-        raise HandshakeFailed(f"wrong genesis hash {hello.genesis_hash.hex()[:16]}", kind="chain")
+        raise HandshakeFailed(
+            f"wrong genesis hash {hello.genesis_hash.hex()[:16]}, this node's is {identity.genesis_hash.hex()[:16]}",
+            kind="chain", told=OTHER_CHAIN)
 
 
 def check_peer_key(public_key: bytes, identity: Identity) -> None:

@@ -11,12 +11,16 @@ traceback, keeping the link. A frame the node refuses later, for cause (a
 consensus message or a transaction that fails its checks), is reported with
 ``penalize``. Malformed and penalized frames count towards the same ban.
 
-What one stranger can cost the node is bounded before it proves a key: a
-complete HTTP request head within ``header_timeout``, a handshake slot (see
-``mura.p2p.slots``), a HELLO within ``hello_timeout`` and the whole handshake
-within ``handshake_timeout``, and at most ``PRE_AUTHENTICATION_BYTES`` read
-(see ``mura.p2p.read_gate``). Repeated warnings are rate-limited per kind
-(``mura.p2p.logs``).
+What one stranger can cost the node is bounded before it proves a key: at
+most ``max_connections_per_source`` open connections from its address (see
+``mura.p2p.connections``), a complete HTTP request head within
+``header_timeout``, a handshake slot (see ``mura.p2p.slots``), a HELLO within
+``hello_timeout`` and the whole handshake within ``handshake_timeout``, and at
+most ``PRE_AUTHENTICATION_BYTES`` read (see ``mura.p2p.read_gate``). A banned
+key is refused as soon as its proof verifies, and a peer that opens links
+faster than ``max_links_per_minute`` is banned. Repeated warnings are
+rate-limited per kind (``mura.p2p.logs``), and while the network runs, the
+loop reports accept failures for want of descriptors once per interval.
 
 Sending only queues (see ``mura.p2p.outbox`` for the policy when a peer's
 queue is full), so it never waits on the network.
@@ -38,6 +42,7 @@ from mura.chain.keys import SigningKey
 from mura.p2p.accounting import Accounting, Misbehaviour, NetworkStats
 from mura.p2p.backoff import Backoff
 from mura.p2p.channel import SEAL_OVERHEAD
+from mura.p2p.connections import AcceptErrorLog, CappedSite, install_accept_error_log, remove_accept_error_log
 from mura.p2p.frames import decode_frame, encode_frame
 from mura.p2p.handshake import (
     PRE_AUTHENTICATION_BYTES,
@@ -51,7 +56,7 @@ from mura.p2p.handshake import (
 from mura.p2p.link import Link, short_key
 from mura.p2p.logs import ClientErrorLog, RateLimitedLog
 from mura.p2p.outbox import Outbox, OutboxOverflow
-from mura.p2p.read_gate import ReadGate, gate_client_reads, gate_server_reads
+from mura.p2p.read_gate import ReadGate, SentBeforeUpgrade, gate_client_reads, prepare_gated
 from mura.p2p.registry import LinkRegistry
 from mura.p2p.settings import NetworkLimits, PeerAddress, PeerLink
 from mura.p2p.slots import HandshakeSlots
@@ -95,7 +100,10 @@ class Network:
         self._accounting = Accounting()
         self._log = RateLimitedLog(log, interval=limits.log_interval)
         self._misbehaviour = Misbehaviour(
-            threshold=limits.malformed_threshold, window=limits.malformed_window, ban_seconds=limits.ban_seconds
+            threshold=limits.malformed_threshold,
+            window=limits.malformed_window,
+            ban_seconds=limits.ban_seconds,
+            links_per_minute=limits.max_links_per_minute,
         )
         self._registry = LinkRegistry(
             own_public_key=key.public_key,
@@ -108,11 +116,13 @@ class Network:
             total=limits.max_pending_handshakes,
             per_source=limits.max_handshakes_per_source,
             reserved=limits.reserved_peer_handshakes,
-            known_sources=[address.host for address in self._peers],
+            known_peers=[(address.public_key, address.host) for address in self._peers],
         )
         self._handshaking: set[web.WebSocketResponse] = set()
         self._dialers: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
+        self._site: CappedSite | None = None
+        self._accept_errors: AcceptErrorLog | None = None
         self._session: aiohttp.ClientSession | None = None
         self._bound_port: int | None = None
         self._unreachable: set[bytes] = set()
@@ -134,8 +144,14 @@ class Network:
     @property
     def stats(self) -> NetworkStats:
         return self._accounting.snapshot(
-            connected=len(self.connected_peers()), connecting=len(self._handshaking) + len(self._dialing)
+            connected=len(self.connected_peers()),
+            connecting=len(self._handshaking) + len(self._dialing),
+            connections_turned_away=self._site.refused if self._site is not None else 0,
         )
+
+    def connections_from(self, address: str) -> int:
+        """Connections to the peer port open now from ``address``'s source (see ``mura.p2p.connections``)."""
+        return self._site.open_from(address) if self._site is not None else 0
 
     # --- lifecycle ------------------------------------------------------------
 
@@ -144,6 +160,7 @@ class Network:
         if self._state != "new":
             raise RuntimeError(f"a network can be started once; this one is {self._state}")
         self._state = "running"
+        self._accept_errors = install_accept_error_log(interval=self._limits.log_interval)
         try:
             await self._start_server()
         except BaseException:
@@ -169,7 +186,10 @@ class Network:
             logger=ClientErrorLog(logging.getLogger("aiohttp.server")),
         )
         await self._runner.setup()
-        await web.TCPSite(self._runner, self._listen_host, self._listen_port).start()
+        self._site = CappedSite(self._runner, self._listen_host, self._listen_port,
+                                max_per_source=self._limits.max_connections_per_source,
+                                log_interval=self._limits.log_interval)
+        await self._site.start()
         self._bound_port = self._runner.addresses[0][1]
 
     async def stop(self) -> None:
@@ -185,6 +205,9 @@ class Network:
             await self._close_everything()
         finally:
             self._log.flush()
+            self._registry.flush_log()
+            if self._accept_errors is not None:
+                remove_accept_error_log(asyncio.get_running_loop(), self._accept_errors)
             self._state = "stopped"
             self._stopped.set()
 
@@ -225,12 +248,13 @@ class Network:
     async def send(self, peer_public_key: bytes, kind: str, payload: Any) -> bool:
         """Queue a frame for one peer; False when it is not connected or cannot keep up.
 
-        Returns at once. Raises ``FrameTooLarge`` for a frame above the cap.
+        Returns at once. Raises ``FrameTooLarge`` for a frame above the cap; the frame
+        is encoded only for a connected peer.
         """
-        data = encode_frame(kind, payload, max_size=self._limits.max_frame_size)
         link = self._registry.get(peer_public_key)
         if link is None:
             return False
+        data = encode_frame(kind, payload, max_size=self._limits.max_frame_size)
         return self._enqueue(link, kind, data)
 
     async def broadcast(self, kind: str, payload: Any, *, exclude: Collection[bytes] = ()) -> int:
@@ -300,16 +324,35 @@ class Network:
         self._count_offence(peer_public_key)
 
     def _count_offence(self, peer: bytes) -> None:
-        if not self._misbehaviour.record_offence(peer, _now()):
-            return
+        if self._misbehaviour.record_offence(peer, _now()):
+            limits = self._limits
+            self._banned(peer, f"more than {limits.malformed_threshold} malformed or refused frames within "
+                               f"{limits.malformed_window:g} s", told="banned: too many malformed or refused frames")
+
+    def _count_link(self, peer: bytes) -> None:
+        """The peer opened a link to this node: counted, and banned when it flaps."""
+        self._accounting.add(peer, "links_opened")
+        if self._misbehaviour.record_link(peer, _now()):
+            self._banned(peer, f"more than {self._limits.max_links_per_minute} links opened within a minute",
+                         told="banned: too many links opened")
+
+    def _banned(self, peer: bytes, why: str, *, told: str) -> None:
+        """``peer`` has just been banned for ``why``: counted, logged, and its link closed."""
         self._accounting.add(peer, "bans")
-        limits = self._limits
         link = self._registry.get(peer)
-        log.warning("banning peer %s at %s for %g s: more than %d malformed or refused frames within %g s",
-                    short_key(peer), link.remote if link else "(no link)", limits.ban_seconds,
-                    limits.malformed_threshold, limits.malformed_window)
+        log.warning("banning peer %s at %s for %g s: %s", short_key(peer), link.remote if link else "(no link)",
+                    self._limits.ban_seconds, why)
         if link is not None:
-            link.close_soon("banned: too many malformed or refused frames", code=aiohttp.WSCloseCode.POLICY_VIOLATION)
+            link.close_soon(told, code=aiohttp.WSCloseCode.POLICY_VIOLATION)
+
+    def _refuse_if_banned(self, peer: bytes, remote: str) -> None:
+        """Raise ``HandshakeFailed`` for a banned key that has just proved itself."""
+        remaining = self._misbehaviour.ban_remaining(peer, _now())
+        if remaining:
+            self._log.warning(("banned", peer), "refused banned peer %s at %s for another %.1f s", short_key(peer),
+                              remote, remaining)
+            raise HandshakeFailed(f"peer {short_key(peer)} is banned", kind="banned",
+                                  told=f"banned for another {remaining:.0f} s")
 
     def _on_not_authentic(self, link: Link, reason: str) -> None:
         """A message on ``link`` did not open: anyone on the path may have sent it, so the
@@ -356,6 +399,8 @@ class Network:
 
     def _handshake_failed(self, remote: str, error: HandshakeFailed) -> None:
         self._accounting.handshake_failures += 1
+        if error.kind == "banned":
+            return  # logged by _refuse_if_banned
         # A peer that hangs up or goes quiet may be restarting; one that fails a check is not.
         level = logging.INFO if error.kind in ("closed", "timeout") else logging.WARNING
         if self._state != "running":
@@ -368,7 +413,7 @@ class Network:
         source, remote = _source_of(request)
         if self._state != "running":
             return _refusal("not accepting peer connections now")
-        slot = self._slots.take(source)
+        slot = self._slots.take(source, on_evict=lambda: self._evicted(request, remote))
         if slot is None:
             self._accounting.handshakes_turned_away += 1
             self._log.info(("turned away",), "turned away a peer connection from %s: too many handshakes under way",
@@ -381,12 +426,16 @@ class Network:
             compress=False,
         )
         try:
-            authenticated = await self._authenticate_incoming(request, websocket)
+            authenticated = await self._authenticate_incoming(request, websocket, remote)
         except HandshakeFailed as error:
             slot.release()
-            self._handshake_failed(remote, error)
-            await self._close_quietly(websocket, str(error))
+            if not slot.evicted:
+                self._handshake_failed(remote, error)
+                await self._close_quietly(websocket, error.told)
             return websocket
+        except SentBeforeUpgrade as error:
+            self._handshake_failed(remote, HandshakeFailed(str(error), kind="oversized"))
+            return _refusal("too much sent before the handshake", status=400)
         except ConnectionError as error:  # raised by the upgrade, before any handshake
             log.debug("peer connection from %s dropped during the websocket upgrade: %s", remote, error)
             return web.Response(status=400)  # never written: the connection is gone
@@ -394,13 +443,23 @@ class Network:
             slot.release()
         self._slots.learn(authenticated.peer_public_key, source)
         link = self._new_link(websocket, authenticated, initiator=authenticated.peer_public_key, remote=remote)
+        self._count_link(authenticated.peer_public_key)
         await self._run_link(link)
         return websocket
 
-    async def _authenticate_incoming(self, request: web.Request, websocket: web.WebSocketResponse) -> Authenticated:
-        """Upgrade to a websocket (``ConnectionError`` if the client is gone) and run the handshake."""
-        await websocket.prepare(request)
-        gate = gate_server_reads(request, websocket, budget=PRE_AUTHENTICATION_BYTES)
+    def _evicted(self, request: web.Request, remote: str) -> None:
+        """End a pending handshake whose slot a known peer took (see ``mura.p2p.slots``)."""
+        self._accounting.handshakes_evicted += 1
+        self._log.info(("evicted",), "ended the pending handshake from %s to make room for a known peer", remote)
+        if request.transport is not None:
+            request.transport.abort()
+
+    async def _authenticate_incoming(
+        self, request: web.Request, websocket: web.WebSocketResponse, remote: str
+    ) -> Authenticated:
+        """Upgrade to a websocket (``ConnectionError`` if the client is gone, ``SentBeforeUpgrade``
+        if it sent too much with its request) and run the handshake."""
+        gate = await prepare_gated(request, websocket, budget=PRE_AUTHENTICATION_BYTES)
         self._handshaking.add(websocket)
         try:
             return await handshake_as_listener(
@@ -409,6 +468,7 @@ class Network:
                 hello_timeout=self._limits.hello_timeout,
                 timeout=self._limits.handshake_timeout,
                 on_authenticated=gate.open,
+                check_admissible=lambda key: self._refuse_if_banned(key, remote),
             )
         except HandshakeFailed as error:
             raise _oversized(error, gate) from None
@@ -465,7 +525,7 @@ class Network:
             return _now() - started if served else 0.0
         except HandshakeFailed as error:
             self._handshake_failed(remote, _oversized(error, gate))
-            await self._close_quietly(websocket, str(error))
+            await self._close_quietly(websocket, error.told)
             return None
         finally:
             if not websocket.closed:  # cancelled by stop() before the link took over
@@ -524,9 +584,10 @@ def _source_of(request: web.Request) -> tuple[str, str]:
     return address, address
 
 
-def _refusal(reason: str) -> web.Response:
-    """HTTP 503 for a connection turned away before its upgrade; the connection is closed."""
-    response = web.Response(status=503, text=reason + "\n")
+def _refusal(reason: str, *, status: int = 503) -> web.Response:
+    """An HTTP error (503 by default) for a connection turned away before its upgrade; the
+    connection is closed."""
+    response = web.Response(status=status, text=reason + "\n")
     response.force_close()
     return response
 

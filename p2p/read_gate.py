@@ -18,14 +18,25 @@ costs nothing afterwards. The handshake makes sure an honest peer sends
 nothing large until this side has opened its gate (see
 ``mura.p2p.handshake``).
 
-Before the gate is in place, aiohttp itself holds what arrives behind the
-upgrade request or response to its read buffer size (64 KiB) and then stops
-reading.
+On the server side the count starts with the upgrade request itself: a
+client may send bytes behind its request before the answer (an honest one
+never does), and aiohttp keeps them aside until the websocket parser exists,
+then feeds them to it at once. ``prepare_gated`` stops reading before the
+upgrade, counts what was kept aside against the budget (refusing the upgrade
+outright when it is over: ``SentBeforeUpgrade``), and installs the gate before
+reading resumes, so a stranger's bytes past the budget are never parsed. What
+one socket read brings in (up to 256 KiB with asyncio) is in memory for a
+moment either way; the budget bounds what is kept and parsed.
+
+On the client side, what the listener sends in the same read as its answer to
+the upgrade is parsed before the gate is installed (aiohttp feeds it to the
+parser inside ``ws_connect``): at most one read, from the address this node
+chose to dial; the gate counts from the next byte.
 
 This is the one place that reaches into aiohttp's internals (the protocol's
-``_payload_parser``, the websocket's ``_reader`` queue and the client
-response's connection); ``tests/p2p/test_read_gate.py`` fails loudly if an
-aiohttp release moves them.
+``_payload_parser`` and ``_message_tail``, the websocket's ``_reader`` queue
+and the client response's connection); ``tests/p2p/test_read_gate.py`` fails
+loudly if an aiohttp release moves them.
 """
 
 from __future__ import annotations
@@ -39,19 +50,19 @@ from aiohttp import web
 class ReadGate:
     """Passes at most ``budget`` bytes to a websocket parser until opened."""
 
-    def __init__(self, *, protocol: Any, parser: Any, queue: Any, budget: int) -> None:
+    def __init__(self, *, protocol: Any, parser: Any, queue: Any, budget: int, already: int = 0) -> None:
         self._protocol = protocol
         self._parser = parser
         self._queue = queue
         self._budget = budget
-        self._received = 0
+        self._received = already
         self._opened = False
         #: True once the peer sent more than ``budget`` bytes before ``open()``.
         self.exceeded = False
 
     @property
     def received(self) -> int:
-        """Bytes that reached the gate while it was closed."""
+        """Bytes counted while the gate was closed (with those that came with the upgrade request)."""
         return self._received
 
     def open(self) -> None:
@@ -82,9 +93,40 @@ class ReadGate:
         self._parser.feed_eof()
 
 
-def gate_server_reads(request: web.BaseRequest, websocket: web.WebSocketResponse, *, budget: int) -> ReadGate:
-    """Gate a prepared server websocket."""
-    return _install(request.protocol, websocket, budget)
+class SentBeforeUpgrade(Exception):
+    """More than the budget arrived behind the upgrade request, before any answer."""
+
+    def __init__(self, size: int, budget: int) -> None:
+        super().__init__(f"{size} bytes sent with the upgrade request, more than the {budget} allowed "
+                         "before the handshake completed")
+        #: Bytes kept aside behind the request.
+        self.size = size
+
+
+async def prepare_gated(request: web.BaseRequest, websocket: web.WebSocketResponse, *, budget: int) -> ReadGate:
+    """Upgrade ``request`` to ``websocket`` (``websocket.prepare``) with a gate in place that
+    counts every byte after the upgrade request, those sent with it included.
+
+    Raises ``SentBeforeUpgrade`` without upgrading when more than ``budget`` bytes came
+    with the request; the caller answers with an HTTP error, which closes the connection.
+    A request that is no websocket upgrade is left to ``prepare``, which refuses it.
+    """
+    protocol = request.protocol
+    if not websocket.can_prepare(request).ok:
+        await websocket.prepare(request)  # raises aiohttp's HTTP error for the request
+    sent_early = getattr(protocol, "_message_tail", None)
+    if not isinstance(sent_early, bytes):
+        raise _moved()
+    protocol.pause_reading()  # nothing more is parsed until the gate is in place
+    try:
+        early = len(sent_early)
+        if early > budget:
+            raise SentBeforeUpgrade(early, budget)
+        await websocket.prepare(request)  # feeds what came early to the parser
+        gate = _install(protocol, websocket, budget, already=early)
+    finally:
+        protocol.resume_reading()
+    return gate
 
 
 def gate_client_reads(websocket: aiohttp.ClientWebSocketResponse, *, budget: int) -> ReadGate:
@@ -93,14 +135,18 @@ def gate_client_reads(websocket: aiohttp.ClientWebSocketResponse, *, budget: int
     return _install(getattr(connection, "protocol", None), websocket, budget)
 
 
-def _install(protocol: Any, websocket: Any, budget: int) -> ReadGate:
+def _install(protocol: Any, websocket: Any, budget: int, *, already: int = 0) -> ReadGate:
     parser = getattr(protocol, "_payload_parser", None)
     queue = getattr(websocket, "_reader", None)
     if not callable(getattr(parser, "feed_data", None)) or not callable(getattr(queue, "set_exception", None)):
-        raise RuntimeError(
-            f"aiohttp {aiohttp.__version__} keeps its websocket parser or reader elsewhere than "
-            "mura.p2p.read_gate expects; update that module before running this version"
-        )
-    gate = ReadGate(protocol=protocol, parser=parser, queue=queue, budget=budget)
+        raise _moved()
+    gate = ReadGate(protocol=protocol, parser=parser, queue=queue, budget=budget, already=already)
     protocol._payload_parser = gate
     return gate
+
+
+def _moved() -> RuntimeError:
+    return RuntimeError(
+        f"aiohttp {aiohttp.__version__} keeps its websocket parser, reader or early bytes elsewhere than "
+        "mura.p2p.read_gate expects; update that module before running this version"
+    )

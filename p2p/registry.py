@@ -12,6 +12,11 @@ whose link lost does not redial in a loop.
 
 Frames still queued on a replaced link move to its replacement; frames already
 in flight on it may be lost, as on any link that closes.
+
+The INFO lines for a peer connecting and disconnecting are rate-limited per
+peer and kind (``mura.p2p.logs``): a link that flaps writes its first
+connect and disconnect lines at once and then one summary of each per
+interval, however often it flaps.
 """
 
 from __future__ import annotations
@@ -46,6 +51,10 @@ class LinkRegistry:
         self._on_peer_change = on_peer_change
         self._links: dict[bytes, Link] = {}
 
+    def flush_log(self) -> None:
+        """Write the summaries of held-back lines now (at shutdown)."""
+        self._log.flush()
+
     def get(self, peer: bytes) -> Link | None:
         """The peer's live link, if it has one."""
         link = self._links.get(peer)
@@ -66,7 +75,7 @@ class LinkRegistry:
         if remaining:
             self._log.warning(("banned", peer), "refused banned peer %s at %s for another %.1f s", short_key(peer),
                               link.remote, remaining)
-            return "banned: too many malformed or refused frames"
+            return f"banned for another {remaining:.0f} s"
         existing = self._links.get(peer)
         if existing is not None:
             if self._preferred(existing, link) is existing:
@@ -78,7 +87,8 @@ class LinkRegistry:
             return None
         self._links[peer] = link
         direction = "outgoing" if link.initiator == self._own_public_key else "incoming"
-        log.info("connected to peer %s at %s (%s)", short_key(peer), link.remote, direction)
+        self._log.info(("connected", peer), "connected to peer %s at %s (%s)", short_key(peer), link.remote,
+                       direction)
         self._notify(peer, True)
         return None
 
@@ -91,7 +101,8 @@ class LinkRegistry:
             return
         del self._links[peer]
         self._accounting.add(peer, "disconnects")
-        log.info("disconnected from peer %s at %s: %s", short_key(peer), link.remote, link.close_reason)
+        self._log.info(("disconnected", peer), "disconnected from peer %s at %s: %s", short_key(peer), link.remote,
+                       link.close_reason)
         self._notify(peer, False)
 
     async def wait_until_dialable(self, peer: bytes) -> None:

@@ -79,12 +79,21 @@ class NetworkLimits:
     max_handshakes_per_source: int = 4
     #: Of ``max_pending_handshakes``, how many only known peers' addresses may take.
     reserved_peer_handshakes: int = 8
+    #: Connections one source address may have open to the peer port at once, counted from
+    #: the moment they are accepted (see ``mura.p2p.connections``); one past it is closed at
+    #: once. A peer needs one for its link and a few for handshakes.
+    max_connections_per_source: int = 64
+    #: Links one peer may open to this node within a minute; one more and it is banned for
+    #: ``ban_seconds``, as for malformed frames. An honest dialer opens at most one per
+    #: ``stable_link_seconds`` plus half of ``backoff_initial`` (about 100 a minute with the
+    #: defaults), however often its links drop.
+    max_links_per_minute: int = 200
     #: Seconds over which repeated warnings of one kind are folded into one line.
     log_interval: float = 10.0
 
     def __post_init__(self) -> None:
         for name in ("max_frame_size", "outbox_frames", "outbox_bytes", "max_pending_handshakes",
-                     "max_handshakes_per_source"):
+                     "max_handshakes_per_source", "max_connections_per_source", "max_links_per_minute"):
             if getattr(self, name) < 1:
                 raise ValueError(f"limits.{name} must be at least 1")
         for name in ("hello_timeout", "handshake_timeout", "header_timeout", "connect_timeout", "heartbeat",
@@ -100,3 +109,12 @@ class NetworkLimits:
             raise ValueError("limits.malformed_threshold, ban_seconds and stable_link_seconds must not be negative")
         if not 0 <= self.reserved_peer_handshakes < self.max_pending_handshakes:
             raise ValueError("limits.reserved_peer_handshakes must be below limits.max_pending_handshakes")
+        honest = self.honest_links_per_minute()
+        if self.max_links_per_minute <= honest:
+            raise ValueError(f"limits.max_links_per_minute must be above the {honest:.0f} links a minute an honest "
+                             "dialer with these limits may open (60 / (stable_link_seconds + backoff_initial / 2))")
+
+    def honest_links_per_minute(self) -> float:
+        """Most links a minute an honest dialer with these limits opens to one peer: after a
+        link that lived ``stable_link_seconds`` it waits at least half of ``backoff_initial``."""
+        return 60.0 / (self.stable_link_seconds + self.backoff_initial / 2)

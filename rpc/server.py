@@ -15,6 +15,14 @@ instead: once one starts, its request gives its slot up for good, so clients
 waiting for finality never crowd out the others. Past ``max_waiting`` such a
 call is answered -32000 "server busy" in its JSON-RPC response.
 
+Before HTTP, connections themselves are counted: one source address (an IPv6
+address counts as its /64) may have ``max_connections_per_source`` open at
+once, counted from the moment each is accepted; one more is answered at once
+with HTTP 503 and a -32000 "server busy" body naming the limit, and closed,
+before it has sent anything. Each open connection holds a file descriptor, so
+without this one address with idle sockets could use up the process's. What is
+turned away is logged at most once per ``refusal_log_interval`` seconds.
+
 The server is as careful with HTTP itself: a connection must send a complete
 request head within ``header_timeout_seconds`` of opening (or of its previous
 response, so an idle keep-alive connection is closed after as long); a body
@@ -50,6 +58,7 @@ from typing import Any
 from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from mura.rpc.connections import CappedSite
 from mura.rpc.declarations import Method
 from mura.rpc.errors import INVALID_REQUEST, SERVER_BUSY, RpcError, standard_error
 from mura.rpc.jsonrpc import DEFAULT_MAX_BATCH_LENGTH, JsonRpcEngine, encode_error
@@ -81,12 +90,19 @@ class RpcLimits:
     max_waiting: int = 256
     #: Connections the kernel queues before the server accepts them.
     backlog: int = 128
+    #: Connections one source address (an IPv6 one: its /64) may have open at once, idle
+    #: keep-alive ones included; one more is answered 503 and closed. Generous: a wallet
+    #: service may keep many keep-alive connections from one address.
+    max_connections_per_source: int = 256
+    #: Seconds between two log lines about connections turned away (the count is carried).
+    refusal_log_interval: float = 10.0
 
     def __post_init__(self) -> None:
-        for name in ("max_body_bytes", "max_batch_length", "max_concurrent_requests", "max_waiting", "backlog"):
+        for name in ("max_body_bytes", "max_batch_length", "max_concurrent_requests", "max_waiting", "backlog",
+                     "max_connections_per_source"):
             if getattr(self, name) < 1:
                 raise ValueError(f"RpcLimits.{name} must be at least 1")
-        for name in ("body_timeout_seconds", "header_timeout_seconds"):
+        for name in ("body_timeout_seconds", "header_timeout_seconds", "refusal_log_interval"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"RpcLimits.{name} must be positive")
 
@@ -189,6 +205,7 @@ class RpcServer:
             methods, max_batch_length=limits.max_batch_length, observer=self.metrics, description=description
         )
         self._runner: web.AppRunner | None = None
+        self._site: CappedSite | None = None
         self._port: int | None = None
         self._occupancy = _Occupancy(limits)
         self._reading = 0
@@ -221,6 +238,16 @@ class RpcServer:
         return self._occupancy.waiting
 
     @property
+    def connections_turned_away(self) -> int:
+        """Connections closed as soon as they were accepted: their source had
+        ``max_connections_per_source`` open already."""
+        return self._site.refused if self._site is not None else 0
+
+    def connections_from(self, address: str) -> int:
+        """Connections open now from ``address``'s source."""
+        return self._site.open_from(address) if self._site is not None else 0
+
+    @property
     def reading(self) -> int:
         """HTTP requests whose body is being read right now; they hold no slot yet."""
         return self._reading
@@ -248,12 +275,15 @@ class RpcServer:
         )
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self._host, self._requested_port, backlog=self._limits.backlog)
+            site = CappedSite(runner, self._host, self._requested_port, backlog=self._limits.backlog,
+                              max_per_source=self._limits.max_connections_per_source,
+                              log_interval=self._limits.refusal_log_interval)
             await site.start()
         except BaseException:
             await runner.cleanup()
             raise
         self._runner = runner
+        self._site = site
         self._port = int(runner.addresses[0][1])
         logger.info("JSON-RPC listening on %s", self.url)
 
@@ -264,6 +294,7 @@ class RpcServer:
             return
         await runner.cleanup()
         logger.info("JSON-RPC on port %s stopped", self._port)
+        self._site = None
         self._port = None
 
     async def __aenter__(self) -> RpcServer:

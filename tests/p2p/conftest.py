@@ -121,9 +121,12 @@ class Cluster:
         chain_id: str = CHAIN_ID,
         genesis_hash: bytes = GENESIS_HASH,
         via: dict[str, int] | None = None,
+        hosts: dict[str, str] | None = None,
     ) -> Node:
         """Start node ``name`` with a recording handler for each of ``kinds``; ``via``
-        names the port to dial some peers at instead of their own (e.g. a proxy's)."""
+        names the port to dial some peers at instead of their own (e.g. a proxy's), and
+        ``hosts`` the address some peers are configured at instead of ``HOST`` (e.g.
+        127.0.0.2, where nothing listens: only their connections come from there)."""
         node = Node(name, key_named(name), network=None)  # type: ignore[arg-type]
         all_handlers: dict[str, Handler] = {kind: _recorder(node, kind) for kind in kinds}
         all_handlers.update(handlers or {})
@@ -133,7 +136,8 @@ class Cluster:
             genesis_hash=genesis_hash,
             listen_host=HOST,
             listen_port=self.port(name),
-            peers=[PeerAddress(key_named(peer).public_key, HOST, (via or {}).get(peer) or self.port(peer))
+            peers=[PeerAddress(key_named(peer).public_key, (hosts or {}).get(peer, HOST),
+                               (via or {}).get(peer) or self.port(peer))
                    for peer in peers],
             admitted=[key_named(other).public_key for other in admitted],
             handlers=all_handlers,

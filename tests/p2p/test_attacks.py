@@ -21,6 +21,7 @@ import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from mura.p2p.client import open_link
 from mura.p2p.frames import decode_frame, encode_frame
 from mura.p2p.handshake import (
     PROTOCOL_VERSION,
@@ -29,6 +30,7 @@ from mura.p2p.handshake import (
     derive_channel,
     transcript_hash,
 )
+from mura.p2p.settings import NetworkLimits
 
 from .conftest import (
     CHAIN_ID,
@@ -38,6 +40,7 @@ from .conftest import (
     Node,
     Proxy,
     free_port,
+    identity,
     key_named,
     limits,
     wait_for,
@@ -323,6 +326,55 @@ async def test_strangers_cannot_take_the_handshake_slots_kept_for_peers(cluster:
         await wait_for(lambda: a.network.connected_peers() == [b.public_key], "b to link despite the strangers")
     finally:
         for writer in held:
+            writer.transport.abort()
+
+
+#: Where the peers of the slot tests are configured: three machines, as in production.
+PEER_HOSTS = {"b": "127.0.0.3", "d": "127.0.0.2"}
+
+
+async def test_a_dishonest_validator_from_its_own_address_cannot_hold_every_slot(cluster: Cluster) -> None:
+    """Production slot limits. d, a configured peer at 127.0.0.2, opens idle websockets
+    until turned away: it once held all 16 slots, so that b (127.0.0.3) was turned away too."""
+    a = await cluster.start("a", peers="bd", hosts=PEER_HOSTS, limits=limits(hello_timeout=30.0, handshake_timeout=30.0))
+    production = NetworkLimits()
+    statuses, held = [], []
+    try:
+        for _ in range(production.max_pending_handshakes + 2):
+            reader, writer, status = await upgrade(a.network.listen_port, local_host="127.0.0.2")
+            statuses.append(status)
+            held.append(writer)
+        own_share = production.max_handshakes_per_source + 1  # its allowance, plus one for its key
+        assert statuses == [101] * own_share + [503] * (len(statuses) - own_share)
+        link = await open_link(f"http://{HOST}:{a.network.listen_port}/p2p", identity("b"),
+                               expected_public_key=a.public_key, local_host="127.0.0.3")
+        await link.close()
+        assert a.network.stats.handshakes_turned_away == len(statuses) - own_share
+    finally:
+        for writer in held:
+            writer.transport.abort()
+
+
+async def test_a_known_peer_ends_the_oldest_idle_handshake_when_every_slot_is_taken(cluster: Cluster) -> None:
+    tight = limits(max_pending_handshakes=8, max_handshakes_per_source=4, reserved_peer_handshakes=4,
+                   hello_timeout=30.0, handshake_timeout=30.0)
+    a = await cluster.start("a", peers="bd", hosts=PEER_HOSTS, limits=tight)
+    held = []
+    try:
+        for source in ["127.0.0.4"] * 4 + ["127.0.0.2"] * 4:  # a stranger first, then d
+            reader, writer, status = await upgrade(a.network.listen_port, local_host=source)
+            assert status == 101
+            held.append((reader, writer))
+        link = await open_link(f"http://{HOST}:{a.network.listen_port}/p2p", identity("b"),
+                               expected_public_key=a.public_key, local_host="127.0.0.3")
+        await link.close()
+        assert a.network.stats.handshakes_evicted == 1
+        async with asyncio.timeout(5):
+            while await held[0][0].read(1024):
+                pass  # the oldest of the stranger's, the largest holder with d, was ended
+        assert not held[1][0].at_eof() and not held[4][0].at_eof()
+    finally:
+        for _, writer in held:
             writer.transport.abort()
 
 

@@ -18,6 +18,7 @@ from mura.p2p.channel import FrameNotAuthentic
 from mura.p2p.client import open_link
 from mura.p2p.frames import decode_frame, encode_frame
 from mura.p2p.handshake import (
+    OTHER_CHAIN,
     PROTOCOL_VERSION,
     Auth,
     HandshakeFailed,
@@ -215,6 +216,25 @@ async def test_invalid_handshake_is_refused_and_logged(
     assert node.network.connected_peers() == []
     refusals = [record.getMessage() for record in caplog.records if "handshake with" in record.getMessage()]
     assert len(refusals) == 1 and reason in refusals[0] and "127.0.0.1:" in refusals[0], refusals
+    told = str(closing.extra)
+    for secret in (CHAIN_ID, GENESIS_HASH.hex()[:16], f"speaks {PROTOCOL_VERSION}"):
+        assert secret not in told, f"a stranger was told {told!r}"
+
+
+async def test_a_stranger_on_another_chain_learns_nothing_it_did_not_send(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The close reason once named this node's chain id; the log line still does."""
+    caplog.set_level(logging.INFO, logger="mura.p2p")
+    node = await cluster.start("a")
+    reasons = []
+    for changes in ({"chain_id": "guess"}, {"genesis_hash": bytes(32)}, {"protocol_version": 7}):
+        async with raw_websocket(node.network.listen_port) as websocket:
+            await websocket.send_bytes(hello(**changes).encode())
+            reasons.append((await next_close(websocket)).extra)
+    assert reasons == [OTHER_CHAIN, OTHER_CHAIN, "protocol version 7 is not spoken here"]
+    logged = " ".join(record.getMessage() for record in caplog.records)
+    assert f"this node runs {CHAIN_ID!r}" in logged and f"this node speaks {PROTOCOL_VERSION}" in logged
 
 
 async def test_a_correct_handshake_is_admitted_both_ways(cluster: Cluster) -> None:

@@ -14,15 +14,20 @@ import aiohttp
 import pytest
 
 from mura.chain.errors import DecodeError
+from mura.p2p.client import open_link
 from mura.p2p.frames import FrameTooLarge, encode_frame
+from mura.p2p.handshake import HandshakeFailed
 from mura.p2p.network import Network
+from mura.p2p.settings import NetworkLimits
 
 from .conftest import (
     FAST_LIMITS,
+    HOST,
     Cluster,
     Node,
     Proxy,
     closed_by_node,
+    identity,
     key_named,
     limits,
     link_as,
@@ -77,6 +82,22 @@ async def test_four_nodes_form_a_full_mesh_and_broadcast(cluster: Cluster) -> No
     assert b"not c" not in nodes[2].payloads("data")
 
 
+async def test_seven_validators_on_one_host_relink_after_restarts(cluster: Cluster) -> None:
+    """All on 127.0.0.1, as a testnet on one machine, with the production handshake slots:
+    one source with six keys expected, so each node's six peers all fit in at once."""
+    names = "abcdefg"
+    assert (FAST_LIMITS.max_pending_handshakes, FAST_LIMITS.max_handshakes_per_source) == (16, 4)
+    nodes = {name: await cluster.start(name, peers=[other for other in names if other != name]) for name in names}
+    await wait_for(lambda: linked(*nodes.values()), "a full mesh of seven", timeout=15)
+    for restarted in ("cf", "abcdefg"):
+        for name in restarted:
+            await nodes[name].network.stop()
+        restarts = [cluster.start(name, peers=[other for other in names if other != name]) for name in restarted]
+        nodes.update(zip(restarted, await asyncio.gather(*restarts), strict=True))
+        await wait_for(lambda: linked(*nodes.values()), f"the mesh again after restarting {restarted}", timeout=15)
+    assert all(node.network.stats.handshakes_turned_away == 0 for node in nodes.values())
+
+
 @pytest.mark.parametrize("pair", ["ab", "cd", "ef", "gh"])
 async def test_simultaneous_dialing_keeps_one_link_per_pair(cluster: Cluster, pair: str) -> None:
     first, second = await asyncio.gather(
@@ -125,7 +146,7 @@ async def test_a_link_that_worked_is_redialed_at_once_however_often_it_drops(
     tenth drop is redialed as fast as the first (the delay once grew to backoff_max)."""
     b = await cluster.start("b")
     proxy = await proxies(b.network.listen_port)
-    flaky = limits(backoff_initial=0.02, backoff_max=30.0, stable_link_seconds=0.0)
+    flaky = limits(backoff_initial=0.02, backoff_max=30.0, stable_link_seconds=0.0, max_links_per_minute=10_000)
     a = await cluster.start("a", peers="b", via={"b": proxy.port}, limits=flaky)
     for drop in range(10):
         await wait_for(lambda: linked(a, b), f"a to redial b after drop {drop}", timeout=3.0)
@@ -170,9 +191,12 @@ async def test_malformed_frames_are_counted_then_the_peer_is_banned(
         assert link.close_code == aiohttp.WSCloseCode.POLICY_VIOLATION
     await wait_for(lambda: a.traffic(mallory.public_key).disconnects == 1, "a to drop mallory")
     assert (a.traffic(mallory.public_key).malformed, a.traffic(mallory.public_key).bans) == (6, 1)
-    async with link_as(a, "b") as link:  # proven again, and refused while the ban lasts
-        await closed_by_node(link)
+    # Proven again, and refused as soon as its proof verified: a never signs its own AUTH.
+    with pytest.raises(HandshakeFailed, match="while waiting for auth: banned for another"):
+        await open_link(f"http://{HOST}:{a.network.listen_port}/p2p", identity("b"),
+                        expected_public_key=a.public_key)
     assert mallory.public_key not in a.network.connected_peers()
+    assert a.traffic(mallory.public_key).links_opened == 1, "the refused handshake never became a link"
     assert any("refused banned peer" in record.getMessage() for record in caplog.records)
     assert await honest.network.send(a.public_key, "data", b"still served")
     await wait_for(lambda: b"still served" in a.payloads("data"), "the honest peer to be served")
@@ -196,6 +220,66 @@ async def test_penalties_count_towards_the_same_ban(cluster: Cluster, caplog: py
     assert len(refusals) == 1, "later penalties within the interval are folded into a summary"
     with pytest.raises(ValueError, match="not an admitted peer"):
         a.network.penalize(key_named("mallory").public_key, "no frame can come from this key")
+
+
+async def flap(node: Node, name: str, times: int, http: aiohttp.ClientSession) -> None:
+    """Open a link to ``node`` as ``name`` and close it, ``times`` times, each once the node has it."""
+    key = key_named(name).public_key
+    for _ in range(times):
+        link = await open_link(f"http://{HOST}:{node.network.listen_port}/p2p", identity(name),
+                               expected_public_key=node.public_key, http=http)
+        await wait_for(lambda: key in node.network.connected_peers(), "the node to take the link")
+        await link.close()
+        await wait_for(lambda: key not in node.network.connected_peers(), "the node to see it closed")
+
+
+async def test_a_flapping_link_logs_its_first_connect_and_disconnect_and_then_a_count(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Once two INFO lines per flap (3,162 lines in 5 s from one validator)."""
+    caplog.set_level(logging.INFO, logger="mura.p2p")
+    a = await cluster.start("a", limits=limits(log_interval=60.0))
+    async with aiohttp.ClientSession() as http:
+        await flap(a, "b", 30, http)
+    assert a.peer_events == [(key_named("b").public_key, True), (key_named("b").public_key, False)] * 30
+    await a.network.stop()  # writes what the interval held back
+    lines = [record.getMessage() for record in caplog.records if record.name == "mura.p2p.registry"]
+    assert len(lines) == 4, lines
+    assert lines[0].startswith("connected to peer") and lines[1].startswith("disconnected from peer")
+    assert sorted(line.split(" (")[0].split(" at ")[0] for line in lines[2:]) == [
+        f"connected to peer {key_named('b').public_key.hex()[:8]}",
+        f"disconnected from peer {key_named('b').public_key.hex()[:8]}",
+    ]
+    assert all(line.endswith(tuple(f"(29 more in the last {seconds} s)" for seconds in range(61)))
+               for line in lines[2:]), lines
+
+
+async def test_a_peer_that_opens_links_faster_than_any_backoff_allows_is_banned(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="mura.p2p")
+    slow_redials = limits(stable_link_seconds=5.0, max_links_per_minute=20)  # an honest dialer: 12 a minute
+    a = await cluster.start("a", limits=slow_redials)
+    b = key_named("b").public_key
+    async with aiohttp.ClientSession() as http:
+        await flap(a, "b", 20, http)
+        assert a.traffic(b).bans == 0
+        link = await open_link(f"http://{HOST}:{a.network.listen_port}/p2p", identity("b"),
+                               expected_public_key=a.public_key, http=http)
+        await closed_by_node(link)  # the 21st within a minute
+        with pytest.raises(HandshakeFailed, match="banned"):
+            await open_link(f"http://{HOST}:{a.network.listen_port}/p2p", identity("b"),
+                            expected_public_key=a.public_key, http=http)
+    stats = a.traffic(b)
+    assert (stats.links_opened, stats.bans, stats.disconnects) == (21, 1, 20)
+    assert a.peer_events.count((b, True)) == 20, "the link that broke the limit never reached the node"
+    assert any("more than 20 links opened within a minute" in record.getMessage() for record in caplog.records)
+
+
+def test_invalid_link_limit_below_what_an_honest_dialer_opens() -> None:
+    with pytest.raises(ValueError, match="max_links_per_minute must be above the 100 links"):
+        NetworkLimits(max_links_per_minute=100)  # 60 / (0.5 + 0.2 / 2)
+    assert NetworkLimits().honest_links_per_minute() == pytest.approx(100)
 
 
 async def test_a_ban_ends_and_the_dialer_reconnects(cluster: Cluster) -> None:
@@ -237,8 +321,11 @@ async def test_an_oversized_message_ends_the_link_without_counting_against_the_k
         await closed_by_node(link)
     await wait_for(lambda: a.network.stats.total.disconnects == 1, "a to drop the link")
     assert (a.traffic(b.public_key).malformed, a.traffic(b.public_key).not_authentic) == (0, 1)
-    with pytest.raises(FrameTooLarge):
-        await a.network.send(b.public_key, "data", b"x" * 100_000)
+    assert await a.network.send(b.public_key, "data", b"x" * 100_000) is False, "not connected: nothing encoded"
+    async with link_as(a, "b"):
+        await wait_for(lambda: b.public_key in a.network.connected_peers(), "b to link again")
+        with pytest.raises(FrameTooLarge):
+            await a.network.send(b.public_key, "data", b"x" * 100_000)
 
 
 @pytest.mark.parametrize("how", ["unsealed", "text", "replayed"])

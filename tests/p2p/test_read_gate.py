@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from mura.p2p.read_gate import ReadGate, gate_client_reads, gate_server_reads
+from mura.p2p.read_gate import ReadGate, SentBeforeUpgrade, gate_client_reads, prepare_gated
 
 from .conftest import HOST, free_port
 
@@ -18,18 +18,27 @@ MiB = 1024 * 1024
 BUDGET = 1000
 
 ServerScript = Callable[[web.WebSocketResponse, ReadGate | None], Awaitable[None]]
+UPGRADE = (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
 
 
 @pytest.fixture
 async def serve() -> AsyncIterator[Callable[..., Awaitable[str]]]:
-    """``await serve(script, gated=...)``: a websocket server running ``script``; its URL."""
+    """``await serve(script, gated=...)``: a websocket server running ``script``; its URL.
+    A gated server answers 400 when ``prepare_gated`` refuses the upgrade."""
     runners: list[web.AppRunner] = []
 
     async def start(script: ServerScript, *, gated: bool) -> str:
-        async def handle(request: web.Request) -> web.WebSocketResponse:
+        async def handle(request: web.Request) -> web.StreamResponse:
             websocket = web.WebSocketResponse(max_msg_size=2 * MiB)
-            await websocket.prepare(request)
-            gate = gate_server_reads(request, websocket, budget=BUDGET) if gated else None
+            gate = None
+            if gated:
+                try:
+                    gate = await prepare_gated(request, websocket, budget=BUDGET)
+                except SentBeforeUpgrade as error:
+                    return web.Response(status=400, text=str(error))
+            else:
+                await websocket.prepare(request)
             await script(websocket, gate)
             await websocket.close()
             return websocket
@@ -71,6 +80,69 @@ async def test_a_server_gate_refuses_bytes_past_its_budget_like_an_oversized_mes
     assert seen[1].type is aiohttp.WSMsgType.ERROR and seen[1].data.code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
     assert gates[0].exceeded and gates[0].received <= BUDGET + 256 * 1024
     assert websocket.close_code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
+
+
+def masked_frame(payload: bytes) -> bytes:
+    """A client's binary websocket message (mask 0000: the payload goes as it is)."""
+    if len(payload) < 126:
+        return bytes([0x82, 0x80 | len(payload)]) + bytes(4) + payload
+    return bytes([0x82, 0x80 | 126]) + len(payload).to_bytes(2, "big") + bytes(4) + payload
+
+
+async def test_bytes_sent_with_the_upgrade_request_count_against_the_budget(
+    serve: Callable[..., Awaitable[str]],
+) -> None:
+    """600 bytes in the same write as the upgrade request, 600 more after the answer: the gate
+    counts all 1,200 against its budget of 1,000 (it once counted only the last 600)."""
+    gates: list[ReadGate] = []
+    seen: list[aiohttp.WSMessage] = []
+
+    async def script(websocket: web.WebSocketResponse, gate: ReadGate | None) -> None:
+        assert gate is not None
+        gates.append(gate)
+        seen.append(await websocket.receive())
+        seen.append(await websocket.receive())
+
+    url = await serve(script, gated=True)
+    reader, writer = await asyncio.open_connection(HOST, int(url.rsplit(":", 1)[1].strip("/")))
+    try:
+        early = masked_frame(b"e" * 592)
+        writer.write(UPGRADE + early)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.split()[1] == b"101"
+        writer.write(masked_frame(b"l" * 592))
+        await writer.drain()
+        async with asyncio.timeout(5):
+            while len(seen) < 2:
+                await asyncio.sleep(0.005)
+    finally:
+        writer.transport.abort()
+    assert seen[0].data == b"e" * 592, "what came early still reaches the parser, once counted"
+    assert seen[1].type is aiohttp.WSMsgType.ERROR and seen[1].data.code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
+    assert gates[0].exceeded and gates[0].received == 2 * len(early)
+
+
+async def test_more_than_the_budget_with_the_upgrade_request_is_refused_before_any_parsing(
+    serve: Callable[..., Awaitable[str]],
+) -> None:
+    """100 KiB behind the upgrade request: no upgrade at all (the bytes once reached the
+    parser uncounted, and the gate's bound was a socket read, 256 KiB, not its budget)."""
+    scripts: list[ReadGate | None] = []
+
+    async def script(websocket: web.WebSocketResponse, gate: ReadGate | None) -> None:
+        scripts.append(gate)
+
+    url = await serve(script, gated=True)
+    reader, writer = await asyncio.open_connection(HOST, int(url.rsplit(":", 1)[1].strip("/")))
+    try:
+        header = bytes([0x82, 0xFF]) + (16 * MiB).to_bytes(8, "big") + bytes(4)  # a 16 MiB message begins
+        writer.write(UPGRADE + header + bytes(100 * 1024))
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        body = await asyncio.wait_for(reader.read(), 5)
+    finally:
+        writer.transport.abort()
+    assert head.split()[1] == b"400", head
+    assert b"sent with the upgrade request" in body and scripts == []
 
 
 async def test_an_open_gate_hands_the_parser_back(serve: Callable[..., Awaitable[str]]) -> None:

@@ -25,7 +25,7 @@ class End:
         self.own = own
         self.peer = LARGE if own == SMALL else SMALL
         self.events: list[tuple[bytes, bool]] = []
-        self.misbehaviour = Misbehaviour(threshold=ban_threshold, window=60, ban_seconds=60)
+        self.misbehaviour = Misbehaviour(threshold=ban_threshold, window=60, ban_seconds=60, links_per_minute=200)
         self.registry = LinkRegistry(
             own_public_key=own,
             accounting=Accounting(),
@@ -95,5 +95,5 @@ async def test_a_redial_by_the_same_side_replaces_the_stale_link() -> None:
 async def test_invalid_link_from_a_banned_peer() -> None:
     end = End(SMALL, ban_threshold=0)
     assert end.misbehaviour.record_offence(LARGE, now=asyncio.get_running_loop().time())
-    assert end.registry.admit(end.link(dialed_by=LARGE)) == "banned: too many malformed or refused frames"
+    assert end.registry.admit(end.link(dialed_by=LARGE)) == "banned for another 60 s"
     assert end.events == []

@@ -333,6 +333,43 @@ async def test_a_request_head_that_never_completes_is_closed(serve: Serve) -> No
     assert await endpoint.post(ping()) == (200, PONG)
 
 
+async def test_connections_past_the_limit_per_source_are_told_server_busy_at_once(
+    serve: Serve, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Idle connections from one address once had no bound but the header timeout: enough
+    of them used up the process's file descriptors."""
+    caplog.set_level(logging.WARNING, logger="mura.rpc")
+    endpoint = await serve(Gate(1).methods(), limits=RpcLimits(max_connections_per_source=5))
+    server = endpoint.server
+    connections = [await asyncio.open_connection("127.0.0.1", server.port, local_addr=("127.0.0.2", 0))
+                   for _ in range(8)]
+    try:
+        await wait_until(lambda: server.connections_turned_away == 3, "three connections to be turned away")
+        assert server.connections_from("127.0.0.2") == 5
+        async with asyncio.timeout(DEADLINE):
+            refused = [await reader.read() for reader, _ in connections[5:]]
+        for answer in refused:
+            head, _, body = answer.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 503 ") and b"Connection: close" in head
+            error = json.loads(body)["error"]
+            assert error["code"] == -32000 and error["data"]["limit"] == "max_connections_per_source"
+        assert await endpoint.post(ping()) == (200, PONG), "another address is served"
+        for _, writer in connections[:2]:
+            writer.close()
+        await wait_until(lambda: server.connections_from("127.0.0.2") == 3, "the closed ones to be counted out")
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port, local_addr=("127.0.0.2", 0))
+        connections.append((reader, writer))
+        writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (
+            len(json.dumps(ping())), json.dumps(ping()).encode()))
+        async with asyncio.timeout(DEADLINE):
+            assert (await reader.readuntil(b"pong\"")).startswith(b"HTTP/1.1 200 ")
+    finally:
+        for _, writer in connections:
+            writer.close()
+    lines = [record.getMessage() for record in caplog.records if "turned away" in record.getMessage()]
+    assert len(lines) == 1 and "127.0.0.2" in lines[0], lines
+
+
 # --- requests in flight ------------------------------------------------------------------------
 
 
@@ -420,7 +457,7 @@ async def test_each_waiting_call_of_a_batch_counts_against_the_waiting_limit(ser
 @pytest.mark.parametrize(
     "limit",
     ["max_body_bytes", "body_timeout_seconds", "header_timeout_seconds", "max_batch_length",
-     "max_concurrent_requests", "max_waiting", "backlog"],
+     "max_concurrent_requests", "max_waiting", "backlog", "max_connections_per_source", "refusal_log_interval"],
 )
 def test_limits_must_be_positive(limit: str) -> None:
     with pytest.raises(ValueError, match=limit):

@@ -1,0 +1,173 @@
+"""Connections counted per source as they are accepted, for the RPC server.
+
+Each open connection holds a file descriptor from the moment it is accepted,
+before it has sent a byte, and only the header timeout would close one that
+sends nothing: one address holding idle sockets could use up the process's
+descriptors, and then every new connection and file open fails. ``CappedSite``
+serves an aiohttp runner as ``web.TCPSite`` does, but counts the open
+connections of each source (an IPv4 address, or the /64 of an IPv6 address,
+since a host can usually pick any address of its /64) and answers one past
+the limit at once with HTTP 503 and a JSON-RPC -32000 "server busy" body
+naming the limit, then closes it, before aiohttp sees it. What it turns away
+is logged at most once per interval.
+
+The peer port has the same guard (``mura.p2p.connections``); the two are kept
+apart because ``rpc`` imports nothing of ``p2p``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+
+from aiohttp import web
+
+from mura.rpc.errors import SERVER_BUSY
+from mura.rpc.jsonrpc import encode_error
+
+logger = logging.getLogger(__name__)
+
+_JSON = "application/json"
+
+
+class CappedSite(web.BaseSite):
+    """A TCP site of ``runner`` on ``host:port`` that lets each source hold at most
+    ``max_per_source`` open connections: one more gets a 503 "server busy" and is closed
+    as soon as it is accepted, before aiohttp sees it."""
+
+    __slots__ = ("_host", "_port", "_limit", "_open", "_refusals", "refused")
+
+    def __init__(self, runner: web.BaseRunner, host: str, port: int, *, max_per_source: int, backlog: int,
+                 log_interval: float) -> None:
+        super().__init__(runner, backlog=backlog)
+        self._host = host
+        self._port = port
+        self._limit = max_per_source
+        self._open: Counter[str] = Counter()
+        self._refusals = _RefusalLog(interval=log_interval)
+        #: Connections turned away so far.
+        self.refused = 0
+
+    @property
+    def name(self) -> str:
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self._port}"
+
+    def open_from(self, address: str) -> int:
+        """Connections open now from ``address``'s source."""
+        return self._open[_source_of(address)]
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        assert server is not None  # BaseSite checks the runner is set up
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _Counted(self, server), self._host, self._port, backlog=self._backlog
+        )
+
+    def admit(self, transport: asyncio.Transport) -> str | None:
+        """The source of a connection just accepted, or None once it is turned away."""
+        peername = transport.get_extra_info("peername")
+        address = str(peername[0]) if isinstance(peername, tuple) and peername else "unknown"
+        source = _source_of(address)
+        if self._open[source] < self._limit:
+            self._open[source] += 1
+            return source
+        self.refused += 1
+        self._refusals.note(address, self._limit)
+        transport.write(_busy_answer(self._limit))
+        transport.close()  # once the answer is written
+        return None
+
+    def release(self, source: str) -> None:
+        self._open[source] -= 1
+        if not self._open[source]:
+            del self._open[source]
+
+
+class _Counted(asyncio.Protocol):
+    """Counts one accepted connection against its source while it is open, and passes
+    every event on to the aiohttp protocol made for it once it was admitted."""
+
+    def __init__(self, site: CappedSite, factory: Callable[[], asyncio.Protocol]) -> None:
+        self._site = site
+        self._factory = factory
+        self._inner: asyncio.Protocol | None = None
+        self._source: str | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._source = self._site.admit(transport)
+        if self._source is not None:
+            self._inner = self._factory()
+            self._inner.connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._source is not None:
+            self._site.release(self._source)
+            self._source = None
+        if self._inner is not None:
+            self._inner.connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._inner is not None:
+            self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received() if self._inner is not None else None
+
+    def pause_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.resume_writing()
+
+
+class _RefusalLog:
+    """One WARNING line per ``interval`` about connections turned away; the ones held back
+    are counted in the next line."""
+
+    def __init__(self, *, interval: float) -> None:
+        self._interval = interval
+        self._last = -float("inf")
+        self._held = 0
+
+    def note(self, address: str, limit: int) -> None:
+        now = time.monotonic()
+        if now - self._last < self._interval:
+            self._held += 1
+            return
+        held, self._held, self._last = self._held, 0, now
+        logger.warning("turned away a JSON-RPC connection from %s: %d connections open from that source (the "
+                       "limit, rpc max_connections_per_source)%s", address, limit,
+                       f"; {held} more turned away since the last such line" if held else "")
+
+
+def _busy_answer(limit: int) -> bytes:
+    """The whole HTTP answer to a connection turned away: 503 with a JSON-RPC "server busy" body."""
+    error = SERVER_BUSY.error({"limit": "max_connections_per_source", "max_connections_per_source": limit})
+    body = encode_error(error).encode()
+    head = (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: {_JSON}\r\nContent-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n")
+    return head.encode() + body
+
+
+def _source_of(address: str) -> str:
+    """The source an address counts as: an IPv4 address (also mapped into IPv6), or the
+    /64 of an IPv6 address (a host can usually pick any address of its /64)."""
+    try:
+        parsed = ipaddress.ip_address(address.strip("[]"))
+    except ValueError:
+        return address.lower()
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.IPv6Network((parsed, 64), strict=False))
+    return str(parsed)
