@@ -63,6 +63,7 @@ from mura.consensus.replica import Replica
 from mura.consensus.votes import RecordedVote, SigningGuard
 from mura.genesis.format import genesis_block, load_genesis
 from mura.p2p.block_service import BlockService
+from mura.p2p.connections import raise_open_file_limit
 from mura.p2p.gossip import DEFAULT_MAX_BATCH, StalledRuns, TransactionGossip, decode_transaction_batch
 from mura.p2p.inbox import ConsensusInbox, GossipBudget
 from mura.p2p.network import Network
@@ -141,7 +142,12 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "p2p.max_handshakes_per_source", int, 4,
-        "of those, from one address that is not a known peer's (raise it for validators behind one NAT)", _positive,
+        "of those, from one address (a known peer's address gets one more per validator or observer "
+        "configured or seen there)", _positive,
+    ),
+    Setting(
+        "p2p.max_connections_per_source", int, 64,
+        "open connections to the peer port from one address (an IPv6 address counts as its /64)", _positive,
     ),
     Setting("rpc.listen", str, "127.0.0.1:8700", "JSON-RPC address", _host_port),
     Setting("rpc.max_body_bytes", int, 1024 * 1024, "largest JSON-RPC request body", _positive),
@@ -153,6 +159,10 @@ SETTINGS: tuple[Setting, ...] = (
         _positive,
     ),
     Setting("rpc.max_waiting", int, 256, "most tx_wait calls waiting at once, apart from requests in flight", _positive),
+    Setting(
+        "rpc.max_connections_per_source", int, 256,
+        "open connections to the RPC port from one address (a wallet service may keep many)", _positive,
+    ),
     Setting(
         "rpc.header_timeout_seconds", int, 10,
         "a request's head must arrive within this long of the connection opening or its previous answer",
@@ -660,6 +670,7 @@ class Node:
                 max_pending_handshakes=pending,
                 max_handshakes_per_source=min(self.config["p2p.max_handshakes_per_source"], pending),
                 reserved_peer_handshakes=pending // 2,
+                max_connections_per_source=self.config["p2p.max_connections_per_source"],
             )
         except ValueError as error:
             raise ConfigError(f"settings p2p.*: {error}") from None
@@ -682,6 +693,7 @@ class Node:
                 body_timeout_seconds=self.config["rpc.body_timeout_seconds"],
                 max_waiting=self.config["rpc.max_waiting"],
                 header_timeout_seconds=self.config["rpc.header_timeout_seconds"],
+                max_connections_per_source=self.config["rpc.max_connections_per_source"],
             ),
         )
         try:
@@ -1069,6 +1081,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(options.config, overrides)
         configure_logging(level=config["log.level"], json_format=config["log.format"] == "json")
+        # Room for every connection the per-source caps allow, before anyone can exhaust it.
+        raise_open_file_limit()
         node = Node(config)
         asyncio.run(node.run_until_signalled())
     except ConfigError as error:

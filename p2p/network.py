@@ -432,6 +432,7 @@ class Network:
             if not slot.evicted:
                 self._handshake_failed(remote, error)
                 await self._close_quietly(websocket, error.told)
+            _forget_heartbeat(websocket)
             return websocket
         except SentBeforeUpgrade as error:
             self._handshake_failed(remote, HandshakeFailed(str(error), kind="oversized"))
@@ -602,3 +603,15 @@ def _oversized(error: HandshakeFailed, gate: ReadGate) -> HandshakeFailed:
 
 def _now() -> float:
     return asyncio.get_running_loop().time()
+
+
+def _forget_heartbeat(websocket: web.WebSocketResponse) -> None:
+    """aiohttp arms a websocket's heartbeat again whenever data arrives, even once it is
+    closed, and that timer keeps the websocket, its request and their buffers alive for a
+    heartbeat interval: each refused handshake would hold about 11 KB for 10-15 s, so a
+    stream of garbage connections would hold memory in proportion to its rate. The only
+    way to drop it is aiohttp's own cancel; if aiohttp renames it, this does nothing
+    (``tests/p2p/test_network.py`` notices)."""
+    cancel = getattr(websocket, "_cancel_heartbeat", None)
+    if callable(cancel):
+        cancel()

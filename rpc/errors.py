@@ -119,7 +119,8 @@ SERVER_BUSY = ApplicationError(
     -32000,
     "Server busy",
     "The server is at one of its limits; retry shortly. data: {limit, <limit>: n}, where limit is "
-    "'max_concurrent_requests' (HTTP requests in flight) or 'max_waiting' (tx_wait calls waiting).",
+    "'max_concurrent_requests' (HTTP requests in flight), 'max_waiting' (tx_wait calls waiting) or "
+    "'max_connections_per_source' (open connections from one address).",
 )
 NODE_STOPPING = ApplicationError(
     -32001,

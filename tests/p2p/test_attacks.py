@@ -8,6 +8,7 @@ The attacker never holds an admitted key unless a test says so.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import socket
 import struct
@@ -444,3 +445,27 @@ async def test_a_thousand_garbage_connections_log_a_bounded_number_of_lines(
     lines = [record for record in caplog.records if record.levelno >= logging.INFO]
     assert len(lines) <= 4, [record.getMessage() for record in lines]
     assert any("malformed hello" in record.getMessage() for record in lines)
+
+
+async def test_refused_handshakes_hold_no_memory_once_closed(cluster: Cluster) -> None:
+    """A refused handshake's websocket is gone once it is closed. (aiohttp arms a closed
+    websocket's heartbeat again when the peer's close reply arrives, and its timer kept
+    each refused one alive for another 10-15 s: memory in proportion to the rate of
+    garbage connections.)"""
+    a = await cluster.start("a", limits=limits(heartbeat=30.0))
+
+    async def refused(index: int) -> None:
+        async with aiohttp.ClientSession() as http, http.ws_connect(f"http://{HOST}:{a.network.listen_port}/p2p") as ws:
+            await ws.send_bytes(b"\xc1 not a hello %d" % index)
+            await ws.receive(timeout=5)
+
+    for start in range(0, 100, 4):
+        await asyncio.gather(*(refused(index) for index in range(start, start + 4)))
+    await wait_for(lambda: a.network.stats.handshake_failures == 100, "100 refused handshakes")
+
+    def alive() -> int:
+        gc.collect()
+        return sum(1 for thing in gc.get_objects() if isinstance(thing, web.WebSocketResponse))
+
+    # At most a handshake or so still under way, not the hundred refused.
+    await wait_for(lambda: alive() <= 4, "the refused websockets to be gone", timeout=3.0)
