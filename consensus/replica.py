@@ -158,6 +158,8 @@ class Replica(ViewChangeRules):
         #: While the check is pending: the highest height each validator was heard (with a
         #: valid signature, or by its own ``Status``) working on.
         self.heard: dict[int, int] = {}
+        #: Of those, the validators heard signing (not only saying where they stand).
+        self.heard_signing: set[int] = set()
         self.vote_record = vote_record
         self._restore()
 
@@ -272,7 +274,7 @@ class Replica(ViewChangeRules):
         """An unsigned ``Status`` counts only from the link of the validator it names."""
         if origin != status.sender:
             raise InvalidMessage(f"a status naming validator {status.sender} came from validator {origin}")
-        return self._hear(status.sender, status.height, now_ms)
+        return self._hear(status.sender, status.height, now_ms, signed=False)
 
     def _refused(self, error: Invalid, origin: int | None) -> list[Action]:
         """Count a refusal; one for cause counts against the validator that delivered it."""
@@ -478,23 +480,27 @@ class Replica(ViewChangeRules):
         """Whether the double-sign check holds this replica's signatures back at its height."""
         return self.guard.pending or self.height <= self.guard.until_height
 
-    def _hear(self, validator: int, height: int, now_ms: int) -> list[Action]:
-        """Validator ``validator`` works on ``height`` (its signature checked, or its own
-        ``Status``). While the double-sign check is pending, this is how the replica learns
-        where the network stands: once f+1 other validators are heard, it signs nothing up
-        to ``double_sign_check_heights - 1`` heights past the highest of their heights that
-        f+1 of them corroborate within ``height_window`` (a faulty one claiming a far-off
-        height is not believed, one claiming a lower one changes nothing). A network where
-        no one is past height 1 has nothing final: the check passes at once."""
+    def _hear(self, validator: int, height: int, now_ms: int, *, signed: bool = True) -> list[Action]:
+        """Validator ``validator`` works on ``height`` (``signed``: its signature checked; or
+        its own ``Status``). While the double-sign check is pending, this is how the replica
+        learns where the network stands: once f+1 other validators are heard, it signs
+        nothing up to ``double_sign_check_heights - 1`` heights past the highest of their
+        heights that f+1 of them corroborate within ``height_window`` (a faulty one claiming
+        a far-off height is not believed, one claiming a lower one changes nothing). Only a
+        network where nobody heard has signed anything (every record new: a new network)
+        passes the check at once; one still at its first height where others sign holds
+        that height too, since this validator may have signed there."""
         if not self.guard.pending or validator == self.index:
             return []
         self.heard[validator] = max(height, self.heard.get(validator, 0))
+        self.heard_signing |= {validator} if signed else set()
         if len(self.heard) < self.validators.weak_quorum:
             return []
         heights = sorted(self.heard.values(), reverse=True)
         corroborated = heights[self.validators.faulty]
         network = max(self.height, *(h for h in heights if h <= corroborated + self.config.height_window))
-        until = 0 if network <= 1 else network + self.config.double_sign_check_heights - 1
+        new_network = network <= 1 and not self.heard_signing
+        until = 0 if new_network else network + self.config.double_sign_check_heights - 1
         self.guard = SigningGuard(until_height=until)
         # A primary held back may propose now.
         proposal = [] if self.signing_held() or self.view in self.log.proposals else self._schedule_proposal(now_ms)

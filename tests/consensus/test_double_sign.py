@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from mura.consensus.actions import Broadcast, CommitBlock, Misbehaviour
 from mura.consensus.config import ReplicaConfig
-from mura.consensus.messages import Commit, FinalBlock, Prepare, Status
+from mura.consensus.messages import Commit, FinalBlock, Prepare, Status, ViewChange
 from mura.consensus.replica import Replica
 from mura.consensus.votes import MemoryVoteRecord
 from mura.tests.consensus.cluster import Cluster
@@ -146,7 +146,10 @@ def test_a_far_off_height_one_validator_claims_is_not_believed() -> None:
     far = Prepare.sign(cluster.keys[3], 3, CHAIN_ID, 0, 1_000_000, bytes(32))
     cluster.deliver(1, far, sender=3)
     cluster.deliver(1, Status(1, 2), sender=2)
-    assert not replica.guard.pending and replica.guard.until_height == 0
+    # Where f+1 corroborate (height 1), not a million; and since a validator signs here,
+    # the height it may have signed at too.
+    heights = cluster.config.double_sign_check_heights
+    assert not replica.guard.pending and replica.guard.until_height == 1 + heights - 1
 
 
 def test_no_check_when_it_is_switched_off() -> None:
@@ -194,3 +197,15 @@ def test_wiped_replica_that_alone_saw_a_height_final_still_takes_part_in_it() ->
     cluster.advance(cluster.now + 8_000)
     assert min(cluster.heights()[:3]) >= 2
     assert cluster.replicas[0].rejected["below_recorded_height"] == 0
+
+
+def test_a_network_still_at_its_first_height_is_held_when_others_sign_there() -> None:
+    """Nothing is final yet, but the others sign at height 1: this validator may have too,
+    before it lost its record, so it holds height 1 as well (the simulator found a double
+    VIEW-CHANGE when it did not)."""
+    cluster = Cluster()
+    replica = lose_record(cluster, 1)
+    for sender in (0, 2):
+        change = ViewChange.sign(cluster.keys[sender], sender, CHAIN_ID, 1, 1, None, None)
+        cluster.deliver(1, change, sender=sender)
+    assert replica.guard.until_height >= 1 and replica.signing_held()
