@@ -62,7 +62,7 @@ class FutureBuffer:
         self._bytes: Counter[int] = Counter()
         self._final_blocks: dict[int, FinalBlock] = {}
         self._final_bytes = 0
-        self._identities: set[tuple[str, int, int, int, bytes]] = set()
+        self._identities: set[tuple[str, int, int, int, bytes, bytes]] = set()
         #: Messages refused because their sender's share was full.
         self.dropped = 0
 

@@ -14,9 +14,7 @@ and die with the harness even if it is killed.
 from __future__ import annotations
 
 import ctypes
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,7 +24,7 @@ from pathlib import Path
 from mura.chain.address import encode_address
 from mura.chain.keys import SigningKey, load_key
 from mura.genesis.format import genesis_block
-from mura.genesis.testnet import generate_testnet, node_config_path
+from mura.genesis.testnet import node_config_path
 from mura.tests.attacks.peer import Endpoint, Testnet
 from mura.tests.node.cluster import Cluster
 
@@ -41,27 +39,6 @@ class PortTaken(Exception):
     """A node found its port taken, or another testnet answers on it."""
 
 
-def random_port_range(count: int) -> int:
-    """A base port with ``count`` free ports above it on 127.0.0.1, searched from a random start
-    below the kernel's ephemeral range so that concurrent test runs rarely meet."""
-    chooser = random.Random()
-    for _ in range(1000):
-        base = chooser.randrange(10_000, 32_768 - count)
-        listeners = []
-        try:
-            for port in range(base, base + count):
-                listener = socket.socket()
-                listeners.append(listener)
-                listener.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for listener in listeners:
-                listener.close()
-    raise PortTaken("no free port range below 32768")
-
-
 def die_with_parent() -> None:
     """In the child before exec: SIGKILL when the harness exits, however it exits."""
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -71,19 +48,7 @@ class AttackCluster(Cluster):
     """A 4-validator testnet in ``directory`` with validators 0-2 running."""
 
     def __init__(self, directory: Path, *, node_arguments: Sequence[str] = ()) -> None:
-        # Cluster's own constructor searches ports upwards from a fixed start, where
-        # concurrent process tests look too; the rest of its set-up is the same.
-        self.directory = directory
-        base = random_port_range(2 * VALIDATORS)
-        self.layout = generate_testnet(directory, validators=VALIDATORS, base_peer_port=base)
-        self.rpc_ports = [base + VALIDATORS + index for index in range(VALIDATORS)]
-        self._use_rpc_ports()
-        self.names = [validator.name for validator in self.layout.genesis.validators]
-        self.processes: dict[int, subprocess.Popen[bytes]] = {}
-        self.treasury = load_key(directory / "keys" / "treasury.key")
-        self.chain_id = self.layout.genesis.chain_id
-        self.prefix = self.layout.genesis.address_prefix
-        self._nonces: dict[bytes, int] = {}
+        super().__init__(directory, validators=VALIDATORS)
         self.node_arguments = list(node_arguments)
         genesis = self.layout.genesis
         self.testnet = Testnet(genesis.chain_id, genesis_block(genesis)[0].hash, tuple(genesis.validator_keys()))

@@ -1,6 +1,6 @@
 """A fresh testnet of validator processes on free loopback ports, for the benchmark.
 
-Like the process tests' ``Cluster``, but on ports searched from a random start,
+Like the process tests' ``Cluster`` (and on free ports found the same way), but
 each node may get extra command-line settings, processes run in their own session so a
 Ctrl-C on the terminal reaches only the harness, and memory is read from
 ``/proc``. ``close()`` stops every process it started: SIGTERM, then SIGKILL
@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +26,7 @@ import aiohttp
 from mura.chain.keys import SigningKey, load_key
 from mura.genesis.testnet import generate_testnet, node_config_path, write_node_configs
 from mura.tests.bench.rpc import Rpc
+from mura.tests.ports import NoFreePorts, free_port_range
 
 #: How long a validator has to exit after SIGTERM before it is killed.
 STOP_GRACE_SECONDS = 15.0
@@ -39,32 +38,6 @@ class NetworkFailure(Exception):
 
 class PortTaken(NetworkFailure):
     """A validator could not bind its port: another process took it after the search found it free."""
-
-
-def free_port_range(count: int) -> int:
-    """A base port such that ``base .. base + count - 1`` are free on 127.0.0.1 now.
-
-    Searched from a random start below the kernel's ephemeral range (32768 and
-    up), so that neither outgoing connections nor a concurrent process test,
-    which searches upwards from 21000, is likely to take them before the
-    validators bind.
-    """
-    chooser = random.Random()
-    for _ in range(1000):
-        base = chooser.randrange(10_000, 32_768 - count)
-        listeners = []
-        try:
-            for port in range(base, base + count):
-                listener = socket.socket()
-                listeners.append(listener)
-                listener.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for listener in listeners:
-                listener.close()
-    raise NetworkFailure("no free port range below 32768")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +71,10 @@ class ValidatorProcesses:
     """``count`` validators of a new testnet under ``directory``, each ``python -m mura.node``."""
 
     def __init__(self, directory: Path, *, count: int, node_arguments: Sequence[str] = ()) -> None:
-        base = free_port_range(2 * count)
+        try:
+            base = free_port_range(2 * count)
+        except NoFreePorts as error:
+            raise NetworkFailure(str(error)) from None
         self.directory = directory
         self.layout = generate_testnet(directory, validators=count, base_peer_port=base)
         rpc_base = base + count

@@ -9,10 +9,8 @@ files in their data directories.
 from __future__ import annotations
 
 import json
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +24,7 @@ from mura.chain.address import encode_address
 from mura.chain.keys import SigningKey, load_key
 from mura.chain.transaction import Body, Transaction, sign_transaction
 from mura.genesis.testnet import TestnetLayout, generate_testnet, node_config_path, write_node_configs
+from mura.tests.ports import free_port_range
 
 #: Fast timers, so a dead primary is replaced within about a second.
 FAST_CONSENSUS = [
@@ -33,30 +32,6 @@ FAST_CONSENSUS = [
     "--consensus-max-timeout-ms", "3000",
     "--consensus-empty-block-interval-ms", "200",
 ]
-
-
-def free_port_range(count: int) -> int:
-    """A base port such that ``base .. base + count - 1`` are free on 127.0.0.1 now.
-
-    Bases are tried from a random start below the kernel's ephemeral ports (32768 on), so
-    that clusters started at the same moment by other processes on this machine rarely
-    pick the same ports in the instant between this check and the nodes binding them."""
-    bases = list(range(20000, 32768 - count, 97))
-    start = random.randrange(len(bases))
-    for base in bases[start:] + bases[:start]:
-        sockets = []
-        try:
-            for port in range(base, base + count):
-                listener = socket.socket()
-                sockets.append(listener)
-                listener.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for listener in sockets:
-                listener.close()
-    raise RuntimeError("no free port range")
 
 
 def wait_for(predicate: Callable[[], Any], what: str, *, timeout: float = 30.0) -> Any:

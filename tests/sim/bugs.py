@@ -27,7 +27,7 @@ from mura.chain.block import Block, Header
 from mura.consensus.actions import Action, Broadcast, PersistVote
 from mura.consensus.evidence import Equivocation
 from mura.consensus.log import ADDED, Added, Duplicate, HeightLog, VoteTally
-from mura.consensus.messages import Message, NewView, Vote
+from mura.consensus.messages import Commit, Message, NewView, Prepare, ViewChange, Vote
 from mura.consensus.replica import Replica
 from mura.consensus.verify import MessageVerifier
 from mura.consensus.votes import RecordedVote
@@ -46,11 +46,16 @@ class CountingTally(VoteTally):
     def __init__(self) -> None:
         super().__init__()
         self._counted: dict[tuple[int, bytes], list[tuple[int, bytes]]] = {}
+        #: Whether the last vote added had been seen before: the broken rule is the
+        #: count alone, so repeats are not relayed again (each relay would come back
+        #: as another repeat, and the run would never end).
+        self.last_was_repeat = False
 
     def add(self, vote: Vote) -> Added | Duplicate | Equivocation:
         outcome = super().add(vote)
         if isinstance(outcome, Equivocation):
             return outcome
+        self.last_was_repeat = isinstance(outcome, Duplicate)
         self._counted.setdefault((vote.view, vote.block_hash), []).append((vote.sender, vote.signature))
         return ADDED
 
@@ -65,6 +70,12 @@ class CountingLog(HeightLog):
 
 class NoVoteDedup(Replica):
     log_class = CountingLog
+
+    def relay(self, message: Prepare | Commit | ViewChange | NewView, origin: int | None) -> list[Action]:
+        tally = self.log.prepares if isinstance(message, Prepare) else self.log.commits
+        if isinstance(message, Prepare | Commit) and isinstance(tally, CountingTally) and tally.last_was_repeat:
+            return []
+        return super().relay(message, origin)
 
 
 class LaxVerifier(MessageVerifier):
