@@ -993,18 +993,10 @@ class Node:
         await asyncio.sleep(0)
         if not self.gossip_budget.take(peer, len(batch), time.monotonic()):
             return
-        candidates = []
-        refused: list[Invalid] = []
-        for encoded in batch:
-            transaction = Transaction.decode(encoded)
-            try:
-                self.mempool.check(transaction, self.store)
-            except GOSSIP_REFUSALS_FOR_CAUSE as error:
-                refused.append(error)
-                continue
-            except Invalid:
-                continue
-            candidates.append(transaction)
+        # A backlog's run of nonces comes in one batch and passes whole.
+        transactions = [Transaction.decode(encoded) for encoded in batch]
+        candidates, refusals = self.mempool.check_batch(transactions, self.store)
+        refused = [error for error in refusals if isinstance(error, GOSSIP_REFUSALS_FOR_CAUSE)]
         assert self.verifier is not None
         forged = await self.verifier.verify_async(candidates)
         was_empty = len(self.mempool) == 0

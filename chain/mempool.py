@@ -18,6 +18,7 @@ from typing import cast
 
 from mura.chain.errors import (
     DuplicateTransaction,
+    Invalid,
     MempoolFull,
     NonceAlreadyPending,
     NonceTooHigh,
@@ -157,6 +158,31 @@ class Mempool:
         self._validate_nonce_free(transaction)
         self._validate_affordable(transaction, state)
         self._validate_room(transaction)
+
+    def check_batch(self, transactions: Iterable[Transaction], state: StateReader) -> tuple[list[Transaction], list[Invalid]]:
+        """``check`` each of a batch as if those that passed before it were pending: a
+        run of consecutive nonces passes whole, however far past ``max_nonce_gap`` it
+        reaches (the window bounds how far one transaction may park ahead of its sender's
+        next nonce, not how long a run may be), while the batch together still must be
+        affordable and fit the pool. Nothing is admitted. Returns what passed, in batch
+        order, and why each of the rest did not."""
+        passed: list[Transaction] = []
+        refused: list[Invalid] = []
+        try:
+            for transaction in transactions:
+                try:
+                    self.check(transaction, state)
+                except Invalid as error:
+                    refused.append(error)
+                    continue
+                self._insert(transaction)
+                passed.append(transaction)
+        finally:
+            for transaction in passed:
+                self._discard(transaction)
+                # Its run end may have moved over the batch's nonces.
+                self._run_end.pop(transaction.sender, None)
+        return passed, refused
 
     def _validate_not_pending(self, transaction: Transaction) -> None:
         """A transaction is admitted once."""

@@ -530,6 +530,55 @@ def test_ready_runs_are_capped(mempool: Mempool, ledger: Ledger) -> None:
     assert [[tx.nonce for tx in run] for run in mempool.ready_runs(ledger.state, max_run=2)] == [[0, 1]]
 
 
+# --- a gossiped batch --------------------------------------------------------------
+
+
+def test_batch_run_passes_whole_past_the_nonce_gap(make_mempool: Callable[..., Mempool], ledger: Ledger) -> None:
+    """A backlog arrives as one batch of consecutive nonces: checked one after another
+    as if the earlier ones were pending, all of it passes, and the pool is unchanged."""
+    mempool = make_mempool(max_nonce_gap=3)
+    mempool.add(ledger.transfer(1, 0), ledger.state)
+    before = contents(mempool, ledger)
+    run = [ledger.transfer(1, nonce) for nonce in range(1, 41)]
+    passed, refused = mempool.check_batch(run, ledger.state)
+    assert passed == run and refused == []
+    assert contents(mempool, ledger) == before
+    add_all(mempool, ledger, passed)
+    assert len(mempool) == 41
+
+
+def test_batch_refuses_what_the_batch_together_breaks(make_mempool: Callable[..., Mempool], ledger: Ledger) -> None:
+    mempool = make_mempool(max_nonce_gap=3)
+    batch = [
+        ledger.transfer(1, 0, amount=BALANCE - 10),
+        ledger.transfer(1, 1, amount=11),  # the two together spend more than the balance
+        ledger.transfer(2, 0),
+        ledger.transfer(2, 0, amount=7),  # the same nonce twice in one batch
+        ledger.transfer(2, 5),  # more than 3 beyond the batch's run of sender 2
+        ledger.transfer(3, 0),
+        ledger.transfer(3, 1),
+        ledger.transfer(3, 2),
+        ledger.transfer(3, 3),
+    ]
+    passed, refused = mempool.check_batch(batch, ledger.state)
+    assert order(ledger, passed) == [(1, 0), (2, 0), (3, 0), (3, 1), (3, 2), (3, 3)]
+    assert [type(error) for error in refused] == [PendingSpendExceedsBalance, NonceAlreadyPending, NonceTooHigh]
+    assert len(mempool) == 0
+    # The pool's limits count the batch's earlier transactions too.
+    mempool = make_mempool(max_transactions=2)
+    passed, refused = mempool.check_batch([ledger.transfer(1, 0), ledger.transfer(2, 0), ledger.transfer(3, 0)], ledger.state)
+    assert order(ledger, passed) == [(1, 0), (2, 0)] and [type(error) for error in refused] == [MempoolFull]
+
+
+def test_batch_leaves_the_run_end_as_it_was(make_mempool: Callable[..., Mempool], ledger: Ledger) -> None:
+    """After a batch is checked and not admitted, the gap counts from the real pending run."""
+    mempool = make_mempool(max_nonce_gap=3)
+    add_all(mempool, ledger, [ledger.transfer(1, nonce) for nonce in range(5)])
+    mempool.check_batch([ledger.transfer(1, nonce) for nonce in range(5, 30)], ledger.state)
+    assert_refused(mempool, ledger, ledger.transfer(1, 5 + 4), NonceTooHigh)
+    mempool.add(ledger.transfer(1, 5 + 3), ledger.state)
+
+
 # --- a property over random histories ----------------------------------------------
 
 SENDERS = 4

@@ -114,6 +114,21 @@ async def test_gossip_refused_for_the_state_costs_the_peer_nothing(
     assert len(node.node.mempool) == 1
 
 
+async def test_a_backlog_gossiped_in_one_batch_is_admitted_whole(
+    node: TestNode, connect_peer: ConnectPeer, testnet: TestnetLayout
+) -> None:
+    """A node that was cut off sends a sender's backlog as one run of nonces: every one of
+    them is admitted, not only those within the nonce gap of the sender's next nonce."""
+    peer = await connect_peer(1)
+    chain_id = node.node.rules.chain_id
+    treasury = load_key(testnet.directory / "keys" / "treasury.key")
+    run = [sign_transaction(treasury, chain_id=chain_id, nonce=nonce, body=Transfer(bytes(32), 1)) for nonce in range(200)]
+    assert len(run) > node.node.mempool.status().max_nonce_gap + 1
+    assert await peer.network.send(node.node.key.public_key, TRANSACTIONS_KIND, [tx.encoded for tx in run])
+    await wait_until(lambda: run[-1].hash in node.node.mempool, "the whole run to be admitted")
+    assert [tx.hash for tx in node.node.mempool.pending_for(treasury.public_key)] == [tx.hash for tx in run]
+
+
 async def test_equivocation_is_logged_once_per_validator_and_height_and_counts_against_it(
     node: TestNode, connect_peer: ConnectPeer, caplog: pytest.LogCaptureFixture
 ) -> None:
