@@ -451,8 +451,8 @@ class StoredVotes:
         return self.store.highest_height()
 
     def signing_guard(self) -> SigningGuard:
-        pending, until_height = self.store.load_guard()
-        return SigningGuard(pending=pending, until_height=until_height)
+        pending, until_height, from_view = self.store.load_guard()
+        return SigningGuard(pending=pending, until_height=until_height, from_view=from_view)
 
     def carry_over(self, chain: Store) -> int:
         """Votes an earlier version kept in the chain's data, at the height in progress,
@@ -798,12 +798,21 @@ class Node:
             elif isinstance(action, ServeBlocks):
                 self._serve_soon(action.to, action.from_height)
             elif isinstance(action, PersistGuard):
-                self.votes.save_guard(action.until_height)
-                LOG.warning(
-                    "double-sign check: the network works on height %d or so; signing nothing up to height %d",
-                    max(1, action.until_height - self.config["consensus.double_sign_check_heights"] + 1),
-                    action.until_height,
-                )
+                self.votes.save_guard(action.until_height, action.from_view)
+                if action.until_height:
+                    LOG.warning(
+                        "double-sign check: the network works on height %d or so; signing nothing up to height %d",
+                        max(1, action.until_height - self.config["consensus.double_sign_check_heights"] + 1),
+                        action.until_height,
+                    )
+                elif action.from_view:
+                    LOG.warning(
+                        "double-sign check: the network is at its first height and others have signed there; "
+                        "signing nothing there before view %d",
+                        action.from_view,
+                    )
+                else:
+                    LOG.info("double-sign check: a new network where nobody has signed yet; signing from now on")
             elif isinstance(action, Misbehaviour):
                 self.network.penalize(self.validators[action.validator], f"consensus message refused: {action.rule}")
 

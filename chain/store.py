@@ -349,20 +349,22 @@ class VoteStore:
                 "it is what that validator signed: move it away only if that chain is gone"
             )
 
-    def load_guard(self) -> tuple[bool, int]:
-        """The double-sign check's state: (pending, until height). Pending: the height the
-        network works on is not known yet, sign nothing. Otherwise sign nothing at heights
-        up to and including ``until height`` (0: no check)."""
+    def load_guard(self) -> tuple[bool, int, int]:
+        """The double-sign check's state: (pending, until height, from view). Pending: the
+        height the network works on is not known yet, sign nothing. Otherwise sign nothing
+        at heights up to and including ``until height`` (0: no check), nor at height 1 in
+        views below ``from view``."""
         value = self.db.get(_GUARD)
         if value is None:
-            return False, 0
+            return False, 0, 0
         if value == b"":
-            return True, 0
-        return False, int.from_bytes(value, "big")
+            return True, 0, 0
+        return False, int.from_bytes(value[:8], "big"), int.from_bytes(value[8:16], "big")
 
-    def save_guard(self, until_height: int) -> None:
-        """The check is resolved: sign nothing up to ``until_height``. Synced."""
-        self.db.put(_GUARD, until_height.to_bytes(8, "big"), sync=True)
+    def save_guard(self, until_height: int, from_view: int = 0) -> None:
+        """The check is resolved: sign nothing up to ``until_height``, nor at height 1 in
+        views below ``from_view``. Synced."""
+        self.db.put(_GUARD, until_height.to_bytes(8, "big") + from_view.to_bytes(8, "big"), sync=True)
 
     @property
     def db(self) -> plyvel.DB:

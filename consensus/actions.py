@@ -93,9 +93,11 @@ class ServeBlocks:
 @dataclass(frozen=True, slots=True)
 class PersistGuard:
     """The double-sign check is resolved: record durably that nothing is signed at heights
-    up to and including ``until_height`` (see ``votes.SigningGuard``)."""
+    up to and including ``until_height``, nor at height 1 in views below ``from_view``
+    (see ``votes.SigningGuard``)."""
 
     until_height: int
+    from_view: int = 0
 
 
 @dataclass(frozen=True, slots=True)

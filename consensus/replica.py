@@ -158,8 +158,8 @@ class Replica(ViewChangeRules):
         #: While the check is pending: the highest height each validator was heard (with a
         #: valid signature, or by its own ``Status``) working on.
         self.heard: dict[int, int] = {}
-        #: Of those, the validators heard signing (not only saying where they stand).
-        self.heard_signing: set[int] = set()
+        #: Of those, the highest view any was heard signing in at height 1 (-1: none).
+        self.heard_view_at_first_height = -1
         self.vote_record = vote_record
         self._restore()
 
@@ -198,14 +198,17 @@ class Replica(ViewChangeRules):
         """A link to validator ``peer`` opened (again): send it what it may have missed of
         this height, so that replicas meet again as soon as a partition heals rather than
         when their timers fire: this replica's VIEW-CHANGE while it changes views, else
-        the NEW-VIEW that started its view, the view's proposal and its own votes in it."""
+        the NEW-VIEW that started its view, the view's proposal and its own votes in it.
+        With nothing signed to send, its height: a peer whose vote record is new learns
+        where the network stands from it."""
         if self.pending is not None or peer == self.index or not self.validators.contains(peer):
             return []
+        status: list[Action] = [Send(peer, self._status())]
         if self.guard.pending:
-            return [Send(peer, self._status())]
+            return status
         if not self.active:
             own = self.log.view_changes.get(self.index)
-            return [] if own is None or own.view != self.view else [Send(peer, own)]
+            return status if own is None or own.view != self.view else [Send(peer, own)]
         messages: list[Message] = []
         new_view = self.log.new_views.get(self.view)
         proposal = self.log.proposals.get(self.view)
@@ -217,7 +220,8 @@ class Replica(ViewChangeRules):
             vote = tally.vote_of(self.view, self.index)
             if vote is not None:
                 messages.append(vote)
-        return [Send(peer, message) for message in messages]
+        sends: list[Action] = [Send(peer, message) for message in messages]
+        return sends or status
 
     def timeout(self, now_ms: int) -> list[Action]:
         """The clock reached a time this replica asked for; early or stale calls do nothing."""
@@ -274,7 +278,7 @@ class Replica(ViewChangeRules):
         """An unsigned ``Status`` counts only from the link of the validator it names."""
         if origin != status.sender:
             raise InvalidMessage(f"a status naming validator {status.sender} came from validator {origin}")
-        return self._hear(status.sender, status.height, now_ms, signed=False)
+        return self._hear(status.sender, status.height, now_ms)
 
     def _refused(self, error: Invalid, origin: int | None) -> list[Action]:
         """Count a refusal; one for cause counts against the validator that delivered it."""
@@ -309,7 +313,7 @@ class Replica(ViewChangeRules):
         if message.height < self.height:
             return []
         self.verifier.check_pre_prepare(message)
-        heard = self._hear(message.sender, message.height, now_ms)
+        heard = self._hear(message.sender, message.height, now_ms, view=message.view)
         if message.height > self.height:
             return heard + self._hold(message, now_ms, origin)
         if message.view != self.view or not self.active:
@@ -380,7 +384,7 @@ class Replica(ViewChangeRules):
         if vote.height == self.height and abs(vote.view - self.view) > self.config.view_window:
             raise OutsideWindow(f"vote for view {vote.view}, this replica is in view {self.view}")
         self.verifier.check_vote(vote)
-        heard = self._hear(vote.sender, vote.height, now_ms)
+        heard = self._hear(vote.sender, vote.height, now_ms, view=vote.view)
         if vote.height > self.height:
             return heard + self._hold(vote, now_ms, origin)
         tally = self.log.prepares if isinstance(vote, Prepare) else self.log.commits
@@ -476,35 +480,50 @@ class Replica(ViewChangeRules):
 
     # --- signing: persist before you speak -------------------------------------------------
 
-    def signing_held(self) -> bool:
-        """Whether the double-sign check holds this replica's signatures back at its height."""
-        return self.guard.pending or self.height <= self.guard.until_height
+    def signing_held(self, view: int) -> bool:
+        """Whether the double-sign check holds back this replica's signatures in ``view`` at
+        its height."""
+        guard = self.guard
+        return guard.pending or self.height <= guard.until_height or (self.height == 1 and view < guard.from_view)
 
-    def _hear(self, validator: int, height: int, now_ms: int, *, signed: bool = True) -> list[Action]:
-        """Validator ``validator`` works on ``height`` (``signed``: its signature checked; or
-        its own ``Status``). While the double-sign check is pending, this is how the replica
-        learns where the network stands: once f+1 other validators are heard, it signs
-        nothing up to ``double_sign_check_heights - 1`` heights past the highest of their
-        heights that f+1 of them corroborate within ``height_window`` (a faulty one claiming
-        a far-off height is not believed, one claiming a lower one changes nothing). Only a
-        network where nobody heard has signed anything (every record new: a new network)
-        passes the check at once; one still at its first height where others sign holds
-        that height too, since this validator may have signed there."""
+    def _hear(self, validator: int, height: int, now_ms: int, *, view: int | None = None) -> list[Action]:
+        """Validator ``validator`` works on ``height`` (signing in ``view``, its signature
+        checked; or, without a view, by its own ``Status``). While the double-sign check is
+        pending, this is how the replica learns where the network stands: once f+1 other
+        validators are heard, it signs nothing up to ``double_sign_check_heights - 1``
+        heights past the highest of their heights that f+1 of them corroborate within
+        ``height_window`` (a faulty one claiming a far-off height is not believed, one
+        claiming a lower one changes nothing). A network still at its first height has no
+        final height to wait out: there it signs nothing in the views others were heard
+        signing in at height 1, since this validator may have signed in them too, and
+        joins from the next view (at once if nobody has signed: a new network)."""
         if not self.guard.pending or validator == self.index:
             return []
         self.heard[validator] = max(height, self.heard.get(validator, 0))
-        self.heard_signing |= {validator} if signed else set()
+        if view is not None and height == 1:
+            self.heard_view_at_first_height = max(self.heard_view_at_first_height, view)
         if len(self.heard) < self.validators.weak_quorum:
             return []
         heights = sorted(self.heard.values(), reverse=True)
         corroborated = heights[self.validators.faulty]
         network = max(self.height, *(h for h in heights if h <= corroborated + self.config.height_window))
-        new_network = network <= 1 and not self.heard_signing
-        until = 0 if new_network else network + self.config.double_sign_check_heights - 1
-        self.guard = SigningGuard(until_height=until)
+        if network <= 1:
+            until, from_view = 0, self.heard_view_at_first_height + 1
+        else:
+            until, from_view = network + self.config.double_sign_check_heights - 1, 0
+        self.guard = SigningGuard(until_height=until, from_view=from_view)
         # A primary held back may propose now.
-        proposal = [] if self.signing_held() or self.view in self.log.proposals else self._schedule_proposal(now_ms)
-        return [PersistGuard(until), *proposal]
+        actions: list[Action] = [PersistGuard(until, from_view)]
+        if self.height == 1 and self.view < from_view:
+            # The views the others signed in are closed to this validator: ask for the next.
+            return actions + self.change_view(from_view, now_ms)
+        own = self.log.view_changes.get(self.index)
+        if not self.active and not self.signing_held(self.view) and (own is None or own.view != self.view):
+            # It left for this view while the check held its VIEW-CHANGE back: send it now.
+            return actions + self.change_view(self.view, now_ms)
+        held = self.signing_held(self.view)
+        proposal = [] if held or self.view in self.log.proposals else self._schedule_proposal(now_ms)
+        return actions + proposal
 
     def _status(self) -> Status:
         return Status(self.height, self.index)
@@ -518,7 +537,7 @@ class Replica(ViewChangeRules):
         if self.height <= self.vote_record.highest_height() - self.config.vote_retention_heights:
             self.rejected["below_recorded_height"] += 1
             return None
-        if self.signing_held():
+        if self.signing_held(view):
             self.rejected["double_sign_check"] += 1
             return None
         try:

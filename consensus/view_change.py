@@ -55,7 +55,7 @@ from mura.consensus.messages import (
 )
 from mura.consensus.quorum import ValidatorSet
 from mura.consensus.verify import MessageVerifier, highest_prepared
-from mura.consensus.votes import RecordedVote
+from mura.consensus.votes import RecordedVote, SigningGuard
 
 
 class ViewChangeRules:
@@ -79,6 +79,7 @@ class ViewChangeRules:
     resend_due_ms: int | None
     rejected: Counter[str]
     view_changes_started: int
+    guard: SigningGuard
 
     if TYPE_CHECKING:  # implemented by Replica
 
@@ -87,7 +88,7 @@ class ViewChangeRules:
         def accept_proposal(self, proposal: PrePrepare, now_ms: int, *, fresh: bool = True) -> list[Action]: ...
         def relay(self, message: Prepare | Commit | ViewChange | NewView, origin: int | None) -> list[Action]: ...
         def _refused(self, error: Invalid, origin: int | None) -> list[Action]: ...
-        def _hear(self, validator: int, height: int, now_ms: int) -> list[Action]: ...
+        def _hear(self, validator: int, height: int, now_ms: int, *, view: int | None = None) -> list[Action]: ...
         def _claim(self, phase: Phase, view: int, digest: bytes) -> RecordedVote | None: ...
         def _enter_view_timer(self, now_ms: int) -> list[Action]: ...
         def _serve(self, peer: int, height: int) -> list[Action]: ...
@@ -95,7 +96,11 @@ class ViewChangeRules:
         def _report(self, outcome: object) -> list[Action]: ...
 
     def change_view(self, view: int, now_ms: int) -> list[Action]:
-        """Leave the current view for ``view`` and ask for it with a VIEW-CHANGE."""
+        """Leave the current view for ``view`` and ask for it with a VIEW-CHANGE. At the
+        first height a new vote record goes straight to the first view it may sign in:
+        waiting in one it may not would leave the others a validator short there."""
+        if self.height == 1:
+            view = max(view, self.guard.from_view)
         self.view = view
         self.active = False
         self.failed_views += 1
@@ -123,7 +128,7 @@ class ViewChangeRules:
         if change.height == self.height and change.view > self.view + self.config.view_window:
             raise OutsideWindow(f"view change for view {change.view}, this replica is in view {self.view}")
         self.verifier.check_view_change(change)
-        heard = self._hear(change.sender, change.height, now_ms)
+        heard = self._hear(change.sender, change.height, now_ms, view=change.view)
         if change.height > self.height:
             return heard + self._hold(change, now_ms, origin)
         actions, block = self._checked_prepared_block(change, origin)
@@ -230,7 +235,7 @@ class ViewChangeRules:
         if message.height == self.height and (message.view < self.view or (message.view == self.view and self.active)):
             return []
         self.verifier.check_new_view(message)
-        heard = self._hear(message.sender, message.height, now_ms)
+        heard = self._hear(message.sender, message.height, now_ms, view=message.view)
         if message.height > self.height:
             return heard + self._hold(message, now_ms, origin)
         # The proposal's signature covers its header only: a body that is not the header's

@@ -66,12 +66,17 @@ class SigningGuard:
     network stands the check is ``pending`` and it signs nothing; then it signs nothing
     up to ``until_height``, a few heights past where the network was: any vote it may
     have cast before the record was lost is at a height the others decide without it.
+    A network still at its first height has nothing final to wait out: there the
+    replica signs nothing in the views the others were heard signing in, and joins them
+    from the next (``from_view``), so validators started one after another all take part.
     """
 
     #: Where the network stands is not known yet: sign nothing.
     pending: bool = False
     #: Sign nothing at heights up to and including this one (0: no check).
     until_height: int = 0
+    #: At height 1, sign nothing in a view below this one (0: no check).
+    from_view: int = 0
 
 
 #: A record that holds everything its validator signed: no check.
@@ -105,8 +110,8 @@ class VoteRecord(Protocol):
     def prune(self, below_height: int) -> None:
         """Forget votes below ``below_height``: those heights are final."""
 
-    def save_guard(self, until_height: int) -> None:
-        """The double-sign check is resolved: store ``until_height`` durably."""
+    def save_guard(self, until_height: int, from_view: int = 0) -> None:
+        """The double-sign check is resolved: store ``until_height`` and ``from_view`` durably."""
 
 
 class MemoryVoteRecord:
@@ -130,8 +135,8 @@ class MemoryVoteRecord:
     def signing_guard(self) -> SigningGuard:
         return self._guard
 
-    def save_guard(self, until_height: int) -> None:
-        self._guard = SigningGuard(until_height=until_height)
+    def save_guard(self, until_height: int, from_view: int = 0) -> None:
+        self._guard = SigningGuard(until_height=until_height, from_view=from_view)
 
     def load_votes(self, height: int) -> list[RecordedVote]:
         return list(self._votes.get(height, ()))

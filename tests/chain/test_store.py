@@ -232,10 +232,13 @@ def test_invalid_second_opening_of_a_vote_record(tmp_path: Path) -> None:
 
 def test_new_vote_record_starts_with_the_double_sign_check_pending_and_keeps_its_state(tmp_path: Path) -> None:
     with record_at(tmp_path / "votes") as record:
-        assert record.load_guard() == (True, 0)
+        assert record.load_guard() == (True, 0, 0)
         record.save_guard(41)
     with record_at(tmp_path / "votes") as reopened:
-        assert reopened.load_guard() == (False, 41)
+        assert reopened.load_guard() == (False, 41, 0)
+        reopened.save_guard(0, 3)
+    with record_at(tmp_path / "votes") as again:
+        assert again.load_guard() == (False, 0, 3)
 
 
 @pytest.mark.parametrize(("chain", "validator", "whose"), [(b"o" * 32, VALIDATOR, "another chain"), (CHAIN, b"o" * 32, "another validator key")])

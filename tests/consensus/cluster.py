@@ -102,7 +102,7 @@ class Cluster:
             elif isinstance(action, Misbehaviour):
                 self.misbehaviour.append((index, action.validator, action.rule))
             elif isinstance(action, PersistGuard):
-                self.records[index].save_guard(action.until_height)
+                self.records[index].save_guard(action.until_height, action.from_view)
             elif isinstance(action, ScheduleTimeout):
                 self.timers[index].append(action.at_ms)
             elif isinstance(action, PruneVotes):

@@ -91,7 +91,7 @@ def test_new_vote_record_signs_nothing_until_the_network_has_moved_on() -> None:
     cluster.advance(400)
     voted = cluster.records[1].highest_height()
     replica = lose_record(cluster, 1, wipe_data=True)
-    assert replica.guard.pending and replica.signing_held()
+    assert replica.guard.pending and replica.signing_held(replica.view)
     cluster.execute(1, replica.start(cluster.now))
     cluster.advance(cluster.now + 100)
     # Heard from f+1 others: the check is resolved and kept in the record.
@@ -116,7 +116,7 @@ def test_a_restart_does_not_skip_a_pending_check() -> None:
     assert cluster.boot(2).guard.pending
     record.save_guard(12)
     again = cluster.boot(2)
-    assert not again.guard.pending and again.guard.until_height == 12 and again.signing_held()
+    assert not again.guard.pending and again.guard.until_height == 12 and again.signing_held(again.view)
 
 
 def test_new_network_whose_records_are_all_new_starts() -> None:
@@ -145,18 +145,17 @@ def test_a_far_off_height_one_validator_claims_is_not_believed() -> None:
     replica = lose_record(cluster, 1)
     far = Prepare.sign(cluster.keys[3], 3, CHAIN_ID, 0, 1_000_000, bytes(32))
     cluster.deliver(1, far, sender=3)
-    cluster.deliver(1, Status(1, 2), sender=2)
-    # Where f+1 corroborate (height 1), not a million; and since a validator signs here,
-    # the height it may have signed at too.
+    cluster.deliver(1, Status(5, 2), sender=2)
+    # Where f+1 corroborate (height 5), not a million.
     heights = cluster.config.double_sign_check_heights
-    assert not replica.guard.pending and replica.guard.until_height == 1 + heights - 1
+    assert not replica.guard.pending and replica.guard.until_height == 5 + heights - 1
 
 
 def test_no_check_when_it_is_switched_off() -> None:
     config = ReplicaConfig(chain_id=CHAIN_ID, proposal_delay_ms=100, double_sign_check_heights=0)
     cluster = Cluster(config=config)
     cluster.records[1] = MemoryVoteRecord(new=True)
-    assert not cluster.boot(1).signing_held()
+    assert not cluster.boot(1).signing_held(0)
 
 
 def test_commit_after_a_wipe_is_not_blocked_by_the_record() -> None:
@@ -199,13 +198,44 @@ def test_wiped_replica_that_alone_saw_a_height_final_still_takes_part_in_it() ->
     assert cluster.replicas[0].rejected["below_recorded_height"] == 0
 
 
-def test_a_network_still_at_its_first_height_is_held_when_others_sign_there() -> None:
+def test_at_the_first_height_it_signs_nothing_in_the_views_others_signed_in() -> None:
     """Nothing is final yet, but the others sign at height 1: this validator may have too,
-    before it lost its record, so it holds height 1 as well (the simulator found a double
-    VIEW-CHANGE when it did not)."""
+    before it lost its record, so it signs nothing there in the views they were heard
+    signing in (the simulator found a double VIEW-CHANGE when it signed at once), and
+    joins them from the next view."""
     cluster = Cluster()
     replica = lose_record(cluster, 1)
     for sender in (0, 2):
         change = ViewChange.sign(cluster.keys[sender], sender, CHAIN_ID, 1, 1, None, None)
         cluster.deliver(1, change, sender=sender)
-    assert replica.guard.until_height >= 1 and replica.signing_held()
+    assert not replica.guard.pending
+    assert (replica.guard.until_height, replica.guard.from_view) == (0, 2)
+    assert cluster.records[1].signing_guard() == replica.guard
+    assert replica.signing_held(1) and not replica.signing_held(2)
+
+
+def test_validators_started_one_after_another_all_take_part() -> None:
+    """A new network whose validators start one after another: the first two hear only each
+    other's status and sign at once; the last two hear them signing at height 1 and hold
+    those views back. Without them there is no quorum in view 0; all four meet in view 1."""
+    cluster = Cluster()
+    cluster.records = [MemoryVoteRecord(new=True) for _ in range(cluster.size)]
+    cluster.replicas = [cluster.boot(index) for index in range(cluster.size)]
+    cluster.down = {2, 3}
+    cluster.start()
+    cluster.advance(300)
+    assert cluster.heights() == [0, 0, 0, 0]
+    assert all(not cluster.replicas[index].guard.pending for index in (0, 1))
+    cluster.down = set()
+    for index in (2, 3):
+        cluster.execute(index, cluster.replicas[index].start(cluster.now))
+        for early in (0, 1):  # links open both ways
+            cluster.execute(early, cluster.replicas[early].peer_connected(index, cluster.now))
+            cluster.execute(index, cluster.replicas[index].peer_connected(early, cluster.now))
+    cluster.flow()
+    late = [cluster.replicas[index].guard for index in (2, 3)]
+    assert all(guard.from_view >= 1 and guard.until_height == 0 for guard in late), late
+    cluster.advance(cluster.now + 8_000)
+    assert min(cluster.heights()) >= 3
+    for index in (2, 3):
+        assert cluster.records[index].highest_height() >= 3

@@ -88,7 +88,7 @@ class SkipNewViewCheck(Replica):
 
 
 class NoDoubleSignCheck(Replica):
-    def signing_held(self) -> bool:
+    def signing_held(self, view: int) -> bool:
         return False
 
 

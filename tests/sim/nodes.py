@@ -41,6 +41,7 @@ class SimNode:
         skew_ms: int,
         signer: TransactionSigner,
         signatures: SignatureCache,
+        new_record: bool = False,
     ) -> None:
         self.node_id = node_id
         self.validator = validator
@@ -51,7 +52,7 @@ class SimNode:
         self.signatures = signatures
         self._signer = signer
         self.ledger = self.make_ledger(genesis, signer, signatures)
-        self.votes = MemoryVoteRecord()
+        self.votes = MemoryVoteRecord(new=new_record)
         self.replica: Replica | None = None
         #: Bumped at each crash, so timers set by a dead incarnation are ignored.
         self.incarnation = 0

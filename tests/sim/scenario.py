@@ -93,6 +93,12 @@ class Scenario:
     #: stop the chain.
     max_stall_ms: int | None = None
     crashes: tuple[Crash, ...] = ()
+    #: A new network: every validator's vote record starts new (the double-sign check
+    #: runs at the first height).
+    new_network: bool = False
+    #: Nodes started late, by node id: (node id, start time), as operators start their
+    #: validators one after another.
+    late_starts: tuple[tuple[int, int], ...] = ()
     heal_at_ms: int = 8_000
     base_timeout_ms: int = 1_000
     max_timeout_ms: int = 4_000
@@ -237,6 +243,27 @@ def twins_scenario(seed: int, *, validators: int, twins: int, bug: str | None = 
         heal_at_ms=heal_at,
         proposal_delay_ms=rng.randrange(50, 300),
         max_clock_skew_ms=50,
+        bug=bug,
+    )
+
+
+def staggered_start_scenario(seed: int, *, validators: int | None = None, bug: str | None = None) -> Scenario:
+    """A new network (every vote record new) whose validators start one after another:
+    those started late hear the first ones signing at height 1, and all must still
+    take part. Some messages are lost and delayed on the way."""
+    rng = random.Random(seed)
+    n = validators if validators is not None else rng.choice((4, 7))
+    late = rng.sample(range(n), rng.randrange(1, n))
+    return Scenario(
+        seed=seed,
+        validators=n,
+        new_network=True,
+        late_starts=tuple((node, rng.randrange(100, 3_000)) for node in sorted(late)),
+        max_delay_ms=rng.randrange(10, 100),
+        drop_rate=rng.choice((0.0, 0.02)),
+        heal_at_ms=3_500,
+        base_timeout_ms=500,
+        max_timeout_ms=2_000,
         bug=bug,
     )
 

@@ -123,6 +123,7 @@ class Simulation:
                 skew_ms=self.rng.randrange(0, scenario.max_clock_skew_ms + 1),
                 signer=signer,
                 signatures=signatures,
+                new_record=scenario.new_network,
             )
             if isinstance(node, (EquivocatorNode, SwapperNode)):
                 node.set_up_attack(random.Random(self.rng.random()))
@@ -152,10 +153,17 @@ class Simulation:
 
     def _run(self) -> RunResult:
         self._schedule_faults()
+        late = dict(self.scenario.late_starts)
         for node in self.nodes:
             if self.scenario.byzantine.get(node.validator) in (Byzantine.SILENT, Byzantine.GARBAGE):
                 continue
+            if node.node_id in late:
+                self.schedule(late[node.node_id], RESTART, node.node_id)
+                continue
             self.execute(node, node.boot().start(node.clock(0)))
+        if self.scenario.new_network:
+            for node in self.nodes:
+                self._links_open(node)
         while self._queue and not self.stopped:
             at, _, event, node_id, payload = heapq.heappop(self._queue)
             self.now = at
@@ -180,6 +188,7 @@ class Simulation:
         elif kind == RESTART:
             if node.replica is None:
                 self.execute(node, node.boot().start(node.clock(self.now)))
+                self._links_open(node)
         elif kind == GARBAGE:
             self._send_garbage(node_id)
         elif kind == HEAL:
@@ -238,7 +247,7 @@ class Simulation:
             for destination, data in node.serve(action.to, action.from_height, self.now):
                 self._transmit_bytes(node, destination, data)
         elif isinstance(action, PersistGuard):
-            node.votes.save_guard(action.until_height)
+            node.votes.save_guard(action.until_height, action.from_view)
         elif isinstance(action, Misbehaviour):
             self.faults["misbehaviour_reported"] += 1
             honest = node.validator not in self.scenario.byzantine
@@ -283,6 +292,16 @@ class Simulation:
         node.wipe_on_crash = crash.wipe or crash.lose_record
         node.lose_record_on_crash = crash.lose_record
         self.schedule(self.now + self.rng.randrange(1, 200), CRASH_NOW, node.node_id)
+
+    def _links_open(self, node: SimNode) -> None:
+        """``node`` has (re)started: its links to every running node open, and each side
+        sends the other what it may have missed, as the node does on a link's opening."""
+        for other in self.nodes:
+            if other is node or other.replica is None or node.replica is None or other.validator == node.validator:
+                continue
+            self.execute(other, other.replica.peer_connected(node.validator, other.clock(self.now)))
+            if node.replica is not None:
+                self.execute(node, node.replica.peer_connected(other.validator, node.clock(self.now)))
 
     def _crash(self, node: SimNode) -> None:
         self.faults["crashes"] += 1

@@ -20,6 +20,7 @@ from mura.tests.sim.scenario import (
     draw_scenario,
     link_fault_scenario,
     new_view_attack_scenario,
+    staggered_start_scenario,
     twins_scenario,
 )
 from mura.tests.sim.simulation import run_scenario
@@ -127,6 +128,15 @@ def test_faults_that_leave_a_quorum_connected_do_not_stop_the_chain(validators: 
     for seed in range(12):
         result = run_scenario(link_fault_scenario(seed, validators=validators))
         assert result.violations == [], (seed, result.violations)
+
+
+def test_a_new_network_whose_validators_start_one_after_another_makes_progress() -> None:
+    """Every vote record new, validators started at different times: those that hear the
+    first ones signing at height 1 keep out of those views and join from the next."""
+    for seed in range(30):
+        result = run_scenario(staggered_start_scenario(seed))
+        assert result.violations == [], f"seed {seed}: {result.violations}"
+        assert result.heights >= 2
 
 
 def test_decoder_skipping_the_body_check_is_caught() -> None:
