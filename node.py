@@ -171,8 +171,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("consensus.base_timeout_ms", int, 2_000, "first view timeout at a height", _positive),
     Setting(
         "consensus.double_sign_check_heights", int, 3,
-        "with a new (empty) vote record, sign nothing at a height while any of the certificates of this "
-        "many heights below carries this validator's signature (0: no check)",
+        "with a new (empty) vote record, sign nothing at this many heights from the one the network "
+        "works on, where this validator may have voted before (0: no check)",
         lambda value: None if value >= 0 else "must not be negative",
     ),
     Setting("consensus.max_timeout_ms", int, 30_000, "ceiling on view timeouts, which double per failed view", _positive),

@@ -46,8 +46,9 @@ class ReplicaConfig:
     #: wiped, it meets that height again and must still know what it signed there. It
     #: signs nothing at a height this far below the highest it voted at.
     vote_retention_heights: int = 16
-    #: A replica whose vote record is new signs nothing at a height while any of the
-    #: certificates of this many heights below carries its signature (0: no check).
+    #: A replica whose vote record is new signs nothing at this many heights from the one
+    #: f+1 validators it heard work on (at the first height: not in the views they
+    #: signed in); see ``votes.SigningGuard`` (0: no check).
     double_sign_check_heights: int = 3
 
     def __post_init__(self) -> None:
