@@ -204,3 +204,23 @@ def test_intruder_key_is_refused_and_garbage_does_not_stop_a_node(cluster: Clust
     height = cluster.height(0)
     wait_for(lambda: cluster.height(0) > height + 2, "node 0 to keep finalizing")
     assert cluster.status(0)["peers"] == 3
+
+
+def test_a_new_network_whose_validators_start_one_after_another_makes_blocks(tmp_path: Path) -> None:
+    """Seven validators, every vote record new: four start and sign at height 1 without a
+    quorum (they give up view 0); the other three start later, hear them signing there,
+    keep out of those views and join from the next, and the chain starts."""
+    cluster = Cluster(tmp_path / "testnet", validators=7)
+    try:
+        for index in range(4):
+            cluster.start(index)
+        wait_for(lambda: cluster.is_ours(0) and cluster.status(0)["view"] >= 1, "the first four to give up view 0")
+        assert cluster.height(0) == 0
+        for index in range(4, 7):
+            cluster.start(index)
+        for index in range(7):
+            wait_for(lambda index=index: cluster.height(index) >= 2, f"node {index} to finalize blocks", timeout=60)
+        assert "signing nothing there before view" in cluster.log(6)
+    finally:
+        cluster.close()
+    assert assert_one_chain(cluster) >= 2
