@@ -363,8 +363,10 @@ class VoteStore:
 
     def save_guard(self, until_height: int, from_view: int = 0) -> None:
         """The check is resolved: sign nothing up to ``until_height``, nor at height 1 in
-        views below ``from_view``. Synced."""
-        self.db.put(_GUARD, until_height.to_bytes(8, "big") + from_view.to_bytes(8, "big"), sync=True)
+        views below ``from_view``. Synced. Without a view, in the 8 bytes earlier versions
+        read (one going back to such a version must not read a height times 2**64)."""
+        value = until_height.to_bytes(8, "big") + (from_view.to_bytes(8, "big") if from_view else b"")
+        self.db.put(_GUARD, value, sync=True)
 
     @property
     def db(self) -> plyvel.DB:

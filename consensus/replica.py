@@ -158,8 +158,8 @@ class Replica(ViewChangeRules):
         #: While the check is pending: the highest height each validator was heard (with a
         #: valid signature, or by its own ``Status``) working on.
         self.heard: dict[int, int] = {}
-        #: Of those, the highest view any was heard signing in at height 1 (-1: none).
-        self.heard_view_at_first_height = -1
+        #: Of those, the highest view each was heard signing in at height 1.
+        self.heard_views: dict[int, int] = {}
         self.vote_record = vote_record
         self._restore()
 
@@ -198,17 +198,17 @@ class Replica(ViewChangeRules):
         """A link to validator ``peer`` opened (again): send it what it may have missed of
         this height, so that replicas meet again as soon as a partition heals rather than
         when their timers fire: this replica's VIEW-CHANGE while it changes views, else
-        the NEW-VIEW that started its view, the view's proposal and its own votes in it.
-        With nothing signed to send, its height: a peer whose vote record is new learns
-        where the network stands from it."""
+        the NEW-VIEW that started its view, the view's proposal and its own votes in it;
+        while the double-sign check holds everything back, its height. (Only then: a
+        replica that may sign is heard by what it signs, so that a new record counts it
+        as signing nothing only where it really has signed nothing yet.)"""
         if self.pending is not None or peer == self.index or not self.validators.contains(peer):
             return []
-        status: list[Action] = [Send(peer, self._status())]
         if self.guard.pending:
-            return status
+            return [Send(peer, self._status())]
         if not self.active:
             own = self.log.view_changes.get(self.index)
-            return status if own is None or own.view != self.view else [Send(peer, own)]
+            return [] if own is None or own.view != self.view else [Send(peer, own)]
         messages: list[Message] = []
         new_view = self.log.new_views.get(self.view)
         proposal = self.log.proposals.get(self.view)
@@ -220,8 +220,7 @@ class Replica(ViewChangeRules):
             vote = tally.vote_of(self.view, self.index)
             if vote is not None:
                 messages.append(vote)
-        sends: list[Action] = [Send(peer, message) for message in messages]
-        return sends or status
+        return [Send(peer, message) for message in messages]
 
     def timeout(self, now_ms: int) -> list[Action]:
         """The clock reached a time this replica asked for; early or stale calls do nothing."""
@@ -501,14 +500,14 @@ class Replica(ViewChangeRules):
             return []
         self.heard[validator] = max(height, self.heard.get(validator, 0))
         if view is not None and height == 1:
-            self.heard_view_at_first_height = max(self.heard_view_at_first_height, view)
+            self.heard_views[validator] = max(view, self.heard_views.get(validator, -1))
         if len(self.heard) < self.validators.weak_quorum:
             return []
         heights = sorted(self.heard.values(), reverse=True)
         corroborated = heights[self.validators.faulty]
         network = max(self.height, *(h for h in heights if h <= corroborated + self.config.height_window))
         if network <= 1:
-            until, from_view = 0, self.heard_view_at_first_height + 1
+            until, from_view = 0, self._first_height_view() + 1
         else:
             until, from_view = network + self.config.double_sign_check_heights - 1, 0
         self.guard = SigningGuard(until_height=until, from_view=from_view)
@@ -524,6 +523,15 @@ class Replica(ViewChangeRules):
         held = self.signing_held(self.view)
         proposal = [] if held or self.view in self.log.proposals else self._schedule_proposal(now_ms)
         return actions + proposal
+
+    def _first_height_view(self) -> int:
+        """The highest view heard signed in at height 1 (-1: none) within ``view_window``
+        of the lowest view of the validators heard (a ``Status`` counts as none): at least
+        one of those is honest, so one faulty validator signing in a far view cannot send
+        this replica where the others' view windows drop what it signs."""
+        views = [self.heard_views.get(validator, -1) for validator in self.heard]
+        ceiling = max(min(views), 0) + self.config.view_window
+        return max((view for view in views if view < ceiling), default=-1)
 
     def _status(self) -> Status:
         return Status(self.height, self.index)

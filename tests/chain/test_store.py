@@ -239,6 +239,9 @@ def test_new_vote_record_starts_with_the_double_sign_check_pending_and_keeps_its
         reopened.save_guard(0, 3)
     with record_at(tmp_path / "votes") as again:
         assert again.load_guard() == (False, 0, 3)
+        # Without a view, the 8 bytes earlier versions read as the height.
+        again.save_guard(7)
+        assert again.db.get(b"Mguard") == (7).to_bytes(8, "big")
 
 
 @pytest.mark.parametrize(("chain", "validator", "whose"), [(b"o" * 32, VALIDATOR, "another chain"), (CHAIN, b"o" * 32, "another validator key")])

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from mura.consensus.actions import Broadcast, CommitBlock, Misbehaviour
 from mura.consensus.config import ReplicaConfig
-from mura.consensus.messages import Commit, FinalBlock, Prepare, Status, ViewChange
+from mura.consensus.messages import Commit, FinalBlock, PrePrepare, Prepare, Status, ViewChange
 from mura.consensus.replica import Replica
 from mura.consensus.votes import MemoryVoteRecord
 from mura.tests.consensus.cluster import Cluster
@@ -239,3 +239,80 @@ def test_validators_started_one_after_another_all_take_part() -> None:
     assert min(cluster.heights()) >= 3
     for index in (2, 3):
         assert cluster.records[index].highest_height() >= 3
+
+
+def started_late_with(far: object | None, *, late_timeout: bool = False) -> Cluster:
+    """A new network: 0 and 1 start, 3 is faulty (it sends at most ``far``), 2 starts late."""
+    cluster = Cluster()
+    cluster.records = [MemoryVoteRecord(new=True) for _ in range(cluster.size)]
+    cluster.replicas = [cluster.boot(index) for index in range(cluster.size)]
+    cluster.down = {2, 3}
+    cluster.start()
+    cluster.advance(300)
+    cluster.down = {3}
+    late = cluster.replicas[2]
+    cluster.execute(2, late.start(cluster.now))
+    if late_timeout:
+        cluster.execute(2, late.timeout(cluster.now + 10_000))
+    if far is not None:
+        cluster.deliver(2, far(cluster, late.view) if callable(far) else far, sender=3)
+    for early in (0, 1):
+        cluster.execute(early, cluster.replicas[early].peer_connected(2, cluster.now))
+        cluster.execute(2, late.peer_connected(early, cluster.now))
+    cluster.flow()
+    cluster.advance(cluster.now + 60_000)
+    return cluster
+
+
+def test_a_faulty_proposal_in_a_far_view_does_not_shut_a_late_validator_out() -> None:
+    cluster = started_late_with(lambda cluster, view: proposal_for(cluster, view=4 * 10**15 + 3, signer=3))
+    assert min(cluster.heights()[:3]) >= 1, cluster.heights()
+
+
+def test_a_faulty_view_change_at_the_window_edge_does_not_shut_a_late_validator_out() -> None:
+    def far(cluster: Cluster, view: int) -> ViewChange:
+        return ViewChange.sign(cluster.keys[3], 3, CHAIN_ID, view + cluster.config.view_window, 1, None, None)
+
+    cluster = started_late_with(far, late_timeout=True)
+    assert min(cluster.heights()[:3]) >= 1, cluster.heights()
+
+
+def test_a_proposal_in_the_largest_view_does_not_break_the_replica() -> None:
+    cluster = Cluster()
+    cluster.start()
+    replica = lose_record(cluster, 2)
+    cluster.deliver(2, proposal_for(cluster, view=2**64 - 1, signer=3), sender=3)
+    cluster.deliver(2, Status(1, 0), sender=0)  # raised OverflowError (the node stops)
+    assert not replica.guard.pending
+
+
+def test_a_faulty_status_and_an_uninformed_one_do_not_let_a_lost_record_sign_again() -> None:
+    """Validator 0 proposed X in view 0, X became final at 1 and 3; 0 loses record and data.
+    It hears the faulty validator's Status and validator 2's (2 heard nothing of view 0)."""
+    phase = ["first"]
+
+    def lose(sender: int, receiver: int, message: object) -> bool:
+        return receiver == 2 if phase[0] == "first" else 1 in (sender, receiver)
+
+    cluster = Cluster(lose=lose)
+    cluster.start()
+    cluster.advance(110)
+    assert cluster.heights() == [1, 1, 0, 1]
+    x = cluster.ledgers[1].load_final_block(1)
+    assert x is not None
+    phase[0] = "second"
+    replica = lose_record(cluster, 0, wipe_data=True)
+    cluster.execute(0, replica.start(cluster.now))
+    cluster.deliver(0, Status(1, 3), sender=3)
+    cluster.execute(2, cluster.replicas[2].peer_connected(0, cluster.now))
+    cluster.flow()
+    cluster.advance(cluster.now + 150)
+    again = [m for m in cluster.sent(0, PrePrepare) if m.view == 0 and m.height == 1 and m.block_hash != x.block.hash]
+    for proposal in again:  # the faulty validator votes for it too
+        for kind in (Prepare, Commit):
+            vote = kind.sign(cluster.keys[3], 3, CHAIN_ID, 0, 1, proposal.block_hash)
+            for receiver in (0, 2):
+                cluster.deliver(receiver, vote, sender=3)
+    cluster.flow()
+    finals = {f.block.hash for f in (cluster.ledgers[i].load_final_block(1) for i in range(3)) if f is not None}
+    assert not again and finals <= {x.block.hash}, (len(again), len(finals))
