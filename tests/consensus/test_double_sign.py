@@ -214,16 +214,24 @@ def test_at_the_first_height_it_signs_nothing_in_the_views_others_signed_in() ->
     assert replica.signing_held(1) and not replica.signing_held(2)
 
 
-def test_validators_started_one_after_another_all_take_part() -> None:
-    """A new network whose validators start one after another: the first two hear only each
-    other's status and sign at once; the last two hear them signing at height 1 and hold
-    those views back. Without them there is no quorum in view 0; all four meet in view 1."""
+def new_network_without(*late: int) -> Cluster:
+    """A new network (every vote record new) run for 300 ms while validators ``late`` hear
+    nothing (what they sent on starting still arrives)."""
     cluster = Cluster()
     cluster.records = [MemoryVoteRecord(new=True) for _ in range(cluster.size)]
     cluster.replicas = [cluster.boot(index) for index in range(cluster.size)]
-    cluster.down = {2, 3}
+    cluster.down = set(late)
     cluster.start()
     cluster.advance(300)
+    return cluster
+
+
+def test_validators_started_one_after_another_all_take_part() -> None:
+    """A new network whose validators start one after another: the first two hear where the
+    others stand before anyone has signed and sign at once; the last two, up later, hear
+    them signing at height 1 and keep out of those views. Without them there is no quorum
+    in view 0; all four meet in a later view."""
+    cluster = new_network_without(2, 3)
     assert cluster.heights() == [0, 0, 0, 0]
     assert all(not cluster.replicas[index].guard.pending for index in (0, 1))
     cluster.down = set()
@@ -243,12 +251,7 @@ def test_validators_started_one_after_another_all_take_part() -> None:
 
 def started_late_with(far: object | None, *, late_timeout: bool = False) -> Cluster:
     """A new network: 0 and 1 start, 3 is faulty (it sends at most ``far``), 2 starts late."""
-    cluster = Cluster()
-    cluster.records = [MemoryVoteRecord(new=True) for _ in range(cluster.size)]
-    cluster.replicas = [cluster.boot(index) for index in range(cluster.size)]
-    cluster.down = {2, 3}
-    cluster.start()
-    cluster.advance(300)
+    cluster = new_network_without(2, 3)
     cluster.down = {3}
     late = cluster.replicas[2]
     cluster.execute(2, late.start(cluster.now))
