@@ -455,14 +455,14 @@ class StoredVotes:
         return SigningGuard(pending=pending, until_height=until_height, from_view=from_view)
 
     def carry_over(self, chain: Store) -> int:
-        """Votes an earlier version kept in the chain's data, at the height in progress,
-        moved into this new record (which then holds what its validator signed: no check)."""
+        """A new record over chain data an earlier version kept its votes in: the votes at
+        the height in progress are moved into it, and it then holds what its validator
+        signed (no check, even when there were none: the old record was complete)."""
         height = chain.height + 1
         votes = chain.load_votes(height)
         for vote in votes:
             self.store.save_vote(height, vote)
-        if votes:
-            self.store.save_guard(0)
+        self.store.save_guard(0)
         return len(votes)
 
 
@@ -608,9 +608,11 @@ class Node:
         except StoreError as error:
             raise ConfigError(f"vote_record: {error}") from None
         votes = StoredVotes(self._votes)
-        carried = votes.carry_over(self.store) if self._votes.new else 0
-        if carried:
-            LOG.info("carried %d votes over from the chain's data into the vote record", carried)
+        if self._votes.new and self.store.kept_votes:
+            carried = votes.carry_over(self.store)
+            LOG.info("the vote record now lives apart from the chain's data (%d votes carried over)", carried)
+        # From now on a new record over this data means the record was lost: it is checked.
+        self.store.votes_moved()
         return votes
 
     def _replica_config(self) -> ReplicaConfig:

@@ -72,6 +72,8 @@ _HIGHEST_VOTED = META + b"highest-voted"
 _HEAD = META + b"head"
 _LATTICE = META + b"lattice"
 _GENESIS = META + b"genesis"
+#: Set in the chain's data once a vote record apart from it has taken over.
+_VOTES_MOVED = META + b"votes-moved"
 
 
 class StoreError(Exception):
@@ -305,9 +307,23 @@ class Store:
         record now lives apart, in a ``VoteStore``): read once, to carry them over."""
         return [value for _, value in self.db.iterator(prefix=_height_key(VOTES, height))]
 
+    @property
+    def kept_votes(self) -> bool:
+        """Whether an earlier version kept the vote record in this database: it holds
+        final blocks and no vote record apart has taken over (``votes_moved``)."""
+        return self.height > 0 and self.db.get(_VOTES_MOVED) is None
+
+    def votes_moved(self) -> None:
+        """A vote record apart from the chain's data has taken over (synced, once)."""
+        if self.db.get(_VOTES_MOVED) is None:
+            self.db.put(_VOTES_MOVED, b"", sync=True)
+
 
 def _open(path: Path, what: str) -> plyvel.DB:
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise StoreError(f"cannot create the {what} at {path}: {error.strerror or error}") from None
     try:
         return plyvel.DB(str(path), create_if_missing=True)
     except plyvel.IOError as error:

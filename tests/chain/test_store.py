@@ -254,3 +254,22 @@ def test_invalid_vote_record_of_another_chain_or_key(tmp_path: Path, chain: byte
         record_at(tmp_path / "votes", chain=chain, validator=validator)
     with record_at(tmp_path / "votes") as again:
         assert again.load_votes(30) == [b"prepare"]
+
+
+def test_chain_data_knows_whether_an_earlier_version_kept_the_votes(store: Store) -> None:
+    """Final blocks and no vote record apart yet: an earlier version kept the record here
+    (complete, so taking it over needs no double-sign check). Once a record apart has
+    taken over, a new one over the same data means that record was lost."""
+    assert not store.kept_votes  # nothing final: a new chain
+    commit_next(store, [transfer(1, 0)])
+    assert store.kept_votes
+    store.votes_moved()
+    store.votes_moved()
+    assert not store.kept_votes
+
+
+def test_invalid_vote_record_path_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    for path in (tmp_path / "file", tmp_path / "file" / "votes"):
+        with pytest.raises(StoreError, match="cannot create the vote record at"):
+            VoteStore(path, chain=b"c" * 32, validator=b"v" * 32)
