@@ -1,11 +1,12 @@
 """Bounded holding of messages that arrived before their height.
 
 A replica deciding height h keeps signed messages for heights h+1 .. h+window
-(after checking their signatures, so nobody can fill another validator's
-share) and verified final blocks for those heights. Each sender may hold at
-most ``per_sender`` messages and ``bytes_per_sender`` bytes of the blocks they
-carry (kept unchecked, as they arrived: checking waits until their height
-comes); what does not fit is dropped and counted, and the protocol's timers
+(after checking their signatures) and verified final blocks for those heights.
+Each validator's deliveries may hold at most ``per_sender`` messages and
+``bytes_per_sender`` bytes of the blocks they carry (kept unchecked, as they
+arrived: checking waits until their height comes), so nobody can fill another
+validator's share, not even with copies of its signed messages around forged
+bodies; what does not fit is dropped and counted, and the protocol's timers
 and catch-up recover it. Each message is kept with the validator that
 delivered it, so a refusal when its height comes counts against the right one.
 """
@@ -13,6 +14,7 @@ delivered it, so a refusal when its height comes counts against the right one.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 
 from mura.chain.block import Block, MessageBlock
 from mura.chain.keys import sha256
@@ -39,6 +41,20 @@ def held_size(message: Held) -> int:
     return _MESSAGE_BYTES + (0 if block is None else block.transaction_bytes)
 
 
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """A held message, who delivered it, and what it was counted as."""
+
+    message: Held
+    origin: int | None
+    identity: tuple[str, int, int, int, bytes, bytes]
+    size: int
+
+    @property
+    def share(self) -> int:
+        return self.message.sender if self.origin is None else self.origin
+
+
 class FutureBuffer:
     """Messages and final blocks for later heights, bounded per sender."""
 
@@ -57,7 +73,7 @@ class FutureBuffer:
         self.heights = heights
         #: Most transaction bytes in the final blocks held (beyond one block).
         self.final_block_bytes = final_block_bytes
-        self._messages: list[tuple[Held, int | None]] = []
+        self._messages: list[_Held] = []
         self._counts: Counter[int] = Counter()
         self._bytes: Counter[int] = Counter()
         self._final_blocks: dict[int, FinalBlock] = {}
@@ -70,20 +86,23 @@ class FutureBuffer:
         return len(self._messages) + len(self._final_blocks)
 
     def hold(self, message: Held, origin: int | None = None) -> bool:
-        """Keep ``message`` (delivered by ``origin``) for later; False when its sender's
-        share is full. A copy of a message already held (the network repeats) is not
-        kept twice, so repeats cannot use up an honest sender's share."""
+        """Keep ``message`` (delivered by ``origin``) for later; False when the share of
+        the validator that delivered it (its sender, if not known) is full. The share is
+        the deliverer's: a block's body is not signed, so copies of an honest validator's
+        message with forged bodies must use up the forger's share, not the signer's. A
+        copy of a message already held (the network repeats) is not kept twice."""
         identity = _identity(message)
         if identity in self._identities:
             return True
-        sender, size = message.sender, held_size(message)
-        full = self._counts[sender] >= self.per_sender
-        if full or (self._counts[sender] and self._bytes[sender] + size > self.bytes_per_sender):
+        held = _Held(message, origin, identity, held_size(message))
+        share = held.share
+        full = self._counts[share] >= self.per_sender
+        if full or (self._counts[share] and self._bytes[share] + held.size > self.bytes_per_sender):
             self.dropped += 1
             return False
-        self._counts[sender] += 1
-        self._bytes[sender] += size
-        self._messages.append((message, origin))
+        self._counts[share] += 1
+        self._bytes[share] += held.size
+        self._messages.append(held)
         self._identities.add(identity)
         return True
 
@@ -114,24 +133,24 @@ class FutureBuffer:
         """The oldest held message for ``height`` with who delivered it; messages for
         lower heights are dropped."""
         self._drop_below(height)
-        for position, (message, origin) in enumerate(self._messages):
-            if message.height == height:
+        for position, held in enumerate(self._messages):
+            if held.message.height == height:
                 del self._messages[position]
-                self._forget(message)
-                return message, origin
+                self._forget(held)
+                return held.message, held.origin
         return None
 
-    def _forget(self, message: Held) -> None:
-        self._counts[message.sender] -= 1
-        self._bytes[message.sender] -= held_size(message)
-        self._identities.discard(_identity(message))
+    def _forget(self, held: _Held) -> None:
+        self._counts[held.share] -= 1
+        self._bytes[held.share] -= held.size
+        self._identities.discard(held.identity)
 
     def _drop_below(self, height: int) -> None:
-        stale = [message for message, _ in self._messages if message.height < height]
-        for message in stale:
-            self._forget(message)
+        stale = [held for held in self._messages if held.message.height < height]
+        for held in stale:
+            self._forget(held)
         if stale:
-            self._messages = [(message, origin) for message, origin in self._messages if message.height >= height]
+            self._messages = [held for held in self._messages if held.message.height >= height]
         for old in [h for h in self._final_blocks if h < height]:
             self._final_bytes -= self._final_blocks.pop(old).block.transaction_bytes
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from mura.chain import codec
 from mura.chain.block import Block, CommitCertificate, UncheckedBlock, merkle_root
 from mura.consensus.actions import Broadcast, CommitBlock, Misbehaviour
+from mura.consensus.buffer import FutureBuffer
 from mura.consensus.messages import FinalBlock, NewView, PrePrepare, Prepare, ViewChange
 from mura.tests.consensus.cluster import Cluster
 from mura.tests.consensus.test_replica import commit_from, prepare_from, proposal_for
@@ -145,3 +146,19 @@ def test_re_proposed_block_keeps_its_first_proposer() -> None:
     actions = cluster.deliver(2, NewView(1, 1, changes, again), sender=1)
     assert any(isinstance(action, Broadcast) and isinstance(action.message, Prepare) for action in actions)
     assert cluster.replicas[2].rejected["wrong_proposer"] == 0
+
+
+def test_forged_copies_of_a_signed_proposal_use_up_the_forgers_share_not_the_signers() -> None:
+    """Held for a later height, a proposal is kept unchecked: copies of an honest primary's
+    signed proposal around forged bodies count against the validator that delivered them,
+    so the genuine proposal still finds room."""
+    cluster = Cluster()
+    proposal = proposal_for(cluster)
+    buffer = FutureBuffer(per_sender=3, heights=4)
+    fields = proposal.block.header.to_fields()
+    for salt in range(10):
+        body = UncheckedBlock(proposal.block.header, codec.encode([fields, [bytes([salt])]]))
+        buffer.hold(PrePrepare(0, body, 0, proposal.signature), origin=3)
+    assert (len(buffer), buffer.dropped) == (3, 7)
+    assert buffer.hold(proposal, origin=0)
+    assert buffer.take(proposal.height) is not None and len(buffer) == 3
