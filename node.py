@@ -512,7 +512,6 @@ class Node:
         self.inbox = ConsensusInbox()
         #: Gossiped transactions each peer may have this node look at.
         self.gossip_budget = GossipBudget()
-        self._dropped_logged = 0
         self._consensus_task: asyncio.Task[None] | None = None
         self._rebroadcast_task: asyncio.Task[None] | None = None
         #: Pending transactions being offered to peers whose links just opened, by validator.

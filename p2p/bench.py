@@ -133,9 +133,11 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
     writer.transport.abort()
 
 
-async def _until(condition: Callable[[], bool]) -> float:
+async def _until(condition: Callable[[], bool], *, deadline: float = 60.0) -> float:
     start = time.perf_counter()
     while not condition():
+        if time.perf_counter() - start > deadline:
+            raise TimeoutError(f"the link did not come back within {deadline:.0f} s")
         await asyncio.sleep(0.005)
     return time.perf_counter() - start
 
@@ -206,7 +208,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"seal / open one {label:>6} frame: {seal:10.1f} / {opened:10.1f} us"
               f"  ({size / seal:8.1f} / {size / opened:8.1f} MB/s)")
     print(f"handshake (open_link, median of 50): {asyncio.run(handshake_milliseconds(50)):.2f} ms")
-    figures = asyncio.run(_reconnect_figures(limits, options.trials, options.down))
+    try:
+        figures = asyncio.run(_reconnect_figures(limits, options.trials, options.down))
+    except TimeoutError as error:
+        raise SystemExit(f"reconnection runs stopped: {error}") from None
     for kind, seconds in figures.items():
         print(f"link up after the peer is reachable again ({kind}, backoff_max {limits.backoff_max:g} s, "
               f"connect_timeout {limits.connect_timeout:g} s, {options.trials} runs): min {min(seconds):.2f} median {statistics.median(seconds):.2f} "

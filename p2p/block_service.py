@@ -9,14 +9,12 @@ take the same way.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from mura.consensus.messages import encode_final_block
 from mura.consensus.serving import BlockServer
 
-log = logging.getLogger(__name__)
 
 
 class FinalBlockSource(Protocol):

@@ -112,6 +112,10 @@ class CappedSite(web.BaseSite):
             transport.abort()
         return None
 
+    def flush_log(self) -> None:
+        """Write the counts of turned-away connections not yet reported."""
+        self._log.flush()
+
     def _release(self, source: str) -> None:
         self._open[source] -= 1
         if not self._open[source]:

@@ -206,6 +206,8 @@ class Network:
         finally:
             self._log.flush()
             self._registry.flush_log()
+            if self._site is not None:
+                self._site.flush_log()
             if self._accept_errors is not None:
                 remove_accept_error_log(asyncio.get_running_loop(), self._accept_errors)
             self._state = "stopped"

@@ -88,10 +88,6 @@ class HandshakeSlots:
         """Slots held now."""
         return self._pending
 
-    def held_by(self, address: str) -> int:
-        """Slots held now by ``address``'s source."""
-        return len(self._held.get(source_of(address), ()))
-
     def take(self, address: str, *, on_evict: Callable[[], None] = lambda: None) -> Slot | None:
         """A slot for a connection from ``address``, or None when it must be turned away.
 

@@ -39,7 +39,7 @@ class CappedSite(web.BaseSite):
     ``max_per_source`` open connections: one more gets a 503 "server busy" and is closed
     as soon as it is accepted, before aiohttp sees it."""
 
-    __slots__ = ("_host", "_port", "_limit", "_open", "_refusals", "refused")
+    __slots__ = ("_host", "_port", "_limit", "_busy_answer", "_open", "_refusals", "refused")
 
     def __init__(self, runner: web.BaseRunner, host: str, port: int, *, max_per_source: int, backlog: int,
                  log_interval: float) -> None:
@@ -47,6 +47,8 @@ class CappedSite(web.BaseSite):
         self._host = host
         self._port = port
         self._limit = max_per_source
+        #: What a connection turned away is answered, built once (a flood meets it often).
+        self._busy_answer = _busy_answer(max_per_source)
         self._open: Counter[str] = Counter()
         self._refusals = _RefusalLog(interval=log_interval)
         #: Connections turned away so far.
@@ -80,7 +82,7 @@ class CappedSite(web.BaseSite):
             return source
         self.refused += 1
         self._refusals.note(address, self._limit)
-        transport.write(_busy_answer(self._limit))
+        transport.write(self._busy_answer)
         transport.close()  # once the answer is written
         return None
 

@@ -32,15 +32,19 @@ def open_idle(source: str, host: str, port: int, count: int) -> list[socket.sock
     return sockets
 
 
-def still_open(sockets: list[socket.socket], *, settle: float = 0.5) -> int:
-    """How many of ``sockets`` the server has not closed, after ``settle`` seconds."""
+def still_open(sockets: list[socket.socket], *, expect: int | None, settle: float = 0.5, deadline: float = 10.0) -> int:
+    """How many of ``sockets`` the server has not closed: as soon as no more than
+    ``expect`` are open (within ``deadline`` seconds), or, without ``expect``, after
+    ``settle`` seconds."""
     selector = selectors.DefaultSelector()
     for connection in sockets:
         connection.setblocking(False)
         selector.register(connection, selectors.EVENT_READ)
     closed: set[socket.socket] = set()
-    deadline = time.monotonic() + settle
-    while (remaining := deadline - time.monotonic()) > 0:
+    until = time.monotonic() + (settle if expect is None else deadline)
+    while (remaining := until - time.monotonic()) > 0:
+        if expect is not None and len(sockets) - len(closed) <= expect:
+            break
         for key, _ in selector.select(timeout=remaining):
             ready = key.fileobj
             assert isinstance(ready, socket.socket)
@@ -57,12 +61,14 @@ def still_open(sockets: list[socket.socket], *, settle: float = 0.5) -> int:
 def main(arguments: list[str]) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (20_000, max(20_000, resource.getrlimit(resource.RLIMIT_NOFILE)[1])))
     source, targets = arguments[0], arguments[1:]
-    sys.stdin.readline()
+    # "go", or "go N": N connections are expected to stay open.
+    words = sys.stdin.readline().split()
+    expect = int(words[1]) if len(words) > 1 else None
     sockets = []
     for target in targets:
         host, port, count = target.rsplit(":", 2)
         sockets += open_idle(source, host, int(port), int(count))
-    print(f"held {still_open(sockets)}", flush=True)
+    print(f"held {still_open(sockets, expect=expect)}", flush=True)
     sys.stdin.read()
 
 

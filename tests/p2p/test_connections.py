@@ -51,10 +51,13 @@ def open_files() -> int:
 
 
 @asynccontextmanager
-async def holder(*targets: tuple[int, int], spare_files: int | None = None) -> AsyncIterator[int]:
+async def holder(
+    *targets: tuple[int, int], expect: int | None = None, spare_files: int | None = None
+) -> AsyncIterator[int]:
     """A process holding ``count`` idle connections from ``STRANGER`` to each ``(port, count)``;
-    yields how many it still held a moment after opening them all. With ``spare_files``,
-    this process may open only that many more files while they are held."""
+    yields how many it still held once no more than ``expect`` were open (or 10 s passed),
+    or without ``expect`` a moment after opening them all. With ``spare_files``, this
+    process may open only that many more files while they are held."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, str(HOLDER), STRANGER, *(f"{HOST}:{port}:{count}" for port, count in targets),
         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -62,7 +65,7 @@ async def holder(*targets: tuple[int, int], spare_files: int | None = None) -> A
     assert process.stdin is not None and process.stdout is not None
     try:
         with soft_open_file_limit(open_files() + spare_files) if spare_files is not None else nullcontext():
-            process.stdin.write(b"go\n")
+            process.stdin.write(b"go\n" if expect is None else f"go {expect}\n".encode())
             async with asyncio.timeout(30):
                 line = (await process.stdout.readline()).decode()
             assert line.startswith("held "), f"the holder said {line!r}"
@@ -82,7 +85,7 @@ async def test_a_source_past_its_connections_is_closed_at_once_and_others_are_se
 ) -> None:
     caplog.set_level(logging.INFO, logger="mura.p2p")
     a = await cluster.start("a", limits=limits(max_connections_per_source=6))
-    async with holder((a.network.listen_port, 10)) as held:
+    async with holder((a.network.listen_port, 10), expect=6) as held:
         assert held == 6
         await wait_for(lambda: a.network.stats.connections_turned_away == 4, "four connections turned away")
         assert a.network.connections_from(STRANGER) == 6
@@ -106,7 +109,7 @@ async def test_idle_connections_from_one_address_no_longer_exhaust_the_descripto
     with soft_open_file_limit(1024):
         a = await cluster.start("a")  # the production limits per source: 64 peer connections
         async with RpcServer(host=HOST, port=0, methods=[]) as rpc, aiohttp.ClientSession() as http:
-            async with holder((a.network.listen_port, 600), (rpc.port, 600)) as held:
+            async with holder((a.network.listen_port, 600), (rpc.port, 600), expect=64 + 256) as held:
                 assert held == 64 + 256
                 assert a.network.connections_from(STRANGER) == 64 and rpc.connections_from(STRANGER) == 256
                 assert open_files() < 600

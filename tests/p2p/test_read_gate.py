@@ -12,7 +12,7 @@ from aiohttp import web
 
 from mura.p2p.read_gate import ReadGate, SentBeforeUpgrade, gate_client_reads, prepare_gated
 
-from .conftest import HOST, free_port
+from .conftest import HOST, free_port, wait_for
 
 MiB = 1024 * 1024
 BUDGET = 1000
@@ -112,9 +112,7 @@ async def test_bytes_sent_with_the_upgrade_request_count_against_the_budget(
         assert head.split()[1] == b"101"
         writer.write(masked_frame(b"l" * 592))
         await writer.drain()
-        async with asyncio.timeout(5):
-            while len(seen) < 2:
-                await asyncio.sleep(0.005)
+        await wait_for(lambda: len(seen) >= 2, "both messages to reach the handler")
     finally:
         writer.transport.abort()
     assert seen[0].data == b"e" * 592, "what came early still reaches the parser, once counted"
