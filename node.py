@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import plyvel
+
 from mura.chain import codec
 from mura.chain.block import Block, CommitCertificate, quorum_size
 from mura.chain.errors import BadSignature, Invalid, NonPositiveAmount, NotAnIssuer, WrongChainId
@@ -67,6 +69,7 @@ from mura.p2p.connections import raise_open_file_limit
 from mura.p2p.gossip import DEFAULT_MAX_BATCH, StalledRuns, TransactionGossip, decode_transaction_batch
 from mura.p2p.inbox import ConsensusInbox, GossipBudget
 from mura.p2p.network import Network
+from mura.p2p.read_gate import UnsupportedAiohttp
 from mura.p2p.settings import NetworkLimits, PeerAddress
 from mura.rpc.finality import FinalityWatch
 from mura.rpc.methods import API_DESCRIPTION, node_methods
@@ -652,6 +655,8 @@ class Node:
         )
         try:
             await self.network.start()
+        except UnsupportedAiohttp as error:
+            raise ConfigError(str(error)) from None
         except OSError as error:
             raise ConfigError(f"p2p.listen: cannot listen on {host}:{port}: {error.strerror or error}") from None
         network = self.network
@@ -759,6 +764,11 @@ class Node:
                 await self._execute(actions)
             except asyncio.CancelledError:
                 raise
+            except (StoreError, plyvel.Error) as error:
+                # A disk full or failing: what the operator must fix, in one line.
+                LOG.critical("consensus stopped: the chain's data or the vote record could not be written: %s", error)
+                self._stop_requested.set()
+                return
             except Exception:
                 # A bug here must not pass silently, nor leave a half-applied block behind.
                 LOG.critical("consensus failed; stopping the node", exc_info=True)

@@ -56,7 +56,7 @@ from mura.p2p.handshake import (
 from mura.p2p.link import Link, short_key
 from mura.p2p.logs import ClientErrorLog, RateLimitedLog
 from mura.p2p.outbox import Outbox, OutboxOverflow
-from mura.p2p.read_gate import ReadGate, SentBeforeUpgrade, gate_client_reads, prepare_gated
+from mura.p2p.read_gate import ReadGate, SentBeforeUpgrade, check_supported, gate_client_reads, prepare_gated
 from mura.p2p.registry import LinkRegistry
 from mura.p2p.settings import NetworkLimits, PeerAddress, PeerLink
 from mura.p2p.slots import HandshakeSlots
@@ -159,6 +159,7 @@ class Network:
         """Serve ``/p2p`` on the listen address and start dialing every configured peer."""
         if self._state != "new":
             raise RuntimeError(f"a network can be started once; this one is {self._state}")
+        check_supported()
         self._state = "running"
         self._accept_errors = install_accept_error_log(interval=self._limits.log_interval)
         try:

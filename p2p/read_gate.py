@@ -44,7 +44,7 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
-from aiohttp import web
+from aiohttp import web, web_protocol
 
 
 class ReadGate:
@@ -145,8 +145,20 @@ def _install(protocol: Any, websocket: Any, budget: int, *, already: int = 0) ->
     return gate
 
 
-def _moved() -> RuntimeError:
-    return RuntimeError(
+class UnsupportedAiohttp(RuntimeError):
+    """The installed aiohttp keeps what the gate replaces somewhere else."""
+
+
+def check_supported() -> None:
+    """Raise ``UnsupportedAiohttp`` at start, once, rather than on every connection, when
+    the server's protocol lacks what ``prepare_gated`` reads and replaces."""
+    slots = getattr(web_protocol.RequestHandler, "__slots__", ())
+    if "_message_tail" not in slots or "_payload_parser" not in slots:
+        raise _moved()
+
+
+def _moved() -> UnsupportedAiohttp:
+    return UnsupportedAiohttp(
         f"aiohttp {aiohttp.__version__} keeps its websocket parser, reader or early bytes elsewhere than "
         "mura.p2p.read_gate expects; update that module before running this version"
     )

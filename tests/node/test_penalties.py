@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 
+import plyvel
 import pytest
 
 from mura.chain import codec
@@ -199,3 +200,19 @@ async def test_a_peer_whose_link_opens_is_offered_the_pending_transactions(
             if frame.kind == TRANSACTIONS_KIND:
                 offered |= set(frame.payload)
     assert offered == {transaction.encoded for transaction in pending}
+
+
+async def test_a_disk_that_fails_a_write_stops_consensus_with_one_line(
+    node: TestNode, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A vote record or chain store that cannot be written (a disk full) is the operator's
+    to fix: one CRITICAL line naming it, no traceback, and the node asked to stop."""
+    def fail(now_ms: int) -> list[object]:
+        raise plyvel.IOError("IO error: No space left on device")
+
+    monkeypatch.setattr(node.node.replica, "timeout", fail)
+    node.node._post(("timeout", None))
+    await wait_until(node.node._stop_requested.is_set, "the node to be asked to stop")
+    lines = [record for record in caplog.records if "consensus stopped" in record.getMessage()]
+    assert len(lines) == 1 and "No space left on device" in lines[0].getMessage()
+    assert lines[0].exc_info is None

@@ -8,9 +8,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 import pytest
-from aiohttp import web
+from aiohttp import web, web_protocol
 
-from mura.p2p.read_gate import ReadGate, SentBeforeUpgrade, gate_client_reads, prepare_gated
+from mura.p2p.read_gate import (
+    ReadGate,
+    SentBeforeUpgrade,
+    UnsupportedAiohttp,
+    check_supported,
+    gate_client_reads,
+    prepare_gated,
+)
 
 from .conftest import HOST, free_port, wait_for
 
@@ -199,3 +206,10 @@ def test_invalid_protocol_fails_loudly() -> None:
 
     with pytest.raises(RuntimeError, match="update that module"):
         gate_client_reads(NotAiohttp(), budget=BUDGET)  # type: ignore[arg-type]
+
+
+def test_an_aiohttp_that_keeps_its_parser_elsewhere_is_refused_once_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    check_supported()  # the installed aiohttp
+    monkeypatch.setattr(web_protocol.RequestHandler, "__slots__", ("_payload_parser",))
+    with pytest.raises(UnsupportedAiohttp, match="update that module"):
+        check_supported()
