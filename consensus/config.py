@@ -33,10 +33,11 @@ class ReplicaConfig:
     held_per_sender: int = 64
     #: Most messages deferred while a ``CommitBlock`` is being made durable.
     max_deferred: int = 4_096
-    #: A height is requested again from peers, or served again to one, after this long.
+    #: A height is requested again from peers after this long (how often one is served
+    #: again is ``serving.ServingLimits.repeat_ms``).
     catch_up_retry_ms: int = 1_000
-    #: Final blocks a peer sends in answer to one request (see ``serving.py``); twice
-    #: as many are held while applying.
+    #: Final blocks expected in answer to one request (a server sends at most
+    #: ``serving.ServingLimits.batch``); twice as many are held while applying.
     catch_up_batch: int = 16
     #: Equivocation evidence kept for the node to report.
     max_evidence: int = 1_024
