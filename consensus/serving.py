@@ -24,6 +24,7 @@ faster than its share for a while.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 
@@ -82,6 +83,23 @@ class BlockServer:
             return range(0)
         self._last_request[peer] = (start, now_ms)
         return range(start, min(final_height, start + self.limits.batch - 1) + 1)
+
+    def answer(
+        self, peer: int, start: int, final_height: int, now_ms: int, read: Callable[[int], bytes | None]
+    ) -> Iterator[tuple[int, bytes]]:
+        """The final blocks for ``peer``, which asks from ``start`` on, as (height, bytes):
+        ``read(height)`` gives a stored block's message bytes (None: not stored), and is
+        called only while the peer has budget; every block read is charged. The answer
+        ends at the batch, the answer's size, the budget or the first block not stored."""
+        sent = 0
+        for height in self.heights(peer, start, final_height, now_ms):
+            if not self.has_budget(peer, now_ms):
+                return
+            data = read(height)
+            if data is None or not self.take(peer, len(data), sent_in_answer=sent, now_ms=now_ms):
+                return
+            sent += len(data)
+            yield height, data
 
     def has_budget(self, peer: int, now_ms: int) -> bool:
         """Whether ``peer`` may have anything now: checked before a block is even read, so

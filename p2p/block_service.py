@@ -43,20 +43,14 @@ class BlockService:
     async def serve(self, peer: bytes, peer_index: int, start: int, now_ms: int) -> int:
         """Send ``peer`` (validator ``peer_index``) final blocks from ``start`` on; returns
         how many went out (0 when the request repeats, is out of range or over budget)."""
-        sent_bytes = 0
         sent = 0
-        for height in self.server.heights(peer_index, start, self._source.height, now_ms):
-            if not self.server.has_budget(peer_index, now_ms):
-                break
-            block = self._source.load_block_bytes(height)
-            certificate = self._source.load_certificate_bytes(height)
-            if block is None or certificate is None:
-                break
-            data = encode_final_block(block, certificate)
-            if not self.server.take(peer_index, len(data), sent_in_answer=sent_bytes, now_ms=now_ms):
-                break
+        for _, data in self.server.answer(peer_index, start, self._source.height, now_ms, self._read):
             if not await self._send(peer, data):
                 break
-            sent_bytes += len(data)
             sent += 1
         return sent
+
+    def _read(self, height: int) -> bytes | None:
+        block = self._source.load_block_bytes(height)
+        certificate = self._source.load_certificate_bytes(height)
+        return None if block is None or certificate is None else encode_final_block(block, certificate)

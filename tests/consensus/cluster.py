@@ -113,17 +113,15 @@ class Cluster:
 
     def serve(self, index: int, peer: int, start: int) -> None:
         """What a node's driver does for a peer that is behind: final blocks, within budget."""
-        ledger, server = self.ledgers[index], self.servers[index]
-        sent = 0
-        for height in server.heights(peer, start, ledger.final_height(), self.now):
-            if not server.has_budget(peer, self.now):
-                break
+        ledger = self.ledgers[index]
+
+        def read(height: int) -> bytes | None:
+            final = ledger.load_final_block(height)
+            return None if final is None else final.block.encode()
+
+        for height, _ in self.servers[index].answer(peer, start, ledger.final_height(), self.now, read):
             final = ledger.load_final_block(height)
             assert final is not None
-            size = len(final.block.encode())
-            if not server.take(peer, size, sent_in_answer=sent, now_ms=self.now):
-                break
-            sent += size
             self.queue.append((index, peer, final))
 
     def deliver(self, receiver: int, message: Message, *, sender: int | None = None) -> list[Action]:

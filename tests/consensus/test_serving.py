@@ -11,15 +11,7 @@ MIB = 1024 * 1024
 
 def answer(server: BlockServer, peer: int, start: int, final: int, now_ms: int, size: int) -> list[int]:
     """The heights a driver would send, blocks of ``size`` bytes each."""
-    sent, heights = 0, []
-    for height in server.heights(peer, start, final, now_ms):
-        if not server.has_budget(peer, now_ms):
-            break
-        if not server.take(peer, size, sent_in_answer=sent, now_ms=now_ms):
-            break
-        sent += size
-        heights.append(height)
-    return heights
+    return [height for height, _ in server.answer(peer, start, final, now_ms, lambda height: bytes(size))]
 
 
 def test_an_answer_is_a_batch_from_the_start_height() -> None:

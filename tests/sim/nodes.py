@@ -119,19 +119,12 @@ class SimNode:
     def serve(self, to: int, start: int, now_ms: int) -> list[tuple[Destination, bytes]]:
         """What the driver sends validator ``to``, behind at ``start``: stored final blocks
         as their own bytes, within ``to``'s budget, as the node does."""
-        answers: list[tuple[Destination, bytes]] = []
-        sent = 0
-        for height in self.server.heights(to, start, self.ledger.final_height(), now_ms):
-            if not self.server.has_budget(to, now_ms):
-                break
+        def read(height: int) -> bytes | None:
             final = self.ledger.load_final_block(height)
-            assert final is not None
-            data = encode_final_block(final.block.encode(), final.certificate.encode())
-            if not self.server.take(to, len(data), sent_in_answer=sent, now_ms=now_ms):
-                break
-            sent += len(data)
-            answers.append((self.instances[to], data))
-        return answers
+            return None if final is None else encode_final_block(final.block.encode(), final.certificate.encode())
+
+        answer = self.server.answer(to, start, self.ledger.final_height(), now_ms, read)
+        return [(self.instances[to], data) for _, data in answer]
 
     def route(self, message: Message, to: int | None, now_ms: int) -> Sequence[tuple[Destination, Message]]:
         """What actually leaves this node for a Broadcast (``to`` None) or a Send to a
