@@ -266,7 +266,7 @@ class Replica(ViewChangeRules):
             if isinstance(message, NewView):
                 return self.on_new_view(message, now_ms, origin)
             if isinstance(message, BlockRequest):
-                return self._serve(message.requester, message.height)
+                return self._on_block_request(message, origin)
             if isinstance(message, Status):
                 return self._on_status(message, now_ms, origin)
             return self._on_final_block(message)
@@ -298,9 +298,20 @@ class Replica(ViewChangeRules):
                 raise AssertionError("CommitBlock must be the last action")
         return actions
 
+    def _on_block_request(self, request: BlockRequest, origin: int | None) -> list[Action]:
+        """Final blocks go to the requester named inside; only that validator may ask. (The
+        node answers these in the requester's link task, with the same rule, and never
+        passes them here.)"""
+        if origin is not None and origin != request.requester:
+            raise InvalidMessage(f"block request names validator {request.requester}, delivered by validator {origin}")
+        return self._serve(request.requester, request.height)
+
     def _defer(self, message: Message, now_ms: int, origin: int | None) -> list[Action]:
         if isinstance(message, BlockRequest):
-            return self._serve(message.requester, message.height)
+            try:
+                return self._on_block_request(message, origin)
+            except Invalid as error:
+                return self._refused(error, origin)
         if len(self.deferred) < self.config.max_deferred:
             self.deferred.append((message, origin))
         return []

@@ -335,6 +335,9 @@ def test_block_request_is_left_to_the_driver_to_serve() -> None:
     final = cluster.heights()[0]
     assert cluster.replicas[0].receive(BlockRequest(final + 1, 3), cluster.now) == []
     assert cluster.replicas[0].receive(BlockRequest(1, 0), cluster.now) == []
+    # Only the validator named as requester may ask: another one's request is refused for cause.
+    assert cluster.replicas[0].receive(BlockRequest(1, 3), cluster.now, origin=3) == [ServeBlocks(3, 1)]
+    assert cluster.replicas[0].receive(BlockRequest(1, 3), cluster.now, origin=2) == [Misbehaviour(2, "invalid_message")]
 
 
 def test_view_change_from_a_replica_behind_is_answered_with_blocks() -> None:
