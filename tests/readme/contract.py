@@ -50,9 +50,10 @@ the ``mura`` command's default node (``MURA_RPC``) to validator 0; absolute path
 ``/tmp/`` to the same paths under the working directory. Each matched output also
 teaches substitutions: a full address, hash or key the README shows -> the one the run
 printed, and an integer shown as a block height (after ``block`` or ``height``, or under a
-``height``/``block_height`` key) -> the height printed. Later commands and requests use
-them, and ``PREFIX...`` in a command stands for the one learned value starting with
-``PREFIX``; so a README session that makes a key and then pays its address runs for real.
+``height``/``block_height`` key) -> the height printed (put in place of an integer that is
+an argument of its own or a JSON-RPC param, never of an option's value). Later commands and
+requests use them, and ``PREFIX...`` in a command stands for the one learned value starting with
+``PREFIX``; so README examples that make a key and then pay its address run for real.
 """
 
 from __future__ import annotations
@@ -70,10 +71,11 @@ from typing import Any
 
 NOT_RUN = re.compile(r"<!--\s*not run:\s*(?P<reason>.*?)\s*-->")
 FENCE = re.compile(r"^```(?P<language>[\w-]*)\s*$")
-HEADING = re.compile(r"^#{1,6}\s+(?P<title>.+)$")
 EXIT_COMMENT = re.compile(r"\s+#\s*exit\s+(?P<status>\d+)\s*$")
 ARROW = "→"
 ELLIPSIS = "..."
+#: Fence languages the contract checks; a block of any other is refused unless marked not run.
+LANGUAGES = ("text", "sh", "toml", "json")
 #: How long one command may run before the example counts as failed.
 COMMAND_TIMEOUT_SECONDS = 60.0
 
@@ -315,11 +317,12 @@ class Substitutions:
     def command(self, command: str) -> list[str]:
         """A README command as this run must type it."""
         words = shlex.split(self.places(command), comments=True)
-        return [self._word(word) for word in words]
+        return [self._word(word, option_value=before.startswith("-")) for before, word in zip(["", *words], words)]
 
-    def _word(self, word: str) -> str:
+    def _word(self, word: str, *, option_value: bool) -> str:
         if word.isdigit():
-            return self.heights.get(word, word)
+            # A height is an argument of its own (`mura block 20`); `--amount 20` is an amount.
+            return word if option_value else self.heights.get(word, word)
         return _VALUE.sub(lambda match: self._value(match), word)
 
     def _value(self, match: re.Match[str]) -> str:
@@ -438,7 +441,8 @@ def compare_json(shown: Any, got: Any, learned: Substitutions, path: str = "$") 
     if _is_int(shown):
         return [] if _is_int(got) else [f"{path}: expected an integer, got {got!r}"]
     if isinstance(shown, float):
-        return [] if isinstance(got, (int, float)) and not isinstance(got, bool) else [f"{path}: expected a number, got {got!r}"]
+        is_number = isinstance(got, (int, float)) and not isinstance(got, bool)
+        return [] if is_number else [f"{path}: expected a number, got {got!r}"]
     if not isinstance(got, str):
         return [f"{path}: expected text, got {got!r}"]
     if _is_word(shown) and _is_word(got):
@@ -575,8 +579,8 @@ def _check_program(program: Sequence[str], *, cwd: Path, env: Mapping[str, str])
     if not found:
         return [f"{executable}: command not found"]
     if len(program) > 2 and program[1] == "-m":
-        answer = run([executable, "-c", f"import importlib.util, sys; sys.exit(importlib.util.find_spec({program[2]!r}) is None)"],
-                     cwd=cwd, env=env)
+        finds = f"import importlib.util, sys; sys.exit(importlib.util.find_spec({program[2]!r}) is None)"
+        answer = run([executable, "-c", finds], cwd=cwd, env=env)
         if answer.status != 0:
             return [f"{executable} has no module {program[2]}"]
     return []

@@ -74,6 +74,9 @@ def test_readme_examples_run_and_print_what_it_shows(workspace: Workspace) -> No
     failures: list[str] = []
     ran = 0
     for block in readme_blocks():
+        if block.not_run is None and block.language not in contract.LANGUAGES:
+            failures.append(f"README.md:{block.line_number}: a ```{block.language} block, which the README "
+                            f"contract does not check: use one of {contract.LANGUAGES} or mark it not run")
         if block.not_run is not None or block.language not in ("text", "sh"):
             continue
         try:
