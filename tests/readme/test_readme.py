@@ -3,8 +3,13 @@ prints what the README shows, in shape (see ``contract.py`` for the conventions)
 
 A README change that breaks an example fails here; a change to the product that makes
 an example print something else fails here too, and the README is what gets fixed.
-``make testnet`` itself is what the ``testnet`` fixture does: the same generator
-(``genesis/testnet.py``), four validators as separate processes, on free ports.
+Commands that run until Ctrl-C or for minutes are marked not run in the README and
+checked through their ``--help``. ``make testnet`` itself is what the ``workspace``
+fixture does: the same generator (``genesis/testnet.py``, through ``tests/node/cluster.py``),
+four validators as separate processes, on free ports, with fast timers (empty blocks every
+200 ms). ``mura node run`` needs the testnet stopped and runs until Ctrl-C: its ``--config``
+is checked in its own help and ``--log-level`` in the node's (``python -m mura.node --help``),
+which its help refers to.
 """
 
 from __future__ import annotations
