@@ -11,8 +11,8 @@ value the README shows. What the README may contain, and how each kind is checke
   or the one a trailing shell comment states (``$ mura ... # exit 1``), and its output must
   have the shape shown (see *Shape*). A command whose output is not shown must print nothing.
 - A fenced ```` ```text ```` block of *JSON-RPC examples*: a request line, then a line
-  ``→ RESULT`` or ``→ error ERROR``. Each request is sent with the ``curl`` form the prose
-  before the block states (a code span such as ``curl -s localhost:8700 -d '...'``, the
+  ``→ RESULT`` or ``→ error ERROR``. Each request is sent with the last ``curl`` form the
+  prose before the block states (a code span such as ``curl -s localhost:8700 -d '...'``, the
   request taking the place of ``...``); the answer must be a JSON-RPC 2.0 response with
   the request's id whose ``result`` (or ``error``) has the shape shown.
 - A fenced ```` ```toml ```` block: a node config. It must load with the node's own

@@ -78,24 +78,27 @@ def test_readme_examples_run_and_print_what_it_shows(workspace: Workspace) -> No
     """Every transcript and JSON-RPC example, in README order, sharing what each one learned."""
     failures: list[str] = []
     ran = 0
+    prose = ""
     for block in readme_blocks():
+        prose += block.prose
         if block.not_run is None and block.language not in contract.LANGUAGES:
             failures.append(f"README.md:{block.line_number}: a ```{block.language} block, which the README "
                             f"contract does not check: use one of {contract.LANGUAGES} or mark it not run")
         if block.not_run is not None or block.language not in ("text", "sh"):
             continue
         try:
-            ran += _run_block(block, workspace, failures)
+            ran += _run_block(block, prose, workspace, failures)
         except contract.ContractError as error:
             failures.append(str(error))
     assert ran, "the README shows no example to run"
     assert not failures, f"{len(failures)} README example problems:\n" + "\n".join(failures)
 
 
-def _run_block(block: Block, workspace: Workspace, failures: list[str]) -> int:
-    """Run a block's examples, adding their problems to ``failures``; how many ran."""
+def _run_block(block: Block, prose: str, workspace: Workspace, failures: list[str]) -> int:
+    """Run a block's examples, adding their problems to ``failures``; how many ran. ``prose``:
+    the README's text before the block (the last ``curl`` form stated there sends requests)."""
     if contract.is_rpc_block(block):
-        template = contract.curl_template(block.prose)
+        template = contract.curl_template(prose)
         examples = contract.rpc_examples(block)
         for example in examples:
             problems = contract.check_rpc(example, template, workspace.learned, cwd=workspace.directory,
