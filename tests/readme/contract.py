@@ -606,7 +606,7 @@ def _check_make(arguments: Sequence[str], learned: Substitutions, *, cwd: Path, 
     problems = [
         f"the Makefile does not read {name}"
         for name in (argument.split("=", 1)[0] for argument in arguments if "=" in argument)
-        if not re.search(rf"\$\({re.escape(name)}\)", makefile)
+        if not re.search(rf"\$[({{]{re.escape(name)}[)}}]", makefile)
     ]
     dry = run(["make", "--no-print-directory", "-n", "-C", str(make_dir), *arguments], cwd=cwd, env=env)
     if dry.status != 0:
