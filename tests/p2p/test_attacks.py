@@ -221,7 +221,11 @@ async def test_frames_are_encrypted_on_the_wire(cluster: Cluster) -> None:
     await proxy.start()
     try:
         a = await cluster.start("a", peers="b", via={"b": proxy.port})
-        await wait_for(lambda: a.network.connected_peers() == [b.public_key], "a and b to link")
+        # Each side registers the link when its own half of the handshake ends.
+        await wait_for(
+            lambda: a.network.connected_peers() == [b.public_key] and b.network.connected_peers() == [a.public_key],
+            "a and b to link",
+        )
         secret = b"pay 1000 NAC to the mayor" * 4
         assert await a.network.send(b.public_key, "data", secret)
         assert await b.network.send(a.public_key, "data", [secret, 7])
