@@ -281,14 +281,14 @@ def read_amount(text: str, token: dict[str, Any]) -> int:
 def read_key(path: str) -> SigningKey:
     """The key in ``path``, asking for its passphrase if it is encrypted; warns (one line) when
     the file is open to other users."""
-    exposed = exposed_permissions(path)
-    if exposed is not None:
-        click.echo(f"mura: warning: key file {path} can be read or changed by {exposed}; "
-                   f"fix with: chmod 600 {shlex.quote(path)}", err=True)
     try:
-        return load_key(path, passphrase=lambda: _passphrase(path))
+        key = load_key(path, passphrase=lambda: _passphrase(path))
     except InvalidKeyFile as error:
         raise CommandError(error.message, EXIT_USAGE) from None
+    exposed = exposed_permissions(path)
+    if exposed is not None:
+        click.echo(f"mura: warning: key file {path} is {exposed}; fix with: chmod 600 {shlex.quote(path)}", err=True)
+    return key
 
 
 def _passphrase(path: str) -> str:

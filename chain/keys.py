@@ -186,14 +186,18 @@ def is_encrypted(path: Path | str) -> bool:
 
 
 def exposed_permissions(path: Path | str) -> str | None:
-    """Who other than the owner may read or write the key file at ``path`` ("group", "others",
-    "group and others"), or None when only the owner may (or the file cannot be looked at)."""
+    """What users other than the owner may do with the key file at ``path``, e.g. "readable by
+    group and others", or None when nobody else may read or write it (or it cannot be looked at)."""
     try:
         mode = os.stat(path).st_mode
     except OSError:
         return None
-    who = [name for name, bits in (("group", 0o070), ("others", 0o007)) if mode & bits & 0o066]
-    return " and ".join(who) or None
+    found = []
+    for what, bits in (("readable", (0o040, 0o004)), ("writable", (0o020, 0o002))):
+        who = [name for name, bit in zip(("group", "others"), bits) if mode & bit]
+        if who:
+            found.append(f"{what} by {' and '.join(who)}")
+    return ", ".join(found) or None
 
 
 def _associated_data(document: dict[str, object], encryption: dict[str, object]) -> bytes:
