@@ -208,7 +208,7 @@ def _associated_data(document: dict[str, object], encryption: dict[str, object])
 
 
 def _stretch(passphrase: str, salt: bytes, *, n: int, r: int, p: int) -> bytes:
-    return Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(passphrase.encode())
+    return Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(passphrase.encode("utf-8", "surrogateescape"))
 
 
 def _encrypt(document: dict[str, object], seed: bytes, passphrase: str) -> dict[str, object]:
