@@ -148,7 +148,8 @@ class _Group(click.Group):
 
 
 def _fail(line: str, exit_code: int) -> NoReturn:
-    click.echo(line, err=True)
+    # Whatever a message quotes (a path, an argument), it stays one printable line.
+    click.echo("".join(c if c.isprintable() else repr(c)[1:-1] for c in line), err=True)
     sys.exit(exit_code)
 
 
@@ -349,6 +350,15 @@ def read_block_id(text: str) -> int | str | None:
     raise CommandError(f"{quoted(text)} is neither a height, a block hash (64 hex digits) nor 'latest'", EXIT_USAGE)
 
 
+class _Path(click.Path):
+    """click's Path, refusing a NUL (which no file name holds) with a usage error instead of crashing."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and "\x00" in value:
+            self.fail(f"{quoted(value)}: a file name cannot hold a NUL character", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 class _Seconds(click.ParamType):
     """A positive, finite number of seconds, written in plain ASCII."""
 
@@ -428,7 +438,7 @@ cli.command_class = _Command
 
 
 @cli.command()
-@click.option("--out", default="mura.key", show_default=True, type=click.Path(dir_okay=False), help="Key file to write.")
+@click.option("--out", default="mura.key", show_default=True, type=_Path(dir_okay=False), help="Key file to write.")
 @click.option("--prefix", help="Address prefix for the address shown; default: ask the node.")
 @click.option("--label", default="", help="A note stored in the key file.")
 @click.option("--encrypt", is_flag=True,
@@ -448,6 +458,8 @@ def keygen(session: Session, out: str, prefix: str | None, label: str, encrypt: 
         raise CommandError(str(error), EXIT_USAGE) from None
     except OSError as error:
         raise CommandError(f"cannot write {out}: {error.strerror or error}", EXIT_USAGE) from None
+    except ValueError as error:  # a path the system refuses, such as one holding a NUL
+        raise CommandError(f"cannot write {quoted(out)}: {error}", EXIT_USAGE) from None
     address = encode_address(key.public_key, prefix) if prefix else _address_from_node(session, key.public_key)
     data = {"key_file": out, "public_key": key.public_key.hex(), "address": address, "encrypted": encrypt}
     rows: Rows = [("key file", out), ("public key", data["public_key"]), ("address", address or "-")]
@@ -767,7 +779,7 @@ def node() -> None:
 
 
 @node.command("run", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-@click.option("--config", required=True, type=click.Path(dir_okay=False), help="The node's TOML config file.")
+@click.option("--config", required=True, type=_Path(dir_okay=False), help="The node's TOML config file.")
 @click.argument("settings", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 def node_run(context: click.Context, config: str, settings: tuple[str, ...]) -> None:
@@ -778,7 +790,7 @@ def node_run(context: click.Context, config: str, settings: tuple[str, ...]) -> 
 
 
 @cli.command(cls=click.Command)
-@click.option("--dir", "directory", default="testnet", show_default=True, type=click.Path(file_okay=False))
+@click.option("--dir", "directory", default="testnet", show_default=True, type=_Path(file_okay=False))
 @click.option("--validators", default=4, show_default=True, type=click.IntRange(1, 256))
 @click.option("--run/--no-run", default=True, show_default=True, help="Run every node in the foreground.")
 @click.pass_context
