@@ -51,7 +51,7 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -96,6 +96,12 @@ _PUBLIC_KEY_HEX = re.compile(r"(?:0[xX])?[0-9a-fA-F]{64}")
 _QUOTED_MAX = 40
 
 Rows = list[tuple[str, Any]]
+
+if TYPE_CHECKING:  # click's ParamType is generic only in its newer releases
+    _SecondsBase = click.ParamType[float]
+    _NonceBase = click.ParamType[int]
+else:
+    _SecondsBase = _NonceBase = click.ParamType
 
 
 class CommandError(Exception):
@@ -297,7 +303,7 @@ def _passphrase(path: str) -> str:
     if PASSPHRASE_VARIABLE in os.environ:
         return os.environ[PASSPHRASE_VARIABLE]
     try:
-        return str(click.prompt(f"Passphrase for {path}", hide_input=True, err=True))
+        return str(click.prompt(f"Passphrase for {path}", hide_input=_terminal(), err=True))
     except click.Abort:
         raise CommandError(f"key file {path} is encrypted and no passphrase was given "
                            f"(type it when asked, or set {PASSPHRASE_VARIABLE})", EXIT_USAGE) from None
@@ -311,10 +317,19 @@ def _new_passphrase() -> str:
             raise CommandError(f"{PASSPHRASE_VARIABLE} is empty; a passphrase needs at least one character", EXIT_USAGE)
         return text
     try:
-        return str(click.prompt("Passphrase for the new key", hide_input=True, confirmation_prompt=True, err=True))
+        return str(click.prompt("Passphrase for the new key", hide_input=_terminal(), confirmation_prompt=True, err=True))
     except click.Abort:
         raise CommandError(f"no passphrase given (type it twice when asked, or set {PASSPHRASE_VARIABLE}); "
                            "no key written", EXIT_USAGE) from None
+
+
+def _terminal() -> bool:
+    """Whether input comes from a terminal: there a passphrase is typed unseen; from a pipe it is
+    read as a line (nothing echoes it, and getpass would only warn that it cannot hide it)."""
+    try:
+        return sys.stdin.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def read_address(text: str, prefix: str) -> bytes:
@@ -359,7 +374,7 @@ class _Path(click.Path):
         return super().convert(value, param, ctx)
 
 
-class _Seconds(click.ParamType):
+class _Seconds(_SecondsBase):
     """A positive, finite number of seconds, written in plain ASCII."""
 
     name = "seconds"
@@ -379,7 +394,7 @@ class _Seconds(click.ParamType):
         return seconds
 
 
-class _Nonce(click.ParamType):
+class _Nonce(_NonceBase):
     """A transaction nonce: a whole number from 0 to 2^64 - 1."""
 
     name = "n"
