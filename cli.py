@@ -572,7 +572,7 @@ def _submit(
         if wait:
             shown = _wait_final(session, transaction, timeout=timeout, step=wait_step)
             shown["status"] = "final"
-    session.show(shown, transaction_rows(shown, status["token"]))
+        session.show(shown, transaction_rows(shown, status["token"]))
 
 
 def _send(session: Session, transaction: Transaction, status: dict[str, Any]) -> None:
