@@ -162,8 +162,12 @@ def test_odd_input_to_every_other_command(mura: Mura, tmp_path_factory: pytest.T
                                           value: str) -> None:
     name, *option = command.split()
     if name == "keygen":
-        out = ["--out", str(tmp_path_factory.mktemp("keygen") / "k.key")] if option != ["--out"] else []
-        arguments = [name, *out, *option, value] + (["--prefix", "tnac"] if option == ["--out"] else [])
+        # Whatever --out names is written inside a directory of this test's own, never elsewhere.
+        directory = tmp_path_factory.mktemp("keygen")
+        if option == ["--out"]:
+            arguments = [name, "--prefix", "tnac", "--out", str(directory / value.replace("/", "_").lstrip("."))]
+        else:
+            arguments = [name, "--out", str(directory / "k.key"), *option, value]
         allowed = {0, 1, 2, 3}
     elif name == "testnet":
         arguments = [name, "--no-run", "--dir", str(tmp_path_factory.mktemp("net")), *option, value]
