@@ -19,10 +19,9 @@ from pathlib import Path
 import pytest
 
 from cluster import Cluster, FAST_CONSENSUS, wait_for
-from mura.chain.keys import PASSPHRASE_VARIABLE, load_key, save_key
-from mura.cli import EXIT_OUTCOME_UNKNOWN, EXIT_REFUSED, EXIT_USAGE, _describe_drop, _describe_refusal
-from mura.chain.keys import SigningKey
-from mura.chain.transaction import Transfer, sign_transaction
+from mura.chain.keys import PASSPHRASE_VARIABLE, SigningKey, load_key, save_key
+from mura.chain.transaction import Transaction, Transfer, sign_transaction
+from mura.cli import EXIT_OUTCOME_UNKNOWN, EXIT_REFUSED, EXIT_USAGE, Session, _describe_drop, _describe_refusal
 from mura.rpc.client import RemoteError
 
 from .conftest import Mura
@@ -118,7 +117,7 @@ def test_nonce_signs_with_the_nonce_given(mura: Mura, tmp_path: Path) -> None:
 # --- wording of refusals and drops ------------------------------------------------------------------------
 
 
-def _transfer(amount: int, nonce: int = 4) -> object:
+def _transfer(amount: int, nonce: int = 4) -> Transaction:
     key = SigningKey.from_private_bytes(bytes(range(32)))
     return sign_transaction(key, chain_id="test-1", nonce=nonce, body=Transfer(bytes(32), amount))
 
@@ -128,25 +127,29 @@ def test_an_overspend_mentions_pending_transactions_only_when_there_are_some() -
         data = {"rule": "pending_spend_exceeds_balance", "message": "...", "balance": 300, "pending_spend": pending_spend}
         return RemoteError("tx_submit", -32010, "Transaction refused", data)
 
-    alone = _describe_refusal(refusal(500), _transfer(500), NAC)  # type: ignore[arg-type]
+    alone = _describe_refusal(refusal(500), _transfer(500), NAC)
     assert alone == ("transaction refused (pending_spend_exceeds_balance): the transfer of 500 (5.00 NAC) exceeds "
                      "the final balance of 300 (3.00 NAC)")
-    behind = _describe_refusal(refusal(700), _transfer(500), NAC)  # type: ignore[arg-type]
+    behind = _describe_refusal(refusal(700), _transfer(500), NAC)
     assert behind == ("transaction refused (pending_spend_exceeds_balance): the transfer of 500 (5.00 NAC) and "
                       "200 (2.00 NAC) already pending from this account exceed the final balance of 300 (3.00 NAC)")
 
 
 def test_a_dropped_transaction_says_how_to_replace_it(mura: Mura) -> None:
-    from mura.cli import Session
-
     transaction = _transfer(5, nonce=7)
     dropped = RemoteError("tx_wait", -32023, "Transaction dropped", {
-        "transaction_hash": "0x" + transaction.hash.hex(), "rule": "supply_overflow",  # type: ignore[attr-defined]
+        "transaction_hash": "0x" + transaction.hash.hex(), "rule": "supply_overflow",
         "message": "the supply would exceed its maximum"})
-    line = _describe_drop(Session(mura.url, as_json=False), dropped, transaction)  # type: ignore[arg-type]
-    assert line == (f"transaction 0x{transaction.hash.hex()} was dropped (supply_overflow): the supply would exceed "  # type: ignore[attr-defined]
+    line = _describe_drop(Session(mura.url, as_json=False), dropped, transaction)
+    assert line == (f"transaction 0x{transaction.hash.hex()} was dropped (supply_overflow): the supply would exceed "
                     "its maximum; it will not become final. Resubmitting with --nonce 7 (the same nonce) replaces "
                     "it safely")
+    replaced = RemoteError("tx_wait", -32023, "Transaction dropped", {
+        "transaction_hash": "0x" + transaction.hash.hex(), "rule": "replaced", "message": "replaced",
+        "replaced_by": "0x" + "cd" * 32})
+    line = _describe_drop(Session(mura.url, as_json=False), replaced, transaction)
+    assert line.endswith(f"another transaction with nonce 7 replaced it: check with: mura --rpc {mura.url} tx 0x"
+                         + "cd" * 32)
 
 
 # --- a node of its own: short tx_wait ceiling, encrypted validator key --------------------------------------
