@@ -200,6 +200,9 @@ def _pending_send(mura: Mura, tmp_path: Path) -> tuple[subprocess.Popen[str], st
         [str(MURA), "--rpc", mura.url, "send", "--key", str(key_file), "--to", alice, "--amount", "1", "--nonce",
          str(gap), "--wait", "--timeout", "60"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # A shell runs background jobs with SIGINT ignored, and children inherit that: restore it, so
+        # that Ctrl-C reaches the command as it would in a terminal.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     wait_for(lambda: mura.json("balance", alice)["pending"] == 1, "the transaction to be pending")
     return process, alice
