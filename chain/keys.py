@@ -1,7 +1,26 @@
 """Ed25519 keys, signatures, hashing and key files.
 
 An account is an Ed25519 public key (32 raw bytes). Key files are JSON and are
-written with owner-only permissions (0600), since they hold the private key.
+written with owner-only permissions (0600), since they hold the private key::
+
+    {"type": "ed25519", "version": 1, "label": "...", "public_key": "<64 hex>",
+     "private_key": "<64 hex>"}
+
+A key file may instead hold its private key encrypted under a passphrase: no
+``private_key``, but ``encrypted_private_key`` (hex) and ``encryption``::
+
+    {"kdf": "scrypt", "n": 32768, "r": 8, "p": 1, "salt": "<32 hex>",
+     "cipher": "chacha20-poly1305", "nonce": "<24 hex>"}
+
+The passphrase goes through scrypt (n=2^15, r=8, p=1: 32 MiB of memory and
+about a quarter to half a second on a small machine, so each guess costs an
+attacker as much) into a 32-byte key for ChaCha20-Poly1305. The associated data
+binds the type, version, label, public key and scrypt parameters, so none of them
+can be changed without the file failing to open. Files without ``version`` (the
+first format) are version 1 and load as before.
+
+Whoever loads an encrypted key without giving a passphrase (the node, which runs
+unattended) reads it from the environment variable ``MURA_KEY_PASSPHRASE``.
 """
 
 from __future__ import annotations
@@ -10,18 +29,38 @@ import hashlib
 import json
 import os
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from mura.chain.errors import InvalidKeyFile
 
 PUBLIC_KEY_SIZE = 32
 SIGNATURE_SIZE = 64
 HASH_SIZE = 32
+#: The key file format written by ``save_key``; files without a version are version 1.
+KEY_FILE_VERSION = 1
+#: The environment variable an encrypted key file's passphrase is read from when none is given.
+PASSPHRASE_VARIABLE = "MURA_KEY_PASSPHRASE"
+#: scrypt's cost for new encrypted key files: 2^15 blocks of 128 * r bytes (32 MiB).
+SCRYPT_N = 2**15
+SCRYPT_R = 8
+SCRYPT_P = 1
+#: The most scrypt work a key file may ask for (2^20 * 128 * 8 bytes = 1 GiB); a file asking
+#: more is refused, so a crafted key file cannot make a loader exhaust memory.
+_SCRYPT_MAX_N = 2**20
+_SCRYPT_MAX_R = 32
+_SCRYPT_MAX_P = 16
+_SALT_SIZE = 16
+_NONCE_SIZE = 12
+
+#: A passphrase given directly, or asked for only when the key file turns out to be encrypted.
+Passphrase = str | Callable[[], str]
 
 
 def sha256(data: bytes) -> bytes:
@@ -63,14 +102,21 @@ class SigningKey:
         return self.private_key.sign(message)
 
 
-def save_key(path: Path | str, key: SigningKey, *, label: str = "") -> None:
-    """Write ``key`` to ``path`` readable by the owner only; refuses to overwrite."""
-    document = {
+def save_key(path: Path | str, key: SigningKey, *, label: str = "", passphrase: str | None = None) -> None:
+    """Write ``key`` to ``path`` readable by the owner only; refuses to overwrite.
+
+    With a ``passphrase``, the private key is stored encrypted (see the module's docstring).
+    """
+    document: dict[str, object] = {
         "type": "ed25519",
+        "version": KEY_FILE_VERSION,
         "label": label,
         "public_key": key.public_key.hex(),
-        "private_key": key.private_bytes().hex(),
     }
+    if passphrase is None:
+        document["private_key"] = key.private_bytes().hex()
+    else:
+        document.update(_encrypt(document, key.private_bytes(), passphrase))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():
@@ -95,8 +141,12 @@ def save_key(path: Path | str, key: SigningKey, *, label: str = "") -> None:
         os.close(directory)
 
 
-def load_key(path: Path | str) -> SigningKey:
-    """Read a key file written by ``save_key``; any problem is an ``InvalidKeyFile``."""
+def load_key(path: Path | str, *, passphrase: Passphrase | None = None) -> SigningKey:
+    """Read a key file written by ``save_key``; any problem is an ``InvalidKeyFile``.
+
+    An encrypted key file is opened with ``passphrase`` (a string, or a function asked
+    only when the file is encrypted), or else with ``MURA_KEY_PASSPHRASE``.
+    """
     path = Path(path)
     try:
         document = json.loads(path.read_text())
@@ -106,13 +156,111 @@ def load_key(path: Path | str) -> SigningKey:
         raise InvalidKeyFile(f"key file {path} is unreadable: {error}", path=str(path)) from None
     if not isinstance(document, dict) or document.get("type") != "ed25519":
         raise InvalidKeyFile(f"key file {path} is not an ed25519 key file", path=str(path))
+    version = document.get("version", 1)
+    if version != KEY_FILE_VERSION:
+        raise InvalidKeyFile(f"key file {path} has version {version!r}; this version of mura reads version 1",
+                             path=str(path))
+    if "encryption" in document:
+        seed = _decrypt(path, document, passphrase)
+    else:
+        try:
+            seed = bytes.fromhex(document["private_key"])
+        except (KeyError, TypeError, ValueError):
+            raise InvalidKeyFile(f"key file {path}: private_key must be 64 hex characters", path=str(path)) from None
     try:
-        key = SigningKey.from_private_bytes(bytes.fromhex(document["private_key"]))
-    except (KeyError, TypeError, ValueError):
+        key = SigningKey.from_private_bytes(seed)
+    except ValueError:
         raise InvalidKeyFile(f"key file {path}: private_key must be 64 hex characters", path=str(path)) from None
     if document.get("public_key") not in (None, key.public_key.hex()):
         raise InvalidKeyFile(f"key file {path}: public_key does not match private_key", path=str(path))
     return key
+
+
+def is_encrypted(path: Path | str) -> bool:
+    """True when ``path`` is a key file whose private key is encrypted (False if it cannot be read)."""
+    try:
+        document = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(document, dict) and "encryption" in document
+
+
+def exposed_permissions(path: Path | str) -> str | None:
+    """What users other than the owner may do with the key file at ``path``, e.g. "readable by
+    group and others", or None when nobody else may read or write it (or it cannot be looked at)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    found = []
+    for what, bits in (("readable", (0o040, 0o004)), ("writable", (0o020, 0o002))):
+        who = [name for name, bit in zip(("group", "others"), bits) if mode & bit]
+        if who:
+            found.append(f"{what} by {' and '.join(who)}")
+    return ", ".join(found) or None
+
+
+def _associated_data(document: dict[str, object], encryption: dict[str, object]) -> bytes:
+    """What the ciphertext is bound to: every field but the ciphertext and its nonce."""
+    bound = [document.get("type"), document.get("version", 1), document.get("label"), document.get("public_key")]
+    bound += [encryption.get(name) for name in ("kdf", "n", "r", "p", "salt", "cipher")]
+    return json.dumps(bound, separators=(",", ":")).encode()
+
+
+def _stretch(passphrase: str, salt: bytes, *, n: int, r: int, p: int) -> bytes:
+    return Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(passphrase.encode("utf-8", "surrogateescape"))
+
+
+def _encrypt(document: dict[str, object], seed: bytes, passphrase: str) -> dict[str, object]:
+    salt, nonce = os.urandom(_SALT_SIZE), os.urandom(_NONCE_SIZE)
+    encryption: dict[str, object] = {
+        "kdf": "scrypt", "n": SCRYPT_N, "r": SCRYPT_R, "p": SCRYPT_P, "salt": salt.hex(),
+        "cipher": "chacha20-poly1305", "nonce": nonce.hex(),
+    }
+    key = _stretch(passphrase, salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P)
+    sealed = ChaCha20Poly1305(key).encrypt(nonce, seed, _associated_data(document, encryption))
+    return {"encryption": encryption, "encrypted_private_key": sealed.hex()}
+
+
+def _decrypt(path: Path, document: dict[str, object], passphrase: Passphrase | None) -> bytes:
+    encryption = document["encryption"]
+    try:
+        if not isinstance(encryption, dict) or (encryption.get("kdf"), encryption.get("cipher")) != (
+            "scrypt", "chacha20-poly1305"
+        ):
+            raise ValueError("only scrypt with chacha20-poly1305 is known")
+        n, r, p = (encryption[name] for name in ("n", "r", "p"))
+        if not all(type(value) is int for value in (n, r, p)):
+            raise ValueError("n, r and p must be integers")
+        if not (2 <= n <= _SCRYPT_MAX_N and n & (n - 1) == 0 and 1 <= r <= _SCRYPT_MAX_R and 1 <= p <= _SCRYPT_MAX_P):
+            raise ValueError(f"scrypt parameters beyond n<=2^20 (a power of 2), r<={_SCRYPT_MAX_R}, p<={_SCRYPT_MAX_P}")
+        salt, nonce = bytes.fromhex(encryption["salt"]), bytes.fromhex(encryption["nonce"])
+        sealed = bytes.fromhex(str(document["encrypted_private_key"]))
+        if len(nonce) != _NONCE_SIZE or len(salt) < 8:
+            raise ValueError("salt or nonce of the wrong length")
+    except (KeyError, TypeError, ValueError) as error:
+        raise InvalidKeyFile(f"key file {path}: bad encryption fields ({error})", path=str(path)) from None
+    text = _passphrase_for(path, passphrase)
+    try:
+        key = _stretch(text, salt, n=n, r=r, p=p)
+        return ChaCha20Poly1305(key).decrypt(nonce, sealed, _associated_data(document, encryption))
+    except InvalidTag:
+        raise InvalidKeyFile(f"wrong passphrase for key file {path} (or the file was altered)",
+                             path=str(path), reason="wrong_passphrase") from None
+    except MemoryError:
+        raise InvalidKeyFile(f"key file {path}: not enough memory for its scrypt parameters", path=str(path)) from None
+
+
+def _passphrase_for(path: Path, passphrase: Passphrase | None) -> str:
+    if isinstance(passphrase, str):
+        return passphrase
+    if passphrase is not None:
+        return passphrase()
+    text = os.environ.get(PASSPHRASE_VARIABLE)
+    if text is None:
+        raise InvalidKeyFile(f"key file {path} is encrypted: set {PASSPHRASE_VARIABLE} to its passphrase",
+                             path=str(path), reason="passphrase_missing")
+    return text
 
 
 class SignatureCache:

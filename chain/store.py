@@ -327,9 +327,18 @@ def _open(path: Path, what: str) -> plyvel.DB:
     try:
         return plyvel.DB(str(path), create_if_missing=True)
     except plyvel.IOError as error:
-        raise StoreError(f"cannot open the {what} at {path}: {error} (is another node using it?)") from None
+        reason = _reason(error)
+        if "lock" in reason.lower() and "LOCK" in reason:
+            raise StoreError(f"another process is using {path} (LevelDB LOCK held); stop it first") from None
+        raise StoreError(f"cannot open the {what} at {path}: {reason}") from None
     except plyvel.CorruptionError as error:
-        raise StoreError(f"the {what} at {path} is corrupted: {error}") from None
+        raise StoreError(f"the {what} at {path} is corrupted: {_reason(error)}") from None
+
+
+def _reason(error: Exception) -> str:
+    """LevelDB's message as text: plyvel gives it as bytes."""
+    message = error.args[0] if error.args else error
+    return message.decode(errors="replace") if isinstance(message, bytes) else str(message)
 
 
 class VoteStore:

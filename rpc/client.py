@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import socket
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -20,6 +21,10 @@ from typing import Any
 
 DEFAULT_URL = "http://127.0.0.1:8700"
 DEFAULT_TIMEOUT_SECONDS = 10.0
+#: JSON-RPC error code of a transaction the node dropped from its mempool (never final there).
+TRANSACTION_DROPPED = -32023
+#: Failures that happen before a request leaves this machine: it certainly did not arrive.
+_NOT_SENT = (ConnectionRefusedError, socket.gaierror)
 
 
 class RpcClientError(Exception):
@@ -27,7 +32,16 @@ class RpcClientError(Exception):
 
 
 class NodeUnreachable(RpcClientError):
-    """No HTTP answer came from the node: refused, timed out, or not an HTTP server."""
+    """No HTTP answer came from the node: refused, timed out, or not an HTTP server.
+
+    ``may_have_arrived`` is False only when the request certainly never reached the node
+    (the connection was refused, or the host has no address); after a timeout or a reset
+    the node may have received the request, and acted on it.
+    """
+
+    def __init__(self, message: str, *, may_have_arrived: bool = True) -> None:
+        super().__init__(message)
+        self.may_have_arrived = may_have_arrived
 
 
 class BadResponse(RpcClientError):
@@ -59,6 +73,12 @@ class RemoteError(RpcClientError):
             return f"no final block {asked}; the chain's head is at height {data.get('head')}"
         if self.code in (-32021, -32030):
             return self._describe_not_final(data)
+        if self.code == TRANSACTION_DROPPED:
+            replaced = f" by {data['replaced_by']}" if data.get("replaced_by") else ""
+            return (
+                f"transaction {data.get('transaction_hash')} was dropped ({data.get('rule')}{replaced}): "
+                f"{data.get('message')}"
+            )
         if self.code == -32601:
             return f"the node does not serve {self.method}: is it an older version?"
         detail = f": {json.dumps(self.data)}" if self.data is not None else ""
@@ -80,9 +100,15 @@ class RpcClient:
 
     def __init__(self, url: str = DEFAULT_URL, *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
         """``ValueError`` unless ``url`` is an ``http://`` or ``https://`` URL with a host."""
-        parts = urllib.parse.urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"the node's URL must look like http://HOST:PORT, got {url!r}")
+        shape = f"the node's URL must look like http://HOST:PORT, got {url[:60]!r}"
+        try:
+            parts = urllib.parse.urlsplit(url)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+            (parts.hostname or "").encode("idna")
+        except ValueError:  # UnicodeError is one
+            raise ValueError(shape) from None
+        if parts.scheme not in ("http", "https") or not parts.hostname or not url.isprintable() or " " in url:
+            raise ValueError(shape)
         self.url = url if url.endswith("/") else url + "/"
         self.timeout = timeout
         self._ids = itertools.count(1)
@@ -107,11 +133,18 @@ class RpcClient:
                 return text
             raise BadResponse(f"the node at {self.url} answered HTTP {error.code} with no body") from None
         except urllib.error.URLError as error:
-            raise NodeUnreachable(f"cannot reach the node at {self.url}: {_reason(error.reason)}") from None
+            raise NodeUnreachable(
+                f"cannot reach the node at {self.url}: {_reason(error.reason)}",
+                may_have_arrived=not isinstance(error.reason, _NOT_SENT),
+            ) from None
+        except ValueError as error:  # http.client's InvalidURL: refused before anything was sent
+            raise NodeUnreachable(f"cannot call the node at {self.url}: {error}", may_have_arrived=False) from None
         except TimeoutError:
             raise NodeUnreachable(f"the node at {self.url} did not answer within {timeout:g} s") from None
         except OSError as error:
-            raise NodeUnreachable(f"cannot reach the node at {self.url}: {_reason(error)}") from None
+            raise NodeUnreachable(
+                f"cannot reach the node at {self.url}: {_reason(error)}", may_have_arrived=not isinstance(error, _NOT_SENT)
+            ) from None
 
 
 def _params(params: Sequence[Any] | Mapping[str, Any]) -> list[Any] | dict[str, Any]:

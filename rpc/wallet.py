@@ -6,7 +6,8 @@
   and refuses a bare ``12.50`` rather than guess which was meant.
 - Signing: ``sign_with_next_nonce`` signs for whichever network the node runs
   (its chain id from ``chain_status``), with the nonce the node expects next
-  counting what is already pending there.
+  counting what is already pending there; ``sign_with_nonce`` with a nonce
+  the caller chose, to replace a pending transaction.
 """
 
 from __future__ import annotations
@@ -16,11 +17,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from mura.chain.address import encode_address
+from mura.chain.codec import MAX_INT
 from mura.chain.keys import SigningKey
 from mura.chain.transaction import Body, Transaction, sign_transaction
 from mura.rpc.client import RpcClient
 
 _AMOUNT = re.compile(r"([0-9]+)(?:\.([0-9]+))?\s*([A-Za-z][A-Za-z0-9]*)?")
+#: Longer amount text is refused before any parsing: 2^64 has 20 digits, so with a
+#: symbol and decimals an amount fits well within this.
+_MAX_AMOUNT_TEXT = 100
 
 
 class AmountError(ValueError):
@@ -28,11 +33,15 @@ class AmountError(ValueError):
 
 
 def parse_amount(text: str, token: Mapping[str, Any]) -> int:
-    """Smallest units from ``1250`` or from whole tokens written ``12.50NAC``; refuses anything else."""
+    """Smallest units from ``1250`` or from whole tokens written ``12.50NAC``; refuses anything else,
+    and anything above the chain's largest amount (``2^64 - 1`` smallest units)."""
     symbol, decimals = str(token["symbol"]), int(token["decimals"])
+    shape = f"amounts are digits, optionally with the token symbol, like 1000 or 12.50{symbol}"
+    if len(text) > _MAX_AMOUNT_TEXT:
+        raise AmountError(f"amount of {len(text)} characters: {shape}")
     match = _AMOUNT.fullmatch(text.strip())
     if match is None:
-        raise AmountError(f"amount {text!r} is not a whole number of smallest units nor like 12.50{symbol}")
+        raise AmountError(f"{text!r}: {shape}")
     whole, fraction, given_symbol = match.groups()
     if given_symbol is None:
         if fraction is not None:
@@ -40,6 +49,8 @@ def parse_amount(text: str, token: Mapping[str, Any]) -> int:
         units = int(whole)
     else:
         if given_symbol.upper() != symbol.upper():
+            if re.fullmatch(r"[eE][0-9]*", given_symbol):
+                raise AmountError(f"{text}: {shape} (no exponents)")
             raise AmountError(f"amount {text!r}: this network's token is {symbol}")
         fraction = fraction or ""
         if len(fraction) > decimals:
@@ -47,7 +58,13 @@ def parse_amount(text: str, token: Mapping[str, Any]) -> int:
         units = int(whole) * 10**decimals + int(fraction.ljust(decimals, "0") or "0")
     if units < 1:
         raise AmountError(f"amount {text!r}: must be at least 1 smallest unit")
+    if units > MAX_INT:
+        raise AmountError(f"amount {_shorten(text)}: the most an amount can be is {MAX_INT} smallest units")
     return units
+
+
+def _shorten(text: str) -> str:
+    return repr(text) if len(text) <= 40 else repr(text[:20] + "..." + text[-8:])
 
 
 def format_amount(units: int, token: Mapping[str, Any]) -> str:
@@ -63,4 +80,10 @@ def sign_with_next_nonce(client: RpcClient, key: SigningKey, body: Body, status:
     with the nonce the node expects next (``account_get``'s ``next_nonce``)."""
     sender = encode_address(key.public_key, str(status["address_prefix"]))
     nonce = client.call("account_get", [sender])["next_nonce"]
-    return sign_transaction(key, chain_id=str(status["chain_id"]), nonce=int(nonce), body=body)
+    return sign_with_nonce(key, body, status, nonce=int(nonce))
+
+
+def sign_with_nonce(key: SigningKey, body: Body, status: Mapping[str, Any], *, nonce: int) -> Transaction:
+    """``body`` signed by ``key`` with ``nonce``: to replace a pending transaction, sign another
+    with its nonce."""
+    return sign_transaction(key, chain_id=str(status["chain_id"]), nonce=nonce, body=body)

@@ -11,7 +11,19 @@ from pathlib import Path
 import pytest
 
 from mura.chain.errors import InvalidKeyFile
-from mura.chain.keys import AttestedSignatures, SignatureCache, SigningKey, load_key, save_key, sha256, verify_signature
+from mura.chain.keys import (
+    PASSPHRASE_VARIABLE,
+    SCRYPT_N,
+    AttestedSignatures,
+    SignatureCache,
+    SigningKey,
+    exposed_permissions,
+    is_encrypted,
+    load_key,
+    save_key,
+    sha256,
+    verify_signature,
+)
 
 
 def test_sign_and_verify(keys: Callable[[str], SigningKey]) -> None:
@@ -51,6 +63,7 @@ def test_save_key_writes_owner_only(tmp_path: Path, keys: Callable[[str], Signin
     document = json.loads(path.read_text())
     assert document == {
         "type": "ed25519",
+        "version": 1,
         "label": "validator 0",
         "public_key": keys("node").public_key.hex(),
         "private_key": keys("node").private_bytes().hex(),
@@ -134,6 +147,94 @@ def test_invalid_key_file_mismatched_public_key(tmp_path: Path, keys: Callable[[
     path.write_text(json.dumps(document))
     with pytest.raises(InvalidKeyFile, match="does not match"):
         load_key(path)
+
+
+# --- encrypted key files ------------------------------------------------------------------
+
+
+def test_encrypted_key_round_trip_holds_no_private_key(tmp_path: Path, keys: Callable[[str], SigningKey]) -> None:
+    path = tmp_path / "alice.key"
+    save_key(path, keys("alice"), label="alice", passphrase="correct horse")
+    text = path.read_text()
+    assert keys("alice").private_bytes().hex() not in text and '"private_key"' not in text
+    document = json.loads(text)
+    assert (document["version"], document["public_key"]) == (1, keys("alice").public_key.hex())
+    assert document["encryption"]["kdf"] == "scrypt" and document["encryption"]["n"] == SCRYPT_N
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and is_encrypted(path)
+    asked: list[str] = []
+    loaded = load_key(path, passphrase=lambda: asked.append("asked") or "correct horse")
+    assert loaded.private_bytes() == keys("alice").private_bytes() and asked == ["asked"]
+
+
+def test_an_unencrypted_key_never_asks_for_a_passphrase(tmp_path: Path, keys: Callable[[str], SigningKey]) -> None:
+    save_key(tmp_path / "plain.key", keys("plain"))
+    assert not is_encrypted(tmp_path / "plain.key")
+    assert load_key(tmp_path / "plain.key", passphrase=lambda: pytest.fail("asked")).public_key == keys("plain").public_key
+
+
+def test_the_passphrase_comes_from_the_environment(tmp_path: Path, keys: Callable[[str], SigningKey],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "node.key"
+    save_key(path, keys("node"), passphrase="pass\udcff word")  # undecodable bytes from a command line survive
+    monkeypatch.delenv(PASSPHRASE_VARIABLE, raising=False)
+    with pytest.raises(InvalidKeyFile, match=f"^key file .*node.key is encrypted: set {PASSPHRASE_VARIABLE} to its"):
+        load_key(path)
+    monkeypatch.setenv(PASSPHRASE_VARIABLE, "wrong")
+    with pytest.raises(InvalidKeyFile, match="^wrong passphrase for key file .*node.key") as wrong:
+        load_key(path)
+    assert wrong.value.details["reason"] == "wrong_passphrase"
+    assert load_key(path, passphrase="pass\udcff word").public_key == keys("node").public_key
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("label", "someone else"), ("public_key", "00" * 32), ("version", 1.0)],
+)
+def test_an_altered_encrypted_key_file_does_not_open(tmp_path: Path, keys: Callable[[str], SigningKey],
+                                                     field: str, value: object) -> None:
+    path = tmp_path / "node.key"
+    save_key(path, keys("node"), label="node", passphrase="secret")
+    document = json.loads(path.read_text())
+    document[field] = value
+    path.write_text(json.dumps(document))
+    with pytest.raises(InvalidKeyFile, match=r"wrong passphrase .* \(or the file was altered\)"):
+        load_key(path, passphrase="secret")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [({"n": 2**30}, "scrypt parameters beyond"), ({"n": 3000}, "scrypt parameters beyond"), ({"r": 1000}, "beyond"),
+     ({"n": "32768"}, "must be integers"), ({"kdf": "md5"}, "only scrypt"), ({"nonce": "00"}, "wrong length"),
+     ({"salt": 5}, "bad encryption fields")],
+)
+def test_invalid_encryption_fields_are_refused_before_any_work(tmp_path: Path, keys: Callable[[str], SigningKey],
+                                                               change: dict[str, object], message: str) -> None:
+    path = tmp_path / "node.key"
+    document = {"type": "ed25519", "version": 1, "label": "", "public_key": keys("node").public_key.hex(),
+                "encryption": {"kdf": "scrypt", "n": 2**15, "r": 8, "p": 1, "salt": "00" * 16,
+                               "cipher": "chacha20-poly1305", "nonce": "00" * 12} | change,
+                "encrypted_private_key": "00" * 48}
+    path.write_text(json.dumps(document))
+    with pytest.raises(InvalidKeyFile, match=message):
+        load_key(path, passphrase=lambda: pytest.fail("asked for a passphrase"))
+
+
+def test_a_key_file_of_a_later_version_is_refused(tmp_path: Path, keys: Callable[[str], SigningKey]) -> None:
+    path = tmp_path / "node.key"
+    path.write_text(json.dumps({"type": "ed25519", "version": 2, "private_key": keys("node").private_bytes().hex()}))
+    with pytest.raises(InvalidKeyFile, match="has version 2; this version of mura reads version 1"):
+        load_key(path)
+
+
+def test_exposed_permissions(tmp_path: Path, keys: Callable[[str], SigningKey]) -> None:
+    path = tmp_path / "node.key"
+    save_key(path, keys("node"))
+    assert exposed_permissions(path) is None
+    path.chmod(0o644)
+    assert exposed_permissions(path) == "readable by group and others"
+    path.chmod(0o620)
+    assert exposed_permissions(path) == "writable by group"
+    assert exposed_permissions(tmp_path / "absent.key") is None
 
 
 # --- signature cache -------------------------------------------------------------------
