@@ -471,11 +471,20 @@ class Run:
     output: tuple[str, ...]
 
 
+_ASSIGNMENT = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>.*)", re.DOTALL)
+
+
 def run(words: Sequence[str], *, cwd: Path, env: Mapping[str, str]) -> Run:
-    """Run ``words`` as a user at a terminal would see it: stdout and stderr together."""
+    """Run ``words`` as a user at a terminal would see it: stdout and stderr together.
+    Leading ``NAME=value`` words set the command's environment, as in a shell."""
+    words = list(words)
+    environment = dict(env)
+    while words and (assignment := _ASSIGNMENT.fullmatch(words[0])):
+        environment[assignment.group("name")] = assignment.group("value")
+        words.pop(0)
     try:
         completed = subprocess.run(
-            list(words), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            words, cwd=cwd, env=environment, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, timeout=COMMAND_TIMEOUT_SECONDS, check=False,
         )
     except FileNotFoundError:
