@@ -636,6 +636,8 @@ def _dial_error_text(error: Exception, timeout: float) -> str:
     "Cannot connect to host ... [Connect call failed (...)]"."""
     if isinstance(error, aiohttp.ClientConnectorError):
         error = error.os_error
+    elif isinstance(error, aiohttp.ClientResponseError):
+        return f"it answered HTTP {error.status}"
     if isinstance(error, TimeoutError) and not error.errno:
         return f"no answer within {timeout:g} s"
     if isinstance(error, OSError) and error.errno and error.errno > 0:
