@@ -4,7 +4,9 @@ changes, stalls and catching up, in few enough lines to read.
 At INFO a node writes:
 
 - a final block with transactions, one line each (how long after its
-  proposal it became final, when this node took part in deciding it);
+  proposal it became final, when this node took part in deciding it), at
+  most ``block_lines`` a ``block_window`` (a busy chain makes several a
+  second; past that they are counted, and ``check`` writes the count);
   empty blocks only as a count every ``summary_every`` seconds;
 - every view change with its reason, at most ``view_change_lines`` a window
   (the rest at DEBUG and counted: see ``view_changed``);
@@ -80,6 +82,8 @@ class ProgressLog:
         stall_repeat: float = 300.0,
         view_change_lines: int = 20,
         view_change_window: float = 600.0,
+        block_lines: int = 30,
+        block_window: float = 60.0,
     ) -> None:
         self.quorum = quorum
         self.stall_after = stall_after
@@ -89,6 +93,8 @@ class ProgressLog:
         self.stall_repeat = stall_repeat
         self.view_change_lines = view_change_lines
         self.view_change_window = view_change_window
+        self.block_lines = block_lines
+        self.block_window = block_window
         #: When the last block became final here (the start, before the first).
         self.last_final = now
         #: What the last stall line said (its kind), while a stall lasts; None otherwise.
@@ -97,6 +103,10 @@ class ProgressLog:
         self._changing_since: float | None = None
         self._empty_blocks = 0
         self._summary_started = now
+        # Blocks with transactions in this window: lines written, and those only counted.
+        self._block_window_started = now
+        self._blocks_logged = 0
+        self._blocks_held: list[tuple[int, int]] = []
         self._view_changes_logged = 0
         self._view_changes_held = 0
         self._view_change_window_started = now
@@ -135,6 +145,11 @@ class ProgressLog:
         if transactions == 0:
             self._empty_blocks += 1
             return
+        self._roll_block_window(now)
+        if self._blocks_logged >= self.block_lines:
+            self._blocks_held.append((height, transactions))
+            return
+        self._blocks_logged += 1
         fields = {"event": "final_block", "height": height, "transactions": transactions, "view": view}
         if latency_ms is None:
             LOG.info("final block %d: %d transactions, view %d, fetched from a peer", height, transactions, view,
@@ -142,6 +157,21 @@ class ProgressLog:
         else:
             LOG.info("final block %d: %d transactions, view %d, %d ms after its proposal", height, transactions, view,
                      latency_ms, extra=fields | {"latency_ms": latency_ms})
+
+    def _roll_block_window(self, now: float) -> None:
+        if now - self._block_window_started < self.block_window:
+            return
+        if self._blocks_held:
+            heights = [height for height, _ in self._blocks_held]
+            transactions = sum(count for _, count in self._blocks_held)
+            LOG.info(
+                "%d more blocks with %d transactions final in the last %.0f s, heights %d to %d (not logged one by one)",
+                len(heights), transactions, now - self._block_window_started, heights[0], heights[-1],
+                extra={"event": "blocks_held", "count": len(heights), "transactions": transactions},
+            )
+        self._block_window_started = now
+        self._blocks_logged = 0
+        self._blocks_held = []
 
     def _catching_up(self, now: float, height: int, target: int) -> bool:
         """Start, report or end catching up; True while it lasts (no line for the block)."""
@@ -216,6 +246,7 @@ class ProgressLog:
     def check(self, now: float, facts: ConsensusFacts) -> None:
         """About once a second: the empty-block summary, held view changes, and stalls."""
         self._summarize_empty_blocks(now, facts.height - 1)
+        self._roll_block_window(now)
         self._roll_view_change_window(now, facts.height, facts.view)
         if facts.changing_view:
             self._changing_since = self._changing_since if self._changing_since is not None else now

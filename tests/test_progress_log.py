@@ -154,3 +154,21 @@ def test_the_json_format_carries_the_fields(lines: pytest.LogCaptureFixture) -> 
     assert (entry["event"], entry["height"], entry["transactions"], entry["view"], entry["latency_ms"]) == (
         "final_block", 3, 2, 1, 120)
     assert entry["level"] == "info" and re.fullmatch(r"[\d.]+", str(entry["time"]))
+
+
+def test_a_busy_chain_writes_at_most_thirty_block_lines_a_minute_and_counts_the_rest(
+    lines: pytest.LogCaptureFixture,
+) -> None:
+    log = progress()
+    # Four blocks a second, each with transactions, for two minutes.
+    for step in range(1, 481):
+        log.final_block(step / 4, height=step, transactions=10, view=0, latency_ms=60, target=step)
+        if step % 4 == 0:
+            log.check(step / 4, facts(step + 1))
+    written = info(lines.records)
+    # Windows of a minute: 30 lines each, then the count of the rest as the next begins.
+    assert len([line for line in written if line.startswith("final block")]) == 30 + 30 + 1
+    assert [line for line in written if not line.startswith("final block")] == [
+        "209 more blocks with 2090 transactions final in the last 60 s, heights 31 to 239 (not logged one by one)",
+        "210 more blocks with 2100 transactions final in the last 60 s, heights 270 to 479 (not logged one by one)",
+    ]
