@@ -55,9 +55,7 @@ from mura.consensus.messages import (
     BlockRequest,
     FinalBlock,
     Message,
-    NewView,
     Tag,
-    ViewChange,
     decode_message,
     encode_message,
     message_tag,
@@ -73,7 +71,13 @@ from mura.p2p.inbox import ConsensusInbox, GossipBudget
 from mura.p2p.network import Network
 from mura.p2p.read_gate import UnsupportedAiohttp
 from mura.p2p.settings import NetworkLimits, PeerAddress
-from mura.progress_log import ConsensusFacts, ProgressLog
+from mura.progress_log import (
+    ProgressLog,
+    consensus_facts,
+    missing_validators,
+    view_change_at_new_height,
+    view_change_reason,
+)
 from mura.rpc.finality import FinalityWatch
 from mura.rpc.methods import API_DESCRIPTION, node_methods
 from mura.rpc.metrics import Metrics
@@ -421,9 +425,6 @@ MAX_OFFERED_RUN = 256
 GOSSIP_REFUSALS_FOR_CAUSE = (WrongChainId, NonPositiveAmount, NotAnIssuer)
 #: Seconds between checks for a stalled chain (and the periodic log lines).
 PROGRESS_CHECK_SECONDS = 1.0
-#: A validator is missing when this node took no valid vote of its at the height being
-#: decided nor at this many heights below it.
-MISSING_VOTE_HEIGHTS = 3
 
 
 class InvalidMessageSender(Invalid):
@@ -492,6 +493,7 @@ class Node:
         if self.key.public_key not in self.validators:
             raise ConfigError(f"key_file: {config.path('key_file')} is not the key of a validator in the genesis")
         self.name = self.genesis.validators[self.validators.index(self.key.public_key)].name
+        self._names = [validator.name for validator in self.genesis.validators]
         self.rules = self.genesis.rules()
         if config["consensus.max_block_transactions"] > self.rules.max_block_transactions:
             raise ConfigError(
@@ -776,7 +778,8 @@ class Node:
                 else:
                     actions = replica.start(now)
                 if replica.height == height and replica.view > view:
-                    self._log_view_change(view, self._view_change_reason(event, argument))
+                    message = argument[1] if event == "message" else None
+                    self._log_view_change(view, view_change_reason(replica, self._names, event, message))
                 await self._execute(actions)
                 if replica.height > height:
                     self._log_view_at_new_height(view)
@@ -799,44 +802,16 @@ class Node:
         assert self.progress is not None
         self.progress.view_changed(
             time.monotonic(), height=replica.height, before=before, after=replica.view, reason=reason,
-            primary=self._name_of(replica.view % len(self.validators)),
+            primary=self._names[replica.view % len(self.validators)],
         )
 
-    def _view_change_reason(self, event: str, argument: Any) -> str:
-        """Why the replica changed views at its height while handling ``event``."""
-        if event == "timeout":
-            return "its timer ran out"
-        if event != "message":
-            return "other validators moved"
-        message = argument[1]
-        if isinstance(message, NewView):
-            return f"NEW-VIEW from {self._name_of(message.sender)}"
-        if isinstance(message, ViewChange):
-            replica = self._replica
-            askers = [
-                self._name_of(change.sender) for change in replica.log.view_changes.values()
-                if change.view >= replica.view and change.sender != replica.index
-            ]
-            return f"pulled along by {len(askers)} validators asking for view {replica.view} or later: {', '.join(askers)}"
-        # Only the double-sign check moves views on other messages (see ``Replica._hear``).
-        return "double-sign check: others were heard signing in earlier views"
-
     def _log_view_at_new_height(self, previous_view: int) -> None:
-        """The replica moved on to a new height: a view it did not change to itself (the last
-        block was certified in a later view, or messages held for the new height moved it)
-        is a view change too; not while catching up, where it would be one line per block."""
+        """A view the replica did not change to itself at its old height (not while catching
+        up, where it would be a line per block)."""
         assert self.progress is not None
-        if self.progress.catching_up:
-            return
-        replica = self._replica
-        certified = self._certified_view
-        if certified > previous_view and replica.view == certified:
-            self._log_view_change(previous_view, f"height {replica.height - 1} became final in view {certified}")
-        elif replica.view > max(certified, previous_view):
-            self._log_view_change(max(certified, previous_view), "messages or votes held for this height")
-
-    def _name_of(self, index: int) -> str:
-        return self.genesis.validators[index].name
+        change = view_change_at_new_height(self._replica, previous_view, self._certified_view)
+        if change is not None and not self.progress.catching_up:
+            self._log_view_change(*change)
 
     def _start_progress_log(self) -> None:
         """Begin the operator's account of progress; a replica that resumes a view it voted in
@@ -859,41 +834,10 @@ class Node:
         assert self.progress is not None
         while True:
             await asyncio.sleep(PROGRESS_CHECK_SECONDS)
-            self.progress.check(time.monotonic(), self._consensus_facts())
-
-    def _consensus_facts(self) -> ConsensusFacts:
-        assert self.network is not None
-        replica = self._replica
-        connected = set(self.network.connected_peers())
-        others = [index for index in range(len(self.validators)) if index != replica.index]
-        later = sorted(
-            (change.sender, change.view) for change in replica.log.view_changes.values()
-            if change.view > replica.view and change.sender != replica.index
-        )
-        return ConsensusFacts(
-            height=replica.height,
-            view=replica.view,
-            primary=self._name_of(replica.view % len(self.validators)),
-            changing_view=not replica.active,
-            linked=tuple(self._name_of(index) for index in others if self.validators[index] in connected),
-            missing=tuple(self._name_of(index) for index in others if self.validators[index] not in connected),
-            voting=tuple(
-                self._name_of(index) for index in others if replica.last_vote_heights.get(index, 0) >= replica.height
-            ),
-            later_views=tuple((self._name_of(sender), view) for sender, view in later),
-            target=max(self.store.height, replica.catch_up.highest_seen - 1),
-        )
-
-    def missing_validators(self) -> int:
-        """Other validators this node took no valid vote from (PREPARE, COMMIT or VIEW-CHANGE)
-        at the height being decided nor at the ``MISSING_VOTE_HEIGHTS`` below it: 0 on a
-        healthy network, whatever the quorum."""
-        replica = self._replica
-        since = max(1, replica.height - MISSING_VOTE_HEIGHTS)
-        heights = replica.last_vote_heights
-        return sum(
-            1 for index in range(len(self.validators)) if index != replica.index and heights.get(index, 0) < since
-        )
+            assert self.network is not None
+            connected = set(self.network.connected_peers())
+            facts = consensus_facts(self._replica, self._names, connected, final_height=self.store.height)
+            self.progress.check(time.monotonic(), facts)
 
     @property
     def _replica(self) -> Replica:
@@ -1191,7 +1135,7 @@ class Node:
             # A validator seen working on height h means h - 1 is final somewhere.
             highest_known_height=max(self.store.height, replica.catch_up.highest_seen - 1),
             view_changes_started=replica.view_changes_started,
-            missing_validators=self.missing_validators(),
+            missing_validators=missing_validators(replica),
             stalled=self.progress is not None and self.progress.stalled(time.monotonic()),
         )
 

@@ -32,14 +32,20 @@ The object is sans-I/O as far as time goes: every call takes ``now``
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
+from mura.consensus.messages import Message, NewView, ViewChange
+from mura.consensus.replica import Replica
 from mura.p2p.logs import RateLimitedLog
 
 LOG = logging.getLogger("mura.node")
 
 #: A node this many final heights behind the network is catching up: no line per block.
 CATCH_UP_GAP = 5
+#: A validator is missing when this node took no valid vote of its at the height being
+#: decided nor at this many heights below it.
+MISSING_VOTE_HEIGHTS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,3 +320,68 @@ class ProgressLog:
             extra={"event": "no_agreement", "height": facts.height, "view": facts.view, "linked": list(facts.linked),
                    "voting": list(facts.voting)},
         )
+
+
+# --- reading the replica -----------------------------------------------------------------
+
+
+def view_change_reason(replica: Replica, names: Sequence[str], event: str, message: Message | None) -> str:
+    """Why ``replica`` changed views at its height while handling ``event`` (``message``
+    for a peer's message)."""
+    if event == "timeout":
+        return "its timer ran out"
+    if isinstance(message, NewView):
+        return f"NEW-VIEW from {names[message.sender]}"
+    if isinstance(message, ViewChange):
+        askers = [
+            names[change.sender] for change in replica.log.view_changes.values()
+            if change.view >= replica.view and change.sender != replica.index
+        ]
+        return f"pulled along by {len(askers)} validators asking for view {replica.view} or later: {', '.join(askers)}"
+    if message is not None:
+        # Only the double-sign check moves views on other messages (see ``Replica._hear``).
+        return "double-sign check: others were heard signing in earlier views"
+    return "other validators moved"
+
+
+def view_change_at_new_height(replica: Replica, previous_view: int, certified_view: int) -> tuple[int, str] | None:
+    """``replica`` moved to a new height from ``previous_view``; the last block was certified
+    in ``certified_view``. A view it did not change to itself is a view change too: the
+    view it came from and why, or None."""
+    if certified_view > previous_view and replica.view == certified_view:
+        return previous_view, f"height {replica.height - 1} became final in view {certified_view}"
+    if replica.view > max(certified_view, previous_view):
+        return max(certified_view, previous_view), "messages or votes held for this height"
+    return None
+
+
+def consensus_facts(
+    replica: Replica, names: Sequence[str], connected: Collection[bytes], *, final_height: int
+) -> ConsensusFacts:
+    """Where ``replica`` stands, with the validators whose keys are in ``connected`` linked."""
+    others = [index for index in range(replica.validators.size) if index != replica.index]
+    keys = replica.validators.keys
+    later = sorted(
+        (change.sender, change.view) for change in replica.log.view_changes.values()
+        if change.view > replica.view and change.sender != replica.index
+    )
+    return ConsensusFacts(
+        height=replica.height,
+        view=replica.view,
+        primary=names[replica.validators.primary(replica.view)],
+        changing_view=not replica.active,
+        linked=tuple(names[index] for index in others if keys[index] in connected),
+        missing=tuple(names[index] for index in others if keys[index] not in connected),
+        voting=tuple(names[index] for index in others if replica.last_vote_heights.get(index, 0) >= replica.height),
+        later_views=tuple((names[sender], view) for sender, view in later),
+        target=max(final_height, replica.catch_up.highest_seen - 1),
+    )
+
+
+def missing_validators(replica: Replica) -> int:
+    """Other validators ``replica`` took no valid vote from (PREPARE, COMMIT or VIEW-CHANGE)
+    at the height being decided nor at the ``MISSING_VOTE_HEIGHTS`` below it: 0 on a
+    healthy network, whatever the quorum."""
+    since = max(1, replica.height - MISSING_VOTE_HEIGHTS)
+    heights = replica.last_vote_heights
+    return sum(1 for index in range(replica.validators.size) if index != replica.index and heights.get(index, 0) < since)
