@@ -751,6 +751,8 @@ class Node:
             self._votes.close()
         if self.verifier is not None:
             self.verifier.close()
+        if self.progress is not None:
+            self.progress.flush()
         LOG.info("stopped")
 
     # --- consensus: one task executes the replica's actions in order ---------------------

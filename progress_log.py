@@ -112,7 +112,8 @@ class ProgressLog:
         # Blocks with transactions in this window: lines written, and those only counted.
         self._block_window_started = now
         self._blocks_logged = 0
-        self._blocks_held: list[tuple[int, int]] = []
+        # Of those only counted: how many, their transactions, the first and last height.
+        self._blocks_held = (0, 0, 0, 0)
         self._view_changes_logged = 0
         self._view_changes_held = 0
         self._view_change_window_started = now
@@ -122,6 +123,10 @@ class ProgressLog:
         # Episodes of catching up that come and go (a slow node on a busy chain) write
         # their first and last lines at most once a minute, the rest as a count.
         self._episodes = RateLimitedLog(LOG, interval=60.0)
+
+    def flush(self) -> None:
+        """Write what is held back for a summary line now (at shutdown)."""
+        self._episodes.flush()
 
     @property
     def catching_up(self) -> bool:
@@ -153,7 +158,8 @@ class ProgressLog:
             return
         self._roll_block_window(now)
         if self._blocks_logged >= self.block_lines:
-            self._blocks_held.append((height, transactions))
+            count, held_transactions, first, _ = self._blocks_held
+            self._blocks_held = (count + 1, held_transactions + transactions, first or height, height)
             return
         self._blocks_logged += 1
         fields = {"event": "final_block", "height": height, "transactions": transactions, "view": view}
@@ -167,17 +173,16 @@ class ProgressLog:
     def _roll_block_window(self, now: float) -> None:
         if now - self._block_window_started < self.block_window:
             return
-        if self._blocks_held:
-            heights = [height for height, _ in self._blocks_held]
-            transactions = sum(count for _, count in self._blocks_held)
+        count, transactions, first, last = self._blocks_held
+        if count:
             LOG.info(
                 "%d more blocks with %d transactions final in the last %.0f s, heights %d to %d (not logged one by one)",
-                len(heights), transactions, now - self._block_window_started, heights[0], heights[-1],
-                extra={"event": "blocks_held", "count": len(heights), "transactions": transactions},
+                count, transactions, now - self._block_window_started, first, last,
+                extra={"event": "blocks_held", "count": count, "transactions": transactions},
             )
         self._block_window_started = now
         self._blocks_logged = 0
-        self._blocks_held = []
+        self._blocks_held = (0, 0, 0, 0)
 
     def _catching_up(self, now: float, height: int, target: int) -> bool:
         """Start, report or end catching up; True while it lasts (no line for the block)."""
