@@ -96,3 +96,25 @@ async def test_a_view_change_others_pull_the_node_into_is_said_with_their_names(
         f"view change at height 1: view 1 -> 3 (pulled along by 2 validators asking for view 3 or later: "
         f"{names[1]}, {names[2]}), primary now {names[3]}"
     ]
+
+
+async def test_a_restart_into_the_view_it_voted_in_is_a_view_change_with_its_reason(
+    node: TestNode, testnet: TestnetLayout, tmp_path: Path, caplog: pytest.LogCaptureFixture  # noqa: F811
+) -> None:
+    caplog.set_level(logging.INFO, logger="mura.node")
+    names = [validator.name for validator in node.node.genesis.validators]
+    await wait_until(lambda: messages(caplog, "view change at height 1: view 0 -> 1 (its timer ran out)"),
+                     "a VIEW-CHANGE for view 1 in the vote record")
+    await node.node.stop()
+    caplog.clear()
+    async with aiohttp.ClientSession() as session:
+        settings = {"consensus.base_timeout_ms": 60_000, "consensus.max_timeout_ms": 60_000,
+                    "consensus.double_sign_check_heights": 0}
+        again = await start_test_node(testnet, tmp_path / "node", session, settings)
+        try:
+            assert messages(caplog, "view change") == [
+                "view change at height 1: view 0 -> 1 (restart: resuming the view this validator last voted in "
+                f"here), primary now {names[1]}"
+            ]
+        finally:
+            await again.node.stop()
