@@ -71,6 +71,13 @@ from mura.p2p.inbox import ConsensusInbox, GossipBudget
 from mura.p2p.network import Network
 from mura.p2p.read_gate import UnsupportedAiohttp
 from mura.p2p.settings import NetworkLimits, PeerAddress
+from mura.progress_log import (
+    ProgressLog,
+    consensus_facts,
+    missing_validators,
+    view_change_at_new_height,
+    view_change_reason,
+)
 from mura.rpc.finality import FinalityWatch
 from mura.rpc.methods import API_DESCRIPTION, node_methods
 from mura.rpc.metrics import Metrics
@@ -416,6 +423,8 @@ MAX_OFFERED_RUN = 256
 #: before it admits a transaction, whatever the state (signatures and bytes are checked
 #: apart). Anything else may be refused here because this node's state differs.
 GOSSIP_REFUSALS_FOR_CAUSE = (WrongChainId, NonPositiveAmount, NotAnIssuer)
+#: Seconds between checks for a stalled chain (and the periodic log lines).
+PROGRESS_CHECK_SECONDS = 1.0
 
 
 class InvalidMessageSender(Invalid):
@@ -484,6 +493,7 @@ class Node:
         if self.key.public_key not in self.validators:
             raise ConfigError(f"key_file: {config.path('key_file')} is not the key of a validator in the genesis")
         self.name = self.genesis.validators[self.validators.index(self.key.public_key)].name
+        self._names = [validator.name for validator in self.genesis.validators]
         self.rules = self.genesis.rules()
         if config["consensus.max_block_transactions"] > self.rules.max_block_transactions:
             raise ConfigError(
@@ -517,6 +527,11 @@ class Node:
         self.gossip_budget = GossipBudget()
         self._consensus_task: asyncio.Task[None] | None = None
         self._rebroadcast_task: asyncio.Task[None] | None = None
+        self._progress_task: asyncio.Task[None] | None = None
+        #: What the operator reads about progress (see ``mura.progress_log``); made by ``start()``.
+        self.progress: ProgressLog | None = None
+        #: The view of the last certificate this node committed.
+        self._certified_view = 0
         #: Pending transactions being offered to peers whose links just opened, by validator.
         self._offers: dict[int, asyncio.Task[None]] = {}
         #: When each validator was last sent what it may have missed (link opened).
@@ -591,6 +606,7 @@ class Node:
             "starting %s at height %d (head %s); vote record %s, highest height voted %d",
             self.name, self.store.height, self.store.head.hash.hex()[:16], votes.store.path, votes.highest_height(),
         )
+        self._start_progress_log()
         if self.replica.guard.pending:
             LOG.warning(
                 "the vote record is new (a key on a new machine, or a record lost): this validator signs nothing "
@@ -602,6 +618,7 @@ class Node:
         await self._start_rpc()
         self._consensus_task = asyncio.create_task(self._run_consensus(), name="consensus")
         self._rebroadcast_task = asyncio.create_task(self._rebroadcast_stalled(), name="rebroadcast")
+        self._progress_task = asyncio.create_task(self._watch_progress(), name="progress")
         self._events.put_nowait(("start", None))
 
     def _open_vote_record(self, genesis_hash: bytes) -> StoredVotes:
@@ -719,7 +736,8 @@ class Node:
         self.finality.close()
         if self.rpc is not None:
             await self.rpc.stop()
-        for task in (self._consensus_task, self._rebroadcast_task, *self._offers.values(), *self._serving.values()):
+        tasks = (self._consensus_task, self._rebroadcast_task, self._progress_task)
+        for task in (*tasks, *self._offers.values(), *self._serving.values()):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -733,6 +751,8 @@ class Node:
             self._votes.close()
         if self.verifier is not None:
             self.verifier.close()
+        if self.progress is not None:
+            self.progress.flush()
         LOG.info("stopped")
 
     # --- consensus: one task executes the replica's actions in order ---------------------
@@ -760,8 +780,11 @@ class Node:
                 else:
                     actions = replica.start(now)
                 if replica.height == height and replica.view > view:
-                    self._log_view_change(view, "its timer ran out" if event == "timeout" else "other validators moved")
+                    message = argument[1] if event == "message" else None
+                    self._log_view_change(view, view_change_reason(replica, self._names, event, message))
                 await self._execute(actions)
+                if replica.height > height:
+                    self._log_view_at_new_height(view)
             except asyncio.CancelledError:
                 raise
             except (StoreError, plyvel.Error) as error:
@@ -776,12 +799,47 @@ class Node:
                 return
 
     def _log_view_change(self, before: int, reason: str) -> None:
+        """One line for the replica's move from view ``before`` to the one it is in now."""
         replica = self._replica
-        primary = self.genesis.validators[replica.view % len(self.validators)].name
-        LOG.info(
-            "view change at height %d: view %d -> %d (%s), primary now %s",
-            replica.height, before, replica.view, reason, primary,
+        assert self.progress is not None
+        self.progress.view_changed(
+            time.monotonic(), height=replica.height, before=before, after=replica.view, reason=reason,
+            primary=self._names[replica.view % len(self.validators)],
         )
+
+    def _log_view_at_new_height(self, previous_view: int) -> None:
+        """A view the replica did not change to itself at its old height (not while catching
+        up, where it would be a line per block)."""
+        assert self.progress is not None
+        change = view_change_at_new_height(self._replica, previous_view, self._certified_view)
+        if change is not None and not self.progress.catching_up:
+            self._log_view_change(*change)
+
+    def _start_progress_log(self) -> None:
+        """Begin the operator's account of progress; a replica that resumes a view it voted in
+        before a restart has changed views, and says so."""
+        replica = self._replica
+        base_ms = self.config["consensus.base_timeout_ms"]
+        self.progress = ProgressLog(
+            quorum=quorum_size(len(self.validators)),
+            stall_after=(self.config["consensus.empty_block_interval_ms"] + 2 * base_ms) / 1000,
+            view_change_limit=2 * base_ms / 1000,
+            now=time.monotonic(),
+        )
+        certificate = self.store.load_certificate(self.store.height) if self.store.height > 0 else None
+        self._certified_view = 0 if certificate is None else certificate.view
+        if replica.view != self._certified_view or not replica.active:
+            self._log_view_change(self._certified_view, "restart: resuming the view this validator last voted in here")
+
+    async def _watch_progress(self) -> None:
+        """Check for a stalled chain about once a second (see ``mura.progress_log``)."""
+        assert self.progress is not None
+        while True:
+            await asyncio.sleep(PROGRESS_CHECK_SECONDS)
+            assert self.network is not None
+            connected = set(self.network.connected_peers())
+            facts = consensus_facts(self._replica, self._names, connected, final_height=self.store.height)
+            self.progress.check(time.monotonic(), facts)
 
     @property
     def _replica(self) -> Replica:
@@ -874,12 +932,24 @@ class Node:
         # Synchronously after the save: a tx_wait that found nothing in the store is already registered.
         self.finality.block_committed(block)
         self.metrics.observe_block(block, parent_timestamp_ms)
-        proposed = block.header.timestamp_ms
-        behind = self._replica.catch_up.highest_seen - block.height
-        LOG.info(
-            "final block %d: %d transactions, view %d, %d ms after its proposal%s",
-            block.height, len(block.transactions), action.certificate.view, max(0, now_ms() - proposed),
-            f" (syncing, {behind} behind)" if behind > 1 else "",
+        self._certified_view = action.certificate.view
+        self._log_final(action)
+
+    def _log_final(self, action: CommitBlock) -> None:
+        """Tell the progress log; the time from the proposal means something only when this
+        node took part in deciding the block (it PREPAREd it in the view that certified it),
+        not for one fetched with its certificate."""
+        replica, block, view = self._replica, action.block, action.certificate.view
+        prepared = replica.log.prepares.vote_of(view, replica.index)
+        took_part = prepared is not None and prepared.block_hash == block.hash
+        assert self.progress is not None
+        self.progress.final_block(
+            time.monotonic(),
+            height=block.height,
+            transactions=len(block.transactions),
+            view=view,
+            latency_ms=max(0, now_ms() - block.header.timestamp_ms) if took_part else None,
+            target=max(block.height, replica.catch_up.highest_seen - 1),
         )
 
     def _schedule(self, at_ms: int) -> None:
@@ -1067,6 +1137,8 @@ class Node:
             # A validator seen working on height h means h - 1 is final somewhere.
             highest_known_height=max(self.store.height, replica.catch_up.highest_seen - 1),
             view_changes_started=replica.view_changes_started,
+            missing_validators=missing_validators(replica),
+            stalled=self.progress is not None and self.progress.stalled(time.monotonic()),
         )
 
     async def run_until_signalled(self) -> None:

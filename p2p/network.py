@@ -22,6 +22,13 @@ faster than ``max_links_per_minute`` is banned. Repeated warnings are
 rate-limited per kind (``mura.p2p.logs``), and while the network runs, the
 loop reports accept failures for want of descriptors once per interval.
 
+A peer that cannot be reached is most often one that is starting or
+restarting: the first failed dial of an outage is one INFO line, the retries
+are DEBUG, and only a peer still unreachable ``unreachable_warning_after``
+seconds later gets a WARNING, repeated at most every
+``unreachable_warning_every`` seconds; the outage ends when a link to the
+peer opens, either way (INFO, with how long it lasted, if it was warned of).
+
 Sending only queues (see ``mura.p2p.outbox`` for the policy when a peer's
 queue is full), so it never waits on the network.
 """
@@ -30,7 +37,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import aiohttp
@@ -71,6 +80,16 @@ PATH = "/p2p"
 State = Literal["new", "running", "stopping", "stopped"]
 
 
+@dataclass(slots=True)
+class Unreachable:
+    """An outage of one peer: dials fail and no link has opened since."""
+
+    #: When the first dial of the outage failed (loop time, seconds).
+    since: float
+    #: When a WARNING about it was last written, if ever.
+    warned_at: float | None = None
+
+
 class Network:
     """Authenticated links to the admitted peers; ``start()`` it, ``stop()`` it once done.
 
@@ -109,9 +128,10 @@ class Network:
             own_public_key=key.public_key,
             accounting=self._accounting,
             misbehaviour=self._misbehaviour,
-            on_peer_change=on_peer_change,
+            on_peer_change=self._peer_changed,
             log_interval=limits.log_interval,
         )
+        self._on_peer_change = on_peer_change
         self._slots = HandshakeSlots(
             total=limits.max_pending_handshakes,
             per_source=limits.max_handshakes_per_source,
@@ -125,7 +145,8 @@ class Network:
         self._accept_errors: AcceptErrorLog | None = None
         self._session: aiohttp.ClientSession | None = None
         self._bound_port: int | None = None
-        self._unreachable: set[bytes] = set()
+        #: Peers whose last dial failed and that have had no link since.
+        self._unreachable: dict[bytes, Unreachable] = {}
         self._dialing: set[bytes] = set()
         self._state: State = "new"
         self._stopped = asyncio.Event()
@@ -511,7 +532,6 @@ class Network:
         except (aiohttp.ClientError, OSError, TimeoutError) as error:
             self._dial_failed(address, error)
             return None
-        self._unreachable.discard(address.public_key)
         remote = f"{address.host}:{address.port}"
         try:
             authenticated = await handshake_as_dialer(
@@ -542,12 +562,35 @@ class Network:
             self._slots.learn(peer, str(peername[0]))
 
     def _dial_failed(self, address: PeerAddress, error: Exception) -> None:
+        """Once calmly per outage (a peer starting is the usual cause), a WARNING once it
+        has lasted, and the retries in between at DEBUG."""
         self._accounting.dial_failures += 1
-        # Said once per outage at INFO; the retries that follow go to DEBUG.
-        level = logging.DEBUG if address.public_key in self._unreachable else logging.INFO
-        self._unreachable.add(address.public_key)
-        log.log(level, "cannot reach peer %s at %s:%d: %s (retrying with backoff)", short_key(address.public_key),
-                address.host, address.port, str(error) or type(error).__name__)
+        peer, now = address.public_key, _now()
+        reason = _dial_error_text(error, self._limits.connect_timeout)
+        outage = self._unreachable.get(peer)
+        if outage is None:
+            self._unreachable[peer] = Unreachable(since=now)
+            # Per peer at most once per log interval, however often a link opens and drops.
+            self._log.info(("unreachable", peer), "peer %s at %s:%d not reachable yet (%s); retrying",
+                           short_key(peer), address.host, address.port, reason)
+            return
+        lasted = now - outage.since
+        limits = self._limits
+        due = outage.warned_at is None or now - outage.warned_at >= limits.unreachable_warning_every
+        if lasted >= limits.unreachable_warning_after and due:
+            outage.warned_at = now
+            log.warning("peer %s at %s:%d unreachable for %.0f s: %s; still trying", short_key(peer), address.host,
+                        address.port, lasted, reason)
+        else:
+            log.debug("cannot reach peer %s at %s:%d: %s", short_key(peer), address.host, address.port, reason)
+
+    def _peer_changed(self, peer: bytes, connected: bool) -> None:
+        """A link to ``peer`` opened or closed: an open one ends its outage."""
+        outage = self._unreachable.pop(peer, None) if connected else None
+        if outage is not None and outage.warned_at is not None:
+            log.info("peer %s reachable again after %.0f s", short_key(peer), _now() - outage.since)
+        if self._on_peer_change is not None:
+            self._on_peer_change(peer, connected)
 
     async def _connect(self, address: PeerAddress) -> tuple[aiohttp.ClientWebSocketResponse, ReadGate]:
         assert self._session is not None
@@ -586,6 +629,22 @@ def _source_of(request: web.Request) -> tuple[str, str]:
         return str(peername[0]), f"{peername[0]}:{peername[1]}"
     address = request.remote or "unknown"
     return address, address
+
+
+def _dial_error_text(error: Exception, timeout: float) -> str:
+    """Why a dial failed, in a few words: "connection refused", not aiohttp's
+    "Cannot connect to host ... [Connect call failed (...)]"."""
+    if isinstance(error, aiohttp.ClientConnectorError):
+        error = error.os_error
+    elif isinstance(error, aiohttp.ClientResponseError):
+        return f"it answered HTTP {error.status}"
+    if isinstance(error, TimeoutError) and not error.errno:
+        return f"no answer within {timeout:g} s"
+    if isinstance(error, OSError) and error.errno and error.errno > 0:
+        return os.strerror(error.errno).lower()
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror.lower()
+    return str(error) or type(error).__name__
 
 
 def _refusal(reason: str, *, status: int = 503) -> web.Response:

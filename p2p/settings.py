@@ -90,6 +90,10 @@ class NetworkLimits:
     max_links_per_minute: int = 200
     #: Seconds over which repeated warnings of one kind are folded into one line.
     log_interval: float = 10.0
+    #: Seconds a peer may stay unreachable (a peer starting) before a WARNING says so.
+    unreachable_warning_after: float = 30.0
+    #: Seconds between repeats of that WARNING while the peer stays unreachable.
+    unreachable_warning_every: float = 300.0
 
     def __post_init__(self) -> None:
         for name in ("max_frame_size", "outbox_frames", "outbox_bytes", "max_pending_handshakes",
@@ -98,7 +102,7 @@ class NetworkLimits:
                 raise ValueError(f"limits.{name} must be at least 1")
         for name in ("hello_timeout", "handshake_timeout", "header_timeout", "connect_timeout", "heartbeat",
                      "send_timeout", "close_timeout", "backoff_initial", "backoff_max", "malformed_window",
-                     "log_interval"):
+                     "log_interval", "unreachable_warning_after", "unreachable_warning_every"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"limits.{name} must be positive")
         if self.outbox_bytes < self.max_frame_size:

@@ -2,14 +2,20 @@
 
 Each node has its own ``CollectorRegistry`` (never prometheus-client's global
 one), so several nodes in one process, as in the tests, keep their figures
-apart. Two kinds of series live in it:
+apart. Three kinds of series live in it:
 
 - events, counted as they happen: blocks committed (the interval between
   their proposer timestamps), transactions finalized, and every JSON-RPC
   call by method with its outcome and latency;
 - state, read from the node at scrape time: height, view, view changes
-  started, peers connected, validators missing from the last commit
-  certificate, and the mempool's size in transactions and bytes.
+  started, peers connected, validators this node has heard no vote from
+  lately, whether the chain is stalled here, and the mempool's size in
+  transactions and bytes;
+- the process, from prometheus-client's ``ProcessCollector`` (Linux ``/proc``):
+  CPU seconds, resident and virtual memory, open and maximum file
+  descriptors, start time. (Elsewhere it shows nothing.)
+
+What each series means for an alert is in the README's metrics table.
 
 The ``method`` label is a served method's name, ``unknown`` for any other
 name and ``invalid`` for requests that are not JSON-RPC at all, so a client
@@ -21,7 +27,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
@@ -46,12 +59,16 @@ class NodeFigures:
     view_changes_started: int
     #: Peers with a live link.
     peers: int
-    #: Validators whose signature the last final block's certificate lacks.
+    #: Other validators this node has taken no valid vote from at the height being
+    #: decided nor at the three below it (0 on a healthy network).
     missing_validators: int
     #: Transactions in the mempool.
     mempool_transactions: int
     #: Encoded bytes in the mempool.
     mempool_bytes: int
+    #: 1 while the chain makes no progress here (no final block for longer than the idle
+    #: interval and two view timeouts, or a view change that does not complete), else 0.
+    stalled: int = 0
 
 
 def _gauge(name: str, documentation: str, value: float | None) -> GaugeMetricFamily:
@@ -85,8 +102,15 @@ class _FiguresCollector:
             _gauge("mura_p2p_peers_connected", "Peers with a live link.", value("peers")),
             _gauge(
                 "mura_consensus_missing_validators",
-                "Validators whose signature the last final block's commit certificate lacks.",
+                "Other validators this node took no valid vote from at the height being decided "
+                "nor at the three below it (0 when healthy).",
                 value("missing_validators"),
+            ),
+            _gauge(
+                "mura_consensus_stalled",
+                "1 while no block becomes final here for longer than the idle interval and two view "
+                "timeouts, or a view change does not complete; else 0.",
+                value("stalled"),
             ),
             _gauge("mura_mempool_transactions", "Transactions waiting in the mempool.", value("mempool_transactions")),
             _gauge("mura_mempool_bytes", "Encoded bytes waiting in the mempool.", value("mempool_bytes")),
@@ -121,6 +145,8 @@ class Metrics:
             buckets=_RPC_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        # CPU seconds, memory, file descriptors and start time of this process.
+        ProcessCollector(registry=self.registry)
         self._watching = False
 
     def watch(self, read: Callable[[], NodeFigures]) -> None:

@@ -42,6 +42,11 @@ class NodeStatus:
     highest_known_height: int = 0
     #: View changes this node has started since it began (a figure for metrics).
     view_changes_started: int = 0
+    #: Other validators this node has taken no valid vote from lately (see
+    #: ``mura.node.Node.missing_validators``): 0 on a healthy network.
+    missing_validators: int = 0
+    #: True while the chain makes no progress here (see ``mura.progress_log``).
+    stalled: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,14 +180,13 @@ def read_figures(node: NodeView) -> NodeFigures:
     """What the ``/metrics`` gauges show, read from ``node`` now."""
     status = node.status()
     mempool = node.mempool.status()
-    certificate = node.store.load_certificate(status.height) if status.height > 0 else None
-    missing = 0 if certificate is None else max(0, len(status.validators) - len(certificate.signatures))
     return NodeFigures(
         height=status.height,
         view=status.view,
         view_changes_started=status.view_changes_started,
         peers=status.peers,
-        missing_validators=missing,
+        missing_validators=status.missing_validators,
+        stalled=int(status.stalled),
         mempool_transactions=mempool.transactions,
         mempool_bytes=mempool.bytes,
     )

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import threading
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from cluster import Cluster, RpcFailure, wait_for
 from mura.chain.keys import SigningKey
@@ -85,12 +88,27 @@ class TransactionFlow:
             self._stop.wait(0.02)
 
 
+def metrics(cluster: Cluster, index: int) -> dict[str, float]:
+    """Node ``index``'s /metrics samples without labels, by name."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{cluster.rpc_ports[index]}/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    return {sample.name: sample.value for family in text_string_to_metric_families(text)
+            for sample in family.samples if not sample.labels}
+
+
 def test_transfer_becomes_final_and_visible_on_every_node(cluster: Cluster) -> None:
     recipient = SigningKey.generate().public_key
     cluster.submit(0, cluster.sign(cluster.treasury, Transfer(recipient, 12_345)))
     for index in range(4):
         wait_for(lambda index=index: cluster.balance(index, recipient) == 12_345, f"the balance on node {index}")
     assert cluster.balance(2, cluster.treasury.public_key) == 100_000_000 - 12_345
+    # One INFO line for the block with the transfer on each node; none for the empty ones.
+    final = re.compile(r"INFO +mura\.node: final block \d+: 1 transactions, view \d+, "
+                       r"(\d+ ms after its proposal|fetched from a peer)$", re.MULTILINE)
+    for index in range(4):
+        wait_for(lambda index=index: final.search(cluster.log(index)), f"the final block's line on node {index}")
+        assert len(final.findall(cluster.log(index))) == 1
+        assert "final block" not in final.sub("", cluster.log(index)), "an empty block was logged"
     assert assert_one_chain(cluster) >= 1
 
 
@@ -148,6 +166,12 @@ def heights_after_a_failed_view(cluster: Cluster, survivors: list[int]) -> list[
 
 def test_two_of_four_stopped_halts_finality_until_one_returns(cluster: Cluster) -> None:
     wait_for(lambda: cluster.height(0) >= 3, "the first blocks")
+    # Healthy: every validator is heard voting (a certificate holds only a quorum of 3), once
+    # each has its double-sign check behind it.
+    for index in range(4):
+        wait_for(lambda index=index: metrics(cluster, index)["mura_consensus_missing_validators"] == 0,
+                 f"node {index} to hear every validator vote")
+        assert metrics(cluster, index)["process_resident_memory_bytes"] > 0
     assert cluster.stop(2) == 0
     assert cluster.stop(3) == 0
     # A quorum is three, so every block from now on needs a commit node 2 or 3 cast before it
@@ -157,8 +181,18 @@ def test_two_of_four_stopped_halts_finality_until_one_returns(cluster: Cluster) 
     # next: a whole view timeout without progress, however slow the machine.
     halted = wait_for(lambda: heights_after_a_failed_view(cluster, [0, 1]), "both survivors to give up a view")
     assert max(halted) <= last_voted, f"finality went on to {halted} with two of four validators"
+    # Each survivor says at WARNING whom it waits for, within a few view timeouts (0.6 s each).
+    stopped = f"{cluster.names[2]}, {cluster.names[3]}"
+    for index in (0, 1):
+        wait_for(lambda index=index: "no quorum: linked to 1 of 3 other validators, a block needs 3 of 4; waiting for "
+                 f"1 more (not linked: {stopped})" in cluster.log(index), f"node {index}'s no-quorum line", timeout=10)
+        assert metrics(cluster, index)["mura_consensus_stalled"] == 1
     cluster.start(2)
     wait_for(lambda: cluster.height(0) > max(halted) and cluster.height(2) > max(halted), "finality to resume", timeout=60)
+    resumed = re.compile(r"INFO +mura\.node: progress resumed at height \d+ after \d+ s without a final block$",
+                         re.MULTILINE)
+    for index in (0, 1):
+        wait_for(lambda index=index: resumed.search(cluster.log(index)), f"node {index}'s line that progress resumed")
     assert assert_one_chain(cluster) > max(halted)
 
 
@@ -167,12 +201,17 @@ def test_wiped_node_resyncs_to_the_same_state(cluster: Cluster) -> None:
     for _ in range(5):
         cluster.submit(0, cluster.sign(cluster.treasury, Transfer(recipient, 10)))
     wait_for(lambda: cluster.balance(0, recipient) == 50, "the transfers")
+    wait_for(lambda: cluster.height(0) >= 10, "enough blocks that a resync is a catch-up")
     assert cluster.stop(3) == 0
     cluster.wipe(3)
     cluster.start(3)
     target = cluster.height(0)
     wait_for(lambda: cluster.height(3) >= target, "the wiped node to resync", timeout=60)
     assert cluster.balance(3, recipient) == 50
+    # A line as it starts and one when it is done, rather than a line per block fetched.
+    wait_for(lambda: "caught up at height" in cluster.log(3), "the line that the wiped node caught up")
+    restarted = cluster.log(3).rpartition("starting ")[2]
+    assert re.search(r"catching up from height \d+ to ~\d+ \(\d+ blocks behind\)", restarted)
     assert assert_one_chain(cluster) >= target
 
 

@@ -125,6 +125,37 @@ async def test_a_late_node_is_reached_by_the_reconnect_loop(cluster: Cluster) ->
     assert b.network.peer_links()[0].outgoing is False
 
 
+async def test_a_peer_starting_is_said_calmly_once_and_one_that_stays_away_is_warned_of(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Once an INFO line per failed dial, with aiohttp's "Connect call failed" text, while
+    peers were simply starting."""
+    caplog.set_level(logging.DEBUG, logger="mura.p2p")
+    b_key = key_named("b").public_key.hex()[:8]
+    a = await cluster.start("a", peers="b", limits=limits(unreachable_warning_after=0.5,
+                                                          unreachable_warning_every=60.0))
+    await wait_for(lambda: a.network.stats.dial_failures >= 3, "a to fail dialing b a few times")
+
+    def lines(level: int) -> list[str]:
+        return [record.getMessage() for record in caplog.records
+                if record.name == "mura.p2p.network" and record.levelno == level
+                and record.getMessage().startswith(f"peer {b_key} ")]
+
+    assert lines(logging.INFO) == [f"peer {b_key} at {HOST}:{cluster.port('b')} not reachable yet (connection refused); "
+                                   "retrying"]
+    await wait_for(lambda: bool(lines(logging.WARNING)), "the warning that b stays away")
+    assert lines(logging.WARNING)[0].startswith(f"peer {b_key} at {HOST}:{cluster.port('b')} unreachable for ")
+    assert lines(logging.WARNING)[0].endswith(" s: connection refused; still trying")
+    failures = a.network.stats.dial_failures
+    await wait_for(lambda: a.network.stats.dial_failures >= failures + 3, "more failed dials")
+    assert len(lines(logging.WARNING)) == 1, "repeated at most every unreachable_warning_every"
+    assert not any("Connect call failed" in line for line in lines(logging.INFO) + lines(logging.WARNING))
+    b = await cluster.start("b")
+    await wait_for(lambda: linked(a, b), "a to reach b")
+    assert lines(logging.INFO)[1:] and lines(logging.INFO)[-1].startswith(f"peer {b_key} reachable again after ")
+    assert len(lines(logging.INFO)) == 2
+
+
 async def test_a_stopped_node_is_reconnected_when_it_comes_back(cluster: Cluster) -> None:
     a = await cluster.start("a", peers="b")
     b = await cluster.start("b")
