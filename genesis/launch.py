@@ -3,7 +3,10 @@
 Every line a node logs is printed with the validator's name in front. Ctrl-C
 (or SIGTERM) stops every node with SIGTERM, which they answer by shutting
 down in order; a node that has not exited after ``grace_seconds`` is killed.
-A node that exits on its own is reported and the others keep running.
+A node that refuses to start (exit status 2: its config, a port in use, its data
+locked; it says why in one line) stops the launch: the others are stopped and
+one line says so. A node that exits otherwise is reported and the others keep
+running.
 """
 
 from __future__ import annotations
@@ -21,14 +24,29 @@ async def _relay(name: str, width: int, stream: asyncio.StreamReader) -> None:
         sys.stdout.flush()
 
 
-async def _watch(name: str, process: asyncio.subprocess.Process, stopping: asyncio.Event) -> None:
+#: The status ``python -m mura.node`` exits with when it cannot start (its one line says why).
+CANNOT_START = 2
+
+
+async def _watch(
+    name: str, process: asyncio.subprocess.Process, stopping: asyncio.Event, refused: list[str]
+) -> None:
     code = await process.wait()
-    if not stopping.is_set():
+    if stopping.is_set():
+        return
+    if code == CANNOT_START:
+        refused.append(name)
+        stopping.set()
+    else:
         print(f"{name} exited with code {code}", file=sys.stderr)
 
 
 async def run_nodes(nodes: Sequence[tuple[str, Path]], *, grace_seconds: float = 15.0) -> int:
-    """Run ``(name, config path)`` nodes until a signal or until every one has exited."""
+    """Run ``(name, config path)`` nodes until a signal or until every one has exited.
+
+    0 when every node stopped cleanly, 2 when one could not start (then the
+    others are stopped), 1 otherwise.
+    """
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signal_number in (signal.SIGINT, signal.SIGTERM):
@@ -36,6 +54,7 @@ async def run_nodes(nodes: Sequence[tuple[str, Path]], *, grace_seconds: float =
     width = max(len(name) for name, _ in nodes)
     processes = []
     tasks = []
+    refused: list[str] = []
     for name, config in nodes:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "mura.node", "--config", str(config),
@@ -44,7 +63,7 @@ async def run_nodes(nodes: Sequence[tuple[str, Path]], *, grace_seconds: float =
         assert process.stdout is not None
         processes.append(process)
         tasks.append(asyncio.create_task(_relay(name, width, process.stdout)))
-        tasks.append(asyncio.create_task(_watch(name, process, stopping)))
+        tasks.append(asyncio.create_task(_watch(name, process, stopping, refused)))
     all_exited = asyncio.ensure_future(_wait_all(processes))
     signalled = asyncio.ensure_future(stopping.wait())
     await asyncio.wait([all_exited, signalled], return_when=asyncio.FIRST_COMPLETED)
@@ -53,6 +72,13 @@ async def run_nodes(nodes: Sequence[tuple[str, Path]], *, grace_seconds: float =
     await asyncio.gather(*tasks, return_exceptions=True)
     signalled.cancel()
     all_exited.cancel()
+    if refused:
+        # Others may have refused at the same moment, after the first stopped the launch.
+        names = [name for (name, _), process in zip(nodes, processes) if process.returncode == CANNOT_START]
+        others = len(processes) - len(names)
+        stopped = f"stopped the {others} other node{'s' if others != 1 else ''}" if others else "no other node ran"
+        print(f"testnet: {', '.join(names)} could not start; {stopped}", file=sys.stderr)
+        return CANNOT_START
     return 0 if all(process.returncode in (0, -signal.SIGTERM) for process in processes) else 1
 
 
