@@ -1133,12 +1133,13 @@ def argument_parser(*, prog: str = "python -m mura.node", require_config: bool =
     """The node's command line: ``--config`` and one flag per setting, each with its default."""
     parser = _OneLineErrorParser(
         prog=prog,
-        usage="%(prog)s --config FILE [--SETTING VALUE ...]" if require_config else "%(prog)s [--config FILE] [--SETTING VALUE ...]",
+        usage=f"%(prog)s {'--config FILE' if require_config else '[--config FILE]'} [--SETTING VALUE ...]",
         description="Run a Mura validator node until SIGINT or SIGTERM. Every setting can be given in the "
         "config file or as a flag below; a flag overrides the file, the file overrides the default.",
     )
     parser.add_argument(
-        "--config", type=Path, required=require_config, help="TOML config file (settings below override it)"
+        "--config", type=Path, required=require_config, metavar="FILE",
+        help="TOML config file (the flags below override it)",
     )
     add_setting_flags(parser)
     return parser

@@ -3,16 +3,24 @@ listed origin, preflights answered and answers marked; for any other origin, not
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
+import sys
+import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import hdrs
 
+from mura.genesis.testnet import generate_testnet, node_config_path
 from mura.rpc.cors import CorsPolicy
 from mura.rpc.server import RpcLimits, RpcServer
+from mura.tests.ports import free_port_range
 
 WALLET = "https://wallet.example"
 STRANGER = "https://evil.example"
@@ -103,3 +111,35 @@ def test_origins_compare_as_browsers_send_them() -> None:
 def test_invalid_origin_setting_is_refused(origin: str) -> None:
     with pytest.raises(ValueError, match="is not an origin"):
         CorsPolicy.of([origin])
+
+
+@pytest.mark.processes
+def test_a_node_serves_the_origins_of_its_setting(tmp_path: Path) -> None:
+    """``rpc.cors_origins`` reaches the RPC port of a real node process."""
+    from cluster import wait_for
+
+    base = free_port_range(2)
+    layout = generate_testnet(tmp_path, validators=1, base_peer_port=base, base_rpc_port=base + 1)
+    config = node_config_path(layout.directory, layout.genesis.validators[0].name)
+    url = f"http://127.0.0.1:{base + 1}/"
+    node = subprocess.Popen(
+        [sys.executable, "-m", "mura.node", "--config", str(config), "--rpc-cors-origins", WALLET,
+         "--rpc-cors-origins", "http://localhost:3000", "--consensus-empty-block-interval-ms", "200",
+         "--log-level", "warning"],
+    )
+    try:
+        wait_for(lambda: urllib.request.urlopen(url + "health", timeout=2).status == 200, "the node to serve")
+        preflight = urllib.request.Request(url, method="OPTIONS", headers={hdrs.ORIGIN: WALLET, **PREFLIGHT})
+        with urllib.request.urlopen(preflight, timeout=10) as response:
+            assert response.status == 204 and response.headers[hdrs.ACCESS_CONTROL_ALLOW_ORIGIN] == WALLET
+        for origin, allowed in ((WALLET, WALLET), ("http://localhost:3000", "http://localhost:3000"), (STRANGER, None)):
+            call = urllib.request.Request(
+                url, data=json.dumps({"jsonrpc": "2.0", "method": "chain_status", "id": 7}).encode(),
+                headers={hdrs.ORIGIN: origin, hdrs.CONTENT_TYPE: "application/json"},
+            )
+            with urllib.request.urlopen(call, timeout=10) as response:
+                assert json.loads(response.read())["result"]["height"] >= 0
+                assert response.headers.get(hdrs.ACCESS_CONTROL_ALLOW_ORIGIN) == allowed
+    finally:
+        node.send_signal(signal.SIGTERM)
+        assert node.wait(timeout=30) == 0
