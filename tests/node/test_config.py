@@ -12,7 +12,15 @@ from pathlib import Path
 import pytest
 
 from mura.genesis.testnet import TestnetLayout, generate_testnet, node_config_path
-from mura.node import SETTINGS, ConfigError, Node, add_setting_flags, format_default, load_config
+from mura.node import (
+    SETTINGS,
+    ConfigError,
+    Node,
+    add_setting_flags,
+    check_listen_addresses,
+    format_default,
+    load_config,
+)
 
 
 @pytest.fixture(scope="module")
@@ -170,12 +178,11 @@ def test_invalid_port_held_by_another_process_one_line_and_nothing_opened(
     assert not (tmp_path / "data").exists() and not (tmp_path / "votes").exists()
 
 
-def test_invalid_same_address_for_peers_and_rpc(layout: TestnetLayout) -> None:
-    config = node_config_path(layout.directory, layout.genesis.validators[0].name)
-    result = run_node("--config", str(config), "--p2p-listen", "127.0.0.1:18999", "--rpc-listen", "127.0.0.1:18999")
-    assert (result.returncode, result.stderr) == (
-        2, "mura-node: p2p.listen and rpc.listen are both 127.0.0.1:18999\n"
-    )
+def test_invalid_same_address_for_peers_and_rpc() -> None:
+    config = load_config(None, {"p2p.listen": "127.0.0.1:18999", "rpc.listen": "127.0.0.1:18999"})
+    with pytest.raises(ConfigError, match=r"^p2p.listen and rpc.listen are both 127.0.0.1:18999$"):
+        check_listen_addresses(config)
+    check_listen_addresses(load_config(None, {"p2p.listen": "127.0.0.1:0", "rpc.listen": "127.0.0.1:0"}))
 
 
 def test_invalid_cors_origin_setting(tmp_path: Path) -> None:
