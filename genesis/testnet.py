@@ -24,7 +24,6 @@ import asyncio
 import shutil
 import sys
 import time
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +34,15 @@ from mura.chain.block import MAX_VALIDATORS
 from mura.chain.errors import Invalid
 from mura.chain.keys import SigningKey, save_key
 from mura.genesis.format import Genesis, format_genesis_time, load_genesis, parse_genesis, parse_genesis_time
-from mura.genesis.launch import run_nodes
-from mura.holders import Holder, address_in_use, lock_holder, lock_is_held, port_in_use_message
+from mura.genesis.launch import (
+    NodeAddresses,
+    RunningNode,
+    describe_running,
+    ports_in_use,
+    read_node_addresses,
+    run_nodes,
+)
+from mura.genesis.launch import running_nodes as find_running_nodes
 
 GENESIS_FILE = "genesis.json"
 KEYS_DIRECTORY = "keys"
@@ -169,44 +175,12 @@ def write_node_configs(layout: TestnetLayout, *, base_rpc_port: int = DEFAULT_BA
 # --- ports ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class NodeAddresses:
-    """Where one node of a testnet listens, as its config says."""
-
-    #: The validator's name.
-    name: str
-    #: Its config file.
-    config: Path
-    #: ``(setting, host, port)`` of ``p2p.listen`` and ``rpc.listen``, those the config sets.
-    listen: tuple[tuple[str, str, int], ...]
-
-    def port(self, setting: str) -> int | None:
-        return next((port for name, _, port in self.listen if name == setting), None)
-
-
 def node_addresses(layout: TestnetLayout) -> list[NodeAddresses]:
     """Each validator's listen addresses, read from its node config (absent or unreadable: none)."""
-    nodes = []
-    for validator in layout.genesis.validators:
-        path = node_config_path(layout.directory, validator.name)
-        nodes.append(NodeAddresses(validator.name, path, _listen_addresses(path)))
-    return nodes
-
-
-def _listen_addresses(path: Path) -> tuple[tuple[str, str, int], ...]:
-    try:
-        document = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError):
-        return ()  # the node itself reports what is wrong with its config
-    found = []
-    for section in ("p2p", "rpc"):
-        table = document.get(section)
-        address = table.get("listen") if isinstance(table, dict) else None
-        if isinstance(address, str):
-            host, _, port = address.rpartition(":")
-            if host and port.isdigit():
-                found.append((f"{section}.listen", host.strip("[]"), int(port)))
-    return tuple(found)
+    return [
+        read_node_addresses(validator.name, node_config_path(layout.directory, validator.name))
+        for validator in layout.genesis.validators
+    ]
 
 
 def check_ports_unchanged(layout: TestnetLayout, *, base_peer_port: int | None, base_rpc_port: int | None) -> None:
@@ -240,31 +214,7 @@ def _port_list(ports: Sequence[int]) -> str:
     return ", ".join(map(str, ports))
 
 
-def ports_in_use(nodes: Sequence[NodeAddresses]) -> list[str]:
-    """One line for each node that could not listen now: the first of its addresses
-    another process holds, and who holds it."""
-    lines = []
-    for node in nodes:
-        for setting, host, port in node.listen:
-            if address_in_use(host, port):
-                lines.append(f"{node.name}: {port_in_use_message(setting, host, port)}")
-                break
-    return lines
-
-
-# --- running nodes and reset ---------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RunningNode:
-    """A node of a testnet found running: another process holds one of its LevelDB locks."""
-
-    #: The validator's name.
-    name: str
-    #: The LOCK file held: its data directory's or its vote record's.
-    lock: Path
-    #: The process holding it, when it can be found.
-    holder: Holder | None
+# --- reset ---------------------------------------------------------------------
 
 
 def running_nodes(directory: Path) -> list[RunningNode]:
@@ -273,22 +223,7 @@ def running_nodes(directory: Path) -> list[RunningNode]:
     locks = [(path.parent.parent.name, path) for path in sorted(directory.glob(f"{NODES_DIRECTORY}/*/data/LOCK"))]
     locks += [(path.parent.name.removesuffix(".votes"), path)
               for path in sorted(directory.glob(f"{KEYS_DIRECTORY}/*.votes/LOCK"))]
-    running: dict[str, RunningNode] = {}
-    for name, lock in locks:
-        if name not in running and lock_is_held(lock):
-            running[name] = RunningNode(name, lock, lock_holder(lock))
-    return list(running.values())
-
-
-def describe_running(directory: Path, running: Sequence[RunningNode]) -> str:
-    """One line: which node of the testnet runs, who holds what, and how many more."""
-    first = running[0]
-    holder = f" as {first.holder.describe()}" if first.holder is not None else ""
-    more = f", and {len(running) - 1} more of its nodes run" if len(running) > 1 else ""
-    return (
-        f"the testnet in {directory} is running: {first.name} holds {first.lock}{holder}{more}; "
-        "stop it first (Ctrl-C where it runs)"
-    )
+    return find_running_nodes(locks)
 
 
 def reset_testnet(directory: Path | str) -> str:
