@@ -2,9 +2,18 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-stamp
+# Two installs: the runtime alone for make testnet, with the test tools for everything else.
+RUNTIME_STAMP := $(VENV)/.runtime-stamp
+TEST_STAMP := $(VENV)/.test-stamp
+# setuptools notes on every editable install that a folder named like the package in the working
+# directory could shadow it; this repository's root is the package, so the note is left out.
+PIP_INSTALL := PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install --quiet
 TESTNET_DIR ?= testnet
 VALIDATORS ?= 4
+# make testnet RPC_PORT=8800 P2P_PORT=9800: validator i serves JSON-RPC on RPC_PORT+i and peers on
+# P2P_PORT+i (8700 and 9700 when not given; an existing testnet keeps the ports it was generated with).
+RPC_PORT ?=
+P2P_PORT ?=
 SEEDS ?= 200
 MINUTES ?= 5
 CHAOS_ARGS ?=
@@ -15,40 +24,45 @@ SCALE ?= 1
 
 .PHONY: test testnet testnet-reset sim chaos bench bench-full attacks clean
 
-$(STAMP): pyproject.toml
+$(RUNTIME_STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	$(PIP_INSTALL) -e .
+	touch $(RUNTIME_STAMP)
 
-test: $(STAMP)
+$(TEST_STAMP): $(RUNTIME_STAMP)
+	$(PIP_INSTALL) -e '.[test]'
+	touch $(TEST_STAMP)
+
+test: $(TEST_STAMP)
 	$(PY) -m pytest
 
-testnet: $(STAMP)
-	$(VENV)/bin/mura testnet --dir $(TESTNET_DIR) --validators $(VALIDATORS)
+testnet: $(RUNTIME_STAMP)
+	$(VENV)/bin/mura testnet --dir $(TESTNET_DIR) --validators $(VALIDATORS) $(if $(RPC_PORT),--rpc-port $(RPC_PORT)) $(if $(P2P_PORT),--p2p-port $(P2P_PORT))
 
-sim: $(STAMP)
+# Refused, with the node that holds it, while any node of the testnet runs.
+testnet-reset: $(RUNTIME_STAMP)
+	$(VENV)/bin/mura testnet --dir $(TESTNET_DIR) --reset
+
+sim: $(TEST_STAMP)
 	$(PY) -m mura.tests.sim.campaign --seeds $(SEEDS)
 
 # Real network faults between validator processes (see tests/chaos/campaign.py). Real packet
 # loss needs iptables and clock skew needs libfaketime (apt-get install iptables faketime);
 # without them those faults are skipped with a line saying so.
-chaos: $(STAMP)
+chaos: $(TEST_STAMP)
 	$(PY) -m mura.tests.chaos.campaign --minutes $(MINUTES) $(CHAOS_ARGS)
 
-testnet-reset:
-	rm -rf $(TESTNET_DIR)
-
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(PY) -m mura.chain.bench --quick --json bench-results/ledger.json
 	$(PY) -m mura.tests.bench.network --quick --json bench-results/network.json $(BENCH_ARGS)
 
-bench-full: $(STAMP)
+bench-full: $(TEST_STAMP)
 	$(PY) -m mura.chain.bench --json bench-results/ledger.json
 	$(PY) -m mura.tests.bench.network --full --json bench-results/network.json $(BENCH_ARGS)
 
 # Attacks on real node processes and what they cost the honest nodes (a measuring tool, not part of test).
-attacks: $(STAMP)
+attacks: $(TEST_STAMP)
 	$(PY) -m mura.tests.attacks.campaign $(if $(ATTACK),--attack '$(ATTACK)') --scale $(SCALE) --json attack-results/attacks-scale-$(SCALE).json
 
 clean:

@@ -793,27 +793,44 @@ def node() -> None:
     """Run a validator node."""
 
 
-@node.command("run", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-@click.option("--config", required=True, type=_Path(dir_okay=False), help="The node's TOML config file.")
-@click.argument("settings", nargs=-1, type=click.UNPROCESSED)
+@node.command(
+    "run", add_help_option=False, context_settings={"ignore_unknown_options": True, "allow_extra_args": True}
+)
+@click.argument("arguments", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
-def node_run(context: click.Context, config: str, settings: tuple[str, ...]) -> None:
-    """Run a validator until Ctrl-C; further flags override settings (see python -m mura.node --help)."""
+def node_run(context: click.Context, arguments: tuple[str, ...]) -> None:
+    """Run a validator until Ctrl-C: --config FILE, then any setting as a flag (--help lists them with defaults)."""
     from mura.node import main as run_node  # the node's dependencies load only for this command
 
-    context.exit(run_node(["--config", config, *settings]))
+    context.exit(run_node(list(arguments), prog="mura node run", require_config=True))
 
 
 @cli.command(cls=click.Command)
 @click.option("--dir", "directory", default="testnet", show_default=True, type=_Path(file_okay=False))
 @click.option("--validators", default=4, show_default=True, type=click.IntRange(1, 256))
+@click.option("--rpc-port", type=click.IntRange(1, 65535), help="First validator's JSON-RPC port (i: +i) [default: 8700].")
+@click.option("--p2p-port", type=click.IntRange(1, 65535), help="First validator's peer port (i: +i) [default: 9700].")
 @click.option("--run/--no-run", default=True, show_default=True, help="Run every node in the foreground.")
+@click.option("--reset", is_flag=True, help="Delete the testnet instead; refused while any of its nodes runs.")
 @click.pass_context
-def testnet(context: click.Context, directory: str, validators: int, run: bool) -> None:
+def testnet(
+    context: click.Context,
+    directory: str,
+    validators: int,
+    rpc_port: int | None,
+    p2p_port: int | None,
+    run: bool,
+    reset: bool,
+) -> None:
     """Generate (once) a local testnet's keys, genesis and configs, then run its nodes."""
     from mura.genesis.testnet import main as run_testnet
 
+    if reset:
+        context.exit(run_testnet(["--out", directory, "--reset"]))
     arguments = ["--out", directory, "--validators", str(validators), "--if-missing"]
+    for flag, port in (("--rpc-port", rpc_port), ("--p2p-port", p2p_port)):
+        if port is not None:
+            arguments += [flag, str(port)]
     context.exit(run_testnet([*arguments, "--run"] if run else arguments))
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 from collections import deque
+import errno
 import json
 import logging
 import math
@@ -22,7 +23,7 @@ import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import plyvel
 
@@ -64,6 +65,7 @@ from mura.consensus.serving import BlockServer
 from mura.consensus.replica import Replica
 from mura.consensus.votes import RecordedVote, SigningGuard
 from mura.genesis.format import genesis_block, load_genesis
+from mura.holders import address_in_use, format_address, port_in_use_message
 from mura.p2p.block_service import BlockService
 from mura.p2p.connections import raise_open_file_limit
 from mura.p2p.gossip import DEFAULT_MAX_BATCH, StalledRuns, TransactionGossip, decode_transaction_batch
@@ -78,6 +80,7 @@ from mura.progress_log import (
     view_change_at_new_height,
     view_change_reason,
 )
+from mura.rpc.cors import CorsPolicy, origin_problem
 from mura.rpc.finality import FinalityWatch
 from mura.rpc.methods import API_DESCRIPTION, node_methods
 from mura.rpc.metrics import Metrics
@@ -172,6 +175,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "rpc.max_connections_per_source", int, 256,
         "open connections to the RPC port from one address (a wallet service may keep many)", _positive,
+    ),
+    Setting(
+        "rpc.cors_origins", list, [],
+        "browser origins (https://wallet.example) whose pages may call JSON-RPC; empty: none (off); "
+        "* allows every web page, for development only",
+        lambda value: next((problem for problem in map(origin_problem, value) if problem), None),
     ),
     Setting(
         "rpc.header_timeout_seconds", int, 10,
@@ -294,15 +303,44 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> N
 
 
 def add_setting_flags(parser: argparse.ArgumentParser) -> None:
-    """One command-line flag per setting, e.g. ``--rpc-listen 127.0.0.1:8701``."""
+    """One command-line flag per setting, e.g. ``--rpc-listen 127.0.0.1:8701``; its help ends with the default."""
     for setting in SETTINGS:
         metavar = setting.path.rpartition(".")[2].upper()
+        # argparse formats help with %; the flag's own default stays None, so that only flags given override.
+        repeat = "give the flag once per item; " if setting.kind is list else ""
+        text = f"{setting.help} ({repeat}default: {format_default(setting.default)})".replace("%", "%%")
         if setting.kind is list:
-            parser.add_argument(setting.flag, dest=setting.path, action="append", metavar=metavar, help=setting.help)
+            parser.add_argument(setting.flag, dest=setting.path, action="append", metavar=metavar, help=text)
         elif setting.kind is bool:
-            parser.add_argument(setting.flag, dest=setting.path, action=argparse.BooleanOptionalAction, help=setting.help)
+            parser.add_argument(setting.flag, dest=setting.path, action=argparse.BooleanOptionalAction, help=text)
         else:
-            parser.add_argument(setting.flag, dest=setting.path, type=setting.kind, metavar=metavar, help=setting.help)
+            parser.add_argument(setting.flag, dest=setting.path, type=setting.kind, metavar=metavar, help=text)
+
+
+def format_default(value: Any) -> str:
+    """A setting's default as it is written in node.toml: ``"data"``, ``1000``, ``false``, ``[]``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (str, list)):
+        return json.dumps(value)
+    return str(value)
+
+
+def check_listen_addresses(config: NodeConfig) -> None:
+    """Refuse, before the node opens or logs anything, an address it cannot listen on
+    because another process holds the port; the message names the holder."""
+    addresses = {setting: NodeConfig.split_address(config[setting]) for setting in ("p2p.listen", "rpc.listen")}
+    if addresses["p2p.listen"] == addresses["rpc.listen"] and addresses["rpc.listen"][1] != 0:
+        raise ConfigError(f"p2p.listen and rpc.listen are both {format_address(*addresses['rpc.listen'])}")
+    for setting, (host, port) in addresses.items():
+        if address_in_use(host, port):
+            raise ConfigError(port_in_use_message(setting, host, port))
+
+
+def _listen_problem(setting: str, host: str, port: int, error: OSError) -> str:
+    if error.errno == errno.EADDRINUSE:
+        return port_in_use_message(setting, host, port)
+    return f"{setting}: cannot listen on {format_address(host, port)}: {error.strerror or error}"
 
 
 # --- logging --------------------------------------------------------------------------
@@ -675,7 +713,7 @@ class Node:
         except UnsupportedAiohttp as error:
             raise ConfigError(str(error)) from None
         except OSError as error:
-            raise ConfigError(f"p2p.listen: cannot listen on {host}:{port}: {error.strerror or error}") from None
+            raise ConfigError(_listen_problem("p2p.listen", host, port, error)) from None
         network = self.network
 
         async def send(peer: bytes, data: bytes) -> bool:
@@ -718,11 +756,12 @@ class Node:
                 header_timeout_seconds=self.config["rpc.header_timeout_seconds"],
                 max_connections_per_source=self.config["rpc.max_connections_per_source"],
             ),
+            cors=CorsPolicy.of(self.config["rpc.cors_origins"]),
         )
         try:
             await self.rpc.start()
         except OSError as error:
-            raise ConfigError(f"rpc.listen: cannot listen on {host}:{port}: {error.strerror or error}") from None
+            raise ConfigError(_listen_problem("rpc.listen", host, port, error)) from None
         LOG.info("serving JSON-RPC on %s:%d and peers on %s", host, self.rpc.port, self.config["p2p.listen"])
 
     async def stop(self) -> None:
@@ -1156,14 +1195,35 @@ class Node:
 # --- the command line ----------------------------------------------------------------
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mura-node", description="Run a Mura validator node.")
-    parser.add_argument("--config", type=Path, help="TOML config file (settings below override it)")
+class _OneLineErrorParser(argparse.ArgumentParser):
+    # The usage of every setting is long: a mistyped flag gets one line, --help the rest.
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (--help lists every setting)\n")
+
+
+def argument_parser(*, prog: str = "python -m mura.node", require_config: bool = False) -> argparse.ArgumentParser:
+    """The node's command line: ``--config`` and one flag per setting, each with its default."""
+    parser = _OneLineErrorParser(
+        prog=prog,
+        usage=f"%(prog)s {'--config FILE' if require_config else '[--config FILE]'} [--SETTING VALUE ...]",
+        description="Run a Mura validator node until SIGINT or SIGTERM. Every setting can be given in the "
+        "config file or as a flag below; a flag overrides the file, the file overrides the default.",
+    )
+    parser.add_argument(
+        "--config", type=Path, required=require_config, metavar="FILE",
+        help="TOML config file (the flags below override it)",
+    )
     add_setting_flags(parser)
-    options = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, *, prog: str = "python -m mura.node", require_config: bool = False) -> int:
+    """Run a node as the command line asks; 2 with one line on stderr if it cannot start."""
+    options = argument_parser(prog=prog, require_config=require_config).parse_args(argv)
     overrides = {setting.path: getattr(options, setting.path) for setting in SETTINGS}
     try:
         config = load_config(options.config, overrides)
+        check_listen_addresses(config)
         configure_logging(level=config["log.level"], json_format=config["log.format"] == "json")
         # Room for every connection the per-source caps allow, before anyone can exhaust it.
         raise_open_file_limit()

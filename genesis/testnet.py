@@ -3,19 +3,25 @@ naming them, a node config per validator, and a launcher that runs them.
 
 ``python -m mura.genesis.testnet --out testnet --validators 4`` writes
 ``keys/<validator-name>.key`` and ``keys/treasury.key`` (owner-only, 0600),
-``genesis.json`` and ``nodes/<validator-name>/node.toml`` (validator i serves
-JSON-RPC on 127.0.0.1:870i and peers on 127.0.0.1:970i). It never overwrites
+``genesis.json`` and ``nodes/<validator-name>/node.toml``. Validator i serves
+JSON-RPC on 127.0.0.1:(8700 + i) and peers on 127.0.0.1:(9700 + i);
+``--rpc-port`` and ``--p2p-port`` move the first of each. It never overwrites
 anything: a directory that already holds a genesis is refused or, with
 ``--if-missing``, left as it is (only missing node configs are added), so
 ``make testnet`` may run any number of times without replacing a network's
-keys. ``--run`` then starts every node as its own process, prefixes each
-line of their logs with the validator's name, and stops them all on Ctrl-C.
+keys. An existing testnet keeps the ports it was generated with: asking for
+others is refused (its peer ports are part of its genesis, hence of its chain).
+``--run`` then starts every node as its own process, prefixes each line of
+their logs with the validator's name, and stops them all on Ctrl-C; a port
+another process holds is reported, one line per node, before any starts.
+``--reset`` deletes the testnet, unless one of its nodes is running.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -27,8 +33,16 @@ from mura.chain.address import encode_address, validate_prefix
 from mura.chain.block import MAX_VALIDATORS
 from mura.chain.errors import Invalid
 from mura.chain.keys import SigningKey, save_key
-from mura.genesis.launch import run_nodes
 from mura.genesis.format import Genesis, format_genesis_time, load_genesis, parse_genesis, parse_genesis_time
+from mura.genesis.launch import (
+    NodeAddresses,
+    RunningNode,
+    describe_running,
+    ports_in_use,
+    read_node_addresses,
+    run_nodes,
+)
+from mura.genesis.launch import running_nodes as find_running_nodes
 
 GENESIS_FILE = "genesis.json"
 KEYS_DIRECTORY = "keys"
@@ -83,24 +97,29 @@ def generate_testnet(
     validators: int = 4,
     chain_id: str = DEFAULT_CHAIN_ID,
     prefix: str = DEFAULT_PREFIX,
-    base_peer_port: int = DEFAULT_BASE_PEER_PORT,
+    base_peer_port: int | None = None,
+    base_rpc_port: int | None = None,
     treasury_amount: int = DEFAULT_TREASURY_AMOUNT,
     genesis_time_ms: int | None = None,
     if_missing: bool = False,
 ) -> TestnetLayout:
-    """Write fresh keys and a genesis into ``directory``; never overwrites a file.
+    """Write fresh keys, a genesis and node configs into ``directory``; never overwrites a file.
 
-    With a genesis already present, raises ``TestnetError`` unless ``if_missing``,
-    in which case nothing is written and the existing genesis is returned.
-    The genesis time defaults to now, to the second.
+    Validator i peers on ``base_peer_port + i`` and serves JSON-RPC on
+    ``base_rpc_port + i`` (9700 and 8700 when not given). With a genesis already
+    present, raises ``TestnetError`` unless ``if_missing``, in which case only
+    missing node configs are written and the existing genesis is returned; ports
+    given that differ from the ones it was generated with are refused. The
+    genesis time defaults to now, to the second.
     """
     directory = Path(directory)
     genesis_path = directory / GENESIS_FILE
-    _check_arguments(validators, base_peer_port, prefix)
+    _check_arguments(validators, base_peer_port, base_rpc_port, prefix)
     if genesis_path.exists():
         if if_missing:
             layout = _existing_layout(directory)
-            write_node_configs(layout)
+            check_ports_unchanged(layout, base_peer_port=base_peer_port, base_rpc_port=base_rpc_port)
+            write_node_configs(layout, base_rpc_port=DEFAULT_BASE_RPC_PORT if base_rpc_port is None else base_rpc_port)
             return layout
         raise TestnetError(
             f"{genesis_path} already exists; refusing to replace a network's genesis (use --if-missing to keep it)"
@@ -114,7 +133,7 @@ def generate_testnet(
         timestamp_ms=timestamp_ms,
         keys=keys,
         validator_names=names,
-        base_peer_port=base_peer_port,
+        base_peer_port=DEFAULT_BASE_PEER_PORT if base_peer_port is None else base_peer_port,
         treasury_amount=treasury_amount,
     )
     # The generator's output passes the same checks as any genesis file.
@@ -124,7 +143,7 @@ def generate_testnet(
         file.write(genesis.to_json())
     treasury = keys[TREASURY_NAME].public_key
     layout = TestnetLayout(directory, genesis_path, key_paths, genesis, treasury, created=True)
-    write_node_configs(layout)
+    write_node_configs(layout, base_rpc_port=DEFAULT_BASE_RPC_PORT if base_rpc_port is None else base_rpc_port)
     return layout
 
 
@@ -153,12 +172,98 @@ def write_node_configs(layout: TestnetLayout, *, base_rpc_port: int = DEFAULT_BA
     return written
 
 
-def _check_arguments(validators: int, base_peer_port: int, prefix: str) -> None:
+# --- ports ---------------------------------------------------------------------
+
+
+def node_addresses(layout: TestnetLayout) -> list[NodeAddresses]:
+    """Each validator's listen addresses, read from its node config (absent or unreadable: none)."""
+    return [
+        read_node_addresses(validator.name, node_config_path(layout.directory, validator.name))
+        for validator in layout.genesis.validators
+    ]
+
+
+def check_ports_unchanged(layout: TestnetLayout, *, base_peer_port: int | None, base_rpc_port: int | None) -> None:
+    """Refuse ports given for an existing testnet that differ from those it was generated with.
+
+    The peer ports are in the genesis, whose hash the chain starts from, so they
+    cannot move without a new network; the RPC ports could, but an existing
+    testnet keeps all its ports rather than some, and its configs are left as
+    the operator may have edited them.
+    """
+    peer_ports = [int(validator.peer_address.rpartition(":")[2]) for validator in layout.genesis.validators]
+    rpc_ports = [node.port("rpc.listen") for node in node_addresses(layout)]
+    asked_peer = base_peer_port is not None and peer_ports != list(range(base_peer_port, base_peer_port + len(peer_ports)))
+    asked_rpc = base_rpc_port is not None and any(
+        port is not None and port != base_rpc_port + index for index, port in enumerate(rpc_ports)
+    )
+    if asked_peer or asked_rpc:
+        known_rpc = [port for port in rpc_ports if port is not None]
+        raise TestnetError(
+            f"{layout.directory} was generated with peer ports {_port_list(peer_ports)} (in its genesis) and RPC "
+            f"ports {_port_list(known_rpc)}, and keeps them: run it without --p2p-port and --rpc-port, or give "
+            "another --dir for a new testnet (or delete this one: mura testnet --reset)"
+        )
+
+
+def _port_list(ports: Sequence[int]) -> str:
+    if not ports:
+        return "(none configured)"
+    if list(ports) == list(range(ports[0], ports[0] + len(ports))):
+        return f"{ports[0]}-{ports[-1]}" if len(ports) > 1 else str(ports[0])
+    return ", ".join(map(str, ports))
+
+
+# --- reset ---------------------------------------------------------------------
+
+
+def running_nodes(directory: Path) -> list[RunningNode]:
+    """The testnet's nodes that are running now, by the locks a running node holds:
+    ``nodes/<name>/data/LOCK`` and its vote record's ``keys/<name>.votes/LOCK``."""
+    locks = [(path.parent.parent.name, path) for path in sorted(directory.glob(f"{NODES_DIRECTORY}/*/data/LOCK"))]
+    locks += [(path.parent.name.removesuffix(".votes"), path)
+              for path in sorted(directory.glob(f"{KEYS_DIRECTORY}/*.votes/LOCK"))]
+    return find_running_nodes(locks)
+
+
+def reset_testnet(directory: Path | str) -> str:
+    """Delete a testnet directory unless one of its nodes runs; returns what was done.
+
+    Refuses a directory holding anything the generator does not write, so that a
+    mistyped ``--dir`` cannot delete someone's files.
+    """
+    directory = Path(directory)
+    if not directory.exists():
+        return f"{directory} does not exist; nothing to delete"
+    if not directory.is_dir():
+        raise TestnetError(f"{directory} is not a directory; refusing to delete it")
+    written_here = {GENESIS_FILE, KEYS_DIRECTORY, NODES_DIRECTORY}
+    foreign = sorted(entry.name for entry in directory.iterdir() if entry.name not in written_here)
+    if foreign:
+        raise TestnetError(
+            f"{directory} holds {foreign[0]!r}, which the testnet generator does not write; refusing to delete "
+            "it (delete it by hand if it is a testnet)"
+        )
+    running = running_nodes(directory)
+    if running:
+        raise TestnetError(describe_running(directory, running) + ", then reset")
+    shutil.rmtree(directory)
+    return f"deleted {directory}"
+
+
+def _check_arguments(validators: int, base_peer_port: int | None, base_rpc_port: int | None, prefix: str) -> None:
     validate_prefix(prefix)
     if not 1 <= validators <= MAX_VALIDATORS:
         raise TestnetError(f"a testnet has 1 to {MAX_VALIDATORS} validators, got {validators}")
-    if not 1 <= base_peer_port <= 65536 - validators:
-        raise TestnetError(f"peer ports {base_peer_port}..{base_peer_port + validators - 1} are not all in 1..65535")
+    peer = DEFAULT_BASE_PEER_PORT if base_peer_port is None else base_peer_port
+    rpc = DEFAULT_BASE_RPC_PORT if base_rpc_port is None else base_rpc_port
+    for kind, base in (("peer", peer), ("RPC", rpc)):
+        if not 1 <= base <= 65536 - validators:
+            raise TestnetError(f"{kind} ports {base}-{base + validators - 1} are not all in 1-65535")
+    if peer < rpc + validators and rpc < peer + validators:
+        raise TestnetError(
+            f"peer ports {peer}-{peer + validators - 1} and RPC ports {rpc}-{rpc + validators - 1} overlap"
+        )
 
 
 def _existing_layout(directory: Path) -> TestnetLayout:
@@ -229,32 +334,50 @@ def _genesis_time_argument(text: str) -> int:
 
 def _argument_parser() -> argparse.ArgumentParser:
     parser = _ArgumentParser(
-        prog="python -m mura.genesis.testnet", description="Write keys and a genesis for a local testnet."
+        prog="python -m mura.genesis.testnet",
+        description="Write keys, a genesis and node configs for a local testnet; optionally run it, or delete it.",
     )
-    parser.add_argument("--out", type=Path, default=Path("testnet"), help="directory to write (default: testnet)")
+    parser.add_argument("--out", "--dir", type=Path, default=Path("testnet"), help="directory to write (default: testnet)")
     parser.add_argument("--validators", type=int, default=4, help="number of validators (default: 4)")
     parser.add_argument("--chain-id", default=DEFAULT_CHAIN_ID, help=f"default: {DEFAULT_CHAIN_ID}")
     parser.add_argument("--prefix", default=DEFAULT_PREFIX, help=f"address prefix (default: {DEFAULT_PREFIX})")
-    parser.add_argument("--base-peer-port", type=int, default=DEFAULT_BASE_PEER_PORT, help="first validator's port")
+    parser.add_argument(
+        "--rpc-port", type=int, metavar="PORT",
+        help=f"first validator's JSON-RPC port; validator i serves on PORT + i (default: {DEFAULT_BASE_RPC_PORT})",
+    )
+    parser.add_argument(
+        "--p2p-port", type=int, metavar="PORT",
+        help=f"first validator's peer port; validator i listens on PORT + i (default: {DEFAULT_BASE_PEER_PORT})",
+    )
+    # Moved only the peer ports, leaving every node on the RPC ports a running testnet holds.
+    parser.add_argument("--base-peer-port", type=int, dest="removed_base_peer_port", help=argparse.SUPPRESS)
     parser.add_argument("--treasury-amount", type=int, default=DEFAULT_TREASURY_AMOUNT, help="in smallest units")
     parser.add_argument("--genesis-time", type=_genesis_time_argument, help="RFC 3339 UTC time (default: now)")
     parser.add_argument(
         "--if-missing", action="store_true", help="leave an existing testnet untouched instead of refusing"
     )
     parser.add_argument("--run", action="store_true", help="then run every node in the foreground until Ctrl-C")
+    parser.add_argument(
+        "--reset", action="store_true", help="delete the testnet instead (refused while any of its nodes runs)"
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Generate a testnet as the arguments ask; 0 on success, 2 with one line on stderr otherwise."""
+    """Generate (and run) or reset a testnet as the arguments ask; 0 on success, 2 with
+    one line on stderr when the arguments or the directory are refused or a port is taken."""
     try:
-        arguments = _argument_parser().parse_args(argv)
+        arguments = _parse_arguments(argv)
+        if arguments.reset:
+            print(reset_testnet(arguments.out))
+            return 0
         layout = generate_testnet(
             arguments.out,
             validators=arguments.validators,
             chain_id=arguments.chain_id,
             prefix=arguments.prefix,
-            base_peer_port=arguments.base_peer_port,
+            base_peer_port=arguments.p2p_port,
+            base_rpc_port=arguments.rpc_port,
             treasury_amount=arguments.treasury_amount,
             genesis_time_ms=arguments.genesis_time,
             if_missing=arguments.if_missing,
@@ -265,8 +388,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\n".join(describe_layout(layout)), flush=True)
     if not arguments.run:
         return 0
-    nodes = [(v.name, node_config_path(layout.directory, v.name)) for v in layout.genesis.validators]
-    return asyncio.run(run_nodes(nodes))
+    return run_testnet(layout)
+
+
+def _parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    arguments = _argument_parser().parse_args(argv)
+    if arguments.removed_base_peer_port is not None:
+        raise _UsageError(
+            "--base-peer-port is gone (it moved the peer ports only): use --p2p-port for the peer ports and "
+            "--rpc-port for the JSON-RPC ports"
+        )
+    if arguments.reset and arguments.run:
+        raise _UsageError("--reset deletes the testnet; it cannot be combined with --run")
+    return arguments
+
+
+def run_testnet(layout: TestnetLayout) -> int:
+    """Run every node of the testnet until Ctrl-C, unless it already runs or a port it
+    needs is taken: then one line for each node in the way, and 2."""
+    running = running_nodes(layout.directory)
+    if running:
+        print(f"testnet: {describe_running(layout.directory, running)}", file=sys.stderr)
+        return 2
+    nodes = node_addresses(layout)
+    taken = ports_in_use(nodes)
+    if taken:
+        for line in taken:
+            print(f"testnet: {line}", file=sys.stderr)
+        print(
+            "testnet: started no node; another testnet may be running: a new one can take other ports "
+            "(mura testnet --dir DIR --rpc-port 8800 --p2p-port 9800)",
+            file=sys.stderr,
+        )
+        return 2
+    return asyncio.run(run_nodes([(node.name, node.config) for node in nodes]))
 
 
 def describe_layout(layout: TestnetLayout) -> list[str]:

@@ -42,6 +42,10 @@ the node meets its ``ReadinessPolicy`` (query parameters may override it), else
 503 with the reasons, and 400 for a bad query parameter; GET ``/metrics`` is the
 server's ``Metrics`` registry in the Prometheus text format, including every
 JSON-RPC call by method.
+
+Browsers: off unless a ``CorsPolicy`` lists origins (``mura.rpc.cors``); then
+``OPTIONS`` preflights are answered and every answer to a listed origin carries
+``Access-Control-Allow-Origin``.
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from mura.rpc.connections import CappedSite
+from mura.rpc.cors import CorsPolicy
 from mura.rpc.declarations import Method
 from mura.rpc.errors import INVALID_REQUEST, SERVER_BUSY, RpcError, standard_error
 from mura.rpc.jsonrpc import DEFAULT_MAX_BATCH_LENGTH, JsonRpcEngine, encode_error
@@ -192,8 +197,10 @@ class RpcServer:
         limits: RpcLimits = RpcLimits(),
         shutdown_timeout: float = 5.0,
         description: str = "",
+        cors: CorsPolicy = CorsPolicy(frozenset()),
     ) -> None:
         self._host = host
+        self._cors = cors
         self._requested_port = port
         self._health = health
         self._sync_facts = sync_facts
@@ -263,6 +270,7 @@ class RpcServer:
         app.router.add_get("/health", self._handle_health)
         app.router.add_get("/ready", self._handle_ready)
         app.router.add_get("/metrics", self._handle_metrics)
+        self._cors.install(app)
         runner = web.AppRunner(
             app,
             access_log=None,

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
 import sys
 from pathlib import Path
 
+import plyvel
 import pytest
+
+import mura
 
 from mura.chain.address import decode_address
 from mura.chain.errors import InvalidGenesis
@@ -163,7 +167,11 @@ def test_main_if_missing_says_it_left_files_untouched(tmp_path: Path, capsys: py
         (["--prefix", "TNAC"], "address prefix"),
         (["--chain-id", "Bad Id"], "chain_id"),
         (["--treasury-amount", "0"], "allocations[0].amount"),
-        (["--base-peer-port", "65535"], "peer ports"),
+        (["--p2p-port", "65535"], "peer ports 65535-65538 are not all in 1-65535"),
+        (["--rpc-port", "0"], "RPC ports 0-3 are not all in 1-65535"),
+        (["--rpc-port", "9702"], "peer ports 9700-9703 and RPC ports 9702-9705 overlap"),
+        (["--base-peer-port", "9800"], "--base-peer-port is gone (it moved the peer ports only): use --p2p-port"),
+        (["--reset", "--run"], "--reset deletes the testnet; it cannot be combined with --run"),
         (["--colour", "green"], "--colour"),
     ],
 )
@@ -199,3 +207,113 @@ def test_runs_as_a_module(tmp_path: Path) -> None:
     assert result.stderr == ""
     assert "treasury: tnac1" in result.stdout
     assert load_genesis(tmp_path / "testnet" / "genesis.json").chain_id == "nishiawakura-testnet-1"
+
+
+# --- ports ---------------------------------------------------------------------
+
+
+def listen_lines(directory: Path) -> list[str]:
+    return [
+        line for path in sorted((directory / "nodes").glob("*/node.toml"))
+        for line in path.read_text().splitlines() if line.startswith("listen")
+    ]
+
+
+def test_generate_on_given_base_ports(tmp_path: Path) -> None:
+    layout = testnet.generate_testnet(tmp_path, validators=2, base_peer_port=19800, base_rpc_port=18800)
+    assert [v.peer_address for v in layout.genesis.validators] == ["127.0.0.1:19800", "127.0.0.1:19801"]
+    config = (tmp_path / "nodes" / "token-association" / "node.toml").read_text()
+    assert 'listen = "127.0.0.1:19801"' in config and 'listen = "127.0.0.1:18801"' in config
+    nodes = testnet.node_addresses(layout)
+    assert [node.listen for node in nodes] == [
+        (("p2p.listen", "127.0.0.1", 19800), ("rpc.listen", "127.0.0.1", 18800)),
+        (("p2p.listen", "127.0.0.1", 19801), ("rpc.listen", "127.0.0.1", 18801)),
+    ]
+
+
+def test_main_takes_rpc_and_peer_ports(tmp_path: Path) -> None:
+    assert testnet.main(["--dir", str(tmp_path), "--validators", "2", "--rpc-port", "8800", "--p2p-port", "9800"]) == 0
+    assert listen_lines(tmp_path) == [
+        'listen = "127.0.0.1:9801"', 'listen = "127.0.0.1:8801"',  # token-association
+        'listen = "127.0.0.1:9800"', 'listen = "127.0.0.1:8800"',  # village-office
+    ]
+    assert [v.peer_address for v in load_genesis(tmp_path / "genesis.json").validators] == [
+        "127.0.0.1:9800", "127.0.0.1:9801"
+    ]
+
+
+def test_existing_testnet_keeps_its_ports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert testnet.main(["--out", str(tmp_path), "--validators", "2", "--rpc-port", "8800", "--p2p-port", "9800"]) == 0
+    before = snapshot(tmp_path)
+    capsys.readouterr()
+    for same in ([], ["--rpc-port", "8800"], ["--p2p-port", "9800"], ["--rpc-port", "8800", "--p2p-port", "9800"]):
+        assert testnet.main(["--out", str(tmp_path), "--if-missing", *same]) == 0
+        assert "left every file untouched" in capsys.readouterr().out
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("ports", [["--rpc-port", "8700"], ["--p2p-port", "9700"], ["--rpc-port", "8801"]])
+def test_invalid_other_ports_for_an_existing_testnet(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], ports: list[str]
+) -> None:
+    assert testnet.main(["--out", str(tmp_path), "--validators", "2", "--rpc-port", "8800", "--p2p-port", "9800"]) == 0
+    before = snapshot(tmp_path)
+    capsys.readouterr()
+    assert testnet.main(["--out", str(tmp_path), "--if-missing", *ports]) == 2
+    printed = capsys.readouterr()
+    assert printed.out == ""
+    assert printed.err == (
+        f"testnet: {tmp_path} was generated with peer ports 9800-9801 (in its genesis) and RPC ports 8800-8801, "
+        "and keeps them: run it without --p2p-port and --rpc-port, or give another --dir for a new testnet "
+        "(or delete this one: mura testnet --reset)\n"
+    )
+    assert snapshot(tmp_path) == before
+
+
+# --- reset ----------------------------------------------------------------------
+
+
+def test_reset_deletes_a_stopped_testnet(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    directory = tmp_path / "testnet"
+    testnet.generate_testnet(directory, validators=2)
+    # A node that ran and stopped leaves its LevelDB lock files behind, unlocked.
+    for path in (directory / "nodes" / "village-office" / "data", directory / "keys" / "village-office.votes"):
+        plyvel.DB(str(path), create_if_missing=True).close()
+    assert testnet.main(["--out", str(directory), "--reset"]) == 0
+    assert capsys.readouterr().out == f"deleted {directory}\n"
+    assert not directory.exists()
+    assert testnet.main(["--out", str(directory), "--reset"]) == 0
+    assert capsys.readouterr().out == f"{directory} does not exist; nothing to delete\n"
+
+
+def test_invalid_reset_of_a_directory_the_generator_did_not_write(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    testnet.generate_testnet(tmp_path, validators=1)
+    (tmp_path / "notes.txt").write_text("mine")
+    assert testnet.main(["--out", str(tmp_path), "--reset"]) == 2
+    error = capsys.readouterr().err
+    assert len(error.splitlines()) == 1 and "holds 'notes.txt', which the testnet generator does not write" in error
+    assert (tmp_path / "notes.txt").read_text() == "mine" and (tmp_path / "genesis.json").exists()
+
+
+# --- the Makefile's targets -----------------------------------------------------------
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="no make here")
+@pytest.mark.parametrize(
+    ("arguments", "command"),
+    [
+        (["testnet"], ".venv/bin/mura testnet --dir net --validators 4"),
+        (["testnet", "RPC_PORT=8800", "P2P_PORT=9800"], ".venv/bin/mura testnet --dir net --validators 4 --rpc-port 8800 --p2p-port 9800"),
+        (["testnet-reset"], ".venv/bin/mura testnet --dir net --reset"),
+    ],
+)
+def test_make_targets_run_the_testnet_command(arguments: list[str], command: str) -> None:
+    repository = Path(mura.__file__).parent
+    result = subprocess.run(
+        ["make", "--dry-run", "--no-print-directory", "-C", str(repository), *arguments, "TESTNET_DIR=net"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert " ".join(result.stdout.splitlines()[-1].split()) == command

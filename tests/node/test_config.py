@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from mura.genesis.testnet import TestnetLayout, generate_testnet, node_config_path
-from mura.node import SETTINGS, ConfigError, Node, add_setting_flags, load_config
+from mura.node import (
+    SETTINGS,
+    ConfigError,
+    Node,
+    add_setting_flags,
+    check_listen_addresses,
+    format_default,
+    load_config,
+)
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +90,8 @@ def test_invalid_proposal_cap_above_the_genesis_limit(layout: TestnetLayout) -> 
 async def test_invalid_listen_address_in_use_names_the_setting(
     layout: TestnetLayout, tmp_path: Path, setting: str
 ) -> None:
-    """A port another program holds stops the node with one line naming the setting."""
+    """A port taken between the node's first check and its start stops it with one line naming
+    the setting and the holder."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -93,8 +105,9 @@ async def test_invalid_listen_address_in_use_names_the_setting(
         }
         node = Node(load_config(node_config_path(layout.directory, layout.genesis.validators[0].name), overrides))
         try:
-            with pytest.raises(ConfigError, match=f"{setting}: cannot listen on 127.0.0.1:{port}"):
+            with pytest.raises(ConfigError) as refused:
                 await node.start()
+            assert str(refused.value).startswith(f"{setting} 127.0.0.1:{port} is in use by process {os.getpid()} (")
         finally:
             await node.stop()
 
@@ -105,3 +118,75 @@ def test_vote_record_lives_beside_the_key_unless_configured(layout: TestnetLayou
     assert config.vote_record_path() == config.path("key_file").with_suffix(".votes")
     assert config.vote_record_path().parent != config.path("data_dir").parent / "data"
     assert load_config(path, {"vote_record": str(tmp_path / "v")}).vote_record_path() == tmp_path / "v"
+
+
+def run_node(*arguments: str, command: tuple[str, ...] = (sys.executable, "-m", "mura.node")) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*command, *arguments], capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    "command", [(sys.executable, "-m", "mura.node"), (str(Path(sys.executable).parent / "mura"), "node", "run")]
+)
+def test_help_shows_every_setting_with_its_default(command: tuple[str, ...]) -> None:
+    result = run_node("--help", command=command)
+    assert result.returncode == 0 and result.stderr == ""
+    text = " ".join(result.stdout.split())  # argparse wraps lines at spaces
+    for setting in SETTINGS:
+        default = format_default(setting.default)
+        assert setting.flag in text
+        assert f"default: {default})" in text, setting.path
+    assert '--rpc-listen LISTEN JSON-RPC address (default: "127.0.0.1:8700")' in text
+    assert "--sync-verify-signatures, --no-sync-verify-signatures check every transaction signature" in text
+    assert "(default: false)" in text
+
+
+def test_format_default_as_in_node_toml() -> None:
+    assert [format_default(value) for value in ("data", "", 1000, False, True, [], ["a"])] == [
+        '"data"', '""', "1000", "false", "true", "[]", '["a"]'
+    ]
+
+
+def test_invalid_flag_is_one_line() -> None:
+    result = run_node("--rpc-max-batch", "many")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == (
+        "python -m mura.node: argument --rpc-max-batch: invalid int value: 'many' (--help lists every setting)\n"
+    )
+
+
+@pytest.mark.parametrize("setting", ["p2p.listen", "rpc.listen"])
+def test_invalid_port_held_by_another_process_one_line_and_nothing_opened(
+    layout: TestnetLayout, tmp_path: Path, setting: str
+) -> None:
+    """A real node process whose port this process holds: one line naming the port and the
+    holder, exit status 2, and the node opened nothing (no data directory, no log line)."""
+    config = node_config_path(layout.directory, layout.genesis.validators[0].name)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        flags = {"p2p.listen": "127.0.0.1:0", "rpc.listen": "127.0.0.1:0", setting: f"127.0.0.1:{port}"}
+        result = run_node(
+            "--config", str(config), "--data-dir", str(tmp_path / "data"), "--vote-record", str(tmp_path / "votes"),
+            "--p2p-listen", flags["p2p.listen"], "--rpc-listen", flags["rpc.listen"],
+            "--consensus-empty-block-interval-ms", "200",
+        )
+    assert result.returncode == 2 and result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"mura-node: {setting} 127.0.0.1:{port} is in use by process {os.getpid()} (")
+    assert "pytest" in line
+    assert not (tmp_path / "data").exists() and not (tmp_path / "votes").exists()
+
+
+def test_invalid_same_address_for_peers_and_rpc() -> None:
+    config = load_config(None, {"p2p.listen": "127.0.0.1:18999", "rpc.listen": "127.0.0.1:18999"})
+    with pytest.raises(ConfigError, match=r"^p2p.listen and rpc.listen are both 127.0.0.1:18999$"):
+        check_listen_addresses(config)
+    check_listen_addresses(load_config(None, {"p2p.listen": "127.0.0.1:0", "rpc.listen": "127.0.0.1:0"}))
+
+
+def test_invalid_cors_origin_setting(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"setting rpc.cors_origins: 'https://wallet.example/' is not an origin"):
+        load_config(config_file(tmp_path, '[rpc]\ncors_origins = ["https://wallet.example/"]\n'))
+    config = load_config(config_file(tmp_path, '[rpc]\ncors_origins = ["https://wallet.example", "*"]\n'))
+    assert config["rpc.cors_origins"] == ["https://wallet.example", "*"]
