@@ -1035,6 +1035,7 @@ class Node:
         assert self.verifier is not None
         forged = await self.verifier.verify_async(candidates)
         was_empty = len(self.mempool) == 0
+        now = time.monotonic()
         for transaction in candidates:
             if transaction.hash in forged:
                 continue

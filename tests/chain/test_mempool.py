@@ -706,6 +706,16 @@ def test_expire_drops_what_waited_too_long(ledger: Ledger) -> None:
     assert len(mempool) == 0 and len(reported) == 3
 
 
+def test_expire_drops_at_most_its_limit_oldest_first(make_mempool: Callable[..., Mempool], ledger: Ledger) -> None:
+    mempool = make_mempool(expire_after=10.0)
+    for sender in range(1, 4):
+        mempool.add(ledger.transfer(sender, 0), ledger.state, now=float(sender))
+    mempool.expire(100.0, limit=2)
+    assert [len(mempool.pending_for(ledger.sender(sender))) for sender in range(1, 4)] == [0, 0, 1]
+    mempool.expire(100.0, limit=2)
+    assert len(mempool) == 0
+
+
 def test_expire_after_zero_keeps_transactions_forever(make_mempool: Callable[..., Mempool], ledger: Ledger) -> None:
     mempool = make_mempool(expire_after=0)
     mempool.add(ledger.transfer(1, 0), ledger.state, now=0.0)
