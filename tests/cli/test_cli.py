@@ -166,7 +166,7 @@ def test_bad_addresses(mura: Mura, tmp_path: Path) -> None:
 def test_refused_transactions_name_the_rule(mura: Mura, tmp_path: Path) -> None:
     alice = mura.json("keygen", "--out", str(tmp_path / "a.key"))["address"]
     broke = mura("send", "--key", str(tmp_path / "a.key"), "--to", alice, "--amount", "5")
-    assert_one_line_error(broke, EXIT_REFUSED, r"transaction refused \(pending_spend_exceeds_balance\): pending")
+    assert_one_line_error(broke, EXIT_REFUSED, r"transaction refused \(pending_spend_exceeds_balance\): transfer of 5 exceeds the balance of 0$")
     minted = mura("mint", "--key", str(tmp_path / "a.key"), "--to", alice, "--amount", "5")
     assert_one_line_error(minted, EXIT_REFUSED, r"transaction refused \(not_an_issuer\)")
 
