@@ -19,6 +19,7 @@ from mura.chain.errors import (
     BadSignature,
     DuplicateTransaction,
     InsufficientBalance,
+    InvalidTransaction,
     MempoolFull,
     NonceTooHigh,
     NonceTooLow,
@@ -518,7 +519,7 @@ def test_replacement_of_a_nonce_past_a_hole(make_mempool: Callable[..., Mempool]
     add_all(mempool, ledger, [ledger.transfer(1, 0), ledger.transfer(1, 1), ledger.transfer(1, 2)])
     mempool.drop_refused([(mempool.pending_for(ledger.sender(1))[0], InsufficientBalance("refused"))])
     mempool.add(ledger.transfer(1, 2, amount=5), ledger.state, now=NOW)
-    assert [tx.body.amount for tx in mempool.pending_for(ledger.sender(1))] == [1, 5]  # type: ignore[union-attr]
+    assert [cast(Transfer, tx.body).amount for tx in mempool.pending_for(ledger.sender(1))] == [1, 5]
 
 
 def test_invalid_replacement_leaves_the_pending_one(mempool: Mempool, ledger: Ledger) -> None:
@@ -679,8 +680,11 @@ def test_remove_committed_drops_mints_the_supply_no_longer_fits(make_ledger: Cal
 def test_drop_refused_keeps_what_waits_behind_an_earlier_nonce(mempool: Mempool, ledger: Ledger) -> None:
     waiting = ledger.transfer(1, 1)
     add_all(mempool, ledger, [ledger.transfer(1, 0), waiting])
-    refused = [(ledger.transfer(1, 0), InsufficientBalance("refused")), (waiting, NonceTooHigh("skips ahead"))]
-    mempool.drop_refused(refused)  # type: ignore[arg-type]
+    refused: list[tuple[Transaction, InvalidTransaction]] = [
+        (ledger.transfer(1, 0), InsufficientBalance("refused")),
+        (waiting, NonceTooHigh("skips ahead")),
+    ]
+    mempool.drop_refused(refused)
     assert mempool.pending_for(ledger.sender(1)) == [waiting] and mempool.dropped(waiting.hash) is None
 
 
@@ -1026,10 +1030,10 @@ class History:
         for transaction in pending:
             assert transaction.nonce >= state.load_account(transaction.sender).nonce
         # What admission promised still holds after every commit, drop and expiry.
-        minted = sum(cast(Mint, tx.body).amount for tx in pending if isinstance(tx.body, Mint))
+        minted = sum(tx.body.amount for tx in pending if isinstance(tx.body, Mint))
         assert state.load_supply() + minted <= MAX_SUPPLY
         for key in self.ledger.keys:
-            spend = sum(tx.body.amount for tx in self.pool.pending_for(key.public_key) if not isinstance(tx.body, Mint))
+            spend = sum(cast(Transfer | Burn, tx.body).amount for tx in self.pool.pending_for(key.public_key) if not isinstance(tx.body, Mint))
             assert spend <= state.load_account(key.public_key).balance
         for dropped in self.reported:
             if dropped.transaction_hash in self.pool:
