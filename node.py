@@ -30,6 +30,7 @@ import plyvel
 from mura.chain import codec
 from mura.chain.block import Block, CommitCertificate, quorum_size
 from mura.chain.errors import BadSignature, Invalid, NonPositiveAmount, NotAnIssuer, WrongChainId
+from mura.chain.drops import Dropped
 from mura.chain.keys import AttestedSignatures, SignatureCache, load_key
 from mura.chain.mempool import Mempool
 from mura.chain.state import BuiltBlock, ChainRules, StateChanges, apply_block, build_block
@@ -220,6 +221,12 @@ SETTINGS: tuple[Setting, ...] = (
         _positive,
     ),
     Setting("mempool.max_bytes", int, 32 * 1024 * 1024, "most pending transaction bytes", _positive),
+    Setting(
+        "mempool.expire_after_seconds", int, 600,
+        "a transaction still pending this long after this node admitted it is dropped (rule expired; "
+        "tx_wait and chain_getTransaction say so); 0: never",
+        lambda value: None if value >= 0 else "must not be negative",
+    ),
     Setting("log.level", str, "info", "debug, info, warning or error", _choice("debug", "info", "warning", "error")),
     Setting("log.format", str, "text", "text (one human-readable line per event) or json", _choice("text", "json")),
 )
@@ -426,9 +433,9 @@ class LedgerApplication:
             rules=self.rules,
             signatures=self.signatures,
         )
-        # A refused candidate can never apply on this state (its nonce is next in line),
-        # except one that waits for another sender's funds; both are dropped, wallets resubmit.
-        self.mempool.discard(transaction for transaction, _ in built.refused)
+        # A refused candidate can never apply on this state (its nonce is next in line):
+        # it is dropped with the rule that refused it.
+        self.mempool.drop_refused(built.refused)
         return built
 
     def has_pending_transactions(self) -> bool:
@@ -623,6 +630,8 @@ class Node:
             signatures=self.signatures,
             max_transactions=self.config["mempool.max_transactions"],
             max_bytes=self.config["mempool.max_bytes"],
+            expire_after=self.config["mempool.expire_after_seconds"],
+            on_drop=self._transactions_dropped,
         )
         application = LedgerApplication(
             store=self.store,
@@ -1027,10 +1036,15 @@ class Node:
         return True
 
     async def _rebroadcast_stalled(self) -> None:
-        """Every third of ``mempool.rebroadcast_after_ms``, gossip stalled senders' runs again."""
+        """Every third of ``mempool.rebroadcast_after_ms``, drop expired transactions, log one
+        line counting what was dropped since the last time, and gossip stalled senders' runs again."""
         assert self.gossip is not None
         while True:
             await asyncio.sleep(self.stalled.after / 3)
+            self.mempool.expire(time.monotonic())
+            summary = self.mempool.drop_summary()
+            if summary is not None:
+                LOG.info("%s", summary)
             due = self.stalled.due(self.mempool, self.store, time.monotonic(), self.store.height)
             for transaction in due:
                 self.gossip.submit(transaction.encoded)
@@ -1124,16 +1138,18 @@ class Node:
             return
         # A backlog's run of nonces comes in one batch and passes whole.
         transactions = [Transaction.decode(encoded) for encoded in batch]
-        candidates, refusals = self.mempool.check_batch(transactions, self.store)
+        now = time.monotonic()
+        candidates, refusals = self.mempool.check_batch(transactions, self.store, now=now)
         refused = [error for error in refusals if isinstance(error, GOSSIP_REFUSALS_FOR_CAUSE)]
         assert self.verifier is not None
         forged = await self.verifier.verify_async(candidates)
         was_empty = len(self.mempool) == 0
+        now = time.monotonic()
         for transaction in candidates:
             if transaction.hash in forged:
                 continue
             try:
-                self.mempool.add(transaction, self.store)
+                self.mempool.add(transaction, self.store, now=now)
             except Invalid:
                 continue
         self._after_admission(was_empty)
@@ -1141,6 +1157,14 @@ class Node:
             raise BadSignature(f"peer forwarded transaction {next(iter(forged)).hex()} with a bad signature")
         if refused:
             raise type(refused[0])(f"peer forwarded {len(refused)} transactions no node admits: {refused[0].message}")
+
+    def _transactions_dropped(self, drops: Sequence[Dropped]) -> None:
+        """The mempool dropped these: wake the tx_wait calls waiting for them at once. (The
+        INFO line counting drops is logged by ``_rebroadcast_stalled``, at most one a round.)"""
+        self.finality.transactions_dropped(drops)
+        for dropped in drops:
+            LOG.debug("dropped pending transaction %s (%s): %s", dropped.transaction_hash.hex(), dropped.rule,
+                      dropped.message)
 
     def _after_admission(self, was_empty: bool) -> None:
         """Wake a primary that waits out the idle interval: there is something to propose."""
@@ -1153,12 +1177,12 @@ class Node:
         assert self.gossip is not None
         # The cheap rules first, then the signature on the verifier's threads (together
         # with the rest of an RPC batch), then admission, which finds it verified.
-        self.mempool.check(transaction, self.store)
+        self.mempool.check(transaction, self.store, now=time.monotonic())
         assert self.verifier is not None
         if await self.verifier.verify_async([transaction]):
             raise BadSignature("signature does not verify against the sender's key")
         was_empty = len(self.mempool) == 0
-        self.mempool.add(transaction, self.store)
+        self.mempool.add(transaction, self.store, now=time.monotonic())
         self._after_admission(was_empty)
         self.gossip.submit(transaction.encoded)
         return transaction.hash

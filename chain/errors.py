@@ -106,6 +106,12 @@ class SupplyOverflow(InvalidTransaction):
     rule = "supply_overflow"
 
 
+class NonceUsed(InvalidTransaction):
+    """Another transaction from the sender with this nonce became final: this one never can."""
+
+    rule = "nonce_used"
+
+
 class UnknownKind(DecodeError, InvalidTransaction):
     """A transaction kind this node does not know."""
 
@@ -232,7 +238,20 @@ class TooManyPending(MempoolRejection):
     rule = "too_many_pending"
 
 
-class NonceAlreadyPending(MempoolRejection):
-    """Another transaction from this sender with this nonce is pending."""
+class Replaced(MempoolRejection):
+    """A transaction with the same sender and nonce took this one's place in the mempool;
+    it is refused again while that replacement (or a later one) is pending."""
 
-    rule = "nonce_already_pending"
+    rule = "replaced"
+
+
+class ReplacementTooSoon(MempoolRejection):
+    """The sender replaced a pending transaction too recently to replace another yet."""
+
+    rule = "replacement_too_soon"
+
+
+class Expired(MempoolRejection):
+    """The transaction stayed pending longer than the mempool keeps one."""
+
+    rule = "expired"

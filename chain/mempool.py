@@ -1,33 +1,55 @@
 """The mempool: signed transactions waiting for a proposer to put them in a block.
 
-Admission runs the cheap rules first and the signature last, so junk costs this
-node little; a transaction that passes is remembered in the ``SignatureCache``,
-so the block that later carries it is not verified again. Transactions wait per
-sender, keyed by nonce. ``select`` hands the proposer each sender's ready run of
-nonces, taking senders in turn so that one busy account cannot crowd out the
-rest. Everything is bounded: the pool's count and bytes, and how far ahead of its
-committed nonce a sender may reach.
+Admission refuses what the next block could never include, by the chain's own
+rules over the committed state and what is already pending: a sender's pending
+transfers and burns spend at most its balance, and the committed supply plus
+every pending mint stays within ``MAX_SUPPLY``. The rules run cheapest first
+and the signature last, so junk costs this node little; a transaction that
+passes is remembered in the ``SignatureCache``, so the block that later carries
+it is not verified again.
+
+A transaction with the sender and nonce of a pending one replaces it if it
+passes admission without it, at most once per ``replacement_interval`` per
+sender. After each final block the pool drops what that block made
+unincludable (``remove_committed``), a proposer drops what its block refused
+(``drop_refused``), and ``expire`` drops what waited longer than
+``expire_after``. Each drop is remembered with its reason (``DropRecord``) and
+reported to ``on_drop``.
+
+Transactions wait per sender, keyed by nonce. ``select`` hands the proposer
+each sender's ready run of nonces, taking senders in turn so that one busy
+account cannot crowd out the rest. Everything is bounded: the pool's count and
+bytes, how far ahead of its committed nonce a sender may reach, and the drops
+remembered. Times are monotonic seconds given by the caller.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Iterable, Iterator
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import cast
 
+from mura.chain.drops import DEFAULT_MAX_REMEMBERED, Dropped, DropRecord
 from mura.chain.errors import (
     DuplicateTransaction,
+    Expired,
+    InsufficientBalance,
     Invalid,
+    InvalidTransaction,
     MempoolFull,
-    NonceAlreadyPending,
     NonceTooHigh,
     NonceTooLow,
+    NonceUsed,
     PendingSpendExceedsBalance,
+    Replaced,
+    ReplacementTooSoon,
+    SupplyOverflow,
     TooManyPending,
 )
 from mura.chain.keys import SignatureCache
 from mura.chain.state import (
+    MAX_SUPPLY,
     ChainRules,
     StateReader,
     validate_amount,
@@ -42,9 +64,20 @@ DEFAULT_MAX_TRANSACTIONS = 50_000
 DEFAULT_MAX_BYTES = 32 * 1024 * 1024
 DEFAULT_MAX_NONCE_GAP = 64
 DEFAULT_MAX_PER_SENDER = 1_000
+#: Seconds a transaction may stay pending before it is dropped as expired.
+DEFAULT_EXPIRE_AFTER = 600.0
+#: Seconds between two replacements by one sender.
+DEFAULT_REPLACEMENT_INTERVAL = 1.0
+#: Most transactions one ``expire`` call drops: a burst admitted together expires over a few
+#: calls rather than holding the event loop for a second (about 15 us each).
+DEFAULT_EXPIRE_BATCH = 5_000
+#: How many replacements deep a replaced transaction's successors are followed.
+MAX_REPLACEMENT_CHAIN = 16
 
 #: One sender's pending transactions by nonce.
 _SenderQueue = dict[int, Transaction]
+#: Told of the transactions each operation dropped, together.
+OnDrop = Callable[[Sequence[Dropped]], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +104,8 @@ class Mempool:
     """Transactions that passed admission and wait to be committed.
 
     Each transaction is indexed by hash and by (sender, nonce); at most one is
-    pending per sender and nonce, since without fees there is nothing to
-    justify a replacement. Senders keep the order in which they arrived.
+    pending per sender and nonce: another with the same sender and nonce
+    replaces it. Senders keep the order in which they arrived.
     """
 
     def __init__(
@@ -84,23 +117,40 @@ class Mempool:
         max_bytes: int = DEFAULT_MAX_BYTES,
         max_nonce_gap: int = DEFAULT_MAX_NONCE_GAP,
         max_per_sender: int = DEFAULT_MAX_PER_SENDER,
+        expire_after: float = DEFAULT_EXPIRE_AFTER,
+        replacement_interval: float = DEFAULT_REPLACEMENT_INTERVAL,
+        max_remembered_drops: int = DEFAULT_MAX_REMEMBERED,
+        on_drop: OnDrop | None = None,
     ) -> None:
         if max_transactions < 1 or max_bytes < 1 or max_nonce_gap < 0 or max_per_sender < 1:
             raise ValueError("mempool limits must be positive (the nonce gap may be zero)")
+        if expire_after < 0 or replacement_interval < 0:
+            raise ValueError("expire_after and replacement_interval must not be negative")
         self._rules = rules
         self._signatures = signatures
         self._max_transactions = max_transactions
         self._max_bytes = max_bytes
         self._max_nonce_gap = max_nonce_gap
         self._max_per_sender = max_per_sender
+        self._expire_after = expire_after
+        self._replacement_interval = replacement_interval
+        self._on_drop = on_drop
+        self._drops = DropRecord(capacity=max_remembered_drops)
         # Per sender, a nonce up to which every nonce from the committed one is pending:
         # where the search for the sender's next nonce resumes.
         self._run_end: dict[bytes, int] = {}
         #: What each sender's pending transfers and burns take from its balance.
         self._pending_spend: dict[bytes, int] = {}
+        #: Each pending mint's amount by hash, in arrival order, and their sum.
+        self._pending_mints: dict[bytes, int] = {}
+        self._pending_mint_total = 0
         self._by_hash: dict[bytes, Transaction] = {}
         # Insertion order is arrival order, which ``select`` takes turns in.
         self._by_sender: dict[bytes, _SenderQueue] = {}
+        # When each pending transaction was admitted, oldest first: ``expire`` reads from the front.
+        self._arrived: OrderedDict[bytes, float] = OrderedDict()
+        # When each sender with pending transactions last replaced one.
+        self._last_replacement: dict[bytes, float] = {}
         self._size_bytes = 0
 
     def __len__(self) -> int:
@@ -123,6 +173,15 @@ class Mempool:
         queue = self._by_sender.get(sender, {})
         return [queue[nonce] for nonce in sorted(queue)]
 
+    def dropped(self, transaction_hash: bytes) -> Dropped | None:
+        """Why this pool dropped the transaction, if it did, and it is neither pending again
+        nor final (and among the last ``max_remembered_drops`` drops)."""
+        return self._drops.get(transaction_hash)
+
+    def drop_summary(self) -> str | None:
+        """One line counting the drops by rule since the last call, or None if there were none."""
+        return self._drops.take_summary()
+
     def status(self) -> MempoolStatus:
         """A snapshot of the pool's fill and limits."""
         return MempoolStatus(
@@ -137,48 +196,71 @@ class Mempool:
 
     # --- admission ----------------------------------------------------------
 
-    def add(self, transaction: Transaction, state: StateReader) -> None:
-        """Admit ``transaction`` against the committed ``state``, or raise why not.
+    def add(self, transaction: Transaction, state: StateReader, *, now: float) -> None:
+        """Admit ``transaction`` against the committed ``state`` at time ``now``, or raise why not.
 
         The rules run cheapest first and the signature last, so a refused
-        transaction seldom costs a verification. A refusal leaves the pool as it was.
+        transaction seldom costs a verification. A refusal leaves the pool as it
+        was. A replaced transaction is dropped (rule ``replaced``).
         """
-        self.check(transaction, state)
+        replaced = self.check(transaction, state, now=now)
         validate_signature(transaction, self._signatures)
+        dropped: list[Dropped] = []
+        if replaced is not None:
+            error = Replaced(f"replaced by transaction {transaction.hash.hex()} with the same sender and nonce")
+            dropped.append(self._drop(replaced, error, replaced_by=transaction.hash, hole=False))
         self._insert(transaction)
+        self._arrived[transaction.hash] = now
+        self._drops.forget([transaction.hash])
+        if replaced is not None:
+            self._last_replacement[transaction.sender] = now
+        self._report(dropped)
 
-    def check(self, transaction: Transaction, state: StateReader) -> None:
+    def check(self, transaction: Transaction, state: StateReader, *, now: float) -> Transaction | None:
         """Every admission rule but the signature, which a caller may verify off the
-        event loop in between (``add`` then finds it in the cache)."""
+        event loop in between (``add`` then finds it in the cache). Returns the pending
+        transaction it would replace, if any: every rule is then applied as if that one
+        were not pending."""
         self._validate_not_pending(transaction)
+        self._validate_not_replaced(transaction)
         validate_chain_id(transaction, self._rules)
         validate_kind(transaction)
         validate_amount(cast(Transfer | Mint | Burn, transaction.body).amount)
-        self._validate_nonce_window(transaction, state)
-        self._validate_nonce_free(transaction)
-        self._validate_affordable(transaction, state)
-        self._validate_room(transaction)
+        replaced = self._by_sender.get(transaction.sender, {}).get(transaction.nonce)
+        self._validate_nonce_window(transaction, state, replacing=replaced is not None)
+        if replaced is not None:
+            self._validate_replacement_interval(transaction, now)
+        self._validate_affordable(transaction, state, replaced)
+        self._validate_supply(transaction, state, replaced)
+        self._validate_room(transaction, replaced)
+        return replaced
 
-    def check_batch(self, transactions: Iterable[Transaction], state: StateReader) -> tuple[list[Transaction], list[Invalid]]:
+    def check_batch(
+        self, transactions: Iterable[Transaction], state: StateReader, *, now: float
+    ) -> tuple[list[Transaction], list[Invalid]]:
         """``check`` each of a batch as if those that passed before it were pending: a
         run of consecutive nonces passes whole, however far past ``max_nonce_gap`` it
         reaches (the window bounds how far one transaction may park ahead of its sender's
         next nonce, not how long a run may be), while the batch together still must be
-        affordable and fit the pool. Nothing is admitted. Returns what passed, in batch
-        order, and why each of the rest did not."""
+        affordable and fit the pool. A replacement passes on its own and is not counted
+        for the rest (``add`` checks each again). Nothing is admitted. Returns what
+        passed, in batch order, and why each of the rest did not."""
         passed: list[Transaction] = []
         refused: list[Invalid] = []
+        inserted: list[Transaction] = []
         try:
             for transaction in transactions:
                 try:
-                    self.check(transaction, state)
+                    replaced = self.check(transaction, state, now=now)
                 except Invalid as error:
                     refused.append(error)
                     continue
-                self._insert(transaction)
                 passed.append(transaction)
+                if replaced is None:
+                    self._insert(transaction)
+                    inserted.append(transaction)
         finally:
-            for transaction in passed:
+            for transaction in inserted:
                 self._discard(transaction)
                 # Its run end may have moved over the batch's nonces.
                 self._run_end.pop(transaction.sender, None)
@@ -189,10 +271,31 @@ class Mempool:
         if transaction.hash in self._by_hash:
             raise DuplicateTransaction(f"transaction {transaction.hash.hex()} is already pending")
 
-    def _validate_nonce_window(self, transaction: Transaction, state: StateReader) -> None:
+    def _validate_not_replaced(self, transaction: Transaction) -> None:
+        """A transaction this pool dropped as replaced stays out while its replacement (or
+        a replacement of that) is pending, so that rebroadcasts of two versions of one
+        nonce cannot flip the pool back and forth between them."""
+        successor = self._pending_successor(transaction.hash)
+        if successor is not None:
+            raise Replaced(
+                f"transaction {transaction.hash.hex()} was replaced by {successor.hex()}, which is pending",
+                replaced_by=successor,
+            )
+
+    def _pending_successor(self, transaction_hash: bytes) -> bytes | None:
+        dropped = self._drops.get(transaction_hash)
+        for _ in range(MAX_REPLACEMENT_CHAIN):
+            if dropped is None or dropped.replaced_by is None:
+                return None
+            if dropped.replaced_by in self._by_hash:
+                return dropped.replaced_by
+            dropped = self._drops.get(dropped.replaced_by)
+        return None
+
+    def _validate_nonce_window(self, transaction: Transaction, state: StateReader, *, replacing: bool) -> None:
         """A nonce is not yet used, and at most ``max_nonce_gap`` beyond the sender's next
         nonce counting its pending transactions; a sender has at most ``max_per_sender``
-        pending.
+        pending. A replacement takes a pending nonce: it reaches no further and adds nothing.
 
         A treasury paying a thousand residents may queue a thousand consecutive
         nonces; what the window bounds is how far ahead of them it may park.
@@ -204,6 +307,8 @@ class Mempool:
                 expected=committed,
                 got=transaction.nonce,
             )
+        if replacing:
+            return
         expected = self._next_nonce(transaction.sender, committed)
         if transaction.nonce - expected > self._max_nonce_gap:
             raise NonceTooHigh(
@@ -233,15 +338,23 @@ class Mempool:
         self._run_end[sender] = end
         return end
 
-    def _validate_nonce_free(self, transaction: Transaction) -> None:
-        """No other transaction from the sender with the same nonce is pending."""
-        if transaction.nonce in self._by_sender.get(transaction.sender, {}):
-            raise NonceAlreadyPending(
-                f"another transaction with nonce {transaction.nonce} from this sender is pending",
-                nonce=transaction.nonce,
+    def _validate_replacement_interval(self, transaction: Transaction, now: float) -> None:
+        """A sender replaces at most one pending transaction per ``replacement_interval``.
+
+        A replacement costs every node a signature check and a gossip frame, yet
+        never takes a place in a block; without this bound one key could make the
+        network do that work without end.
+        """
+        last = self._last_replacement.get(transaction.sender)
+        if last is not None and now - last < self._replacement_interval:
+            wait = self._replacement_interval - (now - last)
+            raise ReplacementTooSoon(
+                f"this sender replaced a pending transaction {now - last:.2f} s ago; a sender may replace one "
+                f"every {self._replacement_interval:g} s",
+                retry_after_seconds=round(wait, 3),
             )
 
-    def _validate_affordable(self, transaction: Transaction, state: StateReader) -> None:
+    def _validate_affordable(self, transaction: Transaction, state: StateReader, replaced: Transaction | None) -> None:
         """Only issuers mint or burn, and a sender's pending transfers and burns
         together spend at most its committed balance.
 
@@ -251,30 +364,42 @@ class Mempool:
         account = state.load_account(transaction.sender)
         if isinstance(transaction.body, (Mint, Burn)):
             validate_issuer(account)
-        spend = _spend(transaction) + self._pending_spend.get(transaction.sender, 0)
-        if spend > account.balance:
-            raise PendingSpendExceedsBalance(
-                f"pending transactions would spend {spend}, the committed balance is {account.balance}",
-                balance=account.balance,
-                pending_spend=spend,
-            )
+        amount = _spend(transaction)
+        others = self._pending_spend.get(transaction.sender, 0) - (_spend(replaced) if replaced is not None else 0)
+        spend = amount + others
+        if spend <= account.balance:
+            return
+        if others == 0:
+            message = f"{transaction.kind} of {amount} exceeds the balance of {account.balance}"
+        else:
+            count = len(self._by_sender[transaction.sender]) - (replaced is not None)
+            noun = "transaction" if count == 1 else "transactions"
+            message = f"with {count} {noun} pending, this would spend {spend} of a balance of {account.balance}"
+        raise PendingSpendExceedsBalance(message, balance=account.balance, pending_spend=spend)
 
-    def _validate_room(self, transaction: Transaction) -> None:
-        """The pool stays within ``max_transactions`` and ``max_bytes``."""
-        size = len(transaction.encoded)
-        if len(self._by_hash) >= self._max_transactions or self._size_bytes + size > self._max_bytes:
+    def _validate_supply(self, transaction: Transaction, state: StateReader, replaced: Transaction | None) -> None:
+        """A mint keeps the committed supply plus every pending mint (of any issuer)
+        within ``MAX_SUPPLY``: otherwise the block that would carry it refuses it."""
+        if not isinstance(transaction.body, Mint):
+            return
+        pending = self._pending_mint_total
+        if replaced is not None:
+            pending -= self._pending_mints.get(replaced.hash, 0)
+        supply = state.load_supply()
+        if supply + pending + transaction.body.amount > MAX_SUPPLY:
+            raise _supply_overflow(transaction.body.amount, supply, pending)
+
+    def _validate_room(self, transaction: Transaction, replaced: Transaction | None) -> None:
+        """The pool stays within ``max_transactions`` and ``max_bytes`` (a replacement frees its predecessor's room)."""
+        count = len(self._by_hash) - (replaced is not None)
+        size = self._size_bytes - (len(replaced.encoded) if replaced is not None else 0) + len(transaction.encoded)
+        if count >= self._max_transactions or size > self._max_bytes:
             raise MempoolFull(
                 f"mempool holds {len(self._by_hash)} transactions in {self._size_bytes} bytes; the limits are "
                 f"{self._max_transactions} transactions and {self._max_bytes} bytes",
                 transactions=len(self._by_hash),
                 bytes=self._size_bytes,
             )
-
-    def _insert(self, transaction: Transaction) -> None:
-        self._by_hash[transaction.hash] = transaction
-        self._by_sender.setdefault(transaction.sender, {})[transaction.nonce] = transaction
-        self._size_bytes += len(transaction.encoded)
-        self._pending_spend[transaction.sender] = self._pending_spend.get(transaction.sender, 0) + _spend(transaction)
 
     # --- proposing ----------------------------------------------------------
 
@@ -320,53 +445,179 @@ class Mempool:
             if nonce in queue:
                 yield queue, nonce
 
+    def drop_refused(self, refused: Iterable[tuple[Transaction, InvalidTransaction]]) -> None:
+        """Drop what a proposal left out because a chain rule refused it, with that rule,
+        except a transaction refused only because an earlier nonce of its sender was
+        (``nonce_too_high``): it waits for that nonce to be filled again, or expires."""
+        dropped: list[Dropped] = []
+        for transaction, error in refused:
+            pending = self._by_hash.get(transaction.hash)
+            if pending is not None and not isinstance(error, NonceTooHigh):
+                dropped.append(self._drop(pending, error))
+        self._report(dropped)
+
     # --- after a commit -----------------------------------------------------
 
     def remove_committed(self, transactions: Iterable[Transaction], state: StateReader) -> None:
         """Forget the transactions of a final block (and their verified signatures), and
-        what they made stale.
+        drop what the block made unincludable.
 
-        ``state`` is the state after the block. For every sender the block
-        touched, a pending transaction whose nonce is now below the sender's
-        nonce can never be applied (the block used that nonce, perhaps for a
-        different transaction) and is dropped; the rest stay.
+        ``state`` is the state after the block. The work is bounded by the block's
+        size, plus the pending mints when the block minted and they no longer fit:
+        a pending transaction with the sender and nonce of one of the block's, but
+        another hash, is dropped (``nonce_used``); for each sender of the block whose
+        pending transfers and burns now spend more than its balance, those that no
+        longer fit in nonce order are dropped (``insufficient_balance``); and, in
+        arrival order, each pending mint that no longer fits beside the supply and the
+        earlier ones is dropped (``supply_overflow``). Each is remembered and reported.
         """
-        senders: set[bytes] = set()
         final = list(transactions)
+        hashes = [transaction.hash for transaction in final]
         # The transaction index refuses these from now on; their signatures need no memory.
-        self._signatures.forget(transaction.hash for transaction in final)
+        self._signatures.forget(hashes)
+        self._drops.forget(hashes)
+        dropped: list[Dropped] = []
         for transaction in final:
-            senders.add(transaction.sender)
             pending = self._by_hash.get(transaction.hash)
             if pending is not None:
-                self._discard(pending)
-        for sender in senders:
-            self._drop_stale(sender, state.load_account(sender).nonce)
+                self._remove(pending, hole=False)
+                continue
+            other = self._by_sender.get(transaction.sender, {}).get(transaction.nonce)
+            if other is not None:
+                error = NonceUsed(
+                    f"transaction {transaction.hash.hex()} with the same sender and nonce {transaction.nonce} "
+                    "became final",
+                    final_transaction=transaction.hash,
+                )
+                dropped.append(self._drop(other, error, hole=False))
+        for sender in dict.fromkeys(transaction.sender for transaction in final):
+            dropped += self._drop_overspent(sender, state.load_account(sender).balance)
+        if any(isinstance(transaction.body, Mint) for transaction in final):
+            dropped += self._drop_over_supply(state.load_supply())
+        self._report(dropped)
 
-    def discard(self, transactions: Iterable[Transaction]) -> None:
-        """Forget transactions a proposer found can never be applied."""
-        for transaction in transactions:
-            pending = self._by_hash.get(transaction.hash)
-            if pending is not None:
-                self._discard(pending)
-                # A hole may now break the sender's run of pending nonces.
-                self._run_end.pop(transaction.sender, None)
+    def _drop_overspent(self, sender: bytes, balance: int) -> list[Dropped]:
+        """Keep ``sender``'s pending transactions within ``balance``, in nonce order.
 
-    def _drop_stale(self, sender: bytes, next_nonce: int) -> None:
-        queue = self._by_sender.get(sender, {})
-        for transaction in [pending for nonce, pending in queue.items() if nonce < next_nonce]:
-            self._discard(transaction)
+        Only a block that took another version of one of its nonces (a replacement
+        that lost a race) can have spent more than this pool counted.
+        """
+        if self._pending_spend.get(sender, 0) <= balance:
+            return []
+        queue = self._by_sender[sender]
+        dropped: list[Dropped] = []
+        spend = 0
+        for nonce in sorted(queue):
+            transaction = queue[nonce]
+            amount = _spend(transaction)
+            if spend + amount <= balance:
+                spend += amount
+                continue
+            error = InsufficientBalance(
+                f"{transaction.kind} of {amount} exceeds the balance of {balance}"
+                + (f" after the {spend} this sender's earlier pending transactions spend" if spend else ""),
+                balance=balance,
+                amount=amount,
+            )
+            dropped.append(self._drop(transaction, error))
+        return dropped
+
+    def _drop_over_supply(self, supply: int) -> list[Dropped]:
+        """Keep ``supply`` plus the pending mints within ``MAX_SUPPLY``, in arrival order.
+        Only a block with a mint this pool never held can break that."""
+        if supply + self._pending_mint_total <= MAX_SUPPLY:
+            return []
+        dropped: list[Dropped] = []
+        pending = 0
+        for transaction_hash, amount in list(self._pending_mints.items()):
+            if supply + pending + amount <= MAX_SUPPLY:
+                pending += amount
+                continue
+            dropped.append(self._drop(self._by_hash[transaction_hash], _supply_overflow(amount, supply, pending)))
+        return dropped
+
+    # --- expiry -------------------------------------------------------------
+
+    def expire(self, now: float, *, limit: int = DEFAULT_EXPIRE_BATCH) -> None:
+        """Drop the transactions admitted ``expire_after`` seconds or more before ``now``
+        (none when ``expire_after`` is 0), oldest first, at most ``limit`` of them. The
+        work is the number dropped."""
+        if not self._expire_after:
+            return
+        dropped: list[Dropped] = []
+        while self._arrived and len(dropped) < limit:
+            transaction_hash, arrived = next(iter(self._arrived.items()))
+            waited = now - arrived
+            if waited < self._expire_after:
+                break
+            error = Expired(
+                f"pending for {waited:.0f} s without being included; a transaction waits at most "
+                f"{self._expire_after:g} s",
+                pending_seconds=round(waited, 3),
+            )
+            dropped.append(self._drop(self._by_hash[transaction_hash], error))
+        self._report(dropped)
+
+    # --- bookkeeping --------------------------------------------------------
+
+    def _drop(
+        self, transaction: Transaction, error: Invalid, *, replaced_by: bytes | None = None, hole: bool = True
+    ) -> Dropped:
+        """Remove a pending transaction for the rule ``error`` broke and remember why. ``hole``:
+        its nonce is not used, so the sender's run of pending nonces may now break there."""
+        self._remove(transaction, hole=hole)
+        self._signatures.forget([transaction.hash])
+        dropped = Dropped(
+            transaction.hash, transaction.sender, transaction.nonce, error.rule, error.message, replaced_by
+        )
+        self._drops.remember(dropped)
+        return dropped
+
+    def _report(self, dropped: list[Dropped]) -> None:
+        if dropped and self._on_drop is not None:
+            self._on_drop(dropped)
+
+    def _insert(self, transaction: Transaction) -> None:
+        self._by_hash[transaction.hash] = transaction
+        self._by_sender.setdefault(transaction.sender, {})[transaction.nonce] = transaction
+        self._size_bytes += len(transaction.encoded)
+        self._pending_spend[transaction.sender] = self._pending_spend.get(transaction.sender, 0) + _spend(transaction)
+        if isinstance(transaction.body, Mint):
+            self._pending_mints[transaction.hash] = transaction.body.amount
+            self._pending_mint_total += transaction.body.amount
+
+    def _remove(self, transaction: Transaction, *, hole: bool) -> None:
+        """Take an admitted transaction out of the pool."""
+        self._discard(transaction)
+        del self._arrived[transaction.hash]
+        if hole:
+            self._run_end.pop(transaction.sender, None)
 
     def _discard(self, transaction: Transaction) -> None:
+        """Undo ``_insert``."""
         del self._by_hash[transaction.hash]
         queue = self._by_sender[transaction.sender]
         del queue[transaction.nonce]
         self._size_bytes -= len(transaction.encoded)
         self._pending_spend[transaction.sender] -= _spend(transaction)
+        self._pending_mint_total -= self._pending_mints.pop(transaction.hash, 0)
         if not queue:
             del self._by_sender[transaction.sender]
             del self._pending_spend[transaction.sender]
             self._run_end.pop(transaction.sender, None)
+            self._last_replacement.pop(transaction.sender, None)
+
+
+def _supply_overflow(amount: int, supply: int, pending: int) -> SupplyOverflow:
+    """The refusal of a mint of ``amount`` over ``supply`` with ``pending`` in mints before it."""
+    if pending:
+        message = (
+            f"minting {amount} would take the supply past {MAX_SUPPLY}: it is {supply}, with {pending} more in "
+            "pending mints"
+        )
+    else:
+        message = f"minting {amount} would take the supply of {supply} past {MAX_SUPPLY}"
+    return SupplyOverflow(message, amount=amount, supply=supply, pending_mints=pending)
 
 
 def _spend(transaction: Transaction) -> int:

@@ -2,7 +2,8 @@
 
 They read only final data, through ``NodeView``; a block, transaction or
 certificate that is not (yet) there is an application error whose ``data``
-says what was asked for and how far the chain reaches.
+says what was asked for and how far the chain reaches, or, for a transaction
+this node dropped from its mempool, why it was dropped.
 """
 
 from __future__ import annotations
@@ -13,7 +14,13 @@ from mura.chain.address import encode_address
 from mura.chain.block import Block, quorum_size
 from mura.chain.transaction import Transaction
 from mura.rpc.declarations import BOOLEAN, Method, Param, Result
-from mura.rpc.errors import BLOCK_NOT_FOUND, NO_CERTIFICATE, TRANSACTION_NOT_FOUND
+from mura.rpc.errors import (
+    BLOCK_NOT_FOUND,
+    NO_CERTIFICATE,
+    TRANSACTION_DROPPED,
+    TRANSACTION_NOT_FOUND,
+    dropped_data,
+)
 from mura.rpc.finality import FinalLocation
 from mura.rpc.node_view import NodeView
 from mura.rpc.params import BLOCK_ID, HASH, HASH_SCHEMA, BlockId, to_hex
@@ -114,6 +121,9 @@ class ChainMethods:
     async def get_transaction(self, transaction_hash: bytes) -> dict[str, Any]:
         found = self.find_transaction(transaction_hash)
         if found is None:
+            dropped = self._node.mempool.dropped(transaction_hash)
+            if dropped is not None:
+                raise TRANSACTION_DROPPED.error(dropped_data(dropped))
             raise TRANSACTION_NOT_FOUND.error(
                 {"transaction_hash": to_hex(transaction_hash), "pending": transaction_hash in self._node.mempool}
             )
@@ -168,8 +178,10 @@ class ChainMethods:
                 summary="A final transaction by hash, with its block height and index.",
                 params=(Param("transaction_hash", HASH, "The transaction's hash, as tx_submit returned it."),),
                 result=Result("transaction", TRANSACTION_SCHEMA, "The transaction, its kind's fields and its place."),
-                errors=(TRANSACTION_NOT_FOUND,),
-                description="A transaction still in the mempool is not found; the error's data says pending: true.",
+                errors=(TRANSACTION_NOT_FOUND, TRANSACTION_DROPPED),
+                description="A transaction still in the mempool is not found; the error's data says pending: true. "
+                "One this node dropped from its mempool (expired, replaced, or never includable any more) is "
+                "-32023 with the rule and the reason.",
             ),
             Method(
                 name="chain_getCertificate",

@@ -26,6 +26,8 @@ code        name                   ``data``
 -32020      block not found        ``{"height"}`` or ``{"hash"}``, and ``"head"``
 -32021      transaction not found  ``{"transaction_hash", "pending"}``
 -32022      no certificate         ``{"height", "reason"}``
+-32023      transaction dropped    ``{"transaction_hash", "rule", "message"}``, and
+                                   ``"replaced_by"`` when the rule is ``replaced``
 -32030      wait timed out         ``{"transaction_hash", "timeout_seconds",
                                    "pending"}``
 ==========  =====================  ================================================
@@ -38,6 +40,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mura.chain.drops import Dropped
 from mura.chain.errors import Invalid
 
 PARSE_ERROR = -32700
@@ -136,8 +139,9 @@ TRANSACTION_REFUSED = ApplicationError(
 MEMPOOL_REFUSED = ApplicationError(
     -32011,
     "Mempool refused",
-    "The transaction may be valid but the mempool cannot take it now (full, duplicate, "
-    "nonce already pending, pending spend over balance). data: {rule, message, ...facts}.",
+    "The transaction may be valid but the mempool cannot take it now (full, duplicate, pending spend "
+    "over balance, a replacement too soon after the sender's last, a transaction replaced by one still "
+    "pending). data: {rule, message, ...facts}.",
 )
 BLOCK_NOT_FOUND = ApplicationError(
     -32020,
@@ -157,6 +161,14 @@ NO_CERTIFICATE = ApplicationError(
     "The block exists but has no commit certificate: the genesis block is final by agreement on the "
     "genesis file, not by votes. data: {height, reason}.",
 )
+TRANSACTION_DROPPED = ApplicationError(
+    -32023,
+    "Transaction dropped",
+    "The transaction is not final and this node dropped it from its mempool: it expired, was replaced "
+    "by another with its sender and nonce, or can never be included (e.g. another transaction used its "
+    "nonce). Another node may still hold it; resubmitting with the same nonce is safe. data: "
+    "{transaction_hash, rule, message}, and replaced_by when the rule is 'replaced'.",
+)
 WAIT_TIMED_OUT = ApplicationError(
     -32030,
     "Wait timed out",
@@ -175,6 +187,7 @@ APPLICATION_ERRORS: Mapping[int, ApplicationError] = {
         BLOCK_NOT_FOUND,
         TRANSACTION_NOT_FOUND,
         NO_CERTIFICATE,
+        TRANSACTION_DROPPED,
         WAIT_TIMED_OUT,
     )
 }
@@ -183,6 +196,18 @@ APPLICATION_ERRORS: Mapping[int, ApplicationError] = {
 def invalid_data(error: Invalid) -> dict[str, Any]:
     """The ``data`` of an error caused by a chain rule: its facts, its rule and its message."""
     return {**json_safe(error.details), "rule": error.rule, "message": error.message}
+
+
+def dropped_data(dropped: Dropped) -> dict[str, Any]:
+    """The ``data`` of ``TRANSACTION_DROPPED``: the hash, the rule and why."""
+    data: dict[str, Any] = {
+        "transaction_hash": "0x" + dropped.transaction_hash.hex(),
+        "rule": dropped.rule,
+        "message": dropped.message,
+    }
+    if dropped.replaced_by is not None:
+        data["replaced_by"] = "0x" + dropped.replaced_by.hex()
+    return data
 
 
 def json_safe(value: Any) -> Any:

@@ -15,12 +15,15 @@ from mura.chain.errors import Invalid, MempoolRejection
 from mura.chain.transaction import Transaction
 from mura.rpc.chain_methods import ChainMethods
 from mura.rpc.declarations import Method, Param, Result, number
+from mura.chain.drops import Dropped
 from mura.rpc.errors import (
     MEMPOOL_REFUSED,
     NODE_STOPPING,
     SERVER_BUSY,
+    TRANSACTION_DROPPED,
     TRANSACTION_REFUSED,
     WAIT_TIMED_OUT,
+    dropped_data,
     invalid_data,
 )
 from mura.rpc.finality import WatchClosed
@@ -81,14 +84,20 @@ class NodeMethods:
         return to_hex(transaction_hash)
 
     async def wait_for_transaction(self, transaction_hash: bytes, timeout_seconds: float) -> dict[str, Any]:
-        """The transaction once final; waits for the node's commit notice, at most ``timeout_seconds``."""
-        # No await between this check and registering the wait: no commit can fall in between.
+        """The transaction once final; waits for the node's commit notice, at most ``timeout_seconds``.
+        A transaction this node dropped (before or while the call waits) is ``TRANSACTION_DROPPED``."""
+        # No await between these checks and registering the wait: no commit or drop can fall in between.
         found = self._chain.find_transaction(transaction_hash)
         if found is None:
+            dropped = self._node.mempool.dropped(transaction_hash)
+            if dropped is not None:
+                raise TRANSACTION_DROPPED.error(dropped_data(dropped))
             try:
                 location = await self._node.finality.wait(transaction_hash, timeout_seconds)
             except WatchClosed:
                 raise NODE_STOPPING.error({"reason": "the node stopped while the call waited"}) from None
+            if isinstance(location, Dropped):
+                raise TRANSACTION_DROPPED.error(dropped_data(location))
             if location is None:
                 raise WAIT_TIMED_OUT.error(
                     {
@@ -163,8 +172,10 @@ class NodeMethods:
                 summary="Wait until a transaction is final, or a timeout passes; then return it.",
                 params=(Param("transaction_hash", HASH, "The transaction's hash, as tx_submit returned it."), timeout),
                 result=Result("transaction", TRANSACTION_SCHEMA, "The final transaction, as chain_getTransaction."),
-                errors=(WAIT_TIMED_OUT, SERVER_BUSY, NODE_STOPPING),
-                description="Answers at once for a final transaction. A timeout above the ceiling is invalid "
+                errors=(WAIT_TIMED_OUT, TRANSACTION_DROPPED, SERVER_BUSY, NODE_STOPPING),
+                description="Answers at once for a final transaction, and for one this node dropped from its "
+                "mempool (-32023 with the rule and the reason); a call waiting when the node drops its "
+                "transaction is answered so at once. A timeout above the ceiling is invalid "
                 "params (-32602) naming the maximum. The call holds its HTTP request open while it waits, "
                 "counted against the server's limit of waiting calls rather than of requests in flight; "
                 "past it the call is server busy (-32000) with data limit 'max_waiting'.",

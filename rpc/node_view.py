@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from mura.chain.block import Block, CommitCertificate, Header
+from mura.chain.drops import Dropped
 from mura.chain.mempool import MempoolStatus
 from mura.chain.state import Account
 from mura.chain.transaction import Transaction
@@ -122,6 +123,10 @@ class MempoolReader(Protocol):
 
     def pending_for(self, sender: bytes) -> list[Transaction]:
         """``sender``'s pending transactions in nonce order."""
+        ...
+
+    def dropped(self, transaction_hash: bytes) -> Dropped | None:
+        """Why the mempool dropped this transaction, if it did and it is not pending again."""
         ...
 
     def status(self) -> MempoolStatus:

@@ -6,7 +6,7 @@ import tracemalloc
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import pytest
 from hypothesis import given, settings
@@ -14,28 +14,35 @@ from hypothesis import strategies as st
 
 from mura.chain import state as state_module
 from mura.chain.block import Block
+from mura.chain.drops import Dropped
 from mura.chain.errors import (
     BadSignature,
     DuplicateTransaction,
+    InsufficientBalance,
+    InvalidTransaction,
     MempoolFull,
-    NonceAlreadyPending,
     NonceTooHigh,
     NonceTooLow,
     NonPositiveAmount,
     NotAnIssuer,
-    TooManyPending,
     PendingSpendExceedsBalance,
+    Replaced,
+    ReplacementTooSoon,
+    SupplyOverflow,
+    TooManyPending,
     UnknownKind,
     WrongChainId,
 )
 from mura.chain.keys import SignatureCache, SigningKey, verify_signature
 from mura.chain.mempool import Mempool, MempoolStatus
-from mura.chain.state import BuiltBlock, ChainRules, MemoryState, apply_block, build_block, build_genesis
+from mura.chain.state import MAX_SUPPLY, BuiltBlock, ChainRules, MemoryState, apply_block, build_block, build_genesis
 from mura.chain.store import Store
 from mura.chain.transaction import Body, Burn, Mint, Transaction, Transfer, sign_transaction
 
 CHAIN_ID = "mura-test"
 BALANCE = 1_000_000
+#: The time transactions are admitted at, where time does not matter.
+NOW = 0.0
 
 
 def make_key(index: int) -> SigningKey:
@@ -46,17 +53,17 @@ def make_key(index: int) -> SigningKey:
 class Ledger:
     """A chain in memory: genesis, committed state, head header and this node's signature cache.
 
-    Account 0 is an issuer; every account starts with ``BALANCE``.
+    The first ``issuers`` accounts are issuers; every account starts with ``BALANCE``.
     """
 
-    def __init__(self, accounts: int) -> None:
+    def __init__(self, accounts: int, *, issuers: int = 1) -> None:
         self.keys = [make_key(index) for index in range(accounts)]
         self.validator = make_key(10_000)
         genesis, changes = build_genesis(
             chain_id=CHAIN_ID,
             timestamp_ms=0,
             validators=[self.validator.public_key],
-            issuers=[self.keys[0].public_key],
+            issuers=[key.public_key for key in self.keys[:issuers]],
             allocations=[(key.public_key, BALANCE) for key in self.keys],
         )
         self.state = MemoryState()
@@ -108,8 +115,8 @@ def ledger(make_ledger: Callable[[int], Ledger]) -> Ledger:
 
 @pytest.fixture
 def make_mempool(ledger: Ledger) -> Callable[..., Mempool]:
-    def make(**limits: int) -> Mempool:
-        return Mempool(rules=ledger.rules, signatures=ledger.signatures, **limits)
+    def make(**options: Any) -> Mempool:
+        return Mempool(rules=ledger.rules, signatures=ledger.signatures, **options)
 
     return make
 
@@ -152,7 +159,7 @@ def assert_refused(pool: Mempool, ledger: Ledger, transaction: Transaction, erro
     """``add`` raises exactly ``error`` and leaves the pool as it was."""
     before = contents(pool, ledger)
     with pytest.raises(error) as caught:
-        pool.add(transaction, ledger.state)
+        pool.add(transaction, ledger.state, now=NOW)
     assert type(caught.value) is error
     assert contents(pool, ledger) == before
 
@@ -165,7 +172,7 @@ def order(ledger: Ledger, transactions: Iterable[Transaction]) -> list[tuple[int
 
 def add_all(pool: Mempool, ledger: Ledger, transactions: Iterable[Transaction]) -> None:
     for transaction in transactions:
-        pool.add(transaction, ledger.state)
+        pool.add(transaction, ledger.state, now=NOW)
 
 
 # --- admission -----------------------------------------------------------------
@@ -173,7 +180,7 @@ def add_all(pool: Mempool, ledger: Ledger, transactions: Iterable[Transaction]) 
 
 def test_add(mempool: Mempool, ledger: Ledger) -> None:
     transaction = ledger.transfer(1, 0)
-    mempool.add(transaction, ledger.state)
+    mempool.add(transaction, ledger.state, now=NOW)
     assert transaction.hash in mempool
     assert mempool.get(transaction.hash) == transaction
     assert mempool.pending_for(ledger.sender(1)) == [transaction]
@@ -188,12 +195,12 @@ def test_unique_transaction(mempool: Mempool, ledger: Ledger) -> None:
 
 def test_invalid_unique_transaction(mempool: Mempool, ledger: Ledger) -> None:
     transaction = ledger.transfer(1, 0)
-    mempool.add(transaction, ledger.state)
+    mempool.add(transaction, ledger.state, now=NOW)
     assert_refused(mempool, ledger, transaction, DuplicateTransaction)
 
 
 def test_chain_id(mempool: Mempool, ledger: Ledger) -> None:
-    mempool.add(ledger.transfer(1, 0, chain_id=CHAIN_ID), ledger.state)
+    mempool.add(ledger.transfer(1, 0, chain_id=CHAIN_ID), ledger.state, now=NOW)
     assert len(mempool) == 1
 
 
@@ -212,7 +219,7 @@ def test_invalid_kind(mempool: Mempool, ledger: Ledger) -> None:
 
 
 def test_amount(mempool: Mempool, ledger: Ledger) -> None:
-    mempool.add(ledger.transfer(1, 0, amount=1), ledger.state)
+    mempool.add(ledger.transfer(1, 0, amount=1), ledger.state, now=NOW)
     assert len(mempool) == 1
 
 
@@ -224,7 +231,7 @@ def test_invalid_amount(mempool: Mempool, ledger: Ledger, amount: int) -> None:
 
 def test_nonce_not_used(mempool: Mempool, ledger: Ledger) -> None:
     ledger.commit([ledger.transfer(1, 0)])
-    mempool.add(ledger.transfer(1, 1), ledger.state)
+    mempool.add(ledger.transfer(1, 1), ledger.state, now=NOW)
     assert len(mempool) == 1
 
 
@@ -238,7 +245,7 @@ def test_invalid_nonce_not_used(mempool: Mempool, ledger: Ledger) -> None:
 def test_nonce_gap(make_mempool: Callable[..., Mempool], ledger: Ledger) -> None:
     mempool = make_mempool(max_nonce_gap=3)
     ledger.commit([ledger.transfer(1, 0)])
-    mempool.add(ledger.transfer(1, 1 + 3), ledger.state)
+    mempool.add(ledger.transfer(1, 1 + 3), ledger.state, now=NOW)
     assert len(mempool) == 1
 
 
@@ -251,7 +258,7 @@ def test_invalid_nonce_gap(make_mempool: Callable[..., Mempool], ledger: Ledger)
 def test_nonce_gap_counts_from_the_pending_run(make_mempool: Callable[..., Mempool], ledger: Ledger) -> None:
     mempool = make_mempool(max_nonce_gap=3)
     add_all(mempool, ledger, [ledger.transfer(1, nonce) for nonce in range(20)])
-    mempool.add(ledger.transfer(1, 20 + 3), ledger.state)
+    mempool.add(ledger.transfer(1, 20 + 3), ledger.state, now=NOW)
     assert len(mempool) == 21
 
 
@@ -259,8 +266,8 @@ def test_invalid_nonce_gap_counts_from_the_pending_run(make_mempool: Callable[..
     mempool = make_mempool(max_nonce_gap=3)
     add_all(mempool, ledger, [ledger.transfer(1, nonce) for nonce in range(20)])
     assert_refused(mempool, ledger, ledger.transfer(1, 20 + 4), NonceTooHigh)
-    # A hole left by a discarded transaction ends the run again.
-    mempool.discard([mempool.pending_for(ledger.sender(1))[10]])
+    # A hole left by a dropped transaction ends the run again.
+    mempool.drop_refused([(mempool.pending_for(ledger.sender(1))[10], InsufficientBalance("refused by a proposal"))])
     assert_refused(mempool, ledger, ledger.transfer(1, 20 + 3), NonceTooHigh)
 
 
@@ -281,16 +288,11 @@ def test_nonce_free(mempool: Mempool, ledger: Ledger) -> None:
     assert len(mempool) == 2
 
 
-def test_invalid_nonce_free(mempool: Mempool, ledger: Ledger) -> None:
-    first = ledger.transfer(1, 0, amount=1)
-    mempool.add(first, ledger.state)
-    assert_refused(mempool, ledger, ledger.transfer(1, 0, amount=2), NonceAlreadyPending)
-    assert mempool.pending_for(ledger.sender(1)) == [first]
 
 
 def test_signature(mempool: Mempool, ledger: Ledger) -> None:
     transaction = ledger.transfer(1, 0)
-    mempool.add(transaction, ledger.state)
+    mempool.add(transaction, ledger.state, now=NOW)
     assert transaction.hash in ledger.signatures
 
 
@@ -317,20 +319,25 @@ def test_pending_spend_within_balance(mempool: Mempool, ledger: Ledger) -> None:
 
 
 def test_invalid_pending_spend_exceeds_balance(mempool: Mempool, ledger: Ledger) -> None:
-    mempool.add(ledger.transfer(1, 0, amount=BALANCE - 10), ledger.state)
+    mempool.add(ledger.transfer(1, 0, amount=BALANCE - 10), ledger.state, now=NOW)
     assert_refused(mempool, ledger, ledger.transfer(1, 1, amount=11), PendingSpendExceedsBalance)
     # Mints spend nothing from the issuer; its burns do.
-    mempool.add(ledger.sign(0, 0, Mint(ledger.sender(0), BALANCE)), ledger.state)
+    mempool.add(ledger.sign(0, 0, Mint(ledger.sender(0), BALANCE)), ledger.state, now=NOW)
     assert_refused(mempool, ledger, ledger.sign(0, 1, Burn(BALANCE + 1)), PendingSpendExceedsBalance)
 
 
-def test_discard_forgets_transactions(mempool: Mempool, ledger: Ledger) -> None:
+def test_drop_refused_forgets_transactions_and_remembers_why(mempool: Mempool, ledger: Ledger) -> None:
     keep, drop = ledger.transfer(1, 0), ledger.transfer(2, 0)
     add_all(mempool, ledger, [keep, drop])
-    mempool.discard([drop, ledger.transfer(3, 0)])
+    mempool.drop_refused([(drop, InsufficientBalance("balance 0 does not cover amount 1")), (ledger.transfer(3, 0), InsufficientBalance("x"))])
     assert keep.hash in mempool and drop.hash not in mempool
     assert mempool.size_bytes == len(keep.encoded)
     assert mempool.pending_for(ledger.sender(2)) == []
+    assert mempool.dropped(drop.hash) == Dropped(
+        drop.hash, ledger.sender(2), 0, "insufficient_balance", "balance 0 does not cover amount 1"
+    )
+    assert mempool.dropped(ledger.transfer(3, 0).hash) is None and mempool.dropped(keep.hash) is None
+    assert drop.hash not in ledger.signatures
 
 
 def test_count_limit(make_mempool: Callable[..., Mempool], ledger: Ledger) -> None:
@@ -368,26 +375,31 @@ def test_cheap_rules_run_before_the_signature(
     make_mempool: Callable[..., Mempool], ledger: Ledger, count_verifications: list[bytes]
 ) -> None:
     mempool = make_mempool(max_transactions=1, max_nonce_gap=2)
-    mempool.add(ledger.transfer(1, 0), ledger.state)
-    assert count_verifications == [ledger.sender(1)]
+    first = ledger.transfer(1, 0)
+    mempool.add(first, ledger.state, now=NOW)
+    mempool.add(ledger.transfer(1, 0, amount=2), ledger.state, now=NOW)
+    assert count_verifications == [ledger.sender(1)] * 2
     refused = [
+        (first, Replaced),
         (ledger.transfer(2, 0, chain_id="mura-other"), WrongChainId),
         (ledger.sign(2, 0, Stake(1)), UnknownKind),
         (ledger.transfer(2, 0, amount=0), NonPositiveAmount),
         (ledger.transfer(2, 3), NonceTooHigh),
-        (ledger.transfer(1, 0, amount=2), NonceAlreadyPending),
+        (ledger.transfer(1, 0, amount=3), ReplacementTooSoon),
+        (ledger.transfer(2, 0, amount=BALANCE + 1), PendingSpendExceedsBalance),
+        (ledger.sign(0, 0, Mint(ledger.sender(0), MAX_SUPPLY)), SupplyOverflow),
         (ledger.transfer(2, 0), MempoolFull),
     ]
     for transaction, error in refused:
         assert_refused(mempool, ledger, transaction, error)
-    assert count_verifications == [ledger.sender(1)]
+    assert count_verifications == [ledger.sender(1)] * 2
 
 
 def test_admitted_transaction_is_not_verified_again(
     mempool: Mempool, ledger: Ledger, count_verifications: list[bytes]
 ) -> None:
     admitted = ledger.transfer(1, 0)
-    mempool.add(admitted, ledger.state)
+    mempool.add(admitted, ledger.state, now=NOW)
     assert count_verifications == [ledger.sender(1)]
     never_seen = ledger.transfer(2, 0)
     ledger.commit([admitted, never_seen])
@@ -409,6 +421,332 @@ def test_status(make_mempool: Callable[..., Mempool], ledger: Ledger) -> None:
         max_nonce_gap=5,
         max_per_sender=1_000,
     )
+
+
+# --- the supply ----------------------------------------------------------------
+
+
+def room(ledger: Ledger) -> int:
+    """How much may still be minted."""
+    return MAX_SUPPLY - ledger.state.load_supply()
+
+
+def test_mint_up_to_the_largest_supply(mempool: Mempool, ledger: Ledger) -> None:
+    mempool.add(ledger.sign(0, 0, Mint(ledger.sender(1), room(ledger))), ledger.state, now=NOW)
+    assert len(mempool) == 1
+
+
+def test_invalid_mint_past_the_largest_supply(mempool: Mempool, ledger: Ledger) -> None:
+    """The issue's case: the largest amount, from the treasury, over a supply that is not zero."""
+    with pytest.raises(SupplyOverflow) as caught:
+        mempool.add(ledger.sign(0, 0, Mint(ledger.sender(1), MAX_SUPPLY)), ledger.state, now=NOW)
+    supply = ledger.state.load_supply()
+    assert caught.value.message == f"minting {MAX_SUPPLY} would take the supply of {supply} past {MAX_SUPPLY}"
+    assert caught.value.details == {"amount": MAX_SUPPLY, "supply": supply, "pending_mints": 0}
+    assert len(mempool) == 0
+
+
+def test_invalid_mint_counts_every_pending_mint_of_every_issuer(make_ledger: Callable[..., Ledger]) -> None:
+    ledger = make_ledger(4, issuers=2)
+    mempool = Mempool(rules=ledger.rules, signatures=ledger.signatures)
+    half = room(ledger) // 2
+    mempool.add(ledger.sign(0, 0, Mint(ledger.sender(2), half)), ledger.state, now=NOW)
+    # The other issuer's mint fits alone, not beside the first.
+    with pytest.raises(SupplyOverflow, match=f"with {half} more in pending mints"):
+        mempool.add(ledger.sign(1, 0, Mint(ledger.sender(2), room(ledger) - half + 1)), ledger.state, now=NOW)
+    mempool.add(ledger.sign(1, 0, Mint(ledger.sender(2), room(ledger) - half)), ledger.state, now=NOW)
+    # Both together are exactly what may be minted: a block takes them both.
+    assert ledger.build(select_all(mempool, ledger)).refused == []
+
+
+def test_a_replaced_mint_no_longer_counts(mempool: Mempool, ledger: Ledger) -> None:
+    mempool.add(ledger.sign(0, 0, Mint(ledger.sender(1), room(ledger))), ledger.state, now=NOW)
+    mempool.add(ledger.sign(0, 0, Mint(ledger.sender(1), room(ledger) - 5)), ledger.state, now=NOW)
+    mempool.add(ledger.sign(0, 1, Mint(ledger.sender(1), 5)), ledger.state, now=NOW)
+    assert len(mempool) == 2
+
+
+# --- what an overspend says --------------------------------------------------------
+
+
+def test_overspend_with_nothing_pending_says_so(mempool: Mempool, ledger: Ledger) -> None:
+    with pytest.raises(PendingSpendExceedsBalance) as caught:
+        mempool.add(ledger.transfer(1, 0, amount=BALANCE + 1), ledger.state, now=NOW)
+    assert caught.value.message == f"transfer of {BALANCE + 1} exceeds the balance of {BALANCE}"
+    assert caught.value.details == {"balance": BALANCE, "pending_spend": BALANCE + 1}
+    with pytest.raises(PendingSpendExceedsBalance, match=f"^burn of {BALANCE + 1} exceeds the balance of {BALANCE}$"):
+        mempool.add(ledger.sign(0, 0, Burn(BALANCE + 1)), ledger.state, now=NOW)
+
+
+def test_overspend_with_transactions_pending_counts_them(mempool: Mempool, ledger: Ledger) -> None:
+    add_all(mempool, ledger, [ledger.transfer(1, 0, amount=600_000), ledger.transfer(1, 1, amount=300_000)])
+    with pytest.raises(PendingSpendExceedsBalance) as caught:
+        mempool.add(ledger.transfer(1, 2, amount=200_000), ledger.state, now=NOW)
+    assert caught.value.message == f"with 2 transactions pending, this would spend 1100000 of a balance of {BALANCE}"
+    assert caught.value.details == {"balance": BALANCE, "pending_spend": 1_100_000}
+
+
+def test_overspend_beside_pending_mints_only_is_a_plain_overspend(mempool: Mempool, ledger: Ledger) -> None:
+    mempool.add(ledger.sign(0, 0, Mint(ledger.sender(1), 5)), ledger.state, now=NOW)
+    with pytest.raises(PendingSpendExceedsBalance, match="^transfer of"):
+        mempool.add(ledger.transfer(0, 1, amount=BALANCE + 1), ledger.state, now=NOW)
+
+
+# --- replacement -------------------------------------------------------------------
+
+
+def test_replacement_takes_the_pending_ones_place(ledger: Ledger) -> None:
+    reported: list[Dropped] = []
+    mempool = Mempool(rules=ledger.rules, signatures=ledger.signatures, max_transactions=1, on_drop=reported.extend)
+    first = ledger.transfer(1, 0, amount=BALANCE)
+    mempool.add(first, ledger.state, now=NOW)
+    # Admitted as if the first were not pending: the pool is full and the first spends it all.
+    second = ledger.transfer(1, 0, amount=BALANCE - 1)
+    mempool.add(second, ledger.state, now=NOW)
+    assert mempool.pending_for(ledger.sender(1)) == [second] and first.hash not in mempool
+    assert mempool.size_bytes == len(second.encoded)
+    expected = Dropped(
+        first.hash, ledger.sender(1), 0, "replaced",
+        f"replaced by transaction {second.hash.hex()} with the same sender and nonce", replaced_by=second.hash,
+    )
+    assert reported == [expected] and mempool.dropped(first.hash) == expected
+    assert first.hash not in ledger.signatures
+
+
+def test_replacement_of_a_nonce_past_a_hole(make_mempool: Callable[..., Mempool], ledger: Ledger) -> None:
+    """A replacement parks nothing further ahead, however far its nonce is from the next one."""
+    mempool = make_mempool(max_nonce_gap=1, max_per_sender=3)
+    add_all(mempool, ledger, [ledger.transfer(1, 0), ledger.transfer(1, 1), ledger.transfer(1, 2)])
+    mempool.drop_refused([(mempool.pending_for(ledger.sender(1))[0], InsufficientBalance("refused"))])
+    mempool.add(ledger.transfer(1, 2, amount=5), ledger.state, now=NOW)
+    assert [cast(Transfer, tx.body).amount for tx in mempool.pending_for(ledger.sender(1))] == [1, 5]
+
+
+def test_invalid_replacement_leaves_the_pending_one(mempool: Mempool, ledger: Ledger) -> None:
+    first = ledger.transfer(1, 0, amount=10)
+    add_all(mempool, ledger, [first, ledger.transfer(1, 1, amount=BALANCE - 10)])
+    assert_refused(mempool, ledger, ledger.transfer(1, 0, amount=11), PendingSpendExceedsBalance)
+    assert_refused(mempool, ledger, ledger.sign(1, 0, Mint(ledger.sender(1), 1)), NotAnIssuer)
+    assert mempool.get(first.hash) == first and mempool.dropped(first.hash) is None
+
+
+def test_replacements_one_per_interval_per_sender(make_mempool: Callable[..., Mempool], ledger: Ledger) -> None:
+    mempool = make_mempool(replacement_interval=1.0)
+    add_all(mempool, ledger, [ledger.transfer(1, 0), ledger.transfer(1, 1), ledger.transfer(2, 0)])
+    mempool.add(ledger.transfer(1, 0, amount=2), ledger.state, now=10.0)
+    with pytest.raises(ReplacementTooSoon) as caught:
+        mempool.add(ledger.transfer(1, 1, amount=2), ledger.state, now=10.25)
+    assert caught.value.details == {"retry_after_seconds": 0.75}
+    # Another sender is not held back, and the sender may replace again once the interval passed.
+    mempool.add(ledger.transfer(2, 0, amount=2), ledger.state, now=10.25)
+    mempool.add(ledger.transfer(1, 1, amount=2), ledger.state, now=11.0)
+    assert len(mempool) == 3
+
+
+def test_a_replaced_transaction_stays_out_while_a_replacement_is_pending(
+    make_mempool: Callable[..., Mempool], ledger: Ledger
+) -> None:
+    """Rebroadcasts of older versions cannot flip the pool back: refused as long as any later
+    version is pending; once none is, the old one is admitted again and its record forgotten."""
+    mempool = make_mempool(expire_after=100.0)
+    first, second, third = (ledger.transfer(1, 0, amount=amount) for amount in (1, 2, 3))
+    mempool.add(first, ledger.state, now=0.0)
+    mempool.add(second, ledger.state, now=1.0)
+    mempool.add(third, ledger.state, now=2.0)
+    for old in (first, second):
+        with pytest.raises(Replaced) as caught:
+            mempool.add(old, ledger.state, now=50.0)
+        assert caught.value.details == {"replaced_by": third.hash}
+    mempool.expire(102.0)
+    assert mempool.dropped(third.hash) is not None and len(mempool) == 0
+    mempool.add(first, ledger.state, now=103.0)
+    assert first.hash in mempool and mempool.dropped(first.hash) is None
+
+
+def test_a_batch_replaces_as_its_sender_did(make_mempool: Callable[..., Mempool], ledger: Ledger) -> None:
+    mempool = make_mempool()
+    first = ledger.transfer(1, 0, amount=1)
+    mempool.add(first, ledger.state, now=NOW)
+    batch = [ledger.transfer(1, 0, amount=2), ledger.transfer(1, 1, amount=3)]
+    passed, refused = mempool.check_batch(batch, ledger.state, now=NOW)
+    assert passed == batch and refused == []
+    assert mempool.pending_for(ledger.sender(1)) == [first]
+    add_all(mempool, ledger, passed)
+    assert mempool.pending_for(ledger.sender(1)) == batch
+
+
+# --- drops after a commit ------------------------------------------------------------
+
+
+class CountingState:
+    """A ``StateReader`` over a ledger's state that counts the accounts read."""
+
+    def __init__(self, state: MemoryState) -> None:
+        self.state = state
+        self.accounts_read: list[bytes] = []
+        self.supply_read = 0
+
+    def load_account(self, address: bytes) -> Any:
+        self.accounts_read.append(address)
+        return self.state.load_account(address)
+
+    def load_supply(self) -> int:
+        self.supply_read += 1
+        return self.state.load_supply()
+
+    def load_validators(self) -> tuple[bytes, ...]:
+        return self.state.load_validators()
+
+    def load_lattice(self) -> Any:
+        return self.state.load_lattice()
+
+
+def test_remove_committed_reads_only_what_the_block_touched(make_ledger: Callable[..., Ledger]) -> None:
+    ledger = make_ledger(40)
+    mempool = Mempool(rules=ledger.rules, signatures=ledger.signatures)
+    add_all(mempool, ledger, [ledger.transfer(sender, 0) for sender in range(1, 40)])
+    add_all(mempool, ledger, [ledger.sign(0, 0, Mint(ledger.sender(1), 5))])
+    block = ledger.commit([ledger.transfer(1, 0, amount=3)])
+    counting = CountingState(ledger.state)
+    mempool.remove_committed(block.transactions, counting)
+    assert counting.accounts_read == [ledger.sender(1)] and counting.supply_read == 0
+    block = ledger.commit([mempool.pending_for(ledger.sender(0))[0]])
+    mempool.remove_committed(block.transactions, counting)
+    assert counting.supply_read == 1
+
+
+def test_remove_committed_drops_a_used_nonce_as_nonce_used(ledger: Ledger) -> None:
+    reported: list[Dropped] = []
+    mempool = Mempool(rules=ledger.rules, signatures=ledger.signatures, on_drop=reported.extend)
+    mine = ledger.transfer(1, 0, amount=1)
+    mempool.add(mine, ledger.state, now=NOW)
+    theirs = ledger.transfer(1, 0, amount=7)
+    block = ledger.commit([theirs])
+    mempool.remove_committed(block.transactions, ledger.state)
+    assert [(dropped.transaction_hash, dropped.rule) for dropped in reported] == [(mine.hash, "nonce_used")]
+    assert theirs.hash.hex() in reported[0].message
+    assert mempool.dropped(mine.hash) == reported[0]
+
+
+def test_remove_committed_forgets_drops_that_became_final(mempool: Mempool, ledger: Ledger) -> None:
+    """A transaction one node dropped may become final by another's proposal: then it is final, not dropped."""
+    first = ledger.transfer(1, 0, amount=1)
+    mempool.add(first, ledger.state, now=0.0)
+    second = ledger.transfer(1, 0, amount=2)
+    mempool.add(second, ledger.state, now=0.0)
+    block = ledger.commit([first])
+    mempool.remove_committed(block.transactions, ledger.state)
+    assert mempool.dropped(first.hash) is None
+    assert mempool.dropped(second.hash).rule == "nonce_used"  # type: ignore[union-attr]
+    assert len(mempool) == 0
+
+
+def test_remove_committed_drops_what_the_balance_no_longer_covers(mempool: Mempool, ledger: Ledger) -> None:
+    """A proposer that held another version of a nonce spent more than this pool counted."""
+    mine = [
+        ledger.transfer(1, 0, amount=10),
+        ledger.transfer(1, 1, amount=BALANCE - 700),
+        ledger.transfer(1, 2, amount=650),
+        ledger.transfer(1, 3, amount=30),
+    ]
+    add_all(mempool, ledger, mine)
+    block = ledger.commit([ledger.transfer(1, 0, amount=100)])
+    mempool.remove_committed(block.transactions, ledger.state)
+    # Balance left: BALANCE - 100. In nonce order, the 650 no longer fits; the 30 still does.
+    assert mempool.pending_for(ledger.sender(1)) == [mine[1], mine[3]]
+    dropped = mempool.dropped(mine[2].hash)
+    assert dropped is not None and dropped.rule == "insufficient_balance"
+    assert dropped.message == (
+        f"transfer of 650 exceeds the balance of {BALANCE - 100} after the {BALANCE - 700} this sender's "
+        "earlier pending transactions spend"
+    )
+
+
+def test_remove_committed_drops_mints_the_supply_no_longer_fits(make_ledger: Callable[..., Ledger]) -> None:
+    """Another issuer's mint, admitted by another node, became final first."""
+    ledger = make_ledger(4, issuers=2)
+    mempool = Mempool(rules=ledger.rules, signatures=ledger.signatures)
+    half = room(ledger) // 2
+    small, large = ledger.sign(0, 0, Mint(ledger.sender(2), 1)), ledger.sign(0, 1, Mint(ledger.sender(2), half))
+    add_all(mempool, ledger, [small, large])
+    block = ledger.commit([ledger.sign(1, 0, Mint(ledger.sender(3), room(ledger) - half))])
+    mempool.remove_committed(block.transactions, ledger.state)
+    assert mempool.pending_for(ledger.sender(0)) == [small]
+    dropped = mempool.dropped(large.hash)
+    assert dropped is not None and dropped.rule == "supply_overflow"
+    assert ledger.build(select_all(mempool, ledger)).refused == []
+
+
+def test_drop_refused_keeps_what_waits_behind_an_earlier_nonce(mempool: Mempool, ledger: Ledger) -> None:
+    waiting = ledger.transfer(1, 1)
+    add_all(mempool, ledger, [ledger.transfer(1, 0), waiting])
+    refused: list[tuple[Transaction, InvalidTransaction]] = [
+        (ledger.transfer(1, 0), InsufficientBalance("refused")),
+        (waiting, NonceTooHigh("skips ahead")),
+    ]
+    mempool.drop_refused(refused)
+    assert mempool.pending_for(ledger.sender(1)) == [waiting] and mempool.dropped(waiting.hash) is None
+
+
+# --- expiry ------------------------------------------------------------------------
+
+
+def test_expire_drops_what_waited_too_long(ledger: Ledger) -> None:
+    reported: list[Dropped] = []
+    mempool = Mempool(rules=ledger.rules, signatures=ledger.signatures, expire_after=10.0, on_drop=reported.extend)
+    older, newer, later_nonce = ledger.transfer(1, 0), ledger.transfer(2, 0), ledger.transfer(1, 1)
+    mempool.add(older, ledger.state, now=100.0)
+    mempool.add(newer, ledger.state, now=105.0)
+    mempool.add(later_nonce, ledger.state, now=106.0)
+    mempool.expire(109.9)
+    assert len(mempool) == 3 and reported == []
+    mempool.expire(110.0)
+    assert older.hash not in mempool and [dropped.rule for dropped in reported] == ["expired"]
+    assert reported[0].message == "pending for 10 s without being included; a transaction waits at most 10 s"
+    # Its later nonce waits behind the hole (a wallet may fill it), until it expires in turn.
+    assert mempool.pending_for(ledger.sender(1)) == [later_nonce]
+    assert ledger.build(select_all(mempool, ledger)).block.transactions == (newer,)
+    mempool.expire(200.0)
+    assert len(mempool) == 0 and len(reported) == 3
+
+
+def test_expire_drops_at_most_its_limit_oldest_first(make_mempool: Callable[..., Mempool], ledger: Ledger) -> None:
+    mempool = make_mempool(expire_after=10.0)
+    for sender in range(1, 4):
+        mempool.add(ledger.transfer(sender, 0), ledger.state, now=float(sender))
+    mempool.expire(100.0, limit=2)
+    assert [len(mempool.pending_for(ledger.sender(sender))) for sender in range(1, 4)] == [0, 0, 1]
+    mempool.expire(100.0, limit=2)
+    assert len(mempool) == 0
+
+
+def test_expire_after_zero_keeps_transactions_forever(make_mempool: Callable[..., Mempool], ledger: Ledger) -> None:
+    mempool = make_mempool(expire_after=0)
+    mempool.add(ledger.transfer(1, 0), ledger.state, now=0.0)
+    mempool.expire(10.0**9)
+    assert len(mempool) == 1
+
+
+def test_an_expired_transaction_is_admitted_again(make_mempool: Callable[..., Mempool], ledger: Ledger) -> None:
+    mempool = make_mempool(expire_after=10.0)
+    transaction = ledger.transfer(1, 0)
+    mempool.add(transaction, ledger.state, now=0.0)
+    mempool.expire(10.0)
+    assert mempool.dropped(transaction.hash) is not None
+    mempool.add(transaction, ledger.state, now=11.0)
+    assert mempool.dropped(transaction.hash) is None
+    mempool.expire(20.0)
+    assert transaction.hash in mempool
+
+
+def test_drop_summary_counts_drops_by_rule_once(make_mempool: Callable[..., Mempool], ledger: Ledger) -> None:
+    mempool = make_mempool(expire_after=10.0)
+    add_all(mempool, ledger, [ledger.transfer(1, 0), ledger.transfer(2, 0)])
+    mempool.add(ledger.transfer(3, 0, amount=1), ledger.state, now=5.0)
+    mempool.add(ledger.transfer(3, 0, amount=2), ledger.state, now=5.0)
+    mempool.expire(10.0)
+    assert mempool.drop_summary() == "dropped 3 pending transactions: expired 2, replaced 1"
+    assert mempool.drop_summary() is None
 
 
 # --- select --------------------------------------------------------------------
@@ -537,10 +875,10 @@ def test_batch_run_passes_whole_past_the_nonce_gap(make_mempool: Callable[..., M
     """A backlog arrives as one batch of consecutive nonces: checked one after another
     as if the earlier ones were pending, all of it passes, and the pool is unchanged."""
     mempool = make_mempool(max_nonce_gap=3)
-    mempool.add(ledger.transfer(1, 0), ledger.state)
+    mempool.add(ledger.transfer(1, 0), ledger.state, now=NOW)
     before = contents(mempool, ledger)
     run = [ledger.transfer(1, nonce) for nonce in range(1, 41)]
-    passed, refused = mempool.check_batch(run, ledger.state)
+    passed, refused = mempool.check_batch(run, ledger.state, now=NOW)
     assert passed == run and refused == []
     assert contents(mempool, ledger) == before
     add_all(mempool, ledger, passed)
@@ -553,20 +891,20 @@ def test_batch_refuses_what_the_batch_together_breaks(make_mempool: Callable[...
         ledger.transfer(1, 0, amount=BALANCE - 10),
         ledger.transfer(1, 1, amount=11),  # the two together spend more than the balance
         ledger.transfer(2, 0),
-        ledger.transfer(2, 0, amount=7),  # the same nonce twice in one batch
+        ledger.transfer(2, 0, amount=7),  # the same nonce twice in one batch: a replacement
         ledger.transfer(2, 5),  # more than 3 beyond the batch's run of sender 2
         ledger.transfer(3, 0),
         ledger.transfer(3, 1),
         ledger.transfer(3, 2),
         ledger.transfer(3, 3),
     ]
-    passed, refused = mempool.check_batch(batch, ledger.state)
-    assert order(ledger, passed) == [(1, 0), (2, 0), (3, 0), (3, 1), (3, 2), (3, 3)]
-    assert [type(error) for error in refused] == [PendingSpendExceedsBalance, NonceAlreadyPending, NonceTooHigh]
+    passed, refused = mempool.check_batch(batch, ledger.state, now=NOW)
+    assert order(ledger, passed) == [(1, 0), (2, 0), (2, 0), (3, 0), (3, 1), (3, 2), (3, 3)]
+    assert [type(error) for error in refused] == [PendingSpendExceedsBalance, NonceTooHigh]
     assert len(mempool) == 0
     # The pool's limits count the batch's earlier transactions too.
     mempool = make_mempool(max_transactions=2)
-    passed, refused = mempool.check_batch([ledger.transfer(1, 0), ledger.transfer(2, 0), ledger.transfer(3, 0)], ledger.state)
+    passed, refused = mempool.check_batch([ledger.transfer(1, 0), ledger.transfer(2, 0), ledger.transfer(3, 0)], ledger.state, now=NOW)
     assert order(ledger, passed) == [(1, 0), (2, 0)] and [type(error) for error in refused] == [MempoolFull]
 
 
@@ -574,50 +912,82 @@ def test_batch_leaves_the_run_end_as_it_was(make_mempool: Callable[..., Mempool]
     """After a batch is checked and not admitted, the gap counts from the real pending run."""
     mempool = make_mempool(max_nonce_gap=3)
     add_all(mempool, ledger, [ledger.transfer(1, nonce) for nonce in range(5)])
-    mempool.check_batch([ledger.transfer(1, nonce) for nonce in range(5, 30)], ledger.state)
+    mempool.check_batch([ledger.transfer(1, nonce) for nonce in range(5, 30)], ledger.state, now=NOW)
     assert_refused(mempool, ledger, ledger.transfer(1, 5 + 4), NonceTooHigh)
-    mempool.add(ledger.transfer(1, 5 + 3), ledger.state)
+    mempool.add(ledger.transfer(1, 5 + 3), ledger.state, now=NOW)
 
 
 # --- a property over random histories ----------------------------------------------
 
 SENDERS = 4
+MINTS = [1, 1_000, MAX_SUPPLY // 3, MAX_SUPPLY // 2]
 add_step = st.tuples(st.just("add"), st.integers(0, SENDERS - 1), st.integers(-1, 4), st.integers(1, 3))
+mint_step = st.tuples(st.just("mint"), st.integers(-1, 3), st.sampled_from(MINTS))
 select_step = st.tuples(st.just("select"), st.integers(0, 8), st.integers(0, 1_000))
 commit_step = st.tuples(st.just("commit"), st.integers(1, 8))
-commit_elsewhere_step = st.tuples(st.just("commit_elsewhere"), st.integers(0, SENDERS - 1))
+commit_elsewhere_step = st.tuples(st.just("commit_elsewhere"), st.integers(0, SENDERS - 1), st.booleans())
+tick_step = st.tuples(st.just("tick"), st.floats(0, 6))
 # Adds are weighted up so that histories reach the pool's limits.
 steps = st.lists(
-    st.one_of(add_step, add_step, add_step, add_step, select_step, commit_step, commit_elsewhere_step),
+    st.one_of(
+        add_step, add_step, add_step, add_step, mint_step, select_step, commit_step, commit_elsewhere_step, tick_step
+    ),
     min_size=20,
     max_size=60,
+)
+#: Refusals a history may meet; each must leave the pool as it was.
+EXPECTED_REFUSALS = (
+    DuplicateTransaction,
+    NonceTooLow,
+    NonceTooHigh,
+    MempoolFull,
+    Replaced,
+    ReplacementTooSoon,
+    SupplyOverflow,
+    PendingSpendExceedsBalance,
 )
 
 
 class History:
-    """Drives one mempool and its ledger through random steps, checking invariants after each."""
+    """Drives one mempool and its ledger through random steps, checking invariants after each.
+
+    Account 0 is an issuer; other nodes' blocks (``commit_elsewhere``) may use a nonce the
+    pool holds another transaction for, spend more, or mint what the pool's mints then no
+    longer fit beside.
+    """
 
     def __init__(self) -> None:
         self.ledger = Ledger(SENDERS)
         size = len(self.ledger.transfer(0, 0).encoded)
+        self.now = 0.0
+        self.reported: list[Dropped] = []
         self.pool = Mempool(
             rules=self.ledger.rules,
             signatures=self.ledger.signatures,
             max_transactions=6,
             max_bytes=5 * size,
             max_nonce_gap=3,
+            expire_after=10.0,
+            on_drop=self.reported.extend,
         )
 
-    def add(self, sender: int, nonce_offset: int, amount: int) -> None:
-        nonce = max(0, self.ledger.state.load_account(self.ledger.sender(sender)).nonce + nonce_offset)
-        transaction = self.ledger.transfer(sender, nonce, amount)
+    def _admit(self, transaction: Transaction) -> None:
         before = contents(self.pool, self.ledger)
         try:
-            self.pool.add(transaction, self.ledger.state)
-        except (DuplicateTransaction, NonceTooLow, NonceTooHigh, NonceAlreadyPending, MempoolFull):
+            self.pool.add(transaction, self.ledger.state, now=self.now)
+        except EXPECTED_REFUSALS:
             assert contents(self.pool, self.ledger) == before
         else:
-            assert transaction.hash in self.pool
+            assert transaction.hash in self.pool and self.pool.dropped(transaction.hash) is None
+
+    def _next_nonce(self, sender: int, offset: int) -> int:
+        return max(0, self.ledger.state.load_account(self.ledger.sender(sender)).nonce + offset)
+
+    def add(self, sender: int, nonce_offset: int, amount: int) -> None:
+        self._admit(self.ledger.transfer(sender, self._next_nonce(sender, nonce_offset), amount))
+
+    def mint(self, nonce_offset: int, amount: int) -> None:
+        self._admit(self.ledger.sign(0, self._next_nonce(0, nonce_offset), Mint(self.ledger.sender(1), amount)))
 
     def select(self, max_transactions: int, max_bytes: int) -> list[Transaction]:
         chosen = self.pool.select(self.ledger.state, max_transactions=max_transactions, max_bytes=max_bytes)
@@ -633,23 +1003,47 @@ class History:
         self.pool.remove_committed(block.transactions, self.ledger.state)
         assert all(tx.hash not in self.pool for tx in block.transactions)
 
-    def commit_elsewhere(self, sender: int) -> None:
-        nonce = self.ledger.state.load_account(self.ledger.sender(sender)).nonce
-        block = self.ledger.commit([self.ledger.transfer(sender, nonce, amount=100)])
+    def commit_elsewhere(self, sender: int, large: bool) -> None:
+        """A block from a proposer that held other transactions than this pool."""
+        nonce = self._next_nonce(sender, 0)
+        if sender == 0 and large:
+            room = MAX_SUPPLY - self.ledger.state.load_supply()
+            transaction = self.ledger.sign(0, nonce, Mint(self.ledger.sender(2), max(1, room // 2)))
+        else:
+            balance = self.ledger.state.load_account(self.ledger.sender(sender)).balance
+            if balance == 0:
+                return
+            transaction = self.ledger.transfer(sender, nonce, amount=balance if large else min(100, balance))
+        block = self.ledger.commit([transaction])
         self.pool.remove_committed(block.transactions, self.ledger.state)
+
+    def tick(self, seconds: float) -> None:
+        self.now += seconds
+        self.pool.expire(self.now)
 
     def check(self) -> None:
         status = self.pool.status()
+        state = self.ledger.state
         pending = [tx for key in self.ledger.keys for tx in self.pool.pending_for(key.public_key)]
         assert status.transactions == len(self.pool) == len(pending) <= status.max_transactions
         assert status.bytes == self.pool.size_bytes == sum(len(tx.encoded) for tx in pending) <= status.max_bytes
         for transaction in pending:
-            assert transaction.nonce >= self.ledger.state.load_account(transaction.sender).nonce
+            assert transaction.nonce >= state.load_account(transaction.sender).nonce
+        # What admission promised still holds after every commit, drop and expiry.
+        minted = sum(tx.body.amount for tx in pending if isinstance(tx.body, Mint))
+        assert state.load_supply() + minted <= MAX_SUPPLY
+        for key in self.ledger.keys:
+            spend = sum(cast(Transfer | Burn, tx.body).amount for tx in self.pool.pending_for(key.public_key) if not isinstance(tx.body, Mint))
+            assert spend <= state.load_account(key.public_key).balance
+        for dropped in self.reported:
+            if dropped.transaction_hash in self.pool:
+                assert self.pool.dropped(dropped.transaction_hash) is None
+        assert self.pool.dropped(b"\0" * 32) is None
 
 
-@settings(deadline=None, max_examples=100)
+@settings(deadline=None, max_examples=150)
 @given(steps)
-def test_random_histories_select_valid_blocks_within_limits(history_steps: list[tuple[Any, ...]]) -> None:
+def test_random_histories_keep_the_admission_rules_and_select_valid_blocks(history_steps: list[tuple[Any, ...]]) -> None:
     history = History()
     for name, *arguments in history_steps:
         getattr(history, name)(*arguments)
@@ -676,7 +1070,7 @@ def test_refusals_leave_nothing_behind(tmp_path: Path) -> None:
         def refuse(transactions: list[Transaction]) -> None:
             for transaction in transactions:
                 with pytest.raises(PendingSpendExceedsBalance):
-                    pool.check(transaction, store)
+                    pool.check(transaction, store, now=NOW)
 
         refuse(refusals[:3_000])  # warm up whatever is cached on first use
         tracemalloc.start()

@@ -16,7 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +52,10 @@ def wait_for(predicate: Callable[[], Any], what: str, *, timeout: float = 30.0) 
 class Cluster:
     """A testnet of real node processes; ``close()`` stops them all."""
 
-    def __init__(self, directory: Path, *, validators: int = 4) -> None:
+    def __init__(self, directory: Path, *, validators: int = 4, flags: Sequence[str] = ()) -> None:
         self.directory = directory
+        #: Further ``mura.node`` flags every node starts with.
+        self.flags = list(flags)
         base = free_port_range(2 * validators)
         self.layout: TestnetLayout = generate_testnet(directory, validators=validators, base_peer_port=base)
         self.rpc_ports = [base + validators + index for index in range(validators)]
@@ -80,7 +82,7 @@ class Cluster:
         config = node_config_path(self.directory, self.names[index])
         log = open(config.parent / "node.log", "ab")
         self.processes[index] = subprocess.Popen(
-            [sys.executable, "-m", "mura.node", "--config", str(config), *FAST_CONSENSUS],
+            [sys.executable, "-m", "mura.node", "--config", str(config), *FAST_CONSENSUS, *self.flags],
             stdout=log,
             stderr=subprocess.STDOUT,
         )

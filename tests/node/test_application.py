@@ -70,7 +70,7 @@ def block_with_a_forged_signature(store: Store) -> tuple[Transaction, Block]:
 def test_proposal_within_the_node_cap(store: Store) -> None:
     application = make_application(store, max_proposal_transactions=3)
     for sender in range(1, 8):
-        application.mempool.add(transfer(sender), store)
+        application.mempool.add(transfer(sender), store, now=0.0)
     built = application.build_proposal(1, proposer=VALIDATOR.public_key, timestamp_ms=1)
     assert len(built.block.transactions) == 3
     assert len(application.mempool) == 7

@@ -57,6 +57,7 @@ def test_file_values_and_overrides(tmp_path: Path) -> None:
         ("[consensus]\nmax_block_transactions = 0\n", "setting consensus.max_block_transactions: must be positive"),
         ("[mempool]\nrebroadcast_after_ms = -1\n", "setting mempool.rebroadcast_after_ms: must be positive"),
         ("[mempool]\nrebroadcast_after = 5\n", "unknown setting 'mempool.rebroadcast_after'"),
+        ("[mempool]\nexpire_after_seconds = -1\n", "setting mempool.expire_after_seconds: must not be negative"),
         ("[sync\n", "is not valid TOML"),
     ],
 )

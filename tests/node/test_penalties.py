@@ -115,6 +115,29 @@ async def test_gossip_refused_for_the_state_costs_the_peer_nothing(
     assert len(node.node.mempool) == 1
 
 
+async def test_gossip_refused_by_the_replacement_and_supply_rules_costs_the_peer_nothing(
+    node: TestNode, connect_peer: ConnectPeer, testnet: TestnetLayout
+) -> None:
+    """Versions of one nonce arrive in any order from honest peers, and a mint that fits
+    where the peer stands may not fit beside this node's pending mints: refused, not held
+    against the peer. A rebroadcast of the replaced version does not flip the pool back."""
+    peer = await connect_peer(1)
+    chain_id = node.node.rules.chain_id
+    treasury = load_key(testnet.directory / "keys" / "treasury.key")
+
+    def signed(nonce: int, body: Transfer | Mint) -> bytes:
+        return sign_transaction(treasury, chain_id=chain_id, nonce=nonce, body=body).encoded
+
+    first, second = (signed(0, Transfer(bytes(32), amount)) for amount in (1, 2))
+    marker = sign_transaction(treasury, chain_id=chain_id, nonce=2, body=Transfer(bytes(32), 1))
+    batches = [[first], [second], [first, signed(1, Mint(bytes(32), 2**64 - 1)), marker.encoded]]
+    for batch in batches:
+        assert await peer.network.send(node.node.key.public_key, TRANSACTIONS_KIND, batch)
+    await wait_until(lambda: marker.hash in node.node.mempool, "the last batch to be handled")
+    assert [tx.encoded for tx in node.node.mempool.pending_for(treasury.public_key)] == [second, marker.encoded]
+    assert (traffic(node, peer).malformed, traffic(node, peer).refused, traffic(node, peer).bans) == (0, 0, 0)
+
+
 async def test_a_backlog_gossiped_in_one_batch_is_admitted_whole(
     node: TestNode, connect_peer: ConnectPeer, testnet: TestnetLayout
 ) -> None:

@@ -37,7 +37,7 @@ class Chain:
 
     def admit(self, *transactions: Transaction) -> None:
         for transaction in transactions:
-            self.mempool.add(transaction, self.state)
+            self.mempool.add(transaction, self.state, now=0.0)
 
     def commit(self, *transactions: Transaction) -> None:
         built = build_block(

@@ -1,5 +1,6 @@
-"""FinalityWatch: calls waiting for a transaction wake when its block is committed, time
-out, and are all woken when the node stops. (The RPC server bounds how many wait.)"""
+"""FinalityWatch: calls waiting for a transaction wake when its block is committed or the
+mempool drops it, time out, and are all woken when the node stops. (The RPC server bounds
+how many wait.)"""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import asyncio
 import pytest
 
 from mura.chain.block import Block, Header
+from mura.chain.drops import Dropped
 from mura.chain.keys import SigningKey
 from mura.chain.transaction import Transaction, Transfer, sign_transaction
 from mura.rpc.finality import FinalityWatch, FinalLocation, WatchClosed
@@ -38,6 +40,20 @@ async def test_waiters_wake_with_the_location_of_their_transaction() -> None:
     assert not other.done() and watch.waiting == 1
     watch.block_committed(block(6, second))
     assert await other == FinalLocation(6, 0, block(6, second).hash) and watch.waiting == 0
+
+
+async def test_waiters_wake_with_why_their_transaction_was_dropped() -> None:
+    watch = FinalityWatch()
+    dropped, kept = transfer(0), transfer(1)
+    waits = [asyncio.create_task(watch.wait(dropped.hash, DEADLINE)) for _ in range(2)]
+    other = asyncio.create_task(watch.wait(kept.hash, DEADLINE))
+    await wait_until(lambda: watch.waiting == 3, "three waits")
+    reason = Dropped(dropped.hash, KEY.public_key, 0, "expired", "pending for 600 s without being included")
+    watch.transactions_dropped([reason, Dropped(transfer(2).hash, KEY.public_key, 2, "expired", "")])
+    assert await asyncio.gather(*waits) == [reason] * 2
+    assert not other.done() and watch.waiting == 1
+    watch.block_committed(block(1, kept))
+    assert await other == FinalLocation(1, 0, block(1, kept).hash)
 
 
 async def test_a_wait_that_times_out_returns_none_and_is_forgotten() -> None:

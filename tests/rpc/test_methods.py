@@ -34,6 +34,10 @@ def as_hex(transaction: Transaction) -> str:
     return "0x" + transaction.encoded.hex()
 
 
+def hash_hex(transaction: Transaction) -> str:
+    return "0x" + transaction.hash.hex()
+
+
 def mistype(address: str) -> str:
     """``address`` with one character changed, which its checksum catches."""
     position = len(address) - 10
@@ -129,11 +133,10 @@ async def test_tx_submit_nonce_too_low_says_the_expected_nonce(node: TestNode) -
     ("second", "rule"),
     [
         (lambda node, first: first, "duplicate_transaction"),
-        (lambda node, first: node.sign(Transfer(ALICE.public_key, 2), nonce=0), "nonce_already_pending"),
         (lambda node, first: node.sign(Transfer(ALICE.public_key, DEFAULT_TREASURY_AMOUNT)),
          "pending_spend_exceeds_balance"),
     ],
-    ids=["duplicate", "nonce-pending", "pending-spend"],
+    ids=["duplicate", "pending-spend"],
 )
 async def test_tx_submit_refused_by_the_mempool(
     paused: TestNode, second: Callable[[TestNode, Transaction], Transaction], rule: str
@@ -150,6 +153,65 @@ async def test_tx_submit_mempool_full(start_node: StartNode) -> None:
     error = await node.rpc.error("tx_submit", [as_hex(node.sign(Transfer(ALICE.public_key, 1)))])
     assert error["code"] == -32011
     assert (error["data"]["rule"], error["data"]["transactions"]) == ("mempool_full", 1)
+
+
+async def test_tx_submit_mint_past_the_largest_supply_is_refused_and_the_sender_goes_on(node: TestNode) -> None:
+    """The treasury minting 2^64 - 1 over a supply that is not zero: refused at once, not
+    admitted to block every later transaction of the treasury."""
+    error = await node.rpc.error("tx_submit", [as_hex(node.sign(Mint(ALICE.public_key, 2**64 - 1)))])
+    assert (error["code"], error["data"]["rule"]) == (-32010, "supply_overflow")
+    assert error["data"]["amount"] == 2**64 - 1 and error["data"]["pending_mints"] == 0
+    assert len(node.node.mempool) == 0
+    final = await node.finalize(node.sign(Transfer(ALICE.public_key, 1)))
+    assert final["nonce"] == 0
+
+
+async def test_tx_submit_replaces_a_pending_transaction_and_the_replaced_one_reads_as_dropped(paused: TestNode) -> None:
+    first = paused.sign(Transfer(ALICE.public_key, 1))
+    await paused.submit(first)
+    waiting = asyncio.create_task(paused.rpc.error("tx_wait", [hash_hex(first), 30]))
+    await wait_until(lambda: paused.node.finality.waiting == 1, "tx_wait to register")
+    second = paused.sign(Transfer(ALICE.public_key, 2), nonce=0)
+    assert await paused.submit(second) == hash_hex(second)
+    dropped = {
+        "code": -32023,
+        "message": "Transaction dropped",
+        "data": {
+            "transaction_hash": hash_hex(first),
+            "rule": "replaced",
+            "message": f"replaced by transaction {second.hash.hex()} with the same sender and nonce",
+            "replaced_by": hash_hex(second),
+        },
+    }
+    # The waiting call wakes at once with the reason; later calls answer it at once.
+    assert await asyncio.wait_for(waiting, DEADLINE) == dropped
+    assert await paused.rpc.error("tx_wait", [hash_hex(first), 30]) == dropped
+    assert await paused.rpc.error("chain_getTransaction", [hash_hex(first)]) == dropped
+    # The replaced one stays out while its replacement is pending; a third version must wait its turn.
+    again = await paused.rpc.error("tx_submit", [as_hex(first)])
+    assert (again["code"], again["data"]["rule"], again["data"]["replaced_by"]) == (
+        -32011, "replaced", hash_hex(second),
+    )
+    third = await paused.rpc.error("tx_submit", [as_hex(paused.sign(Transfer(ALICE.public_key, 3), nonce=0))])
+    assert (third["code"], third["data"]["rule"]) == (-32011, "replacement_too_soon")
+    assert 0 < third["data"]["retry_after_seconds"] <= 1
+    assert [transaction.hash for transaction in paused.node.mempool.pending_for(paused.treasury.public_key)] == [
+        second.hash
+    ]
+
+
+async def test_an_expired_transaction_reads_as_dropped_until_it_is_submitted_again(start_node: StartNode) -> None:
+    node = await start_node({**PAUSED, "mempool.expire_after_seconds": 1, "mempool.rebroadcast_after_ms": 150})
+    transaction = node.sign(Transfer(ALICE.public_key, 1))
+    await node.submit(transaction)
+    # Woken by the drop, well before its own timeout.
+    error = await asyncio.wait_for(node.rpc.error("tx_wait", [hash_hex(transaction), 30]), DEADLINE)
+    assert (error["code"], error["data"]["rule"]) == (-32023, "expired")
+    assert error["data"]["message"].startswith("pending for 1 s without being included")
+    assert (await node.rpc.error("chain_getTransaction", [hash_hex(transaction)]))["code"] == -32023
+    await node.submit(transaction)
+    pending = await node.rpc.error("chain_getTransaction", [hash_hex(transaction)])
+    assert (pending["code"], pending["data"]["pending"]) == (-32021, True)
 
 
 # --- tx_wait ------------------------------------------------------------------------------------

@@ -158,9 +158,9 @@ async def test_discover_documents_params_results_and_errors(paused: TestNode) ->
     methods = {method["name"]: method for method in (await paused.rpc.result("rpc.discover"))["methods"]}
     codes = {name: [error["code"] for error in method.get("errors", [])] for name, method in methods.items()}
     assert codes == {
-        "chain_status": [], "chain_getBlock": [-32020], "chain_getTransaction": [-32021],
+        "chain_status": [], "chain_getBlock": [-32020], "chain_getTransaction": [-32021, -32023],
         "chain_getCertificate": [-32020, -32022], "chain_validators": [], "account_getBalance": [],
-        "account_get": [], "tx_submit": [-32010, -32011], "tx_wait": [-32030, -32000, -32001],
+        "account_get": [], "tx_submit": [-32010, -32011], "tx_wait": [-32030, -32023, -32000, -32001],
         "mempool_status": [], "rpc.discover": [],
     }
     wait_params = methods["tx_wait"]["params"]
