@@ -1163,6 +1163,7 @@ class Node:
         INFO line counting drops is logged by ``_rebroadcast_stalled``, at most one a round.)"""
         self.finality.transactions_dropped(drops)
         for dropped in drops:
+            self.metrics.observe_drop(dropped.rule)
             LOG.debug("dropped pending transaction %s (%s): %s", dropped.transaction_hash.hex(), dropped.rule,
                       dropped.message)
 

@@ -5,8 +5,9 @@ one), so several nodes in one process, as in the tests, keep their figures
 apart. Three kinds of series live in it:
 
 - events, counted as they happen: blocks committed (the interval between
-  their proposer timestamps), transactions finalized, and every JSON-RPC
-  call by method with its outcome and latency;
+  their proposer timestamps), transactions finalized, pending transactions
+  dropped by rule, and every JSON-RPC call by method with its outcome and
+  latency;
 - state, read from the node at scrape time: height, view, view changes
   started, peers connected, validators this node has heard no vote from
   lately, whether the chain is stalled here, and the mempool's size in
@@ -145,6 +146,12 @@ class Metrics:
             buckets=_RPC_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.transactions_dropped = Counter(
+            "mura_mempool_dropped",
+            "Pending transactions this node dropped, by rule (expired, replaced, nonce_used, ...).",
+            ["rule"],
+            registry=self.registry,
+        )
         # CPU seconds, memory, file descriptors and start time of this process.
         ProcessCollector(registry=self.registry)
         self._watching = False
@@ -161,6 +168,10 @@ class Metrics:
         self.blocks_committed.inc()
         self.transactions_finalized.inc(len(block.transactions))
         self.block_interval.observe(max(0, block.header.timestamp_ms - parent_timestamp_ms) / 1000)
+
+    def observe_drop(self, rule: str) -> None:
+        """Count one pending transaction dropped for ``rule`` (a chain rule name: a bounded set)."""
+        self.transactions_dropped.labels(rule).inc()
 
     def observe_call(self, method: str, seconds: float, *, ok: bool) -> None:
         """Count one answered request; ``method`` must come from a bounded set (see the module)."""

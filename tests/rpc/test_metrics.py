@@ -92,3 +92,13 @@ async def test_rpc_requests_are_counted_by_method_with_unknown_names_bounded(pau
     assert value(samples, "mura_rpc_request_duration_seconds_count", method="chain_status") == 3
     methods = {dict(labels).get("method") for name, labels in samples if name == "mura_rpc_requests_total"}
     assert methods == {"chain_status", "account_get", "unknown", "invalid"}
+
+
+async def test_an_expired_transaction_is_counted_as_dropped_by_its_rule(start_node: StartNode) -> None:
+    node = await start_node({**PAUSED, "mempool.expire_after_seconds": 1, "mempool.rebroadcast_after_ms": 150})
+    assert value(await scrape(node), "mura_mempool_dropped_total", rule="expired") == 0
+    await node.submit(node.sign(Transfer(ALICE.public_key, 1)))
+    await wait_until(lambda: len(node.node.mempool) == 0, "the transaction to expire")
+    samples = await scrape(node)
+    assert value(samples, "mura_mempool_dropped_total", rule="expired") == 1
+    assert value(samples, "mura_mempool_transactions") == 0
