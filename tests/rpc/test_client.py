@@ -48,7 +48,14 @@ def test_a_connection_closed_after_the_request_may_have_delivered_it() -> None:
         def hang_up() -> None:
             connection, _ = server.accept()
             with connection:
-                received.append(connection.recv(65536))
+                # The head and the body may come in separate segments: read the whole request.
+                request = b""
+                while b"\r\n\r\n" not in request or len(request.partition(b"\r\n\r\n")[2]) < _length(request):
+                    chunk = connection.recv(65536)
+                    if not chunk:
+                        break
+                    request += chunk
+                received.append(request)
 
         thread = threading.Thread(target=hang_up)
         thread.start()
@@ -88,3 +95,12 @@ def test_a_url_that_is_not_http_is_refused_at_once(url: str) -> None:
 )
 def test_remote_errors_read_as_one_line(code: int, data: dict[str, object], line: str) -> None:
     assert str(RemoteError("tx_wait", code, "Server busy", data)) == line
+
+
+def _length(request: bytes) -> int:
+    """The Content-Length a request's head states (0 before the head is complete)."""
+    head = request.partition(b"\r\n\r\n")[0].lower()
+    for line in head.split(b"\r\n"):
+        if line.startswith(b"content-length:"):
+            return int(line.partition(b":")[2])
+    return 0
