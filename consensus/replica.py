@@ -160,6 +160,12 @@ class Replica(ViewChangeRules):
         self.heard: dict[int, int] = {}
         #: Of those, the highest view each was heard signing in at height 1.
         self.heard_views: dict[int, int] = {}
+        #: Validator index -> the highest height at which this replica took a vote of
+        #: theirs with a valid signature (a PRE-PREPARE, PREPARE, COMMIT, VIEW-CHANGE or
+        #: NEW-VIEW, or a COMMIT in a final block's certificate), its own signed votes
+        #: included: who takes part in consensus, for the node's metrics. Heights more
+        #: than ``height_window`` ahead of this replica are not believed.
+        self.last_vote_heights: dict[int, int] = {}
         self.vote_record = vote_record
         self._restore()
 
@@ -175,7 +181,7 @@ class Replica(ViewChangeRules):
             status = [PersistGuard(0)]
         elif self.guard.pending:
             status = [Broadcast(self._status())]
-        return status + self._enter_view_timer(now_ms) + self._schedule_proposal(now_ms)
+        return status + self._first_view_timer(now_ms) + self._schedule_proposal(now_ms)
 
     def receive(self, message: Message, now_ms: int, *, origin: int | None = None) -> list[Action]:
         """Handle one message that validator ``origin`` delivered (None: unknown); invalid
@@ -475,18 +481,32 @@ class Replica(ViewChangeRules):
         idle = self.config.empty_proposal_delay_ms
         if idle is not None and not self.application.has_pending_transactions():
             return idle
-        if self.application.has_full_block():
-            return 0
-        return self.config.proposal_delay_ms
+        return self._busy_delay()
+
+    def _busy_delay(self) -> int:
+        return 0 if self.application.has_full_block() else self.config.proposal_delay_ms
 
     def transactions_arrived(self, now_ms: int) -> list[Action]:
-        """The application has transactions again: a primary waiting out the idle delay
-        proposes ``proposal_delay_ms`` from now instead."""
-        due = now_ms + self.config.proposal_delay_ms
-        if self.pending is not None or self.proposal_due_ms is None or self.proposal_due_ms <= due:
+        """The application has transactions again (it had none): everything stands as if
+        the height had begun now with them pending. A primary waiting out the idle
+        interval proposes ``proposal_delay_ms`` from now instead (at once with a full
+        block's worth), and any replica's view timer comes forward to that proposal's
+        time plus the view timeout, when that is earlier. So a primary that fails while
+        the chain is idle is replaced within the normal timeout once work arrives (and
+        one that ignores transactions a quorum has is replaced too; gossip brings them
+        to every validator well within a view timeout)."""
+        if self.pending is not None:
             return []
-        self.proposal_due_ms = due
-        return [ScheduleTimeout(due)]
+        due = now_ms + self._busy_delay()
+        actions: list[Action] = []
+        if self.proposal_due_ms is not None and due < self.proposal_due_ms:
+            self.proposal_due_ms = due
+            actions.append(ScheduleTimeout(due))
+        deadline = due + view_timeout_ms(self.config, self.failed_views)
+        if self.view_deadline_ms is not None and deadline < self.view_deadline_ms:
+            self.view_deadline_ms = deadline
+            actions.append(ScheduleTimeout(deadline))
+        return actions
 
     # --- signing: persist before you speak -------------------------------------------------
 
@@ -506,7 +526,10 @@ class Replica(ViewChangeRules):
         claiming a lower one changes nothing). A network still at its first height has no
         final height to wait out: there it signs nothing in the views others were heard
         signing in at height 1, since this validator may have signed in them too, and
-        joins from the next view (at once if nobody has signed: a new network)."""
+        joins from the next view (at once if nobody has signed: a new network). A signed
+        message (``view`` given) also counts in ``last_vote_heights``."""
+        if view is not None:
+            self._note_vote(validator, height)
         if not self.guard.pending or validator == self.index:
             return []
         self.heard[validator] = max(height, self.heard.get(validator, 0))
@@ -567,7 +590,13 @@ class Replica(ViewChangeRules):
 
     def speak(self, vote: RecordedVote, message: Message) -> list[Action]:
         """Persist before you speak: the vote is recorded before it is broadcast."""
+        self._note_vote(self.index, vote.height)
         return [PersistVote(vote), Broadcast(message)]
+
+    def _note_vote(self, validator: int, height: int) -> None:
+        """A vote of ``validator`` at ``height`` with a valid signature: it takes part."""
+        if height <= self.height + self.config.height_window and height > self.last_vote_heights.get(validator, 0):
+            self.last_vote_heights[validator] = height
 
     def _report(self, outcome: object) -> list[Action]:
         """Keep equivocation evidence once per offence, and count it against the signer;
@@ -635,6 +664,18 @@ class Replica(ViewChangeRules):
         self.view_deadline_ms = now_ms + view_timeout_ms(self.config, self.failed_views)
         return [ScheduleTimeout(self.view_deadline_ms)]
 
+    def _first_view_timer(self, now_ms: int) -> list[Action]:
+        """The timer of a height's first view allows for the primary's wait before it
+        proposes, as this replica's own application sees it (``_proposal_delay``): with
+        nothing pending, the idle interval, so that an idle chain changes no views
+        however long the interval; with transactions, the time the primary gathers
+        them. Transactions arriving later bring it forward (``transactions_arrived``).
+        A replica that restarted after leaving this view has no such allowance: its
+        view's primary, started by a NEW-VIEW, proposes in it at once."""
+        wait = self._proposal_delay() if self.active else 0
+        self.view_deadline_ms = now_ms + wait + view_timeout_ms(self.config, self.failed_views)
+        return [ScheduleTimeout(self.view_deadline_ms)]
+
     # --- holding and catching up ------------------------------------------------------------------
 
     def _hold(self, message: Held, now_ms: int, origin: int | None) -> list[Action]:
@@ -688,6 +729,8 @@ class Replica(ViewChangeRules):
             validators=self.validators.keys,
             signature_ok=self.verifier.signature_ok,
         )
+        for signer, _ in final.certificate.signatures:
+            self._note_vote(signer, final.height)
         checked = FinalBlock(final.block.check(), final.certificate)
         if final.height > self.height:
             self.held.hold_final_block(checked)
