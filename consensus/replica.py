@@ -205,9 +205,13 @@ class Replica(ViewChangeRules):
         this height, so that replicas meet again as soon as a partition heals rather than
         when their timers fire: this replica's VIEW-CHANGE while it changes views, else
         the NEW-VIEW that started its view, the view's proposal and its own votes in it;
-        while the double-sign check holds everything back, its height. (Only then: a
-        replica that may sign is heard by what it signs, so that a new record counts it
-        as signing nothing only where it really has signed nothing yet.)"""
+        while the double-sign check holds everything back, its height. At an idle height
+        (nothing pending here, nothing signed yet in the view) its height too, so that a
+        peer that restarted behind learns at once that there are final blocks to fetch
+        rather than at the next proposal, up to an idle interval later; but not at the
+        first height, where a height without a signed view would tell a new vote record
+        that this validator signed nothing there (and where there is nothing to fetch).
+        Otherwise a replica that may sign is heard by what it signs."""
         if self.pending is not None or peer == self.index or not self.validators.contains(peer):
             return []
         if self.guard.pending:
@@ -226,6 +230,8 @@ class Replica(ViewChangeRules):
             vote = tally.vote_of(self.view, self.index)
             if vote is not None:
                 messages.append(vote)
+        if not messages and self.height > 1 and not self.application.has_pending_transactions():
+            messages.append(self._status())
         return [Send(peer, message) for message in messages]
 
     def timeout(self, now_ms: int) -> list[Action]:
@@ -280,10 +286,15 @@ class Replica(ViewChangeRules):
             return self._refused(error, origin)
 
     def _on_status(self, status: Status, now_ms: int, origin: int | None) -> list[Action]:
-        """An unsigned ``Status`` counts only from the link of the validator it names."""
+        """An unsigned ``Status`` counts only from the link of the validator it names; one
+        from a validator ahead says there are final blocks to fetch."""
         if origin != status.sender:
             raise InvalidMessage(f"a status naming validator {status.sender} came from validator {origin}")
-        return self._hear(status.sender, status.height, now_ms)
+        actions = self._hear(status.sender, status.height, now_ms)
+        if status.height > self.height and status.sender != self.index:
+            self.catch_up.note_ahead(status.sender, status.height)
+            actions += self._sync(now_ms)
+        return actions
 
     def _refused(self, error: Invalid, origin: int | None) -> list[Action]:
         """Count a refusal; one for cause counts against the validator that delivered it."""

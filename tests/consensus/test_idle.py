@@ -7,9 +7,9 @@ from functools import partial
 
 import pytest
 
-from mura.consensus.actions import Broadcast, ScheduleTimeout
+from mura.consensus.actions import Broadcast, ScheduleTimeout, Send
 from mura.consensus.config import ReplicaConfig
-from mura.consensus.messages import PrePrepare
+from mura.consensus.messages import PrePrepare, Status
 from mura.tests.consensus.cluster import Cluster
 from mura.tests.sim.ledger import CHAIN_ID
 
@@ -184,6 +184,38 @@ def test_a_replica_restarted_after_leaving_the_view_has_no_idle_allowance() -> N
     assert cluster.replicas[2].view == 1 and not cluster.replicas[2].active
     cluster.restart(2)
     assert cluster.replicas[2].view_deadline_ms == cluster.now + TIMEOUT
+
+
+def test_a_replica_restarted_behind_an_idle_chain_catches_up_when_its_links_open() -> None:
+    """Nobody signs anything at an idle height before the primary proposes, so without
+    a word on the link's opening a node that restarted behind (or wiped) would learn
+    of the blocks it lacks only at the next proposal, up to an interval later."""
+    cluster, _ = idle_cluster()
+    start_without(cluster, 3)
+    cluster.advance(2 * INTERVAL + 500)
+    assert cluster.heights() == [2, 2, 2, 0]
+    cluster.restart(3)
+    for index in (0, 1, 2):
+        sent = cluster.replicas[index].peer_connected(3, cluster.now)
+        assert sent == [Send(3, Status(3, index))]
+        cluster.execute(index, sent)
+    cluster.flow()
+    assert cluster.heights() == [2, 2, 2, 2]
+    assert view_changes(cluster) == [0, 0, 0, 0]
+
+
+def test_no_height_is_offered_at_the_first_height_or_with_transactions_pending() -> None:
+    """At the first height a height without a signed view would tell a new vote record
+    that this validator signed nothing there; with transactions pending a proposal
+    comes soon, and says more."""
+    cluster, pending = idle_cluster()
+    cluster.start()
+    assert cluster.replicas[1].peer_connected(2, cluster.now) == []
+    cluster.advance(INTERVAL)
+    assert cluster.heights() == [1, 1, 1, 1]
+    assert cluster.replicas[1].peer_connected(2, cluster.now) == [Send(2, Status(2, 1))]
+    pending[1] = True
+    assert cluster.replicas[1].peer_connected(2, cluster.now) == []
 
 
 def test_proposal_waits_the_block_interval_to_gather_transactions() -> None:

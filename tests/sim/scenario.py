@@ -423,7 +423,8 @@ def idle_scenario(seed: int, *, validators: int | None = None, bug: str | None =
     primary crashing during a stretch (it must be replaced within the interval and a
     view timeout, and sooner once transactions come), or transactions reaching one
     validator far later than the rest at each stretch's end (when it is the primary, the
-    others replace it). The network loses nothing; messages may be duplicated."""
+    others replace it). The crashed primary may lose its chain data. The network loses
+    nothing; messages may be duplicated."""
     rng = random.Random(f"idle-scenario-{seed}")
     n = validators if validators is not None else rng.choice((4, 7))
     interval = rng.choice((3_000, 10_000, 60_000))
@@ -447,7 +448,8 @@ def idle_scenario(seed: int, *, validators: int | None = None, bug: str | None =
         # Often shortly before transactions come back: they must bring the replacement forward.
         at = rng.choice((rng.randrange(stretch.start_ms, stretch.end_ms), stretch.end_ms - rng.randrange(100, 2_000)))
         down = rng.choice((interval // 2, 2 * interval + base_timeout))
-        crashes = (Crash(0, max(at, stretch.start_ms), down, primary=True),)
+        # Some wipe the chain data: the node resyncs from peers that have nothing to say.
+        crashes = (Crash(0, max(at, stretch.start_ms), down, wipe=rng.random() < 0.3, primary=True),)
     proposal_delay = rng.randrange(50, 300)
     return Scenario(
         seed=seed,
