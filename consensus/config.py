@@ -21,7 +21,7 @@ class ReplicaConfig:
     #: empty block (None: as ``proposal_delay_ms``). Arriving transactions cut it
     #: short. It may be far longer than a view timeout: every replica's view timer
     #: allows for the primary's wait as the replica's own mempool sees it (see
-    #: ``Replica.first_view_wait_ms``).
+    #: ``Replica._first_view_timer``).
     empty_proposal_delay_ms: int | None = None
     #: A proposal's block may claim a time at most this far past the replica's clock:
     #: block times never go back, so one far in the future would hold the chain's

@@ -4,9 +4,11 @@ Four validator processes make empty blocks quickly (a small
 ``consensus.empty_block_interval_ms``); the growth of each validator's chain
 data (its LevelDB ``data_dir``) and vote record over ``--blocks`` empty
 blocks, divided by the blocks, is the cost of one empty block. It is measured
-with the nodes stopped, as the files are left (``written``) and after a full
-LevelDB compaction (``compacted``, what the files settle to; the vote record
-compacted only, since it keeps the last 16 heights' votes). Then one
+with the nodes stopped, as the files are left (``written``: the write-ahead
+log and first tables, which hold every overwritten version), as keys and
+values (``live``), and as a fresh copy of those in one table (``settled``:
+what LevelDB's own compactions bring the files to). The vote record keeps
+the last 16 heights' votes only: its size after the run is given. Then one
 validator's data is wiped and it resyncs from the other three, which make no
 blocks meanwhile: its catch-up speed in empty blocks per second.
 
@@ -52,42 +54,52 @@ def directory_bytes(path: Path) -> int:
     return sum(entry.stat().st_blocks * 512 for entry in path.rglob("*") if entry.is_file())
 
 
-def compacted(path: Path) -> tuple[int, int]:
-    """(height, bytes) of the chain data at ``path`` after a full compaction."""
+def settled(path: Path, scratch: Path) -> tuple[int, int]:
+    """(live, settled) bytes of the LevelDB at ``path``: its keys and values, and the size
+    of a copy holding only those, as one table (what its own compactions bring it to,
+    once they have dropped overwritten and deleted entries)."""
+    source = plyvel.DB(str(path))
+    live = 0
+    copy = plyvel.DB(str(scratch), create_if_missing=True, error_if_exists=True)
+    try:
+        with copy.write_batch() as batch:
+            for key, value in source:
+                live += len(key) + len(value)
+                batch.put(key, value)
+    finally:
+        source.close()
+        copy.close()
+    # Opening it again turns the write-ahead log into a table.
+    plyvel.DB(str(scratch)).close()
+    size = directory_bytes(scratch)
+    shutil.rmtree(scratch)
+    return live, size
+
+
+def chain_height(path: Path) -> int:
     store = Store(path)
     try:
-        store.db.compact_range()
-        height = store.height
+        return store.height
     finally:
         store.close()
-    return height, directory_bytes(path)
 
 
 def vote_record_path(validators: ValidatorProcesses, index: int) -> Path:
     return validators.directory / "keys" / f"{validators.names[index]}.votes"
 
 
-def compacted_votes(path: Path) -> int:
-    """Bytes of the vote record at ``path`` after a full compaction (pruned votes gone)."""
-    record = plyvel.DB(str(path))
-    try:
-        record.compact_range()
-    finally:
-        record.close()
-    return directory_bytes(path)
-
-
 def snapshot(validators: ValidatorProcesses) -> list[dict[str, int]]:
-    """Per validator, with every node stopped: height, chain data as written and compacted,
-    and the vote record's size."""
+    """Per validator, with every node stopped: height, chain data as written, live and
+    settled, and the vote record's live and settled size."""
     rows = []
+    scratch = validators.directory / "scratch"
     for index in range(validators.count):
         data = validators.data_dir(index)
-        written = directory_bytes(data)
-        height, packed = compacted(data)
+        live, size = settled(data, scratch)
+        votes_live, votes_size = settled(vote_record_path(validators, index), scratch)
         rows.append({
-            "height": height, "written": written, "compacted": packed,
-            "votes": compacted_votes(vote_record_path(validators, index)),
+            "height": chain_height(data), "written": directory_bytes(data), "live": live, "settled": size,
+            "votes_live": votes_live, "votes_settled": votes_size,
         })
     return rows
 
@@ -139,7 +151,7 @@ async def catch_up(validators: ValidatorProcesses, rpc: Rpc, *, timeout_seconds:
 
 def figures(before: list[dict[str, int]], after: list[dict[str, int]], speed: float) -> dict[str, Any]:
     per_block: dict[str, float] = {}
-    for field in ("written", "compacted", "votes"):
+    for field in ("written", "live", "settled"):
         growth = [(a[field] - b[field]) / max(a["height"] - b["height"], 1) for b, a in zip(before, after)]
         per_block[field] = round(sum(growth) / len(growth))
     costs = {}
@@ -148,9 +160,9 @@ def figures(before: list[dict[str, int]], after: list[dict[str, int]], speed: fl
         blocks_a_year = YEAR_S * 1000 // interval
         costs[f"{interval}_ms"] = {
             "blocks_a_day": blocks_a_day,
-            "chain_bytes_a_day_compacted": per_block["compacted"] * blocks_a_day,
+            "chain_bytes_a_day_settled": per_block["settled"] * blocks_a_day,
             "chain_bytes_a_day_written": per_block["written"] * blocks_a_day,
-            "chain_bytes_a_year_compacted": per_block["compacted"] * blocks_a_year,
+            "chain_bytes_a_year_settled": per_block["settled"] * blocks_a_year,
             "resync_a_year_seconds": round(blocks_a_year / speed),
         }
     return {"bytes_per_empty_block": per_block, "by_interval": costs}
@@ -162,17 +174,19 @@ def describe(result: dict[str, Any]) -> list[str]:
     lines = [
         f"load average at start {result['load_average_at_start']}, at end {result['load_average_at_end']}",
         f"empty blocks measured: {result['blocks']} (interval {result['interval_ms']} ms)",
-        f"chain data per empty block: {per_block['compacted']} bytes compacted, {per_block['written']} as written; "
-        f"vote record (compacted; votes are pruned 16 heights below): {per_block['votes']} bytes",
+        f"chain data per empty block: {per_block['settled']} bytes settled ({per_block['live']} of keys and "
+        f"values), {per_block['written']} as first written",
+        f"vote record after the run (votes are pruned 16 heights below): {result['votes_settled']} bytes settled "
+        f"({result['votes_live']} of keys and values)",
         f"catch-up of a wiped validator: {speed} empty blocks/s "
         f"({result['catch_up']['blocks']} blocks in {result['catch_up']['seconds_from_start']} s from its start)",
     ]
     for interval, cost in result["by_interval"].items():
         lines.append(
             f"idle at {interval}: {cost['blocks_a_day']} blocks a day, "
-            f"{cost['chain_bytes_a_day_compacted'] / 1e6:.2f} MB a day compacted "
-            f"({cost['chain_bytes_a_day_written'] / 1e6:.2f} MB as written), "
-            f"{cost['chain_bytes_a_year_compacted'] / 1e9:.3f} GB a year; "
+            f"{cost['chain_bytes_a_day_settled'] / 1e6:.2f} MB a day settled "
+            f"({cost['chain_bytes_a_day_written'] / 1e6:.2f} MB as first written), "
+            f"{cost['chain_bytes_a_year_settled'] / 1e9:.3f} GB a year; "
             f"resyncing a year takes {cost['resync_a_year_seconds'] / 3600:.2f} h"
         )
     return lines
@@ -197,6 +211,8 @@ async def measure(options: argparse.Namespace, directory: Path) -> dict[str, Any
         "blocks": min(a["height"] - b["height"] for b, a in zip(before, after)),
         "interval_ms": options.interval_ms,
         "catch_up": speed,
+        "votes_live": max(row["votes_live"] for row in after),
+        "votes_settled": max(row["votes_settled"] for row in after),
         "before": before,
         "after": after,
     }
