@@ -198,8 +198,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("consensus.max_timeout_ms", int, 30_000, "ceiling on view timeouts, which double per failed view", _positive),
     Setting("consensus.block_interval_ms", int, 200, "how long the primary gathers transactions for a block", _positive),
     Setting(
-        "consensus.empty_block_interval_ms", int, 1_000,
-        "with no transactions pending, how long the primary waits before an empty block (below base_timeout_ms)",
+        "consensus.empty_block_interval_ms", int, 60_000,
+        "with no transactions pending, how long the primary waits before an empty block (arriving "
+        "transactions cut it short); view timers allow for it, so a failed primary of an idle chain is "
+        "replaced within this plus base_timeout_ms, or within block_interval_ms plus base_timeout_ms of "
+        "transactions arriving",
         _positive,
     ),
     Setting(

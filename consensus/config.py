@@ -19,7 +19,9 @@ class ReplicaConfig:
     proposal_delay_ms: int = 0
     #: With no transactions pending, how long the primary waits before proposing an
     #: empty block (None: as ``proposal_delay_ms``). Arriving transactions cut it
-    #: short. Below ``base_timeout_ms``, so an idle chain never changes views.
+    #: short. It may be far longer than a view timeout: every replica's view timer
+    #: allows for the primary's wait as the replica's own mempool sees it (see
+    #: ``Replica._first_view_timer``).
     empty_proposal_delay_ms: int | None = None
     #: A proposal's block may claim a time at most this far past the replica's clock:
     #: block times never go back, so one far in the future would hold the chain's
@@ -55,8 +57,8 @@ class ReplicaConfig:
     def __post_init__(self) -> None:
         if not 0 < self.base_timeout_ms <= self.max_timeout_ms:
             raise ValueError("timeouts must satisfy 0 < base_timeout_ms <= max_timeout_ms")
-        if self.empty_proposal_delay_ms is not None and not 0 <= self.empty_proposal_delay_ms < self.base_timeout_ms:
-            raise ValueError("empty_proposal_delay_ms must be below base_timeout_ms, or replicas change views when idle")
+        if self.proposal_delay_ms < 0 or (self.empty_proposal_delay_ms is not None and self.empty_proposal_delay_ms < 0):
+            raise ValueError("proposal delays must not be negative")
         if self.view_window < 1 or self.height_window < 1 or self.held_per_sender < 1 or self.catch_up_batch < 1:
             raise ValueError("windows and bounds must be positive")
         if self.vote_retention_heights < 2:

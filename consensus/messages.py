@@ -439,7 +439,8 @@ class FinalBlock:
 @dataclass(frozen=True, slots=True)
 class Status:
     """The height ``sender`` works on, from a validator that signs nothing yet (its vote
-    record is new: see ``votes.SigningGuard``). Unsigned: it is taken only from the
+    record is new: see ``votes.SigningGuard``), or sent when a link opens at a height
+    where nothing is signed yet (an idle one). Unsigned: it is taken only from the
     link ``sender`` authenticated, and it only tells where that validator stands."""
 
     height: int

@@ -163,6 +163,12 @@ class Replica(ViewChangeRules):
         self.heard: dict[int, int] = {}
         #: Of those, the highest view each was heard signing in at height 1.
         self.heard_views: dict[int, int] = {}
+        #: Validator index -> the highest height at which this replica took a vote of
+        #: theirs with a valid signature (a PRE-PREPARE, PREPARE, COMMIT, VIEW-CHANGE or
+        #: NEW-VIEW, or a COMMIT in a final block's certificate), its own signed votes
+        #: included: who takes part in consensus, for the node's metrics. Heights more
+        #: than ``height_window`` ahead of this replica are not believed.
+        self.last_vote_heights: dict[int, int] = {}
         self.vote_record = vote_record
         self._restore()
 
@@ -178,7 +184,7 @@ class Replica(ViewChangeRules):
             status = [PersistGuard(0)]
         elif self.guard.pending:
             status = [Broadcast(self._status())]
-        return status + self._enter_view_timer(now_ms) + self._schedule_proposal(now_ms)
+        return status + self._first_view_timer(now_ms) + self._schedule_proposal(now_ms)
 
     def receive(self, message: Message, now_ms: int, *, origin: int | None = None) -> list[Action]:
         """Handle one message that validator ``origin`` delivered (None: unknown); invalid
@@ -202,9 +208,13 @@ class Replica(ViewChangeRules):
         this height, so that replicas meet again as soon as a partition heals rather than
         when their timers fire: this replica's VIEW-CHANGE while it changes views, else
         the NEW-VIEW that started its view, the view's proposal and its own votes in it;
-        while the double-sign check holds everything back, its height. (Only then: a
-        replica that may sign is heard by what it signs, so that a new record counts it
-        as signing nothing only where it really has signed nothing yet.)"""
+        while the double-sign check holds everything back, its height. At an idle height
+        (nothing pending here, nothing signed yet in the view) its height too, so that a
+        peer that restarted behind learns at once that there are final blocks to fetch
+        rather than at the next proposal, up to an idle interval later; but not at the
+        first height, where a height without a signed view would tell a new vote record
+        that this validator signed nothing there (and where there is nothing to fetch).
+        Otherwise a replica that may sign is heard by what it signs."""
         if self.pending is not None or peer == self.index or not self.validators.contains(peer):
             return []
         if self.guard.pending:
@@ -223,6 +233,8 @@ class Replica(ViewChangeRules):
             vote = tally.vote_of(self.view, self.index)
             if vote is not None:
                 messages.append(vote)
+        if not messages and self.height > 1 and not self.application.has_pending_transactions():
+            messages.append(self._status())
         return [Send(peer, message) for message in messages]
 
     def timeout(self, now_ms: int) -> list[Action]:
@@ -277,10 +289,15 @@ class Replica(ViewChangeRules):
             return self._refused(error, origin)
 
     def _on_status(self, status: Status, now_ms: int, origin: int | None) -> list[Action]:
-        """An unsigned ``Status`` counts only from the link of the validator it names."""
+        """An unsigned ``Status`` counts only from the link of the validator it names; one
+        from a validator ahead says there are final blocks to fetch."""
         if origin != status.sender:
             raise InvalidMessage(f"a status naming validator {status.sender} came from validator {origin}")
-        return self._hear(status.sender, status.height, now_ms)
+        actions = self._hear(status.sender, status.height, now_ms)
+        if status.height > self.height and status.sender != self.index:
+            self.catch_up.note_ahead(status.sender, status.height)
+            actions += self._sync(now_ms)
+        return actions
 
     def _refused(self, error: Invalid, origin: int | None) -> list[Action]:
         """Count a refusal; one for cause counts against the validator that delivered it."""
@@ -479,18 +496,32 @@ class Replica(ViewChangeRules):
         idle = self.config.empty_proposal_delay_ms
         if idle is not None and not self.application.has_pending_transactions():
             return idle
-        if self.application.has_full_block():
-            return 0
-        return self.config.proposal_delay_ms
+        return self._busy_delay()
+
+    def _busy_delay(self) -> int:
+        return 0 if self.application.has_full_block() else self.config.proposal_delay_ms
 
     def transactions_arrived(self, now_ms: int) -> list[Action]:
-        """The application has transactions again: a primary waiting out the idle delay
-        proposes ``proposal_delay_ms`` from now instead."""
-        due = now_ms + self.config.proposal_delay_ms
-        if self.pending is not None or self.proposal_due_ms is None or self.proposal_due_ms <= due:
+        """The application has transactions again (it had none): everything stands as if
+        the height had begun now with them pending. A primary waiting out the idle
+        interval proposes ``proposal_delay_ms`` from now instead (at once with a full
+        block's worth), and any replica's view timer comes forward to that proposal's
+        time plus the view timeout, when that is earlier. So a primary that fails while
+        the chain is idle is replaced within the normal timeout once work arrives (and
+        one that ignores transactions a quorum has is replaced too; gossip brings them
+        to every validator well within a view timeout)."""
+        if self.pending is not None:
             return []
-        self.proposal_due_ms = due
-        return [ScheduleTimeout(due)]
+        due = now_ms + self._busy_delay()
+        actions: list[Action] = []
+        if self.proposal_due_ms is not None and due < self.proposal_due_ms:
+            self.proposal_due_ms = due
+            actions.append(ScheduleTimeout(due))
+        deadline = due + view_timeout_ms(self.config, self.failed_views)
+        if self.view_deadline_ms is not None and deadline < self.view_deadline_ms:
+            self.view_deadline_ms = deadline
+            actions.append(ScheduleTimeout(deadline))
+        return actions
 
     # --- signing: persist before you speak -------------------------------------------------
 
@@ -510,7 +541,10 @@ class Replica(ViewChangeRules):
         claiming a lower one changes nothing). A network still at its first height has no
         final height to wait out: there it signs nothing in the views others were heard
         signing in at height 1, since this validator may have signed in them too, and
-        joins from the next view (at once if nobody has signed: a new network)."""
+        joins from the next view (at once if nobody has signed: a new network). A signed
+        message (``view`` given) also counts in ``last_vote_heights``."""
+        if view is not None:
+            self._note_vote(validator, height)
         if not self.guard.pending or validator == self.index:
             return []
         self.heard[validator] = max(height, self.heard.get(validator, 0))
@@ -571,7 +605,13 @@ class Replica(ViewChangeRules):
 
     def speak(self, vote: RecordedVote, message: Message) -> list[Action]:
         """Persist before you speak: the vote is recorded before it is broadcast."""
+        self._note_vote(self.index, vote.height)
         return [PersistVote(vote), Broadcast(message)]
+
+    def _note_vote(self, validator: int, height: int) -> None:
+        """A vote of ``validator`` at ``height`` with a valid signature: it takes part."""
+        if height <= self.height + self.config.height_window and height > self.last_vote_heights.get(validator, 0):
+            self.last_vote_heights[validator] = height
 
     def _report(self, outcome: object) -> list[Action]:
         """Keep equivocation evidence once per offence, and count it against the signer;
@@ -639,6 +679,18 @@ class Replica(ViewChangeRules):
         self.view_deadline_ms = now_ms + view_timeout_ms(self.config, self.failed_views)
         return [ScheduleTimeout(self.view_deadline_ms)]
 
+    def _first_view_timer(self, now_ms: int) -> list[Action]:
+        """The timer of a height's first view allows for the primary's wait before it
+        proposes, as this replica's own application sees it (``_proposal_delay``): with
+        nothing pending, the idle interval, so that an idle chain changes no views
+        however long the interval; with transactions, the time the primary gathers
+        them. Transactions arriving later bring it forward (``transactions_arrived``).
+        A replica that restarted after leaving this view has no such allowance: its
+        view's primary, started by a NEW-VIEW, proposes in it at once."""
+        wait = self._proposal_delay() if self.active else 0
+        self.view_deadline_ms = now_ms + wait + view_timeout_ms(self.config, self.failed_views)
+        return [ScheduleTimeout(self.view_deadline_ms)]
+
     # --- holding and catching up ------------------------------------------------------------------
 
     def _hold(self, message: Held, now_ms: int, origin: int | None) -> list[Action]:
@@ -692,6 +744,8 @@ class Replica(ViewChangeRules):
             validators=self.validators.keys,
             signature_ok=self.verifier.signature_ok,
         )
+        for signer, _ in final.certificate.signatures:
+            self._note_vote(signer, final.height)
         checked = FinalBlock(final.block.check(), final.certificate)
         if final.height > self.height:
             self.held.hold_final_block(checked)

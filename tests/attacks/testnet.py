@@ -2,7 +2,9 @@
 dishonest validator's node left out.
 
 Validators 0 to 2 run as real node processes (``python -m mura.node``, production
-settings unless told otherwise); validator 3's key belongs to the attacker and its
+settings unless told otherwise, but for an empty block every second while idle
+instead of every minute: stalls are measured as gaps between new heights);
+validator 3's key belongs to the attacker and its
 node never starts, so the three honest nodes are exactly a quorum and any stall
 one of them suffers stops the chain. Ports are picked at random below the
 ephemeral range and checked after start (a node that answers for another testnet
@@ -32,6 +34,8 @@ VALIDATORS = 4
 #: The validator whose key the attacker holds.
 ATTACKER = 3
 HONEST = (0, 1, 2)
+#: Given before the caller's node arguments, which may override it.
+IDLE_BLOCKS_EVERY_SECOND = ("--consensus-empty-block-interval-ms", "1000")
 _PR_SET_PDEATHSIG = 1
 
 
@@ -49,7 +53,7 @@ class AttackCluster(Cluster):
 
     def __init__(self, directory: Path, *, node_arguments: Sequence[str] = ()) -> None:
         super().__init__(directory, validators=VALIDATORS)
-        self.node_arguments = list(node_arguments)
+        self.node_arguments = [*IDLE_BLOCKS_EVERY_SECOND, *node_arguments]
         genesis = self.layout.genesis
         self.testnet = Testnet(genesis.chain_id, genesis_block(genesis)[0].hash, tuple(genesis.validator_keys()))
 

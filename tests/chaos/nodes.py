@@ -19,7 +19,9 @@ from mura.chain.address import encode_address
 from mura.genesis.testnet import node_config_path
 from mura.tests.node.cluster import FAST_CONSENSUS, Cluster, wait_for
 
-#: The node's own defaults, spelled out so a run states what it measured.
+#: The node's own view timers, spelled out so a run states what it measured; empty
+#: blocks every second (the node's default is a minute while idle), so that stalls and
+#: recoveries show in the heights whether or not transfers are pending.
 PRODUCTION_CONSENSUS = [
     "--consensus-base-timeout-ms", "2000",
     "--consensus-max-timeout-ms", "30000",

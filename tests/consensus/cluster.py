@@ -156,6 +156,12 @@ class Cluster:
         self.now = to_ms
         self.flow()
 
+    @property
+    def first_timeout_ms(self) -> int:
+        """When a height begun at 0 ms times out in its first view: its primary gathers
+        transactions for the proposal delay, then the view timeout runs."""
+        return self.config.proposal_delay_ms + self.config.base_timeout_ms
+
     def heights(self) -> list[int]:
         return [ledger.final_height() for ledger in self.ledgers]
 

@@ -237,7 +237,7 @@ def test_restarted_replica_keeps_its_prepared_certificate_and_block() -> None:
     cluster.deliver(1, prepare_from(cluster, 2, proposal))
     cluster.replicas[1] = cluster.boot(1)
     cluster.replicas[1].start(0)
-    actions = cluster.replicas[1].timeout(cluster.config.base_timeout_ms)
+    actions = cluster.replicas[1].timeout(cluster.first_timeout_ms)
     changes = [action.message for action in actions if isinstance(action, Broadcast)]
     assert isinstance(changes[0], ViewChange)
     assert changes[0].prepared is not None and changes[0].prepared.block_hash == proposal.block_hash
@@ -346,64 +346,3 @@ def test_view_change_from_a_replica_behind_is_answered_with_blocks() -> None:
     cluster.advance(300)
     behind = ViewChange.sign(cluster.keys[3], 3, CHAIN_ID, 1, 1, None, None)
     assert cluster.replicas[0].receive(behind, cluster.now, origin=3) == [ServeBlocks(3, 1)]
-
-
-# --- idle chains ----------------------------------------------------------------------
-
-
-def idle_primary() -> tuple[Cluster, list[bool]]:
-    """A cluster whose ledgers report no pending transactions until the test says so."""
-    pending = [False]
-    config = ReplicaConfig(chain_id=CHAIN_ID, proposal_delay_ms=100, empty_proposal_delay_ms=900)
-    cluster = Cluster(config=config)
-    for ledger in cluster.ledgers:
-        ledger.has_pending_transactions = lambda: pending[0]  # type: ignore[method-assign]
-    return cluster, pending
-
-
-def test_empty_proposal_waits_the_idle_delay() -> None:
-    cluster, _ = idle_primary()
-    cluster.start()
-    cluster.advance(800)
-    assert cluster.heights() == [0, 0, 0, 0]
-    cluster.advance(1000)
-    assert cluster.heights() == [1, 1, 1, 1]
-
-
-def test_arriving_transactions_cut_the_idle_delay_short() -> None:
-    cluster, pending = idle_primary()
-    cluster.start()
-    cluster.advance(50)
-    pending[0] = True
-    primary = cluster.replicas[0]
-    actions = primary.transactions_arrived(cluster.now)
-    assert [action.at_ms for action in actions] == [cluster.now + 100]  # type: ignore[union-attr]
-    cluster.execute(0, actions)
-    cluster.advance(149)
-    assert cluster.heights() == [0, 0, 0, 0]
-    cluster.advance(160)
-    assert cluster.heights() == [1, 1, 1, 1]
-
-
-def test_proposal_waits_the_block_interval_to_gather_transactions() -> None:
-    cluster, pending = idle_primary()
-    pending[0] = True
-    cluster.start()
-    cluster.advance(99)
-    assert cluster.heights() == [0, 0, 0, 0]
-
-
-def test_a_full_block_waiting_is_proposed_at_once() -> None:
-    cluster, pending = idle_primary()
-    pending[0] = True
-    for ledger in cluster.ledgers:
-        ledger.has_full_block = lambda: True  # type: ignore[method-assign]
-    actions = cluster.replicas[0].start(cluster.now)
-    assert any(isinstance(action, Broadcast) and isinstance(action.message, PrePrepare) for action in actions)
-
-
-def test_invalid_idle_delay_at_or_above_the_view_timeout() -> None:
-    import pytest
-
-    with pytest.raises(ValueError, match="below base_timeout_ms"):
-        ReplicaConfig(chain_id=CHAIN_ID, base_timeout_ms=1000, empty_proposal_delay_ms=1000)

@@ -42,7 +42,7 @@ def test_timeout_starts_a_recorded_view_change() -> None:
     cluster = Cluster()
     replica = cluster.replicas[1]
     replica.start(0)
-    actions = replica.timeout(cluster.config.base_timeout_ms)
+    actions = replica.timeout(cluster.first_timeout_ms)
     assert isinstance(actions[1], PersistVote) and actions[1].vote.phase is Phase.VIEW_CHANGE
     assert isinstance(actions[2], Broadcast) and isinstance(actions[2].message, ViewChange)
     assert (replica.view, replica.active, actions[2].message.view) == (1, False, 1)
@@ -52,14 +52,14 @@ def test_early_timeout_does_nothing() -> None:
     cluster = Cluster()
     replica = cluster.replicas[1]
     replica.start(0)
-    assert replica.timeout(cluster.config.base_timeout_ms - 1) == []
+    assert replica.timeout(cluster.first_timeout_ms - 1) == []
 
 
 def test_view_change_waits_for_a_quorum_before_its_timer_runs() -> None:
     cluster = Cluster()
     replica = cluster.replicas[1]
     replica.start(0)
-    replica.timeout(2_000)
+    replica.timeout(cluster.first_timeout_ms)
     assert replica.view_deadline_ms is None
     actions = replica.timeout(10_000)
     assert replica.view == 1
@@ -116,7 +116,7 @@ def test_new_view_with_a_fresh_block_when_nothing_was_prepared() -> None:
     cluster = Cluster()
     replica = cluster.replicas[1]
     replica.start(0)
-    replica.timeout(2_000)
+    replica.timeout(cluster.first_timeout_ms)
     cluster.deliver(1, view_change(cluster, 2, 1))
     actions = cluster.deliver(1, view_change(cluster, 3, 1))
     sent = [action.message for action in actions if isinstance(action, Broadcast)]
@@ -188,7 +188,7 @@ def test_replica_in_a_new_view_helps_a_late_one() -> None:
     cluster = Cluster(lose=lambda sender, receiver, message: isinstance(message, Prepare))
     cluster.down = {0}
     cluster.start()
-    cluster.advance(2_000)
+    cluster.advance(cluster.first_timeout_ms)
     new_view = cluster.sent(1, NewView)[0]
     assert cluster.replicas[2].active and cluster.replicas[2].view == 1
     late = view_change(cluster, 0, 1)

@@ -14,6 +14,12 @@ one by name for a scenario (honest nodes run it; byzantine ones do not).
 - ``skip_body_check``: the block decoder does not check a block's transactions
   against its header's transaction root (the replica is the real one): a body
   swapped under a known header then passes for the block its hash names.
+- ``idle_timer_ignored``: a height's first view times out after the view timeout
+  whatever the primary waits for, as before idle intervals could exceed it: an
+  idle chain changes views at every height.
+- ``arrivals_ignored``: arriving transactions cut the primary's own wait short
+  but bring no view timer forward, so a primary that failed while the chain was
+  idle is replaced only when the idle interval is over.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from typing import Any
 
 from mura.chain import block as block_module
 from mura.chain.block import Block, Header
-from mura.consensus.actions import Action, Broadcast, PersistVote
+from mura.consensus.actions import Action, Broadcast, PersistVote, ScheduleTimeout
 from mura.consensus.evidence import Equivocation
 from mura.consensus.log import ADDED, Added, Duplicate, HeightLog, VoteTally
 from mura.consensus.messages import Commit, Message, NewView, Prepare, ViewChange, Vote
@@ -97,6 +103,20 @@ class SpeakBeforePersist(Replica):
         return [Broadcast(message), PersistVote(vote)]
 
 
+class IdleTimerIgnored(Replica):
+    def _first_view_timer(self, now_ms: int) -> list[Action]:
+        return self._enter_view_timer(now_ms)
+
+
+class ArrivalsIgnored(Replica):
+    def transactions_arrived(self, now_ms: int) -> list[Action]:
+        due = now_ms + self.config.proposal_delay_ms
+        if self.pending is not None or self.proposal_due_ms is None or self.proposal_due_ms <= due:
+            return []
+        self.proposal_due_ms = due
+        return [ScheduleTimeout(due)]
+
+
 BUGS: dict[str, type[Replica]] = {
     "quorum_2f": QuorumOfTwoF,
     "no_vote_dedup": NoVoteDedup,
@@ -104,6 +124,8 @@ BUGS: dict[str, type[Replica]] = {
     "speak_before_persist": SpeakBeforePersist,
     "skip_body_check": Replica,
     "no_double_sign_check": NoDoubleSignCheck,
+    "idle_timer_ignored": IdleTimerIgnored,
+    "arrivals_ignored": ArrivalsIgnored,
 }
 
 

@@ -13,6 +13,13 @@
 - Blame: no honest node ever counts a refusal for cause against an honest
   validator (honest validators deliver only messages they checked).
 - Liveness: after healing, new heights become final within the scenario's bound.
+- Idle chains (scenarios with idle stretches): with no fault, no view changes at
+  all; while nothing is pending, empty blocks about one idle interval apart (never
+  sooner; with no crash, no later than a round of messages beyond it), each
+  dated when it was proposed; transactions arriving after a stretch final within
+  a view timeout and a view change of reaching a quorum. (That a failed primary
+  is replaced within the idle interval and a view timeout is the scenario's
+  ``max_stall_ms``, checked by the simulation.)
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from mura.chain.block import Block, CommitCertificate, merkle_root, verify_certi
 from mura.chain.errors import Invalid
 from mura.consensus.messages import Commit, Message, NewView, PrePrepare, Prepare, ViewChange
 from mura.tests.sim.ledger import CHAIN_ID, Genesis, replay_chain
+from mura.tests.sim.scenario import IdleStretch, Scenario
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,8 @@ class Checker:
     honest: frozenset[int]
     #: Whether an honest commit with a certificate that does not verify is a violation.
     check_certificates: bool = True
+    #: The run's scenario, for the properties of idle chains (None: not checked).
+    scenario: Scenario | None = None
     violations: list[Violation] = field(default_factory=list)
     #: The block hash honest nodes finalized at each height.
     finalized: dict[int, bytes] = field(default_factory=dict)
@@ -57,6 +67,8 @@ class Checker:
     certified: dict[int, set[bytes]] = field(default_factory=dict)
     #: What each honest validator signed, by (validator, height, view, phase).
     statements: dict[tuple[int, int, int, str], object] = field(default_factory=dict)
+    #: When an honest node first finalized each height.
+    first_final_ms: dict[int, int] = field(default_factory=dict)
     _checked_certificates: set[bytes] = field(default_factory=set)
 
     def fail(self, kind: str, now_ms: int, detail: str) -> None:
@@ -74,6 +86,10 @@ class Checker:
             self.fail("invalid_certificate", now_ms, detail)
         earlier = self.finalized.setdefault(block.height, block.hash)
         self.blocks.setdefault(block.height, block)
+        if block.height not in self.first_final_ms:
+            self.first_final_ms[block.height] = now_ms
+            if self.scenario is not None and self.scenario.idle:
+                self._check_idle_height(self.scenario, block.height)
         if earlier != block.hash:
             self.fail(
                 "agreement",
@@ -150,6 +166,66 @@ class Checker:
             others = [block.height for block in blocks if self.finalized.get(block.height) != block.hash]
             if others:
                 self.fail("agreement", now_ms, f"honest node {node} stores other blocks at heights {others[:5]}")
+
+
+    def check_idle(self, scenario: Scenario, view_changes: int, now_ms: int) -> None:
+        """At the end of an idle run: no view changes without faults, and transactions
+        final after each stretch (see ``_check_arrival``)."""
+        if scenario.quiet and view_changes:
+            self.fail("idle_view_change", now_ms, f"{view_changes} view changes in a run without faults")
+        for stretch in scenario.idle:
+            self._check_arrival(scenario, stretch, now_ms)
+
+    def _check_idle_height(self, scenario: Scenario, height: int) -> None:
+        """A height just final somewhere for the first time, in an idle run. An empty block
+        is final an idle interval after the one before it: never sooner (a view changed
+        while idle, or the primary's wait was cut short) and, with no crash, at most four
+        deliveries later (the previous height reaching the primary, and the new block's
+        three phases). It is dated when its primary proposed it: at most a clock offset
+        after it was first final, and, with no crash (which may leave a prepared block
+        to a later view), at most a few deliveries before."""
+        block, final_ms = self.blocks[height], self.first_final_ms[height]
+        before = self.first_final_ms.get(height - 1)
+        if block.transactions or before is None:
+            return
+        interval = scenario.empty_proposal_delay_ms
+        assert interval is not None
+        gap = final_ms - before
+        for stretch in scenario.idle:
+            quiet_until = stretch.end_ms + min(stretch.arrival_ms)
+            if stretch.start_ms <= before and final_ms < quiet_until and (
+                gap < interval or (not scenario.crashes and gap > interval + 5 * scenario.max_delay_ms)
+            ):
+                self.fail(
+                    "idle_interval", final_ms,
+                    f"empty block {height} final {gap} ms after block {height - 1}; the idle interval is {interval} ms",
+                )
+        stamp = block.header.timestamp_ms
+        earliest = final_ms - (5 * scenario.max_delay_ms if not scenario.crashes else final_ms)
+        if not earliest <= stamp <= final_ms + scenario.max_clock_skew_ms:
+            self.fail("block_time", final_ms, f"empty block {height}, first final at {final_ms} ms, is dated {stamp} ms")
+
+    def _check_arrival(self, scenario: Scenario, stretch: IdleStretch, now_ms: int) -> None:
+        """Transactions coming after a stretch are final within the time to reach a quorum
+        of validators, the primary's gathering time, a view timeout (a failed or a late
+        primary is replaced) and a few rounds of messages."""
+        first = stretch.end_ms + min(stretch.arrival_ms)
+        quorum = scenario.validators - scenario.faulty
+        spread = sorted(stretch.arrival_ms)[min(quorum - 1 + len(scenario.crashes), scenario.validators - 1)]
+        bound = spread + scenario.proposal_delay_ms + scenario.base_timeout_ms + 8 * scenario.max_delay_ms + 100
+        due = stretch.end_ms + bound
+        carrying = [
+            final_ms
+            for height, final_ms in sorted(self.first_final_ms.items())
+            if final_ms >= first and self.blocks[height].transactions
+        ]
+        if (carrying and carrying[0] > due) or (not carrying and now_ms > due):
+            late = f"{carrying[0] - stretch.end_ms} ms" if carrying else "not"
+            self.fail(
+                "idle_latency", due,
+                f"transactions arriving at {stretch.end_ms} ms after an idle stretch were final {late} after, "
+                f"bound {bound} ms",
+            )
 
 
 def _body_matches(block: Block) -> bool:

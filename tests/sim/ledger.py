@@ -6,7 +6,7 @@ final block is checked by ``apply_block`` exactly as the node will check it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from mura.chain.block import Block, CommitCertificate, Header
@@ -74,8 +74,16 @@ class TransactionSigner:
         return self._signed[key]
 
 
+def always_pending() -> bool:
+    return True
+
+
 class SimLedger:
-    """A node's ledger: the ``Application`` the replica drives, over ``MemoryState``."""
+    """A node's ledger: the ``Application`` the replica drives, over ``MemoryState``.
+
+    Its mempool is a model: while ``pending()`` says so, the simulated clients have a
+    transfer waiting each (see ``build_on``); otherwise nothing is pending and
+    proposals are empty blocks (an idle chain)."""
 
     def __init__(self, genesis: Genesis, *, signer: TransactionSigner, signatures: SignatureCache) -> None:
         self.genesis = genesis
@@ -85,6 +93,8 @@ class SimLedger:
         self.finals: list[FinalBlock] = []
         self._signer = signer
         self._signatures = signatures
+        #: Whether transactions wait in this node's mempool now (the simulation's workload).
+        self.pending: Callable[[], bool] = always_pending
 
     # --- Application ---------------------------------------------------------------
 
@@ -104,8 +114,7 @@ class SimLedger:
         return self.build_on(self.state, self.head, proposer=proposer, timestamp_ms=timestamp_ms)
 
     def has_pending_transactions(self) -> bool:
-        # The simulated clients always have a transfer waiting (see ``build_on``).
-        return True
+        return self.pending()
 
     def has_full_block(self) -> bool:
         # One transfer per client is far from a full block.
@@ -119,11 +128,11 @@ class SimLedger:
     # --- the driver's side -------------------------------------------------------------
 
     def build_on(self, state: MemoryState, parent: Header, *, proposer: bytes, timestamp_ms: int) -> BuiltBlock:
-        """A block on ``parent`` with what a mempool would offer: one transfer per client at
-        its next nonce, the amount varying with the time so that proposals made at
-        different times differ."""
+        """A block on ``parent`` with what a mempool would offer: while transactions are
+        pending, one transfer per client at its next nonce, the amount varying with the
+        time so that proposals made at different times differ; otherwise none."""
         candidates = []
-        for client, key in enumerate(CLIENT_KEYS):
+        for client, key in enumerate(CLIENT_KEYS if self.pending() else ()):
             nonce = state.load_account(key.public_key).nonce
             candidates.append(self._signer.transfer(client, nonce, 1 + (timestamp_ms + client) % 97))
         return build_block(

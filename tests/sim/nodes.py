@@ -9,7 +9,7 @@ clock runs ahead of the simulation's by a fixed skew.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from mura.chain.block import Block, CommitCertificate, Header
 from mura.chain.keys import SignatureCache, SigningKey
@@ -19,7 +19,7 @@ from mura.consensus.messages import Message, encode_final_block
 from mura.consensus.replica import Replica
 from mura.consensus.serving import BlockServer
 from mura.consensus.votes import MemoryVoteRecord
-from mura.tests.sim.ledger import Genesis, SimLedger, TransactionSigner
+from mura.tests.sim.ledger import Genesis, SimLedger, TransactionSigner, always_pending
 
 
 #: Where a message goes: node ids, or None for every other node.
@@ -51,7 +51,9 @@ class SimNode:
         self.skew_ms = skew_ms
         self.signatures = signatures
         self._signer = signer
-        self.ledger = self.make_ledger(genesis, signer, signatures)
+        #: Whether this node's mempool holds transactions now (the simulation's workload).
+        self.pending: Callable[[], bool] = always_pending
+        self.ledger = self._new_ledger(genesis)
         self.votes = MemoryVoteRecord(new=new_record)
         self.replica: Replica | None = None
         #: Bumped at each crash, so timers set by a dead incarnation are ignored.
@@ -73,6 +75,11 @@ class SimNode:
 
     def make_ledger(self, genesis: Genesis, signer: TransactionSigner, signatures: SignatureCache) -> SimLedger:
         return SimLedger(genesis, signer=signer, signatures=signatures)
+
+    def _new_ledger(self, genesis: Genesis) -> SimLedger:
+        ledger = self.make_ledger(genesis, self._signer, self.signatures)
+        ledger.pending = lambda: self.pending()
+        return ledger
 
     @property
     def running(self) -> bool:
@@ -102,7 +109,7 @@ class SimNode:
         self.server = BlockServer()
         if self.wipe_on_crash:
             # The data directory is gone; the vote record, kept beside the key, is not...
-            self.ledger = self.make_ledger(self.ledger.genesis, self._signer, self.signatures)
+            self.ledger = self._new_ledger(self.ledger.genesis)
             self.wipe_on_crash = False
         if self.lose_record_on_crash:
             # ...unless it is lost too: the key alone on a new machine.

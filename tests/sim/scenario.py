@@ -2,9 +2,16 @@
 
 A scenario fixes the validator count, which validators are byzantine and how,
 the network's delays, losses and duplicates, the partitions and crashes of
-the fault phase, and the replica settings. Everything heals at ``heal_at_ms``;
-from then on at most f validators are faulty and the network delivers every
-message, so new heights must become final within ``liveness_bound_ms``.
+the fault phase, the replica settings and the clients' workload. Everything
+heals at ``heal_at_ms``; from then on at most f validators are faulty, the
+network delivers every message and clients keep transactions coming, so new
+heights must become final within ``liveness_bound_ms``.
+
+The workload is busy (every mempool has transactions) except for idle
+stretches, when clients submit nothing: once a block proposed in the stretch
+is final at a node its mempool is empty, until transactions reach it again at
+the stretch's end (each node a little later, as gossip goes). An idle chain
+makes an empty block every ``empty_proposal_delay_ms``.
 """
 
 from __future__ import annotations
@@ -68,6 +75,22 @@ class Crash:
     wipe: bool = False
     #: The vote record is lost too (a key moved to a new machine): the double-sign check.
     lose_record: bool = False
+    #: The node that crashes is the primary of the view the nodes are in at ``at_ms``
+    #: (``node`` is then ignored).
+    primary: bool = False
+
+
+@dataclass(frozen=True)
+class IdleStretch:
+    """From ``start_ms`` clients submit nothing; from ``end_ms`` they do again, and their
+    transactions reach node i ``arrival_ms[i]`` after ``end_ms``."""
+
+    start_ms: int
+    end_ms: int
+    arrival_ms: tuple[int, ...]
+
+    def arrival_at(self, node: int) -> int:
+        return self.end_ms + self.arrival_ms[node]
 
 
 @dataclass(frozen=True)
@@ -105,6 +128,13 @@ class Scenario:
     proposal_delay_ms: int = 150
     #: Largest clock offset of a node (each node's clock runs ahead by up to this).
     max_clock_skew_ms: int = 20
+    #: The idle interval: with nothing pending, how long a primary waits before an
+    #: empty block (None: ``proposal_delay_ms``).
+    empty_proposal_delay_ms: int | None = None
+    #: Stretches without transactions, all before ``heal_at_ms``.
+    idle: tuple[IdleStretch, ...] = ()
+    #: No fault at all: an honest replica changing views is a violation.
+    quiet: bool = False
     #: A deliberately injected bug (see ``bugs.py``), or None for the real replica.
     bug: str | None = None
 
@@ -130,10 +160,18 @@ class Scenario:
         return replace(self, bug=bug)
 
 
+#: The share of campaign seeds that are idle scenarios (``idle_scenario``).
+IDLE_SHARE = 0.2
+
+
 def draw_scenario(seed: int, *, validators: int | None = None, bug: str | None = None) -> Scenario:
-    """The scenario of ``seed``: n alternates 4 and 7 unless given; up to f byzantine."""
-    rng = random.Random(seed)
+    """The scenario of ``seed``: n alternates 4 and 7 unless given; up to f byzantine;
+    one in five or so is an idle chain instead (``idle_scenario``)."""
     n = validators if validators is not None else (4 if seed % 2 == 0 else 7)
+    # A draw of its own, so that the other seeds' scenarios stay what they were.
+    if random.Random(f"idle-{seed}").random() < IDLE_SHARE:
+        return idle_scenario(seed, validators=n, bug=bug)
+    rng = random.Random(seed)
     f = max_faulty(n)
     byzantine = _draw_byzantine(rng, n, f)
     nodes = n + sum(1 for kind in byzantine.values() if kind is Byzantine.TWIN)
@@ -375,5 +413,60 @@ def new_view_attack_scenario(seed: int, *, bug: str | None = None) -> Scenario:
         heal_at_ms=6_000,
         base_timeout_ms=500,
         max_timeout_ms=2_000,
+        bug=bug,
+    )
+
+
+def idle_scenario(seed: int, *, validators: int | None = None, bug: str | None = None) -> Scenario:
+    """An idle chain: busy spells and idle stretches (some shorter than the idle interval,
+    some several intervals long), with one of: no fault at all (no view may change), the
+    primary crashing during a stretch (it must be replaced within the interval and a
+    view timeout, and sooner once transactions come), or transactions reaching one
+    validator far later than the rest at each stretch's end (when it is the primary, the
+    others replace it). The crashed primary may lose its chain data. The network loses
+    nothing; messages may be duplicated."""
+    rng = random.Random(f"idle-scenario-{seed}")
+    n = validators if validators is not None else rng.choice((4, 7))
+    interval = rng.choice((3_000, 10_000, 60_000))
+    base_timeout = rng.choice((500, 1_000))
+    max_delay = rng.randrange(20, 100)
+    variant = rng.choice(("quiet", "quiet", "crash", "late"))
+    stretches: list[IdleStretch] = []
+    now = rng.randrange(300, 2_000)
+    for _ in range(rng.randint(1, 3)):
+        length = int(interval * rng.choice((0.4, 1.5, 3.3, 5.5)))
+        # Gossip spreads transactions within two deliveries; the client's node has them first.
+        arrivals = [rng.randrange(0, 2 * max_delay) for _ in range(n)]
+        arrivals[rng.randrange(n)] = 0
+        if variant == "late":
+            arrivals[rng.randrange(n)] = rng.randrange(2 * base_timeout, 3 * base_timeout)
+        stretches.append(IdleStretch(now, now + length, tuple(arrivals)))
+        now += length + max(arrivals) + rng.randrange(300, 1_000)
+    crashes: tuple[Crash, ...] = ()
+    if variant == "crash":
+        stretch = rng.choice(stretches)
+        # Often shortly before transactions come back: they must bring the replacement forward.
+        at = rng.choice((rng.randrange(stretch.start_ms, stretch.end_ms), stretch.end_ms - rng.randrange(100, 2_000)))
+        down = rng.choice((interval // 2, 2 * interval + base_timeout))
+        # Some wipe the chain data: the node resyncs from peers that have nothing to say.
+        crashes = (Crash(0, max(at, stretch.start_ms), down, wipe=rng.random() < 0.3, primary=True),)
+    proposal_delay = rng.randrange(50, 300)
+    return Scenario(
+        seed=seed,
+        validators=n,
+        min_delay_ms=rng.randrange(1, 10),
+        max_delay_ms=max_delay,
+        duplicate_rate=rng.choice((0.0, 0.1)),
+        crashes=crashes,
+        heal_at_ms=now,
+        base_timeout_ms=base_timeout,
+        max_timeout_ms=4 * base_timeout,
+        proposal_delay_ms=proposal_delay,
+        max_clock_skew_ms=rng.randrange(0, 50),
+        empty_proposal_delay_ms=interval,
+        idle=tuple(stretches),
+        quiet=variant == "quiet",
+        # An idle height, a view change (the view timeout and its round) and the new view's block.
+        max_stall_ms=interval + base_timeout + 8 * max_delay + 100,
         bug=bug,
     )

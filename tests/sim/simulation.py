@@ -10,6 +10,10 @@ duplicates some, loses COMMITs more often when the scenario asks for an
 adversarial scheduler, and loses everything across a partition while it
 lasts. At ``heal_at_ms`` partitions and losses end and every crashed node has
 restarted; the checker then expects new heights within the liveness bound.
+
+Each node's mempool follows the scenario's workload (``_pending``); when
+transactions reach a node whose mempool was empty, its replica is told, as the
+node tells it (``Replica.transactions_arrived``).
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ import struct
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import partial
 
+from mura.chain.block import Header
 from mura.chain.errors import DecodeError
 from mura.chain.keys import SignatureCache
 from mura.consensus.actions import (
@@ -46,9 +52,9 @@ from mura.tests.sim.byzantine import EquivocatorNode, GarbageNode, SwapperNode
 from mura.tests.sim.checks import Checker, Violation
 from mura.tests.sim.ledger import CHAIN_ID, TransactionSigner, make_genesis, validator_keys
 from mura.tests.sim.nodes import Destination, SimNode
-from mura.tests.sim.scenario import Byzantine, Crash, Scenario
+from mura.tests.sim.scenario import Byzantine, Crash, IdleStretch, Scenario
 
-DELIVER, TIMER, CRASH, CRASH_NOW, RESTART, GARBAGE, HEAL, DEADLINE = range(8)
+DELIVER, TIMER, CRASH, CRASH_NOW, RESTART, GARBAGE, HEAL, DEADLINE, ARRIVE = range(9)
 GARBAGE_INTERVAL_MS = 40
 
 
@@ -84,7 +90,7 @@ class Simulation:
         keys = validator_keys(scenario.validators)
         self.genesis = make_genesis([key.public_key for key in keys])
         honest = frozenset(index for index in range(scenario.validators) if index not in scenario.byzantine)
-        self.checker = Checker(self.genesis, honest)
+        self.checker = Checker(self.genesis, honest, scenario=scenario)
         self.nodes: list[SimNode] = []
         self.garbage: dict[int, GarbageNode] = {}
         self._build_nodes(keys)
@@ -106,6 +112,7 @@ class Simulation:
             base_timeout_ms=scenario.base_timeout_ms,
             max_timeout_ms=scenario.max_timeout_ms,
             proposal_delay_ms=scenario.proposal_delay_ms,
+            empty_proposal_delay_ms=scenario.empty_proposal_delay_ms,
         )
         replica_class = replica_class_for(scenario.bug)
         signer, signatures = TransactionSigner(), SignatureCache()
@@ -132,6 +139,7 @@ class Simulation:
                 self.garbage[node_id] = GarbageNode(
                     node_id=node_id, validator=validator, key=keys[validator], genesis=self.genesis, rng=rng
                 )
+            node.pending = partial(self._pending, node)
             self.nodes.append(node)
             instances.setdefault(validator, []).append(node_id)
         frozen = {validator: tuple(ids) for validator, ids in instances.items()}
@@ -171,6 +179,9 @@ class Simulation:
             self._dispatch(event, node_id, payload)
         self.checker.check_validity(self.now)
         self.checker.check_stored_chains([node.ledger.final_blocks() for node in self.honest_nodes()], self.now)
+        if self.scenario.idle:
+            view_changes = sum(node.view_changes() for node in self.honest_nodes())
+            self.checker.check_idle(self.scenario, view_changes, self.now)
         return self._result()
 
     def _dispatch(self, kind: int, node_id: int, payload: object) -> None:
@@ -181,7 +192,10 @@ class Simulation:
             if node.replica is not None and payload == node.incarnation:
                 self.execute(node, node.replica.timeout(node.clock(self.now)))
         elif kind == CRASH:
-            self._arm_crash(node, payload)  # type: ignore[arg-type]
+            crash: Crash = payload  # type: ignore[assignment]
+            target = self._current_primary() if crash.primary else node
+            if target is not None:
+                self._arm_crash(target, crash)
         elif kind == CRASH_NOW:
             if node.crash_armed:
                 self._crash(node)
@@ -195,13 +209,50 @@ class Simulation:
             self._heal()
         elif kind == DEADLINE:
             self._check_liveness_deadline()
+        elif kind == ARRIVE:
+            self._transactions_arrive(node, payload)  # type: ignore[arg-type]
 
     def _schedule_faults(self) -> None:
         for crash in self.scenario.crashes:
             self.schedule(crash.at_ms, CRASH, crash.node, crash)
         for node_id in self.garbage:
             self.schedule(self.rng.randrange(0, GARBAGE_INTERVAL_MS), GARBAGE, node_id)
+        for stretch in self.scenario.idle:
+            for node in self.nodes:
+                self.schedule(stretch.arrival_at(node.node_id), ARRIVE, node.node_id, stretch)
         self.schedule(self.scenario.heal_at_ms, HEAL, 0)
+
+    # --- the workload ---------------------------------------------------------------------
+
+    def _pending(self, node: SimNode) -> bool:
+        """Whether ``node``'s mempool holds transactions now: not from the moment a block
+        proposed in an idle stretch is final there (it took whatever was left) until
+        transactions reach the node again after the stretch."""
+        for stretch in self.scenario.idle:
+            if stretch.start_ms <= self.now < stretch.arrival_at(node.node_id):
+                return not self._drains(node.ledger.head, stretch)
+        return True
+
+    def _drains(self, header: Header, stretch: IdleStretch) -> bool:
+        """Whether the block of ``header`` was proposed within ``stretch`` (its time, less
+        its proposer's clock offset, is virtual time)."""
+        proposer = self.genesis.validators.index(header.proposer) if header.height > 0 else None
+        return proposer is not None and header.timestamp_ms - self.nodes[proposer].skew_ms >= stretch.start_ms
+
+    def _transactions_arrive(self, node: SimNode, stretch: IdleStretch) -> None:
+        """Transactions reach ``node`` after ``stretch``: its replica hears of it if its
+        mempool was empty, as a node's does."""
+        if node.replica is not None and self._drains(node.ledger.head, stretch):
+            self.execute(node, node.replica.transactions_arrived(node.clock(self.now)))
+
+    def _current_primary(self) -> SimNode | None:
+        """The node of the primary of the view the most advanced honest node is in."""
+        running = [node for node in self.honest_nodes() if node.replica is not None]
+        if not running:
+            return None
+        ahead = max(running, key=lambda node: (node.ledger.final_height(), node.replica.view if node.replica else 0))
+        assert ahead.replica is not None
+        return self.nodes[ahead.replica.validators.primary(ahead.replica.view)]
 
     # --- nodes ------------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from mura.tests.sim.scenario import (
     body_swap_scenario,
     crash_scenario,
     draw_scenario,
+    idle_scenario,
     link_fault_scenario,
     new_view_attack_scenario,
     staggered_start_scenario,
@@ -161,6 +162,37 @@ def test_skipped_new_view_check_is_caught() -> None:
 def test_new_view_attack_fails_against_the_real_replica() -> None:
     for seed in range(40):
         assert run_scenario(new_view_attack_scenario(seed)).violations == []
+
+
+def test_idle_chains_keep_every_property() -> None:
+    """Idle stretches with empty blocks an idle interval apart (up to a minute), some
+    without any fault (no view may change), some with the primary crashing while idle,
+    some with transactions reaching one validator late."""
+    kinds = set()
+    for seed in range(8):
+        scenario = idle_scenario(seed)
+        result = run_scenario(scenario)
+        assert result.violations == [], f"seed {seed}: {result.violations}"
+        assert result.recovery_ms is not None
+        kind = "quiet" if scenario.quiet else "crash" if scenario.crashes else "late"
+        kinds.add(kind)
+        if kind == "crash":
+            # The crashed primary was replaced (the checks bound how soon).
+            assert result.view_changes > 0, seed
+    assert kinds == {"quiet", "crash", "late"}
+
+
+def test_campaign_seeds_include_idle_chains() -> None:
+    idle = [seed for seed in range(50) if draw_scenario(seed).idle]
+    assert 5 <= len(idle) <= 20
+
+
+@pytest.mark.parametrize("bug, within", [("idle_timer_ignored", 2), ("arrivals_ignored", 4)])
+def test_idle_timer_bugs_are_caught(bug: str, within: int) -> None:
+    """A backup that keeps the short timer while idle changes views at every idle height;
+    one that ignores arriving transactions leaves a crashed (or late) primary in place
+    until the idle interval is over."""
+    assert first_caught(bug, [idle_scenario(seed, bug=bug) for seed in range(within)]) is not None
 
 
 @pytest.mark.parametrize("validators", [4, 7])
