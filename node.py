@@ -442,7 +442,8 @@ class LedgerApplication:
         return built
 
     def has_pending_transactions(self) -> bool:
-        return len(self.mempool) > 0
+        # Ready ones only: a transaction behind a nonce gap waits for its sender, not for a block.
+        return len(self.mempool) > 0 and self.mempool.has_ready(self.store)
 
     def has_full_block(self) -> bool:
         return len(self.mempool) >= self.max_proposal_transactions
@@ -597,6 +598,8 @@ class Node:
         self.evidence: deque[Any] = deque(maxlen=1_024)
         #: Equivocations counted per (validator, height), for the log.
         self._equivocations: dict[tuple[int, int], int] = {}
+        #: The height at which arriving transactions last woke the replica (see ``_after_admission``).
+        self._woken_at_height = -1
         self._stop_requested = asyncio.Event()
         self._stopped = False
 
@@ -1146,8 +1149,8 @@ class Node:
         refused = [error for error in refusals if isinstance(error, GOSSIP_REFUSALS_FOR_CAUSE)]
         assert self.verifier is not None
         forged = await self.verifier.verify_async(candidates)
-        was_empty = len(self.mempool) == 0
         now = time.monotonic()
+        admitted: list[Transaction] = []
         for transaction in candidates:
             if transaction.hash in forged:
                 continue
@@ -1155,7 +1158,8 @@ class Node:
                 self.mempool.add(transaction, self.store, now=now)
             except Invalid:
                 continue
-        self._after_admission(was_empty)
+            admitted.append(transaction)
+        self._after_admission(admitted)
         if forged:
             raise BadSignature(f"peer forwarded transaction {next(iter(forged)).hex()} with a bad signature")
         if refused:
@@ -1170,9 +1174,15 @@ class Node:
             LOG.debug("dropped pending transaction %s (%s): %s", dropped.transaction_hash.hex(), dropped.rule,
                       dropped.message)
 
-    def _after_admission(self, was_empty: bool) -> None:
-        """Wake a primary that waits out the idle interval: there is something to propose."""
-        if was_empty and len(self.mempool) > 0:
+    def _after_admission(self, admitted: Sequence[Transaction]) -> None:
+        """Wake a primary that waits out the idle interval (and shorten the others' view
+        timers) once a transaction a block could take arrives: one whose nonce is its
+        sender's next. Once per height: later ones find the replica awake."""
+        height = self.store.height
+        if self._woken_at_height == height:
+            return
+        if any(transaction.nonce == self.store.load_account(transaction.sender).nonce for transaction in admitted):
+            self._woken_at_height = height
             self._post(("transactions", None))
 
     # --- what the RPC sees (rpc.methods.NodeView) ------------------------------------------
@@ -1185,9 +1195,8 @@ class Node:
         assert self.verifier is not None
         if await self.verifier.verify_async([transaction]):
             raise BadSignature("signature does not verify against the sender's key")
-        was_empty = len(self.mempool) == 0
         self.mempool.add(transaction, self.store, now=time.monotonic())
-        self._after_admission(was_empty)
+        self._after_admission([transaction])
         self.gossip.submit(transaction.encoded)
         return transaction.hash
 

@@ -428,6 +428,12 @@ class Mempool:
                 turns.append((queue, nonce + 1))
         return chosen
 
+    def has_ready(self, state: StateReader) -> bool:
+        """Whether a block on top of ``state`` could take a pending transaction now: some
+        sender's committed nonce is pending. Transactions parked behind a missing nonce are
+        not ready; they must not make an idle chain propose blocks that cannot take them."""
+        return next(self._ready_runs(state), None) is not None
+
     def ready_runs(self, state: StateReader, *, max_run: int) -> Iterator[list[Transaction]]:
         """Each sender's run of consecutive pending nonces from its committed nonce (the
         transactions a block could take next), at most ``max_run`` long, in arrival order."""

@@ -153,9 +153,6 @@ class Replica(ViewChangeRules):
         self.rejected: Counter[str] = Counter()
         #: View changes this replica started (a figure for metrics and the simulator).
         self.view_changes_started = 0
-        #: The highest height of a valid PREPARE, COMMIT or VIEW-CHANGE taken from each
-        #: validator, by index: who has gone silent (a figure for metrics).
-        self.last_vote_heights: dict[int, int] = {}
         #: The double-sign check (see ``votes.SigningGuard``), as the vote record keeps it.
         self.guard = vote_record.signing_guard() if config.double_sign_check_heights else NO_GUARD
         #: While the check is pending: the highest height each validator was heard (with a
@@ -414,7 +411,6 @@ class Replica(ViewChangeRules):
         if vote.height == self.height and abs(vote.view - self.view) > self.config.view_window:
             raise OutsideWindow(f"vote for view {vote.view}, this replica is in view {self.view}")
         self.verifier.check_vote(vote)
-        self.last_vote_heights[vote.sender] = max(vote.height, self.last_vote_heights.get(vote.sender, 0))
         heard = self._hear(vote.sender, vote.height, now_ms, view=vote.view)
         if vote.height > self.height:
             return heard + self._hold(vote, now_ms, origin)

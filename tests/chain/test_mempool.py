@@ -769,6 +769,14 @@ def test_select_stops_a_sender_at_a_gap(mempool: Mempool, ledger: Ledger) -> Non
     assert len(mempool) == 5
 
 
+def test_has_ready_only_when_a_block_could_take_a_transaction(mempool: Mempool, ledger: Ledger) -> None:
+    assert not mempool.has_ready(ledger.state)
+    add_all(mempool, ledger, [ledger.transfer(1, 2), ledger.transfer(2, 1)])
+    assert not mempool.has_ready(ledger.state), "both wait behind a missing nonce"
+    add_all(mempool, ledger, [ledger.transfer(2, 0)])
+    assert mempool.has_ready(ledger.state)
+
+
 def test_select_starts_at_the_committed_nonce(mempool: Mempool, ledger: Ledger) -> None:
     add_all(mempool, ledger, [ledger.transfer(1, 0), ledger.transfer(1, 1), ledger.transfer(1, 2)])
     ledger.commit([ledger.transfer(1, 0)])  # a block the pool was not told about

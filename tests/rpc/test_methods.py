@@ -166,6 +166,21 @@ async def test_tx_submit_mint_past_the_largest_supply_is_refused_and_the_sender_
     assert final["nonce"] == 0
 
 
+async def test_an_idle_primary_waits_out_a_parked_transaction_and_wakes_for_a_ready_one(start_node: StartNode) -> None:
+    """Idle for a minute: a transaction parked behind a missing nonce is no reason to
+    propose, and the missing one, once it arrives, is final at once, not after the minute."""
+    node = await start_node({"consensus.empty_block_interval_ms": 60_000})
+    parked = node.sign(Transfer(ALICE.public_key, 2), nonce=node.sign(Transfer(ALICE.public_key, 1)).nonce + 1)
+    await node.submit(parked)
+    assert node.node.replica is not None and not node.node.replica.application.has_pending_transactions()
+    assert node.node._woken_at_height == -1, "the parked transaction woke the primary"
+    missing = node.sign(Transfer(ALICE.public_key, 1))
+    assert missing.nonce + 1 == parked.nonce
+    await node.submit(missing)
+    final = await node.rpc.result("tx_wait", ["0x" + parked.hash.hex(), 10])
+    assert final["nonce"] == parked.nonce
+
+
 async def test_tx_submit_replaces_a_pending_transaction_and_the_replaced_one_reads_as_dropped(paused: TestNode) -> None:
     first = paused.sign(Transfer(ALICE.public_key, 1))
     await paused.submit(first)
