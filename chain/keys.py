@@ -51,12 +51,13 @@ PASSPHRASE_VARIABLE = "MURA_KEY_PASSPHRASE"
 SCRYPT_N = 2**15
 SCRYPT_R = 8
 SCRYPT_P = 1
-#: The most scrypt work a key file may ask for (2^20 * 128 * 8 bytes = 1 GiB); a file asking
-#: more is refused, so a crafted key file cannot make a loader exhaust memory.
-_SCRYPT_MAX_N = 2**20
-_SCRYPT_MAX_R = 32
-_SCRYPT_MAX_P = 16
+#: The most scrypt work a key file may ask for, as n * r * p: 16 times what ``save_key`` writes
+#: (a few seconds, and at most 128 * n * r = 512 MiB of memory). Bounding each parameter alone is
+#: not enough: n=2^20 with r=32 is 4 GiB, and p multiplies the time. A file asking more is
+#: refused before any work, so a crafted key file cannot make a loader exhaust memory or hang.
+_SCRYPT_MAX_WORK = 16 * SCRYPT_N * SCRYPT_R * SCRYPT_P
 _SALT_SIZE = 16
+_MAX_SALT_SIZE = 64
 _NONCE_SIZE = 12
 
 #: A passphrase given directly, or asked for only when the key file turns out to be encrypted.
@@ -232,11 +233,11 @@ def _decrypt(path: Path, document: dict[str, object], passphrase: Passphrase | N
         n, r, p = (encryption[name] for name in ("n", "r", "p"))
         if not all(type(value) is int for value in (n, r, p)):
             raise ValueError("n, r and p must be integers")
-        if not (2 <= n <= _SCRYPT_MAX_N and n & (n - 1) == 0 and 1 <= r <= _SCRYPT_MAX_R and 1 <= p <= _SCRYPT_MAX_P):
-            raise ValueError(f"scrypt parameters beyond n<=2^20 (a power of 2), r<={_SCRYPT_MAX_R}, p<={_SCRYPT_MAX_P}")
+        if not (n >= 2 and n & (n - 1) == 0 and r >= 1 and p >= 1 and n * r * p <= _SCRYPT_MAX_WORK):
+            raise ValueError(f"scrypt parameters beyond n a power of 2 and n*r*p <= {_SCRYPT_MAX_WORK}")
         salt, nonce = bytes.fromhex(encryption["salt"]), bytes.fromhex(encryption["nonce"])
         sealed = bytes.fromhex(str(document["encrypted_private_key"]))
-        if len(nonce) != _NONCE_SIZE or len(salt) < 8:
+        if len(nonce) != _NONCE_SIZE or not 8 <= len(salt) <= _MAX_SALT_SIZE:
             raise ValueError("salt or nonce of the wrong length")
     except (KeyError, TypeError, ValueError) as error:
         raise InvalidKeyFile(f"key file {path}: bad encryption fields ({error})", path=str(path)) from None

@@ -205,7 +205,10 @@ def test_an_altered_encrypted_key_file_does_not_open(tmp_path: Path, keys: Calla
     ("change", "message"),
     [({"n": 2**30}, "scrypt parameters beyond"), ({"n": 3000}, "scrypt parameters beyond"), ({"r": 1000}, "beyond"),
      ({"n": "32768"}, "must be integers"), ({"kdf": "md5"}, "only scrypt"), ({"nonce": "00"}, "wrong length"),
-     ({"salt": 5}, "bad encryption fields")],
+     ({"salt": 5}, "bad encryption fields"),
+     # Each within its own bound, together 4 GiB of memory and minutes of work: refused on the product.
+     ({"n": 2**20, "r": 32}, "scrypt parameters beyond"), ({"n": 2**20, "r": 8, "p": 16}, "scrypt parameters beyond"),
+     ({"salt": "00" * 4096}, "wrong length")],
 )
 def test_invalid_encryption_fields_are_refused_before_any_work(tmp_path: Path, keys: Callable[[str], SigningKey],
                                                                change: dict[str, object], message: str) -> None:
