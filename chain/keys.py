@@ -125,7 +125,9 @@ def save_key(path: Path | str, key: SigningKey, *, label: str = "", passphrase: 
     # Written whole to a private temporary file, synced, then linked into place:
     # a crash leaves either no key file or a complete one, never a torn key.
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # O_EXCL and O_NOFOLLOW: a file or link already at that name (the name is predictable) is
+    # never written through, so the key cannot land in a file someone else prepared.
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         with os.fdopen(descriptor, "w") as file:
             json.dump(document, file, indent=2)

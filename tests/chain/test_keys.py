@@ -284,3 +284,15 @@ def test_attested_signatures_vouch_for_any_transaction_and_keep_nothing() -> Non
     attested.add(b"a")
     assert b"anything" in attested
     assert len(attested) == 0
+
+
+def test_save_key_never_writes_through_a_prepared_temporary_name(tmp_path: Path,
+                                                                 keys: Callable[[str], SigningKey]) -> None:
+    """The temporary name is predictable: a link placed there must not receive the private key."""
+    target = tmp_path / "elsewhere"
+    target.write_text("")
+    path = tmp_path / "node.key"
+    (tmp_path / f".node.key.{os.getpid()}.tmp").symlink_to(target)
+    with pytest.raises(FileExistsError):
+        save_key(path, keys("node"))
+    assert target.read_text() == "" and not path.exists()
