@@ -140,16 +140,21 @@ def test_a_dropped_transaction_says_how_to_replace_it(mura: Mura) -> None:
     dropped = RemoteError("tx_wait", -32023, "Transaction dropped", {
         "transaction_hash": "0x" + transaction.hash.hex(), "rule": "supply_overflow",
         "message": "the supply would exceed its maximum"})
-    line = _describe_drop(Session(mura.url, as_json=False), dropped, transaction)
-    assert line == (f"transaction 0x{transaction.hash.hex()} was dropped (supply_overflow): the supply would exceed "
-                    "its maximum; it will not become final. Resubmitting with --nonce 7 (the same nonce) replaces "
-                    "it safely")
+    line, status = _describe_drop(Session(mura.url, as_json=False), dropped, transaction)
+    assert status == EXIT_OUTCOME_UNKNOWN
+    assert line == (f"transaction 0x{transaction.hash.hex()} was dropped by this node (supply_overflow): the supply "
+                    "would exceed its maximum; it may still become final through another node (check with: mura "
+                    f"--rpc {mura.url} tx 0x{transaction.hash.hex()}). Retry only with --nonce 7 (the same nonce): at "
+                    "most one of them can become final")
     replaced = RemoteError("tx_wait", -32023, "Transaction dropped", {
         "transaction_hash": "0x" + transaction.hash.hex(), "rule": "replaced", "message": "replaced",
         "replaced_by": "0x" + "cd" * 32})
-    line = _describe_drop(Session(mura.url, as_json=False), replaced, transaction)
-    assert line.endswith(f"another transaction with nonce 7 replaced it: check with: mura --rpc {mura.url} tx 0x"
-                         + "cd" * 32)
+    line, status = _describe_drop(Session(mura.url, as_json=False), replaced, transaction)
+    assert status == EXIT_OUTCOME_UNKNOWN
+    assert line.endswith(f"at most one of them can: check with: mura --rpc {mura.url} tx 0x" + "cd" * 32)
+    used = RemoteError("tx_wait", -32023, "Transaction dropped", {
+        "transaction_hash": "0x" + transaction.hash.hex(), "rule": "nonce_used", "message": "nonce 7 used"})
+    assert _describe_drop(Session(mura.url, as_json=False), used, transaction)[1] == EXIT_REFUSED
 
 
 # --- a node of its own: short tx_wait ceiling, encrypted validator key --------------------------------------
