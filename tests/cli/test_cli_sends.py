@@ -157,6 +157,19 @@ def test_a_dropped_transaction_says_how_to_replace_it(mura: Mura) -> None:
     assert _describe_drop(Session(mura.url, as_json=False), used, transaction)[1] == EXIT_REFUSED
 
 
+def test_a_drop_while_waiting_is_outcome_unknown(mura: Mura, tmp_path: Path) -> None:
+    """Dropped is this node's view: the replaced version may still be final through a validator that
+    proposed it first (README, Retrying safely), so a script must not read the drop as "not sent"."""
+    process, alice = _pending_send(mura, tmp_path)
+    replaced = mura("send", "--key", str(tmp_path / "alice.key"), "--to", alice, "--amount", "2", "--nonce",
+                    str(int(mura.json("balance", alice)["next_nonce"]) + 2))
+    assert replaced.exit_code == 0, replaced.output
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == EXIT_OUTCOME_UNKNOWN, stderr
+    assert re.fullmatch(r"mura: error: transaction 0x[0-9a-f]{64} was dropped by this node \(replaced\): .* it may "
+                        r"still become final .*\n", stderr), stderr
+
+
 # --- a node of its own: short tx_wait ceiling, encrypted validator key --------------------------------------
 
 
