@@ -397,7 +397,10 @@ class Replica(ViewChangeRules):
         if vote.height == self.height and abs(vote.view - self.view) > self.config.view_window:
             raise OutsideWindow(f"vote for view {vote.view}, this replica is in view {self.view}")
         self.verifier.check_vote(vote)
-        self.last_vote_heights[vote.sender] = max(vote.height, self.last_vote_heights.get(vote.sender, 0))
+        # Counted at most at this replica's height: a faulty validator's one vote for a far-off
+        # height would otherwise count it as voting until the chain got there.
+        believed = min(vote.height, self.height)
+        self.last_vote_heights[vote.sender] = max(believed, self.last_vote_heights.get(vote.sender, 0))
         heard = self._hear(vote.sender, vote.height, now_ms, view=vote.view)
         if vote.height > self.height:
             return heard + self._hold(vote, now_ms, origin)

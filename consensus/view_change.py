@@ -129,7 +129,10 @@ class ViewChangeRules:
         if change.height == self.height and change.view > self.view + self.config.view_window:
             raise OutsideWindow(f"view change for view {change.view}, this replica is in view {self.view}")
         self.verifier.check_view_change(change)
-        self.last_vote_heights[change.sender] = max(change.height, self.last_vote_heights.get(change.sender, 0))
+        # Counted at most at this replica's height: a faulty validator's one vote for a far-off
+        # height would otherwise count it as voting until the chain got there.
+        believed = min(change.height, self.height)
+        self.last_vote_heights[change.sender] = max(believed, self.last_vote_heights.get(change.sender, 0))
         heard = self._hear(change.sender, change.height, now_ms, view=change.view)
         if change.height > self.height:
             return heard + self._hold(change, now_ms, origin)
