@@ -69,6 +69,28 @@ class MempoolMachine(RuleBasedStateMachine):
         amount = max(1, room // fraction)
         self.admit(self.ledger.sign(0, self.committed_nonce(0) + ahead, Mint(self.ledger.sender(1), amount)))
 
+    @rule(
+        items=st.lists(
+            st.tuples(st.integers(0, ACCOUNTS - 1), st.integers(0, 3), AMOUNTS), min_size=1, max_size=6
+        )
+    )
+    def gossiped_batch(self, items: list[tuple[int, int, int]]) -> None:
+        """A peer's batch, versions of one nonce mixed in, admitted as the node does: ``check_batch``
+        (which must leave the pool as it was), then ``add`` of each that passed."""
+        batch = [self.ledger.transfer(sender, self.committed_nonce(sender) + ahead, amount)
+                 for sender, ahead, amount in items]
+        before = self.snapshot()
+        passed, _ = self.pool.check_batch(batch, self.ledger.state, now=self.now)
+        assert self.snapshot() == before
+        for transaction in passed:
+            self.admit(transaction)
+
+    def snapshot(self) -> object:
+        pool = self.pool
+        return (dict(pool._by_hash), {sender: dict(queue) for sender, queue in pool._by_sender.items()},
+                dict(pool._pending_spend), dict(pool._pending_mints), pool._pending_mint_total, pool.size_bytes,
+                list(pool._arrived), dict(pool._last_replacement))
+
     @rule()
     def expire(self) -> None:
         self.pool.expire(self.now)
