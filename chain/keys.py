@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -57,6 +58,8 @@ SCRYPT_P = 1
 #: refused before any work, so a crafted key file cannot make a loader exhaust memory or hang.
 _SCRYPT_MAX_WORK = 16 * SCRYPT_N * SCRYPT_R * SCRYPT_P
 _SALT_SIZE = 16
+#: A key file is under 1 KB; anything much larger is not one, and is not read whole.
+_MAX_KEY_FILE_BYTES = 64 * 1024
 _MAX_SALT_SIZE = 64
 _NONCE_SIZE = 12
 
@@ -151,12 +154,7 @@ def load_key(path: Path | str, *, passphrase: Passphrase | None = None) -> Signi
     only when the file is encrypted), or else with ``MURA_KEY_PASSPHRASE``.
     """
     path = Path(path)
-    try:
-        document = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InvalidKeyFile(f"key file {path} does not exist", path=str(path)) from None
-    except (OSError, ValueError) as error:
-        raise InvalidKeyFile(f"key file {path} is unreadable: {error}", path=str(path)) from None
+    document = _read_document(path)
     if not isinstance(document, dict) or document.get("type") != "ed25519":
         raise InvalidKeyFile(f"key file {path} is not an ed25519 key file", path=str(path))
     version = document.get("version", 1)
@@ -182,10 +180,34 @@ def load_key(path: Path | str, *, passphrase: Passphrase | None = None) -> Signi
 def is_encrypted(path: Path | str) -> bool:
     """True when ``path`` is a key file whose private key is encrypted (False if it cannot be read)."""
     try:
-        document = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
+        document = _read_document(Path(path))
+    except InvalidKeyFile:
         return False
     return isinstance(document, dict) and "encryption" in document
+
+
+def _read_document(path: Path) -> object:
+    """The key file's JSON, read without trusting its size or kind: at most ``_MAX_KEY_FILE_BYTES``
+    of a regular file (a FIFO would block the open, a device or a huge file the read)."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise InvalidKeyFile(f"key file {path} does not exist", path=str(path)) from None
+    except OSError as error:
+        raise InvalidKeyFile(f"key file {path} is unreadable: {error.strerror or error}", path=str(path)) from None
+    try:
+        with os.fdopen(descriptor, "rb") as file:
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                raise InvalidKeyFile(f"key file {path} is not a regular file", path=str(path))
+            data = file.read(_MAX_KEY_FILE_BYTES + 1)
+        if len(data) > _MAX_KEY_FILE_BYTES:
+            raise InvalidKeyFile(f"key file {path} is larger than {_MAX_KEY_FILE_BYTES} bytes", path=str(path))
+        return json.loads(data.decode("utf-8"))
+    except OSError as error:
+        raise InvalidKeyFile(f"key file {path} is unreadable: {error.strerror or error}", path=str(path)) from None
+    except (ValueError, RecursionError) as error:
+        # RecursionError: JSON nested deeper than Python's stack allows.
+        raise InvalidKeyFile(f"key file {path} is unreadable: {str(error)[:200]}", path=str(path)) from None
 
 
 def exposed_permissions(path: Path | str) -> str | None:

@@ -296,3 +296,23 @@ def test_save_key_never_writes_through_a_prepared_temporary_name(tmp_path: Path,
     with pytest.raises(FileExistsError):
         save_key(path, keys("node"))
     assert target.read_text() == "" and not path.exists()
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        # Sparse: no disk used, but reading it whole took 4 GiB and 18 s.
+        (lambda path: path.write_bytes(b"") or os.truncate(path, 2**31), r"is larger than \d+ bytes"),
+        (lambda path: path.write_text("[" * 60_000), "is unreadable"),
+        (lambda path: os.mkfifo(path), "is not a regular file"),
+    ],
+    ids=["huge", "deeply nested", "fifo"],
+)
+def test_a_hostile_key_file_is_refused_without_reading_it_whole(
+    tmp_path: Path, make: Callable[[Path], None], message: str
+) -> None:
+    path = tmp_path / "hostile.key"
+    make(path)
+    with pytest.raises(InvalidKeyFile, match=message):
+        load_key(path, passphrase="x")
+    assert not is_encrypted(path)
