@@ -21,7 +21,7 @@ exit  meaning
       submission, or the node dropped it from its mempool: expired, replaced,
       ... while another node may hold it); the message prints its hash and how to check
       (``mura tx HASH``)
-130   interrupted (Ctrl-C) before anything was sent
+130   interrupted (Ctrl-C or SIGTERM) before anything was sent
 ====  ==========================================================================
 
 Every argument of ``send``, ``mint`` and ``burn`` is checked before anything
@@ -46,6 +46,7 @@ import math
 import os
 import re
 import shlex
+import signal
 import sys
 import time
 import traceback
@@ -842,8 +843,14 @@ def testnet(
 
 
 def main() -> None:
-    """The console script's entry point."""
+    """The console script's entry point. SIGTERM (``timeout``, a service manager) is handled as
+    Ctrl-C, so that a transaction already submitted is still reported with its hash (exit 4)."""
+    signal.signal(signal.SIGTERM, _interrupt)
     cli()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

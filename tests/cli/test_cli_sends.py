@@ -235,6 +235,16 @@ def test_ctrl_c_after_submission_prints_the_hash(short_wait_node: tuple[Cluster,
     assert re.fullmatch(r"mura: error: interrupted; " + OUTCOME_UNKNOWN + r" .*\n", stderr), stderr
 
 
+def test_sigterm_after_submission_prints_the_hash(short_wait_node: tuple[Cluster, Mura], tmp_path: Path) -> None:
+    """``timeout 30 mura send --wait`` in a script ends the command with SIGTERM, not Ctrl-C."""
+    _, mura = short_wait_node
+    process, _ = _pending_send(mura, tmp_path)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == EXIT_OUTCOME_UNKNOWN, stderr
+    assert re.fullmatch(r"mura: error: interrupted; " + OUTCOME_UNKNOWN + r" .*\n", stderr), stderr
+
+
 def test_the_node_gone_after_submission_prints_the_hash(short_wait_node: tuple[Cluster, Mura], tmp_path: Path) -> None:
     cluster, mura = short_wait_node
     process, _ = _pending_send(mura, tmp_path)
