@@ -193,8 +193,9 @@ def _read_document(path: Path) -> object:
         descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         raise InvalidKeyFile(f"key file {path} does not exist", path=str(path)) from None
-    except OSError as error:
-        raise InvalidKeyFile(f"key file {path} is unreadable: {error.strerror or error}", path=str(path)) from None
+    except (OSError, ValueError) as error:  # ValueError: a NUL in the path
+        message = error.strerror if isinstance(error, OSError) and error.strerror else error
+        raise InvalidKeyFile(f"key file {path} is unreadable: {message}", path=str(path)) from None
     try:
         with os.fdopen(descriptor, "rb") as file:
             if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
