@@ -48,7 +48,15 @@ def test_a_connection_closed_after_the_request_may_have_delivered_it() -> None:
         def hang_up() -> None:
             connection, _ = server.accept()
             with connection:
-                received.append(connection.recv(65536))
+                # The head and the body may come in separate segments: read to the body's end.
+                connection.settimeout(10)
+                data = b""
+                while b"tx_submit" not in data and b"]}" not in data:
+                    chunk = connection.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                received.append(data)
 
         thread = threading.Thread(target=hang_up)
         thread.start()
