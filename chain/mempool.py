@@ -258,10 +258,17 @@ class Mempool:
         passed: list[Transaction] = []
         refused: list[Invalid] = []
         inserted: list[Transaction] = []
+        # Senders with a replacement already passed in this batch: ``add`` would refuse another
+        # as too soon, so it is refused here, before the caller verifies its signature.
+        replacing: set[bytes] = set()
         try:
             for transaction in transactions:
                 try:
                     replaced = self.check(transaction, state, now=now)
+                    if replaced is not None and self._replacement_interval:
+                        if transaction.sender in replacing:
+                            raise _replacement_too_soon(0.0, self._replacement_interval)
+                        replacing.add(transaction.sender)
                 except Invalid as error:
                     refused.append(error)
                     continue
@@ -357,12 +364,7 @@ class Mempool:
         """
         last = self._last_replacement.get(transaction.sender)
         if last is not None and now - last < self._replacement_interval:
-            wait = self._replacement_interval - (now - last)
-            raise ReplacementTooSoon(
-                f"this sender replaced a pending transaction {now - last:.2f} s ago; a sender may replace one "
-                f"every {self._replacement_interval:g} s",
-                retry_after_seconds=round(wait, 3),
-            )
+            raise _replacement_too_soon(now - last, self._replacement_interval)
 
     def _validate_affordable(self, transaction: Transaction, state: StateReader, replaced: Transaction | None) -> None:
         """Only issuers mint or burn, and a sender's pending transfers and burns
@@ -616,6 +618,14 @@ class Mempool:
             del self._pending_spend[transaction.sender]
             self._run_end.pop(transaction.sender, None)
             self._last_replacement.pop(transaction.sender, None)
+
+
+def _replacement_too_soon(ago: float, interval: float) -> ReplacementTooSoon:
+    """The refusal of a replacement ``ago`` seconds after the sender's last one."""
+    return ReplacementTooSoon(
+        f"this sender replaced a pending transaction {ago:.2f} s ago; a sender may replace one every {interval:g} s",
+        retry_after_seconds=round(interval - ago, 3),
+    )
 
 
 def _supply_overflow(amount: int, supply: int, pending: int) -> SupplyOverflow:

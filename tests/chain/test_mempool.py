@@ -1098,3 +1098,15 @@ def test_refusals_leave_nothing_behind(tmp_path: Path) -> None:
         grown = sum(stat.size_diff for stat in after.compare_to(before, "filename") if stat.size_diff > 0)
         assert grown < 64 * 1024, f"{grown} bytes stayed behind after 3,000 refusals"
         assert pool.status().senders == 0 and len(pool) == 0
+
+
+def test_a_batch_passes_one_replacement_per_sender(make_mempool: Callable[..., Mempool], ledger: Ledger) -> None:
+    """Versions of one pending nonce in one batch: each that passed ``check_batch`` would be verified,
+    yet ``add`` takes only the first as a replacement. The rest are refused before verification."""
+    mempool = make_mempool()
+    mempool.add(ledger.transfer(1, 0, amount=1), ledger.state, now=NOW)
+    versions = [ledger.transfer(1, 0, amount=amount) for amount in range(2, 102)]
+    other = ledger.transfer(2, 0, amount=1)
+    passed, refused = mempool.check_batch([*versions, other], ledger.state, now=5.0)
+    assert passed == [versions[0], other]
+    assert len(refused) == 99 and all(isinstance(error, ReplacementTooSoon) for error in refused)
