@@ -10,7 +10,7 @@ exit  meaning
 ====  ==========================================================================
 0     done
 1     the node said no: transaction refused (with its rule), not found, or
-      dropped from the node's mempool while ``--wait`` waited
+      its nonce taken by another final transaction while ``--wait`` waited
 2     the command line or a local file is wrong: usage, bad address, bad
       amount, bad timeout or nonce, missing, unreadable or wrongly encrypted
       key file (nothing was sent)
@@ -18,9 +18,10 @@ exit  meaning
       anything was submitted (nothing was sent)
 4     submitted, outcome unknown: the transaction may still become final
       (``--wait`` timed out, Ctrl-C, node gone or connection reset after
-      submission); the message prints its hash and how to check
+      submission, or the node dropped it from its mempool: expired, replaced,
+      ... while another node may hold it); the message prints its hash and how to check
       (``mura tx HASH``)
-130   interrupted (Ctrl-C) before anything was sent
+130   interrupted (Ctrl-C or SIGTERM) before anything was sent
 ====  ==========================================================================
 
 Every argument of ``send``, ``mint`` and ``burn`` is checked before anything
@@ -45,6 +46,7 @@ import math
 import os
 import re
 import shlex
+import signal
 import sys
 import time
 import traceback
@@ -656,7 +658,7 @@ def _wait_final(session: Session, transaction: Transaction, *, timeout: float, s
             return found
         except RemoteError as error:
             if error.code == TRANSACTION_DROPPED:
-                raise CommandError(_describe_drop(session, error, transaction), EXIT_REFUSED) from None
+                raise CommandError(*_describe_drop(session, error, transaction)) from None
             if error.code != -32030:
                 raise
 
@@ -665,16 +667,22 @@ class NotFinalYet(RpcClientError):
     """``--wait`` reached its timeout before the transaction was final."""
 
 
-def _describe_drop(session: Session, error: RemoteError, transaction: Transaction) -> str:
+def _describe_drop(session: Session, error: RemoteError, transaction: Transaction) -> tuple[str, int]:
+    """The drop in one line, and the exit status: a drop is this node's view, so unless another
+    transaction took the nonce for good (``nonce_used``), this one may still become final through
+    another node (exit 4, outcome unknown); only a retry with the same nonce is safe."""
     data = error.data if isinstance(error.data, dict) else {}
     rule, why = data.get("rule", "unknown"), data.get("message", "")
-    head = f"transaction 0x{transaction.hash.hex()} was dropped ({rule}): {why}".rstrip(": ")
+    head = f"transaction 0x{transaction.hash.hex()} was dropped by this node ({rule}): {why}".rstrip(": ")
+    if rule == "nonce_used":
+        return f"{head}; it will not become final", EXIT_REFUSED
     if rule == "replaced" and data.get("replaced_by"):
         replacement = str(data["replaced_by"])
-        return f"{head}; another transaction with nonce {transaction.nonce} replaced it: " \
-               f"check with: {session.check_command('tx', replacement)}"
-    return (f"{head}; it will not become final. Resubmitting with --nonce {transaction.nonce} (the same nonce) "
-            "replaces it safely")
+        return (f"{head}; it may still become final if a validator proposed it before the replacement; at most one "
+                f"of them can: check with: {session.check_command('tx', replacement)}"), EXIT_OUTCOME_UNKNOWN
+    return (f"{head}; it may still become final through another node (check with: "
+            f"{session.check_command('tx', '0x' + transaction.hash.hex())}). Retry only with --nonce "
+            f"{transaction.nonce} (the same nonce): at most one of them can become final"), EXIT_OUTCOME_UNKNOWN
 
 
 def _transaction_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -835,8 +843,14 @@ def testnet(
 
 
 def main() -> None:
-    """The console script's entry point."""
+    """The console script's entry point. SIGTERM (``timeout``, a service manager) is handled as
+    Ctrl-C, so that a transaction already submitted is still reported with its hash (exit 4)."""
+    signal.signal(signal.SIGTERM, _interrupt)
     cli()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

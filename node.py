@@ -807,6 +807,10 @@ class Node:
             self.verifier.close()
         if self.progress is not None:
             self.progress.flush()
+            # What the last minute's drop line held back.
+            summary = self.mempool.drop_summary(now=math.inf)
+            if summary is not None:
+                LOG.info("%s", summary)
         LOG.info("stopped")
 
     # --- consensus: one task executes the replica's actions in order ---------------------
@@ -1042,13 +1046,15 @@ class Node:
         return True
 
     async def _rebroadcast_stalled(self) -> None:
-        """Every third of ``mempool.rebroadcast_after_ms``, drop expired transactions, log one
-        line counting what was dropped since the last time, and gossip stalled senders' runs again."""
+        """Every third of ``mempool.rebroadcast_after_ms``, drop expired transactions, log a
+        line counting what was dropped since the last one (at most one a minute), and gossip
+        stalled senders' runs again."""
         assert self.gossip is not None
         while True:
             await asyncio.sleep(self.stalled.after / 3)
-            self.mempool.expire(time.monotonic())
-            summary = self.mempool.drop_summary()
+            now = time.monotonic()
+            self.mempool.expire(now)
+            summary = self.mempool.drop_summary(now=now)
             if summary is not None:
                 LOG.info("%s", summary)
             due = self.stalled.due(self.mempool, self.store, time.monotonic(), self.store.height)

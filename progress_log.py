@@ -14,7 +14,8 @@ At INFO a node writes:
   seconds with the heights done and left, and one when caught up;
 - at WARNING, when the chain makes no progress here, why: too few validators
   linked for a quorum, or linked but not agreeing; again when that changes or
-  every ``stall_repeat`` seconds while it lasts, and at INFO when a block
+  every ``stall_repeat`` seconds while it lasts (at most ``stall_change_lines``
+  a ``stall_change_window``, however often a flapping link changes it), and at INFO when a block
   becomes final again.
 
 No progress means no final block for longer than ``stall_after`` (the idle
@@ -86,6 +87,8 @@ class ProgressLog:
         summary_every: float = 600.0,
         catch_up_every: float = 5.0,
         stall_repeat: float = 300.0,
+        stall_change_lines: int = 4,
+        stall_change_window: float = 60.0,
         view_change_lines: int = 20,
         view_change_window: float = 600.0,
         block_lines: int = 30,
@@ -97,6 +100,10 @@ class ProgressLog:
         self.summary_every = summary_every
         self.catch_up_every = catch_up_every
         self.stall_repeat = stall_repeat
+        self.stall_change_lines = stall_change_lines
+        self.stall_change_window = stall_change_window
+        # Stall lines written in the current window of ``stall_change_window`` seconds.
+        self._stall_window: tuple[float, int] = (now, 0)
         self.view_change_lines = view_change_lines
         self.view_change_window = view_change_window
         self.block_lines = block_lines
@@ -286,11 +293,19 @@ class ProgressLog:
 
     def _report_stall(self, now: float, facts: ConsensusFacts) -> None:
         """One WARNING when a stall is first seen, when its kind changes, and every
-        ``stall_repeat`` seconds while it lasts."""
+        ``stall_repeat`` seconds while it lasts; in all at most ``stall_change_lines`` a
+        ``stall_change_window`` (a validator flapping its link changes the kind at every
+        check; the line written once the window allows says how things stand then)."""
         short = len(facts.linked) < self.quorum - 1
         kind: tuple[object, ...] = ("no quorum", facts.missing) if short else ("no agreement",)
         if kind == self.stall and now - self._stall_logged_at < self.stall_repeat:
             return
+        started, written = self._stall_window
+        if now - started >= self.stall_change_window:
+            started, written = now, 0
+        if written >= self.stall_change_lines:
+            return
+        self._stall_window = (started, written + 1)
         self.stall = kind
         self._stall_logged_at = now
         if short:

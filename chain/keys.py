@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -51,12 +52,15 @@ PASSPHRASE_VARIABLE = "MURA_KEY_PASSPHRASE"
 SCRYPT_N = 2**15
 SCRYPT_R = 8
 SCRYPT_P = 1
-#: The most scrypt work a key file may ask for (2^20 * 128 * 8 bytes = 1 GiB); a file asking
-#: more is refused, so a crafted key file cannot make a loader exhaust memory.
-_SCRYPT_MAX_N = 2**20
-_SCRYPT_MAX_R = 32
-_SCRYPT_MAX_P = 16
+#: The most scrypt work a key file may ask for, as n * r * p: 16 times what ``save_key`` writes
+#: (a few seconds, and at most 128 * n * r = 512 MiB of memory). Bounding each parameter alone is
+#: not enough: n=2^20 with r=32 is 4 GiB, and p multiplies the time. A file asking more is
+#: refused before any work, so a crafted key file cannot make a loader exhaust memory or hang.
+_SCRYPT_MAX_WORK = 16 * SCRYPT_N * SCRYPT_R * SCRYPT_P
 _SALT_SIZE = 16
+#: A key file is under 1 KB; anything much larger is not one, and is not read whole.
+_MAX_KEY_FILE_BYTES = 64 * 1024
+_MAX_SALT_SIZE = 64
 _NONCE_SIZE = 12
 
 #: A passphrase given directly, or asked for only when the key file turns out to be encrypted.
@@ -124,7 +128,9 @@ def save_key(path: Path | str, key: SigningKey, *, label: str = "", passphrase: 
     # Written whole to a private temporary file, synced, then linked into place:
     # a crash leaves either no key file or a complete one, never a torn key.
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # O_EXCL and O_NOFOLLOW: a file or link already at that name (the name is predictable) is
+    # never written through, so the key cannot land in a file someone else prepared.
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         with os.fdopen(descriptor, "w") as file:
             json.dump(document, file, indent=2)
@@ -148,12 +154,7 @@ def load_key(path: Path | str, *, passphrase: Passphrase | None = None) -> Signi
     only when the file is encrypted), or else with ``MURA_KEY_PASSPHRASE``.
     """
     path = Path(path)
-    try:
-        document = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InvalidKeyFile(f"key file {path} does not exist", path=str(path)) from None
-    except (OSError, ValueError) as error:
-        raise InvalidKeyFile(f"key file {path} is unreadable: {error}", path=str(path)) from None
+    document = _read_document(path)
     if not isinstance(document, dict) or document.get("type") != "ed25519":
         raise InvalidKeyFile(f"key file {path} is not an ed25519 key file", path=str(path))
     version = document.get("version", 1)
@@ -179,10 +180,35 @@ def load_key(path: Path | str, *, passphrase: Passphrase | None = None) -> Signi
 def is_encrypted(path: Path | str) -> bool:
     """True when ``path`` is a key file whose private key is encrypted (False if it cannot be read)."""
     try:
-        document = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
+        document = _read_document(Path(path))
+    except InvalidKeyFile:
         return False
     return isinstance(document, dict) and "encryption" in document
+
+
+def _read_document(path: Path) -> object:
+    """The key file's JSON, read without trusting its size or kind: at most ``_MAX_KEY_FILE_BYTES``
+    of a regular file (a FIFO would block the open, a device or a huge file the read)."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise InvalidKeyFile(f"key file {path} does not exist", path=str(path)) from None
+    except (OSError, ValueError) as error:  # ValueError: a NUL in the path
+        message = error.strerror if isinstance(error, OSError) and error.strerror else error
+        raise InvalidKeyFile(f"key file {path} is unreadable: {message}", path=str(path)) from None
+    try:
+        with os.fdopen(descriptor, "rb") as file:
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                raise InvalidKeyFile(f"key file {path} is not a regular file", path=str(path))
+            data = file.read(_MAX_KEY_FILE_BYTES + 1)
+        if len(data) > _MAX_KEY_FILE_BYTES:
+            raise InvalidKeyFile(f"key file {path} is larger than {_MAX_KEY_FILE_BYTES} bytes", path=str(path))
+        return json.loads(data.decode("utf-8"))
+    except OSError as error:
+        raise InvalidKeyFile(f"key file {path} is unreadable: {error.strerror or error}", path=str(path)) from None
+    except (ValueError, RecursionError) as error:
+        # RecursionError: JSON nested deeper than Python's stack allows.
+        raise InvalidKeyFile(f"key file {path} is unreadable: {str(error)[:200]}", path=str(path)) from None
 
 
 def exposed_permissions(path: Path | str) -> str | None:
@@ -232,11 +258,11 @@ def _decrypt(path: Path, document: dict[str, object], passphrase: Passphrase | N
         n, r, p = (encryption[name] for name in ("n", "r", "p"))
         if not all(type(value) is int for value in (n, r, p)):
             raise ValueError("n, r and p must be integers")
-        if not (2 <= n <= _SCRYPT_MAX_N and n & (n - 1) == 0 and 1 <= r <= _SCRYPT_MAX_R and 1 <= p <= _SCRYPT_MAX_P):
-            raise ValueError(f"scrypt parameters beyond n<=2^20 (a power of 2), r<={_SCRYPT_MAX_R}, p<={_SCRYPT_MAX_P}")
+        if not (n >= 2 and n & (n - 1) == 0 and r >= 1 and p >= 1 and n * r * p <= _SCRYPT_MAX_WORK):
+            raise ValueError(f"scrypt parameters beyond n a power of 2 and n*r*p <= {_SCRYPT_MAX_WORK}")
         salt, nonce = bytes.fromhex(encryption["salt"]), bytes.fromhex(encryption["nonce"])
         sealed = bytes.fromhex(str(document["encrypted_private_key"]))
-        if len(nonce) != _NONCE_SIZE or len(salt) < 8:
+        if len(nonce) != _NONCE_SIZE or not 8 <= len(salt) <= _MAX_SALT_SIZE:
             raise ValueError("salt or nonce of the wrong length")
     except (KeyError, TypeError, ValueError) as error:
         raise InvalidKeyFile(f"key file {path}: bad encryption fields ({error})", path=str(path)) from None

@@ -71,6 +71,8 @@ DEFAULT_REPLACEMENT_INTERVAL = 1.0
 #: Most transactions one ``expire`` call drops: a burst admitted together expires over a few
 #: calls rather than holding the event loop for a second (about 15 us each).
 DEFAULT_EXPIRE_BATCH = 5_000
+#: Seconds between two lines counting drops (the first is written at once).
+DROP_SUMMARY_EVERY = 60.0
 #: How many replacements deep a replaced transaction's successors are followed.
 MAX_REPLACEMENT_CHAIN = 16
 
@@ -136,6 +138,7 @@ class Mempool:
         self._replacement_interval = replacement_interval
         self._on_drop = on_drop
         self._drops = DropRecord(capacity=max_remembered_drops)
+        self._drop_summary_at = -DROP_SUMMARY_EVERY
         # Per sender, a nonce up to which every nonce from the committed one is pending:
         # where the search for the sender's next nonce resumes.
         self._run_end: dict[bytes, int] = {}
@@ -178,9 +181,16 @@ class Mempool:
         nor final (and among the last ``max_remembered_drops`` drops)."""
         return self._drops.get(transaction_hash)
 
-    def drop_summary(self) -> str | None:
-        """One line counting the drops by rule since the last call, or None if there were none."""
-        return self._drops.take_summary()
+    def drop_summary(self, *, now: float) -> str | None:
+        """One line counting the drops by rule since the last line, or None if there were none
+        or the last line is less than ``DROP_SUMMARY_EVERY`` seconds old at ``now``: one key
+        replacing once a second would otherwise be worth an INFO line a second on every node."""
+        if now - self._drop_summary_at < DROP_SUMMARY_EVERY:
+            return None
+        summary = self._drops.take_summary()
+        if summary is not None:
+            self._drop_summary_at = now
+        return summary
 
     def status(self) -> MempoolStatus:
         """A snapshot of the pool's fill and limits."""
@@ -248,10 +258,17 @@ class Mempool:
         passed: list[Transaction] = []
         refused: list[Invalid] = []
         inserted: list[Transaction] = []
+        # Senders with a replacement already passed in this batch: ``add`` would refuse another
+        # as too soon, so it is refused here, before the caller verifies its signature.
+        replacing: set[bytes] = set()
         try:
             for transaction in transactions:
                 try:
                     replaced = self.check(transaction, state, now=now)
+                    if replaced is not None and self._replacement_interval:
+                        if transaction.sender in replacing:
+                            raise _replacement_too_soon(0.0, self._replacement_interval)
+                        replacing.add(transaction.sender)
                 except Invalid as error:
                     refused.append(error)
                     continue
@@ -347,12 +364,7 @@ class Mempool:
         """
         last = self._last_replacement.get(transaction.sender)
         if last is not None and now - last < self._replacement_interval:
-            wait = self._replacement_interval - (now - last)
-            raise ReplacementTooSoon(
-                f"this sender replaced a pending transaction {now - last:.2f} s ago; a sender may replace one "
-                f"every {self._replacement_interval:g} s",
-                retry_after_seconds=round(wait, 3),
-            )
+            raise _replacement_too_soon(now - last, self._replacement_interval)
 
     def _validate_affordable(self, transaction: Transaction, state: StateReader, replaced: Transaction | None) -> None:
         """Only issuers mint or burn, and a sender's pending transfers and burns
@@ -612,6 +624,14 @@ class Mempool:
             del self._pending_spend[transaction.sender]
             self._run_end.pop(transaction.sender, None)
             self._last_replacement.pop(transaction.sender, None)
+
+
+def _replacement_too_soon(ago: float, interval: float) -> ReplacementTooSoon:
+    """The refusal of a replacement ``ago`` seconds after the sender's last one."""
+    return ReplacementTooSoon(
+        f"this sender replaced a pending transaction {ago:.2f} s ago; a sender may replace one every {interval:g} s",
+        retry_after_seconds=round(interval - ago, 3),
+    )
 
 
 def _supply_overflow(amount: int, supply: int, pending: int) -> SupplyOverflow:

@@ -605,9 +605,13 @@ class Replica(ViewChangeRules):
         return [PersistVote(vote), Broadcast(message)]
 
     def _note_vote(self, validator: int, height: int) -> None:
-        """A vote of ``validator`` at ``height`` with a valid signature: it takes part."""
-        if height <= self.height + self.config.height_window and height > self.last_vote_heights.get(validator, 0):
-            self.last_vote_heights[validator] = height
+        """A vote of ``validator`` at ``height`` with a valid signature: it takes part. Votes
+        further ahead than ``height_window`` are not believed, and the rest count at most at
+        this replica's height: a faulty validator's one vote for a far-off height, replayed,
+        would otherwise count it as voting until the chain got there."""
+        believed = min(height, self.height)
+        if height <= self.height + self.config.height_window and believed > self.last_vote_heights.get(validator, 0):
+            self.last_vote_heights[validator] = believed
 
     def _report(self, outcome: object) -> list[Action]:
         """Keep equivocation evidence once per offence, and count it against the signer;

@@ -233,15 +233,16 @@ def reset_testnet(directory: Path | str) -> str:
     mistyped ``--dir`` cannot delete someone's files.
     """
     directory = Path(directory)
+    if directory.is_symlink():
+        raise TestnetError(f"{directory} is a symbolic link; refusing to delete through it (give the directory itself)")
     if not directory.exists():
         return f"{directory} does not exist; nothing to delete"
     if not directory.is_dir():
         raise TestnetError(f"{directory} is not a directory; refusing to delete it")
-    written_here = {GENESIS_FILE, KEYS_DIRECTORY, NODES_DIRECTORY}
-    foreign = sorted(entry.name for entry in directory.iterdir() if entry.name not in written_here)
+    foreign = _not_written_by_the_generator(directory)
     if foreign:
         raise TestnetError(
-            f"{directory} holds {foreign[0]!r}, which the testnet generator does not write; refusing to delete "
+            f"{directory} holds {foreign!r}, which the testnet generator does not write; refusing to delete "
             "it (delete it by hand if it is a testnet)"
         )
     running = running_nodes(directory)
@@ -249,6 +250,37 @@ def reset_testnet(directory: Path | str) -> str:
         raise TestnetError(describe_running(directory, running) + ", then reset")
     shutil.rmtree(directory)
     return f"deleted {directory}"
+
+
+def _not_written_by_the_generator(directory: Path) -> str | None:
+    """The first entry of ``directory`` the generator would not have written, or None.
+
+    Top-level names are not enough: a wallet's folder holding only ``keys/`` has them.
+    A testnet has a genesis file that loads, and its keys and node folders are named
+    after that genesis's validators (and the treasury), as the generator names them.
+    """
+    written_here = {GENESIS_FILE, KEYS_DIRECTORY, NODES_DIRECTORY}
+    for entry in sorted(directory.iterdir()):
+        if entry.name not in written_here:
+            return entry.name
+    genesis_path = directory / GENESIS_FILE
+    if genesis_path.is_symlink() or not genesis_path.is_file():
+        return f"no {GENESIS_FILE}"
+    try:
+        genesis = load_genesis(genesis_path)
+    except Invalid:
+        return f"{GENESIS_FILE} that is not a genesis"
+    names = {validator.name for validator in genesis.validators}
+    keys = {f"{name}.{suffix}" for name in (*names, TREASURY_NAME) for suffix in ("key", "votes")}
+    for folder, expected in ((KEYS_DIRECTORY, keys), (NODES_DIRECTORY, names)):
+        path = directory / folder
+        if path.exists() or path.is_symlink():
+            if path.is_symlink() or not path.is_dir():
+                return folder
+            for entry in sorted(path.iterdir()):
+                if entry.name not in expected:
+                    return f"{folder}/{entry.name}"
+    return None
 
 
 def _check_arguments(validators: int, base_peer_port: int | None, base_rpc_port: int | None, prefix: str) -> None:

@@ -172,3 +172,15 @@ def test_a_busy_chain_writes_at_most_thirty_block_lines_a_minute_and_counts_the_
         "209 more blocks with 2090 transactions final in the last 60 s, heights 31 to 239 (not logged one by one)",
         "210 more blocks with 2100 transactions final in the last 60 s, heights 270 to 479 (not logged one by one)",
     ]
+
+
+def test_a_validator_flapping_its_link_during_a_stall_writes_at_most_four_lines_a_minute(
+    lines: pytest.LogCaptureFixture,
+) -> None:
+    """Each flap changes what the stall line would say (no quorum / no agreement, who is missing):
+    one dishonest validator could otherwise make every node write a WARNING a second."""
+    log = progress()
+    for second in range(1, 65 + 600):
+        log.check(float(second), facts(linked=("bob", "carol") if second % 2 else ("bob",)))
+    warnings = [record for record in lines.records if record.levelno == logging.WARNING]
+    assert 10 <= len(warnings) <= 4 * 11

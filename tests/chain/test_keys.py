@@ -205,7 +205,10 @@ def test_an_altered_encrypted_key_file_does_not_open(tmp_path: Path, keys: Calla
     ("change", "message"),
     [({"n": 2**30}, "scrypt parameters beyond"), ({"n": 3000}, "scrypt parameters beyond"), ({"r": 1000}, "beyond"),
      ({"n": "32768"}, "must be integers"), ({"kdf": "md5"}, "only scrypt"), ({"nonce": "00"}, "wrong length"),
-     ({"salt": 5}, "bad encryption fields")],
+     ({"salt": 5}, "bad encryption fields"),
+     # Each within its own bound, together 4 GiB of memory and minutes of work: refused on the product.
+     ({"n": 2**20, "r": 32}, "scrypt parameters beyond"), ({"n": 2**20, "r": 8, "p": 16}, "scrypt parameters beyond"),
+     ({"salt": "00" * 4096}, "wrong length")],
 )
 def test_invalid_encryption_fields_are_refused_before_any_work(tmp_path: Path, keys: Callable[[str], SigningKey],
                                                                change: dict[str, object], message: str) -> None:
@@ -281,3 +284,35 @@ def test_attested_signatures_vouch_for_any_transaction_and_keep_nothing() -> Non
     attested.add(b"a")
     assert b"anything" in attested
     assert len(attested) == 0
+
+
+def test_save_key_never_writes_through_a_prepared_temporary_name(tmp_path: Path,
+                                                                 keys: Callable[[str], SigningKey]) -> None:
+    """The temporary name is predictable: a link placed there must not receive the private key."""
+    target = tmp_path / "elsewhere"
+    target.write_text("")
+    path = tmp_path / "node.key"
+    (tmp_path / f".node.key.{os.getpid()}.tmp").symlink_to(target)
+    with pytest.raises(FileExistsError):
+        save_key(path, keys("node"))
+    assert target.read_text() == "" and not path.exists()
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        # Sparse: no disk used, but reading it whole took 4 GiB and 18 s.
+        (lambda path: path.write_bytes(b"") or os.truncate(path, 2**31), r"is larger than \d+ bytes"),
+        (lambda path: path.write_text("[" * 60_000), "is unreadable"),
+        (lambda path: os.mkfifo(path), "is not a regular file"),
+    ],
+    ids=["huge", "deeply nested", "fifo"],
+)
+def test_a_hostile_key_file_is_refused_without_reading_it_whole(
+    tmp_path: Path, make: Callable[[Path], None], message: str
+) -> None:
+    path = tmp_path / "hostile.key"
+    make(path)
+    with pytest.raises(InvalidKeyFile, match=message):
+        load_key(path, passphrase="x")
+    assert not is_encrypted(path)

@@ -745,8 +745,23 @@ def test_drop_summary_counts_drops_by_rule_once(make_mempool: Callable[..., Memp
     mempool.add(ledger.transfer(3, 0, amount=1), ledger.state, now=5.0)
     mempool.add(ledger.transfer(3, 0, amount=2), ledger.state, now=5.0)
     mempool.expire(10.0)
-    assert mempool.drop_summary() == "dropped 3 pending transactions: expired 2, replaced 1"
-    assert mempool.drop_summary() is None
+    assert mempool.drop_summary(now=10.0) == "dropped 3 pending transactions: expired 2, replaced 1"
+    assert mempool.drop_summary(now=10.0) is None
+
+
+def test_a_sender_replacing_every_second_gets_a_summary_line_a_minute_not_a_second(
+    make_mempool: Callable[..., Mempool], ledger: Ledger
+) -> None:
+    """One key may replace once a second on every node; the node asks for a summary every second."""
+    mempool = make_mempool()
+    lines = []
+    for second in range(0, 182):
+        mempool.add(ledger.transfer(1, 0, amount=1 + second), ledger.state, now=float(second))
+        summary = mempool.drop_summary(now=second + 0.5)
+        if summary is not None:
+            lines.append(summary)
+    assert lines[0] == "dropped 1 pending transaction: replaced 1"
+    assert len(lines) == 4 and lines[1] == "dropped 60 pending transactions: replaced 60"
 
 
 # --- select --------------------------------------------------------------------
@@ -1091,3 +1106,15 @@ def test_refusals_leave_nothing_behind(tmp_path: Path) -> None:
         grown = sum(stat.size_diff for stat in after.compare_to(before, "filename") if stat.size_diff > 0)
         assert grown < 64 * 1024, f"{grown} bytes stayed behind after 3,000 refusals"
         assert pool.status().senders == 0 and len(pool) == 0
+
+
+def test_a_batch_passes_one_replacement_per_sender(make_mempool: Callable[..., Mempool], ledger: Ledger) -> None:
+    """Versions of one pending nonce in one batch: each that passed ``check_batch`` would be verified,
+    yet ``add`` takes only the first as a replacement. The rest are refused before verification."""
+    mempool = make_mempool()
+    mempool.add(ledger.transfer(1, 0, amount=1), ledger.state, now=NOW)
+    versions = [ledger.transfer(1, 0, amount=amount) for amount in range(2, 102)]
+    other = ledger.transfer(2, 0, amount=1)
+    passed, refused = mempool.check_batch([*versions, other], ledger.state, now=5.0)
+    assert passed == [versions[0], other]
+    assert len(refused) == 99 and all(isinstance(error, ReplacementTooSoon) for error in refused)

@@ -140,16 +140,34 @@ def test_a_dropped_transaction_says_how_to_replace_it(mura: Mura) -> None:
     dropped = RemoteError("tx_wait", -32023, "Transaction dropped", {
         "transaction_hash": "0x" + transaction.hash.hex(), "rule": "supply_overflow",
         "message": "the supply would exceed its maximum"})
-    line = _describe_drop(Session(mura.url, as_json=False), dropped, transaction)
-    assert line == (f"transaction 0x{transaction.hash.hex()} was dropped (supply_overflow): the supply would exceed "
-                    "its maximum; it will not become final. Resubmitting with --nonce 7 (the same nonce) replaces "
-                    "it safely")
+    line, status = _describe_drop(Session(mura.url, as_json=False), dropped, transaction)
+    assert status == EXIT_OUTCOME_UNKNOWN
+    assert line == (f"transaction 0x{transaction.hash.hex()} was dropped by this node (supply_overflow): the supply "
+                    "would exceed its maximum; it may still become final through another node (check with: mura "
+                    f"--rpc {mura.url} tx 0x{transaction.hash.hex()}). Retry only with --nonce 7 (the same nonce): at "
+                    "most one of them can become final")
     replaced = RemoteError("tx_wait", -32023, "Transaction dropped", {
         "transaction_hash": "0x" + transaction.hash.hex(), "rule": "replaced", "message": "replaced",
         "replaced_by": "0x" + "cd" * 32})
-    line = _describe_drop(Session(mura.url, as_json=False), replaced, transaction)
-    assert line.endswith(f"another transaction with nonce 7 replaced it: check with: mura --rpc {mura.url} tx 0x"
-                         + "cd" * 32)
+    line, status = _describe_drop(Session(mura.url, as_json=False), replaced, transaction)
+    assert status == EXIT_OUTCOME_UNKNOWN
+    assert line.endswith(f"at most one of them can: check with: mura --rpc {mura.url} tx 0x" + "cd" * 32)
+    used = RemoteError("tx_wait", -32023, "Transaction dropped", {
+        "transaction_hash": "0x" + transaction.hash.hex(), "rule": "nonce_used", "message": "nonce 7 used"})
+    assert _describe_drop(Session(mura.url, as_json=False), used, transaction)[1] == EXIT_REFUSED
+
+
+def test_a_drop_while_waiting_is_outcome_unknown(mura: Mura, tmp_path: Path) -> None:
+    """Dropped is this node's view: the replaced version may still be final through a validator that
+    proposed it first (README, Retrying safely), so a script must not read the drop as "not sent"."""
+    process, alice = _pending_send(mura, tmp_path)
+    replaced = mura("send", "--key", str(tmp_path / "alice.key"), "--to", alice, "--amount", "2", "--nonce",
+                    str(int(mura.json("balance", alice)["next_nonce"]) + 2))
+    assert replaced.exit_code == 0, replaced.output
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == EXIT_OUTCOME_UNKNOWN, stderr
+    assert re.fullmatch(r"mura: error: transaction 0x[0-9a-f]{64} was dropped by this node \(replaced\): .* it may "
+                        r"still become final .*\n", stderr), stderr
 
 
 # --- a node of its own: short tx_wait ceiling, encrypted validator key --------------------------------------
@@ -212,6 +230,16 @@ def test_ctrl_c_after_submission_prints_the_hash(short_wait_node: tuple[Cluster,
     _, mura = short_wait_node
     process, _ = _pending_send(mura, tmp_path)
     process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == EXIT_OUTCOME_UNKNOWN, stderr
+    assert re.fullmatch(r"mura: error: interrupted; " + OUTCOME_UNKNOWN + r" .*\n", stderr), stderr
+
+
+def test_sigterm_after_submission_prints_the_hash(short_wait_node: tuple[Cluster, Mura], tmp_path: Path) -> None:
+    """``timeout 30 mura send --wait`` in a script ends the command with SIGTERM, not Ctrl-C."""
+    _, mura = short_wait_node
+    process, _ = _pending_send(mura, tmp_path)
+    process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == EXIT_OUTCOME_UNKNOWN, stderr
     assert re.fullmatch(r"mura: error: interrupted; " + OUTCOME_UNKNOWN + r" .*\n", stderr), stderr

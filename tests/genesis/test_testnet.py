@@ -297,6 +297,30 @@ def test_invalid_reset_of_a_directory_the_generator_did_not_write(
     assert (tmp_path / "notes.txt").read_text() == "mine" and (tmp_path / "genesis.json").exists()
 
 
+@pytest.mark.parametrize("layout", ["keys only", "a key the generator did not write", "a link"])
+def test_invalid_reset_of_a_directory_that_only_looks_like_a_testnet(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], layout: str
+) -> None:
+    """A mistyped --dir naming a wallet's folder of keys (top-level names the generator also
+    writes) is not deleted, nor is a testnet reached through a link."""
+    directory = tmp_path / "wallet"
+    if layout == "keys only":
+        (directory / "keys").mkdir(parents=True)
+    else:
+        testnet.generate_testnet(directory, validators=1)
+    if layout == "a link":
+        (tmp_path / "link").symlink_to(directory)
+        directory = tmp_path / "link"
+    else:
+        (directory / "keys" / "alice.key").write_text("the only copy")
+    assert testnet.main(["--out", str(directory), "--reset"]) == 2
+    error = capsys.readouterr().err
+    assert len(error.splitlines()) == 1 and "refusing to delete" in error
+    assert directory.resolve().is_dir()
+    if layout != "a link":
+        assert (directory / "keys" / "alice.key").read_text() == "the only copy"
+
+
 # --- the Makefile's targets -----------------------------------------------------------
 
 
