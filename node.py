@@ -31,7 +31,7 @@ from mura.chain import codec
 from mura.chain.block import Block, CommitCertificate, quorum_size
 from mura.chain.errors import BadSignature, Invalid, NonPositiveAmount, NotAnIssuer, WrongChainId
 from mura.chain.drops import Dropped
-from mura.chain.keys import AttestedSignatures, SignatureCache, load_key
+from mura.chain.keys import SignatureCache, load_key
 from mura.chain.mempool import Mempool
 from mura.chain.state import BuiltBlock, ChainRules, StateChanges, apply_block, build_block
 from mura.chain.store import Store, StoreError, VoteStore
@@ -449,14 +449,16 @@ class LedgerApplication:
         return len(self.mempool) >= self.max_proposal_transactions
 
     def validate_block(self, block: Block, *, certified: bool = False) -> StateChanges:
-        if certified and not self.verify_certified_signatures:
-            signatures: SignatureCache = AttestedSignatures()
-        else:
+        # A certified block's signatures were checked by the quorum that committed it
+        # (sync.verify_signatures checks them anyway).
+        verify = not certified or self.verify_certified_signatures
+        if verify:
             # Signatures gossip did not bring (catch-up, a proposal that raced its gossip)
             # are verified on every core first; a bad one is refused by apply_block itself.
             self.verifier.verify(block.transactions)
-            signatures = self.signatures
-        return apply_block(self.store, self.store.head, block, rules=self.rules, signatures=signatures)
+        return apply_block(
+            self.store, self.store.head, block, rules=self.rules, signatures=self.signatures, verify_signatures=verify
+        )
 
 
 # --- the node ---------------------------------------------------------------------------
@@ -593,7 +595,6 @@ class Node:
             after=config["mempool.rebroadcast_after_ms"] / 1000, max_run=MAX_OFFERED_RUN, max_transactions=5_000
         )
         self._timers: dict[int, asyncio.TimerHandle] = {}
-        self._commit_started: dict[int, int] = {}
         #: Equivocations this node saw, newest last (bounded like the replica's).
         self.evidence: deque[Any] = deque(maxlen=1_024)
         #: Equivocations counted per (validator, height), for the log.

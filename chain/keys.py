@@ -319,21 +319,3 @@ class SignatureCache:
         """Drop entries no longer needed (their transactions are final)."""
         for transaction_hash in transaction_hashes:
             self._verified.pop(transaction_hash, None)
-
-
-class AttestedSignatures(SignatureCache):
-    """The signatures of a block with a verified commit certificate.
-
-    A quorum of validators (at least f+1 of them honest) checked every signature
-    before they committed the block, so a node replaying final blocks need not
-    check them again; the state root still proves that it computed the same state.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(capacity=1)
-
-    def __contains__(self, transaction_hash: bytes) -> bool:
-        return True
-
-    def add(self, transaction_hash: bytes) -> None:
-        pass

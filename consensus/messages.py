@@ -80,15 +80,6 @@ def prepare_payload(chain_id: str, view: int, height: int, block_hash: bytes) ->
     return codec.encode([_PREPARE_DOMAIN, chain_id, view, height, block_hash])
 
 
-def vote_payload(phase: Phase, chain_id: str, view: int, height: int, block_hash: bytes) -> bytes:
-    """The payload of a PREPARE or COMMIT vote."""
-    if phase is Phase.PREPARE:
-        return prepare_payload(chain_id, view, height, block_hash)
-    if phase is Phase.COMMIT:
-        return commit_vote_payload(chain_id, height, view, block_hash)
-    raise ValueError(f"{phase.name} is not a vote phase")
-
-
 def view_change_payload(chain_id: str, view: int, height: int, prepared: PreparedCertificate | None) -> bytes:
     """What a replica signs to leave for ``view``; it names the prepared block it carries,
     so nobody relaying the view change can strip or swap that certificate."""
@@ -303,10 +294,6 @@ class ViewChange:
     sender: int
     #: Signature over ``view_change_payload(chain_id, view, height, prepared)``.
     signature: bytes
-
-    @property
-    def last_final_height(self) -> int:
-        return self.height - 1
 
     @classmethod
     def sign(

@@ -176,22 +176,6 @@ WAIT_TIMED_OUT = ApplicationError(
     "timeout_seconds, pending}: pending is true when this node's mempool holds it.",
 )
 
-#: Every application error this server may return, by code.
-APPLICATION_ERRORS: Mapping[int, ApplicationError] = {
-    error.code: error
-    for error in (
-        SERVER_BUSY,
-        NODE_STOPPING,
-        TRANSACTION_REFUSED,
-        MEMPOOL_REFUSED,
-        BLOCK_NOT_FOUND,
-        TRANSACTION_NOT_FOUND,
-        NO_CERTIFICATE,
-        TRANSACTION_DROPPED,
-        WAIT_TIMED_OUT,
-    )
-}
-
 
 def invalid_data(error: Invalid) -> dict[str, Any]:
     """The ``data`` of an error caused by a chain rule: its facts, its rule and its message."""

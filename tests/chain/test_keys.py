@@ -14,7 +14,6 @@ from mura.chain.errors import InvalidKeyFile
 from mura.chain.keys import (
     PASSPHRASE_VARIABLE,
     SCRYPT_N,
-    AttestedSignatures,
     SignatureCache,
     SigningKey,
     exposed_permissions,
@@ -277,13 +276,6 @@ def test_signature_cache_forgets() -> None:
 def test_invalid_signature_cache_capacity() -> None:
     with pytest.raises(ValueError):
         SignatureCache(capacity=0)
-
-
-def test_attested_signatures_vouch_for_any_transaction_and_keep_nothing() -> None:
-    attested = AttestedSignatures()
-    attested.add(b"a")
-    assert b"anything" in attested
-    assert len(attested) == 0
 
 
 def test_save_key_never_writes_through_a_prepared_temporary_name(tmp_path: Path,

@@ -272,6 +272,26 @@ def test_invalid_signature_over_other_fields(chain: Any, sign: Sign, make_block:
     _refuse_transaction(chain, make_block, replace(tx, body=Transfer(chain.bob.public_key, 999)), BadSignature)
 
 
+def test_signatures_are_skipped_only_when_the_caller_says_so(chain: Any, sign: Sign, make_block: MakeBlock) -> None:
+    """A certified block's signatures were checked by the quorum that committed it: the
+    caller may skip them, explicitly; every other rule still holds."""
+    tx = sign(chain.alice, Transfer(chain.bob.public_key, 10))
+    valid = make_block(chain, [tx])
+    flipped = replace(tx, signature=bytes([tx.signature[0] ^ 1]) + tx.signature[1:])
+    forged = _raw_block(chain, [flipped], state_root=valid.changes.state_root)
+    with pytest.raises(InvalidBlockTransaction) as refused:
+        apply_block(chain.state, chain.head, forged, rules=chain.rules, signatures=SignatureCache())
+    assert type(refused.value.cause) is BadSignature
+    changes = apply_block(
+        chain.state, chain.head, forged, rules=chain.rules, signatures=SignatureCache(), verify_signatures=False
+    )
+    assert changes == valid.changes
+    overspend = sign(chain.alice, Transfer(chain.bob.public_key, 10**6))
+    with pytest.raises(InvalidBlockTransaction):
+        apply_block(chain.state, chain.head, _raw_block(chain, [overspend]), rules=chain.rules,
+                    signatures=SignatureCache(), verify_signatures=False)
+
+
 def test_signature_cache_verifies_a_transaction_once(
     chain: Any, sign: Sign, make_block: MakeBlock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
