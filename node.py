@@ -805,7 +805,7 @@ class Node:
         if self._votes is not None:
             self._votes.close()
         if self.verifier is not None:
-            self.verifier.close()
+            await self.verifier.stop()
         if self.progress is not None:
             self.progress.flush()
             # What the last minute's drop line held back.

@@ -38,18 +38,48 @@ class _Batch:
     transactions: list[Transaction] = field(default_factory=list)
 
 
+class VerifierStopped(Exception):
+    """The verifier was stopped; nothing more is verified off the event loop."""
+
+
 class SignatureVerifier:
-    """Verifies batches of transactions on a thread pool; ``close()`` when done."""
+    """Verifies batches of transactions on a thread pool.
+
+    It owns the tasks that hand batches to the pool: ``await stop()`` (in an event loop)
+    cancels them, wakes their callers with ``VerifierStopped`` and lets the threads finish
+    off the loop; ``close()`` is the same for code without a loop. Both are idempotent.
+    """
 
     def __init__(self, cache: SignatureCache, *, threads: int | None = None) -> None:
         self.cache = cache
         self.threads = threads or os.cpu_count() or 1
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="verify")
         self._open_batch: _Batch | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopped = False
+
+    async def stop(self) -> None:
+        """Cancel the batches in flight (their callers get ``VerifierStopped``), then stop
+        the pool's threads without blocking the event loop."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._abandon_open_batch()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.to_thread(self._pool.shutdown, wait=True, cancel_futures=True)
 
     def close(self) -> None:
-        """Stop the pool's threads; idempotent."""
+        """Stop the pool's threads, for code without an event loop; idempotent."""
+        self._stopped = True
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _abandon_open_batch(self) -> None:
+        batch, self._open_batch = self._open_batch, None
+        if batch is not None and not batch.future.done():
+            batch.future.set_exception(VerifierStopped("the verifier was stopped"))
 
     def _unverified(self, transactions: Sequence[Transaction]) -> list[Transaction]:
         return [tx for tx in transactions if tx.hash not in self.cache]
@@ -82,6 +112,8 @@ class SignatureVerifier:
         pending = self._unverified(transactions)
         if not pending:
             return set()
+        if self._stopped:
+            raise VerifierStopped("the verifier was stopped")
         batch = self._open_batch
         if batch is None:
             loop = asyncio.get_running_loop()
@@ -93,18 +125,25 @@ class SignatureVerifier:
         return {tx.hash for tx in pending if tx.hash in bad}
 
     def _close_batch(self, batch: _Batch) -> None:
+        if self._open_batch is not batch:
+            return  # abandoned by stop()
         self._open_batch = None
-        task = asyncio.get_running_loop().create_task(self._verify_batch(batch))
-        task.add_done_callback(lambda done: None if done.cancelled() else done.exception())
+        task = asyncio.get_running_loop().create_task(self._verify_batch(batch), name="verify-batch")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _verify_batch(self, batch: _Batch) -> None:
+        """Verify one batch on the pool; its callers learn the verdict, or why there is none
+        (the task's own outcome is theirs: nobody awaits the task)."""
         loop = asyncio.get_running_loop()
         try:
             chunks = self._chunks(batch.transactions)
             futures = [loop.run_in_executor(self._pool, _verify_chunk, chunk) for chunk in chunks]
             results = [valid for chunk in await asyncio.gather(*futures) for valid in chunk]
             batch.future.set_result(self._record(batch.transactions, results))
-        except BaseException as error:
+        except asyncio.CancelledError:
+            if not batch.future.done():
+                batch.future.set_exception(VerifierStopped("the verifier was stopped"))
+        except Exception as error:
             if not batch.future.done():
                 batch.future.set_exception(error)
-            raise

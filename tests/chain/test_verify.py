@@ -9,7 +9,7 @@ import pytest
 
 from mura.chain.keys import SignatureCache, SigningKey
 from mura.chain.transaction import Transaction, Transfer, sign_transaction
-from mura.chain.verify import SignatureVerifier
+from mura.chain.verify import SignatureVerifier, VerifierStopped
 
 KEYS = [SigningKey.generate() for _ in range(3)]
 
@@ -86,3 +86,41 @@ async def test_transactions_submitted_in_one_turn_are_verified_as_one_batch(
     assert results[-1] == {bad.hash} and all(result == set() for result in results[:-1])
     # 41 single submissions, verified as two chunks (one per thread), not 41 hand-offs.
     assert sorted(chunk_sizes) == [20, 21]
+
+
+async def test_stop_wakes_the_callers_of_a_batch_in_flight_and_leaves_no_task(
+    verifier: SignatureVerifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    import mura.chain.verify as verify_module
+
+    started, release = threading.Event(), threading.Event()
+    real = verify_module._verify_chunk
+
+    def slow(chunk: list[Transaction]) -> list[bool]:
+        started.set()
+        release.wait(10)
+        return real(chunk)
+
+    monkeypatch.setattr(verify_module, "_verify_chunk", slow)
+    waiting = asyncio.ensure_future(verifier.verify_async(transfers(40)))
+    assert await asyncio.to_thread(started.wait, 10), "the batch reached the pool"
+    stopping = asyncio.ensure_future(verifier.stop())
+    with pytest.raises(VerifierStopped):
+        await waiting
+    release.set()
+    await stopping
+    assert not verifier._tasks
+    await verifier.stop()  # idempotent
+    with pytest.raises(VerifierStopped):
+        await verifier.verify_async(transfers(1))
+
+
+async def test_stop_abandons_a_batch_still_gathering(verifier: SignatureVerifier) -> None:
+    waiting = asyncio.ensure_future(verifier.verify_async(transfers(3)))
+    await asyncio.sleep(0)  # the call has joined the open batch, which closes next turn
+    await verifier.stop()
+    with pytest.raises(VerifierStopped):
+        await waiting
+    assert not verifier._tasks
