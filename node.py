@@ -29,7 +29,7 @@ import plyvel
 
 from mura.chain import codec
 from mura.chain.block import Block, CommitCertificate, quorum_size
-from mura.chain.errors import BadSignature, Invalid, NonPositiveAmount, NotAnIssuer, WrongChainId
+from mura.chain.errors import BadSignature, Invalid, NonPositiveAmount, NotAnIssuer, ReplacementTooSoon, WrongChainId
 from mura.chain.drops import Dropped
 from mura.chain.keys import SignatureCache, load_key
 from mura.chain.mempool import Mempool
@@ -599,6 +599,8 @@ class Node:
         self.evidence: deque[Any] = deque(maxlen=1_024)
         #: Equivocations counted per (validator, height), for the log.
         self._equivocations: dict[tuple[int, int], int] = {}
+        #: Senders whose replacement of a pending transaction is being verified (RPC).
+        self._replacing: set[bytes] = set()
         #: The height at which arriving transactions last woke the replica (see ``_after_admission``).
         self._woken_at_height = -1
         self._stop_requested = asyncio.Event()
@@ -1198,11 +1200,25 @@ class Node:
         assert self.gossip is not None
         # The cheap rules first, then the signature on the verifier's threads (together
         # with the rest of an RPC batch), then admission, which finds it verified.
-        self.mempool.check(transaction, self.store, now=time.monotonic())
+        replaced = self.mempool.check(transaction, self.store, now=time.monotonic())
+        sender = transaction.sender
+        if replaced is not None:
+            # Versions of one nonce arriving together (an RPC batch, parallel calls) would all
+            # pass the check before the first is admitted: one at a time is verified.
+            if sender in self._replacing:
+                raise ReplacementTooSoon(
+                    "another replacement from this sender is being admitted; try again in a moment",
+                    retry_after_seconds=0.0,
+                )
+            self._replacing.add(sender)
         assert self.verifier is not None
-        if await self.verifier.verify_async([transaction]):
-            raise BadSignature("signature does not verify against the sender's key")
-        self.mempool.add(transaction, self.store, now=time.monotonic())
+        try:
+            if await self.verifier.verify_async([transaction]):
+                raise BadSignature("signature does not verify against the sender's key")
+            self.mempool.add(transaction, self.store, now=time.monotonic())
+        finally:
+            if replaced is not None:
+                self._replacing.discard(sender)
         self._after_admission([transaction])
         self.gossip.submit(transaction.encoded)
         return transaction.hash

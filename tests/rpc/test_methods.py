@@ -181,6 +181,38 @@ async def test_an_idle_primary_waits_out_a_parked_transaction_and_wakes_for_a_re
     assert final["nonce"] == parked.nonce
 
 
+async def test_versions_of_one_nonce_in_one_batch_cost_one_signature_check(
+    paused: TestNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Twenty replacements of one pending transaction sent together: one is verified and
+    admitted; the others are refused before their signatures are checked."""
+    await paused.submit(paused.sign(Transfer(ALICE.public_key, 1)))
+    verifier = paused.node.verifier
+    assert verifier is not None
+    verified: list[int] = []
+    real = verifier.verify_async
+
+    async def counting(transactions: Any) -> set[bytes]:
+        verified.append(len(transactions))
+        return await real(transactions)
+
+    monkeypatch.setattr(verifier, "verify_async", counting)
+    versions = [paused.sign(Transfer(ALICE.public_key, 2 + index), nonce=0) for index in range(20)]
+    batch = [
+        {"jsonrpc": "2.0", "id": index, "method": "tx_submit", "params": [as_hex(version)]}
+        for index, version in enumerate(versions)
+    ]
+    status, answers = await paused.rpc.post(batch)
+    assert status == 200
+    admitted = [answer for answer in answers if "result" in answer]
+    refused = [answer["error"]["data"]["rule"] for answer in answers if "error" in answer]
+    assert len(admitted) == 1 and refused == ["replacement_too_soon"] * 19
+    assert sum(verified) == 1
+    assert [tx.hash for tx in paused.node.mempool.pending_for(paused.treasury.public_key)] == [
+        versions[admitted[0]["id"]].hash
+    ]
+
+
 async def test_tx_submit_replaces_a_pending_transaction_and_the_replaced_one_reads_as_dropped(paused: TestNode) -> None:
     first = paused.sign(Transfer(ALICE.public_key, 1))
     await paused.submit(first)
