@@ -17,7 +17,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from ledger_fixtures import ACCOUNTS, CHAIN_ID, GENESIS_BALANCE, ISSUER, RULES, certify, genesis, seal
+from mura.tests.ledger_fixtures import ACCOUNTS, CHAIN_ID, GENESIS_BALANCE, ISSUER, RULES, certify, genesis, seal
 from mura.chain.keys import SignatureCache
 from mura.chain.state import apply_block
 from mura.chain.store import Store

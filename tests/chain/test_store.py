@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ledger_fixtures import ACCOUNTS, CHAIN_ID, ISSUER, RULES, VALIDATORS, certify, genesis, seal
+from mura.tests.ledger_fixtures import ACCOUNTS, CHAIN_ID, ISSUER, RULES, VALIDATORS, certify, genesis, seal
 from mura.chain.block import Block
 from mura.chain.keys import SignatureCache
 from mura.chain.state import Account, Role, StateChanges, apply_block

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from cluster import Cluster
+from mura.tests.node.cluster import Cluster
 from mura.cli import cli
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from cluster import Cluster, free_port_range
+from mura.tests.node.cluster import Cluster
+from mura.tests.ports import free_port_range
 from mura.chain.keys import load_key
 from mura.cli import EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE
 from mura.rpc.wallet import format_amount, parse_amount
@@ -232,7 +233,7 @@ def test_node_run_serves_until_terminated(tmp_path: Path) -> None:
     config = tmp_path / "net" / "nodes" / cluster.names[0] / "node.toml"
     process = subprocess.Popen([str(MURA), "node", "run", "--config", str(config), "--log-level", "warning"])
     try:
-        from cluster import wait_for
+        from mura.tests.node.cluster import wait_for
 
         wait_for(lambda: cluster.status(0)["chain_id"] == cluster.chain_id, "the node to answer")
         process.terminate()

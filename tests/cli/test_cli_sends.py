@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster import Cluster, FAST_CONSENSUS, wait_for
+from mura.tests.node.cluster import Cluster, FAST_CONSENSUS, wait_for
 from mura.chain.keys import PASSPHRASE_VARIABLE, SigningKey, load_key, save_key
 from mura.chain.transaction import Transaction, Transfer, sign_transaction
 from mura.cli import EXIT_OUTCOME_UNKNOWN, EXIT_REFUSED, EXIT_USAGE, Session, _describe_drop, _describe_refusal

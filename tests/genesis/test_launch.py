@@ -45,7 +45,7 @@ def healthy(port: int) -> bool:
 @pytest.fixture
 def running(tmp_path: Path) -> Iterator[tuple[Path, int, int, subprocess.Popen[bytes]]]:
     """A testnet run by ``mura testnet`` until the test ends: (directory, RPC port, peer port, launcher)."""
-    from cluster import wait_for
+    from mura.tests.node.cluster import wait_for
 
     base = free_port_range(4)
     directory = tmp_path / "first"

@@ -22,7 +22,7 @@ import aiohttp
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from cluster import Cluster, wait_for
+from mura.tests.node.cluster import Cluster, wait_for
 from mura.chain.keys import SigningKey
 from mura.genesis.format import genesis_block
 from mura.p2p.frames import decode_frame

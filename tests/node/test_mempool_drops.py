@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from cluster import Cluster, RpcFailure, wait_for
+from mura.tests.node.cluster import Cluster, RpcFailure, wait_for
 from mura.chain.keys import SigningKey
 from mura.chain.transaction import Body, Mint, Transaction, Transfer, sign_transaction
 

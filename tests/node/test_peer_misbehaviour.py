@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from cluster import free_port_range
+from mura.tests.ports import free_port_range
 from mura.chain.keys import SigningKey, load_key
 from mura.consensus.messages import BlockRequest, Message, decode_message, encode_message
 from mura.genesis.format import genesis_block
@@ -27,106 +27,8 @@ from mura.node import CONSENSUS_KIND, TRANSACTIONS_KIND
 from mura.p2p.accounting import TrafficStats
 from mura.p2p.network import Network
 from mura.p2p.settings import NetworkLimits, PeerAddress
-from rpc.support import TestNode, start_test_node, wait_until
-
-#: The node runs with the production limits: a peer is banned after this many
-#: malformed frames within a minute, plus one.
-MALFORMED_THRESHOLD = NetworkLimits().malformed_threshold
-
-
-@dataclass
-class PeerValidator:
-    """Another validator of the node's testnet, linked to the node through a real ``Network``."""
-
-    index: int
-    key: SigningKey
-    network: Network
-    #: Consensus messages the node sent to this validator.
-    received: list[Message]
-
-    @property
-    def public_key(self) -> bytes:
-        return self.key.public_key
-
-    async def send_consensus(self, node: TestNode, payload: Any) -> None:
-        assert await self.network.send(node.node.key.public_key, CONSENSUS_KIND, payload)
-
-
-ConnectPeer = Callable[[int], Awaitable[PeerValidator]]
-
-
-@pytest.fixture(scope="module")
-def testnet(tmp_path_factory: pytest.TempPathFactory) -> TestnetLayout:
-    # Free peer ports: the node dials its three peers there and must not reach a testnet running on this machine.
-    return generate_testnet(tmp_path_factory.mktemp("testnet4"), validators=4, base_peer_port=free_port_range(4))
-
-
-@pytest.fixture
-async def node(testnet: TestnetLayout, tmp_path: Path) -> AsyncIterator[TestNode]:
-    """Validator 0, running with the production network limits; stopped at teardown.
-
-    Alone it makes no blocks; its short view timeout has it send VIEW-CHANGEs to its peers soon.
-    """
-    async with aiohttp.ClientSession() as session:
-        started = await start_test_node(testnet, tmp_path / "node", session, {"consensus.base_timeout_ms": 200})
-        try:
-            yield started
-        finally:
-            await started.node.stop()
-
-
-@pytest.fixture
-async def connect_peer(testnet: TestnetLayout, node: TestNode) -> AsyncIterator[ConnectPeer]:
-    """``await connect_peer(index)``: validator ``index`` linked to the node; its network is stopped at teardown."""
-    genesis_hash = genesis_block(testnet.genesis)[0].hash
-    node_key = node.node.key.public_key
-    node_address = PeerAddress(node_key, "127.0.0.1", network_of(node).listen_port)
-    peers: list[PeerValidator] = []
-
-    async def connect(index: int) -> PeerValidator:
-        name = testnet.genesis.validators[index].name
-        key = load_key(testnet.directory / "keys" / f"{name}.key")
-        received: list[Message] = []
-
-        async def record(sender: bytes, payload: Any) -> None:
-            received.append(decode_message(payload))
-
-        async def ignore(sender: bytes, payload: Any) -> None:
-            pass
-
-        network = Network(
-            key=key,
-            chain_id=testnet.genesis.chain_id,
-            genesis_hash=genesis_hash,
-            listen_host="127.0.0.1",
-            listen_port=0,
-            peers=[node_address],
-            admitted=testnet.genesis.validator_keys(),
-            handlers={CONSENSUS_KIND: record, TRANSACTIONS_KIND: ignore},
-        )
-        peer = PeerValidator(index, key, network, received)
-        peers.append(peer)
-        await network.start()
-        await wait_until(
-            lambda: key.public_key in network_of(node).connected_peers() and network.connected_peers() == [node_key],
-            f"validator {index} to link to the node",
-        )
-        return peer
-
-    yield connect
-    for peer in peers:
-        await peer.network.stop()
-
-
-def network_of(node: TestNode) -> Network:
-    assert node.node.network is not None
-    return node.node.network
-
-
-def traffic(node: TestNode, peer: PeerValidator) -> TrafficStats:
-    """The node's counters for ``peer``."""
-    return network_of(node).stats.peers.get(peer.public_key, TrafficStats())
-
+from mura.tests.node.validator_peers import MALFORMED_THRESHOLD, ConnectPeer, network_of, traffic
+from mura.tests.rpc.support import TestNode, wait_until
 
 async def assert_answers_rpc(node: TestNode, *, peers: int) -> None:
     status = await node.rpc.result("chain_status")

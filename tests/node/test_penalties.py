@@ -38,16 +38,8 @@ from mura.node import TRANSACTIONS_KIND
 from mura.p2p.client import open_link
 from mura.p2p.frames import decode_frame
 from mura.p2p.handshake import Identity
-from rpc.support import TestNode, wait_until
-from test_peer_misbehaviour import (  # noqa: F401  (fixtures)
-    MALFORMED_THRESHOLD,
-    ConnectPeer,
-    connect_peer,
-    network_of,
-    node,
-    testnet,
-    traffic,
-)
+from mura.tests.rpc.support import TestNode, wait_until
+from mura.tests.node.validator_peers import MALFORMED_THRESHOLD, ConnectPeer, network_of, traffic
 
 
 async def test_a_validator_whose_votes_do_not_verify_is_banned(node: TestNode, connect_peer: ConnectPeer) -> None:

@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from cluster import Cluster, RpcFailure, wait_for
+from mura.tests.node.cluster import Cluster, RpcFailure, wait_for
 from mura.chain.keys import SigningKey
 from mura.chain.store import Store
 from mura.chain.transaction import Transfer

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ledger_fixtures import ACCOUNTS, CHAIN_ID, VALIDATORS, certify, genesis, seal
+from mura.tests.ledger_fixtures import ACCOUNTS, CHAIN_ID, VALIDATORS, certify, genesis, seal
 from mura.chain.block import verify_certificate
 from mura.chain.store import Store
 from mura.chain.transaction import Transfer, sign_transaction

@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from cluster import free_port_range
+from mura.tests.ports import free_port_range
 
 from mura.genesis.testnet import TestnetLayout, generate_testnet
 from mura.rpc.declarations import Method

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from cluster import free_port_range
+from mura.tests.ports import free_port_range
 from mura.rpc.client import BadResponse, NodeUnreachable, RemoteError, RpcClient
 
 from .support import TestNode

@@ -116,7 +116,7 @@ def test_invalid_origin_setting_is_refused(origin: str) -> None:
 @pytest.mark.processes
 def test_a_node_serves_the_origins_of_its_setting(tmp_path: Path) -> None:
     """``rpc.cors_origins`` reaches the RPC port of a real node process."""
-    from cluster import wait_for
+    from mura.tests.node.cluster import wait_for
 
     base = free_port_range(2)
     layout = generate_testnet(tmp_path, validators=1, base_peer_port=base, base_rpc_port=base + 1)
