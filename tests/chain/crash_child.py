@@ -87,7 +87,7 @@ def main(argv: list[str]) -> None:
     die_height, puts = int(argv[2]), int(argv[3])
     while store.height < die_height - 1:
         commit_one(store)
-    store._db = DyingDatabase(store._db, puts if puts >= 0 else 10**9)  # type: ignore[assignment]
+    store._db = DyingDatabase(store._db, puts if puts >= 0 else 10**9)
     commit_one(store)
     raise SystemExit("the child should have died inside the commit")
 

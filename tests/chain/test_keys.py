@@ -161,7 +161,12 @@ def test_encrypted_key_round_trip_holds_no_private_key(tmp_path: Path, keys: Cal
     assert document["encryption"]["kdf"] == "scrypt" and document["encryption"]["n"] == SCRYPT_N
     assert stat.S_IMODE(path.stat().st_mode) == 0o600 and is_encrypted(path)
     asked: list[str] = []
-    loaded = load_key(path, passphrase=lambda: asked.append("asked") or "correct horse")
+
+    def passphrase() -> str:
+        asked.append("asked")
+        return "correct horse"
+
+    loaded = load_key(path, passphrase=passphrase)
     assert loaded.private_bytes() == keys("alice").private_bytes() and asked == ["asked"]
 
 
@@ -290,11 +295,16 @@ def test_save_key_never_writes_through_a_prepared_temporary_name(tmp_path: Path,
     assert target.read_text() == "" and not path.exists()
 
 
+def make_sparse_huge(path: Path) -> None:
+    # Sparse: no disk used, but reading it whole took 4 GiB and 18 s.
+    path.write_bytes(b"")
+    os.truncate(path, 2**31)
+
+
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        # Sparse: no disk used, but reading it whole took 4 GiB and 18 s.
-        (lambda path: path.write_bytes(b"") or os.truncate(path, 2**31), r"is larger than \d+ bytes"),
+        (make_sparse_huge, r"is larger than \d+ bytes"),
         (lambda path: path.write_text("[" * 60_000), "is unreadable"),
         (lambda path: os.mkfifo(path), "is not a regular file"),
     ],

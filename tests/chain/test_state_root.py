@@ -159,7 +159,9 @@ def test_update_lattice_across_the_chunk_boundary() -> None:
     before = {b"old-%d" % index: b"v" for index in range(40)}
     after = {b"new-%d" % index: b"x" * (index % 7) for index in range(30_000)}
     after.update({b"old-%d" % index: b"w" for index in range(20)})  # 20 changed, 20 removed
-    changes = [(key, None, after[key]) for key in after if key.startswith(b"new-")]
+    changes: list[tuple[bytes, bytes | None, bytes | None]] = [
+        (key, None, after[key]) for key in after if key.startswith(b"new-")
+    ]
     changes += [(key, value, after.get(key)) for key, value in before.items()]
     assert len(changes) > 30_000
     assert update_lattice(_from_scratch(before), changes) == _from_scratch(after)

@@ -13,7 +13,7 @@ from mura.chain.block import Block
 from mura.chain.keys import SignatureCache
 from mura.chain.state import Account, Role, StateChanges, apply_block
 from mura.chain.store import Store, StoreError, VoteStore
-from mura.chain.transaction import Transfer, sign_transaction
+from mura.chain.transaction import Transaction, Transfer, sign_transaction
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
     store.close()
 
 
-def transfer(sender_index: int, nonce: int, amount: int = 10, recipient_index: int = 0) -> object:
+def transfer(sender_index: int, nonce: int, amount: int = 10, recipient_index: int = 0) -> Transaction:
     return sign_transaction(
         ACCOUNTS[sender_index],
         chain_id=CHAIN_ID,
@@ -78,7 +78,7 @@ def test_save_block_writes_block_certificate_indexes_and_state(store: Store) -> 
     assert store.load_height(block.hash) == 1
     certificate = store.load_certificate(1)
     assert certificate is not None and certificate.block_hash == block.hash
-    assert store.load_transaction_location(transactions[1].hash) == (1, 1)  # type: ignore[attr-defined]
+    assert store.load_transaction_location(transactions[1].hash) == (1, 1)
     assert store.load_account(ACCOUNTS[1].public_key) == Account(1_000_000 - 25 + 5, 1)
     assert store.load_lattice() == changes.lattice
 

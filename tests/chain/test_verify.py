@@ -54,7 +54,12 @@ def test_cached_transactions_are_not_verified_again(verifier: SignatureVerifier,
     batch = transfers(30)
     verifier.verify(batch)
     calls = []
-    monkeypatch.setattr("mura.chain.verify.verify_signature", lambda *args: calls.append(args) or True)
+
+    def counting_verify(*args: object) -> bool:
+        calls.append(args)
+        return True
+
+    monkeypatch.setattr("mura.chain.verify.verify_signature", counting_verify)
     assert verifier.verify(batch) == set()
     assert calls == []
 

@@ -37,7 +37,8 @@ def mura(*arguments: str) -> subprocess.CompletedProcess[str]:
 def healthy(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
-            return response.status == 200
+            status: int = response.status
+            return status == 200
     except OSError:
         return False
 

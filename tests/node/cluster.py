@@ -34,8 +34,11 @@ FAST_CONSENSUS = [
 ]
 
 
-def wait_for(predicate: Callable[[], Any], what: str, *, timeout: float = 30.0) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail naming ``what`` at the deadline."""
+def wait_for(predicate: Callable[..., Any], what: str, *, timeout: float = 30.0) -> Any:
+    """Poll ``predicate()`` until it returns something truthy; fail naming ``what`` at the deadline.
+
+    Typed ``Callable[..., Any]`` because loops pin their variable with ``lambda index=index: ...``.
+    """
     deadline = time.monotonic() + timeout
     while True:
         try:

@@ -52,7 +52,7 @@ async def test_answers_are_the_stored_blocks_and_their_certificates(store: Store
     service = BlockService(source=store, send=wire.send, server=BlockServer(ServingLimits(batch=5)))
     assert await service.serve(PEER, 1, 10, now_ms=0) == 5
     finals = [decode_message(data) for _, data in wire.sent]
-    assert [final.height for final in finals] == [10, 11, 12, 13, 14]  # type: ignore[union-attr]
+    assert [final.height for final in finals] == [10, 11, 12, 13, 14]
     for final in finals:
         assert isinstance(final, FinalBlock)
         block = final.block.check()

@@ -240,7 +240,8 @@ def curl_template(prose: str) -> list[str]:
 
 def last_path(prose: str, root: Path) -> Path:
     """The last file named in backticks in ``prose`` that exists under ``root``."""
-    for span in reversed(re.findall(r"`([^`\s]+)`", prose)):
+    spans: list[str] = re.findall(r"`([^`\s]+)`", prose)
+    for span in reversed(spans):
         if (root / span).is_file():
             return root / span
     raise ContractError("a JSON block needs the file it shows named in backticks before it")

@@ -25,7 +25,7 @@ from mura.tests.ports import free_port_range
 WALLET = "https://wallet.example"
 STRANGER = "https://evil.example"
 CALL = {"jsonrpc": "2.0", "method": "rpc.discover", "id": 1}
-PREFLIGHT = {hdrs.ACCESS_CONTROL_REQUEST_METHOD: "POST", hdrs.ACCESS_CONTROL_REQUEST_HEADERS: "content-type"}
+PREFLIGHT: dict[str, str] = {hdrs.ACCESS_CONTROL_REQUEST_METHOD: "POST", hdrs.ACCESS_CONTROL_REQUEST_HEADERS: "content-type"}
 
 
 @asynccontextmanager
@@ -79,7 +79,7 @@ async def test_refusals_carry_it_too_so_a_wallet_can_read_why(http: aiohttp.Clie
 
 @pytest.mark.parametrize("origin", [STRANGER, "https://wallet.example.evil.example", "http://wallet.example", None])
 async def test_invalid_origin_gets_no_header(http: aiohttp.ClientSession, origin: str | None) -> None:
-    headers = {hdrs.ORIGIN: origin} if origin else {}
+    headers: dict[str, str] = {hdrs.ORIGIN: origin} if origin else {}
     async with serving([WALLET]) as url:
         async with http.post(url, json=CALL, headers=headers) as response:
             assert response.status == 200  # the call is answered; a browser keeps the page from reading it

@@ -172,7 +172,7 @@ class SwapperNode(SimNode):
         return super().route(message, to, now_ms)
 
     def serve(self, to: int, start: int, now_ms: int) -> list[tuple[Destination, bytes]]:
-        answers = []
+        answers: list[tuple[Destination, bytes]] = []
         for height in range(start, min(self.ledger.final_height(), start + 15) + 1):
             final = self.ledger.load_final_block(height)
             assert final is not None and isinstance(final.block, Block)
