@@ -72,7 +72,6 @@ from mura.chain.transaction import Body, Burn, Mint, Transaction, Transfer
 from mura.rpc.client import (
     DEFAULT_URL,
     TRANSACTION_DROPPED,
-    BadResponse,
     NodeUnreachable,
     RemoteError,
     RpcClient,

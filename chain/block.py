@@ -12,6 +12,7 @@ validator set can check that a block is final without trusting who served it.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -357,7 +358,7 @@ def verify_certificate(
             f"expected height {height} block {block_hash.hex()[:16]}"
         )
     indexes = [index for index, _ in certificate.signatures]
-    if any(later <= earlier for earlier, later in zip(indexes, indexes[1:])):
+    if any(later <= earlier for earlier, later in itertools.pairwise(indexes)):
         raise InvalidCertificate("certificate validator indexes must be strictly increasing (no duplicates)")
     if indexes and (indexes[0] < 0 or indexes[-1] >= len(validators)):
         raise InvalidCertificate(f"certificate names validators {indexes[0]}..{indexes[-1]}, the set has {len(validators)}")

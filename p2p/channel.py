@@ -36,7 +36,7 @@ class FrameNotAuthentic(Invalid):
 class SecureChannel:
     """Seals outgoing frames and opens incoming ones for one link."""
 
-    __slots__ = ("_sealer", "_opener", "_sent", "_received")
+    __slots__ = ("_opener", "_received", "_sealer", "_sent")
 
     def __init__(self, *, send_key: bytes, receive_key: bytes) -> None:
         if len(send_key) != KEY_SIZE or len(receive_key) != KEY_SIZE or send_key == receive_key:

@@ -128,9 +128,9 @@ def format_row(row: dict[str, Any]) -> list[str]:
     if "stall_s" not in row:
         return [row["attack"], "-", "-", "-", "-", "-", "-", "-", "-", row.get("error", "")[:120]]
     rss = f"{_most(row['rss_before_mb'])}->{_most(row['rss_after_mb'])}({_most(row['rss_peak_mb'])})"
-    cut_honest = len(row["honest_bans"]) and f"{len(row['honest_bans'])} bans" or ""
+    cut_honest = (len(row["honest_bans"]) and f"{len(row['honest_bans'])} bans") or ""
     disconnects = sum(row["honest_disconnects"].values())
-    cut_honest = ", ".join(part for part in (cut_honest, disconnects and f"{disconnects} disc" or "") if part) or "no"
+    cut_honest = ", ".join(part for part in (cut_honest, (disconnects and f"{disconnects} disc") or "") if part) or "no"
     if row["attacker_banned"] is None:
         attacker = "n/a"
     else:
@@ -181,7 +181,7 @@ async def campaign(names: Sequence[str], scale: Scale, workdir: Path, node_argum
                    json_path: Path | None) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     document: dict[str, Any] = {
-        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "system": platform.platform()},
         "scale": scale.k,
         "full_scale": FULL_SCALE,
@@ -195,7 +195,7 @@ async def campaign(names: Sequence[str], scale: Scale, workdir: Path, node_argum
         print(format_table([row]).splitlines()[1], file=sys.stderr, flush=True)
         if json_path is not None:
             json_path.parent.mkdir(parents=True, exist_ok=True)
-            json_path.write_text(json.dumps(document, indent=1, default=str))
+            json_path.write_text(json.dumps(document, indent=1, default=str))  # noqa: ASYNC240 - once per attack
     return rows
 
 

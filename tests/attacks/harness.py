@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -175,7 +176,7 @@ def longest_stall(calls: dict[str, list[list[Any]]], start: float, end: float) -
             best = height
             moments.append(answered)
     moments.append(end)
-    gap, began = max((later - earlier, earlier - start) for earlier, later in zip(moments, moments[1:]))
+    gap, began = max((later - earlier, earlier - start) for earlier, later in itertools.pairwise(moments))
     return gap, began
 
 
@@ -450,7 +451,7 @@ class Context:
         except Exception:
             return None
         moments = [wall_start] + [stamp for stamp in stamps if wall_start < stamp <= wall_end] + [wall_end]
-        return round(max(later - earlier for earlier, later in zip(moments, moments[1:])), 2)
+        return round(max(later - earlier for earlier, later in itertools.pairwise(moments)), 2)
 
     def _log_figures(self, logs: dict[int, LogStats], targets: Sequence[int], seconds: float) -> dict[str, Any]:
         cluster = self.cluster

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import signal
 import time
@@ -52,14 +53,12 @@ async def _poll(session: aiohttp.ClientSession, url: str, interval: float, calls
                 answer = json.loads(await response.read())
             height = int(answer["result"]["height"])
             call[1], call[2] = time.monotonic(), height
-        except (aiohttp.ClientError, OSError, ValueError, KeyError, TypeError, asyncio.TimeoutError) as error:
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError, KeyError, TypeError) as error:
             call[1], call[3] = time.monotonic(), f"{type(error).__name__}: {error}"[:200]
         delay = sent + interval - time.monotonic()
         if delay > 0:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
-            except asyncio.TimeoutError:
-                pass
 
 
 async def _sample_memory(pids: Sequence[int], interval: float, samples: dict[int, list[list[float]]], stop: asyncio.Event) -> None:
@@ -69,10 +68,8 @@ async def _sample_memory(pids: Sequence[int], interval: float, samples: dict[int
             rss = read_rss_kb(pid)
             if rss is not None:
                 samples[pid].append([now, rss])
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval)
-        except asyncio.TimeoutError:
-            pass
 
 
 async def observe(urls: Sequence[str], pids: Sequence[int], *, interval: float, output: Path) -> None:
@@ -88,10 +85,8 @@ async def observe(urls: Sequence[str], pids: Sequence[int], *, interval: float, 
     tasks = [asyncio.create_task(_poll(session, url, interval, calls[url], stop)) for session, url in zip(sessions, urls)]
     tasks.append(asyncio.create_task(_sample_memory(pids, interval, memory, stop)))
     while not stop.is_set() and not all(any(call[2] is not None for call in made) for made in calls.values()):
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval)
-        except asyncio.TimeoutError:
-            pass
     output.with_suffix(".ready").touch()
     await stop.wait()
     stopped = time.monotonic()

@@ -136,7 +136,7 @@ async def running_network(
     A validator whose port was taken between the search and its bind makes a
     new testnet on other ports, up to ``START_ATTEMPTS`` times.
     """
-    directory.mkdir(parents=True)
+    directory.mkdir(parents=True)  # noqa: ASYNC240 - once, before anything runs
     for attempt in range(1, START_ATTEMPTS + 1):
         validators = ValidatorProcesses(
             directory / f"testnet-{attempt}", count=count, node_arguments=shlex.split(options.node_args)
@@ -255,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = parse_options(argv)
     results: dict[str, Any] = {
         "benchmark": "mura network",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "mode": options.mode,
         "machine": machine(),
         "options": {key: str(value) if isinstance(value, Path) else value for key, value in vars(options).items()},

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
-from mura.tests.ledger_fixtures import ACCOUNTS, CHAIN_ID, certify, genesis, seal
 from mura.chain.store import Store
 from mura.chain.transaction import Transfer, sign_transaction
+from mura.tests.ledger_fixtures import ACCOUNTS, CHAIN_ID, certify, genesis, seal
 
 
 class DyingBatch:

@@ -184,7 +184,7 @@ def test_the_passphrase_comes_from_the_environment(tmp_path: Path, keys: Callabl
     with pytest.raises(InvalidKeyFile, match=f"^key file .*node.key is encrypted: set {PASSPHRASE_VARIABLE} to its"):
         load_key(path)
     monkeypatch.setenv(PASSPHRASE_VARIABLE, "wrong")
-    with pytest.raises(InvalidKeyFile, match="^wrong passphrase for key file .*node.key") as wrong:
+    with pytest.raises(InvalidKeyFile, match=r"^wrong passphrase for key file .*node\.key") as wrong:
         load_key(path)
     assert wrong.value.details["reason"] == "wrong_passphrase"
     assert load_key(path, passphrase="pass\udcff word").public_key == keys("node").public_key

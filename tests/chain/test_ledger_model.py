@@ -17,11 +17,11 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from mura.tests.ledger_fixtures import ACCOUNTS, CHAIN_ID, GENESIS_BALANCE, ISSUER, RULES, certify, genesis, seal
 from mura.chain.keys import SignatureCache
 from mura.chain.state import apply_block
 from mura.chain.store import Store
 from mura.chain.transaction import Burn, Mint, Transaction, Transfer, sign_transaction
+from mura.tests.ledger_fixtures import ACCOUNTS, CHAIN_ID, GENESIS_BALANCE, ISSUER, RULES, certify, genesis, seal
 
 PEOPLE = [ISSUER, *ACCOUNTS]
 person = st.integers(min_value=0, max_value=len(PEOPLE) - 1)

@@ -488,7 +488,7 @@ def test_overspend_with_transactions_pending_counts_them(mempool: Mempool, ledge
 
 def test_overspend_beside_pending_mints_only_is_a_plain_overspend(mempool: Mempool, ledger: Ledger) -> None:
     mempool.add(ledger.sign(0, 0, Mint(ledger.sender(1), 5)), ledger.state, now=NOW)
-    with pytest.raises(PendingSpendExceedsBalance, match="^transfer of"):
+    with pytest.raises(PendingSpendExceedsBalance, match=r"^transfer of"):
         mempool.add(ledger.transfer(0, 1, amount=BALANCE + 1), ledger.state, now=NOW)
 
 

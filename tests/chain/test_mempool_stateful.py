@@ -5,6 +5,7 @@ holds, and everything it holds could still be admitted and proposed."""
 
 from __future__ import annotations
 
+import contextlib
 
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -45,10 +46,8 @@ class MempoolMachine(RuleBasedStateMachine):
         return self.ledger.state.load_account(self.ledger.sender(sender)).nonce
 
     def admit(self, transaction: Transaction) -> None:
-        try:
+        with contextlib.suppress(Invalid):
             self.pool.add(transaction, self.ledger.state, now=self.now)
-        except Invalid:
-            pass
 
     @rule(wait=st.sampled_from([0.0, 0.5, 1.0, 6.0]))
     def tick(self, wait: float) -> None:

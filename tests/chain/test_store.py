@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from mura.tests.ledger_fixtures import ACCOUNTS, CHAIN_ID, ISSUER, RULES, VALIDATORS, certify, genesis, seal
 from mura.chain.block import Block
 from mura.chain.keys import SignatureCache
 from mura.chain.state import Account, Role, StateChanges, apply_block
 from mura.chain.store import Store, StoreError, VoteStore
 from mura.chain.transaction import Transaction, Transfer, sign_transaction
+from mura.tests.ledger_fixtures import ACCOUNTS, CHAIN_ID, ISSUER, RULES, VALIDATORS, certify, genesis, seal
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from mura.tests.ledger_fixtures import CHAIN_ID, VALIDATORS
 from mura.chain.block import verify_certificate
 from mura.chain.store import Store
+from mura.tests.ledger_fixtures import CHAIN_ID, VALIDATORS
 
 #: Run as a module of the installed package, so that it imports the fixtures as the tests do.
 CHILD = ["-m", "mura.tests.chain.crash_child"]

@@ -20,6 +20,7 @@ polling resolution):
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -73,7 +74,7 @@ def longest_gap(moments: Iterable[float], start: float, end: float) -> float:
     """The longest stretch of [start, end] without one of ``moments``."""
     inside = sorted(moment for moment in moments if start < moment < end)
     edges = [start, *inside, end]
-    return max(later - earlier for earlier, later in zip(edges, edges[1:]))
+    return max(later - earlier for earlier, later in itertools.pairwise(edges))
 
 
 def new_height_moments(timelines: Sequence[NodeTimeline], nodes: Iterable[int]) -> list[float]:

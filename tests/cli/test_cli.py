@@ -10,13 +10,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from click.testing import Result
 
-from mura.tests.node.cluster import Cluster
-from mura.tests.ports import free_port_range
 from mura.chain.keys import load_key
 from mura.cli import EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE
-from mura.rpc.wallet import format_amount, parse_amount
 from mura.genesis.testnet import DEFAULT_TREASURY_AMOUNT
+from mura.rpc.wallet import format_amount, parse_amount
+from mura.tests.node.cluster import Cluster
+from mura.tests.ports import free_port_range
 
 from .conftest import Mura
 
@@ -30,10 +31,10 @@ def run_installed(*arguments: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(MURA), *arguments], capture_output=True, text=True, timeout=60)
 
 
-def assert_one_line_error(result: object, exit_code: int, pattern: str) -> None:
+def assert_one_line_error(result: Result | subprocess.CompletedProcess[str], exit_code: int, pattern: str) -> None:
     """The command failed with ``exit_code`` and one stderr line matching ``pattern``."""
-    code = getattr(result, "exit_code", getattr(result, "returncode", None))
-    stderr: str = getattr(result, "stderr")
+    code = result.exit_code if isinstance(result, Result) else result.returncode
+    stderr = result.stderr
     assert code == exit_code, (code, stderr)
     lines = stderr.strip().splitlines()
     assert len(lines) == 1, stderr

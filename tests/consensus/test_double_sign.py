@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from mura.consensus.actions import Broadcast, CommitBlock, Misbehaviour
 from mura.consensus.config import ReplicaConfig
-from mura.consensus.messages import Commit, FinalBlock, Message, PrePrepare, Prepare, Status, ViewChange
+from mura.consensus.messages import Commit, FinalBlock, Message, Prepare, PrePrepare, Status, ViewChange
 from mura.consensus.replica import Replica
 from mura.consensus.votes import MemoryVoteRecord
 from mura.tests.consensus.cluster import Cluster

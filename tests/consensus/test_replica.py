@@ -21,8 +21,8 @@ from mura.consensus.messages import (
     BlockRequest,
     Commit,
     FinalBlock,
-    PrePrepare,
     Prepare,
+    PrePrepare,
     ViewChange,
 )
 from mura.tests.consensus.cluster import Cluster

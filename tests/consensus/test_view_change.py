@@ -8,9 +8,9 @@ from mura.consensus.messages import (
     Commit,
     NewView,
     Phase,
-    PrePrepare,
     Prepare,
     PreparedCertificate,
+    PrePrepare,
     ViewChange,
     encode_message,
 )

@@ -13,7 +13,6 @@ import plyvel
 import pytest
 
 import mura
-
 from mura.chain.address import decode_address
 from mura.chain.errors import InvalidGenesis
 from mura.chain.keys import load_key

@@ -83,13 +83,12 @@ class Cluster:
 
     def start(self, index: int) -> None:
         config = node_config_path(self.directory, self.names[index])
-        log = open(config.parent / "node.log", "ab")
-        self.processes[index] = subprocess.Popen(
-            [sys.executable, "-m", "mura.node", "--config", str(config), *FAST_CONSENSUS, *self.flags],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
+        with open(config.parent / "node.log", "ab") as log:
+            self.processes[index] = subprocess.Popen(
+                [sys.executable, "-m", "mura.node", "--config", str(config), *FAST_CONSENSUS, *self.flags],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
 
     def start_all(self) -> None:
         for index in range(len(self.names)):

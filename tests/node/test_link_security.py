@@ -22,11 +22,11 @@ import aiohttp
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from mura.tests.node.cluster import Cluster, wait_for
 from mura.chain.keys import SigningKey
 from mura.genesis.format import genesis_block
 from mura.p2p.frames import decode_frame
 from mura.p2p.handshake import PROTOCOL_VERSION, Auth, Hello, derive_channel, transcript_hash
+from mura.tests.node.cluster import Cluster, wait_for
 
 pytestmark = pytest.mark.processes
 

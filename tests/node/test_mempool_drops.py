@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from mura.tests.node.cluster import Cluster, RpcFailure, wait_for
 from mura.chain.keys import SigningKey
 from mura.chain.transaction import Body, Mint, Transaction, Transfer, sign_transaction
+from mura.tests.node.cluster import Cluster, RpcFailure, wait_for
 
 pytestmark = pytest.mark.processes
 

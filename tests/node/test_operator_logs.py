@@ -18,8 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from mura.consensus.messages import ViewChange, encode_message
 from mura.genesis.testnet import TestnetLayout
-from mura.tests.rpc.support import TestNode, start_test_node, wait_until
 from mura.tests.node.validator_peers import ConnectPeer
+from mura.tests.rpc.support import TestNode, start_test_node, wait_until
 
 
 @pytest.fixture

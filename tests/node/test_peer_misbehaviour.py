@@ -10,25 +10,12 @@ their real keys, over a real ``Network``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-
-import aiohttp
 import pytest
 
-from mura.tests.ports import free_port_range
-from mura.chain.keys import SigningKey, load_key
-from mura.consensus.messages import BlockRequest, Message, decode_message, encode_message
-from mura.genesis.format import genesis_block
-from mura.genesis.testnet import TestnetLayout, generate_testnet
-from mura.node import CONSENSUS_KIND, TRANSACTIONS_KIND
-from mura.p2p.accounting import TrafficStats
-from mura.p2p.network import Network
-from mura.p2p.settings import NetworkLimits, PeerAddress
+from mura.consensus.messages import BlockRequest, encode_message
 from mura.tests.node.validator_peers import MALFORMED_THRESHOLD, ConnectPeer, network_of, traffic
 from mura.tests.rpc.support import TestNode, wait_until
+
 
 async def assert_answers_rpc(node: TestNode, *, peers: int) -> None:
     status = await node.rpc.result("chain_status")

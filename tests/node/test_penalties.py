@@ -26,8 +26,8 @@ from mura.chain.transaction import Mint, Transfer, sign_transaction
 from mura.consensus.messages import (
     Commit,
     NewView,
-    PrePrepare,
     Prepare,
+    PrePrepare,
     ViewChange,
     encode_message,
     proposal_payload,
@@ -38,8 +38,8 @@ from mura.node import TRANSACTIONS_KIND
 from mura.p2p.client import open_link
 from mura.p2p.frames import decode_frame
 from mura.p2p.handshake import Identity
-from mura.tests.rpc.support import TestNode, wait_until
 from mura.tests.node.validator_peers import MALFORMED_THRESHOLD, ConnectPeer, network_of, traffic
+from mura.tests.rpc.support import TestNode, wait_until
 
 
 async def test_a_validator_whose_votes_do_not_verify_is_banned(node: TestNode, connect_peer: ConnectPeer) -> None:

@@ -4,17 +4,16 @@ each peer's budget."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from mura.tests.ledger_fixtures import ACCOUNTS, CHAIN_ID, VALIDATORS, certify, genesis, seal
 from mura.chain.block import verify_certificate
 from mura.chain.store import Store
 from mura.chain.transaction import Transfer, sign_transaction
 from mura.consensus.messages import FinalBlock, decode_message
 from mura.consensus.serving import BlockServer, ServingLimits
 from mura.p2p.block_service import BlockService
+from mura.tests.ledger_fixtures import ACCOUNTS, CHAIN_ID, VALIDATORS, certify, genesis, seal
 
 PEER = b"p" * 32
 

@@ -620,7 +620,7 @@ def _check_make(arguments: Sequence[str], learned: Substitutions, *, cwd: Path, 
     ]
     dry = run(["make", "--no-print-directory", "-n", "-C", str(make_dir), *arguments], cwd=cwd, env=env)
     if dry.status != 0:
-        return problems + [f"make -n {shlex.join(arguments)}: exit status {dry.status}: {list(dry.output)[-3:]}"]
+        return [*problems, f"make -n {shlex.join(arguments)}: exit status {dry.status}: {list(dry.output)[-3:]}"]
     for line in dry.output:
         if line.startswith(".venv/bin/"):
             problems += check_options(line, learned, cwd=cwd, env=env, make_dir=make_dir)

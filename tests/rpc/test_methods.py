@@ -16,7 +16,6 @@ from mura.chain.address import encode_address
 from mura.chain.keys import SigningKey
 from mura.chain.transaction import Burn, Mint, Transaction, Transfer, sign_transaction
 from mura.genesis.testnet import DEFAULT_TREASURY_AMOUNT
-
 from mura.rpc.declarations import Method
 from mura.rpc.jsonrpc import JsonRpcEngine
 from mura.rpc.methods import node_methods

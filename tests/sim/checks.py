@@ -24,13 +24,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from mura.chain.block import Block, CommitCertificate, merkle_root, verify_certificate
 from mura.chain.errors import Invalid
-from mura.consensus.messages import Commit, Message, NewView, PrePrepare, Prepare, ViewChange
+from mura.consensus.messages import Commit, Message, NewView, Prepare, PrePrepare, ViewChange
 from mura.tests.sim.ledger import CHAIN_ID, Genesis, replay_chain
 from mura.tests.sim.scenario import IdleStretch, Scenario
 

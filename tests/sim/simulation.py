@@ -437,9 +437,10 @@ class Simulation:
             if cut.start_ms <= self.now < cut.end_ms and (cut.source, cut.target) == (source, target):
                 return True
         for partition in self.scenario.partitions:
-            if partition.start_ms <= self.now < partition.end_ms:
-                if (source in partition.side) != (target in partition.side):
-                    return True
+            if partition.start_ms <= self.now < partition.end_ms and (
+                (source in partition.side) != (target in partition.side)
+            ):
+                return True
         return False
 
     def _send_garbage(self, node_id: int) -> None:
