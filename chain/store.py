@@ -408,7 +408,9 @@ class VoteStore:
     def __enter__(self) -> VoteStore:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         self.close()
 
     def save_vote(self, height: int, encoded_vote: bytes) -> None:

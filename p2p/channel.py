@@ -72,7 +72,9 @@ class SecureChannel:
         try:
             frame = self._opener.decrypt(_nonce(self._received), message, None)
         except InvalidTag:
-            raise FrameNotAuthentic(f"message {self._received} from the peer does not open under the link key") from None
+            raise FrameNotAuthentic(
+                f"message {self._received} from the peer does not open under the link key"
+            ) from None
         self._received += 1
         return frame
 

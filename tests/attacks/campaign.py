@@ -162,7 +162,7 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
     widths = [max(len(line[column]) for line in cells) for column in range(len(HEADERS) - 1)]
     lines = []
     for line in cells:
-        lines.append("  ".join(cell.ljust(width) for cell, width in zip(line, widths)) + "  " + line[-1])
+        lines.append("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=False)) + "  " + line[-1])
     return "\n".join(lines)
 
 

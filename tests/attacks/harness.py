@@ -352,7 +352,7 @@ class Context:
 
     async def heights(self) -> dict[int, int]:
         answers = await asyncio.gather(*(self.status(index) for index in HONEST), return_exceptions=True)
-        return {index: answer["height"] for index, answer in zip(HONEST, answers) if isinstance(answer, dict)}
+        return {index: answer["height"] for index, answer in zip(HONEST, answers, strict=False) if isinstance(answer, dict)}
 
     def log_mark(self, indexes: Iterable[int]) -> dict[int, int]:
         """Where the logs of ``indexes`` end now, for ``log_since``."""

@@ -43,7 +43,9 @@ def read_rss_kb(pid: int) -> int | None:
     return None
 
 
-async def _poll(session: aiohttp.ClientSession, url: str, interval: float, calls: list[list[Any]], stop: asyncio.Event) -> None:
+async def _poll(
+    session: aiohttp.ClientSession, url: str, interval: float, calls: list[list[Any]], stop: asyncio.Event
+) -> None:
     while not stop.is_set():
         sent = time.monotonic()
         call: list[Any] = [sent, None, None, None]
@@ -61,7 +63,9 @@ async def _poll(session: aiohttp.ClientSession, url: str, interval: float, calls
                 await asyncio.wait_for(stop.wait(), delay)
 
 
-async def _sample_memory(pids: Sequence[int], interval: float, samples: dict[int, list[list[float]]], stop: asyncio.Event) -> None:
+async def _sample_memory(
+    pids: Sequence[int], interval: float, samples: dict[int, list[list[float]]], stop: asyncio.Event
+) -> None:
     while not stop.is_set():
         now = time.monotonic()
         for pid in pids:
@@ -82,7 +86,10 @@ async def observe(urls: Sequence[str], pids: Sequence[int], *, interval: float, 
     # One connection per node, so a node that stops answering holds up only its own calls.
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=5)
     sessions = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1), timeout=timeout) for _ in urls]
-    tasks = [asyncio.create_task(_poll(session, url, interval, calls[url], stop)) for session, url in zip(sessions, urls)]
+    tasks = [
+        asyncio.create_task(_poll(session, url, interval, calls[url], stop))
+        for session, url in zip(sessions, urls, strict=False)
+    ]
     tasks.append(asyncio.create_task(_sample_memory(pids, interval, memory, stop)))
     while not stop.is_set() and not all(any(call[2] is not None for call in made) for made in calls.values()):
         with contextlib.suppress(TimeoutError):

@@ -212,8 +212,11 @@ async def main_phases(
     result["balance_queries"] = await bench.balance_queries(seconds=options.query_seconds, clients=options.query_clients)
     if options.soak_transactions:
         result["soak"] = await bench.soak(
-            target=options.soak_transactions, chunk=SOAK_CHUNK, deadline=deadline,
-            batch_size=options.batch_size, connections=options.connections,
+            target=options.soak_transactions,
+            chunk=SOAK_CHUNK,
+            deadline=deadline,
+            batch_size=options.batch_size,
+            connections=options.connections,
         )
     result["final_transactions"] = bench.watcher.total_transactions
     result["memory_after_run"] = bench.memory()

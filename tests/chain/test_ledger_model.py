@@ -98,7 +98,9 @@ class LedgerModel(RuleBasedStateMachine):
         for transaction in self.pending:
             if self.model_accepts(transaction, self.balances, self.nonces):
                 expected_included.append(transaction)
-                self.minted, self.burned = model_apply(self.balances, self.nonces, transaction, self.minted, self.burned)
+                self.minted, self.burned = model_apply(
+                    self.balances, self.nonces, transaction, self.minted, self.burned
+                )
         assert list(block.transactions) == expected_included
         for transaction in block.transactions:
             assert transaction.nonce > self.last_nonce_seen.get(transaction.sender, -1)

@@ -927,7 +927,9 @@ def test_batch_refuses_what_the_batch_together_breaks(make_mempool: Callable[...
     assert len(mempool) == 0
     # The pool's limits count the batch's earlier transactions too.
     mempool = make_mempool(max_transactions=2)
-    passed, refused = mempool.check_batch([ledger.transfer(1, 0), ledger.transfer(2, 0), ledger.transfer(3, 0)], ledger.state, now=NOW)
+    passed, refused = mempool.check_batch(
+        [ledger.transfer(1, 0), ledger.transfer(2, 0), ledger.transfer(3, 0)], ledger.state, now=NOW
+    )
     assert order(ledger, passed) == [(1, 0), (2, 0)] and [type(error) for error in refused] == [MempoolFull]
 
 
@@ -1056,7 +1058,11 @@ class History:
         minted = sum(tx.body.amount for tx in pending if isinstance(tx.body, Mint))
         assert state.load_supply() + minted <= MAX_SUPPLY
         for key in self.ledger.keys:
-            spend = sum(cast(Transfer | Burn, tx.body).amount for tx in self.pool.pending_for(key.public_key) if not isinstance(tx.body, Mint))
+            spend = sum(
+                cast(Transfer | Burn, tx.body).amount
+                for tx in self.pool.pending_for(key.public_key)
+                if not isinstance(tx.body, Mint)
+            )
             assert spend <= state.load_account(key.public_key).balance
         for dropped in self.reported:
             if dropped.transaction_hash in self.pool:
@@ -1066,7 +1072,9 @@ class History:
 
 @settings(deadline=None, max_examples=150)
 @given(steps)
-def test_random_histories_keep_the_admission_rules_and_select_valid_blocks(history_steps: list[tuple[Any, ...]]) -> None:
+def test_random_histories_keep_the_admission_rules_and_select_valid_blocks(
+    history_steps: list[tuple[Any, ...]],
+) -> None:
     history = History()
     for name, *arguments in history_steps:
         getattr(history, name)(*arguments)

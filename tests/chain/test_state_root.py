@@ -36,14 +36,14 @@ def test_entry_is_the_shake128_expansion_of_its_encoding() -> None:
 
 def test_add_is_lane_wise_modulo_2_16() -> None:
     first, second = LatticeHash.of_entry(b"k1", b"v1"), LatticeHash.of_entry(b"k2", b"v2")
-    expected = tuple((a + b) % 65536 for a, b in zip(_lanes(first), _lanes(second)))
+    expected = tuple((a + b) % 65536 for a, b in zip(_lanes(first), _lanes(second), strict=True))
     assert _lanes(first.add(second)) == expected
-    assert any(a + b >= 65536 for a, b in zip(_lanes(first), _lanes(second)))  # the wrap is exercised
+    assert any(a + b >= 65536 for a, b in zip(_lanes(first), _lanes(second), strict=True))  # the wrap is exercised
 
 
 def test_subtract_is_lane_wise_modulo_2_16() -> None:
     first, second = LatticeHash.of_entry(b"k1", b"v1"), LatticeHash.of_entry(b"k2", b"v2")
-    expected = tuple((a - b) % 65536 for a, b in zip(_lanes(first), _lanes(second)))
+    expected = tuple((a - b) % 65536 for a, b in zip(_lanes(first), _lanes(second), strict=True))
     assert _lanes(first.subtract(second)) == expected
 
 

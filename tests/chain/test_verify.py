@@ -50,7 +50,9 @@ def test_invalid_signatures_are_reported_and_not_cached(verifier: SignatureVerif
     assert all(tx.hash in verifier.cache for tx in batch)
 
 
-def test_cached_transactions_are_not_verified_again(verifier: SignatureVerifier, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cached_transactions_are_not_verified_again(
+    verifier: SignatureVerifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
     batch = transfers(30)
     verifier.verify(batch)
     calls = []

@@ -98,7 +98,9 @@ def figures_of(
     healthy = sorted(fault.healthy)
     chain = new_height_moments(timelines, healthy)
     chain_stall = longest_gap(chain, start, end) if healthy else end - start
-    worst = max((longest_gap(new_height_moments(timelines, [index]), start, end) for index in healthy), default=end - start)
+    worst = max(
+        (longest_gap(new_height_moments(timelines, [index]), start, end) for index in healthy), default=end - start
+    )
     all_moments = new_height_moments(timelines, everyone)
     before = sum(1 for moment in all_moments if start - settle <= moment < start) / settle
     during = sum(1 for moment in all_moments if start <= moment < end) / max(end - start, 1e-9)

@@ -48,7 +48,9 @@ async def proxy() -> AsyncIterator[tuple[FaultProxy, Endpoint]]:
         await endpoint.stop()
 
 
-async def dial(proxy: FaultProxy, endpoint: Endpoint) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, asyncio.StreamReader, asyncio.StreamWriter]:
+async def dial(
+    proxy: FaultProxy, endpoint: Endpoint
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, asyncio.StreamReader, asyncio.StreamWriter]:
     """A connection from node 0 to node 1: (0's reader, 0's writer, 1's reader, 1's writer)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port(0, 1))
     far_reader, far_writer = await asyncio.wait_for(endpoint.connections.get(), ARRIVAL_SECONDS)
@@ -187,7 +189,9 @@ async def test_the_proxy_process_takes_rules_over_its_pipe() -> None:
         await endpoint.stop()
 
 
-async def test_a_dial_into_a_blackhole_arrives_at_its_next_syn_after_the_heal(proxy: tuple[FaultProxy, Endpoint]) -> None:
+async def test_a_dial_into_a_blackhole_arrives_at_its_next_syn_after_the_heal(
+    proxy: tuple[FaultProxy, Endpoint],
+) -> None:
     fault_proxy, endpoint = proxy
     fault_proxy.set_rules({(1, 0): Rule(cut="blackhole")})
     dialed = time.monotonic()

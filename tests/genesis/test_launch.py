@@ -72,7 +72,7 @@ def test_second_testnet_on_taken_ports_starts_nothing_and_names_the_holders(
     assert result.returncode == 2
     lines = result.stderr.splitlines()
     assert len(lines) == 3 and "Traceback" not in result.stderr + result.stdout, result.stderr
-    for index, (name, line) in enumerate(zip(VALIDATORS, lines)):
+    for index, (name, line) in enumerate(zip(VALIDATORS, lines, strict=False)):
         holder = lock_holder(testnet.node_config_path(first, name).parent / "data" / "LOCK")
         assert holder is not None
         assert line.startswith(

@@ -27,7 +27,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
             parent = store.load_block(store.height)
             assert parent is not None
             transfers = [
-                sign_transaction(ACCOUNTS[sender], chain_id=CHAIN_ID, nonce=height - 1, body=Transfer(ACCOUNTS[0].public_key, 1))
+                sign_transaction(
+                    ACCOUNTS[sender], chain_id=CHAIN_ID, nonce=height - 1, body=Transfer(ACCOUNTS[0].public_key, 1)
+                )
                 for sender in range(1, 5)
             ]
             block, changes = seal(store, parent, transfers)
@@ -57,7 +59,9 @@ async def test_answers_are_the_stored_blocks_and_their_certificates(store: Store
         block = final.block.check()
         assert block.encode() == store.load_block_bytes(block.height)
         validators = [validator.public_key for validator in VALIDATORS]
-        verify_certificate(final.certificate, chain_id=CHAIN_ID, height=block.height, block_hash=block.hash, validators=validators)
+        verify_certificate(
+            final.certificate, chain_id=CHAIN_ID, height=block.height, block_hash=block.hash, validators=validators
+        )
 
 
 async def test_a_flood_of_requests_gets_the_budget_and_no_more(store: Store) -> None:

@@ -175,7 +175,9 @@ class SwapperNode(SimNode):
         for height in range(start, min(self.ledger.final_height(), start + 15) + 1):
             final = self.ledger.load_final_block(height)
             assert final is not None and isinstance(final.block, Block)
-            answers.append((self.instances[to], encode_final_block(self.forged(final.block).encode(), final.certificate.encode())))
+            answers.append(
+                (self.instances[to], encode_final_block(self.forged(final.block).encode(), final.certificate.encode()))
+            )
         return answers
 
     def after_commit(self, block: Block, certificate: CommitCertificate) -> list[tuple[Destination, bytes]]:

@@ -221,7 +221,8 @@ class Checker:
         if (carrying and carrying[0] > due) or (not carrying and now_ms > due):
             late = f"{carrying[0] - stretch.end_ms} ms" if carrying else "not"
             self.fail(
-                "idle_latency", due,
+                "idle_latency",
+                due,
                 f"transactions arriving at {stretch.end_ms} ms after an idle stretch were final {late} after, "
                 f"bound {bound} ms",
             )

@@ -398,7 +398,9 @@ class Simulation:
             self.checker.on_signed(message, self.now)
         self._transmit_bytes(node, destination, encode_message(message), loss=self._loss(message))
 
-    def _transmit_bytes(self, node: SimNode, destination: Destination, data: bytes, *, loss: float | None = None) -> None:
+    def _transmit_bytes(
+        self, node: SimNode, destination: Destination, data: bytes, *, loss: float | None = None
+    ) -> None:
         """Send encoded bytes; receivers decode them afresh (a byzantine node's bytes need
         not be what any honest encoder would produce)."""
         targets = [other.node_id for other in self.nodes if other is not node] if destination is None else destination
