@@ -56,7 +56,9 @@ ATTACKS: dict[str, Entry] = {
     "block_request_flood": Entry(validator_attacks.block_request_flood, 200, 900, "40 BlockRequests/s on full blocks"),
     "refused_submissions": Entry(rpc_attacks.refused_submissions, 120, 600, "tx_submit from zero-balance keys"),
     "refused_gossip": Entry(validator_attacks.refused_gossip, 90, 250, "gossip of refused and forged transactions"),
-    "pre_handshake_frames": Entry(keyless_attacks.pre_handshake_frames, 90, 200, "16 MB frames before the handshake, from 4 addresses"),
+    "pre_handshake_frames": Entry(
+        keyless_attacks.pre_handshake_frames, 90, 200, "16 MB frames before the handshake, from 4 addresses"
+    ),
     "handshake_slots": Entry(keyless_attacks.handshake_slots, 90, 250, "idle websockets in the handshake slots"),
     "slow_headers": Entry(keyless_attacks.slow_headers, 90, 250, "request heads a byte every 2 s"),
     "content_encoding": Entry(rpc_attacks.content_encoding, 60, 150, "RPC bodies with Content-Encoding"),
@@ -64,7 +66,9 @@ ATTACKS: dict[str, Entry] = {
     "equivocation_log": Entry(validator_attacks.equivocation_log, 90, 200, "conflicting votes in every view"),
     "far_future_votes": Entry(validator_attacks.far_future_votes, 90, 200, "votes for height + 1,000,000"),
     "bad_signature_votes": Entry(validator_attacks.bad_signature_votes, 90, 200, "votes that do not verify"),
-    "relay_impersonation": Entry(keyless_attacks.relay_impersonation_attack, 90, 400, "keyless relay of handshakes, forwarded or re-keyed"),
+    "relay_impersonation": Entry(
+        keyless_attacks.relay_impersonation_attack, 90, 400, "keyless relay of handshakes, forwarded or re-keyed"
+    ),
 }
 
 
@@ -204,7 +208,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--attack", action="append", default=[], help="attack name(s), comma-separated; default all")
     parser.add_argument("--scale", type=float, default=1.0, help=f"1 quick, {FULL_SCALE} full strength")
     parser.add_argument("--json", type=Path, help="write every figure here")
-    parser.add_argument("--node-arg", action="append", default=[], help="extra argument for every node, e.g. --node-arg=--log-level=debug")
+    parser.add_argument(
+        "--node-arg", action="append", default=[], help="extra argument for every node, e.g. --node-arg=--log-level=debug"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the testnet directories (logs) after the run")
     parser.add_argument("--list", action="store_true", help="list the attacks and exit")
     options = parser.parse_args(argv)

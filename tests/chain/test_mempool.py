@@ -329,7 +329,9 @@ def test_invalid_pending_spend_exceeds_balance(mempool: Mempool, ledger: Ledger)
 def test_drop_refused_forgets_transactions_and_remembers_why(mempool: Mempool, ledger: Ledger) -> None:
     keep, drop = ledger.transfer(1, 0), ledger.transfer(2, 0)
     add_all(mempool, ledger, [keep, drop])
-    mempool.drop_refused([(drop, InsufficientBalance("balance 0 does not cover amount 1")), (ledger.transfer(3, 0), InsufficientBalance("x"))])
+    mempool.drop_refused(
+        [(drop, InsufficientBalance("balance 0 does not cover amount 1")), (ledger.transfer(3, 0), InsufficientBalance("x"))]
+    )
     assert keep.hash in mempool and drop.hash not in mempool
     assert mempool.size_bytes == len(keep.encoded)
     assert mempool.pending_for(ledger.sender(2)) == []

@@ -100,7 +100,10 @@ def _check_placements(stores: Sequence[Store], placements: Iterable[Placement], 
         report.placements_checked += 1
         transaction = bytes.fromhex(placement.transaction.removeprefix("0x"))
         for node, store in enumerate(stores):
-            where = f"node {placement.node} reported {placement.transaction[:18]} final at {placement.height}:{placement.index} ({placement.via})"
+            where = (
+                f"node {placement.node} reported {placement.transaction[:18]} final "
+                f"at {placement.height}:{placement.index} ({placement.via})"
+            )
             location = store.load_transaction_location(transaction)
             if location != (placement.height, placement.index):
                 report.problem(f"{where}; node {node} has it at {location}")

@@ -129,7 +129,11 @@ def invoke(mura: Mura, arguments: list[str]) -> Result:
     return CliRunner().invoke(cli, ["--rpc", mura.url, *arguments])
 
 
-FUZZ = settings(max_examples=int(os.environ.get("MURA_FUZZ_EXAMPLES", "120")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=int(os.environ.get("MURA_FUZZ_EXAMPLES", "120")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 
 
 @pytest.fixture(scope="module")

@@ -94,7 +94,10 @@ def test_unincludable_transactions_leave_every_mempool_with_a_reason(cluster: Cl
         except RpcFailure:
             admitted[index] = False
 
-    submitters = [threading.Thread(target=submit, args=(index, version)) for index, version in zip((0, 2), versions, strict=False)]
+    submitters = [
+        threading.Thread(target=submit, args=(index, version))
+        for index, version in zip((0, 2), versions, strict=False)
+    ]
     for submitter in submitters:
         submitter.start()
     for submitter in submitters:

@@ -79,7 +79,9 @@ class Checker:
         if not honest:
             return
         if not _body_matches(block):
-            self.fail("forged_body", now_ms, f"node {node} committed height {block.height} with a body its header does not commit to")
+            self.fail(
+                "forged_body", now_ms, f"node {node} committed height {block.height} with a body its header does not commit to"
+            )
         if not valid and self.check_certificates:
             detail = f"node {node} committed height {block.height} with a bad certificate"
             self.fail("invalid_certificate", now_ms, detail)

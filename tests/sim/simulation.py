@@ -332,7 +332,9 @@ class Simulation:
         self.longest_stall_ms = max(self.longest_stall_ms, stall)
         bound = self.scenario.max_stall_ms
         if bound is not None and stall > bound:
-            self.checker.fail("stall", self.now, f"{stall} ms without a new final height before height {height}, bound {bound} ms")
+            self.checker.fail(
+                "stall", self.now, f"{stall} ms without a new final height before height {height}, bound {bound} ms"
+            )
 
     def _arm_crash(self, node: SimNode, crash: Crash) -> None:
         """Crash within the node's next few actions, or soon if it stays idle."""
