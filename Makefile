@@ -5,6 +5,10 @@ PY := $(VENV)/bin/python
 # Two installs: the runtime alone for make testnet, with the test tools for everything else.
 RUNTIME_STAMP := $(VENV)/.runtime-stamp
 TEST_STAMP := $(VENV)/.test-stamp
+LINT_STAMP := $(VENV)/.lint-stamp
+# mypy finds a package by its folder's name, and this repository's root is the mura package: make
+# lint shows it mypy through a folder that holds only a link named mura to the root.
+LINT_ROOT := $(VENV)/lint-root
 # setuptools notes on every editable install that a folder named like the package in the working
 # directory could shadow it; this repository's root is the package, so the note is left out.
 PIP_INSTALL := PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install --quiet
@@ -22,7 +26,7 @@ BENCH_ARGS ?=
 ATTACK ?=
 SCALE ?= 1
 
-.PHONY: test testnet testnet-reset sim chaos bench bench-full attacks clean
+.PHONY: test lint testnet testnet-reset sim chaos bench bench-full attacks clean
 
 $(RUNTIME_STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +40,17 @@ $(TEST_STAMP): $(RUNTIME_STAMP)
 
 test: $(TEST_STAMP)
 	$(PY) -m pytest
+
+# The linter and the type checker read the tests too, so they get the test tools' types.
+$(LINT_STAMP): $(TEST_STAMP)
+	$(PIP_INSTALL) -e '.[test,lint]'
+	touch $(LINT_STAMP)
+
+lint: $(LINT_STAMP)
+	$(VENV)/bin/ruff check .
+	mkdir -p $(LINT_ROOT)
+	ln -sfn $(CURDIR) $(LINT_ROOT)/mura
+	cd $(LINT_ROOT) && MYPYPATH=$(CURDIR)/$(LINT_ROOT) $(CURDIR)/$(VENV)/bin/mypy --strict --config-file $(CURDIR)/pyproject.toml -p mura
 
 testnet: $(RUNTIME_STAMP)
 	$(VENV)/bin/mura testnet --dir $(TESTNET_DIR) --validators $(VALIDATORS) $(if $(RPC_PORT),--rpc-port $(RPC_PORT)) $(if $(P2P_PORT),--p2p-port $(P2P_PORT))
@@ -66,4 +81,4 @@ attacks: $(TEST_STAMP)
 	$(PY) -m mura.tests.attacks.campaign $(if $(ATTACK),--attack '$(ATTACK)') --scale $(SCALE) --json attack-results/attacks-scale-$(SCALE).json
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis .ruff_cache .mypy_cache

@@ -72,7 +72,6 @@ from mura.chain.transaction import Body, Burn, Mint, Transaction, Transfer
 from mura.rpc.client import (
     DEFAULT_URL,
     TRANSACTION_DROPPED,
-    BadResponse,
     NodeUnreachable,
     RemoteError,
     RpcClient,
@@ -271,7 +270,7 @@ def render_columns(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
     """A table with a header line, every column aligned."""
     cells = [list(headers), *[[str(cell) for cell in row] for row in rows]]
     widths = [max(len(row[column]) for row in cells) for column in range(len(headers))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in cells)
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip() for row in cells)
 
 
 def format_time(timestamp_ms: int) -> str:

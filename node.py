@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections import deque
 import errno
 import json
 import logging
@@ -20,6 +19,7 @@ import signal
 import sys
 import time
 import tomllib
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,8 +29,8 @@ import plyvel
 
 from mura.chain import codec
 from mura.chain.block import Block, CommitCertificate, quorum_size
-from mura.chain.errors import BadSignature, Invalid, NonPositiveAmount, NotAnIssuer, ReplacementTooSoon, WrongChainId
 from mura.chain.drops import Dropped
+from mura.chain.errors import BadSignature, Invalid, NonPositiveAmount, NotAnIssuer, ReplacementTooSoon, WrongChainId
 from mura.chain.keys import SignatureCache, load_key
 from mura.chain.mempool import Mempool
 from mura.chain.state import BuiltBlock, ChainRules, StateChanges, apply_block, build_block
@@ -62,8 +62,8 @@ from mura.consensus.messages import (
     encode_message,
     message_tag,
 )
-from mura.consensus.serving import BlockServer
 from mura.consensus.replica import Replica
+from mura.consensus.serving import BlockServer
 from mura.consensus.votes import RecordedVote, SigningGuard
 from mura.genesis.format import genesis_block, load_genesis
 from mura.holders import address_in_use, format_address, port_in_use_message

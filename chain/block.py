@@ -12,6 +12,7 @@ validator set can check that a block is final without trusting who served it.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -357,15 +358,21 @@ def verify_certificate(
             f"expected height {height} block {block_hash.hex()[:16]}"
         )
     indexes = [index for index, _ in certificate.signatures]
-    if any(later <= earlier for earlier, later in zip(indexes, indexes[1:])):
+    if any(later <= earlier for earlier, later in itertools.pairwise(indexes)):
         raise InvalidCertificate("certificate validator indexes must be strictly increasing (no duplicates)")
     if indexes and (indexes[0] < 0 or indexes[-1] >= len(validators)):
-        raise InvalidCertificate(f"certificate names validators {indexes[0]}..{indexes[-1]}, the set has {len(validators)}")
+        raise InvalidCertificate(
+            f"certificate names validators {indexes[0]}..{indexes[-1]}, the set has {len(validators)}"
+        )
     needed = quorum_size(len(validators))
     if len(indexes) < needed:
         raise InvalidCertificate(f"certificate has {len(indexes)} signatures, a quorum is {needed}")
     payload = commit_vote_payload(chain_id, height, certificate.view, block_hash)
     for index, signature in certificate.signatures:
-        valid = signature_ok(index, signature, payload) if signature_ok else verify_signature(validators[index], signature, payload)
+        valid = (
+            signature_ok(index, signature, payload)
+            if signature_ok
+            else verify_signature(validators[index], signature, payload)
+        )
         if not valid:
             raise InvalidCertificate(f"signature of validator {index} does not verify", validator=index)

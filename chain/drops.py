@@ -73,6 +73,8 @@ class DropRecord:
             return None
         counts, self._counts = self._counts, Counter()
         total = sum(counts.values())
-        rules = ", ".join(f"{rule} {count}" for rule, count in sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+        rules = ", ".join(
+            f"{rule} {count}" for rule, count in sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        )
         noun = "transaction" if total == 1 else "transactions"
         return f"dropped {total} pending {noun}: {rules}"

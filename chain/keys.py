@@ -220,7 +220,7 @@ def exposed_permissions(path: Path | str) -> str | None:
         return None
     found = []
     for what, bits in (("readable", (0o040, 0o004)), ("writable", (0o020, 0o002))):
-        who = [name for name, bit in zip(("group", "others"), bits) if mode & bit]
+        who = [name for name, bit in zip(("group", "others"), bits, strict=True) if mode & bit]
         if who:
             found.append(f"{what} by {' and '.join(who)}")
     return ", ".join(found) or None

@@ -40,7 +40,9 @@ from types import TracebackType
 
 import plyvel
 
+from mura.chain import codec
 from mura.chain.block import Block, CommitCertificate, Header
+from mura.chain.errors import TransactionRootMismatch
 from mura.chain.state import (
     ACCOUNT_PREFIX,
     SUPPLY_KEY,
@@ -53,8 +55,6 @@ from mura.chain.state import (
     supply_entry,
     validators_entry,
 )
-from mura.chain import codec
-from mura.chain.errors import TransactionRootMismatch
 from mura.chain.state_root import LatticeHash, update_lattice
 
 BLOCKS = b"B"
@@ -408,7 +408,9 @@ class VoteStore:
     def __enter__(self) -> VoteStore:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         self.close()
 
     def save_vote(self, height: int, encoded_vote: bytes) -> None:

@@ -90,7 +90,7 @@ class SignatureVerifier:
 
     def _record(self, transactions: list[Transaction], results: list[bool]) -> set[bytes]:
         bad = set()
-        for transaction, valid in zip(transactions, results):
+        for transaction, valid in zip(transactions, results, strict=True):
             if valid:
                 self.cache.add(transaction.hash)
             else:

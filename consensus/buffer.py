@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from mura.chain.block import Block, MessageBlock
 from mura.chain.keys import sha256
-from mura.consensus.messages import Commit, FinalBlock, NewView, PrePrepare, Prepare, ViewChange
+from mura.consensus.messages import Commit, FinalBlock, NewView, Prepare, PrePrepare, ViewChange
 
 Held = PrePrepare | Prepare | Commit | ViewChange | NewView
 #: What a held message costs beyond the block it carries.

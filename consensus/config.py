@@ -57,7 +57,9 @@ class ReplicaConfig:
     def __post_init__(self) -> None:
         if not 0 < self.base_timeout_ms <= self.max_timeout_ms:
             raise ValueError("timeouts must satisfy 0 < base_timeout_ms <= max_timeout_ms")
-        if self.proposal_delay_ms < 0 or (self.empty_proposal_delay_ms is not None and self.empty_proposal_delay_ms < 0):
+        if self.proposal_delay_ms < 0 or (
+            self.empty_proposal_delay_ms is not None and self.empty_proposal_delay_ms < 0
+        ):
             raise ValueError("proposal delays must not be negative")
         if self.view_window < 1 or self.height_window < 1 or self.held_per_sender < 1 or self.catch_up_batch < 1:
             raise ValueError("windows and bounds must be positive")

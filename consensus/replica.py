@@ -78,9 +78,9 @@ from mura.consensus.messages import (
     Message,
     NewView,
     Phase,
-    PrePrepare,
     Prepare,
     PreparedCertificate,
+    PrePrepare,
     Status,
     ViewChange,
     decode_message,
@@ -89,7 +89,6 @@ from mura.consensus.quorum import ValidatorSet
 from mura.consensus.verify import MessageVerifier
 from mura.consensus.view_change import ViewChangeRules
 from mura.consensus.votes import NO_GUARD, RecordedVote, SignedVotes, SigningGuard, VoteReader
-
 
 #: Proposals of views this close to the replica's own are kept in case they are certified.
 OTHER_VIEW_BLOCKS = 2

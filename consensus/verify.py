@@ -12,13 +12,14 @@ prepared certificate, or a view change repeated in a NEW-VIEW, cost a hash each.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 
 from mura.chain.keys import SignatureCache, sha256, verify_signature
 from mura.consensus.errors import (
     BadMessageSignature,
-    InvalidMessage,
     DigestMismatch,
+    InvalidMessage,
     InvalidNewView,
     InvalidPreparedCertificate,
     NewViewChoiceMismatch,
@@ -27,8 +28,8 @@ from mura.consensus.errors import (
 )
 from mura.consensus.messages import (
     NewView,
-    PrePrepare,
     PreparedCertificate,
+    PrePrepare,
     ViewChange,
     Vote,
     prepare_payload,
@@ -95,7 +96,7 @@ class MessageVerifier:
         """A prepared certificate holds the primary's proposal signature and PREPARE
         signatures from a quorum of distinct validators, all for its block."""
         indexes = [index for index, _ in certificate.signatures]
-        if any(later <= earlier for earlier, later in zip(indexes, indexes[1:])):
+        if any(later <= earlier for earlier, later in itertools.pairwise(indexes)):
             raise InvalidPreparedCertificate("prepare signers must be strictly increasing (no duplicates)")
         if len(indexes) < self.quorum:
             raise InvalidPreparedCertificate(f"{len(indexes)} prepares, a quorum is {self.quorum}")
@@ -139,7 +140,7 @@ class MessageVerifier:
 
     def check_view_change_quorum(self, view: int, height: int, view_changes: Sequence[ViewChange]) -> None:
         senders = [change.sender for change in view_changes]
-        if any(later <= earlier for earlier, later in zip(senders, senders[1:])):
+        if any(later <= earlier for earlier, later in itertools.pairwise(senders)):
             raise InvalidNewView("view change senders must be strictly increasing (no duplicates)")
         if len(senders) < self.quorum:
             raise InvalidNewView(f"{len(senders)} view changes, a quorum is {self.quorum}")

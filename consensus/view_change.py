@@ -39,17 +39,17 @@ from mura.chain.state import StateChanges
 from mura.consensus.actions import Action, Broadcast, ScheduleTimeout, Send
 from mura.consensus.application import Application
 from mura.consensus.buffer import Held
-from mura.consensus.errors import OutsideWindow
 from mura.consensus.config import ReplicaConfig
+from mura.consensus.errors import OutsideWindow
 from mura.consensus.log import Added, Duplicate, HeightLog
 from mura.consensus.messages import (
     Commit,
     Message,
     NewView,
     Phase,
-    PrePrepare,
     Prepare,
     PreparedCertificate,
+    PrePrepare,
     ViewChange,
     view_change_payload,
 )
@@ -178,7 +178,7 @@ class ViewChangeRules:
         if self.active or own is None or own.view != self.view:
             self.resend_due_ms = None
             return []
-        return [Broadcast(own)] + self._schedule_resend(now_ms)
+        return [Broadcast(own), *self._schedule_resend(now_ms)]
 
     def _on_view_change_quorum(self, now_ms: int) -> list[Action]:
         """A quorum has left the previous view (their view changes are for ours or later):

@@ -23,8 +23,7 @@ from typing import Any, TypeVar
 from mura.chain.address import decode_address, encode_address, validate_prefix
 from mura.chain.block import MAX_BLOCK_BYTES, MAX_BLOCK_TRANSACTIONS, MAX_VALIDATORS, Block
 from mura.chain.errors import InvalidAddress, InvalidGenesis
-from mura.chain.keys import PUBLIC_KEY_SIZE
-from mura.chain.keys import sha256
+from mura.chain.keys import PUBLIC_KEY_SIZE, sha256
 from mura.chain.state import MAX_SUPPLY, ChainRules, StateChanges, build_genesis
 
 _T = TypeVar("_T")

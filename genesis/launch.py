@@ -82,7 +82,9 @@ async def run_nodes(nodes: Sequence[tuple[str, Path]], *, grace_seconds: float =
     all_exited.cancel()
     if refused:
         # Others may have refused at the same moment, after the first stopped the launch.
-        names = [name for (name, _), process in zip(nodes, processes) if process.returncode == CANNOT_START]
+        names = [
+            name for (name, _), process in zip(nodes, processes, strict=True) if process.returncode == CANNOT_START
+        ]
         others = len(processes) - len(names)
         stopped = f"stopped the {others} other node{'s' if others != 1 else ''}" if others else "no other node ran"
         print(f"testnet: {', '.join(names)} could not start; {stopped}", file=sys.stderr)

@@ -374,11 +374,15 @@ def _argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--chain-id", default=DEFAULT_CHAIN_ID, help=f"default: {DEFAULT_CHAIN_ID}")
     parser.add_argument("--prefix", default=DEFAULT_PREFIX, help=f"address prefix (default: {DEFAULT_PREFIX})")
     parser.add_argument(
-        "--rpc-port", type=int, metavar="PORT",
+        "--rpc-port",
+        type=int,
+        metavar="PORT",
         help=f"first validator's JSON-RPC port; validator i serves on PORT + i (default: {DEFAULT_BASE_RPC_PORT})",
     )
     parser.add_argument(
-        "--p2p-port", type=int, metavar="PORT",
+        "--p2p-port",
+        type=int,
+        metavar="PORT",
         help=f"first validator's peer port; validator i listens on PORT + i (default: {DEFAULT_BASE_PEER_PORT})",
     )
     # Moved only the peer ports, leaving every node on the RPC ports a running testnet holds.

@@ -214,7 +214,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"reconnection runs stopped: {error}") from None
     for kind, seconds in figures.items():
         print(f"link up after the peer is reachable again ({kind}, backoff_max {limits.backoff_max:g} s, "
-              f"connect_timeout {limits.connect_timeout:g} s, {options.trials} runs): min {min(seconds):.2f} median {statistics.median(seconds):.2f} "
+              f"connect_timeout {limits.connect_timeout:g} s, {options.trials} runs): "
+              f"min {min(seconds):.2f} median {statistics.median(seconds):.2f} "
               f"max {max(seconds):.2f} s")
 
 

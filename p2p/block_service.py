@@ -16,7 +16,6 @@ from mura.consensus.messages import encode_final_block
 from mura.consensus.serving import BlockServer
 
 
-
 class FinalBlockSource(Protocol):
     """The store, as serving sees it."""
 

@@ -36,7 +36,7 @@ class FrameNotAuthentic(Invalid):
 class SecureChannel:
     """Seals outgoing frames and opens incoming ones for one link."""
 
-    __slots__ = ("_sealer", "_opener", "_sent", "_received")
+    __slots__ = ("_opener", "_received", "_sealer", "_sent")
 
     def __init__(self, *, send_key: bytes, receive_key: bytes) -> None:
         if len(send_key) != KEY_SIZE or len(receive_key) != KEY_SIZE or send_key == receive_key:
@@ -72,7 +72,9 @@ class SecureChannel:
         try:
             frame = self._opener.decrypt(_nonce(self._received), message, None)
         except InvalidTag:
-            raise FrameNotAuthentic(f"message {self._received} from the peer does not open under the link key") from None
+            raise FrameNotAuthentic(
+                f"message {self._received} from the peer does not open under the link key"
+            ) from None
         self._received += 1
         return frame
 

@@ -50,7 +50,7 @@ class CappedSite(web.BaseSite):
     ``max_per_source`` open connections; ``on_refused(transport)`` may write a last word
     to a connection turned away before it is closed (by default it is simply dropped)."""
 
-    __slots__ = ("_host", "_port", "_max_per_source", "_open", "_log", "_on_refused", "refused")
+    __slots__ = ("_host", "_log", "_max_per_source", "_on_refused", "_open", "_port", "refused")
 
     def __init__(
         self,

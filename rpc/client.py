@@ -143,7 +143,8 @@ class RpcClient:
             raise NodeUnreachable(f"the node at {self.url} did not answer within {timeout:g} s") from None
         except OSError as error:
             raise NodeUnreachable(
-                f"cannot reach the node at {self.url}: {_reason(error)}", may_have_arrived=not isinstance(error, _NOT_SENT)
+                f"cannot reach the node at {self.url}: {_reason(error)}",
+                may_have_arrived=not isinstance(error, _NOT_SENT),
             ) from None
 
 

@@ -39,7 +39,7 @@ class CappedSite(web.BaseSite):
     ``max_per_source`` open connections: one more gets a 503 "server busy" and is closed
     as soon as it is accepted, before aiohttp sees it."""
 
-    __slots__ = ("_host", "_port", "_limit", "_busy_answer", "_open", "_refusals", "refused")
+    __slots__ = ("_busy_answer", "_host", "_limit", "_open", "_port", "_refusals", "refused")
 
     def __init__(self, runner: web.BaseRunner, host: str, port: int, *, max_per_source: int, backlog: int,
                  log_interval: float) -> None:

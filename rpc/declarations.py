@@ -211,7 +211,7 @@ class Method:
                 )
             values = [*params, *[None] * (len(self.params) - len(params))]
             present = [index < len(params) for index in range(len(self.params))]
-        return [self._convert(param, value, given) for param, value, given in zip(self.params, values, present)]
+        return [self._convert(param, value, given) for param, value, given in zip(self.params, values, present, strict=True)]
 
     def _unexpected_reason(self, name: str) -> str:
         expected = ", ".join(param.name for param in self.params) or "none"

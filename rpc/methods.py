@@ -11,11 +11,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from mura.chain.drops import Dropped
 from mura.chain.errors import Invalid, MempoolRejection
 from mura.chain.transaction import Transaction
 from mura.rpc.chain_methods import ChainMethods
 from mura.rpc.declarations import Method, Param, Result, number
-from mura.chain.drops import Dropped
 from mura.rpc.errors import (
     MEMPOOL_REFUSED,
     NODE_STOPPING,

@@ -45,7 +45,9 @@ def parse_amount(text: str, token: Mapping[str, Any]) -> int:
     whole, fraction, given_symbol = match.groups()
     if given_symbol is None:
         if fraction is not None:
-            raise AmountError(f"amount {text!r}: write {text}{symbol} for whole {symbol}, or an integer of smallest units")
+            raise AmountError(
+                f"amount {text!r}: write {text}{symbol} for whole {symbol}, or an integer of smallest units"
+            )
         units = int(whole)
     else:
         if given_symbol.upper() != symbol.upper():

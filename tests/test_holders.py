@@ -110,7 +110,9 @@ def test_ipv6_address_held() -> None:
         listener.listen()
         port = listener.getsockname()[1]
         assert address_in_use("::1", port)
-        assert port_in_use_message("p2p.listen", "::1", port).startswith(f"p2p.listen [::1]:{port} is in use by process {os.getpid()}")
+        assert port_in_use_message("p2p.listen", "::1", port).startswith(
+            f"p2p.listen [::1]:{port} is in use by process {os.getpid()}"
+        )
 
 
 def fake_proc(root: Path, *, port: int, inode: int, pid: int | None, arguments: list[str]) -> Path:
@@ -130,8 +132,13 @@ def fake_proc(root: Path, *, port: int, inode: int, pid: int | None, arguments: 
 
 
 def test_holder_from_the_socket_table_and_descriptors(tmp_path: Path) -> None:
-    proc = fake_proc(tmp_path, port=8700, inode=4242, pid=1234,
-                     arguments=["/work/.venv/bin/python", "-m", "mura.node", "--config", "net/node.toml"])
+    proc = fake_proc(
+        tmp_path,
+        port=8700,
+        inode=4242,
+        pid=1234,
+        arguments=["/work/.venv/bin/python", "-m", "mura.node", "--config", "net/node.toml"],
+    )
     assert port_holder(8700, proc=proc) == Holder(1234, "python -m mura.node --config net/node.toml")
     assert port_holder(8701, proc=proc) is None
 

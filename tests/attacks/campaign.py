@@ -56,7 +56,9 @@ ATTACKS: dict[str, Entry] = {
     "block_request_flood": Entry(validator_attacks.block_request_flood, 200, 900, "40 BlockRequests/s on full blocks"),
     "refused_submissions": Entry(rpc_attacks.refused_submissions, 120, 600, "tx_submit from zero-balance keys"),
     "refused_gossip": Entry(validator_attacks.refused_gossip, 90, 250, "gossip of refused and forged transactions"),
-    "pre_handshake_frames": Entry(keyless_attacks.pre_handshake_frames, 90, 200, "16 MB frames before the handshake, from 4 addresses"),
+    "pre_handshake_frames": Entry(
+        keyless_attacks.pre_handshake_frames, 90, 200, "16 MB frames before the handshake, from 4 addresses"
+    ),
     "handshake_slots": Entry(keyless_attacks.handshake_slots, 90, 250, "idle websockets in the handshake slots"),
     "slow_headers": Entry(keyless_attacks.slow_headers, 90, 250, "request heads a byte every 2 s"),
     "content_encoding": Entry(rpc_attacks.content_encoding, 60, 150, "RPC bodies with Content-Encoding"),
@@ -64,7 +66,9 @@ ATTACKS: dict[str, Entry] = {
     "equivocation_log": Entry(validator_attacks.equivocation_log, 90, 200, "conflicting votes in every view"),
     "far_future_votes": Entry(validator_attacks.far_future_votes, 90, 200, "votes for height + 1,000,000"),
     "bad_signature_votes": Entry(validator_attacks.bad_signature_votes, 90, 200, "votes that do not verify"),
-    "relay_impersonation": Entry(keyless_attacks.relay_impersonation_attack, 90, 400, "keyless relay of handshakes, forwarded or re-keyed"),
+    "relay_impersonation": Entry(
+        keyless_attacks.relay_impersonation_attack, 90, 400, "keyless relay of handshakes, forwarded or re-keyed"
+    ),
 }
 
 
@@ -128,9 +132,9 @@ def format_row(row: dict[str, Any]) -> list[str]:
     if "stall_s" not in row:
         return [row["attack"], "-", "-", "-", "-", "-", "-", "-", "-", row.get("error", "")[:120]]
     rss = f"{_most(row['rss_before_mb'])}->{_most(row['rss_after_mb'])}({_most(row['rss_peak_mb'])})"
-    cut_honest = len(row["honest_bans"]) and f"{len(row['honest_bans'])} bans" or ""
+    cut_honest = (len(row["honest_bans"]) and f"{len(row['honest_bans'])} bans") or ""
     disconnects = sum(row["honest_disconnects"].values())
-    cut_honest = ", ".join(part for part in (cut_honest, disconnects and f"{disconnects} disc" or "") if part) or "no"
+    cut_honest = ", ".join(part for part in (cut_honest, (disconnects and f"{disconnects} disc") or "") if part) or "no"
     if row["attacker_banned"] is None:
         attacker = "n/a"
     else:
@@ -162,7 +166,7 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
     widths = [max(len(line[column]) for line in cells) for column in range(len(HEADERS) - 1)]
     lines = []
     for line in cells:
-        lines.append("  ".join(cell.ljust(width) for cell, width in zip(line, widths)) + "  " + line[-1])
+        lines.append("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=False)) + "  " + line[-1])
     return "\n".join(lines)
 
 
@@ -181,7 +185,7 @@ async def campaign(names: Sequence[str], scale: Scale, workdir: Path, node_argum
                    json_path: Path | None) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     document: dict[str, Any] = {
-        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "system": platform.platform()},
         "scale": scale.k,
         "full_scale": FULL_SCALE,
@@ -195,7 +199,7 @@ async def campaign(names: Sequence[str], scale: Scale, workdir: Path, node_argum
         print(format_table([row]).splitlines()[1], file=sys.stderr, flush=True)
         if json_path is not None:
             json_path.parent.mkdir(parents=True, exist_ok=True)
-            json_path.write_text(json.dumps(document, indent=1, default=str))
+            json_path.write_text(json.dumps(document, indent=1, default=str))  # noqa: ASYNC240 - once per attack
     return rows
 
 
@@ -204,7 +208,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--attack", action="append", default=[], help="attack name(s), comma-separated; default all")
     parser.add_argument("--scale", type=float, default=1.0, help=f"1 quick, {FULL_SCALE} full strength")
     parser.add_argument("--json", type=Path, help="write every figure here")
-    parser.add_argument("--node-arg", action="append", default=[], help="extra argument for every node, e.g. --node-arg=--log-level=debug")
+    parser.add_argument(
+        "--node-arg", action="append", default=[], help="extra argument for every node, e.g. --node-arg=--log-level=debug"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the testnet directories (logs) after the run")
     parser.add_argument("--list", action="store_true", help="list the attacks and exit")
     options = parser.parse_args(argv)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -175,7 +176,7 @@ def longest_stall(calls: dict[str, list[list[Any]]], start: float, end: float) -
             best = height
             moments.append(answered)
     moments.append(end)
-    gap, began = max((later - earlier, earlier - start) for earlier, later in zip(moments, moments[1:]))
+    gap, began = max((later - earlier, earlier - start) for earlier, later in itertools.pairwise(moments))
     return gap, began
 
 
@@ -351,7 +352,7 @@ class Context:
 
     async def heights(self) -> dict[int, int]:
         answers = await asyncio.gather(*(self.status(index) for index in HONEST), return_exceptions=True)
-        return {index: answer["height"] for index, answer in zip(HONEST, answers) if isinstance(answer, dict)}
+        return {index: answer["height"] for index, answer in zip(HONEST, answers, strict=False) if isinstance(answer, dict)}
 
     def log_mark(self, indexes: Iterable[int]) -> dict[int, int]:
         """Where the logs of ``indexes`` end now, for ``log_since``."""
@@ -450,7 +451,7 @@ class Context:
         except Exception:
             return None
         moments = [wall_start] + [stamp for stamp in stamps if wall_start < stamp <= wall_end] + [wall_end]
-        return round(max(later - earlier for earlier, later in zip(moments, moments[1:])), 2)
+        return round(max(later - earlier for earlier, later in itertools.pairwise(moments)), 2)
 
     def _log_figures(self, logs: dict[int, LogStats], targets: Sequence[int], seconds: float) -> dict[str, Any]:
         cluster = self.cluster

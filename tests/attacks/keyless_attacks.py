@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import statistics
@@ -238,10 +239,8 @@ async def garbage_connections(context: Context) -> None:
 
     async def drop(number: int) -> None:
         async with parallel:
-            try:
+            with contextlib.suppress(OSError):
                 await upgrade_and_drop(endpoint, reset=number % 2 == 0)
-            except OSError:
-                pass
 
     async with context.window(targets=[TARGET]):
         started = time.monotonic()

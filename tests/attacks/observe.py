@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import signal
 import time
@@ -42,7 +43,9 @@ def read_rss_kb(pid: int) -> int | None:
     return None
 
 
-async def _poll(session: aiohttp.ClientSession, url: str, interval: float, calls: list[list[Any]], stop: asyncio.Event) -> None:
+async def _poll(
+    session: aiohttp.ClientSession, url: str, interval: float, calls: list[list[Any]], stop: asyncio.Event
+) -> None:
     while not stop.is_set():
         sent = time.monotonic()
         call: list[Any] = [sent, None, None, None]
@@ -52,27 +55,25 @@ async def _poll(session: aiohttp.ClientSession, url: str, interval: float, calls
                 answer = json.loads(await response.read())
             height = int(answer["result"]["height"])
             call[1], call[2] = time.monotonic(), height
-        except (aiohttp.ClientError, OSError, ValueError, KeyError, TypeError, asyncio.TimeoutError) as error:
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError, KeyError, TypeError) as error:
             call[1], call[3] = time.monotonic(), f"{type(error).__name__}: {error}"[:200]
         delay = sent + interval - time.monotonic()
         if delay > 0:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
-            except asyncio.TimeoutError:
-                pass
 
 
-async def _sample_memory(pids: Sequence[int], interval: float, samples: dict[int, list[list[float]]], stop: asyncio.Event) -> None:
+async def _sample_memory(
+    pids: Sequence[int], interval: float, samples: dict[int, list[list[float]]], stop: asyncio.Event
+) -> None:
     while not stop.is_set():
         now = time.monotonic()
         for pid in pids:
             rss = read_rss_kb(pid)
             if rss is not None:
                 samples[pid].append([now, rss])
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval)
-        except asyncio.TimeoutError:
-            pass
 
 
 async def observe(urls: Sequence[str], pids: Sequence[int], *, interval: float, output: Path) -> None:
@@ -85,13 +86,14 @@ async def observe(urls: Sequence[str], pids: Sequence[int], *, interval: float, 
     # One connection per node, so a node that stops answering holds up only its own calls.
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=5)
     sessions = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1), timeout=timeout) for _ in urls]
-    tasks = [asyncio.create_task(_poll(session, url, interval, calls[url], stop)) for session, url in zip(sessions, urls)]
+    tasks = [
+        asyncio.create_task(_poll(session, url, interval, calls[url], stop))
+        for session, url in zip(sessions, urls, strict=False)
+    ]
     tasks.append(asyncio.create_task(_sample_memory(pids, interval, memory, stop)))
     while not stop.is_set() and not all(any(call[2] is not None for call in made) for made in calls.values()):
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval)
-        except asyncio.TimeoutError:
-            pass
     output.with_suffix(".ready").touch()
     await stop.wait()
     stopped = time.monotonic()

@@ -24,6 +24,7 @@ When the handshake changes, this module is rewritten and the attacks are not.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import struct
@@ -39,13 +40,11 @@ from yarl import URL
 from mura.chain.keys import SigningKey
 from mura.consensus.messages import Message, encode_message
 from mura.p2p.channel import SEAL_OVERHEAD, FrameNotAuthentic, SecureChannel
-from mura.p2p.client import ClientLink
+from mura.p2p.client import ClientLink, open_link
 from mura.p2p.client import LinkClosed as ClientLinkClosed
-from mura.p2p.client import open_link
 from mura.p2p.frames import DEFAULT_MAX_FRAME_SIZE, decode_frame, encode_frame
 from mura.p2p.handshake import (
     AUTH,
-    HELLO,
     MAX_HANDSHAKE_FRAME_SIZE,
     PROTOCOL_VERSION,
     READY,
@@ -156,7 +155,7 @@ class PeerLink:
             raise LinkClosed(self.close_reason)
         try:
             return await self._link.receive_frame(timeout=timeout)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             return None
         except ClientLinkClosed as closed:
             code = "" if closed.code is None else f"code {closed.code}, "
@@ -281,7 +280,7 @@ class Unauthenticated:
         while (remaining := deadline - asyncio.get_running_loop().time()) > 0:
             try:
                 message = await self.websocket.receive(timeout=remaining)
-            except (TimeoutError, asyncio.TimeoutError):
+            except TimeoutError:
                 return None
             if message.type is not aiohttp.WSMsgType.BINARY:
                 return _ending(message)
@@ -357,10 +356,8 @@ async def upgrade_and_drop(endpoint: Endpoint, *, reset: bool) -> None:
         if sock is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     writer.close()
-    try:
+    with contextlib.suppress(ConnectionError, OSError):
         await writer.wait_closed()
-    except (ConnectionError, OSError):
-        pass
     del reader
 
 
@@ -407,7 +404,7 @@ async def _next_binary(websocket: aiohttp.ClientWebSocketResponse, timeout: floa
     """The next message's bytes, or how the connection ended (``timeout``: still silent)."""
     try:
         message = await websocket.receive(timeout=timeout)
-    except (TimeoutError, asyncio.TimeoutError):
+    except TimeoutError:
         return f"silent for {timeout:g} s"
     if message.type is aiohttp.WSMsgType.BINARY:
         return bytes(message.data)

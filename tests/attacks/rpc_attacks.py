@@ -28,7 +28,9 @@ def refused_batch(chain_id: str, first_id: int) -> bytes:
     calls = []
     for number in range(BATCH):
         transaction = Transaction(chain_id, os.urandom(32), 0, Transfer(os.urandom(32), 1), os.urandom(64))
-        calls.append(f'{{"jsonrpc":"2.0","id":{first_id + number},"method":"tx_submit","params":["{transaction.encoded.hex()}"]}}')
+        calls.append(
+            f'{{"jsonrpc":"2.0","id":{first_id + number},"method":"tx_submit","params":["{transaction.encoded.hex()}"]}}'
+        )
     return ("[" + ",".join(calls) + "]").encode()
 
 

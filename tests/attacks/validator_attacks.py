@@ -281,7 +281,6 @@ async def far_future_votes(context: Context) -> None:
 
 async def bad_signature_votes(context: Context) -> None:
     """PREPAREs with signatures that do not verify, as the attacker and in other validators' names."""
-    chain_id = context.cluster.chain_id
     duration = context.scale.grow(3, 20)
     rate = context.scale.grow(500, 2_000)
     links = await links_to_honest(context)

@@ -152,7 +152,7 @@ async def catch_up(validators: ValidatorProcesses, rpc: Rpc, *, timeout_seconds:
 def figures(before: list[dict[str, int]], after: list[dict[str, int]], speed: float) -> dict[str, Any]:
     per_block: dict[str, float] = {}
     for field in ("written", "live", "settled"):
-        growth = [(a[field] - b[field]) / max(a["height"] - b["height"], 1) for b, a in zip(before, after)]
+        growth = [(a[field] - b[field]) / max(a["height"] - b["height"], 1) for b, a in zip(before, after, strict=False)]
         per_block[field] = round(sum(growth) / len(growth))
     costs = {}
     for interval in INTERVALS_MS:
@@ -208,7 +208,7 @@ async def measure(options: argparse.Namespace, directory: Path) -> dict[str, Any
         validators.close()
     result: dict[str, Any] = {
         "load_average_at_start": [round(value, 2) for value in load_at_start],
-        "blocks": min(a["height"] - b["height"] for b, a in zip(before, after)),
+        "blocks": min(a["height"] - b["height"] for b, a in zip(before, after, strict=False)),
         "interval_ms": options.interval_ms,
         "catch_up": speed,
         "votes_live": max(row["votes_live"] for row in after),

@@ -87,7 +87,7 @@ async def post_batch(session: aiohttp.ClientSession, url: str, batch: Batch, rec
             else:
                 data = error.get("data") or {}
                 record.refused.append([answer.get("id"), error.get("code"), data.get("rule") or error.get("message")])
-    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as failure:
+    except (TimeoutError, aiohttp.ClientError, ValueError) as failure:
         reason = f"transport: {type(failure).__name__}: {failure}"
         record.refused.extend([index, None, reason] for index in batch_ids(batch.body))
     record.batches[batch.line] = [batch.node, scheduled, start, time.monotonic(), accepted]

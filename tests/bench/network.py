@@ -75,7 +75,9 @@ def parse_options(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--transactions", type=int, help="max-load transfers on the main network (quick 40,000, full 100,000)")
     parser.add_argument("--compare-transactions", type=int, help="max-load transfers on the comparison network")
     parser.add_argument("--warmup", type=int, help="final transactions before the max-load window opens")
-    parser.add_argument("--min-window", type=int, help="smallest max-load window under load; below it, the whole phase is measured")
+    parser.add_argument(
+        "--min-window", type=int, help="smallest max-load window under load; below it, the whole phase is measured"
+    )
     parser.add_argument("--accounts", type=int, help="funded sender accounts (at most 3,600)")
     parser.add_argument("--rate", type=float, default=1000.0, help="offered tx/s of the latency phase (default 1,000)")
     parser.add_argument("--latency-seconds", type=float, help="length of the latency phase")
@@ -87,7 +89,9 @@ def parse_options(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--soak-transactions", type=int, help="final transactions to reach for the RSS figure (full 1,000,000)")
     parser.add_argument("--budget-seconds", type=float, help="the memory soak stops before this much run time")
     parser.add_argument("--verify-seconds", type=float, help="length of each Ed25519 measurement (quick 1, full 2)")
-    parser.add_argument("--stall-seconds", type=float, default=60.0, help="fail when accepted transactions make no progress this long")
+    parser.add_argument(
+        "--stall-seconds", type=float, default=60.0, help="fail when accepted transactions make no progress this long"
+    )
     parser.add_argument("--skip-catch-up", action="store_true", help="skip the wipe-and-resync phase")
     parser.add_argument("--poll-ms", type=float, default=20.0, help="the finality watcher's polling interval (default 20)")
     parser.add_argument("--node-args", default=DEFAULT_NODE_ARGS, help=f"extra validator flags (default: {DEFAULT_NODE_ARGS!r})")
@@ -136,7 +140,7 @@ async def running_network(
     A validator whose port was taken between the search and its bind makes a
     new testnet on other ports, up to ``START_ATTEMPTS`` times.
     """
-    directory.mkdir(parents=True)
+    directory.mkdir(parents=True)  # noqa: ASYNC240 - once, before anything runs
     for attempt in range(1, START_ATTEMPTS + 1):
         validators = ValidatorProcesses(
             directory / f"testnet-{attempt}", count=count, node_arguments=shlex.split(options.node_args)
@@ -212,8 +216,11 @@ async def main_phases(
     result["balance_queries"] = await bench.balance_queries(seconds=options.query_seconds, clients=options.query_clients)
     if options.soak_transactions:
         result["soak"] = await bench.soak(
-            target=options.soak_transactions, chunk=SOAK_CHUNK, deadline=deadline,
-            batch_size=options.batch_size, connections=options.connections,
+            target=options.soak_transactions,
+            chunk=SOAK_CHUNK,
+            deadline=deadline,
+            batch_size=options.batch_size,
+            connections=options.connections,
         )
     result["final_transactions"] = bench.watcher.total_transactions
     result["memory_after_run"] = bench.memory()
@@ -255,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = parse_options(argv)
     results: dict[str, Any] = {
         "benchmark": "mura network",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "mode": options.mode,
         "machine": machine(),
         "options": {key: str(value) if isinstance(value, Path) else value for key, value in vars(options).items()},

@@ -251,7 +251,7 @@ class NetworkBench:
         view_before = await self.view()
         outcome = await self.submit_and_finalize(transfers, rate=rate, batch_size=batch_size, connections=connections)
         latencies = []
-        for batch, members in zip(outcome.batches, outcome.members):
+        for batch, members in zip(outcome.batches, outcome.members, strict=False):
             latencies += [
                 self.watcher.seen_at[transfers[index].hash] - batch[2] for index in members if index not in outcome.refused
             ]
@@ -356,6 +356,8 @@ class NetworkBench:
     def memory(self) -> dict[str, dict[str, float]]:
         """Each validator's peak and current resident memory in MB, by name."""
         try:
-            return {name: {"peak_rss_mb": m.peak_rss_mb, "rss_mb": m.rss_mb} for name, m in self.validators.memory().items()}
+            return {
+                name: {"peak_rss_mb": m.peak_rss_mb, "rss_mb": m.rss_mb} for name, m in self.validators.memory().items()
+            }
         except (OSError, KeyError) as error:
             raise NetworkFailure(f"cannot read validator memory: {error}") from None

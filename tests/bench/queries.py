@@ -48,7 +48,7 @@ async def client(url: str, addresses: Sequence[str], deadline: float, seed: int)
                 if not isinstance(answer.get("result"), int):
                     raise ValueError(answer)
                 latencies.append(time.monotonic() - start)
-            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, AttributeError):
+            except (TimeoutError, aiohttp.ClientError, ValueError, AttributeError):
                 errors += 1
     return latencies, errors
 

@@ -83,7 +83,11 @@ def _main_rows(network: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
     if network.get("memory_after_run"):
         target = f"<= {TARGET_RSS_MB} after {TARGET_RSS_TRANSACTIONS:,}"
         reached = "" if soak is None or soak["reached_target"] else " (target count not reached)"
-        yield f"RSS after {final or 0:,} final tx{reached}", _memory_values(network["memory_after_run"], "rss_mb"), target
+        yield (
+            f"RSS after {final or 0:,} final tx{reached}",
+            _memory_values(network["memory_after_run"], "rss_mb"),
+            target,
+        )
         yield "peak RSS per validator (whole run)", _memory_values(network["memory_after_run"], "peak_rss_mb"), ""
 
 
@@ -92,7 +96,9 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
     verification = results.get("verification")
     if verification:
         rows.append(("Ed25519 verifications/s, one thread", _number(verification["ed25519_per_second_one_thread"]), ""))
-        rows.append((f"  on all {verification['cores']} cores", _number(verification["ed25519_per_second_all_cores"]), ""))
+        rows.append(
+            (f"  on all {verification['cores']} cores", _number(verification["ed25519_per_second_all_cores"]), "")
+        )
     networks = [network for network in results.get("networks", []) if "max_load" in network]
     main_rate = networks[0]["max_load"]["final_tx_per_second"] if networks else None
     for position, network in enumerate(networks):

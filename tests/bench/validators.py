@@ -133,7 +133,7 @@ class ValidatorProcesses:
                 status: dict[str, Any] = await rpc.call(self.urls[index], "chain_status")
                 if condition(status):
                     return status
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
+            except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
                 pass  # not answering yet: starting, or busy catching up
             if time.monotonic() > deadline:
                 raise NetworkFailure(f"{self.names[index]} did not {what} within {timeout_seconds:.0f} s")

@@ -116,7 +116,7 @@ class FinalityWatcher:
                 self._report(status["height"], last_answer)
                 if self._fetching and self.height < self.reported_height:
                     await self._fetch()
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError, RpcFailure) as error:
+            except (TimeoutError, aiohttp.ClientError, OSError, ValueError, RpcFailure) as error:
                 if time.monotonic() - last_answer > UNREACHABLE_SECONDS:
                     self._failure = WatcherFailed(f"{self.url} unanswered for {UNREACHABLE_SECONDS:.0f} s: {error}")
                     self._progress.set()

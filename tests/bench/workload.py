@@ -107,7 +107,9 @@ def write_batch_file(path: Path, transfers: Sequence[SignedTransfer], *, nodes: 
     streams: list[list[int]] = [[] for _ in range(nodes)]
     for index, transfer in enumerate(transfers):
         streams[transfer.node].append(index)
-    per_node = [[stream[start : start + batch_size] for start in range(0, len(stream), batch_size)] for stream in streams]
+    per_node = [
+        [stream[start : start + batch_size] for start in range(0, len(stream), batch_size)] for stream in streams
+    ]
     members: list[list[int]] = []
     with open(path, "w") as file:
         for round_index in range(max((len(batches) for batches in per_node), default=0)):

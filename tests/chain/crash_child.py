@@ -1,8 +1,8 @@
 """A child process that commits blocks until it dies.
 
-``python crash_child.py DATA_DIR forever`` commits blocks and prints each new
+``python -m mura.tests.chain.crash_child DATA_DIR forever`` commits blocks and prints each new
 height; the parent kills it with SIGKILL at an arbitrary moment.
-``python crash_child.py DATA_DIR die-at HEIGHT PUTS`` commits up to HEIGHT and
+``python -m mura.tests.chain.crash_child DATA_DIR die-at HEIGHT PUTS`` commits up to HEIGHT and
 calls ``os._exit`` after PUTS writes into HEIGHT's batch (``PUTS = -1``: right
 after the batch is written, before the store updates its memory).
 """
@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from ledger_fixtures import ACCOUNTS, CHAIN_ID, certify, genesis, seal  # noqa: E402
-from mura.chain.store import Store  # noqa: E402
-from mura.chain.transaction import Transfer, sign_transaction  # noqa: E402
+from mura.chain.store import Store
+from mura.chain.transaction import Transfer, sign_transaction
+from mura.tests.ledger_fixtures import ACCOUNTS, CHAIN_ID, certify, genesis, seal
 
 
 class DyingBatch:
@@ -89,7 +86,7 @@ def main(argv: list[str]) -> None:
     die_height, puts = int(argv[2]), int(argv[3])
     while store.height < die_height - 1:
         commit_one(store)
-    store._db = DyingDatabase(store._db, puts if puts >= 0 else 10**9)  # type: ignore[assignment]
+    store._db = DyingDatabase(store._db, puts if puts >= 0 else 10**9)
     commit_one(store)
     raise SystemExit("the child should have died inside the commit")
 

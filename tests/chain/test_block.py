@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mura.chain import codec
 from mura.chain.block import (
     Block,
     CommitCertificate,
@@ -20,7 +21,6 @@ from mura.chain.block import (
     transaction_root,
     verify_certificate,
 )
-from mura.chain import codec
 from mura.chain.errors import DecodeError, InvalidCertificate, TransactionRootMismatch
 from mura.chain.keys import SigningKey, sha256
 from mura.chain.transaction import Transaction, Transfer, sign_transaction
@@ -291,7 +291,7 @@ def test_invalid_certificate_unsorted_indexes(validators: list[SigningKey]) -> N
 
 
 def test_invalid_certificate_index_out_of_range(validators: list[SigningKey], keys: Callable[[str], SigningKey]) -> None:
-    extra = validators + [keys("outsider")]
+    extra = [*validators, keys("outsider")]
     certificate = _certificate(extra, [0, 1, 4])  # signed by a fifth key the set does not hold
     with pytest.raises(InvalidCertificate, match="the set has 4"):
         _verify(certificate, validators)

@@ -284,17 +284,17 @@ def test_invalid_field_count_missing_fields() -> None:
     with pytest.raises(DecodeError, match=r"transaction: expected 6 fields, got 5 \(missing fields\)"):
         Transaction.decode(codec.encode(_transaction_fields()[:5]))
     with pytest.raises(DecodeError, match=r"transaction\.body.*missing fields"):
-        Transaction.decode(codec.encode(_transaction_fields()[:4] + [[b"\x07" * 32]] + _transaction_fields()[5:]))
+        Transaction.decode(codec.encode([*_transaction_fields()[:4], [b"\x07" * 32], *_transaction_fields()[5:]]))
 
 
 def test_invalid_field_count_unknown_extra_fields() -> None:
     with pytest.raises(DecodeError, match="unknown extra fields"):
         codec.read_fields([1, 2, 3, 4], "thing", 3)
     with pytest.raises(DecodeError, match=r"transaction: expected 6 fields, got 7 \(unknown extra fields\)"):
-        Transaction.decode(codec.encode(_transaction_fields() + [0]))
+        Transaction.decode(codec.encode([*_transaction_fields(), 0]))
     account = codec.decode(Account(5, 1, Role.ISSUER).encode())
     with pytest.raises(DecodeError, match="unknown extra fields"):
-        Account.decode(codec.encode(account + [0]))
+        Account.decode(codec.encode([*account, 0]))
 
 
 @pytest.mark.parametrize(

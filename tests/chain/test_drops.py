@@ -23,7 +23,13 @@ def test_forgets_the_oldest_beyond_its_capacity() -> None:
     for index in range(5):
         record.remember(dropped(index))
     assert len(record) == 3
-    assert [record.get(dropped(index).transaction_hash) is not None for index in range(5)] == [False, False, True, True, True]
+    assert [record.get(dropped(index).transaction_hash) is not None for index in range(5)] == [
+        False,
+        False,
+        True,
+        True,
+        True,
+    ]
 
 
 def test_a_drop_again_is_the_newest() -> None:

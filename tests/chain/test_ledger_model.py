@@ -17,11 +17,11 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from ledger_fixtures import ACCOUNTS, CHAIN_ID, GENESIS_BALANCE, ISSUER, RULES, certify, genesis, seal
 from mura.chain.keys import SignatureCache
 from mura.chain.state import apply_block
 from mura.chain.store import Store
 from mura.chain.transaction import Burn, Mint, Transaction, Transfer, sign_transaction
+from mura.tests.ledger_fixtures import ACCOUNTS, CHAIN_ID, GENESIS_BALANCE, ISSUER, RULES, certify, genesis, seal
 
 PEOPLE = [ISSUER, *ACCOUNTS]
 person = st.integers(min_value=0, max_value=len(PEOPLE) - 1)
@@ -98,7 +98,9 @@ class LedgerModel(RuleBasedStateMachine):
         for transaction in self.pending:
             if self.model_accepts(transaction, self.balances, self.nonces):
                 expected_included.append(transaction)
-                self.minted, self.burned = model_apply(self.balances, self.nonces, transaction, self.minted, self.burned)
+                self.minted, self.burned = model_apply(
+                    self.balances, self.nonces, transaction, self.minted, self.burned
+                )
         assert list(block.transactions) == expected_included
         for transaction in block.transactions:
             assert transaction.nonce > self.last_nonce_seen.get(transaction.sender, -1)

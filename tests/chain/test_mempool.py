@@ -329,7 +329,9 @@ def test_invalid_pending_spend_exceeds_balance(mempool: Mempool, ledger: Ledger)
 def test_drop_refused_forgets_transactions_and_remembers_why(mempool: Mempool, ledger: Ledger) -> None:
     keep, drop = ledger.transfer(1, 0), ledger.transfer(2, 0)
     add_all(mempool, ledger, [keep, drop])
-    mempool.drop_refused([(drop, InsufficientBalance("balance 0 does not cover amount 1")), (ledger.transfer(3, 0), InsufficientBalance("x"))])
+    mempool.drop_refused(
+        [(drop, InsufficientBalance("balance 0 does not cover amount 1")), (ledger.transfer(3, 0), InsufficientBalance("x"))]
+    )
     assert keep.hash in mempool and drop.hash not in mempool
     assert mempool.size_bytes == len(keep.encoded)
     assert mempool.pending_for(ledger.sender(2)) == []
@@ -488,7 +490,7 @@ def test_overspend_with_transactions_pending_counts_them(mempool: Mempool, ledge
 
 def test_overspend_beside_pending_mints_only_is_a_plain_overspend(mempool: Mempool, ledger: Ledger) -> None:
     mempool.add(ledger.sign(0, 0, Mint(ledger.sender(1), 5)), ledger.state, now=NOW)
-    with pytest.raises(PendingSpendExceedsBalance, match="^transfer of"):
+    with pytest.raises(PendingSpendExceedsBalance, match=r"^transfer of"):
         mempool.add(ledger.transfer(0, 1, amount=BALANCE + 1), ledger.state, now=NOW)
 
 
@@ -927,7 +929,9 @@ def test_batch_refuses_what_the_batch_together_breaks(make_mempool: Callable[...
     assert len(mempool) == 0
     # The pool's limits count the batch's earlier transactions too.
     mempool = make_mempool(max_transactions=2)
-    passed, refused = mempool.check_batch([ledger.transfer(1, 0), ledger.transfer(2, 0), ledger.transfer(3, 0)], ledger.state, now=NOW)
+    passed, refused = mempool.check_batch(
+        [ledger.transfer(1, 0), ledger.transfer(2, 0), ledger.transfer(3, 0)], ledger.state, now=NOW
+    )
     assert order(ledger, passed) == [(1, 0), (2, 0)] and [type(error) for error in refused] == [MempoolFull]
 
 
@@ -1056,7 +1060,11 @@ class History:
         minted = sum(tx.body.amount for tx in pending if isinstance(tx.body, Mint))
         assert state.load_supply() + minted <= MAX_SUPPLY
         for key in self.ledger.keys:
-            spend = sum(cast(Transfer | Burn, tx.body).amount for tx in self.pool.pending_for(key.public_key) if not isinstance(tx.body, Mint))
+            spend = sum(
+                cast(Transfer | Burn, tx.body).amount
+                for tx in self.pool.pending_for(key.public_key)
+                if not isinstance(tx.body, Mint)
+            )
             assert spend <= state.load_account(key.public_key).balance
         for dropped in self.reported:
             if dropped.transaction_hash in self.pool:
@@ -1066,7 +1074,9 @@ class History:
 
 @settings(deadline=None, max_examples=150)
 @given(steps)
-def test_random_histories_keep_the_admission_rules_and_select_valid_blocks(history_steps: list[tuple[Any, ...]]) -> None:
+def test_random_histories_keep_the_admission_rules_and_select_valid_blocks(
+    history_steps: list[tuple[Any, ...]],
+) -> None:
     history = History()
     for name, *arguments in history_steps:
         getattr(history, name)(*arguments)

@@ -44,7 +44,7 @@ from mura.chain.errors import (
     WrongHeight,
     WrongParent,
 )
-from mura.chain.keys import SignatureCache, SigningKey
+from mura.chain.keys import SignatureCache, SigningKey, verify_signature
 from mura.chain.state import (
     MAX_SUPPLY,
     SUPPLY_KEY,
@@ -296,7 +296,7 @@ def test_signature_cache_verifies_a_transaction_once(
     chain: Any, sign: Sign, make_block: MakeBlock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[bytes] = []
-    real_verify = state_module.verify_signature
+    real_verify = verify_signature
 
     def counting_verify(public_key: bytes, signature: bytes, message: bytes) -> bool:
         calls.append(signature)
@@ -318,7 +318,7 @@ def test_invalid_signature_is_not_cached(
     chain: Any, sign: Sign, make_block: MakeBlock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[bytes] = []
-    real_verify = state_module.verify_signature
+    real_verify = verify_signature
 
     def counting_verify(public_key: bytes, signature: bytes, message: bytes) -> bool:
         calls.append(signature)
@@ -478,7 +478,10 @@ def test_invalid_burn_by_non_issuer(chain: Any, sign: Sign, make_block: MakeBloc
 
 
 def _body(kind: str, recipient: bytes, amount: int) -> Transfer | Mint | Burn:
-    return {"transfer": Transfer(recipient, amount), "mint": Mint(recipient, amount), "burn": Burn(amount)}[kind]
+    bodies: dict[str, Transfer | Mint | Burn] = {
+        "transfer": Transfer(recipient, amount), "mint": Mint(recipient, amount), "burn": Burn(amount)
+    }
+    return bodies[kind]
 
 
 @pytest.mark.parametrize("kind", ["transfer", "mint", "burn"])
@@ -535,7 +538,7 @@ def test_known_kinds(chain: Any, sign: Sign, make_block: MakeBlock) -> None:
 
 
 def test_invalid_unknown_kind_decoded(chain: Any) -> None:
-    tx = sign_transaction(chain.alice, chain_id=CHAIN_ID, nonce=0, body=Stake(5))  # type: ignore[arg-type]
+    tx = sign_transaction(chain.alice, chain_id=CHAIN_ID, nonce=0, body=Stake(5))
     with pytest.raises(UnknownKind) as caught:
         Transaction.decode(tx.encoded)
     assert isinstance(caught.value, DecodeError) and isinstance(caught.value, InvalidTransaction)
@@ -839,7 +842,7 @@ def test_ledger_invariants(make_chain: Callable[..., Any], make_block: MakeBlock
         previous = [chain.nonce(key) for key in keys.values()]
         _accept(chain, built)
         blocks.append(built.block)
-        assert all(chain.nonce(key) >= before for key, before in zip(keys.values(), previous))
+        assert all(chain.nonce(key) >= before for key, before in zip(keys.values(), previous, strict=False))
         assert all(account.balance >= 0 for account in chain.state.accounts.values())
         assert chain.state.supply == sum(account.balance for account in chain.state.accounts.values())
         assert chain.state.lattice == _entries_from_scratch(chain.state)

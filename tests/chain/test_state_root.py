@@ -36,14 +36,14 @@ def test_entry_is_the_shake128_expansion_of_its_encoding() -> None:
 
 def test_add_is_lane_wise_modulo_2_16() -> None:
     first, second = LatticeHash.of_entry(b"k1", b"v1"), LatticeHash.of_entry(b"k2", b"v2")
-    expected = tuple((a + b) % 65536 for a, b in zip(_lanes(first), _lanes(second)))
+    expected = tuple((a + b) % 65536 for a, b in zip(_lanes(first), _lanes(second), strict=True))
     assert _lanes(first.add(second)) == expected
-    assert any(a + b >= 65536 for a, b in zip(_lanes(first), _lanes(second)))  # the wrap is exercised
+    assert any(a + b >= 65536 for a, b in zip(_lanes(first), _lanes(second), strict=True))  # the wrap is exercised
 
 
 def test_subtract_is_lane_wise_modulo_2_16() -> None:
     first, second = LatticeHash.of_entry(b"k1", b"v1"), LatticeHash.of_entry(b"k2", b"v2")
-    expected = tuple((a - b) % 65536 for a, b in zip(_lanes(first), _lanes(second)))
+    expected = tuple((a - b) % 65536 for a, b in zip(_lanes(first), _lanes(second), strict=True))
     assert _lanes(first.subtract(second)) == expected
 
 
@@ -159,7 +159,9 @@ def test_update_lattice_across_the_chunk_boundary() -> None:
     before = {b"old-%d" % index: b"v" for index in range(40)}
     after = {b"new-%d" % index: b"x" * (index % 7) for index in range(30_000)}
     after.update({b"old-%d" % index: b"w" for index in range(20)})  # 20 changed, 20 removed
-    changes = [(key, None, after[key]) for key in after if key.startswith(b"new-")]
+    changes: list[tuple[bytes, bytes | None, bytes | None]] = [
+        (key, None, after[key]) for key in after if key.startswith(b"new-")
+    ]
     changes += [(key, value, after.get(key)) for key, value in before.items()]
     assert len(changes) > 30_000
     assert update_lattice(_from_scratch(before), changes) == _from_scratch(after)

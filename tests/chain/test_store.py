@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from ledger_fixtures import ACCOUNTS, CHAIN_ID, ISSUER, RULES, VALIDATORS, certify, genesis, seal
 from mura.chain.block import Block
 from mura.chain.keys import SignatureCache
 from mura.chain.state import Account, Role, StateChanges, apply_block
 from mura.chain.store import Store, StoreError, VoteStore
-from mura.chain.transaction import Transfer, sign_transaction
+from mura.chain.transaction import Transaction, Transfer, sign_transaction
+from mura.tests.ledger_fixtures import ACCOUNTS, CHAIN_ID, ISSUER, RULES, VALIDATORS, certify, genesis, seal
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
     store.close()
 
 
-def transfer(sender_index: int, nonce: int, amount: int = 10, recipient_index: int = 0) -> object:
+def transfer(sender_index: int, nonce: int, amount: int = 10, recipient_index: int = 0) -> Transaction:
     return sign_transaction(
         ACCOUNTS[sender_index],
         chain_id=CHAIN_ID,
@@ -63,7 +63,9 @@ def test_invalid_initialize_with_another_genesis(tmp_path: Path) -> None:
 
     with Store(tmp_path / "data") as store:
         store.initialize(*genesis())
-        other = build_genesis(chain_id="other", timestamp_ms=1, validators=[VALIDATORS[0].public_key], issuers=[], allocations=[])
+        other = build_genesis(
+            chain_id="other", timestamp_ms=1, validators=[VALIDATORS[0].public_key], issuers=[], allocations=[]
+        )
         with pytest.raises(StoreError, match="another data directory"):
             store.initialize(*other)
 
@@ -78,7 +80,7 @@ def test_save_block_writes_block_certificate_indexes_and_state(store: Store) -> 
     assert store.load_height(block.hash) == 1
     certificate = store.load_certificate(1)
     assert certificate is not None and certificate.block_hash == block.hash
-    assert store.load_transaction_location(transactions[1].hash) == (1, 1)  # type: ignore[attr-defined]
+    assert store.load_transaction_location(transactions[1].hash) == (1, 1)
     assert store.load_account(ACCOUNTS[1].public_key) == Account(1_000_000 - 25 + 5, 1)
     assert store.load_lattice() == changes.lattice
 
@@ -227,7 +229,9 @@ def test_vote_record_is_apart_from_the_chain_data(tmp_path: Path) -> None:
 def test_invalid_second_opening_of_a_vote_record(tmp_path: Path) -> None:
     """Two nodes with one key on one machine cannot share a record: the second refuses to start."""
     with record_at(tmp_path / "votes"):
-        with pytest.raises(StoreError, match=r"^another process is using .*votes \(LevelDB LOCK held\); stop it first$"):
+        with pytest.raises(
+            StoreError, match=r"^another process is using .*votes \(LevelDB LOCK held\); stop it first$"
+        ):
             record_at(tmp_path / "votes")
 
 
@@ -245,8 +249,13 @@ def test_new_vote_record_starts_with_the_double_sign_check_pending_and_keeps_its
         assert again.db.get(b"Mguard") == (7).to_bytes(8, "big")
 
 
-@pytest.mark.parametrize(("chain", "validator", "whose"), [(b"o" * 32, VALIDATOR, "another chain"), (CHAIN, b"o" * 32, "another validator key")])
-def test_invalid_vote_record_of_another_chain_or_key(tmp_path: Path, chain: bytes, validator: bytes, whose: str) -> None:
+@pytest.mark.parametrize(
+    ("chain", "validator", "whose"),
+    [(b"o" * 32, VALIDATOR, "another chain"), (CHAIN, b"o" * 32, "another validator key")],
+)
+def test_invalid_vote_record_of_another_chain_or_key(
+    tmp_path: Path, chain: bytes, validator: bytes, whose: str
+) -> None:
     """A network reset (data wiped, a new genesis) or a key swapped must not meet a record
     that would keep the validator from signing, or let it sign, by another's history."""
     with record_at(tmp_path / "votes") as record:

@@ -10,18 +10,19 @@ from pathlib import Path
 
 import pytest
 
-from ledger_fixtures import CHAIN_ID, VALIDATORS
 from mura.chain.block import verify_certificate
 from mura.chain.store import Store
+from mura.tests.ledger_fixtures import CHAIN_ID, VALIDATORS
 
-CHILD = Path(__file__).with_name("crash_child.py")
+#: Run as a module of the installed package, so that it imports the fixtures as the tests do.
+CHILD = ["-m", "mura.tests.chain.crash_child"]
 #: Puts in one block's batch with three transfers: block, certificate, height
 #: index, 3 transaction locations, 4 touched accounts, supply, validators, lattice, head.
 PUTS_PER_BLOCK = 14
 
 
 def run_child(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(CHILD), *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, *CHILD, *args], capture_output=True, text=True, timeout=120)
 
 
 def assert_consistent(path: Path) -> int:
@@ -66,7 +67,7 @@ def test_sigkill_at_arbitrary_moments_never_leaves_a_partial_block(tmp_path: Pat
     for _ in range(4):
         target = reached + chooser.randint(2, 8)
         child = subprocess.Popen(
-            [sys.executable, str(CHILD), str(path), "forever"], stdout=subprocess.PIPE, text=True
+            [sys.executable, *CHILD, str(path), "forever"], stdout=subprocess.PIPE, text=True
         )
         assert child.stdout is not None
         last = 0

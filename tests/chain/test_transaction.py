@@ -95,6 +95,7 @@ def test_transactions_are_frozen(alice: SigningKey) -> None:
     tx = sign_transaction(alice, chain_id=CHAIN_ID, nonce=0, body=Burn(5))
     with pytest.raises(dataclasses.FrozenInstanceError):
         tx.nonce = 1  # type: ignore[misc]
+    assert isinstance(tx.body, Burn)
     with pytest.raises(dataclasses.FrozenInstanceError):
         tx.body.amount = 1  # type: ignore[misc]
 
@@ -108,7 +109,8 @@ def test_amounts_outside_the_rules_still_decode(alice: SigningKey, amount: int) 
 
 
 def test_decode_round_trip_each_kind(alice: SigningKey) -> None:
-    for nonce, body in enumerate([Transfer(RECIPIENT, 5), Mint(RECIPIENT, 6), Burn(7)]):
+    bodies: list[Transfer | Mint | Burn] = [Transfer(RECIPIENT, 5), Mint(RECIPIENT, 6), Burn(7)]
+    for nonce, body in enumerate(bodies):
         tx = sign_transaction(alice, chain_id=CHAIN_ID, nonce=nonce, body=body)
         decoded = Transaction.decode(tx.encoded)
         assert decoded == tx and type(decoded.body) is type(body)

@@ -50,11 +50,18 @@ def test_invalid_signatures_are_reported_and_not_cached(verifier: SignatureVerif
     assert all(tx.hash in verifier.cache for tx in batch)
 
 
-def test_cached_transactions_are_not_verified_again(verifier: SignatureVerifier, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cached_transactions_are_not_verified_again(
+    verifier: SignatureVerifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
     batch = transfers(30)
     verifier.verify(batch)
     calls = []
-    monkeypatch.setattr("mura.chain.verify.verify_signature", lambda *args: calls.append(args) or True)
+
+    def counting_verify(*args: object) -> bool:
+        calls.append(args)
+        return True
+
+    monkeypatch.setattr("mura.chain.verify.verify_signature", counting_verify)
     assert verifier.verify(batch) == set()
     assert calls == []
 

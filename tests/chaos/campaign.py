@@ -482,7 +482,8 @@ def parse_options(argv: Sequence[str] | None) -> CampaignOptions:
     low, _, high = options.hold.partition(",")
     return CampaignOptions(
         minutes=options.minutes, seed=options.seed, validators=options.validators, kinds=kinds,
-        max_faults=options.faults, hold=(float(low), float(high or low)), settle=options.settle, warmup=options.warmup, rate=options.rate,
+        max_faults=options.faults, hold=(float(low), float(high or low)), settle=options.settle,
+        warmup=options.warmup, rate=options.rate,
         cut=options.cut, timers=options.timers, recovery_bound=options.recovery_bound, strict=options.strict,
         log_level=options.log_level, keep=options.keep, json_path=options.json,
     )

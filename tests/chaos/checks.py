@@ -100,7 +100,10 @@ def _check_placements(stores: Sequence[Store], placements: Iterable[Placement], 
         report.placements_checked += 1
         transaction = bytes.fromhex(placement.transaction.removeprefix("0x"))
         for node, store in enumerate(stores):
-            where = f"node {placement.node} reported {placement.transaction[:18]} final at {placement.height}:{placement.index} ({placement.via})"
+            where = (
+                f"node {placement.node} reported {placement.transaction[:18]} final "
+                f"at {placement.height}:{placement.index} ({placement.via})"
+            )
             location = store.load_transaction_location(transaction)
             if location != (placement.height, placement.index):
                 report.problem(f"{where}; node {node} has it at {location}")
@@ -110,10 +113,14 @@ def _check_placements(stores: Sequence[Store], placements: Iterable[Placement], 
                 block = store.load_block(placement.height)
                 known[placement.height] = "0x" + block.hash.hex() if block is not None else "none"
             if known[placement.height] != placement.block_hash:
-                report.problem(f"{where} in block {placement.block_hash[:18]}; node {node} has {known[placement.height][:18]}")
+                report.problem(
+                    f"{where} in block {placement.block_hash[:18]}; node {node} has {known[placement.height][:18]}"
+                )
 
 
-def _check_balances(stores: Sequence[Store], genesis: Genesis, signed: Mapping[str, object], report: SafetyReport) -> None:
+def _check_balances(
+    stores: Sequence[Store], genesis: Genesis, signed: Mapping[str, object], report: SafetyReport
+) -> None:
     """Replay the chain's transfers (from the first store) on the genesis allocations."""
     balances: dict[bytes, int] = {}
     for allocation in genesis.allocations:
@@ -131,7 +138,9 @@ def _check_balances(stores: Sequence[Store], genesis: Genesis, signed: Mapping[s
                 report.problem(f"height {height} holds a {transaction.kind}, the run only sends transfers")
                 continue
             if nonces.get(transaction.sender, 0) != transaction.nonce:
-                report.problem(f"height {height}: nonce {transaction.nonce} of {transaction.sender.hex()[:16]} out of order")
+                report.problem(
+                    f"height {height}: nonce {transaction.nonce} of {transaction.sender.hex()[:16]} out of order"
+                )
             nonces[transaction.sender] = transaction.nonce + 1
             balances[transaction.sender] = balances.get(transaction.sender, 0) - transaction.body.amount
             balances[transaction.body.recipient] = balances.get(transaction.body.recipient, 0) + transaction.body.amount
@@ -144,8 +153,10 @@ def _check_balances(stores: Sequence[Store], genesis: Genesis, signed: Mapping[s
             report.accounts_checked += 1
             expected = (balances.get(address, 0), nonces.get(address, 0))
             if (account.balance, account.nonce) != expected:
-                report.problem(f"node {node}: account {address.hex()[:16]} holds {(account.balance, account.nonce)}, "
-                               f"the transfers give {expected}")
+                report.problem(
+                    f"node {node}: account {address.hex()[:16]} holds {(account.balance, account.nonce)}, "
+                    f"the transfers give {expected}"
+                )
         for address in set(balances) - seen:
             if balances[address] != 0 or nonces.get(address, 0) != 0:
                 report.problem(f"node {node}: account {address.hex()[:16]} is missing")

@@ -111,7 +111,8 @@ def resolve(
         sender, receiver = chooser.choice(list(permutations(range(validators), 2)))
         return Fault(
             kind, f"{sender}->{receiver} cut ({cut}), {receiver}->{sender} passes",
-            rules={(sender, receiver): cut_rule}, healthy=everyone, touches_primary=primary in (sender, receiver), primary=primary,
+            rules={(sender, receiver): cut_rule}, healthy=everyone,
+            touches_primary=primary in (sender, receiver), primary=primary,
         )
     if plan.kind in ("cut_both_ways", "bridge"):
         if plan.kind == "bridge":

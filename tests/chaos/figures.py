@@ -20,6 +20,7 @@ polling resolution):
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -73,7 +74,7 @@ def longest_gap(moments: Iterable[float], start: float, end: float) -> float:
     """The longest stretch of [start, end] without one of ``moments``."""
     inside = sorted(moment for moment in moments if start < moment < end)
     edges = [start, *inside, end]
-    return max(later - earlier for earlier, later in zip(edges, edges[1:]))
+    return max(later - earlier for earlier, later in itertools.pairwise(edges))
 
 
 def new_height_moments(timelines: Sequence[NodeTimeline], nodes: Iterable[int]) -> list[float]:
@@ -97,7 +98,9 @@ def figures_of(
     healthy = sorted(fault.healthy)
     chain = new_height_moments(timelines, healthy)
     chain_stall = longest_gap(chain, start, end) if healthy else end - start
-    worst = max((longest_gap(new_height_moments(timelines, [index]), start, end) for index in healthy), default=end - start)
+    worst = max(
+        (longest_gap(new_height_moments(timelines, [index]), start, end) for index in healthy), default=end - start
+    )
     all_moments = new_height_moments(timelines, everyone)
     before = sum(1 for moment in all_moments if start - settle <= moment < start) / settle
     during = sum(1 for moment in all_moments if start <= moment < end) / max(end - start, 1e-9)

@@ -9,10 +9,10 @@ consensus timers, and optional extra environment per node (libfaketime).
 from __future__ import annotations
 
 import os
-from functools import partial
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 
 from mura.chain.address import encode_address

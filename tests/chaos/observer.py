@@ -286,7 +286,9 @@ class Observer:
 
     async def _ask_elsewhere(self, transaction: str, height: int, reporter: int) -> None:
         """Ask another node that has the height where it puts the transaction."""
-        others = [index for index, timeline in enumerate(self.timelines) if index != reporter and timeline.height >= height]
+        others = [
+            index for index, timeline in enumerate(self.timelines) if index != reporter and timeline.height >= height
+        ]
         if not others:
             return
         node = self._random.choice(others)
@@ -295,5 +297,7 @@ class Observer:
         except POLL_ERRORS:
             return
         self.placements.append(
-            Placement(transaction, node, found["block_height"], found["block_hash"], found["index"], "chain_getTransaction")
+            Placement(
+                transaction, node, found["block_height"], found["block_hash"], found["index"], "chain_getTransaction"
+            )
         )

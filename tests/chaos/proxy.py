@@ -573,7 +573,7 @@ async def serve_commands(proxy: FaultProxy, reader: asyncio.StreamReader, write:
 
 
 async def run_process(targets: Mapping[int, tuple[str, int]], *, seed: int, events_path: str | None) -> None:
-    events = open(events_path, "a", buffering=1) if events_path else None  # noqa: SIM115 - closed below
+    events = open(events_path, "a", buffering=1) if events_path else None  # noqa: SIM115, ASYNC230 - closed below; opened once at start
 
     def on_event(text: str) -> None:
         if events is not None:

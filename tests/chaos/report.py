@@ -52,7 +52,8 @@ def fault_line(number: int, figures: FaultFigures) -> str:
     latencies = figures.latencies
     return (
         f"#{number:<2} {fault.kind:<16} {fault.description} | primary {fault.primary} | held {figures.held:.1f} s | "
-        f"stall {figures.chain_stall:.1f} (worst node {figures.worst_node_stall:.1f}) | first block {seconds(figures.first_block)} | "
+        f"stall {figures.chain_stall:.1f} (worst node {figures.worst_node_stall:.1f}) | "
+        f"first block {seconds(figures.first_block)} | "
         f"recovery {seconds(figures.recovery)} | blocks/s {figures.rate_before:.2f} -> {figures.rate_during:.2f} | "
         f"p50/p99 {seconds(percentile(latencies, 0.5))}/{seconds(percentile(latencies, 0.99))} s | "
         f"view changes {figures.view_changes} | load {figures.window.load_average:.2f}"

@@ -48,7 +48,9 @@ async def proxy() -> AsyncIterator[tuple[FaultProxy, Endpoint]]:
         await endpoint.stop()
 
 
-async def dial(proxy: FaultProxy, endpoint: Endpoint) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, asyncio.StreamReader, asyncio.StreamWriter]:
+async def dial(
+    proxy: FaultProxy, endpoint: Endpoint
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, asyncio.StreamReader, asyncio.StreamWriter]:
     """A connection from node 0 to node 1: (0's reader, 0's writer, 1's reader, 1's writer)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port(0, 1))
     far_reader, far_writer = await asyncio.wait_for(endpoint.connections.get(), ARRIVAL_SECONDS)
@@ -94,7 +96,7 @@ async def test_a_side_that_goes_away_behind_a_blackhole_is_not_noticed_until_the
     proxy: tuple[FaultProxy, Endpoint],
 ) -> None:
     fault_proxy, endpoint = proxy
-    reader, writer, far_reader, far_writer = await dial(fault_proxy, endpoint)
+    _reader, writer, far_reader, far_writer = await dial(fault_proxy, endpoint)
     fault_proxy.set_rules({(0, 1): Rule(cut="blackhole")})
     writer.transport.abort()
     far_writer.write(b"anyone there?")
@@ -107,18 +109,18 @@ async def test_a_side_that_goes_away_behind_a_blackhole_is_not_noticed_until_the
 
 async def test_reset_cut_resets_live_connections_and_refuses_new_ones(proxy: tuple[FaultProxy, Endpoint]) -> None:
     fault_proxy, endpoint = proxy
-    reader, writer, far_reader, far_writer = await dial(fault_proxy, endpoint)
+    reader, writer, far_reader, _far_writer = await dial(fault_proxy, endpoint)
     fault_proxy.set_rules({(1, 0): Rule(cut="reset")})
     with pytest.raises((ConnectionError, asyncio.IncompleteReadError)):
         await asyncio.wait_for(reader.readexactly(1), ARRIVAL_SECONDS)
     with pytest.raises((ConnectionError, asyncio.IncompleteReadError)):
         await asyncio.wait_for(far_reader.readexactly(1), ARRIVAL_SECONDS)
-    new_reader, new_writer = await asyncio.open_connection("127.0.0.1", fault_proxy.port(0, 1))
+    new_reader, _new_writer = await asyncio.open_connection("127.0.0.1", fault_proxy.port(0, 1))
     with pytest.raises((ConnectionError, asyncio.IncompleteReadError)):
         await asyncio.wait_for(new_reader.readexactly(1), ARRIVAL_SECONDS)
     assert endpoint.connections.empty()
     fault_proxy.set_rules({(1, 0): PASS})
-    reader, writer, far_reader, far_writer = await dial(fault_proxy, endpoint)
+    reader, writer, far_reader, _far_writer = await dial(fault_proxy, endpoint)
     writer.write(b"again")
     assert await asyncio.wait_for(far_reader.readexactly(5), ARRIVAL_SECONDS) == b"again"
 
@@ -143,7 +145,7 @@ async def test_delay_and_jitter_hold_every_chunk_and_keep_the_order(proxy: tuple
 async def test_throttle_limits_the_rate(proxy: tuple[FaultProxy, Endpoint]) -> None:
     fault_proxy, endpoint = proxy
     fault_proxy.set_rules({(0, 1): Rule(rate=200_000)})
-    reader, writer, far_reader, far_writer = await dial(fault_proxy, endpoint)
+    _reader, writer, far_reader, _far_writer = await dial(fault_proxy, endpoint)
     started = time.monotonic()
     writer.write(b"x" * 100_000)
     await asyncio.wait_for(far_reader.readexactly(100_000), 10)
@@ -155,14 +157,14 @@ async def test_flaky_link_resets_each_connection_after_its_lifetime(proxy: tuple
     fault_proxy, endpoint = proxy
     fault_proxy.set_rules({(1, 0): Rule(lifetime=(0.2, 0.4))})
     for _ in range(2):
-        reader, writer, far_reader, far_writer = await dial(fault_proxy, endpoint)
+        reader, _writer, _far_reader, _far_writer = await dial(fault_proxy, endpoint)
         opened = time.monotonic()
         with pytest.raises((ConnectionError, asyncio.IncompleteReadError)):
             await asyncio.wait_for(reader.readexactly(1), ARRIVAL_SECONDS)
         assert time.monotonic() - opened >= 0.2
     assert fault_proxy.stats.reset[(0, 1)] == 2
     fault_proxy.heal()
-    reader, writer, far_reader, far_writer = await dial(fault_proxy, endpoint)
+    reader, _writer, _far_reader, _far_writer = await dial(fault_proxy, endpoint)
     assert await arrives(reader, 1, within=0.8) is None  # lives past the flaky lifetimes
 
 
@@ -172,8 +174,8 @@ async def test_the_proxy_process_takes_rules_over_its_pipe() -> None:
     process = ProxyProcess({0: ("127.0.0.1", 1), 1: ("127.0.0.1", port)}, seed=1)
     await process.start()
     try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", process.port(0, 1))
-        far_reader, far_writer = await asyncio.wait_for(endpoint.connections.get(), 5)
+        _reader, writer = await asyncio.open_connection("127.0.0.1", process.port(0, 1))
+        far_reader, _far_writer = await asyncio.wait_for(endpoint.connections.get(), 5)
         await process.set_rules({(0, 1): Rule(cut="blackhole")})
         writer.write(b"held")
         assert await arrives(far_reader, 1) is None
@@ -187,7 +189,9 @@ async def test_the_proxy_process_takes_rules_over_its_pipe() -> None:
         await endpoint.stop()
 
 
-async def test_a_dial_into_a_blackhole_arrives_at_its_next_syn_after_the_heal(proxy: tuple[FaultProxy, Endpoint]) -> None:
+async def test_a_dial_into_a_blackhole_arrives_at_its_next_syn_after_the_heal(
+    proxy: tuple[FaultProxy, Endpoint],
+) -> None:
     fault_proxy, endpoint = proxy
     fault_proxy.set_rules({(1, 0): Rule(cut="blackhole")})
     dialed = time.monotonic()
@@ -206,7 +210,7 @@ async def test_a_dial_into_a_blackhole_arrives_at_its_next_syn_after_the_heal(pr
 async def test_a_dial_given_up_in_a_blackhole_never_arrives(proxy: tuple[FaultProxy, Endpoint]) -> None:
     fault_proxy, endpoint = proxy
     fault_proxy.set_rules({(0, 1): Rule(cut="blackhole")})
-    reader, writer = await asyncio.open_connection("127.0.0.1", fault_proxy.port(0, 1))
+    _reader, writer = await asyncio.open_connection("127.0.0.1", fault_proxy.port(0, 1))
     writer.write(b"GET /p2p")
     writer.close()
     deadline = time.monotonic() + ARRIVAL_SECONDS

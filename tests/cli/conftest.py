@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from cluster import Cluster
 from mura.cli import cli
+from mura.tests.node.cluster import Cluster
 
 
 @dataclass

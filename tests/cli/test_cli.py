@@ -10,12 +10,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from click.testing import Result
 
-from cluster import Cluster, free_port_range
 from mura.chain.keys import load_key
 from mura.cli import EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE
-from mura.rpc.wallet import format_amount, parse_amount
 from mura.genesis.testnet import DEFAULT_TREASURY_AMOUNT
+from mura.rpc.wallet import format_amount, parse_amount
+from mura.tests.node.cluster import Cluster
+from mura.tests.ports import free_port_range
 
 from .conftest import Mura
 
@@ -29,10 +31,10 @@ def run_installed(*arguments: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(MURA), *arguments], capture_output=True, text=True, timeout=60)
 
 
-def assert_one_line_error(result: object, exit_code: int, pattern: str) -> None:
+def assert_one_line_error(result: Result | subprocess.CompletedProcess[str], exit_code: int, pattern: str) -> None:
     """The command failed with ``exit_code`` and one stderr line matching ``pattern``."""
-    code = getattr(result, "exit_code", getattr(result, "returncode", None))
-    stderr: str = getattr(result, "stderr")
+    code = result.exit_code if isinstance(result, Result) else result.returncode
+    stderr = result.stderr
     assert code == exit_code, (code, stderr)
     lines = stderr.strip().splitlines()
     assert len(lines) == 1, stderr
@@ -101,7 +103,7 @@ def test_status_is_an_aligned_table(mura: Mura) -> None:
     rows = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in result.stdout.strip().splitlines())
     assert rows["chain id"] == "nishiawakura-testnet-1" and rows["address prefix"] == "tnac"
     assert rows["token"] == "Nishiawakura Coin (NAC, 2 decimals)" and rows["validators"] == "1"
-    values = [line.index(value) for line, value in zip(result.stdout.splitlines(), rows.values())]
+    values = [line.index(value) for line, value in zip(result.stdout.splitlines(), rows.values(), strict=False)]
     assert len(set(values)) == 1, "values start in one column"
     assert mura.json("status")["chain_id"] == "nishiawakura-testnet-1"
 
@@ -232,7 +234,7 @@ def test_node_run_serves_until_terminated(tmp_path: Path) -> None:
     config = tmp_path / "net" / "nodes" / cluster.names[0] / "node.toml"
     process = subprocess.Popen([str(MURA), "node", "run", "--config", str(config), "--log-level", "warning"])
     try:
-        from cluster import wait_for
+        from mura.tests.node.cluster import wait_for
 
         wait_for(lambda: cluster.status(0)["chain_id"] == cluster.chain_id, "the node to answer")
         process.terminate()

@@ -21,7 +21,6 @@ from mura.cli import EXIT_USAGE, cli
 from .conftest import Mura
 from .test_cli import assert_one_line_error, run_installed, unreachable_url
 
-
 # --- conveniences -----------------------------------------------------------------------------------
 
 
@@ -107,7 +106,7 @@ def test_an_encrypted_key_signs_with_the_passphrase_from_the_environment(mura: M
 
 ODD = [
     "", " ", "-", "--", "0", "-1", "-0", "1e3", "1E3", "nan", "NaN", "inf", "-inf", "1e400", "0x", "0x0", "1.5",
-    str(2**64), str(2**64 - 1), str(2**64) + "NAC", "9" * 5000, "1" * 25 + ".5NAC", "٣", "１２", "12.50ＮＡＣ",
+    str(2**64), str(2**64 - 1), str(2**64) + "NAC", "9" * 5000, "1" * 25 + ".5NAC", "٣", "１２", "12.50ＮＡＣ",  # noqa: RUF001 - full-width input is under test
     "ab" * 32, "0x" + "ab" * 32, "AB" * 31, "ab" * 33, "0x" + "zz" * 32, "tnac1", "tnac1qqqq", "TNAC1ABC", "nac1xyz",
     "latest", "LATEST", "héllo", "\u202e", "\x00", "a\nb", "😀", "http://", "/", ".", "../..",
 ]
@@ -130,7 +129,11 @@ def invoke(mura: Mura, arguments: list[str]) -> Result:
     return CliRunner().invoke(cli, ["--rpc", mura.url, *arguments])
 
 
-FUZZ = settings(max_examples=int(os.environ.get("MURA_FUZZ_EXAMPLES", "120")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=int(os.environ.get("MURA_FUZZ_EXAMPLES", "120")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 
 
 @pytest.fixture(scope="module")

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from cluster import Cluster, FAST_CONSENSUS, wait_for
 from mura.chain.keys import PASSPHRASE_VARIABLE, SigningKey, load_key, save_key
 from mura.chain.transaction import Transaction, Transfer, sign_transaction
 from mura.cli import EXIT_OUTCOME_UNKNOWN, EXIT_REFUSED, EXIT_USAGE, Session, _describe_drop, _describe_refusal
 from mura.rpc.client import RemoteError
+from mura.tests.node.cluster import FAST_CONSENSUS, Cluster, wait_for
 
 from .conftest import Mura
 from .test_cli import MURA, assert_one_line_error
@@ -188,10 +188,9 @@ def short_wait_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
     assert without.returncode == 2
     assert re.search(rf"^mura-node: key file .*\.key is encrypted: set {PASSPHRASE_VARIABLE} to its passphrase$",
                      without.stderr, re.MULTILINE), without.stderr
-    log = open(config.parent / "node.log", "ab")
-    cluster.processes[0] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                            env={**os.environ, PASSPHRASE_VARIABLE: "correct horse"})
-    log.close()
+    with open(config.parent / "node.log", "ab") as log:
+        cluster.processes[0] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                                env={**os.environ, PASSPHRASE_VARIABLE: "correct horse"})
     try:
         wait_for(lambda: cluster.is_ours(0) and cluster.status(0)["height"] >= 1, "the node to make a block")
         yield cluster, Mura(f"http://127.0.0.1:{cluster.rpc_ports[0]}", cluster.directory / "keys" / "treasury.key")
@@ -201,7 +200,7 @@ def short_wait_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
 
 def test_a_node_runs_with_an_encrypted_key_and_waits_split_into_calls(short_wait_node: tuple[Cluster, Mura],
                                                                         tmp_path: Path) -> None:
-    cluster, mura = short_wait_node
+    _cluster, mura = short_wait_node
     key_file, alice = funded(mura, tmp_path, "alice")
     gap = int(mura.json("balance", alice)["next_nonce"]) + 2
     result = mura("send", "--key", str(key_file), "--to", alice, "--amount", "1", "--nonce", str(gap),

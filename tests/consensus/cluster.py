@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from mura.chain.keys import SignatureCache
 from mura.consensus.actions import (
@@ -31,6 +32,8 @@ from mura.consensus.replica import Replica
 from mura.consensus.serving import BlockServer
 from mura.consensus.votes import MemoryVoteRecord
 from mura.tests.sim.ledger import CHAIN_ID, SimLedger, TransactionSigner, make_genesis, validator_keys
+
+Kind = TypeVar("Kind", bound=Message)
 
 #: Decides whether a message from ``sender`` to ``receiver`` is lost.
 Filter = Callable[[int, int, Message], bool]
@@ -165,7 +168,7 @@ class Cluster:
     def heights(self) -> list[int]:
         return [ledger.final_height() for ledger in self.ledgers]
 
-    def sent(self, index: int, kind: type) -> list[Message]:
+    def sent(self, index: int, kind: type[Kind]) -> list[Kind]:
         """Messages of ``kind`` that replica ``index`` broadcast or sent."""
         return [
             action.message

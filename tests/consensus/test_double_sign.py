@@ -10,9 +10,11 @@ double-sign check).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from mura.consensus.actions import Broadcast, CommitBlock, Misbehaviour
 from mura.consensus.config import ReplicaConfig
-from mura.consensus.messages import Commit, FinalBlock, PrePrepare, Prepare, Status, ViewChange
+from mura.consensus.messages import Commit, FinalBlock, Message, Prepare, PrePrepare, Status, ViewChange
 from mura.consensus.replica import Replica
 from mura.consensus.votes import MemoryVoteRecord
 from mura.tests.consensus.cluster import Cluster
@@ -27,7 +29,9 @@ def wipe(cluster: Cluster, index: int) -> None:
 
 
 def prepared(actions: list) -> list[Prepare]:  # type: ignore[type-arg]
-    return [action.message for action in actions if isinstance(action, Broadcast) and isinstance(action.message, Prepare)]
+    return [
+        action.message for action in actions if isinstance(action, Broadcast) and isinstance(action.message, Prepare)
+    ]
 
 
 def test_wiped_replica_meets_its_recorded_vote_again_when_it_catches_up() -> None:
@@ -249,7 +253,9 @@ def test_validators_started_one_after_another_all_take_part() -> None:
         assert cluster.records[index].highest_height() >= 3
 
 
-def started_late_with(far: object | None, *, late_timeout: bool = False) -> Cluster:
+def started_late_with(
+    far: Message | Callable[[Cluster, int], Message] | None, *, late_timeout: bool = False
+) -> Cluster:
     """A new network: 0 and 1 start, 3 is faulty (it sends at most ``far``), 2 starts late."""
     cluster = new_network_without(2, 3)
     cluster.down = {3}

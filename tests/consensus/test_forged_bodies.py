@@ -12,11 +12,11 @@ from mura.chain import codec
 from mura.chain.block import Block, CommitCertificate, UncheckedBlock, merkle_root
 from mura.consensus.actions import Broadcast, CommitBlock, Misbehaviour
 from mura.consensus.buffer import FutureBuffer
-from mura.consensus.messages import FinalBlock, NewView, PrePrepare, Prepare, ViewChange
+from mura.consensus.messages import FinalBlock, NewView, Prepare, PrePrepare, ViewChange
 from mura.tests.consensus.cluster import Cluster
-from mura.tests.consensus.test_replica import commit_from, prepare_from, proposal_for
+from mura.tests.consensus.test_replica import commit_from, proposal_for
 from mura.tests.consensus.test_view_change import prepared_certificate
-from mura.tests.sim.ledger import CHAIN_ID
+from mura.tests.sim.ledger import CHAIN_ID, checked
 
 
 def swapped(block: Block) -> UncheckedBlock:
@@ -36,9 +36,9 @@ def certificate_for(cluster: Cluster, proposal: PrePrepare, signers: tuple[int, 
 
 def committed_bodies_match(cluster: Cluster) -> bool:
     return all(
-        merkle_root([tx.hash for tx in final.block.transactions]) == final.block.header.transaction_root
+        merkle_root([tx.hash for tx in block.transactions]) == block.header.transaction_root
         for ledger in cluster.ledgers
-        for final in ledger.finals
+        for block in ledger.final_blocks()
     )
 
 
@@ -48,14 +48,14 @@ def test_invalid_final_block_with_a_swapped_body_after_the_proposal_was_validate
     cluster = Cluster()
     proposal = proposal_for(cluster)
     cluster.deliver(1, proposal, sender=0)
-    forged = FinalBlock(swapped(proposal.block), certificate_for(cluster, proposal))
+    forged = FinalBlock(swapped(checked(proposal.block)), certificate_for(cluster, proposal))
     actions = cluster.deliver(1, forged, sender=3)
     assert not any(isinstance(action, CommitBlock) for action in actions)
     assert actions == [Misbehaviour(3, "transaction_root_mismatch")]
     assert cluster.heights()[1] == 0
     # The genuine one still commits.
     actions = cluster.deliver(1, FinalBlock(proposal.block, certificate_for(cluster, proposal)), sender=2)
-    assert isinstance(actions[0], CommitBlock) and actions[0].block.transactions == proposal.block.transactions
+    assert isinstance(actions[0], CommitBlock) and actions[0].block.transactions == checked(proposal.block).transactions
     assert committed_bodies_match(cluster)
 
 
@@ -65,7 +65,7 @@ def test_lagging_replica_given_a_swapped_body_first_still_takes_the_genuine_bloc
     cluster = Cluster()
     proposal = proposal_for(cluster)
     certificate = certificate_for(cluster, proposal)
-    assert cluster.deliver(3, FinalBlock(swapped(proposal.block), certificate), sender=1) == [
+    assert cluster.deliver(3, FinalBlock(swapped(checked(proposal.block)), certificate), sender=1) == [
         Misbehaviour(1, "transaction_root_mismatch")
     ]
     actions = cluster.deliver(3, FinalBlock(proposal.block, certificate), sender=2)
@@ -86,8 +86,8 @@ def test_invalid_new_view_re_proposing_a_prepared_header_with_a_forged_body() ->
         ViewChange.sign(cluster.keys[index], index, CHAIN_ID, 1, 1, prepared if index != 3 else None, None)
         for index in (1, 2, 3)
     )
-    forged = PrePrepare.sign(cluster.keys[1], 1, CHAIN_ID, 1, proposal.block)
-    forged = PrePrepare(1, swapped(proposal.block), 1, forged.signature)
+    forged = PrePrepare.sign(cluster.keys[1], 1, CHAIN_ID, 1, checked(proposal.block))
+    forged = PrePrepare(1, swapped(checked(proposal.block)), 1, forged.signature)
     for index in (0, 2, 3):
         replica = cluster.replicas[index]
         actions = cluster.deliver(index, NewView(1, 1, changes, forged), sender=1)
@@ -95,7 +95,7 @@ def test_invalid_new_view_re_proposing_a_prepared_header_with_a_forged_body() ->
         assert replica.view == 0 and 1 not in replica.log.new_views
         assert not any(isinstance(action, Broadcast) for action in actions)
     # The same NEW-VIEW with the genuine body is followed.
-    genuine = PrePrepare.sign(cluster.keys[1], 1, CHAIN_ID, 1, proposal.block)
+    genuine = PrePrepare.sign(cluster.keys[1], 1, CHAIN_ID, 1, checked(proposal.block))
     actions = cluster.deliver(2, NewView(1, 1, changes, genuine), sender=1)
     prepares = [action.message for action in actions if isinstance(action, Broadcast)]
     assert any(isinstance(message, Prepare) and message.view == 1 for message in prepares)
@@ -104,7 +104,7 @@ def test_invalid_new_view_re_proposing_a_prepared_header_with_a_forged_body() ->
 def test_invalid_proposal_with_a_swapped_body() -> None:
     cluster = Cluster()
     proposal = proposal_for(cluster)
-    forged = PrePrepare(0, swapped(proposal.block), 0, proposal.signature)
+    forged = PrePrepare(0, swapped(checked(proposal.block)), 0, proposal.signature)
     assert cluster.deliver(1, forged, sender=3) == [Misbehaviour(3, "transaction_root_mismatch")]
     # Refusing the forged copy does not refuse the block: the genuine one is prepared.
     actions = cluster.deliver(1, proposal, sender=0)
@@ -117,8 +117,8 @@ def test_view_change_keeps_counting_when_the_block_it_carries_was_swapped() -> N
     cluster = Cluster()
     proposal = proposal_for(cluster)
     prepared = prepared_certificate(cluster, proposal)
-    genuine = ViewChange.sign(cluster.keys[2], 2, CHAIN_ID, 1, 1, prepared, proposal.block)
-    carried = ViewChange(1, 1, prepared, swapped(proposal.block), 2, genuine.signature)
+    genuine = ViewChange.sign(cluster.keys[2], 2, CHAIN_ID, 1, 1, prepared, checked(proposal.block))
+    carried = ViewChange(1, 1, prepared, swapped(checked(proposal.block)), 2, genuine.signature)
     actions = cluster.deliver(1, carried, sender=3)
     assert Misbehaviour(3, "transaction_root_mismatch") in actions
     replica = cluster.replicas[1]

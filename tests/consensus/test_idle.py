@@ -68,7 +68,7 @@ def test_an_idle_chain_makes_an_empty_block_each_interval_without_view_changes()
 
 
 def test_the_first_view_timer_allows_for_the_primary_s_wait() -> None:
-    cluster, pending = idle_cluster()
+    cluster, _pending = idle_cluster()
     cluster.start()
     assert {replica.view_deadline_ms for replica in cluster.replicas} == {INTERVAL + TIMEOUT}
     busy, _ = idle_cluster()

@@ -21,12 +21,12 @@ from mura.consensus.messages import (
     BlockRequest,
     Commit,
     FinalBlock,
-    PrePrepare,
     Prepare,
+    PrePrepare,
     ViewChange,
 )
 from mura.tests.consensus.cluster import Cluster
-from mura.tests.sim.ledger import CHAIN_ID
+from mura.tests.sim.ledger import CHAIN_ID, checked
 
 
 def proposal_for(cluster: Cluster, *, view: int = 0, timestamp_ms: int = 100, signer: int | None = None) -> PrePrepare:
@@ -126,7 +126,7 @@ def test_invalid_block_is_not_prepared() -> None:
     cluster = Cluster()
     proposal = proposal_for(cluster)
     header = replace(proposal.block.header, state_root=bytes(32))
-    bad = PrePrepare.sign(cluster.keys[0], 0, CHAIN_ID, 0, Block(header, proposal.block.transactions))
+    bad = PrePrepare.sign(cluster.keys[0], 0, CHAIN_ID, 0, Block(header, checked(proposal.block).transactions))
     assert cluster.deliver(1, bad) == []
     assert cluster.replicas[1].rejected["state_root_mismatch"] == 1
 

@@ -8,15 +8,15 @@ from mura.consensus.messages import (
     Commit,
     NewView,
     Phase,
-    PrePrepare,
     Prepare,
     PreparedCertificate,
+    PrePrepare,
     ViewChange,
     encode_message,
 )
 from mura.tests.consensus.cluster import Cluster
 from mura.tests.consensus.test_replica import prepare_from, proposal_for
-from mura.tests.sim.ledger import CHAIN_ID
+from mura.tests.sim.ledger import CHAIN_ID, checked
 
 
 def prepared_certificate(
@@ -139,7 +139,7 @@ def test_invalid_new_view_choice() -> None:
     changes = (view_change(cluster, 0, 1), view_change(cluster, 2, 1, certificate), view_change(cluster, 3, 1))
     assert cluster.deliver(3, forged_new_view(cluster, changes)) == []
     assert cluster.replicas[3].rejected["new_view_choice_mismatch"] == 1
-    right = NewView(1, 1, changes, PrePrepare.sign(cluster.keys[1], 1, CHAIN_ID, 1, old.block))
+    right = NewView(1, 1, changes, PrePrepare.sign(cluster.keys[1], 1, CHAIN_ID, 1, checked(old.block)))
     actions = cluster.deliver(3, right)
     assert cluster.replicas[3].view == 1 and cluster.replicas[3].active
     assert any(isinstance(action, Broadcast) for action in actions)

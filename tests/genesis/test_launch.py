@@ -37,7 +37,8 @@ def mura(*arguments: str) -> subprocess.CompletedProcess[str]:
 def healthy(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
-            return response.status == 200
+            status: int = response.status
+            return status == 200
     except OSError:
         return False
 
@@ -45,7 +46,7 @@ def healthy(port: int) -> bool:
 @pytest.fixture
 def running(tmp_path: Path) -> Iterator[tuple[Path, int, int, subprocess.Popen[bytes]]]:
     """A testnet run by ``mura testnet`` until the test ends: (directory, RPC port, peer port, launcher)."""
-    from cluster import wait_for
+    from mura.tests.node.cluster import wait_for
 
     base = free_port_range(4)
     directory = tmp_path / "first"
@@ -71,7 +72,7 @@ def test_second_testnet_on_taken_ports_starts_nothing_and_names_the_holders(
     assert result.returncode == 2
     lines = result.stderr.splitlines()
     assert len(lines) == 3 and "Traceback" not in result.stderr + result.stdout, result.stderr
-    for index, (name, line) in enumerate(zip(VALIDATORS, lines)):
+    for index, (name, line) in enumerate(zip(VALIDATORS, lines, strict=False)):
         holder = lock_holder(testnet.node_config_path(first, name).parent / "data" / "LOCK")
         assert holder is not None
         assert line.startswith(

@@ -13,7 +13,6 @@ import plyvel
 import pytest
 
 import mura
-
 from mura.chain.address import decode_address
 from mura.chain.errors import InvalidGenesis
 from mura.chain.keys import load_key
@@ -329,7 +328,10 @@ def test_invalid_reset_of_a_directory_that_only_looks_like_a_testnet(
     ("arguments", "command"),
     [
         (["testnet"], ".venv/bin/mura testnet --dir net --validators 4"),
-        (["testnet", "RPC_PORT=8800", "P2P_PORT=9800"], ".venv/bin/mura testnet --dir net --validators 4 --rpc-port 8800 --p2p-port 9800"),
+        (
+            ["testnet", "RPC_PORT=8800", "P2P_PORT=9800"],
+            ".venv/bin/mura testnet --dir net --validators 4 --rpc-port 8800 --p2p-port 9800",
+        ),
         (["testnet-reset"], ".venv/bin/mura testnet --dir net --reset"),
     ],
 )
@@ -337,7 +339,9 @@ def test_make_targets_run_the_testnet_command(arguments: list[str], command: str
     repository = Path(mura.__file__).parent
     result = subprocess.run(
         ["make", "--dry-run", "--no-print-directory", "-C", str(repository), *arguments, "TESTNET_DIR=net"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     assert " ".join(result.stdout.splitlines()[-1].split()) == command

@@ -34,8 +34,11 @@ FAST_CONSENSUS = [
 ]
 
 
-def wait_for(predicate: Callable[[], Any], what: str, *, timeout: float = 30.0) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail naming ``what`` at the deadline."""
+def wait_for(predicate: Callable[..., Any], what: str, *, timeout: float = 30.0) -> Any:
+    """Poll ``predicate()`` until it returns something truthy; fail naming ``what`` at the deadline.
+
+    Typed ``Callable[..., Any]`` because loops pin their variable with ``lambda index=index: ...``.
+    """
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -80,13 +83,12 @@ class Cluster:
 
     def start(self, index: int) -> None:
         config = node_config_path(self.directory, self.names[index])
-        log = open(config.parent / "node.log", "ab")
-        self.processes[index] = subprocess.Popen(
-            [sys.executable, "-m", "mura.node", "--config", str(config), *FAST_CONSENSUS, *self.flags],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
+        with open(config.parent / "node.log", "ab") as log:
+            self.processes[index] = subprocess.Popen(
+                [sys.executable, "-m", "mura.node", "--config", str(config), *FAST_CONSENSUS, *self.flags],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
 
     def start_all(self) -> None:
         for index in range(len(self.names)):

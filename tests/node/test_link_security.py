@@ -22,11 +22,11 @@ import aiohttp
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from cluster import Cluster, wait_for
 from mura.chain.keys import SigningKey
 from mura.genesis.format import genesis_block
 from mura.p2p.frames import decode_frame
 from mura.p2p.handshake import PROTOCOL_VERSION, Auth, Hello, derive_channel, transcript_hash
+from mura.tests.node.cluster import Cluster, wait_for
 
 pytestmark = pytest.mark.processes
 
@@ -128,7 +128,10 @@ async def relay_attack(cluster: Cluster, target: int, claimed: int) -> None:
     garbage = [b"\xc1 garbage %d" % index for index in range(25)]
     connector = aiohttp.TCPConnector(local_addr=(ATTACKER, 0))
     async with aiohttp.ClientSession(connector=connector) as http:
-        url = lambda index: f"http://127.0.0.1:{peer_port(cluster, index)}/p2p"  # noqa: E731
+
+        def url(index: int) -> str:
+            return f"http://127.0.0.1:{peer_port(cluster, index)}/p2p"
+
         # 1. Hand the target's HELLO to the claimed validator as a dialer's, and the
         #    claimed validator's HELLO back to the target in place of a proof.
         async with http.ws_connect(url(target)) as to_target, http.ws_connect(url(claimed)) as to_claimed:

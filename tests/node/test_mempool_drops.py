@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from cluster import Cluster, RpcFailure, wait_for
 from mura.chain.keys import SigningKey
 from mura.chain.transaction import Body, Mint, Transaction, Transfer, sign_transaction
+from mura.tests.node.cluster import Cluster, RpcFailure, wait_for
 
 pytestmark = pytest.mark.processes
 
@@ -94,7 +94,10 @@ def test_unincludable_transactions_leave_every_mempool_with_a_reason(cluster: Cl
         except RpcFailure:
             admitted[index] = False
 
-    submitters = [threading.Thread(target=submit, args=(index, version)) for index, version in zip((0, 2), versions)]
+    submitters = [
+        threading.Thread(target=submit, args=(index, version))
+        for index, version in zip((0, 2), versions, strict=False)
+    ]
     for submitter in submitters:
         submitter.start()
     for submitter in submitters:

@@ -18,12 +18,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from mura.consensus.messages import ViewChange, encode_message
 from mura.genesis.testnet import TestnetLayout
-from rpc.support import TestNode, start_test_node, wait_until
-from test_peer_misbehaviour import ConnectPeer, connect_peer, testnet  # noqa: F401  (fixtures)
+from mura.tests.node.validator_peers import ConnectPeer
+from mura.tests.rpc.support import TestNode, start_test_node, wait_until
 
 
 @pytest.fixture
-async def node(testnet: TestnetLayout, tmp_path: Path) -> AsyncIterator[TestNode]:  # noqa: F811
+async def node(testnet: TestnetLayout, tmp_path: Path) -> AsyncIterator[TestNode]:
     """Validator 0 alone, with a 200 ms view timeout and no double-sign check (its vote
     record is new, and the test's validators would otherwise move its first views)."""
     settings = {"consensus.base_timeout_ms": 200, "consensus.double_sign_check_heights": 0,
@@ -99,7 +99,7 @@ async def test_a_view_change_others_pull_the_node_into_is_said_with_their_names(
 
 
 async def test_a_restart_into_the_view_it_voted_in_is_a_view_change_with_its_reason(
-    node: TestNode, testnet: TestnetLayout, tmp_path: Path, caplog: pytest.LogCaptureFixture  # noqa: F811
+    node: TestNode, testnet: TestnetLayout, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="mura.node")
     names = [validator.name for validator in node.node.genesis.validators]

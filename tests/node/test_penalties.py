@@ -26,8 +26,8 @@ from mura.chain.transaction import Mint, Transfer, sign_transaction
 from mura.consensus.messages import (
     Commit,
     NewView,
-    PrePrepare,
     Prepare,
+    PrePrepare,
     ViewChange,
     encode_message,
     proposal_payload,
@@ -38,16 +38,8 @@ from mura.node import TRANSACTIONS_KIND
 from mura.p2p.client import open_link
 from mura.p2p.frames import decode_frame
 from mura.p2p.handshake import Identity
-from rpc.support import TestNode, wait_until
-from test_peer_misbehaviour import (  # noqa: F401  (fixtures)
-    MALFORMED_THRESHOLD,
-    ConnectPeer,
-    connect_peer,
-    network_of,
-    node,
-    testnet,
-    traffic,
-)
+from mura.tests.node.validator_peers import MALFORMED_THRESHOLD, ConnectPeer, network_of, traffic
+from mura.tests.rpc.support import TestNode, wait_until
 
 
 async def test_a_validator_whose_votes_do_not_verify_is_banned(node: TestNode, connect_peer: ConnectPeer) -> None:
@@ -106,7 +98,10 @@ async def test_gossip_refused_for_the_state_costs_the_peer_nothing(
     peer = await connect_peer(1)
     chain_id = node.node.rules.chain_id
     treasury = load_key(testnet.directory / "keys" / "treasury.key")
-    poor = [sign_transaction(SigningKey.generate(), chain_id=chain_id, nonce=0, body=Transfer(bytes(32), 5)) for _ in range(50)]
+    poor = [
+        sign_transaction(SigningKey.generate(), chain_id=chain_id, nonce=0, body=Transfer(bytes(32), 5))
+        for _ in range(50)
+    ]
     good = sign_transaction(treasury, chain_id=chain_id, nonce=0, body=Transfer(bytes(32), 5))
     batch = [transaction.encoded for transaction in poor] + [good.encoded]
     assert await peer.network.send(node.node.key.public_key, TRANSACTIONS_KIND, batch)
@@ -146,7 +141,9 @@ async def test_a_backlog_gossiped_in_one_batch_is_admitted_whole(
     peer = await connect_peer(1)
     chain_id = node.node.rules.chain_id
     treasury = load_key(testnet.directory / "keys" / "treasury.key")
-    run = [sign_transaction(treasury, chain_id=chain_id, nonce=nonce, body=Transfer(bytes(32), 1)) for nonce in range(200)]
+    run = [
+        sign_transaction(treasury, chain_id=chain_id, nonce=nonce, body=Transfer(bytes(32), 1)) for nonce in range(200)
+    ]
     assert len(run) > node.node.mempool.status().max_nonce_gap + 1
     assert await peer.network.send(node.node.key.public_key, TRANSACTIONS_KIND, [tx.encoded for tx in run])
     await wait_until(lambda: run[-1].hash in node.node.mempool, "the whole run to be admitted")
@@ -214,7 +211,9 @@ async def test_a_peer_whose_link_opens_is_offered_the_pending_transactions(
         await node.rpc.result("tx_submit", [transaction.encoded.hex()])
     name = testnet.genesis.validators[1].name
     key = load_key(testnet.directory / "keys" / f"{name}.key")
-    identity = Identity(key, chain_id, genesis_block(testnet.genesis)[0].hash, frozenset(testnet.genesis.validator_keys()))
+    identity = Identity(
+        key, chain_id, genesis_block(testnet.genesis)[0].hash, frozenset(testnet.genesis.validator_keys())
+    )
     url = f"http://127.0.0.1:{network_of(node).listen_port}/p2p"
     async with await open_link(url, identity, expected_public_key=node.node.key.public_key) as link:
         offered: set[bytes] = set()
@@ -230,6 +229,7 @@ async def test_a_disk_that_fails_a_write_stops_consensus_with_one_line(
 ) -> None:
     """A vote record or chain store that cannot be written (a disk full) is the operator's
     to fix: one CRITICAL line naming it, no traceback, and the node asked to stop."""
+
     def fail(now_ms: int) -> list[object]:
         raise plyvel.IOError("IO error: No space left on device")
 

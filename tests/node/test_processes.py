@@ -19,7 +19,6 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from cluster import Cluster, RpcFailure, wait_for
 from mura.chain.keys import SigningKey
 from mura.chain.store import Store
 from mura.chain.transaction import Transfer
@@ -27,6 +26,7 @@ from mura.genesis.format import genesis_block
 from mura.p2p.client import open_link
 from mura.p2p.frames import encode_frame
 from mura.p2p.handshake import HandshakeFailed, Identity
+from mura.tests.node.cluster import Cluster, RpcFailure, wait_for
 
 pytestmark = pytest.mark.processes
 

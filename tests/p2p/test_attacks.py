@@ -289,7 +289,7 @@ async def upgrade(port: int, *, local_host: str = HOST) -> tuple[asyncio.StreamR
 
 async def test_a_large_frame_before_the_handshake_is_refused_without_buffering_it(cluster: Cluster) -> None:
     b = await cluster.start("b")
-    reader, writer, status = await upgrade(b.network.listen_port)
+    _reader, writer, status = await upgrade(b.network.listen_port)
     assert status == 101
     chunk = bytes(64 * 1024)
     header = bytes([0x82, 0xFF]) + (16 * MiB).to_bytes(8, "big") + bytes(4)  # masked with 0000: sent as is
@@ -321,7 +321,7 @@ async def test_strangers_cannot_take_the_handshake_slots_kept_for_peers(cluster:
     held = []
     for source in ("127.0.0.2", "127.0.0.3"):
         for _ in range(3):
-            reader, writer, status = await upgrade(a.network.listen_port, local_host=source)
+            _reader, writer, status = await upgrade(a.network.listen_port, local_host=source)
             statuses.setdefault(source, []).append(status)
             held.append(writer)
     try:
@@ -346,7 +346,7 @@ async def test_a_dishonest_validator_from_its_own_address_cannot_hold_every_slot
     statuses, held = [], []
     try:
         for _ in range(production.max_pending_handshakes + 2):
-            reader, writer, status = await upgrade(a.network.listen_port, local_host="127.0.0.2")
+            _reader, writer, status = await upgrade(a.network.listen_port, local_host="127.0.0.2")
             statuses.append(status)
             held.append(writer)
         own_share = production.max_handshakes_per_source + 1  # its allowance, plus one for its key

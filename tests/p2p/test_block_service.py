@@ -4,17 +4,16 @@ each peer's budget."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from ledger_fixtures import ACCOUNTS, CHAIN_ID, VALIDATORS, certify, genesis, seal
 from mura.chain.block import verify_certificate
 from mura.chain.store import Store
 from mura.chain.transaction import Transfer, sign_transaction
 from mura.consensus.messages import FinalBlock, decode_message
 from mura.consensus.serving import BlockServer, ServingLimits
 from mura.p2p.block_service import BlockService
+from mura.tests.ledger_fixtures import ACCOUNTS, CHAIN_ID, VALIDATORS, certify, genesis, seal
 
 PEER = b"p" * 32
 
@@ -28,7 +27,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
             parent = store.load_block(store.height)
             assert parent is not None
             transfers = [
-                sign_transaction(ACCOUNTS[sender], chain_id=CHAIN_ID, nonce=height - 1, body=Transfer(ACCOUNTS[0].public_key, 1))
+                sign_transaction(
+                    ACCOUNTS[sender], chain_id=CHAIN_ID, nonce=height - 1, body=Transfer(ACCOUNTS[0].public_key, 1)
+                )
                 for sender in range(1, 5)
             ]
             block, changes = seal(store, parent, transfers)
@@ -52,13 +53,15 @@ async def test_answers_are_the_stored_blocks_and_their_certificates(store: Store
     service = BlockService(source=store, send=wire.send, server=BlockServer(ServingLimits(batch=5)))
     assert await service.serve(PEER, 1, 10, now_ms=0) == 5
     finals = [decode_message(data) for _, data in wire.sent]
-    assert [final.height for final in finals] == [10, 11, 12, 13, 14]  # type: ignore[union-attr]
+    assert [final.height for final in finals] == [10, 11, 12, 13, 14]
     for final in finals:
         assert isinstance(final, FinalBlock)
         block = final.block.check()
         assert block.encode() == store.load_block_bytes(block.height)
         validators = [validator.public_key for validator in VALIDATORS]
-        verify_certificate(final.certificate, chain_id=CHAIN_ID, height=block.height, block_hash=block.hash, validators=validators)
+        verify_certificate(
+            final.certificate, chain_id=CHAIN_ID, height=block.height, block_hash=block.hash, validators=validators
+        )
 
 
 async def test_a_flood_of_requests_gets_the_budget_and_no_more(store: Store) -> None:

@@ -59,7 +59,7 @@ def hello(**changes: Any) -> Hello:
 def test_hello_round_trip_and_invalid_fields() -> None:
     sent = hello()
     assert Hello.decode(decode_frame(sent.encode()).payload) == sent
-    with pytest.raises(DecodeError, match="hello.ephemeral_key"):
+    with pytest.raises(DecodeError, match=r"hello\.ephemeral_key"):
         Hello.decode([PROTOCOL_VERSION, CHAIN_ID, GENESIS_HASH, b"short"])
     with pytest.raises(HandshakeFailed, match="protocol version 1, this node speaks 2"):
         Hello.decode([1, CHAIN_ID, GENESIS_HASH, key_named("b").public_key, bytes(32)])  # a version-1 HELLO

@@ -76,7 +76,8 @@ async def test_four_nodes_form_a_full_mesh_and_broadcast(cluster: Cluster) -> No
         assert await node.network.broadcast("data", node.name.encode()) == 3
     for node in nodes:
         expected = sorted(other.name.encode() for other in nodes if other is not node)
-        await wait_for(lambda: sorted(node.payloads("data")) == expected, f"{node.name} to hear everyone")
+        # Awaited before the loop moves on, so it sees this round's node.
+        await wait_for(lambda: sorted(node.payloads("data")) == expected, f"{node.name} to hear everyone")  # noqa: B023
     assert await nodes[0].network.broadcast("data", b"not c", exclude=[nodes[2].public_key]) == 2
     await wait_for(lambda: b"not c" in nodes[3].payloads("data"), "d to receive")
     assert b"not c" not in nodes[2].payloads("data")
@@ -108,9 +109,10 @@ async def test_simultaneous_dialing_keeps_one_link_per_pair(cluster: Cluster, pa
     disconnects = (first.network.stats.total.disconnects, second.network.stats.total.disconnects)
     for round_trip in range(20):
         assert await first.network.send(second.public_key, "data", round_trip)
-        await wait_for(lambda: len(second.payloads("data")) == round_trip + 1, "the frame")
+        # Each predicate is awaited before the loop moves on: it sees this round's variable.
+        await wait_for(lambda: len(second.payloads("data")) == round_trip + 1, "the frame")  # noqa: B023
         assert await second.network.send(first.public_key, "data", round_trip)
-        await wait_for(lambda: len(first.payloads("data")) == round_trip + 1, "the reply")
+        await wait_for(lambda: len(first.payloads("data")) == round_trip + 1, "the reply")  # noqa: B023
     assert (first.peer_events, second.peer_events) == settled_events, "the link did not flap"
     assert (first.network.stats.total.disconnects, second.network.stats.total.disconnects) == disconnects
     assert first.peer_events[-1] == (second.public_key, True) and second.peer_events[-1] == (first.public_key, True)
@@ -396,7 +398,7 @@ async def test_a_peer_that_stops_reading_is_cut_off_without_holding_up_others(cl
     block = b"x" * MiB
     async with link_as(a, "b"):  # reads nothing
         await wait_for(lambda: slow.public_key in a.network.connected_peers(), "the slow peer to link")
-        for sent in range(50):  # gossip is dropped under pressure, never a reason to disconnect
+        for _ in range(50):  # gossip is dropped under pressure, never a reason to disconnect
             assert await a.network.send(slow.public_key, "transactions", block)
         assert a.network.stats.peers[slow.public_key].dropped > 0
         accepted = 0

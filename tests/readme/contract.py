@@ -210,7 +210,7 @@ def rpc_examples(block: Block) -> list[RpcExample]:
     if len(lines) % 2:
         raise ContractError(f"README.md:{block.line_number}: JSON-RPC examples come as request and '→' lines")
     examples = []
-    for (number, request), (_, answer) in zip(lines[::2], lines[1::2]):
+    for (number, request), (_, answer) in zip(lines[::2], lines[1::2], strict=False):
         if not answer.startswith(ARROW):
             raise ContractError(f"README.md:{number + 1}: expected '{ARROW} ...' after the request")
         examples.append(RpcExample(request.strip(), answer[len(ARROW):].strip(), number))
@@ -240,7 +240,8 @@ def curl_template(prose: str) -> list[str]:
 
 def last_path(prose: str, root: Path) -> Path:
     """The last file named in backticks in ``prose`` that exists under ``root``."""
-    for span in reversed(re.findall(r"`([^`\s]+)`", prose)):
+    spans: list[str] = re.findall(r"`([^`\s]+)`", prose)
+    for span in reversed(spans):
         if (root / span).is_file():
             return root / span
     raise ContractError("a JSON block needs the file it shows named in backticks before it")
@@ -317,7 +318,7 @@ class Substitutions:
     def command(self, command: str) -> list[str]:
         """A README command as this run must type it."""
         words = shlex.split(self.places(command), comments=True)
-        return [self._word(word, option_value=before.startswith("-")) for before, word in zip(["", *words], words)]
+        return [self._word(word, option_value=before.startswith("-")) for before, word in zip(["", *words], words, strict=False)]
 
     def _word(self, word: str, *, option_value: bool) -> str:
         if word.isdigit():
@@ -371,7 +372,7 @@ def compare_line(expected: str, actual: str, learned: Substitutions) -> str | No
         got_template = template  # text cut short: what is shown must begin the line
     if template != got_template:
         return f"expected the shape {template!r}, got {got_template!r} (line {actual!r})"
-    for readme, ours in zip(values, got_values):
+    for readme, ours in zip(values, got_values, strict=False):
         learned.learn(readme, ours)
     return None
 
@@ -396,7 +397,7 @@ def compare_output(expected: Sequence[str], actual: Sequence[str], learned: Subs
     if len(expected) != len(actual):
         return [f"expected {len(expected)} lines, got {len(actual)}: {actual!r}"]
     problems = []
-    for number, (shown_line, got_line) in enumerate(zip(expected, actual), 1):
+    for number, (shown_line, got_line) in enumerate(zip(expected, actual, strict=False), 1):
         problem = compare_line(shown_line, got_line, learned)
         if problem:
             problems.append(f"line {number}: {problem}")
@@ -619,7 +620,7 @@ def _check_make(arguments: Sequence[str], learned: Substitutions, *, cwd: Path, 
     ]
     dry = run(["make", "--no-print-directory", "-n", "-C", str(make_dir), *arguments], cwd=cwd, env=env)
     if dry.status != 0:
-        return problems + [f"make -n {shlex.join(arguments)}: exit status {dry.status}: {list(dry.output)[-3:]}"]
+        return [*problems, f"make -n {shlex.join(arguments)}: exit status {dry.status}: {list(dry.output)[-3:]}"]
     for line in dry.output:
         if line.startswith(".venv/bin/"):
             problems += check_options(line, learned, cwd=cwd, env=env, make_dir=make_dir)

@@ -34,7 +34,7 @@ async def test_chain_status_reports_the_network_and_the_node(paused: TestNode) -
         "address_prefix": "tnac",
         "token": {"name": "Nishiawakura Coin", "symbol": "NAC", "decimals": 2},
         "height": 0,
-        "head_hash": as_hex(paused.node.store.head.hash),  # type: ignore[union-attr]
+        "head_hash": as_hex(paused.node.store.head.hash),
         "view": 0,
         "validators": [paused.address(paused.validator)],
         "peers": 0,
@@ -47,7 +47,7 @@ async def test_chain_status_follows_the_head(node: TestNode) -> None:
     final = await node.finalize(node.sign(Transfer(ALICE.public_key, 1)))
     status = await node.rpc.result("chain_status", [])
     assert status["height"] >= final["block_height"] >= 1
-    block = node.node.store.load_block(status["height"])  # type: ignore[union-attr]
+    block = node.node.store.load_block(status["height"])
     assert block is not None and status["head_hash"] == as_hex(block.hash)
 
 
@@ -60,7 +60,7 @@ async def test_get_block_by_height_and_by_hash_with_hashes_or_whole_transactions
     by_height = await node.rpc.result("chain_getBlock", [height])
     assert by_height == await node.rpc.result("chain_getBlock", {"block": final["block_hash"]})
     assert by_height == await node.rpc.result("chain_getBlock", [final["block_hash"].upper().replace("0X", "0x"), False])
-    stored = node.node.store.load_block(height)  # type: ignore[union-attr]
+    stored = node.node.store.load_block(height)
     assert stored is not None
     assert by_height == {
         "height": height,
@@ -122,8 +122,10 @@ async def test_get_transaction_renders_each_kind_with_addresses(node: TestNode) 
     burn = await node.finalize(node.sign(Burn(3)))
 
     found = await node.rpc.result("chain_getTransaction", [as_hex(transfer.hash)])
-    location = node.node.store.load_transaction_location(transfer.hash)  # type: ignore[union-attr]
+    location = node.node.store.load_transaction_location(transfer.hash)
     assert location is not None
+    block = node.node.store.load_block(location[0])
+    assert block is not None
     assert found == {
         "hash": as_hex(transfer.hash),
         "chain_id": node.chain_id,
@@ -135,7 +137,7 @@ async def test_get_transaction_renders_each_kind_with_addresses(node: TestNode) 
         "size": len(transfer.encoded),
         "raw": as_hex(transfer.encoded),
         "block_height": location[0],
-        "block_hash": as_hex(node.node.store.load_block(location[0]).hash),  # type: ignore[union-attr]
+        "block_hash": as_hex(block.hash),
         "index": location[1],
     }
     assert Transaction.decode(bytes.fromhex(found["raw"][2:])) == transfer

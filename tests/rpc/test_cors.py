@@ -25,7 +25,7 @@ from mura.tests.ports import free_port_range
 WALLET = "https://wallet.example"
 STRANGER = "https://evil.example"
 CALL = {"jsonrpc": "2.0", "method": "rpc.discover", "id": 1}
-PREFLIGHT = {hdrs.ACCESS_CONTROL_REQUEST_METHOD: "POST", hdrs.ACCESS_CONTROL_REQUEST_HEADERS: "content-type"}
+PREFLIGHT: dict[str, str] = {hdrs.ACCESS_CONTROL_REQUEST_METHOD: "POST", hdrs.ACCESS_CONTROL_REQUEST_HEADERS: "content-type"}
 
 
 @asynccontextmanager
@@ -79,7 +79,7 @@ async def test_refusals_carry_it_too_so_a_wallet_can_read_why(http: aiohttp.Clie
 
 @pytest.mark.parametrize("origin", [STRANGER, "https://wallet.example.evil.example", "http://wallet.example", None])
 async def test_invalid_origin_gets_no_header(http: aiohttp.ClientSession, origin: str | None) -> None:
-    headers = {hdrs.ORIGIN: origin} if origin else {}
+    headers: dict[str, str] = {hdrs.ORIGIN: origin} if origin else {}
     async with serving([WALLET]) as url:
         async with http.post(url, json=CALL, headers=headers) as response:
             assert response.status == 200  # the call is answered; a browser keeps the page from reading it
@@ -116,7 +116,7 @@ def test_invalid_origin_setting_is_refused(origin: str) -> None:
 @pytest.mark.processes
 def test_a_node_serves_the_origins_of_its_setting(tmp_path: Path) -> None:
     """``rpc.cors_origins`` reaches the RPC port of a real node process."""
-    from cluster import wait_for
+    from mura.tests.node.cluster import wait_for
 
     base = free_port_range(2)
     layout = generate_testnet(tmp_path, validators=1, base_peer_port=base, base_rpc_port=base + 1)

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from .support import Endpoint, Serve
 from mura.rpc.declarations import STRING, Method, Param, Result, integer
 from mura.rpc.errors import TRANSACTION_REFUSED
 from mura.rpc.jsonrpc import JsonRpcEngine
+
+from .support import Endpoint, Serve
 
 
 @dataclass
@@ -291,7 +292,7 @@ async def test_batch_of_only_notifications_has_no_body(rpc: Endpoint, calls: Cal
 
 
 async def test_nested_batch_entry_is_invalid(rpc: Endpoint) -> None:
-    status, responses = await rpc.post([[request("math_add", [1, 2], 1)]])
+    _status, responses = await rpc.post([[request("math_add", [1, 2], 1)]])
     assert [r["error"]["code"] for r in responses] == [-32600]
 
 

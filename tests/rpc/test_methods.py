@@ -16,7 +16,6 @@ from mura.chain.address import encode_address
 from mura.chain.keys import SigningKey
 from mura.chain.transaction import Burn, Mint, Transaction, Transfer, sign_transaction
 from mura.genesis.testnet import DEFAULT_TREASURY_AMOUNT
-
 from mura.rpc.declarations import Method
 from mura.rpc.jsonrpc import JsonRpcEngine
 from mura.rpc.methods import node_methods
@@ -397,7 +396,8 @@ async def test_account_get_after_mint_and_burn(node: TestNode) -> None:
 async def test_mempool_status_counts_pending_transactions_and_shows_limits(start_node: StartNode) -> None:
     node = await start_node({**PAUSED, "mempool.max_transactions": 10, "mempool.max_bytes": 100_000})
     assert await node.rpc.result("mempool_status") == {
-        "transactions": 0, "bytes": 0, "senders": 0, "max_transactions": 10, "max_bytes": 100_000, "max_nonce_gap": 64, "max_per_sender": 1000,
+        "transactions": 0, "bytes": 0, "senders": 0,
+        "max_transactions": 10, "max_bytes": 100_000, "max_nonce_gap": 64, "max_per_sender": 1000,
     }
     transactions = [node.sign(Transfer(ALICE.public_key, 1), nonce=0), node.sign(Transfer(NOBODY.public_key, 1), nonce=1)]
     for transaction in transactions:

@@ -71,7 +71,9 @@ async def test_invalid_params(paused: TestNode) -> None:
         "data": {"position": 0, "reason": "chain_status takes at most 0 params, got 1"},
     }
     error = await paused.rpc.error("chain_getBlock", {"height": 1})
-    assert error["data"] == {"param": "height", "reason": "unexpected param 'height'; chain_getBlock takes: block, full_transactions"}
+    assert error["data"] == {
+        "param": "height", "reason": "unexpected param 'height'; chain_getBlock takes: block, full_transactions"
+    }
 
 
 async def test_internal_error_hides_the_detail_and_the_node_keeps_serving(

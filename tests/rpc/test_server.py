@@ -96,7 +96,7 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, st
 async def test_port_zero_picks_a_port_and_stop_is_idempotent(http: aiohttp.ClientSession) -> None:
     server = RpcServer(host="127.0.0.1", port=0, methods=Gate(1).methods())
     with pytest.raises(RuntimeError, match="not started"):
-        server.port
+        _ = server.port
     await server.start()
     try:
         assert server.port > 0 and server.url == f"http://127.0.0.1:{server.port}/"
@@ -116,7 +116,7 @@ async def test_async_context_manager_starts_and_stops(http: aiohttp.ClientSessio
         status, response = await Endpoint(server, http).post({"jsonrpc": "2.0", "method": "rpc.discover", "id": 1})
         assert status == 200 and response["result"]["methods"][0]["name"] == "rpc.discover"
     with pytest.raises(RuntimeError):
-        server.port
+        _ = server.port
 
 
 async def test_health_is_ok_while_running(serve: Serve, http: aiohttp.ClientSession) -> None:

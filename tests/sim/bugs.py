@@ -142,11 +142,11 @@ def injected(bug: str | None) -> Iterator[None]:
         return
     block_module.forget_decoded_blocks()
     original = Block.__dict__["_check_raw_body"]
-    setattr(Block, "_check_raw_body", staticmethod(_unchecked_body))
+    Block._check_raw_body = staticmethod(_unchecked_body)  # type: ignore[method-assign]  # the injected bug
     try:
         yield
     finally:
-        setattr(Block, "_check_raw_body", original)
+        Block._check_raw_body = original  # type: ignore[method-assign]
         block_module.forget_decoded_blocks()
 
 

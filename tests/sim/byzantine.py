@@ -25,22 +25,21 @@ from collections.abc import Callable, Sequence
 
 from mura.chain import codec
 from mura.chain.block import Block, CommitCertificate, Header, UncheckedBlock
-from mura.chain.keys import HASH_SIZE, SIGNATURE_SIZE, SigningKey
+from mura.chain.keys import HASH_SIZE, SIGNATURE_SIZE, SignatureCache, SigningKey
 from mura.consensus.messages import (
     BlockRequest,
     Commit,
     FinalBlock,
     Message,
     NewView,
-    PrePrepare,
     Prepare,
+    PrePrepare,
     ViewChange,
     encode_final_block,
     encode_message,
 )
 from mura.consensus.quorum import ValidatorSet
 from mura.tests.sim.ledger import CHAIN_ID, Genesis, SimLedger, TransactionSigner
-from mura.chain.keys import SignatureCache
 from mura.tests.sim.nodes import Destination, ForkingLedger, SimNode
 
 
@@ -85,7 +84,7 @@ class EquivocatorNode(SimNode):
             return ()
         proposal = PrePrepare.sign(self.key, self.validator, CHAIN_ID, message.view, block)
         forged = NewView(message.view, message.height, changes, proposal)
-        return ((None, forged),) + self._votes_for(None, message.view, block)
+        return ((None, forged), *self._votes_for(None, message.view, block))
 
     def _contradicts_attack(self, message: Message) -> bool:
         """Once it forged a NEW-VIEW for a view, it says nothing else there (it helps no one
@@ -116,7 +115,7 @@ class EquivocatorNode(SimNode):
         else:
             other_message = other
         first, second = self._halves()
-        return ((first, message), (second, other_message)) + self._votes_for(second, proposal.view, block)
+        return ((first, message), (second, other_message), *self._votes_for(second, proposal.view, block))
 
     def _votes_for(self, to: Destination, view: int, block: Block) -> tuple[tuple[Destination, Message], ...]:
         prepare = Prepare.sign(self.key, self.validator, CHAIN_ID, view, block.height, block.hash)
@@ -172,11 +171,13 @@ class SwapperNode(SimNode):
         return super().route(message, to, now_ms)
 
     def serve(self, to: int, start: int, now_ms: int) -> list[tuple[Destination, bytes]]:
-        answers = []
+        answers: list[tuple[Destination, bytes]] = []
         for height in range(start, min(self.ledger.final_height(), start + 15) + 1):
             final = self.ledger.load_final_block(height)
             assert final is not None and isinstance(final.block, Block)
-            answers.append((self.instances[to], encode_final_block(self.forged(final.block).encode(), final.certificate.encode())))
+            answers.append(
+                (self.instances[to], encode_final_block(self.forged(final.block).encode(), final.certificate.encode()))
+            )
         return answers
 
     def after_commit(self, block: Block, certificate: CommitCertificate) -> list[tuple[Destination, bytes]]:

@@ -24,13 +24,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from mura.chain.block import Block, CommitCertificate, merkle_root, verify_certificate
 from mura.chain.errors import Invalid
-from mura.consensus.messages import Commit, Message, NewView, PrePrepare, Prepare, ViewChange
+from mura.consensus.messages import Commit, Message, NewView, Prepare, PrePrepare, ViewChange
 from mura.tests.sim.ledger import CHAIN_ID, Genesis, replay_chain
 from mura.tests.sim.scenario import IdleStretch, Scenario
 
@@ -80,7 +79,9 @@ class Checker:
         if not honest:
             return
         if not _body_matches(block):
-            self.fail("forged_body", now_ms, f"node {node} committed height {block.height} with a body its header does not commit to")
+            self.fail(
+                "forged_body", now_ms, f"node {node} committed height {block.height} with a body its header does not commit to"
+            )
         if not valid and self.check_certificates:
             detail = f"node {node} committed height {block.height} with a bad certificate"
             self.fail("invalid_certificate", now_ms, detail)
@@ -222,7 +223,8 @@ class Checker:
         if (carrying and carrying[0] > due) or (not carrying and now_ms > due):
             late = f"{carrying[0] - stretch.end_ms} ms" if carrying else "not"
             self.fail(
-                "idle_latency", due,
+                "idle_latency",
+                due,
                 f"transactions arriving at {stretch.end_ms} ms after an idle stretch were final {late} after, "
                 f"bound {bound} ms",
             )

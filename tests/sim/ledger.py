@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from mura.chain.block import Block, CommitCertificate, Header
+from mura.chain.block import Block, CommitCertificate, Header, MessageBlock
 from mura.chain.keys import SignatureCache, SigningKey, sha256
 from mura.chain.state import BuiltBlock, ChainRules, MemoryState, StateChanges, apply_block, build_block, build_genesis
 from mura.chain.transaction import Transaction, Transfer, sign_transaction
@@ -18,6 +18,12 @@ from mura.consensus.messages import FinalBlock
 CHAIN_ID = "mura-sim"
 CLIENT_COUNT = 4
 CLIENT_BALANCE = 10**12
+
+
+def checked(block: MessageBlock) -> Block:
+    """``block`` as the checked ``Block`` it is: blocks this ledger built or committed are never unchecked."""
+    assert isinstance(block, Block)
+    return block
 
 
 def derive_key(label: str) -> SigningKey:
@@ -147,7 +153,7 @@ class SimLedger:
 
     def final_blocks(self) -> list[Block]:
         """The blocks this ledger committed, in height order (what the node's store holds)."""
-        return [final.block for final in self.finals]
+        return [checked(final.block) for final in self.finals]
 
     def commit(self, block: Block, certificate: CommitCertificate, changes: StateChanges) -> None:
         """Make a final block part of this ledger (what the store does in the node)."""

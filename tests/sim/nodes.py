@@ -21,7 +21,6 @@ from mura.consensus.serving import BlockServer
 from mura.consensus.votes import MemoryVoteRecord
 from mura.tests.sim.ledger import Genesis, SimLedger, TransactionSigner, always_pending
 
-
 #: Where a message goes: node ids, or None for every other node.
 Destination = tuple[int, ...] | None
 

@@ -332,7 +332,9 @@ class Simulation:
         self.longest_stall_ms = max(self.longest_stall_ms, stall)
         bound = self.scenario.max_stall_ms
         if bound is not None and stall > bound:
-            self.checker.fail("stall", self.now, f"{stall} ms without a new final height before height {height}, bound {bound} ms")
+            self.checker.fail(
+                "stall", self.now, f"{stall} ms without a new final height before height {height}, bound {bound} ms"
+            )
 
     def _arm_crash(self, node: SimNode, crash: Crash) -> None:
         """Crash within the node's next few actions, or soon if it stays idle."""
@@ -398,7 +400,9 @@ class Simulation:
             self.checker.on_signed(message, self.now)
         self._transmit_bytes(node, destination, encode_message(message), loss=self._loss(message))
 
-    def _transmit_bytes(self, node: SimNode, destination: Destination, data: bytes, *, loss: float | None = None) -> None:
+    def _transmit_bytes(
+        self, node: SimNode, destination: Destination, data: bytes, *, loss: float | None = None
+    ) -> None:
         """Send encoded bytes; receivers decode them afresh (a byzantine node's bytes need
         not be what any honest encoder would produce)."""
         targets = [other.node_id for other in self.nodes if other is not node] if destination is None else destination
@@ -437,9 +441,10 @@ class Simulation:
             if cut.start_ms <= self.now < cut.end_ms and (cut.source, cut.target) == (source, target):
                 return True
         for partition in self.scenario.partitions:
-            if partition.start_ms <= self.now < partition.end_ms:
-                if (source in partition.side) != (target in partition.side):
-                    return True
+            if partition.start_ms <= self.now < partition.end_ms and (
+                (source in partition.side) != (target in partition.side)
+            ):
+                return True
         return False
 
     def _send_garbage(self, node_id: int) -> None:

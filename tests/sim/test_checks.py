@@ -9,12 +9,13 @@ from mura.consensus.messages import Commit, Prepare
 from mura.tests.consensus.cluster import Cluster
 from mura.tests.consensus.test_replica import commit_from, proposal_for
 from mura.tests.sim.checks import Checker
+from mura.tests.sim.ledger import checked
 
 
 def certified(cluster: Cluster, timestamp_ms: int) -> tuple[Block, CommitCertificate]:
     proposal = proposal_for(cluster, timestamp_ms=timestamp_ms)
     signatures = tuple((index, commit_from(cluster, index, proposal).signature) for index in (0, 1, 2))
-    return proposal.block, CommitCertificate(1, 0, proposal.block_hash, signatures)
+    return checked(proposal.block), CommitCertificate(1, 0, proposal.block_hash, signatures)
 
 
 def make_checker(cluster: Cluster) -> Checker:
