@@ -642,7 +642,8 @@ def _longest_wait(session: Session) -> float:
 
 def _wait_final(session: Session, transaction: Transaction, *, timeout: float, step: float) -> dict[str, Any]:
     """The transaction once final, waiting at most ``timeout`` seconds in ``tx_wait`` calls of at
-    most ``step`` seconds each. A drop is exit 1; a timeout propagates as ``NotFinalYet``."""
+    most ``step`` seconds each. A drop ends it (see ``_describe_drop`` for its exit status); a
+    timeout propagates as ``NotFinalYet``."""
     transaction_hash = "0x" + transaction.hash.hex()
     deadline = time.monotonic() + timeout
     while True:
