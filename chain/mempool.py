@@ -64,6 +64,8 @@ DEFAULT_MAX_TRANSACTIONS = 50_000
 DEFAULT_MAX_BYTES = 32 * 1024 * 1024
 DEFAULT_MAX_NONCE_GAP = 64
 DEFAULT_MAX_PER_SENDER = 1_000
+#: Senders ``has_ready`` looks at before it answers yes.
+DEFAULT_READY_SCAN = 1_000
 #: Seconds a transaction may stay pending before it is dropped as expired.
 DEFAULT_EXPIRE_AFTER = 600.0
 #: Seconds between two replacements by one sender.
@@ -440,11 +442,16 @@ class Mempool:
                 turns.append((queue, nonce + 1))
         return chosen
 
-    def has_ready(self, state: StateReader) -> bool:
+    def has_ready(self, state: StateReader, *, max_senders: int = DEFAULT_READY_SCAN) -> bool:
         """Whether a block on top of ``state`` could take a pending transaction now: some
         sender's committed nonce is pending. Transactions parked behind a missing nonce are
-        not ready; they must not make an idle chain propose blocks that cannot take them."""
-        return next(self._ready_runs(state), None) is not None
+        not ready; they must not make an idle chain propose blocks that cannot take them.
+        At most ``max_senders`` senders are looked at (a state read each): past them the
+        answer is yes, so that many keys parking transactions cost a bounded scan."""
+        for _, (sender, queue) in zip(range(max_senders), self._by_sender.items(), strict=False):
+            if state.load_account(sender).nonce in queue:
+                return True
+        return len(self._by_sender) > max_senders
 
     def ready_runs(self, state: StateReader, *, max_run: int) -> Iterator[list[Transaction]]:
         """Each sender's run of consecutive pending nonces from its committed nonce (the

@@ -794,6 +794,24 @@ def test_has_ready_only_when_a_block_could_take_a_transaction(mempool: Mempool, 
     assert mempool.has_ready(ledger.state)
 
 
+def test_has_ready_looks_at_a_bounded_number_of_senders(mempool: Mempool, ledger: Ledger) -> None:
+    """Many keys parking transactions cost a bounded scan: past the bound the answer is yes."""
+    add_all(mempool, ledger, [ledger.transfer(index, 1) for index in range(4)])
+    reads: list[bytes] = []
+    load_account = ledger.state.load_account
+
+    def counting(address: bytes) -> Any:
+        reads.append(address)
+        return load_account(address)
+
+    ledger.state.load_account = counting  # type: ignore[method-assign]
+    assert not mempool.has_ready(ledger.state, max_senders=4)
+    assert len(reads) == 4
+    reads.clear()
+    assert mempool.has_ready(ledger.state, max_senders=2), "past the bound, assumed ready"
+    assert len(reads) == 2
+
+
 def test_select_starts_at_the_committed_nonce(mempool: Mempool, ledger: Ledger) -> None:
     add_all(mempool, ledger, [ledger.transfer(1, 0), ledger.transfer(1, 1), ledger.transfer(1, 2)])
     ledger.commit([ledger.transfer(1, 0)])  # a block the pool was not told about
