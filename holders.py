@@ -146,16 +146,17 @@ def _process_with_socket(inode: int, proc: Path) -> Holder | None:
 def lock_is_held(path: Path) -> bool:
     """Whether another process holds the POSIX lock LevelDB takes on its ``LOCK`` file.
 
-    Tries a non-blocking write lock and lets go at once. Only for files this
-    process has not locked itself: a process always gets its own POSIX locks,
-    and closing any descriptor of the file releases them.
+    Tries a non-blocking read lock (which LevelDB's write lock refuses, and which needs
+    only read access to the file) and lets go at once. Only for files this process has
+    not locked itself: a process always gets its own POSIX locks, and closing any
+    descriptor of the file releases them.
     """
     try:
-        descriptor = os.open(path, os.O_RDWR)
+        descriptor = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         return False
     try:
-        fcntl.lockf(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.lockf(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except OSError as error:
         if error.errno in (errno.EACCES, errno.EAGAIN):
             return True

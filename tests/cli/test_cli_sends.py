@@ -225,20 +225,14 @@ def _pending_send(mura: Mura, tmp_path: Path) -> tuple[subprocess.Popen[str], st
     return process, alice
 
 
-def test_ctrl_c_after_submission_prints_the_hash(short_wait_node: tuple[Cluster, Mura], tmp_path: Path) -> None:
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_an_interruption_after_submission_prints_the_hash(
+    short_wait_node: tuple[Cluster, Mura], tmp_path: Path, signal_number: signal.Signals
+) -> None:
+    """Ctrl-C at a terminal, or SIGTERM from ``timeout 30 mura send --wait`` in a script."""
     _, mura = short_wait_node
     process, _ = _pending_send(mura, tmp_path)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=30)
-    assert process.returncode == EXIT_OUTCOME_UNKNOWN, stderr
-    assert re.fullmatch(r"mura: error: interrupted; " + OUTCOME_UNKNOWN + r" .*\n", stderr), stderr
-
-
-def test_sigterm_after_submission_prints_the_hash(short_wait_node: tuple[Cluster, Mura], tmp_path: Path) -> None:
-    """``timeout 30 mura send --wait`` in a script ends the command with SIGTERM, not Ctrl-C."""
-    _, mura = short_wait_node
-    process, _ = _pending_send(mura, tmp_path)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signal_number)
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == EXIT_OUTCOME_UNKNOWN, stderr
     assert re.fullmatch(r"mura: error: interrupted; " + OUTCOME_UNKNOWN + r" .*\n", stderr), stderr
