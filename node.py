@@ -9,21 +9,15 @@ actions over asyncio.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import errno
-import json
 import logging
 import math
 import signal
 import sys
 import time
-import tomllib
 from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, NoReturn
+from collections.abc import Sequence
+from typing import Any
 
 import plyvel
 
@@ -37,6 +31,16 @@ from mura.chain.state import BuiltBlock, ChainRules, StateChanges, apply_block, 
 from mura.chain.store import Store, StoreError, VoteStore
 from mura.chain.transaction import Transaction
 from mura.chain.verify import SignatureVerifier
+from mura.config import (
+    SETTINGS,
+    ConfigError,
+    NodeConfig,
+    argument_parser,
+    check_listen_addresses,
+    listen_problem,
+    load_config,
+    parse_peer,
+)
 from mura.consensus.actions import (
     Action,
     Broadcast,
@@ -53,7 +57,6 @@ from mura.consensus.actions import (
 )
 from mura.consensus.config import ReplicaConfig
 from mura.consensus.messages import (
-    MAX_MESSAGE_BYTES,
     BlockRequest,
     FinalBlock,
     Message,
@@ -66,7 +69,7 @@ from mura.consensus.replica import Replica
 from mura.consensus.serving import BlockServer
 from mura.consensus.votes import RecordedVote, SigningGuard
 from mura.genesis.format import genesis_block, load_genesis
-from mura.holders import address_in_use, format_address, port_in_use_message
+from mura.logs import configure_logging
 from mura.p2p.block_service import BlockService
 from mura.p2p.connections import raise_open_file_limit
 from mura.p2p.gossip import DEFAULT_MAX_BATCH, StalledRuns, TransactionGossip, decode_transaction_batch
@@ -81,7 +84,7 @@ from mura.progress_log import (
     view_change_at_new_height,
     view_change_reason,
 )
-from mura.rpc.cors import CorsPolicy, origin_problem
+from mura.rpc.cors import CorsPolicy
 from mura.rpc.finality import FinalityWatch
 from mura.rpc.methods import API_DESCRIPTION, node_methods
 from mura.rpc.metrics import Metrics
@@ -90,300 +93,6 @@ from mura.rpc.readiness import ReadinessPolicy
 from mura.rpc.server import RpcLimits, RpcServer
 
 LOG = logging.getLogger("mura.node")
-
-
-# --- configuration --------------------------------------------------------------------
-
-
-class ConfigError(Exception):
-    """A configuration the node cannot start with; the message names the field."""
-
-
-@dataclass(frozen=True, slots=True)
-class Setting:
-    """One configuration field: its TOML path, type, default and meaning."""
-
-    #: Dotted TOML path, e.g. ``p2p.listen``; the command-line flag is ``--p2p-listen``.
-    path: str
-    #: ``str``, ``int``, ``bool``, or ``list`` (of strings).
-    kind: type
-    default: Any
-    help: str
-    #: Further check on the value; returns a problem or None.
-    check: Callable[[Any], str | None] | None = None
-
-    @property
-    def flag(self) -> str:
-        return "--" + self.path.replace(".", "-").replace("_", "-")
-
-
-def _positive(value: Any) -> str | None:
-    return None if value > 0 else "must be positive"
-
-
-def _host_port(value: Any) -> str | None:
-    host, _, port = value.rpartition(":")
-    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        return "must be host:port with a port from 0 to 65535"
-    return None
-
-
-def _choice(*options: str) -> Callable[[Any], str | None]:
-    return lambda value: None if value in options else f"must be one of {', '.join(options)}"
-
-
-SETTINGS: tuple[Setting, ...] = (
-    Setting("data_dir", str, "data", "directory of the node's LevelDB (relative to the config file)"),
-    Setting("key_file", str, "node.key", "the validator's key file (relative to the config file)"),
-    Setting(
-        "vote_record", str, "",
-        "directory of the validator's vote record, kept apart from data_dir so that wiping the chain's "
-        "data never lets the validator sign twice; empty: beside key_file, as <key name>.votes",
-    ),
-    Setting("genesis_file", str, "genesis.json", "the network's genesis file (relative to the config file)"),
-    Setting("p2p.listen", str, "127.0.0.1:9700", "address peers connect to", _host_port),
-    Setting("p2p.peers", list, [], "peers to dial as KEYHEX@host:port; empty: every other validator in genesis"),
-    Setting("p2p.observers", list, [], "public keys (hex) of non-validator nodes admitted as peers"),
-    Setting(
-        "p2p.max_frame_bytes", int, 10 * 1024 * 1024,
-        "largest peer frame accepted (the largest message is a block of at most 8 MiB with the votes "
-        "around it; a frame costs a few times its size in memory while it is read)",
-        lambda value: None if value >= MAX_MESSAGE_BYTES + 4096 else f"must be at least {MAX_MESSAGE_BYTES + 4096}",
-    ),
-    Setting(
-        "p2p.max_pending_handshakes", int, 16,
-        "incoming peer connections that may be in their handshake at once (some kept for known peers)", _positive,
-    ),
-    Setting(
-        "p2p.max_handshakes_per_source", int, 4,
-        "of those, from one address (a known peer's address gets one more per validator or observer "
-        "configured or seen there)", _positive,
-    ),
-    Setting(
-        "p2p.max_connections_per_source", int, 64,
-        "open connections to the peer port from one address (an IPv6 address counts as its /64)", _positive,
-    ),
-    Setting("rpc.listen", str, "127.0.0.1:8700", "JSON-RPC address", _host_port),
-    Setting("rpc.max_body_bytes", int, 1024 * 1024, "largest JSON-RPC request body", _positive),
-    Setting("rpc.max_batch", int, 100, "most requests in one JSON-RPC batch", _positive),
-    Setting("rpc.max_wait_seconds", int, 60, "longest a tx_wait call may wait for finality", _positive),
-    Setting(
-        "rpc.body_timeout_seconds", int, 10,
-        "a request body must arrive within this long (HTTP 408 otherwise); it holds no request slot meanwhile",
-        _positive,
-    ),
-    Setting("rpc.max_waiting", int, 256, "most tx_wait calls waiting at once, apart from requests in flight", _positive),
-    Setting(
-        "rpc.max_connections_per_source", int, 256,
-        "open connections to the RPC port from one address (a wallet service may keep many)", _positive,
-    ),
-    Setting(
-        "rpc.cors_origins", list, [],
-        "browser origins (https://wallet.example) whose pages may call JSON-RPC; empty: none (off); "
-        "* allows every web page, for development only",
-        lambda value: next((problem for problem in map(origin_problem, value) if problem), None),
-    ),
-    Setting(
-        "rpc.header_timeout_seconds", int, 10,
-        "a request's head must arrive within this long of the connection opening or its previous answer",
-        _positive,
-    ),
-    Setting("consensus.base_timeout_ms", int, 2_000, "first view timeout at a height", _positive),
-    Setting(
-        "consensus.double_sign_check_heights", int, 3,
-        "with a new (empty) vote record, sign nothing at this many heights from the one the network "
-        "works on, where this validator may have voted before (0: no check)",
-        lambda value: None if value >= 0 else "must not be negative",
-    ),
-    Setting("consensus.max_timeout_ms", int, 30_000, "ceiling on view timeouts, which double per failed view", _positive),
-    Setting("consensus.block_interval_ms", int, 200, "how long the primary gathers transactions for a block", _positive),
-    Setting(
-        "consensus.empty_block_interval_ms", int, 60_000,
-        "with no transactions pending, how long the primary waits before an empty block (arriving "
-        "transactions cut it short); view timers allow for it, so a failed primary of an idle chain is "
-        "replaced within this plus base_timeout_ms, or within block_interval_ms plus base_timeout_ms of "
-        "transactions arriving",
-        _positive,
-    ),
-    Setting(
-        "consensus.max_block_transactions", int, 5_000,
-        "most transactions this node puts in a block it proposes (at most the genesis limit), so that "
-        "every validator checks a block well within base_timeout_ms even with a backlog",
-        _positive,
-    ),
-    Setting(
-        "sync.verify_signatures", bool, False,
-        "check every transaction signature of final blocks fetched from peers; off, their commit "
-        "certificates vouch for them (a quorum checked each one) and the state root for the result",
-    ),
-    Setting("mempool.max_transactions", int, 50_000, "most pending transactions", _positive),
-    Setting(
-        "mempool.rebroadcast_after_ms", int, 3_000,
-        "a sender whose next transaction stays pending this long, while blocks are made without it, "
-        "has its ready run gossiped again (a dropped gossip frame must not hold it back forever)",
-        _positive,
-    ),
-    Setting("mempool.max_bytes", int, 32 * 1024 * 1024, "most pending transaction bytes", _positive),
-    Setting(
-        "mempool.expire_after_seconds", int, 600,
-        "a transaction still pending this long after this node admitted it is dropped (rule expired; "
-        "tx_wait and chain_getTransaction say so); 0: never",
-        lambda value: None if value >= 0 else "must not be negative",
-    ),
-    Setting("log.level", str, "info", "debug, info, warning or error", _choice("debug", "info", "warning", "error")),
-    Setting("log.format", str, "text", "text (one human-readable line per event) or json", _choice("text", "json")),
-)
-
-
-@dataclass(frozen=True, slots=True)
-class NodeConfig:
-    """Resolved settings: every path absolute, every value checked."""
-
-    #: Values by dotted path (see ``SETTINGS``).
-    values: dict[str, Any]
-    #: Directory relative paths are resolved against.
-    base_dir: Path = field(default=Path("."))
-
-    def __getitem__(self, path: str) -> Any:
-        return self.values[path]
-
-    def path(self, name: str) -> Path:
-        return (self.base_dir / str(self.values[name])).resolve()
-
-    def vote_record_path(self) -> Path:
-        """Where the vote record lives: as configured, or beside the key file."""
-        if self.values["vote_record"]:
-            return self.path("vote_record")
-        return self.path("key_file").with_suffix(".votes")
-
-    @staticmethod
-    def split_address(address: str) -> tuple[str, int]:
-        host, _, port = address.rpartition(":")
-        return host, int(port)
-
-
-def _flatten(document: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in document.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat |= _flatten(value, path + ".")
-        else:
-            flat[path] = value
-    return flat
-
-
-def _check_value(setting: Setting, value: Any) -> str | None:
-    if setting.kind is int and (type(value) is not int):
-        return f"expected an integer, got {value!r}"
-    if setting.kind is bool and type(value) is not bool:
-        return f"expected true or false, got {value!r}"
-    if setting.kind is str and not isinstance(value, str):
-        return f"expected text, got {value!r}"
-    if setting.kind is list and not (isinstance(value, list) and all(isinstance(item, str) for item in value)):
-        return f"expected a list of strings, got {value!r}"
-    return setting.check(value) if setting.check else None
-
-
-def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> NodeConfig:
-    """Read the TOML file at ``path`` (or only defaults), apply ``overrides`` from the
-    command line, and check every field; the first problem raises ``ConfigError``."""
-    document: dict[str, Any] = {}
-    if path is not None:
-        try:
-            document = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"config file {path} does not exist") from None
-        except tomllib.TOMLDecodeError as error:
-            raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
-    flat = _flatten(document) | {key: value for key, value in (overrides or {}).items() if value is not None}
-    known = {setting.path: setting for setting in SETTINGS}
-    unknown = sorted(set(flat) - set(known))
-    if unknown:
-        raise ConfigError(f"unknown setting {unknown[0]!r} (known: {', '.join(sorted(known))})")
-    values = {}
-    for setting in SETTINGS:
-        value = flat.get(setting.path, setting.default)
-        problem = _check_value(setting, value)
-        if problem:
-            raise ConfigError(f"setting {setting.path}: {problem}")
-        values[setting.path] = value
-    base_dir = path.parent if path is not None else Path.cwd()
-    return NodeConfig(values, base_dir)
-
-
-def add_setting_flags(parser: argparse.ArgumentParser) -> None:
-    """One command-line flag per setting, e.g. ``--rpc-listen 127.0.0.1:8701``; its help ends with the default."""
-    for setting in SETTINGS:
-        metavar = setting.path.rpartition(".")[2].upper()
-        # argparse formats help with %; the flag's own default stays None, so that only flags given override.
-        repeat = "give the flag once per item; " if setting.kind is list else ""
-        text = f"{setting.help} ({repeat}default: {format_default(setting.default)})".replace("%", "%%")
-        if setting.kind is list:
-            parser.add_argument(setting.flag, dest=setting.path, action="append", metavar=metavar, help=text)
-        elif setting.kind is bool:
-            parser.add_argument(setting.flag, dest=setting.path, action=argparse.BooleanOptionalAction, help=text)
-        else:
-            parser.add_argument(setting.flag, dest=setting.path, type=setting.kind, metavar=metavar, help=text)
-
-
-def format_default(value: Any) -> str:
-    """A setting's default as it is written in node.toml: ``"data"``, ``1000``, ``false``, ``[]``."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (str, list)):
-        return json.dumps(value)
-    return str(value)
-
-
-def check_listen_addresses(config: NodeConfig) -> None:
-    """Refuse, before the node opens or logs anything, an address it cannot listen on
-    because another process holds the port; the message names the holder."""
-    addresses = {setting: NodeConfig.split_address(config[setting]) for setting in ("p2p.listen", "rpc.listen")}
-    if addresses["p2p.listen"] == addresses["rpc.listen"] and addresses["rpc.listen"][1] != 0:
-        raise ConfigError(f"p2p.listen and rpc.listen are both {format_address(*addresses['rpc.listen'])}")
-    for setting, (host, port) in addresses.items():
-        if address_in_use(host, port):
-            raise ConfigError(port_in_use_message(setting, host, port))
-
-
-def _listen_problem(setting: str, host: str, port: int, error: OSError) -> str:
-    if error.errno == errno.EADDRINUSE:
-        return port_in_use_message(setting, host, port)
-    return f"{setting}: cannot listen on {format_address(host, port)}: {error.strerror or error}"
-
-
-# --- logging --------------------------------------------------------------------------
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message and any ``extra`` fields."""
-
-    _standard = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "time": round(record.created, 3),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        entry |= {key: value for key, value in vars(record).items() if key not in self._standard}
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
-
-
-def configure_logging(*, level: str, json_format: bool, name: str = "") -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    prefix = f"{name} " if name else ""
-    handler.setFormatter(
-        JsonFormatter() if json_format else logging.Formatter(f"%(asctime)s {prefix}%(levelname)-7s %(name)s: %(message)s")
-    )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
 # --- the application consensus orders blocks for ---------------------------------------
@@ -486,19 +195,6 @@ class InvalidMessageSender(Invalid):
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def parse_peer(text: str) -> PeerAddress:
-    """``KEYHEX@host:port`` as a peer address."""
-    key, _, address = text.partition("@")
-    host, _, port = address.rpartition(":")
-    try:
-        public_key = bytes.fromhex(key)
-        if len(public_key) != 32 or not host or not port.isdigit():
-            raise ValueError
-    except ValueError:
-        raise ConfigError(f"setting p2p.peers: {text!r} is not KEYHEX@host:port") from None
-    return PeerAddress(public_key, host, int(port))
 
 
 class StoredVotes:
@@ -731,7 +427,7 @@ class Node:
         except UnsupportedAiohttp as error:
             raise ConfigError(str(error)) from None
         except OSError as error:
-            raise ConfigError(_listen_problem("p2p.listen", host, port, error)) from None
+            raise ConfigError(listen_problem("p2p.listen", host, port, error)) from None
         network = self.network
 
         async def send(peer: bytes, data: bytes) -> bool:
@@ -779,7 +475,7 @@ class Node:
         try:
             await self.rpc.start()
         except OSError as error:
-            raise ConfigError(_listen_problem("rpc.listen", host, port, error)) from None
+            raise ConfigError(listen_problem("rpc.listen", host, port, error)) from None
         LOG.info("serving JSON-RPC on %s:%d and peers on %s", host, self.rpc.port, self.config["p2p.listen"])
 
     async def stop(self) -> None:
@@ -1250,31 +946,6 @@ class Node:
             await self._stop_requested.wait()
         finally:
             await self.stop()
-
-
-# --- the command line ----------------------------------------------------------------
-
-
-class _OneLineErrorParser(argparse.ArgumentParser):
-    # The usage of every setting is long: a mistyped flag gets one line, --help the rest.
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: {message} (--help lists every setting)\n")
-
-
-def argument_parser(*, prog: str = "python -m mura.node", require_config: bool = False) -> argparse.ArgumentParser:
-    """The node's command line: ``--config`` and one flag per setting, each with its default."""
-    parser = _OneLineErrorParser(
-        prog=prog,
-        usage=f"%(prog)s {'--config FILE' if require_config else '[--config FILE]'} [--SETTING VALUE ...]",
-        description="Run a Mura validator node until SIGINT or SIGTERM. Every setting can be given in the "
-        "config file or as a flag below; a flag overrides the file, the file overrides the default.",
-    )
-    parser.add_argument(
-        "--config", type=Path, required=require_config, metavar="FILE",
-        help="TOML config file (the flags below override it)",
-    )
-    add_setting_flags(parser)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None, *, prog: str = "python -m mura.node", require_config: bool = False) -> int:

@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from mura.node import JsonFormatter
+from mura.logs import JsonFormatter
 from mura.progress_log import ConsensusFacts, ProgressLog
 
 NAMES = ("bob", "carol", "dave")

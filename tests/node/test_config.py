@@ -11,16 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from mura.genesis.testnet import TestnetLayout, generate_testnet, node_config_path
-from mura.node import (
+from mura.config import (
     SETTINGS,
     ConfigError,
-    Node,
     add_setting_flags,
     check_listen_addresses,
     format_default,
     load_config,
 )
+from mura.genesis.testnet import TestnetLayout, generate_testnet, node_config_path
+from mura.node import Node
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from mura.config import load_config
 from mura.consensus.messages import BlockRequest, Prepare, encode_message
 from mura.genesis.testnet import TestnetLayout, generate_testnet, node_config_path
-from mura.node import InvalidMessageSender, Node, load_config
+from mura.node import InvalidMessageSender, Node
 from mura.p2p.inbox import InboxLimits
 
 

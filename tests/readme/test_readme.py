@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 
 import mura
+from mura.config import SETTINGS, ConfigError, load_config
 from mura.genesis.testnet import DEFAULT_BASE_PEER_PORT, DEFAULT_BASE_RPC_PORT, node_config_path
-from mura.node import SETTINGS, ConfigError, load_config
 from mura.tests.node.cluster import Cluster
 from mura.tests.readme import contract
 from mura.tests.readme.contract import Block, Substitutions

@@ -24,8 +24,9 @@ import aiohttp
 from mura.chain.address import encode_address
 from mura.chain.keys import SigningKey, load_key
 from mura.chain.transaction import Body, Transaction, sign_transaction
+from mura.config import load_config
 from mura.genesis.testnet import TestnetLayout, node_config_path
-from mura.node import Node, load_config
+from mura.node import Node
 from mura.rpc.server import RpcServer
 
 #: Settings every test node runs with: free ports, blocks every 20 ms.
