@@ -353,9 +353,11 @@ class VoteStore:
     pending.
     """
 
-    def __init__(self, path: Path | str, *, chain: bytes, validator: bytes) -> None:
+    def __init__(self, path: Path | str, *, chain: bytes, validator: bytes, db: plyvel.DB | None = None) -> None:
         self.path = Path(path)
-        self._db: plyvel.DB | None = _open(self.path, "vote record")
+        #: ``db``: an open database with plyvel's interface to keep the record in instead
+        #: of the LevelDB at ``path`` (the simulator's disk, which models a crash).
+        self._db: plyvel.DB | None = _open(self.path, "vote record") if db is None else db
         stored_chain, stored_validator = self.db.get(_CHAIN), self.db.get(_VALIDATOR)
         #: True when this opening created the record.
         self.new = stored_chain is None

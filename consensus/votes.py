@@ -98,20 +98,66 @@ class VoteReader(Protocol):
         """The double-sign check's state, as last saved."""
 
 
-class VoteRecord(Protocol):
-    """Durable storage of signed votes (in memory here; LevelDB with sync in the node)."""
+class VoteRecord(VoteReader, Protocol):
+    """Durable storage of signed votes: what the driver writes through, and the replica reads."""
 
     def save_vote(self, vote: RecordedVote) -> None:
         """Store ``vote`` durably before returning."""
-
-    def load_votes(self, height: int) -> list[RecordedVote]:
-        """Every vote recorded at ``height``, in the order they were saved."""
 
     def prune(self, below_height: int) -> None:
         """Forget votes below ``below_height``: those heights are final."""
 
     def save_guard(self, until_height: int, from_view: int = 0) -> None:
         """The double-sign check is resolved: store ``until_height`` and ``from_view`` durably."""
+
+
+class VoteBytes(Protocol):
+    """A vote record's storage of encoded votes (``mura.chain.store.VoteStore``)."""
+
+    def save_vote(self, height: int, encoded_vote: bytes) -> None:
+        """Durably append an encoded vote at ``height``."""
+
+    def load_votes(self, height: int) -> list[bytes]:
+        """The encoded votes at ``height``, in the order they were saved."""
+
+    def highest_height(self) -> int:
+        """The highest height a vote was ever saved at (0 if none)."""
+
+    def prune_votes(self, below_height: int) -> None:
+        """Forget votes below ``below_height``."""
+
+    def load_guard(self) -> tuple[bool, int, int]:
+        """The double-sign check's state: (pending, until height, from view)."""
+
+    def save_guard(self, until_height: int, from_view: int = 0) -> None:
+        """Durably record the resolved check."""
+
+
+class StoredVoteRecord:
+    """The ``VoteRecord`` over a store of encoded votes: the node's, on its own LevelDB,
+    and the simulator's, on a disk that loses what was not synced when it crashes."""
+
+    def __init__(self, store: VoteBytes) -> None:
+        self.store = store
+
+    def save_vote(self, vote: RecordedVote) -> None:
+        self.store.save_vote(vote.height, vote.encode())
+
+    def load_votes(self, height: int) -> list[RecordedVote]:
+        return [RecordedVote.decode(vote) for vote in self.store.load_votes(height)]
+
+    def highest_height(self) -> int:
+        return self.store.highest_height()
+
+    def prune(self, below_height: int) -> None:
+        self.store.prune_votes(below_height)
+
+    def signing_guard(self) -> SigningGuard:
+        pending, until_height, from_view = self.store.load_guard()
+        return SigningGuard(pending=pending, until_height=until_height, from_view=from_view)
+
+    def save_guard(self, until_height: int, from_view: int = 0) -> None:
+        self.store.save_guard(until_height, from_view)
 
 
 class MemoryVoteRecord:

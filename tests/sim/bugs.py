@@ -17,6 +17,10 @@ one by name for a scenario (honest nodes run it; byzantine ones do not).
 - ``idle_timer_ignored``: a height's first view times out after the view timeout
   whatever the primary waits for, as before idle intervals could exceed it: an
   idle chain changes views at every height.
+- ``unsynced_vote_write``: the vote record appends a vote without syncing it, so
+  a crash (a power cut) loses votes already sent, and the restarted replica may
+  sign a conflicting one (the replica is the real one; the record's code is the
+  node's, with one flag flipped).
 - ``arrivals_ignored``: arriving transactions cut the primary's own wait short
   but bring no view timer forward, so a primary that failed while the chain was
   idle is replaced only when the idle interval is over.
@@ -30,6 +34,7 @@ from typing import Any
 
 from mura.chain import block as block_module
 from mura.chain.block import Block, Header
+from mura.chain.store import VoteStore
 from mura.consensus.actions import Action, Broadcast, PersistVote, ScheduleTimeout
 from mura.consensus.evidence import Equivocation
 from mura.consensus.log import ADDED, Added, Duplicate, HeightLog, VoteTally
@@ -37,6 +42,7 @@ from mura.consensus.messages import Commit, Message, NewView, Prepare, ViewChang
 from mura.consensus.replica import Replica
 from mura.consensus.verify import MessageVerifier
 from mura.consensus.votes import RecordedVote
+from mura.tests.sim.disk import SimulatedDisk
 
 
 class QuorumOfTwoF(Replica):
@@ -117,6 +123,22 @@ class ArrivalsIgnored(Replica):
         return [ScheduleTimeout(due)]
 
 
+class UnsyncedVoteStore(VoteStore):
+    """Appends votes as ``VoteStore`` does, but the write is not synced."""
+
+    def save_vote(self, height: int, encoded_vote: bytes) -> None:
+        disk = self.db
+        assert isinstance(disk, SimulatedDisk), "this bug is injected on the simulated disk only"
+        disk.syncing = False
+        try:
+            super().save_vote(height, encoded_vote)
+        finally:
+            disk.syncing = True
+
+
+#: Bugs in the vote record, by name (the replica is the real one).
+VOTE_STORE_BUGS: dict[str, type[VoteStore]] = {"unsynced_vote_write": UnsyncedVoteStore}
+
 BUGS: dict[str, type[Replica]] = {
     "quorum_2f": QuorumOfTwoF,
     "no_vote_dedup": NoVoteDedup,
@@ -126,6 +148,7 @@ BUGS: dict[str, type[Replica]] = {
     "no_double_sign_check": NoDoubleSignCheck,
     "idle_timer_ignored": IdleTimerIgnored,
     "arrivals_ignored": ArrivalsIgnored,
+    "unsynced_vote_write": Replica,
 }
 
 
@@ -154,6 +177,10 @@ def replica_class_for(bug: str | None) -> type[Replica]:
     if bug is None:
         return Replica
     return BUGS[bug]
+
+
+def vote_store_class_for(bug: str | None) -> type[VoteStore]:
+    return VOTE_STORE_BUGS.get(bug or "", VoteStore)
 
 
 def bug_names() -> Iterable[str]:

@@ -1,32 +1,45 @@
-"""Simulated nodes: a replica with the parts that survive a crash.
+"""Simulated nodes: a replica and its driver, with the parts that survive a crash.
 
-A node owns its ledger (the committed chain and state) and its vote record;
-a crash throws away the replica and everything in its memory, and a restart
-builds a new replica from those two, as the node process will. The node's
-clock runs ahead of the simulation's by a fixed skew.
+A node owns its ledger (the committed chain and state) and the disk its vote
+record is kept on; it runs the node's own driver (``mura.consensus.driver``) and
+vote record (``mura.chain.store.VoteStore`` through ``StoredVoteRecord``), over
+the simulation's clock and network. A crash throws away the replica, the driver
+and everything in memory, and cuts the disk's power (what was not synced is
+lost); a restart opens the record again and builds a new replica from the two,
+as the node process does. The node's clock runs ahead of the simulation's by a
+fixed skew.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from mura.chain.block import Block, CommitCertificate, Header
 from mura.chain.keys import SignatureCache, SigningKey
 from mura.chain.state import MemoryState, StateChanges
+from mura.chain.store import VoteStore
 from mura.consensus.config import ReplicaConfig
+from mura.consensus.driver import Clock, Driver, Reports, Transport
 from mura.consensus.messages import Message, encode_final_block
 from mura.consensus.replica import Replica
 from mura.consensus.serving import BlockServer
-from mura.consensus.votes import MemoryVoteRecord
+from mura.consensus.votes import StoredVoteRecord
+from mura.tests.sim.disk import SimulatedDisk
 from mura.tests.sim.ledger import Genesis, SimLedger, TransactionSigner, always_pending
 
 #: Where a message goes: node ids, or None for every other node.
 Destination = tuple[int, ...] | None
 
 
+class SimulatedCrash(Exception):
+    """An armed crash strikes: raised from the node's disk or network, it stops the
+    driver in the middle of its actions, as the process dying would."""
+
+
 class SimNode:
-    """An honest node: one replica instance, restartable."""
+    """An honest node: one replica and driver at a time, restartable."""
 
     def __init__(
         self,
@@ -41,36 +54,44 @@ class SimNode:
         signer: TransactionSigner,
         signatures: SignatureCache,
         new_record: bool = False,
+        vote_store_class: type[VoteStore] = VoteStore,
     ) -> None:
         self.node_id = node_id
         self.validator = validator
         self.key = key
         self.config = config
         self.replica_class = replica_class
+        self.vote_store_class = vote_store_class
         self.skew_ms = skew_ms
         self.signatures = signatures
         self._signer = signer
         #: Whether this node's mempool holds transactions now (the simulation's workload).
         self.pending: Callable[[], bool] = always_pending
         self.ledger = self._new_ledger(genesis)
-        self.votes = MemoryVoteRecord(new=new_record)
-        self.replica: Replica | None = None
+        self.driver: Driver | None = None
         #: Bumped at each crash, so timers set by a dead incarnation are ignored.
         self.incarnation = 0
-        #: A crash is due: it strikes inside the next list of actions that records a vote.
+        #: A crash is due: it strikes around the next write to the vote record.
         self.crash_armed = False
+        #: How many of the driver's disk writes and sends after the armed crash's first
+        #: vote record write go through before it strikes (0: that write never lands).
+        self.strike_after = 0
+        self._countdown: int | None = None
         #: How long the armed crash keeps the node down.
         self.down_ms = 0
         #: Whether the armed crash also wipes the chain data (the vote record stays).
         self.wipe_on_crash = False
         #: Whether it loses the vote record as well.
         self.lose_record_on_crash = False
+        #: Vote record writes lost to crashes (not synced when the power went).
+        self.lost_writes = 0
         #: View changes started by earlier incarnations.
         self.past_view_changes = 0
         #: Node ids by validator index (twins have two), set by the simulation.
         self.instances: dict[int, tuple[int, ...]] = {}
         #: What the node's driver serves peers that are behind (its budget is in memory).
         self.server = BlockServer()
+        self.disk = self._new_disk(record_is_new=new_record)
 
     def make_ledger(self, genesis: Genesis, signer: TransactionSigner, signatures: SignatureCache) -> SimLedger:
         return SimLedger(genesis, signer=signer, signatures=signatures)
@@ -82,45 +103,80 @@ class SimNode:
 
     @property
     def running(self) -> bool:
-        return self.replica is not None
+        return self.driver is not None
+
+    @property
+    def replica(self) -> Replica | None:
+        return None if self.driver is None else self.driver.replica
 
     def clock(self, now_ms: int) -> int:
         return now_ms + self.skew_ms
 
-    def boot(self) -> Replica:
-        """Build a replica from what survived: the ledger and the votes at the next height."""
-        self.replica = self.replica_class(
+    def _new_disk(self, *, record_is_new: bool) -> SimulatedDisk:
+        """A disk holding a vote record for this validator; one that is not new holds a
+        complete record (its double-sign check is resolved)."""
+        disk = SimulatedDisk()
+        store = self._open_record(disk)
+        if not record_is_new:
+            store.save_guard(0)
+        return disk
+
+    def _open_record(self, disk: SimulatedDisk) -> VoteStore:
+        disk.before_write = self._before_write
+        path = Path(f"simulated/node-{self.node_id}.votes")
+        return self.vote_store_class(path, chain=self.ledger.genesis.block.hash, validator=self.key.public_key, db=disk)
+
+    def boot(self, *, clock: Clock, transport: Transport, reports: Reports) -> Driver:
+        """Build a replica and its driver from what survived: the ledger and the vote record."""
+        votes = StoredVoteRecord(self._open_record(self.disk))
+        replica = self.replica_class(
             key=self.key,
             validators=self.ledger.genesis.validators,
             application=self.ledger,
             config=self.config,
-            vote_record=self.votes,
+            vote_record=votes,
             signature_cache=self.signatures,
         )
-        return self.replica
+        self.driver = Driver(
+            replica=replica, clock=clock, transport=transport, votes=votes, ledger=self.ledger, reports=reports
+        )
+        return self.driver
+
+    def step(self) -> None:
+        """The driver writes to disk or sends: an armed crash whose countdown has run out
+        strikes here, before the write or the send."""
+        if self._countdown is None:
+            return
+        if self._countdown == 0:
+            raise SimulatedCrash(f"node {self.node_id} crashes")
+        self._countdown -= 1
+
+    def _before_write(self) -> None:
+        if self.crash_armed and self._countdown is None:
+            self._countdown = self.strike_after
+        self.step()
 
     def crash(self) -> None:
-        if self.replica is not None:
-            self.past_view_changes += self.replica.view_changes_started
-        self.replica = None
+        if self.driver is not None:
+            self.past_view_changes += self.driver.replica.view_changes_started
+        self.driver = None
         self.incarnation += 1
         self.crash_armed = False
+        self._countdown = None
         self.server = BlockServer()
+        self.lost_writes += self.disk.power_cut()
         if self.wipe_on_crash:
             # The data directory is gone; the vote record, kept beside the key, is not...
             self.ledger = self._new_ledger(self.ledger.genesis)
             self.wipe_on_crash = False
         if self.lose_record_on_crash:
             # ...unless it is lost too: the key alone on a new machine.
-            self.votes = MemoryVoteRecord(new=True)
+            self.disk = self._new_disk(record_is_new=True)
             self.lose_record_on_crash = False
 
     def view_changes(self) -> int:
-        current = 0 if self.replica is None else self.replica.view_changes_started
+        current = 0 if self.driver is None else self.driver.replica.view_changes_started
         return self.past_view_changes + current
-
-    def commit(self, block: Block, certificate: CommitCertificate, changes: StateChanges) -> None:
-        self.ledger.commit(block, certificate, changes)
 
     def serve(self, to: int, start: int, now_ms: int) -> list[tuple[Destination, bytes]]:
         """What the driver sends validator ``to``, behind at ``start``: stored final blocks

@@ -24,34 +24,23 @@ import random
 import struct
 import zlib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
-from mura.chain.block import Header
+from mura.chain.block import Block, CommitCertificate, Header
 from mura.chain.errors import DecodeError
 from mura.chain.keys import SignatureCache
-from mura.consensus.actions import (
-    Action,
-    Broadcast,
-    CommitBlock,
-    Misbehaviour,
-    PersistGuard,
-    PersistVote,
-    PruneVotes,
-    Relay,
-    ReportEquivocation,
-    ScheduleTimeout,
-    Send,
-    ServeBlocks,
-)
+from mura.chain.store import VoteStore
 from mura.consensus.config import ReplicaConfig
+from mura.consensus.evidence import Equivocation
 from mura.consensus.messages import Commit, Message, decode_message, encode_message
 from mura.consensus.replica import Replica
-from mura.tests.sim.bugs import injected, replica_class_for
+from mura.tests.sim.bugs import injected, replica_class_for, vote_store_class_for
 from mura.tests.sim.byzantine import EquivocatorNode, GarbageNode, SwapperNode
 from mura.tests.sim.checks import Checker, Violation
 from mura.tests.sim.ledger import CHAIN_ID, TransactionSigner, make_genesis, validator_keys
-from mura.tests.sim.nodes import Destination, SimNode
+from mura.tests.sim.nodes import Destination, SimNode, SimulatedCrash
 from mura.tests.sim.scenario import Byzantine, Crash, IdleStretch, Scenario
 
 DELIVER, TIMER, CRASH, CRASH_NOW, RESTART, GARBAGE, HEAL, DEADLINE, ARRIVE = range(9)
@@ -115,6 +104,7 @@ class Simulation:
             empty_proposal_delay_ms=scenario.empty_proposal_delay_ms,
         )
         replica_class = replica_class_for(scenario.bug)
+        vote_store_class = vote_store_class_for(scenario.bug)
         signer, signatures = TransactionSigner(), SignatureCache()
         instances: dict[int, list[int]] = {}
         for node_id, validator in enumerate(scenario.node_validators()):
@@ -127,6 +117,7 @@ class Simulation:
                 genesis=self.genesis,
                 config=config,
                 replica_class=Replica if kind is not None else replica_class,
+                vote_store_class=VoteStore if kind is not None else vote_store_class,
                 skew_ms=self.rng.randrange(0, scenario.max_clock_skew_ms + 1),
                 signer=signer,
                 signatures=signatures,
@@ -168,7 +159,7 @@ class Simulation:
             if node.node_id in late:
                 self.schedule(late[node.node_id], RESTART, node.node_id)
                 continue
-            self.execute(node, node.boot().start(node.clock(0)))
+            self._boot(node)
         if self.scenario.new_network:
             for node in self.nodes:
                 self._links_open(node)
@@ -189,8 +180,8 @@ class Simulation:
         if kind == DELIVER:
             self._deliver(node, payload)  # type: ignore[arg-type]
         elif kind == TIMER:
-            if node.replica is not None and payload == node.incarnation:
-                self.execute(node, node.replica.timeout(node.clock(self.now)))
+            if node.driver is not None and payload == node.incarnation:
+                self._drive(node, node.driver.timeout)
         elif kind == CRASH:
             crash: Crash = payload  # type: ignore[assignment]
             target = self._current_primary() if crash.primary else node
@@ -200,8 +191,8 @@ class Simulation:
             if node.crash_armed:
                 self._crash(node)
         elif kind == RESTART:
-            if node.replica is None:
-                self.execute(node, node.boot().start(node.clock(self.now)))
+            if node.driver is None:
+                self._boot(node)
                 self._links_open(node)
         elif kind == GARBAGE:
             self._send_garbage(node_id)
@@ -242,8 +233,8 @@ class Simulation:
     def _transactions_arrive(self, node: SimNode, stretch: IdleStretch) -> None:
         """Transactions reach ``node`` after ``stretch``: its replica hears of it if its
         mempool was empty, as a node's does."""
-        if node.replica is not None and self._drains(node.ledger.head, stretch):
-            self.execute(node, node.replica.transactions_arrived(node.clock(self.now)))
+        if node.driver is not None and self._drains(node.ledger.head, stretch):
+            self._drive(node, node.driver.transactions_arrived)
 
     def _current_primary(self) -> SimNode | None:
         """The node of the primary of the view the most advanced honest node is in."""
@@ -256,70 +247,31 @@ class Simulation:
 
     # --- nodes ------------------------------------------------------------------------------
 
-    def execute(self, node: SimNode, actions: list[Action]) -> None:
-        """Carry out a replica's actions in order. An armed crash strikes inside the next
-        list that records a vote, before a random one of its actions: the worst moment
-        for persist-before-you-speak."""
-        strike = len(actions)
-        if node.crash_armed and any(isinstance(action, PersistVote) for action in actions):
-            strike = self.rng.randrange(len(actions))
-        for position, action in enumerate(actions):
-            if position == strike:
-                self._crash(node)
-                return
-            if not self._perform(node, action):
-                return
+    def _boot(self, node: SimNode) -> None:
+        """(Re)start ``node``: a replica and the node's driver over this simulation."""
+        ports = NodePorts(self, node)
+        driver = node.boot(clock=ports, transport=ports, reports=ports)
+        self._drive(node, driver.start)
 
-    def _perform(self, node: SimNode, action: Action) -> bool:
-        if isinstance(action, PersistVote):
-            node.votes.save_vote(action.vote)
-        elif isinstance(action, Broadcast):
-            self._emit(node, action.message, None)
-        elif isinstance(action, Send):
-            self._emit(node, action.message, action.to)
-        elif isinstance(action, CommitBlock):
-            self._commit(node, action)
-            return False
-        elif isinstance(action, ScheduleTimeout):
-            self.schedule(action.at_ms - node.skew_ms, TIMER, node.node_id, node.incarnation)
-        elif isinstance(action, PruneVotes):
-            node.votes.prune(action.below_height)
-        elif isinstance(action, ReportEquivocation):
-            self.faults["equivocations_reported"] += 1
-        elif isinstance(action, Relay):
-            targets = tuple(
-                other.node_id
-                for other in self.nodes
-                if other is not node and other.validator not in action.exclude
-            )
-            self._transmit(node, targets, action.message)
-            self.faults["relayed_messages"] += len(targets)
-        elif isinstance(action, ServeBlocks):
-            for destination, data in node.serve(action.to, action.from_height, self.now):
-                self._transmit_bytes(node, destination, data)
-        elif isinstance(action, PersistGuard):
-            node.votes.save_guard(action.until_height, action.from_view)
-        elif isinstance(action, Misbehaviour):
-            self.faults["misbehaviour_reported"] += 1
-            honest = node.validator not in self.scenario.byzantine
-            self.checker.on_misbehaviour(node.validator, honest, action.validator, action.rule, self.now)
-        return True
+    def _drive(self, node: SimNode, event: Callable[..., None], *arguments: object) -> None:
+        """Hand ``node``'s driver one event; an armed crash may strike inside it, in the
+        middle of its actions (see ``SimNode.step``)."""
+        try:
+            event(*arguments)
+        except SimulatedCrash:
+            self._crash(node)
 
-    def _commit(self, node: SimNode, action: CommitBlock) -> None:
-        node.commit(action.block, action.certificate, action.changes)
-        for destination, data in node.after_commit(action.block, action.certificate):
+    def _block_final(self, node: SimNode, block: Block, certificate: CommitCertificate) -> None:
+        for destination, data in node.after_commit(block, certificate):
             self._transmit_bytes(node, destination, data)
         honest = node.validator not in self.scenario.byzantine
-        self.checker.on_commit(node.node_id, honest, action.block, action.certificate, self.now)
+        self.checker.on_commit(node.node_id, honest, block, certificate, self.now)
         if honest and not self.healed:
-            self._note_progress(action.block.height)
-        self.trace.update(action.block.hash)
+            self._note_progress(block.height)
+        self.trace.update(block.hash)
         if self.checker.violations:
             self.stopped = True
             return
-        replica = node.replica
-        assert replica is not None
-        self.execute(node, replica.committed(node.clock(self.now)))
         self._check_liveness_target()
 
     def _note_progress(self, height: int) -> None:
@@ -341,6 +293,7 @@ class Simulation:
         if node.replica is None or node.crash_armed:
             return
         node.crash_armed = True
+        node.strike_after = self.rng.randrange(3)
         node.down_ms = crash.down_ms
         node.wipe_on_crash = crash.wipe or crash.lose_record
         node.lose_record_on_crash = crash.lose_record
@@ -350,11 +303,11 @@ class Simulation:
         """``node`` has (re)started: its links to every running node open, and each side
         sends the other what it may have missed, as the node does on a link's opening."""
         for other in self.nodes:
-            if other is node or other.replica is None or node.replica is None or other.validator == node.validator:
+            if other is node or other.driver is None or node.driver is None or other.validator == node.validator:
                 continue
-            self.execute(other, other.replica.peer_connected(node.validator, other.clock(self.now)))
-            if node.replica is not None:
-                self.execute(node, node.replica.peer_connected(other.validator, node.clock(self.now)))
+            self._drive(other, other.driver.peer_connected, node.validator)
+            if node.driver is not None:
+                self._drive(node, node.driver.peer_connected, other.validator)
 
     def _crash(self, node: SimNode) -> None:
         self.faults["crashes"] += 1
@@ -363,23 +316,24 @@ class Simulation:
         if node.lose_record_on_crash:
             self.faults["records_lost"] += 1
         node.crash()
+        self.faults["vote_writes_lost"] = sum(other.lost_writes for other in self.nodes)
         self.schedule(self.now + node.down_ms, RESTART, node.node_id)
 
     def _deliver(self, node: SimNode, payload: tuple[int, bytes]) -> None:
         """Bytes from node ``source`` reach ``node``: decoded as a node decodes them (blocks
         unchecked), and handed to the replica with the validator that delivered them."""
         source, data = payload
-        if node.replica is None:
+        if node.driver is None:
             return
         origin = self.nodes[source].validator
         message = self._decode(data)
         if message is None:
-            self.execute(node, node.replica.receive_bytes(data, node.clock(self.now), origin=origin))
+            self._drive(node, partial(node.driver.receive_bytes, data, origin=origin))
             return
         for destination, extra in node.observe(message, self.now):
             self._transmit(node, destination, extra)
-        if node.replica is not None:
-            self.execute(node, node.replica.receive(message, node.clock(self.now), origin=origin))
+        if node.driver is not None:
+            self._drive(node, partial(node.driver.receive, message, origin=origin))
 
     def _decode(self, data: bytes) -> Message | None:
         if data not in self._decoded:
@@ -461,8 +415,8 @@ class Simulation:
         """Partitions and losses end; crashed nodes are back; progress is now owed."""
         self.healed = True
         for node in self.nodes:
-            if node.replica is None and node.incarnation > 0:
-                self.execute(node, node.boot().start(node.clock(self.now)))
+            if node.driver is None and node.incarnation > 0:
+                self._boot(node)
         reached = max(node.ledger.final_height() for node in self.honest_nodes())
         self.liveness_target = reached + 2
         self.schedule(self.now + self.scenario.liveness_bound_ms, DEADLINE, 0)
@@ -503,6 +457,59 @@ class Simulation:
             recovery_ms=self.recovery_ms,
             end_ms=self.now,
         )
+
+
+class NodePorts:
+    """One node's clock, network and reports in the simulation: what the node's driver
+    runs on here (``Clock``, ``Transport`` and ``Reports`` of ``mura.consensus.driver``)."""
+
+    def __init__(self, simulation: Simulation, node: SimNode) -> None:
+        self.simulation = simulation
+        self.node = node
+        self.incarnation = node.incarnation
+
+    def now_ms(self) -> int:
+        return self.node.clock(self.simulation.now)
+
+    def schedule(self, at_ms: int) -> None:
+        self.simulation.schedule(at_ms - self.node.skew_ms, TIMER, self.node.node_id, self.incarnation)
+
+    def broadcast(self, message: Message) -> None:
+        self.node.step()
+        self.simulation._emit(self.node, message, None)
+
+    def send(self, validator: int, message: Message) -> None:
+        self.node.step()
+        self.simulation._emit(self.node, message, validator)
+
+    def relay(self, message: Message, exclude: frozenset[int]) -> None:
+        self.node.step()
+        simulation = self.simulation
+        targets = tuple(
+            other.node_id for other in simulation.nodes if other is not self.node and other.validator not in exclude
+        )
+        simulation._transmit(self.node, targets, message)
+        simulation.faults["relayed_messages"] += len(targets)
+
+    def serve_blocks(self, validator: int, from_height: int) -> None:
+        self.node.step()
+        for destination, data in self.node.serve(validator, from_height, self.simulation.now):
+            self.simulation._transmit_bytes(self.node, destination, data)
+
+    def penalize(self, validator: int, rule: str) -> None:
+        simulation = self.simulation
+        simulation.faults["misbehaviour_reported"] += 1
+        honest = self.node.validator not in simulation.scenario.byzantine
+        simulation.checker.on_misbehaviour(self.node.validator, honest, validator, rule, simulation.now)
+
+    def block_final(self, block: Block, certificate: CommitCertificate) -> None:
+        self.simulation._block_final(self.node, block, certificate)
+
+    def equivocation(self, evidence: Equivocation) -> None:
+        self.simulation.faults["equivocations_reported"] += 1
+
+    def signing_guard_saved(self, until_height: int, from_view: int) -> None:
+        return None
 
 
 _NODE_CLASSES: dict[Byzantine | None, type[SimNode]] = {

@@ -108,6 +108,23 @@ def test_vote_sent_before_it_is_recorded_is_caught() -> None:
     assert first_caught("speak_before_persist", scenarios, safety_only=True) is not None
 
 
+def test_vote_record_write_that_is_not_synced_is_caught() -> None:
+    """The node's own vote record on the simulated disk, with its vote write not synced:
+    a crash (a power cut) loses votes already sent."""
+    scenarios = [crash_scenario(seed, bug="unsynced_vote_write") for seed in range(5)]
+    assert first_caught("unsynced_vote_write", scenarios, safety_only=True) is not None
+
+
+def test_the_real_vote_record_loses_no_vote_to_a_crash() -> None:
+    """Every vote write of the node's record is synced: crashes lose none (with the
+    unsynced bug the same runs lose some)."""
+    real = [run_scenario(crash_scenario(seed)) for seed in range(3)]
+    broken = [run_scenario(crash_scenario(seed, bug="unsynced_vote_write")) for seed in range(3)]
+    assert sum(result.faults["crashes"] for result in real) > 0
+    assert sum(result.faults["vote_writes_lost"] for result in real) == 0
+    assert sum(result.faults["vote_writes_lost"] for result in broken) > 0
+
+
 def test_a_new_vote_record_signing_at_once_is_caught() -> None:
     """Without the double-sign check, a validator that lost its vote record signs again
     where it had signed before it lost it."""

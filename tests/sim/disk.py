@@ -1,0 +1,140 @@
+"""A simulated disk for the vote record: plyvel's interface over memory, and a crash
+that loses every write not yet synced.
+
+The node's ``VoteStore`` runs on it unchanged (``VoteStore(..., db=disk)``), so the
+simulator exercises the record's real code: its key layout, sequence numbers,
+highest height, guard and pruning. A simulated crash is the worst kind, a power
+cut: like LevelDB's log, a synced write makes everything written before it durable
+too, and anything written after the last synced write is gone. A record that
+forgets to sync a vote therefore loses it at the next crash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from types import TracebackType
+
+Writes = list[tuple[bytes, bytes | None]]
+
+
+class DiskClosed(Exception):
+    """A write or read after ``close()``."""
+
+
+class SimulatedDisk:
+    """An ordered key-value store with LevelDB's write semantics and a crash."""
+
+    def __init__(self) -> None:
+        self._data: dict[bytes, bytes] = {}
+        self._durable: dict[bytes, bytes] = {}
+        self.closed = False
+        #: Called before every write (the simulator's crash may strike there).
+        self.before_write: Callable[[], None] = lambda: None
+        #: False makes every write unsynced, whatever it asks (an injected bug).
+        self.syncing = True
+        #: Writes not made durable yet, and all writes, counted.
+        self.unsynced_writes = 0
+        self.writes = 0
+
+    # --- plyvel's interface, as much of it as the vote record uses --------------------
+
+    def get(self, key: bytes, default: bytes | None = None) -> bytes | None:
+        self._check_open()
+        return self._data.get(key, default)
+
+    def put(self, key: bytes, value: bytes, *, sync: bool = False) -> None:
+        self._write([(key, value)], sync=sync)
+
+    def delete(self, key: bytes, *, sync: bool = False) -> None:
+        self._write([(key, None)], sync=sync)
+
+    def write_batch(self, *, transaction: bool = False, sync: bool = False) -> Batch:
+        self._check_open()
+        return Batch(self, sync=sync)
+
+    def iterator(
+        self,
+        *,
+        prefix: bytes | None = None,
+        start: bytes | None = None,
+        stop: bytes | None = None,
+        reverse: bool = False,
+        include_key: bool = True,
+        include_value: bool = True,
+    ) -> Iterator[object]:
+        self._check_open()
+        keys = sorted(
+            key
+            for key in self._data
+            if (prefix is None or key.startswith(prefix))
+            and (start is None or key >= start)
+            and (stop is None or key < stop)
+        )
+        if reverse:
+            keys.reverse()
+        for key in keys:
+            if include_key and include_value:
+                yield key, self._data[key]
+            elif include_key:
+                yield key
+            else:
+                yield self._data[key]
+
+    def close(self) -> None:
+        self.closed = True
+
+    # --- the crash ---------------------------------------------------------------------
+
+    def power_cut(self) -> int:
+        """The machine stops: what was not synced is lost, and the disk can be opened
+        again. Returns how many writes were lost."""
+        lost = self.unsynced_writes
+        self._data = dict(self._durable)
+        self.unsynced_writes = 0
+        self.closed = False
+        return lost
+
+    # --- inside -----------------------------------------------------------------------
+
+    def _write(self, writes: Writes, *, sync: bool) -> None:
+        self._check_open()
+        self.before_write()
+        for key, value in writes:
+            if value is None:
+                self._data.pop(key, None)
+            else:
+                self._data[key] = value
+        self.writes += 1
+        if sync and self.syncing:
+            self._durable = dict(self._data)
+            self.unsynced_writes = 0
+        else:
+            self.unsynced_writes += 1
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise DiskClosed("the simulated disk is closed")
+
+
+class Batch:
+    """Writes applied together when the ``with`` block ends without an exception."""
+
+    def __init__(self, disk: SimulatedDisk, *, sync: bool) -> None:
+        self._disk = disk
+        self._sync = sync
+        self._writes: Writes = []
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self._writes.append((key, value))
+
+    def delete(self, key: bytes) -> None:
+        self._writes.append((key, None))
+
+    def __enter__(self) -> Batch:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        if kind is None and self._writes:
+            self._disk._write(self._writes, sync=self._sync)
