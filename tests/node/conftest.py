@@ -10,11 +10,12 @@ from typing import Any
 import aiohttp
 import pytest
 
+from mura.admission import TRANSACTIONS_KIND
 from mura.chain.keys import load_key
 from mura.consensus.messages import Message, decode_message
+from mura.consensus_runner import CONSENSUS_KIND
 from mura.genesis.format import genesis_block
 from mura.genesis.testnet import TestnetLayout, generate_testnet
-from mura.node import CONSENSUS_KIND, TRANSACTIONS_KIND
 from mura.p2p.network import Network
 from mura.p2p.settings import PeerAddress
 from mura.tests.node.validator_peers import ConnectPeer, PeerValidator, network_of

@@ -1,4 +1,4 @@
-"""Tests for node.py's ``LedgerApplication``: proposals within the node's cap, and how
+"""Tests of ``LedgerApplication``: proposals within the node's cap, and how
 much checking a block gets depending on whether a commit certificate vouches for it."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from mura.application import LedgerApplication
 from mura.chain.block import Block
 from mura.chain.errors import InvalidBlockTransaction
 from mura.chain.keys import SignatureCache, SigningKey
@@ -16,8 +17,6 @@ from mura.chain.mempool import Mempool
 from mura.chain.state import ChainRules, build_block, build_genesis
 from mura.chain.store import Store
 from mura.chain.transaction import Transaction, Transfer, sign_transaction
-from mura.chain.verify import SignatureVerifier
-from mura.node import LedgerApplication
 
 CHAIN_ID = "mura-test"
 KEYS = [SigningKey.from_private_bytes((index + 1).to_bytes(32, "big")) for index in range(8)]
@@ -42,9 +41,8 @@ def store(tmp_path: Path) -> Iterator[Store]:
 def make_application(store: Store, **options: object) -> LedgerApplication:
     rules = ChainRules(chain_id=CHAIN_ID)
     signatures = SignatureCache()
-    verifier = SignatureVerifier(signatures, threads=1)
     mempool = Mempool(rules=rules, signatures=signatures)
-    return LedgerApplication(store=store, mempool=mempool, rules=rules, verifier=verifier, **options)  # type: ignore[arg-type]
+    return LedgerApplication(store=store, mempool=mempool, rules=rules, signatures=signatures, **options)  # type: ignore[arg-type]
 
 
 def transfer(sender: int, nonce: int = 0) -> Transaction:
@@ -83,7 +81,7 @@ def test_proposal_cap_never_above_the_rules() -> None:
         store=None,  # type: ignore[arg-type]
         mempool=Mempool(rules=rules, signatures=signatures),
         rules=rules,
-        verifier=SignatureVerifier(signatures, threads=1),
+        signatures=signatures,
         max_proposal_transactions=rules.max_block_transactions * 2,
     )
     assert application.max_proposal_transactions == rules.max_block_transactions

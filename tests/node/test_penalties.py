@@ -19,6 +19,7 @@ import logging
 import plyvel
 import pytest
 
+from mura.admission import TRANSACTIONS_KIND
 from mura.chain import codec
 from mura.chain.block import Header, UncheckedBlock
 from mura.chain.keys import SigningKey, load_key, sha256
@@ -34,7 +35,6 @@ from mura.consensus.messages import (
 )
 from mura.genesis.format import genesis_block
 from mura.genesis.testnet import TestnetLayout
-from mura.node import TRANSACTIONS_KIND
 from mura.p2p.client import open_link
 from mura.p2p.frames import decode_frame
 from mura.p2p.handshake import Identity
@@ -234,7 +234,7 @@ async def test_a_disk_that_fails_a_write_stops_consensus_with_one_line(
         raise plyvel.IOError("IO error: No space left on device")
 
     monkeypatch.setattr(node.node.replica, "timeout", fail)
-    node.node._post(("timeout", None))
+    node.node.consensus.post(("timeout", None))
     await wait_until(node.node._stop_requested.is_set, "the node to be asked to stop")
     lines = [record for record in caplog.records if "consensus stopped" in record.getMessage()]
     assert len(lines) == 1 and "No space left on device" in lines[0].getMessage()

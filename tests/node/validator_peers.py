@@ -9,7 +9,7 @@ from typing import Any
 
 from mura.chain.keys import SigningKey
 from mura.consensus.messages import Message
-from mura.node import CONSENSUS_KIND
+from mura.consensus_runner import CONSENSUS_KIND
 from mura.p2p.accounting import TrafficStats
 from mura.p2p.network import Network
 from mura.p2p.settings import NetworkLimits

@@ -172,7 +172,7 @@ async def test_an_idle_primary_waits_out_a_parked_transaction_and_wakes_for_a_re
     parked = node.sign(Transfer(ALICE.public_key, 2), nonce=node.sign(Transfer(ALICE.public_key, 1)).nonce + 1)
     await node.submit(parked)
     assert node.node.replica is not None and not node.node.replica.application.has_pending_transactions()
-    assert node.node._woken_at_height == -1, "the parked transaction woke the primary"
+    assert node.node.admission._woken_at_height == -1, "the parked transaction woke the primary"
     missing = node.sign(Transfer(ALICE.public_key, 1))
     assert missing.nonce + 1 == parked.nonce
     await node.submit(missing)
