@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from mura.bench.ports import free_port_range
 from mura.chain.keys import load_key
 from mura.consensus.messages import Message, decode_message
 from mura.genesis.format import genesis_block
@@ -18,7 +19,6 @@ from mura.node import CONSENSUS_KIND, TRANSACTIONS_KIND
 from mura.p2p.network import Network
 from mura.p2p.settings import PeerAddress
 from mura.tests.node.validator_peers import ConnectPeer, PeerValidator, network_of
-from mura.tests.ports import free_port_range
 from mura.tests.rpc.support import TestNode, start_test_node, wait_until
 
 
