@@ -69,12 +69,12 @@ chaos: $(TEST_STAMP)
 	$(PY) -m mura.tests.chaos.campaign --minutes $(MINUTES) $(CHAOS_ARGS)
 
 bench: $(TEST_STAMP)
-	$(PY) -m mura.chain.bench --quick --json bench-results/ledger.json
-	$(PY) -m mura.tests.bench.network --quick --json bench-results/network.json $(BENCH_ARGS)
+	$(PY) -m mura.bench.ledger --quick --json bench-results/ledger.json
+	$(PY) -m mura.bench.network --quick --json bench-results/network.json $(BENCH_ARGS)
 
 bench-full: $(TEST_STAMP)
-	$(PY) -m mura.chain.bench --json bench-results/ledger.json
-	$(PY) -m mura.tests.bench.network --full --json bench-results/network.json $(BENCH_ARGS)
+	$(PY) -m mura.bench.ledger --json bench-results/ledger.json
+	$(PY) -m mura.bench.network --full --json bench-results/network.json $(BENCH_ARGS)
 
 # Attacks on real node processes and what they cost the honest nodes (a measuring tool, not part of test).
 attacks: $(TEST_STAMP)

@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mura.bench.rpc import Rpc
 from mura.tests.attacks import keyless_attacks, rpc_attacks, validator_attacks
 from mura.tests.attacks.harness import FULL_SCALE, Attack, Context, Scale
 from mura.tests.attacks.testnet import start_cluster
-from mura.tests.bench.rpc import Rpc
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,9 +39,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mura.bench.rpc import Rpc
 from mura.tests.attacks.peer import LinkClosed, PeerLink, connect
 from mura.tests.attacks.testnet import ATTACKER, HONEST, AttackCluster, die_with_parent
-from mura.tests.bench.rpc import Rpc
 
 #: ``--scale`` at which attacks run at the strength of the reported figures.
 FULL_SCALE = 10

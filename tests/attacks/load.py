@@ -14,10 +14,10 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from mura.bench.rpc import Rpc
+from mura.bench.workload import SignedTransfer, Workload
 from mura.genesis.testnet import DEFAULT_TREASURY_AMOUNT
 from mura.tests.attacks.testnet import HONEST, AttackCluster
-from mura.tests.bench.rpc import Rpc
-from mura.tests.bench.workload import SignedTransfer, Workload
 
 BATCH = 100
 #: Batches in flight per validator.

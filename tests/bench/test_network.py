@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from mura.tests.bench.phases import sustained_window
-from mura.tests.bench.watcher import SeenBlock
+from mura.bench.phases import sustained_window
+from mura.bench.watcher import SeenBlock
 
 pytestmark = pytest.mark.processes
 
@@ -29,7 +29,7 @@ LATENCY_SECONDS = 1.0
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     output = tmp_path_factory.mktemp("bench") / "network.json"
     command = [
-        sys.executable, "-m", "mura.tests.bench.network", "--quick", "--skip-7",
+        sys.executable, "-m", "mura.bench.network", "--quick", "--skip-7",
         "--transactions", str(TRANSACTIONS), "--warmup", "50", "--accounts", str(ACCOUNTS),
         "--rate", str(RATE), "--latency-seconds", str(LATENCY_SECONDS), "--query-seconds", "0.5",
         "--verify-seconds", "0.2", "--stall-seconds", "20", "--json", str(output),

@@ -36,7 +36,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from mura.tests.bench.rpc import Rpc
+from mura.bench.rpc import Rpc
 from mura.tests.chaos import clock_skew, packet_loss
 from mura.tests.chaos.checks import SafetyReport, check_stores
 from mura.tests.chaos.clock_skew import ClockSkew

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import aiohttp
 
-from mura.tests.bench.rpc import Rpc, RpcFailure
+from mura.bench.rpc import Rpc, RpcFailure
 
 #: Errors a poll may meet while a node is busy or going away; the poll goes on.
 POLL_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError, RpcFailure)

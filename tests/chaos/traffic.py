@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mura.bench.rpc import Rpc, RpcFailure
 from mura.chain.keys import SigningKey
 from mura.chain.transaction import Transaction, Transfer, sign_transaction
-from mura.tests.bench.rpc import Rpc, RpcFailure
 from mura.tests.chaos.observer import POLL_ERRORS
 
 #: Refusals that mean the node already has the transfer (pending or final).

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from click.testing import Result
 
+from mura.bench.ports import free_port_range
 from mura.chain.keys import load_key
 from mura.cli import EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE
 from mura.genesis.testnet import DEFAULT_TREASURY_AMOUNT
 from mura.rpc.wallet import format_amount, parse_amount
 from mura.tests.node.cluster import Cluster
-from mura.tests.ports import free_port_range
 
 from .conftest import Mura
 

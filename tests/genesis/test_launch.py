@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from mura.bench.ports import free_port_range
 from mura.genesis import testnet
 from mura.holders import lock_holder
-from mura.tests.ports import free_port_range
 
 pytestmark = pytest.mark.processes
 

@@ -20,11 +20,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from mura.bench.ports import free_port_range
 from mura.chain.address import encode_address
 from mura.chain.keys import SigningKey, load_key
 from mura.chain.transaction import Body, Transaction, sign_transaction
 from mura.genesis.testnet import TestnetLayout, generate_testnet, node_config_path, write_node_configs
-from mura.tests.ports import free_port_range
 
 #: Fast timers, so a dead primary is replaced within about a second.
 FAST_CONSENSUS = [

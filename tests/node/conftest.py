@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 
 from mura.admission import TRANSACTIONS_KIND
+from mura.bench.ports import free_port_range
 from mura.chain.keys import load_key
 from mura.consensus.messages import Message, decode_message
 from mura.consensus_runner import CONSENSUS_KIND
@@ -19,7 +20,6 @@ from mura.genesis.testnet import TestnetLayout, generate_testnet
 from mura.p2p.network import Network
 from mura.p2p.settings import PeerAddress
 from mura.tests.node.validator_peers import ConnectPeer, PeerValidator, network_of
-from mura.tests.ports import free_port_range
 from mura.tests.rpc.support import TestNode, start_test_node, wait_until
 
 

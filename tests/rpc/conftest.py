@@ -10,10 +10,10 @@ from typing import Any
 import aiohttp
 import pytest
 
+from mura.bench.ports import free_port_range
 from mura.genesis.testnet import TestnetLayout, generate_testnet
 from mura.rpc.declarations import Method
 from mura.rpc.server import HealthReport, RpcLimits, RpcServer, always_healthy
-from mura.tests.ports import free_port_range
 
 from .support import PAUSED, Endpoint, Serve, TestNode, start_test_node
 

@@ -9,8 +9,8 @@ import threading
 
 import pytest
 
+from mura.bench.ports import free_port_range
 from mura.rpc.client import BadResponse, NodeUnreachable, RemoteError, RpcClient
-from mura.tests.ports import free_port_range
 
 from .support import TestNode
 

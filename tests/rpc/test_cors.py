@@ -17,10 +17,10 @@ import aiohttp
 import pytest
 from aiohttp import hdrs
 
+from mura.bench.ports import free_port_range
 from mura.genesis.testnet import generate_testnet, node_config_path
 from mura.rpc.cors import CorsPolicy
 from mura.rpc.server import RpcLimits, RpcServer
-from mura.tests.ports import free_port_range
 
 WALLET = "https://wallet.example"
 STRANGER = "https://evil.example"

@@ -1,4 +1,4 @@
-"""The network benchmark: ``python -m mura.tests.bench.network [--quick | --full] [options]``.
+"""The network benchmark: ``python -m mura.bench.network [--quick | --full] [options]``.
 
 1. Measures Ed25519 verifications per second on this machine: the ceiling is
    cores x one thread's rate / validators, since every validator verifies
@@ -34,12 +34,12 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from mura.chain.bench import verifications_per_second
-from mura.tests.bench.phases import MAX_BATCH, NetworkBench
-from mura.tests.bench.report import format_table
-from mura.tests.bench.rpc import Rpc
-from mura.tests.bench.validators import PortTaken, ValidatorProcesses
-from mura.tests.bench.watcher import LostTransactions
+from mura.bench.ledger import verifications_per_second
+from mura.bench.phases import MAX_BATCH, NetworkBench
+from mura.bench.report import format_table
+from mura.bench.rpc import Rpc
+from mura.bench.validators import PortTaken, ValidatorProcesses
+from mura.bench.watcher import LostTransactions
 
 #: Settings each validator gets unless ``--node-args`` says otherwise: room for the whole backlog.
 DEFAULT_NODE_ARGS = "--mempool-max-transactions 200000 --mempool-max-bytes 134217728"
@@ -65,7 +65,7 @@ SOAK_CHUNK = 50_000
 
 
 def parse_options(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m mura.tests.bench.network", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m mura.bench.network", description=__doc__.split("\n")[0])
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", dest="mode", action="store_const", const="quick", help="small sizes, under 2 minutes (default)")
     mode.add_argument("--full", dest="mode", action="store_const", const="full", help="the full run, under 15 minutes")

@@ -23,10 +23,10 @@ from typing import Any
 
 import aiohttp
 
+from mura.bench.ports import NoFreePorts, free_port_range
+from mura.bench.rpc import Rpc
 from mura.chain.keys import SigningKey, load_key
 from mura.genesis.testnet import generate_testnet, node_config_path, write_node_configs
-from mura.tests.bench.rpc import Rpc
-from mura.tests.ports import NoFreePorts, free_port_range
 
 #: How long a validator has to exit after SIGTERM before it is killed.
 STOP_GRACE_SECONDS = 15.0

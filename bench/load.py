@@ -1,6 +1,6 @@
 """The load process: submits a file of ``tx_submit`` batches over keep-alive connections.
 
-``python -m mura.tests.bench.load --input FILE --output FILE --url URL ...``
+``python -m mura.bench.load --input FILE --output FILE --url URL ...``
 reads lines written by ``workload.write_batch_file`` (``node<TAB>count<TAB>body``)
 and posts each body to its node's URL. Without ``--rate`` it is a closed loop at
 maximum load: ``--connections`` workers per node, each posting its node's next
@@ -31,7 +31,7 @@ from typing import Any
 
 import aiohttp
 
-from mura.tests.bench.rpc import JSON_HEADERS
+from mura.bench.rpc import JSON_HEADERS
 
 #: A batch sent but not answered after this long counts as refused.
 REQUEST_TIMEOUT_SECONDS = 120.0
@@ -152,7 +152,7 @@ async def run(batches: list[Batch], urls: Sequence[str], *, rate: float | None, 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mura.tests.bench.load", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m mura.bench.load", description=__doc__.split("\n")[0])
     parser.add_argument("--input", type=Path, required=True, help="batch file (node, count, body per line)")
     parser.add_argument("--output", type=Path, required=True, help="where to write the JSON record")
     parser.add_argument("--url", action="append", required=True, help="a node's JSON-RPC URL, in node order")

@@ -19,13 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mura.bench.queries import percentile
+from mura.bench.rpc import Rpc
+from mura.bench.validators import NetworkFailure, ValidatorProcesses
+from mura.bench.watcher import FinalityWatcher, LostTransactions, SeenBlock
+from mura.bench.workload import SignedTransfer, Workload, write_addresses, write_batch_file
 from mura.chain.address import encode_address
 from mura.genesis.testnet import DEFAULT_TREASURY_AMOUNT
-from mura.tests.bench.queries import percentile
-from mura.tests.bench.rpc import Rpc
-from mura.tests.bench.validators import NetworkFailure, ValidatorProcesses
-from mura.tests.bench.watcher import FinalityWatcher, LostTransactions, SeenBlock
-from mura.tests.bench.workload import SignedTransfer, Workload, write_addresses, write_batch_file
 
 #: By default a phase fails when none of its missing transactions becomes final for this long.
 STALL_SECONDS = 60.0
@@ -170,7 +170,7 @@ class NetworkBench:
         output = self.workdir / f"load-{self._loads}.json"
         batch_file = write_batch_file(batch_path, transfers, nodes=self.validators.count, batch_size=batch_size)
         self.watcher.track(transfer.hash for transfer in transfers)
-        arguments = ["mura.tests.bench.load", "--input", str(batch_path), "--output", str(output)]
+        arguments = ["mura.bench.load", "--input", str(batch_path), "--output", str(output)]
         arguments += [f"--url={url}" for url in self.validators.urls] + ["--connections", str(connections)]
         if rate is not None:
             arguments += ["--rate", str(rate)]
@@ -318,7 +318,7 @@ class NetworkBench:
         output = self.workdir / "queries.json"
         prefix = self.validators.address_prefix
         write_addresses(addresses_path, [encode_address(key.public_key, prefix) for key in self.workload.keys])
-        arguments = ["mura.tests.bench.queries", "--url", self.validators.urls[0], "--addresses", str(addresses_path)]
+        arguments = ["mura.bench.queries", "--url", self.validators.urls[0], "--addresses", str(addresses_path)]
         arguments += ["--seconds", str(seconds), "--clients", str(clients), "--output", str(output)]
         await run_process(arguments, timeout_seconds=seconds + 60)
         figures: dict[str, Any] = json.loads(output.read_text())

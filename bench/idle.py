@@ -1,4 +1,4 @@
-"""What an idle chain costs: ``python -m mura.tests.bench.idle [--blocks N]``.
+"""What an idle chain costs: ``python -m mura.bench.idle [--blocks N]``.
 
 Four validator processes make empty blocks quickly (a small
 ``consensus.empty_block_interval_ms``); the growth of each validator's chain
@@ -34,9 +34,9 @@ from typing import Any
 
 import plyvel
 
+from mura.bench.rpc import Rpc
+from mura.bench.validators import ValidatorProcesses
 from mura.chain.store import Store
-from mura.tests.bench.rpc import Rpc
-from mura.tests.bench.validators import ValidatorProcesses
 
 VALIDATORS = 4
 #: The validator wiped for the catch-up phase.
@@ -222,7 +222,7 @@ async def measure(options: argparse.Namespace, directory: Path) -> dict[str, Any
 
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m mura.tests.bench.idle", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m mura.bench.idle", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--blocks", type=int, default=1_000, help="empty blocks to measure (default 1000)")
     parser.add_argument("--interval-ms", type=int, default=20, help="idle interval while measuring (default 20)")

@@ -1,4 +1,4 @@
-"""Link micro-benchmarks: ``python -m mura.p2p.bench``.
+"""Link micro-benchmarks: ``python -m mura.bench.links``.
 
 Prints what the encryption and the redial policy cost:
 
@@ -191,7 +191,7 @@ async def _reconnect_figures(limits: NetworkLimits, trials: int, down: float) ->
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m mura.bench.links", description=__doc__.split("\n")[0])
     parser.add_argument("--trials", type=int, default=6, help="reconnection runs of each kind")
     parser.add_argument("--down", type=float, default=12.0, help="seconds a peer stays unreachable per run")
     parser.add_argument("--backoff-max", type=float, default=None, help="override NetworkLimits.backoff_max")

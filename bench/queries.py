@@ -1,6 +1,6 @@
 """The query process: ``account_getBalance`` against one node, from a few keep-alive clients.
 
-``python -m mura.tests.bench.queries --url URL --addresses FILE --seconds S --clients C --output FILE``
+``python -m mura.bench.queries --url URL --addresses FILE --seconds S --clients C --output FILE``
 runs C clients, each on its own keep-alive connection, each sending one
 single-request call after another (no batches) with addresses drawn from the
 file, for S seconds. The output is JSON: answered queries, errors, the
@@ -21,7 +21,7 @@ from typing import Any
 
 import aiohttp
 
-from mura.tests.bench.rpc import JSON_HEADERS
+from mura.bench.rpc import JSON_HEADERS
 
 
 def percentile(sorted_values: Sequence[float], fraction: float) -> float:
@@ -70,7 +70,7 @@ async def measure(url: str, addresses: Sequence[str], *, seconds: float, clients
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mura.tests.bench.queries", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m mura.bench.queries", description=__doc__.split("\n")[0])
     parser.add_argument("--url", required=True, help="the node's JSON-RPC URL")
     parser.add_argument("--addresses", type=Path, required=True, help="JSON list of text addresses to query")
     parser.add_argument("--seconds", type=float, default=5.0)

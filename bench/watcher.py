@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from mura.tests.bench.rpc import Rpc, RpcFailure
+from mura.bench.rpc import Rpc, RpcFailure
 
 #: Blocks fetched per JSON-RPC batch (the node's default ``rpc.max_batch`` is 100).
 FETCH_BATCH = 100

@@ -1,4 +1,4 @@
-"""Ledger micro-benchmarks: ``python -m mura.chain.bench`` (``make bench``).
+"""Ledger micro-benchmarks: ``python -m mura.bench.ledger`` (``make bench``).
 
 Prints the figures the README's Performance section quotes:
 
@@ -157,7 +157,7 @@ def state_root_figure(directory: Path, *, accounts: int, touched: int) -> dict[s
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m mura.bench.ledger", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes: 10^5 accounts instead of 10^6")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     options = parser.parse_args(argv)
