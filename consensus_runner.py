@@ -26,7 +26,7 @@ from typing import Any
 import plyvel
 
 from mura.chain import codec
-from mura.chain.block import Block, CommitCertificate, quorum_size
+from mura.chain.block import Block, CommitCertificate, MessageBlock, quorum_size
 from mura.chain.errors import DecodeError, Invalid
 from mura.chain.store import Store, StoreError
 from mura.chain.verify import SignatureVerifier, VerifierStopped
@@ -384,7 +384,7 @@ class ConsensusRunner:
                 self._stop_node()
                 return
             except VerifierStopped:
-                return
+                return  # the node is stopping: the verifier stops after this task
             except Exception:
                 # A bug here must not pass silently, nor leave a half-applied block behind.
                 LOG.critical("consensus failed; stopping the node", exc_info=True)
@@ -425,7 +425,7 @@ class ConsensusRunner:
             return  # the replica refuses it, and counts it against the peer
         await self.verifier.verify_async(transactions)
 
-    def _block_to_check(self, message: Message) -> Block | Any | None:
+    def _block_to_check(self, message: Message) -> MessageBlock | None:
         replica = self.replica
         if isinstance(message, NewView):
             message = message.pre_prepare
