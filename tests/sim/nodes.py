@@ -19,7 +19,7 @@ from pathlib import Path
 from mura.chain.block import Block, CommitCertificate, Header
 from mura.chain.keys import SignatureCache, SigningKey
 from mura.chain.state import MemoryState, StateChanges
-from mura.chain.store import VoteStore
+from mura.chain.store import VOTES, VoteStore
 from mura.consensus.config import ReplicaConfig
 from mura.consensus.driver import Clock, Driver, Reports, Transport
 from mura.consensus.messages import Message, encode_final_block
@@ -83,8 +83,8 @@ class SimNode:
         self.wipe_on_crash = False
         #: Whether it loses the vote record as well.
         self.lose_record_on_crash = False
-        #: Vote record writes lost to crashes (not synced when the power went).
-        self.lost_writes = 0
+        #: Votes recorded and then lost to crashes (not synced when the power went).
+        self.lost_votes = 0
         #: View changes started by earlier incarnations.
         self.past_view_changes = 0
         #: Node ids by validator index (twins have two), set by the simulation.
@@ -164,7 +164,9 @@ class SimNode:
         self.crash_armed = False
         self._countdown = None
         self.server = BlockServer()
-        self.lost_writes += self.disk.power_cut()
+        recorded = self._recorded_votes()
+        self.disk.power_cut()
+        self.lost_votes += len(recorded - self._recorded_votes())
         if self.wipe_on_crash:
             # The data directory is gone; the vote record, kept beside the key, is not...
             self.ledger = self._new_ledger(self.ledger.genesis)
@@ -173,6 +175,9 @@ class SimNode:
             # ...unless it is lost too: the key alone on a new machine.
             self.disk = self._new_disk(record_is_new=True)
             self.lose_record_on_crash = False
+
+    def _recorded_votes(self) -> set[object]:
+        return set(self.disk.iterator(prefix=VOTES, include_value=False))
 
     def view_changes(self) -> int:
         current = 0 if self.driver is None else self.driver.replica.view_changes_started

@@ -316,7 +316,7 @@ class Simulation:
         if node.lose_record_on_crash:
             self.faults["records_lost"] += 1
         node.crash()
-        self.faults["vote_writes_lost"] = sum(other.lost_writes for other in self.nodes)
+        self.faults["votes_lost"] = sum(other.lost_votes for other in self.nodes)
         self.schedule(self.now + node.down_ms, RESTART, node.node_id)
 
     def _deliver(self, node: SimNode, payload: tuple[int, bytes]) -> None:
