@@ -171,7 +171,7 @@ class Admission:
             if len(offered) >= MAX_OFFERED_TRANSACTIONS:
                 break
         for start in range(0, min(len(offered), MAX_OFFERED_TRANSACTIONS), DEFAULT_MAX_BATCH):
-            if not self.network.queue(peer, TRANSACTIONS_KIND, offered[start : start + DEFAULT_MAX_BATCH]):
+            if not self.network.send(peer, TRANSACTIONS_KIND, offered[start : start + DEFAULT_MAX_BATCH]):
                 return
             await asyncio.sleep(0)
 

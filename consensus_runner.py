@@ -115,15 +115,15 @@ class NetworkTransport:
         self.serving: dict[int, asyncio.Task[int]] = {}
 
     def broadcast(self, message: Message) -> None:
-        self._queue(message, lambda data: self.network.queue_broadcast(CONSENSUS_KIND, data))
+        self._queue(message, lambda data: self.network.broadcast(CONSENSUS_KIND, data))
 
     def send(self, validator: int, message: Message) -> None:
         peer = self.validators[validator]
-        self._queue(message, lambda data: self.network.queue(peer, CONSENSUS_KIND, data))
+        self._queue(message, lambda data: self.network.send(peer, CONSENSUS_KIND, data))
 
     def relay(self, message: Message, exclude: frozenset[int]) -> None:
         excluded = [self.validators[index] for index in exclude]
-        self._queue(message, lambda data: self.network.queue_broadcast(CONSENSUS_KIND, data, exclude=excluded))
+        self._queue(message, lambda data: self.network.broadcast(CONSENSUS_KIND, data, exclude=excluded))
 
     def _queue(self, message: Message, queue: Callable[[bytes], object]) -> None:
         try:

@@ -294,7 +294,7 @@ class Node:
         await self.admission.on_gossip_frame(peer, payload)
 
     async def _send_block(self, peer: bytes, data: bytes) -> bool:
-        return self.network.queue(peer, CONSENSUS_KIND, data)
+        return self.network.send(peer, CONSENSUS_KIND, data)
 
     def _on_peer_change(self, peer: bytes, connected: bool) -> None:
         """A validator's link opened: the replica sends it what it may have missed of the

@@ -174,6 +174,6 @@ class TransactionGossip:
 
     async def _send(self, batch: list[bytes]) -> None:
         try:
-            await self._network.broadcast(self._kind, batch)
+            self._network.broadcast(self._kind, batch)
         except Exception:
             log.exception("gossiping a batch of %d transactions failed", len(batch))

@@ -269,7 +269,7 @@ class Network:
             for link in self._registry.live()
         ]
 
-    def queue(self, peer_public_key: bytes, kind: str, payload: Any) -> bool:
+    def send(self, peer_public_key: bytes, kind: str, payload: Any) -> bool:
         """Queue a frame for one peer; False when it is not connected or cannot keep up.
 
         Returns at once. Raises ``FrameTooLarge`` for a frame above the cap; the frame
@@ -281,19 +281,11 @@ class Network:
         data = encode_frame(kind, payload, max_size=self._limits.max_frame_size)
         return self._enqueue(link, kind, data)
 
-    def queue_broadcast(self, kind: str, payload: Any, *, exclude: Collection[bytes] = ()) -> int:
+    def broadcast(self, kind: str, payload: Any, *, exclude: Collection[bytes] = ()) -> int:
         """Queue a frame for every connected peer but ``exclude``; returns how many took it."""
         data = encode_frame(kind, payload, max_size=self._limits.max_frame_size)
         links = [link for link in self._registry.live() if link.peer_public_key not in exclude]
         return sum(self._enqueue(link, kind, data) for link in links)
-
-    async def send(self, peer_public_key: bytes, kind: str, payload: Any) -> bool:
-        """``queue``, for callers in a coroutine (it never waits)."""
-        return self.queue(peer_public_key, kind, payload)
-
-    async def broadcast(self, kind: str, payload: Any, *, exclude: Collection[bytes] = ()) -> int:
-        """``queue_broadcast``, for callers in a coroutine (it never waits)."""
-        return self.queue_broadcast(kind, payload, exclude=exclude)
 
     def _enqueue(self, link: Link, kind: str, data: bytes) -> bool:
         try:

@@ -85,7 +85,7 @@ async def test_gossip_no_honest_node_would_forward_counts_against_the_peer(
         [sign_transaction(stranger, chain_id=chain_id, nonce=0, body=Mint(bytes(32), 5)).encoded],
     ]
     for batch in batches:
-        assert await peer.network.send(node.node.key.public_key, TRANSACTIONS_KIND, batch)
+        assert peer.network.send(node.node.key.public_key, TRANSACTIONS_KIND, batch)
     await wait_until(lambda: traffic(node, peer).malformed == len(batches), "both batches to count against the peer")
     assert len(node.node.mempool) == 0
 
@@ -104,7 +104,7 @@ async def test_gossip_refused_for_the_state_costs_the_peer_nothing(
     ]
     good = sign_transaction(treasury, chain_id=chain_id, nonce=0, body=Transfer(bytes(32), 5))
     batch = [transaction.encoded for transaction in poor] + [good.encoded]
-    assert await peer.network.send(node.node.key.public_key, TRANSACTIONS_KIND, batch)
+    assert peer.network.send(node.node.key.public_key, TRANSACTIONS_KIND, batch)
     await wait_until(lambda: good.hash in node.node.mempool, "the good transaction to be admitted")
     assert (traffic(node, peer).malformed, traffic(node, peer).refused, traffic(node, peer).bans) == (0, 0, 0)
     assert len(node.node.mempool) == 1
@@ -127,7 +127,7 @@ async def test_gossip_refused_by_the_replacement_and_supply_rules_costs_the_peer
     marker = sign_transaction(treasury, chain_id=chain_id, nonce=2, body=Transfer(bytes(32), 1))
     batches = [[first], [second], [first, signed(1, Mint(bytes(32), 2**64 - 1)), marker.encoded]]
     for batch in batches:
-        assert await peer.network.send(node.node.key.public_key, TRANSACTIONS_KIND, batch)
+        assert peer.network.send(node.node.key.public_key, TRANSACTIONS_KIND, batch)
     await wait_until(lambda: marker.hash in node.node.mempool, "the last batch to be handled")
     assert [tx.encoded for tx in node.node.mempool.pending_for(treasury.public_key)] == [second, marker.encoded]
     assert (traffic(node, peer).malformed, traffic(node, peer).refused, traffic(node, peer).bans) == (0, 0, 0)
@@ -145,7 +145,7 @@ async def test_a_backlog_gossiped_in_one_batch_is_admitted_whole(
         sign_transaction(treasury, chain_id=chain_id, nonce=nonce, body=Transfer(bytes(32), 1)) for nonce in range(200)
     ]
     assert len(run) > node.node.mempool.status().max_nonce_gap + 1
-    assert await peer.network.send(node.node.key.public_key, TRANSACTIONS_KIND, [tx.encoded for tx in run])
+    assert peer.network.send(node.node.key.public_key, TRANSACTIONS_KIND, [tx.encoded for tx in run])
     await wait_until(lambda: run[-1].hash in node.node.mempool, "the whole run to be admitted")
     assert [tx.hash for tx in node.node.mempool.pending_for(treasury.public_key)] == [tx.hash for tx in run]
 

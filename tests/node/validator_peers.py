@@ -35,7 +35,7 @@ class PeerValidator:
         return self.key.public_key
 
     async def send_consensus(self, node: TestNode, payload: Any) -> None:
-        assert await self.network.send(node.node.key.public_key, CONSENSUS_KIND, payload)
+        assert self.network.send(node.node.key.public_key, CONSENSUS_KIND, payload)
 
 
 ConnectPeer = Callable[[int], Awaitable[PeerValidator]]

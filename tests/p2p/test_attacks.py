@@ -146,7 +146,7 @@ async def test_a_relay_that_forwards_both_ways_carries_a_real_link_it_cannot_rea
     try:
         a = await cluster.start("a", peers="b", via={"b": proxy.port})
         await wait_for(lambda: b.network.connected_peers() == [a.public_key], "a and b to link through the relay")
-        assert await a.network.send(b.public_key, "data", b"through the relay")
+        assert a.network.send(b.public_key, "data", b"through the relay")
         await wait_for(lambda: b.payloads("data") == [b"through the relay"], "the frame")
         injected = bytes([0x82, 0x90]) + bytes(4) + b"x" * 16  # a masked binary message of 16 bytes
         proxy.inject("out", injected)
@@ -227,8 +227,8 @@ async def test_frames_are_encrypted_on_the_wire(cluster: Cluster) -> None:
             "a and b to link",
         )
         secret = b"pay 1000 NAC to the mayor" * 4
-        assert await a.network.send(b.public_key, "data", secret)
-        assert await b.network.send(a.public_key, "data", [secret, 7])
+        assert a.network.send(b.public_key, "data", secret)
+        assert b.network.send(a.public_key, "data", [secret, 7])
         await wait_for(lambda: b.payloads("data") == [secret] and a.payloads("data") == [[secret, 7]], "both frames")
         wire = bytes(proxy.recorded["out"]) + bytes(proxy.recorded["in"])
         assert b"\xa5hello" in wire, "the HELLOs are in the clear: the capture works"
@@ -249,10 +249,10 @@ async def test_tampering_on_the_path_closes_the_link_and_bans_no_one(
         a = await cluster.start("a", peers="b", via={"b": proxy.port})
         await wait_for(lambda: b.network.connected_peers() == [a.public_key], "a and b to link")
         proxy.alter["out"] = flip_last_byte_once(of_chunks_over=10_000)
-        assert await a.network.send(b.public_key, "data", b"x" * 20_000)
+        assert a.network.send(b.public_key, "data", b"x" * 20_000)
         await wait_for(lambda: b.traffic(a.public_key).not_authentic == 1, "b to refuse the altered frame")
         await wait_for(lambda: b.network.connected_peers() == [a.public_key], "a to redial")
-        assert await a.network.send(b.public_key, "data", b"after the redial")
+        assert a.network.send(b.public_key, "data", b"after the redial")
         await wait_for(lambda: b.payloads("data") == [b"after the redial"], "the next frame")
         assert no_bans(a, b)
         assert any("altered on the path" in record.getMessage() for record in caplog.records)

@@ -244,7 +244,7 @@ async def test_a_correct_handshake_is_admitted_both_ways(cluster: Cluster) -> No
         assert link.peer_public_key == node.public_key
         await link.send_frame(encode_frame("data", b"hello, a"))
         await wait_for(lambda: node.payloads("data") == [b"hello, a"], "the frame")
-        assert await node.network.send(key_named("b").public_key, "data", b"hello, b")
+        assert node.network.send(key_named("b").public_key, "data", b"hello, b")
         assert decode_frame(await link.receive_frame(timeout=5)).payload == b"hello, b"
     assert node.network.stats.handshake_failures == 0
 

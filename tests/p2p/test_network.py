@@ -60,8 +60,8 @@ async def test_two_nodes_exchange_frames_both_ways(cluster: Cluster) -> None:
     a = await cluster.start("a", peers="b")
     b = await cluster.start("b", peers="a")
     await wait_for(lambda: settled(a, b), "a and b to link")
-    assert await a.network.send(b.public_key, "data", b"from a")
-    assert await b.network.send(a.public_key, "data", [b"from b", 2])
+    assert a.network.send(b.public_key, "data", b"from a")
+    assert b.network.send(a.public_key, "data", [b"from b", 2])
     await wait_for(lambda: b.payloads("data") == [b"from a"], "b to receive")
     await wait_for(lambda: a.payloads("data") == [[b"from b", 2]], "a to receive")
     assert a.peer_events[-1] == (b.public_key, True)
@@ -73,12 +73,12 @@ async def test_four_nodes_form_a_full_mesh_and_broadcast(cluster: Cluster) -> No
     nodes = [await cluster.start(name, peers=[other for other in names if other != name]) for name in names]
     await wait_for(lambda: settled(*nodes), "a full mesh of four")
     for node in nodes:
-        assert await node.network.broadcast("data", node.name.encode()) == 3
+        assert node.network.broadcast("data", node.name.encode()) == 3
     for node in nodes:
         expected = sorted(other.name.encode() for other in nodes if other is not node)
         # Awaited before the loop moves on, so it sees this round's node.
         await wait_for(lambda: sorted(node.payloads("data")) == expected, f"{node.name} to hear everyone")  # noqa: B023
-    assert await nodes[0].network.broadcast("data", b"not c", exclude=[nodes[2].public_key]) == 2
+    assert nodes[0].network.broadcast("data", b"not c", exclude=[nodes[2].public_key]) == 2
     await wait_for(lambda: b"not c" in nodes[3].payloads("data"), "d to receive")
     assert b"not c" not in nodes[2].payloads("data")
 
@@ -108,10 +108,10 @@ async def test_simultaneous_dialing_keeps_one_link_per_pair(cluster: Cluster, pa
     settled_events = (list(first.peer_events), list(second.peer_events))
     disconnects = (first.network.stats.total.disconnects, second.network.stats.total.disconnects)
     for round_trip in range(20):
-        assert await first.network.send(second.public_key, "data", round_trip)
+        assert first.network.send(second.public_key, "data", round_trip)
         # Each predicate is awaited before the loop moves on: it sees this round's variable.
         await wait_for(lambda: len(second.payloads("data")) == round_trip + 1, "the frame")  # noqa: B023
-        assert await second.network.send(first.public_key, "data", round_trip)
+        assert second.network.send(first.public_key, "data", round_trip)
         await wait_for(lambda: len(first.payloads("data")) == round_trip + 1, "the reply")  # noqa: B023
     assert (first.peer_events, second.peer_events) == settled_events, "the link did not flap"
     assert (first.network.stats.total.disconnects, second.network.stats.total.disconnects) == disconnects
@@ -167,7 +167,7 @@ async def test_a_stopped_node_is_reconnected_when_it_comes_back(cluster: Cluster
     assert a.peer_events == [(b.public_key, True), (b.public_key, False)]
     b_again = await cluster.start("b")
     await wait_for(lambda: linked(a, b_again), "a to reconnect to b")
-    assert await a.network.send(b.public_key, "data", b"welcome back")
+    assert a.network.send(b.public_key, "data", b"welcome back")
     await wait_for(lambda: b_again.payloads("data") == [b"welcome back"], "b to receive")
     assert a.network.stats.peers[b.public_key].disconnects == 1
 
@@ -231,7 +231,7 @@ async def test_malformed_frames_are_counted_then_the_peer_is_banned(
     assert mallory.public_key not in a.network.connected_peers()
     assert a.traffic(mallory.public_key).links_opened == 1, "the refused handshake never became a link"
     assert any("refused banned peer" in record.getMessage() for record in caplog.records)
-    assert await honest.network.send(a.public_key, "data", b"still served")
+    assert honest.network.send(a.public_key, "data", b"still served")
     await wait_for(lambda: b"still served" in a.payloads("data"), "the honest peer to be served")
     assert a.network.stats.peers[honest.public_key].malformed == 0
 
@@ -243,7 +243,7 @@ async def test_penalties_count_towards_the_same_ban(cluster: Cluster, caplog: py
     await wait_for(lambda: linked(a, b), "a and b to link")
     for index in range(3):
         a.network.penalize(b.public_key, f"consensus message {index} refused: bad signature")
-    assert await b.network.send(a.public_key, "no-such-kind", b"")
+    assert b.network.send(a.public_key, "no-such-kind", b"")
     await wait_for(lambda: a.network.stats.total.bans == 1, "a to ban b")
     stats = a.traffic(b.public_key)
     assert (stats.refused, stats.malformed, stats.bans) == (3, 1, 1)
@@ -320,7 +320,7 @@ async def test_a_ban_ends_and_the_dialer_reconnects(cluster: Cluster) -> None:
     b = await cluster.start("b")
     await wait_for(lambda: linked(a, b), "a and b to link")
     for _ in range(3):
-        await b.network.send(a.public_key, "no-such-kind", b"")
+        b.network.send(a.public_key, "no-such-kind", b"")
     await wait_for(lambda: a.network.stats.total.bans == 1, "a to ban b")
     await wait_for(lambda: a.network.connected_peers() == [], "a to drop b")
     await wait_for(lambda: linked(a, b), "a to redial b once the ban ends")
@@ -337,7 +337,7 @@ async def test_handler_errors(cluster: Cluster, caplog: pytest.LogCaptureFixture
     b = await cluster.start("b", peers="a")
     await wait_for(lambda: linked(a, b), "a and b to link")
     for kind in ("crash", "refuse", "data"):
-        assert await b.network.send(a.public_key, kind, b"")
+        assert b.network.send(a.public_key, kind, b"")
     await wait_for(lambda: a.payloads("data") == [b""], "the frame after the crash to arrive")
     assert linked(a, b), "a handler bug keeps the link"
     assert a.network.stats.peers[b.public_key].malformed == 1, "only the Invalid counts as malformed"
@@ -354,11 +354,11 @@ async def test_an_oversized_message_ends_the_link_without_counting_against_the_k
         await closed_by_node(link)
     await wait_for(lambda: a.network.stats.total.disconnects == 1, "a to drop the link")
     assert (a.traffic(b.public_key).malformed, a.traffic(b.public_key).not_authentic) == (0, 1)
-    assert await a.network.send(b.public_key, "data", b"x" * 100_000) is False, "not connected: nothing encoded"
+    assert a.network.send(b.public_key, "data", b"x" * 100_000) is False, "not connected: nothing encoded"
     async with link_as(a, "b"):
         await wait_for(lambda: b.public_key in a.network.connected_peers(), "b to link again")
         with pytest.raises(FrameTooLarge):
-            await a.network.send(b.public_key, "data", b"x" * 100_000)
+            a.network.send(b.public_key, "data", b"x" * 100_000)
 
 
 @pytest.mark.parametrize("how", ["unsealed", "text", "replayed"])
@@ -385,8 +385,8 @@ async def test_a_message_that_does_not_open_ends_the_link_without_counting(clust
 
 async def test_send_to_a_peer_without_a_link(cluster: Cluster) -> None:
     a = await cluster.start("a")
-    assert await a.network.send(key_named("b").public_key, "data", b"") is False
-    assert await a.network.broadcast("data", b"") == 0
+    assert a.network.send(key_named("b").public_key, "data", b"") is False
+    assert a.network.broadcast("data", b"") == 0
 
 
 async def test_a_peer_that_stops_reading_is_cut_off_without_holding_up_others(cluster: Cluster) -> None:
@@ -399,15 +399,15 @@ async def test_a_peer_that_stops_reading_is_cut_off_without_holding_up_others(cl
     async with link_as(a, "b"):  # reads nothing
         await wait_for(lambda: slow.public_key in a.network.connected_peers(), "the slow peer to link")
         for _ in range(50):  # gossip is dropped under pressure, never a reason to disconnect
-            assert await a.network.send(slow.public_key, "transactions", block)
+            assert a.network.send(slow.public_key, "transactions", block)
         assert a.network.stats.peers[slow.public_key].dropped > 0
         accepted = 0
         for sent in itertools.count():  # consensus frames may not be dropped: the peer is cut off
             assert sent < 200, "a peer that reads nothing was never cut off"
-            if not await a.network.send(slow.public_key, "data", block):
+            if not a.network.send(slow.public_key, "data", block):
                 break
             accepted += 1
-            assert await a.network.send(fast.public_key, "data", sent)
+            assert a.network.send(fast.public_key, "data", sent)
         assert slow.public_key not in a.network.connected_peers()
         await wait_for(lambda: a.traffic(slow.public_key).disconnects == 1, "the stuck link to be torn down")
     await wait_for(lambda: fast.payloads("data") == list(range(accepted)), "the fast peer to get every frame")
@@ -435,7 +435,7 @@ async def test_stop_is_idempotent_and_leaves_no_tasks(cluster: Cluster) -> None:
     await b.network.stop()
     await b.network.stop()
     assert asyncio.all_tasks() == before
-    assert a.network.connected_peers() == [] and await a.network.send(b.public_key, "data", b"") is False
+    assert a.network.connected_peers() == [] and a.network.send(b.public_key, "data", b"") is False
     with pytest.raises(RuntimeError):
         await a.network.start()
 
@@ -467,7 +467,7 @@ async def test_stop_cuts_off_a_peer_that_reads_nothing(cluster: Cluster) -> None
     async with link_as(a, "b"):
         await wait_for(lambda: a.network.connected_peers() == [slow.public_key], "the link")
         for _ in range(40):
-            await a.network.send(slow.public_key, "transactions", b"x" * MiB)
+            a.network.send(slow.public_key, "transactions", b"x" * MiB)
         await wait_for(lambda: a.traffic(slow.public_key).dropped > 0, "a's writer to be stuck")
         async with asyncio.timeout(3):
             await a.network.stop()
