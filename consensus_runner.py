@@ -414,8 +414,9 @@ class ConsensusRunner:
 
     async def _verify_ahead(self, message: Message) -> None:
         """Verify the transaction signatures of a block the replica is about to check, off
-        the event loop: a proposal for its height, signed by its view's primary, or a
-        final block when certified blocks are checked too."""
+        the event loop: a proposal signed by its view's primary for the height being
+        decided (or the next, which the replica holds until then), or a final block when
+        certified blocks are checked too."""
         block = self._block_to_check(message)
         if block is None:
             return
@@ -431,7 +432,9 @@ class ConsensusRunner:
             message = message.pre_prepare
         if isinstance(message, FinalBlock):
             return message.block if self.verify_certified_signatures else None
-        if not isinstance(message, PrePrepare) or message.height != replica.height or message.view < replica.view:
+        if not isinstance(message, PrePrepare) or not replica.height <= message.height <= replica.height + 1:
+            return None
+        if message.height == replica.height and message.view < replica.view:
             return None
         try:
             replica.verifier.check_pre_prepare(message)

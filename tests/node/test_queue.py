@@ -7,8 +7,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from mura.chain.keys import SignatureCache, load_key
+from mura.chain.state import build_block
+from mura.chain.transaction import Transaction, Transfer, sign_transaction
 from mura.config import load_config
-from mura.consensus.messages import BlockRequest, Prepare, encode_message
+from mura.consensus.messages import BlockRequest, Prepare, PrePrepare, decode_message, encode_message
 from mura.consensus_runner import InvalidMessageSender
 from mura.genesis.testnet import TestnetLayout, generate_testnet, node_config_path
 from mura.node import Node
@@ -59,3 +62,37 @@ async def test_invalid_block_request_naming_another_requester(layout: TestnetLay
     with pytest.raises(InvalidMessageSender):
         await node.consensus.on_frame(peer, encode_message(BlockRequest(1, 2)))
     assert node.consensus.events.qsize() == 0
+
+
+def proposal(layout: TestnetLayout, node: Node, *, signer: int, count: int = 40) -> tuple[PrePrepare, list[Transaction]]:
+    """A block for height 1 of ``count`` transfers no one has verified yet, proposed in
+    view 0 and signed by validator ``signer`` (validator 0 is the primary of view 0)."""
+    sender = load_key(layout.key_paths[-1])  # the treasury, funded in genesis
+    transactions = [
+        sign_transaction(sender, chain_id=node.rules.chain_id, nonce=nonce, body=Transfer(bytes(32), 1))
+        for nonce in range(count)
+    ]
+    built = build_block(
+        node.store, node.store.head, transactions, proposer=node.validators[0], timestamp_ms=1,
+        rules=node.rules, signatures=SignatureCache(),
+    )
+    assert built.refused == []
+    key = load_key(layout.key_paths[signer])
+    return PrePrepare.sign(key, signer, node.rules.chain_id, 0, built.block), transactions
+
+
+async def test_the_primarys_proposal_has_its_signatures_verified_before_the_replica_checks_it(
+    layout: TestnetLayout, node: Node
+) -> None:
+    message, transactions = proposal(layout, node, signer=0)
+    assert not any(transaction.hash in node.signatures for transaction in transactions)
+    await node.consensus._verify_ahead(decode_message(encode_message(message)))
+    assert all(transaction.hash in node.signatures for transaction in transactions)
+
+
+async def test_a_proposal_not_signed_by_the_primary_costs_no_signature_check(
+    layout: TestnetLayout, node: Node
+) -> None:
+    message, transactions = proposal(layout, node, signer=1)
+    await node.consensus._verify_ahead(decode_message(encode_message(message)))
+    assert not any(transaction.hash in node.signatures for transaction in transactions)
