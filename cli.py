@@ -270,7 +270,9 @@ def render_columns(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
     """A table with a header line, every column aligned."""
     cells = [list(headers), *[[str(cell) for cell in row] for row in rows]]
     widths = [max(len(row[column]) for row in cells) for column in range(len(headers))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip() for row in cells)
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip() for row in cells
+    )
 
 
 def format_time(timestamp_ms: int) -> str:
@@ -318,7 +320,9 @@ def _new_passphrase() -> str:
             raise CommandError(f"{PASSPHRASE_VARIABLE} is empty; a passphrase needs at least one character", EXIT_USAGE)
         return text
     try:
-        return str(click.prompt("Passphrase for the new key", hide_input=_terminal(), confirmation_prompt=True, err=True))
+        return str(
+            click.prompt("Passphrase for the new key", hide_input=_terminal(), confirmation_prompt=True, err=True)
+        )
     except click.Abort:
         raise CommandError(f"no passphrase given (type it twice when asked, or set {PASSPHRASE_VARIABLE}); "
                            "no key written", EXIT_USAGE) from None
@@ -592,7 +596,8 @@ def _describe_refusal(error: RemoteError, transaction: Transaction, token: dict[
     """The node's refusal in one line; an overspend names what is pending only when something is."""
     data = error.data if isinstance(error.data, dict) else {}
     balance, total = data.get("balance"), data.get("pending_spend")
-    if data.get("rule") != "pending_spend_exceeds_balance" or not isinstance(balance, int) or not isinstance(total, int):
+    overspend = data.get("rule") == "pending_spend_exceeds_balance"
+    if not overspend or not isinstance(balance, int) or not isinstance(total, int):
         return str(error)
     spend = getattr(transaction.body, "amount", 0) if isinstance(transaction.body, (Transfer, Burn)) else 0
     if total <= spend:
@@ -816,7 +821,8 @@ def node_run(context: click.Context, arguments: tuple[str, ...]) -> None:
 @cli.command(cls=click.Command)
 @click.option("--dir", "directory", default="testnet", show_default=True, type=_Path(file_okay=False))
 @click.option("--validators", default=4, show_default=True, type=click.IntRange(1, 256))
-@click.option("--rpc-port", type=click.IntRange(1, 65535), help="First validator's JSON-RPC port (i: +i) [default: 8700].")
+@click.option("--rpc-port", type=click.IntRange(1, 65535),
+              help="First validator's JSON-RPC port (i: +i) [default: 8700].")
 @click.option("--p2p-port", type=click.IntRange(1, 65535), help="First validator's peer port (i: +i) [default: 9700].")
 @click.option("--run/--no-run", default=True, show_default=True, help="Run every node in the foreground.")
 @click.option("--reset", is_flag=True, help="Delete the testnet instead; refused while any of its nodes runs.")

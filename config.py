@@ -100,7 +100,10 @@ SETTINGS: tuple[Setting, ...] = (
         "a request body must arrive within this long (HTTP 408 otherwise); it holds no request slot meanwhile",
         _positive,
     ),
-    Setting("rpc.max_waiting", int, 256, "most tx_wait calls waiting at once, apart from requests in flight", _positive),
+    Setting(
+        "rpc.max_waiting", int, 256,
+        "most tx_wait calls waiting at once, apart from requests in flight", _positive,
+    ),
     Setting(
         "rpc.max_connections_per_source", int, 256,
         "open connections to the RPC port from one address (a wallet service may keep many)", _positive,
@@ -123,8 +126,14 @@ SETTINGS: tuple[Setting, ...] = (
         "works on, where this validator may have voted before (0: no check)",
         lambda value: None if value >= 0 else "must not be negative",
     ),
-    Setting("consensus.max_timeout_ms", int, 30_000, "ceiling on view timeouts, which double per failed view", _positive),
-    Setting("consensus.block_interval_ms", int, 200, "how long the primary gathers transactions for a block", _positive),
+    Setting(
+        "consensus.max_timeout_ms", int, 30_000,
+        "ceiling on view timeouts, which double per failed view", _positive,
+    ),
+    Setting(
+        "consensus.block_interval_ms", int, 200,
+        "how long the primary gathers transactions for a block", _positive,
+    ),
     Setting(
         "consensus.empty_block_interval_ms", int, 60_000,
         "with no transactions pending, how long the primary waits before an empty block (arriving "

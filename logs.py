@@ -29,9 +29,8 @@ class JsonFormatter(logging.Formatter):
 def configure_logging(*, level: str, json_format: bool, name: str = "") -> None:
     handler = logging.StreamHandler(sys.stderr)
     prefix = f"{name} " if name else ""
-    handler.setFormatter(
-        JsonFormatter() if json_format else logging.Formatter(f"%(asctime)s {prefix}%(levelname)-7s %(name)s: %(message)s")
-    )
+    text_format = f"%(asctime)s {prefix}%(levelname)-7s %(name)s: %(message)s"
+    handler.setFormatter(JsonFormatter() if json_format else logging.Formatter(text_format))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

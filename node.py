@@ -78,7 +78,8 @@ class Node:
         self.rules = self.genesis.rules()
         self.address_prefix = self.genesis.address_prefix
         self.chain_info = _chain_info(self.genesis)
-        replica_config, limits, peers = _replica_config(config, self.rules.chain_id), _network_limits(config), self._peers()
+        replica_config = _replica_config(config, self.rules.chain_id)
+        limits, peers = _network_limits(config), self._peers()
         #: Told of every final block, so that tx_wait calls wake without polling.
         self.finality = FinalityWatch()
         #: This node's Prometheus registry, served on the RPC's /metrics.

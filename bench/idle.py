@@ -152,7 +152,9 @@ async def catch_up(validators: ValidatorProcesses, rpc: Rpc, *, timeout_seconds:
 def figures(before: list[dict[str, int]], after: list[dict[str, int]], speed: float) -> dict[str, Any]:
     per_block: dict[str, float] = {}
     for field in ("written", "live", "settled"):
-        growth = [(a[field] - b[field]) / max(a["height"] - b["height"], 1) for b, a in zip(before, after, strict=False)]
+        growth = [
+            (a[field] - b[field]) / max(a["height"] - b["height"], 1) for b, a in zip(before, after, strict=False)
+        ]
         per_block[field] = round(sum(growth) / len(growth))
     costs = {}
     for interval in INTERVALS_MS:

@@ -120,7 +120,9 @@ def block_figures(directory: Path, *, transactions: int, accounts: int) -> dict[
     )
     assert len(built.block.transactions) == transactions, built.refused[:1]
     warm, _ = _timed(lambda: apply_block(store, store.head, built.block, rules=RULES, signatures=verified))
-    cold, changes = _timed(lambda: apply_block(store, store.head, built.block, rules=RULES, signatures=SignatureCache()))
+    cold, changes = _timed(
+        lambda: apply_block(store, store.head, built.block, rules=RULES, signatures=SignatureCache())
+    )
     certificate = CommitCertificate(1, 0, built.block.hash, ((0, bytes(64)),))
     commit, _ = _timed(lambda: store.save_block(built.block, certificate, changes))  # type: ignore[arg-type]
     store.close()

@@ -83,7 +83,9 @@ async def handshake_milliseconds(count: int) -> float:
     try:
         for _ in range(count):
             start = time.perf_counter()
-            link = await open_link(f"http://{HOST}:{node.listen_port}/p2p", identity, expected_public_key=KEYS[0].public_key)
+            link = await open_link(
+                f"http://{HOST}:{node.listen_port}/p2p", identity, expected_public_key=KEYS[0].public_key
+            )
             times.append(time.perf_counter() - start)
             await link.close()
     finally:

@@ -71,7 +71,9 @@ def batch_ids(body: bytes) -> list[int]:
     return [request["id"] for request in json.loads(body)]
 
 
-async def post_batch(session: aiohttp.ClientSession, url: str, batch: Batch, record: LoadRecord, scheduled: float) -> None:
+async def post_batch(
+    session: aiohttp.ClientSession, url: str, batch: Batch, record: LoadRecord, scheduled: float
+) -> None:
     """Post one batch and record its timing, acceptances and refusals."""
     start = time.monotonic()
     accepted = 0
@@ -163,7 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     record = asyncio.run(run(batches, options.url, rate=options.rate, connections=options.connections))
     usage = resource.getrusage(resource.RUSAGE_SELF)
     cpu_seconds = usage.ru_utime + usage.ru_stime
-    options.output.write_text(json.dumps({"batches": record.batches, "refused": record.refused, "cpu_seconds": cpu_seconds}))
+    figures = {"batches": record.batches, "refused": record.refused, "cpu_seconds": cpu_seconds}
+    options.output.write_text(json.dumps(figures))
     return 0
 
 

@@ -67,12 +67,18 @@ SOAK_CHUNK = 50_000
 def parse_options(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m mura.bench.network", description=__doc__.split("\n")[0])
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--quick", dest="mode", action="store_const", const="quick", help="small sizes, under 2 minutes (default)")
+    mode.add_argument(
+        "--quick", dest="mode", action="store_const", const="quick", help="small sizes, under 2 minutes (default)"
+    )
     mode.add_argument("--full", dest="mode", action="store_const", const="full", help="the full run, under 15 minutes")
     parser.add_argument("--validators", type=int, default=4, help="validators of the main network (default 4)")
-    parser.add_argument("--compare-validators", type=int, default=7, help="validators of the max-load comparison (default 7)")
+    parser.add_argument(
+        "--compare-validators", type=int, default=7, help="validators of the max-load comparison (default 7)"
+    )
     parser.add_argument("--skip-7", action="store_true", help="skip the comparison network")
-    parser.add_argument("--transactions", type=int, help="max-load transfers on the main network (quick 40,000, full 100,000)")
+    parser.add_argument(
+        "--transactions", type=int, help="max-load transfers on the main network (quick 40,000, full 100,000)"
+    )
     parser.add_argument("--compare-transactions", type=int, help="max-load transfers on the comparison network")
     parser.add_argument("--warmup", type=int, help="final transactions before the max-load window opens")
     parser.add_argument(
@@ -81,21 +87,33 @@ def parse_options(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--accounts", type=int, help="funded sender accounts (at most 3,600)")
     parser.add_argument("--rate", type=float, default=1000.0, help="offered tx/s of the latency phase (default 1,000)")
     parser.add_argument("--latency-seconds", type=float, help="length of the latency phase")
-    parser.add_argument("--batch-size", type=int, default=MAX_BATCH, help="tx_submit per batch at max load (default 100)")
-    parser.add_argument("--rate-batch-size", type=int, default=10, help="tx_submit per batch at a fixed rate (default 10)")
+    parser.add_argument(
+        "--batch-size", type=int, default=MAX_BATCH, help="tx_submit per batch at max load (default 100)"
+    )
+    parser.add_argument(
+        "--rate-batch-size", type=int, default=10, help="tx_submit per batch at a fixed rate (default 10)"
+    )
     parser.add_argument("--connections", type=int, default=2, help="load connections per node at max load (default 2)")
     parser.add_argument("--query-seconds", type=float, help="length of the balance-query phase")
     parser.add_argument("--query-clients", type=int, default=4, help="concurrent keep-alive query clients (default 4)")
-    parser.add_argument("--soak-transactions", type=int, help="final transactions to reach for the RSS figure (full 1,000,000)")
+    parser.add_argument(
+        "--soak-transactions", type=int, help="final transactions to reach for the RSS figure (full 1,000,000)"
+    )
     parser.add_argument("--budget-seconds", type=float, help="the memory soak stops before this much run time")
     parser.add_argument("--verify-seconds", type=float, help="length of each Ed25519 measurement (quick 1, full 2)")
     parser.add_argument(
         "--stall-seconds", type=float, default=60.0, help="fail when accepted transactions make no progress this long"
     )
     parser.add_argument("--skip-catch-up", action="store_true", help="skip the wipe-and-resync phase")
-    parser.add_argument("--poll-ms", type=float, default=20.0, help="the finality watcher's polling interval (default 20)")
-    parser.add_argument("--node-args", default=DEFAULT_NODE_ARGS, help=f"extra validator flags (default: {DEFAULT_NODE_ARGS!r})")
-    parser.add_argument("--json", type=Path, default=Path("bench-results/network.json"), help="where to write the figures")
+    parser.add_argument(
+        "--poll-ms", type=float, default=20.0, help="the finality watcher's polling interval (default 20)"
+    )
+    parser.add_argument(
+        "--node-args", default=DEFAULT_NODE_ARGS, help=f"extra validator flags (default: {DEFAULT_NODE_ARGS!r})"
+    )
+    parser.add_argument(
+        "--json", type=Path, default=Path("bench-results/network.json"), help="where to write the figures"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the networks' directories and logs, and print where")
     options = parser.parse_args(argv)
     options.mode = options.mode or "quick"
@@ -213,7 +231,9 @@ async def main_phases(
     result["memory_before_catch_up"] = bench.memory()
     if not options.skip_catch_up:
         result["catch_up"] = await bench.catch_up()
-    result["balance_queries"] = await bench.balance_queries(seconds=options.query_seconds, clients=options.query_clients)
+    result["balance_queries"] = await bench.balance_queries(
+        seconds=options.query_seconds, clients=options.query_clients
+    )
     if options.soak_transactions:
         result["soak"] = await bench.soak(
             target=options.soak_transactions,

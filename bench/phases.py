@@ -90,7 +90,9 @@ class Window:
         return self.transactions / self.seconds if self.seconds > 0 else 0.0
 
 
-def sustained_window(blocks: Sequence[SeenBlock], *, warmup: int, min_window: int, load_finished: float) -> Window | None:
+def sustained_window(
+    blocks: Sequence[SeenBlock], *, warmup: int, min_window: int, load_finished: float
+) -> Window | None:
     """The window of a max-load phase's non-empty blocks, or None if too short.
 
     It opens at the block that completes the warm-up and closes at the last
@@ -197,7 +199,9 @@ class NetworkBench:
                 "leaves its sender's later ones waiting for ever"
             ) from None
         validator_cpu = self.validators.cpu_seconds() - cpu_before
-        return LoadOutcome(record["batches"], batch_file.members, accepted, refused, record["cpu_seconds"], validator_cpu)
+        return LoadOutcome(
+            record["batches"], batch_file.members, accepted, refused, record["cpu_seconds"], validator_cpu
+        )
 
     def phase_blocks(self, outcome: LoadOutcome) -> list[SeenBlock]:
         """The blocks seen from the load's start until its last transaction was seen final."""
@@ -206,7 +210,9 @@ class NetworkBench:
 
     # --- the phases ------------------------------------------------------------------
 
-    async def max_load(self, count: int, *, warmup: int, min_window: int, batch_size: int, connections: int) -> dict[str, Any]:
+    async def max_load(
+        self, count: int, *, warmup: int, min_window: int, batch_size: int, connections: int
+    ) -> dict[str, Any]:
         """Sustained final tx/s while a closed-loop load keeps the nodes busy (see ``sustained_window``).
 
         When the window under load is too short, the figure is the whole phase's:
@@ -253,7 +259,9 @@ class NetworkBench:
         latencies = []
         for batch, members in zip(outcome.batches, outcome.members, strict=False):
             latencies += [
-                self.watcher.seen_at[transfers[index].hash] - batch[2] for index in members if index not in outcome.refused
+                self.watcher.seen_at[transfers[index].hash] - batch[2]
+                for index in members
+                if index not in outcome.refused
             ]
         latencies.sort()
         starts = sorted(batch[2] for batch in outcome.batches)
@@ -324,7 +332,9 @@ class NetworkBench:
         figures: dict[str, Any] = json.loads(output.read_text())
         return figures
 
-    async def soak(self, *, target: int, chunk: int, deadline: float, batch_size: int, connections: int) -> dict[str, Any]:
+    async def soak(
+        self, *, target: int, chunk: int, deadline: float, batch_size: int, connections: int
+    ) -> dict[str, Any]:
         """Maximum load in chunks until ``target`` transactions are final or the next chunk would pass ``deadline``."""
         started = time.monotonic()
         rate = 0.0

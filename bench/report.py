@@ -42,7 +42,9 @@ def _max_load_rows(network: dict[str, Any], main_rate: float | None) -> Iterator
     else:
         yield "  window (whole phase)", span, "too few blocks under load for a window"
     yield "  offered (load process)", _number(load["offered_tx_per_second"], "tx/s"), ""
-    yield "  blocks / largest / view changes", f"{load['blocks']} / {load['largest_block']:,} / {load['view_changes']}", ""
+    yield "  blocks / largest / view changes", (
+        f"{load['blocks']} / {load['largest_block']:,} / {load['view_changes']}"
+    ), ""
     yield "  CPU per tx per validator / load process", (
         f"{load['validator_cpu_ms_per_transaction']:.3f} ms / {load['load_process_cpu_seconds']:.1f} s"
     ), f"cores busy {load['machine_busy_share']:.0%} (bench processes only)"

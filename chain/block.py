@@ -318,7 +318,8 @@ class CommitCertificate:
         value = codec.decode(data, max_size=64 + MAX_VALIDATORS * (SIGNATURE_SIZE + 8))
         height, view, block_hash, signatures = codec.read_fields(value, "certificate", 4)
         pairs = []
-        for position, item in enumerate(codec.read_list(signatures, "certificate.signatures", max_length=MAX_VALIDATORS)):
+        listed = codec.read_list(signatures, "certificate.signatures", max_length=MAX_VALIDATORS)
+        for position, item in enumerate(listed):
             what = f"certificate.signatures[{position}]"
             index, signature = codec.read_fields(item, what, 2)
             pairs.append(

@@ -193,7 +193,9 @@ def check_ports_unchanged(layout: TestnetLayout, *, base_peer_port: int | None, 
     """
     peer_ports = [int(validator.peer_address.rpartition(":")[2]) for validator in layout.genesis.validators]
     rpc_ports = [node.port("rpc.listen") for node in node_addresses(layout)]
-    asked_peer = base_peer_port is not None and peer_ports != list(range(base_peer_port, base_peer_port + len(peer_ports)))
+    asked_peer = base_peer_port is not None and (
+        peer_ports != list(range(base_peer_port, base_peer_port + len(peer_ports)))
+    )
     asked_rpc = base_rpc_port is not None and any(
         port is not None and port != base_rpc_port + index for index, port in enumerate(rpc_ports)
     )
@@ -369,7 +371,9 @@ def _argument_parser() -> argparse.ArgumentParser:
         prog="python -m mura.genesis.testnet",
         description="Write keys, a genesis and node configs for a local testnet; optionally run it, or delete it.",
     )
-    parser.add_argument("--out", "--dir", type=Path, default=Path("testnet"), help="directory to write (default: testnet)")
+    parser.add_argument(
+        "--out", "--dir", type=Path, default=Path("testnet"), help="directory to write (default: testnet)"
+    )
     parser.add_argument("--validators", type=int, default=4, help="number of validators (default: 4)")
     parser.add_argument("--chain-id", default=DEFAULT_CHAIN_ID, help=f"default: {DEFAULT_CHAIN_ID}")
     parser.add_argument("--prefix", default=DEFAULT_PREFIX, help=f"address prefix (default: {DEFAULT_PREFIX})")

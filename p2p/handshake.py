@@ -195,7 +195,9 @@ def auth_message(
     return codec.encode([_AUTH_DOMAIN, chain_id, genesis_hash, transcript, role, signer, other])
 
 
-def derive_channel(ephemeral: X25519PrivateKey, peer_ephemeral_key: bytes, transcript: bytes, role: Role) -> SecureChannel:
+def derive_channel(
+    ephemeral: X25519PrivateKey, peer_ephemeral_key: bytes, transcript: bytes, role: Role
+) -> SecureChannel:
     """The link's two directional keys, from the shared secret salted by the transcript."""
     try:
         shared = ephemeral.exchange(X25519PublicKey.from_public_bytes(peer_ephemeral_key))
@@ -389,7 +391,9 @@ async def _receive_sealed(websocket: WebSocket, channel: SecureChannel, kind: st
     try:
         frame = channel.open(data)
     except FrameNotAuthentic:
-        raise HandshakeFailed(f"the peer's {kind} does not open under this connection's key", kind="not authentic") from None
+        raise HandshakeFailed(
+            f"the peer's {kind} does not open under this connection's key", kind="not authentic"
+        ) from None
     return _decode(frame, kind, decode)
 
 

@@ -154,7 +154,9 @@ class ChainMethods:
                 name="chain_status",
                 handler=self.status,
                 summary="Chain id, address prefix, token, height, head hash, view, validators, peers and sync state.",
-                result=Result("status", STATUS_SCHEMA, "The network's identity and the node's chain and network status."),
+                result=Result(
+                    "status", STATUS_SCHEMA, "The network's identity and the node's chain and network status."
+                ),
                 description="A wallet reads chain_id and address_prefix here to sign and check addresses "
                 "for whichever network the node runs.",
             ),

@@ -211,7 +211,8 @@ class Method:
                 )
             values = [*params, *[None] * (len(self.params) - len(params))]
             present = [index < len(params) for index in range(len(self.params))]
-        return [self._convert(param, value, given) for param, value, given in zip(self.params, values, present, strict=True)]
+        arguments = zip(self.params, values, present, strict=True)
+        return [self._convert(param, value, given) for param, value, given in arguments]
 
     def _unexpected_reason(self, name: str) -> str:
         expected = ", ".join(param.name for param in self.params) or "none"

@@ -103,7 +103,10 @@ BLOCK_SCHEMA = _object(
         "hash": HASH_SCHEMA,
         "chain_id": {"type": "string"},
         "parent_hash": HASH_SCHEMA,
-        "timestamp_ms": {"type": "integer", "description": "Milliseconds since the Unix epoch, as the proposer saw it."},
+        "timestamp_ms": {
+            "type": "integer",
+            "description": "Milliseconds since the Unix epoch, as the proposer saw it.",
+        },
         "proposer": {"oneOf": [_ADDRESS_SCHEMA, {"type": "null"}], "description": "Null for the genesis block."},
         "transaction_root": HASH_SCHEMA,
         "state_root": HASH_SCHEMA,

@@ -119,7 +119,10 @@ def fake_proc(root: Path, *, port: int, inode: int, pid: int | None, arguments: 
     """A /proc with one listening socket on ``port`` and, if ``pid``, the process holding it."""
     (root / "net").mkdir(parents=True)
     header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
-    row = f"   0: 0100007F:{port:04X} 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 {inode} 1 0\n"
+    row = (
+        f"   0: 0100007F:{port:04X} 00000000:0000 0A 00000000:00000000 00:00000000 00000000"
+        f"  1000        0 {inode} 1 0\n"
+    )
     (root / "net" / "tcp").write_text(header + row)
     (root / "net" / "tcp6").write_text(header)
     (root / "1" / "fd").mkdir(parents=True)  # a process with no sockets

@@ -31,7 +31,9 @@ def progress(now: float = 0.0, **options: float) -> ProgressLog:
                        **options)  # type: ignore[arg-type]
 
 
-def facts(height: int = 10, *, linked: tuple[str, ...] = NAMES, changing_view: bool = False, **more: object) -> ConsensusFacts:
+def facts(
+    height: int = 10, *, linked: tuple[str, ...] = NAMES, changing_view: bool = False, **more: object
+) -> ConsensusFacts:
     missing = tuple(name for name in NAMES if name not in linked)
     return ConsensusFacts(height=height, view=0, primary="alice", changing_view=changing_view, linked=linked,
                           missing=missing, **more)  # type: ignore[arg-type]
@@ -77,7 +79,8 @@ def test_catching_up_writes_progress_every_five_seconds_and_no_line_per_block(li
     progress_lines = written[1:-1]
     assert len(progress_lines) == 4  # at 5, 10, 15 and 20 s of 25
     assert progress_lines[-1].startswith("catching up: height 802 of ~1000")  # floating-point seconds
-    assert progress_lines[0] == "catching up: height 201 of ~1000 (201 done, 799 remaining, 40 blocks/s, about 20 s left)"
+    assert progress_lines[0] == ("catching up: height 201 of ~1000 (201 done, 799 remaining, 40 blocks/s, "
+                                 "about 20 s left)")
     assert written[-1] == "caught up at height 999: 999 blocks in 25 s (40 blocks/s)"
     assert not any(line.startswith("final block") for line in written)
     # Back at the tip: blocks with transactions are logged again.
@@ -92,7 +95,9 @@ def test_a_node_a_few_blocks_behind_is_not_catching_up(lines: pytest.LogCaptureF
     assert info(lines.records) == ["final block 1: 1 transactions, view 0, fetched from a peer"]
 
 
-def test_no_quorum_is_said_once_again_when_it_changes_and_then_progress_resumes(lines: pytest.LogCaptureFixture) -> None:
+def test_no_quorum_is_said_once_again_when_it_changes_and_then_progress_resumes(
+    lines: pytest.LogCaptureFixture,
+) -> None:
     log = progress()
     log.final_block(100.0, height=9, transactions=0, view=0, latency_ms=30, target=9)
     # A view change that waits for a quorum: stalled once it has waited two view timeouts.
@@ -120,7 +125,9 @@ def test_no_quorum_is_said_once_again_when_it_changes_and_then_progress_resumes(
     assert log.stall is None and info(lines.records)[-1].startswith("progress resumed")
 
 
-def test_no_block_for_longer_than_the_idle_interval_and_two_timeouts_is_a_stall(lines: pytest.LogCaptureFixture) -> None:
+def test_no_block_for_longer_than_the_idle_interval_and_two_timeouts_is_a_stall(
+    lines: pytest.LogCaptureFixture,
+) -> None:
     log = progress()
     log.check(IDLE_S + 2 * BASE_S, facts(1))
     assert info(lines.records) == []

@@ -209,7 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--scale", type=float, default=1.0, help=f"1 quick, {FULL_SCALE} full strength")
     parser.add_argument("--json", type=Path, help="write every figure here")
     parser.add_argument(
-        "--node-arg", action="append", default=[], help="extra argument for every node, e.g. --node-arg=--log-level=debug"
+        "--node-arg", action="append", default=[],
+        help="extra argument for every node, e.g. --node-arg=--log-level=debug",
     )
     parser.add_argument("--keep", action="store_true", help="keep the testnet directories (logs) after the run")
     parser.add_argument("--list", action="store_true", help="list the attacks and exit")

@@ -153,7 +153,9 @@ def read_log(path: Path, start: int) -> tuple[LogStats, int]:
 
 
 def log_offsets(cluster: AttackCluster, indexes: Iterable[int]) -> dict[int, int]:
-    return {index: cluster.log_path(index).stat().st_size if cluster.log_path(index).exists() else 0 for index in indexes}
+    return {
+        index: cluster.log_path(index).stat().st_size if cluster.log_path(index).exists() else 0 for index in indexes
+    }
 
 
 # --- the observer's record -----------------------------------------------------------
@@ -352,7 +354,9 @@ class Context:
 
     async def heights(self) -> dict[int, int]:
         answers = await asyncio.gather(*(self.status(index) for index in HONEST), return_exceptions=True)
-        return {index: answer["height"] for index, answer in zip(HONEST, answers, strict=False) if isinstance(answer, dict)}
+        return {
+            index: answer["height"] for index, answer in zip(HONEST, answers, strict=False) if isinstance(answer, dict)
+        }
 
     def log_mark(self, indexes: Iterable[int]) -> dict[int, int]:
         """Where the logs of ``indexes`` end now, for ``log_since``."""
@@ -409,7 +413,9 @@ class Context:
             "heights": [before.heights, after.heights],
         }
 
-    def _process_figures(self, observed: dict[str, Any], pids: dict[int, int], before: Moment, after: Moment) -> dict[str, Any]:
+    def _process_figures(
+        self, observed: dict[str, Any], pids: dict[int, int], before: Moment, after: Moment
+    ) -> dict[str, Any]:
         """Memory before, after and at its peak (the observer's samples, or VmHWM if it rose), and CPU seconds."""
         peaks: dict[int, int | None] = {}
         for index, pid in pids.items():
@@ -462,7 +468,8 @@ class Context:
         honest_disconnects = Counter(f"{cluster.names[node]}-{honest_keys[key]}" for node, stats in logs.items()
                                      for key, _ in stats.disconnects if key in honest_keys)
         attacker_bans = sum(1 for stats in logs.values() for key, _ in stats.bans if key == attacker_key)
-        attacker_disconnects = [reason for stats in logs.values() for key, reason in stats.disconnects if key == attacker_key]
+        attacker_disconnects = [reason for stats in logs.values() for key, reason in stats.disconnects
+                                if key == attacker_key]
         closed = [f"{link.name}: {link.closed_by_node}" for link in self.links if link.closed_by_node]
         shapes: Counter[str] = Counter()
         for index in targets:

@@ -92,7 +92,9 @@ async def _hold_slots(context: Context, index: int, per_node: int, stop: asyncio
     async def one() -> None:
         while not stop.is_set():
             try:
-                connection = await open_unauthenticated(context.cluster.endpoint(index), source_host=OUTSIDER, timeout=3)
+                connection = await open_unauthenticated(
+                    context.cluster.endpoint(index), source_host=OUTSIDER, timeout=3
+                )
             except Refused:
                 refused[index] += 1
                 await asyncio.sleep(0.01)  # a slot freed by a timed-out handshake is taken again at once
@@ -123,7 +125,8 @@ async def handshake_slots(context: Context) -> None:
         holders = [asyncio.create_task(_hold_slots(context, index, per_node, stop, held, refused)) for index in HONEST]
         try:
             deadline = time.monotonic() + 10
-            while min(held[index] for index in HONEST) < NetworkLimits().max_pending_handshakes and time.monotonic() < deadline:
+            slots = NetworkLimits().max_pending_handshakes
+            while min(held[index] for index in HONEST) < slots and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
             context.figures["slots_held_before_restart"] = {cluster.names[index]: held[index] for index in HONEST}
             cluster.kill(restarted)

@@ -249,7 +249,9 @@ async def connect(
     return PeerLink(session, link)
 
 
-async def _websocket(session: aiohttp.ClientSession, endpoint: Endpoint, *, timeout: float) -> aiohttp.ClientWebSocketResponse:
+async def _websocket(
+    session: aiohttp.ClientSession, endpoint: Endpoint, *, timeout: float
+) -> aiohttp.ClientWebSocketResponse:
     async with asyncio.timeout(timeout):
         return await session.ws_connect(endpoint.url, max_msg_size=MAX_RECEIVED_FRAME + SEAL_OVERHEAD, autoping=True,
                                         heartbeat=None)
@@ -295,7 +297,9 @@ class Unauthenticated:
         await self._session.close()
 
 
-async def open_unauthenticated(endpoint: Endpoint, *, source_host: str | None = None, timeout: float = 5.0) -> Unauthenticated:
+async def open_unauthenticated(
+    endpoint: Endpoint, *, source_host: str | None = None, timeout: float = 5.0
+) -> Unauthenticated:
     """A websocket to the endpoint with nothing sent on it; raises ``Refused`` when the node turns it away."""
     session = _session(source_host)
     try:

@@ -29,7 +29,8 @@ def refused_batch(chain_id: str, first_id: int) -> bytes:
     for number in range(BATCH):
         transaction = Transaction(chain_id, os.urandom(32), 0, Transfer(os.urandom(32), 1), os.urandom(64))
         calls.append(
-            f'{{"jsonrpc":"2.0","id":{first_id + number},"method":"tx_submit","params":["{transaction.encoded.hex()}"]}}'
+            f'{{"jsonrpc":"2.0","id":{first_id + number},"method":"tx_submit",'
+            f'"params":["{transaction.encoded.hex()}"]}}'
         )
     return ("[" + ",".join(calls) + "]").encode()
 
@@ -139,5 +140,7 @@ async def content_encoding(context: Context) -> None:
                     "answer": answer,
                 }
     context.figures["by_encoding"] = results
-    context.figures["statuses"] = {name: "/".join(str(code) for code in result["status"]) for name, result in results.items()}
+    context.figures["statuses"] = {
+        name: "/".join(str(code) for code in result["status"]) for name, result in results.items()
+    }
     context.figures["worst_lines_per_request"] = max(result["lines_per_request"] for result in results.values())

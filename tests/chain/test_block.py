@@ -290,7 +290,9 @@ def test_invalid_certificate_unsorted_indexes(validators: list[SigningKey]) -> N
         _verify(_certificate(validators, [2, 0, 1]), validators)
 
 
-def test_invalid_certificate_index_out_of_range(validators: list[SigningKey], keys: Callable[[str], SigningKey]) -> None:
+def test_invalid_certificate_index_out_of_range(
+    validators: list[SigningKey], keys: Callable[[str], SigningKey]
+) -> None:
     extra = [*validators, keys("outsider")]
     certificate = _certificate(extra, [0, 1, 4])  # signed by a fifth key the set does not hold
     with pytest.raises(InvalidCertificate, match="the set has 4"):

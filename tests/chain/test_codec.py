@@ -234,7 +234,9 @@ def test_invalid_non_canonical_field_inside_a_transaction() -> None:
         Transaction.decode(longer)
 
 
-@pytest.mark.parametrize("data", [b"\xca\x3f\xc0\x00\x00", b"\xcb" + b"\x3f\xf8" + bytes(6), b"\x92\x01\xcb" + bytes(8)])
+@pytest.mark.parametrize(
+    "data", [b"\xca\x3f\xc0\x00\x00", b"\xcb" + b"\x3f\xf8" + bytes(6), b"\x92\x01\xcb" + bytes(8)]
+)
 def test_invalid_float(data: bytes) -> None:
     with pytest.raises(DecodeError, match="float"):
         codec.decode(data)

@@ -121,7 +121,9 @@ def test_invalid_key_file_is_a_directory(tmp_path: Path) -> None:
         load_key(tmp_path)
 
 
-@pytest.mark.parametrize("document", [[], "ed25519", {"type": "rsa", "private_key": "00" * 32}, {"private_key": "00" * 32}])
+@pytest.mark.parametrize(
+    "document", [[], "ed25519", {"type": "rsa", "private_key": "00" * 32}, {"private_key": "00" * 32}]
+)
 def test_invalid_key_file_wrong_type(tmp_path: Path, document: object) -> None:
     path = tmp_path / "node.json"
     path.write_text(json.dumps(document))
@@ -173,7 +175,8 @@ def test_encrypted_key_round_trip_holds_no_private_key(tmp_path: Path, keys: Cal
 def test_an_unencrypted_key_never_asks_for_a_passphrase(tmp_path: Path, keys: Callable[[str], SigningKey]) -> None:
     save_key(tmp_path / "plain.key", keys("plain"))
     assert not is_encrypted(tmp_path / "plain.key")
-    assert load_key(tmp_path / "plain.key", passphrase=lambda: pytest.fail("asked")).public_key == keys("plain").public_key
+    loaded = load_key(tmp_path / "plain.key", passphrase=lambda: pytest.fail("asked"))
+    assert loaded.public_key == keys("plain").public_key
 
 
 def test_the_passphrase_comes_from_the_environment(tmp_path: Path, keys: Callable[[str], SigningKey],

@@ -330,7 +330,10 @@ def test_drop_refused_forgets_transactions_and_remembers_why(mempool: Mempool, l
     keep, drop = ledger.transfer(1, 0), ledger.transfer(2, 0)
     add_all(mempool, ledger, [keep, drop])
     mempool.drop_refused(
-        [(drop, InsufficientBalance("balance 0 does not cover amount 1")), (ledger.transfer(3, 0), InsufficientBalance("x"))]
+        [
+            (drop, InsufficientBalance("balance 0 does not cover amount 1")),
+            (ledger.transfer(3, 0), InsufficientBalance("x")),
+        ]
     )
     assert keep.hash in mempool and drop.hash not in mempool
     assert mempool.size_bytes == len(keep.encoded)
@@ -899,7 +902,9 @@ def test_remove_committed_forgets_their_signatures(mempool: Mempool, ledger: Led
 
 
 def test_ready_runs(mempool: Mempool, ledger: Ledger) -> None:
-    add_all(mempool, ledger, [ledger.transfer(1, 0), ledger.transfer(1, 1), ledger.transfer(1, 3), ledger.transfer(2, 0)])
+    add_all(
+        mempool, ledger, [ledger.transfer(1, 0), ledger.transfer(1, 1), ledger.transfer(1, 3), ledger.transfer(2, 0)]
+    )
     add_all(mempool, ledger, [ledger.transfer(3, 1)])
     runs = [[(tx.sender, tx.nonce) for tx in run] for run in mempool.ready_runs(ledger.state, max_run=10)]
     # Sender 1 stops at its gap; sender 3 lacks its committed nonce and has no ready run.

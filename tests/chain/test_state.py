@@ -105,7 +105,9 @@ def _accept(chain: Any, built: BuiltBlock) -> StateChanges:
     return changes
 
 
-def _refuse_block(chain: Any, block: Block, error: type[InvalidBlock], *, rules: ChainRules | None = None) -> InvalidBlock:
+def _refuse_block(
+    chain: Any, block: Block, error: type[InvalidBlock], *, rules: ChainRules | None = None
+) -> InvalidBlock:
     """``apply_block`` raises exactly ``error`` and the committed state is untouched."""
     before = chain.snapshot()
     with pytest.raises(InvalidBlock) as caught:
@@ -767,7 +769,9 @@ def test_apply_block_reproduces_the_built_state_root(chain: Any, sign: Sign, mak
 def test_refused_transaction_leaves_pending_state_unchanged(chain: Any, sign: Sign) -> None:
     pending = PendingState(chain.state)
     cache = SignatureCache()
-    apply_transaction(pending, sign(chain.alice, Transfer(chain.bob.public_key, 100)), rules=chain.rules, signatures=cache)
+    apply_transaction(
+        pending, sign(chain.alice, Transfer(chain.bob.public_key, 100)), rules=chain.rules, signatures=cache
+    )
     before = pending.finish()
     refusals = [
         (sign(chain.alice, Transfer(chain.bob.public_key, 901), nonce=1), InsufficientBalance),

@@ -35,7 +35,9 @@ def assert_consistent(path: Path) -> int:
             block = store.load_block(height)
             certificate = store.load_certificate(height)
             assert block is not None and certificate is not None
-            verify_certificate(certificate, chain_id=CHAIN_ID, height=height, block_hash=block.hash, validators=validators)
+            verify_certificate(
+                certificate, chain_id=CHAIN_ID, height=height, block_hash=block.hash, validators=validators
+            )
             assert store.load_height(block.hash) == height
             for index, transaction in enumerate(block.transactions):
                 assert store.load_transaction_location(transaction.hash) == (height, index)

@@ -349,7 +349,9 @@ class Campaign:
             if misses:
                 result.target_misses.append(f"#{number} {figures.window.fault.kind}: {'; '.join(misses)}")
             if figures.recovery is None or figures.recovery > options.recovery_bound:
-                result.slow_recoveries.append(f"#{number} {figures.window.fault.kind}: recovery {seconds(figures.recovery)} s")
+                result.slow_recoveries.append(
+                    f"#{number} {figures.window.fault.kind}: recovery {seconds(figures.recovery)} s"
+                )
         result.passed = (result.safety.ok and not result.slow_recoveries and result.not_final == 0
                          and not (options.strict and result.target_misses))
 

@@ -38,7 +38,9 @@ def base_timeout_ms(timers: str) -> int:
 class ChaosCluster(Cluster):
     """A ``Cluster`` whose nodes dial each other at ``proxy_port(dialer, target)``."""
 
-    def __init__(self, directory: Path, *, validators: int, timers: str = "production", log_level: str = "info") -> None:
+    def __init__(
+        self, directory: Path, *, validators: int, timers: str = "production", log_level: str = "info"
+    ) -> None:
         super().__init__(directory, validators=validators)
         self.timers = timers
         self.log_level = log_level

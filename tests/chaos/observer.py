@@ -146,7 +146,9 @@ class Observer:
             return
         count = len(self.urls)
         self._tasks = [asyncio.create_task(self._poll(index), name=f"poll-{index}") for index in range(count)]
-        self._tasks += [asyncio.create_task(self._poll_mempool(index), name=f"mempool-{index}") for index in range(count)]
+        self._tasks += [
+            asyncio.create_task(self._poll_mempool(index), name=f"mempool-{index}") for index in range(count)
+        ]
         self._tasks.append(asyncio.create_task(self._fetch_blocks(), name="fetch-blocks"))
 
     async def stop(self) -> None:

@@ -102,7 +102,9 @@ class Traffic:
         answers = []
         for transaction_hash in hashes:
             remaining = max(1, int(deadline - time.monotonic()))
-            answers.append(await self.rpc.call(self.urls[0], "tx_wait", "0x" + transaction_hash.hex(), min(remaining, 60)))
+            answers.append(
+                await self.rpc.call(self.urls[0], "tx_wait", "0x" + transaction_hash.hex(), min(remaining, 60))
+            )
         return answers
 
     # --- the load ------------------------------------------------------------------------

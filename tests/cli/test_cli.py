@@ -211,7 +211,9 @@ def test_not_found_and_malformed_ids(mura: Mura) -> None:
 
 
 def test_usage_errors_are_one_line(mura: Mura) -> None:
-    assert_one_line_error(mura("send", "--key", "k", "--amount", "1"), EXIT_USAGE, r"^mura send: error: Missing option '--to'")
+    assert_one_line_error(
+        mura("send", "--key", "k", "--amount", "1"), EXIT_USAGE, r"^mura send: error: Missing option '--to'"
+    )
     assert_one_line_error(mura("frobnicate"), EXIT_USAGE, r"No such command 'frobnicate'")
     assert_one_line_error(mura("address"), EXIT_USAGE, r"give either --key FILE or a public key")
 

@@ -110,7 +110,8 @@ ODD = [
     "ab" * 32, "0x" + "ab" * 32, "AB" * 31, "ab" * 33, "0x" + "zz" * 32, "tnac1", "tnac1qqqq", "TNAC1ABC", "nac1xyz",
     "latest", "LATEST", "héllo", "\u202e", "\x00", "a\nb", "😀", "http://", "/", ".", "../..",
 ]
-ODD_TEXT = st.one_of(st.sampled_from(ODD), st.text(max_size=80), st.integers(min_value=-(2**70), max_value=2**70).map(str),
+ODD_TEXT = st.one_of(st.sampled_from(ODD), st.text(max_size=80),
+                     st.integers(min_value=-(2**70), max_value=2**70).map(str),
                      st.floats(allow_nan=True, allow_infinity=True).map(repr))
 
 
@@ -200,4 +201,5 @@ def test_no_traceback_even_for_an_internal_error(monkeypatch: pytest.MonkeyPatch
                             "(set MURA_DEBUG=1 for the traceback)\n")
     monkeypatch.setenv("MURA_DEBUG", "1")
     loud = CliRunner().invoke(cli, arguments)
-    assert loud.exit_code == 1 and "Traceback" in loud.stderr and loud.stderr.splitlines()[-1].startswith("mura: internal")
+    assert loud.exit_code == 1 and "Traceback" in loud.stderr
+    assert loud.stderr.splitlines()[-1].startswith("mura: internal")

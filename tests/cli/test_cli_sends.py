@@ -76,7 +76,9 @@ def test_a_wrong_argument_sends_nothing(mura: Mura, tmp_path: Path, option: str,
 def test_a_public_key_given_as_the_recipient_names_its_address(mura: Mura, tmp_path: Path) -> None:
     made = mura.json("keygen", "--out", str(tmp_path / "bob.key"))
     result = mura("send", "--key", str(mura.treasury_key), "--to", "0x" + made["public_key"].upper(), "--amount", "1")
-    assert_one_line_error(result, EXIT_USAGE, rf"that is a public key, not an address; its address is {made['address']}$")
+    assert_one_line_error(
+        result, EXIT_USAGE, rf"that is a public key, not an address; its address is {made['address']}$"
+    )
 
 
 # --- waiting ---------------------------------------------------------------------------------------------
@@ -124,7 +126,9 @@ def _transfer(amount: int, nonce: int = 4) -> Transaction:
 
 def test_an_overspend_mentions_pending_transactions_only_when_there_are_some() -> None:
     def refusal(pending_spend: int) -> RemoteError:
-        data = {"rule": "pending_spend_exceeds_balance", "message": "...", "balance": 300, "pending_spend": pending_spend}
+        data = {
+            "rule": "pending_spend_exceeds_balance", "message": "...", "balance": 300, "pending_spend": pending_spend
+        }
         return RemoteError("tx_submit", -32010, "Transaction refused", data)
 
     alone = _describe_refusal(refusal(500), _transfer(500), NAC)
@@ -182,7 +186,8 @@ def short_wait_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
     key_file.unlink()
     save_key(key_file, key, passphrase="correct horse")
     config = cluster.directory / "nodes" / cluster.names[0] / "node.toml"
-    command = [sys.executable, "-m", "mura.node", "--config", str(config), *FAST_CONSENSUS, "--rpc-max-wait-seconds", "1"]
+    command = [sys.executable, "-m", "mura.node", "--config", str(config), *FAST_CONSENSUS,
+               "--rpc-max-wait-seconds", "1"]
     without = subprocess.run(command, capture_output=True, text=True, timeout=60,
                              env={k: v for k, v in os.environ.items() if k != PASSPHRASE_VARIABLE})
     assert without.returncode == 2

@@ -52,7 +52,9 @@ def running(tmp_path: Path) -> Iterator[tuple[Path, int, int, subprocess.Popen[b
     directory = tmp_path / "first"
     generate(directory, rpc_port=base, p2p_port=base + 2)
     with open(tmp_path / "first.log", "wb") as log:
-        launcher = subprocess.Popen([str(MURA), "testnet", "--dir", str(directory)], stdout=log, stderr=subprocess.STDOUT)
+        launcher = subprocess.Popen(
+            [str(MURA), "testnet", "--dir", str(directory)], stdout=log, stderr=subprocess.STDOUT
+        )
     try:
         wait_for(lambda: healthy(base) and healthy(base + 1), "both nodes to serve JSON-RPC")
         yield directory, base, base + 2, launcher

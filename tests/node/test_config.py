@@ -53,7 +53,8 @@ def test_file_values_and_overrides(tmp_path: Path) -> None:
     "text, message",
     [
         ("[sync]\nverify_signatures = 1\n", "setting sync.verify_signatures: expected true or false, got 1"),
-        ('[consensus]\nmax_block_transactions = "many"\n', "setting consensus.max_block_transactions: expected an integer"),
+        ('[consensus]\nmax_block_transactions = "many"\n',
+         "setting consensus.max_block_transactions: expected an integer"),
         ("[consensus]\nmax_block_transactions = 0\n", "setting consensus.max_block_transactions: must be positive"),
         ("[mempool]\nrebroadcast_after_ms = -1\n", "setting mempool.rebroadcast_after_ms: must be positive"),
         ("[mempool]\nrebroadcast_after = 5\n", "unknown setting 'mempool.rebroadcast_after'"),
@@ -83,7 +84,8 @@ def test_proposal_cap_within_the_genesis_limit(layout: TestnetLayout) -> None:
 def test_invalid_proposal_cap_above_the_genesis_limit(layout: TestnetLayout) -> None:
     limit = layout.genesis.rules().max_block_transactions
     path = node_config_path(layout.directory, layout.genesis.validators[0].name)
-    with pytest.raises(ConfigError, match=f"consensus.max_block_transactions: {limit + 1} is above the genesis limit of {limit}"):
+    message = f"consensus.max_block_transactions: {limit + 1} is above the genesis limit of {limit}"
+    with pytest.raises(ConfigError, match=message):
         Node(load_config(path, {"consensus.max_block_transactions": limit + 1}))
 
 
@@ -121,7 +123,9 @@ def test_vote_record_lives_beside_the_key_unless_configured(layout: TestnetLayou
     assert load_config(path, {"vote_record": str(tmp_path / "v")}).vote_record_path() == tmp_path / "v"
 
 
-def run_node(*arguments: str, command: tuple[str, ...] = (sys.executable, "-m", "mura.node")) -> subprocess.CompletedProcess[str]:
+def run_node(
+    *arguments: str, command: tuple[str, ...] = (sys.executable, "-m", "mura.node")
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*command, *arguments], capture_output=True, text=True, timeout=60)
 
 

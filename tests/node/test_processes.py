@@ -128,13 +128,15 @@ def test_killed_validator_restarts_and_catches_up_while_transactions_flow(cluste
         cluster.kill(3)
         after_kill = cluster.height(0)
         for index in range(3):
-            wait_for(lambda index=index: cluster.height(index) >= after_kill + 5, f"node {index} to go on without node 3")
+            wait_for(lambda index=index: cluster.height(index) >= after_kill + 5,
+                     f"node {index} to go on without node 3")
         cluster.start(3)
         wait_for(lambda: cluster.status(3)["peers"] == 3, "node 3 to reconnect")
     target = cluster.height(0)
     wait_for(lambda: cluster.height(3) >= target, "node 3 to catch up", timeout=60)
     for recipient, amount in flow.sent.items():
-        wait_for(lambda recipient=recipient, amount=amount: cluster.balance(3, recipient) == amount, "every transfer on node 3")
+        wait_for(lambda recipient=recipient, amount=amount: cluster.balance(3, recipient) == amount,
+                 "every transfer on node 3")
     # Restarted on the vote record it kept beside its key, not a new one.
     assert "highest height voted" in cluster.log(3)
     assert assert_one_chain(cluster) >= target
@@ -188,7 +190,8 @@ def test_two_of_four_stopped_halts_finality_until_one_returns(cluster: Cluster) 
                  f"1 more (not linked: {stopped})" in cluster.log(index), f"node {index}'s no-quorum line", timeout=10)
         assert metrics(cluster, index)["mura_consensus_stalled"] == 1
     cluster.start(2)
-    wait_for(lambda: cluster.height(0) > max(halted) and cluster.height(2) > max(halted), "finality to resume", timeout=60)
+    wait_for(lambda: cluster.height(0) > max(halted) and cluster.height(2) > max(halted), "finality to resume",
+             timeout=60)
     resumed = re.compile(r"INFO +mura\.node: progress resumed at height \d+ after \d+ s without a final block$",
                          re.MULTILINE)
     for index in (0, 1):
@@ -217,7 +220,9 @@ def test_wiped_node_resyncs_to_the_same_state(cluster: Cluster) -> None:
 
 def test_intruder_key_is_refused_and_garbage_does_not_stop_a_node(cluster: Cluster) -> None:
     genesis, _ = genesis_block(cluster.layout.genesis)
-    intruder = Identity(SigningKey.generate(), cluster.chain_id, genesis.hash, frozenset(cluster.layout.genesis.validator_keys()))
+    intruder = Identity(
+        SigningKey.generate(), cluster.chain_id, genesis.hash, frozenset(cluster.layout.genesis.validator_keys())
+    )
     validator = cluster.layout.genesis.validators[0]
     peer_port = int(validator.peer_address.rpartition(":")[2])
 

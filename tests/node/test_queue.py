@@ -35,7 +35,9 @@ def vote(view: int) -> bytes:
     return encode_message(Prepare(view, 1, bytes(32), 1, bytes(64)))
 
 
-async def test_one_peer_gets_at_most_its_share_and_the_others_still_get_theirs(layout: TestnetLayout, node: Node) -> None:
+async def test_one_peer_gets_at_most_its_share_and_the_others_still_get_theirs(
+    layout: TestnetLayout, node: Node
+) -> None:
     share = InboxLimits().max_per_peer
     flooder, honest = layout.genesis.validator_keys()[1:3]
     message = Prepare(0, 1, bytes(32), 1, bytes(64))

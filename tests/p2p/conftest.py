@@ -192,7 +192,9 @@ async def next_close(websocket: aiohttp.ClientWebSocketResponse) -> aiohttp.WSMe
 def identity(name: str, *, admitted: Iterable[str] = "abcdefgh", chain_id: str = CHAIN_ID,
              genesis_hash: bytes = GENESIS_HASH) -> Identity:
     """Who node ``name`` is on the test chain."""
-    return Identity(key_named(name), chain_id, genesis_hash, frozenset(key_named(other).public_key for other in admitted))
+    return Identity(
+        key_named(name), chain_id, genesis_hash, frozenset(key_named(other).public_key for other in admitted)
+    )
 
 
 @asynccontextmanager

@@ -116,7 +116,8 @@ async def test_a_man_in_the_middle_that_substitutes_its_keys_is_never_admitted(c
         with_a = derive_channel(ephemeral_a, ephemeral_of(a_hello), transcript_hash(a_hello, hello_to_a), "listener")
         proof_of_a = Auth.decode(decode_frame(with_a.open(await binary(to_a))).payload)
         presented.append(proof_of_a.public_key.hex())
-        async with aiohttp.ClientSession() as http, http.ws_connect(f"http://{HOST}:{b.network.listen_port}/p2p") as to_b:
+        url = f"http://{HOST}:{b.network.listen_port}/p2p"
+        async with aiohttp.ClientSession() as http, http.ws_connect(url) as to_b:
             ephemeral_b, hello_to_b = fresh_hello()
             await to_b.send_bytes(hello_to_b)
             b_hello = await binary(to_b)
@@ -341,7 +342,9 @@ PEER_HOSTS = {"b": "127.0.0.3", "d": "127.0.0.2"}
 async def test_a_dishonest_validator_from_its_own_address_cannot_hold_every_slot(cluster: Cluster) -> None:
     """Production slot limits. d, a configured peer at 127.0.0.2, opens idle websockets
     until turned away: it once held all 16 slots, so that b (127.0.0.3) was turned away too."""
-    a = await cluster.start("a", peers="bd", hosts=PEER_HOSTS, limits=limits(hello_timeout=30.0, handshake_timeout=30.0))
+    a = await cluster.start(
+        "a", peers="bd", hosts=PEER_HOSTS, limits=limits(hello_timeout=30.0, handshake_timeout=30.0)
+    )
     production = NetworkLimits()
     statuses, held = [], []
     try:

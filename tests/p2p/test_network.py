@@ -143,8 +143,8 @@ async def test_a_peer_starting_is_said_calmly_once_and_one_that_stays_away_is_wa
                 if record.name == "mura.p2p.network" and record.levelno == level
                 and record.getMessage().startswith(f"peer {b_key} ")]
 
-    assert lines(logging.INFO) == [f"peer {b_key} at {HOST}:{cluster.port('b')} not reachable yet (connection refused); "
-                                   "retrying"]
+    assert lines(logging.INFO) == [f"peer {b_key} at {HOST}:{cluster.port('b')} not reachable yet "
+                                   "(connection refused); retrying"]
     await wait_for(lambda: bool(lines(logging.WARNING)), "the warning that b stays away")
     assert lines(logging.WARNING)[0].startswith(f"peer {b_key} at {HOST}:{cluster.port('b')} unreachable for ")
     assert lines(logging.WARNING)[0].endswith(" s: connection refused; still trying")

@@ -318,7 +318,8 @@ class Substitutions:
     def command(self, command: str) -> list[str]:
         """A README command as this run must type it."""
         words = shlex.split(self.places(command), comments=True)
-        return [self._word(word, option_value=before.startswith("-")) for before, word in zip(["", *words], words, strict=False)]
+        pairs = zip(["", *words], words, strict=False)
+        return [self._word(word, option_value=before.startswith("-")) for before, word in pairs]
 
     def _word(self, word: str, *, option_value: bool) -> str:
         if word.isdigit():

@@ -163,4 +163,6 @@ async def start_test_node(
         raise
     assert node.rpc is not None
     keys = layout.directory / "keys"
-    return TestNode(node, Endpoint(node.rpc, session), load_key(keys / "treasury.key"), load_key(keys / f"{validator.name}.key"))
+    return TestNode(
+        node, Endpoint(node.rpc, session), load_key(keys / "treasury.key"), load_key(keys / f"{validator.name}.key")
+    )

@@ -59,7 +59,8 @@ async def test_get_block_by_height_and_by_hash_with_hashes_or_whole_transactions
     height = final["block_height"]
     by_height = await node.rpc.result("chain_getBlock", [height])
     assert by_height == await node.rpc.result("chain_getBlock", {"block": final["block_hash"]})
-    assert by_height == await node.rpc.result("chain_getBlock", [final["block_hash"].upper().replace("0X", "0x"), False])
+    upper_case = final["block_hash"].upper().replace("0X", "0x")
+    assert by_height == await node.rpc.result("chain_getBlock", [upper_case, False])
     stored = node.node.store.load_block(height)
     assert stored is not None
     assert by_height == {
@@ -93,7 +94,8 @@ async def test_get_genesis_block_has_no_proposer(paused: TestNode) -> None:
     ids=["height", "hash"],
 )
 async def test_get_block_not_found(paused: TestNode, block: Any, data: dict[str, Any]) -> None:
-    assert await paused.rpc.error("chain_getBlock", [block]) == {"code": -32020, "message": "Block not found", "data": data}
+    error = await paused.rpc.error("chain_getBlock", [block])
+    assert error == {"code": -32020, "message": "Block not found", "data": data}
 
 
 @pytest.mark.parametrize(

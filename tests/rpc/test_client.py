@@ -79,7 +79,8 @@ def test_a_url_that_is_not_http_is_refused_at_once(url: str) -> None:
          "transaction refused (nonce_too_low): nonce 5 was already used; the next is 7"),
         (-32602, {"param": "address", "reason": "address checksum does not match: it has a typo"},
          "invalid address: address checksum does not match: it has a typo"),
-        (-32021, {"transaction_hash": "0xab", "pending": True}, "transaction 0xab is not final: pending in the node's mempool"),
+        (-32021, {"transaction_hash": "0xab", "pending": True},
+         "transaction 0xab is not final: pending in the node's mempool"),
         (-32030, {"transaction_hash": "0xab", "timeout_seconds": 5, "pending": False},
          "transaction 0xab not final after 5 s (unknown to this node); look again with: mura tx 0xab"),
         (-32601, {"method": "tx_wait"}, "the node does not serve tx_wait: is it an older version?"),
@@ -91,7 +92,9 @@ def test_a_url_that_is_not_http_is_refused_at_once(url: str) -> None:
         (-32000, {"limit": "max_waiting", "max_waiting": 1},
          'tx_wait failed: Server busy (-32000): {"limit": "max_waiting", "max_waiting": 1}'),
     ],
-    ids=["refused", "invalid-params", "not-found-pending", "wait-timed-out", "not-served", "dropped", "replaced", "busy"],
+    ids=[
+        "refused", "invalid-params", "not-found-pending", "wait-timed-out", "not-served", "dropped", "replaced", "busy"
+    ],
 )
 def test_remote_errors_read_as_one_line(code: int, data: dict[str, object], line: str) -> None:
     assert str(RemoteError("tx_wait", code, "Server busy", data)) == line

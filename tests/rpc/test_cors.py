@@ -25,7 +25,9 @@ from mura.rpc.server import RpcLimits, RpcServer
 WALLET = "https://wallet.example"
 STRANGER = "https://evil.example"
 CALL = {"jsonrpc": "2.0", "method": "rpc.discover", "id": 1}
-PREFLIGHT: dict[str, str] = {hdrs.ACCESS_CONTROL_REQUEST_METHOD: "POST", hdrs.ACCESS_CONTROL_REQUEST_HEADERS: "content-type"}
+PREFLIGHT: dict[str, str] = {
+    hdrs.ACCESS_CONTROL_REQUEST_METHOD: "POST", hdrs.ACCESS_CONTROL_REQUEST_HEADERS: "content-type"
+}
 
 
 @asynccontextmanager

@@ -122,8 +122,10 @@ async def test_invalid_json_is_a_parse_error_with_null_id(rpc: Endpoint, raw: by
          "params must be an array or an object, got integer"),
         ({"jsonrpc": "2.0", "method": "math_add", "id": {"a": 1}}, None,
          "id must be a string, an integer or null, got object"),
-        ({"jsonrpc": "2.0", "method": "math_add", "id": [1]}, None, "id must be a string, an integer or null, got array"),
-        ({"jsonrpc": "2.0", "method": "math_add", "id": 1.5}, None, "id must be a string, an integer or null, got number"),
+        ({"jsonrpc": "2.0", "method": "math_add", "id": [1]}, None,
+         "id must be a string, an integer or null, got array"),
+        ({"jsonrpc": "2.0", "method": "math_add", "id": 1.5}, None,
+         "id must be a string, an integer or null, got number"),
         ({"jsonrpc": "2.0", "method": "math_add", "id": True}, None,
          "id must be a string, an integer or null, got boolean"),
         (1, None, "a request is a JSON object, got integer"),
@@ -162,7 +164,8 @@ async def test_params_by_position_and_by_name(rpc: Endpoint, params: Any, expect
 
 
 async def test_absent_params_member_means_no_params(rpc: Endpoint) -> None:
-    assert await rpc.error("test_fail") == {"code": -32603, "message": "Internal error", "data": {"method": "test_fail"}}
+    error = await rpc.error("test_fail")
+    assert error == {"code": -32603, "message": "Internal error", "data": {"method": "test_fail"}}
     assert (await rpc.error("math_add"))["data"] == {"param": "a", "reason": "missing required param"}
 
 
@@ -178,7 +181,8 @@ async def test_absent_params_member_means_no_params(rpc: Endpoint) -> None:
         ([1.0, 2], {"param": "a", "reason": "expected an integer, got number"}),
         ([None, 2], {"param": "a", "reason": "expected an integer, got null"}),
         ({"a": 1, "b": -1}, {"param": "b", "reason": "must be at least 0, got -1"}),
-        ({"a": 1, "b": -(10**400)}, {"param": "b", "reason": "must be at least 0, got a negative integer of 401 digits"}),
+        ({"a": 1, "b": -(10**400)},
+         {"param": "b", "reason": "must be at least 0, got a negative integer of 401 digits"}),
         ([1, 2, [3]], {"param": "c", "reason": "expected an integer, got array"}),
     ],
     ids=[

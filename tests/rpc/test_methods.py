@@ -98,7 +98,8 @@ async def test_tx_submit_truncated_and_non_string(paused: TestNode) -> None:
     [
         (lambda node: Transaction(node.chain_id, node.treasury.public_key, 0, Transfer(ALICE.public_key, 5), bytes(64)),
          "bad_signature", {}),
-        (lambda node: sign_transaction(node.treasury, chain_id="another-net", nonce=0, body=Transfer(ALICE.public_key, 5)),
+        (lambda node: sign_transaction(node.treasury, chain_id="another-net", nonce=0,
+                                       body=Transfer(ALICE.public_key, 5)),
          "wrong_chain_id", {"got": "another-net"}),
         (lambda node: node.sign(Transfer(ALICE.public_key, 5), nonce=65), "nonce_too_high",
          {"expected": 0, "got": 65, "max_gap": 64}),
@@ -124,7 +125,9 @@ async def test_tx_submit_nonce_too_low_says_the_expected_nonce(node: TestNode) -
     assert error == {
         "code": -32010,
         "message": "Transaction refused",
-        "data": {"rule": "nonce_too_low", "expected": 7, "got": 5, "message": "nonce 5 was already used; the next is 7"},
+        "data": {
+            "rule": "nonce_too_low", "expected": 7, "got": 5, "message": "nonce 5 was already used; the next is 7"
+        },
     }
 
 
@@ -285,7 +288,9 @@ async def test_tx_wait_times_out_saying_whether_it_is_pending(paused: TestNode) 
     await paused.submit(transaction)
     error = await paused.rpc.error("tx_wait", ["0x" + transaction.hash.hex(), 0.05])
     assert (error["code"], error["message"]) == (-32030, "Wait timed out")
-    assert error["data"] == {"transaction_hash": "0x" + transaction.hash.hex(), "timeout_seconds": 0.05, "pending": True}
+    assert error["data"] == {
+        "transaction_hash": "0x" + transaction.hash.hex(), "timeout_seconds": 0.05, "pending": True
+    }
     unknown = await paused.rpc.error("tx_wait", ["0x" + "ab" * 32, 0.01])
     assert unknown["code"] == -32030 and unknown["data"]["pending"] is False
     assert paused.node.finality.waiting == 0
@@ -399,7 +404,10 @@ async def test_mempool_status_counts_pending_transactions_and_shows_limits(start
         "transactions": 0, "bytes": 0, "senders": 0,
         "max_transactions": 10, "max_bytes": 100_000, "max_nonce_gap": 64, "max_per_sender": 1000,
     }
-    transactions = [node.sign(Transfer(ALICE.public_key, 1), nonce=0), node.sign(Transfer(NOBODY.public_key, 1), nonce=1)]
+    transactions = [
+        node.sign(Transfer(ALICE.public_key, 1), nonce=0),
+        node.sign(Transfer(NOBODY.public_key, 1), nonce=1),
+    ]
     for transaction in transactions:
         await node.submit(transaction)
     status = await node.rpc.result("mempool_status", [])

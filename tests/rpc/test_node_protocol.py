@@ -117,7 +117,10 @@ async def test_batch_mixing_good_bad_and_notification_requests(paused: TestNode)
 
 async def test_batch_of_notifications_only_has_no_body(paused: TestNode) -> None:
     transaction = paused.sign(Transfer(ALICE.public_key, 1))
-    batch = [request("tx_submit", ["0x" + transaction.encoded.hex()], notification=True), request("x", notification=True)]
+    batch = [
+        request("tx_submit", ["0x" + transaction.encoded.hex()], notification=True),
+        request("x", notification=True),
+    ]
     assert await paused.rpc.post(batch) == (204, None)
     assert transaction.hash in paused.node.mempool
 

@@ -166,7 +166,9 @@ class SwapperNode(SimNode):
             return ((first, message), (second, swapped))
         if to is None and isinstance(message, NewView) and isinstance(message.pre_prepare.block, Block):
             proposal = message.pre_prepare
-            swapped = PrePrepare(proposal.view, self.forged(message.pre_prepare.block), proposal.sender, proposal.signature)
+            swapped = PrePrepare(
+                proposal.view, self.forged(message.pre_prepare.block), proposal.sender, proposal.signature
+            )
             return ((None, NewView(message.view, message.height, message.view_changes, swapped)),)
         return super().route(message, to, now_ms)
 

@@ -80,7 +80,8 @@ class Checker:
             return
         if not _body_matches(block):
             self.fail(
-                "forged_body", now_ms, f"node {node} committed height {block.height} with a body its header does not commit to"
+                "forged_body", now_ms,
+                f"node {node} committed height {block.height} with a body its header does not commit to",
             )
         if not valid and self.check_certificates:
             detail = f"node {node} committed height {block.height} with a bad certificate"
@@ -153,7 +154,9 @@ class Checker:
     def on_misbehaviour(self, reporter: int, honest: bool, culprit: int, rule: str, now_ms: int) -> None:
         """An honest validator counted a refusal against ``culprit``: it must not be honest."""
         if honest and culprit in self.honest:
-            self.fail("honest_penalized", now_ms, f"validator {reporter} held {rule} against honest validator {culprit}")
+            self.fail(
+                "honest_penalized", now_ms, f"validator {reporter} held {rule} against honest validator {culprit}"
+            )
 
     def check_stored_chains(self, chains: Sequence[Sequence[Block]], now_ms: int) -> None:
         """Each honest node's own chain, as stored, is the final chain: every body the one
@@ -204,7 +207,9 @@ class Checker:
         stamp = block.header.timestamp_ms
         earliest = final_ms - (5 * scenario.max_delay_ms if not scenario.crashes else final_ms)
         if not earliest <= stamp <= final_ms + scenario.max_clock_skew_ms:
-            self.fail("block_time", final_ms, f"empty block {height}, first final at {final_ms} ms, is dated {stamp} ms")
+            self.fail(
+                "block_time", final_ms, f"empty block {height}, first final at {final_ms} ms, is dated {stamp} ms"
+            )
 
     def _check_arrival(self, scenario: Scenario, stretch: IdleStretch, now_ms: int) -> None:
         """Transactions coming after a stretch are final within the time to reach a quorum
