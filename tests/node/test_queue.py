@@ -66,7 +66,9 @@ async def test_invalid_block_request_naming_another_requester(layout: TestnetLay
     assert node.consensus.events.qsize() == 0
 
 
-def proposal(layout: TestnetLayout, node: Node, *, signer: int, count: int = 40) -> tuple[PrePrepare, list[Transaction]]:
+def proposal(
+    layout: TestnetLayout, node: Node, *, signer: int, count: int = 40
+) -> tuple[PrePrepare, list[Transaction]]:
     """A block for height 1 of ``count`` transfers no one has verified yet, proposed in
     view 0 and signed by validator ``signer`` (validator 0 is the primary of view 0)."""
     sender = load_key(layout.key_paths[-1])  # the treasury, funded in genesis
