@@ -60,7 +60,7 @@ testnet-reset: $(RUNTIME_STAMP)
 	$(VENV)/bin/mura testnet --dir $(TESTNET_DIR) --reset
 
 sim: $(TEST_STAMP)
-	$(PY) -m mura.tests.sim.campaign --seeds $(SEEDS)
+	$(PY) -m mura.sim.campaign --seeds $(SEEDS)
 
 # Real network faults between validator processes (see tests/chaos/campaign.py). Real packet
 # loss needs iptables and clock skew needs libfaketime (apt-get install iptables faketime);

@@ -99,7 +99,8 @@ class VoteReader(Protocol):
 
 
 class VoteRecord(VoteReader, Protocol):
-    """Durable storage of signed votes: what the driver writes through, and the replica reads."""
+    """Durable storage of signed votes: what the driver writes through, and the replica reads
+    (``StoredVoteRecord``, over the node's LevelDB or the simulator's disk)."""
 
     def save_vote(self, vote: RecordedVote) -> None:
         """Store ``vote`` durably before returning."""
@@ -158,38 +159,6 @@ class StoredVoteRecord:
 
     def save_guard(self, until_height: int, from_view: int = 0) -> None:
         self.store.save_guard(until_height, from_view)
-
-
-class MemoryVoteRecord:
-    """A ``VoteRecord`` held in memory: it survives a simulated crash, not a real one.
-    ``new`` makes one that knows nothing of its validator's past (the check is pending)."""
-
-    def __init__(self, *, new: bool = False) -> None:
-        self._votes: dict[int, list[RecordedVote]] = {}
-        self._highest = 0
-        self._guard = SigningGuard(pending=True) if new else NO_GUARD
-
-    def save_vote(self, vote: RecordedVote) -> None:
-        votes = self._votes.setdefault(vote.height, [])
-        if vote not in votes:
-            votes.append(vote)
-        self._highest = max(self._highest, vote.height)
-
-    def highest_height(self) -> int:
-        return self._highest
-
-    def signing_guard(self) -> SigningGuard:
-        return self._guard
-
-    def save_guard(self, until_height: int, from_view: int = 0) -> None:
-        self._guard = SigningGuard(until_height=until_height, from_view=from_view)
-
-    def load_votes(self, height: int) -> list[RecordedVote]:
-        return list(self._votes.get(height, ()))
-
-    def prune(self, below_height: int) -> None:
-        for height in [height for height in self._votes if height < below_height]:
-            del self._votes[height]
 
 
 class SignedVotes:

@@ -16,10 +16,9 @@ from mura.consensus.actions import Broadcast, CommitBlock, Misbehaviour
 from mura.consensus.config import ReplicaConfig
 from mura.consensus.messages import Commit, FinalBlock, Message, Prepare, PrePrepare, Status, ViewChange
 from mura.consensus.replica import Replica
-from mura.consensus.votes import MemoryVoteRecord
-from mura.tests.consensus.cluster import Cluster
-from mura.tests.consensus.test_replica import proposal_for
-from mura.tests.sim.ledger import CHAIN_ID, SimLedger
+from mura.sim.disk import vote_record_in_memory
+from mura.sim.ledger import CHAIN_ID, SimLedger
+from mura.tests.consensus.replica_cluster import Cluster, proposal_for
 
 
 def wipe(cluster: Cluster, index: int) -> None:
@@ -79,7 +78,7 @@ def test_wiped_replica_signs_nothing_where_its_votes_were_pruned() -> None:
 def lose_record(cluster: Cluster, index: int, *, wipe_data: bool = False) -> Replica:
     """Validator ``index`` restarts with a new vote record (a key moved to a new machine,
     a record lost), and with its chain data too if ``wipe_data``."""
-    cluster.records[index] = MemoryVoteRecord(new=True)
+    cluster.records[index] = vote_record_in_memory(new=True)
     if wipe_data:
         cluster.ledgers[index] = SimLedger(cluster.genesis, signer=cluster.signer, signatures=cluster.signatures)
     cluster.replicas[index] = cluster.boot(index)
@@ -114,7 +113,7 @@ def test_new_vote_record_signs_nothing_until_the_network_has_moved_on() -> None:
 def test_a_restart_does_not_skip_a_pending_check() -> None:
     """The check's state is the record's: restarting before it is resolved keeps it pending,
     and after, keeps the height it holds up to."""
-    record = MemoryVoteRecord(new=True)
+    record = vote_record_in_memory(new=True)
     cluster = Cluster()
     cluster.records[2] = record
     assert cluster.boot(2).guard.pending
@@ -127,7 +126,7 @@ def test_new_network_whose_records_are_all_new_starts() -> None:
     """Nobody has signed anything: every replica hears the others at height 1 (their
     ``Status``) and the check passes at once."""
     cluster = Cluster()
-    cluster.records = [MemoryVoteRecord(new=True) for _ in range(cluster.size)]
+    cluster.records = [vote_record_in_memory(new=True) for _ in range(cluster.size)]
     cluster.replicas = [cluster.boot(index) for index in range(cluster.size)]
     cluster.start()
     cluster.advance(300)
@@ -158,7 +157,7 @@ def test_a_far_off_height_one_validator_claims_is_not_believed() -> None:
 def test_no_check_when_it_is_switched_off() -> None:
     config = ReplicaConfig(chain_id=CHAIN_ID, proposal_delay_ms=100, double_sign_check_heights=0)
     cluster = Cluster(config=config)
-    cluster.records[1] = MemoryVoteRecord(new=True)
+    cluster.records[1] = vote_record_in_memory(new=True)
     assert not cluster.boot(1).signing_held(0)
 
 
@@ -222,7 +221,7 @@ def new_network_without(*late: int) -> Cluster:
     """A new network (every vote record new) run for 300 ms while validators ``late`` hear
     nothing (what they sent on starting still arrives)."""
     cluster = Cluster()
-    cluster.records = [MemoryVoteRecord(new=True) for _ in range(cluster.size)]
+    cluster.records = [vote_record_in_memory(new=True) for _ in range(cluster.size)]
     cluster.replicas = [cluster.boot(index) for index in range(cluster.size)]
     cluster.down = set(late)
     cluster.start()

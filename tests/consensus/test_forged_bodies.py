@@ -13,10 +13,9 @@ from mura.chain.block import Block, CommitCertificate, UncheckedBlock, merkle_ro
 from mura.consensus.actions import Broadcast, CommitBlock, Misbehaviour
 from mura.consensus.buffer import FutureBuffer
 from mura.consensus.messages import FinalBlock, NewView, Prepare, PrePrepare, ViewChange
-from mura.tests.consensus.cluster import Cluster
-from mura.tests.consensus.test_replica import commit_from, proposal_for
+from mura.sim.ledger import CHAIN_ID, checked
+from mura.tests.consensus.replica_cluster import Cluster, commit_from, proposal_for
 from mura.tests.consensus.test_view_change import prepared_certificate
-from mura.tests.sim.ledger import CHAIN_ID, checked
 
 
 def swapped(block: Block) -> UncheckedBlock:

@@ -10,8 +10,8 @@ import pytest
 from mura.consensus.actions import Broadcast, ScheduleTimeout, Send
 from mura.consensus.config import ReplicaConfig
 from mura.consensus.messages import PrePrepare, Status
-from mura.tests.consensus.cluster import Cluster
-from mura.tests.sim.ledger import CHAIN_ID
+from mura.sim.ledger import CHAIN_ID
+from mura.tests.consensus.replica_cluster import Cluster
 
 INTERVAL = 10_000
 TIMEOUT = 1_000

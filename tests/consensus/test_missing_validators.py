@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from mura.consensus.messages import Prepare
 from mura.progress_log import missing_validators
-from mura.tests.consensus.cluster import Cluster
-from mura.tests.sim.ledger import CHAIN_ID
+from mura.sim.ledger import CHAIN_ID
+from mura.tests.consensus.replica_cluster import Cluster
 
 
 def test_one_vote_for_a_far_off_height_does_not_hide_a_silent_validator() -> None:

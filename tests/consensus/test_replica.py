@@ -25,26 +25,8 @@ from mura.consensus.messages import (
     PrePrepare,
     ViewChange,
 )
-from mura.tests.consensus.cluster import Cluster
-from mura.tests.sim.ledger import CHAIN_ID, checked
-
-
-def proposal_for(cluster: Cluster, *, view: int = 0, timestamp_ms: int = 100, signer: int | None = None) -> PrePrepare:
-    """A valid block for the next height, proposed in ``view`` (signed by its primary unless told)."""
-    sender = view % cluster.size if signer is None else signer
-    ledger = cluster.ledgers[sender]
-    proposer = cluster.keys[sender].public_key
-    built = ledger.build_proposal(ledger.final_height() + 1, proposer=proposer, timestamp_ms=timestamp_ms)
-    return PrePrepare.sign(cluster.keys[sender], sender, CHAIN_ID, view, built.block)
-
-
-def prepare_from(cluster: Cluster, sender: int, proposal: PrePrepare) -> Prepare:
-    return Prepare.sign(cluster.keys[sender], sender, CHAIN_ID, proposal.view, proposal.height, proposal.block_hash)
-
-
-def commit_from(cluster: Cluster, sender: int, proposal: PrePrepare) -> Commit:
-    return Commit.sign(cluster.keys[sender], sender, CHAIN_ID, proposal.view, proposal.height, proposal.block_hash)
-
+from mura.sim.ledger import CHAIN_ID, checked
+from mura.tests.consensus.replica_cluster import Cluster, commit_from, prepare_from, proposal_for
 
 # --- the normal case ---------------------------------------------------------------------
 

@@ -14,9 +14,8 @@ from mura.consensus.messages import (
     ViewChange,
     encode_message,
 )
-from mura.tests.consensus.cluster import Cluster
-from mura.tests.consensus.test_replica import prepare_from, proposal_for
-from mura.tests.sim.ledger import CHAIN_ID, checked
+from mura.sim.ledger import CHAIN_ID, checked
+from mura.tests.consensus.replica_cluster import Cluster, prepare_from, proposal_for
 
 
 def prepared_certificate(

@@ -7,8 +7,8 @@ from dataclasses import replace
 
 from mura.consensus.actions import ServeBlocks
 from mura.consensus.messages import Prepare, ViewChange
-from mura.tests.consensus.cluster import Cluster
-from mura.tests.sim.ledger import CHAIN_ID
+from mura.sim.ledger import CHAIN_ID
+from mura.tests.consensus.replica_cluster import Cluster
 
 
 def test_every_validator_taking_part_is_seen_at_each_height() -> None:

@@ -6,7 +6,8 @@ import pytest
 
 from mura.consensus.errors import ConflictingVote
 from mura.consensus.messages import Phase
-from mura.consensus.votes import MemoryVoteRecord, RecordedVote, SignedVotes
+from mura.consensus.votes import RecordedVote, SignedVotes
+from mura.sim.disk import vote_record_in_memory
 
 
 def test_same_vote_may_be_signed_again() -> None:
@@ -25,7 +26,7 @@ def test_invalid_conflicting_vote() -> None:
 
 
 def test_invalid_conflicting_vote_after_reload() -> None:
-    record = MemoryVoteRecord()
+    record = vote_record_in_memory()
     record.save_vote(SignedVotes(5).claim(Phase.COMMIT, 1, b"a" * 32))
     reloaded = SignedVotes(5, record.load_votes(5))
     with pytest.raises(ConflictingVote):
@@ -33,11 +34,13 @@ def test_invalid_conflicting_vote_after_reload() -> None:
 
 
 def test_record_keeps_votes_by_height_and_prunes_final_ones() -> None:
-    record = MemoryVoteRecord()
-    votes = [RecordedVote(height, 0, Phase.PREPARE, bytes(32)) for height in (1, 2, 2, 3)]
+    record = vote_record_in_memory()
+    votes = [RecordedVote(height, view, Phase.PREPARE, bytes(32)) for height, view in ((1, 0), (2, 0), (2, 1), (3, 0))]
     for vote in votes:
         record.save_vote(vote)
-    assert record.load_votes(2) == [votes[1]]
+    assert record.load_votes(2) == votes[1:3]
+    assert record.highest_height() == 3
     record.prune(3)
     assert record.load_votes(1) == record.load_votes(2) == []
     assert record.load_votes(3) == [votes[3]]
+    assert record.highest_height() == 3, "pruning keeps the highest height voted"

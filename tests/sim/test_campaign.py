@@ -11,8 +11,8 @@ import sys
 import pytest
 
 from mura.consensus.quorum import max_faulty
-from mura.tests.sim.campaign import SAFETY, Totals, main, outcomes, replay_command
-from mura.tests.sim.scenario import (
+from mura.sim.campaign import SAFETY, Totals, main, outcomes, replay_command
+from mura.sim.scenario import (
     Byzantine,
     Scenario,
     body_swap_scenario,
@@ -24,7 +24,7 @@ from mura.tests.sim.scenario import (
     staggered_start_scenario,
     twins_scenario,
 )
-from mura.tests.sim.simulation import run_scenario
+from mura.sim.simulation import run_scenario
 
 #: Seeds per validator count in CI: 2 x 100 = 200 seeds.
 CI_SEEDS = 100
@@ -70,7 +70,7 @@ def test_trace_does_not_depend_on_the_process() -> None:
     traces = set()
     for hash_seed in ("1", "2"):
         environment = {**os.environ, "PYTHONHASHSEED": hash_seed}
-        command = [sys.executable, "-m", "mura.tests.sim.campaign", "--replay", "5"]
+        command = [sys.executable, "-m", "mura.sim.campaign", "--replay", "5"]
         output = subprocess.run(command, env=environment, capture_output=True, text=True, check=True).stdout
         traces.add(re.search(r"trace=(\w+)", output).group(1))  # type: ignore[union-attr]
     assert len(traces) == 1
@@ -243,5 +243,5 @@ def test_campaign_reports_a_violation_with_its_replay_command(capsys: pytest.Cap
     assert main(["--seeds", "2", "--jobs", "1", "--bug", "quorum_2f"]) == 1
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("violation in seed 0 (n=4): ")
-    assert lines[1] == "replay: python -m mura.tests.sim.campaign --replay 0 --bug quorum_2f"
+    assert lines[1] == "replay: python -m mura.sim.campaign --replay 0 --bug quorum_2f"
     assert re.fullmatch(r"seeds=2 heights=\d+ view_changes=\d+ violations=2", lines[-1])

@@ -6,10 +6,9 @@ from dataclasses import replace
 
 from mura.chain.block import Block, CommitCertificate
 from mura.consensus.messages import Commit, Prepare
-from mura.tests.consensus.cluster import Cluster
-from mura.tests.consensus.test_replica import commit_from, proposal_for
-from mura.tests.sim.checks import Checker
-from mura.tests.sim.ledger import checked
+from mura.sim.checks import Checker
+from mura.sim.ledger import checked
+from mura.tests.consensus.replica_cluster import Cluster, commit_from, proposal_for
 
 
 def certified(cluster: Cluster, timestamp_ms: int) -> tuple[Block, CommitCertificate]:

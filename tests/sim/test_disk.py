@@ -8,7 +8,7 @@ from pathlib import Path
 from mura.chain.store import VoteStore
 from mura.consensus.messages import Phase
 from mura.consensus.votes import RecordedVote, StoredVoteRecord
-from mura.tests.sim.disk import SimulatedDisk
+from mura.sim.disk import SimulatedDisk
 
 CHAIN, VALIDATOR = b"c" * 32, b"v" * 32
 

@@ -27,11 +27,11 @@ from mura.consensus.actions import (
     ServeBlocks,
 )
 from mura.consensus.config import ReplicaConfig
-from mura.consensus.messages import Message, encode_message
+from mura.consensus.messages import Commit, Message, Prepare, PrePrepare, encode_message
 from mura.consensus.replica import Replica
 from mura.consensus.serving import BlockServer
-from mura.consensus.votes import MemoryVoteRecord
-from mura.tests.sim.ledger import CHAIN_ID, SimLedger, TransactionSigner, make_genesis, validator_keys
+from mura.sim.disk import vote_record_in_memory
+from mura.sim.ledger import CHAIN_ID, SimLedger, TransactionSigner, make_genesis, validator_keys
 
 Kind = TypeVar("Kind", bound=Message)
 
@@ -58,7 +58,7 @@ class Cluster:
         self.signer = TransactionSigner()
         self.signatures = SignatureCache()
         self.ledgers = [SimLedger(self.genesis, signer=self.signer, signatures=self.signatures) for _ in self.keys]
-        self.records = [MemoryVoteRecord() for _ in self.keys]
+        self.records = [vote_record_in_memory() for _ in self.keys]
         self.replicas = [self.boot(index) for index in range(self.size)]
         self.queue: list[tuple[int, int, Message]] = []
         #: Every action list each replica returned, in order.
@@ -176,3 +176,22 @@ class Cluster:
             for action in actions
             if isinstance(action, (Broadcast, Send)) and isinstance(action.message, kind)
         ]
+
+
+def proposal_for(
+    cluster: Cluster, *, view: int = 0, timestamp_ms: int = 100, signer: int | None = None
+) -> PrePrepare:
+    """A valid block for the next height, proposed in ``view`` (signed by its primary unless told)."""
+    sender = view % cluster.size if signer is None else signer
+    ledger = cluster.ledgers[sender]
+    proposer = cluster.keys[sender].public_key
+    built = ledger.build_proposal(ledger.final_height() + 1, proposer=proposer, timestamp_ms=timestamp_ms)
+    return PrePrepare.sign(cluster.keys[sender], sender, CHAIN_ID, view, built.block)
+
+
+def prepare_from(cluster: Cluster, sender: int, proposal: PrePrepare) -> Prepare:
+    return Prepare.sign(cluster.keys[sender], sender, CHAIN_ID, proposal.view, proposal.height, proposal.block_hash)
+
+
+def commit_from(cluster: Cluster, sender: int, proposal: PrePrepare) -> Commit:
+    return Commit.sign(cluster.keys[sender], sender, CHAIN_ID, proposal.view, proposal.height, proposal.block_hash)

@@ -1,4 +1,4 @@
-"""Run many seeds and report: ``python -m mura.tests.sim.campaign --seeds N``.
+"""Run many seeds and report: ``python -m mura.sim.campaign --seeds N``.
 
 Each seed is one scenario (n alternates 4 and 7) checked for agreement,
 certificates, persist-before-you-speak, validity and liveness. The last line
@@ -25,11 +25,11 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from mura.tests.sim.bugs import bug_names
-from mura.tests.sim.scenario import draw_scenario
-from mura.tests.sim.simulation import RunResult, run_scenario
+from mura.sim.bugs import bug_names
+from mura.sim.scenario import draw_scenario
+from mura.sim.simulation import RunResult, run_scenario
 
-COMMAND = "python -m mura.tests.sim.campaign"
+COMMAND = "python -m mura.sim.campaign"
 #: Violations that show a fork or a double signature, not merely a stall or a bad certificate.
 SAFETY = frozenset({"agreement", "conflicting_certificates", "honest_equivocation", "validity", "forged_body"})
 

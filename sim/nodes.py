@@ -26,8 +26,8 @@ from mura.consensus.messages import Message, encode_final_block
 from mura.consensus.replica import Replica
 from mura.consensus.serving import BlockServer
 from mura.consensus.votes import StoredVoteRecord
-from mura.tests.sim.disk import SimulatedDisk
-from mura.tests.sim.ledger import Genesis, SimLedger, TransactionSigner, always_pending
+from mura.sim.disk import SimulatedDisk
+from mura.sim.ledger import Genesis, SimLedger, TransactionSigner, always_pending
 
 #: Where a message goes: node ids, or None for every other node.
 Destination = tuple[int, ...] | None

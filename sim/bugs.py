@@ -42,7 +42,7 @@ from mura.consensus.messages import Commit, Message, NewView, Prepare, ViewChang
 from mura.consensus.replica import Replica
 from mura.consensus.verify import MessageVerifier
 from mura.consensus.votes import RecordedVote
-from mura.tests.sim.disk import SimulatedDisk
+from mura.sim.disk import SimulatedDisk
 
 
 class QuorumOfTwoF(Replica):

@@ -39,8 +39,8 @@ from mura.consensus.messages import (
     encode_message,
 )
 from mura.consensus.quorum import ValidatorSet
-from mura.tests.sim.ledger import CHAIN_ID, Genesis, SimLedger, TransactionSigner
-from mura.tests.sim.nodes import Destination, ForkingLedger, SimNode
+from mura.sim.ledger import CHAIN_ID, Genesis, SimLedger, TransactionSigner
+from mura.sim.nodes import Destination, ForkingLedger, SimNode
 
 
 class EquivocatorNode(SimNode):

@@ -36,12 +36,12 @@ from mura.consensus.config import ReplicaConfig
 from mura.consensus.evidence import Equivocation
 from mura.consensus.messages import Commit, Message, decode_message, encode_message
 from mura.consensus.replica import Replica
-from mura.tests.sim.bugs import injected, replica_class_for, vote_store_class_for
-from mura.tests.sim.byzantine import EquivocatorNode, GarbageNode, SwapperNode
-from mura.tests.sim.checks import Checker, Violation
-from mura.tests.sim.ledger import CHAIN_ID, TransactionSigner, make_genesis, validator_keys
-from mura.tests.sim.nodes import Destination, SimNode, SimulatedCrash
-from mura.tests.sim.scenario import Byzantine, Crash, IdleStretch, Scenario
+from mura.sim.bugs import injected, replica_class_for, vote_store_class_for
+from mura.sim.byzantine import EquivocatorNode, GarbageNode, SwapperNode
+from mura.sim.checks import Checker, Violation
+from mura.sim.ledger import CHAIN_ID, TransactionSigner, make_genesis, validator_keys
+from mura.sim.nodes import Destination, SimNode, SimulatedCrash
+from mura.sim.scenario import Byzantine, Crash, IdleStretch, Scenario
 
 DELIVER, TIMER, CRASH, CRASH_NOW, RESTART, GARBAGE, HEAL, DEADLINE, ARRIVE = range(9)
 GARBAGE_INTERVAL_MS = 40

@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from mura.chain.block import Block, CommitCertificate, merkle_root, verify_certificate
 from mura.chain.errors import Invalid
 from mura.consensus.messages import Commit, Message, NewView, Prepare, PrePrepare, ViewChange
-from mura.tests.sim.ledger import CHAIN_ID, Genesis, replay_chain
-from mura.tests.sim.scenario import IdleStretch, Scenario
+from mura.sim.ledger import CHAIN_ID, Genesis, replay_chain
+from mura.sim.scenario import IdleStretch, Scenario
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,11 @@ forgets to sync a vote therefore loses it at the next crash.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import TracebackType
+
+from mura.chain.store import VoteStore
+from mura.consensus.votes import StoredVoteRecord
 
 Writes = list[tuple[bytes, bytes | None]]
 
@@ -138,3 +142,13 @@ class Batch:
     ) -> None:
         if kind is None and self._writes:
             self._disk._write(self._writes, sync=self._sync)
+
+
+def vote_record_in_memory(*, new: bool = False, validator: bytes = bytes(32)) -> StoredVoteRecord:
+    """The node's vote record on a disk of its own that never crashes: for tests of one
+    replica or a few. ``new`` makes one that knows nothing of its validator's past (the
+    double-sign check is pending); otherwise it holds everything its validator signed."""
+    store = VoteStore(Path("memory.votes"), chain=bytes(32), validator=validator, db=SimulatedDisk())
+    if not new:
+        store.save_guard(0)
+    return StoredVoteRecord(store)
