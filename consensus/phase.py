@@ -66,7 +66,5 @@ class Committing:
     deferred: list[tuple[Message, int | None]] = field(default_factory=list)
 
 
-#: Deciding the height: in a view, or changing views.
-Deciding = InView | ChangingView
 #: Any phase (not to be confused with ``messages.Phase``, the kind of a vote).
 ReplicaPhase = InView | ChangingView | Committing

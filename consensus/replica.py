@@ -542,7 +542,7 @@ class Replica:
         if isinstance(phase, InView) and phase.proposal_due_ms is not None and due < phase.proposal_due_ms:
             phase.proposal_due_ms = due
             actions.append(ScheduleTimeout(due))
-        deadline = due + view_timeout_ms(self.config, self.view_changes.failed_views)
+        deadline = due + self._view_timeout_ms()
         if phase.deadline_ms is not None and deadline < phase.deadline_ms:
             phase.deadline_ms = deadline
             actions.append(ScheduleTimeout(deadline))
@@ -771,14 +771,14 @@ class Replica:
         phase = self.phase
         if isinstance(phase, Committing) or phase.deadline_ms is None:
             return []
-        deadline = now_ms + view_timeout_ms(self.config, self.view_changes.failed_views)
+        deadline = now_ms + self._view_timeout_ms()
         if deadline <= phase.deadline_ms:
             return []
         phase.deadline_ms = deadline
         return [ScheduleTimeout(deadline)]
 
     def _enter_view_timer(self, now_ms: int) -> list[Action]:
-        return self._arm_view_timer(now_ms + view_timeout_ms(self.config, self.view_changes.failed_views))
+        return self._arm_view_timer(now_ms + self._view_timeout_ms())
 
     def _first_view_timer(self, now_ms: int) -> list[Action]:
         """The timer of a height's first view allows for the primary's wait before it
@@ -789,7 +789,11 @@ class Replica:
         A replica that restarted after leaving this view has no such allowance: its
         view's primary, started by a NEW-VIEW, proposes in it at once."""
         wait = self._proposal_delay() if self.active else 0
-        return self._arm_view_timer(now_ms + wait + view_timeout_ms(self.config, self.view_changes.failed_views))
+        return self._arm_view_timer(now_ms + wait + self._view_timeout_ms())
+
+    def _view_timeout_ms(self) -> int:
+        """How long the current view may last: it doubles with each view given up here."""
+        return view_timeout_ms(self.config, self.view_changes.failed_views)
 
     def _arm_view_timer(self, deadline_ms: int) -> list[Action]:
         phase = self.phase
