@@ -354,7 +354,7 @@ def view_change_reason(replica: Replica, names: Sequence[str], event: str, messa
         return f"NEW-VIEW from {names[message.sender]}"
     if isinstance(message, ViewChange):
         askers = [
-            names[change.sender] for change in replica.log.view_changes.values()
+            names[change.sender] for change in replica.view_changes.by_sender.values()
             if change.view >= replica.view and change.sender != replica.index
         ]
         return f"pulled along by {len(askers)} validators asking for view {replica.view} or later: {', '.join(askers)}"
@@ -382,7 +382,7 @@ def consensus_facts(
     others = [index for index in range(replica.validators.size) if index != replica.index]
     keys = replica.validators.keys
     later = sorted(
-        (change.sender, change.view) for change in replica.log.view_changes.values()
+        (change.sender, change.view) for change in replica.view_changes.by_sender.values()
         if change.view > replica.view and change.sender != replica.index
     )
     return ConsensusFacts(

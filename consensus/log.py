@@ -1,4 +1,4 @@
-"""The message log of one height: proposals, votes and view changes.
+"""The message log of one height: proposals, votes and the blocks they name.
 
 A replica keeps one ``HeightLog`` for the height it is deciding. Once that
 height is final the whole log is dropped: every final block carries its commit
@@ -21,7 +21,7 @@ from mura.chain.block import Block, MessageBlock
 from mura.chain.errors import DecodeError, Invalid
 from mura.chain.state import StateChanges
 from mura.consensus.evidence import Equivocation
-from mura.consensus.messages import NewView, PrePrepare, ViewChange, Vote
+from mura.consensus.messages import PrePrepare, Vote
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,12 +82,6 @@ class HeightLog:
     refused: dict[bytes, Invalid] = field(default_factory=dict)
     prepares: VoteTally = field(default_factory=VoteTally)
     commits: VoteTally = field(default_factory=VoteTally)
-    #: Each validator's view change for its highest view.
-    view_changes: dict[int, ViewChange] = field(default_factory=dict)
-    #: NEW-VIEWs sent or accepted, by view.
-    new_views: dict[int, NewView] = field(default_factory=dict)
-    #: (validator, view) pairs already helped along, so each is answered once.
-    helped: set[tuple[int, int]] = field(default_factory=set)
     #: (validator, view, phase) of equivocations already reported.
     reported: set[tuple[int, int, int]] = field(default_factory=set)
 
@@ -110,22 +104,6 @@ class HeightLog:
         self.blocks.setdefault(block.hash, block)
         return ADDED
 
-    def add_view_change(self, change: ViewChange, block: Block | None = None) -> Added | Duplicate | Equivocation:
-        """Keep each validator's highest view change (with the prepared ``block`` it
-        carried, checked); two different ones for one view are equivocation."""
-        earlier = self.view_changes.get(change.sender)
-        if earlier is not None and earlier.view > change.view:
-            return DUPLICATE
-        if earlier is not None and earlier.view == change.view:
-            same = _prepared_summary(earlier) == _prepared_summary(change)
-            return DUPLICATE if same else Equivocation.between(earlier, change)
-        self.view_changes[change.sender] = change
-        if block is not None:
-            if change.prepared is None or block.hash != change.prepared.block_hash or not block.body_checked:
-                raise ValueError("a view change is kept with its own prepared block, checked")
-            self.blocks.setdefault(block.hash, block)
-        return ADDED
-
     def find_block(self, block_hash: bytes) -> Block | None:
         """A block of this height by hash, from any view; a kept proposal of another view
         is checked now, and forgotten if its body is not its header's."""
@@ -143,12 +121,3 @@ class HeightLog:
             self.blocks[block_hash] = checked
             return checked
         return None
-
-    def view_changes_for(self, view: int) -> list[ViewChange]:
-        """The view changes for exactly ``view``, by sender index."""
-        return [change for _, change in sorted(self.view_changes.items()) if change.view == view]
-
-
-def _prepared_summary(change: ViewChange) -> tuple[int, bytes] | None:
-    prepared = change.prepared
-    return None if prepared is None else (prepared.view, prepared.block_hash)

@@ -18,9 +18,14 @@ Rules of the normal case, at height h (the sequence number) in view v:
   below h+1, so its primary may propose at once (see ``view_change.py`` for the
   rules that leave a view).
 
+Where the replica stands at its height is one explicit phase (``phase.py``):
+in a view, changing views, or committing; the moves between them are in the
+"transitions" section below.
+
 Every vote is recorded (``PersistVote``) before it is sent, and never signed
-twice differently (``SignedVotes``). A lagging replica fetches final blocks
-from peers (``catch_up.py``).
+twice differently (``SignedVotes``); a validator whose vote record is new first
+waits out the double-sign check (``double_sign.py``). A lagging replica fetches
+final blocks from peers (``catch_up.py``).
 
 Untrusted input, cheapest check first: a message arrives with its blocks
 unchecked (``UncheckedBlock``); the sender, the signatures, the height and
@@ -41,7 +46,7 @@ from dataclasses import replace
 
 from mura.chain.block import Block, CommitCertificate, verify_certificate
 from mura.chain.errors import DecodeError, Invalid
-from mura.chain.keys import SignatureCache, SigningKey
+from mura.chain.keys import SignatureCache, SigningKey, sha256
 from mura.chain.state import StateChanges
 from mura.consensus.actions import (
     Action,
@@ -61,6 +66,7 @@ from mura.consensus.application import Application
 from mura.consensus.buffer import FutureBuffer, Held
 from mura.consensus.catch_up import CatchUp
 from mura.consensus.config import ReplicaConfig, view_timeout_ms
+from mura.consensus.double_sign import DoubleSignCheck
 from mura.consensus.errors import (
     ConflictingVote,
     InvalidMessage,
@@ -70,7 +76,7 @@ from mura.consensus.errors import (
     penalized,
 )
 from mura.consensus.evidence import Equivocation
-from mura.consensus.log import Added, HeightLog
+from mura.consensus.log import Added, Duplicate, HeightLog
 from mura.consensus.messages import (
     BlockRequest,
     Commit,
@@ -84,22 +90,20 @@ from mura.consensus.messages import (
     Status,
     ViewChange,
     decode_message,
+    view_change_payload,
 )
+from mura.consensus.phase import ChangingView, Committing, InView, ReplicaPhase
 from mura.consensus.quorum import ValidatorSet
-from mura.consensus.verify import MessageVerifier
-from mura.consensus.view_change import ViewChangeRules
+from mura.consensus.verify import MessageVerifier, highest_prepared
+from mura.consensus.view_change import ViewChanges
 from mura.consensus.votes import NO_GUARD, RecordedVote, SignedVotes, SigningGuard, VoteReader
 
 #: Proposals of views this close to the replica's own are kept in case they are certified.
 OTHER_VIEW_BLOCKS = 2
 
 
-class Replica(ViewChangeRules):
+class Replica:
     """One validator's PBFT state machine. See the module docstring for its rules."""
-
-    #: The verifier and log classes; a test harness may swap in deliberately broken ones.
-    verifier_class: type[MessageVerifier] = MessageVerifier
-    log_class: type[HeightLog] = HeightLog
 
     def __init__(
         self,
@@ -110,7 +114,11 @@ class Replica(ViewChangeRules):
         config: ReplicaConfig,
         vote_record: VoteReader,
         signature_cache: SignatureCache | None = None,
+        verifier_class: type[MessageVerifier] = MessageVerifier,
+        log_class: type[HeightLog] = HeightLog,
     ) -> None:
+        """``verifier_class`` checks messages and ``log_class`` keeps each height's
+        messages: the real ones unless a test harness breaks one on purpose."""
         self.key = key
         self.validators = ValidatorSet.of(validators)
         index = self.validators.indexes.get(key.public_key)
@@ -120,28 +128,20 @@ class Replica(ViewChangeRules):
         self.index = index
         self.config = config
         self.application = application
-        self.verifier = self.verifier_class(self.validators, config.chain_id, cache=signature_cache)
+        self.verifier = verifier_class(self.validators, config.chain_id, cache=signature_cache)
+        self._log_class = log_class
         #: Distinct votes that prepare or commit a block.
         self.quorum = self.validators.quorum
         self.height = application.final_height() + 1
         self.view = self._certified_view(self.height - 1)
-        #: True once this replica may accept its view's proposal: the view began with
-        #: the height, or a valid NEW-VIEW started it. False while changing views.
-        self.active = True
-        #: Views given up at this height (the timeout doubles with each).
-        self.failed_views = 0
-        self.log = self.log_class(self.height)
+        #: Where this replica stands at its height (see ``phase.py``).
+        self.phase: ReplicaPhase = InView()
+        self.log = log_class(self.height)
+        #: The VIEW-CHANGEs and NEW-VIEWs of this height (see ``view_change.py``).
+        self.view_changes = ViewChanges(self.validators, self.index)
         self.signed = SignedVotes(self.height)
         #: The highest prepared certificate at this height.
         self.prepared: PreparedCertificate | None = None
-        #: When the current view times out (None while waiting for a view-change quorum).
-        self.view_deadline_ms: int | None = None
-        self.proposal_due_ms: int | None = None
-        #: When to repeat our VIEW-CHANGE while waiting for a quorum or a NEW-VIEW.
-        self.resend_due_ms: int | None = None
-        #: The block handed to the driver in ``CommitBlock`` and not yet confirmed.
-        self.pending: FinalBlock | None = None
-        self.deferred: list[tuple[Message, int | None]] = []
         self.held = FutureBuffer(per_sender=config.held_per_sender, heights=self._final_block_window)
         self.catch_up = CatchUp(
             retry_ms=config.catch_up_retry_ms, batch=config.catch_up_batch, faulty=self.validators.faulty
@@ -152,13 +152,15 @@ class Replica(ViewChangeRules):
         self.rejected: Counter[str] = Counter()
         #: View changes this replica started (a figure for metrics and the simulator).
         self.view_changes_started = 0
-        #: The double-sign check (see ``votes.SigningGuard``), as the vote record keeps it.
-        self.guard = vote_record.signing_guard() if config.double_sign_check_heights else NO_GUARD
-        #: While the check is pending: the highest height each validator was heard (with a
-        #: valid signature, or by its own ``Status``) working on.
-        self.heard: dict[int, int] = {}
-        #: Of those, the highest view each was heard signing in at height 1.
-        self.heard_views: dict[int, int] = {}
+        #: The double-sign check, as the vote record keeps it.
+        self.double_sign = DoubleSignCheck(
+            vote_record.signing_guard() if config.double_sign_check_heights else NO_GUARD,
+            validators=self.validators,
+            index=self.index,
+            height_window=config.height_window,
+            view_window=config.view_window,
+            check_heights=config.double_sign_check_heights,
+        )
         #: Validator index -> the highest height at which this replica took a vote of
         #: theirs with a valid signature (a PRE-PREPARE, PREPARE, COMMIT, VIEW-CHANGE or
         #: NEW-VIEW, or a COMMIT in a final block's certificate), its own signed votes
@@ -168,6 +170,36 @@ class Replica(ViewChangeRules):
         self.vote_record = vote_record
         self._restore()
 
+    # --- what the phase says ---------------------------------------------------------
+
+    @property
+    def active(self) -> bool:
+        """True once this replica may accept its view's proposal: the view began with
+        the height, or a valid NEW-VIEW started it. False while changing views."""
+        phase = self.phase
+        return isinstance(phase, InView) or (isinstance(phase, Committing) and phase.view_established)
+
+    @property
+    def pending(self) -> FinalBlock | None:
+        """The block handed to the driver in ``CommitBlock`` and not yet confirmed."""
+        return self.phase.final if isinstance(self.phase, Committing) else None
+
+    @property
+    def proposal_due_ms(self) -> int | None:
+        """When this replica, as its view's primary, proposes (None: it is not waiting to)."""
+        return self.phase.proposal_due_ms if isinstance(self.phase, InView) else None
+
+    @property
+    def view_deadline_ms(self) -> int | None:
+        """When the current view times out (None while waiting for a quorum of
+        VIEW-CHANGEs, and while committing)."""
+        return None if isinstance(self.phase, Committing) else self.phase.deadline_ms
+
+    @property
+    def guard(self) -> SigningGuard:
+        """The double-sign check's state (see ``votes.SigningGuard``)."""
+        return self.double_sign.guard
+
     # --- driver interface ----------------------------------------------------------
 
     def start(self, now_ms: int) -> list[Action]:
@@ -175,8 +207,7 @@ class Replica(ViewChangeRules):
         double-sign check is pending, say where this replica stands)."""
         status: list[Action] = []
         if self.guard.pending and self.validators.size == 1:
-            # Nobody else to hear from, or to decide a height without it: no check.
-            self.guard = NO_GUARD
+            self.double_sign.skip()
             status = [PersistGuard(0)]
         elif self.guard.pending:
             status = [Broadcast(self._status())]
@@ -186,8 +217,8 @@ class Replica(ViewChangeRules):
         """Handle one message that validator ``origin`` delivered (None: unknown); invalid
         ones are dropped and counted, and those refused for cause come back as a
         ``Misbehaviour`` against ``origin``."""
-        if self.pending is not None:
-            return self._defer(message, now_ms, origin)
+        if isinstance(self.phase, Committing):
+            return self._defer(self.phase, message, origin)
         return self._checked(self._handle(message, now_ms, origin))
 
     def receive_bytes(self, data: bytes, now_ms: int, *, origin: int | None = None) -> list[Action]:
@@ -211,15 +242,16 @@ class Replica(ViewChangeRules):
         first height, where a height without a signed view would tell a new vote record
         that this validator signed nothing there (and where there is nothing to fetch).
         Otherwise a replica that may sign is heard by what it signs."""
-        if self.pending is not None or peer == self.index or not self.validators.contains(peer):
+        phase = self.phase
+        if isinstance(phase, Committing) or peer == self.index or not self.validators.contains(peer):
             return []
         if self.guard.pending:
             return [Send(peer, self._status())]
-        if not self.active:
-            own = self.log.view_changes.get(self.index)
-            return [] if own is None or own.view != self.view else [Send(peer, own)]
+        if isinstance(phase, ChangingView):
+            own = self.view_changes.own(self.view)
+            return [] if own is None else [Send(peer, own)]
         messages: list[Message] = []
-        new_view = self.log.new_views.get(self.view)
+        new_view = self.view_changes.new_views.get(self.view)
         proposal = self.log.proposals.get(self.view)
         if new_view is not None:
             messages.append(new_view)
@@ -235,32 +267,33 @@ class Replica(ViewChangeRules):
 
     def timeout(self, now_ms: int) -> list[Action]:
         """The clock reached a time this replica asked for; early or stale calls do nothing."""
-        if self.pending is not None:
-            return []
+        phase = self.phase
         actions: list[Action] = []
-        if self.proposal_due_ms is not None and now_ms >= self.proposal_due_ms:
-            self.proposal_due_ms = None
+        if isinstance(phase, InView) and phase.proposal_due_ms is not None and now_ms >= phase.proposal_due_ms:
+            phase.proposal_due_ms = None
             actions += self._propose(now_ms)
-        if self.pending is None and self.view_deadline_ms is not None and now_ms >= self.view_deadline_ms:
+        phase = self.phase
+        if isinstance(phase, Committing):
+            return self._checked(actions)
+        if phase.deadline_ms is not None and now_ms >= phase.deadline_ms:
             actions += self.change_view(self.view + 1, now_ms)
-        elif self.resend_due_ms is not None and now_ms >= self.resend_due_ms:
-            actions += self.resend_view_change(now_ms)
+        elif isinstance(phase, ChangingView) and phase.resend_due_ms is not None and now_ms >= phase.resend_due_ms:
+            actions += self._resend_view_change(phase, now_ms)
         return self._checked(actions)
 
     def committed(self, now_ms: int) -> list[Action]:
         """The driver made the last ``CommitBlock`` durable: start the next height."""
-        final = self.pending
-        if final is None:
+        committing = self.phase
+        if not isinstance(committing, Committing):
             raise RuntimeError("committed() called with no CommitBlock outstanding")
-        self.pending = None
+        final = committing.final
         self._start_height(final.height + 1, final.certificate.view)
         actions: list[Action] = [PruneVotes(max(0, self.height - self.config.vote_retention_heights))]
         actions += self.start(now_ms)
         # Ask for what is missing first: a CommitBlock from the held blocks must come last.
         actions += self._sync(now_ms)
         actions += self._replay_held(now_ms)
-        deferred, self.deferred = self.deferred, []
-        for message, origin in deferred:
+        for message, origin in committing.deferred:
             actions += self.receive(message, now_ms, origin=origin)
         return self._checked(actions)
 
@@ -273,9 +306,9 @@ class Replica(ViewChangeRules):
             if isinstance(message, (Prepare, Commit)):
                 return self._on_vote(message, now_ms, origin)
             if isinstance(message, ViewChange):
-                return self.on_view_change(message, now_ms, origin)
+                return self._on_view_change(message, now_ms, origin)
             if isinstance(message, NewView):
-                return self.on_new_view(message, now_ms, origin)
+                return self._on_new_view(message, now_ms, origin)
             if isinstance(message, BlockRequest):
                 return self._on_block_request(message, origin)
             if isinstance(message, Status):
@@ -322,14 +355,15 @@ class Replica(ViewChangeRules):
             raise InvalidMessage(f"block request names validator {request.requester}, delivered by validator {origin}")
         return self._serve(request.requester, request.height)
 
-    def _defer(self, message: Message, now_ms: int, origin: int | None) -> list[Action]:
+    def _defer(self, committing: Committing, message: Message, origin: int | None) -> list[Action]:
+        """While committing: answer a block request now, keep anything else for later."""
         if isinstance(message, BlockRequest):
             try:
                 return self._on_block_request(message, origin)
             except Invalid as error:
                 return self._refused(error, origin)
-        if len(self.deferred) < self.config.max_deferred:
-            self.deferred.append((message, origin))
+        if len(committing.deferred) < self.config.max_deferred:
+            committing.deferred.append((message, origin))
         return []
 
     # --- the normal case ---------------------------------------------------------------
@@ -456,12 +490,6 @@ class Replica(ViewChangeRules):
         certificate = CommitCertificate(self.height, view, block_hash, signatures)
         return self._accept_final(FinalBlock(block, certificate))
 
-    def _finalize(self, block: Block, certificate: CommitCertificate, changes: StateChanges) -> list[Action]:
-        self.pending = FinalBlock(block, certificate)
-        self.view_deadline_ms = None
-        self.proposal_due_ms = None
-        return [CommitBlock(block, certificate, changes)]
-
     def _propose(self, now_ms: int) -> list[Action]:
         """As primary of an active view with no proposal yet, propose a fresh block."""
         if not self.active or self.validators.primary(self.view) != self.index or self.view in self.log.proposals:
@@ -476,13 +504,14 @@ class Replica(ViewChangeRules):
         return self.speak(vote, proposal) + self.accept_proposal(proposal, now_ms)
 
     def _schedule_proposal(self, now_ms: int) -> list[Action]:
-        if not self.active or self.validators.primary(self.view) != self.index:
+        phase = self.phase
+        if not isinstance(phase, InView) or self.validators.primary(self.view) != self.index:
             return []
         delay = self._proposal_delay()
         if delay <= 0:
             return self._propose(now_ms)
-        self.proposal_due_ms = now_ms + delay
-        return [ScheduleTimeout(self.proposal_due_ms)]
+        phase.proposal_due_ms = now_ms + delay
+        return [ScheduleTimeout(phase.proposal_due_ms)]
 
     def _proposal_delay(self) -> int:
         """A primary gathers transactions for ``proposal_delay_ms``; with none pending it
@@ -505,77 +534,304 @@ class Replica(ViewChangeRules):
         the chain is idle is replaced within the normal timeout once work arrives (and
         one that ignores transactions a quorum has is replaced too; gossip brings them
         to every validator well within a view timeout)."""
-        if self.pending is not None:
+        phase = self.phase
+        if isinstance(phase, Committing):
             return []
         due = now_ms + self._busy_delay()
         actions: list[Action] = []
-        if self.proposal_due_ms is not None and due < self.proposal_due_ms:
-            self.proposal_due_ms = due
+        if isinstance(phase, InView) and phase.proposal_due_ms is not None and due < phase.proposal_due_ms:
+            phase.proposal_due_ms = due
             actions.append(ScheduleTimeout(due))
-        deadline = due + view_timeout_ms(self.config, self.failed_views)
-        if self.view_deadline_ms is not None and deadline < self.view_deadline_ms:
-            self.view_deadline_ms = deadline
+        deadline = due + self._view_timeout_ms()
+        if phase.deadline_ms is not None and deadline < phase.deadline_ms:
+            phase.deadline_ms = deadline
             actions.append(ScheduleTimeout(deadline))
         return actions
+
+    # --- view change (rules in view_change.py) -----------------------------------------------
+
+    def change_view(self, view: int, now_ms: int) -> list[Action]:
+        """Leave the current view for ``view`` and ask for it with a VIEW-CHANGE. At the
+        first height a new vote record goes straight to the first view it may sign in:
+        waiting in one it may not would leave the others a validator short there."""
+        if self.height == 1:
+            view = max(view, self.guard.from_view)
+        changing = self._leave_view(view)
+        actions = self._schedule_resend(changing, now_ms)
+        prepared = self.prepared
+        digest = sha256(view_change_payload(self.config.chain_id, view, self.height, prepared))
+        vote = self._claim(Phase.VIEW_CHANGE, view, digest)
+        if vote is not None:
+            block = None if prepared is None else self.log.find_block(prepared.block_hash)
+            change = ViewChange.sign(self.key, self.index, self.config.chain_id, view, self.height, prepared, block)
+            self.view_changes.add(change)
+            actions += self.speak(vote, change)
+        return actions + self._on_view_change_quorum(now_ms)
+
+    def _on_view_change(self, change: ViewChange, now_ms: int, origin: int | None) -> list[Action]:
+        """Record a peer's VIEW-CHANGE; serve it blocks if it is behind, follow f+1, lead a quorum."""
+        if change.height < self.height:
+            if origin != change.sender:
+                # Relayed or replayed: it says nothing of where its signer is now.
+                return []
+            self.verifier.check_signature(change.sender, change.signing_payload(self.config.chain_id), change.signature)
+            self._note_vote(change.sender, change.height)
+            return self._serve(change.sender, change.height)
+        if change.height == self.height and change.view > self.view + self.config.view_window:
+            raise OutsideWindow(f"view change for view {change.view}, this replica is in view {self.view}")
+        self.verifier.check_view_change(change)
+        heard = self._hear(change.sender, change.height, now_ms, view=change.view)
+        if change.height > self.height:
+            return heard + self._hold(change, now_ms, origin)
+        actions, block = self._checked_prepared_block(change, origin)
+        actions = heard + actions
+        if change.prepared_block is not None and block is None:
+            change = change.without_block()
+        outcome = self.view_changes.add(change, block)
+        if isinstance(outcome, Added):
+            if block is not None:
+                self.log.blocks.setdefault(block.hash, block)
+            # Without its block: the next primary most likely has it (it was proposed to
+            # all), and relaying blocks would multiply what one view change costs.
+            actions += self.relay(change.without_block(), origin)
+        elif not isinstance(outcome, Duplicate):
+            return actions + self._report(outcome)
+        return actions + self._help(change) + self._pull_along(now_ms) + self._on_view_change_quorum(now_ms)
+
+    def _checked_prepared_block(self, change: ViewChange, origin: int | None) -> tuple[list[Action], Block | None]:
+        """The block a view change carries, checked against its header. The signature does
+        not cover it (the certificate names its hash), so a body that is not the header's
+        is dropped and held against whoever delivered it; the view change still counts."""
+        if change.prepared_block is None:
+            return [], None
+        try:
+            return [], change.prepared_block.check()
+        except DecodeError as error:
+            return self._refused(error, origin), None
+
+    def _help(self, change: ViewChange) -> list[Action]:
+        answer = self.view_changes.help(change, view=self.view, established=self.active)
+        return [] if answer is None else [Send(change.sender, answer)]
+
+    def _pull_along(self, now_ms: int) -> list[Action]:
+        view = self.view_changes.pull_along(self.view)
+        return [] if view is None else self.change_view(view, now_ms)
+
+    def _schedule_resend(self, changing: ChangingView, now_ms: int) -> list[Action]:
+        due = now_ms + self.config.base_timeout_ms
+        changing.resend_due_ms = due
+        return [ScheduleTimeout(due)]
+
+    def _resend_view_change(self, changing: ChangingView, now_ms: int) -> list[Action]:
+        """Still waiting for a quorum or a NEW-VIEW: repeat our (recorded) VIEW-CHANGE."""
+        own = self.view_changes.own(self.view)
+        if own is None:
+            changing.resend_due_ms = None
+            return []
+        return [Broadcast(own), *self._schedule_resend(changing, now_ms)]
+
+    def _on_view_change_quorum(self, now_ms: int) -> list[Action]:
+        """A quorum has left the previous view (their view changes are for ours or later):
+        start our view's timer. With a quorum for exactly our view, lead it if primary."""
+        changing = self.phase
+        if not isinstance(changing, ChangingView) or self.view_changes.leaving(self.view) < self.quorum:
+            return []
+        actions = self._enter_view_timer(now_ms) if changing.deadline_ms is None else []
+        changes = self.view_changes.for_view(self.view)
+        if len(changes) < self.quorum:
+            return actions
+        return actions + self._start_view(changes, now_ms)
+
+    def _start_view(self, changes: list[ViewChange], now_ms: int) -> list[Action]:
+        """As primary of the view being changed to, send NEW-VIEW with the forced proposal."""
+        if self.validators.primary(self.view) != self.index or self.view in self.view_changes.new_views:
+            return []
+        block = self._new_view_block(changes, now_ms)
+        if block is None:
+            return []
+        vote = self._claim(Phase.PRE_PREPARE, self.view, block.hash)
+        if vote is None:
+            return []
+        proposal = PrePrepare.sign(self.key, self.index, self.config.chain_id, self.view, block)
+        new_view = NewView(self.view, self.height, tuple(change.without_block() for change in changes), proposal)
+        self.view_changes.new_views[self.view] = new_view
+        self._enter_view(self.view)
+        actions = self.speak(vote, new_view) + self._enter_view_timer(now_ms)
+        return actions + self.accept_proposal(proposal, now_ms, fresh=highest_prepared(changes) is None)
+
+    def _new_view_block(self, changes: list[ViewChange], now_ms: int) -> Block | None:
+        """The block the view changes force, if this replica has it and it is valid;
+        a fresh proposal when none was prepared."""
+        forced = highest_prepared(changes)
+        if forced is None:
+            built = self.application.build_proposal(self.height, proposer=self.key.public_key, timestamp_ms=now_ms)
+            self.log.validated[built.block.hash] = built.changes
+            self.log.blocks[built.block.hash] = built.block
+            return built.block
+        block = self.log.find_block(forced.block_hash)
+        if block is None:
+            return None
+        try:
+            self.validate(block)
+        except Invalid as error:
+            self.rejected["prepared_block_" + error.rule] += 1
+            return None
+        return block
+
+    def _on_new_view(self, message: NewView, now_ms: int, origin: int | None) -> list[Action]:
+        """Enter a view started by a valid NEW-VIEW at least as high as ours."""
+        if message.height < self.height:
+            return []
+        if message.height == self.height and (message.view < self.view or (message.view == self.view and self.active)):
+            return []
+        self.verifier.check_new_view(message)
+        heard = self._hear(message.sender, message.height, now_ms, view=message.view)
+        if message.height > self.height:
+            return heard + self._hold(message, now_ms, origin)
+        # The proposal's signature covers its header only: a body that is not the header's
+        # (forged on the way) is refused before this replica enters the view or keeps the
+        # NEW-VIEW to hand to others.
+        proposal = message.pre_prepare
+        checked = PrePrepare(proposal.view, proposal.block.check(), proposal.sender, proposal.signature)
+        message = NewView(message.view, message.height, message.view_changes, checked)
+        self._enter_view(message.view)
+        fresh = highest_prepared(message.view_changes) is None
+        actions = heard + self._enter_view_timer(now_ms)
+        try:
+            accepted = self.accept_proposal(checked, now_ms, fresh=fresh)
+        except Invalid as error:
+            # In the view now, with its timer running; a NEW-VIEW whose proposal this replica
+            # refused is neither passed on nor kept to help others with (they would refuse
+            # it as well, and hold it against this replica).
+            return actions + self._refused(error, origin)
+        self.view_changes.new_views[message.view] = message
+        return actions + self.relay(message, origin) + accepted
+
+    # --- transitions between phases ------------------------------------------------------------
+
+    def _enter_view(self, view: int) -> None:
+        """A NEW-VIEW (received, or sent as primary) established ``view``: its timer is armed next."""
+        self.view = view
+        self.phase = InView()
+
+    def _leave_view(self, view: int) -> ChangingView:
+        """Give up the current view and change to ``view`` (its timer waits for a quorum)."""
+        self.view = view
+        self.phase = ChangingView()
+        self.view_changes.failed_views += 1
+        self.view_changes_started += 1
+        return self.phase
+
+    def _finalize(self, block: Block, certificate: CommitCertificate, changes: StateChanges) -> list[Action]:
+        """``block`` is final: hand it to the driver and wait for ``committed``."""
+        self.phase = Committing(FinalBlock(block, certificate), view_established=self.active)
+        return [CommitBlock(block, certificate, changes)]
+
+    def _start_height(self, height: int, view: int) -> None:
+        self.height = height
+        self.view = view
+        self.phase = InView()
+        self.prepared = None
+        self.log = self._log_class(height)
+        self.view_changes = ViewChanges(self.validators, self.index)
+        self._restore()
+
+    def _certified_view(self, height: int) -> int:
+        """The view of the certificate that made ``height`` final (0 for genesis)."""
+        certificate = self.application.load_certificate(height) if height > 0 else None
+        return 0 if certificate is None else certificate.view
+
+    def _restore(self) -> None:
+        """On starting a height: refuse what conflicts with the votes recorded at it,
+        recover the highest prepared certificate, and resume in the highest view voted in.
+        A view above the height's first view (or one left by a view change) waits for a
+        NEW-VIEW. Votes are found at a height being started after a restart, and also after
+        catching up to a height this validator voted at before its chain data was wiped
+        (its vote record is kept apart)."""
+        recorded = [vote for vote in self.vote_record.load_votes(self.height) if vote.height == self.height]
+        self.signed = SignedVotes(self.height, recorded)
+        with_certificates = [vote for vote in recorded if vote.prepared is not None]
+        highest = max(with_certificates, key=lambda vote: vote.view, default=None)
+        if highest is not None:
+            self.prepared = highest.prepared
+            if highest.block is not None:
+                self.log.blocks[highest.block.hash] = highest.block
+        last_view = self.signed.highest_view()
+        if last_view is not None and (last_view > self.view or self.signed.has_view_change(last_view)):
+            self.view = last_view
+            self.phase = ChangingView()
+
+    # --- view timers ----------------------------------------------------------------------------
+
+    def _progress(self, now_ms: int) -> list[Action]:
+        """The view made progress (this replica checked the proposal and PREPAREd it):
+        its timer starts afresh, so a block that takes long to check (a backlog on busy
+        machines) is not mistaken for a failed primary. Once per view, so a faulty
+        primary still costs a bounded time."""
+        phase = self.phase
+        if isinstance(phase, Committing) or phase.deadline_ms is None:
+            return []
+        deadline = now_ms + self._view_timeout_ms()
+        if deadline <= phase.deadline_ms:
+            return []
+        phase.deadline_ms = deadline
+        return [ScheduleTimeout(deadline)]
+
+    def _enter_view_timer(self, now_ms: int) -> list[Action]:
+        return self._arm_view_timer(now_ms + self._view_timeout_ms())
+
+    def _first_view_timer(self, now_ms: int) -> list[Action]:
+        """The timer of a height's first view allows for the primary's wait before it
+        proposes, as this replica's own application sees it (``_proposal_delay``): with
+        nothing pending, the idle interval, so that an idle chain changes no views
+        however long the interval; with transactions, the time the primary gathers
+        them. Transactions arriving later bring it forward (``transactions_arrived``).
+        A replica that restarted after leaving this view has no such allowance: its
+        view's primary, started by a NEW-VIEW, proposes in it at once."""
+        wait = self._proposal_delay() if self.active else 0
+        return self._arm_view_timer(now_ms + wait + self._view_timeout_ms())
+
+    def _view_timeout_ms(self) -> int:
+        """How long the current view may last: it doubles with each view given up here."""
+        return view_timeout_ms(self.config, self.view_changes.failed_views)
+
+    def _arm_view_timer(self, deadline_ms: int) -> list[Action]:
+        phase = self.phase
+        if isinstance(phase, Committing):
+            raise AssertionError("no view timer runs while a block is being committed")
+        phase.deadline_ms = deadline_ms
+        return [ScheduleTimeout(deadline_ms)]
 
     # --- signing: persist before you speak -------------------------------------------------
 
     def signing_held(self, view: int) -> bool:
         """Whether the double-sign check holds back this replica's signatures in ``view`` at
         its height."""
-        guard = self.guard
-        return guard.pending or self.height <= guard.until_height or (self.height == 1 and view < guard.from_view)
+        return self.double_sign.holds(self.height, view)
 
     def _hear(self, validator: int, height: int, now_ms: int, *, view: int | None = None) -> list[Action]:
         """Validator ``validator`` works on ``height`` (signing in ``view``, its signature
-        checked; or, without a view, by its own ``Status``). While the double-sign check is
-        pending, this is how the replica learns where the network stands: once f+1 other
-        validators are heard, it signs nothing up to ``double_sign_check_heights - 1``
-        heights past the highest of their heights that f+1 of them corroborate within
-        ``height_window`` (a faulty one claiming a far-off height is not believed, one
-        claiming a lower one changes nothing). A network still at its first height has no
-        final height to wait out: there it signs nothing in the views others were heard
-        signing in at height 1, since this validator may have signed in them too, and
-        joins from the next view (at once if nobody has signed: a new network). A signed
-        message (``view`` given) also counts in ``last_vote_heights``."""
+        checked; or, without a view, by its own ``Status``). A signed message counts in
+        ``last_vote_heights``. While the double-sign check is pending, this is how the
+        replica learns where the network stands (``double_sign.py``); once that settles
+        the check, the replica keeps the outcome and acts on it: at the first height it
+        leaves the views others were heard signing in, and otherwise it may now sign (a
+        primary held back proposes, a view change held back is sent)."""
         if view is not None:
             self._note_vote(validator, height)
-        if not self.guard.pending or validator == self.index:
+        guard = self.double_sign.hear(validator, height, view=view, own_height=self.height)
+        if guard is None:
             return []
-        self.heard[validator] = max(height, self.heard.get(validator, 0))
-        if view is not None and height == 1:
-            self.heard_views[validator] = max(view, self.heard_views.get(validator, -1))
-        if len(self.heard) < self.validators.weak_quorum:
-            return []
-        heights = sorted(self.heard.values(), reverse=True)
-        corroborated = heights[self.validators.faulty]
-        network = max(self.height, *(h for h in heights if h <= corroborated + self.config.height_window))
-        if network <= 1:
-            until, from_view = 0, self._first_height_view() + 1
-        else:
-            until, from_view = network + self.config.double_sign_check_heights - 1, 0
-        self.guard = SigningGuard(until_height=until, from_view=from_view)
-        # A primary held back may propose now.
-        actions: list[Action] = [PersistGuard(until, from_view)]
-        if self.height == 1 and self.view < from_view:
+        actions: list[Action] = [PersistGuard(guard.until_height, guard.from_view)]
+        if self.height == 1 and self.view < guard.from_view:
             # The views the others signed in are closed to this validator: ask for the next.
-            return actions + self.change_view(from_view, now_ms)
-        own = self.log.view_changes.get(self.index)
-        if not self.active and not self.signing_held(self.view) and (own is None or own.view != self.view):
+            return actions + self.change_view(guard.from_view, now_ms)
+        if not self.active and not self.signing_held(self.view) and self.view_changes.own(self.view) is None:
             # It left for this view while the check held its VIEW-CHANGE back: send it now.
             return actions + self.change_view(self.view, now_ms)
         held = self.signing_held(self.view)
         proposal = [] if held or self.view in self.log.proposals else self._schedule_proposal(now_ms)
         return actions + proposal
-
-    def _first_height_view(self) -> int:
-        """The highest view heard signed in at height 1 (-1: none) within ``view_window``
-        of the lowest view of the validators heard (a ``Status`` counts as none): at least
-        one of those is honest, so one faulty validator signing in a far view cannot send
-        this replica where the others' view windows drop what it signs."""
-        views = [self.heard_views.get(validator, -1) for validator in self.heard]
-        ceiling = max(min(views), 0) + self.config.view_window
-        return max((view for view in views if view < ceiling), default=-1)
 
     def _status(self) -> Status:
         return Status(self.height, self.index)
@@ -623,72 +879,6 @@ class Replica(ViewChangeRules):
         self.log.reported.add(key)
         self.evidence.append(outcome)
         return [ReportEquivocation(outcome), Misbehaviour(outcome.validator, "equivocation")]
-
-    # --- heights ---------------------------------------------------------------------------------
-
-    def _start_height(self, height: int, view: int) -> None:
-        self.height = height
-        self.view = view
-        self.active = True
-        self.resend_due_ms = None
-        self.failed_views = 0
-        self.prepared = None
-        self.log = self.log_class(height)
-        self._restore()
-
-    def _certified_view(self, height: int) -> int:
-        """The view of the certificate that made ``height`` final (0 for genesis)."""
-        certificate = self.application.load_certificate(height) if height > 0 else None
-        return 0 if certificate is None else certificate.view
-
-    def _restore(self) -> None:
-        """On starting a height: refuse what conflicts with the votes recorded at it,
-        recover the highest prepared certificate, and resume in the highest view voted in.
-        A view above the height's first view (or one left by a view change) waits for a
-        NEW-VIEW. Votes are found at a height being started after a restart, and also after
-        catching up to a height this validator voted at before its chain data was wiped
-        (its vote record is kept apart)."""
-        recorded = [vote for vote in self.vote_record.load_votes(self.height) if vote.height == self.height]
-        self.signed = SignedVotes(self.height, recorded)
-        with_certificates = [vote for vote in recorded if vote.prepared is not None]
-        highest = max(with_certificates, key=lambda vote: vote.view, default=None)
-        if highest is not None:
-            self.prepared = highest.prepared
-            if highest.block is not None:
-                self.log.blocks[highest.block.hash] = highest.block
-        last_view = self.signed.highest_view()
-        if last_view is not None and (last_view > self.view or self.signed.has_view_change(last_view)):
-            self.view = last_view
-            self.active = False
-
-    def _progress(self, now_ms: int) -> list[Action]:
-        """The view made progress (this replica checked the proposal and PREPAREd it):
-        its timer starts afresh, so a block that takes long to check (a backlog on busy
-        machines) is not mistaken for a failed primary. Once per view, so a faulty
-        primary still costs a bounded time."""
-        if self.view_deadline_ms is None:
-            return []
-        deadline = now_ms + view_timeout_ms(self.config, self.failed_views)
-        if deadline <= self.view_deadline_ms:
-            return []
-        self.view_deadline_ms = deadline
-        return [ScheduleTimeout(deadline)]
-
-    def _enter_view_timer(self, now_ms: int) -> list[Action]:
-        self.view_deadline_ms = now_ms + view_timeout_ms(self.config, self.failed_views)
-        return [ScheduleTimeout(self.view_deadline_ms)]
-
-    def _first_view_timer(self, now_ms: int) -> list[Action]:
-        """The timer of a height's first view allows for the primary's wait before it
-        proposes, as this replica's own application sees it (``_proposal_delay``): with
-        nothing pending, the idle interval, so that an idle chain changes no views
-        however long the interval; with transactions, the time the primary gathers
-        them. Transactions arriving later bring it forward (``transactions_arrived``).
-        A replica that restarted after leaving this view has no such allowance: its
-        view's primary, started by a NEW-VIEW, proposes in it at once."""
-        wait = self._proposal_delay() if self.active else 0
-        self.view_deadline_ms = now_ms + wait + view_timeout_ms(self.config, self.failed_views)
-        return [ScheduleTimeout(self.view_deadline_ms)]
 
     # --- holding and catching up ------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ from mura.consensus.actions import Action, Broadcast, PersistVote, ScheduleTimeo
 from mura.consensus.evidence import Equivocation
 from mura.consensus.log import ADDED, Added, Duplicate, HeightLog, VoteTally
 from mura.consensus.messages import Commit, Message, NewView, Prepare, ViewChange, Vote
+from mura.consensus.phase import InView
 from mura.consensus.replica import Replica
 from mura.consensus.verify import MessageVerifier
 from mura.consensus.votes import RecordedVote
@@ -81,7 +82,8 @@ class CountingLog(HeightLog):
 
 
 class NoVoteDedup(Replica):
-    log_class = CountingLog
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options, log_class=CountingLog)
 
     def relay(self, message: Prepare | Commit | ViewChange | NewView, origin: int | None) -> list[Action]:
         tally = self.log.prepares if isinstance(message, Prepare) else self.log.commits
@@ -96,7 +98,8 @@ class LaxVerifier(MessageVerifier):
 
 
 class SkipNewViewCheck(Replica):
-    verifier_class = LaxVerifier
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options, verifier_class=LaxVerifier)
 
 
 class NoDoubleSignCheck(Replica):
@@ -117,9 +120,10 @@ class IdleTimerIgnored(Replica):
 class ArrivalsIgnored(Replica):
     def transactions_arrived(self, now_ms: int) -> list[Action]:
         due = now_ms + self.config.proposal_delay_ms
-        if self.pending is not None or self.proposal_due_ms is None or self.proposal_due_ms <= due:
+        phase = self.phase
+        if not isinstance(phase, InView) or phase.proposal_due_ms is None or phase.proposal_due_ms <= due:
             return []
-        self.proposal_due_ms = due
+        phase.proposal_due_ms = due
         return [ScheduleTimeout(due)]
 
 

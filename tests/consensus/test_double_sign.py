@@ -138,7 +138,7 @@ def test_invalid_status_from_another_validators_link() -> None:
     cluster = Cluster()
     replica = lose_record(cluster, 1)
     assert cluster.deliver(1, Status(50, 2), sender=3) == [Misbehaviour(3, "invalid_message")]
-    assert 2 not in replica.heard
+    assert 2 not in replica.double_sign.heard
 
 
 def test_a_far_off_height_one_validator_claims_is_not_believed() -> None:

@@ -91,7 +91,7 @@ def test_invalid_new_view_re_proposing_a_prepared_header_with_a_forged_body() ->
         replica = cluster.replicas[index]
         actions = cluster.deliver(index, NewView(1, 1, changes, forged), sender=1)
         assert actions == [Misbehaviour(1, "transaction_root_mismatch")]
-        assert replica.view == 0 and 1 not in replica.log.new_views
+        assert replica.view == 0 and 1 not in replica.view_changes.new_views
         assert not any(isinstance(action, Broadcast) for action in actions)
     # The same NEW-VIEW with the genuine body is followed.
     genuine = PrePrepare.sign(cluster.keys[1], 1, CHAIN_ID, 1, checked(proposal.block))
@@ -121,7 +121,7 @@ def test_view_change_keeps_counting_when_the_block_it_carries_was_swapped() -> N
     actions = cluster.deliver(1, carried, sender=3)
     assert Misbehaviour(3, "transaction_root_mismatch") in actions
     replica = cluster.replicas[1]
-    assert replica.log.view_changes[2].prepared == prepared
+    assert replica.view_changes.by_sender[2].prepared == prepared
     assert proposal.block_hash not in replica.log.blocks
 
 
