@@ -153,7 +153,9 @@ class ProgressLog:
             LOG.info(
                 "progress resumed at height %d after %.0f s without a final block",
                 height, now - self.last_final,
-                extra={"event": "progress_resumed", "height": height, "stalled_seconds": round(now - self.last_final, 1)},
+                extra={
+                    "event": "progress_resumed", "height": height, "stalled_seconds": round(now - self.last_final, 1)
+                },
             )
             self.stall = None
         self.last_final = now
@@ -183,7 +185,8 @@ class ProgressLog:
         count, transactions, first, last = self._blocks_held
         if count:
             LOG.info(
-                "%d more blocks with %d transactions final in the last %.0f s, heights %d to %d (not logged one by one)",
+                "%d more blocks with %d transactions final in the last %.0f s, heights %d to %d "
+                "(not logged one by one)",
                 count, transactions, now - self._block_window_started, first, last,
                 extra={"event": "blocks_held", "count": count, "transactions": transactions},
             )
@@ -404,4 +407,5 @@ def missing_validators(replica: Replica) -> int:
     healthy network, whatever the quorum."""
     since = max(1, replica.height - MISSING_VOTE_HEIGHTS)
     heights = replica.last_vote_heights
-    return sum(1 for index in range(replica.validators.size) if index != replica.index and heights.get(index, 0) < since)
+    others = (index for index in range(replica.validators.size) if index != replica.index)
+    return sum(1 for index in others if heights.get(index, 0) < since)

@@ -403,7 +403,8 @@ class Replica:
             raise TimestampInFuture(f"block {header.height} is dated {header.timestamp_ms - now_ms} ms ahead")
         if fresh and header.proposer != self.validators.keys[self.validators.primary(proposal.view)]:
             raise WrongProposer(
-                f"block {header.height} names proposer {header.proposer.hex()[:16]}, not the primary of view {proposal.view}"
+                f"block {header.height} names proposer {header.proposer.hex()[:16]}, "
+                f"not the primary of view {proposal.view}"
             )
         block = proposal.block.check()
         self.validate(block)
