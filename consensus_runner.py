@@ -8,9 +8,11 @@ task that takes the node's events and peers' consensus messages from one queue
 and hands each to the driver in turn.
 
 A proposal's transaction signatures are verified before the replica sees it, on
-every core and off the event loop, once the proposal's own signature shows it is
-the primary's: the replica then finds them known when it checks the block, and
-never blocks the loop verifying thousands of them.
+every core and off the event loop, once the checks the replica makes before it
+validates a block pass (the proposal is its view's first, signed by the primary;
+a NEW-VIEW's quorum; a final block's certificate): the replica then finds them
+known when it checks the block, and never blocks the loop verifying thousands of
+them, while a block the replica would not validate costs nothing.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 import plyvel
 
 from mura.chain import codec
-from mura.chain.block import Block, CommitCertificate, quorum_size
+from mura.chain.block import Block, CommitCertificate, MessageBlock, quorum_size, verify_certificate
 from mura.chain.errors import DecodeError, Invalid
 from mura.chain.store import Store, StoreError
 from mura.chain.verify import SignatureVerifier, VerifierStopped
@@ -414,8 +416,7 @@ class ConsensusRunner:
 
     async def _verify_ahead(self, message: Message) -> None:
         """Verify the transaction signatures of a block the replica is about to check, off
-        the event loop: a proposal for its height, signed by its view's primary, or a
-        final block when certified blocks are checked too."""
+        the event loop (see ``_block_to_check``)."""
         block = self._block_to_check(message)
         if block is None:
             return
@@ -425,19 +426,43 @@ class ConsensusRunner:
             return  # the replica refuses it, and counts it against the peer
         await self.verifier.verify_async(transactions)
 
-    def _block_to_check(self, message: Message) -> Block | Any | None:
+    def _block_to_check(self, message: Message) -> MessageBlock | None:
+        """The block of ``message`` the replica validates when it takes the message, found
+        with the checks the replica makes before it validates, cheapest first: the
+        current view's first proposal, from its primary; a NEW-VIEW that moves the
+        replica into its view; a final block it wants, whose certificate verifies (when
+        certified blocks are checked too). Anything else (a later view's proposal, a
+        primary's second one) the replica never validates, and nothing is verified for it."""
         replica = self.replica
-        if isinstance(message, NewView):
-            message = message.pre_prepare
-        if isinstance(message, FinalBlock):
-            return message.block if self.verify_certified_signatures else None
-        if not isinstance(message, PrePrepare) or message.height != replica.height or message.view < replica.view:
-            return None
         try:
-            replica.verifier.check_pre_prepare(message)
+            if isinstance(message, PrePrepare):
+                if message.height != replica.height or message.view != replica.view or not replica.active:
+                    return None
+                if message.view in replica.log.proposals or message.block_hash in replica.log.refused:
+                    return None
+                replica.verifier.check_pre_prepare(message)
+                return message.block
+            if isinstance(message, NewView):
+                moves = message.view > replica.view or (message.view == replica.view and not replica.active)
+                if message.height != replica.height or not moves:
+                    return None
+                replica.verifier.check_new_view(message)
+                return message.pre_prepare.block
+            if isinstance(message, FinalBlock):
+                if not self.verify_certified_signatures or not replica.wants_final_block(message.height):
+                    return None
+                verify_certificate(
+                    message.certificate,
+                    chain_id=replica.config.chain_id,
+                    height=message.height,
+                    block_hash=message.block.hash,
+                    validators=replica.validators.keys,
+                    signature_ok=replica.verifier.signature_ok,
+                )
+                return message.block
         except Invalid:
-            return None
-        return message.block
+            return None  # the replica refuses it, and counts it against the peer
+        return None
 
     # --- what the operator reads ------------------------------------------------------------
 

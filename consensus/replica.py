@@ -728,12 +728,17 @@ class Replica(ViewChangeRules):
             return []
         return [ServeBlocks(peer, height)]
 
+    def wants_final_block(self, height: int) -> bool:
+        """Whether a final block at ``height`` would be taken (once its certificate
+        verifies): it is for this height or near enough ahead, and not already held."""
+        if height < self.height or height >= self.height + self._final_block_window:
+            return False
+        return height == self.height or not self.held.has_final_block(height)
+
     def _on_final_block(self, final: FinalBlock) -> list[Action]:
         """A final block from a peer counts once its certificate verifies and its body is
         the one its header commits to."""
-        if final.height < self.height or final.height >= self.height + self._final_block_window:
-            return []
-        if final.height > self.height and self.held.has_final_block(final.height):
+        if not self.wants_final_block(final.height):
             return []
         verify_certificate(
             final.certificate,
