@@ -28,7 +28,7 @@ from typing import Any
 import plyvel
 
 from mura.chain import codec
-from mura.chain.block import Block, CommitCertificate, MessageBlock, quorum_size, verify_certificate
+from mura.chain.block import Block, CommitCertificate, MessageBlock, quorum_size
 from mura.chain.errors import DecodeError, Invalid
 from mura.chain.store import Store, StoreError
 from mura.chain.verify import SignatureVerifier, VerifierStopped
@@ -451,14 +451,7 @@ class ConsensusRunner:
             if isinstance(message, FinalBlock):
                 if not self.verify_certified_signatures or not replica.wants_final_block(message.height):
                     return None
-                verify_certificate(
-                    message.certificate,
-                    chain_id=replica.config.chain_id,
-                    height=message.height,
-                    block_hash=message.block.hash,
-                    validators=replica.validators.keys,
-                    signature_ok=replica.verifier.signature_ok,
-                )
+                replica.check_certificate(message)
                 return message.block
         except Invalid:
             return None  # the replica refuses it, and counts it against the peer

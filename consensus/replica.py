@@ -735,11 +735,8 @@ class Replica(ViewChangeRules):
             return False
         return height == self.height or not self.held.has_final_block(height)
 
-    def _on_final_block(self, final: FinalBlock) -> list[Action]:
-        """A final block from a peer counts once its certificate verifies and its body is
-        the one its header commits to."""
-        if not self.wants_final_block(final.height):
-            return []
+    def check_certificate(self, final: FinalBlock) -> None:
+        """Raise ``InvalidCertificate`` unless ``final``'s certificate proves its block final."""
         verify_certificate(
             final.certificate,
             chain_id=self.config.chain_id,
@@ -748,6 +745,13 @@ class Replica(ViewChangeRules):
             validators=self.validators.keys,
             signature_ok=self.verifier.signature_ok,
         )
+
+    def _on_final_block(self, final: FinalBlock) -> list[Action]:
+        """A final block from a peer counts once its certificate verifies and its body is
+        the one its header commits to."""
+        if not self.wants_final_block(final.height):
+            return []
+        self.check_certificate(final)
         for signer, _ in final.certificate.signatures:
             self._note_vote(signer, final.height)
         checked = FinalBlock(final.block.check(), final.certificate)

@@ -4,33 +4,15 @@ that a dishonest validator cannot have this node verify blocks it would never ch
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-
 from mura.chain.block import Block, CommitCertificate, Header, UncheckedBlock, transaction_root
 from mura.chain.keys import SigningKey, load_key
 from mura.chain.transaction import Transaction, Transfer, sign_transaction
-from mura.config import load_config
 from mura.consensus.messages import FinalBlock, PrePrepare
-from mura.genesis.testnet import TestnetLayout, generate_testnet, node_config_path
+from mura.genesis.testnet import TestnetLayout
 from mura.node import Node
 
 #: Enough transactions that the node hands them to its verifier's threads.
 TRANSACTIONS = 32
-
-
-@pytest.fixture(scope="module")
-def layout(tmp_path_factory: pytest.TempPathFactory) -> TestnetLayout:
-    return generate_testnet(tmp_path_factory.mktemp("testnet"), validators=4)
-
-
-@pytest.fixture
-async def node(layout: TestnetLayout) -> AsyncIterator[Node]:
-    """Validator 0, built but not started: at height 1, view 0."""
-    node = Node(load_config(node_config_path(layout.directory, layout.genesis.validators[0].name)))
-    yield node
-    await node.stop()
 
 
 def validator_key(layout: TestnetLayout, index: int) -> SigningKey:
@@ -67,50 +49,50 @@ def verified(node: Node, body: list[Transaction]) -> int:
     return sum(transaction.hash in node.signatures for transaction in body)
 
 
-async def test_the_current_views_proposal_is_verified_ahead(layout: TestnetLayout, node: Node) -> None:
-    primary = validator_key(layout, node.replica.validators.primary(node.replica.view))
-    body = transactions(node, validator_key(layout, 2))
-    await node.consensus._verify_ahead(proposal(node, primary, node.replica.view, body))
-    assert verified(node, body) == TRANSACTIONS
+async def test_the_current_views_proposal_is_verified_ahead(testnet: TestnetLayout, built_node: Node) -> None:
+    primary = validator_key(testnet, built_node.replica.validators.primary(built_node.replica.view))
+    body = transactions(built_node, validator_key(testnet, 2))
+    await built_node.consensus._verify_ahead(proposal(built_node, primary, built_node.replica.view, body))
+    assert verified(built_node, body) == TRANSACTIONS
 
 
-async def test_a_proposal_for_a_far_later_view_is_not_verified(layout: TestnetLayout, node: Node) -> None:
+async def test_a_proposal_for_a_far_later_view_is_not_verified(testnet: TestnetLayout, built_node: Node) -> None:
     """The replica keeps no block of a view far ahead, let alone checks it: a validator
     signing proposals for every view it is the primary of must not have this node
     verify each one's transactions."""
-    validators = len(node.validators)
-    body = transactions(node, validator_key(layout, 2))
+    validators = len(built_node.validators)
+    body = transactions(built_node, validator_key(testnet, 2))
     for step in range(1, 4):
-        view = node.replica.view + 1 + step * validators
-        primary = validator_key(layout, node.replica.validators.primary(view))
-        await node.consensus._verify_ahead(proposal(node, primary, view, body, timestamp_ms=step))
-    assert verified(node, body) == 0
+        view = built_node.replica.view + 1 + step * validators
+        primary = validator_key(testnet, built_node.replica.validators.primary(view))
+        await built_node.consensus._verify_ahead(proposal(built_node, primary, view, body, timestamp_ms=step))
+    assert verified(built_node, body) == 0
 
 
-async def test_a_second_proposal_in_a_view_is_not_verified(layout: TestnetLayout, node: Node) -> None:
+async def test_a_second_proposal_in_a_view_is_not_verified(testnet: TestnetLayout, built_node: Node) -> None:
     """A primary's second proposal in its view is equivocation the replica reports
     without checking the block: it is not verified either."""
-    view = node.replica.view
-    primary = validator_key(layout, node.replica.validators.primary(view))
-    now_ms = node.store.head.timestamp_ms + 10
-    empty = node.application.build_proposal(1, proposer=primary.public_key, timestamp_ms=now_ms).block
-    first = PrePrepare.sign(primary, node.replica.validators.primary(view), node.rules.chain_id, view, empty)
-    node.replica.receive(first, now_ms, origin=first.sender)
-    assert node.replica.log.proposals.get(view) is not None
-    body = transactions(node, validator_key(layout, 3))
-    await node.consensus._verify_ahead(proposal(node, primary, view, body, timestamp_ms=2))
-    assert verified(node, body) == 0
+    view = built_node.replica.view
+    primary = validator_key(testnet, built_node.replica.validators.primary(view))
+    now_ms = built_node.store.head.timestamp_ms + 10
+    empty = built_node.application.build_proposal(1, proposer=primary.public_key, timestamp_ms=now_ms).block
+    first = PrePrepare.sign(primary, built_node.replica.validators.primary(view), built_node.rules.chain_id, view, empty)
+    built_node.replica.receive(first, now_ms, origin=first.sender)
+    assert built_node.replica.log.proposals.get(view) is not None
+    body = transactions(built_node, validator_key(testnet, 3))
+    await built_node.consensus._verify_ahead(proposal(built_node, primary, view, body, timestamp_ms=2))
+    assert verified(built_node, body) == 0
 
 
 async def test_a_final_block_whose_certificate_does_not_verify_is_not_verified(
-    layout: TestnetLayout, node: Node
+    testnet: TestnetLayout, built_node: Node
 ) -> None:
     """With certified blocks checked too (sync.verify_signatures), the certificate is
     checked before the block's signatures: a forged one costs this node one check."""
-    node.consensus.verify_certified_signatures = True
-    body = transactions(node, validator_key(layout, 2))
-    block = proposal(node, validator_key(layout, 1), 1, body).block
+    built_node.consensus.verify_certified_signatures = True
+    body = transactions(built_node, validator_key(testnet, 2))
+    block = proposal(built_node, validator_key(testnet, 1), 1, body).block
     # Signatures that are not the validators': the certificate does not verify.
     certificate = CommitCertificate(block.height, 1, block.hash, tuple((index, bytes(64)) for index in range(3)))
-    await node.consensus._verify_ahead(FinalBlock(block, certificate))
-    assert verified(node, body) == 0
+    await built_node.consensus._verify_ahead(FinalBlock(block, certificate))
+    assert verified(built_node, body) == 0
