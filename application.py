@@ -83,10 +83,10 @@ class LedgerApplication:
         refuses it. Signatures the cache does not know are verified here, one by one,
         on the caller's thread: the node verifies the signatures of a block the replica
         is about to check on every core, off its event loop, before handing it the
-        message (``ConsensusRunner._verify_ahead``), so that this finds them known; a
-        block the replica takes from what it held for a later height was not verified
-        ahead, and is verified here. A certified block's signatures were checked by the
-        quorum that committed it and are checked again only when asked to."""
+        message (``ConsensusRunner._verify_ahead``), so that this finds them known
+        (what was not verified ahead is verified here). A certified block's signatures
+        were checked by the quorum that committed it and are checked again only when
+        asked to."""
         verify = not certified or self.verify_certified_signatures
         return apply_block(
             self.store, self.store.head, block, rules=self.rules, signatures=self.signatures, verify_signatures=verify

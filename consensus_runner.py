@@ -290,6 +290,8 @@ class ConsensusRunner:
             replica=replica, clock=self.clock, transport=self.transport, votes=votes, ledger=ledger, reports=reports
         )
         self._tasks: list[asyncio.Task[None]] = []
+        #: The next height's proposal verified ahead last, as (height, view): one per view.
+        self._next_height_checked: tuple[int, int] | None = None
 
     @property
     def progress(self) -> ProgressLog:
@@ -427,21 +429,17 @@ class ConsensusRunner:
         await self.verifier.verify_async(transactions)
 
     def _block_to_check(self, message: Message) -> MessageBlock | None:
-        """The block of ``message`` the replica validates when it takes the message, found
-        with the checks the replica makes before it validates, cheapest first: the
-        current view's first proposal, from its primary; a NEW-VIEW that moves the
-        replica into its view; a final block it wants, whose certificate verifies (when
-        certified blocks are checked too). Anything else (a later view's proposal, a
-        primary's second one) the replica never validates, and nothing is verified for it."""
+        """The block of ``message`` the replica validates when it takes the message (or
+        as soon as its height is final), found with the checks the replica makes before
+        it validates, cheapest first: the view's first proposal, from its primary (see
+        ``_proposal_to_check``); a NEW-VIEW that moves the replica into its view; a final
+        block it wants, whose certificate verifies (when certified blocks are checked
+        too). Anything else (a later view's proposal, a primary's second one) the replica
+        never validates, and nothing is verified for it."""
         replica = self.replica
         try:
             if isinstance(message, PrePrepare):
-                if message.height != replica.height or message.view != replica.view or not replica.active:
-                    return None
-                if message.view in replica.log.proposals or message.block_hash in replica.log.refused:
-                    return None
-                replica.verifier.check_pre_prepare(message)
-                return message.block
+                return self._proposal_to_check(message)
             if isinstance(message, NewView):
                 moves = message.view > replica.view or (message.view == replica.view and not replica.active)
                 if message.height != replica.height or not moves:
@@ -456,6 +454,24 @@ class ConsensusRunner:
         except Invalid:
             return None  # the replica refuses it, and counts it against the peer
         return None
+
+    def _proposal_to_check(self, message: PrePrepare) -> MessageBlock | None:
+        """The current view's first proposal for this height; or, for the next height, the
+        first in this view, which the replica holds until this height is final and then
+        validates at once (a primary with a backlog proposes as soon as it has made the
+        height final, often before this node has)."""
+        replica = self.replica
+        if message.view != replica.view:
+            return None
+        if message.height == replica.height:
+            if not replica.active or message.view in replica.log.proposals or message.block_hash in replica.log.refused:
+                return None
+        elif message.height != replica.height + 1 or (message.height, message.view) == self._next_height_checked:
+            return None
+        replica.verifier.check_pre_prepare(message)
+        if message.height > replica.height:
+            self._next_height_checked = (message.height, message.view)
+        return message.block
 
     # --- what the operator reads ------------------------------------------------------------
 
