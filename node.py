@@ -67,8 +67,9 @@ LOG = logging.getLogger("mura.node")
 class Node:
     """One validator. Everything it owns is made here, once: what the configuration
     decides is checked first, then the store and the vote record are opened and the
-    rest is built on them; ``start()`` starts the network, RPC and consensus in that
-    order, and ``stop()`` stops them in reverse and closes the files."""
+    rest is built on them (a failure on the way closes them again); ``start()`` starts
+    the network, RPC and consensus in that order, and ``stop()`` stops RPC first, then
+    consensus and the network, and closes the files."""
 
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
