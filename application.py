@@ -81,10 +81,12 @@ class LedgerApplication:
     def validate_block(self, block: Block, *, certified: bool = False) -> StateChanges:
         """The block's state changes over the committed state, or the ``Invalid`` that
         refuses it. Signatures the cache does not know are verified here, one by one,
-        on the caller's thread: the node verifies a proposal's signatures on every core,
-        off its event loop, before handing it to the replica (``signatures_to_check``),
-        so that this finds them known. A certified block's signatures were checked by
-        the quorum that committed it and are checked again only when asked to."""
+        on the caller's thread: the node verifies the signatures of a block the replica
+        is about to check on every core, off its event loop, before handing it the
+        message (``ConsensusRunner._verify_ahead``), so that this finds them known
+        (what was not verified ahead is verified here). A certified block's signatures
+        were checked by the quorum that committed it and are checked again only when
+        asked to."""
         verify = not certified or self.verify_certified_signatures
         return apply_block(
             self.store, self.store.head, block, rules=self.rules, signatures=self.signatures, verify_signatures=verify

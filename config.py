@@ -56,6 +56,17 @@ def _host_port(value: Any) -> str | None:
     return None
 
 
+def _public_keys(value: Any) -> str | None:
+    for text in value:
+        try:
+            if len(bytes.fromhex(text)) == 32:
+                continue
+        except ValueError:
+            pass
+        return f"{text!r} is not a public key (64 hex digits)"
+    return None
+
+
 def _choice(*options: str) -> Callable[[Any], str | None]:
     return lambda value: None if value in options else f"must be one of {', '.join(options)}"
 
@@ -71,7 +82,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("genesis_file", str, "genesis.json", "the network's genesis file (relative to the config file)"),
     Setting("p2p.listen", str, "127.0.0.1:9700", "address peers connect to", _host_port),
     Setting("p2p.peers", list, [], "peers to dial as KEYHEX@host:port; empty: every other validator in genesis"),
-    Setting("p2p.observers", list, [], "public keys (hex) of non-validator nodes admitted as peers"),
+    Setting("p2p.observers", list, [], "public keys (hex) of non-validator nodes admitted as peers", _public_keys),
     Setting(
         "p2p.max_frame_bytes", int, 10 * 1024 * 1024,
         "largest peer frame accepted (the largest message is a block of at most 8 MiB with the votes "

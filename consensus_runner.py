@@ -8,9 +8,11 @@ task that takes the node's events and peers' consensus messages from one queue
 and hands each to the driver in turn.
 
 A proposal's transaction signatures are verified before the replica sees it, on
-every core and off the event loop, once the proposal's own signature shows it is
-the primary's: the replica then finds them known when it checks the block, and
-never blocks the loop verifying thousands of them.
+every core and off the event loop, once the checks the replica makes before it
+validates a block pass (the proposal is its view's first, signed by the primary;
+a NEW-VIEW's quorum; a final block's certificate): the replica then finds them
+known when it checks the block, and never blocks the loop verifying thousands of
+them, while a block the replica would not validate costs nothing.
 """
 
 from __future__ import annotations
@@ -288,6 +290,8 @@ class ConsensusRunner:
             replica=replica, clock=self.clock, transport=self.transport, votes=votes, ledger=ledger, reports=reports
         )
         self._tasks: list[asyncio.Task[None]] = []
+        #: The next height's proposal verified ahead last, as (height, view): one per view.
+        self._next_height_checked: tuple[int, int] | None = None
 
     @property
     def progress(self) -> ProgressLog:
@@ -414,9 +418,7 @@ class ConsensusRunner:
 
     async def _verify_ahead(self, message: Message) -> None:
         """Verify the transaction signatures of a block the replica is about to check, off
-        the event loop: a proposal signed by its view's primary for the height being
-        decided (or the next, which the replica holds until then), or a final block when
-        certified blocks are checked too."""
+        the event loop (see ``_block_to_check``)."""
         block = self._block_to_check(message)
         if block is None:
             return
@@ -427,19 +429,48 @@ class ConsensusRunner:
         await self.verifier.verify_async(transactions)
 
     def _block_to_check(self, message: Message) -> MessageBlock | None:
+        """The block of ``message`` the replica validates when it takes the message (or
+        as soon as its height is final), found with the checks the replica makes before
+        it validates, cheapest first: the view's first proposal, from its primary (see
+        ``_proposal_to_check``); a NEW-VIEW that moves the replica into its view; a final
+        block it wants, whose certificate verifies (when certified blocks are checked
+        too). Anything else (a later view's proposal, a primary's second one) the replica
+        never validates, and nothing is verified for it."""
         replica = self.replica
-        if isinstance(message, NewView):
-            message = message.pre_prepare
-        if isinstance(message, FinalBlock):
-            return message.block if self.verify_certified_signatures else None
-        if not isinstance(message, PrePrepare) or not replica.height <= message.height <= replica.height + 1:
-            return None
-        if message.height == replica.height and message.view < replica.view:
-            return None
         try:
-            replica.verifier.check_pre_prepare(message)
+            if isinstance(message, PrePrepare):
+                return self._proposal_to_check(message)
+            if isinstance(message, NewView):
+                moves = message.view > replica.view or (message.view == replica.view and not replica.active)
+                if message.height != replica.height or not moves:
+                    return None
+                replica.verifier.check_new_view(message)
+                return message.pre_prepare.block
+            if isinstance(message, FinalBlock):
+                if not self.verify_certified_signatures or not replica.wants_final_block(message.height):
+                    return None
+                replica.check_certificate(message)
+                return message.block
         except Invalid:
+            return None  # the replica refuses it, and counts it against the peer
+        return None
+
+    def _proposal_to_check(self, message: PrePrepare) -> MessageBlock | None:
+        """The current view's first proposal for this height; or, for the next height, the
+        first in this view, which the replica holds until this height is final and then
+        validates at once (a primary with a backlog proposes as soon as it has made the
+        height final, often before this node has)."""
+        replica = self.replica
+        if message.view != replica.view:
             return None
+        if message.height == replica.height:
+            if not replica.active or message.view in replica.log.proposals or message.block_hash in replica.log.refused:
+                return None
+        elif message.height != replica.height + 1 or (message.height, message.view) == self._next_height_checked:
+            return None
+        replica.verifier.check_pre_prepare(message)
+        if message.height > replica.height:
+            self._next_height_checked = (message.height, message.view)
         return message.block
 
     # --- what the operator reads ------------------------------------------------------------

@@ -67,8 +67,9 @@ LOG = logging.getLogger("mura.node")
 class Node:
     """One validator. Everything it owns is made here, once: what the configuration
     decides is checked first, then the store and the vote record are opened and the
-    rest is built on them; ``start()`` starts the network, RPC and consensus in that
-    order, and ``stop()`` stops them in reverse and closes the files."""
+    rest is built on them (a failure on the way closes them again); ``start()`` starts
+    the network, RPC and consensus in that order, and ``stop()`` stops RPC first, then
+    consensus and the network, and closes the files."""
 
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
@@ -88,9 +89,22 @@ class Node:
         self.store = _open_store(config, genesis, changes)
         try:
             self.vote_store = self._open_vote_record(genesis.hash)
-        except ConfigError:
+        except BaseException:
             self.store.close()
             raise
+        try:
+            self._build(genesis.hash, replica_config, limits, peers)
+        except BaseException:
+            # Nothing else holds a file or a thread yet: a failed construction leaves nothing open.
+            self.vote_store.close()
+            self.store.close()
+            raise
+
+    def _build(
+        self, genesis_hash: bytes, replica_config: ReplicaConfig, limits: NetworkLimits, peers: list[PeerAddress]
+    ) -> None:
+        """Everything built on the open store and vote record."""
+        config = self.config
         # Room for every pending transaction and two full blocks beyond them.
         self.signatures = SignatureCache(
             capacity=config["mempool.max_transactions"] + 2 * self.rules.max_block_transactions
@@ -113,11 +127,17 @@ class Node:
             verify_certified_signatures=config["sync.verify_signatures"],
         )
         votes = StoredVoteRecord(self.vote_store)
-        self.replica = Replica(
-            key=self.key, validators=self.validators, application=self.application, config=replica_config,
-            vote_record=votes,
-        )
-        self.network = self._network(genesis.hash, peers, limits)
+        try:
+            self.replica = Replica(
+                key=self.key, validators=self.validators, application=self.application, config=replica_config,
+                vote_record=votes,
+            )
+        except Invalid as error:
+            # What the record (or the chain's data) holds at the height to resume cannot be read.
+            raise ConfigError(
+                f"vote_record: cannot resume from {self.vote_store.path} and data_dir: {error.message}"
+            ) from None
+        self.network = self._network(genesis_hash, peers, limits)
         self.gossip = TransactionGossip(self.network, kind=TRANSACTIONS_KIND)
         self.consensus = ConsensusRunner(
             replica=self.replica,
@@ -172,11 +192,15 @@ class Node:
             record = VoteStore(self.config.vote_record_path(), chain=genesis_hash, validator=self.key.public_key)
         except StoreError as error:
             raise ConfigError(f"vote_record: {error}") from None
-        if record.new and self.store.kept_votes:
-            carried = carry_over_votes(self.store, record)
-            LOG.info("the vote record now lives apart from the chain's data (%d votes carried over)", carried)
-        # From now on a new record over this data means the record was lost: it is checked.
-        self.store.votes_moved()
+        try:
+            if record.new and self.store.kept_votes:
+                carried = carry_over_votes(self.store, record)
+                LOG.info("the vote record now lives apart from the chain's data (%d votes carried over)", carried)
+            # From now on a new record over this data means the record was lost: it is checked.
+            self.store.votes_moved()
+        except BaseException:
+            record.close()
+            raise
         return record
 
     def _network(self, genesis_hash: bytes, peers: list[PeerAddress], limits: NetworkLimits) -> Network:
@@ -345,9 +369,6 @@ class Node:
             await self.stop()
 
 
-
-
-
 # --- what the configuration decides ----------------------------------------------------------
 
 
@@ -438,10 +459,6 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m mura.node"
         print(f"mura-node: {error}", file=sys.stderr)
         return 2
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
 
 
 if __name__ == "__main__":

@@ -919,13 +919,15 @@ class Replica:
             return []
         return [ServeBlocks(peer, height)]
 
-    def _on_final_block(self, final: FinalBlock) -> list[Action]:
-        """A final block from a peer counts once its certificate verifies and its body is
-        the one its header commits to."""
-        if final.height < self.height or final.height >= self.height + self._final_block_window:
-            return []
-        if final.height > self.height and self.held.has_final_block(final.height):
-            return []
+    def wants_final_block(self, height: int) -> bool:
+        """Whether a final block at ``height`` would be taken (once its certificate
+        verifies): it is for this height or near enough ahead, and not already held."""
+        if height < self.height or height >= self.height + self._final_block_window:
+            return False
+        return height == self.height or not self.held.has_final_block(height)
+
+    def check_certificate(self, final: FinalBlock) -> None:
+        """Raise ``InvalidCertificate`` unless ``final``'s certificate proves its block final."""
         verify_certificate(
             final.certificate,
             chain_id=self.config.chain_id,
@@ -934,6 +936,13 @@ class Replica:
             validators=self.validators.keys,
             signature_ok=self.verifier.signature_ok,
         )
+
+    def _on_final_block(self, final: FinalBlock) -> list[Action]:
+        """A final block from a peer counts once its certificate verifies and its body is
+        the one its header commits to."""
+        if not self.wants_final_block(final.height):
+            return []
+        self.check_certificate(final)
         for signer, _ in final.certificate.signatures:
             self._note_vote(signer, final.height)
         checked = FinalBlock(final.block.check(), final.certificate)

@@ -36,8 +36,10 @@ class SimulatedDisk:
         self.before_write: Callable[[], None] = lambda: None
         #: False makes every write unsynced, whatever it asks (an injected bug).
         self.syncing = True
-        #: Writes not made durable yet, and all writes, counted.
+        #: Writes that stored a value and are not durable yet (a lost delete only brings
+        #: back what was there: pruning is not synced, and losing it loses nothing).
         self.unsynced_writes = 0
+        #: Every write, counted.
         self.writes = 0
 
     # --- plyvel's interface, as much of it as the vote record uses --------------------
@@ -54,7 +56,7 @@ class SimulatedDisk:
 
     def write_batch(self, *, transaction: bool = False, sync: bool = False) -> Batch:
         self._check_open()
-        return Batch(self, sync=sync)
+        return Batch(self, transaction=transaction, sync=sync)
 
     def iterator(
         self,
@@ -66,23 +68,23 @@ class SimulatedDisk:
         include_key: bool = True,
         include_value: bool = True,
     ) -> Iterator[object]:
+        """The items in key order, as they are now: like LevelDB's, the iterator reads a
+        snapshot taken when it is made."""
         self._check_open()
-        keys = sorted(
-            key
-            for key in self._data
+        if prefix is not None and (start is not None or stop is not None):
+            raise TypeError("'prefix' cannot be used together with 'start' or 'stop'")
+        items = sorted(
+            (key, value)
+            for key, value in self._data.items()
             if (prefix is None or key.startswith(prefix))
             and (start is None or key >= start)
             and (stop is None or key < stop)
         )
         if reverse:
-            keys.reverse()
-        for key in keys:
-            if include_key and include_value:
-                yield key, self._data[key]
-            elif include_key:
-                yield key
-            else:
-                yield self._data[key]
+            items.reverse()
+        if include_key and include_value:
+            return iter(items)
+        return iter([key if include_key else value for key, value in items])
 
     def close(self) -> None:
         self.closed = True
@@ -91,7 +93,7 @@ class SimulatedDisk:
 
     def power_cut(self) -> int:
         """The machine stops: what was not synced is lost, and the disk can be opened
-        again. Returns how many writes were lost."""
+        again. Returns how many writes that stored a value were lost."""
         lost = self.unsynced_writes
         self._data = dict(self._durable)
         self.unsynced_writes = 0
@@ -112,7 +114,7 @@ class SimulatedDisk:
         if sync and self.syncing:
             self._durable = dict(self._data)
             self.unsynced_writes = 0
-        else:
+        elif any(value is not None for _, value in writes):
             self.unsynced_writes += 1
 
     def _check_open(self) -> None:
@@ -121,10 +123,13 @@ class SimulatedDisk:
 
 
 class Batch:
-    """Writes applied together when the ``with`` block ends without an exception."""
+    """Writes applied together, atomically, when the ``with`` block ends; as in plyvel,
+    one made with ``transaction=True`` writes nothing if the block raises, and one
+    without writes what it holds even then."""
 
-    def __init__(self, disk: SimulatedDisk, *, sync: bool) -> None:
+    def __init__(self, disk: SimulatedDisk, *, transaction: bool, sync: bool) -> None:
         self._disk = disk
+        self._transaction = transaction
         self._sync = sync
         self._writes: Writes = []
 
@@ -140,7 +145,7 @@ class Batch:
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
-        if kind is None and self._writes:
+        if self._writes and (kind is None or not self._transaction):
             self._disk._write(self._writes, sync=self._sync)
 
 

@@ -13,10 +13,12 @@ import pytest
 from mura.admission import TRANSACTIONS_KIND
 from mura.bench.ports import free_port_range
 from mura.chain.keys import load_key
+from mura.config import load_config
 from mura.consensus.messages import Message, decode_message
 from mura.consensus_runner import CONSENSUS_KIND
 from mura.genesis.format import genesis_block
-from mura.genesis.testnet import TestnetLayout, generate_testnet
+from mura.genesis.testnet import TestnetLayout, generate_testnet, node_config_path
+from mura.node import Node
 from mura.p2p.network import Network
 from mura.p2p.settings import PeerAddress
 from mura.tests.node.validator_peers import ConnectPeer, PeerValidator, network_of
@@ -27,6 +29,16 @@ from mura.tests.rpc.support import TestNode, start_test_node, wait_until
 def testnet(tmp_path_factory: pytest.TempPathFactory) -> TestnetLayout:
     # Free peer ports: the node dials its three peers there and must not reach a testnet running on this machine.
     return generate_testnet(tmp_path_factory.mktemp("testnet4"), validators=4, base_peer_port=free_port_range(4))
+
+
+@pytest.fixture
+async def built_node(testnet: TestnetLayout, tmp_path: Path) -> AsyncIterator[Node]:
+    """Validator 0, built but not started (its consensus task does not take the queue):
+    at height 1, view 0; stopped at teardown."""
+    overrides = {"data_dir": str(tmp_path / "data"), "vote_record": str(tmp_path / "votes")}
+    built = Node(load_config(node_config_path(testnet.directory, testnet.genesis.validators[0].name), overrides))
+    yield built
+    await built.stop()
 
 
 @pytest.fixture

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from mura.chain.keys import load_key
+from mura.chain.store import Store, VoteStore
 from mura.config import (
     SETTINGS,
     ConfigError,
@@ -19,6 +21,7 @@ from mura.config import (
     format_default,
     load_config,
 )
+from mura.genesis.format import genesis_block
 from mura.genesis.testnet import TestnetLayout, generate_testnet, node_config_path
 from mura.node import Node
 
@@ -60,6 +63,7 @@ def test_file_values_and_overrides(tmp_path: Path) -> None:
         ("[mempool]\nrebroadcast_after = 5\n", "unknown setting 'mempool.rebroadcast_after'"),
         ("[mempool]\nexpire_after_seconds = -1\n", "setting mempool.expire_after_seconds: must not be negative"),
         ("[sync\n", "is not valid TOML"),
+        ('[p2p]\nobservers = ["zz"]\n', "setting p2p.observers: 'zz' is not a public key (64 hex digits)"),
     ],
 )
 def test_invalid_settings_name_the_field(tmp_path: Path, text: str, message: str) -> None:
@@ -75,10 +79,31 @@ def test_boolean_settings_are_flags_with_a_negative_form() -> None:
     assert getattr(parser.parse_args([]), "sync.verify_signatures") is None
 
 
-def test_proposal_cap_within_the_genesis_limit(layout: TestnetLayout) -> None:
+async def test_proposal_cap_within_the_genesis_limit(layout: TestnetLayout, tmp_path: Path) -> None:
     limit = layout.genesis.rules().max_block_transactions
     path = node_config_path(layout.directory, layout.genesis.validators[0].name)
-    Node(load_config(path, {"consensus.max_block_transactions": limit}))
+    overrides = {"data_dir": str(tmp_path / "data"), "vote_record": str(tmp_path / "votes")}
+    await Node(load_config(path, overrides | {"consensus.max_block_transactions": limit})).stop()
+
+
+async def test_invalid_vote_record_entry_names_the_record_and_leaves_nothing_open(
+    layout: TestnetLayout, tmp_path: Path
+) -> None:
+    """A vote in the record that cannot be read stops the node with one line naming the
+    record; the chain's data and the record it opened first are closed again."""
+    path = node_config_path(layout.directory, layout.genesis.validators[0].name)
+    overrides = {"data_dir": str(tmp_path / "data"), "vote_record": str(tmp_path / "votes")}
+    config = load_config(path, overrides)
+    await Node(config).stop()
+    genesis, _ = genesis_block(layout.genesis)
+    key = load_key(config.path("key_file"))
+    with VoteStore(config.vote_record_path(), chain=genesis.hash, validator=key.public_key) as record:
+        record.save_vote(1, b"not a vote")
+    with pytest.raises(ConfigError, match=r"^vote_record: .*vote"):
+        Node(config)
+    # Closed: this process can open both again.
+    Store(config.path("data_dir")).close()
+    VoteStore(config.vote_record_path(), chain=genesis.hash, validator=key.public_key).close()
 
 
 def test_invalid_proposal_cap_above_the_genesis_limit(layout: TestnetLayout) -> None:
