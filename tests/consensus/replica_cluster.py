@@ -3,7 +3,9 @@
 Messages are delivered in order, unless a test filters them; the clock only
 moves when a test says so. Ledgers are the simulator's (real state transition).
 Every message travels as its bytes, as it does between nodes: a block in it
-arrives unchecked, and a replica is told which validator delivered it.
+arrives unchecked, and a replica is told which validator delivered it. Each
+replica's actions are carried out by the node's own driver, over the cluster's
+queue and clock, and every action list is kept for tests of the lists themselves.
 """
 
 from __future__ import annotations
@@ -12,21 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from mura.chain.block import Block, CommitCertificate
 from mura.chain.keys import SignatureCache
-from mura.consensus.actions import (
-    Action,
-    Broadcast,
-    CommitBlock,
-    Misbehaviour,
-    PersistGuard,
-    PersistVote,
-    PruneVotes,
-    Relay,
-    ScheduleTimeout,
-    Send,
-    ServeBlocks,
-)
+from mura.consensus.actions import Action, Broadcast, Send
 from mura.consensus.config import ReplicaConfig
+from mura.consensus.driver import Driver
+from mura.consensus.evidence import Equivocation
 from mura.consensus.messages import Commit, Message, Prepare, PrePrepare, encode_message
 from mura.consensus.replica import Replica
 from mura.consensus.serving import BlockServer
@@ -41,6 +34,59 @@ Filter = Callable[[int, int, Message], bool]
 
 def keep_all(sender: int, receiver: int, message: Message) -> bool:
     return False
+
+
+class RecordingDriver(Driver):
+    """The node's driver, keeping every list of actions it carries out: the replica's
+    answers, and what it answers a commit with."""
+
+    def __init__(self, *, history: list[tuple[int, list[Action]]], **parts: object) -> None:
+        super().__init__(**parts)  # type: ignore[arg-type]
+        self.history = history
+
+    def execute(self, actions: list[Action]) -> None:
+        self.history.append((self.clock.now_ms(), actions))
+        super().execute(actions)
+
+
+class ClusterPorts:
+    """One replica's clock, network and reports in the cluster."""
+
+    def __init__(self, cluster: Cluster, index: int) -> None:
+        self.cluster = cluster
+        self.index = index
+
+    def now_ms(self) -> int:
+        return self.cluster.now
+
+    def schedule(self, at_ms: int) -> None:
+        self.cluster.timers[self.index].append(at_ms)
+
+    def broadcast(self, message: Message) -> None:
+        others = [other for other in range(self.cluster.size) if other != self.index]
+        self.cluster.queue += [(self.index, other, message) for other in others]
+
+    def send(self, validator: int, message: Message) -> None:
+        self.cluster.queue.append((self.index, validator, message))
+
+    def relay(self, message: Message, exclude: frozenset[int]) -> None:
+        others = [other for other in range(self.cluster.size) if other not in exclude]
+        self.cluster.queue += [(self.index, other, message) for other in others]
+
+    def serve_blocks(self, validator: int, from_height: int) -> None:
+        self.cluster.serve(self.index, validator, from_height)
+
+    def penalize(self, validator: int, rule: str) -> None:
+        self.cluster.misbehaviour.append((self.index, validator, rule))
+
+    def block_final(self, block: Block, certificate: CommitCertificate) -> None:
+        return None
+
+    def equivocation(self, evidence: Equivocation) -> None:
+        return None
+
+    def signing_guard_saved(self, until_height: int, from_view: int) -> None:
+        return None
 
 
 @dataclass
@@ -68,6 +114,7 @@ class Cluster:
         #: Misbehaviour each replica reported, as (reporter, culprit, rule).
         self.misbehaviour: list[tuple[int, int, str]] = []
         self.servers = [BlockServer() for _ in self.keys]
+        self._drivers: dict[int, RecordingDriver] = {}
 
     def boot(self, index: int) -> Replica:
         ledger = self.ledgers[index]
@@ -89,30 +136,19 @@ class Cluster:
             self.execute(index, replica.start(self.now))
 
     def execute(self, index: int, actions: list[Action]) -> None:
-        self.history[index].append((self.now, actions))
-        for action in actions:
-            if isinstance(action, PersistVote):
-                self.records[index].save_vote(action.vote)
-            elif isinstance(action, Broadcast):
-                self.queue += [(index, other, action.message) for other in range(self.size) if other != index]
-            elif isinstance(action, Send):
-                self.queue.append((index, action.to, action.message))
-            elif isinstance(action, Relay):
-                others = [other for other in range(self.size) if other not in action.exclude]
-                self.queue += [(index, other, action.message) for other in others]
-            elif isinstance(action, ServeBlocks):
-                self.serve(index, action.to, action.from_height)
-            elif isinstance(action, Misbehaviour):
-                self.misbehaviour.append((index, action.validator, action.rule))
-            elif isinstance(action, PersistGuard):
-                self.records[index].save_guard(action.until_height, action.from_view)
-            elif isinstance(action, ScheduleTimeout):
-                self.timers[index].append(action.at_ms)
-            elif isinstance(action, PruneVotes):
-                self.records[index].prune(action.below_height)
-            elif isinstance(action, CommitBlock):
-                self.ledgers[index].commit(action.block, action.certificate, action.changes)
-                self.execute(index, self.replicas[index].committed(self.now))
+        """Carry out ``actions`` of replica ``index`` with the node's driver, over the
+        replica, vote record and ledger the cluster holds for it now (a test may swap any)."""
+        driver = self._drivers.get(index)
+        parts = (self.replicas[index], self.records[index], self.ledgers[index])
+        held = () if driver is None else (driver.replica, driver.votes, driver.ledger)
+        if driver is None or any(old is not new for old, new in zip(held, parts, strict=True)):
+            ports = ClusterPorts(self, index)
+            driver = RecordingDriver(
+                history=self.history[index], replica=parts[0], votes=parts[1], ledger=parts[2],
+                clock=ports, transport=ports, reports=ports,
+            )
+            self._drivers[index] = driver
+        driver.execute(actions)
 
     def serve(self, index: int, peer: int, start: int) -> None:
         """What a node's driver does for a peer that is behind: final blocks, within budget."""
