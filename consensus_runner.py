@@ -163,19 +163,20 @@ class NodeReports:
     def __init__(
         self,
         *,
+        replica: Replica,
         store: Store,
         finality: FinalityWatch,
         metrics: Metrics,
         progress: ProgressLog,
         double_sign_check_heights: int,
     ) -> None:
+        #: Read when a block is final: whether this node took part in deciding it.
+        self.replica = replica
         self.store = store
         self.finality = finality
         self.metrics = metrics
         self.progress = progress
         self.double_sign_check_heights = double_sign_check_heights
-        #: Set once the replica exists: ``block_final`` reads whether it took part.
-        self.replica: Replica | None = None
         #: Equivocations this node saw, newest last (bounded like the replica's).
         self.evidence: deque[Equivocation] = deque(maxlen=1_024)
         #: Equivocations counted per (validator, height), for the log.
@@ -198,9 +199,9 @@ class NodeReports:
         node took part in deciding the block (it PREPAREd it in the view that certified it),
         not for one fetched with its certificate."""
         replica = self.replica
-        prepared = None if replica is None else replica.log.prepares.vote_of(view, replica.index)
+        prepared = replica.log.prepares.vote_of(view, replica.index)
         took_part = prepared is not None and prepared.block_hash == block.hash
-        highest_seen = 0 if replica is None else replica.catch_up.highest_seen
+        highest_seen = replica.catch_up.highest_seen
         self.progress.final_block(
             time.monotonic(),
             height=block.height,
@@ -285,7 +286,6 @@ class ConsensusRunner:
         self.inbox = ConsensusInbox()
         self.clock = WallClock(lambda: self.post(("timeout", None)))
         self.transport = NetworkTransport(network=network, validators=self.validators, block_service=block_service)
-        reports.replica = replica
         self.driver = Driver(
             replica=replica, clock=self.clock, transport=self.transport, votes=votes, ledger=ledger, reports=reports
         )

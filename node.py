@@ -146,6 +146,7 @@ class Node:
             network=self.network,
             block_service=BlockService(source=self.store, send=self._send_block, server=BlockServer()),
             reports=NodeReports(
+                replica=self.replica,
                 store=self.store,
                 finality=self.finality,
                 metrics=self.metrics,
