@@ -246,7 +246,10 @@ class Node:
     # --- lifecycle ------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the network, RPC, consensus and the pool's upkeep; once."""
+        """Start the network, RPC, consensus and the pool's upkeep; once. A stopped node has
+        closed its files and is not started again: make a new one."""
+        if self._stopped:
+            raise RuntimeError("this node was stopped; a stopped node is not started again")
         if self._started:
             return
         self._started = True

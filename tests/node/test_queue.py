@@ -45,3 +45,9 @@ async def test_invalid_block_request_naming_another_requester(testnet: TestnetLa
     with pytest.raises(InvalidMessageSender):
         await built_node.consensus.on_frame(peer, encode_message(BlockRequest(1, 2)))
     assert built_node.consensus.events.qsize() == 0
+
+
+async def test_a_stopped_node_is_not_started_again(built_node: Node) -> None:
+    await built_node.stop()
+    with pytest.raises(RuntimeError, match="not started again"):
+        await built_node.start()
