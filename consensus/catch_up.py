@@ -16,9 +16,18 @@ replica reports is the (f+1)-th highest: at least one honest validator is there.
 For the same reason a request goes first to a validator whose claim is no higher
 than that: a faulty validator that signs votes for a far-off height is not the
 one asked for blocks while others can answer.
+
+``LaterHeights`` is what a replica keeps above its height: the signed messages
+and final blocks held until their height comes (``buffer.py``), and the final
+blocks it asks for (``CatchUp``). The replica tells it where it stands.
 """
 
 from __future__ import annotations
+
+from mura.consensus.actions import Action, Send
+from mura.consensus.buffer import FutureBuffer, Held
+from mura.consensus.config import ReplicaConfig
+from mura.consensus.messages import BlockRequest, FinalBlock
 
 
 class CatchUp:
@@ -77,3 +86,58 @@ class CatchUp:
         if others:
             return others[0]
         return candidates[0] if candidates else None
+
+
+class LaterHeights:
+    """What one replica holds for the heights above its own, and fetches for them."""
+
+    def __init__(self, config: ReplicaConfig, *, faulty: int) -> None:
+        #: Signed messages are held this far above the replica's height.
+        self.height_window = config.height_window
+        #: Final blocks are taken this far ahead: two answers' worth, so one can be
+        #: applied while the next is on its way.
+        self.final_block_window = max(config.height_window, 2 * config.catch_up_batch)
+        #: Signed messages and final blocks for later heights, bounded per sender.
+        self.held = FutureBuffer(per_sender=config.held_per_sender, heights=self.final_block_window)
+        #: What was asked for, of whom, and how far the validators are seen to be.
+        self.catch_up = CatchUp(retry_ms=config.catch_up_retry_ms, batch=config.catch_up_batch, faulty=faulty)
+
+    def hold(self, message: Held, origin: int | None, *, height: int, index: int) -> bool:
+        """Keep a signed message for a height above ``height`` (the replica's, which is
+        validator ``index``) if it is near enough, and note that its signer is ahead;
+        False when it is too far ahead to keep."""
+        kept = message.height <= height + self.height_window
+        if kept:
+            self.held.hold(message, origin)
+        if message.sender != index:
+            self.catch_up.note_ahead(message.sender, message.height)
+        return kept
+
+    def request(self, *, height: int, pending: bool, index: int, now_ms: int) -> list[Action]:
+        """Behind the validators: ask for the first final blocks not in hand. ``height`` is
+        the replica's, with its block being committed when ``pending``."""
+        missing_from = height + 1 if pending else height
+        while self.held.has_final_block(missing_from):
+            missing_from += 1
+        if missing_from >= height + self.final_block_window:
+            return []
+        request = self.catch_up.next_request(missing_from, now_ms)
+        if request is None:
+            return []
+        peer, start = request
+        return [Send(peer, BlockRequest(start, index))]
+
+    def wants_final_block(self, final_height: int, *, height: int) -> bool:
+        """Whether a final block at ``final_height`` is for the replica's ``height`` or near
+        enough ahead, and not already held."""
+        if final_height < height or final_height >= height + self.final_block_window:
+            return False
+        return final_height == height or not self.held.has_final_block(final_height)
+
+    def take(self, height: int) -> FinalBlock | tuple[Held, int | None] | None:
+        """What is held for ``height``, its final block first, then each message with who
+        delivered it; None once nothing is left."""
+        final = self.held.take_final_block(height)
+        if final is not None:
+            return final
+        return self.held.take(height)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from mura.chain.block import Block, MessageBlock
 from mura.chain.errors import DecodeError, Invalid
 from mura.chain.state import StateChanges
+from mura.consensus.application import Application
 from mura.consensus.evidence import Equivocation
 from mura.consensus.messages import PrePrepare, Vote
 
@@ -121,3 +122,22 @@ class HeightLog:
             self.blocks[block_hash] = checked
             return checked
         return None
+
+    def validate(self, block: Block, application: Application, *, certified: bool = False) -> StateChanges:
+        """The application's verdict on a block, asked once per block per height. Verdicts
+        are kept by block hash, which names the body only once the body is checked."""
+        block.check_body()
+        changes = self.validated.get(block.hash)
+        if changes is not None:
+            return changes
+        refusal = self.refused.get(block.hash)
+        if refusal is not None:
+            raise refusal
+        try:
+            changes = application.validate_block(block, certified=certified)
+        except Invalid as error:
+            self.refused[block.hash] = error
+            raise
+        self.validated[block.hash] = changes
+        self.blocks.setdefault(block.hash, block)
+        return changes

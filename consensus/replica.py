@@ -44,7 +44,7 @@ from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import replace
 
-from mura.chain.block import Block, CommitCertificate, verify_certificate
+from mura.chain.block import Block, CommitCertificate
 from mura.chain.errors import DecodeError, Invalid
 from mura.chain.keys import SignatureCache, SigningKey, sha256
 from mura.chain.state import StateChanges
@@ -64,7 +64,7 @@ from mura.consensus.actions import (
 )
 from mura.consensus.application import Application
 from mura.consensus.buffer import FutureBuffer, Held
-from mura.consensus.catch_up import CatchUp
+from mura.consensus.catch_up import CatchUp, LaterHeights
 from mura.consensus.config import ReplicaConfig, view_timeout_ms
 from mura.consensus.double_sign import DoubleSignCheck
 from mura.consensus.errors import (
@@ -142,10 +142,8 @@ class Replica:
         self.signed = SignedVotes(self.height)
         #: The highest prepared certificate at this height.
         self.prepared: PreparedCertificate | None = None
-        self.held = FutureBuffer(per_sender=config.held_per_sender, heights=self._final_block_window)
-        self.catch_up = CatchUp(
-            retry_ms=config.catch_up_retry_ms, batch=config.catch_up_batch, faulty=self.validators.faulty
-        )
+        #: What this replica holds for later heights and fetches for them (see ``catch_up.py``).
+        self.later_heights = LaterHeights(config, faulty=self.validators.faulty)
         #: Equivocations seen, newest last (bounded).
         self.evidence: deque[Equivocation] = deque(maxlen=config.max_evidence)
         #: Dropped messages by the rule they broke.
@@ -199,6 +197,16 @@ class Replica:
     def guard(self) -> SigningGuard:
         """The double-sign check's state (see ``votes.SigningGuard``)."""
         return self.double_sign.guard
+
+    @property
+    def held(self) -> FutureBuffer:
+        """Signed messages and final blocks held for later heights."""
+        return self.later_heights.held
+
+    @property
+    def catch_up(self) -> CatchUp:
+        """The final blocks asked for, and how far ahead the validators are seen."""
+        return self.later_heights.catch_up
 
     # --- driver interface ----------------------------------------------------------
 
@@ -407,7 +415,7 @@ class Replica:
                 f"not the primary of view {proposal.view}"
             )
         block = proposal.block.check()
-        self.validate(block)
+        self.log.validate(block, self.application)
         outcome = self.log.add_proposal(proposal, block)
         if not isinstance(outcome, Added):
             return self._report(outcome)
@@ -418,25 +426,6 @@ class Replica:
         prepare = Prepare.sign(self.key, self.index, chain_id, proposal.view, self.height, block_hash)
         self.log.prepares.add(prepare)
         return self.speak(vote, prepare) + self._progress(now_ms) + self._check_prepared(now_ms)
-
-    def validate(self, block: Block, *, certified: bool = False) -> StateChanges:
-        """The application's verdict on a block, asked once per block per height. Verdicts
-        are kept by block hash, which names the body only once the body is checked."""
-        block.check_body()
-        changes = self.log.validated.get(block.hash)
-        if changes is not None:
-            return changes
-        refusal = self.log.refused.get(block.hash)
-        if refusal is not None:
-            raise refusal
-        try:
-            changes = self.application.validate_block(block, certified=certified)
-        except Invalid as error:
-            self.log.refused[block.hash] = error
-            raise
-        self.log.validated[block.hash] = changes
-        self.log.blocks.setdefault(block.hash, block)
-        return changes
 
     def _on_vote(self, vote: Prepare | Commit, now_ms: int, origin: int | None) -> list[Action]:
         """Count a PREPARE or COMMIT for this height within the view window."""
@@ -673,7 +662,7 @@ class Replica:
         if block is None:
             return None
         try:
-            self.validate(block)
+            self.log.validate(block, self.application)
         except Invalid as error:
             self.rejected["prepared_block_" + error.rule] += 1
             return None
@@ -885,32 +874,14 @@ class Replica:
 
     def _hold(self, message: Held, now_ms: int, origin: int | None) -> list[Action]:
         """A signed message for a later height: keep it if near, and fetch what we lack."""
-        if message.height <= self.height + self.config.height_window:
-            self.held.hold(message, origin)
-        else:
+        if not self.later_heights.hold(message, origin, height=self.height, index=self.index):
             self.rejected[OutsideWindow.rule] += 1
-        if message.sender != self.index:
-            self.catch_up.note_ahead(message.sender, message.height)
         return self._sync(now_ms)
-
-    @property
-    def _final_block_window(self) -> int:
-        """Final blocks are taken this far ahead: two answers' worth, so one can be
-        applied while the next is on its way."""
-        return max(self.config.height_window, 2 * self.config.catch_up_batch)
 
     def _sync(self, now_ms: int) -> list[Action]:
         """Behind the validators: ask for the first final blocks not in hand (see ``catch_up``)."""
-        missing_from = self.height if self.pending is None else self.height + 1
-        while self.held.has_final_block(missing_from):
-            missing_from += 1
-        if missing_from >= self.height + self._final_block_window:
-            return []
-        request = self.catch_up.next_request(missing_from, now_ms)
-        if request is None:
-            return []
-        peer, start = request
-        return [Send(peer, BlockRequest(start, self.index))]
+        pending = self.pending is not None
+        return self.later_heights.request(height=self.height, pending=pending, index=self.index, now_ms=now_ms)
 
     def _serve(self, peer: int, height: int) -> list[Action]:
         """A peer is behind, at ``height``: the driver sends it final blocks from there on,
@@ -922,20 +893,11 @@ class Replica:
     def wants_final_block(self, height: int) -> bool:
         """Whether a final block at ``height`` would be taken (once its certificate
         verifies): it is for this height or near enough ahead, and not already held."""
-        if height < self.height or height >= self.height + self._final_block_window:
-            return False
-        return height == self.height or not self.held.has_final_block(height)
+        return self.later_heights.wants_final_block(height, height=self.height)
 
     def check_certificate(self, final: FinalBlock) -> None:
         """Raise ``InvalidCertificate`` unless ``final``'s certificate proves its block final."""
-        verify_certificate(
-            final.certificate,
-            chain_id=self.config.chain_id,
-            height=final.height,
-            block_hash=final.block.hash,
-            validators=self.validators.keys,
-            signature_ok=self.verifier.signature_ok,
-        )
+        self.verifier.check_certificate(final)
 
     def _on_final_block(self, final: FinalBlock) -> list[Action]:
         """A final block from a peer counts once its certificate verifies and its body is
@@ -954,7 +916,7 @@ class Replica:
     def _accept_final(self, final: FinalBlock) -> list[Action]:
         block = final.block.check()
         try:
-            changes = self.validate(block, certified=True)
+            changes = self.log.validate(block, self.application, certified=True)
         except Invalid as error:
             # A quorum certified it: this replica's own state is at odds, not the sender.
             self.rejected["certified_block_" + error.rule] += 1
@@ -965,13 +927,12 @@ class Replica:
         """Handle what was held for the height just entered, until one makes it final."""
         actions: list[Action] = []
         while self.pending is None:
-            final = self.held.take_final_block(self.height)
-            if final is not None:
-                actions += self._accept_final(final)
-                continue
-            held = self.held.take(self.height)
+            held = self.later_heights.take(self.height)
             if held is None:
                 break
-            message, origin = held
-            actions += self._handle(message, now_ms, origin)
+            if isinstance(held, FinalBlock):
+                actions += self._accept_final(held)
+            else:
+                message, origin = held
+                actions += self._handle(message, now_ms, origin)
         return actions

@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Sequence
 
+from mura.chain.block import verify_certificate
 from mura.chain.keys import SignatureCache, sha256, verify_signature
 from mura.consensus.errors import (
     BadMessageSignature,
@@ -27,6 +28,7 @@ from mura.consensus.errors import (
     UnknownValidator,
 )
 from mura.consensus.messages import (
+    FinalBlock,
     NewView,
     PreparedCertificate,
     PrePrepare,
@@ -77,6 +79,17 @@ class MessageVerifier:
         except InvalidMessage:
             return False
         return True
+
+    def check_certificate(self, final: FinalBlock) -> None:
+        """Raise ``InvalidCertificate`` unless ``final``'s certificate proves its block final."""
+        verify_certificate(
+            final.certificate,
+            chain_id=self.chain_id,
+            height=final.height,
+            block_hash=final.block.hash,
+            validators=self.validators.keys,
+            signature_ok=self.signature_ok,
+        )
 
     def check_pre_prepare(self, message: PrePrepare) -> None:
         """A proposal is signed by the primary of its view."""
