@@ -21,7 +21,6 @@ import asyncio
 import logging
 import math
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -172,13 +171,10 @@ class NodeReports:
     ) -> None:
         #: Read when a block is final: whether this node took part in deciding it.
         self.replica = replica
-        self.store = store
         self.finality = finality
         self.metrics = metrics
         self.progress = progress
         self.double_sign_check_heights = double_sign_check_heights
-        #: Equivocations this node saw, newest last (bounded like the replica's).
-        self.evidence: deque[Equivocation] = deque(maxlen=1_024)
         #: Equivocations counted per (validator, height), for the log.
         self._equivocations: dict[tuple[int, int], int] = {}
         #: The view of the last certificate this node committed.
@@ -212,9 +208,9 @@ class NodeReports:
         )
 
     def equivocation(self, evidence: Equivocation) -> None:
-        """Keep the evidence; say it once per validator and height at WARNING (a validator
-        that equivocates in every view and phase would otherwise write a line for each)."""
-        self.evidence.append(evidence)
+        """Say it once per validator and height at WARNING (a validator that equivocates in
+        every view and phase would otherwise write a line for each); the replica keeps the
+        evidence itself."""
         offence = (evidence.validator, evidence.height)
         self._equivocations[offence] = self._equivocations.get(offence, 0) + 1
         if self._equivocations[offence] == 1:

@@ -40,9 +40,8 @@ class RecordingDriver(Driver):
     """The node's driver, keeping every list of actions it carries out: the replica's
     answers, and what it answers a commit with."""
 
-    def __init__(self, *, history: list[tuple[int, list[Action]]], **parts: object) -> None:
-        super().__init__(**parts)  # type: ignore[arg-type]
-        self.history = history
+    #: Where each list goes, with the time it was carried out at (set by the cluster).
+    history: list[tuple[int, list[Action]]]
 
     def execute(self, actions: list[Action]) -> None:
         self.history.append((self.clock.now_ms(), actions))
@@ -144,9 +143,9 @@ class Cluster:
         if driver is None or any(old is not new for old, new in zip(held, parts, strict=True)):
             ports = ClusterPorts(self, index)
             driver = RecordingDriver(
-                history=self.history[index], replica=parts[0], votes=parts[1], ledger=parts[2],
-                clock=ports, transport=ports, reports=ports,
+                replica=parts[0], votes=parts[1], ledger=parts[2], clock=ports, transport=ports, reports=ports
             )
+            driver.history = self.history[index]
             self._drivers[index] = driver
         driver.execute(actions)
 
