@@ -174,6 +174,13 @@ def read_str(value: Any, what: str, *, max_length: int) -> str:
     return value
 
 
+def read_bool(value: Any, what: str) -> bool:
+    """``value`` must be a boolean."""
+    if not isinstance(value, bool):
+        raise DecodeError(f"{what}: expected a boolean, got {_kind(value)}")
+    return value
+
+
 def _kind(value: Any) -> str:
     names = {bool: "a boolean", int: "an integer", bytes: "bytes", str: "text", list: "an array"}
     return names.get(type(value), type(value).__name__)

@@ -89,9 +89,81 @@ class InsufficientBalance(InvalidTransaction):
 
 
 class NotAnIssuer(InvalidTransaction):
-    """Only issuers may mint or burn."""
+    """Only accounts with the issuer role may issue assets."""
 
     rule = "not_an_issuer"
+
+
+class UnknownAsset(InvalidTransaction):
+    """No asset with this id has been issued."""
+
+    rule = "unknown_asset"
+
+
+class AssetExists(InvalidTransaction):
+    """An asset with this id already exists."""
+
+    rule = "asset_exists"
+
+
+class InvalidAssetId(InvalidTransaction):
+    """An asset id that is not 1 to 32 uppercase letters, digits and single hyphens, starting with a letter."""
+
+    rule = "invalid_asset_id"
+
+
+class InvalidAssetTerms(InvalidTransaction):
+    """An asset's terms are out of bounds or contradict each other; ``field`` names which."""
+
+    rule = "invalid_asset_terms"
+
+
+class NotAssetIssuer(InvalidTransaction):
+    """Only an asset's issuer may mint or burn it."""
+
+    rule = "not_asset_issuer"
+
+
+class AssetNotReissuable(InvalidTransaction):
+    """The asset's supply was fixed at issue: nothing more may be minted."""
+
+    rule = "asset_not_reissuable"
+
+
+class SupplyCapExceeded(InvalidTransaction):
+    """Minting would take the asset's supply past the cap its terms set."""
+
+    rule = "supply_cap_exceeded"
+
+
+class NotRegistrar(InvalidTransaction):
+    """Only an asset's registrar approves holders and freezes accounts."""
+
+    rule = "not_registrar"
+
+
+class HolderNotApproved(InvalidTransaction):
+    """A restricted asset moves only between its issuer and holders its registrar approved."""
+
+    rule = "holder_not_approved"
+
+
+class AccountFrozen(InvalidTransaction):
+    """The registrar froze this account in this asset: it can neither send nor receive it."""
+
+    rule = "account_frozen"
+
+
+class AssetExpired(InvalidTransaction):
+    """The asset has expired: it moves only back to its issuer, and is minted no more."""
+
+    rule = "asset_expired"
+
+
+class MemoTooLong(InvalidTransaction):
+    """A transfer's memo is longer than 256 bytes in UTF-8."""
+
+    rule = "memo_too_long"
 
 
 class NonPositiveAmount(InvalidTransaction):
@@ -101,7 +173,7 @@ class NonPositiveAmount(InvalidTransaction):
 
 
 class SupplyOverflow(InvalidTransaction):
-    """Minting would push the total supply past the largest encodable amount."""
+    """Minting would push an asset's supply past the largest encodable amount."""
 
     rule = "supply_overflow"
 
@@ -227,7 +299,7 @@ class DuplicateTransaction(MempoolRejection):
 
 
 class PendingSpendExceedsBalance(MempoolRejection):
-    """The sender's pending transactions would spend more than its committed balance."""
+    """The sender's pending transactions would spend more of an asset than its committed balance of it."""
 
     rule = "pending_spend_exceeds_balance"
 

@@ -1,9 +1,10 @@
 """The mempool: signed transactions waiting for a proposer to put them in a block.
 
 Admission refuses what the next block could never include, by the chain's own
-rules over the committed state and what is already pending: a sender's pending
-transfers and burns spend at most its balance, and the committed supply plus
-every pending mint stays within ``MAX_SUPPLY``. The rules run cheapest first
+rules over the committed state and what is already pending: every rule of its
+kind holds against the committed state, a sender's pending transfers and burns
+of an asset spend at most its balance of it, and an asset's committed supply
+plus every pending mint of it stays within its cap and ``MAX_SUPPLY``. The rules run cheapest first
 and the signature last, so junk costs this node little; a transaction that
 passes is remembered in the ``SignatureCache``, so the block that later carries
 it is not verified again.
@@ -28,7 +29,6 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import cast
 
 from mura.chain.drops import DEFAULT_MAX_REMEMBERED, Dropped, DropRecord
 from mura.chain.errors import (
@@ -44,17 +44,18 @@ from mura.chain.errors import (
     PendingSpendExceedsBalance,
     Replaced,
     ReplacementTooSoon,
+    SupplyCapExceeded,
     SupplyOverflow,
     TooManyPending,
 )
 from mura.chain.keys import SignatureCache
 from mura.chain.state import (
+    HANDLERS,
     MAX_SUPPLY,
     ChainRules,
+    PendingState,
     StateReader,
-    validate_amount,
     validate_chain_id,
-    validate_issuer,
     validate_kind,
     validate_signature,
 )
@@ -144,11 +145,11 @@ class Mempool:
         # Per sender, a nonce up to which every nonce from the committed one is pending:
         # where the search for the sender's next nonce resumes.
         self._run_end: dict[bytes, int] = {}
-        #: What each sender's pending transfers and burns take from its balance.
-        self._pending_spend: dict[bytes, int] = {}
-        #: Each pending mint's amount by hash, in arrival order, and their sum.
-        self._pending_mints: dict[bytes, int] = {}
-        self._pending_mint_total = 0
+        #: What each sender's pending transfers and burns take from its balance of each asset.
+        self._pending_spend: dict[bytes, dict[str, int]] = {}
+        #: Each pending mint's asset and amount by hash, in arrival order, and their sum per asset.
+        self._pending_mints: dict[bytes, tuple[str, int]] = {}
+        self._pending_mint_total: dict[str, int] = {}
         self._by_hash: dict[bytes, Transaction] = {}
         # Insertion order is arrival order, which ``select`` takes turns in.
         self._by_sender: dict[bytes, _SenderQueue] = {}
@@ -237,7 +238,8 @@ class Mempool:
         self._validate_not_replaced(transaction)
         validate_chain_id(transaction, self._rules)
         validate_kind(transaction)
-        validate_amount(cast(Transfer | Mint | Burn, transaction.body).amount)
+        # Every rule of the kind, against the committed state.
+        HANDLERS[transaction.kind][0](PendingState(state), transaction)
         replaced = self._by_sender.get(transaction.sender, {}).get(transaction.nonce)
         self._validate_nonce_window(transaction, state, replacing=replaced is not None)
         if replaced is not None:
@@ -369,39 +371,43 @@ class Mempool:
             raise _replacement_too_soon(now - last, self._replacement_interval)
 
     def _validate_affordable(self, transaction: Transaction, state: StateReader, replaced: Transaction | None) -> None:
-        """Only issuers mint or burn, and a sender's pending transfers and burns
-        together spend at most its committed balance.
+        """A sender's pending transfers and burns of an asset together spend at most its
+        committed balance of it.
 
         Without this rule, keys holding nothing could park transactions that no
         block will ever take until the pool is full.
         """
-        account = state.load_account(transaction.sender)
-        if isinstance(transaction.body, (Mint, Burn)):
-            validate_issuer(account)
-        amount = _spend(transaction)
-        others = self._pending_spend.get(transaction.sender, 0) - (_spend(replaced) if replaced is not None else 0)
+        spent = _spend(transaction)
+        if spent is None:
+            return
+        asset, amount = spent
+        others = self._pending_spend.get(transaction.sender, {}).get(asset, 0)
+        if replaced is not None and (replaced_spend := _spend(replaced)) is not None and replaced_spend[0] == asset:
+            others -= replaced_spend[1]
         spend = amount + others
-        if spend <= account.balance:
+        balance = state.load_balance(transaction.sender, asset)
+        if spend <= balance:
             return
         if others == 0:
-            message = f"{transaction.kind} of {amount} exceeds the balance of {account.balance}"
+            message = f"{transaction.kind} of {amount} exceeds the balance of {balance} {asset}"
         else:
-            count = len(self._by_sender[transaction.sender]) - (replaced is not None)
-            noun = "transaction" if count == 1 else "transactions"
-            message = f"with {count} {noun} pending, this would spend {spend} of a balance of {account.balance}"
-        raise PendingSpendExceedsBalance(message, balance=account.balance, pending_spend=spend)
+            message = f"with other transactions pending, this would spend {spend} of a balance of {balance} {asset}"
+        raise PendingSpendExceedsBalance(message, asset=asset, balance=balance, pending_spend=spend)
 
     def _validate_supply(self, transaction: Transaction, state: StateReader, replaced: Transaction | None) -> None:
-        """A mint keeps the committed supply plus every pending mint (of any issuer)
-        within ``MAX_SUPPLY``: otherwise the block that would carry it refuses it."""
+        """A mint keeps the asset's committed supply plus every pending mint of it within its
+        cap and ``MAX_SUPPLY``: otherwise the block that would carry it refuses it."""
         if not isinstance(transaction.body, Mint):
             return
-        pending = self._pending_mint_total
-        if replaced is not None:
-            pending -= self._pending_mints.get(replaced.hash, 0)
-        supply = state.load_supply()
-        if supply + pending + transaction.body.amount > MAX_SUPPLY:
-            raise _supply_overflow(transaction.body.amount, supply, pending)
+        asset = transaction.body.asset
+        pending = self._pending_mint_total.get(asset, 0)
+        if replaced is not None and replaced.hash in self._pending_mints:
+            replaced_asset, replaced_amount = self._pending_mints[replaced.hash]
+            if replaced_asset == asset:
+                pending -= replaced_amount
+        error = _over_supply(asset, transaction.body.amount, state, pending)
+        if error is not None:
+            raise error
 
     def _validate_room(self, transaction: Transaction, replaced: Transaction | None) -> None:
         """The pool stays within ``max_transactions`` and ``max_bytes`` (a replacement frees its predecessor's room)."""
@@ -516,49 +522,61 @@ class Mempool:
                 )
                 dropped.append(self._drop(other, error, hole=False))
         for sender in dict.fromkeys(transaction.sender for transaction in final):
-            dropped += self._drop_overspent(sender, state.load_account(sender).balance)
-        if any(isinstance(transaction.body, Mint) for transaction in final):
-            dropped += self._drop_over_supply(state.load_supply())
+            dropped += self._drop_overspent(sender, state)
+        for asset in dict.fromkeys(
+            transaction.body.asset for transaction in final if isinstance(transaction.body, Mint)
+        ):
+            dropped += self._drop_over_supply(asset, state)
         self._report(dropped)
 
-    def _drop_overspent(self, sender: bytes, balance: int) -> list[Dropped]:
-        """Keep ``sender``'s pending transactions within ``balance``, in nonce order.
+    def _drop_overspent(self, sender: bytes, state: StateReader) -> list[Dropped]:
+        """Keep ``sender``'s pending transactions within its balance of each asset, in nonce order.
 
         Only a block that took another version of one of its nonces (a replacement
         that lost a race) can have spent more than this pool counted.
         """
-        if self._pending_spend.get(sender, 0) <= balance:
+        spends = self._pending_spend.get(sender, {})
+        balances = {asset: state.load_balance(sender, asset) for asset in spends}
+        if all(spend <= balances[asset] for asset, spend in spends.items()):
             return []
         queue = self._by_sender[sender]
         dropped: list[Dropped] = []
-        spend = 0
+        spent: dict[str, int] = {}
         for nonce in sorted(queue):
             transaction = queue[nonce]
-            amount = _spend(transaction)
-            if spend + amount <= balance:
-                spend += amount
+            spend = _spend(transaction)
+            if spend is None:
+                continue
+            asset, amount = spend
+            before = spent.get(asset, 0)
+            if before + amount <= balances[asset]:
+                spent[asset] = before + amount
                 continue
             error = InsufficientBalance(
-                f"{transaction.kind} of {amount} exceeds the balance of {balance}"
-                + (f" after the {spend} this sender's earlier pending transactions spend" if spend else ""),
-                balance=balance,
+                f"{transaction.kind} of {amount} exceeds the balance of {balances[asset]} {asset}"
+                + (f" after the {before} this sender's earlier pending transactions spend" if before else ""),
+                asset=asset,
+                balance=balances[asset],
                 amount=amount,
             )
             dropped.append(self._drop(transaction, error))
         return dropped
 
-    def _drop_over_supply(self, supply: int) -> list[Dropped]:
-        """Keep ``supply`` plus the pending mints within ``MAX_SUPPLY``, in arrival order.
-        Only a block with a mint this pool never held can break that."""
-        if supply + self._pending_mint_total <= MAX_SUPPLY:
+    def _drop_over_supply(self, asset: str, state: StateReader) -> list[Dropped]:
+        """Keep ``asset``'s supply plus its pending mints within its cap and ``MAX_SUPPLY``, in
+        arrival order. Only a block with a mint this pool never held can break that."""
+        if _over_supply(asset, self._pending_mint_total.get(asset, 0), state, 0) is None:
             return []
         dropped: list[Dropped] = []
         pending = 0
-        for transaction_hash, amount in list(self._pending_mints.items()):
-            if supply + pending + amount <= MAX_SUPPLY:
+        for transaction_hash, (mint_asset, amount) in list(self._pending_mints.items()):
+            if mint_asset != asset:
+                continue
+            error = _over_supply(asset, amount, state, pending)
+            if error is None:
                 pending += amount
                 continue
-            dropped.append(self._drop(self._by_hash[transaction_hash], _supply_overflow(amount, supply, pending)))
+            dropped.append(self._drop(self._by_hash[transaction_hash], error))
         return dropped
 
     # --- expiry -------------------------------------------------------------
@@ -606,10 +624,14 @@ class Mempool:
         self._by_hash[transaction.hash] = transaction
         self._by_sender.setdefault(transaction.sender, {})[transaction.nonce] = transaction
         self._size_bytes += len(transaction.encoded)
-        self._pending_spend[transaction.sender] = self._pending_spend.get(transaction.sender, 0) + _spend(transaction)
+        spend = _spend(transaction)
+        if spend is not None:
+            spends = self._pending_spend.setdefault(transaction.sender, {})
+            spends[spend[0]] = spends.get(spend[0], 0) + spend[1]
         if isinstance(transaction.body, Mint):
-            self._pending_mints[transaction.hash] = transaction.body.amount
-            self._pending_mint_total += transaction.body.amount
+            asset, amount = transaction.body.asset, transaction.body.amount
+            self._pending_mints[transaction.hash] = (asset, amount)
+            self._pending_mint_total[asset] = self._pending_mint_total.get(asset, 0) + amount
 
     def _remove(self, transaction: Transaction, *, hole: bool) -> None:
         """Take an admitted transaction out of the pool."""
@@ -624,11 +646,20 @@ class Mempool:
         queue = self._by_sender[transaction.sender]
         del queue[transaction.nonce]
         self._size_bytes -= len(transaction.encoded)
-        self._pending_spend[transaction.sender] -= _spend(transaction)
-        self._pending_mint_total -= self._pending_mints.pop(transaction.hash, 0)
+        spend = _spend(transaction)
+        if spend is not None:
+            spends = self._pending_spend[transaction.sender]
+            spends[spend[0]] -= spend[1]
+            if not spends[spend[0]]:
+                del spends[spend[0]]
+        mint = self._pending_mints.pop(transaction.hash, None)
+        if mint is not None:
+            self._pending_mint_total[mint[0]] -= mint[1]
+            if not self._pending_mint_total[mint[0]]:
+                del self._pending_mint_total[mint[0]]
         if not queue:
             del self._by_sender[transaction.sender]
-            del self._pending_spend[transaction.sender]
+            self._pending_spend.pop(transaction.sender, None)
             self._run_end.pop(transaction.sender, None)
             self._last_replacement.pop(transaction.sender, None)
 
@@ -641,19 +672,26 @@ def _replacement_too_soon(ago: float, interval: float) -> ReplacementTooSoon:
     )
 
 
-def _supply_overflow(amount: int, supply: int, pending: int) -> SupplyOverflow:
-    """The refusal of a mint of ``amount`` over ``supply`` with ``pending`` in mints before it."""
-    if pending:
-        message = (
-            f"minting {amount} would take the supply past {MAX_SUPPLY}: it is {supply}, with {pending} more in "
-            "pending mints"
+def _over_supply(
+    asset: str, amount: int, state: StateReader, pending: int
+) -> SupplyOverflow | SupplyCapExceeded | None:
+    """Why minting ``amount`` of ``asset`` beside ``pending`` in earlier pending mints would be
+    refused by its cap or by ``MAX_SUPPLY``, or None."""
+    supply = state.load_asset_state(asset).supply
+    terms = state.load_asset(asset)
+    cap = terms.cap if terms is not None and terms.cap else MAX_SUPPLY
+    if supply + pending + amount <= cap:
+        return None
+    beside = f", with {pending} more in pending mints" if pending else ""
+    message = f"minting {amount} would take the supply of {asset} ({supply}{beside}) past "
+    if cap < MAX_SUPPLY:
+        return SupplyCapExceeded(
+            message + f"its cap {cap}", asset=asset, amount=amount, supply=supply, pending_mints=pending, cap=cap
         )
-    else:
-        message = f"minting {amount} would take the supply of {supply} past {MAX_SUPPLY}"
-    return SupplyOverflow(message, amount=amount, supply=supply, pending_mints=pending)
+    return SupplyOverflow(message + str(MAX_SUPPLY), asset=asset, amount=amount, supply=supply, pending_mints=pending)
 
 
-def _spend(transaction: Transaction) -> int:
-    """What a pending transaction takes from its sender's balance."""
+def _spend(transaction: Transaction) -> tuple[str, int] | None:
+    """What a pending transaction takes from its sender's balance: the asset and the amount."""
     body = transaction.body
-    return body.amount if isinstance(body, (Transfer, Burn)) else 0
+    return (body.asset, body.amount) if isinstance(body, (Transfer, Burn)) else None

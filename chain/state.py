@@ -7,22 +7,25 @@ so a refused transaction leaves no trace. The result is a ``StateChanges``
 (the touched entries and the new state root) that the store writes in one
 atomic batch together with the block.
 
-State is a set of entries: one per account (``a`` + public key), the total
-supply (``s``) and the ordered validator set (``v``). The state root commits to
-all of them (see ``state_root``).
+The entries and their keys are described in ``pending``.
 """
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Protocol, cast
+from typing import cast
 
-from mura.chain import codec
+from mura.chain.assets import (
+    MAX_ASSET_NAME_LENGTH,
+    MAX_DECIMALS,
+    MAX_MEMO_BYTES,
+    AssetState,
+    AssetTerms,
+    TransferPolicy,
+    asset_id_problem,
+)
 from mura.chain.block import (
-    MAX_BLOCK_BYTES,
-    MAX_BLOCK_TRANSACTIONS,
     MAX_VALIDATORS,
     ZERO_HASH,
     Block,
@@ -31,19 +34,31 @@ from mura.chain.block import (
     transaction_root,
 )
 from mura.chain.errors import (
+    AccountFrozen,
+    AssetExists,
+    AssetExpired,
+    AssetNotReissuable,
     BadSignature,
     BlockTooLarge,
     DuplicateTransactionInBlock,
+    HolderNotApproved,
     InsufficientBalance,
+    InvalidAssetId,
+    InvalidAssetTerms,
     InvalidBlockTransaction,
     InvalidTransaction,
+    MemoTooLong,
     NonceTooHigh,
     NonceTooLow,
     NonPositiveAmount,
     NotAnIssuer,
+    NotAssetIssuer,
+    NotRegistrar,
     StateRootMismatch,
+    SupplyCapExceeded,
     SupplyOverflow,
     TimestampBeforeParent,
+    UnknownAsset,
     UnknownKind,
     UnknownProposer,
     WrongBlockChainId,
@@ -52,169 +67,47 @@ from mura.chain.errors import (
     WrongParent,
 )
 from mura.chain.keys import PUBLIC_KEY_SIZE, SignatureCache, verify_signature
-from mura.chain.state_root import LatticeHash, update_lattice
-from mura.chain.transaction import KINDS, MAX_CHAIN_ID_LENGTH, Burn, Mint, Transaction, Transfer
+from mura.chain.pending import (
+    MAX_SUPPLY,
+    Account,
+    ChainRules,
+    MemoryState,
+    PendingState,
+    Role,
+    StateChanges,
+    StateReader,
+    approval_key,
+    frozen_key,
+)
+from mura.chain.transaction import (
+    KINDS,
+    MAX_CHAIN_ID_LENGTH,
+    ApproveHolder,
+    Burn,
+    Freeze,
+    IssueAsset,
+    Mint,
+    RevokeHolder,
+    Transaction,
+    Transfer,
+    Unfreeze,
+)
 
-#: The largest total supply (and so the largest balance) that can exist.
-MAX_SUPPLY = codec.MAX_INT
-
-ACCOUNT_PREFIX = b"a"
-SUPPLY_KEY = b"s"
-VALIDATORS_KEY = b"v"
-
-
-class Role(enum.IntFlag):
-    """What an account may do beyond holding and sending funds."""
-
-    NONE = 0
-    #: May mint and burn.
-    ISSUER = 1
-    #: Takes part in consensus.
-    VALIDATOR = 2
-
-
-@dataclass(frozen=True, slots=True)
-class Account:
-    """One account's entry in the state."""
-
-    #: Smallest units held.
-    balance: int = 0
-    #: The nonce its next transaction must carry.
-    nonce: int = 0
-    #: ``Role`` flags.
-    roles: Role = Role.NONE
-
-    def encode(self) -> bytes:
-        return codec.encode([self.balance, self.nonce, int(self.roles)])
-
-    @classmethod
-    def decode(cls, data: bytes) -> Account:
-        balance, nonce, roles = codec.read_fields(codec.decode(data), "account", 3)
-        return cls(
-            codec.read_int(balance, "account.balance"),
-            codec.read_int(nonce, "account.nonce"),
-            Role(codec.read_int(roles, "account.roles", maximum=int(Role.ISSUER | Role.VALIDATOR))),
-        )
+#: Most balances the automatic expiry step returns to issuers in one block, over every
+#: expiring asset together: an asset with more holders lapses over several blocks.
+LAPSE_PER_BLOCK = 1_000
 
 
-def account_key(address: bytes) -> bytes:
-    """The state entry key of an account."""
-    return ACCOUNT_PREFIX + address
-
-
-def encode_validators(validators: Sequence[bytes]) -> bytes:
-    return codec.encode(list(validators))
-
-
-def decode_validators(data: bytes) -> tuple[bytes, ...]:
-    items = codec.read_list(codec.decode(data), "validators", max_length=MAX_VALIDATORS)
-    return tuple(codec.read_bytes(item, "validators[]", length=PUBLIC_KEY_SIZE) for item in items)
-
-
-class StateReader(Protocol):
-    """Read access to a committed state (the store, or an in-memory copy)."""
-
-    def load_account(self, address: bytes) -> Account: ...
-
-    def load_supply(self) -> int: ...
-
-    def load_validators(self) -> tuple[bytes, ...]: ...
-
-    def load_lattice(self) -> LatticeHash: ...
-
-
-@dataclass(frozen=True, slots=True)
-class ChainRules:
-    """The network-wide parameters every validator applies identically."""
-
-    #: The network's name; every transaction and block must carry it.
-    chain_id: str
-    #: Largest total size of a block's encoded transactions.
-    max_block_bytes: int = MAX_BLOCK_BYTES
-    #: Most transactions in one block.
-    max_block_transactions: int = MAX_BLOCK_TRANSACTIONS
-
-
-@dataclass(frozen=True, slots=True)
-class StateChanges:
-    """What a block changed: the entries to write and the resulting root."""
-
-    #: New account entries by public key.
-    accounts: dict[bytes, Account]
-    #: Total supply afterwards.
-    supply: int
-    #: Validator set afterwards.
-    validators: tuple[bytes, ...]
-    #: The lattice hash of the whole state afterwards.
-    lattice: LatticeHash
-    #: ``lattice.root()``, as the header must carry it.
-    state_root: bytes
-
-
-class PendingState:
-    """A block's working copy: reads fall through to the committed state."""
-
-    def __init__(self, base: StateReader) -> None:
-        self._base = base
-        self._accounts: dict[bytes, Account] = {}
-        self._original: dict[bytes, Account] = {}
-        self._supply = base.load_supply()
-        self._original_supply = self._supply
-        self.validators = base.load_validators()
-        self._original_validators = self.validators
-
-    def account(self, address: bytes) -> Account:
-        account = self._accounts.get(address)
-        if account is None:
-            account = self._base.load_account(address)
-            self._accounts[address] = account
-            self._original[address] = account
-        return account
-
-    def set_account(self, address: bytes, account: Account) -> None:
-        self.account(address)
-        self._accounts[address] = account
-
-    @property
-    def supply(self) -> int:
-        return self._supply
-
-    @supply.setter
-    def supply(self, value: int) -> None:
-        self._supply = value
-
-    def finish(self) -> StateChanges:
-        """The touched entries and the state root they produce."""
-        changed = {address: new for address, new in self._accounts.items() if new != self._original[address]}
-        entries = [
-            (account_key(address), account_entry(self._original[address]), account_entry(new))
-            for address, new in changed.items()
-        ]
-        if self._supply != self._original_supply:
-            entries.append((SUPPLY_KEY, supply_entry(self._original_supply), supply_entry(self._supply)))
-        if self.validators != self._original_validators:
-            entries.append(
-                (VALIDATORS_KEY, validators_entry(self._original_validators), validators_entry(self.validators))
-            )
-        lattice = update_lattice(self._base.load_lattice(), entries)
-        return StateChanges(changed, self._supply, self.validators, lattice, lattice.root())
-
-
-# A zero or empty value is an absent entry, so the empty state has the empty lattice.
-
-
-def account_entry(account: Account) -> bytes | None:
-    """The state entry value of an account, or None for an account that holds nothing."""
-    return None if account == Account() else account.encode()
-
-
-def supply_entry(supply: int) -> bytes | None:
-    return codec.encode(supply) if supply else None
-
-
-def validators_entry(validators: Sequence[bytes]) -> bytes | None:
-    return encode_validators(validators) if validators else None
-
+__all__ = [
+    "MAX_SUPPLY",
+    "Account",
+    "ChainRules",
+    "MemoryState",
+    "PendingState",
+    "Role",
+    "StateChanges",
+    "StateReader",
+]
 
 # --- blocks -------------------------------------------------------------------
 
@@ -238,7 +131,8 @@ def apply_block(
     validate_header(parent, block.header, rules, state.load_validators())
     validate_transaction_root(block)
     validate_unique_transactions(block)
-    pending = PendingState(state)
+    pending = PendingState(state, timestamp_ms=block.header.timestamp_ms)
+    process_expiries(pending)
     for index, transaction in enumerate(block.transactions):
         try:
             apply_transaction(
@@ -328,7 +222,7 @@ def apply_transaction(
     if verify_signature:
         validate_signature(transaction, signatures)
     validate_nonce(pending, transaction)
-    validate_body, process_body = _HANDLERS[transaction.kind]
+    validate_body, process_body = HANDLERS[transaction.kind]
     validate_body(pending, transaction)
     process_body(pending, transaction)
     process_nonce(pending, transaction)
@@ -383,80 +277,293 @@ def validate_amount(amount: int) -> None:
         raise SupplyOverflow(f"amount {amount} exceeds the largest possible supply {MAX_SUPPLY}", amount=amount)
 
 
-def validate_funds(account: Account, amount: int) -> None:
-    """An account spends at most its balance."""
-    balance = account.balance
+def validate_funds(pending: PendingState, address: bytes, asset: str, amount: int) -> None:
+    """An account spends at most its balance of the asset."""
+    balance = pending.balance(address, asset)
     if balance < amount:
         raise InsufficientBalance(
-            f"balance {balance} does not cover amount {amount}", balance=balance, amount=amount
+            f"balance of {balance} {asset} does not cover amount {amount}", asset=asset, balance=balance, amount=amount
         )
 
 
-def validate_issuer(account: Account) -> None:
-    """Only accounts with the issuer role mint or burn."""
-    if Role.ISSUER not in account.roles:
-        raise NotAnIssuer("only an issuer may mint or burn")
+def validate_asset(pending: PendingState, asset: str) -> AssetTerms:
+    """A transaction names an asset that has been issued."""
+    terms = pending.asset(asset)
+    if terms is None:
+        raise UnknownAsset(f"no asset {asset!r} has been issued", asset=asset)
+    return terms
+
+
+def validate_asset_issuer(terms: AssetTerms, sender: bytes) -> None:
+    """Only an asset's issuer mints or burns it."""
+    if sender != terms.issuer:
+        raise NotAssetIssuer(f"only the issuer of {terms.asset} may mint or burn it", asset=terms.asset)
+
+
+def validate_registrar(terms: AssetTerms, sender: bytes) -> None:
+    """Only an asset's registrar approves and revokes holders and freezes and unfreezes accounts."""
+    if sender != terms.registrar:
+        raise NotRegistrar(f"only the registrar of {terms.asset} may do this", asset=terms.asset)
+
+
+def validate_not_frozen(pending: PendingState, asset: str, address: bytes, role: str) -> None:
+    """A frozen account neither sends nor receives the asset it is frozen in."""
+    if pending.frozen(asset, address):
+        raise AccountFrozen(f"the {role} is frozen in {asset}", asset=asset, account=address.hex(), party=role)
+
+
+def validate_approved(pending: PendingState, terms: AssetTerms, address: bytes, role: str) -> None:
+    """A restricted asset moves only to and from its issuer and the holders its registrar approved."""
+    if terms.restricted and not pending.approved(terms, address):
+        raise HolderNotApproved(
+            f"{terms.asset} is restricted and the {role} is not an approved holder",
+            asset=terms.asset,
+            account=address.hex(),
+            party=role,
+        )
+
+
+def validate_memo(memo: str) -> None:
+    """A memo is at most 256 bytes in UTF-8."""
+    size = len(memo.encode())
+    if size > MAX_MEMO_BYTES:
+        raise MemoTooLong(f"memo is {size} bytes, the limit is {MAX_MEMO_BYTES}", bytes=size, limit=MAX_MEMO_BYTES)
 
 
 def validate_transfer(pending: PendingState, transaction: Transaction) -> None:
-    """A transfer moves a positive amount the sender holds."""
+    """A transfer moves a positive amount of an issued asset that the sender holds, with a
+    memo of at most 256 bytes, between accounts not frozen in it; a restricted asset only
+    between its issuer and approved holders; an expired asset only back to its issuer."""
     body = cast(Transfer, transaction.body)
     validate_amount(body.amount)
-    validate_funds(pending.account(transaction.sender), body.amount)
+    validate_memo(body.memo)
+    terms = validate_asset(pending, body.asset)
+    if pending.asset_state(body.asset).expired and body.recipient != terms.issuer:
+        raise AssetExpired(f"{body.asset} has expired: it may only be sent back to its issuer", asset=body.asset)
+    validate_not_frozen(pending, body.asset, transaction.sender, "sender")
+    validate_not_frozen(pending, body.asset, body.recipient, "recipient")
+    validate_approved(pending, terms, transaction.sender, "sender")
+    validate_approved(pending, terms, body.recipient, "recipient")
+    validate_funds(pending, transaction.sender, body.asset, body.amount)
 
 
 def process_transfer(pending: PendingState, transaction: Transaction) -> None:
     body = cast(Transfer, transaction.body)
-    sender = pending.account(transaction.sender)
-    pending.set_account(transaction.sender, Account(sender.balance - body.amount, sender.nonce, sender.roles))
-    recipient = pending.account(body.recipient)
-    pending.set_account(body.recipient, Account(recipient.balance + body.amount, recipient.nonce, recipient.roles))
+    pending.set_balance(transaction.sender, body.asset, pending.balance(transaction.sender, body.asset) - body.amount)
+    pending.set_balance(body.recipient, body.asset, pending.balance(body.recipient, body.asset) + body.amount)
 
 
 def validate_mint(pending: PendingState, transaction: Transaction) -> None:
-    """An issuer mints a positive amount that keeps the supply within bounds."""
+    """An asset's issuer mints a positive amount of a reissuable asset that has not expired,
+    keeping its supply within its cap and within ``MAX_SUPPLY``, to an account not frozen in
+    it (for a restricted asset, the issuer or an approved holder)."""
     body = cast(Mint, transaction.body)
-    validate_issuer(pending.account(transaction.sender))
+    terms = validate_asset(pending, body.asset)
+    validate_asset_issuer(terms, transaction.sender)
     validate_amount(body.amount)
-    if pending.supply + body.amount > MAX_SUPPLY:
-        raise SupplyOverflow(
-            f"minting {body.amount} would take the supply past {MAX_SUPPLY}", amount=body.amount, supply=pending.supply
+    if not terms.reissuable:
+        raise AssetNotReissuable(f"the supply of {body.asset} was fixed at issue", asset=body.asset)
+    supply = pending.asset_state(body.asset)
+    if supply.expired:
+        raise AssetExpired(f"{body.asset} has expired: no more may be minted", asset=body.asset)
+    if terms.cap and supply.supply + body.amount > terms.cap:
+        raise SupplyCapExceeded(
+            f"minting {body.amount} would take the supply of {body.asset} from {supply.supply} "
+            f"past its cap {terms.cap}",
+            asset=body.asset,
+            amount=body.amount,
+            supply=supply.supply,
+            cap=terms.cap,
         )
+    if supply.supply + body.amount > MAX_SUPPLY:
+        raise SupplyOverflow(
+            f"minting {body.amount} would take the supply of {body.asset} past {MAX_SUPPLY}",
+            asset=body.asset,
+            amount=body.amount,
+            supply=supply.supply,
+        )
+    validate_not_frozen(pending, body.asset, body.recipient, "recipient")
+    validate_approved(pending, terms, body.recipient, "recipient")
 
 
 def process_mint(pending: PendingState, transaction: Transaction) -> None:
     body = cast(Mint, transaction.body)
-    recipient = pending.account(body.recipient)
-    pending.set_account(body.recipient, Account(recipient.balance + body.amount, recipient.nonce, recipient.roles))
-    pending.supply += body.amount
+    pending.set_balance(body.recipient, body.asset, pending.balance(body.recipient, body.asset) + body.amount)
+    state = pending.asset_state(body.asset)
+    pending.set_asset_state(body.asset, replace(state, supply=state.supply + body.amount))
 
 
 def validate_burn(pending: PendingState, transaction: Transaction) -> None:
-    """An issuer burns a positive amount from its own balance."""
+    """An asset's issuer, not frozen in it, burns a positive amount of it from its own balance."""
     body = cast(Burn, transaction.body)
-    validate_issuer(pending.account(transaction.sender))
+    terms = validate_asset(pending, body.asset)
+    validate_asset_issuer(terms, transaction.sender)
     validate_amount(body.amount)
-    validate_funds(pending.account(transaction.sender), body.amount)
+    validate_not_frozen(pending, body.asset, transaction.sender, "sender")
+    validate_funds(pending, transaction.sender, body.asset, body.amount)
 
 
 def process_burn(pending: PendingState, transaction: Transaction) -> None:
     body = cast(Burn, transaction.body)
-    sender = pending.account(transaction.sender)
-    pending.set_account(transaction.sender, Account(sender.balance - body.amount, sender.nonce, sender.roles))
-    pending.supply -= body.amount
+    pending.set_balance(transaction.sender, body.asset, pending.balance(transaction.sender, body.asset) - body.amount)
+    state = pending.asset_state(body.asset)
+    pending.set_asset_state(body.asset, replace(state, supply=state.supply - body.amount))
+
+
+def validate_issue_asset(pending: PendingState, transaction: Transaction) -> None:
+    """An account with the issuer role issues an asset under a new, valid id, with terms
+    in bounds: a name of 1 to 64 characters, at most 18 decimals, the policy ``open`` or
+    ``restricted``, an initial supply within ``MAX_SUPPLY`` (positive if the supply is
+    fixed), a cap only on a reissuable asset and not below the initial supply, and an
+    expiry time, if any, after the block's timestamp."""
+    body = cast(IssueAsset, transaction.body)
+    if Role.ISSUER not in pending.account(transaction.sender).roles:
+        raise NotAnIssuer("only an account with the issuer role may issue an asset")
+    problem = asset_id_problem(body.asset)
+    if problem is not None:
+        raise InvalidAssetId(problem, asset=body.asset)
+    if pending.asset(body.asset) is not None:
+        raise AssetExists(f"asset {body.asset} already exists", asset=body.asset)
+    problem_field, problem = _terms_problem(body, pending.timestamp_ms)
+    if problem is not None:
+        raise InvalidAssetTerms(problem, field=problem_field)
+
+
+def _terms_problem(body: IssueAsset, timestamp_ms: int) -> tuple[str, str | None]:
+    """The first field of ``body``'s terms that is out of bounds, and why (None if none)."""
+    if not 0 < len(body.name) <= MAX_ASSET_NAME_LENGTH or not body.name.strip():
+        return "name", f"the name must be 1 to {MAX_ASSET_NAME_LENGTH} characters, not only spaces"
+    if body.decimals > MAX_DECIMALS:
+        return "decimals", f"decimals must be 0 to {MAX_DECIMALS}, got {body.decimals}"
+    if body.policy not in {policy.value for policy in TransferPolicy}:
+        return "policy", f"the transfer policy must be open or restricted, got {body.policy!r}"
+    if body.supply > MAX_SUPPLY:
+        return "supply", f"the initial supply must be at most {MAX_SUPPLY}"
+    if not body.reissuable and body.supply == 0:
+        return "supply", "an asset whose supply is fixed at issue needs a positive initial supply"
+    if body.cap and not body.reissuable:
+        return "cap", "only a reissuable asset has a cap: a fixed supply is its own cap"
+    if body.cap and body.cap < body.supply:
+        return "cap", f"the cap {body.cap} is below the initial supply {body.supply}"
+    if body.expiry_ms and body.expiry_ms <= timestamp_ms:
+        return "expiry_ms", f"the expiry time {body.expiry_ms} is not after the block's timestamp {timestamp_ms}"
+    return "", None
+
+
+def process_issue_asset(pending: PendingState, transaction: Transaction) -> None:
+    body = cast(IssueAsset, transaction.body)
+    terms = AssetTerms(
+        asset=body.asset,
+        name=body.name,
+        decimals=body.decimals,
+        issuer=transaction.sender,
+        reissuable=body.reissuable,
+        cap=body.cap,
+        registrar=body.registrar or transaction.sender,
+        policy=TransferPolicy(body.policy),
+        expiry_ms=body.expiry_ms,
+    )
+    issue(pending, terms, [(transaction.sender, body.supply)] if body.supply else [])
+
+
+def issue(pending: PendingState, terms: AssetTerms, allocations: Iterable[tuple[bytes, int]]) -> None:
+    """Create ``terms``' asset, crediting each allocation (the supply is their sum), and
+    queue its expiry."""
+    pending.issue(terms)
+    supply = 0
+    for address, amount in allocations:
+        pending.set_balance(address, terms.asset, pending.balance(address, terms.asset) + amount)
+        supply += amount
+    pending.set_asset_state(terms.asset, AssetState(supply=supply))
+    if terms.expiry_ms:
+        pending.expiries = tuple(sorted((*pending.expiries, (terms.expiry_ms, terms.asset))))
+
+
+def validate_registrar_action(pending: PendingState, transaction: Transaction) -> None:
+    """The registrar of an issued asset approves or revokes a holder, or freezes or unfreezes an account."""
+    body = cast(ApproveHolder, transaction.body)
+    terms = validate_asset(pending, body.asset)
+    validate_registrar(terms, transaction.sender)
+
+
+def process_approve_holder(pending: PendingState, transaction: Transaction) -> None:
+    body = cast(ApproveHolder, transaction.body)
+    pending.set_flag(approval_key(body.asset, body.account), True)
+
+
+def process_revoke_holder(pending: PendingState, transaction: Transaction) -> None:
+    body = cast(RevokeHolder, transaction.body)
+    pending.set_flag(approval_key(body.asset, body.account), False)
+
+
+def process_freeze(pending: PendingState, transaction: Transaction) -> None:
+    body = cast(Freeze, transaction.body)
+    pending.set_flag(frozen_key(body.asset, body.account), True)
+
+
+def process_unfreeze(pending: PendingState, transaction: Transaction) -> None:
+    body = cast(Unfreeze, transaction.body)
+    pending.set_flag(frozen_key(body.asset, body.account), False)
 
 
 def process_nonce(pending: PendingState, transaction: Transaction) -> None:
     sender = pending.account(transaction.sender)
-    pending.set_account(transaction.sender, Account(sender.balance, sender.nonce + 1, sender.roles))
+    pending.set_account(transaction.sender, Account(sender.nonce + 1, sender.roles))
 
 
 _Handler = Callable[[PendingState, Transaction], None]
-_HANDLERS: dict[str, tuple[_Handler, _Handler]] = {
+#: Each kind's rules and its state change.
+HANDLERS: dict[str, tuple[_Handler, _Handler]] = {
     Transfer.KIND: (validate_transfer, process_transfer),
     Mint.KIND: (validate_mint, process_mint),
     Burn.KIND: (validate_burn, process_burn),
+    IssueAsset.KIND: (validate_issue_asset, process_issue_asset),
+    ApproveHolder.KIND: (validate_registrar_action, process_approve_holder),
+    RevokeHolder.KIND: (validate_registrar_action, process_revoke_holder),
+    Freeze.KIND: (validate_registrar_action, process_freeze),
+    Unfreeze.KIND: (validate_registrar_action, process_unfreeze),
 }
+
+
+# --- automatic steps ---------------------------------------------------------------
+
+
+def process_expiries(pending: PendingState) -> None:
+    """Before a block's transactions: each asset whose expiry time the block's timestamp
+    has reached is expired, and its holders' balances return to its issuer, in account
+    order, at most ``LAPSE_PER_BLOCK`` balances per block over all assets (soonest expiry
+    first, then by id); an asset with more holders goes on lapsing in the next blocks.
+    What returns is added to the asset's ``lapsed``; the supply does not change. Frozen
+    balances lapse too: the freeze stops transactions, not the asset's own terms."""
+    budget = LAPSE_PER_BLOCK
+    while budget > 0 and pending.expiries and pending.expiries[0][0] <= pending.timestamp_ms:
+        asset = pending.expiries[0][1]
+        terms = cast(AssetTerms, pending.asset(asset))
+        state = pending.asset_state(asset)
+        holders = pending.holders_after(asset, state.lapse_cursor, budget)
+        budget -= len(holders)
+        lapsed = 0
+        for address in holders:
+            if address == terms.issuer:
+                continue
+            amount = pending.balance(address, asset)
+            pending.set_balance(address, asset, 0)
+            lapsed += amount
+        if lapsed:
+            pending.set_balance(terms.issuer, asset, pending.balance(terms.issuer, asset) + lapsed)
+        complete = budget > 0
+        pending.set_asset_state(
+            asset,
+            replace(
+                state,
+                expired=True,
+                lapsed=state.lapsed + lapsed,
+                lapse_complete=complete,
+                lapse_cursor=b"" if complete else (holders[-1] if holders else state.lapse_cursor),
+            ),
+        )
+        if complete:
+            pending.expiries = pending.expiries[1:]
 
 
 # --- building blocks and genesis -------------------------------------------------
@@ -483,7 +590,9 @@ def build_block(
 ) -> BuiltBlock:
     """Assemble the next block from ``candidates``, in order, leaving out any that
     fail a rule (they are reported in ``refused``) or would exceed the limits."""
-    pending = PendingState(state)
+    timestamp_ms = max(timestamp_ms, parent.timestamp_ms)
+    pending = PendingState(state, timestamp_ms=timestamp_ms)
+    process_expiries(pending)
     included: list[Transaction] = []
     refused: list[tuple[Transaction, InvalidTransaction]] = []
     size = 0
@@ -506,12 +615,22 @@ def build_block(
         chain_id=rules.chain_id,
         height=parent.height + 1,
         parent_hash=parent.hash,
-        timestamp_ms=max(timestamp_ms, parent.timestamp_ms),
+        timestamp_ms=timestamp_ms,
         proposer=proposer,
         transaction_root=transaction_root(included),
         state_root=changes.state_root,
     )
     return BuiltBlock(assembled_block(header, tuple(included)), changes, refused)
+
+
+@dataclass(frozen=True, slots=True)
+class GenesisAsset:
+    """An asset the chain starts with, and who holds it."""
+
+    terms: AssetTerms
+    #: ``(account, smallest units)`` credited at genesis; the supply is their sum. Each
+    #: account is an approved holder if the asset is restricted.
+    allocations: tuple[tuple[bytes, int], ...] = ()
 
 
 def build_genesis(
@@ -520,7 +639,7 @@ def build_genesis(
     timestamp_ms: int,
     validators: Sequence[bytes],
     issuers: Iterable[bytes],
-    allocations: Iterable[tuple[bytes, int]],
+    assets: Iterable[GenesisAsset] = (),
     document_hash: bytes = ZERO_HASH,
 ) -> tuple[Block, StateChanges]:
     """The genesis block (height 0) and the state it starts the chain with.
@@ -534,21 +653,27 @@ def build_genesis(
         raise ValueError(f"genesis needs 1 to {MAX_VALIDATORS} distinct validators, got {len(validators)}")
     if not 0 < len(chain_id) <= MAX_CHAIN_ID_LENGTH:
         raise ValueError(f"chain id must be 1 to {MAX_CHAIN_ID_LENGTH} characters")
-    pending = PendingState(MemoryState())
+    pending = PendingState(MemoryState(), timestamp_ms=timestamp_ms)
     for address in validators:
         account = pending.account(address)
         pending.set_account(address, replace(account, roles=account.roles | Role.VALIDATOR))
     for address in issuers:
         account = pending.account(address)
         pending.set_account(address, replace(account, roles=account.roles | Role.ISSUER))
-    for address, amount in allocations:
-        if amount <= 0:
-            raise ValueError(f"genesis allocation of {amount} is not positive")
-        account = pending.account(address)
-        pending.set_account(address, replace(account, balance=account.balance + amount))
-        pending.supply += amount
-    if pending.supply > MAX_SUPPLY:
-        raise ValueError(f"genesis allocations total {pending.supply}, more than {MAX_SUPPLY}")
+    for asset in assets:
+        problem = asset_id_problem(asset.terms.asset)
+        if problem is not None or pending.asset(asset.terms.asset) is not None:
+            raise ValueError(problem or f"genesis declares asset {asset.terms.asset} twice")
+        if any(amount <= 0 for _, amount in asset.allocations):
+            raise ValueError(f"genesis allocations of {asset.terms.asset} must be positive")
+        if sum(amount for _, amount in asset.allocations) > (asset.terms.cap or MAX_SUPPLY):
+            raise ValueError(f"genesis allocations of {asset.terms.asset} exceed its cap or {MAX_SUPPLY}")
+        if asset.terms.expiry_ms and asset.terms.expiry_ms <= timestamp_ms:
+            raise ValueError(f"asset {asset.terms.asset} expires before the genesis time")
+        issue(pending, asset.terms, asset.allocations)
+        if asset.terms.restricted:
+            for address, _ in asset.allocations:
+                pending.set_flag(approval_key(asset.terms.asset, address), True)
     pending.validators = tuple(validators)
     changes = pending.finish()
     header = Header(
@@ -561,39 +686,3 @@ def build_genesis(
         state_root=changes.state_root,
     )
     return Block(header, ()), changes
-
-
-class MemoryState:
-    """A committed state held in memory: the simulator's and the tests' store.
-
-    Implements ``StateReader`` like the LevelDB ``Store`` does, and commits
-    ``StateChanges`` the same way, without blocks or indexes.
-    """
-
-    def __init__(self) -> None:
-        self.accounts: dict[bytes, Account] = {}
-        self.supply = 0
-        self.validators: tuple[bytes, ...] = ()
-        self.lattice = LatticeHash()
-
-    def load_account(self, address: bytes) -> Account:
-        return self.accounts.get(address, Account())
-
-    def load_supply(self) -> int:
-        return self.supply
-
-    def load_validators(self) -> tuple[bytes, ...]:
-        return self.validators
-
-    def load_lattice(self) -> LatticeHash:
-        return self.lattice
-
-    def commit(self, changes: StateChanges) -> None:
-        for address, account in changes.accounts.items():
-            if account == Account():
-                self.accounts.pop(address, None)
-            else:
-                self.accounts[address] = account
-        self.supply = changes.supply
-        self.validators = changes.validators
-        self.lattice = changes.lattice

@@ -9,8 +9,14 @@ prefix      key                                  value
 ``C``       height                               encoded commit certificate
 ``H``       block hash                           height
 ``T``       transaction hash                     height + index (4 bytes)
-``S``       state entry key (``a``+key, ``s``,   state entry value
-            ``v``)
+``S``       state entry key (see ``state``)       state entry value
+``A``       asset, account, height               the account's balance of the
+                                                 asset after that block (a
+                                                 block that changed it)
+``R``       account, asset                       (empty): the account has
+                                                 held the asset
+``X``       account, height, index (4 bytes)     hash of a transaction the
+                                                 account sent or was named in
 ``M``       ``head``, ``lattice``, ``genesis``   head height + hash, lattice
                                                  hash, genesis block hash
 ``V``       height + sequence (4 bytes)          an encoded vote this node
@@ -24,8 +30,12 @@ The validator's vote record is a ``VoteStore``: the same ``V`` table in a
 LevelDB of its own beside the validator's key, so that wiping the chain's data
 never loses what the validator signed.
 
+``A``, ``R`` and ``X`` are the history an auditor asks for: any account's
+balances and any asset's holders as of any past height, and an account's
+transactions newest first. Assets are keyed as in the state (``asset_key``).
+
 Each committed block is one ``write_batch(transaction=True, sync=True)``
-holding the block, its certificate, both indexes, the state changes, the new
+holding the block, its certificate, every index, the state changes, the new
 lattice hash and the head: a crash leaves the block wholly in or wholly out,
 and opening the store finds the head again.
 """
@@ -37,25 +47,31 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
 
 import plyvel
 
 from mura.chain import codec
+from mura.chain.assets import AssetState, AssetTerms, asset_key, split_asset_key
 from mura.chain.block import Block, CommitCertificate, Header
 from mura.chain.errors import TransactionRootMismatch
-from mura.chain.state import (
+from mura.chain.keys import PUBLIC_KEY_SIZE
+from mura.chain.pending import (
     ACCOUNT_PREFIX,
-    SUPPLY_KEY,
+    ASSET_PREFIX,
+    BALANCE_PREFIX,
     VALIDATORS_KEY,
     Account,
     StateChanges,
-    account_entry,
     account_key,
+    asset_state_key,
+    asset_terms_key,
+    balance_key,
+    decode_balance,
     decode_validators,
-    supply_entry,
-    validators_entry,
 )
 from mura.chain.state_root import LatticeHash, update_lattice
+from mura.chain.transaction import Transaction, parties
 
 BLOCKS = b"B"
 CERTIFICATES = b"C"
@@ -64,6 +80,9 @@ TRANSACTION_LOCATIONS = b"T"
 STATE = b"S"
 META = b"M"
 VOTES = b"V"
+BALANCE_HISTORY = b"A"
+HELD_ASSETS = b"R"
+ACCOUNT_TRANSACTIONS = b"X"
 
 _CHAIN = META + b"chain"
 _VALIDATOR = META + b"validator"
@@ -74,6 +93,10 @@ _LATTICE = META + b"lattice"
 _GENESIS = META + b"genesis"
 #: Set in the chain's data once a vote record apart from it has taken over.
 _VOTES_MOVED = META + b"votes-moved"
+
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 
 
 class StoreError(Exception):
@@ -91,11 +114,14 @@ class Store:
         self.path = Path(path)
         self._db: plyvel.DB | None = _open(self.path, "store")
         self._account_cache: OrderedDict[bytes, Account] = OrderedDict()
+        self._balance_cache: OrderedDict[tuple[str, bytes], int] = OrderedDict()
         self._account_cache_size = account_cache_size
+        # Every asset read so far: issuers create them, so there are few.
+        self._assets: dict[str, AssetTerms] = {}
+        self._asset_states: dict[str, AssetState] = {}
         self._head: Header | None = None
         self._lattice: LatticeHash | None = None
         self._validators: tuple[bytes, ...] | None = None
-        self._supply: int | None = None
         self._recover()
 
     def _recover(self) -> None:
@@ -199,12 +225,27 @@ class Store:
         batch.put(HEIGHT_BY_HASH + block.hash, height.to_bytes(8, "big"))
         for index, transaction in enumerate(block.transactions):
             batch.put(TRANSACTION_LOCATIONS + transaction.hash, struct.pack(">QI", height, index))
-        for address, account in changes.accounts.items():
-            self._write_entry(batch, account_key(address), account_entry(account))
-        self._write_entry(batch, SUPPLY_KEY, supply_entry(changes.supply))
-        self._write_entry(batch, VALIDATORS_KEY, validators_entry(changes.validators))
+        for key, value in changes.entries.items():
+            self._write_entry(batch, key, value)
+        self._write_history(batch, height, block.transactions, changes)
         batch.put(_LATTICE, changes.lattice.to_bytes())
         batch.put(_HEAD, height.to_bytes(8, "big") + block.hash)
+
+    @staticmethod
+    def _write_history(
+        batch: plyvel.WriteBatch, height: int, transactions: tuple[Transaction, ...], changes: StateChanges
+    ) -> None:
+        """The history indexes of one block: each changed balance, each new holding, and
+        each transaction under every account it names."""
+        at = height.to_bytes(8, "big")
+        for (asset, address), balance in changes.balances.items():
+            batch.put(BALANCE_HISTORY + asset_key(asset) + address + at, codec.encode(balance))
+        for asset, address in changes.first_holdings:
+            batch.put(HELD_ASSETS + address + asset_key(asset), b"")
+        for index, transaction in enumerate(transactions):
+            suffix = at + index.to_bytes(4, "big")
+            for address in parties(transaction):
+                batch.put(ACCOUNT_TRANSACTIONS + address + suffix, transaction.hash)
 
     @staticmethod
     def _write_entry(batch: plyvel.WriteBatch, key: bytes, value: bytes | None) -> None:
@@ -216,10 +257,13 @@ class Store:
     def _after_commit(self, block: Block, changes: StateChanges) -> None:
         self._head = block.header
         self._lattice = changes.lattice
-        self._supply = changes.supply
         self._validators = changes.validators
         for address, account in changes.accounts.items():
-            self._cache_account(address, account)
+            self._cache(self._account_cache, address, account)
+        for pair, balance in changes.balances.items():
+            self._cache(self._balance_cache, pair, balance)
+        self._assets.update(changes.assets)
+        self._asset_states.update(changes.asset_states)
 
     # --- state (the StateReader protocol) --------------------------------------------
 
@@ -233,20 +277,61 @@ class Store:
             # Not cached: anyone can name accounts that do not exist, as many as they like.
             return Account()
         account = Account.decode(value)
-        self._cache_account(address, account)
+        self._cache(self._account_cache, address, account)
         return account
 
-    def _cache_account(self, address: bytes, account: Account) -> None:
-        self._account_cache[address] = account
-        self._account_cache.move_to_end(address)
-        if len(self._account_cache) > self._account_cache_size:
-            self._account_cache.popitem(last=False)
+    def load_balance(self, address: bytes, asset: str) -> int:
+        pair = (asset, address)
+        balance = self._balance_cache.get(pair)
+        if balance is not None:
+            self._balance_cache.move_to_end(pair)
+            return balance
+        value = self.db.get(STATE + balance_key(asset, address))
+        if value is None:
+            return 0
+        balance = decode_balance(value)
+        self._cache(self._balance_cache, pair, balance)
+        return balance
 
-    def load_supply(self) -> int:
-        if self._supply is None:
-            value = self.db.get(STATE + SUPPLY_KEY)
-            self._supply = 0 if value is None else codec.read_int(codec.decode(value), "supply")
-        return self._supply
+    def _cache(self, cache: OrderedDict[_K, _V], key: _K, value: _V) -> None:
+        cache[key] = value
+        cache.move_to_end(key)
+        if len(cache) > self._account_cache_size:
+            cache.popitem(last=False)
+
+    def load_asset(self, asset: str) -> AssetTerms | None:
+        terms = self._assets.get(asset)
+        if terms is None:
+            value = self.db.get(STATE + asset_terms_key(asset))
+            if value is None:
+                return None
+            terms = self._assets[asset] = AssetTerms.decode(value)
+        return terms
+
+    def load_asset_state(self, asset: str) -> AssetState:
+        state = self._asset_states.get(asset)
+        if state is None:
+            if self.load_asset(asset) is None:
+                return AssetState()
+            value = self.db.get(STATE + asset_state_key(asset))
+            state = self._asset_states[asset] = AssetState() if value is None else AssetState.decode(value)
+        return state
+
+    def load_entry(self, key: bytes) -> bytes | None:
+        return self.db.get(STATE + key)  # type: ignore[no-any-return]
+
+    def holders_after(self, asset: str, after: bytes, limit: int) -> list[tuple[bytes, int]]:
+        prefix = STATE + BALANCE_PREFIX + asset_key(asset)
+        start = prefix + after if after else prefix
+        found: list[tuple[bytes, int]] = []
+        for key, value in self.db.iterator(start=start, stop=prefix + b"\xff" * (PUBLIC_KEY_SIZE + 1)):
+            address = key[len(prefix) :]
+            if address == after:
+                continue
+            found.append((address, decode_balance(value)))
+            if len(found) >= limit:
+                break
+        return found
 
     def load_validators(self) -> tuple[bytes, ...]:
         if self._validators is None:
@@ -265,6 +350,78 @@ class Store:
     def iterate_accounts(self) -> Iterator[tuple[bytes, Account]]:
         for key, value in self.db.iterator(prefix=STATE + ACCOUNT_PREFIX):
             yield key[len(STATE) + len(ACCOUNT_PREFIX) :], Account.decode(value)
+
+    def list_assets(self) -> list[AssetTerms]:
+        """Every issued asset, by id."""
+        found = [AssetTerms.decode(value) for _, value in self.db.iterator(prefix=STATE + ASSET_PREFIX)]
+        return sorted(found, key=lambda terms: terms.asset)
+
+    # --- history ------------------------------------------------------------------------
+
+    def balance_at(self, address: bytes, asset: str, height: int) -> int:
+        """``address``'s balance of ``asset`` after the block at ``height`` (at most the head)."""
+        if height >= self.height:
+            return self.load_balance(address, asset)
+        prefix = BALANCE_HISTORY + asset_key(asset) + address
+        return self._latest_at(prefix, height)
+
+    def _latest_at(self, prefix: bytes, height: int) -> int:
+        """The value under the highest ``prefix`` + height key at or below ``height`` (0 if none)."""
+        with self.db.iterator(
+            start=prefix, stop=prefix + (height + 1).to_bytes(8, "big"), reverse=True, include_key=False
+        ) as entries:
+            value = next(entries, None)
+        return 0 if value is None else codec.read_int(codec.decode(value), "balance history")
+
+    def held_assets(self, address: bytes) -> list[str]:
+        """Every asset ``address`` has ever held, by id."""
+        prefix = HELD_ASSETS + address
+        return sorted(
+            split_asset_key(key[len(prefix) :])[0] for key in self.db.iterator(prefix=prefix, include_value=False)
+        )
+
+    def balances_at(self, address: bytes, height: int) -> dict[str, int]:
+        """``address``'s positive balances after the block at ``height``, by asset."""
+        balances = {asset: self.balance_at(address, asset, height) for asset in self.held_assets(address)}
+        return {asset: balance for asset, balance in balances.items() if balance}
+
+    def holders_at(self, asset: str, height: int, after: bytes, limit: int) -> list[tuple[bytes, int]]:
+        """Up to ``limit`` ``(account, balance)`` of ``asset``'s holders after the block at
+        ``height``, in account order after ``after``; an account whose balance was zero then
+        is skipped (and costs a seek; the holders of long ago are read from history)."""
+        if height >= self.height:
+            return self.holders_after(asset, after, limit)
+        prefix = BALANCE_HISTORY + asset_key(asset)
+        found: list[tuple[bytes, int]] = []
+        cursor = prefix + after + b"\xff" * 8 if after else prefix
+        stop = prefix + b"\xff" * (PUBLIC_KEY_SIZE + 9)
+        while len(found) < limit:
+            with self.db.iterator(start=cursor, stop=stop, include_value=False) as keys:
+                key = next(keys, None)
+            if key is None:
+                break
+            address = key[len(prefix) : len(prefix) + PUBLIC_KEY_SIZE]
+            balance = self._latest_at(prefix + address, height)
+            if balance:
+                found.append((address, balance))
+            cursor = prefix + address + b"\xff" * 8
+        return found
+
+    def account_transactions(
+        self, address: bytes, *, before: tuple[int, int] | None, limit: int
+    ) -> list[tuple[int, int, bytes]]:
+        """Up to ``limit`` ``(height, index, hash)`` of the transactions naming ``address``,
+        newest first, starting before position ``before`` (None: from the newest)."""
+        prefix = ACCOUNT_TRANSACTIONS + address
+        stop = prefix + before[0].to_bytes(8, "big") + before[1].to_bytes(4, "big") if before else prefix + b"\xff" * 13
+        found: list[tuple[int, int, bytes]] = []
+        with self.db.iterator(start=prefix, stop=stop, reverse=True) as entries:
+            for key, value in entries:
+                height, index = struct.unpack(">QI", key[len(prefix) :])
+                found.append((height, index, value))
+                if len(found) >= limit:
+                    break
+        return found
 
     def recompute_lattice(self) -> LatticeHash:
         """The lattice hash rebuilt from every stored entry (for audits and tests)."""

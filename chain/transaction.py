@@ -35,69 +35,205 @@ def _read_amount(value: Any, what: str) -> int:
     return codec.read_int(value, what, minimum=codec.MIN_INT, maximum=codec.MAX_INT)
 
 
+def _read_asset(value: Any, what: str) -> str:
+    # Any short text: an id that breaks the asset id rules is refused by the state
+    # transition (``invalid_asset_id``, or ``unknown_asset``), not as malformed bytes.
+    return codec.read_str(value, what, max_length=_MAX_ASSET_FIELD)
+
+
+def _read_account(value: Any, what: str) -> bytes:
+    return codec.read_bytes(value, what, length=PUBLIC_KEY_SIZE)
+
+
+#: Longest asset id field decoded: twice the longest valid id, so the rule names the problem.
+_MAX_ASSET_FIELD = 64
+
+
 @dataclass(frozen=True, slots=True)
 class Transfer:
-    """Move ``amount`` from the sender to ``recipient``."""
+    """Move ``amount`` of ``asset`` from the sender to ``recipient``, with a memo."""
 
     KIND: ClassVar[str] = "transfer"
+    #: The asset moved.
+    asset: str
     #: Public key of the account credited.
     recipient: bytes
     #: Smallest units moved.
     amount: int
+    #: Free text for the parties (an invoice number, a purpose): at most ``MAX_MEMO_BYTES`` in UTF-8.
+    memo: str = ""
 
     def to_fields(self) -> list[Any]:
-        return [self.recipient, self.amount]
+        return [self.asset, self.recipient, self.amount, self.memo]
 
     @classmethod
     def from_fields(cls, value: Any, what: str) -> Transfer:
-        recipient, amount = codec.read_fields(value, what, 2)
+        asset, recipient, amount, memo = codec.read_fields(value, what, 4)
         return cls(
-            codec.read_bytes(recipient, f"{what}.recipient", length=PUBLIC_KEY_SIZE),
+            _read_asset(asset, f"{what}.asset"),
+            _read_account(recipient, f"{what}.recipient"),
             _read_amount(amount, f"{what}.amount"),
+            # Bounded by the transaction's size; ``memo_too_long`` is the rule's to refuse.
+            codec.read_str(memo, f"{what}.memo", max_length=MAX_TRANSACTION_BYTES),
         )
 
 
 @dataclass(frozen=True, slots=True)
 class Mint:
-    """Create ``amount`` new units in ``recipient``'s account (issuers only)."""
+    """Create ``amount`` new units of ``asset`` in ``recipient``'s account (its issuer only)."""
 
     KIND: ClassVar[str] = "mint"
+    #: The asset minted.
+    asset: str
     #: Public key of the account credited.
     recipient: bytes
     #: Smallest units created.
     amount: int
 
     def to_fields(self) -> list[Any]:
-        return [self.recipient, self.amount]
+        return [self.asset, self.recipient, self.amount]
 
     @classmethod
     def from_fields(cls, value: Any, what: str) -> Mint:
-        recipient, amount = codec.read_fields(value, what, 2)
+        asset, recipient, amount = codec.read_fields(value, what, 3)
         return cls(
-            codec.read_bytes(recipient, f"{what}.recipient", length=PUBLIC_KEY_SIZE),
+            _read_asset(asset, f"{what}.asset"),
+            _read_account(recipient, f"{what}.recipient"),
             _read_amount(amount, f"{what}.amount"),
         )
 
 
 @dataclass(frozen=True, slots=True)
 class Burn:
-    """Destroy ``amount`` units from the sender's own account (issuers only)."""
+    """Destroy ``amount`` units of ``asset`` from the sender's own account (its issuer only)."""
 
     KIND: ClassVar[str] = "burn"
+    #: The asset burned.
+    asset: str
     #: Smallest units destroyed.
     amount: int
 
     def to_fields(self) -> list[Any]:
-        return [self.amount]
+        return [self.asset, self.amount]
 
     @classmethod
     def from_fields(cls, value: Any, what: str) -> Burn:
-        (amount,) = codec.read_fields(value, what, 1)
-        return cls(_read_amount(amount, f"{what}.amount"))
+        asset, amount = codec.read_fields(value, what, 2)
+        return cls(_read_asset(asset, f"{what}.asset"), _read_amount(amount, f"{what}.amount"))
+
+
+@dataclass(frozen=True, slots=True)
+class IssueAsset:
+    """Create a new asset with the sender as its issuer (accounts with the issuer role only).
+
+    ``supply`` units are credited to the issuer at once. Fields a rule bounds (the id,
+    the name, the decimals, the policy) are decoded as any value of their type, so
+    that the state transition refuses them by name (``invalid_asset_id``,
+    ``invalid_asset_terms``).
+    """
+
+    KIND: ClassVar[str] = "issue_asset"
+    #: The new asset's id.
+    asset: str
+    #: Display name.
+    name: str
+    #: Digits after the decimal point.
+    decimals: int
+    #: Smallest units credited to the issuer at issue.
+    supply: int
+    #: Whether the issuer may mint more later.
+    reissuable: bool
+    #: Largest supply minting may reach (0: no cap of its own); only for a reissuable asset.
+    cap: int
+    #: Public key of the registrar, or empty bytes for the issuer itself.
+    registrar: bytes
+    #: ``open`` or ``restricted``.
+    policy: str
+    #: Milliseconds since the Unix epoch from which it lapses, or 0 for never.
+    expiry_ms: int
+
+    def to_fields(self) -> list[Any]:
+        return [
+            self.asset,
+            self.name,
+            self.decimals,
+            self.supply,
+            self.reissuable,
+            self.cap,
+            self.registrar,
+            self.policy,
+            self.expiry_ms,
+        ]
+
+    @classmethod
+    def from_fields(cls, value: Any, what: str) -> IssueAsset:
+        asset, name, decimals, supply, reissuable, cap, registrar, policy, expiry = codec.read_fields(value, what, 9)
+        if registrar != b"":
+            registrar = _read_account(registrar, f"{what}.registrar")
+        return cls(
+            _read_asset(asset, f"{what}.asset"),
+            codec.read_str(name, f"{what}.name", max_length=MAX_TRANSACTION_BYTES),
+            codec.read_int(decimals, f"{what}.decimals"),
+            codec.read_int(supply, f"{what}.supply"),
+            codec.read_bool(reissuable, f"{what}.reissuable"),
+            codec.read_int(cap, f"{what}.cap"),
+            registrar,
+            codec.read_str(policy, f"{what}.policy", max_length=_MAX_ASSET_FIELD),
+            codec.read_int(expiry, f"{what}.expiry_ms"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _AccountAction:
+    """An asset's registrar acts on one account's standing in that asset."""
+
+    KIND: ClassVar[str] = ""
+    #: The asset.
+    asset: str
+    #: Public key of the account acted on.
+    account: bytes
+
+    def to_fields(self) -> list[Any]:
+        return [self.asset, self.account]
+
+    @classmethod
+    def from_fields(cls, value: Any, what: str) -> Any:
+        asset, account = codec.read_fields(value, what, 2)
+        return cls(_read_asset(asset, f"{what}.asset"), _read_account(account, f"{what}.account"))
+
+
+@dataclass(frozen=True, slots=True)
+class ApproveHolder(_AccountAction):
+    """The registrar approves ``account`` to hold and move a restricted asset."""
+
+    KIND: ClassVar[str] = "approve_holder"
+
+
+@dataclass(frozen=True, slots=True)
+class RevokeHolder(_AccountAction):
+    """The registrar withdraws an approval: the account keeps its balance but can neither send nor receive."""
+
+    KIND: ClassVar[str] = "revoke_holder"
+
+
+@dataclass(frozen=True, slots=True)
+class Freeze(_AccountAction):
+    """The registrar freezes ``account`` in the asset (a lost key, a court order)."""
+
+    KIND: ClassVar[str] = "freeze"
+
+
+@dataclass(frozen=True, slots=True)
+class Unfreeze(_AccountAction):
+    """The registrar lifts a freeze."""
+
+    KIND: ClassVar[str] = "unfreeze"
 
 
 #: Every kind this node understands, by its wire name.
-KINDS: dict[str, Any] = {kind.KIND: kind for kind in (Transfer, Mint, Burn)}
+KINDS: dict[str, Any] = {
+    kind.KIND: kind for kind in (Transfer, Mint, Burn, IssueAsset, ApproveHolder, RevokeHolder, Freeze, Unfreeze)
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +246,7 @@ class Transaction:
     sender: bytes
     #: The sender's next nonce; stops replay within the network.
     nonce: int
-    #: What to do: a ``Transfer``, ``Mint`` or ``Burn``.
+    #: What to do: one of the bodies in ``KINDS``.
     body: Body
     #: Ed25519 signature by ``sender`` over ``signing_payload()``.
     signature: bytes
@@ -162,6 +298,16 @@ class Transaction:
 
 #: Transactions decoded lately: two blocks of the default proposal cap.
 _RECENT: codec.RecentlyDecoded[Transaction] = codec.RecentlyDecoded(capacity=10_000)
+
+
+def parties(transaction: Transaction) -> tuple[bytes, ...]:
+    """The accounts a transaction concerns: its sender, then the account its body names
+    (a recipient, or the account a registrar acts on), once each."""
+    body = transaction.body
+    other = getattr(body, "recipient", None) or getattr(body, "account", None)
+    if other is None or other == transaction.sender:
+        return (transaction.sender,)
+    return (transaction.sender, other)
 
 
 def signing_payload(chain_id: str, sender: bytes, nonce: int, body: Body) -> bytes:

@@ -1,0 +1,484 @@
+"""The state's entries, and a block's working copy of them.
+
+State is a set of entries, each under a key that starts with its table's letter:
+
+=====  ==================================  ======================================
+table  key after the letter                value
+=====  ==================================  ======================================
+``a``  account                             ``Account``: nonce and roles
+``b``  asset, account                      balance (smallest units)
+``d``  asset                               ``AssetTerms``, fixed at issue
+``s``  asset                               ``AssetState``: supply, holders, lapse
+``p``  asset, account                      approved holder of a restricted asset
+``f``  asset, account                      frozen in the asset
+``e``  (none)                              assets still to lapse, by expiry time
+``v``  (none)                              the ordered validator set
+=====  ==================================  ======================================
+
+An asset in a key is ``asset_key(asset)`` (its id's length, then the id), an
+account its 32-byte public key. Balances are keyed by asset first, so the
+holders of an asset are one range of keys in account order: the order in which
+expiry returns them. A zero, empty or false value is an absent entry. The
+state root commits to every entry (see ``state_root``).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from mura.chain import codec
+from mura.chain.assets import AssetState, AssetTerms, asset_key
+from mura.chain.block import MAX_BLOCK_BYTES, MAX_BLOCK_TRANSACTIONS, MAX_VALIDATORS
+from mura.chain.keys import PUBLIC_KEY_SIZE
+from mura.chain.state_root import LatticeHash, update_lattice
+
+#: The largest supply of an asset (and so the largest balance) that can exist.
+MAX_SUPPLY = codec.MAX_INT
+
+ACCOUNT_PREFIX = b"a"
+BALANCE_PREFIX = b"b"
+ASSET_PREFIX = b"d"
+ASSET_STATE_PREFIX = b"s"
+APPROVAL_PREFIX = b"p"
+FROZEN_PREFIX = b"f"
+EXPIRIES_KEY = b"e"
+VALIDATORS_KEY = b"v"
+
+_TRUE = codec.encode(True)
+
+
+class Role(enum.IntFlag):
+    """What an account may do beyond holding and sending assets."""
+
+    NONE = 0
+    #: May issue new assets.
+    ISSUER = 1
+    #: Takes part in consensus.
+    VALIDATOR = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """One account's entry in the state (its balances are entries of their own)."""
+
+    #: The nonce its next transaction must carry.
+    nonce: int = 0
+    #: ``Role`` flags.
+    roles: Role = Role.NONE
+
+    def encode(self) -> bytes:
+        return codec.encode([self.nonce, int(self.roles)])
+
+    @classmethod
+    def decode(cls, data: bytes) -> Account:
+        nonce, roles = codec.read_fields(codec.decode(data), "account", 2)
+        return cls(
+            codec.read_int(nonce, "account.nonce"),
+            Role(codec.read_int(roles, "account.roles", maximum=int(Role.ISSUER | Role.VALIDATOR))),
+        )
+
+
+def account_key(address: bytes) -> bytes:
+    """The state entry key of an account."""
+    return ACCOUNT_PREFIX + address
+
+
+def balance_key(asset: str, address: bytes) -> bytes:
+    """The state entry key of an account's balance of an asset."""
+    return BALANCE_PREFIX + asset_key(asset) + address
+
+
+def asset_terms_key(asset: str) -> bytes:
+    return ASSET_PREFIX + asset_key(asset)
+
+
+def asset_state_key(asset: str) -> bytes:
+    return ASSET_STATE_PREFIX + asset_key(asset)
+
+
+def approval_key(asset: str, address: bytes) -> bytes:
+    return APPROVAL_PREFIX + asset_key(asset) + address
+
+
+def frozen_key(asset: str, address: bytes) -> bytes:
+    return FROZEN_PREFIX + asset_key(asset) + address
+
+
+def encode_validators(validators: Sequence[bytes]) -> bytes:
+    return codec.encode(list(validators))
+
+
+def decode_validators(data: bytes) -> tuple[bytes, ...]:
+    items = codec.read_list(codec.decode(data), "validators", max_length=MAX_VALIDATORS)
+    return tuple(codec.read_bytes(item, "validators[]", length=PUBLIC_KEY_SIZE) for item in items)
+
+
+#: Assets still to lapse: ``(expiry_ms, asset)``, soonest first.
+Expiries = tuple[tuple[int, str], ...]
+
+
+def encode_expiries(expiries: Expiries) -> bytes:
+    return codec.encode([[expiry, asset] for expiry, asset in expiries])
+
+
+def decode_expiries(data: bytes) -> Expiries:
+    items = codec.read_list(codec.decode(data), "expiries", max_length=codec.MAX_ARRAY_LENGTH)
+    result = []
+    for item in items:
+        expiry, asset = codec.read_fields(item, "expiries[]", 2)
+        result.append(
+            (codec.read_int(expiry, "expiries[].expiry_ms"), codec.read_str(asset, "expiries[].asset", max_length=64))
+        )
+    return tuple(result)
+
+
+def decode_balance(data: bytes) -> int:
+    return codec.read_int(codec.decode(data), "balance")
+
+
+class StateReader(Protocol):
+    """Read access to a committed state (the store, or an in-memory copy)."""
+
+    def load_account(self, address: bytes) -> Account: ...
+
+    def load_balance(self, address: bytes, asset: str) -> int: ...
+
+    def load_asset(self, asset: str) -> AssetTerms | None: ...
+
+    def load_asset_state(self, asset: str) -> AssetState: ...
+
+    def load_entry(self, key: bytes) -> bytes | None:
+        """The raw value of any state entry (None when absent)."""
+        ...
+
+    def holders_after(self, asset: str, after: bytes, limit: int) -> list[tuple[bytes, int]]:
+        """Up to ``limit`` ``(account, balance)`` of ``asset``'s holders, in account order,
+        starting after ``after`` (b"": from the first)."""
+        ...
+
+    def load_validators(self) -> tuple[bytes, ...]: ...
+
+    def load_lattice(self) -> LatticeHash: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ChainRules:
+    """The network-wide parameters every validator applies identically."""
+
+    #: The network's name; every transaction and block must carry it.
+    chain_id: str
+    #: Largest total size of a block's encoded transactions.
+    max_block_bytes: int = MAX_BLOCK_BYTES
+    #: Most transactions in one block.
+    max_block_transactions: int = MAX_BLOCK_TRANSACTIONS
+
+
+@dataclass(frozen=True, slots=True)
+class StateChanges:
+    """What a block changed: the entries to write and the resulting root."""
+
+    #: Every changed state entry: its key and its new value (None: deleted).
+    entries: dict[bytes, bytes | None]
+    #: New account entries by public key.
+    accounts: dict[bytes, Account]
+    #: New balances by (asset, account).
+    balances: dict[tuple[str, bytes], int]
+    #: The (asset, account) pairs whose balance was zero before the block and is not now.
+    first_holdings: tuple[tuple[str, bytes], ...]
+    #: Assets issued by the block.
+    assets: dict[str, AssetTerms]
+    #: New asset states by asset.
+    asset_states: dict[str, AssetState]
+    #: Validator set afterwards.
+    validators: tuple[bytes, ...]
+    #: The lattice hash of the whole state afterwards.
+    lattice: LatticeHash
+    #: ``lattice.root()``, as the header must carry it.
+    state_root: bytes
+
+
+class PendingState:
+    """A block's working copy: reads fall through to the committed state.
+
+    ``timestamp_ms`` is the block's timestamp (0 where no block is being built, as
+    in mempool admission).
+    """
+
+    def __init__(self, base: StateReader, *, timestamp_ms: int = 0) -> None:
+        self._base = base
+        self.timestamp_ms = timestamp_ms
+        self._accounts: dict[bytes, Account] = {}
+        self._original_accounts: dict[bytes, Account] = {}
+        self._balances: dict[tuple[str, bytes], int] = {}
+        self._original_balances: dict[tuple[str, bytes], int] = {}
+        self._assets: dict[str, AssetTerms | None] = {}
+        self._issued: dict[str, AssetTerms] = {}
+        self._asset_states: dict[str, AssetState] = {}
+        self._original_asset_states: dict[str, AssetState] = {}
+        self._flags: dict[bytes, bool] = {}
+        self._original_flags: dict[bytes, bool] = {}
+        self._expiries: Expiries | None = None
+        self._original_expiries: Expiries | None = None
+        self._validators: tuple[bytes, ...] | None = None
+        self._original_validators: tuple[bytes, ...] | None = None
+
+    # accounts
+
+    def account(self, address: bytes) -> Account:
+        account = self._accounts.get(address)
+        if account is None:
+            account = self._base.load_account(address)
+            self._accounts[address] = account
+            self._original_accounts[address] = account
+        return account
+
+    def set_account(self, address: bytes, account: Account) -> None:
+        self.account(address)
+        self._accounts[address] = account
+
+    # balances
+
+    def balance(self, address: bytes, asset: str) -> int:
+        key = (asset, address)
+        balance = self._balances.get(key)
+        if balance is None:
+            balance = self._base.load_balance(address, asset)
+            self._balances[key] = balance
+            self._original_balances[key] = balance
+        return balance
+
+    def set_balance(self, address: bytes, asset: str, balance: int) -> None:
+        self.balance(address, asset)
+        self._balances[(asset, address)] = balance
+
+    def holders_after(self, asset: str, after: bytes, limit: int) -> list[bytes]:
+        """Up to ``limit`` accounts holding ``asset`` in the committed state, in account order,
+        after ``after``. (Their balances now: ``balance``.)"""
+        return [address for address, _ in self._base.holders_after(asset, after, limit)]
+
+    # assets
+
+    def asset(self, asset: str) -> AssetTerms | None:
+        if asset not in self._assets:
+            self._assets[asset] = self._base.load_asset(asset)
+        return self._assets[asset]
+
+    def issue(self, terms: AssetTerms) -> None:
+        self._assets[terms.asset] = terms
+        self._issued[terms.asset] = terms
+
+    def asset_state(self, asset: str) -> AssetState:
+        state = self._asset_states.get(asset)
+        if state is None:
+            state = self._base.load_asset_state(asset)
+            self._asset_states[asset] = state
+            self._original_asset_states[asset] = state
+        return state
+
+    def set_asset_state(self, asset: str, state: AssetState) -> None:
+        self.asset_state(asset)
+        self._asset_states[asset] = state
+
+    # approvals and freezes
+
+    def flag(self, key: bytes) -> bool:
+        value = self._flags.get(key)
+        if value is None:
+            value = self._base.load_entry(key) is not None
+            self._flags[key] = value
+            self._original_flags[key] = value
+        return value
+
+    def set_flag(self, key: bytes, value: bool) -> None:
+        self.flag(key)
+        self._flags[key] = value
+
+    def approved(self, terms: AssetTerms, address: bytes) -> bool:
+        """Whether ``address`` may hold and move the restricted asset: its issuer always may."""
+        return address == terms.issuer or self.flag(approval_key(terms.asset, address))
+
+    def frozen(self, asset: str, address: bytes) -> bool:
+        return self.flag(frozen_key(asset, address))
+
+    # expiries and validators
+
+    @property
+    def expiries(self) -> Expiries:
+        if self._expiries is None:
+            value = self._base.load_entry(EXPIRIES_KEY)
+            self._expiries = () if value is None else decode_expiries(value)
+            self._original_expiries = self._expiries
+        return self._expiries
+
+    @expiries.setter
+    def expiries(self, value: Expiries) -> None:
+        _ = self.expiries
+        self._expiries = value
+
+    @property
+    def validators(self) -> tuple[bytes, ...]:
+        if self._validators is None:
+            self._validators = self._original_validators = self._base.load_validators()
+        return self._validators
+
+    @validators.setter
+    def validators(self, value: tuple[bytes, ...]) -> None:
+        _ = self.validators
+        self._validators = value
+
+    def finish(self) -> StateChanges:
+        """The touched entries and the state root they produce."""
+        entries: list[tuple[bytes, bytes | None, bytes | None]] = []
+        accounts = {address: new for address, new in self._accounts.items() if new != self._original_accounts[address]}
+        for address, account in accounts.items():
+            entries.append(
+                (account_key(address), account_entry(self._original_accounts[address]), account_entry(account))
+            )
+        balances: dict[tuple[str, bytes], int] = {}
+        first_holdings: list[tuple[str, bytes]] = []
+        for pair, balance in self._balances.items():
+            original = self._original_balances[pair]
+            if balance == original:
+                continue
+            balances[pair] = balance
+            asset, address = pair
+            entries.append((balance_key(asset, address), balance_entry(original), balance_entry(balance)))
+            if (original == 0) != (balance == 0):
+                state = self.asset_state(asset)
+                self.set_asset_state(asset, replace(state, holders=state.holders + (1 if original == 0 else -1)))
+                if original == 0:
+                    first_holdings.append(pair)
+        for asset, terms in self._issued.items():
+            entries.append((asset_terms_key(asset), None, terms.encode()))
+        asset_states = {
+            asset: new for asset, new in self._asset_states.items() if new != self._original_asset_states[asset]
+        }
+        for asset, state in asset_states.items():
+            entries.append(
+                (
+                    asset_state_key(asset),
+                    asset_state_entry(self._original_asset_states[asset]),
+                    asset_state_entry(state),
+                )
+            )
+        for key, value in self._flags.items():
+            if value != self._original_flags[key]:
+                entries.append((key, _TRUE if self._original_flags[key] else None, _TRUE if value else None))
+        if self._expiries is not None and self._expiries != self._original_expiries:
+            entries.append(
+                (EXPIRIES_KEY, expiries_entry(self._original_expiries or ()), expiries_entry(self._expiries))
+            )
+        validators = self.validators
+        if validators != self._original_validators:
+            entries.append(
+                (VALIDATORS_KEY, validators_entry(self._original_validators or ()), validators_entry(validators))
+            )
+        lattice = update_lattice(self._base.load_lattice(), entries)
+        return StateChanges(
+            entries={key: new for key, _, new in entries},
+            accounts=accounts,
+            balances=balances,
+            first_holdings=tuple(first_holdings),
+            assets=dict(self._issued),
+            asset_states=asset_states,
+            validators=validators,
+            lattice=lattice,
+            state_root=lattice.root(),
+        )
+
+
+# A zero or empty value is an absent entry, so the empty state has the empty lattice.
+
+
+def account_entry(account: Account) -> bytes | None:
+    """The state entry value of an account, or None for an account with no nonce and no role."""
+    return None if account == Account() else account.encode()
+
+
+def balance_entry(balance: int) -> bytes | None:
+    return codec.encode(balance) if balance else None
+
+
+def asset_state_entry(state: AssetState) -> bytes | None:
+    return None if state == AssetState() else state.encode()
+
+
+def expiries_entry(expiries: Expiries) -> bytes | None:
+    return encode_expiries(expiries) if expiries else None
+
+
+def validators_entry(validators: Sequence[bytes]) -> bytes | None:
+    return encode_validators(validators) if validators else None
+
+
+class MemoryState:
+    """A committed state held in memory: the simulator's and the tests' store.
+
+    Implements ``StateReader`` like the LevelDB ``Store`` does, over the same
+    entries, and commits ``StateChanges`` the same way, without blocks or indexes.
+    """
+
+    def __init__(self) -> None:
+        #: Every state entry by key.
+        self.entries: dict[bytes, bytes] = {}
+        self.lattice = LatticeHash()
+
+    def load_account(self, address: bytes) -> Account:
+        value = self.entries.get(account_key(address))
+        return Account() if value is None else Account.decode(value)
+
+    def load_balance(self, address: bytes, asset: str) -> int:
+        value = self.entries.get(balance_key(asset, address))
+        return 0 if value is None else decode_balance(value)
+
+    def load_asset(self, asset: str) -> AssetTerms | None:
+        value = self.entries.get(asset_terms_key(asset))
+        return None if value is None else AssetTerms.decode(value)
+
+    def load_asset_state(self, asset: str) -> AssetState:
+        value = self.entries.get(asset_state_key(asset))
+        return AssetState() if value is None else AssetState.decode(value)
+
+    def load_entry(self, key: bytes) -> bytes | None:
+        return self.entries.get(key)
+
+    def holders_after(self, asset: str, after: bytes, limit: int) -> list[tuple[bytes, int]]:
+        prefix = BALANCE_PREFIX + asset_key(asset)
+        addresses = sorted(
+            key[len(prefix) :] for key in self.entries if key.startswith(prefix) and key[len(prefix) :] > after
+        )
+        return [(address, self.load_balance(address, asset)) for address in addresses[:limit]]
+
+    def load_validators(self) -> tuple[bytes, ...]:
+        value = self.entries.get(VALIDATORS_KEY)
+        return () if value is None else decode_validators(value)
+
+    def load_lattice(self) -> LatticeHash:
+        return self.lattice
+
+    def commit(self, changes: StateChanges) -> None:
+        for key, value in changes.entries.items():
+            if value is None:
+                self.entries.pop(key, None)
+            else:
+                self.entries[key] = value
+        self.lattice = changes.lattice
+
+    # For tests and audits: the state as a whole.
+
+    def assets(self) -> dict[str, AssetTerms]:
+        return {
+            AssetTerms.decode(value).asset: AssetTerms.decode(value)
+            for key, value in self.entries.items()
+            if key.startswith(ASSET_PREFIX)
+        }
+
+    def balances(self, asset: str) -> dict[bytes, int]:
+        """Every positive balance of ``asset`` by account."""
+        prefix = BALANCE_PREFIX + asset_key(asset)
+        return {
+            key[len(prefix) :]: decode_balance(value) for key, value in self.entries.items() if key.startswith(prefix)
+        }
