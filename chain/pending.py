@@ -154,7 +154,7 @@ class StateReader(Protocol):
         """The raw value of any state entry (None when absent)."""
         ...
 
-    def holders_after(self, asset: str, after: bytes, limit: int) -> list[tuple[bytes, int]]:
+    def load_holders_after(self, asset: str, after: bytes, limit: int) -> list[tuple[bytes, int]]:
         """Up to ``limit`` ``(account, balance)`` of ``asset``'s holders, in account order,
         starting after ``after`` (b"": from the first)."""
         ...
@@ -257,7 +257,7 @@ class PendingState:
     def holders_after(self, asset: str, after: bytes, limit: int) -> list[bytes]:
         """Up to ``limit`` accounts holding ``asset`` in the committed state, in account order,
         after ``after``. (Their balances now: ``balance``.)"""
-        return [address for address, _ in self._base.holders_after(asset, after, limit)]
+        return [address for address, _ in self._base.load_holders_after(asset, after, limit)]
 
     # assets
 
@@ -445,7 +445,7 @@ class MemoryState:
     def load_entry(self, key: bytes) -> bytes | None:
         return self.entries.get(key)
 
-    def holders_after(self, asset: str, after: bytes, limit: int) -> list[tuple[bytes, int]]:
+    def load_holders_after(self, asset: str, after: bytes, limit: int) -> list[tuple[bytes, int]]:
         prefix = BALANCE_PREFIX + asset_key(asset)
         addresses = sorted(
             key[len(prefix) :] for key in self.entries if key.startswith(prefix) and key[len(prefix) :] > after

@@ -320,7 +320,7 @@ class Store:
     def load_entry(self, key: bytes) -> bytes | None:
         return self.db.get(STATE + key)  # type: ignore[no-any-return]
 
-    def holders_after(self, asset: str, after: bytes, limit: int) -> list[tuple[bytes, int]]:
+    def load_holders_after(self, asset: str, after: bytes, limit: int) -> list[tuple[bytes, int]]:
         prefix = STATE + BALANCE_PREFIX + asset_key(asset)
         start = prefix + after if after else prefix
         found: list[tuple[bytes, int]] = []
@@ -351,14 +351,14 @@ class Store:
         for key, value in self.db.iterator(prefix=STATE + ACCOUNT_PREFIX):
             yield key[len(STATE) + len(ACCOUNT_PREFIX) :], Account.decode(value)
 
-    def list_assets(self) -> list[AssetTerms]:
+    def load_assets(self) -> list[AssetTerms]:
         """Every issued asset, by id."""
         found = [AssetTerms.decode(value) for _, value in self.db.iterator(prefix=STATE + ASSET_PREFIX)]
         return sorted(found, key=lambda terms: terms.asset)
 
     # --- history ------------------------------------------------------------------------
 
-    def balance_at(self, address: bytes, asset: str, height: int) -> int:
+    def load_balance_at(self, address: bytes, asset: str, height: int) -> int:
         """``address``'s balance of ``asset`` after the block at ``height`` (at most the head)."""
         if height >= self.height:
             return self.load_balance(address, asset)
@@ -373,24 +373,24 @@ class Store:
             value = next(entries, None)
         return 0 if value is None else codec.read_int(codec.decode(value), "balance history")
 
-    def held_assets(self, address: bytes) -> list[str]:
+    def load_held_assets(self, address: bytes) -> list[str]:
         """Every asset ``address`` has ever held, by id."""
         prefix = HELD_ASSETS + address
         return sorted(
             split_asset_key(key[len(prefix) :])[0] for key in self.db.iterator(prefix=prefix, include_value=False)
         )
 
-    def balances_at(self, address: bytes, height: int) -> dict[str, int]:
+    def load_balances_at(self, address: bytes, height: int) -> dict[str, int]:
         """``address``'s positive balances after the block at ``height``, by asset."""
-        balances = {asset: self.balance_at(address, asset, height) for asset in self.held_assets(address)}
+        balances = {asset: self.load_balance_at(address, asset, height) for asset in self.load_held_assets(address)}
         return {asset: balance for asset, balance in balances.items() if balance}
 
-    def holders_at(self, asset: str, height: int, after: bytes, limit: int) -> list[tuple[bytes, int]]:
+    def load_holders_at(self, asset: str, height: int, after: bytes, limit: int) -> list[tuple[bytes, int]]:
         """Up to ``limit`` ``(account, balance)`` of ``asset``'s holders after the block at
         ``height``, in account order after ``after``; an account whose balance was zero then
         is skipped (and costs a seek; the holders of long ago are read from history)."""
         if height >= self.height:
-            return self.holders_after(asset, after, limit)
+            return self.load_holders_after(asset, after, limit)
         prefix = BALANCE_HISTORY + asset_key(asset)
         found: list[tuple[bytes, int]] = []
         cursor = prefix + after + b"\xff" * 8 if after else prefix
@@ -407,7 +407,7 @@ class Store:
             cursor = prefix + address + b"\xff" * 8
         return found
 
-    def account_transactions(
+    def load_account_transactions(
         self, address: bytes, *, before: tuple[int, int] | None, limit: int
     ) -> list[tuple[int, int, bytes]]:
         """Up to ``limit`` ``(height, index, hash)`` of the transactions naming ``address``,
