@@ -339,6 +339,9 @@ class PendingState:
             )
         balances: dict[tuple[str, bytes], int] = {}
         first_holdings: list[tuple[str, bytes]] = []
+        # Holders gained (or lost) per asset: counted here, not written into the working copy,
+        # so that finishing twice gives the same changes.
+        holder_changes: dict[str, int] = {}
         for pair, balance in self._balances.items():
             original = self._original_balances[pair]
             if balance == original:
@@ -347,15 +350,18 @@ class PendingState:
             asset, address = pair
             entries.append((balance_key(asset, address), balance_entry(original), balance_entry(balance)))
             if (original == 0) != (balance == 0):
-                state = self.asset_state(asset)
-                self.set_asset_state(asset, replace(state, holders=state.holders + (1 if original == 0 else -1)))
+                holder_changes[asset] = holder_changes.get(asset, 0) + (1 if original == 0 else -1)
                 if original == 0:
                     first_holdings.append(pair)
         for asset, terms in self._issued.items():
             entries.append((asset_terms_key(asset), None, terms.encode()))
-        asset_states = {
-            asset: new for asset, new in self._asset_states.items() if new != self._original_asset_states[asset]
-        }
+        for asset in holder_changes:
+            self.asset_state(asset)  # read from the committed state if no step did
+        asset_states: dict[str, AssetState] = {}
+        for asset, state in self._asset_states.items():
+            new = replace(state, holders=state.holders + holder_changes.get(asset, 0))
+            if new != self._original_asset_states[asset]:
+                asset_states[asset] = new
         for asset, state in asset_states.items():
             entries.append(
                 (
