@@ -99,7 +99,8 @@ def test_merkle_root_leaf_is_not_an_inner_node() -> None:
 
 def test_transaction_root_is_over_transaction_hashes() -> None:
     key = SigningKey.from_private_bytes(bytes(32))
-    txs = [sign_transaction(key, chain_id=CHAIN_ID, nonce=n, body=Transfer(bytes(32), 1)) for n in range(3)]
+    body = Transfer("NAC", bytes(32), 1)
+    txs = [sign_transaction(key, chain_id=CHAIN_ID, nonce=n, body=body) for n in range(3)]
     assert transaction_root(txs) == merkle_root([tx.hash for tx in txs])
 
 
@@ -119,7 +120,7 @@ def test_block_hash_is_the_header_hash() -> None:
 
 def _transfers(count: int, *, amount: int = 1) -> list[Transaction]:
     key = SigningKey.from_private_bytes(bytes(32))
-    body = Transfer(bytes(32), amount)
+    body = Transfer("NAC", bytes(32), amount)
     return [sign_transaction(key, chain_id=CHAIN_ID, nonce=n, body=body) for n in range(count)]
 
 

@@ -15,16 +15,29 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mura.chain import codec
+from mura.chain.assets import (
+    MAX_ASSET_ID_LENGTH,
+    MAX_ASSET_NAME_LENGTH,
+    MAX_DECIMALS,
+    AssetState,
+    AssetTerms,
+    TransferPolicy,
+)
 from mura.chain.block import Block, CommitCertificate, Header, transaction_root
 from mura.chain.errors import DecodeError, UnknownKind
 from mura.chain.keys import SigningKey
 from mura.chain.state import Account, Role
 from mura.chain.transaction import (
     MAX_TRANSACTION_BYTES,
+    ApproveHolder,
     Burn,
+    Freeze,
+    IssueAsset,
     Mint,
+    RevokeHolder,
     Transaction,
     Transfer,
+    Unfreeze,
     decode_transaction_hex,
     sign_transaction,
 )
@@ -41,10 +54,30 @@ signatures = st.binary(min_size=64, max_size=64)
 unsigned = st.integers(min_value=0, max_value=codec.MAX_INT)
 amounts = st.integers(min_value=codec.MIN_INT, max_value=codec.MAX_INT)
 
+#: Any short text: the decoder leaves the asset id rules to the state transition.
+asset_fields = st.text(max_size=64)
+memos = st.text(max_size=300)
+
 bodies_by_kind = {
-    "transfer": st.builds(Transfer, public_keys, amounts),
-    "mint": st.builds(Mint, public_keys, amounts),
-    "burn": st.builds(Burn, amounts),
+    "transfer": st.builds(Transfer, asset_fields, public_keys, amounts, memos),
+    "mint": st.builds(Mint, asset_fields, public_keys, amounts),
+    "burn": st.builds(Burn, asset_fields, amounts),
+    "issue_asset": st.builds(
+        IssueAsset,
+        asset_fields,
+        st.text(max_size=80),
+        unsigned,
+        unsigned,
+        st.booleans(),
+        unsigned,
+        st.just(b"") | public_keys,
+        st.sampled_from(["open", "restricted", "other"]),
+        unsigned,
+    ),
+    "approve_holder": st.builds(ApproveHolder, asset_fields, public_keys),
+    "revoke_holder": st.builds(RevokeHolder, asset_fields, public_keys),
+    "freeze": st.builds(Freeze, asset_fields, public_keys),
+    "unfreeze": st.builds(Unfreeze, asset_fields, public_keys),
 }
 bodies = st.one_of(*bodies_by_kind.values())
 
@@ -70,13 +103,30 @@ certificates = st.builds(
         lambda indexes: st.tuples(*[st.tuples(st.just(index), signatures) for index in sorted(indexes)])
     ),
 )
-accounts = st.builds(Account, unsigned, unsigned, st.sampled_from([Role(value) for value in range(4)]))
+accounts = st.builds(Account, unsigned, st.sampled_from([Role(value) for value in range(4)]))
+asset_terms = st.builds(
+    AssetTerms,
+    st.text(min_size=1, max_size=MAX_ASSET_ID_LENGTH),
+    st.text(min_size=1, max_size=MAX_ASSET_NAME_LENGTH),
+    st.integers(0, MAX_DECIMALS),
+    public_keys,
+    st.booleans(),
+    unsigned,
+    public_keys,
+    st.sampled_from(list(TransferPolicy)),
+    unsigned,
+)
+asset_states = st.builds(
+    AssetState, unsigned, unsigned, st.booleans(), unsigned, st.booleans(), st.just(b"") | public_keys
+)
 
 WIRE_TYPES: dict[str, tuple[Callable[[bytes], Any], Callable[[Any], bytes], st.SearchStrategy[Any]]] = {
     "transaction": (Transaction.decode, lambda tx: tx.encoded, transactions),
     "block": (Block.decode, lambda block: block.encode(), blocks),
     "certificate": (CommitCertificate.decode, lambda certificate: certificate.encode(), certificates),
     "account": (Account.decode, lambda account: account.encode(), accounts),
+    "asset_terms": (AssetTerms.decode, lambda terms: terms.encode(), asset_terms),
+    "asset_state": (AssetState.decode, lambda state: state.encode(), asset_states),
 }
 
 WIRE_VALUE_TYPES = (int, bytes, str, bool, list, type(None))
@@ -87,7 +137,7 @@ def _key() -> SigningKey:
 
 
 def _transfer() -> Transaction:
-    return sign_transaction(_key(), chain_id="mura-test", nonce=3, body=Transfer(b"\x07" * 32, 250))
+    return sign_transaction(_key(), chain_id="mura-test", nonce=3, body=Transfer("NAC", b"\x07" * 32, 250))
 
 
 def _transaction_fields() -> list[Any]:
@@ -138,7 +188,8 @@ def test_encoding_is_canonical_for_each_wire_value() -> None:
 def test_transaction_encoding_is_the_documented_array() -> None:
     key = _key()
     tx = _transfer()
-    assert codec.decode(tx.encoded) == ["mura-test", key.public_key, 3, "transfer", [b"\x07" * 32, 250], tx.signature]
+    body = ["NAC", b"\x07" * 32, 250, ""]
+    assert codec.decode(tx.encoded) == ["mura-test", key.public_key, 3, "transfer", body, tx.signature]
     assert tx == Transaction.decode(tx.encoded)
     assert Transaction.decode(tx.encoded).hash == tx.hash
 
@@ -286,7 +337,8 @@ def test_invalid_field_count_missing_fields() -> None:
     with pytest.raises(DecodeError, match=r"transaction: expected 6 fields, got 5 \(missing fields\)"):
         Transaction.decode(codec.encode(_transaction_fields()[:5]))
     with pytest.raises(DecodeError, match=r"transaction\.body.*missing fields"):
-        Transaction.decode(codec.encode([*_transaction_fields()[:4], [b"\x07" * 32], *_transaction_fields()[5:]]))
+        fields = _transaction_fields()
+        Transaction.decode(codec.encode([*fields[:4], ["NAC", b"\x07" * 32], *fields[5:]]))
 
 
 def test_invalid_field_count_unknown_extra_fields() -> None:
@@ -294,7 +346,7 @@ def test_invalid_field_count_unknown_extra_fields() -> None:
         codec.read_fields([1, 2, 3, 4], "thing", 3)
     with pytest.raises(DecodeError, match=r"transaction: expected 6 fields, got 7 \(unknown extra fields\)"):
         Transaction.decode(codec.encode([*_transaction_fields(), 0]))
-    account = codec.decode(Account(5, 1, Role.ISSUER).encode())
+    account = codec.decode(Account(5, Role.ISSUER).encode())
     with pytest.raises(DecodeError, match="unknown extra fields"):
         Account.decode(codec.encode([*account, 0]))
 
@@ -333,7 +385,7 @@ def test_invalid_bool_where_int_expected() -> None:
     with pytest.raises(DecodeError, match=r"transaction\.nonce: expected an integer, got a boolean"):
         Transaction.decode(codec.encode(fields))
     fields = _transaction_fields()
-    fields[4] = [b"\x07" * 32, True]
+    fields[4] = ["NAC", b"\x07" * 32, True, ""]
     with pytest.raises(DecodeError, match=r"transaction\.body\.amount: expected an integer, got a boolean"):
         Transaction.decode(codec.encode(fields))
     with pytest.raises(DecodeError, match="boolean"):
@@ -420,6 +472,18 @@ def test_certificate_round_trip(certificate: CommitCertificate) -> None:
 @given(accounts)
 def test_account_round_trip(account: Account) -> None:
     assert Account.decode(account.encode()) == account
+
+
+@ROUND_TRIP
+@given(asset_terms)
+def test_asset_terms_round_trip(terms: AssetTerms) -> None:
+    assert AssetTerms.decode(terms.encode()) == terms
+
+
+@ROUND_TRIP
+@given(asset_states)
+def test_asset_state_round_trip(state: AssetState) -> None:
+    assert AssetState.decode(state.encode()) == state
 
 
 @ROUND_TRIP

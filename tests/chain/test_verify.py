@@ -16,13 +16,16 @@ KEYS = [SigningKey.generate() for _ in range(3)]
 
 def transfers(count: int) -> list[Transaction]:
     return [
-        sign_transaction(KEYS[i % 3], chain_id="mura-test", nonce=i, body=Transfer(KEYS[0].public_key, 1 + i))
+        sign_transaction(
+            KEYS[i % 3], chain_id="mura-test", nonce=i, body=Transfer("NAC", KEYS[0].public_key, 1 + i)
+        )
         for i in range(count)
     ]
 
 
 def forged(transaction: Transaction) -> Transaction:
-    other = sign_transaction(KEYS[2], chain_id="mura-test", nonce=99, body=Transfer(KEYS[1].public_key, 1))
+    body = Transfer("NAC", KEYS[1].public_key, 1)
+    other = sign_transaction(KEYS[2], chain_id="mura-test", nonce=99, body=body)
     return Transaction(transaction.chain_id, transaction.sender, transaction.nonce, transaction.body, other.signature)
 
 
