@@ -2,20 +2,36 @@
 
 Kept importable by plain path so the crash-test child process can use the same
 chain as the parent that checks it.
+
+The genesis issues one asset, ``ASSET`` (``NAC``: reissuable, open, no cap, no
+expiry), by ``ISSUER``, which holds ``GENESIS_BALANCE`` of it like each of
+``ACCOUNTS``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from mura.chain.assets import AssetTerms, TransferPolicy
 from mura.chain.block import Block, CommitCertificate, commit_vote_payload, quorum_size
 from mura.chain.keys import SignatureCache, SigningKey, sha256
-from mura.chain.state import ChainRules, StateChanges, StateReader, apply_block, build_block, build_genesis
+from mura.chain.state import (
+    ChainRules,
+    GenesisAsset,
+    StateChanges,
+    StateReader,
+    apply_block,
+    build_block,
+    build_genesis,
+)
 from mura.chain.transaction import Transaction
 
 CHAIN_ID = "mura-test-1"
 RULES = ChainRules(CHAIN_ID)
+GENESIS_TIME_MS = 1_700_000_000_000
 GENESIS_BALANCE = 1_000_000
+#: The asset the genesis issues.
+ASSET = "NAC"
 
 
 def key(name: str) -> SigningKey:
@@ -28,13 +44,30 @@ ISSUER = key("issuer")
 ACCOUNTS = [key(f"account-{index}") for index in range(5)]
 
 
-def genesis() -> tuple[Block, StateChanges]:
+def asset_terms(asset: str = ASSET, *, issuer: bytes = ISSUER.public_key) -> AssetTerms:
+    """Terms of a reissuable, open asset with no cap and no expiry, whose issuer is its registrar."""
+    return AssetTerms(
+        asset=asset,
+        name=f"{asset} coin",
+        decimals=2,
+        issuer=issuer,
+        reissuable=True,
+        cap=0,
+        registrar=issuer,
+        policy=TransferPolicy.OPEN,
+        expiry_ms=0,
+    )
+
+
+def genesis(*assets: GenesisAsset) -> tuple[Block, StateChanges]:
+    """The chain's genesis: ``ASSET`` with its allocations, and ``assets`` beside it."""
+    allocations = tuple((account.public_key, GENESIS_BALANCE) for account in [ISSUER, *ACCOUNTS])
     return build_genesis(
         chain_id=CHAIN_ID,
-        timestamp_ms=1_700_000_000_000,
+        timestamp_ms=GENESIS_TIME_MS,
         validators=[validator.public_key for validator in VALIDATORS],
         issuers=[ISSUER.public_key],
-        allocations=[(account.public_key, GENESIS_BALANCE) for account in [ISSUER, *ACCOUNTS]],
+        assets=[GenesisAsset(asset_terms(), allocations), *assets],
     )
 
 

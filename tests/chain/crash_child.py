@@ -15,7 +15,7 @@ from typing import Any
 
 from mura.chain.store import Store
 from mura.chain.transaction import Transfer, sign_transaction
-from mura.tests.ledger_fixtures import ACCOUNTS, CHAIN_ID, certify, genesis, seal
+from mura.tests.ledger_fixtures import ACCOUNTS, ASSET, CHAIN_ID, certify, genesis, key, seal
 
 
 class DyingBatch:
@@ -56,15 +56,18 @@ class DyingDatabase:
 
 
 def next_transactions(store: Store, height: int) -> list[Any]:
+    """Three transfers: two between the genesis accounts, one to an account new at ``height``
+    (so that each block writes every history index: balances, a first holding, transactions)."""
     senders = [ACCOUNTS[(height + offset) % len(ACCOUNTS)] for offset in range(3)]
+    recipients = [ACCOUNTS[(height + 3) % len(ACCOUNTS)]] * 2 + [key(f"newcomer-{height}")]
     return [
         sign_transaction(
             sender,
             chain_id=CHAIN_ID,
             nonce=store.load_account(sender.public_key).nonce,
-            body=Transfer(ACCOUNTS[(height + 3) % len(ACCOUNTS)].public_key, 1 + height % 7),
+            body=Transfer(ASSET, recipient.public_key, 1 + height % 7),
         )
-        for sender in senders
+        for sender, recipient in zip(senders, recipients, strict=True)
     ]
 
 

@@ -8,12 +8,26 @@ from pathlib import Path
 
 import pytest
 
+from mura.chain.assets import AssetState
 from mura.chain.block import Block
 from mura.chain.keys import SignatureCache
-from mura.chain.state import Account, Role, StateChanges, apply_block
+from mura.chain.pending import balance_key
+from mura.chain.state import Account, Role, StateChanges, apply_block, build_genesis
 from mura.chain.store import Store, StoreError, VoteStore
 from mura.chain.transaction import Transaction, Transfer, sign_transaction
-from mura.tests.ledger_fixtures import ACCOUNTS, CHAIN_ID, ISSUER, RULES, VALIDATORS, certify, genesis, seal
+from mura.tests.ledger_fixtures import (
+    ACCOUNTS,
+    ASSET,
+    CHAIN_ID,
+    GENESIS_BALANCE,
+    ISSUER,
+    RULES,
+    VALIDATORS,
+    asset_terms,
+    certify,
+    genesis,
+    seal,
+)
 
 
 @pytest.fixture
@@ -25,19 +39,24 @@ def store(tmp_path: Path) -> Iterator[Store]:
     store.close()
 
 
-def transfer(sender_index: int, nonce: int, amount: int = 10, recipient_index: int = 0) -> Transaction:
+def transfer(
+    sender_index: int, nonce: int, amount: int = 10, recipient_index: int = 0, *, asset: str = ASSET
+) -> Transaction:
     return sign_transaction(
         ACCOUNTS[sender_index],
         chain_id=CHAIN_ID,
         nonce=nonce,
-        body=Transfer(ACCOUNTS[recipient_index].public_key, amount),
+        body=Transfer(asset, ACCOUNTS[recipient_index].public_key, amount),
     )
 
 
-def commit_next(store: Store, transactions: list) -> tuple[Block, StateChanges]:  # type: ignore[type-arg]
+def commit_next(
+    store: Store, transactions: list[Transaction], *, timestamp_ms: int | None = None
+) -> tuple[Block, StateChanges]:
     parent = store.load_block(store.height)
     assert parent is not None
-    block, changes = seal(store, parent, transactions)
+    block, changes = seal(store, parent, transactions, timestamp_ms=timestamp_ms)
+    assert list(block.transactions) == transactions
     store.save_block(block, certify(block), changes)
     return block, changes
 
@@ -50,6 +69,10 @@ def test_initialize_writes_genesis(store: Store) -> None:
     assert store.load_account(ISSUER.public_key).roles == Role.ISSUER
     assert store.load_validators() == tuple(v.public_key for v in VALIDATORS)
     assert store.load_certificate(0) is None
+    assert store.load_assets() == [asset_terms()] and store.load_asset(ASSET) == asset_terms()
+    assert store.load_asset_state(ASSET) == AssetState(supply=6 * GENESIS_BALANCE, holders=6)
+    assert store.load_balance(ACCOUNTS[0].public_key, ASSET) == GENESIS_BALANCE
+    assert store.recompute_lattice().root() == genesis_block.header.state_root
 
 
 def test_initialize_again_with_same_genesis_is_accepted(store: Store) -> None:
@@ -59,12 +82,10 @@ def test_initialize_again_with_same_genesis_is_accepted(store: Store) -> None:
 
 
 def test_invalid_initialize_with_another_genesis(tmp_path: Path) -> None:
-    from mura.chain.state import build_genesis
-
     with Store(tmp_path / "data") as store:
         store.initialize(*genesis())
         other = build_genesis(
-            chain_id="other", timestamp_ms=1, validators=[VALIDATORS[0].public_key], issuers=[], allocations=[]
+            chain_id="other", timestamp_ms=1, validators=[VALIDATORS[0].public_key], issuers=[]
         )
         with pytest.raises(StoreError, match="another data directory"):
             store.initialize(*other)
@@ -81,7 +102,8 @@ def test_save_block_writes_block_certificate_indexes_and_state(store: Store) -> 
     certificate = store.load_certificate(1)
     assert certificate is not None and certificate.block_hash == block.hash
     assert store.load_transaction_location(transactions[1].hash) == (1, 1)
-    assert store.load_account(ACCOUNTS[1].public_key) == Account(1_000_000 - 25 + 5, 1)
+    assert store.load_account(ACCOUNTS[1].public_key) == Account(1)
+    assert store.load_balance(ACCOUNTS[1].public_key, ASSET) == GENESIS_BALANCE - 25 + 5
     assert store.load_lattice() == changes.lattice
 
 
@@ -93,7 +115,10 @@ def test_reopen_recovers_head_and_state(tmp_path: Path) -> None:
     with Store(tmp_path / "data") as reopened:
         assert reopened.height == 2
         assert reopened.head == block.header
-        assert reopened.load_account(ACCOUNTS[1].public_key) == Account(1_000_000 - 42, 2)
+        assert reopened.load_account(ACCOUNTS[1].public_key) == Account(2)
+        assert reopened.load_balance(ACCOUNTS[1].public_key, ASSET) == GENESIS_BALANCE - 42
+        assert reopened.load_asset(ASSET) == asset_terms()
+        assert reopened.load_asset_state(ASSET) == AssetState(supply=6 * GENESIS_BALANCE, holders=6)
         assert reopened.recompute_lattice().root() == block.header.state_root
 
 
@@ -104,11 +129,13 @@ def test_recomputed_lattice_matches_after_blocks(store: Store) -> None:
     assert store.load_lattice().root() == store.head.state_root
 
 
-def test_account_leaving_the_state_is_deleted(store: Store) -> None:
-    everything = 1_000_000
-    commit_next(store, [transfer(3, 0, everything, recipient_index=4)])
-    # Account 3 still exists (its nonce is 1), so only a never-used account is absent.
-    assert store.load_account(ACCOUNTS[3].public_key) == Account(0, 1)
+def test_balance_leaving_the_state_is_deleted(store: Store) -> None:
+    commit_next(store, [transfer(3, 0, GENESIS_BALANCE, recipient_index=4)])
+    # Account 3 still exists (its nonce is 1); its emptied balance is no entry.
+    assert store.load_account(ACCOUNTS[3].public_key) == Account(1)
+    assert store.load_balance(ACCOUNTS[3].public_key, ASSET) == 0
+    assert store.load_entry(balance_key(ASSET, ACCOUNTS[3].public_key)) is None
+    assert store.load_asset_state(ASSET).holders == 5
     assert store.recompute_lattice().root() == store.head.state_root
 
 
@@ -169,9 +196,11 @@ def test_account_cache_is_bounded_and_consistent(tmp_path: Path) -> None:
     with Store(tmp_path / "data", account_cache_size=2) as store:
         store.initialize(*genesis())
         commit_next(store, [transfer(i, 0, 1, recipient_index=0) for i in range(1, 5)])
-        assert len(store._account_cache) <= 2
+        assert len(store._account_cache) <= 2 and len(store._balance_cache) <= 2
         for index in range(1, 5):
-            assert store.load_account(ACCOUNTS[index].public_key) == Account(1_000_000 - 1, 1)
+            assert store.load_account(ACCOUNTS[index].public_key) == Account(1)
+            assert store.load_balance(ACCOUNTS[index].public_key, ASSET) == GENESIS_BALANCE - 1
+        assert store.load_balance(ACCOUNTS[0].public_key, ASSET) == GENESIS_BALANCE + 4
 
 
 def test_blocks_replay_into_a_fresh_store(store: Store, tmp_path: Path) -> None:
@@ -185,6 +214,7 @@ def test_blocks_replay_into_a_fresh_store(store: Store, tmp_path: Path) -> None:
             changes = apply_block(replay, replay.head, block, rules=RULES, signatures=SignatureCache())
             replay.save_block(block, certify(block), changes)
         assert replay.head == store.head
+        assert list(replay.iterate_state()) == list(store.iterate_state())
 
 
 CHAIN, VALIDATOR = b"g" * 32, b"k" * 32

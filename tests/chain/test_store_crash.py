@@ -10,15 +10,24 @@ from pathlib import Path
 
 import pytest
 
+from mura.chain.assets import split_asset_key
 from mura.chain.block import verify_certificate
-from mura.chain.store import Store
-from mura.tests.ledger_fixtures import CHAIN_ID, VALIDATORS
+from mura.chain.keys import PUBLIC_KEY_SIZE, SignatureCache
+from mura.chain.state import MemoryState, apply_block
+from mura.chain.store import ACCOUNT_TRANSACTIONS, BALANCE_HISTORY, HELD_ASSETS, Store
+from mura.chain.transaction import parties
+from mura.tests.ledger_fixtures import ASSET, CHAIN_ID, RULES, VALIDATORS, genesis
 
 #: Run as a module of the installed package, so that it imports the fixtures as the tests do.
 CHILD = ["-m", "mura.tests.chain.crash_child"]
-#: Puts in one block's batch with three transfers: block, certificate, height
-#: index, 3 transaction locations, 4 touched accounts, supply, validators, lattice, head.
-PUTS_PER_BLOCK = 14
+#: Puts in one block's batch with the child's three transfers, one to a new account: block,
+#: certificate, height index, 3 transaction locations, 9 state entries (3 senders' nonces, 5
+#: balances, the asset's state), 5 balance history entries, 1 first holding, 6 transaction
+#: index entries (sender and recipient of each), lattice, head.
+PUTS_PER_BLOCK = 29
+#: Where in the batch the history indexes are written: the first balance history entry, the
+#: first holding, the first transaction index entry.
+FIRST_BALANCE_HISTORY, FIRST_HOLDING, FIRST_ACCOUNT_TRANSACTION = 15, 20, 21
 
 
 def run_child(*args: str) -> subprocess.CompletedProcess[str]:
@@ -27,7 +36,8 @@ def run_child(*args: str) -> subprocess.CompletedProcess[str]:
 
 def assert_consistent(path: Path) -> int:
     """The store opens, holds every block up to its head with a valid certificate,
-    nothing beyond it, and state whose recomputed root is the head's state root."""
+    nothing beyond it, state whose recomputed root is the head's state root, and
+    history indexes that are exactly those of its blocks."""
     with Store(path) as store:
         head = store.head
         validators = [validator.public_key for validator in VALIDATORS]
@@ -44,20 +54,75 @@ def assert_consistent(path: Path) -> int:
         assert store.load_block(head.height + 1) is None
         assert store.load_certificate(head.height + 1) is None
         assert store.recompute_lattice().root() == head.state_root
-        total = sum(account.balance for _, account in store.iterate_accounts())
-        assert total == store.load_supply()
+        state = MemoryState()
+        state.entries.update(store.iterate_state())
+        balances = state.balances(ASSET)
+        assert store.load_asset_state(ASSET).supply == sum(balances.values())
+        assert store.load_asset_state(ASSET).holders == len(balances)
+        assert_history_consistent(store)
         return head.height
 
 
-@pytest.mark.parametrize("puts", [0, 1, PUTS_PER_BLOCK // 2, PUTS_PER_BLOCK - 1])
+def assert_history_consistent(store: Store) -> None:
+    """The history indexes hold exactly what the blocks up to the head wrote: every
+    transaction under each of its parties, the balances after every block (as replaying
+    the blocks from genesis gives them), every account that ever held the asset, and
+    nothing of a later block."""
+    head = store.head.height
+    replay = MemoryState()
+    replay.commit(genesis()[1])
+    balances_at = [replay.balances(ASSET)]
+    transactions: dict[bytes, bytes] = {}
+    for height in range(1, head + 1):
+        block, parent = store.load_block(height), store.load_block(height - 1)
+        assert block is not None and parent is not None
+        replay.commit(apply_block(replay, parent.header, block, rules=RULES, signatures=SignatureCache()))
+        balances_at.append(replay.balances(ASSET))
+        for index, transaction in enumerate(block.transactions):
+            for address in parties(transaction):
+                transactions[address + height.to_bytes(8, "big") + index.to_bytes(4, "big")] = transaction.hash
+    stored = {key[1:]: value for key, value in store.db.iterator(prefix=ACCOUNT_TRANSACTIONS)}
+    assert stored == transactions
+    history_heights = {
+        int.from_bytes(key[-8:], "big") for key in store.db.iterator(prefix=BALANCE_HISTORY, include_value=False)
+    }
+    assert max(history_heights) <= head
+    held = {address for balances in balances_at for address in balances}
+    for height, balances in enumerate(balances_at):
+        assert store.load_holders_at(ASSET, height, b"", 1_000) == sorted(balances.items())
+        for address in held:
+            assert store.load_balance_at(address, ASSET, height) == balances.get(address, 0)
+    stored_holdings = [
+        (key[1 : 1 + PUBLIC_KEY_SIZE], split_asset_key(key[1 + PUBLIC_KEY_SIZE :])[0])
+        for key in store.db.iterator(prefix=HELD_ASSETS, include_value=False)
+    ]
+    assert sorted(stored_holdings) == sorted((address, ASSET) for address in held)
+
+
+@pytest.mark.parametrize(
+    "puts",
+    [
+        0,
+        1,
+        PUTS_PER_BLOCK // 2,
+        FIRST_BALANCE_HISTORY,
+        FIRST_HOLDING,
+        FIRST_ACCOUNT_TRANSACTION,
+        PUTS_PER_BLOCK - 2,
+        PUTS_PER_BLOCK - 1,
+    ],
+)
 def test_death_inside_the_batch_leaves_the_previous_height(tmp_path: Path, puts: int) -> None:
     result = run_child(str(tmp_path / "data"), "die-at", "4", str(puts))
     assert result.returncode == 17, result.stderr
     assert assert_consistent(tmp_path / "data") == 3
 
 
-def test_death_right_after_the_write_leaves_the_new_height(tmp_path: Path) -> None:
-    result = run_child(str(tmp_path / "data"), "die-at", "4", "-1")
+@pytest.mark.parametrize("puts", [-1, PUTS_PER_BLOCK])
+def test_death_right_after_the_write_leaves_the_new_height(tmp_path: Path, puts: int) -> None:
+    """After the batch's last put (``PUTS_PER_BLOCK`` counts them exactly: one fewer leaves
+    the previous height) the block is wholly in."""
+    result = run_child(str(tmp_path / "data"), "die-at", "4", str(puts))
     assert result.returncode == 17, result.stderr
     assert assert_consistent(tmp_path / "data") == 4
 
