@@ -288,7 +288,9 @@ def validate_funds(pending: PendingState, address: bytes, asset: str, amount: in
 
 def validate_asset(pending: PendingState, asset: str) -> AssetTerms:
     """A transaction names an asset that has been issued."""
-    terms = pending.asset(asset)
+    # An id that breaks the id rules names no asset, and is not made into a state key
+    # (which holds an id of at most 255 bytes).
+    terms = None if asset_id_problem(asset) is not None else pending.asset(asset)
     if terms is None:
         raise UnknownAsset(f"no asset {asset!r} has been issued", asset=asset)
     return terms
