@@ -536,7 +536,15 @@ def process_expiries(pending: PendingState) -> None:
     order, at most ``LAPSE_PER_BLOCK`` balances per block over all assets (soonest expiry
     first, then by id); an asset with more holders goes on lapsing in the next blocks.
     What returns is added to the asset's ``lapsed``; the supply does not change. Frozen
-    balances lapse too: the freeze stops transactions, not the asset's own terms."""
+    balances lapse too: the freeze stops transactions, not the asset's own terms. An asset
+    whose expiry time is reached is expired from that block on, whether its lapse has begun
+    or waits for the budget."""
+    for expiry_ms, asset in pending.expiries:
+        if expiry_ms > pending.timestamp_ms:
+            break
+        state = pending.asset_state(asset)
+        if not state.expired:
+            pending.set_asset_state(asset, replace(state, expired=True))
     budget = LAPSE_PER_BLOCK
     while budget > 0 and pending.expiries and pending.expiries[0][0] <= pending.timestamp_ms:
         asset = pending.expiries[0][1]
