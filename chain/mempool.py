@@ -652,6 +652,8 @@ class Mempool:
             spends[spend[0]] -= spend[1]
             if not spends[spend[0]]:
                 del spends[spend[0]]
+                if not spends:
+                    del self._pending_spend[transaction.sender]
         mint = self._pending_mints.pop(transaction.hash, None)
         if mint is not None:
             self._pending_mint_total[mint[0]] -= mint[1]
