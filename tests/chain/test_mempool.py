@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tracemalloc
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, cast
@@ -13,34 +13,54 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mura.chain import state as state_module
+from mura.chain.assets import AssetState, AssetTerms, TransferPolicy
 from mura.chain.block import Block
 from mura.chain.drops import Dropped
 from mura.chain.errors import (
+    AccountFrozen,
+    AssetExpired,
     BadSignature,
     DuplicateTransaction,
+    HolderNotApproved,
     InsufficientBalance,
     InvalidTransaction,
     MempoolFull,
     NonceTooHigh,
     NonceTooLow,
     NonPositiveAmount,
-    NotAnIssuer,
+    NotAssetIssuer,
     PendingSpendExceedsBalance,
     Replaced,
     ReplacementTooSoon,
+    SupplyCapExceeded,
     SupplyOverflow,
     TooManyPending,
+    UnknownAsset,
     UnknownKind,
     WrongChainId,
 )
 from mura.chain.keys import SignatureCache, SigningKey, verify_signature
 from mura.chain.mempool import Mempool, MempoolStatus
-from mura.chain.state import MAX_SUPPLY, BuiltBlock, ChainRules, MemoryState, apply_block, build_block, build_genesis
+from mura.chain.state import (
+    MAX_SUPPLY,
+    Account,
+    BuiltBlock,
+    ChainRules,
+    GenesisAsset,
+    MemoryState,
+    apply_block,
+    build_block,
+    build_genesis,
+)
+from mura.chain.state_root import LatticeHash
 from mura.chain.store import Store
-from mura.chain.transaction import Body, Burn, Mint, Transaction, Transfer, sign_transaction
+from mura.chain.transaction import Body, Burn, Freeze, Mint, Transaction, Transfer, sign_transaction
+from mura.tests.chain.factories import asset_terms
 
 CHAIN_ID = "mura-test"
 BALANCE = 1_000_000
+#: The asset every account holds ``BALANCE`` of at genesis; account 0 issues it.
+ASSET = "NAC"
 #: The time transactions are admitted at, where time does not matter.
 NOW = 0.0
 
@@ -53,18 +73,20 @@ def make_key(index: int) -> SigningKey:
 class Ledger:
     """A chain in memory: genesis, committed state, head header and this node's signature cache.
 
-    The first ``issuers`` accounts are issuers; every account starts with ``BALANCE``.
+    Account 0 has the issuer role and issues ``ASSET``, of which every account starts
+    with ``BALANCE``; ``assets`` are more genesis assets.
     """
 
-    def __init__(self, accounts: int, *, issuers: int = 1) -> None:
+    def __init__(self, accounts: int, *, assets: Sequence[GenesisAsset] = ()) -> None:
         self.keys = [make_key(index) for index in range(accounts)]
         self.validator = make_key(10_000)
+        allocations = tuple((key.public_key, BALANCE) for key in self.keys)
         genesis, changes = build_genesis(
             chain_id=CHAIN_ID,
             timestamp_ms=0,
             validators=[self.validator.public_key],
-            issuers=[key.public_key for key in self.keys[:issuers]],
-            allocations=[(key.public_key, BALANCE) for key in self.keys],
+            issuers=[self.keys[0].public_key],
+            assets=[GenesisAsset(asset_terms(ASSET, self.keys[0].public_key), allocations), *assets],
         )
         self.state = MemoryState()
         self.state.commit(changes)
@@ -78,24 +100,26 @@ class Ledger:
     def sign(self, sender: int, nonce: int, body: Body, *, chain_id: str = CHAIN_ID) -> Transaction:
         return sign_transaction(self.keys[sender], chain_id=chain_id, nonce=nonce, body=body)
 
-    def transfer(self, sender: int, nonce: int, amount: int = 1, *, chain_id: str = CHAIN_ID) -> Transaction:
+    def transfer(
+        self, sender: int, nonce: int, amount: int = 1, *, chain_id: str = CHAIN_ID, asset: str = ASSET
+    ) -> Transaction:
         recipient = self.keys[(sender + 1) % len(self.keys)].public_key
-        return self.sign(sender, nonce, Transfer(recipient, amount), chain_id=chain_id)
+        return self.sign(sender, nonce, Transfer(asset, recipient, amount), chain_id=chain_id)
 
-    def build(self, candidates: Iterable[Transaction]) -> BuiltBlock:
+    def build(self, candidates: Iterable[Transaction], *, timestamp_ms: int | None = None) -> BuiltBlock:
         return build_block(
             self.state,
             self.head,
             candidates,
             proposer=self.validator.public_key,
-            timestamp_ms=self.head.timestamp_ms + 1,
+            timestamp_ms=self.head.timestamp_ms + 1 if timestamp_ms is None else timestamp_ms,
             rules=self.rules,
             signatures=self.signatures,
         )
 
-    def commit(self, transactions: Iterable[Transaction]) -> Block:
+    def commit(self, transactions: Iterable[Transaction], *, timestamp_ms: int | None = None) -> Block:
         """Build a block of exactly ``transactions``, apply it as a replica would, and commit it."""
-        built = self.build(transactions)
+        built = self.build(transactions, timestamp_ms=timestamp_ms)
         assert built.refused == []
         changes = apply_block(self.state, self.head, built.block, rules=self.rules, signatures=self.signatures)
         self.state.commit(changes)
@@ -104,12 +128,12 @@ class Ledger:
 
 
 @pytest.fixture
-def make_ledger() -> Callable[[int], Ledger]:
+def make_ledger() -> Callable[..., Ledger]:
     return Ledger
 
 
 @pytest.fixture
-def ledger(make_ledger: Callable[[int], Ledger]) -> Ledger:
+def ledger(make_ledger: Callable[..., Ledger]) -> Ledger:
     return make_ledger(4)
 
 
@@ -209,8 +233,8 @@ def test_invalid_chain_id(mempool: Mempool, ledger: Ledger) -> None:
 
 
 def test_kind(mempool: Mempool, ledger: Ledger) -> None:
-    mint = ledger.sign(0, 1, Mint(ledger.sender(2), 5))
-    add_all(mempool, ledger, [ledger.transfer(0, 0), mint, ledger.sign(0, 2, Burn(5))])
+    mint = ledger.sign(0, 1, Mint(ASSET, ledger.sender(2), 5))
+    add_all(mempool, ledger, [ledger.transfer(0, 0), mint, ledger.sign(0, 2, Burn(ASSET, 5))])
     assert [tx.kind for tx in mempool.pending_for(ledger.sender(0))] == ["transfer", "mint", "burn"]
 
 
@@ -226,7 +250,7 @@ def test_amount(mempool: Mempool, ledger: Ledger) -> None:
 @pytest.mark.parametrize("amount", [0, -1])
 def test_invalid_amount(mempool: Mempool, ledger: Ledger, amount: int) -> None:
     assert_refused(mempool, ledger, ledger.transfer(1, 0, amount=amount), NonPositiveAmount)
-    assert_refused(mempool, ledger, ledger.sign(0, 0, Burn(amount)), NonPositiveAmount)
+    assert_refused(mempool, ledger, ledger.sign(0, 0, Burn(ASSET, amount)), NonPositiveAmount)
 
 
 def test_nonce_not_used(mempool: Mempool, ledger: Ledger) -> None:
@@ -304,13 +328,13 @@ def test_invalid_signature(mempool: Mempool, ledger: Ledger) -> None:
 
 
 def test_issuer(mempool: Mempool, ledger: Ledger) -> None:
-    add_all(mempool, ledger, [ledger.sign(0, 0, Mint(ledger.sender(1), 5)), ledger.sign(0, 1, Burn(5))])
+    add_all(mempool, ledger, [ledger.sign(0, 0, Mint(ASSET, ledger.sender(1), 5)), ledger.sign(0, 1, Burn(ASSET, 5))])
     assert len(mempool) == 2
 
 
 def test_invalid_issuer(mempool: Mempool, ledger: Ledger) -> None:
-    assert_refused(mempool, ledger, ledger.sign(1, 0, Mint(ledger.sender(1), 5)), NotAnIssuer)
-    assert_refused(mempool, ledger, ledger.sign(1, 0, Burn(5)), NotAnIssuer)
+    assert_refused(mempool, ledger, ledger.sign(1, 0, Mint(ASSET, ledger.sender(1), 5)), NotAssetIssuer)
+    assert_refused(mempool, ledger, ledger.sign(1, 0, Burn(ASSET, 5)), NotAssetIssuer)
 
 
 def test_pending_spend_within_balance(mempool: Mempool, ledger: Ledger) -> None:
@@ -322,8 +346,9 @@ def test_invalid_pending_spend_exceeds_balance(mempool: Mempool, ledger: Ledger)
     mempool.add(ledger.transfer(1, 0, amount=BALANCE - 10), ledger.state, now=NOW)
     assert_refused(mempool, ledger, ledger.transfer(1, 1, amount=11), PendingSpendExceedsBalance)
     # Mints spend nothing from the issuer; its burns do.
-    mempool.add(ledger.sign(0, 0, Mint(ledger.sender(0), BALANCE)), ledger.state, now=NOW)
-    assert_refused(mempool, ledger, ledger.sign(0, 1, Burn(BALANCE + 1)), PendingSpendExceedsBalance)
+    mempool.add(ledger.sign(0, 0, Mint(ASSET, ledger.sender(0), BALANCE)), ledger.state, now=NOW)
+    mempool.add(ledger.sign(0, 1, Burn(ASSET, BALANCE - 1)), ledger.state, now=NOW)
+    assert_refused(mempool, ledger, ledger.sign(0, 2, Burn(ASSET, 2)), PendingSpendExceedsBalance)
 
 
 def test_drop_refused_forgets_transactions_and_remembers_why(mempool: Mempool, ledger: Ledger) -> None:
@@ -391,8 +416,8 @@ def test_cheap_rules_run_before_the_signature(
         (ledger.transfer(2, 0, amount=0), NonPositiveAmount),
         (ledger.transfer(2, 3), NonceTooHigh),
         (ledger.transfer(1, 0, amount=3), ReplacementTooSoon),
-        (ledger.transfer(2, 0, amount=BALANCE + 1), PendingSpendExceedsBalance),
-        (ledger.sign(0, 0, Mint(ledger.sender(0), MAX_SUPPLY)), SupplyOverflow),
+        (ledger.transfer(2, 0, amount=BALANCE + 1), InsufficientBalance),
+        (ledger.sign(0, 0, Mint(ASSET, ledger.sender(0), MAX_SUPPLY)), SupplyOverflow),
         (ledger.transfer(2, 0), MempoolFull),
     ]
     for transaction, error in refused:
@@ -430,71 +455,195 @@ def test_status(make_mempool: Callable[..., Mempool], ledger: Ledger) -> None:
 
 # --- the supply ----------------------------------------------------------------
 
+#: An asset of account 0 with a cap, and one of account 1's without: pending mints count per asset.
+CAPPED, OTHER = "CAPPED", "JPYT"
+CAP = 1_000
 
-def room(ledger: Ledger) -> int:
-    """How much may still be minted."""
-    return MAX_SUPPLY - ledger.state.load_supply()
+
+def supply_ledger() -> Ledger:
+    """Four accounts: ``CAPPED`` (account 0's, 400 of its cap of 1,000 held by account 2) and
+    ``OTHER`` (account 1's, none issued) beside ``ASSET``."""
+    capped = GenesisAsset(asset_terms(CAPPED, make_key(0).public_key, cap=CAP), ((make_key(2).public_key, 400),))
+    other = GenesisAsset(asset_terms(OTHER, make_key(1).public_key))
+    return Ledger(4, assets=[capped, other])
+
+
+def room(ledger: Ledger, asset: str = ASSET) -> int:
+    """How much of ``asset`` may still be minted."""
+    return MAX_SUPPLY - ledger.state.load_asset_state(asset).supply
 
 
 def test_mint_up_to_the_largest_supply(mempool: Mempool, ledger: Ledger) -> None:
-    mempool.add(ledger.sign(0, 0, Mint(ledger.sender(1), room(ledger))), ledger.state, now=NOW)
+    mempool.add(ledger.sign(0, 0, Mint(ASSET, ledger.sender(1), room(ledger))), ledger.state, now=NOW)
     assert len(mempool) == 1
 
 
 def test_invalid_mint_past_the_largest_supply(mempool: Mempool, ledger: Ledger) -> None:
-    """The issue's case: the largest amount, from the treasury, over a supply that is not zero."""
+    """The largest amount, from the treasury, over a supply that is not zero: the chain's own rule."""
+    supply = ledger.state.load_asset_state(ASSET).supply
     with pytest.raises(SupplyOverflow) as caught:
-        mempool.add(ledger.sign(0, 0, Mint(ledger.sender(1), MAX_SUPPLY)), ledger.state, now=NOW)
-    supply = ledger.state.load_supply()
-    assert caught.value.message == f"minting {MAX_SUPPLY} would take the supply of {supply} past {MAX_SUPPLY}"
-    assert caught.value.details == {"amount": MAX_SUPPLY, "supply": supply, "pending_mints": 0}
+        mempool.add(ledger.sign(0, 0, Mint(ASSET, ledger.sender(1), MAX_SUPPLY)), ledger.state, now=NOW)
+    assert caught.value.details == {"asset": ASSET, "amount": MAX_SUPPLY, "supply": supply}
     assert len(mempool) == 0
+    # Beside a pending mint: the pool's own count.
+    mempool.add(ledger.sign(0, 0, Mint(ASSET, ledger.sender(1), room(ledger) - 5)), ledger.state, now=NOW)
+    with pytest.raises(SupplyOverflow) as caught:
+        mempool.add(ledger.sign(0, 1, Mint(ASSET, ledger.sender(1), 6)), ledger.state, now=NOW)
+    assert caught.value.message == (
+        f"minting 6 would take the supply of {ASSET} ({supply}, with {room(ledger) - 5} more in pending mints) "
+        f"past {MAX_SUPPLY}"
+    )
+    assert caught.value.details == {"asset": ASSET, "amount": 6, "supply": supply, "pending_mints": room(ledger) - 5}
+    assert len(mempool) == 1
 
 
-def test_invalid_mint_counts_every_pending_mint_of_every_issuer(make_ledger: Callable[..., Ledger]) -> None:
-    ledger = make_ledger(4, issuers=2)
+def test_pending_mints_within_the_cap() -> None:
+    ledger = supply_ledger()
     mempool = Mempool(rules=ledger.rules, signatures=ledger.signatures)
-    half = room(ledger) // 2
-    mempool.add(ledger.sign(0, 0, Mint(ledger.sender(2), half)), ledger.state, now=NOW)
-    # The other issuer's mint fits alone, not beside the first.
-    with pytest.raises(SupplyOverflow, match=f"with {half} more in pending mints"):
-        mempool.add(ledger.sign(1, 0, Mint(ledger.sender(2), room(ledger) - half + 1)), ledger.state, now=NOW)
-    mempool.add(ledger.sign(1, 0, Mint(ledger.sender(2), room(ledger) - half)), ledger.state, now=NOW)
-    # Both together are exactly what may be minted: a block takes them both.
+    add_all(mempool, ledger, [ledger.sign(0, nonce, Mint(CAPPED, ledger.sender(3), 200)) for nonce in range(3)])
+    # Exactly the cap: a block takes them all.
+    built = ledger.build(select_all(mempool, ledger))
+    assert built.refused == [] and len(built.block.transactions) == 3
+
+
+def test_invalid_pending_mints_past_the_cap() -> None:
+    ledger = supply_ledger()
+    mempool = Mempool(rules=ledger.rules, signatures=ledger.signatures)
+    add_all(mempool, ledger, [ledger.sign(0, nonce, Mint(CAPPED, ledger.sender(3), 250)) for nonce in range(2)])
+    # Fits the cap alone (400 + 350), not beside the pending 500.
+    with pytest.raises(SupplyCapExceeded) as caught:
+        mempool.add(ledger.sign(0, 2, Mint(CAPPED, ledger.sender(3), 350)), ledger.state, now=NOW)
+    assert caught.value.message == (
+        f"minting 350 would take the supply of {CAPPED} (400, with 500 more in pending mints) past its cap {CAP}"
+    )
+    assert caught.value.details == {"asset": CAPPED, "amount": 350, "supply": 400, "pending_mints": 500, "cap": CAP}
+    # Alone past the cap: the chain's own rule says so first.
+    with pytest.raises(SupplyCapExceeded) as caught:
+        mempool.add(ledger.sign(0, 2, Mint(CAPPED, ledger.sender(3), 601)), ledger.state, now=NOW)
+    assert caught.value.details == {"asset": CAPPED, "amount": 601, "supply": 400, "cap": CAP}
+    assert len(mempool) == 2
+
+
+def test_pending_mints_count_per_asset() -> None:
+    """A pending mint of one asset takes no room from another's."""
+    ledger = supply_ledger()
+    mempool = Mempool(rules=ledger.rules, signatures=ledger.signatures)
+    add_all(mempool, ledger, [ledger.sign(0, 0, Mint(ASSET, ledger.sender(2), room(ledger)))])
+    add_all(mempool, ledger, [ledger.sign(0, 1, Mint(CAPPED, ledger.sender(2), CAP - 400))])
+    add_all(mempool, ledger, [ledger.sign(1, 0, Mint(OTHER, ledger.sender(2), MAX_SUPPLY))])
+    assert len(mempool) == 3
     assert ledger.build(select_all(mempool, ledger)).refused == []
 
 
 def test_a_replaced_mint_no_longer_counts(mempool: Mempool, ledger: Ledger) -> None:
-    mempool.add(ledger.sign(0, 0, Mint(ledger.sender(1), room(ledger))), ledger.state, now=NOW)
-    mempool.add(ledger.sign(0, 0, Mint(ledger.sender(1), room(ledger) - 5)), ledger.state, now=NOW)
-    mempool.add(ledger.sign(0, 1, Mint(ledger.sender(1), 5)), ledger.state, now=NOW)
+    mempool.add(ledger.sign(0, 0, Mint(ASSET, ledger.sender(1), room(ledger))), ledger.state, now=NOW)
+    mempool.add(ledger.sign(0, 0, Mint(ASSET, ledger.sender(1), room(ledger) - 5)), ledger.state, now=NOW)
+    mempool.add(ledger.sign(0, 1, Mint(ASSET, ledger.sender(1), 5)), ledger.state, now=NOW)
     assert len(mempool) == 2
 
 
 # --- what an overspend says --------------------------------------------------------
 
 
-def test_overspend_with_nothing_pending_says_so(mempool: Mempool, ledger: Ledger) -> None:
-    with pytest.raises(PendingSpendExceedsBalance) as caught:
+def test_overspend_with_nothing_pending_is_the_chains_rule(mempool: Mempool, ledger: Ledger) -> None:
+    with pytest.raises(InsufficientBalance) as caught:
         mempool.add(ledger.transfer(1, 0, amount=BALANCE + 1), ledger.state, now=NOW)
-    assert caught.value.message == f"transfer of {BALANCE + 1} exceeds the balance of {BALANCE}"
-    assert caught.value.details == {"balance": BALANCE, "pending_spend": BALANCE + 1}
-    with pytest.raises(PendingSpendExceedsBalance, match=f"^burn of {BALANCE + 1} exceeds the balance of {BALANCE}$"):
-        mempool.add(ledger.sign(0, 0, Burn(BALANCE + 1)), ledger.state, now=NOW)
+    assert caught.value.details == {"asset": ASSET, "balance": BALANCE, "amount": BALANCE + 1}
+    with pytest.raises(InsufficientBalance):
+        mempool.add(ledger.sign(0, 0, Burn(ASSET, BALANCE + 1)), ledger.state, now=NOW)
 
 
 def test_overspend_with_transactions_pending_counts_them(mempool: Mempool, ledger: Ledger) -> None:
     add_all(mempool, ledger, [ledger.transfer(1, 0, amount=600_000), ledger.transfer(1, 1, amount=300_000)])
     with pytest.raises(PendingSpendExceedsBalance) as caught:
         mempool.add(ledger.transfer(1, 2, amount=200_000), ledger.state, now=NOW)
-    assert caught.value.message == f"with 2 transactions pending, this would spend 1100000 of a balance of {BALANCE}"
-    assert caught.value.details == {"balance": BALANCE, "pending_spend": 1_100_000}
+    assert caught.value.message == (
+        f"with other transactions pending, this would spend 1100000 of a balance of {BALANCE} {ASSET}"
+    )
+    assert caught.value.details == {"asset": ASSET, "balance": BALANCE, "pending_spend": 1_100_000}
 
 
 def test_overspend_beside_pending_mints_only_is_a_plain_overspend(mempool: Mempool, ledger: Ledger) -> None:
-    mempool.add(ledger.sign(0, 0, Mint(ledger.sender(1), 5)), ledger.state, now=NOW)
-    with pytest.raises(PendingSpendExceedsBalance, match=r"^transfer of"):
+    mempool.add(ledger.sign(0, 0, Mint(ASSET, ledger.sender(1), 5)), ledger.state, now=NOW)
+    with pytest.raises(InsufficientBalance):
         mempool.add(ledger.transfer(0, 1, amount=BALANCE + 1), ledger.state, now=NOW)
+    mempool.add(ledger.transfer(0, 1, amount=BALANCE), ledger.state, now=NOW)
+
+
+def test_pending_spend_counts_per_asset() -> None:
+    """Spending all of one asset leaves another to spend; each is checked against its own balance."""
+    ledger = supply_ledger()
+    mempool = Mempool(rules=ledger.rules, signatures=ledger.signatures)
+    add_all(mempool, ledger, [ledger.transfer(2, 0, amount=BALANCE), ledger.transfer(2, 1, amount=400, asset=CAPPED)])
+    with pytest.raises(PendingSpendExceedsBalance) as caught:
+        mempool.add(ledger.transfer(2, 2, amount=1, asset=CAPPED), ledger.state, now=NOW)
+    assert caught.value.details == {"asset": CAPPED, "balance": 400, "pending_spend": 401}
+    with pytest.raises(PendingSpendExceedsBalance) as caught:
+        mempool.add(ledger.transfer(2, 2, amount=1), ledger.state, now=NOW)
+    assert caught.value.details == {"asset": ASSET, "balance": BALANCE, "pending_spend": BALANCE + 1}
+    assert ledger.build(select_all(mempool, ledger)).refused == []
+
+
+# --- the chain's rules at admission -----------------------------------------------------
+
+
+def rules_ledger() -> Ledger:
+    """``BOND``: restricted, account 0's, accounts 0 and 1 approved holders. ``VOUCHER``: account
+    0's, held by account 1, expiring at 10 s after genesis."""
+    issuer = make_key(0).public_key
+    holders = ((issuer, 1_000), (make_key(1).public_key, 100))
+    bond = GenesisAsset(asset_terms("BOND", issuer, policy=TransferPolicy.RESTRICTED), holders)
+    voucher = GenesisAsset(asset_terms("VOUCHER", issuer, expiry_ms=10_000), holders)
+    return Ledger(4, assets=[bond, voucher])
+
+
+def test_admission_refuses_an_unknown_asset(mempool: Mempool, ledger: Ledger) -> None:
+    for transaction in [ledger.transfer(1, 0, asset="XYZ"), ledger.sign(0, 0, Mint("XYZ", ledger.sender(1), 1))]:
+        with pytest.raises(UnknownAsset) as caught:
+            mempool.add(transaction, ledger.state, now=NOW)
+        assert caught.value.details == {"asset": "XYZ"}
+    assert len(mempool) == 0
+
+
+def test_admission_refuses_a_restricted_asset_to_a_holder_not_approved() -> None:
+    ledger = rules_ledger()
+    mempool = Mempool(rules=ledger.rules, signatures=ledger.signatures)
+    with pytest.raises(HolderNotApproved) as caught:
+        mempool.add(ledger.transfer(1, 0, asset="BOND"), ledger.state, now=NOW)  # to account 2
+    assert caught.value.details == {"asset": "BOND", "account": ledger.sender(2).hex(), "party": "recipient"}
+    mempool.add(ledger.transfer(0, 0, asset="BOND"), ledger.state, now=NOW)  # to account 1, approved
+    assert len(mempool) == 1
+
+
+def test_admission_refuses_a_frozen_account() -> None:
+    ledger = rules_ledger()
+    mempool = Mempool(rules=ledger.rules, signatures=ledger.signatures)
+    ledger.commit([ledger.sign(0, 0, Freeze(ASSET, ledger.sender(1)))])
+    with pytest.raises(AccountFrozen) as caught:
+        mempool.add(ledger.transfer(1, 0), ledger.state, now=NOW)
+    assert caught.value.details == {"asset": ASSET, "account": ledger.sender(1).hex(), "party": "sender"}
+    with pytest.raises(AccountFrozen):
+        mempool.add(ledger.transfer(0, 1), ledger.state, now=NOW)  # to account 1
+    mempool.add(ledger.sign(1, 0, Transfer("BOND", ledger.sender(0), 1)), ledger.state, now=NOW)  # frozen in NAC alone
+    assert len(mempool) == 1
+
+
+def test_admission_refuses_an_expired_asset() -> None:
+    ledger = rules_ledger()
+    mempool = Mempool(rules=ledger.rules, signatures=ledger.signatures)
+    mempool.add(ledger.transfer(1, 0, amount=5, asset="VOUCHER"), ledger.state, now=NOW)
+    ledger.commit([], timestamp_ms=10_000)
+    assert ledger.state.load_asset_state("VOUCHER").expired
+    refused = [ledger.transfer(2, 0, asset="VOUCHER"), ledger.sign(0, 0, Mint("VOUCHER", ledger.sender(1), 1))]
+    for transaction in refused:
+        with pytest.raises(AssetExpired) as caught:
+            mempool.add(transaction, ledger.state, now=NOW)
+        assert caught.value.details == {"asset": "VOUCHER"}
+    # What was admitted before the expiry a proposal refuses, and the pool then drops.
+    built = ledger.build(select_all(mempool, ledger))
+    assert [type(error) for _, error in built.refused] == [AssetExpired]
+    mempool.drop_refused(built.refused)
+    assert len(mempool) == 0
 
 
 # --- replacement -------------------------------------------------------------------
@@ -531,7 +680,7 @@ def test_invalid_replacement_leaves_the_pending_one(mempool: Mempool, ledger: Le
     first = ledger.transfer(1, 0, amount=10)
     add_all(mempool, ledger, [first, ledger.transfer(1, 1, amount=BALANCE - 10)])
     assert_refused(mempool, ledger, ledger.transfer(1, 0, amount=11), PendingSpendExceedsBalance)
-    assert_refused(mempool, ledger, ledger.sign(1, 0, Mint(ledger.sender(1), 1)), NotAnIssuer)
+    assert_refused(mempool, ledger, ledger.sign(1, 0, Mint(ASSET, ledger.sender(1), 1)), NotAssetIssuer)
     assert mempool.get(first.hash) == first and mempool.dropped(first.hash) is None
 
 
@@ -584,40 +733,57 @@ def test_a_batch_replaces_as_its_sender_did(make_mempool: Callable[..., Mempool]
 
 
 class CountingState:
-    """A ``StateReader`` over a ledger's state that counts the accounts read."""
+    """A ``StateReader`` over a ledger's state that records what is read of it."""
 
     def __init__(self, state: MemoryState) -> None:
         self.state = state
-        self.accounts_read: list[bytes] = []
-        self.supply_read = 0
+        self.reads: list[tuple[str, Any]] = []
 
-    def load_account(self, address: bytes) -> Any:
-        self.accounts_read.append(address)
+    def load_account(self, address: bytes) -> Account:
+        self.reads.append(("account", address))
         return self.state.load_account(address)
 
-    def load_supply(self) -> int:
-        self.supply_read += 1
-        return self.state.load_supply()
+    def load_balance(self, address: bytes, asset: str) -> int:
+        self.reads.append(("balance", (address, asset)))
+        return self.state.load_balance(address, asset)
+
+    def load_asset(self, asset: str) -> AssetTerms | None:
+        self.reads.append(("asset", asset))
+        return self.state.load_asset(asset)
+
+    def load_asset_state(self, asset: str) -> AssetState:
+        self.reads.append(("asset_state", asset))
+        return self.state.load_asset_state(asset)
+
+    def load_entry(self, key: bytes) -> bytes | None:
+        self.reads.append(("entry", key))
+        return self.state.load_entry(key)
+
+    def load_holders_after(self, asset: str, after: bytes, limit: int) -> list[tuple[bytes, int]]:
+        self.reads.append(("holders", asset))
+        return self.state.load_holders_after(asset, after, limit)
 
     def load_validators(self) -> tuple[bytes, ...]:
         return self.state.load_validators()
 
-    def load_lattice(self) -> Any:
+    def load_lattice(self) -> LatticeHash:
         return self.state.load_lattice()
 
 
 def test_remove_committed_reads_only_what_the_block_touched(make_ledger: Callable[..., Ledger]) -> None:
+    """The balances the block's senders spend in the pool, and the supply of an asset it minted."""
     ledger = make_ledger(40)
     mempool = Mempool(rules=ledger.rules, signatures=ledger.signatures)
     add_all(mempool, ledger, [ledger.transfer(sender, 0) for sender in range(1, 40)])
-    add_all(mempool, ledger, [ledger.sign(0, 0, Mint(ledger.sender(1), 5))])
+    add_all(mempool, ledger, [ledger.transfer(1, 1), ledger.sign(0, 0, Mint(ASSET, ledger.sender(1), 5))])
     block = ledger.commit([ledger.transfer(1, 0, amount=3)])
     counting = CountingState(ledger.state)
     mempool.remove_committed(block.transactions, counting)
-    assert counting.accounts_read == [ledger.sender(1)] and counting.supply_read == 0
+    assert counting.reads == [("balance", (ledger.sender(1), ASSET))]
+    counting.reads.clear()
     block = ledger.commit([mempool.pending_for(ledger.sender(0))[0]])
     mempool.remove_committed(block.transactions, counting)
-    assert counting.supply_read == 1
+    assert sorted(counting.reads) == [("asset", ASSET), ("asset_state", ASSET)]
 
 
 def test_remove_committed_drops_a_used_nonce_as_nonce_used(ledger: Ledger) -> None:
@@ -662,24 +828,50 @@ def test_remove_committed_drops_what_the_balance_no_longer_covers(mempool: Mempo
     dropped = mempool.dropped(mine[2].hash)
     assert dropped is not None and dropped.rule == "insufficient_balance"
     assert dropped.message == (
-        f"transfer of 650 exceeds the balance of {BALANCE - 100} after the {BALANCE - 700} this sender's "
-        "earlier pending transactions spend"
+        f"transfer of 650 exceeds the balance of {BALANCE - 100} {ASSET} after the {BALANCE - 700} this "
+        "sender's earlier pending transactions spend"
     )
 
 
-def test_remove_committed_drops_mints_the_supply_no_longer_fits(make_ledger: Callable[..., Ledger]) -> None:
-    """Another issuer's mint, admitted by another node, became final first."""
-    ledger = make_ledger(4, issuers=2)
+@pytest.mark.parametrize(("asset", "rule"), [(CAPPED, "supply_cap_exceeded"), (ASSET, "supply_overflow")])
+def test_remove_committed_drops_mints_the_supply_no_longer_fits(asset: str, rule: str) -> None:
+    """Another node's version of a pending mint became final first and minted more: the pending
+    mints of that asset that no longer fit beside it are dropped in arrival order; another
+    asset's are kept."""
+    ledger = supply_ledger()
     mempool = Mempool(rules=ledger.rules, signatures=ledger.signatures)
-    half = room(ledger) // 2
-    small, large = ledger.sign(0, 0, Mint(ledger.sender(2), 1)), ledger.sign(0, 1, Mint(ledger.sender(2), half))
-    add_all(mempool, ledger, [small, large])
-    block = ledger.commit([ledger.sign(1, 0, Mint(ledger.sender(3), room(ledger) - half))])
+    left = room(ledger, asset) if asset == ASSET else CAP - 400
+    small, large, later = (
+        ledger.sign(0, nonce, Mint(asset, ledger.sender(3), amount))
+        for nonce, amount in enumerate([1, left // 2, left // 4])
+    )
+    other = ledger.sign(1, 0, Mint(OTHER, ledger.sender(3), 5))
+    add_all(mempool, ledger, [small, large, later, other])
+    block = ledger.commit([ledger.sign(0, 0, Mint(asset, ledger.sender(2), left - left // 2 + 1))])
     mempool.remove_committed(block.transactions, ledger.state)
-    assert mempool.pending_for(ledger.sender(0)) == [small]
-    dropped = mempool.dropped(large.hash)
-    assert dropped is not None and dropped.rule == "supply_overflow"
+    assert mempool.pending_for(ledger.sender(0)) == [later] and mempool.pending_for(ledger.sender(1)) == [other]
+    assert [mempool.dropped(tx.hash).rule for tx in (small, large)] == ["nonce_used", rule]  # type: ignore[union-attr]
     assert ledger.build(select_all(mempool, ledger)).refused == []
+
+
+def test_remove_committed_drops_overspends_per_asset() -> None:
+    """A version of a nonce this pool did not hold spent more of one asset: only the pending
+    spends of that asset that no longer fit are dropped."""
+    ledger = supply_ledger()
+    mempool = Mempool(rules=ledger.rules, signatures=ledger.signatures)
+    mine = [
+        ledger.transfer(2, 0, amount=10),
+        ledger.transfer(2, 1, amount=300, asset=CAPPED),
+        ledger.transfer(2, 2, amount=BALANCE - 10),
+        ledger.transfer(2, 3, amount=100, asset=CAPPED),
+    ]
+    add_all(mempool, ledger, mine)
+    block = ledger.commit([ledger.transfer(2, 0, amount=500)])
+    mempool.remove_committed(block.transactions, ledger.state)
+    assert mempool.pending_for(ledger.sender(2)) == [mine[1], mine[3]]
+    dropped = mempool.dropped(mine[2].hash)
+    assert dropped is not None and dropped.rule == "insufficient_balance"
+    assert dropped.message == f"transfer of {BALANCE - 10} exceeds the balance of {BALANCE - 500} {ASSET}"
 
 
 def test_drop_refused_keeps_what_waits_behind_an_earlier_nonce(mempool: Mempool, ledger: Ledger) -> None:
@@ -853,7 +1045,7 @@ def test_select_byte_limit(mempool: Mempool, ledger: Ledger) -> None:
 
 def test_select_skips_a_sender_that_does_not_fit(mempool: Mempool, ledger: Ledger) -> None:
     transfers = [ledger.transfer(1, 0), ledger.transfer(2, 0)]
-    burn = ledger.sign(0, 0, Burn(5))
+    burn = ledger.sign(0, 0, Burn(ASSET, 5))
     add_all(mempool, ledger, [*transfers, burn])
     assert len(burn.encoded) < len(transfers[1].encoded)
     chosen = mempool.select(ledger.state, max_transactions=100, max_bytes=len(transfers[0].encoded) + len(burn.encoded))
@@ -988,6 +1180,7 @@ steps = st.lists(
 #: Refusals a history may meet; each must leave the pool as it was.
 EXPECTED_REFUSALS = (
     DuplicateTransaction,
+    InsufficientBalance,
     NonceTooLow,
     NonceTooHigh,
     MempoolFull,
@@ -1037,7 +1230,8 @@ class History:
         self._admit(self.ledger.transfer(sender, self._next_nonce(sender, nonce_offset), amount))
 
     def mint(self, nonce_offset: int, amount: int) -> None:
-        self._admit(self.ledger.sign(0, self._next_nonce(0, nonce_offset), Mint(self.ledger.sender(1), amount)))
+        mint = Mint(ASSET, self.ledger.sender(1), amount)
+        self._admit(self.ledger.sign(0, self._next_nonce(0, nonce_offset), mint))
 
     def select(self, max_transactions: int, max_bytes: int) -> list[Transaction]:
         chosen = self.pool.select(self.ledger.state, max_transactions=max_transactions, max_bytes=max_bytes)
@@ -1057,10 +1251,10 @@ class History:
         """A block from a proposer that held other transactions than this pool."""
         nonce = self._next_nonce(sender, 0)
         if sender == 0 and large:
-            room = MAX_SUPPLY - self.ledger.state.load_supply()
-            transaction = self.ledger.sign(0, nonce, Mint(self.ledger.sender(2), max(1, room // 2)))
+            room = MAX_SUPPLY - self.ledger.state.load_asset_state(ASSET).supply
+            transaction = self.ledger.sign(0, nonce, Mint(ASSET, self.ledger.sender(2), max(1, room // 2)))
         else:
-            balance = self.ledger.state.load_account(self.ledger.sender(sender)).balance
+            balance = self.ledger.state.load_balance(self.ledger.sender(sender), ASSET)
             if balance == 0:
                 return
             transaction = self.ledger.transfer(sender, nonce, amount=balance if large else min(100, balance))
@@ -1081,14 +1275,14 @@ class History:
             assert transaction.nonce >= state.load_account(transaction.sender).nonce
         # What admission promised still holds after every commit, drop and expiry.
         minted = sum(tx.body.amount for tx in pending if isinstance(tx.body, Mint))
-        assert state.load_supply() + minted <= MAX_SUPPLY
+        assert state.load_asset_state(ASSET).supply + minted <= MAX_SUPPLY
         for key in self.ledger.keys:
             spend = sum(
                 cast(Transfer | Burn, tx.body).amount
                 for tx in self.pool.pending_for(key.public_key)
                 if not isinstance(tx.body, Mint)
             )
-            assert spend <= state.load_account(key.public_key).balance
+            assert spend <= state.load_balance(key.public_key, ASSET)
         for dropped in self.reported:
             if dropped.transaction_hash in self.pool:
                 assert self.pool.dropped(dropped.transaction_hash) is None
@@ -1113,19 +1307,24 @@ def test_refusals_leave_nothing_behind(tmp_path: Path) -> None:
     """Transfers from keys that hold nothing are refused and cost no memory that stays:
     not the pool's bookkeeping, not the store's account cache. (Each refusal once left
     a few hundred bytes behind: 610,000 of them grew a node from 65 to 175 MB.)"""
+    issuer = SigningKey.generate().public_key
     block, changes = build_genesis(
-        chain_id="mura-test", timestamp_ms=0, validators=[SigningKey.generate().public_key], issuers=(), allocations=()
+        chain_id="mura-test",
+        timestamp_ms=0,
+        validators=[SigningKey.generate().public_key],
+        issuers=(),
+        assets=[GenesisAsset(asset_terms(ASSET, issuer), ((issuer, 1),))],
     )
     with Store(tmp_path / "data") as store:
         store.initialize(block, changes)
         pool = Mempool(rules=ChainRules(chain_id="mura-test"), signatures=SignatureCache())
-        body = Transfer(bytes(32), 5)
+        body = Transfer(ASSET, bytes(32), 5)
         senders = [SigningKey.from_private_bytes(index.to_bytes(32, "big")) for index in range(1, 6_001)]
         refusals = [sign_transaction(key, chain_id="mura-test", nonce=0, body=body) for key in senders]
 
         def refuse(transactions: list[Transaction]) -> None:
             for transaction in transactions:
-                with pytest.raises(PendingSpendExceedsBalance):
+                with pytest.raises(InsufficientBalance):
                     pool.check(transaction, store, now=NOW)
 
         refuse(refusals[:3_000])  # warm up whatever is cached on first use

@@ -1,7 +1,8 @@
 """A stateful property test of chain/mempool.py: after any sequence of admissions,
 replacements, expiries, proposals and commits (including blocks carrying a version of
 a nonce this pool did not hold), the pool's accounting equals the sums over what it
-holds, and everything it holds could still be admitted and proposed."""
+holds, per sender and asset, and everything it holds could still be admitted and
+proposed. Two assets: ``NAC`` (no cap) and ``JPYT`` (capped), both account 0's."""
 
 from __future__ import annotations
 
@@ -13,23 +14,35 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from mura.chain.errors import Invalid
 from mura.chain.mempool import Mempool
-from mura.chain.state import MAX_SUPPLY
+from mura.chain.state import MAX_SUPPLY, GenesisAsset
 from mura.chain.transaction import Burn, Mint, Transaction, Transfer
-from mura.tests.chain.test_mempool import BALANCE, Ledger
+from mura.tests.chain.factories import asset_terms
+from mura.tests.chain.test_mempool import ASSET, BALANCE, Ledger, make_key
 
 ACCOUNTS = 3
 AMOUNTS = st.sampled_from([1, 2, BALANCE // 2, BALANCE - 1, BALANCE])
+CAPPED = "JPYT"
+CAP = 3 * BALANCE
+ASSETS = st.sampled_from([ASSET, CAPPED])
 
 
-def spend(transaction: Transaction) -> int:
+def spend(transaction: Transaction) -> tuple[str, int] | None:
     body = transaction.body
-    return body.amount if isinstance(body, (Transfer, Burn)) else 0
+    return (body.asset, body.amount) if isinstance(body, (Transfer, Burn)) else None
+
+
+def cap(asset: str) -> int:
+    return CAP if asset == CAPPED else MAX_SUPPLY
 
 
 class MempoolMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.ledger = Ledger(ACCOUNTS, issuers=1)
+        capped = GenesisAsset(
+            asset_terms(CAPPED, make_key(0).public_key, cap=CAP),
+            tuple((make_key(index).public_key, BALANCE) for index in range(ACCOUNTS)),
+        )
+        self.ledger = Ledger(ACCOUNTS, assets=[capped])
         self.pool = Mempool(
             rules=self.ledger.rules,
             signatures=self.ledger.signatures,
@@ -53,19 +66,21 @@ class MempoolMachine(RuleBasedStateMachine):
     def tick(self, wait: float) -> None:
         self.now += wait
 
-    @rule(sender=st.integers(0, ACCOUNTS - 1), ahead=st.integers(0, 3), amount=AMOUNTS)
-    def transfer(self, sender: int, ahead: int, amount: int) -> None:
-        self.admit(self.ledger.transfer(sender, self.committed_nonce(sender) + ahead, amount))
+    def room(self, asset: str) -> int:
+        return cap(asset) - self.ledger.state.load_asset_state(asset).supply
 
-    @rule(ahead=st.integers(0, 3), amount=st.sampled_from([1, BALANCE]))
-    def burn(self, ahead: int, amount: int) -> None:
-        self.admit(self.ledger.sign(0, self.committed_nonce(0) + ahead, Burn(amount)))
+    @rule(sender=st.integers(0, ACCOUNTS - 1), ahead=st.integers(0, 3), amount=AMOUNTS, asset=ASSETS)
+    def transfer(self, sender: int, ahead: int, amount: int, asset: str) -> None:
+        self.admit(self.ledger.transfer(sender, self.committed_nonce(sender) + ahead, amount, asset=asset))
 
-    @rule(ahead=st.integers(0, 3), fraction=st.sampled_from([1, 2, 3]))
-    def mint(self, ahead: int, fraction: int) -> None:
-        room = MAX_SUPPLY - self.ledger.state.load_supply()
-        amount = max(1, room // fraction)
-        self.admit(self.ledger.sign(0, self.committed_nonce(0) + ahead, Mint(self.ledger.sender(1), amount)))
+    @rule(ahead=st.integers(0, 3), amount=st.sampled_from([1, BALANCE]), asset=ASSETS)
+    def burn(self, ahead: int, amount: int, asset: str) -> None:
+        self.admit(self.ledger.sign(0, self.committed_nonce(0) + ahead, Burn(asset, amount)))
+
+    @rule(ahead=st.integers(0, 3), fraction=st.sampled_from([1, 2, 3]), asset=ASSETS)
+    def mint(self, ahead: int, fraction: int, asset: str) -> None:
+        amount = max(1, self.room(asset) // fraction)
+        self.admit(self.ledger.sign(0, self.committed_nonce(0) + ahead, Mint(asset, self.ledger.sender(1), amount)))
 
     @rule(
         items=st.lists(
@@ -102,21 +117,21 @@ class MempoolMachine(RuleBasedStateMachine):
         self.pool.drop_refused(built.refused)
         self.commit(built.block.transactions)
 
-    @rule(sender=st.integers(0, ACCOUNTS - 1), amount=AMOUNTS, mint=st.booleans())
-    def commit_another_version(self, sender: int, amount: int, mint: bool) -> None:
+    @rule(sender=st.integers(0, ACCOUNTS - 1), amount=AMOUNTS, mint=st.booleans(), asset=ASSETS)
+    def commit_another_version(self, sender: int, amount: int, mint: bool, asset: str) -> None:
         """A block carrying a version of the sender's next nonce this pool may not hold (a
         replacement that won a race elsewhere), or a mint it never saw."""
         nonce = self.committed_nonce(sender)
         if mint and sender == 0:
-            room = MAX_SUPPLY - self.ledger.state.load_supply()
+            room = self.room(asset)
             if room < 1:
                 return
-            transaction = self.ledger.sign(0, nonce, Mint(self.ledger.sender(2), room))
+            transaction = self.ledger.sign(0, nonce, Mint(asset, self.ledger.sender(2), room))
         else:
-            balance = self.ledger.state.load_account(self.ledger.sender(sender)).balance
+            balance = self.ledger.state.load_balance(self.ledger.sender(sender), asset)
             if balance < 1:
                 return
-            transaction = self.ledger.transfer(sender, nonce, min(amount, balance))
+            transaction = self.ledger.transfer(sender, nonce, min(amount, balance), asset=asset)
         self.commit([transaction])
 
     def commit(self, transactions: tuple[Transaction, ...] | list[Transaction]) -> None:
@@ -130,21 +145,28 @@ class MempoolMachine(RuleBasedStateMachine):
         assert pool.size_bytes == sum(len(tx.encoded) for tx in held)
         assert set(pool._arrived) == set(pool._by_hash)
         assert sum(len(queue) for queue in pool._by_sender.values()) == len(held)
-        spends: dict[bytes, int] = {}
+        spends: dict[bytes, dict[str, int]] = {}
         for tx in held:
-            spends[tx.sender] = spends.get(tx.sender, 0) + spend(tx)
+            spent = spend(tx)
+            if spent is not None:
+                by_asset = spends.setdefault(tx.sender, {})
+                by_asset[spent[0]] = by_asset.get(spent[0], 0) + spent[1]
         assert pool._pending_spend == spends
-        mints = {tx.hash: tx.body.amount for tx in held if isinstance(tx.body, Mint)}
-        assert pool._pending_mints == mints and pool._pending_mint_total == sum(mints.values())
+        mints = {tx.hash: (tx.body.asset, tx.body.amount) for tx in held if isinstance(tx.body, Mint)}
+        totals: dict[str, int] = {}
+        for asset, amount in mints.values():
+            totals[asset] = totals.get(asset, 0) + amount
+        assert pool._pending_mints == mints and pool._pending_mint_total == totals
 
     @invariant()
     def contents_satisfy_admission(self) -> None:
         state = self.ledger.state
-        assert state.load_supply() + self.pool._pending_mint_total <= MAX_SUPPLY
+        for asset, pending in self.pool._pending_mint_total.items():
+            assert state.load_asset_state(asset).supply + pending <= cap(asset)
         for sender, queue in self.pool._by_sender.items():
-            account = state.load_account(sender)
-            assert self.pool._pending_spend[sender] <= account.balance
-            assert min(queue) >= account.nonce
+            for asset, spent in self.pool._pending_spend.get(sender, {}).items():
+                assert spent <= state.load_balance(sender, asset)
+            assert min(queue) >= state.load_account(sender).nonce
             assert len(queue) <= 5
 
 
