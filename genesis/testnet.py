@@ -47,6 +47,8 @@ from mura.genesis.launch import running_nodes as find_running_nodes
 GENESIS_FILE = "genesis.json"
 KEYS_DIRECTORY = "keys"
 TREASURY_NAME = "treasury"
+#: The partner bank's key: it issues JPYT, the yen settlement token.
+BANK_NAME = "bank"
 DEFAULT_CHAIN_ID = "nishiawakura-testnet-1"
 DEFAULT_PREFIX = "tnac"
 DEFAULT_BASE_PEER_PORT = 9700
@@ -54,7 +56,12 @@ DEFAULT_BASE_RPC_PORT = 8700
 NODES_DIRECTORY = "nodes"
 #: 1,000,000 NAC at 2 decimals.
 DEFAULT_TREASURY_AMOUNT = 100_000_000
-TOKEN = {"name": "Nishiawakura Coin", "symbol": "NAC", "decimals": 2}
+#: 100,000,000 JPYT (yen, no decimals) in the partner bank's account.
+DEFAULT_BANK_AMOUNT = 100_000_000
+#: The village's coin, issued by the token association's treasury; the network's default asset.
+NAC = {"id": "NAC", "name": "Nishiawakura Coin", "decimals": 2}
+#: The yen settlement token, issued by a partner bank.
+JPYT = {"id": "JPYT", "name": "JPY Token", "decimals": 0}
 #: The Nishiawakura network's first validators; larger testnets add ``partner-5``, ``partner-6``, ...
 VALIDATOR_NAMES = ("village-office", "token-association", "regional-chain-partner", "forestry-cooperative")
 
@@ -75,7 +82,7 @@ class TestnetLayout:
     directory: Path
     #: Its ``genesis.json``.
     genesis_path: Path
-    #: Key files this run wrote, validators in order then the treasury; empty if none.
+    #: Key files this run wrote, validators in order then the treasury and the bank; empty if none.
     key_paths: tuple[Path, ...]
     #: The genesis the directory holds.
     genesis: Genesis
@@ -125,7 +132,7 @@ def generate_testnet(
             f"{genesis_path} already exists; refusing to replace a network's genesis (use --if-missing to keep it)"
         )
     names = validator_names(validators)
-    keys = {name: SigningKey.generate() for name in (*names, TREASURY_NAME)}
+    keys = {name: SigningKey.generate() for name in (*names, TREASURY_NAME, BANK_NAME)}
     timestamp_ms = genesis_time_ms if genesis_time_ms is not None else int(time.time()) * 1000
     document = _testnet_document(
         chain_id=chain_id,
@@ -223,8 +230,10 @@ def running_nodes(directory: Path) -> list[RunningNode]:
     """The testnet's nodes that are running now, by the locks a running node holds:
     ``nodes/<name>/data/LOCK`` and its vote record's ``keys/<name>.votes/LOCK``."""
     locks = [(path.parent.parent.name, path) for path in sorted(directory.glob(f"{NODES_DIRECTORY}/*/data/LOCK"))]
-    locks += [(path.parent.name.removesuffix(".votes"), path)
-              for path in sorted(directory.glob(f"{KEYS_DIRECTORY}/*.votes/LOCK"))]
+    locks += [
+        (path.parent.name.removesuffix(".votes"), path)
+        for path in sorted(directory.glob(f"{KEYS_DIRECTORY}/*.votes/LOCK"))
+    ]
     return find_running_nodes(locks)
 
 
@@ -273,7 +282,7 @@ def _not_written_by_the_generator(directory: Path) -> str | None:
     except Invalid:
         return f"{GENESIS_FILE} that is not a genesis"
     names = {validator.name for validator in genesis.validators}
-    keys = {f"{name}.{suffix}" for name in (*names, TREASURY_NAME) for suffix in ("key", "votes")}
+    keys = {f"{name}.{suffix}" for name in (*names, TREASURY_NAME, BANK_NAME) for suffix in ("key", "votes")}
     for folder, expected in ((KEYS_DIRECTORY, keys), (NODES_DIRECTORY, names)):
         path = directory / folder
         if path.exists() or path.is_symlink():
@@ -317,20 +326,36 @@ def _testnet_document(
     base_peer_port: int,
     treasury_amount: int,
 ) -> dict[str, Any]:
-    """The genesis document: the validators in order, the treasury as issuer and sole holder."""
+    """The genesis document: the validators in order; NAC issued by the treasury and JPYT by
+    the bank, each open and reissuable and held wholly by its issuer; both have the issuer role."""
     validators = [
         {"name": name, "public_key": keys[name].public_key.hex(), "peer_address": f"127.0.0.1:{base_peer_port + index}"}
         for index, name in enumerate(validator_names)
     ]
     treasury = encode_address(keys[TREASURY_NAME].public_key, prefix)
+    bank = encode_address(keys[BANK_NAME].public_key, prefix)
     return {
         "chain_id": chain_id,
         "address_prefix": prefix,
         "genesis_time": format_genesis_time(timestamp_ms),
-        "token": dict(TOKEN),
         "validators": validators,
-        "issuers": [treasury],
-        "allocations": [{"address": treasury, "amount": treasury_amount}],
+        "issuers": [treasury, bank],
+        "assets": [
+            {
+                **NAC,
+                "issuer": treasury,
+                "supply": "reissuable",
+                "policy": "open",
+                "allocations": [{"address": treasury, "amount": treasury_amount}],
+            },
+            {
+                **JPYT,
+                "issuer": bank,
+                "supply": "reissuable",
+                "policy": "open",
+                "allocations": [{"address": bank, "amount": DEFAULT_BANK_AMOUNT}],
+            },
+        ],
     }
 
 
@@ -475,6 +500,9 @@ def describe_layout(layout: TestnetLayout) -> list[str]:
     lines.append(f"validators: {', '.join(validator.name for validator in genesis.validators)}")
     if layout.treasury is not None:
         lines.append(f"treasury: {encode_address(layout.treasury, genesis.address_prefix)}")
+    for asset in genesis.assets:
+        issuer = encode_address(asset.terms.issuer, genesis.address_prefix)
+        lines.append(f"asset {asset.terms.asset} ({asset.terms.name}): issuer {issuer}")
     return lines
 
 

@@ -51,18 +51,6 @@ class NodeStatus:
 
 
 @dataclass(frozen=True, slots=True)
-class TokenInfo:
-    """The asset balances are counted in, for wallets to display amounts."""
-
-    #: Full name, e.g. ``Nishiawakura Coin``.
-    name: str
-    #: Ticker, e.g. ``NAC``.
-    symbol: str
-    #: Digits after the decimal point: 2 means 100 smallest units make one token.
-    decimals: int
-
-
-@dataclass(frozen=True, slots=True)
 class ChainInfo:
     """The network's fixed identity, from its genesis."""
 
@@ -70,8 +58,8 @@ class ChainInfo:
     chain_id: str
     #: The part of the network's text addresses before the ``1``, e.g. ``tnac``.
     address_prefix: str
-    #: The asset balances are counted in.
-    token: TokenInfo
+    #: The asset methods and commands use when none is named: the genesis's first (None: it declares none).
+    default_asset: str | None
     #: Validator names from genesis, by public key.
     validator_names: Mapping[bytes, str] = field(default_factory=dict)
 
