@@ -41,6 +41,8 @@ _TIME = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,3}))?(?:[Zz]|\+00:00)"
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: Text without control characters (a name shows on one line) nor halves of UTF-16 pairs.
+_ASSET_NAME = re.compile(rf"[^\x00-\x1f\x7f\ud800-\udfff]{{1,{MAX_ASSET_NAME_LENGTH}}}", re.DOTALL)
 _DEFAULT_RULES = ChainRules(chain_id="")
 #: Most assets one genesis declares.
 MAX_GENESIS_ASSETS = 64
@@ -198,19 +200,39 @@ def load_genesis(path: Path | str) -> Genesis:
         ) from None
     except _NotStrictJson as error:
         raise InvalidGenesis([f"{path}: invalid JSON: {error}"]) from None
+    surrogate = _lone_surrogate(document)
+    if surrogate is not None:
+        escape = f"\\u{ord(surrogate):04x}"
+        raise InvalidGenesis([f"{path}: invalid JSON: {escape} is half of a UTF-16 pair, not a character"])
     return parse_genesis(document)
+
+
+def _lone_surrogate(value: object) -> str | None:
+    """The first code point in ``value``'s text (keys too) that UTF-8 cannot encode, or None.
+
+    JSON's ``\\ud800`` escapes one half of a UTF-16 pair; Python keeps it, other parsers
+    replace or refuse it, and the genesis hash (of UTF-8 text) could not be computed.
+    """
+    if isinstance(value, str):
+        return next((character for character in value if 0xD800 <= ord(character) <= 0xDFFF), None)
+    if isinstance(value, dict):
+        value = [*value.keys(), *value.values()]
+    if isinstance(value, list):
+        return next((found for item in value if (found := _lone_surrogate(item)) is not None), None)
+    return None
 
 
 def parse_genesis(document: object) -> Genesis:
     """Check a decoded genesis document and return it; raises ``InvalidGenesis``
     listing every problem found, each prefixed by its field path."""
     report = _Report()
-    # Addresses are checked against the prefix, so it is read first, quietly:
-    # its own problems are reported once, with the other top-level fields.
-    prefix = _read_prefix(document.get("address_prefix"), "", _Report()) if isinstance(document, dict) else None
-    top = _read_record(document, "", report, _top_level_readers(prefix), optional=("limits",))
-    if top is not None and top.get("assets") and top.get("genesis_time") is not None:
-        _check_expiries(top["assets"], top["genesis_time"], report)
+    # Addresses are checked against the prefix, and expiry times against the genesis
+    # time, so both are read first, quietly: their own problems are reported once,
+    # with the other top-level fields.
+    fields = document if isinstance(document, dict) else {}
+    prefix = _read_prefix(fields.get("address_prefix"), "", _Report())
+    genesis_time_ms = _read_time(fields.get("genesis_time"), "", _Report())
+    top = _read_record(document, "", report, _top_level_readers(prefix, genesis_time_ms), optional=("limits",))
     if top is None or report.problems:
         raise InvalidGenesis(report.problems)
     # No problem was reported, so every reader returned a value.
@@ -278,7 +300,8 @@ def _kind(value: object) -> str:
 
 def _shown(value: object) -> str:
     """``value`` as JSON, cut short so that a problem stays on one line."""
-    text = json.dumps(value, ensure_ascii=False, default=repr)
+    # A half of a UTF-16 pair shows as its escape: the problem must stay printable as UTF-8.
+    text = json.dumps(value, ensure_ascii=False, default=repr).encode(errors="backslashreplace").decode()
     return text if len(text) <= 40 else text[:37] + "..."
 
 
@@ -381,6 +404,7 @@ def _valid_prefix(prefix: str) -> str:
 
 
 _read_prefix = _checked_text(_valid_prefix)
+_read_time = _checked_text(parse_genesis_time)
 
 
 def _read_public_key(value: object, path: str, report: _Report) -> bytes | None:
@@ -467,67 +491,91 @@ def _read_asset_id(value: object, path: str, report: _Report) -> str | None:
     return None
 
 
-def _read_asset(value: object, path: str, report: _Report, *, prefix: str | None) -> GenesisAsset | None:
-    """One asset's terms and opening balances; the fields with defaults may be left out."""
-    readers: dict[str, _Reader] = {
+def _read_asset_name(value: object, path: str, report: _Report) -> str | None:
+    """What ``issue_asset`` accepts as a name (1 to 64 characters, not only spaces), on one line."""
+    if isinstance(value, str) and _ASSET_NAME.fullmatch(value) and value.strip():
+        return value
+    rule = f"1 to {MAX_ASSET_NAME_LENGTH} characters of text, not only spaces"
+    report.problem(path, f"must be {rule}, got {_shown(value)}")
+    return None
+
+
+def _asset_readers(prefix: str | None) -> dict[str, _Reader]:
+    return {
         "id": _read_asset_id,
-        "name": _matching(
-            rf"(?=.*\S)[^\x00-\x1f\x7f]{{1,{MAX_ASSET_NAME_LENGTH}}}",
-            f"1 to {MAX_ASSET_NAME_LENGTH} characters of text",
-        ),
+        "name": _read_asset_name,
         "decimals": _integer(0, MAX_DECIMALS, f"an integer from 0 to {MAX_DECIMALS}"),
         "issuer": _address_reader(prefix),
         "supply": _matching("reissuable|fixed", '"reissuable" or "fixed"'),
         "cap": _integer(1, MAX_SUPPLY, "a positive integer"),
         "registrar": _address_reader(prefix),
         "policy": _matching("open|restricted", '"open" or "restricted"'),
-        "expiry": _checked_text(parse_genesis_time),
+        "expiry": _read_time,
         "allocations": partial(_read_allocations, prefix=prefix),
     }
+
+
+def _read_asset(
+    value: object, path: str, report: _Report, *, prefix: str | None, genesis_time_ms: int | None
+) -> GenesisAsset | None:
+    """One asset's terms and opening balances; the fields with defaults may be left out
+    (no cap, the issuer as registrar, open, no expiry, no opening balance)."""
     record = _read_record(
-        value, path, report, readers, optional=("cap", "registrar", "policy", "expiry", "allocations")
+        value, path, report, _asset_readers(prefix), optional=("cap", "registrar", "policy", "expiry", "allocations")
     )
-    if record is None or not _complete(record):
+    if record is None:
         return None
-    allocations = record.get("allocations", ())
-    total = sum(amount for _, amount in allocations)
-    reissuable = record["supply"] == "reissuable"
-    cap = record.get("cap", 0)
-    if cap and not reissuable:
-        report.problem(f"{path}.cap", "only a reissuable asset has a cap: a fixed supply is its own cap")
-    elif cap and total > cap:
-        report.problem(f"{path}.allocations", f"amounts total {total}, more than the cap {cap}")
-    if not reissuable and not total:
-        report.problem(f"{path}.allocations", "an asset whose supply is fixed needs a positive opening supply")
+    # Checked with whichever fields were read, so that they are reported with the fields' own problems.
+    _check_supply(record, path, report)
+    expiry_ms = record.get("expiry")
+    if expiry_ms is not None and genesis_time_ms is not None and expiry_ms <= genesis_time_ms:
+        report.problem(f"{path}.expiry", f"must be after genesis_time ({format_genesis_time(genesis_time_ms)})")
+    if not _complete(record):
+        return None
     terms = AssetTerms(
         asset=record["id"],
         name=record["name"],
         decimals=record["decimals"],
         issuer=record["issuer"],
-        reissuable=reissuable,
-        cap=cap,
+        reissuable=record["supply"] == "reissuable",
+        cap=record.get("cap", 0),
         registrar=record.get("registrar", record["issuer"]),
         policy=TransferPolicy(record.get("policy", "open")),
         expiry_ms=record.get("expiry", 0),
     )
-    return GenesisAsset(terms, allocations)
+    return GenesisAsset(terms, record.get("allocations", ()))
 
 
-def _read_assets(value: object, path: str, report: _Report, *, prefix: str | None) -> tuple[GenesisAsset, ...] | None:
+def _check_supply(record: dict[str, Any], path: str, report: _Report) -> None:
+    """A cap only on a reissuable asset and not below the opening balances; a fixed
+    supply that is not zero. Fields that could not be read are left out."""
+    supply = record.get("supply")
+    cap = record.get("cap")
+    allocations = record.get("allocations", ())
+    total = None if allocations is None else sum(amount for _, amount in allocations)
+    if cap and supply == "fixed":
+        report.problem(f"{path}.cap", "only a reissuable asset has a cap: a fixed supply is its own cap")
+    elif cap and total is not None and total > cap:
+        report.problem(f"{path}.allocations", f"amounts total {total}, more than the cap {cap}")
+    if supply == "fixed" and total == 0:
+        report.problem(f"{path}.allocations", "an asset whose supply is fixed needs a positive opening supply")
+
+
+def _read_assets(
+    value: object, path: str, report: _Report, *, prefix: str | None, genesis_time_ms: int | None
+) -> tuple[GenesisAsset, ...] | None:
     """0 to 64 assets with distinct ids."""
     items = _read_list(value, path, report, minimum=0, maximum=MAX_GENESIS_ASSETS)
     if items is None:
         return None
-    assets = [_read_asset(item, f"{path}[{index}]", report, prefix=prefix) for index, item in enumerate(items)]
-    ids = [item.get("id") if isinstance(item, dict) else None for item in items]
+    assets = [
+        _read_asset(item, f"{path}[{index}]", report, prefix=prefix, genesis_time_ms=genesis_time_ms)
+        for index, item in enumerate(items)
+    ]
+    # Ids as read (quietly: their problems are reported above), so that only valid ones are compared.
+    ids = [_read_asset_id(item.get("id"), "", _Report()) if isinstance(item, dict) else None for item in items]
     _report_duplicates(ids, f"{path}[{{index}}].id", report)
     return None if None in assets else tuple(cast(GenesisAsset, asset) for asset in assets)
-
-
-def _check_expiries(assets: Sequence[GenesisAsset], timestamp_ms: int, report: _Report) -> None:
-    for index, asset in enumerate(assets):
-        if asset.terms.expiry_ms and asset.terms.expiry_ms <= timestamp_ms:
-            report.problem(f"assets[{index}].expiry", "must be after genesis_time")
 
 
 def _address_reader(prefix: str | None) -> _Reader:
@@ -554,13 +602,13 @@ _VALIDATOR_FIELDS: dict[str, _Reader] = {
 }
 
 
-def _top_level_readers(prefix: str | None) -> dict[str, _Reader]:
+def _top_level_readers(prefix: str | None, genesis_time_ms: int | None) -> dict[str, _Reader]:
     return {
         "chain_id": _read_slug,
         "address_prefix": _read_prefix,
-        "genesis_time": _checked_text(parse_genesis_time),
+        "genesis_time": _read_time,
         "validators": _read_validators,
         "issuers": partial(_read_issuers, prefix=prefix),
-        "assets": partial(_read_assets, prefix=prefix),
+        "assets": partial(_read_assets, prefix=prefix, genesis_time_ms=genesis_time_ms),
         "limits": _read_limits,
     }
