@@ -1,9 +1,10 @@
-"""The local testnet: fresh keys for each validator and a treasury, a genesis
+"""The local testnet: fresh keys for each validator, a treasury and a bank, a genesis
 naming them, a node config per validator, and a launcher that runs them.
 
 ``python -m mura.genesis.testnet --out testnet --validators 4`` writes
-``keys/<validator-name>.key`` and ``keys/treasury.key`` (owner-only, 0600),
-``genesis.json`` and ``nodes/<validator-name>/node.toml``. Validator i serves
+``keys/<validator-name>.key``, ``keys/treasury.key`` (the issuer of NAC) and
+``keys/bank.key`` (the issuer of JPYT), owner-only (0600), ``genesis.json`` and
+``nodes/<validator-name>/node.toml``. Validator i serves
 JSON-RPC on 127.0.0.1:(8700 + i) and peers on 127.0.0.1:(9700 + i);
 ``--rpc-port`` and ``--p2p-port`` move the first of each. It never overwrites
 anything: a directory that already holds a genesis is refused or, with
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import shutil
 import sys
 import time
@@ -267,8 +269,9 @@ def _not_written_by_the_generator(directory: Path) -> str | None:
     """The first entry of ``directory`` the generator would not have written, or None.
 
     Top-level names are not enough: a wallet's folder holding only ``keys/`` has them.
-    A testnet has a genesis file that loads, and its keys and node folders are named
-    after that genesis's validators (and the treasury), as the generator names them.
+    A testnet has a genesis file that loads (or one the generator wrote before genesis
+    declared assets), and its keys and node folders are named after that genesis's
+    validators (and the treasury and the bank), as the generator names them.
     """
     written_here = {GENESIS_FILE, KEYS_DIRECTORY, NODES_DIRECTORY}
     for entry in sorted(directory.iterdir()):
@@ -277,11 +280,9 @@ def _not_written_by_the_generator(directory: Path) -> str | None:
     genesis_path = directory / GENESIS_FILE
     if genesis_path.is_symlink() or not genesis_path.is_file():
         return f"no {GENESIS_FILE}"
-    try:
-        genesis = load_genesis(genesis_path)
-    except Invalid:
+    names = _validator_names_in(genesis_path)
+    if names is None:
         return f"{GENESIS_FILE} that is not a genesis"
-    names = {validator.name for validator in genesis.validators}
     keys = {f"{name}.{suffix}" for name in (*names, TREASURY_NAME, BANK_NAME) for suffix in ("key", "votes")}
     for folder, expected in ((KEYS_DIRECTORY, keys), (NODES_DIRECTORY, names)):
         path = directory / folder
@@ -309,8 +310,40 @@ def _check_arguments(validators: int, base_peer_port: int | None, base_rpc_port:
         )
 
 
+def _validator_names_in(genesis_path: Path) -> set[str] | None:
+    """The validators' names in the genesis at ``genesis_path``, also in the format before
+    assets; None if it is no genesis."""
+    try:
+        return {validator.name for validator in load_genesis(genesis_path).validators}
+    except Invalid:
+        previous = _previous_format(genesis_path)
+        return None if previous is None else {validator.name for validator in previous.validators}
+
+
+def _previous_format(genesis_path: Path) -> Genesis | None:
+    """The genesis at ``genesis_path`` without its token and its balances, if it is in the
+    format before assets (``token`` and ``allocations`` where ``assets`` is now) and valid
+    otherwise; None if it is not."""
+    try:
+        document = json.loads(genesis_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(document, dict) or "assets" in document or not {"token", "allocations"} <= document.keys():
+        return None
+    rest = {name: value for name, value in document.items() if name not in ("token", "allocations")}
+    try:
+        return parse_genesis({**rest, "assets": []})
+    except Invalid:
+        return None
+
+
 def _existing_layout(directory: Path) -> TestnetLayout:
     genesis_path = directory / GENESIS_FILE
+    if _previous_format(genesis_path) is not None:
+        raise TestnetError(
+            f"{genesis_path} is in the format before assets (a token and its allocations), which this version "
+            f"no longer reads: delete the testnet (mura testnet --dir {directory} --reset) and generate a new one"
+        )
     genesis = load_genesis(genesis_path)
     treasury = genesis.issuers[0] if genesis.issuers else None
     return TestnetLayout(directory, genesis_path, (), genesis, treasury, created=False)
