@@ -320,18 +320,22 @@ class Store:
     def load_entry(self, key: bytes) -> bytes | None:
         return self.db.get(STATE + key)  # type: ignore[no-any-return]
 
-    def load_holders_after(self, asset: str, after: bytes, limit: int) -> list[tuple[bytes, int]]:
-        prefix = STATE + BALANCE_PREFIX + asset_key(asset)
-        start = prefix + after if after else prefix
-        found: list[tuple[bytes, int]] = []
-        for key, value in self.db.iterator(start=start, stop=prefix + b"\xff" * (PUBLIC_KEY_SIZE + 1)):
-            address = key[len(prefix) :]
-            if address == after:
-                continue
-            found.append((address, decode_balance(value)))
-            if len(found) >= limit:
-                break
+    def load_entries_after(self, prefix: bytes, after: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+        start = STATE + prefix + after
+        found: list[tuple[bytes, bytes]] = []
+        with self.db.iterator(start=start, include_start=not after) as entries:
+            for key, value in entries:
+                if not key.startswith(STATE + prefix):
+                    break
+                found.append((key[len(STATE) + len(prefix) :], value))
+                if len(found) >= limit:
+                    break
         return found
+
+    def load_holders_after(self, asset: str, after: bytes, limit: int) -> list[tuple[bytes, int]]:
+        """Up to ``limit`` ``(account, balance)`` of ``asset``'s holders, in account order, after ``after``."""
+        prefix = BALANCE_PREFIX + asset_key(asset)
+        return [(address, decode_balance(value)) for address, value in self.load_entries_after(prefix, after, limit)]
 
     def load_validators(self) -> tuple[bytes, ...]:
         if self._validators is None:
