@@ -333,6 +333,8 @@ class PendingState:
             )
         balances: dict[tuple[str, bytes], int] = {}
         first_holdings: list[tuple[str, bytes]] = []
+        # The holder counts follow from the balances; counted on a copy, so finishing twice gives one answer.
+        new_states = dict(self._asset_states)
         for pair, balance in self._balances.items():
             original = self._original_balances[pair]
             if balance == original:
@@ -341,14 +343,16 @@ class PendingState:
             asset, address = pair
             entries.append((balance_key(asset, address), balance_entry(original), balance_entry(balance)))
             if (original == 0) != (balance == 0):
-                state = self.asset_state(asset)
-                self.set_asset_state(asset, replace(state, holders=state.holders + (1 if original == 0 else -1)))
+                if asset not in new_states:
+                    new_states[asset] = self.asset_state(asset)
+                state = new_states[asset]
+                new_states[asset] = replace(state, holders=state.holders + (1 if original == 0 else -1))
                 if original == 0:
                     first_holdings.append(pair)
         for asset, terms in self._issued.items():
             entries.append((asset_terms_key(asset), None, terms.encode()))
         asset_states = {
-            asset: new for asset, new in self._asset_states.items() if new != self._original_asset_states[asset]
+            asset: new for asset, new in new_states.items() if new != self._original_asset_states[asset]
         }
         for asset, state in asset_states.items():
             entries.append(

@@ -288,7 +288,10 @@ def validate_funds(pending: PendingState, address: bytes, asset: str, amount: in
 
 
 def validate_asset(pending: PendingState, asset: str) -> AssetTerms:
-    """A transaction names an asset that has been issued."""
+    """A transaction names a valid asset id of an asset that has been issued."""
+    problem = asset_id_problem(asset)
+    if problem is not None:
+        raise InvalidAssetId(problem, asset=asset)
     terms = pending.asset(asset)
     if terms is None:
         raise UnknownAsset(f"no asset {asset!r} has been issued", asset=asset)
@@ -361,9 +364,9 @@ def process_transfer(pending: PendingState, transaction: Transaction) -> None:
 
 
 def validate_mint(pending: PendingState, transaction: Transaction) -> None:
-    """An asset's issuer mints a positive amount of a reissuable asset that has not expired,
-    keeping its supply within its cap and within ``MAX_SUPPLY``, to an account not frozen in
-    it (for a restricted asset, the issuer or an approved holder)."""
+    """An asset's issuer, not frozen in it, mints a positive amount of a reissuable asset that
+    has not expired, keeping its supply within its cap and within ``MAX_SUPPLY``, to an account
+    not frozen in it (for a restricted asset, the issuer or an approved holder)."""
     body = cast(Mint, transaction.body)
     terms = validate_asset(pending, body.asset)
     validate_asset_issuer(terms, transaction.sender)
@@ -389,6 +392,7 @@ def validate_mint(pending: PendingState, transaction: Transaction) -> None:
             amount=body.amount,
             supply=supply.supply,
         )
+    validate_not_frozen(pending, body.asset, transaction.sender, "sender")
     validate_not_frozen(pending, body.asset, body.recipient, "recipient")
     validate_approved(pending, terms, body.recipient, "recipient")
 
@@ -438,8 +442,11 @@ def validate_issue_asset(pending: PendingState, transaction: Transaction) -> Non
 
 def _terms_problem(body: IssueAsset, timestamp_ms: int) -> tuple[str, str | None]:
     """The first field of ``body``'s terms that is out of bounds, and why (None if none)."""
-    if not 0 < len(body.name) <= MAX_ASSET_NAME_LENGTH or not body.name.strip():
-        return "name", f"the name must be 1 to {MAX_ASSET_NAME_LENGTH} characters, not only spaces"
+    if not 0 < len(body.name) <= MAX_ASSET_NAME_LENGTH or not body.name.strip() or not body.name.isprintable():
+        return "name", (
+            f"the name must be 1 to {MAX_ASSET_NAME_LENGTH} printable characters (no control or "
+            "invisible formatting characters), not only spaces"
+        )
     if body.decimals > MAX_DECIMALS:
         return "decimals", f"decimals must be 0 to {MAX_DECIMALS}, got {body.decimals}"
     if body.policy not in {policy.value for policy in TransferPolicy}:
