@@ -140,7 +140,7 @@ def test_invalid_asset_ids_that_are_invalid_are_not_also_duplicates() -> None:
 # --- name -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["西粟倉コイン", "N" * 64, "Forest voucher (2031)", " padded ", "🌲" * 64])
+@pytest.mark.parametrize("name", ["西粟倉コイン", "N" * 64, "Forest voucher (2031)", " padded ", "🌲" * 64, "Café ½"])
 def test_asset_name(name: str) -> None:
     assert first_asset(with_field("assets.0.name", name)).terms.name == name
 
@@ -151,6 +151,9 @@ def test_asset_name(name: str) -> None:
         "",
         "   ",
         "\u3000\u3000",  # ideographic spaces: the issue_asset rule strips them too
+        "Nishiawakura\u3000Coin",  # nor are they printable, for issue_asset
+        "Nishi\u200dawakura",  # an invisible joiner
+        "\ue000",  # private use
         "N" * 65,
         "line\nbreak",
         "tab\there",
@@ -163,7 +166,7 @@ def test_asset_name(name: str) -> None:
 def test_invalid_asset_name(name: object) -> None:
     problems = problems_of(with_field("assets.0.name", name))
     assert len(problems) == 1
-    assert problems[0].startswith("assets[0].name: must be 1 to 64 characters of text, not only spaces, got ")
+    assert problems[0].startswith("assets[0].name: must be 1 to 64 printable characters, not only spaces, got ")
     problems[0].encode()  # printable as UTF-8, whatever the name held
 
 
@@ -403,7 +406,7 @@ def test_invalid_asset_every_problem_at_once() -> None:
     document["assets"][1].update(id="jpyt", cap=10)
     problems = problems_of(document)
     assert problems == [
-        'assets[0].name: must be 1 to 64 characters of text, not only spaces, got ""',
+        'assets[0].name: must be 1 to 64 printable characters, not only spaces, got ""',
         "assets[0].cap: only a reissuable asset has a cap: a fixed supply is its own cap",
         "assets[0].expiry: must be after genesis_time (2026-11-23T00:00:00Z)",
         f"assets[1].id: asset id 'jpyt' is {ID_RULE}, starting with a letter (e.g. NAC, NISHI-2031-01)",
