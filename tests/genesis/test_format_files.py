@@ -4,6 +4,7 @@ the shipped example (the document rules are in test_format.py)."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,43 @@ def test_to_json_round_trips() -> None:
         "assets",
         "limits",
     ]
+
+
+def reordered(value: Any) -> Any:
+    """``value`` with every object's keys in reverse order."""
+    if isinstance(value, dict):
+        return {key: reordered(value[key]) for key in reversed(value)}
+    if isinstance(value, list):
+        return [reordered(item) for item in value]
+    return value
+
+
+def test_document_hash_is_of_the_canonical_json(tmp_path: Path) -> None:
+    """Key order, spacing and escapes in the file do not change the genesis nor its hash."""
+    genesis = load_genesis(example_genesis_path())
+    text = json.dumps(reordered(example_document()), indent=7, ensure_ascii=True)
+    assert text.index('"limits"') < text.index('"chain_id"')
+    other = load_genesis(write(tmp_path, text))
+    assert other == genesis and other.document_hash() == genesis.document_hash()
+    canonical = json.dumps(genesis.to_document(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert genesis.document_hash() == hashlib.sha256(canonical.encode()).digest()
+    assert genesis_block(genesis)[0].header.parent_hash == genesis.document_hash()
+
+
+def test_document_hash_differs_with_any_setting() -> None:
+    genesis = load_genesis(example_genesis_path())
+    office, *others = genesis.validators
+    variants = [
+        genesis,
+        dataclasses.replace(genesis, max_block_bytes=4096),
+        dataclasses.replace(genesis, max_block_transactions=10),
+        dataclasses.replace(genesis, address_prefix="nac"),
+        dataclasses.replace(genesis, validators=(dataclasses.replace(office, peer_address="10.0.0.1:9700"), *others)),
+        dataclasses.replace(genesis, validators=(dataclasses.replace(office, name="office"), *others)),
+        with_nac_terms(genesis, name="Nishiawakura Coin 2"),
+        with_nac_terms(genesis, decimals=3),
+    ]
+    assert len({variant.document_hash() for variant in variants}) == len(variants)
 
 
 # --- the genesis block ----------------------------------------------------------
