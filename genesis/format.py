@@ -41,6 +41,7 @@ _TIME = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,3}))?(?:[Zz]|\+00:00)"
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _DEFAULT_RULES = ChainRules(chain_id="")
 #: Most assets one genesis declares.
 MAX_GENESIS_ASSETS = 64
@@ -198,6 +199,8 @@ def load_genesis(path: Path | str) -> Genesis:
         ) from None
     except _NotStrictJson as error:
         raise InvalidGenesis([f"{path}: invalid JSON: {error}"]) from None
+    except RecursionError:
+        raise InvalidGenesis([f"{path}: invalid JSON: arrays or objects nested too deeply"]) from None
     surrogate = _lone_surrogate(document)
     if surrogate is not None:
         escape = f"\\u{ord(surrogate):04x}"
@@ -211,12 +214,18 @@ def _lone_surrogate(value: object) -> str | None:
     JSON's ``\\ud800`` escapes one half of a UTF-16 pair; Python keeps it, other parsers
     replace or refuse it, and the genesis hash (of UTF-8 text) could not be computed.
     """
-    if isinstance(value, str):
-        return next((character for character in value if 0xD800 <= ord(character) <= 0xDFFF), None)
-    if isinstance(value, dict):
-        value = [*value.keys(), *value.values()]
-    if isinstance(value, list):
-        return next((found for item in value if (found := _lone_surrogate(item)) is not None), None)
+    # A loop, not recursion: whatever depth the JSON parser took, this takes too.
+    unread = [value]
+    while unread:
+        item = unread.pop()
+        if isinstance(item, str):
+            found = _SURROGATE.search(item)
+            if found is not None:
+                return found.group()
+        elif isinstance(item, dict):
+            unread += [*item.keys(), *item.values()]
+        elif isinstance(item, list):
+            unread += item
     return None
 
 

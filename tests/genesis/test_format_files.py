@@ -94,6 +94,18 @@ def test_invalid_json_half_of_a_utf16_pair(tmp_path: Path, escape: str) -> None:
     assert problems_loading(path) == [f"{path}: invalid JSON: {escape} is half of a UTF-16 pair, not a character"]
 
 
+def test_invalid_json_half_of_a_utf16_pair_deep_in_the_document(tmp_path: Path) -> None:
+    depth = 900  # deeper than a recursive walk through the document could go
+    text = json.dumps(example_document())[:-1] + ', "colour": ' + "[" * depth + '"\\ud800"' + "]" * depth + "}"
+    path = write(tmp_path, text)
+    assert problems_loading(path) == [f"{path}: invalid JSON: \\ud800 is half of a UTF-16 pair, not a character"]
+
+
+def test_invalid_json_nested_too_deeply(tmp_path: Path) -> None:
+    path = write(tmp_path, '{"colour": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    assert problems_loading(path) == [f"{path}: invalid JSON: arrays or objects nested too deeply"]
+
+
 def test_json_pair_of_utf16_halves_is_one_character(tmp_path: Path) -> None:
     text = json.dumps(example_document()).replace("Nishiawakura Coin", "Nishiawakura \\ud83c\\udf32")
     assert load_genesis(write(tmp_path, text)).assets[0].terms.name == "Nishiawakura \U0001f332"
