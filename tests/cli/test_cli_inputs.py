@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mura.chain.keys import PASSPHRASE_VARIABLE, SigningKey, is_encrypted, load_key, save_key
-from mura.cli import EXIT_USAGE, cli
+from mura.cli import cli
+from mura.cli.session import EXIT_USAGE
 
 from .conftest import Mura
 from .test_cli import assert_one_line_error, run_installed, unreachable_url
@@ -187,12 +188,12 @@ def test_odd_input_to_every_other_command(mura: Mura, tmp_path_factory: pytest.T
 
 def test_no_traceback_even_for_an_internal_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """The last resort: an unexpected exception is one line, its traceback only with MURA_DEBUG=1."""
-    import mura.cli
+    import mura.cli.commands
 
     def broken(*arguments: object, **options: object) -> None:
         raise RuntimeError("a bug\nspread over lines")
 
-    monkeypatch.setattr(mura.cli, "save_key", broken)
+    monkeypatch.setattr(mura.cli.commands, "save_key", broken)
     arguments = ["keygen", "--prefix", "tnac", "--out", str(tmp_path / "k.key")]
     monkeypatch.delenv("MURA_DEBUG", raising=False)
     quiet = CliRunner().invoke(cli, arguments)
