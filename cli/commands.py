@@ -38,7 +38,7 @@ from mura.cli.session import (
     render_columns,
 )
 from mura.cli.submit import body_asset, show_units, signing_options, submit, transaction_rows
-from mura.rpc.account_methods import MAX_TRANSACTIONS_PAGE
+from mura.rpc.account_methods import DEFAULT_TRANSACTIONS_PAGE, MAX_TRANSACTIONS_PAGE
 from mura.rpc.client import DEFAULT_URL
 from mura.rpc.params import MAX_PAGE
 
@@ -190,7 +190,8 @@ def _counterparty(transaction: dict[str, Any], address: str) -> str:
 
 @cli.command()
 @click.argument("account", metavar="ADDRESS")
-@click.option("--limit", type=click.IntRange(1, MAX_TRANSACTIONS_PAGE), default=20, show_default=True,
+@click.option("--limit", type=click.IntRange(1, MAX_TRANSACTIONS_PAGE), default=DEFAULT_TRANSACTIONS_PAGE,
+              show_default=True,
               help=f"Transactions to show (at most {MAX_TRANSACTIONS_PAGE}).")
 @click.option("--cursor", help="Where to go on from: the cursor the previous page ended with.")
 @click.pass_obj
@@ -198,6 +199,7 @@ def history(session: Session, account: str, limit: int, cursor: str | None) -> N
     """The final transactions ADDRESS sent or was named in, newest first."""
     read_address(account, session.prefix)
     found = session.call("account_getTransactions", account, cursor, limit)
+    account = found["address"]  # as the node writes it: lower case, whatever case was typed
     lines = []
     for transaction in found["transactions"]:
         body = transaction["body"]

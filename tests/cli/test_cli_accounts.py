@@ -141,6 +141,8 @@ def test_history_newest_first_page_after_page(mura: Mura, tmp_path: Path) -> Non
     assert re.fullmatch(rf"next page: mura --rpc {mura.url} history {alice} --limit 2 --cursor \d+:0", rows[-1])
     last = mura("history", alice, "--limit", "5")
     assert "next page" not in last.stdout
+    typed_in_capitals = mura("history", alice.upper(), "--limit", "1").stdout.splitlines()
+    assert typed_in_capitals[1].split()[5:7] == ["to", mura.json("address", "--key", str(mura.treasury_key))["address"]]
 
 
 def test_history_of_an_unknown_account_and_bad_cursors(mura: Mura, tmp_path: Path) -> None:

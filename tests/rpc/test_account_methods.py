@@ -16,7 +16,7 @@ from mura.chain.transaction import Burn, Freeze, Mint, Transfer
 from mura.genesis.testnet import DEFAULT_BANK_AMOUNT, DEFAULT_TREASURY_AMOUNT, generate_testnet
 
 from .conftest import StartNode
-from .support import TestNode, issue
+from .support import TestNode, issue, wait_until
 
 ALICE = SigningKey.from_private_bytes(bytes(range(32)))
 NOBODY = SigningKey.from_private_bytes(bytes(range(1, 33)))
@@ -146,6 +146,7 @@ async def test_balances_now_and_after_past_blocks(node: TestNode) -> None:
         assert height is None or found["height"] == height
         return found["balances"]  # type: ignore[no-any-return]
 
+    await wait_until(lambda: node.height > back, "a block after the payment back")
     yen_only = [{"asset": "JPYT", "balance": 7000, "decimals": 0}]
     both = [*yen_only, {"asset": "NAC", "balance": 1250, "decimals": 2}]
     assert await balances(before) == []
