@@ -42,7 +42,8 @@ HOLDERS_SCHEMA: dict[str, Any] = {
         "height": {**_COUNT, "description": "The balances are those after the block at this height."},
         "holders": {
             "type": "array",
-            "description": "Accounts with a positive balance, in account order.",
+            "description": "Accounts with a positive balance, in account order; fewer than the limit (even none) "
+            "does not mean the last page: next_cursor says.",
             "items": {
                 "type": "object",
                 "required": ["address", "balance"],
@@ -90,15 +91,15 @@ class AssetMethods:
         store = self._node.store
         known_asset(store, asset)
         at = final_height(store, height)
-        # One more than the page: whether it exists says whether there is a next page.
-        found = store.load_holders_at(asset, at, cursor or b"", limit + 1)
-        page = found[:limit]
+        page = store.load_holders_at(asset, at, cursor or b"", limit)
         prefix = self._node.address_prefix
         return {
             "asset": asset,
             "height": at,
-            "holders": [{"address": encode_address(address, prefix), "balance": balance} for address, balance in page],
-            "next_cursor": encode_address(page[-1][0], prefix) if len(found) > limit else None,
+            "holders": [
+                {"address": encode_address(address, prefix), "balance": balance} for address, balance in page.holders
+            ],
+            "next_cursor": None if page.next_after is None else encode_address(page.next_after, prefix),
         }
 
     def declarations(self) -> list[Method]:
@@ -137,7 +138,10 @@ class AssetMethods:
                 ),
                 result=Result("holders", HOLDERS_SCHEMA, "A page of holders and the cursor of the next."),
                 errors=(UNKNOWN_ASSET, BLOCK_NOT_FOUND),
-                description="A height above the head is -32020 with the head in data. Reading at a past height "
-                "skips accounts whose balance was zero then.",
+                description="A height above the head is -32020 with the head in data. Go on until next_cursor "
+                "is null: a page may hold fewer holders than the limit, even none, before the last (at a past "
+                "height every account that ever held the asset is looked at, at most twice the limit per page, "
+                "and those whose balance was zero then are skipped). Pass the first page's height to the next "
+                "pages to read every page at one height.",
             ),
         ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from mura.chain.assets import AssetState, AssetTerms
 from mura.chain.block import Block, CommitCertificate, Header
@@ -21,6 +21,9 @@ from mura.chain.transaction import Transaction
 from mura.rpc.finality import FinalityWatch
 from mura.rpc.metrics import NodeFigures
 from mura.rpc.readiness import SyncFacts
+
+if TYPE_CHECKING:  # the store's own module (and LevelDB's binding) is for the node to load, not its readers
+    from mura.chain.store import HoldersPage
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,9 +113,10 @@ class ChainReader(Protocol):
         """The account's positive balances after the block at ``height``, by asset."""
         ...
 
-    def load_holders_at(self, asset: str, height: int, after: bytes, limit: int) -> list[tuple[bytes, int]]:
-        """Up to ``limit`` ``(account, balance)`` with a positive balance of ``asset`` after the
-        block at ``height``, in account order after ``after`` (empty: from the first)."""
+    def load_holders_at(self, asset: str, height: int, after: bytes, limit: int) -> HoldersPage:
+        """A page of at most ``limit`` ``(account, balance)`` with a positive balance of ``asset``
+        after the block at ``height``, in account order after ``after`` (empty: from the first),
+        and where the next page starts."""
         ...
 
     def load_account_transactions(
