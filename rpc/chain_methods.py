@@ -22,7 +22,7 @@ from mura.rpc.errors import (
     dropped_data,
 )
 from mura.rpc.finality import FinalLocation
-from mura.rpc.node_view import NodeView
+from mura.rpc.node_view import ChainReader, NodeView
 from mura.rpc.params import BLOCK_ID, HASH, HASH_SCHEMA, BlockId, to_hex
 from mura.rpc.render import (
     BLOCK_SCHEMA,
@@ -70,6 +70,17 @@ STATUS_SCHEMA: dict[str, Any] = {
 }
 
 _BLOCK_PARAM = Param("block", BLOCK_ID, "The block's height (integer) or hash (0x and 64 hex digits).")
+
+
+def final_height(store: ChainReader, height: int | None) -> int:
+    """The height a history query reads at: ``height``, or the head's when None. A height
+    above the head is ``BLOCK_NOT_FOUND``, as for a block."""
+    head = store.height
+    if height is None:
+        return head
+    if height > head:
+        raise BLOCK_NOT_FOUND.error({"height": height, "head": head})
+    return height
 
 
 class ChainMethods:
@@ -163,7 +174,7 @@ class ChainMethods:
             Method(
                 name="chain_status",
                 handler=self.status,
-                summary="Chain id, address prefix, token, height, head hash, view, validators, peers and sync state.",
+                summary="Chain id, address prefix, assets, height, head hash, view, validators, peers and sync state.",
                 result=Result(
                     "status", STATUS_SCHEMA, "The network's identity and the node's chain and network status."
                 ),
