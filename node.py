@@ -57,7 +57,7 @@ from mura.rpc.cors import CorsPolicy
 from mura.rpc.finality import FinalityWatch
 from mura.rpc.methods import API_DESCRIPTION, node_methods
 from mura.rpc.metrics import Metrics
-from mura.rpc.node_view import ChainInfo, NodeStatus, TokenInfo, read_figures, read_sync_facts
+from mura.rpc.node_view import ChainInfo, NodeStatus, read_figures, read_sync_facts
 from mura.rpc.readiness import ReadinessPolicy
 from mura.rpc.server import RpcLimits, RpcServer
 
@@ -394,11 +394,10 @@ def _genesis_and_key(config: NodeConfig) -> tuple[Genesis, SigningKey]:
 
 
 def _chain_info(genesis: Genesis) -> ChainInfo:
-    token = genesis.token
     return ChainInfo(
         chain_id=genesis.chain_id,
         address_prefix=genesis.address_prefix,
-        token=TokenInfo(token.name, token.symbol, token.decimals),
+        default_asset=genesis.default_asset,
         validator_names={validator.public_key: validator.name for validator in genesis.validators},
     )
 

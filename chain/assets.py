@@ -57,6 +57,9 @@ def asset_key(asset: str) -> bytes:
     """The asset's part of a state key: its id's length, then the id. The length keeps one
     id's entries apart from those of any id it is the start of (``NAC`` and ``NACX``)."""
     encoded = asset.encode()
+    if not 0 < len(encoded) <= MAX_ASSET_ID_LENGTH:
+        # Rules check ids before any key is made: a longer one here is a bug, not input.
+        raise ValueError(f"asset id of {len(encoded)} bytes in a state key")
     return bytes([len(encoded)]) + encoded
 
 

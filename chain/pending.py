@@ -11,7 +11,7 @@ table  key after the letter                value
 ``s``  asset                               ``AssetState``: supply, holders, lapse
 ``p``  asset, account                      approved holder of a restricted asset
 ``f``  asset, account                      frozen in the asset
-``e``  (none)                              assets still to lapse, by expiry time
+``e``  expiry time (8 bytes), asset         an asset still to lapse
 ``v``  (none)                              the ordered validator set
 =====  ==================================  ======================================
 
@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from mura.chain import codec
-from mura.chain.assets import AssetState, AssetTerms, asset_key
+from mura.chain.assets import AssetState, AssetTerms, asset_key, split_asset_key
 from mura.chain.block import MAX_BLOCK_BYTES, MAX_BLOCK_TRANSACTIONS, MAX_VALIDATORS
 from mura.chain.keys import PUBLIC_KEY_SIZE
 from mura.chain.state_root import LatticeHash, update_lattice
@@ -44,7 +44,7 @@ ASSET_PREFIX = b"d"
 ASSET_STATE_PREFIX = b"s"
 APPROVAL_PREFIX = b"p"
 FROZEN_PREFIX = b"f"
-EXPIRIES_KEY = b"e"
+EXPIRY_PREFIX = b"e"
 VALIDATORS_KEY = b"v"
 
 _TRUE = codec.encode(True)
@@ -116,23 +116,9 @@ def decode_validators(data: bytes) -> tuple[bytes, ...]:
     return tuple(codec.read_bytes(item, "validators[]", length=PUBLIC_KEY_SIZE) for item in items)
 
 
-#: Assets still to lapse: ``(expiry_ms, asset)``, soonest first.
-Expiries = tuple[tuple[int, str], ...]
-
-
-def encode_expiries(expiries: Expiries) -> bytes:
-    return codec.encode([[expiry, asset] for expiry, asset in expiries])
-
-
-def decode_expiries(data: bytes) -> Expiries:
-    items = codec.read_list(codec.decode(data), "expiries", max_length=codec.MAX_ARRAY_LENGTH)
-    result = []
-    for item in items:
-        expiry, asset = codec.read_fields(item, "expiries[]", 2)
-        result.append(
-            (codec.read_int(expiry, "expiries[].expiry_ms"), codec.read_str(asset, "expiries[].asset", max_length=64))
-        )
-    return tuple(result)
+def expiry_key(expiry_ms: int, asset: str) -> bytes:
+    """The state entry key that queues ``asset`` to lapse: expiry first, so the queue is in time order."""
+    return EXPIRY_PREFIX + expiry_ms.to_bytes(8, "big") + asset_key(asset)
 
 
 def decode_balance(data: bytes) -> int:
@@ -154,9 +140,9 @@ class StateReader(Protocol):
         """The raw value of any state entry (None when absent)."""
         ...
 
-    def load_holders_after(self, asset: str, after: bytes, limit: int) -> list[tuple[bytes, int]]:
-        """Up to ``limit`` ``(account, balance)`` of ``asset``'s holders, in account order,
-        starting after ``after`` (b"": from the first)."""
+    def load_entries_after(self, prefix: bytes, after: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+        """Up to ``limit`` entries whose key starts with ``prefix``, in key order, each as
+        ``(the key after the prefix, value)``, starting after ``prefix + after`` (b"": from the first)."""
         ...
 
     def load_validators(self) -> tuple[bytes, ...]: ...
@@ -220,8 +206,6 @@ class PendingState:
         self._original_asset_states: dict[str, AssetState] = {}
         self._flags: dict[bytes, bool] = {}
         self._original_flags: dict[bytes, bool] = {}
-        self._expiries: Expiries | None = None
-        self._original_expiries: Expiries | None = None
         self._validators: tuple[bytes, ...] | None = None
         self._original_validators: tuple[bytes, ...] | None = None
 
@@ -257,7 +241,9 @@ class PendingState:
     def holders_after(self, asset: str, after: bytes, limit: int) -> list[bytes]:
         """Up to ``limit`` accounts holding ``asset`` in the committed state, in account order,
         after ``after``. (Their balances now: ``balance``.)"""
-        return [address for address, _ in self._base.load_holders_after(asset, after, limit)]
+        return [
+            address for address, _ in self._base.load_entries_after(BALANCE_PREFIX + asset_key(asset), after, limit)
+        ]
 
     # assets
 
@@ -305,18 +291,26 @@ class PendingState:
 
     # expiries and validators
 
-    @property
-    def expiries(self) -> Expiries:
-        if self._expiries is None:
-            value = self._base.load_entry(EXPIRIES_KEY)
-            self._expiries = () if value is None else decode_expiries(value)
-            self._original_expiries = self._expiries
-        return self._expiries
-
-    @expiries.setter
-    def expiries(self, value: Expiries) -> None:
-        _ = self.expiries
-        self._expiries = value
+    def due_expiries(self, limit: int) -> list[tuple[int, str]]:
+        """Up to ``limit`` ``(expiry_ms, asset)`` queued to lapse in the committed state whose
+        expiry time the block's timestamp has reached, soonest first (then by id), less any
+        this block has taken off the queue."""
+        due: list[tuple[int, str]] = []
+        after = b""
+        while len(due) < limit:
+            entries = self._base.load_entries_after(EXPIRY_PREFIX, after, limit)
+            for suffix, _ in entries:
+                expiry_ms, asset = int.from_bytes(suffix[:8], "big"), split_asset_key(suffix[8:])[0]
+                if expiry_ms > self.timestamp_ms:
+                    return due
+                if self.flag(expiry_key(expiry_ms, asset)):
+                    due.append((expiry_ms, asset))
+                    if len(due) >= limit:
+                        return due
+            if len(entries) < limit:
+                break
+            after = entries[-1][0]
+        return due
 
     @property
     def validators(self) -> tuple[bytes, ...]:
@@ -339,9 +333,8 @@ class PendingState:
             )
         balances: dict[tuple[str, bytes], int] = {}
         first_holdings: list[tuple[str, bytes]] = []
-        # Holders gained (or lost) per asset: counted here, not written into the working copy,
-        # so that finishing twice gives the same changes.
-        holder_changes: dict[str, int] = {}
+        # The holder counts follow from the balances; counted on a copy, so finishing twice gives one answer.
+        new_states = dict(self._asset_states)
         for pair, balance in self._balances.items():
             original = self._original_balances[pair]
             if balance == original:
@@ -350,18 +343,17 @@ class PendingState:
             asset, address = pair
             entries.append((balance_key(asset, address), balance_entry(original), balance_entry(balance)))
             if (original == 0) != (balance == 0):
-                holder_changes[asset] = holder_changes.get(asset, 0) + (1 if original == 0 else -1)
+                if asset not in new_states:
+                    new_states[asset] = self.asset_state(asset)
+                state = new_states[asset]
+                new_states[asset] = replace(state, holders=state.holders + (1 if original == 0 else -1))
                 if original == 0:
                     first_holdings.append(pair)
         for asset, terms in self._issued.items():
             entries.append((asset_terms_key(asset), None, terms.encode()))
-        for asset in holder_changes:
-            self.asset_state(asset)  # read from the committed state if no step did
-        asset_states: dict[str, AssetState] = {}
-        for asset, state in self._asset_states.items():
-            new = replace(state, holders=state.holders + holder_changes.get(asset, 0))
-            if new != self._original_asset_states[asset]:
-                asset_states[asset] = new
+        asset_states = {
+            asset: new for asset, new in new_states.items() if new != self._original_asset_states[asset]
+        }
         for asset, state in asset_states.items():
             entries.append(
                 (
@@ -373,10 +365,6 @@ class PendingState:
         for key, value in self._flags.items():
             if value != self._original_flags[key]:
                 entries.append((key, _TRUE if self._original_flags[key] else None, _TRUE if value else None))
-        if self._expiries is not None and self._expiries != self._original_expiries:
-            entries.append(
-                (EXPIRIES_KEY, expiries_entry(self._original_expiries or ()), expiries_entry(self._expiries))
-            )
         validators = self.validators
         if validators != self._original_validators:
             entries.append(
@@ -410,10 +398,6 @@ def balance_entry(balance: int) -> bytes | None:
 
 def asset_state_entry(state: AssetState) -> bytes | None:
     return None if state == AssetState() else state.encode()
-
-
-def expiries_entry(expiries: Expiries) -> bytes | None:
-    return encode_expiries(expiries) if expiries else None
 
 
 def validators_entry(validators: Sequence[bytes]) -> bytes | None:
@@ -451,12 +435,11 @@ class MemoryState:
     def load_entry(self, key: bytes) -> bytes | None:
         return self.entries.get(key)
 
-    def load_holders_after(self, asset: str, after: bytes, limit: int) -> list[tuple[bytes, int]]:
-        prefix = BALANCE_PREFIX + asset_key(asset)
-        addresses = sorted(
+    def load_entries_after(self, prefix: bytes, after: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+        suffixes = sorted(
             key[len(prefix) :] for key in self.entries if key.startswith(prefix) and key[len(prefix) :] > after
         )
-        return [(address, self.load_balance(address, asset)) for address in addresses[:limit]]
+        return [(suffix, self.entries[prefix + suffix]) for suffix in suffixes[:limit]]
 
     def load_validators(self) -> tuple[bytes, ...]:
         value = self.entries.get(VALIDATORS_KEY)

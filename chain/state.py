@@ -77,6 +77,7 @@ from mura.chain.pending import (
     StateChanges,
     StateReader,
     approval_key,
+    expiry_key,
     frozen_key,
 )
 from mura.chain.transaction import (
@@ -287,10 +288,11 @@ def validate_funds(pending: PendingState, address: bytes, asset: str, amount: in
 
 
 def validate_asset(pending: PendingState, asset: str) -> AssetTerms:
-    """A transaction names an asset that has been issued."""
-    # An id that breaks the id rules names no asset, and is not made into a state key
-    # (which holds an id of at most 255 bytes).
-    terms = None if asset_id_problem(asset) is not None else pending.asset(asset)
+    """A transaction names a valid asset id of an asset that has been issued."""
+    problem = asset_id_problem(asset)
+    if problem is not None:
+        raise InvalidAssetId(problem, asset=asset)
+    terms = pending.asset(asset)
     if terms is None:
         raise UnknownAsset(f"no asset {asset!r} has been issued", asset=asset)
     return terms
@@ -332,6 +334,12 @@ def validate_memo(memo: str) -> None:
         raise MemoTooLong(f"memo is {size} bytes, the limit is {MAX_MEMO_BYTES}", bytes=size, limit=MAX_MEMO_BYTES)
 
 
+def expired(pending: PendingState, terms: AssetTerms) -> bool:
+    """Whether the asset has expired: the block's timestamp has reached its expiry time (the
+    automatic lapse may still be on its way to it)."""
+    return pending.asset_state(terms.asset).expired or 0 < terms.expiry_ms <= pending.timestamp_ms
+
+
 def validate_transfer(pending: PendingState, transaction: Transaction) -> None:
     """A transfer moves a positive amount of an issued asset that the sender holds, with a
     memo of at most 256 bytes, between accounts not frozen in it; a restricted asset only
@@ -340,7 +348,7 @@ def validate_transfer(pending: PendingState, transaction: Transaction) -> None:
     validate_amount(body.amount)
     validate_memo(body.memo)
     terms = validate_asset(pending, body.asset)
-    if pending.asset_state(body.asset).expired and body.recipient != terms.issuer:
+    if expired(pending, terms) and body.recipient != terms.issuer:
         raise AssetExpired(f"{body.asset} has expired: it may only be sent back to its issuer", asset=body.asset)
     validate_not_frozen(pending, body.asset, transaction.sender, "sender")
     validate_not_frozen(pending, body.asset, body.recipient, "recipient")
@@ -356,9 +364,9 @@ def process_transfer(pending: PendingState, transaction: Transaction) -> None:
 
 
 def validate_mint(pending: PendingState, transaction: Transaction) -> None:
-    """An asset's issuer mints a positive amount of a reissuable asset that has not expired,
-    keeping its supply within its cap and within ``MAX_SUPPLY``, to an account not frozen in
-    it (for a restricted asset, the issuer or an approved holder)."""
+    """An asset's issuer, not frozen in it, mints a positive amount of a reissuable asset that
+    has not expired, keeping its supply within its cap and within ``MAX_SUPPLY``, to an account
+    not frozen in it (for a restricted asset, the issuer or an approved holder)."""
     body = cast(Mint, transaction.body)
     terms = validate_asset(pending, body.asset)
     validate_asset_issuer(terms, transaction.sender)
@@ -366,7 +374,7 @@ def validate_mint(pending: PendingState, transaction: Transaction) -> None:
     if not terms.reissuable:
         raise AssetNotReissuable(f"the supply of {body.asset} was fixed at issue", asset=body.asset)
     supply = pending.asset_state(body.asset)
-    if supply.expired:
+    if expired(pending, terms):
         raise AssetExpired(f"{body.asset} has expired: no more may be minted", asset=body.asset)
     if terms.cap and supply.supply + body.amount > terms.cap:
         raise SupplyCapExceeded(
@@ -384,6 +392,7 @@ def validate_mint(pending: PendingState, transaction: Transaction) -> None:
             amount=body.amount,
             supply=supply.supply,
         )
+    validate_not_frozen(pending, body.asset, transaction.sender, "sender")
     validate_not_frozen(pending, body.asset, body.recipient, "recipient")
     validate_approved(pending, terms, body.recipient, "recipient")
 
@@ -433,8 +442,11 @@ def validate_issue_asset(pending: PendingState, transaction: Transaction) -> Non
 
 def _terms_problem(body: IssueAsset, timestamp_ms: int) -> tuple[str, str | None]:
     """The first field of ``body``'s terms that is out of bounds, and why (None if none)."""
-    if not 0 < len(body.name) <= MAX_ASSET_NAME_LENGTH or not body.name.strip():
-        return "name", f"the name must be 1 to {MAX_ASSET_NAME_LENGTH} characters, not only spaces"
+    if not 0 < len(body.name) <= MAX_ASSET_NAME_LENGTH or not body.name.strip() or not body.name.isprintable():
+        return "name", (
+            f"the name must be 1 to {MAX_ASSET_NAME_LENGTH} printable characters (no control or "
+            "invisible formatting characters), not only spaces"
+        )
     if body.decimals > MAX_DECIMALS:
         return "decimals", f"decimals must be 0 to {MAX_DECIMALS}, got {body.decimals}"
     if body.policy not in {policy.value for policy in TransferPolicy}:
@@ -478,7 +490,7 @@ def issue(pending: PendingState, terms: AssetTerms, allocations: Iterable[tuple[
         supply += amount
     pending.set_asset_state(terms.asset, AssetState(supply=supply))
     if terms.expiry_ms:
-        pending.expiries = tuple(sorted((*pending.expiries, (terms.expiry_ms, terms.asset))))
+        pending.set_flag(expiry_key(terms.expiry_ms, terms.asset), True)
 
 
 def validate_registrar_action(pending: PendingState, transaction: Transaction) -> None:
@@ -534,34 +546,27 @@ def process_expiries(pending: PendingState) -> None:
     """Before a block's transactions: each asset whose expiry time the block's timestamp
     has reached is expired, and its holders' balances return to its issuer, in account
     order, at most ``LAPSE_PER_BLOCK`` balances per block over all assets (soonest expiry
-    first, then by id); an asset with more holders goes on lapsing in the next blocks.
-    What returns is added to the asset's ``lapsed``; the supply does not change. Frozen
-    balances lapse too: the freeze stops transactions, not the asset's own terms. An asset
-    whose expiry time is reached is expired from that block on, whether its lapse has begun
-    or waits for the budget."""
-    for expiry_ms, asset in pending.expiries:
-        if expiry_ms > pending.timestamp_ms:
-            break
-        state = pending.asset_state(asset)
-        if not state.expired:
-            pending.set_asset_state(asset, replace(state, expired=True))
+    first, then by id; an asset with no balance left to visit counts as one); an asset
+    with more holders goes on lapsing in the next blocks. What returns is added to the
+    asset's ``lapsed``; the supply does not change. Frozen balances lapse too: the freeze
+    stops transactions, not the asset's own terms."""
     budget = LAPSE_PER_BLOCK
-    while budget > 0 and pending.expiries and pending.expiries[0][0] <= pending.timestamp_ms:
-        asset = pending.expiries[0][1]
+    for expiry_ms, asset in pending.due_expiries(LAPSE_PER_BLOCK):
+        if budget <= 0:
+            break
         terms = cast(AssetTerms, pending.asset(asset))
         state = pending.asset_state(asset)
         holders = pending.holders_after(asset, state.lapse_cursor, budget)
-        budget -= len(holders)
+        complete = len(holders) < budget
+        budget -= max(1, len(holders))
         lapsed = 0
         for address in holders:
             if address == terms.issuer:
                 continue
-            amount = pending.balance(address, asset)
+            lapsed += pending.balance(address, asset)
             pending.set_balance(address, asset, 0)
-            lapsed += amount
         if lapsed:
             pending.set_balance(terms.issuer, asset, pending.balance(terms.issuer, asset) + lapsed)
-        complete = budget > 0
         pending.set_asset_state(
             asset,
             replace(
@@ -569,11 +574,11 @@ def process_expiries(pending: PendingState) -> None:
                 expired=True,
                 lapsed=state.lapsed + lapsed,
                 lapse_complete=complete,
-                lapse_cursor=b"" if complete else (holders[-1] if holders else state.lapse_cursor),
+                lapse_cursor=b"" if complete else holders[-1],
             ),
         )
         if complete:
-            pending.expiries = pending.expiries[1:]
+            pending.set_flag(expiry_key(expiry_ms, asset), False)
 
 
 # --- building blocks and genesis -------------------------------------------------

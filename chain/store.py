@@ -45,6 +45,7 @@ from __future__ import annotations
 import struct
 from collections import OrderedDict
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
@@ -320,18 +321,24 @@ class Store:
     def load_entry(self, key: bytes) -> bytes | None:
         return self.db.get(STATE + key)  # type: ignore[no-any-return]
 
-    def load_holders_after(self, asset: str, after: bytes, limit: int) -> list[tuple[bytes, int]]:
-        prefix = STATE + BALANCE_PREFIX + asset_key(asset)
-        start = prefix + after if after else prefix
-        found: list[tuple[bytes, int]] = []
-        for key, value in self.db.iterator(start=start, stop=prefix + b"\xff" * (PUBLIC_KEY_SIZE + 1)):
-            address = key[len(prefix) :]
-            if address == after:
-                continue
-            found.append((address, decode_balance(value)))
-            if len(found) >= limit:
-                break
+    def load_entries_after(self, prefix: bytes, after: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+        start = STATE + prefix + after
+        found: list[tuple[bytes, bytes]] = []
+        if limit <= 0:
+            return found
+        with self.db.iterator(start=start, include_start=not after) as entries:
+            for key, value in entries:
+                if not key.startswith(STATE + prefix):
+                    break
+                found.append((key[len(STATE) + len(prefix) :], value))
+                if len(found) >= limit:
+                    break
         return found
+
+    def load_holders_after(self, asset: str, after: bytes, limit: int) -> list[tuple[bytes, int]]:
+        """Up to ``limit`` ``(account, balance)`` of ``asset``'s holders, in account order, after ``after``."""
+        prefix = BALANCE_PREFIX + asset_key(asset)
+        return [(address, decode_balance(value)) for address, value in self.load_entries_after(prefix, after, limit)]
 
     def load_validators(self) -> tuple[bytes, ...]:
         if self._validators is None:
@@ -359,7 +366,8 @@ class Store:
     # --- history ------------------------------------------------------------------------
 
     def load_balance_at(self, address: bytes, asset: str, height: int) -> int:
-        """``address``'s balance of ``asset`` after the block at ``height`` (at most the head)."""
+        """``address``'s balance of ``asset`` after the block at ``height`` (the head's for a later height)."""
+        _check_height(height)
         if height >= self.height:
             return self.load_balance(address, asset)
         prefix = BALANCE_HISTORY + asset_key(asset) + address
@@ -385,33 +393,43 @@ class Store:
         balances = {asset: self.load_balance_at(address, asset, height) for asset in self.load_held_assets(address)}
         return {asset: balance for asset, balance in balances.items() if balance}
 
-    def load_holders_at(self, asset: str, height: int, after: bytes, limit: int) -> list[tuple[bytes, int]]:
-        """Up to ``limit`` ``(account, balance)`` of ``asset``'s holders after the block at
-        ``height``, in account order after ``after``; an account whose balance was zero then
-        is skipped (and costs a seek; the holders of long ago are read from history)."""
+    def load_holders_at(self, asset: str, height: int, after: bytes, limit: int) -> HoldersPage:
+        """A page of ``asset``'s holders after the block at ``height``, in account order after
+        ``after``: at most ``limit`` of them. At the head they come from the state. Before it,
+        from history, where every account that ever held the asset is looked at (two seeks
+        each) and skipped if its balance was zero then; at most ``2 * limit`` accounts are
+        looked at per page, so a page may hold fewer than ``limit``: go on from ``next_after``."""
+        _check_height(height)
+        if limit <= 0:
+            return HoldersPage([], after or None)
         if height >= self.height:
-            return self.load_holders_after(asset, after, limit)
+            holders = self.load_holders_after(asset, after, limit)
+            return HoldersPage(holders, holders[-1][0] if len(holders) == limit else None)
         prefix = BALANCE_HISTORY + asset_key(asset)
         found: list[tuple[bytes, int]] = []
         cursor = prefix + after + b"\xff" * 8 if after else prefix
         stop = prefix + b"\xff" * (PUBLIC_KEY_SIZE + 9)
-        while len(found) < limit:
+        for _ in range(2 * limit):
             with self.db.iterator(start=cursor, stop=stop, include_value=False) as keys:
                 key = next(keys, None)
             if key is None:
-                break
+                return HoldersPage(found, None)
             address = key[len(prefix) : len(prefix) + PUBLIC_KEY_SIZE]
             balance = self._latest_at(prefix + address, height)
             if balance:
                 found.append((address, balance))
             cursor = prefix + address + b"\xff" * 8
-        return found
+            if len(found) >= limit:
+                break
+        return HoldersPage(found, address)
 
     def load_account_transactions(
         self, address: bytes, *, before: tuple[int, int] | None, limit: int
     ) -> list[tuple[int, int, bytes]]:
         """Up to ``limit`` ``(height, index, hash)`` of the transactions naming ``address``,
         newest first, starting before position ``before`` (None: from the newest)."""
+        if limit <= 0:
+            return []
         prefix = ACCOUNT_TRANSACTIONS + address
         stop = prefix + before[0].to_bytes(8, "big") + before[1].to_bytes(4, "big") if before else prefix + b"\xff" * 13
         found: list[tuple[int, int, bytes]] = []
@@ -476,6 +494,21 @@ class Store:
         """A vote record apart from the chain's data has taken over (synced, once)."""
         if self.db.get(_VOTES_MOVED) is None:
             self.db.put(_VOTES_MOVED, b"", sync=True)
+
+
+@dataclass(frozen=True, slots=True)
+class HoldersPage:
+    """One page of an asset's holders."""
+
+    #: ``(account, balance)`` in account order.
+    holders: list[tuple[bytes, int]]
+    #: Where the next page starts (pass it as ``after``), or None when this is the last.
+    next_after: bytes | None
+
+
+def _check_height(height: int) -> None:
+    if height < 0:
+        raise ValueError(f"height {height} is negative")
 
 
 def _open(path: Path, what: str) -> plyvel.DB:

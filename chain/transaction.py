@@ -302,9 +302,9 @@ _RECENT: codec.RecentlyDecoded[Transaction] = codec.RecentlyDecoded(capacity=10_
 
 def parties(transaction: Transaction) -> tuple[bytes, ...]:
     """The accounts a transaction concerns: its sender, then the account its body names
-    (a recipient, or the account a registrar acts on), once each."""
+    (a recipient, the account a registrar acts on, or the registrar an issue names), once each."""
     body = transaction.body
-    other = getattr(body, "recipient", None) or getattr(body, "account", None)
+    other = getattr(body, "recipient", None) or getattr(body, "account", None) or getattr(body, "registrar", None)
     if other is None or other == transaction.sender:
         return (transaction.sender,)
     return (transaction.sender, other)

@@ -1,8 +1,9 @@
 """The genesis file: its JSON format, the loader that checks it, and the genesis block.
 
-A genesis file names the network (chain id, address prefix, token), its
-ordered validators, its issuers and its opening balances. Every node builds
-block 0 from it, and the hash of that block identifies the chain.
+A genesis file names the network (chain id, address prefix), its ordered
+validators, the accounts with the issuer role, and the assets the chain starts
+with: each one's terms and opening balances. Every node builds block 0 from it,
+and the hash of that block identifies the chain.
 
 ``parse_genesis`` reports every problem at once, each named by its field path
 (``validators[2].public_key: expected 64 hex characters, got 10``), so an
@@ -18,13 +19,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from mura.chain.address import decode_address, encode_address, validate_prefix
+from mura.chain.assets import (
+    MAX_ASSET_NAME_LENGTH,
+    MAX_DECIMALS,
+    AssetTerms,
+    TransferPolicy,
+    asset_id_problem,
+)
 from mura.chain.block import MAX_BLOCK_BYTES, MAX_BLOCK_TRANSACTIONS, MAX_VALIDATORS, Block
 from mura.chain.errors import InvalidAddress, InvalidGenesis
 from mura.chain.keys import PUBLIC_KEY_SIZE, sha256
-from mura.chain.state import MAX_SUPPLY, ChainRules, StateChanges, build_genesis
+from mura.chain.state import MAX_SUPPLY, ChainRules, GenesisAsset, StateChanges, build_genesis
 
 _T = TypeVar("_T")
 _HEX_KEY = re.compile(r"[0-9a-fA-F]{64}")
@@ -33,20 +41,10 @@ _TIME = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,3}))?(?:[Zz]|\+00:00)"
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _DEFAULT_RULES = ChainRules(chain_id="")
-MAX_DECIMALS = 18
-
-
-@dataclass(frozen=True, slots=True)
-class TokenInfo:
-    """The asset balances are counted in; for wallets and explorers to display."""
-
-    #: Full name, e.g. ``Nishiawakura Coin``.
-    name: str
-    #: Ticker, e.g. ``NAC``: 1 to 12 uppercase letters or digits.
-    symbol: str
-    #: Digits after the decimal point: 2 means 100 smallest units make one coin.
-    decimals: int
+#: Most assets one genesis declares.
+MAX_GENESIS_ASSETS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,16 +60,6 @@ class ValidatorInfo:
 
 
 @dataclass(frozen=True, slots=True)
-class Allocation:
-    """A balance the chain starts with."""
-
-    #: Public key of the account credited.
-    address: bytes
-    #: Smallest units credited.
-    amount: int
-
-
-@dataclass(frozen=True, slots=True)
 class Genesis:
     """A network's starting point, as read from its genesis file."""
 
@@ -81,14 +69,13 @@ class Genesis:
     address_prefix: str
     #: The genesis block's timestamp, in milliseconds since the Unix epoch.
     timestamp_ms: int
-    #: The asset balances are counted in.
-    token: TokenInfo
     #: The validators in PBFT order: the primary of view v is ``validators[v mod n]``.
     validators: tuple[ValidatorInfo, ...]
-    #: Public keys of the accounts that may mint and burn.
+    #: Public keys of the accounts with the issuer role: they may issue new assets.
     issuers: tuple[bytes, ...]
-    #: The balances the chain starts with.
-    allocations: tuple[Allocation, ...]
+    #: The assets the chain starts with, and their opening balances; the first is the
+    #: network's default asset (what a wallet shows and sends when none is named).
+    assets: tuple[GenesisAsset, ...]
     #: Largest total size of a block's encoded transactions.
     max_block_bytes: int
     #: Most transactions in one block.
@@ -102,6 +89,11 @@ class Genesis:
             max_block_transactions=self.max_block_transactions,
         )
 
+    @property
+    def default_asset(self) -> str | None:
+        """The id of the first asset, which commands and methods use when none is named."""
+        return self.assets[0].terms.asset if self.assets else None
+
     def validator_keys(self) -> tuple[bytes, ...]:
         """The validators' public keys, in PBFT order."""
         return tuple(validator.public_key for validator in self.validators)
@@ -112,21 +104,39 @@ class Genesis:
             "chain_id": self.chain_id,
             "address_prefix": self.address_prefix,
             "genesis_time": format_genesis_time(self.timestamp_ms),
-            "token": {"name": self.token.name, "symbol": self.token.symbol, "decimals": self.token.decimals},
             "validators": [
                 {"name": v.name, "public_key": v.public_key.hex(), "peer_address": v.peer_address}
                 for v in self.validators
             ],
             "issuers": [encode_address(issuer, self.address_prefix) for issuer in self.issuers],
-            "allocations": [
-                {"address": encode_address(a.address, self.address_prefix), "amount": a.amount}
-                for a in self.allocations
-            ],
+            "assets": [self._asset_document(asset) for asset in self.assets],
             "limits": {
                 "max_block_bytes": self.max_block_bytes,
                 "max_block_transactions": self.max_block_transactions,
             },
         }
+
+    def _asset_document(self, asset: GenesisAsset) -> dict[str, Any]:
+        terms = asset.terms
+        document: dict[str, Any] = {
+            "id": terms.asset,
+            "name": terms.name,
+            "decimals": terms.decimals,
+            "issuer": encode_address(terms.issuer, self.address_prefix),
+            "supply": "reissuable" if terms.reissuable else "fixed",
+        }
+        if terms.cap:
+            document["cap"] = terms.cap
+        if terms.registrar != terms.issuer:
+            document["registrar"] = encode_address(terms.registrar, self.address_prefix)
+        document["policy"] = terms.policy.value
+        if terms.expiry_ms:
+            document["expiry"] = format_genesis_time(terms.expiry_ms)
+        document["allocations"] = [
+            {"address": encode_address(address, self.address_prefix), "amount": amount}
+            for address, amount in asset.allocations
+        ]
+        return document
 
     def to_json(self) -> str:
         """The genesis file's text: the same genesis always gives the same bytes."""
@@ -145,7 +155,7 @@ def genesis_block(genesis: Genesis) -> tuple[Block, StateChanges]:
         timestamp_ms=genesis.timestamp_ms,
         validators=genesis.validator_keys(),
         issuers=genesis.issuers,
-        allocations=[(allocation.address, allocation.amount) for allocation in genesis.allocations],
+        assets=genesis.assets,
         document_hash=genesis.document_hash(),
     )
 
@@ -189,17 +199,47 @@ def load_genesis(path: Path | str) -> Genesis:
         ) from None
     except _NotStrictJson as error:
         raise InvalidGenesis([f"{path}: invalid JSON: {error}"]) from None
+    except RecursionError:
+        raise InvalidGenesis([f"{path}: invalid JSON: arrays or objects nested too deeply"]) from None
+    surrogate = _lone_surrogate(document)
+    if surrogate is not None:
+        escape = f"\\u{ord(surrogate):04x}"
+        raise InvalidGenesis([f"{path}: invalid JSON: {escape} is half of a UTF-16 pair, not a character"])
     return parse_genesis(document)
+
+
+def _lone_surrogate(value: object) -> str | None:
+    """The first code point in ``value``'s text (keys too) that UTF-8 cannot encode, or None.
+
+    JSON's ``\\ud800`` escapes one half of a UTF-16 pair; Python keeps it, other parsers
+    replace or refuse it, and the genesis hash (of UTF-8 text) could not be computed.
+    """
+    # A loop, not recursion: whatever depth the JSON parser took, this takes too.
+    unread = [value]
+    while unread:
+        item = unread.pop()
+        if isinstance(item, str):
+            found = _SURROGATE.search(item)
+            if found is not None:
+                return found.group()
+        elif isinstance(item, dict):
+            unread += [*item.keys(), *item.values()]
+        elif isinstance(item, list):
+            unread += item
+    return None
 
 
 def parse_genesis(document: object) -> Genesis:
     """Check a decoded genesis document and return it; raises ``InvalidGenesis``
     listing every problem found, each prefixed by its field path."""
     report = _Report()
-    # Addresses are checked against the prefix, so it is read first, quietly:
-    # its own problems are reported once, with the other top-level fields.
-    prefix = _read_prefix(document.get("address_prefix"), "", _Report()) if isinstance(document, dict) else None
-    top = _read_record(document, "", report, _top_level_readers(prefix), optional=("limits",))
+    # Addresses are checked against the prefix, and expiry times against the genesis
+    # time, so both are read first, quietly: their own problems are reported once,
+    # with the other top-level fields.
+    fields = document if isinstance(document, dict) else {}
+    prefix = _read_prefix(fields.get("address_prefix"), "", _Report())
+    genesis_time_ms = _read_time(fields.get("genesis_time"), "", _Report())
+    top = _read_record(document, "", report, _top_level_readers(prefix, genesis_time_ms), optional=("limits",))
     if top is None or report.problems:
         raise InvalidGenesis(report.problems)
     # No problem was reported, so every reader returned a value.
@@ -208,10 +248,9 @@ def parse_genesis(document: object) -> Genesis:
         chain_id=top["chain_id"],
         address_prefix=top["address_prefix"],
         timestamp_ms=top["genesis_time"],
-        token=top["token"],
         validators=top["validators"],
         issuers=top["issuers"],
-        allocations=top["allocations"],
+        assets=top["assets"],
         max_block_bytes=limits["max_block_bytes"],
         max_block_transactions=limits["max_block_transactions"],
     )
@@ -268,7 +307,8 @@ def _kind(value: object) -> str:
 
 def _shown(value: object) -> str:
     """``value`` as JSON, cut short so that a problem stays on one line."""
-    text = json.dumps(value, ensure_ascii=False, default=repr)
+    # A half of a UTF-16 pair shows as its escape: the problem must stay printable as UTF-8.
+    text = json.dumps(value, ensure_ascii=False, default=repr).encode(errors="backslashreplace").decode()
     return text if len(text) <= 40 else text[:37] + "..."
 
 
@@ -371,6 +411,7 @@ def _valid_prefix(prefix: str) -> str:
 
 
 _read_prefix = _checked_text(_valid_prefix)
+_read_time = _checked_text(parse_genesis_time)
 
 
 def _read_public_key(value: object, path: str, report: _Report) -> bytes | None:
@@ -398,11 +439,6 @@ def _read_peer_address(value: object, path: str, report: _Report) -> str | None:
     else:
         return value
     return None
-
-
-def _read_token(value: object, path: str, report: _Report) -> TokenInfo | None:
-    record = _read_record(value, path, report, _TOKEN_FIELDS)
-    return TokenInfo(**record) if record and _complete(record) else None
 
 
 def _read_records(
@@ -440,7 +476,7 @@ def _read_issuers(value: object, path: str, report: _Report, *, prefix: str | No
 
 def _read_allocations(
     value: object, path: str, report: _Report, *, prefix: str | None
-) -> tuple[Allocation, ...] | None:
+) -> tuple[tuple[bytes, int], ...] | None:
     """Positive amounts to distinct addresses, totalling at most the largest supply."""
     readers = {"address": _address_reader(prefix), "amount": _integer(1, MAX_SUPPLY, "a positive integer")}
     records = _read_records(_read_list(value, path, report), path, report, readers, unique=("address",))
@@ -451,7 +487,102 @@ def _read_allocations(
         report.problem(path, f"amounts total {total}, more than the largest possible supply {MAX_SUPPLY}")
     if not all(_complete(record) for record in records):
         return None
-    return tuple(Allocation(**record) for record in records if record is not None)
+    return tuple((record["address"], record["amount"]) for record in records if record is not None)
+
+
+def _read_asset_id(value: object, path: str, report: _Report) -> str | None:
+    problem = asset_id_problem(value) if isinstance(value, str) else f"expected text, got {_kind(value)}"
+    if problem is None:
+        return cast(str, value)
+    report.problem(path, problem)
+    return None
+
+
+def _read_asset_name(value: object, path: str, report: _Report) -> str | None:
+    """What ``issue_asset`` accepts as a name: 1 to 64 printable characters, not only spaces."""
+    if isinstance(value, str) and 0 < len(value) <= MAX_ASSET_NAME_LENGTH and value.strip() and value.isprintable():
+        return value
+    rule = f"1 to {MAX_ASSET_NAME_LENGTH} printable characters, not only spaces"
+    report.problem(path, f"must be {rule}, got {_shown(value)}")
+    return None
+
+
+def _asset_readers(prefix: str | None) -> dict[str, _Reader]:
+    return {
+        "id": _read_asset_id,
+        "name": _read_asset_name,
+        "decimals": _integer(0, MAX_DECIMALS, f"an integer from 0 to {MAX_DECIMALS}"),
+        "issuer": _address_reader(prefix),
+        "supply": _matching("reissuable|fixed", '"reissuable" or "fixed"'),
+        "cap": _integer(1, MAX_SUPPLY, "a positive integer"),
+        "registrar": _address_reader(prefix),
+        "policy": _matching("open|restricted", '"open" or "restricted"'),
+        "expiry": _read_time,
+        "allocations": partial(_read_allocations, prefix=prefix),
+    }
+
+
+def _read_asset(
+    value: object, path: str, report: _Report, *, prefix: str | None, genesis_time_ms: int | None
+) -> GenesisAsset | None:
+    """One asset's terms and opening balances; the fields with defaults may be left out
+    (no cap, the issuer as registrar, open, no expiry, no opening balance)."""
+    record = _read_record(
+        value, path, report, _asset_readers(prefix), optional=("cap", "registrar", "policy", "expiry", "allocations")
+    )
+    if record is None:
+        return None
+    # Checked with whichever fields were read, so that they are reported with the fields' own problems.
+    _check_supply(record, path, report)
+    expiry_ms = record.get("expiry")
+    if expiry_ms is not None and genesis_time_ms is not None and expiry_ms <= genesis_time_ms:
+        report.problem(f"{path}.expiry", f"must be after genesis_time ({format_genesis_time(genesis_time_ms)})")
+    if not _complete(record):
+        return None
+    terms = AssetTerms(
+        asset=record["id"],
+        name=record["name"],
+        decimals=record["decimals"],
+        issuer=record["issuer"],
+        reissuable=record["supply"] == "reissuable",
+        cap=record.get("cap", 0),
+        registrar=record.get("registrar", record["issuer"]),
+        policy=TransferPolicy(record.get("policy", "open")),
+        expiry_ms=record.get("expiry", 0),
+    )
+    return GenesisAsset(terms, record.get("allocations", ()))
+
+
+def _check_supply(record: dict[str, Any], path: str, report: _Report) -> None:
+    """A cap only on a reissuable asset and not below the opening balances; a fixed
+    supply that is not zero. Fields that could not be read are left out."""
+    supply = record.get("supply")
+    cap = record.get("cap")
+    allocations = record.get("allocations", ())
+    total = None if allocations is None else sum(amount for _, amount in allocations)
+    if cap and supply == "fixed":
+        report.problem(f"{path}.cap", "only a reissuable asset has a cap: a fixed supply is its own cap")
+    elif cap and total is not None and total > cap:
+        report.problem(f"{path}.allocations", f"amounts total {total}, more than the cap {cap}")
+    if supply == "fixed" and total == 0:
+        report.problem(f"{path}.allocations", "an asset whose supply is fixed needs a positive opening supply")
+
+
+def _read_assets(
+    value: object, path: str, report: _Report, *, prefix: str | None, genesis_time_ms: int | None
+) -> tuple[GenesisAsset, ...] | None:
+    """0 to 64 assets with distinct ids."""
+    items = _read_list(value, path, report, minimum=0, maximum=MAX_GENESIS_ASSETS)
+    if items is None:
+        return None
+    assets = [
+        _read_asset(item, f"{path}[{index}]", report, prefix=prefix, genesis_time_ms=genesis_time_ms)
+        for index, item in enumerate(items)
+    ]
+    # Ids as read (quietly: their problems are reported above), so that only valid ones are compared.
+    ids = [_read_asset_id(item.get("id"), "", _Report()) if isinstance(item, dict) else None for item in items]
+    _report_duplicates(ids, f"{path}[{{index}}].id", report)
+    return None if None in assets else tuple(cast(GenesisAsset, asset) for asset in assets)
 
 
 def _address_reader(prefix: str | None) -> _Reader:
@@ -471,11 +602,6 @@ def _read_limits(value: object, path: str, report: _Report) -> dict[str, int]:
 
 
 _read_slug = _matching("[a-z0-9-]{1,64}", "1 to 64 lowercase letters, digits or '-'")
-_TOKEN_FIELDS: dict[str, _Reader] = {
-    "name": _matching(r"(?=.*\S)[^\x00-\x1f\x7f]{1,64}", "1 to 64 characters of text"),
-    "symbol": _matching("[A-Z0-9]{1,12}", "1 to 12 uppercase letters or digits"),
-    "decimals": _integer(0, MAX_DECIMALS, f"an integer from 0 to {MAX_DECIMALS}"),
-}
 _VALIDATOR_FIELDS: dict[str, _Reader] = {
     "name": _read_slug,
     "public_key": _read_public_key,
@@ -483,14 +609,13 @@ _VALIDATOR_FIELDS: dict[str, _Reader] = {
 }
 
 
-def _top_level_readers(prefix: str | None) -> dict[str, _Reader]:
+def _top_level_readers(prefix: str | None, genesis_time_ms: int | None) -> dict[str, _Reader]:
     return {
         "chain_id": _read_slug,
         "address_prefix": _read_prefix,
-        "genesis_time": _checked_text(parse_genesis_time),
-        "token": _read_token,
+        "genesis_time": _read_time,
         "validators": _read_validators,
         "issuers": partial(_read_issuers, prefix=prefix),
-        "allocations": partial(_read_allocations, prefix=prefix),
+        "assets": partial(_read_assets, prefix=prefix, genesis_time_ms=genesis_time_ms),
         "limits": _read_limits,
     }

@@ -1,9 +1,10 @@
-"""The local testnet: fresh keys for each validator and a treasury, a genesis
+"""The local testnet: fresh keys for each validator, a treasury and a bank, a genesis
 naming them, a node config per validator, and a launcher that runs them.
 
 ``python -m mura.genesis.testnet --out testnet --validators 4`` writes
-``keys/<validator-name>.key`` and ``keys/treasury.key`` (owner-only, 0600),
-``genesis.json`` and ``nodes/<validator-name>/node.toml``. Validator i serves
+``keys/<validator-name>.key``, ``keys/treasury.key`` (the issuer of NAC) and
+``keys/bank.key`` (the issuer of JPYT), owner-only (0600), ``genesis.json`` and
+``nodes/<validator-name>/node.toml``. Validator i serves
 JSON-RPC on 127.0.0.1:(8700 + i) and peers on 127.0.0.1:(9700 + i);
 ``--rpc-port`` and ``--p2p-port`` move the first of each. It never overwrites
 anything: a directory that already holds a genesis is refused or, with
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import shutil
 import sys
 import time
@@ -47,6 +49,8 @@ from mura.genesis.launch import running_nodes as find_running_nodes
 GENESIS_FILE = "genesis.json"
 KEYS_DIRECTORY = "keys"
 TREASURY_NAME = "treasury"
+#: The partner bank's key: it issues JPYT, the yen settlement token.
+BANK_NAME = "bank"
 DEFAULT_CHAIN_ID = "nishiawakura-testnet-1"
 DEFAULT_PREFIX = "tnac"
 DEFAULT_BASE_PEER_PORT = 9700
@@ -54,7 +58,12 @@ DEFAULT_BASE_RPC_PORT = 8700
 NODES_DIRECTORY = "nodes"
 #: 1,000,000 NAC at 2 decimals.
 DEFAULT_TREASURY_AMOUNT = 100_000_000
-TOKEN = {"name": "Nishiawakura Coin", "symbol": "NAC", "decimals": 2}
+#: 100,000,000 JPYT (yen, no decimals) in the partner bank's account.
+DEFAULT_BANK_AMOUNT = 100_000_000
+#: The village's coin, issued by the token association's treasury; the network's default asset.
+NAC = {"id": "NAC", "name": "Nishiawakura Coin", "decimals": 2}
+#: The yen settlement token, issued by a partner bank.
+JPYT = {"id": "JPYT", "name": "JPY Token", "decimals": 0}
 #: The Nishiawakura network's first validators; larger testnets add ``partner-5``, ``partner-6``, ...
 VALIDATOR_NAMES = ("village-office", "token-association", "regional-chain-partner", "forestry-cooperative")
 
@@ -75,7 +84,7 @@ class TestnetLayout:
     directory: Path
     #: Its ``genesis.json``.
     genesis_path: Path
-    #: Key files this run wrote, validators in order then the treasury; empty if none.
+    #: Key files this run wrote, validators in order then the treasury and the bank; empty if none.
     key_paths: tuple[Path, ...]
     #: The genesis the directory holds.
     genesis: Genesis
@@ -125,7 +134,7 @@ def generate_testnet(
             f"{genesis_path} already exists; refusing to replace a network's genesis (use --if-missing to keep it)"
         )
     names = validator_names(validators)
-    keys = {name: SigningKey.generate() for name in (*names, TREASURY_NAME)}
+    keys = {name: SigningKey.generate() for name in (*names, TREASURY_NAME, BANK_NAME)}
     timestamp_ms = genesis_time_ms if genesis_time_ms is not None else int(time.time()) * 1000
     document = _testnet_document(
         chain_id=chain_id,
@@ -223,8 +232,10 @@ def running_nodes(directory: Path) -> list[RunningNode]:
     """The testnet's nodes that are running now, by the locks a running node holds:
     ``nodes/<name>/data/LOCK`` and its vote record's ``keys/<name>.votes/LOCK``."""
     locks = [(path.parent.parent.name, path) for path in sorted(directory.glob(f"{NODES_DIRECTORY}/*/data/LOCK"))]
-    locks += [(path.parent.name.removesuffix(".votes"), path)
-              for path in sorted(directory.glob(f"{KEYS_DIRECTORY}/*.votes/LOCK"))]
+    locks += [
+        (path.parent.name.removesuffix(".votes"), path)
+        for path in sorted(directory.glob(f"{KEYS_DIRECTORY}/*.votes/LOCK"))
+    ]
     return find_running_nodes(locks)
 
 
@@ -258,8 +269,9 @@ def _not_written_by_the_generator(directory: Path) -> str | None:
     """The first entry of ``directory`` the generator would not have written, or None.
 
     Top-level names are not enough: a wallet's folder holding only ``keys/`` has them.
-    A testnet has a genesis file that loads, and its keys and node folders are named
-    after that genesis's validators (and the treasury), as the generator names them.
+    A testnet has a genesis file that loads (or one the generator wrote before genesis
+    declared assets), and its keys and node folders are named after that genesis's
+    validators (and the treasury and the bank), as the generator names them.
     """
     written_here = {GENESIS_FILE, KEYS_DIRECTORY, NODES_DIRECTORY}
     for entry in sorted(directory.iterdir()):
@@ -268,12 +280,10 @@ def _not_written_by_the_generator(directory: Path) -> str | None:
     genesis_path = directory / GENESIS_FILE
     if genesis_path.is_symlink() or not genesis_path.is_file():
         return f"no {GENESIS_FILE}"
-    try:
-        genesis = load_genesis(genesis_path)
-    except Invalid:
+    names = _validator_names_in(genesis_path)
+    if names is None:
         return f"{GENESIS_FILE} that is not a genesis"
-    names = {validator.name for validator in genesis.validators}
-    keys = {f"{name}.{suffix}" for name in (*names, TREASURY_NAME) for suffix in ("key", "votes")}
+    keys = {f"{name}.{suffix}" for name in (*names, TREASURY_NAME, BANK_NAME) for suffix in ("key", "votes")}
     for folder, expected in ((KEYS_DIRECTORY, keys), (NODES_DIRECTORY, names)):
         path = directory / folder
         if path.exists() or path.is_symlink():
@@ -300,8 +310,40 @@ def _check_arguments(validators: int, base_peer_port: int | None, base_rpc_port:
         )
 
 
+def _validator_names_in(genesis_path: Path) -> set[str] | None:
+    """The validators' names in the genesis at ``genesis_path``, also in the format before
+    assets; None if it is no genesis."""
+    try:
+        return {validator.name for validator in load_genesis(genesis_path).validators}
+    except Invalid:
+        previous = _previous_format(genesis_path)
+        return None if previous is None else {validator.name for validator in previous.validators}
+
+
+def _previous_format(genesis_path: Path) -> Genesis | None:
+    """The genesis at ``genesis_path`` without its token and its balances, if it is in the
+    format before assets (``token`` and ``allocations`` where ``assets`` is now) and valid
+    otherwise; None if it is not."""
+    try:
+        document = json.loads(genesis_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(document, dict) or "assets" in document or not {"token", "allocations"} <= document.keys():
+        return None
+    rest = {name: value for name, value in document.items() if name not in ("token", "allocations")}
+    try:
+        return parse_genesis({**rest, "assets": []})
+    except Invalid:
+        return None
+
+
 def _existing_layout(directory: Path) -> TestnetLayout:
     genesis_path = directory / GENESIS_FILE
+    if _previous_format(genesis_path) is not None:
+        raise TestnetError(
+            f"{genesis_path} is in the format before assets (a token and its allocations), which this version "
+            f"no longer reads: delete the testnet (mura testnet --dir {directory} --reset) and generate a new one"
+        )
     genesis = load_genesis(genesis_path)
     treasury = genesis.issuers[0] if genesis.issuers else None
     return TestnetLayout(directory, genesis_path, (), genesis, treasury, created=False)
@@ -317,20 +359,36 @@ def _testnet_document(
     base_peer_port: int,
     treasury_amount: int,
 ) -> dict[str, Any]:
-    """The genesis document: the validators in order, the treasury as issuer and sole holder."""
+    """The genesis document: the validators in order; NAC issued by the treasury and JPYT by
+    the bank, each open and reissuable and held wholly by its issuer; both have the issuer role."""
     validators = [
         {"name": name, "public_key": keys[name].public_key.hex(), "peer_address": f"127.0.0.1:{base_peer_port + index}"}
         for index, name in enumerate(validator_names)
     ]
     treasury = encode_address(keys[TREASURY_NAME].public_key, prefix)
+    bank = encode_address(keys[BANK_NAME].public_key, prefix)
     return {
         "chain_id": chain_id,
         "address_prefix": prefix,
         "genesis_time": format_genesis_time(timestamp_ms),
-        "token": dict(TOKEN),
         "validators": validators,
-        "issuers": [treasury],
-        "allocations": [{"address": treasury, "amount": treasury_amount}],
+        "issuers": [treasury, bank],
+        "assets": [
+            {
+                **NAC,
+                "issuer": treasury,
+                "supply": "reissuable",
+                "policy": "open",
+                "allocations": [{"address": treasury, "amount": treasury_amount}],
+            },
+            {
+                **JPYT,
+                "issuer": bank,
+                "supply": "reissuable",
+                "policy": "open",
+                "allocations": [{"address": bank, "amount": DEFAULT_BANK_AMOUNT}],
+            },
+        ],
     }
 
 
@@ -475,6 +533,9 @@ def describe_layout(layout: TestnetLayout) -> list[str]:
     lines.append(f"validators: {', '.join(validator.name for validator in genesis.validators)}")
     if layout.treasury is not None:
         lines.append(f"treasury: {encode_address(layout.treasury, genesis.address_prefix)}")
+    for asset in genesis.assets:
+        issuer = encode_address(asset.terms.issuer, genesis.address_prefix)
+        lines.append(f"asset {asset.terms.asset} ({asset.terms.name}): issuer {issuer}")
     return lines
 
 

@@ -22,7 +22,7 @@ from mura.rpc.errors import (
     dropped_data,
 )
 from mura.rpc.finality import FinalLocation
-from mura.rpc.node_view import NodeView
+from mura.rpc.node_view import ChainReader, NodeView
 from mura.rpc.params import BLOCK_ID, HASH, HASH_SCHEMA, BlockId, to_hex
 from mura.rpc.render import (
     BLOCK_SCHEMA,
@@ -40,17 +40,24 @@ _COUNT = {"type": "integer", "minimum": 0}
 STATUS_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": [
-        "chain_id", "address_prefix", "token", "height", "head_hash", "view", "validators", "peers",
+        "chain_id", "address_prefix", "default_asset", "assets", "height", "head_hash", "view", "validators", "peers",
         "syncing", "highest_known_height",
     ],
     "properties": {
         "chain_id": {"type": "string", "description": "The network's name; transactions must carry it."},
         "address_prefix": {"type": "string", "description": "The prefix of this network's addresses."},
-        "token": {
-            "type": "object",
-            "required": ["name", "symbol", "decimals"],
-            "properties": {"name": {"type": "string"}, "symbol": {"type": "string"}, "decimals": _COUNT},
-            "description": "The asset: decimals 2 means 100 smallest units make one token.",
+        "default_asset": {
+            "type": ["string", "null"],
+            "description": "The asset methods and commands use when none is named (the genesis's first).",
+        },
+        "assets": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["id", "name", "decimals"],
+                "properties": {"id": {"type": "string"}, "name": {"type": "string"}, "decimals": _COUNT},
+            },
+            "description": "Every asset issued, by id: decimals 2 means 100 smallest units make one.",
         },
         "height": {**_COUNT, "description": "Height of the last final block."},
         "head_hash": {**HASH_SCHEMA, "description": "Hash of the last final block."},
@@ -63,6 +70,17 @@ STATUS_SCHEMA: dict[str, Any] = {
 }
 
 _BLOCK_PARAM = Param("block", BLOCK_ID, "The block's height (integer) or hash (0x and 64 hex digits).")
+
+
+def final_height(store: ChainReader, height: int | None) -> int:
+    """The height a history query reads at: ``height``, or the head's when None. A height
+    above the head is ``BLOCK_NOT_FOUND``, as for a block."""
+    head = store.height
+    if height is None:
+        return head
+    if height > head:
+        raise BLOCK_NOT_FOUND.error({"height": height, "head": head})
+    return height
 
 
 class ChainMethods:
@@ -79,11 +97,14 @@ class ChainMethods:
         """The node's status, with the network's identity a wallet needs to sign."""
         status = self._node.status()
         info = self._node.chain_info
-        token = info.token
         return {
             "chain_id": info.chain_id,
             "address_prefix": info.address_prefix,
-            "token": {"name": token.name, "symbol": token.symbol, "decimals": token.decimals},
+            "default_asset": info.default_asset,
+            "assets": [
+                {"id": terms.asset, "name": terms.name, "decimals": terms.decimals}
+                for terms in self._node.store.load_assets()
+            ],
             "height": status.height,
             "head_hash": to_hex(status.head_hash),
             "view": status.view,
@@ -153,7 +174,7 @@ class ChainMethods:
             Method(
                 name="chain_status",
                 handler=self.status,
-                summary="Chain id, address prefix, token, height, head hash, view, validators, peers and sync state.",
+                summary="Chain id, address prefix, assets, height, head hash, view, validators, peers and sync state.",
                 result=Result(
                     "status", STATUS_SCHEMA, "The network's identity and the node's chain and network status."
                 ),

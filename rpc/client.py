@@ -23,6 +23,8 @@ DEFAULT_URL = "http://127.0.0.1:8700"
 DEFAULT_TIMEOUT_SECONDS = 10.0
 #: JSON-RPC error code of a transaction the node dropped from its mempool (never final there).
 TRANSACTION_DROPPED = -32023
+#: JSON-RPC error code of an asset id no issue created.
+UNKNOWN_ASSET = -32024
 #: Failures that happen before a request leaves this machine: it certainly did not arrive.
 _NOT_SENT = (ConnectionRefusedError, socket.gaierror)
 
@@ -71,6 +73,8 @@ class RemoteError(RpcClientError):
         if self.code == -32020:
             asked = data.get("hash", data.get("height"))
             return f"no final block {asked}; the chain's head is at height {data.get('head')}"
+        if self.code == UNKNOWN_ASSET:
+            return f"no asset {data.get('asset')} on this network (mura asset list shows those there are)"
         if self.code in (-32021, -32030):
             return self._describe_not_final(data)
         if self.code == TRANSACTION_DROPPED:

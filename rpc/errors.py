@@ -24,10 +24,12 @@ code        name                   ``data``
 -32010      transaction refused    ``{"rule", "message", ...details}``
 -32011      mempool refused        ``{"rule", "message", ...details}``
 -32020      block not found        ``{"height"}`` or ``{"hash"}``, and ``"head"``
+                                   (also a ``height`` param above the head)
 -32021      transaction not found  ``{"transaction_hash", "pending"}``
 -32022      no certificate         ``{"height", "reason"}``
 -32023      transaction dropped    ``{"transaction_hash", "rule", "message"}``, and
                                    ``"replaced_by"`` when the rule is ``replaced``
+-32024      unknown asset          ``{"asset"}``
 -32030      wait timed out         ``{"transaction_hash", "timeout_seconds",
                                    "pending"}``
 ==========  =====================  ================================================
@@ -146,8 +148,8 @@ MEMPOOL_REFUSED = ApplicationError(
 BLOCK_NOT_FOUND = ApplicationError(
     -32020,
     "Block not found",
-    "No final block has this height or hash (yet). data: {height} or {hash}, and head: the height of "
-    "the last final block.",
+    "No final block has this height or hash (yet); also the answer to a height param above the head. "
+    "data: {height} or {hash}, and head: the height of the last final block.",
 )
 TRANSACTION_NOT_FOUND = ApplicationError(
     -32021,
@@ -168,6 +170,11 @@ TRANSACTION_DROPPED = ApplicationError(
     "by another with its sender and nonce, or can never be included (e.g. another transaction used its "
     "nonce). Another node may still hold it; resubmitting with the same nonce is safe. data: "
     "{transaction_hash, rule, message}, and replaced_by when the rule is 'replaced'.",
+)
+UNKNOWN_ASSET = ApplicationError(
+    -32024,
+    "Unknown asset",
+    "No asset with this id has been issued on this network (asset_list lists those that have). data: {asset}.",
 )
 WAIT_TIMED_OUT = ApplicationError(
     -32030,

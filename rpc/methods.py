@@ -1,19 +1,25 @@
-"""Every method the node serves: the ``chain_*`` methods (``chain_methods``), and here
-``account_getBalance``, ``account_get``, ``tx_submit``, ``tx_wait`` and ``mempool_status``.
+"""Every method the node serves: the ``chain_*`` methods (``chain_methods``), the
+``account_*`` methods (``account_methods``), the ``asset_*`` methods (``asset_methods``),
+and here ``tx_submit``, ``tx_wait`` and ``mempool_status``.
 
 They reach the node only through ``NodeView`` (``node_view``). Bytes travel as
 ``0x``-prefixed lowercase hex, accounts as text addresses with the network's
-prefix, amounts as JSON integers in the token's smallest unit.
+prefix, amounts as JSON integers in their asset's smallest unit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import Any
 
+from mura.chain.address import encode_address
 from mura.chain.drops import Dropped
 from mura.chain.errors import Invalid, MempoolRejection
+from mura.chain.keys import PUBLIC_KEY_SIZE
 from mura.chain.transaction import Transaction
+from mura.rpc.account_methods import AccountMethods
+from mura.rpc.asset_methods import AssetMethods
 from mura.rpc.chain_methods import ChainMethods
 from mura.rpc.declarations import Method, Param, Result, number
 from mura.rpc.errors import (
@@ -28,13 +34,13 @@ from mura.rpc.errors import (
 )
 from mura.rpc.finality import WatchClosed
 from mura.rpc.node_view import NodeView
-from mura.rpc.params import HASH, HASH_SCHEMA, TRANSACTION_HEX, address_type, to_hex
-from mura.rpc.render import ACCOUNT_SCHEMA, TRANSACTION_SCHEMA, render_account, render_transaction
+from mura.rpc.params import HASH, HASH_SCHEMA, TRANSACTION_HEX, to_hex
+from mura.rpc.render import TRANSACTION_SCHEMA, render_transaction
 
 #: What the OpenRPC document says of the whole API.
 API_DESCRIPTION = (
     "JSON-RPC 2.0 of a Mura node. Bytes are 0x hex, accounts text addresses with the network's prefix "
-    "(chain_status gives it), amounts JSON integers in the token's smallest unit: above 2^53 a JavaScript "
+    "(chain_status gives it), amounts JSON integers in their asset's smallest unit: above 2^53 a JavaScript "
     "Number loses digits, so parse with a big-integer-aware JSON reader there. Besides each method's "
     "application errors (-32000..-32099, each with data saying why), any call may be answered with the "
     "standard errors -32700 parse error, -32600 invalid request (also a body or batch over the limits, or "
@@ -64,13 +70,16 @@ _MEMPOOL_SCHEMA: dict[str, Any] = {
 
 
 class NodeMethods:
-    """The account, transaction and mempool handlers, reading and writing through one ``NodeView``."""
+    """The transaction and mempool handlers, and every other family of methods, reading and
+    writing through one ``NodeView``."""
 
     def __init__(self, node: NodeView, *, max_wait_seconds: float = DEFAULT_MAX_WAIT_SECONDS) -> None:
         if max_wait_seconds <= 0:
             raise ValueError("max_wait_seconds must be positive")
         self._node = node
         self._chain = ChainMethods(node)
+        self._accounts = AccountMethods(node)
+        self._assets = AssetMethods(node)
         self._max_wait_seconds = max_wait_seconds
 
     async def submit_transaction(self, transaction: Transaction) -> str:
@@ -78,10 +87,19 @@ class NodeMethods:
         try:
             transaction_hash = await self._node.submit_transaction(transaction)
         except MempoolRejection as error:
-            raise MEMPOOL_REFUSED.error(invalid_data(error)) from None
+            raise MEMPOOL_REFUSED.error(self._refusal_data(error)) from None
         except Invalid as error:
-            raise TRANSACTION_REFUSED.error(invalid_data(error)) from None
+            raise TRANSACTION_REFUSED.error(self._refusal_data(error)) from None
         return to_hex(transaction_hash)
+
+    def _refusal_data(self, error: Invalid) -> dict[str, Any]:
+        """The rule's facts; an account a rule names by its public key (hex) gets its address too."""
+        data = invalid_data(error)
+        account = error.details.get("account")
+        if isinstance(account, str) and len(account) == 2 * PUBLIC_KEY_SIZE:
+            with contextlib.suppress(ValueError):  # not hex after all: the facts stay as they are
+                data["address"] = encode_address(bytes.fromhex(account), self._node.address_prefix)
+        return data
 
     async def wait_for_transaction(self, transaction_hash: bytes, timeout_seconds: float) -> dict[str, Any]:
         """The transaction once final; waits for the node's commit notice, at most ``timeout_seconds``.
@@ -111,24 +129,11 @@ class NodeMethods:
         transaction, location = found
         return render_transaction(transaction, self._node.address_prefix, location)
 
-    async def get_balance(self, address: bytes) -> int:
-        """The final balance of the account with public key ``address`` (0 if unknown)."""
-        return self._node.store.load_account(address).balance
-
-    async def get_account(self, address: bytes) -> dict[str, Any]:
-        """Balance, nonce and roles, with the nonce a new transaction should carry."""
-        account = self._node.store.load_account(address)
-        pending = [transaction.nonce for transaction in self._node.mempool.pending_for(address)]
-        return render_account(address, account, pending, self._node.address_prefix)
-
     async def mempool_status(self) -> dict[str, Any]:
         return dataclasses.asdict(self._node.mempool.status())
 
     def declarations(self) -> list[Method]:
         """Every method, declared for the engine and for ``rpc.discover``."""
-        address = Param(
-            "address", address_type(self._node.address_prefix), "The account's text address, e.g. tnac1..."
-        )
         default_wait = min(DEFAULT_WAIT_SECONDS, self._max_wait_seconds)
         timeout = Param(
             "timeout_seconds",
@@ -139,23 +144,8 @@ class NodeMethods:
         )
         return [
             *self._chain.declarations(),
-            Method(
-                name="account_getBalance",
-                handler=self.get_balance,
-                summary="The final balance of an account, in the smallest unit.",
-                params=(address,),
-                result=Result("balance", _COUNT, "Smallest units; 0 for an unknown account."),
-                description="A mistyped address (wrong prefix, character or checksum) is invalid params (-32602).",
-            ),
-            Method(
-                name="account_get",
-                handler=self.get_account,
-                summary="An account's final balance, nonce and roles, and the nonce to sign with next.",
-                params=(address,),
-                result=Result("account", ACCOUNT_SCHEMA, "The account; an unknown one holds 0 with nonce 0."),
-                description="next_nonce counts past this node's pending transactions from the account, so "
-                "a wallet can send several in a row before the first is final.",
-            ),
+            *self._accounts.declarations(),
+            *self._assets.declarations(),
             Method(
                 name="tx_submit",
                 handler=self.submit_transaction,
@@ -164,7 +154,9 @@ class NodeMethods:
                 result=Result("transaction_hash", HASH_SCHEMA, "The transaction's hash, 0x-prefixed hex."),
                 errors=(TRANSACTION_REFUSED, MEMPOOL_REFUSED),
                 description="Malformed hex or bytes are invalid params (-32602) with the decoding error; "
-                "a transaction that breaks a rule is refused with the rule and its facts in data.",
+                "a transaction that breaks a rule is refused with the rule and its facts in data (e.g. "
+                "{rule: 'account_frozen', asset: 'NAC', party: 'recipient', account: <public key hex>, "
+                "address: <its address>}).",
             ),
             Method(
                 name="tx_wait",

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from mura.chain.assets import AssetState, AssetTerms
 from mura.chain.block import Block, CommitCertificate, Header
 from mura.chain.drops import Dropped
 from mura.chain.mempool import MempoolStatus
@@ -20,6 +21,9 @@ from mura.chain.transaction import Transaction
 from mura.rpc.finality import FinalityWatch
 from mura.rpc.metrics import NodeFigures
 from mura.rpc.readiness import SyncFacts
+
+if TYPE_CHECKING:  # the store's own module (and LevelDB's binding) is for the node to load, not its readers
+    from mura.chain.store import HoldersPage
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,18 +55,6 @@ class NodeStatus:
 
 
 @dataclass(frozen=True, slots=True)
-class TokenInfo:
-    """The asset balances are counted in, for wallets to display amounts."""
-
-    #: Full name, e.g. ``Nishiawakura Coin``.
-    name: str
-    #: Ticker, e.g. ``NAC``.
-    symbol: str
-    #: Digits after the decimal point: 2 means 100 smallest units make one token.
-    decimals: int
-
-
-@dataclass(frozen=True, slots=True)
 class ChainInfo:
     """The network's fixed identity, from its genesis."""
 
@@ -70,8 +62,8 @@ class ChainInfo:
     chain_id: str
     #: The part of the network's text addresses before the ``1``, e.g. ``tnac``.
     address_prefix: str
-    #: The asset balances are counted in.
-    token: TokenInfo
+    #: The asset methods and commands use when none is named: the genesis's first (None: it declares none).
+    default_asset: str | None
     #: Validator names from genesis, by public key.
     validator_names: Mapping[bytes, str] = field(default_factory=dict)
 
@@ -90,7 +82,48 @@ class ChainReader(Protocol):
         ...
 
     def load_account(self, address: bytes) -> Account:
-        """The account of a public key; an empty ``Account`` if it never held anything."""
+        """The nonce and roles of a public key; an empty ``Account`` if it never sent anything."""
+        ...
+
+    def load_balance(self, address: bytes, asset: str) -> int:
+        """The account's final balance of ``asset`` (0 if none)."""
+        ...
+
+    def load_asset(self, asset: str) -> AssetTerms | None:
+        """The terms of an issued asset, or None."""
+        ...
+
+    def load_asset_state(self, asset: str) -> AssetState:
+        """The supply, holders and lapse of an asset (an empty state for an unknown one)."""
+        ...
+
+    def load_assets(self) -> list[AssetTerms]:
+        """Every issued asset, by id."""
+        ...
+
+    def load_held_assets(self, address: bytes) -> list[str]:
+        """Every asset the account has ever held, by id."""
+        ...
+
+    def load_balance_at(self, address: bytes, asset: str, height: int) -> int:
+        """The account's balance of ``asset`` after the block at ``height`` (at most the head)."""
+        ...
+
+    def load_balances_at(self, address: bytes, height: int) -> dict[str, int]:
+        """The account's positive balances after the block at ``height``, by asset."""
+        ...
+
+    def load_holders_at(self, asset: str, height: int, after: bytes, limit: int) -> HoldersPage:
+        """A page of at most ``limit`` ``(account, balance)`` with a positive balance of ``asset``
+        after the block at ``height``, in account order after ``after`` (empty: from the first),
+        and where the next page starts."""
+        ...
+
+    def load_account_transactions(
+        self, address: bytes, *, before: tuple[int, int] | None, limit: int
+    ) -> list[tuple[int, int, bytes]]:
+        """Up to ``limit`` ``(height, index, hash)`` of the final transactions naming the account,
+        newest first, before position ``before`` (None: from the newest)."""
         ...
 
     def load_validators(self) -> tuple[bytes, ...]:
@@ -144,7 +177,7 @@ class NodeView(Protocol):
 
     @property
     def chain_info(self) -> ChainInfo:
-        """The network's identity: chain id, prefix, token and validator names."""
+        """The network's identity: chain id, prefix, default asset and validator names."""
         ...
 
     @property

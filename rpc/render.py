@@ -10,19 +10,34 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from mura.chain.address import encode_address
+from mura.chain.assets import AssetState, AssetTerms, TransferPolicy
 from mura.chain.block import ZERO_HASH, Block, CommitCertificate
 from mura.chain.keys import PUBLIC_KEY_SIZE
 from mura.chain.state import Account, Role
-from mura.chain.transaction import Body, Transaction
+from mura.chain.transaction import (
+    KINDS,
+    ApproveHolder,
+    Body,
+    Burn,
+    Freeze,
+    IssueAsset,
+    Mint,
+    RevokeHolder,
+    Transaction,
+    Transfer,
+    Unfreeze,
+)
 from mura.rpc.finality import FinalLocation
 from mura.rpc.params import HASH_SCHEMA, to_hex
 
 _ADDRESS_SCHEMA: dict[str, Any] = {"type": "string", "description": "A text address, e.g. tnac1..."}
 _COUNT_SCHEMA: dict[str, Any] = {"type": "integer", "minimum": 0}
 _HEX_SCHEMA: dict[str, Any] = {"type": "string", "pattern": "^0x([0-9a-f]{2})*$"}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _object(properties: Mapping[str, Any], *, optional: Sequence[str] = ()) -> dict[str, Any]:
@@ -42,17 +57,62 @@ LOCATION_PROPERTIES: dict[str, Any] = {
     "index": {**_COUNT_SCHEMA, "description": "Its position in that block."},
 }
 
+_ASSET_ID_SCHEMA: dict[str, Any] = {"type": "string", "description": "An asset id, e.g. NAC."}
+_AMOUNT_SCHEMA: dict[str, Any] = {**_COUNT_SCHEMA, "description": "Smallest units of the asset."}
+_NULLABLE_COUNT: dict[str, Any] = {"type": ["integer", "null"], "minimum": 0}
+_TIME_SCHEMA: dict[str, Any] = {
+    "type": ["string", "null"],
+    "description": "RFC 3339 UTC text, e.g. 2031-01-01T00:00:00Z; null for none (or a time past the year 9999).",
+}
+_ACCOUNT_ACTION = _object({"asset": _ASSET_ID_SCHEMA, "account": _ADDRESS_SCHEMA})
+
+#: The body of each kind, by the kind's name.
+BODY_SCHEMAS: dict[str, dict[str, Any]] = {
+    Transfer.KIND: _object(
+        {
+            "asset": _ASSET_ID_SCHEMA,
+            "recipient": _ADDRESS_SCHEMA,
+            "amount": _AMOUNT_SCHEMA,
+            "memo": {"type": "string", "description": "Free text for the parties; empty for none."},
+        }
+    ),
+    Mint.KIND: _object({"asset": _ASSET_ID_SCHEMA, "recipient": _ADDRESS_SCHEMA, "amount": _AMOUNT_SCHEMA}),
+    Burn.KIND: _object({"asset": _ASSET_ID_SCHEMA, "amount": _AMOUNT_SCHEMA}),
+    IssueAsset.KIND: _object(
+        {
+            "asset": _ASSET_ID_SCHEMA,
+            "name": {"type": "string"},
+            "decimals": {**_COUNT_SCHEMA, "description": "Digits after the decimal point."},
+            "supply": {**_AMOUNT_SCHEMA, "description": "Smallest units credited to the issuer at issue."},
+            "reissuable": {"type": "boolean", "description": "Whether the issuer may mint more later."},
+            "cap": {**_NULLABLE_COUNT, "description": "The most the supply may reach by minting; null for none."},
+            "registrar": {
+                "type": ["string", "null"],
+                "description": "Address of the account that approves holders and freezes accounts; null: the issuer.",
+            },
+            "policy": {"type": "string", "enum": [policy.value for policy in TransferPolicy]},
+            "expiry_ms": {**_NULLABLE_COUNT, "description": "Milliseconds since the Unix epoch; null: never."},
+            "expiry_time": _TIME_SCHEMA,
+        }
+    ),
+    ApproveHolder.KIND: _ACCOUNT_ACTION,
+    RevokeHolder.KIND: _ACCOUNT_ACTION,
+    Freeze.KIND: _ACCOUNT_ACTION,
+    Unfreeze.KIND: _ACCOUNT_ACTION,
+}
+assert BODY_SCHEMAS.keys() == KINDS.keys(), "every kind's body has a schema"
+
 TRANSACTION_SCHEMA = _object(
     {
         "hash": HASH_SCHEMA,
         "chain_id": {"type": "string"},
         "sender": _ADDRESS_SCHEMA,
         "nonce": _COUNT_SCHEMA,
-        "kind": {"type": "string", "enum": ["transfer", "mint", "burn"]},
+        "kind": {"type": "string", "enum": list(KINDS)},
         "body": {
-            "type": "object",
-            "description": "The kind's fields: accounts as addresses, amounts as integers in smallest units "
-            "(transfer and mint: recipient, amount; burn: amount).",
+            "anyOf": [{**schema, "title": kind} for kind, schema in BODY_SCHEMAS.items()],
+            "description": "The kind's fields (the schema titled with the kind): accounts as addresses, amounts "
+            "as integers in the asset's smallest units.",
         },
         "signature": _HEX_SCHEMA,
         "size": {**_COUNT_SCHEMA, "description": "Bytes of the encoded transaction."},
@@ -60,6 +120,17 @@ TRANSACTION_SCHEMA = _object(
         **LOCATION_PROPERTIES,
     }
 )
+
+
+def render_time(timestamp_ms: int) -> str | None:
+    """Milliseconds since the epoch as RFC 3339 UTC text (milliseconds shown when not zero);
+    None past the year 9999, which RFC 3339 cannot write."""
+    try:
+        moment = _EPOCH + timedelta(milliseconds=timestamp_ms)
+    except OverflowError:
+        return None
+    fraction = f".{timestamp_ms % 1000:03d}" if timestamp_ms % 1000 else ""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") + fraction + "Z"
 
 
 def render_value(value: object, prefix: str) -> Any:
@@ -70,9 +141,18 @@ def render_value(value: object, prefix: str) -> Any:
 
 
 def render_body(body: Body, prefix: str) -> dict[str, Any]:
-    """A transaction's kind-specific fields, by name."""
+    """A transaction's kind-specific fields, by name; an issue's "none" values (no cap, no
+    expiry, the issuer as registrar) as null."""
     assert dataclasses.is_dataclass(body)
-    return {field.name: render_value(getattr(body, field.name), prefix) for field in dataclasses.fields(body)}
+    fields = {field.name: render_value(getattr(body, field.name), prefix) for field in dataclasses.fields(body)}
+    if isinstance(body, IssueAsset):
+        fields.update(
+            cap=body.cap or None,
+            registrar=encode_address(body.registrar, prefix) if body.registrar else None,
+            expiry_ms=body.expiry_ms or None,
+            expiry_time=render_time(body.expiry_ms) if body.expiry_ms else None,
+        )
+    return fields
 
 
 def render_transaction(transaction: Transaction, prefix: str, location: FinalLocation) -> dict[str, Any]:
@@ -221,11 +301,24 @@ def render_validators(
     }
 
 
+BALANCE_SCHEMA = _object(
+    {
+        "asset": _ASSET_ID_SCHEMA,
+        "balance": {**_AMOUNT_SCHEMA, "description": "Smallest units held (always positive here)."},
+        "decimals": {**_COUNT_SCHEMA, "description": "The asset's decimals: 2 means 100 smallest units make one."},
+    }
+)
+
+
+def render_balances(balances: Sequence[tuple[AssetTerms, int]]) -> list[dict[str, Any]]:
+    """Positive balances, each with its asset's decimals."""
+    return [{"asset": terms.asset, "balance": balance, "decimals": terms.decimals} for terms, balance in balances]
+
+
 ACCOUNT_SCHEMA = _object(
     {
         "address": _ADDRESS_SCHEMA,
         "public_key": HASH_SCHEMA,
-        "balance": {**_COUNT_SCHEMA, "description": "Final balance in smallest units."},
         "nonce": {**_COUNT_SCHEMA, "description": "The nonce the account's next final transaction carries."},
         "pending": {**_COUNT_SCHEMA, "description": "Its transactions waiting in this node's mempool."},
         "next_nonce": {
@@ -233,6 +326,15 @@ ACCOUNT_SCHEMA = _object(
             "description": "The nonce to sign a new transaction with: past those pending here in order.",
         },
         "roles": {"type": "array", "items": {"type": "string", "enum": ["issuer", "validator"]}},
+        "balances": {
+            "type": "array",
+            "items": BALANCE_SCHEMA,
+            "description": "Final positive balances by asset id (the first 1000; account_getBalances pages on).",
+        },
+        "more_balances": {
+            "type": "boolean",
+            "description": "True when the account holds more assets than balances shows.",
+        },
     }
 )
 
@@ -243,7 +345,13 @@ def role_names(roles: Role) -> list[str]:
 
 
 def render_account(
-    public_key: bytes, account: Account, pending_nonces: Sequence[int], prefix: str
+    public_key: bytes,
+    account: Account,
+    balances: Sequence[tuple[AssetTerms, int]],
+    pending_nonces: Sequence[int],
+    prefix: str,
+    *,
+    more_balances: bool,
 ) -> dict[str, Any]:
     """An account's final state and what this node holds pending for it."""
     next_nonce = account.nonce
@@ -253,9 +361,69 @@ def render_account(
     return {
         "address": encode_address(public_key, prefix),
         "public_key": to_hex(public_key),
-        "balance": account.balance,
         "nonce": account.nonce,
         "pending": len(pending_nonces),
         "next_nonce": next_nonce,
         "roles": role_names(account.roles),
+        "balances": render_balances(balances),
+        "more_balances": more_balances,
+    }
+
+
+# --- assets ------------------------------------------------------------------------------------
+
+ASSET_SUMMARY_PROPERTIES: dict[str, Any] = {
+    "id": _ASSET_ID_SCHEMA,
+    "name": {"type": "string"},
+    "decimals": {**_COUNT_SCHEMA, "description": "Digits after the decimal point."},
+    "issuer": {**_ADDRESS_SCHEMA, "description": "The account that mints and burns it and receives what lapses."},
+    "policy": {
+        "type": "string",
+        "enum": [policy.value for policy in TransferPolicy],
+        "description": "open: anyone holds it; restricted: only the issuer and approved holders.",
+    },
+    "reissuable": {"type": "boolean", "description": "Whether the issuer may mint more."},
+    "supply": {**_AMOUNT_SCHEMA, "description": "Smallest units in existence."},
+    "holders": {**_COUNT_SCHEMA, "description": "Accounts holding a positive balance."},
+    "expired": {"type": "boolean", "description": "Its expiry time has passed: it moves only back to its issuer."},
+}
+ASSET_SUMMARY_SCHEMA = _object(ASSET_SUMMARY_PROPERTIES)
+ASSET_SCHEMA = _object(
+    {
+        **ASSET_SUMMARY_PROPERTIES,
+        "registrar": {**_ADDRESS_SCHEMA, "description": "The account that approves holders and freezes accounts."},
+        "cap": {**_NULLABLE_COUNT, "description": "The most the supply may reach by minting; null for none."},
+        "expiry_ms": {**_NULLABLE_COUNT, "description": "Milliseconds since the Unix epoch it lapses at; null: never."},
+        "expiry_time": _TIME_SCHEMA,
+        "lapsed": {**_AMOUNT_SCHEMA, "description": "Smallest units returned to the issuer at expiry so far."},
+        "lapse_complete": {"type": "boolean", "description": "Every balance has returned to the issuer."},
+    }
+)
+
+
+def render_asset_summary(terms: AssetTerms, state: AssetState, prefix: str) -> dict[str, Any]:
+    """An asset as ``asset_list`` shows it."""
+    return {
+        "id": terms.asset,
+        "name": terms.name,
+        "decimals": terms.decimals,
+        "issuer": encode_address(terms.issuer, prefix),
+        "policy": terms.policy.value,
+        "reissuable": terms.reissuable,
+        "supply": state.supply,
+        "holders": state.holders,
+        "expired": state.expired,
+    }
+
+
+def render_asset(terms: AssetTerms, state: AssetState, prefix: str) -> dict[str, Any]:
+    """An asset's terms and state, as ``asset_get`` shows them."""
+    return {
+        **render_asset_summary(terms, state, prefix),
+        "registrar": encode_address(terms.registrar, prefix),
+        "cap": terms.cap or None,
+        "expiry_ms": terms.expiry_ms or None,
+        "expiry_time": render_time(terms.expiry_ms) if terms.expiry_ms else None,
+        "lapsed": state.lapsed,
+        "lapse_complete": state.lapse_complete,
     }

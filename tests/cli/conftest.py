@@ -22,6 +22,8 @@ class Mura:
 
     url: str
     treasury_key: Path
+    #: The key of the bank, which issues JPYT.
+    bank_key: Path
 
     def __call__(self, *arguments: str, rpc: str | None = None) -> Result:
         return CliRunner().invoke(cli, ["--rpc", rpc or self.url, *arguments])
@@ -31,6 +33,11 @@ class Mura:
         result = self("--json", *arguments)
         assert result.exit_code == 0, result.output
         return json.loads(result.stdout)
+
+    def balance(self, address: str, asset: str = "NAC") -> int:
+        """The final balance of one asset, as ``mura balance`` shows it (0 when not held)."""
+        balances = self.json("balance", address)["balances"]
+        return next((int(item["balance"]) for item in balances if item["asset"] == asset), 0)
 
 
 @pytest.fixture(scope="package")
@@ -46,4 +53,5 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 @pytest.fixture
 def mura(node: Cluster) -> Mura:
-    return Mura(f"http://127.0.0.1:{node.rpc_ports[0]}", node.directory / "keys" / "treasury.key")
+    keys = node.directory / "keys"
+    return Mura(f"http://127.0.0.1:{node.rpc_ports[0]}", keys / "treasury.key", keys / "bank.key")

@@ -14,15 +14,16 @@ from click.testing import Result
 
 from mura.bench.ports import free_port_range
 from mura.chain.keys import load_key
-from mura.cli import EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE
+from mura.cli.session import EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE
 from mura.genesis.testnet import DEFAULT_TREASURY_AMOUNT
-from mura.rpc.wallet import format_amount, parse_amount
+from mura.rpc.wallet import AmountError, amount_asset, format_amount, parse_amount
 from mura.tests.node.cluster import Cluster
 
 from .conftest import Mura
 
 MURA = Path(sys.executable).with_name("mura")
-NAC = {"symbol": "NAC", "decimals": 2}
+NAC = {"id": "NAC", "name": "Nishiawakura Coin", "decimals": 2}
+JPYT = {"id": "JPYT", "name": "JPY Token", "decimals": 0}
 
 
 def run_installed(*arguments: str) -> subprocess.CompletedProcess[str]:
@@ -61,7 +62,7 @@ def test_keygen_send_wait_balance_end_to_end(mura: Mura, tmp_path: Path) -> None
 
     balance = run_installed("--rpc", mura.url, "balance", alice)
     assert balance.returncode == 0 and balance.stderr == ""
-    assert re.search(r"^balance\s+1250 \(12\.50 NAC\)$", balance.stdout, re.MULTILINE), balance.stdout
+    assert re.search(r"^NAC\s+1250 \(12\.50 NAC\)$", balance.stdout, re.MULTILINE), balance.stdout
 
 
 def test_an_account_pays_onwards_in_smallest_units(mura: Mura, tmp_path: Path) -> None:
@@ -71,21 +72,22 @@ def test_an_account_pays_onwards_in_smallest_units(mura: Mura, tmp_path: Path) -
     assert paid.exit_code == 0, paid.stderr
     assert re.search(r"^status\s+final in block \d+ at index 0$", paid.stdout, re.MULTILINE), paid.stdout
     assert re.search(r"^amount\s+250 \(2\.50 NAC\)$", paid.stdout, re.MULTILINE)
-    assert mura.json("balance", alice["address"])["balance"] == 750
-    assert mura.json("balance", bob["address"])["balance"] == 250
+    assert mura.balance(alice["address"]) == 750
+    assert mura.balance(bob["address"]) == 250
 
 
 def test_issuer_mints_and_burns(mura: Mura, tmp_path: Path) -> None:
     alice = mura.json("keygen", "--out", str(tmp_path / "alice.key"))["address"]
     treasury = mura.json("address", "--key", str(mura.treasury_key))["address"]
-    before = mura.json("balance", treasury)
+    before = mura.balance(treasury)
     minted = mura.json("mint", "--key", str(mura.treasury_key), "--to", alice, "--amount", "5NAC", "--wait")
-    assert (minted["kind"], minted["body"], minted["status"]) == ("mint", {"recipient": alice, "amount": 500}, "final")
+    assert (minted["kind"], minted["body"], minted["status"]) == (
+        "mint", {"asset": "NAC", "recipient": alice, "amount": 500}, "final",
+    )
     burned = mura.json("burn", "--key", str(mura.treasury_key), "--amount", "300", "--wait")
-    assert (burned["kind"], burned["body"]) == ("burn", {"amount": 300})
-    after = mura.json("balance", treasury)
-    assert after["balance"] == before["balance"] - 300 and after["roles"] == ["issuer"]
-    assert mura.json("balance", alice)["balance"] == 500
+    assert (burned["kind"], burned["body"]) == ("burn", {"asset": "NAC", "amount": 300})
+    assert mura.balance(treasury) == before - 300 and mura.json("balance", treasury)["roles"] == ["issuer"]
+    assert mura.balance(alice) == 500
 
 
 def test_send_without_wait_is_submitted(mura: Mura, tmp_path: Path) -> None:
@@ -102,7 +104,7 @@ def test_status_is_an_aligned_table(mura: Mura) -> None:
     assert result.exit_code == 0
     rows = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in result.stdout.strip().splitlines())
     assert rows["chain id"] == "nishiawakura-testnet-1" and rows["address prefix"] == "tnac"
-    assert rows["token"] == "Nishiawakura Coin (NAC, 2 decimals)" and rows["validators"] == "1"
+    assert (rows["default asset"], rows["assets"], rows["validators"]) == ("NAC", "JPYT, NAC", "1")
     values = [line.index(value) for line, value in zip(result.stdout.splitlines(), rows.values(), strict=False)]
     assert len(set(values)) == 1, "values start in one column"
     assert mura.json("status")["chain_id"] == "nishiawakura-testnet-1"
@@ -168,10 +170,10 @@ def test_bad_addresses(mura: Mura, tmp_path: Path) -> None:
 def test_refused_transactions_name_the_rule(mura: Mura, tmp_path: Path) -> None:
     alice = mura.json("keygen", "--out", str(tmp_path / "a.key"))["address"]
     broke = mura("send", "--key", str(tmp_path / "a.key"), "--to", alice, "--amount", "5")
-    assert_one_line_error(broke, EXIT_REFUSED, r"transaction refused \(pending_spend_exceeds_balance\): the transfer "
+    assert_one_line_error(broke, EXIT_REFUSED, r"transaction refused \(insufficient_balance\): the transfer "
                           r"of 5 \(0\.05 NAC\) exceeds the final balance of 0 \(0\.00 NAC\)$")
     minted = mura("mint", "--key", str(tmp_path / "a.key"), "--to", alice, "--amount", "5")
-    assert_one_line_error(minted, EXIT_REFUSED, r"transaction refused \(not_an_issuer\)")
+    assert_one_line_error(minted, EXIT_REFUSED, r"transaction refused \(not_asset_issuer\): only the issuer of NAC")
 
 
 def test_missing_and_broken_key_files(mura: Mura, tmp_path: Path) -> None:
@@ -186,14 +188,15 @@ def test_missing_and_broken_key_files(mura: Mura, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("amount", "pattern"),
-    [("12.5", r"write 12\.5NAC for whole NAC"), ("1.234NAC", r"NAC has 2 decimals"), ("5XYZ", r"token is NAC"),
-     ("0", r"at least 1 smallest unit"), ("-3", r"'-3': amounts are digits, optionally with the token symbol"),
-     ("1e3", r"1e3: amounts are digits, optionally with the token symbol, like 1000 or 12\.50NAC"),
+    [("12.5", r"write 12\.5NAC for whole NAC"), ("1.234NAC", r"NAC has 2 decimals"),
+     ("5XYZ", r"no asset XYZ on this network \(known: JPYT, NAC\)"),
+     ("0", r"at least 1 smallest unit"), ("-3", r"'-3': amounts are digits, optionally with an asset id"),
+     ("1e3", r"1e3: amounts are digits, optionally with an asset id, like 1000 or 12\.50NAC \(no exponents\)"),
      (str(2**64), r"the most an amount can be is 18446744073709551615 smallest units"),
      ("184467440737095516.16NAC", r"the most an amount can be is 18446744073709551615"),
      ("9" * 5000, r"amount of 5000 characters: amounts are digits")],
-    ids=["decimal-without-symbol", "too-many-decimals", "other-token", "zero", "negative", "exponent", "2^64",
-         "2^64-in-tokens", "5000-digits"],
+    ids=["decimal-without-symbol", "too-many-decimals", "unknown-asset", "zero", "negative", "exponent", "2^64",
+         "2^64-in-whole-units", "5000-digits"],
 )
 def test_bad_amounts(mura: Mura, tmp_path: Path, amount: str, pattern: str) -> None:
     alice = mura.json("keygen", "--out", str(tmp_path / "a.key"))["address"]
@@ -212,7 +215,7 @@ def test_not_found_and_malformed_ids(mura: Mura) -> None:
 
 def test_usage_errors_are_one_line(mura: Mura) -> None:
     assert_one_line_error(
-        mura("send", "--key", "k", "--amount", "1"), EXIT_USAGE, r"^mura send: error: Missing option '--to'"
+        mura("send", "--key", "k", "--amount", "1"), EXIT_USAGE, r"^mura send: error: missing the recipient: give it"
     )
     assert_one_line_error(mura("frobnicate"), EXIT_USAGE, r"No such command 'frobnicate'")
     assert_one_line_error(mura("address"), EXIT_USAGE, r"give either --key FILE or a public key")
@@ -221,11 +224,40 @@ def test_usage_errors_are_one_line(mura: Mura) -> None:
 # --- amounts ----------------------------------------------------------------------------------------
 
 
-def test_amounts_in_smallest_units_or_whole_tokens() -> None:
+def test_amounts_in_smallest_units_or_whole_units_of_an_asset() -> None:
     assert parse_amount("1250", NAC) == parse_amount("12.50NAC", NAC) == parse_amount("12.5 nac", NAC) == 1250
-    assert parse_amount("3NAC", NAC) == 300
+    assert parse_amount("3NAC", NAC) == 300 and parse_amount("1000JPYT", JPYT) == 1000
+    assert parse_amount("0", NAC, minimum=0) == 0
     assert format_amount(DEFAULT_TREASURY_AMOUNT, NAC) == "100000000 (1,000,000.00 NAC)"
-    assert format_amount(7, {"symbol": "BOND", "decimals": 0}) == "7 (7 BOND)"
+    assert format_amount(7, {"id": "BOND", "decimals": 0}) == "7 (7 BOND)"
+    for text, problem in [("12.5JPYT", "JPYT has 0 decimals"), ("5NAC", "is not in JPYT"),
+                          ("0", "must be at least 1 smallest unit")]:
+        with pytest.raises(AmountError, match=problem):
+            parse_amount(text, JPYT)
+
+
+def test_the_asset_of_an_amount() -> None:
+    bond, e3 = {"id": "NISHI-2031-01", "name": "Bond", "decimals": 2}, {"id": "E3", "name": "E", "decimals": 0}
+    assets = [JPYT, NAC, bond, e3]
+    assert amount_asset("12.50NAC", assets)["id"] == "NAC"
+    assert amount_asset("5jpyt", assets, default="NAC")["id"] == "JPYT"
+    assert amount_asset("5", assets, default="NAC")["id"] == "NAC"
+    assert amount_asset("5", assets, asset="jpyt", default="NAC")["id"] == "JPYT"
+    assert amount_asset("1.25NISHI-2031-01", assets)["id"] == "NISHI-2031-01"
+    assert amount_asset("1E3", assets)["id"] == "E3", "an asset's id is no exponent"
+    for text, options, problem in [
+        ("5NAC", {"asset": "JPYT"}, r"'5NAC' is in NAC, but the asset given is JPYT"),
+        ("5", {}, r"name its asset, like 5JPYT or with --asset: this network has no default asset"),
+        ("5", {"asset": "XYZ"}, r"no asset XYZ on this network \(known: E3, JPYT, NAC, NISHI-2031-01\)"),
+        ("1e4", {"default": "NAC"}, r"1e4: amounts are digits, optionally with an asset id, like 1000 or "
+         r"12\.50NAC \(no exponents\)"),
+        ("12.50", {"default": "NAC"}, None),
+    ]:
+        if problem is None:
+            assert amount_asset(text, assets, **options)["id"] == "NAC"
+            continue
+        with pytest.raises(AmountError, match=problem):
+            amount_asset(text, assets, **options)
 
 
 # --- the node and the testnet ----------------------------------------------------------------------------

@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mura.chain.keys import PASSPHRASE_VARIABLE, SigningKey, is_encrypted, load_key, save_key
-from mura.cli import EXIT_USAGE, cli
+from mura.cli import cli
+from mura.cli.session import EXIT_USAGE
 
 from .conftest import Mura
 from .test_cli import assert_one_line_error, run_installed, unreachable_url
@@ -145,15 +146,27 @@ def penniless(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+MAYBE_ODD = st.one_of(st.none(), ODD_TEXT)
+
+
+def optional(option: str, value: str | None) -> list[str]:
+    return [] if value is None else [option, value]
+
+
 @FUZZ
 @given(command=st.sampled_from(["send", "mint", "burn"]), to=ODD_TEXT, amount=ODD_TEXT, timeout=ODD_TEXT,
-       nonce=ODD_TEXT, key=st.sampled_from(["penniless", "odd"]), odd_key=ODD_TEXT, wait=st.booleans())
+       nonce=ODD_TEXT, key=st.sampled_from(["penniless", "odd"]), odd_key=ODD_TEXT, wait=st.booleans(),
+       asset=MAYBE_ODD, memo=MAYBE_ODD, positional=st.booleans())
 def test_odd_input_to_signing_commands(mura: Mura, penniless: Path, command: str, to: str, amount: str, timeout: str,
-                                       nonce: str, key: str, odd_key: str, wait: bool) -> None:
-    arguments = [command, "--key", str(penniless) if key == "penniless" else odd_key, "--amount", amount,
-                 "--timeout", timeout, "--nonce", nonce, *(["--wait"] if wait else [])]
+                                       nonce: str, key: str, odd_key: str, wait: bool, asset: str | None,
+                                       memo: str | None, positional: bool) -> None:
+    arguments = [command, "--key", str(penniless) if key == "penniless" else odd_key, "--timeout", timeout,
+                 "--nonce", nonce, *(["--wait"] if wait else []), *optional("--asset", asset)]
+    arguments += ["--", amount] if positional else ["--amount", amount]
+    if command == "send":
+        arguments[1:1] = optional("--memo", memo)
     if command != "burn":
-        arguments += ["--to", to]
+        arguments += [to] if positional else ["--to", to]
     # The only usable key holds nothing and may not mint or burn: nothing here may succeed.
     check_outcome(invoke(mura, arguments), {1, 2, 3})
 
@@ -185,14 +198,48 @@ def test_odd_input_to_every_other_command(mura: Mura, tmp_path_factory: pytest.T
     check_outcome(invoke(mura, arguments), allowed)
 
 
+@FUZZ
+@given(command=st.sampled_from(["holder approve", "holder revoke", "freeze", "unfreeze", "asset issue"]),
+       asset=ODD_TEXT, account=ODD_TEXT, name=ODD_TEXT, decimals=ODD_TEXT, supply=ODD_TEXT, cap=MAYBE_ODD,
+       registrar=MAYBE_ODD, expires=MAYBE_ODD, fixed=st.booleans())
+def test_odd_input_to_asset_and_registrar_commands(mura: Mura, penniless: Path, command: str, asset: str, account: str,
+                                                   name: str, decimals: str, supply: str, cap: str | None,
+                                                   registrar: str | None, expires: str | None, fixed: bool) -> None:
+    if command == "asset issue":
+        arguments = ["asset", "issue", "--name", name, "--decimals", decimals, "--supply", supply,
+                     *optional("--cap", cap), *optional("--registrar", registrar), *optional("--expires", expires),
+                     *(["--fixed"] if fixed else []), "--key", str(penniless), "--", asset]
+    else:
+        arguments = [*command.split(), "--key", str(penniless), "--", asset, account]
+    # The key has no role and registers nothing: nothing here may succeed.
+    check_outcome(invoke(mura, arguments), {1, 2, 3})
+
+
+#: Reading commands, with ``{value}`` where the odd text goes and ``{address}`` for a valid address.
+READING = [
+    "history {value}", "history {address} --cursor {value}", "history {address} --limit {value}",
+    "balance {address} --height {value}", "balance --key {value}", "asset info {value}", "asset holders {value}",
+    "asset holders NAC --height {value}", "asset holders NAC --cursor {value}", "asset holders NAC --limit {value}",
+    "asset list --cursor {value}", "asset list --limit {value}",
+]
+
+
+@FUZZ
+@given(template=st.sampled_from(READING), value=ODD_TEXT)
+def test_odd_input_to_reading_commands(mura: Mura, template: str, value: str) -> None:
+    address = "tnac1g9qwtm7lfuqzwdq3r6c3da4enkkm3rk6ngd93lacf63wkmyf6h2q00rd8t"
+    words = [address if word == "{address}" else word for word in template.split()]
+    check_outcome(invoke(mura, [value if word == "{value}" else word for word in words]), {0, 1, 2, 3})
+
+
 def test_no_traceback_even_for_an_internal_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """The last resort: an unexpected exception is one line, its traceback only with MURA_DEBUG=1."""
-    import mura.cli
+    import mura.cli.commands
 
     def broken(*arguments: object, **options: object) -> None:
         raise RuntimeError("a bug\nspread over lines")
 
-    monkeypatch.setattr(mura.cli, "save_key", broken)
+    monkeypatch.setattr(mura.cli.commands, "save_key", broken)
     arguments = ["keygen", "--prefix", "tnac", "--out", str(tmp_path / "k.key")]
     monkeypatch.delenv("MURA_DEBUG", raising=False)
     quiet = CliRunner().invoke(cli, arguments)

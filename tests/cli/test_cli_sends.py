@@ -20,14 +20,15 @@ import pytest
 
 from mura.chain.keys import PASSPHRASE_VARIABLE, SigningKey, load_key, save_key
 from mura.chain.transaction import Transaction, Transfer, sign_transaction
-from mura.cli import EXIT_OUTCOME_UNKNOWN, EXIT_REFUSED, EXIT_USAGE, Session, _describe_drop, _describe_refusal
+from mura.cli.session import EXIT_OUTCOME_UNKNOWN, EXIT_REFUSED, EXIT_USAGE, Session
+from mura.cli.submit import describe_drop, describe_refusal
 from mura.rpc.client import RemoteError
 from mura.tests.node.cluster import FAST_CONSENSUS, Cluster, wait_for
 
 from .conftest import Mura
 from .test_cli import MURA, assert_one_line_error
 
-NAC = {"symbol": "NAC", "decimals": 2}
+NAC = {"id": "NAC", "name": "Nishiawakura Coin", "decimals": 2}
 OUTCOME_UNKNOWN = r"transaction (0x[0-9a-f]{64}) may have been submitted and may still become final: check with: mura"
 
 
@@ -40,8 +41,10 @@ def funded(mura: Mura, tmp_path: Path, name: str, amount: int = 1000) -> tuple[P
 
 
 def account(mura: Mura, address: str) -> dict[str, object]:
-    found: dict[str, object] = mura.json("balance", address)
-    return found
+    """Nonce, pending transactions and NAC balance of an account."""
+    found = mura.json("balance", address)
+    return {"nonce": found["nonce"], "pending": found["pending"], "next_nonce": found["next_nonce"],
+            "balance": mura.balance(address)}
 
 
 # --- nothing is sent when an argument is wrong ---------------------------------------------------------
@@ -113,7 +116,7 @@ def test_nonce_signs_with_the_nonce_given(mura: Mura, tmp_path: Path) -> None:
     assert (first["nonce"], first["status"]) == (0, "final")
     again = mura("send", "--key", str(key_file), "--to", bob, "--amount", "5", "--nonce", "0")
     assert_one_line_error(again, EXIT_REFUSED, r"transaction refused \(nonce_too_low\)")
-    assert mura.json("balance", alice)["balance"] == 995
+    assert mura.balance(alice) == 995
 
 
 # --- wording of refusals and drops ------------------------------------------------------------------------
@@ -121,7 +124,7 @@ def test_nonce_signs_with_the_nonce_given(mura: Mura, tmp_path: Path) -> None:
 
 def _transfer(amount: int, nonce: int = 4) -> Transaction:
     key = SigningKey.from_private_bytes(bytes(range(32)))
-    return sign_transaction(key, chain_id="test-1", nonce=nonce, body=Transfer(bytes(32), amount))
+    return sign_transaction(key, chain_id="test-1", nonce=nonce, body=Transfer("NAC", bytes(32), amount))
 
 
 def test_an_overspend_mentions_pending_transactions_only_when_there_are_some() -> None:
@@ -131,10 +134,10 @@ def test_an_overspend_mentions_pending_transactions_only_when_there_are_some() -
         }
         return RemoteError("tx_submit", -32010, "Transaction refused", data)
 
-    alone = _describe_refusal(refusal(500), _transfer(500), NAC)
+    alone = describe_refusal(refusal(500), _transfer(500), NAC)
     assert alone == ("transaction refused (pending_spend_exceeds_balance): the transfer of 500 (5.00 NAC) exceeds "
                      "the final balance of 300 (3.00 NAC)")
-    behind = _describe_refusal(refusal(700), _transfer(500), NAC)
+    behind = describe_refusal(refusal(700), _transfer(500), NAC)
     assert behind == ("transaction refused (pending_spend_exceeds_balance): the transfer of 500 (5.00 NAC) and "
                       "200 (2.00 NAC) already pending from this account exceed the final balance of 300 (3.00 NAC)")
 
@@ -144,7 +147,7 @@ def test_a_dropped_transaction_says_how_to_replace_it(mura: Mura) -> None:
     dropped = RemoteError("tx_wait", -32023, "Transaction dropped", {
         "transaction_hash": "0x" + transaction.hash.hex(), "rule": "supply_overflow",
         "message": "the supply would exceed its maximum"})
-    line, status = _describe_drop(Session(mura.url, as_json=False), dropped, transaction)
+    line, status = describe_drop(Session(mura.url, as_json=False), dropped, transaction)
     assert status == EXIT_OUTCOME_UNKNOWN
     assert line == (f"transaction 0x{transaction.hash.hex()} was dropped by this node (supply_overflow): the supply "
                     "would exceed its maximum; it may still become final through another node (check with: mura "
@@ -153,12 +156,12 @@ def test_a_dropped_transaction_says_how_to_replace_it(mura: Mura) -> None:
     replaced = RemoteError("tx_wait", -32023, "Transaction dropped", {
         "transaction_hash": "0x" + transaction.hash.hex(), "rule": "replaced", "message": "replaced",
         "replaced_by": "0x" + "cd" * 32})
-    line, status = _describe_drop(Session(mura.url, as_json=False), replaced, transaction)
+    line, status = describe_drop(Session(mura.url, as_json=False), replaced, transaction)
     assert status == EXIT_OUTCOME_UNKNOWN
     assert line.endswith(f"at most one of them can: check with: mura --rpc {mura.url} tx 0x" + "cd" * 32)
     used = RemoteError("tx_wait", -32023, "Transaction dropped", {
         "transaction_hash": "0x" + transaction.hash.hex(), "rule": "nonce_used", "message": "nonce 7 used"})
-    assert _describe_drop(Session(mura.url, as_json=False), used, transaction)[1] == EXIT_REFUSED
+    assert describe_drop(Session(mura.url, as_json=False), used, transaction)[1] == EXIT_REFUSED
 
 
 def test_a_drop_while_waiting_is_outcome_unknown(mura: Mura, tmp_path: Path) -> None:
@@ -198,7 +201,8 @@ def short_wait_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
                                                 env={**os.environ, PASSPHRASE_VARIABLE: "correct horse"})
     try:
         wait_for(lambda: cluster.is_ours(0) and cluster.status(0)["height"] >= 1, "the node to make a block")
-        yield cluster, Mura(f"http://127.0.0.1:{cluster.rpc_ports[0]}", cluster.directory / "keys" / "treasury.key")
+        keys = cluster.directory / "keys"
+        yield cluster, Mura(f"http://127.0.0.1:{cluster.rpc_ports[0]}", keys / "treasury.key", keys / "bank.key")
     finally:
         cluster.close()
 

@@ -1,99 +1,31 @@
 """Tests for genesis/format.py: every rule of a genesis document, passing and failing.
 
-Files, round trips, the genesis block and the shipped example are in
-test_format_files.py.
+The rules of its assets are in test_format_assets.py; files, round trips, the
+genesis block and the shipped example in test_format_files.py.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from mura.chain.address import encode_address
+from mura.chain.assets import AssetTerms, TransferPolicy
 from mura.chain.block import MAX_BLOCK_BYTES, MAX_BLOCK_TRANSACTIONS
 from mura.chain.errors import InvalidGenesis
-from mura.chain.keys import SigningKey
-from mura.chain.state import MAX_SUPPLY, ChainRules
-from mura.genesis.format import (
-    Allocation,
-    TokenInfo,
-    ValidatorInfo,
-    format_genesis_time,
-    parse_genesis,
-    parse_genesis_time,
+from mura.chain.state import ChainRules, GenesisAsset
+from mura.genesis.format import ValidatorInfo, format_genesis_time, parse_genesis, parse_genesis_time
+from mura.tests.genesis.documents import (
+    BANK,
+    GENESIS_TIME_MS,
+    PREFIX,
+    TREASURY,
+    address,
+    assert_problem,
+    key,
+    problems_of,
+    valid_document,
+    with_field,
+    without_field,
 )
-
-PREFIX = "tnac"
-#: 2026-11-23T00:00:00Z
-GENESIS_TIME_MS = 1_795_392_000_000
-
-
-def key(number: int) -> bytes:
-    """A fixed public key per number, so that documents are reproducible."""
-    return SigningKey.from_private_bytes(number.to_bytes(32, "big")).public_key
-
-
-def address(number: int, prefix: str = PREFIX) -> str:
-    return encode_address(key(number), prefix)
-
-
-TREASURY = 10
-
-
-def valid_document() -> dict[str, Any]:
-    """A fresh, valid genesis document: four validators and a treasury issuer."""
-    names = ["village-office", "token-association", "regional-chain-partner", "forestry-cooperative"]
-    return {
-        "chain_id": "nishiawakura-testnet-1",
-        "address_prefix": PREFIX,
-        "genesis_time": "2026-11-23T00:00:00Z",
-        "token": {"name": "Nishiawakura Coin", "symbol": "NAC", "decimals": 2},
-        "validators": [
-            {"name": name, "public_key": key(index + 1).hex(), "peer_address": f"127.0.0.1:{9700 + index}"}
-            for index, name in enumerate(names)
-        ],
-        "issuers": [address(TREASURY)],
-        "allocations": [{"address": address(TREASURY), "amount": 100_000_000}],
-    }
-
-
-def problems_of(document: object) -> list[str]:
-    with pytest.raises(InvalidGenesis) as caught:
-        parse_genesis(document)
-    assert caught.value.problems, "InvalidGenesis must name at least one problem"
-    return caught.value.problems
-
-
-def parent_of(document: dict[str, Any], path: str) -> tuple[Any, str | int]:
-    """The container holding the field at dotted ``path`` (``validators.0.name``), and its key."""
-    *parents, last = path.split(".")
-    target: Any = document
-    for part in parents:
-        target = target[int(part)] if isinstance(target, list) else target[part]
-    return target, int(last) if isinstance(target, list) else last
-
-
-def with_field(path: str, value: object) -> dict[str, Any]:
-    """``valid_document()`` with the field at ``path`` set to ``value``."""
-    document = valid_document()
-    container, name = parent_of(document, path)
-    container[name] = value
-    return document
-
-
-def without_field(path: str) -> dict[str, Any]:
-    document = valid_document()
-    container, name = parent_of(document, path)
-    del container[name]
-    return document
-
-
-def assert_problem(document: object, path: str, fragment: str = "") -> None:
-    """``document`` is refused with a problem naming ``path`` (and saying ``fragment``)."""
-    problems = problems_of(document)
-    assert any(p.startswith(f"{path}: ") and fragment in p for p in problems), problems
-
 
 # --- the valid document ---------------------------------------------------------
 
@@ -103,11 +35,23 @@ def test_valid_document_parses_every_field() -> None:
     assert genesis.chain_id == "nishiawakura-testnet-1"
     assert genesis.address_prefix == PREFIX
     assert genesis.timestamp_ms == GENESIS_TIME_MS
-    assert genesis.token == TokenInfo("Nishiawakura Coin", "NAC", 2)
     assert genesis.validators[0] == ValidatorInfo("village-office", key(1), "127.0.0.1:9700")
     assert genesis.validator_keys() == (key(1), key(2), key(3), key(4))
-    assert genesis.issuers == (key(TREASURY),)
-    assert genesis.allocations == (Allocation(key(TREASURY), 100_000_000),)
+    assert genesis.issuers == (key(TREASURY), key(BANK))
+    nac = AssetTerms(
+        asset="NAC",
+        name="Nishiawakura Coin",
+        decimals=2,
+        issuer=key(TREASURY),
+        reissuable=True,
+        cap=0,
+        registrar=key(TREASURY),
+        policy=TransferPolicy.OPEN,
+        expiry_ms=0,
+    )
+    assert genesis.assets[0] == GenesisAsset(nac, ((key(TREASURY), 100_000_000),))
+    assert [asset.terms.asset for asset in genesis.assets] == ["NAC", "JPYT"]
+    assert genesis.default_asset == "NAC"
 
 
 def test_genesis_is_frozen() -> None:
@@ -138,9 +82,12 @@ def test_invalid_chain_id_missing() -> None:
 
 def test_address_prefix() -> None:
     document = with_field("address_prefix", "nac")
-    document["issuers"] = [address(TREASURY, "nac")]
-    document["allocations"][0]["address"] = address(TREASURY, "nac")
-    assert parse_genesis(document).address_prefix == "nac"
+    document["issuers"] = [address(TREASURY, "nac"), address(BANK, "nac")]
+    for asset in document["assets"]:
+        asset["issuer"] = asset["allocations"][0]["address"] = address(TREASURY, "nac")
+    genesis = parse_genesis(document)
+    assert genesis.address_prefix == "nac"
+    assert {asset.terms.issuer for asset in genesis.assets} == {key(TREASURY)}
 
 
 @pytest.mark.parametrize("prefix", ["", "TNAC", "tn-ac", "x" * 17, 5])
@@ -187,55 +134,6 @@ def test_invalid_genesis_time(text: object) -> None:
 @pytest.mark.parametrize("timestamp_ms", [0, 1, 999, GENESIS_TIME_MS, GENESIS_TIME_MS + 123])
 def test_genesis_time_text_round_trips(timestamp_ms: int) -> None:
     assert parse_genesis_time(format_genesis_time(timestamp_ms)) == timestamp_ms
-
-
-# --- token ----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("field", "value"),
-    [
-        ("name", "西粟倉コイン"),
-        ("name", "N" * 64),
-        ("symbol", "N"),
-        ("symbol", "NAC2026"),
-        ("decimals", 0),
-        ("decimals", 18),
-    ],
-)
-def test_token(field: str, value: object) -> None:
-    assert getattr(parse_genesis(with_field(f"token.{field}", value)).token, field) == value
-
-
-@pytest.mark.parametrize(
-    ("field", "value"),
-    [
-        ("name", ""),
-        ("name", "   "),
-        ("name", "N" * 65),
-        ("name", "line\nbreak"),
-        ("name", 3),
-        ("symbol", ""),
-        ("symbol", "nac"),
-        ("symbol", "N" * 13),
-        ("symbol", "N-C"),
-        ("decimals", -1),
-        ("decimals", 19),
-        ("decimals", True),
-        ("decimals", 2.0),
-        ("decimals", "2"),
-    ],
-)
-def test_invalid_token(field: str, value: object) -> None:
-    assert_problem(with_field(f"token.{field}", value), f"token.{field}")
-
-
-def test_invalid_token_missing_symbol() -> None:
-    assert problems_of(without_field("token.symbol")) == ["token.symbol: missing"]
-
-
-def test_invalid_token_not_an_object() -> None:
-    assert problems_of(with_field("token", "NAC")) == ["token: expected an object, got text"]
 
 
 # --- validators -----------------------------------------------------------------
@@ -321,8 +219,9 @@ def test_invalid_validator_unknown_and_missing_fields() -> None:
 
 
 def test_issuers_may_be_empty_or_several() -> None:
+    # An asset's issuer needs no issuer role: the role is for issuing new assets.
     assert parse_genesis(with_field("issuers", [])).issuers == ()
-    assert parse_genesis(with_field("issuers", [address(11), address(12)])).issuers == (key(11), key(12))
+    assert parse_genesis(with_field("issuers", [address(12), address(13)])).issuers == (key(12), key(13))
 
 
 @pytest.mark.parametrize(
@@ -346,41 +245,6 @@ def test_invalid_issuer_duplicate() -> None:
 
 def test_invalid_issuers_not_a_list() -> None:
     assert problems_of(with_field("issuers", address(11))) == ["issuers: expected an array, got text"]
-
-
-# --- allocations ----------------------------------------------------------------
-
-
-def test_allocations_total_may_reach_the_largest_supply() -> None:
-    allocations = [{"address": address(11), "amount": MAX_SUPPLY - 1}, {"address": address(12), "amount": 1}]
-    assert sum(a.amount for a in parse_genesis(with_field("allocations", allocations)).allocations) == MAX_SUPPLY
-
-
-def test_invalid_allocation_negative_amount() -> None:
-    problems = problems_of(with_field("allocations.0.amount", -5))
-    assert problems == ["allocations[0].amount: must be a positive integer, got -5"]
-
-
-@pytest.mark.parametrize("amount", [0, True, 1.5, 100.0, "100", None, MAX_SUPPLY + 1])
-def test_invalid_allocation_amount(amount: object) -> None:
-    assert_problem(with_field("allocations.0.amount", amount), "allocations[0].amount", "must be a positive integer")
-
-
-def test_invalid_allocation_address() -> None:
-    assert_problem(with_field("allocations.0.address", address(TREASURY, "nac")), "allocations[0].address", "'nac'")
-
-
-def test_invalid_allocation_duplicate_address() -> None:
-    allocations = [{"address": address(11), "amount": 1}, {"address": address(11), "amount": 2}]
-    problems = problems_of(with_field("allocations", allocations))
-    assert problems == ["allocations[1].address: duplicate of allocations[0].address"]
-
-
-def test_invalid_allocations_total() -> None:
-    allocations = [{"address": address(11), "amount": MAX_SUPPLY}, {"address": address(12), "amount": 1}]
-    problems = problems_of(with_field("allocations", allocations))
-    total = MAX_SUPPLY + 1
-    assert problems == [f"allocations: amounts total {total}, more than the largest possible supply {MAX_SUPPLY}"]
 
 
 # --- limits ---------------------------------------------------------------------
@@ -445,17 +309,19 @@ def test_invalid_several_problems_are_all_reported() -> None:
     document = valid_document()
     document["colour"] = "green"
     document["chain_id"] = "Bad Chain"
-    del document["token"]["symbol"]
+    del document["assets"][0]["decimals"]
     document["validators"][2]["public_key"] = "0123456789"
-    document["allocations"][0]["amount"] = -5
+    document["assets"][1]["allocations"][0]["amount"] = -5
+    document["assets"][1]["expiry"] = "2026-11-22T00:00:00Z"
     problems = problems_of(document)
     assert sorted(problems) == sorted(
         [
             "colour: unknown field",
             "chain_id: must be 1 to 64 lowercase letters, digits or '-', got \"Bad Chain\"",
-            "token.symbol: missing",
+            "assets[0].decimals: missing",
             "validators[2].public_key: expected 64 hex characters, got 10",
-            "allocations[0].amount: must be a positive integer, got -5",
+            "assets[1].allocations[0].amount: must be a positive integer, got -5",
+            "assets[1].expiry: must be after genesis_time (2026-11-23T00:00:00Z)",
         ]
     )
     assert all(problem in str(InvalidGenesis(problems)) for problem in problems)
@@ -464,3 +330,18 @@ def test_invalid_several_problems_are_all_reported() -> None:
 def test_invalid_prefix_is_reported_once_not_per_address() -> None:
     problems = problems_of(with_field("address_prefix", "TNAC"))
     assert len(problems) == 1 and problems[0].startswith("address_prefix: ")
+
+
+def test_invalid_genesis_time_is_reported_once_not_per_expiry() -> None:
+    document = with_field("genesis_time", "yesterday")
+    document["assets"][0]["expiry"] = "2027-01-01T00:00:00Z"
+    problems = problems_of(document)
+    assert len(problems) == 1 and problems[0].startswith("genesis_time: ")
+
+
+def test_invalid_old_format_names_token_and_allocations() -> None:
+    """A genesis written before assets (a token and one set of balances) is refused field by field."""
+    document = without_field("assets")
+    document["token"] = {"name": "Nishiawakura Coin", "symbol": "NAC", "decimals": 2}
+    document["allocations"] = [{"address": address(TREASURY), "amount": 100_000_000}]
+    assert problems_of(document) == ["token: unknown field", "allocations: unknown field", "assets: missing"]

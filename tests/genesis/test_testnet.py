@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -13,11 +14,11 @@ import plyvel
 import pytest
 
 import mura
-from mura.chain.address import decode_address
+from mura.chain.address import decode_address, encode_address
 from mura.chain.errors import InvalidGenesis
 from mura.chain.keys import load_key
 from mura.genesis import testnet
-from mura.genesis.format import Allocation, load_genesis, parse_genesis_time
+from mura.genesis.format import load_genesis, parse_genesis_time
 
 #: 2026-11-23T00:00:00Z
 GENESIS_TIME_MS = 1_795_392_000_000
@@ -41,7 +42,7 @@ def test_validator_names() -> None:
 
 def test_generate_writes_keys_owner_only(tmp_path: Path) -> None:
     layout = testnet.generate_testnet(tmp_path / "net", genesis_time_ms=GENESIS_TIME_MS)
-    expected = [tmp_path / "net" / "keys" / f"{name}.key" for name in [*FOUNDERS, "treasury"]]
+    expected = [tmp_path / "net" / "keys" / f"{name}.key" for name in [*FOUNDERS, "treasury", "bank"]]
     assert list(layout.key_paths) == expected
     for path in expected:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
@@ -65,16 +66,30 @@ def test_generate_keys_match_the_genesis(tmp_path: Path) -> None:
     validator_keys = tuple(load_key(keys_directory / f"{name}.key").public_key for name in FOUNDERS)
     assert validator_keys == layout.genesis.validator_keys()
     treasury = load_key(keys_directory / "treasury.key").public_key
+    bank = load_key(keys_directory / "bank.key").public_key
     assert layout.treasury == treasury
-    assert layout.genesis.issuers == (treasury,)
-    assert layout.genesis.allocations == (Allocation(treasury, 100_000_000),)
+    assert layout.genesis.issuers == (treasury, bank)
+    nac, jpyt = layout.genesis.assets
+    assert (nac.terms.asset, nac.terms.decimals, nac.terms.issuer) == ("NAC", 2, treasury)
+    assert (jpyt.terms.asset, jpyt.terms.decimals, jpyt.terms.issuer) == ("JPYT", 0, bank)
+    assert nac.allocations == ((treasury, 100_000_000),)
+    assert jpyt.allocations == ((bank, 100_000_000),)
+    assert layout.genesis.default_asset == "NAC"
+
+
+def test_generate_treasury_amount(tmp_path: Path) -> None:
+    layout = testnet.generate_testnet(tmp_path, treasury_amount=5_000)
+    nac, jpyt = layout.genesis.assets
+    assert nac.allocations == ((layout.treasury, 5_000),)
+    assert jpyt.allocations[0][1] == 100_000_000
 
 
 def test_generate_every_key_is_fresh(tmp_path: Path) -> None:
     first = testnet.generate_testnet(tmp_path / "a")
     second = testnet.generate_testnet(tmp_path / "b")
-    keys = {*first.genesis.validator_keys(), *second.genesis.validator_keys(), first.treasury, second.treasury}
-    assert len(keys) == 10
+    keys = {*first.genesis.validator_keys(), *second.genesis.validator_keys(), *first.genesis.issuers,
+            *second.genesis.issuers}
+    assert len(keys) == 12
 
 
 def test_generate_larger_network(tmp_path: Path) -> None:
@@ -139,8 +154,14 @@ def test_main_prints_what_it_wrote(tmp_path: Path, capsys: pytest.CaptureFixture
     assert f"wrote {out / 'genesis.json'}" in lines
     assert f"wrote {out / 'keys' / 'village-office.key'}" in lines
     assert "chain id: nishiawakura-testnet-1" in lines
+    assert f"wrote {out / 'keys' / 'treasury.key'}" in lines and f"wrote {out / 'keys' / 'bank.key'}" in lines
     [treasury_line] = [line for line in lines if line.startswith("treasury: ")]
     assert decode_address(treasury_line.removeprefix("treasury: "), "tnac") == treasury
+    bank = load_key(out / "keys" / "bank.key").public_key
+    assert lines[-2:] == [
+        f"asset NAC (Nishiawakura Coin): issuer {treasury_line.removeprefix('treasury: ')}",
+        f"asset JPYT (JPY Token): issuer {encode_address(bank, 'tnac')}",
+    ]
     assert load_genesis(out / "genesis.json").timestamp_ms == parse_genesis_time("2026-11-23T00:00:00Z")
 
 
@@ -165,7 +186,7 @@ def test_main_if_missing_says_it_left_files_untouched(tmp_path: Path, capsys: py
         (["--genesis-time", "yesterday"], "RFC 3339"),
         (["--prefix", "TNAC"], "address prefix"),
         (["--chain-id", "Bad Id"], "chain_id"),
-        (["--treasury-amount", "0"], "allocations[0].amount"),
+        (["--treasury-amount", "0"], "assets[0].allocations[0].amount: must be a positive integer, got 0"),
         (["--p2p-port", "65535"], "peer ports 65535-65538 are not all in 1-65535"),
         (["--rpc-port", "0"], "RPC ports 0-3 are not all in 1-65535"),
         (["--rpc-port", "9702"], "peer ports 9700-9703 and RPC ports 9702-9705 overlap"),
@@ -283,6 +304,84 @@ def test_reset_deletes_a_stopped_testnet(tmp_path: Path, capsys: pytest.CaptureF
     assert not directory.exists()
     assert testnet.main(["--out", str(directory), "--reset"]) == 0
     assert capsys.readouterr().out == f"{directory} does not exist; nothing to delete\n"
+
+
+def test_reset_deletes_a_testnet_with_every_key_and_vote_record_it_writes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory = tmp_path / "testnet"
+    testnet.generate_testnet(directory, validators=2)
+    assert (directory / "keys" / "bank.key").exists() and (directory / "keys" / "treasury.key").exists()
+    for name in ("village-office", "token-association"):
+        plyvel.DB(str(directory / "keys" / f"{name}.votes"), create_if_missing=True).close()
+    assert testnet.main(["--out", str(directory), "--reset"]) == 0
+    assert capsys.readouterr().out == f"deleted {directory}\n"
+    assert not directory.exists()
+
+
+def test_invalid_reset_of_a_testnet_with_a_key_it_does_not_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The bank's key is one the generator writes; another issuer's is not."""
+    testnet.generate_testnet(tmp_path, validators=1)
+    (tmp_path / "keys" / "bank-2.key").write_text("the only copy")
+    assert testnet.main(["--out", str(tmp_path), "--reset"]) == 2
+    error = capsys.readouterr().err
+    assert len(error.splitlines()) == 1 and "holds 'keys/bank-2.key'" in error
+    assert (tmp_path / "keys" / "bank-2.key").read_text() == "the only copy"
+
+
+def previous_format_testnet(directory: Path) -> None:
+    """A testnet as the generator wrote it before genesis declared assets: a token and one set of balances."""
+    testnet.generate_testnet(directory, validators=2)
+    (directory / "keys" / "bank.key").unlink()
+    document = json.loads((directory / "genesis.json").read_text())
+    treasury = document["issuers"][0]
+    document["issuers"] = [treasury]
+    del document["assets"]
+    document["token"] = {"name": "Nishiawakura Coin", "symbol": "NAC", "decimals": 2}
+    document["allocations"] = [{"address": treasury, "amount": 100_000_000}]
+    (directory / "genesis.json").write_text(json.dumps(document, indent=2))
+
+
+def test_previous_format_testnet_is_refused_with_the_way_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory = tmp_path / "testnet"
+    previous_format_testnet(directory)
+    before = snapshot(directory)
+    assert testnet.main(["--out", str(directory), "--if-missing"]) == 2
+    assert capsys.readouterr().err == (
+        f"testnet: {directory / 'genesis.json'} is in the format before assets (a token and its allocations), which "
+        f"this version no longer reads: delete the testnet (mura testnet --dir {directory} --reset) and generate a "
+        "new one\n"
+    )
+    assert snapshot(directory) == before
+    assert testnet.main(["--out", str(directory), "--reset"]) == 0
+    assert not directory.exists()
+    assert testnet.main(["--out", str(directory), "--if-missing"]) == 0
+    assert len(load_genesis(directory / "genesis.json").assets) == 2
+
+
+@pytest.mark.parametrize("change", ["validator name", "assets too", "no allocations"])
+def test_invalid_reset_of_a_previous_format_genesis_that_is_not_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], change: str
+) -> None:
+    """Only a genesis in the previous format that is valid but for its token and allocations, naming
+    the validators whose files are there, passes for a testnet."""
+    directory = tmp_path / "testnet"
+    previous_format_testnet(directory)
+    document = json.loads((directory / "genesis.json").read_text())
+    if change == "validator name":
+        document["validators"][1]["name"] = "someone-else"
+    elif change == "assets too":
+        document["assets"] = []
+    else:
+        del document["allocations"]
+    (directory / "genesis.json").write_text(json.dumps(document))
+    assert testnet.main(["--out", str(directory), "--reset"]) == 2
+    assert "refusing to delete" in capsys.readouterr().err
+    assert (directory / "genesis.json").exists()
 
 
 def test_invalid_reset_of_a_directory_the_generator_did_not_write(

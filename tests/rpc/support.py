@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ import aiohttp
 
 from mura.chain.address import encode_address
 from mura.chain.keys import SigningKey, load_key
-from mura.chain.transaction import Body, Transaction, sign_transaction
+from mura.chain.transaction import Body, IssueAsset, Transaction, sign_transaction
 from mura.config import load_config
 from mura.genesis.testnet import TestnetLayout, node_config_path
 from mura.node import Node
@@ -91,6 +92,50 @@ class Endpoint:
 Serve = Callable[..., Awaitable[Endpoint]]
 
 
+_JSON_TYPES: dict[str, Callable[[Any], bool]] = {
+    "object": lambda value: isinstance(value, dict),
+    "array": lambda value: isinstance(value, list),
+    "string": lambda value: isinstance(value, str),
+    "integer": lambda value: isinstance(value, int) and not isinstance(value, bool),
+    "number": lambda value: isinstance(value, (int, float)) and not isinstance(value, bool),
+    "boolean": lambda value: isinstance(value, bool),
+    "null": lambda value: value is None,
+}
+
+
+def schema_problems(value: Any, schema: Mapping[str, Any], path: str = "$") -> list[str]:
+    """Where ``value`` breaks ``schema``: the part of JSON Schema the OpenRPC document uses
+    (type, required, properties, items, enum, anyOf, oneOf, minimum, maximum, pattern)."""
+    if "anyOf" in schema or "oneOf" in schema:
+        options = schema.get("anyOf") or schema["oneOf"]
+        if all(schema_problems(value, option, path) for option in options):
+            return [f"{path}: matches none of its schemas"]
+    kinds = schema.get("type")
+    if kinds is not None:
+        kinds = [kinds] if isinstance(kinds, str) else kinds
+        if not any(_JSON_TYPES[kind](value) for kind in kinds):
+            return [f"{path}: {value!r} is not {' or '.join(kinds)}"]
+    problems: list[str] = []
+    if "enum" in schema and value not in schema["enum"]:
+        problems.append(f"{path}: {value!r} is not one of {schema['enum']}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if "minimum" in schema and value < schema["minimum"]:
+            problems.append(f"{path}: {value} is below {schema['minimum']}")
+        if "maximum" in schema and value > schema["maximum"]:
+            problems.append(f"{path}: {value} is above {schema['maximum']}")
+    if isinstance(value, str) and "pattern" in schema and not re.search(schema["pattern"], value):
+        problems.append(f"{path}: {value!r} does not match {schema['pattern']}")
+    if isinstance(value, dict):
+        problems += [f"{path}: lacks {name}" for name in schema.get("required", ()) if name not in value]
+        for name, item in value.items():
+            if name in schema.get("properties", {}):
+                problems += schema_problems(item, schema["properties"][name], f"{path}.{name}")
+    if isinstance(value, list) and "items" in schema:
+        for index, item in enumerate(value):
+            problems += schema_problems(item, schema["items"], f"{path}[{index}]")
+    return problems
+
+
 async def wait_until(condition: Callable[[], Any], what: str, *, timeout: float = DEADLINE) -> Any:
     """Await until ``condition()`` is truthy and return it; fail naming ``what`` at the deadline."""
     deadline = time.monotonic() + timeout
@@ -101,9 +146,26 @@ async def wait_until(condition: Callable[[], Any], what: str, *, timeout: float 
     return result
 
 
+def issue(
+    asset: str,
+    *,
+    name: str = "Nishiawakura bond",
+    decimals: int = 0,
+    supply: int = 0,
+    reissuable: bool = True,
+    cap: int = 0,
+    registrar: bytes = b"",
+    policy: str = "open",
+    expiry_ms: int = 0,
+) -> IssueAsset:
+    """The body issuing ``asset``: open, reissuable, no supply yet, unless told otherwise."""
+    return IssueAsset(asset, name, decimals, supply, reissuable, cap, registrar, policy, expiry_ms)
+
+
 @dataclass
 class TestNode:
-    """A started single-validator node, its RPC endpoint, and the testnet's treasury key."""
+    """A started single-validator node, its RPC endpoint, and the testnet's keys: the treasury
+    (issuer of NAC), the bank (issuer of JPYT) and the validator."""
 
     __test__ = False  # not a pytest test class, despite its name
 
@@ -111,6 +173,7 @@ class TestNode:
     rpc: Endpoint
     treasury: SigningKey
     validator: SigningKey
+    bank: SigningKey
 
     @property
     def prefix(self) -> str:
@@ -136,6 +199,13 @@ class TestNode:
 
     async def submit(self, transaction: Transaction) -> str:
         return await self.rpc.result("tx_submit", ["0x" + transaction.encoded.hex()])  # type: ignore[no-any-return]
+
+    async def checked(self, method: str, params: Any = None) -> Any:
+        """The result of a call that must succeed, checked against the method's declared result schema."""
+        result = await self.rpc.result(method, params)
+        problems = schema_problems(result, self.rpc.server.engine.methods[method].result.schema)
+        assert problems == [], problems
+        return result
 
     async def finalize(self, transaction: Transaction) -> dict[str, Any]:
         """Submit and wait until final; the final transaction as tx_wait returns it."""
@@ -164,5 +234,9 @@ async def start_test_node(
     assert node.rpc is not None
     keys = layout.directory / "keys"
     return TestNode(
-        node, Endpoint(node.rpc, session), load_key(keys / "treasury.key"), load_key(keys / f"{validator.name}.key")
+        node,
+        Endpoint(node.rpc, session),
+        load_key(keys / "treasury.key"),
+        load_key(keys / f"{validator.name}.key"),
+        load_key(keys / "bank.key"),
     )

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -10,13 +11,14 @@ import pytest
 from mura.chain.address import decode_address
 from mura.chain.block import CommitCertificate, verify_certificate
 from mura.chain.keys import SigningKey
-from mura.chain.transaction import Burn, Mint, Transaction, Transfer
+from mura.chain.transaction import ApproveHolder, Burn, Freeze, Mint, RevokeHolder, Transaction, Transfer, Unfreeze
 from mura.genesis.testnet import TestnetLayout
 
 from .conftest import StartNode
-from .support import TestNode
+from .support import TestNode, issue
 
 ALICE = SigningKey.from_private_bytes(bytes(range(32)))
+REGISTRAR = SigningKey.from_private_bytes(bytes(range(2, 34)))
 UNKNOWN_HASH = "0x" + "ab" * 32
 
 
@@ -32,7 +34,11 @@ async def test_chain_status_reports_the_network_and_the_node(paused: TestNode) -
     assert status == {
         "chain_id": "nishiawakura-testnet-1",
         "address_prefix": "tnac",
-        "token": {"name": "Nishiawakura Coin", "symbol": "NAC", "decimals": 2},
+        "default_asset": "NAC",
+        "assets": [
+            {"id": "JPYT", "name": "JPY Token", "decimals": 0},
+            {"id": "NAC", "name": "Nishiawakura Coin", "decimals": 2},
+        ],
         "height": 0,
         "head_hash": as_hex(paused.node.store.head.hash),
         "view": 0,
@@ -44,7 +50,7 @@ async def test_chain_status_reports_the_network_and_the_node(paused: TestNode) -
 
 
 async def test_chain_status_follows_the_head(node: TestNode) -> None:
-    final = await node.finalize(node.sign(Transfer(ALICE.public_key, 1)))
+    final = await node.finalize(node.sign(Transfer("NAC", ALICE.public_key, 1)))
     status = await node.rpc.result("chain_status", [])
     assert status["height"] >= final["block_height"] >= 1
     block = node.node.store.load_block(status["height"])
@@ -55,7 +61,7 @@ async def test_chain_status_follows_the_head(node: TestNode) -> None:
 
 
 async def test_get_block_by_height_and_by_hash_with_hashes_or_whole_transactions(node: TestNode) -> None:
-    final = await node.finalize(node.sign(Transfer(ALICE.public_key, 42)))
+    final = await node.finalize(node.sign(Transfer("NAC", ALICE.public_key, 42)))
     height = final["block_height"]
     by_height = await node.rpc.result("chain_getBlock", [height])
     assert by_height == await node.rpc.result("chain_getBlock", {"block": final["block_hash"]})
@@ -117,11 +123,11 @@ async def test_get_block_invalid_params(paused: TestNode, params: list[Any], rea
 # --- chain_getTransaction -------------------------------------------------------------------------------
 
 
-async def test_get_transaction_renders_each_kind_with_addresses(node: TestNode) -> None:
-    transfer = node.sign(Transfer(ALICE.public_key, 5))
+async def test_get_transaction_renders_a_transfer_with_its_asset_memo_and_place(node: TestNode) -> None:
+    transfer = node.sign(Transfer("NAC", ALICE.public_key, 5, "invoice 7 ✓"))
     await node.finalize(transfer)
-    mint = await node.finalize(node.sign(Mint(ALICE.public_key, 9)))
-    burn = await node.finalize(node.sign(Burn(3)))
+    mint = await node.finalize(node.sign(Mint("NAC", ALICE.public_key, 9)))
+    burn = await node.finalize(node.sign(Burn("NAC", 3)))
 
     found = await node.rpc.result("chain_getTransaction", [as_hex(transfer.hash)])
     location = node.node.store.load_transaction_location(transfer.hash)
@@ -134,7 +140,7 @@ async def test_get_transaction_renders_each_kind_with_addresses(node: TestNode) 
         "sender": node.address(node.treasury),
         "nonce": 0,
         "kind": "transfer",
-        "body": {"recipient": node.address(ALICE), "amount": 5},
+        "body": {"asset": "NAC", "recipient": node.address(ALICE), "amount": 5, "memo": "invoice 7 ✓"},
         "signature": as_hex(transfer.signature),
         "size": len(transfer.encoded),
         "raw": as_hex(transfer.encoded),
@@ -143,13 +149,37 @@ async def test_get_transaction_renders_each_kind_with_addresses(node: TestNode) 
         "index": location[1],
     }
     assert Transaction.decode(bytes.fromhex(found["raw"][2:])) == transfer
-    assert (mint["kind"], mint["body"]) == ("mint", {"recipient": node.address(ALICE), "amount": 9})
-    assert (burn["kind"], burn["body"]) == ("burn", {"amount": 3})
+    assert (mint["kind"], mint["body"]) == ("mint", {"asset": "NAC", "recipient": node.address(ALICE), "amount": 9})
+    assert (burn["kind"], burn["body"]) == ("burn", {"asset": "NAC", "amount": 3})
     assert await node.rpc.result("chain_getTransaction", {"transaction_hash": burn["hash"]}) == burn
 
 
+async def test_get_transaction_renders_an_issue_and_each_registrar_action(node: TestNode) -> None:
+    expiry_ms = int(datetime(2031, 1, 1, tzinfo=UTC).timestamp()) * 1000 + 250
+    terms = issue("BOND-2031", name="Village bond 2031", decimals=2, supply=500, cap=1000,
+                  registrar=REGISTRAR.public_key, policy="restricted", expiry_ms=expiry_ms)
+    issued = await node.finalize(node.sign(terms))
+    assert (issued["kind"], issued["sender"]) == ("issue_asset", node.address(node.treasury))
+    assert issued["body"] == {
+        "asset": "BOND-2031", "name": "Village bond 2031", "decimals": 2, "supply": 500, "reissuable": True,
+        "cap": 1000, "registrar": node.address(REGISTRAR), "policy": "restricted", "expiry_ms": expiry_ms,
+        "expiry_time": "2031-01-01T00:00:00.250Z",
+    }
+    plain = await node.finalize(node.sign(issue("POINTS", name="Shop points")))
+    assert plain["body"] == {
+        "asset": "POINTS", "name": "Shop points", "decimals": 0, "supply": 0, "reissuable": True, "cap": None,
+        "registrar": None, "policy": "open", "expiry_ms": None, "expiry_time": None,
+    }
+    for kind in (ApproveHolder, Freeze, Unfreeze, RevokeHolder):
+        final = await node.finalize(node.sign(kind("BOND-2031", ALICE.public_key), key=REGISTRAR))
+        found = await node.checked("chain_getTransaction", [final["hash"]])
+        assert (found["kind"], found["sender"], found["body"]) == (
+            kind.KIND, node.address(REGISTRAR), {"asset": "BOND-2031", "account": node.address(ALICE)},
+        )
+
+
 async def test_get_transaction_not_found_says_whether_it_is_pending(paused: TestNode) -> None:
-    pending = paused.sign(Transfer(ALICE.public_key, 1))
+    pending = paused.sign(Transfer("NAC", ALICE.public_key, 1))
     await paused.submit(pending)
     error = await paused.rpc.error("chain_getTransaction", [as_hex(pending.hash)])
     assert error == {
@@ -167,7 +197,7 @@ async def test_get_transaction_not_found_says_whether_it_is_pending(paused: Test
 
 
 async def test_get_certificate_is_a_quorum_that_verifies(node: TestNode) -> None:
-    final = await node.finalize(node.sign(Transfer(ALICE.public_key, 1)))
+    final = await node.finalize(node.sign(Transfer("NAC", ALICE.public_key, 1)))
     certificate = await node.rpc.result("chain_getCertificate", [final["block_hash"]])
     assert await node.rpc.result("chain_getCertificate", [final["block_height"]]) == certificate
     assert (certificate["height"], certificate["block_hash"], certificate["quorum"]) == (

@@ -20,7 +20,7 @@ KEY = SigningKey.from_private_bytes(bytes(32))
 
 
 def transfer(nonce: int) -> Transaction:
-    return sign_transaction(KEY, chain_id="test", nonce=nonce, body=Transfer(bytes(32), 1))
+    return sign_transaction(KEY, chain_id="test", nonce=nonce, body=Transfer("NAC", bytes(32), 1))
 
 
 def block(height: int, *transactions: Transaction) -> Block:

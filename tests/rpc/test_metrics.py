@@ -65,14 +65,14 @@ async def test_height_and_block_interval_move_with_the_chain(node: TestNode) -> 
 
 async def test_a_transfer_is_counted_in_the_mempool_then_as_finalized(start_node: StartNode, node: TestNode) -> None:
     paused = await start_node(PAUSED)
-    pending = paused.sign(Transfer(ALICE.public_key, 1))
+    pending = paused.sign(Transfer("NAC", ALICE.public_key, 1))
     await paused.submit(pending)
     samples = await scrape(paused)
     assert value(samples, "mura_mempool_transactions") == 1
     assert value(samples, "mura_mempool_bytes") == len(pending.encoded)
 
     before = value(await scrape(node), "mura_transactions_finalized_total")
-    await node.finalize(node.sign(Transfer(ALICE.public_key, 5)))
+    await node.finalize(node.sign(Transfer("NAC", ALICE.public_key, 5)))
     assert value(await scrape(node), "mura_transactions_finalized_total") == before + 1
     assert value(await scrape(paused), "mura_transactions_finalized_total") == 0, "each node has its own registry"
 
@@ -97,7 +97,7 @@ async def test_rpc_requests_are_counted_by_method_with_unknown_names_bounded(pau
 async def test_an_expired_transaction_is_counted_as_dropped_by_its_rule(start_node: StartNode) -> None:
     node = await start_node({**PAUSED, "mempool.expire_after_seconds": 1, "mempool.rebroadcast_after_ms": 150})
     assert value(await scrape(node), "mura_mempool_dropped_total", rule="expired") == 0
-    await node.submit(node.sign(Transfer(ALICE.public_key, 1)))
+    await node.submit(node.sign(Transfer("NAC", ALICE.public_key, 1)))
     await wait_until(lambda: len(node.node.mempool) == 0, "the transaction to expire")
     samples = await scrape(node)
     assert value(samples, "mura_mempool_dropped_total", rule="expired") == 1

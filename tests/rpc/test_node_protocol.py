@@ -12,13 +12,15 @@ from mura.chain.keys import SigningKey
 from mura.chain.transaction import Transfer
 
 from .conftest import StartNode
-from .support import TestNode
+from .support import TestNode, schema_problems
 
 ALICE = SigningKey.from_private_bytes(bytes(range(32)))
 
 SERVED = {
     "chain_status", "chain_getBlock", "chain_getTransaction", "chain_getCertificate", "chain_validators",
-    "account_getBalance", "account_get", "tx_submit", "tx_wait", "mempool_status", "rpc.discover",
+    "account_getBalance", "account_get", "account_getBalances", "account_getTransactions",
+    "asset_list", "asset_get", "asset_getHolders",
+    "tx_submit", "tx_wait", "mempool_status", "rpc.discover",
 }
 
 
@@ -93,7 +95,7 @@ async def test_internal_error_hides_the_detail_and_the_node_keeps_serving(
 
 
 async def test_batch_mixing_good_bad_and_notification_requests(paused: TestNode) -> None:
-    notified = paused.sign(Transfer(ALICE.public_key, 3))
+    notified = paused.sign(Transfer("NAC", ALICE.public_key, 3))
     batch = [
         request("chain_status", request_id=1),
         request("tx_submit", ["0x" + notified.encoded.hex()], notification=True),
@@ -116,7 +118,7 @@ async def test_batch_mixing_good_bad_and_notification_requests(paused: TestNode)
 
 
 async def test_batch_of_notifications_only_has_no_body(paused: TestNode) -> None:
-    transaction = paused.sign(Transfer(ALICE.public_key, 1))
+    transaction = paused.sign(Transfer("NAC", ALICE.public_key, 1))
     batch = [
         request("tx_submit", ["0x" + transaction.encoded.hex()], notification=True),
         request("x", notification=True),
@@ -164,8 +166,10 @@ async def test_discover_documents_params_results_and_errors(paused: TestNode) ->
     codes = {name: [error["code"] for error in method.get("errors", [])] for name, method in methods.items()}
     assert codes == {
         "chain_status": [], "chain_getBlock": [-32020], "chain_getTransaction": [-32021, -32023],
-        "chain_getCertificate": [-32020, -32022], "chain_validators": [], "account_getBalance": [],
-        "account_get": [], "tx_submit": [-32010, -32011], "tx_wait": [-32030, -32023, -32000, -32001],
+        "chain_getCertificate": [-32020, -32022], "chain_validators": [], "account_getBalance": [-32024],
+        "account_get": [], "account_getBalances": [-32020], "account_getTransactions": [],
+        "asset_list": [], "asset_get": [-32024], "asset_getHolders": [-32024, -32020],
+        "tx_submit": [-32010, -32011], "tx_wait": [-32030, -32023, -32000, -32001],
         "mempool_status": [], "rpc.discover": [],
     }
     wait_params = methods["tx_wait"]["params"]
@@ -173,11 +177,20 @@ async def test_discover_documents_params_results_and_errors(paused: TestNode) ->
         ("transaction_hash", True), ("timeout_seconds", False),
     ]
     assert (wait_params[1]["schema"]["maximum"], wait_params[1]["schema"]["default"]) == (60, 10)
-    transaction = paused.sign(Transfer(ALICE.public_key, 1))
+    transaction = paused.sign(Transfer("NAC", ALICE.public_key, 1))
     submit = methods["tx_submit"]
     assert re.fullmatch(submit["params"][0]["schema"]["pattern"], "0x" + transaction.encoded.hex())
     assert re.fullmatch(submit["result"]["schema"]["pattern"], await paused.submit(transaction))
     assert re.fullmatch(methods["account_get"]["params"][0]["schema"]["pattern"], paused.address(ALICE))
-    for name in ("chain_status", "account_get", "mempool_status"):
-        result = await paused.rpc.result(name, [paused.address(ALICE)] if name == "account_get" else [])
-        assert set(methods[name]["result"]["schema"]["required"]) == set(result), name
+    treasury = paused.address(paused.treasury)
+    calls: dict[str, list[Any]] = {
+        "chain_status": [], "mempool_status": [], "chain_validators": [], "chain_getBlock": [0, True],
+        "account_get": [treasury], "account_getBalance": [treasury], "account_getBalances": [treasury],
+        "account_getTransactions": [treasury], "asset_list": [], "asset_get": ["NAC"], "asset_getHolders": ["NAC"],
+    }
+    for name, params in calls.items():
+        result = await paused.rpc.result(name, params)
+        assert schema_problems(result, methods[name]["result"]["schema"]) == [], name
+    for name in ("asset_getHolders", "account_getBalances", "account_getTransactions", "asset_list"):
+        limit = next(param for param in methods[name]["params"] if param["name"] == "limit")
+        assert not limit["required"] and limit["schema"]["minimum"] == 1 and limit["schema"]["maximum"] <= 1000
