@@ -305,7 +305,8 @@ def parties(transaction: Transaction) -> tuple[bytes, ...]:
     (a recipient, the account a registrar acts on, or the registrar an issue names), once each."""
     body = transaction.body
     other = getattr(body, "recipient", None) or getattr(body, "account", None) or getattr(body, "registrar", None)
-    if other is None or other == transaction.sender:
+    # An issue names no registrar (b"") when its issuer is its own.
+    if not other or other == transaction.sender:
         return (transaction.sender,)
     return (transaction.sender, other)
 

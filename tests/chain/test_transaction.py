@@ -225,3 +225,6 @@ def test_parties(alice: SigningKey) -> None:
     assert of(Freeze(ASSET, RECIPIENT)) == (alice.public_key, RECIPIENT)
     assert of(Transfer(ASSET, alice.public_key, 5)) == (alice.public_key,)
     assert of(Burn(ASSET, 5)) == of(ISSUE) == (alice.public_key,)
+    # An issue naming another registrar concerns it too; one naming the issuer itself, once.
+    assert of(dataclasses.replace(ISSUE, registrar=RECIPIENT)) == (alice.public_key, RECIPIENT)
+    assert of(dataclasses.replace(ISSUE, registrar=alice.public_key)) == (alice.public_key,)
