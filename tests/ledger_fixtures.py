@@ -24,6 +24,7 @@ from mura.chain.state import (
     build_block,
     build_genesis,
 )
+from mura.chain.store import Store
 from mura.chain.transaction import Transaction
 
 CHAIN_ID = "mura-test-1"
@@ -96,3 +97,20 @@ def seal(
     changes = apply_block(state, parent, built.block, rules=RULES, signatures=SignatureCache())
     assert changes.state_root == built.changes.state_root
     return built.block, changes
+
+
+def load_all_holders_at(store: Store, asset: str, height: int, *, limit: int = 100) -> list[tuple[bytes, int]]:
+    """Every ``(account, balance)`` of ``asset``'s holders after the block at ``height``, read
+    ``limit`` a page, following each page's ``next_after``; each page is checked to hold at
+    most ``limit`` and to go on in account order."""
+    found: list[tuple[bytes, int]] = []
+    after = b""
+    while True:
+        page = store.load_holders_at(asset, height, after, limit)
+        assert len(page.holders) <= limit
+        assert all(address > after for address, _ in page.holders)
+        found += page.holders
+        if page.next_after is None:
+            return found
+        assert page.next_after > after
+        after = page.next_after

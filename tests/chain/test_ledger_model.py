@@ -55,6 +55,7 @@ from mura.tests.ledger_fixtures import (
     asset_terms,
     certify,
     genesis,
+    load_all_holders_at,
 )
 
 PEOPLE = [ISSUER, *ACCOUNTS]
@@ -442,9 +443,7 @@ class LedgerModel(RuleBasedStateMachine):
         for height in heights:
             balances = self.replayed[height]
             for name, held in balances.items():
-                assert store.load_holders_at(name, height, b"", 100) == sorted(held.items())
-                if pages:
-                    assert self.holders_in_pages(name, height) == sorted(held.items())
+                assert load_all_holders_at(store, name, height, limit=2 if pages else 100) == sorted(held.items())
             for address in addresses:
                 expected = {name: held[address] for name, held in balances.items() if address in held}
                 assert store.load_balances_at(address, height) == expected
@@ -462,14 +461,6 @@ class LedgerModel(RuleBasedStateMachine):
                 middle = named[len(named) // 2]
                 later = store.load_account_transactions(address, before=middle[:2], limit=3)
                 assert later == named[len(named) // 2 + 1 :][:3]
-
-    def holders_in_pages(self, asset: str, height: int) -> list[tuple[bytes, int]]:
-        found: list[tuple[bytes, int]] = []
-        after = b""
-        while page := self.store.load_holders_at(asset, height, after, 2):
-            found += page
-            after = page[-1][0]
-        return found
 
 
 LedgerModel.TestCase.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)

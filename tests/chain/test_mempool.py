@@ -759,9 +759,9 @@ class CountingState:
         self.reads.append(("entry", key))
         return self.state.load_entry(key)
 
-    def load_holders_after(self, asset: str, after: bytes, limit: int) -> list[tuple[bytes, int]]:
-        self.reads.append(("holders", asset))
-        return self.state.load_holders_after(asset, after, limit)
+    def load_entries_after(self, prefix: bytes, after: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+        self.reads.append(("entries", prefix))
+        return self.state.load_entries_after(prefix, after, limit)
 
     def load_validators(self) -> tuple[bytes, ...]:
         return self.state.load_validators()

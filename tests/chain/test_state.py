@@ -172,7 +172,8 @@ def test_genesis_assets(keys: Callable[[str], SigningKey]) -> None:
     terms = restricted.terms
     assert pending.approved(terms, keys("a").public_key) and pending.approved(terms, keys("b").public_key)
     assert not pending.approved(terms, keys("c").public_key) and pending.approved(terms, keys("i").public_key)
-    assert pending.expiries == ((GENESIS_TIME_MS + 1, "BOND"),)
+    assert PendingState(state, timestamp_ms=GENESIS_TIME_MS + 1).due_expiries(10) == [(GENESIS_TIME_MS + 1, "BOND")]
+    assert PendingState(state, timestamp_ms=GENESIS_TIME_MS).due_expiries(10) == []
     assert_ledger_consistent(state)
 
 

@@ -60,7 +60,8 @@ class Nonces:
     def __call__(self, key: SigningKey, body: Body) -> Transaction:
         nonce = self._next.get(key.public_key, self.chain.nonce(key))
         self._next[key.public_key] = nonce + 1
-        return self._sign(key, body, nonce=nonce)
+        transaction: Transaction = self._sign(key, body, nonce=nonce)
+        return transaction
 
 
 def _commit(chain: Chain, make_block: MakeBlock, *transactions: Transaction) -> None:
@@ -246,15 +247,17 @@ def test_invalid_account_frozen_mint_to(chain: Chain, sign: Sign, make_block: Ma
     assert chain.supply() == 1_001_000
 
 
-def test_invalid_account_frozen_burn_by_issuer(chain: Chain, sign: Sign, make_block: MakeBlock) -> None:
+@pytest.mark.parametrize("kind", ["burn", "mint"])
+def test_invalid_account_frozen_issuer(chain: Chain, sign: Sign, make_block: MakeBlock, kind: str) -> None:
+    """A frozen issuer neither burns nor mints the asset it is frozen in (not even to others)."""
     _freeze(chain, sign, make_block, ASSET, chain.issuer)
-    cause = refuse_transaction(chain, make_block, sign(chain.issuer, Burn(ASSET, 5)), AccountFrozen)
+    body = Burn(ASSET, 5) if kind == "burn" else Mint(ASSET, chain.bob.public_key, 5)
+    cause = refuse_transaction(chain, make_block, sign(chain.issuer, body), AccountFrozen)
     assert cause.details == {"asset": ASSET, "account": chain.issuer.public_key.hex(), "party": "sender"}
-    # A frozen issuer still mints to others, and burns its other assets.
+    # It still burns and mints its other assets.
     by = Nonces(chain, sign)
-    mint = by(chain.issuer, Mint(ASSET, chain.bob.public_key, 5))
-    _commit(chain, make_block, mint, by(chain.issuer, Burn(BOND, 5)))
-    assert chain.supply() == 1_001_005 and chain.supply(BOND) == 10_495
+    _commit(chain, make_block, by(chain.issuer, Mint(BOND, chain.alice.public_key, 5)), by(chain.issuer, Burn(BOND, 7)))
+    assert chain.supply() == 1_001_000 and chain.supply(BOND) == 10_498
 
 
 def test_invalid_account_frozen_in_the_same_block(chain: Chain, sign: Sign, make_block: MakeBlock) -> None:

@@ -26,6 +26,7 @@ from mura.tests.ledger_fixtures import (
     certify,
     genesis,
     key,
+    load_all_holders_at,
     seal,
 )
 
@@ -211,29 +212,41 @@ def test_load_balances_at(history: History) -> None:
 
 @pytest.mark.parametrize("limit", [1, 2, 5, 100])
 def test_load_holders_at_in_pages(history: History, limit: int) -> None:
-    store = history.store
+    """Pages follow one another by ``next_after`` to the last, whose ``next_after`` is None."""
     for height, balances in enumerate(history.balances):
         for asset in (ASSET, OTHER, BOND):
-            expected = sorted(balances[asset].items())
-            found: list[tuple[bytes, int]] = []
-            after = b""
-            while True:
-                page = store.load_holders_at(asset, height, after, limit)
-                if not page:
-                    break
-                assert len(page) <= limit
-                found += page
-                after = page[-1][0]
-            assert found == expected, (height, asset)
+            found = load_all_holders_at(history.store, asset, height, limit=limit)
+            assert found == sorted(balances[asset].items()), (height, asset)
+
+
+def test_load_holders_at_a_page_at_a_time(history: History) -> None:
+    """A page says where the next starts, or that it is the last; a page of none is the last."""
+    store = history.store
+    holders = sorted(history.balances[4][ASSET].items())
+    head = store.load_holders_at(ASSET, 4, b"", 2)
+    assert head.holders == holders[:2] and head.next_after == holders[1][0]
+    last = store.load_holders_at(ASSET, 4, holders[-3][0], 5)
+    assert last.holders == holders[-2:] and last.next_after is None
+    past = sorted(history.balances[1][ASSET].items())
+    assert store.load_holders_at(ASSET, 1, past[-1][0], 5).holders == []
+    assert store.load_holders_at(ASSET, 1, b"", 0).holders == store.load_holders_at(ASSET, 4, b"", 0).holders == []
 
 
 def test_load_holders_at_leaves_out_who_held_nothing_then(history: History) -> None:
     store = history.store
     newcomer = NEWCOMER.public_key
-    assert newcomer not in dict(store.load_holders_at(ASSET, 1, b"", 100))
-    assert dict(store.load_holders_at(ASSET, 3, b"", 100))[newcomer] == 51
-    assert newcomer not in dict(store.load_holders_at(ASSET, 4, b"", 100))
-    assert store.load_holders_at(ASSET, 4, b"", 100) == store.load_holders_after(ASSET, b"", 100)
+    assert newcomer not in dict(load_all_holders_at(store, ASSET, 1))
+    assert dict(load_all_holders_at(store, ASSET, 3))[newcomer] == 51
+    assert newcomer not in dict(load_all_holders_at(store, ASSET, 4))
+    assert load_all_holders_at(store, ASSET, 4) == store.load_holders_after(ASSET, b"", 100)
+
+
+def test_invalid_history_height(history: History) -> None:
+    store = history.store
+    with pytest.raises(ValueError, match="negative"):
+        store.load_balance_at(NEWCOMER.public_key, ASSET, -1)
+    with pytest.raises(ValueError, match="negative"):
+        store.load_holders_at(ASSET, -1, b"", 10)
 
 
 def test_history_records_what_expiry_returns(history: History) -> None:
@@ -243,8 +256,8 @@ def test_history_records_what_expiry_returns(history: History) -> None:
     bond = store.load_asset_state(BOND)
     assert bond.expired and bond.lapse_complete and bond.lapsed == 10 + 20 + 30 + 40 + 50
     assert bond.supply == 150 and bond.holders == 1
-    assert store.load_holders_at(BOND, 2, b"", 100) == sorted(history.balances[2][BOND].items())
-    assert store.load_holders_at(BOND, 3, b"", 100) == [(ISSUER.public_key, 150)]
+    assert load_all_holders_at(store, BOND, 2) == sorted(history.balances[2][BOND].items())
+    assert load_all_holders_at(store, BOND, 3) == [(ISSUER.public_key, 150)]
     assert history.blocks[3].header.timestamp_ms >= BOND_EXPIRY_MS > history.blocks[2].header.timestamp_ms
     fourth = ACCOUNTS[4].public_key
     assert [height for height, _, _ in store.load_account_transactions(fourth, before=None, limit=10)] == [1]
