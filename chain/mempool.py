@@ -497,10 +497,11 @@ class Mempool:
         size, plus the pending mints when the block minted and they no longer fit:
         a pending transaction with the sender and nonce of one of the block's, but
         another hash, is dropped (``nonce_used``); for each sender of the block whose
-        pending transfers and burns now spend more than its balance, those that no
-        longer fit in nonce order are dropped (``insufficient_balance``); and, in
-        arrival order, each pending mint that no longer fits beside the supply and the
-        earlier ones is dropped (``supply_overflow``). Each is remembered and reported.
+        pending transfers and burns of an asset now spend more than its balance of it,
+        those that no longer fit in nonce order are dropped (``insufficient_balance``);
+        and, in arrival order, each pending mint of an asset the block minted that no
+        longer fits beside its supply and the earlier ones is dropped
+        (``supply_cap_exceeded`` or ``supply_overflow``). Each is remembered and reported.
         """
         final = list(transactions)
         hashes = [transaction.hash for transaction in final]
