@@ -56,6 +56,7 @@ from mura.tests.ledger_fixtures import (
     certify,
     genesis,
     load_all_holders_at,
+    seal,
 )
 
 PEOPLE = [ISSUER, *ACCOUNTS]
@@ -230,12 +231,14 @@ def model_apply(model: Model, transaction: Transaction) -> None:
         add(model, body.asset, body.recipient, body.amount)
     elif isinstance(body, Burn):
         add(model, body.asset, sender, -body.amount)
-    elif isinstance(body, (ApproveHolder, RevokeHolder)):
-        pair = (body.asset, body.account)
-        model.approved.add(pair) if isinstance(body, ApproveHolder) else model.approved.discard(pair)
-    elif isinstance(body, (Freeze, Unfreeze)):
-        pair = (body.asset, body.account)
-        model.frozen.add(pair) if isinstance(body, Freeze) else model.frozen.discard(pair)
+    elif isinstance(body, ApproveHolder):
+        model.approved.add((body.asset, body.account))
+    elif isinstance(body, RevokeHolder):
+        model.approved.discard((body.asset, body.account))
+    elif isinstance(body, Freeze):
+        model.frozen.add((body.asset, body.account))
+    elif isinstance(body, Unfreeze):
+        model.frozen.discard((body.asset, body.account))
 
 
 def add(model: Model, asset: str, address: bytes, change: int) -> None:
@@ -358,8 +361,7 @@ class LedgerModel(RuleBasedStateMachine):
     @precondition(lambda self: self.pending)
     @rule()
     def seal_block(self) -> None:
-        parent = self.blocks[-1]
-        timestamp_ms = parent.header.timestamp_ms + BLOCK_INTERVAL_MS
+        timestamp_ms = self.blocks[-1].header.timestamp_ms + BLOCK_INTERVAL_MS
         expected = self.model.copy()
         model_expire(expected, timestamp_ms)
         expected_included = []
@@ -367,9 +369,8 @@ class LedgerModel(RuleBasedStateMachine):
             if model_accepts(expected, transaction, timestamp_ms):
                 expected_included.append(transaction)
                 model_apply(expected, transaction)
-        block, changes = self.seal(parent, timestamp_ms)
+        block = self.commit_block(timestamp_ms, self.pending)
         assert list(block.transactions) == expected_included
-        self.store.save_block(block, certify(block), changes)
         self.model = expected
         self.pending = []
 
@@ -377,26 +378,22 @@ class LedgerModel(RuleBasedStateMachine):
     @rule(advance_ms=st.sampled_from([0, 1_000, 3_000]))
     def seal_empty_block(self, advance_ms: int) -> None:
         """Time passes: an empty block may be the one an expiry happens in."""
-        parent = self.blocks[-1]
-        timestamp_ms = parent.header.timestamp_ms + advance_ms
+        timestamp_ms = self.blocks[-1].header.timestamp_ms + advance_ms
         model_expire(self.model, timestamp_ms)
-        block, changes = self.seal(parent, timestamp_ms, transactions=[])
+        self.commit_block(timestamp_ms, [])
+
+    def commit_block(self, timestamp_ms: int, transactions: list[Transaction]) -> Block:
+        """Build the next block of what the rules let through of ``transactions``, store it
+        with its certificate, and apply it as a peer would, into the replay."""
+        parent = self.blocks[-1]
+        block, changes = seal(self.store, parent, transactions, timestamp_ms=timestamp_ms)
         self.store.save_block(block, certify(block), changes)
-
-    def seal(
-        self, parent: Block, timestamp_ms: int, *, transactions: list[Transaction] | None = None
-    ) -> tuple[Block, Any]:
-        """Build the next block on the store and apply it as a peer would, into the replay."""
-        from mura.tests.ledger_fixtures import seal
-
-        block, changes = seal(self.store, parent, self.pending if transactions is None else transactions,
-                              timestamp_ms=timestamp_ms)
         replayed = apply_block(self.replay, parent.header, block, rules=RULES, signatures=SignatureCache())
         assert replayed.state_root == block.header.state_root
         self.replay.commit(replayed)
         self.replayed.append(self.replayed_balances())
         self.blocks.append(block)
-        return block, changes
+        return block
 
     def replayed_balances(self) -> dict[str, dict[bytes, int]]:
         return {name: self.replay.balances(name) for name in self.replay.assets()}
