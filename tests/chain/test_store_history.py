@@ -86,10 +86,6 @@ class History:
         return named[::-1]
 
 
-def transfer(asset: str, recipient: bytes, amount: int) -> Transfer:
-    return Transfer(asset, recipient, amount)
-
-
 @pytest.fixture
 def history(tmp_path: Path) -> Iterator[History]:
     """Four blocks after genesis: payments in NAC and JPYT, a newcomer paid at height 2 who
@@ -99,23 +95,23 @@ def history(tmp_path: Path) -> Iterator[History]:
         first, second, newcomer = (account.public_key for account in (ACCOUNTS[1], ACCOUNTS[2], NEWCOMER))
         history.commit(
             [
-                history.sign(0, transfer(ASSET, second, 100)),
-                history.sign(2, transfer(ASSET, first, 5)),
-                history.sign(3, transfer(ASSET, ACCOUNTS[4].public_key, 7)),
+                history.sign(0, Transfer(ASSET, second, 100)),
+                history.sign(2, Transfer(ASSET, first, 5)),
+                history.sign(3, Transfer(ASSET, ACCOUNTS[4].public_key, 7)),
             ]
         )
         history.commit(
             [
-                history.sign(1, transfer(OTHER, second, 300)),
+                history.sign(1, Transfer(OTHER, second, 300)),
                 history.sign(None, Mint(ASSET, newcomer, 50)),
                 history.sign(None, Burn(ASSET, 1_000)),
             ]
         )
-        history.commit([history.sign(2, transfer(ASSET, newcomer, 1))])
+        history.commit([history.sign(2, Transfer(ASSET, newcomer, 1))])
         history.commit(
             [
                 history.sign(None, Transfer(ASSET, newcomer, 9, "invoice 7")),
-                sign_transaction(NEWCOMER, chain_id=CHAIN_ID, nonce=0, body=transfer(ASSET, second, 60)),
+                sign_transaction(NEWCOMER, chain_id=CHAIN_ID, nonce=0, body=Transfer(ASSET, second, 60)),
             ]
         )
         yield history
