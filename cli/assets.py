@@ -51,8 +51,8 @@ asset.command_class = MuraCommand
 @click.option("--registrar", help="Address of the account that approves holders and freezes accounts "
               "(default: you).")
 @click.option("--restricted", is_flag=True, help="Only you and the holders the registrar approves may hold it.")
-@click.option("--expires", help="RFC 3339 UTC time from which every balance lapses back to you, "
-              "e.g. 2031-01-01T00:00:00Z.")
+@click.option("--expires", help="When every balance lapses back to you: an RFC 3339 UTC time "
+              "(2031-01-01T00:00:00Z) or a duration from now (90d, 2h, 30s).")
 @click.pass_obj
 def issue(session: Session, key_file: str, asset_id: str, name: str, decimals: int, supply: str, fixed: bool,
           cap: str | None, registrar: str | None, restricted: bool, expires: str | None, wait: bool,

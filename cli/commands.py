@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import importlib.metadata
 import signal
-from typing import Any
+import time
+from typing import Any, cast
 
 import click
 
@@ -25,6 +26,7 @@ from mura.cli.inputs import (
     read_key,
     read_memo,
     read_public_key,
+    read_time,
 )
 from mura.cli.session import (
     EXIT_USAGE,
@@ -40,10 +42,12 @@ from mura.cli.session import (
 from mura.cli.submit import body_asset, show_units, signing_options, submit, transaction_rows
 from mura.rpc.account_methods import DEFAULT_TRANSACTIONS_PAGE, MAX_TRANSACTIONS_PAGE
 from mura.rpc.client import DEFAULT_URL
-from mura.rpc.params import MAX_PAGE
+from mura.rpc.params import MAX_HEIGHT, MAX_PAGE
 
 #: Asset ids ``mura status`` lists before it only counts the rest.
 _SHOWN_ASSETS = 10
+#: Seconds between two looks at the chain while ``mura wait`` waits.
+_WAIT_POLL_SECONDS = 0.25
 
 
 def _version() -> str:
@@ -347,6 +351,61 @@ def block(session: Session, block: str) -> None:
                       show_units(amount, body_asset(body, session), body.get("asset", ""))))
     table = render_columns(("index", "hash", "kind", "from", "amount"), lines) if lines else ""
     session.show(found, rows, table)
+
+
+@cli.command()
+@click.option("--height", type=click.IntRange(0, MAX_HEIGHT), help="Until a block at this height or above is final.")
+@click.option("--time", "until", metavar="TIME",
+              help="Until a final block's time reaches TIME: RFC 3339 UTC, or a duration from now (30s, 5m).")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=120.0, show_default=True,
+              help="Seconds to wait at most.")
+@click.pass_obj
+def wait(session: Session, height: int | None, until: str | None, timeout: float) -> None:
+    """Wait until the chain reaches a height or a time (by its final blocks' timestamps, the
+    clock expiries and other timed rules follow), then show the first final block that did."""
+    if (height is None) == (until is None):
+        raise CommandError("give one of --height and --time", EXIT_USAGE)
+    target_ms = None if until is None else read_time(until, "--time")
+    deadline = time.monotonic() + timeout
+    seen = -1
+    while True:
+        head = session.call("chain_status")["height"]
+        if head != seen:
+            found = _first_reaching(session, seen + 1, head, height, target_ms)
+            if found is not None:
+                rows: Rows = [
+                    ("height", found["height"]),
+                    ("hash", found["hash"]),
+                    ("time", format_time(found["timestamp_ms"])),
+                ]
+                session.show(found, rows)
+                return
+            seen = head
+        if time.monotonic() >= deadline:
+            wanted = f"height {height}" if height is not None else f"time {format_time(cast(int, target_ms))}"
+            raise CommandError(f"the chain did not reach {wanted} within {timeout:g} s; its final height is {head}")
+        time.sleep(_WAIT_POLL_SECONDS)
+
+
+def _first_reaching(
+    session: Session, low: int, head: int, height: int | None, target_ms: int | None
+) -> dict[str, Any] | None:
+    """The first final block from ``low`` to ``head`` at ``height`` or above, or whose time
+    reaches ``target_ms``; None if none yet. Only the head is read before it reaches either."""
+    if height is not None:
+        return None if head < height else session.call("chain_getBlock", max(height, low), False)
+    latest = session.call("chain_getBlock", head, False)
+    if latest["timestamp_ms"] < cast(int, target_ms):
+        return None
+    # Timestamps never go back: the first block that reached the time lies between low and head.
+    first, last = max(low, 0), head
+    while first < last:
+        middle = (first + last) // 2
+        if session.call("chain_getBlock", middle, False)["timestamp_ms"] >= cast(int, target_ms):
+            last = middle
+        else:
+            first = middle + 1
+    return latest if first == head else session.call("chain_getBlock", first, False)
 
 
 @cli.command()

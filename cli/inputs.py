@@ -80,16 +80,32 @@ def read_memo(text: str) -> str:
     return text
 
 
-def read_future_time(text: str, what: str) -> int:
-    """Milliseconds since the epoch of an RFC 3339 UTC time that has not passed yet."""
+_DURATION = re.compile(r"([0-9]{1,9})([smhd])")
+_UNIT_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def read_time(text: str, what: str) -> int:
+    """Milliseconds since the epoch of an RFC 3339 UTC time (``2031-01-01T00:00:00Z``), or of a
+    duration from now (``30s``, ``15m``, ``2h``, ``90d``)."""
+    duration = _DURATION.fullmatch(text)
+    if duration is not None:
+        return int(time.time() * 1000) + int(duration.group(1)) * _UNIT_MS[duration.group(2)]
     try:
         timestamp_ms = parse_genesis_time(text)
     except ValueError as error:
-        raise CommandError(f"{what}: {error}", EXIT_USAGE) from None
-    if timestamp_ms <= time.time() * 1000:
-        raise CommandError(f"{what}: {text} has already passed", EXIT_USAGE)
+        raise CommandError(
+            f"{what}: {error}, or a duration from now such as 30s, 15m, 2h or 90d", EXIT_USAGE
+        ) from None
     if timestamp_ms > MAX_INT:
         raise CommandError(f"{what}: {text} is beyond what the chain can hold", EXIT_USAGE)
+    return timestamp_ms
+
+
+def read_future_time(text: str, what: str) -> int:
+    """Milliseconds since the epoch of a time (see ``read_time``) that has not passed yet."""
+    timestamp_ms = read_time(text, what)
+    if timestamp_ms <= time.time() * 1000:
+        raise CommandError(f"{what}: {text} has already passed", EXIT_USAGE)
     return timestamp_ms
 
 
