@@ -12,7 +12,7 @@ from __future__ import annotations
 from mura.chain.block import Block, CommitCertificate
 from mura.chain.keys import SignatureCache
 from mura.chain.mempool import Mempool
-from mura.chain.state import BuiltBlock, ChainRules, StateChanges, apply_block, build_block
+from mura.chain.state import BuiltBlock, ChainRules, StateChanges, apply_block, build_block, next_due_ms
 from mura.chain.store import Store, VoteStore
 from mura.consensus.messages import FinalBlock
 
@@ -77,6 +77,9 @@ class LedgerApplication:
 
     def has_full_block(self) -> bool:
         return len(self.mempool) >= self.max_proposal_transactions
+
+    def next_due_ms(self) -> int | None:
+        return next_due_ms(self.store)
 
     def validate_block(self, block: Block, *, certified: bool = False) -> StateChanges:
         """The block's state changes over the committed state, or the ``Invalid`` that

@@ -68,6 +68,7 @@ from mura.chain.errors import (
 )
 from mura.chain.keys import PUBLIC_KEY_SIZE, SignatureCache, verify_signature
 from mura.chain.pending import (
+    EXPIRY_PREFIX,
     MAX_SUPPLY,
     Account,
     ChainRules,
@@ -540,6 +541,13 @@ HANDLERS: dict[str, tuple[_Handler, _Handler]] = {
 
 
 # --- automatic steps ---------------------------------------------------------------
+
+
+def next_due_ms(state: StateReader) -> int | None:
+    """The time of the state's next automatic step (the soonest expiry of an asset still to
+    lapse: already past while a lapse goes on), or None."""
+    first = state.load_entries_after(EXPIRY_PREFIX, b"", 1)
+    return int.from_bytes(first[0][0][:8], "big") if first else None
 
 
 def process_expiries(pending: PendingState) -> None:

@@ -21,6 +21,7 @@ from mura.cli.inputs import (
     new_passphrase,
     read_address,
     read_amount,
+    read_asset_id,
     read_block_id,
     read_hash,
     read_key,
@@ -357,16 +358,22 @@ def block(session: Session, block: str) -> None:
 @click.option("--height", type=click.IntRange(0, MAX_HEIGHT), help="Until a block at this height or above is final.")
 @click.option("--time", "until", metavar="TIME",
               help="Until a final block's time reaches TIME: RFC 3339 UTC, or a duration from now (30s, 5m).")
+@click.option("--lapsed", "lapsed_asset", metavar="ASSET",
+              help="Until ASSET has expired and every balance of it has returned to its issuer.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=120.0, show_default=True,
               help="Seconds to wait at most.")
 @click.pass_obj
-def wait(session: Session, height: int | None, until: str | None, timeout: float) -> None:
+def wait(session: Session, height: int | None, until: str | None, lapsed_asset: str | None, timeout: float) -> None:
     """Wait until the chain reaches a height or a time (by its final blocks' timestamps, the
-    clock expiries and other timed rules follow), then show the first final block that did."""
-    if (height is None) == (until is None):
-        raise CommandError("give one of --height and --time", EXIT_USAGE)
-    target_ms = None if until is None else read_time(until, "--time")
+    clock expiries and other timed rules follow), then show the first final block that did;
+    or until an asset has lapsed, then show the asset."""
+    if sum(option is not None for option in (height, until, lapsed_asset)) != 1:
+        raise CommandError("give one of --height, --time and --lapsed", EXIT_USAGE)
     deadline = time.monotonic() + timeout
+    if lapsed_asset is not None:
+        _wait_lapsed(session, read_asset_id(lapsed_asset), deadline, timeout)
+        return
+    target_ms = None if until is None else read_time(until, "--time")
     seen = -1
     while True:
         head = session.call("chain_status")["height"]
@@ -384,6 +391,21 @@ def wait(session: Session, height: int | None, until: str | None, timeout: float
         if time.monotonic() >= deadline:
             wanted = f"height {height}" if height is not None else f"time {format_time(cast(int, target_ms))}"
             raise CommandError(f"the chain did not reach {wanted} within {timeout:g} s; its final height is {head}")
+        time.sleep(_WAIT_POLL_SECONDS)
+
+
+def _wait_lapsed(session: Session, asset_id: str, deadline: float, timeout: float) -> None:
+    while True:
+        found = session.call("asset_get", asset_id)
+        if found["lapse_complete"]:
+            rows: Rows = [("asset", found["id"]), ("expired", "yes"), ("lapsed", show_units(found["lapsed"],
+                          session.asset(asset_id), asset_id))]
+            session.show(found, rows)
+            return
+        if not found["expiry_ms"]:
+            raise CommandError(f"{asset_id} has no expiry time: it never lapses")
+        if time.monotonic() >= deadline:
+            raise CommandError(f"{asset_id} has not lapsed within {timeout:g} s")
         time.sleep(_WAIT_POLL_SECONDS)
 
 

@@ -41,6 +41,11 @@ class Application(Protocol):
         """True when enough transactions wait to fill a proposal: nothing is gained by
         gathering more first."""
 
+    def next_due_ms(self) -> int | None:
+        """The earliest time at which the final state has an automatic step due (an asset
+        to lapse), or None: an idle primary proposes by then rather than after the idle
+        interval, so what the chain does on its own happens on time."""
+
     def validate_block(self, block: Block, *, certified: bool = False) -> StateChanges:
         """The changes ``block`` makes on top of the last final block; raises an
         ``Invalid`` subclass if any rule refuses it. A ``certified`` block carries a

@@ -497,19 +497,21 @@ class Replica:
         phase = self.phase
         if not isinstance(phase, InView) or self.validators.primary(self.view) != self.index:
             return []
-        delay = self._proposal_delay()
+        delay = self._proposal_delay(now_ms)
         if delay <= 0:
             return self._propose(now_ms)
         phase.proposal_due_ms = now_ms + delay
         return [ScheduleTimeout(phase.proposal_due_ms)]
 
-    def _proposal_delay(self) -> int:
+    def _proposal_delay(self, now_ms: int) -> int:
         """A primary gathers transactions for ``proposal_delay_ms``; with none pending it
-        waits ``empty_proposal_delay_ms``, so an idle chain grows slowly; with a full
-        block's worth waiting (a backlog) it proposes at once."""
+        waits ``empty_proposal_delay_ms``, so an idle chain grows slowly, or less, until the
+        state's next automatic step is due (``next_due_ms``); with a full block's worth
+        waiting (a backlog) it proposes at once."""
         idle = self.config.empty_proposal_delay_ms
         if idle is not None and not self.application.has_pending_transactions():
-            return idle
+            due = self.application.next_due_ms()
+            return idle if due is None else max(0, min(idle, due - now_ms))
         return self._busy_delay()
 
     def _busy_delay(self) -> int:
@@ -778,7 +780,7 @@ class Replica:
         them. Transactions arriving later bring it forward (``transactions_arrived``).
         A replica that restarted after leaving this view has no such allowance: its
         view's primary, started by a NEW-VIEW, proposes in it at once."""
-        wait = self._proposal_delay() if self.active else 0
+        wait = self._proposal_delay(now_ms) if self.active else 0
         return self._arm_view_timer(now_ms + wait + self._view_timeout_ms())
 
     def _view_timeout_ms(self) -> int:
