@@ -191,8 +191,10 @@ class Session:
         return next((info for info in self.assets if info["id"] == asset_id), None)
 
     def check_command(self, *arguments: str) -> str:
-        """How to run ``mura ARGUMENTS`` against this node, for messages."""
-        rpc = [] if self.url == DEFAULT_URL else ["--rpc", self.url]
+        """How to run ``mura ARGUMENTS`` against this node, for messages: ``--rpc`` only where
+        the command would otherwise reach another node (not the default, not ``$MURA_RPC``)."""
+        implied = (DEFAULT_URL, os.environ.get("MURA_RPC"))
+        rpc = [] if self.url in implied else ["--rpc", self.url]
         return shlex.join(["mura", *rpc, *arguments])
 
     def show(self, data: Any, rows: Rows, table: str = "", *, more: Sequence[str] = ()) -> None:
