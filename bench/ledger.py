@@ -7,8 +7,9 @@ Prints the figures the README's Performance section quotes:
 * ``apply_block`` on a 10,000-transaction block, in microseconds per
   transaction, with signatures already verified (the normal path: the mempool
   verified them) and with every signature verified inside the block;
-* committing that block to LevelDB (one synced batch), per transaction;
-* the state-root update per touched account at 10^4 and 10^6 accounts.
+* committing that block to LevelDB (one synced batch), per transaction, and what
+  the history indexes in that batch cost per transaction (``history_figures``);
+* the state-root update per touched balance at 10^4 and 10^6 accounts.
 
 Figures, not pass/fail: nothing here asserts a speed.
 """
@@ -24,16 +25,32 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
-from mura.chain.block import CommitCertificate
+import plyvel
+
+from mura.chain.assets import AssetTerms, TransferPolicy
+from mura.chain.block import Block, CommitCertificate
 from mura.chain.keys import SignatureCache, SigningKey, sha256, verify_signature
-from mura.chain.state import ChainRules, PendingState, apply_block, build_block, build_genesis
+from mura.chain.state import (
+    ChainRules,
+    GenesisAsset,
+    PendingState,
+    StateChanges,
+    apply_block,
+    build_block,
+    build_genesis,
+)
 from mura.chain.store import Store
 from mura.chain.transaction import Transaction, Transfer, sign_transaction
 from mura.chain.verify import SignatureVerifier
 
 CHAIN_ID = "mura-bench"
 RULES = ChainRules(CHAIN_ID)
+#: The asset every transfer moves.
+ASSET = "NAC"
+#: Block sizes the history indexes are measured at.
+HISTORY_BLOCK_SIZES = (1_000, 10_000)
 
 
 def _key(index: int) -> SigningKey:
@@ -78,14 +95,18 @@ def verifier_per_second(*, transactions: int) -> float:
 
 
 def _fresh_store(directory: Path, *, senders: list[SigningKey], extra_accounts: int) -> Store:
+    """A store at genesis: ``ASSET``, issued by the first sender, held by every sender and
+    by ``extra_accounts`` accounts that only receive."""
+    issuer = senders[0].public_key
+    terms = AssetTerms(ASSET, "Nishiawakura Coin", 2, issuer, True, 0, issuer, TransferPolicy.OPEN, 0)
     allocations = [(key.public_key, 10**12) for key in senders]
     allocations += [(_address(index), 1) for index in range(extra_accounts)]
     genesis, changes = build_genesis(
         chain_id=CHAIN_ID,
         timestamp_ms=0,
-        validators=[senders[0].public_key],
-        issuers=[],
-        allocations=allocations,
+        validators=[issuer],
+        issuers=[issuer],
+        assets=[GenesisAsset(terms, tuple(allocations))],
     )
     store = Store(directory)
     store.initialize(genesis, changes)
@@ -97,7 +118,7 @@ def _transfers(senders: list[SigningKey], count: int, accounts: int, chooser: ra
     transactions = []
     for index in range(count):
         sender = index % len(senders)
-        body = Transfer(_address(chooser.randrange(accounts)), 1 + chooser.randrange(1000))
+        body = Transfer(ASSET, _address(chooser.randrange(accounts)), 1 + chooser.randrange(1000))
         transactions.append(sign_transaction(senders[sender], chain_id=CHAIN_ID, nonce=nonces[sender], body=body))
         nonces[sender] += 1
     return transactions
@@ -133,28 +154,86 @@ def block_figures(directory: Path, *, transactions: int, accounts: int) -> dict[
     }
 
 
+class _CountingBatch:
+    """A write batch that counts what is put into it, and passes it on."""
+
+    def __init__(self, batch: Any) -> None:
+        self._batch = batch
+        self.entries = 0
+        self.bytes = 0
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.entries += 1
+        self.bytes += len(key) + len(value)
+        self._batch.put(key, value)
+
+
+def history_figures(directory: Path, *, transactions: int, accounts: int) -> dict[str, float]:
+    """What the history indexes (``A``, ``R``, ``X``) cost per transaction, for a block of
+    ``transactions`` transfers: committing the block with ``Store.save_block`` (the indexes
+    in its synced batch), and the indexes alone: ``Store._write_history`` into a batch of
+    their own, written synced to a second LevelDB, and the entries and bytes (key plus
+    value) it holds. The block's own encoding per transaction is given for scale."""
+    senders = [_key(index) for index in range(min(2_000, transactions))]
+    store = _fresh_store(directory / f"history-{transactions}", senders=senders, extra_accounts=accounts)
+    batch = _transfers(senders, transactions, accounts, random.Random(4))
+    verified = SignatureCache()
+    built = build_block(
+        store, store.head, batch, proposer=senders[0].public_key, timestamp_ms=1, rules=RULES, signatures=verified
+    )
+    block = built.block
+    assert len(block.transactions) == transactions, built.refused[:1]
+    changes = apply_block(store, store.head, block, rules=RULES, signatures=verified)
+    certificate = CommitCertificate(1, 0, block.hash, ((0, bytes(64)),))
+    commit, _ = _timed(lambda: store.save_block(block, certificate, changes))
+    store.close()
+    history, counted = _timed_history(directory / f"history-{transactions}-alone", block, changes)
+    return {
+        f"commit_us_per_tx_at_{transactions}": commit / transactions * 1e6,
+        f"history_us_per_tx_at_{transactions}": history / transactions * 1e6,
+        f"history_percent_of_commit_at_{transactions}": 100 * history / commit,
+        f"history_entries_per_tx_at_{transactions}": counted.entries / transactions,
+        f"history_bytes_per_tx_at_{transactions}": counted.bytes / transactions,
+        f"block_bytes_per_tx_at_{transactions}": len(block.encode()) / transactions,
+    }
+
+
+def _timed_history(path: Path, block: Block, changes: StateChanges) -> tuple[float, _CountingBatch]:
+    """The time to build the block's history entries and write them, alone, in one synced
+    batch to a LevelDB at ``path``; and the counts of what was written."""
+    database = plyvel.DB(str(path), create_if_missing=True)
+    try:
+        start = time.perf_counter()
+        with database.write_batch(transaction=True, sync=True) as batch:
+            counted = _CountingBatch(batch)
+            Store._write_history(counted, block.height, block.transactions, changes)
+        return time.perf_counter() - start, counted
+    finally:
+        database.close()
+
+
 def state_root_figure(directory: Path, *, accounts: int, touched: int) -> dict[str, float]:
-    """Time of the state-root update alone, per touched account, with ``accounts`` in the store."""
+    """Time of the state-root update alone, per touched balance, with ``accounts`` in the store."""
     senders = [_key(index) for index in range(touched // 2)]
     path = directory / f"root-{accounts}"
     _fresh_store(path, senders=senders, extra_accounts=accounts).close()
-    store = Store(path)  # reopened, so account reads come from LevelDB, not the cache
+    store = Store(path)  # reopened, so balance reads come from LevelDB, not the cache
     chooser = random.Random(2)
     pending = PendingState(store)
+    addresses: dict[bytes, int] = {}
     read_start = time.perf_counter()
     for sender in senders:
-        pending.account(sender.public_key)
-        pending.account(_address(chooser.randrange(accounts)))
+        for address in (sender.public_key, _address(chooser.randrange(accounts))):
+            addresses[address] = pending.balance(address, ASSET)
     reads = time.perf_counter() - read_start
-    for address in list(pending._accounts):
-        account = pending.account(address)
-        pending.set_account(address, type(account)(account.balance + 1, account.nonce, account.roles))
+    for address, balance in addresses.items():
+        pending.set_balance(address, ASSET, balance + 1)
     update, changes = _timed(pending.finish)
-    touched_count = len(changes.accounts)  # type: ignore[attr-defined]
+    touched_count = len(changes.balances)  # type: ignore[attr-defined]
     store.close()
     return {
-        f"state_root_us_per_account_at_{accounts}": update / touched_count * 1e6,
-        f"account_read_us_at_{accounts}": reads / touched_count * 1e6,
+        f"state_root_us_per_balance_at_{accounts}": update / touched_count * 1e6,
+        f"balance_read_us_at_{accounts}": reads / touched_count * 1e6,
     }
 
 
@@ -171,6 +250,8 @@ def main(argv: list[str] | None = None) -> None:
     }
     with tempfile.TemporaryDirectory(prefix="mura-bench-") as scratch:
         figures |= block_figures(Path(scratch), transactions=10_000, accounts=10_000)
+        for size in HISTORY_BLOCK_SIZES:
+            figures |= history_figures(Path(scratch), transactions=size, accounts=10_000)
         for accounts in (10_000, 100_000 if options.quick else 1_000_000):
             figures |= state_root_figure(Path(scratch), accounts=accounts, touched=10_000)
     width = max(len(name) for name in figures)
