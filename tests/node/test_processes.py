@@ -119,7 +119,7 @@ def test_invalid_transfer_is_refused_with_its_rule_and_the_node_keeps_going(clus
     poor = SigningKey.generate()
     with pytest.raises(RpcFailure) as refusal:
         cluster.submit(1, cluster.sign(poor, Transfer(ASSET, cluster.treasury.public_key, 5)))
-    assert refusal.value.error["data"]["rule"] == "pending_spend_exceeds_balance"
+    assert refusal.value.error["data"]["rule"] == "insufficient_balance"
     height = cluster.height(1)
     wait_for(lambda: cluster.height(1) > height, "a block after the refusal")
 
