@@ -23,7 +23,7 @@ from mura.bench.queries import percentile
 from mura.bench.rpc import Rpc
 from mura.bench.validators import NetworkFailure, ValidatorProcesses
 from mura.bench.watcher import FinalityWatcher, LostTransactions, SeenBlock
-from mura.bench.workload import MIXED_ASSETS, SignedTransaction, Workload, write_addresses, write_batch_file
+from mura.bench.workload import FAN_OUT, MIXED_ASSETS, SignedTransaction, Workload, write_addresses, write_batch_file
 from mura.chain.address import encode_address
 from mura.genesis.testnet import DEFAULT_BANK_AMOUNT, DEFAULT_TREASURY_AMOUNT
 
@@ -232,7 +232,7 @@ class NetworkBench:
             yen_each = DEFAULT_BANK_AMOUNT * 9 // 10 // len(self.workload.keys)
             rounds = self.workload.mixed_setup(self.validators.treasury, self.validators.bank, yen_each=yen_each)
             for round_transactions in rounds:
-                await self.submit_and_finalize(round_transactions, rate=None, batch_size=MAX_BATCH, connections=1)
+                await self.submit_and_finalize(round_transactions, rate=None, batch_size=FAN_OUT, connections=1)
                 self.mixed_setup_transactions += len(round_transactions)
             self.watcher.forget()
         transfers = self.workload.sign_transfers(count, assets=MIXED_ASSETS)

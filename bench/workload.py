@@ -23,7 +23,8 @@ from mura.chain.keys import SigningKey, sha256
 from mura.chain.transaction import ApproveHolder, Body, IssueAsset, Transfer, sign_transaction
 from mura.genesis.testnet import JPYT, NAC
 
-#: Transfers one sender funds per round.
+#: Transfers one sender funds per round. A node admits the calls of a JSON-RPC batch side
+#: by side, so one sender's nonces in a batch must stay within the mempool's window of 64.
 FAN_OUT = 60
 #: Most accounts two funding rounds can reach.
 MAX_ACCOUNTS = FAN_OUT * FAN_OUT
@@ -37,6 +38,7 @@ RESTRICTED_SUPPLY = 10**12
 #: The mixed workload's assets, taken in turn.
 MIXED_ASSETS = (COIN, YEN, RESTRICTED)
 #: Approvals per round: a sender has at most 1,000 transactions pending in a node's pool.
+#: (Sent in batches of ``FAN_OUT``: the window of 64 nonces holds within each.)
 APPROVALS_PER_ROUND = 500
 
 
