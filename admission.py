@@ -4,8 +4,9 @@ Cheap rules first (the mempool's checks over the committed state and the pool),
 then the signature on the verifier's threads, together with whatever else
 arrived in the same turn of the loop, then admission, which finds it verified.
 What an honest node checks before it forwards anything (the bytes, the
-signature, the chain, the amount, the issuer role) counts against the peer that
-gossiped it; what depends on the state is normal in gossip and skipped.
+signature, the chain, the amount, the memo, who may issue, mint and register an
+asset) counts against the peer that gossiped it; what depends on the state is
+normal in gossip and skipped.
 
 The first transaction a block could take at a height wakes the replica (a
 primary waiting out the idle interval proposes soon after). Pending
@@ -22,7 +23,19 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from mura.chain.drops import Dropped
-from mura.chain.errors import BadSignature, Invalid, NonPositiveAmount, NotAnIssuer, ReplacementTooSoon, WrongChainId
+from mura.chain.errors import (
+    BadSignature,
+    Invalid,
+    InvalidAssetId,
+    InvalidAssetTerms,
+    MemoTooLong,
+    NonPositiveAmount,
+    NotAnIssuer,
+    NotAssetIssuer,
+    NotRegistrar,
+    ReplacementTooSoon,
+    WrongChainId,
+)
 from mura.chain.mempool import Mempool
 from mura.chain.store import Store
 from mura.chain.transaction import Transaction
@@ -42,8 +55,19 @@ MAX_OFFERED_TRANSACTIONS = 2_000
 MAX_OFFERED_RUN = 256
 #: Refusals of gossiped transactions that no honest node forwards: it checks these rules
 #: before it admits a transaction, whatever the state (signatures and bytes are checked
-#: apart). Anything else may be refused here because this node's state differs.
-GOSSIP_REFUSALS_FOR_CAUSE = (WrongChainId, NonPositiveAmount, NotAnIssuer)
+#: apart). Roles are fixed at genesis, and an asset's issuer and registrar at its issue:
+#: a node that does not know the asset yet refuses it as unknown, and forwards it no more.
+#: Anything else may be refused here because this node's state differs.
+GOSSIP_REFUSALS_FOR_CAUSE = (
+    WrongChainId,
+    NonPositiveAmount,
+    MemoTooLong,
+    NotAnIssuer,
+    InvalidAssetId,
+    InvalidAssetTerms,
+    NotAssetIssuer,
+    NotRegistrar,
+)
 
 
 class Admission:
@@ -124,8 +148,8 @@ class Admission:
     async def on_gossip_frame(self, peer: bytes, payload: Any) -> None:
         """Admit a peer's batch. What depends on the state (already pending or final, a
         balance or nonce that moved on, a full pool) is normal in gossip and skipped; what
-        an honest node checks before it forwards anything (the bytes, the signature, the
-        chain, the amount, the issuer role) counts against the peer, once per batch,
+        an honest node checks before it forwards anything (``GOSSIP_REFUSALS_FOR_CAUSE``,
+        the bytes, the signature) counts against the peer, once per batch,
         after the batch's good transactions are admitted."""
         batch = decode_transaction_batch(payload)
         # Fair to the other links: a peer's frames are handled one after another without

@@ -6,9 +6,12 @@ Prints the figures the README's Performance section quotes:
   transactions verified per second by the node's ``SignatureVerifier``;
 * ``apply_block`` on a 10,000-transaction block, in microseconds per
   transaction, with signatures already verified (the normal path: the mempool
-  verified them) and with every signature verified inside the block;
-* committing that block to LevelDB (one synced batch), per transaction;
-* the state-root update per touched account at 10^4 and 10^6 accounts.
+  verified them) and with every signature verified inside the block; and on a
+  block of transfers in three assets in turn, one restricted, with the state
+  entries each block changes per transaction;
+* committing that block to LevelDB (one synced batch), per transaction, and what
+  the history indexes in that batch cost per transaction (``history_figures``);
+* the state-root update per touched balance at 10^4 and 10^6 accounts.
 
 Figures, not pass/fail: nothing here asserts a speed.
 """
@@ -24,16 +27,35 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
-from mura.chain.block import CommitCertificate
+import plyvel
+
+from mura.chain.assets import AssetTerms, TransferPolicy
+from mura.chain.block import Block, CommitCertificate
 from mura.chain.keys import SignatureCache, SigningKey, sha256, verify_signature
-from mura.chain.state import ChainRules, PendingState, apply_block, build_block, build_genesis
+from mura.chain.state import (
+    ChainRules,
+    GenesisAsset,
+    PendingState,
+    StateChanges,
+    apply_block,
+    build_block,
+    build_genesis,
+)
 from mura.chain.store import Store
 from mura.chain.transaction import Transaction, Transfer, sign_transaction
 from mura.chain.verify import SignatureVerifier
 
 CHAIN_ID = "mura-bench"
 RULES = ChainRules(CHAIN_ID)
+#: The asset every transfer moves.
+ASSET = "NAC"
+#: The assets of the mixed block, taken in turn; the last is restricted (every holder approved).
+MIXED_ASSETS = (ASSET, "JPYT", "BOND")
+_T = TypeVar("_T")
+#: Block sizes the history indexes are measured at.
+HISTORY_BLOCK_SIZES = (1_000, 10_000)
 
 
 def _key(index: int) -> SigningKey:
@@ -77,33 +99,44 @@ def verifier_per_second(*, transactions: int) -> float:
     return transactions / elapsed
 
 
-def _fresh_store(directory: Path, *, senders: list[SigningKey], extra_accounts: int) -> Store:
+def _fresh_store(
+    directory: Path, *, senders: list[SigningKey], extra_accounts: int, assets: tuple[str, ...] = (ASSET,),
+    restricted: str | None = None,
+) -> Store:
+    """A store at genesis: ``assets``, issued by the first sender, each held by every sender
+    and by ``extra_accounts`` accounts that only receive (``restricted`` approves them all)."""
+    issuer = senders[0].public_key
     allocations = [(key.public_key, 10**12) for key in senders]
     allocations += [(_address(index), 1) for index in range(extra_accounts)]
+    declared = []
+    for asset in assets:
+        policy = TransferPolicy.RESTRICTED if asset == restricted else TransferPolicy.OPEN
+        terms = AssetTerms(asset, f"{asset} coin", 2, issuer, True, 0, issuer, policy, 0)
+        declared.append(GenesisAsset(terms, tuple(allocations)))
     genesis, changes = build_genesis(
-        chain_id=CHAIN_ID,
-        timestamp_ms=0,
-        validators=[senders[0].public_key],
-        issuers=[],
-        allocations=allocations,
+        chain_id=CHAIN_ID, timestamp_ms=0, validators=[issuer], issuers=[issuer], assets=declared
     )
     store = Store(directory)
     store.initialize(genesis, changes)
     return store
 
 
-def _transfers(senders: list[SigningKey], count: int, accounts: int, chooser: random.Random) -> list[Transaction]:
+def _transfers(
+    senders: list[SigningKey], count: int, accounts: int, chooser: random.Random, *, assets: tuple[str, ...] = (ASSET,)
+) -> list[Transaction]:
+    """``count`` signed transfers to random accounts, the ``i``-th in ``assets[i % len(assets)]``."""
     nonces = dict.fromkeys(range(len(senders)), 0)
     transactions = []
     for index in range(count):
         sender = index % len(senders)
-        body = Transfer(_address(chooser.randrange(accounts)), 1 + chooser.randrange(1000))
+        asset = assets[index % len(assets)]
+        body = Transfer(asset, _address(chooser.randrange(accounts)), 1 + chooser.randrange(1000))
         transactions.append(sign_transaction(senders[sender], chain_id=CHAIN_ID, nonce=nonces[sender], body=body))
         nonces[sender] += 1
     return transactions
 
 
-def _timed(action: Callable[[], object]) -> tuple[float, object]:
+def _timed(action: Callable[[], _T]) -> tuple[float, _T]:
     start = time.perf_counter()
     result = action()
     return time.perf_counter() - start, result
@@ -124,37 +157,123 @@ def block_figures(directory: Path, *, transactions: int, accounts: int) -> dict[
         lambda: apply_block(store, store.head, built.block, rules=RULES, signatures=SignatureCache())
     )
     certificate = CommitCertificate(1, 0, built.block.hash, ((0, bytes(64)),))
-    commit, _ = _timed(lambda: store.save_block(built.block, certificate, changes))  # type: ignore[arg-type]
+    commit, _ = _timed(lambda: store.save_block(built.block, certificate, changes))
     store.close()
     return {
         "apply_block_us_per_tx_verified": warm / transactions * 1e6,
         "apply_block_us_per_tx_with_signatures": cold / transactions * 1e6,
+        "state_entries_per_tx": len(changes.entries) / transactions,
         "commit_us_per_tx": commit / transactions * 1e6,
     }
 
 
+def mixed_block_figures(directory: Path, *, transactions: int, accounts: int) -> dict[str, float]:
+    """``apply_block`` per transaction (signatures verified) on a block of transfers in
+    ``MIXED_ASSETS`` in turn, and the state entries it changes per transaction: each
+    (asset, account) balance is an entry of its own, so a block in three assets touches
+    more of them than one in a single asset."""
+    senders = [_key(index) for index in range(2_000)]
+    store = _fresh_store(
+        directory / "mixed", senders=senders, extra_accounts=accounts, assets=MIXED_ASSETS, restricted=MIXED_ASSETS[-1]
+    )
+    batch = _transfers(senders, transactions, accounts, random.Random(1), assets=MIXED_ASSETS)
+    verified = SignatureCache()
+    built = build_block(
+        store, store.head, batch, proposer=senders[0].public_key, timestamp_ms=1, rules=RULES, signatures=verified
+    )
+    assert len(built.block.transactions) == transactions, built.refused[:1]
+    applied, changes = _timed(lambda: apply_block(store, store.head, built.block, rules=RULES, signatures=verified))
+    store.close()
+    return {
+        "apply_block_us_per_tx_verified_three_assets": applied / transactions * 1e6,
+        "state_entries_per_tx_three_assets": len(changes.entries) / transactions,
+    }
+
+
+class _CountingBatch:
+    """A write batch that counts what is put into it, and passes it on (if given a batch)."""
+
+    def __init__(self, batch: Any = None) -> None:
+        self._batch = batch
+        self.entries = 0
+        self.bytes = 0
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.entries += 1
+        self.bytes += len(key) + len(value)
+        if self._batch is not None:
+            self._batch.put(key, value)
+
+
+def history_figures(directory: Path, *, transactions: int, accounts: int) -> dict[str, float]:
+    """What the history indexes (``A``, ``R``, ``X``) cost per transaction, for a block of
+    ``transactions`` transfers: committing the block with ``Store.save_block`` (the indexes
+    in its synced batch), and the indexes alone: ``Store._write_history`` composing them
+    (no write), then into a batch of their own written synced to a second LevelDB (with a
+    sync of its own, which the commit shares: an upper bound), and the entries and bytes
+    (key plus value) it holds. The block's own encoding per transaction is given for scale."""
+    senders = [_key(index) for index in range(min(2_000, transactions))]
+    store = _fresh_store(directory / f"history-{transactions}", senders=senders, extra_accounts=accounts)
+    batch = _transfers(senders, transactions, accounts, random.Random(4))
+    verified = SignatureCache()
+    built = build_block(
+        store, store.head, batch, proposer=senders[0].public_key, timestamp_ms=1, rules=RULES, signatures=verified
+    )
+    block = built.block
+    assert len(block.transactions) == transactions, built.refused[:1]
+    changes = apply_block(store, store.head, block, rules=RULES, signatures=verified)
+    certificate = CommitCertificate(1, 0, block.hash, ((0, bytes(64)),))
+    commit, _ = _timed(lambda: store.save_block(block, certificate, changes))
+    store.close()
+    counted = _CountingBatch()
+    composed, _ = _timed(lambda: Store._write_history(counted, block.height, block.transactions, changes))
+    history = _timed_history(directory / f"history-{transactions}-alone", block, changes)
+    return {
+        f"commit_us_per_tx_at_{transactions}": commit / transactions * 1e6,
+        f"history_compose_us_per_tx_at_{transactions}": composed / transactions * 1e6,
+        f"history_us_per_tx_at_{transactions}": history / transactions * 1e6,
+        f"history_percent_of_commit_at_{transactions}": 100 * history / commit,
+        f"history_entries_per_tx_at_{transactions}": counted.entries / transactions,
+        f"history_bytes_per_tx_at_{transactions}": counted.bytes / transactions,
+        f"block_bytes_per_tx_at_{transactions}": len(block.encode()) / transactions,
+    }
+
+
+def _timed_history(path: Path, block: Block, changes: StateChanges) -> float:
+    """The time to build the block's history entries and write them, alone, in one synced
+    batch to a LevelDB at ``path``."""
+    database = plyvel.DB(str(path), create_if_missing=True)
+    try:
+        start = time.perf_counter()
+        with database.write_batch(transaction=True, sync=True) as batch:
+            Store._write_history(batch, block.height, block.transactions, changes)
+        return time.perf_counter() - start
+    finally:
+        database.close()
+
+
 def state_root_figure(directory: Path, *, accounts: int, touched: int) -> dict[str, float]:
-    """Time of the state-root update alone, per touched account, with ``accounts`` in the store."""
+    """Time of the state-root update alone, per touched balance, with ``accounts`` in the store."""
     senders = [_key(index) for index in range(touched // 2)]
     path = directory / f"root-{accounts}"
     _fresh_store(path, senders=senders, extra_accounts=accounts).close()
-    store = Store(path)  # reopened, so account reads come from LevelDB, not the cache
+    store = Store(path)  # reopened, so balance reads come from LevelDB, not the cache
     chooser = random.Random(2)
     pending = PendingState(store)
+    addresses: dict[bytes, int] = {}
     read_start = time.perf_counter()
     for sender in senders:
-        pending.account(sender.public_key)
-        pending.account(_address(chooser.randrange(accounts)))
+        for address in (sender.public_key, _address(chooser.randrange(accounts))):
+            addresses[address] = pending.balance(address, ASSET)
     reads = time.perf_counter() - read_start
-    for address in list(pending._accounts):
-        account = pending.account(address)
-        pending.set_account(address, type(account)(account.balance + 1, account.nonce, account.roles))
+    for address, balance in addresses.items():
+        pending.set_balance(address, ASSET, balance + 1)
     update, changes = _timed(pending.finish)
-    touched_count = len(changes.accounts)  # type: ignore[attr-defined]
+    touched_count = len(changes.balances)
     store.close()
     return {
-        f"state_root_us_per_account_at_{accounts}": update / touched_count * 1e6,
-        f"account_read_us_at_{accounts}": reads / touched_count * 1e6,
+        f"state_root_us_per_balance_at_{accounts}": update / touched_count * 1e6,
+        f"balance_read_us_at_{accounts}": reads / touched_count * 1e6,
     }
 
 
@@ -171,6 +290,9 @@ def main(argv: list[str] | None = None) -> None:
     }
     with tempfile.TemporaryDirectory(prefix="mura-bench-") as scratch:
         figures |= block_figures(Path(scratch), transactions=10_000, accounts=10_000)
+        figures |= mixed_block_figures(Path(scratch), transactions=10_000, accounts=10_000)
+        for size in HISTORY_BLOCK_SIZES:
+            figures |= history_figures(Path(scratch), transactions=size, accounts=10_000)
         for accounts in (10_000, 100_000 if options.quick else 1_000_000):
             figures |= state_root_figure(Path(scratch), accounts=accounts, touched=10_000)
     width = max(len(name) for name in figures)

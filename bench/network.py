@@ -6,7 +6,9 @@
 2. On a fresh 7-validator network (unless ``--skip-7``): sustained final tx/s
    at maximum load.
 3. On a fresh 4-validator network (``--validators``): sustained final tx/s at
-   maximum load; finality latency at a fixed offered rate; catch-up of a wiped
+   maximum load, with transfers of the testnet's coin and then (unless
+   ``--skip-mixed``) with transfers in three assets in turn, one of them
+   restricted; finality latency at a fixed offered rate; catch-up of a wiped
    validator; ``account_getBalance`` queries per second; peak and current RSS
    per validator, and (full mode, as the time budget allows) RSS after a
    million final transactions.
@@ -46,12 +48,14 @@ DEFAULT_NODE_ARGS = "--mempool-max-transactions 200000 --mempool-max-bytes 13421
 #: Sizes per mode; any option given on the command line wins.
 MODES: dict[str, dict[str, Any]] = {
     "quick": {
-        "transactions": 40_000, "compare_transactions": 25_000, "warmup": 4_000, "min_window": 0,
+        "transactions": 40_000, "mixed_transactions": 40_000, "compare_transactions": 25_000, "warmup": 4_000,
+        "min_window": 0,
         "accounts": 1_000, "latency_seconds": 5.0, "query_seconds": 3.0, "soak_transactions": 0,
         "budget_seconds": 120.0, "verify_seconds": 1.0,
     },
     "full": {
-        "transactions": 100_000, "compare_transactions": 100_000, "warmup": 10_000, "min_window": 10_000,
+        "transactions": 100_000, "mixed_transactions": 100_000, "compare_transactions": 100_000, "warmup": 10_000,
+        "min_window": 10_000,
         "accounts": 2_000, "latency_seconds": 20.0, "query_seconds": 5.0, "soak_transactions": 1_000_000,
         "budget_seconds": 840.0, "verify_seconds": 2.0,
     },
@@ -79,6 +83,11 @@ def parse_options(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--transactions", type=int, help="max-load transfers on the main network (quick 40,000, full 100,000)"
     )
+    parser.add_argument(
+        "--mixed-transactions", type=int,
+        help="max-load transfers in three assets on the main network (quick 40,000, full 100,000)",
+    )
+    parser.add_argument("--skip-mixed", action="store_true", help="skip the max load in three assets")
     parser.add_argument("--compare-transactions", type=int, help="max-load transfers on the comparison network")
     parser.add_argument("--warmup", type=int, help="final transactions before the max-load window opens")
     parser.add_argument(
@@ -218,12 +227,18 @@ async def bench_main(
 async def main_phases(
     bench: NetworkBench, options: argparse.Namespace, ceiling: float, deadline: float, result: dict[str, Any]
 ) -> None:
-    """Max load, latency, catch-up, queries and the memory soak, in that order."""
+    """Max load (plain, then mixed), latency, catch-up, queries and the memory soak, in that order."""
     result["max_load"] = await bench.max_load(
         options.transactions, warmup=options.warmup, min_window=options.min_window,
         batch_size=options.batch_size, connections=options.connections,
     )
     result["max_load"]["achieved_over_ceiling"] = result["max_load"]["final_tx_per_second"] / ceiling
+    if not options.skip_mixed:
+        result["mixed_load"] = await bench.mixed_load(
+            options.mixed_transactions, warmup=options.warmup, min_window=options.min_window,
+            batch_size=options.batch_size, connections=options.connections,
+        )
+        result["mixed_load"]["achieved_over_ceiling"] = result["mixed_load"]["final_tx_per_second"] / ceiling
     result["latency"] = await bench.latency(
         rate=options.rate, seconds=options.latency_seconds, batch_size=options.rate_batch_size,
         connections=max(8, options.connections),

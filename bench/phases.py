@@ -1,6 +1,6 @@
 """The measurements made on one running network, each a method of ``NetworkBench``.
 
-Every phase signs its transfers first (outside what it measures), hands them
+Every phase signs its transactions first (outside what it measures), hands them
 to a separate load process, waits until the watcher has seen every accepted
 transaction final, and only then computes its figures. A transaction accepted
 but never final stops the run with ``LostTransactions``; refusals are counted.
@@ -23,9 +23,9 @@ from mura.bench.queries import percentile
 from mura.bench.rpc import Rpc
 from mura.bench.validators import NetworkFailure, ValidatorProcesses
 from mura.bench.watcher import FinalityWatcher, LostTransactions, SeenBlock
-from mura.bench.workload import SignedTransfer, Workload, write_addresses, write_batch_file
+from mura.bench.workload import FAN_OUT, MIXED_ASSETS, SignedTransaction, Workload, write_addresses, write_batch_file
 from mura.chain.address import encode_address
-from mura.genesis.testnet import DEFAULT_TREASURY_AMOUNT
+from mura.genesis.testnet import DEFAULT_BANK_AMOUNT, DEFAULT_TREASURY_AMOUNT
 
 #: By default a phase fails when none of its missing transactions becomes final for this long.
 STALL_SECONDS = 60.0
@@ -140,6 +140,8 @@ class NetworkBench:
         self.watcher = FinalityWatcher(rpc, validators.urls[0], poll_interval=poll_interval)
         self.refused: Counter[str] = Counter()
         self._loads = 0
+        #: Transactions that readied the mixed workload (0 until ``mixed_load`` first runs).
+        self.mixed_setup_transactions = 0
 
     async def start(self) -> None:
         """Start the validators and the watcher, and fund the accounts."""
@@ -161,7 +163,7 @@ class NetworkBench:
     # --- the load --------------------------------------------------------------------
 
     async def submit_and_finalize(
-        self, transfers: Sequence[SignedTransfer], *, rate: float | None, batch_size: int, connections: int
+        self, transfers: Sequence[SignedTransaction], *, rate: float | None, batch_size: int, connections: int
     ) -> LoadOutcome:
         """Submit through a load process, then wait until every accepted transfer is seen final.
 
@@ -213,12 +215,43 @@ class NetworkBench:
     async def max_load(
         self, count: int, *, warmup: int, min_window: int, batch_size: int, connections: int
     ) -> dict[str, Any]:
-        """Sustained final tx/s while a closed-loop load keeps the nodes busy (see ``sustained_window``).
+        """Sustained final tx/s of transfers of the testnet's coin while a closed-loop load
+        keeps the nodes busy (see ``measure_max_load``)."""
+        return await self.measure_max_load(
+            self.workload.sign_transfers(count), warmup=warmup, min_window=min_window, batch_size=batch_size,
+            connections=connections,
+        )
+
+    async def mixed_load(
+        self, count: int, *, warmup: int, min_window: int, batch_size: int, connections: int
+    ) -> dict[str, Any]:
+        """Like ``max_load``, with transfers in three assets in turn: the coin, the bank's
+        yen token and a restricted asset whose holders are all approved (see
+        ``Workload.mixed_setup``; readied first, outside the measurement)."""
+        if not self.mixed_setup_transactions:
+            yen_each = DEFAULT_BANK_AMOUNT * 9 // 10 // len(self.workload.keys)
+            rounds = self.workload.mixed_setup(self.validators.treasury, self.validators.bank, yen_each=yen_each)
+            for round_transactions in rounds:
+                await self.submit_and_finalize(round_transactions, rate=None, batch_size=FAN_OUT, connections=1)
+                self.mixed_setup_transactions += len(round_transactions)
+            self.watcher.forget()
+        transfers = self.workload.sign_transfers(count, assets=MIXED_ASSETS)
+        figures = await self.measure_max_load(
+            transfers, warmup=warmup, min_window=min_window, batch_size=batch_size, connections=connections
+        )
+        return {"assets": list(MIXED_ASSETS), "setup_transactions": self.mixed_setup_transactions, **figures}
+
+    async def measure_max_load(
+        self, transfers: Sequence[SignedTransaction], *, warmup: int, min_window: int, batch_size: int,
+        connections: int,
+    ) -> dict[str, Any]:
+        """Sustained final tx/s while a closed-loop load of ``transfers`` keeps the nodes busy
+        (see ``sustained_window``).
 
         When the window under load is too short, the figure is the whole phase's:
         every accepted transaction over the time from the first submission to the last final.
         """
-        transfers = self.workload.sign_transfers(count)
+        count = len(transfers)
         view_before = await self.view()
         outcome = await self.submit_and_finalize(transfers, rate=None, batch_size=batch_size, connections=connections)
         blocks = [block for block in self.phase_blocks(outcome) if block.transactions]

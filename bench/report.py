@@ -50,6 +50,26 @@ def _max_load_rows(network: dict[str, Any], main_rate: float | None) -> Iterator
     ), f"cores busy {load['machine_busy_share']:.0%} (bench processes only)"
 
 
+def _mixed_rows(network: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
+    """The max load in three assets, next to the plain one."""
+    mixed = network.get("mixed_load")
+    if not mixed:
+        return
+    plain = network["max_load"]["final_tx_per_second"]
+    share = f"{mixed['final_tx_per_second'] / plain:.0%} of the plain load" if plain else ""
+    yield (
+        f"max load, {network['validators']} validators, mixed: final tx/s",
+        _number(mixed["final_tx_per_second"], "tx/s"),
+        share,
+    )
+    yield "  assets in turn", " / ".join(mixed["assets"]), f"{mixed['assets'][-1]} restricted, holders approved"
+    span = f"{mixed['window_transactions']:,} tx, {mixed['window_blocks']} blocks, {mixed['window_seconds']:.1f} s"
+    yield f"  window ({mixed['window_kind']})", span, f"after {mixed['setup_transactions']:,} set-up transactions"
+    yield "  CPU per tx per validator / view changes", (
+        f"{mixed['validator_cpu_ms_per_transaction']:.3f} ms / {mixed['view_changes']}"
+    ), ""
+
+
 def _main_rows(network: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
     latency = network.get("latency")
     if latency:
@@ -106,6 +126,7 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
     for position, network in enumerate(networks):
         rows += _max_load_rows(network, main_rate if position else None)
         if position == 0:
+            rows += _mixed_rows(network)
             rows += _main_rows(network)
     refused: dict[str, int] = {}
     for network in results.get("networks", []):

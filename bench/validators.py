@@ -26,7 +26,7 @@ import aiohttp
 from mura.bench.ports import NoFreePorts, free_port_range
 from mura.bench.rpc import Rpc
 from mura.chain.keys import SigningKey, load_key
-from mura.genesis.testnet import generate_testnet, node_config_path, write_node_configs
+from mura.genesis.testnet import BANK_NAME, TREASURY_NAME, generate_testnet, node_config_path, write_node_configs
 
 #: How long a validator has to exit after SIGTERM before it is killed.
 STOP_GRACE_SECONDS = 15.0
@@ -83,7 +83,9 @@ class ValidatorProcesses:
         write_node_configs(self.layout, base_rpc_port=rpc_base)
         self.names = [validator.name for validator in self.layout.genesis.validators]
         self.urls = [f"http://127.0.0.1:{rpc_base + index}/" for index in range(count)]
-        self.treasury: SigningKey = load_key(directory / "keys" / "treasury.key")
+        #: The issuers of the testnet's coin (NAC) and of its yen token (JPYT).
+        self.treasury: SigningKey = load_key(directory / "keys" / f"{TREASURY_NAME}.key")
+        self.bank: SigningKey = load_key(directory / "keys" / f"{BANK_NAME}.key")
         self.chain_id = self.layout.genesis.chain_id
         self.address_prefix = self.layout.genesis.address_prefix
         self.node_arguments = list(node_arguments)

@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from mura.chain import codec
 from mura.chain.block import Block, CommitCertificate, Header, UncheckedBlock
 from mura.chain.keys import HASH_SIZE, SIGNATURE_SIZE, SignatureCache, SigningKey
+from mura.chain.transaction import Transfer
 from mura.consensus.messages import (
     BlockRequest,
     Commit,
@@ -41,6 +42,7 @@ from mura.consensus.messages import (
 from mura.consensus.quorum import ValidatorSet
 from mura.sim.ledger import CHAIN_ID, Genesis, SimLedger, TransactionSigner
 from mura.sim.nodes import Destination, ForkingLedger, SimNode
+from mura.sim.workload import CLIENT_KEYS, NAC
 
 
 class EquivocatorNode(SimNode):
@@ -155,7 +157,7 @@ class SwapperNode(SimNode):
         elif transactions:
             transactions = []
         else:
-            transactions = [self._signer.transfer(0, 0, 1)]
+            transactions = [self._signer.sign(1, 0, Transfer(NAC, CLIENT_KEYS[0].public_key, 1))]
         data = codec.encode([block.header.to_fields(), [transaction.encoded for transaction in transactions]])
         return UncheckedBlock(block.header, data)
 

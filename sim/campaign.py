@@ -13,7 +13,8 @@ the exit status is 1. Other modes:
   replay a seed of a bug hunt).
 - ``--find-bug NAME``: run seeds with a deliberately broken replica until the
   checker reports a violation; exit 0 when it does (the checker works).
-- ``--report``: print faults injected by type before the summary.
+- ``--report``: print faults injected by type, and the final chains' transactions
+  by kind and assets expired, before the summary.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ from mura.sim.simulation import RunResult, run_scenario
 
 COMMAND = "python -m mura.sim.campaign"
 #: Violations that show a fork or a double signature, not merely a stall or a bad certificate.
-SAFETY = frozenset({"agreement", "conflicting_certificates", "honest_equivocation", "validity", "forged_body"})
+SAFETY = frozenset(
+    {"agreement", "conflicting_certificates", "honest_equivocation", "validity", "ledger", "forged_body"}
+)
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,8 @@ class SeedOutcome:
     violations: tuple[str, ...]
     violation_kinds: tuple[str, ...]
     faults: dict[str, int]
+    #: The final chain's transactions by kind, and ``expired_assets``.
+    ledger: dict[str, int]
     recovery_ms: int | None
     trace_hash: str
 
@@ -64,6 +69,7 @@ def _outcome(result: RunResult) -> SeedOutcome:
         violations=tuple(str(violation) for violation in result.violations),
         violation_kinds=tuple(violation.kind for violation in result.violations),
         faults=dict(result.faults),
+        ledger=dict(result.ledger),
         recovery_ms=result.recovery_ms,
         trace_hash=result.trace_hash,
     )
@@ -76,6 +82,7 @@ class Totals:
     view_changes: int = 0
     violations: int = 0
     faults: Counter[str] = field(default_factory=Counter)
+    ledger: Counter[str] = field(default_factory=Counter)
     by_validators: Counter[int] = field(default_factory=Counter)
     slowest_recovery_ms: int = 0
 
@@ -85,6 +92,7 @@ class Totals:
         self.view_changes += outcome.view_changes
         self.violations += 1 if outcome.violations else 0
         self.faults.update(outcome.faults)
+        self.ledger.update(outcome.ledger)
         self.by_validators[outcome.validators] += 1
         if outcome.recovery_ms is not None:
             self.slowest_recovery_ms = max(self.slowest_recovery_ms, outcome.recovery_ms)
@@ -138,6 +146,8 @@ def print_report(totals: Totals) -> None:
     print(f"slowest recovery after healing: {totals.slowest_recovery_ms} ms")
     for kind, count in sorted(totals.faults.items()):
         print(f"faults {kind}={count}")
+    for kind, count in sorted(totals.ledger.items()):
+        print(f"final {kind}={count}")
 
 
 def find_bug(arguments: argparse.Namespace) -> int:
@@ -164,6 +174,8 @@ def replay(arguments: argparse.Namespace) -> int:
     print(f"trace={result.trace_hash} end_ms={result.end_ms} recovery_ms={result.recovery_ms}")
     for kind, count in sorted(result.faults.items()):
         print(f"faults {kind}={count}")
+    for kind, count in sorted(result.ledger.items()):
+        print(f"final {kind}={count}")
     for violation in result.violations:
         print(f"violation: {violation}")
     totals = Totals()
@@ -188,7 +200,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
         action="store_true",
         help="with --find-bug or --replay: count only forks and double signing, not bad certificates or stalls",
     )
-    parser.add_argument("--report", action="store_true", help="print faults injected by type")
+    parser.add_argument("--report", action="store_true", help="print faults injected and final transactions by kind")
     return parser.parse_args(argv)
 
 

@@ -7,6 +7,10 @@
 - Persist before you speak: no honest validator ever signs two different
   statements for the same height, view and phase (even across a restart).
 - Validity: the final chain replays from genesis through ``apply_block``.
+- Ledger: the state the final chain leads to keeps the books: each asset's
+  balances sum to its supply and its holders are counted right, an asset that
+  has lapsed is held by its issuer alone, and the state root carried from block
+  to block is the root of the entries as they stand.
 - Bodies: every block an honest node commits carries the transactions its header
   commits to (checked here from the transactions' hashes, not through the code
   under test), and every honest node's own stored chain replays from genesis.
@@ -29,6 +33,8 @@ from dataclasses import dataclass, field
 
 from mura.chain.block import Block, CommitCertificate, merkle_root, verify_certificate
 from mura.chain.errors import Invalid
+from mura.chain.state import MemoryState
+from mura.chain.state_root import LatticeHash, update_lattice
 from mura.consensus.messages import Commit, Message, NewView, Prepare, PrePrepare, ViewChange
 from mura.sim.ledger import CHAIN_ID, Genesis, replay_chain
 from mura.sim.scenario import IdleStretch, Scenario
@@ -68,6 +74,8 @@ class Checker:
     statements: dict[tuple[int, int, int, str], object] = field(default_factory=dict)
     #: When an honest node first finalized each height.
     first_final_ms: dict[int, int] = field(default_factory=dict)
+    #: The state the final chain leads to (set by ``check_validity``).
+    final_state: MemoryState | None = None
     _checked_certificates: set[bytes] = field(default_factory=set)
 
     def fail(self, kind: str, now_ms: int, detail: str) -> None:
@@ -140,16 +148,19 @@ class Checker:
             )
 
     def check_validity(self, now_ms: int) -> None:
-        """Every finalized block, in height order, passes the state transition."""
+        """Every finalized block, in height order, passes the state transition, and the
+        state they lead to keeps the books (``ledger_problems``)."""
         heights = sorted(self.blocks)
         if heights != list(range(1, len(heights) + 1)):
             self.fail("validity", now_ms, f"final heights have gaps: {heights[:5]}...")
             return
         try:
-            replay_chain(self.genesis, [self.blocks[height] for height in heights])
+            self.final_state = replay_chain(self.genesis, [self.blocks[height] for height in heights])
         except Invalid as error:
             self.fail("validity", now_ms, f"final chain does not replay: {error}")
-
+            return
+        for problem in ledger_problems(self.final_state):
+            self.fail("ledger", now_ms, problem)
 
     def on_misbehaviour(self, reporter: int, honest: bool, culprit: int, rule: str, now_ms: int) -> None:
         """An honest validator counted a refusal against ``culprit``: it must not be honest."""
@@ -233,6 +244,27 @@ class Checker:
                 f"transactions arriving at {stretch.end_ms} ms after an idle stretch were final {late} after, "
                 f"bound {bound} ms",
             )
+
+
+def ledger_problems(state: MemoryState) -> list[str]:
+    """What in ``state`` breaks the books: an asset whose balances do not sum to its
+    supply or whose holders are miscounted, one that lapsed completely yet is held by
+    another account than its issuer, a state root that is not the entries' own."""
+    problems = []
+    for asset, terms in sorted(state.assets().items()):
+        balances = state.balances(asset)
+        recorded = state.load_asset_state(asset)
+        if sum(balances.values()) != recorded.supply:
+            problems.append(f"the balances of {asset} sum to {sum(balances.values())}, its supply is {recorded.supply}")
+        if len(balances) != recorded.holders:
+            problems.append(f"{asset} has {len(balances)} holders, its state counts {recorded.holders}")
+        others = set(balances) - {terms.issuer}
+        if recorded.lapse_complete and others:
+            problems.append(f"{asset} lapsed, yet {len(others)} accounts besides its issuer hold it")
+    entries = update_lattice(LatticeHash(), [(key, None, value) for key, value in state.entries.items()])
+    if entries.root() != state.lattice.root():
+        problems.append("the state root carried from block to block is not the root of the entries")
+    return problems
 
 
 def _body_matches(block: Block) -> bool:

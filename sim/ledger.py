@@ -1,7 +1,9 @@
 """The simulator's ``Application``: ``MemoryState`` and the chain's real state transition.
 
-Blocks carry real signed transfers between a few funded accounts, so every
-final block is checked by ``apply_block`` exactly as the node will check it.
+Blocks carry real signed transactions of the simulated clients (``workload``):
+transfers of three assets, one restricted and one that expires mid-run, an
+asset issued in the run, approvals, freezes, mints and burns. Every final block
+is checked by ``apply_block`` exactly as the node will check it.
 """
 
 from __future__ import annotations
@@ -10,25 +12,37 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from mura.chain.block import Block, CommitCertificate, Header, MessageBlock
-from mura.chain.keys import SignatureCache, SigningKey, sha256
+from mura.chain.keys import SignatureCache, SigningKey
 from mura.chain.state import BuiltBlock, ChainRules, MemoryState, StateChanges, apply_block, build_block, build_genesis
-from mura.chain.transaction import Transaction, Transfer, sign_transaction
 from mura.consensus.messages import FinalBlock
+from mura.sim.workload import (
+    CHAIN_ID,
+    CLIENT_KEYS,
+    TREASURY,
+    Plan,
+    TransactionSigner,
+    derive_key,
+    genesis_assets,
+    next_transactions,
+)
 
-CHAIN_ID = "mura-sim"
-CLIENT_COUNT = 4
-CLIENT_BALANCE = 10**12
+__all__ = [
+    "CHAIN_ID",
+    "Genesis",
+    "SimLedger",
+    "TransactionSigner",
+    "always_pending",
+    "checked",
+    "make_genesis",
+    "replay_chain",
+    "validator_keys",
+]
 
 
 def checked(block: MessageBlock) -> Block:
     """``block`` as the checked ``Block`` it is: blocks this ledger built or committed are never unchecked."""
     assert isinstance(block, Block)
     return block
-
-
-def derive_key(label: str) -> SigningKey:
-    """A fixed key per label, so runs are reproducible and signatures cacheable."""
-    return SigningKey.from_private_bytes(sha256(label.encode()))
 
 
 _VALIDATOR_KEYS: dict[int, tuple[SigningKey, ...]] = {}
@@ -40,9 +54,6 @@ def validator_keys(count: int) -> tuple[SigningKey, ...]:
     return _VALIDATOR_KEYS[count]
 
 
-CLIENT_KEYS = tuple(derive_key(f"sim-client-{index}") for index in range(CLIENT_COUNT))
-
-
 @dataclass
 class Genesis:
     """One network's starting point, shared by every node of a run."""
@@ -50,34 +61,23 @@ class Genesis:
     validators: tuple[bytes, ...]
     block: Block
     changes: StateChanges
+    #: What the clients send in this run.
+    plan: Plan
     rules: ChainRules = field(default_factory=lambda: ChainRules(chain_id=CHAIN_ID))
 
 
-def make_genesis(validators: Sequence[bytes]) -> Genesis:
+def make_genesis(validators: Sequence[bytes], *, seed: int = 0) -> Genesis:
+    """The network of a run: its validators, the treasury (issuer role) and the clients'
+    assets, with the workload ``seed`` draws."""
+    plan = Plan.draw(seed)
     block, changes = build_genesis(
         chain_id=CHAIN_ID,
         timestamp_ms=0,
         validators=validators,
-        issuers=(),
-        allocations=[(key.public_key, CLIENT_BALANCE) for key in CLIENT_KEYS],
+        issuers=[CLIENT_KEYS[TREASURY].public_key],
+        assets=genesis_assets(plan),
     )
-    return Genesis(tuple(validators), block, changes)
-
-
-class TransactionSigner:
-    """Signs client transfers once per run: Ed25519 is deterministic, so a repeated
-    transfer is the same transaction and needs no second signature."""
-
-    def __init__(self) -> None:
-        self._signed: dict[tuple[int, int, int], Transaction] = {}
-
-    def transfer(self, client: int, nonce: int, amount: int) -> Transaction:
-        key = (client, nonce, amount)
-        if key not in self._signed:
-            recipient = CLIENT_KEYS[(client + 1) % CLIENT_COUNT].public_key
-            body = Transfer(recipient, amount)
-            self._signed[key] = sign_transaction(CLIENT_KEYS[client], chain_id=CHAIN_ID, nonce=nonce, body=body)
-        return self._signed[key]
+    return Genesis(tuple(validators), block, changes, plan)
 
 
 def always_pending() -> bool:
@@ -88,7 +88,7 @@ class SimLedger:
     """A node's ledger: the ``Application`` the replica drives, over ``MemoryState``.
 
     Its mempool is a model: while ``pending()`` says so, the simulated clients have a
-    transfer waiting each (see ``build_on``); otherwise nothing is pending and
+    transaction waiting each (see ``build_on``); otherwise nothing is pending and
     proposals are empty blocks (an idle chain)."""
 
     def __init__(self, genesis: Genesis, *, signer: TransactionSigner, signatures: SignatureCache) -> None:
@@ -123,7 +123,7 @@ class SimLedger:
         return self.pending()
 
     def has_full_block(self) -> bool:
-        # One transfer per client is far from a full block.
+        # One transaction per client is far from a full block.
         return False
 
     def validate_block(self, block: Block, *, certified: bool = False) -> StateChanges:
@@ -135,12 +135,13 @@ class SimLedger:
 
     def build_on(self, state: MemoryState, parent: Header, *, proposer: bytes, timestamp_ms: int) -> BuiltBlock:
         """A block on ``parent`` with what a mempool would offer: while transactions are
-        pending, one transfer per client at its next nonce, the amount varying with the
-        time so that proposals made at different times differ; otherwise none."""
+        pending, each client's transaction at its next nonce (``workload``), the amounts
+        varying with the time so that proposals made at different times differ; otherwise none."""
         candidates = []
-        for client, key in enumerate(CLIENT_KEYS if self.pending() else ()):
-            nonce = state.load_account(key.public_key).nonce
-            candidates.append(self._signer.transfer(client, nonce, 1 + (timestamp_ms + client) % 97))
+        if self.pending():
+            candidates = next_transactions(
+                state, plan=self.genesis.plan, signer=self._signer, timestamp_ms=timestamp_ms
+            )
         return build_block(
             state,
             parent,
@@ -164,9 +165,10 @@ class SimLedger:
         self.finals.append(FinalBlock(block, certificate))
 
 
-def replay_chain(genesis: Genesis, blocks: Sequence[Block]) -> None:
+def replay_chain(genesis: Genesis, blocks: Sequence[Block]) -> MemoryState:
     """Apply ``blocks`` in order from genesis with a fresh state and cache: every final
-    block must pass the state transition (raises ``Invalid`` otherwise)."""
+    block must pass the state transition (raises ``Invalid`` otherwise). Returns the
+    state they lead to."""
     state = MemoryState()
     state.commit(genesis.changes)
     head = genesis.block.header
@@ -175,3 +177,4 @@ def replay_chain(genesis: Genesis, blocks: Sequence[Block]) -> None:
         changes = apply_block(state, head, block, rules=genesis.rules, signatures=signatures)
         state.commit(changes)
         head = block.header
+    return state

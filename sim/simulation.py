@@ -59,6 +59,8 @@ class RunResult:
     violations: list[Violation]
     #: Faults injected, by kind.
     faults: Counter[str] = field(default_factory=Counter)
+    #: What the final chain did: its transactions by kind, and ``expired_assets``.
+    ledger: Counter[str] = field(default_factory=Counter)
     #: Virtual time from healing to the liveness target (None if not reached).
     recovery_ms: int | None = None
     end_ms: int = 0
@@ -77,7 +79,7 @@ class Simulation:
         self.trace = hashlib.sha256()
         self._decoded: dict[bytes, Message | None] = {}
         keys = validator_keys(scenario.validators)
-        self.genesis = make_genesis([key.public_key for key in keys])
+        self.genesis = make_genesis([key.public_key for key in keys], seed=scenario.seed)
         honest = frozenset(index for index in range(scenario.validators) if index not in scenario.byzantine)
         self.checker = Checker(self.genesis, honest, scenario=scenario)
         self.nodes: list[SimNode] = []
@@ -454,9 +456,21 @@ class Simulation:
             view_changes=sum(node.view_changes() for node in honest),
             violations=list(self.checker.violations),
             faults=faults,
+            ledger=self._ledger(),
             recovery_ms=self.recovery_ms,
             end_ms=self.now,
         )
+
+
+    def _ledger(self) -> Counter[str]:
+        """The final chain's transactions by kind, and how many assets expired in it."""
+        ledger = Counter(
+            transaction.kind for block in self.checker.blocks.values() for transaction in block.transactions
+        )
+        state = self.checker.final_state
+        if state is not None:
+            ledger["expired_assets"] = sum(state.load_asset_state(asset).expired for asset in state.assets())
+        return ledger
 
 
 class NodePorts:

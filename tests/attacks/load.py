@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mura.bench.rpc import Rpc
-from mura.bench.workload import SignedTransfer, Workload
+from mura.bench.workload import SignedTransaction, Workload
 from mura.genesis.testnet import DEFAULT_TREASURY_AMOUNT
 from mura.tests.attacks.testnet import HONEST, AttackCluster
 
@@ -25,13 +25,13 @@ CONNECTIONS = 2
 
 
 async def submit(
-    rpc: Rpc, cluster: AttackCluster, transfers: Sequence[SignedTransfer], *, rate: float | None = None
+    rpc: Rpc, cluster: AttackCluster, transfers: Sequence[SignedTransaction], *, rate: float | None = None
 ) -> Counter[str]:
     """Submit every transfer to its validator in batches, at most ``rate`` a second over all
     validators if given; the refusals by rule."""
     refused: Counter[str] = Counter()
-    queues: dict[int, list[list[SignedTransfer]]] = {index: [] for index in HONEST}
-    by_node: dict[int, list[SignedTransfer]] = {index: [] for index in HONEST}
+    queues: dict[int, list[list[SignedTransaction]]] = {index: [] for index in HONEST}
+    by_node: dict[int, list[SignedTransaction]] = {index: [] for index in HONEST}
     for transfer in transfers:
         by_node[HONEST[transfer.node % len(HONEST)]].append(transfer)
     for index, mine in by_node.items():

@@ -16,6 +16,7 @@ import aiohttp
 from mura.chain.transaction import Transaction, Transfer
 from mura.tests.attacks.harness import Context, read_status_kb
 from mura.tests.attacks.keyless_attacks import OUTSIDER
+from mura.tests.attacks.testnet import ASSET
 
 TARGET = 0
 BATCH = 100
@@ -27,7 +28,7 @@ def refused_batch(chain_id: str, first_id: int) -> bytes:
     to spend (the balance rule refuses it before its signature is looked at)."""
     calls = []
     for number in range(BATCH):
-        transaction = Transaction(chain_id, os.urandom(32), 0, Transfer(os.urandom(32), 1), os.urandom(64))
+        transaction = Transaction(chain_id, os.urandom(32), 0, Transfer(ASSET, os.urandom(32), 1), os.urandom(64))
         calls.append(
             f'{{"jsonrpc":"2.0","id":{first_id + number},"method":"tx_submit",'
             f'"params":["{transaction.encoded.hex()}"]}}'

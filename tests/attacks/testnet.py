@@ -34,6 +34,8 @@ VALIDATORS = 4
 #: The validator whose key the attacker holds.
 ATTACKER = 3
 HONEST = (0, 1, 2)
+#: The asset the attacks' transactions name: the testnet's coin, which the treasury issues.
+ASSET = "NAC"
 #: Given before the caller's node arguments, which may override it.
 IDLE_BLOCKS_EVERY_SECOND = ("--consensus-empty-block-interval-ms", "1000")
 _PR_SET_PDEATHSIG = 1

@@ -25,7 +25,7 @@ from mura.consensus.messages import (
 from mura.tests.attacks.harness import Context, Drained, every
 from mura.tests.attacks.load import load_chain
 from mura.tests.attacks.peer import CONSENSUS_KIND, consensus_frame, frame_payload, transactions_frame
-from mura.tests.attacks.testnet import ATTACKER, HONEST
+from mura.tests.attacks.testnet import ASSET, ATTACKER, HONEST
 
 
 async def links_to_honest(context: Context) -> list[Drained]:
@@ -48,7 +48,7 @@ def filler_transactions(count: int) -> list[Transaction]:
     """Distinct transactions that decode (an empty chain id keeps them small); nothing checks them
     before they are decoded, and being distinct, no decode cache helps."""
     sender = os.urandom(32)
-    return [Transaction("", sender, nonce, Burn(1), bytes(64)) for nonce in range(count)]
+    return [Transaction("", sender, nonce, Burn(ASSET, 1), bytes(64)) for nonce in range(count)]
 
 
 def new_view_frame(context: Context, transactions: list[Transaction], number: int, height: int) -> bytes:
@@ -151,14 +151,14 @@ async def block_request_flood(context: Context) -> None:
 
 def zero_balance_batch(chain_id: str, count: int) -> list[bytes]:
     """Transfers from fresh keys with nothing to spend (signatures never get looked at)."""
-    return [Transaction(chain_id, os.urandom(32), 0, Transfer(os.urandom(32), 1), os.urandom(64)).encoded
+    return [Transaction(chain_id, os.urandom(32), 0, Transfer(ASSET, os.urandom(32), 1), os.urandom(64)).encoded
             for _ in range(count)]
 
 
 def forged_batch(chain_id: str, sender: bytes, count: int, salt: int) -> list[bytes]:
     """Transfers from a funded account (the treasury) with forged signatures: they pass every
     cheap rule, so each costs a signature check."""
-    return [Transaction(chain_id, sender, nonce, Transfer(os.urandom(32), 1 + salt), os.urandom(64)).encoded
+    return [Transaction(chain_id, sender, nonce, Transfer(ASSET, os.urandom(32), 1 + salt), os.urandom(64)).encoded
             for nonce in range(count)]
 
 

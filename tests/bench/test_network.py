@@ -20,7 +20,9 @@ from mura.bench.watcher import SeenBlock
 pytestmark = pytest.mark.processes
 
 TRANSACTIONS = 300
+MIXED_TRANSACTIONS = 300
 ACCOUNTS = 40
+HUBS = -(-ACCOUNTS // 60)
 RATE = 200
 LATENCY_SECONDS = 1.0
 
@@ -30,13 +32,14 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     output = tmp_path_factory.mktemp("bench") / "network.json"
     command = [
         sys.executable, "-m", "mura.bench.network", "--quick", "--skip-7",
-        "--transactions", str(TRANSACTIONS), "--warmup", "50", "--accounts", str(ACCOUNTS),
+        "--transactions", str(TRANSACTIONS), "--mixed-transactions", str(MIXED_TRANSACTIONS), "--warmup", "50",
+        "--accounts", str(ACCOUNTS),
         "--rate", str(RATE), "--latency-seconds", str(LATENCY_SECONDS), "--query-seconds", "0.5",
         "--verify-seconds", "0.2", "--stall-seconds", "20", "--json", str(output),
     ]
     finished = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert finished.returncode == 0, finished.stderr + finished.stdout
-    assert "account_getBalance" in finished.stdout
+    assert "account_getBalance" in finished.stdout and "mixed: final tx/s" in finished.stdout
     document: dict[str, Any] = json.loads(output.read_text())
     return document
 
@@ -50,17 +53,23 @@ def test_report_names_the_machine_and_options(results: dict[str, Any]) -> None:
 
 def test_every_submitted_transaction_is_final_and_none_refused(results: dict[str, Any]) -> None:
     (network,) = results["networks"]
-    hubs = -(-ACCOUNTS // 60)
     latency_count = int(RATE * LATENCY_SECONDS)
     assert network["max_load"]["accepted"] == TRANSACTIONS and network["max_load"]["refused"] == 0
+    assert network["mixed_load"]["accepted"] == MIXED_TRANSACTIONS and network["mixed_load"]["refused"] == 0
     assert network["latency"]["transactions"] == latency_count and network["latency"]["refused"] == 0
-    assert network["final_transactions"] == hubs + ACCOUNTS + TRANSACTIONS + latency_count
+    # The mixed load's set-up: the restricted asset's issue, then yen, approvals and the asset for each.
+    setup = network["mixed_load"]["setup_transactions"]
+    assert setup == 1 + 3 * (HUBS + ACCOUNTS)
+    funding = HUBS + ACCOUNTS
+    assert network["final_transactions"] == funding + TRANSACTIONS + setup + MIXED_TRANSACTIONS + latency_count
     assert network["refused"] == {}
 
 
 def test_rates_and_latencies_are_positive_and_ordered(results: dict[str, Any]) -> None:
     network = results["networks"][0]
     assert network["max_load"]["final_tx_per_second"] > 0 and network["ceiling_tx_per_second"] > 0
+    assert network["mixed_load"]["final_tx_per_second"] > 0
+    assert network["mixed_load"]["assets"] == ["NAC", "JPYT", "BENCH-BOND"]
     latency = network["latency"]
     assert 0 < latency["p50_seconds"] <= latency["p95_seconds"] <= latency["p99_seconds"] <= latency["max_seconds"]
     assert latency["polling_interval_seconds"] == pytest.approx(0.02)

@@ -31,6 +31,8 @@ from mura.tests.chaos.observer import POLL_ERRORS
 
 #: Refusals that mean the node already has the transfer (pending or final).
 ALREADY_TAKEN = frozenset({"duplicate_transaction", "nonce_too_low"})
+#: The asset moved: the testnet's coin, which the treasury issues.
+ASSET = "NAC"
 #: Smallest units each sender is funded with.
 SENDER_FUNDS = 1_000_000
 #: Seconds between attempts when a node refuses or does not answer.
@@ -92,9 +94,8 @@ class Traffic:
         node 0's ``tx_wait`` answers (the final transactions with their places)."""
         hashes = []
         for nonce, sender in enumerate(self.senders):
-            transaction = sign_transaction(
-                self.treasury, chain_id=self.chain_id, nonce=nonce, body=Transfer(sender.public_key, SENDER_FUNDS)
-            )
+            body = Transfer(ASSET, sender.public_key, SENDER_FUNDS)
+            transaction = sign_transaction(self.treasury, chain_id=self.chain_id, nonce=nonce, body=body)
             record = self._record(transaction, node=0)
             await self._submit_until_taken(record)
             hashes.append(record.transaction.hash)
@@ -145,7 +146,7 @@ class Traffic:
         nonce = 0
         while True:
             await self._turns.get()
-            body = Transfer(self._random.choice(self.recipients), self._random.randint(1, 100))
+            body = Transfer(ASSET, self._random.choice(self.recipients), self._random.randint(1, 100))
             transaction = sign_transaction(sender, chain_id=self.chain_id, nonce=nonce, body=body)
             await self._submit_until_taken(self._record(transaction, node=node))
             nonce += 1

@@ -10,17 +10,23 @@ from pathlib import Path
 import pytest
 
 from mura.application import LedgerApplication
+from mura.chain.assets import AssetTerms, TransferPolicy
 from mura.chain.block import Block
 from mura.chain.errors import InvalidBlockTransaction
 from mura.chain.keys import SignatureCache, SigningKey
 from mura.chain.mempool import Mempool
-from mura.chain.state import ChainRules, build_block, build_genesis
+from mura.chain.state import ChainRules, GenesisAsset, build_block, build_genesis
 from mura.chain.store import Store
 from mura.chain.transaction import Transaction, Transfer, sign_transaction
 
 CHAIN_ID = "mura-test"
 KEYS = [SigningKey.from_private_bytes((index + 1).to_bytes(32, "big")) for index in range(8)]
 VALIDATOR = SigningKey.from_private_bytes(b"\x77" * 32)
+ASSET = "NAC"
+COIN = AssetTerms(
+    asset=ASSET, name="Nishiawakura Coin", decimals=2, issuer=KEYS[0].public_key, reissuable=True, cap=0,
+    registrar=KEYS[0].public_key, policy=TransferPolicy.OPEN, expiry_ms=0,
+)
 
 
 @pytest.fixture
@@ -29,8 +35,8 @@ def store(tmp_path: Path) -> Iterator[Store]:
         chain_id=CHAIN_ID,
         timestamp_ms=0,
         validators=[VALIDATOR.public_key],
-        issuers=[],
-        allocations=[(key.public_key, 1_000) for key in KEYS],
+        issuers=[KEYS[0].public_key],
+        assets=[GenesisAsset(COIN, tuple((key.public_key, 1_000) for key in KEYS))],
     )
     store = Store(tmp_path / "data")
     store.initialize(genesis, changes)
@@ -46,7 +52,7 @@ def make_application(store: Store, **options: object) -> LedgerApplication:
 
 
 def transfer(sender: int, nonce: int = 0) -> Transaction:
-    return sign_transaction(KEYS[sender], chain_id=CHAIN_ID, nonce=nonce, body=Transfer(KEYS[0].public_key, 1))
+    return sign_transaction(KEYS[sender], chain_id=CHAIN_ID, nonce=nonce, body=Transfer(ASSET, KEYS[0].public_key, 1))
 
 
 def block_with_a_forged_signature(store: Store) -> tuple[Transaction, Block]:

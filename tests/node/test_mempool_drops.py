@@ -23,6 +23,8 @@ pytestmark = pytest.mark.processes
 
 EXPIRE_AFTER_SECONDS = 3
 RECIPIENT = SigningKey.from_private_bytes(bytes(range(32))).public_key
+#: The testnet's coin, issued by its treasury.
+ASSET = "NAC"
 
 
 @pytest.fixture
@@ -63,15 +65,15 @@ def test_unincludable_transactions_leave_every_mempool_with_a_reason(cluster: Cl
 
     # The case: admitted, it would have blocked the treasury for good.
     with pytest.raises(RpcFailure) as refusal:
-        cluster.submit(0, signed(cluster, 0, Mint(RECIPIENT, 2**64 - 1)))
+        cluster.submit(0, signed(cluster, 0, Mint(ASSET, RECIPIENT, 2**64 - 1)))
     assert (refusal.value.error["code"], refusal.value.error["data"]["rule"]) == (-32010, "supply_overflow")
-    first = signed(cluster, 0, Transfer(RECIPIENT, 1))
+    first = signed(cluster, 0, Transfer(ASSET, RECIPIENT, 1))
     cluster.submit(1, first)
     final = cluster.call(3, "tx_wait", "0x" + first.hash.hex(), 20)
     assert final["nonce"] == 0
 
     # Parked behind a nonce nobody sends: gossiped to every node, and expired from each.
-    parked = signed(cluster, 2, Transfer(RECIPIENT, 1))
+    parked = signed(cluster, 2, Transfer(ASSET, RECIPIENT, 1))
     cluster.submit(0, parked)
     wait_for(lambda: all(lookup(cluster, index, parked)["error"]["data"]["pending"] for index in nodes),
              "the parked transaction to reach every mempool")
@@ -84,7 +86,7 @@ def test_unincludable_transactions_leave_every_mempool_with_a_reason(cluster: Cl
     # Two versions of nonce 1 race from two nodes; each node keeps at most one, and once one is
     # final the other is pending nowhere: dropped (as replaced, or as a used nonce) wherever it
     # was admitted, unknown where it arrived only after the winner was final.
-    versions = [signed(cluster, 1, Transfer(RECIPIENT, amount)) for amount in (10, 20)]
+    versions = [signed(cluster, 1, Transfer(ASSET, RECIPIENT, amount)) for amount in (10, 20)]
     admitted: dict[int, bool] = {}
 
     def submit(index: int, version: Transaction) -> None:

@@ -4,9 +4,11 @@ what an honest validator may send.
 Consensus messages with bad signatures, or signed but provably wrong, count
 against the validator whose link delivered them, as malformed frames do: enough
 of them get it banned. Gossiped transactions count against it when they break a
-rule every node checks before forwarding (wrong chain, non-positive amount, mint
-by a non-issuer); refusals that depend on the state (a balance spent meanwhile,
-a nonce already used) happen in honest gossip and cost nothing.
+rule every node checks before forwarding (wrong chain, non-positive amount, a
+mint by an account that did not issue the asset, an asset issued by an account
+without the issuer role, a memo too long); refusals that depend on the state (a
+balance spent meanwhile, a nonce already used) happen in honest gossip and cost
+nothing.
 
 One real ``Node`` (validator 0 of four) runs in the test's event loop; the test
 speaks to it as validators of its testnet, with their keys, over real links.
@@ -21,9 +23,10 @@ import pytest
 
 from mura.admission import TRANSACTIONS_KIND
 from mura.chain import codec
+from mura.chain.assets import MAX_MEMO_BYTES
 from mura.chain.block import Header, UncheckedBlock
 from mura.chain.keys import SigningKey, load_key, sha256
-from mura.chain.transaction import Mint, Transfer, sign_transaction
+from mura.chain.transaction import Body, IssueAsset, Mint, Transfer, sign_transaction
 from mura.consensus.messages import (
     Commit,
     NewView,
@@ -40,6 +43,9 @@ from mura.p2p.frames import decode_frame
 from mura.p2p.handshake import Identity
 from mura.tests.node.validator_peers import MALFORMED_THRESHOLD, ConnectPeer, network_of, traffic
 from mura.tests.rpc.support import TestNode, wait_until
+
+#: The testnet's coin, issued by its treasury.
+ASSET = "NAC"
 
 
 async def test_a_validator_whose_votes_do_not_verify_is_banned(node: TestNode, connect_peer: ConnectPeer) -> None:
@@ -80,13 +86,18 @@ async def test_gossip_no_honest_node_would_forward_counts_against_the_peer(
     chain_id = node.node.rules.chain_id
     stranger = SigningKey.generate()
     treasury = load_key(testnet.directory / "keys" / "treasury.key")
+    bodies: list[tuple[SigningKey, str, Body]] = [
+        (treasury, "another-chain", Transfer(ASSET, bytes(32), 1)),
+        (stranger, chain_id, Mint(ASSET, bytes(32), 5)),
+        (stranger, chain_id, IssueAsset("STRANGE", "Stranger's coin", 0, 5, False, 0, b"", "open", 0)),
+        (treasury, chain_id, Transfer(ASSET, bytes(32), 1, "x" * (MAX_MEMO_BYTES + 1))),
+    ]
     batches = [
-        [sign_transaction(treasury, chain_id="another-chain", nonce=0, body=Transfer(bytes(32), 1)).encoded],
-        [sign_transaction(stranger, chain_id=chain_id, nonce=0, body=Mint(bytes(32), 5)).encoded],
+        [sign_transaction(key, chain_id=chain, nonce=0, body=body).encoded] for key, chain, body in bodies
     ]
     for batch in batches:
         assert peer.network.send(node.node.key.public_key, TRANSACTIONS_KIND, batch)
-    await wait_until(lambda: traffic(node, peer).malformed == len(batches), "both batches to count against the peer")
+    await wait_until(lambda: traffic(node, peer).malformed == len(batches), "every batch to count against the peer")
     assert len(node.node.mempool) == 0
 
 
@@ -99,10 +110,10 @@ async def test_gossip_refused_for_the_state_costs_the_peer_nothing(
     chain_id = node.node.rules.chain_id
     treasury = load_key(testnet.directory / "keys" / "treasury.key")
     poor = [
-        sign_transaction(SigningKey.generate(), chain_id=chain_id, nonce=0, body=Transfer(bytes(32), 5))
+        sign_transaction(SigningKey.generate(), chain_id=chain_id, nonce=0, body=Transfer(ASSET, bytes(32), 5))
         for _ in range(50)
     ]
-    good = sign_transaction(treasury, chain_id=chain_id, nonce=0, body=Transfer(bytes(32), 5))
+    good = sign_transaction(treasury, chain_id=chain_id, nonce=0, body=Transfer(ASSET, bytes(32), 5))
     batch = [transaction.encoded for transaction in poor] + [good.encoded]
     assert peer.network.send(node.node.key.public_key, TRANSACTIONS_KIND, batch)
     await wait_until(lambda: good.hash in node.node.mempool, "the good transaction to be admitted")
@@ -123,9 +134,9 @@ async def test_gossip_refused_by_the_replacement_and_supply_rules_costs_the_peer
     def signed(nonce: int, body: Transfer | Mint) -> bytes:
         return sign_transaction(treasury, chain_id=chain_id, nonce=nonce, body=body).encoded
 
-    first, second = (signed(0, Transfer(bytes(32), amount)) for amount in (1, 2))
-    marker = sign_transaction(treasury, chain_id=chain_id, nonce=2, body=Transfer(bytes(32), 1))
-    batches = [[first], [second], [first, signed(1, Mint(bytes(32), 2**64 - 1)), marker.encoded]]
+    first, second = (signed(0, Transfer(ASSET, bytes(32), amount)) for amount in (1, 2))
+    marker = sign_transaction(treasury, chain_id=chain_id, nonce=2, body=Transfer(ASSET, bytes(32), 1))
+    batches = [[first], [second], [first, signed(1, Mint(ASSET, bytes(32), 2**64 - 1)), marker.encoded]]
     for batch in batches:
         assert peer.network.send(node.node.key.public_key, TRANSACTIONS_KIND, batch)
     await wait_until(lambda: marker.hash in node.node.mempool, "the last batch to be handled")
@@ -142,7 +153,8 @@ async def test_a_backlog_gossiped_in_one_batch_is_admitted_whole(
     chain_id = node.node.rules.chain_id
     treasury = load_key(testnet.directory / "keys" / "treasury.key")
     run = [
-        sign_transaction(treasury, chain_id=chain_id, nonce=nonce, body=Transfer(bytes(32), 1)) for nonce in range(200)
+        sign_transaction(treasury, chain_id=chain_id, nonce=nonce, body=Transfer(ASSET, bytes(32), 1))
+        for nonce in range(200)
     ]
     assert len(run) > node.node.mempool.status().max_nonce_gap + 1
     assert peer.network.send(node.node.key.public_key, TRANSACTIONS_KIND, [tx.encoded for tx in run])
@@ -205,7 +217,8 @@ async def test_a_peer_whose_link_opens_is_offered_the_pending_transactions(
     chain_id = node.node.rules.chain_id
     treasury = load_key(testnet.directory / "keys" / "treasury.key")
     pending = [
-        sign_transaction(treasury, chain_id=chain_id, nonce=nonce, body=Transfer(bytes(32), 1)) for nonce in range(5)
+        sign_transaction(treasury, chain_id=chain_id, nonce=nonce, body=Transfer(ASSET, bytes(32), 1))
+        for nonce in range(5)
     ]
     for transaction in pending:
         await node.rpc.result("tx_submit", [transaction.encoded.hex()])

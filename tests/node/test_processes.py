@@ -30,6 +30,9 @@ from mura.tests.node.cluster import Cluster, RpcFailure, wait_for
 
 pytestmark = pytest.mark.processes
 
+#: The testnet's coin, issued by its treasury.
+ASSET = "NAC"
+
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
@@ -82,7 +85,7 @@ class TransactionFlow:
         while not self._stop.is_set():
             recipient = chooser.choice(self.recipients)
             amount = chooser.randint(1, 100)
-            transaction = self.cluster.sign(self.cluster.treasury, Transfer(recipient, amount))
+            transaction = self.cluster.sign(self.cluster.treasury, Transfer(ASSET, recipient, amount))
             self.cluster.submit(self.nodes[len(self.sent) % len(self.nodes)], transaction)
             self.sent[recipient] += amount
             self._stop.wait(0.02)
@@ -98,7 +101,7 @@ def metrics(cluster: Cluster, index: int) -> dict[str, float]:
 
 def test_transfer_becomes_final_and_visible_on_every_node(cluster: Cluster) -> None:
     recipient = SigningKey.generate().public_key
-    cluster.submit(0, cluster.sign(cluster.treasury, Transfer(recipient, 12_345)))
+    cluster.submit(0, cluster.sign(cluster.treasury, Transfer(ASSET, recipient, 12_345)))
     for index in range(4):
         wait_for(lambda index=index: cluster.balance(index, recipient) == 12_345, f"the balance on node {index}")
     assert cluster.balance(2, cluster.treasury.public_key) == 100_000_000 - 12_345
@@ -115,8 +118,8 @@ def test_transfer_becomes_final_and_visible_on_every_node(cluster: Cluster) -> N
 def test_invalid_transfer_is_refused_with_its_rule_and_the_node_keeps_going(cluster: Cluster) -> None:
     poor = SigningKey.generate()
     with pytest.raises(RpcFailure) as refusal:
-        cluster.submit(1, cluster.sign(poor, Transfer(cluster.treasury.public_key, 5)))
-    assert refusal.value.error["data"]["rule"] == "pending_spend_exceeds_balance"
+        cluster.submit(1, cluster.sign(poor, Transfer(ASSET, cluster.treasury.public_key, 5)))
+    assert refusal.value.error["data"]["rule"] == "insufficient_balance"
     height = cluster.height(1)
     wait_for(lambda: cluster.height(1) > height, "a block after the refusal")
 
@@ -202,7 +205,7 @@ def test_two_of_four_stopped_halts_finality_until_one_returns(cluster: Cluster) 
 def test_wiped_node_resyncs_to_the_same_state(cluster: Cluster) -> None:
     recipient = SigningKey.generate().public_key
     for _ in range(5):
-        cluster.submit(0, cluster.sign(cluster.treasury, Transfer(recipient, 10)))
+        cluster.submit(0, cluster.sign(cluster.treasury, Transfer(ASSET, recipient, 10)))
     wait_for(lambda: cluster.balance(0, recipient) == 50, "the transfers")
     wait_for(lambda: cluster.height(0) >= 10, "enough blocks that a resync is a catch-up")
     assert cluster.stop(3) == 0

@@ -13,6 +13,8 @@ from mura.node import Node
 
 #: Enough transactions that the node hands them to its verifier's threads.
 TRANSACTIONS = 32
+#: The testnet's coin.
+ASSET = "NAC"
 
 
 def validator_key(layout: TestnetLayout, index: int) -> SigningKey:
@@ -22,7 +24,7 @@ def validator_key(layout: TestnetLayout, index: int) -> SigningKey:
 def transactions(node: Node, sender: SigningKey, *, first_nonce: int = 0) -> list[Transaction]:
     recipient = bytes(32)
     return [
-        sign_transaction(sender, chain_id=node.rules.chain_id, nonce=nonce, body=Transfer(recipient, 1))
+        sign_transaction(sender, chain_id=node.rules.chain_id, nonce=nonce, body=Transfer(ASSET, recipient, 1))
         for nonce in range(first_nonce, first_nonce + TRANSACTIONS)
     ]
 

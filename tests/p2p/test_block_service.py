@@ -16,6 +16,8 @@ from mura.p2p.block_service import BlockService
 from mura.tests.ledger_fixtures import ACCOUNTS, CHAIN_ID, VALIDATORS, certify, genesis, seal
 
 PEER = b"p" * 32
+#: The asset the fixtures' genesis gives every account.
+ASSET = "NAC"
 
 
 @pytest.fixture(scope="module")
@@ -26,10 +28,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
         for height in range(1, 41):
             parent = store.load_block(store.height)
             assert parent is not None
+            body = Transfer(ASSET, ACCOUNTS[0].public_key, 1)
             transfers = [
-                sign_transaction(
-                    ACCOUNTS[sender], chain_id=CHAIN_ID, nonce=height - 1, body=Transfer(ACCOUNTS[0].public_key, 1)
-                )
+                sign_transaction(ACCOUNTS[sender], chain_id=CHAIN_ID, nonce=height - 1, body=body)
                 for sender in range(1, 5)
             ]
             block, changes = seal(store, parent, transfers)

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from mura.chain.assets import AssetTerms, TransferPolicy
 from mura.chain.keys import SignatureCache, SigningKey
 from mura.chain.mempool import Mempool
-from mura.chain.state import ChainRules, MemoryState, apply_block, build_block, build_genesis
+from mura.chain.state import ChainRules, GenesisAsset, MemoryState, apply_block, build_block, build_genesis
 from mura.chain.transaction import Transaction, Transfer, sign_transaction
 from mura.p2p.gossip import StalledRuns
 
 CHAIN_ID = "mura-test"
 KEYS = [SigningKey.from_private_bytes((index + 1).to_bytes(32, "big")) for index in range(4)]
 VALIDATOR = SigningKey.from_private_bytes(b"\x99" * 32)
+ASSET = "NAC"
+COIN = AssetTerms(
+    asset=ASSET, name="Nishiawakura Coin", decimals=2, issuer=KEYS[0].public_key, reissuable=True, cap=0,
+    registrar=KEYS[0].public_key, policy=TransferPolicy.OPEN, expiry_ms=0,
+)
 
 
 class Chain:
@@ -21,8 +27,8 @@ class Chain:
             chain_id=CHAIN_ID,
             timestamp_ms=0,
             validators=[VALIDATOR.public_key],
-            issuers=[],
-            allocations=[(key.public_key, 1_000) for key in KEYS],
+            issuers=[KEYS[0].public_key],
+            assets=[GenesisAsset(COIN, tuple((key.public_key, 1_000) for key in KEYS))],
         )
         self.state = MemoryState()
         self.state.commit(changes)
@@ -32,7 +38,7 @@ class Chain:
         self.mempool = Mempool(rules=self.rules, signatures=self.signatures)
 
     def transfer(self, sender: int, nonce: int) -> Transaction:
-        body = Transfer(KEYS[(sender + 1) % len(KEYS)].public_key, 1)
+        body = Transfer(ASSET, KEYS[(sender + 1) % len(KEYS)].public_key, 1)
         return sign_transaction(KEYS[sender], chain_id=CHAIN_ID, nonce=nonce, body=body)
 
     def admit(self, *transactions: Transaction) -> None:

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from mura.chain import codec
 from mura.chain.block import Block, CommitCertificate
+from mura.chain.pending import asset_state_key, balance_key
+from mura.chain.state import MemoryState
+from mura.chain.state_root import update_lattice
 from mura.consensus.messages import Commit, Prepare
-from mura.sim.checks import Checker
+from mura.sim.checks import Checker, ledger_problems
 from mura.sim.ledger import checked
+from mura.sim.workload import NAC, VOUCHER
 from mura.tests.consensus.replica_cluster import Cluster, commit_from, proposal_for
 
 
@@ -80,3 +85,31 @@ def test_invalid_chain_fails_validity() -> None:
     checker.blocks[2] = block
     checker.check_validity(9)
     assert [violation.kind for violation in checker.violations] == ["validity"]
+
+
+def test_books_that_do_not_balance_fail_the_ledger_check() -> None:
+    cluster = Cluster()
+    checker = make_checker(cluster)
+    block, _ = certified(cluster, 100)
+    checker.blocks[1] = block
+    checker.check_validity(9)
+    assert checker.violations == [] and checker.final_state is not None
+    state = checker.final_state
+    assert ledger_problems(state) == []
+    # A balance that appears from nowhere: the supply, the holder count and the root all disagree.
+    state.entries[balance_key(NAC, bytes(32))] = codec.encode(5)
+    problems = ledger_problems(state)
+    assert len(problems) == 3
+    assert problems[0].startswith("the balances of NAC sum to") and "holders" in problems[1]
+    assert "state root" in problems[2]
+
+
+def test_a_lapsed_asset_held_by_anyone_but_its_issuer_fails_the_ledger_check() -> None:
+    state = MemoryState()
+    state.commit(Cluster().genesis.changes)
+    lapsed = replace(state.load_asset_state(VOUCHER), expired=True, lapse_complete=True)
+    key, value = asset_state_key(VOUCHER), lapsed.encode()
+    # Written with its root updated, so only the rule about lapses is broken.
+    state.lattice = update_lattice(state.lattice, [(key, state.entries.get(key), value)])
+    state.entries[key] = value
+    assert ledger_problems(state) == [f"{VOUCHER} lapsed, yet 3 accounts besides its issuer hold it"]
