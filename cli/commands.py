@@ -427,7 +427,8 @@ def _first_reaching(
             last = middle
         else:
             first = middle + 1
-    return latest if first == head else session.call("chain_getBlock", first, False)
+    found: dict[str, Any] = latest if first == head else session.call("chain_getBlock", first, False)
+    return found
 
 
 @cli.command()

@@ -13,7 +13,16 @@ from dataclasses import dataclass, field
 
 from mura.chain.block import Block, CommitCertificate, Header, MessageBlock
 from mura.chain.keys import SignatureCache, SigningKey
-from mura.chain.state import BuiltBlock, ChainRules, MemoryState, StateChanges, apply_block, build_block, build_genesis
+from mura.chain.state import (
+    BuiltBlock,
+    ChainRules,
+    MemoryState,
+    StateChanges,
+    apply_block,
+    build_block,
+    build_genesis,
+    next_due_ms,
+)
 from mura.consensus.messages import FinalBlock
 from mura.sim.workload import (
     CHAIN_ID,
@@ -125,6 +134,9 @@ class SimLedger:
     def has_full_block(self) -> bool:
         # One transaction per client is far from a full block.
         return False
+
+    def next_due_ms(self) -> int | None:
+        return next_due_ms(self.state)
 
     def validate_block(self, block: Block, *, certified: bool = False) -> StateChanges:
         # Signatures are checked here even in certified blocks, so that the simulation's

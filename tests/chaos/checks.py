@@ -9,7 +9,8 @@
   transaction was final (block listings, ``chain_getTransaction``), every store
   has it there, in that block.
 - Balances: replaying the transfers the chain holds, in order, on the genesis
-  allocations gives exactly every account's balance and nonce in every store,
+  allocations gives exactly every account's balance of every asset and its
+  nonce in every store,
   and the chain holds no transaction the run did not sign.
 """
 
@@ -121,10 +122,12 @@ def _check_placements(stores: Sequence[Store], placements: Iterable[Placement], 
 def _check_balances(
     stores: Sequence[Store], genesis: Genesis, signed: Mapping[str, object], report: SafetyReport
 ) -> None:
-    """Replay the chain's transfers (from the first store) on the genesis allocations."""
-    balances: dict[bytes, int] = {}
-    for allocation in genesis.allocations:
-        balances[allocation.address] = balances.get(allocation.address, 0) + allocation.amount
+    """Replay the chain's transfers (from the first store) on the genesis allocations, asset by asset."""
+    balances: dict[tuple[str, bytes], int] = {}
+    for asset in genesis.assets:
+        for address, amount in asset.allocations:
+            pair = (asset.terms.asset, address)
+            balances[pair] = balances.get(pair, 0) + amount
     nonces: dict[bytes, int] = {}
     reference = stores[0]
     for height in range(1, reference.height + 1):
@@ -142,21 +145,28 @@ def _check_balances(
                     f"height {height}: nonce {transaction.nonce} of {transaction.sender.hex()[:16]} out of order"
                 )
             nonces[transaction.sender] = transaction.nonce + 1
-            balances[transaction.sender] = balances.get(transaction.sender, 0) - transaction.body.amount
-            balances[transaction.body.recipient] = balances.get(transaction.body.recipient, 0) + transaction.body.amount
+            body = transaction.body
+            sent, received = (body.asset, transaction.sender), (body.asset, body.recipient)
+            balances[sent] = balances.get(sent, 0) - body.amount
+            balances[received] = balances.get(received, 0) + body.amount
     for node, store in enumerate(stores):
         if store.height != reference.height:
             continue  # its blocks are checked above; the model is of the reference's height
-        seen: set[bytes] = set()
-        for address, account in store.iterate_accounts():
-            seen.add(address)
+        held = {
+            (asset.terms.asset, address): balance
+            for asset in genesis.assets
+            for address, balance in store.load_holders_after(asset.terms.asset, b"", len(balances) + 1)
+        }
+        for pair in set(balances) | set(held):
             report.accounts_checked += 1
-            expected = (balances.get(address, 0), nonces.get(address, 0))
-            if (account.balance, account.nonce) != expected:
+            expected, found = balances.get(pair, 0), held.get(pair, 0)
+            if found != expected:
                 report.problem(
-                    f"node {node}: account {address.hex()[:16]} holds {(account.balance, account.nonce)}, "
-                    f"the transfers give {expected}"
+                    f"node {node}: account {pair[1].hex()[:16]} holds {found} {pair[0]}, the transfers give {expected}"
                 )
-        for address in set(balances) - seen:
-            if balances[address] != 0 or nonces.get(address, 0) != 0:
-                report.problem(f"node {node}: account {address.hex()[:16]} is missing")
+        for address, account in store.iterate_accounts():
+            if account.nonce != nonces.get(address, 0):
+                report.problem(
+                    f"node {node}: account {address.hex()[:16]} has nonce {account.nonce}, "
+                    f"the transfers give {nonces.get(address, 0)}"
+                )
