@@ -511,7 +511,9 @@ class Replica:
         idle = self.config.empty_proposal_delay_ms
         if idle is not None and not self.application.has_pending_transactions():
             due = self.application.next_due_ms()
-            return idle if due is None else max(0, min(idle, due - now_ms))
+            # A step already due (a lapse spread over blocks) waits the block interval, as
+            # transactions do: never back to back.
+            return idle if due is None else min(idle, max(due - now_ms, self.config.proposal_delay_ms))
         return self._busy_delay()
 
     def _busy_delay(self) -> int:

@@ -1,5 +1,6 @@
-"""An idle chain: the primary waits the idle interval before an empty block, every
-view timer allows for that wait, and arriving transactions bring both forward."""
+"""An idle chain: the primary waits the idle interval before an empty block, or less
+when an automatic step of the state falls due; every view timer allows for that wait,
+and arriving transactions bring both forward."""
 
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ def idle_cluster() -> tuple[Cluster, list[bool]]:
     pending = [False] * cluster.size
     for index, ledger in enumerate(cluster.ledgers):
         ledger.pending = partial(pending.__getitem__, index)
+        # No automatic step falls due (the simulator's genesis has a voucher that expires).
+        ledger.next_due_ms = lambda: None  # type: ignore[method-assign]
     return cluster, pending
 
 
@@ -244,3 +247,42 @@ def test_idle_interval_may_exceed_the_view_timeout_but_not_be_negative() -> None
         ReplicaConfig(chain_id=CHAIN_ID, empty_proposal_delay_ms=-1)
     with pytest.raises(ValueError, match="must not be negative"):
         ReplicaConfig(chain_id=CHAIN_ID, proposal_delay_ms=-1)
+
+
+def test_an_idle_primary_proposes_when_an_automatic_step_falls_due() -> None:
+    """An asset's expiry (``next_due_ms``) brings the idle primary's empty block forward to
+    its time: the block that reaches it carries that time, and once the step is done (the
+    state due no more) the chain idles again."""
+    cluster, _ = idle_cluster()
+    for ledger in cluster.ledgers:
+        ledger.next_due_ms = lambda ledger=ledger: None if ledger.final_blocks() else 3_000  # type: ignore[misc]
+    cluster.start()
+    cluster.advance(2_999)
+    assert cluster.heights() == [0, 0, 0, 0]
+    cluster.advance(3_000)
+    assert cluster.heights() == [1, 1, 1, 1]
+    assert cluster.ledgers[0].final_blocks()[-1].header.timestamp_ms == 3_000
+    cluster.advance(3_000 + INTERVAL - 1)
+    assert cluster.heights() == [1, 1, 1, 1]
+    cluster.advance(3_000 + INTERVAL)
+    assert cluster.heights() == [2, 2, 2, 2]
+    assert view_changes(cluster) == [0, 0, 0, 0]
+
+
+def test_a_step_still_due_is_proposed_a_block_interval_apart_and_never_later_than_the_idle_interval() -> None:
+    """A lapse spread over several blocks: each block follows the last after the block
+    interval, not back to back; a step due far ahead waits no longer than the idle interval."""
+    cluster, _ = idle_cluster()
+    for ledger in cluster.ledgers:
+        ledger.next_due_ms = lambda: 0  # type: ignore[method-assign]
+    cluster.start()
+    cluster.advance(GATHER)
+    assert cluster.heights() == [1, 1, 1, 1]
+    cluster.advance(3 * GATHER)
+    assert cluster.heights() == [3, 3, 3, 3]
+    far, _ = idle_cluster()
+    for ledger in far.ledgers:
+        ledger.next_due_ms = lambda: 10 * INTERVAL  # type: ignore[method-assign]
+    far.start()
+    far.advance(INTERVAL)
+    assert far.heights() == [1, 1, 1, 1]
