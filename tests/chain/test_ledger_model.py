@@ -208,6 +208,7 @@ def model_accepts(model: Model, transaction: Transaction, timestamp_ms: int) -> 
             terms.reissuable
             and not terms.expired
             and supply <= (terms.cap or MAX_SUPPLY)
+            and (body.asset, sender) not in model.frozen
             and (body.asset, body.recipient) not in model.frozen
             and model.may_hold(body.asset, body.recipient)
         )
