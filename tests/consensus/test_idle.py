@@ -255,7 +255,7 @@ def test_an_idle_primary_proposes_when_an_automatic_step_falls_due() -> None:
     state due no more) the chain idles again."""
     cluster, _ = idle_cluster()
     for ledger in cluster.ledgers:
-        ledger.next_due_ms = lambda ledger=ledger: None if ledger.final_blocks() else 3_000  # type: ignore[misc]
+        ledger.next_due_ms = lambda ledger=ledger: None if ledger.final_blocks() else 3_000  # type: ignore[method-assign,misc]
     cluster.start()
     cluster.advance(2_999)
     assert cluster.heights() == [0, 0, 0, 0]
