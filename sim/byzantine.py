@@ -13,7 +13,10 @@
   reordering of independent transfers even leaves the state root unchanged,
   so only the transaction root tells the forgery apart.
 - ``GarbageNode`` runs no replica; it sends malformed bytes, badly signed
-  messages, and validly signed messages for far-future views and heights.
+  messages, validly signed messages for far-future views and heights, and
+  proposals on the honest head, in views it leads, whose transactions are
+  validly signed but break the rules in odd ways (an asset id of 64 four-byte
+  characters, a memo of 2,000 characters, absurd asset terms).
 - A silent validator is a node that never boots; twins are two honest nodes
   with one key (see ``simulation.py``).
 """
@@ -24,9 +27,9 @@ import random
 from collections.abc import Callable, Sequence
 
 from mura.chain import codec
-from mura.chain.block import Block, CommitCertificate, Header, UncheckedBlock
+from mura.chain.block import Block, CommitCertificate, Header, UncheckedBlock, assembled_block, transaction_root
 from mura.chain.keys import HASH_SIZE, SIGNATURE_SIZE, SignatureCache, SigningKey
-from mura.chain.transaction import Transfer
+from mura.chain.transaction import ApproveHolder, Body, IssueAsset, Mint, Transfer, sign_transaction
 from mura.consensus.messages import (
     BlockRequest,
     Commit,
@@ -216,12 +219,47 @@ class GarbageNode:
             self._bogus_final_block,
             self._thin_new_view,
             self._odd_request,
+            self._poisoned_proposal,
         ]
+        self._head: Header = genesis.block.header
 
-    def garbage(self, height: int) -> bytes:
-        """One piece of garbage aimed at ``height`` (the honest nodes' current height)."""
+    def garbage(self, height: int, head: Header) -> bytes:
+        """One piece of garbage aimed at ``height`` (the honest nodes' current height, on
+        top of ``head``)."""
         self.sent += 1
+        self._head = head
         return self.rng.choice(self._makers)(height)
+
+    def _poisoned_proposal(self, height: int) -> bytes:
+        """A proposal on the honest head, in one of the first views this validator leads,
+        carrying a validly signed transaction that breaks the rules oddly: the replicas must
+        refuse the block by its rule, never fail on it."""
+        n = len(self.genesis.validators)
+        view = self.validator + n * self.rng.randrange(0, 4)
+        key = CLIENT_KEYS[self.rng.randrange(len(CLIENT_KEYS))]
+        recipient = CLIENT_KEYS[0].public_key
+        body: Body = self.rng.choice(
+            (
+                Transfer("\U0001f600" * 64, recipient, 1),
+                Mint("\U0001f600" * 64, recipient, 1),
+                ApproveHolder("n\u0131c" * 21, recipient),
+                Transfer(NAC, recipient, 1, "\u00e9" * 2_000),
+                IssueAsset("\U0001f600" * 64, "\u202e" * 64, 2**64 - 1, 2**64 - 1, False, 2**64 - 1, b"", "x" * 64, 1),
+            )
+        )
+        transaction = sign_transaction(key, chain_id=CHAIN_ID, nonce=self.rng.randrange(0, 3), body=body)
+        head = self._head
+        header = Header(
+            CHAIN_ID,
+            height,
+            head.hash,
+            head.timestamp_ms + 1,
+            self.key.public_key,
+            transaction_root((transaction,)),
+            bytes(HASH_SIZE),
+        )
+        block = assembled_block(header, (transaction,))
+        return encode_message(PrePrepare.sign(self.key, self.validator, CHAIN_ID, view, block))
 
     def _random_bytes(self, height: int) -> bytes:
         return self.rng.randbytes(self.rng.randrange(0, 300))

@@ -404,8 +404,8 @@ class Simulation:
         return False
 
     def _send_garbage(self, node_id: int) -> None:
-        height = max(node.ledger.final_height() for node in self.honest_nodes()) + 1
-        data = self.garbage[node_id].garbage(height)
+        leader = max(self.honest_nodes(), key=lambda node: node.ledger.final_height())
+        data = self.garbage[node_id].garbage(leader.ledger.final_height() + 1, leader.ledger.head)
         self.faults["garbage_messages"] += 1
         for target in range(len(self.nodes)):
             self._send_bytes(node_id, target, data, 0.0)
