@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgpack
+
 from mura.chain import codec
 from mura.chain.errors import DecodeError, InvalidCertificate, TransactionRootMismatch
 from mura.chain.keys import HASH_SIZE, PUBLIC_KEY_SIZE, SIGNATURE_SIZE, sha256, verify_signature
@@ -173,6 +175,22 @@ class Block:
         # A transaction's hash is the SHA-256 of its bytes: the body is checked before a
         # single transaction is decoded.
         check_transaction_root(header, [sha256(raw) for raw in raw_transactions])
+
+
+def read_stored_transaction(data: bytes, index: int) -> tuple[Header, bytes] | None:
+    """The header and the ``index``-th transaction's raw bytes of a block this node stored
+    (so already checked), without decoding the others: a history page costs one
+    transaction per entry, not one block. None if the block has no such transaction."""
+    unpacker = msgpack.Unpacker(max_buffer_size=max(len(data), 1), raw=False)
+    unpacker.feed(data)
+    unpacker.read_array_header()
+    header = Header.from_fields(unpacker.unpack(), "block.header")
+    count = unpacker.read_array_header()
+    if not 0 <= index < count:
+        return None
+    for _ in range(index):
+        unpacker.skip()
+    return header, codec.read_bytes(unpacker.unpack(), "block.transactions[]", max_length=MAX_TRANSACTION_BYTES)
 
 
 @dataclass(frozen=True, slots=True)

@@ -160,6 +160,13 @@ class AssetExpired(InvalidTransaction):
     rule = "asset_expired"
 
 
+class MemoNotPrintable(InvalidTransaction):
+    """A transfer's memo holds a control character (a line break, a terminal escape) or an
+    invisible formatting character: what a wallet shows of it could mislead."""
+
+    rule = "memo_not_printable"
+
+
 class MemoTooLong(InvalidTransaction):
     """A transfer's memo is longer than 256 bytes in UTF-8."""
 

@@ -47,6 +47,7 @@ from mura.chain.errors import (
     InvalidAssetTerms,
     InvalidBlockTransaction,
     InvalidTransaction,
+    MemoNotPrintable,
     MemoTooLong,
     NonceTooHigh,
     NonceTooLow,
@@ -329,10 +330,16 @@ def validate_approved(pending: PendingState, terms: AssetTerms, address: bytes, 
 
 
 def validate_memo(memo: str) -> None:
-    """A memo is at most 256 bytes in UTF-8."""
+    """A memo is at most 256 bytes in UTF-8, of printable text (spaces allowed; no line
+    breaks, terminal escapes or invisible formatting characters)."""
     size = len(memo.encode())
     if size > MAX_MEMO_BYTES:
         raise MemoTooLong(f"memo is {size} bytes, the limit is {MAX_MEMO_BYTES}", bytes=size, limit=MAX_MEMO_BYTES)
+    if not memo.isprintable():
+        position = next(index for index, character in enumerate(memo) if not character.isprintable())
+        raise MemoNotPrintable(
+            f"memo holds the unprintable character {memo[position]!r} at {position}", position=position
+        )
 
 
 def expired(pending: PendingState, terms: AssetTerms) -> bool:

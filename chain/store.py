@@ -13,8 +13,8 @@ prefix      key                                  value
 ``A``       asset, account, height               the account's balance of the
                                                  asset after that block (a
                                                  block that changed it)
-``R``       account, asset                       (empty): the account has
-                                                 held the asset
+``R``       account, asset id (no length, so     (empty): the account has
+            the keys run in id order)            held the asset
 ``X``       account, height, index (4 bytes)     hash of a transaction the
                                                  account sent or was named in
 ``M``       ``head``, ``lattice``, ``genesis``   head height + hash, lattice
@@ -42,19 +42,20 @@ and opening the store finds the head again.
 
 from __future__ import annotations
 
+import bisect
 import struct
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import plyvel
 
 from mura.chain import codec
 from mura.chain.assets import AssetState, AssetTerms, asset_key, split_asset_key
-from mura.chain.block import Block, CommitCertificate, Header
+from mura.chain.block import Block, CommitCertificate, Header, read_stored_transaction
 from mura.chain.errors import TransactionRootMismatch
 from mura.chain.keys import PUBLIC_KEY_SIZE
 from mura.chain.pending import (
@@ -120,6 +121,7 @@ class Store:
         # Every asset read so far: issuers create them, so there are few.
         self._assets: dict[str, AssetTerms] = {}
         self._asset_states: dict[str, AssetState] = {}
+        self._asset_ids: list[str] | None = None
         self._head: Header | None = None
         self._lattice: LatticeHash | None = None
         self._validators: tuple[bytes, ...] | None = None
@@ -242,7 +244,7 @@ class Store:
         for (asset, address), balance in changes.balances.items():
             batch.put(BALANCE_HISTORY + asset_key(asset) + address + at, codec.encode(balance))
         for asset, address in changes.first_holdings:
-            batch.put(HELD_ASSETS + address + asset_key(asset), b"")
+            batch.put(HELD_ASSETS + address + asset.encode(), b"")
         for index, transaction in enumerate(transactions):
             suffix = at + index.to_bytes(4, "big")
             for address in parties(transaction):
@@ -264,6 +266,9 @@ class Store:
         for pair, balance in changes.balances.items():
             self._cache(self._balance_cache, pair, balance)
         self._assets.update(changes.assets)
+        if self._asset_ids is not None:
+            for asset in changes.assets:
+                bisect.insort(self._asset_ids, asset)
         self._asset_states.update(changes.asset_states)
 
     # --- state (the StateReader protocol) --------------------------------------------
@@ -358,10 +363,23 @@ class Store:
         for key, value in self.db.iterator(prefix=STATE + ACCOUNT_PREFIX):
             yield key[len(STATE) + len(ACCOUNT_PREFIX) :], Account.decode(value)
 
-    def load_assets(self) -> list[AssetTerms]:
-        """Every issued asset, by id."""
-        found = [AssetTerms.decode(value) for _, value in self.db.iterator(prefix=STATE + ASSET_PREFIX)]
-        return sorted(found, key=lambda terms: terms.asset)
+    def load_assets(self, *, after: str = "", limit: int | None = None) -> list[AssetTerms]:
+        """The issued assets by id after ``after``: at most ``limit`` of them."""
+        ids = self._sorted_asset_ids()
+        start = bisect.bisect_right(ids, after) if after else 0
+        chosen = ids[start:] if limit is None else ids[start : start + max(limit, 0)]
+        return [cast(AssetTerms, self.load_asset(asset)) for asset in chosen]
+
+    def count_assets(self) -> int:
+        return len(self._sorted_asset_ids())
+
+    def _sorted_asset_ids(self) -> list[str]:
+        """Every issued asset's id, sorted: read from the state once, then kept at each commit."""
+        if self._asset_ids is None:
+            prefix = STATE + ASSET_PREFIX
+            keys = self.db.iterator(prefix=prefix, include_value=False)
+            self._asset_ids = sorted(split_asset_key(key[len(prefix) :])[0] for key in keys)
+        return self._asset_ids
 
     # --- history ------------------------------------------------------------------------
 
@@ -381,15 +399,25 @@ class Store:
             value = next(entries, None)
         return 0 if value is None else codec.read_int(codec.decode(value), "balance history")
 
-    def load_held_assets(self, address: bytes) -> list[str]:
-        """Every asset ``address`` has ever held, by id."""
+    def load_held_assets(self, address: bytes, *, after: str = "", limit: int | None = None) -> list[str]:
+        """The assets ``address`` has ever held, by id after ``after``: at most ``limit`` of them."""
         prefix = HELD_ASSETS + address
-        return sorted(
-            split_asset_key(key[len(prefix) :])[0] for key in self.db.iterator(prefix=prefix, include_value=False)
-        )
+        start = prefix + after.encode() if after else prefix
+        found: list[str] = []
+        if limit is not None and limit <= 0:
+            return found
+        with self.db.iterator(start=start, include_start=not after, include_value=False) as keys:
+            for key in keys:
+                if not key.startswith(prefix):
+                    break
+                found.append(key[len(prefix) :].decode())
+                if limit is not None and len(found) >= limit:
+                    break
+        return found
 
     def load_balances_at(self, address: bytes, height: int) -> dict[str, int]:
-        """``address``'s positive balances after the block at ``height``, by asset."""
+        """``address``'s positive balances after the block at ``height``, by asset (every asset it
+        ever held is looked at: for audits and tests; pages use ``load_held_assets``)."""
         balances = {asset: self.load_balance_at(address, asset, height) for asset in self.load_held_assets(address)}
         return {asset: balance for asset, balance in balances.items() if balance}
 
@@ -468,6 +496,16 @@ class Store:
 
     def load_certificate_bytes(self, height: int) -> bytes | None:
         return self.db.get(_height_key(CERTIFICATES, height))  # type: ignore[no-any-return]
+
+    def load_transaction_at(self, height: int, index: int) -> tuple[Transaction, bytes] | None:
+        """The final transaction at ``(height, index)`` and its block's hash, decoding that
+        transaction alone (None if there is none)."""
+        data = self.db.get(_height_key(BLOCKS, height))
+        found = None if data is None else read_stored_transaction(data, index)
+        if found is None:
+            return None
+        header, raw = found
+        return Transaction.decode(raw), header.hash
 
     def load_transaction_location(self, transaction_hash: bytes) -> tuple[int, int] | None:
         """``(height, index)`` of a final transaction, or None."""

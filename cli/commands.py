@@ -17,6 +17,7 @@ from mura.cli.assets import asset, freeze, holder, unfreeze
 from mura.cli.inputs import (
     Height,
     PathType,
+    Seconds,
     check_prefix,
     new_passphrase,
     read_address,
@@ -48,7 +49,7 @@ from mura.rpc.params import MAX_HEIGHT, MAX_PAGE
 #: Asset ids ``mura status`` lists before it only counts the rest.
 _SHOWN_ASSETS = 10
 #: Seconds between two looks at the chain while ``mura wait`` waits.
-_WAIT_POLL_SECONDS = 0.25
+_WAIT_POLL_SECONDS = 0.5
 
 
 def _version() -> str:
@@ -176,7 +177,7 @@ def balance(session: Session, account: str | None, key_file: str | None, height:
         more = found["next_cursor"] is not None
     table = _balance_table(session, found["balances"])
     if more:
-        table += f"\n(the first {MAX_PAGE} assets; account_getBalances pages through the rest)"
+        table += "\n(more assets than shown: the JSON-RPC method account_getBalances pages through them all)"
     session.show(found, rows, table)
 
 
@@ -310,9 +311,9 @@ def burn(session: Session, key_file: str, amount_argument: str | None, amount: s
 def status(session: Session) -> None:
     """The network and the node: chain, assets, height, view, peers, sync."""
     found = session.status()
-    ids = [str(info["id"]) for info in found["assets"]]
-    shown = ", ".join(ids[:_SHOWN_ASSETS]) + (f" and {len(ids) - _SHOWN_ASSETS} more" if len(ids) > _SHOWN_ASSETS
-                                              else "")
+    ids = [str(info["id"]) for info in found["assets"]][:_SHOWN_ASSETS]
+    count = int(found.get("asset_count", len(found["assets"])))
+    shown = ", ".join(ids) + (f" and {count - len(ids)} more" if count > len(ids) else "")
     rows: Rows = [
         ("chain id", found["chain_id"]),
         ("default asset", found.get("default_asset") or "-"),
@@ -360,7 +361,7 @@ def block(session: Session, block: str) -> None:
               help="Until a final block's time reaches TIME: RFC 3339 UTC, or a duration from now (30s, 5m).")
 @click.option("--lapsed", "lapsed_asset", metavar="ASSET",
               help="Until ASSET has expired and every balance of it has returned to its issuer.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=120.0, show_default=True,
+@click.option("--timeout", type=Seconds(), default=120.0, show_default=True,
               help="Seconds to wait at most.")
 @click.pass_obj
 def wait(session: Session, height: int | None, until: str | None, lapsed_asset: str | None, timeout: float) -> None:

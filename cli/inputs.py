@@ -40,7 +40,9 @@ def read_amount(session: Session, text: str, *, asset: str | None) -> tuple[Asse
     smallest units."""
     status = session.status()
     try:
-        info = amount_asset(text, session.assets, asset=asset, default=status.get("default_asset"))
+        info = amount_asset(
+            text, session.assets, asset=asset, default=status.get("default_asset"), lookup=session.find_asset
+        )
         return info, parse_amount(text, info)
     except AmountError as error:
         raise CommandError(str(error), EXIT_USAGE) from None
@@ -77,10 +79,14 @@ def read_memo(text: str) -> str:
         raise CommandError("--memo: not valid text (check the terminal's encoding)", EXIT_USAGE) from None
     if size > MAX_MEMO_BYTES:
         raise CommandError(f"--memo: {size} bytes in UTF-8; a memo holds at most {MAX_MEMO_BYTES}", EXIT_USAGE)
+    if not text.isprintable():
+        raise CommandError("--memo: printable text only (no line breaks, tabs or terminal escapes)", EXIT_USAGE)
     return text
 
 
 _DURATION = re.compile(r"([0-9]{1,9})([smhd])")
+#: 9999-12-31T23:59:59.999Z: the last time RFC 3339 writes.
+_LAST_TIME_MS = 253_402_300_799_999
 _UNIT_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 
@@ -89,15 +95,16 @@ def read_time(text: str, what: str) -> int:
     duration from now (``30s``, ``15m``, ``2h``, ``90d``)."""
     duration = _DURATION.fullmatch(text)
     if duration is not None:
-        return int(time.time() * 1000) + int(duration.group(1)) * _UNIT_MS[duration.group(2)]
-    try:
-        timestamp_ms = parse_genesis_time(text)
-    except ValueError as error:
-        raise CommandError(
-            f"{what}: {error}, or a duration from now such as 30s, 15m, 2h or 90d", EXIT_USAGE
-        ) from None
-    if timestamp_ms > MAX_INT:
-        raise CommandError(f"{what}: {text} is beyond what the chain can hold", EXIT_USAGE)
+        timestamp_ms = int(time.time() * 1000) + int(duration.group(1)) * _UNIT_MS[duration.group(2)]
+    else:
+        try:
+            timestamp_ms = parse_genesis_time(text)
+        except ValueError as error:
+            raise CommandError(
+                f"{what}: {error}, or a duration from now such as 30s, 15m, 2h or 90d", EXIT_USAGE
+            ) from None
+    if timestamp_ms > _LAST_TIME_MS:
+        raise CommandError(f"{what}: {text} is past the year 9999", EXIT_USAGE)
     return timestamp_ms
 
 

@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 import click
 
 from mura.rpc.client import DEFAULT_URL, RemoteError, RpcClient, RpcClientError
+from mura.rpc.errors import UNKNOWN_ASSET
 from mura.rpc.wallet import AssetInfo
 
 EXIT_REFUSED = 1
@@ -136,6 +137,9 @@ class Session:
         self.as_json = as_json
         self._client: RpcClient | None = None
         self._status: dict[str, Any] | None = None
+        # Assets beyond those chain_status lists, asked for one by one.
+        self._more_assets: dict[str, AssetInfo] = {}
+        self._unknown_assets: set[str] = set()
 
     def override(self, *, rpc: str | None, as_json: bool) -> None:
         """The global options given after the command's name."""
@@ -180,15 +184,28 @@ class Session:
 
     def asset(self, asset_id: str) -> AssetInfo:
         """The asset with this id; a usage error if the network has none."""
-        for info in self.assets:
-            if info["id"] == asset_id:
-                return info
-        known = ", ".join(str(info["id"]) for info in self.assets[:10]) or "none"
-        raise CommandError(f"no asset {asset_id} on this network (known: {known}; see mura asset list)", EXIT_USAGE)
+        info = self.find_asset(asset_id)
+        if info is None:
+            raise CommandError(f"no asset {asset_id} on this network (see mura asset list)", EXIT_USAGE)
+        return info
 
     def find_asset(self, asset_id: str) -> AssetInfo | None:
-        """The asset with this id, or None (an amount of it is shown in smallest units alone)."""
-        return next((info for info in self.assets if info["id"] == asset_id), None)
+        """The asset with this id, or None (an amount of it is shown in smallest units alone):
+        from ``chain_status``'s list, else asked for (a network may have more assets than it lists)."""
+        found = next((info for info in self.assets if info["id"] == asset_id), None)
+        if found is not None or asset_id in self._unknown_assets:
+            return found
+        if asset_id not in self._more_assets:
+            with node_errors("asset_get"):
+                try:
+                    terms = self.client.call("asset_get", [asset_id])
+                except RemoteError as error:
+                    if error.code != UNKNOWN_ASSET.code:
+                        raise
+                    self._unknown_assets.add(asset_id)
+                    return None
+            self._more_assets[asset_id] = {"id": terms["id"], "name": terms["name"], "decimals": terms["decimals"]}
+        return self._more_assets[asset_id]
 
     def check_command(self, *arguments: str) -> str:
         """How to run ``mura ARGUMENTS`` against this node, for messages: ``--rpc`` only where
@@ -215,14 +232,20 @@ class Session:
 
 
 def render_rows(rows: Rows) -> str:
-    """Label and value pairs, the values aligned."""
+    """Label and value pairs, the values aligned; a value's unprintable characters are shown
+    escaped, so that text from the chain can never redraw the table."""
     width = max(len(label) for label, _ in rows)
-    return "\n".join(f"{label:<{width}}  {value}" for label, value in rows)
+    return "\n".join(f"{label:<{width}}  {printable(str(value))}" for label, value in rows)
+
+
+def printable(text: str) -> str:
+    """``text`` with each unprintable character escaped (``\\n``, ``\\x1b``)."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def render_columns(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A table with a header line, every column aligned."""
-    cells = [list(headers), *[[str(cell) for cell in row] for row in rows]]
+    cells = [list(headers), *[[printable(str(cell)) for cell in row] for row in rows]]
     widths = [max(len(row[column]) for row in cells) for column in range(len(headers))]
     return "\n".join(
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip() for row in cells
@@ -230,8 +253,12 @@ def render_columns(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
 
 
 def format_time(timestamp_ms: int) -> str:
-    """Milliseconds since the epoch as ``2026-11-23 09:30:01.250 UTC``."""
-    moment = datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC)
+    """Milliseconds since the epoch as ``2026-11-23 09:30:01.250 UTC`` (past the year 9999, the
+    milliseconds alone)."""
+    try:
+        moment = datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC)
+    except (ValueError, OverflowError, OSError):
+        return f"{timestamp_ms} ms since 1970"
     return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{timestamp_ms % 1000:03d} UTC"
 
 

@@ -12,7 +12,6 @@ from typing import Any
 
 from mura.chain.address import encode_address
 from mura.chain.assets import AssetTerms
-from mura.chain.block import Block
 from mura.rpc.asset_methods import known_asset
 from mura.rpc.chain_methods import final_height
 from mura.rpc.declarations import Method, Param, Result
@@ -21,7 +20,6 @@ from mura.rpc.finality import FinalLocation
 from mura.rpc.node_view import ChainReader, NodeView
 from mura.rpc.params import (
     ASSET,
-    MAX_PAGE,
     address_type,
     check_asset_cursor,
     check_transaction_cursor,
@@ -78,21 +76,25 @@ HISTORY_SCHEMA: dict[str, Any] = {
 }
 
 
+#: Balances ``account_get`` shows: what a wallet lists at once (``account_getBalances`` pages the rest).
+ACCOUNT_BALANCES = 100
+
+
 def balances_page(
     store: ChainReader, address: bytes, height: int, after: str | None, limit: int
 ) -> tuple[list[tuple[AssetTerms, int]], str | None]:
     """Up to ``limit`` positive balances of ``address`` after the block at ``height``, by asset
-    id after ``after``, and the cursor of the next page (None if there is none)."""
+    id after ``after``, and the cursor of the next page (None if there is none). Every asset
+    the account ever held is looked at, at most ``2 * limit`` per page (anyone may send an
+    account dust of many assets): a page may hold fewer than ``limit``, even none."""
     found: list[tuple[AssetTerms, int]] = []
-    for asset in store.load_held_assets(address):
-        if after is not None and asset <= after:
-            continue
+    held = store.load_held_assets(address, after=after or "", limit=2 * limit + 1)
+    for position, asset in enumerate(held):
+        if len(found) == limit or position == 2 * limit:
+            return found, held[position - 1]
         balance = store.load_balance_at(address, asset, height)
-        if not balance:
-            continue
-        if len(found) == limit:
-            return found, found[-1][0].asset
-        found.append((known_asset(store, asset), balance))
+        if balance:
+            found.append((known_asset(store, asset), balance))
     return found, None
 
 
@@ -120,7 +122,7 @@ class AccountMethods:
     async def get_account(self, address: bytes) -> dict[str, Any]:
         """Nonce, roles and balances, with the nonce a new transaction should carry."""
         store = self._node.store
-        balances, more = balances_page(store, address, store.height, None, MAX_PAGE)
+        balances, more = balances_page(store, address, store.height, None, ACCOUNT_BALANCES)
         pending = [transaction.nonce for transaction in self._node.mempool.pending_for(address)]
         account = store.load_account(address)
         return render_account(address, account, balances, pending, self._node.address_prefix, more_balances=bool(more))
@@ -147,17 +149,14 @@ class AccountMethods:
         # One more than the page: whether it exists says whether there is a next page.
         found = store.load_account_transactions(address, before=cursor, limit=limit + 1)
         page = found[:limit]
-        blocks: dict[int, Block] = {}
         transactions = []
         for height, index, transaction_hash in page:
-            if height not in blocks:
-                block = store.load_block(height)
-                assert block is not None, f"the store indexes a transaction in block {height}, which it lacks"
-                blocks[height] = block
-            block = blocks[height]
-            transaction = block.transactions[index]
+            # One transaction read per entry, never its whole block: a page may span a hundred blocks.
+            entry = store.load_transaction_at(height, index)
+            assert entry is not None, f"the store indexes a transaction in block {height}, which it lacks"
+            transaction, block_hash = entry
             assert transaction.hash == transaction_hash, f"the account index disagrees with block {height}"
-            location = FinalLocation(height, index, block.hash)
+            location = FinalLocation(height, index, block_hash)
             transactions.append(render_transaction(transaction, self._node.address_prefix, location))
         return {
             "address": self._address(address),

@@ -72,7 +72,7 @@ class AssetMethods:
     async def list_assets(self, cursor: str | None, limit: int) -> dict[str, Any]:
         """A page of every asset issued, by id, after the asset ``cursor`` names."""
         store = self._node.store
-        later = [terms for terms in store.load_assets() if cursor is None or terms.asset > cursor]
+        later = store.load_assets(after=cursor or "", limit=limit + 1)
         page = later[:limit]
         prefix = self._node.address_prefix
         return {

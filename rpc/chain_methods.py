@@ -37,10 +37,14 @@ from mura.rpc.render import (
 
 _COUNT = {"type": "integer", "minimum": 0}
 
+#: Assets ``chain_status`` lists: what a wallet needs for a village's few; ``asset_list`` pages the rest.
+STATUS_ASSETS = 100
+
 STATUS_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": [
-        "chain_id", "address_prefix", "default_asset", "assets", "height", "head_hash", "view", "validators", "peers",
+        "chain_id", "address_prefix", "default_asset", "assets", "asset_count", "height", "head_hash", "view",
+        "validators", "peers",
         "syncing", "highest_known_height",
     ],
     "properties": {
@@ -57,8 +61,10 @@ STATUS_SCHEMA: dict[str, Any] = {
                 "required": ["id", "name", "decimals"],
                 "properties": {"id": {"type": "string"}, "name": {"type": "string"}, "decimals": _COUNT},
             },
-            "description": "Every asset issued, by id: decimals 2 means 100 smallest units make one.",
+            "description": "The first 100 assets issued, by id (asset_list pages through all of them): decimals 2 "
+            "means 100 smallest units make one.",
         },
+        "asset_count": {**_COUNT, "description": "How many assets have been issued."},
         "height": {**_COUNT, "description": "Height of the last final block."},
         "head_hash": {**HASH_SCHEMA, "description": "Hash of the last final block."},
         "view": {**_COUNT, "description": "The PBFT view the node is in."},
@@ -103,8 +109,9 @@ class ChainMethods:
             "default_asset": info.default_asset,
             "assets": [
                 {"id": terms.asset, "name": terms.name, "decimals": terms.decimals}
-                for terms in self._node.store.load_assets()
+                for terms in self._node.store.load_assets(limit=STATUS_ASSETS)
             ],
+            "asset_count": self._node.store.count_assets(),
             "height": status.height,
             "head_hash": to_hex(status.head_hash),
             "view": status.view,
@@ -135,9 +142,10 @@ class ChainMethods:
         if location is None:
             return None
         height, index = location
-        block = self._node.store.load_block(height)
-        assert block is not None, f"the store indexes a transaction in block {height}, which it lacks"
-        return block.transactions[index], FinalLocation(height, index, block.hash)
+        found = self._node.store.load_transaction_at(height, index)
+        assert found is not None, f"the store indexes a transaction in block {height}, which it lacks"
+        transaction, block_hash = found
+        return transaction, FinalLocation(height, index, block_hash)
 
     async def get_transaction(self, transaction_hash: bytes) -> dict[str, Any]:
         found = self.find_transaction(transaction_hash)

@@ -97,12 +97,16 @@ class ChainReader(Protocol):
         """The supply, holders and lapse of an asset (an empty state for an unknown one)."""
         ...
 
-    def load_assets(self) -> list[AssetTerms]:
-        """Every issued asset, by id."""
+    def load_assets(self, *, after: str = "", limit: int | None = None) -> list[AssetTerms]:
+        """The issued assets by id after ``after``: at most ``limit`` of them."""
         ...
 
-    def load_held_assets(self, address: bytes) -> list[str]:
-        """Every asset the account has ever held, by id."""
+    def count_assets(self) -> int:
+        """How many assets have been issued."""
+        ...
+
+    def load_held_assets(self, address: bytes, *, after: str = "", limit: int | None = None) -> list[str]:
+        """The assets the account has ever held, by id after ``after``: at most ``limit``."""
         ...
 
     def load_balance_at(self, address: bytes, asset: str, height: int) -> int:
@@ -144,6 +148,10 @@ class ChainReader(Protocol):
 
     def load_transaction_location(self, transaction_hash: bytes) -> tuple[int, int] | None:
         """``(height, index)`` of a final transaction, or None."""
+        ...
+
+    def load_transaction_at(self, height: int, index: int) -> tuple[Transaction, bytes] | None:
+        """The final transaction at ``(height, index)`` and its block's hash, or None."""
         ...
 
 

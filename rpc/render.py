@@ -329,7 +329,8 @@ ACCOUNT_SCHEMA = _object(
         "balances": {
             "type": "array",
             "items": BALANCE_SCHEMA,
-            "description": "Final positive balances by asset id (the first 1000; account_getBalances pages on).",
+            "description": "Final positive balances by asset id (the first 100 at most; account_getBalances "
+            "pages on).",
         },
         "more_balances": {
             "type": "boolean",

@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from mura.chain.address import encode_address
@@ -58,11 +58,17 @@ def _split(text: str, example: str) -> tuple[str, str | None, str | None]:
 
 
 def amount_asset(
-    text: str, assets: Sequence[AssetInfo], *, asset: str | None = None, default: str | None = None
+    text: str,
+    assets: Sequence[AssetInfo],
+    *,
+    asset: str | None = None,
+    default: str | None = None,
+    lookup: Callable[[str], AssetInfo | None] | None = None,
 ) -> AssetInfo:
     """The asset an amount is in: the one its suffix names (``12.50NAC``), else ``asset`` (a
     ``--asset`` option), else ``default`` (the network's default asset). A suffix and an
-    ``asset`` that disagree, an asset the node does not list, and no asset at all are refused."""
+    ``asset`` that disagree, an asset neither in ``assets`` nor found by ``lookup`` (for a
+    network with more assets than it lists at once), and no asset at all are refused."""
     by_id = {str(info["id"]): info for info in assets}
     example = asset or default or (next(iter(by_id)) if by_id else "NAC")
     _, _, named = _split(text, example)
@@ -74,6 +80,10 @@ def amount_asset(
     if chosen is None:
         raise AmountError(f"amount {text!r}: name its asset, like {text}{example} or with --asset: this "
                           "network has no default asset")
+    if chosen not in by_id and lookup is not None:
+        found = lookup(chosen)
+        if found is not None:
+            return found
     if chosen not in by_id:
         raise AmountError(f"amount {text!r}: no asset {chosen} on this network (known: {_listed(by_id)})")
     return by_id[chosen]

@@ -18,6 +18,7 @@ from mura.chain.errors import (
     AssetNotReissuable,
     InvalidAssetId,
     InvalidAssetTerms,
+    MemoNotPrintable,
     MemoTooLong,
     NotAnIssuer,
     NotAssetIssuer,
@@ -334,7 +335,10 @@ def test_invalid_supply_overflow_in_one_block(chain: Chain, sign: Sign, make_blo
 # --- transfer: memo_too_long -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("memo", ["", "invoice 2031-07", "x" * MAX_MEMO_BYTES, "é" * 128, "€" * 85, "\U0001f33e" * 64])
+@pytest.mark.parametrize(
+    "memo",
+    ["", "invoice 2031-07", "森林組合 2031年度 会費", "x" * MAX_MEMO_BYTES, "é" * 128, "€" * 85, "\U0001f33e" * 64],
+)
 def test_memo(chain: Chain, sign: Sign, make_block: MakeBlock, memo: str) -> None:
     """A memo of up to 256 bytes in UTF-8 is carried, whatever its length in characters."""
     tx = sign(chain.alice, Transfer(ASSET, chain.bob.public_key, 10, memo))
@@ -353,3 +357,21 @@ def test_invalid_memo_too_long(chain: Chain, sign: Sign, make_block: MakeBlock, 
     tx = sign(chain.alice, Transfer(ASSET, chain.bob.public_key, 10, memo))
     cause = refuse_transaction(chain, make_block, tx, MemoTooLong)
     assert cause.details == {"bytes": size, "limit": MAX_MEMO_BYTES}
+
+
+# --- transfer: memo_not_printable -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("memo", "position"),
+    [("line one\nline two", 8), ("\x1b[2Kamount 1000000", 0), ("tab\there", 3), ("pay \u202egnp.exe", 4)],
+)
+def test_invalid_memo_not_printable(
+    chain: Chain, sign: Sign, make_block: MakeBlock, memo: str, position: int
+) -> None:
+    """A line break, a terminal escape, a tab or a bidirectional override could make what a
+    wallet shows of the transfer lie: refused, whatever the memo's length."""
+    tx = sign(chain.alice, Transfer(ASSET, chain.bob.public_key, 10, memo))
+    cause = refuse_transaction(chain, make_block, tx, MemoNotPrintable)
+    assert cause.details == {"position": position}
+

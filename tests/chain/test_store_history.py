@@ -203,6 +203,28 @@ def test_load_balances_at(history: History) -> None:
     assert set(store.load_balances_at(first, 3)) == {ASSET}  # the bond lapsed
 
 
+def test_load_held_assets_in_pages_by_id(history: History) -> None:
+    store = history.store
+    first = ACCOUNTS[1].public_key
+    held = sorted([ASSET, BOND, OTHER])
+    assert store.load_held_assets(first, limit=2) == held[:2]
+    assert store.load_held_assets(first, after=held[0]) == held[1:]
+    assert store.load_held_assets(first, after=held[1], limit=5) == held[2:]
+    assert store.load_held_assets(first, after=held[2]) == []
+    assert store.load_held_assets(first, limit=0) == []
+
+
+def test_load_transaction_at_reads_one_transaction_of_a_stored_block(history: History) -> None:
+    """What a history page reads per entry: the transaction and its block's hash, as the
+    whole block gives them, and None past the block's end or the head."""
+    store = history.store
+    for height, block in enumerate(history.blocks):
+        for index, transaction in enumerate(block.transactions):
+            assert store.load_transaction_at(height, index) == (transaction, block.hash)
+        assert store.load_transaction_at(height, len(block.transactions)) is None
+    assert store.load_transaction_at(len(history.blocks), 0) is None
+
+
 # --- holders at a past height -------------------------------------------------------------------
 
 

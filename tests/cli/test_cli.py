@@ -245,19 +245,26 @@ def test_the_asset_of_an_amount() -> None:
     assert amount_asset("5", assets, asset="jpyt", default="NAC")["id"] == "JPYT"
     assert amount_asset("1.25NISHI-2031-01", assets)["id"] == "NISHI-2031-01"
     assert amount_asset("1E3", assets)["id"] == "E3", "an asset's id is no exponent"
-    for text, options, problem in [
+    cases: list[tuple[str, dict[str, str], str | None]] = [
         ("5NAC", {"asset": "JPYT"}, r"'5NAC' is in NAC, but the asset given is JPYT"),
         ("5", {}, r"name its asset, like 5JPYT or with --asset: this network has no default asset"),
         ("5", {"asset": "XYZ"}, r"no asset XYZ on this network \(known: E3, JPYT, NAC, NISHI-2031-01\)"),
         ("1e4", {"default": "NAC"}, r"1e4: amounts are digits, optionally with an asset id, like 1000 or "
          r"12\.50NAC \(no exponents\)"),
         ("12.50", {"default": "NAC"}, None),
-    ]:
+    ]
+    for text, options, problem in cases:
+        asset, default = options.get("asset"), options.get("default")
         if problem is None:
-            assert amount_asset(text, assets, **options)["id"] == "NAC"
+            assert amount_asset(text, assets, asset=asset, default=default)["id"] == "NAC"
             continue
         with pytest.raises(AmountError, match=problem):
-            amount_asset(text, assets, **options)
+            amount_asset(text, assets, asset=asset, default=default)
+    # An asset the node does not list at once is looked up (a network with many assets).
+    later = {"id": "LATER", "name": "Later", "decimals": 1}
+    assert amount_asset("2.5LATER", assets, lookup={"LATER": later}.get) == later
+    with pytest.raises(AmountError, match="no asset OTHER on this network"):
+        amount_asset("5OTHER", assets, lookup={"LATER": later}.get)
 
 
 # --- the node and the testnet ----------------------------------------------------------------------------

@@ -102,6 +102,8 @@ def test_amounts_and_assets_that_do_not_fit_send_nothing(mura: Mura, tmp_path: P
         (["5"], r"^mura send: error: missing the recipient"),
         (["5", alice, "--memo", "x" * 257], r"--memo: 257 bytes in UTF-8; a memo holds at most 256"),
         (["5", alice, "--memo", "é" * 129], r"--memo: 258 bytes in UTF-8"),
+        (["5", alice, "--memo", "line\nbreak"], r"--memo: printable text only"),
+        (["5", alice, "--memo", "\x1b[2Kforged"], r"--memo: printable text only"),
     ]
     for arguments, pattern in cases:
         assert_one_line_error(mura("send", *arguments, "--key", str(key_file), "--wait"), EXIT_USAGE, pattern)
@@ -153,3 +155,22 @@ def test_history_of_an_unknown_account_and_bad_cursors(mura: Mura, tmp_path: Pat
                           r"invalid cursor: not a cursor this node returned: expected HEIGHT:INDEX, got '12'")
     assert_one_line_error(mura("history", alice, "--limit", "101"), EXIT_USAGE, r"--limit")
     assert_one_line_error(mura("history", "tnac1xyz"), EXIT_USAGE, r"bad address 'tnac1xyz'")
+
+
+def test_wait_for_a_height_and_a_time_and_refuse_odd_options(mura: Mura) -> None:
+    head = mura.json("status")["height"]
+    reached = mura.json("wait", "--height", str(head + 1))
+    assert reached["height"] == head + 1
+    timed = mura.json("wait", "--time", "1s")
+    assert timed["height"] >= reached["height"]
+    cases: list[tuple[list[str], int, str]] = [
+        ([], EXIT_USAGE, r"give one of --height, --time and --lapsed"),
+        (["--height", "1", "--time", "1s"], EXIT_USAGE, r"give one of --height, --time and --lapsed"),
+        (["--time", "999999999d"], EXIT_USAGE, r"--time: 999999999d is past the year 9999"),
+        (["--time", "tomorrow"], EXIT_USAGE, r"--time: .*or a duration from now such as 30s"),
+        (["--height", "1", "--timeout", "nan"], EXIT_USAGE, r"--timeout"),
+        (["--lapsed", "NAC"], 1, r"NAC has no expiry time: it never lapses"),
+        (["--height", str(10**9), "--timeout", "0.5"], 1, r"the chain did not reach height 1000000000 within 0.5 s"),
+    ]
+    for arguments, code, pattern in cases:
+        assert_one_line_error(mura("wait", *arguments), code, pattern)

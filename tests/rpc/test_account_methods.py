@@ -169,6 +169,22 @@ async def test_balances_page_by_asset_id(node: TestNode) -> None:
     assert ([item["asset"] for item in second["balances"]], second["next_cursor"]) == (["NAC"], None)
 
 
+async def test_a_balances_page_looks_at_twice_its_limit_of_held_assets(node: TestNode) -> None:
+    """Anyone may send an account dust of many assets: a page looks at no more than twice
+    its limit of the assets the account ever held, so a page of emptied holdings may come
+    back with nothing but the cursor to go on from."""
+    for asset in ("A1", "A2"):
+        await node.finalize(node.sign(issue(asset, supply=10)))
+        await node.finalize(node.sign(Transfer(asset, ALICE.public_key, 10)))
+        await node.finalize(node.sign(Transfer(asset, node.treasury.public_key, 10), key=ALICE))
+    await node.finalize(node.sign(Transfer("NAC", ALICE.public_key, 5)))
+    alice = node.address(ALICE)
+    first = await node.checked("account_getBalances", {"address": alice, "limit": 1})
+    assert (first["balances"], first["next_cursor"]) == ([], "A2")
+    second = await node.checked("account_getBalances", {"address": alice, "limit": 1, "cursor": "A2"})
+    assert (second["balances"], second["next_cursor"]) == ([{"asset": "NAC", "balance": 5, "decimals": 2}], None)
+
+
 async def test_balances_above_the_head_and_bad_params(paused: TestNode) -> None:
     treasury = paused.address(paused.treasury)
     assert await paused.rpc.error("account_getBalances", [treasury, 5]) == {

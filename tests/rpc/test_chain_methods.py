@@ -13,6 +13,7 @@ from mura.chain.block import CommitCertificate, verify_certificate
 from mura.chain.keys import SigningKey
 from mura.chain.transaction import ApproveHolder, Burn, Freeze, Mint, RevokeHolder, Transaction, Transfer, Unfreeze
 from mura.genesis.testnet import TestnetLayout
+from mura.rpc import chain_methods
 
 from .conftest import StartNode
 from .support import TestNode, issue
@@ -39,6 +40,7 @@ async def test_chain_status_reports_the_network_and_the_node(paused: TestNode) -
             {"id": "JPYT", "name": "JPY Token", "decimals": 0},
             {"id": "NAC", "name": "Nishiawakura Coin", "decimals": 2},
         ],
+        "asset_count": 2,
         "height": 0,
         "head_hash": as_hex(paused.node.store.head.hash),
         "view": 0,
@@ -47,6 +49,16 @@ async def test_chain_status_reports_the_network_and_the_node(paused: TestNode) -
         "syncing": False,
         "highest_known_height": 0,
     }
+
+
+async def test_chain_status_lists_a_bounded_number_of_assets_and_counts_them_all(
+    paused: TestNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A network may issue thousands of assets: the status lists the first ones by id and
+    counts them all (asset_list pages through them)."""
+    monkeypatch.setattr(chain_methods, "STATUS_ASSETS", 1)
+    status = await paused.rpc.result("chain_status")
+    assert (status["assets"], status["asset_count"]) == ([{"id": "JPYT", "name": "JPY Token", "decimals": 0}], 2)
 
 
 async def test_chain_status_follows_the_head(node: TestNode) -> None:
