@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from mura.chain.assets import split_asset_key
 from mura.chain.block import verify_certificate
 from mura.chain.keys import PUBLIC_KEY_SIZE, SignatureCache
 from mura.chain.state import MemoryState, apply_block
@@ -93,7 +92,7 @@ def assert_history_consistent(store: Store) -> None:
         for address in held:
             assert store.load_balance_at(address, ASSET, height) == balances.get(address, 0)
     stored_holdings = [
-        (key[1 : 1 + PUBLIC_KEY_SIZE], split_asset_key(key[1 + PUBLIC_KEY_SIZE :])[0])
+        (key[1 : 1 + PUBLIC_KEY_SIZE], key[1 + PUBLIC_KEY_SIZE :].decode())
         for key in store.db.iterator(prefix=HELD_ASSETS, include_value=False)
     ]
     assert sorted(stored_holdings) == sorted((address, ASSET) for address in held)
