@@ -10,6 +10,7 @@ the balances, approvals and freezes of each (asset, account) pair.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from dataclasses import dataclass
 
@@ -39,6 +40,7 @@ class TransferPolicy(enum.Enum):
     RESTRICTED = "restricted"
 
 
+@functools.lru_cache(maxsize=4096)
 def asset_id_problem(asset: str) -> str | None:
     """Why ``asset`` is not a valid asset id, or None."""
     if not asset:
@@ -145,15 +147,19 @@ class AssetState:
     lapse_complete: bool = False
     #: While lapsing: the last account whose balance was returned (the next starts after it).
     lapse_cursor: bytes = b""
+    #: Accounts frozen in it: while none is, no transfer of it looks for a freeze.
+    frozen: int = 0
 
     def encode(self) -> bytes:
         return codec.encode(
-            [self.supply, self.holders, self.expired, self.lapsed, self.lapse_complete, self.lapse_cursor]
+            [self.supply, self.holders, self.expired, self.lapsed, self.lapse_complete, self.lapse_cursor, self.frozen]
         )
 
     @classmethod
     def decode(cls, data: bytes) -> AssetState:
-        supply, holders, expired, lapsed, complete, cursor = codec.read_fields(codec.decode(data), "asset_state", 6)
+        supply, holders, expired, lapsed, complete, cursor, frozen = codec.read_fields(
+            codec.decode(data), "asset_state", 7
+        )
         return cls(
             codec.read_int(supply, "asset_state.supply"),
             codec.read_int(holders, "asset_state.holders"),
@@ -161,6 +167,7 @@ class AssetState:
             codec.read_int(lapsed, "asset_state.lapsed"),
             codec.read_bool(complete, "asset_state.lapse_complete"),
             codec.read_bytes(cursor, "asset_state.lapse_cursor", max_length=PUBLIC_KEY_SIZE),
+            codec.read_int(frozen, "asset_state.frozen"),
         )
 
 

@@ -287,7 +287,9 @@ class PendingState:
         return address == terms.issuer or self.flag(approval_key(terms.asset, address))
 
     def frozen(self, asset: str, address: bytes) -> bool:
-        return self.flag(frozen_key(asset, address))
+        # The asset's count of frozen accounts spares every transfer of an asset nobody is
+        # frozen in two reads.
+        return self.asset_state(asset).frozen > 0 and self.flag(frozen_key(asset, address))
 
     # expiries and validators
 

@@ -354,14 +354,17 @@ def validate_transfer(pending: PendingState, transaction: Transaction) -> None:
     between its issuer and approved holders; an expired asset only back to its issuer."""
     body = cast(Transfer, transaction.body)
     validate_amount(body.amount)
-    validate_memo(body.memo)
+    if body.memo:
+        validate_memo(body.memo)
     terms = validate_asset(pending, body.asset)
     if expired(pending, terms) and body.recipient != terms.issuer:
         raise AssetExpired(f"{body.asset} has expired: it may only be sent back to its issuer", asset=body.asset)
+    # Most transfers are of an open asset nobody is frozen in: those checks cost nothing then.
     validate_not_frozen(pending, body.asset, transaction.sender, "sender")
     validate_not_frozen(pending, body.asset, body.recipient, "recipient")
-    validate_approved(pending, terms, transaction.sender, "sender")
-    validate_approved(pending, terms, body.recipient, "recipient")
+    if terms.restricted:
+        validate_approved(pending, terms, transaction.sender, "sender")
+        validate_approved(pending, terms, body.recipient, "recipient")
     validate_funds(pending, transaction.sender, body.asset, body.amount)
 
 
@@ -520,12 +523,21 @@ def process_revoke_holder(pending: PendingState, transaction: Transaction) -> No
 
 def process_freeze(pending: PendingState, transaction: Transaction) -> None:
     body = cast(Freeze, transaction.body)
-    pending.set_flag(frozen_key(body.asset, body.account), True)
+    set_frozen(pending, body.asset, body.account, True)
 
 
 def process_unfreeze(pending: PendingState, transaction: Transaction) -> None:
     body = cast(Unfreeze, transaction.body)
-    pending.set_flag(frozen_key(body.asset, body.account), False)
+    set_frozen(pending, body.asset, body.account, False)
+
+
+def set_frozen(pending: PendingState, asset: str, account: bytes, frozen: bool) -> None:
+    """Freeze or unfreeze ``account`` in ``asset``, keeping the asset's count of frozen accounts."""
+    if pending.frozen(asset, account) == frozen:
+        return
+    pending.set_flag(frozen_key(asset, account), frozen)
+    state = pending.asset_state(asset)
+    pending.set_asset_state(asset, replace(state, frozen=state.frozen + (1 if frozen else -1)))
 
 
 def process_nonce(pending: PendingState, transaction: Transaction) -> None:

@@ -185,7 +185,9 @@ def test_lapse_over_several_blocks(
     assert sorted(returned_so_far) == sorted(holder.public_key for holder in HOLDERS)
     assert [state.lapse_complete for state in states] == [False, False, False, True]
     lapsed_in_all = supply - ISSUER_HOLDS
-    assert states[-1] == AssetState(supply=supply, holders=1, expired=True, lapsed=lapsed_in_all, lapse_complete=True)
+    assert states[-1] == AssetState(
+        supply=supply, holders=1, expired=True, lapsed=lapsed_in_all, lapse_complete=True, frozen=1
+    )
     assert _pending_expiries(chain) == ()
     # Done: later blocks leave it alone.
     assert _next_block(chain, make_block).entries == {}

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 
 from mura.chain import codec
-from mura.chain.pending import frozen_key
+from mura.chain.pending import asset_state_key, frozen_key
 from mura.chain.state import MemoryState
 from mura.chain.transaction import KINDS, Transfer
 from mura.sim.ledger import make_genesis, validator_keys
@@ -62,7 +63,9 @@ def test_a_frozen_client_neither_sends_nor_receives_its_coin() -> None:
     state = MemoryState()
     state.commit(genesis.changes)
     frozen = CLIENT_KEYS[genesis.plan.frozen_client].public_key
+    # A freeze as the state transition leaves it: the flag, and the asset's count of frozen accounts.
     state.entries[frozen_key(NAC, frozen)] = codec.encode(True)
+    state.entries[asset_state_key(NAC)] = replace(state.load_asset_state(NAC), frozen=1).encode()
     offered = next_transactions(state, plan=genesis.plan, signer=TransactionSigner(), timestamp_ms=10)
     assert len(offered) >= len(CLIENT_KEYS) - 1
     for transaction in offered:
