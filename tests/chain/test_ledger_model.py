@@ -420,6 +420,7 @@ class LedgerModel(RuleBasedStateMachine):
             assert all(balance > 0 for balance in balances.values())
             assert state.supply == sum(balances.values()) == self.model.supply(name)
             assert state.holders == len(balances)
+            assert state.frozen == sum(1 for asset, _ in self.model.frozen if asset == name)
             assert state.expired == terms.expired
             assert terms.cap == 0 or state.supply <= terms.cap
 
