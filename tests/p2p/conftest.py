@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -17,6 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from mura.bench.ports import free_port_range
 from mura.chain.keys import SigningKey, sha256
 from mura.p2p.accounting import TrafficStats
 from mura.p2p.client import ClientLink, LinkClosed, open_link
@@ -48,10 +48,10 @@ def key_named(name: str) -> SigningKey:
 
 
 def free_port() -> int:
-    """A loopback port nothing listens on right now (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
+    """A loopback port nothing listens on right now, below the kernel's ephemeral range: a node
+    restarted on it must bind it again, and a port the kernel hands out could by then be the
+    source port of one of the other nodes' outgoing connections."""
+    return free_port_range(1)
 
 
 async def wait_for(predicate: Callable[[], bool], what: str, *, timeout: float = 5.0) -> None:
