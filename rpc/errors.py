@@ -124,8 +124,9 @@ SERVER_BUSY = ApplicationError(
     -32000,
     "Server busy",
     "The server is at one of its limits; retry shortly. data: {limit, <limit>: n}, where limit is "
-    "'max_concurrent_requests' (HTTP requests in flight), 'max_waiting' (tx_wait calls waiting) or "
-    "'max_connections_per_source' (open connections from one address).",
+    "'max_concurrent_requests' (HTTP requests in flight), 'max_waiting' (tx_wait calls waiting), "
+    "'max_connections_per_source' (open connections from one address) or 'batch_work_seconds' (a batch "
+    "used its second of handler time: the calls left were not run; send them again).",
 )
 NODE_STOPPING = ApplicationError(
     -32001,

@@ -40,6 +40,7 @@ from mura.rpc.errors import (
     INVALID_REQUEST,
     METHOD_NOT_FOUND,
     PARSE_ERROR,
+    SERVER_BUSY,
     RpcError,
     standard_error,
 )
@@ -52,6 +53,17 @@ logger = logging.getLogger(__name__)
 JsonId = str | int | None
 
 DEFAULT_MAX_BATCH_LENGTH = 100
+#: Seconds of handler time one batch may take on the event loop before its remaining calls
+#: are answered busy: a hundred heavy reads must not hold up consensus for a minute.
+DEFAULT_BATCH_WORK_SECONDS = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class _BatchBudget:
+    """When a batch's calls stop being served, and the budget that set it."""
+
+    deadline: float
+    seconds: float
 #: The observed method name of a call to a method that is not served.
 UNKNOWN_METHOD = "unknown"
 #: The observed method name of a body or batch entry that is not a valid request.
@@ -150,6 +162,7 @@ class JsonRpcEngine:
         methods: Iterable[Method],
         *,
         max_batch_length: int = DEFAULT_MAX_BATCH_LENGTH,
+        batch_work_seconds: float = DEFAULT_BATCH_WORK_SECONDS,
         title: str = "Mura JSON-RPC",
         version: str = "0.1.0",
         description: str = "",
@@ -157,6 +170,8 @@ class JsonRpcEngine:
     ) -> None:
         if max_batch_length < 1:
             raise ValueError("max_batch_length must be at least 1")
+        if not batch_work_seconds > 0:
+            raise ValueError("batch_work_seconds must be positive")
         served = list(methods)
         names = [method.name for method in served]
         if len(set(names)) != len(names):
@@ -168,6 +183,7 @@ class JsonRpcEngine:
         self._methods = MappingProxyType({method.name: method for method in served})
         self._document = build_document(served, title=title, version=version, description=description)
         self.max_batch_length = max_batch_length
+        self.batch_work_seconds = batch_work_seconds
         self._observer = observer
 
     @property
@@ -200,8 +216,10 @@ class JsonRpcEngine:
         if refusal is not None:
             self._observe(INVALID_REQUEST_METHOD, time.perf_counter(), ok=False)
             return encode_error(refusal)
-        # The specification lets a batch run concurrently and answer in any order.
-        responses = await asyncio.gather(*(self._answer(entry, wait_slot) for entry in entries))
+        # The specification lets a batch run concurrently and answer in any order. Its calls
+        # share one budget of handler time on the event loop, which consensus shares too.
+        budget = _BatchBudget(time.perf_counter() + self.batch_work_seconds, self.batch_work_seconds)
+        responses = await asyncio.gather(*(self._answer(entry, wait_slot, budget) for entry in entries))
         parts = [response for response in responses if response is not None]
         return "[" + ",".join(parts) + "]" if parts else None
 
@@ -219,8 +237,14 @@ class JsonRpcEngine:
             )
         return None
 
-    async def _answer(self, entry: Any, wait_slot: WaitSlot | None) -> str | None:
-        """The response to one request, or None for a notification."""
+    async def _answer(
+        self, entry: Any, wait_slot: WaitSlot | None, budget: _BatchBudget | None = None
+    ) -> str | None:
+        """The response to one request, or None for a notification. A call of a batch first
+        lets the event loop serve what else is ready, and is answered busy (-32000) once the
+        batch has used its budget of handler time."""
+        if budget is not None:
+            await asyncio.sleep(0)
         started = time.perf_counter()
         try:
             call = read_call(entry)
@@ -228,6 +252,10 @@ class JsonRpcEngine:
             self._observe(INVALID_REQUEST_METHOD, started, ok=False)
             return encode_error(standard_error(INVALID_REQUEST, reason=error.reason), error.request_id)
         label = call.method if call.method in self._methods else UNKNOWN_METHOD
+        if budget is not None and started > budget.deadline:
+            self._observe(label, started, ok=False)
+            busy = SERVER_BUSY.error({"limit": "batch_work_seconds", "batch_work_seconds": budget.seconds})
+            return None if call.is_notification else encode_error(busy, call.id)
         try:
             result = await self._invoke(call, wait_slot)
         except RpcError as error:

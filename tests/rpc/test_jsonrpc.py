@@ -3,7 +3,9 @@ over a real server, with small test methods declared like the node's."""
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -338,3 +340,47 @@ async def test_engine_is_transport_independent(calls: Calls) -> None:
     )
     assert await engine.handle(b'{"jsonrpc": "2.0", "method": "test_notify", "params": ["x"]}') is None
     assert calls.notified == ["x"]
+
+
+async def test_a_batch_shares_a_budget_of_handler_time_and_the_rest_is_answered_busy() -> None:
+    """A batch of heavy reads must not hold the event loop (which consensus shares): once the
+    batch has used its budget, each call still to run is answered -32000 (send it again)."""
+
+    async def heavy(value: int) -> int:
+        # Twenty milliseconds of work on the event loop, as a large read is.
+        until = time.perf_counter() + 0.02
+        while time.perf_counter() < until:
+            pass
+        return value
+
+    method = Method(
+        name="test_heavy",
+        handler=heavy,
+        summary="Twenty milliseconds of work.",
+        params=(Param("value", integer(), "Echoed."),),
+        result=Result("number", {"type": "integer"}, "The value."),
+    )
+    engine = JsonRpcEngine([method], batch_work_seconds=0.05)
+    batch = [{"jsonrpc": "2.0", "method": "test_heavy", "params": [index], "id": index} for index in range(10)]
+    answer = await engine.handle(json.dumps(batch))
+    assert answer is not None
+    responses = sorted(json.loads(answer), key=lambda response: response["id"])
+    served = [response["id"] for response in responses if "result" in response]
+    busy = [response for response in responses if "error" in response]
+    assert served and served == list(range(len(served))) and busy, responses
+    assert all(
+        response["error"] == {
+            "code": -32000,
+            "message": "Server busy",
+            "data": {"limit": "batch_work_seconds", "batch_work_seconds": 0.05},
+        }
+        for response in busy
+    )
+    # A single request has no batch budget.
+    single = await engine.handle(json.dumps(batch[0]))
+    assert single is not None and json.loads(single)["result"] == 0
+
+
+def test_the_batch_budget_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="batch_work_seconds must be positive"):
+        JsonRpcEngine([], batch_work_seconds=0)
