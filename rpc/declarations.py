@@ -178,6 +178,10 @@ class Method:
     #: True when a call may wait long for the chain (``tx_wait``): the engine runs it
     #: in the transport's wait slot, bounded apart from the quick calls (see ``jsonrpc.WaitSlot``).
     waits: bool = False
+    #: True when a call's time is its own work on the event loop, charged to its batch's
+    #: budget (``jsonrpc.DEFAULT_BATCH_WORK_SECONDS``); False for one that awaits other work
+    #: (signature checks off the loop), whose time says nothing of what it cost the loop.
+    charged: bool = True
     _by_name: Mapping[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

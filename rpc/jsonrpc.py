@@ -58,12 +58,12 @@ DEFAULT_MAX_BATCH_LENGTH = 100
 DEFAULT_BATCH_WORK_SECONDS = 1.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _BatchBudget:
-    """When a batch's calls stop being served, and the budget that set it."""
+    """A batch's budget of handler time on the event loop, and what its calls used of it."""
 
-    deadline: float
     seconds: float
+    spent: float = 0.0
 #: The observed method name of a call to a method that is not served.
 UNKNOWN_METHOD = "unknown"
 #: The observed method name of a body or batch entry that is not a valid request.
@@ -218,7 +218,7 @@ class JsonRpcEngine:
             return encode_error(refusal)
         # The specification lets a batch run concurrently and answer in any order. Its calls
         # share one budget of handler time on the event loop, which consensus shares too.
-        budget = _BatchBudget(time.perf_counter() + self.batch_work_seconds, self.batch_work_seconds)
+        budget = _BatchBudget(self.batch_work_seconds)
         responses = await asyncio.gather(*(self._answer(entry, wait_slot, budget) for entry in entries))
         parts = [response for response in responses if response is not None]
         return "[" + ",".join(parts) + "]" if parts else None
@@ -241,8 +241,9 @@ class JsonRpcEngine:
         self, entry: Any, wait_slot: WaitSlot | None, budget: _BatchBudget | None = None
     ) -> str | None:
         """The response to one request, or None for a notification. A call of a batch first
-        lets the event loop serve what else is ready, and is answered busy (-32000) once the
-        batch has used its budget of handler time."""
+        lets the event loop serve what else is ready, and, if its method is charged (a read
+        whose time is its own work on the loop), is answered busy (-32000) once the batch's
+        charged calls have used its budget."""
         if budget is not None:
             await asyncio.sleep(0)
         started = time.perf_counter()
@@ -252,15 +253,21 @@ class JsonRpcEngine:
             self._observe(INVALID_REQUEST_METHOD, started, ok=False)
             return encode_error(standard_error(INVALID_REQUEST, reason=error.reason), error.request_id)
         label = call.method if call.method in self._methods else UNKNOWN_METHOD
-        if budget is not None and started > budget.deadline:
+        method = self._methods.get(call.method)
+        charged = budget if method is not None and method.charged and not method.waits else None
+        if charged is not None and charged.spent >= charged.seconds:
             self._observe(label, started, ok=False)
-            busy = SERVER_BUSY.error({"limit": "batch_work_seconds", "batch_work_seconds": budget.seconds})
+            busy = SERVER_BUSY.error({"limit": "batch_work_seconds", "batch_work_seconds": self.batch_work_seconds})
             return None if call.is_notification else encode_error(busy, call.id)
         try:
             result = await self._invoke(call, wait_slot)
         except RpcError as error:
+            if charged is not None:
+                charged.spent += time.perf_counter() - started
             self._observe(label, started, ok=False)
             return None if call.is_notification else encode_error(error, call.id)
+        if charged is not None:
+            charged.spent += time.perf_counter() - started
         self._observe(label, started, ok=True)
         if call.is_notification:
             return None

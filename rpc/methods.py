@@ -149,6 +149,7 @@ class NodeMethods:
             Method(
                 name="tx_submit",
                 handler=self.submit_transaction,
+                charged=False,
                 summary="Submit a signed transaction to the mempool; it is gossiped to the validators.",
                 params=(Param("raw_transaction_hex", TRANSACTION_HEX, "The signed transaction's encoding in hex."),),
                 result=Result("transaction_hash", HASH_SCHEMA, "The transaction's hash, 0x-prefixed hex."),
