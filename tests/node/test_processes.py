@@ -267,7 +267,9 @@ def test_a_new_network_whose_validators_start_one_after_another_makes_blocks(tmp
             cluster.start(index)
         for index in range(7):
             wait_for(lambda index=index: cluster.height(index) >= 2, f"node {index} to finalize blocks", timeout=60)
-        assert "signing nothing there before view" in cluster.log(6)
+        # The first of the three to start hears the four signing at height 1 and keeps out of
+        # their views; a later one may find height 1 final already (four and one are a quorum).
+        assert any("signing nothing there before view" in cluster.log(index) for index in range(4, 7))
     finally:
         cluster.close()
     assert assert_one_chain(cluster) >= 2
