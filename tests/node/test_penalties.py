@@ -6,7 +6,7 @@ against the validator whose link delivered them, as malformed frames do: enough
 of them get it banned. Gossiped transactions count against it when they break a
 rule every node checks before forwarding (wrong chain, non-positive amount, a
 mint by an account that did not issue the asset, an asset issued by an account
-without the issuer role, a memo too long); refusals that depend on the state (a
+without the issuer role, a memo too long or not printable); refusals that depend on the state (a
 balance spent meanwhile, a nonce already used) happen in honest gossip and cost
 nothing.
 
@@ -91,6 +91,7 @@ async def test_gossip_no_honest_node_would_forward_counts_against_the_peer(
         (stranger, chain_id, Mint(ASSET, bytes(32), 5)),
         (stranger, chain_id, IssueAsset("STRANGE", "Stranger's coin", 0, 5, False, 0, b"", "open", 0)),
         (treasury, chain_id, Transfer(ASSET, bytes(32), 1, "x" * (MAX_MEMO_BYTES + 1))),
+        (treasury, chain_id, Transfer(ASSET, bytes(32), 1, "amount 1\x1b[2K")),
     ]
     batches = [
         [sign_transaction(key, chain_id=chain, nonce=0, body=body).encoded] for key, chain, body in bodies
