@@ -48,6 +48,8 @@ EXPIRY_PREFIX = b"e"
 VALIDATORS_KEY = b"v"
 
 _TRUE = codec.encode(True)
+#: Queued expiries read at a time while looking for those due.
+_EXPIRY_PAGE = 16
 
 
 class Role(enum.IntFlag):
@@ -299,8 +301,10 @@ class PendingState:
         this block has taken off the queue."""
         due: list[tuple[int, str]] = []
         after = b""
+        # Small pages: most blocks find the first queued expiry still ahead and read no more.
+        page = min(limit, _EXPIRY_PAGE)
         while len(due) < limit:
-            entries = self._base.load_entries_after(EXPIRY_PREFIX, after, limit)
+            entries = self._base.load_entries_after(EXPIRY_PREFIX, after, page)
             for suffix, _ in entries:
                 expiry_ms, asset = int.from_bytes(suffix[:8], "big"), split_asset_key(suffix[8:])[0]
                 if expiry_ms > self.timestamp_ms:
@@ -309,7 +313,7 @@ class PendingState:
                     due.append((expiry_ms, asset))
                     if len(due) >= limit:
                         return due
-            if len(entries) < limit:
+            if len(entries) < page:
                 break
             after = entries[-1][0]
         return due
@@ -461,11 +465,8 @@ class MemoryState:
     # For tests and audits: the state as a whole.
 
     def assets(self) -> dict[str, AssetTerms]:
-        return {
-            AssetTerms.decode(value).asset: AssetTerms.decode(value)
-            for key, value in self.entries.items()
-            if key.startswith(ASSET_PREFIX)
-        }
+        terms = (AssetTerms.decode(value) for key, value in self.entries.items() if key.startswith(ASSET_PREFIX))
+        return {asset.asset: asset for asset in terms}
 
     def balances(self, asset: str) -> dict[bytes, int]:
         """Every positive balance of ``asset`` by account."""

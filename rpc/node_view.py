@@ -113,10 +113,6 @@ class ChainReader(Protocol):
         """The account's balance of ``asset`` after the block at ``height`` (at most the head)."""
         ...
 
-    def load_balances_at(self, address: bytes, height: int) -> dict[str, int]:
-        """The account's positive balances after the block at ``height``, by asset."""
-        ...
-
     def load_holders_at(self, asset: str, height: int, after: bytes, limit: int) -> HoldersPage:
         """A page of at most ``limit`` ``(account, balance)`` with a positive balance of ``asset``
         after the block at ``height``, in account order after ``after`` (empty: from the first),
