@@ -55,6 +55,17 @@ def asset_id_problem(asset: str) -> str | None:
     return None
 
 
+def asset_name_problem(name: str) -> str | None:
+    """Why ``name`` is not a valid asset name, or None: 1 to 64 printable characters (no
+    control or invisible formatting characters), not only spaces."""
+    if 0 < len(name) <= MAX_ASSET_NAME_LENGTH and name.strip() and name.isprintable():
+        return None
+    return (
+        f"a name is 1 to {MAX_ASSET_NAME_LENGTH} printable characters (no control or invisible formatting "
+        "characters), not only spaces"
+    )
+
+
 def asset_key(asset: str) -> bytes:
     """The asset's part of a state key: its id's length, then the id. The length keeps one
     id's entries apart from those of any id it is the start of (``NAC`` and ``NACX``)."""

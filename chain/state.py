@@ -17,13 +17,13 @@ from dataclasses import dataclass, field, replace
 from typing import cast
 
 from mura.chain.assets import (
-    MAX_ASSET_NAME_LENGTH,
     MAX_DECIMALS,
     MAX_MEMO_BYTES,
     AssetState,
     AssetTerms,
     TransferPolicy,
     asset_id_problem,
+    asset_name_problem,
 )
 from mura.chain.block import (
     MAX_VALIDATORS,
@@ -453,11 +453,9 @@ def validate_issue_asset(pending: PendingState, transaction: Transaction) -> Non
 
 def _terms_problem(body: IssueAsset, timestamp_ms: int) -> tuple[str, str | None]:
     """The first field of ``body``'s terms that is out of bounds, and why (None if none)."""
-    if not 0 < len(body.name) <= MAX_ASSET_NAME_LENGTH or not body.name.strip() or not body.name.isprintable():
-        return "name", (
-            f"the name must be 1 to {MAX_ASSET_NAME_LENGTH} printable characters (no control or "
-            "invisible formatting characters), not only spaces"
-        )
+    name_problem = asset_name_problem(body.name)
+    if name_problem is not None:
+        return "name", name_problem
     if body.decimals > MAX_DECIMALS:
         return "decimals", f"decimals must be 0 to {MAX_DECIMALS}, got {body.decimals}"
     if body.policy not in {policy.value for policy in TransferPolicy}:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from mura.chain.address import decode_address, encode_address, validate_prefix
-from mura.chain.assets import MAX_ASSET_NAME_LENGTH, MAX_MEMO_BYTES, asset_id_problem
+from mura.chain.assets import MAX_MEMO_BYTES, asset_id_problem, asset_name_problem
 from mura.chain.codec import MAX_INT
 from mura.chain.errors import InvalidAddress, InvalidKeyFile
 from mura.chain.keys import PASSPHRASE_VARIABLE, PUBLIC_KEY_SIZE, SigningKey, exposed_permissions, load_key
@@ -66,8 +66,9 @@ def read_asset_id(text: str) -> str:
 
 
 def read_asset_name(text: str) -> str:
-    if not 0 < len(text) <= MAX_ASSET_NAME_LENGTH or not text.strip():
-        raise CommandError(f"--name: 1 to {MAX_ASSET_NAME_LENGTH} characters, not only spaces", EXIT_USAGE)
+    problem = asset_name_problem(text)
+    if problem is not None:
+        raise CommandError(f"--name: {problem}", EXIT_USAGE)
     return text
 
 

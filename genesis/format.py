@@ -28,6 +28,7 @@ from mura.chain.assets import (
     AssetTerms,
     TransferPolicy,
     asset_id_problem,
+    asset_name_problem,
 )
 from mura.chain.block import MAX_BLOCK_BYTES, MAX_BLOCK_TRANSACTIONS, MAX_VALIDATORS, Block
 from mura.chain.errors import InvalidAddress, InvalidGenesis
@@ -500,7 +501,7 @@ def _read_asset_id(value: object, path: str, report: _Report) -> str | None:
 
 def _read_asset_name(value: object, path: str, report: _Report) -> str | None:
     """What ``issue_asset`` accepts as a name: 1 to 64 printable characters, not only spaces."""
-    if isinstance(value, str) and 0 < len(value) <= MAX_ASSET_NAME_LENGTH and value.strip() and value.isprintable():
+    if isinstance(value, str) and asset_name_problem(value) is None:
         return value
     rule = f"1 to {MAX_ASSET_NAME_LENGTH} printable characters, not only spaces"
     report.problem(path, f"must be {rule}, got {_shown(value)}")

@@ -126,7 +126,8 @@ def test_asset_reading_errors(mura: Mura) -> None:
     ("arguments", "pattern"),
     [
         (["bond"], r"asset id 'bond' is not uppercase letters"),
-        (["{id}", "--name", " "], r"--name: 1 to 64 characters, not only spaces"),
+        (["{id}", "--name", " "], r"--name: a name is 1 to 64 printable characters .*not only spaces"),
+        (["{id}", "--name", "Village\u202ebond"], r"--name: a name is 1 to 64 printable characters"),
         (["{id}", "--decimals", "19"], r"--decimals"),
         (["{id}", "--supply", "1.5"], r"--supply: amount '1\.5': write 1\.5{id} for whole"),
         (["{id}", "--supply", "0", "--fixed"], r"--supply with --fixed: amount '0': must be at least 1"),
@@ -137,7 +138,8 @@ def test_asset_reading_errors(mura: Mura) -> None:
         (["{id}", "--expires", "tomorrow"], r"--expires: expected an RFC 3339 UTC time"),
         (["{id}", "--registrar", "tnac1xyz"], r"bad address 'tnac1xyz'"),
     ],
-    ids=["lowercase-id", "blank-name", "decimals", "bare-fraction", "fixed-zero", "fixed-with-cap", "cap-below-supply",
+    ids=["lowercase-id", "blank-name", "unprintable-name", "decimals",
+         "bare-fraction", "fixed-zero", "fixed-with-cap", "cap-below-supply",
          "cap-in-another-asset", "expiry-passed", "expiry-not-a-time", "bad-registrar"],
 )
 def test_issue_checks_every_term_before_signing(mura: Mura, asset_id: str, arguments: list[str], pattern: str) -> None:
