@@ -160,16 +160,27 @@ class AssetState:
     lapse_cursor: bytes = b""
     #: Accounts frozen in it: while none is, no transfer of it looks for a freeze.
     frozen: int = 0
+    #: A bond's coupon or redemption is being paid over several blocks: its units do not move.
+    locked: bool = False
 
     def encode(self) -> bytes:
         return codec.encode(
-            [self.supply, self.holders, self.expired, self.lapsed, self.lapse_complete, self.lapse_cursor, self.frozen]
+            [
+                self.supply,
+                self.holders,
+                self.expired,
+                self.lapsed,
+                self.lapse_complete,
+                self.lapse_cursor,
+                self.frozen,
+                self.locked,
+            ]
         )
 
     @classmethod
     def decode(cls, data: bytes) -> AssetState:
-        supply, holders, expired, lapsed, complete, cursor, frozen = codec.read_fields(
-            codec.decode(data), "asset_state", 7
+        supply, holders, expired, lapsed, complete, cursor, frozen, locked = codec.read_fields(
+            codec.decode(data), "asset_state", 8
         )
         return cls(
             codec.read_int(supply, "asset_state.supply"),
@@ -179,6 +190,7 @@ class AssetState:
             codec.read_bool(complete, "asset_state.lapse_complete"),
             codec.read_bytes(cursor, "asset_state.lapse_cursor", max_length=PUBLIC_KEY_SIZE),
             codec.read_int(frozen, "asset_state.frozen"),
+            codec.read_bool(locked, "asset_state.locked"),
         )
 
 

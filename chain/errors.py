@@ -173,6 +173,126 @@ class MemoTooLong(InvalidTransaction):
     rule = "memo_too_long"
 
 
+class NotABond(InvalidTransaction):
+    """The asset named is not a bond."""
+
+    rule = "not_a_bond"
+
+
+class InvalidBondTerms(InvalidTransaction):
+    """A bond's terms are out of bounds; ``field`` names the first that is."""
+
+    rule = "invalid_bond_terms"
+
+
+class ChainAccountRecipient(InvalidTransaction):
+    """Chain accounts (escrows) receive only from the chain itself."""
+
+    rule = "chain_account_recipient"
+
+
+class PaymentInProgress(InvalidTransaction):
+    """A coupon or the redemption of the bond is being paid: its units do not move until it is done."""
+
+    rule = "payment_in_progress"
+
+
+class BondRedeemed(InvalidTransaction):
+    """The bond has been redeemed."""
+
+    rule = "bond_redeemed"
+
+
+class OfferingExists(InvalidTransaction):
+    """The bond already has an offering."""
+
+    rule = "offering_exists"
+
+
+class NoOffering(InvalidTransaction):
+    """The bond has no offering."""
+
+    rule = "no_offering"
+
+
+class InvalidOfferingTerms(InvalidTransaction):
+    """An offering's terms are out of bounds; ``field`` names the first that is."""
+
+    rule = "invalid_offering_terms"
+
+
+class OfferingNotOpen(InvalidTransaction):
+    """The offering takes no subscriptions or cancellations at this time (before its start, from its end)."""
+
+    rule = "offering_not_open"
+
+
+class SubscriptionOutOfBounds(InvalidTransaction):
+    """A subscription asks for fewer units than the minimum or more than the maximum."""
+
+    rule = "subscription_out_of_bounds"
+
+
+class AlreadySubscribed(InvalidTransaction):
+    """The account already subscribed: cancel first to change the order."""
+
+    rule = "already_subscribed"
+
+
+class NotSubscribed(InvalidTransaction):
+    """The account has no subscription to cancel."""
+
+    rule = "not_subscribed"
+
+
+class OfferingFull(InvalidTransaction):
+    """The offering holds the most subscriptions one allotment takes."""
+
+    rule = "offering_full"
+
+
+class NotTradeParty(InvalidTransaction):
+    """A trade is sent by its seller or its buyer, two different accounts."""
+
+    rule = "not_trade_party"
+
+
+class BadCounterpartySignature(InvalidTransaction):
+    """The counterparty's signature does not verify over the trade's terms."""
+
+    rule = "bad_counterparty_signature"
+
+
+class TradeExpired(InvalidTransaction):
+    """The trade's deadline has passed (or is further ahead than a trade may be)."""
+
+    rule = "trade_expired"
+
+
+class TradeSettled(InvalidTransaction):
+    """This trade has already settled."""
+
+    rule = "trade_settled"
+
+
+class NotProceedsAccount(InvalidTransaction):
+    """Only the bond's proceeds account spends its proceeds."""
+
+    rule = "not_proceeds_account"
+
+
+class ProceedsExceeded(InvalidTransaction):
+    """The spending exceeds what the offering raised less what was spent."""
+
+    rule = "proceeds_exceeded"
+
+
+class InvalidPurpose(InvalidTransaction):
+    """A purpose is 1 to 64 printable characters."""
+
+    rule = "invalid_purpose"
+
+
 class NonPositiveAmount(InvalidTransaction):
     """Amounts must be at least one smallest unit."""
 

@@ -159,8 +159,9 @@ def load_key(path: Path | str, *, passphrase: Passphrase | None = None) -> Signi
         raise InvalidKeyFile(f"key file {path} is not an ed25519 key file", path=str(path))
     version = document.get("version", 1)
     if version != KEY_FILE_VERSION:
-        raise InvalidKeyFile(f"key file {path} has version {version!r}; this version of mura reads version 1",
-                             path=str(path))
+        raise InvalidKeyFile(
+            f"key file {path} has version {version!r}; this version of mura reads version 1", path=str(path)
+        )
     if "encryption" in document:
         seed = _decrypt(path, document, passphrase)
     else:
@@ -240,8 +241,13 @@ def _stretch(passphrase: str, salt: bytes, *, n: int, r: int, p: int) -> bytes:
 def _encrypt(document: dict[str, object], seed: bytes, passphrase: str) -> dict[str, object]:
     salt, nonce = os.urandom(_SALT_SIZE), os.urandom(_NONCE_SIZE)
     encryption: dict[str, object] = {
-        "kdf": "scrypt", "n": SCRYPT_N, "r": SCRYPT_R, "p": SCRYPT_P, "salt": salt.hex(),
-        "cipher": "chacha20-poly1305", "nonce": nonce.hex(),
+        "kdf": "scrypt",
+        "n": SCRYPT_N,
+        "r": SCRYPT_R,
+        "p": SCRYPT_P,
+        "salt": salt.hex(),
+        "cipher": "chacha20-poly1305",
+        "nonce": nonce.hex(),
     }
     key = _stretch(passphrase, salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P)
     sealed = ChaCha20Poly1305(key).encrypt(nonce, seed, _associated_data(document, encryption))
@@ -252,7 +258,8 @@ def _decrypt(path: Path, document: dict[str, object], passphrase: Passphrase | N
     encryption = document["encryption"]
     try:
         if not isinstance(encryption, dict) or (encryption.get("kdf"), encryption.get("cipher")) != (
-            "scrypt", "chacha20-poly1305"
+            "scrypt",
+            "chacha20-poly1305",
         ):
             raise ValueError("only scrypt with chacha20-poly1305 is known")
         n, r, p = (encryption[name] for name in ("n", "r", "p"))
@@ -271,8 +278,9 @@ def _decrypt(path: Path, document: dict[str, object], passphrase: Passphrase | N
         key = _stretch(text, salt, n=n, r=r, p=p)
         return ChaCha20Poly1305(key).decrypt(nonce, sealed, _associated_data(document, encryption))
     except InvalidTag:
-        raise InvalidKeyFile(f"wrong passphrase for key file {path} (or the file was altered)",
-                             path=str(path), reason="wrong_passphrase") from None
+        raise InvalidKeyFile(
+            f"wrong passphrase for key file {path} (or the file was altered)", path=str(path), reason="wrong_passphrase"
+        ) from None
     except MemoryError:
         raise InvalidKeyFile(f"key file {path}: not enough memory for its scrypt parameters", path=str(path)) from None
 
@@ -284,8 +292,11 @@ def _passphrase_for(path: Path, passphrase: Passphrase | None) -> str:
         return passphrase()
     text = os.environ.get(PASSPHRASE_VARIABLE)
     if text is None:
-        raise InvalidKeyFile(f"key file {path} is encrypted: set {PASSPHRASE_VARIABLE} to its passphrase",
-                             path=str(path), reason="passphrase_missing")
+        raise InvalidKeyFile(
+            f"key file {path} is encrypted: set {PASSPHRASE_VARIABLE} to its passphrase",
+            path=str(path),
+            reason="passphrase_missing",
+        )
     return text
 
 

@@ -12,6 +12,15 @@ table  key after the letter                value
 ``p``  asset, account                      approved holder of a restricted asset
 ``f``  asset, account                      frozen in the asset
 ``e``  expiry time (8 bytes), asset         an asset still to lapse
+``n``  bond                                ``BondTerms``, fixed at issue
+``o``  bond                                ``BondState``: payments made, proceeds
+``q``  time (8 bytes), bond                a bond's next scheduled step
+``m``  bond                                a bond whose due payment was missed
+``g``  bond                                its ``Offering``
+``j``  bond, sequence (4 bytes)            a ``Subscription``, in subscription order
+``k``  bond, account                       the account's subscription's sequence
+``u``  bond, purpose                       proceeds spent for that purpose
+``t``  trade id                            a settled trade
 ``v``  (none)                              the ordered validator set
 =====  ==================================  ======================================
 
@@ -32,6 +41,7 @@ from typing import Protocol
 from mura.chain import codec
 from mura.chain.assets import AssetState, AssetTerms, asset_key, split_asset_key
 from mura.chain.block import MAX_BLOCK_BYTES, MAX_BLOCK_TRANSACTIONS, MAX_VALIDATORS
+from mura.chain.bonds import PaymentEvent
 from mura.chain.keys import PUBLIC_KEY_SIZE
 from mura.chain.state_root import LatticeHash, update_lattice
 
@@ -46,6 +56,15 @@ APPROVAL_PREFIX = b"p"
 FROZEN_PREFIX = b"f"
 EXPIRY_PREFIX = b"e"
 VALIDATORS_KEY = b"v"
+BOND_PREFIX = b"n"
+BOND_STATE_PREFIX = b"o"
+BOND_QUEUE_PREFIX = b"q"
+MISSED_PREFIX = b"m"
+OFFERING_PREFIX = b"g"
+SUBSCRIPTION_PREFIX = b"j"
+SUBSCRIBER_PREFIX = b"k"
+PROCEEDS_USE_PREFIX = b"u"
+TRADE_PREFIX = b"t"
 
 _TRUE = codec.encode(True)
 #: Queued expiries read at a time while looking for those due.
@@ -123,6 +142,43 @@ def expiry_key(expiry_ms: int, asset: str) -> bytes:
     return EXPIRY_PREFIX + expiry_ms.to_bytes(8, "big") + asset_key(asset)
 
 
+def bond_key(bond: str) -> bytes:
+    return BOND_PREFIX + asset_key(bond)
+
+
+def bond_state_key(bond: str) -> bytes:
+    return BOND_STATE_PREFIX + asset_key(bond)
+
+
+def bond_queue_key(time_ms: int, bond: str) -> bytes:
+    """Queues ``bond``'s next scheduled step at ``time_ms``: time first, so the queue is in time order."""
+    return BOND_QUEUE_PREFIX + time_ms.to_bytes(8, "big") + asset_key(bond)
+
+
+def missed_key(bond: str) -> bytes:
+    return MISSED_PREFIX + asset_key(bond)
+
+
+def offering_key(bond: str) -> bytes:
+    return OFFERING_PREFIX + asset_key(bond)
+
+
+def subscription_key(bond: str, sequence: int) -> bytes:
+    return SUBSCRIPTION_PREFIX + asset_key(bond) + sequence.to_bytes(4, "big")
+
+
+def subscriber_key(bond: str, address: bytes) -> bytes:
+    return SUBSCRIBER_PREFIX + asset_key(bond) + address
+
+
+def proceeds_use_key(bond: str, purpose: str) -> bytes:
+    return PROCEEDS_USE_PREFIX + asset_key(bond) + purpose.encode()
+
+
+def trade_key(trade_id: bytes) -> bytes:
+    return TRADE_PREFIX + trade_id
+
+
 def decode_balance(data: bytes) -> int:
     return codec.read_int(codec.decode(data), "balance")
 
@@ -186,6 +242,8 @@ class StateChanges:
     lattice: LatticeHash
     #: ``lattice.root()``, as the header must carry it.
     state_root: bytes
+    #: Each holder's share of the payments the chain made, for the history indexes.
+    events: tuple[PaymentEvent, ...] = ()
 
 
 class PendingState:
@@ -195,9 +253,15 @@ class PendingState:
     in mempool admission).
     """
 
-    def __init__(self, base: StateReader, *, timestamp_ms: int = 0) -> None:
+    def __init__(self, base: StateReader, *, timestamp_ms: int = 0, height: int = 0) -> None:
         self._base = base
         self.timestamp_ms = timestamp_ms
+        #: The height of the block being built or applied.
+        self.height = height
+        #: Each holder's share of the payments the chain made in this block, in order.
+        self.events: list[PaymentEvent] = []
+        self._entries: dict[bytes, bytes | None] = {}
+        self._original_entries: dict[bytes, bytes | None] = {}
         self._accounts: dict[bytes, Account] = {}
         self._original_accounts: dict[bytes, Account] = {}
         self._balances: dict[tuple[str, bytes], int] = {}
@@ -269,6 +333,23 @@ class PendingState:
     def set_asset_state(self, asset: str, state: AssetState) -> None:
         self.asset_state(asset)
         self._asset_states[asset] = state
+
+    # entries of other tables (bonds, offerings, trades), as raw values
+
+    def entry(self, key: bytes) -> bytes | None:
+        if key in self._entries:
+            return self._entries[key]
+        value = self._base.load_entry(key)
+        self._entries[key] = self._original_entries[key] = value
+        return value
+
+    def set_entry(self, key: bytes, value: bytes | None) -> None:
+        self.entry(key)
+        self._entries[key] = value
+
+    def committed_entries_after(self, prefix: bytes, after: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+        """``StateReader.load_entries_after`` of the committed state (not this block's changes)."""
+        return self._base.load_entries_after(prefix, after, limit)
 
     # approvals and freezes
 
@@ -357,9 +438,7 @@ class PendingState:
                     first_holdings.append(pair)
         for asset, terms in self._issued.items():
             entries.append((asset_terms_key(asset), None, terms.encode()))
-        asset_states = {
-            asset: new for asset, new in new_states.items() if new != self._original_asset_states[asset]
-        }
+        asset_states = {asset: new for asset, new in new_states.items() if new != self._original_asset_states[asset]}
         for asset, state in asset_states.items():
             entries.append(
                 (
@@ -371,6 +450,9 @@ class PendingState:
         for key, value in self._flags.items():
             if value != self._original_flags[key]:
                 entries.append((key, _TRUE if self._original_flags[key] else None, _TRUE if value else None))
+        for key, raw in self._entries.items():
+            if raw != self._original_entries[key]:
+                entries.append((key, self._original_entries[key], raw))
         validators = self.validators
         if validators != self._original_validators:
             entries.append(
@@ -387,6 +469,7 @@ class PendingState:
             validators=validators,
             lattice=lattice,
             state_root=lattice.root(),
+            events=tuple(self.events),
         )
 
 

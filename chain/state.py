@@ -18,7 +18,6 @@ from typing import cast
 
 from mura.chain.assets import (
     MAX_DECIMALS,
-    MAX_MEMO_BYTES,
     AssetState,
     AssetTerms,
     TransferPolicy,
@@ -33,33 +32,35 @@ from mura.chain.block import (
     assembled_block,
     transaction_root,
 )
+from mura.chain.checks import (
+    expired,
+    validate_amount,
+    validate_approved,
+    validate_asset,
+    validate_asset_issuer,
+    validate_funds,
+    validate_memo,
+    validate_not_frozen,
+    validate_registrar,
+)
 from mura.chain.errors import (
-    AccountFrozen,
     AssetExists,
     AssetExpired,
     AssetNotReissuable,
     BadSignature,
     BlockTooLarge,
     DuplicateTransactionInBlock,
-    HolderNotApproved,
-    InsufficientBalance,
     InvalidAssetId,
     InvalidAssetTerms,
     InvalidBlockTransaction,
     InvalidTransaction,
-    MemoNotPrintable,
-    MemoTooLong,
     NonceTooHigh,
     NonceTooLow,
-    NonPositiveAmount,
     NotAnIssuer,
-    NotAssetIssuer,
-    NotRegistrar,
     StateRootMismatch,
     SupplyCapExceeded,
     SupplyOverflow,
     TimestampBeforeParent,
-    UnknownAsset,
     UnknownKind,
     UnknownProposer,
     WrongBlockChainId,
@@ -270,82 +271,6 @@ def validate_nonce(pending: PendingState, transaction: Transaction) -> None:
         raise NonceTooHigh(
             f"nonce {transaction.nonce} skips ahead; expected {expected}", expected=expected, got=transaction.nonce
         )
-
-
-def validate_amount(amount: int) -> None:
-    """Amounts are positive whole smallest units, at most the largest supply."""
-    if amount <= 0:
-        raise NonPositiveAmount(f"amount must be positive, got {amount}", amount=amount)
-    if amount > MAX_SUPPLY:
-        raise SupplyOverflow(f"amount {amount} exceeds the largest possible supply {MAX_SUPPLY}", amount=amount)
-
-
-def validate_funds(pending: PendingState, address: bytes, asset: str, amount: int) -> None:
-    """An account spends at most its balance of the asset."""
-    balance = pending.balance(address, asset)
-    if balance < amount:
-        raise InsufficientBalance(
-            f"balance of {balance} {asset} does not cover amount {amount}", asset=asset, balance=balance, amount=amount
-        )
-
-
-def validate_asset(pending: PendingState, asset: str) -> AssetTerms:
-    """A transaction names a valid asset id of an asset that has been issued."""
-    problem = asset_id_problem(asset)
-    if problem is not None:
-        raise InvalidAssetId(problem, asset=asset)
-    terms = pending.asset(asset)
-    if terms is None:
-        raise UnknownAsset(f"no asset {asset!r} has been issued", asset=asset)
-    return terms
-
-
-def validate_asset_issuer(terms: AssetTerms, sender: bytes) -> None:
-    """Only an asset's issuer mints or burns it."""
-    if sender != terms.issuer:
-        raise NotAssetIssuer(f"only the issuer of {terms.asset} may mint or burn it", asset=terms.asset)
-
-
-def validate_registrar(terms: AssetTerms, sender: bytes) -> None:
-    """Only an asset's registrar approves and revokes holders and freezes and unfreezes accounts."""
-    if sender != terms.registrar:
-        raise NotRegistrar(f"only the registrar of {terms.asset} may do this", asset=terms.asset)
-
-
-def validate_not_frozen(pending: PendingState, asset: str, address: bytes, role: str) -> None:
-    """A frozen account neither sends nor receives the asset it is frozen in."""
-    if pending.frozen(asset, address):
-        raise AccountFrozen(f"the {role} is frozen in {asset}", asset=asset, account=address.hex(), party=role)
-
-
-def validate_approved(pending: PendingState, terms: AssetTerms, address: bytes, role: str) -> None:
-    """A restricted asset moves only to and from its issuer and the holders its registrar approved."""
-    if terms.restricted and not pending.approved(terms, address):
-        raise HolderNotApproved(
-            f"{terms.asset} is restricted and the {role} is not an approved holder",
-            asset=terms.asset,
-            account=address.hex(),
-            party=role,
-        )
-
-
-def validate_memo(memo: str) -> None:
-    """A memo is at most 256 bytes in UTF-8, of printable text (spaces allowed; no line
-    breaks, terminal escapes or invisible formatting characters)."""
-    size = len(memo.encode())
-    if size > MAX_MEMO_BYTES:
-        raise MemoTooLong(f"memo is {size} bytes, the limit is {MAX_MEMO_BYTES}", bytes=size, limit=MAX_MEMO_BYTES)
-    if not memo.isprintable():
-        position = next(index for index, character in enumerate(memo) if not character.isprintable())
-        raise MemoNotPrintable(
-            f"memo holds the unprintable character {memo[position]!r} at {position}", position=position
-        )
-
-
-def expired(pending: PendingState, terms: AssetTerms) -> bool:
-    """Whether the asset has expired: the block's timestamp has reached its expiry time (the
-    automatic lapse may still be on its way to it)."""
-    return pending.asset_state(terms.asset).expired or 0 < terms.expiry_ms <= pending.timestamp_ms
 
 
 def validate_transfer(pending: PendingState, transaction: Transaction) -> None:

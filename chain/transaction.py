@@ -19,6 +19,7 @@ from mura.chain.keys import PUBLIC_KEY_SIZE, SIGNATURE_SIZE, SigningKey, sha256
 MAX_TRANSACTION_BYTES = 2048
 MAX_CHAIN_ID_LENGTH = 64
 _SIGNING_DOMAIN = "mura/transaction/v1"
+_TRADE_DOMAIN = "mura/trade/v1"
 
 
 class Body(Protocol):
@@ -45,8 +46,15 @@ def _read_account(value: Any, what: str) -> bytes:
     return codec.read_bytes(value, what, length=PUBLIC_KEY_SIZE)
 
 
+def _read_optional_account(value: Any, what: str) -> bytes:
+    """An account, or empty bytes where a field may name none."""
+    return b"" if value == b"" else _read_account(value, what)
+
+
 #: Longest asset id field decoded: twice the longest valid id, so the rule names the problem.
 _MAX_ASSET_FIELD = 64
+#: Longest trade reference decoded.
+_MAX_TRADE_REFERENCE = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,8 +176,6 @@ class IssueAsset:
     @classmethod
     def from_fields(cls, value: Any, what: str) -> IssueAsset:
         asset, name, decimals, supply, reissuable, cap, registrar, policy, expiry = codec.read_fields(value, what, 9)
-        if registrar != b"":
-            registrar = _read_account(registrar, f"{what}.registrar")
         return cls(
             _read_asset(asset, f"{what}.asset"),
             codec.read_str(name, f"{what}.name", max_length=MAX_TRANSACTION_BYTES),
@@ -177,7 +183,7 @@ class IssueAsset:
             codec.read_int(supply, f"{what}.supply"),
             codec.read_bool(reissuable, f"{what}.reissuable"),
             codec.read_int(cap, f"{what}.cap"),
-            registrar,
+            _read_optional_account(registrar, f"{what}.registrar"),
             codec.read_str(policy, f"{what}.policy", max_length=_MAX_ASSET_FIELD),
             codec.read_int(expiry, f"{what}.expiry_ms"),
         )
@@ -230,10 +236,223 @@ class Unfreeze(_AccountAction):
     KIND: ClassVar[str] = "unfreeze"
 
 
+@dataclass(frozen=True, slots=True)
+class IssueBond:
+    """Issue a bond: an asset of ``units`` whole units credited to the sender (accounts with
+    the issuer role only), with the bond terms of ``chain.bonds.BondTerms``.
+
+    Empty ``registrar``, ``paying`` or ``proceeds`` name the issuer itself.
+    """
+
+    KIND: ClassVar[str] = "issue_bond"
+    asset: str
+    name: str
+    #: Units issued (the bond's fixed supply), credited to the issuer.
+    units: int
+    registrar: bytes
+    #: ``restricted`` (the usual) or ``open``.
+    policy: str
+    settlement: str
+    face: int
+    rate: int
+    frequency: int
+    first_period_days: int
+    coupon_times: tuple[int, ...]
+    maturity_ms: int
+    issue_ms: int
+    paying: bytes
+    proceeds: bytes
+    use_of_proceeds: str
+    green: bool
+
+    def to_fields(self) -> list[Any]:
+        return [
+            self.asset,
+            self.name,
+            self.units,
+            self.registrar,
+            self.policy,
+            self.settlement,
+            self.face,
+            self.rate,
+            self.frequency,
+            self.first_period_days,
+            list(self.coupon_times),
+            self.maturity_ms,
+            self.issue_ms,
+            self.paying,
+            self.proceeds,
+            self.use_of_proceeds,
+            self.green,
+        ]
+
+    @classmethod
+    def from_fields(cls, value: Any, what: str) -> IssueBond:
+        (
+            asset, name, units, registrar, policy, settlement, face, rate, frequency, days,
+            times, maturity, issued, paying, proceeds, use, green,
+        ) = codec.read_fields(value, what, 17)  # fmt: skip
+        return cls(
+            _read_asset(asset, f"{what}.asset"),
+            codec.read_str(name, f"{what}.name", max_length=MAX_TRANSACTION_BYTES),
+            codec.read_int(units, f"{what}.units"),
+            _read_optional_account(registrar, f"{what}.registrar"),
+            codec.read_str(policy, f"{what}.policy", max_length=_MAX_ASSET_FIELD),
+            _read_asset(settlement, f"{what}.settlement"),
+            codec.read_int(face, f"{what}.face"),
+            codec.read_int(rate, f"{what}.rate"),
+            codec.read_int(frequency, f"{what}.frequency"),
+            codec.read_int(days, f"{what}.first_period_days"),
+            tuple(
+                codec.read_int(time, f"{what}.coupon_times[]")
+                for time in codec.read_list(times, f"{what}.coupon_times", max_length=MAX_TRANSACTION_BYTES)
+            ),
+            codec.read_int(maturity, f"{what}.maturity_ms"),
+            codec.read_int(issued, f"{what}.issue_ms"),
+            _read_optional_account(paying, f"{what}.paying"),
+            _read_optional_account(proceeds, f"{what}.proceeds"),
+            codec.read_str(use, f"{what}.use_of_proceeds", max_length=MAX_TRANSACTION_BYTES),
+            codec.read_bool(green, f"{what}.green"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class OpenOffering:
+    """The bond's issuer puts ``units`` of its own on sale at ``price`` each (see ``chain.bonds.Offering``)."""
+
+    KIND: ClassVar[str] = "open_offering"
+    bond: str
+    units: int
+    price: int
+    start_ms: int
+    end_ms: int
+    min_units: int
+    max_units: int
+    min_total: int
+
+    def to_fields(self) -> list[Any]:
+        return [
+            self.bond, self.units, self.price, self.start_ms, self.end_ms, self.min_units, self.max_units,
+            self.min_total,
+        ]  # fmt: skip
+
+    @classmethod
+    def from_fields(cls, value: Any, what: str) -> OpenOffering:
+        bond, *numbers = codec.read_fields(value, what, 8)
+        names = ("units", "price", "start_ms", "end_ms", "min_units", "max_units", "min_total")
+        return cls(
+            _read_asset(bond, f"{what}.bond"),
+            *(codec.read_int(number, f"{what}.{name}") for number, name in zip(numbers, names, strict=True)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    """Ask for ``units`` of a bond in its open offering, paying their price into escrow."""
+
+    KIND: ClassVar[str] = "subscribe"
+    bond: str
+    units: int
+
+    def to_fields(self) -> list[Any]:
+        return [self.bond, self.units]
+
+    @classmethod
+    def from_fields(cls, value: Any, what: str) -> Subscribe:
+        bond, units = codec.read_fields(value, what, 2)
+        return cls(_read_asset(bond, f"{what}.bond"), _read_amount(units, f"{what}.units"))
+
+
+@dataclass(frozen=True, slots=True)
+class CancelSubscription:
+    """Withdraw one's subscription before the offering ends, and take the payment back."""
+
+    KIND: ClassVar[str] = "cancel_subscription"
+    bond: str
+
+    def to_fields(self) -> list[Any]:
+        return [self.bond]
+
+    @classmethod
+    def from_fields(cls, value: Any, what: str) -> CancelSubscription:
+        (bond,) = codec.read_fields(value, what, 1)
+        return cls(_read_asset(bond, f"{what}.bond"))
+
+
+@dataclass(frozen=True, slots=True)
+class SettleTrade:
+    """Delivery versus payment: ``units`` of a bond from ``seller`` to ``buyer`` and ``amount``
+    of its settlement asset from ``buyer`` to ``seller``, both or neither.
+
+    Sent by one party; ``counterparty_signature`` is the other's signature over
+    ``trade_payload`` (the same terms), so both signed one set of terms. A trade settles
+    once, no later than ``deadline_ms``; ``reference`` tells apart two trades of the same terms.
+    """
+
+    KIND: ClassVar[str] = "settle_trade"
+    bond: str
+    seller: bytes
+    buyer: bytes
+    units: int
+    amount: int
+    deadline_ms: int
+    reference: bytes
+    counterparty_signature: bytes
+
+    def to_fields(self) -> list[Any]:
+        return [
+            self.bond, self.seller, self.buyer, self.units, self.amount, self.deadline_ms, self.reference,
+            self.counterparty_signature,
+        ]  # fmt: skip
+
+    @classmethod
+    def from_fields(cls, value: Any, what: str) -> SettleTrade:
+        bond, seller, buyer, units, amount, deadline, reference, signature = codec.read_fields(value, what, 8)
+        return cls(
+            _read_asset(bond, f"{what}.bond"),
+            _read_account(seller, f"{what}.seller"),
+            _read_account(buyer, f"{what}.buyer"),
+            _read_amount(units, f"{what}.units"),
+            _read_amount(amount, f"{what}.amount"),
+            codec.read_int(deadline, f"{what}.deadline_ms"),
+            codec.read_bytes(reference, f"{what}.reference", max_length=_MAX_TRADE_REFERENCE),
+            codec.read_bytes(signature, f"{what}.counterparty_signature", length=SIGNATURE_SIZE),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SpendProceeds:
+    """The bond's proceeds account pays ``amount`` of the settlement asset out of what the
+    offering raised, for a stated ``purpose`` (summed by ``bond_getUseOfProceeds``)."""
+
+    KIND: ClassVar[str] = "spend_proceeds"
+    bond: str
+    recipient: bytes
+    amount: int
+    purpose: str
+
+    def to_fields(self) -> list[Any]:
+        return [self.bond, self.recipient, self.amount, self.purpose]
+
+    @classmethod
+    def from_fields(cls, value: Any, what: str) -> SpendProceeds:
+        bond, recipient, amount, purpose = codec.read_fields(value, what, 4)
+        return cls(
+            _read_asset(bond, f"{what}.bond"),
+            _read_account(recipient, f"{what}.recipient"),
+            _read_amount(amount, f"{what}.amount"),
+            codec.read_str(purpose, f"{what}.purpose", max_length=MAX_TRANSACTION_BYTES),
+        )
+
+
 #: Every kind this node understands, by its wire name.
 KINDS: dict[str, Any] = {
-    kind.KIND: kind for kind in (Transfer, Mint, Burn, IssueAsset, ApproveHolder, RevokeHolder, Freeze, Unfreeze)
-}
+    kind.KIND: kind
+    for kind in (
+        Transfer, Mint, Burn, IssueAsset, ApproveHolder, RevokeHolder, Freeze, Unfreeze,
+        IssueBond, OpenOffering, Subscribe, CancelSubscription, SettleTrade, SpendProceeds,
+    )
+}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,6 +523,8 @@ def parties(transaction: Transaction) -> tuple[bytes, ...]:
     """The accounts a transaction concerns: its sender, then the account its body names
     (a recipient, the account a registrar acts on, or the registrar an issue names), once each."""
     body = transaction.body
+    if isinstance(body, SettleTrade):
+        return (transaction.sender, body.buyer if transaction.sender == body.seller else body.seller)
     other = getattr(body, "recipient", None) or getattr(body, "account", None) or getattr(body, "registrar", None)
     # An issue names no registrar (b"") when its issuer is its own.
     if not other or other == transaction.sender:
@@ -314,6 +535,21 @@ def parties(transaction: Transaction) -> tuple[bytes, ...]:
 def signing_payload(chain_id: str, sender: bytes, nonce: int, body: Body) -> bytes:
     """The bytes a sender signs: every field but the signature, domain-tagged."""
     return codec.encode([_SIGNING_DOMAIN, chain_id, sender, nonce, body.KIND, body.to_fields()])
+
+
+def trade_payload(chain_id: str, trade: SettleTrade) -> bytes:
+    """The bytes both parties of a trade sign: its terms, domain-tagged, without any signature."""
+    return codec.encode(
+        [
+            _TRADE_DOMAIN, chain_id, trade.bond, trade.seller, trade.buyer, trade.units, trade.amount,
+            trade.deadline_ms, trade.reference,
+        ]
+    )  # fmt: skip
+
+
+def trade_id(chain_id: str, trade: SettleTrade) -> bytes:
+    """A trade's identity: the hash of its signed terms (a trade settles once)."""
+    return sha256(trade_payload(chain_id, trade))
 
 
 def sign_transaction(key: SigningKey, *, chain_id: str, nonce: int, body: Body) -> Transaction:
