@@ -50,7 +50,9 @@ from mura.chain.bonds import (
     payment_escrow,
 )
 from mura.chain.pending import (
+    BALANCE_PREFIX,
     BOND_PREFIX,
+    BOND_QUEUE_PREFIX,
     SUBSCRIPTION_PREFIX,
     MemoryState,
     StateChanges,
@@ -133,7 +135,7 @@ class BondView:
 
 
 @dataclass
-class _Payment:
+class AuditedPayment:
     """A payment started: the holders it must pay, the units it is made on, and what it paid so far."""
 
     expected: dict[bytes, int]
@@ -156,13 +158,16 @@ class BondAudit:
     steps_due: set[int] = field(default_factory=set)
     #: Payments (bond, index) whose holders were paid over more than one block.
     spread: set[tuple[str, int]] = field(default_factory=set)
+    #: Every payment started, by (bond, index): whom it had to pay, and what it paid.
+    payments: dict[tuple[str, int], AuditedPayment] = field(default_factory=dict)
     _bonds: list[str] = field(default_factory=list)
-    _payments: dict[tuple[str, int], _Payment] = field(default_factory=dict)
+    _views: dict[str, BondView] = field(default_factory=dict)
     _paid: set[tuple[str, int, bytes]] = field(default_factory=set)
     _missed: set[tuple[str, int]] = field(default_factory=set)
 
     def views(self, state: MemoryState) -> dict[str, BondView]:
-        return {bond: BondView.read(state, bond) for bond in self._bonds}
+        """Every bond as ``state``, the state after the last block checked, shows it."""
+        return dict(self._views)
 
     def check_block(
         self, before_state: MemoryState, before: dict[str, BondView], block: Block, changes: StateChanges
@@ -175,13 +180,18 @@ class BondAudit:
 
     def check_after(self, state: MemoryState, before: dict[str, BondView], block: Block, changes: StateChanges) -> None:
         """After the block is committed: each bond's escrows, payments and steps."""
-        for bond in before:
+        for bond, view in before.items():
             events = [event for event in changes.events if event.bond == bond]
-            self._check_bond(state, before[bond], BondView.read(state, bond), block, events)
+            # A bond the block did not touch looks as it did: its view is not read again.
+            after = BondView.read(state, bond) if _touched(view, changes) else view
+            self._views[bond] = after
+            self._check_bond(state, view, after, block, events)
         for transaction in block.transactions:
             if isinstance(transaction.body, IssueBond):
-                self._bonds.append(transaction.body.asset)
-                self._check_escrows(BondView.read(state, transaction.body.asset), block.height)
+                bond = transaction.body.asset
+                self._bonds.append(bond)
+                self._views[bond] = BondView.read(state, bond)
+                self._check_escrows(self._views[bond], block.height)
         stray = [event for event in changes.events if event.bond not in before]
         if stray:
             self.fail(block.height, f"payment events of {stray[0].bond}, which was no bond before the block")
@@ -194,7 +204,7 @@ class BondAudit:
             self.problems.append(f"the state holds bonds {sorted(known)}, the chain issued {sorted(self._bonds)}")
         for bond in self._bonds:
             view = BondView.read(state, bond)
-            made = {index for (name, index) in self._payments if name == bond}
+            made = {index for (name, index) in self.payments if name == bond}
             expected = set(range(view.state.next_payment + (1 if view.state.paying else 0)))
             if made != expected:
                 self.problems.append(f"{bond}: payments {sorted(made)} started, {sorted(expected)} made or under way")
@@ -235,7 +245,7 @@ class BondAudit:
         for event in events:
             self._check_event(before.terms, event, height)
         for index in {event.index for event in events}:
-            payment = self._payments.get((before.terms.bond, index))
+            payment = self.payments.get((before.terms.bond, index))
             if payment is not None:
                 payment.blocks += 1
                 if payment.blocks > 1:
@@ -319,7 +329,7 @@ class BondAudit:
         old, new, terms = before.state, after.state, before.terms
         first, last = old.next_payment, new.next_payment + (1 if new.paying else 0)
         for index in range(first, last):
-            if (terms.bond, index) in self._payments:
+            if (terms.bond, index) in self.payments:
                 continue
             if terms.payment_time(index) > stamp:
                 self.fail(height, f"{terms.bond} payment {index} started at {stamp}, before its time")
@@ -329,7 +339,7 @@ class BondAudit:
                     f"{terms.bond} payment {index} made though the paying account held "
                     f"{before.paying_balance} of the {before.next_due()} due",
                 )
-            self._payments[(terms.bond, index)] = _Payment(dict(before.holders), before.entitled_units)
+            self.payments[(terms.bond, index)] = AuditedPayment(dict(before.holders), before.entitled_units)
         if after.missed and new.missed_ms == stamp and not new.paying:
             self._missed.add((terms.bond, new.next_payment))
             if new.next_payment == first and not old.paying and before.payable():
@@ -344,7 +354,7 @@ class BondAudit:
         if key in self._paid:
             self.fail(height, f"{event.bond} payment {event.index} paid {event.holder.hex()[:12]} twice")
         self._paid.add(key)
-        payment = self._payments.get((event.bond, event.index))
+        payment = self.payments.get((event.bond, event.index))
         if payment is None:
             self.fail(height, f"{event.bond} payment {event.index} paid a holder before it started")
             return
@@ -361,7 +371,7 @@ class BondAudit:
 
     def _check_record(self, after: BondView, index: int, height: int, stamp: int) -> None:
         terms, record = after.terms, after.state.records[index]
-        payment = self._payments.get((terms.bond, index))
+        payment = self.payments.get((terms.bond, index))
         if record.index != index or payment is None:
             self.fail(height, f"{terms.bond} recorded payment {record.index} as its {index}th, or without starting it")
             return
@@ -409,6 +419,19 @@ class BondAudit:
                 f"{terms.bond} payment {index} due at {terms.payment_time(index)} neither made, "
                 f"under way nor missed at {stamp}",
             )
+
+
+def _touched(view: BondView, changes: StateChanges) -> bool:
+    """Whether ``changes`` write an entry of the bond (its balances, states, offering,
+    subscriptions, approvals, queue) or a settlement balance its view holds."""
+    terms = view.terms
+    bond = asset_key(terms.bond)
+    accounts = (terms.paying, offering_escrow(terms.bond), payment_escrow(terms.bond))
+    settlement = {BALANCE_PREFIX + asset_key(terms.settlement) + account for account in accounts}
+    return any(
+        key[1:].startswith(bond) or (key[:1] == BOND_QUEUE_PREFIX and key[9:] == bond) or key in settlement
+        for key in changes.entries
+    )
 
 
 def _step_due(view: BondView, stamp: int) -> bool:

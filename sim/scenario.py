@@ -168,9 +168,9 @@ class Scenario:
 #: The share of campaign seeds that are idle scenarios (``idle_scenario``), and of the others
 #: that put a fault on a payment of the simulated bond (``payment_fault_scenario``).
 IDLE_SHARE = 0.2
-PAYMENT_FAULT_SHARE = 0.1
+PAYMENT_FAULT_SHARE = 0.05
 #: The share of seeds whose chain pays one or two holders a block, so that payments span blocks.
-SPREAD_PAYMENTS_SHARE = 0.3
+SPREAD_PAYMENTS_SHARE = 0.2
 
 
 def draw_payments_per_block(seed: int) -> int | None:
@@ -182,7 +182,7 @@ def draw_payments_per_block(seed: int) -> int | None:
 
 def draw_scenario(seed: int, *, validators: int | None = None, bug: str | None = None) -> Scenario:
     """The scenario of ``seed``: n alternates 4 and 7 unless given; up to f byzantine;
-    one in five or so is an idle chain instead (``idle_scenario``), and one in ten of the
+    one in five or so is an idle chain instead (``idle_scenario``), and one in twenty of the
     others a fault aimed at a payment of the bond (``payment_fault_scenario``)."""
     n = validators if validators is not None else (4 if seed % 2 == 0 else 7)
     # A draw of its own, so that the other seeds' scenarios stay what they were.
@@ -532,7 +532,7 @@ def payment_fault_scenario(
     strikes: the primary fails, so that the paying block comes from the next view (with
     COMMITs lost around it, sometimes after it was prepared in the view before), or another
     validator is out of the way (cut off, wiped, or not yet started) across the paying
-    blocks and applies them while catching up. The chain pays one or two holders a block,
+    blocks and applies them while catching up. The chain pays two or three holders a block,
     so each payment spans several blocks, and the fault may fall between them. ``fault``
     and ``payment`` (0 and 1 the coupons, 2 the redemption) are drawn unless given."""
     rng = random.Random(f"payment-fault-scenario-{seed}")
@@ -568,10 +568,11 @@ def payment_fault_scenario(
         partitions=partitions,
         crashes=crashes,
         late_starts=late,
-        heal_at_ms=start + down + 500,
+        # Time for the payment to be made after the fault, over a few blocks.
+        heal_at_ms=start + down + 1_500,
         base_timeout_ms=500,
         max_timeout_ms=2_000,
-        proposal_delay_ms=rng.randrange(50, 250),
-        payments_per_block=rng.choice((1, 2)),
+        proposal_delay_ms=rng.randrange(100, 400),
+        payments_per_block=rng.choice((2, 3)),
         bug=bug,
     )
