@@ -14,6 +14,7 @@ from mura.chain.address import encode_address
 from mura.chain.keys import PASSPHRASE_VARIABLE, SigningKey, save_key
 from mura.chain.transaction import Body, Burn, Mint, Transfer
 from mura.cli.assets import asset, freeze, holder, unfreeze
+from mura.cli.bonds import bond, offering
 from mura.cli.inputs import (
     Height,
     PathType,
@@ -42,6 +43,7 @@ from mura.cli.session import (
     render_columns,
 )
 from mura.cli.submit import body_asset, show_units, signing_options, submit, transaction_rows
+from mura.cli.trades import trade
 from mura.rpc.account_methods import DEFAULT_TRANSACTIONS_PAGE, MAX_TRANSACTIONS_PAGE
 from mura.rpc.client import DEFAULT_URL
 from mura.rpc.params import MAX_HEIGHT, MAX_PAGE
@@ -75,7 +77,7 @@ def cli(context: click.Context, rpc: str, as_json: bool) -> None:
 
 
 cli.command_class = MuraCommand
-for group in (asset, holder, freeze, unfreeze):
+for group in (asset, holder, freeze, unfreeze, bond, offering, trade):
     cli.add_command(group)
 
 

@@ -105,9 +105,10 @@ def submit(
     wait: bool,
     timeout: float,
     nonce: int | None,
+    rows: Callable[[dict[str, Any], Session], Rows] = transaction_rows,
 ) -> None:
     """Sign a transaction from ``key_file`` (with ``nonce``, or the next one), submit it, and perhaps
-    wait for it. Every argument is checked before anything is signed or sent."""
+    wait for it, showing it as ``rows`` says. Every argument is checked before anything is signed or sent."""
     key = read_key(key_file)
     status = session.status()
     body = make_body(status)
@@ -131,7 +132,7 @@ def submit(
         if wait:
             shown = _wait_final(session, transaction, timeout=timeout, step=wait_step)
             shown["status"] = "final"
-        session.show(shown, transaction_rows(shown, session))
+        session.show(shown, rows(shown, session))
 
 
 def _send(session: Session, transaction: Transaction) -> None:

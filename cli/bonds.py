@@ -1,0 +1,621 @@
+"""The commands of municipal bonds: issuing one from a terms file and reading it (``mura bond
+template|issue|list|info|payments|wait``), spending its proceeds (``mura bond spend``) and its
+public offering (``mura offering open|subscribe|cancel|status``). Trades between holders are
+in ``trades``; the terms file in ``bond_terms``.
+
+Amounts of a bond's settlement asset are read as everywhere else (``10000JPYT``, or smallest
+units) and shown in both units; bond units are whole numbers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mura.chain.bonds import MAX_PURPOSE_LENGTH, coupon_amount, label_problem
+from mura.chain.transaction import Body, CancelSubscription, IssueBond, OpenOffering, SpendProceeds, Subscribe
+from mura.cli.bond_terms import TermsContext, rate_percent, read_terms_file
+from mura.cli.inputs import PathType, Seconds, read_address, read_amount, read_asset_id, read_future_time, read_time
+from mura.cli.session import (
+    EXIT_USAGE,
+    CommandError,
+    MuraCommand,
+    MuraGroup,
+    Rows,
+    Session,
+    format_time,
+    node_errors,
+    render_columns,
+)
+from mura.cli.submit import signing_options, submit, transaction_rows
+from mura.rpc.client import RemoteError
+from mura.rpc.params import DEFAULT_PAGE, MAX_PAGE
+from mura.rpc.render import render_body
+from mura.rpc.wallet import AssetInfo, format_amount
+
+#: JSON-RPC errors of the bond methods: an asset that is not a bond, a bond with no offering.
+NOT_A_BOND_CODE = -32025
+NO_OFFERING_CODE = -32026
+#: Seconds between two looks at the chain while ``mura bond wait`` waits.
+WAIT_POLL_SECONDS = 0.5
+
+_LIMIT = click.option("--limit", type=click.IntRange(1, MAX_PAGE), default=DEFAULT_PAGE, show_default=True,
+                      help=f"Most rows to show (at most {MAX_PAGE}).")
+_CURSOR = click.option("--cursor", help="Where to go on from: the cursor the previous page ended with.")
+
+TEMPLATE = """\
+# A municipal bond's terms: mura bond issue --terms FILE --key ISSUER.key
+# Times are RFC 3339 (2027-03-20T00:00:00+09:00) or durations from now (90s, 10m, 2h, 30d):
+# these few seconds suit a testnet walkthrough; a real bond's payments are months apart.
+id = "FOREST-2027"
+name = "Nishiawakura forest road bond"
+units = 10
+settlement = "JPYT"
+face = "10000"              # one unit's face value, in whole JPYT
+rate = "1.25%"              # a year, at most 4 decimals
+frequency = "semiannual"    # annual, semiannual, quarterly or monthly
+first_period = 45           # days of an odd first period, or "regular"; left out: computed
+coupons = ["45s", "60s"]
+maturity = "75s"
+use_of_proceeds = "forest road repair"
+green = true
+# issue = "2027-04-01T00:00:00+09:00"    the date interest accrues from (default: now)
+# paying = "treasury.key"                 who pays coupons and the redemption (default: the issuer)
+# proceeds = "tnac1..."                   who receives the offering's proceeds (default: the issuer)
+# registrar = "tnac1..."                  who approves holders (default: the issuer)
+# policy = "restricted"                   or "open": anyone may hold it
+"""
+
+
+# --- reading bonds from the node ----------------------------------------------------------------------
+
+
+def call_bond(session: Session, method: str, *params: Any) -> Any:
+    """A bond method's result; an asset that is no bond, or a bond without an offering, is
+    told in a line that says what to do."""
+    client = session.client
+    with node_errors(method):
+        try:
+            return client.call(method, params)
+        except RemoteError as error:
+            data = error.data if isinstance(error.data, dict) else {}
+            if error.code == NOT_A_BOND_CODE:
+                raise CommandError(f"{data.get('asset', params[0])} is an asset, not a bond "
+                                   "(mura bond list shows the bonds)") from None
+            if error.code == NO_OFFERING_CODE:
+                raise CommandError(f"{data.get('bond', params[0])} has no offering: its issuer opens one with "
+                                   "mura offering open") from None
+            raise
+
+
+def find_bond(session: Session, bond: str) -> dict[str, Any]:
+    """``bond_get`` of a bond id typed on the command line."""
+    found: dict[str, Any] = call_bond(session, "bond_get", read_asset_id(bond))
+    return found
+
+
+def settlement_asset(found: dict[str, Any]) -> AssetInfo:
+    """The settlement asset of a ``bond_get`` (or ``offering_get``) answer."""
+    return {"id": found["settlement"], "name": found["settlement"], "decimals": found["settlement_decimals"]}
+
+
+def units_text(units: int) -> str:
+    return f"{units} unit{'' if units == 1 else 's'}"
+
+
+def bond_rows(settlement: AssetInfo | None) -> Callable[[dict[str, Any], Session], Rows]:
+    """The rows of a submitted bond transaction: the generic ones, then its bond fields, amounts
+    in the settlement asset."""
+
+    def rows(transaction: dict[str, Any], session: Session) -> Rows:
+        generic = transaction_rows(transaction, session)
+        body = transaction.get("body", {})
+        shown: Rows = []
+        for field, label in (("bond", "bond"), ("seller", "seller"), ("buyer", "buyer"), ("recipient", "to")):
+            if body.get(field):
+                shown.append((label, body[field]))
+        if "units" in body:
+            shown.append(("units", body["units"]))
+        for field in ("price", "amount"):
+            if field in body:
+                shown.append((field, format_amount(body[field], settlement) if settlement else body[field]))
+        for field, label in (("start_ms", "opens"), ("end_ms", "closes"), ("deadline_ms", "deadline")):
+            if field in body:
+                shown.append((label, format_time(body[field])))
+        if body.get("purpose"):
+            shown.append(("purpose", body["purpose"]))
+        kept = [row for row in generic if row[0] in ("transaction", "kind", "from")]
+        return kept + shown + [row for row in generic if row[0] in ("nonce", "status")]
+
+    return rows
+
+
+# --- mura bond -------------------------------------------------------------------------------------------
+
+
+@click.group(cls=MuraGroup)
+def bond() -> None:
+    """Issue bonds from a terms file, show their terms and payments, wait for them, spend their proceeds."""
+
+
+bond.command_class = MuraCommand
+
+
+@bond.command("template")
+@click.option("--out", type=PathType(dir_okay=False), help="Write it to this file (never overwritten) "
+              "instead of printing it.")
+@click.pass_obj
+def template(session: Session, out: str | None) -> None:
+    """An example terms file to start from (TOML; see mura bond issue --help)."""
+    if out is None:
+        click.echo(TEMPLATE, nl=False)
+        return
+    try:
+        with open(out, "x", encoding="utf-8") as file:
+            file.write(TEMPLATE)
+    except FileExistsError:
+        raise CommandError(f"{out} exists; it is never overwritten", EXIT_USAGE) from None
+    except (OSError, ValueError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+        raise CommandError(f"cannot write {out}: {reason}", EXIT_USAGE) from None
+    session.show({"terms_file": out}, [("wrote", out)])
+
+
+@bond.command("issue")
+@signing_options
+@click.option("--terms", "terms_file", required=True, type=PathType(dir_okay=False),
+              help="The bond's terms: a .toml or .json file (mura bond template writes an example).")
+@click.option("--check", is_flag=True, help="Read and show the terms and their schedule; sign and send nothing.")
+@click.pass_obj
+def issue(session: Session, key_file: str, terms_file: str, check: bool, wait: bool, timeout: float,
+          nonce: int | None) -> None:
+    """Issue a bond with you as its issuer (accounts with the issuer role only).
+
+    The terms file's fields: id, name, units, settlement, face (whole units of the
+    settlement asset, as text: "10000"), rate (a percentage as text: "0.455%"), frequency
+    (1, 2, 4, 12 or annual, semiannual, quarterly, monthly), coupons (a list of times),
+    maturity; optional: issue (default now), first_period ("regular" or days; default
+    computed in Japan time), paying, proceeds, registrar (addresses or key files; default
+    you), policy (restricted or open), use_of_proceeds, green. Times are RFC 3339
+    (2027-03-20T00:00:00+09:00) or durations from now (90s, 10m, 30d). Every problem in the
+    file is reported at once, before anything is signed.
+    """
+    status = session.status()
+
+    def find_asset(asset_id: str) -> dict[str, Any] | None:
+        if session.find_asset(asset_id) is None:
+            return None
+        found: dict[str, Any] = session.call("asset_get", asset_id)
+        return found
+
+    context = TermsContext(status["address_prefix"], int(time.time() * 1000), find_asset,
+                           Path(terms_file).parent)
+    body = read_terms_file(terms_file, context)
+    settlement = session.asset(body.settlement)
+    if check:
+        _show_terms(session, body, settlement)
+        return
+    submit(session, key_file, lambda status: body, wait=wait, timeout=timeout, nonce=nonce,
+           rows=_issue_rows(body, settlement))
+
+
+def _terms_rows(body: IssueBond, settlement: AssetInfo) -> Rows:
+    first = "regular" if body.first_period_days == 0 else f"{body.first_period_days} days (odd)"
+    return [
+        ("bond", body.asset),
+        ("name", body.name),
+        ("units", body.units),
+        ("settlement", body.settlement),
+        ("face", f"{format_amount(body.face, settlement)} a unit"),
+        ("rate", f"{rate_percent(body.rate)} a year, {body.frequency} coupon{'s' if body.frequency > 1 else ''} "
+                 "a year"),
+        ("first period", first if body.coupon_times else "-"),
+        ("issued", format_time(body.issue_ms)),
+        ("maturity", format_time(body.maturity_ms)),
+        ("policy", body.policy),
+        ("use of proceeds", body.use_of_proceeds or "-"),
+        ("green", "yes" if body.green else "no"),
+    ]
+
+
+def _show_terms(session: Session, body: IssueBond, settlement: AssetInfo) -> None:
+    rows = _terms_rows(body, settlement)
+    lines = []
+    for index in range(len(body.coupon_times) + 1):
+        kind = "coupon" if index < len(body.coupon_times) else "redemption"
+        moment = body.coupon_times[index] if index < len(body.coupon_times) else body.maturity_ms
+        lines.append((index, kind, format_time(moment), format_amount(_per_unit(body, index), settlement)))
+    table = render_columns(("payment", "kind", "time", "per unit"), lines)
+    session.show(render_body(body, session.prefix), rows, table)
+
+
+def _per_unit(body: IssueBond, index: int) -> int:
+    if index >= len(body.coupon_times):
+        return int(body.face)
+    days = body.first_period_days if index == 0 else 0
+    return coupon_amount(body.face, 1, body.rate, body.frequency, days)
+
+
+def _issue_rows(body: IssueBond, settlement: AssetInfo) -> Callable[[dict[str, Any], Session], Rows]:
+    def rows(transaction: dict[str, Any], session: Session) -> Rows:
+        generic = transaction_rows(transaction, session)
+        head = [row for row in generic if row[0] in ("transaction", "kind", "from")]
+        tail = [row for row in generic if row[0] in ("nonce", "status")]
+        return head + _terms_rows(body, settlement) + [("payments", len(body.coupon_times) + 1)] + tail
+
+    return rows
+
+
+@bond.command("list")
+@click.option("--limit", type=click.IntRange(1, 100), default=100, show_default=True, help="Most bonds to show.")
+@_CURSOR
+@click.pass_obj
+def list_bonds(session: Session, limit: int, cursor: str | None) -> None:
+    """Every bond issued, with its settlement asset, face, rate and maturity."""
+    found = call_bond(session, "bond_list", cursor, limit)
+    lines = [
+        (item["id"], item["name"], format_amount(item["face"], settlement_asset(item)), item["rate_percent"],
+         format_time(item["maturity_ms"]), item["supply"], "redeemed" if item["redeemed"] else "outstanding")
+        for item in found["bonds"]
+    ]
+    columns = ("bond", "name", "face", "rate", "maturity", "units", "state")
+    table = render_columns(columns, lines) if lines else "no bonds"
+    more = ("bond", "list", "--limit", str(limit), "--cursor", found["next_cursor"]) if found["next_cursor"] else ()
+    session.show(found, [], table, more=more)
+
+
+def payment_cell(payment: dict[str, Any], settlement: AssetInfo) -> str:
+    """What a payment of the schedule paid, or what it needs; ``-`` for neither."""
+    record = payment.get("record")
+    if record is not None:
+        holders = f"{record['holders']} holder{'' if record['holders'] == 1 else 's'}"
+        return (f"{format_amount(record['amount'], settlement)} to {holders} in block {record['height']}, "
+                f"{format_amount(record['retained'], settlement)} retained")
+    return "-"
+
+
+@bond.command("info")
+@click.argument("bond_id", metavar="BOND")
+@click.pass_obj
+def info(session: Session, bond_id: str) -> None:
+    """A bond's terms, and its schedule with each payment's status (scheduled, due, paying,
+    paid, paid_late, missed)."""
+    found = find_bond(session, bond_id)
+    settlement = settlement_asset(found)
+    first = "regular" if found["first_period_days"] == 0 else f"{found['first_period_days']} days (odd)"
+    coupons = len(found["payments"]) - 1
+    rows: Rows = [
+        ("bond", found["id"]),
+        ("name", found["name"]),
+        ("issuer", found["issuer"]),
+        ("registrar", found["registrar"]),
+        ("policy", found["policy"]),
+        ("settlement", found["settlement"]),
+        ("face", f"{format_amount(found['face'], settlement)} a unit"),
+        ("rate", f"{found['rate_percent']} a year, {found['frequency']} coupon{'s' if found['frequency'] > 1 else ''}"
+                 " a year"),
+        ("first period", first if coupons else "-"),
+        ("issued", format_time(found["issue_ms"])),
+        ("maturity", format_time(found["maturity_ms"])),
+        ("units", f"{found['supply']}, {found['holders']} holding (the issuer and the offering included)"),
+        ("paying", f"{found['paying']} holds {format_amount(found['paying_balance'], settlement)}"),
+        ("proceeds", found["proceeds"]),
+        ("raised", f"{format_amount(found['raised'], settlement)}, spent {format_amount(found['spent'], settlement)}"),
+        ("use of proceeds", (found["use_of_proceeds"] or "-") + (" (green bond)" if found["green"] else "")),
+        ("offering", _offering_summary(found["offering"], settlement)),
+        ("state", _bond_state(found)),
+    ]
+    lines = [
+        (payment["index"], payment["kind"], format_time(payment["time_ms"]),
+         format_amount(payment["amount_per_unit"], settlement), payment["status"], payment_cell(payment, settlement))
+        for payment in found["payments"]
+    ]
+    table = render_columns(("payment", "kind", "time", "per unit", "status", "paid"), lines)
+    session.show(found, rows, table)
+
+
+def _offering_summary(offering: dict[str, Any] | None, settlement: AssetInfo) -> str:
+    if offering is None:
+        return "none"
+    price = format_amount(offering["price"], settlement)
+    if offering["status"] == "settled":
+        return f"settled: {offering['allotted']} of {offering['units']} units sold at {price}"
+    if offering["status"] == "cancelled":
+        return f"cancelled: {offering['subscribed']} units asked, fewer than the {offering['min_total']} needed"
+    return f"{offering['phase']}: {offering['units']} units at {price}, {offering['subscribed']} asked"
+
+
+def _bond_state(found: dict[str, Any]) -> str:
+    if found["redeemed"]:
+        return "redeemed"
+    progress = found.get("in_progress")
+    if progress is not None:
+        return f"paying payment {progress['index']}: {progress['holders_paid']} holders paid so far, units locked"
+    if found["missed_time"]:
+        return f"outstanding; a payment missed, last tried at {format_time(found['missed_ms'])}"
+    return "outstanding"
+
+
+@bond.command("payments")
+@click.argument("bond_id", metavar="BOND")
+@click.option("--holder", help="An address: its shares of each payment.")
+@click.option("--index", "payment", type=click.IntRange(0, 1000), help="A payment (0 the first coupon): "
+              "each holder's share of it.")
+@_LIMIT
+@_CURSOR
+@click.pass_obj
+def payments(session: Session, bond_id: str, holder: str | None, payment: int | None, limit: int,
+             cursor: str | None) -> None:
+    """The payments the chain made of a bond; with --index, each holder's share of one; with
+    --holder, one holder's shares."""
+    found = find_bond(session, bond_id)
+    settlement = settlement_asset(found)
+    if holder is not None:
+        read_address(holder, session.prefix)
+    page = call_bond(session, "bond_getPayments", found["id"], holder, payment, cursor, limit)
+    lines: list[tuple[Any, ...]]
+    if holder is not None or payment is not None:
+        lines = [(share["index"], share["kind"], share["holder"], share["units"],
+                  format_amount(share["amount"], settlement), share["height"]) for share in page["shares"]]
+        table = render_columns(("payment", "kind", "holder", "units", "amount", "block"), lines) if lines else (
+            "no shares")
+    else:
+        lines = [(item["index"], item["kind"], format_time(item["time_ms"]), item["status"],
+                  payment_cell(item, settlement)) for item in page["payments"]]
+        table = render_columns(("payment", "kind", "time", "status", "paid"), lines) if lines else (
+            "no payment made yet")
+    more: tuple[str, ...] = ()
+    if page["next_cursor"]:
+        options = (("--holder", holder) if holder else ()) + (("--index", str(payment)) if payment is not None
+                                                                 else ())
+        more = ("bond", "payments", found["id"], *options, "--limit", str(limit), "--cursor", page["next_cursor"])
+    session.show(page, [], table, more=more)
+
+
+@bond.command("spend")
+@signing_options
+@click.argument("bond_id", metavar="BOND")
+@click.option("--to", "recipient", required=True, help="The address to pay.")
+@click.option("--amount", required=True, help="In the settlement asset: 30000JPYT, or smallest units.")
+@click.option("--purpose", required=True, help=f"What it pays for: 1 to {MAX_PURPOSE_LENGTH} printable characters "
+              "(summed by purpose for everyone to see).")
+@click.pass_obj
+def spend(session: Session, key_file: str, bond_id: str, recipient: str, amount: str, purpose: str, wait: bool,
+          timeout: float, nonce: int | None) -> None:
+    """Pay out of what the bond's offering raised, for a stated purpose (its proceeds account only)."""
+    problem = label_problem(purpose, "--purpose", MAX_PURPOSE_LENGTH, required=True)
+    if problem is not None:
+        raise CommandError(problem, EXIT_USAGE)
+    found = find_bond(session, bond_id)
+    settlement = settlement_asset(found)
+    _, units = read_amount(session, amount, asset=found["settlement"])
+    address = read_address(recipient, session.prefix)
+    submit(session, key_file, lambda status: SpendProceeds(found["id"], address, units, purpose), wait=wait,
+           timeout=timeout, nonce=nonce, rows=bond_rows(settlement))
+
+
+@bond.command("proceeds")
+@click.argument("bond_id", metavar="BOND")
+@click.pass_obj
+def proceeds(session: Session, bond_id: str) -> None:
+    """What the bond's offering raised, what has been spent, and the sum spent for each purpose."""
+    found = call_bond(session, "bond_getUseOfProceeds", read_asset_id(bond_id), None, MAX_PAGE)
+    settlement = settlement_asset(found)
+    rows: Rows = [
+        ("bond", found["bond"]),
+        ("use of proceeds", found["use_of_proceeds"] or "-"),
+        ("proceeds account", found["proceeds"]),
+        ("raised", format_amount(found["raised"], settlement)),
+        ("spent", format_amount(found["spent"], settlement)),
+        ("left", format_amount(found["left"], settlement)),
+    ]
+    lines = [(item["purpose"], format_amount(item["spent"], settlement)) for item in found["purposes"]]
+    table = render_columns(("purpose", "spent"), lines) if lines else "nothing spent yet"
+    session.show(found, rows, table)
+
+
+# --- waiting for what the chain does by itself -----------------------------------------------------------
+
+
+@bond.command("wait")
+@click.argument("bond_id", metavar="BOND")
+@click.option("--allotted", is_flag=True, help="Until its offering has been allotted (or cancelled).")
+@click.option("--paid", "payment", type=click.IntRange(0, 1000), help="Until payment N has been made in full "
+              "(0 the first coupon).")
+@click.option("--redeemed", is_flag=True, help="Until the redemption has been made.")
+@click.option("--timeout", type=Seconds(), default=300.0, show_default=True, help="Seconds to wait at most.")
+@click.pass_obj
+def wait(session: Session, bond_id: str, allotted: bool, payment: int | None, redeemed: bool,
+         timeout: float) -> None:
+    """Wait until the chain has allotted a bond's offering, made one of its payments, or
+    redeemed it; then show what it did."""
+    if allotted + (payment is not None) + redeemed != 1:
+        raise CommandError("give one of --allotted, --paid N and --redeemed", EXIT_USAGE)
+    deadline = time.monotonic() + timeout
+    found = find_bond(session, bond_id)
+    if allotted:
+        _wait_allotted(session, found["id"], deadline, timeout)
+        return
+    index = len(found["payments"]) - 1 if redeemed else int(payment or 0)
+    if index >= len(found["payments"]):
+        raise CommandError(f"{found['id']} has payments 0 to {len(found['payments']) - 1}", EXIT_USAGE)
+    while found["payments"][index]["record"] is None:
+        if time.monotonic() >= deadline:
+            state = found["payments"][index]["status"]
+            raise CommandError(f"payment {index} of {found['id']} not made within {timeout:g} s: it is {state}")
+        time.sleep(WAIT_POLL_SECONDS)
+        found = find_bond(session, found["id"])
+    made = found["payments"][index]
+    settlement = settlement_asset(found)
+    record = made["record"]
+    rows: Rows = [
+        ("bond", found["id"]),
+        ("payment", f"{index} ({made['kind']})"),
+        ("status", made["status"]),
+        ("paid", f"{format_amount(record['amount'], settlement)} to {record['holders']} holders on "
+                 f"{units_text(record['units'])}"),
+        ("retained", format_amount(record["retained"], settlement)),
+        ("block", record["height"]),
+        ("time", format_time(record["time_ms"])),
+    ]
+    session.show(made, rows)
+
+
+def _wait_allotted(session: Session, bond_id: str, deadline: float, timeout: float) -> None:
+    while True:
+        found = call_bond(session, "offering_get", bond_id, None, None, 1)
+        offering = found["offering"]
+        if offering["status"] != "open":
+            break
+        if time.monotonic() >= deadline:
+            raise CommandError(f"the offering of {bond_id} was not allotted within {timeout:g} s; it closes at "
+                               f"{format_time(offering['end_ms'])}")
+        time.sleep(WAIT_POLL_SECONDS)
+    settlement = settlement_asset(found)
+    rows: Rows = [("bond", bond_id), ("offering", offering["status"]), ("block", offering["settled_height"])]
+    if offering["status"] == "settled":
+        rows += [
+            ("allotted", f"{units_text(offering['allotted'])} of {offering['units']}"),
+            ("unsold", units_text(offering["unsold"])),
+            ("proceeds", format_amount(offering["proceeds"], settlement)),
+        ]
+    rows.append(("refunded", format_amount(offering["refunded"], settlement)))
+    session.show(found, rows)
+
+
+# --- mura offering -------------------------------------------------------------------------------------
+
+
+@click.group(cls=MuraGroup)
+def offering() -> None:
+    """A bond's public offering: open it, subscribe or cancel, and see its subscriptions and allotment."""
+
+
+offering.command_class = MuraCommand
+
+
+@offering.command("open")
+@signing_options
+@click.argument("bond_id", metavar="BOND")
+@click.option("--units", type=click.IntRange(1), required=True, help="Units of yours to put on sale.")
+@click.option("--price", required=True, help="The price of one unit in the settlement asset: 10000JPYT, or "
+              "smallest units.")
+@click.option("--start", default="0s", show_default=True, help="When subscriptions open: RFC 3339 UTC or a "
+              "duration from now.")
+@click.option("--end", required=True, help="When they close and the units are allotted: RFC 3339 UTC or a "
+              "duration from now (no later than the bond's next payment).")
+@click.option("--min-units", type=click.IntRange(1), default=1, show_default=True,
+              help="The fewest units one subscription may ask for.")
+@click.option("--max-units", type=click.IntRange(1), help="The most units one subscription may ask for "
+              "(default: every unit on sale).")
+@click.option("--min-total", type=click.IntRange(1), help="Below this many units subscribed in all the offering "
+              "is cancelled and everyone refunded (default: no minimum).")
+@click.pass_obj
+def open_offering(session: Session, key_file: str, bond_id: str, units: int, price: str, start: str, end: str,
+                  min_units: int, max_units: int | None, min_total: int | None, wait: bool, timeout: float,
+                  nonce: int | None) -> None:
+    """Put units of your bond on sale (its issuer only); at the first block at or after --end the
+    chain allots them, pro rata when more are asked for than offered."""
+    start_ms = read_time(start, "--start")
+    end_ms = read_future_time(end, "--end")
+    if end_ms <= start_ms:
+        raise CommandError("--end must come after --start", EXIT_USAGE)
+    if min_units > units:
+        raise CommandError(f"--min-units {min_units} is more than the {units} units on sale", EXIT_USAGE)
+    if max_units is not None and not min_units <= max_units <= units:
+        raise CommandError(f"--max-units must be from --min-units ({min_units}) to --units ({units})", EXIT_USAGE)
+    if min_total is not None and min_total > units:
+        raise CommandError(f"--min-total {min_total} is more than the {units} units on sale", EXIT_USAGE)
+    found = find_bond(session, bond_id)
+    _, price_units = read_amount(session, price, asset=found["settlement"])
+    body = OpenOffering(found["id"], units, price_units, start_ms, end_ms, min_units, max_units or 0, min_total or 0)
+    submit(session, key_file, lambda status: body, wait=wait, timeout=timeout, nonce=nonce,
+           rows=bond_rows(settlement_asset(found)))
+
+
+@offering.command("subscribe")
+@signing_options
+@click.argument("bond_id", metavar="BOND")
+@click.argument("units", type=click.IntRange(1))
+@click.pass_obj
+def subscribe(session: Session, key_file: str, bond_id: str, units: int, wait: bool, timeout: float,
+              nonce: int | None) -> None:
+    """Ask for UNITS of a bond in its open offering; their price goes into escrow until the
+    allotment, which refunds whatever is not used for units allotted."""
+    found = call_bond(session, "offering_get", read_asset_id(bond_id), None, None, 1)
+    settlement = settlement_asset(found)
+    body: Body = Subscribe(found["bond"], units)
+    submit(session, key_file, lambda status: body, wait=wait, timeout=timeout, nonce=nonce,
+           rows=_subscription_rows(settlement, units * found["offering"]["price"]))
+
+
+def _subscription_rows(settlement: AssetInfo, paid: int) -> Callable[[dict[str, Any], Session], Rows]:
+    base = bond_rows(settlement)
+
+    def rows(transaction: dict[str, Any], session: Session) -> Rows:
+        shown = base(transaction, session)
+        at = next(index for index, row in enumerate(shown) if row[0] in ("nonce", "status"))
+        return [*shown[:at], ("escrowed", format_amount(paid, settlement)), *shown[at:]]
+
+    return rows
+
+
+@offering.command("cancel")
+@signing_options
+@click.argument("bond_id", metavar="BOND")
+@click.pass_obj
+def cancel(session: Session, key_file: str, bond_id: str, wait: bool, timeout: float, nonce: int | None) -> None:
+    """Withdraw your subscription before the offering closes, and take its payment back."""
+    bond_id = read_asset_id(bond_id)
+    submit(session, key_file, lambda status: CancelSubscription(bond_id), wait=wait, timeout=timeout, nonce=nonce,
+           rows=bond_rows(None))
+
+
+@offering.command("status")
+@click.argument("bond_id", metavar="BOND")
+@click.option("--subscriber", help="An address: its subscription alone.")
+@_LIMIT
+@_CURSOR
+@click.pass_obj
+def offering_status(session: Session, bond_id: str, subscriber: str | None, limit: int, cursor: str | None) -> None:
+    """A bond's offering: its terms, where it stands, its subscriptions and, once allotted,
+    what each was allotted and refunded."""
+    if subscriber is not None:
+        read_address(subscriber, session.prefix)
+    found = call_bond(session, "offering_get", read_asset_id(bond_id), subscriber, cursor, limit)
+    settlement = settlement_asset(found)
+    offer = found["offering"]
+    per_subscriber = f"{offer['min_units']} to {offer['max_units']} units"
+    rows: Rows = [
+        ("bond", found["bond"]),
+        ("status", offer["phase"]),
+        ("on sale", f"{units_text(offer['units'])} at {format_amount(offer['price'], settlement)}"),
+        ("window", f"{format_time(offer['start_ms'])} to {format_time(offer['end_ms'])}"),
+        ("per subscriber", per_subscriber),
+        ("minimum total", units_text(offer["min_total"]) if offer["min_total"] else "none"),
+        ("subscribed", f"{units_text(offer['subscribed'])} by {offer['subscribers']} subscribers"),
+    ]
+    if offer["status"] == "open":
+        rows.append(("escrowed", format_amount(offer["escrowed"], settlement)))
+    else:
+        rows += [
+            ("allotted", f"{units_text(offer['allotted'])} ({offer['unsold']} unsold)"),
+            ("refunded", format_amount(offer["refunded"], settlement)),
+            ("proceeds", format_amount(offer["proceeds"], settlement)),
+            ("settled in", f"block {offer['settled_height']}"),
+        ]
+    lines = [
+        (item["sequence"], item["subscriber"], item["units"], format_amount(item["paid"], settlement),
+         "-" if item["allotted"] is None else item["allotted"],
+         "-" if item["refunded"] is None else format_amount(item["refunded"], settlement))
+        for item in found["subscriptions"]
+    ]
+    columns = ("#", "subscriber", "asked", "paid", "allotted", "refunded")
+    table = render_columns(columns, lines) if lines else "no subscriptions"
+    more = ("offering", "status", found["bond"], "--limit", str(limit), "--cursor", found["next_cursor"]) if (
+        found["next_cursor"]) else ()
+    session.show(found, rows, table, more=more)
