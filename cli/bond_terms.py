@@ -228,6 +228,7 @@ class _Reader:
         coupons = self.coupons()
         maturity_ms = self.time("maturity")
         self.check_order(issue_ms, coupons, maturity_ms)
+        self.check_amounts(units, face, rate, coupons)
         first_period = self.first_period(issue_ms, coupons, frequency)
         paying, proceeds, registrar = self.account("paying"), self.account("proceeds"), self.account("registrar")
         policy = self.choice("policy", ("restricted", "open"), "restricted")
@@ -400,6 +401,17 @@ class _Reader:
                 self.problems.add(field, f"{format_moment(moment)} has already passed")
             earlier_field, earlier = field, moment
 
+    def check_amounts(self, units: int | None, face: int | None, rate: int | None,
+                      coupons: tuple[int, ...] | None) -> None:
+        """The redemption fits in an amount; a bond pays coupons exactly when its rate is above 0%."""
+        if units is not None and face and face * units > MAX_INT:
+            self.problems.add("face", f"face times units is over the largest amount, {MAX_INT} smallest units")
+        if rate is not None and coupons is not None and bool(rate) != bool(coupons):
+            if coupons:
+                self.problems.add("rate", 'a bond with coupons pays a rate above "0%"')
+            else:
+                self.problems.add("coupons", "a bond with a rate above 0% lists its coupon times")
+
     def first_period(self, issue_ms: int | None, coupons: tuple[int, ...] | None, frequency: int | None) -> int | None:
         """0 for a regular first period, else its days: as given, or computed."""
         value = self.value("first_period")
@@ -411,11 +423,16 @@ class _Reader:
                 self.problems.add("first_period", f'{shown} is neither "regular" nor a number of days from 1 to '
                                   f"{MAX_FIRST_PERIOD_DAYS}")
                 return None
+            if coupons == ():
+                self.problems.add("first_period", "only a bond with coupons has a first period")
+                return None
             return int(value)
         if issue_ms is None or coupons is None or frequency is None:
             return None
         if not coupons:
             return 0
+        if coupons[0] <= issue_ms:
+            return None  # the order's problem, told once
         if is_regular_first_period(issue_ms, coupons[0], frequency):
             return 0
         days = actual_days(issue_ms, coupons[0])

@@ -15,6 +15,7 @@ from mura.chain.keys import PASSPHRASE_VARIABLE, SigningKey, save_key
 from mura.chain.transaction import Body, Burn, Mint, Transfer
 from mura.cli.assets import asset, freeze, holder, unfreeze
 from mura.cli.bonds import bond, offering
+from mura.cli.demo import demo
 from mura.cli.inputs import (
     Height,
     PathType,
@@ -77,7 +78,7 @@ def cli(context: click.Context, rpc: str, as_json: bool) -> None:
 
 
 cli.command_class = MuraCommand
-for group in (asset, holder, freeze, unfreeze, bond, offering, trade):
+for group in (asset, holder, freeze, unfreeze, bond, offering, trade, demo):
     cli.add_command(group)
 
 

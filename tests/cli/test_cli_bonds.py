@@ -1,0 +1,399 @@
+"""``mura bond``, ``mura offering`` and ``mura trade``: the terms file (a table of good and bad
+files with the exact problems reported), the trade offer file (written, read back, refused
+when altered), and the commands against the package's real node process."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mura.chain.address import encode_address
+from mura.chain.keys import SigningKey, save_key
+from mura.chain.transaction import IssueBond, SettleTrade, trade_payload
+from mura.cli.bond_terms import (
+    TermsContext,
+    TermsError,
+    actual_days,
+    add_months,
+    is_regular_first_period,
+    load_terms_document,
+    rate_percent,
+    read_moment,
+    read_terms,
+    read_terms_file,
+)
+from mura.cli.session import CommandError
+from mura.cli.trades import OfferError, TradeOffer, encode_offer, read_offer
+
+#: 2027-04-01 00:00 in Japan (2027-03-31T15:00:00Z): "now" for the terms read here.
+NOW_MS = 1_806_505_200_000
+PREFIX = "tnac"
+CHAIN_ID = "bond-test-1"
+ASSETS: dict[str, dict[str, Any]] = {
+    "JPYT": {"id": "JPYT", "decimals": 0, "policy": "open", "expiry_ms": None},
+    "USDC": {"id": "USDC", "decimals": 2, "policy": "open", "expiry_ms": None},
+    "CLUB": {"id": "CLUB", "decimals": 0, "policy": "restricted", "expiry_ms": None},
+    "VOUCHER": {"id": "VOUCHER", "decimals": 0, "policy": "open", "expiry_ms": 1_900_000_000_000},
+}
+_DAY_MS = 86_400_000
+#: 2027-09-20 and 2028-03-20, 00:00 in Japan: 172 days after now, then 182 more (2028 is a leap year).
+SEPTEMBER_MS = NOW_MS + 172 * _DAY_MS
+MARCH_MS = SEPTEMBER_MS + 182 * _DAY_MS
+BASE: dict[str, Any] = {
+    "id": "NISHI-2028",
+    "name": "Forest road bond",
+    "units": 1000,
+    "settlement": "JPYT",
+    "face": "10000",
+    "rate": "0.455%",
+    "frequency": "semiannual",
+    "coupons": ["2027-09-20T00:00:00+09:00", "2028-03-20T00:00:00+09:00"],
+    "maturity": "2028-03-20T00:00:00+09:00",
+}
+
+
+def context(directory: Path = Path("/nonexistent")) -> TermsContext:
+    return TermsContext(PREFIX, NOW_MS, ASSETS.get, directory)
+
+
+def read(
+    changes: Mapping[str, Any], *, drop: tuple[str, ...] = (), directory: Path = Path("/nonexistent")
+) -> IssueBond:
+    document = {key: value for key, value in {**BASE, **changes}.items() if key not in drop}
+    return read_terms(document, context(directory), source="bond.toml")
+
+
+def problems(changes: Mapping[str, Any], *, drop: tuple[str, ...] = ()) -> list[str]:
+    with pytest.raises(TermsError) as caught:
+        read(changes, drop=drop)
+    assert caught.value.exit_code == 2
+    return caught.value.problems
+
+
+# --- good terms ----------------------------------------------------------------------------------------------
+
+
+def test_the_base_terms_read_into_the_issue_bond_body() -> None:
+    assert read({}) == IssueBond(
+        asset="NISHI-2028", name="Forest road bond", units=1000, registrar=b"", policy="restricted",
+        settlement="JPYT", face=10_000, rate=4_550, frequency=2, first_period_days=172,
+        coupon_times=(SEPTEMBER_MS, MARCH_MS), maturity_ms=MARCH_MS, issue_ms=NOW_MS, paying=b"", proceeds=b"",
+        use_of_proceeds="", green=False,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "expected"),
+    [
+        # The face is whole units of the settlement asset, as text or an integer, converted exactly.
+        ({"face": "10000"}, "face", 10_000),
+        ({"face": 10000}, "face", 10_000),
+        ({"settlement": "USDC", "face": "100.00"}, "face", 10_000),
+        ({"settlement": "USDC", "face": "0.01"}, "face", 1),
+        ({"settlement": "USDC", "face": 100}, "face", 10_000),
+        ({"face": "123456789012345678", "units": 1}, "face", 123_456_789_012_345_678),
+        # The rate is a percentage, exactly in millionths.
+        ({"rate": "0.455%"}, "rate", 4_550),
+        ({"rate": "1%"}, "rate", 10_000),
+        ({"rate": "0.0001%"}, "rate", 1),
+        ({"rate": "0.45500%"}, "rate", 4_550),
+        ({"rate": "100%"}, "rate", 1_000_000),
+        ({"rate": "2.5 %"}, "rate", 25_000),
+        ({"frequency": 4}, "frequency", 4),
+        ({"frequency": "annual", "first_period": "regular"}, "frequency", 1),
+        ({"frequency": "monthly", "first_period": "regular"}, "frequency", 12),
+        # The first period: as given, or computed in Japan time (1 April to 20 September: 172 days).
+        ({"first_period": "regular"}, "first_period_days", 0),
+        ({"first_period": 45}, "first_period_days", 45),
+        ({"coupons": ["2027-10-01T00:00:00+09:00", "2028-04-01T00:00:00+09:00"],
+          "maturity": "2028-04-01T00:00:00+09:00"}, "first_period_days", 0),
+        ({"rate": "0%", "coupons": []}, "first_period_days", 0),
+        # Times: offsets, UTC, TOML dates and times, durations from now.
+        ({"issue": "2027-03-31T15:00:00Z"}, "issue_ms", NOW_MS),
+        ({"coupons": ["90s", "10m"], "maturity": "1h", "first_period": "regular"}, "coupon_times",
+         (NOW_MS + 90_000, NOW_MS + 600_000)),
+        ({"maturity": "30d", "first_period": 30, "coupons": ["2d"]}, "maturity_ms", NOW_MS + 30 * 86_400_000),
+        ({"policy": "open", "green": True, "use_of_proceeds": "forest road repair"}, "policy", "open"),
+        ({"use_of_proceeds": "森林の道"}, "use_of_proceeds", "森林の道"),
+    ],
+)
+def test_good_terms(changes: dict[str, Any], field: str, expected: Any) -> None:
+    body = read(changes)
+    assert getattr(body, field) == expected
+
+
+def test_accounts_are_addresses_or_key_files_beside_the_terms(tmp_path: Path) -> None:
+    paying = SigningKey.generate()
+    save_key(tmp_path / "paying.key", paying)
+    registrar = encode_address(b"\x07" * 32, PREFIX)
+    body = read({"paying": "paying.key", "registrar": registrar}, directory=tmp_path)
+    assert (body.paying, body.registrar, body.proceeds) == (paying.public_key, b"\x07" * 32, b"")
+
+
+# --- bad terms: every problem, each with its field -------------------------------------------------------------
+
+_NOT_A_TIME = ("is neither an RFC 3339 time like 2027-03-20T00:00:00Z or 2027-03-20T09:00:00+09:00 nor a duration "
+               "from now like 90s, 10m, 2h or 30d")
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"face": 100.5}, ['face: 100.5 is a floating-point number, which is inexact: write the amount as text, '
+                           'e.g. "100.50"']),
+        ({"face": "100.5"}, ["face: '100.5': JPYT has 0 decimals"]),
+        ({"face": "10,000"}, ['face: \'10,000\' is not an amount in whole units of JPYT, like "10000" or "100.00"']),
+        ({"face": "1e4"}, ['face: \'1e4\' is not an amount in whole units of JPYT, like "10000" or "100.00"']),
+        ({"face": "0"}, ["face: '0' is out of range: from 1 smallest unit to 18446744073709551615"]),
+        ({"units": 2**63, "face": "10000"},
+         ["face: face times units is over the largest amount, 18446744073709551615 smallest units"]),
+        ({"rate": "abc%"}, ['rate: \'abc%\' is not a percentage like "0.455%"']),
+        ({"rate": "0.455"}, ['rate: \'0.455\' is not a percentage like "0.455%"']),
+        ({"rate": 0.455}, ['rate: expected a percentage in text, like "0.455%", got the floating-point number 0.455']),
+        ({"rate": "0.00001%"}, ["rate: '0.00001%' is more precise than the chain counts: at most 4 decimals "
+                                "(0.0001 % is one millionth)"]),
+        ({"rate": "100.5%"}, ["rate: '100.5%' is over 100%"]),
+        ({"rate": "0%"}, ['rate: a bond with coupons pays a rate above "0%"']),
+        ({"coupons": []}, ["coupons: a bond with a rate above 0% lists its coupon times"]),
+        ({"units": "10"}, ["units: expected a whole number, got the text '10'"]),
+        ({"units": 0}, ["units: 0 is out of range: from 1 to 18446744073709551615"]),
+        ({"units": True}, ["units: expected a whole number, got true (true or false)"]),
+        ({"frequency": "biweekly"},
+         ["frequency: 'biweekly' is not one of 1, 2, 4, 12, annual, semiannual, quarterly, monthly"]),
+        ({"frequency": 3}, ["frequency: 3 is not one of 1, 2, 4, 12, annual, semiannual, quarterly, monthly"]),
+        ({"coupons": ["2028-03-20T00:00:00+09:00", "2027-09-20T00:00:00+09:00"]},
+         ["coupons[1]: 2027-09-19T15:00:00Z is not after coupons[0] (2028-03-19T15:00:00Z)"]),
+        ({"coupons": ["2027-03-20T00:00:00+09:00"]},
+         ["coupons[0]: 2027-03-19T15:00:00Z is not after issue (2027-03-31T15:00:00Z)"]),
+        ({"maturity": "2028-01-01T00:00:00Z"},
+         ["maturity: 2028-01-01T00:00:00Z is not after coupons[1] (2028-03-19T15:00:00Z)"]),
+        ({"issue": "2026-01-01T00:00:00Z", "coupons": ["2027-01-01T00:00:00Z"], "maturity": "2028-01-01T00:00:00Z"},
+         ["coupons[0]: 2027-01-01T00:00:00Z has already passed"]),
+        ({"maturity": "2028-03-20T00:00:00"}, [f"maturity: '2028-03-20T00:00:00' {_NOT_A_TIME}"]),
+        ({"maturity": "next year"}, [f"maturity: 'next year' {_NOT_A_TIME}"]),
+        ({"maturity": "2028-02-30T00:00:00Z"},
+         ["maturity: '2028-02-30T00:00:00Z' is not a real date and time: day is out of range for month"]),
+        ({"coupons": "2027-09-20T00:00:00Z"},
+         ["coupons: expected a list of times, got the text '2027-09-20T00:00:00Z'"]),
+        ({"coupons": [None, 5]}, ["coupons[0]: expected a time, got nothing", "coupons[1]: expected a time, got the "
+                                  "number 5"]),
+        ({"settlement": "XYZ"}, ["settlement: no asset XYZ on this network"]),
+        ({"settlement": "CLUB"}, ["settlement: CLUB is restricted; a bond is paid in an open asset"]),
+        ({"settlement": "VOUCHER"}, ["settlement: VOUCHER expires; a bond is paid in an asset that never expires"]),
+        ({"settlement": "NISHI-2028"}, ["settlement: a bond cannot be paid in itself"]),
+        ({"id": "nishi"}, ["id: asset id 'nishi' is not uppercase letters and digits in groups joined by single "
+                           "hyphens, starting with a letter (e.g. NAC, NISHI-2031-01)"]),
+        ({"name": "\x1b[31m"}, ["name: a name is 1 to 64 printable characters (no control or invisible formatting "
+                                "characters), not only spaces"]),
+        ({"policy": "closed"}, ["policy: 'closed' is not one of restricted, open"]),
+        ({"green": "yes"}, ["green: expected true or false, got the text 'yes'"]),
+        ({"paying": "nowhere.key"}, ["paying: 'nowhere.key' is neither an address on this network (address "
+                                     "'nowhere.key' has no 'tnac1' prefix) nor a key file"]),
+        ({"first_period": 0}, ['first_period: 0 is neither "regular" nor a number of days from 1 to 730']),
+        ({"first_period": "odd"}, ['first_period: \'odd\' is neither "regular" nor a number of days from 1 to 730']),
+        ({"rate": "0%", "coupons": [], "first_period": 30}, ["first_period: only a bond with coupons has a first "
+                                                             "period"]),
+        ({"coupons": ["2027-04-01T12:00:00+09:00"], "maturity": "2028-01-01T00:00:00Z"},
+         ['first_period: the first coupon falls on the issue date in Japan time: give first_period = "regular" or a '
+          "number of days"]),
+        ({"coupons": ["2029-09-20T00:00:00+09:00"], "maturity": "2030-01-01T00:00:00Z"},
+         ["first_period: the first coupon is 903 days after the issue date; an odd first period is at most 730 days"]),
+        ({"use_of_proceeds": "road\nrepair"},
+         ["use_of_proceeds: a use of proceeds is 1 to 128 printable characters (no control characters), not only "
+          "spaces"]),
+        ({"colour": "green"}, ["colour: unknown field (the fields are: id, name, units, settlement, face, rate, "
+                               "frequency, coupons, maturity, issue, first_period, paying, proceeds, registrar, "
+                               "policy, use_of_proceeds, green)"]),
+    ],
+)
+def test_bad_terms_name_the_field_and_what_is_wrong(changes: dict[str, Any], expected: list[str]) -> None:
+    assert problems(changes) == expected
+
+
+def test_every_problem_is_reported_at_once_in_the_order_of_the_fields() -> None:
+    with pytest.raises(TermsError) as caught:
+        read({"green": 1, "face": 1.5, "rate": "abc%", "units": -1, "colour": "red"}, drop=("maturity",))
+    assert caught.value.message == (
+        "bond.toml: 6 problems: units: -1 is out of range: from 1 to 18446744073709551615; face: 1.5 is a "
+        'floating-point number, which is inexact: write the amount as text, e.g. "1.50"; rate: \'abc%\' is not a '
+        'percentage like "0.455%"; maturity: missing; green: expected true or false, got the number 1; colour: '
+        "unknown field (the fields are: id, name, units, settlement, face, rate, frequency, coupons, maturity, "
+        "issue, first_period, paying, proceeds, registrar, policy, use_of_proceeds, green)"
+    )
+    with pytest.raises(TermsError) as caught:
+        read_terms({}, context(), source="empty.json")
+    assert caught.value.message == (
+        "empty.json: 9 problems: id: missing; name: missing; units: missing; settlement: missing; face: missing; "
+        "rate: missing; frequency: missing; coupons: missing (write [] for a bond that pays no coupons); maturity: "
+        "missing"
+    )
+
+
+# --- the file -------------------------------------------------------------------------------------------------
+
+_TOML = """\
+id = "NISHI-2028"
+name = "Forest road bond"
+units = 1000
+settlement = "JPYT"
+face = "10000"
+rate = "0.455%"
+frequency = "semiannual"
+coupons = [2027-09-20T00:00:00+09:00, "2028-03-20T00:00:00+09:00"]
+maturity = 2028-03-20T00:00:00+09:00
+green = true
+"""
+
+
+def test_toml_and_json_files_read_alike(tmp_path: Path) -> None:
+    toml_file = tmp_path / "bond.toml"
+    toml_file.write_text(_TOML)
+    json_file = tmp_path / "bond.json"
+    json_file.write_text(json.dumps({**BASE, "green": True}))
+    from_toml = read_terms_file(str(toml_file), context(tmp_path))
+    assert from_toml == read_terms_file(str(json_file), context(tmp_path))
+    assert (from_toml.coupon_times, from_toml.green) == ((SEPTEMBER_MS, MARCH_MS), True)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [
+        ("bond.toml", 'id = "X"\nunits 10\n', "bond.toml: not valid TOML: Expected '=' after a key in a key/value "
+                                               "pair (at line 2, column 7)"),
+        ("bond.json", '{"id": "X"', "bond.json: not valid JSON: Expecting ',' delimiter: line 1 column 11 (char 10)"),
+        ("bond.json", "[1, 2]", "bond.json: expected an object of terms, got a list"),
+        ("bond.yaml", "id: X", "bond.yaml: a terms file is TOML or JSON: name it FILE.toml or FILE.json"),
+        ("bond.toml", "maturity = 2028-03-20T00:00:00\n", None),
+        ("bond.toml", "maturity = 2028-03-20\n", None),
+    ],
+)
+def test_malformed_files_are_one_line(tmp_path: Path, name: str, text: str, expected: str | None) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    if expected is None:  # loads, and the time's problem is the field's
+        with pytest.raises(TermsError) as caught:
+            read_terms_file(str(path), context(tmp_path))
+        assert [problem for problem in caught.value.problems if problem.startswith("maturity")] in (
+            ["maturity: 2028-03-20T00:00:00 has no offset: add Z (UTC) or +09:00 (Japan)"],
+            ["maturity: 2028-03-20 is not a date and time with its offset, like 2027-03-20T00:00:00+09:00"],
+        )
+        return
+    with pytest.raises(CommandError) as caught_file:
+        load_terms_document(str(path))
+    assert caught_file.value.message.replace(str(tmp_path) + "/", "") == expected
+
+
+def test_a_missing_or_binary_file_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(CommandError, match=r"terms file .*missing.toml does not exist"):
+        load_terms_document(str(tmp_path / "missing.toml"))
+    (tmp_path / "binary.toml").write_bytes(b"id = \xff\n")
+    with pytest.raises(CommandError, match=r"binary.toml is not UTF-8 text \(byte 5\)"):
+        load_terms_document(str(tmp_path / "binary.toml"))
+    (tmp_path / "folder.toml").mkdir()
+    with pytest.raises(CommandError, match=r"folder\.toml: Is a directory"):
+        load_terms_document(str(tmp_path / "folder.toml"))
+    os.mkfifo(tmp_path / "pipe.toml")  # read, it would wait for a writer for ever
+    with pytest.raises(CommandError, match=r"pipe\.toml is not a regular file"):
+        load_terms_document(str(tmp_path / "pipe.toml"))
+
+
+# --- dates, in Japan time -----------------------------------------------------------------------------------
+
+
+def ms(text: str) -> int:
+    moment, problem = read_moment(text, NOW_MS)
+    assert problem is None and moment is not None
+    return moment
+
+
+def test_first_periods_are_counted_in_japan_time() -> None:
+    # 1 April to 20 September 2027: from 2 April to 20 September, 172 days.
+    assert actual_days(ms("2027-04-01T00:00:00+09:00"), ms("2027-09-20T00:00:00+09:00")) == 172
+    assert not is_regular_first_period(ms("2027-04-01T00:00:00+09:00"), ms("2027-09-20T00:00:00+09:00"), 2)
+    # 1 March to 1 September in Japan is regular, though in UTC it is 28 February to 31 August.
+    issue, coupon = ms("2027-02-28T15:00:00Z"), ms("2027-08-31T15:00:00Z")
+    assert is_regular_first_period(issue, coupon, 2)
+    assert not is_regular_first_period(issue, coupon, 4)
+    assert actual_days(issue, coupon) == 184
+    assert add_months(date(2027, 8, 31), 6) == date(2028, 2, 29)
+    assert add_months(date(2028, 8, 31), 6) == date(2029, 2, 28)
+    assert add_months(date(2027, 12, 15), 1) == date(2028, 1, 15)
+
+
+def test_rates_are_shown_as_exact_percentages() -> None:
+    assert [rate_percent(rate) for rate in (4_550, 10_000, 1, 1_000_000, 0)] == ["0.455%", "1%", "0.0001%", "100%",
+                                                                                  "0%"]
+
+
+# --- the trade offer file ------------------------------------------------------------------------------------
+
+
+def signed_offer(seller: SigningKey, buyer: SigningKey, *, signer: str = "seller") -> TradeOffer:
+    trade = SettleTrade("NISHI-2028", seller.public_key, buyer.public_key, 3, 30_300, NOW_MS + 600_000, b"r" * 16,
+                        b"")
+    key = seller if signer == "seller" else buyer
+    signature = key.sign(trade_payload(CHAIN_ID, trade))
+    signed = SettleTrade(trade.bond, trade.seller, trade.buyer, trade.units, trade.amount, trade.deadline_ms,
+                         trade.reference, signature)
+    return TradeOffer(CHAIN_ID, signed, "JPYT", signer)
+
+
+def test_an_offer_file_reads_back_as_written() -> None:
+    seller, buyer = SigningKey.generate(), SigningKey.generate()
+    for signer in ("seller", "buyer"):
+        offer = signed_offer(seller, buyer, signer=signer)
+        document = json.loads(json.dumps(encode_offer(offer, PREFIX)))
+        assert read_offer(document, prefix=PREFIX, chain_id=CHAIN_ID, source="trade.json") == offer
+        assert offer.acceptor == (buyer if signer == "seller" else seller).public_key
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"units": 4}, "the seller's signature does not match these terms: the file was altered or signed by "
+                       "another key"),
+        ({"amount": 3030}, "the seller's signature does not match these terms"),
+        ({"signed_by": "buyer"}, "the buyer's signature does not match these terms"),
+        ({"reference": "0x" + "72" * 15 + "73"}, "the seller's signature does not match"),
+        ({"deadline_ms": NOW_MS + 600_001}, "deadline and deadline_ms disagree"),
+        ({"chain_id": "mainnet"}, "it is for the network 'mainnet', this node runs 'bond-test-1'"),
+        ({"format": "mura-key"}, "not an offer: its format is not 'mura-trade-offer'"),
+        ({"version": 2}, "version 2; this version of mura reads version 1"),
+        ({"units": 1.0}, "units: expected a whole number from 1 to 18446744073709551615"),
+        ({"units": True}, "units: expected a whole number from 1 to 18446744073709551615"),
+        ({"amount": -5}, "amount: expected a whole number from 1 to 18446744073709551615"),
+        ({"seller": "nac1qz46h2at4w46h2at4w46h2at4w46h2at4w46h2at4w46h2at4w46h2at4w4snvmw07"},
+         "seller: address is for network 'nac', this network uses 'tnac'"),
+        ({"reference": "0x0102"}, "reference: expected 8 to 32 bytes"),
+        ({"signature": "0xAB"}, "signature: expected 0x and lower-case hex"),
+        ({"signature": "0x" + "ab" * 63}, "signature: expected 64 bytes"),
+        ({"bond": "\x1b[2J"}, "bond: expected short text"),
+        ({"extra": 1}, "unexpected extra"),
+    ],
+)
+def test_an_altered_offer_file_is_refused(change: dict[str, Any], expected: str) -> None:
+    seller, buyer = SigningKey.generate(), SigningKey.generate()
+    document = {**encode_offer(signed_offer(seller, buyer), PREFIX), **change}
+    with pytest.raises(OfferError) as caught:
+        read_offer(document, prefix=PREFIX, chain_id=CHAIN_ID, source="trade.json")
+    assert caught.value.message.startswith(f"offer file trade.json: {expected}")
+    assert caught.value.message.endswith("; nothing was signed") and caught.value.exit_code == 2
+
+
+def test_an_offer_missing_a_field_or_not_an_object_is_refused() -> None:
+    seller, buyer = SigningKey.generate(), SigningKey.generate()
+    document = encode_offer(signed_offer(seller, buyer), PREFIX)
+    del document["signature"]
+    with pytest.raises(OfferError, match="missing signature"):
+        read_offer(document, prefix=PREFIX, chain_id=CHAIN_ID, source="trade.json")
+    with pytest.raises(OfferError, match="not an offer: expected a JSON object"):
+        read_offer([document], prefix=PREFIX, chain_id=CHAIN_ID, source="trade.json")
+    same = {**encode_offer(signed_offer(seller, buyer), PREFIX), "buyer": encode_address(seller.public_key, PREFIX)}
+    with pytest.raises(OfferError, match="the seller and the buyer are one account"):
+        read_offer(same, prefix=PREFIX, chain_id=CHAIN_ID, source="trade.json")
