@@ -23,10 +23,16 @@ from mura.chain.transaction import (
     ApproveHolder,
     Body,
     Burn,
+    CancelSubscription,
     Freeze,
     IssueAsset,
+    IssueBond,
     Mint,
+    OpenOffering,
     RevokeHolder,
+    SettleTrade,
+    SpendProceeds,
+    Subscribe,
     Transaction,
     Transfer,
     Unfreeze,
@@ -65,6 +71,9 @@ _TIME_SCHEMA: dict[str, Any] = {
     "description": "RFC 3339 UTC text, e.g. 2031-01-01T00:00:00Z; null for none (or a time past the year 9999).",
 }
 _ACCOUNT_ACTION = _object({"asset": _ASSET_ID_SCHEMA, "account": _ADDRESS_SCHEMA})
+_MS_SCHEMA: dict[str, Any] = {**_COUNT_SCHEMA, "description": "Milliseconds since the Unix epoch."}
+_OPTIONAL_ACCOUNT: dict[str, Any] = {"type": ["string", "null"], "description": "An address; null: the issuer."}
+_UNITS_SCHEMA: dict[str, Any] = {**_COUNT_SCHEMA, "description": "Whole units of the bond."}
 
 #: The body of each kind, by the kind's name.
 BODY_SCHEMAS: dict[str, dict[str, Any]] = {
@@ -99,6 +108,61 @@ BODY_SCHEMAS: dict[str, dict[str, Any]] = {
     RevokeHolder.KIND: _ACCOUNT_ACTION,
     Freeze.KIND: _ACCOUNT_ACTION,
     Unfreeze.KIND: _ACCOUNT_ACTION,
+    IssueBond.KIND: _object(
+        {
+            "asset": _ASSET_ID_SCHEMA,
+            "name": {"type": "string"},
+            "units": _UNITS_SCHEMA,
+            "registrar": _OPTIONAL_ACCOUNT,
+            "policy": {"type": "string", "enum": [policy.value for policy in TransferPolicy]},
+            "settlement": {**_ASSET_ID_SCHEMA, "description": "The asset coupons and the redemption are paid in."},
+            "face": {**_COUNT_SCHEMA, "description": "Face value of a unit, in the settlement asset's smallest units."},
+            "rate": {**_COUNT_SCHEMA, "description": "Annual coupon rate in millionths (4550 is 0.455 %)."},
+            "frequency": {**_COUNT_SCHEMA, "description": "Regular coupons a year."},
+            "first_period_days": {**_COUNT_SCHEMA, "description": "Days of an odd first period; 0: regular."},
+            "coupon_times": {"type": "array", "items": _MS_SCHEMA},
+            "maturity_ms": _MS_SCHEMA,
+            "issue_ms": _MS_SCHEMA,
+            "paying": _OPTIONAL_ACCOUNT,
+            "proceeds": _OPTIONAL_ACCOUNT,
+            "use_of_proceeds": {"type": "string"},
+            "green": {"type": "boolean"},
+        }
+    ),
+    OpenOffering.KIND: _object(
+        {
+            "bond": _ASSET_ID_SCHEMA,
+            "units": _UNITS_SCHEMA,
+            "price": {**_COUNT_SCHEMA, "description": "Price of a unit, in the settlement asset's smallest units."},
+            "start_ms": _MS_SCHEMA,
+            "end_ms": _MS_SCHEMA,
+            "min_units": _UNITS_SCHEMA,
+            "max_units": {**_COUNT_SCHEMA, "description": "Most units per subscription; 0: every unit on sale."},
+            "min_total": {**_COUNT_SCHEMA, "description": "Units below which the offering is cancelled; 0: none."},
+        }
+    ),
+    Subscribe.KIND: _object({"bond": _ASSET_ID_SCHEMA, "units": _UNITS_SCHEMA}),
+    CancelSubscription.KIND: _object({"bond": _ASSET_ID_SCHEMA}),
+    SettleTrade.KIND: _object(
+        {
+            "bond": _ASSET_ID_SCHEMA,
+            "seller": _ADDRESS_SCHEMA,
+            "buyer": _ADDRESS_SCHEMA,
+            "units": _UNITS_SCHEMA,
+            "amount": {**_AMOUNT_SCHEMA, "description": "Smallest units of the settlement asset paid for them."},
+            "deadline_ms": _MS_SCHEMA,
+            "reference": _HEX_SCHEMA,
+            "counterparty_signature": _HEX_SCHEMA,
+        }
+    ),
+    SpendProceeds.KIND: _object(
+        {
+            "bond": _ASSET_ID_SCHEMA,
+            "recipient": _ADDRESS_SCHEMA,
+            "amount": _AMOUNT_SCHEMA,
+            "purpose": {"type": "string"},
+        }
+    ),
 }
 assert BODY_SCHEMAS.keys() == KINDS.keys(), "every kind's body has a schema"
 
@@ -152,6 +216,14 @@ def render_body(body: Body, prefix: str) -> dict[str, Any]:
             expiry_ms=body.expiry_ms or None,
             expiry_time=render_time(body.expiry_ms) if body.expiry_ms else None,
         )
+    if isinstance(body, IssueBond):
+        fields.update(
+            {name: encode_address(getattr(body, name), prefix) if getattr(body, name) else None
+             for name in ("registrar", "paying", "proceeds")},
+            coupon_times=list(body.coupon_times),
+        )  # fmt: skip
+    if isinstance(body, SettleTrade):
+        fields.update(reference=to_hex(body.reference))
     return fields
 
 
@@ -329,8 +401,7 @@ ACCOUNT_SCHEMA = _object(
         "balances": {
             "type": "array",
             "items": BALANCE_SCHEMA,
-            "description": "Final positive balances by asset id (the first 100 at most; account_getBalances "
-            "pages on).",
+            "description": "Final positive balances by asset id (the first 100 at most; account_getBalances pages on).",
         },
         "more_balances": {
             "type": "boolean",
