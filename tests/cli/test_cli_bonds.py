@@ -4,6 +4,7 @@ when altered), and the commands against the package's real node process."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections.abc import Mapping
@@ -30,6 +31,9 @@ from mura.cli.bond_terms import (
 )
 from mura.cli.session import CommandError
 from mura.cli.trades import OfferError, TradeOffer, encode_offer, read_offer
+
+from .conftest import Mura
+from .test_cli import assert_one_line_error
 
 #: 2027-04-01 00:00 in Japan (2027-03-31T15:00:00Z): "now" for the terms read here.
 NOW_MS = 1_806_505_200_000
@@ -397,3 +401,138 @@ def test_an_offer_missing_a_field_or_not_an_object_is_refused() -> None:
     same = {**encode_offer(signed_offer(seller, buyer), PREFIX), "buyer": encode_address(seller.public_key, PREFIX)}
     with pytest.raises(OfferError, match="the seller and the buyer are one account"):
         read_offer(same, prefix=PREFIX, chain_id=CHAIN_ID, source="trade.json")
+
+
+# --- the commands against the package's real node ---------------------------------------------------------------
+
+_SERIAL = itertools.count()
+
+
+def new_account(mura: Mura, tmp_path: Path, name: str) -> tuple[str, str]:
+    key_file = tmp_path / f"{name}.key"
+    return str(key_file), mura.json("keygen", "--out", str(key_file))["address"]
+
+
+def write_terms(path: Path, bond: str, **changes: Any) -> str:
+    terms = {"id": bond, "name": "Road bond", "units": 5, "settlement": "JPYT", "face": "10000", "rate": "1.25%",
+             "frequency": "semiannual", "first_period": "regular", "coupons": ["14s", "18s"], "maturity": "22s",
+             "use_of_proceeds": "forest road repair", **changes}
+    path.write_text(json.dumps(terms))
+    return str(path)
+
+
+def test_a_bond_from_its_terms_file_to_its_redemption(mura: Mura, tmp_path: Path) -> None:
+    bond = f"ROAD-{os.getpid() % 10_000}-{next(_SERIAL)}"
+    treasury_key, bank_key = str(mura.treasury_key), str(mura.bank_key)
+    treasury = mura.json("address", "--key", treasury_key)["address"]
+    hana_key, hana = new_account(mura, tmp_path, "hana")
+    kenji_key, kenji = new_account(mura, tmp_path, "kenji")
+    for address, amount in ((hana, "50000JPYT"), (kenji, "50000JPYT"), (treasury, "5000JPYT")):
+        mura.json("send", amount, address, "--key", bank_key, "--wait")
+
+    # A terms file with problems is refused in one line, naming each, and nothing is sent.
+    nonce = mura.json("balance", treasury)["nonce"]
+    bad = write_terms(tmp_path / "bad.json", bond, face=1.5, rate="abc%")
+    refused = mura("bond", "issue", "--terms", bad, "--key", treasury_key)
+    assert_one_line_error(refused, 2, r"bad\.json: 2 problems: face: 1\.5 is a floating-point number.*; rate: "
+                          r"'abc%' is not a percentage")
+    assert mura.json("balance", treasury)["nonce"] == nonce
+
+    issued = mura.json("bond", "issue", "--terms", write_terms(tmp_path / "bond.json", bond), "--key", treasury_key,
+                       "--wait")
+    assert (issued["kind"], issued["status"], issued["body"]["rate"], issued["body"]["face"]) == (
+        "issue_bond", "final", 12_500, 10_000)
+    info = mura.json("bond", "info", bond)
+    assert [payment["status"] for payment in info["payments"]] == ["scheduled"] * 3
+    assert [payment["amount_per_unit"] for payment in info["payments"]] == [62, 62, 10_000]
+    assert "scheduled" in mura("bond", "info", bond).stdout
+
+    mura.json("offering", "open", bond, "--units", "5", "--price", "10000JPYT", "--end", "9s", "--key",
+              treasury_key, "--wait")
+    for address in (hana, kenji):
+        mura.json("holder", "approve", bond, address, "--key", treasury_key, "--wait")
+    mura.json("offering", "subscribe", bond, "3", "--key", kenji_key, "--wait")
+    mura.json("offering", "cancel", bond, "--key", kenji_key, "--wait")
+    assert mura.balance(kenji, "JPYT") == 50_000
+    # Hana asks for 4, Kenji for 3: 7 for 5 units. Pro rata 2.86 and 2.14: 2 each, and the unit
+    # left goes to the larger remainder, Hana's.
+    subscribed = mura.json("offering", "subscribe", bond, "4", "--key", hana_key, "--wait")
+    assert (subscribed["body"], subscribed["status"]) == ({"bond": bond, "units": 4}, "final")
+    mura.json("offering", "subscribe", bond, "3", "--key", kenji_key, "--wait")
+    status = mura.json("offering", "status", bond)
+    assert (status["offering"]["phase"], status["offering"]["subscribed"]) == ("subscribing", 7)
+
+    allotted = mura.json("bond", "wait", bond, "--allotted", "--timeout", "60")
+    assert allotted["offering"]["status"] == "settled"
+    subscriptions = mura.json("offering", "status", bond)["subscriptions"]
+    assert [(item["subscriber"], item["allotted"], item["refunded"]) for item in subscriptions] == [
+        (hana, 3, 10_000), (kenji, 2, 10_000)]
+    assert (mura.balance(hana, bond), mura.balance(kenji, bond)) == (3, 2)
+
+    spent = mura.json("bond", "spend", bond, "--to", kenji, "--amount", "1000JPYT", "--purpose", "road survey",
+                      "--key", treasury_key, "--wait")
+    assert spent["body"]["purpose"] == "road survey"
+    use = mura.json("bond", "proceeds", bond)
+    assert (use["raised"], use["spent"], use["purposes"]) == (50_000, 1000, [{"purpose": "road survey",
+                                                                              "spent": 1000}])
+
+    # The first coupon: 62.5 JPYT a unit, each holder's share rounded down: 187 and 125.
+    paid = mura.json("bond", "wait", bond, "--paid", "0", "--timeout", "60")
+    assert (paid["status"], paid["record"]["amount"], paid["record"]["retained"]) == ("paid", 312, 0)
+
+    # Hana buys a unit from Kenji: she signs the offer as the buyer, he accepts and sends it.
+    offer_file = tmp_path / "trade.json"
+    offered = mura.json("trade", "offer", "--bond", bond, "--units", "1", "--price-total", "10050JPYT", "--seller",
+                        kenji, "--deadline", "5m", "--out", str(offer_file), "--key", hana_key)
+    assert (offered["signed_by"], offered["seller"], offered["buyer"], offered["amount"]) == (
+        "buyer", kenji, hana, 10_050)
+    assert json.loads(offer_file.read_text()) == offered
+    own = mura("trade", "accept", str(offer_file), "--yes", "--key", hana_key)
+    assert_one_line_error(own, 2, r"this offer is for its seller, tnac1\w+; your key is tnac1\w+")
+    unasked = mura("trade", "accept", str(offer_file), "--key", kenji_key)
+    assert_one_line_error(unasked, 2, "not accepted: give --yes to accept these terms without being asked")
+    tampered = tmp_path / "tampered.json"
+    tampered.write_text(json.dumps({**offered, "amount": 10}))
+    refused_offer = mura("trade", "accept", str(tampered), "--yes", "--key", kenji_key)
+    assert_one_line_error(refused_offer, 2, "the buyer's signature does not match these terms")
+    accepted = mura("trade", "accept", str(offer_file), "--yes", "--key", kenji_key, "--wait")
+    assert accepted.exit_code == 0, accepted.stderr
+    assert "price      10050 (10,050 JPYT)" in accepted.stdout and "status       final" in accepted.stdout
+    assert (mura.balance(hana, bond), mura.balance(kenji, bond)) == (4, 1)
+    again = mura("trade", "accept", str(offer_file), "--yes", "--key", kenji_key, "--wait")
+    assert_one_line_error(again, 1, r"transaction refused \(trade_settled\)")
+
+    # The second coupon: 250 and 62 (62.5 rounded down); then the redemption at face value.
+    mura.json("bond", "wait", bond, "--paid", "1", "--timeout", "60")
+    redeemed = mura.json("bond", "wait", bond, "--redeemed", "--timeout", "60")
+    assert (redeemed["kind"], redeemed["record"]["amount"]) == ("redemption", 50_000)
+    shares = mura.json("bond", "payments", bond, "--holder", kenji)["shares"]
+    assert [(share["index"], share["units"], share["amount"]) for share in shares] == [
+        (0, 2, 125), (1, 1, 62), (2, 1, 10_000)]
+    # Kenji: 50,000 - 30,000 paid + 10,000 refunded + 1,000 for the survey + 125 + 10,050 + 62 + 10,000.
+    assert mura.balance(kenji, "JPYT") == 51_237
+    # Hana: 50,000 - 40,000 + 10,000 + 187 - 10,050 + 250 + 40,000.
+    assert mura.balance(hana, "JPYT") == 50_387
+    final = mura.json("bond", "info", bond)
+    assert final["redeemed"] and [payment["status"] for payment in final["payments"]] == ["paid"] * 3
+    assert mura.balance(hana, bond) == 0
+
+
+def test_bond_commands_refuse_what_is_not_a_bond_in_one_line(mura: Mura, tmp_path: Path) -> None:
+    assert_one_line_error(mura("bond", "info", "NAC"), 1, r"NAC is an asset, not a bond \(mura bond list")
+    assert_one_line_error(mura("bond", "info", "NOPE"), 1, "no asset NOPE on this network")
+    assert_one_line_error(mura("bond", "info", "nope"), 2, "asset id 'nope' is not uppercase")
+    assert_one_line_error(mura("bond", "wait", "NAC"), 2, "give one of --allotted, --paid N and --redeemed")
+    bond = f"IDLE-{os.getpid() % 10_000}-{next(_SERIAL)}"
+    mura.json("bond", "issue", "--terms", write_terms(tmp_path / "idle.json", bond, coupons=["1h"], maturity="2h"),
+              "--key", str(mura.treasury_key), "--wait")
+    assert_one_line_error(mura("offering", "status", bond), 1, f"{bond} has no offering: its issuer opens one")
+    waited = mura("bond", "wait", bond, "--paid", "0", "--timeout", "0.5")
+    assert_one_line_error(waited, 1, f"payment 0 of {bond} not made within 0.5 s: it is scheduled")
+    offer_file = tmp_path / "offer.json"
+    offer_file.write_text("{}")
+    assert_one_line_error(mura("trade", "offer", "--bond", bond, "--units", "1", "--price-total", "5JPYT", "--buyer",
+                               encode_address(b"\x01" * 32, "tnac"), "--out", str(offer_file), "--key",
+                               str(mura.treasury_key)), 2, "offer.json exists; it is never overwritten")
+    assert_one_line_error(mura("trade", "accept", str(offer_file), "--key", str(mura.treasury_key)), 2,
+                          "not an offer: its format is not 'mura-trade-offer'; nothing was signed")
