@@ -51,7 +51,7 @@ TEMPLATE = """\
 # A municipal bond's terms: mura bond issue --terms FILE --key ISSUER.key
 # Times are RFC 3339 (2027-03-20T00:00:00+09:00) or durations from now (90s, 10m, 2h, 30d):
 # these few seconds suit a testnet walkthrough; a real bond's payments are months apart.
-id = "FOREST-2027"
+id = "FOREST-ROAD"
 name = "Nishiawakura forest road bond"
 units = 10
 settlement = "JPYT"
@@ -301,7 +301,7 @@ def info(session: Session, bond_id: str) -> None:
         ("first period", first if coupons else "-"),
         ("issued", format_time(found["issue_ms"])),
         ("maturity", format_time(found["maturity_ms"])),
-        ("units", f"{found['supply']}, {found['holders']} holding (the issuer and the offering included)"),
+        ("units", f"{found['supply']} in {found['holders']} accounts"),
         ("paying", f"{found['paying']} holds {format_amount(found['paying_balance'], settlement)}"),
         ("proceeds", found["proceeds"]),
         ("raised", f"{format_amount(found['raised'], settlement)}, spent {format_amount(found['spent'], settlement)}"),
@@ -540,12 +540,16 @@ def open_offering(session: Session, key_file: str, bond_id: str, units: int, pri
 @offering.command("subscribe")
 @signing_options
 @click.argument("bond_id", metavar="BOND")
-@click.argument("units", type=click.IntRange(1))
+@click.argument("units_argument", metavar="[UNITS]", type=click.IntRange(1), required=False)
+@click.option("--units", type=click.IntRange(1), help="Units to ask for (or give them after BOND).")
 @click.pass_obj
-def subscribe(session: Session, key_file: str, bond_id: str, units: int, wait: bool, timeout: float,
-              nonce: int | None) -> None:
+def subscribe(session: Session, key_file: str, bond_id: str, units_argument: int | None, units: int | None,
+              wait: bool, timeout: float, nonce: int | None) -> None:
     """Ask for UNITS of a bond in its open offering; their price goes into escrow until the
     allotment, which refunds whatever is not used for units allotted."""
+    if (units_argument is None) == (units is None):
+        raise CommandError("give the units once: after BOND or as --units", EXIT_USAGE)
+    units = int(units_argument or units or 0)
     found = call_bond(session, "offering_get", read_asset_id(bond_id), None, None, 1)
     settlement = settlement_asset(found)
     body: Body = Subscribe(found["bond"], units)
