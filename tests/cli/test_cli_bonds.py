@@ -7,6 +7,8 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
+import subprocess
 from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
@@ -15,7 +17,7 @@ from typing import Any
 import pytest
 
 from mura.chain.address import encode_address
-from mura.chain.keys import SigningKey, save_key
+from mura.chain.keys import SigningKey, load_key, save_key
 from mura.chain.transaction import IssueBond, SettleTrade, trade_payload
 from mura.cli.bond_terms import (
     TermsContext,
@@ -31,9 +33,10 @@ from mura.cli.bond_terms import (
 )
 from mura.cli.session import CommandError
 from mura.cli.trades import OfferError, TradeOffer, encode_offer, read_offer
+from mura.tests.node.cluster import Cluster
 
 from .conftest import Mura
-from .test_cli import assert_one_line_error
+from .test_cli import MURA, assert_one_line_error
 
 #: 2027-04-01 00:00 in Japan (2027-03-31T15:00:00Z): "now" for the terms read here.
 NOW_MS = 1_806_505_200_000
@@ -536,3 +539,46 @@ def test_bond_commands_refuse_what_is_not_a_bond_in_one_line(mura: Mura, tmp_pat
                                str(mura.treasury_key)), 2, "offer.json exists; it is never overwritten")
     assert_one_line_error(mura("trade", "accept", str(offer_file), "--key", str(mura.treasury_key)), 2,
                           "not an offer: its format is not 'mura-trade-offer'; nothing was signed")
+
+
+# --- mura demo bond on a four-validator testnet --------------------------------------------------------------
+
+#: Seconds between the demo's offering close, coupons and maturity: short, yet room for the
+#: approvals and subscriptions before the offering closes on a busy machine.
+DEMO_INTERVAL = 15
+
+
+@pytest.mark.processes
+def test_the_bond_demo_runs_a_bond_to_its_redemption_on_a_testnet(tmp_path: Path) -> None:
+    cluster = Cluster(tmp_path / "testnet", validators=4)
+    try:
+        cluster.start_all()
+        url = f"http://127.0.0.1:{cluster.rpc_ports[2]}"
+        demo = subprocess.run(
+            [str(MURA), "--rpc", url, "demo", "bond", "--dir", str(cluster.directory), "--interval",
+             str(DEMO_INTERVAL)], capture_output=True, text=True, timeout=4 * DEMO_INTERVAL + 120,
+        )
+        assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr
+        assert demo.stderr == ""
+        bond = re.search(r"The bond (FOREST-[0-9A-F]{4}) is redeemed", demo.stdout)
+        assert bond is not None, demo.stdout[-2000:]
+        # Hana, Kenji and Yui asked for 6, 4 and 5 units of 10: allotted 4, 3 and 3.
+        assert re.search(r"6 +60000 \(60,000 JPYT\) +4 +20000 \(20,000 JPYT\)", demo.stdout)
+        assert re.search(r"4 +40000 \(40,000 JPYT\) +3 +10000 \(10,000 JPYT\)", demo.stdout)
+        assert "payment   2 (redemption)" in demo.stdout and "state            redeemed" in demo.stdout
+        folder = cluster.directory / "demo" / bond.group(1)
+        balances = {}
+        for name in ("hana", "kenji", "yui", "contractor"):
+            address = encode_address(load_key(folder / f"{name}.key").public_key, cluster.prefix)
+            balances[name] = cluster.call(0, "account_getBalance", address, "JPYT")
+        # 100,000 paid in; the subscription less its refund; coupons of 45 days (15.41 a unit,
+        # rounded down per holder) and then 62.50 a unit; a unit sold by Hana to Yui for 10,100;
+        # the redemption at 10,000 a unit.
+        assert balances == {
+            "hana": 100_000 - 60_000 + 20_000 + 61 + 10_100 + 187 + 30_000,
+            "kenji": 100_000 - 40_000 + 10_000 + 46 + 187 + 30_000,
+            "yui": 100_000 - 50_000 + 20_000 + 46 - 10_100 + 250 + 40_000,
+            "contractor": 20_000,
+        }
+    finally:
+        cluster.close()
