@@ -100,12 +100,18 @@ def demo_bond(context: click.Context, directory: str, interval: int) -> None:
     for key_file in (treasury, bank):
         if not key_file.is_file():
             raise CommandError(f"no {key_file}: start a testnet with make testnet first (or give --dir)", EXIT_USAGE)
+    status = session.status()
+    click.echo(f"A municipal bond on {status['chain_id']} at {session.url}, from height {status['height']}; "
+               f"the bond's times are {interval} s apart.")
     root = context.find_root().command
     assert isinstance(root, click.Group)
     demo_run = Demo(root, session)
     bond = f"FOREST-{secrets.token_hex(2).upper()}"
     folder = Path(directory) / "demo" / bond
-    folder.mkdir(parents=True, exist_ok=False)
+    try:
+        folder.mkdir(parents=True)
+    except OSError as error:
+        raise CommandError(f"cannot make {folder}: {error.strerror or error}", EXIT_USAGE) from None
     residents = _residents(demo_run, folder, bank)
     _issue_and_offer(demo_run, folder, bond, treasury, bank, interval)
     _subscribe(demo_run, bond, treasury, residents)
