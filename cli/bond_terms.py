@@ -22,7 +22,7 @@ maturity         yes        when every unit is redeemed at face value
 issue            no         the issue date interest accrues from (default: now)
 first_period     no         ``"regular"``, or the odd first period's length in days; default:
                             computed from the issue date and the first coupon (see
-                            ``is_regular_first_period`` and ``actual_days``)
+                            ``bond_dates.is_regular_first_period``)
 paying           no         the account coupons and the redemption are paid from
 proceeds         no         the account an offering's proceeds go to
 registrar        no         the account that approves holders and freezes accounts
@@ -38,7 +38,6 @@ key files (a relative path is read from the terms file's folder); each defaults 
 
 from __future__ import annotations
 
-import calendar
 import json
 import os
 import re
@@ -46,7 +45,6 @@ import stat
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -64,10 +62,9 @@ from mura.chain.codec import MAX_INT
 from mura.chain.errors import InvalidAddress, InvalidKeyFile
 from mura.chain.keys import load_key
 from mura.chain.transaction import IssueBond
+from mura.cli.bond_dates import actual_days, describe_value, format_moment, is_regular_first_period, read_moment
 from mura.cli.session import EXIT_USAGE, CommandError, quoted
 
-#: Japan's time (UTC+9, no daylight saving): a bond's dates are counted in it.
-JAPAN = timezone(timedelta(hours=9), "JST")
 #: The words ``frequency`` takes, and the coupons a year each stands for.
 FREQUENCY_WORDS = {"annual": 1, "semiannual": 2, "quarterly": 4, "monthly": 12}
 #: Every field a terms file may hold, in the order problems are reported.
@@ -82,15 +79,6 @@ MAX_TERMS_FILE_BYTES = 64 * 1024
 _RATE_DECIMALS = 4
 _PERCENT = re.compile(r"([0-9]{1,3})(?:\.([0-9]{1,30}))?\s*%")
 _DISPLAY_AMOUNT = re.compile(r"([0-9]{1,30})(?:\.([0-9]{1,30}))?")
-_DURATION = re.compile(r"([0-9]{1,9})([smhd])")
-_UNIT_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
-_MOMENT = re.compile(
-    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,3}))?"
-    r"(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))"
-)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-#: 9999-12-31T23:59:59.999Z: the last time RFC 3339 writes.
-_LAST_TIME_MS = 253_402_300_799_999
 
 
 class TermsError(CommandError):
@@ -133,7 +121,7 @@ def load_terms_document(path: str) -> dict[str, Any]:
     except (ValueError, RecursionError) as error:
         raise TermsError(path, [f"not valid JSON: {str(error)[:200]}"]) from None
     if not isinstance(document, dict):
-        raise TermsError(path, [f"expected an object of terms, got {_kind(document)}"])
+        raise TermsError(path, [f"expected an object of terms, got {describe_value(document)}"])
     return document
 
 
@@ -255,7 +243,7 @@ class _Reader:
         if value is None:
             return default
         if not isinstance(value, str):
-            self.problems.add(field, f"expected text, got {_kind(value)}")
+            self.problems.add(field, f"expected text, got {describe_value(value)}")
             return None
         problem = problem_of(value)
         if problem is not None:
@@ -268,7 +256,7 @@ class _Reader:
         if value is None:
             return None
         if not _is_integer(value):
-            self.problems.add(field, f"expected a whole number, got {_kind(value)}")
+            self.problems.add(field, f"expected a whole number, got {describe_value(value)}")
             return None
         if not 1 <= value <= MAX_INT:
             self.problems.add(field, f"{value} is out of range: from 1 to {MAX_INT}")
@@ -309,7 +297,7 @@ class _Reader:
         elif isinstance(value, str) and (match := _DISPLAY_AMOUNT.fullmatch(value.strip())) is not None:
             whole, fraction = match.group(1), match.group(2) or ""
         else:
-            shown = quoted(value) if isinstance(value, str) else _kind(value)
+            shown = quoted(value) if isinstance(value, str) else describe_value(value)
             self.problems.add("face", f'{shown} is not an amount in whole units of {asset}, like "10000" or "100.00"')
             return None
         if settlement is None:
@@ -331,7 +319,7 @@ class _Reader:
         if value is None:
             return None
         if not isinstance(value, str):
-            self.problems.add("rate", f'expected a percentage in text, like "0.455%", got {_kind(value)}')
+            self.problems.add("rate", f'expected a percentage in text, like "0.455%", got {describe_value(value)}')
             return None
         match = _PERCENT.fullmatch(value.strip())
         if match is None:
@@ -355,7 +343,8 @@ class _Reader:
             return None
         frequency = FREQUENCY_WORDS.get(value) if isinstance(value, str) else value if _is_integer(value) else None
         if frequency not in FREQUENCIES:
-            shown = quoted(value) if isinstance(value, str) else repr(value) if _is_integer(value) else _kind(value)
+            shown = quoted(value) if isinstance(value, str) else str(value) if _is_integer(value) else (
+                describe_value(value))
             self.problems.add("frequency", f"{shown} is not one of 1, 2, 4, 12, {', '.join(FREQUENCY_WORDS)}")
             return None
         return frequency
@@ -375,7 +364,7 @@ class _Reader:
         if value is None:
             return None
         if not isinstance(value, list):
-            self.problems.add("coupons", f"expected a list of times, got {_kind(value)}")
+            self.problems.add("coupons", f"expected a list of times, got {describe_value(value)}")
             return None
         if len(value) > MAX_COUPONS:
             self.problems.add("coupons", f"{len(value)} coupon times; a bond has at most {MAX_COUPONS}")
@@ -419,7 +408,7 @@ class _Reader:
             return 0
         if value is not None:
             if not _is_integer(value) or not 1 <= value <= MAX_FIRST_PERIOD_DAYS:
-                shown = repr(value) if _is_integer(value) or isinstance(value, str) else _kind(value)
+                shown = repr(value) if _is_integer(value) or isinstance(value, str) else describe_value(value)
                 self.problems.add("first_period", f'{shown} is neither "regular" nor a number of days from 1 to '
                                   f"{MAX_FIRST_PERIOD_DAYS}")
                 return None
@@ -452,7 +441,7 @@ class _Reader:
         if value is None:
             return b""
         if not isinstance(value, str) or not value:
-            self.problems.add(field, f"expected an address or a key file, got {_kind(value)}")
+            self.problems.add(field, f"expected an address or a key file, got {describe_value(value)}")
             return None
         try:
             return decode_address(value, self.context.prefix)
@@ -474,7 +463,7 @@ class _Reader:
         if value is None:
             return default
         if value not in choices:
-            shown = quoted(value) if isinstance(value, str) else _kind(value)
+            shown = quoted(value) if isinstance(value, str) else describe_value(value)
             self.problems.add(field, f"{shown} is not one of {', '.join(choices)}")
             return None
         return str(value)
@@ -484,7 +473,7 @@ class _Reader:
         if value is None:
             return False
         if not isinstance(value, bool):
-            self.problems.add(field, f"expected true or false, got {_kind(value)}")
+            self.problems.add(field, f"expected true or false, got {describe_value(value)}")
             return None
         return value
 
@@ -501,104 +490,8 @@ def _is_integer(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _kind(value: Any) -> str:
-    """What a value of the file is, for a message: its type in the file's words, and the value when short."""
-    if isinstance(value, bool):
-        return f"{str(value).lower()} (true or false)"
-    if isinstance(value, int):
-        return f"the number {value}"
-    if isinstance(value, float):
-        return f"the floating-point number {value!r}"
-    if isinstance(value, str):
-        return f"the text {quoted(value)}"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, datetime):
-        return "a date and time"
-    if isinstance(value, (date, time)):
-        return f"a {'date' if isinstance(value, date) else 'time of day'}"
-    return "nothing" if value is None else type(value).__name__
-
-
-# --- times and the first period -------------------------------------------------------------------------
-
-
-def read_moment(value: Any, now_ms: int) -> tuple[int | None, str | None]:
-    """Milliseconds since the epoch of a time in a terms file, or the problem with it: RFC 3339
-    text with ``Z`` or an offset, a duration from ``now_ms`` (``90s``, ``10m``, ``2h``, ``30d``),
-    or a TOML date and time with its offset."""
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            return None, f"{value.isoformat()} has no offset: add Z (UTC) or +09:00 (Japan)"
-        if value.microsecond % 1000:
-            return None, f"{value.isoformat()} is more precise than milliseconds"
-        return _milliseconds(value), None
-    if isinstance(value, (date, time)):
-        return None, f"{value.isoformat()} is not a date and time with its offset, like 2027-03-20T00:00:00+09:00"
-    if not isinstance(value, str):
-        return None, f"expected a time, got {_kind(value)}"
-    duration = _DURATION.fullmatch(value)
-    if duration is not None:
-        return now_ms + int(duration.group(1)) * _UNIT_MS[duration.group(2)], None
-    match = _MOMENT.fullmatch(value)
-    if match is None:
-        return None, (f"{quoted(value)} is neither an RFC 3339 time like 2027-03-20T00:00:00Z or "
-                      "2027-03-20T09:00:00+09:00 nor a duration from now like 90s, 10m, 2h or 30d")
-    year, month, day, hour, minute, second = (int(part) for part in match.groups()[:6])
-    offset = timedelta(0)
-    if match.group(9):
-        offset = timedelta(hours=int(match.group(10)), minutes=int(match.group(11)))
-        offset = -offset if match.group(9) == "-" else offset
-    try:
-        moment = datetime(year, month, day, hour, minute, second, tzinfo=timezone(offset))
-    except ValueError as error:
-        return None, f"{quoted(value)} is not a real date and time: {error}"
-    timestamp_ms = _milliseconds(moment) + int((match.group(7) or "").ljust(3, "0"))
-    if not 0 <= timestamp_ms <= _LAST_TIME_MS:
-        return None, f"{quoted(value)} is out of range: from 1970 to 9999"
-    return timestamp_ms, None
-
-
-def _milliseconds(moment: datetime) -> int:
-    return (moment - _EPOCH) // timedelta(milliseconds=1)
-
-
 def rate_percent(rate: int) -> str:
     """An annual rate in millionths as exact percent text: 4550 is ``0.455%``, 10000 ``1%``."""
     whole, fraction = divmod(rate, RATE_SCALE // 100)
     digits = f"{fraction:0{_RATE_DECIMALS}d}".rstrip("0")
     return f"{whole}.{digits}%" if digits else f"{whole}%"
-
-
-def format_moment(timestamp_ms: int) -> str:
-    """A time as RFC 3339 UTC text (milliseconds shown when not zero)."""
-    moment = _EPOCH + timedelta(milliseconds=timestamp_ms)
-    fraction = f".{timestamp_ms % 1000:03d}" if timestamp_ms % 1000 else ""
-    return moment.strftime("%Y-%m-%dT%H:%M:%S") + fraction + "Z"
-
-
-def japan_date(timestamp_ms: int) -> date:
-    """The calendar date in Japan at a moment."""
-    return (_EPOCH + timedelta(milliseconds=timestamp_ms)).astimezone(JAPAN).date()
-
-
-def add_months(day: date, months: int) -> date:
-    """The same day ``months`` calendar months later; a day the month lacks becomes its last
-    (31 August plus 6 months is 28 or 29 February)."""
-    index = day.year * 12 + day.month - 1 + months
-    year, month = divmod(index, 12)
-    return date(year, month + 1, min(day.day, calendar.monthrange(year, month + 1)[1]))
-
-
-def is_regular_first_period(issue_ms: int, first_coupon_ms: int, frequency: int) -> bool:
-    """Whether the first coupon falls exactly one regular period (12 / frequency calendar
-    months) after the issue date, both dates in Japan time."""
-    return japan_date(first_coupon_ms) == add_months(japan_date(issue_ms), 12 // frequency)
-
-
-def actual_days(issue_ms: int, first_coupon_ms: int) -> int:
-    """The actual days of an odd first period, counted as Japanese bonds count them: from the day
-    after the issue date to the payment day, both dates in Japan time."""
-    return (japan_date(first_coupon_ms) - japan_date(issue_ms)).days

@@ -1,7 +1,7 @@
 """The commands of municipal bonds: issuing one from a terms file and reading it (``mura bond
-template|issue|list|info|payments|wait``), spending its proceeds (``mura bond spend``) and its
-public offering (``mura offering open|subscribe|cancel|status``). Trades between holders are
-in ``trades``; the terms file in ``bond_terms``.
+template|issue|list|info|payments|proceeds|wait``) and spending its proceeds (``mura bond
+spend``). Its public offering is in ``offerings``, trades between holders in ``trades``, the
+terms file in ``bond_terms``.
 
 Amounts of a bond's settlement asset are read as everywhere else (``10000JPYT``, or smallest
 units) and shown in both units; bond units are whole numbers.
@@ -17,9 +17,9 @@ from typing import Any
 import click
 
 from mura.chain.bonds import MAX_PURPOSE_LENGTH, coupon_amount, label_problem
-from mura.chain.transaction import Body, CancelSubscription, IssueBond, OpenOffering, SpendProceeds, Subscribe
+from mura.chain.transaction import IssueBond, SpendProceeds
 from mura.cli.bond_terms import TermsContext, rate_percent, read_terms_file
-from mura.cli.inputs import PathType, Seconds, read_address, read_amount, read_asset_id, read_future_time, read_time
+from mura.cli.inputs import PathType, Seconds, read_address, read_amount, read_asset_id
 from mura.cli.session import (
     EXIT_USAGE,
     CommandError,
@@ -43,9 +43,9 @@ NO_OFFERING_CODE = -32026
 #: Seconds between two looks at the chain while ``mura bond wait`` waits.
 WAIT_POLL_SECONDS = 0.5
 
-_LIMIT = click.option("--limit", type=click.IntRange(1, MAX_PAGE), default=DEFAULT_PAGE, show_default=True,
+LIMIT_OPTION = click.option("--limit", type=click.IntRange(1, MAX_PAGE), default=DEFAULT_PAGE, show_default=True,
                       help=f"Most rows to show (at most {MAX_PAGE}).")
-_CURSOR = click.option("--cursor", help="Where to go on from: the cursor the previous page ended with.")
+CURSOR_OPTION = click.option("--cursor", help="Where to go on from: the cursor the previous page ended with.")
 
 TEMPLATE = """\
 # A municipal bond's terms: mura bond issue --terms FILE --key ISSUER.key
@@ -252,7 +252,7 @@ def _issue_rows(body: IssueBond, settlement: AssetInfo) -> Callable[[dict[str, A
 
 @bond.command("list")
 @click.option("--limit", type=click.IntRange(1, 100), default=100, show_default=True, help="Most bonds to show.")
-@_CURSOR
+@CURSOR_OPTION
 @click.pass_obj
 def list_bonds(session: Session, limit: int, cursor: str | None) -> None:
     """Every bond issued, with its settlement asset, face, rate and maturity."""
@@ -345,8 +345,8 @@ def _bond_state(found: dict[str, Any]) -> str:
 @click.option("--holder", help="An address: its shares of each payment.")
 @click.option("--index", "payment", type=click.IntRange(0, 1000), help="A payment (0 the first coupon): "
               "each holder's share of it.")
-@_LIMIT
-@_CURSOR
+@LIMIT_OPTION
+@CURSOR_OPTION
 @click.pass_obj
 def payments(session: Session, bond_id: str, holder: str | None, payment: int | None, limit: int,
              cursor: str | None) -> None:
@@ -485,141 +485,3 @@ def _wait_allotted(session: Session, bond_id: str, deadline: float, timeout: flo
         ]
     rows.append(("refunded", format_amount(offering["refunded"], settlement)))
     session.show(found, rows)
-
-
-# --- mura offering -------------------------------------------------------------------------------------
-
-
-@click.group(cls=MuraGroup)
-def offering() -> None:
-    """A bond's public offering: open it, subscribe or cancel, and see its subscriptions and allotment."""
-
-
-offering.command_class = MuraCommand
-
-
-@offering.command("open")
-@signing_options
-@click.argument("bond_id", metavar="BOND")
-@click.option("--units", type=click.IntRange(1), required=True, help="Units of yours to put on sale.")
-@click.option("--price", required=True, help="The price of one unit in the settlement asset: 10000JPYT, or "
-              "smallest units.")
-@click.option("--start", default="0s", show_default=True, help="When subscriptions open: RFC 3339 UTC or a "
-              "duration from now.")
-@click.option("--end", required=True, help="When they close and the units are allotted: RFC 3339 UTC or a "
-              "duration from now (no later than the bond's next payment).")
-@click.option("--min-units", type=click.IntRange(1), default=1, show_default=True,
-              help="The fewest units one subscription may ask for.")
-@click.option("--max-units", type=click.IntRange(1), help="The most units one subscription may ask for "
-              "(default: every unit on sale).")
-@click.option("--min-total", type=click.IntRange(1), help="Below this many units subscribed in all the offering "
-              "is cancelled and everyone refunded (default: no minimum).")
-@click.pass_obj
-def open_offering(session: Session, key_file: str, bond_id: str, units: int, price: str, start: str, end: str,
-                  min_units: int, max_units: int | None, min_total: int | None, wait: bool, timeout: float,
-                  nonce: int | None) -> None:
-    """Put units of your bond on sale (its issuer only); at the first block at or after --end the
-    chain allots them, pro rata when more are asked for than offered."""
-    start_ms = read_time(start, "--start")
-    end_ms = read_future_time(end, "--end")
-    if end_ms <= start_ms:
-        raise CommandError("--end must come after --start", EXIT_USAGE)
-    if min_units > units:
-        raise CommandError(f"--min-units {min_units} is more than the {units} units on sale", EXIT_USAGE)
-    if max_units is not None and not min_units <= max_units <= units:
-        raise CommandError(f"--max-units must be from --min-units ({min_units}) to --units ({units})", EXIT_USAGE)
-    if min_total is not None and min_total > units:
-        raise CommandError(f"--min-total {min_total} is more than the {units} units on sale", EXIT_USAGE)
-    found = find_bond(session, bond_id)
-    _, price_units = read_amount(session, price, asset=found["settlement"])
-    body = OpenOffering(found["id"], units, price_units, start_ms, end_ms, min_units, max_units or 0, min_total or 0)
-    submit(session, key_file, lambda status: body, wait=wait, timeout=timeout, nonce=nonce,
-           rows=bond_rows(settlement_asset(found)))
-
-
-@offering.command("subscribe")
-@signing_options
-@click.argument("bond_id", metavar="BOND")
-@click.argument("units_argument", metavar="[UNITS]", type=click.IntRange(1), required=False)
-@click.option("--units", type=click.IntRange(1), help="Units to ask for (or give them after BOND).")
-@click.pass_obj
-def subscribe(session: Session, key_file: str, bond_id: str, units_argument: int | None, units: int | None,
-              wait: bool, timeout: float, nonce: int | None) -> None:
-    """Ask for UNITS of a bond in its open offering; their price goes into escrow until the
-    allotment, which refunds whatever is not used for units allotted."""
-    if (units_argument is None) == (units is None):
-        raise CommandError("give the units once: after BOND or as --units", EXIT_USAGE)
-    units = int(units_argument or units or 0)
-    found = call_bond(session, "offering_get", read_asset_id(bond_id), None, None, 1)
-    settlement = settlement_asset(found)
-    body: Body = Subscribe(found["bond"], units)
-    submit(session, key_file, lambda status: body, wait=wait, timeout=timeout, nonce=nonce,
-           rows=_subscription_rows(settlement, units * found["offering"]["price"]))
-
-
-def _subscription_rows(settlement: AssetInfo, paid: int) -> Callable[[dict[str, Any], Session], Rows]:
-    base = bond_rows(settlement)
-
-    def rows(transaction: dict[str, Any], session: Session) -> Rows:
-        shown = base(transaction, session)
-        at = next(index for index, row in enumerate(shown) if row[0] in ("nonce", "status"))
-        return [*shown[:at], ("escrowed", format_amount(paid, settlement)), *shown[at:]]
-
-    return rows
-
-
-@offering.command("cancel")
-@signing_options
-@click.argument("bond_id", metavar="BOND")
-@click.pass_obj
-def cancel(session: Session, key_file: str, bond_id: str, wait: bool, timeout: float, nonce: int | None) -> None:
-    """Withdraw your subscription before the offering closes, and take its payment back."""
-    bond_id = read_asset_id(bond_id)
-    submit(session, key_file, lambda status: CancelSubscription(bond_id), wait=wait, timeout=timeout, nonce=nonce,
-           rows=bond_rows(None))
-
-
-@offering.command("status")
-@click.argument("bond_id", metavar="BOND")
-@click.option("--subscriber", help="An address: its subscription alone.")
-@_LIMIT
-@_CURSOR
-@click.pass_obj
-def offering_status(session: Session, bond_id: str, subscriber: str | None, limit: int, cursor: str | None) -> None:
-    """A bond's offering: its terms, where it stands, its subscriptions and, once allotted,
-    what each was allotted and refunded."""
-    if subscriber is not None:
-        read_address(subscriber, session.prefix)
-    found = call_bond(session, "offering_get", read_asset_id(bond_id), subscriber, cursor, limit)
-    settlement = settlement_asset(found)
-    offer = found["offering"]
-    per_subscriber = f"{offer['min_units']} to {offer['max_units']} units"
-    rows: Rows = [
-        ("bond", found["bond"]),
-        ("status", offer["phase"]),
-        ("on sale", f"{units_text(offer['units'])} at {format_amount(offer['price'], settlement)}"),
-        ("window", f"{format_time(offer['start_ms'])} to {format_time(offer['end_ms'])}"),
-        ("per subscriber", per_subscriber),
-        ("minimum total", units_text(offer["min_total"]) if offer["min_total"] else "none"),
-        ("subscribed", f"{units_text(offer['subscribed'])} by {offer['subscribers']} subscribers"),
-    ]
-    if offer["status"] == "open":
-        rows.append(("escrowed", format_amount(offer["escrowed"], settlement)))
-    else:
-        rows += [
-            ("allotted", f"{units_text(offer['allotted'])} ({offer['unsold']} unsold)"),
-            ("refunded", format_amount(offer["refunded"], settlement)),
-            ("proceeds", format_amount(offer["proceeds"], settlement)),
-            ("settled in", f"block {offer['settled_height']}"),
-        ]
-    lines = [
-        (item["sequence"], item["subscriber"], item["units"], format_amount(item["paid"], settlement),
-         "-" if item["allotted"] is None else item["allotted"],
-         "-" if item["refunded"] is None else format_amount(item["refunded"], settlement))
-        for item in found["subscriptions"]
-    ]
-    columns = ("#", "subscriber", "asked", "paid", "allotted", "refunded")
-    table = render_columns(columns, lines) if lines else "no subscriptions"
-    more = ("offering", "status", found["bond"], "--limit", str(limit), "--cursor", found["next_cursor"]) if (
-        found["next_cursor"]) else ()
-    session.show(found, rows, table, more=more)

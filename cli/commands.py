@@ -14,7 +14,7 @@ from mura.chain.address import encode_address
 from mura.chain.keys import PASSPHRASE_VARIABLE, SigningKey, save_key
 from mura.chain.transaction import Body, Burn, Mint, Transfer
 from mura.cli.assets import asset, freeze, holder, unfreeze
-from mura.cli.bonds import bond, offering
+from mura.cli.bonds import bond
 from mura.cli.demo import demo
 from mura.cli.inputs import (
     Height,
@@ -32,6 +32,7 @@ from mura.cli.inputs import (
     read_public_key,
     read_time,
 )
+from mura.cli.offerings import offering
 from mura.cli.session import (
     EXIT_USAGE,
     CommandError,

@@ -33,7 +33,8 @@ from mura.chain.codec import MAX_INT
 from mura.chain.errors import InvalidAddress
 from mura.chain.keys import SIGNATURE_SIZE, verify_signature
 from mura.chain.transaction import SettleTrade, trade_payload
-from mura.cli.bond_terms import format_moment, read_text_file
+from mura.cli.bond_dates import format_moment
+from mura.cli.bond_terms import read_text_file
 from mura.cli.bonds import bond_rows, find_bond, settlement_asset
 from mura.cli.inputs import PathType, read_address, read_amount, read_future_time, read_key
 from mura.cli.session import (

@@ -19,15 +19,12 @@ import pytest
 from mura.chain.address import encode_address
 from mura.chain.keys import SigningKey, load_key, save_key
 from mura.chain.transaction import IssueBond, SettleTrade, trade_payload
+from mura.cli.bond_dates import actual_days, add_months, is_regular_first_period, read_moment
 from mura.cli.bond_terms import (
     TermsContext,
     TermsError,
-    actual_days,
-    add_months,
-    is_regular_first_period,
     load_terms_document,
     rate_percent,
-    read_moment,
     read_terms,
     read_terms_file,
 )
