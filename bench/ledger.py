@@ -14,7 +14,8 @@ Prints the figures the README's Performance section quotes:
 * the state-root update per touched balance at 10^4 and 10^6 accounts;
 * a bond's coupon paid by the chain to 10,000 holders: the time each block's
   share of it (``PAYMENTS_PER_BLOCK`` holders) adds to applying and to committing
-  that block, the whole payment's, and the time if it were all paid in one block.
+  that block, the whole payment's, and the time if it were all paid in one block;
+  and the allotment of an offering of ``MAX_SUBSCRIBERS`` subscriptions, in one block.
 
 Figures, not pass/fail: nothing here asserts a speed.
 """
@@ -37,6 +38,7 @@ import plyvel
 from mura.chain import bond_rules
 from mura.chain.assets import AssetTerms, TransferPolicy
 from mura.chain.block import Block, CommitCertificate
+from mura.chain.bonds import MAX_SUBSCRIBERS
 from mura.chain.keys import SignatureCache, SigningKey, sha256, verify_signature
 from mura.chain.state import (
     ChainRules,
@@ -48,7 +50,7 @@ from mura.chain.state import (
     build_genesis,
 )
 from mura.chain.store import Store
-from mura.chain.transaction import IssueBond, Transaction, Transfer, sign_transaction
+from mura.chain.transaction import IssueBond, OpenOffering, Subscribe, Transaction, Transfer, sign_transaction
 from mura.chain.verify import SignatureVerifier
 
 CHAIN_ID = "mura-bench"
@@ -281,6 +283,21 @@ def state_root_figure(directory: Path, *, accounts: int, touched: int) -> dict[s
     }
 
 
+def _seal_timed(
+    store: Store, batch: list[Transaction], *, timestamp_ms: int, proposer: bytes, verified: SignatureCache
+) -> tuple[float, float]:
+    """Build the next block from ``batch`` (every one must be taken) and commit it: the
+    seconds ``apply_block`` and the store's synced batch take on it."""
+    built = build_block(
+        store, store.head, batch, proposer=proposer, timestamp_ms=timestamp_ms, rules=RULES, signatures=verified
+    )
+    assert len(built.block.transactions) == len(batch), built.refused[:1]
+    applied, changes = _timed(lambda: apply_block(store, store.head, built.block, rules=RULES, signatures=verified))
+    certificate = CommitCertificate(built.block.height, 0, built.block.hash, ((0, bytes(64)),))
+    committed, _ = _timed(lambda: store.save_block(built.block, certificate, changes))
+    return applied, committed
+
+
 def coupon_figures(directory: Path, *, holders: int, per_block: int) -> dict[str, float]:
     """A coupon on a bond held by ``holders`` accounts, paid ``per_block`` holders a block:
     milliseconds the payment adds to applying (``apply_block`` of an empty block) and to
@@ -299,18 +316,9 @@ def coupon_figures(directory: Path, *, holders: int, per_block: int) -> dict[str
         transfer = Transfer("BENCH-BOND", _address(index), 1 + index % 19)
         transactions.append(sign_transaction(issuer, chain_id=CHAIN_ID, nonce=nonce, body=transfer))
     verified = SignatureCache()
-    certificate_signatures = ((0, bytes(64)),)
 
     def seal(batch: list[Transaction], timestamp_ms: int) -> tuple[float, float]:
-        built = build_block(
-            store, store.head, batch, proposer=issuer.public_key, timestamp_ms=timestamp_ms, rules=RULES,
-            signatures=verified,
-        )  # fmt: skip
-        assert len(built.block.transactions) == len(batch), built.refused[:1]
-        applied, changes = _timed(lambda: apply_block(store, store.head, built.block, rules=RULES, signatures=verified))
-        certificate = CommitCertificate(built.block.height, 0, built.block.hash, certificate_signatures)
-        committed, _ = _timed(lambda: store.save_block(built.block, certificate, changes))
-        return applied, committed
+        return _seal_timed(store, batch, timestamp_ms=timestamp_ms, proposer=issuer.public_key, verified=verified)
 
     seal(transactions, 1)
     empty = [seal([], 2 + index) for index in range(3)]
@@ -335,6 +343,38 @@ def coupon_figures(directory: Path, *, holders: int, per_block: int) -> dict[str
     }
 
 
+def allotment_figures(directory: Path, *, subscribers: int) -> dict[str, float]:
+    """An oversubscribed offering of ``subscribers`` subscriptions allotted in one block:
+    milliseconds it adds to applying and to committing that block."""
+    keys = [_key(index) for index in range(subscribers + 1)]
+    issuer = keys[0]
+    store = _fresh_store(directory / "allotment", senders=keys, extra_accounts=0)
+    issue = IssueBond(
+        "BENCH-OFFER", "Bench bond", subscribers, b"", "open", ASSET, 10_000, 0, 1, 0, (), 100_000, 0, b"", b"",
+        "bench", False,
+    )  # fmt: skip
+    offer = OpenOffering("BENCH-OFFER", subscribers, 10_000, 0, 50_000, 1, 0, 0)
+    opening = [
+        sign_transaction(issuer, chain_id=CHAIN_ID, nonce=0, body=issue),
+        sign_transaction(issuer, chain_id=CHAIN_ID, nonce=1, body=offer),
+    ]
+    orders = [
+        sign_transaction(key, chain_id=CHAIN_ID, nonce=0, body=Subscribe("BENCH-OFFER", 1 + index % 3))
+        for index, key in enumerate(keys[1:])
+    ]
+    verified = SignatureCache()
+    timings = [
+        _seal_timed(store, batch, timestamp_ms=timestamp_ms, proposer=issuer.public_key, verified=verified)
+        for batch, timestamp_ms in ((opening, 1), (orders, 2), ([], 3), ([], 50_000))
+    ]
+    store.close()
+    (empty_apply, empty_commit), (apply_allotment, commit_allotment) = timings[2], timings[3]
+    return {
+        f"allotment_{subscribers}_subscribers_apply_ms": max(0.0, apply_allotment - empty_apply) * 1e3,
+        f"allotment_{subscribers}_subscribers_commit_ms": max(0.0, commit_allotment - empty_commit) * 1e3,
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mura.bench.ledger", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes: 10^5 accounts instead of 10^6")
@@ -355,6 +395,7 @@ def main(argv: list[str] | None = None) -> None:
             figures |= state_root_figure(Path(scratch), accounts=accounts, touched=10_000)
         for per_block in (bond_rules.PAYMENTS_PER_BLOCK, 10_000):
             figures |= coupon_figures(Path(scratch), holders=10_000, per_block=per_block)
+        figures |= allotment_figures(Path(scratch), subscribers=MAX_SUBSCRIBERS)
     width = max(len(name) for name in figures)
     for name, value in figures.items():
         print(f"{name:<{width}}  {value:>12,.1f}")
