@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from mura.chain.bonds import MAX_PURPOSE_LENGTH, coupon_amount, label_problem
+from mura.chain.codec import MAX_INT
 from mura.chain.transaction import IssueBond, SpendProceeds
 from mura.cli.bond_terms import TermsContext, rate_percent, read_terms_file
 from mura.cli.inputs import PathType, Seconds, read_address, read_amount, read_asset_id
@@ -40,6 +41,8 @@ from mura.rpc.wallet import AssetInfo, format_amount
 #: JSON-RPC errors of the bond methods: an asset that is not a bond, a bond with no offering.
 NOT_A_BOND_CODE = -32025
 NO_OFFERING_CODE = -32026
+#: Whole units of a bond, as an option or argument takes them: 1 to the largest amount.
+UNITS = click.IntRange(1, MAX_INT)
 #: Seconds between two looks at the chain while ``mura bond wait`` waits.
 WAIT_POLL_SECONDS = 0.5
 

@@ -16,6 +16,7 @@ from mura.chain.transaction import Body, CancelSubscription, OpenOffering, Subsc
 from mura.cli.bonds import (
     CURSOR_OPTION,
     LIMIT_OPTION,
+    UNITS,
     bond_rows,
     call_bond,
     find_bond,
@@ -48,18 +49,18 @@ offering.command_class = MuraCommand
 @offering.command("open")
 @signing_options
 @click.argument("bond_id", metavar="BOND")
-@click.option("--units", type=click.IntRange(1), required=True, help="Units of yours to put on sale.")
+@click.option("--units", type=UNITS, required=True, help="Units of yours to put on sale.")
 @click.option("--price", required=True, help="The price of one unit in the settlement asset: 10000JPYT, or "
               "smallest units.")
 @click.option("--start", default="0s", show_default=True, help="When subscriptions open: RFC 3339 UTC or a "
               "duration from now.")
 @click.option("--end", required=True, help="When they close and the units are allotted: RFC 3339 UTC or a "
               "duration from now (no later than the bond's next payment).")
-@click.option("--min-units", type=click.IntRange(1), default=1, show_default=True,
+@click.option("--min-units", type=UNITS, default=1, show_default=True,
               help="The fewest units one subscription may ask for.")
-@click.option("--max-units", type=click.IntRange(1), help="The most units one subscription may ask for "
+@click.option("--max-units", type=UNITS, help="The most units one subscription may ask for "
               "(default: every unit on sale).")
-@click.option("--min-total", type=click.IntRange(1), help="Below this many units subscribed in all the offering "
+@click.option("--min-total", type=UNITS, help="Below this many units subscribed in all the offering "
               "is cancelled and everyone refunded (default: no minimum).")
 @click.pass_obj
 def open_offering(session: Session, key_file: str, bond_id: str, units: int, price: str, start: str, end: str,
@@ -87,8 +88,8 @@ def open_offering(session: Session, key_file: str, bond_id: str, units: int, pri
 @offering.command("subscribe")
 @signing_options
 @click.argument("bond_id", metavar="BOND")
-@click.argument("units_argument", metavar="[UNITS]", type=click.IntRange(1), required=False)
-@click.option("--units", type=click.IntRange(1), help="Units to ask for (or give them after BOND).")
+@click.argument("units_argument", metavar="[UNITS]", type=UNITS, required=False)
+@click.option("--units", type=UNITS, help="Units to ask for (or give them after BOND).")
 @click.pass_obj
 def subscribe(session: Session, key_file: str, bond_id: str, units_argument: int | None, units: int | None,
               wait: bool, timeout: float, nonce: int | None) -> None:

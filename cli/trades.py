@@ -35,7 +35,7 @@ from mura.chain.keys import SIGNATURE_SIZE, verify_signature
 from mura.chain.transaction import SettleTrade, trade_payload
 from mura.cli.bond_dates import format_moment
 from mura.cli.bond_terms import read_text_file
-from mura.cli.bonds import bond_rows, find_bond, settlement_asset
+from mura.cli.bonds import UNITS, bond_rows, find_bond, settlement_asset
 from mura.cli.inputs import PathType, read_address, read_amount, read_future_time, read_key
 from mura.cli.session import (
     EXIT_USAGE,
@@ -224,7 +224,7 @@ trade.command_class = MuraCommand
 
 @trade.command("offer")
 @click.option("--bond", "bond_id", required=True, help="The bond traded.")
-@click.option("--units", type=click.IntRange(1), required=True, help="Units of the bond the seller delivers.")
+@click.option("--units", type=UNITS, required=True, help="Units of the bond the seller delivers.")
 @click.option("--price-total", required=True, help="What the buyer pays for them all, in the settlement asset: "
               "10100JPYT, or smallest units.")
 @click.option("--seller", help="The seller's address: you buy (give --seller or --buyer).")
