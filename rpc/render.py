@@ -23,10 +23,16 @@ from mura.chain.transaction import (
     ApproveHolder,
     Body,
     Burn,
+    CancelSubscription,
     Freeze,
     IssueAsset,
+    IssueBond,
     Mint,
+    OpenOffering,
     RevokeHolder,
+    SettleTrade,
+    SpendProceeds,
+    Subscribe,
     Transaction,
     Transfer,
     Unfreeze,
@@ -65,6 +71,7 @@ _TIME_SCHEMA: dict[str, Any] = {
     "description": "RFC 3339 UTC text, e.g. 2031-01-01T00:00:00Z; null for none (or a time past the year 9999).",
 }
 _ACCOUNT_ACTION = _object({"asset": _ASSET_ID_SCHEMA, "account": _ADDRESS_SCHEMA})
+_OPTIONAL_ADDRESS: dict[str, Any] = {"type": ["string", "null"]}
 
 #: The body of each kind, by the kind's name.
 BODY_SCHEMAS: dict[str, dict[str, Any]] = {
@@ -99,6 +106,61 @@ BODY_SCHEMAS: dict[str, dict[str, Any]] = {
     RevokeHolder.KIND: _ACCOUNT_ACTION,
     Freeze.KIND: _ACCOUNT_ACTION,
     Unfreeze.KIND: _ACCOUNT_ACTION,
+    IssueBond.KIND: _object(
+        {
+            "asset": _ASSET_ID_SCHEMA,
+            "name": {"type": "string"},
+            "units": {**_COUNT_SCHEMA, "description": "Whole units issued to the issuer."},
+            "registrar": {**_OPTIONAL_ADDRESS, "description": "Approves holders and freezes; null: the issuer."},
+            "policy": {"type": "string", "enum": [policy.value for policy in TransferPolicy]},
+            "settlement": {**_ASSET_ID_SCHEMA, "description": "The asset coupons and the redemption are paid in."},
+            "face": {**_AMOUNT_SCHEMA, "description": "One unit's face value in settlement smallest units."},
+            "rate": {**_COUNT_SCHEMA, "description": "Annual coupon rate in millionths (4550 is 0.455 %)."},
+            "frequency": {**_COUNT_SCHEMA, "description": "Regular coupon payments a year."},
+            "first_period_days": {**_COUNT_SCHEMA, "description": "Days of an odd first period; 0: regular."},
+            "coupon_times": {"type": "array", "items": _COUNT_SCHEMA, "description": "Milliseconds since the epoch."},
+            "maturity_ms": _COUNT_SCHEMA,
+            "issue_ms": _COUNT_SCHEMA,
+            "paying": {**_OPTIONAL_ADDRESS, "description": "Pays coupons and the redemption; null: the issuer."},
+            "proceeds": {**_OPTIONAL_ADDRESS, "description": "Receives the offering's proceeds; null: the issuer."},
+            "use_of_proceeds": {"type": "string"},
+            "green": {"type": "boolean"},
+        }
+    ),
+    OpenOffering.KIND: _object(
+        {
+            "bond": _ASSET_ID_SCHEMA,
+            "units": _COUNT_SCHEMA,
+            "price": {**_AMOUNT_SCHEMA, "description": "Price of one unit in the settlement asset's smallest units."},
+            "start_ms": _COUNT_SCHEMA,
+            "end_ms": _COUNT_SCHEMA,
+            "min_units": _COUNT_SCHEMA,
+            "max_units": {**_COUNT_SCHEMA, "description": "0: up to every unit on sale."},
+            "min_total": {**_COUNT_SCHEMA, "description": "0: no minimum."},
+        }
+    ),
+    Subscribe.KIND: _object({"bond": _ASSET_ID_SCHEMA, "units": _COUNT_SCHEMA}),
+    CancelSubscription.KIND: _object({"bond": _ASSET_ID_SCHEMA}),
+    SettleTrade.KIND: _object(
+        {
+            "bond": _ASSET_ID_SCHEMA,
+            "seller": _ADDRESS_SCHEMA,
+            "buyer": _ADDRESS_SCHEMA,
+            "units": _COUNT_SCHEMA,
+            "amount": {**_AMOUNT_SCHEMA, "description": "Smallest units of the settlement asset."},
+            "deadline_ms": _COUNT_SCHEMA,
+            "reference": _HEX_SCHEMA,
+            "counterparty_signature": _HEX_SCHEMA,
+        }
+    ),
+    SpendProceeds.KIND: _object(
+        {
+            "bond": _ASSET_ID_SCHEMA,
+            "recipient": _ADDRESS_SCHEMA,
+            "amount": _AMOUNT_SCHEMA,
+            "purpose": {"type": "string", "description": "What the money paid for."},
+        }
+    ),
 }
 assert BODY_SCHEMAS.keys() == KINDS.keys(), "every kind's body has a schema"
 
@@ -142,7 +204,7 @@ def render_value(value: object, prefix: str) -> Any:
 
 def render_body(body: Body, prefix: str) -> dict[str, Any]:
     """A transaction's kind-specific fields, by name; an issue's "none" values (no cap, no
-    expiry, the issuer as registrar) as null."""
+    expiry, the issuer as registrar, paying or proceeds account) as null."""
     assert dataclasses.is_dataclass(body)
     fields = {field.name: render_value(getattr(body, field.name), prefix) for field in dataclasses.fields(body)}
     if isinstance(body, IssueAsset):
@@ -152,6 +214,15 @@ def render_body(body: Body, prefix: str) -> dict[str, Any]:
             expiry_ms=body.expiry_ms or None,
             expiry_time=render_time(body.expiry_ms) if body.expiry_ms else None,
         )
+    if isinstance(body, IssueBond):
+        fields.update(
+            {
+                name: encode_address(account, prefix) if account else None
+                for name, account in (("registrar", body.registrar), ("paying", body.paying),
+                                      ("proceeds", body.proceeds))
+            }
+        )
+        fields["coupon_times"] = list(body.coupon_times)
     return fields
 
 
