@@ -380,14 +380,36 @@ class Offering:
     def decode(cls, data: bytes) -> Offering:
         fields = codec.read_fields(codec.decode(data), "offering", 18)
         bond = codec.read_str(fields[0], "offering.bond", max_length=MAX_ASSET_ID_LENGTH)
-        numbers = [codec.read_int(value, f"offering[{index}]") for index, value in enumerate(fields[1:8], 1)]
         status_text = codec.read_str(fields[8], "offering.status", max_length=16)
         try:
             status = OfferingStatus(status_text)
         except ValueError:
             raise DecodeError(f"offering.status: {status_text!r} is not an offering status") from None
-        results = [codec.read_int(value, f"offering[{index}]") for index, value in enumerate(fields[9:], 9)]
-        return cls(bond, *numbers, status, *results)  # type: ignore[arg-type]
+        numbers = {
+            name: codec.read_int(value, f"offering.{name}")
+            for name, value in zip(_OFFERING_NUMBERS, fields[1:8] + fields[9:], strict=True)
+        }
+        return cls(bond=bond, status=status, **numbers)
+
+
+_OFFERING_NUMBERS = (
+    "units",
+    "price",
+    "start_ms",
+    "end_ms",
+    "min_units",
+    "max_units",
+    "min_total",
+    "subscribers",
+    "subscribed",
+    "escrowed",
+    "sequence",
+    "allotted",
+    "unsold",
+    "refunded",
+    "proceeds",
+    "settled_height",
+)
 
 
 @dataclass(frozen=True, slots=True)

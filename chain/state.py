@@ -32,6 +32,23 @@ from mura.chain.block import (
     assembled_block,
     transaction_root,
 )
+from mura.chain.bond_rules import (
+    next_bond_due_ms,
+    process_bonds,
+    process_cancel_subscription,
+    process_issue_bond,
+    process_open_offering,
+    process_settle_trade,
+    process_spend_proceeds,
+    process_subscribe,
+    validate_cancel_subscription,
+    validate_issue_bond,
+    validate_not_locked,
+    validate_open_offering,
+    validate_settle_trade,
+    validate_spend_proceeds,
+    validate_subscribe,
+)
 from mura.chain.checks import (
     expired,
     validate_amount,
@@ -40,6 +57,7 @@ from mura.chain.checks import (
     validate_asset_issuer,
     validate_funds,
     validate_memo,
+    validate_not_chain_account,
     validate_not_frozen,
     validate_registrar,
 )
@@ -88,10 +106,16 @@ from mura.chain.transaction import (
     MAX_CHAIN_ID_LENGTH,
     ApproveHolder,
     Burn,
+    CancelSubscription,
     Freeze,
     IssueAsset,
+    IssueBond,
     Mint,
+    OpenOffering,
     RevokeHolder,
+    SettleTrade,
+    SpendProceeds,
+    Subscribe,
     Transaction,
     Transfer,
     Unfreeze,
@@ -135,8 +159,8 @@ def apply_block(
     validate_header(parent, block.header, rules, state.load_validators())
     validate_transaction_root(block)
     validate_unique_transactions(block)
-    pending = PendingState(state, timestamp_ms=block.header.timestamp_ms)
-    process_expiries(pending)
+    pending = PendingState(state, timestamp_ms=block.header.timestamp_ms, height=block.header.height)
+    process_automatic_steps(pending)
     for index, transaction in enumerate(block.transactions):
         try:
             apply_transaction(
@@ -284,6 +308,8 @@ def validate_transfer(pending: PendingState, transaction: Transaction) -> None:
     terms = validate_asset(pending, body.asset)
     if expired(pending, terms) and body.recipient != terms.issuer:
         raise AssetExpired(f"{body.asset} has expired: it may only be sent back to its issuer", asset=body.asset)
+    validate_not_chain_account(body.recipient, "recipient")
+    validate_not_locked(pending, body.asset)
     # Most transfers are of an open asset nobody is frozen in: those checks cost nothing then.
     validate_not_frozen(pending, body.asset, transaction.sender, "sender")
     validate_not_frozen(pending, body.asset, body.recipient, "recipient")
@@ -328,6 +354,7 @@ def validate_mint(pending: PendingState, transaction: Transaction) -> None:
             amount=body.amount,
             supply=supply.supply,
         )
+    validate_not_chain_account(body.recipient, "recipient")
     validate_not_frozen(pending, body.asset, transaction.sender, "sender")
     validate_not_frozen(pending, body.asset, body.recipient, "recipient")
     validate_approved(pending, terms, body.recipient, "recipient")
@@ -346,6 +373,7 @@ def validate_burn(pending: PendingState, transaction: Transaction) -> None:
     terms = validate_asset(pending, body.asset)
     validate_asset_issuer(terms, transaction.sender)
     validate_amount(body.amount)
+    validate_not_locked(pending, body.asset)
     validate_not_frozen(pending, body.asset, transaction.sender, "sender")
     validate_funds(pending, transaction.sender, body.asset, body.amount)
 
@@ -475,6 +503,12 @@ HANDLERS: dict[str, tuple[_Handler, _Handler]] = {
     Mint.KIND: (validate_mint, process_mint),
     Burn.KIND: (validate_burn, process_burn),
     IssueAsset.KIND: (validate_issue_asset, process_issue_asset),
+    IssueBond.KIND: (validate_issue_bond, process_issue_bond),
+    OpenOffering.KIND: (validate_open_offering, process_open_offering),
+    Subscribe.KIND: (validate_subscribe, process_subscribe),
+    CancelSubscription.KIND: (validate_cancel_subscription, process_cancel_subscription),
+    SettleTrade.KIND: (validate_settle_trade, process_settle_trade),
+    SpendProceeds.KIND: (validate_spend_proceeds, process_spend_proceeds),
     ApproveHolder.KIND: (validate_registrar_action, process_approve_holder),
     RevokeHolder.KIND: (validate_registrar_action, process_revoke_holder),
     Freeze.KIND: (validate_registrar_action, process_freeze),
@@ -485,11 +519,22 @@ HANDLERS: dict[str, tuple[_Handler, _Handler]] = {
 # --- automatic steps ---------------------------------------------------------------
 
 
+def process_automatic_steps(pending: PendingState) -> None:
+    """What the chain does by itself before a block's transactions: lapses, then bonds'
+    allotments and payments."""
+    process_expiries(pending)
+    process_bonds(pending)
+
+
 def next_due_ms(state: StateReader) -> int | None:
     """The time of the state's next automatic step (the soonest expiry of an asset still to
-    lapse: already past while a lapse goes on), or None."""
+    lapse, or bond step: already past while one goes on), or None."""
     first = state.load_entries_after(EXPIRY_PREFIX, b"", 1)
-    return int.from_bytes(first[0][0][:8], "big") if first else None
+    times = [int.from_bytes(first[0][0][:8], "big")] if first else []
+    bond_due = next_bond_due_ms(state)
+    if bond_due is not None:
+        times.append(bond_due)
+    return min(times) if times else None
 
 
 def process_expiries(pending: PendingState) -> None:
@@ -556,8 +601,8 @@ def build_block(
     """Assemble the next block from ``candidates``, in order, leaving out any that
     fail a rule (they are reported in ``refused``) or would exceed the limits."""
     timestamp_ms = max(timestamp_ms, parent.timestamp_ms)
-    pending = PendingState(state, timestamp_ms=timestamp_ms)
-    process_expiries(pending)
+    pending = PendingState(state, timestamp_ms=timestamp_ms, height=parent.height + 1)
+    process_automatic_steps(pending)
     included: list[Transaction] = []
     refused: list[tuple[Transaction, InvalidTransaction]] = []
     size = 0

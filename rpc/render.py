@@ -71,7 +71,9 @@ _TIME_SCHEMA: dict[str, Any] = {
     "description": "RFC 3339 UTC text, e.g. 2031-01-01T00:00:00Z; null for none (or a time past the year 9999).",
 }
 _ACCOUNT_ACTION = _object({"asset": _ASSET_ID_SCHEMA, "account": _ADDRESS_SCHEMA})
-_OPTIONAL_ADDRESS: dict[str, Any] = {"type": ["string", "null"]}
+_MS_SCHEMA: dict[str, Any] = {**_COUNT_SCHEMA, "description": "Milliseconds since the Unix epoch."}
+_OPTIONAL_ACCOUNT: dict[str, Any] = {"type": ["string", "null"], "description": "An address; null: the issuer."}
+_UNITS_SCHEMA: dict[str, Any] = {**_COUNT_SCHEMA, "description": "Whole units of the bond."}
 
 #: The body of each kind, by the kind's name.
 BODY_SCHEMAS: dict[str, dict[str, Any]] = {
@@ -110,19 +112,19 @@ BODY_SCHEMAS: dict[str, dict[str, Any]] = {
         {
             "asset": _ASSET_ID_SCHEMA,
             "name": {"type": "string"},
-            "units": {**_COUNT_SCHEMA, "description": "Whole units issued to the issuer."},
-            "registrar": {**_OPTIONAL_ADDRESS, "description": "Approves holders and freezes; null: the issuer."},
+            "units": _UNITS_SCHEMA,
+            "registrar": _OPTIONAL_ACCOUNT,
             "policy": {"type": "string", "enum": [policy.value for policy in TransferPolicy]},
             "settlement": {**_ASSET_ID_SCHEMA, "description": "The asset coupons and the redemption are paid in."},
-            "face": {**_AMOUNT_SCHEMA, "description": "One unit's face value in settlement smallest units."},
+            "face": {**_COUNT_SCHEMA, "description": "Face value of a unit, in the settlement asset's smallest units."},
             "rate": {**_COUNT_SCHEMA, "description": "Annual coupon rate in millionths (4550 is 0.455 %)."},
-            "frequency": {**_COUNT_SCHEMA, "description": "Regular coupon payments a year."},
+            "frequency": {**_COUNT_SCHEMA, "description": "Regular coupons a year."},
             "first_period_days": {**_COUNT_SCHEMA, "description": "Days of an odd first period; 0: regular."},
-            "coupon_times": {"type": "array", "items": _COUNT_SCHEMA, "description": "Milliseconds since the epoch."},
-            "maturity_ms": _COUNT_SCHEMA,
-            "issue_ms": _COUNT_SCHEMA,
-            "paying": {**_OPTIONAL_ADDRESS, "description": "Pays coupons and the redemption; null: the issuer."},
-            "proceeds": {**_OPTIONAL_ADDRESS, "description": "Receives the offering's proceeds; null: the issuer."},
+            "coupon_times": {"type": "array", "items": _MS_SCHEMA},
+            "maturity_ms": _MS_SCHEMA,
+            "issue_ms": _MS_SCHEMA,
+            "paying": _OPTIONAL_ACCOUNT,
+            "proceeds": _OPTIONAL_ACCOUNT,
             "use_of_proceeds": {"type": "string"},
             "green": {"type": "boolean"},
         }
@@ -130,25 +132,25 @@ BODY_SCHEMAS: dict[str, dict[str, Any]] = {
     OpenOffering.KIND: _object(
         {
             "bond": _ASSET_ID_SCHEMA,
-            "units": _COUNT_SCHEMA,
-            "price": {**_AMOUNT_SCHEMA, "description": "Price of one unit in the settlement asset's smallest units."},
-            "start_ms": _COUNT_SCHEMA,
-            "end_ms": _COUNT_SCHEMA,
-            "min_units": _COUNT_SCHEMA,
-            "max_units": {**_COUNT_SCHEMA, "description": "0: up to every unit on sale."},
-            "min_total": {**_COUNT_SCHEMA, "description": "0: no minimum."},
+            "units": _UNITS_SCHEMA,
+            "price": {**_COUNT_SCHEMA, "description": "Price of a unit, in the settlement asset's smallest units."},
+            "start_ms": _MS_SCHEMA,
+            "end_ms": _MS_SCHEMA,
+            "min_units": _UNITS_SCHEMA,
+            "max_units": {**_COUNT_SCHEMA, "description": "Most units per subscription; 0: every unit on sale."},
+            "min_total": {**_COUNT_SCHEMA, "description": "Units below which the offering is cancelled; 0: none."},
         }
     ),
-    Subscribe.KIND: _object({"bond": _ASSET_ID_SCHEMA, "units": _COUNT_SCHEMA}),
+    Subscribe.KIND: _object({"bond": _ASSET_ID_SCHEMA, "units": _UNITS_SCHEMA}),
     CancelSubscription.KIND: _object({"bond": _ASSET_ID_SCHEMA}),
     SettleTrade.KIND: _object(
         {
             "bond": _ASSET_ID_SCHEMA,
             "seller": _ADDRESS_SCHEMA,
             "buyer": _ADDRESS_SCHEMA,
-            "units": _COUNT_SCHEMA,
-            "amount": {**_AMOUNT_SCHEMA, "description": "Smallest units of the settlement asset."},
-            "deadline_ms": _COUNT_SCHEMA,
+            "units": _UNITS_SCHEMA,
+            "amount": {**_AMOUNT_SCHEMA, "description": "Smallest units of the settlement asset paid for them."},
+            "deadline_ms": _MS_SCHEMA,
             "reference": _HEX_SCHEMA,
             "counterparty_signature": _HEX_SCHEMA,
         }
@@ -158,7 +160,7 @@ BODY_SCHEMAS: dict[str, dict[str, Any]] = {
             "bond": _ASSET_ID_SCHEMA,
             "recipient": _ADDRESS_SCHEMA,
             "amount": _AMOUNT_SCHEMA,
-            "purpose": {"type": "string", "description": "What the money paid for."},
+            "purpose": {"type": "string"},
         }
     ),
 }
@@ -204,7 +206,7 @@ def render_value(value: object, prefix: str) -> Any:
 
 def render_body(body: Body, prefix: str) -> dict[str, Any]:
     """A transaction's kind-specific fields, by name; an issue's "none" values (no cap, no
-    expiry, the issuer as registrar, paying or proceeds account) as null."""
+    expiry, the issuer as registrar) as null."""
     assert dataclasses.is_dataclass(body)
     fields = {field.name: render_value(getattr(body, field.name), prefix) for field in dataclasses.fields(body)}
     if isinstance(body, IssueAsset):
@@ -216,13 +218,12 @@ def render_body(body: Body, prefix: str) -> dict[str, Any]:
         )
     if isinstance(body, IssueBond):
         fields.update(
-            {
-                name: encode_address(account, prefix) if account else None
-                for name, account in (("registrar", body.registrar), ("paying", body.paying),
-                                      ("proceeds", body.proceeds))
-            }
-        )
-        fields["coupon_times"] = list(body.coupon_times)
+            {name: encode_address(getattr(body, name), prefix) if getattr(body, name) else None
+             for name in ("registrar", "paying", "proceeds")},
+            coupon_times=list(body.coupon_times),
+        )  # fmt: skip
+    if isinstance(body, SettleTrade):
+        fields.update(reference=to_hex(body.reference))
     return fields
 
 
@@ -400,8 +401,7 @@ ACCOUNT_SCHEMA = _object(
         "balances": {
             "type": "array",
             "items": BALANCE_SCHEMA,
-            "description": "Final positive balances by asset id (the first 100 at most; account_getBalances "
-            "pages on).",
+            "description": "Final positive balances by asset id (the first 100 at most; account_getBalances pages on).",
         },
         "more_balances": {
             "type": "boolean",

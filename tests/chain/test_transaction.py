@@ -16,10 +16,16 @@ from mura.chain.transaction import (
     ApproveHolder,
     Body,
     Burn,
+    CancelSubscription,
     Freeze,
     IssueAsset,
+    IssueBond,
     Mint,
+    OpenOffering,
     RevokeHolder,
+    SettleTrade,
+    SpendProceeds,
+    Subscribe,
     Transaction,
     Transfer,
     Unfreeze,
@@ -43,7 +49,17 @@ BODIES: list[Body] = [
     RevokeHolder(ASSET, RECIPIENT),
     Freeze(ASSET, RECIPIENT),
     Unfreeze(ASSET, RECIPIENT),
-]
+    IssueBond(
+        "NISHI-2031", "Forest road bond", 1_000, b"", "restricted", "JPYT", 10_000, 4_550, 2, 92,
+        (1_800_000_000_000, 1_815_000_000_000), 1_815_000_000_000, 1_790_000_000_000, b"", RECIPIENT,
+        "forest road repair", True,
+    ),
+    OpenOffering("NISHI-2031", 1_000, 10_000, 1_790_000_000_000, 1_791_000_000_000, 1, 100, 500),
+    Subscribe("NISHI-2031", 10),
+    CancelSubscription("NISHI-2031"),
+    SettleTrade("NISHI-2031", RECIPIENT, b"\x08" * 32, 5, 50_000, 1_791_000_000_000, b"ref", b"\x01" * 64),
+    SpendProceeds("NISHI-2031", RECIPIENT, 5, "gravel"),
+]  # fmt: skip
 
 
 @pytest.fixture
@@ -61,6 +77,12 @@ def test_kinds_registry() -> None:
         "revoke_holder": RevokeHolder,
         "freeze": Freeze,
         "unfreeze": Unfreeze,
+        "issue_bond": IssueBond,
+        "open_offering": OpenOffering,
+        "subscribe": Subscribe,
+        "cancel_subscription": CancelSubscription,
+        "settle_trade": SettleTrade,
+        "spend_proceeds": SpendProceeds,
     }
     assert all(kind.KIND == name for name, kind in KINDS.items())
 
