@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from mura.chain.assets import AssetTerms, TransferPolicy
+from mura.chain.assets import AssetTerms, TransferPolicy, asset_key
 from mura.chain.block import Block
 from mura.chain.bonds import BondState, BondTerms, Offering, Subscription
 from mura.chain.errors import InvalidTransaction
@@ -24,8 +24,7 @@ from mura.chain.pending import (
 )
 from mura.chain.state import GenesisAsset, StateChanges, apply_block, build_block
 from mura.chain.transaction import Body, IssueBond, Transaction, sign_transaction
-from mura.chain.assets import asset_key
-from tests.ledger_fixtures import ACCOUNTS, CHAIN_ID, GENESIS_TIME_MS, ISSUER, RULES, VALIDATORS, genesis, key
+from mura.tests.ledger_fixtures import ACCOUNTS, CHAIN_ID, GENESIS_TIME_MS, ISSUER, RULES, VALIDATORS, genesis, key
 
 SETTLEMENT = "JPYT"
 BANK = key("bank")
@@ -49,7 +48,7 @@ def settlement_terms() -> AssetTerms:
     )
 
 
-def bond_body(  # noqa: PLR0913
+def bond_body(
     bond: str = "NISHI-2031",
     *,
     units: int = 1_000,

@@ -4,6 +4,7 @@ redemption, missed payments, trades and proceeds, on a chain of real signed bloc
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -35,7 +36,7 @@ from mura.chain.transaction import (
     Transfer,
     trade_payload,
 )
-from tests.chain.bond_fixtures import (
+from mura.tests.chain.bond_fixtures import (
     DAY_MS,
     FUNDS,
     RESIDENTS,
@@ -43,13 +44,13 @@ from tests.chain.bond_fixtures import (
     BondChain,
     bond_body,
 )
-from tests.ledger_fixtures import ACCOUNTS, CHAIN_ID, GENESIS_TIME_MS, ISSUER
+from mura.tests.ledger_fixtures import ACCOUNTS, CHAIN_ID, GENESIS_TIME_MS, ISSUER
 
 BOND = "NISHI-2031"
 VILLAGE = ISSUER
 
 
-def offering_body(units: int = 1_000, price: int = 10_000, **changes: int) -> OpenOffering:
+def offering_body(units: int = 1_000, price: int = 10_000, **changes: Any) -> OpenOffering:
     body = OpenOffering(
         bond=BOND,
         units=units,
@@ -67,9 +68,9 @@ def approve(chain: BondChain, *accounts: bytes) -> None:
     chain.seal([chain.sign(VILLAGE, ApproveHolder(BOND, account)) for account in accounts])
 
 
-def sold_bond(chain: BondChain, requests: dict[int, int], **bond_changes: object) -> None:
+def sold_bond(chain: BondChain, requests: dict[int, int], **bond_changes: Any) -> None:
     """Issue the bond, offer all its units, and have ``RESIDENTS[i]`` subscribe ``units``; allot."""
-    chain.run(VILLAGE, bond_body(**bond_changes))  # type: ignore[arg-type]
+    chain.run(VILLAGE, bond_body(**bond_changes))
     approve(chain, *(RESIDENTS[index].public_key for index in requests))
     chain.run(VILLAGE, offering_body(units=chain.balance(VILLAGE.public_key, BOND)))
     for index, units in requests.items():
