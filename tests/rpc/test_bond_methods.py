@@ -4,10 +4,13 @@
 The first part serves them from a real LevelDB store holding one bond in a state
 written here entry by entry (a coupon paid, an offering allotted, proceeds spent), so
 that every value the methods show is known in advance, with the node's clock fixed.
+The second runs a bond's whole life on a real node, through real signed transactions
+and the payments the chain makes itself.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -38,11 +41,23 @@ from mura.chain.pending import (
     subscription_key,
 )
 from mura.chain.store import Store
+from mura.chain.transaction import (
+    ApproveHolder,
+    Body,
+    CancelSubscription,
+    IssueBond,
+    OpenOffering,
+    SettleTrade,
+    SpendProceeds,
+    Subscribe,
+    Transfer,
+    trade_payload,
+)
 from mura.rpc.bond_methods import BondMethods
 from mura.rpc.node_view import NodeView
 from mura.tests.ledger_fixtures import ACCOUNTS, ASSET, GENESIS_TIME_MS, ISSUER, certify, genesis, seal
 
-from .support import Endpoint, Serve, schema_problems
+from .support import DEADLINE, Endpoint, Serve, TestNode, schema_problems, wait_until
 
 PREFIX = "tnac"
 BOND = "NISHI-2031"
@@ -333,3 +348,142 @@ async def test_bond_get_use_of_proceeds_sums_spending_by_purpose(rpc: Endpoint) 
     assert (empty["raised"], empty["left"], empty["purposes"]) == (0, 0, [])
     error = await rpc.error("bond_getUseOfProceeds", {"bond": BOND, "cursor": "\x00"})
     assert (error["code"], error["data"]["param"]) == (-32602, "cursor")
+
+
+# --- a bond's life on a real node -------------------------------------------------------------------
+#
+# A single-validator node makes a block every 20 ms with the wall clock's time. The village
+# (the treasury) issues 10 units of a restricted bond settled in JPYT and offers 8; three
+# residents ask for 12 in all. A separate paying account holds just enough for the first
+# coupon, so the second is missed until the bank funds it.
+
+RESIDENTS = [SigningKey.from_private_bytes(bytes([index]) * 32) for index in (41, 42, 43)]
+PAYER = SigningKey.from_private_bytes(bytes([44]) * 32)
+LIVE_BOND = "VILLAGE-1"
+PRICE = 10_000
+#: A coupon on the 8 units the residents hold: floor(8 x 10,000 x 0.455 % / 2).
+COUPON_RESERVE = 182
+
+
+def bond_state_of(node: TestNode) -> BondState:
+    assert node.node.store is not None
+    entry = node.node.store.load_entry(bond_state_key(LIVE_BOND))
+    return BondState() if entry is None else BondState.decode(entry)
+
+
+def offering_of(node: TestNode) -> Offering | None:
+    assert node.node.store is not None
+    entry = node.node.store.load_entry(offering_key(LIVE_BOND))
+    return None if entry is None else Offering.decode(entry)
+
+
+async def run(node: TestNode, body: Body, key: SigningKey) -> None:
+    await node.finalize(node.sign(body, key=key))
+
+
+async def issue_and_offer(node: TestNode) -> dict[str, int]:
+    """The bond issued, its holders approved, 8 units offered and subscribed (one subscription
+    cancelled and made again); the schedule's times, from now."""
+    alice, bob, carol = RESIDENTS
+    for account, amount in ((PAYER, COUPON_RESERVE), (alice, 100_000), (bob, 100_000), (carol, 100_000)):
+        await run(node, Transfer("JPYT", account.public_key, amount), node.bank)
+    base = time.time_ns() // 1_000_000
+    times = {"issue": base, "end": base + 2_500, "first": base + 3_500, "second": base + 5_000,
+             "maturity": base + 7_000}  # fmt: skip
+    await run(node, IssueBond(
+        asset=LIVE_BOND, name="Village forest bond", units=10, registrar=b"", policy="restricted", settlement="JPYT",
+        face=10_000, rate=4_550, frequency=2, first_period_days=0, coupon_times=(times["first"], times["second"]),
+        maturity_ms=times["maturity"], issue_ms=base, paying=PAYER.public_key, proceeds=b"",
+        use_of_proceeds="forest road repair", green=True,
+    ), node.treasury)  # fmt: skip
+    for resident in RESIDENTS:
+        await run(node, ApproveHolder(LIVE_BOND, resident.public_key), node.treasury)
+    await run(node, OpenOffering(LIVE_BOND, 8, PRICE, base, times["end"], 1, 0, 0), node.treasury)
+    for resident, units in ((alice, 6), (bob, 4), (carol, 3)):
+        await run(node, Subscribe(LIVE_BOND, units), resident)
+    await run(node, CancelSubscription(LIVE_BOND), carol)
+    await run(node, Subscribe(LIVE_BOND, 2), carol)
+    return times
+
+
+async def test_a_bond_from_its_offering_to_its_redemption(node: TestNode) -> None:
+    alice, bob, carol = RESIDENTS
+    times = await issue_and_offer(node)
+    subscribing = await node.checked("offering_get", [LIVE_BOND])
+    assert (subscribing["offering"]["phase"], subscribing["offering"]["subscribed"]) == ("subscribing", 12)
+    assert [(item["sequence"], item["units"], item["allotted"]) for item in subscribing["subscriptions"]] == [
+        (0, 6, None), (1, 4, None), (3, 2, None),
+    ]
+
+    # The window's end: 8 units shared pro rata among 12 asked, the largest remainder to bob.
+    await wait_until(lambda: offering_of(node) and cast(Offering, offering_of(node)).status is OfferingStatus.SETTLED,
+                     "the allotment", timeout=DEADLINE + 5)
+    allotted = await node.checked("offering_get", {"bond": LIVE_BOND, "limit": 2})
+    assert allotted["offering"] | {"start_time": None, "end_time": None} == {
+        "units": 8, "price": PRICE, "start_ms": times["issue"], "start_time": None, "end_ms": times["end"],
+        "end_time": None, "min_units": 1, "max_units": 8, "min_total": None, "status": "settled", "phase": "settled",
+        "subscribers": 3, "subscribed": 12, "escrowed": 120_000, "allotted": 8, "unsold": 0, "refunded": 40_000,
+        "proceeds": 80_000, "settled_height": allotted["offering"]["settled_height"],
+    }  # fmt: skip
+    assert [(item["subscriber"], item["allotted"], item["refunded"]) for item in allotted["subscriptions"]] == [
+        (node.address(alice), 4, 20_000), (node.address(bob), 3, 10_000),
+    ]
+    assert allotted["next_cursor"] == "1"
+    rest = await node.checked("offering_get", {"bond": LIVE_BOND, "cursor": "1"})
+    assert [(item["sequence"], item["allotted"], item["refunded"]) for item in rest["subscriptions"]] == [
+        (3, 1, 10_000),
+    ]
+
+    # The first coupon, on the residents' 8 units: 91, 68 and 22; one unit of the sum reserved stays with the payer.
+    await wait_until(lambda: bond_state_of(node).next_payment >= 1, "the first coupon", timeout=DEADLINE + 5)
+    shares = await node.checked("bond_getPayments", {"bond": LIVE_BOND, "index": 0})
+    paid = {share["holder"]: (share["units"], share["amount"]) for share in shares["shares"]}
+    assert paid == {node.address(alice): (4, 91), node.address(bob): (3, 68), node.address(carol): (1, 22)}
+    first = shares["payments"][0]
+    assert (first["status"], first["record"]["amount"], first["record"]["retained"], first["record"]["late"]) == (
+        "paid", 181, 1, False,
+    )
+    assert await node.rpc.result("account_getBalance", [node.address(PAYER), "JPYT"]) == 1
+
+    # Alice sells bob one unit, delivery versus payment; the village spends part of the proceeds.
+    trade = SettleTrade(LIVE_BOND, alice.public_key, bob.public_key, 1, 9_500, times["maturity"], b"t-1", bytes(64))
+    trade = replace(trade, counterparty_signature=bob.sign(trade_payload(node.chain_id, trade)))
+    await run(node, trade, alice)
+    for purpose, amount in (("forest road", 30_000), ("signage", 5_000)):
+        await run(node, SpendProceeds(LIVE_BOND, carol.public_key, amount, purpose), node.treasury)
+    assert await node.checked("bond_getUseOfProceeds", [LIVE_BOND]) == {
+        "bond": LIVE_BOND, "settlement": "JPYT", "settlement_decimals": 0, "proceeds": node.address(node.treasury),
+        "use_of_proceeds": "forest road repair", "raised": 80_000, "spent": 35_000, "left": 45_000,
+        "purposes": [{"purpose": "forest road", "spent": 30_000}, {"purpose": "signage", "spent": 5_000}],
+        "next_cursor": None,
+    }  # fmt: skip
+
+    # The payer holds 1 of the 182 the second coupon needs: missed, retried at every block.
+    await wait_until(lambda: bond_state_of(node).missed_ms >= times["second"], "the missed coupon",
+                     timeout=DEADLINE + 5)
+    missed = await node.checked("bond_get", [LIVE_BOND])
+    assert [payment["status"] for payment in missed["payments"]] == ["paid", "missed", "scheduled"]
+    assert (missed["payments"][1]["required"], missed["paying_balance"], missed["next_payment"]) == (
+        COUPON_RESERVE, 1, 1,
+    )
+    assert missed["missed_ms"] >= times["second"] and missed["missed_time"]
+    await run(node, Transfer("JPYT", PAYER.public_key, 81_000), node.bank)
+    await wait_until(lambda: bond_state_of(node).next_payment >= 3, "the redemption", timeout=DEADLINE + 5)
+
+    redeemed = await node.checked("bond_get", [LIVE_BOND])
+    assert [payment["status"] for payment in redeemed["payments"]] == ["paid", "paid_late", "paid"]
+    assert (redeemed["redeemed"], redeemed["next_payment"], redeemed["supply"], redeemed["locked"]) == (
+        True, None, 0, False,
+    )
+    late = redeemed["payments"][1]["record"]
+    assert (late["late"], late["amount"], late["retained"], late["holders"]) == (True, 181, 1, 3)
+    bob_shares = await node.checked("bond_getPayments", {"bond": LIVE_BOND, "holder": node.address(bob)})
+    assert [(share["index"], share["kind"], share["units"], share["amount"]) for share in bob_shares["shares"]] == [
+        (0, "coupon", 3, 68), (1, "coupon", 4, 91), (2, "redemption", 4, 40_000),
+    ]
+    made = await node.checked("bond_getPayments", {"bond": LIVE_BOND, "limit": 2})
+    assert ([payment["index"] for payment in made["payments"]], made["next_cursor"]) == ([0, 1], "1")
+    listed = await node.checked("bond_list", [])
+    assert [(bond["id"], bond["redeemed"], bond["rate_percent"]) for bond in listed["bonds"]] == [
+        (LIVE_BOND, True, "0.455%"),
+    ]
