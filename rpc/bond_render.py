@@ -279,7 +279,11 @@ OFFERING_SCHEMA = _object(
         },
         "subscribers": {**_COUNT, "description": "Live subscriptions."},
         "subscribed": {**_UNITS, "description": "Units they ask for."},
-        "escrowed": {**_AMOUNT, "description": "Their payment the chain holds until the allotment."},
+        "escrowed": {
+            **_AMOUNT,
+            "description": "Their payment the chain holds until the allotment (once allotted: what it held then; "
+            "refunded and proceeds say where it went).",
+        },
         "allotted": {**_UNITS, "description": "Units delivered at the allotment."},
         "unsold": {**_UNITS, "description": "Units returned to the issuer at the allotment."},
         "refunded": {**_AMOUNT, "description": "Paid back to subscribers at the allotment."},
