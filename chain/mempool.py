@@ -209,14 +209,18 @@ class Mempool:
 
     # --- admission ----------------------------------------------------------
 
-    def add(self, transaction: Transaction, state: StateReader, *, now: float) -> None:
+    def add(self, transaction: Transaction, state: StateReader, *, now: float, timestamp_ms: int = 0) -> None:
         """Admit ``transaction`` against the committed ``state`` at time ``now``, or raise why not.
+
+        ``timestamp_ms`` is the wall-clock time the rules that depend on a block's
+        timestamp are checked at (an offering's window, a trade's deadline, an expiry),
+        as the next block will roughly carry it; 0 checks them as at the epoch.
 
         The rules run cheapest first and the signature last, so a refused
         transaction seldom costs a verification. A refusal leaves the pool as it
         was. A replaced transaction is dropped (rule ``replaced``).
         """
-        replaced = self.check(transaction, state, now=now)
+        replaced = self.check(transaction, state, now=now, timestamp_ms=timestamp_ms)
         validate_signature(transaction, self._signatures)
         dropped: list[Dropped] = []
         if replaced is not None:
@@ -229,7 +233,9 @@ class Mempool:
             self._last_replacement[transaction.sender] = now
         self._report(dropped)
 
-    def check(self, transaction: Transaction, state: StateReader, *, now: float) -> Transaction | None:
+    def check(
+        self, transaction: Transaction, state: StateReader, *, now: float, timestamp_ms: int = 0
+    ) -> Transaction | None:
         """Every admission rule but the signature, which a caller may verify off the
         event loop in between (``add`` then finds it in the cache). Returns the pending
         transaction it would replace, if any: every rule is then applied as if that one
@@ -239,7 +245,7 @@ class Mempool:
         validate_chain_id(transaction, self._rules)
         validate_kind(transaction)
         # Every rule of the kind, against the committed state.
-        HANDLERS[transaction.kind][0](PendingState(state), transaction)
+        HANDLERS[transaction.kind][0](PendingState(state, timestamp_ms=timestamp_ms), transaction)
         replaced = self._by_sender.get(transaction.sender, {}).get(transaction.nonce)
         self._validate_nonce_window(transaction, state, replacing=replaced is not None)
         if replaced is not None:
@@ -250,7 +256,7 @@ class Mempool:
         return replaced
 
     def check_batch(
-        self, transactions: Iterable[Transaction], state: StateReader, *, now: float
+        self, transactions: Iterable[Transaction], state: StateReader, *, now: float, timestamp_ms: int = 0
     ) -> tuple[list[Transaction], list[Invalid]]:
         """``check`` each of a batch as if those that passed before it were pending: a
         run of consecutive nonces passes whole, however far past ``max_nonce_gap`` it
@@ -268,7 +274,7 @@ class Mempool:
         try:
             for transaction in transactions:
                 try:
-                    replaced = self.check(transaction, state, now=now)
+                    replaced = self.check(transaction, state, now=now, timestamp_ms=timestamp_ms)
                     if replaced is not None and self._replacement_interval:
                         if transaction.sender in replacing:
                             raise _replacement_too_soon(0.0, self._replacement_interval)
