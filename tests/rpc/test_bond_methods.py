@@ -388,8 +388,9 @@ async def issue_and_offer(node: TestNode) -> dict[str, int]:
     for account, amount in ((PAYER, COUPON_RESERVE), (alice, 100_000), (bob, 100_000), (carol, 100_000)):
         await run(node, Transfer("JPYT", account.public_key, amount), node.bank)
     base = time.time_ns() // 1_000_000
-    times = {"issue": base, "end": base + 2_500, "first": base + 3_500, "second": base + 5_000,
-             "maturity": base + 7_000}  # fmt: skip
+    # Ten transactions must be final before the window ends: a few hundred milliseconds on a quiet machine.
+    times = {"issue": base, "end": base + 3_000, "first": base + 4_000, "second": base + 5_500,
+             "maturity": base + 7_500}  # fmt: skip
     await run(node, IssueBond(
         asset=LIVE_BOND, name="Village forest bond", units=10, registrar=b"", policy="restricted", settlement="JPYT",
         face=10_000, rate=4_550, frequency=2, first_period_days=0, coupon_times=(times["first"], times["second"]),
