@@ -488,10 +488,3 @@ def _label_problem(text: str) -> str | None:
 
 def _is_integer(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def rate_percent(rate: int) -> str:
-    """An annual rate in millionths as exact percent text: 4550 is ``0.455%``, 10000 ``1%``."""
-    whole, fraction = divmod(rate, RATE_SCALE // 100)
-    digits = f"{fraction:0{_RATE_DECIMALS}d}".rstrip("0")
-    return f"{whole}.{digits}%" if digits else f"{whole}%"

@@ -19,7 +19,7 @@ import click
 from mura.chain.bonds import MAX_PURPOSE_LENGTH, coupon_amount, label_problem
 from mura.chain.codec import MAX_INT
 from mura.chain.transaction import IssueBond, SpendProceeds
-from mura.cli.bond_terms import TermsContext, rate_percent, read_terms_file
+from mura.cli.bond_terms import TermsContext, read_terms_file
 from mura.cli.inputs import PathType, Seconds, read_address, read_amount, read_asset_id
 from mura.cli.session import (
     EXIT_USAGE,
@@ -33,14 +33,13 @@ from mura.cli.session import (
     render_columns,
 )
 from mura.cli.submit import signing_options, submit, transaction_rows
+from mura.rpc.bond_render import rate_percent
 from mura.rpc.client import RemoteError
+from mura.rpc.errors import NO_OFFERING, NOT_A_BOND
 from mura.rpc.params import DEFAULT_PAGE, MAX_PAGE
 from mura.rpc.render import render_body
 from mura.rpc.wallet import AssetInfo, format_amount
 
-#: JSON-RPC errors of the bond methods: an asset that is not a bond, a bond with no offering.
-NOT_A_BOND_CODE = -32025
-NO_OFFERING_CODE = -32026
 #: Whole units of a bond, as an option or argument takes them: 1 to the largest amount.
 UNITS = click.IntRange(1, MAX_INT)
 #: Seconds between two looks at the chain while ``mura bond wait`` waits.
@@ -86,10 +85,10 @@ def call_bond(session: Session, method: str, *params: Any) -> Any:
             return client.call(method, params)
         except RemoteError as error:
             data = error.data if isinstance(error.data, dict) else {}
-            if error.code == NOT_A_BOND_CODE:
+            if error.code == NOT_A_BOND.code:
                 raise CommandError(f"{data.get('asset', params[0])} is an asset, not a bond "
                                    "(mura bond list shows the bonds)") from None
-            if error.code == NO_OFFERING_CODE:
+            if error.code == NO_OFFERING.code:
                 raise CommandError(f"{data.get('bond', params[0])} has no offering: its issuer opens one with "
                                    "mura offering open") from None
             raise

@@ -24,7 +24,6 @@ from mura.cli.bond_terms import (
     TermsContext,
     TermsError,
     load_terms_document,
-    rate_percent,
     read_terms,
     read_terms_file,
 )
@@ -330,11 +329,6 @@ def test_first_periods_are_counted_in_japan_time() -> None:
     assert add_months(date(2027, 12, 15), 1) == date(2028, 1, 15)
 
 
-def test_rates_are_shown_as_exact_percentages() -> None:
-    assert [rate_percent(rate) for rate in (4_550, 10_000, 1, 1_000_000, 0)] == ["0.455%", "1%", "0.0001%", "100%",
-                                                                                  "0%"]
-
-
 # --- the trade offer file ------------------------------------------------------------------------------------
 
 
@@ -524,8 +518,16 @@ def test_bond_commands_refuse_what_is_not_a_bond_in_one_line(mura: Mura, tmp_pat
     assert_one_line_error(mura("bond", "info", "nope"), 2, "asset id 'nope' is not uppercase")
     assert_one_line_error(mura("bond", "wait", "NAC"), 2, "give one of --allotted, --paid N and --redeemed")
     bond = f"IDLE-{os.getpid() % 10_000}-{next(_SERIAL)}"
-    mura.json("bond", "issue", "--terms", write_terms(tmp_path / "idle.json", bond, coupons=["1h"], maturity="2h"),
-              "--key", str(mura.treasury_key), "--wait")
+    terms = write_terms(tmp_path / "idle.json", bond, coupons=["1h"], maturity="2h", first_period=10)
+    treasury = mura.json("address", "--key", str(mura.treasury_key))["address"]
+    nonce = mura.json("balance", treasury)["nonce"]
+    checked = mura("bond", "issue", "--terms", terms, "--check", "--key", str(mura.treasury_key))
+    assert checked.exit_code == 0, checked.stderr
+    # 10 days of 1.25 % on 10,000: 3.42 JPYT a unit, 3 rounded down; nothing is sent.
+    assert re.search(r"0 +coupon +\S+ \S+ UTC +3 \(3 JPYT\)\n1 +redemption .* 10000 \(10,000 JPYT\)", checked.stdout)
+    assert "first period     10 days (odd)" in checked.stdout
+    assert mura.json("balance", treasury)["nonce"] == nonce
+    mura.json("bond", "issue", "--terms", terms, "--key", str(mura.treasury_key), "--wait")
     assert_one_line_error(mura("offering", "status", bond), 1, f"{bond} has no offering: its issuer opens one")
     waited = mura("bond", "wait", bond, "--paid", "0", "--timeout", "0.5")
     assert_one_line_error(waited, 1, f"payment 0 of {bond} not made within 0.5 s: it is scheduled")
