@@ -60,7 +60,7 @@ from mura.chain.bonds import (
 )
 from mura.chain.codec import MAX_INT
 from mura.chain.errors import InvalidAddress, InvalidKeyFile
-from mura.chain.keys import load_key
+from mura.chain.keys import is_encrypted, load_key
 from mura.chain.transaction import IssueBond
 from mura.cli.bond_dates import actual_days, describe_value, format_moment, is_regular_first_period, read_moment
 from mura.cli.session import EXIT_USAGE, CommandError, quoted
@@ -75,6 +75,9 @@ FIELDS = (
 REQUIRED = ("id", "name", "units", "settlement", "face", "rate", "frequency", "coupons", "maturity")
 #: Largest terms file read: terms fit in a few hundred bytes, even with 120 coupon times.
 MAX_TERMS_FILE_BYTES = 64 * 1024
+#: Largest key file read for its public key (key files are well under a kilobyte).
+_MAX_KEY_FILE_BYTES = 64 * 1024
+_PUBLIC_KEY = re.compile(r"[0-9a-f]{64}")
 #: The decimal places of a percentage the chain's millionths can hold exactly.
 _RATE_DECIMALS = 4
 _PERCENT = re.compile(r"([0-9]{1,3})(?:\.([0-9]{1,30}))?\s*%")
@@ -148,6 +151,24 @@ def read_text_file(path: str, what: str, limit: int) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as error:
         raise CommandError(f"{what} {path} is not UTF-8 text (byte {error.start})", EXIT_USAGE) from None
+
+
+def key_file_public_key(path: str) -> bytes:
+    """The public key of a key file, without asking for the passphrase of an encrypted one: it
+    keeps its public key in clear (and signing with it checks the key against it)."""
+    if not is_encrypted(path):
+        try:
+            return load_key(path).public_key
+        except InvalidKeyFile as error:
+            raise CommandError(error.message, EXIT_USAGE) from None
+    try:
+        document = json.loads(read_text_file(path, "key file", _MAX_KEY_FILE_BYTES))
+    except ValueError:
+        document = None
+    public_key = document.get("public_key") if isinstance(document, dict) else None
+    if not isinstance(public_key, str) or _PUBLIC_KEY.fullmatch(public_key) is None:
+        raise CommandError(f"key file {path} has no public key in clear", EXIT_USAGE)
+    return bytes.fromhex(public_key)
 
 
 def read_terms_file(path: str, context: TermsContext) -> IssueBond:
@@ -453,8 +474,8 @@ class _Reader:
                               "nor a key file")
             return None
         try:
-            return load_key(path).public_key
-        except InvalidKeyFile as error:
+            return key_file_public_key(str(path))
+        except CommandError as error:
             self.problems.add(field, error.message)
             return None
 

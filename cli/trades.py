@@ -34,7 +34,7 @@ from mura.chain.errors import InvalidAddress
 from mura.chain.keys import SIGNATURE_SIZE, verify_signature
 from mura.chain.transaction import SettleTrade, trade_payload
 from mura.cli.bond_dates import format_moment
-from mura.cli.bond_terms import read_text_file
+from mura.cli.bond_terms import key_file_public_key, read_text_file
 from mura.cli.bonds import UNITS, bond_rows, find_bond, settlement_asset
 from mura.cli.inputs import PathType, read_address, read_amount, read_future_time, read_key
 from mura.cli.session import (
@@ -298,11 +298,11 @@ def accept(session: Session, key_file: str, offer_file: str, yes: bool, wait: bo
     status = session.status()
     prefix = status["address_prefix"]
     offer = load_offer(offer_file, prefix=prefix, chain_id=status["chain_id"])
-    key = read_key(key_file)
-    if key.public_key != offer.acceptor:
+    public_key = key_file_public_key(key_file)  # the key itself is opened once, to sign
+    if public_key != offer.acceptor:
         role = "buyer" if offer.signed_by == "seller" else "seller"
         raise CommandError(f"this offer is for its {role}, {encode_address(offer.acceptor, prefix)}; your key is "
-                           f"{encode_address(key.public_key, prefix)}", EXIT_USAGE)
+                           f"{encode_address(public_key, prefix)}", EXIT_USAGE)
     if offer.trade.deadline_ms <= time.time() * 1000:
         raise CommandError(f"the offer's deadline, {format_time(offer.trade.deadline_ms)}, has passed", EXIT_USAGE)
     found = find_bond(session, offer.trade.bond)

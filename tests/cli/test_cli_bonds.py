@@ -23,6 +23,7 @@ from mura.cli.bond_dates import actual_days, add_months, is_regular_first_period
 from mura.cli.bond_terms import (
     TermsContext,
     TermsError,
+    key_file_public_key,
     load_terms_document,
     read_terms,
     read_terms_file,
@@ -137,6 +138,25 @@ def test_accounts_are_addresses_or_key_files_beside_the_terms(tmp_path: Path) ->
     registrar = encode_address(b"\x07" * 32, PREFIX)
     body = read({"paying": "paying.key", "registrar": registrar}, directory=tmp_path)
     assert (body.paying, body.registrar, body.proceeds) == (paying.public_key, b"\x07" * 32, b"")
+
+
+def test_an_encrypted_key_file_gives_its_public_key_without_its_passphrase(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MURA_KEY_PASSPHRASE", raising=False)
+    key = SigningKey.generate()
+    save_key(tmp_path / "proceeds.key", key, passphrase="correct horse")
+    assert key_file_public_key(str(tmp_path / "proceeds.key")) == key.public_key
+    assert read({"proceeds": "proceeds.key"}, directory=tmp_path).proceeds == key.public_key
+    (tmp_path / "broken.key").write_text('{"type": "ed25519", "encryption": {}}')
+    assert problems_in({"paying": "broken.key"}, tmp_path) == [
+        f"paying: key file {tmp_path}/broken.key has no public key in clear"]
+
+
+def problems_in(changes: Mapping[str, Any], directory: Path) -> list[str]:
+    with pytest.raises(TermsError) as caught:
+        read(changes, directory=directory)
+    return caught.value.problems
 
 
 # --- bad terms: every problem, each with its field -------------------------------------------------------------
