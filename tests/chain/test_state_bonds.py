@@ -21,12 +21,14 @@ from mura.chain.errors import (
     NotTradeParty,
     OfferingNotOpen,
     PaymentInProgress,
+    PendingSpendExceedsBalance,
     ProceedsExceeded,
     SubscriptionOutOfBounds,
     TradeExpired,
     TradeSettled,
 )
-from mura.chain.keys import SigningKey
+from mura.chain.keys import SignatureCache, SigningKey
+from mura.chain.mempool import Mempool
 from mura.chain.state import next_due_ms
 from mura.chain.transaction import (
     ApproveHolder,
@@ -47,7 +49,7 @@ from mura.tests.chain.bond_fixtures import (
     BondChain,
     bond_body,
 )
-from mura.tests.ledger_fixtures import ACCOUNTS, CHAIN_ID, GENESIS_TIME_MS, ISSUER
+from mura.tests.ledger_fixtures import ACCOUNTS, CHAIN_ID, GENESIS_TIME_MS, ISSUER, RULES
 
 BOND = "NISHI-2031"
 VILLAGE = ISSUER
@@ -355,3 +357,36 @@ def test_a_paying_account_other_than_the_issuer_must_consent_to_the_terms() -> N
     signature = victim.sign(paying_consent_payload(CHAIN_ID, VILLAGE.public_key, consented))
     chain.run(VILLAGE, replace(consented, paying_consent=signature))
     assert chain.terms(BOND).paying == victim.public_key
+
+
+def test_the_pool_counts_what_subscriptions_and_trades_spend() -> None:
+    chain = BondChain()
+    sold_bond(chain, {0: 100})
+    approve(chain, RESIDENTS[1].public_key)
+    chain.run(VILLAGE, bond_body("NISHI-2032"))
+    chain.run(VILLAGE, ApproveHolder("NISHI-2032", RESIDENTS[0].public_key))
+    chain.run(VILLAGE, replace(offering_body(), bond="NISHI-2032", end_ms=GENESIS_TIME_MS + 100 * DAY_MS))
+    pool = Mempool(rules=RULES, signatures=SignatureCache())
+    now_ms = chain.time_ms
+    resident, buyer = RESIDENTS[0], RESIDENTS[1]
+    cash = chain.balance(resident.public_key, SETTLEMENT)
+    # A subscription for 800 units at 10,000 spends 8,000,000 of the resident's cash...
+    pool.add(chain.sign(resident, Subscribe("NISHI-2032", 800)), chain.state, now=0.0, timestamp_ms=now_ms)
+    # ...so paying away the rest fits, and one more yen does not.
+    spend_rest = Transfer(SETTLEMENT, ACCOUNTS[0].public_key, cash - 8_000_000)
+    with pytest.raises(PendingSpendExceedsBalance):
+        pool.add(chain.sign(resident, replace(spend_rest, amount=spend_rest.amount + 1)), chain.state, now=0.0,
+                 timestamp_ms=now_ms)  # fmt: skip
+    chain.nonces[resident.public_key] -= 1
+    pool.add(chain.sign(resident, spend_rest), chain.state, now=0.0, timestamp_ms=now_ms)
+    # Two sales of 60 of the resident's 100 units: the second does not fit.
+    for reference in (b"first", b"second"):
+        trade = SettleTrade(
+            BOND, resident.public_key, buyer.public_key, 60, 600_000, now_ms + DAY_MS, reference, bytes(64)
+        )
+        trade = replace(trade, counterparty_signature=buyer.sign(trade_payload(CHAIN_ID, trade)))
+        if reference == b"first":
+            pool.add(chain.sign(resident, trade), chain.state, now=0.0, timestamp_ms=now_ms)
+        else:
+            with pytest.raises(PendingSpendExceedsBalance):
+                pool.check(chain.sign(resident, trade), chain.state, now=0.0, timestamp_ms=now_ms)
