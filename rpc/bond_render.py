@@ -81,10 +81,11 @@ def payment_status(
     """The status of payment ``index`` of the schedule at ``now_ms`` (``records``: the
     state's records by index).
 
-    A payment before ``next_payment`` was made (late if it had been missed); the next
-    one is paying while its payout spans blocks; a payment not made whose time the last
-    failed attempt (``missed_ms``) reached is missed; one whose time ``now_ms`` reached
-    is due; the rest are scheduled.
+    A payment before ``next_payment`` was made (late if it had been missed, or fell due
+    while an earlier one was); the next one is paying while its payout spans blocks; while
+    the bond is in default (``missed_ms``: the next payment was missed), every payment not
+    made whose time has come is missed; one whose time ``now_ms`` reached is due; the rest
+    are scheduled.
     """
     if index < state.next_payment:
         record = records.get(index)
@@ -92,7 +93,7 @@ def payment_status(
     if index == state.next_payment and state.paying:
         return PaymentStatus.PAYING
     time_ms = terms.payment_time(index)
-    if state.missed_ms and state.missed_ms >= time_ms:
+    if state.missed_ms and time_ms <= max(now_ms, state.missed_ms):
         return PaymentStatus.MISSED
     return PaymentStatus.DUE if time_ms <= now_ms else PaymentStatus.SCHEDULED
 

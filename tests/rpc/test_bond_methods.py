@@ -51,6 +51,7 @@ from mura.chain.transaction import (
     SpendProceeds,
     Subscribe,
     Transfer,
+    paying_consent_payload,
     trade_payload,
 )
 from mura.rpc.bond_methods import BondMethods
@@ -391,12 +392,15 @@ async def issue_and_offer(node: TestNode) -> dict[str, int]:
     # Ten transactions must be final before the window ends: a few hundred milliseconds on a quiet machine.
     times = {"issue": base, "end": base + 3_000, "first": base + 4_000, "second": base + 5_500,
              "maturity": base + 7_500}  # fmt: skip
-    await run(node, IssueBond(
+    terms = IssueBond(
         asset=LIVE_BOND, name="Village forest bond", units=10, registrar=b"", policy="restricted", settlement="JPYT",
         face=10_000, rate=4_550, frequency=2, first_period_days=0, coupon_times=(times["first"], times["second"]),
         maturity_ms=times["maturity"], issue_ms=base, paying=PAYER.public_key, proceeds=b"",
         use_of_proceeds="forest road repair", green=True,
-    ), node.treasury)  # fmt: skip
+    )  # fmt: skip
+    # The paying account agrees to pay these terms.
+    consent = PAYER.sign(paying_consent_payload(node.chain_id, node.treasury.public_key, terms))
+    await run(node, replace(terms, paying_consent=consent), node.treasury)
     for resident in RESIDENTS:
         await run(node, ApproveHolder(LIVE_BOND, resident.public_key), node.treasury)
     await run(node, OpenOffering(LIVE_BOND, 8, PRICE, base, times["end"], 1, 0, 0), node.treasury)

@@ -46,9 +46,9 @@ def statuses(state: BondState, now_ms: int) -> list[str]:
         (BondState(paying=True, units=8, reserved=100, paid=81, holders_paid=1), FIRST + 1,
          ["paying", "scheduled", "scheduled"]),
         (BondState(missed_ms=FIRST + 5), FIRST + 5, ["missed", "scheduled", "scheduled"]),
-        # Retried at every block: the last failed attempt reaching the second coupon's time misses it too.
-        (BondState(missed_ms=SECOND), SECOND, ["missed", "missed", "scheduled"]),
-        (BondState(next_payment=1, missed_ms=SECOND - 1, records=(record(0, late=True),)), SECOND,
+        # In default since the first coupon: every payment whose time has come since is missed too.
+        (BondState(missed_ms=FIRST + 5), SECOND, ["missed", "missed", "scheduled"]),
+        (BondState(next_payment=1, cured_ms=SECOND - 1, records=(record(0, late=True),)), SECOND,
          ["paid_late", "due", "scheduled"]),
         (BondState(next_payment=3, records=(record(0), record(1, late=True), record(2))), MATURITY + 1,
          ["paid", "paid_late", "paid"]),
