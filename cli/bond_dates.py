@@ -45,6 +45,11 @@ def describe_value(value: Any) -> str:
     return "nothing" if value is None else type(value).__name__
 
 
+def is_duration(text: str) -> bool:
+    """Whether a time is written as a duration from now (``90s``, ``10m``, ``2h``, ``30d``)."""
+    return _DURATION.fullmatch(text) is not None
+
+
 def read_moment(value: Any, now_ms: int) -> tuple[int | None, str | None]:
     """Milliseconds since the epoch of a time in a terms file, or the problem with it: RFC 3339
     text with ``Z`` or an offset, a duration from ``now_ms`` (``90s``, ``10m``, ``2h``, ``30d``),

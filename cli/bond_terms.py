@@ -23,7 +23,10 @@ issue            no         the issue date interest accrues from (default: now)
 first_period     no         ``"regular"``, or the odd first period's length in days; default:
                             computed from the issue date and the first coupon (see
                             ``bond_dates.is_regular_first_period``)
-paying           no         the account coupons and the redemption are paid from
+paying           no         the account coupons and the redemption are paid from; one other
+                            than the issuer signs its consent to the terms: the issuer gives
+                            its key file here, or its signature as ``paying_consent``
+paying_consent   no         that signature, 0x and hex (``mura bond consent`` makes it)
 proceeds         no         the account an offering's proceeds go to
 registrar        no         the account that approves holders and freezes accounts
 policy           no         ``restricted`` (default: only approved holders) or ``open``
@@ -60,9 +63,16 @@ from mura.chain.bonds import (
 )
 from mura.chain.codec import MAX_INT
 from mura.chain.errors import InvalidAddress, InvalidKeyFile
-from mura.chain.keys import is_encrypted, load_key
+from mura.chain.keys import SIGNATURE_SIZE, is_encrypted, load_key
 from mura.chain.transaction import IssueBond
-from mura.cli.bond_dates import actual_days, describe_value, format_moment, is_regular_first_period, read_moment
+from mura.cli.bond_dates import (
+    actual_days,
+    describe_value,
+    format_moment,
+    is_duration,
+    is_regular_first_period,
+    read_moment,
+)
 from mura.cli.session import EXIT_USAGE, CommandError, quoted
 
 #: The words ``frequency`` takes, and the coupons a year each stands for.
@@ -70,7 +80,7 @@ FREQUENCY_WORDS = {"annual": 1, "semiannual": 2, "quarterly": 4, "monthly": 12}
 #: Every field a terms file may hold, in the order problems are reported.
 FIELDS = (
     "id", "name", "units", "settlement", "face", "rate", "frequency", "coupons", "maturity", "issue",
-    "first_period", "paying", "proceeds", "registrar", "policy", "use_of_proceeds", "green",
+    "first_period", "paying", "paying_consent", "proceeds", "registrar", "policy", "use_of_proceeds", "green",
 )  # fmt: skip
 REQUIRED = ("id", "name", "units", "settlement", "face", "rate", "frequency", "coupons", "maturity")
 #: Largest terms file read: terms fit in a few hundred bytes, even with 120 coupon times.
@@ -78,6 +88,7 @@ MAX_TERMS_FILE_BYTES = 64 * 1024
 #: Largest key file read for its public key (key files are well under a kilobyte).
 _MAX_KEY_FILE_BYTES = 64 * 1024
 _PUBLIC_KEY = re.compile(r"[0-9a-f]{64}")
+_SIGNATURE = re.compile(rf"0x([0-9a-fA-F]{{{2 * SIGNATURE_SIZE}}})")
 #: The decimal places of a percentage the chain's millionths can hold exactly.
 _RATE_DECIMALS = 4
 _PERCENT = re.compile(r"([0-9]{1,3})(?:\.([0-9]{1,30}))?\s*%")
@@ -171,6 +182,25 @@ def key_file_public_key(path: str) -> bytes:
     return bytes.fromhex(public_key)
 
 
+def paying_key_file(document: Mapping[str, Any], directory: Path) -> Path | None:
+    """The key file the terms name as the paying account, or None when they name an address or nobody."""
+    value = document.get("paying")
+    if not isinstance(value, str) or not value or not (directory / value).is_file():
+        return None
+    return directory / value
+
+
+def moving_times(document: Mapping[str, Any]) -> list[str]:
+    """The fields whose time changes each time the file is read: durations from now, and the
+    issue date when it is left to default to now."""
+    moving = [] if "issue" in document else ["issue"]
+    named = [("issue", document.get("issue")), ("maturity", document.get("maturity"))]
+    coupons = document.get("coupons")
+    if isinstance(coupons, list):
+        named += [(f"coupons[{index}]", value) for index, value in enumerate(coupons)]
+    return moving + [field for field, value in named if isinstance(value, str) and is_duration(value)]
+
+
 def read_terms_file(path: str, context: TermsContext) -> IssueBond:
     """The ``IssueBond`` body the terms file ``path`` describes."""
     return read_terms(load_terms_document(path), context, source=path)
@@ -243,15 +273,16 @@ class _Reader:
         policy = self.choice("policy", ("restricted", "open"), "restricted")
         use = self.text("use_of_proceeds", _label_problem, default="")
         green = self.flag("green")
+        consent = self.signature("paying_consent")
         values = (bond, name, units, registrar, policy, settlement, face, rate, frequency, first_period, coupons,
-                  maturity_ms, issue_ms, paying, proceeds, use, green)
+                  maturity_ms, issue_ms, paying, proceeds, use, green, consent)
         if self.problems.noted or settlement is None or any(value is None for value in values):
             return None
         return IssueBond(
             str(bond), str(name), int(units or 0), bytes(registrar or b""), str(policy), str(settlement["id"]),
             int(face or 0), int(rate or 0), int(frequency or 0), int(first_period or 0), tuple(coupons or ()),
             int(maturity_ms or 0), int(issue_ms or 0), bytes(paying or b""), bytes(proceeds or b""), str(use),
-            bool(green),
+            bool(green), bytes(consent or b""),
         )
 
     # --- one field each ------------------------------------------------------------------------
@@ -478,6 +509,18 @@ class _Reader:
         except CommandError as error:
             self.problems.add(field, error.message)
             return None
+
+    def signature(self, field: str) -> bytes | None:
+        """A signature written as 0x and hex; empty bytes when not given."""
+        value = self.value(field)
+        if value is None:
+            return b""
+        match = _SIGNATURE.fullmatch(value) if isinstance(value, str) else None
+        if match is None:
+            self.problems.add(field, f"expected 0x and {2 * SIGNATURE_SIZE} hex digits (the paying account's "
+                              "signature, from mura bond consent)")
+            return None
+        return bytes.fromhex(match.group(1))
 
     def choice(self, field: str, choices: Sequence[str], default: str) -> str | None:
         value = self.value(field)

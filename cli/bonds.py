@@ -1,7 +1,7 @@
-"""The commands of municipal bonds: issuing one from a terms file and reading it (``mura bond
-template|issue|list|info|payments|proceeds|wait``) and spending its proceeds (``mura bond
-spend``). Its public offering is in ``offerings``, trades between holders in ``trades``, the
-terms file in ``bond_terms``.
+"""The commands of municipal bonds: reading them (``mura bond list|info|payments|proceeds|wait``)
+and spending their proceeds (``mura bond spend``). Issuing one (``mura bond template|issue|
+consent``) is in ``bond_issue``, its public offering in ``offerings``, trades between holders in
+``trades``, the terms file in ``bond_terms``.
 
 Amounts of a bond's settlement asset are read as everywhere else (``10000JPYT``, or smallest
 units) and shown in both units; bond units are whole numbers.
@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import click
 
-from mura.chain.bonds import MAX_PURPOSE_LENGTH, coupon_amount, label_problem
+from mura.chain.bonds import MAX_PURPOSE_LENGTH, label_problem
 from mura.chain.codec import MAX_INT
-from mura.chain.transaction import IssueBond, SpendProceeds
-from mura.cli.bond_terms import TermsContext, read_terms_file
-from mura.cli.inputs import PathType, Seconds, read_address, read_amount, read_asset_id
+from mura.chain.transaction import SpendProceeds
+from mura.cli.inputs import Seconds, read_address, read_amount, read_asset_id
 from mura.cli.session import (
     EXIT_USAGE,
     CommandError,
@@ -33,11 +31,9 @@ from mura.cli.session import (
     render_columns,
 )
 from mura.cli.submit import signing_options, submit, transaction_rows
-from mura.rpc.bond_render import rate_percent
 from mura.rpc.client import RemoteError
 from mura.rpc.errors import NO_OFFERING, NOT_A_BOND
 from mura.rpc.params import DEFAULT_PAGE, MAX_PAGE
-from mura.rpc.render import render_body
 from mura.rpc.wallet import AssetInfo, format_amount
 
 #: Whole units of a bond, as an option or argument takes them: 1 to the largest amount.
@@ -48,30 +44,6 @@ WAIT_POLL_SECONDS = 0.5
 LIMIT_OPTION = click.option("--limit", type=click.IntRange(1, MAX_PAGE), default=DEFAULT_PAGE, show_default=True,
                       help=f"Most rows to show (at most {MAX_PAGE}).")
 CURSOR_OPTION = click.option("--cursor", help="Where to go on from: the cursor the previous page ended with.")
-
-TEMPLATE = """\
-# A municipal bond's terms: mura bond issue --terms FILE --key ISSUER.key
-# Times are RFC 3339 (2027-03-20T00:00:00+09:00) or durations from now (90s, 10m, 2h, 30d):
-# these few seconds suit a testnet walkthrough; a real bond's payments are months apart.
-id = "FOREST-ROAD"
-name = "Nishiawakura forest road bond"
-units = 10
-settlement = "JPYT"
-face = "10000"              # one unit's face value, in whole JPYT
-rate = "1.25%"              # a year, at most 4 decimals
-frequency = "semiannual"    # annual, semiannual, quarterly or monthly
-first_period = 45           # days of an odd first period, or "regular"; left out: computed
-coupons = ["45s", "60s"]
-maturity = "75s"
-use_of_proceeds = "forest road repair"
-green = true
-# issue = "2027-04-01T00:00:00+09:00"    the date interest accrues from (default: now)
-# paying = "treasury.key"                 who pays coupons and the redemption (default: the issuer)
-# proceeds = "tnac1..."                   who receives the offering's proceeds (default: the issuer)
-# registrar = "tnac1..."                  who approves holders (default: the issuer)
-# policy = "restricted"                   or "open": anyone may hold it
-"""
-
 
 # --- reading bonds from the node ----------------------------------------------------------------------
 
@@ -145,111 +117,6 @@ def bond() -> None:
 
 
 bond.command_class = MuraCommand
-
-
-@bond.command("template")
-@click.option("--out", type=PathType(dir_okay=False), help="Write it to this file (never overwritten) "
-              "instead of printing it.")
-@click.pass_obj
-def template(session: Session, out: str | None) -> None:
-    """An example terms file to start from (TOML; see mura bond issue --help)."""
-    if out is None:
-        click.echo(TEMPLATE, nl=False)
-        return
-    try:
-        with open(out, "x", encoding="utf-8") as file:
-            file.write(TEMPLATE)
-    except FileExistsError:
-        raise CommandError(f"{out} exists; it is never overwritten", EXIT_USAGE) from None
-    except (OSError, ValueError) as error:
-        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
-        raise CommandError(f"cannot write {out}: {reason}", EXIT_USAGE) from None
-    session.show({"terms_file": out}, [("wrote", out)])
-
-
-@bond.command("issue")
-@signing_options
-@click.option("--terms", "terms_file", required=True, type=PathType(dir_okay=False),
-              help="The bond's terms: a .toml or .json file (mura bond template writes an example).")
-@click.option("--check", is_flag=True, help="Read and show the terms and their schedule; sign and send nothing.")
-@click.pass_obj
-def issue(session: Session, key_file: str, terms_file: str, check: bool, wait: bool, timeout: float,
-          nonce: int | None) -> None:
-    """Issue a bond with you as its issuer (accounts with the issuer role only).
-
-    The terms file's fields: id, name, units, settlement, face (whole units of the
-    settlement asset, as text: "10000"), rate (a percentage as text: "0.455%"), frequency
-    (1, 2, 4, 12 or annual, semiannual, quarterly, monthly), coupons (a list of times),
-    maturity; optional: issue (default now), first_period ("regular" or days; default
-    computed in Japan time), paying, proceeds, registrar (addresses or key files; default
-    you), policy (restricted or open), use_of_proceeds, green. Times are RFC 3339
-    (2027-03-20T00:00:00+09:00) or durations from now (90s, 10m, 30d). Every problem in the
-    file is reported at once, before anything is signed.
-    """
-    status = session.status()
-
-    def find_asset(asset_id: str) -> dict[str, Any] | None:
-        if session.find_asset(asset_id) is None:
-            return None
-        found: dict[str, Any] = session.call("asset_get", asset_id)
-        return found
-
-    context = TermsContext(status["address_prefix"], int(time.time() * 1000), find_asset,
-                           Path(terms_file).parent)
-    body = read_terms_file(terms_file, context)
-    settlement = session.asset(body.settlement)
-    if check:
-        _show_terms(session, body, settlement)
-        return
-    submit(session, key_file, lambda status: body, wait=wait, timeout=timeout, nonce=nonce,
-           rows=_issue_rows(body, settlement))
-
-
-def _terms_rows(body: IssueBond, settlement: AssetInfo) -> Rows:
-    first = "regular" if body.first_period_days == 0 else f"{body.first_period_days} days (odd)"
-    return [
-        ("bond", body.asset),
-        ("name", body.name),
-        ("units", body.units),
-        ("settlement", body.settlement),
-        ("face", f"{format_amount(body.face, settlement)} a unit"),
-        ("rate", f"{rate_percent(body.rate)} a year, {body.frequency} coupon{'s' if body.frequency > 1 else ''} "
-                 "a year"),
-        ("first period", first if body.coupon_times else "-"),
-        ("issued", format_time(body.issue_ms)),
-        ("maturity", format_time(body.maturity_ms)),
-        ("policy", body.policy),
-        ("use of proceeds", body.use_of_proceeds or "-"),
-        ("green", "yes" if body.green else "no"),
-    ]
-
-
-def _show_terms(session: Session, body: IssueBond, settlement: AssetInfo) -> None:
-    rows = _terms_rows(body, settlement)
-    lines = []
-    for index in range(len(body.coupon_times) + 1):
-        kind = "coupon" if index < len(body.coupon_times) else "redemption"
-        moment = body.coupon_times[index] if index < len(body.coupon_times) else body.maturity_ms
-        lines.append((index, kind, format_time(moment), format_amount(_per_unit(body, index), settlement)))
-    table = render_columns(("payment", "kind", "time", "per unit"), lines)
-    session.show(render_body(body, session.prefix), rows, table)
-
-
-def _per_unit(body: IssueBond, index: int) -> int:
-    if index >= len(body.coupon_times):
-        return int(body.face)
-    days = body.first_period_days if index == 0 else 0
-    return coupon_amount(body.face, 1, body.rate, body.frequency, days)
-
-
-def _issue_rows(body: IssueBond, settlement: AssetInfo) -> Callable[[dict[str, Any], Session], Rows]:
-    def rows(transaction: dict[str, Any], session: Session) -> Rows:
-        generic = transaction_rows(transaction, session)
-        head = [row for row in generic if row[0] in ("transaction", "kind", "from")]
-        tail = [row for row in generic if row[0] in ("nonce", "status")]
-        return head + _terms_rows(body, settlement) + [("payments", len(body.coupon_times) + 1)] + tail
-
-    return rows
 
 
 @bond.command("list")

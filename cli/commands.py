@@ -14,6 +14,7 @@ from mura.chain.address import encode_address
 from mura.chain.keys import PASSPHRASE_VARIABLE, SigningKey, save_key
 from mura.chain.transaction import Body, Burn, Mint, Transfer
 from mura.cli.assets import asset, freeze, holder, unfreeze
+from mura.cli.bond_issue import consent, issue, template
 from mura.cli.bonds import bond
 from mura.cli.demo import demo
 from mura.cli.inputs import (
@@ -81,6 +82,8 @@ def cli(context: click.Context, rpc: str, as_json: bool) -> None:
 cli.command_class = MuraCommand
 for group in (asset, holder, freeze, unfreeze, bond, offering, trade, demo):
     cli.add_command(group)
+for bond_command in (template, issue, consent):
+    bond.add_command(bond_command)
 
 
 # --- keys ----------------------------------------------------------------------------------------

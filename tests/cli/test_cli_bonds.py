@@ -231,8 +231,10 @@ _NOT_A_TIME = ("is neither an RFC 3339 time like 2027-03-20T00:00:00Z or 2027-03
          ["use_of_proceeds: a use of proceeds is 1 to 128 printable characters (no control characters), not only "
           "spaces"]),
         ({"colour": "green"}, ["colour: unknown field (the fields are: id, name, units, settlement, face, rate, "
-                               "frequency, coupons, maturity, issue, first_period, paying, proceeds, registrar, "
-                               "policy, use_of_proceeds, green)"]),
+                               "frequency, coupons, maturity, issue, first_period, paying, paying_consent, "
+                               "proceeds, registrar, policy, use_of_proceeds, green)"]),
+        ({"paying_consent": "0xabc"}, ["paying_consent: expected 0x and 128 hex digits (the paying account's "
+                                       "signature, from mura bond consent)"]),
     ],
 )
 def test_bad_terms_name_the_field_and_what_is_wrong(changes: dict[str, Any], expected: list[str]) -> None:
@@ -247,7 +249,7 @@ def test_every_problem_is_reported_at_once_in_the_order_of_the_fields() -> None:
         'floating-point number, which is inexact: write the amount as text, e.g. "1.50"; rate: \'abc%\' is not a '
         'percentage like "0.455%"; maturity: missing; green: expected true or false, got the number 1; colour: '
         "unknown field (the fields are: id, name, units, settlement, face, rate, frequency, coupons, maturity, "
-        "issue, first_period, paying, proceeds, registrar, policy, use_of_proceeds, green)"
+        "issue, first_period, paying, paying_consent, proceeds, registrar, policy, use_of_proceeds, green)"
     )
     with pytest.raises(TermsError) as caught:
         read_terms({}, context(), source="empty.json")
@@ -601,3 +603,42 @@ def test_the_bond_demo_runs_a_bond_to_its_redemption_on_a_testnet(tmp_path: Path
         }
     finally:
         cluster.close()
+
+
+def test_a_paying_account_other_than_the_issuer_consents_to_the_terms(mura: Mura, tmp_path: Path) -> None:
+    treasury_key = str(mura.treasury_key)
+    treasury = mura.json("address", "--key", treasury_key)["address"]
+    save_key(tmp_path / "office.key", SigningKey.generate())
+    office = mura.json("address", "--key", str(tmp_path / "office.key"))["address"]
+
+    # Named by its key file, the paying account's consent is signed as the bond is issued.
+    by_key = f"PAID-{os.getpid() % 10_000}-{next(_SERIAL)}"
+    issued = mura.json("bond", "issue", "--terms", write_terms(tmp_path / "by-key.json", by_key, paying="office.key"),
+                       "--key", treasury_key, "--wait")
+    assert (issued["status"], issued["body"]["paying"]) == ("final", office)
+    assert mura.json("bond", "info", by_key)["paying"] == office
+
+    # Named by its address, it must have signed: mura bond consent, over fixed times.
+    by_address = f"PAID-{os.getpid() % 10_000}-{next(_SERIAL)}"
+    fixed = {"issue": "2027-04-01T00:00:00+09:00", "coupons": ["2027-10-01T00:00:00+09:00"],
+             "maturity": "2028-04-01T00:00:00+09:00", "paying": office}
+    terms = write_terms(tmp_path / "by-address.json", by_address, **fixed)
+    unsigned = mura("bond", "issue", "--terms", terms, "--key", treasury_key)
+    assert_one_line_error(unsigned, 2, rf"paying: {office} is not you, so it must agree to pay: give its key file as "
+                          r"paying, or its signature as paying_consent \(made with: mura bond consent")
+    moving = mura("bond", "consent", "--terms", write_terms(tmp_path / "moving.json", by_address, paying=office),
+                  "--issuer", treasury, "--key", str(tmp_path / "office.key"))
+    assert_one_line_error(moving, 2, r"the paying account agrees to fixed terms: write issue, maturity, coupons\[0\], "
+                          r"coupons\[1\] as RFC 3339 times")
+    not_paying = mura("bond", "consent", "--terms", terms, "--issuer", treasury, "--key", treasury_key)
+    assert_one_line_error(not_paying, 2, f"paying is {office}, not this key's account {treasury}")
+    consented = mura.json("bond", "consent", "--terms", terms, "--issuer", treasury, "--key",
+                          str(tmp_path / "office.key"))
+    signature = consented["paying_consent"]
+    other = write_terms(tmp_path / "other.json", by_address, **{**fixed, "units": 6}, paying_consent=signature)
+    assert_one_line_error(mura("bond", "issue", "--terms", other, "--key", treasury_key), 2,
+                          "paying_consent: not the paying account's signature of these terms issued by you")
+    signed = write_terms(tmp_path / "signed.json", by_address, **fixed, paying_consent=signature)
+    issued = mura.json("bond", "issue", "--terms", signed, "--key", treasury_key, "--wait")
+    assert (issued["status"], issued["body"]["paying"], issued["body"]["paying_consent"]) == ("final", office,
+                                                                                              signature)
