@@ -85,7 +85,7 @@ GOSSIP_REFUSALS_FOR_CAUSE = (
 #: Terms whose check depends on the time, which differs a little between honest nodes'
 #: clocks, or on the state (an asset issued a moment ago): a refusal naming one of these
 #: does not count against the peer.
-_TIME_OR_STATE_FIELDS = frozenset({"expiry_ms", "maturity_ms", "settlement"})
+_TIME_OR_STATE_FIELDS = frozenset({"expiry_ms", "maturity_ms", "coupon_times", "settlement"})
 
 
 def refused_for_cause(error: Invalid) -> bool:

@@ -276,6 +276,8 @@ def _schedule_problem(body: IssueBond, timestamp_ms: int) -> tuple[str, str] | N
         return "coupon_times", "the first coupon time must be after the issue time"
     if body.maturity_ms <= body.issue_ms or (times and times[-1] > body.maturity_ms):
         return "maturity_ms", "the maturity must be after the issue time and no earlier than the last coupon"
+    if times and times[0] <= timestamp_ms:
+        return "coupon_times", f"the first coupon time {times[0]} is not after the block's timestamp {timestamp_ms}"
     if body.maturity_ms <= timestamp_ms:
         return "maturity_ms", f"the maturity {body.maturity_ms} is not after the block's timestamp {timestamp_ms}"
     return None

@@ -294,16 +294,19 @@ def test_proceeds_are_spent_by_purpose_up_to_what_was_raised() -> None:
 
 def test_bond_terms_are_checked_field_by_field() -> None:
     chain = BondChain()
-    cases = {
-        "settlement": bond_body(settlement="NAC2"),
-        "rate": bond_body(rate=1_000_001),
-        "frequency": bond_body(frequency=3),
-        "coupon_times": bond_body(coupons=(GENESIS_TIME_MS + 2 * DAY_MS, GENESIS_TIME_MS + DAY_MS)),
-        "maturity_ms": bond_body(maturity_ms=GENESIS_TIME_MS + 100 * DAY_MS),
-        "units": bond_body(units=0),
-        "face": bond_body(face=0),
-    }
-    for field, body in cases.items():
+    cases = [
+        ("settlement", bond_body(settlement="NAC2")),
+        ("rate", bond_body(rate=1_000_001)),
+        ("frequency", bond_body(frequency=3)),
+        ("coupon_times", bond_body(coupons=(GENESIS_TIME_MS + 2 * DAY_MS, GENESIS_TIME_MS + DAY_MS))),
+        ("maturity_ms", bond_body(maturity_ms=GENESIS_TIME_MS + 100 * DAY_MS)),
+        ("units", bond_body(units=0)),
+        ("face", bond_body(face=0)),
+        ("coupon_times", bond_body(
+            issue_ms=GENESIS_TIME_MS - 10 * DAY_MS, coupons=(GENESIS_TIME_MS - DAY_MS, GENESIS_TIME_MS + 10 * DAY_MS)
+        )),
+    ]
+    for field, body in cases:
         error = chain.refuse(VILLAGE, body)
         assert isinstance(error, InvalidBondTerms), (field, error)
         assert error.details["field"] == field, (field, error.message)
