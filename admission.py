@@ -25,6 +25,7 @@ from typing import Any
 from mura.chain.drops import Dropped
 from mura.chain.errors import (
     BadCounterpartySignature,
+    BadPayingConsent,
     BadSignature,
     ChainAccountRecipient,
     Invalid,
@@ -78,16 +79,18 @@ GOSSIP_REFUSALS_FOR_CAUSE = (
     ChainAccountRecipient,
     NotTradeParty,
     BadCounterpartySignature,
+    BadPayingConsent,
     InvalidPurpose,
 )
-#: Terms whose check compares them with the time, which differs a little between honest
-#: nodes' clocks: a refusal naming one of these does not count against the peer.
-_TIME_FIELDS = frozenset({"expiry_ms", "maturity_ms"})
+#: Terms whose check depends on the time, which differs a little between honest nodes'
+#: clocks, or on the state (an asset issued a moment ago): a refusal naming one of these
+#: does not count against the peer.
+_TIME_OR_STATE_FIELDS = frozenset({"expiry_ms", "maturity_ms", "coupon_times", "settlement"})
 
 
 def refused_for_cause(error: Invalid) -> bool:
     """Whether no honest node would have forwarded a transaction refused with ``error``."""
-    return isinstance(error, GOSSIP_REFUSALS_FOR_CAUSE) and error.details.get("field") not in _TIME_FIELDS
+    return isinstance(error, GOSSIP_REFUSALS_FOR_CAUSE) and error.details.get("field") not in _TIME_OR_STATE_FIELDS
 
 
 class Admission:
