@@ -17,9 +17,11 @@ the payment events the block reports:
   amount), and its amount and what rounding retained make the sum due on the
   units it was made on; it is late exactly when it was missed first.
 - Timing: no step before its time; once a payment's time has passed it is made,
-  under way or missed (retried at every block), unless the bond was busy with an
-  earlier step in that block; a payment is missed only when the paying account
-  held too little, and made only when it held enough; an offering is allotted in
+  under way or missed, unless the bond was busy with an earlier step in that
+  block; a payment is missed only when the paying account held too little, made
+  only when it held enough, and made in the first block that finds it holding
+  enough after a miss; it is late when it was missed or fell due while an earlier
+  one was missed; no payment starts in the block that allots; an offering is allotted in
   the first block at or past its end, pro rata: nobody gets more than it asked,
   everything is allotted when it is oversubscribed, and each share is within one
   unit of the exact pro-rata share.
@@ -140,6 +142,8 @@ class AuditedPayment:
 
     expected: dict[bytes, int]
     units: int
+    #: Whether it was made late (``BondAudit._check_starts``).
+    late: bool
     paid: Counter[bytes] = field(default_factory=Counter)
     amount: int = 0
     #: Blocks in which it paid someone.
@@ -164,6 +168,8 @@ class BondAudit:
     _views: dict[str, BondView] = field(default_factory=dict)
     _paid: set[tuple[str, int, bytes]] = field(default_factory=set)
     _missed: set[tuple[str, int]] = field(default_factory=set)
+    #: By bond: the timestamp of the block in which its last late payment started.
+    _cured: dict[str, int] = field(default_factory=dict)
 
     def views(self, state: MemoryState) -> dict[str, BondView]:
         """Every bond as ``state``, the state after the last block checked, shows it."""
@@ -324,8 +330,9 @@ class BondAudit:
             self.fail(height, f"{bond}: proceeds of {allotted} units at {offering.price} are not {proceeds}")
 
     def _check_starts(self, before: BondView, after: BondView, height: int, stamp: int) -> None:
-        """Payments that start here pay the holders at the end of the previous block, when the
-        paying account holds their sum; one missed here found it short."""
+        """Payments that start here (never in the block that allotted the offering) pay the
+        holders at the end of the previous block, when the paying account holds their sum;
+        one missed here found it short."""
         old, new, terms = before.state, after.state, before.terms
         first, last = old.next_payment, new.next_payment + (1 if new.paying else 0)
         for index in range(first, last):
@@ -339,7 +346,13 @@ class BondAudit:
                     f"{terms.bond} payment {index} made though the paying account held "
                     f"{before.paying_balance} of the {before.next_due()} due",
                 )
-            self.payments[(terms.bond, index)] = AuditedPayment(dict(before.holders), before.entitled_units)
+            if _allotted_here(before, after):
+                self.fail(height, f"{terms.bond} payment {index} started in the block that allotted the offering")
+            # Late: missed, or fallen due before the last late payment started (the bond in default).
+            late = (terms.bond, index) in self._missed or terms.payment_time(index) < self._cured.get(terms.bond, 0)
+            if late:
+                self._cured[terms.bond] = stamp
+            self.payments[(terms.bond, index)] = AuditedPayment(dict(before.holders), before.entitled_units, late)
         if after.missed and new.missed_ms == stamp and not new.paying:
             self._missed.add((terms.bond, new.next_payment))
             if new.next_payment == first and not old.paying and before.payable():
@@ -398,27 +411,37 @@ class BondAudit:
             )
         if (record.height, record.time_ms) != (height, stamp):
             self.fail(height, f"{terms.bond} payment {index} records block {record.height} at {record.time_ms}")
-        if record.late != ((terms.bond, index) in self._missed):
-            self.fail(height, f"{terms.bond} payment {index} records late={record.late}")
+        if record.late != payment.late:
+            self.fail(height, f"{terms.bond} payment {index} records late={record.late}, made late={payment.late}")
         if terms.payment_kind(index) is PaymentKind.REDEMPTION and (after.supply or after.holders):
             self.fail(height, f"{terms.bond} redeemed, yet {after.supply} units remain")
 
     def _check_timing(self, before: BondView, after: BondView, height: int, stamp: int) -> None:
-        """Once its time has passed, the next payment is made, under way, or missed (and
-        retried in every block), unless the bond was busy with an earlier step here."""
+        """Once its time has passed, the next payment is made, under way, or missed (and made
+        in the first block that finds the paying account able to), unless the bond was busy
+        with an earlier step here."""
         terms, state = after.terms, after.state
         index = state.next_payment
         if index >= terms.payment_count or terms.payment_time(index) > stamp or state.paying:
             return
         if after.missed:
-            if state.missed_ms != stamp:
-                self.fail(height, f"{terms.bond} payment {index}, missed at {state.missed_ms}, not retried at {stamp}")
+            if before.missed and before.state.next_payment == index and before.payable():
+                self.fail(
+                    height,
+                    f"{terms.bond} payment {index}, missed at {state.missed_ms}, not made at {stamp} though the "
+                    f"paying account held {before.paying_balance} of the {before.next_due()} due",
+                )
         elif state == before.state and after.offering == before.offering:
             self.fail(
                 height,
                 f"{terms.bond} payment {index} due at {terms.payment_time(index)} neither made, "
                 f"under way nor missed at {stamp}",
             )
+
+
+def _allotted_here(before: BondView, after: BondView) -> bool:
+    old, new = before.offering, after.offering
+    return old is not None and new is not None and old.status is OfferingStatus.OPEN and new.status is not old.status
 
 
 def _touched(view: BondView, changes: StateChanges) -> bool:

@@ -7,10 +7,21 @@ sends nothing: the chain pays the bond's coupons and redemption out of it.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from mura.chain.assets import AssetTerms
 from mura.chain.keys import SigningKey, sha256
 from mura.chain.pending import PendingState
-from mura.chain.transaction import Body, SettleTrade, Transaction, Transfer, sign_transaction, trade_payload
+from mura.chain.transaction import (
+    Body,
+    IssueBond,
+    SettleTrade,
+    Transaction,
+    Transfer,
+    paying_consent_payload,
+    sign_transaction,
+    trade_payload,
+)
 
 CHAIN_ID = "mura-sim"
 CLIENT_COUNT = 4
@@ -32,8 +43,9 @@ def derive_key(label: str) -> SigningKey:
 
 
 CLIENT_KEYS = tuple(derive_key(f"sim-client-{index}") for index in range(CLIENT_COUNT))
-#: The account the bond's payments come from.
-PAYING = derive_key("sim-paying-account").public_key
+#: The account the bond's payments come from (its key only consents to the bond's terms).
+PAYING_KEY = derive_key("sim-paying-account")
+PAYING = PAYING_KEY.public_key
 
 
 class TransactionSigner:
@@ -43,6 +55,7 @@ class TransactionSigner:
     def __init__(self) -> None:
         self._signed: dict[tuple[int, int, Body], Transaction] = {}
         self._countersigned: dict[tuple[int, SettleTrade], SettleTrade] = {}
+        self._consented: dict[IssueBond, IssueBond] = {}
 
     def sign(self, client: int, nonce: int, body: Body) -> Transaction:
         key = (client, nonce, body)
@@ -60,6 +73,13 @@ class TransactionSigner:
                 trade.reference, signature,
             )  # fmt: skip
         return self._countersigned[key]
+
+    def consent(self, bond: IssueBond) -> IssueBond:
+        """``bond`` carrying the paying account's consent to pay it, issued by the treasury."""
+        if bond not in self._consented:
+            payload = paying_consent_payload(CHAIN_ID, CLIENT_KEYS[TREASURY].public_key, bond)
+            self._consented[bond] = replace(bond, paying_consent=PAYING_KEY.sign(payload))
+        return self._consented[bond]
 
 
 class ClientView:

@@ -191,7 +191,7 @@ def next_transactions(
         nonce = view.pending.account(key.public_key).nonce
         amount = 1 + (timestamp_ms + client) % 97
         if client == TREASURY:
-            body = _treasury_body(view, plan, nonce, amount, timestamp_ms)
+            body = _treasury_body(view, plan, signer, nonce, amount, timestamp_ms)
         else:
             body = _resident_body(view, plan, signer, client, nonce, amount, timestamp_ms)
         if body is not None:
@@ -213,99 +213,113 @@ def _resident_body(
     return body if body is not None else view.transfer(client, asset, amount, memo=f"invoice {nonce}")
 
 
-def _treasury_body(view: ClientView, plan: Plan, nonce: int, amount: int, timestamp_ms: int) -> Body | None:
+def _treasury_body(
+    view: ClientView, plan: Plan, signer: TransactionSigner, nonce: int, amount: int, timestamp_ms: int
+) -> Body | None:
     """The treasury's step at ``nonce`` (after the opening, topping up the bond's paying account
     first when a payment was missed), or a NAC transfer when the state does not allow it now."""
     body = bond_workload.fund_missed_payment(view) if nonce >= len(OPENING) else None
     if body is None:
-        body = _TREASURY_STEPS[plan.treasury_step(nonce)](view, plan, amount, timestamp_ms)
+        body = _TREASURY_STEPS[plan.treasury_step(nonce)](Turn(view, plan, signer, amount, timestamp_ms))
     return body if body is not None else view.transfer(TREASURY, NAC, amount)
 
 
-_Step = Callable[[ClientView, Plan, int, int], Body | None]
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """What the treasury's step reads: the committed state, the plan, the run's signer, the
+    amount for this block and the block's timestamp."""
+
+    view: ClientView
+    plan: Plan
+    signer: TransactionSigner
+    amount: int
+    timestamp_ms: int
 
 
-def _issue_road(view: ClientView, plan: Plan, amount: int, timestamp_ms: int) -> Body | None:
-    return bond_workload.issue_road(view, plan.road, timestamp_ms)
+_Step = Callable[[Turn], Body | None]
 
 
-def _open_offering(view: ClientView, plan: Plan, amount: int, timestamp_ms: int) -> Body | None:
-    return bond_workload.open_road_offering(view, plan.road, timestamp_ms)
+def _issue_road(turn: Turn) -> Body | None:
+    return bond_workload.issue_road(turn.view, turn.plan.road, turn.signer, turn.timestamp_ms)
 
 
-def _spend_proceeds(view: ClientView, plan: Plan, amount: int, timestamp_ms: int) -> Body | None:
-    return bond_workload.spend_proceeds(view, plan.road, amount)
+def _open_offering(turn: Turn) -> Body | None:
+    return bond_workload.open_road_offering(turn.view, turn.plan.road, turn.timestamp_ms)
 
 
-def _issue_bond(view: ClientView, plan: Plan, amount: int, timestamp_ms: int) -> Body | None:
-    if view.pending.asset(BOND) is not None:
+def _spend_proceeds(turn: Turn) -> Body | None:
+    return bond_workload.spend_proceeds(turn.view, turn.plan.road, turn.amount)
+
+
+def _issue_bond(turn: Turn) -> Body | None:
+    if turn.view.pending.asset(BOND) is not None:
         return None
     return IssueAsset(BOND, "Village Forest Bond", 0, BOND_SUPPLY, True, BOND_CAP, b"", "restricted", 0)
 
 
 def _approve(holder: int) -> _Step:
-    def step(view: ClientView, plan: Plan, amount: int, timestamp_ms: int) -> Body | None:
-        if view.pending.asset(BOND) is None:
+    def step(turn: Turn) -> Body | None:
+        if turn.view.pending.asset(BOND) is None:
             return None
-        return ApproveHolder(BOND, CLIENT_KEYS[plan.bond_holders[holder]].public_key)
+        return ApproveHolder(BOND, CLIENT_KEYS[turn.plan.bond_holders[holder]].public_key)
 
     return step
 
 
-def _revoke_second_holder(view: ClientView, plan: Plan, amount: int, timestamp_ms: int) -> Body | None:
-    if view.pending.asset(BOND) is None:
+def _revoke_second_holder(turn: Turn) -> Body | None:
+    if turn.view.pending.asset(BOND) is None:
         return None
-    return RevokeHolder(BOND, CLIENT_KEYS[plan.bond_holders[1]].public_key)
+    return RevokeHolder(BOND, CLIENT_KEYS[turn.plan.bond_holders[1]].public_key)
 
 
-def _bond_holder(view: ClientView, plan: Plan) -> tuple[AssetTerms, bytes] | None:
+def _bond_holder(turn: Turn) -> tuple[AssetTerms, bytes] | None:
     """BOND's terms and the first approved holder that may receive it now."""
-    terms = view.live(BOND)
+    terms = turn.view.live(BOND)
     if terms is None:
         return None
-    for holder in plan.bond_holders:
-        if view.may_move(terms, holder):
+    for holder in turn.plan.bond_holders:
+        if turn.view.may_move(terms, holder):
             return terms, CLIENT_KEYS[holder].public_key
     return None
 
 
-def _bond_transfer(view: ClientView, plan: Plan, amount: int, timestamp_ms: int) -> Body | None:
-    found = _bond_holder(view, plan)
-    return None if found is None else Transfer(BOND, found[1], amount, "coupon")
+def _bond_transfer(turn: Turn) -> Body | None:
+    found = _bond_holder(turn)
+    return None if found is None else Transfer(BOND, found[1], turn.amount, "coupon")
 
 
-def _bond_mint(view: ClientView, plan: Plan, amount: int, timestamp_ms: int) -> Body | None:
-    found = _bond_holder(view, plan)
-    if found is None or view.pending.asset_state(BOND).supply + amount > BOND_CAP:
+def _bond_mint(turn: Turn) -> Body | None:
+    found = _bond_holder(turn)
+    if found is None or turn.view.pending.asset_state(BOND).supply + turn.amount > BOND_CAP:
         return None
-    return Mint(BOND, found[1], amount)
+    return Mint(BOND, found[1], turn.amount)
 
 
-def _nac_mint(view: ClientView, plan: Plan, amount: int, timestamp_ms: int) -> Body | None:
-    terms = view.live(NAC)
-    recipient = None if terms is None else view.recipient(terms, TREASURY)
-    return None if recipient is None else Mint(NAC, CLIENT_KEYS[recipient].public_key, amount)
+def _nac_mint(turn: Turn) -> Body | None:
+    terms = turn.view.live(NAC)
+    recipient = None if terms is None else turn.view.recipient(terms, TREASURY)
+    return None if recipient is None else Mint(NAC, CLIENT_KEYS[recipient].public_key, turn.amount)
 
 
-def _nac_burn(view: ClientView, plan: Plan, amount: int, timestamp_ms: int) -> Body | None:
-    return Burn(NAC, amount) if view.balance(TREASURY, NAC) >= amount else None
+def _nac_burn(turn: Turn) -> Body | None:
+    return Burn(NAC, turn.amount) if turn.view.balance(TREASURY, NAC) >= turn.amount else None
 
 
-def _nac_transfer(view: ClientView, plan: Plan, amount: int, timestamp_ms: int) -> Body | None:
-    return view.transfer(TREASURY, NAC, amount, memo="allowance")
+def _nac_transfer(turn: Turn) -> Body | None:
+    return turn.view.transfer(TREASURY, NAC, turn.amount, memo="allowance")
 
 
-def _freeze(view: ClientView, plan: Plan, amount: int, timestamp_ms: int) -> Body | None:
-    return Freeze(NAC, CLIENT_KEYS[plan.frozen_client].public_key)
+def _freeze(turn: Turn) -> Body | None:
+    return Freeze(NAC, CLIENT_KEYS[turn.plan.frozen_client].public_key)
 
 
-def _unfreeze(view: ClientView, plan: Plan, amount: int, timestamp_ms: int) -> Body | None:
-    return Unfreeze(NAC, CLIENT_KEYS[plan.frozen_client].public_key)
+def _unfreeze(turn: Turn) -> Body | None:
+    return Unfreeze(NAC, CLIENT_KEYS[turn.plan.frozen_client].public_key)
 
 
-def _voucher_burn(view: ClientView, plan: Plan, amount: int, timestamp_ms: int) -> Body | None:
+def _voucher_burn(turn: Turn) -> Body | None:
     """Burn vouchers the treasury holds (after the expiry, those that lapsed back to it)."""
-    return Burn(VOUCHER, amount) if view.balance(TREASURY, VOUCHER) >= amount else None
+    return Burn(VOUCHER, turn.amount) if turn.view.balance(TREASURY, VOUCHER) >= turn.amount else None
 
 
 _TREASURY_STEPS: dict[str, _Step] = {
