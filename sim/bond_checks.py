@@ -15,16 +15,16 @@ the payment events the block reports:
   end of the block before the payment started; each holder is paid once per
   payment; a finished payment's record adds up its events (holders, units,
   amount), and its amount and what rounding retained make the sum due on the
-  units it was made on; it is late exactly when it was missed first.
+  units it was made on; it is late exactly when it was missed, or fell due while
+  an earlier one was missed.
 - Timing: no step before its time; once a payment's time has passed it is made,
   under way or missed, unless the bond was busy with an earlier step in that
   block; a payment is missed only when the paying account held too little, made
-  only when it held enough, and made in the first block that finds it holding
-  enough after a miss; it is late when it was missed or fell due while an earlier
-  one was missed; no payment starts in the block that allots; an offering is allotted in
-  the first block at or past its end, pro rata: nobody gets more than it asked,
-  everything is allotted when it is oversubscribed, and each share is within one
-  unit of the exact pro-rata share.
+  only when it held enough, and after a miss made in the first block that finds
+  it holding enough; none starts in the block that allots the offering; an
+  offering is allotted in the first block at or past its end, pro rata: nobody
+  gets more than it asked, everything is allotted when it is oversubscribed, and
+  each share is within one unit of the exact pro-rata share.
 
 It also tells which blocks had a bond step due when they began (``steps_due``):
 an idle chain proposes those early (``next_due_ms``).
@@ -154,7 +154,7 @@ class AuditedPayment:
 class BondAudit:
     """Replays alongside the final chain and collects what breaks the books of bonds.
 
-    For each block: ``views`` of the state before it, ``check_block`` with its changes
+    For each block: ``views`` of the bonds before it, ``check_block`` with its changes
     before they are committed, ``check_after`` once they are."""
 
     problems: list[str] = field(default_factory=list)
@@ -171,8 +171,8 @@ class BondAudit:
     #: By bond: the timestamp of the block in which its last late payment started.
     _cured: dict[str, int] = field(default_factory=dict)
 
-    def views(self, state: MemoryState) -> dict[str, BondView]:
-        """Every bond as ``state``, the state after the last block checked, shows it."""
+    def views(self) -> dict[str, BondView]:
+        """Every bond as the last block checked left it (as genesis did, before the first)."""
         return dict(self._views)
 
     def check_block(

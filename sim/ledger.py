@@ -190,7 +190,7 @@ def replay_chain(genesis: Genesis, blocks: Sequence[Block], *, audit: BondAudit 
     head = genesis.block.header
     signatures = SignatureCache()
     for block in blocks:
-        before = audit.views(state) if audit is not None else {}
+        before = audit.views() if audit is not None else {}
         changes = apply_block(state, head, block, rules=genesis.rules, signatures=signatures)
         if audit is not None:
             audit.check_block(state, before, block, changes)

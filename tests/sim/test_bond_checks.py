@@ -156,7 +156,7 @@ def test_a_holder_paid_twice_is_reported() -> None:
     state.commit(chain.genesis.changes)
     head = chain.genesis.block.header
     for block in chain.blocks:
-        before = audit.views(state)
+        before = audit.views()
         changes = apply_block(state, head, block, rules=chain.genesis.rules, signatures=SignatureCache())
         if changes.events:
             changes = replace(changes, events=changes.events + changes.events[:1])
