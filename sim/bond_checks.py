@@ -60,10 +60,14 @@ from mura.chain.pending import (
     StateChanges,
     approval_key,
     bond_state_key,
+    decode_balance,
     frozen_key,
     missed_key,
 )
 from mura.chain.transaction import Burn, IssueAsset, IssueBond, Mint
+
+#: A page size that reads a whole table.
+_EVERY = 1 << 62
 
 
 @dataclass(frozen=True)
@@ -92,7 +96,8 @@ class BondView:
     def read(cls, state: MemoryState, bond: str) -> BondView:
         terms, asset = load_bond(state, bond), state.load_asset(bond)
         assert terms is not None and asset is not None
-        balances = state.balances(bond)
+        entries = state.load_entries_after(BALANCE_PREFIX + asset_key(bond), b"", _EVERY)
+        balances = {holder: decode_balance(value) for holder, value in entries}
         escrow = offering_escrow(bond)
         asset_state = state.load_asset_state(bond)
         offering = load_offering(state, bond)
@@ -496,7 +501,7 @@ def _supply_changes(block: Block, changes: StateChanges, before: dict[str, BondV
 
 
 def subscriptions_of(state: MemoryState, bond: str) -> tuple[Subscription, ...]:
-    entries = state.load_entries_after(SUBSCRIPTION_PREFIX + asset_key(bond), b"", 100_000)
+    entries = state.load_entries_after(SUBSCRIPTION_PREFIX + asset_key(bond), b"", _EVERY)
     return tuple(Subscription.decode(value) for _, value in entries)
 
 

@@ -123,7 +123,7 @@ def schedule(issue_ms: int) -> tuple[int, tuple[int, ...], int]:
     return (
         issue_ms + OFFERING_END_MS,
         tuple(issue_ms + offset for offset in COUPON_OFFSETS_MS),
-        (issue_ms + MATURITY_OFFSET_MS),
+        issue_ms + MATURITY_OFFSET_MS,
     )
 
 
