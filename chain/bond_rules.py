@@ -184,10 +184,23 @@ def validate_not_redeemed(pending: PendingState, terms: BondTerms) -> None:
 
 
 def validate_not_locked(pending: PendingState, asset: str) -> None:
-    """A bond's units do not move while the chain is paying a coupon or the redemption on them."""
+    """A bond's units do not move from the first block whose timestamp reaches a payment's
+    time until the chain has paid every holder (or found the paying account short): a
+    payment that waits for room in a busy block still pays the holders at the end of the
+    block before its time came."""
     if pending.asset_state(asset).locked:
         raise PaymentInProgress(
             f"a payment on {asset} is being made: its units move again once every holder is paid", asset=asset
+        )
+    terms = load_bond(pending, asset)
+    if terms is None:
+        return
+    state = load_bond_state(pending, asset)
+    index = state.next_payment
+    if index < terms.payment_count and not state.missed_ms and terms.payment_time(index) <= pending.timestamp_ms:
+        raise PaymentInProgress(
+            f"a payment on {asset} is due and waits for its turn: its units move again once it is made",
+            asset=asset,
         )
 
 

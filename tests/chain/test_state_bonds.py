@@ -419,3 +419,24 @@ def test_missed_bonds_beyond_a_blocks_looks_are_looked_at_in_turn(monkeypatch: p
     assert redeemed == [2, 4, 5]
     assert chain.state.load_entry(MISSED_CURSOR_KEY) is None
     assert chain.balance(RESIDENTS[0].public_key, SETTLEMENT) == FUNDS + 5 * 10 * FUNDS
+
+
+def test_a_payment_waiting_for_room_pays_the_holders_from_before_its_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bond_rules, "PAYMENTS_PER_BLOCK", 2)
+    chain = BondChain()
+    coupon = GENESIS_TIME_MS + 10 * DAY_MS
+    for bond in ("AAA-BOND", "BBB-BOND"):
+        chain.run(VILLAGE, bond_body(bond, units=10, coupons=(coupon,), maturity_ms=coupon + DAY_MS))
+        chain.seal([chain.sign(VILLAGE, ApproveHolder(bond, resident.public_key)) for resident in RESIDENTS[:3]])
+        chain.seal([chain.sign(VILLAGE, Transfer(bond, resident.public_key, 3)) for resident in RESIDENTS[:3]])
+    seller, buyer = RESIDENTS[0], RESIDENTS[1]
+    before = chain.balance(seller.public_key, SETTLEMENT)
+    # The first bond's coupon takes the block's room; the second waits, and its units with it.
+    error = chain.refuse(seller, Transfer("BBB-BOND", buyer.public_key, 3), at_ms=coupon)
+    assert isinstance(error, PaymentInProgress)
+    assert chain.bond_state("BBB-BOND").next_payment == 0
+    while chain.bond_state("BBB-BOND").next_payment == 0:
+        chain.seal()
+    # 3 units, 0.5 % a year, twice a year, on 10,000: 75, for each bond.
+    assert chain.balance(seller.public_key, SETTLEMENT) == before + 2 * 75
+    chain.run(seller, Transfer("BBB-BOND", buyer.public_key, 3))
