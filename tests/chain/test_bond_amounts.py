@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from mura.chain import bond_rules
 from mura.chain.bonds import (
     BondTerms,
     OfferingStatus,
@@ -443,3 +444,32 @@ def test_units_allotted_in_the_block_that_reaches_the_maturity_are_redeemed() ->
     assert chain.balance(resident, SETTLEMENT) == before + 10 * 10_000
     assert chain.balance(resident, BOND) == 0
     assert chain.state.load_asset_state(BOND).supply == 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bonds with a missed payment are retried before any scheduled step, each costing one of the block's "
+    "PAYMENTS_PER_BLOCK: as many missed bonds as that hold up every other bond's payments and allotments for as "
+    "long as they stay missed",
+)
+def test_a_missed_payment_does_not_hold_up_another_bonds_coupon(monkeypatch: pytest.MonkeyPatch) -> None:
+    # One holder a block: one missed bond here stands for PAYMENTS_PER_BLOCK of them.
+    monkeypatch.setattr(bond_rules, "PAYMENTS_PER_BLOCK", 1)
+    chain = BondChain()
+    unfunded = ACCOUNTS[3]
+    chain.run(VILLAGE, bond_body("BOND-A", paying=unfunded.public_key))
+    later = (GENESIS_TIME_MS + 200 * DAY_MS, GENESIS_TIME_MS + 360 * DAY_MS)
+    chain.run(VILLAGE, bond_body("BOND-B", paying=PAYING.public_key, coupons=later))
+    resident = RESIDENTS[0].public_key
+    chain.seal([chain.sign(VILLAGE, ApproveHolder(bond, resident)) for bond in ("BOND-A", "BOND-B")])
+    chain.seal([chain.sign(VILLAGE, Transfer(bond, resident, 10)) for bond in ("BOND-A", "BOND-B")])
+    chain.run(unfunded, Transfer(SETTLEMENT, VILLAGE.public_key, FUNDS))
+    chain.seal(at_ms=GENESIS_TIME_MS + 180 * DAY_MS)
+    assert chain.bond_state("BOND-A").missed_ms == GENESIS_TIME_MS + 180 * DAY_MS
+    before = chain.balance(resident, SETTLEMENT)
+    # BOND-B's first coupon, 10 units * 25 to the resident, is due; its paying account holds plenty.
+    # Two holders (the village keeps 990 units): a few blocks at one holder a block are enough.
+    for _ in range(5):
+        chain.seal(at_ms=later[0])
+    assert chain.bond_state("BOND-B").next_payment == 1
+    assert chain.balance(resident, SETTLEMENT) == before + 250
