@@ -26,7 +26,7 @@ BENCH_ARGS ?=
 ATTACK ?=
 SCALE ?= 1
 
-.PHONY: test lint testnet testnet-reset sim chaos bench bench-full attacks clean
+.PHONY: test lint testnet testnet-reset demo-bond sim chaos bench bench-full attacks clean
 
 $(RUNTIME_STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -58,6 +58,10 @@ testnet: $(RUNTIME_STAMP)
 # Refused, with the node that holds it, while any node of the testnet runs.
 testnet-reset: $(RUNTIME_STAMP)
 	$(VENV)/bin/mura testnet --dir $(TESTNET_DIR) --reset
+
+# A municipal bond's life, from issue to redemption, on the running make testnet (a few minutes).
+demo-bond: $(RUNTIME_STAMP)
+	$(VENV)/bin/mura $(if $(RPC_PORT),--rpc http://127.0.0.1:$(RPC_PORT)) demo bond --dir $(TESTNET_DIR)
 
 sim: $(TEST_STAMP)
 	$(PY) -m mura.sim.campaign --seeds $(SEEDS)

@@ -24,16 +24,22 @@ from typing import Any
 
 from mura.chain.drops import Dropped
 from mura.chain.errors import (
+    BadCounterpartySignature,
+    BadPayingConsent,
     BadSignature,
+    ChainAccountRecipient,
     Invalid,
     InvalidAssetId,
     InvalidAssetTerms,
+    InvalidBondTerms,
+    InvalidPurpose,
     MemoNotPrintable,
     MemoTooLong,
     NonPositiveAmount,
     NotAnIssuer,
     NotAssetIssuer,
     NotRegistrar,
+    NotTradeParty,
     ReplacementTooSoon,
     WrongChainId,
 )
@@ -69,7 +75,22 @@ GOSSIP_REFUSALS_FOR_CAUSE = (
     InvalidAssetTerms,
     NotAssetIssuer,
     NotRegistrar,
+    InvalidBondTerms,
+    ChainAccountRecipient,
+    NotTradeParty,
+    BadCounterpartySignature,
+    BadPayingConsent,
+    InvalidPurpose,
 )
+#: Terms whose check depends on the time, which differs a little between honest nodes'
+#: clocks, or on the state (an asset issued a moment ago): a refusal naming one of these
+#: does not count against the peer.
+_TIME_OR_STATE_FIELDS = frozenset({"expiry_ms", "maturity_ms", "coupon_times", "settlement"})
+
+
+def refused_for_cause(error: Invalid) -> bool:
+    """Whether no honest node would have forwarded a transaction refused with ``error``."""
+    return isinstance(error, GOSSIP_REFUSALS_FOR_CAUSE) and error.details.get("field") not in _TIME_OR_STATE_FIELDS
 
 
 class Admission:
@@ -123,7 +144,7 @@ class Admission:
         """Admit a wallet's transaction and gossip it; its hash, or the ``Invalid`` that refuses it."""
         # The cheap rules first, then the signature on the verifier's threads (together
         # with the rest of an RPC batch), then admission, which finds it verified.
-        replaced = self.mempool.check(transaction, self.store, now=time.monotonic())
+        replaced = self.mempool.check(transaction, self.store, now=time.monotonic(), timestamp_ms=_wall_clock_ms())
         sender = transaction.sender
         if replaced is not None:
             # Versions of one nonce arriving together (an RPC batch, parallel calls) would all
@@ -137,7 +158,7 @@ class Admission:
         try:
             if await self.verifier.verify_async([transaction]):
                 raise BadSignature("signature does not verify against the sender's key")
-            self.mempool.add(transaction, self.store, now=time.monotonic())
+            self.mempool.add(transaction, self.store, now=time.monotonic(), timestamp_ms=_wall_clock_ms())
         finally:
             if replaced is not None:
                 self._replacing.discard(sender)
@@ -161,8 +182,10 @@ class Admission:
             return
         # A backlog's run of nonces comes in one batch and passes whole.
         transactions = [Transaction.decode(encoded) for encoded in batch]
-        candidates, refusals = self.mempool.check_batch(transactions, self.store, now=time.monotonic())
-        refused = [error for error in refusals if isinstance(error, GOSSIP_REFUSALS_FOR_CAUSE)]
+        candidates, refusals = self.mempool.check_batch(
+            transactions, self.store, now=time.monotonic(), timestamp_ms=_wall_clock_ms()
+        )
+        refused = [error for error in refusals if refused_for_cause(error)]
         forged = await self.verifier.verify_async(candidates)
         now = time.monotonic()
         admitted: list[Transaction] = []
@@ -170,7 +193,7 @@ class Admission:
             if transaction.hash in forged:
                 continue
             try:
-                self.mempool.add(transaction, self.store, now=now)
+                self.mempool.add(transaction, self.store, now=now, timestamp_ms=_wall_clock_ms())
             except Invalid:
                 continue
             admitted.append(transaction)
@@ -245,3 +268,9 @@ def drops_reporter(finality: FinalityWatch, metrics: Metrics) -> Callable[[Seque
                       dropped.message)
 
     return report
+
+
+def _wall_clock_ms() -> int:
+    """The time a block proposed now would carry: the rules that depend on a block's
+    timestamp are checked at admission against it."""
+    return int(time.time() * 1000)

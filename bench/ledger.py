@@ -11,7 +11,11 @@ Prints the figures the README's Performance section quotes:
   entries each block changes per transaction;
 * committing that block to LevelDB (one synced batch), per transaction, and what
   the history indexes in that batch cost per transaction (``history_figures``);
-* the state-root update per touched balance at 10^4 and 10^6 accounts.
+* the state-root update per touched balance at 10^4 and 10^6 accounts;
+* a bond's coupon paid by the chain to 10,000 holders: the time each block's
+  share of it (``PAYMENTS_PER_BLOCK`` holders) adds to applying and to committing
+  that block, the whole payment's, and the time if it were all paid in one block;
+  and the allotment of an offering of ``MAX_SUBSCRIBERS`` subscriptions, in one block.
 
 Figures, not pass/fail: nothing here asserts a speed.
 """
@@ -31,8 +35,10 @@ from typing import Any, TypeVar
 
 import plyvel
 
+from mura.chain import bond_rules
 from mura.chain.assets import AssetTerms, TransferPolicy
 from mura.chain.block import Block, CommitCertificate
+from mura.chain.bonds import MAX_SUBSCRIBERS
 from mura.chain.keys import SignatureCache, SigningKey, sha256, verify_signature
 from mura.chain.state import (
     ChainRules,
@@ -44,7 +50,7 @@ from mura.chain.state import (
     build_genesis,
 )
 from mura.chain.store import Store
-from mura.chain.transaction import Transaction, Transfer, sign_transaction
+from mura.chain.transaction import IssueBond, OpenOffering, Subscribe, Transaction, Transfer, sign_transaction
 from mura.chain.verify import SignatureVerifier
 
 CHAIN_ID = "mura-bench"
@@ -277,6 +283,98 @@ def state_root_figure(directory: Path, *, accounts: int, touched: int) -> dict[s
     }
 
 
+def _seal_timed(
+    store: Store, batch: list[Transaction], *, timestamp_ms: int, proposer: bytes, verified: SignatureCache
+) -> tuple[float, float]:
+    """Build the next block from ``batch`` (every one must be taken) and commit it: the
+    seconds ``apply_block`` and the store's synced batch take on it."""
+    built = build_block(
+        store, store.head, batch, proposer=proposer, timestamp_ms=timestamp_ms, rules=RULES, signatures=verified
+    )
+    assert len(built.block.transactions) == len(batch), built.refused[:1]
+    applied, changes = _timed(lambda: apply_block(store, store.head, built.block, rules=RULES, signatures=verified))
+    certificate = CommitCertificate(built.block.height, 0, built.block.hash, ((0, bytes(64)),))
+    committed, _ = _timed(lambda: store.save_block(built.block, certificate, changes))
+    return applied, committed
+
+
+def coupon_figures(directory: Path, *, holders: int, per_block: int) -> dict[str, float]:
+    """A coupon on a bond held by ``holders`` accounts, paid ``per_block`` holders a block:
+    milliseconds the payment adds to applying (``apply_block`` of an empty block) and to
+    committing (the synced batch with its history) each of its blocks, and in all."""
+    issuer = _key(0)
+    store = _fresh_store(directory / f"coupon-{per_block}", senders=[issuer], extra_accounts=0)
+    coupon_ms, maturity_ms = 10_000, 20_000
+    body = IssueBond(
+        "BENCH-BOND", "Bench bond", holders * 10, b"", "open", ASSET, 10_000, 4_550, 2, 0,
+        (coupon_ms,), maturity_ms, 0, b"", b"", "bench", False,
+    )  # fmt: skip
+    nonce = 0
+    transactions = [sign_transaction(issuer, chain_id=CHAIN_ID, nonce=nonce, body=body)]
+    for index in range(holders):
+        nonce += 1
+        transfer = Transfer("BENCH-BOND", _address(index), 1 + index % 19)
+        transactions.append(sign_transaction(issuer, chain_id=CHAIN_ID, nonce=nonce, body=transfer))
+    verified = SignatureCache()
+
+    def seal(batch: list[Transaction], timestamp_ms: int) -> tuple[float, float]:
+        return _seal_timed(store, batch, timestamp_ms=timestamp_ms, proposer=issuer.public_key, verified=verified)
+
+    seal(transactions, 1)
+    empty = [seal([], 2 + index) for index in range(3)]
+    baseline_apply = min(applied for applied, _ in empty)
+    baseline_commit = min(committed for _, committed in empty)
+    original = bond_rules.PAYMENTS_PER_BLOCK
+    bond_rules.PAYMENTS_PER_BLOCK = per_block
+    try:
+        blocks = [seal([], coupon_ms + index) for index in range(-(-holders // per_block))]
+    finally:
+        bond_rules.PAYMENTS_PER_BLOCK = original
+    store.close()
+    added_apply = [max(0.0, applied - baseline_apply) for applied, _ in blocks]
+    added_commit = [max(0.0, committed - baseline_commit) for _, committed in blocks]
+    label = f"{per_block}_per_block"
+    return {
+        f"coupon_{holders}_holders_{label}_blocks": len(blocks),
+        f"coupon_{holders}_holders_{label}_apply_ms_largest_block": max(added_apply) * 1e3,
+        f"coupon_{holders}_holders_{label}_commit_ms_largest_block": max(added_commit) * 1e3,
+        f"coupon_{holders}_holders_{label}_apply_ms_total": sum(added_apply) * 1e3,
+        f"coupon_{holders}_holders_{label}_commit_ms_total": sum(added_commit) * 1e3,
+    }
+
+
+def allotment_figures(directory: Path, *, subscribers: int) -> dict[str, float]:
+    """An oversubscribed offering of ``subscribers`` subscriptions allotted in one block:
+    milliseconds it adds to applying and to committing that block."""
+    keys = [_key(index) for index in range(subscribers + 1)]
+    issuer = keys[0]
+    store = _fresh_store(directory / "allotment", senders=keys, extra_accounts=0)
+    issue = IssueBond(
+        "BENCH-OFFER", "Bench bond", subscribers, b"", "open", ASSET, 10_000, 0, 1, 0, (), 100_000, 0, b"", b"",
+        "bench", False,
+    )  # fmt: skip
+    offer = OpenOffering("BENCH-OFFER", subscribers, 10_000, 0, 50_000, 1, 0, 0)
+    opening = [
+        sign_transaction(issuer, chain_id=CHAIN_ID, nonce=0, body=issue),
+        sign_transaction(issuer, chain_id=CHAIN_ID, nonce=1, body=offer),
+    ]
+    orders = [
+        sign_transaction(key, chain_id=CHAIN_ID, nonce=0, body=Subscribe("BENCH-OFFER", 1 + index % 3))
+        for index, key in enumerate(keys[1:])
+    ]
+    verified = SignatureCache()
+    timings = [
+        _seal_timed(store, batch, timestamp_ms=timestamp_ms, proposer=issuer.public_key, verified=verified)
+        for batch, timestamp_ms in ((opening, 1), (orders, 2), ([], 3), ([], 50_000))
+    ]
+    store.close()
+    (empty_apply, empty_commit), (apply_allotment, commit_allotment) = timings[2], timings[3]
+    return {
+        f"allotment_{subscribers}_subscribers_apply_ms": max(0.0, apply_allotment - empty_apply) * 1e3,
+        f"allotment_{subscribers}_subscribers_commit_ms": max(0.0, commit_allotment - empty_commit) * 1e3,
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mura.bench.ledger", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes: 10^5 accounts instead of 10^6")
@@ -295,6 +393,9 @@ def main(argv: list[str] | None = None) -> None:
             figures |= history_figures(Path(scratch), transactions=size, accounts=10_000)
         for accounts in (10_000, 100_000 if options.quick else 1_000_000):
             figures |= state_root_figure(Path(scratch), accounts=accounts, touched=10_000)
+        for per_block in (bond_rules.PAYMENTS_PER_BLOCK, 10_000):
+            figures |= coupon_figures(Path(scratch), holders=10_000, per_block=per_block)
+        figures |= allotment_figures(Path(scratch), subscribers=MAX_SUBSCRIBERS)
     width = max(len(name) for name in figures)
     for name, value in figures.items():
         print(f"{name:<{width}}  {value:>12,.1f}")

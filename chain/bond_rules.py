@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import replace
-from typing import cast
+from typing import Protocol, cast
 
 from mura.chain import codec
 from mura.chain.assets import (
@@ -58,6 +58,8 @@ from mura.chain.errors import (
     AlreadySubscribed,
     AssetExists,
     BadCounterpartySignature,
+    BadPayingConsent,
+    BondRedeemed,
     InvalidAssetId,
     InvalidBondTerms,
     InvalidOfferingTerms,
@@ -78,7 +80,7 @@ from mura.chain.errors import (
     TradeExpired,
     TradeSettled,
 )
-from mura.chain.keys import verify_signature
+from mura.chain.keys import sha256, verify_signature
 from mura.chain.pending import (
     BOND_QUEUE_PREFIX,
     MAX_SUPPLY,
@@ -106,6 +108,7 @@ from mura.chain.transaction import (
     SpendProceeds,
     Subscribe,
     Transaction,
+    paying_consent_payload,
     trade_id,
     trade_payload,
 )
@@ -118,18 +121,23 @@ PAYMENTS_PER_BLOCK = 1_000
 # --- reading and writing a bond's entries ---------------------------------------------
 
 
-def load_bond(state: PendingState | StateReader, bond: str) -> BondTerms | None:
+class _EntryReads(Protocol):
+    def load_entry(self, key: bytes) -> bytes | None: ...
+
+
+
+def load_bond(state: PendingState | _EntryReads, bond: str) -> BondTerms | None:
     raw = state.entry(bond_key(bond)) if isinstance(state, PendingState) else state.load_entry(bond_key(bond))
     return None if raw is None else BondTerms.decode(raw)
 
 
-def load_bond_state(state: PendingState | StateReader, bond: str) -> BondState:
+def load_bond_state(state: PendingState | _EntryReads, bond: str) -> BondState:
     key = bond_state_key(bond)
     raw = state.entry(key) if isinstance(state, PendingState) else state.load_entry(key)
     return BondState() if raw is None else BondState.decode(raw)
 
 
-def load_offering(state: PendingState | StateReader, bond: str) -> Offering | None:
+def load_offering(state: PendingState | _EntryReads, bond: str) -> Offering | None:
     key = offering_key(bond)
     raw = state.entry(key) if isinstance(state, PendingState) else state.load_entry(key)
     return None if raw is None else Offering.decode(raw)
@@ -168,6 +176,12 @@ def validate_bond(pending: PendingState, bond: str) -> tuple[AssetTerms, BondTer
     return asset, terms
 
 
+def validate_not_redeemed(pending: PendingState, terms: BondTerms) -> None:
+    """Nothing more happens to a redeemed bond."""
+    if load_bond_state(pending, terms.bond).next_payment >= terms.payment_count:
+        raise BondRedeemed(f"{terms.bond} has been redeemed", asset=terms.bond)
+
+
 def validate_not_locked(pending: PendingState, asset: str) -> None:
     """A bond's units do not move while the chain is paying a coupon or the redemption on them."""
     if pending.asset_state(asset).locked:
@@ -193,6 +207,22 @@ def validate_issue_bond(pending: PendingState, transaction: Transaction) -> None
     field, problem = _bond_terms_problem(pending, body)
     if problem is not None:
         raise InvalidBondTerms(problem, field=field)
+    validate_paying_consent(transaction.chain_id, transaction.sender, body)
+
+
+def validate_paying_consent(chain_id: str, issuer: bytes, body: IssueBond) -> None:
+    """A paying account other than the issuer has signed its consent to pay the bond on
+    these terms; the issuer paying needs none."""
+    if not body.paying or body.paying == issuer:
+        if body.paying_consent:
+            raise BadPayingConsent("the issuer pays this bond itself: it carries no paying account's consent")
+        return
+    payload = paying_consent_payload(chain_id, issuer, body)
+    if not verify_signature(body.paying, body.paying_consent, payload):
+        raise BadPayingConsent(
+            "the paying account has not signed its consent to pay this bond on these terms",
+            paying=body.paying.hex(),
+        )
 
 
 def _bond_terms_problem(pending: PendingState, body: IssueBond) -> tuple[str, str | None]:
@@ -246,6 +276,8 @@ def _schedule_problem(body: IssueBond, timestamp_ms: int) -> tuple[str, str] | N
         return "coupon_times", "the first coupon time must be after the issue time"
     if body.maturity_ms <= body.issue_ms or (times and times[-1] > body.maturity_ms):
         return "maturity_ms", "the maturity must be after the issue time and no earlier than the last coupon"
+    if times and times[0] <= timestamp_ms:
+        return "coupon_times", f"the first coupon time {times[0]} is not after the block's timestamp {timestamp_ms}"
     if body.maturity_ms <= timestamp_ms:
         return "maturity_ms", f"the maturity {body.maturity_ms} is not after the block's timestamp {timestamp_ms}"
     return None
@@ -299,7 +331,8 @@ def validate_open_offering(pending: PendingState, transaction: Transaction) -> N
     if transaction.sender != asset.issuer:
         raise NotAssetIssuer(f"only the issuer of {body.bond} may offer it", asset=body.bond)
     if load_offering(pending, body.bond) is not None:
-        raise OfferingExists(f"{body.bond} already has an offering", asset=body.bond)
+        raise OfferingExists(f"{body.bond} already has an offering (a bond has one)", asset=body.bond)
+    validate_not_redeemed(pending, terms)
     validate_not_locked(pending, body.bond)
     validate_not_frozen(pending, body.bond, transaction.sender, "sender")
     field, problem = _offering_problem(pending, body, terms)
@@ -318,7 +351,7 @@ def _offering_problem(pending: PendingState, body: OpenOffering, terms: BondTerm
     if body.end_ms <= pending.timestamp_ms:
         return "end_ms", f"the window's end {body.end_ms} is not after the block's timestamp {pending.timestamp_ms}"
     state = load_bond_state(pending, body.bond)
-    if state.next_payment >= terms.payment_count or body.end_ms > terms.payment_time(state.next_payment):
+    if body.end_ms > terms.payment_time(state.next_payment):
         return "end_ms", "the window must end no later than the bond's next payment"
     if not 1 <= body.min_units <= body.units:
         return "min_units", f"the minimum per subscriber is 1 to {body.units} units"
@@ -522,6 +555,7 @@ def validate_settle_trade(pending: PendingState, transaction: Transaction) -> No
     identity = trade_id(transaction.chain_id, body)
     if pending.flag(trade_key(identity)):
         raise TradeSettled("this trade has already settled", trade=identity.hex())
+    validate_not_redeemed(pending, terms)
     validate_not_locked(pending, body.bond)
     for party, role in ((body.seller, "seller"), (body.buyer, "buyer")):
         validate_approved(pending, asset, party, role)
@@ -584,57 +618,87 @@ def process_spend_proceeds(pending: PendingState, transaction: Transaction) -> N
 
 
 def process_bonds(pending: PendingState) -> None:
-    """Before a block's transactions (after lapses): every bond step that is due, within
-    ``PAYMENTS_PER_BLOCK`` holders paid over all bonds.
+    """Before a block's transactions (after lapses): every bond step that is due.
 
-    First the bonds whose payment was missed are retried, in id order; then the
-    scheduled steps whose time the block's timestamp has reached, soonest first (then by
-    id). A bond's steps are, in order: allotting its offering once the window has ended;
-    then its payments in schedule order, each made in full or not at all (see
-    ``advance_bond``).
+    The steps scheduled at a time the block's timestamp has reached run soonest first
+    (then by id), within ``PAYMENTS_PER_BLOCK`` holders paid or subscriptions allotted:
+    a bond's offering is allotted once its window has ended, then its payments are made
+    in schedule order, each in full or not at all (see ``advance_bond``). Then the bonds
+    whose payment was missed are looked at, up to ``MISSED_CHECKS_PER_BLOCK`` of them from
+    a place that moves with the height; those whose paying account now covers the payment
+    make it, within a budget of their own. A missed bond that still cannot pay costs two
+    reads and writes nothing.
     """
     budget = PAYMENTS_PER_BLOCK
-    for suffix, _ in pending.committed_entries_after(MISSED_PREFIX, b"", budget):
-        if budget <= 0:
-            return
-        bond = split_asset_key(suffix)[0]
-        budget -= advance_bond(pending, bond, budget, None)
     after = b""
     while budget > 0:
-        entries = pending.committed_entries_after(BOND_QUEUE_PREFIX, after, 16)
+        entries = pending.committed_entries_after(BOND_QUEUE_PREFIX, after, _QUEUE_PAGE)
         for suffix, _ in entries:
             time_ms, bond = int.from_bytes(suffix[:8], "big"), split_asset_key(suffix[8:])[0]
             if time_ms > pending.timestamp_ms or budget <= 0:
-                return
+                break
             key = BOND_QUEUE_PREFIX + suffix
             if pending.flag(key):
-                budget -= advance_bond(pending, bond, budget, key)
-        if len(entries) < 16:
+                budget -= advance_bond(pending, bond, budget, key, first=budget == PAYMENTS_PER_BLOCK)
+        else:
+            if len(entries) == _QUEUE_PAGE:
+                after = entries[-1][0]
+                continue
+        break
+    budget = PAYMENTS_PER_BLOCK
+    for bond in _missed_bonds(pending):
+        if budget <= 0:
             return
-        after = entries[-1][0]
+        if pending.entry(missed_key(bond)) is not None and _payable(_PendingReader(pending), bond):
+            budget -= advance_bond(pending, bond, budget, None, first=budget == PAYMENTS_PER_BLOCK)
 
 
-def advance_bond(pending: PendingState, bond: str, budget: int, queued: bytes | None) -> int:
-    """Make ``bond``'s due steps within ``budget`` holders; return what they cost (at least 1).
+#: Scheduled steps read at a time while looking for those due.
+_QUEUE_PAGE = 16
+#: Missed bonds looked at per block (a bond's issuer can leave many bonds unpaid).
+MISSED_CHECKS_PER_BLOCK = 1_000
+
+
+def _missed_bonds(pending: PendingState) -> list[str]:
+    """Up to ``MISSED_CHECKS_PER_BLOCK`` bonds of the committed missed set, in key order from a
+    point that the block's height picks, wrapping round: all of them while they are fewer,
+    and each in turn over the blocks when they are more."""
+    start = sha256(pending.height.to_bytes(8, "big"))[:2]
+    first = pending.committed_entries_after(MISSED_PREFIX, start, MISSED_CHECKS_PER_BLOCK)
+    wrapped = pending.committed_entries_after(MISSED_PREFIX, b"", MISSED_CHECKS_PER_BLOCK - len(first))
+    suffixes = [suffix for suffix, _ in first] + [suffix for suffix, _ in wrapped if suffix <= start]
+    return [split_asset_key(suffix)[0] for suffix in suffixes]
+
+
+def advance_bond(pending: PendingState, bond: str, budget: int, queued: bytes | None, *, first: bool) -> int:
+    """Make ``bond``'s due steps within ``budget``; return what they cost (at least 1).
+
+    An ended offering is allotted when its subscriptions fit in the budget, or when it is
+    the block's first step (so one offering of up to ``MAX_SUBSCRIBERS`` is allotted in one
+    block). Its bond's payments wait while the allotment does, and never start in the
+    block that allotted: a payment pays the holders at the end of the block before it starts.
 
     A payment starts at the first block whose timestamp reaches its time. Its sum, the
     amount due on every unit not held by the issuer or the offering's escrow, moves from
     the paying account to the payment escrow; if the paying account holds less, nothing
-    is paid, the payment is missed, and every later block retries it. Holders are then
-    paid in account order, up to the budget per block; while that takes more than one
+    is paid and the payment is missed (see ``process_bonds`` for the retries). Holders are
+    then paid in account order, up to the budget per block; while that takes more than one
     block the bond's units do not move. What rounding leaves returns to the paying account.
-    A payment never starts in the block that allotted the bond's offering: the holders it
-    pays are those at the end of the block before it starts.
     """
     asset = cast(AssetTerms, pending.asset(bond))
     terms = cast(BondTerms, load_bond(pending, bond))
     cost = 0
     offering = load_offering(pending, bond)
-    allotted_now = False
     if offering is not None and offering.status is OfferingStatus.OPEN and offering.end_ms <= pending.timestamp_ms:
-        cost += close_offering(pending, asset, terms, offering)
-        allotted_now = True
-    while not allotted_now and cost < budget:
+        if offering.subscribers <= budget or first:
+            cost += close_offering(pending, asset, terms, offering)
+        _reschedule(pending, terms, queued)
+        return max(1, cost)
+    allotted_now = offering is not None and offering.settled_height == pending.height
+    if allotted_now and offering is not None and offering.status is not OfferingStatus.OPEN:
+        _reschedule(pending, terms, queued)
+        return 1
+    while cost < budget:
         state = load_bond_state(pending, bond)
         index = state.next_payment
         if index >= terms.payment_count:
@@ -670,16 +734,35 @@ def _start_payment(pending: PendingState, asset: AssetTerms, terms: BondTerms, s
     units = _entitled_units(pending, asset)
     due = terms.payment_amount(index, units)
     if pending.balance(terms.paying, terms.settlement) < due:
-        _set_bond_state(pending, terms.bond, replace(state, missed_ms=pending.timestamp_ms))
-        pending.set_flag(missed_key(terms.bond), True)
+        if not state.missed_ms:
+            _set_bond_state(pending, terms.bond, replace(state, missed_ms=pending.timestamp_ms))
+            pending.set_entry(missed_key(terms.bond), _MISSED)
         return False
     _move(pending, terms.settlement, terms.paying, payment_escrow(terms.bond), due)
+    late = bool(state.missed_ms) or terms.payment_time(index) < state.cured_ms
     _set_bond_state(
-        pending, terms.bond, replace(state, paying=True, units=units, reserved=due, paid=0, holders_paid=0, cursor=b"")
+        pending,
+        terms.bond,
+        replace(
+            state,
+            missed_ms=0,
+            cured_ms=pending.timestamp_ms if late else state.cured_ms,
+            late=late,
+            paying=True,
+            units=units,
+            reserved=due,
+            paid=0,
+            holders_paid=0,
+            cursor=b"",
+        ),
     )
     _set_locked(pending, terms.bond, True)
-    pending.set_flag(missed_key(terms.bond), False)
+    pending.set_entry(missed_key(terms.bond), None)
     return True
+
+
+#: The value of a missed set entry.
+_MISSED = codec.encode(True)
 
 
 def _pay_holders(pending: PendingState, asset: AssetTerms, terms: BondTerms, budget: int) -> tuple[bool, int]:
@@ -737,7 +820,7 @@ def _finish_payment(pending: PendingState, asset: AssetTerms, terms: BondTerms, 
         pending.set_asset_state(bond, replace(supply, supply=supply.supply - own))
     record = PaymentRecord(
         index=index,
-        late=state.missed_ms >= terms.payment_time(index),
+        late=state.late,
         height=pending.height,
         time_ms=pending.timestamp_ms,
         units=state.units,
@@ -750,7 +833,7 @@ def _finish_payment(pending: PendingState, asset: AssetTerms, terms: BondTerms, 
         bond,
         BondState(
             next_payment=index + 1,
-            missed_ms=state.missed_ms,
+            cured_ms=state.cured_ms,
             records=(*state.records, record),
             raised=state.raised,
             spent=state.spent,
@@ -769,7 +852,7 @@ def _reschedule(pending: PendingState, terms: BondTerms, queued: bytes | None) -
     offering = load_offering(pending, bond)
     if offering is not None and offering.status is OfferingStatus.OPEN:
         times.append(offering.end_ms)
-    if state.next_payment < terms.payment_count and not pending.flag(missed_key(bond)):
+    if state.next_payment < terms.payment_count and pending.entry(missed_key(bond)) is None:
         times.append(terms.payment_time(state.next_payment))
     wanted = bond_queue_key(min(times), bond) if times else None
     if queued is not None and queued != wanted:
@@ -793,8 +876,20 @@ def next_bond_due_ms(state: StateReader) -> int | None:
     return min(times) if times else None
 
 
-def _payable(state: StateReader, bond: str) -> bool:
-    """Whether the bond's paying account now covers its next payment (committed state)."""
+class _PaymentReads(Protocol):
+    """What ``_payable`` reads: a ``StateReader``, or a block's working copy through ``_PendingReader``."""
+
+    def load_asset(self, asset: str) -> AssetTerms | None: ...
+
+    def load_asset_state(self, asset: str) -> AssetState: ...
+
+    def load_balance(self, address: bytes, asset: str) -> int: ...
+
+    def load_entry(self, key: bytes) -> bytes | None: ...
+
+
+def _payable(state: _PaymentReads, bond: str) -> bool:
+    """Whether the bond's paying account covers its next payment."""
     asset = state.load_asset(bond)
     terms = load_bond(state, bond)
     if asset is None or terms is None:
@@ -808,3 +903,22 @@ def _payable(state: StateReader, bond: str) -> bool:
         - state.load_balance(offering_escrow(bond), bond)
     )
     return state.load_balance(terms.paying, terms.settlement) >= terms.payment_amount(bond_state.next_payment, units)
+
+
+class _PendingReader:
+    """The reads ``_payable`` makes, through a block's working copy."""
+
+    def __init__(self, pending: PendingState) -> None:
+        self._pending = pending
+
+    def load_asset(self, asset: str) -> AssetTerms | None:
+        return self._pending.asset(asset)
+
+    def load_asset_state(self, asset: str) -> AssetState:
+        return self._pending.asset_state(asset)
+
+    def load_balance(self, address: bytes, asset: str) -> int:
+        return self._pending.balance(address, asset)
+
+    def load_entry(self, key: bytes) -> bytes | None:
+        return self._pending.entry(key)

@@ -202,7 +202,8 @@ class PaymentRecord:
 
     #: Its place in the schedule (coupons first, then the redemption).
     index: int
-    #: Paid after it had been missed (the paying account held too little when it fell due).
+    #: Paid late: it was missed (the paying account held too little when it fell due), or it
+    #: fell due while an earlier payment was missed.
     late: bool
     #: The block that finished it, and that block's timestamp.
     height: int
@@ -238,9 +239,14 @@ class BondState:
 
     #: The first payment not yet made in full (``payment_count`` once redeemed).
     next_payment: int = 0
-    #: The timestamp of the last block in which a due payment could not be made (0: never).
-    #: A payment whose time this reaches is missed until it is paid, and then paid late.
+    #: While ``next_payment`` is missed: the timestamp of the first block that could not make
+    #: it (0: not missed). The bond is in default until it is made.
     missed_ms: int = 0
+    #: The timestamp of the block in which the last late payment started (0: none): a payment
+    #: whose time came before it fell due while the bond was in default, and is late too.
+    cured_ms: int = 0
+    #: The payment being made is late (it was missed, or fell due while the bond was in default).
+    late: bool = False
     #: While a payment is being made over several blocks: the units and holders it is made
     #: on, what is left of the sum reserved for it, what has been paid, and the last holder paid.
     paying: bool = False
@@ -260,6 +266,8 @@ class BondState:
             [
                 self.next_payment,
                 self.missed_ms,
+                self.cured_ms,
+                self.late,
                 self.paying,
                 self.units,
                 self.reserved,
@@ -274,11 +282,14 @@ class BondState:
 
     @classmethod
     def decode(cls, data: bytes) -> BondState:
-        fields = codec.read_fields(codec.decode(data), "bond_state", 11)
-        next_payment, missed, paying, units, reserved, paid, holders, cursor, records, raised, spent = fields
+        fields = codec.read_fields(codec.decode(data), "bond_state", 13)
+        next_payment, missed, cured, late, paying, units, reserved, paid, holders, cursor, records = fields[:11]
+        raised, spent = fields[11:]
         return cls(
             codec.read_int(next_payment, "bond_state.next_payment", maximum=MAX_COUPONS + 1),
             codec.read_int(missed, "bond_state.missed_ms"),
+            codec.read_int(cured, "bond_state.cured_ms"),
+            codec.read_bool(late, "bond_state.late"),
             codec.read_bool(paying, "bond_state.paying"),
             codec.read_int(units, "bond_state.units"),
             codec.read_int(reserved, "bond_state.reserved"),

@@ -251,6 +251,12 @@ class OfferingFull(InvalidTransaction):
     rule = "offering_full"
 
 
+class BadPayingConsent(InvalidTransaction):
+    """A bond names a paying account other than its issuer that did not sign its consent to the terms."""
+
+    rule = "bad_paying_consent"
+
+
 class NotTradeParty(InvalidTransaction):
     """A trade is sent by its seller or its buyer, two different accounts."""
 

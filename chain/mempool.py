@@ -30,6 +30,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+from mura.chain.bond_rules import load_bond, load_offering
 from mura.chain.drops import DEFAULT_MAX_REMEMBERED, Dropped, DropRecord
 from mura.chain.errors import (
     DuplicateTransaction,
@@ -59,7 +60,16 @@ from mura.chain.state import (
     validate_kind,
     validate_signature,
 )
-from mura.chain.transaction import Burn, Mint, Transaction, Transfer
+from mura.chain.transaction import (
+    Burn,
+    Mint,
+    OpenOffering,
+    SettleTrade,
+    SpendProceeds,
+    Subscribe,
+    Transaction,
+    Transfer,
+)
 
 DEFAULT_MAX_TRANSACTIONS = 50_000
 DEFAULT_MAX_BYTES = 32 * 1024 * 1024
@@ -147,6 +157,8 @@ class Mempool:
         self._run_end: dict[bytes, int] = {}
         #: What each sender's pending transfers and burns take from its balance of each asset.
         self._pending_spend: dict[bytes, dict[str, int]] = {}
+        #: What each pending transaction takes from its sender's balance, counted at admission.
+        self._spends: dict[bytes, tuple[str, int]] = {}
         #: Each pending mint's asset and amount by hash, in arrival order, and their sum per asset.
         self._pending_mints: dict[bytes, tuple[str, int]] = {}
         self._pending_mint_total: dict[str, int] = {}
@@ -209,27 +221,33 @@ class Mempool:
 
     # --- admission ----------------------------------------------------------
 
-    def add(self, transaction: Transaction, state: StateReader, *, now: float) -> None:
+    def add(self, transaction: Transaction, state: StateReader, *, now: float, timestamp_ms: int = 0) -> None:
         """Admit ``transaction`` against the committed ``state`` at time ``now``, or raise why not.
+
+        ``timestamp_ms`` is the wall-clock time the rules that depend on a block's
+        timestamp are checked at (an offering's window, a trade's deadline, an expiry),
+        as the next block will roughly carry it; 0 checks them as at the epoch.
 
         The rules run cheapest first and the signature last, so a refused
         transaction seldom costs a verification. A refusal leaves the pool as it
         was. A replaced transaction is dropped (rule ``replaced``).
         """
-        replaced = self.check(transaction, state, now=now)
+        replaced = self.check(transaction, state, now=now, timestamp_ms=timestamp_ms)
         validate_signature(transaction, self._signatures)
         dropped: list[Dropped] = []
         if replaced is not None:
             error = Replaced(f"replaced by transaction {transaction.hash.hex()} with the same sender and nonce")
             dropped.append(self._drop(replaced, error, replaced_by=transaction.hash, hole=False))
-        self._insert(transaction)
+        self._insert(transaction, _spend(transaction, state))
         self._arrived[transaction.hash] = now
         self._drops.forget([transaction.hash])
         if replaced is not None:
             self._last_replacement[transaction.sender] = now
         self._report(dropped)
 
-    def check(self, transaction: Transaction, state: StateReader, *, now: float) -> Transaction | None:
+    def check(
+        self, transaction: Transaction, state: StateReader, *, now: float, timestamp_ms: int = 0
+    ) -> Transaction | None:
         """Every admission rule but the signature, which a caller may verify off the
         event loop in between (``add`` then finds it in the cache). Returns the pending
         transaction it would replace, if any: every rule is then applied as if that one
@@ -239,7 +257,7 @@ class Mempool:
         validate_chain_id(transaction, self._rules)
         validate_kind(transaction)
         # Every rule of the kind, against the committed state.
-        HANDLERS[transaction.kind][0](PendingState(state), transaction)
+        HANDLERS[transaction.kind][0](PendingState(state, timestamp_ms=timestamp_ms), transaction)
         replaced = self._by_sender.get(transaction.sender, {}).get(transaction.nonce)
         self._validate_nonce_window(transaction, state, replacing=replaced is not None)
         if replaced is not None:
@@ -250,7 +268,7 @@ class Mempool:
         return replaced
 
     def check_batch(
-        self, transactions: Iterable[Transaction], state: StateReader, *, now: float
+        self, transactions: Iterable[Transaction], state: StateReader, *, now: float, timestamp_ms: int = 0
     ) -> tuple[list[Transaction], list[Invalid]]:
         """``check`` each of a batch as if those that passed before it were pending: a
         run of consecutive nonces passes whole, however far past ``max_nonce_gap`` it
@@ -268,7 +286,7 @@ class Mempool:
         try:
             for transaction in transactions:
                 try:
-                    replaced = self.check(transaction, state, now=now)
+                    replaced = self.check(transaction, state, now=now, timestamp_ms=timestamp_ms)
                     if replaced is not None and self._replacement_interval:
                         if transaction.sender in replacing:
                             raise _replacement_too_soon(0.0, self._replacement_interval)
@@ -278,7 +296,7 @@ class Mempool:
                     continue
                 passed.append(transaction)
                 if replaced is None:
-                    self._insert(transaction)
+                    self._insert(transaction, _spend(transaction, state))
                     inserted.append(transaction)
         finally:
             for transaction in inserted:
@@ -371,18 +389,20 @@ class Mempool:
             raise _replacement_too_soon(now - last, self._replacement_interval)
 
     def _validate_affordable(self, transaction: Transaction, state: StateReader, replaced: Transaction | None) -> None:
-        """A sender's pending transfers and burns of an asset together spend at most its
-        committed balance of it.
+        """A sender's pending transactions together spend at most its committed balance of
+        each asset: transfers, burns, offerings (the units), subscriptions (their price),
+        spending of proceeds, and its side of trades.
 
         Without this rule, keys holding nothing could park transactions that no
         block will ever take until the pool is full.
         """
-        spent = _spend(transaction)
+        spent = _spend(transaction, state)
         if spent is None:
             return
         asset, amount = spent
         others = self._pending_spend.get(transaction.sender, {}).get(asset, 0)
-        if replaced is not None and (replaced_spend := _spend(replaced)) is not None and replaced_spend[0] == asset:
+        replaced_spend = self._spends.get(replaced.hash) if replaced is not None else None
+        if replaced_spend is not None and replaced_spend[0] == asset:
             others -= replaced_spend[1]
         spend = amount + others
         balance = state.load_balance(transaction.sender, asset)
@@ -545,7 +565,7 @@ class Mempool:
         spent: dict[str, int] = {}
         for nonce in sorted(queue):
             transaction = queue[nonce]
-            spend = _spend(transaction)
+            spend = self._spends.get(transaction.hash)
             if spend is None:
                 continue
             asset, amount = spend
@@ -621,12 +641,12 @@ class Mempool:
         if dropped and self._on_drop is not None:
             self._on_drop(dropped)
 
-    def _insert(self, transaction: Transaction) -> None:
+    def _insert(self, transaction: Transaction, spend: tuple[str, int] | None) -> None:
         self._by_hash[transaction.hash] = transaction
         self._by_sender.setdefault(transaction.sender, {})[transaction.nonce] = transaction
         self._size_bytes += len(transaction.encoded)
-        spend = _spend(transaction)
         if spend is not None:
+            self._spends[transaction.hash] = spend
             spends = self._pending_spend.setdefault(transaction.sender, {})
             spends[spend[0]] = spends.get(spend[0], 0) + spend[1]
         if isinstance(transaction.body, Mint):
@@ -647,7 +667,7 @@ class Mempool:
         queue = self._by_sender[transaction.sender]
         del queue[transaction.nonce]
         self._size_bytes -= len(transaction.encoded)
-        spend = _spend(transaction)
+        spend = self._spends.pop(transaction.hash, None)
         if spend is not None:
             spends = self._pending_spend[transaction.sender]
             spends[spend[0]] -= spend[1]
@@ -694,7 +714,22 @@ def _over_supply(
     return SupplyOverflow(message + str(MAX_SUPPLY), asset=asset, amount=amount, supply=supply, pending_mints=pending)
 
 
-def _spend(transaction: Transaction) -> tuple[str, int] | None:
-    """What a pending transaction takes from its sender's balance: the asset and the amount."""
+def _spend(transaction: Transaction, state: StateReader) -> tuple[str, int] | None:
+    """What a pending transaction takes from its sender's balance: the asset and the amount.
+    (A trade's counterparty's side is not counted: the block that carries it checks it.)"""
     body = transaction.body
-    return (body.asset, body.amount) if isinstance(body, (Transfer, Burn)) else None
+    if isinstance(body, (Transfer, Burn)):
+        return body.asset, body.amount
+    if isinstance(body, OpenOffering):
+        return body.bond, body.units
+    terms = load_bond(state, body.bond) if isinstance(body, (Subscribe, SpendProceeds, SettleTrade)) else None
+    if terms is None:
+        return None
+    if isinstance(body, Subscribe):
+        offering = load_offering(state, body.bond)
+        return None if offering is None else (terms.settlement, body.units * offering.price)
+    if isinstance(body, SpendProceeds):
+        return terms.settlement, body.amount
+    if isinstance(body, SettleTrade):
+        return (body.bond, body.units) if transaction.sender == body.seller else (terms.settlement, body.amount)
+    return None

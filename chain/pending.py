@@ -422,6 +422,7 @@ class PendingState:
         first_holdings: list[tuple[str, bytes]] = []
         # The holder counts follow from the balances; counted on a copy, so finishing twice gives one answer.
         new_states = dict(self._asset_states)
+        holders: dict[str, int] = {}
         for pair, balance in self._balances.items():
             original = self._original_balances[pair]
             if balance == original:
@@ -430,12 +431,12 @@ class PendingState:
             asset, address = pair
             entries.append((balance_key(asset, address), balance_entry(original), balance_entry(balance)))
             if (original == 0) != (balance == 0):
-                if asset not in new_states:
-                    new_states[asset] = self.asset_state(asset)
-                state = new_states[asset]
-                new_states[asset] = replace(state, holders=state.holders + (1 if original == 0 else -1))
+                holders[asset] = holders.get(asset, 0) + (1 if original == 0 else -1)
                 if original == 0:
                     first_holdings.append(pair)
+        for asset, change in holders.items():
+            state = new_states[asset] if asset in new_states else self.asset_state(asset)
+            new_states[asset] = replace(state, holders=state.holders + change)
         for asset, terms in self._issued.items():
             entries.append((asset_terms_key(asset), None, terms.encode()))
         asset_states = {asset: new for asset, new in new_states.items() if new != self._original_asset_states[asset]}

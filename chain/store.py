@@ -17,6 +17,10 @@ prefix      key                                  value
             the keys run in id order)            held the asset
 ``X``       account, height, index (4 bytes)     hash of a transaction the
                                                  account sent or was named in
+``P``       bond, payment index (4 bytes),       ``[units, amount, height]``:
+            holder                               the holder's share of a
+                                                 payment the chain made
+``Q``       holder, bond, payment index          the same share, by holder
 ``M``       ``head``, ``lattice``, ``genesis``   head height + hash, lattice
                                                  hash, genesis block hash
 ``V``       height + sequence (4 bytes)          an encoded vote this node
@@ -32,7 +36,10 @@ never loses what the validator signed.
 
 ``A``, ``R`` and ``X`` are the history an auditor asks for: any account's
 balances and any asset's holders as of any past height, and an account's
-transactions newest first. Assets are keyed as in the state (``asset_key``).
+transactions newest first. ``P`` and ``Q`` keep what the chain paid on its
+own, which no transaction records: each holder's share of each coupon and
+redemption of a bond (``StateChanges.events``), by payment and by holder.
+Assets are keyed as in the state (``asset_key``).
 
 Each committed block is one ``write_batch(transaction=True, sync=True)``
 holding the block, its certificate, every index, the state changes, the new
@@ -85,6 +92,8 @@ VOTES = b"V"
 BALANCE_HISTORY = b"A"
 HELD_ASSETS = b"R"
 ACCOUNT_TRANSACTIONS = b"X"
+PAYMENT_SHARES = b"P"
+HOLDER_PAYMENTS = b"Q"
 
 _CHAIN = META + b"chain"
 _VALIDATOR = META + b"validator"
@@ -238,8 +247,8 @@ class Store:
     def _write_history(
         batch: plyvel.WriteBatch, height: int, transactions: tuple[Transaction, ...], changes: StateChanges
     ) -> None:
-        """The history indexes of one block: each changed balance, each new holding, and
-        each transaction under every account it names."""
+        """The history indexes of one block: each changed balance, each new holding, each
+        transaction under every account it names, and each holder's share of a payment the chain made."""
         at = height.to_bytes(8, "big")
         for (asset, address), balance in changes.balances.items():
             batch.put(BALANCE_HISTORY + asset_key(asset) + address + at, codec.encode(balance))
@@ -249,6 +258,11 @@ class Store:
             suffix = at + index.to_bytes(4, "big")
             for address in parties(transaction):
                 batch.put(ACCOUNT_TRANSACTIONS + address + suffix, transaction.hash)
+        for event in changes.events:
+            share = codec.encode([event.units, event.amount, height])
+            payment = asset_key(event.bond) + event.index.to_bytes(4, "big")
+            batch.put(PAYMENT_SHARES + payment + event.holder, share)
+            batch.put(HOLDER_PAYMENTS + event.holder + payment, share)
 
     @staticmethod
     def _write_entry(batch: plyvel.WriteBatch, key: bytes, value: bytes | None) -> None:
@@ -469,6 +483,45 @@ class Store:
                     break
         return found
 
+    def load_payment_shares(self, bond: str, index: int, *, after: bytes, limit: int) -> list[PaymentShare]:
+        """Up to ``limit`` holders' shares of ``bond``'s payment ``index``, in account order
+        after the holder ``after`` (b"": from the first)."""
+        prefix = PAYMENT_SHARES + asset_key(bond) + index.to_bytes(4, "big")
+        return [
+            _read_share(bond, index, key[len(prefix) :], value)
+            for key, value in self._page(prefix, after, limit)
+        ]
+
+    def load_holder_payments(
+        self, holder: bytes, *, bond: str | None = None, after: tuple[str, int] | None = None, limit: int
+    ) -> list[PaymentShare]:
+        """Up to ``limit`` of ``holder``'s shares of the payments the chain made, by bond
+        (in state key order: shorter ids first) and payment index, of ``bond`` alone when
+        given, after the payment ``after`` (``(bond, index)``; None: from the first)."""
+        scope = b"" if bond is None else asset_key(bond)
+        position = scope if after is None else asset_key(after[0]) + after[1].to_bytes(4, "big")
+        if not position.startswith(scope):
+            raise ValueError(f"payment {after} is not one of {bond}'s")
+        shares: list[PaymentShare] = []
+        for key, value in self._page(HOLDER_PAYMENTS + holder + scope, position[len(scope) :], limit):
+            found_bond, rest = split_asset_key(key[len(HOLDER_PAYMENTS) + PUBLIC_KEY_SIZE :])
+            shares.append(_read_share(found_bond, int.from_bytes(rest, "big"), holder, value))
+        return shares
+
+    def _page(self, prefix: bytes, after: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+        """Up to ``limit`` ``(key, value)`` under ``prefix``, in key order, after ``prefix + after``."""
+        found: list[tuple[bytes, bytes]] = []
+        if limit <= 0:
+            return found
+        with self.db.iterator(start=prefix + after, include_start=not after) as entries:
+            for key, value in entries:
+                if not key.startswith(prefix):
+                    break
+                found.append((key, value))
+                if len(found) >= limit:
+                    break
+        return found
+
     def recompute_lattice(self) -> LatticeHash:
         """The lattice hash rebuilt from every stored entry (for audits and tests)."""
         return update_lattice(LatticeHash(), [(key, None, value) for key, value in self.iterate_state()])
@@ -542,6 +595,33 @@ class HoldersPage:
     holders: list[tuple[bytes, int]]
     #: Where the next page starts (pass it as ``after``), or None when this is the last.
     next_after: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentShare:
+    """One holder's share of a coupon or redemption the chain paid."""
+
+    bond: str
+    #: The payment's place in the bond's schedule.
+    index: int
+    holder: bytes
+    #: Units it was paid on (redeemed, for the redemption) and the settlement amount received.
+    units: int
+    amount: int
+    #: The block that paid it.
+    height: int
+
+
+def _read_share(bond: str, index: int, holder: bytes, value: bytes) -> PaymentShare:
+    units, amount, height = codec.read_fields(codec.decode(value), "payment share", 3)
+    return PaymentShare(
+        bond,
+        index,
+        holder,
+        codec.read_int(units, "payment share.units"),
+        codec.read_int(amount, "payment share.amount"),
+        codec.read_int(height, "payment share.height"),
+    )
 
 
 def _check_height(height: int) -> None:

@@ -20,6 +20,7 @@ MAX_TRANSACTION_BYTES = 2048
 MAX_CHAIN_ID_LENGTH = 64
 _SIGNING_DOMAIN = "mura/transaction/v1"
 _TRADE_DOMAIN = "mura/trade/v1"
+_PAYING_DOMAIN = "mura/paying/v1"
 
 
 class Body(Protocol):
@@ -241,7 +242,10 @@ class IssueBond:
     """Issue a bond: an asset of ``units`` whole units credited to the sender (accounts with
     the issuer role only), with the bond terms of ``chain.bonds.BondTerms``.
 
-    Empty ``registrar``, ``paying`` or ``proceeds`` name the issuer itself.
+    Empty ``registrar``, ``paying`` or ``proceeds`` name the issuer itself. A paying
+    account other than the issuer agrees to pay by signing ``paying_consent_payload``
+    (these terms, from this issuer): ``paying_consent`` carries that signature (empty
+    when the issuer pays).
     """
 
     KIND: ClassVar[str] = "issue_bond"
@@ -264,8 +268,13 @@ class IssueBond:
     proceeds: bytes
     use_of_proceeds: str
     green: bool
+    paying_consent: bytes = b""
 
     def to_fields(self) -> list[Any]:
+        return [*self.terms_fields(), self.paying_consent]
+
+    def terms_fields(self) -> list[Any]:
+        """Every field but the paying account's consent."""
         return [
             self.asset,
             self.name,
@@ -290,8 +299,8 @@ class IssueBond:
     def from_fields(cls, value: Any, what: str) -> IssueBond:
         (
             asset, name, units, registrar, policy, settlement, face, rate, frequency, days,
-            times, maturity, issued, paying, proceeds, use, green,
-        ) = codec.read_fields(value, what, 17)  # fmt: skip
+            times, maturity, issued, paying, proceeds, use, green, consent,
+        ) = codec.read_fields(value, what, 18)  # fmt: skip
         return cls(
             _read_asset(asset, f"{what}.asset"),
             codec.read_str(name, f"{what}.name", max_length=MAX_TRANSACTION_BYTES),
@@ -313,6 +322,7 @@ class IssueBond:
             _read_optional_account(proceeds, f"{what}.proceeds"),
             codec.read_str(use, f"{what}.use_of_proceeds", max_length=MAX_TRANSACTION_BYTES),
             codec.read_bool(green, f"{what}.green"),
+            b"" if consent == b"" else codec.read_bytes(consent, f"{what}.paying_consent", length=SIGNATURE_SIZE),
         )
 
 
@@ -545,6 +555,11 @@ def trade_payload(chain_id: str, trade: SettleTrade) -> bytes:
             trade.deadline_ms, trade.reference,
         ]
     )  # fmt: skip
+
+
+def paying_consent_payload(chain_id: str, issuer: bytes, bond: IssueBond) -> bytes:
+    """The bytes a bond's paying account signs to agree to pay it: its terms, from its issuer."""
+    return codec.encode([_PAYING_DOMAIN, chain_id, issuer, bond.terms_fields()])
 
 
 def trade_id(chain_id: str, trade: SettleTrade) -> bytes:

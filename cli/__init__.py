@@ -25,8 +25,9 @@ exit  meaning
 ====  ==========================================================================
 
 Every argument of a command that signs (``send``, ``mint``, ``burn``, ``asset
-issue``, ``holder approve|revoke``, ``freeze``, ``unfreeze``) is checked before
-anything is signed or sent; each takes ``--key``, ``--wait``, ``--timeout`` and
+issue``, ``holder approve|revoke``, ``freeze``, ``unfreeze``, ``bond issue|spend``,
+``offering open|subscribe|cancel``, ``trade accept``) is checked before anything
+is signed or sent; each takes ``--key``, ``--wait``, ``--timeout`` and
 ``--nonce`` (see ``submit``).
 
 Amounts are in an asset: whole numbers of its smallest unit (``1250``, in the
@@ -38,8 +39,10 @@ from the node, so the command works on any Mura network.
 
 The package: ``session`` (errors, exit statuses, the connection, tables),
 ``inputs`` (reading arguments), ``submit`` (signing, submitting, waiting),
-``commands`` (keys, accounts, payments, the chain, nodes) and ``assets`` (assets
-and their registrars).
+``commands`` (keys, accounts, payments, the chain, nodes), ``assets`` (assets
+and their registrars), ``bonds``, ``offerings`` and ``trades`` (municipal bonds,
+their offering and trades between holders; a bond's terms file is read by
+``bond_terms`` and ``bond_dates``) and ``demo`` (``mura demo bond``).
 
 Set ``MURA_DEBUG=1`` to see the Python traceback of an internal error.
 """

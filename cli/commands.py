@@ -14,6 +14,9 @@ from mura.chain.address import encode_address
 from mura.chain.keys import PASSPHRASE_VARIABLE, SigningKey, save_key
 from mura.chain.transaction import Body, Burn, Mint, Transfer
 from mura.cli.assets import asset, freeze, holder, unfreeze
+from mura.cli.bond_issue import consent, issue, template
+from mura.cli.bonds import bond
+from mura.cli.demo import demo
 from mura.cli.inputs import (
     Height,
     PathType,
@@ -30,6 +33,7 @@ from mura.cli.inputs import (
     read_public_key,
     read_time,
 )
+from mura.cli.offerings import offering
 from mura.cli.session import (
     EXIT_USAGE,
     CommandError,
@@ -42,6 +46,7 @@ from mura.cli.session import (
     render_columns,
 )
 from mura.cli.submit import body_asset, show_units, signing_options, submit, transaction_rows
+from mura.cli.trades import trade
 from mura.rpc.account_methods import DEFAULT_TRANSACTIONS_PAGE, MAX_TRANSACTIONS_PAGE
 from mura.rpc.client import DEFAULT_URL
 from mura.rpc.params import MAX_HEIGHT, MAX_PAGE
@@ -75,8 +80,10 @@ def cli(context: click.Context, rpc: str, as_json: bool) -> None:
 
 
 cli.command_class = MuraCommand
-for group in (asset, holder, freeze, unfreeze):
+for group in (asset, holder, freeze, unfreeze, bond, offering, trade, demo):
     cli.add_command(group)
+for bond_command in (template, issue, consent):
+    bond.add_command(bond_command)
 
 
 # --- keys ----------------------------------------------------------------------------------------

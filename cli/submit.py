@@ -48,7 +48,9 @@ def body_asset(body: dict[str, Any], session: Session) -> AssetInfo | None:
     """The asset a rendered body's amounts are in: an issue carries its own decimals."""
     if "decimals" in body and "asset" in body:
         return {"id": body["asset"], "name": body.get("name", ""), "decimals": body["decimals"]}
-    return session.find_asset(str(body.get("asset", "")))
+    if "asset" not in body:  # the bond kinds: their amounts are in the bond's settlement asset
+        return None
+    return session.find_asset(str(body["asset"]))
 
 
 def show_units(units: int | None, asset: AssetInfo | None, asset_id: str = "") -> str:
@@ -105,9 +107,10 @@ def submit(
     wait: bool,
     timeout: float,
     nonce: int | None,
+    rows: Callable[[dict[str, Any], Session], Rows] = transaction_rows,
 ) -> None:
     """Sign a transaction from ``key_file`` (with ``nonce``, or the next one), submit it, and perhaps
-    wait for it. Every argument is checked before anything is signed or sent."""
+    wait for it, showing it as ``rows`` says. Every argument is checked before anything is signed or sent."""
     key = read_key(key_file)
     status = session.status()
     body = make_body(status)
@@ -131,7 +134,7 @@ def submit(
         if wait:
             shown = _wait_final(session, transaction, timeout=timeout, step=wait_step)
             shown["status"] = "final"
-        session.show(shown, transaction_rows(shown, session))
+        session.show(shown, rows(shown, session))
 
 
 def _send(session: Session, transaction: Transaction) -> None:
@@ -139,7 +142,8 @@ def _send(session: Session, transaction: Transaction) -> None:
     try:
         session.client.call("tx_submit", ["0x" + transaction.encoded.hex()])
     except RemoteError as error:
-        asset = session.find_asset(str(getattr(transaction.body, "asset", "")))
+        asset_id = getattr(transaction.body, "asset", None)
+        asset = session.find_asset(str(asset_id)) if asset_id else None
         raise CommandError(describe_refusal(error, transaction, asset), exit_code_of(error)) from None
     except NodeUnreachable as error:
         if not error.may_have_arrived:

@@ -30,6 +30,8 @@ code        name                   ``data``
 -32023      transaction dropped    ``{"transaction_hash", "rule", "message"}``, and
                                    ``"replaced_by"`` when the rule is ``replaced``
 -32024      unknown asset          ``{"asset"}``
+-32025      not a bond             ``{"asset"}``
+-32026      no offering            ``{"bond"}``
 -32030      wait timed out         ``{"transaction_hash", "timeout_seconds",
                                    "pending"}``
 ==========  =====================  ================================================
@@ -176,6 +178,16 @@ UNKNOWN_ASSET = ApplicationError(
     -32024,
     "Unknown asset",
     "No asset with this id has been issued on this network (asset_list lists those that have). data: {asset}.",
+)
+NOT_A_BOND = ApplicationError(
+    -32025,
+    "Not a bond",
+    "The asset exists but was issued as a plain asset, not as a bond (bond_list lists the bonds). data: {asset}.",
+)
+NO_OFFERING = ApplicationError(
+    -32026,
+    "No offering",
+    "The bond's issuer has opened no offering of it. data: {bond}.",
 )
 WAIT_TIMED_OUT = ApplicationError(
     -32030,

@@ -1,6 +1,7 @@
 """Every method the node serves: the ``chain_*`` methods (``chain_methods``), the
 ``account_*`` methods (``account_methods``), the ``asset_*`` methods (``asset_methods``),
-and here ``tx_submit``, ``tx_wait`` and ``mempool_status``.
+the ``bond_*`` and ``offering_*`` methods (``bond_methods``), and here ``tx_submit``,
+``tx_wait`` and ``mempool_status``.
 
 They reach the node only through ``NodeView`` (``node_view``). Bytes travel as
 ``0x``-prefixed lowercase hex, accounts as text addresses with the network's
@@ -20,6 +21,7 @@ from mura.chain.keys import PUBLIC_KEY_SIZE
 from mura.chain.transaction import Transaction
 from mura.rpc.account_methods import AccountMethods
 from mura.rpc.asset_methods import AssetMethods
+from mura.rpc.bond_methods import BondMethods
 from mura.rpc.chain_methods import ChainMethods
 from mura.rpc.declarations import Method, Param, Result, number
 from mura.rpc.errors import (
@@ -80,6 +82,7 @@ class NodeMethods:
         self._chain = ChainMethods(node)
         self._accounts = AccountMethods(node)
         self._assets = AssetMethods(node)
+        self._bonds = BondMethods(node)
         self._max_wait_seconds = max_wait_seconds
 
     async def submit_transaction(self, transaction: Transaction) -> str:
@@ -146,6 +149,7 @@ class NodeMethods:
             *self._chain.declarations(),
             *self._accounts.declarations(),
             *self._assets.declarations(),
+            *self._bonds.declarations(),
             Method(
                 name="tx_submit",
                 handler=self.submit_transaction,

@@ -23,7 +23,7 @@ from mura.rpc.metrics import NodeFigures
 from mura.rpc.readiness import SyncFacts
 
 if TYPE_CHECKING:  # the store's own module (and LevelDB's binding) is for the node to load, not its readers
-    from mura.chain.store import HoldersPage
+    from mura.chain.store import HoldersPage, PaymentShare
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +124,26 @@ class ChainReader(Protocol):
     ) -> list[tuple[int, int, bytes]]:
         """Up to ``limit`` ``(height, index, hash)`` of the final transactions naming the account,
         newest first, before position ``before`` (None: from the newest)."""
+        ...
+
+    def load_entry(self, key: bytes) -> bytes | None:
+        """The raw value of a state entry (None when absent): bonds, offerings, subscriptions."""
+        ...
+
+    def load_entries_after(self, prefix: bytes, after: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+        """Up to ``limit`` state entries whose key starts with ``prefix``, in key order, each as
+        ``(the key after the prefix, value)``, after ``prefix + after`` (b"": from the first)."""
+        ...
+
+    def load_payment_shares(self, bond: str, index: int, *, after: bytes, limit: int) -> list[PaymentShare]:
+        """Up to ``limit`` holders' shares of ``bond``'s payment ``index``, in account order after ``after``."""
+        ...
+
+    def load_holder_payments(
+        self, holder: bytes, *, bond: str | None = None, after: tuple[str, int] | None = None, limit: int
+    ) -> list[PaymentShare]:
+        """Up to ``limit`` of ``holder``'s shares of payments the chain made (of ``bond`` alone when
+        given), by bond and payment index, after the payment ``after``."""
         ...
 
     def load_validators(self) -> tuple[bytes, ...]:

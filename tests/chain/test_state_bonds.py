@@ -13,6 +13,7 @@ from mura.chain.bonds import OfferingStatus, offering_escrow, payment_escrow
 from mura.chain.errors import (
     AlreadySubscribed,
     BadCounterpartySignature,
+    BadPayingConsent,
     ChainAccountRecipient,
     HolderNotApproved,
     InvalidBondTerms,
@@ -20,11 +21,14 @@ from mura.chain.errors import (
     NotTradeParty,
     OfferingNotOpen,
     PaymentInProgress,
+    PendingSpendExceedsBalance,
     ProceedsExceeded,
     SubscriptionOutOfBounds,
     TradeExpired,
     TradeSettled,
 )
+from mura.chain.keys import SignatureCache, SigningKey
+from mura.chain.mempool import Mempool
 from mura.chain.state import next_due_ms
 from mura.chain.transaction import (
     ApproveHolder,
@@ -34,6 +38,7 @@ from mura.chain.transaction import (
     SpendProceeds,
     Subscribe,
     Transfer,
+    paying_consent_payload,
     trade_payload,
 )
 from mura.tests.chain.bond_fixtures import (
@@ -44,7 +49,7 @@ from mura.tests.chain.bond_fixtures import (
     BondChain,
     bond_body,
 )
-from mura.tests.ledger_fixtures import ACCOUNTS, CHAIN_ID, GENESIS_TIME_MS, ISSUER
+from mura.tests.ledger_fixtures import ACCOUNTS, CHAIN_ID, GENESIS_TIME_MS, ISSUER, RULES
 
 BOND = "NISHI-2031"
 VILLAGE = ISSUER
@@ -68,9 +73,15 @@ def approve(chain: BondChain, *accounts: bytes) -> None:
     chain.seal([chain.sign(VILLAGE, ApproveHolder(BOND, account)) for account in accounts])
 
 
-def sold_bond(chain: BondChain, requests: dict[int, int], **bond_changes: Any) -> None:
-    """Issue the bond, offer all its units, and have ``RESIDENTS[i]`` subscribe ``units``; allot."""
-    chain.run(VILLAGE, bond_body(**bond_changes))
+def sold_bond(
+    chain: BondChain, requests: dict[int, int], *, paying_key: SigningKey | None = None, **bond_changes: Any
+) -> None:
+    """Issue the bond (``paying_key`` consenting to pay it), offer all its units, and have
+    ``RESIDENTS[i]`` subscribe ``units``; allot."""
+    body = bond_body(**bond_changes)
+    if paying_key is not None:
+        body = replace(body, paying_consent=paying_key.sign(paying_consent_payload(CHAIN_ID, VILLAGE.public_key, body)))
+    chain.run(VILLAGE, body)
     approve(chain, *(RESIDENTS[index].public_key for index in requests))
     chain.run(VILLAGE, offering_body(units=chain.balance(VILLAGE.public_key, BOND)))
     for index, units in requests.items():
@@ -177,14 +188,16 @@ def test_coupons_and_redemption_are_paid_by_the_chain_at_their_first_block() -> 
 def test_a_missed_payment_is_retried_every_block_and_shows_as_paid_late() -> None:
     chain = BondChain()
     paying = ACCOUNTS[4]
-    sold_bond(chain, {0: 10}, paying=paying.public_key)
+    sold_bond(chain, {0: 10}, paying=paying.public_key, paying_key=paying)
     chain.run(paying, Transfer(SETTLEMENT, VILLAGE.public_key, FUNDS))
     first_coupon = GENESIS_TIME_MS + 180 * DAY_MS
     chain.seal(at_ms=first_coupon)
     state = chain.bond_state(BOND)
     assert (state.next_payment, state.missed_ms) == (0, first_coupon)
     chain.seal()
-    assert chain.bond_state(BOND).missed_ms == first_coupon + 1000
+    # Retrying costs a look at the paying account's balance and changes nothing.
+    assert chain.changes[-1].entries == {}
+    assert chain.bond_state(BOND).missed_ms == first_coupon
     # 10 units * 25 = 250 due; the paying account is funded with 249, then with one more.
     chain.run(VILLAGE, Transfer(SETTLEMENT, paying.public_key, 249))
     chain.seal()
@@ -281,17 +294,102 @@ def test_proceeds_are_spent_by_purpose_up_to_what_was_raised() -> None:
 
 def test_bond_terms_are_checked_field_by_field() -> None:
     chain = BondChain()
-    cases = {
-        "settlement": bond_body(settlement="NAC2"),
-        "rate": bond_body(rate=1_000_001),
-        "frequency": bond_body(frequency=3),
-        "coupon_times": bond_body(coupons=(GENESIS_TIME_MS + 2 * DAY_MS, GENESIS_TIME_MS + DAY_MS)),
-        "maturity_ms": bond_body(maturity_ms=GENESIS_TIME_MS + 100 * DAY_MS),
-        "units": bond_body(units=0),
-        "face": bond_body(face=0),
-    }
-    for field, body in cases.items():
+    cases = [
+        ("settlement", bond_body(settlement="NAC2")),
+        ("rate", bond_body(rate=1_000_001)),
+        ("frequency", bond_body(frequency=3)),
+        ("coupon_times", bond_body(coupons=(GENESIS_TIME_MS + 2 * DAY_MS, GENESIS_TIME_MS + DAY_MS))),
+        ("maturity_ms", bond_body(maturity_ms=GENESIS_TIME_MS + 100 * DAY_MS)),
+        ("units", bond_body(units=0)),
+        ("face", bond_body(face=0)),
+        ("coupon_times", bond_body(
+            issue_ms=GENESIS_TIME_MS - 10 * DAY_MS, coupons=(GENESIS_TIME_MS - DAY_MS, GENESIS_TIME_MS + 10 * DAY_MS)
+        )),
+    ]
+    for field, body in cases:
         error = chain.refuse(VILLAGE, body)
         assert isinstance(error, InvalidBondTerms), (field, error)
         assert error.details["field"] == field, (field, error.message)
     assert isinstance(chain.refuse(VILLAGE, Subscribe("NAC", 1)), NotABond)
+
+
+def test_a_payment_that_fell_due_while_an_earlier_one_was_missed_is_late_too() -> None:
+    chain = BondChain()
+    paying = ACCOUNTS[4]
+    sold_bond(chain, {0: 10}, paying=paying.public_key, paying_key=paying)
+    chain.run(paying, Transfer(SETTLEMENT, VILLAGE.public_key, FUNDS))
+    chain.seal(at_ms=GENESIS_TIME_MS + 180 * DAY_MS)
+    second = GENESIS_TIME_MS + 360 * DAY_MS
+    chain.seal(at_ms=second + 1)
+    chain.run(VILLAGE, Transfer(SETTLEMENT, paying.public_key, 2 * 250 + 10 * 10_000))
+    chain.seal()
+    state = chain.bond_state(BOND)
+    assert state.next_payment == 3
+    assert [record.late for record in state.records] == [True, True, True]
+    assert chain.balance(RESIDENTS[0].public_key, SETTLEMENT) == FUNDS - 100_000 + 500 + 100_000
+
+
+def test_a_payment_never_starts_in_the_block_that_allots_the_offering() -> None:
+    chain = BondChain()
+    chain.run(VILLAGE, bond_body(rate=0, maturity_ms=GENESIS_TIME_MS + 20 * DAY_MS))
+    approve(chain, RESIDENTS[0].public_key, RESIDENTS[1].public_key)
+    chain.run(VILLAGE, offering_body(end_ms=GENESIS_TIME_MS + 20 * DAY_MS - 1))
+    chain.run(RESIDENTS[0], Subscribe(BOND, 30))
+    chain.run(RESIDENTS[1], Subscribe(BOND, 20))
+    # One block reaches both the offering's end and the maturity: it allots; the next redeems.
+    chain.seal(at_ms=GENESIS_TIME_MS + 30 * DAY_MS)
+    assert chain.offering(BOND).status is OfferingStatus.SETTLED
+    assert chain.bond_state(BOND).next_payment == 0
+    assert chain.balance(RESIDENTS[0].public_key, BOND) == 30
+    chain.seal()
+    record = chain.bond_state(BOND).records[0]
+    assert (record.holders, record.units, record.amount, record.retained) == (2, 50, 500_000, 0)
+    assert chain.balance(RESIDENTS[0].public_key, BOND) == 0
+    assert chain.state.load_asset_state(BOND).supply == 0
+
+
+def test_a_paying_account_other_than_the_issuer_must_consent_to_the_terms() -> None:
+    chain = BondChain()
+    victim = ACCOUNTS[3]
+    error = chain.refuse(VILLAGE, bond_body(paying=victim.public_key))
+    assert isinstance(error, BadPayingConsent)
+    consented = bond_body(paying=victim.public_key)
+    other_terms = replace(consented, face=consented.face + 1)
+    signature = victim.sign(paying_consent_payload(CHAIN_ID, VILLAGE.public_key, other_terms))
+    assert isinstance(chain.refuse(VILLAGE, replace(consented, paying_consent=signature)), BadPayingConsent)
+    signature = victim.sign(paying_consent_payload(CHAIN_ID, VILLAGE.public_key, consented))
+    chain.run(VILLAGE, replace(consented, paying_consent=signature))
+    assert chain.terms(BOND).paying == victim.public_key
+
+
+def test_the_pool_counts_what_subscriptions_and_trades_spend() -> None:
+    chain = BondChain()
+    sold_bond(chain, {0: 100})
+    approve(chain, RESIDENTS[1].public_key)
+    chain.run(VILLAGE, bond_body("NISHI-2032"))
+    chain.run(VILLAGE, ApproveHolder("NISHI-2032", RESIDENTS[0].public_key))
+    chain.run(VILLAGE, replace(offering_body(), bond="NISHI-2032", end_ms=GENESIS_TIME_MS + 100 * DAY_MS))
+    pool = Mempool(rules=RULES, signatures=SignatureCache())
+    now_ms = chain.time_ms
+    resident, buyer = RESIDENTS[0], RESIDENTS[1]
+    cash = chain.balance(resident.public_key, SETTLEMENT)
+    # A subscription for 800 units at 10,000 spends 8,000,000 of the resident's cash...
+    pool.add(chain.sign(resident, Subscribe("NISHI-2032", 800)), chain.state, now=0.0, timestamp_ms=now_ms)
+    # ...so paying away the rest fits, and one more yen does not.
+    spend_rest = Transfer(SETTLEMENT, ACCOUNTS[0].public_key, cash - 8_000_000)
+    with pytest.raises(PendingSpendExceedsBalance):
+        pool.add(chain.sign(resident, replace(spend_rest, amount=spend_rest.amount + 1)), chain.state, now=0.0,
+                 timestamp_ms=now_ms)  # fmt: skip
+    chain.nonces[resident.public_key] -= 1
+    pool.add(chain.sign(resident, spend_rest), chain.state, now=0.0, timestamp_ms=now_ms)
+    # Two sales of 60 of the resident's 100 units: the second does not fit.
+    for reference in (b"first", b"second"):
+        trade = SettleTrade(
+            BOND, resident.public_key, buyer.public_key, 60, 600_000, now_ms + DAY_MS, reference, bytes(64)
+        )
+        trade = replace(trade, counterparty_signature=buyer.sign(trade_payload(CHAIN_ID, trade)))
+        if reference == b"first":
+            pool.add(chain.sign(resident, trade), chain.state, now=0.0, timestamp_ms=now_ms)
+        else:
+            with pytest.raises(PendingSpendExceedsBalance):
+                pool.check(chain.sign(resident, trade), chain.state, now=0.0, timestamp_ms=now_ms)

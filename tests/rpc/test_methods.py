@@ -392,6 +392,7 @@ VALID_PARAMS: dict[str, Any] = {
     "block": 1,
     "address": encode_address(ALICE.public_key, "tnac"),
     "asset": "NAC",
+    "bond": "NISHI-2031",
 }
 #: JSON number literals past the range of any param, and of a float (1e400 reads as infinity).
 OUT_OF_RANGE = {"huge": "1" + "0" * 400, "huge-negative": "-1" + "0" * 400, "1e400": "1e400", "-1e400": "-1e400"}
@@ -401,7 +402,7 @@ def test_the_numeric_params_are_found() -> None:
     assert {
         ("tx_wait", "timeout_seconds"), ("chain_getBlock", "block"), ("asset_getHolders", "height"),
         ("asset_getHolders", "limit"), ("account_getBalances", "height"), ("account_getTransactions", "limit"),
-        ("asset_list", "limit"),
+        ("asset_list", "limit"), ("bond_getPayments", "index"), ("bond_list", "limit"), ("offering_get", "limit"),
     } <= set(NUMERIC_PARAMS)
 
 

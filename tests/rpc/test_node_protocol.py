@@ -20,6 +20,7 @@ SERVED = {
     "chain_status", "chain_getBlock", "chain_getTransaction", "chain_getCertificate", "chain_validators",
     "account_getBalance", "account_get", "account_getBalances", "account_getTransactions",
     "asset_list", "asset_get", "asset_getHolders",
+    "bond_list", "bond_get", "bond_getPayments", "offering_get", "bond_getUseOfProceeds",
     "tx_submit", "tx_wait", "mempool_status", "rpc.discover",
 }
 
@@ -169,6 +170,8 @@ async def test_discover_documents_params_results_and_errors(paused: TestNode) ->
         "chain_getCertificate": [-32020, -32022], "chain_validators": [], "account_getBalance": [-32024],
         "account_get": [], "account_getBalances": [-32020], "account_getTransactions": [],
         "asset_list": [], "asset_get": [-32024], "asset_getHolders": [-32024, -32020],
+        "bond_list": [], "bond_get": [-32024, -32025], "bond_getPayments": [-32024, -32025],
+        "offering_get": [-32024, -32025, -32026], "bond_getUseOfProceeds": [-32024, -32025],
         "tx_submit": [-32010, -32011], "tx_wait": [-32030, -32023, -32000, -32001],
         "mempool_status": [], "rpc.discover": [],
     }
@@ -187,10 +190,12 @@ async def test_discover_documents_params_results_and_errors(paused: TestNode) ->
         "chain_status": [], "mempool_status": [], "chain_validators": [], "chain_getBlock": [0, True],
         "account_get": [treasury], "account_getBalance": [treasury], "account_getBalances": [treasury],
         "account_getTransactions": [treasury], "asset_list": [], "asset_get": ["NAC"], "asset_getHolders": ["NAC"],
+        "bond_list": [],
     }
     for name, params in calls.items():
         result = await paused.rpc.result(name, params)
         assert schema_problems(result, methods[name]["result"]["schema"]) == [], name
-    for name in ("asset_getHolders", "account_getBalances", "account_getTransactions", "asset_list"):
+    for name in ("asset_getHolders", "account_getBalances", "account_getTransactions", "asset_list", "bond_list",
+                 "bond_getPayments", "offering_get", "bond_getUseOfProceeds"):
         limit = next(param for param in methods[name]["params"] if param["name"] == "limit")
         assert not limit["required"] and limit["schema"]["minimum"] == 1 and limit["schema"]["maximum"] <= 1000
