@@ -16,7 +16,7 @@ rule on every entitled unit together, and what the per-holder floors leave of it
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
@@ -30,6 +30,7 @@ from mura.chain.bonds import (
     offering_escrow,
     payment_escrow,
 )
+from mura.chain.keys import SigningKey
 from mura.chain.transaction import (
     ApproveHolder,
     CancelSubscription,
@@ -38,9 +39,10 @@ from mura.chain.transaction import (
     RevokeHolder,
     Subscribe,
     Transfer,
+    paying_consent_payload,
 )
 from mura.tests.chain.bond_fixtures import DAY_MS, FUNDS, RESIDENTS, SETTLEMENT, BondChain, bond_body
-from mura.tests.ledger_fixtures import ACCOUNTS, GENESIS_TIME_MS, ISSUER
+from mura.tests.ledger_fixtures import ACCOUNTS, CHAIN_ID, GENESIS_TIME_MS, ISSUER
 
 BOND = "NISHI-2031"
 VILLAGE = ISSUER
@@ -145,10 +147,17 @@ def offering(units: int, *, price: int = 10_000, min_total: int = 0) -> OpenOffe
     return OpenOffering(BOND, units, price, GENESIS_TIME_MS, WINDOW_END_MS, 1, 0, min_total)
 
 
+def issue_paid_by(chain: BondChain, paying: SigningKey, bond: str, **changes: Any) -> None:
+    """Issue ``bond`` paid from ``paying``, which consents to its terms."""
+    body = bond_body(bond, paying=paying.public_key, **changes)
+    consent = paying.sign(paying_consent_payload(CHAIN_ID, VILLAGE.public_key, body))
+    chain.run(VILLAGE, replace(body, paying_consent=consent))
+
+
 def sell(chain: BondChain, holdings: tuple[int, ...], *, price: int = 1, **bond_changes: Any) -> None:
     """Issue the bond paid from ``PAYING``, offer every unit and let ``RESIDENTS[i]`` subscribe
     ``holdings[i]`` (no more than is on sale: each gets what it asked); allot at the window's end."""
-    chain.run(VILLAGE, bond_body(BOND, paying=PAYING.public_key, **bond_changes))
+    issue_paid_by(chain, PAYING, BOND, **bond_changes)
     chain.seal(
         [chain.sign(VILLAGE, ApproveHolder(BOND, RESIDENTS[index].public_key)) for index in range(len(holdings))]
     )
@@ -421,17 +430,11 @@ def test_a_payment_missed_only_in_its_own_block_is_paid_late_in_the_next() -> No
     assert chain.balance(PAYING.public_key, SETTLEMENT) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a block that reaches an offering's end and the bond's next payment time at once allots the "
-    "offering and starts the payment in the same block, paying the holders from before the allotment: "
-    "the subscribers' units are neither paid nor redeemed",
-)
 def test_units_allotted_in_the_block_that_reaches_the_maturity_are_redeemed() -> None:
     # A zero-coupon bond maturing 360 days after the genesis; its offering ends at 10 days, but the
     # next block comes only at the maturity. Resident 0 is allotted 10 units and must get 10 * 10,000.
     chain = BondChain()
-    chain.run(VILLAGE, bond_body(BOND, rate=0, paying=PAYING.public_key))
+    issue_paid_by(chain, PAYING, BOND, rate=0)
     chain.run(VILLAGE, ApproveHolder(BOND, RESIDENTS[0].public_key))
     chain.run(VILLAGE, offering(1_000, price=1))
     chain.run(RESIDENTS[0], Subscribe(BOND, 10))
@@ -446,20 +449,14 @@ def test_units_allotted_in_the_block_that_reaches_the_maturity_are_redeemed() ->
     assert chain.state.load_asset_state(BOND).supply == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bonds with a missed payment are retried before any scheduled step, each costing one of the block's "
-    "PAYMENTS_PER_BLOCK: as many missed bonds as that hold up every other bond's payments and allotments for as "
-    "long as they stay missed",
-)
 def test_a_missed_payment_does_not_hold_up_another_bonds_coupon(monkeypatch: pytest.MonkeyPatch) -> None:
     # One holder a block: one missed bond here stands for PAYMENTS_PER_BLOCK of them.
     monkeypatch.setattr(bond_rules, "PAYMENTS_PER_BLOCK", 1)
     chain = BondChain()
     unfunded = ACCOUNTS[3]
-    chain.run(VILLAGE, bond_body("BOND-A", paying=unfunded.public_key))
+    issue_paid_by(chain, unfunded, "BOND-A")
     later = (GENESIS_TIME_MS + 200 * DAY_MS, GENESIS_TIME_MS + 360 * DAY_MS)
-    chain.run(VILLAGE, bond_body("BOND-B", paying=PAYING.public_key, coupons=later))
+    issue_paid_by(chain, PAYING, "BOND-B", coupons=later)
     resident = RESIDENTS[0].public_key
     chain.seal([chain.sign(VILLAGE, ApproveHolder(bond, resident)) for bond in ("BOND-A", "BOND-B")])
     chain.seal([chain.sign(VILLAGE, Transfer(bond, resident, 10)) for bond in ("BOND-A", "BOND-B")])
@@ -473,3 +470,30 @@ def test_a_missed_payment_does_not_hold_up_another_bonds_coupon(monkeypatch: pyt
         chain.seal(at_ms=later[0])
     assert chain.bond_state("BOND-B").next_payment == 1
     assert chain.balance(resident, SETTLEMENT) == before + 250
+
+
+def test_a_payment_that_falls_due_while_an_earlier_one_is_missed_is_late_too() -> None:
+    # Coupons at 180, 200 and 400 days, 25 a unit on 10 units: 250 each; the redemption 100,000.
+    # The paying account is empty from 180 to 220 days: the first coupon is missed at 180, the second
+    # falls due at 200 while the first still is. 500 arrive at 210; at 220 both are paid, both late.
+    # The third coupon and the redemption, due after the default was cured, are on time.
+    chain = BondChain()
+    sell(chain, (10,), coupons=[GENESIS_TIME_MS + days * DAY_MS for days in (180, 200, 400)])
+    resident = RESIDENTS[0].public_key
+    before = chain.balance(resident, SETTLEMENT)
+    chain.run(PAYING, Transfer(SETTLEMENT, VILLAGE.public_key, chain.balance(PAYING.public_key, SETTLEMENT)))
+    chain.seal(at_ms=GENESIS_TIME_MS + 180 * DAY_MS)
+    chain.seal([chain.sign(VILLAGE, Transfer(SETTLEMENT, PAYING.public_key, 500))], at_ms=GENESIS_TIME_MS + 210 * DAY_MS)
+    assert chain.bond_state(BOND).missed_ms == GENESIS_TIME_MS + 180 * DAY_MS
+    assert chain.balance(resident, SETTLEMENT) == before
+    chain.seal(at_ms=GENESIS_TIME_MS + 220 * DAY_MS)
+    assert chain.balance(resident, SETTLEMENT) == before + 500
+    assert chain.balance(PAYING.public_key, SETTLEMENT) == 0
+    chain.run(VILLAGE, Transfer(SETTLEMENT, PAYING.public_key, 100_250))
+    chain.seal(at_ms=GENESIS_TIME_MS + 400 * DAY_MS)
+    assert chain.balance(resident, SETTLEMENT) == before + 500 + 100_250
+    records = chain.bond_state(BOND).records
+    assert [(record.index, record.late, record.amount) for record in records] == [
+        (0, True, 250), (1, True, 250), (2, False, 250), (3, False, 100_000),
+    ]  # fmt: skip
+    assert [record.time_ms for record in records[:2]] == [GENESIS_TIME_MS + 220 * DAY_MS] * 2
