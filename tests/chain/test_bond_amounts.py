@@ -483,7 +483,9 @@ def test_a_payment_that_falls_due_while_an_earlier_one_is_missed_is_late_too() -
     before = chain.balance(resident, SETTLEMENT)
     chain.run(PAYING, Transfer(SETTLEMENT, VILLAGE.public_key, chain.balance(PAYING.public_key, SETTLEMENT)))
     chain.seal(at_ms=GENESIS_TIME_MS + 180 * DAY_MS)
-    chain.seal([chain.sign(VILLAGE, Transfer(SETTLEMENT, PAYING.public_key, 500))], at_ms=GENESIS_TIME_MS + 210 * DAY_MS)
+    chain.seal(
+        [chain.sign(VILLAGE, Transfer(SETTLEMENT, PAYING.public_key, 500))], at_ms=GENESIS_TIME_MS + 210 * DAY_MS
+    )
     assert chain.bond_state(BOND).missed_ms == GENESIS_TIME_MS + 180 * DAY_MS
     assert chain.balance(resident, SETTLEMENT) == before
     chain.seal(at_ms=GENESIS_TIME_MS + 220 * DAY_MS)
@@ -497,3 +499,57 @@ def test_a_payment_that_falls_due_while_an_earlier_one_is_missed_is_late_too() -
         (0, True, 250), (1, True, 250), (2, False, 250), (3, False, 100_000),
     ]  # fmt: skip
     assert [record.time_ms for record in records[:2]] == [GENESIS_TIME_MS + 220 * DAY_MS] * 2
+
+
+def test_a_payment_due_in_the_block_that_ends_a_default_is_on_time() -> None:
+    # Coupons at 180 and 200 days, 250 each on 10 units. The first is missed at 180; the money comes
+    # at 190; the next block is at 200 exactly: the first is paid late, and the second, due in that
+    # very block, is paid in it on time.
+    chain = BondChain()
+    sell(chain, (10,), coupons=[GENESIS_TIME_MS + days * DAY_MS for days in (180, 200, 400)])
+    chain.run(PAYING, Transfer(SETTLEMENT, VILLAGE.public_key, chain.balance(PAYING.public_key, SETTLEMENT)))
+    chain.seal(at_ms=GENESIS_TIME_MS + 180 * DAY_MS)
+    chain.seal(
+        [chain.sign(VILLAGE, Transfer(SETTLEMENT, PAYING.public_key, 500))], at_ms=GENESIS_TIME_MS + 190 * DAY_MS
+    )
+    chain.seal(at_ms=GENESIS_TIME_MS + 200 * DAY_MS)
+    records = chain.bond_state(BOND).records
+    assert [(record.index, record.late, record.amount) for record in records] == [(0, True, 250), (1, False, 250)]
+
+
+def test_an_allotment_that_waits_for_room_keeps_the_money_in_escrow_until_the_next_block(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Five steps a block. At 180 days BOND-A pays its coupon first (same time, smaller id): starting
+    # it costs one, its two holders (the village and resident 0) two more; BOND-B's offering, ended
+    # then too, has three subscriptions and finds two of the five left: it waits for the next block,
+    # where it comes first. Its coupon at 200 days is paid on the allotted units.
+    monkeypatch.setattr(bond_rules, "PAYMENTS_PER_BLOCK", 5)
+    chain = BondChain()
+    a_coupons = (GENESIS_TIME_MS + 180 * DAY_MS, GENESIS_TIME_MS + 360 * DAY_MS)
+    b_coupons = (GENESIS_TIME_MS + 200 * DAY_MS, GENESIS_TIME_MS + 360 * DAY_MS)
+    issue_paid_by(chain, PAYING, "BOND-A", coupons=a_coupons)
+    issue_paid_by(chain, PAYING, "BOND-B", coupons=b_coupons)
+    residents = [resident.public_key for resident in RESIDENTS[:3]]
+    chain.seal([chain.sign(VILLAGE, ApproveHolder(bond, r)) for bond in ("BOND-A", "BOND-B") for r in residents])
+    chain.run(VILLAGE, Transfer("BOND-A", residents[0], 10))
+    end_ms = a_coupons[0]
+    chain.run(VILLAGE, OpenOffering("BOND-B", 100, 10_000, GENESIS_TIME_MS, end_ms, 1, 0, 0))
+    chain.seal([chain.sign(RESIDENTS[index], Subscribe("BOND-B", 10 * (index + 1))) for index in range(3)])
+    escrow = offering_escrow("BOND-B")
+    cash = [chain.balance(resident, SETTLEMENT) for resident in residents]
+    chain.seal(at_ms=end_ms)
+    assert chain.bond_state("BOND-A").records[0].amount == 250  # 10 units * 25
+    assert chain.offering("BOND-B").status is OfferingStatus.OPEN
+    # 10 + 20 + 30 units at 10,000 still in escrow, with the 100 units on sale.
+    assert (chain.balance(escrow, SETTLEMENT), chain.balance(escrow, "BOND-B")) == (600_000, 100)
+    chain.seal(at_ms=end_ms)
+    assert chain.block is not None
+    offering_after = chain.offering("BOND-B")
+    assert (offering_after.status, offering_after.settled_height) == (OfferingStatus.SETTLED, chain.block.height)
+    assert [chain.balance(resident, "BOND-B") for resident in residents] == [10, 20, 30]
+    assert (chain.balance(escrow, SETTLEMENT), chain.balance(escrow, "BOND-B")) == (0, 0)
+    chain.seal(at_ms=b_coupons[0])
+    # 25 a unit on 10, 20 and 30 units, besides resident 0's 250 from BOND-A.
+    received = [chain.balance(resident, SETTLEMENT) - was for resident, was in zip(residents, cash, strict=True)]
+    assert received == [250 + 250, 500, 750]

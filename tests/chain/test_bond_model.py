@@ -878,7 +878,7 @@ class BondModel(RuleBasedStateMachine):
         ahead = [time_ms for time_ms in self.step_times() if time_ms > now]
         self.seal_at(min(ahead, default=now + 1_000))
 
-    @rule(skip=st.integers(1, 3))
+    @rule(skip=st.integers(1, 5))
     def seal_past_several_steps(self, skip: int) -> None:
         """A block that comes late: it reaches the ``skip + 1`` soonest steps still ahead at once
         (an offering's end and the payment after it, two coupons, a coupon and the maturity)."""
