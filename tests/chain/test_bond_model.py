@@ -20,8 +20,12 @@ decides itself which transactions the rules let through. After every block:
   share (units held at the end of the block before the payment started, times the
   rule, floored per holder), in account order, no holder paid twice for one payment;
 - each bond's schedule state and records (late, units, holders, amount, retained)
-  equal the model's: a payment the paying account cannot cover is missed, retried at
-  every later block, and once paid shows as late;
+  equal the model's: a payment the paying account cannot cover is missed, made at the
+  first block after the paying account covers it, and then shows as late, as does a
+  payment that fell due meanwhile;
+- the chain's own work keeps to its budgets in the order the README gives (steps due
+  soonest first, then missed payments that can now be made; an allotment waits for
+  room; no payment starts in the block that allotted its bond);
 - the escrow accounts are empty when no offering or payment is in progress;
 - a bond whose payment is in progress is locked, and a transfer of it is refused
   with ``payment_in_progress``.
@@ -167,7 +171,9 @@ class ModelBond:
     burned: int = 0
 
     def share(self, index: int, units: int) -> int:
-        """What ``units`` receive from payment ``index``, from the rule as the README states it."""
+        """What ``units`` receive from payment ``index``: face value at the redemption; else the
+        annual rate on face * units over the odd first period's actual days / 365, or over one
+        of ``frequency`` regular periods; floored."""
         if index == len(self.times) - 1:
             return self.face * units
         yearly = Fraction(self.face * units * self.rate, RATE_SCALE)
@@ -631,8 +637,8 @@ class BondModel(RuleBasedStateMachine):
                 VILLAGE, OpenOffering("BOND-A", on_sale, 10_000, now, now + 20_000, 1, 0, min(min_total, on_sale))
             )
         self.seal(1_000)
-        for account, units in zip(INVESTORS, orders, strict=False):
-            self.queue(account, Subscribe("BOND-A", units))
+        for account, asked in zip(INVESTORS, orders, strict=False):
+            self.queue(account, Subscribe("BOND-A", asked))
         self.seal(1_000)
 
     def queue(self, signer: SigningKey, body: Body) -> Transaction:
