@@ -80,10 +80,11 @@ from mura.chain.errors import (
     TradeExpired,
     TradeSettled,
 )
-from mura.chain.keys import sha256, verify_signature
+from mura.chain.keys import verify_signature
 from mura.chain.pending import (
     BOND_QUEUE_PREFIX,
     MAX_SUPPLY,
+    MISSED_CURSOR_KEY,
     MISSED_PREFIX,
     SUBSCRIPTION_PREFIX,
     PendingState,
@@ -624,10 +625,9 @@ def process_bonds(pending: PendingState) -> None:
     (then by id), within ``PAYMENTS_PER_BLOCK`` holders paid or subscriptions allotted:
     a bond's offering is allotted once its window has ended, then its payments are made
     in schedule order, each in full or not at all (see ``advance_bond``). Then the bonds
-    whose payment was missed are looked at, up to ``MISSED_CHECKS_PER_BLOCK`` of them from
-    a place that moves with the height; those whose paying account now covers the payment
-    make it, within a budget of their own. A missed bond that still cannot pay costs two
-    reads and writes nothing.
+    whose payment was missed are looked at (see ``_missed_bonds``); those whose paying
+    account now covers the payment make it, within a budget of their own. A missed bond
+    that still cannot pay costs a few reads and writes nothing.
     """
     budget = PAYMENTS_PER_BLOCK
     after = b""
@@ -646,10 +646,10 @@ def process_bonds(pending: PendingState) -> None:
                 continue
         break
     budget = PAYMENTS_PER_BLOCK
-    for bond in _missed_bonds(pending):
+    for bond, index in _missed_bonds(pending):
         if budget <= 0:
             return
-        if pending.entry(missed_key(bond)) is not None and _payable(_PendingReader(pending), bond):
+        if pending.entry(missed_key(bond)) is not None and _payable(_PendingReader(pending), bond, index):
             budget -= advance_bond(pending, bond, budget, None, first=budget == PAYMENTS_PER_BLOCK)
 
 
@@ -659,15 +659,31 @@ _QUEUE_PAGE = 16
 MISSED_CHECKS_PER_BLOCK = 1_000
 
 
-def _missed_bonds(pending: PendingState) -> list[str]:
-    """Up to ``MISSED_CHECKS_PER_BLOCK`` bonds of the committed missed set, in key order from a
-    point that the block's height picks, wrapping round: all of them while they are fewer,
-    and each in turn over the blocks when they are more."""
-    start = sha256(pending.height.to_bytes(8, "big"))[:2]
-    first = pending.committed_entries_after(MISSED_PREFIX, start, MISSED_CHECKS_PER_BLOCK)
-    wrapped = pending.committed_entries_after(MISSED_PREFIX, b"", MISSED_CHECKS_PER_BLOCK - len(first))
-    suffixes = [suffix for suffix, _ in first] + [suffix for suffix, _ in wrapped if suffix <= start]
-    return [split_asset_key(suffix)[0] for suffix in suffixes]
+def _missed_bonds(pending: PendingState) -> list[tuple[str, int]]:
+    """The bonds of the committed missed set to look at in this block, with the payment each
+    missed: all of them while they are at most ``MISSED_CHECKS_PER_BLOCK``; when they are
+    more, that many in key order from where the last block stopped (``MISSED_CURSOR_KEY``),
+    wrapping round, so each is looked at every few blocks."""
+    cursor = pending.entry(MISSED_CURSOR_KEY) or b""
+    limit = MISSED_CHECKS_PER_BLOCK
+    entries = pending.committed_entries_after(MISSED_PREFIX, cursor, limit)
+    if len(entries) < limit and cursor:
+        entries += [
+            (suffix, value)
+            for suffix, value in pending.committed_entries_after(MISSED_PREFIX, b"", limit - len(entries))
+            if suffix <= cursor
+        ]
+    if len(entries) == limit:
+        pending.set_entry(MISSED_CURSOR_KEY, entries[-1][0])
+    elif cursor:
+        pending.set_entry(MISSED_CURSOR_KEY, None)
+    return [(split_asset_key(suffix)[0], _missed_payment(value)[0]) for suffix, value in entries]
+
+
+def _missed_payment(value: bytes) -> tuple[int, int]:
+    """A missed set entry: the payment missed, and the timestamp of the first block that missed it."""
+    index, missed_ms = codec.read_fields(codec.decode(value), "missed", 2)
+    return codec.read_int(index, "missed.index"), codec.read_int(missed_ms, "missed.missed_ms")
 
 
 def advance_bond(pending: PendingState, bond: str, budget: int, queued: bytes | None, *, first: bool) -> int:
@@ -736,7 +752,7 @@ def _start_payment(pending: PendingState, asset: AssetTerms, terms: BondTerms, s
     if pending.balance(terms.paying, terms.settlement) < due:
         if not state.missed_ms:
             _set_bond_state(pending, terms.bond, replace(state, missed_ms=pending.timestamp_ms))
-            pending.set_entry(missed_key(terms.bond), _MISSED)
+            pending.set_entry(missed_key(terms.bond), codec.encode([index, pending.timestamp_ms]))
         return False
     _move(pending, terms.settlement, terms.paying, payment_escrow(terms.bond), due)
     late = bool(state.missed_ms) or terms.payment_time(index) < state.cured_ms
@@ -759,10 +775,6 @@ def _start_payment(pending: PendingState, asset: AssetTerms, terms: BondTerms, s
     _set_locked(pending, terms.bond, True)
     pending.set_entry(missed_key(terms.bond), None)
     return True
-
-
-#: The value of a missed set entry.
-_MISSED = codec.encode(True)
 
 
 def _pay_holders(pending: PendingState, asset: AssetTerms, terms: BondTerms, budget: int) -> tuple[bool, int]:
@@ -863,17 +875,22 @@ def _reschedule(pending: PendingState, terms: BondTerms, queued: bytes | None) -
 
 def next_bond_due_ms(state: StateReader) -> int | None:
     """The time of the soonest scheduled bond step, or of a missed payment the paying
-    account can now cover (due at once), or None."""
+    account can now cover (due at once: among the first ``_DUE_MISSED_LOOKS`` missed bonds;
+    the others are made at the next block), or None."""
     times = []
     first = state.load_entries_after(BOND_QUEUE_PREFIX, b"", 1)
     if first:
         times.append(int.from_bytes(first[0][0][:8], "big"))
-    for suffix, _ in state.load_entries_after(MISSED_PREFIX, b"", 16):
-        bond = split_asset_key(suffix)[0]
-        if _payable(state, bond):
-            times.append(load_bond_state(state, bond).missed_ms)
+    for suffix, value in state.load_entries_after(MISSED_PREFIX, b"", _DUE_MISSED_LOOKS):
+        index, missed_ms = _missed_payment(value)
+        if _payable(state, split_asset_key(suffix)[0], index):
+            times.append(missed_ms)
             break
     return min(times) if times else None
+
+
+#: Missed bonds ``next_bond_due_ms`` looks at.
+_DUE_MISSED_LOOKS = 16
 
 
 class _PaymentReads(Protocol):
@@ -888,21 +905,19 @@ class _PaymentReads(Protocol):
     def load_entry(self, key: bytes) -> bytes | None: ...
 
 
-def _payable(state: _PaymentReads, bond: str) -> bool:
-    """Whether the bond's paying account covers its next payment."""
+def _payable(state: _PaymentReads, bond: str, index: int) -> bool:
+    """Whether the bond's paying account covers its payment ``index`` (the one it missed):
+    a few reads, and its terms decoded."""
     asset = state.load_asset(bond)
     terms = load_bond(state, bond)
-    if asset is None or terms is None:
-        return False
-    bond_state = load_bond_state(state, bond)
-    if bond_state.next_payment >= terms.payment_count:
+    if asset is None or terms is None or index >= terms.payment_count:
         return False
     units = (
         state.load_asset_state(bond).supply
         - state.load_balance(asset.issuer, bond)
         - state.load_balance(offering_escrow(bond), bond)
     )
-    return state.load_balance(terms.paying, terms.settlement) >= terms.payment_amount(bond_state.next_payment, units)
+    return state.load_balance(terms.paying, terms.settlement) >= terms.payment_amount(index, units)
 
 
 class _PendingReader:

@@ -15,7 +15,8 @@ table  key after the letter                value
 ``n``  bond                                ``BondTerms``, fixed at issue
 ``o``  bond                                ``BondState``: payments made, proceeds
 ``q``  time (8 bytes), bond                a bond's next scheduled step
-``m``  bond                                a bond whose due payment was missed
+``m``  bond                                a bond in default: the payment it missed
+``c``  (none)                              where the look at missed bonds goes on
 ``g``  bond                                its ``Offering``
 ``j``  bond, sequence (4 bytes)            a ``Subscription``, in subscription order
 ``k``  bond, account                       the account's subscription's sequence
@@ -60,6 +61,7 @@ BOND_PREFIX = b"n"
 BOND_STATE_PREFIX = b"o"
 BOND_QUEUE_PREFIX = b"q"
 MISSED_PREFIX = b"m"
+MISSED_CURSOR_KEY = b"c"
 OFFERING_PREFIX = b"g"
 SUBSCRIPTION_PREFIX = b"j"
 SUBSCRIBER_PREFIX = b"k"

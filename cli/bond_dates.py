@@ -9,6 +9,7 @@ import re
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Any
 
+from mura.cli.inputs import LAST_TIME_MS
 from mura.cli.session import quoted
 
 #: Japan's time (UTC+9, no daylight saving): a bond's dates are counted in it.
@@ -20,8 +21,6 @@ _MOMENT = re.compile(
     r"(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))"
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-#: 9999-12-31T23:59:59.999Z: the last time RFC 3339 writes.
-_LAST_TIME_MS = 253_402_300_799_999
 
 
 def describe_value(value: Any) -> str:
@@ -59,14 +58,17 @@ def read_moment(value: Any, now_ms: int) -> tuple[int | None, str | None]:
             return None, f"{value.isoformat()} has no offset: add Z (UTC) or +09:00 (Japan)"
         if value.microsecond % 1000:
             return None, f"{value.isoformat()} is more precise than milliseconds"
-        return _milliseconds(value), None
+        try:
+            return _in_range(_milliseconds(value), value.isoformat())
+        except OverflowError:
+            return None, f"{value.isoformat()} is out of range: from 1970 to 9999"
     if isinstance(value, (date, time)):
         return None, f"{value.isoformat()} is not a date and time with its offset, like 2027-03-20T00:00:00+09:00"
     if not isinstance(value, str):
         return None, f"expected a time, got {describe_value(value)}"
     duration = _DURATION.fullmatch(value)
     if duration is not None:
-        return now_ms + int(duration.group(1)) * _UNIT_MS[duration.group(2)], None
+        return _in_range(now_ms + int(duration.group(1)) * _UNIT_MS[duration.group(2)], quoted(value))
     match = _MOMENT.fullmatch(value)
     if match is None:
         return None, (f"{quoted(value)} is neither an RFC 3339 time like 2027-03-20T00:00:00Z or "
@@ -80,9 +82,17 @@ def read_moment(value: Any, now_ms: int) -> tuple[int | None, str | None]:
         moment = datetime(year, month, day, hour, minute, second, tzinfo=timezone(offset))
     except ValueError as error:
         return None, f"{quoted(value)} is not a real date and time: {error}"
-    timestamp_ms = _milliseconds(moment) + int((match.group(7) or "").ljust(3, "0"))
-    if not 0 <= timestamp_ms <= _LAST_TIME_MS:
+    try:
+        timestamp_ms = _milliseconds(moment) + int((match.group(7) or "").ljust(3, "0"))
+    except OverflowError:
         return None, f"{quoted(value)} is out of range: from 1970 to 9999"
+    return _in_range(timestamp_ms, quoted(value))
+
+
+def _in_range(timestamp_ms: int, shown: str) -> tuple[int | None, str | None]:
+    """``timestamp_ms`` if it falls from 1970 to the end of 9999, else why not."""
+    if not 0 <= timestamp_ms <= LAST_TIME_MS:
+        return None, f"{shown} is out of range: from 1970 to 9999"
     return timestamp_ms, None
 
 

@@ -122,18 +122,28 @@ class TermsContext:
 # --- reading the file --------------------------------------------------------------------------------
 
 
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refusing a key given twice (which TOML refuses too)."""
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        keys = [key for key, _ in pairs]
+        twice = next(key for index, key in enumerate(keys) if key in keys[:index])
+        raise ValueError(f"the key {twice!r} is given twice")
+    return document
+
+
 def load_terms_document(path: str) -> dict[str, Any]:
     """The table of terms in ``path``: TOML for ``.toml``, JSON for ``.json``."""
     suffix = Path(path).suffix.lower()
     if suffix not in (".toml", ".json"):
         raise TermsError(path, ["a terms file is TOML or JSON: name it FILE.toml or FILE.json"])
     text = read_text_file(path, "terms file", MAX_TERMS_FILE_BYTES)
+    kind = "TOML" if suffix == ".toml" else "JSON"
     try:
-        document = tomllib.loads(text) if suffix == ".toml" else json.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise TermsError(path, [f"not valid TOML: {error}"]) from None
+        document = tomllib.loads(text) if suffix == ".toml" else json.loads(text, object_pairs_hook=unique_keys)
     except (ValueError, RecursionError) as error:
-        raise TermsError(path, [f"not valid JSON: {str(error)[:200]}"]) from None
+        # tomllib.TOMLDecodeError is a ValueError; a deep nesting or a huge integer is refused alike.
+        raise TermsError(path, [f"not valid {kind}: {str(error)[:200]}"]) from None
     if not isinstance(document, dict):
         raise TermsError(path, [f"expected an object of terms, got {describe_value(document)}"])
     return document
@@ -185,9 +195,17 @@ def key_file_public_key(path: str) -> bytes:
 def paying_key_file(document: Mapping[str, Any], directory: Path) -> Path | None:
     """The key file the terms name as the paying account, or None when they name an address or nobody."""
     value = document.get("paying")
-    if not isinstance(value, str) or not value or not (directory / value).is_file():
+    if not isinstance(value, str) or not value or not _is_file(directory / value):
         return None
     return directory / value
+
+
+def _is_file(path: Path) -> bool:
+    """Whether ``path`` is a regular file; False for a name too long or a directory not readable."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 def moving_times(document: Mapping[str, Any]) -> list[str]:
@@ -500,7 +518,7 @@ class _Reader:
         except InvalidAddress as error:
             address_problem = error.message
         path = self.context.directory / value
-        if not path.is_file():
+        if not _is_file(path):
             self.problems.add(field, f"{quoted(value)} is neither an address on this network ({address_problem}) "
                               "nor a key file")
             return None

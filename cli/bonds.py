@@ -205,7 +205,7 @@ def _bond_state(found: dict[str, Any]) -> str:
     if progress is not None:
         return f"paying payment {progress['index']}: {progress['holders_paid']} holders paid so far, units locked"
     if found["missed_time"]:
-        return f"outstanding; a payment missed, last tried at {format_time(found['missed_ms'])}"
+        return f"outstanding; in default since {format_time(found['missed_ms'])} (a payment missed)"
     return "outstanding"
 
 

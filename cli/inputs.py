@@ -87,7 +87,7 @@ def read_memo(text: str) -> str:
 
 _DURATION = re.compile(r"([0-9]{1,9})([smhd])")
 #: 9999-12-31T23:59:59.999Z: the last time RFC 3339 writes.
-_LAST_TIME_MS = 253_402_300_799_999
+LAST_TIME_MS = 253_402_300_799_999
 _UNIT_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 
@@ -104,7 +104,7 @@ def read_time(text: str, what: str) -> int:
             raise CommandError(
                 f"{what}: {error}, or a duration from now such as 30s, 15m, 2h or 90d", EXIT_USAGE
             ) from None
-    if timestamp_ms > _LAST_TIME_MS:
+    if timestamp_ms > LAST_TIME_MS:
         raise CommandError(f"{what}: {text} is past the year 9999", EXIT_USAGE)
     return timestamp_ms
 

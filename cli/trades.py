@@ -34,9 +34,9 @@ from mura.chain.errors import InvalidAddress
 from mura.chain.keys import SIGNATURE_SIZE, verify_signature
 from mura.chain.transaction import SettleTrade, trade_payload
 from mura.cli.bond_dates import format_moment
-from mura.cli.bond_terms import key_file_public_key, read_text_file
+from mura.cli.bond_terms import key_file_public_key, read_text_file, unique_keys
 from mura.cli.bonds import UNITS, bond_rows, find_bond, settlement_asset
-from mura.cli.inputs import PathType, read_address, read_amount, read_future_time, read_key
+from mura.cli.inputs import LAST_TIME_MS, PathType, read_address, read_amount, read_future_time, read_key
 from mura.cli.session import (
     EXIT_USAGE,
     CommandError,
@@ -148,6 +148,8 @@ def read_offer(document: Any, *, prefix: str, chain_id: str, source: str) -> Tra
         if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_INT:
             raise fail(f"{key}: expected a whole number from 1 to {MAX_INT}")
         numbers[key] = value
+    if numbers["deadline_ms"] > LAST_TIME_MS:
+        raise fail("deadline_ms: past the year 9999")
     if format_moment(numbers["deadline_ms"]) != text["deadline"]:
         raise fail("deadline and deadline_ms disagree")
     seller, buyer = _account(document, "seller", prefix, fail), _account(document, "buyer", prefix, fail)
@@ -189,9 +191,9 @@ def _hex(document: dict[str, Any], key: str, fail: Callable[[str], OfferError]) 
 def load_offer(path: str, *, prefix: str, chain_id: str) -> TradeOffer:
     text = read_text_file(path, "offer file", MAX_OFFER_FILE_BYTES)
     try:
-        document = json.loads(text)
-    except (ValueError, RecursionError):
-        raise OfferError(path, "not JSON") from None
+        document = json.loads(text, object_pairs_hook=unique_keys)
+    except (ValueError, RecursionError) as error:
+        raise OfferError(path, f"not JSON: {str(error)[:200]}") from None
     return read_offer(document, prefix=prefix, chain_id=chain_id, source=path)
 
 
@@ -211,7 +213,18 @@ def offer_rows(offer: TradeOffer, settlement: AssetInfo, prefix: str) -> Rows:
         ("deadline", format_time(trade.deadline_ms)),
         ("reference", "0x" + trade.reference.hex()),
         ("signed by", offer.signed_by),
+        ("you", _your_side(offer, settlement)),
     ]
+
+
+def _your_side(offer: TradeOffer, settlement: AssetInfo) -> str:
+    """What the accepting party gives and gets, in words."""
+    trade = offer.trade
+    units = f"{trade.units} {trade.bond}"
+    payment = format_amount(trade.amount, settlement)
+    if offer.signed_by == "buyer":
+        return f"sell {units} and receive {payment}"
+    return f"buy {units} and pay {payment}"
 
 
 @click.group(cls=MuraGroup)
@@ -305,6 +318,9 @@ def accept(session: Session, key_file: str, offer_file: str, yes: bool, wait: bo
                            f"{encode_address(public_key, prefix)}", EXIT_USAGE)
     if offer.trade.deadline_ms <= time.time() * 1000:
         raise CommandError(f"the offer's deadline, {format_time(offer.trade.deadline_ms)}, has passed", EXIT_USAGE)
+    if offer.trade.deadline_ms > time.time() * 1000 + MAX_TRADE_WINDOW_MS:
+        raise CommandError(f"the offer's deadline, {format_time(offer.trade.deadline_ms)}, is more than 30 days "
+                           "from now: the chain refuses such a trade; nothing was signed", EXIT_USAGE)
     found = find_bond(session, offer.trade.bond)
     if found["settlement"] != offer.settlement:
         raise CommandError(f"the offer names {offer.settlement} as payment, but {found['id']} is paid in "

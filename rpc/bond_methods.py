@@ -361,8 +361,9 @@ class BondMethods:
                 description="A payment not made is due once its time has passed by the later of the node's clock "
                 "and the head block's timestamp (now_ms): the chain makes it at the first block whose timestamp "
                 "reaches its time, before that block's transactions. Missed: a block reached its time and the "
-                "paying account held less than required; the chain retries at every block and, once made, it "
-                "shows paid_late. A malformed id is invalid params (-32602); an id no issue created is -32024; "
+                "paying account held less than required, or an earlier payment is missed; the chain makes it at "
+                "the first block after the paying account covers it, and then it shows paid_late. A malformed id "
+                "is invalid params (-32602); an id no issue created is -32024; "
                 "a plain asset is -32025.",
             ),
             Method(

@@ -60,7 +60,8 @@ class PaymentStatus(enum.Enum):
     PAID = "paid"
     #: Made in full after it had been missed.
     PAID_LATE = "paid_late"
-    #: A block reached its time and the paying account held too little; retried at every block.
+    #: A block reached its time and the paying account held too little (or an earlier payment is
+    #: missed); made, late, at the first block after the paying account covers it.
     MISSED = "missed"
 
 
@@ -95,6 +96,9 @@ def payment_status(
     time_ms = terms.payment_time(index)
     if state.missed_ms and time_ms <= max(now_ms, state.missed_ms):
         return PaymentStatus.MISSED
+    if time_ms < state.cured_ms:
+        # Its time came while the bond was in default: it is made late, once the payment before it is.
+        return PaymentStatus.MISSED
     return PaymentStatus.DUE if time_ms <= now_ms else PaymentStatus.SCHEDULED
 
 
@@ -109,7 +113,10 @@ RECORD_SCHEMA: dict[str, Any] = {
     "description": "How a made payment was made; null for one not made.",
     "required": ["late", "height", "time_ms", "time", "units", "holders", "amount", "retained"],
     "properties": {
-        "late": {"type": "boolean", "description": "Made after it had been missed."},
+        "late": {
+            "type": "boolean",
+            "description": "Made late: it had been missed, or its time came while an earlier payment was missed.",
+        },
         "height": {**_COUNT, "description": "The block that finished it."},
         "time_ms": {**_MS, "description": "That block's timestamp."},
         "time": _TIME,
@@ -391,7 +398,8 @@ BOND_SCHEMA = _object(
         "next_payment": {**_NULLABLE_COUNT, "description": "The first payment not yet made; null once redeemed."},
         "missed_ms": {
             **_NULLABLE_MS,
-            "description": "The timestamp of the last block in which a due payment could not be made; null: never.",
+            "description": "While the next payment is missed (the bond is in default): the timestamp of the "
+            "first block that could not make it; null: not in default.",
         },
         "missed_time": _TIME,
         "payments": {"type": "array", "items": PAYMENT_SCHEMA, "description": "The whole schedule, in order."},

@@ -24,16 +24,29 @@ one by name for a scenario (honest nodes run it; byzantine ones do not).
 - ``arrivals_ignored``: arriving transactions cut the primary's own wait short
   but bring no view timer forward, so a primary that failed while the chain was
   idle is replaced only when the idle interval is over.
+
+Two break the chain's own payments on bonds (the replica is the real one):
+
+- ``payment_after_transactions``: bond steps run after the block's transactions,
+  not before them, so a payment pays the holders as the block leaves them (the
+  block's pending state) instead of those at the end of the block before, and a
+  missed payment is paid in the very block that tops the paying account up.
+- ``payment_by_local_clock``: a validator takes a payment as due by its own
+  clock when it builds or checks a block, not by the block's timestamp.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from mura.chain import block as block_module
+from mura.chain import state as state_module
 from mura.chain.block import Block, Header
+from mura.chain.bond_rules import process_bonds
+from mura.chain.pending import PendingState, StateChanges
+from mura.chain.state import process_expiries
 from mura.chain.store import VoteStore
 from mura.consensus.actions import Action, Broadcast, PersistVote, ScheduleTimeout
 from mura.consensus.evidence import Equivocation
@@ -153,17 +166,70 @@ BUGS: dict[str, type[Replica]] = {
     "idle_timer_ignored": IdleTimerIgnored,
     "arrivals_ignored": ArrivalsIgnored,
     "unsynced_vote_write": Replica,
+    "payment_after_transactions": Replica,
+    "payment_by_local_clock": Replica,
 }
+
+#: The clock of the node whose event the simulation handles now (``payment_by_local_clock``).
+local_clock_ms: int | None = None
 
 
 def _unchecked_body(header: Header, raw_transactions: Sequence[bytes]) -> None:
     return None
 
 
+def _bonds_after_transactions(pending: PendingState) -> None:
+    process_expiries(pending)
+
+
+def _finish_after_bonds(pending: PendingState) -> StateChanges:
+    if pending.height > 0:
+        process_bonds(pending)
+    return _real_finish(pending)
+
+
+def _bonds_by_local_clock(pending: PendingState) -> None:
+    stamp = pending.timestamp_ms
+    if local_clock_ms is not None:
+        pending.timestamp_ms = local_clock_ms
+    try:
+        process_bonds(pending)
+    finally:
+        pending.timestamp_ms = stamp
+
+
+_real_finish = PendingState.finish
+#: The chain's functions each payment bug replaces (in ``mura.chain.state``, or on ``PendingState``).
+_PAYMENT_BUGS: dict[str, dict[str, Callable[..., object]]] = {
+    "payment_after_transactions": {"process_automatic_steps": _bonds_after_transactions},
+    "payment_by_local_clock": {"process_bonds": _bonds_by_local_clock},
+}
+
+
+@contextmanager
+def _payment_bug(bug: str) -> Iterator[None]:
+    replaced = _PAYMENT_BUGS[bug]
+    originals = {name: getattr(state_module, name) for name in replaced}
+    for name, function in replaced.items():
+        setattr(state_module, name, function)
+    if bug == "payment_after_transactions":
+        PendingState.finish = _finish_after_bonds  # type: ignore[method-assign,assignment]  # the injected bug
+    try:
+        yield
+    finally:
+        for name, function in originals.items():
+            setattr(state_module, name, function)
+        PendingState.finish = _real_finish  # type: ignore[method-assign]
+
+
 @contextmanager
 def injected(bug: str | None) -> Iterator[None]:
     """Break what ``bug`` breaks outside the replica for the length of one run. Blocks
     decoded meanwhile are forgotten afterwards, so no other run meets one."""
+    if bug in _PAYMENT_BUGS:
+        with _payment_bug(bug):
+            yield
+        return
     if bug != "skip_body_check":
         yield
         return

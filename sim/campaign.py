@@ -33,7 +33,16 @@ from mura.sim.simulation import RunResult, run_scenario
 COMMAND = "python -m mura.sim.campaign"
 #: Violations that show a fork or a double signature, not merely a stall or a bad certificate.
 SAFETY = frozenset(
-    {"agreement", "conflicting_certificates", "honest_equivocation", "validity", "ledger", "forged_body"}
+    {
+        "agreement",
+        "conflicting_certificates",
+        "honest_equivocation",
+        "validity",
+        "ledger",
+        "bonds",
+        "state",
+        "forged_body",
+    }
 )
 
 
@@ -99,8 +108,7 @@ class Totals:
 
     def summary(self) -> str:
         return (
-            f"seeds={self.seeds} heights={self.heights} "
-            f"view_changes={self.view_changes} violations={self.violations}"
+            f"seeds={self.seeds} heights={self.heights} view_changes={self.view_changes} violations={self.violations}"
         )
 
 

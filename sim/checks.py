@@ -11,6 +11,13 @@
   balances sum to its supply and its holders are counted right, an asset that
   has lapsed is held by its issuer alone, and the state root carried from block
   to block is the root of the entries as they stand.
+- Bonds: at every block of the final chain, the books of every bond
+  (``bond_checks``): units and the settlement asset conserved, escrows holding
+  exactly what is in progress, each holder paid its share once on the units it
+  held, records that add up their payments, every payment made, under way or
+  missed once its time has passed, offerings allotted at their end.
+- State: every honest node's own state is the state the final chain leads to
+  at its height (its root).
 - Bodies: every block an honest node commits carries the transactions its header
   commits to (checked here from the transactions' hashes, not through the code
   under test), and every honest node's own stored chain replays from genesis.
@@ -19,8 +26,8 @@
 - Liveness: after healing, new heights become final within the scenario's bound.
 - Idle chains (scenarios with idle stretches): with no fault, no view changes at
   all; while nothing is pending, empty blocks about one idle interval apart (never
-  sooner; with no crash, no later than a round of messages beyond it), each
-  dated when it was proposed; transactions arriving after a stretch final within
+  sooner, but when an automatic step falls due; with no crash, no later than a
+  round of messages beyond it), each dated when it was proposed; transactions arriving after a stretch final within
   a view timeout and a view change of reaching a quorum. (That a failed primary
   is replaced within the idle interval and a view timeout is the scenario's
   ``max_stall_ms``, checked by the simulation.)
@@ -31,15 +38,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from mura.chain.block import Block, CommitCertificate, merkle_root, verify_certificate
+from mura.chain.block import Block, CommitCertificate, Header, merkle_root, verify_certificate
 from mura.chain.errors import Invalid
 from mura.chain.state import MemoryState
 from mura.chain.state_root import LatticeHash, update_lattice
 from mura.chain.transaction import IssueAsset
 from mura.consensus.messages import Commit, Message, NewView, Prepare, PrePrepare, ViewChange
+from mura.sim.bond_checks import BondAudit
 from mura.sim.ledger import CHAIN_ID, Genesis, replay_chain
 from mura.sim.scenario import IdleStretch, Scenario
 from mura.sim.workload import genesis_assets
+
+#: Problems of one kind reported per run, at most.
+MAX_REPORTED = 5
 
 
 @dataclass(frozen=True)
@@ -76,8 +87,12 @@ class Checker:
     statements: dict[tuple[int, int, int, str], object] = field(default_factory=dict)
     #: When an honest node first finalized each height.
     first_final_ms: dict[int, int] = field(default_factory=dict)
+    #: When each honest node committed each height, by (node, height).
+    commit_ms: dict[tuple[int, int], int] = field(default_factory=dict)
     #: The state the final chain leads to (set by ``check_validity``).
     final_state: MemoryState | None = None
+    #: The books of bonds, block by block (filled by ``check_validity``).
+    bond_audit: BondAudit = field(default_factory=BondAudit)
     _checked_certificates: set[bytes] = field(default_factory=set)
 
     def fail(self, kind: str, now_ms: int, detail: str) -> None:
@@ -90,7 +105,8 @@ class Checker:
             return
         if not _body_matches(block):
             self.fail(
-                "forged_body", now_ms,
+                "forged_body",
+                now_ms,
                 f"node {node} committed height {block.height} with a body its header does not commit to",
             )
         if not valid and self.check_certificates:
@@ -98,10 +114,8 @@ class Checker:
             self.fail("invalid_certificate", now_ms, detail)
         earlier = self.finalized.setdefault(block.height, block.hash)
         self.blocks.setdefault(block.height, block)
-        if block.height not in self.first_final_ms:
-            self.first_final_ms[block.height] = now_ms
-            if self.scenario is not None and self.scenario.idle:
-                self._check_idle_height(self.scenario, block.height)
+        self.first_final_ms.setdefault(block.height, now_ms)
+        self.commit_ms.setdefault((node, block.height), now_ms)
         if earlier != block.hash:
             self.fail(
                 "agreement",
@@ -150,19 +164,36 @@ class Checker:
             )
 
     def check_validity(self, now_ms: int) -> None:
-        """Every finalized block, in height order, passes the state transition, and the
-        state they lead to keeps the books (``ledger_problems``)."""
+        """Every finalized block, in height order, passes the state transition, the state
+        they lead to keeps the books (``ledger_problems``), and so do the bonds at every
+        block (``BondAudit``)."""
         heights = sorted(self.blocks)
         if heights != list(range(1, len(heights) + 1)):
             self.fail("validity", now_ms, f"final heights have gaps: {heights[:5]}...")
             return
+        blocks = [self.blocks[height] for height in heights]
         try:
-            self.final_state = replay_chain(self.genesis, [self.blocks[height] for height in heights])
+            self.final_state = replay_chain(self.genesis, blocks, audit=self.bond_audit)
         except Invalid as error:
             self.fail("validity", now_ms, f"final chain does not replay: {error}")
             return
         for problem in ledger_problems(self.final_state):
             self.fail("ledger", now_ms, problem)
+        self.bond_audit.check_final(self.final_state)
+        for problem in self.bond_audit.problems[:MAX_REPORTED]:
+            self.fail("bonds", now_ms, problem)
+
+    def check_node_states(self, states: Sequence[tuple[int, Header, bytes]], now_ms: int) -> None:
+        """Each honest node's own state (``(node, head, root of its state)``) is the state the
+        final chain leads to at its height: every validator agrees on the state, not only on
+        the blocks."""
+        for node, head, root in states:
+            if head.height == 0:
+                continue
+            if root != head.state_root:
+                self.fail("state", now_ms, f"honest node {node}'s state is not the state its head {head.height} names")
+            elif head.height in self.blocks and head.state_root != self.blocks[head.height].header.state_root:
+                self.fail("state", now_ms, f"honest node {node}'s state at {head.height} is not the final chain's")
 
     def on_misbehaviour(self, reporter: int, honest: bool, culprit: int, rule: str, now_ms: int) -> None:
         """An honest validator counted a refusal against ``culprit``: it must not be honest."""
@@ -184,12 +215,14 @@ class Checker:
             if others:
                 self.fail("agreement", now_ms, f"honest node {node} stores other blocks at heights {others[:5]}")
 
-
     def check_idle(self, scenario: Scenario, view_changes: int, now_ms: int) -> None:
-        """At the end of an idle run: no view changes without faults, and transactions
-        final after each stretch (see ``_check_arrival``)."""
+        """At the end of an idle run (after ``check_validity``): no view changes without
+        faults, empty blocks an idle interval apart (``_check_idle_height``), and
+        transactions final after each stretch (``_check_arrival``)."""
         if scenario.quiet and view_changes:
             self.fail("idle_view_change", now_ms, f"{view_changes} view changes in a run without faults")
+        for height in sorted(self.first_final_ms):
+            self._check_idle_height(scenario, height)
         for stretch in scenario.idle:
             self._check_arrival(scenario, stretch, now_ms)
 
@@ -208,15 +241,18 @@ class Checker:
         interval = scenario.empty_proposal_delay_ms
         assert interval is not None
         gap = final_ms - before
-        if gap < interval and self._reaches_expiry(height):
-            return  # a primary proposes when an asset's expiry falls due (``next_due_ms``)
+        if gap < interval and (self._reaches_expiry(height) or height in self.bond_audit.steps_due):
+            return  # a primary proposes when an automatic step falls due (``next_due_ms``)
         for stretch in scenario.idle:
             quiet_until = stretch.end_ms + min(stretch.arrival_ms)
-            if stretch.start_ms <= before and final_ms < quiet_until and (
-                gap < interval or (not scenario.crashes and gap > interval + 5 * scenario.max_delay_ms)
+            if (
+                stretch.start_ms <= before
+                and final_ms < quiet_until
+                and (gap < interval or (not scenario.crashes and gap > interval + 5 * scenario.max_delay_ms))
             ):
                 self.fail(
-                    "idle_interval", final_ms,
+                    "idle_interval",
+                    final_ms,
                     f"empty block {height} final {gap} ms after block {height - 1}; the idle interval is {interval} ms",
                 )
         stamp = block.header.timestamp_ms

@@ -8,9 +8,11 @@ is checked by ``apply_block`` exactly as the node will check it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from mura.chain import bond_rules
 from mura.chain.block import Block, CommitCertificate, Header, MessageBlock
 from mura.chain.keys import SignatureCache, SigningKey
 from mura.chain.state import (
@@ -24,6 +26,7 @@ from mura.chain.state import (
     next_due_ms,
 )
 from mura.consensus.messages import FinalBlock
+from mura.sim.bond_checks import BondAudit
 from mura.sim.workload import (
     CHAIN_ID,
     CLIENT_KEYS,
@@ -43,6 +46,7 @@ __all__ = [
     "always_pending",
     "checked",
     "make_genesis",
+    "payments_per_block",
     "replay_chain",
     "validator_keys",
 ]
@@ -177,16 +181,37 @@ class SimLedger:
         self.finals.append(FinalBlock(block, certificate))
 
 
-def replay_chain(genesis: Genesis, blocks: Sequence[Block]) -> MemoryState:
+def replay_chain(genesis: Genesis, blocks: Sequence[Block], *, audit: BondAudit | None = None) -> MemoryState:
     """Apply ``blocks`` in order from genesis with a fresh state and cache: every final
     block must pass the state transition (raises ``Invalid`` otherwise). Returns the
-    state they lead to."""
+    state they lead to. ``audit`` checks the books of bonds at every block."""
     state = MemoryState()
     state.commit(genesis.changes)
     head = genesis.block.header
     signatures = SignatureCache()
     for block in blocks:
+        before = audit.views() if audit is not None else {}
         changes = apply_block(state, head, block, rules=genesis.rules, signatures=signatures)
+        if audit is not None:
+            audit.check_block(state, before, block, changes)
         state.commit(changes)
+        if audit is not None:
+            audit.check_after(state, before, block, changes)
         head = block.header
     return state
+
+
+@contextmanager
+def payments_per_block(limit: int | None) -> Iterator[None]:
+    """For the length of one run, the chain pays at most ``limit`` holders a block (None: its
+    own ``PAYMENTS_PER_BLOCK``): with the few holders of a simulated bond, a small limit
+    spreads each payment over several blocks."""
+    if limit is None:
+        yield
+        return
+    original = bond_rules.PAYMENTS_PER_BLOCK
+    bond_rules.PAYMENTS_PER_BLOCK = limit
+    try:
+        yield
+    finally:
+        bond_rules.PAYMENTS_PER_BLOCK = original

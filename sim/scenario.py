@@ -21,6 +21,7 @@ import random
 from dataclasses import dataclass, field, replace
 
 from mura.consensus.quorum import max_faulty
+from mura.sim.bond_workload import BondPlan, schedule
 
 
 class Byzantine(enum.Enum):
@@ -106,8 +107,9 @@ class Scenario:
     #: Extra loss for COMMIT messages: an adversarial scheduler that leaves heights
     #: final at some replicas only, so view changes must carry prepared blocks.
     commit_loss: float = 0.0
-    #: When the extra COMMIT loss stops (None: at healing).
+    #: When the extra COMMIT loss stops (None: at healing), and when it starts.
     commit_loss_until_ms: int | None = None
+    commit_loss_from_ms: int = 0
     partitions: tuple[Partition, ...] = ()
     #: Single links (or one direction of them) down for a while.
     link_cuts: tuple[LinkCut, ...] = ()
@@ -135,6 +137,9 @@ class Scenario:
     idle: tuple[IdleStretch, ...] = ()
     #: No fault at all: an honest replica changing views is a violation.
     quiet: bool = False
+    #: Holders the chain pays per block (None: ``PAYMENTS_PER_BLOCK``); a small number spreads
+    #: each payment of the simulated bond over several blocks.
+    payments_per_block: int | None = None
     #: A deliberately injected bug (see ``bugs.py``), or None for the real replica.
     bug: str | None = None
 
@@ -160,17 +165,31 @@ class Scenario:
         return replace(self, bug=bug)
 
 
-#: The share of campaign seeds that are idle scenarios (``idle_scenario``).
+#: The share of campaign seeds that are idle scenarios (``idle_scenario``), and of the others
+#: that put a fault on a payment of the simulated bond (``payment_fault_scenario``).
 IDLE_SHARE = 0.2
+PAYMENT_FAULT_SHARE = 0.05
+#: The share of seeds whose chain pays one or two holders a block, so that payments span blocks.
+SPREAD_PAYMENTS_SHARE = 0.2
+
+
+def draw_payments_per_block(seed: int) -> int | None:
+    """Holders paid per block in ``seed``'s run: the chain's own limit, or in some seeds one
+    or two (a draw of its own, so the other draws stay what they were)."""
+    rng = random.Random(f"payments-{seed}")
+    return rng.choice((1, 2)) if rng.random() < SPREAD_PAYMENTS_SHARE else None
 
 
 def draw_scenario(seed: int, *, validators: int | None = None, bug: str | None = None) -> Scenario:
     """The scenario of ``seed``: n alternates 4 and 7 unless given; up to f byzantine;
-    one in five or so is an idle chain instead (``idle_scenario``)."""
+    one in five or so is an idle chain instead (``idle_scenario``), and one in twenty of the
+    others a fault aimed at a payment of the bond (``payment_fault_scenario``)."""
     n = validators if validators is not None else (4 if seed % 2 == 0 else 7)
     # A draw of its own, so that the other seeds' scenarios stay what they were.
     if random.Random(f"idle-{seed}").random() < IDLE_SHARE:
         return idle_scenario(seed, validators=n, bug=bug)
+    if random.Random(f"payment-fault-{seed}").random() < PAYMENT_FAULT_SHARE:
+        return payment_fault_scenario(seed, validators=n, bug=bug)
     rng = random.Random(seed)
     f = max_faulty(n)
     byzantine = _draw_byzantine(rng, n, f)
@@ -180,6 +199,7 @@ def draw_scenario(seed: int, *, validators: int | None = None, bug: str | None =
     return Scenario(
         seed=seed,
         validators=n,
+        payments_per_block=draw_payments_per_block(seed),
         byzantine=byzantine,
         min_delay_ms=rng.randrange(1, 10),
         max_delay_ms=rng.randrange(20, 200),
@@ -466,7 +486,93 @@ def idle_scenario(seed: int, *, validators: int | None = None, bug: str | None =
         empty_proposal_delay_ms=interval,
         idle=tuple(stretches),
         quiet=variant == "quiet",
+        payments_per_block=draw_payments_per_block(seed),
         # An idle height, a view change (the view timeout and its round) and the new view's block.
         max_stall_ms=interval + base_timeout + 8 * max_delay + 100,
+        bug=bug,
+    )
+
+
+class PaymentFault(enum.Enum):
+    """Where ``payment_fault_scenario`` puts its fault, around a payment time of the bond."""
+
+    #: The primary crashes just before it (some COMMITs lost around it as well).
+    PRIMARY_CRASH = "primary_crash"
+    #: The primary (validator 0, in view 0 until then) is cut off from everyone just before it.
+    PRIMARY_CUT_OFF = "primary_cut_off"
+    #: Another validator is cut off from everyone across the paying blocks, then catches up.
+    BEHIND = "behind"
+    #: Another validator crashes just before it, loses its chain data, and resyncs from genesis.
+    WIPED = "wiped"
+    #: Another validator starts only after the payment and catches up the whole chain.
+    LATE_START = "late_start"
+
+
+VIEW_CHANGE_FAULTS = (PaymentFault.PRIMARY_CRASH, PaymentFault.PRIMARY_CUT_OFF)
+CATCH_UP_FAULTS = (PaymentFault.BEHIND, PaymentFault.WIPED, PaymentFault.LATE_START)
+
+
+def payment_time(seed: int, index: int) -> int:
+    """When payment ``index`` of ``seed``'s bond falls (coupons, then the redemption), if the
+    treasury issues it before its planned time, as it does in a run that starts well."""
+    _, coupons, maturity = schedule(BondPlan.draw(seed).anchor_ms)
+    return (*coupons, maturity)[index]
+
+
+def payment_fault_scenario(
+    seed: int,
+    *,
+    fault: PaymentFault | None = None,
+    payment: int | None = None,
+    validators: int | None = None,
+    bug: str | None = None,
+) -> Scenario:
+    """A family aimed at the payments the chain makes itself: the network is sound until
+    just before a coupon or the redemption of the workload's bond falls due, then the fault
+    strikes: the primary fails, so that the paying block comes from the next view (with
+    COMMITs lost around it, sometimes after it was prepared in the view before), or another
+    validator is out of the way (cut off, wiped, or not yet started) across the paying
+    blocks and applies them while catching up. The chain pays two or three holders a block,
+    so each payment spans several blocks, and the fault may fall between them. ``fault``
+    and ``payment`` (0 and 1 the coupons, 2 the redemption) are drawn unless given."""
+    rng = random.Random(f"payment-fault-scenario-{seed}")
+    n = validators if validators is not None else rng.choice((4, 7))
+    fault = fault if fault is not None else rng.choice(list(PaymentFault))
+    drawn = rng.randrange(3)
+    due = payment_time(seed, drawn if payment is None else payment)
+    start = due - rng.randrange(0, 400)
+    down = rng.randrange(1_500, 3_000)
+    other = rng.randrange(1, n)
+    crashes: tuple[Crash, ...] = ()
+    partitions: tuple[Partition, ...] = ()
+    late: tuple[tuple[int, int], ...] = ()
+    commit_loss = 0.0
+    if fault is PaymentFault.PRIMARY_CRASH:
+        crashes = (Crash(0, start, down, primary=True),)
+        commit_loss = rng.choice((0.0, 0.5))
+    elif fault is PaymentFault.PRIMARY_CUT_OFF:
+        partitions = (Partition(start, start + down, frozenset({0})),)
+    elif fault is PaymentFault.BEHIND:
+        partitions = (Partition(start, start + down, frozenset({other})),)
+    elif fault is PaymentFault.WIPED:
+        crashes = (Crash(other, start, down, wipe=True),)
+    else:
+        late = ((other, start + down),)
+    return Scenario(
+        seed=seed,
+        validators=n,
+        max_delay_ms=rng.randrange(20, 100),
+        commit_loss=commit_loss,
+        commit_loss_from_ms=start - 200,
+        commit_loss_until_ms=start + 400,
+        partitions=partitions,
+        crashes=crashes,
+        late_starts=late,
+        # Time for the payment to be made after the fault, over a few blocks.
+        heal_at_ms=start + down + 1_500,
+        base_timeout_ms=500,
+        max_timeout_ms=2_000,
+        proposal_delay_ms=rng.randrange(100, 400),
+        payments_per_block=rng.choice((2, 3)),
         bug=bug,
     )

@@ -36,10 +36,12 @@ from mura.consensus.config import ReplicaConfig
 from mura.consensus.evidence import Equivocation
 from mura.consensus.messages import Commit, Message, decode_message, encode_message
 from mura.consensus.replica import Replica
+from mura.sim import bugs
+from mura.sim.bond_checks import bond_figures
 from mura.sim.bugs import injected, replica_class_for, vote_store_class_for
 from mura.sim.byzantine import EquivocatorNode, GarbageNode, SwapperNode
 from mura.sim.checks import Checker, Violation
-from mura.sim.ledger import CHAIN_ID, TransactionSigner, make_genesis, validator_keys
+from mura.sim.ledger import CHAIN_ID, TransactionSigner, make_genesis, payments_per_block, validator_keys
 from mura.sim.nodes import Destination, SimNode, SimulatedCrash
 from mura.sim.scenario import Byzantine, Crash, IdleStretch, Scenario
 
@@ -93,6 +95,8 @@ class Simulation:
         self.liveness_target: int | None = None
         self.recovery_ms: int | None = None
         self.stopped = False
+        #: Whether the ledger reads the clock of the node it runs on (an injected bug).
+        self.local_clock_bug = scenario.bug == "payment_by_local_clock"
 
     # --- set-up ---------------------------------------------------------------------
 
@@ -149,7 +153,7 @@ class Simulation:
         heapq.heappush(self._queue, (max(at_ms, self.now), self._sequence, kind, node, payload))
 
     def run(self) -> RunResult:
-        with injected(self.scenario.bug):
+        with injected(self.scenario.bug), payments_per_block(self.scenario.payments_per_block):
             return self._run()
 
     def _run(self) -> RunResult:
@@ -171,7 +175,10 @@ class Simulation:
             self.trace.update(struct.pack(">qbh", at, event, node_id))
             self._dispatch(event, node_id, payload)
         self.checker.check_validity(self.now)
-        self.checker.check_stored_chains([node.ledger.final_blocks() for node in self.honest_nodes()], self.now)
+        honest = self.honest_nodes()
+        self.checker.check_stored_chains([node.ledger.final_blocks() for node in honest], self.now)
+        states = [(node.node_id, node.ledger.head, node.ledger.state.lattice.root()) for node in honest]
+        self.checker.check_node_states(states, self.now)
         if self.scenario.idle:
             view_changes = sum(node.view_changes() for node in self.honest_nodes())
             self.checker.check_idle(self.scenario, view_changes, self.now)
@@ -258,10 +265,14 @@ class Simulation:
     def _drive(self, node: SimNode, event: Callable[..., None], *arguments: object) -> None:
         """Hand ``node``'s driver one event; an armed crash may strike inside it, in the
         middle of its actions (see ``SimNode.step``)."""
+        if self.local_clock_bug:
+            bugs.local_clock_ms = node.clock(self.now)
         try:
             event(*arguments)
         except SimulatedCrash:
             self._crash(node)
+        finally:
+            bugs.local_clock_ms = None
 
     def _block_final(self, node: SimNode, block: Block, certificate: CommitCertificate) -> None:
         for destination, data in node.after_commit(block, certificate):
@@ -370,7 +381,8 @@ class Simulation:
         if self.healed:
             return 0.0
         until = self.scenario.commit_loss_until_ms
-        commit_loss = self.scenario.commit_loss if until is None or self.now < until else 0.0
+        lasting = self.scenario.commit_loss_from_ms <= self.now and (until is None or self.now < until)
+        commit_loss = self.scenario.commit_loss if lasting else 0.0
         extra = commit_loss if isinstance(message, Commit) else 0.0
         return 1 - (1 - self.scenario.drop_rate) * (1 - extra)
 
@@ -461,15 +473,17 @@ class Simulation:
             end_ms=self.now,
         )
 
-
     def _ledger(self) -> Counter[str]:
-        """The final chain's transactions by kind, and how many assets expired in it."""
+        """The final chain's transactions by kind, how many assets expired in it, and what the
+        chain paid on bonds: payments made (late ones, redemptions), and payments spread over
+        more than one block."""
         ledger = Counter(
             transaction.kind for block in self.checker.blocks.values() for transaction in block.transactions
         )
         state = self.checker.final_state
         if state is not None:
             ledger["expired_assets"] = sum(state.load_asset_state(asset).expired for asset in state.assets())
+            ledger.update(bond_figures(state, self.checker.bond_audit))
         return ledger
 
 

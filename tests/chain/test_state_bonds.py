@@ -29,10 +29,12 @@ from mura.chain.errors import (
 )
 from mura.chain.keys import SignatureCache, SigningKey
 from mura.chain.mempool import Mempool
+from mura.chain.pending import MISSED_CURSOR_KEY
 from mura.chain.state import next_due_ms
 from mura.chain.transaction import (
     ApproveHolder,
     CancelSubscription,
+    Mint,
     OpenOffering,
     SettleTrade,
     SpendProceeds,
@@ -42,6 +44,7 @@ from mura.chain.transaction import (
     trade_payload,
 )
 from mura.tests.chain.bond_fixtures import (
+    BANK,
     DAY_MS,
     FUNDS,
     RESIDENTS,
@@ -393,3 +396,26 @@ def test_the_pool_counts_what_subscriptions_and_trades_spend() -> None:
         else:
             with pytest.raises(PendingSpendExceedsBalance):
                 pool.check(chain.sign(resident, trade), chain.state, now=0.0, timestamp_ms=now_ms)
+
+
+def test_missed_bonds_beyond_a_blocks_looks_are_looked_at_in_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bond_rules, "MISSED_CHECKS_PER_BLOCK", 2)
+    chain = BondChain()
+    maturity = GENESIS_TIME_MS + 20 * DAY_MS
+    bonds = [f"VILLAGE-{index}" for index in range(5)]
+    for bond in bonds:
+        chain.run(VILLAGE, bond_body(bond, units=10, face=FUNDS, rate=0, maturity_ms=maturity))
+        chain.run(VILLAGE, ApproveHolder(bond, RESIDENTS[0].public_key))
+        chain.run(VILLAGE, Transfer(bond, RESIDENTS[0].public_key, 10))
+    chain.seal(at_ms=maturity)
+    assert all(chain.bond_state(bond).missed_ms == maturity for bond in bonds)
+    # Each redemption needs 10 * FUNDS; the bank pays the village enough for all five.
+    chain.run(BANK, Mint(SETTLEMENT, VILLAGE.public_key, 5 * 10 * FUNDS))
+    redeemed: list[int] = []
+    for _ in range(3):
+        chain.seal()
+        redeemed.append(sum(chain.bond_state(bond).next_payment == 1 for bond in bonds))
+    # Two bonds a block: two, four, then all five, each in turn.
+    assert redeemed == [2, 4, 5]
+    assert chain.state.load_entry(MISSED_CURSOR_KEY) is None
+    assert chain.balance(RESIDENTS[0].public_key, SETTLEMENT) == FUNDS + 5 * 10 * FUNDS

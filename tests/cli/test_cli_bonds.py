@@ -10,7 +10,7 @@ import os
 import re
 import subprocess
 from collections.abc import Mapping
-from datetime import date
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -642,3 +642,35 @@ def test_a_paying_account_other_than_the_issuer_consents_to_the_terms(mura: Mura
     issued = mura.json("bond", "issue", "--terms", signed, "--key", treasury_key, "--wait")
     assert (issued["status"], issued["body"]["paying"], issued["body"]["paying_consent"]) == ("final", office,
                                                                                               signature)
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"issue": datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14)))},
+         "issue: 0001-01-01T00:00:00+14:00 is out of range: from 1970 to 9999"),
+        ({"issue": datetime(1969, 12, 31, tzinfo=UTC), "first_period": "regular"},
+         "issue: 1969-12-31T00:00:00+00:00 is out of range: from 1970 to 9999"),
+        ({"maturity": "999999999d"}, "maturity: '999999999d' is out of range: from 1970 to 9999"),
+        ({"paying": "k" * 300}, "paying: 'kkkk"),
+    ],
+)
+def test_times_out_of_range_and_unopenable_paths_are_the_fields_problems(
+    changes: dict[str, Any], expected: str
+) -> None:
+    assert any(problem.startswith(expected) for problem in problems(changes)), problems(changes)
+
+
+def test_a_json_key_given_twice_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bond.json"
+    path.write_text('{"id": "A", "id": "B"}')
+    with pytest.raises(CommandError, match="not valid JSON: the key 'id' is given twice"):
+        load_terms_document(str(path))
+
+
+def test_an_offer_deadline_past_the_year_9999_is_refused() -> None:
+    seller, buyer = SigningKey.generate(), SigningKey.generate()
+    document = json.loads(json.dumps(encode_offer(signed_offer(seller, buyer, signer="seller"), PREFIX)))
+    document["deadline_ms"] = 2**64 - 1
+    with pytest.raises(OfferError, match="deadline_ms: past the year 9999"):
+        read_offer(document, prefix=PREFIX, chain_id=CHAIN_ID, source="trade.json")

@@ -52,9 +52,12 @@ def statuses(state: BondState, now_ms: int) -> list[str]:
          ["paid_late", "due", "scheduled"]),
         (BondState(next_payment=3, records=(record(0), record(1, late=True), record(2))), MATURITY + 1,
          ["paid", "paid_late", "paid"]),
+        # Cured after the maturity: the second coupon is being paid late, the redemption waits behind it.
+        (BondState(next_payment=1, paying=True, late=True, cured_ms=MATURITY + 1, records=(record(0, late=True),)),
+         MATURITY + 1, ["paid_late", "paying", "missed"]),
     ],
     ids=["before-all", "first-due", "all-due", "first-paid", "first-paying", "first-missed", "missed-twice",
-         "paid-late-then-due", "redeemed"],
+         "paid-late-then-due", "redeemed", "cured-late"],
 )
 def test_payment_status(state: BondState, now_ms: int, expected: list[str]) -> None:
     assert statuses(state, now_ms) == expected

@@ -113,3 +113,15 @@ def test_a_lapsed_asset_held_by_anyone_but_its_issuer_fails_the_ledger_check() -
     state.lattice = update_lattice(state.lattice, [(key, state.entries.get(key), value)])
     state.entries[key] = value
     assert ledger_problems(state) == [f"{VOUCHER} lapsed, yet 3 accounts besides its issuer hold it"]
+
+
+def test_a_node_whose_state_is_not_the_chains_fails_the_state_check() -> None:
+    cluster = Cluster()
+    checker = make_checker(cluster)
+    block, _ = certified(cluster, 100)
+    checker.blocks[1] = block
+    root = block.header.state_root
+    checker.check_node_states([(0, block.header, root), (1, cluster.genesis.block.header, b"")], 9)
+    assert checker.violations == []
+    checker.check_node_states([(2, block.header, bytes(32))], 9)
+    assert [violation.kind for violation in checker.violations] == ["state"]

@@ -6,13 +6,28 @@ from collections import Counter
 from dataclasses import replace
 
 from mura.chain import codec
+from mura.chain.bond_rules import load_bond_state, load_offering
+from mura.chain.bonds import OfferingStatus
+from mura.chain.keys import verify_signature
 from mura.chain.pending import asset_state_key, frozen_key
 from mura.chain.state import MemoryState
-from mura.chain.transaction import KINDS, Transfer
+from mura.chain.transaction import KINDS, SettleTrade, SpendProceeds, Transfer, trade_payload
 from mura.sim.ledger import make_genesis, validator_keys
 from mura.sim.scenario import draw_scenario
 from mura.sim.simulation import Simulation, run_scenario
-from mura.sim.workload import BOND, CLIENT_KEYS, NAC, TREASURY, VOUCHER, Plan, TransactionSigner, next_transactions
+from mura.sim.workload import (
+    BOND,
+    CHAIN_ID,
+    CLIENT_KEYS,
+    NAC,
+    PAYING,
+    ROAD,
+    TREASURY,
+    VOUCHER,
+    Plan,
+    TransactionSigner,
+    next_transactions,
+)
 
 
 def test_the_seed_draws_the_plan() -> None:
@@ -34,6 +49,10 @@ def test_final_chains_carry_every_kind_and_an_expiry() -> None:
     for kind in KINDS:
         assert totals[kind] > 0, kind
     assert totals["expired_assets"] == len(seeds)
+    # The village's bond: offerings allotted (some oversubscribed), coupons and redemptions
+    # paid (some late, after the treasury topped the paying account up).
+    for figure in ("offerings_oversubscribed", "bond_payments_late", "bonds_redeemed"):
+        assert totals[figure] > 0, figure
 
 
 def test_vouchers_move_until_they_lapse_and_bonds_only_between_approved_holders() -> None:
@@ -72,3 +91,46 @@ def test_a_frozen_client_neither_sends_nor_receives_its_coin() -> None:
         body = transaction.body
         if isinstance(body, Transfer) and body.asset == NAC:
             assert frozen not in (transaction.sender, body.recipient)
+
+
+def test_residents_subscribe_for_more_than_is_on_sale_and_trade_what_they_were_allotted() -> None:
+    simulation = Simulation(draw_scenario(3))
+    assert simulation.run().violations == []
+    state = simulation.checker.final_state
+    assert state is not None
+    offering = load_offering(state, ROAD)
+    assert offering is not None and offering.status is OfferingStatus.SETTLED
+    assert offering.subscribed > offering.units == offering.allotted
+    residents = {CLIENT_KEYS[client].public_key for client in range(1, len(CLIENT_KEYS))}
+    trades = [
+        (transaction.sender, transaction.body)
+        for block in simulation.checker.blocks.values()
+        for transaction in block.transactions
+        if isinstance(transaction.body, SettleTrade)
+    ]
+    assert trades
+    for sender, trade in trades:
+        assert {trade.seller, trade.buyer} <= residents and sender in (trade.seller, trade.buyer)
+        counterparty = trade.buyer if sender == trade.seller else trade.seller
+        assert verify_signature(counterparty, trade.counterparty_signature, trade_payload(CHAIN_ID, trade))
+    records = load_bond_state(state, ROAD).records
+    assert [record.index for record in records] == [0, 1, 2]
+    assert sum(record.amount for record in records[:2]) > 0 and state.load_asset_state(ROAD).supply == 0
+
+
+def test_a_missed_payment_is_topped_up_by_the_treasury_and_paid_late() -> None:
+    """A plan whose paying account holds too little for the first coupon."""
+    seed = next(seed for seed in range(100) if Plan.draw(seed).road.paying_funds < 10_000)
+    simulation = Simulation(replace(draw_scenario(seed), payments_per_block=None))
+    assert simulation.run().violations == []
+    state = simulation.checker.final_state
+    assert state is not None
+    records = load_bond_state(state, ROAD).records
+    assert records and records[0].late
+    top_ups = [
+        transaction.body
+        for block in simulation.checker.blocks.values()
+        for transaction in block.transactions
+        if isinstance(transaction.body, (Transfer, SpendProceeds)) and transaction.body.recipient == PAYING
+    ]
+    assert top_ups
