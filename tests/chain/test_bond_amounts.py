@@ -586,3 +586,33 @@ def test_a_coupon_whose_start_waits_for_room_goes_to_the_holders_before_its_time
         250,
         0,
     )
+
+
+def test_two_bonds_missed_from_one_paying_account_are_both_paid_late_once_it_covers_them() -> None:
+    # Both bonds pay 25 a unit at 180 days from one paying account, emptied before: 10 units of A
+    # (250) and 4 units of B (100) are missed. 349 arrive: A is made (its id comes first), B still
+    # waits; one more yen and B is made too. Each holder is paid once.
+    chain = BondChain()
+    for bond in ("BOND-A", "BOND-B"):
+        issue_paid_by(chain, PAYING, bond)
+    resident = RESIDENTS[0].public_key
+    chain.seal([chain.sign(VILLAGE, ApproveHolder(bond, resident)) for bond in ("BOND-A", "BOND-B")])
+    chain.seal(
+        [chain.sign(VILLAGE, Transfer(bond, resident, units)) for bond, units in (("BOND-A", 10), ("BOND-B", 4))]
+    )
+    chain.run(PAYING, Transfer(SETTLEMENT, VILLAGE.public_key, chain.balance(PAYING.public_key, SETTLEMENT)))
+    before = chain.balance(resident, SETTLEMENT)
+    chain.seal(at_ms=GENESIS_TIME_MS + 180 * DAY_MS)
+    assert [chain.bond_state(bond).missed_ms for bond in ("BOND-A", "BOND-B")] == [GENESIS_TIME_MS + 180 * DAY_MS] * 2
+    chain.run(VILLAGE, Transfer(SETTLEMENT, PAYING.public_key, 349))
+    chain.seal()
+    assert [chain.bond_state(bond).next_payment for bond in ("BOND-A", "BOND-B")] == [1, 0]
+    assert chain.balance(resident, SETTLEMENT) == before + 250
+    chain.run(VILLAGE, Transfer(SETTLEMENT, PAYING.public_key, 1))
+    chain.seal()
+    records = [chain.bond_state(bond).records for bond in ("BOND-A", "BOND-B")]
+    assert [(r[0].late, r[0].amount, r[0].holders) for r in records] == [(True, 250, 1), (True, 100, 1)]
+    assert chain.balance(resident, SETTLEMENT) == before + 350
+    assert chain.balance(PAYING.public_key, SETTLEMENT) == 0
+    paid = [(event.bond, event.index, event.holder) for changes in chain.changes for event in changes.events]
+    assert sorted(paid) == [("BOND-A", 0, resident), ("BOND-B", 0, resident)]

@@ -36,7 +36,6 @@ seconds; raise it for a longer search).
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 from dataclasses import dataclass, field, replace
@@ -200,15 +199,6 @@ class ModelBond:
         return min(times, default=None)
 
 
-def missed_in_turn(bonds: list[str], height: int) -> list[str]:
-    """Missed bonds in the order the chain looks at them: by id (as state keys order them: the
-    id's length, then the id), from the first after a two-byte place the height's hash picks,
-    wrapping round."""
-    keyed = sorted((bytes([len(name)]) + name.encode(), name) for name in bonds)
-    start = hashlib.sha256(height.to_bytes(8, "big")).digest()[:2]
-    return [name for key, name in keyed if key > start] + [name for key, name in keyed if key <= start]
-
-
 def allotment(units: int, requests: list[int]) -> list[int]:
     """Each request's exact pro-rata quota, floored; the units left go one each to the largest
     fractional parts, the earlier request first among equals."""
@@ -263,10 +253,11 @@ class Model:
         """First the steps queued at times the block reaches, soonest first, then by id, within
         ``per_block`` (holders visited, subscriptions allotted); then, within a budget of their
         own, the bonds whose payment was missed before this block and whose paying account now
-        covers it, in id order from a place the height picks."""
+        covers it, in id order (as state keys order ids: by length, then the id; with so few
+        missed bonds the chain looks at every one in each block)."""
         events: list[PaymentEvent] = []
         scheduled = sorted((time_ms, name) for name, bond in self.bonds.items() for time_ms in bond.queue)
-        missed = missed_in_turn([name for name, bond in self.bonds.items() if bond.missed], height)
+        missed = sorted((len(name), name) for name, bond in self.bonds.items() if bond.missed)
         budget = self.per_block
         for time_ms, name in scheduled:
             if time_ms > now or budget <= 0:
@@ -275,12 +266,16 @@ class Model:
             if time_ms in bond.queue:
                 budget -= self.advance(bond, budget, time_ms, now, height, events)
         budget = self.per_block
-        for name in missed:
+        made = 0
+        for _, name in missed:
             if budget <= 0:
                 break
             bond = self.bonds[name]
             if bond.missed and self.balance(SETTLEMENT, bond.paying) >= self.reserve(bond)[1]:
                 budget -= self.advance(bond, budget, None, now, height, events)
+                made += 1
+        if made > 1:
+            event("two missed payments made in one block")
         return events
 
     def advance(
@@ -661,7 +656,7 @@ class BondModel(RuleBasedStateMachine):
         first_s=st.sampled_from([10, 30, 60]),
         spacing_s=st.sampled_from([5, 15, 30]),
         maturity_s=st.sampled_from([0, 10]),
-        payer=st.integers(0, len(PAYERS) - 1),
+        payer=st.sampled_from([0, 0, 1]),
         restricted=st.booleans(),
     )
     def issue_bond(
