@@ -18,7 +18,10 @@ decides itself which transactions the rules let through. After every block:
   the end) and a bond's only by the redemption's burns;
 - the payment events of the block are exactly the model's: each holder paid its own
   share (units held at the end of the block before the payment started, times the
-  rule, floored per holder), in account order, no holder paid twice for one payment;
+  rule, floored per holder), in account order, no holder paid twice for one payment.
+  (A payment whose start waits for room in the budget starts after its time, on the
+  holders then: ``test_bond_amounts`` has that as an expected failure; the model
+  follows the chain there until it changes.)
 - each bond's schedule state and records (late, units, holders, amount, retained)
   equal the model's: a payment the paying account cannot cover is missed, made at the
   first block after the paying account covers it, and then shows as late, as does a
