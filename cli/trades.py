@@ -213,7 +213,6 @@ def offer_rows(offer: TradeOffer, settlement: AssetInfo, prefix: str) -> Rows:
         ("deadline", format_time(trade.deadline_ms)),
         ("reference", "0x" + trade.reference.hex()),
         ("signed by", offer.signed_by),
-        ("you", _your_side(offer, settlement)),
     ]
 
 
@@ -326,7 +325,7 @@ def accept(session: Session, key_file: str, offer_file: str, yes: bool, wait: bo
         raise CommandError(f"the offer names {offer.settlement} as payment, but {found['id']} is paid in "
                            f"{found['settlement']}", EXIT_USAGE)
     settlement = settlement_asset(found)
-    terms = offer_rows(offer, settlement, prefix)
+    terms = [*offer_rows(offer, settlement, prefix), ("you", _your_side(offer, settlement))]
     _confirm(session, terms, yes=yes)
     submit(session, key_file, lambda status: offer.trade, wait=wait, timeout=timeout, nonce=nonce,
            rows=bond_rows(settlement))
