@@ -555,18 +555,13 @@ def test_an_allotment_that_waits_for_room_keeps_the_money_in_escrow_until_the_ne
     assert received == [250 + 250, 500, 750]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a payment whose start waits for room in the block budget is made to the holders when it starts, "
-    "not to those at the end of the block before its time: units sold in between carry the coupon to the buyer",
-)
 def test_a_coupon_whose_start_waits_for_room_goes_to_the_holders_before_its_time(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Three steps a block. At 180 days BOND-A (smaller id, same time) starts its coupon and pays two of
     # its six holders: the budget is spent, BOND-B's coupon waits. In that block resident 5 sells its
     # 10 units of BOND-B to resident 6. The coupon, 10 * 25 = 250, belongs to resident 5, who held the
-    # units at the end of the block before the coupon's time.
+    # units at the end of the block before the coupon's time: the sale is refused until it is paid.
     monkeypatch.setattr(bond_rules, "PAYMENTS_PER_BLOCK", 3)
     chain = BondChain()
     for bond in ("BOND-A", "BOND-B"):
@@ -578,7 +573,8 @@ def test_a_coupon_whose_start_waits_for_room_goes_to_the_holders_before_its_time
     seller, buyer = (chain.balance(resident, SETTLEMENT) for resident in residents[5:7])
     coupon = GENESIS_TIME_MS + 180 * DAY_MS
     sale = chain.sign(RESIDENTS[5], Transfer("BOND-B", residents[6], 10))
-    chain.seal([sale], at_ms=coupon)
+    refused = chain.seal([sale], at_ms=coupon)
+    assert [error.rule for _, error in refused] == ["payment_in_progress"]
     for _ in range(5):
         chain.seal(at_ms=coupon)
     assert chain.bond_state("BOND-B").next_payment == 1

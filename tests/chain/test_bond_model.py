@@ -30,8 +30,9 @@ decides itself which transactions the rules let through. After every block:
   soonest first, then missed payments that can now be made; an allotment waits for
   room; no payment starts in the block that allotted its bond);
 - the escrow accounts are empty when no offering or payment is in progress;
-- a bond whose payment is in progress is locked, and a transfer of it is refused
-  with ``payment_in_progress``.
+- a bond whose payment is in progress is locked, and a transfer or trade of it is
+  refused with ``payment_in_progress``, as it is from the first block that reaches a
+  payment's time until the payment is made or missed.
 
 ``MURA_BOND_MODEL_EXAMPLES`` sets how many sequences to run (default 150, some ten
 seconds; raise it for a longer search).
@@ -439,7 +440,7 @@ class Model:
         if isinstance(body, ApproveHolder | RevokeHolder | Freeze | Unfreeze):
             return None
         if isinstance(body, Transfer):
-            return self.transfer_refusal(bond, sender, body.recipient, body.amount)
+            return self.transfer_refusal(bond, sender, body.recipient, body.amount, now)
         if isinstance(body, OpenOffering):
             return self.open_offering_refusal(bond, body, now)
         if isinstance(body, Subscribe):
@@ -468,10 +469,17 @@ class Model:
             return "frozen"
         return None if 0 < body.amount <= self.balance(SETTLEMENT, transaction.sender) else "funds"
 
-    def transfer_refusal(self, bond: ModelBond, sender: bytes, recipient: bytes, units: int) -> str | None:
+    @staticmethod
+    def units_held_still(bond: ModelBond, now: int) -> bool:
+        """A bond's units do not move while a payment is made, nor once its time has come
+        until it is made (unless it was missed)."""
+        due = bond.next_payment < len(bond.times) and bond.times[bond.next_payment] <= now and not bond.missed_ms
+        return bond.payment is not None or due
+
+    def transfer_refusal(self, bond: ModelBond, sender: bytes, recipient: bytes, units: int, now: int) -> str | None:
         if units <= 0:
             return "amount"
-        if bond.payment is not None:
+        if self.units_held_still(bond, now):
             return "locked"
         if self.is_frozen(bond.name, sender) or self.is_frozen(bond.name, recipient):
             return "frozen"
@@ -516,7 +524,7 @@ class Model:
             now > body.deadline_ms,
             trade_payload(CHAIN_ID, body) in self.settled_trades,
             bond.redeemed,
-            bond.payment is not None,
+            self.units_held_still(bond, now),
             not (self.may_hold(bond, seller) and self.may_hold(bond, buyer)),
             any(self.is_frozen(asset, who) for asset in (bond.name, SETTLEMENT) for who in (seller, buyer)),
             body.units > self.balance(bond.name, seller),
