@@ -162,6 +162,9 @@ class AssetState:
     frozen: int = 0
     #: A bond's coupon or redemption is being paid over several blocks: its units do not move.
     locked: bool = False
+    #: A bond's next payment time while it is not in default (0: none, or a plain asset): from
+    #: the first block that reaches it until the payment is made, the units do not move.
+    due_ms: int = 0
 
     def encode(self) -> bytes:
         return codec.encode(
@@ -174,13 +177,14 @@ class AssetState:
                 self.lapse_cursor,
                 self.frozen,
                 self.locked,
+                self.due_ms,
             ]
         )
 
     @classmethod
     def decode(cls, data: bytes) -> AssetState:
-        supply, holders, expired, lapsed, complete, cursor, frozen, locked = codec.read_fields(
-            codec.decode(data), "asset_state", 8
+        supply, holders, expired, lapsed, complete, cursor, frozen, locked, due = codec.read_fields(
+            codec.decode(data), "asset_state", 9
         )
         return cls(
             codec.read_int(supply, "asset_state.supply"),
@@ -191,6 +195,7 @@ class AssetState:
             codec.read_bytes(cursor, "asset_state.lapse_cursor", max_length=PUBLIC_KEY_SIZE),
             codec.read_int(frozen, "asset_state.frozen"),
             codec.read_bool(locked, "asset_state.locked"),
+            codec.read_int(due, "asset_state.due_ms"),
         )
 
 

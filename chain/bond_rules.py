@@ -188,16 +188,12 @@ def validate_not_locked(pending: PendingState, asset: str) -> None:
     time until the chain has paid every holder (or found the paying account short): a
     payment that waits for room in a busy block still pays the holders at the end of the
     block before its time came."""
-    if pending.asset_state(asset).locked:
+    state = pending.asset_state(asset)
+    if state.locked:
         raise PaymentInProgress(
             f"a payment on {asset} is being made: its units move again once every holder is paid", asset=asset
         )
-    terms = load_bond(pending, asset)
-    if terms is None:
-        return
-    state = load_bond_state(pending, asset)
-    index = state.next_payment
-    if index < terms.payment_count and not state.missed_ms and terms.payment_time(index) <= pending.timestamp_ms:
+    if 0 < state.due_ms <= pending.timestamp_ms:
         raise PaymentInProgress(
             f"a payment on {asset} is due and waits for its turn: its units move again once it is made",
             asset=asset,
@@ -328,7 +324,7 @@ def process_issue_bond(pending: PendingState, transaction: Transaction) -> None:
     )
     pending.issue(asset)
     pending.set_balance(issuer, body.asset, body.units)
-    pending.set_asset_state(body.asset, AssetState(supply=body.units))
+    pending.set_asset_state(body.asset, AssetState(supply=body.units, due_ms=terms.payment_time(0)))
     pending.set_entry(bond_key(body.asset), terms.encode())
     pending.set_flag(bond_queue_key(terms.payment_time(0), body.asset), True)
 
@@ -765,6 +761,7 @@ def _start_payment(pending: PendingState, asset: AssetTerms, terms: BondTerms, s
     if pending.balance(terms.paying, terms.settlement) < due:
         if not state.missed_ms:
             _set_bond_state(pending, terms.bond, replace(state, missed_ms=pending.timestamp_ms))
+            _set_due(pending, terms.bond, 0)
             pending.set_entry(missed_key(terms.bond), codec.encode([index, pending.timestamp_ms]))
         return False
     _move(pending, terms.settlement, terms.paying, payment_escrow(terms.bond), due)
@@ -865,6 +862,12 @@ def _finish_payment(pending: PendingState, asset: AssetTerms, terms: BondTerms, 
         ),
     )
     _set_locked(pending, bond, False)
+    _set_due(pending, bond, terms.payment_time(index + 1) if index + 1 < terms.payment_count else 0)
+
+
+def _set_due(pending: PendingState, bond: str, due_ms: int) -> None:
+    state = pending.asset_state(bond)
+    pending.set_asset_state(bond, replace(state, due_ms=due_ms))
 
 
 def _reschedule(pending: PendingState, terms: BondTerms, queued: bytes | None) -> None:
