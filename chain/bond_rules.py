@@ -673,6 +673,9 @@ def _missed_bonds(pending: PendingState) -> list[tuple[str, int]]:
     missed: all of them while they are at most ``MISSED_CHECKS_PER_BLOCK``; when they are
     more, that many in key order from where the last block stopped (``MISSED_CURSOR_KEY``),
     wrapping round, so each is looked at every few blocks."""
+    if not pending.committed_entries_after(MISSED_PREFIX, b"", 1):
+        # No bond in default (the usual case): not even the cursor is read.
+        return []
     cursor = pending.entry(MISSED_CURSOR_KEY) or b""
     limit = MISSED_CHECKS_PER_BLOCK
     entries = pending.committed_entries_after(MISSED_PREFIX, cursor, limit)

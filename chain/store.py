@@ -69,6 +69,9 @@ from mura.chain.pending import (
     ACCOUNT_PREFIX,
     ASSET_PREFIX,
     BALANCE_PREFIX,
+    BOND_QUEUE_PREFIX,
+    EXPIRY_PREFIX,
+    MISSED_PREFIX,
     VALIDATORS_KEY,
     Account,
     StateChanges,
@@ -83,6 +86,8 @@ from mura.chain.state_root import LatticeHash, update_lattice
 from mura.chain.transaction import Transaction, parties
 
 BLOCKS = b"B"
+#: The state tables every block scans from their start.
+_QUEUE_TABLES = frozenset({EXPIRY_PREFIX, BOND_QUEUE_PREFIX, MISSED_PREFIX})
 CERTIFICATES = b"C"
 HEIGHT_BY_HASH = b"H"
 TRANSACTION_LOCATIONS = b"T"
@@ -131,6 +136,9 @@ class Store:
         self._assets: dict[str, AssetTerms] = {}
         self._asset_states: dict[str, AssetState] = {}
         self._asset_ids: list[str] | None = None
+        #: Queue tables every block scans (expiries, bond steps, missed bonds) found empty and
+        #: not written since: a block of plain transfers then reads none of them from LevelDB.
+        self._empty_tables: set[bytes] = set()
         self._head: Header | None = None
         self._lattice: LatticeHash | None = None
         self._validators: tuple[bytes, ...] | None = None
@@ -284,6 +292,8 @@ class Store:
             for asset in changes.assets:
                 bisect.insort(self._asset_ids, asset)
         self._asset_states.update(changes.asset_states)
+        if self._empty_tables:
+            self._empty_tables.difference_update({key[:1] for key, value in changes.entries.items() if value})
 
     # --- state (the StateReader protocol) --------------------------------------------
 
@@ -343,7 +353,7 @@ class Store:
     def load_entries_after(self, prefix: bytes, after: bytes, limit: int) -> list[tuple[bytes, bytes]]:
         start = STATE + prefix + after
         found: list[tuple[bytes, bytes]] = []
-        if limit <= 0:
+        if limit <= 0 or prefix in self._empty_tables:
             return found
         with self.db.iterator(start=start, include_start=not after) as entries:
             for key, value in entries:
@@ -352,6 +362,8 @@ class Store:
                 found.append((key[len(STATE) + len(prefix) :], value))
                 if len(found) >= limit:
                     break
+        if not found and not after and prefix in _QUEUE_TABLES:
+            self._empty_tables.add(prefix)
         return found
 
     def load_holders_after(self, asset: str, after: bytes, limit: int) -> list[tuple[bytes, int]]:
