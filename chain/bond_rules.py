@@ -51,22 +51,20 @@ from mura.chain.checks import (
     validate_approved,
     validate_asset,
     validate_funds,
+    validate_new_asset,
     validate_not_chain_account,
     validate_not_frozen,
 )
 from mura.chain.errors import (
     AlreadySubscribed,
-    AssetExists,
     BadCounterpartySignature,
     BadPayingConsent,
     BondRedeemed,
-    InvalidAssetId,
     InvalidBondTerms,
     InvalidOfferingTerms,
     InvalidPurpose,
     NoOffering,
     NotABond,
-    NotAnIssuer,
     NotAssetIssuer,
     NotProceedsAccount,
     NotSubscribed,
@@ -88,12 +86,12 @@ from mura.chain.pending import (
     MISSED_PREFIX,
     SUBSCRIPTION_PREFIX,
     PendingState,
-    Role,
     StateReader,
     bond_key,
     bond_queue_key,
     bond_state_key,
     decode_balance,
+    issue,
     missed_key,
     offering_key,
     proceeds_use_key,
@@ -207,13 +205,7 @@ def validate_issue_bond(pending: PendingState, transaction: Transaction) -> None
     """An account with the issuer role issues a bond under a new, valid id, with terms in
     bounds (each named by ``invalid_bond_terms``'s ``field``)."""
     body = cast(IssueBond, transaction.body)
-    if Role.ISSUER not in pending.account(transaction.sender).roles:
-        raise NotAnIssuer("only an account with the issuer role may issue a bond")
-    problem = asset_id_problem(body.asset)
-    if problem is not None:
-        raise InvalidAssetId(problem, asset=body.asset)
-    if pending.asset(body.asset) is not None:
-        raise AssetExists(f"asset {body.asset} already exists", asset=body.asset)
+    validate_new_asset(pending, transaction.sender, body.asset, "a bond")
     field, problem = _bond_terms_problem(pending, body)
     if problem is not None:
         raise InvalidBondTerms(problem, field=field)
@@ -322,9 +314,8 @@ def process_issue_bond(pending: PendingState, transaction: Transaction) -> None:
         use_of_proceeds=body.use_of_proceeds,
         green=body.green,
     )
-    pending.issue(asset)
-    pending.set_balance(issuer, body.asset, body.units)
-    pending.set_asset_state(body.asset, AssetState(supply=body.units, due_ms=terms.payment_time(0)))
+    issue(pending, asset, [(issuer, body.units)])
+    _set_due(pending, body.asset, terms.payment_time(0))
     pending.set_entry(bond_key(body.asset), terms.encode())
     pending.set_flag(bond_queue_key(terms.payment_time(0), body.asset), True)
 

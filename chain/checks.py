@@ -9,6 +9,7 @@ from mura.chain.assets import MAX_MEMO_BYTES, AssetTerms, asset_id_problem
 from mura.chain.bonds import is_chain_account
 from mura.chain.errors import (
     AccountFrozen,
+    AssetExists,
     ChainAccountRecipient,
     HolderNotApproved,
     InsufficientBalance,
@@ -16,12 +17,13 @@ from mura.chain.errors import (
     MemoNotPrintable,
     MemoTooLong,
     NonPositiveAmount,
+    NotAnIssuer,
     NotAssetIssuer,
     NotRegistrar,
     SupplyOverflow,
     UnknownAsset,
 )
-from mura.chain.pending import MAX_SUPPLY, PendingState
+from mura.chain.pending import MAX_SUPPLY, PendingState, Role
 
 
 def validate_amount(amount: int) -> None:
@@ -106,3 +108,14 @@ def validate_not_chain_account(address: bytes, role: str) -> None:
         raise ChainAccountRecipient(
             f"the {role} is a chain account, which receives only from the chain itself", account=address.hex()
         )
+
+
+def validate_new_asset(pending: PendingState, issuer: bytes, asset: str, what: str) -> None:
+    """An account with the issuer role issues ``what`` (an asset, a bond) under a new, valid id."""
+    if Role.ISSUER not in pending.account(issuer).roles:
+        raise NotAnIssuer(f"only an account with the issuer role may issue {what}")
+    problem = asset_id_problem(asset)
+    if problem is not None:
+        raise InvalidAssetId(problem, asset=asset)
+    if pending.asset(asset) is not None:
+        raise AssetExists(f"asset {asset} already exists", asset=asset)

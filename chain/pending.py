@@ -35,7 +35,7 @@ state root commits to every entry (see ``state_root``).
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -474,6 +474,19 @@ class PendingState:
             state_root=lattice.root(),
             events=tuple(self.events),
         )
+
+
+def issue(pending: PendingState, terms: AssetTerms, allocations: Iterable[tuple[bytes, int]]) -> None:
+    """Create ``terms``' asset, crediting each allocation (the supply is their sum), and
+    queue its expiry."""
+    pending.issue(terms)
+    supply = 0
+    for address, amount in allocations:
+        pending.set_balance(address, terms.asset, pending.balance(address, terms.asset) + amount)
+        supply += amount
+    pending.set_asset_state(terms.asset, AssetState(supply=supply))
+    if terms.expiry_ms:
+        pending.set_flag(expiry_key(terms.expiry_ms, terms.asset), True)
 
 
 # A zero or empty value is an absent entry, so the empty state has the empty lattice.

@@ -18,7 +18,6 @@ from typing import cast
 
 from mura.chain.assets import (
     MAX_DECIMALS,
-    AssetState,
     AssetTerms,
     TransferPolicy,
     asset_id_problem,
@@ -57,24 +56,22 @@ from mura.chain.checks import (
     validate_asset_issuer,
     validate_funds,
     validate_memo,
+    validate_new_asset,
     validate_not_chain_account,
     validate_not_frozen,
     validate_registrar,
 )
 from mura.chain.errors import (
-    AssetExists,
     AssetExpired,
     AssetNotReissuable,
     BadSignature,
     BlockTooLarge,
     DuplicateTransactionInBlock,
-    InvalidAssetId,
     InvalidAssetTerms,
     InvalidBlockTransaction,
     InvalidTransaction,
     NonceTooHigh,
     NonceTooLow,
-    NotAnIssuer,
     StateRootMismatch,
     SupplyCapExceeded,
     SupplyOverflow,
@@ -100,6 +97,7 @@ from mura.chain.pending import (
     approval_key,
     expiry_key,
     frozen_key,
+    issue,
 )
 from mura.chain.transaction import (
     KINDS,
@@ -392,13 +390,7 @@ def validate_issue_asset(pending: PendingState, transaction: Transaction) -> Non
     fixed), a cap only on a reissuable asset and not below the initial supply, and an
     expiry time, if any, after the block's timestamp."""
     body = cast(IssueAsset, transaction.body)
-    if Role.ISSUER not in pending.account(transaction.sender).roles:
-        raise NotAnIssuer("only an account with the issuer role may issue an asset")
-    problem = asset_id_problem(body.asset)
-    if problem is not None:
-        raise InvalidAssetId(problem, asset=body.asset)
-    if pending.asset(body.asset) is not None:
-        raise AssetExists(f"asset {body.asset} already exists", asset=body.asset)
+    validate_new_asset(pending, transaction.sender, body.asset, "an asset")
     problem_field, problem = _terms_problem(body, pending.timestamp_ms)
     if problem is not None:
         raise InvalidAssetTerms(problem, field=problem_field)
@@ -440,19 +432,6 @@ def process_issue_asset(pending: PendingState, transaction: Transaction) -> None
         expiry_ms=body.expiry_ms,
     )
     issue(pending, terms, [(transaction.sender, body.supply)] if body.supply else [])
-
-
-def issue(pending: PendingState, terms: AssetTerms, allocations: Iterable[tuple[bytes, int]]) -> None:
-    """Create ``terms``' asset, crediting each allocation (the supply is their sum), and
-    queue its expiry."""
-    pending.issue(terms)
-    supply = 0
-    for address, amount in allocations:
-        pending.set_balance(address, terms.asset, pending.balance(address, terms.asset) + amount)
-        supply += amount
-    pending.set_asset_state(terms.asset, AssetState(supply=supply))
-    if terms.expiry_ms:
-        pending.set_flag(expiry_key(terms.expiry_ms, terms.asset), True)
 
 
 def validate_registrar_action(pending: PendingState, transaction: Transaction) -> None:
