@@ -28,6 +28,7 @@ from mura.cli.session import (
     Session,
     format_time,
     node_errors,
+    poll_until,
     render_columns,
 )
 from mura.cli.submit import signing_options, submit, transaction_rows
@@ -39,7 +40,6 @@ from mura.rpc.wallet import AssetInfo, format_amount
 #: Whole units of a bond, as an option or argument takes them: 1 to the largest amount.
 UNITS = click.IntRange(1, MAX_INT)
 #: Seconds between two looks at the chain while ``mura bond wait`` waits.
-WAIT_POLL_SECONDS = 0.5
 
 LIMIT_OPTION = click.option("--limit", type=click.IntRange(1, MAX_PAGE), default=DEFAULT_PAGE, show_default=True,
                       help=f"Most rows to show (at most {MAX_PAGE}).")
@@ -312,12 +312,19 @@ def wait(session: Session, bond_id: str, allotted: bool, payment: int | None, re
     index = len(found["payments"]) - 1 if redeemed else int(payment or 0)
     if index >= len(found["payments"]):
         raise CommandError(f"{found['id']} has payments 0 to {len(found['payments']) - 1}", EXIT_USAGE)
-    while found["payments"][index]["record"] is None:
-        if time.monotonic() >= deadline:
-            state = found["payments"][index]["status"]
-            raise CommandError(f"payment {index} of {found['id']} not made within {timeout:g} s: it is {state}")
-        time.sleep(WAIT_POLL_SECONDS)
-        found = find_bond(session, found["id"])
+    latest = found
+
+    def payment_made() -> dict[str, Any] | None:
+        nonlocal latest
+        latest = find_bond(session, latest["id"])
+        return latest if latest["payments"][index]["record"] is not None else None
+
+    found = poll_until(
+        payment_made,
+        deadline=deadline,
+        timed_out=lambda: f"payment {index} of {latest['id']} not made within {timeout:g} s: it is "
+        f"{latest['payments'][index]['status']}",
+    )
     made = found["payments"][index]
     settlement = settlement_asset(found)
     record = made["record"]
@@ -335,15 +342,19 @@ def wait(session: Session, bond_id: str, allotted: bool, payment: int | None, re
 
 
 def _wait_allotted(session: Session, bond_id: str, deadline: float, timeout: float) -> None:
-    while True:
-        found = call_bond(session, "offering_get", bond_id, None, None, 1)
-        offering = found["offering"]
-        if offering["status"] != "open":
-            break
-        if time.monotonic() >= deadline:
-            raise CommandError(f"the offering of {bond_id} was not allotted within {timeout:g} s; it closes at "
-                               f"{format_time(offering['end_ms'])}")
-        time.sleep(WAIT_POLL_SECONDS)
+    latest: dict[str, Any] = {}
+
+    def allotted() -> dict[str, Any] | None:
+        latest.update(call_bond(session, "offering_get", bond_id, None, None, 1))
+        return latest if latest["offering"]["status"] != "open" else None
+
+    found = poll_until(
+        allotted,
+        deadline=deadline,
+        timed_out=lambda: f"the offering of {bond_id} was not allotted within {timeout:g} s; it closes at "
+        f"{format_time(latest['offering']['end_ms'])}",
+    )
+    offering = found["offering"]
     settlement = settlement_asset(found)
     rows: Rows = [("bond", bond_id), ("offering", offering["status"]), ("block", offering["settled_height"])]
     if offering["status"] == "settled":

@@ -36,12 +36,14 @@ from mura.cli.inputs import (
 from mura.cli.offerings import offering
 from mura.cli.session import (
     EXIT_USAGE,
+    WAIT_POLL_SECONDS,
     CommandError,
     MuraCommand,
     MuraGroup,
     Rows,
     Session,
     format_time,
+    poll_until,
     quoted,
     render_columns,
 )
@@ -54,7 +56,6 @@ from mura.rpc.params import MAX_HEIGHT, MAX_PAGE
 #: Asset ids ``mura status`` lists before it only counts the rest.
 _SHOWN_ASSETS = 10
 #: Seconds between two looks at the chain while ``mura wait`` waits.
-_WAIT_POLL_SECONDS = 0.5
 
 
 def _version() -> str:
@@ -399,22 +400,20 @@ def wait(session: Session, height: int | None, until: str | None, lapsed_asset: 
         if time.monotonic() >= deadline:
             wanted = f"height {height}" if height is not None else f"time {format_time(cast(int, target_ms))}"
             raise CommandError(f"the chain did not reach {wanted} within {timeout:g} s; its final height is {head}")
-        time.sleep(_WAIT_POLL_SECONDS)
+        time.sleep(WAIT_POLL_SECONDS)
 
 
 def _wait_lapsed(session: Session, asset_id: str, deadline: float, timeout: float) -> None:
-    while True:
-        found = session.call("asset_get", asset_id)
-        if found["lapse_complete"]:
-            rows: Rows = [("asset", found["id"]), ("expired", "yes"), ("lapsed", show_units(found["lapsed"],
-                          session.asset(asset_id), asset_id))]
-            session.show(found, rows)
-            return
-        if not found["expiry_ms"]:
+    def lapsed() -> dict[str, Any] | None:
+        found: dict[str, Any] = session.call("asset_get", asset_id)
+        if not found["lapse_complete"] and not found["expiry_ms"]:
             raise CommandError(f"{asset_id} has no expiry time: it never lapses")
-        if time.monotonic() >= deadline:
-            raise CommandError(f"{asset_id} has not lapsed within {timeout:g} s")
-        time.sleep(_WAIT_POLL_SECONDS)
+        return found if found["lapse_complete"] else None
+
+    found = poll_until(lapsed, deadline=deadline, timed_out=lambda: f"{asset_id} has not lapsed within {timeout:g} s")
+    rows: Rows = [("asset", found["id"]), ("expired", "yes"), ("lapsed", show_units(found["lapsed"],
+                  session.asset(asset_id), asset_id))]
+    session.show(found, rows)
 
 
 def _first_reaching(

@@ -9,11 +9,12 @@ import json
 import os
 import shlex
 import sys
+import time
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -262,3 +263,18 @@ def format_time(timestamp_ms: int) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{timestamp_ms % 1000:03d} UTC"
 
 
+#: How often a command that waits asks the node again.
+WAIT_POLL_SECONDS = 0.5
+_Found = TypeVar("_Found")
+
+
+def poll_until(ask: Callable[[], _Found | None], *, deadline: float, timed_out: Callable[[], str]) -> _Found:
+    """Ask the node until ``ask`` finds what is waited for (not None), every
+    ``WAIT_POLL_SECONDS``; past ``deadline`` (``time.monotonic()``), refuse with ``timed_out()``."""
+    while True:
+        found = ask()
+        if found is not None:
+            return found
+        if time.monotonic() >= deadline:
+            raise CommandError(timed_out())
+        time.sleep(WAIT_POLL_SECONDS)
