@@ -73,7 +73,16 @@ def _choice(*options: str) -> Callable[[Any], str | None]:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("data_dir", str, "data", "directory of the node's LevelDB (relative to the config file)"),
-    Setting("key_file", str, "node.key", "the validator's key file (relative to the config file)"),
+    Setting(
+        "role", str, "validator",
+        "validator: votes while its key is in the validator set of the height being decided, and follows "
+        "without a vote until it is; observer: never votes, refuses to start with a key of the current set",
+        _choice("validator", "observer"),
+    ),
+    Setting(
+        "key_file", str, "node.key",
+        "the node's key file (relative to the config file): a validator's signing key, or an observer's peer identity",
+    ),
     Setting(
         "vote_record", str, "",
         "directory of the validator's vote record, kept apart from data_dir so that wiping the chain's "
@@ -81,8 +90,16 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("genesis_file", str, "genesis.json", "the network's genesis file (relative to the config file)"),
     Setting("p2p.listen", str, "127.0.0.1:9700", "address peers connect to", _host_port),
-    Setting("p2p.peers", list, [], "peers to dial as KEYHEX@host:port; empty: every other validator in genesis"),
-    Setting("p2p.observers", list, [], "public keys (hex) of non-validator nodes admitted as peers", _public_keys),
+    Setting(
+        "p2p.peers", list, [],
+        "peers to dial as KEYHEX@host:port; empty: every other validator of the current set, at the address "
+        "the chain's state records for it (a validator listed here is dialed at the address given instead)",
+    ),
+    Setting(
+        "p2p.observers", list, [],
+        "public keys (hex) of observer nodes admitted as peers besides the validators; a validator pushes each "
+        "final block to the observers linked to it", _public_keys,
+    ),
     Setting(
         "p2p.max_frame_bytes", int, 10 * 1024 * 1024,
         "largest peer frame accepted (the largest message is a block of at most 8 MiB with the votes "
@@ -325,8 +342,8 @@ def argument_parser(*, prog: str = "python -m mura.node", require_config: bool =
     parser = _OneLineErrorParser(
         prog=prog,
         usage=f"%(prog)s {'--config FILE' if require_config else '[--config FILE]'} [--SETTING VALUE ...]",
-        description="Run a Mura validator node until SIGINT or SIGTERM. Every setting can be given in the "
-        "config file or as a flag below; a flag overrides the file, the file overrides the default.",
+        description="Run a Mura node (a validator, or an observer) until SIGINT or SIGTERM. Every setting can be "
+        "given in the config file or as a flag below; a flag overrides the file, the file overrides the default.",
     )
     parser.add_argument(
         "--config", type=Path, required=require_config, metavar="FILE",

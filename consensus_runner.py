@@ -46,6 +46,7 @@ from mura.consensus.messages import (
 )
 from mura.consensus.replica import Replica
 from mura.consensus.votes import VoteRecord
+from mura.observers import CertifiedHeights
 from mura.p2p.block_service import BlockService
 from mura.p2p.inbox import ConsensusInbox
 from mura.p2p.network import Network
@@ -105,8 +106,10 @@ class WallClock:
 
 class NetworkTransport:
     """The driver's ``Transport`` over the peer network: frames are queued per link (a
-    send returns at once); final blocks for a validator that is behind are served in a
-    task of its own, one at a time per validator."""
+    send returns at once), and broadcasts go to the validators of the replica's height
+    and the next only (other linked peers, observers, are pushed final blocks instead:
+    see ``mura.observers``); final blocks for a validator that is behind are served in
+    a task of its own, one at a time per validator."""
 
     def __init__(self, *, network: Network, replica: Replica, block_service: BlockService) -> None:
         self.network = network
@@ -121,15 +124,26 @@ class NetworkTransport:
         validators by their index there."""
         return self.replica.validators.keys
 
+    def takes_part(self, peer: bytes) -> bool:
+        """Whether ``peer`` is a validator of the replica's height or the next: one added
+        by the last change may already work on the height it joins at."""
+        replica = self.replica
+        return peer in replica.validators.indexes or peer in replica.verifier_at(replica.height + 1).validators.indexes
+
+    def _outsiders(self) -> list[bytes]:
+        """Linked peers that take no part in deciding the heights in progress."""
+        return [peer for peer in self.network.connected_peers() if not self.takes_part(peer)]
+
     def broadcast(self, message: Message) -> None:
-        self._queue(message, lambda data: self.network.broadcast(CONSENSUS_KIND, data))
+        outsiders = self._outsiders()
+        self._queue(message, lambda data: self.network.broadcast(CONSENSUS_KIND, data, exclude=outsiders))
 
     def send(self, validator: int, message: Message) -> None:
         peer = self.validators[validator]
         self._queue(message, lambda data: self.network.send(peer, CONSENSUS_KIND, data))
 
     def relay(self, message: Message, exclude: frozenset[int]) -> None:
-        excluded = [self.validators[index] for index in exclude]
+        excluded = [self.validators[index] for index in exclude] + self._outsiders()
         self._queue(message, lambda data: self.network.broadcast(CONSENSUS_KIND, data, exclude=excluded))
 
     def _queue(self, message: Message, queue: Callable[[bytes], object]) -> None:
@@ -164,7 +178,9 @@ class NetworkTransport:
 
 class NodeReports:
     """The driver's ``Reports`` in the node: tx_wait calls woken, metrics, the progress
-    log, equivocations kept and logged, the double-sign check's state logged."""
+    log, equivocations kept and logged, the double-sign check's state logged, and
+    ``after_final`` told of each final block (pushes to observers, links following the
+    validator set)."""
 
     def __init__(
         self,
@@ -175,9 +191,14 @@ class NodeReports:
         metrics: Metrics,
         progress: ProgressLog,
         double_sign_check_heights: int,
+        after_final: Callable[[Block], None] | None = None,
     ) -> None:
         #: Read when a block is final: whether this node took part in deciding it.
         self.replica = replica
+        self.store = store
+        self._after_final = after_final
+        #: The highest height seen final elsewhere (see ``mura.observers``).
+        self.certified = CertifiedHeights(replica.check_certificate, lambda: store.height)
         self.finality = finality
         self.metrics = metrics
         self.progress = progress
@@ -196,6 +217,14 @@ class NodeReports:
         self._head_timestamp_ms = block.header.timestamp_ms
         self.certified_view = certificate.view
         self._log_final(block, certificate.view)
+        if self._after_final is not None:
+            self._after_final(block)
+
+    def highest_known_height(self) -> int:
+        """The highest height known final somewhere: this node's own, one below a height a
+        validator was seen working on, or one a validator sent with a valid certificate."""
+        seen = self.replica.catch_up.highest_seen - 1
+        return max(self.store.height, seen, self.certified.highest)
 
     def _log_final(self, block: Block, view: int) -> None:
         """Tell the progress log; the time from the proposal means something only when this
@@ -204,14 +233,13 @@ class NodeReports:
         replica = self.replica
         prepared = None if replica.index is None else replica.log.prepares.vote_of(view, replica.index)
         took_part = prepared is not None and prepared.block_hash == block.hash
-        highest_seen = replica.catch_up.highest_seen
         self.progress.final_block(
             time.monotonic(),
             height=block.height,
             transactions=len(block.transactions),
             view=view,
             latency_ms=max(0, now_ms() - block.header.timestamp_ms) if took_part else None,
-            target=max(block.height, highest_seen - 1),
+            target=max(block.height, self.highest_known_height()),
         )
 
     def equivocation(self, evidence: Equivocation) -> None:
@@ -303,11 +331,9 @@ class ConsensusRunner:
         """The peer's index in the validator set of the replica's height (None: none)."""
         return self.replica.validators.indexes.get(peer)
 
-    def _takes_part(self, peer: bytes) -> bool:
-        """Whether ``peer`` is a validator of the replica's height or the next: one added
-        by the last change may already work on the height it joins at."""
-        replica = self.replica
-        return peer in replica.validators.indexes or peer in replica.verifier_at(replica.height + 1).validators.indexes
+    def takes_part(self, peer: bytes) -> bool:
+        """Whether ``peer`` is a validator of the replica's height or the next."""
+        return self.transport.takes_part(peer)
 
     @property
     def progress(self) -> ProgressLog:
@@ -365,7 +391,7 @@ class ConsensusRunner:
         if message_tag(raw) is Tag.BLOCK_REQUEST:
             await self._on_block_request(peer, decode_message(raw))
             return
-        if not self._takes_part(peer):
+        if not self.takes_part(peer):
             # An observer (or a validator removed, or not yet added) follows final blocks:
             # it asks for them, and has no other part in consensus.
             raise InvalidMessageSender("consensus messages are taken from validators only")
@@ -373,7 +399,10 @@ class ConsensusRunner:
         digest = self.inbox.repeated(raw, now)
         if digest is None:
             return
-        if self.post_message(peer, decode_message(raw), len(raw)):
+        message = decode_message(raw)
+        if isinstance(message, FinalBlock):
+            self.reports.certified.note(message)
+        if self.post_message(peer, message, len(raw)):
             self.inbox.remember(digest, now)
 
     async def _on_block_request(self, peer: bytes, message: Message) -> None:
@@ -521,7 +550,7 @@ class ConsensusRunner:
             await asyncio.sleep(PROGRESS_CHECK_SECONDS)
             connected = set(self.network.connected_peers())
             facts = consensus_facts(
-                self.replica, self.names, connected, final_height=self.replica.application.final_height()
+                self.replica, self.names, connected, highest_known=self.reports.highest_known_height()
             )
             self.progress.check(time.monotonic(), facts)
 

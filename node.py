@@ -1,12 +1,15 @@
 """The composition root: config -> store -> application -> replica and driver -> p2p -> rpc.
 
 ``python node.py --config node.toml`` (or ``python -m mura.node``) runs one
-validator until SIGINT or SIGTERM. Everything the node does is decided by the
+node until SIGINT or SIGTERM: a validator, or an observer (``role``) that
+follows the chain without a vote. Everything the node does is decided by the
 modules it wires together: ``config`` (settings), ``application`` (the ledger
 the replica orders blocks for), ``consensus_runner`` (the driver's clock,
 transport and reports, and the consensus task), ``admission`` (transactions in
-from wallets and peers). This module makes each part once, in order, and starts
-and stops them.
+from wallets and peers), ``observers`` (what a node that does not vote needs,
+and what validators push to it), ``peer_set`` (the peers, following the
+validator set). This module makes each part once, in order, and starts and
+stops them.
 """
 
 from __future__ import annotations
@@ -42,16 +45,18 @@ from mura.config import (
 from mura.consensus.config import ReplicaConfig
 from mura.consensus.replica import Replica
 from mura.consensus.serving import BlockServer
-from mura.consensus.votes import StoredVoteRecord
+from mura.consensus.votes import StoredVoteRecord, VoteRecord
 from mura.consensus_runner import CONSENSUS_KIND, ConsensusRunner, NodeReports, progress_log
 from mura.genesis.format import Genesis, genesis_block, load_genesis
 from mura.logs import configure_logging
+from mura.observers import OBSERVER_ROLE, VALIDATOR_ROLE, FinalBlockPush, FollowerVotes
 from mura.p2p.block_service import BlockService
 from mura.p2p.connections import raise_open_file_limit
 from mura.p2p.gossip import TransactionGossip
 from mura.p2p.network import Network
 from mura.p2p.read_gate import UnsupportedAiohttp
-from mura.p2p.settings import NetworkLimits, PeerAddress
+from mura.p2p.settings import NetworkLimits
+from mura.peer_set import Peers, PeerSet, ValidatorPeer
 from mura.progress_log import missing_validators
 from mura.rpc.cors import CorsPolicy
 from mura.rpc.finality import FinalityWatch
@@ -65,44 +70,60 @@ LOG = logging.getLogger("mura.node")
 
 
 class Node:
-    """One validator. Everything it owns is made here, once: what the configuration
-    decides is checked first, then the store and the vote record are opened and the
-    rest is built on them (a failure on the way closes them again); ``start()`` starts
-    the network, RPC and consensus in that order, and ``stop()`` stops RPC first, then
-    consensus and the network, and closes the files."""
+    """One validator or observer. Everything it owns is made here, once: what the
+    configuration decides is checked first, then the store and the vote record (a
+    validator's) are opened and the rest is built on them (a failure on the way closes
+    them again); ``start()`` starts the network, RPC and consensus in that order, and
+    ``stop()`` stops RPC first, then consensus and the network, and closes the files."""
 
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
         self.genesis, self.key = _genesis_and_key(config)
-        self.validators = self.genesis.validator_keys()
-        self.name = self.genesis.validators[self.validators.index(self.key.public_key)].name
+        #: ``validator`` or ``observer`` (see ``mura.observers``).
+        self.role: str = config["role"]
         self.rules = self.genesis.rules()
         self.address_prefix = self.genesis.address_prefix
         self.chain_info = _chain_info(self.genesis)
         replica_config = _replica_config(config, self.rules.chain_id)
-        limits, peers = _network_limits(config), self._peers()
+        limits = _network_limits(config)
         #: Told of every final block, so that tx_wait calls wake without polling.
         self.finality = FinalityWatch()
         #: This node's Prometheus registry, served on the RPC's /metrics.
         self.metrics = Metrics()
         genesis, changes = genesis_block(self.genesis)
         self.store = _open_store(config, genesis, changes)
+        self.vote_store: VoteStore | None = None
         try:
-            self.vote_store = self._open_vote_record(genesis.hash)
-        except BaseException:
-            self.store.close()
-            raise
-        try:
-            self._build(genesis.hash, replica_config, limits, peers)
+            self.name = self._check_role()
+            if self.role == VALIDATOR_ROLE:
+                self.vote_store = self._open_vote_record(genesis.hash)
+            self._build(genesis.hash, replica_config, limits)
         except BaseException:
             # Nothing else holds a file or a thread yet: a failed construction leaves nothing open.
-            self.vote_store.close()
+            if self.vote_store is not None:
+                self.vote_store.close()
             self.store.close()
             raise
 
-    def _build(
-        self, genesis_hash: bytes, replica_config: ReplicaConfig, limits: NetworkLimits, peers: list[PeerAddress]
-    ) -> None:
+    def _check_role(self) -> str:
+        """This node's name in log lines; refuses an observer whose key is a validator's of
+        the height to decide (it would take a validator's place without ever voting)."""
+        height = self.store.height + 1
+        record = next(
+            (validator for validator in self._validator_peers(height) if validator.public_key == self.key.public_key),
+            None,
+        )
+        if self.role == OBSERVER_ROLE and record is not None:
+            raise ConfigError(
+                f'role: "observer", but key_file {self.config.path("key_file")} is the key of validator '
+                f'{record.name} at height {height}: an observer never votes, and the network counts on every '
+                'validator\'s vote (run it with role = "validator", or give the observer a key of its own)'
+            )
+        if record is not None:
+            return record.name
+        return f"{self.role} {self.key.public_key.hex()[:8]}"
+
+    def _build(self, genesis_hash: bytes, replica_config: ReplicaConfig, limits: NetworkLimits) -> None:
         """Everything built on the open store and vote record."""
         config = self.config
         # Room for every pending transaction and two full blocks beyond them.
@@ -126,18 +147,27 @@ class Node:
             max_proposal_transactions=config["consensus.max_block_transactions"],
             verify_certified_signatures=config["sync.verify_signatures"],
         )
-        votes = StoredVoteRecord(self.vote_store)
+        # An observer's replica works under a key of its own that no validator set holds, so
+        # that it can never sign, whatever a governance change names (see mura.observers).
+        votes: VoteRecord = FollowerVotes() if self.vote_store is None else StoredVoteRecord(self.vote_store)
+        replica_key = SigningKey.generate() if self.role == OBSERVER_ROLE else self.key
         try:
             self.replica = Replica(
-                key=self.key, application=self.application, config=replica_config,
+                key=replica_key, application=self.application, config=replica_config,
                 vote_record=votes,
             )
         except Invalid as error:
             # What the record (or the chain's data) holds at the height to resume cannot be read.
             raise ConfigError(
-                f"vote_record: cannot resume from {self.vote_store.path} and data_dir: {error.message}"
+                f"vote_record: cannot resume from {self.config.vote_record_path()} and data_dir: {error.message}"
             ) from None
-        self.network = self._network(genesis_hash, peers, limits)
+        self.peer_set = PeerSet(
+            own_key=self.key.public_key,
+            observers=[bytes.fromhex(key) for key in self.config["p2p.observers"]],
+            overrides=[parse_peer(text) for text in self.config["p2p.peers"]],
+            validators_at=self._validator_peers,
+        )
+        self.network = self._network(genesis_hash, self.peer_set.at(self.store.height), limits)
         self.gossip = TransactionGossip(self.network, kind=TRANSACTIONS_KIND)
         self.consensus = ConsensusRunner(
             replica=self.replica,
@@ -151,11 +181,12 @@ class Node:
                 finality=self.finality,
                 metrics=self.metrics,
                 progress=progress_log(
-                    validators=len(self.validators),
+                    validators=len(self.replica.validators.keys),
                     base_timeout_ms=config["consensus.base_timeout_ms"],
                     empty_block_interval_ms=config["consensus.empty_block_interval_ms"],
                 ),
                 double_sign_check_heights=config["consensus.double_sign_check_heights"],
+                after_final=self._after_final,
             ),
             verifier=self.verifier,
             verify_certified_signatures=config["sync.verify_signatures"],
@@ -172,30 +203,44 @@ class Node:
             rebroadcast_after_ms=config["mempool.rebroadcast_after_ms"],
             wake_replica=lambda: self.consensus.post(("transactions", None)),
         )
+        #: Each block final here goes to the linked peers that take no part in consensus.
+        self.pushes = FinalBlockPush(
+            network=self.network, source=self.store, kind=CONSENSUS_KIND, takes_part=self.consensus.takes_part
+        )
         self.rpc = self._rpc_server()
-        #: When each validator was last sent what it may have missed (link opened).
-        self._last_offered: dict[int, float] = {}
+        #: When each peer was last sent what it may have missed (link opened).
+        self._last_offered: dict[bytes, float] = {}
+        #: Whether this node's key was a validator's of the height in progress, as last told.
+        self._voting = self.replica.member
         self._stop_requested = asyncio.Event()
         self._started = False
         self._stopped = False
 
+    @property
+    def validators(self) -> tuple[bytes, ...]:
+        """The keys of the validators of the height in progress, in order."""
+        return self.replica.validators.keys
+
+    def _validator_peers(self, height: int) -> tuple[ValidatorPeer, ...]:
+        """The validators that decide ``height`` with their names and peer addresses: the
+        keys from the store, the names and addresses from genesis (a key genesis does not
+        name has neither)."""
+        known = {validator.public_key: validator for validator in self.genesis.validators}
+        return tuple(
+            ValidatorPeer(key, known[key].name, known[key].peer_address) if key in known else ValidatorPeer(key, "", "")
+            for key in self.store.load_validators()
+        )
+
     def _validator_name(self, public_key: bytes) -> str:
-        """A validator's name as genesis gives it (a validator added later: its key, short)."""
-        for validator in self.genesis.validators:
-            if validator.public_key == public_key:
-                return validator.name
+        """A validator's name as the chain records it (none recorded: its key, short)."""
+        for height in (self.store.height + 1, self.store.height + 2):
+            for validator in self._validator_peers(height):
+                if validator.public_key == public_key and validator.name:
+                    return validator.name
         return public_key.hex()[:16]
 
-    def _peers(self) -> list[PeerAddress]:
-        if self.config["p2p.peers"]:
-            return [parse_peer(text) for text in self.config["p2p.peers"]]
-        return [
-            PeerAddress(validator.public_key, *NodeConfig.split_address(validator.peer_address))
-            for validator in self.genesis.validators
-            if validator.public_key != self.key.public_key
-        ]
-
     def _open_vote_record(self, genesis_hash: bytes) -> VoteStore:
+        """The validator's vote record (an observer has none: it never signs)."""
         try:
             record = VoteStore(self.config.vote_record_path(), chain=genesis_hash, validator=self.key.public_key)
         except StoreError as error:
@@ -211,21 +256,29 @@ class Node:
             raise
         return record
 
-    def _network(self, genesis_hash: bytes, peers: list[PeerAddress], limits: NetworkLimits) -> Network:
+    def _network(self, genesis_hash: bytes, peers: Peers, limits: NetworkLimits) -> Network:
         host, port = NodeConfig.split_address(self.config["p2p.listen"])
-        observers = [bytes.fromhex(key) for key in self.config["p2p.observers"]]
+        self.peer_set.current = peers
         return Network(
             key=self.key,
             chain_id=self.rules.chain_id,
             genesis_hash=genesis_hash,
             listen_host=host,
             listen_port=port,
-            peers=peers,
-            admitted=[*self.validators, *observers],
+            peers=peers.dialed,
+            admitted=peers.admitted,
             handlers={CONSENSUS_KIND: self._on_consensus_frame, TRANSACTIONS_KIND: self._on_transactions_frame},
             on_peer_change=self._on_peer_change,
             limits=limits,
         )
+
+    def _readiness(self) -> ReadinessPolicy:
+        """Ready by default once linked to enough validators to reach a quorum with this one
+        (an observer: to one validator, which sends it every final block), and at most two
+        blocks behind the highest height seen final."""
+        if self.role == OBSERVER_ROLE:
+            return ReadinessPolicy(min_peers=1, max_behind=2)
+        return ReadinessPolicy(min_peers=quorum_size(len(self.validators)) - 1, max_behind=2)
 
     def _rpc_server(self) -> RpcServer:
         host, port = NodeConfig.split_address(self.config["rpc.listen"])
@@ -235,8 +288,7 @@ class Node:
             port=port,
             methods=node_methods(self, max_wait_seconds=self.config["rpc.max_wait_seconds"]),
             sync_facts=lambda: read_sync_facts(self),
-            # Ready by default once linked to enough validators to reach a quorum with this one.
-            readiness=ReadinessPolicy(min_peers=quorum_size(len(self.validators)) - 1, max_behind=2),
+            readiness=self._readiness(),
             metrics=self.metrics,
             description=API_DESCRIPTION,
             limits=RpcLimits(
@@ -260,11 +312,7 @@ class Node:
         if self._started:
             return
         self._started = True
-        LOG.info(
-            "starting %s at height %d (head %s); vote record %s, highest height voted %d",
-            self.name, self.store.height, self.store.head.hash.hex()[:16], self.vote_store.path,
-            self.vote_store.highest_height(),
-        )
+        self._log_start()
         if self.replica.guard.pending:
             LOG.warning(
                 "the vote record is new (a key on a new machine, or a record lost): this validator signs nothing "
@@ -276,6 +324,30 @@ class Node:
         await self._start_rpc()
         self.consensus.start()
         self.admission.start()
+
+    def _log_start(self) -> None:
+        """What the node is and what it does: an observer follows; a validator whose key is
+        not in the set of the height in progress follows too, until a change adds it."""
+        store = self.store
+        if self.vote_store is None:
+            LOG.info(
+                "starting %s at height %d (head %s): an observer (role = \"observer\"), it follows the chain, "
+                "checking every certificate and block, and never votes",
+                self.name, store.height, store.head.hash.hex()[:16],
+            )
+            return
+        LOG.info(
+            "starting %s at height %d (head %s); vote record %s, highest height voted %d",
+            self.name, store.height, store.head.hash.hex()[:16], self.vote_store.path,
+            self.vote_store.highest_height(),
+        )
+        if not self.replica.member:
+            LOG.warning(
+                "key %s is not in the validator set of height %d: this node follows the chain as an observer, "
+                "without a vote, until a governance change adds it (the validators link to it meanwhile only if "
+                "they list its key in p2p.observers)",
+                self.key.public_key.hex()[:16], self.replica.height,
+            )
 
     async def _start_network(self) -> None:
         host, port = NodeConfig.split_address(self.config["p2p.listen"])
@@ -308,7 +380,8 @@ class Node:
         await self.gossip.stop()
         await self.network.stop()
         self.store.close()
-        self.vote_store.close()
+        if self.vote_store is not None:
+            self.vote_store.close()
         await self.verifier.stop()
         self.consensus.progress.flush()
         # What the last minute's drop line held back.
@@ -334,18 +407,50 @@ class Node:
 
     def _on_peer_change(self, peer: bytes, connected: bool) -> None:
         """A validator's link opened: the replica sends it what it may have missed of the
-        height in progress, and the pool the transactions a block could take next. At most
-        once per base timeout per peer: a validator flapping its link hundreds of times a
-        second must not have this node resend proposals and transactions as often."""
+        height in progress, and the pool the transactions a block could take next (an
+        observer's pool forwards what it holds; an observer linking to a validator is sent
+        nothing: it asks for the blocks it lacks). At most once per base timeout per peer:
+        a validator flapping its link hundreds of times a second must not have this node
+        resend proposals and transactions as often."""
         index = self.replica.validators.indexes.get(peer)
-        if not connected or index is None or self._stopped:
+        if not connected or self._stopped or not self.consensus.takes_part(peer):
             return
         now = time.monotonic()
-        if now - self._last_offered.get(index, -math.inf) < self.config["consensus.base_timeout_ms"] / 1000:
+        if now - self._last_offered.get(peer, -math.inf) < self.config["consensus.base_timeout_ms"] / 1000:
             return
-        self._last_offered[index] = now
-        self.consensus.post(("peer", index))
+        self._last_offered[peer] = now
+        if index is not None:
+            self.consensus.post(("peer", index))
         self.admission.offer_pending(peer)
+
+    def _after_final(self, block: Block) -> None:
+        """A block is final here: push it to the linked observers, follow a change of the
+        validator set in the peers, and say when this node starts or stops voting."""
+        self.pushes.block_final(block.height)
+        self.peer_set.follow(self.network, block.height)
+        self._note_membership(block.height + 1)
+
+    def _note_membership(self, height: int) -> None:
+        """Say once, when it happens, that this node's key joined or left the validator set
+        (as of ``height``, the next to decide)."""
+        member = self.key.public_key in self.application.validators_at(height)
+        if member == self._voting:
+            return
+        self._voting = member
+        if self.role == OBSERVER_ROLE and member:
+            LOG.warning(
+                "this observer's key is a validator's from height %d, and an observer never votes: the set counts "
+                "on a vote that will not come; restart this node with role = \"validator\" for it to take part",
+                height,
+            )
+        elif member:
+            LOG.info("this node's key is in the validator set from height %d: it takes part in consensus", height)
+        else:
+            LOG.warning(
+                "this node's key is no longer in the validator set from height %d: it follows without a vote, as "
+                "an observer; the validators link to it only if they list its key in p2p.observers",
+                height,
+            )
 
     # --- what the RPC sees (rpc.methods.NodeView) ------------------------------------------
 
@@ -354,18 +459,21 @@ class Node:
 
     def status(self) -> NodeStatus:
         replica = self.replica
+        connected = self.network.connected_peers()
+        highest_known = self.consensus.reports.highest_known_height()
         return NodeStatus(
             height=self.store.height,
             head_hash=self.store.head.hash,
             view=replica.view,
             validators=self.validators,
-            peers=len(self.network.connected_peers()),
-            syncing=replica.catch_up.highest_seen > self.store.height + 1,
-            # A validator seen working on height h means h - 1 is final somewhere.
-            highest_known_height=max(self.store.height, replica.catch_up.highest_seen - 1),
+            peers=len(connected),
+            syncing=highest_known > self.store.height + 1,
+            highest_known_height=highest_known,
             view_changes_started=replica.view_changes_started,
-            missing_validators=missing_validators(replica),
+            missing_validators=missing_validators(replica, connected),
             stalled=self.consensus.progress.stalled(time.monotonic()),
+            role=self.role,
+            voting=replica.member,
         )
 
     async def run_until_signalled(self) -> None:
@@ -389,8 +497,6 @@ def _genesis_and_key(config: NodeConfig) -> tuple[Genesis, SigningKey]:
         key = load_key(config.path("key_file"))
     except Invalid as error:
         raise ConfigError(error.message) from None
-    if key.public_key not in genesis.validator_keys():
-        raise ConfigError(f"key_file: {config.path('key_file')} is not the key of a validator in the genesis")
     limit = genesis.rules().max_block_transactions
     if config["consensus.max_block_transactions"] > limit:
         raise ConfigError(

@@ -13,7 +13,9 @@ At INFO a node writes:
 - while catching up, no line per block but one every ``catch_up_every``
   seconds with the heights done and left, and one when caught up;
 - at WARNING, when the chain makes no progress here, why: too few validators
-  linked for a quorum, or linked but not agreeing; again when that changes or
+  linked for a quorum, or linked but not agreeing (on a node that follows
+  without a vote: how many validators it is linked to, and how far the
+  network is); again when that changes or
   every ``stall_repeat`` seconds while it lasts (at most ``stall_change_lines``
   a ``stall_change_window``, however often a flapping link changes it), and at INFO when a block
   becomes final again.
@@ -71,6 +73,8 @@ class ConsensusFacts:
     later_views: tuple[tuple[str, int], ...] = ()
     #: The highest final height this node knows of.
     target: int = 0
+    #: True while this node is no validator of the height: it follows final blocks.
+    following: bool = False
 
 
 class ProgressLog:
@@ -301,6 +305,8 @@ class ProgressLog:
         check; the line written once the window allows says how things stand then)."""
         short = len(facts.linked) < self.quorum - 1
         kind: tuple[object, ...] = ("no quorum", facts.missing) if short else ("no agreement",)
+        if facts.following:
+            kind = ("following", not facts.linked)
         if kind == self.stall and now - self._stall_logged_at < self.stall_repeat:
             return
         started, written = self._stall_window
@@ -311,10 +317,24 @@ class ProgressLog:
         self._stall_window = (started, written + 1)
         self.stall = kind
         self._stall_logged_at = now
-        if short:
+        if facts.following:
+            self._no_final_block(now, facts)
+        elif short:
             self._no_quorum(now, facts)
         else:
             self._no_agreement(now, facts)
+
+    def _no_final_block(self, now: float, facts: ConsensusFacts) -> None:
+        """A node that follows without a vote needs one validator to send it final blocks."""
+        others = len(facts.linked) + len(facts.missing)
+        where = f"the network is at ~{facts.target}" if facts.target >= facts.height else "none seen further"
+        LOG.warning(
+            "following without a vote: no final block for %.0f s at height %d; linked to %d of %d validators "
+            "(not linked: %s); %s",
+            now - self.last_final, facts.height, len(facts.linked), others, ", ".join(facts.missing) or "none", where,
+            extra={"event": "no_final_block", "height": facts.height, "linked": list(facts.linked),
+                   "missing": list(facts.missing), "target": facts.target},
+        )
 
     def _no_quorum(self, now: float, facts: ConsensusFacts) -> None:
         others = len(facts.linked) + len(facts.missing)
@@ -379,9 +399,10 @@ def view_change_at_new_height(replica: Replica, previous_view: int, certified_vi
 
 
 def consensus_facts(
-    replica: Replica, names: Sequence[str], connected: Collection[bytes], *, final_height: int
+    replica: Replica, names: Sequence[str], connected: Collection[bytes], *, highest_known: int
 ) -> ConsensusFacts:
-    """Where ``replica`` stands, with the validators whose keys are in ``connected`` linked."""
+    """Where ``replica`` stands, with the validators whose keys are in ``connected`` linked;
+    ``highest_known`` is the highest height known final somewhere."""
     others = [index for index in range(replica.validators.size) if index != replica.index]
     keys = replica.validators.keys
     later = sorted(
@@ -397,14 +418,19 @@ def consensus_facts(
         missing=tuple(names[index] for index in others if keys[index] not in connected),
         voting=tuple(names[index] for index in others if replica.last_vote_heights.get(index, 0) >= replica.height),
         later_views=tuple((names[sender], view) for sender, view in later),
-        target=max(final_height, replica.catch_up.highest_seen - 1),
+        target=highest_known,
+        following=not replica.member,
     )
 
 
-def missing_validators(replica: Replica) -> int:
+def missing_validators(replica: Replica, connected: Collection[bytes] = ()) -> int:
     """Other validators ``replica`` took no valid vote from (PREPARE, COMMIT or VIEW-CHANGE)
     at the height being decided nor at the ``MISSING_VOTE_HEIGHTS`` below it: 0 on a
-    healthy network, whatever the quorum."""
+    healthy network, whatever the quorum. A replica that follows the height without a
+    vote is sent no votes: for it, the validators whose keys are not in ``connected``
+    (those it has no link to)."""
+    if not replica.member:
+        return sum(1 for key in replica.validators.keys if key not in connected)
     since = max(1, replica.height - MISSING_VOTE_HEIGHTS)
     heights = replica.last_vote_heights
     others = (index for index in range(replica.validators.size) if index != replica.index)

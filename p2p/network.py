@@ -39,7 +39,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import aiohttp
@@ -111,9 +111,12 @@ class Network:
         limits: NetworkLimits = NetworkLimits(),
     ) -> None:
         self._identity = Identity(key, chain_id, genesis_hash, frozenset(admitted))
+        #: Every key admitted at some time: one no longer admitted may still have sent a frame.
+        self._ever_admitted = set(self._identity.admitted)
         self._listen_host = listen_host
         self._listen_port = listen_port
-        self._peers = _check_peers(peers, self._identity)
+        #: The peers to dial, by key.
+        self._peers = {address.public_key: address for address in _check_peers(peers, self._identity)}
         self._handlers = dict(handlers)
         self._limits = limits
         self._accounting = Accounting()
@@ -136,10 +139,11 @@ class Network:
             total=limits.max_pending_handshakes,
             per_source=limits.max_handshakes_per_source,
             reserved=limits.reserved_peer_handshakes,
-            known_peers=[(address.public_key, address.host) for address in self._peers],
+            known_peers=[(address.public_key, address.host) for address in self._peers.values()],
         )
         self._handshaking: set[web.WebSocketResponse] = set()
-        self._dialers: list[asyncio.Task[None]] = []
+        #: One dialer per peer address; it ends once its address is no longer a peer's.
+        self._dialers: dict[PeerAddress, asyncio.Task[None]] = {}
         self._runner: web.AppRunner | None = None
         self._site: CappedSite | None = None
         self._accept_errors: AcceptErrorLog | None = None
@@ -189,9 +193,8 @@ class Network:
             await self.stop()
             raise
         self._session = aiohttp.ClientSession()
-        for address in self._peers:
-            name = f"p2p-dialer-{short_key(address.public_key)}"
-            self._dialers.append(asyncio.create_task(self._dial_forever(address), name=name))
+        for address in self._peers.values():
+            self._start_dialer(address)
         log.info("p2p listening on %s:%d as %s", self._listen_host, self.listen_port, short_key(self.public_key))
 
     async def _start_server(self) -> None:
@@ -247,14 +250,64 @@ class Network:
         if closing:
             # Links stuck writing to a peer that reads nothing are cut off below.
             await asyncio.wait(closing, timeout=self._limits.close_timeout)
-        for task in self._dialers + closing:
+        dialers = list(self._dialers.values())
+        for task in dialers + closing:
             task.cancel()
-        await asyncio.gather(*self._dialers, *closing, return_exceptions=True)
+        await asyncio.gather(*dialers, *closing, return_exceptions=True)
         self._dialers.clear()
         if self._runner is not None:
             await self._runner.cleanup()
         if self._session is not None:
             await self._session.close()
+
+    # --- who the peers are ------------------------------------------------------
+
+    @property
+    def admitted(self) -> frozenset[bytes]:
+        """The keys allowed to link to this node now."""
+        return self._identity.admitted
+
+    @property
+    def peers(self) -> tuple[PeerAddress, ...]:
+        """The peers this node dials and keeps links to now."""
+        return tuple(self._peers.values())
+
+    def set_peers(self, *, admitted: Collection[bytes], peers: Sequence[PeerAddress]) -> None:
+        """From now on admit exactly ``admitted`` and dial exactly ``peers`` (each admitted,
+        distinct, not this node; ``ValueError`` otherwise): links to keys no longer admitted
+        are closed, telling the peer why, and handshakes under way with them are refused
+        when they complete; a dialer starts for each new peer or new address, and the
+        dialer of a peer no longer listed ends once its link does (a link an admitted
+        peer dialed stays)."""
+        identity = replace(self._identity, admitted=frozenset(admitted))
+        wanted = {address.public_key: address for address in _check_peers(peers, identity)}
+        self._identity = identity
+        self._ever_admitted |= identity.admitted
+        self._peers = wanted
+        for link in self._registry.live():
+            if link.peer_public_key not in identity.admitted:
+                log.info("closing the link to peer %s at %s: no longer admitted", short_key(link.peer_public_key),
+                         link.remote)
+                link.close_soon("no longer admitted: not a validator of the current set nor an observer here",
+                                code=aiohttp.WSCloseCode.POLICY_VIOLATION)
+        if self._state != "running":
+            return
+        for address in wanted.values():
+            if address not in self._dialers:
+                self._slots.learn(address.public_key, address.host)
+                self._start_dialer(address)
+
+    def _start_dialer(self, address: PeerAddress) -> None:
+        task = asyncio.create_task(self._dial_forever(address), name=f"p2p-dialer-{short_key(address.public_key)}")
+        self._dialers[address] = task
+        task.add_done_callback(lambda _: self._dialer_ended(address, task))
+
+    def _dialer_ended(self, address: PeerAddress, task: asyncio.Task[None]) -> None:
+        if self._dialers.get(address) is task:
+            del self._dialers[address]
+
+    def _wants(self, address: PeerAddress) -> bool:
+        return self._peers.get(address.public_key) == address
 
     # --- sending ---------------------------------------------------------------
 
@@ -269,17 +322,19 @@ class Network:
             for link in self._registry.live()
         ]
 
-    def send(self, peer_public_key: bytes, kind: str, payload: Any) -> bool:
+    def send(self, peer_public_key: bytes, kind: str, payload: Any, *, droppable: bool | None = None) -> bool:
         """Queue a frame for one peer; False when it is not connected or cannot keep up.
 
         Returns at once. Raises ``FrameTooLarge`` for a frame above the cap; the frame
-        is encoded only for a connected peer.
+        is encoded only for a connected peer. ``droppable`` overrides whether the outbox
+        may discard this frame under pressure (by default: whether its kind may be
+        dropped); a droppable frame that does not fit is dropped (False) and the link stays.
         """
         link = self._registry.get(peer_public_key)
         if link is None:
             return False
         data = encode_frame(kind, payload, max_size=self._limits.max_frame_size)
-        return self._enqueue(link, kind, data)
+        return self._enqueue(link, kind, data, droppable=droppable)
 
     def broadcast(self, kind: str, payload: Any, *, exclude: Collection[bytes] = ()) -> int:
         """Queue a frame for every connected peer but ``exclude``; returns how many took it."""
@@ -287,15 +342,16 @@ class Network:
         links = [link for link in self._registry.live() if link.peer_public_key not in exclude]
         return sum(self._enqueue(link, kind, data) for link in links)
 
-    def _enqueue(self, link: Link, kind: str, data: bytes) -> bool:
+    def _enqueue(self, link: Link, kind: str, data: bytes, *, droppable: bool | None = None) -> bool:
+        if droppable is None:
+            droppable = kind in self._limits.droppable_kinds
         try:
-            link.enqueue(data, droppable=kind in self._limits.droppable_kinds)
+            return link.enqueue(data, droppable=droppable)
         except OutboxOverflow as error:
             log.warning("peer %s at %s cannot keep up, disconnecting: %s", short_key(link.peer_public_key),
                         link.remote, error)
             link.close_soon("too slow to take this node's frames", code=aiohttp.WSCloseCode.TRY_AGAIN_LATER)
             return False
-        return True
 
     # --- receiving -------------------------------------------------------------
 
@@ -336,11 +392,14 @@ class Network:
         counts towards the same ban as malformed frames (``malformed_threshold``
         within ``malformed_window``: the link is closed and the key refused for
         ``ban_seconds``), shows in ``stats`` as ``refused``, and is logged at
-        WARNING, rate-limited per peer. Raises ``ValueError`` for a key that is
-        not admitted (no frame can have come from it).
+        WARNING, rate-limited per peer. Raises ``ValueError`` for a key that was
+        never admitted (no frame can have come from it); one admitted no longer has
+        no link to ban, and nothing is counted.
         """
-        if peer_public_key not in self._identity.admitted:
+        if peer_public_key not in self._ever_admitted:
             raise ValueError(f"penalize: key {short_key(peer_public_key)} is not an admitted peer")
+        if peer_public_key not in self._identity.admitted:
+            return
         link = self._registry.get(peer_public_key)
         self._accounting.add(peer_public_key, "refused")
         self._log.warning(("refused", peer_public_key), "refused a frame from peer %s at %s: %s",
@@ -403,7 +462,13 @@ class Network:
 
     async def _run_link(self, link: Link) -> bool:
         """Serve ``link`` until it ends; False when it was refused at once."""
-        refusal = "the node is shutting down" if self._state != "running" else self._registry.admit(link)
+        if self._state != "running":
+            refusal: str | None = "the node is shutting down"
+        elif link.peer_public_key not in self._identity.admitted:
+            # Admitted when its handshake began, and no longer.
+            refusal = "not admitted: not a validator of the current set nor an observer here"
+        else:
+            refusal = self._registry.admit(link)
         if refusal is not None:
             await link.refuse(refusal)
             return False
@@ -506,6 +571,9 @@ class Network:
         backoff = Backoff(initial=self._limits.backoff_initial, maximum=self._limits.backoff_max)
         while True:
             await self._registry.wait_until_dialable(address.public_key)
+            if not self._wants(address):
+                self._unreachable.pop(address.public_key, None)
+                return
             try:
                 lived = await self._dial_once(address)
             except Exception:

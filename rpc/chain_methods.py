@@ -45,7 +45,7 @@ STATUS_SCHEMA: dict[str, Any] = {
     "required": [
         "chain_id", "address_prefix", "default_asset", "assets", "asset_count", "height", "head_hash", "view",
         "validators", "peers",
-        "syncing", "highest_known_height",
+        "syncing", "highest_known_height", "blocks_behind", "role", "voting",
     ],
     "properties": {
         "chain_id": {"type": "string", "description": "The network's name; transactions must carry it."},
@@ -72,6 +72,18 @@ STATUS_SCHEMA: dict[str, Any] = {
         "peers": {**_COUNT, "description": "Peers connected now."},
         "syncing": {"type": "boolean", "description": "True while the node catches up."},
         "highest_known_height": {**_COUNT, "description": "The highest final height the node knows exists."},
+        "blocks_behind": {
+            **_COUNT, "description": "highest_known_height minus height: how far behind the validators this node is.",
+        },
+        "role": {
+            "type": "string", "enum": ["validator", "observer"],
+            "description": "validator, or observer: a node that follows the chain and never votes.",
+        },
+        "voting": {
+            "type": "boolean",
+            "description": "True while this node's key is a validator's of the height in progress; false while it "
+            "follows without a vote (an observer, or a validator not yet added or already removed).",
+        },
     },
 }
 
@@ -119,6 +131,9 @@ class ChainMethods:
             "peers": status.peers,
             "syncing": status.syncing,
             "highest_known_height": status.highest_known_height,
+            "blocks_behind": max(0, status.highest_known_height - status.height),
+            "role": status.role,
+            "voting": status.voting,
         }
 
     def load_block(self, block_id: BlockId) -> Block:

@@ -61,7 +61,8 @@ class NodeFigures:
     #: Peers with a live link.
     peers: int
     #: Other validators this node has taken no valid vote from at the height being
-    #: decided nor at the three below it (0 on a healthy network).
+    #: decided nor at the three below it (0 on a healthy network); on a node that follows
+    #: without a vote, the validators it has no link to.
     missing_validators: int
     #: Transactions in the mempool.
     mempool_transactions: int
@@ -70,6 +71,10 @@ class NodeFigures:
     #: 1 while the chain makes no progress here (no final block for longer than the idle
     #: interval and two view timeouts, or a view change that does not complete), else 0.
     stalled: int = 0
+    #: The highest height known final somewhere minus this node's.
+    blocks_behind: int = 0
+    #: 1 while this node's key is a validator's of the height in progress, else 0 (it follows).
+    voting: int = 1
 
 
 def _gauge(name: str, documentation: str, value: float | None) -> GaugeMetricFamily:
@@ -104,7 +109,8 @@ class _FiguresCollector:
             _gauge(
                 "mura_consensus_missing_validators",
                 "Other validators this node took no valid vote from at the height being decided "
-                "nor at the three below it (0 when healthy).",
+                "nor at the three below it (0 when healthy); on a node that follows without a vote, "
+                "the validators it has no link to.",
                 value("missing_validators"),
             ),
             _gauge(
@@ -112,6 +118,18 @@ class _FiguresCollector:
                 "1 while no block becomes final here for longer than the idle interval and two view "
                 "timeouts, or a view change does not complete; else 0.",
                 value("stalled"),
+            ),
+            _gauge(
+                "mura_chain_blocks_behind",
+                "The highest height known final elsewhere (seen voted on, or sent with a valid certificate) "
+                "minus this node's.",
+                value("blocks_behind"),
+            ),
+            _gauge(
+                "mura_consensus_voting",
+                "1 while this node's key is a validator's of the height in progress; 0 while it follows "
+                "without a vote (an observer, or a validator not yet added or removed).",
+                value("voting"),
             ),
             _gauge("mura_mempool_transactions", "Transactions waiting in the mempool.", value("mempool_transactions")),
             _gauge("mura_mempool_bytes", "Encoded bytes waiting in the mempool.", value("mempool_bytes")),

@@ -52,6 +52,10 @@ class NodeStatus:
     missing_validators: int = 0
     #: True while the chain makes no progress here (see ``mura.progress_log``).
     stalled: bool = False
+    #: ``validator`` or ``observer``, as configured.
+    role: str = "validator"
+    #: True while this node's key is a validator's of the height in progress (it votes).
+    voting: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +253,8 @@ def read_figures(node: NodeView) -> NodeFigures:
         peers=status.peers,
         missing_validators=status.missing_validators,
         stalled=int(status.stalled),
+        blocks_behind=max(0, status.highest_known_height - status.height),
+        voting=int(status.voting),
         mempool_transactions=mempool.transactions,
         mempool_bytes=mempool.bytes,
     )

@@ -48,6 +48,9 @@ async def test_chain_status_reports_the_network_and_the_node(paused: TestNode) -
         "peers": 0,
         "syncing": False,
         "highest_known_height": 0,
+        "blocks_behind": 0,
+        "role": "validator",
+        "voting": True,
     }
 
 
