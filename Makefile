@@ -14,6 +14,9 @@ LINT_ROOT := $(VENV)/lint-root
 PIP_INSTALL := PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install --quiet
 TESTNET_DIR ?= testnet
 VALIDATORS ?= 4
+# make testnet OBSERVERS=1 adds (and runs) an observer: a node that follows the chain and never votes,
+# serving JSON-RPC 10 ports above the first validator's (127.0.0.1:8710).
+OBSERVERS ?= 0
 # make testnet RPC_PORT=8800 P2P_PORT=9800: validator i serves JSON-RPC on RPC_PORT+i and peers on
 # P2P_PORT+i (8700 and 9700 when not given; an existing testnet keeps the ports it was generated with).
 RPC_PORT ?=
@@ -53,7 +56,7 @@ lint: $(LINT_STAMP)
 	cd $(LINT_ROOT) && MYPYPATH=$(CURDIR)/$(LINT_ROOT) $(CURDIR)/$(VENV)/bin/mypy --strict --config-file $(CURDIR)/pyproject.toml -p mura
 
 testnet: $(RUNTIME_STAMP)
-	$(VENV)/bin/mura testnet --dir $(TESTNET_DIR) --validators $(VALIDATORS) $(if $(RPC_PORT),--rpc-port $(RPC_PORT)) $(if $(P2P_PORT),--p2p-port $(P2P_PORT))
+	$(VENV)/bin/mura testnet --dir $(TESTNET_DIR) --validators $(VALIDATORS) --observers $(OBSERVERS) $(if $(RPC_PORT),--rpc-port $(RPC_PORT)) $(if $(P2P_PORT),--p2p-port $(P2P_PORT))
 
 # Refused, with the node that holds it, while any node of the testnet runs.
 testnet-reset: $(RUNTIME_STAMP)

@@ -452,7 +452,7 @@ def tx(session: Session, transaction_hash: str) -> None:
 
 @cli.group()
 def node() -> None:
-    """Run a validator node."""
+    """Run a node: a validator, or an observer that follows the chain without a vote."""
 
 
 @node.command(
@@ -461,7 +461,7 @@ def node() -> None:
 @click.argument("arguments", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 def node_run(context: click.Context, arguments: tuple[str, ...]) -> None:
-    """Run a validator until Ctrl-C: --config FILE, then any setting as a flag (--help lists them with defaults)."""
+    """Run a node until Ctrl-C: --config FILE, then any setting as a flag (--help lists them with defaults)."""
     from mura.node import main as run_node  # the node's dependencies load only for this command
 
     context.exit(run_node(list(arguments), prog="mura node run", require_config=True))
@@ -470,6 +470,9 @@ def node_run(context: click.Context, arguments: tuple[str, ...]) -> None:
 @cli.command(cls=click.Command)
 @click.option("--dir", "directory", default="testnet", show_default=True, type=PathType(file_okay=False))
 @click.option("--validators", default=4, show_default=True, type=click.IntRange(1, 256))
+@click.option("--observers", default=0, show_default=True, type=click.IntRange(0, 8),
+              help="Observer nodes to add and run: they follow the chain and never vote (the first serves JSON-RPC "
+              "10 ports above the first validator's: 8710).")
 @click.option("--rpc-port", type=click.IntRange(1, 65535),
               help="First validator's JSON-RPC port (i: +i) [default: 8700].")
 @click.option("--p2p-port", type=click.IntRange(1, 65535), help="First validator's peer port (i: +i) [default: 9700].")
@@ -480,6 +483,7 @@ def testnet(
     context: click.Context,
     directory: str,
     validators: int,
+    observers: int,
     rpc_port: int | None,
     p2p_port: int | None,
     run: bool,
@@ -490,7 +494,7 @@ def testnet(
 
     if reset:
         context.exit(run_testnet(["--out", directory, "--reset"]))
-    arguments = ["--out", directory, "--validators", str(validators), "--if-missing"]
+    arguments = ["--out", directory, "--validators", str(validators), "--observers", str(observers), "--if-missing"]
     for flag, port in (("--rpc-port", rpc_port), ("--p2p-port", p2p_port)):
         if port is not None:
             arguments += [flag, str(port)]

@@ -6,8 +6,14 @@ naming them, a node config per validator, and a launcher that runs them.
 ``keys/bank.key`` (the issuer of JPYT), owner-only (0600), ``genesis.json`` and
 ``nodes/<validator-name>/node.toml``. Validator i serves
 JSON-RPC on 127.0.0.1:(8700 + i) and peers on 127.0.0.1:(9700 + i);
-``--rpc-port`` and ``--p2p-port`` move the first of each. It never overwrites
-anything: a directory that already holds a genesis is refused or, with
+``--rpc-port`` and ``--p2p-port`` move the first of each. ``--observers N``
+adds N observer nodes (``keys/observer-j.key``, ``nodes/observer-j/node.toml``
+with ``role = "observer"``), which follow the chain without a vote: observer j
+serves JSON-RPC on 127.0.0.1:(8710 + j - 1) and peers on 127.0.0.1:(9710 + j - 1)
+(10 above the first validator's ports, or as many as there are validators), and
+every validator's config admits them (``p2p.observers``; a validator config
+without that setting gets it added, one naming other keys is refused). It never
+overwrites anything: a directory that already holds a genesis is refused or, with
 ``--if-missing``, left as it is (only missing node configs are added), so
 ``make testnet`` may run any number of times without replacing a network's
 keys. An existing testnet keeps the ports it was generated with: asking for
@@ -26,6 +32,7 @@ import json
 import shutil
 import sys
 import time
+import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +41,7 @@ from typing import Any, NoReturn
 from mura.chain.address import encode_address, validate_prefix
 from mura.chain.block import MAX_VALIDATORS
 from mura.chain.errors import Invalid
-from mura.chain.keys import SigningKey, save_key
+from mura.chain.keys import SigningKey, load_key, save_key
 from mura.genesis.format import Genesis, format_genesis_time, load_genesis, parse_genesis, parse_genesis_time
 from mura.genesis.launch import (
     NodeAddresses,
@@ -64,6 +71,11 @@ DEFAULT_BANK_AMOUNT = 100_000_000
 NAC = {"id": "NAC", "name": "Nishiawakura Coin", "decimals": 2}
 #: The yen settlement token, issued by a partner bank.
 JPYT = {"id": "JPYT", "name": "JPY Token", "decimals": 0}
+#: Observer nodes are named ``observer-1``, ``observer-2``, ...
+OBSERVER_PREFIX = "observer-"
+#: The first observer's ports are this far above the first validator's (or as many as there are validators).
+OBSERVER_PORT_OFFSET = 10
+MAX_OBSERVERS = 8
 #: The Nishiawakura network's first validators; larger testnets add ``partner-5``, ``partner-6``, ...
 VALIDATOR_NAMES = ("village-office", "token-association", "regional-chain-partner", "forestry-cooperative")
 
@@ -160,6 +172,90 @@ def node_config_path(directory: Path, name: str) -> Path:
     return directory / NODES_DIRECTORY / name / "node.toml"
 
 
+def observer_names(count: int) -> tuple[str, ...]:
+    """Names of the first ``count`` observers: ``observer-1``, ``observer-2``, ..."""
+    return tuple(f"{OBSERVER_PREFIX}{number}" for number in range(1, count + 1))
+
+
+def observer_port_offset(validators: int) -> int:
+    """How far above the first validator's ports the first observer's are: 10, or the
+    number of validators when there are more."""
+    return max(OBSERVER_PORT_OFFSET, validators)
+
+
+def add_observers(layout: TestnetLayout, count: int, *, base_rpc_port: int = DEFAULT_BASE_RPC_PORT) -> list[Path]:
+    """Give the testnet ``count`` observers: a key and a config for each that has none yet
+    (see the module docstring), and every validator config admitting them; returns the
+    files written or changed."""
+    if count < 0 or count > MAX_OBSERVERS:
+        raise TestnetError(f"a testnet has 0 to {MAX_OBSERVERS} observers, got {count}")
+    genesis = layout.genesis
+    offset = observer_port_offset(len(genesis.validators))
+    base_peer_port = int(genesis.validators[0].peer_address.rpartition(":")[2])
+    for kind, base in (("peer", base_peer_port), ("RPC", base_rpc_port)):
+        if base + offset + count - 1 > 65535:
+            raise TestnetError(f"observer {kind} ports from {base + offset} are not all in 1-65535")
+    written: list[Path] = []
+    keys: list[bytes] = []
+    for index, name in enumerate(observer_names(count)):
+        key_path = layout.directory / KEYS_DIRECTORY / f"{name}.key"
+        if key_path.exists():
+            keys.append(load_key(key_path).public_key)
+        else:
+            key = SigningKey.generate()
+            save_key(key_path, key, label=name)
+            keys.append(key.public_key)
+            written.append(key_path)
+        config = node_config_path(layout.directory, name)
+        if not config.exists():
+            config.parent.mkdir(parents=True, exist_ok=True)
+            config.write_text(
+                f"# Observer {index + 1} of the local testnet: it follows the chain and never votes.\n"
+                "# Every setting and its default: python -m mura.node --help\n"
+                'role = "observer"\n'
+                'data_dir = "data"\n'
+                f'key_file = "../../{KEYS_DIRECTORY}/{name}.key"\n'
+                f'genesis_file = "../../{GENESIS_FILE}"\n\n'
+                f'[p2p]\nlisten = "127.0.0.1:{base_peer_port + offset + index}"\n\n'
+                f'[rpc]\nlisten = "127.0.0.1:{base_rpc_port + offset + index}"\n'
+            )
+            written.append(config)
+    for validator in genesis.validators:
+        config = node_config_path(layout.directory, validator.name)
+        if config.exists() and _admit_observers(config, keys):
+            written.append(config)
+    return written
+
+
+def _admit_observers(config: Path, keys: Sequence[bytes]) -> bool:
+    """Have the validator config at ``config`` admit ``keys`` as observers: a config with no
+    ``p2p.observers`` gets it (True); one naming exactly those keys is left as it is; one
+    naming others is refused (the operator chose them)."""
+    text = config.read_text()
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise TestnetError(f"{config} is not valid TOML: {error}") from None
+    table = document.get("p2p")
+    wanted = [key.hex() for key in keys]
+    if isinstance(table, dict) and "observers" in table:
+        if sorted(table["observers"]) == sorted(wanted):
+            return False
+        raise TestnetError(
+            f"{config} admits the observers {table['observers']} (p2p.observers); the testnet's observers are "
+            f"{wanted}: set that list there, or reset the testnet"
+        )
+    if not wanted:
+        return False
+    line = f"observers = {json.dumps(wanted)}\n"
+    if isinstance(table, dict) and "\n[p2p]\n" in f"\n{text}":
+        text = f"\n{text}".replace("\n[p2p]\n", f"\n[p2p]\n{line}", 1)[1:]
+    else:
+        text = f"{text.rstrip()}\n\n[p2p]\n{line}"
+    config.write_text(text)
+    return True
+
+
 def write_node_configs(layout: TestnetLayout, *, base_rpc_port: int = DEFAULT_BASE_RPC_PORT) -> list[Path]:
     """A config for each validator that has none yet; returns the files written."""
     written = []
@@ -184,12 +280,11 @@ def write_node_configs(layout: TestnetLayout, *, base_rpc_port: int = DEFAULT_BA
 # --- ports ---------------------------------------------------------------------
 
 
-def node_addresses(layout: TestnetLayout) -> list[NodeAddresses]:
-    """Each validator's listen addresses, read from its node config (absent or unreadable: none)."""
-    return [
-        read_node_addresses(validator.name, node_config_path(layout.directory, validator.name))
-        for validator in layout.genesis.validators
-    ]
+def node_addresses(layout: TestnetLayout, *, observers: int = 0) -> list[NodeAddresses]:
+    """Each validator's listen addresses, then the first ``observers`` observers', read from
+    their node configs (absent or unreadable: none)."""
+    names = [validator.name for validator in layout.genesis.validators] + list(observer_names(observers))
+    return [read_node_addresses(name, node_config_path(layout.directory, name)) for name in names]
 
 
 def check_ports_unchanged(layout: TestnetLayout, *, base_peer_port: int | None, base_rpc_port: int | None) -> None:
@@ -283,6 +378,7 @@ def _not_written_by_the_generator(directory: Path) -> str | None:
     names = _validator_names_in(genesis_path)
     if names is None:
         return f"{GENESIS_FILE} that is not a genesis"
+    names |= set(observer_names(MAX_OBSERVERS))
     keys = {f"{name}.{suffix}" for name in (*names, TREASURY_NAME, BANK_NAME) for suffix in ("key", "votes")}
     for folder, expected in ((KEYS_DIRECTORY, keys), (NODES_DIRECTORY, names)):
         path = directory / folder
@@ -433,6 +529,11 @@ def _argument_parser() -> argparse.ArgumentParser:
         "--out", "--dir", type=Path, default=Path("testnet"), help="directory to write (default: testnet)"
     )
     parser.add_argument("--validators", type=int, default=4, help="number of validators (default: 4)")
+    parser.add_argument(
+        "--observers", type=int, default=0,
+        help="observer nodes to add (and run): they follow the chain and never vote; observer j serves "
+        f"JSON-RPC on the first validator's port + {OBSERVER_PORT_OFFSET} + j - 1 (default: 0)",
+    )
     parser.add_argument("--chain-id", default=DEFAULT_CHAIN_ID, help=f"default: {DEFAULT_CHAIN_ID}")
     parser.add_argument("--prefix", default=DEFAULT_PREFIX, help=f"address prefix (default: {DEFAULT_PREFIX})")
     parser.add_argument(
@@ -480,13 +581,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             genesis_time_ms=arguments.genesis_time,
             if_missing=arguments.if_missing,
         )
+        written = add_observers(layout, arguments.observers, base_rpc_port=_base_rpc_port(layout))
     except (_UsageError, TestnetError, Invalid, OSError) as error:
         print(f"testnet: {error}", file=sys.stderr)
         return 2
-    print("\n".join(describe_layout(layout)), flush=True)
+    lines = describe_layout(layout) + [f"wrote {path}" for path in written]
+    lines += describe_observers(layout, arguments.observers)
+    print("\n".join(lines), flush=True)
     if not arguments.run:
         return 0
-    return run_testnet(layout)
+    return run_testnet(layout, observers=arguments.observers)
+
+
+def _base_rpc_port(layout: TestnetLayout) -> int:
+    """The first validator's JSON-RPC port, as its config says (the default when it says none)."""
+    port = node_addresses(layout)[0].port("rpc.listen")
+    return DEFAULT_BASE_RPC_PORT if port is None else port
+
+
+def describe_observers(layout: TestnetLayout, count: int) -> list[str]:
+    """A line per observer: where its JSON-RPC is."""
+    lines = []
+    for node in node_addresses(layout, observers=count)[len(layout.genesis.validators):]:
+        port = node.port("rpc.listen")
+        lines.append(f"observer {node.name}: JSON-RPC on http://127.0.0.1:{port} (follows the chain, never votes)")
+    return lines
 
 
 def _parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -501,14 +620,15 @@ def _parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     return arguments
 
 
-def run_testnet(layout: TestnetLayout) -> int:
-    """Run every node of the testnet until Ctrl-C, unless it already runs or a port it
-    needs is taken: then one line for each node in the way, and 2."""
+def run_testnet(layout: TestnetLayout, *, observers: int = 0) -> int:
+    """Run every validator of the testnet and its first ``observers`` observers until
+    Ctrl-C, unless it already runs or a port it needs is taken: then one line for each
+    node in the way, and 2."""
     running = running_nodes(layout.directory)
     if running:
         print(f"testnet: {describe_running(layout.directory, running)}", file=sys.stderr)
         return 2
-    nodes = node_addresses(layout)
+    nodes = node_addresses(layout, observers=observers)
     taken = ports_in_use(nodes)
     if taken:
         for line in taken:

@@ -1,9 +1,10 @@
 """Real validator processes on loopback, for the process tests.
 
 A ``Cluster`` generates a testnet in a temporary directory (free ports, fresh
-keys), starts each validator as ``python -m mura.node``, and talks to them
-only as an operator or a wallet would: JSON-RPC over HTTP, signals, and the
-files in their data directories.
+keys), starts each validator (and each observer it was asked for) as
+``python -m mura.node``, and talks to them only as an operator or a wallet
+would: JSON-RPC over HTTP, signals, and the files in their data directories.
+Nodes are numbered validators first, then observers.
 """
 
 from __future__ import annotations
@@ -24,7 +25,15 @@ from mura.bench.ports import free_port_range
 from mura.chain.address import encode_address
 from mura.chain.keys import SigningKey, load_key
 from mura.chain.transaction import Body, Transaction, sign_transaction
-from mura.genesis.testnet import TestnetLayout, generate_testnet, node_config_path, write_node_configs
+from mura.genesis.testnet import (
+    TestnetLayout,
+    add_observers,
+    generate_testnet,
+    node_config_path,
+    observer_names,
+    observer_port_offset,
+    write_node_configs,
+)
 
 #: Fast timers, so a dead primary is replaced within about a second.
 FAST_CONSENSUS = [
@@ -55,15 +64,23 @@ def wait_for(predicate: Callable[..., Any], what: str, *, timeout: float = 30.0)
 class Cluster:
     """A testnet of real node processes; ``close()`` stops them all."""
 
-    def __init__(self, directory: Path, *, validators: int = 4, flags: Sequence[str] = ()) -> None:
+    def __init__(
+        self, directory: Path, *, validators: int = 4, observers: int = 0, flags: Sequence[str] = ()
+    ) -> None:
         self.directory = directory
         #: Further ``mura.node`` flags every node starts with.
         self.flags = list(flags)
-        base = free_port_range(2 * validators)
+        offset = observer_port_offset(validators)
+        span = offset + observers if observers else validators
+        base = free_port_range(2 * span)
         self.layout: TestnetLayout = generate_testnet(directory, validators=validators, base_peer_port=base)
-        self.rpc_ports = [base + validators + index for index in range(validators)]
+        rpc_base = base + span
+        self.rpc_ports = [rpc_base + index for index in range(validators)]
+        self.rpc_ports += [rpc_base + offset + index for index in range(observers)]
         self._use_rpc_ports()
-        self.names = [validator.name for validator in self.layout.genesis.validators]
+        add_observers(self.layout, observers, base_rpc_port=rpc_base)
+        self.validators = validators
+        self.names = [validator.name for validator in self.layout.genesis.validators] + list(observer_names(observers))
         self.processes: dict[int, subprocess.Popen[bytes]] = {}
         self.treasury = load_key(directory / "keys" / "treasury.key")
         self.chain_id = self.layout.genesis.chain_id
@@ -94,7 +111,9 @@ class Cluster:
         for index in range(len(self.names)):
             self.start(index)
         for index in range(len(self.names)):
-            wait_for(lambda index=index: self.is_ours(index) and self.status(index)["peers"] == len(self.names) - 1,
+            # A validator links to every other node; an observer to every validator.
+            peers = len(self.names) - 1 if index < self.validators else self.validators
+            wait_for(lambda index=index, peers=peers: self.is_ours(index) and self.status(index)["peers"] == peers,
                      f"node {index} to connect")
 
     def is_ours(self, index: int) -> bool:
