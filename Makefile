@@ -56,7 +56,7 @@ lint: $(LINT_STAMP)
 	cd $(LINT_ROOT) && MYPYPATH=$(CURDIR)/$(LINT_ROOT) $(CURDIR)/$(VENV)/bin/mypy --strict --config-file $(CURDIR)/pyproject.toml -p mura
 
 testnet: $(RUNTIME_STAMP)
-	$(VENV)/bin/mura testnet --dir $(TESTNET_DIR) --validators $(VALIDATORS) --observers $(OBSERVERS) $(if $(RPC_PORT),--rpc-port $(RPC_PORT)) $(if $(P2P_PORT),--p2p-port $(P2P_PORT))
+	$(VENV)/bin/mura testnet --dir $(TESTNET_DIR) --validators $(VALIDATORS) $(if $(filter-out 0,$(OBSERVERS)),--observers $(OBSERVERS)) $(if $(RPC_PORT),--rpc-port $(RPC_PORT)) $(if $(P2P_PORT),--p2p-port $(P2P_PORT))
 
 # Refused, with the node that holds it, while any node of the testnet runs.
 testnet-reset: $(RUNTIME_STAMP)

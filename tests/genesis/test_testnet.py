@@ -17,6 +17,7 @@ import mura
 from mura.chain.address import decode_address, encode_address
 from mura.chain.errors import InvalidGenesis
 from mura.chain.keys import load_key
+from mura.config import load_config
 from mura.genesis import testnet
 from mura.genesis.format import load_genesis, parse_genesis_time
 
@@ -431,6 +432,7 @@ def test_invalid_reset_of_a_directory_that_only_looks_like_a_testnet(
             ["testnet", "RPC_PORT=8800", "P2P_PORT=9800"],
             ".venv/bin/mura testnet --dir net --validators 4 --rpc-port 8800 --p2p-port 9800",
         ),
+        (["testnet", "OBSERVERS=1"], ".venv/bin/mura testnet --dir net --validators 4 --observers 1"),
         (["testnet-reset"], ".venv/bin/mura testnet --dir net --reset"),
     ],
 )
@@ -444,3 +446,34 @@ def test_make_targets_run_the_testnet_command(arguments: list[str], command: str
     )
     assert result.returncode == 0, result.stderr
     assert " ".join(result.stdout.splitlines()[-1].split()) == command
+
+
+# --- observers ----------------------------------------------------------------------
+
+
+def test_observers_are_added_once_and_admitted_by_every_validator(tmp_path: Path) -> None:
+    directory = tmp_path / "net"
+    layout = testnet.generate_testnet(directory, validators=4)
+    written = testnet.add_observers(layout, 1)
+    observer = load_key(directory / "keys" / "observer-1.key").public_key
+    config = load_config(testnet.node_config_path(directory, "observer-1"))
+    assert config["role"] == "observer"
+    assert (config["rpc.listen"], config["p2p.listen"]) == ("127.0.0.1:8710", "127.0.0.1:9710")
+    for validator in layout.genesis.validators:
+        path = testnet.node_config_path(directory, validator.name)
+        assert path in written
+        assert load_config(path)["p2p.observers"] == [observer.hex()]
+    before = snapshot(directory)
+    assert testnet.add_observers(layout, 1) == []
+    assert snapshot(directory) == before
+    # The observer's files belong to the testnet: a reset deletes them.
+    assert testnet.main(["--out", str(directory), "--reset"]) == 0
+    assert not directory.exists()
+
+
+def test_a_validator_config_admitting_other_observers_is_refused(tmp_path: Path) -> None:
+    layout = testnet.generate_testnet(tmp_path / "net", validators=4)
+    path = testnet.node_config_path(layout.directory, layout.genesis.validators[2].name)
+    path.write_text(path.read_text().replace("[p2p]\n", f'[p2p]\nobservers = ["{"ab" * 32}"]\n'))
+    with pytest.raises(testnet.TestnetError, match="admits the observers"):
+        testnet.add_observers(layout, 1)
