@@ -474,6 +474,8 @@ class Node:
             stalled=self.consensus.progress.stalled(time.monotonic()),
             role=self.role,
             voting=replica.member,
+            final_blocks_pushed=self.pushes.pushed,
+            final_blocks_push_dropped=self.pushes.dropped,
         )
 
     async def run_until_signalled(self) -> None:

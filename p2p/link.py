@@ -84,11 +84,10 @@ class Link:
     def enqueue(self, data: bytes, *, droppable: bool) -> bool:
         """Queue an encoded frame; False when it was dropped (a droppable frame that does
         not fit, or a link closing). Raises ``OutboxOverflow`` if the peer cannot keep up."""
-        queued_before = len(self._outbox)
         dropped = self._outbox.put(data, droppable=droppable)
         if dropped:
             self._accounting.add(self.peer_public_key, "dropped", dropped)
-        return not self._outbox.closed and len(self._outbox) == queued_before - dropped + 1
+        return self._outbox.queued_last
 
     def hand_over(self, successor: Link) -> None:
         """Move the frames still queued here to ``successor``, which replaces this link."""

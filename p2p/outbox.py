@@ -43,6 +43,8 @@ class Outbox:
         self._bytes = 0
         self._closed = False
         self._ready = asyncio.Event()
+        #: Whether the frame of the last ``put`` was queued (False: discarded, or closed).
+        self.queued_last = False
 
     def __len__(self) -> int:
         return len(self._frames)
@@ -54,6 +56,7 @@ class Outbox:
     def put(self, data: bytes, *, droppable: bool) -> int:
         """Queue ``data``; returns how many frames were discarded to do so (the
         new one included). Raises ``OutboxOverflow`` as described above."""
+        self.queued_last = False
         if self._closed:
             return 1
         size = len(data)
@@ -69,6 +72,7 @@ class Outbox:
         self._frames.append(QueuedFrame(data, droppable))
         self._bytes += size
         self._ready.set()
+        self.queued_last = True
         return dropped
 
     async def get(self) -> bytes | None:

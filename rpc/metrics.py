@@ -75,6 +75,10 @@ class NodeFigures:
     blocks_behind: int = 0
     #: 1 while this node's key is a validator's of the height in progress, else 0 (it follows).
     voting: int = 1
+    #: Final blocks pushed to linked peers that take no part in consensus (observers), and
+    #: those dropped because the peer's queue was full.
+    final_blocks_pushed: int = 0
+    final_blocks_push_dropped: int = 0
 
 
 def _gauge(name: str, documentation: str, value: float | None) -> GaugeMetricFamily:
@@ -101,8 +105,20 @@ class _FiguresCollector:
         view_changes = CounterMetricFamily(
             "mura_consensus_view_changes", "View changes this node started.", value=value("view_changes_started")
         )
+        pushed = CounterMetricFamily(
+            "mura_p2p_final_blocks_pushed",
+            "Final blocks this node pushed to linked peers that take no part in consensus (observers).",
+            value=value("final_blocks_pushed"),
+        )
+        push_dropped = CounterMetricFamily(
+            "mura_p2p_final_blocks_push_dropped",
+            "Final blocks not pushed to such a peer because its queue was full (it fetches them).",
+            value=value("final_blocks_push_dropped"),
+        )
         return [
             _gauge("mura_chain_height", "Height of the last final block.", value("height")),
+            pushed,
+            push_dropped,
             _gauge("mura_consensus_view", "The PBFT view this node is in.", value("view")),
             view_changes,
             _gauge("mura_p2p_peers_connected", "Peers with a live link.", value("peers")),

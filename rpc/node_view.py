@@ -56,6 +56,9 @@ class NodeStatus:
     role: str = "validator"
     #: True while this node's key is a validator's of the height in progress (it votes).
     voting: bool = True
+    #: Final blocks pushed to observers, and pushes dropped (see ``mura.observers``).
+    final_blocks_pushed: int = 0
+    final_blocks_push_dropped: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +258,8 @@ def read_figures(node: NodeView) -> NodeFigures:
         stalled=int(status.stalled),
         blocks_behind=max(0, status.highest_known_height - status.height),
         voting=int(status.voting),
+        final_blocks_pushed=status.final_blocks_pushed,
+        final_blocks_push_dropped=status.final_blocks_push_dropped,
         mempool_transactions=mempool.transactions,
         mempool_bytes=mempool.bytes,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import socket
 import subprocess
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mura.chain.keys import load_key
+from mura.chain.keys import SigningKey, load_key, save_key
 from mura.chain.store import Store, VoteStore
 from mura.config import (
     SETTINGS,
@@ -220,3 +221,47 @@ def test_invalid_cors_origin_setting(tmp_path: Path) -> None:
         load_config(config_file(tmp_path, '[rpc]\ncors_origins = ["https://wallet.example/"]\n'))
     config = load_config(config_file(tmp_path, '[rpc]\ncors_origins = ["https://wallet.example", "*"]\n'))
     assert config["rpc.cors_origins"] == ["https://wallet.example", "*"]
+
+
+def test_invalid_observer_with_a_validator_key_names_the_validator_and_leaves_nothing_open(
+    layout: TestnetLayout, tmp_path: Path
+) -> None:
+    validator = layout.genesis.validators[0]
+    path = node_config_path(layout.directory, validator.name)
+    config = load_config(path, {"role": "observer", "data_dir": str(tmp_path / "data")})
+    refusal = f'^role: "observer", but key_file .* is the key of validator {validator.name}'
+    with pytest.raises(ConfigError, match=refusal):
+        Node(config)
+    Store(config.path("data_dir")).close()
+    assert not config.vote_record_path().exists()
+
+
+async def test_observer_and_validator_outside_the_set_follow_without_a_vote(
+    layout: TestnetLayout, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A key no validator set holds: as an observer it opens no vote record and its replica
+    can never sign; as a validator it keeps its record and says it follows until added."""
+    caplog.set_level(logging.INFO, logger="mura.node")
+    path = node_config_path(layout.directory, layout.genesis.validators[0].name)
+    key_file = tmp_path / "outsider.key"
+    save_key(key_file, SigningKey.generate(), label="outsider")
+    common = {"key_file": str(key_file), "p2p.listen": "127.0.0.1:0", "rpc.listen": "127.0.0.1:0"}
+    observer = Node(load_config(path, common | {"role": "observer", "data_dir": str(tmp_path / "observer")}))
+    try:
+        assert observer.vote_store is None and not observer.replica.member
+        assert observer.replica.key.public_key != observer.key.public_key
+        await observer.start()
+        assert "an observer" in caplog.text and "never votes" in caplog.text
+        status = observer.status()
+        assert (status.role, status.voting) == ("observer", False)
+    finally:
+        await observer.stop()
+    assert not key_file.with_suffix(".votes").exists()
+    validator = Node(load_config(path, common | {"data_dir": str(tmp_path / "validator")}))
+    try:
+        assert validator.vote_store is not None and validator.replica.key.public_key == validator.key.public_key
+        await validator.start()
+        assert "follows the chain as an observer, without a vote, until a governance change adds it" in caplog.text
+        assert validator.status().voting is False
+    finally:
+        await validator.stop()

@@ -102,7 +102,11 @@ def test_observer_follows_answers_forwards_and_never_signs(cluster: Cluster) -> 
     figures = metrics(cluster, OBSERVER)
     assert figures["mura_consensus_voting"] == 0
     assert figures["mura_consensus_missing_validators"] == 0
-    assert metrics(cluster, 0)["mura_consensus_voting"] == 1
+    for index in range(VALIDATORS):
+        validator = metrics(cluster, index)
+        assert validator["mura_consensus_voting"] == 1
+        # Each final block went once to the one observer linked to it.
+        assert 0 < validator["mura_p2p_final_blocks_pushed_total"] <= validator["mura_chain_height"]
     # It never kept a vote record.
     assert not (cluster.directory / KEYS_DIRECTORY / f"{cluster.names[OBSERVER]}.votes").exists()
     assert check_every_certificate(cluster) >= start + 5

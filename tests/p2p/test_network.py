@@ -473,3 +473,44 @@ async def test_stop_cuts_off_a_peer_that_reads_nothing(cluster: Cluster) -> None
             await a.network.stop()
         assert a.peer_events == [(slow.public_key, True), (slow.public_key, False)]
     assert asyncio.all_tasks() == before
+
+
+# --- peers that change while the network runs -------------------------------------------
+
+
+async def test_set_peers_dials_a_new_peer_and_drops_one_no_longer_admitted(cluster: Cluster) -> None:
+    a = await cluster.start("a", peers="b", admitted="ab")
+    b = await cluster.start("b", peers="a", admitted="abc")
+    c = await cluster.start("c", peers="", admitted="abc")
+    await wait_for(lambda: linked(a, b), "a and b to link")
+    # c joins: a admits it and dials it, without a restart.
+    a.network.set_peers(admitted=[b.public_key, c.public_key], peers=[cluster.address("b"), cluster.address("c")])
+    await wait_for(lambda: c.public_key in a.network.connected_peers(), "a to dial c")
+    assert a.network.peers == (cluster.address("b"), cluster.address("c"))
+    # b leaves: its link is closed, with the reason, and its dials are refused from now on.
+    a.network.set_peers(admitted=[c.public_key], peers=[cluster.address("c")])
+    await wait_for(lambda: a.network.connected_peers() == [c.public_key], "a to drop b")
+    await wait_for(lambda: a.public_key not in b.network.connected_peers(), "b to see the link closed")
+    await asyncio.sleep(0)  # b redials with its backoff; a refuses each attempt
+    await wait_for(lambda: a.network.stats.handshake_failures > 0 or b.network.stats.handshake_failures > 0,
+                   "b's redial to be refused")
+    assert b.public_key not in a.network.connected_peers()
+    # A frame a refused after b left is not held against anyone.
+    a.network.penalize(b.public_key, "a message b sent before it left")
+    assert a.network.stats.peers[b.public_key].refused == 0
+    with pytest.raises(ValueError, match="not an admitted peer"):
+        a.network.penalize(key_named("h").public_key, "a key never admitted")
+
+
+async def test_a_droppable_frame_that_does_not_fit_is_dropped_and_the_link_stays(cluster: Cluster) -> None:
+    small = limits(outbox_frames=2)
+    a = await cluster.start("a", peers="b", limits=small)
+    b = await cluster.start("b", peers="a")
+    await wait_for(lambda: settled(a, b), "a and b to link")
+    # Nothing is written before the test yields: the queue holds two frames at most.
+    assert all(a.network.send(b.public_key, "data", index, droppable=True) for index in range(5))
+    assert a.network.stats.peers[b.public_key].dropped == 3, "the newest droppable frames take the oldest's place"
+    assert all(a.network.send(b.public_key, "data", f"must go {index}", droppable=False) for index in range(2))
+    assert not a.network.send(b.public_key, "data", "may go", droppable=True)
+    assert b.public_key in a.network.connected_peers()
+    await wait_for(lambda: b.payloads("data") == ["must go 0", "must go 1"], "b to get the frames that must go")

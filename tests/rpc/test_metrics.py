@@ -26,6 +26,10 @@ NAMED = {
     "mura_transactions_finalized_total",
     "mura_rpc_requests_total",
     "mura_rpc_request_duration_seconds_count",
+    "mura_chain_blocks_behind",
+    "mura_consensus_voting",
+    "mura_p2p_final_blocks_pushed_total",
+    "mura_p2p_final_blocks_push_dropped_total",
 }
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
