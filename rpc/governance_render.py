@@ -50,8 +50,16 @@ def render_change(change: Change, prefix: str) -> dict[str, Any]:
 PROPOSAL_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": [
-        "id", "proposer", "proposer_name", "change", "approvals", "quorum", "created_height", "expires_height",
-        "status", "activation_height",
+        "id",
+        "proposer",
+        "proposer_name",
+        "change",
+        "approvals",
+        "quorum",
+        "created_height",
+        "expires_height",
+        "status",
+        "activation_height",
     ],
     "properties": {
         "id": {**_COUNT, "description": "Sequential from 1."},
