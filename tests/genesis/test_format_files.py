@@ -146,6 +146,7 @@ def test_to_json_round_trips() -> None:
         "issuers",
         "assets",
         "limits",
+        "governance",
     ]
 
 
