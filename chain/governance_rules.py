@@ -22,7 +22,7 @@ and updates the accounts' roles, issuer grants and revokes included.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import cast
+from typing import Protocol, cast
 
 from mura.chain import codec
 from mura.chain.block import MAX_VALIDATORS, quorum_size
@@ -67,7 +67,6 @@ from mura.chain.pending import (
     SCHEDULED_KEY,
     PendingState,
     Role,
-    StateReader,
     open_count_key,
     open_proposal_key,
     proposal_key,
@@ -78,22 +77,28 @@ from mura.chain.transaction import Approve, Propose, Transaction
 _EXPIRY_PAGE = 16
 
 
+class EntryReader(Protocol):
+    """What reading one governance entry needs (a ``StateReader``, or the RPC's view of the store)."""
+
+    def load_entry(self, key: bytes) -> bytes | None: ...
+
+
 # --- reading the governance entries ---------------------------------------------------
 
 
-def load_proposal(state: StateReader, proposal: int) -> Proposal | None:
+def load_proposal(state: EntryReader, proposal: int) -> Proposal | None:
     """A proposal as committed (None if there is none with this id)."""
     value = state.load_entry(proposal_key(proposal))
     return None if value is None else Proposal.decode(value, MAX_VALIDATORS)
 
 
-def load_scheduled(state: StateReader) -> ScheduledSet | None:
+def load_scheduled(state: EntryReader) -> ScheduledSet | None:
     """The set scheduled to take over, as committed (None if none is)."""
     value = state.load_entry(SCHEDULED_KEY)
     return None if value is None else ScheduledSet.decode(value, MAX_VALIDATORS)
 
 
-def last_proposal_id(state: StateReader) -> int:
+def last_proposal_id(state: EntryReader) -> int:
     value = state.load_entry(LAST_PROPOSAL_KEY)
     return 0 if value is None else codec.read_int(codec.decode(value), "last proposal")
 

@@ -248,7 +248,9 @@ async def test_get_certificate_of_genesis_and_of_a_missing_block(paused: TestNod
 
 
 async def test_validators_have_names_addresses_and_keys(paused: TestNode) -> None:
+    peer_address = paused.node.genesis.validators[0].peer_address
     assert await paused.rpc.result("chain_validators") == {
+        "height": 1,
         "quorum": 1,
         "fault_tolerance": 0,
         "validators": [
@@ -257,6 +259,7 @@ async def test_validators_have_names_addresses_and_keys(paused: TestNode) -> Non
                 "name": "village-office",
                 "address": paused.address(paused.validator),
                 "public_key": as_hex(paused.validator.public_key),
+                "peer_address": peer_address,
             }
         ],
     }
