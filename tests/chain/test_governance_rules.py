@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mura.chain.block import MAX_VALIDATORS, quorum_size
 from mura.chain.errors import (
@@ -51,7 +53,7 @@ from mura.chain.keys import SigningKey
 from mura.chain.state import ChainRules, Role
 from mura.chain.transaction import Approve, Body, Propose, Transaction
 from mura.tests.chain.factories import CHAIN_ID, Chain, issue_body, key_named
-from mura.tests.chain.transition import MakeBlock, Sign, accept, raw_block, refuse_block, refuse_transaction
+from mura.tests.chain.transition import MakeBlock, Sign, accept, apply, raw_block, refuse_block, refuse_transaction
 
 NEW = key_named("new-validator")
 ADD_NEW = AddValidator(NEW.public_key, "new-office", "10.0.0.9:9700")
@@ -424,3 +426,47 @@ def test_refused_approval_leaves_no_trace(chain: Chain, by: Nonces, make_block: 
     block = raw_block(chain, [by(chain.validators[0], Approve(7))])
     refused = refuse_block(chain, block, InvalidBlockTransaction)
     assert refused.details["cause"] == "unknown_proposal"
+
+
+# --- replay -----------------------------------------------------------------------------------------
+
+
+_CHANGES = st.sampled_from(["add", "remove", "rotate", "grant", "revoke"])
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(st.tuples(_CHANGES, st.integers(0, 3), st.lists(st.integers(0, 3), max_size=3)), max_size=6))
+def test_replay_from_genesis_gives_the_same_roots_and_sets(
+    make_chain: Callable[..., Chain], sign: Sign, make_block: MakeBlock, steps: list[tuple[str, int, list[int]]]
+) -> None:
+    """Blocks of random proposals and approvals (valid or not: build_block leaves out what a
+    rule refuses), replayed from genesis by another node, give the same state root and the
+    same validator set after every block."""
+    chain = make_chain()
+    keys = {key.public_key: key for key in chain.validators}
+    built_blocks, sets = [], []
+    for number, (kind, target, approvers) in enumerate(steps):
+        current = validator_keys(chain.state.load_validators())
+        newcomer = key_named(f"replay-{number}")
+        keys[newcomer.public_key] = newcomer
+        chosen = current[target % len(current)]
+        change = {
+            "add": AddValidator(newcomer.public_key, f"replay-{number}", "10.0.0.1:1"),
+            "remove": RemoveValidator(chosen),
+            "rotate": ReplaceKey(chosen, newcomer.public_key, ""),
+            "grant": GrantIssuer(chain.alice.public_key),
+            "revoke": RevokeIssuer(chain.issuer.public_key),
+        }[kind]
+        signed = Nonces(chain, sign)  # a gap left by a refused transaction refuses the key's next
+        transactions = [signed(keys[current[0]], Propose(change))]
+        transactions += [signed(keys[current[index % len(current)]], Approve(number + 1)) for index in approvers]
+        built = make_block(chain, transactions, proposer=current[0])
+        accept(chain, built)
+        built_blocks.append(built.block)
+        sets.append(chain.state.load_validators())
+    replica = make_chain()
+    for block, expected in zip(built_blocks, sets, strict=True):
+        replica.commit((block, apply(replica, block)))
+        assert replica.state.load_validators() == expected
+    assert replica.state.lattice.root() == chain.state.lattice.root()
+    assert replica.state.entries == chain.state.entries
