@@ -450,13 +450,14 @@ def test_replay_from_genesis_gives_the_same_roots_and_sets(
         newcomer = key_named(f"replay-{number}")
         keys[newcomer.public_key] = newcomer
         chosen = current[target % len(current)]
-        change = {
+        choices: dict[str, Change] = {
             "add": AddValidator(newcomer.public_key, f"replay-{number}", "10.0.0.1:1"),
             "remove": RemoveValidator(chosen),
             "rotate": ReplaceKey(chosen, newcomer.public_key, ""),
             "grant": GrantIssuer(chain.alice.public_key),
             "revoke": RevokeIssuer(chain.issuer.public_key),
-        }[kind]
+        }
+        change = choices[kind]
         signed = Nonces(chain, sign)  # a gap left by a refused transaction refuses the key's next
         transactions = [signed(keys[current[0]], Propose(change))]
         transactions += [signed(keys[current[index % len(current)]], Approve(number + 1)) for index in approvers]
