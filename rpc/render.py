@@ -270,6 +270,10 @@ BLOCK_SCHEMA = _object(
         "proposer": {"oneOf": [_ADDRESS_SCHEMA, {"type": "null"}], "description": "Null for the genesis block."},
         "transaction_root": HASH_SCHEMA,
         "state_root": HASH_SCHEMA,
+        "next_validators_hash": {
+            **HASH_SCHEMA,
+            "description": "SHA-256 of the keys, in order, of the validator set that decides the next height.",
+        },
         "transaction_count": _COUNT_SCHEMA,
         "transactions": {
             "type": "array",
@@ -298,6 +302,7 @@ def render_block(block: Block, prefix: str, *, full_transactions: bool) -> dict[
         "proposer": None if header.proposer == ZERO_HASH else encode_address(header.proposer, prefix),
         "transaction_root": to_hex(header.transaction_root),
         "state_root": to_hex(header.state_root),
+        "next_validators_hash": to_hex(header.next_validators_hash),
         "transaction_count": len(block.transactions),
         "transactions": transactions,
     }

@@ -10,6 +10,7 @@ import pytest
 
 from mura.chain.address import decode_address
 from mura.chain.block import CommitCertificate, verify_certificate
+from mura.chain.governance import validators_hash
 from mura.chain.keys import SigningKey
 from mura.chain.transaction import ApproveHolder, Burn, Freeze, Mint, RevokeHolder, Transaction, Transfer, Unfreeze
 from mura.genesis.testnet import TestnetLayout
@@ -90,6 +91,7 @@ async def test_get_block_by_height_and_by_hash_with_hashes_or_whole_transactions
         "proposer": node.address(node.validator),
         "transaction_root": as_hex(stored.header.transaction_root),
         "state_root": as_hex(stored.header.state_root),
+        "next_validators_hash": as_hex(validators_hash(node.node.store.load_validators_at(height + 1))),
         "transaction_count": 1,
         "transactions": [final["hash"]],
     }
