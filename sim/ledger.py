@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from mura.chain import bond_rules
+from mura.chain import bond_rules, governance
 from mura.chain.block import Block, CommitCertificate, Header, MessageBlock
 from mura.chain.keys import SignatureCache, SigningKey
 from mura.chain.state import (
@@ -188,7 +188,7 @@ class SimLedger:
         self.state.commit(changes)
         self.head = block.header
         self.finals.append(FinalBlock(block, certificate))
-        self._note_validators(block.height + 1, self.state.load_validators())
+        self._note_validators(block.height + 1, governance.validator_keys(self.state.load_validators()))
 
     def _note_validators(self, height: int, keys: tuple[bytes, ...]) -> None:
         """The set that decides ``height`` as the state now says; kept when it changed."""
