@@ -213,8 +213,9 @@ def validate_propose(pending: PendingState, transaction: Transaction) -> None:
     """A validator of the current set proposes a well-formed change that applies to the
     next set, while it has fewer than ``MAX_OPEN_PROPOSALS_PER_PROPOSER`` proposals open."""
     body = cast(Propose, transaction.body)
-    validate_validator(pending, transaction)
+    # The format first: it does not depend on the state, so a node refuses it whatever its height.
     validate_change_format(body.change)
+    validate_validator(pending, transaction)
     open_count = _count(pending.entry(open_count_key(transaction.sender)), "open proposals")
     if open_count >= MAX_OPEN_PROPOSALS_PER_PROPOSER:
         raise TooManyProposals(
