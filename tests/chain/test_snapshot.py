@@ -135,7 +135,7 @@ def test_invalid_chunk_with_an_extra_entry_in_place_of_another(source: Store, ma
 def test_invalid_chunk_reordered(source: Store, manifest: Manifest) -> None:
     entries = chunk(source, manifest, 0)
     entries[3], entries[4] = entries[4], entries[3]
-    with pytest.raises(ChunkMismatch, match="entry 3 is not after entry 2|entry 4 is not after entry 3"):
+    with pytest.raises(ChunkMismatch, match=r"entry [34] is not after entry [23]"):
         check_chunk(manifest, 0, entries)
 
 
