@@ -248,7 +248,8 @@ class StateSync:
             LOG.info("state sync: no peer offers a snapshot (%d answered); replaying from genesis", len(offers))
             return None
         for height in heights:
-            servers = [peer for peer, offered in offers.items() if height in offered.heights]
+            # In key order: which peer is asked first does not depend on which answered first.
+            servers = sorted(peer for peer, offered in offers.items() if height in offered.heights)
             outcome = await self._sync_height(height, servers)
             if outcome is not None:
                 outcome.seconds = self._clock() - started
@@ -264,7 +265,9 @@ class StateSync:
         asking: dict[bytes, asyncio.Task[Offers | None]] = {}
         until = self._clock() + self.settings.wait_seconds
         try:
-            while not set(self._peers) <= set(offers) and self._clock() < until:
+            while True:
+                # Cleared before looking, so that a link opening after the look wakes the wait.
+                self._linked.clear()
                 for peer in self._network.connected_peers():
                     if peer not in asking:
                         asking[peer] = asyncio.create_task(self._ask_offers(peer))
@@ -274,6 +277,8 @@ class StateSync:
                         offers[peer] = offered
                         if offered.heights:
                             until = min(until, self._clock() + self.settings.offer_grace_seconds)
+                if set(self._peers) <= set(offers) or self._clock() >= until:
+                    break
                 await self._wait_for_news([task for task in asking.values() if not task.done()], until)
         finally:
             for task in asking.values():
@@ -283,7 +288,6 @@ class StateSync:
 
     async def _wait_for_news(self, pending: list[asyncio.Task[Offers | None]], until: float) -> None:
         """Until a link opens, an answer comes, or ``until``."""
-        self._linked.clear()
         linked = asyncio.ensure_future(self._linked.wait())
         try:
             await asyncio.wait([linked, *pending], timeout=max(0.0, until - self._clock()),
