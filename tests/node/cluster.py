@@ -81,7 +81,10 @@ class Cluster:
     def data_dir(self, index: int) -> Path:
         return node_config_path(self.directory, self.names[index]).parent / "data"
 
-    def start(self, index: int, *, flags: Sequence[str] = (), module: str = "mura.node") -> None:
+    def start(self, index: int) -> None:
+        self.start_with(index)
+
+    def start_with(self, index: int, *, flags: Sequence[str] = (), module: str = "mura.node") -> None:
         """Start node ``index`` with the cluster's flags and ``flags``; ``module`` runs it (a test's
         variant of ``mura.node``)."""
         config = node_config_path(self.directory, self.names[index])

@@ -57,7 +57,7 @@ def test_a_node_joining_by_state_sync_refuses_a_tampered_chunk_and_ends_on_the_r
     liar = min(range(3), key=lambda index: keys[index])
     try:
         for index in range(4):
-            cluster.start(index, module=TAMPERING_NODE if index == liar else "mura.node")
+            cluster.start_with(index, module=TAMPERING_NODE if index == liar else "mura.node")
         for index in range(4):
             wait_for(lambda index=index: cluster.is_ours(index) and cluster.status(index)["peers"] == 3,
                      f"node {index} to connect")
@@ -65,7 +65,7 @@ def test_a_node_joining_by_state_sync_refuses_a_tampered_chunk_and_ends_on_the_r
             wait_for(lambda: cluster.height(0) >= 2 * INTERVAL + 2, "two snapshots' worth of blocks", timeout=60)
             assert cluster.stop(joiner) == 0
             cluster.wipe(joiner)
-            cluster.start(joiner, flags=["--sync-mode", "snapshot"])
+            cluster.start_with(joiner, flags=["--sync-mode", "snapshot"])
             joined = wait_for(lambda: JOINED.search(cluster.log(joiner)), "the node to join by state sync",
                               timeout=60)
         height = int(joined.group(1))

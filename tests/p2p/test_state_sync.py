@@ -14,6 +14,8 @@ import pytest
 
 from mura.chain.block import CommitCertificate, commit_vote_payload
 from mura.chain.store import Store
+from mura.consensus.serving import BlockServer
+from mura.p2p.block_service import BlockService
 from mura.p2p.network import Network
 from mura.p2p.settings import PeerAddress
 from mura.p2p.snapshot_service import SnapshotKeeper, SnapshotService
@@ -171,6 +173,17 @@ async def test_a_joining_node_fetches_the_certified_state_from_its_peers(source:
         assert_same_state(joined, source)
         served = first.service.served["chunk"] + second.service.served["chunk"]
         assert served == 3
+        # It holds block H and nothing below: a node catching up from below is told nothing.
+        sent: list[bytes] = []
+
+        async def send(peer: bytes, data: bytes) -> bool:
+            sent.append(data)
+            return True
+
+        blocks = BlockService(source=joined, send=send, server=BlockServer())
+        assert await blocks.serve(b"p" * 32, 1, 1, 0) == 0
+        assert blocks.server.refused["not_kept"] == 1
+        assert await blocks.serve(b"p" * 32, 1, joined.height, 0) == 1
     finally:
         joined.close()
 
