@@ -45,6 +45,9 @@ class LedgerApplication:
     def final_height(self) -> int:
         return self.store.height
 
+    def validators_at(self, height: int) -> tuple[bytes, ...]:
+        return self.store.load_validators()
+
     def load_final_block(self, height: int) -> FinalBlock | None:
         block = self.store.load_block(height)
         certificate = self.store.load_certificate(height)

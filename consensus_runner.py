@@ -21,7 +21,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import plyvel
@@ -108,12 +108,18 @@ class NetworkTransport:
     send returns at once); final blocks for a validator that is behind are served in a
     task of its own, one at a time per validator."""
 
-    def __init__(self, *, network: Network, validators: Sequence[bytes], block_service: BlockService) -> None:
+    def __init__(self, *, network: Network, replica: Replica, block_service: BlockService) -> None:
         self.network = network
-        self.validators = validators
+        self.replica = replica
         self.block_service = block_service
-        #: Final blocks being served to validators that are behind, by validator.
-        self.serving: dict[int, asyncio.Task[int]] = {}
+        #: Final blocks being served to peers that are behind, by public key.
+        self.serving: dict[bytes, asyncio.Task[int]] = {}
+
+    @property
+    def validators(self) -> tuple[bytes, ...]:
+        """The public keys of the validators of the replica's height: the replica names
+        validators by their index there."""
+        return self.replica.validators.keys
 
     def broadcast(self, message: Message) -> None:
         self._queue(message, lambda data: self.network.broadcast(CONSENSUS_KIND, data))
@@ -137,14 +143,15 @@ class NetworkTransport:
     def serve_blocks(self, validator: int, from_height: int) -> None:
         """Serve a validator that is behind in a task of its own, off the consensus task
         (a request while one runs is dropped; it asks again)."""
-        if validator in self.serving:
+        self.serve_peer(self.validators[validator], from_height)
+
+    def serve_peer(self, peer: bytes, from_height: int) -> None:
+        if peer in self.serving:
             return
-        peer = self.validators[validator]
-        task = asyncio.create_task(
-            self.block_service.serve(peer, validator, from_height, now_ms()), name=f"serve-{validator}"
-        )
-        self.serving[validator] = task
-        task.add_done_callback(lambda _: self.serving.pop(validator, None))
+        serving = self.block_service.serve(peer, from_height, now_ms())
+        task = asyncio.create_task(serving, name=f"serve-{peer.hex()[:8]}")
+        self.serving[peer] = task
+        task.add_done_callback(lambda _: self.serving.pop(peer, None))
 
     def penalize(self, validator: int, rule: str) -> None:
         self.network.penalize(self.validators[validator], f"consensus message refused: {rule}")
@@ -195,7 +202,7 @@ class NodeReports:
         node took part in deciding the block (it PREPAREd it in the view that certified it),
         not for one fetched with its certificate."""
         replica = self.replica
-        prepared = replica.log.prepares.vote_of(view, replica.index)
+        prepared = None if replica.index is None else replica.log.prepares.vote_of(view, replica.index)
         took_part = prepared is not None and prepared.block_hash == block.hash
         highest_seen = replica.catch_up.highest_seen
         self.progress.final_block(
@@ -261,18 +268,16 @@ class ConsensusRunner:
         reports: NodeReports,
         verifier: SignatureVerifier,
         verify_certified_signatures: bool,
-        names: Sequence[str],
+        name_of: Callable[[bytes], str],
         max_frame_bytes: int,
         stop_node: Callable[[], None],
     ) -> None:
         self.replica = replica
-        self.validators = replica.validators.keys
-        self._validator_index = {key: index for index, key in enumerate(self.validators)}
         self.network = network
         self.reports = reports
         self.verifier = verifier
         self.verify_certified_signatures = verify_certified_signatures
-        self.names = names
+        self._name_of = name_of
         self.max_frame_bytes = max_frame_bytes
         self._stop_node = stop_node
         self.block_service = block_service
@@ -281,13 +286,28 @@ class ConsensusRunner:
         self.events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self.inbox = ConsensusInbox()
         self.clock = WallClock(lambda: self.post(("timeout", None)))
-        self.transport = NetworkTransport(network=network, validators=self.validators, block_service=block_service)
+        self.transport = NetworkTransport(network=network, replica=replica, block_service=block_service)
         self.driver = Driver(
             replica=replica, clock=self.clock, transport=self.transport, votes=votes, ledger=ledger, reports=reports
         )
         self._tasks: list[asyncio.Task[None]] = []
         #: The next height's proposal verified ahead last, as (height, view): one per view.
         self._next_height_checked: tuple[int, int] | None = None
+
+    @property
+    def names(self) -> list[str]:
+        """The names of the validators of the replica's height, by index."""
+        return [self._name_of(key) for key in self.replica.validators.keys]
+
+    def _validator_index(self, peer: bytes) -> int | None:
+        """The peer's index in the validator set of the replica's height (None: none)."""
+        return self.replica.validators.indexes.get(peer)
+
+    def _takes_part(self, peer: bytes) -> bool:
+        """Whether ``peer`` is a validator of the replica's height or the next: one added
+        by the last change may already work on the height it joins at."""
+        replica = self.replica
+        return peer in replica.validators.indexes or peer in replica.verifier_at(replica.height + 1).validators.indexes
 
     @property
     def progress(self) -> ProgressLog:
@@ -340,14 +360,15 @@ class ConsensusRunner:
         here, off the replica's path; the same bytes seen lately (relayed copies) are
         dropped before decoding; the rest is decoded (cheaply: blocks up to their
         headers), so garbage counts against the peer, and queued for the replica."""
-        if peer not in self._validator_index:
-            # An observer follows final blocks; it has no part in consensus.
-            raise InvalidMessageSender("consensus messages are taken from validators only")
         await asyncio.sleep(0)  # fair to the other links, as for gossip
         raw = codec.read_bytes(payload, "consensus", max_length=self.max_frame_bytes)
         if message_tag(raw) is Tag.BLOCK_REQUEST:
             await self._on_block_request(peer, decode_message(raw))
             return
+        if not self._takes_part(peer):
+            # An observer (or a validator removed, or not yet added) follows final blocks:
+            # it asks for them, and has no other part in consensus.
+            raise InvalidMessageSender("consensus messages are taken from validators only")
         now = time.monotonic()
         digest = self.inbox.repeated(raw, now)
         if digest is None:
@@ -359,10 +380,11 @@ class ConsensusRunner:
         if not isinstance(message, BlockRequest):
             raise InvalidMessageSender("a block request frame holds another message")
         requester = message.requester
-        if requester >= len(self.validators) or self.validators[requester] != peer:
-            # Final blocks go to the requester named inside; only that validator may ask.
+        if requester is not None and self._validator_index(peer) != requester:
+            # Final blocks go back by the link the request came by; one that names a
+            # validator must come from it.
             raise InvalidMessageSender(f"block request names validator {requester}, sent by another peer")
-        await self.block_service.serve(peer, requester, message.height, now_ms())
+        await self.block_service.serve(peer, message.height, now_ms())
 
     # --- the task -------------------------------------------------------------------------
 
@@ -397,7 +419,7 @@ class ConsensusRunner:
         if event == "message":
             peer, message, size = argument
             self.inbox.release(peer, size)
-            driver.receive(message, origin=self._validator_index.get(peer))
+            driver.receive(message, origin=self._validator_index(peer))
         elif event == "peer":
             driver.peer_connected(argument)
         elif event == "timeout":
@@ -464,7 +486,7 @@ class ConsensusRunner:
                 return None
         elif message.height != replica.height + 1 or (message.height, message.view) == self._next_height_checked:
             return None
-        replica.verifier.check_pre_prepare(message)
+        replica.verifier_at(message.height).check_pre_prepare(message)
         if message.height > replica.height:
             self._next_height_checked = (message.height, message.view)
         return message.block
@@ -476,7 +498,7 @@ class ConsensusRunner:
         replica = self.replica
         self.progress.view_changed(
             time.monotonic(), height=replica.height, before=before, after=replica.view, reason=reason,
-            primary=self.names[replica.view % len(self.validators)],
+            primary=self.names[replica.validators.primary(replica.view)],
         )
 
     def _log_view_at_new_height(self, previous_view: int) -> None:

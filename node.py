@@ -156,7 +156,7 @@ class Node:
         votes = StoredVoteRecord(self.vote_store)
         try:
             self.replica = Replica(
-                key=self.key, validators=self.validators, application=self.application, config=replica_config,
+                key=self.key, application=self.application, config=replica_config,
                 vote_record=votes,
             )
         except Invalid as error:
@@ -196,7 +196,7 @@ class Node:
             ),
             verifier=self.verifier,
             verify_certified_signatures=config["sync.verify_signatures"],
-            names=[validator.name for validator in self.genesis.validators],
+            name_of=self._validator_name,
             max_frame_bytes=config["p2p.max_frame_bytes"],
             stop_node=self.request_stop,
         )
@@ -212,6 +212,13 @@ class Node:
         self.rpc = self._rpc_server()
         #: When each validator was last sent what it may have missed (link opened).
         self._last_offered: dict[int, float] = {}
+
+    def _validator_name(self, public_key: bytes) -> str:
+        """A validator's name as genesis gives it (a validator added later: its key, short)."""
+        for validator in self.genesis.validators:
+            if validator.public_key == public_key:
+                return validator.name
+        return public_key.hex()[:16]
 
     def _peers(self) -> list[PeerAddress]:
         if self.config["p2p.peers"]:

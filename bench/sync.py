@@ -264,8 +264,8 @@ def _print(figures: dict[str, Any]) -> None:
     scaled = "" if replayed["scaled_by"] == 1 else (
         f"; scaled x{replayed['scaled_by']} to {figures['accounts']:,} accounts: {replayed['replay_s_scaled']} s, "
         f"{replayed['replay_bytes_scaled'] / 1e6:.1f} MB")
-    print(f"  replay of {replayed['blocks']} blocks making {replayed['accounts']:,} accounts: {replayed['replay_s']} s, "
-          f"{replayed['replay_bytes'] / 1e6:.1f} MB of blocks and certificates{scaled}")
+    print(f"  replay of {replayed['blocks']} blocks making {replayed['accounts']:,} accounts: "
+          f"{replayed['replay_s']} s, {replayed['replay_bytes'] / 1e6:.1f} MB of blocks and certificates{scaled}")
     idle = figures["idle"]
     print(f"  an idle chain's blocks: {idle['replay_ms_per_block']} ms and {idle['bytes_per_block']} bytes each to "
           f"replay ({idle['blocks']} empty blocks)")

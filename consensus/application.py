@@ -23,6 +23,12 @@ class Application(Protocol):
     def final_height(self) -> int:
         """Height of the last final block (0 when only genesis exists)."""
 
+    def validators_at(self, height: int) -> tuple[bytes, ...]:
+        """The public keys of the validators that decide ``height``, in order. Exact for
+        every height up to the one after the next (a change takes effect two heights after
+        the block that approves it); for heights beyond that, the latest set known, which
+        a change approved meanwhile may still replace."""
+
     def load_final_block(self, height: int) -> FinalBlock | None:
         """The final block at ``height`` with its commit certificate; None for genesis
         or a height not final here."""

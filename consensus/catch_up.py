@@ -44,6 +44,12 @@ class CatchUp:
         self._requested_at: int | None = None
         self._asked: int | None = None
 
+    def forget_peers(self, *, faulty: int) -> None:
+        """The validator set changed: who was seen where, by index, no longer holds."""
+        self.seen.clear()
+        self.faulty = faulty
+        self._asked = None
+
     def note_ahead(self, peer: int, height: int) -> None:
         if height > self.seen.get(peer, 0):
             self.seen[peer] = height
@@ -102,7 +108,10 @@ class LaterHeights:
         #: What was asked for, of whom, and how far the validators are seen to be.
         self.catch_up = CatchUp(retry_ms=config.catch_up_retry_ms, batch=config.catch_up_batch, faulty=faulty)
 
-    def hold(self, message: Held, origin: int | None, *, height: int, index: int) -> bool:
+    def validators_changed(self, *, faulty: int) -> None:
+        self.catch_up.forget_peers(faulty=faulty)
+
+    def hold(self, message: Held, origin: int | None, *, height: int, index: int | None) -> bool:
         """Keep a signed message for a height above ``height`` (the replica's, which is
         validator ``index``) if it is near enough, and note that its signer is ahead;
         False when it is too far ahead to keep."""
@@ -113,7 +122,7 @@ class LaterHeights:
             self.catch_up.note_ahead(message.sender, message.height)
         return kept
 
-    def request(self, *, height: int, pending: bool, index: int, now_ms: int) -> list[Action]:
+    def request(self, *, height: int, pending: bool, index: int | None, now_ms: int) -> list[Action]:
         """Behind the validators: ask for the first final blocks not in hand. ``height`` is
         the replica's, with its block being committed when ``pending``."""
         missing_from = height + 1 if pending else height

@@ -27,7 +27,7 @@ class DoubleSignCheck:
         guard: SigningGuard,
         *,
         validators: ValidatorSet,
-        index: int,
+        index: int | None,
         height_window: int,
         view_window: int,
         check_heights: int,
@@ -45,6 +45,14 @@ class DoubleSignCheck:
         self.heard: dict[int, int] = {}
         #: Of those, the highest view each was heard signing in at height 1.
         self.heard_views: dict[int, int] = {}
+
+    def validators_changed(self, validators: ValidatorSet, index: int | None) -> None:
+        """The validator set changed: what was heard by index is forgotten (an index names
+        another validator now)."""
+        self.validators = validators
+        self.index = index
+        self.heard.clear()
+        self.heard_views.clear()
 
     @property
     def pending(self) -> bool:

@@ -62,6 +62,14 @@ class OutsideWindow(InvalidMessage):
     penalized = False
 
 
+class UnsettledValidators(InvalidMessage):
+    """A message for a height whose validator set is not settled yet (more than one height
+    ahead) that the latest set known refuses: the set may change before that height."""
+
+    rule = "unsettled_validators"
+    penalized = False
+
+
 class TimestampInFuture(InvalidMessage):
     """A proposal whose block claims a time too far past the replica's own clock."""
 

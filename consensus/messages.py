@@ -90,6 +90,10 @@ def view_change_payload(chain_id: str, view: int, height: int, prepared: Prepare
 # --- field readers --------------------------------------------------------------
 
 
+#: A block request's requester when it is no validator (one past the largest index).
+NO_VALIDATOR = MAX_VALIDATORS
+
+
 def _read_index(value: Any, what: str) -> int:
     return codec.read_int(value, what, maximum=MAX_VALIDATORS - 1)
 
@@ -384,16 +388,19 @@ class BlockRequest:
     """Ask a peer for final blocks from ``height`` on. Unsigned: the answer proves itself."""
 
     height: int
-    #: Index of the validator to answer.
-    requester: int
+    #: Index of the validator to answer; None for a node that is no validator at the
+    #: height it asks from (an observer, a validator not yet added or already removed):
+    #: the answer goes back by the link the request came by.
+    requester: int | None
 
     def to_fields(self) -> list[Any]:
-        return [self.height, self.requester]
+        return [self.height, NO_VALIDATOR if self.requester is None else self.requester]
 
     @classmethod
     def from_fields(cls, value: Any, what: str) -> BlockRequest:
         height, requester = codec.read_fields(value, what, 2)
-        return cls(codec.read_int(height, f"{what}.height"), _read_index(requester, f"{what}.requester"))
+        index = codec.read_int(requester, f"{what}.requester", maximum=NO_VALIDATOR)
+        return cls(codec.read_int(height, f"{what}.height"), None if index == NO_VALIDATOR else index)
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,11 +41,11 @@ or sign it, so a validator cut off from a signer still hears it.
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import replace
 
 from mura.chain.block import Block, CommitCertificate
-from mura.chain.errors import DecodeError, Invalid
+from mura.chain.errors import DecodeError, Invalid, InvalidCertificate
 from mura.chain.keys import SignatureCache, SigningKey, sha256
 from mura.chain.state import StateChanges
 from mura.consensus.actions import (
@@ -72,6 +72,7 @@ from mura.consensus.errors import (
     InvalidMessage,
     OutsideWindow,
     TimestampInFuture,
+    UnsettledValidators,
     WrongProposer,
     penalized,
 )
@@ -109,7 +110,6 @@ class Replica:
         self,
         *,
         key: SigningKey,
-        validators: Sequence[bytes],
         application: Application,
         config: ReplicaConfig,
         vote_record: VoteReader,
@@ -118,21 +118,26 @@ class Replica:
         log_class: type[HeightLog] = HeightLog,
     ) -> None:
         """``verifier_class`` checks messages and ``log_class`` keeps each height's
-        messages: the real ones unless a test harness breaks one on purpose."""
+        messages: the real ones unless a test harness breaks one on purpose. The
+        validators of each height come from ``application.validators_at``; a replica
+        whose key is not among them follows that height without a vote."""
         self.key = key
-        self.validators = ValidatorSet.of(validators)
-        index = self.validators.indexes.get(key.public_key)
-        if index is None:
-            raise ValueError("the replica's key is not in the validator set")
-        #: This replica's position in the validator set.
-        self.index = index
         self.config = config
         self.application = application
-        self.verifier = verifier_class(self.validators, config.chain_id, cache=signature_cache)
+        self._verifier_class = verifier_class
+        self._signature_cache = signature_cache if signature_cache is not None else SignatureCache(capacity=20_000)
+        #: One verifier per validator set met lately (sets change seldom).
+        self._verifiers: dict[tuple[bytes, ...], MessageVerifier] = {}
         self._log_class = log_class
+        self.height = application.final_height() + 1
+        #: The validators that decide this height (``_use_validators``).
+        self.validators = self._validator_set(self.height)
+        #: This replica's position in the validator set of its height; None while it is
+        #: not a validator there (it follows the height: it checks and counts, never signs).
+        self.index: int | None = self.validators.indexes.get(key.public_key)
+        self.verifier = self._verifier(self.validators)
         #: Distinct votes that prepare or commit a block.
         self.quorum = self.validators.quorum
-        self.height = application.final_height() + 1
         self.view = self._certified_view(self.height - 1)
         #: Where this replica stands at its height (see ``phase.py``).
         self.phase: ReplicaPhase = InView()
@@ -150,6 +155,8 @@ class Replica:
         self.rejected: Counter[str] = Counter()
         #: View changes this replica started (a figure for metrics and the simulator).
         self.view_changes_started = 0
+        #: Block requests sent while following a height (they go to each validator in turn).
+        self._polls = 0
         #: The double-sign check, as the vote record keeps it.
         self.double_sign = DoubleSignCheck(
             vote_record.signing_guard() if config.double_sign_check_heights else NO_GUARD,
@@ -213,6 +220,8 @@ class Replica:
     def start(self, now_ms: int) -> list[Action]:
         """Begin the current height: arm its timer and propose if primary (or, while the
         double-sign check is pending, say where this replica stands)."""
+        if not self.member:
+            return self._arm_view_timer(now_ms + self.config.catch_up_retry_ms)
         status: list[Action] = []
         if self.guard.pending and self.validators.size == 1:
             self.double_sign.skip()
@@ -251,7 +260,7 @@ class Replica:
         that this validator signed nothing there (and where there is nothing to fetch).
         Otherwise a replica that may sign is heard by what it signs."""
         phase = self.phase
-        if isinstance(phase, Committing) or peer == self.index or not self.validators.contains(peer):
+        if isinstance(phase, Committing) or not self.member or peer == self.index or not self.validators.contains(peer):
             return []
         if self.guard.pending:
             return [Send(peer, self._status())]
@@ -266,7 +275,7 @@ class Replica:
         elif proposal is not None:
             messages.append(proposal)
         for tally in (self.log.prepares, self.log.commits):
-            vote = tally.vote_of(self.view, self.index)
+            vote = tally.vote_of(self.view, self.signer)
             if vote is not None:
                 messages.append(vote)
         if not messages and self.height > 1 and not self.application.has_pending_transactions():
@@ -283,7 +292,9 @@ class Replica:
         phase = self.phase
         if isinstance(phase, Committing):
             return self._checked(actions)
-        if phase.deadline_ms is not None and now_ms >= phase.deadline_ms:
+        if phase.deadline_ms is not None and now_ms >= phase.deadline_ms and not self.member:
+            actions += self._poll(now_ms)
+        elif phase.deadline_ms is not None and now_ms >= phase.deadline_ms:
             actions += self.change_view(self.view + 1, now_ms)
         elif isinstance(phase, ChangingView) and phase.resend_due_ms is not None and now_ms >= phase.resend_due_ms:
             actions += self._resend_view_change(phase, now_ms)
@@ -345,7 +356,9 @@ class Replica:
 
     def relay(self, message: Prepare | Commit | ViewChange | NewView, origin: int | None) -> list[Action]:
         """Pass on a message taken for the first time to those who did not send or sign it."""
-        exclude = {self.index, message.sender} | ({origin} if origin is not None else set())
+        if not self.member:
+            return []
+        exclude = {self.signer, message.sender} | ({origin} if origin is not None else set())
         return [Relay(message, frozenset(exclude))]
 
     def _checked(self, actions: list[Action]) -> list[Action]:
@@ -359,6 +372,8 @@ class Replica:
         """Final blocks go to the requester named inside; only that validator may ask. (The
         node answers these in the requester's link task, with the same rule, and never
         passes them here.)"""
+        if request.requester is None:
+            return []  # answered by the link it came by, before the replica (see above)
         if origin is not None and origin != request.requester:
             raise InvalidMessage(f"block request names validator {request.requester}, delivered by validator {origin}")
         return self._serve(request.requester, request.height)
@@ -380,7 +395,7 @@ class Replica:
         """Accept the current view's proposal from its primary; keep a later one's block."""
         if message.height < self.height:
             return []
-        self.verifier.check_pre_prepare(message)
+        self._verify(message.height, lambda verifier: verifier.check_pre_prepare(message))
         heard = self._hear(message.sender, message.height, now_ms, view=message.view)
         if message.height > self.height:
             return heard + self._hold(message, now_ms, origin)
@@ -423,7 +438,7 @@ class Replica:
         if vote is None:
             return []
         chain_id, block_hash = self.config.chain_id, proposal.block_hash
-        prepare = Prepare.sign(self.key, self.index, chain_id, proposal.view, self.height, block_hash)
+        prepare = Prepare.sign(self.key, self.signer, chain_id, proposal.view, self.height, block_hash)
         self.log.prepares.add(prepare)
         return self.speak(vote, prepare) + self._progress(now_ms) + self._check_prepared(now_ms)
 
@@ -433,7 +448,7 @@ class Replica:
             return []
         if vote.height == self.height and abs(vote.view - self.view) > self.config.view_window:
             raise OutsideWindow(f"vote for view {vote.view}, this replica is in view {self.view}")
-        self.verifier.check_vote(vote)
+        self._verify(vote.height, lambda verifier: verifier.check_vote(vote))
         heard = self._hear(vote.sender, vote.height, now_ms, view=vote.view)
         if vote.height > self.height:
             return heard + self._hold(vote, now_ms, origin)
@@ -460,7 +475,7 @@ class Replica:
             return []
         vote = replace(claimed, prepared=certificate, block=proposal.block.check())
         self.prepared = certificate
-        commit = Commit.sign(self.key, self.index, self.config.chain_id, self.view, self.height, proposal.block_hash)
+        commit = Commit.sign(self.key, self.signer, self.config.chain_id, self.view, self.height, proposal.block_hash)
         self.log.commits.add(commit)
         return self.speak(vote, commit) + self._check_final(self.view, proposal.block_hash, now_ms)
 
@@ -490,7 +505,7 @@ class Replica:
         vote = self._claim(Phase.PRE_PREPARE, self.view, built.block.hash)
         if vote is None:
             return []
-        proposal = PrePrepare.sign(self.key, self.index, self.config.chain_id, self.view, built.block)
+        proposal = PrePrepare.sign(self.key, self.signer, self.config.chain_id, self.view, built.block)
         return self.speak(vote, proposal) + self.accept_proposal(proposal, now_ms)
 
     def _schedule_proposal(self, now_ms: int) -> list[Action]:
@@ -557,7 +572,7 @@ class Replica:
         vote = self._claim(Phase.VIEW_CHANGE, view, digest)
         if vote is not None:
             block = None if prepared is None else self.log.find_block(prepared.block_hash)
-            change = ViewChange.sign(self.key, self.index, self.config.chain_id, view, self.height, prepared, block)
+            change = ViewChange.sign(self.key, self.signer, self.config.chain_id, view, self.height, prepared, block)
             self.view_changes.add(change)
             actions += self.speak(vote, change)
         return actions + self._on_view_change_quorum(now_ms)
@@ -568,12 +583,13 @@ class Replica:
             if origin != change.sender:
                 # Relayed or replayed: it says nothing of where its signer is now.
                 return []
-            self.verifier.check_signature(change.sender, change.signing_payload(self.config.chain_id), change.signature)
+            payload = change.signing_payload(self.config.chain_id)
+            self.verifier_at(change.height).check_signature(change.sender, payload, change.signature)
             self._note_vote(change.sender, change.height)
             return self._serve(change.sender, change.height)
         if change.height == self.height and change.view > self.view + self.config.view_window:
             raise OutsideWindow(f"view change for view {change.view}, this replica is in view {self.view}")
-        self.verifier.check_view_change(change)
+        self._verify(change.height, lambda verifier: verifier.check_view_change(change))
         heard = self._hear(change.sender, change.height, now_ms, view=change.view)
         if change.height > self.height:
             return heard + self._hold(change, now_ms, origin)
@@ -646,7 +662,7 @@ class Replica:
         vote = self._claim(Phase.PRE_PREPARE, self.view, block.hash)
         if vote is None:
             return []
-        proposal = PrePrepare.sign(self.key, self.index, self.config.chain_id, self.view, block)
+        proposal = PrePrepare.sign(self.key, self.signer, self.config.chain_id, self.view, block)
         new_view = NewView(self.view, self.height, tuple(change.without_block() for change in changes), proposal)
         self.view_changes.new_views[self.view] = new_view
         self._enter_view(self.view)
@@ -678,7 +694,7 @@ class Replica:
             return []
         if message.height == self.height and (message.view < self.view or (message.view == self.view and self.active)):
             return []
-        self.verifier.check_new_view(message)
+        self._verify(message.height, lambda verifier: verifier.check_new_view(message))
         heard = self._hear(message.sender, message.height, now_ms, view=message.view)
         if message.height > self.height:
             return heard + self._hold(message, now_ms, origin)
@@ -723,12 +739,75 @@ class Replica:
 
     def _start_height(self, height: int, view: int) -> None:
         self.height = height
+        self._use_validators(height)
         self.view = view
         self.phase = InView()
         self.prepared = None
         self.log = self._log_class(height)
         self.view_changes = ViewChanges(self.validators, self.index)
         self._restore()
+
+    # --- the validator set of each height ---------------------------------------------------
+
+    def _validator_set(self, height: int) -> ValidatorSet:
+        return ValidatorSet.of(self.application.validators_at(height))
+
+    def _verifier(self, validators: ValidatorSet) -> MessageVerifier:
+        """The verifier of ``validators`` (a few are kept: a set met at one height is
+        mostly met at the next; all share one signature cache, keyed by public key)."""
+        verifier = self._verifiers.get(validators.keys)
+        if verifier is None:
+            if len(self._verifiers) >= 4:
+                self._verifiers.pop(next(iter(self._verifiers)))
+            verifier = self._verifier_class(validators, self.config.chain_id, cache=self._signature_cache)
+            self._verifiers[validators.keys] = verifier
+        return verifier
+
+    def verifier_at(self, height: int) -> MessageVerifier:
+        """The verifier of the validators that decide ``height``. Exact up to this
+        replica's height + 1 (a change takes effect two heights after the block that
+        approves it); farther ahead, the latest set known, and a message it refuses there
+        is dropped without blame (``UnsettledValidators``): the set may change first."""
+        if height == self.height:
+            return self.verifier
+        return self._verifier(self._validator_set(height))
+
+    def _verify(self, height: int, check: Callable[[MessageVerifier], None]) -> None:
+        """Run ``check`` with the verifier of ``height``; above the settled heights a
+        refusal is not held against anyone (see ``verifier_at``)."""
+        try:
+            check(self.verifier_at(height))
+        except (InvalidMessage, InvalidCertificate) as error:
+            if height <= self.height + 1:
+                raise
+            raise UnsettledValidators(f"height {height}: {error.message}") from None
+
+    def _use_validators(self, height: int) -> None:
+        """Take the validators of ``height`` (at the start of each height). When the set
+        changed, what was learnt by index of the old one (who is ahead, who voted when)
+        is dropped: an index names another validator now."""
+        validators = self._validator_set(height)
+        if validators.keys == self.validators.keys:
+            return
+        self.validators = validators
+        self.index = validators.indexes.get(self.key.public_key)
+        self.verifier = self._verifier(validators)
+        self.quorum = validators.quorum
+        self.later_heights.validators_changed(faulty=validators.faulty)
+        self.double_sign.validators_changed(validators, self.index)
+        self.last_vote_heights.clear()
+
+    @property
+    def signer(self) -> int:
+        """This replica's index where it signs: only a validator of its height signs."""
+        if self.index is None:
+            raise AssertionError("a replica that follows a height signs nothing at it")
+        return self.index
+
+    @property
+    def member(self) -> bool:
+        """Whether this replica is a validator of its height (else it follows it)."""
+        return self.index is not None
 
     def _certified_view(self, height: int) -> int:
         """The view of the certificate that made ``height`` final (0 for genesis)."""
@@ -828,7 +907,7 @@ class Replica:
         return actions + proposal
 
     def _status(self) -> Status:
-        return Status(self.height, self.index)
+        return Status(self.height, self.signer)
 
     def _claim(self, phase: Phase, view: int, digest: bytes) -> RecordedVote | None:
         """Reserve a vote in the guard, or None if it conflicts with one already signed, if
@@ -836,6 +915,8 @@ class Replica:
         ``vote_retention_heights`` or more below the highest height this validator voted
         at: a replica whose chain data was wiped starts from the bottom again), or if the
         double-sign check holds it back."""
+        if not self.member:
+            return None
         if self.height <= self.vote_record.highest_height() - self.config.vote_retention_heights:
             self.rejected["below_recorded_height"] += 1
             return None
@@ -850,7 +931,7 @@ class Replica:
 
     def speak(self, vote: RecordedVote, message: Message) -> list[Action]:
         """Persist before you speak: the vote is recorded before it is broadcast."""
-        self._note_vote(self.index, vote.height)
+        self._note_vote(self.signer, vote.height)
         return [PersistVote(vote), Broadcast(message)]
 
     def _note_vote(self, validator: int, height: int) -> None:
@@ -894,14 +975,27 @@ class Replica:
             return []
         return [ServeBlocks(peer, height)]
 
+    def _poll(self, now_ms: int) -> list[Action]:
+        """A follower's timer: it asks for the final blocks it lacks, of a validator seen
+        ahead or, having seen none, of each validator of its height in turn (one that
+        has nothing newer answers nothing), and sets the timer again. It never signs, so
+        it has no view to give up."""
+        actions = self._sync(now_ms)
+        if not actions and self.pending is None:
+            self._polls += 1
+            peer = (self.height + self._polls) % self.validators.size
+            actions = [Send(peer, BlockRequest(self.height, None))]
+        return actions + self._arm_view_timer(now_ms + self.config.catch_up_retry_ms)
+
     def wants_final_block(self, height: int) -> bool:
         """Whether a final block at ``height`` would be taken (once its certificate
         verifies): it is for this height or near enough ahead, and not already held."""
         return self.later_heights.wants_final_block(height, height=self.height)
 
     def check_certificate(self, final: FinalBlock) -> None:
-        """Raise ``InvalidCertificate`` unless ``final``'s certificate proves its block final."""
-        self.verifier.check_certificate(final)
+        """Raise ``InvalidCertificate`` unless ``final``'s certificate proves its block final:
+        a quorum of the validators of its height signed it (``verifier_at``)."""
+        self._verify(final.height, lambda verifier: verifier.check_certificate(final))
 
     def _on_final_block(self, final: FinalBlock) -> list[Action]:
         """A final block from a peer counts once its certificate verifies and its body is
@@ -935,6 +1029,13 @@ class Replica:
             if held is None:
                 break
             if isinstance(held, FinalBlock):
+                # Checked when it came, perhaps against a set not settled then: again now
+                # (the signatures are known; only the set may differ).
+                try:
+                    self.check_certificate(held)
+                except Invalid as error:
+                    self.rejected[error.rule] += 1
+                    continue
                 actions += self._accept_final(held)
             else:
                 message, origin = held

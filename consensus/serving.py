@@ -24,7 +24,7 @@ faster than its share for a while.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 
 
@@ -63,15 +63,15 @@ class BlockServer:
 
     def __init__(self, limits: ServingLimits = ServingLimits()) -> None:
         self.limits = limits
-        self._buckets: dict[int, _Bucket] = {}
-        self._last_request: dict[int, tuple[int, int]] = {}
+        self._buckets: dict[Hashable, _Bucket] = {}
+        self._last_request: dict[Hashable, tuple[int, int]] = {}
         #: Requests and blocks refused, by reason (``repeated``, ``over_budget``, ``nothing_to_send``).
         self.refused: Counter[str] = Counter()
         #: Blocks and bytes sent.
         self.served_blocks = 0
         self.served_bytes = 0
 
-    def heights(self, peer: int, start: int, final_height: int, now_ms: int) -> range:
+    def heights(self, peer: Hashable, start: int, final_height: int, now_ms: int) -> range:
         """The heights to offer ``peer``, which asks from ``start`` on; empty when the
         request repeats one answered lately or there is nothing final to send."""
         if not 1 <= start <= final_height:
@@ -85,7 +85,7 @@ class BlockServer:
         return range(start, min(final_height, start + self.limits.batch - 1) + 1)
 
     def answer(
-        self, peer: int, start: int, final_height: int, now_ms: int, read: Callable[[int], bytes | None]
+        self, peer: Hashable, start: int, final_height: int, now_ms: int, read: Callable[[int], bytes | None]
     ) -> Iterator[tuple[int, bytes]]:
         """The final blocks for ``peer``, which asks from ``start`` on, as (height, bytes):
         ``read(height)`` gives a stored block's message bytes (None: not stored), and is
@@ -101,7 +101,7 @@ class BlockServer:
             sent += len(data)
             yield height, data
 
-    def has_budget(self, peer: int, now_ms: int) -> bool:
+    def has_budget(self, peer: Hashable, now_ms: int) -> bool:
         """Whether ``peer`` may have anything now: checked before a block is even read, so
         that a peer over its budget costs no reading either."""
         if self._refill(peer, now_ms).tokens > 0:
@@ -109,7 +109,7 @@ class BlockServer:
         self.refused["over_budget"] += 1
         return False
 
-    def take(self, peer: int, size: int, *, sent_in_answer: int, now_ms: int) -> bool:
+    def take(self, peer: Hashable, size: int, *, sent_in_answer: int, now_ms: int) -> bool:
         """Whether a block of ``size`` bytes, read for ``peer``, may go as the next of an
         answer that already holds ``sent_in_answer`` bytes. Reading it spent the peer's
         budget whatever the answer (the budget may go below zero by one block, and the peer
@@ -122,7 +122,7 @@ class BlockServer:
         self.served_bytes += size
         return True
 
-    def _refill(self, peer: int, now_ms: int) -> _Bucket:
+    def _refill(self, peer: Hashable, now_ms: int) -> _Bucket:
         limits = self.limits
         bucket = self._buckets.get(peer)
         if bucket is None:

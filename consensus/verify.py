@@ -64,10 +64,13 @@ class MessageVerifier:
         """The sender is a validator and ``signature`` is its signature of ``payload``."""
         if not self.validators.contains(sender):
             raise UnknownValidator(f"sender {sender} is not a validator", sender=sender)
-        key = sha256(sender.to_bytes(2, "big") + signature + payload)
+        # Keyed by the public key, not the index: an index names another validator at a
+        # height whose set differs, and the cache is shared by the verifiers of every set.
+        public_key = self.validators.keys[sender]
+        key = sha256(public_key + signature + payload)
         if key in self._cache:
             return
-        if not verify_signature(self.validators.keys[sender], signature, payload):
+        if not verify_signature(public_key, signature, payload):
             raise BadMessageSignature(f"signature of validator {sender} does not verify", sender=sender)
         self._cache.add(key)
 

@@ -44,9 +44,9 @@ from mura.consensus.quorum import ValidatorSet
 class ViewChanges:
     """The view changes of one height, as one replica saw them (see the module docstring)."""
 
-    def __init__(self, validators: ValidatorSet, index: int) -> None:
+    def __init__(self, validators: ValidatorSet, index: int | None) -> None:
         self.validators = validators
-        #: This replica's position in the validator set.
+        #: This replica's position in the validator set (None: it is not a validator).
         self.index = index
         #: Each validator's view change for its highest view, by validator index.
         self.by_sender: dict[int, ViewChange] = {}
@@ -76,7 +76,7 @@ class ViewChanges:
 
     def own(self, view: int) -> ViewChange | None:
         """This replica's own VIEW-CHANGE, if its highest one asks for ``view``."""
-        own = self.by_sender.get(self.index)
+        own = None if self.index is None else self.by_sender.get(self.index)
         return own if own is not None and own.view == view else None
 
     def for_view(self, view: int) -> list[ViewChange]:

@@ -42,15 +42,16 @@ class BlockService:
         self._send = send
         self.server = server
 
-    async def serve(self, peer: bytes, peer_index: int, start: int, now_ms: int) -> int:
-        """Send ``peer`` (validator ``peer_index``) final blocks from ``start`` on; returns
-        how many went out (0 when the request repeats, is out of range or over budget)."""
+    async def serve(self, peer: bytes, start: int, now_ms: int) -> int:
+        """Send ``peer`` final blocks from ``start`` on, within its budget (kept by its key,
+        whatever its place in the validator set); returns how many went out (0 when the
+        request repeats, is out of range or over budget, or starts below what this node keeps)."""
         if start < self._source.kept_from:
             # Joined by state sync: no block below its height here; the peer asks another.
             self.server.refused["not_kept"] += 1
             return 0
         sent = 0
-        for _, data in self.server.answer(peer_index, start, self._source.height, now_ms, self._read):
+        for _, data in self.server.answer(peer, start, self._source.height, now_ms, self._read):
             if not await self._send(peer, data):
                 break
             sent += 1

@@ -183,7 +183,7 @@ class SwapperNode(SimNode):
             final = self.ledger.load_final_block(height)
             assert final is not None and isinstance(final.block, Block)
             answers.append(
-                (self.instances[to], encode_final_block(self.forged(final.block).encode(), final.certificate.encode()))
+                (self.nodes_of(to), encode_final_block(self.forged(final.block).encode(), final.certificate.encode()))
             )
         return answers
 

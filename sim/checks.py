@@ -35,7 +35,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from mura.chain.block import Block, CommitCertificate, Header, merkle_root, verify_certificate
@@ -70,8 +70,14 @@ class Checker:
     """Watches commits and signed messages; records the first violations."""
 
     genesis: Genesis
-    #: Validator indexes that follow the protocol (their keys sign nothing else).
+    #: Validator numbers that follow the protocol (their keys sign nothing else): their
+    #: places in genesis, then the validators that join later.
     honest: frozenset[int]
+    #: The validator set that decides each height, as the final chain says (None: the
+    #: genesis set at every height).
+    validators_at: Callable[[int], tuple[bytes, ...]] | None = None
+    #: The keys of the honest validators (None: the genesis keys of ``honest``).
+    honest_keys: frozenset[bytes] | None = None
     #: Whether an honest commit with a certificate that does not verify is a violation.
     check_certificates: bool = True
     #: The run's scenario, for the properties of idle chains (None: not checked).
@@ -94,6 +100,18 @@ class Checker:
     #: The books of bonds, block by block (filled by ``check_validity``).
     bond_audit: BondAudit = field(default_factory=BondAudit)
     _checked_certificates: set[bytes] = field(default_factory=set)
+
+    def _validators(self, height: int) -> tuple[bytes, ...]:
+        return self.genesis.validators if self.validators_at is None else self.validators_at(height)
+
+    def _honest_signer(self, height: int, index: int) -> bool:
+        """Whether validator ``index`` of the set of ``height`` holds an honest key."""
+        keys = self._validators(height)
+        if not 0 <= index < len(keys):
+            return False
+        if self.honest_keys is None:
+            return keys[index] in {self.genesis.validators[member] for member in self.honest}
+        return keys[index] in self.honest_keys
 
     def fail(self, kind: str, now_ms: int, detail: str) -> None:
         self.violations.append(Violation(kind, now_ms, detail))
@@ -135,7 +153,7 @@ class Checker:
                 chain_id=CHAIN_ID,
                 height=block.height,
                 block_hash=block.hash,
-                validators=self.genesis.validators,
+                validators=self._validators(block.height),
             )
         except Invalid:
             return False
@@ -150,7 +168,9 @@ class Checker:
         """An honest validator signed ``message``: it must not conflict with what it signed before."""
         if isinstance(message, NewView):
             message = message.pre_prepare
-        if not isinstance(message, (PrePrepare, Prepare, Commit, ViewChange)) or message.sender not in self.honest:
+        if not isinstance(message, (PrePrepare, Prepare, Commit, ViewChange)):
+            return
+        if not self._honest_signer(message.height, message.sender):
             return
         what = _statement(message)
         key = (message.sender, message.height, message.view, type(message).__name__)

@@ -114,11 +114,20 @@ class SimLedger:
         self._signatures = signatures
         #: Whether transactions wait in this node's mempool now (the simulation's workload).
         self.pending: Callable[[], bool] = always_pending
+        #: The validator sets, each with the first height it decides, oldest first (what
+        #: the node's store keeps as its history of sets).
+        self.validator_history: list[tuple[int, tuple[bytes, ...]]] = [(1, genesis.validators)]
 
     # --- Application ---------------------------------------------------------------
 
     def final_height(self) -> int:
         return self.head.height
+
+    def validators_at(self, height: int) -> tuple[bytes, ...]:
+        for start, keys in reversed(self.validator_history):
+            if start <= height:
+                return keys
+        return self.validator_history[0][1]
 
     def load_final_block(self, height: int) -> FinalBlock | None:
         if not 1 <= height <= len(self.finals):
@@ -179,6 +188,13 @@ class SimLedger:
         self.state.commit(changes)
         self.head = block.header
         self.finals.append(FinalBlock(block, certificate))
+        self._note_validators(block.height + 1, self.state.load_validators())
+
+    def _note_validators(self, height: int, keys: tuple[bytes, ...]) -> None:
+        """The set that decides ``height`` as the state now says; kept when it changed."""
+        if keys != self.validator_history[-1][1]:
+            self.validator_history = [entry for entry in self.validator_history if entry[0] < height]
+            self.validator_history.append((height, keys))
 
 
 def replay_chain(genesis: Genesis, blocks: Sequence[Block], *, audit: BondAudit | None = None) -> MemoryState:

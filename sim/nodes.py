@@ -87,8 +87,8 @@ class SimNode:
         self.lost_votes = 0
         #: View changes started by earlier incarnations.
         self.past_view_changes = 0
-        #: Node ids by validator index (twins have two), set by the simulation.
-        self.instances: dict[int, tuple[int, ...]] = {}
+        #: Node ids by validator public key (twins have two), set by the simulation.
+        self.instances: dict[bytes, tuple[int, ...]] = {}
         #: What the node's driver serves peers that are behind (its budget is in memory).
         self.server = BlockServer()
         self.disk = self._new_disk(record_is_new=new_record)
@@ -131,7 +131,6 @@ class SimNode:
         votes = StoredVoteRecord(self._open_record(self.disk))
         replica = self.replica_class(
             key=self.key,
-            validators=self.ledger.genesis.validators,
             application=self.ledger,
             config=self.config,
             vote_record=votes,
@@ -183,20 +182,36 @@ class SimNode:
         current = 0 if self.driver is None else self.driver.replica.view_changes_started
         return self.past_view_changes + current
 
+    def validator_key(self, index: int) -> bytes:
+        """The public key of validator ``index`` of this node's height (the replica names
+        validators by their place in the set of its height)."""
+        replica = self.replica
+        keys = self.ledger.genesis.validators if replica is None else replica.validators.keys
+        return keys[index]
+
+    def nodes_of(self, index: int) -> tuple[int, ...]:
+        """The node ids that run validator ``index`` of this node's height."""
+        return self.instances.get(self.validator_key(index), ())
+
     def serve(self, to: int, start: int, now_ms: int) -> list[tuple[Destination, bytes]]:
         """What the driver sends validator ``to``, behind at ``start``: stored final blocks
         as their own bytes, within ``to``'s budget, as the node does."""
+        return self.serve_node(self.nodes_of(to), start, now_ms)
+
+    def serve_node(self, nodes: tuple[int, ...], start: int, now_ms: int) -> list[tuple[Destination, bytes]]:
+        """Final blocks from ``start`` for the node(s) ``nodes`` (one budget for them, kept
+        by node, as the node keeps it by peer key)."""
         def read(height: int) -> bytes | None:
             final = self.ledger.load_final_block(height)
             return None if final is None else encode_final_block(final.block.encode(), final.certificate.encode())
 
-        answer = self.server.answer(to, start, self.ledger.final_height(), now_ms, read)
-        return [(self.instances[to], data) for _, data in answer]
+        answer = self.server.answer(nodes, start, self.ledger.final_height(), now_ms, read)
+        return [(nodes, data) for _, data in answer]
 
     def route(self, message: Message, to: int | None, now_ms: int) -> Sequence[tuple[Destination, Message]]:
         """What actually leaves this node for a Broadcast (``to`` None) or a Send to a
         validator: honest nodes send exactly what the replica said."""
-        return ((None if to is None else self.instances[to], message),)
+        return ((None if to is None else self.nodes_of(to), message),)
 
     def after_commit(self, block: Block, certificate: CommitCertificate) -> list[tuple[Destination, bytes]]:
         """Extra bytes a byzantine node sends once it made a block final; none for honest ones."""

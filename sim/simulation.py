@@ -34,7 +34,7 @@ from mura.chain.keys import SignatureCache
 from mura.chain.store import VoteStore
 from mura.consensus.config import ReplicaConfig
 from mura.consensus.evidence import Equivocation
-from mura.consensus.messages import Commit, Message, decode_message, encode_message
+from mura.consensus.messages import BlockRequest, Commit, Message, decode_message, encode_message
 from mura.consensus.replica import Replica
 from mura.sim import bugs
 from mura.sim.bond_checks import bond_figures
@@ -83,7 +83,13 @@ class Simulation:
         keys = validator_keys(scenario.validators)
         self.genesis = make_genesis([key.public_key for key in keys], seed=scenario.seed)
         honest = frozenset(index for index in range(scenario.validators) if index not in scenario.byzantine)
-        self.checker = Checker(self.genesis, honest, scenario=scenario)
+        self.checker = Checker(
+            self.genesis,
+            honest,
+            scenario=scenario,
+            validators_at=self._validators_at,
+            honest_keys=frozenset(keys[index].public_key for index in honest),
+        )
         self.nodes: list[SimNode] = []
         self.garbage: dict[int, GarbageNode] = {}
         self._build_nodes(keys)
@@ -112,7 +118,7 @@ class Simulation:
         replica_class = replica_class_for(scenario.bug)
         vote_store_class = vote_store_class_for(scenario.bug)
         signer, signatures = TransactionSigner(), SignatureCache()
-        instances: dict[int, list[int]] = {}
+        instances: dict[bytes, list[int]] = {}
         for node_id, validator in enumerate(scenario.node_validators()):
             kind = scenario.byzantine.get(validator)
             node_class = _NODE_CLASSES.get(kind, SimNode)
@@ -138,10 +144,22 @@ class Simulation:
                 )
             node.pending = partial(self._pending, node)
             self.nodes.append(node)
-            instances.setdefault(validator, []).append(node_id)
-        frozen = {validator: tuple(ids) for validator, ids in instances.items()}
+            instances.setdefault(keys[validator].public_key, []).append(node_id)
+        frozen = {key: tuple(ids) for key, ids in instances.items()}
         for node in self.nodes:
             node.instances = frozen
+
+    def _validators_at(self, height: int) -> tuple[bytes, ...]:
+        """The set that decides ``height`` as the most advanced honest node's chain says
+        (every honest chain agrees, or the checker says otherwise)."""
+        leader = max(self.honest_nodes(), key=lambda node: node.ledger.final_height())
+        return leader.ledger.validators_at(height)
+
+    def member_of(self, key: bytes) -> int:
+        """The validator number (genesis order, then joiners) that holds ``key``."""
+        node = self._node_of_key(key)
+        assert node is not None, "every validator key belongs to a simulated node"
+        return node.validator
 
     def honest_nodes(self) -> list[SimNode]:
         return [node for node in self.nodes if node.validator not in self.scenario.byzantine]
@@ -236,8 +254,8 @@ class Simulation:
     def _drains(self, header: Header, stretch: IdleStretch) -> bool:
         """Whether the block of ``header`` was proposed within ``stretch`` (its time, less
         its proposer's clock offset, is virtual time)."""
-        proposer = self.genesis.validators.index(header.proposer) if header.height > 0 else None
-        return proposer is not None and header.timestamp_ms - self.nodes[proposer].skew_ms >= stretch.start_ms
+        proposer = self._node_of_key(header.proposer) if header.height > 0 else None
+        return proposer is not None and header.timestamp_ms - proposer.skew_ms >= stretch.start_ms
 
     def _transactions_arrive(self, node: SimNode, stretch: IdleStretch) -> None:
         """Transactions reach ``node`` after ``stretch``: its replica hears of it if its
@@ -252,7 +270,11 @@ class Simulation:
             return None
         ahead = max(running, key=lambda node: (node.ledger.final_height(), node.replica.view if node.replica else 0))
         assert ahead.replica is not None
-        return self.nodes[ahead.replica.validators.primary(ahead.replica.view)]
+        return self._node_of_key(ahead.replica.validators.keys[ahead.replica.validators.primary(ahead.replica.view)])
+
+    def _node_of_key(self, key: bytes) -> SimNode | None:
+        """The (first) node that holds validator key ``key``."""
+        return next((node for node in self.nodes if node.key.public_key == key), None)
 
     # --- nodes ------------------------------------------------------------------------------
 
@@ -318,9 +340,12 @@ class Simulation:
         for other in self.nodes:
             if other is node or other.driver is None or node.driver is None or other.validator == node.validator:
                 continue
-            self._drive(other, other.driver.peer_connected, node.validator)
-            if node.driver is not None:
-                self._drive(node, node.driver.peer_connected, other.validator)
+            index = other.driver.replica.validators.indexes.get(node.key.public_key)
+            if index is not None:
+                self._drive(other, other.driver.peer_connected, index)
+            index = None if node.driver is None else node.driver.replica.validators.indexes.get(other.key.public_key)
+            if node.driver is not None and index is not None:
+                self._drive(node, node.driver.peer_connected, index)
 
     def _crash(self, node: SimNode) -> None:
         self.faults["crashes"] += 1
@@ -338,8 +363,15 @@ class Simulation:
         source, data = payload
         if node.driver is None:
             return
-        origin = self.nodes[source].validator
+        # The validator that delivered them, by its place in the set of this node's height.
+        origin = node.driver.replica.validators.indexes.get(self.nodes[source].key.public_key)
         message = self._decode(data)
+        if isinstance(message, BlockRequest) and message.requester is None:
+            # From a node that is no validator at its height: answered by the link it came
+            # by, off the replica's path, as the node answers it.
+            for destination, answer in node.serve_node((source,), message.height, self.now):
+                self._transmit_bytes(node, destination, answer)
+            return
         if message is None:
             self._drive(node, partial(node.driver.receive_bytes, data, origin=origin))
             return
@@ -513,8 +545,11 @@ class NodePorts:
     def relay(self, message: Message, exclude: frozenset[int]) -> None:
         self.node.step()
         simulation = self.simulation
+        excluded = {self.node.validator_key(index) for index in exclude}
         targets = tuple(
-            other.node_id for other in simulation.nodes if other is not self.node and other.validator not in exclude
+            other.node_id
+            for other in simulation.nodes
+            if other is not self.node and other.key.public_key not in excluded
         )
         simulation._transmit(self.node, targets, message)
         simulation.faults["relayed_messages"] += len(targets)
@@ -528,7 +563,8 @@ class NodePorts:
         simulation = self.simulation
         simulation.faults["misbehaviour_reported"] += 1
         honest = self.node.validator not in simulation.scenario.byzantine
-        simulation.checker.on_misbehaviour(self.node.validator, honest, validator, rule, simulation.now)
+        culprit = simulation.member_of(self.node.validator_key(validator))
+        simulation.checker.on_misbehaviour(self.node.validator, honest, culprit, rule, simulation.now)
 
     def block_final(self, block: Block, certificate: CommitCertificate) -> None:
         self.simulation._block_final(self.node, block, certificate)

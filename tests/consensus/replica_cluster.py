@@ -119,7 +119,6 @@ class Cluster:
         ledger = self.ledgers[index]
         return Replica(
             key=self.keys[index],
-            validators=self.genesis.validators,
             application=ledger,
             config=self.config,
             vote_record=self.records[index],

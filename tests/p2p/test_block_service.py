@@ -52,7 +52,7 @@ class Wire:
 async def test_answers_are_the_stored_blocks_and_their_certificates(store: Store) -> None:
     wire = Wire()
     service = BlockService(source=store, send=wire.send, server=BlockServer(ServingLimits(batch=5)))
-    assert await service.serve(PEER, 1, 10, now_ms=0) == 5
+    assert await service.serve(PEER, 10, now_ms=0) == 5
     finals = [decode_message(data) for _, data in wire.sent]
     assert [final.height for final in finals] == [10, 11, 12, 13, 14]
     for final in finals:
@@ -73,7 +73,7 @@ async def test_a_flood_of_requests_gets_the_budget_and_no_more(store: Store) -> 
     wire = Wire()
     service = BlockService(source=store, send=wire.send, server=BlockServer(limits))
     for request in range(400):
-        await service.serve(PEER, 1, 1 + request % 30, now_ms=request * 25)
+        await service.serve(PEER, 1 + request % 30, now_ms=request * 25)
     sent = sum(len(data) for _, data in wire.sent)
     assert sent <= (limits.burst_bytes + 10 * limits.bytes_per_second) * 1.1
     assert service.server.refused["over_budget"] > 0
@@ -82,5 +82,5 @@ async def test_a_flood_of_requests_gets_the_budget_and_no_more(store: Store) -> 
 async def test_nothing_is_sent_for_heights_not_final(store: Store) -> None:
     wire = Wire()
     service = BlockService(source=store, send=wire.send, server=BlockServer())
-    assert await service.serve(PEER, 1, store.height + 1, now_ms=0) == 0
+    assert await service.serve(PEER, store.height + 1, now_ms=0) == 0
     assert wire.sent == []

@@ -181,9 +181,9 @@ async def test_a_joining_node_fetches_the_certified_state_from_its_peers(source:
             return True
 
         blocks = BlockService(source=joined, send=send, server=BlockServer())
-        assert await blocks.serve(b"p" * 32, 1, 1, 0) == 0
+        assert await blocks.serve(b"p" * 32, 1, 0) == 0
         assert blocks.server.refused["not_kept"] == 1
-        assert await blocks.serve(b"p" * 32, 1, joined.height, 0) == 1
+        assert await blocks.serve(b"p" * 32, joined.height, 0) == 1
     finally:
         joined.close()
 
