@@ -19,12 +19,13 @@ from mura.p2p.block_service import BlockService
 from mura.p2p.network import Network
 from mura.p2p.settings import PeerAddress
 from mura.p2p.snapshot_service import SnapshotKeeper, SnapshotService
-from mura.p2p.state_sync import StateSync, SyncOutcome
+from mura.p2p.state_sync import SetChangeRefused, StateSync, SyncOutcome, trusted_validators
 from mura.p2p.sync_messages import (
     STATE_SYNC_KIND,
     Chunk,
     ManifestPage,
     Proof,
+    SetChange,
     decode_sync_message,
     encode_sync_message,
     is_request,
@@ -250,3 +251,40 @@ async def test_with_only_liars_the_sync_gives_up_without_a_partial_chain(source:
         assert not joined.initialized
     finally:
         joined.close()
+
+
+# --- trust in the validator set of H ---------------------------------------------------------
+
+
+def change_at(source: Store, height: int, records: tuple[tuple[bytes, str, str], ...], *,
+              certificate: CommitCertificate | None = None) -> SetChange:
+    """A claimed change of the set from ``height + 1``, with the stored header and certificate of ``height``."""
+    block = source.load_block(height)
+    stored = source.load_certificate(height)
+    assert block is not None and stored is not None
+    return SetChange(block.header, certificate or stored, records)
+
+
+def test_a_set_change_whose_header_does_not_bind_the_set_given_is_refused(source: Store) -> None:
+    intruders = tuple((key(f"intruder-{index}").public_key, f"intruder-{index}", "127.0.0.1:1") for index in range(4))
+    with pytest.raises(SetChangeRefused, match="does not bind the set given"):
+        trusted_validators(VALIDATOR_KEYS, [change_at(source, 1, intruders)], chain_id=CHAIN_ID, height=2)
+
+
+def test_a_set_change_not_certified_by_the_set_trusted_before_it_is_refused(source: Store) -> None:
+    block = source.load_block(1)
+    assert block is not None
+    vote = commit_vote_payload(CHAIN_ID, 1, 0, block.hash)
+    forged = CommitCertificate(1, 0, block.hash, tuple((index, key(f"intruder-{index}").sign(vote))
+                                                       for index in range(3)))
+    records = tuple((validator, "v", "127.0.0.1:1") for validator in VALIDATOR_KEYS)
+    with pytest.raises(SetChangeRefused, match="the header before the change at 2"):
+        trusted_validators(VALIDATOR_KEYS, [change_at(source, 1, records, certificate=forged)], chain_id=CHAIN_ID,
+                           height=2)
+
+
+def test_set_changes_out_of_order_or_above_the_height_are_refused(source: Store) -> None:
+    records = tuple((validator, "v", "127.0.0.1:1") for validator in VALIDATOR_KEYS)
+    with pytest.raises(SetChangeRefused, match="out of order"):
+        trusted_validators(VALIDATOR_KEYS, [change_at(source, 2, records)], chain_id=CHAIN_ID, height=2)
+    assert trusted_validators(VALIDATOR_KEYS, [], chain_id=CHAIN_ID, height=2) == tuple(VALIDATOR_KEYS)
