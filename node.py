@@ -52,6 +52,17 @@ from mura.p2p.gossip import TransactionGossip
 from mura.p2p.network import Network
 from mura.p2p.read_gate import UnsupportedAiohttp
 from mura.p2p.settings import NetworkLimits, PeerAddress
+from mura.p2p.snapshot_service import SnapshotKeeper, SnapshotService, SnapshotServingLimits
+from mura.p2p.state_sync import StateSync, SyncSettings
+from mura.p2p.sync_messages import (
+    STATE_SYNC_KIND,
+    Offers,
+    OffersRequest,
+    Refusal,
+    decode_sync_message,
+    encode_sync_message,
+    is_request,
+)
 from mura.progress_log import missing_validators
 from mura.rpc.cors import CorsPolicy
 from mura.rpc.finality import FinalityWatch
@@ -85,20 +96,36 @@ class Node:
         self.finality = FinalityWatch()
         #: This node's Prometheus registry, served on the RPC's /metrics.
         self.metrics = Metrics()
-        genesis, changes = genesis_block(self.genesis)
-        self.store = _open_store(config, genesis, changes)
+        self._genesis_block, self._genesis_changes = genesis_block(self.genesis)
+        self._replica_config, self._limits, self._peer_addresses = replica_config, limits, peers
+        self._built = False
+        self._started = False
+        self._stopped = False
+        #: The join by state sync under way, if any (``sync.mode = "snapshot"`` on an empty data directory).
+        self.state_sync: StateSync | None = None
+        self._sync_network: Network | None = None
+        self._stop_requested = asyncio.Event()
+        joining = config["sync.mode"] == "snapshot"
+        self.store = _open_store(config, self._genesis_block, self._genesis_changes, join_by_sync=joining)
+        if self.store.initialized:
+            self._open_and_build()
+
+    def _open_and_build(self) -> None:
+        """Open the vote record and build everything on the store, which holds the chain now."""
+        genesis_hash = self._genesis_block.hash
         try:
-            self.vote_store = self._open_vote_record(genesis.hash)
+            self.vote_store = self._open_vote_record(genesis_hash)
         except BaseException:
             self.store.close()
             raise
         try:
-            self._build(genesis.hash, replica_config, limits, peers)
+            self._build(genesis_hash, self._replica_config, self._limits, self._peer_addresses)
         except BaseException:
             # Nothing else holds a file or a thread yet: a failed construction leaves nothing open.
             self.vote_store.close()
             self.store.close()
             raise
+        self._built = True
 
     def _build(
         self, genesis_hash: bytes, replica_config: ReplicaConfig, limits: NetworkLimits, peers: list[PeerAddress]
@@ -137,6 +164,16 @@ class Node:
             raise ConfigError(
                 f"vote_record: cannot resume from {self.vote_store.path} and data_dir: {error.message}"
             ) from None
+        self.snapshots = SnapshotKeeper(
+            store=self.store, interval=config["sync.snapshot_interval"], keep=config["sync.snapshots_kept"]
+        )
+        self.store.watch_commits(self.snapshots.on_commit)
+        self.snapshot_service = SnapshotService(
+            keeper=self.snapshots,
+            store=self.store,
+            send=lambda peer, payload: self.network.send(peer, STATE_SYNC_KIND, payload),
+            limits=_snapshot_serving_limits(config),
+        )
         self.network = self._network(genesis_hash, peers, limits)
         self.gossip = TransactionGossip(self.network, kind=TRANSACTIONS_KIND)
         self.consensus = ConsensusRunner(
@@ -175,9 +212,6 @@ class Node:
         self.rpc = self._rpc_server()
         #: When each validator was last sent what it may have missed (link opened).
         self._last_offered: dict[int, float] = {}
-        self._stop_requested = asyncio.Event()
-        self._started = False
-        self._stopped = False
 
     def _validator_name(self, public_key: bytes) -> str:
         """A validator's name as genesis gives it (a validator added later: its key, short)."""
@@ -211,9 +245,28 @@ class Node:
             raise
         return record
 
-    def _network(self, genesis_hash: bytes, peers: list[PeerAddress], limits: NetworkLimits) -> Network:
+    def _network(
+        self, genesis_hash: bytes, peers: list[PeerAddress], limits: NetworkLimits, *, syncing: bool = False
+    ) -> Network:
         host, port = NodeConfig.split_address(self.config["p2p.listen"])
         observers = [bytes.fromhex(key) for key in self.config["p2p.observers"]]
+        if syncing:
+            return Network(
+                key=self.key,
+                chain_id=self.rules.chain_id,
+                genesis_hash=genesis_hash,
+                listen_host=host,
+                listen_port=port,
+                peers=peers,
+                admitted=[*self.validators, *observers],
+                handlers={
+                    CONSENSUS_KIND: _ignore_while_syncing,
+                    TRANSACTIONS_KIND: _ignore_while_syncing,
+                    STATE_SYNC_KIND: self._on_state_sync_frame_while_syncing,
+                },
+                on_peer_change=self._on_peer_change_while_syncing,
+                limits=limits,
+            )
         return Network(
             key=self.key,
             chain_id=self.rules.chain_id,
@@ -222,7 +275,11 @@ class Node:
             listen_port=port,
             peers=peers,
             admitted=[*self.validators, *observers],
-            handlers={CONSENSUS_KIND: self._on_consensus_frame, TRANSACTIONS_KIND: self._on_transactions_frame},
+            handlers={
+                CONSENSUS_KIND: self._on_consensus_frame,
+                TRANSACTIONS_KIND: self._on_transactions_frame,
+                STATE_SYNC_KIND: self._on_state_sync_frame,
+            },
             on_peer_change=self._on_peer_change,
             limits=limits,
         )
@@ -260,6 +317,9 @@ class Node:
         if self._started:
             return
         self._started = True
+        if not self._built:
+            await self._join_by_state_sync()
+            self._open_and_build()
         LOG.info(
             "starting %s at height %d (head %s); vote record %s, highest height voted %d",
             self.name, self.store.height, self.store.head.hash.hex()[:16], self.vote_store.path,
@@ -274,18 +334,56 @@ class Node:
             )
         await self._start_network()
         await self._start_rpc()
+        self.snapshots.start()
         self.consensus.start()
         self.admission.start()
 
+    async def _join_by_state_sync(self) -> None:
+        """Fill the empty store with the state of a recent certified height from peers, or
+        with genesis when none offers one (see ``mura.p2p.state_sync``). Runs on a network of
+        its own that answers peers only that this node has no snapshot yet."""
+        genesis = self._genesis_block
+        network = self._sync_network = self._network(genesis.hash, self._peer_addresses, self._limits, syncing=True)
+        self.state_sync = StateSync(
+            store=self.store,
+            network=network,
+            peers=[address.public_key for address in self._peer_addresses],
+            chain_id=self.rules.chain_id,
+            genesis_validators=self.validators,
+            genesis_hash=genesis.hash,
+            settings=SyncSettings(wait_seconds=self.config["sync.snapshot_wait_seconds"]),
+        )
+        LOG.info("data_dir is empty and sync.mode is snapshot: asking peers for a snapshot of the state")
+        await self._start_given_network(network)
+        try:
+            outcome = await self.state_sync.run()
+        finally:
+            await network.stop()
+            self._sync_network = None
+        if outcome is None:
+            if self.store.sync_unfinished:
+                self.store.abandon_state_sync()
+            self.store.initialize(genesis, self._genesis_changes)
+            return
+        LOG.info(
+            "joined by state sync at height %d: %d state entries in %d chunks, %.1f MB, in %.1f s "
+            "(%d chunks refused); blocks below %d are not kept on this node",
+            outcome.height, outcome.entries, outcome.chunks, outcome.entry_bytes / 1e6, outcome.seconds,
+            outcome.refused_chunks, outcome.height,
+        )
+
     async def _start_network(self) -> None:
+        await self._start_given_network(self.network)
+        await self.gossip.start()
+
+    async def _start_given_network(self, network: Network) -> None:
         host, port = NodeConfig.split_address(self.config["p2p.listen"])
         try:
-            await self.network.start()
+            await network.start()
         except UnsupportedAiohttp as error:
             raise ConfigError(str(error)) from None
         except OSError as error:
             raise ConfigError(listen_problem("p2p.listen", host, port, error)) from None
-        await self.gossip.start()
 
     async def _start_rpc(self) -> None:
         host, port = NodeConfig.split_address(self.config["rpc.listen"])
@@ -301,12 +399,18 @@ class Node:
         if self._stopped:
             return
         self._stopped = True
+        if not self._built:
+            # Stopped before or during a join by state sync: only the store is open.
+            self.store.close()
+            return
         self.finality.close()
         await self.rpc.stop()
         await self.consensus.stop()
         await self.admission.stop()
         await self.gossip.stop()
+        await self.snapshot_service.stop()
         await self.network.stop()
+        await self.snapshots.stop()
         self.store.close()
         self.vote_store.close()
         await self.verifier.stop()
@@ -329,6 +433,11 @@ class Node:
     async def _on_transactions_frame(self, peer: bytes, payload: object) -> None:
         await self.admission.on_gossip_frame(peer, payload)
 
+    async def _on_state_sync_frame(self, peer: bytes, payload: object) -> None:
+        message = decode_sync_message(payload)
+        if is_request(message):
+            self.snapshot_service.on_request(peer, message)
+
     async def _send_block(self, peer: bytes, data: bytes) -> bool:
         return self.network.send(peer, CONSENSUS_KIND, data)
 
@@ -346,6 +455,23 @@ class Node:
         self._last_offered[index] = now
         self.consensus.post(("peer", index))
         self.admission.offer_pending(peer)
+
+    async def _on_state_sync_frame_while_syncing(self, peer: bytes, payload: object) -> None:
+        """While joining: answers go to the sync; requests learn this node has no snapshot yet."""
+        message = decode_sync_message(payload)
+        if not is_request(message):
+            assert self.state_sync is not None
+            self.state_sync.on_answer(peer, message)  # type: ignore[arg-type]
+            return
+        if self._sync_network is not None:
+            answer = Offers(0, ()) if isinstance(message, OffersRequest) else Refusal(
+                message.TAG, getattr(message, "height", 0), "no_snapshot"
+            )
+            self._sync_network.send(peer, STATE_SYNC_KIND, encode_sync_message(answer))
+
+    def _on_peer_change_while_syncing(self, peer: bytes, connected: bool) -> None:
+        if connected and self.state_sync is not None:
+            self.state_sync.peer_linked()
 
     # --- what the RPC sees (rpc.methods.NodeView) ------------------------------------------
 
@@ -373,10 +499,19 @@ class Node:
         loop = asyncio.get_running_loop()
         for signal_number in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signal_number, self._stop_requested.set)
+        # A join by state sync may take long: a signal during it stops the node too.
+        starting = asyncio.create_task(self.start())
+        stopping = asyncio.create_task(self._stop_requested.wait())
         try:
-            await self.start()
-            await self._stop_requested.wait()
+            await asyncio.wait([starting, stopping], return_when=asyncio.FIRST_COMPLETED)
+            if starting.done():
+                starting.result()
+                await stopping
+            else:
+                starting.cancel()
+                await asyncio.gather(starting, return_exceptions=True)
         finally:
+            stopping.cancel()
             await self.stop()
 
 
@@ -437,17 +572,34 @@ def _network_limits(config: NodeConfig) -> NetworkLimits:
         raise ConfigError(f"settings p2p.*: {error}") from None
 
 
-def _open_store(config: NodeConfig, genesis: Block, changes: StateChanges) -> Store:
+def _open_store(config: NodeConfig, genesis: Block, changes: StateChanges, *, join_by_sync: bool) -> Store:
+    """The chain's store, initialized with genesis unless it holds no chain and the node is to
+    join by state sync (then it stays empty until the sync fills it)."""
     try:
         store = Store(config.path("data_dir"))
     except StoreError as error:
         raise ConfigError(f"data_dir: {error}") from None
     try:
-        store.initialize(genesis, changes)
+        if store.sync_unfinished and not join_by_sync:
+            LOG.warning("data_dir holds a state sync that did not finish; discarding it to replay from genesis")
+            store.abandon_state_sync()
+        if not (join_by_sync and not store.initialized and store.load_genesis_hash() is None):
+            store.initialize(genesis, changes)
     except StoreError as error:
         store.close()
         raise ConfigError(f"data_dir: {error}") from None
     return store
+
+
+def _snapshot_serving_limits(config: NodeConfig) -> SnapshotServingLimits:
+    rate = config["sync.serve_bytes_per_second"]
+    return SnapshotServingLimits(
+        bytes_per_second=rate, burst_bytes=2 * rate, concurrent_peers=config["sync.serve_peers"]
+    )
+
+
+async def _ignore_while_syncing(peer: bytes, payload: object) -> None:
+    """Consensus and transactions wait until the node has a state to check them against."""
 
 
 # --- the command line ----------------------------------------------------------------

@@ -18,9 +18,11 @@ from mura.rpc.declarations import BOOLEAN, Method, Param, Result
 from mura.rpc.errors import (
     BLOCK_NOT_FOUND,
     NO_CERTIFICATE,
+    NOT_KEPT,
     TRANSACTION_DROPPED,
     TRANSACTION_NOT_FOUND,
     VALIDATORS_UNKNOWN,
+    RpcError,
     dropped_data,
 )
 from mura.rpc.finality import FinalLocation
@@ -88,7 +90,19 @@ def final_height(store: ChainReader, height: int | None) -> int:
         return head
     if height > head:
         raise BLOCK_NOT_FOUND.error({"height": height, "head": head})
+    if height < store.kept_from:
+        raise not_kept(store, height)
     return height
+
+
+def not_kept(store: ChainReader, height: int) -> RpcError:
+    """The answer for a height below the one this node joined at by state sync."""
+    kept_from = store.kept_from
+    return NOT_KEPT.error({
+        "height": height,
+        "kept_from": kept_from,
+        "reason": f"not kept on this node (joined by state sync at {kept_from})",
+    })
 
 
 class ChainMethods:
@@ -131,6 +145,8 @@ class ChainMethods:
         else:
             assert block_id.height is not None
             block = store.load_block(block_id.height)
+        if block is None and block_id.height is not None and block_id.height < store.kept_from:
+            raise not_kept(store, block_id.height)
         if block is None:
             raise BLOCK_NOT_FOUND.error({**block_id.describe(), "head": store.height})
         return block
@@ -210,7 +226,7 @@ class ChainMethods:
                     ),
                 ),
                 result=Result("block", BLOCK_SCHEMA, "The block's header fields and its transactions."),
-                errors=(BLOCK_NOT_FOUND,),
+                errors=(BLOCK_NOT_FOUND, NOT_KEPT),
             ),
             Method(
                 name="chain_getTransaction",
@@ -229,7 +245,7 @@ class ChainMethods:
                 summary="The commit certificate of a final block: the quorum of validator signatures.",
                 params=(_BLOCK_PARAM,),
                 result=Result("certificate", CERTIFICATE_SCHEMA, "The signatures that make the block final."),
-                errors=(BLOCK_NOT_FOUND, NO_CERTIFICATE),
+                errors=(BLOCK_NOT_FOUND, NOT_KEPT, NO_CERTIFICATE),
                 description="Each signature is over (chain id, height, view, block hash); anyone holding the "
                 "validator set can check it. Validators are named from the set in force now.",
             ),

@@ -175,6 +175,13 @@ TRANSACTION_DROPPED = ApplicationError(
     "nonce). Another node may still hold it; resubmitting with the same nonce is safe. data: "
     "{transaction_hash, rule, message}, and replaced_by when the rule is 'replaced'.",
 )
+NOT_KEPT = ApplicationError(
+    -32040,
+    "Not kept on this node",
+    "The block or history asked for lies below the height this node joined at by state sync: it holds "
+    "the state from that height on and no block below it (a node with sync.mode full keeps them all). "
+    "data: {height, kept_from, reason}.",
+)
 UNKNOWN_ASSET = ApplicationError(
     -32024,
     "Unknown asset",

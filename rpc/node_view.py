@@ -82,6 +82,11 @@ class ChainReader(Protocol):
         """The height of the last final block."""
         ...
 
+    @property
+    def kept_from(self) -> int:
+        """The lowest height whose block and history this node keeps (0 unless it joined by state sync)."""
+        ...
+
     def load_account(self, address: bytes) -> Account:
         """The nonce and roles of a public key; an empty ``Account`` if it never sent anything."""
         ...
