@@ -23,6 +23,10 @@ prefix      key                                  value
 ``Q``       holder, bond, payment index          the same share, by holder
 ``M``       ``head``, ``lattice``, ``genesis``   head height + hash, lattice
                                                  hash, genesis block hash
+``W``       activation height (8 bytes)          the validator set that
+                                                 decides heights from it on
+                                                 (written where it changes;
+                                                 genesis: height 1)
 ``V``       height + sequence (4 bytes)          an encoded vote this node
                                                  signed (only in a
                                                  ``VoteStore`` now; read
@@ -62,8 +66,9 @@ import plyvel
 
 from mura.chain import codec
 from mura.chain.assets import AssetState, AssetTerms, asset_key, split_asset_key
-from mura.chain.block import Block, CommitCertificate, Header, read_stored_transaction
+from mura.chain.block import MAX_VALIDATORS, Block, CommitCertificate, Header, read_stored_transaction
 from mura.chain.errors import TransactionRootMismatch
+from mura.chain.governance import ScheduledSet, ValidatorSet
 from mura.chain.keys import PUBLIC_KEY_SIZE
 from mura.chain.pending import (
     ACCOUNT_PREFIX,
@@ -72,6 +77,8 @@ from mura.chain.pending import (
     BOND_QUEUE_PREFIX,
     EXPIRY_PREFIX,
     MISSED_PREFIX,
+    OPEN_PROPOSAL_PREFIX,
+    SCHEDULED_KEY,
     VALIDATORS_KEY,
     Account,
     StateChanges,
@@ -81,13 +88,14 @@ from mura.chain.pending import (
     balance_key,
     decode_balance,
     decode_validators,
+    encode_validators,
 )
 from mura.chain.state_root import LatticeHash, update_lattice
 from mura.chain.transaction import Transaction, parties
 
 BLOCKS = b"B"
 #: The state tables every block scans from their start.
-_QUEUE_TABLES = frozenset({EXPIRY_PREFIX, BOND_QUEUE_PREFIX, MISSED_PREFIX})
+_QUEUE_TABLES = frozenset({EXPIRY_PREFIX, BOND_QUEUE_PREFIX, MISSED_PREFIX, OPEN_PROPOSAL_PREFIX})
 CERTIFICATES = b"C"
 HEIGHT_BY_HASH = b"H"
 TRANSACTION_LOCATIONS = b"T"
@@ -99,6 +107,7 @@ HELD_ASSETS = b"R"
 ACCOUNT_TRANSACTIONS = b"X"
 PAYMENT_SHARES = b"P"
 HOLDER_PAYMENTS = b"Q"
+VALIDATOR_SETS = b"W"
 
 _CHAIN = META + b"chain"
 _VALIDATOR = META + b"validator"
@@ -141,7 +150,9 @@ class Store:
         self._empty_tables: set[bytes] = set()
         self._head: Header | None = None
         self._lattice: LatticeHash | None = None
-        self._validators: tuple[bytes, ...] | None = None
+        self._validators: ValidatorSet | None = None
+        #: ``W``, read once: ``(activation height, set)`` in height order (few entries).
+        self._validator_history: list[tuple[int, ValidatorSet]] | None = None
         self._recover()
 
     def _recover(self) -> None:
@@ -247,6 +258,8 @@ class Store:
             batch.put(TRANSACTION_LOCATIONS + transaction.hash, struct.pack(">QI", height, index))
         for key, value in changes.entries.items():
             self._write_entry(batch, key, value)
+        if VALIDATORS_KEY in changes.entries:
+            batch.put(_height_key(VALIDATOR_SETS, height + 1), encode_validators(changes.validators))
         self._write_history(batch, height, block.transactions, changes)
         batch.put(_LATTICE, changes.lattice.to_bytes())
         batch.put(_HEAD, height.to_bytes(8, "big") + block.hash)
@@ -283,6 +296,8 @@ class Store:
         self._head = block.header
         self._lattice = changes.lattice
         self._validators = changes.validators
+        if VALIDATORS_KEY in changes.entries and self._validator_history is not None:
+            self._validator_history.append((block.height + 1, changes.validators))
         for address, account in changes.accounts.items():
             self._cache(self._account_cache, address, account)
         for pair, balance in changes.balances.items():
@@ -371,11 +386,36 @@ class Store:
         prefix = BALANCE_PREFIX + asset_key(asset)
         return [(address, decode_balance(value)) for address, value in self.load_entries_after(prefix, after, limit)]
 
-    def load_validators(self) -> tuple[bytes, ...]:
+    def load_validators(self) -> ValidatorSet:
         if self._validators is None:
             value = self.db.get(STATE + VALIDATORS_KEY)
             self._validators = () if value is None else decode_validators(value)
         return self._validators
+
+    def load_validators_at(self, height: int) -> ValidatorSet:
+        """The validator set that decides ``height``: known for certain from 1 to the head's
+        height + 2 (the head's + 1 is ``v``; + 2 the set scheduled in the head block, if
+        any, else the same); above that, the latest known set."""
+        if height < 1:
+            raise ValueError(f"height {height} has no validator set: the first decided height is 1")
+        if height > self.height + 1:
+            value = self.load_entry(SCHEDULED_KEY)
+            if value is not None:
+                return ScheduledSet.decode(value, MAX_VALIDATORS).validators
+            return self.load_validators()
+        history = self._load_validator_history()
+        index = bisect.bisect_right(history, height, key=lambda item: item[0]) - 1
+        if index < 0:
+            raise StoreError(f"the store holds no validator set for height {height}")
+        return history[index][1]
+
+    def _load_validator_history(self) -> list[tuple[int, ValidatorSet]]:
+        if self._validator_history is None:
+            self._validator_history = [
+                (int.from_bytes(key[len(VALIDATOR_SETS) :], "big"), decode_validators(value))
+                for key, value in self.db.iterator(prefix=VALIDATOR_SETS)
+            ]
+        return self._validator_history
 
     def load_lattice(self) -> LatticeHash:
         return self._lattice if self._lattice is not None else LatticeHash()

@@ -12,6 +12,7 @@ from typing import Any
 
 from mura.chain.address import encode_address
 from mura.chain.block import Block, quorum_size
+from mura.chain.governance import ACTIVATION_DELAY, validator_keys
 from mura.chain.transaction import Transaction
 from mura.rpc.declarations import BOOLEAN, Method, Param, Result
 from mura.rpc.errors import (
@@ -19,11 +20,12 @@ from mura.rpc.errors import (
     NO_CERTIFICATE,
     TRANSACTION_DROPPED,
     TRANSACTION_NOT_FOUND,
+    VALIDATORS_UNKNOWN,
     dropped_data,
 )
 from mura.rpc.finality import FinalLocation
 from mura.rpc.node_view import ChainReader, NodeView
-from mura.rpc.params import BLOCK_ID, HASH, HASH_SCHEMA, BlockId, to_hex
+from mura.rpc.params import BLOCK_ID, HASH, HASH_SCHEMA, HEIGHT, BlockId, to_hex
 from mura.rpc.render import (
     BLOCK_SCHEMA,
     CERTIFICATE_SCHEMA,
@@ -167,14 +169,21 @@ class ChainMethods:
                 "this node holds no certificate for the block"
             )
             raise NO_CERTIFICATE.error({"height": block.height, "reason": reason})
-        validators = self._node.store.load_validators()
-        names = self._node.chain_info.validator_names
-        return render_certificate(certificate, validators, names, self._prefix, quorum_size(len(validators)))
+        # A certificate is checked against the set that decided its height.
+        validators = self._node.store.load_validators_at(block.height)
+        keys = validator_keys(validators)
+        names = {record.public_key: record.name for record in validators}
+        return render_certificate(certificate, keys, names, self._prefix, quorum_size(len(keys)))
 
-    async def validators(self) -> dict[str, Any]:
-        validators = self._node.store.load_validators()
-        names = self._node.chain_info.validator_names
-        return render_validators(validators, names, self._prefix, quorum_size(len(validators)))
+    async def validators(self, height: int | None) -> dict[str, Any]:
+        """The set that decides ``height`` (the next height's when None)."""
+        store = self._node.store
+        known = store.height + ACTIVATION_DELAY
+        if height is None:
+            height = store.height + 1
+        if not 1 <= height <= known:
+            raise VALIDATORS_UNKNOWN.error({"height": height, "head": store.height, "known_up_to": known})
+        return render_validators(store.load_validators_at(height), height, self._prefix)
 
     def declarations(self) -> list[Method]:
         """The ``chain_*`` methods, declared for the engine and for ``rpc.discover``."""
@@ -227,7 +236,15 @@ class ChainMethods:
             Method(
                 name="chain_validators",
                 handler=self.validators,
-                summary="The validator set in PBFT order, with names, addresses and public keys.",
+                summary="The validator set that decides a height, in PBFT order, with names, addresses and keys.",
+                params=(
+                    Param(
+                        "height", HEIGHT, "The height decided (1 or more); absent: the next height.", required=False
+                    ),
+                ),
                 result=Result("validators", VALIDATORS_SCHEMA, "The validators, the quorum and the faults tolerated."),
+                errors=(VALIDATORS_UNKNOWN,),
+                description="A change approved in block h decides heights from h + 2, so a node knows the set of "
+                "every height up to its head's + 2; a later height is -32027.",
             ),
         ]

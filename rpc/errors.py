@@ -32,6 +32,7 @@ code        name                   ``data``
 -32024      unknown asset          ``{"asset"}``
 -32025      not a bond             ``{"asset"}``
 -32026      no offering            ``{"bond"}``
+-32027      validators unknown     ``{"height", "head", "known_up_to"}``
 -32030      wait timed out         ``{"transaction_hash", "timeout_seconds",
                                    "pending"}``
 ==========  =====================  ================================================
@@ -188,6 +189,12 @@ NO_OFFERING = ApplicationError(
     -32026,
     "No offering",
     "The bond's issuer has opened no offering of it. data: {bond}.",
+)
+VALIDATORS_UNKNOWN = ApplicationError(
+    -32027,
+    "Validator set not known",
+    "No validator set is known for the height: heights start at 1, and a node knows the set of every height up "
+    "to its head's + 2. data: {height, head, known_up_to}.",
 )
 WAIT_TIMED_OUT = ApplicationError(
     -32030,

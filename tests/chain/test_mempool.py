@@ -39,6 +39,7 @@ from mura.chain.errors import (
     UnknownKind,
     WrongChainId,
 )
+from mura.chain.governance import ValidatorSet
 from mura.chain.keys import SignatureCache, SigningKey, verify_signature
 from mura.chain.mempool import Mempool, MempoolStatus
 from mura.chain.state import (
@@ -763,7 +764,7 @@ class CountingState:
         self.reads.append(("entries", prefix))
         return self.state.load_entries_after(prefix, after, limit)
 
-    def load_validators(self) -> tuple[bytes, ...]:
+    def load_validators(self) -> ValidatorSet:
         return self.state.load_validators()
 
     def load_lattice(self) -> LatticeHash:

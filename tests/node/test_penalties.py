@@ -192,7 +192,7 @@ async def test_a_heavy_new_view_is_refused_on_its_cheap_checks(node: TestNode, c
     attacker = await connect_peer(1)
     chain_id = node.node.rules.chain_id
     junk = [bytes([index % 251]) * 300 for index in range(20_000)]
-    header = Header(chain_id, 1, bytes(32), 0, attacker.public_key, sha256(b"not these"), bytes(32))
+    header = Header(chain_id, 1, bytes(32), 0, attacker.public_key, sha256(b"not these"), bytes(32), bytes(32))
     block = UncheckedBlock(header, codec.encode([header.to_fields(), junk]))
     view = 5  # its primary is validator 1 of 4: the attacker, so the proposal's signature is checked
     signature = attacker.key.sign(proposal_payload(chain_id, view, 1, header.hash))
