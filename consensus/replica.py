@@ -101,6 +101,9 @@ from mura.consensus.votes import NO_GUARD, RecordedVote, SignedVotes, SigningGua
 
 #: Proposals of views this close to the replica's own are kept in case they are certified.
 OTHER_VIEW_BLOCKS = 2
+#: Messages for heights whose validator set is not settled here that one validator may
+#: deliver and have refused, at each height, before the rest go unchecked (``_verify``).
+UNSETTLED_REFUSALS_PER_HEIGHT = 16
 
 
 class Replica:
@@ -157,6 +160,8 @@ class Replica:
         self.view_changes_started = 0
         #: Block requests sent while following a height (they go to each validator in turn).
         self._polls = 0
+        #: Messages for heights ahead of the settled ones refused at this height, by deliverer.
+        self._unsettled_refusals: Counter[int | None] = Counter()
         #: The double-sign check, as the vote record keeps it.
         self.double_sign = DoubleSignCheck(
             vote_record.signing_guard() if config.double_sign_check_heights else NO_GUARD,
@@ -334,7 +339,7 @@ class Replica:
                 return self._on_block_request(message, origin)
             if isinstance(message, Status):
                 return self._on_status(message, now_ms, origin)
-            return self._on_final_block(message)
+            return self._on_final_block(message, origin)
         except UnsettledValidators as error:
             return self._refused(error, origin) + self._ahead_of_settled(error.details["height"], origin, now_ms)
         except Invalid as error:
@@ -424,7 +429,7 @@ class Replica:
         """Accept the current view's proposal from its primary; keep a later one's block."""
         if message.height < self.height:
             return []
-        self._verify(message.height, lambda verifier: verifier.check_pre_prepare(message))
+        self._verify(message.height, lambda verifier: verifier.check_pre_prepare(message), origin)
         heard = self._hear(message.sender, message.height, now_ms, view=message.view)
         if message.height > self.height:
             return heard + self._hold(message, now_ms, origin)
@@ -477,7 +482,7 @@ class Replica:
             return []
         if vote.height == self.height and abs(vote.view - self.view) > self.config.view_window:
             raise OutsideWindow(f"vote for view {vote.view}, this replica is in view {self.view}")
-        self._verify(vote.height, lambda verifier: verifier.check_vote(vote))
+        self._verify(vote.height, lambda verifier: verifier.check_vote(vote), origin)
         heard = self._hear(vote.sender, vote.height, now_ms, view=vote.view)
         if vote.height > self.height:
             return heard + self._hold(vote, now_ms, origin)
@@ -618,7 +623,7 @@ class Replica:
             return self._serve(origin, change.height)
         if change.height == self.height and change.view > self.view + self.config.view_window:
             raise OutsideWindow(f"view change for view {change.view}, this replica is in view {self.view}")
-        self._verify(change.height, lambda verifier: verifier.check_view_change(change))
+        self._verify(change.height, lambda verifier: verifier.check_view_change(change), origin)
         heard = self._hear(change.sender, change.height, now_ms, view=change.view)
         if change.height > self.height:
             return heard + self._hold(change, now_ms, origin)
@@ -723,7 +728,7 @@ class Replica:
             return []
         if message.height == self.height and (message.view < self.view or (message.view == self.view and self.active)):
             return []
-        self._verify(message.height, lambda verifier: verifier.check_new_view(message))
+        self._verify(message.height, lambda verifier: verifier.check_new_view(message), origin)
         heard = self._hear(message.sender, message.height, now_ms, view=message.view)
         if message.height > self.height:
             return heard + self._hold(message, now_ms, origin)
@@ -772,6 +777,7 @@ class Replica:
         self.view = view
         self.phase = InView()
         self.prepared = None
+        self._unsettled_refusals.clear()
         self.log = self._log_class(height)
         self.view_changes = ViewChanges(self.validators, self.index)
         self._restore()
@@ -801,14 +807,22 @@ class Replica:
             return self.verifier
         return self._verifier(self._validator_set(height))
 
-    def _verify(self, height: int, check: Callable[[MessageVerifier], None]) -> None:
-        """Run ``check`` with the verifier of ``height``; above the settled heights a
-        refusal is not held against anyone (see ``verifier_at``)."""
+    def _verify(self, height: int, check: Callable[[MessageVerifier], None], origin: int | None = None) -> None:
+        """Run ``check`` with the verifier of ``height``. Above the settled heights a
+        refusal is not held against anyone (see ``verifier_at``); so that this costs a
+        faulty validator's victim a bounded number of signature checks, each validator
+        that delivers messages may have ``UNSETTLED_REFUSALS_PER_HEIGHT`` refused there at
+        each height of this replica, and the rest it delivers there go unchecked (and
+        unused: they only say that it is ahead)."""
+        unsettled = height > self.height + 1
+        if unsettled and self._unsettled_refusals[origin] >= UNSETTLED_REFUSALS_PER_HEIGHT:
+            raise UnsettledValidators(f"height {height}: not checked (too many refused ahead)", height=height)
         try:
             check(self.verifier_at(height))
         except (InvalidMessage, InvalidCertificate) as error:
-            if height <= self.height + 1:
+            if not unsettled:
                 raise
+            self._unsettled_refusals[origin] += 1
             raise UnsettledValidators(f"height {height}: {error.message}", height=height) from None
 
     def _use_validators(self, height: int) -> None:
@@ -1037,17 +1051,17 @@ class Replica:
         verifies): it is for this height or near enough ahead, and not already held."""
         return self.later_heights.wants_final_block(height, height=self.height)
 
-    def check_certificate(self, final: FinalBlock) -> None:
+    def check_certificate(self, final: FinalBlock, origin: int | None = None) -> None:
         """Raise ``InvalidCertificate`` unless ``final``'s certificate proves its block final:
         a quorum of the validators of its height signed it (``verifier_at``)."""
-        self._verify(final.height, lambda verifier: verifier.check_certificate(final))
+        self._verify(final.height, lambda verifier: verifier.check_certificate(final), origin)
 
-    def _on_final_block(self, final: FinalBlock) -> list[Action]:
+    def _on_final_block(self, final: FinalBlock, origin: int | None) -> list[Action]:
         """A final block from a peer counts once its certificate verifies and its body is
         the one its header commits to."""
         if not self.wants_final_block(final.height):
             return []
-        self.check_certificate(final)
+        self.check_certificate(final, origin)
         for signer, _ in final.certificate.signatures:
             here = self._here(final.height, signer)
             if here is not None:

@@ -169,7 +169,7 @@ class CertificateAgainstBootSet(Replica):
         super().__init__(**options)
         self._boot_verifier = self.verifier
 
-    def check_certificate(self, final: FinalBlock) -> None:
+    def check_certificate(self, final: FinalBlock, origin: int | None = None) -> None:
         self._boot_verifier.check_certificate(final)
 
 

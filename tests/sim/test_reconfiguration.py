@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mura.chain.block import verify_certificate
+from mura.chain.store import VOTES
 from mura.consensus.messages import Commit
 from mura.sim.ledger import CHAIN_ID, validator_keys
 from mura.sim.nodes import SimNode
@@ -41,6 +42,12 @@ def signers(simulation: Simulation, key: bytes) -> list[int]:
     return heights
 
 
+def voted_heights(node: SimNode) -> set[int]:
+    """The heights at which ``node``'s vote record holds a vote it signed."""
+    keys = node.disk.iterator(prefix=VOTES, include_value=False)
+    return {int.from_bytes(key[len(VOTES) : len(VOTES) + 8], "big") for key in keys if isinstance(key, bytes)}
+
+
 def assert_sound(simulation: Simulation) -> None:
     """No violation, and every certificate of the final chain verifies against the set of its height."""
     assert simulation.checker.violations == []
@@ -60,9 +67,13 @@ def test_grow_from_four_to_seven(seed: int) -> None:
     simulation = run(ReconfigurationFault.GROW, seed)
     assert_sound(simulation)
     assert final_set(simulation) == tuple(key.public_key for key in validator_keys(4) + joiner_keys(3))
-    # Each new validator caught up, then took part: it signed certificates once added.
-    for key in joiner_keys(3):
+    # Each new validator followed without signing anything, caught up, then took part:
+    # it signed certificates once added, and voted at no height before that.
+    history = leader(simulation).ledger.validator_history
+    for key, node in zip(joiner_keys(3), simulation.nodes[4:], strict=True):
+        added = next(start for start, keys in history if key.public_key in keys)
         assert signers(simulation, key.public_key)
+        assert min(voted_heights(node)) >= added
 
 
 @pytest.mark.parametrize("seed", SEEDS)
