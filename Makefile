@@ -28,8 +28,12 @@ BENCH_ARGS ?=
 # make attacks: which attacks (comma-separated; empty: all) and how hard (1 quick, 10 full strength).
 ATTACK ?=
 SCALE ?= 1
+# make bench-sync: the state a node joins (accounts), and how many of them the replayed blocks make
+# (the replay's figures are scaled to ACCOUNTS when fewer).
+ACCOUNTS ?= 1000000
+REPLAY_ACCOUNTS ?= 200000
 
-.PHONY: test lint testnet testnet-reset demo-bond sim chaos bench bench-full attacks clean
+.PHONY: test lint testnet testnet-reset demo-bond sim chaos bench bench-full bench-sync attacks clean
 
 $(RUNTIME_STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -82,6 +86,10 @@ bench: $(TEST_STAMP)
 bench-full: $(TEST_STAMP)
 	$(PY) -m mura.bench.ledger --json bench-results/ledger.json
 	$(PY) -m mura.bench.network --full --json bench-results/network.json $(BENCH_ARGS)
+
+# Joining by state sync against replaying the blocks (a few minutes at 1,000,000 accounts; not part of test).
+bench-sync: $(TEST_STAMP)
+	$(PY) -m mura.bench.sync --accounts $(ACCOUNTS) --replay-accounts $(REPLAY_ACCOUNTS) --json bench-results/sync.json
 
 # Attacks on real node processes and what they cost the honest nodes (a measuring tool, not part of test).
 attacks: $(TEST_STAMP)

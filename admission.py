@@ -33,10 +33,10 @@ from mura.chain.errors import (
     InvalidAssetTerms,
     InvalidBondTerms,
     InvalidPurpose,
+    InvalidValidatorInfo,
     MemoNotPrintable,
     MemoTooLong,
     NonPositiveAmount,
-    NotAnIssuer,
     NotAssetIssuer,
     NotRegistrar,
     NotTradeParty,
@@ -62,15 +62,17 @@ MAX_OFFERED_TRANSACTIONS = 2_000
 MAX_OFFERED_RUN = 256
 #: Refusals of gossiped transactions that no honest node forwards: it checks these rules
 #: before it admits a transaction, whatever the state (signatures and bytes are checked
-#: apart). Roles are fixed at genesis, and an asset's issuer and registrar at its issue:
-#: a node that does not know the asset yet refuses it as unknown, and forwards it no more.
-#: Anything else may be refused here because this node's state differs.
+#: apart). An asset's issuer and registrar are fixed at its issue: a node that does not
+#: know the asset yet refuses it as unknown, and forwards it no more. Roles and the
+#: validator set change by governance, so a node a block behind may refuse what another
+#: admitted (``not_an_issuer``, ``not_a_validator``): those are not for cause. Anything
+#: else may be refused here because this node's state differs.
 GOSSIP_REFUSALS_FOR_CAUSE = (
     WrongChainId,
     NonPositiveAmount,
     MemoTooLong,
     MemoNotPrintable,
-    NotAnIssuer,
+    InvalidValidatorInfo,
     InvalidAssetId,
     InvalidAssetTerms,
     NotAssetIssuer,

@@ -10,6 +10,7 @@ simulator's in-memory ledger answers the same questions over ``MemoryState``.
 from __future__ import annotations
 
 from mura.chain.block import Block, CommitCertificate
+from mura.chain.governance import validator_keys
 from mura.chain.keys import SignatureCache
 from mura.chain.mempool import Mempool
 from mura.chain.state import BuiltBlock, ChainRules, StateChanges, apply_block, build_block, next_due_ms
@@ -46,7 +47,8 @@ class LedgerApplication:
         return self.store.height
 
     def validators_at(self, height: int) -> tuple[bytes, ...]:
-        return self.store.load_validators()
+        # The genesis block is decided by nobody: the first set stands for height 0.
+        return validator_keys(self.store.load_validators_at(max(height, 1)))
 
     def load_final_block(self, height: int) -> FinalBlock | None:
         block = self.store.load_block(height)

@@ -181,6 +181,33 @@ SETTINGS: tuple[Setting, ...] = (
         "check every transaction signature of final blocks fetched from peers; off, their commit "
         "certificates vouch for them (a quorum checked each one) and the state root for the result",
     ),
+    Setting(
+        "sync.mode", str, "full",
+        "how a node with an empty data_dir joins: full replays every block from genesis (and keeps them all, "
+        "for auditors and history queries); snapshot fetches the state of a recent final height from peers, "
+        "checked against that height's certified state root, keeps no block below it, and replays from "
+        "genesis only if no peer offers a snapshot",
+        _choice("full", "snapshot"),
+    ),
+    Setting(
+        "sync.snapshot_interval", int, 10_000,
+        "this node makes a snapshot of the state, to serve to joining nodes, at every final height that is a "
+        "multiple of this (every node of a network should use the same value: a joining node fetches one "
+        "height's snapshot from several peers); building one costs about 8 microseconds per state entry, "
+        "off the event loop",
+        _positive,
+    ),
+    Setting("sync.snapshots_kept", int, 2, "how many of the latest snapshots this node keeps serving", _positive),
+    Setting(
+        "sync.snapshot_wait_seconds", int, 30,
+        "with sync.mode snapshot, how long to wait for peers to offer a snapshot before replaying from genesis",
+        _positive,
+    ),
+    Setting(
+        "sync.serve_bytes_per_second", int, 8 * 1024 * 1024,
+        "most snapshot bytes per second this node sends one joining peer", _positive,
+    ),
+    Setting("sync.serve_peers", int, 4, "most joining peers whose snapshot requests are read at once", _positive),
     Setting("mempool.max_transactions", int, 50_000, "most pending transactions", _positive),
     Setting(
         "mempool.rebroadcast_after_ms", int, 3_000,

@@ -408,10 +408,13 @@ class ConsensusRunner:
     async def _on_block_request(self, peer: bytes, message: Message) -> None:
         if not isinstance(message, BlockRequest):
             raise InvalidMessageSender("a block request frame holds another message")
-        requester = message.requester
-        if requester is not None and self._validator_index(peer) != requester:
+        requester, replica = message.requester, self.replica
+        if requester is not None and message.height <= replica.height and (
+            replica.validator_key(message.height, requester) != peer
+        ):
             # Final blocks go back by the link the request came by; one that names a
-            # validator must come from it.
+            # validator (by its place in the set of the height it asks from) must come
+            # from it.
             raise InvalidMessageSender(f"block request names validator {requester}, sent by another peer")
         await self.block_service.serve(peer, message.height, now_ms())
 

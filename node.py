@@ -26,6 +26,7 @@ from mura.admission import TRANSACTIONS_KIND, Admission, drops_reporter
 from mura.application import LedgerApplication, carry_over_votes
 from mura.chain.block import Block, quorum_size
 from mura.chain.errors import Invalid
+from mura.chain.governance import ValidatorSet
 from mura.chain.keys import SignatureCache, SigningKey, load_key
 from mura.chain.mempool import Mempool
 from mura.chain.state import StateChanges
@@ -55,8 +56,19 @@ from mura.p2p.connections import raise_open_file_limit
 from mura.p2p.gossip import TransactionGossip
 from mura.p2p.network import Network
 from mura.p2p.read_gate import UnsupportedAiohttp
-from mura.p2p.settings import NetworkLimits
-from mura.peer_set import Peers, PeerSet, ValidatorPeer
+from mura.p2p.settings import NetworkLimits, PeerAddress
+from mura.p2p.snapshot_service import SnapshotKeeper, SnapshotService, SnapshotServingLimits
+from mura.p2p.state_sync import StateSync, SyncSettings
+from mura.p2p.sync_messages import (
+    STATE_SYNC_KIND,
+    Offers,
+    OffersRequest,
+    Refusal,
+    decode_sync_message,
+    encode_sync_message,
+    is_request,
+)
+from mura.peer_set import Peers, PeerSet
 from mura.progress_log import missing_validators
 from mura.rpc.cors import CorsPolicy
 from mura.rpc.finality import FinalityWatch
@@ -81,36 +93,55 @@ class Node:
         self.genesis, self.key = _genesis_and_key(config)
         #: ``validator`` or ``observer`` (see ``mura.observers``).
         self.role: str = config["role"]
+        #: This node's name in log lines (its validator name once the store says it has one).
+        self.name = f"{self.role} {self.key.public_key.hex()[:8]}"
         self.rules = self.genesis.rules()
         self.address_prefix = self.genesis.address_prefix
         self.chain_info = _chain_info(self.genesis)
         replica_config = _replica_config(config, self.rules.chain_id)
-        limits = _network_limits(config)
+        limits, peers = _network_limits(config), self._genesis_peers()
         #: Told of every final block, so that tx_wait calls wake without polling.
         self.finality = FinalityWatch()
         #: This node's Prometheus registry, served on the RPC's /metrics.
         self.metrics = Metrics()
-        genesis, changes = genesis_block(self.genesis)
-        self.store = _open_store(config, genesis, changes)
+        self._genesis_block, self._genesis_changes = genesis_block(self.genesis)
+        self._replica_config, self._limits, self._peer_addresses = replica_config, limits, peers
+        self._built = False
+        self._started = False
+        self._stopped = False
         self.vote_store: VoteStore | None = None
+        #: The join by state sync under way, if any (``sync.mode = "snapshot"`` on an empty data directory).
+        self.state_sync: StateSync | None = None
+        self._sync_network: Network | None = None
+        self._stop_requested = asyncio.Event()
+        joining = config["sync.mode"] == "snapshot"
+        self.store = _open_store(config, self._genesis_block, self._genesis_changes, join_by_sync=joining)
+        if self.store.initialized:
+            self._open_and_build()
+
+    def _open_and_build(self) -> None:
+        """Check the role against the validator set, open the vote record (a validator's)
+        and build everything on the store, which holds the chain now."""
+        genesis_hash = self._genesis_block.hash
         try:
             self.name = self._check_role()
             if self.role == VALIDATOR_ROLE:
-                self.vote_store = self._open_vote_record(genesis.hash)
-            self._build(genesis.hash, replica_config, limits)
+                self.vote_store = self._open_vote_record(genesis_hash)
+            self._build(genesis_hash, self._replica_config, self._limits)
         except BaseException:
             # Nothing else holds a file or a thread yet: a failed construction leaves nothing open.
             if self.vote_store is not None:
                 self.vote_store.close()
             self.store.close()
             raise
+        self._built = True
 
     def _check_role(self) -> str:
         """This node's name in log lines; refuses an observer whose key is a validator's of
         the height to decide (it would take a validator's place without ever voting)."""
         height = self.store.height + 1
         record = next(
-            (validator for validator in self._validator_peers(height) if validator.public_key == self.key.public_key),
+            (validator for validator in self._validator_records(height) if validator.public_key == self.key.public_key),
             None,
         )
         if self.role == OBSERVER_ROLE and record is not None:
@@ -119,9 +150,7 @@ class Node:
                 f'{record.name} at height {height}: an observer never votes, and the network counts on every '
                 'validator\'s vote (run it with role = "validator", or give the observer a key of its own)'
             )
-        if record is not None:
-            return record.name
-        return f"{self.role} {self.key.public_key.hex()[:8]}"
+        return record.name if record is not None else self.name
 
     def _build(self, genesis_hash: bytes, replica_config: ReplicaConfig, limits: NetworkLimits) -> None:
         """Everything built on the open store and vote record."""
@@ -163,9 +192,19 @@ class Node:
             ) from None
         self.peer_set = PeerSet(
             own_key=self.key.public_key,
-            observers=[bytes.fromhex(key) for key in self.config["p2p.observers"]],
+            observers=self._observers(),
             overrides=[parse_peer(text) for text in self.config["p2p.peers"]],
-            validators_at=self._validator_peers,
+            validators_at=self._validator_records,
+        )
+        self.snapshots = SnapshotKeeper(
+            store=self.store, interval=config["sync.snapshot_interval"], keep=config["sync.snapshots_kept"]
+        )
+        self.store.watch_commits(self.snapshots.on_commit)
+        self.snapshot_service = SnapshotService(
+            keeper=self.snapshots,
+            store=self.store,
+            send=lambda peer, payload: self.network.send(peer, STATE_SYNC_KIND, payload),
+            limits=_snapshot_serving_limits(config),
         )
         self.network = self._network(genesis_hash, self.peer_set.at(self.store.height), limits)
         self.gossip = TransactionGossip(self.network, kind=TRANSACTIONS_KIND)
@@ -212,32 +251,41 @@ class Node:
         self._last_offered: dict[bytes, float] = {}
         #: Whether this node's key was a validator's of the height in progress, as last told.
         self._voting = self.replica.member
-        self._stop_requested = asyncio.Event()
-        self._started = False
-        self._stopped = False
 
     @property
     def validators(self) -> tuple[bytes, ...]:
-        """The keys of the validators of the height in progress, in order."""
+        """The keys of the validators of the height in progress, in order (before the node
+        is built, while it joins by state sync: the genesis validators)."""
+        if not self._built:
+            return self.genesis.validator_keys()
         return self.replica.validators.keys
 
-    def _validator_peers(self, height: int) -> tuple[ValidatorPeer, ...]:
-        """The validators that decide ``height`` with their names and peer addresses: the
-        keys from the store, the names and addresses from genesis (a key genesis does not
-        name has neither)."""
-        known = {validator.public_key: validator for validator in self.genesis.validators}
-        return tuple(
-            ValidatorPeer(key, known[key].name, known[key].peer_address) if key in known else ValidatorPeer(key, "", "")
-            for key in self.store.load_validators()
-        )
+    def _validator_records(self, height: int) -> ValidatorSet:
+        """The validators that decide ``height``, with their names and peer addresses, as the
+        chain's state records them (exact up to the head's height + 2)."""
+        return self.store.load_validators_at(max(height, 1))
 
     def _validator_name(self, public_key: bytes) -> str:
         """A validator's name as the chain records it (none recorded: its key, short)."""
         for height in (self.store.height + 1, self.store.height + 2):
-            for validator in self._validator_peers(height):
+            for validator in self._validator_records(height):
                 if validator.public_key == public_key and validator.name:
                     return validator.name
         return public_key.hex()[:16]
+
+    def _observers(self) -> list[bytes]:
+        return [bytes.fromhex(key) for key in self.config["p2p.observers"]]
+
+    def _genesis_peers(self) -> list[PeerAddress]:
+        """Whom a node joining by state sync dials, before it knows the current set: the
+        peers configured, or the genesis validators."""
+        if self.config["p2p.peers"]:
+            return [parse_peer(text) for text in self.config["p2p.peers"]]
+        return [
+            PeerAddress(validator.public_key, *NodeConfig.split_address(validator.peer_address))
+            for validator in self.genesis.validators
+            if validator.public_key != self.key.public_key
+        ]
 
     def _open_vote_record(self, genesis_hash: bytes) -> VoteStore:
         """The validator's vote record (an observer has none: it never signs)."""
@@ -256,6 +304,28 @@ class Node:
             raise
         return record
 
+    def _sync_network_for(self, genesis_hash: bytes, peers: list[PeerAddress], limits: NetworkLimits) -> Network:
+        """The network of a node joining by state sync, before it knows the current set: it
+        admits the genesis validators and the configured observers, and dials ``peers``."""
+        host, port = NodeConfig.split_address(self.config["p2p.listen"])
+        admitted = {*self.genesis.validator_keys(), *self._observers()} - {self.key.public_key}
+        return Network(
+            key=self.key,
+            chain_id=self.rules.chain_id,
+            genesis_hash=genesis_hash,
+            listen_host=host,
+            listen_port=port,
+            peers=peers,
+            admitted=admitted,
+            handlers={
+                CONSENSUS_KIND: _ignore_while_syncing,
+                TRANSACTIONS_KIND: _ignore_while_syncing,
+                STATE_SYNC_KIND: self._on_state_sync_frame_while_syncing,
+            },
+            on_peer_change=self._on_peer_change_while_syncing,
+            limits=limits,
+        )
+
     def _network(self, genesis_hash: bytes, peers: Peers, limits: NetworkLimits) -> Network:
         host, port = NodeConfig.split_address(self.config["p2p.listen"])
         self.peer_set.current = peers
@@ -267,7 +337,11 @@ class Node:
             listen_port=port,
             peers=peers.dialed,
             admitted=peers.admitted,
-            handlers={CONSENSUS_KIND: self._on_consensus_frame, TRANSACTIONS_KIND: self._on_transactions_frame},
+            handlers={
+                CONSENSUS_KIND: self._on_consensus_frame,
+                TRANSACTIONS_KIND: self._on_transactions_frame,
+                STATE_SYNC_KIND: self._on_state_sync_frame,
+            },
             on_peer_change=self._on_peer_change,
             limits=limits,
         )
@@ -312,6 +386,9 @@ class Node:
         if self._started:
             return
         self._started = True
+        if not self._built:
+            await self._join_by_state_sync()
+            self._open_and_build()
         self._log_start()
         if self.replica.guard.pending:
             LOG.warning(
@@ -322,6 +399,7 @@ class Node:
             )
         await self._start_network()
         await self._start_rpc()
+        self.snapshots.start()
         self.consensus.start()
         self.admission.start()
 
@@ -349,15 +427,52 @@ class Node:
                 self.key.public_key.hex()[:16], self.replica.height,
             )
 
+    async def _join_by_state_sync(self) -> None:
+        """Fill the empty store with the state of a recent certified height from peers, or
+        with genesis when none offers one (see ``mura.p2p.state_sync``). Runs on a network of
+        its own that answers peers only that this node has no snapshot yet."""
+        genesis = self._genesis_block
+        network = self._sync_network = self._sync_network_for(genesis.hash, self._peer_addresses, self._limits)
+        self.state_sync = StateSync(
+            store=self.store,
+            network=network,
+            peers=[address.public_key for address in self._peer_addresses],
+            chain_id=self.rules.chain_id,
+            genesis_validators=self.validators,
+            genesis_hash=genesis.hash,
+            settings=SyncSettings(wait_seconds=self.config["sync.snapshot_wait_seconds"]),
+        )
+        LOG.info("data_dir is empty and sync.mode is snapshot: asking peers for a snapshot of the state")
+        await self._start_given_network(network)
+        try:
+            outcome = await self.state_sync.run()
+        finally:
+            await network.stop()
+            self._sync_network = None
+        if outcome is None:
+            if self.store.sync_unfinished:
+                self.store.abandon_state_sync()
+            self.store.initialize(genesis, self._genesis_changes)
+            return
+        LOG.info(
+            "joined by state sync at height %d: %d state entries in %d chunks, %.1f MB, in %.1f s "
+            "(%d chunks refused); blocks below %d are not kept on this node",
+            outcome.height, outcome.entries, outcome.chunks, outcome.entry_bytes / 1e6, outcome.seconds,
+            outcome.refused_chunks, outcome.height,
+        )
+
     async def _start_network(self) -> None:
+        await self._start_given_network(self.network)
+        await self.gossip.start()
+
+    async def _start_given_network(self, network: Network) -> None:
         host, port = NodeConfig.split_address(self.config["p2p.listen"])
         try:
-            await self.network.start()
+            await network.start()
         except UnsupportedAiohttp as error:
             raise ConfigError(str(error)) from None
         except OSError as error:
             raise ConfigError(listen_problem("p2p.listen", host, port, error)) from None
-        await self.gossip.start()
 
     async def _start_rpc(self) -> None:
         host, port = NodeConfig.split_address(self.config["rpc.listen"])
@@ -373,12 +488,18 @@ class Node:
         if self._stopped:
             return
         self._stopped = True
+        if not self._built:
+            # Stopped before or during a join by state sync: only the store is open.
+            self.store.close()
+            return
         self.finality.close()
         await self.rpc.stop()
         await self.consensus.stop()
         await self.admission.stop()
         await self.gossip.stop()
+        await self.snapshot_service.stop()
         await self.network.stop()
+        await self.snapshots.stop()
         self.store.close()
         if self.vote_store is not None:
             self.vote_store.close()
@@ -401,6 +522,11 @@ class Node:
 
     async def _on_transactions_frame(self, peer: bytes, payload: object) -> None:
         await self.admission.on_gossip_frame(peer, payload)
+
+    async def _on_state_sync_frame(self, peer: bytes, payload: object) -> None:
+        message = decode_sync_message(payload)
+        if is_request(message):
+            self.snapshot_service.on_request(peer, message)
 
     async def _send_block(self, peer: bytes, data: bytes) -> bool:
         return self.network.send(peer, CONSENSUS_KIND, data)
@@ -452,6 +578,23 @@ class Node:
                 height,
             )
 
+    async def _on_state_sync_frame_while_syncing(self, peer: bytes, payload: object) -> None:
+        """While joining: answers go to the sync; requests learn this node has no snapshot yet."""
+        message = decode_sync_message(payload)
+        if not is_request(message):
+            assert self.state_sync is not None
+            self.state_sync.on_answer(peer, message)  # type: ignore[arg-type]
+            return
+        if self._sync_network is not None:
+            answer = Offers(0, ()) if isinstance(message, OffersRequest) else Refusal(
+                message.TAG, getattr(message, "height", 0), "no_snapshot"
+            )
+            self._sync_network.send(peer, STATE_SYNC_KIND, encode_sync_message(answer))
+
+    def _on_peer_change_while_syncing(self, peer: bytes, connected: bool) -> None:
+        if connected and self.state_sync is not None:
+            self.state_sync.peer_linked()
+
     # --- what the RPC sees (rpc.methods.NodeView) ------------------------------------------
 
     async def submit_transaction(self, transaction: Transaction) -> bytes:
@@ -483,10 +626,19 @@ class Node:
         loop = asyncio.get_running_loop()
         for signal_number in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signal_number, self._stop_requested.set)
+        # A join by state sync may take long: a signal during it stops the node too.
+        starting = asyncio.create_task(self.start())
+        stopping = asyncio.create_task(self._stop_requested.wait())
         try:
-            await self.start()
-            await self._stop_requested.wait()
+            await asyncio.wait([starting, stopping], return_when=asyncio.FIRST_COMPLETED)
+            if starting.done():
+                starting.result()
+                await stopping
+            else:
+                starting.cancel()
+                await asyncio.gather(starting, return_exceptions=True)
         finally:
+            stopping.cancel()
             await self.stop()
 
 
@@ -545,17 +697,34 @@ def _network_limits(config: NodeConfig) -> NetworkLimits:
         raise ConfigError(f"settings p2p.*: {error}") from None
 
 
-def _open_store(config: NodeConfig, genesis: Block, changes: StateChanges) -> Store:
+def _open_store(config: NodeConfig, genesis: Block, changes: StateChanges, *, join_by_sync: bool) -> Store:
+    """The chain's store, initialized with genesis unless it holds no chain and the node is to
+    join by state sync (then it stays empty until the sync fills it)."""
     try:
         store = Store(config.path("data_dir"))
     except StoreError as error:
         raise ConfigError(f"data_dir: {error}") from None
     try:
-        store.initialize(genesis, changes)
+        if store.sync_unfinished and not join_by_sync:
+            LOG.warning("data_dir holds a state sync that did not finish; discarding it to replay from genesis")
+            store.abandon_state_sync()
+        if not (join_by_sync and not store.initialized and store.load_genesis_hash() is None):
+            store.initialize(genesis, changes)
     except StoreError as error:
         store.close()
         raise ConfigError(f"data_dir: {error}") from None
     return store
+
+
+def _snapshot_serving_limits(config: NodeConfig) -> SnapshotServingLimits:
+    rate = config["sync.serve_bytes_per_second"]
+    return SnapshotServingLimits(
+        bytes_per_second=rate, burst_bytes=2 * rate, concurrent_peers=config["sync.serve_peers"]
+    )
+
+
+async def _ignore_while_syncing(peer: bytes, payload: object) -> None:
+    """Consensus and transactions wait until the node has a state to check them against."""
 
 
 # --- the command line ----------------------------------------------------------------

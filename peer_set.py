@@ -20,24 +20,13 @@ import logging
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
+from mura.chain.governance import ValidatorRecord
 from mura.config import NodeConfig
 from mura.p2p.link import short_key
 from mura.p2p.network import Network
 from mura.p2p.settings import PeerAddress
 
 LOG = logging.getLogger("mura.node")
-
-
-@dataclass(frozen=True, slots=True)
-class ValidatorPeer:
-    """A validator as the peer network sees it."""
-
-    #: The key it proves in the handshake.
-    public_key: bytes
-    #: Its operator's name, for log lines.
-    name: str
-    #: ``host:port`` of its peer endpoint ("" when the chain records none).
-    address: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +47,7 @@ class PeerSet:
         own_key: bytes,
         observers: Collection[bytes],
         overrides: Sequence[PeerAddress],
-        validators_at: Callable[[int], Sequence[ValidatorPeer]],
+        validators_at: Callable[[int], Sequence[ValidatorRecord]],
     ) -> None:
         self.own_key = own_key
         self.observers = frozenset(observers)
@@ -69,7 +58,7 @@ class PeerSet:
 
     def at(self, final_height: int) -> Peers:
         """The peers of a node whose last final block is at ``final_height``."""
-        validators: dict[bytes, ValidatorPeer] = {}
+        validators: dict[bytes, ValidatorRecord] = {}
         for height in (final_height + 1, final_height + 2):
             for validator in self.validators_at(height):
                 validators[validator.public_key] = validator
@@ -97,7 +86,7 @@ class PeerSet:
         return True
 
 
-def _peer_address(validator: ValidatorPeer) -> PeerAddress | None:
+def _peer_address(validator: ValidatorRecord) -> PeerAddress | None:
     if not validator.address:
         return None
     host, port = NodeConfig.split_address(validator.address)

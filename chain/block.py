@@ -54,6 +54,9 @@ class Header:
     transaction_root: bytes
     #: Commitment to the full state after applying this block.
     state_root: bytes
+    #: SHA-256 of the encoded keys, in order, of the validator set that decides the next
+    #: height (``chain.governance.validators_hash``); genesis commits to the first set.
+    next_validators_hash: bytes
     #: The canonical encoding (derived).
     encoded: bytes = field(init=False, repr=False, compare=False)
     #: SHA-256 of ``encoded``: the block hash (derived).
@@ -73,11 +76,14 @@ class Header:
             self.proposer,
             self.transaction_root,
             self.state_root,
+            self.next_validators_hash,
         ]
 
     @classmethod
     def from_fields(cls, value: Any, what: str) -> Header:
-        chain_id, height, parent, timestamp, proposer, transaction_root, state_root = codec.read_fields(value, what, 7)
+        (
+            chain_id, height, parent, timestamp, proposer, transaction_root, state_root, next_validators,
+        ) = codec.read_fields(value, what, 8)  # fmt: skip
         return cls(
             codec.read_str(chain_id, f"{what}.chain_id", max_length=MAX_CHAIN_ID_LENGTH),
             codec.read_int(height, f"{what}.height"),
@@ -86,6 +92,7 @@ class Header:
             codec.read_bytes(proposer, f"{what}.proposer", length=PUBLIC_KEY_SIZE),
             codec.read_bytes(transaction_root, f"{what}.transaction_root", length=HASH_SIZE),
             codec.read_bytes(state_root, f"{what}.state_root", length=HASH_SIZE),
+            codec.read_bytes(next_validators, f"{what}.next_validators_hash", length=HASH_SIZE),
         )
 
 

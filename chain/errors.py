@@ -317,6 +317,93 @@ class NonceUsed(InvalidTransaction):
     rule = "nonce_used"
 
 
+# --- governance -------------------------------------------------------------
+
+
+class NotAValidator(InvalidTransaction):
+    """Only a validator of the current set (the set deciding the block) proposes or approves."""
+
+    rule = "not_a_validator"
+
+
+class UnknownProposal(InvalidTransaction):
+    """No proposal has this id."""
+
+    rule = "unknown_proposal"
+
+
+class ProposalExpired(InvalidTransaction):
+    """The proposal's lifetime ran out before a quorum approved it."""
+
+    rule = "proposal_expired"
+
+
+class ProposalApproved(InvalidTransaction):
+    """The proposal already has its quorum: it is decided."""
+
+    rule = "proposal_approved"
+
+
+class DuplicateApproval(InvalidTransaction):
+    """The validator has already approved this proposal (a proposer approves by proposing)."""
+
+    rule = "duplicate_approval"
+
+
+class TooManyProposals(InvalidTransaction):
+    """The proposer already has as many proposals open as one validator may."""
+
+    rule = "too_many_proposals"
+
+
+class InvalidValidatorInfo(InvalidTransaction):
+    """A proposed validator's name or peer address is malformed; ``field`` names which."""
+
+    rule = "invalid_validator_info"
+
+
+class ValidatorCount(InvalidTransaction):
+    """The change would leave fewer than one validator or more than the most a set holds."""
+
+    rule = "validator_count"
+
+
+class AlreadyValidator(InvalidTransaction):
+    """The key to add (or to rotate to) is already a validator's."""
+
+    rule = "already_validator"
+
+
+class NotValidator(InvalidTransaction):
+    """The key to remove (or to rotate from) is not in the validator set."""
+
+    rule = "not_validator"
+
+
+class ValidatorNameTaken(InvalidTransaction):
+    """Another validator of the set already has this name."""
+
+    rule = "validator_name_taken"
+
+
+class AlreadyIssuer(InvalidTransaction):
+    """The account to grant the issuer role to already holds it."""
+
+    rule = "already_issuer"
+
+
+class NotIssuerAccount(InvalidTransaction):
+    """The account whose issuer role is to be revoked does not hold it."""
+
+    rule = "not_issuer_account"
+
+
+class LastIssuer(InvalidTransaction):
+    """Revoking the role from the last account holding it would leave no issuer."""
+
+    rule = "last_issuer"
+
+
 class UnknownKind(DecodeError, InvalidTransaction):
     """A transaction kind this node does not know."""
 
@@ -366,6 +453,12 @@ class UnknownProposer(InvalidBlock):
     """The proposer is not a validator."""
 
     rule = "unknown_proposer"
+
+
+class NextValidatorsMismatch(InvalidBlock):
+    """The header's ``next_validators_hash`` is not the hash of the set the block leads to."""
+
+    rule = "next_validators_mismatch"
 
 
 class TransactionRootMismatch(DecodeError, InvalidBlock):

@@ -22,7 +22,17 @@ table  key after the letter                value
 ``k``  bond, account                       the account's subscription's sequence
 ``u``  bond, purpose                       proceeds spent for that purpose
 ``t``  trade id                            a settled trade
-``v``  (none)                              the ordered validator set
+``v``  (none)                              the ordered validator set of the next
+                                           height: ``ValidatorRecord`` s
+``w``  (none)                              the ``ScheduledSet`` approved in this
+                                           block, for two heights on
+``r``  proposal id (8 bytes)               a ``Proposal``
+``y``  proposal id (8 bytes)               an open proposal: the height from
+                                           which it is expired (ids run in
+                                           expiry order)
+``h``  proposer                            how many proposals it has open
+``x``  (none)                              the last proposal id given
+``i``  (none)                              how many accounts hold the issuer role
 =====  ==================================  ======================================
 
 An asset in a key is ``asset_key(asset)`` (its id's length, then the id), an
@@ -35,7 +45,7 @@ state root commits to every entry (see ``state_root``).
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -43,7 +53,12 @@ from mura.chain import codec
 from mura.chain.assets import AssetState, AssetTerms, asset_key, split_asset_key
 from mura.chain.block import MAX_BLOCK_BYTES, MAX_BLOCK_TRANSACTIONS, MAX_VALIDATORS
 from mura.chain.bonds import PaymentEvent
-from mura.chain.keys import PUBLIC_KEY_SIZE
+from mura.chain.governance import (
+    DEFAULT_PROPOSAL_LIFETIME_BLOCKS,
+    ValidatorSet,
+    decode_validator_set,
+    encode_validator_set,
+)
 from mura.chain.state_root import LatticeHash, update_lattice
 
 #: The largest supply of an asset (and so the largest balance) that can exist.
@@ -67,6 +82,12 @@ SUBSCRIPTION_PREFIX = b"j"
 SUBSCRIBER_PREFIX = b"k"
 PROCEEDS_USE_PREFIX = b"u"
 TRADE_PREFIX = b"t"
+SCHEDULED_KEY = b"w"
+PROPOSAL_PREFIX = b"r"
+OPEN_PROPOSAL_PREFIX = b"y"
+OPEN_COUNT_PREFIX = b"h"
+LAST_PROPOSAL_KEY = b"x"
+ISSUER_COUNT_KEY = b"i"
 
 _TRUE = codec.encode(True)
 #: Queued expiries read at a time while looking for those due.
@@ -130,13 +151,24 @@ def frozen_key(asset: str, address: bytes) -> bytes:
     return FROZEN_PREFIX + asset_key(asset) + address
 
 
-def encode_validators(validators: Sequence[bytes]) -> bytes:
-    return codec.encode(list(validators))
+def encode_validators(validators: ValidatorSet) -> bytes:
+    return encode_validator_set(validators)
 
 
-def decode_validators(data: bytes) -> tuple[bytes, ...]:
-    items = codec.read_list(codec.decode(data), "validators", max_length=MAX_VALIDATORS)
-    return tuple(codec.read_bytes(item, "validators[]", length=PUBLIC_KEY_SIZE) for item in items)
+def decode_validators(data: bytes) -> ValidatorSet:
+    return decode_validator_set(data, MAX_VALIDATORS)
+
+
+def proposal_key(proposal: int) -> bytes:
+    return PROPOSAL_PREFIX + proposal.to_bytes(8, "big")
+
+
+def open_proposal_key(proposal: int) -> bytes:
+    return OPEN_PROPOSAL_PREFIX + proposal.to_bytes(8, "big")
+
+
+def open_count_key(proposer: bytes) -> bytes:
+    return OPEN_COUNT_PREFIX + proposer
 
 
 def expiry_key(expiry_ms: int, asset: str) -> bytes:
@@ -205,7 +237,9 @@ class StateReader(Protocol):
         ``(the key after the prefix, value)``, starting after ``prefix + after`` (b"": from the first)."""
         ...
 
-    def load_validators(self) -> tuple[bytes, ...]: ...
+    def load_validators(self) -> ValidatorSet:
+        """The state entry ``v``: after block h, the set that decides height h+1."""
+        ...
 
     def load_lattice(self) -> LatticeHash: ...
 
@@ -220,6 +254,8 @@ class ChainRules:
     max_block_bytes: int = MAX_BLOCK_BYTES
     #: Most transactions in one block.
     max_block_transactions: int = MAX_BLOCK_TRANSACTIONS
+    #: Blocks a governance proposal stays open: one created in block c is expired from c + this.
+    proposal_lifetime_blocks: int = DEFAULT_PROPOSAL_LIFETIME_BLOCKS
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,8 +274,8 @@ class StateChanges:
     assets: dict[str, AssetTerms]
     #: New asset states by asset.
     asset_states: dict[str, AssetState]
-    #: Validator set afterwards.
-    validators: tuple[bytes, ...]
+    #: The state entry ``v`` afterwards: the validator set of the next height.
+    validators: ValidatorSet
     #: The lattice hash of the whole state afterwards.
     lattice: LatticeHash
     #: ``lattice.root()``, as the header must carry it.
@@ -255,11 +291,20 @@ class PendingState:
     in mempool admission).
     """
 
-    def __init__(self, base: StateReader, *, timestamp_ms: int = 0, height: int = 0) -> None:
+    def __init__(
+        self,
+        base: StateReader,
+        *,
+        timestamp_ms: int = 0,
+        height: int = 0,
+        proposal_lifetime_blocks: int = DEFAULT_PROPOSAL_LIFETIME_BLOCKS,
+    ) -> None:
         self._base = base
         self.timestamp_ms = timestamp_ms
-        #: The height of the block being built or applied.
+        #: The height of the block being built or applied (0 in mempool admission).
         self.height = height
+        #: ``ChainRules.proposal_lifetime_blocks``.
+        self.proposal_lifetime_blocks = proposal_lifetime_blocks
         #: Each holder's share of the payments the chain made in this block, in order.
         self.events: list[PaymentEvent] = []
         self._entries: dict[bytes, bytes | None] = {}
@@ -274,8 +319,8 @@ class PendingState:
         self._original_asset_states: dict[str, AssetState] = {}
         self._flags: dict[bytes, bool] = {}
         self._original_flags: dict[bytes, bool] = {}
-        self._validators: tuple[bytes, ...] | None = None
-        self._original_validators: tuple[bytes, ...] | None = None
+        self._validators: ValidatorSet | None = None
+        self._original_validators: ValidatorSet | None = None
 
     # accounts
 
@@ -402,15 +447,25 @@ class PendingState:
         return due
 
     @property
-    def validators(self) -> tuple[bytes, ...]:
+    def validators(self) -> ValidatorSet:
+        """The state entry ``v`` as this block has it: once the block's automatic steps ran,
+        the set of the next height."""
         if self._validators is None:
             self._validators = self._original_validators = self._base.load_validators()
         return self._validators
 
     @validators.setter
-    def validators(self, value: tuple[bytes, ...]) -> None:
+    def validators(self, value: ValidatorSet) -> None:
         _ = self.validators
         self._validators = value
+
+    @property
+    def current_validators(self) -> ValidatorSet:
+        """The set that decides this block: ``v`` as committed before it (in mempool
+        admission, the set of the next block)."""
+        _ = self.validators
+        assert self._original_validators is not None
+        return self._original_validators
 
     def finish(self) -> StateChanges:
         """The touched entries and the state root they produce."""
@@ -505,7 +560,7 @@ def asset_state_entry(state: AssetState) -> bytes | None:
     return None if state == AssetState() else state.encode()
 
 
-def validators_entry(validators: Sequence[bytes]) -> bytes | None:
+def validators_entry(validators: ValidatorSet) -> bytes | None:
     return encode_validators(validators) if validators else None
 
 
@@ -546,7 +601,7 @@ class MemoryState:
         )
         return [(suffix, self.entries[prefix + suffix]) for suffix in suffixes[:limit]]
 
-    def load_validators(self) -> tuple[bytes, ...]:
+    def load_validators(self) -> ValidatorSet:
         value = self.entries.get(VALIDATORS_KEY)
         return () if value is None else decode_validators(value)
 

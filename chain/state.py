@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import cast
 
+from mura.chain import codec
 from mura.chain.assets import (
     MAX_DECIMALS,
     AssetTerms,
@@ -70,6 +71,7 @@ from mura.chain.errors import (
     InvalidAssetTerms,
     InvalidBlockTransaction,
     InvalidTransaction,
+    NextValidatorsMismatch,
     NonceTooHigh,
     NonceTooLow,
     StateRootMismatch,
@@ -83,9 +85,19 @@ from mura.chain.errors import (
     WrongHeight,
     WrongParent,
 )
+from mura.chain.governance import ValidatorRecord, ValidatorSet, validator_keys, validators_hash
+from mura.chain.governance_rules import (
+    process_approve,
+    process_proposal_expiries,
+    process_propose,
+    process_scheduled_set,
+    validate_approve,
+    validate_propose,
+)
 from mura.chain.keys import PUBLIC_KEY_SIZE, SignatureCache, verify_signature
 from mura.chain.pending import (
     EXPIRY_PREFIX,
+    ISSUER_COUNT_KEY,
     MAX_SUPPLY,
     Account,
     ChainRules,
@@ -102,6 +114,7 @@ from mura.chain.pending import (
 from mura.chain.transaction import (
     KINDS,
     MAX_CHAIN_ID_LENGTH,
+    Approve,
     ApproveHolder,
     Burn,
     CancelSubscription,
@@ -110,6 +123,7 @@ from mura.chain.transaction import (
     IssueBond,
     Mint,
     OpenOffering,
+    Propose,
     RevokeHolder,
     SettleTrade,
     SpendProceeds,
@@ -154,10 +168,15 @@ def apply_block(
     checked every signature before committing it. The state root still binds the result.
     """
     validate_block_size(block, rules)
-    validate_header(parent, block.header, rules, state.load_validators())
+    validate_header(parent, block.header, rules, validator_keys(state.load_validators()))
     validate_transaction_root(block)
     validate_unique_transactions(block)
-    pending = PendingState(state, timestamp_ms=block.header.timestamp_ms, height=block.header.height)
+    pending = PendingState(
+        state,
+        timestamp_ms=block.header.timestamp_ms,
+        height=block.header.height,
+        proposal_lifetime_blocks=rules.proposal_lifetime_blocks,
+    )
     process_automatic_steps(pending)
     for index, transaction in enumerate(block.transactions):
         try:
@@ -168,6 +187,7 @@ def apply_block(
             raise InvalidBlockTransaction(index, error) from error
     changes = pending.finish()
     validate_state_root(block.header, changes)
+    validate_next_validators(block.header, changes)
     return changes
 
 
@@ -227,6 +247,19 @@ def validate_state_root(header: Header, changes: StateChanges) -> None:
             f"header state root {header.state_root.hex()} differs from the computed {changes.state_root.hex()}",
             expected=changes.state_root.hex(),
             got=header.state_root.hex(),
+        )
+
+
+def validate_next_validators(header: Header, changes: StateChanges) -> None:
+    """The header's ``next_validators_hash`` commits to the keys, in order, of the set the
+    block leads to: the set that decides the next height."""
+    expected = validators_hash(changes.validators)
+    if header.next_validators_hash != expected:
+        raise NextValidatorsMismatch(
+            f"header's next validators hash {header.next_validators_hash.hex()} is not that of the next set, "
+            f"{expected.hex()}",
+            expected=expected.hex(),
+            got=header.next_validators_hash.hex(),
         )
 
 
@@ -492,6 +525,8 @@ HANDLERS: dict[str, tuple[_Handler, _Handler]] = {
     RevokeHolder.KIND: (validate_registrar_action, process_revoke_holder),
     Freeze.KIND: (validate_registrar_action, process_freeze),
     Unfreeze.KIND: (validate_registrar_action, process_unfreeze),
+    Propose.KIND: (validate_propose, process_propose),
+    Approve.KIND: (validate_approve, process_approve),
 }
 
 
@@ -499,8 +534,11 @@ HANDLERS: dict[str, tuple[_Handler, _Handler]] = {
 
 
 def process_automatic_steps(pending: PendingState) -> None:
-    """What the chain does by itself before a block's transactions: lapses, then bonds'
+    """What the chain does by itself before a block's transactions: the validator set
+    and roles approved in the block before, expired proposals, lapses, then bonds'
     allotments and payments."""
+    process_scheduled_set(pending)
+    process_proposal_expiries(pending)
     process_expiries(pending)
     process_bonds(pending)
 
@@ -580,7 +618,12 @@ def build_block(
     """Assemble the next block from ``candidates``, in order, leaving out any that
     fail a rule (they are reported in ``refused``) or would exceed the limits."""
     timestamp_ms = max(timestamp_ms, parent.timestamp_ms)
-    pending = PendingState(state, timestamp_ms=timestamp_ms, height=parent.height + 1)
+    pending = PendingState(
+        state,
+        timestamp_ms=timestamp_ms,
+        height=parent.height + 1,
+        proposal_lifetime_blocks=rules.proposal_lifetime_blocks,
+    )
     process_automatic_steps(pending)
     included: list[Transaction] = []
     refused: list[tuple[Transaction, InvalidTransaction]] = []
@@ -608,6 +651,7 @@ def build_block(
         proposer=proposer,
         transaction_root=transaction_root(included),
         state_root=changes.state_root,
+        next_validators_hash=validators_hash(changes.validators),
     )
     return BuiltBlock(assembled_block(header, tuple(included)), changes, refused)
 
@@ -626,7 +670,7 @@ def build_genesis(
     *,
     chain_id: str,
     timestamp_ms: int,
-    validators: Sequence[bytes],
+    validators: Sequence[ValidatorRecord | bytes],
     issuers: Iterable[bytes],
     assets: Iterable[GenesisAsset] = (),
     document_hash: bytes = ZERO_HASH,
@@ -636,19 +680,26 @@ def build_genesis(
     ``document_hash`` (the hash of the whole genesis document) stands in the
     parent hash, so the genesis block hash commits to every setting of the
     network, not only to the state. Inputs are trusted here: the genesis
-    loader reports a user's mistakes field by field before this runs.
+    loader reports a user's mistakes field by field before this runs. Validators given
+    as bare keys (tests, the simulator) are named ``validator-<index>``, with no address.
     """
-    if not 1 <= len(validators) <= MAX_VALIDATORS or len(set(validators)) != len(validators):
-        raise ValueError(f"genesis needs 1 to {MAX_VALIDATORS} distinct validators, got {len(validators)}")
+    records = _genesis_validators(validators)
+    keys = validator_keys(records)
+    if not 1 <= len(keys) <= MAX_VALIDATORS or len(set(keys)) != len(keys):
+        raise ValueError(f"genesis needs 1 to {MAX_VALIDATORS} distinct validators, got {len(keys)}")
     if not 0 < len(chain_id) <= MAX_CHAIN_ID_LENGTH:
         raise ValueError(f"chain id must be 1 to {MAX_CHAIN_ID_LENGTH} characters")
     pending = PendingState(MemoryState(), timestamp_ms=timestamp_ms)
-    for address in validators:
+    for address in keys:
         account = pending.account(address)
         pending.set_account(address, replace(account, roles=account.roles | Role.VALIDATOR))
+    issuer_count = 0
     for address in issuers:
         account = pending.account(address)
+        issuer_count += Role.ISSUER not in account.roles
         pending.set_account(address, replace(account, roles=account.roles | Role.ISSUER))
+    if issuer_count:
+        pending.set_entry(ISSUER_COUNT_KEY, codec.encode(issuer_count))
     for asset in assets:
         problem = asset_id_problem(asset.terms.asset)
         if problem is not None or pending.asset(asset.terms.asset) is not None:
@@ -663,7 +714,7 @@ def build_genesis(
         if asset.terms.restricted:
             for address, _ in asset.allocations:
                 pending.set_flag(approval_key(asset.terms.asset, address), True)
-    pending.validators = tuple(validators)
+    pending.validators = records
     changes = pending.finish()
     header = Header(
         chain_id=chain_id,
@@ -673,5 +724,16 @@ def build_genesis(
         proposer=bytes(PUBLIC_KEY_SIZE),
         transaction_root=transaction_root(()),
         state_root=changes.state_root,
+        next_validators_hash=validators_hash(records),
     )
     return Block(header, ()), changes
+
+
+def _genesis_validators(validators: Sequence[ValidatorRecord | bytes]) -> ValidatorSet:
+    records: list[ValidatorRecord] = []
+    for index, validator in enumerate(validators):
+        if isinstance(validator, ValidatorRecord):
+            records.append(validator)
+        else:
+            records.append(ValidatorRecord(validator, f"validator-{index}", ""))
+    return tuple(records)

@@ -23,6 +23,10 @@ prefix      key                                  value
 ``Q``       holder, bond, payment index          the same share, by holder
 ``M``       ``head``, ``lattice``, ``genesis``   head height + hash, lattice
                                                  hash, genesis block hash
+``W``       activation height (8 bytes)          the validator set that
+                                                 decides heights from it on
+                                                 (written where it changes;
+                                                 genesis: height 1)
 ``V``       height + sequence (4 bytes)          an encoded vote this node
                                                  signed (only in a
                                                  ``VoteStore`` now; read
@@ -50,9 +54,10 @@ and opening the store finds the head again.
 from __future__ import annotations
 
 import bisect
+import itertools
 import struct
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -62,8 +67,9 @@ import plyvel
 
 from mura.chain import codec
 from mura.chain.assets import AssetState, AssetTerms, asset_key, split_asset_key
-from mura.chain.block import Block, CommitCertificate, Header, read_stored_transaction
+from mura.chain.block import MAX_VALIDATORS, Block, CommitCertificate, Header, read_stored_transaction
 from mura.chain.errors import TransactionRootMismatch
+from mura.chain.governance import ScheduledSet, ValidatorSet
 from mura.chain.keys import PUBLIC_KEY_SIZE
 from mura.chain.pending import (
     ACCOUNT_PREFIX,
@@ -72,6 +78,8 @@ from mura.chain.pending import (
     BOND_QUEUE_PREFIX,
     EXPIRY_PREFIX,
     MISSED_PREFIX,
+    OPEN_PROPOSAL_PREFIX,
+    SCHEDULED_KEY,
     VALIDATORS_KEY,
     Account,
     StateChanges,
@@ -81,13 +89,14 @@ from mura.chain.pending import (
     balance_key,
     decode_balance,
     decode_validators,
+    encode_validators,
 )
 from mura.chain.state_root import LatticeHash, update_lattice
 from mura.chain.transaction import Transaction, parties
 
 BLOCKS = b"B"
 #: The state tables every block scans from their start.
-_QUEUE_TABLES = frozenset({EXPIRY_PREFIX, BOND_QUEUE_PREFIX, MISSED_PREFIX})
+_QUEUE_TABLES = frozenset({EXPIRY_PREFIX, BOND_QUEUE_PREFIX, MISSED_PREFIX, OPEN_PROPOSAL_PREFIX})
 CERTIFICATES = b"C"
 HEIGHT_BY_HASH = b"H"
 TRANSACTION_LOCATIONS = b"T"
@@ -99,6 +108,7 @@ HELD_ASSETS = b"R"
 ACCOUNT_TRANSACTIONS = b"X"
 PAYMENT_SHARES = b"P"
 HOLDER_PAYMENTS = b"Q"
+VALIDATOR_SETS = b"W"
 
 _CHAIN = META + b"chain"
 _VALIDATOR = META + b"validator"
@@ -109,6 +119,10 @@ _LATTICE = META + b"lattice"
 _GENESIS = META + b"genesis"
 #: Set in the chain's data once a vote record apart from it has taken over.
 _VOTES_MOVED = META + b"votes-moved"
+#: The height a state sync joined at (absent: this store holds every block from genesis).
+_SYNCED_FROM = META + b"synced-from"
+#: Present while a state sync fills the store.
+_SYNCING = META + b"syncing"
 
 
 _K = TypeVar("_K")
@@ -141,7 +155,10 @@ class Store:
         self._empty_tables: set[bytes] = set()
         self._head: Header | None = None
         self._lattice: LatticeHash | None = None
-        self._validators: tuple[bytes, ...] | None = None
+        self._validators: ValidatorSet | None = None
+        #: ``W``, read once: ``(activation height, set)`` in height order (few entries).
+        self._validator_history: list[tuple[int, ValidatorSet]] | None = None
+        self._commit_watchers: list[Callable[[Header], None]] = []
         self._recover()
 
     def _recover(self) -> None:
@@ -234,6 +251,8 @@ class Store:
         with self.db.write_batch(transaction=True, sync=True) as batch:
             self._write_block(batch, block, certificate, changes)
         self._after_commit(block, changes)
+        for watcher in self._commit_watchers:
+            watcher(block.header)
 
     def _write_block(
         self, batch: plyvel.WriteBatch, block: Block, certificate: CommitCertificate | None, changes: StateChanges
@@ -247,6 +266,8 @@ class Store:
             batch.put(TRANSACTION_LOCATIONS + transaction.hash, struct.pack(">QI", height, index))
         for key, value in changes.entries.items():
             self._write_entry(batch, key, value)
+        if VALIDATORS_KEY in changes.entries:
+            batch.put(_height_key(VALIDATOR_SETS, height + 1), encode_validators(changes.validators))
         self._write_history(batch, height, block.transactions, changes)
         batch.put(_LATTICE, changes.lattice.to_bytes())
         batch.put(_HEAD, height.to_bytes(8, "big") + block.hash)
@@ -283,6 +304,8 @@ class Store:
         self._head = block.header
         self._lattice = changes.lattice
         self._validators = changes.validators
+        if VALIDATORS_KEY in changes.entries and self._validator_history is not None:
+            self._validator_history.append((block.height + 1, changes.validators))
         for address, account in changes.accounts.items():
             self._cache(self._account_cache, address, account)
         for pair, balance in changes.balances.items():
@@ -371,11 +394,36 @@ class Store:
         prefix = BALANCE_PREFIX + asset_key(asset)
         return [(address, decode_balance(value)) for address, value in self.load_entries_after(prefix, after, limit)]
 
-    def load_validators(self) -> tuple[bytes, ...]:
+    def load_validators(self) -> ValidatorSet:
         if self._validators is None:
             value = self.db.get(STATE + VALIDATORS_KEY)
             self._validators = () if value is None else decode_validators(value)
         return self._validators
+
+    def load_validators_at(self, height: int) -> ValidatorSet:
+        """The validator set that decides ``height``: known for certain from 1 to the head's
+        height + 2 (the head's + 1 is ``v``; + 2 the set scheduled in the head block, if
+        any, else the same); above that, the latest known set."""
+        if height < 1:
+            raise ValueError(f"height {height} has no validator set: the first decided height is 1")
+        if height > self.height + 1:
+            value = self.load_entry(SCHEDULED_KEY)
+            if value is not None:
+                return ScheduledSet.decode(value, MAX_VALIDATORS).validators
+            return self.load_validators()
+        history = self._load_validator_history()
+        index = bisect.bisect_right(history, height, key=lambda item: item[0]) - 1
+        if index < 0:
+            raise StoreError(f"the store holds no validator set for height {height}")
+        return history[index][1]
+
+    def _load_validator_history(self) -> list[tuple[int, ValidatorSet]]:
+        if self._validator_history is None:
+            self._validator_history = [
+                (int.from_bytes(key[len(VALIDATOR_SETS) :], "big"), decode_validators(value))
+                for key, value in self.db.iterator(prefix=VALIDATOR_SETS)
+            ]
+        return self._validator_history
 
     def load_lattice(self) -> LatticeHash:
         return self._lattice if self._lattice is not None else LatticeHash()
@@ -598,6 +646,122 @@ class Store:
         if self.db.get(_VOTES_MOVED) is None:
             self.db.put(_VOTES_MOVED, b"", sync=True)
 
+    # --- snapshots and state sync (see ``mura.chain.snapshot``) --------------------------
+
+    def watch_commits(self, callback: Callable[[Header], None]) -> None:
+        """Have ``callback(header)`` called right after each block's batch is written, before
+        anything else can write: a snapshot taken there holds exactly that block's state."""
+        self._commit_watchers.append(callback)
+
+    def open_state_view(self) -> StateView:
+        """A consistent view of the state as of the head now, unchanged by later blocks; the
+        caller closes it (it pins what LevelDB would otherwise compact away)."""
+        return StateView(self.head, self.db.snapshot())
+
+    @property
+    def kept_from(self) -> int:
+        """The lowest height whose block and history this node keeps: 0, or the height it
+        joined at by state sync (it holds no block below)."""
+        value = self.db.get(_SYNCED_FROM)
+        return 0 if value is None else int.from_bytes(value, "big")
+
+    @property
+    def sync_unfinished(self) -> bool:
+        """A state sync began in this store and did not finish (its state is partial)."""
+        return self.db.get(_SYNCING) is not None
+
+    def begin_state_sync(self) -> None:
+        """Start (or start again) filling a store that holds no chain with a synced state:
+        any partial state of an earlier attempt goes."""
+        if self.initialized:
+            raise StoreError("a state sync fills a store that holds no chain yet")
+        self.db.put(_SYNCING, b"", sync=True)
+        self._delete_partial_state()
+
+    def abandon_state_sync(self) -> None:
+        """Forget a sync that did not finish: its partial state goes, and the store holds no
+        chain again (to be initialized from genesis)."""
+        self._delete_partial_state()
+        self.db.delete(_SYNCING, sync=True)
+
+    def _delete_partial_state(self) -> None:
+        """Delete the state and history rows a sync that did not finish wrote."""
+        for prefix in (STATE, BALANCE_HISTORY, HELD_ASSETS):
+            keys = self.db.iterator(prefix=prefix, include_value=False)
+            while batch_keys := list(itertools.islice(keys, 10_000)):
+                with self.db.write_batch() as batch:
+                    for key in batch_keys:
+                        batch.delete(key)
+
+    def save_synced_entries(self, height: int, entries: Sequence[tuple[bytes, bytes]]) -> None:
+        """Write checked state entries of the snapshot at ``height``, with the history rows a
+        balance has (its value at ``height``, and that its account holds the asset)."""
+        at = height.to_bytes(8, "big")
+        with self.db.write_batch() as batch:
+            for key, value in entries:
+                batch.put(STATE + key, value)
+                if key.startswith(BALANCE_PREFIX):
+                    asset, address = split_asset_key(key[len(BALANCE_PREFIX) :])
+                    batch.put(BALANCE_HISTORY + key[len(BALANCE_PREFIX) :] + at, value)
+                    batch.put(HELD_ASSETS + address + asset.encode(), b"")
+
+    def finish_state_sync(
+        self, block: Block, certificate: CommitCertificate, lattice: LatticeHash, *, genesis_hash: bytes
+    ) -> None:
+        """Make the synced state this store's chain: its head is ``block`` (final by
+        ``certificate``), whose state root ``lattice`` gives; below it the store holds nothing."""
+        if lattice.root() != block.header.state_root:
+            raise StoreError(f"the synced state does not have block {block.height}'s state root")
+        block.check_body()
+        height = block.height
+        with self.db.write_batch(transaction=True, sync=True) as batch:
+            batch.put(_GENESIS, genesis_hash)
+            batch.put(_height_key(BLOCKS, height), block.encode())
+            batch.put(_height_key(CERTIFICATES, height), certificate.encode())
+            batch.put(HEIGHT_BY_HASH + block.hash, height.to_bytes(8, "big"))
+            for index, transaction in enumerate(block.transactions):
+                batch.put(TRANSACTION_LOCATIONS + transaction.hash, struct.pack(">QI", height, index))
+            batch.put(_LATTICE, lattice.to_bytes())
+            batch.put(_HEAD, height.to_bytes(8, "big") + block.hash)
+            batch.put(_SYNCED_FROM, height.to_bytes(8, "big"))
+            # A vote record opened over this store is new or kept: it never inherits votes from here.
+            batch.put(_VOTES_MOVED, b"")
+            batch.delete(_SYNCING)
+        self._recover()
+
+
+class StateView:
+    """The state as of one final block, unchanged by later ones (a LevelDB snapshot).
+
+    Reading it from several threads at once is safe; ``close`` waits for no reader, so
+    its owner closes it only once no one reads it any more."""
+
+    def __init__(self, header: Header, snapshot: plyvel.Snapshot) -> None:
+        #: The header of the block whose state this is.
+        self.header = header
+        self._snapshot: plyvel.Snapshot | None = snapshot
+
+    @property
+    def height(self) -> int:
+        return self.header.height
+
+    def iterate_state(self, *, start: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        """The state's entries in key order, from key ``start`` on."""
+        if self._snapshot is None:
+            raise StoreError(f"the view of the state at {self.height} is closed")
+        for key, value in self._snapshot.iterator(start=STATE + start, stop=_after(STATE)):
+            yield key[len(STATE) :], value
+
+    def load_entries(self, start: bytes, count: int) -> list[tuple[bytes, bytes]]:
+        """Up to ``count`` entries in key order from key ``start`` on."""
+        return list(itertools.islice(self.iterate_state(start=start), count))
+
+    def close(self) -> None:
+        """Let LevelDB forget this view; closing twice is harmless."""
+        if self._snapshot is not None:
+            self._snapshot.close()
+            self._snapshot = None
+
 
 @dataclass(frozen=True, slots=True)
 class HoldersPage:
@@ -634,6 +798,11 @@ def _read_share(bond: str, index: int, holder: bytes, value: bytes) -> PaymentSh
         codec.read_int(amount, "payment share.amount"),
         codec.read_int(height, "payment share.height"),
     )
+
+
+def _after(prefix: bytes) -> bytes:
+    """The first key after every key that starts with the one-letter ``prefix``."""
+    return bytes([prefix[0] + 1])
 
 
 def _check_height(height: int) -> None:

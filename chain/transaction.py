@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Protocol
 
 from mura.chain import codec
 from mura.chain.errors import DecodeError, UnknownKind
+from mura.chain.governance import Change, GrantIssuer, RevokeIssuer, change_from_fields, change_to_fields
 from mura.chain.keys import PUBLIC_KEY_SIZE, SIGNATURE_SIZE, SigningKey, sha256
 
 #: Largest encoded transaction a node accepts.
@@ -455,12 +456,46 @@ class SpendProceeds:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Propose:
+    """A validator proposes one change of the validator set or of the issuer role
+    (``chain.governance``); its own approval is the first."""
+
+    KIND: ClassVar[str] = "propose"
+    change: Change
+
+    def to_fields(self) -> list[Any]:
+        return change_to_fields(self.change)
+
+    @classmethod
+    def from_fields(cls, value: Any, what: str) -> Propose:
+        return cls(change_from_fields(value, f"{what}.change"))
+
+
+@dataclass(frozen=True, slots=True)
+class Approve:
+    """A validator approves an open proposal."""
+
+    KIND: ClassVar[str] = "approve"
+    #: The proposal's id.
+    proposal: int
+
+    def to_fields(self) -> list[Any]:
+        return [self.proposal]
+
+    @classmethod
+    def from_fields(cls, value: Any, what: str) -> Approve:
+        (proposal,) = codec.read_fields(value, what, 1)
+        return cls(codec.read_int(proposal, f"{what}.proposal"))
+
+
 #: Every kind this node understands, by its wire name.
 KINDS: dict[str, Any] = {
     kind.KIND: kind
     for kind in (
         Transfer, Mint, Burn, IssueAsset, ApproveHolder, RevokeHolder, Freeze, Unfreeze,
         IssueBond, OpenOffering, Subscribe, CancelSubscription, SettleTrade, SpendProceeds,
+        Propose, Approve,
     )
 }  # fmt: skip
 
@@ -535,6 +570,12 @@ def parties(transaction: Transaction) -> tuple[bytes, ...]:
     body = transaction.body
     if isinstance(body, SettleTrade):
         return (transaction.sender, body.buyer if transaction.sender == body.seller else body.seller)
+    if isinstance(body, Propose):
+        # An issuer grant or revoke concerns its account; a validator change, the validators.
+        change = body.change
+        if isinstance(change, GrantIssuer | RevokeIssuer) and change.account != transaction.sender:
+            return (transaction.sender, change.account)
+        return (transaction.sender,)
     other = getattr(body, "recipient", None) or getattr(body, "account", None) or getattr(body, "registrar", None)
     # An issue names no registrar (b"") when its issuer is its own.
     if not other or other == transaction.sender:

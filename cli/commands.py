@@ -17,6 +17,7 @@ from mura.cli.assets import asset, freeze, holder, unfreeze
 from mura.cli.bond_issue import consent, issue, template
 from mura.cli.bonds import bond
 from mura.cli.demo import demo
+from mura.cli.governance import issuer, validator
 from mura.cli.inputs import (
     Height,
     PathType,
@@ -81,7 +82,7 @@ def cli(context: click.Context, rpc: str, as_json: bool) -> None:
 
 
 cli.command_class = MuraCommand
-for group in (asset, holder, freeze, unfreeze, bond, offering, trade, demo):
+for group in (asset, holder, freeze, unfreeze, bond, offering, trade, validator, issuer, demo):
     cli.add_command(group)
 for bond_command in (template, issue, consent):
     bond.add_command(bond_command)

@@ -14,7 +14,8 @@ delivered it, so a refusal when its height comes counts against the right one.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 from mura.chain.block import Block, MessageBlock
 from mura.chain.keys import sha256
@@ -105,6 +106,15 @@ class FutureBuffer:
         self._messages.append(held)
         self._identities.add(identity)
         return True
+
+    def renumber(self, now_at: Callable[[int], int | None]) -> None:
+        """The validator set changed: each held message's deliverer is now ``now_at`` its
+        old place (None: no longer a validator), and the shares are counted again."""
+        kept = [replace(held, origin=None if held.origin is None else now_at(held.origin)) for held in self._messages]
+        self._messages, self._counts, self._bytes = kept, Counter(), Counter()
+        for held in kept:
+            self._counts[held.share] += 1
+            self._bytes[held.share] += held.size
 
     def hold_final_block(self, final: FinalBlock) -> None:
         """Keep one verified final block per height (more would prove the same thing),

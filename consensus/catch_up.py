@@ -111,15 +111,18 @@ class LaterHeights:
     def validators_changed(self, *, faulty: int) -> None:
         self.catch_up.forget_peers(faulty=faulty)
 
-    def hold(self, message: Held, origin: int | None, *, height: int, index: int | None) -> bool:
+    def hold(
+        self, message: Held, origin: int | None, *, height: int, index: int | None, signer: int | None
+    ) -> bool:
         """Keep a signed message for a height above ``height`` (the replica's, which is
-        validator ``index``) if it is near enough, and note that its signer is ahead;
-        False when it is too far ahead to keep."""
+        validator ``index``) if it is near enough, and note that its signer (validator
+        ``signer`` of the replica's height; None if it is none) is ahead; False when it
+        is too far ahead to keep."""
         kept = message.height <= height + self.height_window
         if kept:
             self.held.hold(message, origin)
-        if message.sender != index:
-            self.catch_up.note_ahead(message.sender, message.height)
+        if signer is not None and signer != index:
+            self.catch_up.note_ahead(signer, message.height)
         return kept
 
     def request(self, *, height: int, pending: bool, index: int | None, now_ms: int) -> list[Action]:

@@ -101,6 +101,9 @@ from mura.consensus.votes import NO_GUARD, RecordedVote, SignedVotes, SigningGua
 
 #: Proposals of views this close to the replica's own are kept in case they are certified.
 OTHER_VIEW_BLOCKS = 2
+#: Messages for heights whose validator set is not settled here that one validator may
+#: deliver and have refused, at each height, before the rest go unchecked (``_verify``).
+UNSETTLED_REFUSALS_PER_HEIGHT = 16
 
 
 class Replica:
@@ -157,6 +160,8 @@ class Replica:
         self.view_changes_started = 0
         #: Block requests sent while following a height (they go to each validator in turn).
         self._polls = 0
+        #: Messages for heights ahead of the settled ones refused at this height, by deliverer.
+        self._unsettled_refusals: Counter[int | None] = Counter()
         #: The double-sign check, as the vote record keeps it.
         self.double_sign = DoubleSignCheck(
             vote_record.signing_guard() if config.double_sign_check_heights else NO_GUARD,
@@ -305,7 +310,7 @@ class Replica:
         committing = self.phase
         if not isinstance(committing, Committing):
             raise RuntimeError("committed() called with no CommitBlock outstanding")
-        final = committing.final
+        final, before = committing.final, self.validators
         self._start_height(final.height + 1, final.certificate.view)
         actions: list[Action] = [PruneVotes(max(0, self.height - self.config.vote_retention_heights))]
         actions += self.start(now_ms)
@@ -313,7 +318,9 @@ class Replica:
         actions += self._sync(now_ms)
         actions += self._replay_held(now_ms)
         for message, origin in committing.deferred:
-            actions += self.receive(message, now_ms, origin=origin)
+            # Who delivered it, by its place in the set of the new height.
+            here = None if origin is None else self.validators.indexes.get(before.keys[origin])
+            actions += self.receive(message, now_ms, origin=here)
         return self._checked(actions)
 
     # --- dispatch ------------------------------------------------------------------------
@@ -332,20 +339,43 @@ class Replica:
                 return self._on_block_request(message, origin)
             if isinstance(message, Status):
                 return self._on_status(message, now_ms, origin)
-            return self._on_final_block(message)
+            return self._on_final_block(message, origin)
+        except UnsettledValidators as error:
+            return self._refused(error, origin) + self._ahead_of_settled(error.details["height"], origin, now_ms)
         except Invalid as error:
             return self._refused(error, origin)
 
     def _on_status(self, status: Status, now_ms: int, origin: int | None) -> list[Action]:
-        """An unsigned ``Status`` counts only from the link of the validator it names; one
-        from a validator ahead says there are final blocks to fetch."""
-        if origin != status.sender:
+        """An unsigned ``Status`` counts only from the link of the validator it names (by
+        its place in the set of the status's height); one from a validator ahead says
+        there are final blocks to fetch. Named in a set not settled here (the latest set
+        known is taken for it) and not matching its link, it says only that the
+        validator that delivered it is ahead."""
+        named = self.validator_key(status.height, status.sender)
+        if origin is None or named != self.validators.keys[origin]:
+            if status.height > self.height + 1:
+                return self._ahead_of_settled(status.height, origin, now_ms)
             raise InvalidMessage(f"a status naming validator {status.sender} came from validator {origin}")
-        actions = self._hear(status.sender, status.height, now_ms)
-        if status.height > self.height and status.sender != self.index:
-            self.catch_up.note_ahead(status.sender, status.height)
+        actions = self._hear(origin, status.height, now_ms)
+        if status.height > self.height and origin != self.index:
+            self.catch_up.note_ahead(origin, status.height)
             actions += self._sync(now_ms)
         return actions
+
+    def _here(self, height: int, index: int) -> int | None:
+        """Validator ``index`` of the set of ``height`` by its place in the set of this
+        replica's height (None: it is not a validator here)."""
+        if height == self.height:
+            return index if self.validators.contains(index) else None
+        key = self.validator_key(height, index)
+        return None if key is None else self.validators.indexes.get(key)
+
+    def validator_key(self, height: int, index: int) -> bytes | None:
+        """The key of validator ``index`` of the set of ``height`` (None: no such validator)."""
+        if height < 1:
+            return None
+        keys = self.verifier_at(height).validators.keys
+        return keys[index] if 0 <= index < len(keys) else None
 
     def _refused(self, error: Invalid, origin: int | None) -> list[Action]:
         """Count a refusal; one for cause counts against the validator that delivered it."""
@@ -372,11 +402,15 @@ class Replica:
         """Final blocks go to the requester named inside; only that validator may ask. (The
         node answers these in the requester's link task, with the same rule, and never
         passes them here.)"""
-        if request.requester is None:
-            return []  # answered by the link it came by, before the replica (see above)
-        if origin is not None and origin != request.requester:
+        if request.requester is None or origin is None:
+            # From a node that is no validator here: answered by the link it came by,
+            # before the replica (see above).
+            return []
+        if request.height <= self.height and self.validator_key(request.height, request.requester) != (
+            self.validators.keys[origin]
+        ):
             raise InvalidMessage(f"block request names validator {request.requester}, delivered by validator {origin}")
-        return self._serve(request.requester, request.height)
+        return self._serve(origin, request.height)
 
     def _defer(self, committing: Committing, message: Message, origin: int | None) -> list[Action]:
         """While committing: answer a block request now, keep anything else for later."""
@@ -395,7 +429,7 @@ class Replica:
         """Accept the current view's proposal from its primary; keep a later one's block."""
         if message.height < self.height:
             return []
-        self._verify(message.height, lambda verifier: verifier.check_pre_prepare(message))
+        self._verify(message.height, lambda verifier: verifier.check_pre_prepare(message), origin)
         heard = self._hear(message.sender, message.height, now_ms, view=message.view)
         if message.height > self.height:
             return heard + self._hold(message, now_ms, origin)
@@ -448,7 +482,7 @@ class Replica:
             return []
         if vote.height == self.height and abs(vote.view - self.view) > self.config.view_window:
             raise OutsideWindow(f"vote for view {vote.view}, this replica is in view {self.view}")
-        self._verify(vote.height, lambda verifier: verifier.check_vote(vote))
+        self._verify(vote.height, lambda verifier: verifier.check_vote(vote), origin)
         heard = self._hear(vote.sender, vote.height, now_ms, view=vote.view)
         if vote.height > self.height:
             return heard + self._hold(vote, now_ms, origin)
@@ -580,16 +614,16 @@ class Replica:
     def _on_view_change(self, change: ViewChange, now_ms: int, origin: int | None) -> list[Action]:
         """Record a peer's VIEW-CHANGE; serve it blocks if it is behind, follow f+1, lead a quorum."""
         if change.height < self.height:
-            if origin != change.sender:
+            if origin is None or self._here(change.height, change.sender) != origin:
                 # Relayed or replayed: it says nothing of where its signer is now.
                 return []
             payload = change.signing_payload(self.config.chain_id)
             self.verifier_at(change.height).check_signature(change.sender, payload, change.signature)
-            self._note_vote(change.sender, change.height)
-            return self._serve(change.sender, change.height)
+            self._note_vote(origin, change.height)
+            return self._serve(origin, change.height)
         if change.height == self.height and change.view > self.view + self.config.view_window:
             raise OutsideWindow(f"view change for view {change.view}, this replica is in view {self.view}")
-        self._verify(change.height, lambda verifier: verifier.check_view_change(change))
+        self._verify(change.height, lambda verifier: verifier.check_view_change(change), origin)
         heard = self._hear(change.sender, change.height, now_ms, view=change.view)
         if change.height > self.height:
             return heard + self._hold(change, now_ms, origin)
@@ -694,7 +728,7 @@ class Replica:
             return []
         if message.height == self.height and (message.view < self.view or (message.view == self.view and self.active)):
             return []
-        self._verify(message.height, lambda verifier: verifier.check_new_view(message))
+        self._verify(message.height, lambda verifier: verifier.check_new_view(message), origin)
         heard = self._hear(message.sender, message.height, now_ms, view=message.view)
         if message.height > self.height:
             return heard + self._hold(message, now_ms, origin)
@@ -743,6 +777,7 @@ class Replica:
         self.view = view
         self.phase = InView()
         self.prepared = None
+        self._unsettled_refusals.clear()
         self.log = self._log_class(height)
         self.view_changes = ViewChanges(self.validators, self.index)
         self._restore()
@@ -772,28 +807,37 @@ class Replica:
             return self.verifier
         return self._verifier(self._validator_set(height))
 
-    def _verify(self, height: int, check: Callable[[MessageVerifier], None]) -> None:
-        """Run ``check`` with the verifier of ``height``; above the settled heights a
-        refusal is not held against anyone (see ``verifier_at``)."""
+    def _verify(self, height: int, check: Callable[[MessageVerifier], None], origin: int | None = None) -> None:
+        """Run ``check`` with the verifier of ``height``. Above the settled heights a
+        refusal is not held against anyone (see ``verifier_at``); so that this costs a
+        faulty validator's victim a bounded number of signature checks, each validator
+        that delivers messages may have ``UNSETTLED_REFUSALS_PER_HEIGHT`` refused there at
+        each height of this replica, and the rest it delivers there go unchecked (and
+        unused: they only say that it is ahead)."""
+        unsettled = height > self.height + 1
+        if unsettled and self._unsettled_refusals[origin] >= UNSETTLED_REFUSALS_PER_HEIGHT:
+            raise UnsettledValidators(f"height {height}: not checked (too many refused ahead)", height=height)
         try:
             check(self.verifier_at(height))
         except (InvalidMessage, InvalidCertificate) as error:
-            if height <= self.height + 1:
+            if not unsettled:
                 raise
-            raise UnsettledValidators(f"height {height}: {error.message}") from None
+            self._unsettled_refusals[origin] += 1
+            raise UnsettledValidators(f"height {height}: {error.message}", height=height) from None
 
     def _use_validators(self, height: int) -> None:
         """Take the validators of ``height`` (at the start of each height). When the set
         changed, what was learnt by index of the old one (who is ahead, who voted when)
         is dropped: an index names another validator now."""
-        validators = self._validator_set(height)
-        if validators.keys == self.validators.keys:
+        validators, before = self._validator_set(height), self.validators
+        if validators.keys == before.keys:
             return
         self.validators = validators
         self.index = validators.indexes.get(self.key.public_key)
         self.verifier = self._verifier(validators)
         self.quorum = validators.quorum
         self.later_heights.validators_changed(faulty=validators.faulty)
+        self.held.renumber(lambda index: validators.indexes.get(before.keys[index]))
         self.double_sign.validators_changed(validators, self.index)
         self.last_vote_heights.clear()
 
@@ -890,9 +934,12 @@ class Replica:
         the check, the replica keeps the outcome and acts on it: at the first height it
         leaves the views others were heard signing in, and otherwise it may now sign (a
         primary held back proposes, a view change held back is sent)."""
+        here = self._here(height, validator)
+        if here is None:
+            return []
         if view is not None:
-            self._note_vote(validator, height)
-        guard = self.double_sign.hear(validator, height, view=view, own_height=self.height)
+            self._note_vote(here, height)
+        guard = self.double_sign.hear(here, height, view=view, own_height=self.height)
         if guard is None:
             return []
         actions: list[Action] = [PersistGuard(guard.until_height, guard.from_view)]
@@ -959,7 +1006,8 @@ class Replica:
 
     def _hold(self, message: Held, now_ms: int, origin: int | None) -> list[Action]:
         """A signed message for a later height: keep it if near, and fetch what we lack."""
-        if not self.later_heights.hold(message, origin, height=self.height, index=self.index):
+        signer = self._here(message.height, message.sender)
+        if not self.later_heights.hold(message, origin, height=self.height, index=self.index, signer=signer):
             self.rejected[OutsideWindow.rule] += 1
         return self._sync(now_ms)
 
@@ -974,6 +1022,17 @@ class Replica:
         if not 1 <= height < self.height or peer == self.index or not self.validators.contains(peer):
             return []
         return [ServeBlocks(peer, height)]
+
+    def _ahead_of_settled(self, height: int, origin: int | None, now_ms: int) -> list[Action]:
+        """A message for ``height``, beyond the heights whose validators this replica knows,
+        that the latest set known refuses: the set changed on the way there, so this
+        replica is behind a change. The validator that delivered it (its link is
+        authenticated) is taken to be ahead and asked for final blocks, which prove
+        themselves; nothing else of the message is believed."""
+        if origin is None or origin == self.index:
+            return []
+        self.catch_up.note_ahead(origin, min(height, self.height + self.config.height_window))
+        return self._sync(now_ms)
 
     def _poll(self, now_ms: int) -> list[Action]:
         """A follower's timer: it asks for the final blocks it lacks, of a validator seen
@@ -992,19 +1051,21 @@ class Replica:
         verifies): it is for this height or near enough ahead, and not already held."""
         return self.later_heights.wants_final_block(height, height=self.height)
 
-    def check_certificate(self, final: FinalBlock) -> None:
+    def check_certificate(self, final: FinalBlock, origin: int | None = None) -> None:
         """Raise ``InvalidCertificate`` unless ``final``'s certificate proves its block final:
         a quorum of the validators of its height signed it (``verifier_at``)."""
-        self._verify(final.height, lambda verifier: verifier.check_certificate(final))
+        self._verify(final.height, lambda verifier: verifier.check_certificate(final), origin)
 
-    def _on_final_block(self, final: FinalBlock) -> list[Action]:
+    def _on_final_block(self, final: FinalBlock, origin: int | None) -> list[Action]:
         """A final block from a peer counts once its certificate verifies and its body is
         the one its header commits to."""
         if not self.wants_final_block(final.height):
             return []
-        self.check_certificate(final)
+        self.check_certificate(final, origin)
         for signer, _ in final.certificate.signatures:
-            self._note_vote(signer, final.height)
+            here = self._here(final.height, signer)
+            if here is not None:
+                self._note_vote(here, final.height)
         checked = FinalBlock(final.block.check(), final.certificate)
         if final.height > self.height:
             self.held.hold_final_block(checked)

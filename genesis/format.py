@@ -32,6 +32,7 @@ from mura.chain.assets import (
 )
 from mura.chain.block import MAX_BLOCK_BYTES, MAX_BLOCK_TRANSACTIONS, MAX_VALIDATORS, Block
 from mura.chain.errors import InvalidAddress, InvalidGenesis
+from mura.chain.governance import MAX_PROPOSAL_LIFETIME_BLOCKS, ValidatorRecord
 from mura.chain.keys import PUBLIC_KEY_SIZE, sha256
 from mura.chain.state import MAX_SUPPLY, ChainRules, GenesisAsset, StateChanges, build_genesis
 
@@ -81,6 +82,8 @@ class Genesis:
     max_block_bytes: int
     #: Most transactions in one block.
     max_block_transactions: int
+    #: Blocks a governance proposal stays open for approvals.
+    proposal_lifetime_blocks: int = _DEFAULT_RULES.proposal_lifetime_blocks
 
     def rules(self) -> ChainRules:
         """The parameters every validator applies to every block."""
@@ -88,6 +91,7 @@ class Genesis:
             chain_id=self.chain_id,
             max_block_bytes=self.max_block_bytes,
             max_block_transactions=self.max_block_transactions,
+            proposal_lifetime_blocks=self.proposal_lifetime_blocks,
         )
 
     @property
@@ -98,6 +102,10 @@ class Genesis:
     def validator_keys(self) -> tuple[bytes, ...]:
         """The validators' public keys, in PBFT order."""
         return tuple(validator.public_key for validator in self.validators)
+
+    def validator_records(self) -> tuple[ValidatorRecord, ...]:
+        """The first validator set as the state keeps it (set(1))."""
+        return tuple(ValidatorRecord(v.public_key, v.name, v.peer_address) for v in self.validators)
 
     def to_document(self) -> dict[str, Any]:
         """The JSON value of this genesis, fields in the documented order."""
@@ -115,6 +123,7 @@ class Genesis:
                 "max_block_bytes": self.max_block_bytes,
                 "max_block_transactions": self.max_block_transactions,
             },
+            "governance": {"proposal_lifetime_blocks": self.proposal_lifetime_blocks},
         }
 
     def _asset_document(self, asset: GenesisAsset) -> dict[str, Any]:
@@ -154,7 +163,7 @@ def genesis_block(genesis: Genesis) -> tuple[Block, StateChanges]:
     return build_genesis(
         chain_id=genesis.chain_id,
         timestamp_ms=genesis.timestamp_ms,
-        validators=genesis.validator_keys(),
+        validators=genesis.validator_records(),
         issuers=genesis.issuers,
         assets=genesis.assets,
         document_hash=genesis.document_hash(),
@@ -240,11 +249,14 @@ def parse_genesis(document: object) -> Genesis:
     fields = document if isinstance(document, dict) else {}
     prefix = _read_prefix(fields.get("address_prefix"), "", _Report())
     genesis_time_ms = _read_time(fields.get("genesis_time"), "", _Report())
-    top = _read_record(document, "", report, _top_level_readers(prefix, genesis_time_ms), optional=("limits",))
+    top = _read_record(
+        document, "", report, _top_level_readers(prefix, genesis_time_ms), optional=("limits", "governance")
+    )
     if top is None or report.problems:
         raise InvalidGenesis(report.problems)
     # No problem was reported, so every reader returned a value.
     limits = top.get("limits") or _read_limits({}, "limits", report)
+    governance = top.get("governance") or _read_governance({}, "governance", report)
     return Genesis(
         chain_id=top["chain_id"],
         address_prefix=top["address_prefix"],
@@ -254,6 +266,7 @@ def parse_genesis(document: object) -> Genesis:
         assets=top["assets"],
         max_block_bytes=limits["max_block_bytes"],
         max_block_transactions=limits["max_block_transactions"],
+        proposal_lifetime_blocks=governance["proposal_lifetime_blocks"],
     )
 
 
@@ -602,6 +615,14 @@ def _read_limits(value: object, path: str, report: _Report) -> dict[str, int]:
     return {name: record.get(name) or getattr(_DEFAULT_RULES, name) for name in limits}
 
 
+def _read_governance(value: object, path: str, report: _Report) -> dict[str, int]:
+    """Governance parameters, each defaulting to ``ChainRules``'s."""
+    most = MAX_PROPOSAL_LIFETIME_BLOCKS
+    readers = {"proposal_lifetime_blocks": _integer(1, most, f"a positive integer at most {most}")}
+    record = _read_record(value, path, report, readers, optional=tuple(readers)) or {}
+    return {name: record.get(name) or getattr(_DEFAULT_RULES, name) for name in readers}
+
+
 _read_slug = _matching("[a-z0-9-]{1,64}", "1 to 64 lowercase letters, digits or '-'")
 _VALIDATOR_FIELDS: dict[str, _Reader] = {
     "name": _read_slug,
@@ -619,4 +640,5 @@ def _top_level_readers(prefix: str | None, genesis_time_ms: int | None) -> dict[
         "issuers": partial(_read_issuers, prefix=prefix),
         "assets": partial(_read_assets, prefix=prefix, genesis_time_ms=genesis_time_ms),
         "limits": _read_limits,
+        "governance": _read_governance,
     }

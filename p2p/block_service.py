@@ -22,6 +22,9 @@ class FinalBlockSource(Protocol):
     @property
     def height(self) -> int: ...
 
+    @property
+    def kept_from(self) -> int: ...
+
     def load_block_bytes(self, height: int) -> bytes | None: ...
 
     def load_certificate_bytes(self, height: int) -> bytes | None: ...
@@ -42,7 +45,11 @@ class BlockService:
     async def serve(self, peer: bytes, start: int, now_ms: int) -> int:
         """Send ``peer`` final blocks from ``start`` on, within its budget (kept by its key,
         whatever its place in the validator set); returns how many went out (0 when the
-        request repeats, is out of range or over budget)."""
+        request repeats, is out of range or over budget, or starts below what this node keeps)."""
+        if start < self._source.kept_from:
+            # Joined by state sync: no block below its height here; the peer asks another.
+            self.server.refused["not_kept"] += 1
+            return 0
         sent = 0
         for _, data in self.server.answer(peer, start, self._source.height, now_ms, self._read):
             if not await self._send(peer, data):

@@ -15,7 +15,7 @@ from mura.chain.assets import AssetTerms
 from mura.rpc.asset_methods import known_asset
 from mura.rpc.chain_methods import final_height
 from mura.rpc.declarations import Method, Param, Result
-from mura.rpc.errors import BLOCK_NOT_FOUND, UNKNOWN_ASSET, InvalidParams
+from mura.rpc.errors import BLOCK_NOT_FOUND, NOT_KEPT, UNKNOWN_ASSET, InvalidParams
 from mura.rpc.finality import FinalLocation
 from mura.rpc.node_view import ChainReader, NodeView
 from mura.rpc.params import (
@@ -209,7 +209,7 @@ class AccountMethods:
                     limit_param(),
                 ),
                 result=Result("balances", BALANCES_SCHEMA, "A page of balances, each with its asset's decimals."),
-                errors=(BLOCK_NOT_FOUND,),
+                errors=(BLOCK_NOT_FOUND, NOT_KEPT),
                 description="A height above the head is -32020 with the head in data. " + mistyped,
             ),
             Method(

@@ -14,7 +14,7 @@ from mura.chain.address import encode_address
 from mura.chain.assets import AssetTerms
 from mura.rpc.chain_methods import final_height
 from mura.rpc.declarations import Method, Param, Result
-from mura.rpc.errors import BLOCK_NOT_FOUND, UNKNOWN_ASSET
+from mura.rpc.errors import BLOCK_NOT_FOUND, NOT_KEPT, UNKNOWN_ASSET
 from mura.rpc.node_view import ChainReader, NodeView
 from mura.rpc.params import ASSET, address_cursor, check_asset_cursor, cursor_param, height_param, limit_param
 from mura.rpc.render import ASSET_SCHEMA, ASSET_SUMMARY_SCHEMA, render_asset, render_asset_summary
@@ -137,7 +137,7 @@ class AssetMethods:
                     limit_param(),
                 ),
                 result=Result("holders", HOLDERS_SCHEMA, "A page of holders and the cursor of the next."),
-                errors=(UNKNOWN_ASSET, BLOCK_NOT_FOUND),
+                errors=(UNKNOWN_ASSET, BLOCK_NOT_FOUND, NOT_KEPT),
                 description="A height above the head is -32020 with the head in data. Go on until next_cursor "
                 "is null: a page may hold fewer holders than the limit, even none, before the last (at a past "
                 "height every account that ever held the asset is looked at, at most twice the limit per page, "

@@ -12,18 +12,22 @@ from typing import Any
 
 from mura.chain.address import encode_address
 from mura.chain.block import Block, quorum_size
+from mura.chain.governance import ACTIVATION_DELAY, validator_keys
 from mura.chain.transaction import Transaction
 from mura.rpc.declarations import BOOLEAN, Method, Param, Result
 from mura.rpc.errors import (
     BLOCK_NOT_FOUND,
     NO_CERTIFICATE,
+    NOT_KEPT,
     TRANSACTION_DROPPED,
     TRANSACTION_NOT_FOUND,
+    VALIDATORS_UNKNOWN,
+    RpcError,
     dropped_data,
 )
 from mura.rpc.finality import FinalLocation
 from mura.rpc.node_view import ChainReader, NodeView
-from mura.rpc.params import BLOCK_ID, HASH, HASH_SCHEMA, BlockId, to_hex
+from mura.rpc.params import BLOCK_ID, HASH, HASH_SCHEMA, HEIGHT, BlockId, to_hex
 from mura.rpc.render import (
     BLOCK_SCHEMA,
     CERTIFICATE_SCHEMA,
@@ -98,7 +102,19 @@ def final_height(store: ChainReader, height: int | None) -> int:
         return head
     if height > head:
         raise BLOCK_NOT_FOUND.error({"height": height, "head": head})
+    if height < store.kept_from:
+        raise not_kept(store, height)
     return height
+
+
+def not_kept(store: ChainReader, height: int) -> RpcError:
+    """The answer for a height below the one this node joined at by state sync."""
+    kept_from = store.kept_from
+    return NOT_KEPT.error({
+        "height": height,
+        "kept_from": kept_from,
+        "reason": f"not kept on this node (joined by state sync at {kept_from})",
+    })
 
 
 class ChainMethods:
@@ -144,6 +160,8 @@ class ChainMethods:
         else:
             assert block_id.height is not None
             block = store.load_block(block_id.height)
+        if block is None and block_id.height is not None and block_id.height < store.kept_from:
+            raise not_kept(store, block_id.height)
         if block is None:
             raise BLOCK_NOT_FOUND.error({**block_id.describe(), "head": store.height})
         return block
@@ -182,14 +200,21 @@ class ChainMethods:
                 "this node holds no certificate for the block"
             )
             raise NO_CERTIFICATE.error({"height": block.height, "reason": reason})
-        validators = self._node.store.load_validators()
-        names = self._node.chain_info.validator_names
-        return render_certificate(certificate, validators, names, self._prefix, quorum_size(len(validators)))
+        # A certificate is checked against the set that decided its height.
+        validators = self._node.store.load_validators_at(block.height)
+        keys = validator_keys(validators)
+        names = {record.public_key: record.name for record in validators}
+        return render_certificate(certificate, keys, names, self._prefix, quorum_size(len(keys)))
 
-    async def validators(self) -> dict[str, Any]:
-        validators = self._node.store.load_validators()
-        names = self._node.chain_info.validator_names
-        return render_validators(validators, names, self._prefix, quorum_size(len(validators)))
+    async def validators(self, height: int | None) -> dict[str, Any]:
+        """The set that decides ``height`` (the next height's when None)."""
+        store = self._node.store
+        known = store.height + ACTIVATION_DELAY
+        if height is None:
+            height = store.height + 1
+        if not 1 <= height <= known:
+            raise VALIDATORS_UNKNOWN.error({"height": height, "head": store.height, "known_up_to": known})
+        return render_validators(store.load_validators_at(height), height, self._prefix)
 
     def declarations(self) -> list[Method]:
         """The ``chain_*`` methods, declared for the engine and for ``rpc.discover``."""
@@ -216,7 +241,7 @@ class ChainMethods:
                     ),
                 ),
                 result=Result("block", BLOCK_SCHEMA, "The block's header fields and its transactions."),
-                errors=(BLOCK_NOT_FOUND,),
+                errors=(BLOCK_NOT_FOUND, NOT_KEPT),
             ),
             Method(
                 name="chain_getTransaction",
@@ -235,14 +260,22 @@ class ChainMethods:
                 summary="The commit certificate of a final block: the quorum of validator signatures.",
                 params=(_BLOCK_PARAM,),
                 result=Result("certificate", CERTIFICATE_SCHEMA, "The signatures that make the block final."),
-                errors=(BLOCK_NOT_FOUND, NO_CERTIFICATE),
+                errors=(BLOCK_NOT_FOUND, NOT_KEPT, NO_CERTIFICATE),
                 description="Each signature is over (chain id, height, view, block hash); anyone holding the "
                 "validator set can check it. Validators are named from the set in force now.",
             ),
             Method(
                 name="chain_validators",
                 handler=self.validators,
-                summary="The validator set in PBFT order, with names, addresses and public keys.",
+                summary="The validator set that decides a height, in PBFT order, with names, addresses and keys.",
+                params=(
+                    Param(
+                        "height", HEIGHT, "The height decided (1 or more); absent: the next height.", required=False
+                    ),
+                ),
                 result=Result("validators", VALIDATORS_SCHEMA, "The validators, the quorum and the faults tolerated."),
+                errors=(VALIDATORS_UNKNOWN,),
+                description="A change approved in block h decides heights from h + 2, so a node knows the set of "
+                "every height up to its head's + 2; a later height is -32027.",
             ),
         ]

@@ -32,6 +32,7 @@ code        name                   ``data``
 -32024      unknown asset          ``{"asset"}``
 -32025      not a bond             ``{"asset"}``
 -32026      no offering            ``{"bond"}``
+-32027      validators unknown     ``{"height", "head", "known_up_to"}``
 -32030      wait timed out         ``{"transaction_hash", "timeout_seconds",
                                    "pending"}``
 ==========  =====================  ================================================
@@ -174,6 +175,13 @@ TRANSACTION_DROPPED = ApplicationError(
     "nonce). Another node may still hold it; resubmitting with the same nonce is safe. data: "
     "{transaction_hash, rule, message}, and replaced_by when the rule is 'replaced'.",
 )
+NOT_KEPT = ApplicationError(
+    -32040,
+    "Not kept on this node",
+    "The block or history asked for lies below the height this node joined at by state sync: it holds "
+    "the state from that height on and no block below it (a node with sync.mode full keeps them all). "
+    "data: {height, kept_from, reason}.",
+)
 UNKNOWN_ASSET = ApplicationError(
     -32024,
     "Unknown asset",
@@ -188,6 +196,12 @@ NO_OFFERING = ApplicationError(
     -32026,
     "No offering",
     "The bond's issuer has opened no offering of it. data: {bond}.",
+)
+VALIDATORS_UNKNOWN = ApplicationError(
+    -32027,
+    "Validator set not known",
+    "No validator set is known for the height: heights start at 1, and a node knows the set of every height up "
+    "to its head's + 2. data: {height, head, known_up_to}.",
 )
 WAIT_TIMED_OUT = ApplicationError(
     -32030,

@@ -1,6 +1,7 @@
 """Every method the node serves: the ``chain_*`` methods (``chain_methods``), the
 ``account_*`` methods (``account_methods``), the ``asset_*`` methods (``asset_methods``),
-the ``bond_*`` and ``offering_*`` methods (``bond_methods``), and here ``tx_submit``,
+the ``bond_*`` and ``offering_*`` methods (``bond_methods``), the ``governance_*`` methods
+(``governance_methods``), and here ``tx_submit``,
 ``tx_wait`` and ``mempool_status``.
 
 They reach the node only through ``NodeView`` (``node_view``). Bytes travel as
@@ -35,6 +36,7 @@ from mura.rpc.errors import (
     invalid_data,
 )
 from mura.rpc.finality import WatchClosed
+from mura.rpc.governance_methods import GovernanceMethods
 from mura.rpc.node_view import NodeView
 from mura.rpc.params import HASH, HASH_SCHEMA, TRANSACTION_HEX, to_hex
 from mura.rpc.render import TRANSACTION_SCHEMA, render_transaction
@@ -83,6 +85,7 @@ class NodeMethods:
         self._accounts = AccountMethods(node)
         self._assets = AssetMethods(node)
         self._bonds = BondMethods(node)
+        self._governance = GovernanceMethods(node)
         self._max_wait_seconds = max_wait_seconds
 
     async def submit_transaction(self, transaction: Transaction) -> str:
@@ -150,6 +153,7 @@ class NodeMethods:
             *self._accounts.declarations(),
             *self._assets.declarations(),
             *self._bonds.declarations(),
+            *self._governance.declarations(),
             Method(
                 name="tx_submit",
                 handler=self.submit_transaction,

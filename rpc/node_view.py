@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 from mura.chain.assets import AssetState, AssetTerms
 from mura.chain.block import Block, CommitCertificate, Header
 from mura.chain.drops import Dropped
+from mura.chain.governance import ValidatorSet
 from mura.chain.mempool import MempoolStatus
 from mura.chain.state import Account
 from mura.chain.transaction import Transaction
@@ -88,6 +89,11 @@ class ChainReader(Protocol):
         """The height of the last final block."""
         ...
 
+    @property
+    def kept_from(self) -> int:
+        """The lowest height whose block and history this node keeps (0 unless it joined by state sync)."""
+        ...
+
     def load_account(self, address: bytes) -> Account:
         """The nonce and roles of a public key; an empty ``Account`` if it never sent anything."""
         ...
@@ -153,8 +159,12 @@ class ChainReader(Protocol):
         given), by bond and payment index, after the payment ``after``."""
         ...
 
-    def load_validators(self) -> tuple[bytes, ...]:
-        """The validator set now, in PBFT order."""
+    def load_validators(self) -> ValidatorSet:
+        """The validator set of the next height, in PBFT order."""
+        ...
+
+    def load_validators_at(self, height: int) -> ValidatorSet:
+        """The validator set that decides ``height`` (see ``Store.load_validators_at``)."""
         ...
 
     def load_block(self, height: int) -> Block | None:

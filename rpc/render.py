@@ -15,11 +15,13 @@ from typing import Any
 
 from mura.chain.address import encode_address
 from mura.chain.assets import AssetState, AssetTerms, TransferPolicy
-from mura.chain.block import ZERO_HASH, Block, CommitCertificate
+from mura.chain.block import ZERO_HASH, Block, CommitCertificate, quorum_size
+from mura.chain.governance import ValidatorRecord
 from mura.chain.keys import PUBLIC_KEY_SIZE
 from mura.chain.state import Account, Role
 from mura.chain.transaction import (
     KINDS,
+    Approve,
     ApproveHolder,
     Body,
     Burn,
@@ -29,6 +31,7 @@ from mura.chain.transaction import (
     IssueBond,
     Mint,
     OpenOffering,
+    Propose,
     RevokeHolder,
     SettleTrade,
     SpendProceeds,
@@ -38,6 +41,7 @@ from mura.chain.transaction import (
     Unfreeze,
 )
 from mura.rpc.finality import FinalLocation
+from mura.rpc.governance_render import CHANGE_SCHEMA, render_change
 from mura.rpc.params import HASH_SCHEMA, to_hex
 
 _ADDRESS_SCHEMA: dict[str, Any] = {"type": "string", "description": "A text address, e.g. tnac1..."}
@@ -163,6 +167,8 @@ BODY_SCHEMAS: dict[str, dict[str, Any]] = {
             "purpose": {"type": "string"},
         }
     ),
+    Propose.KIND: _object({"change": CHANGE_SCHEMA}),
+    Approve.KIND: _object({"proposal": {**_COUNT_SCHEMA, "description": "The proposal's id."}}),
 }
 assert BODY_SCHEMAS.keys() == KINDS.keys(), "every kind's body has a schema"
 
@@ -224,6 +230,8 @@ def render_body(body: Body, prefix: str) -> dict[str, Any]:
         )  # fmt: skip
     if isinstance(body, SettleTrade):
         fields.update(reference=to_hex(body.reference))
+    if isinstance(body, Propose):
+        fields.update(change=render_change(body.change, prefix))
     return fields
 
 
@@ -262,6 +270,10 @@ BLOCK_SCHEMA = _object(
         "proposer": {"oneOf": [_ADDRESS_SCHEMA, {"type": "null"}], "description": "Null for the genesis block."},
         "transaction_root": HASH_SCHEMA,
         "state_root": HASH_SCHEMA,
+        "next_validators_hash": {
+            **HASH_SCHEMA,
+            "description": "SHA-256 of the keys, in order, of the validator set that decides the next height.",
+        },
         "transaction_count": _COUNT_SCHEMA,
         "transactions": {
             "type": "array",
@@ -290,6 +302,7 @@ def render_block(block: Block, prefix: str, *, full_transactions: bool) -> dict[
         "proposer": None if header.proposer == ZERO_HASH else encode_address(header.proposer, prefix),
         "transaction_root": to_hex(header.transaction_root),
         "state_root": to_hex(header.state_root),
+        "next_validators_hash": to_hex(header.next_validators_hash),
         "transaction_count": len(block.transactions),
         "transactions": transactions,
     }
@@ -342,6 +355,7 @@ def render_certificate(
 
 VALIDATORS_SCHEMA = _object(
     {
+        "height": {**_COUNT_SCHEMA, "description": "The height this set decides."},
         "quorum": {**_COUNT_SCHEMA, "description": "Distinct validators whose votes make a block final."},
         "fault_tolerance": {**_COUNT_SCHEMA, "description": "Faulty validators the set tolerates (f of 3f+1)."},
         "validators": {
@@ -349,9 +363,10 @@ VALIDATORS_SCHEMA = _object(
             "items": _object(
                 {
                     "index": _COUNT_SCHEMA,
-                    "name": {"oneOf": [{"type": "string"}, {"type": "null"}], "description": "From genesis."},
+                    "name": {"type": "string", "description": "The operator's name."},
                     "address": _ADDRESS_SCHEMA,
                     "public_key": HASH_SCHEMA,
+                    "peer_address": {"type": "string", "description": "host:port of its peer endpoint (may be empty)."},
                 }
             ),
         },
@@ -359,16 +374,21 @@ VALIDATORS_SCHEMA = _object(
 )
 
 
-def render_validators(
-    validators: Sequence[bytes], names: Mapping[bytes, str], prefix: str, quorum: int
-) -> dict[str, Any]:
-    """The validator set in PBFT order, with names from genesis."""
+def render_validators(validators: Sequence[ValidatorRecord], height: int, prefix: str) -> dict[str, Any]:
+    """The validator set that decides ``height``, in PBFT order."""
     return {
-        "quorum": quorum,
+        "height": height,
+        "quorum": quorum_size(len(validators)),
         "fault_tolerance": (len(validators) - 1) // 3,
         "validators": [
-            {"index": index, "name": names.get(key), "address": encode_address(key, prefix), "public_key": to_hex(key)}
-            for index, key in enumerate(validators)
+            {
+                "index": index,
+                "name": record.name,
+                "address": encode_address(record.public_key, prefix),
+                "public_key": to_hex(record.public_key),
+                "peer_address": record.address,
+            }
+            for index, record in enumerate(validators)
         ],
     }
 

@@ -25,6 +25,9 @@ one by name for a scenario (honest nodes run it; byzantine ones do not).
   but bring no view timer forward, so a primary that failed while the chain was
   idle is replaced only when the idle interval is over.
 
+- ``certificate_wrong_height_set``: a final block's certificate is checked against
+  the validator set the replica started with, not the set of the block's height.
+
 Two break the chain's own payments on bonds (the replica is the real one):
 
 - ``payment_after_transactions``: bond steps run after the block's transactions,
@@ -51,7 +54,7 @@ from mura.chain.store import VoteStore
 from mura.consensus.actions import Action, Broadcast, PersistVote, ScheduleTimeout
 from mura.consensus.evidence import Equivocation
 from mura.consensus.log import ADDED, Added, Duplicate, HeightLog, VoteTally
-from mura.consensus.messages import Commit, Message, NewView, Prepare, ViewChange, Vote
+from mura.consensus.messages import Commit, FinalBlock, Message, NewView, Prepare, ViewChange, Vote
 from mura.consensus.phase import InView
 from mura.consensus.replica import Replica
 from mura.consensus.verify import MessageVerifier
@@ -156,6 +159,20 @@ class UnsyncedVoteStore(VoteStore):
 #: Bugs in the vote record, by name (the replica is the real one).
 VOTE_STORE_BUGS: dict[str, type[VoteStore]] = {"unsynced_vote_write": UnsyncedVoteStore}
 
+class CertificateAgainstBootSet(Replica):
+    """Checks final blocks' certificates against the validators it was started with,
+    whatever their height (``certificate_wrong_height_set``): once the set changes, a
+    replica catching up refuses the certificates of the new set (and holds them
+    against whoever served them), or takes ones the old set signed."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._boot_verifier = self.verifier
+
+    def check_certificate(self, final: FinalBlock, origin: int | None = None) -> None:
+        self._boot_verifier.check_certificate(final)
+
+
 BUGS: dict[str, type[Replica]] = {
     "quorum_2f": QuorumOfTwoF,
     "no_vote_dedup": NoVoteDedup,
@@ -168,6 +185,7 @@ BUGS: dict[str, type[Replica]] = {
     "unsynced_vote_write": Replica,
     "payment_after_transactions": Replica,
     "payment_by_local_clock": Replica,
+    "certificate_wrong_height_set": CertificateAgainstBootSet,
 }
 
 #: The clock of the node whose event the simulation handles now (``payment_by_local_clock``).
@@ -255,3 +273,4 @@ def vote_store_class_for(bug: str | None) -> type[VoteStore]:
 
 def bug_names() -> Iterable[str]:
     return BUGS.keys()
+

@@ -257,6 +257,7 @@ class GarbageNode:
             self.key.public_key,
             transaction_root((transaction,)),
             bytes(HASH_SIZE),
+            bytes(HASH_SIZE),
         )
         block = assembled_block(header, (transaction,))
         return encode_message(PrePrepare.sign(self.key, self.validator, CHAIN_ID, view, block))
@@ -307,7 +308,7 @@ class GarbageNode:
     def _empty_block(self, height: int) -> Block:
         """A well-formed block that extends nothing this network has."""
         zeros = bytes(HASH_SIZE)
-        header = Header(CHAIN_ID, height, self.rng.randbytes(HASH_SIZE), 0, self.key.public_key, zeros, zeros)
+        header = Header(CHAIN_ID, height, self.rng.randbytes(HASH_SIZE), 0, self.key.public_key, zeros, zeros, zeros)
         return Block(header, ())
 
     def _prepare(self, height: int, view: int) -> Prepare:

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 from mura.chain import bond_rules
 from mura.chain.block import Block, CommitCertificate, Header, MessageBlock
+from mura.chain.governance import validator_keys as keys_of_set
+from mura.chain.governance_rules import load_scheduled
 from mura.chain.keys import SignatureCache, SigningKey
 from mura.chain.state import (
     BuiltBlock,
@@ -27,6 +29,7 @@ from mura.chain.state import (
 )
 from mura.consensus.messages import FinalBlock
 from mura.sim.bond_checks import BondAudit
+from mura.sim.reconfiguration import GovernanceClients
 from mura.sim.workload import (
     CHAIN_ID,
     CLIENT_KEYS,
@@ -77,11 +80,16 @@ class Genesis:
     #: What the clients send in this run.
     plan: Plan
     rules: ChainRules = field(default_factory=lambda: ChainRules(chain_id=CHAIN_ID))
+    #: The validators' proposals and approvals of the run's planned changes of the set.
+    governance: GovernanceClients = field(default_factory=lambda: GovernanceClients((), ()))
 
 
-def make_genesis(validators: Sequence[bytes], *, seed: int = 0) -> Genesis:
+def make_genesis(
+    validators: Sequence[bytes], *, seed: int = 0, governance: GovernanceClients | None = None
+) -> Genesis:
     """The network of a run: its validators, the treasury (issuer role) and the clients'
-    assets, with the workload ``seed`` draws."""
+    assets, with the workload ``seed`` draws (and the changes of the set ``governance``
+    makes, if any)."""
     plan = Plan.draw(seed)
     block, changes = build_genesis(
         chain_id=CHAIN_ID,
@@ -90,7 +98,9 @@ def make_genesis(validators: Sequence[bytes], *, seed: int = 0) -> Genesis:
         issuers=[CLIENT_KEYS[TREASURY].public_key],
         assets=genesis_assets(plan),
     )
-    return Genesis(tuple(validators), block, changes, plan)
+    if governance is None:
+        return Genesis(tuple(validators), block, changes, plan)
+    return Genesis(tuple(validators), block, changes, plan, governance=governance)
 
 
 def always_pending() -> bool:
@@ -124,6 +134,10 @@ class SimLedger:
         return self.head.height
 
     def validators_at(self, height: int) -> tuple[bytes, ...]:
+        if height > self.head.height + 1:
+            scheduled = load_scheduled(self.state)
+            if scheduled is not None and scheduled.activation_height <= height:
+                return keys_of_set(scheduled.validators)
         for start, keys in reversed(self.validator_history):
             if start <= height:
                 return keys
@@ -164,7 +178,8 @@ class SimLedger:
         varying with the time so that proposals made at different times differ; otherwise none."""
         candidates = []
         if self.pending():
-            candidates = next_transactions(
+            candidates = self.genesis.governance.transactions(state, timestamp_ms=timestamp_ms)
+            candidates += next_transactions(
                 state, plan=self.genesis.plan, signer=self._signer, timestamp_ms=timestamp_ms
             )
         return build_block(
@@ -188,7 +203,7 @@ class SimLedger:
         self.state.commit(changes)
         self.head = block.header
         self.finals.append(FinalBlock(block, certificate))
-        self._note_validators(block.height + 1, self.state.load_validators())
+        self._note_validators(block.height + 1, keys_of_set(self.state.load_validators()))
 
     def _note_validators(self, height: int, keys: tuple[bytes, ...]) -> None:
         """The set that decides ``height`` as the state now says; kept when it changed."""

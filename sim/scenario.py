@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 
 from mura.consensus.quorum import max_faulty
 from mura.sim.bond_workload import BondPlan, schedule
+from mura.sim.reconfiguration import Reconfiguration
 
 
 class Byzantine(enum.Enum):
@@ -142,10 +143,16 @@ class Scenario:
     payments_per_block: int | None = None
     #: A deliberately injected bug (see ``bugs.py``), or None for the real replica.
     bug: str | None = None
+    #: Nodes that join the run (new validators, or a rotated key's new holder): followers
+    #: until their change takes effect, numbered after the genesis validators.
+    joiners: int = 0
+    #: Changes of the validator set the validators make by governance (``reconfiguration``).
+    reconfigurations: tuple[Reconfiguration, ...] = ()
 
     @property
     def faulty(self) -> int:
-        return max_faulty(self.validators)
+        """f of the largest set the run may have."""
+        return max_faulty(self.validators + self.joiners)
 
     @property
     def liveness_bound_ms(self) -> int:
@@ -154,12 +161,18 @@ class Scenario:
         return 2 * (self.faulty + 2) * self.max_timeout_ms + 5_000
 
     def node_count(self) -> int:
-        return self.validators + sum(1 for kind in self.byzantine.values() if kind is Byzantine.TWIN)
+        return self.members + sum(1 for kind in self.byzantine.values() if kind is Byzantine.TWIN)
+
+    @property
+    def members(self) -> int:
+        """Validator numbers in the run: the genesis validators, then the joiners."""
+        return self.validators + self.joiners
 
     def node_validators(self) -> list[int]:
-        """The validator index each node id runs: validators in order, then the twins' second instances."""
+        """The validator number each node id runs: genesis validators in order, the joiners,
+        then the twins' second instances."""
         twins = [index for index, kind in sorted(self.byzantine.items()) if kind is Byzantine.TWIN]
-        return list(range(self.validators)) + twins
+        return list(range(self.members)) + twins
 
     def with_bug(self, bug: str | None) -> Scenario:
         return replace(self, bug=bug)
@@ -169,6 +182,8 @@ class Scenario:
 #: that put a fault on a payment of the simulated bond (``payment_fault_scenario``).
 IDLE_SHARE = 0.2
 PAYMENT_FAULT_SHARE = 0.05
+#: The share of the other seeds whose validator set changes during the run (``reconfiguration_scenario``).
+RECONFIGURATION_SHARE = 0.1
 #: The share of seeds whose chain pays one or two holders a block, so that payments span blocks.
 SPREAD_PAYMENTS_SHARE = 0.2
 
@@ -190,6 +205,11 @@ def draw_scenario(seed: int, *, validators: int | None = None, bug: str | None =
         return idle_scenario(seed, validators=n, bug=bug)
     if random.Random(f"payment-fault-{seed}").random() < PAYMENT_FAULT_SHARE:
         return payment_fault_scenario(seed, validators=n, bug=bug)
+    if random.Random(f"reconfiguration-{seed}").random() < RECONFIGURATION_SHARE:
+        # Imported here: that family's module builds on this one.
+        from mura.sim.reconfiguration_scenario import reconfiguration_scenario
+
+        return reconfiguration_scenario(seed, bug=bug)
     rng = random.Random(seed)
     f = max_faulty(n)
     byzantine = _draw_byzantine(rng, n, f)

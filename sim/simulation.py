@@ -43,6 +43,7 @@ from mura.sim.byzantine import EquivocatorNode, GarbageNode, SwapperNode
 from mura.sim.checks import Checker, Violation
 from mura.sim.ledger import CHAIN_ID, TransactionSigner, make_genesis, payments_per_block, validator_keys
 from mura.sim.nodes import Destination, SimNode, SimulatedCrash
+from mura.sim.reconfiguration import GovernanceClients, joiner_keys
 from mura.sim.scenario import Byzantine, Crash, IdleStretch, Scenario
 
 DELIVER, TIMER, CRASH, CRASH_NOW, RESTART, GARBAGE, HEAL, DEADLINE, ARRIVE = range(9)
@@ -80,9 +81,11 @@ class Simulation:
         self.faults: Counter[str] = Counter()
         self.trace = hashlib.sha256()
         self._decoded: dict[bytes, Message | None] = {}
-        keys = validator_keys(scenario.validators)
-        self.genesis = make_genesis([key.public_key for key in keys], seed=scenario.seed)
-        honest = frozenset(index for index in range(scenario.validators) if index not in scenario.byzantine)
+        keys = validator_keys(scenario.validators) + joiner_keys(scenario.joiners)
+        governance = GovernanceClients(keys, scenario.reconfigurations)
+        validators = [key.public_key for key in keys[: scenario.validators]]
+        self.genesis = make_genesis(validators, seed=scenario.seed, governance=governance)
+        honest = frozenset(index for index in range(scenario.members) if index not in scenario.byzantine)
         self.checker = Checker(
             self.genesis,
             honest,
@@ -366,7 +369,7 @@ class Simulation:
         # The validator that delivered them, by its place in the set of this node's height.
         origin = node.driver.replica.validators.indexes.get(self.nodes[source].key.public_key)
         message = self._decode(data)
-        if isinstance(message, BlockRequest) and message.requester is None:
+        if isinstance(message, BlockRequest) and (message.requester is None or origin is None):
             # From a node that is no validator at its height: answered by the link it came
             # by, off the replica's path, as the node answers it.
             for destination, answer in node.serve_node((source,), message.height, self.now):

@@ -34,7 +34,7 @@ async def links_to_honest(context: Context) -> list[Drained]:
 
 
 def _header(chain_id: str, height: int, stamp: int, proposer: bytes) -> Header:
-    return Header(chain_id, height, bytes(32), stamp, proposer, bytes(32), bytes(32))
+    return Header(chain_id, height, bytes(32), stamp, proposer, bytes(32), bytes(32), bytes(32))
 
 
 # --- 1. NEW-VIEW flood ------------------------------------------------------------------

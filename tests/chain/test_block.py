@@ -108,7 +108,7 @@ def test_transaction_root_is_over_transaction_hashes() -> None:
 
 
 def _header(**changes: object) -> Header:
-    header = Header(CHAIN_ID, 1, bytes(32), 1000, bytes(32), sha256(b""), bytes(32))
+    header = Header(CHAIN_ID, 1, bytes(32), 1000, bytes(32), sha256(b""), bytes(32), bytes(32))
     return replace(header, **changes)  # type: ignore[arg-type]
 
 

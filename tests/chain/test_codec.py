@@ -25,15 +25,18 @@ from mura.chain.assets import (
 )
 from mura.chain.block import Block, CommitCertificate, Header, transaction_root
 from mura.chain.errors import DecodeError, UnknownKind
+from mura.chain.governance import AddValidator, GrantIssuer, RemoveValidator, ReplaceKey, RevokeIssuer
 from mura.chain.keys import SigningKey
 from mura.chain.state import Account, Role
 from mura.chain.transaction import (
     MAX_TRANSACTION_BYTES,
+    Approve,
     ApproveHolder,
     Burn,
     Freeze,
     IssueAsset,
     Mint,
+    Propose,
     RevokeHolder,
     Transaction,
     Transfer,
@@ -78,6 +81,17 @@ bodies_by_kind = {
     "revoke_holder": st.builds(RevokeHolder, asset_fields, public_keys),
     "freeze": st.builds(Freeze, asset_fields, public_keys),
     "unfreeze": st.builds(Unfreeze, asset_fields, public_keys),
+    "propose": st.builds(
+        Propose,
+        st.one_of(
+            st.builds(AddValidator, public_keys, st.text(max_size=80), st.text(max_size=80)),
+            st.builds(RemoveValidator, public_keys),
+            st.builds(ReplaceKey, public_keys, public_keys, st.text(max_size=80)),
+            st.builds(GrantIssuer, public_keys),
+            st.builds(RevokeIssuer, public_keys),
+        ),
+    ),
+    "approve": st.builds(Approve, unsigned),
 }
 bodies = st.one_of(*bodies_by_kind.values())
 
@@ -87,7 +101,7 @@ def transactions_of(body_strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[
 
 
 transactions = transactions_of(bodies)
-headers = st.builds(Header, chain_ids, unsigned, hashes, unsigned, public_keys, hashes, hashes)
+headers = st.builds(Header, chain_ids, unsigned, hashes, unsigned, public_keys, hashes, hashes, hashes)
 def _block_of(header: Header, body: list[Transaction]) -> Block:
     """A block whose header commits to ``body`` (any other is refused by decoding)."""
     return Block(replace(header, transaction_root=transaction_root(body)), tuple(body))

@@ -24,11 +24,13 @@ from mura.chain.errors import (
     HolderNotApproved,
     InsufficientBalance,
     InvalidTransaction,
+    InvalidValidatorInfo,
     MempoolFull,
     NonceTooHigh,
     NonceTooLow,
     NonPositiveAmount,
     NotAssetIssuer,
+    NotAValidator,
     PendingSpendExceedsBalance,
     Replaced,
     ReplacementTooSoon,
@@ -37,8 +39,10 @@ from mura.chain.errors import (
     TooManyPending,
     UnknownAsset,
     UnknownKind,
+    UnknownProposal,
     WrongChainId,
 )
+from mura.chain.governance import AddValidator, ValidatorSet, validator_keys
 from mura.chain.keys import SignatureCache, SigningKey, verify_signature
 from mura.chain.mempool import Mempool, MempoolStatus
 from mura.chain.state import (
@@ -54,7 +58,17 @@ from mura.chain.state import (
 )
 from mura.chain.state_root import LatticeHash
 from mura.chain.store import Store
-from mura.chain.transaction import Body, Burn, Freeze, Mint, Transaction, Transfer, sign_transaction
+from mura.chain.transaction import (
+    Approve,
+    Body,
+    Burn,
+    Freeze,
+    Mint,
+    Propose,
+    Transaction,
+    Transfer,
+    sign_transaction,
+)
 from mura.tests.chain.factories import asset_terms
 
 CHAIN_ID = "mura-test"
@@ -763,7 +777,7 @@ class CountingState:
         self.reads.append(("entries", prefix))
         return self.state.load_entries_after(prefix, after, limit)
 
-    def load_validators(self) -> tuple[bytes, ...]:
+    def load_validators(self) -> ValidatorSet:
         return self.state.load_validators()
 
     def load_lattice(self) -> LatticeHash:
@@ -1350,3 +1364,30 @@ def test_a_batch_passes_one_replacement_per_sender(make_mempool: Callable[..., M
     passed, refused = mempool.check_batch([*versions, other], ledger.state, now=5.0)
     assert passed == [versions[0], other]
     assert len(refused) == 99 and all(isinstance(error, ReplacementTooSoon) for error in refused)
+
+
+# --- governance -------------------------------------------------------------------------------
+
+
+def test_governance_admission_runs_the_rules(mempool: Mempool, ledger: Ledger) -> None:
+    """A validator's proposal is admitted; one from an account outside the set, an approval
+    of no proposal, and a malformed validator are refused with their rules."""
+    validator = ledger.validator
+    change = AddValidator(make_key(20_000).public_key, "new-office", "10.0.0.9:9700")
+    outsider = ledger.sign(1, 0, Propose(change))
+    with pytest.raises(NotAValidator):
+        mempool.add(outsider, ledger.state, now=NOW)
+    unknown = sign_transaction(validator, chain_id=CHAIN_ID, nonce=0, body=Approve(1))
+    with pytest.raises(UnknownProposal):
+        mempool.add(unknown, ledger.state, now=NOW)
+    malformed = Propose(AddValidator(change.public_key, "New Office", change.address))
+    with pytest.raises(InvalidValidatorInfo):
+        mempool.add(sign_transaction(validator, chain_id=CHAIN_ID, nonce=0, body=malformed), ledger.state, now=NOW)
+    proposal = sign_transaction(validator, chain_id=CHAIN_ID, nonce=0, body=Propose(change))
+    mempool.add(proposal, ledger.state, now=NOW)
+    assert proposal.hash in mempool
+    # The single validator's proposal is approved at once when its block applies.
+    ledger.commit([proposal])
+    assert validator_keys(ledger.state.load_validators()) == (validator.public_key,)
+    ledger.commit([])
+    assert validator_keys(ledger.state.load_validators()) == (validator.public_key, change.public_key)

@@ -48,6 +48,7 @@ from mura.chain.errors import (
     WrongHeight,
     WrongParent,
 )
+from mura.chain.governance import validator_keys, validators_hash
 from mura.chain.keys import SignatureCache, SigningKey, verify_signature
 from mura.chain.state import (
     MAX_SUPPLY,
@@ -124,7 +125,8 @@ def test_genesis(chain: Chain) -> None:
     assert chain.state.assets() == {ASSET: asset_terms(ASSET, chain.issuer.public_key)}
     assert chain.account(chain.issuer).roles == Role.ISSUER
     assert all(chain.account(key).roles == Role.VALIDATOR for key in chain.validators)
-    assert chain.state.load_validators() == tuple(key.public_key for key in chain.validators)
+    assert validator_keys(chain.state.load_validators()) == tuple(key.public_key for key in chain.validators)
+    assert header.next_validators_hash == validators_hash(chain.state.load_validators())
     assert header.state_root == chain.state.lattice.root() == lattice_from_scratch(chain.state).root()
     assert_ledger_consistent(chain.state)
 

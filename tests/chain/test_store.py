@@ -10,6 +10,7 @@ import pytest
 
 from mura.chain.assets import AssetState
 from mura.chain.block import Block
+from mura.chain.governance import validator_keys
 from mura.chain.keys import SignatureCache
 from mura.chain.pending import balance_key
 from mura.chain.state import Account, Role, StateChanges, apply_block, build_genesis
@@ -67,7 +68,8 @@ def test_initialize_writes_genesis(store: Store) -> None:
     assert store.head.hash == genesis_block.hash
     assert store.load_genesis_hash() == genesis_block.hash
     assert store.load_account(ISSUER.public_key).roles == Role.ISSUER
-    assert store.load_validators() == tuple(v.public_key for v in VALIDATORS)
+    assert validator_keys(store.load_validators()) == tuple(v.public_key for v in VALIDATORS)
+    assert store.load_validators_at(1) == store.load_validators_at(2) == store.load_validators()
     assert store.load_certificate(0) is None
     assert store.load_assets() == [asset_terms()] and store.load_asset(ASSET) == asset_terms()
     assert store.load_asset_state(ASSET) == AssetState(supply=6 * GENESIS_BALANCE, holders=6)

@@ -13,6 +13,7 @@ from mura.chain.errors import DecodeError, UnknownKind
 from mura.chain.keys import SigningKey, sha256, verify_signature
 from mura.chain.transaction import (
     KINDS,
+    Approve,
     ApproveHolder,
     Body,
     Burn,
@@ -22,6 +23,7 @@ from mura.chain.transaction import (
     IssueBond,
     Mint,
     OpenOffering,
+    Propose,
     RevokeHolder,
     SettleTrade,
     SpendProceeds,
@@ -83,6 +85,8 @@ def test_kinds_registry() -> None:
         "cancel_subscription": CancelSubscription,
         "settle_trade": SettleTrade,
         "spend_proceeds": SpendProceeds,
+        "propose": Propose,
+        "approve": Approve,
     }
     assert all(kind.KIND == name for name, kind in KINDS.items())
 

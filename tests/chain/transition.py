@@ -40,6 +40,7 @@ def raw_block(chain: Chain, transactions: Sequence[Any], **header_changes: Any) 
         proposer=chain.validators[0].public_key,
         transaction_root=transaction_root(transactions),
         state_root=bytes(32),
+        next_validators_hash=chain.head.next_validators_hash,
     )
     return Block(replace(header, **header_changes), tuple(transactions))
 

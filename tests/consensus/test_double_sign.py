@@ -137,8 +137,19 @@ def test_new_network_whose_records_are_all_new_starts() -> None:
 def test_invalid_status_from_another_validators_link() -> None:
     cluster = Cluster()
     replica = lose_record(cluster, 1)
-    assert cluster.deliver(1, Status(50, 2), sender=3) == [Misbehaviour(3, "invalid_message")]
-    assert 2 not in replica.double_sign.heard
+    assert cluster.deliver(1, Status(2, 2), sender=3) == [Misbehaviour(3, "invalid_message")]
+    assert 2 not in replica.double_sign.heard and 3 not in replica.double_sign.heard
+
+
+def test_status_beyond_the_settled_heights_is_not_heard_by_the_check() -> None:
+    """A status for a height whose validator set this replica does not know yet, naming a
+    place the latest set known does not have: a set grown on the way there may have it,
+    so it only says that the link's validator is ahead."""
+    cluster = Cluster()
+    replica = lose_record(cluster, 1)
+    actions = cluster.deliver(1, Status(50, 5), sender=3)
+    assert not any(isinstance(action, Misbehaviour) for action in actions)
+    assert replica.double_sign.heard == {} and replica.catch_up.seen == {3: 1 + replica.config.height_window}
 
 
 def test_a_far_off_height_one_validator_claims_is_not_believed() -> None:

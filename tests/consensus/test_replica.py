@@ -313,12 +313,14 @@ def test_block_request_is_left_to_the_driver_to_serve() -> None:
     cluster = Cluster()
     cluster.start()
     cluster.advance(300)
-    assert cluster.replicas[0].receive(BlockRequest(1, 3), cluster.now) == [ServeBlocks(3, 1)]
-    final = cluster.heights()[0]
-    assert cluster.replicas[0].receive(BlockRequest(final + 1, 3), cluster.now) == []
-    assert cluster.replicas[0].receive(BlockRequest(1, 0), cluster.now) == []
-    # Only the validator named as requester may ask: another one's request is refused for cause.
     assert cluster.replicas[0].receive(BlockRequest(1, 3), cluster.now, origin=3) == [ServeBlocks(3, 1)]
+    final = cluster.heights()[0]
+    assert cluster.replicas[0].receive(BlockRequest(final + 1, 3), cluster.now, origin=3) == []
+    assert cluster.replicas[0].receive(BlockRequest(1, 0), cluster.now, origin=0) == []
+    # From a node that is no validator here (or not named): the driver answers by its link.
+    assert cluster.replicas[0].receive(BlockRequest(1, None), cluster.now, origin=3) == []
+    assert cluster.replicas[0].receive(BlockRequest(1, 3), cluster.now) == []
+    # Only the validator named as requester may ask: another one's request is refused for cause.
     refused = cluster.replicas[0].receive(BlockRequest(1, 3), cluster.now, origin=2)
     assert refused == [Misbehaviour(2, "invalid_message")]
 

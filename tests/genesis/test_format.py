@@ -11,6 +11,7 @@ import pytest
 from mura.chain.assets import AssetTerms, TransferPolicy
 from mura.chain.block import MAX_BLOCK_BYTES, MAX_BLOCK_TRANSACTIONS
 from mura.chain.errors import InvalidGenesis
+from mura.chain.governance import DEFAULT_PROPOSAL_LIFETIME_BLOCKS, MAX_PROPOSAL_LIFETIME_BLOCKS
 from mura.chain.state import ChainRules, GenesisAsset
 from mura.genesis.format import ValidatorInfo, format_genesis_time, parse_genesis, parse_genesis_time
 from mura.tests.genesis.documents import (
@@ -290,6 +291,42 @@ def test_invalid_limits_unknown_field() -> None:
     document = valid_document()
     document["limits"] = {"max_block_gas": 10}
     assert problems_of(document) == ["limits.max_block_gas: unknown field"]
+
+
+# --- governance -----------------------------------------------------------------
+
+
+def test_governance_defaults_to_chain_rules() -> None:
+    assert parse_genesis(valid_document()).rules().proposal_lifetime_blocks == DEFAULT_PROPOSAL_LIFETIME_BLOCKS
+
+
+def test_governance_proposal_lifetime() -> None:
+    document = valid_document()
+    document["governance"] = {"proposal_lifetime_blocks": 600}
+    genesis = parse_genesis(document)
+    assert genesis.rules().proposal_lifetime_blocks == 600
+    assert genesis.to_document()["governance"] == {"proposal_lifetime_blocks": 600}
+
+
+@pytest.mark.parametrize("value", [0, -5, MAX_PROPOSAL_LIFETIME_BLOCKS + 1, "600", True, 1.5])
+def test_invalid_governance_proposal_lifetime(value: object) -> None:
+    document = valid_document()
+    document["governance"] = {"proposal_lifetime_blocks": value}
+    assert_problem(document, "governance.proposal_lifetime_blocks", "must be a positive integer")
+
+
+def test_invalid_governance_unknown_field() -> None:
+    document = valid_document()
+    document["governance"] = {"quorum": 3}
+    assert problems_of(document) == ["governance.quorum: unknown field"]
+
+
+def test_genesis_validators_keep_their_names_and_addresses() -> None:
+    genesis = parse_genesis(valid_document())
+    records = genesis.validator_records()
+    assert [(record.name, record.address) for record in records] == [
+        (validator.name, validator.peer_address) for validator in genesis.validators
+    ]
 
 
 # --- the document as a whole ----------------------------------------------------

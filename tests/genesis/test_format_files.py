@@ -13,6 +13,7 @@ import pytest
 
 from mura.chain.assets import AssetState, TransferPolicy
 from mura.chain.errors import InvalidGenesis
+from mura.chain.governance import validator_keys
 from mura.chain.pending import approval_key
 from mura.chain.state import Account, GenesisAsset, MemoryState, Role
 from mura.genesis import example_genesis_path
@@ -145,6 +146,7 @@ def test_to_json_round_trips() -> None:
         "issuers",
         "assets",
         "limits",
+        "governance",
     ]
 
 
@@ -247,7 +249,8 @@ def test_genesis_state_holds_assets_balances_and_roles() -> None:
     assert state.load_balance(bank, "NAC") == 0
     for asset in ("NAC", "JPYT"):
         assert state.load_asset_state(asset) == AssetState(supply=100_000_000, holders=1)
-    assert state.load_validators() == genesis.validator_keys()
+    assert state.load_validators() == genesis.validator_records()
+    assert validator_keys(state.load_validators()) == genesis.validator_keys()
     assert state.load_lattice().root() == changes.state_root
 
 

@@ -99,10 +99,15 @@ class Cluster:
         return node_config_path(self.directory, self.names[index]).parent / "data"
 
     def start(self, index: int) -> None:
+        self.start_with(index)
+
+    def start_with(self, index: int, *, flags: Sequence[str] = (), module: str = "mura.node") -> None:
+        """Start node ``index`` with the cluster's flags and ``flags``; ``module`` runs it (a test's
+        variant of ``mura.node``)."""
         config = node_config_path(self.directory, self.names[index])
         with open(config.parent / "node.log", "ab") as log:
             self.processes[index] = subprocess.Popen(
-                [sys.executable, "-m", "mura.node", "--config", str(config), *FAST_CONSENSUS, *self.flags],
+                [sys.executable, "-m", module, "--config", str(config), *FAST_CONSENSUS, *self.flags, *flags],
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from mura.chain.block import verify_certificate
+from mura.chain.governance import validator_keys
 from mura.chain.keys import SigningKey
 from mura.chain.store import Store
 from mura.chain.transaction import Transfer
@@ -63,7 +64,7 @@ def check_every_certificate(cluster: Cluster) -> int:
                 assert block is not None and certificate is not None
                 verify_certificate(
                     certificate, chain_id=cluster.chain_id, height=height, block_hash=block.hash,
-                    validators=store.load_validators(),
+                    validators=validator_keys(store.load_validators_at(height)),
                 )
         return shared
     finally:

@@ -25,8 +25,9 @@ from mura.admission import TRANSACTIONS_KIND
 from mura.chain import codec
 from mura.chain.assets import MAX_MEMO_BYTES
 from mura.chain.block import Header, UncheckedBlock
+from mura.chain.governance import AddValidator
 from mura.chain.keys import SigningKey, load_key, sha256
-from mura.chain.transaction import Body, IssueAsset, Mint, Transfer, sign_transaction
+from mura.chain.transaction import Body, Mint, Propose, Transfer, sign_transaction
 from mura.consensus.messages import (
     Commit,
     NewView,
@@ -89,7 +90,9 @@ async def test_gossip_no_honest_node_would_forward_counts_against_the_peer(
     bodies: list[tuple[SigningKey, str, Body]] = [
         (treasury, "another-chain", Transfer(ASSET, bytes(32), 1)),
         (stranger, chain_id, Mint(ASSET, bytes(32), 5)),
-        (stranger, chain_id, IssueAsset("STRANGE", "Stranger's coin", 0, 5, False, 0, b"", "open", 0)),
+        # A malformed validator: refused whoever proposes it (not issuing without the issuer role:
+        # that role changes by governance, so a node a block behind may refuse what another admitted).
+        (stranger, chain_id, Propose(AddValidator(stranger.public_key, "Stranger Office", "10.0.0.1:1"))),
         (treasury, chain_id, Transfer(ASSET, bytes(32), 1, "x" * (MAX_MEMO_BYTES + 1))),
         (treasury, chain_id, Transfer(ASSET, bytes(32), 1, "amount 1\x1b[2K")),
     ]
@@ -192,7 +195,7 @@ async def test_a_heavy_new_view_is_refused_on_its_cheap_checks(node: TestNode, c
     attacker = await connect_peer(1)
     chain_id = node.node.rules.chain_id
     junk = [bytes([index % 251]) * 300 for index in range(20_000)]
-    header = Header(chain_id, 1, bytes(32), 0, attacker.public_key, sha256(b"not these"), bytes(32))
+    header = Header(chain_id, 1, bytes(32), 0, attacker.public_key, sha256(b"not these"), bytes(32), bytes(32))
     block = UncheckedBlock(header, codec.encode([header.to_fields(), junk]))
     view = 5  # its primary is validator 1 of 4: the attacker, so the proposal's signature is checked
     signature = attacker.key.sign(proposal_payload(chain_id, view, 1, header.hash))

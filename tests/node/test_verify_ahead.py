@@ -43,6 +43,7 @@ def proposal(
         proposer=primary.public_key,
         transaction_root=transaction_root(body),
         state_root=bytes(32),
+        next_validators_hash=bytes(32),
     )
     block = Block(header, tuple(body))
     signed = PrePrepare.sign(primary, node.validators.index(primary.public_key), node.rules.chain_id, view, block)

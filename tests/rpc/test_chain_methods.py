@@ -10,6 +10,7 @@ import pytest
 
 from mura.chain.address import decode_address
 from mura.chain.block import CommitCertificate, verify_certificate
+from mura.chain.governance import validators_hash
 from mura.chain.keys import SigningKey
 from mura.chain.transaction import ApproveHolder, Burn, Freeze, Mint, RevokeHolder, Transaction, Transfer, Unfreeze
 from mura.genesis.testnet import TestnetLayout
@@ -93,6 +94,7 @@ async def test_get_block_by_height_and_by_hash_with_hashes_or_whole_transactions
         "proposer": node.address(node.validator),
         "transaction_root": as_hex(stored.header.transaction_root),
         "state_root": as_hex(stored.header.state_root),
+        "next_validators_hash": as_hex(validators_hash(node.node.store.load_validators_at(height + 1))),
         "transaction_count": 1,
         "transactions": [final["hash"]],
     }
@@ -251,7 +253,9 @@ async def test_get_certificate_of_genesis_and_of_a_missing_block(paused: TestNod
 
 
 async def test_validators_have_names_addresses_and_keys(paused: TestNode) -> None:
+    peer_address = paused.node.genesis.validators[0].peer_address
     assert await paused.rpc.result("chain_validators") == {
+        "height": 1,
         "quorum": 1,
         "fault_tolerance": 0,
         "validators": [
@@ -260,6 +264,7 @@ async def test_validators_have_names_addresses_and_keys(paused: TestNode) -> Non
                 "name": "village-office",
                 "address": paused.address(paused.validator),
                 "public_key": as_hex(paused.validator.public_key),
+                "peer_address": peer_address,
             }
         ],
     }

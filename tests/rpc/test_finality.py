@@ -24,7 +24,7 @@ def transfer(nonce: int) -> Transaction:
 
 
 def block(height: int, *transactions: Transaction) -> Block:
-    header = Header("test", height, bytes(32), 0, bytes(32), bytes(32), bytes(32))
+    header = Header("test", height, bytes(32), 0, bytes(32), bytes(32), bytes(32), bytes(32))
     return Block(header, transactions)
 
 

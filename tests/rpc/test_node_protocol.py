@@ -21,6 +21,7 @@ SERVED = {
     "account_getBalance", "account_get", "account_getBalances", "account_getTransactions",
     "asset_list", "asset_get", "asset_getHolders",
     "bond_list", "bond_get", "bond_getPayments", "offering_get", "bond_getUseOfProceeds",
+    "governance_getProposals",
     "tx_submit", "tx_wait", "mempool_status", "rpc.discover",
 }
 
@@ -167,13 +168,13 @@ async def test_discover_documents_params_results_and_errors(paused: TestNode) ->
     codes = {name: [error["code"] for error in method.get("errors", [])] for name, method in methods.items()}
     assert codes == {
         "chain_status": [], "chain_getBlock": [-32020], "chain_getTransaction": [-32021, -32023],
-        "chain_getCertificate": [-32020, -32022], "chain_validators": [], "account_getBalance": [-32024],
+        "chain_getCertificate": [-32020, -32022], "chain_validators": [-32027], "account_getBalance": [-32024],
         "account_get": [], "account_getBalances": [-32020], "account_getTransactions": [],
         "asset_list": [], "asset_get": [-32024], "asset_getHolders": [-32024, -32020],
         "bond_list": [], "bond_get": [-32024, -32025], "bond_getPayments": [-32024, -32025],
         "offering_get": [-32024, -32025, -32026], "bond_getUseOfProceeds": [-32024, -32025],
         "tx_submit": [-32010, -32011], "tx_wait": [-32030, -32023, -32000, -32001],
-        "mempool_status": [], "rpc.discover": [],
+        "mempool_status": [], "rpc.discover": [], "governance_getProposals": [],
     }
     wait_params = methods["tx_wait"]["params"]
     assert [(param["name"], param["required"]) for param in wait_params] == [
@@ -190,12 +191,12 @@ async def test_discover_documents_params_results_and_errors(paused: TestNode) ->
         "chain_status": [], "mempool_status": [], "chain_validators": [], "chain_getBlock": [0, True],
         "account_get": [treasury], "account_getBalance": [treasury], "account_getBalances": [treasury],
         "account_getTransactions": [treasury], "asset_list": [], "asset_get": ["NAC"], "asset_getHolders": ["NAC"],
-        "bond_list": [],
+        "bond_list": [], "governance_getProposals": [],
     }
     for name, params in calls.items():
         result = await paused.rpc.result(name, params)
         assert schema_problems(result, methods[name]["result"]["schema"]) == [], name
     for name in ("asset_getHolders", "account_getBalances", "account_getTransactions", "asset_list", "bond_list",
-                 "bond_getPayments", "offering_get", "bond_getUseOfProceeds"):
+                 "bond_getPayments", "offering_get", "bond_getUseOfProceeds", "governance_getProposals"):
         limit = next(param for param in methods[name]["params"] if param["name"] == "limit")
         assert not limit["required"] and limit["schema"]["minimum"] == 1 and limit["schema"]["maximum"] <= 1000

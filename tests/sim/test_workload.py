@@ -11,7 +11,7 @@ from mura.chain.bonds import OfferingStatus
 from mura.chain.keys import verify_signature
 from mura.chain.pending import asset_state_key, frozen_key
 from mura.chain.state import MemoryState
-from mura.chain.transaction import KINDS, SettleTrade, SpendProceeds, Transfer, trade_payload
+from mura.chain.transaction import KINDS, Approve, Propose, SettleTrade, SpendProceeds, Transfer, trade_payload
 from mura.sim.ledger import make_genesis, validator_keys
 from mura.sim.scenario import draw_scenario
 from mura.sim.simulation import Simulation, run_scenario
@@ -46,7 +46,8 @@ def test_final_chains_carry_every_kind_and_an_expiry() -> None:
         result = run_scenario(draw_scenario(seed))
         assert result.violations == [], (seed, result.violations)
         totals.update(result.ledger)
-    for kind in KINDS:
+    # Governance transactions come with the reconfiguration scenarios, not with the clients' workload.
+    for kind in KINDS.keys() - {Propose.KIND, Approve.KIND}:
         assert totals[kind] > 0, kind
     assert totals["expired_assets"] == len(seeds)
     # The village's bond: offerings allotted (some oversubscribed), coupons and redemptions

@@ -1,0 +1,514 @@
+"""Joining by state sync: the state as of a certified height from peers, checked piece by piece.
+
+A node whose data directory is empty, with ``sync.mode = "snapshot"``, runs
+``StateSync`` before anything else. It trusts the genesis file and nothing a
+peer says until it is checked:
+
+1. *Offers.* It asks each peer that links to it which snapshots it serves,
+   until every configured peer has answered, or ``offer_grace_seconds`` after
+   the first offer, or ``wait_seconds`` in all. With no offer it returns None
+   and the node replays from genesis.
+2. *Proof.* For the highest height H offered, it asks a peer that offered it
+   for final block H with its commit certificate, and for the validator set
+   changes up to H: each is the certified header before the activation
+   height, checked against the set it already trusts (genesis first), whose
+   ``next_validators_hash`` binds the new set. The certificate of H is then
+   checked against set(H), and the block's body against its header. A peer
+   whose proof fails is penalized and another asked; a change left out or
+   forged makes a certificate fail.
+3. *Manifest.* It fetches the manifest of the snapshot at H page by page from
+   one peer and accepts it only if its ranges add up to header H's state root
+   (``mura.chain.snapshot.check_manifest``).
+4. *Chunks.* Each peer that offered H is asked for one range at a time. A
+   chunk is checked on its own against the manifest (``check_chunk``) in a
+   thread and written to the store; a chunk that fails is refused, its peer
+   penalized and asked nothing more, and the range is asked of another peer.
+   If no peer is left for a range, the manifest (or the height) is given up and
+   the next one tried.
+5. *Finish.* With every range in, the state's lattice is the manifest's total,
+   which is H's: the store is finished at H (``Store.finish_state_sync``) and
+   the node follows blocks from H + 1 by the usual catch-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from mura.chain import codec
+from mura.chain.block import Block, CommitCertificate, Header, verify_certificate
+from mura.chain.errors import DecodeError, Invalid, InvalidCertificate
+from mura.chain.keys import sha256
+from mura.chain.snapshot import MAX_RANGES, Manifest, SnapshotInvalid, StateRange, check_chunk, check_manifest
+from mura.chain.store import Store
+from mura.p2p.sync_messages import (
+    STATE_SYNC_KIND,
+    Answer,
+    Chunk,
+    ChunkRequest,
+    ManifestPage,
+    ManifestRequest,
+    Offers,
+    OffersRequest,
+    Proof,
+    ProofRequest,
+    Refusal,
+    Request,
+    SetChange,
+    SetChanges,
+    SetChangesRequest,
+    encode_sync_message,
+)
+
+LOG = logging.getLogger("mura.state_sync")
+
+
+class SyncNetwork(Protocol):
+    """The peer network, as the sync sees it."""
+
+    def send(self, peer_public_key: bytes, kind: str, payload: Any) -> bool: ...
+
+    def connected_peers(self) -> list[bytes]: ...
+
+    def penalize(self, peer_public_key: bytes, reason: str) -> None: ...
+
+
+class SetChangeRefused(SnapshotInvalid):
+    """A validator set change whose header is not certified by the set in force before it,
+    or that does not bind the set it claims."""
+
+    rule = "set_change_refused"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SyncSettings:
+    """How long the joining node waits for what."""
+
+    #: Longest wait for snapshot offers before replaying from genesis instead.
+    wait_seconds: float = 30.0
+    #: After the first offer, how long to wait for more (a higher height may come).
+    offer_grace_seconds: float = 2.0
+    #: Longest wait for one answer.
+    request_timeout_seconds: float = 20.0
+    #: First and longest pause before asking again a peer that said it is busy.
+    busy_pause_seconds: float = 0.05
+    busy_pause_max_seconds: float = 1.0
+    #: Times a peer may fail to answer in time before it is asked nothing more.
+    timeouts_per_peer: int = 3
+
+
+@dataclass(slots=True)
+class SyncOutcome:
+    """What a finished state sync did."""
+
+    height: int
+    entries: int = 0
+    chunks: int = 0
+    #: Bytes of the state entries taken (keys and values; framing aside).
+    entry_bytes: int = 0
+    #: Chunks refused (they did not check) and the peers penalized for them.
+    refused_chunks: int = 0
+    penalized: set[bytes] = field(default_factory=set)
+    seconds: float = 0.0
+
+
+class _PeerGone(Exception):
+    """A peer did not answer: link down, timeout, or a refusal."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class _Asked:
+    request: Request
+    answer: asyncio.Future[Answer]
+
+
+def validators_hash(keys: Sequence[bytes]) -> bytes:
+    """What a header's ``next_validators_hash`` is for the set with ``keys``, in order."""
+    return sha256(codec.encode(list(keys)))
+
+
+def bound_validators_hash(header: Header) -> bytes | None:
+    """The hash of the next height's validator set ``header`` commits to, if headers carry one."""
+    value = getattr(header, "next_validators_hash", None)
+    return value if isinstance(value, bytes) else None
+
+
+def trusted_validators(
+    genesis_validators: Sequence[bytes], changes: Sequence[SetChange], *, chain_id: str, height: int
+) -> tuple[bytes, ...]:
+    """set(``height``), from the genesis set and the changes up to ``height``, each checked
+    against the set trusted before it; ``SetChangeRefused`` for one that does not check."""
+    current = tuple(genesis_validators)
+    last = 0
+    for change in changes:
+        header = change.header
+        if not last < change.activation_height <= height:
+            raise SetChangeRefused(f"a validator set change at height {change.activation_height} is out of order")
+        try:
+            verify_certificate(change.certificate, chain_id=chain_id, height=header.height, block_hash=header.hash,
+                               validators=current)
+        except InvalidCertificate as error:
+            raise SetChangeRefused(f"the header before the change at {change.activation_height}: {error.message}") \
+                from None
+        keys = tuple(record[0] for record in change.records)
+        if not keys or bound_validators_hash(header) != validators_hash(keys):
+            raise SetChangeRefused(f"header {header.height} does not bind the set given for {header.height + 1}")
+        current, last = keys, change.activation_height
+    return current
+
+
+class StateSync:
+    """One join by state sync over ``network``, into ``store`` (which holds no chain)."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        network: SyncNetwork,
+        peers: Sequence[bytes],
+        chain_id: str,
+        genesis_validators: Sequence[bytes],
+        genesis_hash: bytes,
+        settings: SyncSettings = SyncSettings(),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._network = network
+        self._peers = tuple(peers)
+        self._chain_id = chain_id
+        self._genesis_validators = tuple(genesis_validators)
+        self._genesis_hash = genesis_hash
+        self.settings = settings
+        self._clock = clock
+        self._asked: dict[bytes, _Asked] = {}
+        self._linked = asyncio.Event()
+        #: Peers that sent something that did not check: asked nothing more.
+        self._distrusted: set[bytes] = set()
+        #: Answers that matched no request outstanding (late after a timeout, or unasked).
+        self.unexpected = 0
+        self.outcome: SyncOutcome | None = None
+
+    # --- the network's side -----------------------------------------------------------
+
+    def peer_linked(self) -> None:
+        """A link opened: ask the new peer for offers."""
+        self._linked.set()
+
+    def on_answer(self, peer: bytes, answer: Answer) -> None:
+        """An answer from ``peer``: it completes the request outstanding to it if it answers it."""
+        asked = self._asked.get(peer)
+        if asked is None or asked.answer.done() or not _answers(answer, asked.request):
+            self.unexpected += 1
+            return
+        asked.answer.set_result(answer)
+
+    async def _ask(self, peer: bytes, request: Request) -> Answer:
+        """``peer``'s answer to ``request``; ``_PeerGone`` if it does not come or is a refusal."""
+        if peer in self._asked:
+            raise RuntimeError("one request at a time per peer")
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self._asked[peer] = _Asked(request, future)
+        try:
+            if not self._network.send(peer, STATE_SYNC_KIND, encode_sync_message(request)):
+                raise _PeerGone("not linked")
+            try:
+                async with asyncio.timeout(self.settings.request_timeout_seconds):
+                    answer = await future
+            except TimeoutError:
+                raise _PeerGone("no answer in time") from None
+        finally:
+            del self._asked[peer]
+        if isinstance(answer, Refusal):
+            raise _PeerGone(answer.reason)
+        return answer
+
+    def _distrust(self, peer: bytes, error: Invalid) -> None:
+        self._distrusted.add(peer)
+        self._network.penalize(peer, f"state sync: {error.rule}: {error.message}")
+        LOG.warning("state sync: refused what peer %s sent (%s): %s; asking others", peer.hex()[:16], error.rule,
+                    error.message)
+
+    # --- the sync -----------------------------------------------------------------------
+
+    async def run(self) -> SyncOutcome | None:
+        """Sync the store to the highest snapshot offered that checks; None when no peer offers
+        one (the node then starts from genesis)."""
+        started = self._clock()
+        offers = await self._gather_offers()
+        heights = sorted({height for offered in offers.values() for height in offered.heights}, reverse=True)
+        if not heights:
+            LOG.info("state sync: no peer offers a snapshot (%d answered); replaying from genesis", len(offers))
+            return None
+        for height in heights:
+            # In key order: which peer is asked first does not depend on which answered first.
+            servers = sorted(peer for peer, offered in offers.items() if height in offered.heights)
+            outcome = await self._sync_height(height, servers)
+            if outcome is not None:
+                outcome.seconds = self._clock() - started
+                self.outcome = outcome
+                return outcome
+        LOG.warning("state sync: no snapshot offered could be fetched and checked; replaying from genesis")
+        return None
+
+    async def _gather_offers(self) -> dict[bytes, Offers]:
+        """The offers of the peers that answer: until every configured peer has, or a while
+        after the first offer, or ``wait_seconds``."""
+        offers: dict[bytes, Offers] = {}
+        asking: dict[bytes, asyncio.Task[Offers | None]] = {}
+        until = self._clock() + self.settings.wait_seconds
+        try:
+            while True:
+                # Cleared before looking, so that a link opening after the look wakes the wait.
+                self._linked.clear()
+                for peer in self._network.connected_peers():
+                    if peer not in asking:
+                        asking[peer] = asyncio.create_task(self._ask_offers(peer))
+                for peer, task in asking.items():
+                    offered = task.result() if task.done() else None
+                    if offered is not None and peer not in offers:
+                        offers[peer] = offered
+                        if offered.heights:
+                            until = min(until, self._clock() + self.settings.offer_grace_seconds)
+                if set(self._peers) <= set(offers) or self._clock() >= until:
+                    break
+                await self._wait_for_news([task for task in asking.values() if not task.done()], until)
+        finally:
+            for task in asking.values():
+                task.cancel()
+            await asyncio.gather(*asking.values(), return_exceptions=True)
+        return offers
+
+    async def _wait_for_news(self, pending: list[asyncio.Task[Offers | None]], until: float) -> None:
+        """Until a link opens, an answer comes, or ``until``."""
+        linked = asyncio.ensure_future(self._linked.wait())
+        try:
+            await asyncio.wait([linked, *pending], timeout=max(0.0, until - self._clock()),
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            linked.cancel()
+
+    async def _ask_offers(self, peer: bytes) -> Offers | None:
+        try:
+            answer = await self._ask(peer, OffersRequest())
+        except _PeerGone:
+            return None
+        return answer if isinstance(answer, Offers) else None
+
+    async def _sync_height(self, height: int, servers: list[bytes]) -> SyncOutcome | None:
+        proven = await self._fetch_proof(height, servers)
+        if proven is None:
+            return None
+        block, certificate = proven
+        tried_manifests: set[bytes] = set()
+        for peer in servers:
+            if peer in self._distrusted:
+                continue
+            manifest = await self._fetch_manifest(peer, block.header)
+            if manifest is None or manifest.digest in tried_manifests:
+                continue
+            tried_manifests.add(manifest.digest)
+            LOG.info("state sync: fetching the state at height %d (%d entries in %d ranges) from %d peers",
+                     height, manifest.entries, len(manifest.ranges), len(servers))
+            outcome = await self._fetch_state(manifest, servers)
+            if outcome is not None:
+                self._store.finish_state_sync(block, certificate, manifest.lattice(), genesis_hash=self._genesis_hash)
+                LOG.info("state sync: the state at height %d is in (%d entries, %d chunks, %d chunks refused)",
+                         height, outcome.entries, outcome.chunks, outcome.refused_chunks)
+                return outcome
+        return None
+
+    # --- proof of height H ----------------------------------------------------------------
+
+    async def _fetch_proof(self, height: int, servers: list[bytes]) -> tuple[Block, CommitCertificate] | None:
+        for peer in servers:
+            if peer in self._distrusted:
+                continue
+            try:
+                return await self._proof_from(peer, height)
+            except _PeerGone:
+                continue
+            except Invalid as error:
+                self._distrust(peer, error)
+        return None
+
+    async def _proof_from(self, peer: bytes, height: int) -> tuple[Block, CommitCertificate]:
+        changes = await self._set_changes_from(peer, height)
+        validators = trusted_validators(self._genesis_validators, changes, chain_id=self._chain_id, height=height)
+        answer = await self._ask(peer, ProofRequest(height))
+        assert isinstance(answer, Proof)
+        certificate = CommitCertificate.decode(answer.certificate)
+        # The certificate's signatures are checked against the header alone, before the body is decoded.
+        header = Header.from_fields(codec.decode_head(answer.block, count=2, max_size=len(answer.block) + 1),
+                                    "block.header")
+        if header.height != height:
+            raise DecodeError(f"the proof of height {height} holds block {header.height}")
+        verify_certificate(certificate, chain_id=self._chain_id, height=height, block_hash=header.hash,
+                           validators=validators)
+        return Block.decode(answer.block), certificate
+
+    async def _set_changes_from(self, peer: bytes, height: int) -> list[SetChange]:
+        changes: list[SetChange] = []
+        after = 0
+        while True:
+            answer = await self._ask(peer, SetChangesRequest(height, after))
+            assert isinstance(answer, SetChanges)
+            changes.extend(answer.changes)
+            if answer.complete or not answer.changes:
+                return changes
+            after = answer.changes[-1].activation_height
+            if after > height:
+                raise SetChangeRefused(f"a validator set change at {after}, above the height asked for")
+
+    # --- the manifest ---------------------------------------------------------------------
+
+    async def _fetch_manifest(self, peer: bytes, header: Header) -> Manifest | None:
+        ranges: list[StateRange] = []
+        total: int | None = None
+        try:
+            while total is None or len(ranges) < total:
+                answer = await self._ask(peer, ManifestRequest(header.height, len(ranges)))
+                assert isinstance(answer, ManifestPage)
+                if total is None:
+                    total = answer.total
+                if answer.total != total or not answer.ranges or answer.total > MAX_RANGES:
+                    raise SnapshotInvalid(f"a manifest page that does not follow the {total} ranges announced")
+                ranges.extend(answer.ranges[: total - len(ranges)])
+            manifest = Manifest(header.height, tuple(ranges))
+            check_manifest(manifest, header.state_root)
+        except _PeerGone:
+            return None
+        except Invalid as error:
+            self._distrust(peer, error)
+            return None
+        return manifest
+
+    # --- the chunks -----------------------------------------------------------------------
+
+    async def _fetch_state(self, manifest: Manifest, servers: list[bytes]) -> SyncOutcome | None:
+        await asyncio.to_thread(self._store.begin_state_sync)
+        fetch = _ChunkFetch(self, manifest)
+        workers = [asyncio.create_task(fetch.work(peer)) for peer in servers if peer not in self._distrusted]
+        await asyncio.gather(*workers)
+        if fetch.missing:
+            LOG.warning("state sync: %d ranges of the snapshot at %d could not be fetched and checked from any peer",
+                        len(fetch.missing), manifest.height)
+            return None
+        return fetch.outcome
+
+
+class _ChunkFetch:
+    """The ranges of one manifest still to fetch, and the peers working on them."""
+
+    def __init__(self, sync: StateSync, manifest: Manifest) -> None:
+        self.sync = sync
+        self.manifest = manifest
+        #: Ranges not fetched yet, and those being fetched now.
+        self.missing: set[int] = set(range(len(manifest.ranges)))
+        self._queue = sorted(self.missing)
+        #: Peers whose chunk of a range did not check, by range.
+        self._refused_by: dict[int, set[bytes]] = {}
+        #: Peers still fetching.
+        self._working = 0
+        self._changed = asyncio.Event()
+        self.outcome = SyncOutcome(manifest.height)
+        self._last_report = sync._clock()
+
+    def _next_for(self, peer: bytes) -> int | None:
+        for position, index in enumerate(self._queue):
+            if peer not in self._refused_by.get(index, set()):
+                return self._queue.pop(position)
+        return None
+
+    async def work(self, peer: bytes) -> None:
+        """Fetch ranges from ``peer`` until none is left, or it is not to be asked any more."""
+        self._working += 1
+        try:
+            await self._work(peer)
+        finally:
+            self._working -= 1
+            self._changed.set()
+
+    async def _work(self, peer: bytes) -> None:
+        sync = self.sync
+        pause, timeouts = sync.settings.busy_pause_seconds, 0
+        while self.missing and peer not in sync._distrusted:
+            index = self._next_for(peer)
+            if index is None:
+                if self._working == 1 and self._queue:
+                    return  # what is left, this peer sent wrong once already, and no one else works
+                # Every range left is being fetched by others: wait until one is given back or done.
+                self._changed.clear()
+                await self._changed.wait()
+                continue
+            try:
+                answer = await sync._ask(peer, ChunkRequest(self.manifest.height, index))
+                assert isinstance(answer, Chunk)
+                await asyncio.to_thread(self._accept, index, answer.entries)
+            except _PeerGone as gone:
+                self._give_back(index)
+                if gone.reason in ("busy", "over_budget"):
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, sync.settings.busy_pause_max_seconds)
+                    continue
+                timeouts += 1
+                if gone.reason in ("not linked", "no_snapshot", "no_such_range") or \
+                        timeouts >= sync.settings.timeouts_per_peer:
+                    return
+                continue
+            except Invalid as error:
+                self._refused_by.setdefault(index, set()).add(peer)
+                self.outcome.refused_chunks += 1
+                self.outcome.penalized.add(peer)
+                sync._distrust(peer, error)
+                self._give_back(index)
+                return
+            pause = sync.settings.busy_pause_seconds
+            self._done(index, answer)
+
+    def _accept(self, index: int, entries: Sequence[tuple[bytes, bytes]]) -> None:
+        """Check a chunk against the manifest and write it (in a thread)."""
+        check_chunk(self.manifest, index, entries)
+        self.sync._store.save_synced_entries(self.manifest.height, entries)
+
+    def _give_back(self, index: int) -> None:
+        self._queue.insert(0, index)
+        self._changed.set()
+
+    def _done(self, index: int, answer: Chunk) -> None:
+        self.missing.discard(index)
+        outcome = self.outcome
+        outcome.chunks += 1
+        outcome.entries += len(answer.entries)
+        outcome.entry_bytes += sum(len(key) + len(value) for key, value in answer.entries)
+        self._changed.set()
+        now = self.sync._clock()
+        if now - self._last_report >= 5.0:
+            self._last_report = now
+            LOG.info("state sync: %d of %d ranges in (%d entries)", len(self.manifest.ranges) - len(self.missing),
+                     len(self.manifest.ranges), outcome.entries)
+
+
+def _answers(answer: Answer, request: Request) -> bool:
+    """Whether ``answer`` is the answer to ``request`` (its kind, height and index)."""
+    if isinstance(answer, Refusal):
+        return answer.tag == request.TAG and answer.height == getattr(request, "height", 0)
+    if answer.TAG != request.TAG + 1:
+        return False
+    if isinstance(request, OffersRequest):
+        return True
+    if getattr(answer, "height", None) != request.height:
+        return False
+    if isinstance(request, ChunkRequest):
+        return isinstance(answer, Chunk) and answer.index == request.index
+    if isinstance(request, ManifestRequest):
+        return isinstance(answer, ManifestPage) and answer.first == request.first
+    return True
+
