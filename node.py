@@ -192,6 +192,7 @@ class Node:
             ) from None
         self.peer_set = PeerSet(
             own_key=self.key.public_key,
+            own_address=self.config["p2p.listen"],
             observers=self._observers(),
             overrides=[parse_peer(text) for text in self.config["p2p.peers"]],
             validators_at=self._validator_records,

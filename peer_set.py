@@ -45,11 +45,15 @@ class PeerSet:
         self,
         *,
         own_key: bytes,
+        own_address: str,
         observers: Collection[bytes],
         overrides: Sequence[PeerAddress],
         validators_at: Callable[[int], Sequence[ValidatorRecord]],
     ) -> None:
         self.own_key = own_key
+        #: This node's ``p2p.listen``: a key recorded at it (this node's next key, after a
+        #: rotation that keeps the address) is this node, not a peer.
+        self.own_address = own_address
         self.observers = frozenset(observers)
         self.overrides = {address.public_key: address for address in overrides}
         self.validators_at = validators_at
@@ -66,7 +70,7 @@ class PeerSet:
         dialed: dict[bytes, PeerAddress] = {}
         for key, validator in validators.items():
             address = self.overrides.get(key) or _peer_address(validator)
-            if key != self.own_key and address is not None:
+            if key != self.own_key and address is not None and validator.address != self.own_address:
                 dialed[key] = address
         for key, address in self.overrides.items():
             if key in admitted and key != self.own_key:

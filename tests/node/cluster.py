@@ -23,7 +23,7 @@ from typing import Any
 
 from mura.bench.ports import free_port_range
 from mura.chain.address import encode_address
-from mura.chain.keys import SigningKey, load_key
+from mura.chain.keys import SigningKey, load_key, save_key
 from mura.chain.transaction import Body, Transaction, sign_transaction
 from mura.genesis.testnet import (
     TestnetLayout,
@@ -75,6 +75,8 @@ class Cluster:
         base = free_port_range(2 * span)
         self.layout: TestnetLayout = generate_testnet(directory, validators=validators, base_peer_port=base)
         rpc_base = base + span
+        #: The first peer and RPC ports; validators added later take the ports after the first ones'.
+        self._bases = (base, rpc_base)
         self.rpc_ports = [rpc_base + index for index in range(validators)]
         self.rpc_ports += [rpc_base + offset + index for index in range(observers)]
         self._use_rpc_ports()
@@ -86,6 +88,34 @@ class Cluster:
         self.chain_id = self.layout.genesis.chain_id
         self.prefix = self.layout.genesis.address_prefix
         self._nonces: dict[bytes, int] = {}
+
+    def add_validator_node(self, name: str) -> tuple[int, SigningKey, str]:
+        """A node for a validator that is not in the set yet (a governance change adds it): a
+        fresh key and a config beside the others', admitting the testnet's observers. Returns
+        its node number, key and peer address."""
+        slot = sum(1 for index in range(len(self.names)) if self.role(index) == "validator")
+        if slot >= observer_port_offset(self.validators):
+            raise ValueError("no free ports left below the observers'")
+        key = SigningKey.generate()
+        save_key(self.directory / "keys" / f"{name}.key", key, label=name)
+        peer_base, rpc_base = self._bases
+        peer_address = f"127.0.0.1:{peer_base + slot}"
+        observers = [load_key(path).public_key.hex() for path in sorted(self.directory.glob("keys/observer-*.key"))]
+        config = node_config_path(self.directory, name)
+        config.parent.mkdir(parents=True)
+        config.write_text(
+            f'data_dir = "data"\nkey_file = "../../keys/{name}.key"\ngenesis_file = "../../genesis.json"\n\n'
+            f'[p2p]\nlisten = "{peer_address}"\nobservers = {json.dumps(observers)}\n\n'
+            f'[rpc]\nlisten = "127.0.0.1:{rpc_base + slot}"\n'
+        )
+        self.names.append(name)
+        self.rpc_ports.append(rpc_base + slot)
+        return len(self.names) - 1, key, peer_address
+
+    def role(self, index: int) -> str:
+        """``observer`` or ``validator``, as node ``index``'s config says."""
+        text = node_config_path(self.directory, self.names[index]).read_text()
+        return "observer" if 'role = "observer"' in text else "validator"
 
     def _use_rpc_ports(self) -> None:
         """Configs on free ports instead of the fixed 870i, so tests never meet a running testnet."""
