@@ -132,7 +132,9 @@ class NetworkTransport:
 
     def _outsiders(self) -> list[bytes]:
         """Linked peers that take no part in deciding the heights in progress."""
-        return [peer for peer in self.network.connected_peers() if not self.takes_part(peer)]
+        replica = self.replica
+        participants = {*replica.validators.keys, *replica.verifier_at(replica.height + 1).validators.keys}
+        return [peer for peer in self.network.connected_peers() if peer not in participants]
 
     def broadcast(self, message: Message) -> None:
         outsiders = self._outsiders()

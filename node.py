@@ -611,7 +611,7 @@ class Node:
             view=replica.view,
             validators=self.validators,
             peers=len(connected),
-            syncing=highest_known > self.store.height + 1,
+            syncing=highest_known > self.store.height,
             highest_known_height=highest_known,
             view_changes_started=replica.view_changes_started,
             missing_validators=missing_validators(replica, connected),

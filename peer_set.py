@@ -21,7 +21,6 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from mura.chain.governance import ValidatorRecord
-from mura.config import NodeConfig
 from mura.p2p.link import short_key
 from mura.p2p.network import Network
 from mura.p2p.settings import PeerAddress
@@ -91,10 +90,12 @@ class PeerSet:
 
 
 def _peer_address(validator: ValidatorRecord) -> PeerAddress | None:
-    if not validator.address:
+    """Where the chain records ``validator``'s peer endpoint (None: nowhere it can be dialed,
+    as in a simulated network; governance refuses such an address for a real one)."""
+    host, _, port = validator.address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
         return None
-    host, port = NodeConfig.split_address(validator.address)
-    return PeerAddress(validator.public_key, host, port)
+    return PeerAddress(validator.public_key, host, int(port))
 
 
 def _log_change(before: Peers, after: Peers, final_height: int) -> None:
