@@ -160,6 +160,12 @@ def validator_history(
     ``height + 1``, each change checked against the set trusted before it;
     ``SetChangeRefused`` for one that does not check."""
     history: ValidatorHistory = [(1, genesis_validators)]
+    extend_history(history, changes, chain_id=chain_id, height=height)
+    return history
+
+
+def extend_history(history: ValidatorHistory, changes: Sequence[SetChange], *, chain_id: str, height: int) -> None:
+    """Append ``changes`` to ``history``, each checked against the last set before it."""
     for change in changes:
         header = change.header
         last, current = history[-1]
@@ -174,7 +180,6 @@ def validator_history(
         if not change.records or header.next_validators_hash != validators_hash(change.records):
             raise SetChangeRefused(f"header {header.height} does not bind the set given for {header.height + 1}")
         history.append((change.activation_height, change.records))
-    return history
 
 
 def set_at(history: ValidatorHistory, height: int) -> ValidatorSet:
@@ -384,8 +389,7 @@ class StateSync:
     async def _account_from(self, peer: bytes, height: int) -> _Account | None:
         """``peer``'s account of ``height``, checked; None if it does not give one, or lies."""
         try:
-            changes = await self._set_changes_from(peer, height)
-            history = validator_history(self._genesis_validators, changes, chain_id=self._chain_id, height=height)
+            changes, history = await self._set_changes_from(peer, height)
             block, certificate = await self._proof_from(peer, height, history)
             manifest = await self._manifest_from(peer, block.header)
         except _PeerGone:
@@ -417,18 +421,18 @@ class StateSync:
             raise SetChangeRefused(f"header {height} binds another set for height {height + 1}: a change is left out")
         return Block.decode(answer.block), certificate
 
-    async def _set_changes_from(self, peer: bytes, height: int) -> list[SetChange]:
+    async def _set_changes_from(self, peer: bytes, height: int) -> tuple[list[SetChange], ValidatorHistory]:
+        """``peer``'s changes up to ``height`` and the history they make, each page checked as it
+        comes (a page must go on from the last: a peer cannot keep the node asking)."""
         changes: list[SetChange] = []
-        after = 0
+        history: ValidatorHistory = [(1, self._genesis_validators)]
         while True:
-            answer = await self._ask(peer, SetChangesRequest(height, after))
+            answer = await self._ask(peer, SetChangesRequest(height, history[-1][0]))
             assert isinstance(answer, SetChanges)
+            extend_history(history, answer.changes, chain_id=self._chain_id, height=height)
             changes.extend(answer.changes)
             if answer.complete or not answer.changes:
-                return changes
-            after = answer.changes[-1].activation_height
-            if after > height + 1:
-                raise SetChangeRefused(f"a validator set change at {after}, above the height asked for")
+                return changes, history
 
     async def _manifest_from(self, peer: bytes, header: Header) -> Manifest:
         ranges: list[StateRange] = []

@@ -208,3 +208,23 @@ async def test_set_changes_are_served_from_the_history_with_the_certified_header
     finally:
         await service.stop()
         source.close()
+
+
+async def test_set_changes_come_a_page_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("mura.p2p.snapshot_service.MAX_CHANGES_PER_ANSWER", 1)
+    source = governed_store(tmp_path / "data", holders=10, height=14)
+    wire = Wire()
+    service = SnapshotService(keeper=None, store=source, send=wire.send)
+    try:
+        pages = []
+        for after in (0, 7):
+            wire.sent.clear()
+            service.on_request(PEER, SetChangesRequest(14, after))
+            await wait_for(lambda: bool(wire.sent), "a page")
+            answer = wire.last()
+            assert isinstance(answer, SetChanges)
+            pages.append(([change.activation_height for change in answer.changes], answer.complete))
+        assert pages == [([7], False), ([12], True)]
+    finally:
+        await service.stop()
+        source.close()
