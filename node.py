@@ -439,7 +439,7 @@ class Node:
             network=network,
             peers=[address.public_key for address in self._peer_addresses],
             chain_id=self.rules.chain_id,
-            genesis_validators=self.validators,
+            genesis_validators=self._genesis_changes.validators,
             genesis_hash=genesis.hash,
             settings=SyncSettings(wait_seconds=self.config["sync.snapshot_wait_seconds"]),
         )

@@ -115,7 +115,7 @@ async def join_by_snapshot(source: Store, joined: Path, *, peers: int) -> dict[s
                       listen_port=0, peers=[PeerAddress(net.public_key, HOST, net.listen_port) for net, _ in servers],
                       admitted=VALIDATOR_KEYS, handlers={STATE_SYNC_KIND: on_frame}, on_peer_change=linked)
     sync = StateSync(store=store, network=network, peers=[net.public_key for net, _ in servers], chain_id=CHAIN_ID,
-                     genesis_validators=VALIDATOR_KEYS, genesis_hash=GENESIS_HASH)
+                     genesis_validators=source.load_validators_at(1), genesis_hash=GENESIS_HASH)
     await network.start()
     started = time.perf_counter()
     outcome = await sync.run()

@@ -27,6 +27,11 @@ prefix      key                                  value
                                                  decides heights from it on
                                                  (written where it changes;
                                                  genesis: height 1)
+``G``       height (8 bytes)                     ``[header, certificate]`` of a
+                                                 block before a set change,
+                                                 below the height a state
+                                                 sync joined at (the proof it
+                                                 checked, kept to serve)
 ``V``       height + sequence (4 bytes)          an encoded vote this node
                                                  signed (only in a
                                                  ``VoteStore`` now; read
@@ -109,6 +114,7 @@ ACCOUNT_TRANSACTIONS = b"X"
 PAYMENT_SHARES = b"P"
 HOLDER_PAYMENTS = b"Q"
 VALIDATOR_SETS = b"W"
+CHANGE_POINTS = b"G"
 
 _CHAIN = META + b"chain"
 _VALIDATOR = META + b"validator"
@@ -417,6 +423,32 @@ class Store:
             raise StoreError(f"the store holds no validator set for height {height}")
         return history[index][1]
 
+    def load_validator_changes(self, *, after: int, up_to: int, limit: int) -> list[tuple[int, ValidatorSet]]:
+        """Up to ``limit`` ``(activation height, set)`` of the history ``W``, in height order,
+        with ``after < activation height <= up_to`` (genesis's set is at height 1)."""
+        history = self._load_validator_history()
+        start = bisect.bisect_right(history, after, key=lambda item: item[0])
+        found: list[tuple[int, ValidatorSet]] = []
+        for activation, validators in history[start:]:
+            if activation > up_to or len(found) >= limit:
+                break
+            found.append((activation, validators))
+        return found
+
+    def load_change_point(self, height: int) -> tuple[Header, bytes] | None:
+        """The header of block ``height`` and its encoded commit certificate: from the block
+        when this node keeps it, else as a state sync checked it (``G``); None if neither."""
+        block = self.db.get(_height_key(BLOCKS, height))
+        certificate = self.db.get(_height_key(CERTIFICATES, height))
+        if block is not None and certificate is not None:
+            return Header.from_fields(codec.decode_head(block, count=2, max_size=len(block) + 1), "block.header"), \
+                certificate
+        kept = self.db.get(_height_key(CHANGE_POINTS, height))
+        if kept is None:
+            return None
+        header, certificate = codec.read_fields(codec.decode(kept), "change point", 2)
+        return Header.from_fields(header, "change point.header"), codec.read_bytes(certificate, "change point")
+
     def _load_validator_history(self) -> list[tuple[int, ValidatorSet]]:
         if self._validator_history is None:
             self._validator_history = [
@@ -706,15 +738,34 @@ class Store:
                     batch.put(HELD_ASSETS + address + asset.encode(), b"")
 
     def finish_state_sync(
-        self, block: Block, certificate: CommitCertificate, lattice: LatticeHash, *, genesis_hash: bytes
+        self,
+        block: Block,
+        certificate: CommitCertificate,
+        lattice: LatticeHash,
+        *,
+        genesis_hash: bytes,
+        validator_sets: Sequence[tuple[int, ValidatorSet]],
+        change_points: Sequence[tuple[Header, CommitCertificate]],
     ) -> None:
         """Make the synced state this store's chain: its head is ``block`` (final by
-        ``certificate``), whose state root ``lattice`` gives; below it the store holds nothing."""
+        ``certificate``), whose state root ``lattice`` gives; below it the store holds no block.
+
+        ``validator_sets`` is the history ``W`` up to the height after ``block`` (genesis's set
+        at 1, then each checked change), and ``change_points`` the certified headers before
+        each change, kept to serve them: the synced node answers the set of every height and
+        serves the changes to the next node that joins."""
         if lattice.root() != block.header.state_root:
             raise StoreError(f"the synced state does not have block {block.height}'s state root")
         block.check_body()
         height = block.height
+        self._check_synced_history(height, validator_sets)
         with self.db.write_batch(transaction=True, sync=True) as batch:
+            for activation, validators in validator_sets:
+                batch.put(_height_key(VALIDATOR_SETS, activation), encode_validators(validators))
+            for header, point_certificate in change_points:
+                if header.height < height:
+                    batch.put(_height_key(CHANGE_POINTS, header.height),
+                              codec.encode([header.to_fields(), point_certificate.encode()]))
             batch.put(_GENESIS, genesis_hash)
             batch.put(_height_key(BLOCKS, height), block.encode())
             batch.put(_height_key(CERTIFICATES, height), certificate.encode())
@@ -727,7 +778,20 @@ class Store:
             # A vote record opened over this store is new or kept: it never inherits votes from here.
             batch.put(_VOTES_MOVED, b"")
             batch.delete(_SYNCING)
+        self._validators = None
+        self._validator_history = None
         self._recover()
+
+    def _check_synced_history(self, height: int, validator_sets: Sequence[tuple[int, ValidatorSet]]) -> None:
+        """The history given ends in the set the synced state holds for the next height."""
+        activations = [activation for activation, _ in validator_sets]
+        if not activations or activations[0] != 1 or activations != sorted(set(activations)) or \
+                activations[-1] > height + 1:
+            raise StoreError(f"a synced store's validator history runs from height 1 up to {height + 1}, "
+                             f"got activation heights {activations[:8]}")
+        value = self.db.get(STATE + VALIDATORS_KEY)
+        if value is None or decode_validators(value) != validator_sets[-1][1]:
+            raise StoreError(f"the validator history given does not end in the set the state at {height} holds")
 
 
 class StateView:

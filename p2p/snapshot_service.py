@@ -17,7 +17,9 @@ anything is read:
   bytes (``bytes_per_second``) that every answer is paid from; a peer whose
   bucket is empty is refused as ``over_budget`` until it refills;
 - an answer is one manifest page or one chunk (at most ``MAX_RANGE_ENTRIES``
-  entries and ``MAX_RANGE_BYTES`` bytes), read in a thread.
+  entries and ``MAX_RANGE_BYTES`` bytes), read in a thread, or at most
+  ``MAX_CHANGES_PER_ANSWER`` validator set changes (from the store's history
+  ``W``, few entries, kept in memory, and one header read per change).
 
 Refusals are answered (cheap, so the joining node asks elsewhere) and counted,
 never penalized: an honest node joining may ask faster than its share. A
@@ -35,7 +37,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from mura.chain.block import Header
+from mura.chain import codec
+from mura.chain.block import CommitCertificate, Header
+from mura.chain.governance import ValidatorSet
 from mura.chain.snapshot import MANIFEST_PAGE_RANGES, Manifest, build_manifest
 from mura.chain.store import StateView
 from mura.p2p.sync_messages import (
@@ -76,14 +80,9 @@ class SnapshotSource(Protocol):
 
     def load_certificate_bytes(self, height: int) -> bytes | None: ...
 
+    def load_validator_changes(self, *, after: int, up_to: int, limit: int) -> list[tuple[int, ValidatorSet]]: ...
 
-#: The validator set changes with activation heights in ``(after, up_to]``, at most ``limit``.
-LoadSetChanges = Callable[[int, int, int], list[SetChange]]
-
-
-def no_set_changes(after: int, up_to: int, limit: int) -> list[SetChange]:
-    """The validator set of genesis holds at every height."""
-    return []
+    def load_change_point(self, height: int) -> tuple[Header, bytes] | None: ...
 
 
 @dataclass(slots=True)
@@ -233,14 +232,12 @@ class SnapshotService:
         store: SnapshotSource,
         send: SendPayload,
         limits: SnapshotServingLimits = SnapshotServingLimits(),
-        load_set_changes: LoadSetChanges = no_set_changes,
         clock: Callable[[], float] | None = None,
     ) -> None:
         self._keeper = keeper
         self._store = store
         self._send = send
         self.limits = limits
-        self._load_set_changes = load_set_changes
         self._clock = clock
         self._buckets: dict[bytes, _Buckets] = {}
         self._serving: set[bytes] = set()
@@ -322,20 +319,36 @@ class SnapshotService:
 
     def _proof(self, request: ProofRequest) -> SyncMessage:
         height = request.height
-        if height < self._store.kept_from or height > self._store.height:
+        # Block H - 1 too (its header): a node that joined at H by state sync does not serve H.
+        if height <= self._store.kept_from or height > self._store.height:
             return Refusal(request.TAG, height, "not_kept")
         block = self._store.load_block_bytes(height)
         certificate = self._store.load_certificate_bytes(height)
-        if block is None or certificate is None:
+        parent = self._store.load_change_point(height - 1) if height > 1 else None
+        if block is None or certificate is None or (height > 1 and parent is None):
             return Refusal(request.TAG, height, "not_kept")
-        return Proof(height, block, certificate)
+        return Proof(height, block, certificate, parent[0] if parent is not None else self._genesis_header())
+
+    def _genesis_header(self) -> Header:
+        genesis = self._store.load_block_bytes(0)
+        assert genesis is not None, "a node that serves height 1 holds genesis"
+        return Header.from_fields(codec.decode_head(genesis, count=2, max_size=len(genesis) + 1), "genesis.header")
 
     def _set_changes(self, request: SetChangesRequest) -> SyncMessage:
+        """The changes from the history ``W`` with activation heights in ``(after, height + 1]``
+        (genesis's set, at 1, is no change), each with the certified header before it."""
         if request.height > self._store.height:
             return Refusal(request.TAG, request.height, "not_kept")
-        changes = self._load_set_changes(request.after, request.height, MAX_CHANGES_PER_ANSWER + 1)
-        complete = len(changes) <= MAX_CHANGES_PER_ANSWER
-        return SetChanges(request.height, tuple(changes[:MAX_CHANGES_PER_ANSWER]), complete)
+        history = self._store.load_validator_changes(after=max(request.after, 1), up_to=request.height + 1,
+                                                     limit=MAX_CHANGES_PER_ANSWER + 1)
+        changes = []
+        for activation, validators in history[:MAX_CHANGES_PER_ANSWER]:
+            point = self._store.load_change_point(activation - 1)
+            if point is None:
+                return Refusal(request.TAG, request.height, "not_kept")
+            header, certificate = point
+            changes.append(SetChange(header, CommitCertificate.decode(certificate), validators))
+        return SetChanges(request.height, tuple(changes), len(history) <= MAX_CHANGES_PER_ANSWER)
 
     def _answer(self, peer: bytes, kind: str, answer: SyncMessage) -> int:
         payload = encode_sync_message(answer)
@@ -363,5 +376,8 @@ def _payload_size(answer: SyncMessage) -> int:
     if isinstance(answer, ManifestPage):
         return sum(len(state_range.first_key) + 2060 for state_range in answer.ranges) + 16
     if isinstance(answer, Proof):
-        return len(answer.block) + len(answer.certificate) + 16
+        return len(answer.block) + len(answer.certificate) + 300
+    if isinstance(answer, SetChanges):
+        return sum(300 + 80 * len(change.certificate.signatures) + 400 * len(change.records)
+                   for change in answer.changes) + 16
     return 64

@@ -8,26 +8,40 @@ peer says until it is checked:
    until every configured peer has answered, or ``offer_grace_seconds`` after
    the first offer, or ``wait_seconds`` in all. With no offer it returns None
    and the node replays from genesis.
-2. *Proof.* For the highest height H offered, it asks a peer that offered it
-   for final block H with its commit certificate, and for the validator set
-   changes up to H: each is the certified header before the activation
-   height, checked against the set it already trusts (genesis first), whose
-   ``next_validators_hash`` binds the new set. The certificate of H is then
-   checked against set(H), and the block's body against its header. A peer
-   whose proof fails is penalized and another asked; a change left out or
-   forged makes a certificate fail.
-3. *Manifest.* It fetches the manifest of the snapshot at H page by page from
-   one peer and accepts it only if its ranges add up to header H's state root
-   (``mura.chain.snapshot.check_manifest``).
-4. *Chunks.* Each peer that offered H is asked for one range at a time. A
-   chunk is checked on its own against the manifest (``check_chunk``) in a
-   thread and written to the store; a chunk that fails is refused, its peer
-   penalized and asked nothing more, and the range is asked of another peer.
-   If no peer is left for a range, the manifest (or the height) is given up and
-   the next one tried.
-5. *Finish.* With every range in, the state's lattice is the manifest's total,
-   which is H's: the store is finished at H (``Store.finish_state_sync``) and
-   the node follows blocks from H + 1 by the usual catch-up.
+2. *Accounts of H.* For the highest height H offered, it asks the peers that
+   offered it, in key order, for their account of H and checks each:
+
+   - the validator set changes whose header is at most H: each is the
+     certified header before its activation height, checked against the set
+     trusted before it (genesis first), whose ``next_validators_hash`` is
+     ``validators_hash`` of the new set (``mura.chain.governance``);
+   - final block H with its commit certificate, checked against set(H) before
+     the body is decoded, and header H - 1, which block H's ``parent_hash``
+     binds: its ``next_validators_hash`` must be set(H)'s and header H's must
+     be set(H + 1)'s, so a change left out anywhere near H is seen, and set(H)
+     is exactly the one that decides H;
+   - the manifest of the snapshot at H, page by page, whose ranges must add up
+     to header H's state root (``mura.chain.snapshot.check_manifest``).
+
+   A peer whose account does not check has lied: it is penalized and asked
+   nothing more. An account that checks is taken only once f + 1 peers (f the
+   faults set(H) tolerates) have given the same one (the same changes and
+   sets, block and manifest: ``_Account.digest``): one of them is honest, and
+   honest nodes cut the same manifest from the same state. A manifest can add
+   up and still lie (lattice sum moved from one range to another); one nobody
+   else vouches for is set aside, its sender not penalized (nothing proves the
+   lie), and no honest chunk is ever checked against it.
+3. *Chunks.* Each peer that offered H is asked for one range at a time. A
+   chunk is checked on its own against the vouched manifest (``check_chunk``)
+   in a thread and written to the store; a chunk that fails can only be its
+   sender's lie: it is refused, its peer penalized and asked nothing more, and
+   the range is asked of another peer. If no peer is left for a range, the
+   height is given up and the next one tried.
+4. *Finish.* With every range in, the state's lattice is the manifest's total,
+   which is H's: the store is finished at H (``Store.finish_state_sync``) with
+   the validator history up to H + 1 and the certified headers of the changes,
+   and the node follows blocks from H + 1 by the usual catch-up, checking each
+   certificate against the set of its height.
 """
 
 from __future__ import annotations
@@ -42,6 +56,7 @@ from typing import Any, Protocol
 from mura.chain import codec
 from mura.chain.block import Block, CommitCertificate, Header, verify_certificate
 from mura.chain.errors import DecodeError, Invalid, InvalidCertificate
+from mura.chain.governance import ValidatorSet, validator_keys, validators_hash
 from mura.chain.keys import sha256
 from mura.chain.snapshot import MAX_RANGES, Manifest, SnapshotInvalid, StateRange, check_chunk, check_manifest
 from mura.chain.store import Store
@@ -130,39 +145,69 @@ class _Asked:
     answer: asyncio.Future[Answer]
 
 
-def validators_hash(keys: Sequence[bytes]) -> bytes:
-    """What a header's ``next_validators_hash`` is for the set with ``keys``, in order."""
-    return sha256(codec.encode(list(keys)))
+def faults_tolerated(validators: Sequence[object]) -> int:
+    """f: how many of a set of n = 3f + 1 (or more) may be faulty."""
+    return (len(validators) - 1) // 3
 
 
-def bound_validators_hash(header: Header) -> bytes | None:
-    """The hash of the next height's validator set ``header`` commits to, if headers carry one."""
-    value = getattr(header, "next_validators_hash", None)
-    return value if isinstance(value, bytes) else None
+ValidatorHistory = list[tuple[int, ValidatorSet]]
 
 
-def trusted_validators(
-    genesis_validators: Sequence[bytes], changes: Sequence[SetChange], *, chain_id: str, height: int
-) -> tuple[bytes, ...]:
-    """set(``height``), from the genesis set and the changes up to ``height``, each checked
-    against the set trusted before it; ``SetChangeRefused`` for one that does not check."""
-    current = tuple(genesis_validators)
-    last = 0
+def validator_history(
+    genesis_validators: ValidatorSet, changes: Sequence[SetChange], *, chain_id: str, height: int
+) -> ValidatorHistory:
+    """``(activation height, set)`` from genesis's set (at 1) through ``changes`` up to
+    ``height + 1``, each change checked against the set trusted before it;
+    ``SetChangeRefused`` for one that does not check."""
+    history: ValidatorHistory = [(1, genesis_validators)]
+    extend_history(history, changes, chain_id=chain_id, height=height)
+    return history
+
+
+def extend_history(history: ValidatorHistory, changes: Sequence[SetChange], *, chain_id: str, height: int) -> None:
+    """Append ``changes`` to ``history``, each checked against the last set before it."""
     for change in changes:
         header = change.header
-        if not last < change.activation_height <= height:
+        last, current = history[-1]
+        if not last < change.activation_height <= height + 1:
             raise SetChangeRefused(f"a validator set change at height {change.activation_height} is out of order")
         try:
             verify_certificate(change.certificate, chain_id=chain_id, height=header.height, block_hash=header.hash,
-                               validators=current)
+                               validators=validator_keys(current))
         except InvalidCertificate as error:
             raise SetChangeRefused(f"the header before the change at {change.activation_height}: {error.message}") \
                 from None
-        keys = tuple(record[0] for record in change.records)
-        if not keys or bound_validators_hash(header) != validators_hash(keys):
+        if not change.records or header.next_validators_hash != validators_hash(change.records):
             raise SetChangeRefused(f"header {header.height} does not bind the set given for {header.height + 1}")
-        current, last = keys, change.activation_height
-    return current
+        history.append((change.activation_height, change.records))
+
+
+def set_at(history: ValidatorHistory, height: int) -> ValidatorSet:
+    """The set of ``history`` that decides ``height``."""
+    return [validators for activation, validators in history if activation <= height][-1]
+
+
+@dataclass(frozen=True, slots=True)
+class _Account:
+    """What one peer says of height H, checked as far as one peer's word can be."""
+
+    changes: tuple[SetChange, ...]
+    history: ValidatorHistory
+    block: Block
+    certificate: CommitCertificate
+    manifest: Manifest
+
+    @property
+    def validators(self) -> ValidatorSet:
+        """set(H), exactly (header H - 1 binds it)."""
+        return set_at(self.history, self.block.height)
+
+    @property
+    def digest(self) -> bytes:
+        """The same for every honest peer's account of H (certificates aside: each node holds
+        the quorum of signatures it saw)."""
+        return sha256(codec.encode([[change.account_fields() for change in self.changes], self.block.hash,
+                                    self.manifest.digest]))
 
 
 class StateSync:
@@ -175,7 +220,7 @@ class StateSync:
         network: SyncNetwork,
         peers: Sequence[bytes],
         chain_id: str,
-        genesis_validators: Sequence[bytes],
+        genesis_validators: ValidatorSet,
         genesis_hash: bytes,
         settings: SyncSettings = SyncSettings(),
         clock: Callable[[], float] = time.monotonic,
@@ -303,45 +348,59 @@ class StateSync:
         return answer if isinstance(answer, Offers) else None
 
     async def _sync_height(self, height: int, servers: list[bytes]) -> SyncOutcome | None:
-        proven = await self._fetch_proof(height, servers)
-        if proven is None:
+        account = await self._vouched_account(height, servers)
+        if account is None:
             return None
-        block, certificate = proven
-        tried_manifests: set[bytes] = set()
+        manifest = account.manifest
+        LOG.info("state sync: fetching the state at height %d (%d entries in %d ranges, %d validator set changes) "
+                 "from %d peers", height, manifest.entries, len(manifest.ranges), len(account.changes), len(servers))
+        outcome = await self._fetch_state(manifest, servers)
+        if outcome is None:
+            return None
+        self._store.finish_state_sync(
+            account.block, account.certificate, manifest.lattice(), genesis_hash=self._genesis_hash,
+            validator_sets=account.history,
+            change_points=[(change.header, change.certificate) for change in account.changes],
+        )
+        LOG.info("state sync: the state at height %d is in (%d entries, %d chunks, %d chunks refused)",
+                 height, outcome.entries, outcome.chunks, outcome.refused_chunks)
+        return outcome
+
+    # --- accounts of height H -------------------------------------------------------------
+
+    async def _vouched_account(self, height: int, servers: list[bytes]) -> _Account | None:
+        """The account of ``height`` that f + 1 of ``servers`` give alike, asked in key order."""
+        vouched: dict[bytes, list[bytes]] = {}
         for peer in servers:
             if peer in self._distrusted:
                 continue
-            manifest = await self._fetch_manifest(peer, block.header)
-            if manifest is None or manifest.digest in tried_manifests:
+            account = await self._account_from(peer, height)
+            if account is None:
                 continue
-            tried_manifests.add(manifest.digest)
-            LOG.info("state sync: fetching the state at height %d (%d entries in %d ranges) from %d peers",
-                     height, manifest.entries, len(manifest.ranges), len(servers))
-            outcome = await self._fetch_state(manifest, servers)
-            if outcome is not None:
-                self._store.finish_state_sync(block, certificate, manifest.lattice(), genesis_hash=self._genesis_hash)
-                LOG.info("state sync: the state at height %d is in (%d entries, %d chunks, %d chunks refused)",
-                         height, outcome.entries, outcome.chunks, outcome.refused_chunks)
-                return outcome
+            vouchers = vouched.setdefault(account.digest, [])
+            vouchers.append(peer)
+            if len(vouchers) > faults_tolerated(account.validators):
+                return account
+        if vouched:
+            LOG.warning("state sync: no account of height %d is given alike by enough peers (%s); "
+                        "none of them is blamed", height, ", ".join(str(len(peers)) for peers in vouched.values()))
         return None
 
-    # --- proof of height H ----------------------------------------------------------------
+    async def _account_from(self, peer: bytes, height: int) -> _Account | None:
+        """``peer``'s account of ``height``, checked; None if it does not give one, or lies."""
+        try:
+            changes, history = await self._set_changes_from(peer, height)
+            block, certificate = await self._proof_from(peer, height, history)
+            manifest = await self._manifest_from(peer, block.header)
+        except _PeerGone:
+            return None
+        except Invalid as error:
+            self._distrust(peer, error)
+            return None
+        return _Account(tuple(changes), history, block, certificate, manifest)
 
-    async def _fetch_proof(self, height: int, servers: list[bytes]) -> tuple[Block, CommitCertificate] | None:
-        for peer in servers:
-            if peer in self._distrusted:
-                continue
-            try:
-                return await self._proof_from(peer, height)
-            except _PeerGone:
-                continue
-            except Invalid as error:
-                self._distrust(peer, error)
-        return None
-
-    async def _proof_from(self, peer: bytes, height: int) -> tuple[Block, CommitCertificate]:
-        changes = await self._set_changes_from(peer, height)
-        validators = trusted_validators(self._genesis_validators, changes, chain_id=self._chain_id, height=height)
+    async def _proof_from(self, peer: bytes, height: int, history: ValidatorHistory) \
+            -> tuple[Block, CommitCertificate]:
         answer = await self._ask(peer, ProofRequest(height))
         assert isinstance(answer, Proof)
         certificate = CommitCertificate.decode(answer.certificate)
@@ -350,44 +409,44 @@ class StateSync:
                                     "block.header")
         if header.height != height:
             raise DecodeError(f"the proof of height {height} holds block {header.height}")
+        validators = set_at(history, height)
         verify_certificate(certificate, chain_id=self._chain_id, height=height, block_hash=header.hash,
-                           validators=validators)
+                           validators=validator_keys(validators))
+        parent = answer.parent
+        if parent.height != height - 1 or parent.hash != header.parent_hash:
+            raise SetChangeRefused(f"the header given before block {height} is not its parent")
+        if parent.next_validators_hash != validators_hash(validators):
+            raise SetChangeRefused(f"header {height - 1} binds another set for height {height}: a change is left out")
+        if header.next_validators_hash != validators_hash(set_at(history, height + 1)):
+            raise SetChangeRefused(f"header {height} binds another set for height {height + 1}: a change is left out")
         return Block.decode(answer.block), certificate
 
-    async def _set_changes_from(self, peer: bytes, height: int) -> list[SetChange]:
+    async def _set_changes_from(self, peer: bytes, height: int) -> tuple[list[SetChange], ValidatorHistory]:
+        """``peer``'s changes up to ``height`` and the history they make, each page checked as it
+        comes (a page must go on from the last: a peer cannot keep the node asking)."""
         changes: list[SetChange] = []
-        after = 0
+        history: ValidatorHistory = [(1, self._genesis_validators)]
         while True:
-            answer = await self._ask(peer, SetChangesRequest(height, after))
+            answer = await self._ask(peer, SetChangesRequest(height, history[-1][0]))
             assert isinstance(answer, SetChanges)
+            extend_history(history, answer.changes, chain_id=self._chain_id, height=height)
             changes.extend(answer.changes)
             if answer.complete or not answer.changes:
-                return changes
-            after = answer.changes[-1].activation_height
-            if after > height:
-                raise SetChangeRefused(f"a validator set change at {after}, above the height asked for")
+                return changes, history
 
-    # --- the manifest ---------------------------------------------------------------------
-
-    async def _fetch_manifest(self, peer: bytes, header: Header) -> Manifest | None:
+    async def _manifest_from(self, peer: bytes, header: Header) -> Manifest:
         ranges: list[StateRange] = []
         total: int | None = None
-        try:
-            while total is None or len(ranges) < total:
-                answer = await self._ask(peer, ManifestRequest(header.height, len(ranges)))
-                assert isinstance(answer, ManifestPage)
-                if total is None:
-                    total = answer.total
-                if answer.total != total or not answer.ranges or answer.total > MAX_RANGES:
-                    raise SnapshotInvalid(f"a manifest page that does not follow the {total} ranges announced")
-                ranges.extend(answer.ranges[: total - len(ranges)])
-            manifest = Manifest(header.height, tuple(ranges))
-            check_manifest(manifest, header.state_root)
-        except _PeerGone:
-            return None
-        except Invalid as error:
-            self._distrust(peer, error)
-            return None
+        while total is None or len(ranges) < total:
+            answer = await self._ask(peer, ManifestRequest(header.height, len(ranges)))
+            assert isinstance(answer, ManifestPage)
+            if total is None:
+                total = answer.total
+            if answer.total != total or not answer.ranges or answer.total > MAX_RANGES:
+                raise SnapshotInvalid(f"a manifest page that does not follow the {total} ranges announced")
+            ranges.extend(answer.ranges[: total - len(ranges)])
+        manifest = Manifest(header.height, tuple(ranges))
+        check_manifest(manifest, header.state_root)
         return manifest
 
     # --- the chunks -----------------------------------------------------------------------

@@ -11,10 +11,12 @@ request                  answer
 =======================  =========================================================
 ``OffersRequest``        ``Offers``: the peer's head and the heights of the
                          snapshots it serves
-``ProofRequest(H)``      ``Proof``: final block H and its commit certificate
-``SetChangesRequest``    ``SetChanges``: the validator set changes up to H, each
-                         the certified header before its activation height and
-                         the new set
+``ProofRequest(H)``      ``Proof``: final block H, its commit certificate and
+                         header H - 1 (whose ``next_validators_hash`` binds set(H))
+``SetChangesRequest``    ``SetChanges``: the validator set changes whose header is
+                         at most H (activation heights up to H + 1), each the
+                         certified header before its activation height and the
+                         new set
 ``ManifestRequest``      ``ManifestPage``: ranges of the manifest of the
                          snapshot at H, from a range index on
 ``ChunkRequest(H, i)``   ``Chunk``: the entries of range i of the snapshot at H
@@ -31,7 +33,8 @@ from typing import Any, TypeGuard
 from mura.chain import codec
 from mura.chain.block import MAX_ENCODED_BLOCK_BYTES, MAX_VALIDATORS, CommitCertificate, Header
 from mura.chain.errors import DecodeError
-from mura.chain.keys import PUBLIC_KEY_SIZE, SIGNATURE_SIZE
+from mura.chain.governance import ValidatorSet, read_validator_set
+from mura.chain.keys import SIGNATURE_SIZE
 from mura.chain.snapshot import MAX_RANGES, StateRange, read_entries, read_ranges
 
 #: The frame kind of every state sync message.
@@ -43,8 +46,6 @@ MAX_CHANGES_PER_ANSWER = 32
 #: Longest text of a refusal's reason.
 MAX_REASON_LENGTH = 64
 _MAX_CERTIFICATE_BYTES = 64 + MAX_VALIDATORS * (SIGNATURE_SIZE + 8)
-_MAX_NAME_LENGTH = 64
-_MAX_ADDRESS_LENGTH = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,20 +85,23 @@ class ProofRequest:
 
 @dataclass(frozen=True, slots=True)
 class Proof:
-    """A final block and its commit certificate, as stored (checked by the receiver)."""
+    """A final block and its commit certificate, as stored, and the header before it (checked by the receiver)."""
 
     TAG = 3
     height: int
     block: bytes
     certificate: bytes
+    #: Header ``height - 1``: the block's ``parent_hash`` binds it, and its ``next_validators_hash`` set(height).
+    parent: Header
 
     def to_fields(self) -> list[Any]:
-        return [self.height, self.block, self.certificate]
+        return [self.height, self.block, self.certificate, self.parent.to_fields()]
 
 
 @dataclass(frozen=True, slots=True)
 class SetChangesRequest:
-    """Send the validator set changes with activation heights above ``after`` and at most ``height``."""
+    """Send the validator set changes with activation heights above ``after`` whose header (the
+    block before the activation height) is at most ``height``."""
 
     TAG = 4
     height: int
@@ -115,34 +119,30 @@ class SetChange:
     header: Header
     #: Its commit certificate, by the set in force at ``header.height``.
     certificate: CommitCertificate
-    #: The new set, in order: ``(public key, name, peer address)``.
-    records: tuple[tuple[bytes, str, str], ...]
+    #: The new set, in order, as the state keeps it.
+    records: ValidatorSet
 
     @property
     def activation_height(self) -> int:
         return self.header.height + 1
 
     def to_fields(self) -> list[Any]:
-        return [self.header.to_fields(), self.certificate.encode(), [list(record) for record in self.records]]
+        return [self.header.to_fields(), self.certificate.encode(), [record.to_fields() for record in self.records]]
+
+    def account_fields(self) -> list[Any]:
+        """What every honest node says alike of this change (certificates differ from node to
+        node: each holds the quorum of signatures it saw)."""
+        return [self.header.hash, [record.to_fields() for record in self.records]]
 
     @classmethod
     def from_fields(cls, value: Any, what: str) -> SetChange:
         header, certificate, records = codec.read_fields(value, what, 3)
-        items = codec.read_list(records, f"{what}.records", max_length=MAX_VALIDATORS)
-        read = []
-        for position, item in enumerate(items):
-            key, name, address = codec.read_fields(item, f"{what}.records[{position}]", 3)
-            read.append((
-                codec.read_bytes(key, f"{what}.records[{position}].public_key", length=PUBLIC_KEY_SIZE),
-                codec.read_str(name, f"{what}.records[{position}].name", max_length=_MAX_NAME_LENGTH),
-                codec.read_str(address, f"{what}.records[{position}].address", max_length=_MAX_ADDRESS_LENGTH),
-            ))
         return cls(
             Header.from_fields(header, f"{what}.header"),
             CommitCertificate.decode(
                 codec.read_bytes(certificate, f"{what}.certificate", max_length=_MAX_CERTIFICATE_BYTES)
             ),
-            tuple(read),
+            read_validator_set(records, f"{what}.records", MAX_VALIDATORS),
         )
 
 
@@ -271,11 +271,12 @@ def _read_proof_request(fields: list[Any]) -> SyncMessage:
 
 
 def _read_proof(fields: list[Any]) -> SyncMessage:
-    height, block, certificate = codec.read_fields(fields, "proof", 3)
+    height, block, certificate, parent = codec.read_fields(fields, "proof", 4)
     return Proof(
         _height(height, "proof.height"),
         codec.read_bytes(block, "proof.block", max_length=MAX_ENCODED_BLOCK_BYTES),
         codec.read_bytes(certificate, "proof.certificate", max_length=_MAX_CERTIFICATE_BYTES),
+        Header.from_fields(parent, "proof.parent"),
     )
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from mura.chain.governance import ValidatorSet
 from mura.chain.pending import balance_key
 from mura.chain.snapshot import (
     MAX_RANGE_BYTES,
@@ -210,6 +211,10 @@ def test_a_manifest_with_sums_moved_between_ranges_adds_up_but_honest_chunks_fai
 # --- a store filled by a state sync -----------------------------------------------------------
 
 
+def history_of(source: Store) -> list[tuple[int, ValidatorSet]]:
+    return source.load_validator_changes(after=0, up_to=source.height + 1, limit=100)
+
+
 def test_synced_store_holds_the_state_from_its_height_on(source: Store, manifest: Manifest, tmp_path: Path) -> None:
     store = Store(tmp_path / "joined")
     try:
@@ -219,7 +224,8 @@ def test_synced_store_holds_the_state_from_its_height_on(source: Store, manifest
         block, certificate = source.load_block(source.height), source.load_certificate(source.height)
         assert block is not None and certificate is not None
         assert store.sync_unfinished and not store.initialized
-        store.finish_state_sync(block, certificate, manifest.lattice(), genesis_hash=b"g" * 32)
+        store.finish_state_sync(block, certificate, manifest.lattice(), genesis_hash=b"g" * 32,
+                                validator_sets=history_of(source), change_points=[])
         assert not store.sync_unfinished
         assert (store.height, store.kept_from, store.head.hash) == (source.height, source.height, source.head.hash)
         assert store.recompute_lattice().root() == store.head.state_root
@@ -261,7 +267,8 @@ def test_invalid_finish_with_a_lattice_not_the_blocks(source: Store, manifest: M
         block, certificate = source.load_block(source.height), source.load_certificate(source.height)
         assert block is not None and certificate is not None
         with pytest.raises(StoreError, match="does not have block"):
-            store.finish_state_sync(block, certificate, lattice_of(chunk(source, manifest, 0)), genesis_hash=b"g" * 32)
+            store.finish_state_sync(block, certificate, lattice_of(chunk(source, manifest, 0)), genesis_hash=b"g" * 32,
+                                    validator_sets=history_of(source), change_points=[])
         assert not store.initialized
     finally:
         store.close()

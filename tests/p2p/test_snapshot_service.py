@@ -19,12 +19,14 @@ from mura.p2p.sync_messages import (
     OffersRequest,
     ProofRequest,
     Refusal,
+    SetChanges,
+    SetChangesRequest,
     SyncMessage,
     decode_sync_message,
 )
 from mura.tests.ledger_fixtures import certify, seal
 from mura.tests.p2p.conftest import wait_for
-from mura.tests.snapshot_fixtures import populated_store
+from mura.tests.snapshot_fixtures import governed_store, populated_store
 
 PEER = b"p" * 32
 OTHER = b"q" * 32
@@ -170,9 +172,59 @@ async def test_a_proof_is_the_stored_block_and_certificate_and_nothing_above_the
     service.on_request(PEER, ProofRequest(source.height))
     await wait_for(lambda: bool(wire.sent), "the proof")
     proof = wire.last()
+    parent = source.load_block(source.height - 1)
+    assert parent is not None
     assert proof == decode_sync_message([3, source.height, source.load_block_bytes(source.height),
-                                         source.load_certificate_bytes(source.height)])
+                                         source.load_certificate_bytes(source.height), parent.header.to_fields()])
     service.on_request(PEER, ProofRequest(source.height + 1))
     await wait_for(lambda: isinstance(wire.last(), Refusal), "the refusal")
     assert wire.last() == Refusal(ProofRequest.TAG, source.height + 1, "not_kept")
     await service.stop()
+
+
+async def test_set_changes_are_served_from_the_history_with_the_certified_header_before_each(tmp_path: Path) -> None:
+    """Activation heights in (after, H + 1]: the change deciding 12 is served for H = 11, not for 10."""
+    source = governed_store(tmp_path / "data", holders=10, height=14)
+    wire = Wire()
+    service = SnapshotService(keeper=None, store=source, send=wire.send)
+    try:
+        for height, after, expected in ((14, 0, [7, 12]), (11, 0, [7, 12]), (10, 0, [7]), (14, 7, [12]),
+                                        (6, 0, [7]), (5, 0, [])):
+            wire.sent.clear()
+            service.on_request(PEER, SetChangesRequest(height, after))
+            await wait_for(lambda: bool(wire.sent), "the changes")
+            answer = wire.last()
+            assert isinstance(answer, SetChanges) and answer.complete
+            assert [change.activation_height for change in answer.changes] == expected, (height, after)
+            for change in answer.changes:
+                block = source.load_block(change.header.height)
+                assert block is not None and change.header == block.header
+                assert change.certificate == source.load_certificate(change.header.height)
+                assert change.records == source.load_validators_at(change.activation_height)
+        wire.sent.clear()
+        service.on_request(PEER, SetChangesRequest(15, 0))
+        await wait_for(lambda: bool(wire.sent), "the refusal")
+        assert wire.last() == Refusal(SetChangesRequest.TAG, 15, "not_kept")
+    finally:
+        await service.stop()
+        source.close()
+
+
+async def test_set_changes_come_a_page_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("mura.p2p.snapshot_service.MAX_CHANGES_PER_ANSWER", 1)
+    source = governed_store(tmp_path / "data", holders=10, height=14)
+    wire = Wire()
+    service = SnapshotService(keeper=None, store=source, send=wire.send)
+    try:
+        pages = []
+        for after in (0, 7):
+            wire.sent.clear()
+            service.on_request(PEER, SetChangesRequest(14, after))
+            await wait_for(lambda: bool(wire.sent), "a page")
+            answer = wire.last()
+            assert isinstance(answer, SetChanges)
+            pages.append(([change.activation_height for change in answer.changes], answer.complete))
+        assert pages == [([7], False), ([12], True)]
+    finally:
+        await service.stop()
+        source.close()

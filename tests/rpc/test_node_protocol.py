@@ -167,10 +167,11 @@ async def test_discover_documents_params_results_and_errors(paused: TestNode) ->
     methods = {method["name"]: method for method in (await paused.rpc.result("rpc.discover"))["methods"]}
     codes = {name: [error["code"] for error in method.get("errors", [])] for name, method in methods.items()}
     assert codes == {
-        "chain_status": [], "chain_getBlock": [-32020], "chain_getTransaction": [-32021, -32023],
-        "chain_getCertificate": [-32020, -32022], "chain_validators": [-32027], "account_getBalance": [-32024],
-        "account_get": [], "account_getBalances": [-32020], "account_getTransactions": [],
-        "asset_list": [], "asset_get": [-32024], "asset_getHolders": [-32024, -32020],
+        "chain_status": [], "chain_getBlock": [-32020, -32040], "chain_getTransaction": [-32021, -32023],
+        "chain_getCertificate": [-32020, -32040, -32022], "chain_validators": [-32027],
+        "account_getBalance": [-32024], "account_get": [], "account_getBalances": [-32020, -32040],
+        "account_getTransactions": [], "asset_list": [], "asset_get": [-32024],
+        "asset_getHolders": [-32024, -32020, -32040],
         "bond_list": [], "bond_get": [-32024, -32025], "bond_getPayments": [-32024, -32025],
         "offering_get": [-32024, -32025, -32026], "bond_getUseOfProceeds": [-32024, -32025],
         "tx_submit": [-32010, -32011], "tx_wait": [-32030, -32023, -32000, -32001],

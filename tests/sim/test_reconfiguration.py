@@ -69,7 +69,7 @@ def test_grow_from_four_to_seven(seed: int) -> None:
     simulation = run(ReconfigurationFault.GROW, seed)
     assert_sound(simulation)
     assert final_set(simulation) == tuple(key.public_key for key in validator_keys(4) + joiner_keys(3))
-    kinds = Counter(tx.kind for final in leader(simulation).ledger.finals for tx in final.block.transactions)
+    kinds = Counter(tx.kind for block in leader(simulation).ledger.final_blocks() for tx in block.transactions)
     assert kinds["propose"] == 3 and kinds["approve"] >= 3 * 2
     # Each new validator followed without signing anything, caught up, then took part:
     # it signed certificates once added, and voted at no height before that.
