@@ -400,17 +400,13 @@ class Replica:
         return actions
 
     def _on_block_request(self, request: BlockRequest, origin: int | None) -> list[Action]:
-        """Final blocks go to the requester named inside; only that validator may ask. (The
-        node answers these in the requester's link task, with the same rule, and never
-        passes them here.)"""
-        if request.requester is None or origin is None:
-            # From a node that is no validator here: answered by the link it came by,
-            # before the replica (see above).
+        """Final blocks go back to the validator that delivered the request, whatever place
+        it names (``requester`` is its place in the set of its own height, which may not be
+        this one's); the blocks prove themselves. From a node that is no validator here,
+        the driver answers by the link it came by. (The node answers every request in the
+        requester's link task, and never passes them here.)"""
+        if origin is None:
             return []
-        if request.height <= self.height and self.validator_key(request.height, request.requester) != (
-            self.validators.keys[origin]
-        ):
-            raise InvalidMessage(f"block request names validator {request.requester}, delivered by validator {origin}")
         return self._serve(origin, request.height)
 
     def _defer(self, committing: Committing, message: Message, origin: int | None) -> list[Action]:
