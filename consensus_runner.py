@@ -32,6 +32,7 @@ from mura.chain.errors import DecodeError, Invalid
 from mura.chain.store import Store, StoreError
 from mura.chain.verify import SignatureVerifier, VerifierStopped
 from mura.consensus.driver import Driver, Ledger
+from mura.consensus.errors import penalized
 from mura.consensus.evidence import Equivocation
 from mura.consensus.messages import (
     BlockRequest,
@@ -117,6 +118,8 @@ class NetworkTransport:
         self.block_service = block_service
         #: Final blocks being served to peers that are behind, by public key.
         self.serving: dict[bytes, asyncio.Task[int]] = {}
+        #: Block requests sent to another peer than the one asked (it had no link).
+        self._fallbacks = 0
 
     @property
     def validators(self) -> tuple[bytes, ...]:
@@ -142,7 +145,22 @@ class NetworkTransport:
 
     def send(self, validator: int, message: Message) -> None:
         peer = self.validators[validator]
+        if isinstance(message, BlockRequest):
+            self._queue(message, lambda data: self._request_blocks(peer, data))
+            return
         self._queue(message, lambda data: self.network.send(peer, CONSENSUS_KIND, data))
+
+    def _request_blocks(self, peer: bytes, data: bytes) -> bool:
+        """A block request goes to the validator asked; when it has no link (validators of a
+        set this node has not caught up with may have replaced it all), to the other linked
+        peers in turn: the answer proves itself."""
+        if self.network.send(peer, CONSENSUS_KIND, data):
+            return True
+        others = self.network.connected_peers()
+        if not others:
+            return False
+        self._fallbacks += 1
+        return self.network.send(others[self._fallbacks % len(others)], CONSENSUS_KIND, data)
 
     def relay(self, message: Message, exclude: frozenset[int]) -> None:
         excluded = [self.validators[index] for index in exclude] + self._outsiders()
@@ -393,10 +411,13 @@ class ConsensusRunner:
         if message_tag(raw) is Tag.BLOCK_REQUEST:
             await self._on_block_request(peer, decode_message(raw))
             return
-        if not self.takes_part(peer):
-            # An observer (or a validator removed, or not yet added) follows final blocks:
-            # it asks for them, and has no other part in consensus.
-            raise InvalidMessageSender("consensus messages are taken from validators only")
+        if message_tag(raw) is not Tag.FINAL_BLOCK and not self.takes_part(peer):
+            # No validator of the heights in progress here: an observer, one removed, or a
+            # validator of a set this node has not reached yet (it is behind). Its votes
+            # are dropped unread and without blame (this node may be the one behind); its
+            # final blocks prove themselves and are taken.
+            self.inbox.dropped["not_a_validator_here"] += 1
+            return
         now = time.monotonic()
         digest = self.inbox.repeated(raw, now)
         if digest is None:
@@ -410,14 +431,8 @@ class ConsensusRunner:
     async def _on_block_request(self, peer: bytes, message: Message) -> None:
         if not isinstance(message, BlockRequest):
             raise InvalidMessageSender("a block request frame holds another message")
-        requester, replica = message.requester, self.replica
-        if requester is not None and message.height <= replica.height and (
-            replica.validator_key(message.height, requester) != peer
-        ):
-            # Final blocks go back by the link the request came by; one that names a
-            # validator (by its place in the set of the height it asks from) must come
-            # from it.
-            raise InvalidMessageSender(f"block request names validator {requester}, sent by another peer")
+        # Final blocks go back by the link the request came by, whatever place in a set
+        # its ``requester`` names: they prove themselves.
         await self.block_service.serve(peer, message.height, now_ms())
 
     # --- the task -------------------------------------------------------------------------
@@ -453,7 +468,9 @@ class ConsensusRunner:
         if event == "message":
             peer, message, size = argument
             self.inbox.release(peer, size)
-            driver.receive(message, origin=self._validator_index(peer))
+            origin = self._validator_index(peer)
+            if origin is not None or not isinstance(message, FinalBlock) or self._proves_itself(peer, message):
+                driver.receive(message, origin=origin)
         elif event == "peer":
             driver.peer_connected(argument)
         elif event == "timeout":
@@ -467,6 +484,22 @@ class ConsensusRunner:
             self._log_view_change(view, view_change_reason(replica, self.names, event, message))
         elif replica.height > height:
             self._log_view_at_new_height(view)
+
+    def _proves_itself(self, peer: bytes, final: FinalBlock) -> bool:
+        """A final block from a peer that is no validator of this height is checked here,
+        before the replica takes it: the replica cannot name that peer, so a certificate
+        that does not verify counts against it here."""
+        replica = self.replica
+        if not replica.wants_final_block(final.height):
+            return True  # the replica drops it unread
+        try:
+            replica.check_certificate(final)
+        except Invalid as error:
+            replica.rejected[error.rule] += 1
+            if penalized(error):
+                self.network.penalize(peer, f"consensus message refused: {error.rule}")
+            return False
+        return True
 
     async def _verify_ahead(self, message: Message) -> None:
         """Verify the transaction signatures of a block the replica is about to check, off

@@ -357,7 +357,7 @@ class TooManyProposals(InvalidTransaction):
 
 
 class InvalidValidatorInfo(InvalidTransaction):
-    """A proposed validator's name or peer address is malformed; ``field`` names which."""
+    """A proposed validator's name, peer address or key is malformed; ``field`` names which."""
 
     rule = "invalid_validator_info"
 

@@ -60,6 +60,7 @@ from mura.chain.governance import (
     validator_keys,
     validator_name_problem,
 )
+from mura.chain.keys import weak_key_problem
 from mura.chain.pending import (
     ISSUER_COUNT_KEY,
     LAST_PROPOSAL_KEY,
@@ -160,7 +161,13 @@ def validate_validator(pending: PendingState, transaction: Transaction) -> None:
 
 def validate_change_format(change: Change) -> None:
     """A new validator has a name of 1 to 64 lowercase letters, digits or '-' and a peer
-    address ``host:port``; a rotation's new address, if any, is ``host:port``."""
+    address ``host:port``; a rotation's new address, if any, is ``host:port``; a key a
+    change brings in is a point of the curve, not of small order (``weak_key_problem``)."""
+    new_key = change.public_key if isinstance(change, AddValidator) else None
+    new_key = change.new_key if isinstance(change, ReplaceKey) else new_key
+    key_problem = None if new_key is None else weak_key_problem(new_key)
+    if key_problem is not None:
+        raise InvalidValidatorInfo(f"the new validator's key is {key_problem}", field="public_key")
     name_problem = validator_name_problem(change.name) if isinstance(change, AddValidator) else None
     if name_problem is not None:
         raise InvalidValidatorInfo(name_problem, field="name")

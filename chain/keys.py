@@ -81,6 +81,52 @@ def verify_signature(public_key: bytes, signature: bytes, message: bytes) -> boo
     return True
 
 
+# Ed25519's curve, for the one check the signature library does not make (``weak_key_problem``).
+_P = 2**255 - 19
+_D = -121665 * pow(121666, -1, _P) % _P
+
+
+def weak_key_problem(public_key: bytes) -> str | None:
+    """Why ``public_key`` cannot be a validator's key (None if it can): it must encode a
+    point of the curve canonically, and not one of the eight of small order, for which
+    one signature verifies for many messages (anyone could sign as such a key)."""
+    if len(public_key) != PUBLIC_KEY_SIZE:
+        return f"a public key is {PUBLIC_KEY_SIZE} bytes"
+    point = _decode_point(public_key)
+    if point is None:
+        return "not a point of the Ed25519 curve (or not in its canonical form)"
+    for _ in range(3):
+        point = _add(point, point)
+    if point == (0, 1):
+        return "a point of small order, for which signatures can be forged"
+    return None
+
+
+def _decode_point(encoded: bytes) -> tuple[int, int] | None:
+    """RFC 8032, 5.1.3: the point ``encoded`` names, or None."""
+    number = int.from_bytes(encoded, "little")
+    y, sign = number & ((1 << 255) - 1), number >> 255
+    if y >= _P:
+        return None
+    square = (y * y - 1) * pow(_D * y * y + 1, -1, _P) % _P
+    if square == 0:
+        return None if sign else (0, y)
+    x = pow(square, (_P + 3) // 8, _P)
+    if (x * x - square) % _P:
+        x = x * pow(2, (_P - 1) // 4, _P) % _P
+    if (x * x - square) % _P:
+        return None
+    return (_P - x if x & 1 != sign else x), y
+
+
+def _add(first: tuple[int, int], second: tuple[int, int]) -> tuple[int, int]:
+    (x1, y1), (x2, y2) = first, second
+    cross = _D * x1 * x2 * y1 * y2 % _P
+    x = (x1 * y2 + x2 * y1) * pow(1 + cross, -1, _P) % _P
+    y = (y1 * y2 + x1 * x2) * pow(1 - cross, -1, _P) % _P
+    return x, y
+
+
 @dataclass(frozen=True, slots=True)
 class SigningKey:
     """An Ed25519 private key together with its public key."""

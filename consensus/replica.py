@@ -171,6 +171,7 @@ class Replica:
             view_window=config.view_window,
             check_heights=config.double_sign_check_heights,
         )
+        self.double_sign.first_height = self._membership_start(self.height)
         #: Validator index -> the highest height at which this replica took a vote of
         #: theirs with a valid signature (a PRE-PREPARE, PREPARE, COMMIT, VIEW-CHANGE or
         #: NEW-VIEW, or a COMMIT in a final block's certificate), its own signed votes
@@ -399,17 +400,13 @@ class Replica:
         return actions
 
     def _on_block_request(self, request: BlockRequest, origin: int | None) -> list[Action]:
-        """Final blocks go to the requester named inside; only that validator may ask. (The
-        node answers these in the requester's link task, with the same rule, and never
-        passes them here.)"""
-        if request.requester is None or origin is None:
-            # From a node that is no validator here: answered by the link it came by,
-            # before the replica (see above).
+        """Final blocks go back to the validator that delivered the request, whatever place
+        it names (``requester`` is its place in the set of its own height, which may not be
+        this one's); the blocks prove themselves. From a node that is no validator here,
+        the driver answers by the link it came by. (The node answers every request in the
+        requester's link task, and never passes them here.)"""
+        if origin is None:
             return []
-        if request.height <= self.height and self.validator_key(request.height, request.requester) != (
-            self.validators.keys[origin]
-        ):
-            raise InvalidMessage(f"block request names validator {request.requester}, delivered by validator {origin}")
         return self._serve(origin, request.height)
 
     def _defer(self, committing: Committing, message: Message, origin: int | None) -> list[Action]:
@@ -597,7 +594,7 @@ class Replica:
         """Leave the current view for ``view`` and ask for it with a VIEW-CHANGE. At the
         first height a new vote record goes straight to the first view it may sign in:
         waiting in one it may not would leave the others a validator short there."""
-        if self.height == 1:
+        if self.height == self.guard.first_height:
             view = max(view, self.guard.from_view)
         changing = self._leave_view(view)
         actions = self._schedule_resend(changing, now_ms)
@@ -839,7 +836,16 @@ class Replica:
         self.later_heights.validators_changed(faulty=validators.faulty)
         self.held.renumber(lambda index: validators.indexes.get(before.keys[index]))
         self.double_sign.validators_changed(validators, self.index)
+        self.double_sign.first_height = self._membership_start(height)
         self.last_vote_heights.clear()
+
+    def _membership_start(self, height: int) -> int:
+        """``height`` if this replica's key became a validator at it (height 1 for the
+        genesis validators), else 1: the height the double-sign check's first-height
+        rule applies at (``double_sign.py``)."""
+        if self.index is None or height == 1:
+            return 1
+        return height if self.key.public_key not in self.application.validators_at(height - 1) else 1
 
     @property
     def signer(self) -> int:
@@ -943,7 +949,7 @@ class Replica:
         if guard is None:
             return []
         actions: list[Action] = [PersistGuard(guard.until_height, guard.from_view)]
-        if self.height == 1 and self.view < guard.from_view:
+        if self.height == guard.first_height and self.view < guard.from_view:
             # The views the others signed in are closed to this validator: ask for the next.
             return actions + self.change_view(guard.from_view, now_ms)
         if not self.active and not self.signing_held(self.view) and self.view_changes.own(self.view) is None:

@@ -66,17 +66,26 @@ class SigningGuard:
     network stands the check is ``pending`` and it signs nothing; then it signs nothing
     up to ``until_height``, a few heights past where the network was: any vote it may
     have cast before the record was lost is at a height the others decide without it.
-    A network still at its first height has nothing final to wait out: there the
+    A network still at this validator's first height (height 1, or the height a
+    governance change made it a validator from) has nothing final to wait out: there the
     replica signs nothing in the views the others were heard signing in, and joins them
-    from the next (``from_view``), so validators started one after another all take part.
+    from the next (``from_view``), so validators started one after another all take part,
+    and a new validator the new set needs for a quorum is not kept out of it.
     """
 
     #: Where the network stands is not known yet: sign nothing.
     pending: bool = False
     #: Sign nothing at heights up to and including this one (0: no check).
     until_height: int = 0
-    #: At height 1, sign nothing in a view below this one (0: no check).
+    #: At the height after ``until_height``, sign nothing in a view below this one (0: no
+    #: check). Set only by the first-height rule, whose ``until_height`` is the height
+    #: before the validator's first.
     from_view: int = 0
+
+    @property
+    def first_height(self) -> int:
+        """The height ``from_view`` applies at."""
+        return self.until_height + 1
 
 
 #: A record that holds everything its validator signed: no check.

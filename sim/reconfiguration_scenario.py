@@ -59,8 +59,12 @@ def reconfiguration_scenario(
     if fault is ReconfigurationFault.GROW:
         changes = tuple(Reconfiguration(start, ChangeKind.ADD, member) for member in (4, 5, 6))
         crashes = (Crash(rng.randrange(1, 4), start + rng.randrange(0, 3_000), rng.randrange(200, 1_500)),)
+        # New validators' operators start them when they like: some only as their change is approved.
+        late_at = rng.randrange(start, start + 3 * CHANGE_ROOM_MS)
+        late = tuple((node, late_at) for node in (4, 5, 6)) if rng.random() < 0.5 else ()
         return replace(
             base, validators=4, joiners=3, reconfigurations=changes, crashes=crashes[: rng.randrange(2)],
+            late_starts=late,
             drop_rate=rng.choice((0.0, 0.02)), duplicate_rate=rng.choice((0.0, 0.1)),
             heal_at_ms=start + 3 * CHANGE_ROOM_MS + 2_000,
         )  # fmt: skip
@@ -85,8 +89,9 @@ def reconfiguration_scenario(
     if fault is ReconfigurationFault.ROTATE_PRIMARY:
         changes = (Reconfiguration(start, ChangeKind.ROTATE, 0, successor=4),)
         crash = Crash(0, start + rng.randrange(0, 400), rng.randrange(500, 2_000), primary=True)
+        late = ((4, rng.randrange(start, start + CHANGE_ROOM_MS)),) if rng.random() < 0.5 else ()
         return replace(
-            base, validators=4, joiners=1, reconfigurations=changes, crashes=(crash,),
+            base, validators=4, joiners=1, reconfigurations=changes, crashes=(crash,), late_starts=late,
             commit_loss=rng.choice((0.0, 0.3)), commit_loss_from_ms=start, commit_loss_until_ms=start + 1_000,
             heal_at_ms=start + CHANGE_ROOM_MS + 4_000,
         )  # fmt: skip

@@ -136,7 +136,8 @@ class Simulation:
                 skew_ms=self.rng.randrange(0, scenario.max_clock_skew_ms + 1),
                 signer=signer,
                 signatures=signatures,
-                new_record=scenario.new_network,
+                # A joiner's key is new: nothing was ever recorded for it.
+                new_record=scenario.new_network or validator >= scenario.validators,
             )
             if isinstance(node, (EquivocatorNode, SwapperNode)):
                 node.set_up_attack(random.Random(self.rng.random()))

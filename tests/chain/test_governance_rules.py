@@ -139,6 +139,10 @@ def test_invalid_not_a_validator(chain: Chain, sign: Sign, make_block: MakeBlock
     refuse_transaction(chain, make_block, sign(NEW, Approve(1)), NotAValidator)
 
 
+#: A point of order 8 of Ed25519.
+SMALL_ORDER = "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [
@@ -148,6 +152,11 @@ def test_invalid_not_a_validator(chain: Chain, sign: Sign, make_block: MakeBlock
         (AddValidator(NEW.public_key, "new-office", "10.0.0.9:0"), "address"),
         (AddValidator(NEW.public_key, "new-office", "bad host:9700"), "address"),
         (ReplaceKey(key_named("validator-1").public_key, NEW.public_key, ":9700"), "address"),
+        # Keys anyone can sign for: the identity point, and one of order 8.
+        (AddValidator(bytes.fromhex("01" + "00" * 31), "new-office", "10.0.0.9:9700"), "public_key"),
+        (ReplaceKey(key_named("validator-1").public_key, bytes.fromhex(SMALL_ORDER), ""), "public_key"),
+        # Not a point of the curve at all.
+        (AddValidator(bytes.fromhex("ee" + "ff" * 30 + "7f"), "new-office", "10.0.0.9:9700"), "public_key"),
     ],
 )
 def test_invalid_validator_info(chain: Chain, sign: Sign, make_block: MakeBlock, change: Change, field: str) -> None:

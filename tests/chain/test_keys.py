@@ -22,6 +22,7 @@ from mura.chain.keys import (
     save_key,
     sha256,
     verify_signature,
+    weak_key_problem,
 )
 
 
@@ -321,3 +322,28 @@ def test_a_hostile_key_file_is_refused_without_reading_it_whole(
     with pytest.raises(InvalidKeyFile, match=message):
         load_key(path, passphrase="x")
     assert not is_encrypted(path)
+
+
+@pytest.mark.parametrize(
+    "encoded",
+    [
+        "01" + "00" * 31,  # the identity
+        "00" * 32,  # order 4
+        "ec" + "ff" * 30 + "7f",  # order 2
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",  # order 8
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",  # order 8
+    ],
+)
+def test_weak_key_of_small_order(encoded: str) -> None:
+    assert weak_key_problem(bytes.fromhex(encoded)) == "a point of small order, for which signatures can be forged"
+
+
+def test_weak_key_not_on_the_curve_or_not_canonical() -> None:
+    assert "not a point" in str(weak_key_problem(bytes.fromhex("ee" + "ff" * 30 + "7f")))  # y = p + 1
+    assert "not a point" in str(weak_key_problem(bytes.fromhex("ed" + "ff" * 30 + "7f")))  # y = p
+    assert weak_key_problem(bytes(31)) == "a public key is 32 bytes"
+
+
+def test_generated_keys_are_not_weak() -> None:
+    for _ in range(20):
+        assert weak_key_problem(SigningKey.generate().public_key) is None

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from mura.chain.keys import SigningKey
 from mura.consensus.messages import BlockRequest, Prepare, encode_message
-from mura.consensus_runner import InvalidMessageSender
 from mura.genesis.testnet import TestnetLayout
 from mura.node import Node
 from mura.p2p.inbox import InboxLimits
@@ -40,11 +40,24 @@ async def test_relayed_copies_are_queued_once(testnet: TestnetLayout, built_node
     assert built_node.consensus.inbox.dropped["repeated"] == len(peers) - 1
 
 
-async def test_invalid_block_request_naming_another_requester(testnet: TestnetLayout, built_node: Node) -> None:
+async def test_block_request_naming_another_requester_is_answered_off_the_queue(
+    testnet: TestnetLayout, built_node: Node
+) -> None:
+    """Answered by its link whatever place it names (the blocks prove themselves), in the
+    link's task: it never waits in the replica's queue."""
     peer = testnet.genesis.validator_keys()[1]
-    with pytest.raises(InvalidMessageSender):
-        await built_node.consensus.on_frame(peer, encode_message(BlockRequest(1, 2)))
+    await built_node.consensus.on_frame(peer, encode_message(BlockRequest(1, 2)))
     assert built_node.consensus.events.qsize() == 0
+
+
+async def test_votes_from_a_peer_that_is_no_validator_here_are_dropped_without_blame(built_node: Node) -> None:
+    """An admitted peer that is no validator of the heights in progress here (an observer,
+    or a validator of a later set while this node is behind): its votes are dropped
+    before they are decoded, and nothing is held against it."""
+    stranger = SigningKey.generate().public_key
+    await built_node.consensus.on_frame(stranger, vote(3))
+    assert built_node.consensus.events.qsize() == 0
+    assert built_node.consensus.inbox.dropped["not_a_validator_here"] == 1
 
 
 async def test_a_stopped_node_is_not_started_again(built_node: Node) -> None:

@@ -80,6 +80,23 @@ def test_grow_from_four_to_seven(seed: int) -> None:
         assert min(voted_heights(node)) >= added
 
 
+def test_new_validators_started_as_they_are_added_take_part_from_their_first_height() -> None:
+    """The joiners' vote records are new (their keys never signed) and they start only as
+    the changes are approved: the double-sign check must not keep them from the first
+    heights of a set that needs them for a quorum (seven validators need five)."""
+    late = [
+        seed
+        for seed in range(40)
+        if reconfiguration_scenario(seed, fault=ReconfigurationFault.GROW).late_starts
+    ][:3]
+    for seed in late:
+        simulation = run(ReconfigurationFault.GROW, seed)
+        assert_sound(simulation)
+        assert simulation.recovery_ms is not None
+        for key in joiner_keys(3):
+            assert signers(simulation, key.public_key)
+
+
 @pytest.mark.parametrize("seed", SEEDS)
 def test_shrink_from_seven_to_four(seed: int) -> None:
     simulation = run(ReconfigurationFault.SHRINK, seed)
