@@ -782,7 +782,9 @@ class Replica:
     # --- the validator set of each height ---------------------------------------------------
 
     def _validator_set(self, height: int) -> ValidatorSet:
-        return ValidatorSet.of(self.application.validators_at(height))
+        keys = self.application.validators_at(height)
+        known = self._verifiers.get(keys)
+        return ValidatorSet.of(keys) if known is None else known.validators
 
     def _verifier(self, validators: ValidatorSet) -> MessageVerifier:
         """The verifier of ``validators`` (a few are kept: a set met at one height is
