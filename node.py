@@ -307,9 +307,22 @@ class Node:
 
     def _sync_network_for(self, genesis_hash: bytes, peers: list[PeerAddress], limits: NetworkLimits) -> Network:
         """The network of a node joining by state sync, before it knows the current set: it
-        admits the genesis validators and the configured observers, and dials ``peers``."""
+        admits the genesis validators, the configured observers and the keys of ``p2p.peers``
+        (how an operator names today's validators when the set has changed since genesis),
+        and dials ``peers``."""
         host, port = NodeConfig.split_address(self.config["p2p.listen"])
-        admitted = {*self.genesis.validator_keys(), *self._observers()} - {self.key.public_key}
+        configured = [parse_peer(text).public_key for text in self.config["p2p.peers"]]
+        admitted = {*self.genesis.validator_keys(), *self._observers(), *configured} - {self.key.public_key}
+        try:
+            return self._joining_network(host, port, genesis_hash, peers, admitted, limits)
+        except ValueError as error:
+            raise ConfigError(f"p2p.peers: {error} (a node joining by state sync dials the peers listed there)") \
+                from None
+
+    def _joining_network(
+        self, host: str, port: int, genesis_hash: bytes, peers: list[PeerAddress], admitted: set[bytes],
+        limits: NetworkLimits,
+    ) -> Network:
         return Network(
             key=self.key,
             chain_id=self.rules.chain_id,
