@@ -204,6 +204,11 @@ SETTINGS: tuple[Setting, ...] = (
         _positive,
     ),
     Setting(
+        "sync.deadline_seconds", int, 3600,
+        "with sync.mode snapshot, the longest a join by state sync may take before replaying from genesis",
+        _positive,
+    ),
+    Setting(
         "sync.serve_bytes_per_second", int, 8 * 1024 * 1024,
         "most snapshot bytes per second this node sends one joining peer", _positive,
     ),

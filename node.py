@@ -454,7 +454,10 @@ class Node:
             chain_id=self.rules.chain_id,
             genesis_validators=self._genesis_changes.validators,
             genesis_hash=genesis.hash,
-            settings=SyncSettings(wait_seconds=self.config["sync.snapshot_wait_seconds"]),
+            settings=SyncSettings(
+                wait_seconds=self.config["sync.snapshot_wait_seconds"],
+                deadline_seconds=self.config["sync.deadline_seconds"],
+            ),
         )
         LOG.info("data_dir is empty and sync.mode is snapshot: asking peers for a snapshot of the state")
         await self._start_given_network(network)
@@ -607,7 +610,7 @@ class Node:
 
     def _on_peer_change_while_syncing(self, peer: bytes, connected: bool) -> None:
         if connected and self.state_sync is not None:
-            self.state_sync.peer_linked()
+            self.state_sync.peer_linked(peer)
 
     # --- what the RPC sees (rpc.methods.NodeView) ------------------------------------------
 

@@ -109,7 +109,7 @@ async def join_by_snapshot(source: Store, joined: Path, *, peers: int) -> dict[s
 
     def linked(peer: bytes, connected: bool) -> None:
         if connected:
-            sync.peer_linked()
+            sync.peer_linked(peer)
 
     network = Network(key=VALIDATORS[0], chain_id=CHAIN_ID, genesis_hash=GENESIS_HASH, listen_host=HOST,
                       listen_port=0, peers=[PeerAddress(net.public_key, HOST, net.listen_port) for net, _ in servers],

@@ -8,8 +8,8 @@ peer says until it is checked:
    until every configured peer has answered, or ``offer_grace_seconds`` after
    the first offer, or ``wait_seconds`` in all. With no offer it returns None
    and the node replays from genesis.
-2. *Accounts of H.* For the highest height H offered, it asks the peers that
-   offered it, in key order, for their account of H and checks each:
+2. *Accounts of H.* For the highest height H offered, it asks all the peers
+   that offered it at once for their account of H and checks each:
 
    - the validator set changes whose header is at most H: each is the
      certified header before its activation height, checked against the set
@@ -24,8 +24,9 @@ peer says until it is checked:
      to header H's state root (``mura.chain.snapshot.check_manifest``).
 
    A peer whose account does not check has lied: it is penalized and asked
-   nothing more. An account that checks is taken only once f + 1 peers (f the
-   faults set(H) tolerates) have given the same one (the same changes and
+   nothing more. An account that checks is taken only once f + 1 validators of
+   set(H) (f the faults set(H) tolerates; observers and validators removed before
+   H do not count) have given the same one (the same changes and
    sets, block and manifest: ``_Account.digest``): one of them is honest, and
    honest nodes cut the same manifest from the same state. A manifest can add
    up and still lie (lattice sum moved from one range to another); one nobody
@@ -37,6 +38,9 @@ peer says until it is checked:
    sender's lie: it is refused, its peer penalized and asked nothing more, and
    the range is asked of another peer. If no peer is left for a range, the
    height is given up and the next one tried.
+   Each height has ``height_seconds``, the whole join ``deadline_seconds``; a peer
+   busy for ``busy_seconds`` is asked no more, one whose link dropped is asked again
+   when it links within ``relink_seconds``.
 4. *Finish.* With every range in, the state's lattice is the manifest's total,
    which is H's: the store is finished at H (``Store.finish_state_sync``) with
    the validator history up to H + 1 and the certified headers of the changes,
@@ -47,9 +51,11 @@ peer says until it is checked:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -58,8 +64,16 @@ from mura.chain.block import Block, CommitCertificate, Header, verify_certificat
 from mura.chain.errors import DecodeError, Invalid, InvalidCertificate
 from mura.chain.governance import ValidatorSet, validator_keys, validators_hash
 from mura.chain.keys import sha256
-from mura.chain.snapshot import MAX_RANGES, Manifest, SnapshotInvalid, StateRange, check_chunk, check_manifest
-from mura.chain.store import Store
+from mura.chain.snapshot import (
+    MANIFEST_PAGE_RANGES,
+    MAX_RANGES,
+    Manifest,
+    SnapshotInvalid,
+    StateRange,
+    check_chunk,
+    check_manifest,
+)
+from mura.chain.store import Store, StoreError
 from mura.p2p.sync_messages import (
     STATE_SYNC_KIND,
     Answer,
@@ -114,6 +128,15 @@ class SyncSettings:
     busy_pause_max_seconds: float = 1.0
     #: Times a peer may fail to answer in time before it is asked nothing more.
     timeouts_per_peer: int = 3
+    #: Longest a join may take in all (offers, accounts, chunks): then the node replays from genesis.
+    deadline_seconds: float = 3600.0
+    #: Longest spent on one height (its accounts and its chunks): then a lower height is tried.
+    height_seconds: float = 1200.0
+    #: Longest a peer may answer nothing but ``busy`` or ``over_budget``: then it is asked no more
+    #: chunks of the height (not penalized: an honest peer may be busy, but not for ever).
+    busy_seconds: float = 60.0
+    #: Longest wait for a peer whose link dropped during the chunks to link again.
+    relink_seconds: float = 60.0
 
 
 @dataclass(slots=True)
@@ -235,6 +258,10 @@ class StateSync:
         self._clock = clock
         self._asked: dict[bytes, _Asked] = {}
         self._linked = asyncio.Event()
+        #: When the height being synced is given up (its requests and waits end by then).
+        self._until = math.inf
+        #: The chunks being fetched, if any.
+        self._fetch: _ChunkFetch | None = None
         #: Peers that sent something that did not check: asked nothing more.
         self._distrusted: set[bytes] = set()
         #: Answers that matched no request outstanding (late after a timeout, or unasked).
@@ -243,9 +270,11 @@ class StateSync:
 
     # --- the network's side -----------------------------------------------------------
 
-    def peer_linked(self) -> None:
-        """A link opened: ask the new peer for offers."""
+    def peer_linked(self, peer: bytes) -> None:
+        """A link to ``peer`` opened: ask it for offers, or for chunks again if it serves them."""
         self._linked.set()
+        if self._fetch is not None:
+            self._fetch.peer_linked(peer)
 
     def on_answer(self, peer: bytes, answer: Answer) -> None:
         """An answer from ``peer``: it completes the request outstanding to it if it answers it."""
@@ -259,13 +288,16 @@ class StateSync:
         """``peer``'s answer to ``request``; ``_PeerGone`` if it does not come or is a refusal."""
         if peer in self._asked:
             raise RuntimeError("one request at a time per peer")
+        remaining = self._time_left()
+        if remaining <= 0:
+            raise _PeerGone("deadline")
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         self._asked[peer] = _Asked(request, future)
         try:
             if not self._network.send(peer, STATE_SYNC_KIND, encode_sync_message(request)):
                 raise _PeerGone("not linked")
             try:
-                async with asyncio.timeout(self.settings.request_timeout_seconds):
+                async with asyncio.timeout(min(self.settings.request_timeout_seconds, remaining)):
                     answer = await future
             except TimeoutError:
                 raise _PeerGone("no answer in time") from None
@@ -274,6 +306,10 @@ class StateSync:
         if isinstance(answer, Refusal):
             raise _PeerGone(answer.reason)
         return answer
+
+    def _time_left(self) -> float:
+        """Seconds until the height being synced is given up."""
+        return self._until - self._clock()
 
     def _distrust(self, peer: bytes, error: Invalid) -> None:
         self._distrusted.add(peer)
@@ -285,15 +321,21 @@ class StateSync:
 
     async def run(self) -> SyncOutcome | None:
         """Sync the store to the highest snapshot offered that checks; None when no peer offers
-        one (the node then starts from genesis)."""
+        one, or none could be taken within ``deadline_seconds`` (the node then starts from
+        genesis). Each height is given ``height_seconds`` at most before a lower one is tried."""
         started = self._clock()
+        deadline = started + self.settings.deadline_seconds
         offers = await self._gather_offers()
         heights = sorted({height for offered in offers.values() for height in offered.heights}, reverse=True)
         if not heights:
             LOG.info("state sync: no peer offers a snapshot (%d answered); replaying from genesis", len(offers))
             return None
         for height in heights:
-            # In key order: which peer is asked first does not depend on which answered first.
+            if self._clock() >= deadline:
+                LOG.warning("state sync: no snapshot taken within %.0f s (sync deadline); replaying from genesis",
+                            self.settings.deadline_seconds)
+                return None
+            self._until = min(deadline, self._clock() + self.settings.height_seconds)
             servers = sorted(peer for peer, offered in offers.items() if height in offered.heights)
             outcome = await self._sync_height(height, servers)
             if outcome is not None:
@@ -357,11 +399,17 @@ class StateSync:
         outcome = await self._fetch_state(manifest, servers)
         if outcome is None:
             return None
-        self._store.finish_state_sync(
-            account.block, account.certificate, manifest.lattice(), genesis_hash=self._genesis_hash,
-            validator_sets=account.history,
-            change_points=[(change.header, change.certificate) for change in account.changes],
-        )
+        try:
+            self._store.finish_state_sync(
+                account.block, account.certificate, manifest.lattice(), genesis_hash=self._genesis_hash,
+                validator_sets=account.history,
+                change_points=[(change.header, change.certificate) for change in account.changes],
+            )
+        except (StoreError, Invalid) as error:
+            # f + 1 members of set(H) vouched for it: more than f of them lie. Nothing says which.
+            LOG.warning("state sync: the account of height %d does not match the state fetched (%s); "
+                        "trying a lower height", height, error)
+            return None
         LOG.info("state sync: the state at height %d is in (%d entries, %d chunks, %d chunks refused)",
                  height, outcome.entries, outcome.chunks, outcome.refused_chunks)
         return outcome
@@ -369,21 +417,32 @@ class StateSync:
     # --- accounts of height H -------------------------------------------------------------
 
     async def _vouched_account(self, height: int, servers: list[bytes]) -> _Account | None:
-        """The account of ``height`` that f + 1 of ``servers`` give alike, asked in key order."""
-        vouched: dict[bytes, list[bytes]] = {}
-        for peer in servers:
-            if peer in self._distrusted:
-                continue
-            account = await self._account_from(peer, height)
-            if account is None:
-                continue
-            vouchers = vouched.setdefault(account.digest, [])
-            vouchers.append(peer)
-            if len(vouchers) > faults_tolerated(account.validators):
-                return account
-        if vouched:
-            LOG.warning("state sync: no account of height %d is given alike by enough peers (%s); "
-                        "none of them is blamed", height, ", ".join(str(len(peers)) for peers in vouched.values()))
+        """The account of ``height`` that f + 1 members of set(H) among ``servers`` give alike
+        (set(H) as that account's checked history makes it), all asked at once: a slow peer
+        delays no one, and the rest are no longer asked once f + 1 agree."""
+        asking = {asyncio.create_task(self._account_from(peer, height)): peer
+                  for peer in servers if peer not in self._distrusted}
+        vouched: dict[bytes, set[bytes]] = {}
+        pending = set(asking)
+        try:
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    account, peer = task.result(), asking[task]
+                    if account is None or peer not in validator_keys(account.validators):
+                        # An observer, or a validator no longer in set(H): its word is no vote.
+                        continue
+                    vouchers = vouched.setdefault(account.digest, set())
+                    vouchers.add(peer)
+                    if len(vouchers) > faults_tolerated(account.validators):
+                        return account
+        finally:
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        LOG.warning("state sync: no account of height %d is given alike by enough validators of its set (%s); "
+                    "none of them is blamed", height,
+                    ", ".join(str(len(peers)) for peers in vouched.values()) or "none")
         return None
 
     async def _account_from(self, peer: bytes, height: int) -> _Account | None:
@@ -435,6 +494,8 @@ class StateSync:
                 return changes, history
 
     async def _manifest_from(self, peer: bytes, header: Header) -> Manifest:
+        """``peer``'s manifest of ``header``'s height, in full pages (the last may be short): a
+        peer cannot make the node ask more than ceil(total / MANIFEST_PAGE_RANGES) times."""
         ranges: list[StateRange] = []
         total: int | None = None
         while total is None or len(ranges) < total:
@@ -442,9 +503,13 @@ class StateSync:
             assert isinstance(answer, ManifestPage)
             if total is None:
                 total = answer.total
-            if answer.total != total or not answer.ranges or answer.total > MAX_RANGES:
-                raise SnapshotInvalid(f"a manifest page that does not follow the {total} ranges announced")
-            ranges.extend(answer.ranges[: total - len(ranges)])
+                if not 0 < total <= MAX_RANGES:
+                    raise SnapshotInvalid(f"a manifest of {total} ranges (at most {MAX_RANGES})")
+            expected = min(MANIFEST_PAGE_RANGES, total - len(ranges))
+            if answer.total != total or len(answer.ranges) != expected:
+                raise SnapshotInvalid(f"a manifest page of {len(answer.ranges)} ranges from range {len(ranges)} of "
+                                      f"{answer.total}, where {expected} of {total} follow")
+            ranges.extend(answer.ranges)
         manifest = Manifest(header.height, tuple(ranges))
         check_manifest(manifest, header.state_root)
         return manifest
@@ -453,9 +518,11 @@ class StateSync:
 
     async def _fetch_state(self, manifest: Manifest, servers: list[bytes]) -> SyncOutcome | None:
         await asyncio.to_thread(self._store.begin_state_sync)
-        fetch = _ChunkFetch(self, manifest)
-        workers = [asyncio.create_task(fetch.work(peer)) for peer in servers if peer not in self._distrusted]
-        await asyncio.gather(*workers)
+        fetch = self._fetch = _ChunkFetch(self, manifest, servers)
+        try:
+            await fetch.run()
+        finally:
+            self._fetch = None
         if fetch.missing:
             LOG.warning("state sync: %d ranges of the snapshot at %d could not be fetched and checked from any peer",
                         len(fetch.missing), manifest.height)
@@ -466,19 +533,39 @@ class StateSync:
 class _ChunkFetch:
     """The ranges of one manifest still to fetch, and the peers working on them."""
 
-    def __init__(self, sync: StateSync, manifest: Manifest) -> None:
+    def __init__(self, sync: StateSync, manifest: Manifest, servers: Sequence[bytes]) -> None:
         self.sync = sync
         self.manifest = manifest
+        self.servers = frozenset(servers)
         #: Ranges not fetched yet, and those being fetched now.
         self.missing: set[int] = set(range(len(manifest.ranges)))
         self._queue = sorted(self.missing)
         #: Peers whose chunk of a range did not check, by range.
         self._refused_by: dict[int, set[bytes]] = {}
+        #: Each server's worker (ended ones too, until the server links again).
+        self._workers: dict[bytes, asyncio.Task[None]] = {}
         #: Peers still fetching.
         self._working = 0
         self._changed = asyncio.Event()
         self.outcome = SyncOutcome(manifest.height)
         self._last_report = sync._clock()
+
+    async def run(self) -> None:
+        """Until every range is in, or no worker is left (at the height's deadline at the latest)."""
+        for peer in sorted(self.servers):
+            self._start(peer)
+        while not all(worker.done() for worker in self._workers.values()):
+            await asyncio.wait(list(self._workers.values()))
+
+    def peer_linked(self, peer: bytes) -> None:
+        """A server whose worker ended (its link dropped, it lost the snapshot) linked again."""
+        worker = self._workers.get(peer)
+        if peer in self.servers and worker is not None and worker.done() and self.missing:
+            self._start(peer)
+
+    def _start(self, peer: bytes) -> None:
+        if peer not in self.sync._distrusted and self.sync._time_left() > 0:
+            self._workers[peer] = asyncio.create_task(self.work(peer))
 
     def _next_for(self, peer: bytes) -> int | None:
         for position, index in enumerate(self._queue):
@@ -498,14 +585,16 @@ class _ChunkFetch:
     async def _work(self, peer: bytes) -> None:
         sync = self.sync
         pause, timeouts = sync.settings.busy_pause_seconds, 0
-        while self.missing and peer not in sync._distrusted:
+        #: When the peer began answering nothing but busy (None: it last sent a chunk).
+        busy_since: float | None = None
+        while self.missing and peer not in sync._distrusted and sync._time_left() > 0:
             index = self._next_for(peer)
             if index is None:
                 if self._working == 1 and self._queue:
                     return  # what is left, this peer sent wrong once already, and no one else works
                 # Every range left is being fetched by others: wait until one is given back or done.
                 self._changed.clear()
-                await self._changed.wait()
+                await self._wait(self._changed.wait(), sync._time_left())
                 continue
             try:
                 answer = await sync._ask(peer, ChunkRequest(self.manifest.height, index))
@@ -514,11 +603,20 @@ class _ChunkFetch:
             except _PeerGone as gone:
                 self._give_back(index)
                 if gone.reason in ("busy", "over_budget"):
-                    await asyncio.sleep(pause)
+                    busy_since = sync._clock() if busy_since is None else busy_since
+                    if sync._clock() - busy_since >= sync.settings.busy_seconds:
+                        LOG.info("state sync: peer %s has been busy for %.0f s; asking the others",
+                                 peer.hex()[:16], sync.settings.busy_seconds)
+                        return
+                    await self._wait(asyncio.sleep(pause), sync._time_left())
                     pause = min(pause * 2, sync.settings.busy_pause_max_seconds)
                     continue
+                if gone.reason == "not linked":
+                    if await self._relinked(peer):
+                        continue
+                    return
                 timeouts += 1
-                if gone.reason in ("not linked", "no_snapshot", "no_such_range") or \
+                if gone.reason in ("no_snapshot", "no_such_range", "deadline") or \
                         timeouts >= sync.settings.timeouts_per_peer:
                     return
                 continue
@@ -529,8 +627,27 @@ class _ChunkFetch:
                 sync._distrust(peer, error)
                 self._give_back(index)
                 return
-            pause = sync.settings.busy_pause_seconds
+            pause, busy_since = sync.settings.busy_pause_seconds, None
             self._done(index, answer)
+
+    async def _relinked(self, peer: bytes) -> bool:
+        """Whether ``peer``, whose link dropped, links again within ``relink_seconds``."""
+        sync = self.sync
+        until = min(sync._until, sync._clock() + sync.settings.relink_seconds)
+        while peer not in sync._network.connected_peers():
+            remaining = until - sync._clock()
+            if remaining <= 0:
+                return False
+            # Woken by any link opening; looked at again now and then in any case.
+            sync._linked.clear()
+            await self._wait(sync._linked.wait(), min(remaining, sync.settings.busy_pause_max_seconds))
+        return True
+
+    @staticmethod
+    async def _wait(awaitable: Awaitable[Any], seconds: float) -> None:
+        """Until ``awaitable`` is done or ``seconds`` have passed."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(awaitable, timeout=max(0.0, seconds))
 
     def _accept(self, index: int, entries: Sequence[tuple[bytes, bytes]]) -> None:
         """Check a chunk against the manifest and write it (in a thread)."""

@@ -21,7 +21,7 @@ from mura.p2p.block_service import BlockService
 from mura.p2p.network import Network
 from mura.p2p.settings import PeerAddress
 from mura.p2p.snapshot_service import SnapshotKeeper, SnapshotService
-from mura.p2p.state_sync import SetChangeRefused, StateSync, SyncOutcome, set_at, validator_history
+from mura.p2p.state_sync import SetChangeRefused, StateSync, SyncOutcome, SyncSettings, set_at, validator_history
 from mura.p2p.sync_messages import (
     STATE_SYNC_KIND,
     Chunk,
@@ -39,7 +39,7 @@ from mura.tests.snapshot_fixtures import extend, governed_store, populated_store
 
 GENESIS_HASH = b"\x01" * 32
 VALIDATOR_KEYS = [validator.public_key for validator in VALIDATORS]
-#: Lies a serving peer may tell: each changes the payload of one kind of answer.
+#: Lies a serving peer may tell: each changes the payload of one kind of answer (None: none is sent).
 Tamper = Callable[[Any], Any]
 #: Validators 1 to 3 in key order: a joining node asks for accounts of H in key order, so a
 #: liar at FIRST is asked before the honest peers.
@@ -129,7 +129,8 @@ async def serving(source: Store, index: int, tamper: Tamper, *, with_snapshot: b
     network: Network
 
     def send(peer: bytes, payload: Any) -> bool:
-        return network.send(peer, STATE_SYNC_KIND, tamper(payload))
+        tampered = tamper(payload)
+        return tampered is None or network.send(peer, STATE_SYNC_KIND, tampered)
 
     service = SnapshotService(keeper=keeper, store=source, send=send)
 
@@ -155,8 +156,8 @@ async def serving(source: Store, index: int, tamper: Tamper, *, with_snapshot: b
         await keeper.stop()
 
 
-async def join(servers: list[Server], data: Path, *, genesis_validators: ValidatorSet | None = None) \
-        -> tuple[SyncOutcome | None, Store, Network]:
+async def join(servers: list[Server], data: Path, *, genesis_validators: ValidatorSet | None = None,
+               settings: SyncSettings | None = None) -> tuple[SyncOutcome | None, Store, Network]:
     """Validator 0, with an empty store, joins by state sync from ``servers``."""
     if genesis_validators is None:
         genesis_validators = servers[0].keeper_store.load_validators_at(1)
@@ -170,13 +171,14 @@ async def join(servers: list[Server], data: Path, *, genesis_validators: Validat
 
     def linked(peer: bytes, connected: bool) -> None:
         if connected:
-            sync.peer_linked()
+            sync.peer_linked(peer)
 
     network = Network(key=VALIDATORS[0], chain_id=CHAIN_ID, genesis_hash=GENESIS_HASH, listen_host=HOST,
                       listen_port=0, peers=[server.address for server in servers], admitted=VALIDATOR_KEYS,
                       handlers={STATE_SYNC_KIND: on_frame}, on_peer_change=linked, limits=FAST_LIMITS)
     sync = StateSync(store=store, network=network, peers=[server.network.public_key for server in servers],
-                     chain_id=CHAIN_ID, genesis_validators=genesis_validators, genesis_hash=GENESIS_HASH)
+                     chain_id=CHAIN_ID, genesis_validators=genesis_validators, genesis_hash=GENESIS_HASH,
+                     settings=settings or SyncSettings())
     await network.start()
     try:
         async with asyncio.timeout(30):
