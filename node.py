@@ -44,6 +44,7 @@ from mura.config import (
     parse_peer,
 )
 from mura.consensus.config import ReplicaConfig
+from mura.consensus.quorum import max_faulty
 from mura.consensus.replica import Replica
 from mura.consensus.serving import BlockServer
 from mura.consensus.votes import StoredVoteRecord, VoteRecord
@@ -365,7 +366,8 @@ class Node:
         (an observer: to one validator, which sends it every final block), and at most two
         blocks behind the highest height seen final."""
         if self.role == OBSERVER_ROLE:
-            return ReadinessPolicy(min_peers=1, max_behind=2)
+            # f + 1: at least one of them is honest and sends it every final block.
+            return ReadinessPolicy(min_peers=max_faulty(len(self.validators)) + 1, max_behind=2)
         return ReadinessPolicy(min_peers=quorum_size(len(self.validators)) - 1, max_behind=2)
 
     def _rpc_server(self) -> RpcServer:
@@ -627,6 +629,7 @@ class Node:
             view=replica.view,
             validators=self.validators,
             peers=len(connected),
+            validator_peers=len(self._validator_links(connected)),
             syncing=highest_known > self.store.height,
             highest_known_height=highest_known,
             view_changes_started=replica.view_changes_started,
@@ -637,6 +640,12 @@ class Node:
             final_blocks_pushed=self.pushes.pushed,
             final_blocks_push_dropped=self.pushes.dropped,
         )
+
+    def _validator_links(self, connected: Sequence[bytes]) -> list[bytes]:
+        """Of ``connected``, the validators of the height in progress or the next."""
+        height = self.store.height + 1
+        validators = {*self.application.validators_at(height), *self.application.validators_at(height + 1)}
+        return [peer for peer in connected if peer in validators]
 
     async def run_until_signalled(self) -> None:
         """Run until SIGINT or SIGTERM (or a fatal consensus error), then stop in order."""

@@ -145,6 +145,7 @@ class ChainMethods:
             "view": status.view,
             "validators": [encode_address(validator, self._prefix) for validator in status.validators],
             "peers": status.peers,
+            "validator_peers": status.validator_peers,
             "syncing": status.syncing,
             "highest_known_height": status.highest_known_height,
             "blocks_behind": max(0, status.highest_known_height - status.height),

@@ -39,7 +39,7 @@ class NodeStatus:
     view: int
     #: Public keys of the validators, in order.
     validators: tuple[bytes, ...]
-    #: Peers connected now.
+    #: Peers connected now, observers included.
     peers: int
     #: True while the node is catching up and not yet in consensus.
     syncing: bool
@@ -60,6 +60,9 @@ class NodeStatus:
     #: Final blocks pushed to observers, and pushes dropped (see ``mura.observers``).
     final_blocks_pushed: int = 0
     final_blocks_push_dropped: int = 0
+    #: Of ``peers``, those that are validators of the height in progress or the next: what
+    #: readiness counts (an observer's link makes or learns no block).
+    validator_peers: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,7 +255,9 @@ class NodeView(Protocol):
 def read_sync_facts(node: NodeView) -> SyncFacts:
     """What ``/ready`` judges, read from ``node`` now."""
     status = node.status()
-    return SyncFacts(peers=status.peers, height=status.height, highest_known_height=status.highest_known_height)
+    return SyncFacts(
+        peers=status.validator_peers, height=status.height, highest_known_height=status.highest_known_height
+    )
 
 
 def read_figures(node: NodeView) -> NodeFigures:

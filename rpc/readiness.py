@@ -21,7 +21,7 @@ _MAX_THRESHOLD = 1_000_000_000
 class SyncFacts:
     """What readiness is judged on, read from the node at the moment of the probe."""
 
-    #: Peers with a live link.
+    #: Validators of the height in progress or the next with a live link.
     peers: int
     #: Height of the last final block.
     height: int
@@ -65,7 +65,7 @@ def assess(facts: SyncFacts, policy: ReadinessPolicy) -> tuple[bool, dict[str, A
     """Whether the node is ready, and the JSON body that says so and, if not, why."""
     reasons = []
     if facts.peers < policy.min_peers:
-        reasons.append(f"connected to {facts.peers} peers, needs at least {policy.min_peers}")
+        reasons.append(f"connected to {facts.peers} validators, needs at least {policy.min_peers}")
     if facts.blocks_behind > policy.max_behind:
         reasons.append(
             f"{facts.blocks_behind} blocks behind height {facts.highest_known_height}, "

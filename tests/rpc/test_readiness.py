@@ -8,11 +8,15 @@ from typing import Any
 import aiohttp
 import pytest
 
+from mura.chain.keys import SigningKey, sha256
+from mura.genesis.format import genesis_block
 from mura.genesis.testnet import TestnetLayout
+from mura.p2p.network import Network
+from mura.p2p.settings import PeerAddress
 from mura.rpc.readiness import ReadinessPolicy, SyncFacts, assess
 
 from .conftest import StartNode
-from .support import Serve, TestNode
+from .support import Serve, TestNode, wait_until
 
 
 async def get_ready(node: TestNode, query: str = "") -> tuple[int, dict[str, Any]]:
@@ -33,7 +37,7 @@ async def test_not_ready_with_fewer_peers_than_asked(node: TestNode) -> None:
     status, body = await get_ready(node, "?min_peers=1&max_behind=0")
     assert status == 503
     assert body["status"] == "not_ready"
-    assert body["reasons"] == ["connected to 0 peers, needs at least 1"]
+    assert body["reasons"] == ["connected to 0 validators, needs at least 1"]
     assert (body["min_peers"], body["max_behind"]) == (1, 0)
 
 
@@ -43,8 +47,35 @@ async def test_a_validator_without_a_quorum_of_peers_is_not_ready(
     node = await start_node(layout=testnet_of_four)
     status, body = await get_ready(node)
     assert status == 503
-    assert body["reasons"] == ["connected to 0 peers, needs at least 2"]
+    assert body["reasons"] == ["connected to 0 validators, needs at least 2"]
     assert (await get_ready(node, "?min_peers=0"))[0] == 200
+
+
+async def test_links_to_observers_make_no_validator_ready(
+    start_node: StartNode, testnet_of_four: TestnetLayout
+) -> None:
+    """Two observers linked, no other validator: this node can neither make nor learn a block."""
+    observers = [SigningKey.from_private_bytes(sha256(b"observer %d" % index)) for index in range(2)]
+    node = await start_node({"p2p.observers": [observer.public_key.hex() for observer in observers]},
+                            layout=testnet_of_four)
+    own = node.node.key.public_key
+    links = [
+        Network(key=observer, chain_id=testnet_of_four.genesis.chain_id,
+                genesis_hash=genesis_block(testnet_of_four.genesis)[0].hash, listen_host="127.0.0.1", listen_port=0,
+                peers=[PeerAddress(own, "127.0.0.1", node.node.network.listen_port)], admitted=[own], handlers={})
+        for observer in observers
+    ]
+    for link in links:
+        await link.start()
+    try:
+        await wait_until(lambda: len(node.node.network.connected_peers()) == 2, "both observers to link")
+        status, body = await get_ready(node)
+        assert status == 503
+        assert body["reasons"] == ["connected to 0 validators, needs at least 2"]
+        assert node.node.status().peers == 2
+    finally:
+        for link in links:
+            await link.stop()
 
 
 @pytest.mark.parametrize(
