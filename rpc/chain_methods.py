@@ -48,7 +48,7 @@ STATUS_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": [
         "chain_id", "address_prefix", "default_asset", "assets", "asset_count", "height", "head_hash", "view",
-        "validators", "peers",
+        "validators", "peers", "validator_peers",
         "syncing", "highest_known_height", "blocks_behind", "role", "voting",
     ],
     "properties": {
@@ -73,7 +73,10 @@ STATUS_SCHEMA: dict[str, Any] = {
         "head_hash": {**HASH_SCHEMA, "description": "Hash of the last final block."},
         "view": {**_COUNT, "description": "The PBFT view the node is in."},
         "validators": {"type": "array", "items": {"type": "string"}, "description": "Validator addresses, in order."},
-        "peers": {**_COUNT, "description": "Peers connected now."},
+        "peers": {**_COUNT, "description": "Peers connected now, observers included."},
+        "validator_peers": {
+            **_COUNT, "description": "Of peers, validators of the height in progress or the next (/ready counts them).",
+        },
         "syncing": {"type": "boolean", "description": "True while the node catches up."},
         "highest_known_height": {**_COUNT, "description": "The highest final height the node knows exists."},
         "blocks_behind": {

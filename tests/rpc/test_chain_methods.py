@@ -47,6 +47,7 @@ async def test_chain_status_reports_the_network_and_the_node(paused: TestNode) -
         "view": 0,
         "validators": [paused.address(paused.validator)],
         "peers": 0,
+        "validator_peers": 0,
         "syncing": False,
         "highest_known_height": 0,
         "blocks_behind": 0,
