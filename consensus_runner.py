@@ -130,13 +130,11 @@ class NetworkTransport:
     def takes_part(self, peer: bytes) -> bool:
         """Whether ``peer`` is a validator of the replica's height or the next: one added
         by the last change may already work on the height it joins at."""
-        replica = self.replica
-        return peer in replica.validators.indexes or peer in replica.verifier_at(replica.height + 1).validators.indexes
+        return peer in self.replica.participants
 
     def _outsiders(self) -> list[bytes]:
         """Linked peers that take no part in deciding the heights in progress."""
-        replica = self.replica
-        participants = {*replica.validators.keys, *replica.verifier_at(replica.height + 1).validators.keys}
+        participants = self.replica.participants
         return [peer for peer in self.network.connected_peers() if peer not in participants]
 
     def broadcast(self, message: Message) -> None:

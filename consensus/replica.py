@@ -141,6 +141,9 @@ class Replica:
         self.verifier = self._verifier(self.validators)
         #: Distinct votes that prepare or commit a block.
         self.quorum = self.validators.quorum
+        #: The keys of the validators of this height and the next (``_note_participants``).
+        self.participants: frozenset[bytes] = frozenset()
+        self._note_participants()
         self.view = self._certified_view(self.height - 1)
         #: Where this replica stands at its height (see ``phase.py``).
         self.phase: ReplicaPhase = InView()
@@ -771,6 +774,7 @@ class Replica:
     def _start_height(self, height: int, view: int) -> None:
         self.height = height
         self._use_validators(height)
+        self._note_participants()
         self.view = view
         self.phase = InView()
         self.prepared = None
@@ -855,6 +859,12 @@ class Replica:
         if self.index is None:
             raise AssertionError("a replica that follows a height signs nothing at it")
         return self.index
+
+    def _note_participants(self) -> None:
+        """The validators of this height and the next, once per height: the node sends its
+        votes to them and takes theirs (both sets are settled at this height)."""
+        following = self.verifier_at(self.height + 1).validators.keys
+        self.participants = frozenset(self.validators.keys) | frozenset(following)
 
     @property
     def member(self) -> bool:
