@@ -187,35 +187,33 @@ class ReplaceKey:
 
 
 @dataclass(frozen=True, slots=True)
-class GrantIssuer:
-    """Give an account the issuer role (it may issue assets)."""
+class _IssuerChange:
+    """A change of one account's issuer role."""
 
-    KIND: ClassVar[str] = "grant_issuer"
+    KIND: ClassVar[str] = ""
     account: bytes
 
     def to_fields(self) -> list[Any]:
         return [self.account]
 
     @classmethod
-    def from_fields(cls, value: Any, what: str) -> GrantIssuer:
+    def from_fields(cls, value: Any, what: str) -> Any:
         (account,) = codec.read_fields(value, what, 1)
         return cls(_read_key(account, f"{what}.account"))
 
 
 @dataclass(frozen=True, slots=True)
-class RevokeIssuer:
+class GrantIssuer(_IssuerChange):
+    """Give an account the issuer role (it may issue assets)."""
+
+    KIND: ClassVar[str] = "grant_issuer"
+
+
+@dataclass(frozen=True, slots=True)
+class RevokeIssuer(_IssuerChange):
     """Take the issuer role from an account (its assets stay its own)."""
 
     KIND: ClassVar[str] = "revoke_issuer"
-    account: bytes
-
-    def to_fields(self) -> list[Any]:
-        return [self.account]
-
-    @classmethod
-    def from_fields(cls, value: Any, what: str) -> RevokeIssuer:
-        (account,) = codec.read_fields(value, what, 1)
-        return cls(_read_key(account, f"{what}.account"))
 
 
 Change = AddValidator | RemoveValidator | ReplaceKey | GrantIssuer | RevokeIssuer
