@@ -23,7 +23,10 @@ from typing import Any
 
 from mura.bench.ports import free_port_range
 from mura.chain.address import encode_address
+from mura.chain.block import verify_certificate
+from mura.chain.governance import validator_keys
 from mura.chain.keys import SigningKey, load_key, save_key
+from mura.chain.store import Store
 from mura.chain.transaction import Body, Transaction, sign_transaction
 from mura.genesis.testnet import (
     TestnetLayout,
@@ -217,3 +220,28 @@ class RpcFailure(Exception):
     def __init__(self, error: dict[str, Any]) -> None:
         super().__init__(f"{error.get('code')}: {error.get('message')} {error.get('data')}")
         self.error = error
+
+
+def check_one_chain(cluster: Cluster, nodes: list[int]) -> int:
+    """The stopped ``nodes`` hold the same block at every height they share, each head's
+    state root is its state's, and every certificate verifies against the set of its
+    height; returns the lowest head."""
+    stores = [Store(cluster.data_dir(index)) for index in nodes]
+    try:
+        shared = min(store.height for store in stores)
+        for height in range(1, max(store.height for store in stores) + 1):
+            hashes = {block.hash for store in stores if (block := store.load_block(height)) is not None}
+            assert len(hashes) == 1, f"nodes differ at height {height}"
+        for store in stores:
+            assert store.recompute_lattice().root() == store.head.state_root
+            for height in range(1, store.height + 1):
+                block, certificate = store.load_block(height), store.load_certificate(height)
+                assert block is not None and certificate is not None
+                verify_certificate(
+                    certificate, chain_id=cluster.chain_id, height=height, block_hash=block.hash,
+                    validators=validator_keys(store.load_validators_at(height)),
+                )
+        return shared
+    finally:
+        for store in stores:
+            store.close()

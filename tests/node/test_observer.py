@@ -12,13 +12,10 @@ from typing import Any
 
 import pytest
 
-from mura.chain.block import verify_certificate
-from mura.chain.governance import validator_keys
 from mura.chain.keys import SigningKey
-from mura.chain.store import Store
 from mura.chain.transaction import Transfer
 from mura.genesis.testnet import KEYS_DIRECTORY
-from mura.tests.node.cluster import Cluster, RpcFailure, wait_for
+from mura.tests.node.cluster import Cluster, RpcFailure, check_one_chain, wait_for
 from mura.tests.node.test_processes import ASSET, TransactionFlow, metrics
 
 pytestmark = pytest.mark.processes
@@ -52,24 +49,7 @@ def check_every_certificate(cluster: Cluster) -> int:
     certificate verifies against the validators that decide its height; returns the height
     every node reached."""
     cluster.close()
-    stores = [Store(cluster.data_dir(index)) for index in range(len(cluster.names))]
-    try:
-        shared = min(store.height for store in stores)
-        for height in range(1, shared + 1):
-            assert len({store.load_block(height).hash for store in stores}) == 1, f"nodes differ at {height}"  # type: ignore[union-attr]
-        for store in stores:
-            assert store.recompute_lattice().root() == store.head.state_root
-            for height in range(1, store.height + 1):
-                block, certificate = store.load_block(height), store.load_certificate(height)
-                assert block is not None and certificate is not None
-                verify_certificate(
-                    certificate, chain_id=cluster.chain_id, height=height, block_hash=block.hash,
-                    validators=validator_keys(store.load_validators_at(height)),
-                )
-        return shared
-    finally:
-        for store in stores:
-            store.close()
+    return check_one_chain(cluster, list(range(len(cluster.names))))
 
 
 def test_observer_follows_answers_forwards_and_never_signs(cluster: Cluster) -> None:

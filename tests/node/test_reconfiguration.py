@@ -10,12 +10,10 @@ from typing import Any
 
 import pytest
 
-from mura.chain.block import verify_certificate
-from mura.chain.governance import AddValidator, Change, RemoveValidator, ReplaceKey, validator_keys
+from mura.chain.governance import AddValidator, Change, RemoveValidator, ReplaceKey
 from mura.chain.keys import SigningKey, load_key, save_key
-from mura.chain.store import Store
 from mura.chain.transaction import Approve, Propose
-from mura.tests.node.cluster import Cluster, wait_for
+from mura.tests.node.cluster import Cluster, check_one_chain, wait_for
 from mura.tests.node.test_processes import TransactionFlow
 
 pytestmark = pytest.mark.processes
@@ -64,31 +62,6 @@ def keys_at(cluster: Cluster, node: int, height: int) -> list[str]:
 def signers(cluster: Cluster, node: int, height: int) -> set[str]:
     """The names of the validators whose COMMITs make node ``node``'s certificate of ``height``."""
     return {signature["name"] for signature in cluster.call(node, "chain_getCertificate", height)["signatures"]}
-
-
-def check_one_chain(cluster: Cluster, nodes: list[int]) -> int:
-    """The stopped ``nodes`` hold the same block at every height they share, each head's
-    state root is its state's, and every certificate verifies against the set of its
-    height; returns the lowest head."""
-    stores = [Store(cluster.data_dir(index)) for index in nodes]
-    try:
-        shared = min(store.height for store in stores)
-        for height in range(1, max(store.height for store in stores) + 1):
-            hashes = {block.hash for store in stores if (block := store.load_block(height)) is not None}
-            assert len(hashes) == 1, f"nodes differ at height {height}"
-        for store in stores:
-            assert store.recompute_lattice().root() == store.head.state_root
-            for height in range(1, store.height + 1):
-                block, certificate = store.load_block(height), store.load_certificate(height)
-                assert block is not None and certificate is not None
-                verify_certificate(
-                    certificate, chain_id=cluster.chain_id, height=height, block_hash=block.hash,
-                    validators=validator_keys(store.load_validators_at(height)),
-                )
-        return shared
-    finally:
-        for store in stores:
-            store.close()
 
 
 def test_validators_join_leave_and_rotate_keys_while_transfers_flow(tmp_path: Path) -> None:
