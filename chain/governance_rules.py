@@ -298,7 +298,7 @@ def process_approve(pending: PendingState, transaction: Transaction) -> None:
 
 def _completes(pending: PendingState, approvers: tuple[bytes, ...]) -> bool:
     """Whether the approvers that are members of the current set make its quorum."""
-    current = validator_keys(pending.current_validators)
+    current = frozenset(validator_keys(pending.current_validators))
     return sum(1 for approver in approvers if approver in current) >= quorum_size(len(current))
 
 
