@@ -147,6 +147,25 @@ SETTINGS: tuple[Setting, ...] = (
         "a request's head must arrive within this long of the connection opening or its previous answer",
         _positive,
     ),
+    Setting(
+        "rpc.max_websockets", int, 256,
+        "websockets open at once on the RPC port's /ws, from all addresses (one more is answered 503)", _positive,
+    ),
+    Setting(
+        "rpc.max_websockets_per_source", int, 16,
+        "of those, from one address (an IPv6 address counts as its /64); at most rpc.max_websockets (each is "
+        "one of the address's rpc.max_connections_per_source too)", _positive,
+    ),
+    Setting(
+        "rpc.max_subscriptions_per_websocket", int, 8,
+        "subscriptions one websocket may hold (one more is answered -32000)", _positive,
+    ),
+    Setting(
+        "rpc.websocket_queue", int, 256,
+        "notifications waiting to be sent on one websocket; one more closes it (code 1008): a client that "
+        "does not read costs a bounded amount of memory, and reconnects to read what it missed by height",
+        _positive,
+    ),
     Setting("consensus.base_timeout_ms", int, 2_000, "first view timeout at a height", _positive),
     Setting(
         "consensus.double_sign_check_heights", int, 3,
@@ -259,6 +278,22 @@ class NodeConfig:
         return host, int(port)
 
 
+#: Settings that must not exceed another: (the smaller, the larger). One address cannot hold more
+#: websockets than all addresses together.
+AT_MOST: tuple[tuple[str, str], ...] = (
+    ("rpc.max_websockets_per_source", "rpc.max_websockets"),
+)
+
+
+def _relation_problem(values: dict[str, Any]) -> str | None:
+    """The first setting that exceeds one it must not (``AT_MOST``), named with both values; or None."""
+    for smaller, larger in AT_MOST:
+        if values[smaller] > values[larger]:
+            return (f"setting {smaller}: {values[smaller]} is more than {larger} ({values[larger]}); "
+                    f"it must be at most that")
+    return None
+
+
 def _flatten(document: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in document.items():
@@ -305,6 +340,9 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> N
         if problem:
             raise ConfigError(f"setting {setting.path}: {problem}")
         values[setting.path] = value
+    problem = _relation_problem(values)
+    if problem:
+        raise ConfigError(problem)
     base_dir = path.parent if path is not None else Path.cwd()
     return NodeConfig(values, base_dir)
 

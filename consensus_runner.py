@@ -54,6 +54,7 @@ from mura.p2p.network import Network
 from mura.progress_log import ProgressLog, consensus_facts, view_change_at_new_height, view_change_reason
 from mura.rpc.finality import FinalityWatch
 from mura.rpc.metrics import Metrics
+from mura.rpc.subscriptions import BlockFeed
 
 LOG = logging.getLogger("mura.node")
 
@@ -195,7 +196,7 @@ class NetworkTransport:
 
 
 class NodeReports:
-    """The driver's ``Reports`` in the node: tx_wait calls woken, metrics, the progress
+    """The driver's ``Reports`` in the node: tx_wait calls woken, subscriptions sent the block, metrics, the progress
     log, equivocations kept and logged, the double-sign check's state logged, and
     ``after_final`` told of each final block (pushes to observers, links following the
     validator set)."""
@@ -206,6 +207,7 @@ class NodeReports:
         replica: Replica,
         store: Store,
         finality: FinalityWatch,
+        feed: BlockFeed,
         metrics: Metrics,
         progress: ProgressLog,
         double_sign_check_heights: int,
@@ -218,6 +220,7 @@ class NodeReports:
         #: The highest height seen final elsewhere (see ``mura.observers``).
         self.certified = CertifiedHeights(replica.check_certificate, lambda: store.height)
         self.finality = finality
+        self.feed = feed
         self.metrics = metrics
         self.progress = progress
         self.double_sign_check_heights = double_sign_check_heights
@@ -231,6 +234,7 @@ class NodeReports:
     def block_final(self, block: Block, certificate: CommitCertificate) -> None:
         # Synchronously after the save: a tx_wait that found nothing in the store is already registered.
         self.finality.block_committed(block)
+        self.feed.block_committed(block)
         self.metrics.observe_block(block, self._head_timestamp_ms)
         self._head_timestamp_ms = block.header.timestamp_ms
         self.certified_view = certificate.view

@@ -73,11 +73,13 @@ from mura.peer_set import Peers, PeerSet
 from mura.progress_log import missing_validators
 from mura.rpc.cors import CorsPolicy
 from mura.rpc.finality import FinalityWatch
+from mura.rpc.limits import RpcLimits
 from mura.rpc.methods import API_DESCRIPTION, node_methods
 from mura.rpc.metrics import Metrics
 from mura.rpc.node_view import ChainInfo, NodeStatus, read_figures, read_sync_facts
 from mura.rpc.readiness import ReadinessPolicy
-from mura.rpc.server import RpcLimits, RpcServer
+from mura.rpc.server import RpcServer
+from mura.rpc.subscriptions import BlockFeed
 
 LOG = logging.getLogger("mura.node")
 
@@ -103,6 +105,8 @@ class Node:
         limits, peers = _network_limits(config), self._genesis_peers()
         #: Told of every final block, so that tx_wait calls wake without polling.
         self.finality = FinalityWatch()
+        #: Told of every final block too, for the websockets subscribed to them.
+        self.block_feed = BlockFeed(address_prefix=self.address_prefix)
         #: This node's Prometheus registry, served on the RPC's /metrics.
         self.metrics = Metrics()
         self._genesis_block, self._genesis_changes = genesis_block(self.genesis)
@@ -220,6 +224,7 @@ class Node:
                 replica=self.replica,
                 store=self.store,
                 finality=self.finality,
+                feed=self.block_feed,
                 metrics=self.metrics,
                 progress=progress_log(
                     validators=len(self.replica.validators.keys),
@@ -388,8 +393,13 @@ class Node:
                 max_waiting=self.config["rpc.max_waiting"],
                 header_timeout_seconds=self.config["rpc.header_timeout_seconds"],
                 max_connections_per_source=self.config["rpc.max_connections_per_source"],
+                max_websockets=self.config["rpc.max_websockets"],
+                max_websockets_per_source=self.config["rpc.max_websockets_per_source"],
+                max_subscriptions_per_websocket=self.config["rpc.max_subscriptions_per_websocket"],
+                websocket_queue=self.config["rpc.websocket_queue"],
             ),
             cors=CorsPolicy.of(self.config["rpc.cors_origins"]),
+            feed=self.block_feed,
         )
 
     # --- lifecycle ------------------------------------------------------------------

@@ -50,7 +50,7 @@ class CappedSite(web.BaseSite):
         #: What a connection turned away is answered, built once (a flood meets it often).
         self._busy_answer = _busy_answer(max_per_source)
         self._open: Counter[str] = Counter()
-        self._refusals = _RefusalLog(interval=log_interval)
+        self._refusals = RefusalLog(interval=log_interval)
         #: Connections turned away so far.
         self.refused = 0
 
@@ -61,7 +61,7 @@ class CappedSite(web.BaseSite):
 
     def open_from(self, address: str) -> int:
         """Connections open now from ``address``'s source."""
-        return self._open[_source_of(address)]
+        return self._open[source_of(address)]
 
     async def start(self) -> None:
         await super().start()
@@ -76,12 +76,13 @@ class CappedSite(web.BaseSite):
         """The source of a connection just accepted, or None once it is turned away."""
         peername = transport.get_extra_info("peername")
         address = str(peername[0]) if isinstance(peername, tuple) and peername else "unknown"
-        source = _source_of(address)
+        source = source_of(address)
         if self._open[source] < self._limit:
             self._open[source] += 1
             return source
         self.refused += 1
-        self._refusals.note(address, self._limit)
+        self._refusals.note(f"turned away a JSON-RPC connection from {address}: {self._limit} connections open "
+                            "from that source (the limit, rpc max_connections_per_source)")
         transport.write(self._busy_answer)
         transport.close()  # once the answer is written
         return None
@@ -132,24 +133,24 @@ class _Counted(asyncio.Protocol):
             self._inner.resume_writing()
 
 
-class _RefusalLog:
-    """One WARNING line per ``interval`` about connections turned away; the ones held back
-    are counted in the next line."""
+class RefusalLog:
+    """One WARNING line per ``interval`` about what was turned away; the ones held back
+    are counted in the next line. Anyone can cause refusals by the thousand: the log
+    must not grow with them."""
 
     def __init__(self, *, interval: float) -> None:
         self._interval = interval
         self._last = -float("inf")
         self._held = 0
 
-    def note(self, address: str, limit: int) -> None:
+    def note(self, line: str) -> None:
+        """Log ``line`` unless a line was logged less than ``interval`` ago; then count it."""
         now = time.monotonic()
         if now - self._last < self._interval:
             self._held += 1
             return
         held, self._held, self._last = self._held, 0, now
-        logger.warning("turned away a JSON-RPC connection from %s: %d connections open from that source (the "
-                       "limit, rpc max_connections_per_source)%s", address, limit,
-                       f"; {held} more turned away since the last such line" if held else "")
+        logger.warning("%s%s", line, f"; {held} more turned away since the last such line" if held else "")
 
 
 def _busy_answer(limit: int) -> bytes:
@@ -161,7 +162,7 @@ def _busy_answer(limit: int) -> bytes:
     return head.encode() + body
 
 
-def _source_of(address: str) -> str:
+def source_of(address: str) -> str:
     """The source an address counts as: an IPv4 address (also mapped into IPv6), or the
     /64 of an IPv6 address (a host can usually pick any address of its /64)."""
     try:

@@ -18,8 +18,12 @@ code        name                   ``data``
                                    ``"rule"`` when a chain rule refused the value
 -32603      internal error         ``{"method"}``; the traceback is only logged
 -32000      server busy            ``{"limit", <limit>: n}``: requests in flight
-                                   (``max_concurrent_requests``, HTTP 503) or
-                                   ``tx_wait`` calls waiting (``max_waiting``)
+                                   (``max_concurrent_requests``, HTTP 503),
+                                   ``tx_wait`` calls waiting (``max_waiting``),
+                                   websockets (``max_websockets``,
+                                   ``max_websockets_per_source``, HTTP 503) or
+                                   a websocket's subscriptions
+                                   (``max_subscriptions_per_websocket``)
 -32001      node stopping          ``{"reason"}``
 -32010      transaction refused    ``{"rule", "message", ...details}``
 -32011      mempool refused        ``{"rule", "message", ...details}``
@@ -35,6 +39,9 @@ code        name                   ``data``
 -32027      validators unknown     ``{"height", "head", "known_up_to"}``
 -32030      wait timed out         ``{"transaction_hash", "timeout_seconds",
                                    "pending"}``
+-32040      not kept               ``{"height", "kept_from", "reason"}``
+-32050      websocket only         ``{"reason"}``: a subscription asked for over
+                                   HTTP
 ==========  =====================  ================================================
 """
 
@@ -127,9 +134,12 @@ SERVER_BUSY = ApplicationError(
     -32000,
     "Server busy",
     "The server is at one of its limits; retry shortly. data: {limit, <limit>: n}, where limit is "
-    "'max_concurrent_requests' (HTTP requests in flight), 'max_waiting' (tx_wait calls waiting), "
-    "'max_connections_per_source' (open connections from one address) or 'batch_work_seconds' (a batch "
-    "used its second of handler time: the calls left were not run; send them again).",
+    "'max_concurrent_requests' (HTTP requests and websocket frames in flight), 'max_waiting' (tx_wait calls "
+    "waiting), 'max_connections_per_source' (open connections from one address), 'max_websockets' or "
+    "'max_websockets_per_source' (open websockets, in all or from one address), "
+    "'max_subscriptions_per_websocket' (subscriptions on one websocket: unsubscribe one first) or "
+    "'batch_work_seconds' (a batch used its second of handler time: the calls left were not run; send "
+    "them again).",
 )
 NODE_STOPPING = ApplicationError(
     -32001,
@@ -202,6 +212,12 @@ VALIDATORS_UNKNOWN = ApplicationError(
     "Validator set not known",
     "No validator set is known for the height: heights start at 1, and a node knows the set of every height up "
     "to its head's + 2. data: {height, head, known_up_to}.",
+)
+WEBSOCKET_ONLY = ApplicationError(
+    -32050,
+    "Websocket only",
+    "The method keeps sending to its caller, which HTTP cannot: call it over a websocket at /ws on the "
+    "same port. data: {reason}.",
 )
 WAIT_TIMED_OUT = ApplicationError(
     -32030,

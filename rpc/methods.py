@@ -49,7 +49,8 @@ API_DESCRIPTION = (
     "application errors (-32000..-32099, each with data saying why), any call may be answered with the "
     "standard errors -32700 parse error, -32600 invalid request (also a body or batch over the limits, or "
     "a body too slow to arrive), -32601 method not found, -32602 invalid params (data names the param and "
-    "the reason) and -32603 internal error."
+    "the reason) and -32603 internal error. The same methods are served over a websocket at /ws, the only "
+    "place chain_subscribe (every final block, as it becomes final) can be called."
 )
 #: The longest ``tx_wait`` may wait unless the node is configured otherwise.
 DEFAULT_MAX_WAIT_SECONDS = 60.0

@@ -6,9 +6,11 @@ apart. Three kinds of series live in it:
 
 - events, counted as they happen: blocks committed (the interval between
   their proposer timestamps), transactions finalized, pending transactions
-  dropped by rule, and every JSON-RPC call by method with its outcome and
-  latency;
-- state, read from the node at scrape time: height, view, view changes
+  dropped by rule, every JSON-RPC call by method with its outcome and
+  latency, subscription notifications sent, websockets turned away by limit
+  and websockets closed for reading too slowly;
+- state, read at scrape time: websockets and subscriptions open on the RPC
+  port; and from the node: height, view, view changes
   started, peers connected, validators this node has heard no vote from
   lately, whether the chain is stalled here, and the mempool's size in
   transactions and bytes;
@@ -32,6 +34,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     ProcessCollector,
     generate_latest,
@@ -186,6 +189,26 @@ class Metrics:
             ["rule"],
             registry=self.registry,
         )
+        self.websockets_open = Gauge(
+            "mura_rpc_websockets", "Websockets open on the RPC port.", registry=self.registry
+        )
+        self.subscriptions_open = Gauge(
+            "mura_rpc_subscriptions", "Subscriptions open on the RPC port's websockets.", registry=self.registry
+        )
+        self.notifications_sent = Counter(
+            "mura_rpc_notifications_sent", "Subscription notifications sent over websockets.", registry=self.registry
+        )
+        self.websockets_refused = Counter(
+            "mura_rpc_websockets_refused",
+            "Websockets turned away, by the limit they met (max_websockets, max_websockets_per_source).",
+            ["limit"],
+            registry=self.registry,
+        )
+        self.slow_websockets_closed = Counter(
+            "mura_rpc_websockets_closed_slow",
+            "Websockets closed because rpc.websocket_queue notifications waited to be sent on them.",
+            registry=self.registry,
+        )
         # CPU seconds, memory, file descriptors and start time of this process.
         ProcessCollector(registry=self.registry)
         self._watching = False
@@ -196,6 +219,11 @@ class Metrics:
             raise RuntimeError("the metrics already watch a node")
         self.registry.register(_FiguresCollector(read))
         self._watching = True
+
+    def watch_websockets(self, *, open_websockets: Callable[[], int], subscriptions: Callable[[], int]) -> None:
+        """Show the websockets and subscriptions open, read by the callables at every scrape."""
+        self.websockets_open.set_function(open_websockets)
+        self.subscriptions_open.set_function(subscriptions)
 
     def observe_block(self, block: Block, parent_timestamp_ms: int) -> None:
         """Count a committed block, its transactions and its interval after its parent."""

@@ -257,24 +257,29 @@ def render_location(location: FinalLocation) -> dict[str, Any]:
 
 # --- blocks and certificates ------------------------------------------------------------------
 
+_HEADER_PROPERTIES: dict[str, Any] = {
+    "height": _COUNT_SCHEMA,
+    "hash": HASH_SCHEMA,
+    "chain_id": {"type": "string"},
+    "parent_hash": HASH_SCHEMA,
+    "timestamp_ms": {
+        "type": "integer",
+        "description": "Milliseconds since the Unix epoch, as the proposer saw it.",
+    },
+    "proposer": {"oneOf": [_ADDRESS_SCHEMA, {"type": "null"}], "description": "Null for the genesis block."},
+    "transaction_root": HASH_SCHEMA,
+    "state_root": HASH_SCHEMA,
+    "next_validators_hash": {
+        **HASH_SCHEMA,
+        "description": "SHA-256 of the keys, in order, of the validator set that decides the next height.",
+    },
+    "transaction_count": _COUNT_SCHEMA,
+}
+#: A block's header fields and its transaction count, as a subscription notifies each final block.
+BLOCK_HEADER_SCHEMA = _object(_HEADER_PROPERTIES)
 BLOCK_SCHEMA = _object(
     {
-        "height": _COUNT_SCHEMA,
-        "hash": HASH_SCHEMA,
-        "chain_id": {"type": "string"},
-        "parent_hash": HASH_SCHEMA,
-        "timestamp_ms": {
-            "type": "integer",
-            "description": "Milliseconds since the Unix epoch, as the proposer saw it.",
-        },
-        "proposer": {"oneOf": [_ADDRESS_SCHEMA, {"type": "null"}], "description": "Null for the genesis block."},
-        "transaction_root": HASH_SCHEMA,
-        "state_root": HASH_SCHEMA,
-        "next_validators_hash": {
-            **HASH_SCHEMA,
-            "description": "SHA-256 of the keys, in order, of the validator set that decides the next height.",
-        },
-        "transaction_count": _COUNT_SCHEMA,
+        **_HEADER_PROPERTIES,
         "transactions": {
             "type": "array",
             "description": "Transaction hashes, or whole transactions (as chain_getTransaction) when asked for.",
@@ -284,15 +289,10 @@ BLOCK_SCHEMA = _object(
 )
 
 
-def render_block(block: Block, prefix: str, *, full_transactions: bool) -> dict[str, Any]:
-    """A block's header and its transactions, as hashes or in full."""
+def render_block_header(block: Block, prefix: str) -> dict[str, Any]:
+    """A block's header fields and how many transactions it holds (``chain_getBlock`` without
+    ``transactions``, and what a subscription to final blocks is sent)."""
     header = block.header
-    transactions: list[Any] = [
-        render_transaction(transaction, prefix, FinalLocation(block.height, index, block.hash))
-        if full_transactions
-        else to_hex(transaction.hash)
-        for index, transaction in enumerate(block.transactions)
-    ]
     return {
         "height": header.height,
         "hash": to_hex(block.hash),
@@ -304,8 +304,18 @@ def render_block(block: Block, prefix: str, *, full_transactions: bool) -> dict[
         "state_root": to_hex(header.state_root),
         "next_validators_hash": to_hex(header.next_validators_hash),
         "transaction_count": len(block.transactions),
-        "transactions": transactions,
     }
+
+
+def render_block(block: Block, prefix: str, *, full_transactions: bool) -> dict[str, Any]:
+    """A block's header and its transactions, as hashes or in full."""
+    transactions: list[Any] = [
+        render_transaction(transaction, prefix, FinalLocation(block.height, index, block.hash))
+        if full_transactions
+        else to_hex(transaction.hash)
+        for index, transaction in enumerate(block.transactions)
+    ]
+    return {**render_block_header(block, prefix), "transactions": transactions}
 
 
 _SIGNER_SCHEMA = _object(

@@ -1,4 +1,5 @@
-"""The RPC's HTTP server (aiohttp): JSON-RPC on POST ``/``, GET ``/health``, ``/ready`` and ``/metrics``.
+"""The RPC's HTTP server (aiohttp): JSON-RPC on POST ``/`` and over websockets at GET ``/ws``,
+GET ``/health``, ``/ready`` and ``/metrics``.
 
 The server carries the JSON-RPC engine over HTTP and keeps it hard to knock
 over: a body over ``max_body_bytes`` is refused before it is read in full
@@ -43,6 +44,11 @@ the node meets its ``ReadinessPolicy`` (query parameters may override it), else
 server's ``Metrics`` registry in the Prometheus text format, including every
 JSON-RPC call by method.
 
+GET ``/ws`` opens a websocket that speaks JSON-RPC with the same methods and
+slots (``mura.rpc.websocket``), and with a ``BlockFeed`` subscribes to final
+blocks (``mura.rpc.subscriptions``); websockets have limits of their own, and
+stopping the server closes them (code 1001) before anything else.
+
 Browsers: off unless a ``CorsPolicy`` lists origins (``mura.rpc.cors``); then
 ``OPTIONS`` preflights are answered and every answer to a listed origin carries
 ``Access-Control-Allow-Origin``.
@@ -51,10 +57,9 @@ Browsers: off unless a ``CorsPolicy`` lists origins (``mura.rpc.cors``); then
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -66,50 +71,17 @@ from mura.rpc.connections import CappedSite
 from mura.rpc.cors import CorsPolicy
 from mura.rpc.declarations import Method
 from mura.rpc.errors import INVALID_REQUEST, SERVER_BUSY, RpcError, standard_error
-from mura.rpc.jsonrpc import DEFAULT_MAX_BATCH_LENGTH, JsonRpcEngine, encode_error
+from mura.rpc.jsonrpc import JsonRpcEngine, encode_error
+from mura.rpc.limits import Occupancy
+from mura.rpc.limits import RpcLimits as RpcLimits
 from mura.rpc.metrics import CONTENT_TYPE, Metrics
 from mura.rpc.readiness import ReadinessPolicy, SyncFacts, assess
+from mura.rpc.subscriptions import BlockFeed, subscription_methods
+from mura.rpc.websocket import WebsocketHub
 
 logger = logging.getLogger(__name__)
 
 _JSON = "application/json"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RpcLimits:
-    """What one RPC server accepts before it refuses."""
-
-    #: Largest request body, in bytes.
-    max_body_bytes: int = 1024 * 1024
-    #: Longest a client may take to send its request body, in seconds; then HTTP 408.
-    body_timeout_seconds: float = 10.0
-    #: Longest a connection may take to send a complete request head, in seconds,
-    #: counted from its opening or its previous response; then it is closed.
-    header_timeout_seconds: float = 10.0
-    #: Most requests in one batch.
-    max_batch_length: int = DEFAULT_MAX_BATCH_LENGTH
-    #: Most HTTP requests handled at once, besides those waiting in ``tx_wait``;
-    #: more are answered "server busy".
-    max_concurrent_requests: int = 64
-    #: Most ``tx_wait`` calls waiting at once; more are answered "server busy".
-    max_waiting: int = 256
-    #: Connections the kernel queues before the server accepts them.
-    backlog: int = 128
-    #: Connections one source address (an IPv6 one: its /64) may have open at once, idle
-    #: keep-alive ones included; one more is answered 503 and closed. Generous: a wallet
-    #: service may keep many keep-alive connections from one address.
-    max_connections_per_source: int = 256
-    #: Seconds between two log lines about connections turned away (the count is carried).
-    refusal_log_interval: float = 10.0
-
-    def __post_init__(self) -> None:
-        for name in ("max_body_bytes", "max_batch_length", "max_concurrent_requests", "max_waiting", "backlog",
-                     "max_connections_per_source"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"RpcLimits.{name} must be at least 1")
-        for name in ("body_timeout_seconds", "header_timeout_seconds", "refusal_log_interval"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"RpcLimits.{name} must be positive")
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,61 +99,13 @@ def always_healthy() -> HealthReport:
     return HealthReport()
 
 
-class _Occupancy:
-    """Requests holding a slot and calls waiting, counted against their limits."""
-
-    def __init__(self, limits: RpcLimits) -> None:
-        self._limits = limits
-        self.in_flight = 0
-        self.waiting = 0
-
-    def take_slot(self) -> _RequestSlot | None:
-        """One of the ``max_concurrent_requests`` slots for a new request, or None when all are taken."""
-        if self.in_flight >= self._limits.max_concurrent_requests:
-            return None
-        self.in_flight += 1
-        return _RequestSlot(self)
-
-    @contextlib.contextmanager
-    def wait(self) -> Iterator[None]:
-        """Counts one waiting call while held; past ``max_waiting`` raises -32000 "server busy"."""
-        limit = self._limits.max_waiting
-        if self.waiting >= limit:
-            raise SERVER_BUSY.error({"limit": "max_waiting", "max_waiting": limit})
-        self.waiting += 1
-        try:
-            yield
-        finally:
-            self.waiting -= 1
-
-
-class _RequestSlot:
-    """One request's hold on a slot, until it ends or one of its calls starts to wait."""
-
-    def __init__(self, occupancy: _Occupancy) -> None:
-        self._occupancy = occupancy
-        self._held = True
-
-    def release(self) -> None:
-        """Give the slot back; releasing twice is harmless."""
-        if self._held:
-            self._held = False
-            self._occupancy.in_flight -= 1
-
-    @contextlib.contextmanager
-    def waiting(self) -> Iterator[None]:
-        """The engine's ``WaitSlot``: a call that waits counts against ``max_waiting``, and the
-        request gives its slot up for good (what is left of it is waiting and answering)."""
-        with self._occupancy.wait():
-            self.release()
-            yield
-
-
 class RpcServer:
-    """JSON-RPC 2.0, health, readiness and metrics over HTTP on ``host:port`` (port 0 picks a free port).
+    """JSON-RPC 2.0 over HTTP and websockets, health, readiness and metrics on ``host:port``
+    (port 0 picks a free port).
 
     Without ``sync_facts`` the server has nothing to judge readiness on and
-    ``/ready`` answers as ``/health`` does.
+    ``/ready`` answers as ``/health`` does. With a ``feed``, websockets may
+    subscribe to the blocks it is told of (``chain_subscribe``).
     """
 
     def __init__(
@@ -198,6 +122,7 @@ class RpcServer:
         shutdown_timeout: float = 5.0,
         description: str = "",
         cors: CorsPolicy = CorsPolicy(frozenset()),
+        feed: BlockFeed | None = None,
     ) -> None:
         self._host = host
         self._cors = cors
@@ -208,14 +133,21 @@ class RpcServer:
         self.metrics = metrics if metrics is not None else Metrics()
         self._limits = limits
         self._shutdown_timeout = shutdown_timeout
+        self._feed = feed
+        served = [*methods, *subscription_methods()] if feed is not None else methods
         self.engine = JsonRpcEngine(
-            methods, max_batch_length=limits.max_batch_length, observer=self.metrics, description=description
+            served, max_batch_length=limits.max_batch_length, observer=self.metrics, description=description
         )
         self._runner: web.AppRunner | None = None
         self._site: CappedSite | None = None
+        self._websockets: WebsocketHub | None = None
         self._port: int | None = None
-        self._occupancy = _Occupancy(limits)
+        self._occupancy = Occupancy(limits)
         self._reading = 0
+        self.metrics.watch_websockets(
+            open_websockets=lambda: self.websockets_open,
+            subscriptions=lambda: feed.subscriptions if feed is not None else 0,
+        )
 
     @property
     def limits(self) -> RpcLimits:
@@ -255,6 +187,15 @@ class RpcServer:
         return self._site.open_from(address) if self._site is not None else 0
 
     @property
+    def websockets_open(self) -> int:
+        """Websockets open now on ``/ws``."""
+        return self._websockets.open if self._websockets is not None else 0
+
+    def websockets_from(self, address: str) -> int:
+        """Websockets open now from ``address``'s source."""
+        return self._websockets.open_from(address) if self._websockets is not None else 0
+
+    @property
     def reading(self) -> int:
         """HTTP requests whose body is being read right now; they hold no slot yet."""
         return self._reading
@@ -266,7 +207,10 @@ class RpcServer:
         if self._runner is not None:
             raise RuntimeError("the RPC server is already started")
         app = web.Application(client_max_size=self._limits.max_body_bytes)
+        websockets = WebsocketHub(engine=self.engine, occupancy=self._occupancy, limits=self._limits,
+                                  metrics=self.metrics, feed=self._feed, cors=self._cors)
         app.router.add_post("/", self._handle_rpc)
+        app.router.add_get("/ws", websockets.handle)
         app.router.add_get("/health", self._handle_health)
         app.router.add_get("/ready", self._handle_ready)
         app.router.add_get("/metrics", self._handle_metrics)
@@ -292,17 +236,22 @@ class RpcServer:
             raise
         self._runner = runner
         self._site = site
+        self._websockets = websockets
         self._port = int(runner.addresses[0][1])
         logger.info("JSON-RPC listening on %s", self.url)
 
     async def stop(self) -> None:
-        """Stop listening and finish or cancel requests in flight; stopping twice is harmless."""
+        """Close every websocket (code 1001), stop listening and finish or cancel requests in
+        flight; stopping twice is harmless."""
         runner, self._runner = self._runner, None
         if runner is None:
             return
+        if self._websockets is not None:
+            await self._websockets.close_all()
         await runner.cleanup()
         logger.info("JSON-RPC on port %s stopped", self._port)
         self._site = None
+        self._websockets = None
         self._port = None
 
     async def __aenter__(self) -> RpcServer:

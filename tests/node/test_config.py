@@ -65,6 +65,12 @@ def test_file_values_and_overrides(tmp_path: Path) -> None:
         ("[mempool]\nexpire_after_seconds = -1\n", "setting mempool.expire_after_seconds: must not be negative"),
         ("[sync\n", "is not valid TOML"),
         ('[p2p]\nobservers = ["zz"]\n', "setting p2p.observers: 'zz' is not a public key (64 hex digits)"),
+        ("[rpc]\nwebsocket_queue = 0\n", "setting rpc.websocket_queue: must be positive"),
+        ("[rpc]\nmax_subscriptions_per_websocket = -1\n",
+         "setting rpc.max_subscriptions_per_websocket: must be positive"),
+        ('[rpc]\nmax_websockets = "many"\n', "setting rpc.max_websockets: expected an integer"),
+        ("[rpc]\nmax_websockets = 10\nmax_websockets_per_source = 11\n",
+         "setting rpc.max_websockets_per_source: 11 is more than rpc.max_websockets (10); it must be at most that"),
     ],
 )
 def test_invalid_settings_name_the_field(tmp_path: Path, text: str, message: str) -> None:

@@ -30,6 +30,10 @@ NAMED = {
     "mura_consensus_voting",
     "mura_p2p_final_blocks_pushed_total",
     "mura_p2p_final_blocks_push_dropped_total",
+    "mura_rpc_websockets",
+    "mura_rpc_subscriptions",
+    "mura_rpc_notifications_sent_total",
+    "mura_rpc_websockets_closed_slow_total",
 }
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -106,3 +110,17 @@ async def test_an_expired_transaction_is_counted_as_dropped_by_its_rule(start_no
     samples = await scrape(node)
     assert value(samples, "mura_mempool_dropped_total", rule="expired") == 1
     assert value(samples, "mura_mempool_transactions") == 0
+
+
+async def test_websockets_subscriptions_and_notifications_are_counted(node: TestNode) -> None:
+    url = node.rpc.server.url.replace("http://", "ws://", 1) + "ws"
+    async with node.rpc.session.ws_connect(url) as socket:
+        await socket.send_json({"jsonrpc": "2.0", "id": 1, "method": "chain_subscribe"})
+        assert (await socket.receive_json(timeout=10))["id"] == 1
+        await socket.receive_json(timeout=10)  # a notification
+        samples = await scrape(node)
+        assert (value(samples, "mura_rpc_websockets"), value(samples, "mura_rpc_subscriptions")) == (1, 1)
+        assert value(samples, "mura_rpc_notifications_sent_total") >= 1
+    await wait_until(lambda: node.rpc.server.websockets_open == 0, "the websocket to close")
+    samples = await scrape(node)
+    assert (value(samples, "mura_rpc_websockets"), value(samples, "mura_rpc_subscriptions")) == (0, 0)

@@ -4,6 +4,7 @@ bad and notification requests, the body and batch limits, and the OpenRPC docume
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +23,7 @@ SERVED = {
     "asset_list", "asset_get", "asset_getHolders",
     "bond_list", "bond_get", "bond_getPayments", "offering_get", "bond_getUseOfProceeds",
     "governance_getProposals",
-    "tx_submit", "tx_wait", "mempool_status", "rpc.discover",
+    "tx_submit", "tx_wait", "mempool_status", "chain_subscribe", "chain_unsubscribe", "rpc.discover",
 }
 
 
@@ -163,6 +164,18 @@ async def test_discover_lists_exactly_the_methods_served(paused: TestNode) -> No
             assert -32099 <= error["code"] <= -32000 and error["message"] and "data" in error["data"]
 
 
+def readme_methods() -> list[str]:
+    """The methods the README's *JSON-RPC API* table lists, in its order."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("\n## JSON-RPC API\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"^\| `([A-Za-z_.]+)` \|", section, flags=re.MULTILINE)
+
+
+def test_the_readme_lists_every_method_served_once() -> None:
+    listed = readme_methods()
+    assert len(listed) == len(set(listed)) and set(listed) == SERVED, set(listed) ^ SERVED
+
+
 async def test_discover_documents_params_results_and_errors(paused: TestNode) -> None:
     methods = {method["name"]: method for method in (await paused.rpc.result("rpc.discover"))["methods"]}
     codes = {name: [error["code"] for error in method.get("errors", [])] for name, method in methods.items()}
@@ -176,6 +189,7 @@ async def test_discover_documents_params_results_and_errors(paused: TestNode) ->
         "offering_get": [-32024, -32025, -32026], "bond_getUseOfProceeds": [-32024, -32025],
         "tx_submit": [-32010, -32011], "tx_wait": [-32030, -32023, -32000, -32001],
         "mempool_status": [], "rpc.discover": [], "governance_getProposals": [],
+        "chain_subscribe": [-32050, -32000], "chain_unsubscribe": [-32050],
     }
     wait_params = methods["tx_wait"]["params"]
     assert [(param["name"], param["required"]) for param in wait_params] == [

@@ -1,0 +1,120 @@
+"""What one RPC server accepts before it refuses, and the count of what holds its slots.
+
+``RpcLimits`` bounds what a client can cost the node: bodies and frames, time,
+batches, requests in flight, calls waiting, connections and websockets per
+source, and each websocket's subscriptions and unsent notifications.
+``Occupancy`` counts requests in flight and calls waiting against those limits;
+HTTP requests and websocket frames take their slots from the same one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from mura.rpc.errors import SERVER_BUSY
+from mura.rpc.jsonrpc import DEFAULT_MAX_BATCH_LENGTH
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RpcLimits:
+    """What one RPC server accepts before it refuses."""
+
+    #: Largest request body, in bytes; also the largest websocket message.
+    max_body_bytes: int = 1024 * 1024
+    #: Longest a client may take to send its request body, in seconds; then HTTP 408.
+    body_timeout_seconds: float = 10.0
+    #: Longest a connection may take to send a complete request head, in seconds,
+    #: counted from its opening or its previous response; then it is closed.
+    header_timeout_seconds: float = 10.0
+    #: Most requests in one batch.
+    max_batch_length: int = DEFAULT_MAX_BATCH_LENGTH
+    #: Most HTTP requests and websocket frames handled at once, besides those waiting in
+    #: ``tx_wait``; more are answered "server busy".
+    max_concurrent_requests: int = 64
+    #: Most ``tx_wait`` calls waiting at once; more are answered "server busy".
+    max_waiting: int = 256
+    #: Connections the kernel queues before the server accepts them.
+    backlog: int = 128
+    #: Connections one source address (an IPv6 one: its /64) may have open at once, idle
+    #: keep-alive ones included; one more is answered 503 and closed. Generous: a wallet
+    #: service may keep many keep-alive connections from one address.
+    max_connections_per_source: int = 256
+    #: Seconds between two log lines about connections turned away (the count is carried).
+    refusal_log_interval: float = 10.0
+    #: Websockets open at once, from all sources; one more is answered 503.
+    max_websockets: int = 256
+    #: Websockets one source (as for connections) may have open at once; one more is answered 503.
+    max_websockets_per_source: int = 16
+    #: Subscriptions one websocket may hold; one more is answered -32000 "server busy".
+    max_subscriptions_per_websocket: int = 8
+    #: Notifications waiting to be sent on one websocket; one more closes it (code 1008),
+    #: so a client that does not read costs a bounded amount of memory.
+    websocket_queue: int = 256
+    #: Seconds between pings on an idle websocket; one not answered within half as long closes it.
+    websocket_heartbeat_seconds: float = 30.0
+    #: Longest a closing websocket waits for its client's close frame, and then is given to
+    #: take what was sent before it (a slow consumer's backlog), in seconds; then it is cut.
+    websocket_close_seconds: float = 2.0
+
+    def __post_init__(self) -> None:
+        for name in ("max_body_bytes", "max_batch_length", "max_concurrent_requests", "max_waiting", "backlog",
+                     "max_connections_per_source", "max_websockets", "max_websockets_per_source",
+                     "max_subscriptions_per_websocket", "websocket_queue"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"RpcLimits.{name} must be at least 1")
+        for name in ("body_timeout_seconds", "header_timeout_seconds", "refusal_log_interval",
+                     "websocket_heartbeat_seconds", "websocket_close_seconds"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"RpcLimits.{name} must be positive")
+
+
+class Occupancy:
+    """Requests holding a slot and calls waiting, counted against their limits."""
+
+    def __init__(self, limits: RpcLimits) -> None:
+        self._limits = limits
+        self.in_flight = 0
+        self.waiting = 0
+
+    def take_slot(self) -> RequestSlot | None:
+        """One of the ``max_concurrent_requests`` slots for a new request, or None when all are taken."""
+        if self.in_flight >= self._limits.max_concurrent_requests:
+            return None
+        self.in_flight += 1
+        return RequestSlot(self)
+
+    @contextlib.contextmanager
+    def wait(self) -> Iterator[None]:
+        """Counts one waiting call while held; past ``max_waiting`` raises -32000 "server busy"."""
+        limit = self._limits.max_waiting
+        if self.waiting >= limit:
+            raise SERVER_BUSY.error({"limit": "max_waiting", "max_waiting": limit})
+        self.waiting += 1
+        try:
+            yield
+        finally:
+            self.waiting -= 1
+
+
+class RequestSlot:
+    """One request's hold on a slot, until it ends or one of its calls starts to wait."""
+
+    def __init__(self, occupancy: Occupancy) -> None:
+        self._occupancy = occupancy
+        self._held = True
+
+    def release(self) -> None:
+        """Give the slot back; releasing twice is harmless."""
+        if self._held:
+            self._held = False
+            self._occupancy.in_flight -= 1
+
+    @contextlib.contextmanager
+    def waiting(self) -> Iterator[None]:
+        """The engine's ``WaitSlot``: a call that waits counts against ``max_waiting``, and the
+        request gives its slot up for good (what is left of it is waiting and answering)."""
+        with self._occupancy.wait():
+            self.release()
+            yield
