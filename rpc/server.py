@@ -65,8 +65,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 from mura.rpc.connections import CappedSite
 from mura.rpc.cors import CorsPolicy
 from mura.rpc.declarations import Method
-from mura.rpc.explorer import ExplorerFiles
 from mura.rpc.errors import INVALID_REQUEST, SERVER_BUSY, RpcError, standard_error
+from mura.rpc.explorer import ExplorerFiles
 from mura.rpc.jsonrpc import DEFAULT_MAX_BATCH_LENGTH, JsonRpcEngine, encode_error
 from mura.rpc.metrics import CONTENT_TYPE, Metrics
 from mura.rpc.readiness import ReadinessPolicy, SyncFacts, assess

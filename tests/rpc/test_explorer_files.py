@@ -73,5 +73,5 @@ def test_the_setting_is_on_by_default_and_a_boolean(tmp_path: Path) -> None:
     path.write_text('[rpc]\nexplorer = false\n')
     assert load_config(path)["rpc.explorer"] is False
     path.write_text('[rpc]\nexplorer = "yes"\n')
-    with pytest.raises(ConfigError, match="rpc.explorer"):
+    with pytest.raises(ConfigError, match=r"rpc\.explorer"):
         load_config(path)
