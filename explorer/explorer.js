@@ -1197,6 +1197,9 @@
 
   // --- start ---------------------------------------------------------------------------------------
 
+  // The page's number handling, for tests in the browser.
+  window.MuraExplorer = Object.freeze({ parseJson: parseJson, formatAmount: formatAmount });
+
   window.addEventListener("hashchange", route);
   window.addEventListener("error", (event) => {
     showError(main.getAttribute("data-view") || "error", t("err_unexpected", { detail: event.message }));
