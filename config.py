@@ -166,6 +166,7 @@ SETTINGS: tuple[Setting, ...] = (
         "does not read costs a bounded amount of memory, and reconnects to read what it missed by height",
         _positive,
     ),
+    Setting("rpc.explorer", bool, True, "serve the block explorer page at /explorer/ on the JSON-RPC port"),
     Setting("consensus.base_timeout_ms", int, 2_000, "first view timeout at a height", _positive),
     Setting(
         "consensus.double_sign_check_heights", int, 3,

@@ -72,6 +72,7 @@ from mura.p2p.sync_messages import (
 from mura.peer_set import Peers, PeerSet
 from mura.progress_log import missing_validators
 from mura.rpc.cors import CorsPolicy
+from mura.rpc.explorer import ExplorerFiles
 from mura.rpc.finality import FinalityWatch
 from mura.rpc.limits import RpcLimits
 from mura.rpc.methods import API_DESCRIPTION, node_methods
@@ -400,6 +401,7 @@ class Node:
             ),
             cors=CorsPolicy.of(self.config["rpc.cors_origins"]),
             feed=self.block_feed,
+            explorer=ExplorerFiles.packaged() if self.config["rpc.explorer"] else None,
         )
 
     # --- lifecycle ------------------------------------------------------------------

@@ -71,6 +71,7 @@ from mura.rpc.connections import CappedSite
 from mura.rpc.cors import CorsPolicy
 from mura.rpc.declarations import Method
 from mura.rpc.errors import INVALID_REQUEST, SERVER_BUSY, RpcError, standard_error
+from mura.rpc.explorer import ExplorerFiles
 from mura.rpc.jsonrpc import JsonRpcEngine, encode_error
 from mura.rpc.limits import Occupancy
 from mura.rpc.limits import RpcLimits as RpcLimits
@@ -123,9 +124,11 @@ class RpcServer:
         description: str = "",
         cors: CorsPolicy = CorsPolicy(frozenset()),
         feed: BlockFeed | None = None,
+        explorer: ExplorerFiles | None = None,
     ) -> None:
         self._host = host
         self._cors = cors
+        self._explorer = explorer
         self._requested_port = port
         self._health = health
         self._sync_facts = sync_facts
@@ -215,6 +218,8 @@ class RpcServer:
         app.router.add_get("/ready", self._handle_ready)
         app.router.add_get("/metrics", self._handle_metrics)
         self._cors.install(app)
+        if self._explorer is not None:
+            self._explorer.install(app)
         runner = web.AppRunner(
             app,
             access_log=None,
