@@ -6,6 +6,11 @@ PY := $(VENV)/bin/python
 RUNTIME_STAMP := $(VENV)/.runtime-stamp
 TEST_STAMP := $(VENV)/.test-stamp
 LINT_STAMP := $(VENV)/.lint-stamp
+BROWSER_STAMP := $(VENV)/.browser-stamp
+# make test-browser drives Debian's Chromium through its own driver at these paths, so Selenium
+# never looks for (or downloads) a browser of its own.
+CHROMIUM := /usr/bin/chromium
+CHROMEDRIVER := /usr/bin/chromedriver
 # mypy finds a package by its folder's name, and this repository's root is the mura package: make
 # lint shows it mypy through a folder that holds only a link named mura to the root.
 LINT_ROOT := $(VENV)/lint-root
@@ -33,7 +38,7 @@ SCALE ?= 1
 ACCOUNTS ?= 1000000
 REPLAY_ACCOUNTS ?= 200000
 
-.PHONY: test lint testnet testnet-reset demo-bond sim chaos bench bench-full bench-sync attacks clean
+.PHONY: test test-browser lint testnet testnet-reset demo-bond sim chaos bench bench-full bench-sync attacks clean
 
 $(RUNTIME_STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,9 +53,28 @@ $(TEST_STAMP): $(RUNTIME_STAMP)
 test: $(TEST_STAMP)
 	$(PY) -m pytest
 
-# The linter and the type checker read the tests too, so they get the test tools' types.
+$(BROWSER_STAMP): $(TEST_STAMP)
+	$(PIP_INSTALL) -e '.[test,browser]'
+	touch $(BROWSER_STAMP)
+
+# The block explorer in headless Chromium against a testnet of real node processes (not part of
+# make test). Chromium and its driver come from apt when missing, which takes root.
+test-browser: $(BROWSER_STAMP)
+	@if [ ! -x $(CHROMIUM) ] || [ ! -x $(CHROMEDRIVER) ]; then \
+		if [ "$$(id -u)" -ne 0 ]; then \
+			echo "make test-browser needs $(CHROMIUM) and $(CHROMEDRIVER); install them with:" >&2; \
+			echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends chromium chromium-driver" >&2; \
+			exit 1; \
+		fi; \
+		echo "installing chromium and chromium-driver with apt-get"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver; \
+	fi
+	$(PY) -m pytest -m browser tests/browser
+
+# The linter and the type checker read the tests too, so they get the test tools' types (Selenium's
+# for the browser tests).
 $(LINT_STAMP): $(TEST_STAMP)
-	$(PIP_INSTALL) -e '.[test,lint]'
+	$(PIP_INSTALL) -e '.[test,lint,browser]'
 	touch $(LINT_STAMP)
 
 lint: $(LINT_STAMP)

@@ -1,0 +1,124 @@
+"""One testnet of real node processes and one headless Chromium for every explorer test.
+
+The testnet (4 validators, fast timers) and the browser start once per run; each test gets the
+browser at the desktop viewport with the console emptied, and fails if the page logged a
+JavaScript error while it ran. ``ledger`` holds the transfers the tests look for, made once and
+final before the first test.
+
+The browser tests need the ``browser`` extra (Selenium) and Debian's Chromium: ``make test-browser``
+installs both. Without Selenium (``make test`` on a fresh venv) their modules are not collected.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+from mura.chain.address import encode_address
+from mura.chain.keys import SigningKey, load_key
+from mura.chain.transaction import Transfer
+from mura.tests.browser.ledger import (
+    FINAL_WITHIN_SECONDS,
+    JPYT_AMOUNT,
+    MARKUP_MEMO,
+    TRANSFER_AMOUNT,
+    TRANSFER_MEMO,
+    Ledger,
+)
+from mura.tests.node.cluster import Cluster
+
+if TYPE_CHECKING:
+    from selenium.webdriver.chrome.webdriver import WebDriver
+
+if importlib.util.find_spec("selenium") is None:
+    # make test's venv has no browser extra; its -m "not browser" would deselect these tests anyway.
+    collect_ignore_glob = ["test_*.py"]
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Four validators, so every certificate has several signers."""
+    cluster = Cluster(tmp_path_factory.mktemp("explorer") / "testnet", validators=4)
+    try:
+        cluster.start_all()
+        yield cluster
+    finally:
+        cluster.close()
+
+
+@pytest.fixture(scope="session")
+def base_url(cluster: Cluster) -> str:
+    """The first validator's JSON-RPC port, where it serves the explorer."""
+    return f"http://127.0.0.1:{cluster.rpc_ports[0]}"
+
+
+@pytest.fixture(scope="session")
+def ledger(cluster: Cluster) -> Ledger:
+    bank = load_key(cluster.directory / "keys" / "bank.key")
+    recipient, markup_recipient = SigningKey.generate().public_key, SigningKey.generate().public_key
+    submitted = [
+        cluster.submit(0, cluster.sign(cluster.treasury, Transfer("NAC", recipient, TRANSFER_AMOUNT, TRANSFER_MEMO))),
+        cluster.submit(0, cluster.sign(bank, Transfer("JPYT", recipient, JPYT_AMOUNT))),
+        cluster.submit(0, cluster.sign(cluster.treasury, Transfer("NAC", markup_recipient, 100, MARKUP_MEMO))),
+    ]
+    transfer, jpyt_transfer, markup_transfer = (
+        cluster.call(0, "tx_wait", transaction_hash, FINAL_WITHIN_SECONDS) for transaction_hash in submitted
+    )
+    return Ledger(
+        treasury=encode_address(cluster.treasury.public_key, cluster.prefix),
+        bank=encode_address(bank.public_key, cluster.prefix),
+        recipient=encode_address(recipient, cluster.prefix),
+        transfer=transfer,
+        jpyt_transfer=jpyt_transfer,
+        markup_transfer=markup_transfer,
+        markup_recipient=encode_address(markup_recipient, cluster.prefix),
+        validators=cluster.status(0)["validators"],
+    )
+
+
+@pytest.fixture(scope="session")
+def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
+    """One headless Chromium for the whole run, on a fresh profile."""
+    from mura.tests.browser.pages import start_chromium
+
+    driver = start_chromium(tmp_path_factory.mktemp("chromium-profile"))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture
+def browser(chromium: WebDriver) -> Iterator[WebDriver]:
+    """The browser at the desktop viewport, on a blank page with empty logs; a JavaScript error
+    the page logs during the test fails it."""
+    from mura.tests.browser.pages import DESKTOP, javascript_errors, websocket_frames_received
+
+    chromium.get("about:blank")
+    DESKTOP.apply(chromium)
+    javascript_errors(chromium)
+    websocket_frames_received(chromium)
+    yield chromium
+    errors = javascript_errors(chromium)
+    _forget_the_page(chromium)
+    assert not errors, "the page logged JavaScript errors:\n" + "\n".join(errors)
+
+
+@pytest.fixture
+def phone(browser: WebDriver) -> WebDriver:
+    """The browser at a phone's viewport (390 x 844 CSS pixels, touch, mobile viewport rules)."""
+    from mura.tests.browser.pages import PHONE
+
+    PHONE.apply(browser)
+    return browser
+
+
+def _forget_the_page(driver: WebDriver) -> None:
+    """What one test set in the page's storage (the language) does not reach the next."""
+    if driver.current_url.startswith("http"):
+        driver.execute_script("window.localStorage.clear();")
+    driver.get("about:blank")
+
