@@ -33,6 +33,8 @@ from mura.tests.node.cluster import Cluster
 if TYPE_CHECKING:
     from selenium.webdriver.chrome.webdriver import WebDriver
 
+    from mura.tests.browser.pages import Layout
+
 if importlib.util.find_spec("selenium") is None:
     # make test's venv has no browser extra; its -m "not browser" would deselect these tests anyway.
     collect_ignore_glob = ["test_*.py"]
@@ -107,13 +109,15 @@ def browser(chromium: WebDriver) -> Iterator[WebDriver]:
     assert not errors, "the page logged JavaScript errors:\n" + "\n".join(errors)
 
 
-@pytest.fixture
-def phone(browser: WebDriver) -> WebDriver:
-    """The browser at a phone's viewport (390 x 844 CSS pixels, touch, mobile viewport rules)."""
-    from mura.tests.browser.pages import PHONE
+@pytest.fixture(params=["desktop", "phone"])
+def layout(request: pytest.FixtureRequest, browser: WebDriver) -> Layout:
+    """The test runs at a desktop's viewport (1280 x 900) and again at a phone's (390 x 844 CSS
+    pixels, touch, a mobile browser's viewport rules)."""
+    from mura.tests.browser.pages import LAYOUTS
 
-    PHONE.apply(browser)
-    return browser
+    chosen = LAYOUTS[request.param]
+    chosen.apply(browser)
+    return chosen
 
 
 def _forget_the_page(driver: WebDriver) -> None:

@@ -79,6 +79,7 @@ class Layout:
 
 DESKTOP = Layout("desktop", 1280, 900, 1, mobile=False)
 PHONE = Layout("phone", 390, 844, 3, mobile=True)
+LAYOUTS = {layout.name: layout for layout in (DESKTOP, PHONE)}
 
 
 def start_chromium(user_data_dir: Path) -> WebDriver:
@@ -195,11 +196,15 @@ def assert_no_stack_trace(driver: WebDriver) -> None:
     assert leaked is None, f"the page shows a stack trace ({leaked.group(0)!r}):\n{text[:2000]}"
 
 
-def horizontal_overflow(driver: WebDriver) -> int:
-    """How many CSS pixels the page is wider than the viewport (0: it fits)."""
-    sizes: Any = driver.execute_script("return [document.documentElement.scrollWidth, window.innerWidth];")
-    scroll_width, viewport_width = sizes
-    return max(0, int(scroll_width) - int(viewport_width))
+def horizontal_overflow(driver: WebDriver, layout: Layout) -> int:
+    """How many CSS pixels the page is wider than ``layout``'s screen (0: it fits).
+
+    Measured against the screen's width, not ``window.innerWidth``: a mobile browser widens the
+    layout viewport to a page wider than the screen (and zooms out), so there ``scrollWidth`` never
+    exceeds ``innerWidth``.
+    """
+    scroll_width: Any = driver.execute_script("return document.documentElement.scrollWidth;")
+    return max(0, int(scroll_width) - layout.width)
 
 
 def save_screenshot(driver: WebDriver, name: str) -> Path:
