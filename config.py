@@ -147,6 +147,7 @@ SETTINGS: tuple[Setting, ...] = (
         "a request's head must arrive within this long of the connection opening or its previous answer",
         _positive,
     ),
+    Setting("rpc.explorer", bool, True, "serve the block explorer page at /explorer/ on the JSON-RPC port"),
     Setting("consensus.base_timeout_ms", int, 2_000, "first view timeout at a height", _positive),
     Setting(
         "consensus.double_sign_check_heights", int, 3,

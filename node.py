@@ -72,6 +72,7 @@ from mura.p2p.sync_messages import (
 from mura.peer_set import Peers, PeerSet
 from mura.progress_log import missing_validators
 from mura.rpc.cors import CorsPolicy
+from mura.rpc.explorer import ExplorerFiles
 from mura.rpc.finality import FinalityWatch
 from mura.rpc.methods import API_DESCRIPTION, node_methods
 from mura.rpc.metrics import Metrics
@@ -390,6 +391,7 @@ class Node:
                 max_connections_per_source=self.config["rpc.max_connections_per_source"],
             ),
             cors=CorsPolicy.of(self.config["rpc.cors_origins"]),
+            explorer=ExplorerFiles.packaged() if self.config["rpc.explorer"] else None,
         )
 
     # --- lifecycle ------------------------------------------------------------------

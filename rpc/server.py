@@ -66,6 +66,7 @@ from mura.rpc.connections import CappedSite
 from mura.rpc.cors import CorsPolicy
 from mura.rpc.declarations import Method
 from mura.rpc.errors import INVALID_REQUEST, SERVER_BUSY, RpcError, standard_error
+from mura.rpc.explorer import ExplorerFiles
 from mura.rpc.jsonrpc import DEFAULT_MAX_BATCH_LENGTH, JsonRpcEngine, encode_error
 from mura.rpc.metrics import CONTENT_TYPE, Metrics
 from mura.rpc.readiness import ReadinessPolicy, SyncFacts, assess
@@ -198,9 +199,11 @@ class RpcServer:
         shutdown_timeout: float = 5.0,
         description: str = "",
         cors: CorsPolicy = CorsPolicy(frozenset()),
+        explorer: ExplorerFiles | None = None,
     ) -> None:
         self._host = host
         self._cors = cors
+        self._explorer = explorer
         self._requested_port = port
         self._health = health
         self._sync_facts = sync_facts
@@ -271,6 +274,8 @@ class RpcServer:
         app.router.add_get("/ready", self._handle_ready)
         app.router.add_get("/metrics", self._handle_metrics)
         self._cors.install(app)
+        if self._explorer is not None:
+            self._explorer.install(app)
         runner = web.AppRunner(
             app,
             access_log=None,
