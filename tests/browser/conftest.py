@@ -19,10 +19,12 @@ import pytest
 
 from mura.chain.address import encode_address
 from mura.chain.keys import SigningKey, load_key
-from mura.chain.transaction import Transfer
+from mura.chain.transaction import IssueAsset, Transfer
 from mura.tests.browser.ledger import (
     FINAL_WITHIN_SECONDS,
     JPYT_AMOUNT,
+    LARGE_ASSET,
+    LARGE_SUPPLY,
     MARKUP_MEMO,
     TRANSFER_AMOUNT,
     TRANSFER_MEMO,
@@ -65,8 +67,11 @@ def ledger(cluster: Cluster) -> Ledger:
         cluster.submit(0, cluster.sign(cluster.treasury, Transfer("NAC", recipient, TRANSFER_AMOUNT, TRANSFER_MEMO))),
         cluster.submit(0, cluster.sign(bank, Transfer("JPYT", recipient, JPYT_AMOUNT))),
         cluster.submit(0, cluster.sign(cluster.treasury, Transfer("NAC", markup_recipient, 100, MARKUP_MEMO))),
+        cluster.submit(0, cluster.sign(bank, IssueAsset(LARGE_ASSET, "Vault certificates", 2, LARGE_SUPPLY,
+                                                        reissuable=False, cap=0, registrar=b"", policy="open",
+                                                        expiry_ms=0))),
     ]
-    transfer, jpyt_transfer, markup_transfer = (
+    transfer, jpyt_transfer, markup_transfer, large_issue = (
         cluster.call(0, "tx_wait", transaction_hash, FINAL_WITHIN_SECONDS) for transaction_hash in submitted
     )
     return Ledger(
@@ -77,6 +82,7 @@ def ledger(cluster: Cluster) -> Ledger:
         jpyt_transfer=jpyt_transfer,
         markup_transfer=markup_transfer,
         markup_recipient=encode_address(markup_recipient, cluster.prefix),
+        large_issue=large_issue,
         validators=cluster.status(0)["validators"],
     )
 

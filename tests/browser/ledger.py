@@ -12,6 +12,11 @@ TRANSFER_MEMO = "Firewood for the onsen, March"
 MARKUP_MEMO = "<img src=x onerror=alert(1)>"
 #: JPYT has no decimals.
 JPYT_AMOUNT = 30_000
+#: An asset the bank issues with the largest supply there can be, 2 decimals: past 2^53, where a
+#: JavaScript number would lose its last digits.
+LARGE_ASSET = "VAULT"
+LARGE_SUPPLY = 2**64 - 1
+LARGE_SUPPLY_TEXT = "184,467,440,737,095,516.15"
 #: How long a transaction may take to become final on the fast testnet (tx_wait's own limit is 5 s,
 #: the cluster's HTTP timeout).
 FINAL_WITHIN_SECONDS = 4
@@ -31,4 +36,6 @@ class Ledger:
     #: A transfer whose memo is HTML markup, to ``markup_recipient``.
     markup_transfer: dict[str, Any]
     markup_recipient: str
+    #: chain_getTransaction's answer for the bank's issue of LARGE_ASSET.
+    large_issue: dict[str, Any]
     validators: list[str]

@@ -16,7 +16,7 @@ from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 
-from mura.tests.browser.ledger import MARKUP_MEMO, TRANSFER_MEMO, Ledger
+from mura.tests.browser.ledger import LARGE_ASSET, LARGE_SUPPLY_TEXT, MARKUP_MEMO, TRANSFER_MEMO, Ledger
 from mura.tests.browser.pages import (
     Layout,
     assert_no_stack_trace,
@@ -164,6 +164,16 @@ def test_asset_page_shows_supply_and_holders(browser: WebDriver, base_url: str, 
     assert sorted(holders) == sorted([ledger.treasury, ledger.recipient, ledger.markup_recipient])
     assert "12.50" in text_of(browser, f'#holders tr[data-holder="{ledger.recipient}"]')
     assert "999,986.50" in text_of(browser, f'#holders tr[data-holder="{ledger.treasury}"]')
+
+
+def test_amounts_past_two_to_the_53_keep_every_digit(browser: WebDriver, base_url: str, ledger: Ledger) -> None:
+    open_route(browser, base_url, f"#/asset/{LARGE_ASSET}")
+    wait_view(browser, "asset")
+    assert field(browser, "supply") == f"{LARGE_SUPPLY_TEXT} {LARGE_ASSET}"
+    assert LARGE_SUPPLY_TEXT in text_of(browser, f'#holders tr[data-holder="{ledger.bank}"]')
+    open_route(browser, base_url, f"#/tx/{ledger.large_issue['hash']}")
+    wait_view(browser, "tx")
+    assert field(browser, "amount") == f"{LARGE_SUPPLY_TEXT} {LARGE_ASSET}"
 
 
 def test_validators_page_lists_the_four_validators(browser: WebDriver, base_url: str, ledger: Ledger) -> None:
