@@ -11,6 +11,9 @@ BROWSER_STAMP := $(VENV)/.browser-stamp
 # never looks for (or downloads) a browser of its own.
 CHROMIUM := /usr/bin/chromium
 CHROMEDRIVER := /usr/bin/chromedriver
+# What apt-get installs for it when any is missing: a Japanese font too, or the Japanese pages'
+# screenshots show boxes (fontconfig for fc-list, which tells whether there is one).
+BROWSER_PACKAGES := chromium chromium-driver fonts-ipafont-gothic fontconfig
 # mypy finds a package by its folder's name, and this repository's root is the mura package: make
 # lint shows it mypy through a folder that holds only a link named mura to the root.
 LINT_ROOT := $(VENV)/lint-root
@@ -58,16 +61,16 @@ $(BROWSER_STAMP): $(TEST_STAMP)
 	touch $(BROWSER_STAMP)
 
 # The block explorer in headless Chromium against a testnet of real node processes (not part of
-# make test). Chromium and its driver come from apt when missing, which takes root.
+# make test). Chromium, its driver and a Japanese font come from apt when missing, which takes root.
 test-browser: $(BROWSER_STAMP)
-	@if [ ! -x $(CHROMIUM) ] || [ ! -x $(CHROMEDRIVER) ]; then \
+	@if [ ! -x $(CHROMIUM) ] || [ ! -x $(CHROMEDRIVER) ] || ! fc-list :lang=ja 2>/dev/null | grep -q .; then \
 		if [ "$$(id -u)" -ne 0 ]; then \
-			echo "make test-browser needs $(CHROMIUM) and $(CHROMEDRIVER); install them with:" >&2; \
-			echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends chromium chromium-driver" >&2; \
+			echo "make test-browser needs $(CHROMIUM), $(CHROMEDRIVER) and a Japanese font; install them with:" >&2; \
+			echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends $(BROWSER_PACKAGES)" >&2; \
 			exit 1; \
 		fi; \
-		echo "installing chromium and chromium-driver with apt-get"; \
-		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver; \
+		echo "installing $(BROWSER_PACKAGES) with apt-get"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(BROWSER_PACKAGES); \
 	fi
 	$(PY) -m pytest -m browser tests/browser
 
