@@ -6,6 +6,14 @@ PY := $(VENV)/bin/python
 RUNTIME_STAMP := $(VENV)/.runtime-stamp
 TEST_STAMP := $(VENV)/.test-stamp
 LINT_STAMP := $(VENV)/.lint-stamp
+BROWSER_STAMP := $(VENV)/.browser-stamp
+# make test-browser drives Debian's Chromium through its own driver at these paths, so Selenium
+# never looks for (or downloads) a browser of its own.
+CHROMIUM := /usr/bin/chromium
+CHROMEDRIVER := /usr/bin/chromedriver
+# What apt-get installs for it when any is missing: a Japanese font too, or the Japanese pages'
+# screenshots show boxes (fontconfig for fc-list, which tells whether there is one).
+BROWSER_PACKAGES := chromium chromium-driver fonts-ipafont-gothic fontconfig
 # mypy finds a package by its folder's name, and this repository's root is the mura package: make
 # lint shows it mypy through a folder that holds only a link named mura to the root.
 LINT_ROOT := $(VENV)/lint-root
@@ -33,7 +41,7 @@ SCALE ?= 1
 ACCOUNTS ?= 1000000
 REPLAY_ACCOUNTS ?= 200000
 
-.PHONY: test lint testnet testnet-reset demo-bond sim chaos bench bench-full bench-sync attacks clean
+.PHONY: test test-browser lint testnet testnet-reset demo-bond sim chaos bench bench-full bench-sync attacks clean
 
 $(RUNTIME_STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,9 +56,28 @@ $(TEST_STAMP): $(RUNTIME_STAMP)
 test: $(TEST_STAMP)
 	$(PY) -m pytest
 
-# The linter and the type checker read the tests too, so they get the test tools' types.
+$(BROWSER_STAMP): $(TEST_STAMP)
+	$(PIP_INSTALL) -e '.[test,browser]'
+	touch $(BROWSER_STAMP)
+
+# The block explorer in headless Chromium against a testnet of real node processes (not part of
+# make test). Chromium, its driver and a Japanese font come from apt when missing, which takes root.
+test-browser: $(BROWSER_STAMP)
+	@if [ ! -x $(CHROMIUM) ] || [ ! -x $(CHROMEDRIVER) ] || ! fc-list :lang=ja 2>/dev/null | grep -q .; then \
+		if [ "$$(id -u)" -ne 0 ]; then \
+			echo "make test-browser needs $(CHROMIUM), $(CHROMEDRIVER) and a Japanese font; install them with:" >&2; \
+			echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends $(BROWSER_PACKAGES)" >&2; \
+			exit 1; \
+		fi; \
+		echo "installing $(BROWSER_PACKAGES) with apt-get"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(BROWSER_PACKAGES); \
+	fi
+	$(PY) -m pytest -m browser tests/browser
+
+# The linter and the type checker read the tests too, so they get the test tools' types (Selenium's
+# for the browser tests).
 $(LINT_STAMP): $(TEST_STAMP)
-	$(PIP_INSTALL) -e '.[test,lint]'
+	$(PIP_INSTALL) -e '.[test,lint,browser]'
 	touch $(LINT_STAMP)
 
 lint: $(LINT_STAMP)

@@ -1,0 +1,311 @@
+"""The block explorer a node serves at /explorer/, read in Chromium as a person reads it.
+
+Every test opens the first validator's explorer on the session's testnet and asserts what is on
+the screen, through the DOM contract the page keeps for tests: ``main#view`` with ``data-view``
+and ``data-state``, ids for the values a person looks for, ``data-field`` for a transaction's
+and an asset's facts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import pytest
+from selenium.common.exceptions import NoAlertPresentException
+from selenium.webdriver.chrome.webdriver import WebDriver
+from selenium.webdriver.common.by import By
+
+from mura.tests.browser.ledger import LARGE_ASSET, LARGE_SUPPLY_TEXT, MARKUP_MEMO, TRANSFER_MEMO, Ledger
+from mura.tests.browser.pages import (
+    Layout,
+    assert_no_stack_trace,
+    horizontal_overflow,
+    open_route,
+    save_screenshot,
+    text_of,
+    wait_for_element,
+    wait_text,
+    wait_until,
+    wait_view,
+    websocket_frames_received,
+)
+from mura.tests.node.cluster import Cluster
+
+pytestmark = pytest.mark.browser
+
+#: Hiragana, katakana or kanji: a label in Japanese.
+JAPANESE = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
+
+
+def field(driver: WebDriver, name: str) -> str:
+    return text_of(driver, f'#view [data-field="{name}"]')
+
+
+def attributes(driver: WebDriver, selector: str, name: str) -> list[str]:
+    """Attribute ``name`` of every element at ``selector``, in page order."""
+    return [element.get_attribute(name) or "" for element in driver.find_elements(By.CSS_SELECTOR, selector)]
+
+
+def search(driver: WebDriver, base_url: str, query: str) -> None:
+    """Type ``query`` into the search box of the status page and press Search."""
+    open_route(driver, base_url, "#/")
+    wait_view(driver, "status")
+    driver.find_element(By.CSS_SELECTOR, "form#search input#search-input").send_keys(query)
+    driver.find_element(By.CSS_SELECTOR, "form#search button#search-go").click()
+
+
+# --- status ---------------------------------------------------------------------------------------
+
+
+def test_status_shows_the_height_and_latest_blocks_and_a_new_block_arrives_live(
+    browser: WebDriver, base_url: str, cluster: Cluster, ledger: Ledger, subscriptions: bool
+) -> None:
+    open_route(browser, base_url, "#/")
+    wait_view(browser, "status")
+    browser.execute_script("window.sameLoad = true;")
+    shown = int(text_of(browser, "#status-height").replace(",", ""))
+    assert 1 <= shown <= cluster.height(0)
+    assert text_of(browser, "#status-since") != ""
+    assert text_of(browser, "#status-view").isdigit()
+    heights = [int(height) for height in attributes(browser, "#latest-blocks tr[data-height]", "data-height")]
+    assert heights[0] >= shown and len(heights) > 1
+    assert heights == sorted(heights, reverse=True), "the latest blocks are not newest first"
+    newest = f'#latest-blocks tr[data-height="{heights[0]}"]'
+    browser.find_element(By.CSS_SELECTOR, f'{newest} a[href="#/block/{heights[0]}"]')
+    assert set(attributes(browser, "#status-validators tr[data-validator]", "data-validator")) == set(ledger.validators)
+    for signed in browser.find_elements(By.CSS_SELECTOR, "#status-validators tr[data-validator] .signed"):
+        assert re.fullmatch(r"\d+ / \d+", signed.text.strip()), signed.text
+
+    if not subscriptions:
+        pytest.skip("the node declares no chain_subscribe: no websocket for the page to follow blocks on")
+    wait_for_element(browser, '#live[data-live="on"]')
+    wait_for_element(browser, f'#latest-blocks tr[data-height="{heights[0] + 1}"]')
+    wait_until(browser, lambda driver: int(text_of(driver, "#status-height").replace(",", "")) > heights[0],
+               lambda: f"#status-height still shows {text_of(browser, '#status-height')}")
+    assert browser.execute_script("return window.sameLoad === true;"), "the page was reloaded"
+    frames = websocket_frames_received(browser)
+    assert any('"chain_subscription"' in frame for frame in frames), "no block notification came over the websocket"
+
+
+# --- an account, a transaction, a block ------------------------------------------------------------
+
+
+def test_account_shows_the_amount_received_and_the_transfer_in_its_history(
+    browser: WebDriver, base_url: str, ledger: Ledger
+) -> None:
+    open_route(browser, base_url, f"#/account/{ledger.recipient}")
+    wait_view(browser, "account")
+    assert text_of(browser, "#account-address") == ledger.recipient
+    assert text_of(browser, '#balances tr[data-asset="NAC"] .amount') == "12.50"
+    assert text_of(browser, '#balances tr[data-asset="NAC"] .symbol') == "NAC"
+    assert text_of(browser, '#balances tr[data-asset="JPYT"] .amount') == "30,000"
+    history = attributes(browser, "#history tr[data-tx]", "data-tx")
+    assert sorted(history) == sorted([ledger.transfer["hash"], ledger.jpyt_transfer["hash"]])
+    assert "12.50" in text_of(browser, f'#history tr[data-tx="{ledger.transfer["hash"]}"]')
+    more = browser.find_elements(By.ID, "history-more")
+    assert not (more and more[0].is_displayed()), "a second page is offered for two transactions"
+
+    browser.find_element(By.CSS_SELECTOR, f'#history tr[data-tx="{ledger.transfer["hash"]}"] a[href^="#/tx/"]').click()
+    wait_view(browser, "tx")
+    assert field(browser, "amount") == "12.50 NAC"
+
+
+def test_transaction_page_shows_kind_parties_amount_memo_status_and_block(
+    browser: WebDriver, base_url: str, ledger: Ledger
+) -> None:
+    transfer = ledger.transfer
+    open_route(browser, base_url, f"#/tx/{transfer['hash']}")
+    wait_view(browser, "tx")
+    assert field(browser, "kind").lower() == "transfer"
+    assert ledger.treasury in field(browser, "sender")
+    assert ledger.recipient in field(browser, "recipient")
+    assert field(browser, "amount") == "12.50 NAC"
+    assert field(browser, "memo") == TRANSFER_MEMO
+    assert "final" in field(browser, "status").lower()
+    height = transfer["block_height"]
+    assert f"{height:,}" in field(browser, "block")
+    browser.find_element(By.CSS_SELECTOR, f'#view [data-field="block"] a[href="#/block/{height}"]')
+
+
+def test_a_memo_of_html_markup_is_shown_as_text(browser: WebDriver, base_url: str, ledger: Ledger) -> None:
+    open_route(browser, base_url, f"#/tx/{ledger.markup_transfer['hash']}")
+    wait_view(browser, "tx")
+    assert field(browser, "memo") == MARKUP_MEMO
+    assert browser.find_elements(By.CSS_SELECTOR, "#view img") == []
+    with pytest.raises(NoAlertPresentException):
+        browser.switch_to.alert.text  # noqa: B018 (reading it is what raises when there is none)
+
+
+def test_block_page_lists_the_certificate_signers_and_the_transactions(
+    browser: WebDriver, base_url: str, cluster: Cluster, ledger: Ledger
+) -> None:
+    height = ledger.transfer["block_height"]
+    open_route(browser, base_url, f"#/block/{height}")
+    wait_view(browser, "block")
+    assert text_of(browser, "#block-height") == f"{height:,}"
+    assert text_of(browser, "#block-hash") == ledger.transfer["block_hash"]
+    signers = attributes(browser, "#block-signers tr[data-validator]", "data-validator")
+    certificate = cluster.call(0, "chain_getCertificate", height)
+    assert sorted(signers) == sorted(signature["validator"] for signature in certificate["signatures"])
+    assert len(signers) >= 3 and set(signers) <= set(ledger.validators)
+    transactions = attributes(browser, "#block-transactions tr[data-tx]", "data-tx")
+    assert sorted(transactions) == sorted(cluster.call(0, "chain_getBlock", height)["transactions"])
+    assert ledger.transfer["hash"] in transactions
+
+
+# --- an asset, the validators ---------------------------------------------------------------------
+
+
+def test_asset_page_shows_supply_and_holders(browser: WebDriver, base_url: str, ledger: Ledger) -> None:
+    open_route(browser, base_url, "#/asset/NAC")
+    wait_view(browser, "asset")
+    assert field(browser, "supply") == "1,000,000.00 NAC"
+    assert field(browser, "lapsed") == "0.00 NAC"
+    holders = attributes(browser, "#holders tr[data-holder]", "data-holder")
+    assert sorted(holders) == sorted([ledger.treasury, ledger.recipient, ledger.markup_recipient])
+    assert "12.50" in text_of(browser, f'#holders tr[data-holder="{ledger.recipient}"]')
+    assert "999,986.50" in text_of(browser, f'#holders tr[data-holder="{ledger.treasury}"]')
+
+
+def test_amounts_past_two_to_the_53_keep_every_digit(browser: WebDriver, base_url: str, ledger: Ledger) -> None:
+    open_route(browser, base_url, f"#/asset/{LARGE_ASSET}")
+    wait_view(browser, "asset")
+    assert field(browser, "supply") == f"{LARGE_SUPPLY_TEXT} {LARGE_ASSET}"
+    assert LARGE_SUPPLY_TEXT in text_of(browser, f'#holders tr[data-holder="{ledger.bank}"]')
+    open_route(browser, base_url, f"#/tx/{ledger.large_issue['hash']}")
+    wait_view(browser, "tx")
+    assert field(browser, "amount") == f"{LARGE_SUPPLY_TEXT} {LARGE_ASSET}"
+
+
+def test_validators_page_lists_the_four_validators(browser: WebDriver, base_url: str, ledger: Ledger) -> None:
+    open_route(browser, base_url, "#/validators")
+    wait_view(browser, "validators")
+    assert sorted(attributes(browser, "#view tr[data-validator]", "data-validator")) == sorted(ledger.validators)
+
+
+# --- search ---------------------------------------------------------------------------------------
+
+#: What to type (from the ledger), the view it leads to, and what that view must then show.
+SEARCHES: dict[str, tuple[Callable[[Ledger], str], str, Callable[[Ledger], tuple[str, str]]]] = {
+    "height": (lambda ledger: str(ledger.transfer["block_height"]), "block",
+               lambda ledger: ("#block-height", f"{ledger.transfer['block_height']:,}")),
+    "block hash": (lambda ledger: ledger.transfer["block_hash"], "block",
+                   lambda ledger: ("#block-hash", ledger.transfer["block_hash"])),
+    "transaction hash": (lambda ledger: ledger.transfer["hash"], "tx",
+                         lambda ledger: ('[data-field="memo"]', TRANSFER_MEMO)),
+    "address": (lambda ledger: ledger.recipient, "account", lambda ledger: ("#account-address", ledger.recipient)),
+    "asset id": (lambda ledger: "NAC", "asset", lambda ledger: ('[data-field="supply"]', "1,000,000.00 NAC")),
+}
+
+
+@pytest.mark.parametrize("kind", SEARCHES)
+def test_search_goes_to_the_page_of_what_was_found(
+    browser: WebDriver, base_url: str, ledger: Ledger, kind: str
+) -> None:
+    query, view, shows = SEARCHES[kind]
+    search(browser, base_url, query(ledger))
+    wait_view(browser, view)
+    selector, expected = shows(ledger)
+    wait_text(browser, f"#view {selector}", expected)
+
+
+@pytest.mark.parametrize("query", ["ZZZ-NOPE", "0x" + "0" * 64, "tnac1xyz"])
+def test_search_for_nothing_known_says_so_and_stays(browser: WebDriver, base_url: str, query: str) -> None:
+    search(browser, base_url, query)
+    message = wait_until(browser, lambda driver: text_of(driver, "#search-message"),
+                         lambda: "#search-message stayed empty")
+    assert browser.find_element(By.ID, "search-message").get_attribute("role") == "alert"
+    assert len(message) > 10, f"{message!r} is not a sentence"
+    wait_view(browser, "status")
+    assert_no_stack_trace(browser)
+
+
+# --- what cannot be shown -------------------------------------------------------------------------
+
+MALFORMED_ROUTES = {
+    "negative height": "#/block/-1",
+    "undecodable address": "#/account/%%%",
+    "short hash": "#/tx/0x12",
+    "no such page": "#/nonsense",
+    "5,000 characters": "#/block/" + "9" * (5_000 - len("#/block/")),
+    "block not made yet": "#/block/99999999",
+    "unknown transaction": "#/tx/0x" + "0" * 64,
+    "unknown asset": "#/asset/ZZZ-NOPE",
+}
+
+
+@pytest.mark.parametrize("route", MALFORMED_ROUTES.values(), ids=MALFORMED_ROUTES.keys())
+def test_a_route_with_nothing_to_show_shows_a_message(browser: WebDriver, base_url: str, route: str) -> None:
+    open_route(browser, base_url, route)
+    view = wait_view(browser, None, "error")
+    message = view.find_element(By.CSS_SELECTOR, ".message")
+    assert message.is_displayed() and len(message.text.strip()) > 10, f"the message is {message.text!r}"
+    assert message.get_attribute("role") == "alert"
+    assert view.text.strip() != ""
+    assert_no_stack_trace(browser)
+
+
+# --- language -------------------------------------------------------------------------------------
+
+
+def test_japanese_labels_are_chosen_with_the_language_button_and_survive_a_reload(
+    browser: WebDriver, base_url: str
+) -> None:
+    open_route(browser, base_url, "#/")
+    wait_view(browser, "status")
+    assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en"
+    assert not JAPANESE.search(labels(browser) + text_of(browser, "#view"))
+
+    browser.find_element(By.ID, "lang").click()
+    wait_for_japanese(browser)
+    browser.refresh()
+    wait_for_japanese(browser)
+    save_screenshot(browser, "status-desktop-ja")
+
+    browser.find_element(By.ID, "lang").click()
+    wait_until(browser, lambda driver: driver.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en",
+               lambda: "<html lang> did not return to en")
+    wait_view(browser, "status")
+    assert not JAPANESE.search(labels(browser))
+
+
+def labels(driver: WebDriver) -> str:
+    """The text of every labelled element."""
+    return "\n".join(element.text for element in driver.find_elements(By.CSS_SELECTOR, "[data-i18n]"))
+
+
+def wait_for_japanese(driver: WebDriver) -> None:
+    """The page in Japanese: ``<html lang=ja>``, the labels and the status view's own words."""
+    def japanese(driver: WebDriver) -> bool:
+        return (driver.find_element(By.TAG_NAME, "html").get_attribute("lang") == "ja"
+                and bool(driver.find_elements(By.CSS_SELECTOR, 'main#view[data-view="status"][data-state="ready"]'))
+                and bool(JAPANESE.search(labels(driver))) and bool(JAPANESE.search(text_of(driver, "#view"))))
+
+    wait_until(driver, japanese, lambda: f"lang={driver.find_element(By.TAG_NAME, 'html').get_attribute('lang')}, "
+               f"labels {labels(driver)[:200]!r}")
+
+
+# --- every main view, at a desktop's and a phone's width ------------------------------------------
+
+MAIN_VIEWS: dict[str, Callable[[Ledger], str]] = {
+    "status": lambda ledger: "#/",
+    "block": lambda ledger: f"#/block/{ledger.transfer['block_height']}",
+    "tx": lambda ledger: f"#/tx/{ledger.transfer['hash']}",
+    "account": lambda ledger: f"#/account/{ledger.recipient}",
+    "asset": lambda ledger: "#/asset/NAC",
+    "validators": lambda ledger: "#/validators",
+}
+
+
+@pytest.mark.parametrize("view", MAIN_VIEWS)
+def test_main_view_fits_the_screen_width(
+    browser: WebDriver, layout: Layout, base_url: str, ledger: Ledger, view: str
+) -> None:
+    open_route(browser, base_url, MAIN_VIEWS[view](ledger))
+    wait_view(browser, view)
+    save_screenshot(browser, f"{view}-{layout.name}")
+    overflow = horizontal_overflow(browser, layout)
+    assert overflow == 0, f"the {view} page is {overflow} px wider than the {layout.name}'s {layout.width} px"
+    # A phone's browser widens the page to content too wide for it instead of scrolling sideways.
+    assert browser.execute_script("return window.innerWidth;") == layout.width
