@@ -12,7 +12,8 @@
       search_placeholder: "Address, transaction or block hash, block height, asset id",
       loading: "Loading…", more: "More", none: "None", yes: "yes", no: "no", home: "Back to the status page",
       status_title: "Chain status", chain_id: "Chain", height: "Height", since_last: "Last block",
-      view: "View", role: "This node", behind: "Blocks behind", peers: "Peers",
+      view: "View", role: "This node", role_validator: "validator", role_observer: "observer (follows, never votes)",
+      not_voting: "not in the current set", behind: "Blocks behind", peers: "Peers",
       seconds_ago: "{n} s ago", minutes_ago: "{n} min ago", hours_ago: "{n} h ago", days_ago: "{n} days ago",
       latest_blocks: "Latest blocks", time: "Time", proposer: "Proposer", transactions: "Transactions",
       hash: "Hash", validators: "Validators", name: "Name", address: "Address", signed: "Signed",
@@ -71,7 +72,8 @@
       search_placeholder: "アドレス、取引またはブロックのハッシュ、ブロック高、資産ID",
       loading: "読み込み中…", more: "さらに表示", none: "なし", yes: "はい", no: "いいえ", home: "状況ページへ戻る",
       status_title: "チェーンの状況", chain_id: "チェーン", height: "ブロック高", since_last: "最新ブロック",
-      view: "ビュー", role: "このノード", behind: "遅れているブロック数", peers: "接続ピア",
+      view: "ビュー", role: "このノード", role_validator: "バリデーター", role_observer: "オブザーバー（追従のみ、投票なし）",
+      not_voting: "現在のセットに含まれない", behind: "遅れているブロック数", peers: "接続ピア",
       seconds_ago: "{n}秒前", minutes_ago: "{n}分前", hours_ago: "{n}時間前", days_ago: "{n}日前",
       latest_blocks: "最新のブロック", time: "時刻", proposer: "提案者", transactions: "取引",
       hash: "ハッシュ", validators: "バリデーター", name: "名前", address: "アドレス", signed: "署名",
@@ -474,6 +476,8 @@
         main.replaceChildren(...content.flat(Infinity).filter((part) => part !== null && part !== undefined));
         setView(view, "ready");
         window.scrollTo(0, 0);
+        // A block decided while the view was reading the chain.
+        if (onBlock && live.latest) onBlock(live.latest);
       }
     } catch (error) {
       if (token !== renderToken) return;
@@ -519,25 +523,38 @@
     const notes = el("p", { class: "note", id: "status-signing-note" }, signing.note());
     const viewNote = el("p", { class: "note", id: "status-view-changes" }, signing.viewNote());
 
-    onBlock = async (header) => {
-      if (!current()) return;
-      if (header.height <= Number(heightCell.dataset.height || head)) return;
-      heightCell.dataset.height = header.height;
+    // Blocks are taken one notification at a time, in order. A notification may come before this view
+    // has read the chain, or after the websocket was away: the blocks between what is shown and the
+    // new one are read first, so the list never has a gap.
+    let shownHeight = head;
+    let queue = Promise.resolve();
+    const takeBlock = async (header) => {
+      if (!current() || header.height <= shownHeight) return;
+      const from = Math.max(shownHeight + 1, header.height - RECENT + 1);
+      const missing = [];
+      for (let h = from; h < header.height; h += 1) missing.push(h);
+      const answers = await batch([
+        ...missing.map((h) => ["chain_getBlock", [h]]),
+        ...missing.concat([header.height]).map((h) => ["chain_getCertificate", [h]]),
+      ]);
+      if (!current() || header.height <= shownHeight) return;
+      const headers = answers.slice(0, missing.length).map(orThrow).concat([header]);
+      for (const block of headers) blockRows.prepend(blockRow(block));
+      while (blockRows.children.length > RECENT) blockRows.lastElementChild.remove();
+      shownHeight = header.height;
       heightCell.textContent = formatCount(header.height);
       lastTimestamp = header.timestamp_ms;
       since.textContent = formatAgo(header.timestamp_ms);
-      blockRows.prepend(blockRow(header));
-      while (blockRows.children.length > RECENT) blockRows.lastElementChild.remove();
-      try {
-        const certificate = await call("chain_getCertificate", [header.height]);
-        if (!current()) return;
-        signing.add(certificate);
-        validatorRows.replaceChildren(...validators.validators.map((v) => signing.row(v)));
-        notes.textContent = signing.note();
-        viewNote.textContent = signing.viewNote();
-      } catch (error) {
-        // The list still grows; the tally waits for the next block.
+      for (const certificate of answers.slice(missing.length)) {
+        if (!(certificate instanceof Error)) signing.add(certificate);
       }
+      for (const row of validatorRows.children) signing.update(row);
+      notes.textContent = signing.note();
+      viewNote.textContent = signing.viewNote();
+    };
+    onBlock = (header) => {
+      // A failed read leaves the list as it was; the next notification fills the gap.
+      queue = queue.then(() => takeBlock(header)).catch(() => undefined);
     };
 
     return [
@@ -547,7 +564,8 @@
         ["height", t("height"), heightCell],
         ["since", t("since_last"), since],
         ["view", t("view"), el("span", { id: "status-view" }, String(chain.view))],
-        ["role", t("role"), chain.role + (chain.voting ? "" : " (" + t("no") + ")")],
+        ["role", t("role"), t("role_" + chain.role) + (chain.role === "validator" && !chain.voting
+          ? " (" + t("not_voting") + ")" : "")],
         ["behind", t("behind"), String(chain.blocks_behind)],
         ["peers", t("peers"), String(chain.peers)],
       ]),
@@ -591,6 +609,11 @@
         el("td", {}, validator.name),
         el("td", {}, accountLink(validator.address)),
         el("td", { class: "signed number" }, this.signedBy(validator.address) + " / " + this.certificates.length));
+    }
+
+    update(row) {
+      const cell = row.querySelector(".signed");
+      cell.textContent = this.signedBy(row.getAttribute("data-validator")) + " / " + this.certificates.length;
     }
 
     note() {
@@ -710,7 +733,9 @@
     } catch (error) {
       if (!(error instanceof RpcFailure)) throw error;
       if (error.code === -32021 && error.data.pending) {
-        onBlock = () => route();
+        // Read again when the next block is decided: it may hold this transaction.
+        const seen = live.latest ? live.latest.height : 0;
+        onBlock = (header) => { if (header.height > seen) route(); };
         return [el("h1", {}, t("tx_title")), facts([
           ["hash", t("hash"), el("span", { class: "mono" }, hash)],
           ["status", t("status"), t("st_pending")],
@@ -1139,7 +1164,7 @@
 
   // --- live updates -----------------------------------------------------------------------------------
 
-  const live = { socket: null, connected: false, retry: 1000, subscription: null, reconnecting: false };
+  const live = { socket: null, connected: false, retry: 1000, subscription: null, reconnecting: false, latest: null };
   const liveBadge = document.getElementById("live");
 
   function setLive(connected) {
@@ -1177,6 +1202,7 @@
       }
       if (message.method === "chain_subscription" && message.params && message.params.result) {
         const header = message.params.result;
+        if (!live.latest || header.height > live.latest.height) live.latest = header;
         if (cache.chain) cache.chain.height = Math.max(cache.chain.height, header.height);
         if (onBlock) onBlock(header);
       }

@@ -43,8 +43,13 @@ def field(driver: WebDriver, name: str) -> str:
 
 
 def attributes(driver: WebDriver, selector: str, name: str) -> list[str]:
-    """Attribute ``name`` of every element at ``selector``, in page order."""
-    return [element.get_attribute(name) or "" for element in driver.find_elements(By.CSS_SELECTOR, selector)]
+    """Attribute ``name`` of every element at ``selector``, in page order, read in one step in the page
+    (live updates may replace elements between two separate reads)."""
+    found = driver.execute_script(
+        "return Array.from(document.querySelectorAll(arguments[0]), (e) => e.getAttribute(arguments[1]) || '');",
+        selector, name,
+    )
+    return [str(value) for value in found]
 
 
 def search(driver: WebDriver, base_url: str, query: str) -> None:
