@@ -17,6 +17,13 @@ JPYT_AMOUNT = 30_000
 LARGE_ASSET = "VAULT"
 LARGE_SUPPLY = 2**64 - 1
 LARGE_SUPPLY_TEXT = "184,467,440,737,095,516.15"
+#: A municipal bond the bank issues and offers, paid in JPYT (0 decimals), with an investor's subscription.
+BOND = "FOREST-ROAD-1"
+BOND_NAME = "Forest road bond"
+BOND_FACE = 10_000
+BOND_FACE_TEXT = "10,000 JPYT"
+BOND_UNITS_OFFERED = 8
+BOND_SUBSCRIBED_UNITS = 3
 #: How long a transaction may take to become final on the fast testnet (tx_wait's own limit is 5 s,
 #: the cluster's HTTP timeout).
 FINAL_WITHIN_SECONDS = 4
@@ -38,4 +45,6 @@ class Ledger:
     markup_recipient: str
     #: chain_getTransaction's answer for the bank's issue of LARGE_ASSET.
     large_issue: dict[str, Any]
+    #: Who subscribed BOND_SUBSCRIBED_UNITS units of BOND in its offering.
+    investor: str
     validators: list[str]

@@ -54,10 +54,6 @@ CHROMIUM_FLAGS = (
 STACK_TRACE = re.compile(r"Traceback|File \"[^\"]+\", line \d+|\b\w*Error: |^\s*at \S.*:\d+:\d+\)?$", re.MULTILINE)
 
 
-#: The console's line for a node without a websocket at /ws.
-NO_WEBSOCKET = re.compile(r"WebSocket connection to 'ws://[^']+/ws' failed: .* 404\b")
-
-
 @dataclass(frozen=True, slots=True)
 class Layout:
     """A viewport the explorer must work in."""

@@ -16,7 +16,19 @@ from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 
-from mura.tests.browser.ledger import LARGE_ASSET, LARGE_SUPPLY_TEXT, MARKUP_MEMO, TRANSFER_MEMO, Ledger
+from mura.tests.browser.ledger import (
+    BOND,
+    BOND_FACE,
+    BOND_FACE_TEXT,
+    BOND_NAME,
+    BOND_SUBSCRIBED_UNITS,
+    BOND_UNITS_OFFERED,
+    LARGE_ASSET,
+    LARGE_SUPPLY_TEXT,
+    MARKUP_MEMO,
+    TRANSFER_MEMO,
+    Ledger,
+)
 from mura.tests.browser.pages import (
     Layout,
     assert_no_stack_trace,
@@ -64,7 +76,7 @@ def search(driver: WebDriver, base_url: str, query: str) -> None:
 
 
 def test_status_shows_the_height_and_latest_blocks_and_a_new_block_arrives_live(
-    browser: WebDriver, base_url: str, cluster: Cluster, ledger: Ledger, subscriptions: bool
+    browser: WebDriver, base_url: str, cluster: Cluster, ledger: Ledger
 ) -> None:
     open_route(browser, base_url, "#/")
     wait_view(browser, "status")
@@ -79,11 +91,14 @@ def test_status_shows_the_height_and_latest_blocks_and_a_new_block_arrives_live(
     newest = f'#latest-blocks tr[data-height="{heights[0]}"]'
     browser.find_element(By.CSS_SELECTOR, f'{newest} a[href="#/block/{heights[0]}"]')
     assert set(attributes(browser, "#status-validators tr[data-validator]", "data-validator")) == set(ledger.validators)
-    for signed in browser.find_elements(By.CSS_SELECTOR, "#status-validators tr[data-validator] .signed"):
-        assert re.fullmatch(r"\d+ / \d+", signed.text.strip()), signed.text
+    signed = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#status-validators tr[data-validator] .signed'),"
+        " (cell) => cell.textContent.trim());"
+    )
+    assert len(signed) == len(ledger.validators)
+    for text in signed:
+        assert re.fullmatch(r"\d+ / \d+", text), text
 
-    if not subscriptions:
-        pytest.skip("the node declares no chain_subscribe: no websocket for the page to follow blocks on")
     wait_for_element(browser, '#live[data-live="on"]')
     wait_for_element(browser, f'#latest-blocks tr[data-height="{heights[0] + 1}"]')
     wait_until(browser, lambda driver: int(text_of(driver, "#status-height").replace(",", "")) > heights[0],
@@ -189,6 +204,30 @@ def test_validators_page_lists_the_four_validators(browser: WebDriver, base_url:
     assert sorted(attributes(browser, "#view tr[data-validator]", "data-validator")) == sorted(ledger.validators)
 
 
+def test_bond_page_shows_terms_schedule_offering_and_proceeds(
+    browser: WebDriver, base_url: str, ledger: Ledger
+) -> None:
+    open_route(browser, base_url, f"#/bond/{BOND}")
+    wait_view(browser, "bond")
+    assert text_of(browser, '#bond-terms [data-field="name"]') == BOND_NAME
+    assert text_of(browser, '#bond-terms [data-field="face"]') == BOND_FACE_TEXT
+    assert text_of(browser, '#bond-terms [data-field="rate"]') == "1.25%"
+    # Two coupons and the redemption, none due yet.
+    assert attributes(browser, "#bond-schedule tr[data-payment]", "data-payment") == ["0", "1", "2"]
+    statuses = attributes(browser, "#bond-schedule tr[data-payment] .status", "data-status")
+    assert statuses == ["scheduled"] * 3
+    assert text_of(browser, '#bond-offering [data-field="units"]') == str(BOND_UNITS_OFFERED)
+    assert text_of(browser, '#bond-offering [data-field="subscribed"]') == str(BOND_SUBSCRIBED_UNITS)
+    assert attributes(browser, "#bond-subscriptions tr[data-subscriber]", "data-subscriber") == [ledger.investor]
+    paid = f"{BOND_SUBSCRIBED_UNITS * BOND_FACE:,} JPYT"
+    assert text_of(browser, f'#bond-subscriptions tr[data-subscriber="{ledger.investor}"] td:nth-child(3)') == paid
+    assert text_of(browser, '#bond-proceeds [data-field="spent"]') == "0 JPYT"
+    # The bond's asset page points to this page.
+    open_route(browser, base_url, f"#/asset/{BOND}")
+    wait_view(browser, "asset")
+    browser.find_element(By.CSS_SELECTOR, f'#view a[href="#/bond/{BOND}"]')
+
+
 # --- search ---------------------------------------------------------------------------------------
 
 #: What to type (from the ledger), the view it leads to, and what that view must then show.
@@ -201,6 +240,7 @@ SEARCHES: dict[str, tuple[Callable[[Ledger], str], str, Callable[[Ledger], tuple
                          lambda ledger: ('[data-field="memo"]', TRANSFER_MEMO)),
     "address": (lambda ledger: ledger.recipient, "account", lambda ledger: ("#account-address", ledger.recipient)),
     "asset id": (lambda ledger: "NAC", "asset", lambda ledger: ('[data-field="supply"]', "1,000,000.00 NAC")),
+    "bond id": (lambda ledger: BOND.lower(), "bond", lambda ledger: ('[data-field="name"]', BOND_NAME)),
 }
 
 
@@ -299,6 +339,7 @@ MAIN_VIEWS: dict[str, Callable[[Ledger], str]] = {
     "tx": lambda ledger: f"#/tx/{ledger.transfer['hash']}",
     "account": lambda ledger: f"#/account/{ledger.recipient}",
     "asset": lambda ledger: "#/asset/NAC",
+    "bond": lambda ledger: f"#/bond/{BOND}",
     "validators": lambda ledger: "#/validators",
 }
 
