@@ -8,6 +8,7 @@ WebDriverWait conditions on the explorer's DOM contract (``main#view`` with ``da
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Callable
@@ -208,8 +209,9 @@ def horizontal_overflow(driver: WebDriver, layout: Layout) -> int:
 
 
 def save_screenshot(driver: WebDriver, name: str) -> Path:
-    """The viewport as ``bench-results/explorer/<name>.png``."""
+    """The whole page, at the viewport's width, as ``bench-results/explorer/<name>.png``."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
-    assert driver.save_screenshot(str(path)), f"the screenshot {path} was not written"
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
+    path.write_bytes(base64.b64decode(shot["data"]))
     return path
