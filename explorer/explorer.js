@@ -59,7 +59,8 @@
       err_no_block_hash: "No block has the hash {v}.", err_no_tx: "No transaction has the hash {v}.",
       err_not_kept: "This node does not keep that far back: it joined the chain at height {h}.",
       err_bad_address: "“{v}” is not an address on this network: {detail}",
-      err_bad_asset: "“{v}” is not an asset id (capital letters, digits and hyphens, such as NAC).",
+      err_bad_asset: "“{v}” is not an asset id (at most 32 capital letters, digits and hyphens, such as NAC).",
+      err_no_address: "This page shows an account: its address is missing.",
       err_no_asset: "No asset has the id {v}.", err_not_bond: "{v} is an asset, not a bond.",
       err_unexpected: "Something went wrong while showing this page: {detail}",
       search_empty: "Type something to search for.",
@@ -118,7 +119,8 @@
       err_no_block_hash: "ハッシュ {v} のブロックはありません。", err_no_tx: "ハッシュ {v} の取引はありません。",
       err_not_kept: "このノードはそこまで古い記録を保持していません（ブロック高 {h} から参加）。",
       err_bad_address: "「{v}」はこのネットワークのアドレスではありません：{detail}",
-      err_bad_asset: "「{v}」は資産IDではありません（NAC のような英大文字・数字・ハイフン）。",
+      err_bad_asset: "「{v}」は資産IDではありません（NAC のような32文字以内の英大文字・数字・ハイフン）。",
+      err_no_address: "口座を表示するページですが、アドレスがありません。",
       err_no_asset: "ID {v} の資産はありません。", err_not_bond: "{v} は債券ではなく資産です。",
       err_unexpected: "このページの表示中に問題が起きました：{detail}",
       search_empty: "検索する値を入力してください。",
@@ -424,7 +426,8 @@
 
   const HASH_PATTERN = /^0x[0-9a-fA-F]{64}$/;
   const HEIGHT_PATTERN = /^\d{1,15}$/;
-  const ASSET_PATTERN = /^[A-Z][A-Z0-9]*(?:-[A-Z0-9]+)*$/;
+  // An asset id as the chain allows it (chain/assets.py): at most 32 characters.
+  const ASSET_PATTERN = /^(?=.{1,32}$)[A-Z][A-Z0-9]*(?:-[A-Z0-9]+)*$/;
   const MAX_SEGMENT = 200;
 
   const ROUTES = {
@@ -439,6 +442,8 @@
     bonds: ["bonds", renderBonds],
   };
 
+  const TAKES_ARGUMENT = new Set(["block", "tx", "account", "asset", "bond"]);
+
   async function route() {
     const token = ++renderToken;
     onBlock = null;
@@ -448,7 +453,7 @@
     const name = slash < 0 ? raw : raw.slice(0, slash);
     const rest = slash < 0 ? null : raw.slice(slash + 1);
     const found = Object.prototype.hasOwnProperty.call(ROUTES, name) ? ROUTES[name] : null;
-    if (found === null || (rest !== null && name === "") || raw.length > 4 * MAX_SEGMENT) {
+    if (found === null || (rest !== null && !TAKES_ARGUMENT.has(name)) || raw.length > 4 * MAX_SEGMENT) {
       showError("error", t("err_route"));
       return;
     }
@@ -790,7 +795,7 @@
 
   async function renderAccount(argument, current) {
     const chain = await chainInfo();
-    if (argument === null || argument === "") return t("err_bad_address", { v: "", detail: t("none") });
+    if (argument === null || argument === "") return t("err_no_address");
     let account;
     try {
       account = await call("account_get", { address: argument });
@@ -1192,7 +1197,11 @@
       let message;
       try { message = parseJson(String(event.data)); } catch (error) { return; }
       if (message.id === "subscribe") {
-        if (!message.result) return;
+        if (!message.result) {
+          // Refused (the node is busy, say): try again later rather than stay connected and silent.
+          socket.close();
+          return;
+        }
         live.subscription = message.result;
         setLive(true);
         // Back after a break: what was missed meanwhile, the status view reads again.

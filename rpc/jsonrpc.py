@@ -56,14 +56,21 @@ DEFAULT_MAX_BATCH_LENGTH = 100
 #: Seconds of handler time one batch may take on the event loop before its remaining calls
 #: are answered busy: a hundred heavy reads must not hold up consensus for a minute.
 DEFAULT_BATCH_WORK_SECONDS = 1.0
+#: Bytes of answers one batch may be given: once its calls' answers reach this many, each
+#: further call is answered busy instead. An answer waits in memory until its client takes it,
+#: so a client that never reads must not pin a hundred large answers per request.
+DEFAULT_BATCH_ANSWER_BYTES = 1024 * 1024
 
 
 @dataclass(slots=True)
 class _BatchBudget:
-    """A batch's budget of handler time on the event loop, and what its calls used of it."""
+    """A batch's budgets of handler time on the event loop and of answer bytes, and what its
+    calls used of them."""
 
     seconds: float
+    answer_bytes: int
     spent: float = 0.0
+    answered: int = 0
 #: The observed method name of a call to a method that is not served.
 UNKNOWN_METHOD = "unknown"
 #: The observed method name of a body or batch entry that is not a valid request.
@@ -163,6 +170,7 @@ class JsonRpcEngine:
         *,
         max_batch_length: int = DEFAULT_MAX_BATCH_LENGTH,
         batch_work_seconds: float = DEFAULT_BATCH_WORK_SECONDS,
+        batch_answer_bytes: int = DEFAULT_BATCH_ANSWER_BYTES,
         title: str = "Mura JSON-RPC",
         version: str = "0.1.0",
         description: str = "",
@@ -172,6 +180,8 @@ class JsonRpcEngine:
             raise ValueError("max_batch_length must be at least 1")
         if not batch_work_seconds > 0:
             raise ValueError("batch_work_seconds must be positive")
+        if batch_answer_bytes < 1:
+            raise ValueError("batch_answer_bytes must be at least 1")
         served = list(methods)
         names = [method.name for method in served]
         if len(set(names)) != len(names):
@@ -184,6 +194,7 @@ class JsonRpcEngine:
         self._document = build_document(served, title=title, version=version, description=description)
         self.max_batch_length = max_batch_length
         self.batch_work_seconds = batch_work_seconds
+        self.batch_answer_bytes = batch_answer_bytes
         self._observer = observer
 
     @property
@@ -218,7 +229,7 @@ class JsonRpcEngine:
             return encode_error(refusal)
         # The specification lets a batch run concurrently and answer in any order. Its calls
         # share one budget of handler time on the event loop, which consensus shares too.
-        budget = _BatchBudget(self.batch_work_seconds)
+        budget = _BatchBudget(self.batch_work_seconds, self.batch_answer_bytes)
         responses = await asyncio.gather(*(self._answer(entry, wait_slot, budget) for entry in entries))
         parts = [response for response in responses if response is not None]
         return "[" + ",".join(parts) + "]" if parts else None
@@ -243,7 +254,8 @@ class JsonRpcEngine:
         """The response to one request, or None for a notification. A call of a batch first
         lets the event loop serve what else is ready, and, if its method is charged (a read
         whose time is its own work on the loop), is answered busy (-32000) once the batch's
-        charged calls have used its budget."""
+        charged calls have used its budget. Any call of a batch is answered busy once the
+        answers given before it reach the batch's answer bytes (the first is always given)."""
         if budget is not None:
             await asyncio.sleep(0)
         started = time.perf_counter()
@@ -272,10 +284,16 @@ class JsonRpcEngine:
         if call.is_notification:
             return None
         try:
-            return _encode({"jsonrpc": "2.0", "result": result, "id": call.id})
+            answer = _encode({"jsonrpc": "2.0", "result": result, "id": call.id})
         except (TypeError, ValueError, RecursionError):
             logger.exception("method %s returned a result that is not JSON", call.method)
             return encode_error(standard_error(INTERNAL_ERROR, method=call.method), call.id)
+        if budget is not None:
+            if budget.answered >= budget.answer_bytes:
+                busy = SERVER_BUSY.error({"limit": "batch_answer_bytes", "batch_answer_bytes": budget.answer_bytes})
+                return encode_error(busy, call.id)
+            budget.answered += len(answer)
+        return answer
 
     def _observe(self, method: str, started: float, *, ok: bool) -> None:
         if self._observer is not None:

@@ -57,6 +57,10 @@ class RpcLimits:
     #: Longest a closing websocket waits for its client's close frame, and then is given to
     #: take what was sent before it (a slow consumer's backlog), in seconds; then it is cut.
     websocket_close_seconds: float = 2.0
+    #: Longest one answer or notification may take to be taken by the client once handed to the
+    #: socket, in seconds; a client that does not read for this long is cut off, and what
+    #: waited to be sent to it is freed.
+    websocket_send_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         for name in ("max_body_bytes", "max_batch_length", "max_concurrent_requests", "max_waiting", "backlog",
@@ -65,7 +69,7 @@ class RpcLimits:
             if getattr(self, name) < 1:
                 raise ValueError(f"RpcLimits.{name} must be at least 1")
         for name in ("body_timeout_seconds", "header_timeout_seconds", "refusal_log_interval",
-                     "websocket_heartbeat_seconds", "websocket_close_seconds"):
+                     "websocket_heartbeat_seconds", "websocket_close_seconds", "websocket_send_seconds"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"RpcLimits.{name} must be positive")
 

@@ -186,6 +186,12 @@ class WebsocketHub:
         self._slow.note(f"closed a websocket from {address}: {self.limits.websocket_queue} notifications waited "
                         "to be sent on it (the limit, rpc websocket_queue)")
 
+    def note_stalled(self, address: str) -> None:
+        """Count and log (rate-limited) a websocket cut off for not taking what was sent to it."""
+        self.metrics.slow_websockets_closed.inc()
+        self._slow.note(f"cut off a websocket from {address}: it took nothing sent to it for "
+                        f"{self.limits.websocket_send_seconds:g} s (rpc websocket_send_seconds)")
+
     async def close_all(self) -> None:
         """Refuse new websockets and close every open one with code 1001; each client is waited for
         at most ``websocket_close_seconds``, and then cut off."""
@@ -323,17 +329,33 @@ class _Connection:
             if self._answer is not None:
                 text, sent = self._answer
                 self._answer = None
-                await self._socket.send_str(text)
+                if not await self._send(text):
+                    return
                 if not sent.done():
                     sent.set_result(None)
             elif self._notices:
                 subscription_id, notice = self._notices.popleft()
                 if self._subscriptions is not None and subscription_id in self._subscriptions:
-                    await self._socket.send_str(notice.frame(subscription_id))
+                    if not await self._send(notice.frame(subscription_id)):
+                        return
                     self._hub.metrics.notifications_sent.inc()
             else:
                 self._ready.clear()
                 await self._ready.wait()
+
+    async def _send(self, text: str) -> bool:
+        """Send ``text``; False, with the connection cut, when the client has not taken it within
+        ``websocket_send_seconds`` (it does not read: what waits for it is freed)."""
+        try:
+            async with asyncio.timeout(self._hub.limits.websocket_send_seconds):
+                await self._socket.send_str(text)
+        except TimeoutError:
+            self._hub.note_stalled(self._address)
+            self._closing = True
+            self._forget_subscriptions()
+            self.abort()
+            return False
+        return True
 
     # --- closing --------------------------------------------------------------------------
 

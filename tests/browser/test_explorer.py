@@ -277,6 +277,9 @@ MALFORMED_ROUTES = {
     "block not made yet": "#/block/99999999",
     "unknown transaction": "#/tx/0x" + "0" * 64,
     "unknown asset": "#/asset/ZZZ-NOPE",
+    "asset id too long": "#/asset/" + "A" * 33,
+    "account without an address": "#/account/",
+    "list with a part after it": "#/assets/x",
 }
 
 

@@ -384,3 +384,35 @@ async def test_a_batch_shares_a_budget_of_handler_time_and_the_rest_is_answered_
 def test_the_batch_budget_must_be_positive() -> None:
     with pytest.raises(ValueError, match="batch_work_seconds must be positive"):
         JsonRpcEngine([], batch_work_seconds=0)
+
+
+async def test_a_batch_is_given_answers_up_to_its_answer_bytes_and_the_rest_is_answered_busy() -> None:
+    """An answer waits in memory until its client takes it: a batch of a hundred large reads from
+    a client that never reads once pinned a hundred large answers, for each of its requests."""
+
+    async def large(size: int) -> str:
+        return "x" * size
+
+    method = Method(
+        name="test_large",
+        handler=large,
+        summary="A long string.",
+        params=(Param("size", integer(minimum=0), "Its length."),),
+        result=Result("text", {"type": "string"}, "The string."),
+    )
+    engine = JsonRpcEngine([method], batch_answer_bytes=10_000)
+    batch = [{"jsonrpc": "2.0", "method": "test_large", "params": [4_000], "id": index} for index in range(10)]
+    answer = await engine.handle(json.dumps(batch))
+    assert answer is not None and len(answer) < 10_000 + 4_100 + 10 * 200
+    responses = json.loads(answer)
+    given = [response for response in responses if "result" in response]
+    busy = [response for response in responses if "error" in response]
+    assert len(given) == 3 and all(response["result"] == "x" * 4_000 for response in given)
+    assert len(busy) == 7 and all(
+        response["error"]["data"] == {"limit": "batch_answer_bytes", "batch_answer_bytes": 10_000} for response in busy
+    )
+    # The first answer is always given, however large; a single request has no batch budget.
+    alone = await engine.handle(json.dumps([{"jsonrpc": "2.0", "method": "test_large", "params": [50_000], "id": 1}]))
+    assert alone is not None and json.loads(alone)[0]["result"] == "x" * 50_000
+    with pytest.raises(ValueError, match="batch_answer_bytes must be at least 1"):
+        JsonRpcEngine([], batch_answer_bytes=0)

@@ -19,6 +19,7 @@ from mura.chain.block import Block, Header
 from mura.chain.keys import SigningKey
 from mura.chain.transaction import Transfer
 from mura.rpc.cors import CorsPolicy
+from mura.rpc.declarations import Method, Result
 from mura.rpc.render import render_block_header
 from mura.rpc.server import RpcLimits, RpcServer
 from mura.rpc.subscriptions import NOTIFICATION_RESULT_SCHEMA, BlockFeed
@@ -445,6 +446,34 @@ async def test_a_client_that_does_not_read_is_closed_and_another_keeps_receiving
     await wait_until(lambda: server.websockets_open == 1 and feed.subscriptions == 1, "the slow one to be gone")
     lines = [record.getMessage() for record in caplog.records if "websocket_queue" in record.getMessage()]
     assert len(lines) == 1, lines
+
+
+async def test_a_client_that_takes_nothing_sent_to_it_is_cut_off_and_its_answer_freed(
+    serve_feed: ServeFeed, http: aiohttp.ClientSession
+) -> None:
+    """A client that asked for a large answer and read nothing once pinned it in memory for as long
+    as it kept its socket open (answering pings keeps it open)."""
+
+    async def large() -> str:
+        return "x" * 32 * 1024 * 1024  # more than the kernel's socket buffers take
+
+    method = Method(name="test_large", handler=large, summary="A long string.",
+                    result=Result("text", {"type": "string"}, "The string."))
+    server, _ = await serve_feed(methods=[method], limits=RpcLimits(websocket_send_seconds=0.5))
+    # A bare client: it sends its request and then reads nothing at all.
+    stalled_reader, stalled = await asyncio.open_connection("127.0.0.1", server.port)
+    stalled.write(("GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    assert b" 101 " in (await stalled_reader.readuntil(b"\r\n\r\n")).split(b"\r\n")[0]
+    payload = json.dumps(request("test_large")).encode()
+    mask = bytes([1, 2, 3, 4])
+    stalled.write(bytes([0x81, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+    reader = await http.ws_connect(ws_url(server), max_msg_size=0)
+    await wait_until(lambda: sample(server, "mura_rpc_websockets_closed_slow_total") == 1, "the stalled one cut off")
+    await wait_until(lambda: server.websockets_open == 1, "the stalled one to be gone")
+    # Another client on the same server is served as before.
+    assert (await answer(reader, request("test_large")))["result"] == "x" * 32 * 1024 * 1024
+    stalled.close()
 
 
 # --- stopping ------------------------------------------------------------------------------------
