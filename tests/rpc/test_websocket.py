@@ -462,8 +462,8 @@ async def test_a_client_that_takes_nothing_sent_to_it_is_cut_off_and_its_answer_
     server, _ = await serve_feed(methods=[method], limits=RpcLimits(websocket_send_seconds=0.5))
     # A bare client: it sends its request and then reads nothing at all.
     stalled_reader, stalled = await asyncio.open_connection("127.0.0.1", server.port)
-    stalled.write(("GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    stalled.write(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
     assert b" 101 " in (await stalled_reader.readuntil(b"\r\n\r\n")).split(b"\r\n")[0]
     payload = json.dumps(request("test_large")).encode()
     mask = bytes([1, 2, 3, 4])
