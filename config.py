@@ -133,6 +133,11 @@ SETTINGS: tuple[Setting, ...] = (
         "most tx_wait calls waiting at once, apart from requests in flight", _positive,
     ),
     Setting(
+        "rpc.max_waiting_per_source", int, 64,
+        "of those, from one address (an IPv6 address counts as its /64), over POST and websockets alike; "
+        "at most rpc.max_waiting", _positive,
+    ),
+    Setting(
         "rpc.max_connections_per_source", int, 256,
         "open connections to the RPC port from one address (a wallet service may keep many)", _positive,
     ),
@@ -280,9 +285,10 @@ class NodeConfig:
 
 
 #: Settings that must not exceed another: (the smaller, the larger). One address cannot hold more
-#: websockets than all addresses together.
+#: websockets, or waiting calls, than all addresses together.
 AT_MOST: tuple[tuple[str, str], ...] = (
     ("rpc.max_websockets_per_source", "rpc.max_websockets"),
+    ("rpc.max_waiting_per_source", "rpc.max_waiting"),
 )
 
 

@@ -392,6 +392,7 @@ class Node:
                 max_batch_length=self.config["rpc.max_batch"],
                 body_timeout_seconds=self.config["rpc.body_timeout_seconds"],
                 max_waiting=self.config["rpc.max_waiting"],
+                max_waiting_per_source=self.config["rpc.max_waiting_per_source"],
                 header_timeout_seconds=self.config["rpc.header_timeout_seconds"],
                 max_connections_per_source=self.config["rpc.max_connections_per_source"],
                 max_websockets=self.config["rpc.max_websockets"],

@@ -3,13 +3,15 @@
 ``RpcLimits`` bounds what a client can cost the node: bodies and frames, time,
 batches, requests in flight, calls waiting, connections and websockets per
 source, and each websocket's subscriptions and unsent notifications.
-``Occupancy`` counts requests in flight and calls waiting against those limits;
-HTTP requests and websocket frames take their slots from the same one.
+``Occupancy`` counts requests in flight and calls waiting against those limits,
+the calls waiting by source too; HTTP requests and websocket frames take their
+slots from the same one.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -35,6 +37,9 @@ class RpcLimits:
     max_concurrent_requests: int = 64
     #: Most ``tx_wait`` calls waiting at once; more are answered "server busy".
     max_waiting: int = 256
+    #: Of those, from one source (as for connections); more are answered "server busy", so a few
+    #: clients cannot keep everyone else from waiting. At most ``max_waiting`` to matter.
+    max_waiting_per_source: int = 64
     #: Connections the kernel queues before the server accepts them.
     backlog: int = 128
     #: Connections one source address (an IPv6 one: its /64) may have open at once, idle
@@ -63,7 +68,8 @@ class RpcLimits:
     websocket_send_seconds: float = 10.0
 
     def __post_init__(self) -> None:
-        for name in ("max_body_bytes", "max_batch_length", "max_concurrent_requests", "max_waiting", "backlog",
+        for name in ("max_body_bytes", "max_batch_length", "max_concurrent_requests", "max_waiting",
+                     "max_waiting_per_source", "backlog",
                      "max_connections_per_source", "max_websockets", "max_websockets_per_source",
                      "max_subscriptions_per_websocket", "websocket_queue"):
             if getattr(self, name) < 1:
@@ -81,32 +87,47 @@ class Occupancy:
         self._limits = limits
         self.in_flight = 0
         self.waiting = 0
+        self._waiting_by_source: Counter[str] = Counter()
 
-    def take_slot(self) -> RequestSlot | None:
-        """One of the ``max_concurrent_requests`` slots for a new request, or None when all are taken."""
+    def take_slot(self, source: str) -> RequestSlot | None:
+        """One of the ``max_concurrent_requests`` slots for a new request from ``source``
+        (``connections.source_of``), or None when all are taken."""
         if self.in_flight >= self._limits.max_concurrent_requests:
             return None
         self.in_flight += 1
-        return RequestSlot(self)
+        return RequestSlot(self, source)
+
+    def waiting_from(self, source: str) -> int:
+        """Calls waiting now from ``source``."""
+        return self._waiting_by_source[source]
 
     @contextlib.contextmanager
-    def wait(self) -> Iterator[None]:
-        """Counts one waiting call while held; past ``max_waiting`` raises -32000 "server busy"."""
+    def wait(self, source: str) -> Iterator[None]:
+        """Counts one waiting call of ``source`` while held; past ``max_waiting_per_source`` or
+        ``max_waiting`` raises -32000 "server busy" naming the limit."""
+        per_source = self._limits.max_waiting_per_source
+        if self._waiting_by_source[source] >= per_source:
+            raise SERVER_BUSY.error({"limit": "max_waiting_per_source", "max_waiting_per_source": per_source})
         limit = self._limits.max_waiting
         if self.waiting >= limit:
             raise SERVER_BUSY.error({"limit": "max_waiting", "max_waiting": limit})
         self.waiting += 1
+        self._waiting_by_source[source] += 1
         try:
             yield
         finally:
             self.waiting -= 1
+            self._waiting_by_source[source] -= 1
+            if not self._waiting_by_source[source]:
+                del self._waiting_by_source[source]
 
 
 class RequestSlot:
     """One request's hold on a slot, until it ends or one of its calls starts to wait."""
 
-    def __init__(self, occupancy: Occupancy) -> None:
+    def __init__(self, occupancy: Occupancy, source: str) -> None:
         self._occupancy = occupancy
+        self._source = source
         self._held = True
 
     def release(self) -> None:
@@ -117,8 +138,9 @@ class RequestSlot:
 
     @contextlib.contextmanager
     def waiting(self) -> Iterator[None]:
-        """The engine's ``WaitSlot``: a call that waits counts against ``max_waiting``, and the
-        request gives its slot up for good (what is left of it is waiting and answering)."""
-        with self._occupancy.wait():
+        """The engine's ``WaitSlot``: a call that waits counts against ``max_waiting`` and its
+        source's ``max_waiting_per_source``, and the request gives its slot up for good (what
+        is left of it is waiting and answering)."""
+        with self._occupancy.wait(self._source):
             self.release()
             yield

@@ -204,6 +204,12 @@ class Metrics:
             ["limit"],
             registry=self.registry,
         )
+        self.websockets_given_way = Counter(
+            "mura_rpc_websockets_closed_fair_share",
+            "Websockets closed (code 1013) to let in one from another address while rpc.max_websockets were "
+            "open: each the oldest of the address holding the most.",
+            registry=self.registry,
+        )
         self.slow_websockets_closed = Counter(
             "mura_rpc_websockets_closed_slow",
             "Websockets closed because rpc.websocket_queue notifications waited to be sent on them.",

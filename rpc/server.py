@@ -14,7 +14,11 @@ body is read, so clients that send slowly hold a connection but no slot.
 A call that waits for the chain (``tx_wait``) counts against ``max_waiting``
 instead: once one starts, its request gives its slot up for good, so clients
 waiting for finality never crowd out the others. Past ``max_waiting`` such a
-call is answered -32000 "server busy" in its JSON-RPC response.
+call is answered -32000 "server busy" in its JSON-RPC response, and so is one
+past ``max_waiting_per_source`` from one source (an address, as connections
+are counted), so a few clients cannot take every place. A client that hangs
+up has its request cancelled (aiohttp's handler cancellation), so what it
+was waiting for gives its places back at once.
 
 Before HTTP, connections themselves are counted: one source address (an IPv6
 address counts as its /64) may have ``max_connections_per_source`` open at
@@ -67,7 +71,7 @@ from typing import Any
 from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from mura.rpc.connections import CappedSite
+from mura.rpc.connections import CappedSite, source_of
 from mura.rpc.cors import CorsPolicy
 from mura.rpc.declarations import Method
 from mura.rpc.errors import INVALID_REQUEST, SERVER_BUSY, RpcError, standard_error
@@ -179,6 +183,10 @@ class RpcServer:
         """Calls to methods that wait (``tx_wait``) running right now, counted against ``max_waiting``."""
         return self._occupancy.waiting
 
+    def waiting_from(self, address: str) -> int:
+        """Calls waiting right now from ``address``'s source, counted against ``max_waiting_per_source``."""
+        return self._occupancy.waiting_from(source_of(address))
+
     @property
     def connections_turned_away(self) -> int:
         """Connections closed as soon as they were accepted: their source had
@@ -228,6 +236,9 @@ class RpcServer:
             # first request head is complete: it is the header timeout.
             keepalive_timeout=self._limits.header_timeout_seconds,
             auto_decompress=False,
+            # A client that hangs up has its handler cancelled: its tx_wait calls give their
+            # places in max_waiting back at once, over POST as on a websocket.
+            handler_cancellation=True,
             logger=_ClientErrorLog(logging.getLogger("aiohttp.server")),
         )
         await runner.setup()
@@ -271,7 +282,16 @@ class RpcServer:
     # --- handlers -------------------------------------------------------------------
 
     async def _handle_rpc(self, request: web.Request) -> web.Response:
-        """POST ``/``: one JSON-RPC request or batch, read in full before it takes a slot."""
+        """POST ``/``: one JSON-RPC request or batch, read in full before it takes a slot; cancelled
+        if the client hangs up meanwhile (``handler_cancellation``)."""
+        try:
+            return await self._answer_post(request)
+        except asyncio.CancelledError:
+            if self._runner is not None:  # not the server stopping
+                logger.debug("a client at %s hung up; its request was cancelled", request.remote)
+            raise
+
+    async def _answer_post(self, request: web.Request) -> web.Response:
         encoding = request.headers.get(hdrs.CONTENT_ENCODING, "identity").strip().lower()
         if encoding != "identity":
             return self._encoded(encoding)
@@ -286,7 +306,7 @@ class RpcServer:
             return self._malformed_body(request, error)
         if body is None:
             return self._too_large(request.content_length)
-        slot = self._occupancy.take_slot()
+        slot = self._occupancy.take_slot(source_of(request.remote or "unknown"))
         if slot is None:
             return self._busy()
         try:

@@ -4,22 +4,31 @@ Each text frame is one JSON-RPC request or batch, answered on the same socket
 by the same engine as POST ``/``, one frame at a time per websocket. A frame
 takes one of the server's request slots as an HTTP request does (past
 ``max_concurrent_requests`` it is answered -32000 at once), and a ``tx_wait``
-in it counts against ``max_waiting``. A frame that is not text is answered
+in it counts against ``max_waiting`` and its source's ``max_waiting_per_source``.
+A client that hangs up has the frame being answered cancelled (the server
+cancels the handlers of lost connections), so its waiting calls give their
+places back at once. A frame that is not text is answered
 -32600 and the socket stays open; a frame that is not JSON, or not a request,
 is answered -32700 or -32600 as over HTTP. A message over ``max_body_bytes``
 closes the socket with code 1009 before it is read in full.
 
 What one client can cost the node is bounded before the upgrade: at most
-``max_websockets`` open in all and ``max_websockets_per_source`` from one
-source (as ``connections`` counts them); one more is answered HTTP 503 with a
--32000 body naming the limit, and the refusals are logged at most once per
-``refusal_log_interval``. A page from another origin may open one only if
-``rpc.cors_origins`` lists its origin, as for POST (a page served by the node
-itself is of the node's origin). After it: at most ``max_subscriptions_per_websocket``
-subscriptions, and at most ``websocket_queue`` notifications waiting to be sent;
-one more closes the socket with code 1008 and a reason naming the limit,
-instead of letting memory grow for a client that does not read. The client
-reconnects and reads what it missed by height.
+``max_websockets_per_source`` from one source (as ``connections`` counts
+them), and ``max_websockets`` open in all. When all are open, a source with
+fewer than the source holding the most still gets in: the oldest websocket of
+that largest source is closed with code 1013 (try again later) and a reason
+naming ``rpc.max_websockets``, so a few sources cannot keep everyone else out
+and each converges to a fair share. A websocket from a source that holds as
+many as the largest already, or past its own limit, is answered HTTP 503 with
+a -32000 body naming the limit. Refusals and closes for a fair share are
+counted and logged at most once per ``refusal_log_interval``. A page from
+another origin may open one only if ``rpc.cors_origins`` lists its origin,
+as for POST (a page served by the node itself is of the node's origin).
+After it: at most ``max_subscriptions_per_websocket`` subscriptions, and at
+most ``websocket_queue`` notifications waiting to be sent; one more closes
+the socket with code 1008 and a reason naming the limit, instead of letting
+memory grow for a client that does not read. The client reconnects and reads
+what it missed by height.
 
 Nothing on the commit path ever waits for a client: the feed hands each
 websocket a notice (rendered and encoded once for all of them) and the
@@ -53,6 +62,11 @@ _JSON = "application/json"
 STOPPING_REASON = "the node is stopping"
 
 
+def fair_share_reason(limit: int) -> str:
+    """The close reason of a websocket closed to let another source's in (at most 123 bytes)."""
+    return f"rpc.max_websockets: all {limit} open and your address holds the most; this one gives way to another's"
+
+
 def slow_consumer_reason(limit: int) -> str:
     """The close reason of a websocket on which ``limit`` notifications waited (at most 123 bytes)."""
     return f"rpc.websocket_queue: {limit} notifications unsent; reconnect and read the missed blocks by height"
@@ -78,12 +92,15 @@ class WebsocketHub:
         self.metrics = metrics
         self.feed = feed
         self._cors = cors
-        self._connections: set[_Connection] = set()
-        #: Websockets let in, counted from their upgrade (those being upgraded included), in all and by source.
+        #: Websockets open, oldest first.
+        self._connections: dict[_Connection, None] = {}
+        #: Websockets let in, counted from their upgrade (those being upgraded included) until they end
+        #: or give way to another source's, in all and by source.
         self._admitted = 0
         self._per_source: collections.Counter[str] = collections.Counter()
         self._refusals = RefusalLog(interval=limits.refusal_log_interval)
         self._slow = RefusalLog(interval=limits.refusal_log_interval)
+        self._evictions = RefusalLog(interval=limits.refusal_log_interval)
         self._stopping = False
         #: Answers that are the same every time, encoded once.
         self.busy_answer = encode_error(SERVER_BUSY.error(
@@ -115,34 +132,45 @@ class WebsocketHub:
         refusal = self._refusal(request, socket)
         if refusal is not None:
             return refusal
-        source = source_of(request.remote or "unknown")
-        self._admitted += 1
-        self._per_source[source] += 1
+        connection = _Connection(self, socket, request.transport, source=source_of(request.remote or "unknown"))
+        self._count_in(connection)
         try:
             try:
                 await socket.prepare(request)
             except ConnectionError as error:
                 logger.debug("a websocket from %s went away during its upgrade: %s", request.remote, error)
                 return socket
-            connection = _Connection(self, socket, request.transport)
             if self._stopping:  # the server began to stop during the upgrade
                 await connection.close(WSCloseCode.GOING_AWAY, STOPPING_REASON)
                 connection.abort()
                 return socket
-            self._connections.add(connection)
+            self._connections[connection] = None
             try:
                 await connection.serve()
             finally:
-                self._connections.discard(connection)
+                self._connections.pop(connection, None)
         finally:
-            self._admitted -= 1
-            self._per_source[source] -= 1
-            if not self._per_source[source]:
-                del self._per_source[source]
+            self._count_out(connection)
         return socket
 
+    def _count_in(self, connection: _Connection) -> None:
+        connection.counted = True
+        self._admitted += 1
+        self._per_source[connection.source] += 1
+
+    def _count_out(self, connection: _Connection) -> None:
+        """Stop counting ``connection``; harmless if it was counted out already (it gave way)."""
+        if not connection.counted:
+            return
+        connection.counted = False
+        self._admitted -= 1
+        self._per_source[connection.source] -= 1
+        if not self._per_source[connection.source]:
+            del self._per_source[connection.source]
+
     def _refusal(self, request: web.Request, socket: web.WebSocketResponse) -> web.Response | None:
-        """The answer to an upgrade this server refuses, or None to accept it."""
+        """The answer to an upgrade this server refuses, or None to accept it; when all
+        ``max_websockets`` are open, accepting it may close another source's (``_make_room_for``)."""
         if not socket.can_prepare(request).ok:
             response = _error_response(426, standard_error(
                 INVALID_REQUEST,
@@ -158,12 +186,33 @@ class WebsocketHub:
         if self._stopping:
             return _error_response(503, NODE_STOPPING.error({"reason": "the server is stopping"}))
         address = request.remote or "unknown"
-        if self._admitted >= self.limits.max_websockets:
-            return self._turn_away(address, "max_websockets", self.limits.max_websockets, "in all")
-        if self._per_source[source_of(address)] >= self.limits.max_websockets_per_source:
+        source = source_of(address)
+        if self._per_source[source] >= self.limits.max_websockets_per_source:
             return self._turn_away(address, "max_websockets_per_source", self.limits.max_websockets_per_source,
                                    "from that source")
+        if self._admitted >= self.limits.max_websockets and not self._make_room_for(source, address):
+            return self._turn_away(address, "max_websockets", self.limits.max_websockets, "in all")
         return None
+
+    def _make_room_for(self, source: str, address: str) -> bool:
+        """Close the oldest open websocket of the source holding the most, if that is more than
+        ``source`` holds; whether one was closed. It is counted out at once, so its place is the
+        newcomer's while it closes."""
+        largest = max(self._per_source.values())
+        if self._per_source[source] >= largest:
+            return False
+        oldest = next((connection for connection in self._connections
+                       if self._per_source[connection.source] == largest and not connection.closing), None)
+        if oldest is None:  # the largest source's websockets are all still being upgraded
+            return False
+        del self._connections[oldest]
+        self._count_out(oldest)
+        limit = self.limits.max_websockets
+        self.metrics.websockets_given_way.inc()
+        self._evictions.note(f"closed the oldest websocket from {oldest.source} to let one from {address} in: "
+                             f"{limit} open in all (the limit, rpc max_websockets), the most of them from there")
+        oldest.give_way(fair_share_reason(limit))
+        return True
 
     def _origin_allowed(self, request: web.Request) -> bool:
         """No ``Origin`` (not a browser), the node's own (its explorer), or one ``rpc.cors_origins`` lists.
@@ -209,8 +258,11 @@ class _Connection:
     sends the answers and the notifications queued for it."""
 
     def __init__(self, hub: WebsocketHub, socket: web.WebSocketResponse,
-                 transport: asyncio.Transport | None) -> None:
+                 transport: asyncio.Transport | None, *, source: str) -> None:
         self._hub = hub
+        #: The source it counts against (``connections.source_of``), and whether it is counted.
+        self.source = source
+        self.counted = False
         self._socket = socket
         self._transport = transport
         self._remote = transport.get_extra_info("peername") if transport is not None else None
@@ -234,6 +286,11 @@ class _Connection:
     @property
     def _address(self) -> str:
         return str(self._remote[0]) if isinstance(self._remote, tuple) and self._remote else "unknown"
+
+    @property
+    def closing(self) -> bool:
+        """Whether a close has begun."""
+        return self._closing or self._closer is not None
 
     async def serve(self) -> None:
         """Read and write until the client or the server closes the socket."""
@@ -279,7 +336,7 @@ class _Connection:
 
     async def _answer_frame(self, text: str) -> None:
         """One frame answered by the engine within a request slot, as a POST body is."""
-        slot = self._hub.occupancy.take_slot()
+        slot = self._hub.occupancy.take_slot(self.source)
         if slot is None:
             await self._send_answer(self._hub.busy_answer)
             return
@@ -366,6 +423,11 @@ class _Connection:
         reason = slow_consumer_reason(self._hub.limits.websocket_queue)
         # Awaited by serve(), which the close ends.
         self._closer = asyncio.get_running_loop().create_task(self.close(WSCloseCode.POLICY_VIOLATION, reason))
+
+    def give_way(self, reason: str) -> None:
+        """Close with code 1013 (try again later) to let another source's websocket in."""
+        # Awaited by serve(), which the close ends.
+        self._closer = asyncio.get_running_loop().create_task(self.close(WSCloseCode.TRY_AGAIN_LATER, reason))
 
     def _forget_subscriptions(self) -> None:
         if self._subscriptions is not None:

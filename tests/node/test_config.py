@@ -71,6 +71,9 @@ def test_file_values_and_overrides(tmp_path: Path) -> None:
         ('[rpc]\nmax_websockets = "many"\n', "setting rpc.max_websockets: expected an integer"),
         ("[rpc]\nmax_websockets = 10\nmax_websockets_per_source = 11\n",
          "setting rpc.max_websockets_per_source: 11 is more than rpc.max_websockets (10); it must be at most that"),
+        ("[rpc]\nmax_waiting_per_source = 257\n",
+         "setting rpc.max_waiting_per_source: 257 is more than rpc.max_waiting (256); it must be at most that"),
+        ("[rpc]\nmax_waiting_per_source = 0\n", "setting rpc.max_waiting_per_source: must be positive"),
     ],
 )
 def test_invalid_settings_name_the_field(tmp_path: Path, text: str, message: str) -> None:

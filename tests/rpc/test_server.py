@@ -454,10 +454,54 @@ async def test_each_waiting_call_of_a_batch_counts_against_the_waiting_limit(ser
     assert (endpoint.server.waiting, endpoint.server.in_flight) == (0, 0)
 
 
+async def test_one_source_may_hold_only_its_share_of_the_waiting_calls(serve: Serve) -> None:
+    gate = Gate(expected=3)
+    endpoint = await serve(gate.methods_that_wait_long(), limits=RpcLimits(max_waiting=4, max_waiting_per_source=2))
+    server = endpoint.server
+    sessions = {address: aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(address, 0)))
+                for address in ("127.0.0.2", "127.0.0.3")}
+    try:
+        near, far = (Endpoint(server, sessions[address]) for address in ("127.0.0.2", "127.0.0.3"))
+        held = [asyncio.create_task(near.post(wait_long(n))) for n in range(2)]
+        await wait_until(lambda: server.waiting_from("127.0.0.2") == 2, "two calls waiting from one address")
+        status, refused = await near.post([wait_long(3), ping(4)])
+        assert status == 200 and {answer["id"]: answer.get("error") for answer in refused} == {
+            3: {"code": -32000, "message": "Server busy",
+                "data": {"limit": "max_waiting_per_source", "max_waiting_per_source": 2}},
+            4: None,
+        }
+        held.append(asyncio.create_task(far.post(wait_long(5))))
+        await asyncio.wait_for(gate.all_held.wait(), DEADLINE)
+        assert (server.waiting, server.waiting_from("127.0.0.3")) == (3, 1), "another address still waits"
+        gate.release.set()
+        answers = await asyncio.wait_for(asyncio.gather(*held), DEADLINE)
+        assert [response["result"] for _, response in answers] == ["released"] * 3
+    finally:
+        gate.release.set()
+        for session in sessions.values():
+            await session.close()
+    assert (server.waiting, server.waiting_from("127.0.0.2"), server.waiting_from("127.0.0.3")) == (0, 0, 0)
+
+
+async def test_a_client_that_hangs_up_gives_its_waiting_places_back_at_once(serve: Serve) -> None:
+    """Its handler is cancelled: the calls do not hold max_waiting until they time out."""
+    gate = Gate(expected=3)
+    endpoint = await serve(gate.methods_that_wait_long())
+    body = json.dumps([wait_long(n) for n in range(3)]).encode()
+    _, writer = await post_part_of_a_body(endpoint.server, declared=len(body), sent=body)
+    await asyncio.wait_for(gate.all_held.wait(), DEADLINE)
+    assert endpoint.server.waiting == 3
+    writer.close()
+    await wait_until(lambda: endpoint.server.waiting == 0, "the hung-up client's calls to stop waiting")
+    assert endpoint.server.in_flight == 0 and not gate.release.is_set(), "no call ended on its own"
+    assert await endpoint.post(ping()) == (200, PONG)
+
+
 @pytest.mark.parametrize(
     "limit",
     ["max_body_bytes", "body_timeout_seconds", "header_timeout_seconds", "max_batch_length",
-     "max_concurrent_requests", "max_waiting", "backlog", "max_connections_per_source", "refusal_log_interval"],
+     "max_concurrent_requests", "max_waiting", "max_waiting_per_source", "backlog", "max_connections_per_source",
+     "refusal_log_interval"],
 )
 def test_limits_must_be_positive(limit: str) -> None:
     with pytest.raises(ValueError, match=limit):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -25,7 +26,7 @@ from mura.rpc.server import RpcLimits, RpcServer
 from mura.rpc.subscriptions import NOTIFICATION_RESULT_SCHEMA, BlockFeed
 
 from .support import DEADLINE, TestNode, schema_problems, wait_until
-from .test_server import Gate
+from .test_server import Gate, wait_long
 
 PREFIX = "tnac"
 PROPOSER = SigningKey.from_private_bytes(bytes(range(32))).public_key
@@ -363,39 +364,154 @@ async def refusal(session: aiohttp.ClientSession, server: RpcServer) -> tuple[in
         return response.status, (await response.json())["error"]
 
 
+ADDRESSES = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
+
+
+@pytest.fixture
+async def sessions() -> AsyncIterator[dict[str, aiohttp.ClientSession]]:
+    """A client session from each of ``ADDRESSES``: a source of its own to the server."""
+    opened = {address: aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(address, 0)))
+              for address in ADDRESSES}
+    yield opened
+    for session in opened.values():
+        await session.close()
+
+
 async def test_websockets_past_the_limits_per_source_and_in_all_are_turned_away(
-    serve_feed: ServeFeed, caplog: pytest.LogCaptureFixture
+    serve_feed: ServeFeed, sessions: dict[str, aiohttp.ClientSession], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="mura.rpc")
-    server, _ = await serve_feed(limits=RpcLimits(max_websockets=3, max_websockets_per_source=2))
-    sessions = {
-        address: aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(address, 0)))
-        for address in ("127.0.0.2", "127.0.0.3", "127.0.0.4")
-    }
-    try:
-        near = sessions["127.0.0.2"]
-        sockets = [await near.ws_connect(ws_url(server)) for _ in range(2)]
-        assert server.websockets_from("127.0.0.2") == 2
-        for _ in range(3):
-            assert await refusal(near, server) == (503, {
-                "code": -32000, "message": "Server busy",
-                "data": {"limit": "max_websockets_per_source", "max_websockets_per_source": 2},
-            })
-        sockets.append(await sessions["127.0.0.3"].ws_connect(ws_url(server)))
-        status, error = await refusal(sessions["127.0.0.4"], server)
-        assert (status, error["data"]) == (503, {"limit": "max_websockets", "max_websockets": 3})
-        for socket in sockets:
-            assert (await answer(socket, request("test_ping")))["result"] == "pong", "those let in are served"
-        await sockets[0].close()
-        await wait_until(lambda: server.websockets_open == 2, "the closed one to be counted out")
-        sockets.append(await sessions["127.0.0.4"].ws_connect(ws_url(server)))
-        assert sample(server, "mura_rpc_websockets_refused_total", limit="max_websockets_per_source") == 3
-        assert sample(server, "mura_rpc_websockets_refused_total", limit="max_websockets") == 1
-    finally:
-        for session in sessions.values():
-            await session.close()
+    server, _ = await serve_feed(limits=RpcLimits(max_websockets=4, max_websockets_per_source=3))
+    near, far = sessions["127.0.0.2"], sessions["127.0.0.3"]
+    sockets = [await near.ws_connect(ws_url(server)) for _ in range(3)]
+    assert server.websockets_from("127.0.0.2") == 3
+    for _ in range(3):
+        assert await refusal(near, server) == (503, {
+            "code": -32000, "message": "Server busy",
+            "data": {"limit": "max_websockets_per_source", "max_websockets_per_source": 3},
+        })
+    await sockets.pop(0).close()
+    await wait_until(lambda: server.websockets_open == 2, "the closed one to be counted out")
+    sockets += [await far.ws_connect(ws_url(server)) for _ in range(2)]
+    for session in (near, far):  # each holds as many as the largest: all four places are fairly shared
+        status, error = await refusal(session, server)
+        assert (status, error["data"]) == (503, {"limit": "max_websockets", "max_websockets": 4})
+    for socket in sockets:
+        assert (await answer(socket, request("test_ping")))["result"] == "pong", "those let in are served"
+    await sockets[0].close()
+    await wait_until(lambda: server.websockets_open == 3, "the closed one to be counted out")
+    sockets.append(await sessions["127.0.0.4"].ws_connect(ws_url(server)))
+    assert sample(server, "mura_rpc_websockets_refused_total", limit="max_websockets_per_source") == 3
+    assert sample(server, "mura_rpc_websockets_refused_total", limit="max_websockets") == 2
+    assert sample(server, "mura_rpc_websockets_closed_fair_share_total") == 0
     lines = [record.getMessage() for record in caplog.records if "turned away a websocket" in record.getMessage()]
     assert len(lines) == 1 and "127.0.0.2" in lines[0] and "max_websockets_per_source" in lines[0], lines
+
+
+async def test_when_all_are_open_the_largest_source_gives_its_oldest_up_to_another(
+    serve_feed: ServeFeed, sessions: dict[str, aiohttp.ClientSession], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two sources holding every websocket once kept all others out for as long as they liked."""
+    caplog.set_level(logging.WARNING, logger="mura.rpc")
+    server, feed = await serve_feed(limits=RpcLimits(max_websockets=4, max_websockets_per_source=3))
+    big, small, newcomer = (sessions[address] for address in ADDRESSES)
+    oldest, *others = [await big.ws_connect(ws_url(server)) for _ in range(3)]
+    await subscribe(oldest)
+    kept = [*others, await small.ws_connect(ws_url(server))]
+    kept.append(await newcomer.ws_connect(ws_url(server)))
+    closed = await closing(oldest)
+    assert (closed.type, closed.data) == (WSMsgType.CLOSE, aiohttp.WSCloseCode.TRY_AGAIN_LATER)
+    assert str(closed.extra).startswith("rpc.max_websockets: all 4 open") and len(str(closed.extra).encode()) <= 123
+    await wait_until(lambda: server.websockets_open == 4 and feed.subscriptions == 0, "the oldest to be gone")
+    assert [server.websockets_from(address) for address in ADDRESSES] == [2, 1, 1]
+    status, error = await refusal(big, server)
+    assert (status, error["data"]) == (503, {"limit": "max_websockets", "max_websockets": 4}), "at its fair share"
+    kept.append(await small.ws_connect(ws_url(server)))  # one fewer than the largest: another of big's gives way
+    closed = await closing(others[0])
+    assert (closed.type, closed.data) == (WSMsgType.CLOSE, aiohttp.WSCloseCode.TRY_AGAIN_LATER)
+    await wait_until(lambda: server.websockets_open == 4, "the second to be gone")
+    assert [server.websockets_from(address) for address in ADDRESSES] == [1, 2, 1]
+    for socket in kept[1:]:
+        assert (await answer(socket, request("test_ping")))["result"] == "pong", "those let in are served"
+    assert sample(server, "mura_rpc_websockets_closed_fair_share_total") == 2
+    assert sample(server, "mura_rpc_websockets_refused_total", limit="max_websockets") == 1
+    for socket in kept:
+        await socket.close()
+    await wait_until(lambda: server.websockets_open == 0, "every socket to be counted out")
+    assert [server.websockets_from(address) for address in ADDRESSES] == [0, 0, 0]
+    lines = [record.getMessage() for record in caplog.records if "to let one from" in record.getMessage()]
+    assert len(lines) == 1 and "127.0.0.2" in lines[0] and "rpc max_websockets" in lines[0], lines
+
+
+async def test_one_source_may_hold_only_its_share_of_the_waiting_calls_over_both(
+    serve_feed: ServeFeed, sessions: dict[str, aiohttp.ClientSession]
+) -> None:
+    """A websocket frame's waiting calls and a POST's count against the same share of their source."""
+    gate = Gate(expected=3)
+    server, _ = await serve_feed(methods=gate.methods_that_wait_long(),
+                                 limits=RpcLimits(max_waiting=4, max_waiting_per_source=2))
+    near, far = sessions["127.0.0.2"], sessions["127.0.0.3"]
+    socket = await near.ws_connect(ws_url(server))
+    await socket.send_str(json.dumps(wait_long(1)))
+    over_post = asyncio.create_task(near.post(server.url, json=wait_long(2)))
+    await wait_until(lambda: server.waiting_from("127.0.0.2") == 2, "two calls waiting from one address")
+    second = await near.ws_connect(ws_url(server))  # the first answers one frame at a time
+    refused = await answer(second, [wait_long(3), request("test_ping", request_id=4)])
+    assert {response["id"]: response.get("error") for response in refused} == {
+        3: {"code": -32000, "message": "Server busy",
+            "data": {"limit": "max_waiting_per_source", "max_waiting_per_source": 2}},
+        4: None,
+    }
+    async with near.post(server.url, json=wait_long(5)) as response:
+        assert (await response.json())["error"]["data"]["limit"] == "max_waiting_per_source"
+    other = await far.ws_connect(ws_url(server))
+    await other.send_str(json.dumps(wait_long(6)))
+    await asyncio.wait_for(gate.all_held.wait(), DEADLINE)
+    assert (server.waiting, server.waiting_from("127.0.0.3")) == (3, 1), "another address still waits"
+    gate.release.set()
+    assert (await next_message(socket))["result"] == "released"
+    assert (await next_message(other))["result"] == "released"
+    async with await asyncio.wait_for(over_post, DEADLINE) as response:
+        assert (await response.json())["result"] == "released"
+    assert (server.waiting, server.waiting_from("127.0.0.2")) == (0, 0)
+
+
+async def open_raw_websocket(server: RpcServer) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A websocket opened on a plain TCP connection, which the test can drop at any moment."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    head = "".join(f"{name}: {value}\r\n" for name, value in UPGRADE.items())
+    writer.write(f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}\r\n".encode())
+    status_line = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), DEADLINE)
+    assert status_line.startswith(b"HTTP/1.1 101"), status_line
+    return reader, writer
+
+
+def masked_text_frame(text: str) -> bytes:
+    """One text frame as a client sends it (RFC 6455: masked); up to 64 KiB."""
+    payload = text.encode()
+    assert len(payload) < 65536
+    mask = os.urandom(4)
+    length = bytes([0x80 | len(payload)]) if len(payload) < 126 else bytes([0x80 | 126]) + len(payload).to_bytes(2)
+    return bytes([0x81]) + length + mask + bytes(byte ^ mask[index % 4] for index, byte in enumerate(payload))
+
+
+async def test_a_client_that_hangs_up_mid_wait_gives_its_places_back_at_once(
+    serve_feed: ServeFeed, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A frame's waiting calls once held max_waiting until they timed out, long after their client left."""
+    caplog.set_level(logging.DEBUG)
+    gate = Gate(expected=20)
+    server, _ = await serve_feed(methods=gate.methods_that_wait_long())
+    _, writer = await open_raw_websocket(server)
+    writer.write(masked_text_frame(json.dumps([wait_long(n) for n in range(20)])))
+    await asyncio.wait_for(gate.all_held.wait(), DEADLINE)
+    assert (server.waiting, server.websockets_open) == (20, 1)
+    writer.close()
+    await wait_until(lambda: server.waiting == 0, "the frame's calls to stop waiting")
+    assert not gate.release.is_set(), "no call ended on its own"
+    await wait_until(lambda: server.websockets_open == 0 and server.websockets_from("127.0.0.1") == 0,
+                     "the socket to be counted out")
+    assert logged_problems(caplog) == []
 
 
 async def test_subscriptions_past_the_limit_are_server_busy(serve_feed: ServeFeed, http: aiohttp.ClientSession) -> None:
@@ -506,11 +622,12 @@ async def test_stop_closes_every_websocket_at_once_with_1001(http: aiohttp.Clien
 
 async def test_a_node_serves_its_websocket_settings(start_node: Callable[..., Awaitable[TestNode]]) -> None:
     settings = {"rpc.max_websockets": 40, "rpc.max_websockets_per_source": 5,
-                "rpc.max_subscriptions_per_websocket": 3, "rpc.websocket_queue": 70}
+                "rpc.max_subscriptions_per_websocket": 3, "rpc.websocket_queue": 70,
+                "rpc.max_waiting": 30, "rpc.max_waiting_per_source": 7}
     started = await start_node(settings)
     limits = started.rpc.server.limits
     assert (limits.max_websockets, limits.max_websockets_per_source, limits.max_subscriptions_per_websocket,
-            limits.websocket_queue) == (40, 5, 3, 70)
+            limits.websocket_queue, limits.max_waiting, limits.max_waiting_per_source) == (40, 5, 3, 70, 30, 7)
 
 
 @pytest.mark.parametrize(
