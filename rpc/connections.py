@@ -138,8 +138,11 @@ class RefusalLog:
     are counted in the next line. Anyone can cause refusals by the thousand: the log
     must not grow with them."""
 
-    def __init__(self, *, interval: float) -> None:
+    def __init__(self, *, interval: float, held_as: str = "turned away", name: str = __name__) -> None:
         self._interval = interval
+        #: How the lines held back are named in the next: "turned away", "closed", ...
+        self._held_as = held_as
+        self._logger = logging.getLogger(name)
         self._last = -float("inf")
         self._held = 0
 
@@ -150,7 +153,7 @@ class RefusalLog:
             self._held += 1
             return
         held, self._held, self._last = self._held, 0, now
-        logger.warning("%s%s", line, f"; {held} more turned away since the last such line" if held else "")
+        self._logger.warning("%s%s", line, f"; {held} more {self._held_as} since the last such line" if held else "")
 
 
 def _busy_answer(limit: int) -> bytes:

@@ -14,12 +14,13 @@ closes the socket with code 1009 before it is read in full.
 
 What one client can cost the node is bounded before the upgrade: at most
 ``max_websockets_per_source`` from one source (as ``connections`` counts
-them), and ``max_websockets`` open in all. When all are open, a source with
-fewer than the source holding the most still gets in: the oldest websocket of
-that largest source is closed with code 1013 (try again later) and a reason
+them), and ``max_websockets`` open in all. When all are open, a source that,
+with one more, would still hold fewer than the source holding the most gets
+in: the oldest websocket of that largest source is closed with code 1013 (try again later) and a reason
 naming ``rpc.max_websockets``, so a few sources cannot keep everyone else out
-and each converges to a fair share. A websocket from a source that holds as
-many as the largest already, or past its own limit, is answered HTTP 503 with
+and each converges to a fair share; a source with a single websocket never
+gives it up to another. A websocket from a source that would then hold as
+many as the largest, or past its own limit, is answered HTTP 503 with
 a -32000 body naming the limit. Refusals and closes for a fair share are
 counted and logged at most once per ``refusal_log_interval``. A page from
 another origin may open one only if ``rpc.cors_origins`` lists its origin,
@@ -98,9 +99,9 @@ class WebsocketHub:
         #: or give way to another source's, in all and by source.
         self._admitted = 0
         self._per_source: collections.Counter[str] = collections.Counter()
-        self._refusals = RefusalLog(interval=limits.refusal_log_interval)
-        self._slow = RefusalLog(interval=limits.refusal_log_interval)
-        self._evictions = RefusalLog(interval=limits.refusal_log_interval)
+        self._refusals = RefusalLog(interval=limits.refusal_log_interval, name=__name__)
+        self._slow = RefusalLog(interval=limits.refusal_log_interval, held_as="closed", name=__name__)
+        self._evictions = RefusalLog(interval=limits.refusal_log_interval, held_as="closed", name=__name__)
         self._stopping = False
         #: Answers that are the same every time, encoded once.
         self.busy_answer = encode_error(SERVER_BUSY.error(
@@ -195,11 +196,12 @@ class WebsocketHub:
         return None
 
     def _make_room_for(self, source: str, address: str) -> bool:
-        """Close the oldest open websocket of the source holding the most, if that is more than
-        ``source`` holds; whether one was closed. It is counted out at once, so its place is the
-        newcomer's while it closes."""
+        """Close the oldest open websocket of the source holding the most, if that is at least two
+        more than ``source`` holds (so the newcomer still holds fewer: sources that each hold one
+        are never closed for another); whether one was closed. It is counted out at once, so its
+        place is the newcomer's while it closes."""
         largest = max(self._per_source.values())
-        if self._per_source[source] >= largest:
+        if self._per_source[source] + 1 >= largest:
             return False
         oldest = next((connection for connection in self._connections
                        if self._per_source[connection.source] == largest and not connection.closing), None)

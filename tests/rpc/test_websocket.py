@@ -426,21 +426,36 @@ async def test_when_all_are_open_the_largest_source_gives_its_oldest_up_to_anoth
     assert [server.websockets_from(address) for address in ADDRESSES] == [2, 1, 1]
     status, error = await refusal(big, server)
     assert (status, error["data"]) == (503, {"limit": "max_websockets", "max_websockets": 4}), "at its fair share"
-    kept.append(await small.ws_connect(ws_url(server)))  # one fewer than the largest: another of big's gives way
-    closed = await closing(others[0])
-    assert (closed.type, closed.data) == (WSMsgType.CLOSE, aiohttp.WSCloseCode.TRY_AGAIN_LATER)
-    await wait_until(lambda: server.websockets_open == 4, "the second to be gone")
-    assert [server.websockets_from(address) for address in ADDRESSES] == [1, 2, 1]
-    for socket in kept[1:]:
+    # With one more, small would hold as many as big: nothing of big's is taken for it.
+    status, error = await refusal(small, server)
+    assert (status, error["data"]) == (503, {"limit": "max_websockets", "max_websockets": 4})
+    for socket in kept:
         assert (await answer(socket, request("test_ping")))["result"] == "pong", "those let in are served"
-    assert sample(server, "mura_rpc_websockets_closed_fair_share_total") == 2
-    assert sample(server, "mura_rpc_websockets_refused_total", limit="max_websockets") == 1
+    assert sample(server, "mura_rpc_websockets_closed_fair_share_total") == 1
+    assert sample(server, "mura_rpc_websockets_refused_total", limit="max_websockets") == 2
     for socket in kept:
         await socket.close()
     await wait_until(lambda: server.websockets_open == 0, "every socket to be counted out")
     assert [server.websockets_from(address) for address in ADDRESSES] == [0, 0, 0]
     lines = [record.getMessage() for record in caplog.records if "to let one from" in record.getMessage()]
     assert len(lines) == 1 and "127.0.0.2" in lines[0] and "rpc max_websockets" in lines[0], lines
+
+
+async def test_a_source_with_a_single_websocket_never_gives_it_up_to_another(
+    serve_feed: ServeFeed, sessions: dict[str, aiohttp.ClientSession]
+) -> None:
+    """Once every source held one, each newcomer from yet another address closed the oldest: with
+    enough addresses, someone could close every honest client's websocket in turn."""
+    server, _ = await serve_feed(limits=RpcLimits(max_websockets=2, max_websockets_per_source=2))
+    first, second, newcomer = (sessions[address] for address in ADDRESSES)
+    held = [await first.ws_connect(ws_url(server)), await second.ws_connect(ws_url(server))]
+    status, error = await refusal(newcomer, server)
+    assert (status, error["data"]) == (503, {"limit": "max_websockets", "max_websockets": 2})
+    for socket in held:
+        assert (await answer(socket, request("test_ping")))["result"] == "pong"
+    assert sample(server, "mura_rpc_websockets_closed_fair_share_total") == 0
+    for socket in held:
+        await socket.close()
 
 
 async def test_one_source_may_hold_only_its_share_of_the_waiting_calls_over_both(
