@@ -66,6 +66,9 @@ class RpcLimits:
     #: socket, in seconds; a client that does not read for this long is cut off, and what
     #: waited to be sent to it is freed.
     websocket_send_seconds: float = 10.0
+    #: Longest an HTTP answer may take to be taken by its client, in seconds; a client that does
+    #: not read it for this long is cut off, and the answer freed.
+    answer_send_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         for name in ("max_body_bytes", "max_batch_length", "max_concurrent_requests", "max_waiting",
@@ -75,7 +78,8 @@ class RpcLimits:
             if getattr(self, name) < 1:
                 raise ValueError(f"RpcLimits.{name} must be at least 1")
         for name in ("body_timeout_seconds", "header_timeout_seconds", "refusal_log_interval",
-                     "websocket_heartbeat_seconds", "websocket_close_seconds", "websocket_send_seconds"):
+                     "websocket_heartbeat_seconds", "websocket_close_seconds", "websocket_send_seconds",
+                     "answer_send_seconds"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"RpcLimits.{name} must be positive")
 

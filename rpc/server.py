@@ -71,7 +71,7 @@ from typing import Any
 from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from mura.rpc.connections import CappedSite, source_of
+from mura.rpc.connections import CappedSite, RefusalLog, source_of
 from mura.rpc.cors import CorsPolicy
 from mura.rpc.declarations import Method
 from mura.rpc.errors import INVALID_REQUEST, SERVER_BUSY, RpcError, standard_error
@@ -151,6 +151,9 @@ class RpcServer:
         self._port: int | None = None
         self._occupancy = Occupancy(limits)
         self._reading = 0
+        #: Connections cut off because their client did not take its answer in time.
+        self.answers_cut_off = 0
+        self._stalled = RefusalLog(interval=limits.refusal_log_interval, held_as="cut off", name=__name__)
         self.metrics.watch_websockets(
             open_websockets=lambda: self.websockets_open,
             subscriptions=lambda: feed.subscriptions if feed is not None else 0,
@@ -315,7 +318,23 @@ class RpcServer:
             slot.release()
         if answer is None:
             return web.Response(status=204)
-        return web.Response(status=200, text=answer, content_type=_JSON)
+        return await self._send_answer(request, web.Response(status=200, text=answer, content_type=_JSON))
+
+    async def _send_answer(self, request: web.Request, response: web.Response) -> web.Response:
+        """``response`` sent here, within ``answer_send_seconds``: a client that does not take its
+        answer is cut off, so the answer does not wait in memory for as long as it keeps the
+        connection open."""
+        try:
+            async with asyncio.timeout(self._limits.answer_send_seconds):
+                await response.prepare(request)
+                await response.write_eof()
+        except TimeoutError:
+            self.answers_cut_off += 1
+            self._stalled.note(f"cut off a JSON-RPC client at {request.remote}: it took nothing of its answer for "
+                               f"{self._limits.answer_send_seconds:g} s")
+            if request.transport is not None:
+                request.transport.abort()
+        return response
 
     async def _read_body_in_time(self, request: web.Request) -> bytes | None:
         """The body as ``_read_body`` reads it; ``TimeoutError`` past ``body_timeout_seconds``."""

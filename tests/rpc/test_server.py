@@ -497,11 +497,32 @@ async def test_a_client_that_hangs_up_gives_its_waiting_places_back_at_once(serv
     assert await endpoint.post(ping()) == (200, PONG)
 
 
+async def test_a_client_that_takes_nothing_of_its_answer_is_cut_off(serve: Serve) -> None:
+    """A client that asked for a large answer and read nothing once pinned it in memory for as long
+    as it kept its connection open."""
+
+    async def large() -> str:
+        return "x" * 32 * 1024 * 1024  # more than the kernel's socket buffers take
+
+    method = Method(name="test_large", handler=large, summary="A long string.",
+                    result=Result("text", {"type": "string"}, "The string."))
+    endpoint = await serve([method], limits=RpcLimits(answer_send_seconds=0.5))
+    body = json.dumps({"jsonrpc": "2.0", "method": "test_large", "id": 1}).encode()
+    _, writer = await asyncio.open_connection("127.0.0.1", endpoint.server.port)
+    writer.write(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                 + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)  # and then it reads nothing
+    await wait_until(lambda: endpoint.server.answers_cut_off == 1, "the client that reads nothing to be cut off")
+    await wait_until(lambda: endpoint.server.connections_from("127.0.0.1") == 0, "its connection to be gone")
+    writer.close()
+    status, answer = await endpoint.post({"jsonrpc": "2.0", "method": "test_large", "id": 2})
+    assert status == 200 and len(answer["result"]) == 32 * 1024 * 1024, "a client that reads is answered"
+
+
 @pytest.mark.parametrize(
     "limit",
     ["max_body_bytes", "body_timeout_seconds", "header_timeout_seconds", "max_batch_length",
      "max_concurrent_requests", "max_waiting", "max_waiting_per_source", "backlog", "max_connections_per_source",
-     "refusal_log_interval"],
+     "refusal_log_interval", "answer_send_seconds"],
 )
 def test_limits_must_be_positive(limit: str) -> None:
     with pytest.raises(ValueError, match=limit):
