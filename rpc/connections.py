@@ -18,11 +18,13 @@ apart because ``rpc`` imports nothing of ``p2p``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
+import math
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -163,6 +165,30 @@ def _busy_answer(limit: int) -> bytes:
     head = (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: {_JSON}\r\nContent-Length: {len(body)}\r\n"
             "Connection: close\r\n\r\n")
     return head.encode() + body
+
+
+async def send_while_taken(send: Awaitable[None], transport: asyncio.BaseTransport | None, seconds: float) -> bool:
+    """Run ``send`` to its end while the client takes what is sent to it; False, with ``send``
+    cancelled, once ``seconds`` pass in which the client took nothing (the bytes waiting in
+    ``transport`` did not go down). A slow client is never cut off while it reads, only one that
+    stopped."""
+    task = asyncio.ensure_future(send)
+    waiting = math.inf
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=seconds)
+            if done:
+                task.result()
+                return True
+            left = transport.get_write_buffer_size() if isinstance(transport, asyncio.WriteTransport) else 0
+            if left >= waiting:
+                return False
+            waiting = left
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                await task
 
 
 def source_of(address: str) -> str:

@@ -62,12 +62,10 @@ class RpcLimits:
     #: Longest a closing websocket waits for its client's close frame, and then is given to
     #: take what was sent before it (a slow consumer's backlog), in seconds; then it is cut.
     websocket_close_seconds: float = 2.0
-    #: Longest one answer or notification may take to be taken by the client once handed to the
-    #: socket, in seconds; a client that does not read for this long is cut off, and what
-    #: waited to be sent to it is freed.
+    #: Seconds a websocket's client may take nothing of an answer or notification being sent to
+    #: it; then it is cut off, and what waited to be sent to it is freed (a slow reader is not).
     websocket_send_seconds: float = 10.0
-    #: Longest an HTTP answer may take to be taken by its client, in seconds; a client that does
-    #: not read it for this long is cut off, and the answer freed.
+    #: Seconds an HTTP client may take nothing of its answer; then it is cut off and the answer freed.
     answer_send_seconds: float = 10.0
 
     def __post_init__(self) -> None:

@@ -71,7 +71,7 @@ from typing import Any
 from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from mura.rpc.connections import CappedSite, RefusalLog, source_of
+from mura.rpc.connections import CappedSite, RefusalLog, send_while_taken, source_of
 from mura.rpc.cors import CorsPolicy
 from mura.rpc.declarations import Method
 from mura.rpc.errors import INVALID_REQUEST, SERVER_BUSY, RpcError, standard_error
@@ -320,15 +320,16 @@ class RpcServer:
             return web.Response(status=204)
         return await self._send_answer(request, web.Response(status=200, text=answer, content_type=_JSON))
 
+    @staticmethod
+    async def _write_answer(request: web.Request, response: web.Response) -> None:
+        await response.prepare(request)
+        await response.write_eof()
+
     async def _send_answer(self, request: web.Request, response: web.Response) -> web.Response:
-        """``response`` sent here, within ``answer_send_seconds``: a client that does not take its
-        answer is cut off, so the answer does not wait in memory for as long as it keeps the
-        connection open."""
-        try:
-            async with asyncio.timeout(self._limits.answer_send_seconds):
-                await response.prepare(request)
-                await response.write_eof()
-        except TimeoutError:
+        """``response`` sent here: a client that takes nothing of it for ``answer_send_seconds`` is
+        cut off, so the answer does not wait in memory for as long as it keeps the connection open."""
+        if not await send_while_taken(self._write_answer(request, response), request.transport,
+                                      self._limits.answer_send_seconds):
             self.answers_cut_off += 1
             self._stalled.note(f"cut off a JSON-RPC client at {request.remote}: it took nothing of its answer for "
                                f"{self._limits.answer_send_seconds:g} s")

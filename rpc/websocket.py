@@ -48,7 +48,7 @@ import logging
 
 from aiohttp import WSCloseCode, WSMsgType, hdrs, web
 
-from mura.rpc.connections import RefusalLog, source_of
+from mura.rpc.connections import RefusalLog, send_while_taken, source_of
 from mura.rpc.cors import CorsPolicy
 from mura.rpc.errors import INVALID_REQUEST, NODE_STOPPING, SERVER_BUSY, RpcError, standard_error
 from mura.rpc.jsonrpc import JsonRpcEngine, encode_error
@@ -403,12 +403,10 @@ class _Connection:
                 await self._ready.wait()
 
     async def _send(self, text: str) -> bool:
-        """Send ``text``; False, with the connection cut, when the client has not taken it within
-        ``websocket_send_seconds`` (it does not read: what waits for it is freed)."""
-        try:
-            async with asyncio.timeout(self._hub.limits.websocket_send_seconds):
-                await self._socket.send_str(text)
-        except TimeoutError:
+        """Send ``text``; False, with the connection cut, once ``websocket_send_seconds`` pass in
+        which the client took nothing of it (it does not read: what waits for it is freed)."""
+        if not await send_while_taken(self._socket.send_str(text), self._transport,
+                                      self._hub.limits.websocket_send_seconds):
             self._hub.note_stalled(self._address)
             self._closing = True
             self._forget_subscriptions()

@@ -518,6 +518,31 @@ async def test_a_client_that_takes_nothing_of_its_answer_is_cut_off(serve: Serve
     assert status == 200 and len(answer["result"]) == 32 * 1024 * 1024, "a client that reads is answered"
 
 
+async def test_a_client_that_reads_its_answer_slowly_is_not_cut_off(serve: Serve) -> None:
+    """Only a client that stopped taking its answer is cut off: one on a slow link, taking a little
+    in every window, gets all of it however long that takes."""
+    size = 16 * 1024 * 1024
+
+    async def large() -> str:
+        return "x" * size
+
+    method = Method(name="test_large", handler=large, summary="A long string.",
+                    result=Result("text", {"type": "string"}, "The string."))
+    endpoint = await serve([method], limits=RpcLimits(answer_send_seconds=0.5))
+    body = json.dumps({"jsonrpc": "2.0", "method": "test_large", "id": 1}).encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", endpoint.server.port, limit=1024 * 1024)
+    writer.write(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\n"
+                 + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    received = 0
+    started = asyncio.get_running_loop().time()
+    while chunk := await asyncio.wait_for(reader.read(1024 * 1024), DEADLINE):
+        received += len(chunk)
+        await asyncio.sleep(0.2)  # a slow link: about 5 MiB a second
+    writer.close()
+    assert received > size and endpoint.server.answers_cut_off == 0
+    assert asyncio.get_running_loop().time() - started > 1.0, "the answer took several windows to take"
+
+
 @pytest.mark.parametrize(
     "limit",
     ["max_body_bytes", "body_timeout_seconds", "header_timeout_seconds", "max_batch_length",
