@@ -21,6 +21,7 @@ from mura.consensus.messages import MAX_MESSAGE_BYTES
 from mura.holders import address_in_use, format_address, port_in_use_message
 from mura.p2p.settings import PeerAddress
 from mura.rpc.cors import origin_problem
+from mura.rpc.hosts import host_name_problem
 
 
 class ConfigError(Exception):
@@ -146,6 +147,13 @@ SETTINGS: tuple[Setting, ...] = (
         "browser origins (https://wallet.example) whose pages may call JSON-RPC; empty: none (off); "
         "* allows every web page, for development only",
         lambda value: next((problem for problem in map(origin_problem, value) if problem), None),
+    ),
+    Setting(
+        "rpc.allowed_hosts", list, ["localhost"],
+        "host names (node.village.example) requests to the RPC port may be addressed to, besides IP addresses "
+        "and the name in rpc.listen; others are refused (HTTP 403) so that no web page can reach the node by "
+        "DNS rebinding; * allows any name, for a node behind a proxy that checks names itself",
+        lambda value: next((problem for problem in map(host_name_problem, value) if problem), None),
     ),
     Setting(
         "rpc.header_timeout_seconds", int, 10,

@@ -401,6 +401,7 @@ class Node:
                 websocket_queue=self.config["rpc.websocket_queue"],
             ),
             cors=CorsPolicy.of(self.config["rpc.cors_origins"]),
+            allowed_hosts=self.config["rpc.allowed_hosts"],
             feed=self.block_feed,
             explorer=ExplorerFiles.packaged() if self.config["rpc.explorer"] else None,
         )

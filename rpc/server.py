@@ -55,7 +55,9 @@ stopping the server closes them (code 1001) before anything else.
 
 Browsers: off unless a ``CorsPolicy`` lists origins (``mura.rpc.cors``); then
 ``OPTIONS`` preflights are answered and every answer to a listed origin carries
-``Access-Control-Allow-Origin``.
+``Access-Control-Allow-Origin``. Before any of this, a request whose ``Host``
+names neither an IP address nor an allowed name is refused with 403
+(``mura.rpc.hosts``), so a web page cannot reach the node by DNS rebinding.
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ from mura.rpc.cors import CorsPolicy
 from mura.rpc.declarations import Method
 from mura.rpc.errors import INVALID_REQUEST, SERVER_BUSY, RpcError, standard_error
 from mura.rpc.explorer import ExplorerFiles
+from mura.rpc.hosts import HostAllowlist
 from mura.rpc.jsonrpc import JsonRpcEngine, encode_error
 from mura.rpc.limits import Occupancy
 from mura.rpc.limits import RpcLimits as RpcLimits
@@ -129,8 +132,10 @@ class RpcServer:
         cors: CorsPolicy = CorsPolicy(frozenset()),
         feed: BlockFeed | None = None,
         explorer: ExplorerFiles | None = None,
+        allowed_hosts: Iterable[str] = ("localhost",),
     ) -> None:
         self._host = host
+        self._allowed_hosts = HostAllowlist.of(allowed_hosts, listen_host=host)
         self._cors = cors
         self._explorer = explorer
         self._requested_port = port
@@ -154,6 +159,8 @@ class RpcServer:
         #: Connections cut off because their client did not take its answer in time.
         self.answers_cut_off = 0
         self._stalled = RefusalLog(interval=limits.refusal_log_interval, held_as="cut off", name=__name__)
+        self._wrong_hosts = RefusalLog(interval=limits.refusal_log_interval, held_as="refused",
+                                       name="mura.rpc.hosts")
         self.metrics.watch_websockets(
             open_websockets=lambda: self.websockets_open,
             subscriptions=lambda: feed.subscriptions if feed is not None else 0,
@@ -220,7 +227,8 @@ class RpcServer:
         """Bind and start serving; raises if already started or the address is taken."""
         if self._runner is not None:
             raise RuntimeError("the RPC server is already started")
-        app = web.Application(client_max_size=self._limits.max_body_bytes)
+        app = web.Application(client_max_size=self._limits.max_body_bytes,
+                              middlewares=[self._allowed_hosts.middleware(self._wrong_hosts)])
         websockets = WebsocketHub(engine=self.engine, occupancy=self._occupancy, limits=self._limits,
                                   metrics=self.metrics, feed=self._feed, cors=self._cors)
         app.router.add_post("/", self._handle_rpc)

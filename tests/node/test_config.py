@@ -232,6 +232,14 @@ def test_invalid_cors_origin_setting(tmp_path: Path) -> None:
     assert config["rpc.cors_origins"] == ["https://wallet.example", "*"]
 
 
+def test_invalid_allowed_host_setting(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"setting rpc.allowed_hosts: 'https://node.example' is not a host name"):
+        load_config(config_file(tmp_path, '[rpc]\nallowed_hosts = ["https://node.example"]\n'))
+    assert load_config(None)["rpc.allowed_hosts"] == ["localhost"]
+    config = load_config(config_file(tmp_path, '[rpc]\nallowed_hosts = ["node.village.example", "localhost"]\n'))
+    assert config["rpc.allowed_hosts"] == ["node.village.example", "localhost"]
+
+
 def test_invalid_observer_with_a_validator_key_names_the_validator_and_leaves_nothing_open(
     layout: TestnetLayout, tmp_path: Path
 ) -> None:

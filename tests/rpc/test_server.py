@@ -266,7 +266,7 @@ async def test_a_compressed_body_is_refused_with_415_and_logs_nothing(
     endpoint = await serve(Gate(1).methods())
     body = json.dumps(ping()).encode()  # not actually compressed: it is refused before it is read
     reader, writer = await asyncio.open_connection("127.0.0.1", endpoint.server.port)
-    writer.write(f"POST / HTTP/1.1\r\nHost: x\r\nContent-Encoding: {encoding}\r\n"
+    writer.write(f"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Encoding: {encoding}\r\n"
                  f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
     try:
         status, _, response = await asyncio.wait_for(read_response(reader), DEADLINE)
@@ -281,10 +281,10 @@ async def test_a_compressed_body_is_refused_with_415_and_logs_nothing(
 @pytest.mark.parametrize(
     "request_head",
     [
-        b"POST / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
-        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Header\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
         b"\x16\x03\x01\x00\xa5 a TLS hello\r\n\r\n",
-        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
     ],
 )
 async def test_a_malformed_request_gets_400_and_at_most_one_debug_line(
@@ -359,7 +359,7 @@ async def test_connections_past_the_limit_per_source_are_told_server_busy_at_onc
         await wait_until(lambda: server.connections_from("127.0.0.2") == 3, "the closed ones to be counted out")
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port, local_addr=("127.0.0.2", 0))
         connections.append((reader, writer))
-        writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (
+        writer.write(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n%s" % (
             len(json.dumps(ping())), json.dumps(ping()).encode()))
         async with asyncio.timeout(DEADLINE):
             assert (await reader.readuntil(b"pong\"")).startswith(b"HTTP/1.1 200 ")
