@@ -19,7 +19,8 @@
       hash: "Hash", validators: "Validators", name: "Name", address: "Address", signed: "Signed",
       signed_note: "Signatures in the certificates of the last {n} blocks (a certificate needs {q}).",
       view_changes: "View changes",
-      view_changes_note: "{k} of the last {n} blocks were decided after a view change (highest view {v}).",
+      view_steady: "The view stayed at {v} through the last {n} blocks: no primary was replaced.",
+      view_moved: "The view moved from {a} to {b} over the last {n} blocks: each view change replaces a primary that did not get a block decided in time.",
       block_title: "Block {h}", parent: "Parent", state_root: "State root", transaction_root: "Transaction root",
       next_validators_hash: "Next validators hash", certificate: "Certificate", signers: "Signers",
       genesis_certificate: "The genesis block is final by the genesis file, not by votes.",
@@ -80,7 +81,8 @@
       hash: "ハッシュ", validators: "バリデーター", name: "名前", address: "アドレス", signed: "署名",
       signed_note: "直近{n}ブロックの証明書に含まれる署名の数（証明書には{q}個必要）。",
       view_changes: "ビュー変更",
-      view_changes_note: "直近{n}ブロックのうち{k}ブロックがビュー変更の後に決定されました（最大ビュー {v}）。",
+      view_steady: "直近{n}ブロックの間、ビューは {v} のままでした（プライマリの交代なし）。",
+      view_moved: "直近{n}ブロックの間にビューが {a} から {b} に進みました。ビュー変更は、時間内にブロックを決定できなかったプライマリを交代させます。",
       block_title: "ブロック {h}", parent: "親ブロック", state_root: "状態ルート", transaction_root: "取引ルート",
       next_validators_hash: "次のバリデーターのハッシュ", certificate: "証明書", signers: "署名者",
       genesis_certificate: "ジェネシスブロックは投票ではなくジェネシスファイルによって確定しています。",
@@ -582,6 +584,15 @@
     ];
   }
 
+  // The view of the oldest and the newest of some certificates. A view outlives its height (the
+  // primary of view v is validators[v mod n]), so a view above 0 says a change happened some time;
+  // only a rise between blocks says one happened among them.
+  function viewSpan(certificates) {
+    if (certificates.length === 0) return { from: 0, to: 0 };
+    const byHeight = certificates.slice().sort((a, b) => a.height - b.height);
+    return { from: byHeight[0].view, to: byHeight[byHeight.length - 1].view };
+  }
+
   function blockRow(block) {
     return el("tr", { "data-height": block.height },
       el("td", {}, blockLink(block.height)),
@@ -626,9 +637,10 @@
     }
 
     viewNote() {
-      const changed = this.certificates.filter((c) => c.view > 0);
-      const highest = this.certificates.reduce((most, c) => Math.max(most, c.view), 0);
-      return t("view_changes_note", { k: changed.length, n: this.certificates.length, v: highest });
+      const views = viewSpan(this.certificates);
+      return views.from === views.to
+        ? t("view_steady", { v: views.to, n: this.certificates.length })
+        : t("view_moved", { a: views.from, b: views.to, n: this.certificates.length });
     }
   }
 
@@ -1233,7 +1245,7 @@
   // --- start ---------------------------------------------------------------------------------------
 
   // The page's number handling, for tests in the browser.
-  window.MuraExplorer = Object.freeze({ parseJson: parseJson, formatAmount: formatAmount });
+  window.MuraExplorer = Object.freeze({ parseJson: parseJson, formatAmount: formatAmount, viewSpan: viewSpan });
 
   window.addEventListener("hashchange", route);
   window.addEventListener("error", (event) => {

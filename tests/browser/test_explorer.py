@@ -108,6 +108,30 @@ def test_status_shows_the_height_and_latest_blocks_and_a_new_block_arrives_live(
     assert any('"chain_subscription"' in frame for frame in frames), "no block notification came over the websocket"
 
 
+def test_status_says_how_far_the_view_moved_over_the_blocks_it_shows(
+    browser: WebDriver, base_url: str, cluster: Cluster
+) -> None:
+    """A view outlives its height, so a view above 0 is no view change of its own: the note compares
+    the oldest and newest of the blocks listed, read in one go with the note."""
+    open_route(browser, base_url, "#/")
+    wait_view(browser, "status")
+    heights, note = browser.execute_script(
+        "return [Array.from(document.querySelectorAll('#latest-blocks tr[data-height]'),"
+        " (row) => Number(row.getAttribute('data-height'))),"
+        " document.getElementById('status-view-changes').textContent];"
+    )
+    views = [cluster.call(0, "chain_getCertificate", height)["view"] for height in (min(heights), max(heights))]
+    if views[0] == views[1]:
+        assert note == f"The view stayed at {views[0]} through the last {len(heights)} blocks: no primary was replaced."
+    else:
+        assert note.startswith(f"The view moved from {views[0]} to {views[1]} over the last {len(heights)} blocks")
+    span = browser.execute_script(
+        "return MuraExplorer.viewSpan([{height: 9, view: 4}, {height: 7, view: 1}, {height: 8, view: 1}]);"
+    )
+    assert span == {"from": 1, "to": 4}
+    assert browser.execute_script("return MuraExplorer.viewSpan([]);") == {"from": 0, "to": 0}
+
+
 # --- an account, a transaction, a block ------------------------------------------------------------
 
 
