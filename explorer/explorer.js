@@ -50,6 +50,12 @@
       change: "Change", approvals: "Approvals", expires_at: "Expires at height", quorum: "Quorum",
       faults: "Faults tolerated", public_key: "Public key", validators_title: "Validators at height {h}",
       redeemed: "Redeemed", no_assets: "No assets yet.", no_bonds: "No bonds yet.",
+      decided_proposals: "Decided proposals", no_decided_proposals: "No proposal has been approved or has expired.",
+      outcome: "Outcome", approved_from: "approved: in force from height {h}", expired_at: "expired at height {h}",
+      latest_of: "The latest {n} of {m}.",
+      ch_add_validator: "Add validator {name} at {address}, key {key}", ch_remove_validator: "Remove validator {name}",
+      ch_replace_key: "New key for {name}: {key}", ch_replace_key_address: "New key for {name}: {key}, at {address}",
+      ch_grant_issuer: "Give the issuer role to", ch_revoke_issuer: "Take the issuer role from",
       // errors
       err_unreachable: "The node cannot be reached. Is it running? ({detail})",
       err_node: "The node could not answer: {detail}", err_route: "There is no page at this address.",
@@ -112,6 +118,12 @@
       change: "変更", approvals: "承認", expires_at: "期限のブロック高", quorum: "定足数",
       faults: "許容される故障数", public_key: "公開鍵", validators_title: "ブロック高 {h} のバリデーター",
       redeemed: "償還済み", no_assets: "資産はまだありません。", no_bonds: "債券はまだありません。",
+      decided_proposals: "決着した提案", no_decided_proposals: "承認または期限切れになった提案はありません。",
+      outcome: "結果", approved_from: "承認：ブロック高 {h} から有効", expired_at: "ブロック高 {h} で期限切れ",
+      latest_of: "{m}件のうち最新の{n}件。",
+      ch_add_validator: "バリデーター {name} を追加（{address}、鍵 {key}）", ch_remove_validator: "バリデーター {name} を削除",
+      ch_replace_key: "{name} の鍵を {key} に交換", ch_replace_key_address: "{name} の鍵を {key} に交換（{address}）",
+      ch_grant_issuer: "発行者の役割を付与：", ch_revoke_issuer: "発行者の役割を取消：",
       err_unreachable: "ノードに接続できません。ノードは動いていますか？（{detail}）",
       err_node: "ノードが応答できませんでした：{detail}", err_route: "このアドレスのページはありません。",
       err_malformed: "このページのアドレスは正しくありません。",
@@ -1055,6 +1067,8 @@
 
   // --- validators -------------------------------------------------------------------------------------
 
+  const DECIDED_SHOWN = 20;
+
   async function renderValidators() {
     const [validatorsAnswer, proposalsAnswer] = await batch([
       ["chain_validators", []],
@@ -1063,6 +1077,12 @@
     const validators = orThrow(validatorsAnswer);
     rememberNames(validators.validators);
     const proposals = proposalsAnswer instanceof Error ? [] : proposalsAnswer.proposals;
+    const decided = await decidedProposals();
+    const keyNames = new Map(validators.validators.map((v) => [v.public_key, v.name]));
+    for (const proposal of proposals.concat(decided)) {
+      for (const approval of proposal.approvals) if (approval.name) keyNames.set(approval.public_key, approval.name);
+    }
+    const latest = decided.slice(0, DECIDED_SHOWN);
     return [
       el("h1", {}, t("validators_title", { h: formatCount(validators.height) })),
       facts([
@@ -1078,11 +1098,61 @@
       section(t("proposals"), table("proposals", ["#", t("change"), t("proposer"), t("approvals"), t("expires_at")],
         proposals.map((p) => el("tr", { "data-proposal": p.id },
           el("td", {}, String(p.id)),
-          el("td", { class: "mono" }, JSON.stringify(p.change)),
+          el("td", { class: "change" }, describeChange(p.change, keyNames)),
           el("td", {}, p.proposer_name || shortText(p.proposer, 10)),
           el("td", {}, p.approvals.length + " / " + p.quorum),
           el("td", {}, formatCount(p.expires_height)))), t("no_proposals"))),
+      section(t("decided_proposals"),
+        table("decided-proposals", ["#", t("change"), t("proposer"), t("approvals"), t("outcome")],
+          latest.map((p) => el("tr", { "data-proposal": p.id, "data-status": p.status },
+            el("td", {}, String(p.id)),
+            el("td", { class: "change" }, describeChange(p.change, keyNames)),
+            el("td", {}, p.proposer_name || shortText(p.proposer, 10)),
+            el("td", {}, String(p.approvals.length)),
+            el("td", { class: "outcome" }, p.status === "approved"
+              ? t("approved_from", { h: formatCount(p.activation_height) })
+              : t("expired_at", { h: formatCount(p.expires_height) })))), t("no_decided_proposals")),
+        decided.length > latest.length
+          ? el("p", { class: "note" }, t("latest_of", { n: latest.length, m: formatCount(decided.length) })) : null),
     ];
+  }
+
+  // Approved and expired proposals, newest first. They are few (each is a validator's signed act),
+  // so every page is read; a failed read shows what came before it.
+  async function decidedProposals() {
+    const found = [];
+    for (const status of ["approved", "expired"]) {
+      let cursor = null;
+      for (let page = 0; page < 10; page += 1) {
+        const params = { status: status, limit: 1000 };
+        if (cursor !== null) params.cursor = cursor;
+        const [answer] = await batch([["governance_getProposals", params]]);
+        if (answer instanceof Error) break;
+        found.push(...answer.proposals);
+        cursor = answer.next_cursor;
+        if (cursor === null || cursor === undefined) break;
+      }
+    }
+    return found.sort((a, b) => b.id - a.id);
+  }
+
+  // A proposed change in words; keys are named by the validator that holds them when known.
+  function describeChange(change, keyNames) {
+    const keyName = (key) => keyNames.get(key) || shortText(key, 8);
+    switch (change.kind) {
+      case "add_validator":
+        return t("ch_add_validator", { name: change.name, address: change.address, key: shortText(change.public_key, 8) });
+      case "remove_validator":
+        return t("ch_remove_validator", { name: keyName(change.public_key) });
+      case "replace_key":
+        return t(change.address ? "ch_replace_key_address" : "ch_replace_key",
+          { name: keyName(change.old_key), key: shortText(change.new_key, 8), address: change.address });
+      case "grant_issuer":
+      case "revoke_issuer":
+        return [t("ch_" + change.kind), " ", accountLink(change.account)];
+      default:
+        return el("span", { class: "mono" }, JSON.stringify(change));
+    }
   }
 
   // --- search -----------------------------------------------------------------------------------------
@@ -1245,7 +1315,12 @@
   // --- start ---------------------------------------------------------------------------------------
 
   // The page's number handling, for tests in the browser.
-  window.MuraExplorer = Object.freeze({ parseJson: parseJson, formatAmount: formatAmount, viewSpan: viewSpan });
+  window.MuraExplorer = Object.freeze({
+    parseJson: parseJson,
+    formatAmount: formatAmount,
+    viewSpan: viewSpan,
+    changeText: (change, keyNames) => el("span", {}, describeChange(change, new Map(Object.entries(keyNames)))).textContent,
+  });
 
   window.addEventListener("hashchange", route);
   window.addEventListener("error", (event) => {

@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING
 import pytest
 
 from mura.chain.address import encode_address
+from mura.chain.governance import GrantIssuer
 from mura.chain.keys import SigningKey, load_key
-from mura.chain.transaction import IssueAsset, IssueBond, OpenOffering, Subscribe, Transfer
+from mura.chain.transaction import Approve, IssueAsset, IssueBond, OpenOffering, Propose, Subscribe, Transfer
 from mura.tests.browser.ledger import (
     BOND,
     BOND_FACE,
@@ -77,6 +78,10 @@ def ledger(cluster: Cluster) -> Ledger:
                                                         reissuable=False, cap=0, registrar=b"", policy="open",
                                                         expiry_ms=0))),
     ]
+    validator_keys = [load_key(cluster.directory / "keys" / f"{name}.key") for name in cluster.names[:4]]
+    granted, proposed = SigningKey.generate().public_key, SigningKey.generate().public_key
+    submitted += [cluster.submit(0, cluster.sign(validator_keys[0], Propose(GrantIssuer(account))))
+                  for account in (granted, proposed)]
     investor = SigningKey.generate()
     now = time.time_ns() // 1_000_000
     day = 86_400_000
@@ -97,6 +102,13 @@ def ledger(cluster: Cluster) -> Ledger:
     for key, body in ((bank, OpenOffering(BOND, BOND_UNITS_OFFERED, BOND_FACE, now, now + day, 1, 0, 0)),
                       (investor, Subscribe(BOND, BOND_SUBSCRIBED_UNITS))):
         cluster.call(0, "tx_wait", cluster.submit(0, cluster.sign(key, body)), FINAL_WITHIN_SECONDS)
+    proposals = {proposal["change"]["public_key"]: proposal
+                 for proposal in cluster.call(0, "governance_getProposals", "open")["proposals"]}
+    grant = proposals["0x" + granted.hex()]
+    for approver in validator_keys[1:3]:
+        cluster.call(0, "tx_wait", cluster.submit(0, cluster.sign(approver, Approve(grant["id"]))),
+                     FINAL_WITHIN_SECONDS)
+    approved = cluster.call(0, "governance_getProposals", "approved")["proposals"]
     return Ledger(
         treasury=encode_address(cluster.treasury.public_key, cluster.prefix),
         bank=encode_address(bank.public_key, cluster.prefix),
@@ -108,6 +120,8 @@ def ledger(cluster: Cluster) -> Ledger:
         large_issue=large_issue,
         investor=encode_address(investor.public_key, cluster.prefix),
         validators=cluster.status(0)["validators"],
+        approved_proposal=next(proposal for proposal in approved if proposal["id"] == grant["id"]),
+        open_proposal=proposals["0x" + proposed.hex()],
     )
 
 

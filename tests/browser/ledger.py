@@ -48,3 +48,7 @@ class Ledger:
     #: Who subscribed BOND_SUBSCRIBED_UNITS units of BOND in its offering.
     investor: str
     validators: list[str]
+    #: governance_getProposals's answers: a grant of the issuer role a quorum approved, and one
+    #: with the proposer's approval only.
+    approved_proposal: dict[str, Any]
+    open_proposal: dict[str, Any]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from selenium.common.exceptions import NoAlertPresentException
@@ -228,6 +229,24 @@ def test_validators_page_lists_the_four_validators(browser: WebDriver, base_url:
     assert sorted(attributes(browser, "#view tr[data-validator]", "data-validator")) == sorted(ledger.validators)
 
 
+def test_validators_page_shows_open_and_decided_proposals_in_words(
+    browser: WebDriver, base_url: str, ledger: Ledger
+) -> None:
+    open_route(browser, base_url, "#/validators")
+    wait_view(browser, "validators")
+    opened, approved = ledger.open_proposal, ledger.approved_proposal
+    row = f'#proposals tr[data-proposal="{opened["id"]}"]'
+    assert text_of(browser, f"{row} td.change").startswith("Give the issuer role to")
+    browser.find_element(By.CSS_SELECTOR, f'{row} td.change a[href="#/account/{opened["change"]["account"]}"]')
+    assert text_of(browser, f"{row} td:nth-child(4)") == f"1 / {opened['quorum']}"
+    assert attributes(browser, "#decided-proposals tr[data-proposal]", "data-proposal") == [str(approved["id"])]
+    decided = f'#decided-proposals tr[data-proposal="{approved["id"]}"]'
+    assert text_of(browser, f"{decided} td.outcome") == (
+        f"approved: in force from height {approved['activation_height']:,}")
+    assert text_of(browser, f"{decided} td:nth-child(4)") == "3"
+    browser.find_element(By.CSS_SELECTOR, f'{decided} td.change a[href="#/account/{approved["change"]["account"]}"]')
+
+
 def test_bond_page_shows_terms_schedule_offering_and_proceeds(
     browser: WebDriver, base_url: str, ledger: Ledger
 ) -> None:
@@ -382,3 +401,26 @@ def test_main_view_fits_the_screen_width(
     assert overflow == 0, f"the {view} page is {overflow} px wider than the {layout.name}'s {layout.width} px"
     # A phone's browser widens the page to content too wide for it instead of scrolling sideways.
     assert browser.execute_script("return window.innerWidth;") == layout.width
+
+
+@pytest.mark.parametrize(("change", "text"), [
+    ({"kind": "add_validator", "name": "School <b>board</b>", "address": "10.0.0.9:9700",
+      "public_key": "0x" + "ab" * 32},
+     "Add validator School <b>board</b> at 10.0.0.9:9700, key 0xababab…abababab"),
+    ({"kind": "remove_validator", "public_key": "0x" + "01" * 32}, "Remove validator village-office"),
+    ({"kind": "remove_validator", "public_key": "0x" + "02" * 32}, "Remove validator 0x020202…02020202"),
+    ({"kind": "replace_key", "old_key": "0x" + "01" * 32, "new_key": "0x" + "03" * 32, "address": ""},
+     "New key for village-office: 0x030303…03030303"),
+    ({"kind": "replace_key", "old_key": "0x" + "01" * 32, "new_key": "0x" + "03" * 32, "address": "10.0.0.2:9700"},
+     "New key for village-office: 0x030303…03030303, at 10.0.0.2:9700"),
+    ({"kind": "revoke_issuer", "account": "tnac1abc", "public_key": "0x" + "04" * 32},
+     "Take the issuer role from tnac1abc"),
+    ({"kind": "a_later_kind", "x": 1}, '{"kind":"a_later_kind","x":1}'),
+])
+def test_proposed_changes_read_as_sentences(
+    browser: WebDriver, base_url: str, change: dict[str, Any], text: str
+) -> None:
+    open_route(browser, base_url, "#/validators")
+    wait_view(browser, "validators")
+    names = {"0x" + "01" * 32: "village-office"}
+    assert browser.execute_script("return MuraExplorer.changeText(arguments[0], arguments[1]);", change, names) == text
