@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from aiohttp import hdrs, web
@@ -40,37 +40,44 @@ from mura.rpc.jsonrpc import encode_error
 ANY_HOST = "*"
 #: A DNS name as ``Host`` carries one: labels of letters, digits, ``-`` and ``_``.
 _NAME = re.compile(r"(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*")
+#: A port after a host: ASCII digits only.
+_PORT = re.compile(r":[0-9]{1,5}")
 #: How much of a refused ``Host`` is repeated in the answer and the log.
 _SHOWN = 80
 
 def host_name_problem(name: str) -> str | None:
     """Why ``name`` cannot be listed in ``rpc.allowed_hosts`` (a bare DNS name, or ``*``), or None."""
-    if name == ANY_HOST or _NAME.fullmatch(name.lower().rstrip(".")):
+    if name == ANY_HOST or _NAME.fullmatch(_without_final_dot(name.lower())):
         return None
     return (f"{name!r} is not a host name such as node.village.example or localhost (no scheme, port or path; "
-            "IP addresses are always allowed; * allows any name)")
+            "a name in other scripts in its xn-- form, as browsers send it; IP addresses are always allowed; "
+            "* allows any name)")
 
 
 def name_in(host: str) -> str:
-    """The name or address in a ``Host`` header's value, without its port, brackets or final dot,
-    in lower case."""
-    host = host.strip().lower()
+    """The name or address in a ``Host`` header's value, in lower case, without its port, the brackets
+    of an IPv6 address or a final dot; a value of another form, whole (no name is allowed to match it)."""
+    host = host.lower()
     if host.startswith("["):
         address, bracket, rest = host[1:].partition("]")
-        return address if bracket and (not rest or (rest[0] == ":" and rest[1:].isdigit())) else host
+        return address if bracket and ":" in address and (not rest or _PORT.fullmatch(rest)) else host
     name, colon, port = host.rpartition(":")
-    if colon and port.isdigit() and ":" not in name:
+    if colon and ":" not in name and _PORT.fullmatch(colon + port):
         host = name
-    return host.rstrip(".")
+    return _without_final_dot(host)
 
 
 def is_address(name: str) -> bool:
-    """Whether ``name`` is an IP address (v4 in dotted decimal, or v6) rather than a name."""
+    """Whether ``name`` is an IP address (v4 in dotted decimal, or v6 without a zone) rather than a name."""
     try:
-        ipaddress.ip_address(name)
+        address = ipaddress.ip_address(name)
     except ValueError:
         return False
-    return True
+    return not (isinstance(address, ipaddress.IPv6Address) and address.scope_id)
+
+
+def _without_final_dot(name: str) -> str:
+    return name[:-1] if name.endswith(".") else name
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,24 +106,28 @@ class HostAllowlist:
         name = name_in(host)
         return name in self.names or is_address(name)
 
-    def middleware(self, refusals: RefusalLog) -> Middleware:
+    def middleware(self, refusals: RefusalLog, *, count: Callable[[], object]) -> Middleware:
         """An aiohttp middleware refusing, before anything else, a request for a name not allowed;
-        refusals are logged through ``refusals`` at its rate."""
+        each refusal is counted by calling ``count`` and logged through ``refusals`` at its rate."""
 
         @web.middleware
         async def check_host(request: web.Request, handler: Handler) -> web.StreamResponse:
             host = request.headers.get(hdrs.HOST)
             if self.allows(host):
                 return await handler(request)
+            count()
             shown = repr((host or "")[:_SHOWN])
-            refusals.note(f"refused a request from {request.remote} for the host name {shown}; if this node is "
-                          "meant to be reached by that name, add it to rpc.allowed_hosts")
+            refusals.note(f"refused a request from {request.remote} for the host name {shown} (rpc.allowed_hosts): "
+                          "a web page trying DNS rebinding, or a client using a name this node is not published "
+                          "under")
             error = standard_error(
                 INVALID_REQUEST,
                 reason=f"this node does not answer to the host name {shown}; reach it by its IP address, "
                        "or have its operator add the name to rpc.allowed_hosts",
                 limit="allowed_hosts",
             )
-            return web.Response(status=403, text=encode_error(error), content_type="application/json")
+            response = web.Response(status=403, text=encode_error(error), content_type="application/json")
+            response.force_close()  # what the client sends next is not read
+            return response
 
         return check_host

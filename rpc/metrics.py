@@ -210,6 +210,13 @@ class Metrics:
             "open: each the oldest of the address holding the most.",
             registry=self.registry,
         )
+        self.wrong_hosts = Counter(
+            "mura_rpc_wrong_host_requests",
+            "Requests to the RPC port refused (HTTP 403) because their Host named neither an IP address nor a "
+            "name in rpc.allowed_hosts: DNS rebinding attempts, or clients using a name the node is not published "
+            "under.",
+            registry=self.registry,
+        )
         self.slow_websockets_closed = Counter(
             "mura_rpc_websockets_closed_slow",
             "Websockets closed because rpc.websocket_queue notifications waited to be sent on them.",

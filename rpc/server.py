@@ -228,7 +228,8 @@ class RpcServer:
         if self._runner is not None:
             raise RuntimeError("the RPC server is already started")
         app = web.Application(client_max_size=self._limits.max_body_bytes,
-                              middlewares=[self._allowed_hosts.middleware(self._wrong_hosts)])
+                              middlewares=[self._allowed_hosts.middleware(
+                                  self._wrong_hosts, count=self.metrics.wrong_hosts.inc)])
         websockets = WebsocketHub(engine=self.engine, occupancy=self._occupancy, limits=self._limits,
                                   metrics=self.metrics, feed=self._feed, cors=self._cors)
         app.router.add_post("/", self._handle_rpc)

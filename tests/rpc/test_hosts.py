@@ -43,6 +43,9 @@ def test_the_name_in_a_host_header(host: str, name: str) -> None:
     ("attacker.example:8700", False), ("localhost.attacker.example", False), ("127.0.0.1.nip.io", False),
     ("127.1:8700", False),  # not an address in the form browsers send; a name like any other
     ("", False), ("[::1", False),
+    # forms no browser sends, refused rather than guessed at
+    ("[fe80::1%attacker.example]", False), ("[::1%x]:80", False), ("[127.0.0.1]", False), ("localhost..", False),
+    ("localhost:\u0668\u0667\u0660\u0660", False), ("127.0.0.1\x0b", False), ("localhost:", False),
 ])
 def test_ip_addresses_and_listed_names_are_allowed(host: str | None, allowed: bool) -> None:
     assert HostAllowlist.of(["localhost", "node.village.example"]).allows(host) is allowed
@@ -83,9 +86,12 @@ async def test_a_rebound_name_is_refused_on_every_path(http: aiohttp.ClientSessi
                                         headers=headers) as response:
                     assert response.status == expected, (method, path, host)
                     if expected == 403:
+                        assert response.headers[hdrs.CONNECTION].lower() == "close", "a refused client sends on"
                         error = (await response.json())["error"]
                         assert error["code"] == -32600 and error["data"]["limit"] == "allowed_hosts"
                         assert REBOUND in error["data"]["reason"] and "rpc.allowed_hosts" in error["data"]["reason"]
+        async with http.get(server.url + "metrics") as response:
+            assert f"mura_rpc_wrong_host_requests_total {2 * len(paths)}.0" in await response.text()
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
             await http.ws_connect(server.url + "ws", headers={hdrs.HOST: REBOUND, hdrs.ORIGIN: f"http://{REBOUND}"})
         assert refused.value.status == 403
