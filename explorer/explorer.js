@@ -752,7 +752,7 @@
 
   // --- a transaction ------------------------------------------------------------------------------------
 
-  async function renderTransaction(argument) {
+  async function renderTransaction(argument, isCurrent) {
     if (argument === null || !HASH_PATTERN.test(argument)) return t("err_tx_param", { v: argument || "" });
     const hash = argument.toLowerCase();
     await chainInfo();
@@ -762,9 +762,20 @@
     } catch (error) {
       if (!(error instanceof RpcFailure)) throw error;
       if (error.code === -32021 && error.data.pending) {
-        // Read again when the next block is decided: it may hold this transaction.
+        // Look again when a block is decided, and draw the page again only once the transaction is
+        // no longer pending (final, or dropped): a pending page does not flicker at every block.
         const seen = live.latest ? live.latest.height : 0;
-        onBlock = (header) => { if (header.height > seen) route(); };
+        let looking = false;
+        onBlock = (header) => {
+          if (header.height <= seen || looking) return;
+          looking = true;
+          call("chain_getTransaction", [hash]).then(() => true, (failure) => !(failure instanceof Unreachable
+            || (failure instanceof RpcFailure && failure.code === -32021 && failure.data.pending)))
+            .then((changed) => {
+              looking = false;
+              if (changed && isCurrent()) route();
+            });
+        };
         return [el("h1", {}, t("tx_title")), facts([
           ["hash", t("hash"), el("span", { class: "mono" }, hash)],
           ["status", t("status"), t("st_pending")],

@@ -17,6 +17,8 @@ from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 
+from mura.chain.keys import SigningKey
+from mura.chain.transaction import Transfer, sign_transaction
 from mura.tests.browser.ledger import (
     BOND,
     BOND_FACE,
@@ -24,6 +26,7 @@ from mura.tests.browser.ledger import (
     BOND_NAME,
     BOND_SUBSCRIBED_UNITS,
     BOND_UNITS_OFFERED,
+    FINAL_WITHIN_SECONDS,
     LARGE_ASSET,
     LARGE_SUPPLY_TEXT,
     MARKUP_MEMO,
@@ -171,6 +174,35 @@ def test_transaction_page_shows_kind_parties_amount_memo_status_and_block(
     height = transfer["block_height"]
     assert f"{height:,}" in field(browser, "block")
     browser.find_element(By.CSS_SELECTOR, f'#view [data-field="block"] a[href="#/block/{height}"]')
+
+
+def test_a_pending_transaction_turns_final_on_its_page_without_a_reload_or_a_redraw_meanwhile(
+    browser: WebDriver, base_url: str, cluster: Cluster, ledger: Ledger
+) -> None:
+    payer = SigningKey.generate()
+    funding = cluster.submit(0, cluster.sign(cluster.treasury, Transfer("NAC", payer.public_key, 1_000)))
+    cluster.call(0, "tx_wait", funding, FINAL_WITHIN_SECONDS)
+    # Nonce 1 before nonce 0: the pool holds it until the gap is filled.
+    later, first = (sign_transaction(payer, chain_id=cluster.chain_id, nonce=nonce,
+                                     body=Transfer("NAC", cluster.treasury.public_key, 100)) for nonce in (1, 0))
+    later_hash = cluster.submit(0, later)
+    open_route(browser, base_url, f"#/tx/{later_hash}")
+    wait_view(browser, "tx")
+    assert field(browser, "status").startswith("Pending")
+    browser.execute_script(
+        "window.sameLoad = true; window.redraws = 0;"
+        "new MutationObserver(() => { if (document.getElementById('view').getAttribute('data-state') === 'loading')"
+        " window.redraws += 1; }).observe(document.getElementById('view'), {attributes: true});"
+    )
+    height = cluster.height(0)
+    wait_until(browser, lambda driver: cluster.height(0) >= height + 3, lambda: "three more blocks")
+    assert field(browser, "status").startswith("Pending")
+    assert browser.execute_script("return window.redraws;") == 0, "the pending page was drawn again at a block"
+
+    cluster.call(0, "tx_wait", cluster.submit(0, first), FINAL_WITHIN_SECONDS)
+    wait_until(browser, lambda driver: field(driver, "status") == "Final", lambda: field(browser, "status"))
+    assert browser.execute_script("return window.sameLoad === true;"), "the page was reloaded"
+    assert f"{cluster.call(0, 'chain_getTransaction', later_hash)['block_height']:,}" in field(browser, "block")
 
 
 def test_a_memo_of_html_markup_is_shown_as_text(browser: WebDriver, base_url: str, ledger: Ledger) -> None:
