@@ -179,8 +179,8 @@ def test_transaction_page_shows_kind_parties_amount_memo_status_and_block(
 def test_a_pending_transaction_turns_final_on_its_page_without_a_reload_or_a_redraw_meanwhile(
     browser: WebDriver, base_url: str, cluster: Cluster, ledger: Ledger
 ) -> None:
-    payer = SigningKey.generate()
-    funding = cluster.submit(0, cluster.sign(cluster.treasury, Transfer("NAC", payer.public_key, 1_000)))
+    payer = SigningKey.generate()  # given 200 and sending it all back: no new holder for the other tests
+    funding = cluster.submit(0, cluster.sign(cluster.treasury, Transfer("NAC", payer.public_key, 200)))
     cluster.call(0, "tx_wait", funding, FINAL_WITHIN_SECONDS)
     # Nonce 1 before nonce 0: the pool holds it until the gap is filled.
     later, first = (sign_transaction(payer, chain_id=cluster.chain_id, nonce=nonce,
