@@ -18,13 +18,13 @@ apart because ``rpc`` imports nothing of ``p2p``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -167,28 +167,78 @@ def _busy_answer(limit: int) -> bytes:
     return head.encode() + body
 
 
-async def send_while_taken(send: Awaitable[None], transport: asyncio.BaseTransport | None, seconds: float) -> bool:
-    """Run ``send`` to its end while the client takes what is sent to it; False, with ``send``
-    cancelled, once ``seconds`` pass in which the client took nothing (the bytes waiting in
-    ``transport`` did not go down). A slow client is never cut off while it reads, only one that
-    stopped."""
-    task = asyncio.ensure_future(send)
-    waiting = math.inf
-    try:
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=seconds)
-            if done:
-                task.result()
-                return True
-            left = transport.get_write_buffer_size() if isinstance(transport, asyncio.WriteTransport) else 0
-            if left >= waiting:
-                return False
-            waiting = left
-    finally:
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
-                await task
+class SendWatch:
+    """Sends in progress, looked at every ``seconds``: a send whose client took nothing of what was
+    being sent to it since the previous look (the bytes waiting in its transport did not go down)
+    is cut off, its task cancelled. A slow client is never cut off while it reads, only one that
+    stopped, and then within one to two windows.
+
+    ``with watch.sending(transport) as sending:`` around the awaits of one send; afterwards
+    ``sending.cut_off`` says whether it was cut off (the cancellation is taken back, as
+    ``asyncio.timeout`` takes back its own). Most answers go out without waiting at all: watching
+    one costs a set insertion, and the one timer runs only while some send is watched.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self._sends: set[_Sending] = set()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def sending(self, transport: asyncio.BaseTransport | None) -> _Sending:
+        """A context manager watching the send the current task makes on ``transport``."""
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("a watched send runs in a task")
+        return _Sending(self, task, transport)
+
+    def _add(self, sending: _Sending) -> None:
+        self._sends.add(sending)
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._seconds, self._look)
+
+    def _look(self) -> None:
+        for sending in list(self._sends):
+            if not sending.took_something():
+                self._sends.discard(sending)
+                sending.cut()
+        self._timer = asyncio.get_running_loop().call_later(self._seconds, self._look) if self._sends else None
+
+
+class _Sending:
+    """One send under a ``SendWatch``."""
+
+    __slots__ = ("_stalled", "_task", "_transport", "_waiting", "_watch", "cut_off")
+
+    def __init__(self, watch: SendWatch, task: asyncio.Task[Any], transport: asyncio.BaseTransport | None) -> None:
+        self._watch = watch
+        self._task = task
+        self._transport = transport
+        #: Bytes waiting in the transport at the previous look (none yet: infinitely many).
+        self._waiting = math.inf
+        self._stalled = False
+        #: Whether the send was cut off because its client took nothing for a whole window.
+        self.cut_off = False
+
+    def took_something(self) -> bool:
+        transport = self._transport
+        left = transport.get_write_buffer_size() if isinstance(transport, asyncio.WriteTransport) else 0
+        took, self._waiting = left < self._waiting, left
+        return took
+
+    def cut(self) -> None:
+        self._stalled = True
+        self._task.cancel()
+
+    def __enter__(self) -> _Sending:
+        self._watch._add(self)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: object) -> bool:
+        self._watch._sends.discard(self)
+        stalled = kind is not None and issubclass(kind, asyncio.CancelledError) and self._stalled
+        # The watch's own cancellation ends here, unless the task was cancelled for another reason too.
+        self.cut_off = stalled and self._task.uncancel() == 0
+        return self.cut_off
 
 
 def source_of(address: str) -> str:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
@@ -42,6 +42,8 @@ ANY_HOST = "*"
 _NAME = re.compile(r"(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*")
 #: A port after a host: ASCII digits only.
 _PORT = re.compile(r":[0-9]{1,5}")
+#: How many ``Host`` values' answers are remembered.
+_REMEMBERED = 64
 #: How much of a refused ``Host`` is repeated in the answer and the log.
 _SHOWN = 80
 
@@ -86,6 +88,9 @@ class HostAllowlist:
 
     #: Allowed names, lower case without a final dot; ``*`` allows every name.
     names: frozenset[str]
+    #: Answers for the ``Host`` values seen last (a node sees few, and parsing an address on every
+    #: request costs more than the lookup); emptied when full, so sending many costs only the sender.
+    _seen: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, names: Iterable[str], *, listen_host: str = "") -> HostAllowlist:
@@ -103,8 +108,13 @@ class HostAllowlist:
         """Whether a request whose ``Host`` header is ``host`` (None: none sent) is answered."""
         if host is None or ANY_HOST in self.names:
             return True
-        name = name_in(host)
-        return name in self.names or is_address(name)
+        allowed = self._seen.get(host)
+        if allowed is None:
+            if len(self._seen) >= _REMEMBERED:
+                self._seen.clear()
+            name = name_in(host)
+            allowed = self._seen[host] = name in self.names or is_address(name)
+        return allowed
 
     def middleware(self, refusals: RefusalLog, *, count: Callable[[], object]) -> Middleware:
         """An aiohttp middleware refusing, before anything else, a request for a name not allowed;

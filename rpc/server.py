@@ -73,7 +73,7 @@ from typing import Any
 from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from mura.rpc.connections import CappedSite, RefusalLog, send_while_taken, source_of
+from mura.rpc.connections import CappedSite, RefusalLog, SendWatch, source_of
 from mura.rpc.cors import CorsPolicy
 from mura.rpc.declarations import Method
 from mura.rpc.errors import INVALID_REQUEST, SERVER_BUSY, RpcError, standard_error
@@ -159,6 +159,7 @@ class RpcServer:
         #: Connections cut off because their client did not take its answer in time.
         self.answers_cut_off = 0
         self._stalled = RefusalLog(interval=limits.refusal_log_interval, held_as="cut off", name=__name__)
+        self._answers_sent = SendWatch(limits.answer_send_seconds)
         self._wrong_hosts = RefusalLog(interval=limits.refusal_log_interval, held_as="refused",
                                        name="mura.rpc.hosts")
         self.metrics.watch_websockets(
@@ -329,16 +330,13 @@ class RpcServer:
             return web.Response(status=204)
         return await self._send_answer(request, web.Response(status=200, text=answer, content_type=_JSON))
 
-    @staticmethod
-    async def _write_answer(request: web.Request, response: web.Response) -> None:
-        await response.prepare(request)
-        await response.write_eof()
-
     async def _send_answer(self, request: web.Request, response: web.Response) -> web.Response:
         """``response`` sent here: a client that takes nothing of it for ``answer_send_seconds`` is
         cut off, so the answer does not wait in memory for as long as it keeps the connection open."""
-        if not await send_while_taken(self._write_answer(request, response), request.transport,
-                                      self._limits.answer_send_seconds):
+        with self._answers_sent.sending(request.transport) as sending:
+            await response.prepare(request)
+            await response.write_eof()
+        if sending.cut_off:
             self.answers_cut_off += 1
             self._stalled.note(f"cut off a JSON-RPC client at {request.remote}: it took nothing of its answer for "
                                f"{self._limits.answer_send_seconds:g} s")

@@ -48,7 +48,7 @@ import logging
 
 from aiohttp import WSCloseCode, WSMsgType, hdrs, web
 
-from mura.rpc.connections import RefusalLog, send_while_taken, source_of
+from mura.rpc.connections import RefusalLog, SendWatch, source_of
 from mura.rpc.cors import CorsPolicy
 from mura.rpc.errors import INVALID_REQUEST, NODE_STOPPING, SERVER_BUSY, RpcError, standard_error
 from mura.rpc.jsonrpc import JsonRpcEngine, encode_error
@@ -93,6 +93,8 @@ class WebsocketHub:
         self.metrics = metrics
         self.feed = feed
         self._cors = cors
+        #: Frames being sent: a client that takes nothing of one for websocket_send_seconds is cut off.
+        self.sends = SendWatch(limits.websocket_send_seconds)
         #: Websockets open, oldest first.
         self._connections: dict[_Connection, None] = {}
         #: Websockets let in, counted from their upgrade (those being upgraded included) until they end
@@ -405,8 +407,9 @@ class _Connection:
     async def _send(self, text: str) -> bool:
         """Send ``text``; False, with the connection cut, once ``websocket_send_seconds`` pass in
         which the client took nothing of it (it does not read: what waits for it is freed)."""
-        if not await send_while_taken(self._socket.send_str(text), self._transport,
-                                      self._hub.limits.websocket_send_seconds):
+        with self._hub.sends.sending(self._transport) as sending:
+            await self._socket.send_str(text)
+        if sending.cut_off:
             self._hub.note_stalled(self._address)
             self._closing = True
             self._forget_subscriptions()

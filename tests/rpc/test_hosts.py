@@ -51,6 +51,14 @@ def test_ip_addresses_and_listed_names_are_allowed(host: str | None, allowed: bo
     assert HostAllowlist.of(["localhost", "node.village.example"]).allows(host) is allowed
 
 
+def test_answers_are_remembered_for_a_bounded_number_of_host_values() -> None:
+    allowlist = HostAllowlist.of(["localhost"])
+    for index in range(1_000):
+        assert not allowlist.allows(f"x{index}.{REBOUND}")
+        assert allowlist.allows("127.0.0.1:8700") and allowlist.allows("localhost:8700")
+    assert len(allowlist._seen) <= 64
+
+
 def test_any_name_with_a_star_and_the_listen_name_always() -> None:
     assert HostAllowlist.of(["*"]).allows("attacker.example")
     own = HostAllowlist.of([], listen_host="node.village.example")
