@@ -18,9 +18,12 @@ apart because ``rpc`` imports nothing of ``p2p``.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import ipaddress
 import logging
 import math
+import struct
+import termios
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -34,6 +37,8 @@ from mura.rpc.jsonrpc import encode_error
 logger = logging.getLogger(__name__)
 
 _JSON = "application/json"
+#: The ioctl that reads a socket's unacknowledged send queue (SIOCOUTQ on Linux, where it is TIOCOUTQ).
+_SEND_QUEUE_REQUEST: int | None = getattr(termios, "TIOCOUTQ", None)
 
 
 class CappedSite(web.BaseSite):
@@ -167,6 +172,19 @@ def _busy_answer(limit: int) -> bytes:
     return head.encode() + body
 
 
+def _kernel_send_queue(transport: asyncio.BaseTransport | None) -> int:
+    """Bytes in the kernel's send queue of ``transport``'s socket, not yet acknowledged by the
+    client (Linux ``SIOCOUTQ``); 0 where that cannot be read."""
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None or _SEND_QUEUE_REQUEST is None:
+        return 0
+    try:
+        answer = fcntl.ioctl(sock.fileno(), _SEND_QUEUE_REQUEST, bytes(4))
+    except (OSError, ValueError):
+        return 0
+    return int(struct.unpack("i", answer)[0])
+
+
 class SendWatch:
     """Sends in progress, looked at every ``seconds``: a send whose client took nothing of what was
     being sent to it since the previous look (the bytes waiting in its transport did not go down)
@@ -176,13 +194,16 @@ class SendWatch:
     ``with watch.sending(transport) as sending:`` around the awaits of one send; afterwards
     ``sending.cut_off`` says whether it was cut off (the cancellation is taken back, as
     ``asyncio.timeout`` takes back its own). Most answers go out without waiting at all: watching
-    one costs a set insertion, and the one timer runs only while some send is watched.
+    one costs a set insertion, and the one timer runs only while sends are watched (and one
+    window after the last).
     """
 
     def __init__(self, seconds: float) -> None:
         self._seconds = seconds
         self._sends: set[_Sending] = set()
         self._timer: asyncio.TimerHandle | None = None
+        #: The loop the timer runs in: a server started again in another loop starts a timer there.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def sending(self, transport: asyncio.BaseTransport | None) -> _Sending:
         """A context manager watching the send the current task makes on ``transport``."""
@@ -193,15 +214,19 @@ class SendWatch:
 
     def _add(self, sending: _Sending) -> None:
         self._sends.add(sending)
-        if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self._seconds, self._look)
+        loop = asyncio.get_running_loop()
+        if self._timer is None or self._loop is not loop:
+            self._sends = {watched for watched in self._sends if watched.in_loop(loop)}
+            self._loop = loop
+            self._timer = loop.call_later(self._seconds, self._look)
 
     def _look(self) -> None:
         for sending in list(self._sends):
             if not sending.took_something():
                 self._sends.discard(sending)
                 sending.cut()
-        self._timer = asyncio.get_running_loop().call_later(self._seconds, self._look) if self._sends else None
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self._seconds, self._look) if self._sends else None
 
 
 class _Sending:
@@ -220,10 +245,18 @@ class _Sending:
         self.cut_off = False
 
     def took_something(self) -> bool:
+        """Whether the bytes not yet taken by the client, in the transport and in the kernel's send
+        queue, went down since the previous look. The transport's alone stay put for a client that
+        reads a few kilobytes a second: the kernel takes more from it only once much of its own
+        queue, megabytes on a fast link, has gone."""
         transport = self._transport
         left = transport.get_write_buffer_size() if isinstance(transport, asyncio.WriteTransport) else 0
+        left += _kernel_send_queue(transport)
         took, self._waiting = left < self._waiting, left
         return took
+
+    def in_loop(self, loop: asyncio.AbstractEventLoop) -> bool:
+        return self._task.get_loop() is loop
 
     def cut(self) -> None:
         self._stalled = True

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -541,6 +542,38 @@ async def test_a_client_that_reads_its_answer_slowly_is_not_cut_off(serve: Serve
     writer.close()
     assert received > size and endpoint.server.answers_cut_off == 0
     assert asyncio.get_running_loop().time() - started > 1.0, "the answer took several windows to take"
+
+
+async def test_a_client_that_takes_a_trickle_of_its_answer_is_not_cut_off(serve: Serve) -> None:
+    """A few kilobytes a second leave the transport's own buffer where it was for many windows (the
+    kernel queue in front of it is megabytes): the bytes the kernel still holds count too."""
+    size = 8 * 1024 * 1024
+
+    async def large() -> str:
+        return "x" * size
+
+    method = Method(name="test_large", handler=large, summary="A long string.",
+                    result=Result("text", {"type": "string"}, "The string."))
+    endpoint = await serve([method], limits=RpcLimits(answer_send_seconds=0.5))
+    body = json.dumps({"jsonrpc": "2.0", "method": "test_large", "id": 1}).encode()
+    client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a phone on a poor link
+    client.setblocking(False)
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.sock_connect(client, ("127.0.0.1", endpoint.server.port))
+        await loop.sock_sendall(client, b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                                b"Content-Type: application/json\r\n"
+                                + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        received = 0
+        started = loop.time()
+        while loop.time() - started < 3.0:  # six windows at about 20 KiB a second, straight from the socket
+            received += len(await asyncio.wait_for(loop.sock_recv(client, 2048), DEADLINE))
+            await asyncio.sleep(0.1)
+        assert endpoint.server.answers_cut_off == 0
+        assert 0 < received < size, "the client read a trickle of its answer"
+    finally:
+        client.close()
 
 
 @pytest.mark.parametrize(
