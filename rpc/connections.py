@@ -187,9 +187,9 @@ def _kernel_send_queue(transport: asyncio.BaseTransport | None) -> int:
 
 class SendWatch:
     """Sends in progress, looked at every ``seconds``: a send whose client took nothing of what was
-    being sent to it since the previous look (the bytes waiting in its transport did not go down)
-    is cut off, its task cancelled. A slow client is never cut off while it reads, only one that
-    stopped, and then within one to two windows.
+    being sent to it since the previous look (the bytes not yet taken, in its transport and in the
+    kernel's send queue, did not go down) is cut off, its task cancelled. A slow client is never
+    cut off while it reads, only one that stopped, and then within one to two windows.
 
     ``with watch.sending(transport) as sending:`` around the awaits of one send; afterwards
     ``sending.cut_off`` says whether it was cut off (the cancellation is taken back, as
@@ -238,7 +238,7 @@ class _Sending:
         self._watch = watch
         self._task = task
         self._transport = transport
-        #: Bytes waiting in the transport at the previous look (none yet: infinitely many).
+        #: Bytes not yet taken at the previous look (none yet: infinitely many).
         self._waiting = math.inf
         self._stalled = False
         #: Whether the send was cut off because its client took nothing for a whole window.

@@ -47,6 +47,7 @@ _REMEMBERED = 64
 #: How much of a refused ``Host`` is repeated in the answer and the log.
 _SHOWN = 80
 
+
 def host_name_problem(name: str) -> str | None:
     """Why ``name`` cannot be listed in ``rpc.allowed_hosts`` (a bare DNS name, or ``*``), or None."""
     if name == ANY_HOST or _NAME.fullmatch(_without_final_dot(name.lower())):

@@ -78,7 +78,8 @@ def ledger(cluster: Cluster) -> Ledger:
                                                         reissuable=False, cap=0, registrar=b"", policy="open",
                                                         expiry_ms=0))),
     ]
-    validator_keys = [load_key(cluster.directory / "keys" / f"{name}.key") for name in cluster.names[:4]]
+    validator_keys = [load_key(cluster.directory / "keys" / f"{name}.key")
+                      for name in cluster.names[: cluster.validators]]
     granted, proposed = SigningKey.generate().public_key, SigningKey.generate().public_key
     submitted += [cluster.submit(0, cluster.sign(validator_keys[0], Propose(GrantIssuer(account))))
                   for account in (granted, proposed)]

@@ -498,20 +498,31 @@ async def test_a_client_that_hangs_up_gives_its_waiting_places_back_at_once(serv
     assert await endpoint.post(ping()) == (200, PONG)
 
 
+def large_answer(size: int) -> Method:
+    """``test_large``: a string of ``size`` bytes, for clients that take it slowly or not at all."""
+
+    async def large() -> str:
+        return "x" * size
+
+    return Method(name="test_large", handler=large, summary="A long string.",
+                  result=Result("text", {"type": "string"}, "The string."))
+
+
+def large_call(*, close: bool) -> bytes:
+    """The whole HTTP request calling ``test_large``, asking to close the connection after it or not."""
+    body = json.dumps({"jsonrpc": "2.0", "method": "test_large", "id": 1}).encode()
+    connection = b"Connection: close\r\n" if close else b""
+    return (b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n" + connection + b"Content-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+
+
 async def test_a_client_that_takes_nothing_of_its_answer_is_cut_off(serve: Serve) -> None:
     """A client that asked for a large answer and read nothing once pinned it in memory for as long
     as it kept its connection open."""
 
-    async def large() -> str:
-        return "x" * 32 * 1024 * 1024  # more than the kernel's socket buffers take
-
-    method = Method(name="test_large", handler=large, summary="A long string.",
-                    result=Result("text", {"type": "string"}, "The string."))
-    endpoint = await serve([method], limits=RpcLimits(answer_send_seconds=0.5))
-    body = json.dumps({"jsonrpc": "2.0", "method": "test_large", "id": 1}).encode()
+    endpoint = await serve([large_answer(32 * 1024 * 1024)], limits=RpcLimits(answer_send_seconds=0.5))
     _, writer = await asyncio.open_connection("127.0.0.1", endpoint.server.port)
-    writer.write(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                 + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)  # and then it reads nothing
+    writer.write(large_call(close=False))  # and then it reads nothing
     await wait_until(lambda: endpoint.server.answers_cut_off == 1, "the client that reads nothing to be cut off")
     await wait_until(lambda: endpoint.server.connections_from("127.0.0.1") == 0, "its connection to be gone")
     writer.close()
@@ -523,17 +534,9 @@ async def test_a_client_that_reads_its_answer_slowly_is_not_cut_off(serve: Serve
     """Only a client that stopped taking its answer is cut off: one on a slow link, taking a little
     in every window, gets all of it however long that takes."""
     size = 16 * 1024 * 1024
-
-    async def large() -> str:
-        return "x" * size
-
-    method = Method(name="test_large", handler=large, summary="A long string.",
-                    result=Result("text", {"type": "string"}, "The string."))
-    endpoint = await serve([method], limits=RpcLimits(answer_send_seconds=0.5))
-    body = json.dumps({"jsonrpc": "2.0", "method": "test_large", "id": 1}).encode()
+    endpoint = await serve([large_answer(size)], limits=RpcLimits(answer_send_seconds=0.5))
     reader, writer = await asyncio.open_connection("127.0.0.1", endpoint.server.port, limit=1024 * 1024)
-    writer.write(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\n"
-                 + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    writer.write(large_call(close=True))
     received = 0
     started = asyncio.get_running_loop().time()
     while chunk := await asyncio.wait_for(reader.read(1024 * 1024), DEADLINE):
@@ -548,23 +551,14 @@ async def test_a_client_that_takes_a_trickle_of_its_answer_is_not_cut_off(serve:
     """A few kilobytes a second leave the transport's own buffer where it was for many windows (the
     kernel queue in front of it is megabytes): the bytes the kernel still holds count too."""
     size = 8 * 1024 * 1024
-
-    async def large() -> str:
-        return "x" * size
-
-    method = Method(name="test_large", handler=large, summary="A long string.",
-                    result=Result("text", {"type": "string"}, "The string."))
-    endpoint = await serve([method], limits=RpcLimits(answer_send_seconds=0.5))
-    body = json.dumps({"jsonrpc": "2.0", "method": "test_large", "id": 1}).encode()
+    endpoint = await serve([large_answer(size)], limits=RpcLimits(answer_send_seconds=0.5))
     client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a phone on a poor link
     client.setblocking(False)
     loop = asyncio.get_running_loop()
     try:
         await loop.sock_connect(client, ("127.0.0.1", endpoint.server.port))
-        await loop.sock_sendall(client, b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-                                b"Content-Type: application/json\r\n"
-                                + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        await loop.sock_sendall(client, large_call(close=True))
         received = 0
         started = loop.time()
         while loop.time() - started < 3.0:  # six windows at about 20 KiB a second, straight from the socket
